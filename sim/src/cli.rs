@@ -1,0 +1,272 @@
+//! `idbind sim`: flags → `SimConfig` → `Simulator::start`, then serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{BucketSpec, SimConfig, TlsConfig};
+use crate::faults::FaultRule;
+use crate::handle::Simulator;
+use crate::seed::{Seed, parse_app_flag, parse_rg_flag, parse_vault_flag};
+
+/// Flags of `idbind sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets
+/// everything; the flags below override it.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SimArgs {
+    /// Configuration file (JSON or YAML; see `SimConfig`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Seed file(s) with subscriptions, resource groups, vaults, apps, principals, permissions.
+    #[arg(long, value_name = "FILE")]
+    pub seed: Vec<PathBuf>,
+    /// HTTPS listen address (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub https_addr: Option<SocketAddr>,
+    /// Plain HTTP listen address, for debugging.
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    #[arg(long)]
+    pub no_https: bool,
+    #[arg(long)]
+    pub no_http: bool,
+    /// Serve this certificate chain (PEM) instead of generating a CA.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA clients should trust for `--tls-cert` (defaults to the chain itself).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Extra DNS name or IP for the generated serving certificate.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Vec<String>,
+    /// Directory that receives ca.pem, ca-key.pem, endpoint and endpoint.json.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Persist the state to this file (atomically, every acknowledged write).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    #[arg(long, value_name = "GUID")]
+    pub tenant_id: Option<String>,
+    /// Seed a subscription.
+    #[arg(long, value_name = "ID")]
+    pub subscription: Vec<String>,
+    /// Seed a resource group: SUBSCRIPTION/NAME[@LOCATION].
+    #[arg(long, value_name = "SUB/RG[@LOC]")]
+    pub resource_group: Vec<String>,
+    /// Seed a vault: SUBSCRIPTION/RG/NAME[@rbac|@policies].
+    #[arg(long, value_name = "SUB/RG/NAME[@MODE]")]
+    pub vault: Vec<String>,
+    /// Seed an app that gets tokens with a secret: CLIENT_ID:SECRET[:OBJECT_ID].
+    #[arg(long, value_name = "ID:SECRET[:OID]")]
+    pub app: Vec<String>,
+    /// Extra CA file trusted for OIDC discovery of client-assertion issuers.
+    #[arg(long, value_name = "FILE")]
+    pub trust_ca: Vec<PathBuf>,
+    /// Turn ARM and managed-identity throttling off.
+    #[arg(long)]
+    pub no_throttle: bool,
+    /// Turn only the managed-identity RP limits off.
+    #[arg(long)]
+    pub no_msi_limits: bool,
+    /// Per-principal read bucket, CAPACITY:REFILL_PER_SEC (ARM: 250:25).
+    #[arg(long, value_name = "CAP:RATE", value_parser = parse_bucket)]
+    pub read_bucket: Option<BucketSpec>,
+    /// Per-principal write bucket (ARM: 200:10).
+    #[arg(long, value_name = "CAP:RATE", value_parser = parse_bucket)]
+    pub write_bucket: Option<BucketSpec>,
+    /// Per-principal delete bucket (ARM: 200:10).
+    #[arg(long, value_name = "CAP:RATE", value_parser = parse_bucket)]
+    pub delete_bucket: Option<BucketSpec>,
+    /// Global bucket size as a multiple of the per-principal one (ARM: 15).
+    #[arg(long, value_name = "N")]
+    pub global_factor: Option<f64>,
+    /// Added latency for every operation, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u64>,
+    /// A fault rule as JSON, e.g. '{"operation":"*","kind":"error","status":503,"rate":0.1}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_fault)]
+    pub fault: Vec<FaultRule>,
+    #[arg(long, value_name = "SECS")]
+    pub token_lifetime_secs: Option<u64>,
+    #[arg(long, value_name = "MS")]
+    pub principal_replication_delay_ms: Option<u64>,
+    #[arg(long, value_name = "MS")]
+    pub fic_write_duration_ms: Option<u64>,
+    #[arg(long, value_name = "N")]
+    pub max_fics_per_identity: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
+    /// Let ARM requests without a bearer token through as a fixed principal (curl debugging).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+}
+
+fn parse_bucket(s: &str) -> Result<BucketSpec, String> {
+    let (cap, rate) = s.split_once(':').ok_or_else(|| format!("expected CAPACITY:REFILL_PER_SEC, got '{s}'"))?;
+    let cap: f64 = cap.parse().map_err(|e| format!("capacity '{cap}': {e}"))?;
+    let rate: f64 = rate.parse().map_err(|e| format!("refill '{rate}': {e}"))?;
+    if cap < 1.0 || rate < 0.0 {
+        return Err(String::from("capacity must be at least 1 and refill non-negative"));
+    }
+    Ok(BucketSpec::new(cap, rate))
+}
+
+fn parse_fault(s: &str) -> Result<FaultRule, String> {
+    serde_json::from_str(s).map_err(|e| format!("invalid fault rule '{s}': {e}"))
+}
+
+impl SimArgs {
+    /// The configuration these flags describe.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => SimConfig::from_file(p)?,
+            None => SimConfig::default(),
+        };
+        for p in &self.seed {
+            cfg.seed.extend(Seed::from_file(p)?);
+        }
+        if let Some(a) = self.https_addr {
+            cfg.https_addr = Some(a);
+        }
+        if let Some(a) = self.http_addr {
+            cfg.http_addr = Some(a);
+        }
+        if self.no_https {
+            cfg.https_addr = None;
+        }
+        if self.no_http {
+            cfg.http_addr = None;
+        }
+        if let (Some(cert_file), Some(key_file)) = (&self.tls_cert, &self.tls_key) {
+            cfg.tls = TlsConfig::Files { cert_file: cert_file.clone(), key_file: key_file.clone(), ca_file: self.tls_ca.clone() };
+        } else if !self.hostname.is_empty() {
+            cfg.tls = TlsConfig::Generate { extra_hostnames: self.hostname.clone() };
+        }
+        if self.state_dir.is_some() {
+            cfg.state_dir = self.state_dir.clone();
+        }
+        if self.state_file.is_some() {
+            cfg.state_file = self.state_file.clone();
+        }
+        if let Some(t) = &self.tenant_id {
+            cfg.tenant_id = t.clone();
+        }
+        let mut flags = Seed::default();
+        for s in &self.subscription {
+            flags.subscription_mut(s);
+        }
+        for s in &self.resource_group {
+            let (sub, rg, loc) = parse_rg_flag(s).map_err(anyhow::Error::msg)?;
+            flags.add_rg(&sub, &rg, loc);
+        }
+        for s in &self.vault {
+            let (sub, rg, name, rbac) = parse_vault_flag(s).map_err(anyhow::Error::msg)?;
+            flags.add_vault(&sub, &rg, &name, rbac);
+        }
+        for s in &self.app {
+            flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
+        }
+        cfg.seed.extend(flags);
+        cfg.entra.extra_ca_files.extend(self.trust_ca.iter().cloned());
+        if self.no_throttle {
+            cfg.throttle.enabled = false;
+        }
+        if self.no_msi_limits {
+            cfg.throttle.msi.enabled = false;
+        }
+        if let Some(b) = self.read_bucket {
+            cfg.throttle.reads = b;
+        }
+        if let Some(b) = self.write_bucket {
+            cfg.throttle.writes = b;
+        }
+        if let Some(b) = self.delete_bucket {
+            cfg.throttle.deletes = b;
+        }
+        if let Some(f) = self.global_factor {
+            cfg.throttle.global_factor = f;
+        }
+        if let Some(ms) = self.latency_ms {
+            cfg.latency.default_ms = ms;
+        }
+        cfg.faults.extend(self.fault.iter().cloned());
+        if let Some(v) = self.token_lifetime_secs {
+            cfg.entra.token_lifetime_secs = v;
+        }
+        if let Some(v) = self.principal_replication_delay_ms {
+            cfg.behaviour.principal_replication_delay_ms = v;
+        }
+        if let Some(v) = self.fic_write_duration_ms {
+            cfg.behaviour.fic_write_duration_ms = v;
+        }
+        if let Some(v) = self.max_fics_per_identity {
+            cfg.behaviour.max_fics_per_identity = v;
+        }
+        if let Some(v) = self.page_size {
+            cfg.behaviour.page_size = v.max(1);
+        }
+        if self.allow_anonymous {
+            cfg.allow_anonymous = true;
+        }
+        cfg.seed.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs the simulator until SIGINT/SIGTERM. Prints one JSON line with its URLs on stdout
+/// once it is ready (launchers can wait for it instead of polling).
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    let ca_file = config.state_dir.as_ref().map(|d| d.join("ca.pem"));
+    let handle = Simulator::start(config).await?;
+    println!("{}", handle.endpoint_json(ca_file.as_deref()));
+    wait_for_signal().await?;
+    tracing::info!("shutting down the ARM simulator");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    #[test]
+    fn flags_become_config() -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from([
+            "sim", "--no-http", "--resource-group", "s1/rg1@eastus", "--vault", "s1/rg1/kv@policies", "--app", "c:s", "--write-bucket", "5:1",
+            "--no-msi-limits", "--fault", r#"{"operation":"Token","kind":"error","status":500}"#, "--token-lifetime-secs", "5", "--page-size", "0",
+        ])?;
+        let cfg = cli.args.to_config()?;
+        assert!(cfg.http_addr.is_none() && cfg.https_addr.is_some());
+        assert_eq!(cfg.throttle.writes, BucketSpec::new(5.0, 1.0));
+        assert!(cfg.throttle.enabled && !cfg.throttle.msi.enabled);
+        assert_eq!(cfg.faults.len(), 1);
+        assert_eq!(cfg.entra.token_lifetime_secs, 5);
+        assert_eq!(cfg.behaviour.page_size, 1);
+        assert_eq!(cfg.seed.subscriptions[0].resource_groups[0].vaults[0].enable_rbac_authorization, Some(false));
+        assert_eq!(cfg.seed.apps[0].client_id, "c");
+        assert!(Cli::try_parse_from(["sim", "--write-bucket", "x"]).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! Configuration of a simulator instance. Every number that shapes behaviour is here, with
+//! defaults that follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set
+//! any of it, and `idbind sim` flags override the most common fields.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SimError;
+use crate::faults::FaultRule;
+use crate::seed::Seed;
+
+/// Everything `Simulator::start` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SimConfig {
+    /// HTTPS listener; `None` disables it. Port 0 picks a free port.
+    pub https_addr: Option<SocketAddr>,
+    /// Plain HTTP listener for debugging (curl without a CA); `None` disables it.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the serving certificate comes from.
+    pub tls: TlsConfig,
+    /// If set, receives `ca.pem`, `ca-key.pem` (reused on restart, so clients keep trusting the
+    /// simulator), `endpoint` (the HTTPS URL) and `endpoint.json` (all URLs).
+    pub state_dir: Option<PathBuf>,
+    /// If set, the state is loaded from and persisted to this file (see `persist.rs`).
+    pub state_file: Option<PathBuf>,
+    /// The Entra tenant every identity, token and vault belongs to.
+    pub tenant_id: String,
+    /// Subscriptions, resource groups, vaults, apps, principals, permissions, custom roles.
+    pub seed: Seed,
+    pub throttle: ThrottleConfig,
+    pub latency: LatencyConfig,
+    /// Faults active from the start (the admin endpoint can change them at runtime).
+    pub faults: Vec<FaultRule>,
+    pub behaviour: BehaviourConfig,
+    pub entra: EntraConfig,
+    /// When true, ARM requests without a bearer token act as `anonymous_principal`
+    /// (curl-friendly debugging). Requests that do carry a token are still validated.
+    pub allow_anonymous: bool,
+    pub anonymous_principal: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            https_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            tls: TlsConfig::default(),
+            state_dir: None,
+            state_file: None,
+            tenant_id: String::from("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            seed: Seed::default(),
+            throttle: ThrottleConfig::default(),
+            latency: LatencyConfig::default(),
+            faults: Vec::new(),
+            behaviour: BehaviourConfig::default(),
+            entra: EntraConfig::default(),
+            allow_anonymous: false,
+            anonymous_principal: String::from("00000000-0000-0000-0000-00000000a11c"),
+        }
+    }
+}
+
+impl SimConfig {
+    /// A configuration for tests: no throttling, no replication delay, no FIC write window;
+    /// each of those is then switched on by the test that is about it.
+    pub fn for_tests() -> Self {
+        let mut cfg = Self::default();
+        cfg.throttle = ThrottleConfig::disabled();
+        cfg.behaviour.principal_replication_delay_ms = 0;
+        cfg
+    }
+
+    /// Reads a config file; `.yaml`/`.yml` are YAML, anything else JSON.
+    pub fn from_file(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read { path: path.to_owned(), source })?;
+        parse_json_or_yaml(path, &text)
+    }
+}
+
+pub(crate) fn parse_json_or_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, SimError> {
+    let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let parsed = if is_yaml {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|message| SimError::Parse { what: path.display().to_string(), message })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum TlsConfig {
+    /// Generate a CA (or reuse the one in `state_dir`) and a serving certificate for
+    /// `localhost`, `127.0.0.1`, `::1` and these extra names.
+    Generate { extra_hostnames: Vec<String> },
+    /// Serve this certificate chain and key (PEM). `ca_file` is what `ca_pem()` returns and
+    /// what is written to `state_dir`; defaults to the chain file.
+    Files { cert_file: PathBuf, key_file: PathBuf, ca_file: Option<PathBuf> },
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self::Generate { extra_hostnames: Vec::new() }
+    }
+}
+
+/// A token bucket: `capacity` tokens, `refill_per_sec` tokens back each second.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSpec {
+    pub capacity: f64,
+    pub refill_per_sec: f64,
+}
+
+impl BucketSpec {
+    pub const fn new(capacity: f64, refill_per_sec: f64) -> Self {
+        Self { capacity, refill_per_sec }
+    }
+
+    pub fn scaled(self, factor: f64) -> Self {
+        Self { capacity: self.capacity * factor, refill_per_sec: self.refill_per_sec * factor }
+    }
+}
+
+/// ARM's throttling (FACTS §5) and the managed-identity API limits (FACTS §1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ThrottleConfig {
+    pub enabled: bool,
+    /// Per (subscription, principal, kind) buckets.
+    pub reads: BucketSpec,
+    pub writes: BucketSpec,
+    pub deletes: BucketSpec,
+    /// Shared by all principals of a subscription: this many times the per-principal bucket.
+    pub global_factor: f64,
+    /// Per (tenant, principal, kind) for requests not under a subscription (tenant-level
+    /// role definitions).
+    pub tenant_reads: BucketSpec,
+    pub tenant_writes: BucketSpec,
+    pub tenant_deletes: BucketSpec,
+    /// The managed-identity RP's own limits on userAssignedIdentities operations.
+    pub msi: MsiLimits,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reads: BucketSpec::new(250.0, 25.0),
+            writes: BucketSpec::new(200.0, 10.0),
+            deletes: BucketSpec::new(200.0, 10.0),
+            global_factor: 15.0,
+            tenant_reads: BucketSpec::new(250.0, 25.0),
+            tenant_writes: BucketSpec::new(200.0, 10.0),
+            tenant_deletes: BucketSpec::new(200.0, 10.0),
+            msi: MsiLimits::default(),
+        }
+    }
+}
+
+impl ThrottleConfig {
+    pub fn disabled() -> Self {
+        Self { enabled: false, ..Self::default() }
+    }
+}
+
+/// Rates from FACTS §1 (requests per second). The doc gives rates only, not burst sizes:
+/// [UNVERIFIED] we let each bucket hold one second's worth of requests, but at least one
+/// request, so 0.25/s per identity means one request and then one every four seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MsiLimits {
+    pub enabled: bool,
+    pub create_or_update: MsiRate,
+    pub get: MsiRate,
+    pub list: MsiRate,
+    pub delete: MsiRate,
+}
+
+impl Default for MsiLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            create_or_update: MsiRate { per_tenant: 10.0, per_subscription: 2.0, per_resource: 0.25 },
+            get: MsiRate { per_tenant: 30.0, per_subscription: 10.0, per_resource: 0.5 },
+            list: MsiRate { per_tenant: 15.0, per_subscription: 5.0, per_resource: 0.25 },
+            delete: MsiRate { per_tenant: 10.0, per_subscription: 2.0, per_resource: 0.25 },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MsiRate {
+    pub per_tenant: f64,
+    pub per_subscription: f64,
+    pub per_resource: f64,
+}
+
+/// Added latency per operation (real time), to model ARM's response times in benchmarks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LatencyConfig {
+    pub default_ms: u64,
+    /// Operation name (e.g. `UserAssignedIdentities_CreateOrUpdate`) → milliseconds.
+    pub per_operation_ms: BTreeMap<String, u64>,
+}
+
+impl LatencyConfig {
+    pub fn for_operation(&self, op: &str) -> Duration {
+        Duration::from_millis(self.per_operation_ms.get(op).copied().unwrap_or(self.default_ms))
+    }
+}
+
+/// ARM behaviours with a time or size parameter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BehaviourConfig {
+    /// A principal younger than this is unknown to role-assignment writes that do not set
+    /// `principalType` (PrincipalNotFound). Measured on the simulator's clock.
+    pub principal_replication_delay_ms: u64,
+    /// How long a FIC write stays in flight (real time); another FIC write on the same
+    /// identity during that window gets 409 ConcurrentFederatedIdentityCredentialsWrites….
+    pub fic_write_duration_ms: u64,
+    pub max_fics_per_identity: usize,
+    /// Page size of list operations (FIC lists also honour `$top`).
+    pub page_size: usize,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        Self {
+            // [DOC] "a few seconds to minutes"; 10 s is enough to catch a client that does
+            // not send principalType while keeping manual runs pleasant.
+            principal_replication_delay_ms: 10_000,
+            fic_write_duration_ms: 0,
+            max_fics_per_identity: 20,
+            page_size: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EntraConfig {
+    /// Lifetime of access tokens the simulator issues.
+    pub token_lifetime_secs: u64,
+    /// Extra CA files trusted when fetching an issuer's OIDC discovery document and JWKS
+    /// (e.g. the local kube-apiserver's CA). The simulator's own CA is always trusted.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Clock skew tolerated on a client assertion's `exp`/`nbf`. Entra tolerates a few
+    /// minutes; the default 0 keeps expiry tests exact.
+    pub assertion_clock_skew_secs: u64,
+}
+
+impl Default for EntraConfig {
+    fn default() -> Self {
+        Self { token_lifetime_secs: 3600, extra_ca_files: Vec::new(), assertion_clock_skew_secs: 0 }
+    }
+}

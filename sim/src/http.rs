@@ -1,0 +1,125 @@
+//! The front of the HTTP server: sends each request to the admin API, the Entra endpoints or
+//! ARM, applies injected faults and latency, and counts outcomes by operation and status.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+
+use crate::arm::{self, Operation, Query, Route};
+use crate::core::{Sim, lock};
+use crate::entra::{self, EntraRoute};
+use crate::error::ArmError;
+
+/// Per-connection control, put into each request's extensions by the accept loop.
+#[derive(Clone)]
+pub struct ConnCtl {
+    /// Notified to close the connection without an answer (the "drop" fault).
+    pub kill: Arc<Notify>,
+    pub scheme: &'static str,
+}
+
+/// Largest request body we read; ARM's own limit is 4 MB for most providers.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+enum Target {
+    Arm(Route, Operation),
+    Entra(EntraRoute),
+    Invalid(ArmError),
+}
+
+pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
+    let ctl = req.extensions().get::<ConnCtl>().cloned();
+    let scheme = ctl.as_ref().map(|c| c.scheme).unwrap_or("http");
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| String::from("localhost"));
+    let base_url = format!("{scheme}://{host}");
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().map(str::to_owned);
+    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_ascii_lowercase();
+
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return ArmError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", format!("The request body could not be read: {e}")).into_response(),
+    };
+    if first == "_sim" {
+        return crate::admin::handle(&sim, &method, &path, raw_query.as_deref(), &bytes).await;
+    }
+
+    let target = if first == "subscriptions" || first == "providers" {
+        match arm::route::parse(&path).and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o))) {
+            Ok((r, o)) => Target::Arm(r, o),
+            Err(e) => Target::Invalid(e),
+        }
+    } else {
+        match entra::parse(&method, &path) {
+            Some(r) => Target::Entra(r),
+            None => Target::Invalid(ArmError::not_found("NotFound", format!("The requested path '{path}' was not found."))),
+        }
+    };
+    let op_name = match &target {
+        Target::Arm(_, op) => op.name,
+        Target::Entra(r) => r.operation(),
+        Target::Invalid(_) => "Unknown",
+    };
+
+    let faults = sim.faults.decide(op_name);
+    let delay = lock(&sim.latency).for_operation(op_name) + faults.delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if faults.drop {
+        sim.counters.record(op_name, "dropped");
+        if let Some(ctl) = &ctl {
+            ctl.kill.notify_one();
+        }
+        // The connection task drops this request with the connection.
+        std::future::pending::<()>().await;
+    }
+    if let Some(err) = faults.error {
+        sim.counters.record(op_name, err.status.as_str());
+        return err.into_response();
+    }
+
+    // Run the request in its own task: a client that disconnects (an operator killed
+    // mid-request) must not cancel a write halfway, as it would not in Azure.
+    let task_sim = sim.clone();
+    let headers: HeaderMap = parts.headers;
+    let task = tokio::spawn(async move {
+        match target {
+            Target::Arm(route, op) => arm::serve(&task_sim, method, path, route, op, Query::parse(raw_query.as_deref()), headers, bytes, base_url).await,
+            Target::Entra(route) => entra::handle(&task_sim, route, raw_query.as_deref(), &headers, &bytes, &base_url).await,
+            Target::Invalid(e) => e.into_response(),
+        }
+    });
+    let resp = match task.await {
+        Ok(r) => r,
+        Err(e) => ArmError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", format!("The request failed inside the simulator: {e}")).into_response(),
+    };
+    sim.counters.record(op_name, resp.status().as_str());
+    resp
+}
+
+pub fn router(sim: Arc<Sim>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(sim)
+}
+
+/// A JSON response with a status.
+pub fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    Response::builder().status(status).body(Body::empty()).unwrap_or_else(|_| status.into_response())
+}
+

@@ -1,0 +1,41 @@
+//! ARM + Entra simulator (issue 3): a real HTTP(S) server that behaves like Azure Resource
+//! Manager for the operations idbind uses (managed identities and their federated
+//! credentials, role assignments and definitions, Key Vault vaults and access policies,
+//! resource groups) and like Entra's token endpoint, with ARM's throttling, error codes and
+//! timing quirks, fault injection, holds, and optional persistence.
+//!
+//! Two ways in: `cli::{SimArgs, run}` for `idbind sim`, and `Simulator::start(SimConfig)`
+//! for tests and benchmarks in-process (needs a multi-thread tokio runtime; no global
+//! state, so any number can run side by side).
+
+pub mod admin;
+pub mod arm;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod counters;
+pub mod entra;
+pub mod error;
+pub mod faults;
+pub mod handle;
+pub mod holds;
+pub mod http;
+pub mod oidc;
+pub mod persist;
+pub mod roles;
+pub mod seed;
+pub mod server;
+pub mod state;
+pub mod throttle;
+pub mod tls;
+pub mod tokens;
+
+pub use config::{BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig, TlsConfig};
+pub use counters::CounterSnapshot;
+pub use error::SimError;
+pub use faults::{FaultAction, FaultRule};
+pub use handle::{SimHandle, Simulator};
+pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
+pub use seed::{Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition, SeedSubscription, SeedVault};
+pub use state::{Grant, State};

@@ -1,0 +1,248 @@
+//! The simulator's world: subscriptions → resource groups → identities (→ FICs) and vaults,
+//! plus tenant-wide role assignments, role definitions, the directory of principals, the
+//! seeded apps and per-principal permissions. Maps are keyed by the lowercased name, because
+//! ARM names are case-insensitive but keep the case they were created with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub type Tags = BTreeMap<String, String>;
+
+/// Lowercase key for case-insensitive ARM names.
+pub fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub tenant_id: String,
+    pub subscriptions: BTreeMap<String, Subscription>,
+    /// Keyed by the role definition GUID (lowercase).
+    pub role_definitions: BTreeMap<String, RoleDefinition>,
+    /// Keyed by the assignment name (a GUID, unique in the tenant).
+    pub role_assignments: BTreeMap<String, RoleAssignment>,
+    /// Principals Entra knows, keyed by object id.
+    pub directory: BTreeMap<String, DirectoryObject>,
+    /// App registrations that can get tokens with a secret, keyed by client id.
+    pub apps: BTreeMap<String, App>,
+    /// Principal object id → what it may do. A principal without an entry may do everything.
+    pub permissions: BTreeMap<String, Vec<Grant>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub display_name: String,
+    pub resource_groups: BTreeMap<String, ResourceGroup>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroup {
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub identities: BTreeMap<String, Identity>,
+    #[serde(default)]
+    pub vaults: BTreeMap<String, Vault>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Tags,
+    pub client_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
+    #[serde(default)]
+    pub isolation_scope: Option<String>,
+    #[serde(default)]
+    pub federated_identity_credentials: BTreeMap<String, Fic>,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fic {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Vault {
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Tags,
+    pub tenant_id: String,
+    pub sku_name: String,
+    pub enable_rbac_authorization: bool,
+    #[serde(default)]
+    pub access_policies: Vec<AccessPolicy>,
+    pub created_at_ms: u64,
+}
+
+/// A Key Vault access policy entry, in the vault API's own JSON shape.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    pub tenant_id: String,
+    pub object_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub permissions: VaultPermissions,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultPermissions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<String>,
+}
+
+impl VaultPermissions {
+    pub fn lists_mut(&mut self) -> [&mut Vec<String>; 4] {
+        [&mut self.keys, &mut self.secrets, &mut self.certificates, &mut self.storage]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.secrets.is_empty() && self.certificates.is_empty() && self.storage.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    pub name: String,
+    /// With a leading slash, in the case the caller used.
+    pub scope: String,
+    /// As the caller sent it (subscription or tenant form).
+    pub role_definition_id: String,
+    /// The GUID part of `role_definition_id`, lowercase.
+    pub role_definition_guid: String,
+    pub principal_id: String,
+    pub principal_type: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub condition_version: Option<String>,
+    #[serde(default)]
+    pub delegated_managed_identity_resource_id: Option<String>,
+    pub created_on_ms: u64,
+    pub updated_on_ms: u64,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDefinition {
+    /// The GUID.
+    pub name: String,
+    pub role_name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `BuiltInRole` or `CustomRole`.
+    #[serde(rename = "type")]
+    pub role_type: String,
+    #[serde(default)]
+    pub permissions: Vec<RolePermission>,
+    #[serde(default)]
+    pub assignable_scopes: Vec<String>,
+    /// For a custom role: the subscription it was defined in (its id's prefix).
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePermission {
+    #[serde(default)]
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub not_actions: Vec<String>,
+    #[serde(default)]
+    pub data_actions: Vec<String>,
+    #[serde(default)]
+    pub not_data_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryObject {
+    pub object_id: String,
+    /// `ServicePrincipal`, `User`, `Group`…
+    pub principal_type: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// When it was created; role-assignment writes without `principalType` do not see it
+    /// until the replication delay has passed.
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub client_id: String,
+    pub client_secret: String,
+    pub object_id: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// Permission of a principal: action patterns (`*` wildcards, case-insensitive) at a scope
+/// and everything below it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub not_actions: Vec<String>,
+    /// `/` (or empty) for the whole tenant.
+    #[serde(default)]
+    pub scope: String,
+}
+
+impl State {
+    pub fn resource_group(&self, sub: &str, rg: &str) -> Option<&ResourceGroup> {
+        self.subscriptions.get(&key(sub))?.resource_groups.get(&key(rg))
+    }
+
+    pub fn resource_group_mut(&mut self, sub: &str, rg: &str) -> Option<&mut ResourceGroup> {
+        self.subscriptions.get_mut(&key(sub))?.resource_groups.get_mut(&key(rg))
+    }
+
+    /// The identity whose client id is `client_id`, if any (a linear scan: token exchanges are
+    /// rare next to ARM calls, and 10,000 identities scan in well under a millisecond).
+    pub fn identity_by_client_id(&self, client_id: &str) -> Option<&Identity> {
+        self.subscriptions
+            .values()
+            .flat_map(|s| s.resource_groups.values())
+            .flat_map(|rg| rg.identities.values())
+            .find(|i| i.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    pub fn identity_count(&self) -> usize {
+        self.subscriptions.values().flat_map(|s| s.resource_groups.values()).map(|rg| rg.identities.len()).sum()
+    }
+}
