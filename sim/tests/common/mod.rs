@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: a seeded simulator, an HTTPS client that trusts
+//! its CA, and tokens for the seeded operator app.
+#![allow(dead_code)]
+
+use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator};
+use serde_json::Value;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+pub const SUB: &str = "00000000-0000-0000-0000-0000000000a1";
+pub const RG: &str = "rg-identities";
+pub const KV_RG: &str = "rg-shop";
+pub const KV_RBAC: &str = "kv-rbac";
+pub const KV_POLICIES: &str = "kv-policies";
+pub const APP_ID: &str = "11111111-1111-1111-1111-111111111111";
+pub const APP_SECRET: &str = "operator-secret";
+pub const APP_OID: &str = "22222222-2222-2222-2222-222222222222";
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+
+pub fn seed() -> Seed {
+    let mut seed = Seed::default();
+    seed.add_rg(SUB, RG, Some("westeurope".into()));
+    seed.add_vault(SUB, KV_RG, KV_RBAC, true);
+    seed.add_vault(SUB, KV_RG, KV_POLICIES, false);
+    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some(APP_OID.into()), display_name: Some("operator".into()) });
+    seed
+}
+
+pub fn config() -> SimConfig {
+    let mut cfg = SimConfig::for_tests();
+    cfg.seed = seed();
+    cfg
+}
+
+pub async fn start() -> Result<SimHandle, idbind_sim::SimError> {
+    Simulator::start(config()).await
+}
+
+pub fn client(h: &SimHandle) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().use_rustls_tls();
+    if let Some(pem) = h.ca_pem() {
+        if let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes()) {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().unwrap_or_default()
+}
+
+pub fn https(h: &SimHandle) -> String {
+    h.https_url().unwrap_or_default().to_owned()
+}
+
+/// A token for the seeded operator app through the real token endpoint.
+pub async fn app_token(h: &SimHandle, c: &reqwest::Client) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    secret_token(h, c, APP_ID, APP_SECRET).await
+}
+
+pub async fn secret_token(h: &SimHandle, c: &reqwest::Client, client_id: &str, secret: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let resp = c
+        .post(format!("{}/{}/oauth2/v2.0/token", https(h), h.tenant_id()))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", ARM_SCOPE)])
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        return Err(format!("token request failed: {status} {body}").into());
+    }
+    Ok(body["access_token"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A small ARM client: method + path (+ body) with the bearer token, returns status, headers, JSON.
+pub struct Arm {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+}
+
+impl Arm {
+    pub async fn new(h: &SimHandle) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let client = client(h);
+        let token = app_token(h, &client).await?;
+        Ok(Self { base: https(h), client, token })
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await?;
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Ok(Reply { status, headers, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+        self.call("PUT", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+        self.call("DELETE", path, None).await
+    }
+}
+
+pub const MSI_API: &str = "2024-11-30";
+pub const AUTHZ_API: &str = "2022-04-01";
+
+pub fn identity_path(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version={MSI_API}")
+}
+
+pub fn fic_path(identity: &str, fic: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity}/federatedIdentityCredentials/{fic}?api-version={MSI_API}")
+}
+
+pub fn fic_body(issuer: &str, subject: &str) -> Value {
+    serde_json::json!({"properties": {"issuer": issuer, "subject": subject, "audiences": ["api://AzureADTokenExchange"]}})
+}
+
+pub fn vault_scope(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
+}
+
+pub fn ra_path(scope: &str, name: &str) -> String {
+    format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={AUTHZ_API}")
+}
+
+pub fn role_id(guid: &str) -> String {
+    format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{guid}")
+}
+
+pub const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+pub const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
+pub const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
