@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the Python SDK tests against the simulator. Creates the venv in .cache/venv (at the
+# repository root) when it is missing. IDBIND_BIN must name the binary whose `sim`
+# subcommand starts the simulator (the main `idbind` binary).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+venv="${IDBIND_VENV:-$root/.cache/venv}"
+if [[ -z "${IDBIND_BIN:-}" ]]; then
+  echo "IDBIND_BIN is not set: point it at the idbind binary (its 'sim' subcommand runs the simulator)" >&2
+  exit 2
+fi
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+fi
+# Install (or bring up to date) the pinned requirements; a no-op when they are already there.
+if ! cmp -s "$here/requirements.txt" "$venv/.idbind-sim-requirements" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$venv/.idbind-sim-requirements"
+fi
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here" "$@"
