@@ -29,9 +29,14 @@ use crate::http::{empty, json};
 use crate::seed::Seed;
 
 fn bad(message: impl std::fmt::Display) -> Response {
-    json(StatusCode::BAD_REQUEST, json!({"error": {"code": "BadRequest", "message": message.to_string()}}))
+    json(
+        StatusCode::BAD_REQUEST,
+        json!({"error": {"code": "BadRequest", "message": message.to_string()}}),
+    )
 }
 
+// The error is the finished HTTP answer, returned once per request: its size does not matter.
+#[allow(clippy::result_large_err)]
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }
@@ -39,21 +44,39 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 fn to_json<T: serde::Serialize>(v: &T) -> Response {
     match serde_json::to_value(v) {
         Ok(v) => json(StatusCode::OK, v),
-        Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": {"code": "InternalServerError", "message": e.to_string()}})),
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"code": "InternalServerError", "message": e.to_string()}}),
+        ),
     }
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
-pub async fn handle(sim: &Sim, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response {
+pub async fn handle(
+    sim: &Sim,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Response {
     match inner(sim, method, path, query, body).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn inner(sim: &Sim, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<Response, Response> {
+#[allow(clippy::result_large_err)]
+async fn inner(
+    sim: &Sim,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Response, Response> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(1).collect();
     let m = method.as_str();
     let arm_err = |e: crate::error::ArmError| json(e.status, e.body());
@@ -110,22 +133,51 @@ async fn inner(sim: &Sim, method: &Method, path: &str, query: Option<&str>, body
             sim.holds.clear();
             empty(StatusCode::NO_CONTENT)
         }
-        ("POST", ["holds", "release-all"]) => json(StatusCode::OK, json!({"released": sim.holds.release_all()})),
+        ("POST", ["holds", "release-all"]) => {
+            json(StatusCode::OK, json!({"released": sim.holds.release_all()}))
+        }
         ("POST", ["holds", id, "release"]) => {
-            let id: u64 = id.parse().map_err(|_| bad(format!("'{id}' is not a hold id")))?;
-            if sim.holds.release(id) { json(StatusCode::OK, json!({"released": 1})) } else { json(StatusCode::NOT_FOUND, json!({"error": {"code": "NotFound", "message": format!("no held request {id}")}})) }
+            let id: u64 = id
+                .parse()
+                .map_err(|_| bad(format!("'{id}' is not a hold id")))?;
+            if sim.holds.release(id) {
+                json(StatusCode::OK, json!({"released": 1}))
+            } else {
+                json(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": {"code": "NotFound", "message": format!("no held request {id}")}}),
+                )
+            }
         }
         ("GET", ["holds", "wait"]) => {
-            let count = query_param(query, "count").and_then(|c| c.parse().ok()).unwrap_or(1);
-            let timeout = query_param(query, "timeoutMs").and_then(|c| c.parse().ok()).unwrap_or(10_000);
-            let ok = sim.holds.wait_held(count, Duration::from_millis(timeout)).await;
-            let status = if ok { StatusCode::OK } else { StatusCode::REQUEST_TIMEOUT };
+            let count = query_param(query, "count")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let timeout = query_param(query, "timeoutMs")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(10_000);
+            let ok = sim
+                .holds
+                .wait_held(count, Duration::from_millis(timeout))
+                .await;
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::REQUEST_TIMEOUT
+            };
             json(status, json!({"held": sim.holds.held_count()}))
         }
-        ("GET", ["clock"]) => json(StatusCode::OK, json!({"nowMs": sim.clock.now_ms(), "now": crate::clock::format_rfc3339(sim.clock.now())})),
+        ("GET", ["clock"]) => json(
+            StatusCode::OK,
+            json!({"nowMs": sim.clock.now_ms(), "now": crate::clock::format_rfc3339(sim.clock.now())}),
+        ),
         ("POST", ["clock", "advance"]) => {
             let v: Value = parse(body)?;
-            let secs = v.get("seconds").and_then(Value::as_f64).filter(|s| *s >= 0.0 && s.is_finite()).ok_or_else(|| bad("expected {\"seconds\": non-negative number}"))?;
+            let secs = v
+                .get("seconds")
+                .and_then(Value::as_f64)
+                .filter(|s| *s >= 0.0 && s.is_finite())
+                .ok_or_else(|| bad("expected {\"seconds\": non-negative number}"))?;
             sim.clock.advance(Duration::from_secs_f64(secs));
             json(StatusCode::OK, json!({"nowMs": sim.clock.now_ms()}))
         }
@@ -144,6 +196,9 @@ async fn inner(sim: &Sim, method: &Method, path: &str, query: Option<&str>, body
             *lock(&sim.behaviour) = parse(body)?;
             to_json(&sim.behaviour())
         }
-        _ => json(StatusCode::NOT_FOUND, json!({"error": {"code": "NotFound", "message": format!("no admin endpoint {m} {path}")}})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "NotFound", "message": format!("no admin endpoint {m} {path}")}}),
+        ),
     })
 }

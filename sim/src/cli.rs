@@ -102,11 +102,15 @@ pub struct SimArgs {
 }
 
 fn parse_bucket(s: &str) -> Result<BucketSpec, String> {
-    let (cap, rate) = s.split_once(':').ok_or_else(|| format!("expected CAPACITY:REFILL_PER_SEC, got '{s}'"))?;
+    let (cap, rate) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected CAPACITY:REFILL_PER_SEC, got '{s}'"))?;
     let cap: f64 = cap.parse().map_err(|e| format!("capacity '{cap}': {e}"))?;
     let rate: f64 = rate.parse().map_err(|e| format!("refill '{rate}': {e}"))?;
     if cap < 1.0 || rate < 0.0 {
-        return Err(String::from("capacity must be at least 1 and refill non-negative"));
+        return Err(String::from(
+            "capacity must be at least 1 and refill non-negative",
+        ));
     }
     Ok(BucketSpec::new(cap, rate))
 }
@@ -138,9 +142,15 @@ impl SimArgs {
             cfg.http_addr = None;
         }
         if let (Some(cert_file), Some(key_file)) = (&self.tls_cert, &self.tls_key) {
-            cfg.tls = TlsConfig::Files { cert_file: cert_file.clone(), key_file: key_file.clone(), ca_file: self.tls_ca.clone() };
+            cfg.tls = TlsConfig::Files {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                ca_file: self.tls_ca.clone(),
+            };
         } else if !self.hostname.is_empty() {
-            cfg.tls = TlsConfig::Generate { extra_hostnames: self.hostname.clone() };
+            cfg.tls = TlsConfig::Generate {
+                extra_hostnames: self.hostname.clone(),
+            };
         }
         if self.state_dir.is_some() {
             cfg.state_dir = self.state_dir.clone();
@@ -164,10 +174,14 @@ impl SimArgs {
             flags.add_vault(&sub, &rg, &name, rbac);
         }
         for s in &self.app {
-            flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
+            flags
+                .apps
+                .push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
         }
         cfg.seed.extend(flags);
-        cfg.entra.extra_ca_files.extend(self.trust_ca.iter().cloned());
+        cfg.entra
+            .extra_ca_files
+            .extend(self.trust_ca.iter().cloned());
         if self.no_throttle {
             cfg.throttle.enabled = false;
         }
@@ -254,8 +268,23 @@ mod tests {
     #[test]
     fn flags_become_config() -> anyhow::Result<()> {
         let cli = Cli::try_parse_from([
-            "sim", "--no-http", "--resource-group", "s1/rg1@eastus", "--vault", "s1/rg1/kv@policies", "--app", "c:s", "--write-bucket", "5:1",
-            "--no-msi-limits", "--fault", r#"{"operation":"Token","kind":"error","status":500}"#, "--token-lifetime-secs", "5", "--page-size", "0",
+            "sim",
+            "--no-http",
+            "--resource-group",
+            "s1/rg1@eastus",
+            "--vault",
+            "s1/rg1/kv@policies",
+            "--app",
+            "c:s",
+            "--write-bucket",
+            "5:1",
+            "--no-msi-limits",
+            "--fault",
+            r#"{"operation":"Token","kind":"error","status":500}"#,
+            "--token-lifetime-secs",
+            "5",
+            "--page-size",
+            "0",
         ])?;
         let cfg = cli.args.to_config()?;
         assert!(cfg.http_addr.is_none() && cfg.https_addr.is_some());
@@ -264,7 +293,10 @@ mod tests {
         assert_eq!(cfg.faults.len(), 1);
         assert_eq!(cfg.entra.token_lifetime_secs, 5);
         assert_eq!(cfg.behaviour.page_size, 1);
-        assert_eq!(cfg.seed.subscriptions[0].resource_groups[0].vaults[0].enable_rbac_authorization, Some(false));
+        assert_eq!(
+            cfg.seed.subscriptions[0].resource_groups[0].vaults[0].enable_rbac_authorization,
+            Some(false)
+        );
         assert_eq!(cfg.seed.apps[0].client_id, "c");
         assert!(Cli::try_parse_from(["sim", "--write-bucket", "x"]).is_err());
         Ok(())

@@ -16,7 +16,9 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds since the Unix epoch, as the simulator sees it.
     pub fn now_ms(&self) -> u64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
         wall_ms.saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
@@ -40,10 +42,13 @@ impl Clock {
 
 /// RFC 3339 with a `Z`, as ARM writes timestamps.
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
 }
 
 pub fn format_ms(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
-    format_rfc3339(OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    format_rfc3339(
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
 }

@@ -55,7 +55,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The state a fresh simulator starts from: built-in roles plus the configured seed.
 pub fn initial_state(config: &SimConfig, now_ms: u64) -> State {
-    let mut state = State { tenant_id: config.tenant_id.clone(), ..Default::default() };
+    let mut state = State {
+        tenant_id: config.tenant_id.clone(),
+        ..Default::default()
+    };
     for role in crate::roles::builtin_role_definitions() {
         state.role_definitions.insert(key(&role.name), role);
     }
@@ -64,7 +67,11 @@ pub fn initial_state(config: &SimConfig, now_ms: u64) -> State {
 }
 
 impl Sim {
-    pub fn new(config: SimConfig, loaded: Option<PersistedFile>, own_ca_pem: Option<String>) -> Result<Self, SimError> {
+    pub fn new(
+        config: SimConfig,
+        loaded: Option<PersistedFile>,
+        own_ca_pem: Option<String>,
+    ) -> Result<Self, SimError> {
         config.seed.validate()?;
         let clock = Clock::default();
         let (state, tokens) = match loaded {
@@ -73,16 +80,25 @@ impl Sim {
                 // A seed given at restart adds what is new and leaves the rest alone.
                 config.seed.apply(&mut state, clock.now_ms());
                 for role in crate::roles::builtin_role_definitions() {
-                    state.role_definitions.entry(key(&role.name)).or_insert(role);
+                    state
+                        .role_definitions
+                        .entry(key(&role.name))
+                        .or_insert(role);
                 }
                 (state, TokenIssuer::from_file(&file.signing_key)?)
             }
-            None => (initial_state(&config, clock.now_ms()), TokenIssuer::generate()?),
+            None => (
+                initial_state(&config, clock.now_ms()),
+                TokenIssuer::generate()?,
+            ),
         };
         let trusted: Vec<String> = own_ca_pem.into_iter().collect();
         let oidc = OidcKeys::new(&trusted, &config.entra.extra_ca_files)?;
         Ok(Self {
-            store: Mutex::new(Store { state, generation: 1 }),
+            store: Mutex::new(Store {
+                state,
+                generation: 1,
+            }),
             clock,
             throttle: Throttler::new(config.throttle.clone()),
             faults: Faults::new(config.faults.clone()),
@@ -113,7 +129,10 @@ impl Sim {
 
     /// Applies a change; only a successful one bumps the generation. Returns the result and
     /// the generation that must be durable before the change is acknowledged.
-    pub fn mutate<R>(&self, f: impl FnOnce(&mut State) -> Result<R, ArmError>) -> Result<(R, u64), ArmError> {
+    pub fn mutate<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, ArmError>,
+    ) -> Result<(R, u64), ArmError> {
         let mut store = lock(&self.store);
         let r = f(&mut store.state)?;
         store.generation += 1;
@@ -121,7 +140,10 @@ impl Sim {
     }
 
     /// `mutate`, then wait until the change is on disk (when persistence is on).
-    pub async fn write<R>(&self, f: impl FnOnce(&mut State) -> Result<R, ArmError>) -> Result<R, ArmError> {
+    pub async fn write<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, ArmError>,
+    ) -> Result<R, ArmError> {
         let (r, generation) = self.mutate(f)?;
         self.durable(generation).await?;
         Ok(r)
@@ -130,7 +152,11 @@ impl Sim {
     pub async fn durable(&self, generation: u64) -> Result<(), ArmError> {
         match self.persister.get() {
             Some(p) => p.wait_durable(generation).await.map_err(|e| {
-                ArmError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", format!("The change could not be stored: {e}"))
+                ArmError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    format!("The change could not be stored: {e}"),
+                )
             }),
             None => Ok(()),
         }
@@ -139,7 +165,11 @@ impl Sim {
     /// The state file's content for the current generation.
     pub fn snapshot_file(&self) -> Result<(u64, Vec<u8>), SimError> {
         let store = lock(&self.store);
-        let file = PersistedFileRef { version: FILE_VERSION, signing_key: self.tokens.to_file(), state: &store.state };
+        let file = PersistedFileRef {
+            version: FILE_VERSION,
+            signing_key: self.tokens.to_file(),
+            state: &store.state,
+        };
         let bytes = serde_json::to_vec(&file).map_err(|e| SimError::Persist(e.to_string()))?;
         Ok((store.generation, bytes))
     }

@@ -37,34 +37,69 @@ pub fn parse(method: &Method, path: &str) -> Option<EntraRoute> {
     let s: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = method == Method::GET;
     match s.as_slice() {
-        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => Some(EntraRoute::Token { tenant: (*tenant).to_owned() }),
-        [tenant, "v2.0", ".well-known", "openid-configuration"] if get => Some(EntraRoute::OpenIdConfiguration { tenant: (*tenant).to_owned(), v2: true }),
-        [tenant, ".well-known", "openid-configuration"] if get => Some(EntraRoute::OpenIdConfiguration { tenant: (*tenant).to_owned(), v2: false }),
-        [_, "discovery", "instance"] | [_, "discovery", "v2.0", "instance"] if get => Some(EntraRoute::InstanceDiscovery),
-        [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] if get => Some(EntraRoute::Keys),
+        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => Some(EntraRoute::Token {
+            tenant: (*tenant).to_owned(),
+        }),
+        [tenant, "v2.0", ".well-known", "openid-configuration"] if get => {
+            Some(EntraRoute::OpenIdConfiguration {
+                tenant: (*tenant).to_owned(),
+                v2: true,
+            })
+        }
+        [tenant, ".well-known", "openid-configuration"] if get => {
+            Some(EntraRoute::OpenIdConfiguration {
+                tenant: (*tenant).to_owned(),
+                v2: false,
+            })
+        }
+        [_, "discovery", "instance"] | [_, "discovery", "v2.0", "instance"] if get => {
+            Some(EntraRoute::InstanceDiscovery)
+        }
+        [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] if get => {
+            Some(EntraRoute::Keys)
+        }
         _ => None,
     }
 }
 
-pub async fn handle(sim: &Sim, route: EntraRoute, query: Option<&str>, headers: &HeaderMap, body: &[u8], base_url: &str) -> Response {
+pub async fn handle(
+    sim: &Sim,
+    route: EntraRoute,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    base_url: &str,
+) -> Response {
     match route {
         EntraRoute::Token { tenant } => match token(sim, &tenant, headers, body, base_url).await {
             Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
             Err(e) => e.into_response(),
         },
-        EntraRoute::OpenIdConfiguration { tenant, v2 } => axum::Json(openid_configuration(sim, &tenant, v2, base_url)).into_response(),
-        EntraRoute::InstanceDiscovery => axum::Json(instance_discovery(sim, query, base_url)).into_response(),
+        EntraRoute::OpenIdConfiguration { tenant, v2 } => {
+            axum::Json(openid_configuration(sim, &tenant, v2, base_url)).into_response()
+        }
+        EntraRoute::InstanceDiscovery => {
+            axum::Json(instance_discovery(sim, query, base_url)).into_response()
+        }
         EntraRoute::Keys => axum::Json(sim.tokens.jwks()).into_response(),
     }
 }
 
 fn tenant_for_docs<'a>(sim: &'a Sim, tenant: &'a str) -> &'a str {
-    if ["common", "organizations", "consumers"].contains(&tenant) { sim.tenant_id() } else { tenant }
+    if ["common", "organizations", "consumers"].contains(&tenant) {
+        sim.tenant_id()
+    } else {
+        tenant
+    }
 }
 
 fn openid_configuration(sim: &Sim, tenant: &str, v2: bool, base: &str) -> Value {
     let t = tenant_for_docs(sim, tenant);
-    let (issuer, suffix) = if v2 { (format!("{base}/{t}/v2.0"), "v2.0/") } else { (format!("https://sts.windows.net/{t}/"), "") };
+    let (issuer, suffix) = if v2 {
+        (format!("{base}/{t}/v2.0"), "v2.0/")
+    } else {
+        (format!("https://sts.windows.net/{t}/"), "")
+    };
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/{t}/oauth2/{suffix}authorize"),
@@ -84,11 +119,16 @@ fn openid_configuration(sim: &Sim, tenant: &str, v2: bool, base: &str) -> Value 
 /// MSAL's instance discovery answer: the simulator's host is its own, only alias.
 fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Value {
     let host = base.split("://").nth(1).unwrap_or(base).to_owned();
-    let authorize = url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.into_owned());
+    let authorize = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "authorization_endpoint")
+        .map(|(_, v)| v.into_owned());
     let tenant = authorize
         .as_deref()
         .and_then(|a| url::Url::parse(a).ok())
-        .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next().map(str::to_owned))
+        })
         .unwrap_or_else(|| sim.tenant_id().to_owned());
     json!({
         "tenant_discovery_endpoint": format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"),
@@ -98,65 +138,140 @@ fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Value {
 }
 
 fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// client_secret_basic: `Authorization: Basic base64(urlenc(id):urlenc(secret))`.
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.strip_prefix("Basic ")?.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     Some((dec(id), dec(secret)))
 }
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-async fn token(sim: &Sim, tenant: &str, headers: &HeaderMap, body: &[u8], base_url: &str) -> Result<Value, EntraError> {
+async fn token(
+    sim: &Sim,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    base_url: &str,
+) -> Result<Value, EntraError> {
     let f = form(body);
     let tenant_ok = tenant.eq_ignore_ascii_case(sim.tenant_id()) || tenant == "organizations";
     if !tenant_ok {
-        return Err(EntraError::bad_request("invalid_request", 90002, format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")));
+        return Err(EntraError::bad_request(
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        ));
     }
     match f.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
-        Some(other) => return Err(EntraError::bad_request("unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{other}'."))),
-        None => return Err(EntraError::bad_request("invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")),
+        Some(other) => {
+            return Err(EntraError::bad_request(
+                "unsupported_grant_type",
+                70003,
+                format!("The app requested an unsupported grant type '{other}'."),
+            ));
+        }
+        None => {
+            return Err(EntraError::bad_request(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.",
+            ));
+        }
     }
     let scope = f.get("scope").cloned().unwrap_or_default();
     let resource = match scope.split_whitespace().collect::<Vec<_>>().as_slice() {
         [one] if one.ends_with("/.default") => one.trim_end_matches(".default").to_owned(),
-        [] => return Err(EntraError::bad_request("invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")),
+        [] => {
+            return Err(EntraError::bad_request(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            ));
+        }
         _ => {
             return Err(EntraError::bad_request(
                 "invalid_scope",
                 70011,
-                format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. The client credentials flow takes exactly one scope ending in /.default."),
+                format!(
+                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. The client credentials flow takes exactly one scope ending in /.default."
+                ),
             ));
         }
     };
     let basic = basic_auth(headers);
-    let client_id = f.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
+    let client_id = f
+        .get("client_id")
+        .cloned()
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let Some(client_id) = client_id else {
-        return Err(EntraError::bad_request("invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."));
+        return Err(EntraError::bad_request(
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        ));
     };
     let (oid, appid) = if let Some(assertion) = f.get("client_assertion") {
         if f.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
-            return Err(EntraError::bad_request("invalid_request", 50027, format!("Invalid client_assertion_type; expected '{ASSERTION_TYPE}'.")));
+            return Err(EntraError::bad_request(
+                "invalid_request",
+                50027,
+                format!("Invalid client_assertion_type; expected '{ASSERTION_TYPE}'."),
+            ));
         }
         federated(sim, &client_id, assertion).await?
     } else {
-        let secret = f.get("client_secret").cloned().or_else(|| basic.map(|b| b.1));
+        let secret = f
+            .get("client_secret")
+            .cloned()
+            .or_else(|| basic.map(|b| b.1));
         let Some(secret) = secret else {
-            return Err(EntraError::bad_request("invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+            return Err(EntraError::bad_request(
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            ));
         };
         let app = sim.read(|s| s.apps.get(&client_id.to_ascii_lowercase()).cloned());
         let Some(app) = app else {
-            return Err(EntraError::bad_request("unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{}'.", sim.tenant_id())));
+            return Err(EntraError::bad_request(
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                    sim.tenant_id()
+                ),
+            ));
         };
         if app.client_secret != secret {
-            return Err(EntraError::new(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")));
+            return Err(EntraError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
+            ));
         }
         (app.object_id, app.client_id)
     };
@@ -175,7 +290,14 @@ async fn token(sim: &Sim, tenant: &str, headers: &HeaderMap, body: &[u8], base_u
         idtyp: String::from("app"),
         ver: String::from("1.0"),
     };
-    let access_token = sim.tokens.issue(&claims).map_err(|e| EntraError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, e.to_string()))?;
+    let access_token = sim.tokens.issue(&claims).map_err(|e| {
+        EntraError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            50000,
+            e.to_string(),
+        )
+    })?;
     let _ = base_url;
     Ok(json!({
         "token_type": "Bearer",
@@ -193,37 +315,88 @@ fn assertion_error(aadsts: u32, msg: impl Into<String>) -> EntraError {
 
 /// Validates a client assertion for the identity with `client_id` and returns its
 /// (principal id, client id).
-async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(String, String), EntraError> {
+async fn federated(
+    sim: &Sim,
+    client_id: &str,
+    assertion: &str,
+) -> Result<(String, String), EntraError> {
     let identity = sim.read(|s| s.identity_by_client_id(client_id).cloned());
     let Some(identity) = identity else {
-        return Err(EntraError::bad_request("unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{}'.", sim.tenant_id())));
+        return Err(EntraError::bad_request(
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                sim.tenant_id()
+            ),
+        ));
     };
-    let header = jsonwebtoken::decode_header(assertion).map_err(|e| assertion_error(50027, format!("JWT token is invalid or malformed: {e}.")))?;
-    let claims = unverified_claims(assertion).ok_or_else(|| assertion_error(50027, "JWT token is invalid or malformed."))?;
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("").to_owned();
-    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("").to_owned();
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|e| assertion_error(50027, format!("JWT token is invalid or malformed: {e}.")))?;
+    let claims = unverified_claims(assertion)
+        .ok_or_else(|| assertion_error(50027, "JWT token is invalid or malformed."))?;
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let auds: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     // Issuer and subject compare exactly: case and trailing slash matter (FACTS §9).
-    let matched = identity.federated_identity_credentials.values().any(|f| f.issuer == iss && f.subject == sub && f.audiences.iter().any(|a| auds.contains(a)));
+    let matched = identity.federated_identity_credentials.values().any(|f| {
+        f.issuer == iss && f.subject == sub && f.audiences.iter().any(|a| auds.contains(a))
+    });
     if !matched {
         return Err(EntraError::bad_request(
             "invalid_request",
             70021,
-            format!("No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.", auds.join(",")),
+            format!(
+                "No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
+                auds.join(",")
+            ),
         ));
     }
-    let allowed = [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512, Algorithm::ES256, Algorithm::ES384];
+    let allowed = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+    ];
     if !allowed.contains(&header.alg) {
-        return Err(assertion_error(5002738, format!("The client assertion uses an unsupported signing algorithm {:?}.", header.alg)));
+        return Err(assertion_error(
+            5002738,
+            format!(
+                "The client assertion uses an unsupported signing algorithm {:?}.",
+                header.alg
+            ),
+        ));
     }
-    let key = sim.oidc.key_for(&iss, header.kid.as_deref()).await.map_err(|e| match e {
-        crate::oidc::OidcError::Fetch(m) => assertion_error(50166, m),
-        crate::oidc::OidcError::NoKey(m) => assertion_error(700027, format!("Client assertion failed signature validation. {m}")),
-    })?;
+    let key = sim
+        .oidc
+        .key_for(&iss, header.kid.as_deref())
+        .await
+        .map_err(|e| match e {
+            crate::oidc::OidcError::Fetch(m) => assertion_error(50166, m),
+            crate::oidc::OidcError::NoKey(m) => assertion_error(
+                700027,
+                format!("Client assertion failed signature validation. {m}"),
+            ),
+        })?;
     let mut validation = Validation::new(header.alg);
     // Time is checked below against the simulator's clock; audience and issuer were matched
     // against the FIC above.
@@ -231,19 +404,34 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| assertion_error(700027, format!("Client assertion failed signature validation. {e}")))?;
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| {
+        assertion_error(
+            700027,
+            format!("Client assertion failed signature validation. {e}"),
+        )
+    })?;
     let now = sim.clock.now_secs();
     let skew = sim.config.entra.assertion_clock_skew_secs;
     let exp = claims.get("exp").and_then(Value::as_u64);
     let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
     let fmt = |t: u64| crate::clock::format_ms(t * 1000);
     match exp {
-        Some(exp) if exp + skew > now && nbf <= now + skew => Ok((identity.principal_id, identity.client_id)),
+        Some(exp) if exp + skew > now && nbf <= now + skew => {
+            Ok((identity.principal_id, identity.client_id))
+        }
         Some(exp) => Err(assertion_error(
             700024,
-            format!("Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.", fmt(now), fmt(nbf), fmt(exp)),
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+                fmt(now),
+                fmt(nbf),
+                fmt(exp)
+            ),
         )),
-        None => Err(assertion_error(700024, "Client assertion has no expiry time (exp).")),
+        None => Err(assertion_error(
+            700024,
+            "Client assertion has no expiry time (exp).",
+        )),
     }
 }
 
@@ -259,10 +447,25 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(parse(&Method::POST, "/t/oauth2/v2.0/token"), Some(EntraRoute::Token { tenant: "t".into() }));
+        assert_eq!(
+            parse(&Method::POST, "/t/oauth2/v2.0/token"),
+            Some(EntraRoute::Token { tenant: "t".into() })
+        );
         assert_eq!(parse(&Method::GET, "/t/oauth2/v2.0/token"), None);
-        assert_eq!(parse(&Method::GET, "/t/v2.0/.well-known/openid-configuration"), Some(EntraRoute::OpenIdConfiguration { tenant: "t".into(), v2: true }));
-        assert_eq!(parse(&Method::GET, "/common/discovery/instance"), Some(EntraRoute::InstanceDiscovery));
-        assert_eq!(parse(&Method::GET, "/t/discovery/v2.0/keys"), Some(EntraRoute::Keys));
+        assert_eq!(
+            parse(&Method::GET, "/t/v2.0/.well-known/openid-configuration"),
+            Some(EntraRoute::OpenIdConfiguration {
+                tenant: "t".into(),
+                v2: true
+            })
+        );
+        assert_eq!(
+            parse(&Method::GET, "/common/discovery/instance"),
+            Some(EntraRoute::InstanceDiscovery)
+        );
+        assert_eq!(
+            parse(&Method::GET, "/t/discovery/v2.0/keys"),
+            Some(EntraRoute::Keys)
+        );
     }
 }

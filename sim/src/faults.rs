@@ -75,7 +75,10 @@ impl Faults {
     }
 
     pub fn set(&self, rules: Vec<FaultRule>) {
-        *lock(&self.rules) = rules.into_iter().map(|rule| FaultStatus { rule, hits: 0 }).collect();
+        *lock(&self.rules) = rules
+            .into_iter()
+            .map(|rule| FaultStatus { rule, hits: 0 })
+            .collect();
     }
 
     pub fn get(&self) -> Vec<FaultStatus> {
@@ -99,7 +102,10 @@ impl Faults {
             match &st.rule.action {
                 FaultAction::Latency { ms } => out.delay += Duration::from_millis(*ms),
                 FaultAction::Drop if out.error.is_none() && !out.drop => out.drop = true,
-                FaultAction::Error { status, retry_after_secs } if out.error.is_none() && !out.drop => {
+                FaultAction::Error {
+                    status,
+                    retry_after_secs,
+                } if out.error.is_none() && !out.drop => {
                     out.error = Some(injected_error(*status, *retry_after_secs));
                 }
                 // Only the first error/drop rule that matches takes effect.
@@ -114,15 +120,28 @@ impl Faults {
 fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (code, message) = match status.as_u16() {
-        429 => ("TooManyRequests", "The request was throttled (injected fault). Please retry after the interval in the Retry-After header."),
-        503 => ("ServiceUnavailable", "The service is temporarily unavailable (injected fault). Please try again later."),
-        500 => ("InternalServerError", "Encountered internal server error (injected fault)."),
+        429 => (
+            "TooManyRequests",
+            "The request was throttled (injected fault). Please retry after the interval in the Retry-After header.",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "The service is temporarily unavailable (injected fault). Please try again later.",
+        ),
+        500 => (
+            "InternalServerError",
+            "Encountered internal server error (injected fault).",
+        ),
         _ => ("InjectedFault", "An injected fault answered this request."),
     };
     let err = ArmError::new(status, code, message);
     match (status.as_u16(), retry_after) {
-        (_, Some(secs)) => err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs)),
-        (429 | 503, None) => err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64)),
+        (_, Some(secs)) => {
+            err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs))
+        }
+        (429 | 503, None) => {
+            err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64))
+        }
         _ => err,
     }
 }
@@ -137,9 +156,20 @@ mod tests {
 
     #[test]
     fn times_budget_and_operation_match() {
-        let f = Faults::new(vec![FaultRule { operation: "A".into(), action: FaultAction::Error { status: 503, retry_after_secs: None }, rate: 1.0, times: Some(2) }]);
+        let f = Faults::new(vec![FaultRule {
+            operation: "A".into(),
+            action: FaultAction::Error {
+                status: 503,
+                retry_after_secs: None,
+            },
+            rate: 1.0,
+            times: Some(2),
+        }]);
         assert!(f.decide("B").error.is_none());
-        assert_eq!(f.decide("a").error.map(|e| e.status), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(
+            f.decide("a").error.map(|e| e.status),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
         assert!(f.decide("A").error.is_some());
         assert!(f.decide("A").error.is_none());
         assert_eq!(f.get()[0].hits, 2);

@@ -80,7 +80,10 @@ pub struct Holds {
 
 impl Default for Holds {
     fn default() -> Self {
-        Self { inner: Mutex::new(Inner::default()), held_count: watch::channel(0).0 }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            held_count: watch::channel(0).0,
+        }
     }
 }
 
@@ -99,20 +102,30 @@ impl HoldTicket {
 
 impl Holds {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn add(&self, spec: HoldSpec) -> u64 {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        inner.rules.push(HoldRuleStatus { id, spec, seen: 0, fired: false });
+        inner.rules.push(HoldRuleStatus {
+            id,
+            spec,
+            seen: 0,
+            fired: false,
+        });
         id
     }
 
     pub fn status(&self) -> HoldsStatus {
         let inner = self.lock();
-        HoldsStatus { rules: inner.rules.clone(), held: inner.held.iter().map(|h| h.info.clone()).collect() }
+        HoldsStatus {
+            rules: inner.rules.clone(),
+            held: inner.held.iter().map(|h| h.info.clone()).collect(),
+        }
     }
 
     pub fn held_count(&self) -> usize {
@@ -120,12 +133,30 @@ impl Holds {
     }
 
     /// Counts this write against the rules of `phase`; returns a ticket if it must be held.
-    pub fn check(&self, operation: &str, method: &str, path: &str, phase: HoldPhase) -> Option<HoldTicket> {
+    pub fn check(
+        &self,
+        operation: &str,
+        method: &str,
+        path: &str,
+        phase: HoldPhase,
+    ) -> Option<HoldTicket> {
         let mut inner = self.lock();
         let mut fired_rule = None;
-        for rule in inner.rules.iter_mut().filter(|r| !r.fired && r.spec.phase == phase) {
-            let op_ok = rule.spec.operation.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(operation));
-            let path_ok = rule.spec.path_contains.as_deref().is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()));
+        for rule in inner
+            .rules
+            .iter_mut()
+            .filter(|r| !r.fired && r.spec.phase == phase)
+        {
+            let op_ok = rule
+                .spec
+                .operation
+                .as_deref()
+                .is_none_or(|o| o.eq_ignore_ascii_case(operation));
+            let path_ok = rule
+                .spec
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()));
             if !(op_ok && path_ok) {
                 continue;
             }
@@ -140,7 +171,14 @@ impl Holds {
         let id = inner.next_id;
         let (tx, rx) = oneshot::channel();
         inner.held.push(Held {
-            info: HeldRequest { id, rule_id, operation: operation.to_owned(), method: method.to_owned(), path: path.to_owned(), phase },
+            info: HeldRequest {
+                id,
+                rule_id,
+                operation: operation.to_owned(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                phase,
+            },
             release: tx,
         });
         let n = inner.held.len();
@@ -153,7 +191,9 @@ impl Holds {
     /// Releases one held request (by its id); false if no such request is held.
     pub fn release(&self, id: u64) -> bool {
         let mut inner = self.lock();
-        let Some(pos) = inner.held.iter().position(|h| h.info.id == id) else { return false };
+        let Some(pos) = inner.held.iter().position(|h| h.info.id == id) else {
+            return false;
+        };
         let held = inner.held.remove(pos);
         let n = inner.held.len();
         drop(inner);
@@ -184,6 +224,8 @@ impl Holds {
     /// Waits until at least `count` requests are held; false on timeout.
     pub async fn wait_held(&self, count: usize, timeout: Duration) -> bool {
         let mut rx = self.held_count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }

@@ -46,25 +46,41 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().map(str::to_owned);
-    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_ascii_lowercase();
+    let first = path
+        .split('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase();
 
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return ArmError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", format!("The request body could not be read: {e}")).into_response(),
+        Err(e) => {
+            return ArmError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("The request body could not be read: {e}"),
+            )
+            .into_response();
+        }
     };
     if first == "_sim" {
         return crate::admin::handle(&sim, &method, &path, raw_query.as_deref(), &bytes).await;
     }
 
     let target = if first == "subscriptions" || first == "providers" {
-        match arm::route::parse(&path).and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o))) {
+        match arm::route::parse(&path)
+            .and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o)))
+        {
             Ok((r, o)) => Target::Arm(r, o),
             Err(e) => Target::Invalid(e),
         }
     } else {
         match entra::parse(&method, &path) {
             Some(r) => Target::Entra(r),
-            None => Target::Invalid(ArmError::not_found("NotFound", format!("The requested path '{path}' was not found."))),
+            None => Target::Invalid(ArmError::not_found(
+                "NotFound",
+                format!("The requested path '{path}' was not found."),
+            )),
         }
     };
     let op_name = match &target {
@@ -97,14 +113,42 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let headers: HeaderMap = parts.headers;
     let task = tokio::spawn(async move {
         match target {
-            Target::Arm(route, op) => arm::serve(&task_sim, method, path, route, op, Query::parse(raw_query.as_deref()), headers, bytes, base_url).await,
-            Target::Entra(route) => entra::handle(&task_sim, route, raw_query.as_deref(), &headers, &bytes, &base_url).await,
+            Target::Arm(route, op) => {
+                arm::serve(
+                    &task_sim,
+                    method,
+                    path,
+                    route,
+                    op,
+                    Query::parse(raw_query.as_deref()),
+                    headers,
+                    bytes,
+                    base_url,
+                )
+                .await
+            }
+            Target::Entra(route) => {
+                entra::handle(
+                    &task_sim,
+                    route,
+                    raw_query.as_deref(),
+                    &headers,
+                    &bytes,
+                    &base_url,
+                )
+                .await
+            }
             Target::Invalid(e) => e.into_response(),
         }
     });
     let resp = match task.await {
         Ok(r) => r,
-        Err(e) => ArmError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", format!("The request failed inside the simulator: {e}")).into_response(),
+        Err(e) => ArmError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            format!("The request failed inside the simulator: {e}"),
+        )
+        .into_response(),
     };
     sim.counters.record(op_name, resp.status().as_str());
     resp
@@ -120,6 +164,8 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Response {
 }
 
 pub fn empty(status: StatusCode) -> Response {
-    Response::builder().status(status).body(Body::empty()).unwrap_or_else(|_| status.into_response())
+    Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .unwrap_or_else(|_| status.into_response())
 }
-

@@ -31,11 +31,17 @@ pub mod throttle;
 pub mod tls;
 pub mod tokens;
 
-pub use config::{BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig, TlsConfig};
+pub use config::{
+    BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig,
+    ThrottleConfig, TlsConfig,
+};
 pub use counters::CounterSnapshot;
 pub use error::SimError;
 pub use faults::{FaultAction, FaultRule};
 pub use handle::{SimHandle, Simulator};
 pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
-pub use seed::{Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition, SeedSubscription, SeedVault};
+pub use seed::{
+    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition,
+    SeedSubscription, SeedVault,
+};
 pub use state::{Grant, State};

@@ -8,7 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
-use crate::state::{AccessPolicy, App, DirectoryObject, Grant, ResourceGroup, RoleDefinition, RolePermission, State, Subscription, Tags, Vault, key};
+use crate::state::{
+    AccessPolicy, App, DirectoryObject, Grant, ResourceGroup, RoleDefinition, RolePermission,
+    State, Subscription, Tags, Vault, key,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
@@ -95,7 +98,10 @@ const DEFAULT_LOCATION: &str = "westeurope";
 
 impl Seed {
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         crate::config::parse_json_or_yaml(path, &text)
     }
 
@@ -111,17 +117,24 @@ impl Seed {
     pub fn validate(&self) -> Result<(), SimError> {
         for s in &self.subscriptions {
             if s.id.trim().is_empty() {
-                return Err(SimError::Config(String::from("a seeded subscription has an empty id")));
+                return Err(SimError::Config(String::from(
+                    "a seeded subscription has an empty id",
+                )));
             }
             for rg in &s.resource_groups {
                 if rg.name.trim().is_empty() {
-                    return Err(SimError::Config(format!("a resource group in subscription {} has an empty name", s.id)));
+                    return Err(SimError::Config(format!(
+                        "a resource group in subscription {} has an empty name",
+                        s.id
+                    )));
                 }
             }
         }
         for a in &self.apps {
             if a.client_id.is_empty() || a.client_secret.is_empty() {
-                return Err(SimError::Config(String::from("a seeded app needs clientId and clientSecret")));
+                return Err(SimError::Config(String::from(
+                    "a seeded app needs clientId and clientSecret",
+                )));
             }
         }
         Ok(())
@@ -132,19 +145,31 @@ impl Seed {
     pub fn apply(&self, state: &mut State, now_ms: u64) {
         let tenant = state.tenant_id.clone();
         for s in &self.subscriptions {
-            let sub = state.subscriptions.entry(key(&s.id)).or_insert_with(|| Subscription {
-                id: s.id.clone(),
-                display_name: s.display_name.clone().unwrap_or_else(|| format!("Subscription {}", s.id)),
-                resource_groups: Default::default(),
-            });
-            for rg in &s.resource_groups {
-                let location = rg.location.clone().unwrap_or_else(|| DEFAULT_LOCATION.to_owned());
-                let group = sub.resource_groups.entry(key(&rg.name)).or_insert_with(|| ResourceGroup {
-                    name: rg.name.clone(),
-                    location: location.clone(),
-                    tags: rg.tags.clone(),
-                    ..Default::default()
+            let sub = state
+                .subscriptions
+                .entry(key(&s.id))
+                .or_insert_with(|| Subscription {
+                    id: s.id.clone(),
+                    display_name: s
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| format!("Subscription {}", s.id)),
+                    resource_groups: Default::default(),
                 });
+            for rg in &s.resource_groups {
+                let location = rg
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_LOCATION.to_owned());
+                let group =
+                    sub.resource_groups
+                        .entry(key(&rg.name))
+                        .or_insert_with(|| ResourceGroup {
+                            name: rg.name.clone(),
+                            location: location.clone(),
+                            tags: rg.tags.clone(),
+                            ..Default::default()
+                        });
                 for v in &rg.vaults {
                     group.vaults.entry(key(&v.name)).or_insert_with(|| Vault {
                         name: v.name.clone(),
@@ -160,37 +185,51 @@ impl Seed {
             }
         }
         for a in &self.apps {
-            let object_id = a.object_id.clone().unwrap_or_else(|| derived_object_id(&a.client_id));
+            let object_id = a
+                .object_id
+                .clone()
+                .unwrap_or_else(|| derived_object_id(&a.client_id));
             state.apps.insert(
                 key(&a.client_id),
                 App {
                     client_id: a.client_id.clone(),
                     client_secret: a.client_secret.clone(),
                     object_id: object_id.clone(),
-                    display_name: a.display_name.clone().unwrap_or_else(|| a.client_id.clone()),
+                    display_name: a
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| a.client_id.clone()),
                 },
             );
             // Seeded principals exist "since forever": no replication delay applies to them.
-            state.directory.entry(key(&object_id)).or_insert_with(|| DirectoryObject {
-                object_id,
-                principal_type: String::from("ServicePrincipal"),
-                display_name: a.display_name.clone().unwrap_or_default(),
-                created_at_ms: 0,
-            });
+            state
+                .directory
+                .entry(key(&object_id))
+                .or_insert_with(|| DirectoryObject {
+                    object_id,
+                    principal_type: String::from("ServicePrincipal"),
+                    display_name: a.display_name.clone().unwrap_or_default(),
+                    created_at_ms: 0,
+                });
         }
         for p in &self.principals {
             state.directory.insert(
                 key(&p.object_id),
                 DirectoryObject {
                     object_id: p.object_id.clone(),
-                    principal_type: p.principal_type.clone().unwrap_or_else(|| String::from("User")),
+                    principal_type: p
+                        .principal_type
+                        .clone()
+                        .unwrap_or_else(|| String::from("User")),
                     display_name: p.display_name.clone().unwrap_or_default(),
                     created_at_ms: 0,
                 },
             );
         }
         for p in &self.permissions {
-            state.permissions.insert(key(&p.principal_id), p.grants.clone());
+            state
+                .permissions
+                .insert(key(&p.principal_id), p.grants.clone());
         }
         for r in &self.role_definitions {
             state.role_definitions.insert(
@@ -199,7 +238,10 @@ impl Seed {
                     name: r.name.clone(),
                     role_name: r.role_name.clone(),
                     description: r.description.clone(),
-                    role_type: r.role_type.clone().unwrap_or_else(|| String::from("CustomRole")),
+                    role_type: r
+                        .role_type
+                        .clone()
+                        .unwrap_or_else(|| String::from("CustomRole")),
                     permissions: r.permissions.clone(),
                     assignable_scopes: r.assignable_scopes.clone(),
                     subscription_id: r.subscription_id.clone(),
@@ -211,7 +253,11 @@ impl Seed {
 
 /// A stable object id for an app seeded without one, so restarts and re-seeds agree.
 pub fn derived_object_id(client_id: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("idbind-sim/app/{}", client_id.to_ascii_lowercase()).as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("idbind-sim/app/{}", client_id.to_ascii_lowercase()).as_bytes(),
+    )
+    .to_string()
 }
 
 /// Parses `SUB/RG[@LOCATION]` (the `--resource-group` flag).
@@ -221,8 +267,12 @@ pub fn parse_rg_flag(s: &str) -> Result<(String, String, Option<String>), String
         None => (s, None),
     };
     match path.split_once('/') {
-        Some((sub, rg)) if !sub.is_empty() && !rg.is_empty() && !rg.contains('/') => Ok((sub.to_owned(), rg.to_owned(), location)),
-        _ => Err(format!("expected SUBSCRIPTION/RESOURCE_GROUP[@LOCATION], got '{s}'")),
+        Some((sub, rg)) if !sub.is_empty() && !rg.is_empty() && !rg.contains('/') => {
+            Ok((sub.to_owned(), rg.to_owned(), location))
+        }
+        _ => Err(format!(
+            "expected SUBSCRIPTION/RESOURCE_GROUP[@LOCATION], got '{s}'"
+        )),
     }
 }
 
@@ -235,12 +285,23 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
     let rbac = match mode {
         "rbac" => true,
         "policies" | "accesspolicies" => false,
-        other => return Err(format!("vault mode must be 'rbac' or 'policies', got '{other}'")),
+        other => {
+            return Err(format!(
+                "vault mode must be 'rbac' or 'policies', got '{other}'"
+            ));
+        }
     };
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        [sub, rg, name] if !sub.is_empty() && !rg.is_empty() && !name.is_empty() => Ok(((*sub).to_owned(), (*rg).to_owned(), (*name).to_owned(), rbac)),
-        _ => Err(format!("expected SUBSCRIPTION/RESOURCE_GROUP/VAULT[@rbac|@policies], got '{s}'")),
+        [sub, rg, name] if !sub.is_empty() && !rg.is_empty() && !name.is_empty() => Ok((
+            (*sub).to_owned(),
+            (*rg).to_owned(),
+            (*name).to_owned(),
+            rbac,
+        )),
+        _ => Err(format!(
+            "expected SUBSCRIPTION/RESOURCE_GROUP/VAULT[@rbac|@policies], got '{s}'"
+        )),
     }
 }
 
@@ -248,25 +309,44 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
 pub fn parse_app_flag(s: &str) -> Result<SeedApp, String> {
     let parts: Vec<&str> = s.splitn(3, ':').collect();
     match parts.as_slice() {
-        [id, secret] if !id.is_empty() && !secret.is_empty() => Ok(SeedApp { client_id: (*id).to_owned(), client_secret: (*secret).to_owned(), ..Default::default() }),
-        [id, secret, oid] if !id.is_empty() && !secret.is_empty() && !oid.is_empty() => Ok(SeedApp {
+        [id, secret] if !id.is_empty() && !secret.is_empty() => Ok(SeedApp {
             client_id: (*id).to_owned(),
             client_secret: (*secret).to_owned(),
-            object_id: Some((*oid).to_owned()),
-            display_name: None,
+            ..Default::default()
         }),
+        [id, secret, oid] if !id.is_empty() && !secret.is_empty() && !oid.is_empty() => {
+            Ok(SeedApp {
+                client_id: (*id).to_owned(),
+                client_secret: (*secret).to_owned(),
+                object_id: Some((*oid).to_owned()),
+                display_name: None,
+            })
+        }
         _ => Err(format!("expected CLIENT_ID:SECRET[:OBJECT_ID], got '{s}'")),
     }
 }
 
 impl Seed {
     /// Adds a subscription/resource group/vault given by flags, creating parents as needed.
-    pub fn add_rg(&mut self, sub: &str, rg: &str, location: Option<String>) -> &mut SeedResourceGroup {
+    pub fn add_rg(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        location: Option<String>,
+    ) -> &mut SeedResourceGroup {
         let s = self.subscription_mut(sub);
-        let idx = match s.resource_groups.iter().position(|g| g.name.eq_ignore_ascii_case(rg)) {
+        let idx = match s
+            .resource_groups
+            .iter()
+            .position(|g| g.name.eq_ignore_ascii_case(rg))
+        {
             Some(i) => i,
             None => {
-                s.resource_groups.push(SeedResourceGroup { name: rg.to_owned(), location, ..Default::default() });
+                s.resource_groups.push(SeedResourceGroup {
+                    name: rg.to_owned(),
+                    location,
+                    ..Default::default()
+                });
                 s.resource_groups.len() - 1
             }
         };
@@ -274,10 +354,17 @@ impl Seed {
     }
 
     pub fn subscription_mut(&mut self, sub: &str) -> &mut SeedSubscription {
-        let idx = match self.subscriptions.iter().position(|s| s.id.eq_ignore_ascii_case(sub)) {
+        let idx = match self
+            .subscriptions
+            .iter()
+            .position(|s| s.id.eq_ignore_ascii_case(sub))
+        {
             Some(i) => i,
             None => {
-                self.subscriptions.push(SeedSubscription { id: sub.to_owned(), ..Default::default() });
+                self.subscriptions.push(SeedSubscription {
+                    id: sub.to_owned(),
+                    ..Default::default()
+                });
                 self.subscriptions.len() - 1
             }
         };
@@ -286,7 +373,11 @@ impl Seed {
 
     pub fn add_vault(&mut self, sub: &str, rg: &str, name: &str, rbac: bool) {
         let group = self.add_rg(sub, rg, None);
-        group.vaults.push(SeedVault { name: name.to_owned(), enable_rbac_authorization: Some(rbac), ..Default::default() });
+        group.vaults.push(SeedVault {
+            name: name.to_owned(),
+            enable_rbac_authorization: Some(rbac),
+            ..Default::default()
+        });
     }
 }
 
@@ -296,11 +387,18 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        assert_eq!(parse_rg_flag("s/rg@eastus"), Ok(("s".into(), "rg".into(), Some("eastus".into()))));
+        assert_eq!(
+            parse_rg_flag("s/rg@eastus"),
+            Ok(("s".into(), "rg".into(), Some("eastus".into())))
+        );
         assert!(parse_rg_flag("s").is_err());
-        assert_eq!(parse_vault_flag("s/rg/kv@policies"), Ok(("s".into(), "rg".into(), "kv".into(), false)));
+        assert_eq!(
+            parse_vault_flag("s/rg/kv@policies"),
+            Ok(("s".into(), "rg".into(), "kv".into(), false))
+        );
         assert!(parse_vault_flag("s/rg/kv@bogus").is_err());
-        let app = parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
+        let app =
+            parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
         assert_eq!(app, Ok(("cid".into(), "se".into(), Some("cr:et".into()))));
     }
 
@@ -308,13 +406,22 @@ mod tests {
     fn apply_is_idempotent_and_keeps_existing() {
         let mut seed = Seed::default();
         seed.add_vault("sub", "rg", "kv", false);
-        seed.apps.push(SeedApp { client_id: "c".into(), client_secret: "s".into(), ..Default::default() });
-        let mut state = State { tenant_id: "t".into(), ..Default::default() };
+        seed.apps.push(SeedApp {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            ..Default::default()
+        });
+        let mut state = State {
+            tenant_id: "t".into(),
+            ..Default::default()
+        };
         seed.apply(&mut state, 5);
         let once = state.clone();
         seed.apply(&mut state, 9);
         assert_eq!(once, state);
-        let vault = state.resource_group("SUB", "RG").and_then(|rg| rg.vaults.get("kv"));
+        let vault = state
+            .resource_group("SUB", "RG")
+            .and_then(|rg| rg.vaults.get("kv"));
         assert_eq!(vault.map(|v| v.enable_rbac_authorization), Some(false));
     }
 }

@@ -19,7 +19,12 @@ use crate::http::ConnCtl;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn spawn(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tokio::spawn(async move {
         let mut conns = JoinSet::new();
@@ -36,16 +41,28 @@ pub fn spawn(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router,
             }
         }
         drop(listener);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
             conns.abort_all();
         }
     })
 }
 
-async fn connection(stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>, app: axum::Router, scheme: &'static str, shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    scheme: &'static str,
+    shutdown: watch::Receiver<bool>,
+) {
     let kill = Arc::new(Notify::new());
-    let ctl = ConnCtl { kill: kill.clone(), scheme };
+    let ctl = ConnCtl {
+        kill: kill.clone(),
+        scheme,
+    };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ctl.clone());
         let app = app.clone();
@@ -53,7 +70,11 @@ async fn connection(stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>, app
     });
     match tls {
         Some(acceptor) => {
-            let Ok(Ok(tls_stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else { return };
+            let Ok(Ok(tls_stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
             drive(TokioIo::new(tls_stream), service, kill, shutdown).await;
         }
         None => drive(TokioIo::new(stream), service, kill, shutdown).await,
@@ -69,7 +90,9 @@ where
     <S::ResBody as hyper::body::Body>::Data: Send,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

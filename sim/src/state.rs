@@ -120,11 +120,19 @@ pub struct VaultPermissions {
 
 impl VaultPermissions {
     pub fn lists_mut(&mut self) -> [&mut Vec<String>; 4] {
-        [&mut self.keys, &mut self.secrets, &mut self.certificates, &mut self.storage]
+        [
+            &mut self.keys,
+            &mut self.secrets,
+            &mut self.certificates,
+            &mut self.storage,
+        ]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.secrets.is_empty() && self.certificates.is_empty() && self.storage.is_empty()
+        self.keys.is_empty()
+            && self.secrets.is_empty()
+            && self.certificates.is_empty()
+            && self.storage.is_empty()
     }
 }
 
@@ -225,11 +233,17 @@ pub struct Grant {
 
 impl State {
     pub fn resource_group(&self, sub: &str, rg: &str) -> Option<&ResourceGroup> {
-        self.subscriptions.get(&key(sub))?.resource_groups.get(&key(rg))
+        self.subscriptions
+            .get(&key(sub))?
+            .resource_groups
+            .get(&key(rg))
     }
 
     pub fn resource_group_mut(&mut self, sub: &str, rg: &str) -> Option<&mut ResourceGroup> {
-        self.subscriptions.get_mut(&key(sub))?.resource_groups.get_mut(&key(rg))
+        self.subscriptions
+            .get_mut(&key(sub))?
+            .resource_groups
+            .get_mut(&key(rg))
     }
 
     /// The identity whose client id is `client_id`, if any (a linear scan: token exchanges are
@@ -243,6 +257,10 @@ impl State {
     }
 
     pub fn identity_count(&self) -> usize {
-        self.subscriptions.values().flat_map(|s| s.resource_groups.values()).map(|rg| rg.identities.len()).sum()
+        self.subscriptions
+            .values()
+            .flat_map(|s| s.resource_groups.values())
+            .map(|rg| rg.identities.len())
+            .sum()
     }
 }

@@ -51,9 +51,19 @@ pub enum MsiOp {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum BucketKey {
-    Principal { sub: String, oid: String, kind: OpKind },
-    Global { sub: String, kind: OpKind },
-    Tenant { oid: String, kind: OpKind },
+    Principal {
+        sub: String,
+        oid: String,
+        kind: OpKind,
+    },
+    Global {
+        sub: String,
+        kind: OpKind,
+    },
+    Tenant {
+        oid: String,
+        kind: OpKind,
+    },
     MsiTenant(MsiOp),
     MsiSubscription(String, MsiOp),
     MsiResource(String, MsiOp),
@@ -102,7 +112,10 @@ pub struct Throttler {
 }
 
 fn header(name: String, value: String) -> Option<(HeaderName, HeaderValue)> {
-    Some((HeaderName::try_from(name).ok()?, HeaderValue::try_from(value).ok()?))
+    Some((
+        HeaderName::try_from(name).ok()?,
+        HeaderValue::try_from(value).ok()?,
+    ))
 }
 
 /// [UNVERIFIED] burst of the MSI limits: one second's worth, at least one request.
@@ -112,7 +125,10 @@ fn msi_spec(rate: f64) -> BucketSpec {
 
 impl Throttler {
     pub fn new(config: ThrottleConfig) -> Self {
-        Self { config: Mutex::new(config), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            config: Mutex::new(config),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn config(&self) -> ThrottleConfig {
@@ -130,41 +146,67 @@ impl Throttler {
     }
 
     /// Admits the request (returning the rate-limit headers to add) or refuses it with 429.
-    pub fn admit(&self, req: &ThrottleRequest, now_ms: u64) -> Result<Vec<(HeaderName, HeaderValue)>, ArmError> {
+    pub fn admit(
+        &self,
+        req: &ThrottleRequest,
+        now_ms: u64,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ArmError> {
         let cfg = self.config();
         if !cfg.enabled {
             return Ok(Vec::new());
         }
         let (arm_keys, report) = arm_buckets(&cfg, req);
-        let msi_keys = if cfg.msi.enabled { msi_buckets(&cfg, req) } else { Vec::new() };
+        let msi_keys = if cfg.msi.enabled {
+            msi_buckets(&cfg, req)
+        } else {
+            Vec::new()
+        };
 
         let mut buckets = lock(&self.buckets);
         let mut wait = 0.0_f64;
         let mut arm_wait = 0.0_f64;
         for (key, spec) in arm_keys.iter().chain(msi_keys.iter()) {
-            let b = buckets.entry(key.clone()).or_insert(Bucket { tokens: spec.capacity, last_ms: now_ms });
+            let b = buckets.entry(key.clone()).or_insert(Bucket {
+                tokens: spec.capacity,
+                last_ms: now_ms,
+            });
             b.refill(*spec, now_ms);
             let w = b.wait_secs(*spec);
             wait = wait.max(w);
-            if matches!(key, BucketKey::Principal { .. } | BucketKey::Global { .. } | BucketKey::Tenant { .. }) {
+            if matches!(
+                key,
+                BucketKey::Principal { .. } | BucketKey::Global { .. } | BucketKey::Tenant { .. }
+            ) {
                 arm_wait = arm_wait.max(w);
             }
         }
         if wait > 0.0 {
-            let secs = if wait.is_finite() { (wait.ceil() as u64).max(1) } else { 3600 };
+            let secs = if wait.is_finite() {
+                (wait.ceil() as u64).max(1)
+            } else {
+                3600
+            };
             let err = if arm_wait > 0.0 {
                 match &req.subscription {
                     // Wording from FACTS §4 [OBS].
                     Some(sub) => ArmError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "SubscriptionRequestsThrottled",
-                        format!("Number of '{}' requests for subscription '{sub}' actor '{}' exceeded. Please try again after '{secs}' seconds.", req.kind.word(), req.principal),
+                        format!(
+                            "Number of '{}' requests for subscription '{sub}' actor '{}' exceeded. Please try again after '{secs}' seconds.",
+                            req.kind.word(),
+                            req.principal
+                        ),
                     ),
                     // [UNVERIFIED] tenant-level wording, by analogy with the subscription one.
                     None => ArmError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "TenantRequestsThrottled",
-                        format!("Number of '{}' requests for tenant actor '{}' exceeded. Please try again after '{secs}' seconds.", req.kind.word(), req.principal),
+                        format!(
+                            "Number of '{}' requests for tenant actor '{}' exceeded. Please try again after '{secs}' seconds.",
+                            req.kind.word(),
+                            req.principal
+                        ),
                     ),
                 }
             } else {
@@ -173,7 +215,9 @@ impl Throttler {
                 ArmError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",
-                    format!("Too many requests to the Microsoft.ManagedIdentity resource provider. Please try again after '{secs}' seconds."),
+                    format!(
+                        "Too many requests to the Microsoft.ManagedIdentity resource provider. Please try again after '{secs}' seconds."
+                    ),
                 )
             };
             let mut err = err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -192,7 +236,10 @@ impl Throttler {
         Ok(report
             .into_iter()
             .filter_map(|(name, key)| {
-                let remaining = buckets.get(&key).map(|b| b.tokens.floor().max(0.0) as u64).unwrap_or(0);
+                let remaining = buckets
+                    .get(&key)
+                    .map(|b| b.tokens.floor().max(0.0) as u64)
+                    .unwrap_or(0);
                 header(name, remaining.to_string())
             })
             .collect())
@@ -212,13 +259,29 @@ fn arm_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> (Keys, Vec<(Strin
                 OpKind::Write => cfg.writes,
                 OpKind::Delete => cfg.deletes,
             };
-            let principal = BucketKey::Principal { sub: sub.clone(), oid, kind };
+            let principal = BucketKey::Principal {
+                sub: sub.clone(),
+                oid,
+                kind,
+            };
             let global = BucketKey::Global { sub, kind };
             let report = vec![
-                (format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()), principal.clone()),
-                (format!("x-ms-ratelimit-remaining-subscription-global-{}", kind.plural()), global.clone()),
+                (
+                    format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()),
+                    principal.clone(),
+                ),
+                (
+                    format!(
+                        "x-ms-ratelimit-remaining-subscription-global-{}",
+                        kind.plural()
+                    ),
+                    global.clone(),
+                ),
             ];
-            (vec![(principal, spec), (global, spec.scaled(cfg.global_factor))], report)
+            (
+                vec![(principal, spec), (global, spec.scaled(cfg.global_factor))],
+                report,
+            )
         }
         None => {
             let spec = match kind {
@@ -227,14 +290,19 @@ fn arm_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> (Keys, Vec<(Strin
                 OpKind::Delete => cfg.tenant_deletes,
             };
             let tenant = BucketKey::Tenant { oid, kind };
-            let report = vec![(format!("x-ms-ratelimit-remaining-tenant-{}", kind.plural()), tenant.clone())];
+            let report = vec![(
+                format!("x-ms-ratelimit-remaining-tenant-{}", kind.plural()),
+                tenant.clone(),
+            )];
             (vec![(tenant, spec)], report)
         }
     }
 }
 
 fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
-    let Some((op, resource)) = &req.msi else { return Vec::new() };
+    let Some((op, resource)) = &req.msi else {
+        return Vec::new();
+    };
     let rate: MsiRate = match op {
         MsiOp::CreateOrUpdate => cfg.msi.create_or_update,
         MsiOp::Get => cfg.msi.get,
@@ -243,9 +311,15 @@ fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
     };
     let mut keys = vec![(BucketKey::MsiTenant(*op), msi_spec(rate.per_tenant))];
     if let Some(sub) = &req.subscription {
-        keys.push((BucketKey::MsiSubscription(sub.to_ascii_lowercase(), *op), msi_spec(rate.per_subscription)));
+        keys.push((
+            BucketKey::MsiSubscription(sub.to_ascii_lowercase(), *op),
+            msi_spec(rate.per_subscription),
+        ));
     }
-    keys.push((BucketKey::MsiResource(resource.to_ascii_lowercase(), *op), msi_spec(rate.per_resource)));
+    keys.push((
+        BucketKey::MsiResource(resource.to_ascii_lowercase(), *op),
+        msi_spec(rate.per_resource),
+    ));
     keys
 }
 
@@ -258,16 +332,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MsiLimits;
 
     fn small() -> ThrottleConfig {
-        let mut cfg = ThrottleConfig::default();
-        cfg.writes = BucketSpec::new(3.0, 1.0);
-        cfg.msi.enabled = false;
-        cfg
+        ThrottleConfig {
+            writes: BucketSpec::new(3.0, 1.0),
+            msi: MsiLimits {
+                enabled: false,
+                ..MsiLimits::default()
+            },
+            ..ThrottleConfig::default()
+        }
     }
 
     fn write(principal: &str) -> ThrottleRequest {
-        ThrottleRequest { subscription: Some("S".into()), principal: principal.into(), kind: OpKind::Write, msi: None }
+        ThrottleRequest {
+            subscription: Some("S".into()),
+            principal: principal.into(),
+            kind: OpKind::Write,
+            msi: None,
+        }
     }
 
     #[test]
@@ -275,12 +359,24 @@ mod tests {
         let t = Throttler::new(small());
         for expected in ["2", "1", "0"] {
             let headers = t.admit(&write("p"), 0).unwrap_or_default();
-            let remaining = headers.iter().find(|(n, _)| n.as_str() == "x-ms-ratelimit-remaining-subscription-writes").map(|(_, v)| v.clone());
+            let remaining = headers
+                .iter()
+                .find(|(n, _)| n.as_str() == "x-ms-ratelimit-remaining-subscription-writes")
+                .map(|(_, v)| v.clone());
             assert_eq!(remaining, HeaderValue::from_str(expected).ok());
         }
         let err = t.admit(&write("p"), 0).err();
-        assert_eq!(err.as_ref().map(|e| e.status), Some(StatusCode::TOO_MANY_REQUESTS));
-        let retry = err.and_then(|e| e.headers.into_iter().find(|(n, _)| n == axum::http::header::RETRY_AFTER)).map(|(_, v)| v);
+        assert_eq!(
+            err.as_ref().map(|e| e.status),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        let retry = err
+            .and_then(|e| {
+                e.headers
+                    .into_iter()
+                    .find(|(n, _)| n == axum::http::header::RETRY_AFTER)
+            })
+            .map(|(_, v)| v);
         assert_eq!(retry, Some(HeaderValue::from(1u64)));
         // Another principal has its own bucket.
         assert!(t.admit(&write("q"), 0).is_ok());
@@ -304,7 +400,12 @@ mod tests {
         let mut cfg = ThrottleConfig::default();
         cfg.msi.enabled = true;
         let t = Throttler::new(cfg);
-        let get = |id: &str| ThrottleRequest { subscription: Some("s".into()), principal: "p".into(), kind: OpKind::Read, msi: Some((MsiOp::Get, id.into())) };
+        let get = |id: &str| ThrottleRequest {
+            subscription: Some("s".into()),
+            principal: "p".into(),
+            kind: OpKind::Read,
+            msi: Some((MsiOp::Get, id.into())),
+        };
         assert!(t.admit(&get("/x/1"), 0).is_ok());
         let err = t.admit(&get("/x/1"), 100).err();
         assert_eq!(err.map(|e| e.code), Some(String::from("TooManyRequests")));

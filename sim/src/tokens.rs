@@ -39,7 +39,9 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenIssuer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,8 @@ pub enum TokenError {
 
 impl TokenIssuer {
     pub fn generate() -> Result<Self, SimError> {
-        let key = rcgen::KeyPair::generate().map_err(|e| SimError::Tls(format!("token signing key: {e}")))?;
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| SimError::Tls(format!("token signing key: {e}")))?;
         let kid = uuid::Uuid::new_v4().simple().to_string();
         Self::from_parts(kid, key.serialize_pem())
     }
@@ -61,7 +64,10 @@ impl TokenIssuer {
     }
 
     pub fn to_file(&self) -> SigningKeyFile {
-        SigningKeyFile { kid: self.kid.clone(), pkcs8_pem: self.pkcs8_pem.clone() }
+        SigningKeyFile {
+            kid: self.kid.clone(),
+            pkcs8_pem: self.pkcs8_pem.clone(),
+        }
     }
 
     fn from_parts(kid: String, pkcs8_pem: String) -> Result<Self, SimError> {
@@ -70,20 +76,30 @@ impl TokenIssuer {
         let raw = pair.public_key_raw();
         // An uncompressed P-256 point: 0x04 || X (32 bytes) || Y (32 bytes).
         if raw.len() != 65 || raw[0] != 4 {
-            return Err(SimError::Tls(String::from("token signing key is not an uncompressed P-256 key")));
+            return Err(SimError::Tls(String::from(
+                "token signing key is not an uncompressed P-256 key",
+            )));
         }
         let x = URL_SAFE_NO_PAD.encode(&raw[1..33]);
         let y = URL_SAFE_NO_PAD.encode(&raw[33..65]);
         let encoding = EncodingKey::from_ec_pem(pkcs8_pem.as_bytes()).map_err(|e| key_err(&e))?;
         let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| key_err(&e))?;
-        Ok(Self { kid, pkcs8_pem, encoding, decoding, x, y })
+        Ok(Self {
+            kid,
+            pkcs8_pem,
+            encoding,
+            decoding,
+            x,
+            y,
+        })
     }
 
     pub fn issue(&self, claims: &AccessClaims) -> Result<String, SimError> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         header.typ = Some(String::from("JWT"));
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| SimError::Tls(format!("signing a token: {e}")))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| SimError::Tls(format!("signing a token: {e}")))
     }
 
     /// Checks the signature and decodes the claims. Expiry is checked by the caller against
@@ -94,7 +110,9 @@ impl TokenIssuer {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation).map(|d| d.claims).map_err(|e| TokenError::Invalid(e.to_string()))
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
     pub fn jwks(&self) -> serde_json::Value {

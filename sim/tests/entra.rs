@@ -28,7 +28,12 @@ struct Issuer {
 }
 
 async fn issuer() -> Result<Issuer, Box<dyn std::error::Error + Send + Sync>> {
-    let tls = idbind_sim::tls::load(&TlsConfig::Generate { extra_hostnames: vec![] }, None)?;
+    let tls = idbind_sim::tls::load(
+        &TlsConfig::Generate {
+            extra_hostnames: vec![],
+        },
+        None,
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
     let jwks = Arc::new(Mutex::new(json!({"keys": [rsa_jwk()?]})));
@@ -47,14 +52,30 @@ async fn issuer() -> Result<Issuer, Box<dyn std::error::Error + Send + Sync>> {
             }
         }));
     let (stop, rx) = watch::channel(false);
-    idbind_sim::server::spawn(listener, Some(tokio_rustls::TlsAcceptor::from(tls.server_config.clone())), app, rx);
+    idbind_sim::server::spawn(
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(tls.server_config.clone())),
+        app,
+        rx,
+    );
     let ca_file = tempfile::NamedTempFile::new()?;
     std::fs::write(ca_file.path(), tls.ca_pem.as_bytes())?;
-    Ok(Issuer { url, ca_file, jwks, jwks_fetches: fetches, _stop: stop })
+    Ok(Issuer {
+        url,
+        ca_file,
+        jwks,
+        jwks_fetches: fetches,
+        _stop: stop,
+    })
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap_or_default()
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap_or_default()
 }
 
 fn rsa_jwk() -> Result<Value, serde_json::Error> {
@@ -62,13 +83,28 @@ fn rsa_jwk() -> Result<Value, serde_json::Error> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-fn assertion(key: &EncodingKey, alg: Algorithm, kid: &str, iss: &str, sub: &str, aud: &str, exp: u64) -> Result<String, jsonwebtoken::errors::Error> {
+fn assertion(
+    key: &EncodingKey,
+    alg: Algorithm,
+    kid: &str,
+    iss: &str,
+    sub: &str,
+    aud: &str,
+    exp: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, &json!({"iss": iss, "sub": sub, "aud": [aud], "iat": now() - 10, "nbf": now() - 10, "exp": exp}), key)
+    jsonwebtoken::encode(
+        &header,
+        &json!({"iss": iss, "sub": sub, "aud": [aud], "iat": now() - 10, "nbf": now() - 10, "exp": exp}),
+        key,
+    )
 }
 
 fn rsa_key() -> Result<EncodingKey, jsonwebtoken::errors::Error> {
@@ -81,17 +117,28 @@ fn ec_key(kid: &str) -> Result<(EncodingKey, Value), Box<dyn std::error::Error +
     let raw = pair.public_key_raw();
     let b = |x: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x);
     let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid, "x": b(&raw[1..33]), "y": b(&raw[33..65])});
-    Ok((EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())?, jwk))
+    Ok((
+        EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())?,
+        jwk,
+    ))
 }
 
-async fn exchange(h: &SimHandle, c: &reqwest::Client, client_id: &str, assertion: &str) -> Result<(u16, Value), Box<dyn std::error::Error + Send + Sync>> {
+async fn exchange(
+    h: &SimHandle,
+    c: &reqwest::Client,
+    client_id: &str,
+    assertion: &str,
+) -> Result<(u16, Value), Box<dyn std::error::Error + Send + Sync>> {
     let r = c
         .post(format!("{}/{}/oauth2/v2.0/token", https(h), h.tenant_id()))
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("scope", ARM_SCOPE),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion),
         ])
         .send()
@@ -100,7 +147,13 @@ async fn exchange(h: &SimHandle, c: &reqwest::Client, client_id: &str, assertion
 }
 
 fn aadsts(body: &Value) -> String {
-    body["error_description"].as_str().unwrap_or("").split(':').next().unwrap_or("").to_owned()
+    body["error_description"]
+        .as_str()
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,20 +162,70 @@ async fn client_secret_flow_and_discovery() -> TestResult {
     let c = client(&h);
     let base = https(&h);
     let token_url = format!("{base}/{}/oauth2/v2.0/token", h.tenant_id());
-    let ok = c.post(&token_url).form(&[("grant_type", "client_credentials"), ("client_id", APP_ID), ("client_secret", APP_SECRET), ("scope", ARM_SCOPE)]).send().await?;
+    let ok = c
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP_ID),
+            ("client_secret", APP_SECRET),
+            ("scope", ARM_SCOPE),
+        ])
+        .send()
+        .await?;
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await?;
-    assert_eq!((body["token_type"].as_str(), body["expires_in"].as_u64()), (Some("Bearer"), Some(3600)));
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64()),
+        (Some("Bearer"), Some(3600))
+    );
     // The token carries oid, tid, appid and exp.
-    let payload = body["access_token"].as_str().unwrap_or("").split('.').nth(1).unwrap_or("").to_owned();
-    let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
-    assert_eq!((claims["oid"].as_str(), claims["appid"].as_str(), claims["tid"].as_str()), (Some(APP_OID), Some(APP_ID), Some(h.tenant_id())));
+    let payload = body["access_token"]
+        .as_str()
+        .unwrap_or("")
+        .split('.')
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    assert_eq!(
+        (
+            claims["oid"].as_str(),
+            claims["appid"].as_str(),
+            claims["tid"].as_str()
+        ),
+        (Some(APP_OID), Some(APP_ID), Some(h.tenant_id()))
+    );
     assert!(claims["exp"].as_u64().is_some());
 
     let cases = [
-        (vec![("client_id", APP_ID), ("client_secret", "wrong"), ("scope", ARM_SCOPE)], 401, "AADSTS7000215"),
-        (vec![("client_id", "99999999-9999-9999-9999-999999999999"), ("client_secret", "x"), ("scope", ARM_SCOPE)], 400, "AADSTS700016"),
-        (vec![("client_id", APP_ID), ("client_secret", APP_SECRET), ("scope", "https://management.azure.com/user_impersonation")], 400, "AADSTS70011"),
+        (
+            vec![
+                ("client_id", APP_ID),
+                ("client_secret", "wrong"),
+                ("scope", ARM_SCOPE),
+            ],
+            401,
+            "AADSTS7000215",
+        ),
+        (
+            vec![
+                ("client_id", "99999999-9999-9999-9999-999999999999"),
+                ("client_secret", "x"),
+                ("scope", ARM_SCOPE),
+            ],
+            400,
+            "AADSTS700016",
+        ),
+        (
+            vec![
+                ("client_id", APP_ID),
+                ("client_secret", APP_SECRET),
+                ("scope", "https://management.azure.com/user_impersonation"),
+            ],
+            400,
+            "AADSTS70011",
+        ),
     ];
     for (fields, status, code) in cases {
         let mut form = vec![("grant_type", "client_credentials")];
@@ -133,16 +236,43 @@ async fn client_secret_flow_and_discovery() -> TestResult {
         assert_eq!(aadsts(&b), code, "{b}");
         assert!(b["error"].is_string() && b["error_codes"].is_array());
     }
-    let other_tenant = c.post(format!("{base}/not-our-tenant/oauth2/v2.0/token")).form(&[("grant_type", "client_credentials"), ("client_id", APP_ID), ("client_secret", APP_SECRET), ("scope", ARM_SCOPE)]).send().await?;
+    let other_tenant = c
+        .post(format!("{base}/not-our-tenant/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP_ID),
+            ("client_secret", APP_SECRET),
+            ("scope", ARM_SCOPE),
+        ])
+        .send()
+        .await?;
     assert_eq!(other_tenant.status(), 400);
 
     // Discovery documents SDKs fetch first.
-    let oidc: Value = c.get(format!("{base}/{}/v2.0/.well-known/openid-configuration", h.tenant_id())).send().await?.json().await?;
+    let oidc: Value = c
+        .get(format!(
+            "{base}/{}/v2.0/.well-known/openid-configuration",
+            h.tenant_id()
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(oidc["token_endpoint"], token_url);
-    let jwks: Value = c.get(oidc["jwks_uri"].as_str().unwrap_or_default()).send().await?.json().await?;
+    let jwks: Value = c
+        .get(oidc["jwks_uri"].as_str().unwrap_or_default())
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     let inst: Value = c.get(format!("{base}/common/discovery/instance?api-version=1.1&authorization_endpoint={base}/{}/oauth2/v2.0/authorize", h.tenant_id())).send().await?.json().await?;
-    assert!(inst["tenant_discovery_endpoint"].as_str().unwrap_or("").ends_with("/v2.0/.well-known/openid-configuration"));
+    assert!(
+        inst["tenant_discovery_endpoint"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/v2.0/.well-known/openid-configuration")
+    );
     assert!(inst["metadata"][0]["aliases"].is_array());
     h.shutdown().await?;
     Ok(())
@@ -163,28 +293,57 @@ async fn arm_rejects_missing_invalid_expired_and_foreign_tokens() -> TestResult 
     let b: Value = no_auth.json().await?;
     assert_eq!(b["error"]["code"], "AuthenticationFailed");
 
-    let garbage = Arm { token: "not-a-jwt".into(), base: arm.base.clone(), client: arm.client.clone() };
-    assert_eq!(garbage.get(&path).await?.code(), "InvalidAuthenticationToken");
+    let garbage = Arm {
+        token: "not-a-jwt".into(),
+        base: arm.base.clone(),
+        client: arm.client.clone(),
+    };
+    assert_eq!(
+        garbage.get(&path).await?.code(),
+        "InvalidAuthenticationToken"
+    );
     // A token signed by another simulator's key.
     let other = start().await?;
-    let foreign = Arm { token: other.issue_token(APP_OID, APP_ID)?, base: arm.base.clone(), client: arm.client.clone() };
-    assert_eq!(foreign.get(&path).await?.code(), "InvalidAuthenticationToken");
+    let foreign = Arm {
+        token: other.issue_token(APP_OID, APP_ID)?,
+        base: arm.base.clone(),
+        client: arm.client.clone(),
+    };
+    assert_eq!(
+        foreign.get(&path).await?.code(),
+        "InvalidAuthenticationToken"
+    );
     other.shutdown().await?;
     // A token for another resource.
     let graph = arm
         .client
         .post(format!("{}/{}/oauth2/v2.0/token", arm.base, h.tenant_id()))
-        .form(&[("grant_type", "client_credentials"), ("client_id", APP_ID), ("client_secret", APP_SECRET), ("scope", "https://graph.microsoft.com/.default")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP_ID),
+            ("client_secret", APP_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
         .send()
         .await?
         .json::<Value>()
         .await?;
-    let wrong_aud = Arm { token: graph["access_token"].as_str().unwrap_or("").into(), base: arm.base.clone(), client: arm.client.clone() };
-    assert_eq!(wrong_aud.get(&path).await?.code(), "InvalidAuthenticationTokenAudience");
+    let wrong_aud = Arm {
+        token: graph["access_token"].as_str().unwrap_or("").into(),
+        base: arm.base.clone(),
+        client: arm.client.clone(),
+    };
+    assert_eq!(
+        wrong_aud.get(&path).await?.code(),
+        "InvalidAuthenticationTokenAudience"
+    );
     // Past its lifetime the token is refused; a new one works.
     h.advance_clock(Duration::from_secs(61));
     let expired = arm.get(&path).await?;
-    assert_eq!((expired.status, expired.code()), (401, "ExpiredAuthenticationToken"));
+    assert_eq!(
+        (expired.status, expired.code()),
+        (401, "ExpiredAuthenticationToken")
+    );
     let fresh = Arm::new(&h).await?;
     assert_eq!(fresh.get(&path).await?.status, 404);
     h.shutdown().await?;
@@ -198,69 +357,190 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     cfg.entra.extra_ca_files = vec![iss.ca_file.path().to_owned()];
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
-    let created = arm.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
-    let client_id = created.body["properties"]["clientId"].as_str().unwrap_or_default().to_owned();
-    let principal = created.body["properties"]["principalId"].as_str().unwrap_or_default().to_owned();
+    let created = arm
+        .put(
+            &identity_path("orders-api"),
+            json!({"location": "westeurope"}),
+        )
+        .await?;
+    let client_id = created.body["properties"]["clientId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let principal = created.body["properties"]["principalId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let subject = "system:serviceaccount:shop:orders-api";
     let aud = "api://AzureADTokenExchange";
-    let r = arm.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject)).await?;
+    let r = arm
+        .put(
+            &fic_path("orders-api", "fic-1"),
+            fic_body(&iss.url, subject),
+        )
+        .await?;
     assert_eq!(r.status, 201);
     let c = client(&h);
     let rsa = rsa_key()?;
     let exp = now() + 3600;
 
     // No FIC matches: wrong subject, issuer with a trailing slash, wrong audience.
-    for (i, s, a) in [(iss.url.clone(), "system:serviceaccount:shop:other", aud), (format!("{}/", iss.url), subject, aud), (iss.url.clone(), subject, "api://other")] {
-        let (status, body) = exchange(&h, &c, &client_id, &assertion(&rsa, Algorithm::RS256, "rsa-key-1", &i, s, a, exp)?).await?;
-        assert_eq!((status, aadsts(&body)), (400, "AADSTS70021".to_owned()), "{body}");
+    for (i, s, a) in [
+        (iss.url.clone(), "system:serviceaccount:shop:other", aud),
+        (format!("{}/", iss.url), subject, aud),
+        (iss.url.clone(), subject, "api://other"),
+    ] {
+        let (status, body) = exchange(
+            &h,
+            &c,
+            &client_id,
+            &assertion(&rsa, Algorithm::RS256, "rsa-key-1", &i, s, a, exp)?,
+        )
+        .await?;
+        assert_eq!(
+            (status, aadsts(&body)),
+            (400, "AADSTS70021".to_owned()),
+            "{body}"
+        );
     }
-    assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), 0, "no key fetch without a matching FIC");
+    assert_eq!(
+        iss.jwks_fetches.load(Ordering::SeqCst),
+        0,
+        "no key fetch without a matching FIC"
+    );
 
     // A good assertion gives a token whose principal is the identity's.
-    let good = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, exp)?;
+    let good = assertion(
+        &rsa,
+        Algorithm::RS256,
+        "rsa-key-1",
+        &iss.url,
+        subject,
+        aud,
+        exp,
+    )?;
     let (status, body) = exchange(&h, &c, &client_id, &good).await?;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap_or_default().to_owned();
     let (status, _) = exchange(&h, &c, &client_id, &good).await?;
     assert_eq!(status, 200);
-    assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), 1, "the JWKS is cached");
+    assert_eq!(
+        iss.jwks_fetches.load(Ordering::SeqCst),
+        1,
+        "the JWKS is cached"
+    );
 
     // ARM knows the caller: give that principal read-only rights and watch a write fail.
     let mut seed = idbind_sim::Seed::default();
-    seed.permissions.push(SeedPermission { principal_id: principal.clone(), grants: vec![Grant { actions: vec!["*/read".into()], not_actions: vec![], scope: String::new() }] });
+    seed.permissions.push(SeedPermission {
+        principal_id: principal.clone(),
+        grants: vec![Grant {
+            actions: vec!["*/read".into()],
+            not_actions: vec![],
+            scope: String::new(),
+        }],
+    });
     h.seed(seed).await?;
-    let as_workload = Arm { token, base: arm.base.clone(), client: arm.client.clone() };
-    assert_eq!(as_workload.get(&identity_path("orders-api")).await?.status, 200);
-    let denied = as_workload.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
+    let as_workload = Arm {
+        token,
+        base: arm.base.clone(),
+        client: arm.client.clone(),
+    };
+    assert_eq!(
+        as_workload.get(&identity_path("orders-api")).await?.status,
+        200
+    );
+    let denied = as_workload
+        .put(
+            &identity_path("orders-api"),
+            json!({"location": "westeurope"}),
+        )
+        .await?;
     assert_eq!(denied.code(), "AuthorizationFailed");
-    assert!(denied.body["error"]["message"].as_str().unwrap_or("").contains(&principal));
+    assert!(
+        denied.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&principal)
+    );
 
     // Expired assertion.
-    let old = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, now() - 5)?;
+    let old = assertion(
+        &rsa,
+        Algorithm::RS256,
+        "rsa-key-1",
+        &iss.url,
+        subject,
+        aud,
+        now() - 5,
+    )?;
     let (status, body) = exchange(&h, &c, &client_id, &old).await?;
-    assert_eq!((status, aadsts(&body)), (400, "AADSTS700024".to_owned()), "{body}");
+    assert_eq!(
+        (status, aadsts(&body)),
+        (400, "AADSTS700024".to_owned()),
+        "{body}"
+    );
     // Also when the simulator's clock passes the assertion's expiry.
-    let short = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, now() + 30)?;
+    let short = assertion(
+        &rsa,
+        Algorithm::RS256,
+        "rsa-key-1",
+        &iss.url,
+        subject,
+        aud,
+        now() + 30,
+    )?;
     assert_eq!(exchange(&h, &c, &client_id, &short).await?.0, 200);
     h.advance_clock(Duration::from_secs(31));
-    assert_eq!(aadsts(&exchange(&h, &c, &client_id, &short).await?.1), "AADSTS700024");
+    assert_eq!(
+        aadsts(&exchange(&h, &c, &client_id, &short).await?.1),
+        "AADSTS700024"
+    );
 
     // Signed by a key the issuer does not publish (same kid as the real one).
     let (rogue, _) = ec_key("rsa-key-1")?;
-    let forged = assertion(&rogue, Algorithm::ES256, "rsa-key-1", &iss.url, subject, aud, now() + 3600)?;
-    assert_eq!(aadsts(&exchange(&h, &c, &client_id, &forged).await?.1), "AADSTS700027");
+    let forged = assertion(
+        &rogue,
+        Algorithm::ES256,
+        "rsa-key-1",
+        &iss.url,
+        subject,
+        aud,
+        now() + 3600,
+    )?;
+    assert_eq!(
+        aadsts(&exchange(&h, &c, &client_id, &forged).await?.1),
+        "AADSTS700027"
+    );
 
     // Key rotation: an unknown kid makes the simulator fetch the JWKS again.
     let fetches = iss.jwks_fetches.load(Ordering::SeqCst);
     let (ec, jwk) = ec_key("ec-key-2")?;
-    iss.jwks.lock().await["keys"].as_array_mut().map(|k| k.push(jwk));
-    let rotated = assertion(&ec, Algorithm::ES256, "ec-key-2", &iss.url, subject, aud, now() + 3600)?;
+    if let Some(k) = iss.jwks.lock().await["keys"].as_array_mut() {
+        k.push(jwk)
+    }
+    let rotated = assertion(
+        &ec,
+        Algorithm::ES256,
+        "ec-key-2",
+        &iss.url,
+        subject,
+        aud,
+        now() + 3600,
+    )?;
     let (status, body) = exchange(&h, &c, &client_id, &rotated).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), fetches + 1);
 
     // Unknown client id.
-    assert_eq!(aadsts(&exchange(&h, &c, "55555555-5555-5555-5555-555555555555", &good).await?.1), "AADSTS700016");
+    assert_eq!(
+        aadsts(
+            &exchange(&h, &c, "55555555-5555-5555-5555-555555555555", &good)
+                .await?
+                .1
+        ),
+        "AADSTS700016"
+    );
     h.shutdown().await?;
 
     // Without the issuer's CA the discovery fetch fails (TLS), as it would in Entra.
@@ -268,11 +548,27 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     cfg.entra.extra_ca_files.clear();
     let h2 = Simulator::start(cfg).await?;
     let arm2 = Arm::new(&h2).await?;
-    let created = arm2.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
-    let cid = created.body["properties"]["clientId"].as_str().unwrap_or_default().to_owned();
-    arm2.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject)).await?;
+    let created = arm2
+        .put(
+            &identity_path("orders-api"),
+            json!({"location": "westeurope"}),
+        )
+        .await?;
+    let cid = created.body["properties"]["clientId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    arm2.put(
+        &fic_path("orders-api", "fic-1"),
+        fic_body(&iss.url, subject),
+    )
+    .await?;
     let (status, body) = exchange(&h2, &client(&h2), &cid, &good).await?;
-    assert_eq!((status, aadsts(&body)), (400, "AADSTS50166".to_owned()), "{body}");
+    assert_eq!(
+        (status, aadsts(&body)),
+        (400, "AADSTS50166".to_owned()),
+        "{body}"
+    );
     h2.shutdown().await?;
     Ok(())
 }

@@ -20,7 +20,9 @@ fn spec_root() -> PathBuf {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -41,23 +43,47 @@ struct OpInfo {
 /// example file (canonical path) → operation, from every swagger's x-ms-examples.
 fn operations_by_example(files: &[PathBuf]) -> BTreeMap<PathBuf, OpInfo> {
     let mut map = BTreeMap::new();
-    for f in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "examples")) {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
-        let Ok(doc) = serde_json::from_str::<Value>(&text) else { continue };
+    for f in files
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "examples"))
+    {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
         // `x-ms-paths` holds operations whose path differs only by query (`?disambiguation_dummy`).
-        let all = ["paths", "x-ms-paths"].iter().filter_map(|k| doc.get(*k).and_then(Value::as_object)).flat_map(|m| m.iter());
+        let all = ["paths", "x-ms-paths"]
+            .iter()
+            .filter_map(|k| doc.get(*k).and_then(Value::as_object))
+            .flat_map(|m| m.iter());
         for (template, ops) in all {
             let template = template.split('?').next().unwrap_or("").to_owned();
             let Some(ops) = ops.as_object() else { continue };
             for (method, op) in ops {
-                let Some(examples) = op.get("x-ms-examples").and_then(Value::as_object) else { continue };
+                let Some(examples) = op.get("x-ms-examples").and_then(Value::as_object) else {
+                    continue;
+                };
                 for ex in examples.values() {
-                    let Some(r) = ex.get("$ref").and_then(Value::as_str) else { continue };
+                    let Some(r) = ex.get("$ref").and_then(Value::as_str) else {
+                        continue;
+                    };
                     let Some(dir) = f.parent() else { continue };
-                    let Ok(path) = dir.join(r).canonicalize() else { continue };
+                    let Ok(path) = dir.join(r).canonicalize() else {
+                        continue;
+                    };
                     map.insert(
                         path,
-                        OpInfo { operation_id: op.get("operationId").and_then(Value::as_str).unwrap_or("").to_owned(), method: method.to_uppercase(), template: template.clone() },
+                        OpInfo {
+                            operation_id: op
+                                .get("operationId")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_owned(),
+                            method: method.to_uppercase(),
+                            template: template.clone(),
+                        },
                     );
                 }
             }
@@ -91,7 +117,9 @@ fn fill(template: &str, params: &Value) -> String {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else { break };
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
         out.push_str(&param(params, &rest[start + 1..start + end]));
         rest = &rest[start + end + 1..];
     }
@@ -122,9 +150,20 @@ fn seed_for(example: &Value) -> Seed {
     }
     let text = example.to_string();
     for part in text.split("roleDefinitions/").skip(1) {
-        let guid: String = part.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        let guid: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
         if guid.len() == 36 && !seed.role_definitions.iter().any(|r| r.name == guid) {
-            seed.role_definitions.push(SeedRoleDefinition { name: guid, role_name: "Example Role".into(), description: "from an example".into(), role_type: None, permissions: vec![], assignable_scopes: vec!["/".into()], subscription_id: None });
+            seed.role_definitions.push(SeedRoleDefinition {
+                name: guid,
+                role_name: "Example Role".into(),
+                description: "from an example".into(),
+                role_type: None,
+                permissions: vec![],
+                assignable_scopes: vec!["/".into()],
+                subscription_id: None,
+            });
         }
     }
     seed
@@ -132,7 +171,13 @@ fn seed_for(example: &Value) -> Seed {
 
 /// `expected`'s structure must be present in `actual`: same keys (recursively), same JSON
 /// kinds; arrays compare their first elements. `tags` is a free-form map: only its kind counts.
-fn structure_diff(expected: &Value, actual: &Value, at: &str, omitted: &[&str], out: &mut Vec<String>) {
+fn structure_diff(
+    expected: &Value,
+    actual: &Value,
+    at: &str,
+    omitted: &[&str],
+    out: &mut Vec<String>,
+) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -156,7 +201,10 @@ fn structure_diff(expected: &Value, actual: &Value, at: &str, omitted: &[&str], 
             (Some(_), None) => out.push(format!("{at}: expected a non-empty array")),
             _ => {}
         },
-        (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) | (Value::Null, _) => {}
+        (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::Null, _) => {}
         (e, a) => out.push(format!("{at}: expected a value like {e}, got {a}")),
     }
 }
@@ -164,32 +212,77 @@ fn structure_diff(expected: &Value, actual: &Value, at: &str, omitted: &[&str], 
 /// Fields of an example we deliberately do not return, with the reason in `render_vault`.
 const OMITTED: &[&str] = &["/properties/hsmPoolResourceId"];
 
-async fn setup(arm: &Arm, op: &str, params: &Value, example: &Value) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn setup(
+    arm: &Arm,
+    op: &str,
+    params: &Value,
+    example: &Value,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let sub = param(params, "subscriptionId");
     let rg = param(params, "resourceGroupName");
     let api = param(params, "api-version");
-    let identity = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}", param(params, "resourceName"));
-    let needs_identity = ["UserAssignedIdentities_Get", "UserAssignedIdentities_Delete", "UserAssignedIdentities_Update"].contains(&op) || op.starts_with("FederatedIdentityCredentials_");
+    let identity = format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+        param(params, "resourceName")
+    );
+    let needs_identity = [
+        "UserAssignedIdentities_Get",
+        "UserAssignedIdentities_Delete",
+        "UserAssignedIdentities_Update",
+    ]
+    .contains(&op)
+        || op.starts_with("FederatedIdentityCredentials_");
     if needs_identity {
-        let r = arm.put(&format!("{identity}?api-version={api}"), json!({"location": "eastus", "tags": {"key1": "value1", "key2": "value2"}})).await?;
+        let r = arm
+            .put(
+                &format!("{identity}?api-version={api}"),
+                json!({"location": "eastus", "tags": {"key1": "value1", "key2": "value2"}}),
+            )
+            .await?;
         assert_eq!(r.status, 201, "setup identity: {}", r.body);
     }
-    let fic = |name: &str| format!("{identity}/federatedIdentityCredentials/{name}?api-version={api}");
+    let fic =
+        |name: &str| format!("{identity}/federatedIdentityCredentials/{name}?api-version={api}");
     match op {
         "FederatedIdentityCredentials_Get" | "FederatedIdentityCredentials_Delete" => {
-            let r = arm.put(&fic(&param(params, "federatedIdentityCredentialResourceName")), fic_body("https://oidc.prod-aks.azure.com/TenantGUID/IssuerGUID", "system:serviceaccount:ns:svcaccount")).await?;
+            let r = arm
+                .put(
+                    &fic(&param(params, "federatedIdentityCredentialResourceName")),
+                    fic_body(
+                        "https://oidc.prod-aks.azure.com/TenantGUID/IssuerGUID",
+                        "system:serviceaccount:ns:svcaccount",
+                    ),
+                )
+                .await?;
             assert_eq!(r.status, 201, "setup fic: {}", r.body);
         }
         "FederatedIdentityCredentials_List" => {
             for (i, name) in ["ficResourceName", "ficResourceName2"].iter().enumerate() {
-                let r = arm.put(&fic(name), fic_body("https://oidc.prod-aks.azure.com/TenantGUID/IssuerGUID", &format!("system:serviceaccount:ns:svcaccount{i}"))).await?;
+                let r = arm
+                    .put(
+                        &fic(name),
+                        fic_body(
+                            "https://oidc.prod-aks.azure.com/TenantGUID/IssuerGUID",
+                            &format!("system:serviceaccount:ns:svcaccount{i}"),
+                        ),
+                    )
+                    .await?;
                 assert_eq!(r.status, 201, "setup fic: {}", r.body);
             }
         }
         "RoleAssignments_Get" | "RoleAssignments_Delete" | "RoleAssignments_ListForScope" => {
             // Create the assignment the example reads, from the example's own response.
             let (_, resp) = first_response(example);
-            let body = resp.get("body").map(|b| if b.get("value").is_some() { b["value"][0].clone() } else { b.clone() }).unwrap_or(Value::Null);
+            let body = resp
+                .get("body")
+                .map(|b| {
+                    if b.get("value").is_some() {
+                        b["value"][0].clone()
+                    } else {
+                        b.clone()
+                    }
+                })
+                .unwrap_or(Value::Null);
             let id = body["id"].as_str().unwrap_or_default();
             let props = &body["properties"];
             let r = arm
@@ -203,7 +296,11 @@ async fn setup(arm: &Arm, op: &str, params: &Value, example: &Value) -> Result<(
 }
 
 fn first_response(example: &Value) -> (u16, Value) {
-    example["responses"].as_object().and_then(|m| m.iter().next()).map(|(k, v)| (k.parse().unwrap_or(0), v.clone())).unwrap_or((0, Value::Null))
+    example["responses"]
+        .as_object()
+        .and_then(|m| m.iter().next())
+        .map(|(k, v)| (k.parse().unwrap_or(0), v.clone()))
+        .unwrap_or((0, Value::Null))
 }
 
 /// Creates first, then updates, then "already gone": the order in which an example's
@@ -229,16 +326,33 @@ async fn every_spec_example_replays() -> TestResult {
     let mut files = Vec::new();
     walk(&root, &mut files);
     let ops = operations_by_example(&files);
-    let examples: Vec<PathBuf> = files.iter().filter(|f| f.parent().and_then(Path::file_name).is_some_and(|n| n == "examples")).cloned().collect();
-    assert!(!examples.is_empty(), "no examples found under {}", root.display());
+    let examples: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| {
+            f.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "examples")
+        })
+        .cloned()
+        .collect();
+    assert!(
+        !examples.is_empty(),
+        "no examples found under {}",
+        root.display()
+    );
 
     let mut failures = Vec::new();
     let mut replayed = 0;
     for file in &examples {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let canonical = file.canonicalize()?;
         let Some(op) = ops.get(&canonical).cloned().or_else(|| fallback(&name)) else {
-            failures.push(format!("{name}: no swagger references it and it has no fallback path: add one"));
+            failures.push(format!(
+                "{name}: no swagger references it and it has no fallback path: add one"
+            ));
             continue;
         };
         let example: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
@@ -250,15 +364,19 @@ async fn every_spec_example_replays() -> TestResult {
         let mut seed = seed_for(&example);
         if op.operation_id.starts_with("RoleDefinitions_") {
             let id = first["body"]["id"].as_str().unwrap_or_default().to_owned();
-            let (scope, guid) = id.split_once("/providers/Microsoft.Authorization/roleDefinitions/").unwrap_or(("", ""));
+            let (scope, guid) = id
+                .split_once("/providers/Microsoft.Authorization/roleDefinitions/")
+                .unwrap_or(("", ""));
             let body = &first["body"]["properties"];
             seed.role_definitions.push(SeedRoleDefinition {
                 name: guid.to_owned(),
                 role_name: body["roleName"].as_str().unwrap_or_default().to_owned(),
                 description: body["description"].as_str().unwrap_or_default().to_owned(),
                 role_type: body["type"].as_str().map(str::to_owned),
-                permissions: serde_json::from_value(body["permissions"].clone()).unwrap_or_default(),
-                assignable_scopes: serde_json::from_value(body["assignableScopes"].clone()).unwrap_or_default(),
+                permissions: serde_json::from_value(body["permissions"].clone())
+                    .unwrap_or_default(),
+                assignable_scopes: serde_json::from_value(body["assignableScopes"].clone())
+                    .unwrap_or_default(),
                 subscription_id: scope.split('/').nth(2).map(str::to_owned),
             });
             params["scope"] = Value::String(scope.trim_start_matches('/').to_owned());
@@ -269,8 +387,15 @@ async fn every_spec_example_replays() -> TestResult {
             let rg = param(&params, "resourceGroupName");
             seed.add_vault(&sub, &rg, &param(&params, "vaultName"), false);
             // The vault the example shows has one access policy; so does ours.
-            let policies = serde_json::from_value(first["body"]["properties"]["accessPolicies"].clone())?;
-            if let Some(v) = seed.subscriptions.iter_mut().flat_map(|s| s.resource_groups.iter_mut()).flat_map(|g| g.vaults.iter_mut()).last() {
+            let policies =
+                serde_json::from_value(first["body"]["properties"]["accessPolicies"].clone())?;
+            if let Some(v) = seed
+                .subscriptions
+                .iter_mut()
+                .flat_map(|s| s.resource_groups.iter_mut())
+                .flat_map(|g| g.vaults.iter_mut())
+                .last()
+            {
                 v.access_policies = policies;
             }
         }
@@ -292,12 +417,22 @@ async fn every_spec_example_replays() -> TestResult {
         let url = format!("{path}?{}", query.join("&"));
         let body = params.get("parameters").cloned();
 
-        let mut statuses: Vec<(u16, Value)> = example["responses"].as_object().map(|m| m.iter().map(|(k, v)| (k.parse().unwrap_or(0), v.clone())).collect()).unwrap_or_default();
+        let mut statuses: Vec<(u16, Value)> = example["responses"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.parse().unwrap_or(0), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         statuses.sort_by_key(|(s, _)| status_order(*s));
         for (status, expected) in statuses {
             let reply = arm.call(&op.method, &url, body.clone()).await?;
             if reply.status != status {
-                failures.push(format!("{name} ({}): expected {status}, got {} {}", op.operation_id, reply.status, reply.body));
+                failures.push(format!(
+                    "{name} ({}): expected {status}, got {} {}",
+                    op.operation_id, reply.status, reply.body
+                ));
                 continue;
             }
             match expected.get("body") {
@@ -305,10 +440,18 @@ async fn every_spec_example_replays() -> TestResult {
                     let mut diffs = Vec::new();
                     structure_diff(eb, &reply.body, "", OMITTED, &mut diffs);
                     if !diffs.is_empty() {
-                        failures.push(format!("{name} ({} {status}): {}\n  got: {}", op.operation_id, diffs.join("; "), reply.body));
+                        failures.push(format!(
+                            "{name} ({} {status}): {}\n  got: {}",
+                            op.operation_id,
+                            diffs.join("; "),
+                            reply.body
+                        ));
                     }
                 }
-                None if !reply.body.is_null() => failures.push(format!("{name} ({} {status}): expected no body, got {}", op.operation_id, reply.body)),
+                None if !reply.body.is_null() => failures.push(format!(
+                    "{name} ({} {status}): expected no body, got {}",
+                    op.operation_id, reply.body
+                )),
                 None => {}
             }
             replayed += 1;
@@ -316,17 +459,38 @@ async fn every_spec_example_replays() -> TestResult {
         // The list example's nextLink must lead to the rest.
         if op.operation_id == "FederatedIdentityCredentials_List" {
             let first_page = arm.call("GET", &url, None).await?;
-            let next = first_page.body["nextLink"].as_str().unwrap_or_default().to_owned();
+            let next = first_page.body["nextLink"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let second = arm.get(&next).await?;
-            if second.status != 200 || second.body["value"].as_array().map(Vec::len) != Some(1) || second.body.get("nextLink").is_some() {
-                failures.push(format!("{name}: following nextLink {next} gave {} {}", second.status, second.body));
+            if second.status != 200
+                || second.body["value"].as_array().map(Vec::len) != Some(1)
+                || second.body.get("nextLink").is_some()
+            {
+                failures.push(format!(
+                    "{name}: following nextLink {next} gave {} {}",
+                    second.status, second.body
+                ));
             }
         }
         h.shutdown().await?;
     }
-    assert!(failures.is_empty(), "{} example replay(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} example replay(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // 14 examples with 20 status codes between them at the time of writing.
-    assert!(replayed >= examples.len(), "replayed {replayed} responses for {} examples", examples.len());
-    println!("replayed {replayed} responses of {} examples", examples.len());
+    assert!(
+        replayed >= examples.len(),
+        "replayed {replayed} responses for {} examples",
+        examples.len()
+    );
+    println!(
+        "replayed {replayed} responses of {} examples",
+        examples.len()
+    );
     Ok(())
 }

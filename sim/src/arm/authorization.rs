@@ -27,7 +27,15 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
         "createdBy": a.created_by,
         "updatedBy": a.updated_by,
     });
-    for (k, v) in [("description", &a.description), ("condition", &a.condition), ("conditionVersion", &a.condition_version), ("delegatedManagedIdentityResourceId", &a.delegated_managed_identity_resource_id)] {
+    for (k, v) in [
+        ("description", &a.description),
+        ("condition", &a.condition),
+        ("conditionVersion", &a.condition_version),
+        (
+            "delegatedManagedIdentityResourceId",
+            &a.delegated_managed_identity_resource_id,
+        ),
+    ] {
         if let Some(v) = v {
             props[k] = Value::String(v.clone());
         }
@@ -43,7 +51,9 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
 /// A role definition's id as seen from `scope`: the subscription form under a subscription,
 /// the tenant form otherwise (FACTS §2.1: real output uses the subscription form).
 pub fn role_definition_id(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
-    let sub = def.and_then(|d| d.subscription_id.clone()).or_else(|| scope_subscription(scope));
+    let sub = def
+        .and_then(|d| d.subscription_id.clone())
+        .or_else(|| scope_subscription(scope));
     match sub {
         Some(sub) => format!("/subscriptions/{sub}/providers/{RD_TYPE}/{guid}"),
         None => format!("/providers/{RD_TYPE}/{guid}"),
@@ -74,56 +84,95 @@ pub fn render_definition(scope: &str, d: &RoleDefinition) -> Value {
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match (&req.route, &req.method) {
-        (Route::RoleAssignment { scope, name }, &Method::PUT) => put_assignment(sim, req, scope, name).await,
+        (Route::RoleAssignment { scope, name }, &Method::PUT) => {
+            put_assignment(sim, req, scope, name).await
+        }
         (Route::RoleAssignment { scope, name }, &Method::GET) => sim.read(|s| {
             let a = find_assignment(s, scope, name).ok_or_else(|| assignment_not_found(name))?;
             Ok(ArmResponse::ok(render_assignment(a)))
         }),
-        (Route::RoleAssignment { scope, name }, &Method::DELETE) => delete_assignment(sim, scope, name).await,
+        (Route::RoleAssignment { scope, name }, &Method::DELETE) => {
+            delete_assignment(sim, scope, name).await
+        }
         (Route::RoleAssignments { scope }, &Method::GET) => list_assignments(sim, req, scope),
         (Route::RoleDefinitions { scope }, &Method::GET) => list_definitions(sim, req, scope),
         (Route::RoleDefinition { scope, id }, &Method::GET) => sim.read(|s| {
-            let d = s.role_definitions.get(&key(id)).ok_or_else(|| definition_not_found(id, StatusCode::NOT_FOUND))?;
+            let d = s
+                .role_definitions
+                .get(&key(id))
+                .ok_or_else(|| definition_not_found(id, StatusCode::NOT_FOUND))?;
             Ok(ArmResponse::ok(render_definition(scope, d)))
         }),
-        _ => Err(ArmError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method))),
+        _ => Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{}'.",
+                req.method
+            ),
+        )),
     }
 }
 
 fn find_assignment<'a>(s: &'a State, scope: &str, name: &str) -> Option<&'a RoleAssignment> {
-    s.role_assignments.get(&key(name)).filter(|a| a.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')))
+    s.role_assignments.get(&key(name)).filter(|a| {
+        a.scope
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+    })
 }
 
 fn assignment_not_found(name: &str) -> ArmError {
     // [OBS] code; wording varies in the wild (FACTS §4, §8.5).
-    ArmError::not_found("RoleAssignmentNotFound", format!("The role assignment '{name}' is not found."))
+    ArmError::not_found(
+        "RoleAssignmentNotFound",
+        format!("The role assignment '{name}' is not found."),
+    )
 }
 
 fn definition_not_found(id: &str, status: StatusCode) -> ArmError {
     // [OBS] code and wording (FACTS §4). GET answers 404; a role-assignment PUT naming a
     // missing definition answers 400 (it is a bad request body, not a missing resource).
-    ArmError::new(status, "RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{id}' does not exist."))
+    ArmError::new(
+        status,
+        "RoleDefinitionDoesNotExist",
+        format!("The specified role definition with ID '{id}' does not exist."),
+    )
 }
 
 fn is_guid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok()
 }
 
-fn opt_string(props: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, ArmError> {
+fn opt_string(
+    props: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ArmError> {
     match props.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ArmError::invalid_content(format!("'{field}' must be a string"))),
+        Some(_) => Err(ArmError::invalid_content(format!(
+            "'{field}' must be a string"
+        ))),
     }
 }
 
-async fn put_assignment(sim: &Sim, req: &ArmRequest, scope: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn put_assignment(
+    sim: &Sim,
+    req: &ArmRequest,
+    scope: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     let body = req.json()?;
     let Some(Value::Object(props)) = body.get("properties") else {
-        return Err(ArmError::invalid_content("The 'properties' property is required"));
+        return Err(ArmError::invalid_content(
+            "The 'properties' property is required",
+        ));
     };
-    let role_definition_id = opt_string(props, "roleDefinitionId")?.ok_or_else(|| ArmError::invalid_content("The 'roleDefinitionId' property is required"))?;
-    let principal_id = opt_string(props, "principalId")?.ok_or_else(|| ArmError::invalid_content("The 'principalId' property is required"))?;
+    let role_definition_id = opt_string(props, "roleDefinitionId")?
+        .ok_or_else(|| ArmError::invalid_content("The 'roleDefinitionId' property is required"))?;
+    let principal_id = opt_string(props, "principalId")?
+        .ok_or_else(|| ArmError::invalid_content("The 'principalId' property is required"))?;
     let principal_type = opt_string(props, "principalType")?;
     let description = opt_string(props, "description")?;
     let condition = opt_string(props, "condition")?;
@@ -131,13 +180,25 @@ async fn put_assignment(sim: &Sim, req: &ArmRequest, scope: &str, name: &str) ->
     let delegated = opt_string(props, "delegatedManagedIdentityResourceId")?;
     if !is_guid(name) {
         // [UNVERIFIED] code; names must be GUIDs [SPEC: "can be any valid GUID"].
-        return Err(ArmError::bad_request("InvalidRoleAssignmentId", format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.")));
+        return Err(ArmError::bad_request(
+            "InvalidRoleAssignmentId",
+            format!(
+                "The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."
+            ),
+        ));
     }
     if !is_guid(&principal_id) {
         // [UNVERIFIED] code and wording.
-        return Err(ArmError::bad_request("InvalidPrincipalId", format!("The principal ID '{principal_id}' is not valid. Principal ID must be a GUID.")));
+        return Err(ArmError::bad_request(
+            "InvalidPrincipalId",
+            format!("The principal ID '{principal_id}' is not valid. Principal ID must be a GUID."),
+        ));
     }
-    let role_guid = role_definition_id.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
+    let role_guid = role_definition_id
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let now = sim.clock.now_ms();
     let delay = sim.behaviour().principal_replication_delay_ms;
     let caller = req.caller.oid.clone();
@@ -146,11 +207,10 @@ async fn put_assignment(sim: &Sim, req: &ArmRequest, scope: &str, name: &str) ->
     let (resp, generation) = sim.mutate(|s| {
         if let Some(sub) = scope_subscription(&scope) {
             let subscription = s.subscriptions.get(&key(&sub)).ok_or_else(|| subscription_not_found(&sub))?;
-            if let Some(rg) = scope_resource_group(&scope) {
-                if !subscription.resource_groups.contains_key(&key(&rg)) {
+            if let Some(rg) = scope_resource_group(&scope)
+                && !subscription.resource_groups.contains_key(&key(&rg)) {
                     return Err(ArmError::resource_group_not_found(&rg));
                 }
-            }
         }
         if !s.role_definitions.contains_key(&role_guid) {
             return Err(definition_not_found(&role_guid, StatusCode::BAD_REQUEST));
@@ -229,8 +289,14 @@ async fn put_assignment(sim: &Sim, req: &ArmRequest, scope: &str, name: &str) ->
     Ok(resp)
 }
 
-fn role_definition_id_for_assignment(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
-    let name = def.map(|d| d.name.clone()).unwrap_or_else(|| guid.to_owned());
+fn role_definition_id_for_assignment(
+    scope: &str,
+    guid: &str,
+    def: Option<&RoleDefinition>,
+) -> String {
+    let name = def
+        .map(|d| d.name.clone())
+        .unwrap_or_else(|| guid.to_owned());
     role_definition_id(scope, &name, def)
 }
 
@@ -259,13 +325,24 @@ struct AssignmentFilter {
 
 fn quoted(s: &str) -> Option<String> {
     let s = s.trim();
-    s.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).map(str::to_owned)
+    s.strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .map(str::to_owned)
 }
 
 fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError> {
     let mut out = AssignmentFilter::default();
-    let Some(f) = f.map(str::trim).filter(|f| !f.is_empty()) else { return Ok(out) };
-    let unsupported = || ArmError::bad_request("UnsupportedQuery", format!("The filter '{f}' is not supported. Supported filters are atScope(), principalId eq '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."));
+    let Some(f) = f.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(out);
+    };
+    let unsupported = || {
+        ArmError::bad_request(
+            "UnsupportedQuery",
+            format!(
+                "The filter '{f}' is not supported. Supported filters are atScope(), principalId eq '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."
+            ),
+        )
+    };
     let lower = f.to_ascii_lowercase();
     let mut start = 0;
     let mut terms = Vec::new();
@@ -282,7 +359,8 @@ fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError
         } else if let Some(rest) = tl.strip_prefix("principalid eq ") {
             out.principal = Some(quoted(&t[t.len() - rest.len()..]).ok_or_else(unsupported)?);
         } else if tl.starts_with("assignedto(") && tl.ends_with(')') {
-            out.principal = Some(quoted(&t["assignedto(".len()..t.len() - 1]).ok_or_else(unsupported)?);
+            out.principal =
+                Some(quoted(&t["assignedto(".len()..t.len() - 1]).ok_or_else(unsupported)?);
         } else {
             return Err(unsupported());
         }
@@ -293,10 +371,10 @@ fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError
 fn list_assignments(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmResponse, ArmError> {
     let filter = parse_assignment_filter(req.query.get("$filter"))?;
     let items = sim.read(|s| -> Result<Vec<Value>, ArmError> {
-        if let Some(sub) = scope_subscription(scope) {
-            if !s.subscriptions.contains_key(&key(&sub)) {
-                return Err(subscription_not_found(&sub));
-            }
+        if let Some(sub) = scope_subscription(scope)
+            && !s.subscriptions.contains_key(&key(&sub))
+        {
+            return Err(subscription_not_found(&sub));
         }
         Ok(s.role_assignments
             .values()
@@ -304,8 +382,16 @@ fn list_assignments(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
                 let above_or_at = scope_within(scope, &a.scope);
                 let below = scope_within(&a.scope, scope);
                 // atScope(): at or above the scope [SPEC wording]; otherwise below counts too.
-                let scope_ok = if filter.at_scope { above_or_at } else { above_or_at || below };
-                scope_ok && filter.principal.as_deref().is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p))
+                let scope_ok = if filter.at_scope {
+                    above_or_at
+                } else {
+                    above_or_at || below
+                };
+                scope_ok
+                    && filter
+                        .principal
+                        .as_deref()
+                        .is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p))
             })
             .map(render_assignment)
             .collect())
@@ -324,15 +410,31 @@ fn list_assignments(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
 }
 
 fn list_definitions(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmResponse, ArmError> {
-    let filter = req.query.get("$filter").map(str::trim).filter(|f| !f.is_empty());
+    let filter = req
+        .query
+        .get("$filter")
+        .map(str::trim)
+        .filter(|f| !f.is_empty());
     let (role_name, role_type) = match filter {
         None => (None, None),
         Some(f) => {
             let lower = f.to_ascii_lowercase();
             if let Some(rest) = lower.strip_prefix("rolename eq ") {
-                (Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?), None)
+                (
+                    Some(
+                        quoted(&f[f.len() - rest.len()..])
+                            .ok_or_else(|| bad_definition_filter(f))?,
+                    ),
+                    None,
+                )
             } else if let Some(rest) = lower.strip_prefix("type eq ") {
-                (None, Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?))
+                (
+                    None,
+                    Some(
+                        quoted(&f[f.len() - rest.len()..])
+                            .ok_or_else(|| bad_definition_filter(f))?,
+                    ),
+                )
             } else if lower == "atscopeandbelow()" {
                 (None, None)
             } else {
@@ -350,8 +452,16 @@ fn list_definitions(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
                 (Some(_), None) => false,
             })
             // Display names compare case-insensitively, like ARM's OData filter.
-            .filter(|d| role_name.as_deref().is_none_or(|n| d.role_name.eq_ignore_ascii_case(n)))
-            .filter(|d| role_type.as_deref().is_none_or(|t| d.role_type.eq_ignore_ascii_case(t)))
+            .filter(|d| {
+                role_name
+                    .as_deref()
+                    .is_none_or(|n| d.role_name.eq_ignore_ascii_case(n))
+            })
+            .filter(|d| {
+                role_type
+                    .as_deref()
+                    .is_none_or(|t| d.role_type.eq_ignore_ascii_case(t))
+            })
             .map(|d| render_definition(scope, d))
             .collect()
     });
@@ -368,7 +478,12 @@ fn list_definitions(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
 }
 
 fn bad_definition_filter(f: &str) -> ArmError {
-    ArmError::bad_request("UnsupportedQuery", format!("The filter '{f}' is not supported. Supported filters are roleName eq '{{name}}', type eq 'BuiltInRole'|'CustomRole' and atScopeAndBelow()."))
+    ArmError::bad_request(
+        "UnsupportedQuery",
+        format!(
+            "The filter '{f}' is not supported. Supported filters are roleName eq '{{name}}', type eq 'BuiltInRole'|'CustomRole' and atScopeAndBelow()."
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -377,11 +492,35 @@ mod tests {
 
     #[test]
     fn filters() {
-        assert_eq!(parse_assignment_filter(None).ok(), Some(AssignmentFilter::default()));
-        assert_eq!(parse_assignment_filter(Some("atScope()")).ok(), Some(AssignmentFilter { at_scope: true, principal: None }));
-        assert_eq!(parse_assignment_filter(Some("principalId eq 'AbC'")).ok(), Some(AssignmentFilter { at_scope: false, principal: Some("AbC".into()) }));
-        assert_eq!(parse_assignment_filter(Some("atScope() and assignedTo('x')")).ok(), Some(AssignmentFilter { at_scope: true, principal: Some("x".into()) }));
-        assert_eq!(parse_assignment_filter(Some("roleName eq 'x'")).map_err(|e| e.code), Err("UnsupportedQuery".into()));
+        assert_eq!(
+            parse_assignment_filter(None).ok(),
+            Some(AssignmentFilter::default())
+        );
+        assert_eq!(
+            parse_assignment_filter(Some("atScope()")).ok(),
+            Some(AssignmentFilter {
+                at_scope: true,
+                principal: None
+            })
+        );
+        assert_eq!(
+            parse_assignment_filter(Some("principalId eq 'AbC'")).ok(),
+            Some(AssignmentFilter {
+                at_scope: false,
+                principal: Some("AbC".into())
+            })
+        );
+        assert_eq!(
+            parse_assignment_filter(Some("atScope() and assignedTo('x')")).ok(),
+            Some(AssignmentFilter {
+                at_scope: true,
+                principal: Some("x".into())
+            })
+        );
+        assert_eq!(
+            parse_assignment_filter(Some("roleName eq 'x'")).map_err(|e| e.code),
+            Err("UnsupportedQuery".into())
+        );
         assert!(parse_assignment_filter(Some("principalId eq x")).is_err());
     }
 }

@@ -48,10 +48,24 @@ pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
     })
 }
 
-fn find<'a>(s: &'a State, sub: &str, rg: &str, name: &str) -> Result<(String, String, &'a Vault), ArmError> {
-    let subscription = s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
-    let group = subscription.resource_groups.get(&key(rg)).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
-    let vault = group.vaults.get(&key(name)).ok_or_else(|| ArmError::resource_not_found(VAULT_TYPE, name, rg))?;
+fn find<'a>(
+    s: &'a State,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<(String, String, &'a Vault), ArmError> {
+    let subscription = s
+        .subscriptions
+        .get(&key(sub))
+        .ok_or_else(|| subscription_not_found(sub))?;
+    let group = subscription
+        .resource_groups
+        .get(&key(rg))
+        .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    let vault = group
+        .vaults
+        .get(&key(name))
+        .ok_or_else(|| ArmError::resource_not_found(VAULT_TYPE, name, rg))?;
     Ok((subscription.id.clone(), group.name.clone(), vault))
 }
 
@@ -61,8 +75,23 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             let (sub, rg, v) = find(s, sub, rg, name)?;
             Ok(ArmResponse::ok(render_vault(&sub, &rg, v)))
         }),
-        (Route::VaultAccessPolicy { sub, rg, name, kind }, &Method::PUT) => update_access_policy(sim, req, sub, rg, name, kind).await,
-        _ => Err(ArmError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method))),
+        (
+            Route::VaultAccessPolicy {
+                sub,
+                rg,
+                name,
+                kind,
+            },
+            &Method::PUT,
+        ) => update_access_policy(sim, req, sub, rg, name, kind).await,
+        _ => Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{}'.",
+                req.method
+            ),
+        )),
     }
 }
 
@@ -86,7 +115,11 @@ fn merge(into: &mut Vec<String>, add: &[String]) {
 /// the listed permissions away and drops an entry left empty.
 fn apply(policies: &mut Vec<AccessPolicy>, kind: Kind, changes: &[AccessPolicy]) {
     for change in changes {
-        let same = |p: &AccessPolicy| p.object_id.eq_ignore_ascii_case(&change.object_id) && p.tenant_id.eq_ignore_ascii_case(&change.tenant_id) && p.application_id == change.application_id;
+        let same = |p: &AccessPolicy| {
+            p.object_id.eq_ignore_ascii_case(&change.object_id)
+                && p.tenant_id.eq_ignore_ascii_case(&change.tenant_id)
+                && p.application_id == change.application_id
+        };
         let pos = policies.iter().position(same);
         match (kind, pos) {
             (Kind::Add, Some(i)) => {
@@ -117,23 +150,46 @@ fn apply(policies: &mut Vec<AccessPolicy>, kind: Kind, changes: &[AccessPolicy])
     }
 }
 
-async fn update_access_policy(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, name: &str, kind: &str) -> Result<ArmResponse, ArmError> {
+async fn update_access_policy(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    kind: &str,
+) -> Result<ArmResponse, ArmError> {
     let op = match kind.to_ascii_lowercase().as_str() {
         "add" => Kind::Add,
         "replace" => Kind::Replace,
         "remove" => Kind::Remove,
-        _ => return Err(ArmError::bad_request("BadRequest", format!("The access policy operation kind '{kind}' is invalid. Allowed values are 'add', 'replace' and 'remove'."))),
+        _ => {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!(
+                    "The access policy operation kind '{kind}' is invalid. Allowed values are 'add', 'replace' and 'remove'."
+                ),
+            ));
+        }
     };
     sim.read(|s| find(s, sub, rg, name).map(|_| ()))?;
     let body = req.json()?;
-    let policies = body.pointer("/properties/accessPolicies").ok_or_else(|| ArmError::invalid_content("The 'properties.accessPolicies' property is required"))?;
-    let changes: Vec<AccessPolicy> = serde_json::from_value(policies.clone()).map_err(ArmError::invalid_content)?;
+    let policies = body.pointer("/properties/accessPolicies").ok_or_else(|| {
+        ArmError::invalid_content("The 'properties.accessPolicies' property is required")
+    })?;
+    let changes: Vec<AccessPolicy> =
+        serde_json::from_value(policies.clone()).map_err(ArmError::invalid_content)?;
     for c in &changes {
         if c.tenant_id.trim().is_empty() {
-            return Err(ArmError::bad_request("BadRequest", "An access policy needs a tenantId."));
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                "An access policy needs a tenantId.",
+            ));
         }
         if c.object_id.trim().is_empty() {
-            return Err(ArmError::bad_request("BadRequest", "An access policy needs an objectId."));
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                "An access policy needs an objectId.",
+            ));
         }
     }
     // Vaults on the RBAC model keep accepting access-policy writes (they are stored but not
@@ -163,7 +219,10 @@ mod tests {
             tenant_id: "t".into(),
             object_id: oid.into(),
             application_id: None,
-            permissions: VaultPermissions { secrets: secrets.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() },
+            permissions: VaultPermissions {
+                secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+                ..Default::default()
+            },
         }
     }
 

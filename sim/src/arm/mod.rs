@@ -34,11 +34,18 @@ pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        Self(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -64,14 +71,21 @@ impl ArmRequest {
         }
         let v: Value = serde_json::from_slice(&self.body).map_err(ArmError::invalid_content)?;
         if !v.is_object() {
-            return Err(ArmError::invalid_content("The request content must be a JSON object"));
+            return Err(ArmError::invalid_content(
+                "The request content must be a JSON object",
+            ));
         }
         Ok(v)
     }
 
     /// A nextLink for the same path with these query parameters.
     pub fn next_link(&self, params: &[(&str, String)]) -> String {
-        let mut link = format!("{}{}?api-version={}", self.base_url, self.path, enc(&self.api_version));
+        let mut link = format!(
+            "{}{}?api-version={}",
+            self.base_url,
+            self.path,
+            enc(&self.api_version)
+        );
         for (k, v) in params {
             link.push('&');
             link.push_str(k);
@@ -95,11 +109,17 @@ pub struct ArmResponse {
 
 impl ArmResponse {
     pub fn ok(body: Value) -> Self {
-        Self { status: StatusCode::OK, body: Some(body) }
+        Self {
+            status: StatusCode::OK,
+            body: Some(body),
+        }
     }
 
     pub fn created(body: Value) -> Self {
-        Self { status: StatusCode::CREATED, body: Some(body) }
+        Self {
+            status: StatusCode::CREATED,
+            body: Some(body),
+        }
     }
 
     pub fn status(status: StatusCode) -> Self {
@@ -123,22 +143,38 @@ pub fn page(items: Vec<Value>, skip: usize, size: usize, link: impl Fn(usize) ->
 /// Parses a skip token we issued (an offset); anything else starts from the beginning,
 /// as an opaque token from elsewhere means nothing to us.
 pub fn skip_of(query: &Query, names: &[&str]) -> usize {
-    names.iter().find_map(|n| query.get(n)).and_then(|t| t.parse().ok()).unwrap_or(0)
+    names
+        .iter()
+        .find_map(|n| query.get(n))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
-const AUDIENCES: &[&str] = &["https://management.azure.com", "https://management.core.windows.net"];
+const AUDIENCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+];
 
 fn audience_ok(aud: &str, base_url: &str, sim: &Sim) -> bool {
     let aud = aud.trim_end_matches('/');
-    if AUDIENCES.iter().any(|a| a.eq_ignore_ascii_case(aud)) || aud.eq_ignore_ascii_case(base_url.trim_end_matches('/')) {
+    if AUDIENCES.iter().any(|a| a.eq_ignore_ascii_case(aud))
+        || aud.eq_ignore_ascii_case(base_url.trim_end_matches('/'))
+    {
         return true;
     }
     let urls = sim.urls.get();
-    urls.is_some_and(|u| [&u.https, &u.http].into_iter().flatten().any(|x| x.trim_end_matches('/').eq_ignore_ascii_case(aud)))
+    urls.is_some_and(|u| {
+        [&u.https, &u.http]
+            .into_iter()
+            .flatten()
+            .any(|x| x.trim_end_matches('/').eq_ignore_ascii_case(aud))
+    })
 }
 
 fn unauthorized(code: &str, message: String, base_url: &str, tenant: &str) -> ArmError {
-    let challenge = format!("Bearer authorization_uri=\"{base_url}/{tenant}\", error=\"invalid_token\", error_description=\"{code}\"");
+    let challenge = format!(
+        "Bearer authorization_uri=\"{base_url}/{tenant}\", error=\"invalid_token\", error_description=\"{code}\""
+    );
     let err = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
     match HeaderValue::from_str(&challenge) {
         Ok(v) => err.with_header(axum::http::header::WWW_AUTHENTICATE, v),
@@ -152,9 +188,17 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         if sim.config.allow_anonymous {
             let p = sim.config.anonymous_principal.clone();
-            return Ok(Caller { oid: p.clone(), appid: p });
+            return Ok(Caller {
+                oid: p.clone(),
+                appid: p,
+            });
         }
-        return Err(unauthorized("AuthenticationFailed", String::from("Authentication failed. The 'Authorization' header is missing."), base_url, tenant));
+        return Err(unauthorized(
+            "AuthenticationFailed",
+            String::from("Authentication failed. The 'Authorization' header is missing."),
+            base_url,
+            tenant,
+        ));
     };
     let token = value
         .to_str()
@@ -163,7 +207,14 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("AuthenticationFailed", String::from("Authentication failed. The 'Authorization' header is provided in an invalid format."), base_url, tenant))?;
-    let claims = sim.tokens.verify(token).map_err(|_| unauthorized("InvalidAuthenticationToken", String::from("The access token is invalid."), base_url, tenant))?;
+    let claims = sim.tokens.verify(token).map_err(|_| {
+        unauthorized(
+            "InvalidAuthenticationToken",
+            String::from("The access token is invalid."),
+            base_url,
+            tenant,
+        )
+    })?;
     let now = sim.clock.now_secs();
     if claims.exp <= now {
         return Err(unauthorized(
@@ -189,15 +240,33 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
         ));
     }
     if !claims.tid.eq_ignore_ascii_case(tenant) {
-        return Err(unauthorized("InvalidAuthenticationTokenTenant", format!("The access token is from the wrong issuer '{}'. It must match the tenant '{tenant}'.", claims.iss), base_url, tenant));
+        return Err(unauthorized(
+            "InvalidAuthenticationTokenTenant",
+            format!(
+                "The access token is from the wrong issuer '{}'. It must match the tenant '{tenant}'.",
+                claims.iss
+            ),
+            base_url,
+            tenant,
+        ));
     }
-    Ok(Caller { oid: claims.oid, appid: claims.appid })
+    Ok(Caller {
+        oid: claims.oid,
+        appid: claims.appid,
+    })
 }
 
 fn looks_like_api_version(v: &str) -> bool {
     let date = v.get(..10).unwrap_or("");
     let b = date.as_bytes();
-    date.len() == 10 && b[4] == b'-' && b[7] == b'-' && date.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) && (v.len() == 10 || v[10..].starts_with('-'))
+    date.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && date
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && (v.len() == 10 || v[10..].starts_with('-'))
 }
 
 /// Checks `api-version` against the operation's provider.
@@ -208,21 +277,39 @@ fn looks_like_api_version(v: &str) -> bool {
 /// provider's types get `NoRegisteredProviderFound` ("No registered resource provider found
 /// for location … and API version …"). [OBS: both wordings appear in public logs; which
 /// one a given RP type yields is our most plausible reading.]
-pub fn check_api_version(op: &Operation, query: &Query, location: &str) -> Result<String, ArmError> {
+pub fn check_api_version(
+    op: &Operation,
+    query: &Query,
+    location: &str,
+) -> Result<String, ArmError> {
     let Some(v) = query.get("api-version") else {
-        return Err(ArmError::bad_request("MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests."));
+        return Err(ArmError::bad_request(
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        ));
     };
     let supported = op.family.api_versions();
     if supported.contains(&v) {
         return Ok(v.to_owned());
     }
-    let list = supported.iter().rev().copied().collect::<Vec<_>>().join(", ");
+    let list = supported
+        .iter()
+        .rev()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if !looks_like_api_version(v) || op.family == route::Family::Resources {
-        return Err(ArmError::bad_request("InvalidApiVersionParameter", format!("The api-version '{v}' is invalid. The supported versions are '{list}'.")));
+        return Err(ArmError::bad_request(
+            "InvalidApiVersionParameter",
+            format!("The api-version '{v}' is invalid. The supported versions are '{list}'."),
+        ));
     }
     Err(ArmError::bad_request(
         "NoRegisteredProviderFound",
-        format!("No registered resource provider found for location '{location}' and API version '{v}' for type '{}'. The supported api-versions are '{list}'.", op.resource_type),
+        format!(
+            "No registered resource provider found for location '{location}' and API version '{v}' for type '{}'. The supported api-versions are '{list}'.",
+            op.resource_type
+        ),
     ))
 }
 
@@ -237,12 +324,16 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
     let mut rest = a.as_str();
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(pos) = rest.find(part) else { return false };
+            let Some(pos) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[pos + part.len()..];
         }
     }
@@ -251,8 +342,16 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 
 /// Whether `inner` is `outer` or below it (segment-wise, case-insensitive; "" is the root).
 pub fn scope_within(inner: &str, outer: &str) -> bool {
-    let i: Vec<String> = inner.split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
-    let o: Vec<String> = outer.split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
+    let i: Vec<String> = inner
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let o: Vec<String> = outer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
     i.len() >= o.len() && i[..o.len()] == o[..]
 }
 
@@ -265,7 +364,9 @@ fn authz_scope(req_path: &str) -> String {
 fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(), ArmError> {
     let scope = authz_scope(path);
     let allowed = sim.read(|s| {
-        let Some(grants) = s.permissions.get(&caller.oid.to_ascii_lowercase()) else { return true };
+        let Some(grants) = s.permissions.get(&caller.oid.to_ascii_lowercase()) else {
+            return true;
+        };
         grants.iter().any(|g| {
             scope_within(&scope, &g.scope)
                 && g.actions.iter().any(|p| action_matches(p, op.action))
@@ -276,7 +377,11 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
         return Ok(());
     }
     // Wording from FACTS §4 [OBS]; role-assignment writes get the ABAC variant [DOC].
-    let what = if op.action.starts_with("Microsoft.Authorization/roleAssignments/") && op.is_write() {
+    let what = if op
+        .action
+        .starts_with("Microsoft.Authorization/roleAssignments/")
+        && op.is_write()
+    {
         "does not have authorization or an ABAC condition not fulfilled to perform action"
     } else {
         "does not have authorization to perform action"
@@ -294,10 +399,16 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
 /// Location used in NoRegisteredProviderFound: the resource group's, when we know it.
 fn location_hint(sim: &Sim, route: &Route) -> String {
     let (sub, rg) = match route {
-        Route::IdentityList { sub, rg: Some(rg) } | Route::Identity { sub, rg, .. } | Route::FicList { sub, rg, .. } | Route::Fic { sub, rg, .. } | Route::Vault { sub, rg, .. } | Route::VaultAccessPolicy { sub, rg, .. } => (sub, rg),
+        Route::IdentityList { sub, rg: Some(rg) }
+        | Route::Identity { sub, rg, .. }
+        | Route::FicList { sub, rg, .. }
+        | Route::Fic { sub, rg, .. }
+        | Route::Vault { sub, rg, .. }
+        | Route::VaultAccessPolicy { sub, rg, .. } => (sub, rg),
         _ => return String::from("global"),
     };
-    sim.read(|s| s.resource_group(sub, rg).map(|g| g.location.clone())).unwrap_or_else(|| String::from("global"))
+    sim.read(|s| s.resource_group(sub, rg).map(|g| g.location.clone()))
+        .unwrap_or_else(|| String::from("global"))
 }
 
 /// Releases the identity's FIC write slot when the request is done.
@@ -313,7 +424,12 @@ impl Drop for FicSlot<'_> {
 }
 
 fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmError> {
-    let Route::Fic { sub, rg, identity, .. } = route else { return Ok(None) };
+    let Route::Fic {
+        sub, rg, identity, ..
+    } = route
+    else {
+        return Ok(None);
+    };
     let key = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.managedidentity/userassignedidentities/{identity}").to_ascii_lowercase();
     if !lock(&sim.fic_inflight).insert(key.clone()) {
         // Status [DOC], code and wording [OBS] (FACTS §4).
@@ -328,7 +444,20 @@ fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmE
 }
 
 /// Everything after routing and fault injection.
-pub async fn serve(sim: &Sim, method: Method, path: String, route: Route, op: Operation, query: Query, headers: HeaderMap, body: Bytes, base_url: String) -> Response {
+// The request's parts travel separately because the front end already took them apart to
+// route and count the request; bundling them would only move the list into a struct.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(
+    sim: &Sim,
+    method: Method,
+    path: String,
+    route: Route,
+    op: Operation,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+    base_url: String,
+) -> Response {
     let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = async {
@@ -343,11 +472,17 @@ pub async fn serve(sim: &Sim, method: Method, path: String, route: Route, op: Op
         extra = sim.throttle.admit(&throttle_req, sim.clock.now_ms())?;
         authorize(sim, &caller, &op, &path)?;
         let is_fic_write = matches!(route, Route::Fic { .. }) && op.is_write();
-        let _slot = if is_fic_write { fic_slot(sim, &route)? } else { None };
-        if op.is_write() {
-            if let Some(ticket) = sim.holds.check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit) {
-                ticket.wait().await;
-            }
+        let _slot = if is_fic_write {
+            fic_slot(sim, &route)?
+        } else {
+            None
+        };
+        if op.is_write()
+            && let Some(ticket) =
+                sim.holds
+                    .check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit)
+        {
+            ticket.wait().await;
         }
         if is_fic_write {
             let d = sim.behaviour().fic_write_duration_ms;
@@ -355,18 +490,33 @@ pub async fn serve(sim: &Sim, method: Method, path: String, route: Route, op: Op
                 tokio::time::sleep(Duration::from_millis(d)).await;
             }
         }
-        let req = ArmRequest { method: method.clone(), path: path.clone(), route: route.clone(), op, query, body, base_url: base_url.clone(), api_version, caller };
+        let req = ArmRequest {
+            method: method.clone(),
+            path: path.clone(),
+            route: route.clone(),
+            op,
+            query,
+            body,
+            base_url: base_url.clone(),
+            api_version,
+            caller,
+        };
         let outcome = dispatch(sim, &req).await;
-        if op.is_write() {
-            if let Some(ticket) = sim.holds.check(op.name, method.as_str(), &path, HoldPhase::AfterCommit) {
-                ticket.wait().await;
-            }
+        if op.is_write()
+            && let Some(ticket) =
+                sim.holds
+                    .check(op.name, method.as_str(), &path, HoldPhase::AfterCommit)
+        {
+            ticket.wait().await;
         }
         outcome
     }
     .await;
     let mut resp = match result {
-        Ok(ArmResponse { status, body: Some(body) }) => (status, axum::Json(body)).into_response(),
+        Ok(ArmResponse {
+            status,
+            body: Some(body),
+        }) => (status, axum::Json(body)).into_response(),
         Ok(ArmResponse { status, body: None }) => status.into_response(),
         Err(e) => e.into_response(),
     };
@@ -384,15 +534,24 @@ pub async fn serve(sim: &Sim, method: Method, path: String, route: Route, op: Op
 async fn dispatch(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match &req.route {
         Route::ResourceGroup { .. } => resources::handle(sim, req).await,
-        Route::IdentityList { .. } | Route::Identity { .. } | Route::FicList { .. } | Route::Fic { .. } => msi::handle(sim, req).await,
+        Route::IdentityList { .. }
+        | Route::Identity { .. }
+        | Route::FicList { .. }
+        | Route::Fic { .. } => msi::handle(sim, req).await,
         Route::Vault { .. } | Route::VaultAccessPolicy { .. } => keyvault::handle(sim, req).await,
-        Route::RoleAssignments { .. } | Route::RoleAssignment { .. } | Route::RoleDefinitions { .. } | Route::RoleDefinition { .. } => authorization::handle(sim, req).await,
+        Route::RoleAssignments { .. }
+        | Route::RoleAssignment { .. }
+        | Route::RoleDefinitions { .. }
+        | Route::RoleDefinition { .. } => authorization::handle(sim, req).await,
     }
 }
 
 /// 404 SubscriptionNotFound, ARM's wording.
 pub fn subscription_not_found(sub: &str) -> ArmError {
-    ArmError::not_found("SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))
+    ArmError::not_found(
+        "SubscriptionNotFound",
+        format!("The subscription '{sub}' could not be found."),
+    )
 }
 
 /// Reads `tags` of a request body: absent → None; not a map of strings → InvalidRequestContent.
@@ -403,7 +562,9 @@ pub fn tags_of(body: &Value) -> Result<Option<crate::state::Tags>, ArmError> {
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(ArmError::invalid_content(format!("Tag '{k}' has a non-string value {other}"))),
+                other => Err(ArmError::invalid_content(format!(
+                    "Tag '{k}' has a non-string value {other}"
+                ))),
             })
             .collect::<Result<_, _>>()
             .map(Some),
@@ -417,19 +578,34 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(action_matches("*", "Microsoft.Authorization/roleAssignments/write"));
+        assert!(action_matches(
+            "*",
+            "Microsoft.Authorization/roleAssignments/write"
+        ));
         assert!(action_matches("*/read", "Microsoft.KeyVault/vaults/read"));
         assert!(!action_matches("*/read", "Microsoft.KeyVault/vaults/write"));
-        assert!(action_matches("Microsoft.ManagedIdentity/*", "microsoft.managedidentity/userAssignedIdentities/write"));
+        assert!(action_matches(
+            "Microsoft.ManagedIdentity/*",
+            "microsoft.managedidentity/userAssignedIdentities/write"
+        ));
         assert!(action_matches("Microsoft.*/x/*", "Microsoft.A/x/b"));
-        assert!(!action_matches("Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/roleAssignments/delete"));
+        assert!(!action_matches(
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete"
+        ));
     }
 
     #[test]
     fn scopes() {
-        assert!(scope_within("/subscriptions/S/resourceGroups/r", "/subscriptions/s"));
+        assert!(scope_within(
+            "/subscriptions/S/resourceGroups/r",
+            "/subscriptions/s"
+        ));
         assert!(scope_within("/subscriptions/s", ""));
-        assert!(!scope_within("/subscriptions/s", "/subscriptions/s/resourceGroups/r"));
+        assert!(!scope_within(
+            "/subscriptions/s",
+            "/subscriptions/s/resourceGroups/r"
+        ));
         assert!(!scope_within("/subscriptions/s2", "/subscriptions/s"));
     }
 

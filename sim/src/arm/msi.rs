@@ -11,7 +11,8 @@ use crate::error::ArmError;
 use crate::state::{DirectoryObject, Fic, Identity, State, key};
 
 const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
-const FIC_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
+const FIC_TYPE: &str =
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
 
 /// ARM's id form for identities: lowercase `resourcegroups`, names in their own case
 /// (FACTS §1, from the spec's examples).
@@ -20,10 +21,15 @@ pub fn identity_id(sub: &str, rg: &str, name: &str) -> String {
 }
 
 pub fn render_identity(sub: &str, rg: &str, i: &Identity, api_version: &str) -> Value {
-    let mut props = json!({ "tenantId": i.tenant_id, "principalId": i.principal_id, "clientId": i.client_id });
+    let mut props =
+        json!({ "tenantId": i.tenant_id, "principalId": i.principal_id, "clientId": i.client_id });
     // `isolationScope` is new in 2024-11-30 (FACTS §1); older versions do not return it.
     if api_version >= "2024-11-30" {
-        props["isolationScope"] = Value::String(i.isolation_scope.clone().unwrap_or_else(|| String::from("None")));
+        props["isolationScope"] = Value::String(
+            i.isolation_scope
+                .clone()
+                .unwrap_or_else(|| String::from("None")),
+        );
     }
     json!({
         "id": identity_id(sub, rg, &i.name),
@@ -46,8 +52,14 @@ pub fn render_fic(sub: &str, rg: &str, identity: &str, f: &Fic) -> Value {
 
 /// Resolves subscription and resource group or answers as ARM does when either is missing.
 fn check_rg(s: &State, sub: &str, rg: &str) -> Result<(String, String), ArmError> {
-    let subscription = s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
-    let group = subscription.resource_groups.get(&key(rg)).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    let subscription = s
+        .subscriptions
+        .get(&key(sub))
+        .ok_or_else(|| subscription_not_found(sub))?;
+    let group = subscription
+        .resource_groups
+        .get(&key(rg))
+        .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
     Ok((subscription.id.clone(), group.name.clone()))
 }
 
@@ -58,68 +70,168 @@ fn identity_not_found(name: &str, rg: &str) -> ArmError {
 /// 3–128 letters, digits, `-`, `_`, starting with a letter or digit [DOC resource-name-rules].
 fn valid_identity_name(name: &str) -> bool {
     let len_ok = (3..=128).contains(&name.len());
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    len_ok && first_ok && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    len_ok
+        && first_ok
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `^[a-zA-Z0-9]{1}[a-zA-Z0-9-_]{2,119}$` (FACTS §1).
 fn valid_fic_name(name: &str) -> bool {
     let len_ok = (3..=120).contains(&name.len());
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    len_ok && first_ok && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    len_ok
+        && first_ok
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match (&req.route, &req.method) {
-        (Route::Identity { sub, rg, name }, &Method::PUT) => put_identity(sim, req, sub, rg, name).await,
-        (Route::Identity { sub, rg, name }, &Method::PATCH) => patch_identity(sim, req, sub, rg, name).await,
+        (Route::Identity { sub, rg, name }, &Method::PUT) => {
+            put_identity(sim, req, sub, rg, name).await
+        }
+        (Route::Identity { sub, rg, name }, &Method::PATCH) => {
+            patch_identity(sim, req, sub, rg, name).await
+        }
         (Route::Identity { sub, rg, name }, &Method::GET) => sim.read(|s| {
             let (sub, rg_name) = check_rg(s, sub, rg)?;
-            let group = s.resource_group(&sub, rg).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
-            let i = group.identities.get(&key(name)).ok_or_else(|| identity_not_found(name, rg))?;
-            Ok(ArmResponse::ok(render_identity(&sub, &rg_name, i, &req.api_version)))
+            let group = s
+                .resource_group(&sub, rg)
+                .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+            let i = group
+                .identities
+                .get(&key(name))
+                .ok_or_else(|| identity_not_found(name, rg))?;
+            Ok(ArmResponse::ok(render_identity(
+                &sub,
+                &rg_name,
+                i,
+                &req.api_version,
+            )))
         }),
-        (Route::Identity { sub, rg, name }, &Method::DELETE) => delete_identity(sim, sub, rg, name).await,
-        (Route::IdentityList { sub, rg }, &Method::GET) => list_identities(sim, req, sub, rg.as_deref()),
-        (Route::Fic { sub, rg, identity, name }, &Method::PUT) => put_fic(sim, req, sub, rg, identity, name).await,
-        (Route::Fic { sub, rg, identity, name }, &Method::GET) => sim.read(|s| {
+        (Route::Identity { sub, rg, name }, &Method::DELETE) => {
+            delete_identity(sim, sub, rg, name).await
+        }
+        (Route::IdentityList { sub, rg }, &Method::GET) => {
+            list_identities(sim, req, sub, rg.as_deref())
+        }
+        (
+            Route::Fic {
+                sub,
+                rg,
+                identity,
+                name,
+            },
+            &Method::PUT,
+        ) => put_fic(sim, req, sub, rg, identity, name).await,
+        (
+            Route::Fic {
+                sub,
+                rg,
+                identity,
+                name,
+            },
+            &Method::GET,
+        ) => sim.read(|s| {
             let (sub, rg_name) = check_rg(s, sub, rg)?;
-            let i = s.resource_group(&sub, rg).and_then(|g| g.identities.get(&key(identity))).ok_or_else(|| parent_not_found())?;
-            let f = i.federated_identity_credentials.get(&key(name)).ok_or_else(|| ArmError::resource_not_found(&format!("{UAI_TYPE}/{}/federatedIdentityCredentials", i.name), name, rg))?;
+            let i = s
+                .resource_group(&sub, rg)
+                .and_then(|g| g.identities.get(&key(identity)))
+                .ok_or_else(parent_not_found)?;
+            let f = i
+                .federated_identity_credentials
+                .get(&key(name))
+                .ok_or_else(|| {
+                    ArmError::resource_not_found(
+                        &format!("{UAI_TYPE}/{}/federatedIdentityCredentials", i.name),
+                        name,
+                        rg,
+                    )
+                })?;
             Ok(ArmResponse::ok(render_fic(&sub, &rg_name, &i.name, f)))
         }),
-        (Route::Fic { sub, rg, identity, name }, &Method::DELETE) => delete_fic(sim, sub, rg, identity, name).await,
-        (Route::FicList { sub, rg, identity }, &Method::GET) => list_fics(sim, req, sub, rg, identity),
-        _ => Err(ArmError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method))),
+        (
+            Route::Fic {
+                sub,
+                rg,
+                identity,
+                name,
+            },
+            &Method::DELETE,
+        ) => delete_fic(sim, sub, rg, identity, name).await,
+        (Route::FicList { sub, rg, identity }, &Method::GET) => {
+            list_fics(sim, req, sub, rg, identity)
+        }
+        _ => Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{}'.",
+                req.method
+            ),
+        )),
     }
 }
 
 fn parent_not_found() -> ArmError {
     // Status and message [DOC] (FACTS §4); the code is ARM's usual one for a missing parent
     // [UNVERIFIED].
-    ArmError::not_found("ParentResourceNotFound", "The parent user-assigned identity doesn't exist.")
+    ArmError::not_found(
+        "ParentResourceNotFound",
+        "The parent user-assigned identity doesn't exist.",
+    )
 }
 
-async fn put_identity(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn put_identity(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     sim.read(|s| check_rg(s, sub, rg))?;
     let body = req.json()?;
     let location = match body.get("location") {
         Some(Value::String(l)) if !l.trim().is_empty() => l.clone(),
         // ARM's own code for a tracked resource without location.
-        None | Some(Value::Null) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for this definition.")),
+        None | Some(Value::Null) => {
+            return Err(ArmError::bad_request(
+                "LocationRequired",
+                "The location property is required for this definition.",
+            ));
+        }
         Some(_) => return Err(ArmError::invalid_content("'location' must be a string")),
     };
     let tags = tags_of(&body)?;
     let isolation_scope = match body.pointer("/properties/isolationScope") {
         None | Some(Value::Null) => None,
         Some(Value::String(v)) if v == "None" || v == "Regional" => Some(v.clone()),
-        Some(other) => return Err(ArmError::bad_request("InvalidRequestContent", format!("The value '{other}' is not valid for isolationScope; expected 'None' or 'Regional'."))),
+        Some(other) => {
+            return Err(ArmError::bad_request(
+                "InvalidRequestContent",
+                format!(
+                    "The value '{other}' is not valid for isolationScope; expected 'None' or 'Regional'."
+                ),
+            ));
+        }
     };
     if !valid_identity_name(name) {
         // [UNVERIFIED] code; ARM's generic code for a bad resource name, with the rule spelled out.
         return Err(ArmError::bad_request(
             "InvalidResourceName",
-            format!("Resource name '{name}' is invalid. The name can contain only letters, numbers, underscores and hyphens, must start with a letter or number, and must be 3 to 128 characters long."),
+            format!(
+                "Resource name '{name}' is invalid. The name can contain only letters, numbers, underscores and hyphens, must start with a letter or number, and must be 3 to 128 characters long."
+            ),
         ));
     }
     let now = sim.clock.now_ms();
@@ -166,33 +278,55 @@ async fn put_identity(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, name: &s
     .await
 }
 
-async fn patch_identity(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn patch_identity(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     sim.read(|s| check_rg(s, sub, rg))?;
     let body = req.json()?;
     let tags = tags_of(&body)?;
     let api_version = req.api_version.clone();
     sim.write(|s| {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
-        let i = s.resource_group_mut(&sub_id, rg).and_then(|g| g.identities.get_mut(&key(name))).ok_or_else(|| identity_not_found(name, rg))?;
+        let i = s
+            .resource_group_mut(&sub_id, rg)
+            .and_then(|g| g.identities.get_mut(&key(name)))
+            .ok_or_else(|| identity_not_found(name, rg))?;
         if let Some(tags) = tags {
             i.tags = tags;
         }
-        Ok(ArmResponse::ok(render_identity(&sub_id, &rg_name, i, &api_version)))
+        Ok(ArmResponse::ok(render_identity(
+            &sub_id,
+            &rg_name,
+            i,
+            &api_version,
+        )))
     })
     .await
 }
 
-async fn delete_identity(sim: &Sim, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn delete_identity(
+    sim: &Sim,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     let existed = sim.read(|s| -> Result<bool, ArmError> {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        Ok(s.resource_group(&sub_id, rg).is_some_and(|g| g.identities.contains_key(&key(name))))
+        Ok(s.resource_group(&sub_id, rg)
+            .is_some_and(|g| g.identities.contains_key(&key(name))))
     })?;
     if !existed {
         return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
     }
     sim.write(|s| {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        let removed = s.resource_group_mut(&sub_id, rg).and_then(|g| g.identities.remove(&key(name)));
+        let removed = s
+            .resource_group_mut(&sub_id, rg)
+            .and_then(|g| g.identities.remove(&key(name)));
         match removed {
             // Its FICs go with it; its role assignments stay behind, as in Azure [DOC].
             Some(i) => {
@@ -205,32 +339,73 @@ async fn delete_identity(sim: &Sim, sub: &str, rg: &str, name: &str) -> Result<A
     .await
 }
 
-fn list_identities(sim: &Sim, req: &ArmRequest, sub: &str, rg: Option<&str>) -> Result<ArmResponse, ArmError> {
+fn list_identities(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: Option<&str>,
+) -> Result<ArmResponse, ArmError> {
     let items = sim.read(|s| -> Result<Vec<Value>, ArmError> {
-        let subscription = s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
+        let subscription = s
+            .subscriptions
+            .get(&key(sub))
+            .ok_or_else(|| subscription_not_found(sub))?;
         let groups: Vec<_> = match rg {
-            Some(rg) => vec![subscription.resource_groups.get(&key(rg)).ok_or_else(|| ArmError::resource_group_not_found(rg))?],
+            Some(rg) => vec![
+                subscription
+                    .resource_groups
+                    .get(&key(rg))
+                    .ok_or_else(|| ArmError::resource_group_not_found(rg))?,
+            ],
             None => subscription.resource_groups.values().collect(),
         };
-        Ok(groups.into_iter().flat_map(|g| g.identities.values().map(move |i| render_identity(&subscription.id, &g.name, i, &req.api_version))).collect())
+        Ok(groups
+            .into_iter()
+            .flat_map(|g| {
+                g.identities
+                    .values()
+                    .map(move |i| render_identity(&subscription.id, &g.name, i, &req.api_version))
+            })
+            .collect())
     })?;
     let skip = skip_of(&req.query, &["$skiptoken"]);
     let size = sim.behaviour().page_size;
-    Ok(ArmResponse::ok(page(items, skip, size, |next| req.next_link(&[("$skiptoken", next.to_string())]))))
+    Ok(ArmResponse::ok(page(items, skip, size, |next| {
+        req.next_link(&[("$skiptoken", next.to_string())])
+    })))
 }
 
-fn list_fics(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, identity: &str) -> Result<ArmResponse, ArmError> {
+fn list_fics(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: &str,
+    identity: &str,
+) -> Result<ArmResponse, ArmError> {
     let size = match req.query.get("$top") {
         None => sim.behaviour().page_size,
         Some(t) => match t.parse::<usize>() {
             Ok(n) if n >= 1 => n,
-            _ => return Err(ArmError::bad_request("InvalidParameter", format!("The value '{t}' of query parameter '$top' is invalid; it must be an integer of at least 1."))),
+            _ => {
+                return Err(ArmError::bad_request(
+                    "InvalidParameter",
+                    format!(
+                        "The value '{t}' of query parameter '$top' is invalid; it must be an integer of at least 1."
+                    ),
+                ));
+            }
         },
     };
     let items = sim.read(|s| -> Result<Vec<Value>, ArmError> {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
-        let i = s.resource_group(&sub_id, rg).and_then(|g| g.identities.get(&key(identity))).ok_or_else(parent_not_found)?;
-        Ok(i.federated_identity_credentials.values().map(|f| render_fic(&sub_id, &rg_name, &i.name, f)).collect())
+        let i = s
+            .resource_group(&sub_id, rg)
+            .and_then(|g| g.identities.get(&key(identity)))
+            .ok_or_else(parent_not_found)?;
+        Ok(i.federated_identity_credentials
+            .values()
+            .map(|f| render_fic(&sub_id, &rg_name, &i.name, f))
+            .collect())
     })?;
     let skip = skip_of(&req.query, &["$skiptoken"]);
     let mut params = Vec::new();
@@ -260,45 +435,85 @@ struct FicInput {
 fn parse_fic(body: &Value) -> Result<FicInput, ArmError> {
     let props = match body.get("properties") {
         Some(Value::Object(m)) if !m.is_empty() => m,
-        _ => return Err(fic_bad_request("Federated Identity Credential from HTTP body has empty properties")),
+        _ => {
+            return Err(fic_bad_request(
+                "Federated Identity Credential from HTTP body has empty properties",
+            ));
+        }
     };
     let string = |field: &str| -> Result<String, ArmError> {
         match props.get(field) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            _ => Err(fic_bad_request(format!("The '{field}' property of the Federated Identity Credential is required."))),
+            _ => Err(fic_bad_request(format!(
+                "The '{field}' property of the Federated Identity Credential is required."
+            ))),
         }
     };
     let issuer = string("issuer")?;
     let subject = string("subject")?;
     let audiences: Vec<String> = match props.get("audiences") {
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| ArmError::invalid_content("'audiences' must be an array of strings"))).collect::<Result<_, _>>()?,
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    ArmError::invalid_content("'audiences' must be an array of strings")
+                })
+            })
+            .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
     if audiences.len() != 1 {
-        return Err(fic_bad_request("Federated identity credentials must have exactly one audience."));
+        return Err(fic_bad_request(
+            "Federated identity credentials must have exactly one audience.",
+        ));
     }
     // Field limits [DOC include file]: issuer, subject and the audience at most 600 chars.
-    for (what, v) in [("issuer", &issuer), ("subject", &subject), ("audience", &audiences[0])] {
+    for (what, v) in [
+        ("issuer", &issuer),
+        ("subject", &subject),
+        ("audience", &audiences[0]),
+    ] {
         if v.len() > 600 {
-            return Err(fic_bad_request(format!("The {what} of a Federated Identity Credential must be at most 600 characters long.")));
+            return Err(fic_bad_request(format!(
+                "The {what} of a Federated Identity Credential must be at most 600 characters long."
+            )));
         }
     }
     match url::Url::parse(&issuer) {
         Ok(u) if u.scheme() == "https" => {}
         // [UNVERIFIED] wording; the issuer is specified as an https URL.
-        _ => return Err(fic_bad_request(format!("The issuer '{issuer}' of the Federated Identity Credential is not a valid https URL."))),
+        _ => {
+            return Err(fic_bad_request(format!(
+                "The issuer '{issuer}' of the Federated Identity Credential is not a valid https URL."
+            )));
+        }
     }
-    Ok(FicInput { issuer, subject, audiences })
+    Ok(FicInput {
+        issuer,
+        subject,
+        audiences,
+    })
 }
 
-async fn put_fic(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, identity: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn put_fic(
+    sim: &Sim,
+    req: &ArmRequest,
+    sub: &str,
+    rg: &str,
+    identity: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     sim.read(|s| -> Result<(), ArmError> {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        s.resource_group(&sub_id, rg).and_then(|g| g.identities.get(&key(identity))).ok_or_else(parent_not_found)?;
+        s.resource_group(&sub_id, rg)
+            .and_then(|g| g.identities.get(&key(identity)))
+            .ok_or_else(parent_not_found)?;
         Ok(())
     })?;
     if !valid_fic_name(name) {
-        return Err(fic_bad_request(format!("Federated Identity Credential name '{name}' is invalid.")));
+        return Err(fic_bad_request(format!(
+            "Federated Identity Credential name '{name}' is invalid."
+        )));
     }
     let input = parse_fic(&req.json()?)?;
     let max = sim.behaviour().max_fics_per_identity;
@@ -333,10 +548,18 @@ async fn put_fic(sim: &Sim, req: &ArmRequest, sub: &str, rg: &str, identity: &st
     .await
 }
 
-async fn delete_fic(sim: &Sim, sub: &str, rg: &str, identity: &str, name: &str) -> Result<ArmResponse, ArmError> {
+async fn delete_fic(
+    sim: &Sim,
+    sub: &str,
+    rg: &str,
+    identity: &str,
+    name: &str,
+) -> Result<ArmResponse, ArmError> {
     let existed = sim.read(|s| -> Result<bool, ArmError> {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        Ok(s.resource_group(&sub_id, rg).and_then(|g| g.identities.get(&key(identity))).is_some_and(|i| i.federated_identity_credentials.contains_key(&key(name))))
+        Ok(s.resource_group(&sub_id, rg)
+            .and_then(|g| g.identities.get(&key(identity)))
+            .is_some_and(|i| i.federated_identity_credentials.contains_key(&key(name))))
     })?;
     if !existed {
         // Also for a missing parent identity: "does not exist" is what a cleanup wants to
@@ -345,8 +568,15 @@ async fn delete_fic(sim: &Sim, sub: &str, rg: &str, identity: &str, name: &str) 
     }
     sim.write(|s| {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        let removed = s.resource_group_mut(&sub_id, rg).and_then(|g| g.identities.get_mut(&key(identity))).and_then(|i| i.federated_identity_credentials.remove(&key(name)));
-        Ok(ArmResponse::status(if removed.is_some() { StatusCode::OK } else { StatusCode::NO_CONTENT }))
+        let removed = s
+            .resource_group_mut(&sub_id, rg)
+            .and_then(|g| g.identities.get_mut(&key(identity)))
+            .and_then(|i| i.federated_identity_credentials.remove(&key(name)));
+        Ok(ArmResponse::status(if removed.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::NO_CONTENT
+        }))
     })
     .await
 }

@@ -22,29 +22,59 @@ pub fn render(sub: &str, g: &ResourceGroup) -> Value {
 
 /// 1–90 characters of letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.` [DOC resource-name-rules].
 fn valid_name(name: &str) -> bool {
-    (1..=90).contains(&name.chars().count()) && !name.ends_with('.') && name.chars().all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+    (1..=90).contains(&name.chars().count())
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     let Route::ResourceGroup { sub, rg } = &req.route else {
-        return Err(ArmError::not_found("NotFound", "Not a resource group route."));
+        return Err(ArmError::not_found(
+            "NotFound",
+            "Not a resource group route.",
+        ));
     };
     match req.method {
         Method::GET => sim.read(|s| {
-            let subscription = s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
-            let g = subscription.resource_groups.get(&key(rg)).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+            let subscription = s
+                .subscriptions
+                .get(&key(sub))
+                .ok_or_else(|| subscription_not_found(sub))?;
+            let g = subscription
+                .resource_groups
+                .get(&key(rg))
+                .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
             Ok(ArmResponse::ok(render(&subscription.id, g)))
         }),
         Method::PUT => {
-            sim.read(|s| s.subscriptions.get(&key(sub)).map(|_| ()).ok_or_else(|| subscription_not_found(sub)))?;
+            sim.read(|s| {
+                s.subscriptions
+                    .get(&key(sub))
+                    .map(|_| ())
+                    .ok_or_else(|| subscription_not_found(sub))
+            })?;
             if !valid_name(rg) {
                 // [UNVERIFIED] code name.
-                return Err(ArmError::bad_request("InvalidResourceGroup", format!("The provided resource group name '{rg}' has these invalid characters or is too long.")));
+                return Err(ArmError::bad_request(
+                    "InvalidResourceGroup",
+                    format!(
+                        "The provided resource group name '{rg}' has these invalid characters or is too long."
+                    ),
+                ));
             }
             let body = req.json()?;
-            let location = body.get("location").and_then(Value::as_str).filter(|l| !l.trim().is_empty()).map(str::to_owned);
+            let location = body
+                .get("location")
+                .and_then(Value::as_str)
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned);
             let Some(location) = location else {
-                return Err(ArmError::bad_request("LocationRequired", "The location property is required for this definition."));
+                return Err(ArmError::bad_request(
+                    "LocationRequired",
+                    "The location property is required for this definition.",
+                ));
             };
             let tags = tags_of(&body)?.unwrap_or_default();
             sim.write(|s| {
@@ -67,6 +97,13 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             })
             .await
         }
-        _ => Err(ArmError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method))),
+        _ => Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{}'.",
+                req.method
+            ),
+        )),
     }
 }

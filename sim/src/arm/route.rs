@@ -9,18 +9,56 @@ use crate::throttle::{MsiOp, OpKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
-    ResourceGroup { sub: String, rg: String },
-    IdentityList { sub: String, rg: Option<String> },
-    Identity { sub: String, rg: String, name: String },
-    FicList { sub: String, rg: String, identity: String },
-    Fic { sub: String, rg: String, identity: String, name: String },
-    Vault { sub: String, rg: String, name: String },
-    VaultAccessPolicy { sub: String, rg: String, name: String, kind: String },
+    ResourceGroup {
+        sub: String,
+        rg: String,
+    },
+    IdentityList {
+        sub: String,
+        rg: Option<String>,
+    },
+    Identity {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    FicList {
+        sub: String,
+        rg: String,
+        identity: String,
+    },
+    Fic {
+        sub: String,
+        rg: String,
+        identity: String,
+        name: String,
+    },
+    Vault {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    VaultAccessPolicy {
+        sub: String,
+        rg: String,
+        name: String,
+        kind: String,
+    },
     /// `scope` has a leading slash, or is empty for the tenant root.
-    RoleAssignments { scope: String },
-    RoleAssignment { scope: String, name: String },
-    RoleDefinitions { scope: String },
-    RoleDefinition { scope: String, id: String },
+    RoleAssignments {
+        scope: String,
+    },
+    RoleAssignment {
+        scope: String,
+        name: String,
+    },
+    RoleDefinitions {
+        scope: String,
+    },
+    RoleDefinition {
+        scope: String,
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +73,18 @@ impl Family {
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
             // Microsoft.Resources versions SDKs commonly send for resource groups.
-            Self::Resources => &["2019-10-01", "2020-06-01", "2021-04-01", "2022-09-01", "2023-07-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01"],
+            Self::Resources => &[
+                "2019-10-01",
+                "2020-06-01",
+                "2021-04-01",
+                "2022-09-01",
+                "2023-07-01",
+                "2024-03-01",
+                "2024-07-01",
+                "2024-11-01",
+                "2025-03-01",
+                "2025-04-01",
+            ],
             Self::Msi => &["2023-01-31", "2024-11-30"],
             // 2020-10-01-preview is a real roleAssignments version and the one the upstream
             // example RoleAssignments_Get.json carries; its shape equals 2022-04-01 for every
@@ -65,8 +114,22 @@ impl Operation {
     }
 }
 
-const fn op(name: &'static str, kind: OpKind, family: Family, action: &'static str, msi: Option<MsiOp>, resource_type: &'static str) -> Operation {
-    Operation { name, kind, family, action, msi, resource_type }
+const fn op(
+    name: &'static str,
+    kind: OpKind,
+    family: Family,
+    action: &'static str,
+    msi: Option<MsiOp>,
+    resource_type: &'static str,
+) -> Operation {
+    Operation {
+        name,
+        kind,
+        family,
+        action,
+        msi,
+        resource_type,
+    }
 }
 
 use Family::*;
@@ -78,36 +141,182 @@ const FIC: &str = "userAssignedIdentities/federatedIdentityCredentials";
 pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> {
     let m = method.as_str();
     let found = match (route, m) {
-        (Route::ResourceGroup { .. }, "PUT") => op("ResourceGroups_CreateOrUpdate", Write, Resources, "Microsoft.Resources/subscriptions/resourceGroups/write", None, "resourceGroups"),
-        (Route::ResourceGroup { .. }, "GET") => op("ResourceGroups_Get", Read, Resources, "Microsoft.Resources/subscriptions/resourceGroups/read", None, "resourceGroups"),
-        (Route::IdentityList { rg: Some(_), .. }, "GET") => op("UserAssignedIdentities_ListByResourceGroup", Read, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/read", Some(MsiOp::List), UAI),
-        (Route::IdentityList { rg: None, .. }, "GET") => op("UserAssignedIdentities_ListBySubscription", Read, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/read", Some(MsiOp::List), UAI),
-        (Route::Identity { .. }, "PUT") => op("UserAssignedIdentities_CreateOrUpdate", Write, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/write", Some(MsiOp::CreateOrUpdate), UAI),
-        (Route::Identity { .. }, "PATCH") => op("UserAssignedIdentities_Update", Write, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/write", Some(MsiOp::CreateOrUpdate), UAI),
-        (Route::Identity { .. }, "GET") => op("UserAssignedIdentities_Get", Read, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/read", Some(MsiOp::Get), UAI),
-        (Route::Identity { .. }, "DELETE") => op("UserAssignedIdentities_Delete", Delete, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/delete", Some(MsiOp::Delete), UAI),
-        (Route::FicList { .. }, "GET") => op("FederatedIdentityCredentials_List", Read, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", None, FIC),
-        (Route::Fic { .. }, "PUT") => op("FederatedIdentityCredentials_CreateOrUpdate", Write, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write", None, FIC),
-        (Route::Fic { .. }, "GET") => op("FederatedIdentityCredentials_Get", Read, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", None, FIC),
-        (Route::Fic { .. }, "DELETE") => op("FederatedIdentityCredentials_Delete", Delete, Msi, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete", None, FIC),
-        (Route::Vault { .. }, "GET") => op("Vaults_Get", Read, KeyVault, "Microsoft.KeyVault/vaults/read", None, "vaults"),
-        (Route::VaultAccessPolicy { .. }, "PUT") => op("Vaults_UpdateAccessPolicy", Write, KeyVault, "Microsoft.KeyVault/vaults/accessPolicies/write", None, "vaults/accessPolicies"),
-        (Route::RoleAssignments { .. }, "GET") => op("RoleAssignments_ListForScope", Read, Authorization, "Microsoft.Authorization/roleAssignments/read", None, "roleAssignments"),
-        (Route::RoleAssignment { .. }, "PUT") => op("RoleAssignments_Create", Write, Authorization, "Microsoft.Authorization/roleAssignments/write", None, "roleAssignments"),
-        (Route::RoleAssignment { .. }, "GET") => op("RoleAssignments_Get", Read, Authorization, "Microsoft.Authorization/roleAssignments/read", None, "roleAssignments"),
-        (Route::RoleAssignment { .. }, "DELETE") => op("RoleAssignments_Delete", Delete, Authorization, "Microsoft.Authorization/roleAssignments/delete", None, "roleAssignments"),
-        (Route::RoleDefinitions { .. }, "GET") => op("RoleDefinitions_List", Read, Authorization, "Microsoft.Authorization/roleDefinitions/read", None, "roleDefinitions"),
-        (Route::RoleDefinition { .. }, "GET") => op("RoleDefinitions_Get", Read, Authorization, "Microsoft.Authorization/roleDefinitions/read", None, "roleDefinitions"),
+        (Route::ResourceGroup { .. }, "PUT") => op(
+            "ResourceGroups_CreateOrUpdate",
+            Write,
+            Resources,
+            "Microsoft.Resources/subscriptions/resourceGroups/write",
+            None,
+            "resourceGroups",
+        ),
+        (Route::ResourceGroup { .. }, "GET") => op(
+            "ResourceGroups_Get",
+            Read,
+            Resources,
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            None,
+            "resourceGroups",
+        ),
+        (Route::IdentityList { rg: Some(_), .. }, "GET") => op(
+            "UserAssignedIdentities_ListByResourceGroup",
+            Read,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            Some(MsiOp::List),
+            UAI,
+        ),
+        (Route::IdentityList { rg: None, .. }, "GET") => op(
+            "UserAssignedIdentities_ListBySubscription",
+            Read,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            Some(MsiOp::List),
+            UAI,
+        ),
+        (Route::Identity { .. }, "PUT") => op(
+            "UserAssignedIdentities_CreateOrUpdate",
+            Write,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+            Some(MsiOp::CreateOrUpdate),
+            UAI,
+        ),
+        (Route::Identity { .. }, "PATCH") => op(
+            "UserAssignedIdentities_Update",
+            Write,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+            Some(MsiOp::CreateOrUpdate),
+            UAI,
+        ),
+        (Route::Identity { .. }, "GET") => op(
+            "UserAssignedIdentities_Get",
+            Read,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            Some(MsiOp::Get),
+            UAI,
+        ),
+        (Route::Identity { .. }, "DELETE") => op(
+            "UserAssignedIdentities_Delete",
+            Delete,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/delete",
+            Some(MsiOp::Delete),
+            UAI,
+        ),
+        (Route::FicList { .. }, "GET") => op(
+            "FederatedIdentityCredentials_List",
+            Read,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+            None,
+            FIC,
+        ),
+        (Route::Fic { .. }, "PUT") => op(
+            "FederatedIdentityCredentials_CreateOrUpdate",
+            Write,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
+            None,
+            FIC,
+        ),
+        (Route::Fic { .. }, "GET") => op(
+            "FederatedIdentityCredentials_Get",
+            Read,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+            None,
+            FIC,
+        ),
+        (Route::Fic { .. }, "DELETE") => op(
+            "FederatedIdentityCredentials_Delete",
+            Delete,
+            Msi,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+            None,
+            FIC,
+        ),
+        (Route::Vault { .. }, "GET") => op(
+            "Vaults_Get",
+            Read,
+            KeyVault,
+            "Microsoft.KeyVault/vaults/read",
+            None,
+            "vaults",
+        ),
+        (Route::VaultAccessPolicy { .. }, "PUT") => op(
+            "Vaults_UpdateAccessPolicy",
+            Write,
+            KeyVault,
+            "Microsoft.KeyVault/vaults/accessPolicies/write",
+            None,
+            "vaults/accessPolicies",
+        ),
+        (Route::RoleAssignments { .. }, "GET") => op(
+            "RoleAssignments_ListForScope",
+            Read,
+            Authorization,
+            "Microsoft.Authorization/roleAssignments/read",
+            None,
+            "roleAssignments",
+        ),
+        (Route::RoleAssignment { .. }, "PUT") => op(
+            "RoleAssignments_Create",
+            Write,
+            Authorization,
+            "Microsoft.Authorization/roleAssignments/write",
+            None,
+            "roleAssignments",
+        ),
+        (Route::RoleAssignment { .. }, "GET") => op(
+            "RoleAssignments_Get",
+            Read,
+            Authorization,
+            "Microsoft.Authorization/roleAssignments/read",
+            None,
+            "roleAssignments",
+        ),
+        (Route::RoleAssignment { .. }, "DELETE") => op(
+            "RoleAssignments_Delete",
+            Delete,
+            Authorization,
+            "Microsoft.Authorization/roleAssignments/delete",
+            None,
+            "roleAssignments",
+        ),
+        (Route::RoleDefinitions { .. }, "GET") => op(
+            "RoleDefinitions_List",
+            Read,
+            Authorization,
+            "Microsoft.Authorization/roleDefinitions/read",
+            None,
+            "roleDefinitions",
+        ),
+        (Route::RoleDefinition { .. }, "GET") => op(
+            "RoleDefinitions_Get",
+            Read,
+            Authorization,
+            "Microsoft.Authorization/roleDefinitions/read",
+            None,
+            "roleDefinitions",
+        ),
         _ => {
             // ASP.NET's wording, which ARM answers with for an unsupported verb.
-            return Err(ArmError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{m}'.")));
+            return Err(ArmError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("The requested resource does not support http method '{m}'."),
+            ));
         }
     };
     Ok(found)
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -115,21 +324,41 @@ fn eq(a: &str, b: &str) -> bool {
 }
 
 fn not_found(path: &str) -> ArmError {
-    ArmError::not_found("NotFound", format!("The requested path '{path}' was not found."))
+    ArmError::not_found(
+        "NotFound",
+        format!("The requested path '{path}' was not found."),
+    )
 }
 
 pub fn parse(path: &str) -> Result<Route, ArmError> {
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
 
     // Authorization routes take any scope in front of them: find the last provider segment.
-    if let Some(i) = (0..s.len().saturating_sub(1)).rev().find(|&i| eq(s[i], "providers") && eq(s[i + 1], "Microsoft.Authorization")) {
-        let scope = if i == 0 { String::new() } else { format!("/{}", s[..i].join("/")) };
+    if let Some(i) = (0..s.len().saturating_sub(1))
+        .rev()
+        .find(|&i| eq(s[i], "providers") && eq(s[i + 1], "Microsoft.Authorization"))
+    {
+        let scope = if i == 0 {
+            String::new()
+        } else {
+            format!("/{}", s[..i].join("/"))
+        };
         return match &s[i + 2..] {
             [t] if eq(t, "roleAssignments") => Ok(Route::RoleAssignments { scope }),
-            [t, name] if eq(t, "roleAssignments") => Ok(Route::RoleAssignment { scope, name: (*name).to_owned() }),
+            [t, name] if eq(t, "roleAssignments") => Ok(Route::RoleAssignment {
+                scope,
+                name: (*name).to_owned(),
+            }),
             [t] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinitions { scope }),
-            [t, id] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinition { scope, id: (*id).to_owned() }),
+            [t, id] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinition {
+                scope,
+                id: (*id).to_owned(),
+            }),
             [t, ..] => Err(invalid_type(t, "Microsoft.Authorization")),
             [] => Err(not_found(path)),
         };
@@ -137,28 +366,76 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
 
     let o = |x: &str| x.to_owned();
     match s.as_slice() {
-        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => Ok(Route::ResourceGroup { sub: o(sub), rg: o(rg) }),
-        [sb, sub, p, ns, t] if eq(sb, "subscriptions") && eq(p, "providers") && eq(ns, "Microsoft.ManagedIdentity") && eq(t, UAI) => Ok(Route::IdentityList { sub: o(sub), rg: None }),
-        [sb, sub, r, rg, p, ns, rest @ ..] if eq(sb, "subscriptions") && eq(r, "resourceGroups") && eq(p, "providers") => {
+        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => {
+            Ok(Route::ResourceGroup {
+                sub: o(sub),
+                rg: o(rg),
+            })
+        }
+        [sb, sub, p, ns, t]
+            if eq(sb, "subscriptions")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.ManagedIdentity")
+                && eq(t, UAI) =>
+        {
+            Ok(Route::IdentityList {
+                sub: o(sub),
+                rg: None,
+            })
+        }
+        [sb, sub, r, rg, p, ns, rest @ ..]
+            if eq(sb, "subscriptions") && eq(r, "resourceGroups") && eq(p, "providers") =>
+        {
             let (sub, rg) = (o(sub), o(rg));
             if eq(ns, "Microsoft.ManagedIdentity") {
                 match rest {
                     [t] if eq(t, UAI) => Ok(Route::IdentityList { sub, rg: Some(rg) }),
-                    [t, name] if eq(t, UAI) => Ok(Route::Identity { sub, rg, name: o(name) }),
-                    [t, name, f] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => Ok(Route::FicList { sub, rg, identity: o(name) }),
-                    [t, name, f, fic] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => Ok(Route::Fic { sub, rg, identity: o(name), name: o(fic) }),
+                    [t, name] if eq(t, UAI) => Ok(Route::Identity {
+                        sub,
+                        rg,
+                        name: o(name),
+                    }),
+                    [t, name, f] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => {
+                        Ok(Route::FicList {
+                            sub,
+                            rg,
+                            identity: o(name),
+                        })
+                    }
+                    [t, name, f, fic] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => {
+                        Ok(Route::Fic {
+                            sub,
+                            rg,
+                            identity: o(name),
+                            name: o(fic),
+                        })
+                    }
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
                 }
             } else if eq(ns, "Microsoft.KeyVault") {
                 match rest {
-                    [t, name] if eq(t, "vaults") => Ok(Route::Vault { sub, rg, name: o(name) }),
-                    [t, name, a, kind] if eq(t, "vaults") && eq(a, "accessPolicies") => Ok(Route::VaultAccessPolicy { sub, rg, name: o(name), kind: o(kind) }),
+                    [t, name] if eq(t, "vaults") => Ok(Route::Vault {
+                        sub,
+                        rg,
+                        name: o(name),
+                    }),
+                    [t, name, a, kind] if eq(t, "vaults") && eq(a, "accessPolicies") => {
+                        Ok(Route::VaultAccessPolicy {
+                            sub,
+                            rg,
+                            name: o(name),
+                            kind: o(kind),
+                        })
+                    }
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
                 }
             } else {
-                Err(ArmError::not_found("InvalidResourceNamespace", format!("The resource namespace '{ns}' is invalid.")))
+                Err(ArmError::not_found(
+                    "InvalidResourceNamespace",
+                    format!("The resource namespace '{ns}' is invalid."),
+                ))
             }
         }
         _ => Err(not_found(path)),
@@ -166,7 +443,10 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
 }
 
 fn invalid_type(t: &str, ns: &str) -> ArmError {
-    ArmError::not_found("InvalidResourceType", format!("The resource type '{t}' could not be found in the namespace '{ns}'."))
+    ArmError::not_found(
+        "InvalidResourceType",
+        format!("The resource type '{t}' could not be found in the namespace '{ns}'."),
+    )
 }
 
 /// The subscription a route is under, if any (for throttling and scope checks).
@@ -179,7 +459,10 @@ pub fn subscription_of(route: &Route) -> Option<String> {
         | Route::Fic { sub, .. }
         | Route::Vault { sub, .. }
         | Route::VaultAccessPolicy { sub, .. } => Some(sub.clone()),
-        Route::RoleAssignments { scope } | Route::RoleAssignment { scope, .. } | Route::RoleDefinitions { scope } | Route::RoleDefinition { scope, .. } => scope_subscription(scope),
+        Route::RoleAssignments { scope }
+        | Route::RoleAssignment { scope, .. }
+        | Route::RoleDefinitions { scope }
+        | Route::RoleDefinition { scope, .. } => scope_subscription(scope),
     }
 }
 
@@ -196,7 +479,9 @@ pub fn scope_subscription(scope: &str) -> Option<String> {
 pub fn scope_resource_group(scope: &str) -> Option<String> {
     let segs: Vec<&str> = scope.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
-        [s, _, r, rg, ..] if eq(s, "subscriptions") && eq(r, "resourceGroups") => Some((*rg).to_owned()),
+        [s, _, r, rg, ..] if eq(s, "subscriptions") && eq(r, "resourceGroups") => {
+            Some((*rg).to_owned())
+        }
         _ => None,
     }
 }
@@ -208,21 +493,83 @@ mod tests {
     #[test]
     fn parses_every_route() {
         let uai = "/subscriptions/s/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities";
-        assert_eq!(parse(uai), Ok(Route::IdentityList { sub: "s".into(), rg: Some("RG".into()) }));
-        assert_eq!(parse(&format!("{uai}/id1")), Ok(Route::Identity { sub: "s".into(), rg: "RG".into(), name: "id1".into() }));
+        assert_eq!(
+            parse(uai),
+            Ok(Route::IdentityList {
+                sub: "s".into(),
+                rg: Some("RG".into())
+            })
+        );
+        assert_eq!(
+            parse(&format!("{uai}/id1")),
+            Ok(Route::Identity {
+                sub: "s".into(),
+                rg: "RG".into(),
+                name: "id1".into()
+            })
+        );
         assert_eq!(
             parse(&format!("{uai}/id1/federatedIdentityCredentials/f")),
-            Ok(Route::Fic { sub: "s".into(), rg: "RG".into(), identity: "id1".into(), name: "f".into() })
+            Ok(Route::Fic {
+                sub: "s".into(),
+                rg: "RG".into(),
+                identity: "id1".into(),
+                name: "f".into()
+            })
         );
-        assert_eq!(parse("/subscriptions/s/providers/microsoft.managedidentity/userassignedidentities"), Ok(Route::IdentityList { sub: "s".into(), rg: None }));
-        assert_eq!(parse("//subscriptions/s/providers/Microsoft.Authorization/roleAssignments/n"), Ok(Route::RoleAssignment { scope: "/subscriptions/s".into(), name: "n".into() }));
+        assert_eq!(
+            parse("/subscriptions/s/providers/microsoft.managedidentity/userassignedidentities"),
+            Ok(Route::IdentityList {
+                sub: "s".into(),
+                rg: None
+            })
+        );
+        assert_eq!(
+            parse("//subscriptions/s/providers/Microsoft.Authorization/roleAssignments/n"),
+            Ok(Route::RoleAssignment {
+                scope: "/subscriptions/s".into(),
+                name: "n".into()
+            })
+        );
         let kv = "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv";
-        assert_eq!(parse(&format!("{kv}/providers/Microsoft.Authorization/roleAssignments")), Ok(Route::RoleAssignments { scope: kv.into() }));
-        assert_eq!(parse(&format!("{kv}/accessPolicies/add")), Ok(Route::VaultAccessPolicy { sub: "s".into(), rg: "r".into(), name: "kv".into(), kind: "add".into() }));
-        assert_eq!(parse("/providers/Microsoft.Authorization/roleDefinitions/x"), Ok(Route::RoleDefinition { scope: String::new(), id: "x".into() }));
-        assert_eq!(parse("/subscriptions/s/resourceGroups/r"), Ok(Route::ResourceGroup { sub: "s".into(), rg: "r".into() }));
-        assert_eq!(parse("/subscriptions/s/resourceGroups/r/providers/Microsoft.Foo/bars/x").map_err(|e| e.code), Err("InvalidResourceNamespace".into()));
-        assert_eq!(parse("/nothing").map_err(|e| e.status), Err(StatusCode::NOT_FOUND));
+        assert_eq!(
+            parse(&format!(
+                "{kv}/providers/Microsoft.Authorization/roleAssignments"
+            )),
+            Ok(Route::RoleAssignments { scope: kv.into() })
+        );
+        assert_eq!(
+            parse(&format!("{kv}/accessPolicies/add")),
+            Ok(Route::VaultAccessPolicy {
+                sub: "s".into(),
+                rg: "r".into(),
+                name: "kv".into(),
+                kind: "add".into()
+            })
+        );
+        assert_eq!(
+            parse("/providers/Microsoft.Authorization/roleDefinitions/x"),
+            Ok(Route::RoleDefinition {
+                scope: String::new(),
+                id: "x".into()
+            })
+        );
+        assert_eq!(
+            parse("/subscriptions/s/resourceGroups/r"),
+            Ok(Route::ResourceGroup {
+                sub: "s".into(),
+                rg: "r".into()
+            })
+        );
+        assert_eq!(
+            parse("/subscriptions/s/resourceGroups/r/providers/Microsoft.Foo/bars/x")
+                .map_err(|e| e.code),
+            Err("InvalidResourceNamespace".into())
+        );
+        assert_eq!(
+            parse("/nothing").map_err(|e| e.status),
+            Err(StatusCode::NOT_FOUND)
+        );
         assert_eq!(scope_resource_group(kv), Some("r".into()));
         assert_eq!(scope_subscription(kv), Some("s".into()));
     }

@@ -22,7 +22,12 @@ pub fn seed() -> Seed {
     seed.add_rg(SUB, RG, Some("westeurope".into()));
     seed.add_vault(SUB, KV_RG, KV_RBAC, true);
     seed.add_vault(SUB, KV_RG, KV_POLICIES, false);
-    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some(APP_OID.into()), display_name: Some("operator".into()) });
+    seed.apps.push(SeedApp {
+        client_id: APP_ID.into(),
+        client_secret: APP_SECRET.into(),
+        object_id: Some(APP_OID.into()),
+        display_name: Some("operator".into()),
+    });
     seed
 }
 
@@ -38,10 +43,10 @@ pub async fn start() -> Result<SimHandle, idbind_sim::SimError> {
 
 pub fn client(h: &SimHandle) -> reqwest::Client {
     let mut b = reqwest::Client::builder().use_rustls_tls();
-    if let Some(pem) = h.ca_pem() {
-        if let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes()) {
-            b = b.add_root_certificate(cert);
-        }
+    if let Some(pem) = h.ca_pem()
+        && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
+    {
+        b = b.add_root_certificate(cert);
     }
     b.build().unwrap_or_default()
 }
@@ -51,14 +56,27 @@ pub fn https(h: &SimHandle) -> String {
 }
 
 /// A token for the seeded operator app through the real token endpoint.
-pub async fn app_token(h: &SimHandle, c: &reqwest::Client) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn app_token(
+    h: &SimHandle,
+    c: &reqwest::Client,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     secret_token(h, c, APP_ID, APP_SECRET).await
 }
 
-pub async fn secret_token(h: &SimHandle, c: &reqwest::Client, client_id: &str, secret: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn secret_token(
+    h: &SimHandle,
+    c: &reqwest::Client,
+    client_id: &str,
+    secret: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let resp = c
         .post(format!("{}/{}/oauth2/v2.0/token", https(h), h.tenant_id()))
-        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", ARM_SCOPE)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", ARM_SCOPE),
+        ])
         .send()
         .await?;
     let status = resp.status();
@@ -88,7 +106,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 }
 
@@ -96,11 +117,24 @@ impl Arm {
     pub async fn new(h: &SimHandle) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let client = client(h);
         let token = app_token(h, &client).await?;
-        Ok(Self { base: https(h), client, token })
+        Ok(Self {
+            base: https(h),
+            client,
+            token,
+        })
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
-        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        };
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.client.request(method, url).bearer_auth(&self.token);
         if let Some(b) = body {
@@ -110,19 +144,34 @@ impl Arm {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Ok(Reply { status, headers, body })
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
         self.call("GET", path, None).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn put(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
         self.call("PUT", path, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn delete(
+        &self,
+        path: &str,
+    ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
         self.call("DELETE", path, None).await
     }
 }
@@ -131,11 +180,15 @@ pub const MSI_API: &str = "2024-11-30";
 pub const AUTHZ_API: &str = "2022-04-01";
 
 pub fn identity_path(name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version={MSI_API}")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version={MSI_API}"
+    )
 }
 
 pub fn fic_path(identity: &str, fic: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity}/federatedIdentityCredentials/{fic}?api-version={MSI_API}")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity}/federatedIdentityCredentials/{fic}?api-version={MSI_API}"
+    )
 }
 
 pub fn fic_body(issuer: &str, subject: &str) -> Value {
@@ -143,11 +196,15 @@ pub fn fic_body(issuer: &str, subject: &str) -> Value {
 }
 
 pub fn vault_scope(name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}"
+    )
 }
 
 pub fn ra_path(scope: &str, name: &str) -> String {
-    format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={AUTHZ_API}")
+    format!(
+        "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={AUTHZ_API}"
+    )
 }
 
 pub fn role_id(guid: &str) -> String {
