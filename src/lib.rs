@@ -1,0 +1,7 @@
+//! idbind: a Kubernetes operator that binds ServiceAccounts to Azure user-assigned managed
+//! identities through workload identity federation, and grants them Key Vault access.
+//!
+//! One module per concern; `main.rs` only parses flags and dispatches.
+
+pub mod crd;
+pub mod resource;
