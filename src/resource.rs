@@ -117,13 +117,11 @@ pub struct IdentitySpec {
     pub location: Option<String>,
 
     /// Extra Azure tags for the identity idbind creates (at most 40; Azure allows 50 and idbind
-    /// adds its own ownership tags, whose names start with "idbind.dev"). Names are 1-512
-    /// characters without < > % & \ ? /; values at most 256 characters.
+    /// adds its own ownership tags, whose names start with "idbind.dev"). Azure limits names to
+    /// 512 characters without < > % & \ ? / and values to 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 40))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('idbind.dev'))").message("identity.tags: tag names starting with 'idbind.dev' are reserved for idbind's ownership tags"))]
-    #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 512 && !k.matches('[<>%&\\\\\\\\?/]'))").message("identity.tags: tag names must be 1-512 characters and must not contain < > % & \\ ? /"))]
-    #[x_kube(validation = Rule::new("self.all(k, size(self[k]) <= 256)").message("identity.tags: tag values must be at most 256 characters"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('idbind.dev') && !k.startsWith('IDBIND.DEV') && !k.startsWith('Idbind.dev'))").message("identity.tags: tag names starting with 'idbind.dev' are reserved for idbind's ownership tags"))]
     pub tags: Option<BTreeMap<String, String>>,
 
     /// Full resource id of an existing user-assigned identity to use instead of creating one
@@ -169,7 +167,7 @@ pub struct KeyVaultAccess {
     /// only the Key Vault data-plane reader roles: "... User" and "Key Vault Reader").
     #[schemars(length(min = 1, max = 8))]
     #[x_kube(merge_strategy = ListMerge::Set)]
-    #[x_kube(validation = Rule::new("self.all(r, r.matches('^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}$') || r.matches('^(/subscriptions/[0-9a-fA-F-]{36})?/providers/Microsoft[.]Authorization/roleDefinitions/[0-9a-fA-F-]{36}$'))").message("keyVaults[].roles: each role is a built-in role name (letters, digits, spaces, . _ ( ) -), a role definition GUID, or a role definition id /providers/Microsoft.Authorization/roleDefinitions/<guid>"))]
+    #[schemars(inner(length(min = 1, max = 256), regex(pattern = r"^([A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}|(/subscriptions/[0-9a-fA-F-]{36})?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-fA-F-]{36})$")))]
     pub roles: Vec<String>,
 }
 

@@ -1,1 +1,379 @@
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount token
+//! issuing, OIDC discovery) and kube-controller-manager (namespace deletion, garbage collection,
+//! default ServiceAccounts), built from Go modules by `make controlplane` into
+//! `.cache/controlplane/bin`.
+//!
+//! Tests call [`shared`] (one control plane per test binary, torn down when the binary exits);
+//! humans use `make up` / `make down`, which run the `idbind-testenv` binary.
 
+use std::{
+    fs,
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the control-plane binaries are: `$IDBIND_CONTROLPLANE_BIN`, else the workspace cache.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("IDBIND_CONTROLPLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".cache/controlplane/bin"))
+}
+
+/// The repository root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// How the processes relate to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Killed when the thread that started them ends (tests).
+    TiedToCaller,
+    /// Detached in their own session; `stop_detached` ends them (`make up`).
+    Detached,
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    dir: PathBuf,
+    server: String,
+    children: Vec<Child>,
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager with their state under `dir`
+    /// (wiped first) and waits until the API server is ready and the `default` namespace has
+    /// its ServiceAccount.
+    pub fn start(dir: &Path, lifetime: Lifetime) -> Result<Self> {
+        let bin = bin_dir();
+        for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"] {
+            if !bin.join(b).is_file() {
+                bail!("{} is missing: run `make controlplane` first", bin.join(b).display());
+            }
+        }
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+        fs::create_dir_all(dir.join("logs"))?;
+        let dir = fs::canonicalize(dir)?;
+        let certs = dir.join("pki");
+        fs::create_dir_all(&certs)?;
+        make_pki(&certs)?;
+
+        let [etcd_client, etcd_peer, api_port] = free_ports()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let token = random_hex(32)?;
+        fs::write(certs.join("tokens.csv"), format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n"))?;
+        write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), &token)?;
+
+        let mut plane = ControlPlane { dir: dir.clone(), server: server.clone(), children: Vec::new() };
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        plane.spawn(lifetime, "etcd", &[
+            "--name=default".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            // Test data is disposable; fsync dominates etcd latency on small VMs.
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ])?;
+        let p = |f: &str| certs.join(f).display().to_string();
+        plane.spawn(lifetime, "kube-apiserver", &[
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--token-auth-file={}", p("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            // The issuer is the API server itself, so /.well-known/openid-configuration and the
+            // JWKS are served from the URL the tokens name, as on AKS.
+            format!("--service-account-issuer={server}"),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            // The kubernetes Service endpoint cannot point at loopback; nothing here needs it.
+            "--endpoint-reconciler-type=none".into(),
+            "--profiling=false".into(),
+            "--v=0".into(),
+        ])?;
+        plane.wait_ready(Duration::from_secs(120))?;
+        // Let anyone fetch the issuer's discovery document and keys, like AKS's public issuer:
+        // the simulator's Entra endpoint reads them without a Kubernetes credential.
+        plane.kubectl_ok(&["create", "clusterrolebinding", "idbind-oidc-discovery-public",
+            "--clusterrole=system:service-account-issuer-discovery", "--group=system:unauthenticated"])?;
+        plane.spawn(lifetime, "kube-controller-manager", &[
+            format!("--kubeconfig={}", dir.join("kubeconfig").display()),
+            "--controllers=namespace,garbagecollector,serviceaccount".into(),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+            "--v=0".into(),
+        ])?;
+        plane.wait_for(Duration::from_secs(60), "the default ServiceAccount", |p| {
+            p.kubectl(&["get", "serviceaccount", "default", "-n", "default"]).output().map(|o| o.status.success()).unwrap_or(false)
+        })?;
+        Ok(plane)
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The API server's URL, which is also the ServiceAccount token issuer.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The CA that signed the API server's serving certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("pki/ca.crt")
+    }
+
+    /// The folder holding state, logs and kubeconfig.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A `kubectl` command (our pinned build) against this control plane as admin.
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_dir().join("kubectl"));
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
+            .args(args);
+        cmd
+    }
+
+    /// Runs kubectl and fails with its stderr unless it succeeds; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args).output()?;
+        if !out.status.success() {
+            bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl until it succeeds (for what the API server publishes asynchronously, such as
+    /// a new CRD's OpenAPI document that `kubectl explain` reads); returns the last stdout.
+    pub fn kubectl_eventually(&self, args: &[&str], timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            match self.kubectl_ok(args) {
+                Ok(out) => return Ok(out),
+                Err(e) if start.elapsed() > timeout => return Err(e.context(format!("still failing after {timeout:?}"))),
+                Err(_) => thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
+    /// Waits until discovery serves `resource` (e.g. `workloadidentitybindings.idbind.dev`), which
+    /// lags a CRD's Established condition; kubectl's short names and `explain` need it.
+    pub fn wait_for_discovery(&self, group: &str, short_name: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let out = self.kubectl(&["api-resources", &format!("--api-group={group}"), "--cached=false"]).output()?;
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == short_name) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("discovery did not list {short_name} in {group} within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Creates a namespace with a unique name for one test.
+    pub fn fresh_namespace(&self, prefix: &str) -> Result<String> {
+        let name = format!("{prefix}-{}", random_hex(4)?);
+        self.kubectl_ok(&["create", "namespace", &name])?;
+        Ok(name)
+    }
+
+    fn spawn(&mut self, lifetime: Lifetime, name: &str, args: &[String]) -> Result<()> {
+        let log = fs::File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        let mut cmd = Command::new(bin_dir().join(name));
+        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // SAFETY: only async-signal-safe libc calls run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                match lifetime {
+                    Lifetime::TiedToCaller => {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Lifetime::Detached => {
+                        libc::setsid();
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_for(timeout, "kube-apiserver /readyz", |p| {
+            p.kubectl(&["get", "--raw=/readyz"]).output().map(|o| o.status.success()).unwrap_or(false)
+        })
+    }
+
+    fn wait_for(&mut self, timeout: Duration, what: &str, ready: impl Fn(&Self) -> bool) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if ready(self) {
+                return Ok(());
+            }
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!("a control-plane process exited ({status}) while waiting for {what}; logs in {}", self.dir.join("logs").display());
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("timed out after {timeout:?} waiting for {what}; logs in {}", self.dir.join("logs").display());
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Leaves the processes running (for `make up`); `stop_detached` ends them.
+    pub fn detach(mut self) {
+        self.children.clear();
+    }
+
+    fn stop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Ends a control plane started with [`Lifetime::Detached`] under `dir`.
+pub fn stop_detached(dir: &Path) -> Result<()> {
+    for name in ["kube-controller-manager", "kube-apiserver", "etcd"] {
+        let pid_file = dir.join(format!("{name}.pid"));
+        let Ok(pid) = fs::read_to_string(&pid_file) else { continue };
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: kill(2) with a pid we started; a stale pid of a gone process returns ESRCH.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..100 {
+                // SAFETY: signal 0 only probes for existence.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+            // SAFETY: as above; the process ignored SIGTERM for 10 s.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = fs::remove_file(pid_file);
+    }
+    Ok(())
+}
+
+/// One control plane per test binary, started on first use by a thread that lives as long as
+/// the process, so the processes die with the test binary (PR_SET_PDEATHSIG follows the thread
+/// that spawned them, and test threads come and go).
+pub fn shared() -> &'static ControlPlane {
+    static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+    PLANE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        let dir = workspace_root()
+            .join(".cache/test-clusters")
+            .join(format!("{}-{}", std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default(), std::process::id()));
+        thread::Builder::new()
+            .name("control-plane".into())
+            .spawn(move || {
+                let started = ControlPlane::start(&dir, Lifetime::TiedToCaller);
+                match started {
+                    Ok(plane) => {
+                        // The plane lives in the static; this thread only keeps the processes tied.
+                        let _ = tx.send(Ok(plane));
+                        loop {
+                            thread::park();
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .expect("spawning the control-plane thread");
+        match rx.recv() {
+            Ok(Ok(plane)) => plane,
+            Ok(Err(e)) => panic!("starting the test control plane: {e:#}"),
+            Err(_) => panic!("the control-plane thread died"),
+        }
+    })
+}
+
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    // Hold all listeners at once so the ports differ; the OS will not hand them out again at once.
+    let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    use std::io::Read;
+    fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().context("running openssl (install it: apt-get install openssl)")?;
+    if !out.status.success() {
+        bail!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A CA, the API server's serving certificate for 127.0.0.1/localhost, and the RSA key that
+/// signs ServiceAccount tokens (RS256, as on AKS).
+fn make_pki(dir: &Path) -> Result<()> {
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=idbind-test-ca"])?;
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"])?;
+    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")?;
+    openssl(dir, &["x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "apiserver.crt", "-days", "30", "-extfile", "san.ext"])?;
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
+    openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
+    Ok(())
+}
+
+fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> Result<()> {
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: idbind-admin\ncurrent-context: idbind-local\n",
+        ca = ca.display()
+    );
+    fs::write(path, cfg)?;
+    Ok(())
+}
