@@ -6,3 +6,4 @@
 pub mod crd;
 pub mod resource;
 pub mod naming;
+pub mod roles;
