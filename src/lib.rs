@@ -7,3 +7,4 @@ pub mod crd;
 pub mod resource;
 pub mod naming;
 pub mod roles;
+pub mod validate;

@@ -1,0 +1,273 @@
+//! `validate`: from a binding's spec, the operator's settings and the policy, to the desired
+//! Azure state, or the list of what is wrong, each naming its field. Pure: no I/O, so an invalid
+//! binding never reaches Azure and every rule is tested without a server.
+//!
+//! The schema already rejects what can be decided from the object alone; this adds what needs
+//! the operator's configuration (defaults, subscription) and the policy.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    naming,
+    resource::{DeletionPolicy, WorkloadIdentityBindingSpec},
+    roles::RoleRef,
+};
+
+/// Settings of the operator that shape a binding's Azure objects.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OperatorSettings {
+    pub cluster_name: String,
+    pub subscription_id: String,
+    pub default_resource_group: Option<String>,
+    pub default_location: Option<String>,
+    /// The cluster's OIDC issuer, verbatim from configuration (never from a binding).
+    pub issuer: String,
+}
+
+/// What namespaces may ask for. The default is the safe one: only the Key Vault data-plane
+/// reader roles, only vaults in the operator's subscription, no brought identities.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Policy {
+    pub allow_any_role: bool,
+    pub allow_other_subscriptions: bool,
+    pub allow_existing_identity: bool,
+}
+
+/// One problem with a binding, for the condition message and the Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The field at fault, as kubectl names it (`spec.keyVaults[0].roles[1]`).
+    pub field: String,
+    /// `InvalidSpec` or `PolicyViolation`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The identity a binding wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DesiredIdentity {
+    /// Created and owned by idbind.
+    Managed { subscription_id: String, resource_group: String, name: String, location: String, tags: BTreeMap<String, String> },
+    /// Brought by the user; idbind never modifies or deletes it.
+    Existing { resource_id: String },
+}
+
+/// One vault and the roles wanted on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVault {
+    /// ARM resource id, in the casing the user wrote.
+    pub resource_id: String,
+    pub roles: Vec<(String, RoleRef)>,
+}
+
+/// A validated binding: everything the planner needs, with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredBinding {
+    pub identity: DesiredIdentity,
+    pub federated_credential_name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub vaults: Vec<DesiredVault>,
+    pub deletion_policy: DeletionPolicy,
+}
+
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const POLICY_VIOLATION: &str = "PolicyViolation";
+
+/// Validates a binding named `namespace/name`.
+pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec, settings: &OperatorSettings, policy: &Policy) -> Result<DesiredBinding, Vec<Invalid>> {
+    let mut problems = Vec::new();
+    let mut bad = |field: &str, reason: &'static str, message: String| problems.push(Invalid { field: field.to_string(), reason, message });
+
+    let identity = match &spec.identity.resource_id {
+        Some(id) => {
+            if !policy.allow_existing_identity {
+                bad("spec.identity.resourceId", POLICY_VIOLATION, "bringing an existing identity is not allowed by the operator's policy".into());
+            } else if !policy.allow_other_subscriptions && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id)) {
+                bad("spec.identity.resourceId", POLICY_VIOLATION, format!("the identity is in another subscription than the operator's ({})", settings.subscription_id));
+            }
+            DesiredIdentity::Existing { resource_id: id.clone() }
+        }
+        None => {
+            let resource_group = spec.identity.resource_group.clone().or_else(|| settings.default_resource_group.clone());
+            let location = spec.identity.location.clone().or_else(|| settings.default_location.clone());
+            if resource_group.is_none() {
+                bad("spec.identity.resourceGroup", INVALID_SPEC, "no resource group: set spec.identity.resourceGroup (the operator has no default)".into());
+            }
+            if location.is_none() {
+                bad("spec.identity.location", INVALID_SPEC, "no location: set spec.identity.location (the operator has no default)".into());
+            }
+            let tags = spec.identity.tags.clone().unwrap_or_default();
+            for (k, v) in &tags {
+                if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
+                    bad("spec.identity.tags", INVALID_SPEC, format!("tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? /)"));
+                }
+                if v.len() > 256 {
+                    bad("spec.identity.tags", INVALID_SPEC, format!("the value of tag {k:?} is longer than Azure's 256 characters"));
+                }
+            }
+            DesiredIdentity::Managed {
+                subscription_id: settings.subscription_id.clone(),
+                resource_group: resource_group.unwrap_or_default(),
+                name: spec.identity.name.clone().unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, name)),
+                location: location.unwrap_or_default(),
+                tags,
+            }
+        }
+    };
+
+    let mut vaults: Vec<DesiredVault> = Vec::new();
+    for (i, kv) in spec.key_vaults.iter().enumerate() {
+        let resource_id = match (&kv.resource_id, &kv.name, &kv.resource_group) {
+            (Some(id), _, _) => id.clone(),
+            (None, Some(n), Some(rg)) => format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}", settings.subscription_id),
+            _ => {
+                bad(&format!("spec.keyVaults[{i}]"), INVALID_SPEC, "set either resourceId, or name and resourceGroup".into());
+                continue;
+            }
+        };
+        if !policy.allow_other_subscriptions && subscription_of(&resource_id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id)) {
+            bad(&format!("spec.keyVaults[{i}].resourceId"), POLICY_VIOLATION, format!("the vault is in another subscription than the operator's ({})", settings.subscription_id));
+        }
+        if vaults.iter().any(|v| v.resource_id.eq_ignore_ascii_case(&resource_id)) {
+            bad(&format!("spec.keyVaults[{i}]"), INVALID_SPEC, "this vault is already listed: merge the roles into one entry".into());
+            continue;
+        }
+        let mut roles = Vec::new();
+        for (j, role) in kv.roles.iter().enumerate() {
+            let parsed = RoleRef::parse(role);
+            if !policy.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
+                bad(&format!("spec.keyVaults[{i}].roles[{j}]"), POLICY_VIOLATION, format!("role {role:?} is not allowed by the operator's policy (allowed: the Key Vault data-plane reader roles)"));
+                continue;
+            }
+            if roles.iter().any(|(_, r)| *r == parsed) {
+                bad(&format!("spec.keyVaults[{i}].roles[{j}]"), INVALID_SPEC, format!("role {role:?} names a role already listed"));
+                continue;
+            }
+            roles.push((role.clone(), parsed));
+        }
+        vaults.push(DesiredVault { resource_id, roles });
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(DesiredBinding {
+        identity,
+        federated_credential_name: naming::federated_credential_name(&settings.cluster_name, namespace, name),
+        issuer: settings.issuer.clone(),
+        // Always the binding's own namespace: a binding can never federate another namespace.
+        subject: format!("system:serviceaccount:{namespace}:{}", spec.service_account_name),
+        vaults,
+        deletion_policy: spec.deletion_policy,
+    })
+}
+
+fn subscription_of(resource_id: &str) -> Option<&str> {
+    let mut parts = resource_id.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some(s), Some(id)) if s.eq_ignore_ascii_case("subscriptions") => Some(id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{IdentitySpec, KeyVaultAccess};
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+    const OTHER: &str = "00000000-0000-0000-0000-000000000002";
+
+    fn settings() -> OperatorSettings {
+        OperatorSettings {
+            cluster_name: "aks1".into(),
+            subscription_id: SUB.into(),
+            default_resource_group: Some("rg-ids".into()),
+            default_location: Some("westeurope".into()),
+            issuer: "https://oidc.example/issuer/".into(),
+        }
+    }
+
+    fn spec() -> WorkloadIdentityBindingSpec {
+        WorkloadIdentityBindingSpec { service_account_name: "orders".into(), ..Default::default() }
+    }
+
+    fn vault(name: &str, roles: &[&str]) -> KeyVaultAccess {
+        KeyVaultAccess { name: Some(name.into()), resource_group: Some("rg-kv".into()), roles: roles.iter().map(|r| r.to_string()).collect(), ..Default::default() }
+    }
+
+    fn fields(r: Result<DesiredBinding, Vec<Invalid>>) -> Vec<(String, &'static str)> {
+        r.err().unwrap_or_default().into_iter().map(|i| (i.field, i.reason)).collect()
+    }
+
+    #[test]
+    fn defaults_fill_the_identity_and_the_subject_names_the_own_namespace() {
+        let d = validate("shop", "orders", &spec(), &settings(), &Policy::default()).expect("valid");
+        assert_eq!(d.subject, "system:serviceaccount:shop:orders");
+        assert_eq!(d.issuer, "https://oidc.example/issuer/", "the issuer is taken verbatim");
+        match d.identity {
+            DesiredIdentity::Managed { resource_group, location, name, subscription_id, .. } => {
+                assert_eq!((resource_group.as_str(), location.as_str(), subscription_id.as_str()), ("rg-ids", "westeurope", SUB));
+                assert_eq!(name, naming::identity_name("aks1", "shop", "orders"));
+            }
+            other => panic!("expected a managed identity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_defaults_name_the_field() {
+        let s = OperatorSettings { default_resource_group: None, default_location: None, ..settings() };
+        assert_eq!(fields(validate("ns", "b", &spec(), &s, &Policy::default())), vec![("spec.identity.resourceGroup".into(), INVALID_SPEC), ("spec.identity.location".into(), INVALID_SPEC)]);
+    }
+
+    #[test]
+    fn default_policy_allows_only_reader_roles() {
+        let mut s = spec();
+        s.key_vaults = vec![vault("kv-a", &["Key Vault Secrets User", "Key Vault Administrator", "Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"])];
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            vec![
+                ("spec.keyVaults[0].roles[1]".into(), POLICY_VIOLATION),
+                ("spec.keyVaults[0].roles[2]".into(), POLICY_VIOLATION),
+                ("spec.keyVaults[0].roles[3]".into(), POLICY_VIOLATION)
+            ]
+        );
+        let open = Policy { allow_any_role: true, ..Policy::default() };
+        assert!(validate("ns", "b", &s, &settings(), &open).is_ok());
+    }
+
+    #[test]
+    fn other_subscriptions_and_brought_identities_need_the_policy() {
+        let mut s = spec();
+        s.identity = IdentitySpec { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared")), ..Default::default() };
+        s.key_vaults = vec![KeyVaultAccess { resource_id: Some(format!("/subscriptions/{OTHER}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-x")), roles: vec!["Key Vault Reader".into()], ..Default::default() }];
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            vec![("spec.identity.resourceId".into(), POLICY_VIOLATION), ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)]
+        );
+        let open = Policy { allow_other_subscriptions: true, allow_existing_identity: true, ..Policy::default() };
+        let d = validate("ns", "b", &s, &settings(), &open).expect("allowed by policy");
+        assert!(matches!(d.identity, DesiredIdentity::Existing { .. }));
+    }
+
+    #[test]
+    fn the_same_vault_or_role_twice_is_reported() {
+        let mut s = spec();
+        s.key_vaults = vec![
+            vault("kv-a", &["Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"]),
+            KeyVaultAccess { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/RG-KV/providers/Microsoft.KeyVault/vaults/KV-A")), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+        ];
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            vec![("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC), ("spec.keyVaults[1]".into(), INVALID_SPEC)]
+        );
+    }
+
+    #[test]
+    fn tags_azure_refuses_are_reported() {
+        let mut s = spec();
+        s.identity.tags = Some([("a/b".to_string(), "x".to_string()), ("ok".to_string(), "v".repeat(257))].into_iter().collect());
+        assert_eq!(fields(validate("ns", "b", &s, &settings(), &Policy::default())), vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]);
+    }
+}
