@@ -14,7 +14,7 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Run the ARM + Entra simulator (for tests, benchmarks and `make demo`).
-    Sim(idbind_sim::cli::SimArgs),
+    Sim(Box<idbind_sim::cli::SimArgs>),
 }
 
 #[tokio::main]
@@ -24,6 +24,6 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", idbind::crd::crds_yaml()?);
             Ok(())
         }
-        Command::Sim(args) => idbind_sim::cli::run(args).await,
+        Command::Sim(args) => idbind_sim::cli::run(*args).await,
     }
 }

@@ -9,6 +9,9 @@
 //! API server rejects it before idbind ever sees it, and GitOps tools show the error at apply time.
 //! What needs configuration or Azure (policy, whether a vault exists) is `validate`'s job.
 
+// kube-derive expands each printcolumn(...) into attributes that clippy reads as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
