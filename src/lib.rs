@@ -8,3 +8,4 @@ pub mod resource;
 pub mod naming;
 pub mod roles;
 pub mod validate;
+pub mod plan;

@@ -1,0 +1,354 @@
+//! `plan(desired, observed) -> actions`: the Azure writes that make what exists match what a
+//! binding asks for, in dependency order. Pure. In steady state the plan is empty, so a resync
+//! costs reads only (ARM throttles writes hard; re-PUTting on every sync is what throttled ASO).
+
+use std::collections::BTreeMap;
+
+use crate::{naming, resource::TOKEN_EXCHANGE_AUDIENCE};
+
+/// Tag names idbind puts on every identity it creates. An identity without them is not ours and
+/// is never modified or deleted.
+pub const TAG_CLUSTER: &str = "idbind.dev.cluster";
+pub const TAG_NAMESPACE: &str = "idbind.dev.namespace";
+pub const TAG_BINDING: &str = "idbind.dev.binding";
+
+/// Who a binding is: what ownership tags record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub cluster: String,
+    pub namespace: String,
+    pub binding: String,
+}
+
+impl Owner {
+    fn tags(&self) -> [(&'static str, &str); 3] {
+        [(TAG_CLUSTER, &self.cluster), (TAG_NAMESPACE, &self.namespace), (TAG_BINDING, &self.binding)]
+    }
+
+    /// Whether an identity's tags say it belongs to this binding. Azure tag names are
+    /// case-insensitive.
+    pub fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.tags().iter().all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
+    }
+}
+
+/// The Azure state a validated binding wants, with roles resolved to role definition GUIDs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredAzure {
+    pub owner: Owner,
+    /// `Some` when idbind manages the identity; `None` for a brought identity.
+    pub managed_identity: Option<ManagedIdentity>,
+    pub fic_name: String,
+    pub issuer: String,
+    pub subject: String,
+    /// (scope = vault resource id, role definition GUID).
+    pub role_assignments: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedIdentity {
+    pub resource_id: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What exists in Azure for the binding, as read by the observe step.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ObservedAzure {
+    pub identity: Option<ObservedIdentity>,
+    /// The FIC with our name on the identity, if any.
+    pub fic: Option<ObservedFic>,
+    /// How many FICs the identity has in all (Azure allows 20).
+    pub fic_count: usize,
+    /// Another FIC on the identity (not ours) with our issuer and subject.
+    pub fic_duplicate_of: Option<String>,
+    /// Role assignments whose principal is the identity's.
+    pub role_assignments: Vec<ObservedRoleAssignment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedIdentity {
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    pub principal_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedFic {
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedRoleAssignment {
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    pub role_definition_id: String,
+}
+
+/// One Azure write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    PutIdentity { resource_id: String, location: String, tags: BTreeMap<String, String> },
+    PutFederatedCredential { name: String, issuer: String, subject: String, audience: String },
+    /// Always with principalType ServicePrincipal, so a fresh principal is not PrincipalNotFound.
+    CreateRoleAssignment { scope: String, name: String, role_definition_guid: String },
+    DeleteRoleAssignment { id: String },
+}
+
+/// Why no plan can be made: the binding waits for a human.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Blocked {
+    #[error("identity {0} exists and was not created by idbind for this binding (no matching ownership tags); idbind will not modify it")]
+    IdentityConflict(String),
+    #[error("identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between regions")]
+    LocationMismatch { resource_id: String, observed: String, desired: String },
+    #[error("the identity named by spec.identity.resourceId does not exist")]
+    ExistingIdentityNotFound,
+    #[error("the identity already has {0} federated credentials, Azure's limit is 20")]
+    FederatedCredentialLimit(usize),
+    #[error("federated credential {0} on the identity already trusts this issuer and subject")]
+    DuplicateFederation(String),
+}
+
+impl Blocked {
+    /// The condition reason for users.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Blocked::IdentityConflict(_) => "IdentityConflict",
+            Blocked::ExistingIdentityNotFound => "IdentityNotFound",
+            Blocked::LocationMismatch { .. } => "IdentityLocationMismatch",
+            Blocked::FederatedCredentialLimit(_) => "FederatedCredentialLimit",
+            Blocked::DuplicateFederation(_) => "DuplicateFederatedCredential",
+        }
+    }
+}
+
+/// Maximum FICs per identity (Entra's documented limit).
+pub const MAX_FICS_PER_IDENTITY: usize = 20;
+
+/// The writes that bring `observed` to `desired`. Role assignments wait for the identity (its
+/// principal id names them), so a first reconcile may plan only the identity and the next one
+/// the rest: each reconcile observes again before planning.
+pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Action>, Blocked> {
+    let mut actions = Vec::new();
+
+    if let Some(want) = &desired.managed_identity {
+        match &observed.identity {
+            Some(have) if !desired.owner.owns(&have.tags) => return Err(Blocked::IdentityConflict(want.resource_id.clone())),
+            Some(have) if !have.location.eq_ignore_ascii_case(&want.location) => {
+                return Err(Blocked::LocationMismatch { resource_id: want.resource_id.clone(), observed: have.location.clone(), desired: want.location.clone() });
+            }
+            Some(have) if tags_with_owner(want, &desired.owner) == have.tags => {}
+            _ => actions.push(Action::PutIdentity { resource_id: want.resource_id.clone(), location: want.location.clone(), tags: tags_with_owner(want, &desired.owner) }),
+        }
+    }
+    let Some(identity) = &observed.identity else {
+        return match desired.managed_identity {
+            Some(_) => Ok(actions),
+            None => Err(Blocked::ExistingIdentityNotFound),
+        };
+    };
+
+    let fic_matches = observed.fic.as_ref().is_some_and(|f| f.issuer == desired.issuer && f.subject == desired.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]);
+    if !fic_matches {
+        if let Some(other) = &observed.fic_duplicate_of {
+            return Err(Blocked::DuplicateFederation(other.clone()));
+        }
+        if observed.fic.is_none() && observed.fic_count >= MAX_FICS_PER_IDENTITY {
+            return Err(Blocked::FederatedCredentialLimit(observed.fic_count));
+        }
+        actions.push(Action::PutFederatedCredential {
+            name: desired.fic_name.clone(),
+            issuer: desired.issuer.clone(),
+            subject: desired.subject.clone(),
+            audience: TOKEN_EXCHANGE_AUDIENCE.to_string(),
+        });
+    }
+
+    let principal = &identity.principal_id;
+    let wanted: Vec<(String, &str, &str)> = desired.role_assignments.iter().map(|(scope, role)| (naming::role_assignment_name(scope, role, principal).to_string(), scope.as_str(), role.as_str())).collect();
+    for (name, scope, role) in &wanted {
+        if !observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name)) {
+            actions.push(Action::CreateRoleAssignment { scope: scope.to_string(), name: name.clone(), role_definition_guid: role.to_string() });
+        }
+    }
+    for ra in &observed.role_assignments {
+        // Ours only if its name is the one we derive from its own scope, role and principal:
+        // an assignment someone else made for this principal is never touched.
+        let ours = naming::role_assignment_name(&ra.scope, &ra.role_definition_id, principal).to_string().eq_ignore_ascii_case(&ra.name);
+        if ours && !wanted.iter().any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name)) {
+            actions.push(Action::DeleteRoleAssignment { id: ra.id.clone() });
+        }
+    }
+    Ok(actions)
+}
+
+fn tags_with_owner(want: &ManagedIdentity, owner: &Owner) -> BTreeMap<String, String> {
+    let mut tags = want.tags.clone();
+    for (k, v) in owner.tags() {
+        tags.insert(k.to_string(), v.to_string());
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KV: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+    const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+    const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+    const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn owner() -> Owner {
+        Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: "orders".into() }
+    }
+
+    fn desired(roles: &[&str]) -> DesiredAzure {
+        DesiredAzure {
+            owner: owner(),
+            managed_identity: Some(ManagedIdentity { resource_id: "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1".into(), location: "westeurope".into(), tags: [("team".to_string(), "shop".to_string())].into() }),
+            fic_name: "aks1-shop-orders-abc".into(),
+            issuer: "https://issuer/".into(),
+            subject: "system:serviceaccount:shop:orders".into(),
+            role_assignments: roles.iter().map(|r| (KV.to_string(), r.to_string())).collect(),
+        }
+    }
+
+    fn ours(d: &DesiredAzure) -> BTreeMap<String, String> {
+        d.managed_identity.as_ref().map(|m| tags_with_owner(m, &d.owner)).unwrap_or_default()
+    }
+
+    fn assignment(role: &str) -> ObservedRoleAssignment {
+        let name = naming::role_assignment_name(KV, role, PRINCIPAL).to_string();
+        ObservedRoleAssignment { id: format!("{KV}/providers/Microsoft.Authorization/roleAssignments/{name}"), name, scope: KV.into(), role_definition_id: format!("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{role}") }
+    }
+
+    /// Everything `desired(roles)` asks for, as Azure would report it.
+    fn converged(d: &DesiredAzure, roles: &[&str]) -> ObservedAzure {
+        ObservedAzure {
+            identity: Some(ObservedIdentity { location: "westeurope".into(), tags: ours(d), principal_id: PRINCIPAL.into() }),
+            fic: Some(ObservedFic { issuer: d.issuer.clone(), subject: d.subject.clone(), audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()] }),
+            fic_count: 1,
+            fic_duplicate_of: None,
+            role_assignments: roles.iter().map(|r| assignment(r)).collect(),
+        }
+    }
+
+    #[test]
+    fn nothing_exists_so_the_identity_comes_first() {
+        let d = desired(&[SECRETS_USER]);
+        let actions = plan(&d, &ObservedAzure::default()).expect("plannable");
+        assert_eq!(actions, vec![Action::PutIdentity { resource_id: d.managed_identity.as_ref().map(|m| m.resource_id.clone()).unwrap_or_default(), location: "westeurope".into(), tags: ours(&d) }]);
+        assert!(ours(&d).contains_key(TAG_BINDING) && ours(&d).contains_key("team"));
+    }
+
+    #[test]
+    fn with_the_identity_in_place_the_fic_and_roles_follow() {
+        let d = desired(&[SECRETS_USER, READER]);
+        let mut o = converged(&d, &[]);
+        o.fic = None;
+        o.fic_count = 0;
+        let actions = plan(&d, &o).expect("plannable");
+        assert!(matches!(&actions[0], Action::PutFederatedCredential { subject, audience, .. } if subject == "system:serviceaccount:shop:orders" && audience == TOKEN_EXCHANGE_AUDIENCE));
+        assert_eq!(actions.iter().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 2);
+    }
+
+    #[test]
+    fn steady_state_plans_no_writes() {
+        let d = desired(&[SECRETS_USER, READER]);
+        assert_eq!(plan(&d, &converged(&d, &[SECRETS_USER, READER])), Ok(vec![]));
+    }
+
+    #[test]
+    fn editing_roles_adds_and_removes_exactly_the_difference() {
+        let d = desired(&[READER]);
+        let actions = plan(&d, &converged(&d, &[SECRETS_USER])).expect("plannable");
+        assert_eq!(
+            actions,
+            vec![
+                Action::CreateRoleAssignment { scope: KV.into(), name: naming::role_assignment_name(KV, READER, PRINCIPAL).to_string(), role_definition_guid: READER.into() },
+                Action::DeleteRoleAssignment { id: assignment(SECRETS_USER).id },
+            ]
+        );
+    }
+
+    #[test]
+    fn assignments_made_by_others_are_left_alone() {
+        let d = desired(&[]);
+        let mut o = converged(&d, &[]);
+        let mut foreign = assignment(SECRETS_USER);
+        foreign.name = "0f0f0f0f-0000-0000-0000-000000000000".into();
+        o.role_assignments.push(foreign);
+        assert_eq!(plan(&d, &o), Ok(vec![]));
+    }
+
+    #[test]
+    fn an_identity_without_our_tags_is_a_conflict() {
+        let d = desired(&[]);
+        let mut o = converged(&d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            i.tags.remove(TAG_BINDING);
+        }
+        assert!(matches!(plan(&d, &o), Err(Blocked::IdentityConflict(_))));
+        // Tagged for another binding of the same name in another namespace: still not ours.
+        let mut o = converged(&d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            i.tags.insert(TAG_NAMESPACE.into(), "other".into());
+        }
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
+    }
+
+    #[test]
+    fn drifted_tags_are_put_back_and_location_cannot_move() {
+        let d = desired(&[]);
+        let mut o = converged(&d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            i.tags.remove("team");
+        }
+        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutIdentity { .. }])));
+        let mut o = converged(&d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            i.location = "eastus".into();
+        }
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityLocationMismatch"));
+    }
+
+    #[test]
+    fn a_changed_subject_updates_the_fic_in_place() {
+        let d = desired(&[]);
+        let mut o = converged(&d, &[]);
+        if let Some(f) = o.fic.as_mut() {
+            f.subject = "system:serviceaccount:shop:old".into();
+        }
+        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutFederatedCredential { .. }])));
+    }
+
+    #[test]
+    fn fic_limit_and_duplicates_block_instead_of_retrying() {
+        let d = desired(&[]);
+        let mut o = converged(&d, &[]);
+        o.fic = None;
+        o.fic_count = MAX_FICS_PER_IDENTITY;
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("FederatedCredentialLimit"));
+        let mut o = converged(&d, &[]);
+        o.fic = None;
+        o.fic_duplicate_of = Some("someone-elses".into());
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("DuplicateFederatedCredential"));
+    }
+
+    #[test]
+    fn a_brought_identity_is_never_written() {
+        let mut d = desired(&[SECRETS_USER]);
+        d.managed_identity = None;
+        let mut o = converged(&d, &[SECRETS_USER]);
+        if let Some(i) = o.identity.as_mut() {
+            i.tags.clear();
+        }
+        assert_eq!(plan(&d, &o), Ok(vec![]));
+        assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
+    }
+}
