@@ -9,3 +9,4 @@ pub mod naming;
 pub mod roles;
 pub mod validate;
 pub mod plan;
+pub mod conditions;
