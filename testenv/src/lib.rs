@@ -303,8 +303,9 @@ pub fn shared() -> &'static ControlPlane {
     static PLANE: OnceLock<ControlPlane> = OnceLock::new();
     PLANE.get_or_init(|| {
         let (tx, rx) = mpsc::channel();
-        let dir = workspace_root()
-            .join(".cache/test-clusters")
+        let root = workspace_root().join(".cache/test-clusters");
+        remove_dead_clusters(&root);
+        let dir = root
             .join(format!("{}-{}", std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default(), std::process::id()));
         thread::Builder::new()
             .name("control-plane".into())
@@ -330,6 +331,21 @@ pub fn shared() -> &'static ControlPlane {
             Err(_) => panic!("the control-plane thread died"),
         }
     })
+}
+
+/// Test binaries cannot clean up after themselves (statics are never dropped), so each one
+/// removes the folders of earlier test binaries whose process is gone (`<name>-<pid>`).
+fn remove_dead_clusters(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // SAFETY: signal 0 only probes whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
