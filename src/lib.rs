@@ -10,3 +10,4 @@ pub mod roles;
 pub mod validate;
 pub mod plan;
 pub mod conditions;
+pub mod budget;
