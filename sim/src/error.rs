@@ -52,6 +52,15 @@ impl ArmError {
         )
     }
 
+    /// 405 for a verb the resource does not support, in the ASP.NET wording ARM answers with.
+    pub fn method_not_allowed(method: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("The requested resource does not support http method '{method}'."),
+        )
+    }
+
     /// `ResourceGroupNotFound` (404), wording from FACTS §4.
     pub fn resource_group_not_found(rg: &str) -> Self {
         Self::not_found(

@@ -103,14 +103,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
                 .ok_or_else(|| definition_not_found(id, StatusCode::NOT_FOUND))?;
             Ok(ArmResponse::ok(render_definition(scope, d)))
         }),
-        _ => Err(ArmError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!(
-                "The requested resource does not support http method '{}'.",
-                req.method
-            ),
-        )),
+        _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }
 

@@ -1,10 +1,10 @@
 //! Microsoft.KeyVault 2023-07-01: vault reads and the access-policy update operation
 //! (`PUT …/vaults/{name}/accessPolicies/{add|replace|remove}`).
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::{ArmRequest, ArmResponse, Route, subscription_not_found};
+use super::{ArmRequest, ArmResponse, Route};
 use crate::clock::format_ms;
 use crate::core::Sim;
 use crate::error::ArmError;
@@ -54,14 +54,7 @@ fn find<'a>(
     rg: &str,
     name: &str,
 ) -> Result<(String, String, &'a Vault), ArmError> {
-    let subscription = s
-        .subscriptions
-        .get(&key(sub))
-        .ok_or_else(|| subscription_not_found(sub))?;
-    let group = subscription
-        .resource_groups
-        .get(&key(rg))
-        .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    let (subscription, group) = super::resource_group(s, sub, rg)?;
     let vault = group
         .vaults
         .get(&key(name))
@@ -84,14 +77,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             },
             &Method::PUT,
         ) => update_access_policy(sim, req, sub, rg, name, kind).await,
-        _ => Err(ArmError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!(
-                "The requested resource does not support http method '{}'.",
-                req.method
-            ),
-        )),
+        _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }
 

@@ -546,6 +546,23 @@ async fn dispatch(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> 
     }
 }
 
+/// The subscription and resource group named in a path, or ARM's 404 for whichever is missing.
+pub fn resource_group<'a>(
+    s: &'a crate::state::State,
+    sub: &str,
+    rg: &str,
+) -> Result<(&'a crate::state::Subscription, &'a crate::state::ResourceGroup), ArmError> {
+    let subscription = s
+        .subscriptions
+        .get(&crate::state::key(sub))
+        .ok_or_else(|| subscription_not_found(sub))?;
+    let group = subscription
+        .resource_groups
+        .get(&crate::state::key(rg))
+        .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    Ok((subscription, group))
+}
+
 /// 404 SubscriptionNotFound, ARM's wording.
 pub fn subscription_not_found(sub: &str) -> ArmError {
     ArmError::not_found(

@@ -52,14 +52,7 @@ pub fn render_fic(sub: &str, rg: &str, identity: &str, f: &Fic) -> Value {
 
 /// Resolves subscription and resource group or answers as ARM does when either is missing.
 fn check_rg(s: &State, sub: &str, rg: &str) -> Result<(String, String), ArmError> {
-    let subscription = s
-        .subscriptions
-        .get(&key(sub))
-        .ok_or_else(|| subscription_not_found(sub))?;
-    let group = subscription
-        .resource_groups
-        .get(&key(rg))
-        .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    let (subscription, group) = super::resource_group(s, sub, rg)?;
     Ok((subscription.id.clone(), group.name.clone()))
 }
 
@@ -172,14 +165,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
         (Route::FicList { sub, rg, identity }, &Method::GET) => {
             list_fics(sim, req, sub, rg, identity)
         }
-        _ => Err(ArmError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!(
-                "The requested resource does not support http method '{}'.",
-                req.method
-            ),
-        )),
+        _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }
 

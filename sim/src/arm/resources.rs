@@ -1,7 +1,7 @@
 //! Microsoft.Resources: resource groups (PUT and GET), enough for tests and the demo to make
 //! the groups identities live in.
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::{ArmRequest, ArmResponse, Route, subscription_not_found, tags_of};
@@ -38,14 +38,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
     };
     match req.method {
         Method::GET => sim.read(|s| {
-            let subscription = s
-                .subscriptions
-                .get(&key(sub))
-                .ok_or_else(|| subscription_not_found(sub))?;
-            let g = subscription
-                .resource_groups
-                .get(&key(rg))
-                .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+            let (subscription, g) = super::resource_group(s, sub, rg)?;
             Ok(ArmResponse::ok(render(&subscription.id, g)))
         }),
         Method::PUT => {
@@ -97,13 +90,6 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             })
             .await
         }
-        _ => Err(ArmError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!(
-                "The requested resource does not support http method '{}'.",
-                req.method
-            ),
-        )),
+        _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }

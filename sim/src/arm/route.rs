@@ -2,7 +2,7 @@
 //! keep the case the caller used. Repeated slashes are collapsed (SDKs that put a scope or an
 //! id starting with `/` behind a `/` in their path template send `//subscriptions/...`).
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 
 use crate::error::ArmError;
 use crate::throttle::{MsiOp, OpKind};
@@ -303,11 +303,7 @@ pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> 
         ),
         _ => {
             // ASP.NET's wording, which ARM answers with for an unsupported verb.
-            return Err(ArmError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                format!("The requested resource does not support http method '{m}'."),
-            ));
+            return Err(ArmError::method_not_allowed(m));
         }
     };
     Ok(found)
@@ -568,7 +564,7 @@ mod tests {
         );
         assert_eq!(
             parse("/nothing").map_err(|e| e.status),
-            Err(StatusCode::NOT_FOUND)
+            Err(axum::http::StatusCode::NOT_FOUND)
         );
         assert_eq!(scope_resource_group(kv), Some("r".into()));
         assert_eq!(scope_subscription(kv), Some("s".into()));
