@@ -11,3 +11,4 @@ pub mod validate;
 pub mod plan;
 pub mod conditions;
 pub mod budget;
+pub mod azure;

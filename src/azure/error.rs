@@ -1,0 +1,292 @@
+//! What can go wrong talking to Azure, and what the controller should do about it.
+//!
+//! The SDK's own retries are off (DESIGN §2b): every failure comes back here, and the
+//! controller decides from [`AzureError::retryable`] and [`AzureError::retry_after`] whether to
+//! requeue (with ARM's `Retry-After` when it gave one) or to wait for a spec change. The
+//! classification follows Azure Service Operator's: throttling, 5xx, replication lag
+//! (`PrincipalNotFound`), concurrent-write conflicts and authorization failures may heal on
+//! their own; malformed requests and missing roles or resource groups do not.
+
+use std::time::Duration;
+
+/// A failed Azure call, saying which call failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AzureError {
+    /// ARM answered with an error status.
+    #[error("{operation} failed: HTTP {status} {code}: {message}")]
+    Arm {
+        /// The ARM operation, named as in the REST spec (`UserAssignedIdentities_Get`, …).
+        operation: &'static str,
+        status: u16,
+        /// ARM's error code (`AuthorizationFailed`, `PrincipalNotFound`, …); empty when the
+        /// answer had none.
+        code: String,
+        message: String,
+        /// From `Retry-After` (seconds) or `x-ms-retry-after-ms` / `retry-after-ms`.
+        retry_after: Option<Duration>,
+    },
+    /// The request got no HTTP answer (connection refused or dropped, TLS, timeout).
+    #[error("{operation} failed: no answer from Azure: {message}")]
+    Network { operation: &'static str, message: String },
+    /// No token could be obtained for the call.
+    #[error("{operation} failed: could not obtain an Azure token: {message}")]
+    Credential { operation: &'static str, message: String },
+    /// Azure answered with something we could not read.
+    #[error("{operation} failed: unreadable answer from Azure: {message}")]
+    InvalidResponse { operation: &'static str, message: String },
+    /// No role definition has this name at the scope.
+    #[error("role definition {role:?} does not exist at {scope}")]
+    RoleNotFound { role: String, scope: String },
+    /// The Key Vault named by the binding does not exist.
+    #[error("key vault {0} does not exist")]
+    VaultNotFound(String),
+    /// ARM says the (scope, role, principal) assignment exists, under a name that is not the
+    /// one idbind derives: someone else made it, so it is reported rather than adopted.
+    #[error("role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same principal and role that idbind did not create")]
+    RoleAssignmentConflict { scope: String, name: String, existing: String },
+    /// A resource id that does not have the shape the call needs.
+    #[error("{id:?} is not a {kind} resource id")]
+    InvalidResourceId { kind: &'static str, id: String },
+    /// The Azure client could not be set up (endpoints, CA file, HTTP client).
+    #[error("Azure client configuration: {0}")]
+    Config(String),
+}
+
+/// What the controller does with an error; the PascalCase name is the condition reason,
+/// Event reason and metric label, so it must not change once shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Throttled,
+    AzureServerError,
+    AzureUnreachable,
+    AuthenticationFailed,
+    InvalidAzureResponse,
+    PrincipalNotFound,
+    ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
+    AnotherOperationInProgress,
+    Conflict,
+    AuthorizationFailed,
+    ResourceGroupNotFound,
+    RoleNotFound,
+    VaultNotFound,
+    NotFound,
+    BadRequest,
+    InvalidParameter,
+    RoleAssignmentConflict,
+    InvalidResourceId,
+    InvalidConfiguration,
+    /// Any other 4xx: ARM rejected the request and repeating it will not help.
+    AzureRequestRejected,
+}
+
+impl Category {
+    /// The stable reason string.
+    pub fn reason(self) -> &'static str {
+        use Category::*;
+        match self {
+            Throttled => "Throttled",
+            AzureServerError => "AzureServerError",
+            AzureUnreachable => "AzureUnreachable",
+            AuthenticationFailed => "AuthenticationFailed",
+            InvalidAzureResponse => "InvalidAzureResponse",
+            PrincipalNotFound => "PrincipalNotFound",
+            ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+            AnotherOperationInProgress => "AnotherOperationInProgress",
+            Conflict => "Conflict",
+            AuthorizationFailed => "AuthorizationFailed",
+            ResourceGroupNotFound => "ResourceGroupNotFound",
+            RoleNotFound => "RoleNotFound",
+            VaultNotFound => "VaultNotFound",
+            NotFound => "NotFound",
+            BadRequest => "BadRequest",
+            InvalidParameter => "InvalidParameter",
+            RoleAssignmentConflict => "RoleAssignmentConflict",
+            InvalidResourceId => "InvalidResourceId",
+            InvalidConfiguration => "InvalidConfiguration",
+            AzureRequestRejected => "AzureRequestRejected",
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing the binding.
+    pub fn retryable(self) -> bool {
+        use Category::*;
+        match self {
+            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotFound | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
+            // A token may fail for a moment (Entra outage, a rotated secret or federated token
+            // not yet mounted), and a role grant to the operator may still be propagating:
+            // retried with backoff, but reported under their own reason so a human sees it.
+            AuthenticationFailed | AuthorizationFailed => true,
+            ResourceGroupNotFound | RoleNotFound | VaultNotFound | NotFound | BadRequest | InvalidParameter | RoleAssignmentConflict | InvalidResourceId | InvalidConfiguration | AzureRequestRejected => false,
+        }
+    }
+}
+
+impl AzureError {
+    /// The category this error falls into.
+    pub fn category(&self) -> Category {
+        match self {
+            AzureError::Arm { status, code, .. } => classify(*status, code),
+            AzureError::Network { .. } => Category::AzureUnreachable,
+            AzureError::Credential { .. } => Category::AuthenticationFailed,
+            AzureError::InvalidResponse { .. } => Category::InvalidAzureResponse,
+            AzureError::RoleNotFound { .. } => Category::RoleNotFound,
+            AzureError::VaultNotFound(_) => Category::VaultNotFound,
+            AzureError::RoleAssignmentConflict { .. } => Category::RoleAssignmentConflict,
+            AzureError::InvalidResourceId { .. } => Category::InvalidResourceId,
+            AzureError::Config(_) => Category::InvalidConfiguration,
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        self.category().retryable()
+    }
+
+    /// How long Azure asked us to wait, when it said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AzureError::Arm { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The stable PascalCase reason (condition reason, Event reason, metric label).
+    pub fn reason(&self) -> &'static str {
+        self.category().reason()
+    }
+
+    /// Whether ARM said the addressed resource does not exist (a delete treats this as done).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AzureError::Arm { status: 404, .. })
+    }
+
+    /// ARM's error code, when ARM answered.
+    pub fn arm_code(&self) -> Option<&str> {
+        match self {
+            AzureError::Arm { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Category of an ARM error answer. The code decides when it is one we know (ARM compares codes
+/// case-sensitively, but some services vary the case, so we do not); otherwise the status does.
+fn classify(status: u16, code: &str) -> Category {
+    let known = [
+        ("PrincipalNotFound", Category::PrincipalNotFound),
+        ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", Category::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity),
+        ("AnotherOperationInProgress", Category::AnotherOperationInProgress),
+        ("AuthorizationFailed", Category::AuthorizationFailed),
+        ("ResourceGroupNotFound", Category::ResourceGroupNotFound),
+        ("RoleDefinitionDoesNotExist", Category::RoleNotFound),
+        ("BadRequest", Category::BadRequest),
+        ("InvalidParameter", Category::InvalidParameter),
+        ("Conflict", Category::Conflict),
+    ];
+    if status == 429 {
+        return Category::Throttled;
+    }
+    if status >= 500 {
+        return Category::AzureServerError;
+    }
+    if let Some((_, c)) = known.iter().find(|(k, _)| k.eq_ignore_ascii_case(code)) {
+        return *c;
+    }
+    match status {
+        // An expired or not-yet-valid token: the next attempt gets a fresh one.
+        401 => Category::AuthenticationFailed,
+        404 => Category::NotFound,
+        _ => Category::AzureRequestRejected,
+    }
+}
+
+/// Reads ARM's retry hints: `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) win over
+/// `Retry-After` (seconds). The HTTP-date form of `Retry-After` is not used by ARM and is
+/// ignored, leaving the controller's own backoff in charge.
+pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<Duration> {
+    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(Duration::from_millis(ms));
+    }
+    retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm(status: u16, code: &str, retry_after: Option<Duration>) -> AzureError {
+        AzureError::Arm { operation: "Test_Op", status, code: code.into(), message: "m".into(), retry_after }
+    }
+
+    #[test]
+    fn arm_answers_are_classified_by_code_then_status() {
+        let table: &[(u16, &str, &str, bool)] = &[
+            (429, "TooManyRequests", "Throttled", true),
+            (429, "", "Throttled", true),
+            (500, "InternalServerError", "AzureServerError", true),
+            (502, "", "AzureServerError", true),
+            (503, "ServiceUnavailable", "AzureServerError", true),
+            (400, "PrincipalNotFound", "PrincipalNotFound", true),
+            (409, "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true),
+            (409, "AnotherOperationInProgress", "AnotherOperationInProgress", true),
+            (409, "Conflict", "Conflict", true),
+            (403, "AuthorizationFailed", "AuthorizationFailed", true),
+            (401, "InvalidAuthenticationToken", "AuthenticationFailed", true),
+            (401, "ExpiredAuthenticationToken", "AuthenticationFailed", true),
+            (404, "ResourceGroupNotFound", "ResourceGroupNotFound", false),
+            (404, "RoleDefinitionDoesNotExist", "RoleNotFound", false),
+            (400, "RoleDefinitionDoesNotExist", "RoleNotFound", false),
+            (404, "ResourceNotFound", "NotFound", false),
+            (400, "BadRequest", "BadRequest", false),
+            (400, "badrequest", "BadRequest", false),
+            (400, "InvalidParameter", "InvalidParameter", false),
+            (400, "SubscriptionNotFound", "AzureRequestRejected", false),
+            (400, "", "AzureRequestRejected", false),
+            (409, "RoleAssignmentExists", "AzureRequestRejected", false),
+        ];
+        for (status, code, reason, retryable) in table {
+            let e = arm(*status, code, None);
+            assert_eq!((e.reason(), e.retryable()), (*reason, *retryable), "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn errors_without_an_arm_answer_are_classified_by_kind() {
+        let table: Vec<(AzureError, &str, bool)> = vec![
+            (AzureError::Network { operation: "X", message: "connection reset".into() }, "AzureUnreachable", true),
+            (AzureError::Credential { operation: "X", message: "AADSTS7000215".into() }, "AuthenticationFailed", true),
+            (AzureError::InvalidResponse { operation: "X", message: "missing principalId".into() }, "InvalidAzureResponse", true),
+            (AzureError::RoleNotFound { role: "Nope".into(), scope: "/subscriptions/s".into() }, "RoleNotFound", false),
+            (AzureError::VaultNotFound("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv".into()), "VaultNotFound", false),
+            (AzureError::RoleAssignmentConflict { scope: "s".into(), name: "n".into(), existing: "e".into() }, "RoleAssignmentConflict", false),
+            (AzureError::InvalidResourceId { kind: "identity", id: "x".into() }, "InvalidResourceId", false),
+            (AzureError::Config("bad CA".into()), "InvalidConfiguration", false),
+        ];
+        for (e, reason, retryable) in table {
+            assert_eq!((e.reason(), e.retryable(), e.retry_after()), (reason, retryable, None), "{e}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_carried_and_parsed() {
+        assert_eq!(arm(429, "TooManyRequests", Some(Duration::from_secs(7))).retry_after(), Some(Duration::from_secs(7)));
+        let table: &[(Option<&str>, Option<&str>, Option<Duration>)] = &[
+            (Some("17"), None, Some(Duration::from_secs(17))),
+            (Some(" 3 "), None, Some(Duration::from_secs(3))),
+            (Some("17"), Some("1500"), Some(Duration::from_millis(1500))),
+            (None, Some("250"), Some(Duration::from_millis(250))),
+            (Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, None),
+            (Some("-1"), None, None),
+            (None, None, None),
+        ];
+        for (secs, ms, want) in table {
+            assert_eq!(parse_retry_after(*secs, *ms), *want, "{secs:?} {ms:?}");
+        }
+    }
+
+    #[test]
+    fn not_found_is_only_a_404_answer() {
+        assert!(arm(404, "ResourceNotFound", None).is_not_found());
+        assert!(!arm(400, "NotFound", None).is_not_found());
+        assert!(!AzureError::VaultNotFound("kv".into()).is_not_found());
+    }
+}

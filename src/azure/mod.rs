@@ -1,0 +1,206 @@
+//! The Azure layer: reads what exists for a binding ([`observe`]) and performs the planner's
+//! writes ([`execute`]) through the small [`AzureApi`] trait, so the reconcile logic can be
+//! driven by the real ARM client ([`arm::ArmApi`]) or anything else that speaks the same calls.
+//!
+//! Every call is one ARM request with no retry inside (DESIGN §2b): a failure comes back as an
+//! [`AzureError`] the controller classifies and requeues.
+
+pub mod arm;
+pub mod error;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+
+pub use error::{AzureError, Category};
+
+use crate::plan::{Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedIdentity, ObservedRoleAssignment};
+
+/// The ids Azure gives a user-assigned identity, which the binding's status reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityIds {
+    pub resource_id: String,
+    pub client_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
+}
+
+/// An identity as read from ARM: what the planner compares, and its ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundIdentity {
+    pub observed: ObservedIdentity,
+    pub ids: IdentityIds,
+}
+
+/// A federated identity credential on an identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FederatedCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+/// A Key Vault as far as idbind cares: whether data-plane roles apply to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultInfo {
+    pub resource_id: String,
+    /// `properties.enableRbacAuthorization`: role assignments only grant data-plane access on
+    /// vaults that use the RBAC permission model.
+    pub rbac_authorization: bool,
+}
+
+/// The Azure calls the reconcile needs. Each is a single request; errors are not retried here.
+#[async_trait]
+pub trait AzureApi: Send + Sync {
+    /// The identity at `resource_id`, or `None` when ARM says it does not exist.
+    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError>;
+    /// Creates or updates the identity with exactly these tags.
+    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError>;
+    /// Deletes the identity; a 404 is returned as an error (see [`AzureError::is_not_found`]).
+    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError>;
+    /// Every FIC on the identity, all pages.
+    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError>;
+    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError>;
+    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError>;
+    /// Role assignments of `principal_id` at, above or below `scope` (`$filter=principalId eq '…'`).
+    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
+    /// Creates the assignment named `name`, always with `principalType: ServicePrincipal` so a
+    /// principal created seconds ago is not rejected with `PrincipalNotFound`.
+    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError>;
+    /// Deletes a role assignment by its full resource id.
+    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError>;
+    /// The GUID of the role definition named `role_name` at `scope` (display names such as
+    /// "Key Vault Secrets User"); [`AzureError::RoleNotFound`] when there is none.
+    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError>;
+    /// The vault, or `None` when it does not exist.
+    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError>;
+}
+
+/// What [`observe`] found: the planner's input, and the identity's ids for the status.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Observation {
+    pub azure: ObservedAzure,
+    pub ids: Option<IdentityIds>,
+}
+
+/// Reads the Azure objects of a binding whose identity is `identity_id` (the managed
+/// identity's id, or the brought identity's). Only reads: in steady state a reconcile makes
+/// these requests and no write.
+///
+/// Role assignments are listed per subscription (the identity's and each wanted scope's)
+/// rather than per wanted scope, so an assignment at a vault the spec no longer names is still
+/// seen, and removed.
+pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, AzureError> {
+    let Some(found) = api.get_identity(identity_id).await? else {
+        return Ok(Observation::default());
+    };
+    let fics = api.list_federated_credentials(identity_id).await?;
+    let ours = fics.iter().find(|f| f.name.eq_ignore_ascii_case(&desired.fic_name));
+    // Azure matches issuer and subject exactly (DESIGN §2a), so no normalisation here either.
+    let duplicate = fics.iter().find(|f| !f.name.eq_ignore_ascii_case(&desired.fic_name) && f.issuer == desired.issuer && f.subject == desired.subject);
+
+    let mut subscriptions = BTreeSet::new();
+    for id in std::iter::once(identity_id).chain(desired.role_assignments.iter().map(|(scope, _)| scope.as_str())) {
+        subscriptions.insert(subscription_of(id).ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: id.to_string() })?.to_ascii_lowercase());
+    }
+    let mut role_assignments: Vec<ObservedRoleAssignment> = Vec::new();
+    for sub in subscriptions {
+        for ra in api.list_role_assignments(&format!("/subscriptions/{sub}"), &found.ids.principal_id).await? {
+            if !role_assignments.iter().any(|have| have.id.eq_ignore_ascii_case(&ra.id)) {
+                role_assignments.push(ra);
+            }
+        }
+    }
+
+    Ok(Observation {
+        azure: ObservedAzure {
+            fic: ours.map(|f| ObservedFic { issuer: f.issuer.clone(), subject: f.subject.clone(), audiences: f.audiences.clone() }),
+            fic_count: fics.len(),
+            fic_duplicate_of: duplicate.map(|f| f.name.clone()),
+            identity: Some(found.observed),
+            role_assignments,
+        },
+        ids: Some(found.ids),
+    })
+}
+
+/// Performs one planned write for the binding whose identity is `identity_id`. `principal_id`
+/// is the identity's principal, known once the identity exists (the planner only plans role
+/// assignments then).
+pub async fn execute(api: &dyn AzureApi, identity_id: &str, principal_id: Option<&str>, action: &Action) -> Result<(), AzureError> {
+    match action {
+        Action::PutIdentity { resource_id, location, tags } => api.put_identity(resource_id, location, tags).await.map(|_| ()),
+        Action::PutFederatedCredential { name, issuer, subject, audience } => {
+            let fic = FederatedCredential { name: name.clone(), issuer: issuer.clone(), subject: subject.clone(), audiences: vec![audience.clone()] };
+            api.put_federated_credential(identity_id, &fic).await
+        }
+        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
+            let principal = principal_id.ok_or_else(|| AzureError::InvalidResourceId { kind: "identity with a principal", id: identity_id.to_string() })?;
+            match api.create_role_assignment(scope, name, role_definition_guid, principal).await {
+                Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => adopt_existing(api, scope, name, role_definition_guid, principal, e).await,
+                other => other,
+            }
+        }
+        Action::DeleteRoleAssignment { id } => match api.delete_role_assignment(id).await {
+            // Already gone is what we wanted.
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        },
+    }
+}
+
+/// After `RoleAssignmentExists`: the (scope, role, principal) trio already has an assignment.
+/// It counts as ours only when its name is the one we derive (DESIGN §2a); otherwise it belongs
+/// to someone else and is reported, never taken over.
+async fn adopt_existing(api: &dyn AzureApi, scope: &str, name: &str, role_guid: &str, principal: &str, original: AzureError) -> Result<(), AzureError> {
+    let existing = api.list_role_assignments(scope, principal).await?;
+    let same_trio = existing.iter().find(|ra| ra.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')) && ra.role_definition_id.rsplit('/').next().is_some_and(|g| g.eq_ignore_ascii_case(role_guid)));
+    match same_trio {
+        Some(ra) if ra.name.eq_ignore_ascii_case(name) => Ok(()),
+        Some(ra) => Err(AzureError::RoleAssignmentConflict { scope: scope.to_string(), name: name.to_string(), existing: ra.id.clone() }),
+        // ARM said it exists but we cannot see it (replication): keep the original, retryable
+        // only if ARM's classification says so.
+        None => Err(original),
+    }
+}
+
+/// `sub` of `/subscriptions/{sub}/...`.
+pub(crate) fn subscription_of(id: &str) -> Option<&str> {
+    let mut parts = id.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some(s), Some(sub)) if s.eq_ignore_ascii_case("subscriptions") && !sub.is_empty() => Some(sub),
+        _ => None,
+    }
+}
+
+/// (subscription, resource group, name) of `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`,
+/// matching segment names case-insensitively as ARM does.
+pub(crate) fn resource_parts<'a>(id: &'a str, provider: &str, type_: &str, kind: &'static str) -> Result<(&'a str, &'a str, &'a str), AzureError> {
+    let parts: Vec<&str> = id.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let bad = || AzureError::InvalidResourceId { kind, id: id.to_string() };
+    match parts.as_slice() {
+        [s, sub, r, rg, p, prov, t, name]
+            if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") && p.eq_ignore_ascii_case("providers") && prov.eq_ignore_ascii_case(provider) && t.eq_ignore_ascii_case(type_) && !sub.is_empty() && !rg.is_empty() && !name.is_empty() =>
+        {
+            Ok((sub, rg, name))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids_are_split_case_insensitively() {
+        let id = "/subscriptions/s1/resourcegroups/rg/providers/microsoft.managedidentity/userAssignedIdentities/id1";
+        assert_eq!(resource_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities", "identity"), Ok(("s1", "rg", "id1")));
+        for bad in ["", "/subscriptions/s1", "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv", "/subscriptions//resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x/extra"] {
+            assert_eq!(resource_parts(bad, "Microsoft.ManagedIdentity", "userAssignedIdentities", "identity").map_err(|e| e.reason()), Err("InvalidResourceId"), "{bad}");
+        }
+        assert_eq!(subscription_of("/SUBSCRIPTIONS/abc/resourceGroups/x"), Some("abc"));
+        assert_eq!(subscription_of("/providers/Microsoft.Authorization"), None);
+    }
+}

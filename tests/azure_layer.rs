@@ -1,0 +1,276 @@
+//! The Azure layer (`idbind::azure`) against the ARM simulator over HTTPS: observe, execute the
+//! planner's writes to convergence, steady state without writes, role edits, error
+//! classification of injected faults, principalType against replication delay, role names.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
+use idbind::azure::{AzureApi, AzureError, Observation, execute, observe};
+use idbind::naming;
+use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
+use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const SUB: &str = "00000000-0000-0000-0000-0000000000a1";
+const RG: &str = "rg-identities";
+const KV_RG: &str = "rg-shop";
+const APP_ID: &str = "11111111-1111-1111-1111-111111111111";
+const APP_SECRET: &str = "operator-secret";
+const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
+const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+const ISSUER: &str = "https://oidc.example/aks1/";
+
+/// The writes the simulator counts; none of them may move in steady state.
+const WRITE_OPERATIONS: &[&str] = &[
+    "UserAssignedIdentities_CreateOrUpdate",
+    "UserAssignedIdentities_Update",
+    "UserAssignedIdentities_Delete",
+    "FederatedIdentityCredentials_CreateOrUpdate",
+    "FederatedIdentityCredentials_Delete",
+    "RoleAssignments_Create",
+    "RoleAssignments_Delete",
+];
+
+async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send + Sync>> {
+    let mut seed = Seed::default();
+    seed.add_rg(SUB, RG, Some("westeurope".into()));
+    seed.add_vault(SUB, KV_RG, "kv-rbac", true);
+    seed.add_vault(SUB, KV_RG, "kv-policies", false);
+    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some("22222222-2222-2222-2222-222222222222".into()), display_name: Some("operator".into()) });
+    let mut config = SimConfig::for_tests();
+    config.seed = seed;
+    let h = Simulator::start(config).await?;
+    let cloud = Cloud::Custom {
+        arm_endpoint: h.https_url().ok_or("simulator has no HTTPS listener")?.to_string(),
+        authority_host: h.authority_host().ok_or("simulator has no authority host")?,
+        audience: "https://management.azure.com".into(),
+    };
+    let http = http_client(h.ca_pem().map(str::as_bytes))?;
+    let credential = client_secret_credential(&cloud, http.clone(), h.tenant_id(), APP_ID, APP_SECRET)?;
+    let api = ArmApi::new(&cloud, http, credential)?;
+    Ok((h, api))
+}
+
+fn vault(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
+}
+
+fn identity_id(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+}
+
+fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
+    let owner = Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: binding.into() };
+    DesiredAzure {
+        managed_identity: Some(ManagedIdentity { resource_id: identity_id(&naming::identity_name("aks1", "shop", binding)), location: "westeurope".into(), tags: BTreeMap::from([("team".to_string(), "shop".to_string())]) }),
+        fic_name: naming::federated_credential_name("aks1", "shop", binding),
+        issuer: ISSUER.into(),
+        subject: format!("system:serviceaccount:shop:{binding}"),
+        role_assignments: roles.iter().map(|r| (vault("kv-rbac"), r.to_string())).collect(),
+        owner,
+    }
+}
+
+fn id_of(d: &DesiredAzure) -> String {
+    d.managed_identity.as_ref().map(|m| m.resource_id.clone()).unwrap_or_default()
+}
+
+/// Observe → plan → execute until the plan is empty; returns every action executed, per round.
+async fn converge(api: &ArmApi, d: &DesiredAzure) -> Result<Vec<Vec<Action>>, Box<dyn std::error::Error + Send + Sync>> {
+    let id = id_of(d);
+    let mut rounds = Vec::new();
+    // Identity first, then FIC and roles: two rounds of writes, a third to see nothing is left.
+    for _ in 0..4 {
+        let obs = observe(api, &id, d).await?;
+        let actions = plan::plan(d, &obs.azure)?;
+        if actions.is_empty() {
+            return Ok(rounds);
+        }
+        let principal = obs.ids.as_ref().map(|i| i.principal_id.clone());
+        for a in &actions {
+            execute(api, &id, principal.as_deref(), a).await?;
+        }
+        rounds.push(actions);
+    }
+    Err("no convergence within 4 rounds".into())
+}
+
+fn role_guids(obs: &Observation) -> Vec<String> {
+    let mut v: Vec<String> = obs.azure.role_assignments.iter().filter_map(|ra| ra.role_definition_id.rsplit('/').next().map(str::to_string)).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn observe_on_empty_state_finds_nothing() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[SECRETS_USER]);
+    let obs = observe(&api, &id_of(&d), &d).await?;
+    assert_eq!(obs, Observation::default());
+    assert_eq!(plan::plan(&d, &obs.azure)?.len(), 1, "only the identity can be planned first");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[SECRETS_USER, CERT_USER]);
+    let rounds = converge(&api, &d).await?;
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    assert!(matches!(rounds[0].as_slice(), [Action::PutIdentity { .. }]));
+    assert!(matches!(rounds[1].as_slice(), [Action::PutFederatedCredential { .. }, Action::CreateRoleAssignment { .. }, Action::CreateRoleAssignment { .. }]));
+
+    let obs = observe(&api, &id_of(&d), &d).await?;
+    let ids = obs.ids.clone().ok_or("identity missing after convergence")?;
+    assert_eq!(ids.tenant_id, h.tenant_id());
+    assert!(!ids.client_id.is_empty() && !ids.principal_id.is_empty());
+    assert_eq!(obs.azure.fic_count, 1);
+    assert_eq!(obs.azure.fic.as_ref().map(|f| (f.issuer.as_str(), f.subject.as_str())), Some((ISSUER, "system:serviceaccount:shop:orders")));
+    let mut want = vec![SECRETS_USER.to_string(), CERT_USER.to_string()];
+    want.sort();
+    assert_eq!(role_guids(&obs), want);
+    for ra in &obs.azure.role_assignments {
+        assert_eq!(ra.name, naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &ids.principal_id).to_string());
+    }
+    assert_eq!(plan::plan(&d, &obs.azure)?, vec![]);
+
+    // A second observe in steady state: reads only.
+    let before = h.counters();
+    let again = observe(&api, &id_of(&d), &d).await?;
+    let after = h.counters();
+    assert_eq!(again, obs);
+    for op in WRITE_OPERATIONS {
+        assert_eq!(after.total(op), before.total(op), "{op} moved in steady state");
+    }
+    assert_eq!(after.total("UserAssignedIdentities_Get"), before.total("UserAssignedIdentities_Get") + 1, "the counters are live");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_roles_changes_exactly_the_difference() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[SECRETS_USER, CERT_USER]);
+    converge(&api, &d).await?;
+    let kept = observe(&api, &id_of(&d), &d).await?.azure.role_assignments.into_iter().find(|ra| ra.role_definition_id.ends_with(CERT_USER)).ok_or("cert user assignment missing")?;
+
+    let edited = desired("orders", &[CERT_USER, READER]);
+    let obs = observe(&api, &id_of(&edited), &edited).await?;
+    let actions = plan::plan(&edited, &obs.azure)?;
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.iter().any(|a| matches!(a, Action::CreateRoleAssignment { role_definition_guid, .. } if role_definition_guid == READER)));
+    assert!(actions.iter().any(|a| matches!(a, Action::DeleteRoleAssignment { id } if id.contains(&naming::role_assignment_name(&vault("kv-rbac"), SECRETS_USER, obs.ids.as_ref().map(|i| i.principal_id.as_str()).unwrap_or_default()).to_string()))));
+    let rounds = converge(&api, &edited).await?;
+    assert_eq!(rounds, vec![actions]);
+
+    let now = observe(&api, &id_of(&edited), &edited).await?;
+    let mut want = vec![CERT_USER.to_string(), READER.to_string()];
+    want.sort();
+    assert_eq!(role_guids(&now), want);
+    assert!(now.azure.role_assignments.contains(&kept), "the unchanged assignment was not recreated");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn injected_faults_are_classified_with_retry_after() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[]);
+    h.set_faults(vec![FaultRule { operation: "UserAssignedIdentities_Get".into(), action: FaultAction::Error { status: 429, retry_after_secs: Some(7) }, rate: 1.0, times: Some(1) }]);
+    let err = observe(&api, &id_of(&d), &d).await.err().ok_or("the fault did not fire")?;
+    assert_eq!((err.reason(), err.retryable(), err.retry_after()), ("Throttled", true, Some(Duration::from_secs(7))), "{err}");
+    assert!(matches!(&err, AzureError::Arm { operation: "UserAssignedIdentities_Get", status: 429, .. }), "{err:?}");
+    // The fault fired once; the next call goes through.
+    assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
+
+    h.set_faults(vec![FaultRule { operation: "UserAssignedIdentities_CreateOrUpdate".into(), action: FaultAction::Error { status: 503, retry_after_secs: None }, rate: 1.0, times: Some(1) }]);
+    let Some(Action::PutIdentity { resource_id, location, tags }) = plan::plan(&d, &Observation::default().azure)?.into_iter().next() else {
+        return Err("no identity planned".into());
+    };
+    let err = api.put_identity(&resource_id, &location, &tags).await.err().ok_or("the 503 did not fire")?;
+    assert_eq!((err.reason(), err.retryable()), ("AzureServerError", true), "{err}");
+
+    h.set_faults(vec![FaultRule { operation: "RoleDefinitions_List".into(), action: FaultAction::Drop, rate: 1.0, times: Some(1) }]);
+    let err = api.resolve_role(&vault("kv-rbac"), "Key Vault Reader").await.err().ok_or("the drop did not fire")?;
+    assert_eq!((err.reason(), err.retryable()), ("AzureUnreachable", true), "{err}");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn principal_type_avoids_principal_not_found_during_replication() -> TestResult {
+    let (h, api) = start().await?;
+    let mut behaviour = h.behaviour();
+    // An hour on the simulator's clock: every principal created in this test is "unreplicated".
+    behaviour.principal_replication_delay_ms = 3_600_000;
+    h.set_behaviour(behaviour);
+    let d = desired("fresh", &[SECRETS_USER]);
+    let rounds = converge(&api, &d).await?;
+    assert_eq!(rounds.iter().flatten().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 1);
+    assert_eq!(h.counters().get("RoleAssignments_Create", "400"), 0);
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_names_resolve_and_are_cached() -> TestResult {
+    let (h, api) = start().await?;
+    let scope = vault("kv-rbac");
+    assert_eq!(api.resolve_role(&scope, "Key Vault Secrets User").await?, SECRETS_USER);
+    let lists = h.counters().total("RoleDefinitions_List");
+    assert_eq!(api.resolve_role(&scope, "key vault secrets user").await?, SECRETS_USER);
+    assert_eq!(h.counters().total("RoleDefinitions_List"), lists, "served from the cache");
+    let err = api.resolve_role(&scope, "Key Vault Wizard").await.err().ok_or("an unknown role resolved")?;
+    assert!(matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"), "{err:?}");
+    assert_eq!((err.reason(), err.retryable()), ("RoleNotFound", false));
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vaults_report_existence_and_permission_model() -> TestResult {
+    let (h, api) = start().await?;
+    assert_eq!(api.get_vault(&vault("kv-rbac")).await?.map(|v| v.rbac_authorization), Some(true));
+    assert_eq!(api.get_vault(&vault("kv-policies")).await?.map(|v| v.rbac_authorization), Some(false));
+    assert_eq!(api.get_vault(&vault("kv-missing")).await?, None);
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_idempotent() -> TestResult {
+    let (h, api) = start().await?;
+    let scope = vault("kv-rbac");
+    let principal = "77777777-7777-7777-7777-777777777777";
+    let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
+    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal).await?;
+    let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
+    let action = Action::CreateRoleAssignment { scope: scope.clone(), name: ours.clone(), role_definition_guid: SECRETS_USER.into() };
+    let err = execute(&api, &identity_id("unused"), Some(principal), &action).await.err().ok_or("a duplicate assignment was accepted")?;
+    assert!(matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)), "{err:?}");
+    assert!(!err.retryable());
+
+    // Our own name for the trio: creating it again is a no-op success.
+    let own_scope = vault("kv-policies");
+    let own = naming::role_assignment_name(&own_scope, SECRETS_USER, principal).to_string();
+    let create = Action::CreateRoleAssignment { scope: own_scope.clone(), name: own.clone(), role_definition_guid: SECRETS_USER.into() };
+    execute(&api, &identity_id("unused"), Some(principal), &create).await?;
+    execute(&api, &identity_id("unused"), Some(principal), &create).await?;
+
+    let id = format!("{own_scope}/providers/Microsoft.Authorization/roleAssignments/{own}");
+    let delete = Action::DeleteRoleAssignment { id };
+    execute(&api, &identity_id("unused"), Some(principal), &delete).await?;
+    execute(&api, &identity_id("unused"), Some(principal), &delete).await?;
+    let left = api.list_role_assignments(&format!("/subscriptions/{SUB}"), principal).await?;
+    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![foreign]);
+
+    // Identity and FIC deletes: gone is reported as not found, which callers treat as done.
+    let err = api.delete_identity(&identity_id("never-created")).await;
+    assert!(err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found), "{err:?}");
+    h.shutdown().await?;
+    Ok(())
+}
