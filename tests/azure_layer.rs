@@ -54,6 +54,18 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
     Ok((h, api))
 }
 
+fn reqwest_client(h: &SimHandle) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let ca = reqwest::Certificate::from_pem(h.ca_pem().ok_or("no CA")?.as_bytes())?;
+    Ok(reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?)
+}
+
+/// An ARM token for the seeded operator app, through the simulator's Entra endpoint.
+async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let cloud = Cloud::Custom { arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(), authority_host: h.authority_host().ok_or("no authority")?, audience: "https://management.azure.com".into() };
+    let credential = client_secret_credential(&cloud, http_client(h.ca_pem().map(str::as_bytes))?, h.tenant_id(), APP_ID, APP_SECRET)?;
+    Ok(credential.get_token(&[cloud.scope().as_str()]).await?.token.secret().to_string())
+}
+
 fn vault(name: &str) -> String {
     format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
 }
@@ -210,8 +222,20 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     h.set_behaviour(behaviour);
     let d = desired("fresh", &[SECRETS_USER]);
     let rounds = converge(&api, &d).await?;
+
+    // The delay is in effect: the same kind of write without principalType is refused.
+    let principal = observe(&api, &id_of(&d), &d).await?.ids.ok_or("identity missing")?.principal_id;
+    let http = reqwest_client(&h)?;
+    let token = arm_token(&h).await?;
+    let name = naming::role_assignment_name(&vault("kv-policies"), SECRETS_USER, &principal);
+    let body = serde_json::json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}"), "principalId": principal}});
+    let url = format!("{}{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01", h.https_url().unwrap_or_default(), vault("kv-policies"));
+    let raw = http.put(url).bearer_auth(token).json(&body).send().await?;
+    let status = raw.status().as_u16();
+    let answer: serde_json::Value = raw.json().await?;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("PrincipalNotFound")), "{answer}");
     assert_eq!(rounds.iter().flatten().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 1);
-    assert_eq!(h.counters().get("RoleAssignments_Create", "400"), 0);
+    assert_eq!(h.counters().get("RoleAssignments_Create", "400"), 1, "only the raw write was refused");
     h.shutdown().await?;
     Ok(())
 }
@@ -271,6 +295,56 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     // Identity and FIC deletes: gone is reported as not found, which callers treat as done.
     let err = api.delete_identity(&identity_id("never-created")).await;
     assert!(err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found), "{err:?}");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arm_refusals_are_classified_end_to_end() -> TestResult {
+    let (h, api) = start().await?;
+    let tags = BTreeMap::new();
+
+    // A resource group that does not exist: permanent.
+    let missing_rg = format!("/subscriptions/{SUB}/resourceGroups/rg-missing/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x");
+    let err = api.put_identity(&missing_rg, "westeurope", &tags).await.err().ok_or("an identity was created in a missing resource group")?;
+    assert_eq!((err.reason(), err.retryable()), ("ResourceGroupNotFound", false), "{err}");
+
+    // Two FIC writes on one identity while the first is in flight: one gets ARM's 409, retryable.
+    let d = desired("orders", &[]);
+    converge(&api, &d).await?;
+    let mut behaviour = h.behaviour();
+    behaviour.fic_write_duration_ms = 500;
+    h.set_behaviour(behaviour);
+    let fic = |name: &str, sa: &str| idbind::azure::FederatedCredential { name: name.into(), issuer: ISSUER.into(), subject: format!("system:serviceaccount:shop:{sa}"), audiences: vec!["api://AzureADTokenExchange".into()] };
+    let (id, one, two) = (id_of(&d), fic("one", "sa-one"), fic("two", "sa-two"));
+    let (a, b) = tokio::join!(api.put_federated_credential(&id, &one), api.put_federated_credential(&id, &two));
+    let failed: Vec<AzureError> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].reason(), failed[0].retryable()), ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true), "{}", failed[0]);
+
+    // The operator may read identities but not write role assignments: AuthorizationFailed,
+    // retried (a grant may be propagating) under its own reason.
+    let mut seed = Seed::default();
+    seed.permissions.push(idbind_sim::SeedPermission {
+        principal_id: "22222222-2222-2222-2222-222222222222".into(),
+        grants: vec![idbind_sim::Grant { actions: vec!["Microsoft.ManagedIdentity/*/read".into()], not_actions: vec![], scope: format!("/subscriptions/{SUB}") }],
+    });
+    h.seed(seed).await?;
+    let err = api.create_role_assignment(&vault("kv-rbac"), "0f0f0f0f-0000-4000-8000-000000000001", SECRETS_USER, "77777777-7777-7777-7777-777777777777").await.err().ok_or("an unauthorized write went through")?;
+    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
+    let (h, _) = start().await?;
+    let cloud = Cloud::Custom { arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(), authority_host: h.authority_host().ok_or("no authority")?, audience: "https://management.azure.com".into() };
+    let http = http_client(h.ca_pem().map(str::as_bytes))?;
+    let api = ArmApi::new(&cloud, http.clone(), client_secret_credential(&cloud, http, h.tenant_id(), APP_ID, "wrong")?)?;
+    let d = desired("orders", &[]);
+    let err = observe(&api, &id_of(&d), &d).await.err().ok_or("a wrong secret was accepted")?;
+    assert_eq!(err.reason(), "AuthenticationFailed", "{err:?}");
     h.shutdown().await?;
     Ok(())
 }
