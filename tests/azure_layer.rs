@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
-use idbind::azure::{AzureApi, AzureError, Observation, execute, observe};
+use idbind::azure::{AzureApi, AzureError, Observation, cleanup, execute, observe};
 use idbind::naming;
 use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
@@ -345,6 +345,49 @@ async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
     let d = desired("orders", &[]);
     let err = observe(&api, &id_of(&d), &d).await.err().ok_or("a wrong secret was accepted")?;
     assert_eq!(err.reason(), "AuthenticationFailed", "{err:?}");
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[SECRETS_USER, CERT_USER]);
+    converge(&api, &d).await?;
+    let obs = observe(&api, &id_of(&d), &d).await?;
+    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
+    let deleted = cleanup(&api, &id_of(&d), &d, &obs).await?;
+    assert_eq!(deleted.len(), 4, "two role assignments, the FIC, the identity: {deleted:?}");
+    assert_eq!(deleted.last(), Some(&id_of(&d)), "the identity goes last");
+    assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
+    assert_eq!(api.list_role_assignments(&format!("/subscriptions/{SUB}"), &principal).await?, vec![]);
+    // Running it again on what it observed before (a crash after the deletes): all already gone.
+    cleanup(&api, &id_of(&d), &d, &obs).await?;
+
+    // A brought identity keeps living; only our FIC and our assignments on it go, and an
+    // assignment someone else made for the same principal stays.
+    let shared = desired("shared", &[SECRETS_USER]);
+    converge(&api, &shared).await?;
+    let mut brought = desired("other", &[SECRETS_USER]);
+    brought.managed_identity = None;
+    let shared_id = id_of(&shared);
+    let obs = observe(&api, &shared_id, &brought).await?;
+    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
+    for a in plan::plan(&brought, &obs.azure)? {
+        execute(&api, &shared_id, Some(&principal), &a).await?;
+    }
+    api.create_role_assignment(&vault("kv-policies"), "0f0f0f0f-0000-4000-8000-000000000002", READER, &principal).await?;
+    let obs = observe(&api, &shared_id, &brought).await?;
+    assert_eq!(obs.azure.fic_count, 2);
+    let deleted = cleanup(&api, &shared_id, &brought, &obs).await?;
+    // Open issue (naming): the shared binding's assignment has the same (scope, role,
+    // principal) and so the same derived name, so this cleanup removes it too; the shared
+    // binding's next reconcile re-creates it. Not asserted here either way.
+    assert!(!deleted.contains(&shared_id), "{deleted:?}");
+    let after = observe(&api, &shared_id, &shared).await?;
+    assert_eq!(after.azure.fic_count, 1);
+    assert!(after.azure.fic.is_some(), "the other binding's FIC is untouched");
+    assert!(after.azure.role_assignments.iter().any(|ra| ra.name == "0f0f0f0f-0000-4000-8000-000000000002"), "a foreign assignment stays");
     h.shutdown().await?;
     Ok(())
 }

@@ -142,11 +142,44 @@ pub async fn execute(api: &dyn AzureApi, identity_id: &str, principal_id: Option
                 other => other,
             }
         }
-        Action::DeleteRoleAssignment { id } => match api.delete_role_assignment(id).await {
-            // Already gone is what we wanted.
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        },
+        Action::DeleteRoleAssignment { id } => done_if_gone(api.delete_role_assignment(id).await),
+    }
+}
+
+/// Removes what the binding owns in Azure (finalizer, `deletionPolicy: Delete`), in the order
+/// that leaves nothing orphaned (DESIGN §2a): role assignments first (deleting the identity
+/// first would strand them as "Identity not found", counting against the subscription's
+/// limit), then our FIC, then the identity, only when idbind manages it and its tags say it is
+/// this binding's. Anything already gone counts as deleted. Returns the ids deleted.
+pub async fn cleanup(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzure, observed: &Observation) -> Result<Vec<String>, AzureError> {
+    let mut deleted = Vec::new();
+    let Some(identity) = &observed.azure.identity else {
+        return Ok(deleted);
+    };
+    for ra in &observed.azure.role_assignments {
+        // Only assignments whose name is the one we derive are ours; others are left alone.
+        let ours = crate::naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &identity.principal_id).to_string().eq_ignore_ascii_case(&ra.name);
+        if ours {
+            done_if_gone(api.delete_role_assignment(&ra.id).await)?;
+            deleted.push(ra.id.clone());
+        }
+    }
+    if observed.azure.fic.is_some() {
+        done_if_gone(api.delete_federated_credential(identity_id, &desired.fic_name).await)?;
+        deleted.push(format!("{identity_id}/federatedIdentityCredentials/{}", desired.fic_name));
+    }
+    if desired.managed_identity.is_some() && desired.owner.owns(&identity.tags) {
+        done_if_gone(api.delete_identity(identity_id).await)?;
+        deleted.push(identity_id.to_string());
+    }
+    Ok(deleted)
+}
+
+/// A delete that found nothing to delete did its job.
+fn done_if_gone(result: Result<(), AzureError>) -> Result<(), AzureError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
     }
 }
 
