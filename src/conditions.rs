@@ -27,6 +27,9 @@ pub struct Want<'a> {
 /// Sets `want` in `conditions` for `generation`. Returns whether anything changed. The
 /// transition time is kept unless the status flips, so a steady binding's status is stable.
 pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<i64>, now: &Time) -> bool {
+    // The API server stores condition times in whole seconds; keeping sub-seconds here would
+    // make every status read back differ from what we computed, and every resync write it again.
+    let now = &whole_seconds(now);
     let status = if want.status { "True" } else { "False" }.to_string();
     let next = |last_transition_time: Time| Condition {
         type_: want.type_.to_string(),
@@ -48,6 +51,10 @@ pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<
             true
         }
     }
+}
+
+fn whole_seconds(t: &Time) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.0.as_second()).unwrap_or(t.0))
 }
 
 /// Removes a condition (for Reconciling/Stalled once false). Returns whether it was there.
@@ -99,6 +106,14 @@ mod tests {
         set(&mut c, &ready(true, "Reconciled"), Some(1), &t(10));
         assert!(set(&mut c, &ready(true, "Reconciled"), Some(2), &t(20)));
         assert_eq!((c[0].observed_generation, c[0].last_transition_time.clone()), (Some(2), t(10)));
+    }
+
+    #[test]
+    fn times_are_kept_in_whole_seconds_as_the_api_server_stores_them() {
+        let mut c = Vec::new();
+        let precise = Time(k8s_openapi::jiff::Timestamp::from_nanosecond(10_600_000_000).unwrap_or_default());
+        set(&mut c, &ready(true, "Reconciled"), Some(1), &precise);
+        assert_eq!(c[0].last_transition_time, t(10));
     }
 
     #[test]

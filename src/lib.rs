@@ -12,3 +12,4 @@ pub mod plan;
 pub mod conditions;
 pub mod budget;
 pub mod azure;
+pub mod k8s;
