@@ -7,6 +7,7 @@
 
 pub mod arm;
 pub mod error;
+pub mod workload_identity;
 
 use std::collections::{BTreeMap, BTreeSet};
 
