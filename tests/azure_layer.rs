@@ -278,6 +278,10 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     assert!(matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)), "{err:?}");
     assert!(!err.retryable());
 
+    // Without the identity's principal nothing can be assigned yet: retryable, not a crash.
+    let err = execute(&api, &identity_id("unused"), None, &action).await.err().ok_or("an assignment without principal was accepted")?;
+    assert_eq!((err.reason(), err.retryable()), ("IdentityNotReady", true));
+
     // Our own name for the trio: creating it again is a no-op success.
     let own_scope = vault("kv-policies");
     let own = naming::role_assignment_name(&own_scope, SECRETS_USER, principal).to_string();

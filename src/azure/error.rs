@@ -44,6 +44,10 @@ pub enum AzureError {
     /// one idbind derives: someone else made it, so it is reported rather than adopted.
     #[error("role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same principal and role that idbind did not create")]
     RoleAssignmentConflict { scope: String, name: String, existing: String },
+    /// A role assignment was to be created before the identity's principal id was known; the
+    /// next reconcile observes the identity and has it.
+    #[error("the identity {0} has no principal id yet")]
+    IdentityNotReady(String),
     /// A resource id that does not have the shape the call needs.
     #[error("{id:?} is not a {kind} resource id")]
     InvalidResourceId { kind: &'static str, id: String },
@@ -62,6 +66,7 @@ pub enum Category {
     AuthenticationFailed,
     InvalidAzureResponse,
     PrincipalNotFound,
+    IdentityNotReady,
     ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
     AnotherOperationInProgress,
     Conflict,
@@ -90,6 +95,7 @@ impl Category {
             AuthenticationFailed => "AuthenticationFailed",
             InvalidAzureResponse => "InvalidAzureResponse",
             PrincipalNotFound => "PrincipalNotFound",
+            IdentityNotReady => "IdentityNotReady",
             ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
             AnotherOperationInProgress => "AnotherOperationInProgress",
             Conflict => "Conflict",
@@ -111,7 +117,7 @@ impl Category {
     pub fn retryable(self) -> bool {
         use Category::*;
         match self {
-            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotFound | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
+            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotFound | IdentityNotReady | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
             // A token may fail for a moment (Entra outage, a rotated secret or federated token
             // not yet mounted), and a role grant to the operator may still be propagating:
             // retried with backoff, but reported under their own reason so a human sees it.
@@ -131,6 +137,7 @@ impl AzureError {
             AzureError::InvalidResponse { .. } => Category::InvalidAzureResponse,
             AzureError::RoleNotFound { .. } => Category::RoleNotFound,
             AzureError::VaultNotFound(_) => Category::VaultNotFound,
+            AzureError::IdentityNotReady(_) => Category::IdentityNotReady,
             AzureError::RoleAssignmentConflict { .. } => Category::RoleAssignmentConflict,
             AzureError::InvalidResourceId { .. } => Category::InvalidResourceId,
             AzureError::Config(_) => Category::InvalidConfiguration,
@@ -255,6 +262,7 @@ mod tests {
             (AzureError::Network { operation: "X", message: "connection reset".into() }, "AzureUnreachable", true),
             (AzureError::Credential { operation: "X", message: "AADSTS7000215".into() }, "AuthenticationFailed", true),
             (AzureError::InvalidResponse { operation: "X", message: "missing principalId".into() }, "InvalidAzureResponse", true),
+            (AzureError::IdentityNotReady("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i".into()), "IdentityNotReady", true),
             (AzureError::RoleNotFound { role: "Nope".into(), scope: "/subscriptions/s".into() }, "RoleNotFound", false),
             (AzureError::VaultNotFound("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv".into()), "VaultNotFound", false),
             (AzureError::RoleAssignmentConflict { scope: "s".into(), name: "n".into(), existing: "e".into() }, "RoleAssignmentConflict", false),

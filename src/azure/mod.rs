@@ -137,7 +137,7 @@ pub async fn execute(api: &dyn AzureApi, identity_id: &str, principal_id: Option
             api.put_federated_credential(identity_id, &fic).await
         }
         Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-            let principal = principal_id.ok_or_else(|| AzureError::InvalidResourceId { kind: "identity with a principal", id: identity_id.to_string() })?;
+            let principal = principal_id.ok_or_else(|| AzureError::IdentityNotReady(identity_id.to_string()))?;
             match api.create_role_assignment(scope, name, role_definition_guid, principal).await {
                 Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => adopt_existing(api, scope, name, role_definition_guid, principal, e).await,
                 other => other,
