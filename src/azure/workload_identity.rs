@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::auth::{AccessToken, TokenCredential};
 use azure_core::error::{ErrorKind, ResultExt};
-use azure_core::{HttpClient, Url};
+use azure_core::{HttpClient, Method, Request, Url};
 use time::OffsetDateTime;
 
 use super::AzureError;
@@ -55,6 +55,58 @@ impl FileFederatedCredential {
     }
 }
 
+impl FileFederatedCredential {
+    /// The client-credentials grant with a JWT assertion. Written here rather than through
+    /// `azure_identity::federated_credentials_flow::perform`, whose error drops Entra's answer
+    /// (`HttpResponse(400,unknown)`): the AADSTS code and description (70021: no matching
+    /// FIC, 700024: expired assertion) are what a user needs to see.
+    async fn exchange(&self, assertion: &str, scopes: &[&str]) -> azure_core::Result<AccessToken> {
+        let url = self.authority_host.join(&format!("/{}/oauth2/v2.0/token", self.tenant_id)).with_context(ErrorKind::Credential, || format!("token URL for tenant {:?}", self.tenant_id))?;
+        let form: String = [
+            ("client_id", self.client_id.as_str()),
+            ("scope", &scopes.join(" ")),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+            ("grant_type", "client_credentials"),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let mut request = Request::new(url, Method::Post);
+        request.insert_header(azure_core::headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        request.set_body(form);
+        let response = self.http.execute_request(&request).await.with_context(ErrorKind::Credential, || "no answer from Entra's token endpoint")?;
+        let status = response.status();
+        let body = response.into_body().collect().await.with_context(ErrorKind::Credential, || "reading Entra's answer")?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            let code = answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("unknown");
+            let description = answer.get("error_description").and_then(serde_json::Value::as_str).unwrap_or("");
+            return Err(azure_core::Error::with_message(ErrorKind::Credential, || format!("Entra refused the federated token exchange: HTTP {} {code}: {description}", u16::from(status))));
+        }
+        let Some(access_token) = answer.get("access_token").and_then(serde_json::Value::as_str) else {
+            return Err(azure_core::Error::message(ErrorKind::Credential, "Entra's answer has no access_token"));
+        };
+        // `expires_in` is a number in Entra v2 answers, a string in some older ones.
+        let expires_in = answer.get("expires_in").and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+        Ok(AccessToken::new(access_token.to_string(), OffsetDateTime::now_utc() + time::Duration::seconds(expires_in)))
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(char::from(b)),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl TokenCredential for FileFederatedCredential {
     async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
@@ -66,12 +118,7 @@ impl TokenCredential for FileFederatedCredential {
             return Ok(token.clone());
         }
         let assertion = tokio::fs::read_to_string(&self.token_file).await.with_context(ErrorKind::Credential, || format!("reading the federated token file {}", self.token_file.display()))?;
-        let login = azure_identity::federated_credentials_flow::perform(self.http.clone(), &self.client_id, assertion.trim(), scopes, &self.tenant_id, &self.authority_host)
-            .await
-            // Whatever Entra said, it is a credential failure to the caller, not an ARM answer.
-            .map_err(|e| azure_core::Error::full(ErrorKind::Credential, e, "exchanging the federated token with Entra"))?;
-        let expires_on = login.expires_on.unwrap_or_else(|| OffsetDateTime::now_utc() + time::Duration::seconds(i64::try_from(login.expires_in).unwrap_or(i64::MAX / 2)));
-        let token = AccessToken::new(login.access_token, expires_on);
+        let token = self.exchange(assertion.trim(), scopes).await?;
         cache.insert(key, token.clone());
         Ok(token)
     }
@@ -86,7 +133,7 @@ impl TokenCredential for FileFederatedCredential {
 mod tests {
     use super::*;
     use azure_core::headers::Headers;
-    use azure_core::{Body, BytesStream, Request, Response, StatusCode};
+    use azure_core::{Body, BytesStream, Response, StatusCode};
     use std::sync::Mutex;
 
     /// Entra's token endpoint, recording the assertion of each exchange and answering with the
