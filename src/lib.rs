@@ -13,3 +13,4 @@ pub mod conditions;
 pub mod budget;
 pub mod azure;
 pub mod k8s;
+pub mod controller;

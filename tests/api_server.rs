@@ -2,23 +2,13 @@
 //! the CRD installs, the samples are accepted, every validation rule rejects bad input with a
 //! message naming the field, and `kubectl get` / `kubectl explain` show what users read.
 
-use std::{io::Write, process::Stdio, sync::OnceLock};
+use std::{io::Write, process::Stdio};
 
 use idbind_testenv::ControlPlane;
 use serde_json::{Value, json};
 
 fn plane() -> &'static ControlPlane {
-    static CRD_INSTALLED: OnceLock<()> = OnceLock::new();
-    let plane = idbind_testenv::shared();
-    CRD_INSTALLED.get_or_init(|| {
-        let crds = idbind_testenv::workspace_root().join("crds");
-        plane.kubectl_ok(&["apply", "-f", &crds.display().to_string()]).expect("the CRD applies");
-        plane
-            .kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev"])
-            .expect("the CRD becomes established");
-        plane.wait_for_discovery("idbind.dev", "wib", std::time::Duration::from_secs(60)).expect("discovery lists wib");
-    });
-    plane
+    idbind_testenv::shared_with_crds()
 }
 
 /// `kubectl apply -f -` of one object; Ok(stdout) or Err(stderr).

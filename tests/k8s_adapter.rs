@@ -75,9 +75,7 @@ async fn annotations_are_applied_changed_and_withdrawn_leaving_others_alone() ->
 #[tokio::test(flavor = "multi_thread")]
 async fn status_written_by_apply_satisfies_kubectl_wait() -> TestResult {
     let (plane, client, ns) = setup("status").await?;
-    let crds = idbind_testenv::workspace_root().join("crds");
-    plane.kubectl_ok(&["apply", "-f", &crds.display().to_string()])?;
-    plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev"])?;
+    idbind_testenv::shared_with_crds();
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(client.clone(), &ns);
     let binding = WorkloadIdentityBinding::new("orders", WorkloadIdentityBindingSpec { service_account_name: "orders".into(), ..Default::default() });
     let created = api.create(&PostParams::default(), &binding).await?;

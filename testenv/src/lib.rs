@@ -348,6 +348,24 @@ fn remove_dead_clusters(root: &Path) {
     }
 }
 
+/// [`shared`], with idbind's CRDs (`crds/`) installed once per test binary and served by
+/// discovery (tests in one binary run concurrently, and two concurrent applies of a new CRD race).
+pub fn shared_with_crds() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    let plane = shared();
+    INSTALLED.get_or_init(|| {
+        let crds = workspace_root().join("crds").display().to_string();
+        let installed = plane
+            .kubectl_ok(&["apply", "--server-side", "-f", &crds])
+            .and_then(|_| plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev"]))
+            .and_then(|_| plane.wait_for_discovery("idbind.dev", "wib", Duration::from_secs(60)));
+        if let Err(e) = installed {
+            panic!("installing the CRDs: {e:#}");
+        }
+    });
+    plane
+}
+
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
     // Hold all listeners at once so the ports differ; the OS will not hand them out again at once.
     let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;

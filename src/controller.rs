@@ -1,0 +1,421 @@
+//! The reconcile pipeline and its wiring into kube-runtime.
+//!
+//! Per binding: validate (pure) → resolve vaults and roles → observe → plan (pure) → apply, then
+//! the ServiceAccount and the status. Errors never escape as retry storms: each outcome becomes
+//! conditions, an Event when something changed, and a requeue that honours Retry-After and
+//! backs off per object. Cleanup (finalizer) never validates, so a bad spec cannot block it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::{ObjectReference, ServiceAccount},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+
+use crate::{
+    azure::{self, AzureApi, AzureError, IdentityIds, Observation},
+    conditions::{self, Want},
+    k8s::{self, Annotations, KubeError},
+    plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
+    resource::{DeletionPolicy, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus, WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
+    roles::RoleRef,
+    validate::{self, DesiredBinding, DesiredIdentity, OperatorSettings, Policy},
+};
+
+/// The finalizer idbind puts on bindings before its first Azure write.
+pub const FINALIZER: &str = "idbind.dev/cleanup";
+
+/// How many plan/apply rounds one reconcile makes (identity first, then what needs its
+/// principal); more means Azure changes under us, and the next reconcile continues.
+const MAX_ROUNDS: usize = 4;
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub azure: Arc<dyn AzureApi>,
+    pub settings: OperatorSettings,
+    pub policy: Policy,
+    pub resync: Duration,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
+        Context { client, azure, settings, policy, resync, recorder, failures: Mutex::default() }
+    }
+
+    /// Exponential per-object backoff (1 s … 5 min), or Azure's Retry-After when it gave one.
+    fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        retry_after.map_or(exp, |ra| ra.max(Duration::from_millis(100)))
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// The steady-state requeue, jittered by up to 10% so thousands of bindings do not resync
+    /// in lockstep.
+    fn resync_after(&self, key: &str) -> Duration {
+        let jitter = (fnv(key) % 1000) as f64 / 10_000.0;
+        self.resync.mul_f64(1.0 + jitter)
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+/// Errors that leave a reconcile (everything else becomes status).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Why a binding is not Ready, for conditions and Events.
+struct Failure {
+    condition: &'static str,
+    reason: String,
+    message: String,
+    stalled: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn azure(condition: &'static str, e: &AzureError) -> Self {
+        Failure { condition, reason: e.reason().to_string(), message: e.to_string(), stalled: !e.retryable(), retry_after: e.retry_after() }
+    }
+
+    fn blocked(condition: &'static str, b: &Blocked) -> Self {
+        Failure { condition, reason: b.reason().to_string(), message: b.to_string(), stalled: true, retry_after: None }
+    }
+}
+
+/// The reconcile entry point for kube-runtime.
+pub async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = binding.namespace().unwrap_or_default();
+    let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, binding, |event| async {
+        match event {
+            Finalizer::Apply(b) => apply(&b, &ctx).await,
+            Finalizer::Cleanup(b) => cleanup(&b, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalizer(e.to_string()))
+}
+
+/// kube-runtime's error policy: only Kubernetes errors reach it (Azure outcomes are status).
+pub fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(binding = %binding.name_any(), namespace = ?binding.namespace(), %error, "reconcile failed");
+    Action::requeue(ctx.backoff(&key(&binding), None))
+}
+
+fn key(b: &WorkloadIdentityBinding) -> String {
+    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
+}
+
+fn owner(b: &WorkloadIdentityBinding, settings: &OperatorSettings) -> Owner {
+    Owner { cluster: settings.cluster_name.clone(), namespace: b.namespace().unwrap_or_default(), binding: b.name_any() }
+}
+
+fn identity_id(identity: &DesiredIdentity) -> String {
+    match identity {
+        DesiredIdentity::Managed { subscription_id, resource_group, name, .. } => format!("/subscriptions/{subscription_id}/resourcegroups/{resource_group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+        DesiredIdentity::Existing { resource_id } => resource_id.clone(),
+    }
+}
+
+/// The desired Azure state, with roles resolved to GUIDs and vaults checked to exist.
+async fn desired_azure(d: &DesiredBinding, owner: Owner, ctx: &Context) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
+    let mut role_assignments = Vec::new();
+    let mut held = Vec::new();
+    for vault in &d.vaults {
+        match ctx.azure.get_vault(&vault.resource_id).await {
+            Ok(Some(info)) if info.rbac_authorization => {}
+            Ok(Some(_)) => {
+                return Err(Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: "AccessPolicyVaultUnsupported".into(), message: format!("vault {} uses access policies, which idbind does not manage yet; switch it to Azure RBAC", vault.resource_id), stalled: true, retry_after: None });
+            }
+            Ok(None) => return Err(Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: "VaultNotFound".into(), message: format!("vault {} does not exist", vault.resource_id), stalled: true, retry_after: None }),
+            Err(e) => return Err(Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e)),
+        }
+        for (written, role) in &vault.roles {
+            let guid = match role {
+                RoleRef::Id(g) => g.to_string(),
+                RoleRef::Name(n) => ctx.azure.resolve_role(&vault.resource_id, n).await.map_err(|e| Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e))?,
+            };
+            role_assignments.push((vault.resource_id.clone(), guid.clone()));
+            held.push(RoleAssignmentStatus { id: String::new(), scope: vault.resource_id.clone(), role_definition_id: guid, role: Some(written.clone()) });
+        }
+    }
+    let id = identity_id(&d.identity);
+    let managed_identity = match &d.identity {
+        DesiredIdentity::Managed { location, tags, .. } => Some(ManagedIdentity { resource_id: id.clone(), location: location.clone(), tags: tags.clone() }),
+        DesiredIdentity::Existing { .. } => None,
+    };
+    Ok((id, DesiredAzure { owner, managed_identity, fic_name: d.federated_credential_name.clone(), issuer: d.issuer.clone(), subject: d.subject.clone(), role_assignments }, held))
+}
+
+/// Observe → plan → execute until the plan is empty. Returns the last observation.
+async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, Failure> {
+    let mut last_condition = conditions::IDENTITY_READY;
+    for _ in 0..MAX_ROUNDS {
+        let observed = azure::observe(ctx.azure.as_ref(), identity_id, desired).await.map_err(|e| Failure::azure(last_condition, &e))?;
+        let actions = plan::plan(desired, &observed.azure).map_err(|b| {
+            let condition = match b {
+                Blocked::IdentityConflict(_) | Blocked::LocationMismatch { .. } | Blocked::ExistingIdentityNotFound => conditions::IDENTITY_READY,
+                Blocked::FederatedCredentialLimit(_) | Blocked::DuplicateFederation(_) => conditions::FEDERATED_CREDENTIAL_READY,
+            };
+            Failure::blocked(condition, &b)
+        })?;
+        if actions.is_empty() {
+            return Ok(observed);
+        }
+        let principal = observed.ids.as_ref().map(|i| i.principal_id.clone());
+        for action in &actions {
+            last_condition = match action {
+                plan::Action::PutIdentity { .. } => conditions::IDENTITY_READY,
+                plan::Action::PutFederatedCredential { .. } => conditions::FEDERATED_CREDENTIAL_READY,
+                _ => conditions::ROLE_ASSIGNMENTS_READY,
+            };
+            tracing::info!(?action, identity = identity_id, "azure write");
+            azure::execute(ctx.azure.as_ref(), identity_id, principal.as_deref(), action).await.map_err(|e| Failure::azure(last_condition, &e))?;
+        }
+    }
+    Err(Failure { condition: conditions::IDENTITY_READY, reason: "StillConverging".into(), message: "Azure did not settle within one reconcile; continuing".into(), stalled: false, retry_after: Some(Duration::from_secs(1)) })
+}
+
+async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = b.namespace().unwrap_or_default();
+    let name = b.name_any();
+    let key = key(b);
+    let generation = b.metadata.generation;
+    let mut status = b.status.clone().unwrap_or_default();
+    let before = status.clone();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let set = |s: &mut WorkloadIdentityBindingStatus, type_: &str, ok: bool, reason: &str, message: String| {
+        conditions::set(&mut s.conditions, &Want { type_, status: ok, reason, message }, generation, &now);
+    };
+    status.observed_generation = generation;
+
+    let desired = match validate::validate(&ns, &name, &b.spec, &ctx.settings, &ctx.policy) {
+        Ok(d) => d,
+        Err(problems) => {
+            let reason = problems[0].reason;
+            let message = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
+            set(&mut status, conditions::READY, false, reason, message.clone());
+            set(&mut status, conditions::STALLED, true, reason, message.clone());
+            conditions::remove(&mut status.conditions, conditions::RECONCILING);
+            finish(b, ctx, &before, &status, Some((EventType::Warning, reason, message))).await?;
+            // Nothing heals but a spec change, which triggers a reconcile by itself.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let outcome = async {
+        let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), ctx).await?;
+        let observed = converge(ctx, &id, &desired_azure).await?;
+        Ok::<_, Failure>((id, desired_azure, observed, std::mem::take(&mut held)))
+    }
+    .await;
+
+    let (identity_id, desired_azure, observed, mut held) = match outcome {
+        Ok(v) => v,
+        Err(f) => {
+            set(&mut status, f.condition, false, &f.reason, f.message.clone());
+            set(&mut status, conditions::READY, false, &f.reason, f.message.clone());
+            if f.stalled {
+                set(&mut status, conditions::STALLED, true, &f.reason, f.message.clone());
+                conditions::remove(&mut status.conditions, conditions::RECONCILING);
+            } else {
+                set(&mut status, conditions::RECONCILING, true, &f.reason, f.message.clone());
+                conditions::remove(&mut status.conditions, conditions::STALLED);
+            }
+            let event_type = if f.stalled { EventType::Warning } else { EventType::Normal };
+            finish(b, ctx, &before, &status, Some((event_type, &f.reason, f.message.clone()))).await?;
+            return Ok(Action::requeue(if f.stalled { ctx.backoff(&key, None).max(Duration::from_secs(30)) } else { ctx.backoff(&key, f.retry_after) }));
+        }
+    };
+
+    // The binding moved to another identity: remove what it held on the old one (ours only).
+    if let Some(old) = before.identity.as_ref().filter(|o| o.managed && !o.resource_id.eq_ignore_ascii_case(&identity_id)) {
+        let old_desired = DesiredAzure { role_assignments: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.resource_id.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
+        match azure::observe(ctx.azure.as_ref(), &old.resource_id, &old_desired).await {
+            Ok(obs) => {
+                if let Err(e) = azure::cleanup(ctx.azure.as_ref(), &old.resource_id, &old_desired, &obs).await {
+                    tracing::warn!(error = %e, old = %old.resource_id, "removing the previous identity failed; retrying");
+                    return Ok(Action::requeue(ctx.backoff(&key, e.retry_after())));
+                }
+            }
+            Err(e) => return Ok(Action::requeue(ctx.backoff(&key, e.retry_after()))),
+        }
+    }
+
+    let ids = observed.ids.clone().unwrap_or(IdentityIds { resource_id: identity_id.clone(), client_id: String::new(), principal_id: String::new(), tenant_id: String::new() });
+    status.identity = Some(IdentityStatus {
+        resource_id: ids.resource_id.clone(),
+        name: ids.resource_id.rsplit('/').next().unwrap_or_default().to_string(),
+        client_id: Some(ids.client_id.clone()),
+        principal_id: Some(ids.principal_id.clone()),
+        tenant_id: Some(ids.tenant_id.clone()),
+        managed: desired_azure.managed_identity.is_some(),
+    });
+    status.federated_credential = Some(FederatedCredentialStatus { name: desired_azure.fic_name.clone(), issuer: desired_azure.issuer.clone(), subject: desired_azure.subject.clone() });
+    for h in &mut held {
+        let name = crate::naming::role_assignment_name(&h.scope, &h.role_definition_id, &ids.principal_id);
+        h.id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", h.scope);
+        h.role_definition_id = format!("/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{}", ctx.settings.subscription_id, h.role_definition_id);
+    }
+    status.role_assignments = held;
+    set(&mut status, conditions::IDENTITY_READY, true, "IdentityReady", format!("identity {} exists", ids.resource_id));
+    set(&mut status, conditions::FEDERATED_CREDENTIAL_READY, true, "FederatedCredentialReady", format!("trusts {} for {}", desired_azure.issuer, desired_azure.subject));
+    let held_count = status.role_assignments.len();
+    set(&mut status, conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", format!("{held_count} role assignment(s) in place"));
+
+    let mut event = None;
+    match k8s::apply_service_account(&ctx.client, &ns, &b.spec.service_account_name, Some(Annotations { client_id: &ids.client_id, tenant_id: &ids.tenant_id })).await {
+        Ok(previous) => {
+            set(&mut status, conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", format!("ServiceAccount {} carries the client id", b.spec.service_account_name));
+            set(&mut status, conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec".into());
+            conditions::remove(&mut status.conditions, conditions::RECONCILING);
+            conditions::remove(&mut status.conditions, conditions::STALLED);
+            if previous.as_deref().is_some_and(|p| p != ids.client_id) {
+                event = Some((EventType::Normal, "ClientIdChanged", format!("ServiceAccount {} now names client id {}; running pods keep the old one until they restart", b.spec.service_account_name, ids.client_id)));
+            } else if !conditions::is_true(&before.conditions, conditions::READY) {
+                event = Some((EventType::Normal, "Ready", format!("identity {} bound to ServiceAccount {}", ids.client_id, b.spec.service_account_name)));
+            }
+        }
+        Err(KubeError::ServiceAccountNotFound { .. }) => {
+            let message = format!("ServiceAccount {ns}/{} does not exist; the binding completes when it is created", b.spec.service_account_name);
+            set(&mut status, conditions::SERVICE_ACCOUNT_READY, false, "ServiceAccountNotFound", message.clone());
+            set(&mut status, conditions::READY, false, "ServiceAccountNotFound", message.clone());
+            set(&mut status, conditions::RECONCILING, true, "ServiceAccountNotFound", message.clone());
+            conditions::remove(&mut status.conditions, conditions::STALLED);
+            event = Some((EventType::Warning, "ServiceAccountNotFound", message));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    finish(b, ctx, &before, &status, event).await?;
+    ctx.succeeded(&key);
+    Ok(Action::requeue(ctx.resync_after(&key)))
+}
+
+/// Writes the status (only when it changed) and publishes the Event (only with a status change,
+/// so a resync of a failing binding does not flood Events).
+async fn finish(b: &WorkloadIdentityBinding, ctx: &Context, before: &WorkloadIdentityBindingStatus, after: &WorkloadIdentityBindingStatus, event: Option<(EventType, &str, String)>) -> Result<(), ReconcileError> {
+    if before == after {
+        return Ok(());
+    }
+    k8s::apply_status(&ctx.client, &b.namespace().unwrap_or_default(), &b.name_any(), after).await?;
+    if let Some((type_, reason, note)) = event {
+        let reference: ObjectReference = b.object_ref(&());
+        let ev = Event { type_, reason: reason.to_string(), note: Some(note.chars().take(1000).collect()), action: "Reconcile".into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, "publishing an Event failed");
+        }
+    }
+    Ok(())
+}
+
+async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = b.namespace().unwrap_or_default();
+    let key = key(b);
+    if b.spec.deletion_policy == DeletionPolicy::Delete {
+        // Candidate identities: what the status says we hold, and what the spec derives (a
+        // crash after the identity PUT and before the status write leaves only the latter).
+        let owner = owner(b, &ctx.settings);
+        let fic_name = crate::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
+        let mut candidates: Vec<(String, bool)> = Vec::new();
+        if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref()) {
+            candidates.push((held.resource_id.clone(), held.managed));
+        }
+        if let Ok(d) = validate::validate(&ns, &b.name_any(), &b.spec, &ctx.settings, &Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true }) {
+            let id = identity_id(&d.identity);
+            if !candidates.iter().any(|(c, _)| c.eq_ignore_ascii_case(&id)) {
+                candidates.push((id, matches!(d.identity, DesiredIdentity::Managed { .. })));
+            }
+        }
+        for (id, managed) in candidates {
+            let desired = DesiredAzure {
+                owner: owner.clone(),
+                managed_identity: managed.then(|| ManagedIdentity { resource_id: id.clone(), location: String::new(), tags: Default::default() }),
+                fic_name: fic_name.clone(),
+                issuer: ctx.settings.issuer.clone(),
+                subject: String::new(),
+                role_assignments: Vec::new(),
+            };
+            let result = async {
+                let observed = azure::observe(ctx.azure.as_ref(), &id, &desired).await?;
+                azure::cleanup(ctx.azure.as_ref(), &id, &desired, &observed).await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, identity = %id, "cleanup failed; retrying");
+                return Err(e.into());
+            }
+        }
+    }
+    match k8s::apply_service_account(&ctx.client, &ns, &b.spec.service_account_name, None).await {
+        Ok(_) | Err(KubeError::ServiceAccountNotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.succeeded(&key);
+    Ok(Action::await_change())
+}
+
+/// Runs the controller until SIGTERM/SIGINT: bindings, plus the ServiceAccounts they name (a
+/// ServiceAccount created after its binding completes it at once). With `namespace`, only that
+/// namespace is watched (one operator per tenant namespace, or one per test).
+pub async fn run(ctx: Arc<Context>, concurrency: u16, namespace: Option<&str>) {
+    let (bindings, service_accounts): (Api<WorkloadIdentityBinding>, Api<ServiceAccount>) = match namespace {
+        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let controller = Controller::new(bindings, watcher::Config::default().any_semantic()).with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store = controller.store();
+    controller
+        .watches(service_accounts, watcher::Config::default().any_semantic(), move |sa: ServiceAccount| {
+            let ns = sa.namespace().unwrap_or_default();
+            let name = sa.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && b.spec.service_account_name == name)
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
