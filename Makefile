@@ -44,23 +44,56 @@ test-python: build ## Azure's Python SDKs against the simulator
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
 
-down: ## Stop the local control plane and the simulator
-	-@if [[ -f $(SIM_DIR)/sim.pid ]]; then kill $$(cat $(SIM_DIR)/sim.pid) 2>/dev/null || true; rm -f $(SIM_DIR)/sim.pid; fi
+down: ## Stop the local control plane, the simulator and the operator
+	-@for p in $(SIM_DIR)/operator.pid $(SIM_DIR)/sim.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	cargo run --quiet -p idbind-testenv -- down --dir $(CLUSTER_DIR)
 
-demo: build up ## Control plane + ARM simulator, install the CRD, apply the samples, show them
-	-@if [[ -f $(SIM_DIR)/sim.pid ]]; then kill $$(cat $(SIM_DIR)/sim.pid) 2>/dev/null || true; fi
-	mkdir -p $(SIM_DIR)
-	$(IDBIND) sim --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 > $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
+# The demo's Azure: one subscription, the identities' resource group, two RBAC vaults, and an
+# app the operator signs in as (a client secret: the simulator's stand-in for workload identity).
+DEMO_SUB     := 00000000-0000-0000-0000-000000000001
+DEMO_APP     := 11111111-1111-1111-1111-111111111111
+DEMO_SECRET  := demo-secret
+
+demo: build up ## Control plane + ARM simulator + operator; apply the samples and show them converge
+	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
+	mkdir -p $(SIM_DIR) && rm -f $(SIM_DIR)/endpoint.json
+	$(IDBIND) sim --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
+		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
+		--app $(DEMO_APP):$(DEMO_SECRET) --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
+		> $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
 	for i in $$(seq 1 100); do [[ -s $(SIM_DIR)/endpoint.json ]] && break; sleep 0.1; done
 	@echo "--- ARM simulator:"; cat $(SIM_DIR)/endpoint.json; echo
-	$(KUBECTL) apply -f crds/
+	$(KUBECTL) apply --server-side -f crds/
 	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/workloadidentitybindings.idbind.dev
+	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig IDBIND_CLUSTER_NAME=demo \
+	IDBIND_OIDC_ISSUER=$$(sed -n 's/^ *server: //p' $(CLUSTER_DIR)/kubeconfig) \
+	AZURE_SUBSCRIPTION_ID=$(DEMO_SUB) AZURE_TENANT_ID=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["tenantId"])') \
+	AZURE_CLIENT_ID=$(DEMO_APP) AZURE_CLIENT_SECRET=$(DEMO_SECRET) IDBIND_RESOURCE_GROUP=rg-identities IDBIND_LOCATION=westeurope \
+	IDBIND_CLOUD=custom IDBIND_ARM_ENDPOINT=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["https"])') \
+	IDBIND_AUTHORITY_HOST=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["authorityHost"])') \
+	IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 \
+		$(IDBIND) run > $(SIM_DIR)/operator.log 2>&1 & echo $$! > $(SIM_DIR)/operator.pid
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	for sa in orders-api payments reporting; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
 	$(KUBECTL) apply -n $(DEMO_NS) -f config/samples/
+	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments
+	@echo; echo "--- kubectl get wib (reporting brings its own identity, which the default policy refuses):"
 	$(KUBECTL) get workloadidentitybindings.idbind.dev -n $(DEMO_NS) -o wide
-	@echo; echo "The operator is not built yet (issue 4): the bindings are stored, not reconciled."
-	@echo "Try: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; $(CP_BIN)/kubectl explain wib.spec"
+	@echo; echo "--- kubectl describe wib payments:"; $(KUBECTL) describe -n $(DEMO_NS) wib payments | sed -n '/^Status:/,$$p'
+	@echo; echo "--- ServiceAccount payments:"; $(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations}'; echo
+	@echo; echo "--- Azure (simulator state): identities, federated credentials, role assignments"
+	@curl -s --cacert $(SIM_DIR)/ca.pem $$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["https"])')/_sim/state | python3 -c 'import json,sys; s=json.load(sys.stdin); \
+	[print("identity", i["name"], "clientId", i["clientId"], "tags", i["tags"]) or [print("  fic", f["name"], f["issuer"], f["subject"]) for f in i["federatedIdentityCredentials"].values()] for sub in s["subscriptions"].values() for g in sub["resourceGroups"].values() for i in g["identities"].values()]; \
+	[print("roleAssignment", r["name"], r["roleDefinitionGuid"], r["principalType"], r["scope"]) for r in s["roleAssignments"].values()]'
+	@echo; echo "--- Token exchange: a TokenRequest token for ServiceAccount payments buys an Azure token for its identity"
+	@EP=$(SIM_DIR)/endpoint.json; CID=$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}'); \
+	TOKEN=$$($(KUBECTL) create token -n $(DEMO_NS) payments --audience api://AzureADTokenExchange); \
+	curl -s --cacert $(SIM_DIR)/ca.pem "$$(python3 -c "import json;e=json.load(open('$$EP'));print(e['authorityHost']+e['tenantId'])")/oauth2/v2.0/token" \
+		-d grant_type=client_credentials -d client_id=$$CID -d scope=https://management.azure.com/.default \
+		-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=$$TOKEN \
+		| python3 -c 'import json,sys; r=json.load(sys.stdin); print("token_type", r.get("token_type"), "expires_in", r.get("expires_in"), "access_token", (r.get("access_token") or "")[:24]+"...", r.get("error",""))'
+	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(SIM_DIR)/operator.log; stop with: make down"
 
 clean: down ## Remove build outputs and caches (the control-plane build too)
 	cargo clean

@@ -247,6 +247,13 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
 
     let (identity_id, desired_azure, observed, mut held) = match outcome {
         Ok(v) => v,
+        Err(f) if !f.stalled && conditions::is_true(&before.conditions, conditions::READY) && before.observed_generation == generation => {
+            // A transient failure (a throttled read during a resync, a 5xx) on a binding that is
+            // Ready for this generation says nothing about its Azure objects: keep Ready and
+            // retry, rather than flapping what GitOps health checks read.
+            tracing::info!(binding = %key, reason = %f.reason, message = %f.message, "transient failure on a Ready binding; retrying");
+            return Ok(Action::requeue(ctx.backoff(&key, f.retry_after)));
+        }
         Err(f) => {
             set(&mut status, f.condition, false, &f.reason, f.message.clone());
             set(&mut status, conditions::READY, false, &f.reason, f.message.clone());

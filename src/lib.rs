@@ -14,3 +14,4 @@ pub mod budget;
 pub mod azure;
 pub mod k8s;
 pub mod controller;
+pub mod run;

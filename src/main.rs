@@ -11,6 +11,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller (flags or environment; see --help).
+    Run(Box<idbind::run::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Run the ARM + Entra simulator (for tests, benchmarks and `make demo`).
@@ -19,7 +21,16 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_)) {
+        // JSON logs for log pipelines; RUST_LOG overrides the level.
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()))
+            .init();
+    }
+    match cli.command {
+        Command::Run(args) => idbind::run::run(*args).await,
         Command::Crd => {
             print!("{}", idbind::crd::crds_yaml()?);
             Ok(())
