@@ -11,6 +11,9 @@ use idbind::naming;
 use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 
+mod common;
+use common::WRITE_OPERATIONS;
+
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -23,16 +26,6 @@ const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
 const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
 const ISSUER: &str = "https://oidc.example/aks1/";
 
-/// The writes the simulator counts; none of them may move in steady state.
-const WRITE_OPERATIONS: &[&str] = &[
-    "UserAssignedIdentities_CreateOrUpdate",
-    "UserAssignedIdentities_Update",
-    "UserAssignedIdentities_Delete",
-    "FederatedIdentityCredentials_CreateOrUpdate",
-    "FederatedIdentityCredentials_Delete",
-    "RoleAssignments_Create",
-    "RoleAssignments_Delete",
-];
 
 async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send + Sync>> {
     let mut seed = Seed::default();
@@ -43,14 +36,7 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     let h = Simulator::start(config).await?;
-    let cloud = Cloud::Custom {
-        arm_endpoint: h.https_url().ok_or("simulator has no HTTPS listener")?.to_string(),
-        authority_host: h.authority_host().ok_or("simulator has no authority host")?,
-        audience: "https://management.azure.com".into(),
-    };
-    let http = http_client(h.ca_pem().map(str::as_bytes))?;
-    let credential = client_secret_credential(&cloud, http.clone(), h.tenant_id(), APP_ID, APP_SECRET)?;
-    let api = ArmApi::new(&cloud, http, credential)?;
+    let api = common::arm_api(&h, APP_ID, APP_SECRET)?;
     Ok((h, api))
 }
 

@@ -12,8 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use idbind::{
-    azure::arm::{ArmApi, Cloud, client_secret_credential, http_client},
     controller::{self, Context},
     validate::{OperatorSettings, Policy},
 };
@@ -34,15 +35,6 @@ const APP_ID: &str = "11111111-1111-1111-1111-1111111111e2";
 const APP_SECRET: &str = "operator-secret";
 const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
-const WRITES: &[&str] = &[
-    "UserAssignedIdentities_CreateOrUpdate",
-    "UserAssignedIdentities_Update",
-    "UserAssignedIdentities_Delete",
-    "FederatedIdentityCredentials_CreateOrUpdate",
-    "FederatedIdentityCredentials_Delete",
-    "RoleAssignments_Create",
-    "RoleAssignments_Delete",
-];
 
 struct Env {
     plane: &'static ControlPlane,
@@ -64,10 +56,7 @@ async fn start(prefix: &str) -> Result<Env, Box<dyn std::error::Error + Send + S
     config.entra.extra_ca_files.push(plane.ca_file());
     let sim = Simulator::start(config).await?;
 
-    let cloud = Cloud::Custom { arm_endpoint: sim.https_url().ok_or("no HTTPS listener")?.to_string(), authority_host: sim.authority_host().ok_or("no authority host")?, audience: "https://management.azure.com".into() };
-    let http = http_client(sim.ca_pem().map(str::as_bytes))?;
-    let credential = client_secret_credential(&cloud, http.clone(), sim.tenant_id(), APP_ID, APP_SECRET)?;
-    let azure = Arc::new(ArmApi::new(&cloud, http, credential)?);
+    let azure = Arc::new(common::arm_api(&sim, APP_ID, APP_SECRET)?);
 
     let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(kube_config)?;
@@ -113,7 +102,7 @@ impl Env {
 
     fn writes(&self) -> u64 {
         let c = self.sim.counters();
-        WRITES.iter().map(|op| c.total(op)).sum()
+        common::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
     }
 }
 
