@@ -227,3 +227,46 @@ async fn bad_input_and_a_missing_service_account_are_reported_and_heal() -> Test
     assert!(identities(&env.sim.state_typed()).is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() -> TestResult {
+    let env = start("e2e-rename").await?;
+    env.kubectl(&["create", "serviceaccount", "reports"])?;
+    let manifest = |identity: &str, policy: &str| {
+        json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "reports"},
+               "spec": {"serviceAccountName": "reports", "identity": {"name": identity}, "deletionPolicy": policy,
+                        "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}})
+    };
+    env.apply(&manifest("reports-one", "Delete"))?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/reports"])?;
+    let first = identities(&env.sim.state_typed());
+    assert_eq!(first.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["reports-one"]);
+
+    // A new name: the new identity takes over, the old one and its role assignment go.
+    env.apply(&manifest("reports-two", "Delete"))?;
+    let second = eventually("only reports-two left", Duration::from_secs(90), || {
+        let state = env.sim.state_typed();
+        let ids = identities(&state);
+        let old_assignments = state.role_assignments.values().filter(|ra| ra.principal_id == first[0].principal_id).count();
+        Ok((ids.len() == 1 && ids[0].name == "reports-two" && old_assignments == 0).then(|| ids[0].clone()))
+    })
+    .await?;
+    eventually("the ServiceAccount names the new client id", Duration::from_secs(60), || {
+        let annotations = env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
+        Ok(annotations.contains(&second.client_id).then_some(()))
+    })
+    .await?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=60s", "wib/reports"])?;
+
+    // Retain: deleting the binding keeps the identity, its FIC and its role assignment.
+    env.apply(&manifest("reports-two", "Retain"))?;
+    env.kubectl(&["delete", "wib", "reports", "--wait=true", "--timeout=60s"])?;
+    let state = env.sim.state_typed();
+    let kept = identities(&state);
+    assert_eq!(kept.len(), 1, "Retain keeps the identity");
+    assert_eq!(kept[0].federated_identity_credentials.len(), 1, "Retain keeps the FIC");
+    assert_eq!(state.role_assignments.values().filter(|ra| ra.principal_id == second.principal_id).count(), 1, "Retain keeps the role assignment");
+    let annotations = env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
+    assert!(!annotations.contains("azure.workload.identity"), "the ServiceAccount annotations are withdrawn: {annotations}");
+    Ok(())
+}
