@@ -270,3 +270,38 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     assert!(!annotations.contains("azure.workload.identity"), "the ServiceAccount annotations are withdrawn: {annotations}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
+    use idbind::azure::AzureApi;
+    let env = start("e2e-conflict").await?;
+    env.kubectl(&["create", "serviceaccount", "billing"])?;
+    // Someone else's identity, with the name the binding asks for and no idbind tags.
+    let foreign = format!("/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/billing");
+    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "someone-else".to_string())].into()).await?;
+    let writes = env.writes();
+
+    let manifest = |identity: &str, vault: &str| {
+        json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "billing"},
+               "spec": {"serviceAccountName": "billing", "identity": {"name": identity},
+                        "keyVaults": [{"name": vault, "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}})
+    };
+    env.apply(&manifest("billing", "kv-shop"))?;
+    eventually("Stalled=IdentityConflict", Duration::from_secs(60), || Ok((env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into())).then_some(()))).await?;
+    assert_eq!(env.condition("billing", "IdentityReady")?.0, "False");
+    assert_eq!(env.writes(), writes, "idbind never writes to an identity it does not own");
+    let untouched = identities(&env.sim.state_typed());
+    assert!(untouched.iter().all(|i| i.federated_identity_credentials.is_empty() && !i.tags.contains_key("idbind.dev.binding")), "{untouched:?}");
+
+    // Another name but a vault that does not exist: VaultNotFound, still no Azure write.
+    env.apply(&manifest("billing-own", "kv-nowhere"))?;
+    eventually("Stalled=VaultNotFound", Duration::from_secs(60), || Ok((env.condition("billing", "Stalled")? == ("True".into(), "VaultNotFound".into())).then_some(()))).await?;
+    assert_eq!(env.writes(), writes, "a missing vault is found before any write");
+
+    // Fixed: Ready, and Stalled is gone.
+    env.apply(&manifest("billing-own", "kv-shop"))?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/billing"])?;
+    assert_eq!(env.condition("billing", "Stalled")?.0, "");
+    Ok(())
+}
