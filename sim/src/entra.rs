@@ -254,14 +254,7 @@ async fn token(
         };
         let app = sim.read(|s| s.apps.get(&client_id.to_ascii_lowercase()).cloned());
         let Some(app) = app else {
-            return Err(EntraError::bad_request(
-                "unauthorized_client",
-                700016,
-                format!(
-                    "Application with identifier '{client_id}' was not found in the directory '{}'.",
-                    sim.tenant_id()
-                ),
-            ));
+            return Err(unknown_client(&client_id, sim.tenant_id()));
         };
         if app.client_secret != secret {
             return Err(EntraError::new(
@@ -322,14 +315,7 @@ async fn federated(
 ) -> Result<(String, String), EntraError> {
     let identity = sim.read(|s| s.identity_by_client_id(client_id).cloned());
     let Some(identity) = identity else {
-        return Err(EntraError::bad_request(
-            "unauthorized_client",
-            700016,
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'.",
-                sim.tenant_id()
-            ),
-        ));
+        return Err(unknown_client(client_id, sim.tenant_id()));
     };
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|e| assertion_error(50027, format!("JWT token is invalid or malformed: {e}.")))?;
@@ -441,6 +427,15 @@ fn unverified_claims(jwt: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// AADSTS700016: no app or identity with this client id, in Entra's wording.
+fn unknown_client(client_id: &str, tenant_id: &str) -> EntraError {
+    EntraError::bad_request(
+        "unauthorized_client",
+        700016,
+        format!("Application with identifier '{client_id}' was not found in the directory '{tenant_id}'."),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,3 +464,4 @@ mod tests {
         );
     }
 }
+

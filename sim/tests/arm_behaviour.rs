@@ -446,11 +446,7 @@ async fn concurrent_fic_writes_on_one_identity_conflict() -> TestResult {
         operation: Some("FederatedIdentityCredentials_CreateOrUpdate".into()),
         ..Default::default()
     });
-    let arm2 = Arm {
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-        token: arm.token.clone(),
-    };
+    let arm2 = arm.clone();
     let first = tokio::spawn(async move {
         arm2.put(
             &fic_path("one", "fic-a"),

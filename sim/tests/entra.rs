@@ -293,22 +293,14 @@ async fn arm_rejects_missing_invalid_expired_and_foreign_tokens() -> TestResult 
     let b: Value = no_auth.json().await?;
     assert_eq!(b["error"]["code"], "AuthenticationFailed");
 
-    let garbage = Arm {
-        token: "not-a-jwt".into(),
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-    };
+    let garbage = arm.with_token("not-a-jwt");
     assert_eq!(
         garbage.get(&path).await?.code(),
         "InvalidAuthenticationToken"
     );
     // A token signed by another simulator's key.
     let other = start().await?;
-    let foreign = Arm {
-        token: other.issue_token(APP_OID, APP_ID)?,
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-    };
+    let foreign = arm.with_token(other.issue_token(APP_OID, APP_ID)?);
     assert_eq!(
         foreign.get(&path).await?.code(),
         "InvalidAuthenticationToken"
@@ -328,11 +320,7 @@ async fn arm_rejects_missing_invalid_expired_and_foreign_tokens() -> TestResult 
         .await?
         .json::<Value>()
         .await?;
-    let wrong_aud = Arm {
-        token: graph["access_token"].as_str().unwrap_or("").into(),
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-    };
+    let wrong_aud = arm.with_token(graph["access_token"].as_str().unwrap_or(""));
     assert_eq!(
         wrong_aud.get(&path).await?.code(),
         "InvalidAuthenticationTokenAudience"
@@ -441,11 +429,7 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
         }],
     });
     h.seed(seed).await?;
-    let as_workload = Arm {
-        token,
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-    };
+    let as_workload = arm.with_token(token);
     assert_eq!(
         as_workload.get(&identity_path("orders-api")).await?.status,
         200

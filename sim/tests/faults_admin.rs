@@ -153,11 +153,7 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
         .status,
         201
     );
-    let a2 = Arm {
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-        token: arm.token.clone(),
-    };
+    let a2 = arm.clone();
     let held = tokio::spawn(async move {
         a2.put(
             &identity_path("second-one"),
@@ -189,11 +185,7 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
         nth: None,
         phase: HoldPhase::AfterCommit,
     });
-    let a3 = Arm {
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-        token: arm.token.clone(),
-    };
+    let a3 = arm.clone();
     let held = tokio::spawn(async move {
         a3.put(
             &identity_path("third-one"),
@@ -280,11 +272,7 @@ async fn admin_api_over_plain_http() -> TestResult {
         .json()
         .await?;
     assert!(created["id"].is_u64());
-    let a2 = Arm {
-        base: arm.base.clone(),
-        client: arm.client.clone(),
-        token: arm.token.clone(),
-    };
+    let a2 = arm.clone();
     let pending = tokio::spawn(async move {
         a2.delete(&identity_path("admin-one"))
             .await

@@ -60,32 +60,22 @@ fn identity_not_found(name: &str, rg: &str) -> ArmError {
     ArmError::resource_not_found(UAI_TYPE, name, rg)
 }
 
-/// 3–128 letters, digits, `-`, `_`, starting with a letter or digit [DOC resource-name-rules].
+/// Identity names: 3–128 letters, digits, `-`, `_`, starting with a letter or digit
+/// [DOC resource-name-rules].
 fn valid_identity_name(name: &str) -> bool {
-    let len_ok = (3..=128).contains(&name.len());
-    let first_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    len_ok
-        && first_ok
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    valid_name(name, 128)
 }
 
-/// `^[a-zA-Z0-9]{1}[a-zA-Z0-9-_]{2,119}$` (FACTS §1).
+/// FIC names: `^[a-zA-Z0-9]{1}[a-zA-Z0-9-_]{2,119}$` (FACTS §1).
 fn valid_fic_name(name: &str) -> bool {
-    let len_ok = (3..=120).contains(&name.len());
-    let first_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    len_ok
-        && first_ok
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    valid_name(name, 120)
+}
+
+/// 3..=`max` letters, digits, `-`, `_`, starting with a letter or digit.
+fn valid_name(name: &str, max: usize) -> bool {
+    (3..=max).contains(&name.len())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {

@@ -88,6 +88,7 @@ pub async fn secret_token(
 }
 
 /// A small ARM client: method + path (+ body) with the bearer token, returns status, headers, JSON.
+#[derive(Clone)]
 pub struct Arm {
     pub base: String,
     pub client: reqwest::Client,
@@ -114,6 +115,11 @@ impl Reply {
 }
 
 impl Arm {
+    /// The same endpoint and HTTP client, calling as another principal.
+    pub fn with_token(&self, token: impl Into<String>) -> Arm {
+        Arm { token: token.into(), ..self.clone() }
+    }
+
     pub async fn new(h: &SimHandle) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let client = client(h);
         let token = app_token(h, &client).await?;
