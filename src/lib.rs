@@ -15,3 +15,6 @@ pub mod azure;
 pub mod k8s;
 pub mod controller;
 pub mod run;
+pub mod telemetry;
+pub mod health;
+pub mod leader;

@@ -1,0 +1,271 @@
+//! Prometheus metrics and logging set-up.
+//!
+//! Every metric is labelled only by values from small, closed sets (a result, an error category,
+//! an ARM operation, an HTTP status, readiness), never by object name or namespace: a label per
+//! binding would grow the series count with the cluster and make `/metrics` the operator's
+//! biggest cost. Per-object detail belongs in logs, Events and status conditions.
+//!
+//! The exposition is the classic Prometheus text format (0.0.4), which every scraper reads
+//! (Prometheus, Azure Monitor managed Prometheus, the OpenTelemetry collector, `curl`).
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, prometheus_text},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Reconcile and ARM latencies: from a cache-only no-op (a few ms) to a slow ARM write with
+/// retries inside the SDK (tens of seconds).
+const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
+
+/// Budget waits: usually zero (not observed as a wait at all by most callers), up to the refill
+/// time of an exhausted bucket.
+const WAIT_BUCKETS: [f64; 11] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmLabels {
+    operation: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    ready: &'static str,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The operator's metrics. Shared as `Arc<Metrics>`; every recording method takes `&self` and is
+/// lock-free apart from the first use of a new label set.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_errors: Family<CategoryLabels, Counter>,
+    reconcile_duration: Histogram,
+    arm_requests: Family<ArmLabels, Counter>,
+    arm_request_duration: HistogramFamily<OperationLabels>,
+    budget_wait: Histogram,
+    bindings: Family<ReadyLabels, Gauge>,
+    leader: Gauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (all at zero). One per process: the
+    /// controller, the ARM layer and the leader elector record into the same instance.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("idbind");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register("reconciles", "Finished reconciles of WorkloadIdentityBindings, by result (ok or error)", reconciles.clone());
+        let reconcile_errors = Family::<CategoryLabels, Counter>::default();
+        registry.register("reconcile_errors", "Failed reconciles by the error's stable category (the Ready condition's reason)", reconcile_errors.clone());
+        let reconcile_duration = latency_histogram();
+        registry.register("reconcile_duration_seconds", "Time one reconcile took, from start to status written", reconcile_duration.clone());
+        let arm_requests = Family::<ArmLabels, Counter>::default();
+        registry.register("arm_requests", "Azure Resource Manager requests by REST operation and HTTP status (0: no HTTP answer)", arm_requests.clone());
+        let arm_request_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register("arm_request_duration_seconds", "Azure Resource Manager request latency by REST operation", arm_request_duration.clone());
+        let budget_wait = Histogram::new(WAIT_BUCKETS);
+        registry.register("budget_wait_seconds", "Time ARM requests waited for the client-side request budget (throttling by idbind itself)", budget_wait.clone());
+        let bindings = Family::<ReadyLabels, Gauge>::default();
+        registry.register("bindings", "WorkloadIdentityBindings by readiness", bindings.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader lease, else 0", leader.clone());
+        // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and
+        // `rate()` sees the first increment, rather than no data until something happens.
+        let _ = reconciles.get_or_create(&ResultLabels { result: "ok" });
+        let _ = reconciles.get_or_create(&ResultLabels { result: "error" });
+        bindings.get_or_create(&ReadyLabels { ready: "true" }).set(0);
+        bindings.get_or_create(&ReadyLabels { ready: "false" }).set(0);
+        Arc::new(Metrics { registry, reconciles, reconcile_errors, reconcile_duration, arm_requests, arm_request_duration, budget_wait, bindings, leader })
+    }
+
+    /// One finished reconcile. `result` is "ok" or "error"; `category` is the error's stable PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
+    ///
+    /// A failure without a category is counted as `Unknown` so the per-category counters always
+    /// add up to the error count.
+    pub fn reconcile_finished(&self, result: &'static str, category: Option<&str>, elapsed: Duration) {
+        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+        if result != "ok" {
+            let category = category.unwrap_or("Unknown").to_string();
+            self.reconcile_errors.get_or_create(&CategoryLabels { category }).inc();
+        }
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// One ARM request: operation as in the REST spec ("UserAssignedIdentities_Get"), HTTP status (0 when no HTTP answer came).
+    pub fn arm_request(&self, operation: &'static str, status: u16, elapsed: Duration) {
+        self.arm_requests.get_or_create(&ArmLabels { operation, code: status }).inc();
+        self.arm_request_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Time one ARM request waited for the client-side request budget.
+    pub fn budget_waited(&self, elapsed: Duration) {
+        self.budget_wait.observe(elapsed.as_secs_f64());
+    }
+
+    /// Bindings by readiness (gauge, label ready="true"|"false").
+    pub fn set_bindings(&self, ready: u64, not_ready: u64) {
+        self.bindings.get_or_create(&ReadyLabels { ready: "true" }).set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.bindings.get_or_create(&ReadyLabels { ready: "false" }).set(i64::try_from(not_ready).unwrap_or(i64::MAX));
+    }
+
+    /// 1 while this replica holds the leader lease.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The Prometheus text exposition of every metric; its content type is [`Metrics::content_type`].
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would only come from a label value
+        // the format cannot carry, and a partial exposition beats none for a scrape.
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        out
+    }
+
+    /// The content type of [`Metrics::encode`]'s output (Prometheus text format 0.0.4).
+    pub fn content_type() -> &'static str {
+        prometheus_text::CONTENT_TYPE
+    }
+}
+
+/// Installs the global tracing subscriber: JSON lines (json=true) or human text, level from RUST_LOG (default "info,kube=warn").
+///
+/// kube's own INFO lines (every watch restart) drown the operator's, hence `kube=warn` by default.
+/// A second call is a no-op, so tests and embedders may call it freely.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let installed = if json {
+        // Span fields (reconcile's object name, the ARM operation) go on every line, so a log
+        // query can follow one reconcile without parsing messages.
+        fmt().json().with_current_span(true).with_span_list(false).with_env_filter(filter).try_init()
+    } else {
+        fmt().with_env_filter(filter).try_init()
+    };
+    if installed.is_err() {
+        tracing::debug!("a tracing subscriber was already installed; keeping it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_with(text: &str, prefix: &str) -> Vec<String> {
+        text.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn fresh_metrics_expose_the_fixed_series_at_zero() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for name in ["idbind_reconciles_total", "idbind_reconcile_duration_seconds", "idbind_budget_wait_seconds", "idbind_bindings", "idbind_leader"] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
+        }
+        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 0\n"), "{text}");
+        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 0\n"), "{text}");
+        assert!(text.contains("idbind_leader 0\n"), "{text}");
+        assert!(text.contains("idbind_bindings{ready=\"true\"} 0\n"), "{text}");
+        assert!(text.contains("idbind_bindings{ready=\"false\"} 0\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_count 0\n"), "{text}");
+    }
+
+    #[test]
+    fn reconciles_count_by_result_and_errors_by_category() {
+        let m = Metrics::new();
+        m.reconcile_finished("ok", None, Duration::from_millis(20));
+        m.reconcile_finished("ok", None, Duration::from_millis(30));
+        m.reconcile_finished("error", Some("Throttled"), Duration::from_millis(700));
+        m.reconcile_finished("error", Some("PolicyViolation"), Duration::from_millis(5));
+        m.reconcile_finished("error", Some("Throttled"), Duration::from_secs(3));
+        m.reconcile_finished("error", None, Duration::from_secs(1));
+        let text = m.encode();
+        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"), "{text}");
+        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 4\n"), "{text}");
+        let mut errors = lines_with(&text, "idbind_reconcile_errors_total{");
+        errors.sort();
+        assert_eq!(errors, ["idbind_reconcile_errors_total{category=\"PolicyViolation\"} 1", "idbind_reconcile_errors_total{category=\"Throttled\"} 2", "idbind_reconcile_errors_total{category=\"Unknown\"} 1"]);
+        assert!(text.contains("idbind_reconcile_duration_seconds_count 6\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_sum 4.755\n"), "{text}");
+        // 20 ms, 30 ms and 5 ms fall at or below 50 ms; 700 ms is the only one between 0.5 and 1 s.
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"1\"} 5\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"+Inf\"} 6\n"), "{text}");
+    }
+
+    #[test]
+    fn arm_requests_count_by_operation_and_code_and_time_by_operation() {
+        let m = Metrics::new();
+        m.arm_request("UserAssignedIdentities_Get", 200, Duration::from_millis(40));
+        m.arm_request("UserAssignedIdentities_Get", 404, Duration::from_millis(60));
+        m.arm_request("UserAssignedIdentities_Get", 200, Duration::from_millis(50));
+        m.arm_request("RoleAssignments_Create", 429, Duration::from_millis(10));
+        m.arm_request("RoleAssignments_Create", 0, Duration::from_secs(30));
+        let text = m.encode();
+        let mut counts = lines_with(&text, "idbind_arm_requests_total{");
+        counts.sort();
+        assert_eq!(counts, [
+            "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"0\"} 1",
+            "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"429\"} 1",
+            "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"200\"} 2",
+            "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"404\"} 1",
+        ]);
+        assert!(text.contains("idbind_arm_request_duration_seconds_count{operation=\"UserAssignedIdentities_Get\"} 3\n"), "{text}");
+        assert!(text.contains("idbind_arm_request_duration_seconds_count{operation=\"RoleAssignments_Create\"} 2\n"), "{text}");
+        assert!(text.contains("idbind_arm_request_duration_seconds_bucket{operation=\"RoleAssignments_Create\",le=\"20\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn gauges_and_budget_wait_show_the_last_values() {
+        let m = Metrics::new();
+        m.set_bindings(7, 2);
+        m.set_bindings(8, 1);
+        m.set_leader(true);
+        m.budget_waited(Duration::from_millis(250));
+        m.budget_waited(Duration::from_secs(2));
+        let text = m.encode();
+        assert!(text.contains("idbind_bindings{ready=\"true\"} 8\n"), "{text}");
+        assert!(text.contains("idbind_bindings{ready=\"false\"} 1\n"), "{text}");
+        assert!(text.contains("idbind_leader 1\n"), "{text}");
+        assert!(text.contains("idbind_budget_wait_seconds_count 2\n"), "{text}");
+        assert!(text.contains("idbind_budget_wait_seconds_sum 2.25\n"), "{text}");
+        m.set_leader(false);
+        assert!(m.encode().contains("idbind_leader 0\n"));
+    }
+
+    #[test]
+    fn content_type_is_prometheus_text() {
+        assert!(Metrics::content_type().starts_with("text/plain; version=0.0.4"));
+    }
+
+    #[test]
+    fn metrics_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Metrics>();
+    }
+}
