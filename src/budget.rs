@@ -92,6 +92,16 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Every capacity and rate multiplied by `factor` (a subscription with raised limits, or a
+    /// benchmark against a simulator with scaled limits). Capacities stay at least one request.
+    pub fn scaled(&self, factor: f64) -> Limits {
+        let s = |r: Rate| Rate::new((r.capacity * factor).max(1.0), r.per_second * factor);
+        let table = |t: &[(MsiOp, Rate); 4]| t.map(|(op, r)| (op, s(r)));
+        Limits { reads: s(self.reads), writes: s(self.writes), deletes: s(self.deletes), msi_subscription: table(&self.msi_subscription), msi_resource: table(&self.msi_resource) }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Bucket {
     rate: Rate,
@@ -290,6 +300,14 @@ mod tests {
         assert!(b.bucket_count() > 100);
         b.prune(t0 + Duration::from_secs(1000));
         assert_eq!(b.bucket_count(), 2, "only the ARM write and MSI subscription buckets remain");
+    }
+
+    #[test]
+    fn scaled_limits_scale_rates_and_keep_a_burst_of_one() {
+        let l = Limits::default().scaled(0.1);
+        assert_eq!(l.writes, Rate::new(20.0, 1.0));
+        assert!(l.msi_resource.iter().all(|(_, r)| r.capacity == 1.0), "{l:?}");
+        assert_eq!(Limits::default().scaled(4.0).msi_subscription[0].1, Rate::new(8.0, 8.0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,17 +23,20 @@ use kube::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
-        reflector::ObjectRef,
+        Predicate, PredicateConfig, WatchStreamExt, predicates,
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
 
 use crate::{
+    telemetry::Metrics,
+    roles::{self, Permissions},
     azure::{self, AzureApi, AzureError, IdentityIds, Observation},
     conditions::{self, Want},
     k8s::{self, Annotations, KubeError},
     plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
-    resource::{DeletionPolicy, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus, WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
+    resource::{AccessPolicyStatus, DeletionPolicy, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus, WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
     roles::RoleRef,
     validate::{self, DesiredBinding, DesiredIdentity, OperatorSettings, Policy},
 };
@@ -53,13 +56,20 @@ pub struct Context {
     pub policy: Policy,
     pub resync: Duration,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
-        Context { client, azure, settings, policy, resync, recorder, failures: Mutex::default() }
+        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default() }
+    }
+
+    /// Records into `metrics` (shared with the Azure layer and the HTTP server).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Exponential per-object backoff (1 s … 5 min), or Azure's Retry-After when it gave one.
@@ -98,6 +108,19 @@ pub enum ReconcileError {
     Finalizer(String),
 }
 
+impl ReconcileError {
+    /// The metric label: Azure's category, or where the Kubernetes side failed.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "KubernetesApiError",
+            ReconcileError::Azure(e) => e.reason(),
+            // The finalizer helper wraps our own errors as strings; cleanup's Azure failures
+            // end here.
+            ReconcileError::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+}
+
 /// Why a binding is not Ready, for conditions and Events.
 struct Failure {
     condition: &'static str,
@@ -119,16 +142,26 @@ impl Failure {
 
 /// The reconcile entry point for kube-runtime.
 pub async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, binding, |event| async {
+    // The reason a reconcile ended not Ready (it still returns Ok: the outcome is status).
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let result = finalizer(&api, FINALIZER, binding, |event| async {
         match event {
-            Finalizer::Apply(b) => apply(&b, &ctx).await,
+            Finalizer::Apply(b) => apply(&b, &ctx, &failure).await,
             Finalizer::Cleanup(b) => cleanup(&b, &ctx).await,
         }
     })
     .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()))
+    .map_err(|e| ReconcileError::Finalizer(e.to_string()));
+    let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
+    match (&result, failure) {
+        (Ok(_), None) => ctx.metrics.reconcile_finished("ok", None, started.elapsed()),
+        (Ok(_), Some(reason)) => ctx.metrics.reconcile_finished("error", Some(&reason), started.elapsed()),
+        (Err(e), _) => ctx.metrics.reconcile_finished("error", Some(e.category()), started.elapsed()),
+    }
+    result
 }
 
 /// kube-runtime's error policy: only Kubernetes errors reach it (Azure outcomes are status).
@@ -152,26 +185,38 @@ fn identity_id(identity: &DesiredIdentity) -> String {
     }
 }
 
-/// The desired Azure state, with roles resolved to GUIDs and vaults checked to exist.
-async fn desired_azure(d: &DesiredBinding, owner: Owner, ctx: &Context) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
+/// The desired Azure state, with roles resolved to GUIDs and vaults checked to exist. A vault
+/// that uses Azure RBAC gets role assignments; one that still uses access policies gets the
+/// equivalent access policy (reader roles only, see [`roles::access_policy_for`]).
+async fn desired_azure(d: &DesiredBinding, owner: Owner, held_access_policies: Vec<(String, Permissions)>, ctx: &Context) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
+    let stalled = |reason: &str, message: String| Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: reason.into(), message, stalled: true, retry_after: None };
     let mut role_assignments = Vec::new();
+    let mut access_policies: Vec<(String, Permissions)> = Vec::new();
     let mut held = Vec::new();
     for vault in &d.vaults {
-        match ctx.azure.get_vault(&vault.resource_id).await {
-            Ok(Some(info)) if info.rbac_authorization => {}
-            Ok(Some(_)) => {
-                return Err(Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: "AccessPolicyVaultUnsupported".into(), message: format!("vault {} uses access policies, which idbind does not manage yet; switch it to Azure RBAC", vault.resource_id), stalled: true, retry_after: None });
-            }
-            Ok(None) => return Err(Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: "VaultNotFound".into(), message: format!("vault {} does not exist", vault.resource_id), stalled: true, retry_after: None }),
+        let rbac = match ctx.azure.get_vault(&vault.resource_id).await {
+            Ok(Some(info)) => info.rbac_authorization,
+            Ok(None) => return Err(stalled("VaultNotFound", format!("vault {} does not exist", vault.resource_id))),
             Err(e) => return Err(Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e)),
-        }
+        };
+        let mut permissions = Permissions::default();
         for (written, role) in &vault.roles {
             let guid = match role {
                 RoleRef::Id(g) => g.to_string(),
                 RoleRef::Name(n) => ctx.azure.resolve_role(&vault.resource_id, n).await.map_err(|e| Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e))?,
             };
-            role_assignments.push((vault.resource_id.clone(), guid.clone()));
-            held.push(RoleAssignmentStatus { id: String::new(), scope: vault.resource_id.clone(), role_definition_id: guid, role: Some(written.clone()) });
+            if rbac {
+                role_assignments.push((vault.resource_id.clone(), guid.clone()));
+                held.push(RoleAssignmentStatus { id: String::new(), scope: vault.resource_id.clone(), role_definition_id: guid, role: Some(written.clone()) });
+            } else {
+                let granted = roles::access_policy_for(&guid).ok_or_else(|| {
+                    stalled("AccessPolicyRoleUnsupported", format!("vault {} uses access policies, and role {written:?} has no read-only access-policy equivalent; switch the vault to Azure RBAC or ask for a Key Vault reader role", vault.resource_id))
+                })?;
+                permissions = permissions.union(&granted);
+            }
+        }
+        if !rbac && !permissions.is_empty() {
+            access_policies.push((vault.resource_id.clone(), permissions));
         }
     }
     let id = identity_id(&d.identity);
@@ -179,7 +224,14 @@ async fn desired_azure(d: &DesiredBinding, owner: Owner, ctx: &Context) -> Resul
         DesiredIdentity::Managed { location, tags, .. } => Some(ManagedIdentity { resource_id: id.clone(), location: location.clone(), tags: tags.clone() }),
         DesiredIdentity::Existing { .. } => None,
     };
-    Ok((id, DesiredAzure { owner, managed_identity, fic_name: d.federated_credential_name.clone(), issuer: d.issuer.clone(), subject: d.subject.clone(), role_assignments }, held))
+    let desired = DesiredAzure { owner, managed_identity, fic_name: d.federated_credential_name.clone(), issuer: d.issuer.clone(), subject: d.subject.clone(), role_assignments, access_policies, held_access_policies };
+    Ok((id, desired, held))
+}
+
+/// The access policies a status says idbind granted.
+fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(String, Permissions)> {
+    let set = |v: &[String]| v.iter().cloned().collect();
+    status.map(|s| s.access_policies.iter().map(|a| (a.vault_id.clone(), Permissions { secrets: set(&a.secrets), keys: set(&a.keys), certificates: set(&a.certificates) })).collect()).unwrap_or_default()
 }
 
 /// Observe → plan → execute until the plan is empty. Returns the last observation.
@@ -197,7 +249,6 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
         if actions.is_empty() {
             return Ok(observed);
         }
-        let principal = observed.ids.as_ref().map(|i| i.principal_id.clone());
         for action in &actions {
             last_condition = match action {
                 plan::Action::PutIdentity { .. } => conditions::IDENTITY_READY,
@@ -205,13 +256,14 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
                 _ => conditions::ROLE_ASSIGNMENTS_READY,
             };
             tracing::info!(?action, identity = identity_id, "azure write");
-            azure::execute(ctx.azure.as_ref(), identity_id, principal.as_deref(), action).await.map_err(|e| Failure::azure(last_condition, &e))?;
+            azure::execute(ctx.azure.as_ref(), identity_id, observed.ids.as_ref(), action).await.map_err(|e| Failure::azure(last_condition, &e))?;
         }
     }
     Err(Failure { condition: conditions::IDENTITY_READY, reason: "StillConverging".into(), message: "Azure did not settle within one reconcile; continuing".into(), stalled: false, retry_after: Some(Duration::from_secs(1)) })
 }
 
-async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Option<String>>) -> Result<Action, ReconcileError> {
+    let fail = |reason: &str| *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
     let ns = b.namespace().unwrap_or_default();
     let name = b.name_any();
     let key = key(b);
@@ -228,6 +280,7 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
         Ok(d) => d,
         Err(problems) => {
             let reason = problems[0].reason;
+            fail(reason);
             let message = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
             set(&mut status, conditions::READY, false, reason, message.clone());
             set(&mut status, conditions::STALLED, true, reason, message.clone());
@@ -239,7 +292,7 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
     };
 
     let outcome = async {
-        let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), ctx).await?;
+        let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), held_access_policies(b.status.as_ref()), ctx).await?;
         let observed = converge(ctx, &id, &desired_azure).await?;
         Ok::<_, Failure>((id, desired_azure, observed, std::mem::take(&mut held)))
     }
@@ -252,9 +305,11 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
             // Ready for this generation says nothing about its Azure objects: keep Ready and
             // retry, rather than flapping what GitOps health checks read.
             tracing::info!(binding = %key, reason = %f.reason, message = %f.message, "transient failure on a Ready binding; retrying");
+            fail(&f.reason);
             return Ok(Action::requeue(ctx.backoff(&key, f.retry_after)));
         }
         Err(f) => {
+            fail(&f.reason);
             set(&mut status, f.condition, false, &f.reason, f.message.clone());
             set(&mut status, conditions::READY, false, &f.reason, f.message.clone());
             if f.stalled {
@@ -272,7 +327,9 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
 
     // The binding moved to another identity: remove what it held on the old one (ours only).
     if let Some(old) = before.identity.as_ref().filter(|o| o.managed && !o.resource_id.eq_ignore_ascii_case(&identity_id)) {
-        let old_desired = DesiredAzure { role_assignments: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.resource_id.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
+        // Everything idbind held through the old identity goes: its assignments, its FIC, the
+        // access policies the status records, and the identity itself (ours only).
+        let old_desired = DesiredAzure { role_assignments: Vec::new(), access_policies: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.resource_id.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
         match azure::observe(ctx.azure.as_ref(), &old.resource_id, &old_desired).await {
             Ok(obs) => {
                 if let Err(e) = azure::cleanup(ctx.azure.as_ref(), &old.resource_id, &old_desired, &obs).await {
@@ -300,14 +357,32 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
         h.role_definition_id = format!("/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{}", ctx.settings.subscription_id, h.role_definition_id);
     }
     status.role_assignments = held;
+    status.access_policies = desired_azure
+        .access_policies
+        .iter()
+        .map(|(vault_id, p)| AccessPolicyStatus { vault_id: vault_id.clone(), secrets: p.secrets.iter().cloned().collect(), keys: p.keys.iter().cloned().collect(), certificates: p.certificates.iter().cloned().collect() })
+        .collect();
     set(&mut status, conditions::IDENTITY_READY, true, "IdentityReady", format!("identity {} exists", ids.resource_id));
     set(&mut status, conditions::FEDERATED_CREDENTIAL_READY, true, "FederatedCredentialReady", format!("trusts {} for {}", desired_azure.issuer, desired_azure.subject));
-    let held_count = status.role_assignments.len();
-    set(&mut status, conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", format!("{held_count} role assignment(s) in place"));
+    let (assignments, policies) = (status.role_assignments.len(), status.access_policies.len());
+    let message = if policies == 0 { format!("{assignments} role assignment(s) in place") } else { format!("{assignments} role assignment(s) and {policies} access polic(ies) in place") };
+    set(&mut status, conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", message);
+
+    // The spec now names another ServiceAccount: the one idbind annotated before loses the
+    // annotations (it would otherwise keep federating pods to this identity's client id
+    // without a FIC that trusts it, which fails at token exchange in a confusing way).
+    let sa = &b.spec.service_account_name;
+    if let Some(previous) = before.service_account.as_ref().filter(|p| *p != sa) {
+        match k8s::apply_service_account(&ctx.client, &ns, previous, None).await {
+            Ok(_) | Err(KubeError::ServiceAccountNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 
     let mut event = None;
     match k8s::apply_service_account(&ctx.client, &ns, &b.spec.service_account_name, Some(Annotations { client_id: &ids.client_id, tenant_id: &ids.tenant_id })).await {
         Ok(previous) => {
+            status.service_account = Some(sa.clone());
             set(&mut status, conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", format!("ServiceAccount {} carries the client id", b.spec.service_account_name));
             set(&mut status, conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec".into());
             conditions::remove(&mut status.conditions, conditions::RECONCILING);
@@ -319,11 +394,13 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Rec
             }
         }
         Err(KubeError::ServiceAccountNotFound { .. }) => {
+            status.service_account = None;
             let message = format!("ServiceAccount {ns}/{} does not exist; the binding completes when it is created", b.spec.service_account_name);
             set(&mut status, conditions::SERVICE_ACCOUNT_READY, false, "ServiceAccountNotFound", message.clone());
             set(&mut status, conditions::READY, false, "ServiceAccountNotFound", message.clone());
             set(&mut status, conditions::RECONCILING, true, "ServiceAccountNotFound", message.clone());
             conditions::remove(&mut status.conditions, conditions::STALLED);
+            fail("ServiceAccountNotFound");
             event = Some((EventType::Warning, "ServiceAccountNotFound", message));
         }
         Err(e) => return Err(e.into()),
@@ -356,19 +433,27 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
     if b.spec.deletion_policy == DeletionPolicy::Delete {
         // Candidate identities: what the status says we hold, and what the spec derives (a
         // crash after the identity PUT and before the status write leaves only the latter).
+        // Validation is permissive here: a spec the policy now refuses must still be cleaned up.
         let owner = owner(b, &ctx.settings);
         let fic_name = crate::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
-        let mut candidates: Vec<(String, bool)> = Vec::new();
+        let held_policies = held_access_policies(b.status.as_ref());
+        let mut candidates: Vec<(String, bool, Vec<(String, Permissions)>)> = Vec::new();
         if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref()) {
-            candidates.push((held.resource_id.clone(), held.managed));
+            candidates.push((held.resource_id.clone(), held.managed, Vec::new()));
         }
         if let Ok(d) = validate::validate(&ns, &b.name_any(), &b.spec, &ctx.settings, &Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true }) {
             let id = identity_id(&d.identity);
-            if !candidates.iter().any(|(c, _)| c.eq_ignore_ascii_case(&id)) {
-                candidates.push((id, matches!(d.identity, DesiredIdentity::Managed { .. })));
+            let managed = matches!(d.identity, DesiredIdentity::Managed { .. });
+            // What the spec would have granted by access policy, in case the grant landed and
+            // the status write did not. Only for an identity idbind manages: on a brought one,
+            // an entry's permissions may be someone else's, so only what the status holds goes.
+            let spec_policies: Vec<(String, Permissions)> = if managed { d.vaults.iter().map(|v| (v.resource_id.clone(), v.roles.iter().filter_map(|(_, r)| r.builtin().and_then(|b| roles::access_policy_for(b.guid))).fold(Permissions::default(), |acc, p| acc.union(&p)))).filter(|(_, p)| !p.is_empty()).collect() } else { Vec::new() };
+            match candidates.iter_mut().find(|(c, _, _)| c.eq_ignore_ascii_case(&id)) {
+                Some(c) => c.2 = spec_policies,
+                None => candidates.push((id, managed, spec_policies)),
             }
         }
-        for (id, managed) in candidates {
+        for (id, managed, spec_policies) in candidates {
             let desired = DesiredAzure {
                 owner: owner.clone(),
                 managed_identity: managed.then(|| ManagedIdentity { resource_id: id.clone(), location: String::new(), tags: Default::default() }),
@@ -376,6 +461,8 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
                 issuer: ctx.settings.issuer.clone(),
                 subject: String::new(),
                 role_assignments: Vec::new(),
+                access_policies: spec_policies,
+                held_access_policies: held_policies.clone(),
             };
             let result = async {
                 let observed = azure::observe(ctx.azure.as_ref(), &id, &desired).await?;
@@ -388,36 +475,68 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
             }
         }
     }
-    match k8s::apply_service_account(&ctx.client, &ns, &b.spec.service_account_name, None).await {
-        Ok(_) | Err(KubeError::ServiceAccountNotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
+    // The annotations go from the ServiceAccount the spec names and the one idbind last
+    // annotated, if that was another.
+    let mut service_accounts = vec![b.spec.service_account_name.clone()];
+    service_accounts.extend(b.status.as_ref().and_then(|s| s.service_account.clone()).filter(|p| *p != b.spec.service_account_name));
+    for sa in &service_accounts {
+        match k8s::apply_service_account(&ctx.client, &ns, sa, None).await {
+            Ok(_) | Err(KubeError::ServiceAccountNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     ctx.succeeded(&key);
     Ok(Action::await_change())
 }
 
-/// Runs the controller until SIGTERM/SIGINT: bindings, plus the ServiceAccounts they name (a
-/// ServiceAccount created after its binding completes it at once). With `namespace`, only that
-/// namespace is watched (one operator per tenant namespace, or one per test).
+/// Runs the controller until SIGTERM/SIGINT (see [`run_until`]), watching all namespaces or
+/// only `namespace` (one operator per tenant namespace, or one per test).
 pub async fn run(ctx: Arc<Context>, concurrency: u16, namespace: Option<&str>) {
+    run_until(ctx, concurrency, namespace, || {}, futures::future::pending()).await;
+}
+
+/// Runs the controller over bindings and the ServiceAccounts they name (a ServiceAccount
+/// created after its binding completes it at once). `synced` is called once both caches hold
+/// a full list (readiness); the controller stops, letting running reconciles finish, on
+/// SIGTERM/SIGINT or when `shutdown` completes (leadership lost).
+///
+/// Binding events pass only when the generation, the finalizers or the deletion mark change:
+/// idbind's own status and finalizer writes would otherwise trigger a reconcile each, and each
+/// reconcile costs ARM reads that count against the managed-identity API's per-identity limit.
+/// Drift in Azure is caught by the periodic resync instead.
+pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&str>, synced: impl FnOnce() + Send + 'static, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let (bindings, service_accounts): (Api<WorkloadIdentityBinding>, Api<ServiceAccount>) = match namespace {
         Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    let controller = Controller::new(bindings, watcher::Config::default().any_semantic()).with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let trigger = watcher(bindings, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
+    let controller = Controller::for_stream(trigger, store.clone()).with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let sa_index = store.clone();
+    let controller = controller.watches(service_accounts, watcher::Config::default().any_semantic(), move |sa: ServiceAccount| {
+        let ns = sa.namespace().unwrap_or_default();
+        let name = sa.name_any();
+        sa_index
+            .state()
+            .into_iter()
+            .filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && (b.spec.service_account_name == name || b.status.as_ref().and_then(|s| s.service_account.as_deref()) == Some(name.as_str())))
+            .map(|b| ObjectRef::from_obj(&*b))
+            .collect::<Vec<_>>()
+    });
+    tokio::spawn(async move {
+        // The bindings' cache is what reconciles read; once it holds a full list, every binding
+        // present at start has been queued.
+        if store.wait_until_ready().await.is_ok() {
+            synced();
+        }
+    });
     controller
-        .watches(service_accounts, watcher::Config::default().any_semantic(), move |sa: ServiceAccount| {
-            let ns = sa.namespace().unwrap_or_default();
-            let name = sa.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|b| b.namespace().as_deref() == Some(ns.as_str()) && b.spec.service_account_name == name)
-                .map(|b| ObjectRef::from_obj(&*b))
-                .collect::<Vec<_>>()
-        })
         .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

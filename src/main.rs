@@ -22,12 +22,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Run(_)) {
-        // JSON logs for log pipelines; RUST_LOG overrides the level.
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()))
-            .init();
+    if let Command::Run(args) = &cli.command {
+        idbind::telemetry::init_logging(args.log_format == idbind::run::LogFormat::Json);
     }
     match cli.command {
         Command::Run(args) => idbind::run::run(*args).await,

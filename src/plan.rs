@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{naming, resource::TOKEN_EXCHANGE_AUDIENCE};
+use crate::{naming, resource::TOKEN_EXCHANGE_AUDIENCE, roles::Permissions};
 
 /// Tag names idbind puts on every identity it creates. An identity without them is not ours and
 /// is never modified or deleted.
@@ -43,6 +43,12 @@ pub struct DesiredAzure {
     pub subject: String,
     /// (scope = vault resource id, role definition GUID).
     pub role_assignments: Vec<(String, String)>,
+    /// (vault resource id, permissions) for vaults that use access policies instead of RBAC.
+    pub access_policies: Vec<(String, Permissions)>,
+    /// What the binding's status says idbind granted by access policy, so permissions the spec
+    /// no longer asks for (or a vault it no longer names) are revoked, and nothing else is:
+    /// unlike role assignments, an access-policy entry carries no name that marks it as ours.
+    pub held_access_policies: Vec<(String, Permissions)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +70,16 @@ pub struct ObservedAzure {
     pub fic_duplicate_of: Option<String>,
     /// Role assignments whose principal is the identity's.
     pub role_assignments: Vec<ObservedRoleAssignment>,
+    /// The identity's access-policy permissions on each vault of `DesiredAzure::access_policies`
+    /// and `held_access_policies` (empty when it has no entry there).
+    pub access_policies: Vec<(String, Permissions)>,
+}
+
+impl ObservedAzure {
+    /// The identity's access-policy permissions on `vault_id`.
+    pub fn access_policy(&self, vault_id: &str) -> Permissions {
+        self.access_policies.iter().find(|(v, _)| v.eq_ignore_ascii_case(vault_id)).map(|(_, p)| p.clone()).unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +112,11 @@ pub enum Action {
     /// Always with principalType ServicePrincipal, so a fresh principal is not PrincipalNotFound.
     CreateRoleAssignment { scope: String, name: String, role_definition_guid: String },
     DeleteRoleAssignment { id: String },
+    /// Adds these permissions to the identity's access-policy entry on the vault (Key Vault's
+    /// `add` merges, so the entry's other permissions stay).
+    GrantAccessPolicy { vault_id: String, permissions: Permissions },
+    /// Takes these permissions away (Key Vault drops an entry left empty).
+    RevokeAccessPolicy { vault_id: String, permissions: Permissions },
 }
 
 /// Why no plan can be made: the binding waits for a human.
@@ -183,6 +204,20 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
             actions.push(Action::DeleteRoleAssignment { id: ra.id.clone() });
         }
     }
+
+    let wanted_on = |vault: &str| desired.access_policies.iter().filter(|(v, _)| v.eq_ignore_ascii_case(vault)).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
+    for (vault_id, want) in &desired.access_policies {
+        let missing = want.minus(&observed.access_policy(vault_id));
+        if !missing.is_empty() {
+            actions.push(Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing });
+        }
+    }
+    for (vault_id, held) in &desired.held_access_policies {
+        let extra = held.minus(&wanted_on(vault_id)).intersect(&observed.access_policy(vault_id));
+        if !extra.is_empty() {
+            actions.push(Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra });
+        }
+    }
     Ok(actions)
 }
 
@@ -215,6 +250,8 @@ mod tests {
             issuer: "https://issuer/".into(),
             subject: "system:serviceaccount:shop:orders".into(),
             role_assignments: roles.iter().map(|r| (KV.to_string(), r.to_string())).collect(),
+            access_policies: Vec::new(),
+            held_access_policies: Vec::new(),
         }
     }
 
@@ -235,6 +272,7 @@ mod tests {
             fic_count: 1,
             fic_duplicate_of: None,
             role_assignments: roles.iter().map(|r| assignment(r)).collect(),
+            access_policies: d.access_policies.clone(),
         }
     }
 
@@ -350,5 +388,41 @@ mod tests {
         }
         assert_eq!(plan(&d, &o), Ok(vec![]));
         assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
+    }
+
+    fn perms(secrets: &[&str], certificates: &[&str]) -> Permissions {
+        Permissions { secrets: secrets.iter().map(|s| s.to_string()).collect(), keys: Default::default(), certificates: certificates.iter().map(|s| s.to_string()).collect() }
+    }
+
+    const AP_KV: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/legacy";
+
+    #[test]
+    fn an_access_policy_vault_gets_what_is_missing_and_loses_only_what_idbind_held() {
+        let mut d = desired(&[]);
+        d.access_policies = vec![(AP_KV.into(), perms(&["get", "list"], &[]))];
+        let mut o = converged(&d, &[]);
+        o.access_policies = vec![];
+        assert_eq!(plan(&d, &o), Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["get", "list"], &[]) }]));
+        // Half there (and spelled otherwise): only the rest is granted.
+        o.access_policies = vec![(AP_KV.to_uppercase(), perms(&["GET"], &[]))];
+        assert_eq!(plan(&d, &o), Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["list"], &[]) }]));
+        // Converged, with a permission someone else granted: nothing to do.
+        o.access_policies = vec![(AP_KV.into(), perms(&["get", "list", "set"], &[]))];
+        assert_eq!(plan(&d, &o), Ok(vec![]));
+
+        // The spec swaps Secrets User for Certificate User: idbind revokes only what it held and
+        // is no longer wanted ("list"), never the foreign "set", and grants the rest.
+        d.held_access_policies = d.access_policies.clone();
+        d.access_policies = vec![(AP_KV.into(), perms(&["get"], &["get", "list"]))];
+        assert_eq!(
+            plan(&d, &o),
+            Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&[], &["get", "list"]) }, Action::RevokeAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["list"], &[]) }])
+        );
+        // The vault leaves the spec: everything held and still there goes.
+        d.access_policies = vec![];
+        assert_eq!(plan(&d, &o), Ok(vec![Action::RevokeAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["get", "list"], &[]) }]));
+        // Already gone by hand: nothing to revoke.
+        o.access_policies = vec![];
+        assert_eq!(plan(&d, &o), Ok(vec![]));
     }
 }

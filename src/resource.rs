@@ -217,6 +217,11 @@ pub struct WorkloadIdentityBindingStatus {
     /// The Key Vault access policies idbind holds for this binding (vaults without RBAC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_policies: Vec<AccessPolicyStatus>,
+
+    /// The ServiceAccount (in the binding's namespace) that carries idbind's annotations. When
+    /// spec.serviceAccountName changes, idbind removes its annotations from this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// Identifiers of the bound managed identity.

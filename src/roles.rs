@@ -4,6 +4,8 @@
 //! GUID, or a role definition id. Known built-ins resolve without an API call; other names are
 //! resolved through the roleDefinitions API by the Azure layer.
 
+use std::collections::BTreeSet;
+
 use uuid::Uuid;
 
 /// A built-in Key Vault role: its display name, its GUID (the same in every tenant), and whether
@@ -60,6 +62,61 @@ impl RoleRef {
     }
 }
 
+/// Key Vault access-policy permissions of one principal on one vault (the legacy permission
+/// model, for vaults without `enableRbacAuthorization`). Names as Key Vault spells them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Permissions {
+    pub secrets: BTreeSet<String>,
+    pub keys: BTreeSet<String>,
+    pub certificates: BTreeSet<String>,
+}
+
+impl Permissions {
+    fn of(secrets: &[&str], keys: &[&str], certificates: &[&str]) -> Self {
+        let set = |l: &[&str]| l.iter().map(|p| p.to_string()).collect();
+        Permissions { secrets: set(secrets), keys: set(keys), certificates: set(certificates) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.keys.is_empty() && self.certificates.is_empty()
+    }
+
+    /// Everything in `self` or `other`.
+    pub fn union(&self, other: &Permissions) -> Permissions {
+        let u = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.union(b).cloned().collect();
+        Permissions { secrets: u(&self.secrets, &other.secrets), keys: u(&self.keys, &other.keys), certificates: u(&self.certificates, &other.certificates) }
+    }
+
+    /// What `self` has and `other` lacks. Key Vault compares permission names
+    /// case-insensitively, and so does this.
+    pub fn minus(&self, other: &Permissions) -> Permissions {
+        let m = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.iter().filter(|p| !b.iter().any(|q| q.eq_ignore_ascii_case(p))).cloned().collect();
+        Permissions { secrets: m(&self.secrets, &other.secrets), keys: m(&self.keys, &other.keys), certificates: m(&self.certificates, &other.certificates) }
+    }
+
+    /// What both have (names as `self` spells them).
+    pub fn intersect(&self, other: &Permissions) -> Permissions {
+        self.minus(&self.minus(other))
+    }
+}
+
+/// The access policy that grants what a built-in Key Vault *reader* role grants, following the
+/// Key Vault documentation's mapping of access-policy templates to Azure roles. Only the
+/// read-only roles have one: idbind never hands out write or purge permissions through the
+/// legacy model, where they cannot be scoped or audited like role assignments.
+pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
+    let role = KEY_VAULT_ROLES.iter().find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
+    match role.name {
+        "Key Vault Secrets User" => Some(Permissions::of(&["get", "list"], &[], &[])),
+        // A certificate's private key is read as the secret of the same name.
+        "Key Vault Certificate User" => Some(Permissions::of(&["get"], &[], &["get", "list"])),
+        "Key Vault Crypto User" => Some(Permissions::of(&[], &["get", "list", "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"], &[])),
+        // Metadata only: secret values stay unreadable.
+        "Key Vault Reader" => Some(Permissions::of(&["list"], &["get", "list"], &["get", "list"])),
+        _ => None,
+    }
+}
+
 fn builtin_by_name(name: &str) -> Option<&'static BuiltinRole> {
     KEY_VAULT_ROLES.iter().find(|b| b.name.eq_ignore_ascii_case(name.trim()))
 }
@@ -89,6 +146,31 @@ mod tests {
             assert_eq!(RoleRef::parse(r), RoleRef::Id(secrets_user), "{r}");
             assert!(RoleRef::parse(r).builtin().is_some_and(|b| b.read_only), "{r}");
         }
+    }
+
+    #[test]
+    fn only_reader_roles_have_an_access_policy_and_it_reads() {
+        for b in KEY_VAULT_ROLES {
+            let p = access_policy_for(b.guid);
+            assert_eq!(p.is_some(), b.read_only, "{}", b.name);
+            let writes = ["set", "delete", "purge", "create", "import", "update", "backup", "restore", "recover", "managecontacts", "setissuers"];
+            for perm in p.iter().flat_map(|p| p.secrets.iter().chain(&p.keys).chain(&p.certificates)) {
+                assert!(!writes.contains(&perm.to_ascii_lowercase().as_str()), "{} grants {perm}", b.name);
+            }
+        }
+        let user = access_policy_for("4633458B-17DE-408A-B874-0445C86B69E6").unwrap_or_default();
+        assert_eq!(user.secrets.iter().map(String::as_str).collect::<Vec<_>>(), ["get", "list"]);
+        assert_eq!(access_policy_for("8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), None, "Owner");
+    }
+
+    #[test]
+    fn permission_sets_compare_case_insensitively() {
+        let a = Permissions::of(&["get", "list"], &["get"], &[]);
+        let b = Permissions::of(&["GET"], &[], &["list"]);
+        assert_eq!(a.minus(&b), Permissions::of(&["list"], &["get"], &[]));
+        assert_eq!(a.intersect(&b), Permissions::of(&["get"], &[], &[]));
+        assert_eq!(a.union(&b).certificates.len(), 1);
+        assert!(a.minus(&a).is_empty() && !a.is_empty());
     }
 
     #[test]

@@ -4,12 +4,18 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     azure::{
         arm::{ArmApi, Cloud, client_secret_credential, http_client_with_ca_file},
+        governed::{ArmObserver, Governed},
         workload_identity::FileFederatedCredential,
     },
+    budget::{Limits, SharedBudget},
+    health::{self, Health},
+    leader::{LeaderConfig, LeaderElector},
+    telemetry::Metrics,
     controller::{self, Context},
     validate::{OperatorSettings, Policy},
 };
@@ -22,6 +28,24 @@ pub enum CloudName {
     AzureUsGovernment,
     /// Explicit endpoints (--arm-endpoint, --authority-host, --arm-audience), e.g. the simulator.
     Custom,
+}
+
+/// How idbind signs in to Azure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CredentialKind {
+    /// The first that the environment provides: a client secret, then a federated token file
+    /// (workload identity), then the Azure CLI when `az` is on PATH, then managed identity.
+    Auto,
+    /// AZURE_FEDERATED_TOKEN_FILE (what the azure-workload-identity webhook injects), re-read
+    /// for every exchange because the kubelet rotates it.
+    WorkloadIdentity,
+    /// AZURE_CLIENT_SECRET, for local development.
+    ClientSecret,
+    /// The VM's or node's system-assigned managed identity through IMDS (the Azure SDK 0.21
+    /// does not expose user-assigned selection; use workload identity for that).
+    ManagedIdentity,
+    /// `az account get-access-token`, for local development.
+    AzureCli,
 }
 
 /// Flags of `idbind run`; each also reads the environment variable named in `--help`.
@@ -67,6 +91,14 @@ pub struct RunArgs {
     /// Projected ServiceAccount token for workload identity (re-read for every exchange).
     #[arg(long, env = "AZURE_FEDERATED_TOKEN_FILE")]
     pub federated_token_file: Option<PathBuf>,
+    /// Which credential to use.
+    #[arg(long, env = "IDBIND_CREDENTIAL", value_enum, default_value = "auto")]
+    pub credential: CredentialKind,
+    /// Multiplies the client-side ARM request budget (ARM's documented public-cloud limits:
+    /// writes 200 burst + 10/s, the managed-identity API's 2/s per subscription and 1 per 4 s
+    /// per identity, ...). 0 turns the budget off.
+    #[arg(long, env = "IDBIND_BUDGET_SCALE", default_value_t = 1.0)]
+    pub budget_scale: f64,
     /// Bindings reconciled in parallel.
     #[arg(long, env = "IDBIND_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -85,6 +117,31 @@ pub struct RunArgs {
     /// Policy: allow bindings to bring an existing identity (spec.identity.resourceId).
     #[arg(long, env = "IDBIND_ALLOW_EXISTING_IDENTITY")]
     pub allow_existing_identity: bool,
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "IDBIND_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: String,
+    /// Elect a leader among replicas on a Lease: only the leader reconciles.
+    #[arg(long, env = "IDBIND_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease: the operator's own (the Downward API's metadata.namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "idbind-system")]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "IDBIND_LEASE_NAME", default_value = "idbind-leader")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the Downward API's metadata.name); the host name
+    /// when unset.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Log format: JSON lines for log pipelines, or text for a terminal.
+    #[arg(long, env = "IDBIND_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 impl RunArgs {
@@ -102,19 +159,49 @@ impl RunArgs {
     }
 }
 
+/// The credential `args` ask for, or the first the environment provides.
+fn credential(args: &RunArgs, cloud: &Cloud, http: Arc<dyn azure_core::HttpClient>) -> anyhow::Result<Arc<dyn azure_core::auth::TokenCredential>> {
+    let kind = match args.credential {
+        CredentialKind::Auto if args.client_secret.is_some() => CredentialKind::ClientSecret,
+        CredentialKind::Auto if args.federated_token_file.is_some() => CredentialKind::WorkloadIdentity,
+        CredentialKind::Auto if on_path("az") => CredentialKind::AzureCli,
+        CredentialKind::Auto => CredentialKind::ManagedIdentity,
+        chosen => chosen,
+    };
+    tracing::info!(credential = ?kind, "Azure credential");
+    Ok(match kind {
+        CredentialKind::ClientSecret => {
+            let secret = args.client_secret.as_deref().context("--credential client-secret needs AZURE_CLIENT_SECRET")?;
+            client_secret_credential(cloud, http, &args.tenant_id, &args.client_id, secret)?
+        }
+        CredentialKind::WorkloadIdentity => {
+            let file = args.federated_token_file.clone().context("--credential workload-identity needs AZURE_FEDERATED_TOKEN_FILE")?;
+            Arc::new(FileFederatedCredential::new(cloud, http, &args.tenant_id, &args.client_id, file)?)
+        }
+        CredentialKind::ManagedIdentity => Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(azure_identity::TokenCredentialOptions::default())),
+        CredentialKind::AzureCli => Arc::new(azure_identity::AzureCliCredential::new()),
+        CredentialKind::Auto => bail!("no credential chosen"),
+    })
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.oidc_issuer.starts_with("https://") {
         bail!("--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}", args.oidc_issuer);
     }
+    if !(args.budget_scale >= 0.0 && args.budget_scale.is_finite()) {
+        bail!("--budget-scale must be a number >= 0, got {}", args.budget_scale);
+    }
     let cloud = args.cloud();
     let http = http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?;
-    let credential: Arc<dyn azure_core::auth::TokenCredential> = match (&args.client_secret, &args.federated_token_file) {
-        (Some(secret), _) => client_secret_credential(&cloud, http.clone(), &args.tenant_id, &args.client_id, secret)?,
-        (None, Some(file)) => Arc::new(FileFederatedCredential::new(&cloud, http.clone(), &args.tenant_id, &args.client_id, file.clone())?),
-        (None, None) => bail!("no Azure credential: set AZURE_FEDERATED_TOKEN_FILE (workload identity) or AZURE_CLIENT_SECRET"),
-    };
-    let azure = Arc::new(ArmApi::new(&cloud, http, credential)?);
+    let credential = credential(&args, &cloud, http.clone())?;
+    let budget = (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
+    let metrics = Metrics::new();
+    let azure = Arc::new(Governed::new(Arc::new(ArmApi::new(&cloud, http, credential)?), budget, Some(metrics.clone() as Arc<dyn ArmObserver>)));
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let settings = OperatorSettings {
         cluster_name: args.cluster_name.clone(),
@@ -124,8 +211,84 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         issuer: args.oidc_issuer.clone(),
     };
     let policy = Policy { allow_any_role: args.allow_any_role, allow_other_subscriptions: args.allow_other_subscriptions, allow_existing_identity: args.allow_existing_identity };
-    let ctx = Arc::new(Context::new(client, azure, settings, policy, Duration::from_secs(args.resync_seconds)));
+    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()));
+
+    let health = Health::default();
+    let stop_http = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(&args.http_addr).await.with_context(|| format!("binding the HTTP server to {}", args.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
+    let server = tokio::spawn(health::serve(listener, health.clone(), metrics.clone(), stop_http.clone().cancelled_owned()));
     tracing::info!(cluster = %args.cluster_name, subscription = %args.subscription_id, "idbind controller starting");
-    controller::run(ctx, args.concurrency, args.watch_namespace.as_deref()).await;
+
+    let outcome = if args.leader_elect { lead_then_run(&args, client, ctx, &health, &metrics).await } else { run_controller(&args, ctx, &health, futures::future::pending()).await };
+    stop_http.cancel();
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "HTTP server");
+    }
+    tracing::info!("idbind stopped");
+    outcome
+}
+
+/// The controller, ready once its caches hold a full list.
+async fn run_controller(args: &RunArgs, ctx: Arc<Context>, health: &Health, stop: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> anyhow::Result<()> {
+    let ready = health.clone();
+    controller::run_until(ctx, args.concurrency, args.watch_namespace.as_deref(), move || ready.set_ready(true), stop).await;
     Ok(())
+}
+
+/// Campaigns for the Lease; a standby is ready (it is healthy and can take over), the leader
+/// runs the controller. Losing the Lease stops the controller and ends the process with an
+/// error, so it restarts with fresh state (client-go's convention); SIGTERM stops the
+/// controller, letting reconciles in flight finish, then releases the Lease for a standby.
+async fn lead_then_run(args: &RunArgs, client: kube::Client, ctx: Arc<Context>, health: &Health, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
+    let identity = match &args.pod_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| format!("idbind-{}", std::process::id())),
+    };
+    let election = LeaderElector::new(client, LeaderConfig::new(&args.lease_namespace, &args.lease_name, identity))?.with_metrics(metrics.clone()).spawn();
+    health.set_ready(true);
+    let mut leading = election.subscribe();
+    tokio::select! {
+        became = leading.wait_for(|l| *l) => { became.context("the leader election ended")?; }
+        () = terminated() => {
+            election.stop().await?;
+            return Ok(());
+        }
+    }
+    tracing::info!("leading: starting the controller");
+    health.set_ready(false);
+    let lost = CancellationToken::new();
+    let watcher = {
+        let lost = lost.clone();
+        let mut leading = election.subscribe();
+        tokio::spawn(async move {
+            if leading.wait_for(|l| !*l).await.is_ok() {
+                lost.cancel();
+            }
+        })
+    };
+    run_controller(args, ctx, health, lost.clone().cancelled_owned()).await?;
+    watcher.abort();
+    let was_lost = lost.is_cancelled();
+    election.stop().await?;
+    if was_lost {
+        bail!("lost the leader Lease; exiting so that a restart begins with fresh state");
+    }
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops a standby");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

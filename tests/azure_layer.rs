@@ -3,10 +3,13 @@
 //! classification of injected faults, principalType against replication delay, role names.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
-use idbind::azure::{AzureApi, AzureError, Observation, cleanup, execute, observe};
+use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
+use idbind::azure::governed::Governed;
+use idbind::budget::{Limits, SharedBudget};
 use idbind::naming;
 use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
@@ -68,6 +71,8 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
         issuer: ISSUER.into(),
         subject: format!("system:serviceaccount:shop:{binding}"),
         role_assignments: roles.iter().map(|r| (vault("kv-rbac"), r.to_string())).collect(),
+        access_policies: Vec::new(),
+        held_access_policies: Vec::new(),
         owner,
     }
 }
@@ -87,9 +92,8 @@ async fn converge(api: &ArmApi, d: &DesiredAzure) -> Result<Vec<Vec<Action>>, Bo
         if actions.is_empty() {
             return Ok(rounds);
         }
-        let principal = obs.ids.as_ref().map(|i| i.principal_id.clone());
         for a in &actions {
-            execute(api, &id, principal.as_deref(), a).await?;
+            execute(api, &id, obs.ids.as_ref(), a).await?;
         }
         rounds.push(actions);
     }
@@ -228,7 +232,8 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
 
 #[tokio::test(flavor = "multi_thread")]
 async fn role_names_resolve_and_are_cached() -> TestResult {
-    let (h, api) = start().await?;
+    let (h, arm) = start().await?;
+    let api = Governed::new(Arc::new(arm), Some(SharedBudget::new(Limits::default())), None);
     let scope = vault("kv-rbac");
     assert_eq!(api.resolve_role(&scope, "Key Vault Secrets User").await?, SECRETS_USER);
     let lists = h.counters().total("RoleDefinitions_List");
@@ -258,9 +263,11 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let principal = "77777777-7777-7777-7777-777777777777";
     let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
     api.create_role_assignment(&scope, foreign, SECRETS_USER, principal).await?;
+    let ids = IdentityIds { resource_id: identity_id("unused"), client_id: String::new(), principal_id: principal.into(), tenant_id: String::new() };
+    let principal_ids = Some(&ids);
     let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
     let action = Action::CreateRoleAssignment { scope: scope.clone(), name: ours.clone(), role_definition_guid: SECRETS_USER.into() };
-    let err = execute(&api, &identity_id("unused"), Some(principal), &action).await.err().ok_or("a duplicate assignment was accepted")?;
+    let err = execute(&api, &identity_id("unused"), principal_ids, &action).await.err().ok_or("a duplicate assignment was accepted")?;
     assert!(matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)), "{err:?}");
     assert!(!err.retryable());
 
@@ -272,13 +279,13 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let own_scope = vault("kv-policies");
     let own = naming::role_assignment_name(&own_scope, SECRETS_USER, principal).to_string();
     let create = Action::CreateRoleAssignment { scope: own_scope.clone(), name: own.clone(), role_definition_guid: SECRETS_USER.into() };
-    execute(&api, &identity_id("unused"), Some(principal), &create).await?;
-    execute(&api, &identity_id("unused"), Some(principal), &create).await?;
+    execute(&api, &identity_id("unused"), principal_ids, &create).await?;
+    execute(&api, &identity_id("unused"), principal_ids, &create).await?;
 
     let id = format!("{own_scope}/providers/Microsoft.Authorization/roleAssignments/{own}");
     let delete = Action::DeleteRoleAssignment { id };
-    execute(&api, &identity_id("unused"), Some(principal), &delete).await?;
-    execute(&api, &identity_id("unused"), Some(principal), &delete).await?;
+    execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
+    execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
     let left = api.list_role_assignments(&format!("/subscriptions/{SUB}"), principal).await?;
     assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![foreign]);
 
@@ -364,7 +371,7 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let obs = observe(&api, &shared_id, &brought).await?;
     let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
     for a in plan::plan(&brought, &obs.azure)? {
-        execute(&api, &shared_id, Some(&principal), &a).await?;
+        execute(&api, &shared_id, obs.ids.as_ref(), &a).await?;
     }
     api.create_role_assignment(&vault("kv-policies"), "0f0f0f0f-0000-4000-8000-000000000002", READER, &principal).await?;
     let obs = observe(&api, &shared_id, &brought).await?;
@@ -378,6 +385,61 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     assert_eq!(after.azure.fic_count, 1);
     assert!(after.azure.fic.is_some(), "the other binding's FIC is untouched");
     assert!(after.azure.role_assignments.iter().any(|ra| ra.name == "0f0f0f0f-0000-4000-8000-000000000002"), "a foreign assignment stays");
+    h.shutdown().await?;
+    Ok(())
+}
+
+/// The governed layer keeps FIC writes on one identity one at a time: the raw client, writing
+/// two at once, gets Azure's 409 for concurrent FIC writes; through `Governed` both land.
+#[tokio::test(flavor = "multi_thread")]
+async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
+    let (h, arm) = start().await?;
+    let mut behaviour = h.behaviour();
+    behaviour.fic_write_duration_ms = 400;
+    h.set_behaviour(behaviour);
+    let arm = Arc::new(arm);
+    let id = identity_id("shared-fics");
+    arm.put_identity(&id, "westeurope", &BTreeMap::new()).await?;
+    let fic = |n: u32| idbind::azure::FederatedCredential { name: format!("fic-{n}"), issuer: ISSUER.into(), subject: format!("system:serviceaccount:shop:sa{n}"), audiences: vec!["api://AzureADTokenExchange".into()] };
+
+    let (f1, f2, f3, f4) = (fic(1), fic(2), fic(3), fic(4));
+    let (a, b) = tokio::join!(arm.put_federated_credential(&id, &f1), arm.put_federated_credential(&id, &f2));
+    let conflict = [a, b].into_iter().filter_map(Result::err).find(|e| e.reason() == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity");
+    assert!(conflict.is_some_and(|e| e.retryable()), "two raw writes at once must collide in the simulator, or this test proves nothing");
+
+    let governed = Governed::new(arm.clone(), None, None);
+    let (a, b, c) = tokio::join!(governed.put_federated_credential(&id, &f3), governed.put_federated_credential(&id, &f4), governed.delete_federated_credential(&id, "fic-1"));
+    for r in [a, b, c] {
+        r?;
+    }
+    assert_eq!(governed.fic_locks_held(), 0, "locks are dropped once no write is in flight");
+    h.shutdown().await?;
+    Ok(())
+}
+
+/// With the simulator enforcing ARM's and the managed-identity API's documented limits, a burst
+/// of reads on one identity is throttled for the raw client and waits its turn (no 429) through
+/// the request budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
+    let (h, arm) = start().await?;
+    let arm = Arc::new(arm);
+    let id = identity_id("busy");
+    arm.put_identity(&id, "westeurope", &BTreeMap::new()).await?;
+    h.set_throttle(idbind_sim::ThrottleConfig::default());
+    h.reset_counters();
+    // 0.5 GET/s per identity with one in the bucket: the budget spaces three GETs two seconds
+    // apart, and the simulator never has to refuse one.
+    let governed = Governed::new(arm.clone(), Some(SharedBudget::new(Limits::default())), None);
+    for r in futures::future::join_all((0..3).map(|_| governed.get_identity(&id))).await {
+        assert!(r?.is_some());
+    }
+    assert_eq!(h.counters().get("UserAssignedIdentities_Get", "429"), 0, "the budget kept idbind under the limit");
+    assert_eq!(h.counters().get("UserAssignedIdentities_Get", "200"), 3);
+
+    // The same burst without the budget is throttled.
+    let raw: Vec<_> = futures::future::join_all((0..3).map(|_| arm.get_identity(&id))).await;
+    assert!(raw.iter().any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")), "{raw:?}");
     h.shutdown().await?;
     Ok(())
 }

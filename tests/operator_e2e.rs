@@ -5,125 +5,13 @@
 //! exactly the difference, bad input stalls with a reason and heals when fixed, and deletion
 //! leaves nothing behind.
 
-use std::{
-    io::Write,
-    process::Stdio,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 mod common;
 
-use idbind::{
-    controller::{self, Context},
-    validate::{OperatorSettings, Policy},
-};
-use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator, State};
-use idbind_testenv::ControlPlane;
-use kube::{
-    Client,
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use common::e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult, eventually, identities, start, start_with};
+use idbind::validate::Policy;
 use serde_json::{Value, json};
-
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-const SUB: &str = "00000000-0000-0000-0000-0000000000e2";
-const RG: &str = "rg-identities";
-const KV_RG: &str = "rg-shop";
-const APP_ID: &str = "11111111-1111-1111-1111-1111111111e2";
-const APP_SECRET: &str = "operator-secret";
-const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
-const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
-
-struct Env {
-    plane: &'static ControlPlane,
-    sim: SimHandle,
-    ns: String,
-}
-
-/// Control plane + simulator + a running controller (as admin; the least-privilege run is issue 5).
-async fn start(prefix: &str) -> Result<Env, Box<dyn std::error::Error + Send + Sync>> {
-    let plane = idbind_testenv::shared_with_crds();
-
-    let mut seed = Seed::default();
-    seed.add_rg(SUB, RG, Some("westeurope".into()));
-    seed.add_vault(SUB, KV_RG, "kv-shop", true);
-    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some("22222222-2222-2222-2222-2222222222e2".into()), display_name: Some("idbind".into()) });
-    let mut config = SimConfig::for_tests();
-    config.seed = seed;
-    // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
-    config.entra.extra_ca_files.push(plane.ca_file());
-    let sim = Simulator::start(config).await?;
-
-    let azure = Arc::new(common::arm_api(&sim, APP_ID, APP_SECRET)?);
-
-    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
-    let client = Client::try_from(kube_config)?;
-    let settings = OperatorSettings { cluster_name: "e2e".into(), subscription_id: SUB.into(), default_resource_group: Some(RG.into()), default_location: Some("westeurope".into()), issuer: plane.server().to_string() };
-    let ctx = Arc::new(Context::new(client, azure, settings, Policy::default(), Duration::from_secs(2)));
-    // Each test runs its own controller and simulator, so each watches only its own namespace.
-    let ns = plane.fresh_namespace(prefix)?;
-    let watched = ns.clone();
-    tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
-    Ok(Env { plane, sim, ns })
-}
-
-impl Env {
-    fn apply(&self, manifest: &Value) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let mut child = self.plane.kubectl(&["apply", "-n", &self.ns, "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-        }
-        Ok(())
-    }
-
-    fn binding(&self, name: &str, sa: &str, roles: &[&str]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let mut spec = json!({"serviceAccountName": sa});
-        if !roles.is_empty() {
-            spec["keyVaults"] = json!([{"name": "kv-shop", "resourceGroup": KV_RG, "roles": roles}]);
-        }
-        self.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": name}, "spec": spec}))
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-        let mut all = vec!["-n", self.ns.as_str()];
-        all.extend_from_slice(args);
-        Ok(self.plane.kubectl_ok(&all)?)
-    }
-
-    fn condition(&self, binding: &str, type_: &str) -> Result<(String, String), Box<dyn std::error::Error + Send + Sync>> {
-        let out = self.kubectl(&["get", "wib", binding, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}")])?;
-        let mut parts = out.split_whitespace();
-        Ok((parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string()))
-    }
-
-    fn writes(&self) -> u64 {
-        let c = self.sim.counters();
-        common::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
-    }
-}
-
-/// Polls `check` until it returns Some, or fails after `timeout` with the last observation.
-async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>, Box<dyn std::error::Error + Send + Sync>>) -> Result<T, Box<dyn std::error::Error + Send + Sync>> {
-    let start = Instant::now();
-    loop {
-        let last = check();
-        if let Ok(Some(v)) = last {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what} (last: {:?})", last.err()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn identities(state: &State) -> Vec<idbind_sim::state::Identity> {
-    state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.identities.values().cloned()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up() -> TestResult {
@@ -303,5 +191,140 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     env.apply(&manifest("billing-own", "kv-shop"))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/billing"])?;
     assert_eq!(env.condition("billing", "Stalled")?.0, "");
+    Ok(())
+}
+
+/// The legacy permission model: a vault without RBAC gets an access policy for the identity
+/// with the permissions equivalent to the role, follows role edits, and loses it on delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
+    // Any role, so that a write role reaches the access-policy check instead of the policy's.
+    let policy = Policy { allow_any_role: true, ..Policy::default() };
+    let env = start_with("e2e-legacy", policy, |c| c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)).await?;
+    env.kubectl(&["create", "serviceaccount", "legacy"])?;
+    let manifest = |roles: &[&str]| {
+        json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "legacy"},
+               "spec": {"serviceAccountName": "legacy", "keyVaults": [{"name": "kv-legacy", "resourceGroup": KV_RG, "roles": roles}]}})
+    };
+    // (secrets, certificates) of the identity's entry on kv-legacy, sorted.
+    let entry = |principal: &str| -> Option<(Vec<String>, Vec<String>)> {
+        let state = env.sim.state_typed();
+        let vault = state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.vaults.values()).find(|v| v.name == "kv-legacy")?.clone();
+        let p = vault.access_policies.iter().find(|p| p.object_id.eq_ignore_ascii_case(principal))?.permissions.clone();
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        Some((sorted(p.secrets), sorted(p.certificates)))
+    };
+
+    env.apply(&manifest(&["Key Vault Secrets User"]))?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/legacy"])?;
+    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
+    assert_eq!(entry(&identity.principal_id), Some((vec!["get".into(), "list".into()], vec![])));
+    assert!(!env.sim.state_typed().role_assignments.values().any(|ra| ra.principal_id == identity.principal_id), "no role assignment on an access-policy vault");
+    let held = env.kubectl(&["get", "wib", "legacy", "-o", "jsonpath={.status.accessPolicies[0].secrets}"])?;
+    assert_eq!(held, r#"["get","list"]"#);
+
+    // Secrets User → Certificate User: "list" on secrets goes, certificate reads come.
+    env.apply(&manifest(&["Key Vault Certificate User"]))?;
+    eventually("the certificate-user policy", Duration::from_secs(60), || Ok((entry(&identity.principal_id) == Some((vec!["get".into()], vec!["get".into(), "list".into()]))).then_some(()))).await?;
+
+    // A role with no read-only access-policy equivalent stalls rather than granting writes.
+    let writes = env.writes();
+    env.apply(&manifest(&["Key Vault Secrets User", "Key Vault Secrets Officer"]))?;
+    eventually("AccessPolicyRoleUnsupported", Duration::from_secs(60), || Ok((env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into())).then_some(()))).await?;
+    assert_eq!(env.writes(), writes, "nothing is written for an unsupported role");
+
+    env.kubectl(&["delete", "wib", "legacy", "--wait=true", "--timeout=60s"])?;
+    assert_eq!(entry(&identity.principal_id), None, "the access policy entry is gone");
+    assert!(identities(&env.sim.state_typed()).is_empty());
+    Ok(())
+}
+
+/// Every reason a user can act on, reached through the real operator, and cleared by the fix
+/// (or by Azure healing, for the retryable ones), each announced by an Event.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
+    use idbind_sim::{FaultAction, FaultRule, Grant, Seed, SeedPermission};
+    let policy = Policy { allow_any_role: true, ..Policy::default() };
+    let env = start_with("e2e-reasons", policy, |_| {}).await?;
+    for sa in ["dup", "custom", "busy", "fresh", "denied"] {
+        env.kubectl(&["create", "serviceaccount", sa])?;
+    }
+    let event = |reason: &str| -> Result<Option<()>, TestError> {
+        let events = env.kubectl(&["get", "events", "--field-selector", &format!("reason={reason}"), "-o", "name"])?;
+        Ok((!events.trim().is_empty()).then_some(()))
+    };
+    let wait_event = |reason: &'static str| eventually(reason, Duration::from_secs(30), move || event(reason));
+    let writes = env.writes();
+
+    // InvalidSpec: one role by name and by GUID (the schema cannot see they are the same).
+    env.binding("dup", "dup", &["Key Vault Secrets User", SECRETS_USER])?;
+    env.wait_condition("dup", "Stalled", "True", "InvalidSpec", Duration::from_secs(60)).await?;
+    let message = env.kubectl(&["get", "wib", "dup", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}"])?;
+    assert!(message.contains("spec.keyVaults[0].roles[1]"), "the message names the field: {message}");
+    wait_event("InvalidSpec").await?;
+
+    // RoleNotFound: a role name the subscription does not define.
+    env.binding("custom", "custom", &["Vault Wizard"])?;
+    env.wait_condition("custom", "Stalled", "True", "RoleNotFound", Duration::from_secs(60)).await?;
+    wait_event("RoleNotFound").await?;
+    assert_eq!(env.writes(), writes, "neither reaches an Azure write");
+    env.binding("dup", "dup", &["Key Vault Secrets User"])?;
+    env.binding("custom", "custom", &["Key Vault Reader"])?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/dup", "wib/custom"])?;
+    assert_eq!(env.condition("custom", "Stalled")?.0, "", "Stalled clears with the fix");
+
+    // Throttled: ARM answers 429 until it stops; the binding reconciles, then converges.
+    let rule = |operation: &str, action: FaultAction| FaultRule { operation: operation.into(), action, rate: 1.0, times: None };
+    env.sim.set_faults(vec![rule("UserAssignedIdentities_Get", FaultAction::Error { status: 429, retry_after_secs: Some(1) })]);
+    env.binding("busy", "busy", &["Key Vault Secrets User"])?;
+    env.wait_condition("busy", "Reconciling", "True", "Throttled", Duration::from_secs(60)).await?;
+    assert_eq!(env.condition("busy", "Ready")?, ("False".into(), "Throttled".into()));
+    wait_event("Throttled").await?;
+    env.sim.set_faults(vec![]);
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/busy"])?;
+    assert_eq!(env.condition("busy", "Reconciling")?.0, "", "Reconciling clears");
+
+    // PrincipalNotReplicated: Entra has not caught up with the new identity yet.
+    env.sim.set_faults(vec![rule("RoleAssignments_Create", FaultAction::Code { status: 400, code: "PrincipalNotFound".into(), message: None })]);
+    env.binding("fresh", "fresh", &["Key Vault Secrets User"])?;
+    env.wait_condition("fresh", "RoleAssignmentsReady", "False", "PrincipalNotReplicated", Duration::from_secs(60)).await?;
+    assert_eq!(env.condition("fresh", "Reconciling")?, ("True".into(), "PrincipalNotReplicated".into()));
+    wait_event("PrincipalNotReplicated").await?;
+    env.sim.set_faults(vec![]);
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/fresh"])?;
+
+    // AuthorizationFailed: the operator may do everything but assign roles, until granted.
+    let grant = |not_actions: Vec<String>| Seed { permissions: vec![SeedPermission { principal_id: APP_OBJECT_ID.into(), grants: vec![Grant { actions: vec!["*".into()], not_actions, scope: "/".into() }] }], ..Seed::default() };
+    env.sim.seed(grant(vec!["Microsoft.Authorization/roleAssignments/write".into()])).await?;
+    env.binding("denied", "denied", &["Key Vault Secrets User"])?;
+    env.wait_condition("denied", "RoleAssignmentsReady", "False", "AuthorizationFailed", Duration::from_secs(60)).await?;
+    wait_event("AuthorizationFailed").await?;
+    env.sim.seed(grant(vec![])).await?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", "wib/denied"])?;
+    Ok(())
+}
+
+/// Pointing a binding at another ServiceAccount moves the annotations and the FIC's subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_service_account_moves_the_annotations() -> TestResult {
+    let env = start("e2e-sa-move").await?;
+    env.kubectl(&["create", "serviceaccount", "old-sa"])?;
+    env.kubectl(&["create", "serviceaccount", "new-sa"])?;
+    env.binding("mover", "old-sa", &[])?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/mover"])?;
+    let annotated = |sa: &str| -> Result<bool, TestError> { Ok(env.kubectl(&["get", "serviceaccount", sa, "-o", "jsonpath={.metadata.annotations}"])?.contains("azure.workload.identity/client-id")) };
+    assert!(annotated("old-sa")?);
+
+    env.binding("mover", "new-sa", &[])?;
+    eventually("annotations on new-sa only", Duration::from_secs(60), || Ok((annotated("new-sa")? && !annotated("old-sa")?).then_some(()))).await?;
+    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
+    let subjects: Vec<String> = identity.federated_identity_credentials.values().map(|f| f.subject.clone()).collect();
+    assert_eq!(subjects, [format!("system:serviceaccount:{}:new-sa", env.ns)]);
+    assert_eq!(env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?, "new-sa");
+    env.kubectl(&["delete", "wib", "mover", "--wait=true", "--timeout=60s"])?;
+    assert!(!annotated("new-sa")? && !annotated("old-sa")?);
     Ok(())
 }

@@ -40,6 +40,15 @@ pub enum FaultAction {
         #[serde(default)]
         retry_after_secs: Option<u64>,
     },
+    /// Answer with this status, ARM error code and message, as the real service would for a
+    /// condition the simulator does not model on its own (e.g. 400 `PrincipalNotFound` for a
+    /// client that did send `principalType`, which Entra replication can still produce).
+    Code {
+        status: u16,
+        code: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
     /// Delay the request by this much before handling it.
     Latency { ms: u64 },
     /// Close the connection without answering.
@@ -107,6 +116,18 @@ impl Faults {
                     retry_after_secs,
                 } if out.error.is_none() && !out.drop => {
                     out.error = Some(injected_error(*status, *retry_after_secs));
+                }
+                FaultAction::Code {
+                    status,
+                    code,
+                    message,
+                } if out.error.is_none() && !out.drop => {
+                    let status = StatusCode::from_u16(*status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let message = message
+                        .clone()
+                        .unwrap_or_else(|| format!("{code} (injected fault)."));
+                    out.error = Some(ArmError::new(status, code.clone(), message));
                 }
                 // Only the first error/drop rule that matches takes effect.
                 _ => continue,
@@ -180,5 +201,20 @@ mod tests {
         let rules: Vec<FaultRule> = serde_json::from_str(r#"[{"operation":"*","kind":"latency","ms":5},{"operation":"Token","kind":"drop","rate":0.5}]"#).unwrap_or_default();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[1].action, FaultAction::Drop);
+    }
+
+    #[test]
+    fn a_code_rule_answers_with_that_arm_code() {
+        let rules: Vec<FaultRule> = serde_json::from_str(
+            r#"[{"operation":"RoleAssignments_Create","kind":"code","status":400,"code":"PrincipalNotFound","times":1}]"#,
+        )
+        .unwrap_or_default();
+        let f = Faults::new(rules);
+        let err = f.decide("RoleAssignments_Create").error;
+        assert_eq!(
+            err.as_ref().map(|e| (e.status, e.body()["error"]["code"].clone())),
+            Some((StatusCode::BAD_REQUEST, serde_json::json!("PrincipalNotFound")))
+        );
+        assert!(f.decide("RoleAssignments_Create").error.is_none(), "times: 1");
     }
 }

@@ -12,9 +12,9 @@
 //!   sends `%3Fdisambiguation_dummy` as part of the id. Role assignments are deleted by
 //!   (scope, name), role names resolved with `$filter=roleName eq '…'`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,8 +26,11 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::{AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo, resource_parts, subscription_of};
-use crate::plan::{ObservedIdentity, ObservedRoleAssignment};
+use super::{AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo, resource_parts, subscription_of};
+use crate::{
+    plan::{ObservedIdentity, ObservedRoleAssignment},
+    roles::Permissions,
+};
 
 /// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate
 /// among our dependencies; one GET does not justify one).
@@ -122,10 +125,6 @@ pub struct ArmApi {
     endpoint: Url,
     credential: Arc<dyn TokenCredential>,
     scope: String,
-    /// (subscription, lowercased role name) → role definition GUID. Role definitions do not
-    /// change under a name in practice, and resolving them on every reconcile would spend ARM
-    /// reads for nothing.
-    roles: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for ArmApi {
@@ -144,7 +143,7 @@ impl ArmApi {
         let msi = azure_mgmt_msi::Client::new(endpoint.clone(), credential.clone(), vec![scope.clone()], options.clone());
         let authz = azure_mgmt_authorization::Client::new(endpoint.clone(), credential.clone(), vec![scope.clone()], options.clone());
         let pipeline = azure_core::Pipeline::new(Some("idbind"), Some(env!("CARGO_PKG_VERSION")), options, Vec::new(), Vec::new());
-        Ok(Self { msi, authz, pipeline, endpoint, credential, scope, roles: Mutex::new(HashMap::new()) })
+        Ok(Self { msi, authz, pipeline, endpoint, credential, scope })
     }
 
     fn identity_parts(id: &str) -> Result<(&str, &str, &str), AzureError> {
@@ -258,11 +257,6 @@ impl AzureApi for ArmApi {
     async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
         const OP: &str = "RoleDefinitions_List";
         let sub = subscription_of(scope).ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: scope.to_string() })?.to_ascii_lowercase();
-        let key = (sub.clone(), role_name.to_ascii_lowercase());
-        // A poisoned lock only costs a cache miss.
-        if let Some(guid) = self.roles.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(guid);
-        }
         let mut pages = self.authz.role_definitions_client().list(format!("subscriptions/{sub}")).filter(format!("roleName eq '{}'", odata_quote(role_name))).into_stream();
         let mut found = None;
         while let Some(page) = pages.next().await {
@@ -273,30 +267,75 @@ impl AzureApi for ArmApi {
                 }
             }
         }
-        let guid = found.ok_or_else(|| AzureError::RoleNotFound { role: role_name.to_string(), scope: format!("/subscriptions/{sub}") })?;
-        if let Ok(mut m) = self.roles.lock() {
-            m.insert(key, guid.clone());
-        }
-        Ok(guid)
+        found.ok_or_else(|| AzureError::RoleNotFound { role: role_name.to_string(), scope: format!("/subscriptions/{sub}") })
     }
 
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
         const OP: &str = "Vaults_Get";
         resource_parts(resource_id, "Microsoft.KeyVault", "vaults", "key vault")?;
-        let mut url = self.endpoint.clone();
-        url.set_path(resource_id);
-        url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
-        let mut request = Request::new(url, azure_core::Method::Get);
-        request.insert_header(azure_core::headers::AUTHORIZATION, self.bearer(OP).await?);
-        let response = match self.pipeline.send(&Context::new(), &mut request).await.map_err(|e| from_core(OP, e)) {
-            Ok(r) => r,
+        let body = match self.send_raw(OP, azure_core::Method::Get, resource_id, None).await {
+            Ok(body) => body,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let body: Value = response.into_body().json().await.map_err(|e| from_core(OP, e))?;
         let rbac = body.pointer("/properties/enableRbacAuthorization").and_then(Value::as_bool).unwrap_or(false);
-        Ok(Some(VaultInfo { resource_id: body.get("id").and_then(Value::as_str).unwrap_or(resource_id).to_string(), rbac_authorization: rbac }))
+        let entries = body.pointer("/properties/accessPolicies").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let access_policies = entries
+            .iter()
+            .map(|e| AccessPolicyEntry {
+                tenant_id: e.get("tenantId").and_then(Value::as_str).unwrap_or_default().to_string(),
+                object_id: e.get("objectId").and_then(Value::as_str).unwrap_or_default().to_string(),
+                application_id: e.get("applicationId").and_then(Value::as_str).filter(|a| !a.is_empty()).map(str::to_string),
+                permissions: Permissions {
+                    secrets: string_set(e.pointer("/permissions/secrets")),
+                    keys: string_set(e.pointer("/permissions/keys")),
+                    certificates: string_set(e.pointer("/permissions/certificates")),
+                },
+            })
+            .collect();
+        Ok(Some(VaultInfo { resource_id: body.get("id").and_then(Value::as_str).unwrap_or(resource_id).to_string(), rbac_authorization: rbac, access_policies }))
     }
+
+    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
+        const OP: &str = "Vaults_UpdateAccessPolicy";
+        resource_parts(vault_id, "Microsoft.KeyVault", "vaults", "key vault")?;
+        let kind = match change {
+            AccessPolicyChange::Add => "add",
+            AccessPolicyChange::Remove => "remove",
+        };
+        let body = serde_json::json!({"properties": {"accessPolicies": [{
+            "tenantId": tenant_id,
+            "objectId": object_id,
+            "permissions": {"secrets": permissions.secrets, "keys": permissions.keys, "certificates": permissions.certificates},
+        }]}});
+        self.send_raw(OP, azure_core::Method::Put, &format!("{}/accessPolicies/{kind}", vault_id.trim_end_matches('/')), Some(body)).await.map(|_| ())
+    }
+}
+
+impl ArmApi {
+    /// One Key Vault management request through the SDK's pipeline (same transport, policies
+    /// and error handling as the generated clients), returning the JSON body.
+    async fn send_raw(&self, operation: &'static str, method: azure_core::Method, path: &str, body: Option<Value>) -> Result<Value, AzureError> {
+        let mut url = self.endpoint.clone();
+        url.set_path(path);
+        url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
+        let mut request = Request::new(url, method);
+        request.insert_header(azure_core::headers::AUTHORIZATION, self.bearer(operation).await?);
+        if let Some(body) = body {
+            request.insert_header(azure_core::headers::CONTENT_TYPE, "application/json");
+            request.set_body(serde_json::to_vec(&body).map_err(|e| invalid(operation, &e.to_string()))?);
+        }
+        let response = self.pipeline.send(&Context::new(), &mut request).await.map_err(|e| from_core(operation, e))?;
+        let bytes = response.into_body().collect().await.map_err(|e| from_core(operation, e))?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| invalid(operation, &e.to_string()))
+    }
+}
+
+fn string_set(v: Option<&Value>) -> std::collections::BTreeSet<String> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
 }
 
 /// The SDK's scope parameters are inserted after a `/` of their own.

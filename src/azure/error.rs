@@ -65,7 +65,9 @@ pub enum Category {
     AzureUnreachable,
     AuthenticationFailed,
     InvalidAzureResponse,
-    PrincipalNotFound,
+    /// ARM's `PrincipalNotFound`: Entra has not replicated a new identity's principal to where
+    /// ARM looks yet. Named for what it means, since the principal does exist.
+    PrincipalNotReplicated,
     IdentityNotReady,
     ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
     AnotherOperationInProgress,
@@ -94,7 +96,7 @@ impl Category {
             AzureUnreachable => "AzureUnreachable",
             AuthenticationFailed => "AuthenticationFailed",
             InvalidAzureResponse => "InvalidAzureResponse",
-            PrincipalNotFound => "PrincipalNotFound",
+            PrincipalNotReplicated => "PrincipalNotReplicated",
             IdentityNotReady => "IdentityNotReady",
             ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
             AnotherOperationInProgress => "AnotherOperationInProgress",
@@ -117,7 +119,7 @@ impl Category {
     pub fn retryable(self) -> bool {
         use Category::*;
         match self {
-            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotFound | IdentityNotReady | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
+            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotReplicated | IdentityNotReady | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
             // A token may fail for a moment (Entra outage, a rotated secret or federated token
             // not yet mounted), and a role grant to the operator may still be propagating:
             // retried with backoff, but reported under their own reason so a human sees it.
@@ -179,7 +181,7 @@ impl AzureError {
 /// case-sensitively, but some services vary the case, so we do not); otherwise the status does.
 fn classify(status: u16, code: &str) -> Category {
     let known = [
-        ("PrincipalNotFound", Category::PrincipalNotFound),
+        ("PrincipalNotFound", Category::PrincipalNotReplicated),
         ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", Category::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity),
         ("AnotherOperationInProgress", Category::AnotherOperationInProgress),
         ("AuthorizationFailed", Category::AuthorizationFailed),
@@ -232,7 +234,7 @@ mod tests {
             (500, "InternalServerError", "AzureServerError", true),
             (502, "", "AzureServerError", true),
             (503, "ServiceUnavailable", "AzureServerError", true),
-            (400, "PrincipalNotFound", "PrincipalNotFound", true),
+            (400, "PrincipalNotFound", "PrincipalNotReplicated", true),
             (409, "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true),
             (409, "AnotherOperationInProgress", "AnotherOperationInProgress", true),
             (409, "Conflict", "Conflict", true),

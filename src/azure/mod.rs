@@ -7,6 +7,7 @@
 
 pub mod arm;
 pub mod error;
+pub mod governed;
 pub mod workload_identity;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +16,10 @@ use async_trait::async_trait;
 
 pub use error::{AzureError, Category};
 
-use crate::plan::{Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedIdentity, ObservedRoleAssignment};
+use crate::{
+    plan::{Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedIdentity, ObservedRoleAssignment},
+    roles::Permissions,
+};
 
 /// The ids Azure gives a user-assigned identity, which the binding's status reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +53,34 @@ pub struct VaultInfo {
     /// `properties.enableRbacAuthorization`: role assignments only grant data-plane access on
     /// vaults that use the RBAC permission model.
     pub rbac_authorization: bool,
+    /// `properties.accessPolicies` (ignored by Key Vault when `rbac_authorization`).
+    pub access_policies: Vec<AccessPolicyEntry>,
+}
+
+impl VaultInfo {
+    /// The permissions of `object_id`'s entry (an entry bound to an application as well, a
+    /// "compound identity", is another principal and not counted).
+    pub fn permissions_of(&self, object_id: &str) -> Permissions {
+        self.access_policies.iter().filter(|e| e.object_id.eq_ignore_ascii_case(object_id) && e.application_id.is_none()).fold(Permissions::default(), |acc, e| acc.union(&e.permissions))
+    }
+}
+
+/// One entry of a vault's access policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessPolicyEntry {
+    pub tenant_id: String,
+    pub object_id: String,
+    pub application_id: Option<String>,
+    pub permissions: Permissions,
+}
+
+/// Key Vault's access-policy update operations that idbind uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessPolicyChange {
+    /// Merge the permissions into the principal's entry (creating it).
+    Add,
+    /// Take the permissions away (an entry left empty is dropped).
+    Remove,
 }
 
 /// The Azure calls the reconcile needs. Each is a single request; errors are not retried here.
@@ -76,6 +108,8 @@ pub trait AzureApi: Send + Sync {
     async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError>;
     /// The vault, or `None` when it does not exist.
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError>;
+    /// `PUT {vault}/accessPolicies/{add|remove}` for one principal.
+    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError>;
 }
 
 /// What [`observe`] found: the planner's input, and the identity's ids for the status.
@@ -114,6 +148,16 @@ pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
         }
     }
 
+    let mut access_policies: Vec<(String, Permissions)> = Vec::new();
+    for (vault_id, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
+        if access_policies.iter().any(|(v, _)| v.eq_ignore_ascii_case(vault_id)) {
+            continue;
+        }
+        // A vault deleted since counts as holding nothing.
+        let held = api.get_vault(vault_id).await?.map(|v| v.permissions_of(&found.ids.principal_id)).unwrap_or_default();
+        access_policies.push((vault_id.clone(), held));
+    }
+
     Ok(Observation {
         azure: ObservedAzure {
             fic: ours.map(|f| ObservedFic { issuer: f.issuer.clone(), subject: f.subject.clone(), audiences: f.audiences.clone() }),
@@ -121,15 +165,17 @@ pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
             fic_duplicate_of: duplicate.map(|f| f.name.clone()),
             identity: Some(found.observed),
             role_assignments,
+            access_policies,
         },
         ids: Some(found.ids),
     })
 }
 
-/// Performs one planned write for the binding whose identity is `identity_id`. `principal_id`
-/// is the identity's principal, known once the identity exists (the planner only plans role
-/// assignments then).
-pub async fn execute(api: &dyn AzureApi, identity_id: &str, principal_id: Option<&str>, action: &Action) -> Result<(), AzureError> {
+/// Performs one planned write for the binding whose identity is `identity_id`. `ids` are the
+/// identity's, known once it exists (the planner plans what names its principal only then).
+pub async fn execute(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<(), AzureError> {
+    let principal_id = ids.map(|i| i.principal_id.as_str());
+    let not_ready = || AzureError::IdentityNotReady(identity_id.to_string());
     match action {
         Action::PutIdentity { resource_id, location, tags } => api.put_identity(resource_id, location, tags).await.map(|_| ()),
         Action::PutFederatedCredential { name, issuer, subject, audience } => {
@@ -137,21 +183,30 @@ pub async fn execute(api: &dyn AzureApi, identity_id: &str, principal_id: Option
             api.put_federated_credential(identity_id, &fic).await
         }
         Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-            let principal = principal_id.ok_or_else(|| AzureError::IdentityNotReady(identity_id.to_string()))?;
+            let principal = principal_id.ok_or_else(not_ready)?;
             match api.create_role_assignment(scope, name, role_definition_guid, principal).await {
                 Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => adopt_existing(api, scope, name, role_definition_guid, principal, e).await,
                 other => other,
             }
         }
         Action::DeleteRoleAssignment { id } => done_if_gone(api.delete_role_assignment(id).await),
+        Action::GrantAccessPolicy { vault_id, permissions } => {
+            let ids = ids.ok_or_else(not_ready)?;
+            api.update_access_policy(vault_id, AccessPolicyChange::Add, &ids.tenant_id, &ids.principal_id, permissions).await
+        }
+        Action::RevokeAccessPolicy { vault_id, permissions } => {
+            let ids = ids.ok_or_else(not_ready)?;
+            done_if_gone(api.update_access_policy(vault_id, AccessPolicyChange::Remove, &ids.tenant_id, &ids.principal_id, permissions).await)
+        }
     }
 }
 
 /// Removes what the binding owns in Azure (finalizer, `deletionPolicy: Delete`), in the order
-/// that leaves nothing orphaned (DESIGN §2a): role assignments first (deleting the identity
-/// first would strand them as "Identity not found", counting against the subscription's
-/// limit), then our FIC, then the identity, only when idbind manages it and its tags say it is
-/// this binding's. Anything already gone counts as deleted. Returns the ids deleted.
+/// that leaves nothing orphaned (DESIGN §2a): role assignments and access-policy permissions
+/// first (deleting the identity first would strand assignments as "Identity not found",
+/// counting against the subscription's limit), then our FIC, then the identity, only when
+/// idbind manages it and its tags say it is this binding's. Anything already gone counts as
+/// deleted. Returns the ids deleted.
 pub async fn cleanup(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzure, observed: &Observation) -> Result<Vec<String>, AzureError> {
     let mut deleted = Vec::new();
     let Some(identity) = &observed.azure.identity else {
@@ -163,6 +218,20 @@ pub async fn cleanup(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
         if ours {
             done_if_gone(api.delete_role_assignment(&ra.id).await)?;
             deleted.push(ra.id.clone());
+        }
+    }
+    let ids = observed.ids.as_ref();
+    let mut seen: Vec<&str> = Vec::new();
+    for (vault_id, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
+        if seen.iter().any(|v| v.eq_ignore_ascii_case(vault_id)) {
+            continue;
+        }
+        seen.push(vault_id);
+        let granted = desired.access_policies.iter().chain(&desired.held_access_policies).filter(|(v, _)| v.eq_ignore_ascii_case(vault_id)).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
+        let present = granted.intersect(&observed.azure.access_policy(vault_id));
+        if !present.is_empty() {
+            execute(api, identity_id, ids, &Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: present }).await?;
+            deleted.push(format!("{vault_id}/accessPolicies/{}", identity.principal_id));
         }
     }
     if observed.azure.fic.is_some() {

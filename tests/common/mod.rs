@@ -1,4 +1,7 @@
 //! Shared by the integration tests that drive the Azure layer against the simulator.
+#![allow(dead_code)] // each test binary uses its own part of these helpers
+
+pub mod e2e;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;

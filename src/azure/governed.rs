@@ -1,0 +1,175 @@
+//! [`Governed`]: the [`AzureApi`] every reconcile uses, wrapping the real client with what keeps
+//! a fleet of reconciles inside Azure's limits and out of each other's way:
+//!
+//! - the client-side request budget ([`crate::budget`]), shaped like ARM's and the
+//!   managed-identity API's token buckets, so idbind waits its turn instead of provoking 429s;
+//! - at most one federated-credential write in flight per identity: Azure answers a second
+//!   concurrent one with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity`
+//!   (DESIGN §2a), which bites when several bindings federate one brought identity;
+//! - the role-name cache: display names resolve once per subscription, not once per reconcile;
+//! - the per-request observation for metrics (operation, status, duration, budget wait).
+//!
+//! Each call is still one ARM request with no retry; the controller decides what a failure means.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+
+use super::{AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo};
+use crate::{
+    budget::{MsiOp, OpKind, Request, SharedBudget},
+    plan::ObservedRoleAssignment,
+    roles::Permissions,
+};
+
+/// Receives one record per ARM request (the metrics implement it).
+pub trait ArmObserver: Send + Sync {
+    /// `status` is the HTTP status ARM answered, 200 for any success (the SDK does not say which
+    /// 2xx it was), 0 when no HTTP answer came.
+    fn request(&self, operation: &'static str, status: u16, elapsed: Duration);
+    /// How long a request waited for the budget before it was sent.
+    fn budget_waited(&self, waited: Duration);
+}
+
+impl ArmObserver for crate::telemetry::Metrics {
+    fn request(&self, operation: &'static str, status: u16, elapsed: Duration) {
+        self.arm_request(operation, status, elapsed);
+    }
+
+    fn budget_waited(&self, waited: Duration) {
+        crate::telemetry::Metrics::budget_waited(self, waited);
+    }
+}
+
+/// The governed Azure layer.
+pub struct Governed {
+    inner: Arc<dyn AzureApi>,
+    /// `None`: no client-side budget (Azure's 429s and the controller's backoff only).
+    budget: Option<SharedBudget>,
+    observer: Option<Arc<dyn ArmObserver>>,
+    /// Lowercased identity id → the lock its FIC writes take. Entries are removed when nobody
+    /// holds or waits for them, so the map follows the writes in flight.
+    fic_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// (lowercased subscription, lowercased role name) → role definition GUID.
+    roles: Mutex<HashMap<(String, String), String>>,
+}
+
+impl Governed {
+    pub fn new(inner: Arc<dyn AzureApi>, budget: Option<SharedBudget>, observer: Option<Arc<dyn ArmObserver>>) -> Self {
+        Governed { inner, budget, observer, fic_locks: Mutex::default(), roles: Mutex::default() }
+    }
+
+    /// Waits for the budget, sends, and reports the request.
+    async fn call<T, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, request: Request, send: F) -> Result<T, AzureError> {
+        let waited = match &self.budget {
+            Some(b) => b.acquire(&request).await,
+            None => Duration::ZERO,
+        };
+        let start = Instant::now();
+        let result = send.await;
+        if let Some(o) = &self.observer {
+            o.budget_waited(waited);
+            let status = match &result {
+                Ok(_) => 200,
+                Err(AzureError::Arm { status, .. }) => *status,
+                Err(_) => 0,
+            };
+            o.request(operation, status, start.elapsed());
+        }
+        result
+    }
+
+    /// Runs a FIC write on `identity_id` under that identity's lock.
+    async fn fic_write<T, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, identity_id: &str, send: F) -> Result<T, AzureError> {
+        let key = identity_id.to_ascii_lowercase();
+        let lock = self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+        let result = {
+            let _held = lock.lock().await;
+            let kind = if operation.ends_with("_Delete") { OpKind::Delete } else { OpKind::Write };
+            self.call(operation, Request { kind, msi: None }, send).await
+        };
+        drop(lock);
+        let mut locks = self.fic_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it now: nobody is writing or waiting.
+        if locks.get(&key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&key);
+        }
+        result
+    }
+
+    /// Identities with a FIC lock entry (for tests: it must not grow without bound).
+    pub fn fic_locks_held(&self) -> usize {
+        self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn msi(kind: OpKind, op: MsiOp, identity_id: &str) -> Request {
+    Request { kind, msi: Some((op, identity_id.to_string())) }
+}
+
+fn arm(kind: OpKind) -> Request {
+    Request { kind, msi: None }
+}
+
+#[async_trait]
+impl AzureApi for Governed {
+    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
+        self.call("UserAssignedIdentities_Get", msi(OpKind::Read, MsiOp::Get, resource_id), self.inner.get_identity(resource_id)).await
+    }
+
+    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError> {
+        self.call("UserAssignedIdentities_CreateOrUpdate", msi(OpKind::Write, MsiOp::CreateOrUpdate, resource_id), self.inner.put_identity(resource_id, location, tags)).await
+    }
+
+    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
+        self.call("UserAssignedIdentities_Delete", msi(OpKind::Delete, MsiOp::Delete, resource_id), self.inner.delete_identity(resource_id)).await
+    }
+
+    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
+        self.call("FederatedIdentityCredentials_List", arm(OpKind::Read), self.inner.list_federated_credentials(identity_id)).await
+    }
+
+    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError> {
+        self.fic_write("FederatedIdentityCredentials_CreateOrUpdate", identity_id, self.inner.put_federated_credential(identity_id, fic)).await
+    }
+
+    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
+        self.fic_write("FederatedIdentityCredentials_Delete", identity_id, self.inner.delete_federated_credential(identity_id, name)).await
+    }
+
+    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+        self.call("RoleAssignments_ListForScope", arm(OpKind::Read), self.inner.list_role_assignments(scope, principal_id)).await
+    }
+
+    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {
+        self.call("RoleAssignments_Create", arm(OpKind::Write), self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id)).await
+    }
+
+    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
+        self.call("RoleAssignments_Delete", arm(OpKind::Delete), self.inner.delete_role_assignment(id)).await
+    }
+
+    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
+        let sub = super::subscription_of(scope).unwrap_or_default().to_ascii_lowercase();
+        let key = (sub, role_name.trim().to_ascii_lowercase());
+        if let Some(guid) = self.roles.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(guid.clone());
+        }
+        let guid = self.call("RoleDefinitions_List", arm(OpKind::Read), self.inner.resolve_role(scope, role_name)).await?;
+        self.roles.lock().unwrap_or_else(|p| p.into_inner()).insert(key, guid.clone());
+        Ok(guid)
+    }
+
+    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
+        self.call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id)).await
+    }
+
+    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
+        self.call("Vaults_UpdateAccessPolicy", arm(OpKind::Write), self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions)).await
+    }
+}

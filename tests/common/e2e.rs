@@ -1,0 +1,144 @@
+//! The end-to-end harness: the shared real control plane, a simulator over HTTPS seeded with
+//! one subscription, the identities' resource group and an RBAC vault, and idbind's controller
+//! running in this process against one fresh namespace.
+
+use std::{
+    io::Write,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use idbind::{
+    azure::governed::Governed,
+    budget::{Limits, SharedBudget},
+    controller::{self, Context},
+    validate::{OperatorSettings, Policy},
+};
+use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator, State};
+use idbind_testenv::ControlPlane;
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::{Value, json};
+
+pub type TestError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestResult = Result<(), TestError>;
+
+pub const SUB: &str = "00000000-0000-0000-0000-0000000000e2";
+pub const RG: &str = "rg-identities";
+pub const KV_RG: &str = "rg-shop";
+pub const APP_ID: &str = "11111111-1111-1111-1111-1111111111e2";
+pub const APP_OBJECT_ID: &str = "22222222-2222-2222-2222-2222222222e2";
+pub const APP_SECRET: &str = "operator-secret";
+pub const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+pub const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+
+pub struct Env {
+    pub plane: &'static ControlPlane,
+    pub sim: SimHandle,
+    pub ns: String,
+}
+
+/// Control plane + simulator + a running controller with the default policy.
+pub async fn start(prefix: &str) -> Result<Env, TestError> {
+    start_with(prefix, Policy::default(), |_| {}).await
+}
+
+/// Like [`start`], with a policy and a last word on the simulator's configuration (extra
+/// vaults, grants, behaviours) before it starts.
+pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
+    let plane = idbind_testenv::shared_with_crds();
+
+    let mut seed = Seed::default();
+    seed.add_rg(SUB, RG, Some("westeurope".into()));
+    seed.add_vault(SUB, KV_RG, "kv-shop", true);
+    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some(APP_OBJECT_ID.into()), display_name: Some("idbind".into()) });
+    let mut config = SimConfig::for_tests();
+    config.seed = seed;
+    // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
+    config.entra.extra_ca_files.push(plane.ca_file());
+    customize(&mut config);
+    let sim = Simulator::start(config).await?;
+
+    // The production stack: the ARM client behind the request budget (ARM's limits, scaled up
+    // tenfold so tests do not wait on the managed-identity API's one-GET-per-2-s per identity).
+    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(Limits::default().scaled(10.0))), None));
+
+    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
+    let client = Client::try_from(kube_config)?;
+    let settings = OperatorSettings { cluster_name: "e2e".into(), subscription_id: SUB.into(), default_resource_group: Some(RG.into()), default_location: Some("westeurope".into()), issuer: plane.server().to_string() };
+    let ctx = Arc::new(Context::new(client, azure, settings, policy, Duration::from_secs(2)));
+    // Each test runs its own controller and simulator, so each watches only its own namespace.
+    let ns = plane.fresh_namespace(prefix)?;
+    let watched = ns.clone();
+    tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
+    Ok(Env { plane, sim, ns })
+}
+
+impl Env {
+    pub fn apply(&self, manifest: &Value) -> TestResult {
+        let mut child = self.plane.kubectl(&["apply", "-n", &self.ns, "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+        }
+        Ok(())
+    }
+
+    /// Applies a binding of `sa` with `roles` on kv-shop (none: no vault).
+    pub fn binding(&self, name: &str, sa: &str, roles: &[&str]) -> TestResult {
+        let mut spec = json!({"serviceAccountName": sa});
+        if !roles.is_empty() {
+            spec["keyVaults"] = json!([{"name": "kv-shop", "resourceGroup": KV_RG, "roles": roles}]);
+        }
+        self.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": name}, "spec": spec}))
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, TestError> {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        Ok(self.plane.kubectl_ok(&all)?)
+    }
+
+    /// (status, reason) of a condition; empty strings when it is absent.
+    pub fn condition(&self, binding: &str, type_: &str) -> Result<(String, String), TestError> {
+        let out = self.kubectl(&["get", "wib", binding, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}")])?;
+        let mut parts = out.split_whitespace();
+        Ok((parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string()))
+    }
+
+    /// Waits until condition `type_` of `binding` has this status and reason.
+    pub async fn wait_condition(&self, binding: &str, type_: &str, status: &str, reason: &str, timeout: Duration) -> TestResult {
+        let want = (status.to_string(), reason.to_string());
+        eventually(&format!("{binding}: {type_}={status} ({reason})"), timeout, || Ok((self.condition(binding, type_)? == want).then_some(()))).await
+    }
+
+    /// Azure writes the simulator has served so far.
+    pub fn writes(&self) -> u64 {
+        let c = self.sim.counters();
+        super::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
+    }
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` with the last observation.
+pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>, TestError>) -> Result<T, TestError> {
+    let start = Instant::now();
+    loop {
+        let last = check();
+        if let Ok(Some(v)) = last {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("timed out after {timeout:?} waiting for {what} (last: {:?})", last.err()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every identity the simulator holds.
+pub fn identities(state: &State) -> Vec<idbind_sim::state::Identity> {
+    state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.identities.values().cloned()).collect()
+}
