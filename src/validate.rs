@@ -79,10 +79,18 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
     let mut problems = Vec::new();
     let mut bad = |field: &str, reason: &'static str, message: String| problems.push(Invalid { field: field.to_string(), reason, message });
 
+    // The schema checks this too; the subject is built from it, so it is checked here as well
+    // rather than trusted: a ':' would let a binding name another namespace's subject.
+    if !is_dns_subdomain(&spec.service_account_name) {
+        bad("spec.serviceAccountName", INVALID_SPEC, format!("{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)", spec.service_account_name));
+    }
+
     let identity = match &spec.identity.resource_id {
         Some(id) => {
             if !policy.allow_existing_identity {
                 bad("spec.identity.resourceId", POLICY_VIOLATION, "bringing an existing identity is not allowed by the operator's policy".into());
+            } else if arm_id_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities").is_none() {
+                bad("spec.identity.resourceId", INVALID_SPEC, format!("{id:?} is not a user-assigned identity's resource id"));
             } else if !policy.allow_other_subscriptions && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id)) {
                 bad("spec.identity.resourceId", POLICY_VIOLATION, format!("the identity is in another subscription than the operator's ({})", settings.subscription_id));
             }
@@ -96,6 +104,15 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
             }
             if location.is_none() {
                 bad("spec.identity.location", INVALID_SPEC, "no location: set spec.identity.location (the operator has no default)".into());
+            }
+            if let Some(rg) = resource_group.as_deref().filter(|rg| !is_resource_group_name(rg)) {
+                bad("spec.identity.resourceGroup", INVALID_SPEC, format!("{rg:?} is not a resource group name"));
+            }
+            if let Some(name) = spec.identity.name.as_deref().filter(|n| !is_identity_name(n)) {
+                bad("spec.identity.name", INVALID_SPEC, format!("{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and '_', starting with a letter or digit)"));
+            }
+            if let Some(l) = location.as_deref().filter(|l| l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric())) {
+                bad("spec.identity.location", INVALID_SPEC, format!("{l:?} is not an Azure location name (e.g. westeurope)"));
             }
             let tags = spec.identity.tags.clone().unwrap_or_default();
             for (k, v) in &tags {
@@ -118,9 +135,19 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
 
     let mut vaults: Vec<DesiredVault> = Vec::new();
     for (i, kv) in spec.key_vaults.iter().enumerate() {
+        // Every part that ends up in an ARM URL is checked here, not only by the schema.
         let resource_id = match (&kv.resource_id, &kv.name, &kv.resource_group) {
-            (Some(id), _, _) => id.clone(),
-            (None, Some(n), Some(rg)) => format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}", settings.subscription_id),
+            (Some(id), _, _) if arm_id_parts(id, "Microsoft.KeyVault", "vaults").is_some_and(|(_, rg, n)| is_resource_group_name(rg) && is_vault_name(n)) => id.clone(),
+            (Some(id), _, _) => {
+                bad(&format!("spec.keyVaults[{i}].resourceId"), INVALID_SPEC, format!("{id:?} is not a Key Vault's resource id"));
+                continue;
+            }
+            (None, Some(n), Some(rg)) if is_vault_name(n) && is_resource_group_name(rg) => format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}", settings.subscription_id),
+            (None, Some(n), Some(rg)) => {
+                let field = if is_vault_name(n) { "resourceGroup" } else { "name" };
+                bad(&format!("spec.keyVaults[{i}].{field}"), INVALID_SPEC, format!("{:?} is not a valid vault {field}", if is_vault_name(n) { rg } else { n }));
+                continue;
+            }
             _ => {
                 bad(&format!("spec.keyVaults[{i}]"), INVALID_SPEC, "set either resourceId, or name and resourceGroup".into());
                 continue;
@@ -161,6 +188,37 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
         vaults,
         deletion_policy: spec.deletion_policy,
     })
+}
+
+/// (subscription, resource group, name) of `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`.
+fn arm_id_parts<'a>(id: &'a str, provider: &str, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    let parts: Vec<&str> = id.strip_prefix('/')?.split('/').collect();
+    match parts.as_slice() {
+        [s, sub, r, rg, p, prov, t, name] if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") && p.eq_ignore_ascii_case("providers") && prov.eq_ignore_ascii_case(provider) && t.eq_ignore_ascii_case(type_) && uuid::Uuid::parse_str(sub).is_ok() && !rg.is_empty() && !name.is_empty() => Some((sub, rg, name)),
+        _ => None,
+    }
+}
+
+/// ARM's resource group rule: 1-90 letters, digits, '-', '_', '.', '(' and ')', not ending in '.'.
+fn is_resource_group_name(rg: &str) -> bool {
+    (1..=90).contains(&rg.len()) && !rg.ends_with('.') && rg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+}
+
+/// Key Vault's rule: 3-24 letters, digits and '-', starting with a letter, ending with a letter
+/// or digit, no "--".
+fn is_vault_name(n: &str) -> bool {
+    (3..=24).contains(&n.len()) && n.starts_with(|c: char| c.is_ascii_alphabetic()) && n.ends_with(|c: char| c.is_ascii_alphanumeric()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !n.contains("--")
+}
+
+/// A user-assigned identity's name: 3-128 letters, digits, '-' and '_', starting with a letter or digit.
+fn is_identity_name(n: &str) -> bool {
+    (3..=128).contains(&n.len()) && n.starts_with(|c: char| c.is_ascii_alphanumeric()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Kubernetes' DNS-1123 subdomain rule, which ServiceAccount names follow.
+fn is_dns_subdomain(name: &str) -> bool {
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (1..=253).contains(&name.len()) && edge_ok(name.chars().next()) && edge_ok(name.chars().last()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 fn subscription_of(resource_id: &str) -> Option<&str> {
@@ -262,6 +320,46 @@ mod tests {
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
             vec![("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC), ("spec.keyVaults[1]".into(), INVALID_SPEC)]
         );
+    }
+
+    #[test]
+    fn service_account_names_that_could_bend_the_subject_are_refused() {
+        for bad in ["", "a:b", "Orders", "-x", "x-", "ns:other:sa", &"a".repeat(254)] {
+            let s = WorkloadIdentityBindingSpec { service_account_name: bad.to_string(), ..Default::default() };
+            assert_eq!(fields(validate("ns", "b", &s, &settings(), &Policy::default())), vec![("spec.serviceAccountName".into(), INVALID_SPEC)], "{bad:?}");
+        }
+        for good in ["a", "orders-api", "a.b", &"a".repeat(253)] {
+            let s = WorkloadIdentityBindingSpec { service_account_name: good.to_string(), ..Default::default() };
+            assert!(validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn anything_that_would_land_in_an_arm_url_is_checked() {
+        let mut s = spec();
+        s.identity.name = Some("a/../b".into());
+        s.identity.resource_group = Some("rg/x".into());
+        s.key_vaults = vec![
+            KeyVaultAccess { name: Some("kv/../../x".into()), resource_group: Some("rg".into()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+            KeyVaultAccess { name: Some("kv-ok".into()), resource_group: Some("rg?x=1".into()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+            KeyVaultAccess { resource_id: Some(String::new()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+            KeyVaultAccess { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa")), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+        ];
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            vec![
+                ("spec.identity.resourceGroup".into(), INVALID_SPEC),
+                ("spec.identity.name".into(), INVALID_SPEC),
+                ("spec.keyVaults[0].name".into(), INVALID_SPEC),
+                ("spec.keyVaults[1].resourceGroup".into(), INVALID_SPEC),
+                ("spec.keyVaults[2].resourceId".into(), INVALID_SPEC),
+                ("spec.keyVaults[3].resourceId".into(), INVALID_SPEC),
+            ]
+        );
+        let mut s = spec();
+        s.identity = IdentitySpec { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv")), ..Default::default() };
+        let open = Policy { allow_existing_identity: true, ..Policy::default() };
+        assert_eq!(fields(validate("ns", "b", &s, &settings(), &open)), vec![("spec.identity.resourceId".into(), INVALID_SPEC)]);
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! Property tests: whatever a user (or an attacker) writes into a binding, validation and
+//! naming never panic, every Azure name idbind derives is one ARM accepts, and the guarantees
+//! the security model rests on hold for every input, not only the examples in the unit tests:
+//! the subject always names the binding's own namespace, the issuer is always the operator's,
+//! and the default policy never lets a write role, another subscription or a brought identity
+//! through.
+
+use std::collections::BTreeMap;
+
+use idbind::{
+    naming::{FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name},
+    resource::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
+    roles::{Permissions, RoleRef},
+    validate::{DesiredIdentity, OperatorSettings, Policy, validate},
+};
+use proptest::{collection, option, prelude::*};
+
+const SUB: &str = "00000000-0000-0000-0000-000000000001";
+const ISSUER: &str = "https://oidc.example/tenant/issuer/";
+
+/// ARM's rule for user-assigned identity and FIC names: letters, digits, '-' and '_', starting
+/// with a letter or digit, within the length limit.
+fn arm_name_ok(name: &str, max: usize) -> bool {
+    (3..=max).contains(&name.len()) && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn settings() -> OperatorSettings {
+    OperatorSettings { cluster_name: "aks-prod".into(), subscription_id: SUB.into(), default_resource_group: Some("rg-ids".into()), default_location: Some("westeurope".into()), issuer: ISSUER.into() }
+}
+
+/// Strings as the API server could pass them (any Unicode, including ARM-hostile characters),
+/// mixed with the shapes idbind cares about.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+        Just("Key Vault Secrets User".to_string()),
+        Just("Owner".to_string()),
+        Just("User Access Administrator".to_string()),
+        Just("4633458b-17de-408a-b874-0445c86b69e6".to_string()),
+        Just("/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635".to_string()),
+    ]
+}
+
+fn resource_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z]{3,8}".prop_map(|n| format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{n}")),
+        "[a-z]{3,8}".prop_map(|n| format!("/subscriptions/00000000-0000-0000-0000-0000000000ff/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{n}")),
+        "[a-z]{3,8}".prop_map(|n| format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}")),
+        Just(format!("/subscriptions/{SUB}")),
+    ]
+}
+
+fn vault() -> impl Strategy<Value = KeyVaultAccess> {
+    (option::of(text()), option::of(text()), option::of(resource_id()), collection::vec(text(), 0..5)).prop_map(|(name, resource_group, resource_id, roles)| KeyVaultAccess { name, resource_group, resource_id, roles })
+}
+
+fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
+    let identity = (option::of(text()), option::of(text()), option::of(text()), option::of(collection::btree_map(text(), text(), 0..3)), option::of(resource_id()))
+        .prop_map(|(name, resource_group, location, tags, resource_id)| IdentitySpec { name, resource_group, location, tags, resource_id });
+    (text(), identity, collection::vec(vault(), 0..4), prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)])
+        .prop_map(|(service_account_name, identity, key_vaults, deletion_policy)| WorkloadIdentityBindingSpec { service_account_name, identity, key_vaults, deletion_policy })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy { allow_any_role, allow_other_subscriptions, allow_existing_identity })
+}
+
+fn permissions() -> impl Strategy<Value = Permissions> {
+    let names = || collection::btree_set(prop_oneof![Just("get".to_string()), Just("list".to_string()), Just("GET".to_string()), Just("sign".to_string())], 0..4);
+    (names(), names(), names()).prop_map(|(secrets, keys, certificates)| Permissions { secrets, keys, certificates })
+}
+
+fn subscription_of(id: &str) -> Option<String> {
+    let mut parts = id.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some(s), Some(sub)) if s.eq_ignore_ascii_case("subscriptions") => Some(sub.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn derived_names_are_valid_arm_names_and_deterministic(cluster in any::<String>(), namespace in any::<String>(), name in any::<String>()) {
+        let id = identity_name(&cluster, &namespace, &name);
+        prop_assert!(arm_name_ok(&id, IDENTITY_NAME_MAX), "identity name {id:?}");
+        prop_assert_eq!(&id, &identity_name(&cluster, &namespace, &name));
+        let fic = federated_credential_name(&cluster, &namespace, &name);
+        prop_assert!(arm_name_ok(&fic, FIC_NAME_MAX), "FIC name {fic:?}");
+    }
+
+    #[test]
+    fn different_bindings_get_different_names(a in ("[a-z]{1,4}", "[a-z-]{1,6}", "[a-z.-]{1,6}"), b in ("[a-z]{1,4}", "[a-z-]{1,6}", "[a-z.-]{1,6}")) {
+        prop_assume!(a != b);
+        prop_assert_ne!(identity_name(&a.0, &a.1, &a.2), identity_name(&b.0, &b.1, &b.2));
+        prop_assert_ne!(federated_credential_name(&a.0, &a.1, &a.2), federated_credential_name(&b.0, &b.1, &b.2));
+    }
+
+    #[test]
+    fn role_assignment_names_ignore_case_only(scope in "[A-Za-z0-9/]{1,40}", role in "[a-f0-9-]{8,36}", principal in "[A-Fa-f0-9-]{8,36}") {
+        let name = role_assignment_name(&scope, &role, &principal);
+        prop_assert_eq!(name, role_assignment_name(&scope.to_uppercase(), &role.to_uppercase(), &principal.to_lowercase()));
+        prop_assert_eq!(name.get_version_num(), 5);
+        prop_assert_ne!(name, role_assignment_name(&format!("{scope}x"), &role, &principal));
+    }
+
+    #[test]
+    fn role_references_parse_without_panicking(role in any::<String>()) {
+        let parsed = RoleRef::parse(&role);
+        // A reference that is a known built-in is one by GUID, however it was written.
+        if let Some(b) = parsed.builtin() {
+            prop_assert_eq!(RoleRef::parse(b.guid), parsed);
+        }
+    }
+
+    #[test]
+    fn validation_never_panics_and_keeps_the_security_invariants(namespace in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name in "[a-z0-9]([-a-z0-9.]{0,40}[a-z0-9])?", spec in spec(), policy in policy()) {
+        let Ok(d) = validate(&namespace, &name, &spec, &settings(), &policy) else {
+            return Ok(());
+        };
+        // The subject names the binding's own namespace, whatever the spec says.
+        prop_assert_eq!(d.subject, format!("system:serviceaccount:{namespace}:{}", spec.service_account_name));
+        prop_assert_eq!(d.issuer.as_str(), ISSUER);
+        prop_assert!(arm_name_ok(&d.federated_credential_name, FIC_NAME_MAX));
+        match &d.identity {
+            DesiredIdentity::Managed { subscription_id, name: identity, .. } => {
+                prop_assert_eq!(subscription_id.as_str(), SUB, "identities are created in the operator's subscription");
+                if spec.identity.name.is_none() {
+                    prop_assert!(arm_name_ok(identity, IDENTITY_NAME_MAX), "{identity:?}");
+                }
+            }
+            DesiredIdentity::Existing { .. } => prop_assert!(policy.allow_existing_identity, "a brought identity passed a policy that forbids it"),
+        }
+        for v in &d.vaults {
+            if !policy.allow_other_subscriptions {
+                let sub = subscription_of(&v.resource_id);
+                prop_assert_eq!(sub.as_deref(), Some(SUB), "vault {} outside the subscription", v.resource_id);
+            }
+            if !policy.allow_any_role {
+                for (written, role) in &v.roles {
+                    prop_assert!(role.builtin().is_some_and(|b| b.read_only), "role {written:?} passed the default policy");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn permission_algebra_holds(a in permissions(), b in permissions()) {
+        let missing = a.minus(&b);
+        // What is missing, added, leaves nothing missing; what both have is in each.
+        prop_assert!(a.minus(&b.union(&missing)).is_empty());
+        prop_assert!(a.intersect(&b).minus(&a).is_empty() && a.intersect(&b).minus(&b).is_empty());
+        prop_assert!(a.minus(&a).is_empty());
+        prop_assert_eq!(a.union(&Permissions::default()), a.clone());
+    }
+}
+
+#[test]
+fn an_empty_service_account_name_is_refused_under_every_policy() {
+    // The degenerate case, outside proptest's shrinking, so a failure reads plainly.
+    for policy in [Policy::default(), Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true }] {
+        let spec = WorkloadIdentityBindingSpec { service_account_name: String::new(), identity: IdentitySpec { tags: Some(BTreeMap::new()), ..Default::default() }, ..Default::default() };
+        let fields: Vec<String> = validate("ns", "b", &spec, &settings(), &policy).err().unwrap_or_default().into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["spec.serviceAccountName"]);
+    }
+}
