@@ -24,7 +24,7 @@ use kube::{
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
         Predicate, PredicateConfig, WatchStreamExt, predicates,
-        reflector::{self, ObjectRef},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -58,12 +58,15 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The bindings' cache, once the controller runs: to see which binding holds a
+    /// ServiceAccount.
+    bindings: std::sync::OnceLock<Store<WorkloadIdentityBinding>>,
 }
 
 impl Context {
     pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
-        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default() }
+        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new() }
     }
 
     /// Records into `metrics` (shared with the Azure layer and the HTTP server).
@@ -79,6 +82,17 @@ impl Context {
         *n = n.saturating_add(1);
         let exp = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
         retry_after.map_or(exp, |ra| ra.max(Duration::from_millis(100)))
+    }
+
+    /// The binding that holds `b`'s ServiceAccount ahead of it, if another does.
+    fn service_account_held_by(&self, b: &WorkloadIdentityBinding) -> Option<String> {
+        let store = self.bindings.get()?;
+        let claim = |x: &WorkloadIdentityBinding| (x.name_any(), x.spec.service_account_name.clone(), x.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), x.metadata.deletion_timestamp.is_some());
+        let ns = b.namespace();
+        let others: Vec<_> = store.state().iter().filter(|o| o.namespace() == ns).map(|o| claim(o)).collect();
+        let (name, sa, created, deleting) = claim(b);
+        let me = validate::Claim { binding: &name, service_account: &sa, created, deleting };
+        validate::held_by(&me, others.iter().map(|(n, s, c, d)| validate::Claim { binding: n, service_account: s, created: *c, deleting: *d })).map(str::to_string)
     }
 
     fn succeeded(&self, key: &str) {
@@ -290,6 +304,19 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
             return Ok(Action::await_change());
         }
     };
+
+    if let Some(holder) = ctx.service_account_held_by(b) {
+        let reason = "ServiceAccountConflict";
+        let message = format!("spec.serviceAccountName: ServiceAccount {} is already bound by WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so point this binding at another ServiceAccount or delete one of them", b.spec.service_account_name);
+        fail(reason);
+        set(&mut status, conditions::SERVICE_ACCOUNT_READY, false, reason, message.clone());
+        set(&mut status, conditions::READY, false, reason, message.clone());
+        set(&mut status, conditions::STALLED, true, reason, message.clone());
+        conditions::remove(&mut status.conditions, conditions::RECONCILING);
+        finish(b, ctx, &before, &status, Some((EventType::Warning, reason, message))).await?;
+        // The holder's deletion is no event of this binding's: look again now and then.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
 
     let outcome = async {
         let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), held_access_policies(b.status.as_ref()), ctx).await?;
@@ -510,6 +537,7 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
     let (store, writer) = reflector::store();
+    let _ = ctx.bindings.set(store.clone());
     let trigger = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
