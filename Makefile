@@ -31,7 +31,7 @@ $(CP_STAMP): controlplane/go.mod controlplane/go.sum
 controlplane: $(CP_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules into .cache/
 
 crds: ## Regenerate crds/ from the Rust types
-	cargo run --quiet --bin idbind -- crd > crds/idbind.dev_workloadidentitybindings.yaml
+	cargo run --quiet --bin idbind -- crd --out-dir crds
 
 test: controlplane test-rust test-python ## Run every test (builds the control plane first)
 

@@ -30,6 +30,7 @@ use kube::{
 };
 
 use crate::{
+    guardrails::{self, WorkloadIdentityPolicy},
     telemetry::Metrics,
     roles::{self, Permissions},
     azure::{self, AzureApi, AzureError, IdentityIds, Observation},
@@ -61,12 +62,14 @@ pub struct Context {
     /// The bindings' cache, once the controller runs: to see which binding holds a
     /// ServiceAccount.
     bindings: std::sync::OnceLock<Store<WorkloadIdentityBinding>>,
+    /// The policies' cache, once the controller runs.
+    policies: std::sync::OnceLock<Store<WorkloadIdentityPolicy>>,
 }
 
 impl Context {
     pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
-        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new() }
+        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new(), policies: std::sync::OnceLock::new() }
     }
 
     /// Records into `metrics` (shared with the Azure layer and the HTTP server).
@@ -93,6 +96,17 @@ impl Context {
         let (name, sa, created, deleting) = claim(b);
         let me = validate::Claim { binding: &name, service_account: &sa, created, deleting };
         validate::held_by(&me, others.iter().map(|(n, s, c, d)| validate::Claim { binding: n, service_account: s, created: *c, deleting: *d })).map(str::to_string)
+    }
+
+    /// The policies as rules, once their cache holds a full list: judging a binding against a
+    /// partial list could let through what a policy not yet seen forbids. `None` while it
+    /// does not.
+    async fn policy_rules(&self) -> Option<Vec<guardrails::Rule>> {
+        let Some(store) = self.policies.get() else {
+            return Some(Vec::new());
+        };
+        tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await.ok()?.ok()?;
+        Some(store.state().iter().map(|p| guardrails::Rule::from_policy(&p.name_any(), &p.spec, &self.settings.subscription_id)).collect())
     }
 
     fn succeeded(&self, key: &str) {
@@ -255,7 +269,7 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
         let observed = azure::observe(ctx.azure.as_ref(), identity_id, desired).await.map_err(|e| Failure::azure(last_condition, &e))?;
         let actions = plan::plan(desired, &observed.azure).map_err(|b| {
             let condition = match b {
-                Blocked::IdentityConflict(_) | Blocked::LocationMismatch { .. } | Blocked::ExistingIdentityNotFound => conditions::IDENTITY_READY,
+                Blocked::IdentityConflict(_) | Blocked::IdentityOfAnotherBinding { .. } | Blocked::LocationMismatch { .. } | Blocked::ExistingIdentityNotFound => conditions::IDENTITY_READY,
                 Blocked::FederatedCredentialLimit(_) | Blocked::DuplicateFederation(_) => conditions::FEDERATED_CREDENTIAL_READY,
             };
             Failure::blocked(condition, &b)
@@ -290,7 +304,15 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
     };
     status.observed_generation = generation;
 
-    let desired = match validate::validate(&ns, &name, &b.spec, &ctx.settings, &ctx.policy) {
+    let Some(rules) = ctx.policy_rules().await else {
+        tracing::info!(binding = %key, "policies not listed yet; retrying");
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let checked = validate::validate(&ns, &name, &b.spec, &ctx.settings, &ctx.policy).and_then(|d| {
+        let problems = guardrails::check(&ns, &d, &rules, ctx.policy.require_policy);
+        if problems.is_empty() { Ok(d) } else { Err(problems) }
+    });
+    let desired = match checked {
         Ok(d) => d,
         Err(problems) => {
             let reason = problems[0].reason;
@@ -300,7 +322,8 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
             set(&mut status, conditions::STALLED, true, reason, message.clone());
             conditions::remove(&mut status.conditions, conditions::RECONCILING);
             finish(b, ctx, &before, &status, Some((EventType::Warning, reason, message))).await?;
-            // Nothing heals but a spec change, which triggers a reconcile by itself.
+            // Nothing heals but a change of the spec or of a policy, both of which trigger a
+            // reconcile by themselves.
             return Ok(Action::await_change());
         }
     };
@@ -464,11 +487,13 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
         let owner = owner(b, &ctx.settings);
         let fic_name = crate::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
         let held_policies = held_access_policies(b.status.as_ref());
-        let mut candidates: Vec<(String, bool, Vec<(String, Permissions)>)> = Vec::new();
+        // (identity id, managed by idbind, access policies the spec would have granted)
+        type Candidate = (String, bool, Vec<(String, Permissions)>);
+        let mut candidates: Vec<Candidate> = Vec::new();
         if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref()) {
             candidates.push((held.resource_id.clone(), held.managed, Vec::new()));
         }
-        if let Ok(d) = validate::validate(&ns, &b.name_any(), &b.spec, &ctx.settings, &Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true }) {
+        if let Ok(d) = validate::validate(&ns, &b.name_any(), &b.spec, &ctx.settings, &Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true, require_policy: false }) {
             let id = identity_id(&d.identity);
             let managed = matches!(d.identity, DesiredIdentity::Managed { .. });
             // What the spec would have granted by access policy, in case the grant landed and
@@ -538,6 +563,9 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
     };
     let (store, writer) = reflector::store();
     let _ = ctx.bindings.set(store.clone());
+    let (policies, policy_writer) = reflector::store();
+    let _ = ctx.policies.set(policies);
+    let policy_events = watcher(Api::<WorkloadIdentityPolicy>::all(ctx.client.clone()), watcher::Config::default().any_semantic()).default_backoff().reflect(policy_writer).touched_objects();
     let trigger = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
@@ -555,6 +583,10 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
             .map(|b| ObjectRef::from_obj(&*b))
             .collect::<Vec<_>>()
     });
+    // A policy added, changed or deleted may change the verdict on any binding (including ones
+    // stalled on PolicyViolation, which wait for a change): judge them all again.
+    let all_bindings = store.clone();
+    let controller = controller.watches_stream(policy_events, move |_: WorkloadIdentityPolicy| all_bindings.state().iter().map(|b| ObjectRef::from_obj(&**b)).collect::<Vec<_>>());
     tokio::spawn(async move {
         // The bindings' cache is what reconciles read; once it holds a full list, every binding
         // present at start has been queued.

@@ -8,6 +8,7 @@ pub mod resource;
 pub mod naming;
 pub mod roles;
 pub mod validate;
+pub mod guardrails;
 pub mod plan;
 pub mod conditions;
 pub mod budget;

@@ -13,8 +13,12 @@ struct Cli {
 enum Command {
     /// Run the controller (flags or environment; see --help).
     Run(Box<idbind::run::RunArgs>),
-    /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML, or write one file per CRD (what `crds/` holds).
+    Crd {
+        /// Write `<dir>/<group>_<plural>.yaml` files instead of printing.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
     /// Run the ARM + Entra simulator (for tests, benchmarks and `make demo`).
     Sim(Box<idbind_sim::cli::SimArgs>),
 }
@@ -27,8 +31,14 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Run(args) => idbind::run::run(*args).await,
-        Command::Crd => {
+        Command::Crd { out_dir: None } => {
             print!("{}", idbind::crd::crds_yaml()?);
+            Ok(())
+        }
+        Command::Crd { out_dir: Some(dir) } => {
+            for (name, yaml) in idbind::crd::crd_files()? {
+                std::fs::write(dir.join(name), yaml)?;
+            }
             Ok(())
         }
         Command::Sim(args) => idbind_sim::cli::run(*args).await,

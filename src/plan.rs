@@ -128,6 +128,8 @@ pub enum Blocked {
     LocationMismatch { resource_id: String, observed: String, desired: String },
     #[error("the identity named by spec.identity.resourceId does not exist")]
     ExistingIdentityNotFound,
+    #[error("the identity named by spec.identity.resourceId is managed by idbind for binding {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's access, so idbind refuses")]
+    IdentityOfAnotherBinding { cluster: String, namespace: String, binding: String },
     #[error("the identity already has {0} federated credentials, Azure's limit is 20")]
     FederatedCredentialLimit(usize),
     #[error("federated credential {0} on the identity already trusts this issuer and subject")]
@@ -138,7 +140,7 @@ impl Blocked {
     /// The condition reason for users.
     pub fn reason(&self) -> &'static str {
         match self {
-            Blocked::IdentityConflict(_) => "IdentityConflict",
+            Blocked::IdentityConflict(_) | Blocked::IdentityOfAnotherBinding { .. } => "IdentityConflict",
             Blocked::ExistingIdentityNotFound => "IdentityNotFound",
             Blocked::LocationMismatch { .. } => "IdentityLocationMismatch",
             Blocked::FederatedCredentialLimit(_) => "FederatedCredentialLimit",
@@ -164,6 +166,15 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
             }
             Some(have) if tags_with_owner(want, &desired.owner) == have.tags => {}
             _ => actions.push(Action::PutIdentity { resource_id: want.resource_id.clone(), location: want.location.clone(), tags: tags_with_owner(want, &desired.owner) }),
+        }
+    }
+    // A brought identity that idbind manages for another binding (in this cluster or another)
+    // is that binding's: federating it here would hand this namespace another workload's
+    // access, and that binding's deletion would pull the identity from under this one.
+    if let (None, Some(have)) = (&desired.managed_identity, &observed.identity) {
+        let tag = |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        if let Some(binding) = tag(TAG_BINDING) {
+            return Err(Blocked::IdentityOfAnotherBinding { cluster: tag(TAG_CLUSTER).unwrap_or_default(), namespace: tag(TAG_NAMESPACE).unwrap_or_default(), binding });
         }
     }
     let Some(identity) = &observed.identity else {
@@ -388,6 +399,19 @@ mod tests {
         }
         assert_eq!(plan(&d, &o), Ok(vec![]));
         assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
+    }
+
+    #[test]
+    fn bringing_another_bindings_managed_identity_is_refused() {
+        let mut d = desired(&[SECRETS_USER]);
+        d.managed_identity = None;
+        let mut o = converged(&d, &[]);
+        let other = Owner { cluster: "aks1".into(), namespace: "team-b".into(), binding: "payments".into() };
+        if let Some(i) = o.identity.as_mut() {
+            i.tags = other.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+        assert!(matches!(plan(&d, &o), Err(Blocked::IdentityOfAnotherBinding { ref namespace, ref binding, .. }) if namespace == "team-b" && binding == "payments"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
     }
 
     fn perms(secrets: &[&str], certificates: &[&str]) -> Permissions {

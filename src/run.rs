@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Policy: allow bindings to bring an existing identity (spec.identity.resourceId).
     #[arg(long, env = "IDBIND_ALLOW_EXISTING_IDENTITY")]
     pub allow_existing_identity: bool,
+    /// Policy: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared
+    /// clusters: without it they may bind any vault of the subscription with a reader role).
+    #[arg(long, env = "IDBIND_REQUIRE_POLICY")]
+    pub require_policy: bool,
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, env = "IDBIND_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
@@ -210,7 +214,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         default_location: args.location.clone(),
         issuer: args.oidc_issuer.clone(),
     };
-    let policy = Policy { allow_any_role: args.allow_any_role, allow_other_subscriptions: args.allow_other_subscriptions, allow_existing_identity: args.allow_existing_identity };
+    let policy = Policy { allow_any_role: args.allow_any_role, allow_other_subscriptions: args.allow_other_subscriptions, allow_existing_identity: args.allow_existing_identity, require_policy: args.require_policy };
     let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()));
 
     let health = Health::default();

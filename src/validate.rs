@@ -31,6 +31,8 @@ pub struct Policy {
     pub allow_any_role: bool,
     pub allow_other_subscriptions: bool,
     pub allow_existing_identity: bool,
+    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::guardrails`]).
+    pub require_policy: bool,
 }
 
 /// One problem with a binding, for the condition message and the Event.

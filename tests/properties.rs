@@ -64,7 +64,7 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy { allow_any_role, allow_other_subscriptions, allow_existing_identity })
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy { allow_any_role, allow_other_subscriptions, allow_existing_identity, require_policy: false })
 }
 
 fn permissions() -> impl Strategy<Value = Permissions> {
@@ -161,7 +161,7 @@ proptest! {
 #[test]
 fn an_empty_service_account_name_is_refused_under_every_policy() {
     // The degenerate case, outside proptest's shrinking, so a failure reads plainly.
-    for policy in [Policy::default(), Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true }] {
+    for policy in [Policy::default(), Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true, require_policy: false }] {
         let spec = WorkloadIdentityBindingSpec { service_account_name: String::new(), identity: IdentitySpec { tags: Some(BTreeMap::new()), ..Default::default() }, ..Default::default() };
         let fields: Vec<String> = validate("ns", "b", &spec, &settings(), &policy).err().unwrap_or_default().into_iter().map(|p| p.field).collect();
         assert_eq!(fields, ["spec.serviceAccountName"]);

@@ -357,8 +357,9 @@ pub fn shared_with_crds() -> &'static ControlPlane {
         let crds = workspace_root().join("crds").display().to_string();
         let installed = plane
             .kubectl_ok(&["apply", "--server-side", "-f", &crds])
-            .and_then(|_| plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev"]))
-            .and_then(|_| plane.wait_for_discovery("idbind.dev", "wib", Duration::from_secs(60)));
+            .and_then(|_| plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev", "crd/workloadidentitypolicies.idbind.dev"]))
+            .and_then(|_| plane.wait_for_discovery("idbind.dev", "wib", Duration::from_secs(60)))
+            .and_then(|_| plane.wait_for_discovery("idbind.dev", "wip", Duration::from_secs(60)));
         if let Err(e) = installed {
             panic!("installing the CRDs: {e:#}");
         }
