@@ -466,7 +466,9 @@ async fn finish(b: &WorkloadIdentityBinding, ctx: &Context, before: &WorkloadIde
     if before == after {
         return Ok(());
     }
+    crate::failpoint::hit(crate::failpoint::BEFORE_STATUS_WRITE);
     k8s::apply_status(&ctx.client, &b.namespace().unwrap_or_default(), &b.name_any(), after).await?;
+    crate::failpoint::hit(crate::failpoint::AFTER_STATUS_WRITE);
     if let Some((type_, reason, note)) = event {
         let reference: ObjectReference = b.object_ref(&());
         let ev = Event { type_, reason: reason.to_string(), note: Some(note.chars().take(1000).collect()), action: "Reconcile".into(), secondary: None };

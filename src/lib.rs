@@ -15,6 +15,7 @@ pub mod budget;
 pub mod azure;
 pub mod k8s;
 pub mod controller;
+pub mod failpoint;
 pub mod run;
 pub mod telemetry;
 pub mod health;

@@ -49,8 +49,23 @@ pub async fn start(prefix: &str) -> Result<Env, TestError> {
 /// Like [`start`], with a policy and a last word on the simulator's configuration (extra
 /// vaults, grants, behaviours) before it starts.
 pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
-    let plane = idbind_testenv::shared_with_crds();
+    let env = start_without_operator(prefix, customize).await?;
+    // The production stack: the ARM client behind the request budget (ARM's limits, scaled up
+    // tenfold so tests do not wait on the managed-identity API's one-GET-per-2-s per identity).
+    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(Limits::default().scaled(10.0))), None));
+    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(env.plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
+    let client = Client::try_from(kube_config)?;
+    let ctx = Arc::new(Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)));
+    // Each test runs its own controller and simulator, so each watches only its own namespace.
+    let watched = env.ns.clone();
+    tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
+    Ok(env)
+}
 
+/// The control plane, a simulator and a fresh namespace, with no operator: for tests that run
+/// `idbind run` as a process of its own (see [`super::process`]).
+pub async fn start_without_operator(prefix: &str, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
+    let plane = idbind_testenv::shared_with_crds();
     let mut seed = Seed::default();
     seed.add_rg(SUB, RG, Some("westeurope".into()));
     seed.add_vault(SUB, KV_RG, "kv-shop", true);
@@ -61,20 +76,13 @@ pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mu
     config.entra.extra_ca_files.push(plane.ca_file());
     customize(&mut config);
     let sim = Simulator::start(config).await?;
-
-    // The production stack: the ARM client behind the request budget (ARM's limits, scaled up
-    // tenfold so tests do not wait on the managed-identity API's one-GET-per-2-s per identity).
-    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(Limits::default().scaled(10.0))), None));
-
-    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
-    let client = Client::try_from(kube_config)?;
-    let settings = OperatorSettings { cluster_name: "e2e".into(), subscription_id: SUB.into(), default_resource_group: Some(RG.into()), default_location: Some("westeurope".into()), issuer: plane.server().to_string() };
-    let ctx = Arc::new(Context::new(client, azure, settings, policy, Duration::from_secs(2)));
-    // Each test runs its own controller and simulator, so each watches only its own namespace.
     let ns = plane.fresh_namespace(prefix)?;
-    let watched = ns.clone();
-    tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
     Ok(Env { plane, sim, ns })
+}
+
+/// The operator settings every test uses (the cluster's issuer is the API server's).
+pub fn settings(plane: &ControlPlane) -> OperatorSettings {
+    OperatorSettings { cluster_name: "e2e".into(), subscription_id: SUB.into(), default_resource_group: Some(RG.into()), default_location: Some("westeurope".into()), issuer: plane.server().to_string() }
 }
 
 impl Env {

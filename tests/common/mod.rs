@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
 pub mod e2e;
+pub mod process;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;

@@ -1,0 +1,94 @@
+//! `idbind run` as a process of its own, as its pod would run it, for tests that kill and
+//! restart it (crash consistency, the soak). It talks to the test's control plane and
+//! simulator and watches only the test's namespace.
+
+use std::{
+    fs::File,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+use super::e2e::{APP_ID, APP_SECRET, Env, RG, SUB, TestError};
+
+/// A running operator; killed (SIGKILL) when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `idbind run` for `env` with `extra` environment on top (e.g. `IDBIND_CRASH_AT`).
+    /// `run` names the log file under the control plane's directory.
+    pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
+        let dir = env.plane.dir().join("operators");
+        std::fs::create_dir_all(&dir)?;
+        let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
+        std::fs::write(&ca, env.sim.ca_pem().ok_or("the simulator has no CA")?)?;
+        let log = dir.join(format!("{}-{run}.log", env.ns));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_idbind"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", env.plane.kubeconfig())
+            .env("IDBIND_CLUSTER_NAME", "e2e")
+            .env("IDBIND_OIDC_ISSUER", env.plane.server())
+            .env("AZURE_SUBSCRIPTION_ID", SUB)
+            .env("AZURE_TENANT_ID", env.sim.tenant_id())
+            .env("AZURE_CLIENT_ID", APP_ID)
+            .env("AZURE_CLIENT_SECRET", APP_SECRET)
+            .env("IDBIND_CREDENTIAL", "client-secret")
+            .env("IDBIND_RESOURCE_GROUP", RG)
+            .env("IDBIND_LOCATION", "westeurope")
+            .env("IDBIND_CLOUD", "custom")
+            .env("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS listener")?)
+            .env("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority host")?)
+            .env("IDBIND_CA_FILE", &ca)
+            .env("IDBIND_WATCH_NAMESPACE", &env.ns)
+            .env("IDBIND_RESYNC_SECONDS", "2")
+            .env("IDBIND_BUDGET_SCALE", "10")
+            .env("IDBIND_LEADER_ELECT", "false")
+            .env("IDBIND_HTTP_ADDR", "127.0.0.1:0")
+            .env("IDBIND_LOG_FORMAT", "text")
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::options().append(true).open(&log)?);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Ok(Operator { child: cmd.spawn()?, log })
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) -> Result<(), TestError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Waits for the process to end by itself (e.g. at a crash point), up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Result<std::process::ExitStatus, TestError> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("the operator did not exit within {timeout:?}; log: {}", self.log.display()).into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far (for failure messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
