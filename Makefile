@@ -98,3 +98,20 @@ demo: build up ## Control plane + ARM simulator + operator; apply the samples an
 clean: down ## Remove build outputs and caches (the control-plane build too)
 	cargo clean
 	rm -rf $(CACHE)
+
+# --- Release and GitOps tooling -------------------------------------------------------------
+
+.PHONY: release kstatus
+
+release: ## Build the optimised idbind binary (target/release/idbind); the Dockerfile builds the static image
+	cargo build --release --locked --bin idbind
+
+# kstatus (sigs.k8s.io/cli-utils), the library behind Flux's health checks, as a small CLI the
+# tests feed real statuses to. Rebuilt only when its module or source changes; the binary is its
+# own stamp, so deleting it also triggers a rebuild.
+KSTATUS := $(CACHE)/tools/kstatus
+$(KSTATUS): tools/kstatus/go.mod tools/kstatus/go.sum tools/kstatus/main.go
+	mkdir -p $(@D)
+	cd tools/kstatus && go build -trimpath -ldflags='-s -w' -o $@ .
+
+kstatus: $(KSTATUS) ## Build the kstatus CLI into .cache/tools/kstatus (used by tests/gitops_health.rs)
