@@ -601,8 +601,12 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
+            match result {
+                // A watch that fails (RBAC, the API server gone) stops the controller from seeing
+                // anything: say so loudly. Reconcile failures were logged by error_policy.
+                Err(kube::runtime::controller::Error::QueueError(e)) => tracing::warn!(error = %e, "watching Kubernetes failed; retrying"),
+                Err(e) => tracing::debug!(error = %e, "controller event"),
+                Ok(_) => {}
             }
         })
         .await;

@@ -157,19 +157,27 @@ impl Metrics {
 ///
 /// kube's own INFO lines (every watch restart) drown the operator's, hence `kube=warn` by default.
 /// A second call is a no-op, so tests and embedders may call it freely.
+///
+/// Whatever RUST_LOG asks for, the Azure SDK and the HTTP stack never log below INFO: at DEBUG,
+/// azure_core prints every request with its `Authorization: Bearer …` header, and the HTTP
+/// and OAuth crates below it can print token responses (tests/operator_as_pod.rs runs the
+/// operator at trace level and looks for tokens in its log).
 pub fn init_logging(json: bool) {
-    use tracing_subscriber::{EnvFilter, fmt};
+    use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let installed = if json {
-        // Span fields (reconcile's object name, the ARM operation) go on every line, so a log
-        // query can follow one reconcile without parsing messages.
-        fmt().json().with_current_span(true).with_span_list(false).with_env_filter(filter).try_init()
-    } else {
-        fmt().with_env_filter(filter).try_init()
-    };
+    let no_secrets = filter_fn(|meta| *meta.level() <= tracing::Level::INFO || !may_log_secrets(meta.target()));
+    // Span fields (reconcile's object name, the ARM operation) go on every JSON line, so a log
+    // query can follow one reconcile without parsing messages.
+    let layer = if json { fmt::layer().json().with_current_span(true).with_span_list(false).boxed() } else { fmt::layer().boxed() };
+    let installed = tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(no_secrets)).try_init();
     if installed.is_err() {
         tracing::debug!("a tracing subscriber was already installed; keeping it");
     }
+}
+
+/// Targets that log credentials or tokens at DEBUG or TRACE.
+fn may_log_secrets(target: &str) -> bool {
+    ["azure_core", "azure_identity", "azure_mgmt", "oauth2", "reqwest", "hyper", "h2", "rustls", "tower_http", "kube_client::client::auth"].iter().any(|t| target.starts_with(t))
 }
 
 #[cfg(test)]

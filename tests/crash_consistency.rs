@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    e2e::{Env, KV_RG, TestError, TestResult, eventually, identities, start_without_operator},
+    e2e::{Env, KV_RG, TestError, TestResult, eventually, identities, install_operator_rbac, start_without_operator},
     process::Operator,
 };
 use idbind_sim::{HoldPhase, HoldSpec};
@@ -75,6 +75,7 @@ async fn crash_during(env: &Env, label: &str, operation: &str, phase: HoldPhase,
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() -> TestResult {
     let env = start_without_operator("crash", |_| {}).await?;
+    install_operator_rbac(env.plane, &env.ns, &[])?;
     let mut crashes = 0;
 
     // Creation: killed around each Azure write, in both phases.

@@ -53,7 +53,10 @@ pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mu
     // The production stack: the ARM client behind the request budget (ARM's limits, scaled up
     // tenfold so tests do not wait on the managed-identity API's one-GET-per-2-s per identity).
     let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(Limits::default().scaled(10.0))), None));
-    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(env.plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
+    // Never as admin: the operator's own ServiceAccount, bound to the RBAC that ships.
+    install_operator_rbac(env.plane, &env.ns, &[])?;
+    let kubeconfig = operator_kubeconfig(env.plane, &env.ns, "in-process")?;
+    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(kube_config)?;
     let ctx = Arc::new(Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)));
     // Each test runs its own controller and simulator, so each watches only its own namespace.
@@ -149,4 +152,68 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut(
 /// Every identity the simulator holds.
 pub fn identities(state: &State) -> Vec<idbind_sim::state::Identity> {
     state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.identities.values().cloned()).collect()
+}
+
+/// The operator's own namespace for the test namespace `ns` (as idbind-system is in a real
+/// install): its ServiceAccount and Lease live apart from the bindings, so deleting the
+/// bindings' namespace does not take the operator's credentials with it.
+pub fn operator_namespace(ns: &str) -> String {
+    format!("{ns}-op")
+}
+
+/// The RBAC objects the operator runs with, as shipped in config/rbac/, bound to a
+/// ServiceAccount `operator` in [`operator_namespace`], with the lease Role there too.
+/// `without` drops rules (the least-privilege test): `("ClusterRole", i)` or `("Role", i)`.
+/// The ClusterRole is named after the namespace, so tests that change it stay apart.
+pub fn install_operator_rbac(plane: &ControlPlane, ns: &str, without: &[(&str, usize)]) -> Result<(), TestError> {
+    let op_ns = operator_namespace(ns);
+    let ns = op_ns.as_str();
+    let root = idbind_testenv::workspace_root().join("config/rbac");
+    let read = |file: &str| -> Result<Value, TestError> { Ok(serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?) };
+    let drop_rules = |mut role: Value, kind: &str| {
+        if let Some(rules) = role["rules"].as_array_mut() {
+            let mut i = 0;
+            rules.retain(|_| {
+                i += 1;
+                !without.contains(&(kind, i - 1))
+            });
+        }
+        role
+    };
+    let name = format!("idbind-{ns}");
+    let mut cluster_role = drop_rules(read("cluster_role.yaml")?, "ClusterRole");
+    cluster_role["metadata"] = json!({"name": name});
+    let mut role = drop_rules(read("leader_election_role.yaml")?, "Role");
+    role["metadata"] = json!({"name": "idbind-leader-election", "namespace": ns});
+    let subject = json!([{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]);
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator", "namespace": ns}},
+        cluster_role,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}, "subjects": subject},
+        role,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "idbind-leader-election", "namespace": ns}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "idbind-leader-election"}, "subjects": subject},
+    ]});
+    let mut child = plane.kubectl(&["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("no stdin")?.write_all(objects.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    Ok(())
+}
+
+/// A kubeconfig that signs in as the `operator` ServiceAccount (of [`operator_namespace`]) with
+/// a TokenRequest token, as the operator's pod does: never as admin.
+pub fn operator_kubeconfig(plane: &ControlPlane, ns: &str, file: &str) -> Result<std::path::PathBuf, TestError> {
+    let token = plane.kubectl_ok(&["create", "token", "operator", "-n", &operator_namespace(ns), "--duration=2h"])?;
+    let path = plane.dir().join(format!("{ns}-{file}.kubeconfig"));
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "local", "cluster": {"server": plane.server(), "certificate-authority": plane.ca_file()}}],
+        "users": [{"name": "operator", "user": {"token": token.trim()}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "operator", "namespace": ns}}],
+    });
+    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
+    Ok(path)
 }

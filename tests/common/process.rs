@@ -17,9 +17,12 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts `idbind run` for `env` with `extra` environment on top (e.g. `IDBIND_CRASH_AT`).
-    /// `run` names the log file under the control plane's directory.
+    /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's
+    /// operator namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with
+    /// `extra` environment on top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`). `run` names
+    /// the log file under the control plane's directory.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
+        let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
         std::fs::create_dir_all(&dir)?;
         let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
@@ -29,7 +32,9 @@ impl Operator {
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", env.plane.kubeconfig())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", super::e2e::operator_namespace(&env.ns))
+            .env("POD_NAME", run)
             .env("IDBIND_CLUSTER_NAME", "e2e")
             .env("IDBIND_OIDC_ISSUER", env.plane.server())
             .env("AZURE_SUBSCRIPTION_ID", SUB)
@@ -57,6 +62,15 @@ impl Operator {
             cmd.env(k, v);
         }
         Ok(Operator { child: cmd.spawn()?, log })
+    }
+
+    /// SIGTERM, as the kubelet sends it when a pod stops.
+    pub fn terminate(&self) -> Result<(), TestError> {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        if !status.success() {
+            return Err("kill -TERM failed".into());
+        }
+        Ok(())
     }
 
     /// SIGKILL, and wait for the process to be gone.
