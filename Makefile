@@ -47,6 +47,7 @@ up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/
 down: ## Stop the local control plane, the simulator and the operator
 	-@for p in $(SIM_DIR)/operator.pid $(SIM_DIR)/sim.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	cargo run --quiet -p idbind-testenv -- down --dir $(CLUSTER_DIR)
+	rm -rf $(OPERATOR_DIR)
 
 # The demo's Azure: one subscription, the identities' resource group, two RBAC vaults, and an
 # app the operator signs in as (a client secret: the simulator's stand-in for workload identity).
@@ -54,7 +55,10 @@ DEMO_SUB     := 00000000-0000-0000-0000-000000000001
 DEMO_APP     := 11111111-1111-1111-1111-111111111111
 DEMO_SECRET  := demo-secret
 
-demo: build up ## Control plane + ARM simulator + operator; apply the samples and show them converge
+EP_JSON       = python3 -c 'import json,sys;print(json.load(open("$(SIM_DIR)/endpoint.json"))[sys.argv[1]])'
+OPERATOR_DIR := $(CACHE)/operator
+
+demo: build up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
 	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	mkdir -p $(SIM_DIR) && rm -f $(SIM_DIR)/endpoint.json
 	$(IDBIND) sim --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
@@ -64,36 +68,44 @@ demo: build up ## Control plane + ARM simulator + operator; apply the samples an
 		> $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
 	for i in $$(seq 1 100); do [[ -s $(SIM_DIR)/endpoint.json ]] && break; sleep 0.1; done
 	@echo "--- ARM simulator:"; cat $(SIM_DIR)/endpoint.json; echo
-	$(KUBECTL) apply --server-side -f crds/
-	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/workloadidentitybindings.idbind.dev
-	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig IDBIND_CLUSTER_NAME=demo \
-	IDBIND_OIDC_ISSUER=$$(sed -n 's/^ *server: //p' $(CLUSTER_DIR)/kubeconfig) \
-	AZURE_SUBSCRIPTION_ID=$(DEMO_SUB) AZURE_TENANT_ID=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["tenantId"])') \
-	AZURE_CLIENT_ID=$(DEMO_APP) AZURE_CLIENT_SECRET=$(DEMO_SECRET) IDBIND_RESOURCE_GROUP=rg-identities IDBIND_LOCATION=westeurope \
-	IDBIND_CLOUD=custom IDBIND_ARM_ENDPOINT=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["https"])') \
-	IDBIND_AUTHORITY_HOST=$$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["authorityHost"])') \
-	IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 \
-		$(IDBIND) run > $(SIM_DIR)/operator.log 2>&1 & echo $$! > $(SIM_DIR)/operator.pid
+	@echo "--- Install: kubectl apply -k config/default (CRDs, namespace, RBAC, ConfigMap, Deployment, Service, PDB)"
+	$(KUBECTL) apply -k config/default
+	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/workloadidentitybindings.idbind.dev crd/workloadidentitypolicies.idbind.dev
+	@# The demo's settings go where a real install puts them: the ConfigMap, and a Secret for the
+	@# client secret (the simulator's stand-in for the operator's workload identity).
+	$(KUBECTL) -n idbind-system patch configmap idbind-config --type merge -p "$$(python3 -c 'import json,sys; print(json.dumps({"data": dict(a.split("=",1) for a in sys.argv[1:])}))' \
+		IDBIND_CLUSTER_NAME=demo IDBIND_OIDC_ISSUER=$$(sed -n 's/^ *server: //p' $(CLUSTER_DIR)/kubeconfig) \
+		AZURE_SUBSCRIPTION_ID=$(DEMO_SUB) AZURE_TENANT_ID=$$($(EP_JSON) tenantId) AZURE_CLIENT_ID=$(DEMO_APP) \
+		IDBIND_CREDENTIAL=client-secret IDBIND_RESOURCE_GROUP=rg-identities IDBIND_LOCATION=westeurope \
+		IDBIND_CLOUD=custom IDBIND_ARM_ENDPOINT=$$($(EP_JSON) https) IDBIND_AUTHORITY_HOST=$$($(EP_JSON) authorityHost) \
+		IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 IDBIND_HTTP_ADDR=127.0.0.1:$$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])') \
+		IDBIND_LOG_FORMAT=text)"
+	$(KUBECTL) -n idbind-system create secret generic idbind-azure --from-literal=AZURE_CLIENT_SECRET=$(DEMO_SECRET) --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	@echo "--- The operator, as its pod would run (its ServiceAccount's token, its ConfigMap, leader election):"
+	IDBIND=$(IDBIND) STATE_DIR=$(OPERATOR_DIR) hack/operator-as-pod.sh $(KUBECTL) > $(SIM_DIR)/operator.pid
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	for sa in orders-api payments reporting; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
 	$(KUBECTL) apply -n $(DEMO_NS) -f config/samples/
-	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments
+	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments || { tail -30 $(OPERATOR_DIR)/operator.log; exit 1; }
 	@echo; echo "--- kubectl get wib (reporting brings its own identity, which the default policy refuses):"
 	$(KUBECTL) get workloadidentitybindings.idbind.dev -n $(DEMO_NS) -o wide
 	@echo; echo "--- kubectl describe wib payments:"; $(KUBECTL) describe -n $(DEMO_NS) wib payments | sed -n '/^Status:/,$$p'
 	@echo; echo "--- ServiceAccount payments:"; $(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations}'; echo
+	@echo; echo "--- Leader Lease:"; $(KUBECTL) get lease -n idbind-system idbind-leader -o jsonpath='{.spec.holderIdentity}'; echo
 	@echo; echo "--- Azure (simulator state): identities, federated credentials, role assignments"
-	@curl -s --cacert $(SIM_DIR)/ca.pem $$(python3 -c 'import json;print(json.load(open("$(SIM_DIR)/endpoint.json"))["https"])')/_sim/state | python3 -c 'import json,sys; s=json.load(sys.stdin); \
+	@curl -s --cacert $(SIM_DIR)/ca.pem $$($(EP_JSON) https)/_sim/state | python3 -c 'import json,sys; s=json.load(sys.stdin); \
 	[print("identity", i["name"], "clientId", i["clientId"], "tags", i["tags"]) or [print("  fic", f["name"], f["issuer"], f["subject"]) for f in i["federatedIdentityCredentials"].values()] for sub in s["subscriptions"].values() for g in sub["resourceGroups"].values() for i in g["identities"].values()]; \
 	[print("roleAssignment", r["name"], r["roleDefinitionGuid"], r["principalType"], r["scope"]) for r in s["roleAssignments"].values()]'
 	@echo; echo "--- Token exchange: a TokenRequest token for ServiceAccount payments buys an Azure token for its identity"
-	@EP=$(SIM_DIR)/endpoint.json; CID=$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}'); \
+	@CID=$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}'); \
 	TOKEN=$$($(KUBECTL) create token -n $(DEMO_NS) payments --audience api://AzureADTokenExchange); \
-	curl -s --cacert $(SIM_DIR)/ca.pem "$$(python3 -c "import json;e=json.load(open('$$EP'));print(e['authorityHost']+e['tenantId'])")/oauth2/v2.0/token" \
+	curl -s --cacert $(SIM_DIR)/ca.pem "$$($(EP_JSON) authorityHost)$$($(EP_JSON) tenantId)/oauth2/v2.0/token" \
 		-d grant_type=client_credentials -d client_id=$$CID -d scope=https://management.azure.com/.default \
 		-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=$$TOKEN \
 		| python3 -c 'import json,sys; r=json.load(sys.stdin); print("token_type", r.get("token_type"), "expires_in", r.get("expires_in"), "access_token", (r.get("access_token") or "")[:24]+"...", r.get("error",""))'
-	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(SIM_DIR)/operator.log; stop with: make down"
+	@echo; echo "--- Metrics (http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics):"
+	@curl -s http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics | grep -E '^idbind_(reconciles_total|bindings|leader|arm_requests_total)' | head -12
+	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(OPERATOR_DIR)/operator.log; stop with: make down"
 
 clean: down ## Remove build outputs and caches (the control-plane build too)
 	cargo clean

@@ -589,11 +589,21 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
     // stalled on PolicyViolation, which wait for a change): judge them all again.
     let all_bindings = store.clone();
     let controller = controller.watches_stream(policy_events, move |_: WorkloadIdentityPolicy| all_bindings.state().iter().map(|b| ObjectRef::from_obj(&**b)).collect::<Vec<_>>());
+    let metrics = ctx.metrics.clone();
     tokio::spawn(async move {
         // The bindings' cache is what reconciles read; once it holds a full list, every binding
         // present at start has been queued.
-        if store.wait_until_ready().await.is_ok() {
-            synced();
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+        synced();
+        // Bindings by readiness, from the cache (no API call): counted every 10 s.
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let bindings = store.state();
+            let ready = bindings.iter().filter(|b| b.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))).count();
+            metrics.set_bindings(ready as u64, (bindings.len() - ready) as u64);
         }
     });
     controller
