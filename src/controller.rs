@@ -262,11 +262,13 @@ fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(
     status.map(|s| s.access_policies.iter().map(|a| (a.vault_id.clone(), Permissions { secrets: set(&a.secrets), keys: set(&a.keys), certificates: set(&a.certificates) })).collect()).unwrap_or_default()
 }
 
-/// Observe → plan → execute until the plan is empty. Returns the last observation.
+/// Observe once, then plan → execute until the plan is empty, each round planning from what
+/// the previous writes made true (`plan::assume`) rather than from another read. Returns the
+/// observation as it now stands.
 async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, Failure> {
     let mut last_condition = conditions::IDENTITY_READY;
+    let mut observed = azure::observe(ctx.azure.as_ref(), identity_id, desired).await.map_err(|e| Failure::azure(last_condition, &e))?;
     for _ in 0..MAX_ROUNDS {
-        let observed = azure::observe(ctx.azure.as_ref(), identity_id, desired).await.map_err(|e| Failure::azure(last_condition, &e))?;
         let actions = plan::plan(desired, &observed.azure).map_err(|b| {
             let condition = match b {
                 Blocked::IdentityConflict(_) | Blocked::IdentityOfAnotherBinding { .. } | Blocked::LocationMismatch { .. } | Blocked::ExistingIdentityNotFound => conditions::IDENTITY_READY,
@@ -284,7 +286,10 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
                 _ => conditions::ROLE_ASSIGNMENTS_READY,
             };
             tracing::info!(?action, identity = identity_id, "azure write");
-            azure::execute(ctx.azure.as_ref(), identity_id, observed.ids.as_ref(), action).await.map_err(|e| Failure::azure(last_condition, &e))?;
+            if let Some(ids) = azure::execute(ctx.azure.as_ref(), identity_id, observed.ids.as_ref(), action).await.map_err(|e| Failure::azure(last_condition, &e))? {
+                observed.ids = Some(ids);
+            }
+            plan::assume(&mut observed.azure, action, observed.ids.as_ref().map(|i| i.principal_id.as_str()));
         }
     }
     Err(Failure { condition: conditions::IDENTITY_READY, reason: "StillConverging".into(), message: "Azure did not settle within one reconcile; continuing".into(), stalled: false, retry_after: Some(Duration::from_secs(1)) })

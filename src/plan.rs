@@ -232,6 +232,40 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
     Ok(actions)
 }
 
+/// What Azure holds once `action` succeeded, so the next round plans from it without reading
+/// Azure again: every read counts against ARM's and the managed-identity API's limits (one GET
+/// per identity every 2 s), and re-reading after each write was what kept convergence at
+/// several times the bound. `principal_id` is the identity's, from the PUT's answer when it
+/// was just created. The next resync reads Azure and catches anything this assumed wrongly.
+pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Option<&str>) {
+    match action {
+        Action::PutIdentity { location, tags, .. } => {
+            let principal = principal_id.map(str::to_string).or_else(|| observed.identity.as_ref().map(|i| i.principal_id.clone())).unwrap_or_default();
+            if observed.identity.is_none() {
+                // A new identity: a new principal, so nothing federates it or is granted to it.
+                *observed = ObservedAzure { access_policies: observed.access_policies.iter().map(|(v, _)| (v.clone(), Permissions::default())).collect(), ..ObservedAzure::default() };
+            }
+            observed.identity = Some(ObservedIdentity { location: location.clone(), tags: tags.clone(), principal_id: principal });
+        }
+        Action::PutFederatedCredential { issuer, subject, audience, .. } => {
+            if observed.fic.is_none() {
+                observed.fic_count += 1;
+            }
+            observed.fic = Some(ObservedFic { issuer: issuer.clone(), subject: subject.clone(), audiences: vec![audience.clone()] });
+        }
+        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
+            observed.role_assignments.push(ObservedRoleAssignment { id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"), name: name.clone(), scope: scope.clone(), role_definition_id: role_definition_guid.clone() });
+        }
+        Action::DeleteRoleAssignment { id } => observed.role_assignments.retain(|ra| !ra.id.eq_ignore_ascii_case(id)),
+        Action::GrantAccessPolicy { vault_id, permissions } | Action::RevokeAccessPolicy { vault_id, permissions } => {
+            let held = observed.access_policy(vault_id);
+            let now = if matches!(action, Action::GrantAccessPolicy { .. }) { held.union(permissions) } else { held.minus(permissions) };
+            observed.access_policies.retain(|(v, _)| !v.eq_ignore_ascii_case(vault_id));
+            observed.access_policies.push((vault_id.clone(), now));
+        }
+    }
+}
+
 fn tags_with_owner(want: &ManagedIdentity, owner: &Owner) -> BTreeMap<String, String> {
     let mut tags = want.tags.clone();
     for (k, v) in owner.tags() {
@@ -448,5 +482,38 @@ mod tests {
         // Already gone by hand: nothing to revoke.
         o.access_policies = vec![];
         assert_eq!(plan(&d, &o), Ok(vec![]));
+    }
+
+    /// Plans until nothing is left, assuming each write did what it says (as `converge` does):
+    /// the number of rounds it takes and the final observation.
+    fn settle(d: &DesiredAzure, mut o: ObservedAzure) -> (usize, ObservedAzure) {
+        for round in 0..4 {
+            let actions = plan(d, &o).expect("plannable");
+            if actions.is_empty() {
+                return (round, o);
+            }
+            for a in &actions {
+                assume(&mut o, a, Some(PRINCIPAL));
+            }
+        }
+        panic!("no convergence in 4 rounds: {o:?}");
+    }
+
+    #[test]
+    fn assuming_each_write_succeeded_settles_without_reading_azure_again() {
+        // From nothing: the identity, then everything that names its principal; two rounds.
+        let mut d = desired(&[SECRETS_USER, READER]);
+        d.access_policies = vec![(AP_KV.into(), perms(&["get"], &[]))];
+        let (rounds, o) = settle(&d, ObservedAzure { access_policies: vec![(AP_KV.into(), Permissions::default())], ..ObservedAzure::default() });
+        assert_eq!(rounds, 2);
+        assert_eq!((o.fic_count, o.role_assignments.len(), o.access_policy(AP_KV)), (1, 2, perms(&["get"], &[])));
+        assert_eq!(o.identity.map(|i| i.principal_id), Some(PRINCIPAL.to_string()));
+        // From an edit: one round, and what it assumed is what a fresh observation would say.
+        let before = converged(&d, &[SECRETS_USER, READER]);
+        let edited = DesiredAzure { role_assignments: vec![(KV.into(), READER.into())], held_access_policies: d.access_policies.clone(), access_policies: vec![], ..d.clone() };
+        let (rounds, o) = settle(&edited, before);
+        assert_eq!(rounds, 1);
+        assert_eq!(o.role_assignments.iter().map(|ra| ra.name.clone()).collect::<Vec<_>>(), [naming::role_assignment_name(KV, READER, PRINCIPAL).to_string()]);
+        assert!(o.access_policy(AP_KV).is_empty());
     }
 }

@@ -57,11 +57,19 @@ pub struct Governed {
     fic_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// (lowercased subscription, lowercased role name) → role definition GUID.
     roles: Mutex<HashMap<(String, String), String>>,
+    /// Lowercased vault id → the vault as last read, and when. A vault's existence and
+    /// permission model change rarely, and every binding's every resync would otherwise read
+    /// it; idbind's own access-policy writes drop the entry, others' are seen after the TTL.
+    vaults: Mutex<HashMap<String, (Instant, VaultInfo)>>,
 }
+
+/// How long a vault read is reused. A vault that did not exist is never cached, so a
+/// VaultNotFound heals as soon as the vault appears.
+pub const VAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl Governed {
     pub fn new(inner: Arc<dyn AzureApi>, budget: Option<SharedBudget>, observer: Option<Arc<dyn ArmObserver>>) -> Self {
-        Governed { inner, budget, observer, fic_locks: Mutex::default(), roles: Mutex::default() }
+        Governed { inner, budget, observer, fic_locks: Mutex::default(), roles: Mutex::default(), vaults: Mutex::default() }
     }
 
     /// Waits for the budget, sends, and reports the request.
@@ -166,10 +174,24 @@ impl AzureApi for Governed {
     }
 
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
-        self.call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id)).await
+        let key = resource_id.to_ascii_lowercase();
+        if let Some((at, vault)) = self.vaults.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && at.elapsed() < VAULT_CACHE_TTL
+        {
+            return Ok(Some(vault.clone()));
+        }
+        let vault = self.call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id)).await?;
+        let mut cache = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
+        match &vault {
+            Some(v) => cache.insert(key, (Instant::now(), v.clone())),
+            None => cache.remove(&key),
+        };
+        Ok(vault)
     }
 
     async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
+        // Whatever the answer, the cached policies may no longer be the vault's.
+        self.vaults.lock().unwrap_or_else(|p| p.into_inner()).remove(&vault_id.to_ascii_lowercase());
         self.call("Vaults_UpdateAccessPolicy", arm(OpKind::Write), self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions)).await
     }
 }

@@ -173,11 +173,20 @@ pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
 
 /// Performs one planned write for the binding whose identity is `identity_id`. `ids` are the
 /// identity's, known once it exists (the planner plans what names its principal only then).
-pub async fn execute(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<(), AzureError> {
+/// Returns the identity's ids when the write was the identity's own PUT.
+pub async fn execute(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<Option<IdentityIds>, AzureError> {
+    match action {
+        Action::PutIdentity { resource_id, location, tags } => api.put_identity(resource_id, location, tags).await.map(Some),
+        other => execute_dependent(api, identity_id, ids, other).await.map(|()| None),
+    }
+}
+
+/// The writes that need the identity to exist.
+async fn execute_dependent(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<(), AzureError> {
     let principal_id = ids.map(|i| i.principal_id.as_str());
     let not_ready = || AzureError::IdentityNotReady(identity_id.to_string());
     match action {
-        Action::PutIdentity { resource_id, location, tags } => api.put_identity(resource_id, location, tags).await.map(|_| ()),
+        Action::PutIdentity { .. } => Err(AzureError::InvalidResponse { operation: "execute", message: "the identity's PUT is not a dependent write".into() }),
         Action::PutFederatedCredential { name, issuer, subject, audience } => {
             let fic = FederatedCredential { name: name.clone(), issuer: issuer.clone(), subject: subject.clone(), audiences: vec![audience.clone()] };
             api.put_federated_credential(identity_id, &fic).await
