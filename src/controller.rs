@@ -33,7 +33,7 @@ use crate::{
     guardrails::{self, WorkloadIdentityPolicy},
     telemetry::Metrics,
     roles::{self, Permissions},
-    azure::{self, AzureApi, AzureError, IdentityIds, Observation},
+    azure::{self, AzureApi, AzureError, IdentityIds, Observation, snapshot::Snapshots},
     conditions::{self, Want},
     k8s::{self, Annotations, KubeError},
     plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
@@ -52,7 +52,11 @@ const MAX_ROUNDS: usize = 4;
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
+    /// Azure through direct reads (and the request budget): what every write is planned from.
     pub azure: Arc<dyn AzureApi>,
+    /// The same, with steady-state reads answered from shared lists; all writes go through it
+    /// so the lists stay current.
+    pub snapshots: Arc<Snapshots>,
     pub settings: OperatorSettings,
     pub policy: Policy,
     pub resync: Duration,
@@ -69,7 +73,8 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
-        Context { client, azure, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new(), policies: std::sync::OnceLock::new() }
+        let snapshots = Arc::new(Snapshots::new(azure.clone(), resync));
+        Context { client, azure, snapshots, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new(), policies: std::sync::OnceLock::new() }
     }
 
     /// Records into `metrics` (shared with the Azure layer and the HTTP server).
@@ -267,6 +272,15 @@ fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(
 /// observation as it now stands.
 async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, Failure> {
     let mut last_condition = conditions::IDENTITY_READY;
+    // Steady state first, from the shared lists (about one read per binding, see
+    // azure::snapshot): when they say nothing needs doing, nothing is done.
+    if let Ok(cached) = azure::observe(ctx.snapshots.as_ref(), identity_id, desired).await
+        && plan::plan(desired, &cached.azure).is_ok_and(|actions| actions.is_empty())
+    {
+        return Ok(cached);
+    }
+    // Something to do (or to report): read Azure directly before any write, so a list up to a
+    // resync old can never make idbind write over what changed since.
     let mut observed = azure::observe(ctx.azure.as_ref(), identity_id, desired).await.map_err(|e| Failure::azure(last_condition, &e))?;
     for _ in 0..MAX_ROUNDS {
         let actions = plan::plan(desired, &observed.azure).map_err(|b| {
@@ -286,7 +300,7 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
                 _ => conditions::ROLE_ASSIGNMENTS_READY,
             };
             tracing::info!(?action, identity = identity_id, "azure write");
-            if let Some(ids) = azure::execute(ctx.azure.as_ref(), identity_id, observed.ids.as_ref(), action).await.map_err(|e| Failure::azure(last_condition, &e))? {
+            if let Some(ids) = azure::execute(ctx.snapshots.as_ref(), identity_id, observed.ids.as_ref(), action).await.map_err(|e| Failure::azure(last_condition, &e))? {
                 observed.ids = Some(ids);
             }
             plan::assume(&mut observed.azure, action, observed.ids.as_ref().map(|i| i.principal_id.as_str()));
@@ -387,7 +401,7 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
         let old_desired = DesiredAzure { role_assignments: Vec::new(), access_policies: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.resource_id.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
         match azure::observe(ctx.azure.as_ref(), &old.resource_id, &old_desired).await {
             Ok(obs) => {
-                if let Err(e) = azure::cleanup(ctx.azure.as_ref(), &old.resource_id, &old_desired, &obs).await {
+                if let Err(e) = azure::cleanup(ctx.snapshots.as_ref(), &old.resource_id, &old_desired, &obs).await {
                     tracing::warn!(error = %e, old = %old.resource_id, "removing the previous identity failed; retrying");
                     return Ok(Action::requeue(ctx.backoff(&key, e.retry_after())));
                 }
@@ -525,7 +539,7 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
             };
             let result = async {
                 let observed = azure::observe(ctx.azure.as_ref(), &id, &desired).await?;
-                azure::cleanup(ctx.azure.as_ref(), &id, &desired, &observed).await
+                azure::cleanup(ctx.snapshots.as_ref(), &id, &desired, &observed).await
             }
             .await;
             if let Err(e) = result {

@@ -68,11 +68,20 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     let body: Value = response.json().await?;
     assert!(status.is_success() && body["access_token"].is_string(), "token exchange failed: {status} {body}");
 
-    // Steady state: several resyncs (2 s each) read Azure and write nothing.
+    // Steady state: several resyncs (2 s each) write nothing, and read the binding's FICs once
+    // each; the identity and its role assignments come from the shared lists, not from a GET or
+    // a per-principal list of their own.
     let writes = env.writes();
-    let gets = env.sim.counters().total("UserAssignedIdentities_Get");
-    eventually("three more resyncs", Duration::from_secs(30), || Ok((env.sim.counters().total("UserAssignedIdentities_Get") >= gets + 3).then_some(()))).await?;
+    let before = env.sim.counters();
+    let fic_lists = before.total("FederatedIdentityCredentials_List");
+    eventually("three more resyncs", Duration::from_secs(30), || Ok((env.sim.counters().total("FederatedIdentityCredentials_List") >= fic_lists + 3).then_some(()))).await?;
+    let after = env.sim.counters();
     assert_eq!(env.writes(), writes, "steady state must make no Azure writes");
+    assert_eq!(after.total("UserAssignedIdentities_Get"), before.total("UserAssignedIdentities_Get"), "no identity GET in steady state");
+    let lists = |c: &idbind_sim::CounterSnapshot| c.total("UserAssignedIdentities_ListByResourceGroup") + c.total("RoleAssignments_ListForScope");
+    // Two lists (identities of the group, assignments of the subscription) per resync period
+    // however many bindings there are; here one binding and about three periods.
+    assert!(lists(&after) - lists(&before) <= 8, "the shared lists are taken once per resync period: {} more", lists(&after) - lists(&before));
 
     // Editing the roles adds and removes exactly the difference.
     env.binding("orders", "orders", &["Key Vault Reader"])?;
@@ -326,5 +335,32 @@ async fn changing_the_service_account_moves_the_annotations() -> TestResult {
     assert_eq!(env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?, "new-sa");
     env.kubectl(&["delete", "wib", "mover", "--wait=true", "--timeout=60s"])?;
     assert!(!annotated("new-sa")? && !annotated("old-sa")?);
+    Ok(())
+}
+
+/// The shared lists may be a resync old; they are only trusted to say that nothing needs
+/// doing. An identity someone creates after the list was taken, with the name a new binding
+/// asks for, is still found before any write, and never written to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> TestResult {
+    use idbind::azure::AzureApi;
+    let env = start("e2e-stale").await?;
+    env.kubectl(&["create", "serviceaccount", "first"])?;
+    env.kubectl(&["create", "serviceaccount", "second"])?;
+    // The first binding makes the operator list the identities' resource group.
+    env.binding("first", "first", &[])?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/first"])?;
+    // Then someone creates an identity by hand, after that list.
+    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let foreign = format!("/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/handmade");
+    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "ops".to_string())].into()).await?;
+    let writes = env.writes();
+    env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "second"},
+                      "spec": {"serviceAccountName": "second", "identity": {"name": "handmade"}}}))?;
+    env.wait_condition("second", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
+    assert_eq!(env.writes(), writes, "nothing was written");
+    let handmade = identities(&env.sim.state_typed()).into_iter().find(|i| i.name == "handmade").ok_or("handmade identity vanished")?;
+    assert_eq!(handmade.tags.get("owner").map(String::as_str), Some("ops"));
+    assert!(!handmade.tags.contains_key("idbind.dev.binding") && handmade.federated_identity_credentials.is_empty());
     Ok(())
 }

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::{AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo, resource_parts, subscription_of};
+use super::{AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of};
 use crate::{
     plan::{ObservedIdentity, ObservedRoleAssignment},
     roles::Permissions,
@@ -35,6 +35,8 @@ use crate::{
 /// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate
 /// among our dependencies; one GET does not justify one).
 const KEYVAULT_API_VERSION: &str = "2023-07-01";
+/// The managed-identity api-version of the SDK's default tag, for the hand-paged identity list.
+const MSI_API_VERSION: &str = "2023-01-31";
 const ROLE_ASSIGNMENTS_SEGMENT: &str = "/providers/Microsoft.Authorization/roleAssignments/";
 
 /// Which Azure to talk to.
@@ -189,6 +191,41 @@ impl AzureApi for ArmApi {
         self.msi.user_assigned_identities_client().delete(sub, rg, name).send().await.map(|_| ()).map_err(|e| from_core("UserAssignedIdentities_Delete", e))
     }
 
+    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError> {
+        // By hand rather than through the SDK's pager, which fetches every page at once: the
+        // managed-identity API limits a list like a resource (0.25/s), so each page has to wait
+        // for its own turn in the request budget.
+        const OP: &str = "UserAssignedIdentities_ListByResourceGroup";
+        let url = match next {
+            Some(link) => {
+                let url = Url::parse(link).map_err(|e| invalid(OP, &format!("nextLink {link:?}: {e}")))?;
+                // Only ever follow a link back to the ARM endpoint we talk to (it carries our token).
+                if url.origin() != self.endpoint.origin() {
+                    return Err(invalid(OP, &format!("nextLink {link:?} leaves {}", self.endpoint)));
+                }
+                url
+            }
+            None => {
+                let mut url = self.endpoint.clone();
+                url.set_path(&format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"));
+                url.query_pairs_mut().append_pair("api-version", MSI_API_VERSION);
+                url
+            }
+        };
+        let body = self.send_url(OP, azure_core::Method::Get, url, None).await?;
+        let mut identities = Vec::new();
+        for item in body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            let text = |p: &str| item.pointer(p).and_then(Value::as_str).map(str::to_string);
+            let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (text("/id"), text("/properties/clientId"), text("/properties/principalId"), text("/properties/tenantId")) else {
+                return Err(invalid(OP, "an identity without id, clientId, principalId or tenantId"));
+            };
+            let observed = ObservedIdentity { location: text("/location").unwrap_or_default(), tags: tags_of(item.get("tags")), principal_id: principal_id.clone() };
+            identities.push(FoundIdentity { observed, ids: IdentityIds { resource_id: id, client_id, principal_id, tenant_id } });
+        }
+        let next = body.get("nextLink").and_then(Value::as_str).filter(|l| !l.is_empty()).map(str::to_string);
+        Ok(IdentityPage { identities, next })
+    }
+
     async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
         const OP: &str = "FederatedIdentityCredentials_List";
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
@@ -227,6 +264,22 @@ impl AzureApi for ArmApi {
                     return Err(invalid(OP, "a role assignment without id, name or scope"));
                 };
                 out.push(ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
+        const OP: &str = "RoleAssignments_ListForScope";
+        let mut pages = self.authz.role_assignments_client().list_for_scope(format!("subscriptions/{subscription}")).into_stream();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for ra in page.map_err(|e| from_core(OP, e))?.value {
+                let props = ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
+                let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
+                    return Err(invalid(OP, "a role assignment without id, name or scope"));
+                };
+                out.push(RoleAssignment { principal_id: props.principal_id, assignment: ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id } });
             }
         }
         Ok(out)
@@ -319,6 +372,11 @@ impl ArmApi {
         let mut url = self.endpoint.clone();
         url.set_path(path);
         url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
+        self.send_url(operation, method, url, body).await
+    }
+
+    /// One request to `url` through the SDK's pipeline, returning the JSON body.
+    async fn send_url(&self, operation: &'static str, method: azure_core::Method, url: Url, body: Option<Value>) -> Result<Value, AzureError> {
         let mut request = Request::new(url, method);
         request.insert_header(azure_core::headers::AUTHORIZATION, self.bearer(operation).await?);
         if let Some(body) = body {

@@ -20,7 +20,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo};
+use super::{AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage, RoleAssignment, VaultInfo};
 use crate::{
     budget::{MsiOp, OpKind, Request, SharedBudget},
     plan::ObservedRoleAssignment,
@@ -138,6 +138,13 @@ impl AzureApi for Governed {
         self.call("UserAssignedIdentities_Delete", msi(OpKind::Delete, MsiOp::Delete, resource_id), self.inner.delete_identity(resource_id)).await
     }
 
+    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError> {
+        // The MSI API limits a list like a resource (0.25/s), keyed by the group's path as in the
+        // simulator; each page is one request and waits its own turn.
+        let path = format!("/subscriptions/{subscription}/resourcegroups/{resource_group}/providers/microsoft.managedidentity/userassignedidentities");
+        self.call("UserAssignedIdentities_ListByResourceGroup", msi(OpKind::Read, MsiOp::List, &path), self.inner.list_identities_page(subscription, resource_group, next)).await
+    }
+
     async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
         self.call("FederatedIdentityCredentials_List", arm(OpKind::Read), self.inner.list_federated_credentials(identity_id)).await
     }
@@ -152,6 +159,10 @@ impl AzureApi for Governed {
 
     async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
         self.call("RoleAssignments_ListForScope", arm(OpKind::Read), self.inner.list_role_assignments(scope, principal_id)).await
+    }
+
+    async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
+        self.call("RoleAssignments_ListForScope", arm(OpKind::Read), self.inner.list_all_role_assignments(subscription)).await
     }
 
     async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {

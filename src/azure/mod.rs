@@ -8,6 +8,7 @@
 pub mod arm;
 pub mod error;
 pub mod governed;
+pub mod snapshot;
 pub mod workload_identity;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,20 @@ pub struct IdentityIds {
 pub struct FoundIdentity {
     pub observed: ObservedIdentity,
     pub ids: IdentityIds,
+}
+
+/// One page of identities and the link to the next, if any.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IdentityPage {
+    pub identities: Vec<FoundIdentity>,
+    pub next: Option<String>,
+}
+
+/// A role assignment with its principal (what a subscription-wide list returns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleAssignment {
+    pub principal_id: String,
+    pub assignment: ObservedRoleAssignment,
 }
 
 /// A federated identity credential on an identity.
@@ -92,12 +107,18 @@ pub trait AzureApi: Send + Sync {
     async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError>;
     /// Deletes the identity; a 404 is returned as an error (see [`AzureError::is_not_found`]).
     async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError>;
+    /// One page of a resource group's identities (`UserAssignedIdentities_ListByResourceGroup`):
+    /// the first with `next: None`, then each `nextLink`. One request per page, so a caller can
+    /// pace them.
+    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError>;
     /// Every FIC on the identity, all pages.
     async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError>;
     async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError>;
     async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError>;
     /// Role assignments of `principal_id` at, above or below `scope` (`$filter=principalId eq '…'`).
     async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
+    /// Every role assignment in the subscription (at it and below), all pages, unfiltered.
+    async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError>;
     /// Creates the assignment named `name`, always with `principalType: ServicePrincipal` so a
     /// principal created seconds ago is not rejected with `PrincipalNotFound`.
     async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError>;
