@@ -37,14 +37,20 @@ struct Listed<T> {
     items: T,
 }
 
+/// A list shared by every reconcile that needs it, refreshed by one of them at a time.
+type Shared<T> = Arc<Mutex<Option<Listed<T>>>>;
+
+/// A resource group's identities by lowercased name.
+type Group = HashMap<String, FoundIdentity>;
+
 /// The snapshot-backed reads over another [`AzureApi`] (the governed ARM client).
 pub struct Snapshots {
     inner: Arc<dyn AzureApi>,
     max_age: Duration,
     /// (lowercased subscription, lowercased resource group) → identities by lowercased name.
-    identities: Mutex<HashMap<(String, String), Arc<Mutex<Option<Listed<HashMap<String, FoundIdentity>>>>>>>,
+    identities: Mutex<HashMap<(String, String), Shared<Group>>>,
     /// Lowercased subscription → every role assignment in it.
-    assignments: Mutex<HashMap<String, Arc<Mutex<Option<Listed<Vec<RoleAssignment>>>>>>>,
+    assignments: Mutex<HashMap<String, Shared<Vec<RoleAssignment>>>>,
 }
 
 impl Snapshots {
@@ -52,11 +58,11 @@ impl Snapshots {
         Snapshots { inner, max_age, identities: Mutex::default(), assignments: Mutex::default() }
     }
 
-    async fn identity_group(&self, sub: &str, rg: &str) -> Arc<Mutex<Option<Listed<HashMap<String, FoundIdentity>>>>> {
+    async fn identity_group(&self, sub: &str, rg: &str) -> Shared<Group> {
         self.identities.lock().await.entry((sub.to_ascii_lowercase(), rg.to_ascii_lowercase())).or_default().clone()
     }
 
-    async fn assignment_list(&self, sub: &str) -> Arc<Mutex<Option<Listed<Vec<RoleAssignment>>>>> {
+    async fn assignment_list(&self, sub: &str) -> Shared<Vec<RoleAssignment>> {
         self.assignments.lock().await.entry(sub.to_ascii_lowercase()).or_default().clone()
     }
 
