@@ -29,8 +29,8 @@ use crate::{
 
 /// Receives one record per ARM request (the metrics implement it).
 pub trait ArmObserver: Send + Sync {
-    /// `status` is the HTTP status ARM answered, 200 for any success (the SDK does not say which
-    /// 2xx it was), 0 when no HTTP answer came.
+    /// `status` is the HTTP status ARM answered: 200 for any success (the SDK does not say which
+    /// 2xx it was), 404 for a read that found nothing, 0 when no HTTP answer came.
     fn request(&self, operation: &'static str, status: u16, elapsed: Duration);
     /// How long a request waited for the budget before it was sent.
     fn budget_waited(&self, waited: Duration);
@@ -73,7 +73,7 @@ impl Governed {
     }
 
     /// Waits for the budget, sends, and reports the request.
-    async fn call<T, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, request: Request, send: F) -> Result<T, AzureError> {
+    async fn call<T: Answered, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, request: Request, send: F) -> Result<T, AzureError> {
         let waited = match &self.budget {
             Some(b) => b.acquire(&request).await,
             None => Duration::ZERO,
@@ -83,7 +83,7 @@ impl Governed {
         if let Some(o) = &self.observer {
             o.budget_waited(waited);
             let status = match &result {
-                Ok(_) => 200,
+                Ok(answer) => answer.status(),
                 Err(AzureError::Arm { status, .. }) => *status,
                 Err(_) => 0,
             };
@@ -93,7 +93,7 @@ impl Governed {
     }
 
     /// Runs a FIC write on `identity_id` under that identity's lock.
-    async fn fic_write<T, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, identity_id: &str, send: F) -> Result<T, AzureError> {
+    async fn fic_write<T: Answered, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, identity_id: &str, send: F) -> Result<T, AzureError> {
         let key = identity_id.to_ascii_lowercase();
         let lock = self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
         let result = {
@@ -115,6 +115,25 @@ impl Governed {
         self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
+
+/// The HTTP status an answer stands for, for the metrics: the reads that return `None` got a 404.
+trait Answered {
+    fn status(&self) -> u16 {
+        200
+    }
+}
+
+impl<T> Answered for Option<T> {
+    fn status(&self) -> u16 {
+        if self.is_some() { 200 } else { 404 }
+    }
+}
+
+impl Answered for () {}
+impl Answered for String {}
+impl Answered for IdentityIds {}
+impl Answered for IdentityPage {}
+impl<T> Answered for Vec<T> {}
 
 fn msi(kind: OpKind, op: MsiOp, identity_id: &str) -> Request {
     Request { kind, msi: Some((op, identity_id.to_string())) }
