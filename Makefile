@@ -127,3 +127,13 @@ $(KSTATUS): tools/kstatus/go.mod tools/kstatus/go.sum tools/kstatus/main.go
 	cd tools/kstatus && go build -trimpath -ldflags='-s -w' -o $@ .
 
 kstatus: $(KSTATUS) ## Build the kstatus CLI into .cache/tools/kstatus (used by tests/gitops_health.rs)
+
+# --- Chaos soak (issue 7) ---------------------------------------------------------------------
+
+.PHONY: soak
+
+SOAK_SECONDS  ?= 600
+SOAK_BINDINGS ?= 200
+
+soak: controlplane ## Chaos soak: SOAK_BINDINGS (200) bindings churned for SOAK_SECONDS (600) under faults and restarts; prints the figures (SOAK_SEED=n replays)
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_BINDINGS=$(SOAK_BINDINGS) cargo test --test soak -- --nocapture --test-threads=1

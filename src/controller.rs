@@ -110,7 +110,9 @@ impl Context {
         let Some(store) = self.policies.get() else {
             return Some(Vec::new());
         };
-        tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await.ok()?.ok()?;
+        if !cache_ready(store, Duration::from_secs(10)).await {
+            return None;
+        }
         Some(store.state().iter().map(|p| guardrails::Rule::from_policy(&p.name_any(), &p.spec, &self.settings.subscription_id)).collect())
     }
 
@@ -123,6 +125,24 @@ impl Context {
     fn resync_after(&self, key: &str) -> Duration {
         let jitter = (fnv(key) % 1000) as f64 / 10_000.0;
         self.resync.mul_f64(1.0 + jitter)
+    }
+}
+
+/// Waits (up to `limit`) until a reflector's store holds its first full list. kube-runtime 5's
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot
+/// channel keeps one waker), so a waiter that polls before the controller's own never wakes;
+/// asking again every half second sidesteps that (the readiness, once reached, is kept).
+async fn cache_ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &Store<K>, limit: Duration) -> bool
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(ready) => return ready.is_ok(),
+            Err(_) if start.elapsed() >= limit => return false,
+            Err(_) => {}
+        }
     }
 }
 
@@ -221,13 +241,13 @@ fn identity_id(identity: &DesiredIdentity) -> String {
 /// The desired Azure state, with roles resolved to GUIDs and vaults checked to exist. A vault
 /// that uses Azure RBAC gets role assignments; one that still uses access policies gets the
 /// equivalent access policy (reader roles only, see [`roles::access_policy_for`]).
-async fn desired_azure(d: &DesiredBinding, owner: Owner, held_access_policies: Vec<(String, Permissions)>, ctx: &Context) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
+async fn desired_azure(d: &DesiredBinding, owner: Owner, held_access_policies: Vec<(String, Permissions)>, azure: &dyn AzureApi) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
     let stalled = |reason: &str, message: String| Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: reason.into(), message, stalled: true, retry_after: None };
     let mut role_assignments = Vec::new();
     let mut access_policies: Vec<(String, Permissions)> = Vec::new();
     let mut held = Vec::new();
     for vault in &d.vaults {
-        let rbac = match ctx.azure.get_vault(&vault.resource_id).await {
+        let rbac = match azure.get_vault(&vault.resource_id).await {
             Ok(Some(info)) => info.rbac_authorization,
             Ok(None) => return Err(stalled("VaultNotFound", format!("vault {} does not exist", vault.resource_id))),
             Err(e) => return Err(Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e)),
@@ -236,7 +256,7 @@ async fn desired_azure(d: &DesiredBinding, owner: Owner, held_access_policies: V
         for (written, role) in &vault.roles {
             let guid = match role {
                 RoleRef::Id(g) => g.to_string(),
-                RoleRef::Name(n) => ctx.azure.resolve_role(&vault.resource_id, n).await.map_err(|e| Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e))?,
+                RoleRef::Name(n) => azure.resolve_role(&vault.resource_id, n).await.map_err(|e| Failure::azure(conditions::ROLE_ASSIGNMENTS_READY, &e))?,
             };
             if rbac {
                 role_assignments.push((vault.resource_id.clone(), guid.clone()));
@@ -361,7 +381,7 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
     }
 
     let outcome = async {
-        let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), held_access_policies(b.status.as_ref()), ctx).await?;
+        let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), held_access_policies(b.status.as_ref()), ctx.azure.as_ref()).await?;
         let observed = converge(ctx, &id, &desired_azure).await?;
         Ok::<_, Failure>((id, desired_azure, observed, std::mem::take(&mut held)))
     }
@@ -394,17 +414,30 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
         }
     };
 
-    // The binding moved to another identity: remove what it held on the old one (ours only).
-    if let Some(old) = before.identity.as_ref().filter(|o| o.managed && !o.resource_id.eq_ignore_ascii_case(&identity_id)) {
-        // Everything idbind held through the old identity goes: its assignments, its FIC, the
-        // access policies the status records, and the identity itself (ours only).
-        let old_desired = DesiredAzure { role_assignments: Vec::new(), access_policies: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.resource_id.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
-        match azure::observe(ctx.azure.as_ref(), &old.resource_id, &old_desired).await {
+    // Identities this binding held before and holds no more (a rename, a move to a brought
+    // identity): the one the status names, and any other that idbind's ownership tags say is
+    // this binding's in the current identity's resource group. The tags matter: an identity
+    // created just before a crash, or before a rename that raced the status write, is named
+    // by no status. Everything idbind held through them goes, and each identity itself.
+    let mut previous: Vec<String> = before.identity.iter().filter(|o| o.managed).map(|o| o.resource_id.clone()).collect();
+    if let Some((sub, rg, _)) = desired_azure.managed_identity.as_ref().and_then(|m| azure::resource_parts(&m.resource_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", "identity").ok()) {
+        match ctx.snapshots.identities_owned_by(sub, rg, &desired_azure.owner).await {
+            Ok(found) => previous.extend(found.into_iter().map(|i| i.ids.resource_id)),
+            Err(e) => tracing::warn!(error = %e, "listing the binding's identities failed; the next reconcile looks again"),
+        }
+    }
+    previous.retain(|id| !id.eq_ignore_ascii_case(&identity_id));
+    previous.sort_by_key(|id| id.to_ascii_lowercase());
+    previous.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    for old in previous {
+        let old_desired = DesiredAzure { role_assignments: Vec::new(), access_policies: Vec::new(), managed_identity: Some(ManagedIdentity { resource_id: old.clone(), location: String::new(), tags: Default::default() }), ..desired_azure.clone() };
+        match azure::observe(ctx.azure.as_ref(), &old, &old_desired).await {
             Ok(obs) => {
-                if let Err(e) = azure::cleanup(ctx.snapshots.as_ref(), &old.resource_id, &old_desired, &obs).await {
-                    tracing::warn!(error = %e, old = %old.resource_id, "removing the previous identity failed; retrying");
+                if let Err(e) = azure::cleanup(ctx.snapshots.as_ref(), &old, &old_desired, &obs).await {
+                    tracing::warn!(error = %e, old = %old, "removing the previous identity failed; retrying");
                     return Ok(Action::requeue(ctx.backoff(&key, e.retry_after())));
                 }
+                tracing::info!(old = %old, "removed an identity the binding no longer uses");
             }
             Err(e) => return Ok(Action::requeue(ctx.backoff(&key, e.retry_after()))),
         }
@@ -521,6 +554,14 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
             // the status write did not. Only for an identity idbind manages: on a brought one,
             // an entry's permissions may be someone else's, so only what the status holds goes.
             let spec_policies: Vec<(String, Permissions)> = if managed { d.vaults.iter().map(|v| (v.resource_id.clone(), v.roles.iter().filter_map(|(_, r)| r.builtin().and_then(|b| roles::access_policy_for(b.guid))).fold(Permissions::default(), |acc, p| acc.union(&p)))).filter(|(_, p)| !p.is_empty()).collect() } else { Vec::new() };
+            // Identities tagged as this binding's in that resource group, named by no status.
+            if let DesiredIdentity::Managed { subscription_id, resource_group, .. } = &d.identity {
+                for found in ctx.snapshots.identities_owned_by(subscription_id, resource_group, &owner).await? {
+                    if !candidates.iter().any(|(c, _, _)| c.eq_ignore_ascii_case(&found.ids.resource_id)) {
+                        candidates.push((found.ids.resource_id, true, Vec::new()));
+                    }
+                }
+            }
             match candidates.iter_mut().find(|(c, _, _)| c.eq_ignore_ascii_case(&id)) {
                 Some(c) => c.2 = spec_policies,
                 None => candidates.push((id, managed, spec_policies)),
@@ -560,6 +601,49 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
     }
     ctx.succeeded(&key);
     Ok(Action::await_change())
+}
+
+/// What `idbind plan` found for a binding: the Azure writes a reconcile would make now, or why
+/// it would make none.
+#[derive(Debug)]
+pub enum DryRun {
+    /// Validation or the operator's policy refuses the spec (no policy objects are consulted).
+    Invalid(Vec<validate::Invalid>),
+    /// Azure's state blocks the binding, or reading it failed: (reason, message).
+    Blocked(String, String),
+    /// The writes, in order; empty when Azure already matches.
+    Writes(Vec<plan::Action>),
+}
+
+/// A dry run of one binding's reconcile against Azure: reads only, never a write. A new
+/// identity's writes are all listed, as if the identity's PUT had succeeded.
+pub async fn dry_run(azure: &dyn AzureApi, settings: &OperatorSettings, policy: &Policy, b: &WorkloadIdentityBinding) -> DryRun {
+    let ns = b.namespace().unwrap_or_default();
+    let desired = match validate::validate(&ns, &b.name_any(), &b.spec, settings, policy) {
+        Ok(d) => d,
+        Err(problems) => return DryRun::Invalid(problems),
+    };
+    let (id, desired_azure, _) = match desired_azure(&desired, owner(b, settings), held_access_policies(b.status.as_ref()), azure).await {
+        Ok(v) => v,
+        Err(f) => return DryRun::Blocked(f.reason, f.message),
+    };
+    let mut observed = match azure::observe(azure, &id, &desired_azure).await {
+        Ok(o) => o.azure,
+        Err(e) => return DryRun::Blocked(e.reason().to_string(), e.to_string()),
+    };
+    let mut writes = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let actions = match plan::plan(&desired_azure, &observed) {
+            Ok(a) if a.is_empty() => break,
+            Ok(a) => a,
+            Err(blocked) => return DryRun::Blocked(blocked.reason().to_string(), blocked.to_string()),
+        };
+        for action in actions {
+            plan::assume(&mut observed, &action, Some("<principal of the new identity>"));
+            writes.push(action);
+        }
+    }
+    DryRun::Writes(writes)
 }
 
 /// Runs the controller until SIGTERM/SIGINT (see [`run_until`]), watching all namespaces or
@@ -612,9 +696,10 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
     tokio::spawn(async move {
         // The bindings' cache is what reconciles read; once it holds a full list, every binding
         // present at start has been queued.
-        if store.wait_until_ready().await.is_err() {
+        if !cache_ready(&store, Duration::MAX).await {
             return;
         }
+        tracing::info!(bindings = store.state().len(), "caches synced: ready");
         synced();
         // Bindings by readiness, from the cache (no API call): counted every 10 s.
         let mut tick = tokio::time::interval(Duration::from_secs(10));

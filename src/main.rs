@@ -13,6 +13,8 @@ struct Cli {
 enum Command {
     /// Run the controller (flags or environment; see --help).
     Run(Box<idbind::run::RunArgs>),
+    /// Show the Azure writes a binding would cause now, reading Azure only (a dry run).
+    Plan(Box<idbind::run::PlanArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD (what `crds/` holds).
     Crd {
         /// Write `<dir>/<group>_<plural>.yaml` files instead of printing.
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Run(args) => idbind::run::run(*args).await,
+        Command::Plan(args) => idbind::run::plan(*args).await,
         Command::Crd { out_dir: None } => {
             print!("{}", idbind::crd::crds_yaml()?);
             Ok(())

@@ -16,7 +16,7 @@ use crate::{
     health::{self, Health},
     leader::{LeaderConfig, LeaderElector},
     telemetry::Metrics,
-    controller::{self, Context},
+    controller::{self, Context, DryRun},
     validate::{OperatorSettings, Policy},
 };
 
@@ -192,8 +192,8 @@ fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The settings, the ceiling and the governed Azure layer that `args` describe.
+fn azure_and_settings(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Policy)> {
     if !args.oidc_issuer.starts_with("https://") {
         bail!("--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}", args.oidc_issuer);
     }
@@ -202,11 +202,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let cloud = args.cloud();
     let http = http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?;
-    let credential = credential(&args, &cloud, http.clone())?;
+    let credential = credential(args, &cloud, http.clone())?;
     let budget = (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
-    let metrics = Metrics::new();
     let azure = Arc::new(Governed::new(Arc::new(ArmApi::new(&cloud, http, credential)?), budget, Some(metrics.clone() as Arc<dyn ArmObserver>)));
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let settings = OperatorSettings {
         cluster_name: args.cluster_name.clone(),
         subscription_id: args.subscription_id.clone(),
@@ -215,6 +213,77 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         issuer: args.oidc_issuer.clone(),
     };
     let policy = Policy { allow_any_role: args.allow_any_role, allow_other_subscriptions: args.allow_other_subscriptions, allow_existing_identity: args.allow_existing_identity, require_policy: args.require_policy };
+    Ok((azure, settings, policy))
+}
+
+/// `idbind plan -f binding.yaml`: the operator's settings (the same flags and environment as
+/// `run`) and a binding from a file.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// The WorkloadIdentityBinding (YAML or JSON), e.g. the manifest about to be applied.
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Its namespace, when the manifest does not say.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Prints the Azure writes a reconcile of the binding would make now, reading Azure and never
+/// writing to it. Namespace-level `WorkloadIdentityPolicy` objects are not consulted (the
+/// cluster may not be reachable); the operator's ceiling is.
+pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut binding: crate::resource::WorkloadIdentityBinding = serde_yaml::from_str(&text).with_context(|| format!("{} is not a WorkloadIdentityBinding", args.file.display()))?;
+    if let Some(ns) = args.namespace.clone().or_else(|| binding.metadata.namespace.clone()) {
+        binding.metadata.namespace = Some(ns);
+    } else {
+        bail!("the binding has no namespace: set metadata.namespace or --namespace");
+    }
+    let (azure, settings, policy) = azure_and_settings(&args.run, &Metrics::new())?;
+    let ns = binding.metadata.namespace.clone().unwrap_or_default();
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    println!("WorkloadIdentityBinding {ns}/{name}");
+    match controller::dry_run(azure.as_ref(), &settings, &policy, &binding).await {
+        DryRun::Invalid(problems) => {
+            for p in problems {
+                println!("  refused ({}): {}: {}", p.reason, p.field, p.message);
+            }
+        }
+        DryRun::Blocked(reason, message) => println!("  blocked ({reason}): {message}"),
+        DryRun::Writes(writes) if writes.is_empty() => println!("  no changes: Azure matches the spec"),
+        DryRun::Writes(writes) => {
+            for w in writes {
+                println!("  {}", describe(&w));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One write, as a reader of `idbind plan` wants it.
+fn describe(action: &crate::plan::Action) -> String {
+    use crate::plan::Action::*;
+    let perms = |p: &crate::roles::Permissions| [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)].iter().filter(|(_, s)| !s.is_empty()).map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(","))).collect::<Vec<_>>().join("; ");
+    match action {
+        PutIdentity { resource_id, location, tags } => format!("put identity {resource_id} in {location}, tags {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+        PutFederatedCredential { name, issuer, subject, audience } => format!("put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"),
+        CreateRoleAssignment { scope, name, role_definition_guid } => {
+            let role = crate::roles::KEY_VAULT_ROLES.iter().find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid)).map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
+            format!("create role assignment {name}: {role} on {scope}")
+        }
+        DeleteRoleAssignment { id } => format!("delete role assignment {id}"),
+        GrantAccessPolicy { vault_id, permissions } => format!("grant access policy on {vault_id}: {}", perms(permissions)),
+        RevokeAccessPolicy { vault_id, permissions } => format!("revoke access policy on {vault_id}: {}", perms(permissions)),
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()));
 
     let health = Health::default();

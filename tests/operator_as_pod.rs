@@ -154,3 +154,33 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
     operator.kill()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_turns_ready_once_the_caches_hold_a_full_list() -> TestResult {
+    let env = start_without_operator("readyz", |_| {}).await?;
+    install_operator_rbac(env.plane, &env.ns, &[])?;
+    for (label, leader) in [("single", "false"), ("elected", "true")] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let operator = start(&env, label, &[("IDBIND_HTTP_ADDR", addr.clone()), ("IDBIND_LEADER_ELECT", leader.into()), ("POD_NAMESPACE", operator_namespace(&env.ns))])?;
+        let http = reqwest::Client::new();
+        let url = format!("http://{addr}/readyz");
+        let mut last = String::new();
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+                last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!("{label}: /readyz never turned ready (last: {last})\n{}", operator.log_text()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(http.get(format!("http://{addr}/healthz")).send().await?.status().is_success());
+        operator.kill()?;
+    }
+    Ok(())
+}

@@ -66,6 +66,37 @@ impl Snapshots {
         self.assignments.lock().await.entry(sub.to_ascii_lowercase()).or_default().clone()
     }
 
+    /// The identities of a resource group whose ownership tags name `owner`'s binding: how a
+    /// binding finds identities it created but never recorded in its status (a crash between
+    /// the PUT and the status write, or a rename that raced the status write).
+    pub async fn identities_owned_by(&self, subscription: &str, resource_group: &str, owner: &crate::plan::Owner) -> Result<Vec<FoundIdentity>, AzureError> {
+        let group = self.identity_group(subscription, resource_group).await;
+        let mut listed = group.lock().await;
+        self.refresh_group(&mut listed, subscription, resource_group).await?;
+        Ok(listed.as_ref().map(|l| l.items.values().filter(|i| owner.owns(&i.observed.tags)).cloned().collect()).unwrap_or_default())
+    }
+
+    /// Lists the group again when its list is older than `max_age`.
+    async fn refresh_group(&self, listed: &mut Option<Listed<Group>>, sub: &str, rg: &str) -> Result<(), AzureError> {
+        if self.fresh(listed) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut by_name = HashMap::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.inner.list_identities_page(sub, rg, next.as_deref()).await?;
+            by_name.extend(page.identities.into_iter().filter_map(|i| i.ids.resource_id.rsplit('/').next().map(|n| (n.to_ascii_lowercase(), i.clone()))));
+            match page.next {
+                Some(link) if next.as_deref() != Some(link.as_str()) => next = Some(link),
+                _ => break,
+            }
+        }
+        // As of when the list began: a page read later may be younger, never older.
+        *listed = Some(Listed { at: started, items: by_name });
+        Ok(())
+    }
+
     fn fresh<T>(&self, listed: &Option<Listed<T>>) -> bool {
         listed.as_ref().is_some_and(|l| l.at.elapsed() < self.max_age)
     }
@@ -83,21 +114,7 @@ impl AzureApi for Snapshots {
         let group = self.identity_group(&sub, &rg).await;
         // Held across the refresh: concurrent reconciles of one group wait for one list.
         let mut listed = group.lock().await;
-        if !self.fresh(&listed) {
-            let started = Instant::now();
-            let mut by_name = HashMap::new();
-            let mut next: Option<String> = None;
-            loop {
-                let page = self.inner.list_identities_page(&sub, &rg, next.as_deref()).await?;
-                by_name.extend(page.identities.into_iter().filter_map(|i| i.ids.resource_id.rsplit('/').next().map(|n| (n.to_ascii_lowercase(), i.clone()))));
-                match page.next {
-                    Some(link) if next.as_deref() != Some(link.as_str()) => next = Some(link),
-                    _ => break,
-                }
-            }
-            // As of when the list began: a page read later may be younger, never older.
-            *listed = Some(Listed { at: started, items: by_name });
-        }
+        self.refresh_group(&mut listed, &sub, &rg).await?;
         Ok(listed.as_ref().and_then(|l| l.items.get(&name).cloned()))
     }
 

@@ -12,7 +12,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{OnceLock, mpsc},
+    sync::{Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -44,7 +44,12 @@ pub enum Lifetime {
 pub struct ControlPlane {
     dir: PathBuf,
     server: String,
-    children: Vec<Child>,
+    lifetime: Lifetime,
+    /// The processes, by name, in start order. Behind a lock so that [`ControlPlane::restart_apiserver`]
+    /// works on the shared (`&'static`) plane.
+    children: Mutex<Vec<(String, Child)>>,
+    /// kube-apiserver's flags, kept so a restart serves the same port, certificates and keys.
+    apiserver_args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -73,7 +78,7 @@ impl ControlPlane {
         fs::write(certs.join("tokens.csv"), format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n"))?;
         write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), &token)?;
 
-        let mut plane = ControlPlane { dir: dir.clone(), server: server.clone(), children: Vec::new() };
+        let mut plane = ControlPlane { dir: dir.clone(), server: server.clone(), lifetime, children: Mutex::new(Vec::new()), apiserver_args: Vec::new() };
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer}");
         plane.spawn(lifetime, "etcd", &[
@@ -89,7 +94,7 @@ impl ControlPlane {
             "--log-level=warn".into(),
         ])?;
         let p = |f: &str| certs.join(f).display().to_string();
-        plane.spawn(lifetime, "kube-apiserver", &[
+        plane.apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
@@ -110,7 +115,9 @@ impl ControlPlane {
             "--endpoint-reconciler-type=none".into(),
             "--profiling=false".into(),
             "--v=0".into(),
-        ])?;
+        ];
+        let apiserver_args = plane.apiserver_args.clone();
+        plane.spawn(lifetime, "kube-apiserver", &apiserver_args)?;
         plane.wait_ready(Duration::from_secs(120))?;
         // Let anyone fetch the issuer's discovery document and keys, like AKS's public issuer:
         // the simulator's Entra endpoint reads them without a Kubernetes credential.
@@ -203,8 +210,46 @@ impl ControlPlane {
         Ok(name)
     }
 
+    /// Kills kube-apiserver (SIGKILL, as a crashed or evicted API server: every watch and
+    /// connection drops at once) and starts it again with the same flags, so it serves the same
+    /// URL, certificates, tokens and etcd data and clients reconnect on their own. Returns once
+    /// it is ready again. etcd and kube-controller-manager keep running. Its log continues in
+    /// `logs/kube-apiserver.log`. For a plane started with [`Lifetime::TiedToCaller`], the new
+    /// process is tied to a thread that lives as long as this process (not to the caller's).
+    pub fn restart_apiserver(&self) -> Result<()> {
+        let name = "kube-apiserver";
+        {
+            let mut children = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(slot) = children.iter_mut().find(|(n, _)| n == name) else {
+                bail!("{name} is not managed by this handle (detached?)");
+            };
+            let _ = slot.1.kill();
+            slot.1.wait().with_context(|| format!("waiting for the killed {name}"))?;
+            let mut cmd = self.command(self.lifetime, name, &self.apiserver_args, true)?;
+            let child = match self.lifetime {
+                Lifetime::TiedToCaller => spawn_from_keeper(cmd),
+                Lifetime::Detached => cmd.spawn(),
+            }
+            .with_context(|| format!("restarting {name}"))?;
+            fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
+            slot.1 = child;
+        }
+        self.wait_ready(Duration::from_secs(120))
+    }
+
     fn spawn(&mut self, lifetime: Lifetime, name: &str, args: &[String]) -> Result<()> {
-        let log = fs::File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        let mut cmd = self.command(lifetime, name, args, false)?;
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
+        self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// The command for one process, its output going to `logs/<name>.log` (appended to on a
+    /// restart).
+    fn command(&self, lifetime: Lifetime, name: &str, args: &[String], append_log: bool) -> Result<Command> {
+        let log_path = self.dir.join("logs").join(format!("{name}.log"));
+        let log = if append_log { fs::File::options().create(true).append(true).open(log_path)? } else { fs::File::create(log_path)? };
         let mut cmd = Command::new(bin_dir().join(name));
         cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // SAFETY: only async-signal-safe libc calls run between fork and exec.
@@ -223,25 +268,22 @@ impl ControlPlane {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
-        self.children.push(child);
-        Ok(())
+        Ok(cmd)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    fn wait_ready(&self, timeout: Duration) -> Result<()> {
         self.wait_for(timeout, "kube-apiserver /readyz", |p| {
             p.kubectl(&["get", "--raw=/readyz"]).output().map(|o| o.status.success()).unwrap_or(false)
         })
     }
 
-    fn wait_for(&mut self, timeout: Duration, what: &str, ready: impl Fn(&Self) -> bool) -> Result<()> {
+    fn wait_for(&self, timeout: Duration, what: &str, ready: impl Fn(&Self) -> bool) -> Result<()> {
         let start = Instant::now();
         loop {
             if ready(self) {
                 return Ok(());
             }
-            for child in &mut self.children {
+            for (_, child) in self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter_mut() {
                 if let Some(status) = child.try_wait()? {
                     bail!("a control-plane process exited ({status}) while waiting for {what}; logs in {}", self.dir.join("logs").display());
                 }
@@ -255,15 +297,16 @@ impl ControlPlane {
 
     /// Leaves the processes running (for `make up`); `stop_detached` ends them.
     pub fn detach(mut self) {
-        self.children.clear();
+        self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     fn stop(&mut self) {
-        for child in self.children.iter_mut().rev() {
+        let children = self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, child) in children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.children.clear();
+        children.clear();
     }
 }
 
@@ -294,6 +337,30 @@ pub fn stop_detached(dir: &Path) -> Result<()> {
         let _ = fs::remove_file(pid_file);
     }
     Ok(())
+}
+
+/// Spawns `cmd` from one thread that lives as long as this process, so that a process tied to
+/// its parent thread (PR_SET_PDEATHSIG, [`Lifetime::TiedToCaller`]) dies with the process and
+/// not when the thread that asked for it ends (test threads come and go).
+fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    let jobs = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("control-plane-keeper".into())
+            .spawn(move || {
+                // The sender lives in a static, so this loop never ends.
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the control-plane keeper thread");
+        tx
+    });
+    let (reply, answer) = mpsc::channel();
+    jobs.send((cmd, reply)).map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?;
+    answer.recv().map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?
 }
 
 /// One control plane per test binary, started on first use by a thread that lives as long as

@@ -3,6 +3,7 @@
 
 pub mod e2e;
 pub mod process;
+pub mod chaos;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
