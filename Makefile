@@ -128,6 +128,24 @@ $(KSTATUS): tools/kstatus/go.mod tools/kstatus/go.sum tools/kstatus/main.go
 
 kstatus: $(KSTATUS) ## Build the kstatus CLI into .cache/tools/kstatus (used by tests/gitops_health.rs)
 
+# --- Benchmark (issue 6) ----------------------------------------------------------------------
+
+.PHONY: bench
+
+BENCH_VENV := $(CACHE)/bench-venv
+N          ?= 100 1000 10000
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	cp bench/requirements.txt $@
+
+bench: controlplane $(BENCH_VENV)/.installed ## Benchmark the release operator against ARM's limits (N="100 1000 10000"); writes bench/REPORT.md
+	cargo build --release --bin idbind
+	cargo build --release -p idbind-bench
+	$(CURDIR)/target/release/idbind-bench --sizes "$(N)" --idbind target/release/idbind --python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
 # --- Chaos soak (issue 7) ---------------------------------------------------------------------
 
 .PHONY: soak
