@@ -254,35 +254,12 @@ impl AzureApi for ArmApi {
     }
 
     async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-        const OP: &str = "RoleAssignments_ListForScope";
-        let mut pages = self.authz.role_assignments_client().list_for_scope(sdk_scope(scope)).filter(format!("principalId eq '{}'", odata_quote(principal_id))).into_stream();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            for ra in page.map_err(|e| from_core(OP, e))?.value {
-                let props = ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
-                let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
-                    return Err(invalid(OP, "a role assignment without id, name or scope"));
-                };
-                out.push(ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id });
-            }
-        }
-        Ok(out)
+        let filter = format!("principalId eq '{}'", odata_quote(principal_id));
+        Ok(self.role_assignments(scope, Some(filter)).await?.into_iter().map(|ra| ra.assignment).collect())
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
-        const OP: &str = "RoleAssignments_ListForScope";
-        let mut pages = self.authz.role_assignments_client().list_for_scope(format!("subscriptions/{subscription}")).into_stream();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            for ra in page.map_err(|e| from_core(OP, e))?.value {
-                let props = ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
-                let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
-                    return Err(invalid(OP, "a role assignment without id, name or scope"));
-                };
-                out.push(RoleAssignment { principal_id: props.principal_id, assignment: ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id } });
-            }
-        }
-        Ok(out)
+        self.role_assignments(&format!("subscriptions/{subscription}"), None).await
     }
 
     async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {
@@ -366,6 +343,27 @@ impl AzureApi for ArmApi {
 }
 
 impl ArmApi {
+    /// Role assignments at, above and below `scope`, all pages, with an optional OData filter.
+    async fn role_assignments(&self, scope: &str, filter: Option<String>) -> Result<Vec<RoleAssignment>, AzureError> {
+        const OP: &str = "RoleAssignments_ListForScope";
+        let mut request = self.authz.role_assignments_client().list_for_scope(sdk_scope(scope));
+        if let Some(filter) = filter {
+            request = request.filter(filter);
+        }
+        let mut pages = request.into_stream();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for ra in page.map_err(|e| from_core(OP, e))?.value {
+                let props = ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
+                let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
+                    return Err(invalid(OP, "a role assignment without id, name or scope"));
+                };
+                out.push(RoleAssignment { principal_id: props.principal_id, assignment: ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id } });
+            }
+        }
+        Ok(out)
+    }
+
     /// One Key Vault management request through the SDK's pipeline (same transport, policies
     /// and error handling as the generated clients), returning the JSON body.
     async fn send_raw(&self, operation: &'static str, method: azure_core::Method, path: &str, body: Option<Value>) -> Result<Value, AzureError> {
