@@ -147,11 +147,21 @@ enum Key {
 pub struct Budget {
     limits: Limits,
     buckets: HashMap<Key, Bucket>,
+    /// Per managed-identity bucket: when the turns handed out so far will have used it up (the
+    /// "theoretical arrival time" of a generic cell-rate algorithm). Only for [`Budget::turn`].
+    booked: HashMap<Key, Instant>,
+    /// Holder → the turn it was given and has not taken yet.
+    turns: HashMap<String, Instant>,
+    prune_above: usize,
 }
+
+/// A turn nobody came back for within this long after it is dropped (its binding was deleted,
+/// or its plan changed); the budget it booked was simply not used.
+const TURN_EXPIRY: Duration = Duration::from_secs(60);
 
 impl Budget {
     pub fn new(limits: Limits) -> Self {
-        Budget { limits, buckets: HashMap::new() }
+        Budget { limits, buckets: HashMap::new(), booked: HashMap::new(), turns: HashMap::new(), prune_above: 1024 }
     }
 
     fn rate(&self, key: &Key) -> Rate {
@@ -196,18 +206,76 @@ impl Budget {
         Ok(())
     }
 
-    /// Drops per-identity buckets that are full again (they would be recreated full).
+    /// When `holder` may send `req`: a turn booked on the managed-identity buckets the request
+    /// needs, in the order turns are asked for, at their rate (after their burst). Asking again
+    /// before the turn is taken gives the same time.
+    ///
+    /// This is what lets a reconcile that would wait long for the budget leave and come back
+    /// (a requeue at its turn) instead of holding a worker while it waits: with 1,000 identities
+    /// to create at 2 per second, every worker would otherwise sit in such a wait and an edit
+    /// of any other binding would queue behind all of them. Only the managed-identity buckets
+    /// are booked: they are what a backlog exhausts (2 creates/s against ARM's 10 writes/s),
+    /// and booking ARM's shared buckets this way would put every other write behind the
+    /// backlog's turns too. The request itself still passes [`Budget::try_acquire`] when sent.
+    pub fn turn(&mut self, holder: &str, req: &Request, now: Instant) -> Instant {
+        if let Some(at) = self.turns.get(holder) {
+            return *at;
+        }
+        let keys: Vec<Key> = Self::keys(req).into_iter().filter(|k| !matches!(k, Key::Arm(_))).collect();
+        let mut at = now;
+        for key in &keys {
+            let rate = self.rate(key);
+            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
+            bucket.refill(now);
+            at = at.max(now + bucket.wait());
+            if let (Some(booked), Some(burst)) = (self.booked.get(key), per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0)))) {
+                at = at.max(booked.checked_sub(burst).unwrap_or(now));
+            }
+        }
+        for key in keys {
+            if let Some(interval) = per_request(self.rate(&key)) {
+                let booked = self.booked.entry(key).or_insert(at);
+                *booked = (*booked).max(at) + interval;
+            }
+        }
+        self.turns.insert(holder.to_string(), at);
+        at
+    }
+
+    /// `holder` takes (or gives up) its turn.
+    pub fn end_turn(&mut self, holder: &str) {
+        self.turns.remove(holder);
+    }
+
+    /// Drops per-identity buckets that are full again (they would be recreated full), bookings
+    /// that are past, and turns nobody came back for.
     pub fn prune(&mut self, now: Instant) {
         self.buckets.retain(|key, bucket| {
             bucket.refill(now);
             !(matches!(key, Key::MsiResource(..)) && bucket.is_full())
         });
+        self.booked.retain(|_, booked| *booked > now);
+        self.turns.retain(|_, at| *at + TURN_EXPIRY > now);
     }
 
-    /// Number of buckets held (for tests and metrics).
-    pub fn bucket_count(&self) -> usize {
-        self.buckets.len()
+    /// Prunes once what is held has doubled since the last pruning (at least 1,024 entries),
+    /// so pruning costs O(1) per request on average however many identities are in flight.
+    pub fn maybe_prune(&mut self, now: Instant) {
+        if self.bucket_count() > self.prune_above {
+            self.prune(now);
+            self.prune_above = (2 * self.bucket_count()).max(1024);
+        }
     }
+
+    /// Buckets, bookings and turns held (for tests and pruning).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len() + self.booked.len() + self.turns.len()
+    }
+}
+
+/// The time one request takes of a bucket's rate (`None` for a bucket that never refills).
+fn per_request(rate: Rate) -> Option<Duration> {
+    (rate.per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / rate.per_second))
 }
 
 /// The budget shared by all reconcilers. `acquire` waits (without holding the lock) until the
@@ -229,17 +297,27 @@ impl SharedBudget {
             let verdict = {
                 let mut budget = self.inner.lock().await;
                 let now = tokio::time::Instant::now().into_std();
-                let verdict = budget.try_acquire(req, now);
-                if budget.bucket_count() > 1024 {
-                    budget.prune(now);
-                }
-                verdict
+                budget.maybe_prune(now);
+                budget.try_acquire(req, now)
             };
             match verdict {
                 Ok(()) => return start.elapsed(),
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
+    }
+
+    /// How long from now `holder`'s turn to send `req` is (see [`Budget::turn`]).
+    pub async fn turn(&self, holder: &str, req: &Request) -> Duration {
+        let mut budget = self.inner.lock().await;
+        let now = tokio::time::Instant::now().into_std();
+        budget.maybe_prune(now);
+        budget.turn(holder, req, now).saturating_duration_since(now)
+    }
+
+    /// `holder` takes (or gives up) its turn.
+    pub async fn end_turn(&self, holder: &str) {
+        self.inner.lock().await.end_turn(holder);
     }
 }
 
@@ -308,6 +386,58 @@ mod tests {
         assert_eq!(l.writes, Rate::new(20.0, 1.0));
         assert!(l.msi_resource.iter().all(|(_, r)| r.capacity == 1.0), "{l:?}");
         assert_eq!(Limits::default().scaled(4.0).msi_subscription[0].1, Rate::new(8.0, 8.0));
+    }
+
+    #[test]
+    fn turns_follow_the_managed_identity_rate_in_the_order_asked() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default());
+        let turns: Vec<Duration> = (0..1000).map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0).collect();
+        // The subscription's burst of two, then one every half second (2/s).
+        assert_eq!(&turns[..4], &[Duration::ZERO, Duration::ZERO, Duration::from_millis(500), Duration::from_secs(1)]);
+        assert!(turns.windows(2).all(|w| w[0] <= w[1]), "first asked, first served");
+        let last = turns[999].as_secs_f64();
+        assert!((last - 499.0).abs() < 0.01, "the 1,000th create's turn is at {last} s");
+        // Asking again before taking it changes nothing; after taking it, a new turn is later.
+        assert_eq!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)), t0 + turns[3]);
+        b.end_turn("b3");
+        assert!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)) > t0 + turns[999]);
+    }
+
+    #[test]
+    fn turns_book_nothing_of_arm_s_shared_buckets() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default());
+        for i in 0..1000 {
+            b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
+        }
+        // Writes that need no managed-identity bucket (FICs, role assignments) pass at once:
+        // the backlog's turns do not queue them.
+        for _ in 0..100 {
+            assert_eq!(b.try_acquire(&write(), t0), Ok(()));
+        }
+        assert_eq!(b.turn("arm-only", &write(), t0), t0, "a request with no managed-identity bucket has its turn now");
+    }
+
+    #[test]
+    fn a_turn_respects_tokens_already_spent_and_the_per_identity_limit() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default());
+        assert_eq!(b.try_acquire(&msi_put("a"), t0), Ok(()));
+        assert_eq!(b.turn("x", &msi_put("a"), t0), t0 + Duration::from_secs(4), "identity a was written just now: 1 per 4 s");
+        assert_eq!(b.turn("y", &msi_put("a"), t0), t0 + Duration::from_secs(8), "and the next one 4 s after that");
+    }
+
+    #[test]
+    fn turns_nobody_takes_expire() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default());
+        for i in 0..10 {
+            b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
+        }
+        b.prune(t0 + Duration::from_secs(120));
+        assert_eq!(b.bucket_count(), 1, "turns, bookings and idle identities' buckets gone: the subscription's bucket stays");
+        assert_eq!(b.turn("b9", &msi_put("id9"), t0 + Duration::from_secs(120)), t0 + Duration::from_secs(120), "a fresh turn, at once");
     }
 
     #[tokio::test(start_paused = true)]

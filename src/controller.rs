@@ -33,6 +33,7 @@ use crate::{
     guardrails::{self, WorkloadIdentityPolicy},
     telemetry::Metrics,
     roles::{self, Permissions},
+    budget::{MsiOp, OpKind, Request, SharedBudget},
     azure::{self, AzureApi, AzureError, IdentityIds, Observation, snapshot::Snapshots},
     conditions::{self, Want},
     k8s::{self, Annotations, KubeError},
@@ -62,6 +63,8 @@ pub struct Context {
     pub resync: Duration,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The request budget the Azure layer spends (the same one), for turns: see [`take_turn`].
+    budget: Option<SharedBudget>,
     failures: Mutex<HashMap<String, u32>>,
     /// The bindings' cache, once the controller runs: to see which binding holds a
     /// ServiceAccount.
@@ -74,12 +77,19 @@ impl Context {
     pub fn new(client: Client, azure: Arc<dyn AzureApi>, settings: OperatorSettings, policy: Policy, resync: Duration) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() });
         let snapshots = Arc::new(Snapshots::new(azure.clone(), resync));
-        Context { client, azure, snapshots, settings, policy, resync, recorder, metrics: Metrics::new(), failures: Mutex::default(), bindings: std::sync::OnceLock::new(), policies: std::sync::OnceLock::new() }
+        Context { client, azure, snapshots, settings, policy, resync, recorder, metrics: Metrics::new(), budget: None, failures: Mutex::default(), bindings: std::sync::OnceLock::new(), policies: std::sync::OnceLock::new() }
     }
 
     /// Records into `metrics` (shared with the Azure layer and the HTTP server).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Gives reconciles turns on `budget` (the one the Azure layer spends) instead of letting
+    /// them hold a worker through a long wait for it.
+    pub fn with_budget(mut self, budget: Option<SharedBudget>) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -181,15 +191,17 @@ struct Failure {
     message: String,
     stalled: bool,
     retry_after: Option<Duration>,
+    /// Not a failure: the binding waits for its turn at the request budget (`retry_after`).
+    deferred: bool,
 }
 
 impl Failure {
     fn azure(condition: &'static str, e: &AzureError) -> Self {
-        Failure { condition, reason: e.reason().to_string(), message: e.to_string(), stalled: !e.retryable(), retry_after: e.retry_after() }
+        Failure { condition, reason: e.reason().to_string(), message: e.to_string(), stalled: !e.retryable(), retry_after: e.retry_after(), deferred: false }
     }
 
     fn blocked(condition: &'static str, b: &Blocked) -> Self {
-        Failure { condition, reason: b.reason().to_string(), message: b.to_string(), stalled: true, retry_after: None }
+        Failure { condition, reason: b.reason().to_string(), message: b.to_string(), stalled: true, retry_after: None, deferred: false }
     }
 }
 
@@ -211,6 +223,7 @@ pub async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>)
     let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
     match (&result, failure) {
         (Ok(_), None) => ctx.metrics.reconcile_finished("ok", None, started.elapsed()),
+        (Ok(_), Some(reason)) if reason == AWAITING_TURN => ctx.metrics.reconcile_finished("deferred", None, started.elapsed()),
         (Ok(_), Some(reason)) => ctx.metrics.reconcile_finished("error", Some(&reason), started.elapsed()),
         (Err(e), _) => ctx.metrics.reconcile_finished("error", Some(e.category()), started.elapsed()),
     }
@@ -242,7 +255,7 @@ fn identity_id(identity: &DesiredIdentity) -> String {
 /// that uses Azure RBAC gets role assignments; one that still uses access policies gets the
 /// equivalent access policy (reader roles only, see [`roles::access_policy_for`]).
 async fn desired_azure(d: &DesiredBinding, owner: Owner, held_access_policies: Vec<(String, Permissions)>, azure: &dyn AzureApi) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
-    let stalled = |reason: &str, message: String| Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: reason.into(), message, stalled: true, retry_after: None };
+    let stalled = |reason: &str, message: String| Failure { condition: conditions::ROLE_ASSIGNMENTS_READY, reason: reason.into(), message, stalled: true, retry_after: None, deferred: false };
     let mut role_assignments = Vec::new();
     let mut access_policies: Vec<(String, Permissions)> = Vec::new();
     let mut held = Vec::new();
@@ -290,14 +303,21 @@ fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(
 /// Observe once, then plan → execute until the plan is empty, each round planning from what
 /// the previous writes made true (`plan::assume`) rather than from another read. Returns the
 /// observation as it now stands.
-async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, Failure> {
+async fn converge(ctx: &Context, holder: &str, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, Failure> {
     let mut last_condition = conditions::IDENTITY_READY;
     // Steady state first, from the shared lists (about one read per binding, see
     // azure::snapshot): when they say nothing needs doing, nothing is done.
     if let Ok(cached) = azure::observe(ctx.snapshots.as_ref(), identity_id, desired).await
-        && plan::plan(desired, &cached.azure).is_ok_and(|actions| actions.is_empty())
+        && let Ok(actions) = plan::plan(desired, &cached.azure)
     {
-        return Ok(cached);
+        if actions.is_empty() {
+            return Ok(cached);
+        }
+        // An identity to create or update: wait for its turn at the managed-identity API's
+        // budget before reading anything, or come back when it is due.
+        if let Some(plan::Action::PutIdentity { resource_id, .. }) = actions.iter().find(|a| matches!(a, plan::Action::PutIdentity { .. })) {
+            take_turn(ctx, holder, resource_id).await?;
+        }
     }
     // Something to do (or to report): read Azure directly before any write, so a list up to a
     // resync old can never make idbind write over what changed since.
@@ -326,7 +346,38 @@ async fn converge(ctx: &Context, identity_id: &str, desired: &DesiredAzure) -> R
             plan::assume(&mut observed.azure, action, observed.ids.as_ref().map(|i| i.principal_id.as_str()));
         }
     }
-    Err(Failure { condition: conditions::IDENTITY_READY, reason: "StillConverging".into(), message: "Azure did not settle within one reconcile; continuing".into(), stalled: false, retry_after: Some(Duration::from_secs(1)) })
+    Err(Failure { condition: conditions::IDENTITY_READY, reason: "StillConverging".into(), message: "Azure did not settle within one reconcile; continuing".into(), stalled: false, retry_after: Some(Duration::from_secs(1)), deferred: false })
+}
+
+/// Longest a reconcile waits in place for its turn at the budget; a later turn is a requeue.
+const TURN_WAIT_LIMIT: Duration = Duration::from_secs(2);
+
+/// The reason a binding waiting for its turn shows (Reconciling; not an error).
+pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
+
+/// Waits for `holder`'s turn to write `identity_id` when it is near, or fails with a deferral
+/// to that turn. A backlog of identities to create (2 per second per subscription) would
+/// otherwise keep every worker waiting inside a reconcile, and an edit of any other binding
+/// would wait behind the whole backlog; this way workers stay free and turns stay in order.
+async fn take_turn(ctx: &Context, holder: &str, identity_id: &str) -> Result<(), Failure> {
+    let Some(budget) = &ctx.budget else {
+        return Ok(());
+    };
+    let request = Request { kind: OpKind::Write, msi: Some((MsiOp::CreateOrUpdate, identity_id.to_string())) };
+    let wait = budget.turn(holder, &request).await;
+    if wait > TURN_WAIT_LIMIT {
+        return Err(Failure {
+            condition: conditions::IDENTITY_READY,
+            reason: AWAITING_TURN.into(),
+            message: format!("waiting its turn at the managed-identity API's request limit (other identities are being created first); identity {identity_id} is due in about {} s", wait.as_secs()),
+            stalled: false,
+            retry_after: Some(wait),
+            deferred: true,
+        });
+    }
+    budget.end_turn(holder).await;
+    tokio::time::sleep(wait).await;
+    Ok(())
 }
 
 async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Option<String>>) -> Result<Action, ReconcileError> {
@@ -382,13 +433,27 @@ async fn apply(b: &WorkloadIdentityBinding, ctx: &Context, failure: &Mutex<Optio
 
     let outcome = async {
         let (id, desired_azure, mut held) = desired_azure(&desired, owner(b, &ctx.settings), held_access_policies(b.status.as_ref()), ctx.azure.as_ref()).await?;
-        let observed = converge(ctx, &id, &desired_azure).await?;
+        let observed = converge(ctx, &key, &id, &desired_azure).await?;
         Ok::<_, Failure>((id, desired_azure, observed, std::mem::take(&mut held)))
     }
     .await;
 
     let (identity_id, desired_azure, observed, mut held) = match outcome {
         Ok(v) => v,
+        Err(f) if f.deferred => {
+            let at = f.retry_after.unwrap_or(TURN_WAIT_LIMIT);
+            // Said in status (kubectl shows why nothing happens yet), without an Event: waiting
+            // for a turn is normal under a backlog. A Ready binding keeps Ready meanwhile.
+            fail(AWAITING_TURN);
+            if !(conditions::is_true(&before.conditions, conditions::READY) && before.observed_generation == generation) {
+                set(&mut status, f.condition, false, &f.reason, f.message.clone());
+                set(&mut status, conditions::READY, false, &f.reason, f.message.clone());
+                set(&mut status, conditions::RECONCILING, true, &f.reason, f.message);
+                conditions::remove(&mut status.conditions, conditions::STALLED);
+                finish(b, ctx, &before, &status, None).await?;
+            }
+            return Ok(Action::requeue(at));
+        }
         Err(f) if !f.stalled && conditions::is_true(&before.conditions, conditions::READY) && before.observed_generation == generation => {
             // A transient failure (a throttled read during a resync, a 5xx) on a binding that is
             // Ready for this generation says nothing about its Azure objects: keep Ready and
@@ -671,8 +736,14 @@ pub async fn run_until(ctx: Arc<Context>, concurrency: u16, namespace: Option<&s
     let (policies, policy_writer) = reflector::store();
     let _ = ctx.policies.set(policies);
     let policy_events = watcher(Api::<WorkloadIdentityPolicy>::all(ctx.client.clone()), watcher::Config::default().any_semantic()).default_backoff().reflect(policy_writer).touched_objects();
+    // The cache keeps what reconciles read: managedFields (often larger than the rest of the
+    // object) and kubectl's last-applied copy of the spec are read by nothing here.
     let trigger = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(|b: &mut WorkloadIdentityBinding| {
+            b.managed_fields_mut().clear();
+            b.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());

@@ -284,7 +284,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()));
+    let budget = azure.budget().cloned();
+    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()).with_budget(budget));
 
     let health = Health::default();
     let stop_http = CancellationToken::new();

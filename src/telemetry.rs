@@ -77,7 +77,7 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("idbind");
         let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register("reconciles", "Finished reconciles of WorkloadIdentityBindings, by result (ok or error)", reconciles.clone());
+        registry.register("reconciles", "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to come back at its turn at the request budget)", reconciles.clone());
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
         registry.register("reconcile_errors", "Failed reconciles by the error's stable category (the Ready condition's reason)", reconcile_errors.clone());
         let reconcile_duration = latency_histogram();
@@ -96,22 +96,27 @@ impl Metrics {
         // `rate()` sees the first increment, rather than no data until something happens.
         let _ = reconciles.get_or_create(&ResultLabels { result: "ok" });
         let _ = reconciles.get_or_create(&ResultLabels { result: "error" });
+        let _ = reconciles.get_or_create(&ResultLabels { result: "deferred" });
         bindings.get_or_create(&ReadyLabels { ready: "true" }).set(0);
         bindings.get_or_create(&ReadyLabels { ready: "false" }).set(0);
         Arc::new(Metrics { registry, reconciles, reconcile_errors, reconcile_duration, arm_requests, arm_request_duration, budget_wait, bindings, leader })
     }
 
-    /// One finished reconcile. `result` is "ok" or "error"; `category` is the error's stable PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
+    /// One finished reconcile. `result` is "ok", "error" or "deferred"; `category` is the error's stable PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
     ///
     /// A failure without a category is counted as `Unknown` so the per-category counters always
     /// add up to the error count.
     pub fn reconcile_finished(&self, result: &'static str, category: Option<&str>, elapsed: Duration) {
         self.reconciles.get_or_create(&ResultLabels { result }).inc();
-        if result != "ok" {
+        if result == "error" {
             let category = category.unwrap_or("Unknown").to_string();
             self.reconcile_errors.get_or_create(&CategoryLabels { category }).inc();
         }
-        self.reconcile_duration.observe(elapsed.as_secs_f64());
+        // A deferral takes milliseconds and does nothing: counting it would make reconciles
+        // look faster the larger the backlog.
+        if result != "deferred" {
+            self.reconcile_duration.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// One ARM request: operation as in the REST spec ("UserAssignedIdentities_Get"), HTTP status (0 when no HTTP answer came).
@@ -212,7 +217,9 @@ mod tests {
         m.reconcile_finished("error", Some("PolicyViolation"), Duration::from_millis(5));
         m.reconcile_finished("error", Some("Throttled"), Duration::from_secs(3));
         m.reconcile_finished("error", None, Duration::from_secs(1));
+        m.reconcile_finished("deferred", None, Duration::from_millis(3));
         let text = m.encode();
+        assert!(text.contains("idbind_reconciles_total{result=\"deferred\"} 1\n"), "{text}");
         assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"), "{text}");
         assert!(text.contains("idbind_reconciles_total{result=\"error\"} 4\n"), "{text}");
         let mut errors = lines_with(&text, "idbind_reconcile_errors_total{");

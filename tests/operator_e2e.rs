@@ -9,8 +9,11 @@ use std::time::Duration;
 
 mod common;
 
-use common::e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult, eventually, identities, start, start_with};
-use idbind::validate::Policy;
+use common::e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult, eventually, identities, start, start_with, start_with_budget};
+use idbind::{
+    budget::{Limits, MsiOp, Rate},
+    validate::Policy,
+};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -362,5 +365,58 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     let handmade = identities(&env.sim.state_typed()).into_iter().find(|i| i.name == "handmade").ok_or("handmade identity vanished")?;
     assert_eq!(handmade.tags.get("owner").map(String::as_str), Some("ops"));
     assert!(!handmade.tags.contains_key("idbind.dev.binding") && handmade.federated_identity_credentials.is_empty());
+    Ok(())
+}
+
+/// Fairness: a backlog of identities to create, paced by the managed-identity API's limit, does
+/// not hold up an edit of another binding. With the subscription's identity creates budgeted
+/// at 0.5/s, 16 new bindings need about 30 s of turns; workers do not wait through
+/// them, so the edit (one role-assignment write, no identity write) is Ready while most of the
+/// backlog still waits its turn, saying so in its conditions. Before turns, each of the 4
+/// workers sat in a budget wait and the edit was served after the whole backlog.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates() -> TestResult {
+    let mut limits = Limits::default().scaled(10.0);
+    limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| (op, if op == MsiOp::CreateOrUpdate { Rate::new(1.0, 0.5) } else { rate }));
+    let env = start_with_budget("e2e-fair", Policy::default(), limits, |_| {}).await?;
+    env.kubectl(&["create", "serviceaccount", "probe"])?;
+    env.binding("probe", "probe", &["Key Vault Secrets User"])?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/probe"])?;
+
+    const BACKLOG: usize = 16;
+    let mut items = Vec::new();
+    for i in 0..BACKLOG {
+        items.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": format!("app-{i}")}}));
+        items.push(json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": format!("app-{i}")},
+            "spec": {"serviceAccountName": format!("app-{i}"), "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}}));
+    }
+    env.apply(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?;
+    let waiting = |env: &common::e2e::Env| -> Result<usize, TestError> {
+        let reasons = env.kubectl(&["get", "wib", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}"])?;
+        Ok(reasons.lines().filter(|r| r.trim() == idbind::controller::AWAITING_TURN).count())
+    };
+    eventually("the backlog waiting for its turns", Duration::from_secs(60), || Ok((waiting(&env)? >= BACKLOG / 2).then_some(()))).await?;
+
+    env.binding("probe", "probe", &["Key Vault Secrets User", "Key Vault Reader"])?;
+    let edited = eventually("the edit Ready", Duration::from_secs(60), || {
+        let out = env.kubectl(&["get", "wib", "probe", "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}"])?;
+        Ok((out.trim() == "2 2 True").then_some(()))
+    })
+    .await;
+    if let Err(e) = edited {
+        return Err(format!("{e}; the probe now: {}", env.kubectl(&["get", "wib", "probe", "-o", "yaml"])?).into());
+    }
+    let ready = env.kubectl(&["get", "wib", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])?;
+    let backlog_ready = ready.lines().filter(|l| l.starts_with("app-") && l.ends_with("=True")).count();
+    assert!(backlog_ready <= BACKLOG / 2, "the edit was served after most of the backlog: {backlog_ready} of {BACKLOG} were Ready before it");
+    let state = env.sim.state_typed();
+    let probe = identities(&state).into_iter().find(|i| i.tags.get("idbind.dev.binding").map(String::as_str) == Some("probe")).ok_or("no probe identity")?;
+    let roles: Vec<_> = state.role_assignments.values().filter(|ra| ra.principal_id == probe.principal_id).map(|ra| ra.role_definition_guid.clone()).collect();
+    assert_eq!(roles.len(), 2, "the edit's role assignment is in place: {roles:?}");
+
+    // The backlog completes, in turn.
+    for i in 0..BACKLOG {
+        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", &format!("wib/app-{i}")])?;
+    }
     Ok(())
 }

@@ -72,6 +72,11 @@ impl Governed {
         Governed { inner, budget, observer, fic_locks: Mutex::default(), roles: Mutex::default(), vaults: Mutex::default() }
     }
 
+    /// The request budget it spends, if any (the controller books turns on it).
+    pub fn budget(&self) -> Option<&SharedBudget> {
+        self.budget.as_ref()
+    }
+
     /// Waits for the budget, sends, and reports the request.
     async fn call<T: Answered, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, request: Request, send: F) -> Result<T, AzureError> {
         let waited = match &self.budget {

@@ -49,16 +49,23 @@ pub async fn start(prefix: &str) -> Result<Env, TestError> {
 /// Like [`start`], with a policy and a last word on the simulator's configuration (extra
 /// vaults, grants, behaviours) before it starts.
 pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
+    // ARM's limits scaled up tenfold, so tests do not wait on the managed-identity API's
+    // one GET per 2 s per identity.
+    start_with_budget(prefix, policy, Limits::default().scaled(10.0), customize).await
+}
+
+/// Like [`start_with`], with the operator's request budget at `limits`.
+pub async fn start_with_budget(prefix: &str, policy: Policy, limits: Limits, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
     let env = start_without_operator(prefix, customize).await?;
-    // The production stack: the ARM client behind the request budget (ARM's limits, scaled up
-    // tenfold so tests do not wait on the managed-identity API's one-GET-per-2-s per identity).
-    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(Limits::default().scaled(10.0))), None));
+    // The production stack: the ARM client behind the request budget.
+    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(limits)), None));
     // Never as admin: the operator's own ServiceAccount, bound to the RBAC that ships.
     install_operator_rbac(env.plane, &env.ns, &[])?;
     let kubeconfig = operator_kubeconfig(env.plane, &env.ns, "in-process")?;
     let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(kube_config)?;
-    let ctx = Arc::new(Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)));
+    let budget = azure.budget().cloned();
+    let ctx = Arc::new(Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)).with_budget(budget));
     // Each test runs its own controller and simulator, so each watches only its own namespace.
     let watched = env.ns.clone();
     tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
