@@ -93,6 +93,13 @@ impl Context {
         self
     }
 
+    /// Reads a binding's federated credentials on every `resyncs`th resync (see
+    /// [`Snapshots::with_federation_max_age`]).
+    pub fn with_federation_check(mut self, resyncs: u32) -> Self {
+        self.snapshots = Arc::new(Snapshots::new(self.azure.clone(), self.resync).with_federation_max_age(self.resync * resyncs.max(1)));
+        self
+    }
+
     /// Exponential per-object backoff (1 s … 5 min), or Azure's Retry-After when it gave one.
     fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -350,7 +357,9 @@ async fn converge(ctx: &Context, holder: &str, identity_id: &str, desired: &Desi
 }
 
 /// Longest a reconcile waits in place for its turn at the budget; a later turn is a requeue.
-const TURN_WAIT_LIMIT: Duration = Duration::from_secs(2);
+/// Short: at a raised limit many turns fall within any longer window, and the reconciles
+/// waiting in place for them would again take every worker.
+const TURN_WAIT_LIMIT: Duration = Duration::from_millis(250);
 
 /// The reason a binding waiting for its turn shows (Reconciling; not an error).
 pub const AWAITING_TURN: &str = "AwaitingRequestBudget";

@@ -105,6 +105,11 @@ pub struct RunArgs {
     /// Seconds between drift checks of a Ready binding (jittered by up to 10%).
     #[arg(long, env = "IDBIND_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
+    /// A binding's federated credentials are read on every Nth resync (other drift: every
+    /// resync). Azure has no list of FICs across identities, so this read is per binding:
+    /// 2 keeps steady state under one ARM read per binding per resync; 1 reads on every one.
+    #[arg(long, env = "IDBIND_FEDERATION_CHECK_RESYNCS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub federation_check_resyncs: u32,
     /// Watch only this namespace.
     #[arg(long, env = "IDBIND_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -285,7 +290,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let budget = azure.budget().cloned();
-    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()).with_budget(budget));
+    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()).with_budget(budget).with_federation_check(args.federation_check_resyncs));
 
     let health = Health::default();
     let stop_http = CancellationToken::new();
