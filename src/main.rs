@@ -2,6 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+// See Cargo.toml: jemalloc keeps the operator's memory close to what it holds.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "idbind", version, about = "Bind Kubernetes ServiceAccounts to Azure managed identities (workload identity federation) and Key Vault roles")]
 struct Cli {
