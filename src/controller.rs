@@ -176,6 +176,9 @@ pub enum ReconcileError {
     Azure(#[from] AzureError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Not a failure: the cleanup waits for its turn at the request budget.
+    #[error("waiting {0:?} for a turn at the managed-identity API's request limit")]
+    AwaitingTurn(Duration),
 }
 
 impl ReconcileError {
@@ -187,6 +190,7 @@ impl ReconcileError {
             // The finalizer helper wraps our own errors as strings; cleanup's Azure failures
             // end here.
             ReconcileError::Finalizer(_) => "FinalizerFailed",
+            ReconcileError::AwaitingTurn(_) => AWAITING_TURN,
         }
     }
 }
@@ -226,12 +230,16 @@ pub async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>)
         }
     })
     .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()));
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::CleanupFailed(ReconcileError::AwaitingTurn(wait)) => ReconcileError::AwaitingTurn(wait),
+        e => ReconcileError::Finalizer(e.to_string()),
+    });
     let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
     match (&result, failure) {
         (Ok(_), None) => ctx.metrics.reconcile_finished("ok", None, started.elapsed()),
         (Ok(_), Some(reason)) if reason == AWAITING_TURN => ctx.metrics.reconcile_finished("deferred", None, started.elapsed()),
         (Ok(_), Some(reason)) => ctx.metrics.reconcile_finished("error", Some(&reason), started.elapsed()),
+        (Err(ReconcileError::AwaitingTurn(_)), _) => ctx.metrics.reconcile_finished("deferred", None, started.elapsed()),
         (Err(e), _) => ctx.metrics.reconcile_finished("error", Some(e.category()), started.elapsed()),
     }
     result
@@ -239,6 +247,9 @@ pub async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>)
 
 /// kube-runtime's error policy: only Kubernetes errors reach it (Azure outcomes are status).
 pub fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    if let ReconcileError::AwaitingTurn(wait) = error {
+        return Action::requeue(*wait);
+    }
     tracing::warn!(binding = %binding.name_any(), namespace = ?binding.namespace(), %error, "reconcile failed");
     Action::requeue(ctx.backoff(&key(&binding), None))
 }
@@ -323,7 +334,14 @@ async fn converge(ctx: &Context, holder: &str, identity_id: &str, desired: &Desi
         // An identity to create or update: wait for its turn at the managed-identity API's
         // budget before reading anything, or come back when it is due.
         if let Some(plan::Action::PutIdentity { resource_id, .. }) = actions.iter().find(|a| matches!(a, plan::Action::PutIdentity { .. })) {
-            take_turn(ctx, holder, resource_id).await?;
+            take_turn(ctx, holder, MsiOp::CreateOrUpdate, resource_id).await.map_err(|wait| Failure {
+                condition: conditions::IDENTITY_READY,
+                reason: AWAITING_TURN.into(),
+                message: format!("waiting its turn at the managed-identity API's request limit (other identities are being created first); identity {resource_id} is due in about {} s", wait.as_secs()),
+                stalled: false,
+                retry_after: Some(wait),
+                deferred: true,
+            })?;
         }
     }
     // Something to do (or to report): read Azure directly before any write, so a list up to a
@@ -364,27 +382,22 @@ const TURN_WAIT_LIMIT: Duration = Duration::from_millis(250);
 /// The reason a binding waiting for its turn shows (Reconciling; not an error).
 pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
 
-/// Waits for `holder`'s turn to write `identity_id` when it is near, or fails with a deferral
-/// to that turn. A backlog of identities to create (2 per second per subscription) would
-/// otherwise keep every worker waiting inside a reconcile, and an edit of any other binding
-/// would wait behind the whole backlog; this way workers stay free and turns stay in order.
-async fn take_turn(ctx: &Context, holder: &str, identity_id: &str) -> Result<(), Failure> {
+/// Waits for `binding`'s turn to create/update (or delete) `identity_id` when it is near, or
+/// says how long until it is (the caller requeues itself then). A backlog of identities to
+/// create or delete (2 per second per subscription) would otherwise keep every worker waiting
+/// inside a reconcile, and an edit of any other binding would wait behind the whole backlog;
+/// this way workers stay free and turns stay in order.
+async fn take_turn(ctx: &Context, binding: &str, op: MsiOp, identity_id: &str) -> Result<(), Duration> {
     let Some(budget) = &ctx.budget else {
         return Ok(());
     };
-    let request = Request { kind: OpKind::Write, msi: Some((MsiOp::CreateOrUpdate, identity_id.to_string())) };
-    let wait = budget.turn(holder, &request).await;
+    let kind = if op == MsiOp::Delete { OpKind::Delete } else { OpKind::Write };
+    let holder = format!("{binding} {op:?} {}", identity_id.to_ascii_lowercase());
+    let wait = budget.turn(&holder, &Request { kind, msi: Some((op, identity_id.to_string())) }).await;
     if wait > TURN_WAIT_LIMIT {
-        return Err(Failure {
-            condition: conditions::IDENTITY_READY,
-            reason: AWAITING_TURN.into(),
-            message: format!("waiting its turn at the managed-identity API's request limit (other identities are being created first); identity {identity_id} is due in about {} s", wait.as_secs()),
-            stalled: false,
-            retry_after: Some(wait),
-            deferred: true,
-        });
+        return Err(wait);
     }
-    budget.end_turn(holder).await;
+    budget.end_turn(&holder).await;
     tokio::time::sleep(wait).await;
     Ok(())
 }
@@ -652,6 +665,11 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
                 access_policies: spec_policies,
                 held_access_policies: held_policies.clone(),
             };
+            // An identity idbind may delete waits for its turn first (a namespace of 1,000
+            // bindings deleted at once must not take every worker for minutes).
+            if managed && let Err(wait) = take_turn(ctx, &key, MsiOp::Delete, &id).await {
+                return Err(ReconcileError::AwaitingTurn(wait));
+            }
             let result = async {
                 let observed = azure::observe(ctx.azure.as_ref(), &id, &desired).await?;
                 azure::cleanup(ctx.snapshots.as_ref(), &id, &desired, &observed).await
