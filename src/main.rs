@@ -7,6 +7,14 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's live and resident bytes (refreshed by advancing its statistics epoch).
+#[cfg(not(target_env = "msvc"))]
+fn heap_stats() -> Option<(u64, u64)> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some((stats::allocated::read().ok()? as u64, stats::resident::read().ok()? as u64))
+}
+
 #[derive(Parser)]
 #[command(name = "idbind", version, about = "Bind Kubernetes ServiceAccounts to Azure managed identities (workload identity federation) and Key Vault roles")]
 struct Cli {
@@ -33,6 +41,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    #[cfg(not(target_env = "msvc"))]
+    idbind::telemetry::set_heap_stats(heap_stats);
     if let Command::Run(args) = &cli.command {
         idbind::telemetry::init_logging(args.log_format == idbind::run::LogFormat::Json);
     }

@@ -50,6 +50,22 @@ struct ReadyLabels {
     ready: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeapLabels {
+    kind: &'static str,
+}
+
+/// Reads (live bytes allocated, bytes the allocator keeps resident), for `idbind_heap_bytes`.
+pub type HeapStats = fn() -> Option<(u64, u64)>;
+
+static HEAP_STATS: std::sync::OnceLock<HeapStats> = std::sync::OnceLock::new();
+
+/// The binary sets this to its allocator's statistics (the library does not choose the
+/// allocator); without it `idbind_heap_bytes` is absent.
+pub fn set_heap_stats(stats: HeapStats) {
+    let _ = HEAP_STATS.set(stats);
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +85,7 @@ pub struct Metrics {
     budget_wait: Histogram,
     bindings: Family<ReadyLabels, Gauge>,
     leader: Gauge,
+    heap: Family<HeapLabels, Gauge>,
 }
 
 impl Metrics {
@@ -92,6 +109,8 @@ impl Metrics {
         registry.register("bindings", "WorkloadIdentityBindings by readiness", bindings.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease, else 0", leader.clone());
+        let heap = Family::<HeapLabels, Gauge>::default();
+        registry.register("heap_bytes", "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the allocator holds from the OS)", heap.clone());
         // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and
         // `rate()` sees the first increment, rather than no data until something happens.
         let _ = reconciles.get_or_create(&ResultLabels { result: "ok" });
@@ -99,7 +118,7 @@ impl Metrics {
         let _ = reconciles.get_or_create(&ResultLabels { result: "deferred" });
         bindings.get_or_create(&ReadyLabels { ready: "true" }).set(0);
         bindings.get_or_create(&ReadyLabels { ready: "false" }).set(0);
-        Arc::new(Metrics { registry, reconciles, reconcile_errors, reconcile_duration, arm_requests, arm_request_duration, budget_wait, bindings, leader })
+        Arc::new(Metrics { registry, reconciles, reconcile_errors, reconcile_duration, arm_requests, arm_request_duration, budget_wait, bindings, leader, heap })
     }
 
     /// One finished reconcile. `result` is "ok", "error" or "deferred"; `category` is the error's stable PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
@@ -143,6 +162,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric; its content type is [`Metrics::content_type`].
     pub fn encode(&self) -> String {
+        if let Some((allocated, resident)) = HEAP_STATS.get().and_then(|stats| stats()) {
+            self.heap.get_or_create(&HeapLabels { kind: "allocated" }).set(i64::try_from(allocated).unwrap_or(i64::MAX));
+            self.heap.get_or_create(&HeapLabels { kind: "resident" }).set(i64::try_from(resident).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only come from a label value
         // the format cannot carry, and a partial exposition beats none for a scrape.
@@ -206,6 +229,14 @@ mod tests {
         assert!(text.contains("idbind_bindings{ready=\"true\"} 0\n"), "{text}");
         assert!(text.contains("idbind_bindings{ready=\"false\"} 0\n"), "{text}");
         assert!(text.contains("idbind_reconcile_duration_seconds_count 0\n"), "{text}");
+    }
+
+    #[test]
+    fn heap_bytes_come_from_the_binary_s_allocator_statistics() {
+        set_heap_stats(|| Some((12_345, 65_536)));
+        let text = Metrics::new().encode();
+        assert!(text.contains("idbind_heap_bytes{kind=\"allocated\"} 12345\n"), "{text}");
+        assert!(text.contains("idbind_heap_bytes{kind=\"resident\"} 65536\n"), "{text}");
     }
 
     #[test]

@@ -427,6 +427,12 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
                 num(&r["convergence"]["process"]["rssGrowthBytesPerBinding"], 0)
             )
         }),
+        ("operator heap at the end of convergence: live / resident (jemalloc)", |r| {
+            let o = &r["convergence"]["operator"];
+            let (base, end) = (f(&r["convergence"]["operatorBaseline"]["heapAllocatedBytes"]), f(&o["heapAllocatedBytes"]));
+            let per = base.zip(end).zip(f(&r["n"])).map(|((b, e), n)| format!(" ({:.0} B live per binding)", (e - b) / n)).unwrap_or_default();
+            format!("{} / {}{per}", mib(&o["heapAllocatedBytes"]), mib(&o["heapResidentBytes"]))
+        }),
         ("operator peak RSS (restarted process, steady state)", |r| {
             mib(&r["steadyState"]["process"]["end"]["peakRssBytes"])
         }),

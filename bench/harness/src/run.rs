@@ -249,6 +249,13 @@ fn histogram_summary(h: &[(f64, f64)]) -> Value {
 }
 
 fn operator_view(metrics: &str) -> Value {
+    // jemalloc's live and resident bytes (idbind_heap_bytes), when the operator exposes them.
+    let heap = |kind: &str| {
+        prom::samples(metrics)
+            .into_iter()
+            .find(|(name, labels, _)| name == "idbind_heap_bytes" && prom::label(labels, "kind") == Some(kind))
+            .map(|(_, _, v)| v)
+    };
     let mut arm: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let mut errors: BTreeMap<String, f64> = BTreeMap::new();
     for (name, labels, v) in prom::samples(metrics) {
@@ -266,6 +273,8 @@ fn operator_view(metrics: &str) -> Value {
         "reconciles": prom::sum(metrics, "idbind_reconciles_total"),
         "reconcileErrorsByCategory": errors,
         "armRequests": arm,
+        "heapAllocatedBytes": heap("allocated"),
+        "heapResidentBytes": heap("resident"),
         "budgetWaitSecondsSum": prom::sum(metrics, "idbind_budget_wait_seconds_sum"),
         "budgetWaitCount": prom::sum(metrics, "idbind_budget_wait_seconds_count"),
     })
