@@ -400,14 +400,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
     eventually("the backlog waiting for its turns", Duration::from_secs(60), || Ok((waiting(&env)? >= BACKLOG / 2).then_some(()))).await?;
 
     env.binding("probe", "probe", &["Key Vault Secrets User", "Key Vault Reader"])?;
-    let edited = eventually("the edit Ready", Duration::from_secs(60), || {
-        let out = env.kubectl(&["get", "wib", "probe", "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}"])?;
-        Ok((out.trim() == "2 2 True").then_some(()))
-    })
-    .await;
-    if let Err(e) = edited {
-        return Err(format!("{e}; the probe now: {}", env.kubectl(&["get", "wib", "probe", "-o", "yaml"])?).into());
-    }
+    ready_for_generation(&env, "probe", 2).await?;
     let ready = env.kubectl(&["get", "wib", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])?;
     let backlog_ready = ready.lines().filter(|l| l.starts_with("app-") && l.ends_with("=True")).count();
     assert!(backlog_ready <= BACKLOG / 2, "the edit was served after most of the backlog: {backlog_ready} of {BACKLOG} were Ready before it");
@@ -428,14 +421,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
     delete.extend(names.iter().map(String::as_str));
     env.kubectl(&delete)?;
     env.binding("probe", "probe", &["Key Vault Secrets User"])?;
-    let edited = eventually("the second edit Ready", Duration::from_secs(60), || {
-        let out = env.kubectl(&["get", "wib", "probe", "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}"])?;
-        Ok((out.trim() == "3 3 True").then_some(()))
-    })
-    .await;
-    if let Err(e) = edited {
-        return Err(format!("{e}; the probe now: {}", env.kubectl(&["get", "wib", "probe", "-o", "yaml"])?).into());
-    }
+    ready_for_generation(&env, "probe", 3).await?;
     let left = env.kubectl(&["get", "wib", "-o", "name"])?.lines().filter(|l| l.contains("app-")).count();
     assert!(left >= BACKLOG / 2, "the edit was served after most of the deletions: {left} of {BACKLOG} bindings left");
     eventually("the deleted backlog gone from Azure", Duration::from_secs(120), || {
@@ -496,5 +482,20 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
         Ok(annotations.contains(&renewed.client_id).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+/// Waits until `binding` is Ready for `generation` (an edit served); on timeout the error
+/// carries the binding as it stands.
+async fn ready_for_generation(env: &common::e2e::Env, binding: &str, generation: i64) -> TestResult {
+    let want = format!("{generation} {generation} True");
+    let served = eventually(&format!("{binding} Ready for generation {generation}"), Duration::from_secs(60), || {
+        let out = env.kubectl(&["get", "wib", binding, "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}"])?;
+        Ok((out.trim() == want).then_some(()))
+    })
+    .await;
+    if let Err(e) = served {
+        return Err(format!("{e}; {binding} now: {}", env.kubectl(&["get", "wib", binding, "-o", "yaml"])?).into());
+    }
     Ok(())
 }
