@@ -107,9 +107,7 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_account_deleted_under_a_ready_binding_is_reported_and_rebound() -> TestResult {
     let env = start("bad-sa-gone").await?;
-    env.kubectl(&["create", "serviceaccount", "api"])?;
-    env.binding("api", "api", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/api"])?;
+    env.ready_binding("api", &["Key Vault Secrets User"])?;
     let writes = env.writes();
 
     env.kubectl(&["delete", "serviceaccount", "api"])?;
@@ -130,9 +128,7 @@ async fn a_service_account_deleted_under_a_ready_binding_is_reported_and_rebound
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_the_namespace_still_cleans_azure() -> TestResult {
     let env = start("bad-ns-gone").await?;
-    env.kubectl(&["create", "serviceaccount", "job"])?;
-    env.binding("job", "job", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/job"])?;
+    env.ready_binding("job", &["Key Vault Secrets User"])?;
     assert_eq!(identities(&env.sim.state_typed()).len(), 1);
 
     // The namespace controller deletes the binding (and the ServiceAccount, maybe first); the

@@ -44,9 +44,7 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
     assert!(matches!(dry_run(&azure, &settings, &Policy::default(), &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]"));
 
     // A converged binding plans nothing.
-    env.kubectl(&["create", "serviceaccount", "live"])?;
-    env.binding("live", "live", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/live"])?;
+    env.ready_binding("live", &["Key Vault Secrets User"])?;
     let live: WorkloadIdentityBinding = serde_json::from_str(&env.kubectl(&["get", "wib", "live", "-o", "json"])?)?;
     assert!(matches!(dry_run(&azure, &settings, &Policy::default(), &live).await, DryRun::Writes(ref w) if w.is_empty()));
 

@@ -19,9 +19,7 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up() -> TestResult {
     let env = start("e2e-life").await?;
-    env.kubectl(&["create", "serviceaccount", "orders"])?;
-    env.binding("orders", "orders", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/orders"])?;
+    env.ready_binding("orders", &["Key Vault Secrets User"])?;
 
     // Azure holds exactly the identity (tagged as ours), the FIC and the role assignment.
     let state = env.sim.state_typed();
@@ -381,9 +379,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
     let mut limits = Limits::default().scaled(10.0);
     limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate }));
     let env = start_with_budget("e2e-fair", Policy::default(), limits, |_| {}).await?;
-    env.kubectl(&["create", "serviceaccount", "probe"])?;
-    env.binding("probe", "probe", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/probe"])?;
+    env.ready_binding("probe", &["Key Vault Secrets User"])?;
 
     const BACKLOG: usize = 16;
     let mut items = Vec::new();
@@ -440,9 +436,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
 async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
     use idbind::azure::{AzureApi, FederatedCredential};
     let env = start("e2e-drift").await?;
-    env.kubectl(&["create", "serviceaccount", "orders"])?;
-    env.binding("orders", "orders", &["Key Vault Secrets User"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/orders"])?;
+    env.ready_binding("orders", &["Key Vault Secrets User"])?;
     let human = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let subject = format!("system:serviceaccount:{}:orders", env.ns);
     let current = |env: &common::e2e::Env| -> Result<(idbind_sim::state::Identity, Vec<idbind_sim::state::RoleAssignment>), TestError> {

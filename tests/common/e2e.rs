@@ -115,6 +115,15 @@ impl Env {
         self.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": name}, "spec": spec}))
     }
 
+    /// A ServiceAccount `name`, a binding `name` of it with `roles` on kv-shop, and the binding
+    /// Ready: the starting point of most tests.
+    pub fn ready_binding(&self, name: &str, roles: &[&str]) -> TestResult {
+        self.kubectl(&["create", "serviceaccount", name])?;
+        self.binding(name, name, roles)?;
+        self.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
+        Ok(())
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Result<String, TestError> {
         let mut all = vec!["-n", self.ns.as_str()];
         all.extend_from_slice(args);
