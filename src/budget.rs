@@ -1,14 +1,14 @@
-//! A client-side request budget shaped like ARM's own throttling, so idbind waits its turn
-//! instead of provoking 429s (aad-pod-identity's controller collapsed under 429 storms).
+//! A client-side request budget shaped like ARM's own throttling, so idbind waits its turn instead of
+//! provoking 429s (aad-pod-identity's controller collapsed under 429 storms).
 //!
-//! ARM limits a principal per subscription with token buckets (writes: 200, refilling 10/s;
-//! deletes: 200, 10/s; reads: 250, 25/s) and the managed-identity API adds its own limits per
-//! subscription and per identity (create/update 2/s and 0.25/s, get 10/s and 0.5/s, list 5/s,
-//! delete 2/s and 0.25/s). See shared/azure-rest-api/FACTS.md §1 and §5. A request takes one
-//! token from every bucket that applies, all or none, so a request never half-spends.
+//! ARM limits a principal per subscription with token buckets (writes: 200, refilling 10/s; deletes: 200,
+//! 10/s; reads: 250, 25/s) and the managed-identity API adds its own limits per subscription and per identity
+//! (create/update 2/s and 0.25/s, get 10/s and 0.5/s, list 5/s, delete 2/s and 0.25/s). See
+//! shared/azure-rest-api/FACTS.md §1 and §5. A request takes one token from every bucket that applies, all or
+//! none, so a request never half-spends.
 //!
-//! The core is pure (time is passed in) and tested without a clock; `SharedBudget` is the async
-//! wrapper the controller awaits.
+//! The core is pure (time is passed in) and tested without a clock; `SharedBudget` is the async wrapper the
+//! controller awaits.
 
 use std::{
     collections::HashMap,
@@ -39,8 +39,8 @@ pub enum MsiOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub kind: OpKind,
-    /// For managed-identity operations: the operation and the identity's resource id
-    /// (lowercased by the caller or not: it is compared case-insensitively).
+    /// For managed-identity operations: the operation and the identity's resource id (lowercased by the
+    /// caller or not: it is compared case-insensitively).
     pub msi: Option<(MsiOp, String)>,
 }
 
@@ -70,8 +70,8 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        // The MSI buckets hold one second's worth (at least one request): the documented
-        // figures are rates, and a burst of one is the most a 0.25/s limit can mean.
+        // The MSI buckets hold one second's worth (at least one request): the documented figures are rates,
+        // and a burst of one is the most a 0.25/s limit can mean.
         Limits {
             reads: Rate::new(250.0, 25.0),
             writes: Rate::new(200.0, 10.0),
@@ -93,12 +93,18 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Every capacity and rate multiplied by `factor` (a subscription with raised limits, or a
-    /// benchmark against a simulator with scaled limits). Capacities stay at least one request.
+    /// Every capacity and rate multiplied by `factor` (a subscription with raised limits, or a benchmark
+    /// against a simulator with scaled limits). Capacities stay at least one request.
     pub fn scaled(&self, factor: f64) -> Limits {
         let s = |r: Rate| Rate::new((r.capacity * factor).max(1.0), r.per_second * factor);
         let table = |t: &[(MsiOp, Rate); 4]| t.map(|(op, r)| (op, s(r)));
-        Limits { reads: s(self.reads), writes: s(self.writes), deletes: s(self.deletes), msi_subscription: table(&self.msi_subscription), msi_resource: table(&self.msi_resource) }
+        Limits {
+            reads: s(self.reads),
+            writes: s(self.writes),
+            deletes: s(self.deletes),
+            msi_subscription: table(&self.msi_subscription),
+            msi_resource: table(&self.msi_resource),
+        }
     }
 }
 
@@ -111,7 +117,11 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: Rate, now: Instant) -> Self {
-        Bucket { rate, tokens: rate.capacity, at: now }
+        Bucket {
+            rate,
+            tokens: rate.capacity,
+            at: now,
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -141,31 +151,43 @@ enum Key {
     MsiResource(MsiOp, String),
 }
 
-/// The budget: one bucket per key, created on first use and dropped once full again, so memory
-/// follows the identities in flight, not all identities ever seen.
+/// The budget: one bucket per key, created on first use and dropped once full again, so memory follows the
+/// identities in flight, not all identities ever seen.
 #[derive(Debug)]
 pub struct Budget {
     limits: Limits,
     buckets: HashMap<Key, Bucket>,
-    /// Per managed-identity bucket: when the turns handed out so far will have used it up (the
-    /// "theoretical arrival time" of a generic cell-rate algorithm). Only for [`Budget::turn`].
+    /// Per managed-identity bucket: when the turns handed out so far will have used it up (the "theoretical
+    /// arrival time" of a generic cell-rate algorithm). Only for [`Budget::turn`].
     booked: HashMap<Key, Instant>,
     /// Holder → the turn it was given and has not taken yet.
     turns: HashMap<String, Instant>,
     prune_above: usize,
 }
 
-/// A turn nobody came back for within this long after it is dropped (its binding was deleted,
-/// or its plan changed); the budget it booked was simply not used.
+/// A turn nobody came back for within this long after it is dropped (its binding was deleted, or its plan
+/// changed); the budget it booked was simply not used.
 const TURN_EXPIRY: Duration = Duration::from_secs(60);
 
 impl Budget {
     pub fn new(limits: Limits) -> Self {
-        Budget { limits, buckets: HashMap::new(), booked: HashMap::new(), turns: HashMap::new(), prune_above: 1024 }
+        Budget {
+            limits,
+            buckets: HashMap::new(),
+            booked: HashMap::new(),
+            turns: HashMap::new(),
+            prune_above: 1024,
+        }
     }
 
     fn rate(&self, key: &Key) -> Rate {
-        let find = |table: &[(MsiOp, Rate); 4], op: &MsiOp| table.iter().find(|(o, _)| o == op).map(|(_, r)| *r).unwrap_or(Rate::new(1.0, 1.0));
+        let find = |table: &[(MsiOp, Rate); 4], op: &MsiOp| {
+            table
+                .iter()
+                .find(|(o, _)| o == op)
+                .map(|(_, r)| *r)
+                .unwrap_or(Rate::new(1.0, 1.0))
+        };
         match key {
             Key::Arm(OpKind::Read) => self.limits.reads,
             Key::Arm(OpKind::Write) => self.limits.writes,
@@ -184,14 +206,17 @@ impl Budget {
         keys
     }
 
-    /// Admits `req` now, or says how long to wait before asking again; takes no token unless
-    /// every bucket has one.
+    /// Admits `req` now, or says how long to wait before asking again; takes no token unless every bucket has
+    /// one.
     pub fn try_acquire(&mut self, req: &Request, now: Instant) -> Result<(), Duration> {
         let keys = Self::keys(req);
         let mut wait = Duration::ZERO;
         for key in &keys {
             let rate = self.rate(key);
-            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
+            let bucket = self
+                .buckets
+                .entry(key.clone())
+                .or_insert_with(|| Bucket::new(rate, now));
             bucket.refill(now);
             wait = wait.max(bucket.wait());
         }
@@ -206,29 +231,38 @@ impl Budget {
         Ok(())
     }
 
-    /// When `holder` may send `req`: a turn booked on the managed-identity buckets the request
-    /// needs, in the order turns are asked for, at their rate (after their burst). Asking again
-    /// before the turn is taken gives the same time.
+    /// When `holder` may send `req`: a turn booked on the managed-identity buckets the request needs, in the
+    /// order turns are asked for, at their rate (after their burst). Asking again before the turn is taken
+    /// gives the same time.
     ///
-    /// This is what lets a reconcile that would wait long for the budget leave and come back
-    /// (a requeue at its turn) instead of holding a worker while it waits: with 1,000 identities
-    /// to create at 2 per second, every worker would otherwise sit in such a wait and an edit
-    /// of any other binding would queue behind all of them. Only the managed-identity buckets
-    /// are booked: they are what a backlog exhausts (2 creates/s against ARM's 10 writes/s),
-    /// and booking ARM's shared buckets this way would put every other write behind the
-    /// backlog's turns too. The request itself still passes [`Budget::try_acquire`] when sent.
+    /// This is what lets a reconcile that would wait long for the budget leave and come back (a requeue at
+    /// its turn) instead of holding a worker while it waits: with 1,000 identities to create at 2 per second,
+    /// every worker would otherwise sit in such a wait and an edit of any other binding would queue behind
+    /// all of them. Only the managed-identity buckets are booked: they are what a backlog exhausts (2
+    /// creates/s against ARM's 10 writes/s), and booking ARM's shared buckets this way would put every other
+    /// write behind the backlog's turns too. The request itself still passes [`Budget::try_acquire`] when
+    /// sent.
     pub fn turn(&mut self, holder: &str, req: &Request, now: Instant) -> Instant {
         if let Some(at) = self.turns.get(holder) {
             return *at;
         }
-        let keys: Vec<Key> = Self::keys(req).into_iter().filter(|k| !matches!(k, Key::Arm(_))).collect();
+        let keys: Vec<Key> = Self::keys(req)
+            .into_iter()
+            .filter(|k| !matches!(k, Key::Arm(_)))
+            .collect();
         let mut at = now;
         for key in &keys {
             let rate = self.rate(key);
-            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
+            let bucket = self
+                .buckets
+                .entry(key.clone())
+                .or_insert_with(|| Bucket::new(rate, now));
             bucket.refill(now);
             at = at.max(now + bucket.wait());
-            if let (Some(booked), Some(burst)) = (self.booked.get(key), per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0)))) {
+            if let (Some(booked), Some(burst)) = (
+                self.booked.get(key),
+                per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0))),
+            ) {
                 at = at.max(booked.checked_sub(burst).unwrap_or(now));
             }
         }
@@ -247,8 +281,8 @@ impl Budget {
         self.turns.remove(holder);
     }
 
-    /// Drops per-identity buckets that are full again (they would be recreated full), bookings
-    /// that are past, and turns nobody came back for.
+    /// Drops per-identity buckets that are full again (they would be recreated full), bookings that are past,
+    /// and turns nobody came back for.
     pub fn prune(&mut self, now: Instant) {
         self.buckets.retain(|key, bucket| {
             bucket.refill(now);
@@ -258,8 +292,8 @@ impl Budget {
         self.turns.retain(|_, at| *at + TURN_EXPIRY > now);
     }
 
-    /// Prunes once what is held has doubled since the last pruning (at least 1,024 entries),
-    /// so pruning costs O(1) per request on average however many identities are in flight.
+    /// Prunes once what is held has doubled since the last pruning (at least 1,024 entries), so pruning costs
+    /// O(1) per request on average however many identities are in flight.
     pub fn maybe_prune(&mut self, now: Instant) {
         if self.bucket_count() > self.prune_above {
             self.prune(now);
@@ -278,8 +312,8 @@ fn per_request(rate: Rate) -> Option<Duration> {
     (rate.per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / rate.per_second))
 }
 
-/// The budget shared by all reconcilers. `acquire` waits (without holding the lock) until the
-/// request is admitted and returns how long it waited, for the budget-wait metric.
+/// The budget shared by all reconcilers. `acquire` waits (without holding the lock) until the request is
+/// admitted and returns how long it waited, for the budget-wait metric.
 #[derive(Clone, Debug)]
 pub struct SharedBudget {
     inner: Arc<Mutex<Budget>>,
@@ -287,7 +321,9 @@ pub struct SharedBudget {
 
 impl SharedBudget {
     pub fn new(limits: Limits) -> Self {
-        SharedBudget { inner: Arc::new(Mutex::new(Budget::new(limits))) }
+        SharedBudget {
+            inner: Arc::new(Mutex::new(Budget::new(limits))),
+        }
     }
 
     pub async fn acquire(&self, req: &Request) -> Duration {
@@ -326,11 +362,17 @@ mod tests {
     use super::*;
 
     fn write() -> Request {
-        Request { kind: OpKind::Write, msi: None }
+        Request {
+            kind: OpKind::Write,
+            msi: None,
+        }
     }
 
     fn msi_put(id: &str) -> Request {
-        Request { kind: OpKind::Write, msi: Some((MsiOp::CreateOrUpdate, id.into())) }
+        Request {
+            kind: OpKind::Write,
+            msi: Some((MsiOp::CreateOrUpdate, id.into())),
+        }
     }
 
     #[test]
@@ -338,7 +380,11 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
         for i in 0..200 {
-            assert_eq!(b.try_acquire(&write(), t0), Ok(()), "write {i} of the first bucket");
+            assert_eq!(
+                b.try_acquire(&write(), t0),
+                Ok(()),
+                "write {i} of the first bucket"
+            );
         }
         let wait = b.try_acquire(&write(), t0).expect_err("the 201st write waits");
         assert_eq!(wait, Duration::from_millis(100), "10 writes per second");
@@ -350,10 +396,18 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
         assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/A"), t0), Ok(()));
-        assert_eq!(b.try_acquire(&msi_put("/SUB/S/RG/R/ID/a"), t0), Err(Duration::from_secs(4)), "ids compare case-insensitively");
+        assert_eq!(
+            b.try_acquire(&msi_put("/SUB/S/RG/R/ID/a"), t0),
+            Err(Duration::from_secs(4)),
+            "ids compare \
+            case-insensitively"
+        );
         // Another identity only waits on the subscription-wide 2/s.
         assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/B"), t0), Ok(()));
-        assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/C"), t0), Err(Duration::from_millis(500)));
+        assert_eq!(
+            b.try_acquire(&msi_put("/sub/s/rg/r/id/C"), t0),
+            Err(Duration::from_millis(500))
+        );
     }
 
     #[test]
@@ -365,7 +419,12 @@ mod tests {
         for _ in 0..10 {
             assert!(b.try_acquire(&msi_put("a"), t0).is_err());
         }
-        assert_eq!(b.try_acquire(&msi_put("b"), t0), Ok(()), "the subscription bucket still had its second token");
+        assert_eq!(
+            b.try_acquire(&msi_put("b"), t0),
+            Ok(()),
+            "the subscription bucket still had its second \
+            token"
+        );
     }
 
     #[test]
@@ -377,7 +436,11 @@ mod tests {
         }
         assert!(b.bucket_count() > 100);
         b.prune(t0 + Duration::from_secs(1000));
-        assert_eq!(b.bucket_count(), 2, "only the ARM write and MSI subscription buckets remain");
+        assert_eq!(
+            b.bucket_count(),
+            2,
+            "only the ARM write and MSI subscription buckets remain"
+        );
     }
 
     #[test]
@@ -385,21 +448,43 @@ mod tests {
         let l = Limits::default().scaled(0.1);
         assert_eq!(l.writes, Rate::new(20.0, 1.0));
         assert!(l.msi_resource.iter().all(|(_, r)| r.capacity == 1.0), "{l:?}");
-        assert_eq!(Limits::default().scaled(4.0).msi_subscription[0].1, Rate::new(8.0, 8.0));
+        assert_eq!(
+            Limits::default().scaled(4.0).msi_subscription[0].1,
+            Rate::new(8.0, 8.0)
+        );
     }
 
     #[test]
     fn turns_follow_the_managed_identity_rate_in_the_order_asked() {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
-        let turns: Vec<Duration> = (0..1000).map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0).collect();
+        let turns: Vec<Duration> = (0..1000)
+            .map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0)
+            .collect();
         // The subscription's burst of two, then one every half second (2/s).
-        assert_eq!(&turns[..4], &[Duration::ZERO, Duration::ZERO, Duration::from_millis(500), Duration::from_secs(1)]);
-        assert!(turns.windows(2).all(|w| w[0] <= w[1]), "first asked, first served");
+        assert_eq!(
+            &turns[..4],
+            &[
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_millis(500),
+                Duration::from_secs(1)
+            ]
+        );
+        assert!(
+            turns.windows(2).all(|w| w[0] <= w[1]),
+            "first asked, first served"
+        );
         let last = turns[999].as_secs_f64();
-        assert!((last - 499.0).abs() < 0.01, "the 1,000th create's turn is at {last} s");
+        assert!(
+            (last - 499.0).abs() < 0.01,
+            "the 1,000th create's turn is at {last} s"
+        );
         // Asking again before taking it changes nothing; after taking it, a new turn is later.
-        assert_eq!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)), t0 + turns[3]);
+        assert_eq!(
+            b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)),
+            t0 + turns[3]
+        );
         b.end_turn("b3");
         assert!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)) > t0 + turns[999]);
     }
@@ -411,12 +496,17 @@ mod tests {
         for i in 0..1000 {
             b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
         }
-        // Writes that need no managed-identity bucket (FICs, role assignments) pass at once:
-        // the backlog's turns do not queue them.
+        // Writes that need no managed-identity bucket (FICs, role assignments) pass at once: the backlog's
+        // turns do not queue them.
         for _ in 0..100 {
             assert_eq!(b.try_acquire(&write(), t0), Ok(()));
         }
-        assert_eq!(b.turn("arm-only", &write(), t0), t0, "a request with no managed-identity bucket has its turn now");
+        assert_eq!(
+            b.turn("arm-only", &write(), t0),
+            t0,
+            "a request with no managed-identity bucket has its \
+            turn now"
+        );
     }
 
     #[test]
@@ -424,8 +514,18 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
         assert_eq!(b.try_acquire(&msi_put("a"), t0), Ok(()));
-        assert_eq!(b.turn("x", &msi_put("a"), t0), t0 + Duration::from_secs(4), "identity a was written just now: 1 per 4 s");
-        assert_eq!(b.turn("y", &msi_put("a"), t0), t0 + Duration::from_secs(8), "and the next one 4 s after that");
+        assert_eq!(
+            b.turn("x", &msi_put("a"), t0),
+            t0 + Duration::from_secs(4),
+            "identity a was written just \
+            now: 1 per 4 s"
+        );
+        assert_eq!(
+            b.turn("y", &msi_put("a"), t0),
+            t0 + Duration::from_secs(8),
+            "and the next one 4 s after \
+            that"
+        );
     }
 
     #[test]
@@ -436,8 +536,17 @@ mod tests {
             b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
         }
         b.prune(t0 + Duration::from_secs(120));
-        assert_eq!(b.bucket_count(), 1, "turns, bookings and idle identities' buckets gone: the subscription's bucket stays");
-        assert_eq!(b.turn("b9", &msi_put("id9"), t0 + Duration::from_secs(120)), t0 + Duration::from_secs(120), "a fresh turn, at once");
+        assert_eq!(
+            b.bucket_count(),
+            1,
+            "turns, bookings and idle identities' buckets gone: the \
+            subscription's bucket stays"
+        );
+        assert_eq!(
+            b.turn("b9", &msi_put("id9"), t0 + Duration::from_secs(120)),
+            t0 + Duration::from_secs(120),
+            "a fresh turn, at once"
+        );
     }
 
     #[tokio::test(start_paused = true)]

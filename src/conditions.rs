@@ -1,9 +1,9 @@
 //! Status conditions as kstatus (Flux's health checks) and `kubectl wait` read them.
 //!
-//! `Ready` summarises; one condition per part says which part is (not) done; `Reconciling` and
-//! `Stalled` are present only while true (kstatus treats Stalled=True as failed, Reconciling=True
-//! as in progress). `lastTransitionTime` moves only when a condition's status flips, and a write
-//! happens only when something a user can see changed.
+//! `Ready` summarises; one condition per part says which part is (not) done; `Reconciling` and `Stalled` are
+//! present only while true (kstatus treats Stalled=True as failed, Reconciling=True as in progress).
+//! `lastTransitionTime` moves only when a condition's status flips, and a write happens only when something a
+//! user can see changed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -24,11 +24,11 @@ pub struct Want<'a> {
     pub message: String,
 }
 
-/// Sets `want` in `conditions` for `generation`. Returns whether anything changed. The
-/// transition time is kept unless the status flips, so a steady binding's status is stable.
+/// Sets `want` in `conditions` for `generation`. Returns whether anything changed. The transition time is
+/// kept unless the status flips, so a steady binding's status is stable.
 pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<i64>, now: &Time) -> bool {
-    // The API server stores condition times in whole seconds; keeping sub-seconds here would
-    // make every status read back differ from what we computed, and every resync write it again.
+    // The API server stores condition times in whole seconds; keeping sub-seconds here would make every
+    // status read back differ from what we computed, and every resync write it again.
     let now = &whole_seconds(now);
     let status = if want.status { "True" } else { "False" }.to_string();
     let next = |last_transition_time: Time| Condition {
@@ -40,9 +40,20 @@ pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<
         last_transition_time,
     };
     match conditions.iter_mut().find(|c| c.type_ == want.type_) {
-        Some(c) if c.status == status && c.reason == want.reason && c.message == want.message && c.observed_generation == generation => false,
+        Some(c)
+            if c.status == status
+                && c.reason == want.reason
+                && c.message == want.message
+                && c.observed_generation == generation =>
+        {
+            false
+        }
         Some(c) => {
-            let since = if c.status == status { c.last_transition_time.clone() } else { now.clone() };
+            let since = if c.status == status {
+                c.last_transition_time.clone()
+            } else {
+                now.clone()
+            };
             *c = next(since);
             true
         }
@@ -78,7 +89,12 @@ mod tests {
     }
 
     fn ready(status: bool, reason: &str) -> Want<'_> {
-        Want { type_: READY, status, reason, message: format!("{reason} message") }
+        Want {
+            type_: READY,
+            status,
+            reason,
+            message: format!("{reason} message"),
+        }
     }
 
     #[test]
@@ -93,8 +109,17 @@ mod tests {
     fn transition_time_moves_only_when_the_status_flips() {
         let mut c = Vec::new();
         set(&mut c, &ready(false, "Throttled"), Some(1), &t(10));
-        assert!(set(&mut c, &ready(false, "PrincipalNotReplicated"), Some(1), &t(20)));
-        assert_eq!(c[0].last_transition_time, t(10), "same status, new reason: time kept");
+        assert!(set(
+            &mut c,
+            &ready(false, "PrincipalNotReplicated"),
+            Some(1),
+            &t(20)
+        ));
+        assert_eq!(
+            c[0].last_transition_time,
+            t(10),
+            "same status, new reason: time kept"
+        );
         assert!(set(&mut c, &ready(true, "Reconciled"), Some(1), &t(30)));
         assert_eq!(c[0].last_transition_time, t(30));
         assert_eq!(c[0].status, "True");
@@ -105,7 +130,10 @@ mod tests {
         let mut c = Vec::new();
         set(&mut c, &ready(true, "Reconciled"), Some(1), &t(10));
         assert!(set(&mut c, &ready(true, "Reconciled"), Some(2), &t(20)));
-        assert_eq!((c[0].observed_generation, c[0].last_transition_time.clone()), (Some(2), t(10)));
+        assert_eq!(
+            (c[0].observed_generation, c[0].last_transition_time.clone()),
+            (Some(2), t(10))
+        );
     }
 
     #[test]
@@ -119,7 +147,17 @@ mod tests {
     #[test]
     fn stalled_is_removed_when_false() {
         let mut c = Vec::new();
-        set(&mut c, &Want { type_: STALLED, status: true, reason: "InvalidSpec", message: "spec.x".into() }, Some(1), &t(1));
+        set(
+            &mut c,
+            &Want {
+                type_: STALLED,
+                status: true,
+                reason: "InvalidSpec",
+                message: "spec.x".into(),
+            },
+            Some(1),
+            &t(1),
+        );
         assert!(is_true(&c, STALLED));
         assert!(remove(&mut c, STALLED));
         assert!(!remove(&mut c, STALLED));

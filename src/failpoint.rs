@@ -1,8 +1,8 @@
-//! Crash points for the crash-consistency tests: with `IDBIND_CRASH_AT=<point>` in its
-//! environment, the operator aborts (no cleanup, no unwinding, as a SIGKILL or an OOM kill
-//! would end it) the first time it reaches that point. Azure writes are interrupted from the
-//! simulator's side instead (it holds the Nth write), so only the points the simulator cannot
-//! see live here. Without the variable, [`hit`] is one relaxed load.
+//! Crash points for the crash-consistency tests: with `IDBIND_CRASH_AT=<point>` in its environment, the
+//! operator aborts (no cleanup, no unwinding, as a SIGKILL or an OOM kill would end it) the first time it
+//! reaches that point. Azure writes are interrupted from the simulator's side instead (it holds the Nth
+//! write), so only the points the simulator cannot see live here. Without the variable, [`hit`] is one
+//! relaxed load.
 
 use std::sync::OnceLock;
 
@@ -13,7 +13,8 @@ pub const AFTER_STATUS_WRITE: &str = "after-status-write";
 
 fn armed() -> Option<&'static str> {
     static AT: OnceLock<Option<String>> = OnceLock::new();
-    AT.get_or_init(|| std::env::var("IDBIND_CRASH_AT").ok().filter(|v| !v.is_empty())).as_deref()
+    AT.get_or_init(|| std::env::var("IDBIND_CRASH_AT").ok().filter(|v| !v.is_empty()))
+        .as_deref()
 }
 
 /// Aborts the process if `point` is the armed crash point.

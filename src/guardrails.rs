@@ -1,19 +1,18 @@
-//! Multi-tenant guardrails: the cluster-scoped `WorkloadIdentityPolicy`, with which a cluster
-//! administrator says which namespaces may bind which Key Vaults, with which roles, and which
-//! existing identities they may bring, and [`check`], the pure verdict on one binding.
+//! Multi-tenant guardrails: the cluster-scoped `WorkloadIdentityPolicy`, with which a cluster administrator
+//! says which namespaces may bind which Key Vaults, with which roles, and which existing identities they may
+//! bring, and [`check`], the pure verdict on one binding.
 //!
 //! How it combines with the operator's flags (`--allow-any-role`, `--allow-other-subscriptions`,
 //! `--allow-existing-identity`):
-//! - The flags are the ceiling for every namespace: a role, subscription or brought identity
-//!   they refuse is refused whatever a policy says. The defaults are safe: Key Vault data-plane
-//!   reader roles only, the operator's subscription only, no brought identities.
-//! - A namespace that one or more policies select may bind only what one of those policies
-//!   allows: every (vault, role) pair must be allowed by a single policy that lists both, and a
-//!   brought identity must be listed by one of them.
-//! - A namespace that no policy selects gets the ceiling, unless the operator runs with
-//!   `--require-policy`, the setting for shared clusters: there, an unselected namespace binds
-//!   nothing. Without it, one team could read another team's vault with a reader role, because
-//!   nothing tells idbind which vault is whose.
+//! - The flags are the ceiling for every namespace: a role, subscription or brought identity they refuse is
+//!   refused whatever a policy says. The defaults are safe: Key Vault data-plane reader roles only, the
+//!   operator's subscription only, no brought identities.
+//! - A namespace that one or more policies select may bind only what one of those policies allows: every
+//!   (vault, role) pair must be allowed by a single policy that lists both, and a brought identity must be
+//!   listed by one of them.
+//! - A namespace that no policy selects gets the ceiling, unless the operator runs with `--require-policy`,
+//!   the setting for shared clusters: there, an unselected namespace binds nothing. Without it, one team
+//!   could read another team's vault with a reader role, because nothing tells idbind which vault is whose.
 //!
 //! The subject is never in question: it always names the binding's own namespace.
 
@@ -26,8 +25,8 @@ use crate::{
     validate::{DesiredBinding, DesiredIdentity, Invalid, POLICY_VIOLATION},
 };
 
-/// Says which namespaces may bind which Key Vaults, with which roles, and which existing
-/// identities they may bring. Cluster-scoped: only cluster administrators write it.
+/// Says which namespaces may bind which Key Vaults, with which roles, and which existing identities they may
+/// bring. Cluster-scoped: only cluster administrators write it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "idbind.dev",
@@ -39,16 +38,26 @@ use crate::{
     category = "idbind",
     derive = "PartialEq",
     derive = "Default",
-    doc = "Which namespaces may bind which Key Vaults with which roles, and which existing identities they may bring (cluster-scoped).",
-    printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces", description = "Namespaces this policy applies to"),
+    doc = "Which namespaces may bind which Key Vaults with which roles, and which existing identities they \
+        may bring (cluster-scoped).",
+    printcolumn(
+        name = "Namespaces",
+        type_ = "string",
+        json_path = ".spec.namespaces",
+        description = "Namespaces this \
+        policy applies to"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityPolicySpec {
-    /// The namespaces this policy applies to: exact names, or a prefix followed by '*' (team-a-*).
-    /// A namespace may be selected by several policies; it may then bind what any one allows.
+    /// The namespaces this policy applies to: exact names, or a prefix followed by '*' (team-a-*). A
+    /// namespace may be selected by several policies; it may then bind what any one allows.
     #[schemars(length(min = 1, max = 64))]
-    #[schemars(inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\*?$|^\*$")))]
+    #[schemars(inner(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\*?$|^\*$")
+    ))]
     pub namespaces: Vec<String>,
 
     /// The Key Vaults these namespaces may bind. Empty: none.
@@ -56,16 +65,15 @@ pub struct WorkloadIdentityPolicySpec {
     #[schemars(length(max = 64))]
     pub key_vaults: Vec<VaultSelector>,
 
-    /// The roles these namespaces may ask for on those vaults: built-in names ("Key Vault Secrets
-    /// User"), role definition GUIDs or ids. Absent: the Key Vault data-plane reader roles. The
-    /// operator's --allow-any-role still has to allow any other role.
+    /// The roles these namespaces may ask for on those vaults: built-in names ("Key Vault Secrets User"),
+    /// role definition GUIDs or ids. Absent: the Key Vault data-plane reader roles. The operator's
+    /// --allow-any-role still has to allow any other role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub roles: Option<Vec<String>>,
 
-    /// Existing identities (full resource ids) these namespaces may bring with
-    /// spec.identity.resourceId. Empty: none. The operator's --allow-existing-identity still has
-    /// to allow bringing identities at all.
+    /// Existing identities (full resource ids) these namespaces may bring with spec.identity.resourceId.
+    /// Empty: none. The operator's --allow-existing-identity still has to allow bringing identities at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub existing_identities: Vec<String>,
@@ -104,9 +112,29 @@ impl Rule {
         Rule {
             name: name.to_string(),
             namespaces: spec.namespaces.clone(),
-            vaults: spec.key_vaults.iter().map(|v| (v.subscription_id.as_deref().unwrap_or(subscription).to_ascii_lowercase(), v.resource_group.to_ascii_lowercase(), v.name.as_ref().map(|n| n.to_ascii_lowercase()))).collect(),
-            roles: spec.roles.as_ref().map(|r| r.iter().map(|r| RoleRef::parse(r)).collect()),
-            existing_identities: spec.existing_identities.iter().map(|i| i.trim_end_matches('/').to_ascii_lowercase()).collect(),
+            vaults: spec
+                .key_vaults
+                .iter()
+                .map(|v| {
+                    (
+                        v.subscription_id
+                            .as_deref()
+                            .unwrap_or(subscription)
+                            .to_ascii_lowercase(),
+                        v.resource_group.to_ascii_lowercase(),
+                        v.name.as_ref().map(|n| n.to_ascii_lowercase()),
+                    )
+                })
+                .collect(),
+            roles: spec
+                .roles
+                .as_ref()
+                .map(|r| r.iter().map(|r| RoleRef::parse(r)).collect()),
+            existing_identities: spec
+                .existing_identities
+                .iter()
+                .map(|i| i.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -121,7 +149,9 @@ impl Rule {
         let Some((sub, rg, name)) = vault_parts(vault_id) else {
             return false;
         };
-        self.vaults.iter().any(|(s, g, n)| *s == sub && *g == rg && n.as_ref().is_none_or(|n| *n == name))
+        self.vaults
+            .iter()
+            .any(|(s, g, n)| *s == sub && *g == rg && n.as_ref().is_none_or(|n| *n == name))
     }
 
     fn allows_role(&self, role: &RoleRef) -> bool {
@@ -136,36 +166,90 @@ impl Rule {
 fn vault_parts(id: &str) -> Option<(String, String, String)> {
     let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        [_, sub, _, rg, _, _, _, name] => Some((sub.to_ascii_lowercase(), rg.to_ascii_lowercase(), name.to_ascii_lowercase())),
+        [_, sub, _, rg, _, _, _, name] => Some((
+            sub.to_ascii_lowercase(),
+            rg.to_ascii_lowercase(),
+            name.to_ascii_lowercase(),
+        )),
         _ => None,
     }
 }
 
-/// What the policies say about a binding in `namespace` that passed [`crate::validate::validate`]
-/// (and so the ceiling): nothing when it may proceed, else the problems, each naming its field.
-pub fn check(namespace: &str, desired: &DesiredBinding, rules: &[Rule], require_policy: bool) -> Vec<Invalid> {
+/// What the policies say about a binding in `namespace` that passed [`crate::validate::validate`] (and so the
+/// ceiling): nothing when it may proceed, else the problems, each naming its field.
+pub fn check(
+    namespace: &str,
+    desired: &DesiredBinding,
+    rules: &[Rule],
+    require_policy: bool,
+) -> Vec<Invalid> {
     let selecting: Vec<&Rule> = rules.iter().filter(|r| r.selects(namespace)).collect();
-    let violation = |field: String, message: String| Invalid { field, reason: POLICY_VIOLATION, message };
+    let violation = |field: String, message: String| Invalid {
+        field,
+        reason: POLICY_VIOLATION,
+        message,
+    };
     if selecting.is_empty() {
-        return if require_policy { vec![violation("metadata.namespace".into(), format!("no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"))] } else { Vec::new() };
+        return if require_policy {
+            vec![violation(
+                "metadata.namespace".into(),
+                format!(
+                    "no \
+            WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"
+                ),
+            )]
+        } else {
+            Vec::new()
+        };
     }
-    let names = || selecting.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        selecting
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut problems = Vec::new();
     if let DesiredIdentity::Existing { resource_id } = &desired.identity {
         let id = resource_id.trim_end_matches('/').to_ascii_lowercase();
         if !selecting.iter().any(|r| r.existing_identities.contains(&id)) {
-            problems.push(violation("spec.identity.resourceId".into(), format!("no policy for namespace {namespace} ({}) lets it bring this identity", names())));
+            problems.push(violation(
+                "spec.identity.resourceId".into(),
+                format!(
+                    "no policy for namespace \
+                {namespace} ({}) lets it bring this identity",
+                    names()
+                ),
+            ));
         }
     }
     for (i, vault) in desired.vaults.iter().enumerate() {
-        let for_vault: Vec<&&Rule> = selecting.iter().filter(|r| r.allows_vault(&vault.resource_id)).collect();
+        let for_vault: Vec<&&Rule> = selecting
+            .iter()
+            .filter(|r| r.allows_vault(&vault.resource_id))
+            .collect();
         if for_vault.is_empty() {
-            problems.push(violation(format!("spec.keyVaults[{i}]"), format!("no policy for namespace {namespace} ({}) allows vault {}", names(), vault.resource_id)));
+            problems.push(violation(
+                format!("spec.keyVaults[{i}]"),
+                format!(
+                    "no policy for namespace \
+                {namespace} ({}) allows vault {}",
+                    names(),
+                    vault.resource_id
+                ),
+            ));
             continue;
         }
         for (j, (written, role)) in vault.roles.iter().enumerate() {
             if !for_vault.iter().any(|r| r.allows_role(role)) {
-                problems.push(violation(format!("spec.keyVaults[{i}].roles[{j}]"), format!("no policy for namespace {namespace} allows role {written:?} on vault {}", vault.resource_id)));
+                problems.push(violation(
+                    format!("spec.keyVaults[{i}].roles[{j}]"),
+                    format!(
+                        "no policy for \
+                    namespace {namespace} allows role {written:?} on vault {}",
+                        vault.resource_id
+                    ),
+                ));
             }
         }
     }
@@ -183,13 +267,32 @@ mod tests {
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
 
     fn settings() -> OperatorSettings {
-        OperatorSettings { cluster_name: "aks".into(), subscription_id: SUB.into(), default_resource_group: Some("rg-ids".into()), default_location: Some("westeurope".into()), issuer: "https://issuer/".into() }
+        OperatorSettings {
+            cluster_name: "aks".into(),
+            subscription_id: SUB.into(),
+            default_resource_group: Some("rg-ids".into()),
+            default_location: Some("westeurope".into()),
+            issuer: "https://issuer/".into(),
+        }
     }
 
-    fn rule(name: &str, namespaces: &[&str], vaults: &[(&str, Option<&str>)], roles: Option<&[&str]>, identities: &[&str]) -> Rule {
+    fn rule(
+        name: &str,
+        namespaces: &[&str],
+        vaults: &[(&str, Option<&str>)],
+        roles: Option<&[&str]>,
+        identities: &[&str],
+    ) -> Rule {
         let spec = WorkloadIdentityPolicySpec {
             namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
-            key_vaults: vaults.iter().map(|(rg, n)| VaultSelector { subscription_id: None, resource_group: rg.to_string(), name: n.map(str::to_string) }).collect(),
+            key_vaults: vaults
+                .iter()
+                .map(|(rg, n)| VaultSelector {
+                    subscription_id: None,
+                    resource_group: rg.to_string(),
+                    name: n.map(str::to_string),
+                })
+                .collect(),
             roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
             existing_identities: identities.iter().map(|s| s.to_string()).collect(),
         };
@@ -199,12 +302,28 @@ mod tests {
     fn binding(vaults: &[(&str, &str, &[&str])], identity: Option<&str>) -> DesiredBinding {
         let spec = WorkloadIdentityBindingSpec {
             service_account_name: "app".into(),
-            identity: IdentitySpec { resource_id: identity.map(str::to_string), ..Default::default() },
-            key_vaults: vaults.iter().map(|(rg, n, roles)| KeyVaultAccess { name: Some(n.to_string()), resource_group: Some(rg.to_string()), roles: roles.iter().map(|s| s.to_string()).collect(), ..Default::default() }).collect(),
+            identity: IdentitySpec {
+                resource_id: identity.map(str::to_string),
+                ..Default::default()
+            },
+            key_vaults: vaults
+                .iter()
+                .map(|(rg, n, roles)| KeyVaultAccess {
+                    name: Some(n.to_string()),
+                    resource_group: Some(rg.to_string()),
+                    roles: roles.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
-        let open = Policy { allow_any_role: true, allow_existing_identity: true, ..Policy::default() };
-        validate("team-a", "b", &spec, &settings(), &open).unwrap_or_else(|e| panic!("test binding invalid: {e:?}"))
+        let open = Policy {
+            allow_any_role: true,
+            allow_existing_identity: true,
+            ..Policy::default()
+        };
+        validate("team-a", "b", &spec, &settings(), &open)
+            .unwrap_or_else(|e| panic!("test binding invalid: {e:?}"))
     }
 
     fn fields(problems: Vec<Invalid>) -> Vec<String> {
@@ -220,36 +339,102 @@ mod tests {
         assert_eq!(fields(check("team-a", &b, &[], true)), ["metadata.namespace"]);
         // A policy for other namespaces does not select this one.
         let other = rule("team-b", &["team-b", "team-b-*"], &[("rg-b", None)], None, &[]);
-        assert_eq!(fields(check("team-a", &b, std::slice::from_ref(&other), true)), ["metadata.namespace"]);
-        assert!(check("team-b-dev", &b, &[other], true).is_empty(), "prefix patterns select");
+        assert_eq!(
+            fields(check("team-a", &b, std::slice::from_ref(&other), true)),
+            ["metadata.namespace"]
+        );
+        assert!(
+            check("team-b-dev", &b, &[other], true).is_empty(),
+            "prefix patterns select"
+        );
     }
 
     #[test]
     fn a_selected_namespace_binds_only_its_own_vaults_and_roles() {
-        let team_a = rule("team-a", &["team-a"], &[("rg-a", None), ("rg-shared", Some("kv-common"))], None, &[]);
-        let rules = [team_a, rule("team-b", &["team-b"], &[("rg-b", None)], Some(&["Key Vault Secrets Officer"]), &[])];
-        let ok = binding(&[("rg-a", "kv-1", &["Key Vault Secrets User", "Key Vault Reader"]), ("RG-SHARED", "KV-COMMON", &["Key Vault Certificate User"])], None);
+        let team_a = rule(
+            "team-a",
+            &["team-a"],
+            &[("rg-a", None), ("rg-shared", Some("kv-common"))],
+            None,
+            &[],
+        );
+        let rules = [
+            team_a,
+            rule(
+                "team-b",
+                &["team-b"],
+                &[("rg-b", None)],
+                Some(&["Key Vault Secrets Officer"]),
+                &[],
+            ),
+        ];
+        let ok = binding(
+            &[
+                ("rg-a", "kv-1", &["Key Vault Secrets User", "Key Vault Reader"]),
+                ("RG-SHARED", "KV-COMMON", &["Key Vault Certificate User"]),
+            ],
+            None,
+        );
         assert!(check("team-a", &ok, &rules, true).is_empty());
         // Another team's vault, a vault of a shared group not listed, and a write role.
-        let bad = binding(&[("rg-b", "kv-b", &["Key Vault Secrets User"]), ("rg-shared", "kv-other", &["Key Vault Reader"]), ("rg-a", "kv-1", &["Key Vault Secrets Officer", "Owner"])], None);
-        assert_eq!(fields(check("team-a", &bad, &rules, true)), ["spec.keyVaults[0]", "spec.keyVaults[1]", "spec.keyVaults[2].roles[0]", "spec.keyVaults[2].roles[1]"]);
+        let bad = binding(
+            &[
+                ("rg-b", "kv-b", &["Key Vault Secrets User"]),
+                ("rg-shared", "kv-other", &["Key Vault Reader"]),
+                ("rg-a", "kv-1", &["Key Vault Secrets Officer", "Owner"]),
+            ],
+            None,
+        );
+        assert_eq!(
+            fields(check("team-a", &bad, &rules, true)),
+            [
+                "spec.keyVaults[0]",
+                "spec.keyVaults[1]",
+                "spec.keyVaults[2].roles[0]",
+                "spec.keyVaults[2].roles[1]"
+            ]
+        );
     }
 
     #[test]
     fn a_vault_and_its_role_must_come_from_one_policy() {
-        // One policy lets team-a read rg-x, another lets it administer rg-y: neither lets it
-        // administer rg-x.
-        let rules = [rule("read-x", &["team-a"], &[("rg-x", None)], None, &[]), rule("admin-y", &["team-a"], &[("rg-y", None)], Some(&["Key Vault Administrator"]), &[])];
-        let b = binding(&[("rg-x", "kv-x", &["Key Vault Administrator"]), ("rg-y", "kv-y", &["Key Vault Administrator"])], None);
-        assert_eq!(fields(check("team-a", &b, &rules, false)), ["spec.keyVaults[0].roles[0]"]);
+        // One policy lets team-a read rg-x, another lets it administer rg-y: neither lets it administer rg-x.
+        let rules = [
+            rule("read-x", &["team-a"], &[("rg-x", None)], None, &[]),
+            rule(
+                "admin-y",
+                &["team-a"],
+                &[("rg-y", None)],
+                Some(&["Key Vault Administrator"]),
+                &[],
+            ),
+        ];
+        let b = binding(
+            &[
+                ("rg-x", "kv-x", &["Key Vault Administrator"]),
+                ("rg-y", "kv-y", &["Key Vault Administrator"]),
+            ],
+            None,
+        );
+        assert_eq!(
+            fields(check("team-a", &b, &rules, false)),
+            ["spec.keyVaults[0].roles[0]"]
+        );
     }
 
     #[test]
     fn a_brought_identity_must_be_listed() {
         let rules = [rule("team-a", &["team-a"], &[], None, &[ID])];
         assert!(check("team-a", &binding(&[], Some(ID)), &rules, true).is_empty());
-        assert!(check("team-a", &binding(&[], Some(&ID.to_uppercase())), &rules, true).is_empty(), "ids compare case-insensitively");
+        assert!(
+            check("team-a", &binding(&[], Some(&ID.to_uppercase())), &rules, true).is_empty(),
+            "ids compare \
+            case-insensitively"
+        );
         let other = ID.replace("shared", "team-b-identity");
-        assert_eq!(fields(check("team-a", &binding(&[], Some(&other)), &rules, true)), ["spec.identity.resourceId"]);
+        assert_eq!(
+            fields(check("team-a", &binding(&[], Some(&other)), &rules, true)),
+            ["spec.identity.resourceId"]
+        );
     }
 }

@@ -1,10 +1,10 @@
-//! The probe and metrics endpoints the Deployment points at: `/healthz` (liveness), `/readyz`
-//! (readiness) and `/metrics` (Prometheus).
+//! The probe and metrics endpoints the Deployment points at: `/healthz` (liveness), `/readyz` (readiness) and
+//! `/metrics` (Prometheus).
 //!
-//! Liveness and readiness mean different things on purpose. `/healthz` answers as long as the
-//! process serves HTTP, so the kubelet restarts only a wedged process. `/readyz` turns true only
-//! when [`Health::set_ready`] says so (after the informer caches have synced), so a rollout waits
-//! for a replica that can actually reconcile instead of trusting an always-OK probe.
+//! Liveness and readiness mean different things on purpose. `/healthz` answers as long as the process serves
+//! HTTP, so the kubelet restarts only a wedged process. `/readyz` turns true only when [`Health::set_ready`]
+//! says so (after the informer caches have synced), so a rollout waits for a replica that can actually
+//! reconcile instead of trusting an always-OK probe.
 
 use std::{
     future::Future,
@@ -24,8 +24,8 @@ use axum::{
 
 use crate::telemetry::Metrics;
 
-/// Flags the probes report, shared between the controller (which sets them) and the HTTP server
-/// (which reads them). Clones share the same flags.
+/// Flags the probes report, shared between the controller (which sets them) and the HTTP server (which reads
+/// them). Clones share the same flags.
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
@@ -63,19 +63,34 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.health.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    if state.health.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, Metrics::content_type())], state.metrics.encode())
+    (
+        [(header::CONTENT_TYPE, Metrics::content_type())],
+        state.metrics.encode(),
+    )
 }
 
-/// Serves GET /healthz (200 "ok" while the process runs), /readyz (200 "ready" once set_ready(true), else 503 "not ready"), /metrics (metrics.encode() with its content type) on `listener` until `shutdown` completes.
+/// Serves GET /healthz (200 "ok" while the process runs), /readyz (200 "ready" once set_ready(true), else 503
+/// "not ready"), /metrics (metrics.encode() with its content type) on `listener` until `shutdown` completes.
 ///
-/// On shutdown the server stops accepting, lets requests in flight finish and closes idle
-/// keep-alive connections, so a scrape in progress during SIGTERM still gets its answer.
-pub async fn serve(listener: tokio::net::TcpListener, health: Health, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(health, metrics)).with_graceful_shutdown(shutdown).await
+/// On shutdown the server stops accepting, lets requests in flight finish and closes idle keep-alive
+/// connections, so a scrape in progress during SIGTERM still gets its answer.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    health: Health,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(health, metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -107,7 +122,11 @@ mod tests {
         async fn get(&self, path: &str) -> Result<(u16, Option<String>, String), reqwest::Error> {
             let response = reqwest::get(format!("{}{path}", self.base)).await?;
             let status = response.status().as_u16();
-            let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             Ok((status, content_type, response.text().await?))
         }
 
@@ -123,7 +142,10 @@ mod tests {
         let health = Health::default();
         let server = Server::start(health.clone(), Metrics::new()).await?;
 
-        assert_eq!(server.get("/healthz").await?, (200, Some("text/plain; charset=utf-8".into()), "ok".into()));
+        assert_eq!(
+            server.get("/healthz").await?,
+            (200, Some("text/plain; charset=utf-8".into()), "ok".into())
+        );
         let (status, _, body) = server.get("/readyz").await?;
         assert_eq!((status, body.as_str()), (503, "not ready"));
 
@@ -150,7 +172,10 @@ mod tests {
         let (status, content_type, body) = server.get("/metrics").await?;
         assert_eq!(status, 200);
         assert_eq!(content_type.as_deref(), Some(Metrics::content_type()));
-        assert!(body.contains("idbind_reconcile_errors_total{category=\"Throttled\"} 1\n"), "{body}");
+        assert!(
+            body.contains("idbind_reconcile_errors_total{category=\"Throttled\"} 1\n"),
+            "{body}"
+        );
         assert!(body.contains("idbind_leader 1\n"), "{body}");
 
         assert_eq!(server.get("/nope").await?.0, 404);
@@ -163,7 +188,10 @@ mod tests {
         assert_eq!(server.get("/healthz").await?.0, 200);
         let base = server.base.clone();
         server.stop().await?;
-        assert!(reqwest::get(format!("{base}/healthz")).await.is_err(), "still answering after shutdown");
+        assert!(
+            reqwest::get(format!("{base}/healthz")).await.is_err(),
+            "still answering after shutdown"
+        );
         Ok(())
     }
 

@@ -1,30 +1,29 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, so that of several replicas exactly one
-//! reconciles (writes to Azure and to status) while the others stand by with warm caches.
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that of several replicas exactly one reconciles
+//! (writes to Azure and to status) while the others stand by with warm caches.
 //!
 //! The protocol is client-go's, on a Lease this module reads and writes itself:
-//! - A candidate takes the Lease when it does not exist (create), when nobody holds it
-//!   (`holderIdentity` empty, as after a graceful release), or when it has expired
-//!   (`renewTime + leaseDurationSeconds < now`). Every write is a replace conditional on the
-//!   `resourceVersion` just read; a 409 means another candidate wrote first and won. Two candidates
-//!   therefore never both complete a takeover of the same Lease version.
-//! - The leader renews every renew period. It counts itself leader only until `renew deadline`
-//!   after the start of its last successful renewal; the deadline is shorter than the lease
-//!   duration, so a leader cut off from the API server stops believing it leads before any
-//!   standby may take over. The gap between the two (5 s by default) is also the clock skew between
-//!   nodes this tolerates, since expiry compares the leader's `renewTime` with the standby's clock.
-//! - On a graceful stop the leader releases the Lease (holder cleared, `leaseDurationSeconds` 1,
-//!   `renewTime` now), so a standby takes over within one renew period instead of a lease duration.
-//!   A crashed leader is replaced once its lease expires.
+//! - A candidate takes the Lease when it does not exist (create), when nobody holds it (`holderIdentity`
+//!   empty, as after a graceful release), or when it has expired (`renewTime + leaseDurationSeconds < now`).
+//!   Every write is a replace conditional on the `resourceVersion` just read; a 409 means another candidate
+//!   wrote first and won. Two candidates therefore never both complete a takeover of the same Lease version.
+//! - The leader renews every renew period. It counts itself leader only until `renew deadline` after the
+//!   start of its last successful renewal; the deadline is shorter than the lease duration, so a leader cut
+//!   off from the API server stops believing it leads before any standby may take over. The gap between the
+//!   two (5 s by default) is also the clock skew between nodes this tolerates, since expiry compares the
+//!   leader's `renewTime` with the standby's clock.
+//! - On a graceful stop the leader releases the Lease (holder cleared, `leaseDurationSeconds` 1, `renewTime`
+//!   now), so a standby takes over within one renew period instead of a lease duration. A crashed leader is
+//!   replaced once its lease expires.
 //!
-//! Least privilege: this needs only `get`, `create` and `update` on `leases` in the Lease's own
-//! namespace (`get`/`update` may be narrowed with `resourceNames` to the Lease's name; `create`
-//! cannot be, because the name is not known when create is authorised). It never lists,
-//! watches, patches or deletes: a standby polls the one Lease by name every renew period.
+//! Least privilege: this needs only `get`, `create` and `update` on `leases` in the Lease's own namespace
+//! (`get`/`update` may be narrowed with `resourceNames` to the Lease's name; `create` cannot be, because the
+//! name is not known when create is authorised). It never lists, watches, patches or deletes: a standby polls
+//! the one Lease by name every renew period.
 //!
-//! Leadership is published on a `tokio::sync::watch` channel. It can go from `true` to `false`
-//! (renewals failed past the deadline, or the Lease was found held by someone else); the elector
-//! then keeps campaigning, and it is the caller's choice whether to wait for leadership again or
-//! to exit (client-go's convention, and the safest: the restarted process begins with fresh state).
+//! Leadership is published on a `tokio::sync::watch` channel. It can go from `true` to `false` (renewals
+//! failed past the deadline, or the Lease was found held by someone else); the elector then keeps
+//! campaigning, and it is the caller's choice whether to wait for leadership again or to exit (client-go's
+//! convention, and the safest: the restarted process begins with fresh state).
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,23 +59,26 @@ pub struct LeaderConfig {
     pub namespace: String,
     /// The Lease's name, the same for every replica of one operator installation.
     pub lease_name: String,
-    /// This candidate, unique among the replicas: the pod name (the Downward API's
-    /// `metadata.name`). A restarted container keeps its pod name and so resumes its own lease
-    /// at once.
+    /// This candidate, unique among the replicas: the pod name (the Downward API's `metadata.name`). A
+    /// restarted container keeps its pod name and so resumes its own lease at once.
     pub identity: String,
-    /// Written to `leaseDurationSeconds` (rounded up to whole seconds): how long standbys wait
-    /// after the last renewal before they consider the leader gone.
+    /// Written to `leaseDurationSeconds` (rounded up to whole seconds): how long standbys wait after the last
+    /// renewal before they consider the leader gone.
     pub lease_duration: Duration,
     /// The leader renews this often; a standby polls the Lease this often.
     pub renew_period: Duration,
-    /// The leader steps down when it has not renewed for this long. Must be shorter than
-    /// `lease_duration` (the difference is the clock skew tolerated) and longer than `renew_period`.
+    /// The leader steps down when it has not renewed for this long. Must be shorter than `lease_duration`
+    /// (the difference is the clock skew tolerated) and longer than `renew_period`.
     pub renew_deadline: Duration,
 }
 
 impl LeaderConfig {
     /// The defaults: 15 s lease, renewals every 2 s, stepping down after 10 s without one.
-    pub fn new(namespace: impl Into<String>, lease_name: impl Into<String>, identity: impl Into<String>) -> Self {
+    pub fn new(
+        namespace: impl Into<String>,
+        lease_name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
         LeaderConfig {
             namespace: namespace.into(),
             lease_name: lease_name.into(),
@@ -87,8 +89,8 @@ impl LeaderConfig {
         }
     }
 
-    /// Checks the names are set and `0 < renew_period < renew_deadline < lease_duration`, without
-    /// which two replicas could both believe they lead.
+    /// Checks the names are set and `0 < renew_period < renew_deadline < lease_duration`, without which two
+    /// replicas could both believe they lead.
     pub fn validate(&self) -> Result<(), LeaderError> {
         let invalid = |reason: &'static str| Err(LeaderError::InvalidConfig(reason));
         if self.namespace.is_empty() {
@@ -137,7 +139,12 @@ pub enum LeaderError {
         source: Box<kube::Error>,
     },
     #[error("{action} Lease {namespace}/{name}: no answer within {timeout:?}")]
-    TimedOut { action: &'static str, namespace: String, name: String, timeout: Duration },
+    TimedOut {
+        action: &'static str,
+        namespace: String,
+        name: String,
+        timeout: Duration,
+    },
     #[error("releasing Lease {namespace}/{name}: it kept changing under us")]
     ReleaseRaced { namespace: String, name: String },
     #[error("the leader election task ended abnormally: {0}")]
@@ -154,27 +161,47 @@ enum Claim {
     /// Its holder stopped renewing more than a lease duration ago: take it.
     Expired { holder: String },
     /// Someone else holds it until `expires`.
-    Held { holder: String, expires: Option<Timestamp> },
+    Held {
+        holder: String,
+        expires: Option<Timestamp>,
+    },
 }
 
 /// Pure: what `spec` means for candidate `me` at wall-clock `now`. A lease without a usable
-/// `leaseDurationSeconds` is judged with ours; a held lease without `renewTime` is expired
-/// (nothing shows its holder alive).
+/// `leaseDurationSeconds` is judged with ours; a held lease without `renewTime` is expired (nothing shows its
+/// holder alive).
 fn classify(spec: Option<&LeaseSpec>, me: &str, now: Timestamp, default_duration_seconds: i32) -> Claim {
-    let Some(holder) = spec.and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty()) else { return Claim::Free };
+    let Some(holder) = spec
+        .and_then(|s| s.holder_identity.as_deref())
+        .filter(|h| !h.is_empty())
+    else {
+        return Claim::Free;
+    };
     if holder == me {
         return Claim::Ours;
     }
     let holder = holder.to_string();
-    let duration = spec.and_then(|s| s.lease_duration_seconds).filter(|d| *d > 0).unwrap_or(default_duration_seconds);
-    let Some(MicroTime(renewed)) = spec.and_then(|s| s.renew_time.clone()) else { return Claim::Expired { holder } };
+    let duration = spec
+        .and_then(|s| s.lease_duration_seconds)
+        .filter(|d| *d > 0)
+        .unwrap_or(default_duration_seconds);
+    let Some(MicroTime(renewed)) = spec.and_then(|s| s.renew_time.clone()) else {
+        return Claim::Expired { holder };
+    };
     let valid_for = SignedDuration::from_secs(i64::from(duration));
-    if now.duration_since(renewed) > valid_for { Claim::Expired { holder } } else { Claim::Held { holder, expires: renewed.checked_add(valid_for).ok() } }
+    if now.duration_since(renewed) > valid_for {
+        Claim::Expired { holder }
+    } else {
+        Claim::Held {
+            holder,
+            expires: renewed.checked_add(valid_for).ok(),
+        }
+    }
 }
 
-/// Pure: the spec we write to hold the Lease at `now`, from the one we read (if any). Renewing
-/// our own lease keeps `acquireTime` and `leaseTransitions`; taking it from anyone else (or from
-/// nobody) restarts `acquireTime` and counts a transition, as client-go does.
+/// Pure: the spec we write to hold the Lease at `now`, from the one we read (if any). Renewing our own lease
+/// keeps `acquireTime` and `leaseTransitions`; taking it from anyone else (or from nobody) restarts
+/// `acquireTime` and counts a transition, as client-go does.
 fn claimed_spec(previous: Option<&LeaseSpec>, me: &str, now: Timestamp, duration_seconds: i32) -> LeaseSpec {
     let mut spec = previous.cloned().unwrap_or_default();
     let ours = spec.holder_identity.as_deref() == Some(me);
@@ -193,8 +220,8 @@ fn claimed_spec(previous: Option<&LeaseSpec>, me: &str, now: Timestamp, duration
     spec
 }
 
-/// Pure: the spec that hands the Lease back: no holder, expiring a second after `now`, so a
-/// standby that reads it before noticing the empty holder still takes it almost at once.
+/// Pure: the spec that hands the Lease back: no holder, expiring a second after `now`, so a standby that
+/// reads it before noticing the empty holder still takes it almost at once.
 fn released_spec(previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
     let mut spec = previous.cloned().unwrap_or_default();
     spec.holder_identity = None;
@@ -218,7 +245,10 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 #[derive(Debug)]
 enum Attempt {
     Leading,
-    Standby { holder: Option<String>, expires: Option<Timestamp> },
+    Standby {
+        holder: Option<String>,
+        expires: Option<Timestamp>,
+    },
 }
 
 /// One candidate in the election. [`LeaderElector::run`] campaigns until a shutdown signal;
@@ -228,8 +258,8 @@ pub struct LeaderElector {
     config: LeaderConfig,
     duration_seconds: i32,
     metrics: Option<Arc<Metrics>>,
-    /// The Lease as we last read or wrote it: its `resourceVersion` makes the next renewal
-    /// conditional, so a renewal needs one request instead of a read and a write.
+    /// The Lease as we last read or wrote it: its `resourceVersion` makes the next renewal conditional, so a
+    /// renewal needs one request instead of a read and a write.
     observed: Option<Lease>,
 }
 
@@ -237,8 +267,17 @@ impl LeaderElector {
     /// A candidate for `config`'s Lease, talking to the API server through `client`.
     pub fn new(client: Client, config: LeaderConfig) -> Result<Self, LeaderError> {
         config.validate()?;
-        let duration_seconds = config.lease_duration_seconds().ok_or(LeaderError::InvalidConfig("the lease duration does not fit leaseDurationSeconds"))?;
-        Ok(LeaderElector { api: Api::namespaced(client, &config.namespace), config, duration_seconds, metrics: None, observed: None })
+        let duration_seconds = config.lease_duration_seconds().ok_or(LeaderError::InvalidConfig(
+            "the lease duration \
+            does not fit leaseDurationSeconds",
+        ))?;
+        Ok(LeaderElector {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+            duration_seconds,
+            metrics: None,
+            observed: None,
+        })
     }
 
     /// Also reports leadership as `idbind_leader`.
@@ -253,14 +292,22 @@ impl LeaderElector {
         let (tx, rx) = watch::channel(false);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(self.run(shutdown.clone(), tx));
-        LeaderElection { leading: rx, shutdown, task: Some(task) }
+        LeaderElection {
+            leading: rx,
+            shutdown,
+            task: Some(task),
+        }
     }
 
-    /// Campaigns for the Lease and, while leading, renews it, publishing leadership on
-    /// `leading`, until `shutdown` is cancelled; then it publishes `false` and releases the Lease
-    /// if it holds it. API errors while campaigning are logged and retried every renew period
-    /// (they are what the renew deadline is for); only a failed release is returned.
-    pub async fn run(mut self, shutdown: CancellationToken, leading: watch::Sender<bool>) -> Result<(), LeaderError> {
+    /// Campaigns for the Lease and, while leading, renews it, publishing leadership on `leading`, until
+    /// `shutdown` is cancelled; then it publishes `false` and releases the Lease if it holds it. API errors
+    /// while campaigning are logged and retried every renew period (they are what the renew deadline is for);
+    /// only a failed release is returned.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        leading: watch::Sender<bool>,
+    ) -> Result<(), LeaderError> {
         let deadline = self.config.renew_deadline;
         let period = self.config.renew_period;
         tracing::info!(lease = %self.config.lease_name, namespace = %self.config.namespace, identity = %self.config.identity, "campaigning for leadership");
@@ -279,13 +326,14 @@ impl LeaderElector {
             if let Some(r) = renewed_at
                 && Instant::now() >= r + deadline
             {
-                tracing::warn!(lease = %self.config.lease_name, renew_deadline = ?deadline, "leadership lost: no successful renewal within the renew deadline");
+                tracing::warn!(lease = %self.config.lease_name, renew_deadline = ?deadline, "leadership lost: no \
+                    successful renewal within the renew deadline");
                 renewed_at = None;
                 self.publish(&leading, false);
             }
             let started = Instant::now();
-            // The renewal is only as good as its start: stamp renewTime and our own deadline
-            // from the same moment, before the request leaves.
+            // The renewal is only as good as its start: stamp renewTime and our own deadline from the same
+            // moment, before the request leaves.
             let now = Timestamp::now();
             let limit = renewed_at.map_or(started + deadline, |r| r + deadline);
             let outcome = tokio::select! {
@@ -305,30 +353,34 @@ impl LeaderElector {
                 }
                 Ok(Ok(Attempt::Standby { holder, expires })) => {
                     if renewed_at.take().is_some() {
-                        tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the Lease is held by another candidate");
+                        tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the \
+                            Lease is held by another candidate");
                     }
                     last_error = None;
                     self.publish(&leading, false);
-                    // Look again right after the holder's lease runs out rather than up to a
-                    // whole period later: failover then takes the lease duration, not more.
-                    if let Some(until) = expires.and_then(|e| Duration::try_from(e.duration_since(Timestamp::now())).ok()) {
+                    // Look again right after the holder's lease runs out rather than up to a whole period
+                    // later: failover then takes the lease duration, not more.
+                    if let Some(until) =
+                        expires.and_then(|e| Duration::try_from(e.duration_since(Timestamp::now())).ok())
+                    {
                         next_attempt = next_attempt.min(Instant::now() + until + Duration::from_millis(10));
                     }
                 }
                 Ok(Err(e)) => {
-                    // Logged once per distinct error: a standby without RBAC would otherwise
-                    // warn every period forever.
+                    // Logged once per distinct error: a standby without RBAC would otherwise warn every
+                    // period forever.
                     let message = e.to_string();
                     if last_error.as_deref() != Some(message.as_str()) {
-                        tracing::warn!(error = %message, leading = renewed_at.is_some(), "leader election attempt failed; retrying");
+                        tracing::warn!(error = %message, leading = renewed_at.is_some(), "leader election \
+                            attempt failed; retrying");
                     } else {
                         tracing::debug!(error = %message, "leader election attempt failed again");
                     }
                     last_error = Some(message);
                 }
                 Err(_) => {
-                    // The deadline at the top of the loop reports a leader's loss; a standby
-                    // just tries again.
+                    // The deadline at the top of the loop reports a leader's loss; a standby just tries
+                    // again.
                     tracing::debug!(lease = %self.config.lease_name, "leader election attempt timed out");
                     next_attempt = Instant::now();
                 }
@@ -346,7 +398,12 @@ impl LeaderElector {
     }
 
     fn api_error(&self, action: &'static str, source: kube::Error) -> LeaderError {
-        LeaderError::Api { action, namespace: self.config.namespace.clone(), name: self.config.lease_name.clone(), source: Box::new(source) }
+        LeaderError::Api {
+            action,
+            namespace: self.config.namespace.clone(),
+            name: self.config.lease_name.clone(),
+            source: Box::new(source),
+        }
     }
 
     /// One round of client-go's tryAcquireOrRenew.
@@ -367,10 +424,18 @@ impl LeaderElector {
                 Err(e) => return Err(self.api_error("renewing", e)),
             }
         }
-        let current = self.api.get_opt(name).await.map_err(|e| self.api_error("reading", e))?;
+        let current = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(|e| self.api_error("reading", e))?;
         let Some(current) = current else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(name.to_string()), namespace: Some(self.config.namespace.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(claimed_spec(None, me, now, self.duration_seconds)),
             };
             return match self.api.create(&pp, &lease).await {
@@ -379,14 +444,20 @@ impl LeaderElector {
                     Ok(Attempt::Leading)
                 }
                 // AlreadyExists: another candidate created it first.
-                Err(e) if status_code(&e) == Some(409) => Ok(Attempt::Standby { holder: None, expires: None }),
+                Err(e) if status_code(&e) == Some(409) => Ok(Attempt::Standby {
+                    holder: None,
+                    expires: None,
+                }),
                 Err(e) => Err(self.api_error("creating", e)),
             };
         };
         let claim = classify(current.spec.as_ref(), me, now, self.duration_seconds);
         self.observed = Some(current.clone());
         match claim {
-            Claim::Held { holder, expires } => Ok(Attempt::Standby { holder: Some(holder), expires }),
+            Claim::Held { holder, expires } => Ok(Attempt::Standby {
+                holder: Some(holder),
+                expires,
+            }),
             Claim::Ours | Claim::Free | Claim::Expired { .. } => {
                 if let Claim::Expired { holder } = &claim {
                     tracing::info!(lease = %name, previous = %holder, "the Lease has expired; taking it over");
@@ -399,23 +470,31 @@ impl LeaderElector {
                         self.observed = Some(written);
                         Ok(Attempt::Leading)
                     }
-                    // Conflict: another candidate wrote between our read and our write and won.
-                    // NotFound: deleted meanwhile; the next attempt creates it.
-                    Err(e) if matches!(status_code(&e), Some(409 | 404)) => Ok(Attempt::Standby { holder: previous_holder, expires: None }),
+                    // Conflict: another candidate wrote between our read and our write and won. NotFound:
+                    // deleted meanwhile; the next attempt creates it.
+                    Err(e) if matches!(status_code(&e), Some(409 | 404)) => Ok(Attempt::Standby {
+                        holder: previous_holder,
+                        expires: None,
+                    }),
                     Err(e) => Err(self.api_error("acquiring", e)),
                 }
             }
         }
     }
 
-    /// Hands the Lease back if we hold it, within one renew deadline. A Lease that names
-    /// someone else (or is gone) is left alone.
+    /// Hands the Lease back if we hold it, within one renew deadline. A Lease that names someone else (or is
+    /// gone) is left alone.
     async fn release(&mut self) -> Result<(), LeaderError> {
         let limit = self.config.renew_deadline;
         let (namespace, name) = (self.config.namespace.clone(), self.config.lease_name.clone());
         match timeout(limit, self.release_now()).await {
             Ok(result) => result,
-            Err(_) => Err(LeaderError::TimedOut { action: "releasing", namespace, name, timeout: limit }),
+            Err(_) => Err(LeaderError::TimedOut {
+                action: "releasing",
+                namespace,
+                name,
+                timeout: limit,
+            }),
         }
     }
 
@@ -426,7 +505,12 @@ impl LeaderElector {
         for _ in 0..3 {
             let lease = match self.observed.take().filter(|l| holder(l) == Some(me.as_str())) {
                 Some(lease) => lease,
-                None => match self.api.get_opt(&name).await.map_err(|e| self.api_error("reading", e))? {
+                None => match self
+                    .api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| self.api_error("reading", e))?
+                {
                     Some(lease) if holder(&lease) == Some(me.as_str()) => lease,
                     _ => return Ok(()),
                 },
@@ -443,7 +527,10 @@ impl LeaderElector {
                 Err(e) => return Err(self.api_error("releasing", e)),
             }
         }
-        Err(LeaderError::ReleaseRaced { namespace: self.config.namespace.clone(), name })
+        Err(LeaderError::ReleaseRaced {
+            namespace: self.config.namespace.clone(),
+            name,
+        })
     }
 }
 
@@ -466,9 +553,8 @@ impl LeaderElection {
         *self.leading.borrow()
     }
 
-    /// Stops campaigning and releases the Lease if held, so a standby takes over within one
-    /// renew period. Stop the work that leadership guards first: once this returns, another
-    /// replica may already lead.
+    /// Stops campaigning and releases the Lease if held, so a standby takes over within one renew period.
+    /// Stop the work that leadership guards first: once this returns, another replica may already lead.
     pub async fn stop(mut self) -> Result<(), LeaderError> {
         self.shutdown.cancel();
         match self.task.take() {
@@ -486,8 +572,8 @@ impl LeaderElection {
 }
 
 impl Drop for LeaderElection {
-    /// A dropped handle must not leave a task renewing forever in the background; it stops the
-    /// task (which still releases the Lease, on its own).
+    /// A dropped handle must not leave a task renewing forever in the background; it stops the task (which
+    /// still releases the Lease, on its own).
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
@@ -519,15 +605,84 @@ mod tests {
         let cases: Vec<(&str, Option<LeaseSpec>, i64, Claim)> = vec![
             ("no lease spec", None, 0, Claim::Free),
             ("no holder", Some(LeaseSpec::default()), 0, Claim::Free),
-            ("empty holder", Some(LeaseSpec { holder_identity: Some(String::new()), ..held("x", 0, 15) }), 1, Claim::Free),
-            ("ours, even when expired", Some(held("me", 0, 15)), 100, Claim::Ours),
-            ("other, fresh", Some(held("b", 10, 15)), 20, Claim::Held { holder: "b".into(), expires: Some(at(25)) }),
-            ("other, exactly at expiry", Some(held("b", 10, 15)), 25, Claim::Held { holder: "b".into(), expires: Some(at(25)) }),
-            ("other, expired", Some(held("b", 10, 15)), 26, Claim::Expired { holder: "b".into() }),
-            ("released with duration 1", Some(LeaseSpec { holder_identity: Some("b".into()), ..held("b", 10, 1) }), 12, Claim::Expired { holder: "b".into() }),
-            ("other, no renewTime", Some(LeaseSpec { renew_time: None, ..held("b", 0, 15) }), 1, Claim::Expired { holder: "b".into() }),
-            ("other, no duration: ours is used", Some(LeaseSpec { lease_duration_seconds: None, ..held("b", 10, 0) }), 35, Claim::Held { holder: "b".into(), expires: Some(at(40)) }),
-            ("other, no duration, past ours", Some(LeaseSpec { lease_duration_seconds: None, ..held("b", 10, 0) }), 41, Claim::Expired { holder: "b".into() }),
+            (
+                "empty holder",
+                Some(LeaseSpec {
+                    holder_identity: Some(String::new()),
+                    ..held("x", 0, 15)
+                }),
+                1,
+                Claim::Free,
+            ),
+            (
+                "ours, even when expired",
+                Some(held("me", 0, 15)),
+                100,
+                Claim::Ours,
+            ),
+            (
+                "other, fresh",
+                Some(held("b", 10, 15)),
+                20,
+                Claim::Held {
+                    holder: "b".into(),
+                    expires: Some(at(25)),
+                },
+            ),
+            (
+                "other, exactly at expiry",
+                Some(held("b", 10, 15)),
+                25,
+                Claim::Held {
+                    holder: "b".into(),
+                    expires: Some(at(25)),
+                },
+            ),
+            (
+                "other, expired",
+                Some(held("b", 10, 15)),
+                26,
+                Claim::Expired { holder: "b".into() },
+            ),
+            (
+                "released with duration 1",
+                Some(LeaseSpec {
+                    holder_identity: Some("b".into()),
+                    ..held("b", 10, 1)
+                }),
+                12,
+                Claim::Expired { holder: "b".into() },
+            ),
+            (
+                "other, no renewTime",
+                Some(LeaseSpec {
+                    renew_time: None,
+                    ..held("b", 0, 15)
+                }),
+                1,
+                Claim::Expired { holder: "b".into() },
+            ),
+            (
+                "other, no duration: ours is used",
+                Some(LeaseSpec {
+                    lease_duration_seconds: None,
+                    ..held("b", 10, 0)
+                }),
+                35,
+                Claim::Held {
+                    holder: "b".into(),
+                    expires: Some(at(40)),
+                },
+            ),
+            (
+                "other, no duration, past ours",
+                Some(LeaseSpec {
+                    lease_duration_seconds: None,
+                    ..held("b", 10, 0)
+                }),
+                41,
+                Claim::Expired { holder: "b".into() },
+            ),
         ];
         for (name, spec, now, want) in cases {
             assert_eq!(classify(spec.as_ref(), "me", at(now), 30), want, "{name}");
@@ -537,41 +692,71 @@ mod tests {
     #[test]
     fn claiming_a_new_lease_starts_at_zero_transitions() {
         let spec = claimed_spec(None, "me", at(5), 15);
-        assert_eq!(spec, LeaseSpec {
-            holder_identity: Some("me".into()),
-            acquire_time: Some(MicroTime(at(5))),
-            renew_time: Some(MicroTime(at(5))),
-            lease_duration_seconds: Some(15),
-            lease_transitions: Some(0),
-            ..LeaseSpec::default()
-        });
+        assert_eq!(
+            spec,
+            LeaseSpec {
+                holder_identity: Some("me".into()),
+                acquire_time: Some(MicroTime(at(5))),
+                renew_time: Some(MicroTime(at(5))),
+                lease_duration_seconds: Some(15),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }
+        );
     }
 
     #[test]
     fn renewing_keeps_acquire_time_and_transitions() {
         let spec = claimed_spec(Some(&held("me", 10, 15)), "me", at(12), 15);
-        assert_eq!(spec, LeaseSpec { renew_time: Some(MicroTime(at(12))), ..held("me", 10, 15) });
+        assert_eq!(
+            spec,
+            LeaseSpec {
+                renew_time: Some(MicroTime(at(12))),
+                ..held("me", 10, 15)
+            }
+        );
     }
 
     #[test]
     fn taking_over_counts_a_transition_and_restarts_acquire_time() {
         let spec = claimed_spec(Some(&held("b", 10, 30)), "me", at(50), 15);
-        assert_eq!(spec, LeaseSpec {
-            holder_identity: Some("me".into()),
-            acquire_time: Some(MicroTime(at(50))),
-            renew_time: Some(MicroTime(at(50))),
-            lease_duration_seconds: Some(15),
-            lease_transitions: Some(5),
-            ..LeaseSpec::default()
-        });
-        let after_release = claimed_spec(Some(&released_spec(Some(&held("me", 10, 15)), at(11))), "me", at(12), 15);
-        assert_eq!(after_release.lease_transitions, Some(5), "a released lease has no holder, so even its last holder counts a transition");
+        assert_eq!(
+            spec,
+            LeaseSpec {
+                holder_identity: Some("me".into()),
+                acquire_time: Some(MicroTime(at(50))),
+                renew_time: Some(MicroTime(at(50))),
+                lease_duration_seconds: Some(15),
+                lease_transitions: Some(5),
+                ..LeaseSpec::default()
+            }
+        );
+        let after_release = claimed_spec(
+            Some(&released_spec(Some(&held("me", 10, 15)), at(11))),
+            "me",
+            at(12),
+            15,
+        );
+        assert_eq!(
+            after_release.lease_transitions,
+            Some(5),
+            "a released lease has no holder, so even its \
+            last holder counts a transition"
+        );
     }
 
     #[test]
     fn releasing_clears_the_holder_and_expires_in_a_second() {
         let spec = released_spec(Some(&held("me", 10, 15)), at(11));
-        assert_eq!(spec, LeaseSpec { holder_identity: None, renew_time: Some(MicroTime(at(11))), lease_duration_seconds: Some(1), ..held("me", 10, 15) });
+        assert_eq!(
+            spec,
+            LeaseSpec {
+                holder_identity: None,
+                renew_time: Some(MicroTime(at(11))),
+                lease_duration_seconds: Some(1),
+                ..held("me", 10, 15)
+            }
+        );
         assert_eq!(classify(Some(&spec), "other", at(11), 15), Claim::Free);
     }
 
@@ -585,27 +770,62 @@ mod tests {
             f(&mut c);
             c.validate()
         };
-        assert!(matches!(bad(|c| c.identity.clear()), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.namespace.clear()), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.lease_name.clear()), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.renew_period = Duration::ZERO), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.renew_deadline = c.renew_period), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.lease_duration = c.renew_deadline), Err(LeaderError::InvalidConfig(_))));
-        assert!(matches!(bad(|c| c.lease_duration = Duration::from_secs(u64::MAX)), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(
+            bad(|c| c.identity.clear()),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.namespace.clear()),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.lease_name.clear()),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.renew_period = Duration::ZERO),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.renew_deadline = c.renew_period),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.lease_duration = c.renew_deadline),
+            Err(LeaderError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            bad(|c| c.lease_duration = Duration::from_secs(u64::MAX)),
+            Err(LeaderError::InvalidConfig(_))
+        ));
         let mut fractional = ok.clone();
         fractional.lease_duration = Duration::from_millis(2500);
         fractional.renew_deadline = Duration::from_secs(2);
         fractional.renew_period = Duration::from_millis(500);
-        assert_eq!(fractional.lease_duration_seconds(), Some(3), "rounded up, never down");
+        assert_eq!(
+            fractional.lease_duration_seconds(),
+            Some(3),
+            "rounded up, never down"
+        );
     }
 
     #[test]
     fn expiry_is_strictly_after_the_duration() {
         let spec = held("b", 0, 15);
         let renewed = at(0);
-        let just_inside = renewed.checked_add(SignedDuration::from_millis(15_000)).unwrap_or(renewed);
-        let just_after = renewed.checked_add(SignedDuration::from_millis(15_001)).unwrap_or(renewed);
-        assert!(matches!(classify(Some(&spec), "me", just_inside, 15), Claim::Held { .. }));
-        assert!(matches!(classify(Some(&spec), "me", just_after, 15), Claim::Expired { .. }));
+        let just_inside = renewed
+            .checked_add(SignedDuration::from_millis(15_000))
+            .unwrap_or(renewed);
+        let just_after = renewed
+            .checked_add(SignedDuration::from_millis(15_001))
+            .unwrap_or(renewed);
+        assert!(matches!(
+            classify(Some(&spec), "me", just_inside, 15),
+            Claim::Held { .. }
+        ));
+        assert!(matches!(
+            classify(Some(&spec), "me", just_after, 15),
+            Claim::Expired { .. }
+        ));
     }
 }

@@ -12,11 +12,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn heap_stats() -> Option<(u64, u64)> {
     use tikv_jemalloc_ctl::{epoch, stats};
     epoch::advance().ok()?;
-    Some((stats::allocated::read().ok()? as u64, stats::resident::read().ok()? as u64))
+    Some((
+        stats::allocated::read().ok()? as u64,
+        stats::resident::read().ok()? as u64,
+    ))
 }
 
 #[derive(Parser)]
-#[command(name = "idbind", version, about = "Bind Kubernetes ServiceAccounts to Azure managed identities (workload identity federation) and Key Vault roles")]
+#[command(
+    name = "idbind",
+    version,
+    about = "Bind Kubernetes ServiceAccounts to Azure managed identities \
+    (workload identity federation) and Key Vault roles"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,9 +1,9 @@
 //! Deterministic names for everything idbind creates in Azure.
 //!
-//! A crash between an Azure write and the status write must be repaired by the next reconcile,
-//! which only works if the next reconcile computes the same names from the same inputs. So no
-//! name depends on time, randomness or anything read back from Azure, except the principal id in
-//! a role assignment's name (which identifies the assignment, as Azure Service Operator does).
+//! A crash between an Azure write and the status write must be repaired by the next reconcile, which only
+//! works if the next reconcile computes the same names from the same inputs. So no name depends on time,
+//! randomness or anything read back from Azure, except the principal id in a role assignment's name (which
+//! identifies the assignment, as Azure Service Operator does).
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -12,30 +12,30 @@ use uuid::Uuid;
 pub const IDENTITY_NAME_MAX: usize = 128;
 /// ARM's limit on a federated identity credential's name.
 pub const FIC_NAME_MAX: usize = 120;
-/// Hex characters of the hash suffix: 40 bits, so a collision needs about a million bindings
-/// with the same readable prefix.
+/// Hex characters of the hash suffix: 40 bits, so a collision needs about a million bindings with the same
+/// readable prefix.
 const HASH_LEN: usize = 10;
 
-/// The UUIDv5 namespace for role-assignment names (a fixed random UUID: changing it would make
-/// every existing assignment look foreign).
+/// The UUIDv5 namespace for role-assignment names (a fixed random UUID: changing it would make every existing
+/// assignment look foreign).
 const ROLE_ASSIGNMENT_NAMESPACE: Uuid = Uuid::from_u128(0x6b1e_4a9d_3c2f_4e8b_9f1a_52d7_c0e3_a915);
 
-/// Default name of the identity for a binding: readable (`cluster-namespace-name`) and suffixed
-/// with a hash of the exact triple, because '-' can occur inside each part ("a-b"/"c" and
-/// "a"/"b-c" read the same) and characters ARM refuses are replaced.
+/// Default name of the identity for a binding: readable (`cluster-namespace-name`) and suffixed with a hash
+/// of the exact triple, because '-' can occur inside each part ("a-b"/"c" and "a"/"b-c" read the same) and
+/// characters ARM refuses are replaced.
 pub fn identity_name(cluster: &str, namespace: &str, binding: &str) -> String {
     readable_with_hash(&[cluster, namespace, binding], IDENTITY_NAME_MAX)
 }
 
-/// Name of the federated credential a binding puts on its identity. It names the binding (not
-/// only the identity) so that several bindings may federate one brought identity.
+/// Name of the federated credential a binding puts on its identity. It names the binding (not only the
+/// identity) so that several bindings may federate one brought identity.
 pub fn federated_credential_name(cluster: &str, namespace: &str, binding: &str) -> String {
     readable_with_hash(&[cluster, namespace, binding], FIC_NAME_MAX)
 }
 
-/// Name of a role assignment: UUIDv5 of (scope, role definition, principal), compared the way
-/// ARM compares them (case-insensitively). A change of any of the three is a new assignment,
-/// which is what ARM requires (assignments cannot be updated in place).
+/// Name of a role assignment: UUIDv5 of (scope, role definition, principal), compared the way ARM compares
+/// them (case-insensitively). A change of any of the three is a new assignment, which is what ARM requires
+/// (assignments cannot be updated in place).
 pub fn role_assignment_name(scope: &str, role_definition_id: &str, principal_id: &str) -> Uuid {
     let key = format!(
         "{}\n{}\n{}",
@@ -46,14 +46,14 @@ pub fn role_assignment_name(scope: &str, role_definition_id: &str, principal_id:
     Uuid::new_v5(&ROLE_ASSIGNMENT_NAMESPACE, key.as_bytes())
 }
 
-/// The GUID at the end of a role definition id; a role definition is the same role whether it
-/// is named at tenant scope (/providers/...) or at subscription scope (/subscriptions/x/providers/...).
+/// The GUID at the end of a role definition id; a role definition is the same role whether it is named at
+/// tenant scope (/providers/...) or at subscription scope (/subscriptions/x/providers/...).
 fn role_definition_guid(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 
-/// `part1-part2-...-hash`, where the readable part keeps only what ARM accepts
-/// ([A-Za-z0-9_-]), is cut so the whole fits `max`, and the hash covers the parts verbatim.
+/// `part1-part2-...-hash`, where the readable part keeps only what ARM accepts ([A-Za-z0-9_-]), is cut so the
+/// whole fits `max`, and the hash covers the parts verbatim.
 fn readable_with_hash(parts: &[&str], max: usize) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
@@ -62,12 +62,27 @@ fn readable_with_hash(parts: &[&str], max: usize) -> String {
         hasher.update([0u8]);
     }
     let digest = hasher.finalize();
-    let hash: String = digest.iter().flat_map(|b| [b >> 4, b & 0xf]).take(HASH_LEN).map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')).collect();
+    let hash: String = digest
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .take(HASH_LEN)
+        .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
+        .collect();
 
     let readable: String = parts
         .iter()
         .filter(|p| !p.is_empty())
-        .map(|p| p.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect::<String>())
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("-");
     let budget = max - HASH_LEN - 1;
@@ -76,7 +91,11 @@ fn readable_with_hash(parts: &[&str], max: usize) -> String {
     while prefix.starts_with(['-', '_']) {
         prefix.remove(0);
     }
-    if prefix.is_empty() { format!("id-{hash}") } else { format!("{prefix}-{hash}") }
+    if prefix.is_empty() {
+        format!("id-{hash}")
+    } else {
+        format!("{prefix}-{hash}")
+    }
 }
 
 #[cfg(test)]
@@ -86,13 +105,15 @@ mod tests {
     fn arm_identity_name_ok(n: &str) -> bool {
         (3..=IDENTITY_NAME_MAX).contains(&n.len())
             && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     }
 
     fn arm_fic_name_ok(n: &str) -> bool {
         (3..=FIC_NAME_MAX).contains(&n.len())
             && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     }
 
     #[test]
@@ -114,10 +135,19 @@ mod tests {
     #[test]
     fn names_fit_arm_limits_whatever_the_input() {
         let long = "x".repeat(253);
-        let cases = [("", "", ""), ("c", "ns", &long[..]), (&long[..], &long[..], &long[..]), ("-weird", "_ns", ".name"), ("ünï", "ns", "n")];
+        let cases = [
+            ("", "", ""),
+            ("c", "ns", &long[..]),
+            (&long[..], &long[..], &long[..]),
+            ("-weird", "_ns", ".name"),
+            ("ünï", "ns", "n"),
+        ];
         for (c, ns, n) in cases {
             let id = identity_name(c, ns, n);
-            assert!(arm_identity_name_ok(&id), "identity name {id:?} from {c:?}/{ns:?}/{n:?}");
+            assert!(
+                arm_identity_name_ok(&id),
+                "identity name {id:?} from {c:?}/{ns:?}/{n:?}"
+            );
             let fic = federated_credential_name(c, ns, n);
             assert!(arm_fic_name_ok(&fic), "FIC name {fic:?} from {c:?}/{ns:?}/{n:?}");
         }
@@ -126,14 +156,25 @@ mod tests {
     #[test]
     fn long_names_still_differ_by_their_tail() {
         let base = "n".repeat(200);
-        assert_ne!(identity_name("c", "ns", &format!("{base}1")), identity_name("c", "ns", &format!("{base}2")));
+        assert_ne!(
+            identity_name("c", "ns", &format!("{base}1")),
+            identity_name("c", "ns", &format!("{base}2"))
+        );
     }
 
     #[test]
     fn role_assignment_name_ignores_case_and_role_id_form() {
         let scope = "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
-        let a = role_assignment_name(scope, "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6", "P");
-        let b = role_assignment_name(&scope.to_uppercase(), "/providers/Microsoft.Authorization/roleDefinitions/4633458B-17DE-408A-B874-0445C86B69E6", "p");
+        let a = role_assignment_name(
+            scope,
+            "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
+            "P",
+        );
+        let b = role_assignment_name(
+            &scope.to_uppercase(),
+            "/providers/Microsoft.Authorization/roleDefinitions/4633458B-17DE-408A-B874-0445C86B69E6",
+            "p",
+        );
         assert_eq!(a, b);
         assert_eq!(a.get_version_num(), 5);
     }

@@ -1,13 +1,13 @@
-//! `plan(desired, observed) -> actions`: the Azure writes that make what exists match what a
-//! binding asks for, in dependency order. Pure. In steady state the plan is empty, so a resync
-//! costs reads only (ARM throttles writes hard; re-PUTting on every sync is what throttled ASO).
+//! `plan(desired, observed) -> actions`: the Azure writes that make what exists match what a binding asks
+//! for, in dependency order. Pure. In steady state the plan is empty, so a resync costs reads only (ARM
+//! throttles writes hard; re-PUTting on every sync is what throttled ASO).
 
 use std::collections::BTreeMap;
 
 use crate::{naming, resource::TOKEN_EXCHANGE_AUDIENCE, roles::Permissions};
 
-/// Tag names idbind puts on every identity it creates. An identity without them is not ours and
-/// is never modified or deleted.
+/// Tag names idbind puts on every identity it creates. An identity without them is not ours and is never
+/// modified or deleted.
 pub const TAG_CLUSTER: &str = "idbind.dev.cluster";
 pub const TAG_NAMESPACE: &str = "idbind.dev.namespace";
 pub const TAG_BINDING: &str = "idbind.dev.binding";
@@ -22,13 +22,18 @@ pub struct Owner {
 
 impl Owner {
     fn tags(&self) -> [(&'static str, &str); 3] {
-        [(TAG_CLUSTER, &self.cluster), (TAG_NAMESPACE, &self.namespace), (TAG_BINDING, &self.binding)]
+        [
+            (TAG_CLUSTER, &self.cluster),
+            (TAG_NAMESPACE, &self.namespace),
+            (TAG_BINDING, &self.binding),
+        ]
     }
 
-    /// Whether an identity's tags say it belongs to this binding. Azure tag names are
-    /// case-insensitive.
+    /// Whether an identity's tags say it belongs to this binding. Azure tag names are case-insensitive.
     pub fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.tags().iter().all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
+        self.tags()
+            .iter()
+            .all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
     }
 }
 
@@ -45,9 +50,9 @@ pub struct DesiredAzure {
     pub role_assignments: Vec<(String, String)>,
     /// (vault resource id, permissions) for vaults that use access policies instead of RBAC.
     pub access_policies: Vec<(String, Permissions)>,
-    /// What the binding's status says idbind granted by access policy, so permissions the spec
-    /// no longer asks for (or a vault it no longer names) are revoked, and nothing else is:
-    /// unlike role assignments, an access-policy entry carries no name that marks it as ours.
+    /// What the binding's status says idbind granted by access policy, so permissions the spec no longer asks
+    /// for (or a vault it no longer names) are revoked, and nothing else is: unlike role assignments, an
+    /// access-policy entry carries no name that marks it as ours.
     pub held_access_policies: Vec<(String, Permissions)>,
 }
 
@@ -70,15 +75,19 @@ pub struct ObservedAzure {
     pub fic_duplicate_of: Option<String>,
     /// Role assignments whose principal is the identity's.
     pub role_assignments: Vec<ObservedRoleAssignment>,
-    /// The identity's access-policy permissions on each vault of `DesiredAzure::access_policies`
-    /// and `held_access_policies` (empty when it has no entry there).
+    /// The identity's access-policy permissions on each vault of `DesiredAzure::access_policies` and
+    /// `held_access_policies` (empty when it has no entry there).
     pub access_policies: Vec<(String, Permissions)>,
 }
 
 impl ObservedAzure {
     /// The identity's access-policy permissions on `vault_id`.
     pub fn access_policy(&self, vault_id: &str) -> Permissions {
-        self.access_policies.iter().find(|(v, _)| v.eq_ignore_ascii_case(vault_id)).map(|(_, p)| p.clone()).unwrap_or_default()
+        self.access_policies
+            .iter()
+            .find(|(v, _)| v.eq_ignore_ascii_case(vault_id))
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -107,29 +116,68 @@ pub struct ObservedRoleAssignment {
 /// One Azure write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    PutIdentity { resource_id: String, location: String, tags: BTreeMap<String, String> },
-    PutFederatedCredential { name: String, issuer: String, subject: String, audience: String },
+    PutIdentity {
+        resource_id: String,
+        location: String,
+        tags: BTreeMap<String, String>,
+    },
+    PutFederatedCredential {
+        name: String,
+        issuer: String,
+        subject: String,
+        audience: String,
+    },
     /// Always with principalType ServicePrincipal, so a fresh principal is not PrincipalNotFound.
-    CreateRoleAssignment { scope: String, name: String, role_definition_guid: String },
-    DeleteRoleAssignment { id: String },
-    /// Adds these permissions to the identity's access-policy entry on the vault (Key Vault's
-    /// `add` merges, so the entry's other permissions stay).
-    GrantAccessPolicy { vault_id: String, permissions: Permissions },
+    CreateRoleAssignment {
+        scope: String,
+        name: String,
+        role_definition_guid: String,
+    },
+    DeleteRoleAssignment {
+        id: String,
+    },
+    /// Adds these permissions to the identity's access-policy entry on the vault (Key Vault's `add` merges,
+    /// so the entry's other permissions stay).
+    GrantAccessPolicy {
+        vault_id: String,
+        permissions: Permissions,
+    },
     /// Takes these permissions away (Key Vault drops an entry left empty).
-    RevokeAccessPolicy { vault_id: String, permissions: Permissions },
+    RevokeAccessPolicy {
+        vault_id: String,
+        permissions: Permissions,
+    },
 }
 
 /// Why no plan can be made: the binding waits for a human.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Blocked {
-    #[error("identity {0} exists and was not created by idbind for this binding (no matching ownership tags); idbind will not modify it")]
+    #[error(
+        "identity {0} exists and was not created by idbind for this binding (no matching ownership \
+        tags); idbind will not modify it"
+    )]
     IdentityConflict(String),
-    #[error("identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between regions")]
-    LocationMismatch { resource_id: String, observed: String, desired: String },
+    #[error(
+        "identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between \
+        regions"
+    )]
+    LocationMismatch {
+        resource_id: String,
+        observed: String,
+        desired: String,
+    },
     #[error("the identity named by spec.identity.resourceId does not exist")]
     ExistingIdentityNotFound,
-    #[error("the identity named by spec.identity.resourceId is managed by idbind for binding {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's access, so idbind refuses")]
-    IdentityOfAnotherBinding { cluster: String, namespace: String, binding: String },
+    #[error(
+        "the identity named by spec.identity.resourceId is managed by idbind for binding \
+        {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's \
+        access, so idbind refuses"
+    )]
+    IdentityOfAnotherBinding {
+        cluster: String,
+        namespace: String,
+        binding: String,
+    },
     #[error("the identity already has {0} federated credentials, Azure's limit is 20")]
     FederatedCredentialLimit(usize),
     #[error("federated credential {0} on the identity already trusts this issuer and subject")]
@@ -152,29 +200,48 @@ impl Blocked {
 /// Maximum FICs per identity (Entra's documented limit).
 pub const MAX_FICS_PER_IDENTITY: usize = 20;
 
-/// The writes that bring `observed` to `desired`. Role assignments wait for the identity (its
-/// principal id names them), so a first reconcile may plan only the identity and the next one
-/// the rest: each reconcile observes again before planning.
+/// The writes that bring `observed` to `desired`. Role assignments wait for the identity (its principal id
+/// names them), so a first reconcile may plan only the identity and the next one the rest: each reconcile
+/// observes again before planning.
 pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Action>, Blocked> {
     let mut actions = Vec::new();
 
     if let Some(want) = &desired.managed_identity {
         match &observed.identity {
-            Some(have) if !desired.owner.owns(&have.tags) => return Err(Blocked::IdentityConflict(want.resource_id.clone())),
+            Some(have) if !desired.owner.owns(&have.tags) => {
+                return Err(Blocked::IdentityConflict(want.resource_id.clone()));
+            }
             Some(have) if !have.location.eq_ignore_ascii_case(&want.location) => {
-                return Err(Blocked::LocationMismatch { resource_id: want.resource_id.clone(), observed: have.location.clone(), desired: want.location.clone() });
+                return Err(Blocked::LocationMismatch {
+                    resource_id: want.resource_id.clone(),
+                    observed: have.location.clone(),
+                    desired: want.location.clone(),
+                });
             }
             Some(have) if tags_with_owner(want, &desired.owner) == have.tags => {}
-            _ => actions.push(Action::PutIdentity { resource_id: want.resource_id.clone(), location: want.location.clone(), tags: tags_with_owner(want, &desired.owner) }),
+            _ => actions.push(Action::PutIdentity {
+                resource_id: want.resource_id.clone(),
+                location: want.location.clone(),
+                tags: tags_with_owner(want, &desired.owner),
+            }),
         }
     }
-    // A brought identity that idbind manages for another binding (in this cluster or another)
-    // is that binding's: federating it here would hand this namespace another workload's
-    // access, and that binding's deletion would pull the identity from under this one.
+    // A brought identity that idbind manages for another binding (in this cluster or another) is that
+    // binding's: federating it here would hand this namespace another workload's access, and that binding's
+    // deletion would pull the identity from under this one.
     if let (None, Some(have)) = (&desired.managed_identity, &observed.identity) {
-        let tag = |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let tag = |name: &str| {
+            have.tags
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
         if let Some(binding) = tag(TAG_BINDING) {
-            return Err(Blocked::IdentityOfAnotherBinding { cluster: tag(TAG_CLUSTER).unwrap_or_default(), namespace: tag(TAG_NAMESPACE).unwrap_or_default(), binding });
+            return Err(Blocked::IdentityOfAnotherBinding {
+                cluster: tag(TAG_CLUSTER).unwrap_or_default(),
+                namespace: tag(TAG_NAMESPACE).unwrap_or_default(),
+                binding,
+            });
         }
     }
     let Some(identity) = &observed.identity else {
@@ -184,7 +251,9 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
         };
     };
 
-    let fic_matches = observed.fic.as_ref().is_some_and(|f| f.issuer == desired.issuer && f.subject == desired.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]);
+    let fic_matches = observed.fic.as_ref().is_some_and(|f| {
+        f.issuer == desired.issuer && f.subject == desired.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]
+    });
     if !fic_matches {
         if let Some(other) = &observed.fic_duplicate_of {
             return Err(Blocked::DuplicateFederation(other.clone()));
@@ -201,66 +270,151 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
     }
 
     let principal = &identity.principal_id;
-    let wanted: Vec<(String, &str, &str)> = desired.role_assignments.iter().map(|(scope, role)| (naming::role_assignment_name(scope, role, principal).to_string(), scope.as_str(), role.as_str())).collect();
+    let wanted: Vec<(String, &str, &str)> = desired
+        .role_assignments
+        .iter()
+        .map(|(scope, role)| {
+            (
+                naming::role_assignment_name(scope, role, principal).to_string(),
+                scope.as_str(),
+                role.as_str(),
+            )
+        })
+        .collect();
     for (name, scope, role) in &wanted {
-        if !observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name)) {
-            actions.push(Action::CreateRoleAssignment { scope: scope.to_string(), name: name.clone(), role_definition_guid: role.to_string() });
+        if !observed
+            .role_assignments
+            .iter()
+            .any(|ra| ra.name.eq_ignore_ascii_case(name))
+        {
+            actions.push(Action::CreateRoleAssignment {
+                scope: scope.to_string(),
+                name: name.clone(),
+                role_definition_guid: role.to_string(),
+            });
         }
     }
     for ra in &observed.role_assignments {
-        // Ours only if its name is the one we derive from its own scope, role and principal:
-        // an assignment someone else made for this principal is never touched.
-        let ours = naming::role_assignment_name(&ra.scope, &ra.role_definition_id, principal).to_string().eq_ignore_ascii_case(&ra.name);
-        if ours && !wanted.iter().any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name)) {
+        // Ours only if its name is the one we derive from its own scope, role and principal: an assignment
+        // someone else made for this principal is never touched.
+        let ours = naming::role_assignment_name(&ra.scope, &ra.role_definition_id, principal)
+            .to_string()
+            .eq_ignore_ascii_case(&ra.name);
+        if ours
+            && !wanted
+                .iter()
+                .any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name))
+        {
             actions.push(Action::DeleteRoleAssignment { id: ra.id.clone() });
         }
     }
 
-    let wanted_on = |vault: &str| desired.access_policies.iter().filter(|(v, _)| v.eq_ignore_ascii_case(vault)).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
+    let wanted_on = |vault: &str| {
+        desired
+            .access_policies
+            .iter()
+            .filter(|(v, _)| v.eq_ignore_ascii_case(vault))
+            .fold(Permissions::default(), |acc, (_, p)| acc.union(p))
+    };
     for (vault_id, want) in &desired.access_policies {
         let missing = want.minus(&observed.access_policy(vault_id));
         if !missing.is_empty() {
-            actions.push(Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing });
+            actions.push(Action::GrantAccessPolicy {
+                vault_id: vault_id.clone(),
+                permissions: missing,
+            });
         }
     }
     for (vault_id, held) in &desired.held_access_policies {
-        let extra = held.minus(&wanted_on(vault_id)).intersect(&observed.access_policy(vault_id));
+        let extra = held
+            .minus(&wanted_on(vault_id))
+            .intersect(&observed.access_policy(vault_id));
         if !extra.is_empty() {
-            actions.push(Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra });
+            actions.push(Action::RevokeAccessPolicy {
+                vault_id: vault_id.clone(),
+                permissions: extra,
+            });
         }
     }
     Ok(actions)
 }
 
-/// What Azure holds once `action` succeeded, so the next round plans from it without reading
-/// Azure again: every read counts against ARM's and the managed-identity API's limits (one GET
-/// per identity every 2 s), and re-reading after each write was what kept convergence at
-/// several times the bound. `principal_id` is the identity's, from the PUT's answer when it
-/// was just created. The next resync reads Azure and catches anything this assumed wrongly.
+/// What Azure holds once `action` succeeded, so the next round plans from it without reading Azure again:
+/// every read counts against ARM's and the managed-identity API's limits (one GET per identity every 2 s),
+/// and re-reading after each write was what kept convergence at several times the bound. `principal_id` is
+/// the identity's, from the PUT's answer when it was just created. The next resync reads Azure and catches
+/// anything this assumed wrongly.
 pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Option<&str>) {
     match action {
         Action::PutIdentity { location, tags, .. } => {
-            let principal = principal_id.map(str::to_string).or_else(|| observed.identity.as_ref().map(|i| i.principal_id.clone())).unwrap_or_default();
+            let principal = principal_id
+                .map(str::to_string)
+                .or_else(|| observed.identity.as_ref().map(|i| i.principal_id.clone()))
+                .unwrap_or_default();
             if observed.identity.is_none() {
                 // A new identity: a new principal, so nothing federates it or is granted to it.
-                *observed = ObservedAzure { access_policies: observed.access_policies.iter().map(|(v, _)| (v.clone(), Permissions::default())).collect(), ..ObservedAzure::default() };
+                *observed = ObservedAzure {
+                    access_policies: observed
+                        .access_policies
+                        .iter()
+                        .map(|(v, _)| (v.clone(), Permissions::default()))
+                        .collect(),
+                    ..ObservedAzure::default()
+                };
             }
-            observed.identity = Some(ObservedIdentity { location: location.clone(), tags: tags.clone(), principal_id: principal });
+            observed.identity = Some(ObservedIdentity {
+                location: location.clone(),
+                tags: tags.clone(),
+                principal_id: principal,
+            });
         }
-        Action::PutFederatedCredential { issuer, subject, audience, .. } => {
+        Action::PutFederatedCredential {
+            issuer,
+            subject,
+            audience,
+            ..
+        } => {
             if observed.fic.is_none() {
                 observed.fic_count += 1;
             }
-            observed.fic = Some(ObservedFic { issuer: issuer.clone(), subject: subject.clone(), audiences: vec![audience.clone()] });
+            observed.fic = Some(ObservedFic {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+                audiences: vec![audience.clone()],
+            });
         }
-        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-            observed.role_assignments.push(ObservedRoleAssignment { id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"), name: name.clone(), scope: scope.clone(), role_definition_id: role_definition_guid.clone() });
+        Action::CreateRoleAssignment {
+            scope,
+            name,
+            role_definition_guid,
+        } => {
+            observed.role_assignments.push(ObservedRoleAssignment {
+                id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                name: name.clone(),
+                scope: scope.clone(),
+                role_definition_id: role_definition_guid.clone(),
+            });
         }
-        Action::DeleteRoleAssignment { id } => observed.role_assignments.retain(|ra| !ra.id.eq_ignore_ascii_case(id)),
-        Action::GrantAccessPolicy { vault_id, permissions } | Action::RevokeAccessPolicy { vault_id, permissions } => {
+        Action::DeleteRoleAssignment { id } => observed
+            .role_assignments
+            .retain(|ra| !ra.id.eq_ignore_ascii_case(id)),
+        Action::GrantAccessPolicy {
+            vault_id,
+            permissions,
+        }
+        | Action::RevokeAccessPolicy {
+            vault_id,
+            permissions,
+        } => {
             let held = observed.access_policy(vault_id);
-            let now = if matches!(action, Action::GrantAccessPolicy { .. }) { held.union(permissions) } else { held.minus(permissions) };
-            observed.access_policies.retain(|(v, _)| !v.eq_ignore_ascii_case(vault_id));
+            let now = if matches!(action, Action::GrantAccessPolicy { .. }) {
+                held.union(permissions)
+            } else {
+                held.minus(permissions)
+            };
+            observed
+                .access_policies
+                .retain(|(v, _)| !v.eq_ignore_ascii_case(vault_id));
             observed.access_policies.push((vault_id.clone(), now));
         }
     }
@@ -284,7 +438,11 @@ mod tests {
     const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
 
     fn owner() -> Owner {
-        Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: "orders".into() }
+        Owner {
+            cluster: "aks1".into(),
+            namespace: "shop".into(),
+            binding: "orders".into(),
+        }
     }
 
     fn desired(roles: &[&str]) -> DesiredAzure {
@@ -301,19 +459,37 @@ mod tests {
     }
 
     fn ours(d: &DesiredAzure) -> BTreeMap<String, String> {
-        d.managed_identity.as_ref().map(|m| tags_with_owner(m, &d.owner)).unwrap_or_default()
+        d.managed_identity
+            .as_ref()
+            .map(|m| tags_with_owner(m, &d.owner))
+            .unwrap_or_default()
     }
 
     fn assignment(role: &str) -> ObservedRoleAssignment {
         let name = naming::role_assignment_name(KV, role, PRINCIPAL).to_string();
-        ObservedRoleAssignment { id: format!("{KV}/providers/Microsoft.Authorization/roleAssignments/{name}"), name, scope: KV.into(), role_definition_id: format!("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{role}") }
+        ObservedRoleAssignment {
+            id: format!("{KV}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+            name,
+            scope: KV.into(),
+            role_definition_id: format!(
+                "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{role}"
+            ),
+        }
     }
 
     /// Everything `desired(roles)` asks for, as Azure would report it.
     fn converged(d: &DesiredAzure, roles: &[&str]) -> ObservedAzure {
         ObservedAzure {
-            identity: Some(ObservedIdentity { location: "westeurope".into(), tags: ours(d), principal_id: PRINCIPAL.into() }),
-            fic: Some(ObservedFic { issuer: d.issuer.clone(), subject: d.subject.clone(), audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()] }),
+            identity: Some(ObservedIdentity {
+                location: "westeurope".into(),
+                tags: ours(d),
+                principal_id: PRINCIPAL.into(),
+            }),
+            fic: Some(ObservedFic {
+                issuer: d.issuer.clone(),
+                subject: d.subject.clone(),
+                audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()],
+            }),
             fic_count: 1,
             fic_duplicate_of: None,
             role_assignments: roles.iter().map(|r| assignment(r)).collect(),
@@ -325,7 +501,18 @@ mod tests {
     fn nothing_exists_so_the_identity_comes_first() {
         let d = desired(&[SECRETS_USER]);
         let actions = plan(&d, &ObservedAzure::default()).expect("plannable");
-        assert_eq!(actions, vec![Action::PutIdentity { resource_id: d.managed_identity.as_ref().map(|m| m.resource_id.clone()).unwrap_or_default(), location: "westeurope".into(), tags: ours(&d) }]);
+        assert_eq!(
+            actions,
+            vec![Action::PutIdentity {
+                resource_id: d
+                    .managed_identity
+                    .as_ref()
+                    .map(|m| m.resource_id.clone())
+                    .unwrap_or_default(),
+                location: "westeurope".into(),
+                tags: ours(&d)
+            }]
+        );
         assert!(ours(&d).contains_key(TAG_BINDING) && ours(&d).contains_key("team"));
     }
 
@@ -336,8 +523,16 @@ mod tests {
         o.fic = None;
         o.fic_count = 0;
         let actions = plan(&d, &o).expect("plannable");
-        assert!(matches!(&actions[0], Action::PutFederatedCredential { subject, audience, .. } if subject == "system:serviceaccount:shop:orders" && audience == TOKEN_EXCHANGE_AUDIENCE));
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 2);
+        assert!(
+            matches!(&actions[0], Action::PutFederatedCredential { subject, audience, .. } if subject == "system:serviceaccount:shop:orders" && audience == TOKEN_EXCHANGE_AUDIENCE)
+        );
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::CreateRoleAssignment { .. }))
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -353,8 +548,14 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::CreateRoleAssignment { scope: KV.into(), name: naming::role_assignment_name(KV, READER, PRINCIPAL).to_string(), role_definition_guid: READER.into() },
-                Action::DeleteRoleAssignment { id: assignment(SECRETS_USER).id },
+                Action::CreateRoleAssignment {
+                    scope: KV.into(),
+                    name: naming::role_assignment_name(KV, READER, PRINCIPAL).to_string(),
+                    role_definition_guid: READER.into()
+                },
+                Action::DeleteRoleAssignment {
+                    id: assignment(SECRETS_USER).id
+                },
             ]
         );
     }
@@ -392,12 +593,18 @@ mod tests {
         if let Some(i) = o.identity.as_mut() {
             i.tags.remove("team");
         }
-        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutIdentity { .. }])));
+        assert!(matches!(
+            plan(&d, &o).as_deref(),
+            Ok([Action::PutIdentity { .. }])
+        ));
         let mut o = converged(&d, &[]);
         if let Some(i) = o.identity.as_mut() {
             i.location = "eastus".into();
         }
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityLocationMismatch"));
+        assert_eq!(
+            plan(&d, &o).map_err(|b| b.reason()),
+            Err("IdentityLocationMismatch")
+        );
     }
 
     #[test]
@@ -407,7 +614,10 @@ mod tests {
         if let Some(f) = o.fic.as_mut() {
             f.subject = "system:serviceaccount:shop:old".into();
         }
-        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutFederatedCredential { .. }])));
+        assert!(matches!(
+            plan(&d, &o).as_deref(),
+            Ok([Action::PutFederatedCredential { .. }])
+        ));
     }
 
     #[test]
@@ -416,11 +626,17 @@ mod tests {
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_count = MAX_FICS_PER_IDENTITY;
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("FederatedCredentialLimit"));
+        assert_eq!(
+            plan(&d, &o).map_err(|b| b.reason()),
+            Err("FederatedCredentialLimit")
+        );
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_duplicate_of = Some("someone-elses".into());
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("DuplicateFederatedCredential"));
+        assert_eq!(
+            plan(&d, &o).map_err(|b| b.reason()),
+            Err("DuplicateFederatedCredential")
+        );
     }
 
     #[test]
@@ -432,7 +648,10 @@ mod tests {
             i.tags.clear();
         }
         assert_eq!(plan(&d, &o), Ok(vec![]));
-        assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
+        assert_eq!(
+            plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()),
+            Err("IdentityNotFound")
+        );
     }
 
     #[test]
@@ -440,16 +659,30 @@ mod tests {
         let mut d = desired(&[SECRETS_USER]);
         d.managed_identity = None;
         let mut o = converged(&d, &[]);
-        let other = Owner { cluster: "aks1".into(), namespace: "team-b".into(), binding: "payments".into() };
+        let other = Owner {
+            cluster: "aks1".into(),
+            namespace: "team-b".into(),
+            binding: "payments".into(),
+        };
         if let Some(i) = o.identity.as_mut() {
-            i.tags = other.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            i.tags = other
+                .tags()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         }
-        assert!(matches!(plan(&d, &o), Err(Blocked::IdentityOfAnotherBinding { ref namespace, ref binding, .. }) if namespace == "team-b" && binding == "payments"));
+        assert!(
+            matches!(plan(&d, &o), Err(Blocked::IdentityOfAnotherBinding { ref namespace, ref binding, .. }) if namespace == "team-b" && binding == "payments")
+        );
         assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
     }
 
     fn perms(secrets: &[&str], certificates: &[&str]) -> Permissions {
-        Permissions { secrets: secrets.iter().map(|s| s.to_string()).collect(), keys: Default::default(), certificates: certificates.iter().map(|s| s.to_string()).collect() }
+        Permissions {
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            keys: Default::default(),
+            certificates: certificates.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     const AP_KV: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/legacy";
@@ -460,32 +693,59 @@ mod tests {
         d.access_policies = vec![(AP_KV.into(), perms(&["get", "list"], &[]))];
         let mut o = converged(&d, &[]);
         o.access_policies = vec![];
-        assert_eq!(plan(&d, &o), Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["get", "list"], &[]) }]));
+        assert_eq!(
+            plan(&d, &o),
+            Ok(vec![Action::GrantAccessPolicy {
+                vault_id: AP_KV.into(),
+                permissions: perms(&["get", "list"], &[])
+            }])
+        );
         // Half there (and spelled otherwise): only the rest is granted.
         o.access_policies = vec![(AP_KV.to_uppercase(), perms(&["GET"], &[]))];
-        assert_eq!(plan(&d, &o), Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["list"], &[]) }]));
+        assert_eq!(
+            plan(&d, &o),
+            Ok(vec![Action::GrantAccessPolicy {
+                vault_id: AP_KV.into(),
+                permissions: perms(&["list"], &[])
+            }])
+        );
         // Converged, with a permission someone else granted: nothing to do.
         o.access_policies = vec![(AP_KV.into(), perms(&["get", "list", "set"], &[]))];
         assert_eq!(plan(&d, &o), Ok(vec![]));
 
-        // The spec swaps Secrets User for Certificate User: idbind revokes only what it held and
-        // is no longer wanted ("list"), never the foreign "set", and grants the rest.
+        // The spec swaps Secrets User for Certificate User: idbind revokes only what it held and is no longer
+        // wanted ("list"), never the foreign "set", and grants the rest.
         d.held_access_policies = d.access_policies.clone();
         d.access_policies = vec![(AP_KV.into(), perms(&["get"], &["get", "list"]))];
         assert_eq!(
             plan(&d, &o),
-            Ok(vec![Action::GrantAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&[], &["get", "list"]) }, Action::RevokeAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["list"], &[]) }])
+            Ok(vec![
+                Action::GrantAccessPolicy {
+                    vault_id: AP_KV.into(),
+                    permissions: perms(&[], &["get", "list"])
+                },
+                Action::RevokeAccessPolicy {
+                    vault_id: AP_KV.into(),
+                    permissions: perms(&["list"], &[])
+                }
+            ])
         );
         // The vault leaves the spec: everything held and still there goes.
         d.access_policies = vec![];
-        assert_eq!(plan(&d, &o), Ok(vec![Action::RevokeAccessPolicy { vault_id: AP_KV.into(), permissions: perms(&["get", "list"], &[]) }]));
+        assert_eq!(
+            plan(&d, &o),
+            Ok(vec![Action::RevokeAccessPolicy {
+                vault_id: AP_KV.into(),
+                permissions: perms(&["get", "list"], &[])
+            }])
+        );
         // Already gone by hand: nothing to revoke.
         o.access_policies = vec![];
         assert_eq!(plan(&d, &o), Ok(vec![]));
     }
 
-    /// Plans until nothing is left, assuming each write did what it says (as `converge` does):
-    /// the number of rounds it takes and the final observation.
+    /// Plans until nothing is left, assuming each write did what it says (as `converge` does): the number of
+    /// rounds it takes and the final observation.
     fn settle(d: &DesiredAzure, mut o: ObservedAzure) -> (usize, ObservedAzure) {
         for round in 0..4 {
             let actions = plan(d, &o).expect("plannable");
@@ -504,16 +764,36 @@ mod tests {
         // From nothing: the identity, then everything that names its principal; two rounds.
         let mut d = desired(&[SECRETS_USER, READER]);
         d.access_policies = vec![(AP_KV.into(), perms(&["get"], &[]))];
-        let (rounds, o) = settle(&d, ObservedAzure { access_policies: vec![(AP_KV.into(), Permissions::default())], ..ObservedAzure::default() });
+        let (rounds, o) = settle(
+            &d,
+            ObservedAzure {
+                access_policies: vec![(AP_KV.into(), Permissions::default())],
+                ..ObservedAzure::default()
+            },
+        );
         assert_eq!(rounds, 2);
-        assert_eq!((o.fic_count, o.role_assignments.len(), o.access_policy(AP_KV)), (1, 2, perms(&["get"], &[])));
+        assert_eq!(
+            (o.fic_count, o.role_assignments.len(), o.access_policy(AP_KV)),
+            (1, 2, perms(&["get"], &[]))
+        );
         assert_eq!(o.identity.map(|i| i.principal_id), Some(PRINCIPAL.to_string()));
         // From an edit: one round, and what it assumed is what a fresh observation would say.
         let before = converged(&d, &[SECRETS_USER, READER]);
-        let edited = DesiredAzure { role_assignments: vec![(KV.into(), READER.into())], held_access_policies: d.access_policies.clone(), access_policies: vec![], ..d.clone() };
+        let edited = DesiredAzure {
+            role_assignments: vec![(KV.into(), READER.into())],
+            held_access_policies: d.access_policies.clone(),
+            access_policies: vec![],
+            ..d.clone()
+        };
         let (rounds, o) = settle(&edited, before);
         assert_eq!(rounds, 1);
-        assert_eq!(o.role_assignments.iter().map(|ra| ra.name.clone()).collect::<Vec<_>>(), [naming::role_assignment_name(KV, READER, PRINCIPAL).to_string()]);
+        assert_eq!(
+            o.role_assignments
+                .iter()
+                .map(|ra| ra.name.clone())
+                .collect::<Vec<_>>(),
+            [naming::role_assignment_name(KV, READER, PRINCIPAL).to_string()]
+        );
         assert!(o.access_policy(AP_KV).is_empty());
     }
 }

@@ -1,13 +1,13 @@
 //! The `WorkloadIdentityBinding` custom resource (group `idbind.dev`, version `v1alpha1`).
 //!
-//! The doc comments on these types are the API reference: they become the CRD's OpenAPI
-//! descriptions, which is what `kubectl explain wib.spec...` prints. Say what a field means to a
-//! user, what it defaults to, and what happens when it changes.
+//! The doc comments on these types are the API reference: they become the CRD's OpenAPI descriptions, which
+//! is what `kubectl explain wib.spec...` prints. Say what a field means to a user, what it defaults to, and
+//! what happens when it changes.
 //!
-//! Validation lives in two places. What can be decided from the object alone (ARM's name rules,
-//! enums, the mutually exclusive ways of naming a vault, immutable fields) is in the schema, so the
-//! API server rejects it before idbind ever sees it, and GitOps tools show the error at apply time.
-//! What needs configuration or Azure (policy, whether a vault exists) is `validate`'s job.
+//! Validation lives in two places. What can be decided from the object alone (ARM's name rules, enums, the
+//! mutually exclusive ways of naming a vault, immutable fields) is in the schema, so the API server rejects
+//! it before idbind ever sees it, and GitOps tools show the error at apply time. What needs configuration or
+//! Azure (policy, whether a vault exists) is `validate`'s job.
 
 // kube-derive expands each printcolumn(...) into attributes that clippy reads as duplicates.
 #![allow(clippy::duplicated_attributes)]
@@ -19,24 +19,23 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The field manager idbind uses for everything it writes to Kubernetes (status, ServiceAccount
-/// annotations), so `kubectl get -o yaml --show-managed-fields` names us.
+/// The field manager idbind uses for everything it writes to Kubernetes (status, ServiceAccount annotations),
+/// so `kubectl get -o yaml --show-managed-fields` names us.
 pub const FIELD_MANAGER: &str = "idbind.dev/controller";
 
-/// Audience of the projected ServiceAccount token that Entra ID exchanges; fixed by Entra for
-/// workload identity federation ("must be api://AzureADTokenExchange").
+/// Audience of the projected ServiceAccount token that Entra ID exchanges; fixed by Entra for workload
+/// identity federation ("must be api://AzureADTokenExchange").
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
-/// Binds a Kubernetes ServiceAccount to an Azure user-assigned managed identity through workload
-/// identity federation, and grants that identity access to Key Vaults.
+/// Binds a Kubernetes ServiceAccount to an Azure user-assigned managed identity through workload identity
+/// federation, and grants that identity access to Key Vaults.
 ///
-/// idbind creates (or, with identity.resourceId, uses) the managed identity, adds a federated
-/// identity credential that trusts this cluster's OIDC issuer for
-/// system:serviceaccount:<namespace>:<serviceAccountName>, assigns the requested Key Vault roles,
-/// and annotates the ServiceAccount with azure.workload.identity/client-id and tenant-id. Pods
-/// that use the ServiceAccount (and carry the label azure.workload.identity/use: "true") then get
-/// Azure tokens for the identity. Deleting the binding removes what idbind created, unless
-/// deletionPolicy is Retain.
+/// idbind creates (or, with identity.resourceId, uses) the managed identity, adds a federated identity
+/// credential that trusts this cluster's OIDC issuer for
+/// system:serviceaccount:<namespace>:<serviceAccountName>, assigns the requested Key Vault roles, and
+/// annotates the ServiceAccount with azure.workload.identity/client-id and tenant-id. Pods that use the
+/// ServiceAccount (and carry the label azure.workload.identity/use: "true") then get Azure tokens for the
+/// identity. Deleting the binding removes what idbind created, unless deletionPolicy is Retain.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "idbind.dev",
@@ -50,43 +49,78 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
     status = "WorkloadIdentityBindingStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "Binds a ServiceAccount in this namespace to an Azure managed identity (workload identity federation) and grants it Key Vault access.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#, description = "Whether Azure and the ServiceAccount match the spec"),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, description = "Why the binding is (not) ready", priority = 1),
-    printcolumn(name = "Client ID", type_ = "string", json_path = ".status.identity.clientId", description = "Client id of the bound managed identity"),
-    printcolumn(name = "Identity", type_ = "string", json_path = ".status.identity.name", description = "Name of the bound managed identity"),
-    printcolumn(name = "Service Account", type_ = "string", json_path = ".spec.serviceAccountName", description = "The bound ServiceAccount", priority = 1),
+    doc = "Binds a ServiceAccount in this namespace to an Azure managed identity (workload identity \
+        federation) and grants it Key Vault access.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether Azure and the ServiceAccount match the spec"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why the binding is (not) ready",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Client ID",
+        type_ = "string",
+        json_path = ".status.identity.clientId",
+        description = "Client id of the \
+        bound managed identity"
+    ),
+    printcolumn(
+        name = "Identity",
+        type_ = "string",
+        json_path = ".status.identity.name",
+        description = "Name of the bound \
+        managed identity"
+    ),
+    printcolumn(
+        name = "Service Account",
+        type_ = "string",
+        json_path = ".spec.serviceAccountName",
+        description = "The bound ServiceAccount",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityBindingSpec {
-    /// Name of the ServiceAccount, in the binding's own namespace, whose pods get the identity.
-    /// The federated credential trusts exactly system:serviceaccount:<this namespace>:<name>; a
-    /// binding can never federate a ServiceAccount of another namespace. The ServiceAccount may
-    /// be created before or after the binding. Changing it moves the federation (and the
-    /// annotations) to the new ServiceAccount.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    /// Name of the ServiceAccount, in the binding's own namespace, whose pods get the identity. The federated
+    /// credential trusts exactly system:serviceaccount:<this namespace>:<name>; a binding can never federate
+    /// a ServiceAccount of another namespace. The ServiceAccount may be created before or after the binding.
+    /// Changing it moves the federation (and the annotations) to the new ServiceAccount.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: String,
 
-    /// The Azure user-assigned managed identity to bind. Every field is optional: by default
-    /// idbind creates an identity named after the cluster, namespace and binding in the operator's
-    /// default resource group and location.
+    /// The Azure user-assigned managed identity to bind. Every field is optional: by default idbind creates
+    /// an identity named after the cluster, namespace and binding in the operator's default resource group
+    /// and location.
     #[serde(default)]
     pub identity: IdentitySpec,
 
-    /// Key Vaults the identity may read, and with which roles. For a vault that uses Azure RBAC
-    /// idbind creates one role assignment per role, scoped to the vault; for a vault that still
-    /// uses access policies it adds an access policy with the matching read permissions instead.
-    /// Removing an entry (or a role) removes exactly what idbind created for it.
+    /// Key Vaults the identity may read, and with which roles. For a vault that uses Azure RBAC idbind
+    /// creates one role assignment per role, scoped to the vault; for a vault that still uses access policies
+    /// it adds an access policy with the matching read permissions instead. Removing an entry (or a role)
+    /// removes exactly what idbind created for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, (has(v.resourceId) ? v.resourceId.lowerAscii() : v.resourceGroup.lowerAscii() + '/' + v.name.lowerAscii()) == (has(w.resourceId) ? w.resourceId.lowerAscii() : w.resourceGroup.lowerAscii() + '/' + w.name.lowerAscii())))").message("keyVaults must not list the same vault twice: merge the roles into one entry"))]
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, (has(v.resourceId) ? \
+        v.resourceId.lowerAscii() : v.resourceGroup.lowerAscii() + '/' + v.name.lowerAscii()) == \
+        (has(w.resourceId) ? w.resourceId.lowerAscii() : w.resourceGroup.lowerAscii() + '/' + \
+        w.name.lowerAscii())))").message("keyVaults must not list the same vault twice: merge the roles into one entry"))]
     pub key_vaults: Vec<KeyVaultAccess>,
 
-    /// What happens in Azure when the binding is deleted. Delete (the default) removes the role
-    /// assignments and access policies, the federated credential and the identity idbind created
-    /// (never an identity it did not create). Retain leaves everything in Azure as it is and only
-    /// removes the ServiceAccount annotations.
+    /// What happens in Azure when the binding is deleted. Delete (the default) removes the role assignments
+    /// and access policies, the federated credential and the identity idbind created (never an identity it
+    /// did not create). Retain leaves everything in Azure as it is and only removes the ServiceAccount
+    /// annotations.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -94,47 +128,61 @@ pub struct WorkloadIdentityBindingSpec {
 /// Which managed identity a binding uses.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.resourceId) || (!has(self.name) && !has(self.resourceGroup) && !has(self.location) && !has(self.tags))").message("identity.resourceId names an existing identity; it cannot be combined with identity.name, identity.resourceGroup, identity.location or identity.tags").field_path(".resourceId"))]
-#[x_kube(validation = Rule::new("(has(self.location) ? self.location : '') == (has(oldSelf.location) ? oldSelf.location : '') || (has(self.name) ? self.name : '') != (has(oldSelf.name) ? oldSelf.name : '') || has(self.resourceId) || has(oldSelf.resourceId)").message("identity.location cannot change while identity.name stays the same: Azure cannot move an identity between regions. Change identity.name as well, and idbind creates the new identity and deletes the old one").field_path(".location"))]
+#[x_kube(validation = Rule::new("!has(self.resourceId) || (!has(self.name) && !has(self.resourceGroup) && \
+    !has(self.location) && !has(self.tags))").message("identity.resourceId \
+    names an existing identity; it cannot be combined with identity.name, identity.resourceGroup, \
+    identity.location or identity.tags").field_path(".resourceId"))]
+#[x_kube(validation = Rule::new("(has(self.location) ? self.location : '') == (has(oldSelf.location) ? \
+    oldSelf.location : '') || (has(self.name) ? self.name : '') != (has(oldSelf.name) ? oldSelf.name : '') \
+    || has(self.resourceId) || has(oldSelf.resourceId)").message("identity.location cannot change while identity.name stays the same: Azure cannot move an identity between regions. Change identity.name as well, and idbind creates the new identity and deletes the old one").field_path(".location"))]
 pub struct IdentitySpec {
-    /// Name of the managed identity idbind creates and owns. 3-128 characters: letters, digits,
-    /// '-' and '_', starting with a letter or digit (Azure's rule). Default: derived from the
-    /// cluster name, the namespace and the binding name, shortened with a hash when too long.
-    /// Changing it makes idbind create the new identity, move the federation and role
-    /// assignments to it, and delete the old identity (pods get the new client id on restart).
+    /// Name of the managed identity idbind creates and owns. 3-128 characters: letters, digits, '-' and '_',
+    /// starting with a letter or digit (Azure's rule). Default: derived from the cluster name, the namespace
+    /// and the binding name, shortened with a hash when too long. Changing it makes idbind create the new
+    /// identity, move the federation and role assignments to it, and delete the old identity (pods get the
+    /// new client id on restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 128), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"))]
     pub name: Option<String>,
 
-    /// Resource group of the managed identity, in the operator's subscription. 1-90 characters:
-    /// letters, digits, '_', '-', '.', '(' and ')', not ending in '.'. Default: the operator's
-    /// configured resource group for identities.
+    /// Resource group of the managed identity, in the operator's subscription. 1-90 characters: letters,
+    /// digits, '_', '-', '.', '(' and ')', not ending in '.'. Default: the operator's configured resource
+    /// group for identities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 90), regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$"))]
+    #[schemars(
+        length(min = 1, max = 90),
+        regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$")
+    )]
     pub resource_group: Option<String>,
 
-    /// Azure region of the managed identity, as a short name such as westeurope or eastus2.
-    /// Default: the operator's configured location. Cannot change unless the name changes too.
+    /// Azure region of the managed identity, as a short name such as westeurope or eastus2. Default: the
+    /// operator's configured location. Cannot change unless the name changes too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z][a-z0-9]*$"))]
     pub location: Option<String>,
 
-    /// Extra Azure tags for the identity idbind creates (at most 40; Azure allows 50 and idbind
-    /// adds its own ownership tags, whose names start with "idbind.dev"). Azure limits names to
-    /// 512 characters without < > % & \ ? / and values to 256 characters.
+    /// Extra Azure tags for the identity idbind creates (at most 40; Azure allows 50 and idbind adds its own
+    /// ownership tags, whose names start with "idbind.dev"). Azure limits names to 512 characters without < >
+    /// % & \ ? / and values to 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 40))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('idbind.dev') && !k.startsWith('IDBIND.DEV') && !k.startsWith('Idbind.dev'))").message("identity.tags: tag names starting with 'idbind.dev' are reserved for idbind's ownership tags"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('idbind.dev') && !k.startsWith('IDBIND.DEV') \
+        && !k.startsWith('Idbind.dev'))").message("identity.tags: tag names starting with 'idbind.dev' are reserved for idbind's ownership tags"))]
     pub tags: Option<BTreeMap<String, String>>,
 
-    /// Full resource id of an existing user-assigned identity to use instead of creating one
-    /// ("bring your own identity"), e.g.
+    /// Full resource id of an existing user-assigned identity to use instead of creating one ("bring your own
+    /// identity"), e.g.
     /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>.
-    /// idbind then manages only the federated credential and the role assignments, and never
-    /// modifies or deletes the identity itself. Whether a namespace may do this is up to the
-    /// operator's policy (denied by default).
+    /// idbind then manages only the federated credential and the role assignments, and never modifies or
+    /// deletes the identity itself. Whether a namespace may do this is up to the operator's policy (denied by
+    /// default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512), regex(pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[a-z0-9][a-z0-9_-]{2,127}$"))]
+    #[schemars(
+        length(max = 512),
+        regex(
+            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[a-z0-9][a-z0-9_-]{2,127}$"
+        )
+    )]
     pub resource_id: Option<String>,
 }
 
@@ -142,43 +190,60 @@ pub struct IdentitySpec {
 /// subscription), or with its full resourceId.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.resourceId) ? !has(self.name) && !has(self.resourceGroup) : has(self.name) && has(self.resourceGroup)").message("each keyVaults entry needs either resourceId, or both name and resourceGroup (not both forms)"))]
+#[x_kube(validation = Rule::new("has(self.resourceId) ? !has(self.name) && !has(self.resourceGroup) : \
+    has(self.name) && has(self.resourceGroup)").message("each keyVaults entry needs either resourceId, or both name and resourceGroup (not both forms)"))]
 pub struct KeyVaultAccess {
-    /// Name of the vault: 3-24 characters, letters, digits and '-', starting with a letter,
-    /// ending with a letter or digit, no '--'. Use together with resourceGroup.
+    /// Name of the vault: 3-24 characters, letters, digits and '-', starting with a letter, ending with a
+    /// letter or digit, no '--'. Use together with resourceGroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 24),
+        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$")
+    )]
     #[x_kube(validation = Rule::new("!self.contains('--')").message("keyVaults[].name must not contain '--'"))]
     pub name: Option<String>,
 
     /// Resource group of the vault (in the operator's subscription). Use together with name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 90), regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$"))]
+    #[schemars(
+        length(min = 1, max = 90),
+        regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$")
+    )]
     pub resource_group: Option<String>,
 
     /// Full resource id of the vault,
-    /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>.
-    /// Needed for a vault in another subscription (if the operator's policy allows it).
+    /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>. Needed for a vault
+    /// in another subscription (if the operator's policy allows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512), regex(pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.KeyVault/vaults/[a-z][a-z0-9-]{1,22}[a-z0-9]$"))]
+    #[schemars(
+        length(max = 512),
+        regex(
+            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.KeyVault/vaults/[a-z][a-z0-9-]{1,22}[a-z0-9]$"
+        )
+    )]
     pub resource_id: Option<String>,
 
-    /// Roles to grant on the vault: built-in role names such as "Key Vault Secrets User" or
-    /// "Key Vault Certificate User", a role definition GUID, or a full role definition id. For a
-    /// vault that uses access policies, the role's read permissions are granted as an access
-    /// policy instead. Which roles a namespace may use is up to the operator's policy (by default
-    /// only the Key Vault data-plane reader roles: "... User" and "Key Vault Reader").
+    /// Roles to grant on the vault: built-in role names such as "Key Vault Secrets User" or "Key Vault
+    /// Certificate User", a role definition GUID, or a full role definition id. For a vault that uses access
+    /// policies, the role's read permissions are granted as an access policy instead. Which roles a namespace
+    /// may use is up to the operator's policy (by default only the Key Vault data-plane reader roles: "...
+    /// User" and "Key Vault Reader").
     #[schemars(length(min = 1, max = 8))]
     #[x_kube(merge_strategy = ListMerge::Set)]
-    #[schemars(inner(length(min = 1, max = 256), regex(pattern = r"^([A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}|(/subscriptions/[0-9a-fA-F-]{36})?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-fA-F-]{36})$")))]
+    #[schemars(inner(
+        length(min = 1, max = 256),
+        regex(
+            pattern = r"^([A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}|(/subscriptions/[0-9a-fA-F-]{36})?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-fA-F-]{36})$"
+        )
+    ))]
     pub roles: Vec<String>,
 }
 
 /// What happens in Azure when the binding is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Remove the role assignments, access policies, federated credential and the identity that
-    /// idbind created.
+    /// Remove the role assignments, access policies, federated credential and the identity that idbind
+    /// created.
     #[default]
     Delete,
     /// Leave Azure as it is; only the ServiceAccount annotations are removed.
@@ -189,15 +254,14 @@ pub enum DeletionPolicy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityBindingStatus {
-    /// The metadata.generation this status describes. When it differs from metadata.generation,
-    /// idbind has not yet acted on the latest spec.
+    /// The metadata.generation this status describes. When it differs from metadata.generation, idbind has
+    /// not yet acted on the latest spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready summarises the binding; IdentityReady, FederatedCredentialReady,
-    /// RoleAssignmentsReady and ServiceAccountReady say which part is (not) done; Reconciling is
-    /// present while work is under way and Stalled when retrying alone will not help (the reason
-    /// and message say what to fix).
+    /// Ready summarises the binding; IdentityReady, FederatedCredentialReady, RoleAssignmentsReady and
+    /// ServiceAccountReady say which part is (not) done; Reconciling is present while work is under way and
+    /// Stalled when retrying alone will not help (the reason and message say what to fix).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -232,8 +296,8 @@ pub struct IdentityStatus {
     pub resource_id: String,
     /// Name of the identity.
     pub name: String,
-    /// Client (application) id: what the ServiceAccount's azure.workload.identity/client-id
-    /// annotation carries.
+    /// Client (application) id: what the ServiceAccount's azure.workload.identity/client-id annotation
+    /// carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Object id of the identity's service principal: what role assignments name.
@@ -242,8 +306,8 @@ pub struct IdentityStatus {
     /// Entra tenant of the identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    /// True when idbind created the identity (and deletes it with deletionPolicy Delete); false
-    /// for an identity brought with identity.resourceId.
+    /// True when idbind created the identity (and deletes it with deletionPolicy Delete); false for an
+    /// identity brought with identity.resourceId.
     #[serde(default)]
     pub managed: bool,
 }

@@ -1,15 +1,15 @@
 //! Role references as users write them, and the built-in Key Vault roles idbind knows offline.
 //!
-//! A role in a binding is a built-in display name ("Key Vault Secrets User"), a role definition
-//! GUID, or a role definition id. Known built-ins resolve without an API call; other names are
-//! resolved through the roleDefinitions API by the Azure layer.
+//! A role in a binding is a built-in display name ("Key Vault Secrets User"), a role definition GUID, or a
+//! role definition id. Known built-ins resolve without an API call; other names are resolved through the
+//! roleDefinitions API by the Azure layer.
 
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-/// A built-in Key Vault role: its display name, its GUID (the same in every tenant), and whether
-/// it only reads data (what the default policy allows).
+/// A built-in Key Vault role: its display name, its GUID (the same in every tenant), and whether it only
+/// reads data (what the default policy allows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BuiltinRole {
     pub name: &'static str,
@@ -17,17 +17,49 @@ pub struct BuiltinRole {
     pub read_only: bool,
 }
 
-/// From Microsoft's Key Vault RBAC guide ("Azure built-in roles for Key Vault data plane
-/// operations"); see shared/azure-rest-api/FACTS.md §6.
+/// From Microsoft's Key Vault RBAC guide ("Azure built-in roles for Key Vault data plane operations"); see
+/// shared/azure-rest-api/FACTS.md §6.
 pub const KEY_VAULT_ROLES: &[BuiltinRole] = &[
-    BuiltinRole { name: "Key Vault Administrator", guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483", read_only: false },
-    BuiltinRole { name: "Key Vault Certificates Officer", guid: "a4417e6f-fecd-4de8-b567-7b0420556985", read_only: false },
-    BuiltinRole { name: "Key Vault Certificate User", guid: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba", read_only: true },
-    BuiltinRole { name: "Key Vault Crypto Officer", guid: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603", read_only: false },
-    BuiltinRole { name: "Key Vault Crypto User", guid: "12338af0-0e69-4776-bea7-57ae8d297424", read_only: true },
-    BuiltinRole { name: "Key Vault Reader", guid: "21090545-7ca7-4776-b22c-e363652d74d2", read_only: true },
-    BuiltinRole { name: "Key Vault Secrets Officer", guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7", read_only: false },
-    BuiltinRole { name: "Key Vault Secrets User", guid: "4633458b-17de-408a-b874-0445c86b69e6", read_only: true },
+    BuiltinRole {
+        name: "Key Vault Administrator",
+        guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+        read_only: false,
+    },
+    BuiltinRole {
+        name: "Key Vault Certificates Officer",
+        guid: "a4417e6f-fecd-4de8-b567-7b0420556985",
+        read_only: false,
+    },
+    BuiltinRole {
+        name: "Key Vault Certificate User",
+        guid: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+        read_only: true,
+    },
+    BuiltinRole {
+        name: "Key Vault Crypto Officer",
+        guid: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+        read_only: false,
+    },
+    BuiltinRole {
+        name: "Key Vault Crypto User",
+        guid: "12338af0-0e69-4776-bea7-57ae8d297424",
+        read_only: true,
+    },
+    BuiltinRole {
+        name: "Key Vault Reader",
+        guid: "21090545-7ca7-4776-b22c-e363652d74d2",
+        read_only: true,
+    },
+    BuiltinRole {
+        name: "Key Vault Secrets Officer",
+        guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+        read_only: false,
+    },
+    BuiltinRole {
+        name: "Key Vault Secrets User",
+        guid: "4633458b-17de-408a-b874-0445c86b69e6",
+        read_only: true,
+    },
 ];
 
 /// A role as written in a binding, parsed.
@@ -40,8 +72,8 @@ pub enum RoleRef {
 }
 
 impl RoleRef {
-    /// Parses a role reference; known built-in names become their GUID, matched the way Azure
-    /// matches role names (case-insensitively).
+    /// Parses a role reference; known built-in names become their GUID, matched the way Azure matches role
+    /// names (case-insensitively).
     pub fn parse(role: &str) -> RoleRef {
         let last = role.rsplit('/').next().unwrap_or(role);
         if let Ok(guid) = Uuid::parse_str(last) {
@@ -56,14 +88,16 @@ impl RoleRef {
     /// The known built-in role this reference names, if any.
     pub fn builtin(&self) -> Option<&'static BuiltinRole> {
         match self {
-            RoleRef::Id(id) => KEY_VAULT_ROLES.iter().find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id)),
+            RoleRef::Id(id) => KEY_VAULT_ROLES
+                .iter()
+                .find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id)),
             RoleRef::Name(n) => builtin_by_name(n),
         }
     }
 }
 
-/// Key Vault access-policy permissions of one principal on one vault (the legacy permission
-/// model, for vaults without `enableRbacAuthorization`). Names as Key Vault spells them.
+/// Key Vault access-policy permissions of one principal on one vault (the legacy permission model, for vaults
+/// without `enableRbacAuthorization`). Names as Key Vault spells them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Permissions {
     pub secrets: BTreeSet<String>,
@@ -74,7 +108,11 @@ pub struct Permissions {
 impl Permissions {
     fn of(secrets: &[&str], keys: &[&str], certificates: &[&str]) -> Self {
         let set = |l: &[&str]| l.iter().map(|p| p.to_string()).collect();
-        Permissions { secrets: set(secrets), keys: set(keys), certificates: set(certificates) }
+        Permissions {
+            secrets: set(secrets),
+            keys: set(keys),
+            certificates: set(certificates),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,14 +122,27 @@ impl Permissions {
     /// Everything in `self` or `other`.
     pub fn union(&self, other: &Permissions) -> Permissions {
         let u = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.union(b).cloned().collect();
-        Permissions { secrets: u(&self.secrets, &other.secrets), keys: u(&self.keys, &other.keys), certificates: u(&self.certificates, &other.certificates) }
+        Permissions {
+            secrets: u(&self.secrets, &other.secrets),
+            keys: u(&self.keys, &other.keys),
+            certificates: u(&self.certificates, &other.certificates),
+        }
     }
 
-    /// What `self` has and `other` lacks. Key Vault compares permission names
-    /// case-insensitively, and so does this.
+    /// What `self` has and `other` lacks. Key Vault compares permission names case-insensitively, and so does
+    /// this.
     pub fn minus(&self, other: &Permissions) -> Permissions {
-        let m = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.iter().filter(|p| !b.iter().any(|q| q.eq_ignore_ascii_case(p))).cloned().collect();
-        Permissions { secrets: m(&self.secrets, &other.secrets), keys: m(&self.keys, &other.keys), certificates: m(&self.certificates, &other.certificates) }
+        let m = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+            a.iter()
+                .filter(|p| !b.iter().any(|q| q.eq_ignore_ascii_case(p)))
+                .cloned()
+                .collect()
+        };
+        Permissions {
+            secrets: m(&self.secrets, &other.secrets),
+            keys: m(&self.keys, &other.keys),
+            certificates: m(&self.certificates, &other.certificates),
+        }
     }
 
     /// What both have (names as `self` spells them).
@@ -100,17 +151,32 @@ impl Permissions {
     }
 }
 
-/// The access policy that grants what a built-in Key Vault *reader* role grants, following the
-/// Key Vault documentation's mapping of access-policy templates to Azure roles. Only the
-/// read-only roles have one: idbind never hands out write or purge permissions through the
-/// legacy model, where they cannot be scoped or audited like role assignments.
+/// The access policy that grants what a built-in Key Vault *reader* role grants, following the Key Vault
+/// documentation's mapping of access-policy templates to Azure roles. Only the read-only roles have one:
+/// idbind never hands out write or purge permissions through the legacy model, where they cannot be scoped or
+/// audited like role assignments.
 pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
-    let role = KEY_VAULT_ROLES.iter().find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
+    let role = KEY_VAULT_ROLES
+        .iter()
+        .find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
     match role.name {
         "Key Vault Secrets User" => Some(Permissions::of(&["get", "list"], &[], &[])),
         // A certificate's private key is read as the secret of the same name.
         "Key Vault Certificate User" => Some(Permissions::of(&["get"], &[], &["get", "list"])),
-        "Key Vault Crypto User" => Some(Permissions::of(&[], &["get", "list", "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"], &[])),
+        "Key Vault Crypto User" => Some(Permissions::of(
+            &[],
+            &[
+                "get",
+                "list",
+                "encrypt",
+                "decrypt",
+                "wrapKey",
+                "unwrapKey",
+                "sign",
+                "verify",
+            ],
+            &[],
+        )),
         // Metadata only: secret values stay unreadable.
         "Key Vault Reader" => Some(Permissions::of(&["list"], &["get", "list"], &["get", "list"])),
         _ => None,
@@ -118,7 +184,9 @@ pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
 }
 
 fn builtin_by_name(name: &str) -> Option<&'static BuiltinRole> {
-    KEY_VAULT_ROLES.iter().find(|b| b.name.eq_ignore_ascii_case(name.trim()))
+    KEY_VAULT_ROLES
+        .iter()
+        .find(|b| b.name.eq_ignore_ascii_case(name.trim()))
 }
 
 #[cfg(test)]
@@ -153,14 +221,40 @@ mod tests {
         for b in KEY_VAULT_ROLES {
             let p = access_policy_for(b.guid);
             assert_eq!(p.is_some(), b.read_only, "{}", b.name);
-            let writes = ["set", "delete", "purge", "create", "import", "update", "backup", "restore", "recover", "managecontacts", "setissuers"];
-            for perm in p.iter().flat_map(|p| p.secrets.iter().chain(&p.keys).chain(&p.certificates)) {
-                assert!(!writes.contains(&perm.to_ascii_lowercase().as_str()), "{} grants {perm}", b.name);
+            let writes = [
+                "set",
+                "delete",
+                "purge",
+                "create",
+                "import",
+                "update",
+                "backup",
+                "restore",
+                "recover",
+                "managecontacts",
+                "setissuers",
+            ];
+            for perm in p
+                .iter()
+                .flat_map(|p| p.secrets.iter().chain(&p.keys).chain(&p.certificates))
+            {
+                assert!(
+                    !writes.contains(&perm.to_ascii_lowercase().as_str()),
+                    "{} grants {perm}",
+                    b.name
+                );
             }
         }
         let user = access_policy_for("4633458B-17DE-408A-B874-0445C86B69E6").unwrap_or_default();
-        assert_eq!(user.secrets.iter().map(String::as_str).collect::<Vec<_>>(), ["get", "list"]);
-        assert_eq!(access_policy_for("8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), None, "Owner");
+        assert_eq!(
+            user.secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["get", "list"]
+        );
+        assert_eq!(
+            access_policy_for("8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
+            None,
+            "Owner"
+        );
     }
 
     #[test]
@@ -175,7 +269,10 @@ mod tests {
 
     #[test]
     fn unknown_names_are_left_for_the_api() {
-        assert_eq!(RoleRef::parse("Storage Blob Data Reader"), RoleRef::Name("Storage Blob Data Reader".into()));
+        assert_eq!(
+            RoleRef::parse("Storage Blob Data Reader"),
+            RoleRef::Name("Storage Blob Data Reader".into())
+        );
         assert_eq!(RoleRef::parse("Owner").builtin(), None);
     }
 }

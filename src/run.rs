@@ -13,10 +13,10 @@ use crate::{
         workload_identity::FileFederatedCredential,
     },
     budget::{Limits, SharedBudget},
+    controller::{self, Context, DryRun},
     health::{self, Health},
     leader::{LeaderConfig, LeaderElector},
     telemetry::Metrics,
-    controller::{self, Context, DryRun},
     validate::{OperatorSettings, Policy},
 };
 
@@ -33,16 +33,16 @@ pub enum CloudName {
 /// How idbind signs in to Azure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CredentialKind {
-    /// The first that the environment provides: a client secret, then a federated token file
-    /// (workload identity), then the Azure CLI when `az` is on PATH, then managed identity.
+    /// The first that the environment provides: a client secret, then a federated token file (workload
+    /// identity), then the Azure CLI when `az` is on PATH, then managed identity.
     Auto,
-    /// AZURE_FEDERATED_TOKEN_FILE (what the azure-workload-identity webhook injects), re-read
-    /// for every exchange because the kubelet rotates it.
+    /// AZURE_FEDERATED_TOKEN_FILE (what the azure-workload-identity webhook injects), re-read for every
+    /// exchange because the kubelet rotates it.
     WorkloadIdentity,
     /// AZURE_CLIENT_SECRET, for local development.
     ClientSecret,
-    /// The VM's or node's system-assigned managed identity through IMDS (the Azure SDK 0.21
-    /// does not expose user-assigned selection; use workload identity for that).
+    /// The VM's or node's system-assigned managed identity through IMDS (the Azure SDK 0.21 does not expose
+    /// user-assigned selection; use workload identity for that).
     ManagedIdentity,
     /// `az account get-access-token`, for local development.
     AzureCli,
@@ -54,8 +54,8 @@ pub struct RunArgs {
     /// Name of this cluster, recorded in ownership tags and part of derived Azure names.
     #[arg(long, env = "IDBIND_CLUSTER_NAME")]
     pub cluster_name: String,
-    /// The cluster's OIDC issuer URL, used verbatim in every federated credential (never taken
-    /// from a binding). On AKS: `az aks show --query oidcIssuerProfile.issuerUrl`.
+    /// The cluster's OIDC issuer URL, used verbatim in every federated credential (never taken from a
+    /// binding). On AKS: `az aks show --query oidcIssuerProfile.issuerUrl`.
     #[arg(long, env = "IDBIND_OIDC_ISSUER")]
     pub oidc_issuer: String,
     /// Subscription where identities are created.
@@ -77,7 +77,11 @@ pub struct RunArgs {
     pub arm_endpoint: Option<String>,
     #[arg(long, env = "IDBIND_AUTHORITY_HOST", required_if_eq("cloud", "custom"))]
     pub authority_host: Option<String>,
-    #[arg(long, env = "IDBIND_ARM_AUDIENCE", default_value = "https://management.azure.com")]
+    #[arg(
+        long,
+        env = "IDBIND_ARM_AUDIENCE",
+        default_value = "https://management.azure.com"
+    )]
     pub arm_audience: String,
     /// Extra CA certificate (PEM) trusted for ARM and Entra (e.g. the simulator's).
     #[arg(long, env = "IDBIND_CA_FILE")]
@@ -94,9 +98,9 @@ pub struct RunArgs {
     /// Which credential to use.
     #[arg(long, env = "IDBIND_CREDENTIAL", value_enum, default_value = "auto")]
     pub credential: CredentialKind,
-    /// Multiplies the client-side ARM request budget (ARM's documented public-cloud limits:
-    /// writes 200 burst + 10/s, the managed-identity API's 2/s per subscription and 1 per 4 s
-    /// per identity, ...). 0 turns the budget off.
+    /// Multiplies the client-side ARM request budget (ARM's documented public-cloud limits: writes 200 burst
+    /// + 10/s, the managed-identity API's 2/s per subscription and 1 per 4 s per identity, ...). 0 turns the
+    /// budget off.
     #[arg(long, env = "IDBIND_BUDGET_SCALE", default_value_t = 1.0)]
     pub budget_scale: f64,
     /// Bindings reconciled in parallel.
@@ -105,9 +109,9 @@ pub struct RunArgs {
     /// Seconds between drift checks of a Ready binding (jittered by up to 10%).
     #[arg(long, env = "IDBIND_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
-    /// A binding's federated credentials are read on every Nth resync (other drift: every
-    /// resync). Azure has no list of FICs across identities, so this read is per binding:
-    /// 2 keeps steady state under one ARM read per binding per resync; 1 reads on every one.
+    /// A binding's federated credentials are read on every Nth resync (other drift: every resync). Azure has
+    /// no list of FICs across identities, so this read is per binding: 2 keeps steady state under one ARM
+    /// read per binding per resync; 1 reads on every one.
     #[arg(long, env = "IDBIND_FEDERATION_CHECK_RESYNCS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub federation_check_resyncs: u32,
     /// Watch only this namespace.
@@ -122,8 +126,8 @@ pub struct RunArgs {
     /// Policy: allow bindings to bring an existing identity (spec.identity.resourceId).
     #[arg(long, env = "IDBIND_ALLOW_EXISTING_IDENTITY")]
     pub allow_existing_identity: bool,
-    /// Policy: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared
-    /// clusters: without it they may bind any vault of the subscription with a reader role).
+    /// Policy: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared clusters: without
+    /// it they may bind any vault of the subscription with a reader role).
     #[arg(long, env = "IDBIND_REQUIRE_POLICY")]
     pub require_policy: bool,
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
@@ -138,8 +142,7 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "IDBIND_LEASE_NAME", default_value = "idbind-leader")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the Downward API's metadata.name); the host name
-    /// when unset.
+    /// This replica's identity in the Lease (the Downward API's metadata.name); the host name when unset.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
     /// Log format: JSON lines for log pipelines, or text for a terminal.
@@ -169,7 +172,11 @@ impl RunArgs {
 }
 
 /// The credential `args` ask for, or the first the environment provides.
-fn credential(args: &RunArgs, cloud: &Cloud, http: Arc<dyn azure_core::HttpClient>) -> anyhow::Result<Arc<dyn azure_core::auth::TokenCredential>> {
+fn credential(
+    args: &RunArgs,
+    cloud: &Cloud,
+    http: Arc<dyn azure_core::HttpClient>,
+) -> anyhow::Result<Arc<dyn azure_core::auth::TokenCredential>> {
     let kind = match args.credential {
         CredentialKind::Auto if args.client_secret.is_some() => CredentialKind::ClientSecret,
         CredentialKind::Auto if args.federated_token_file.is_some() => CredentialKind::WorkloadIdentity,
@@ -180,27 +187,50 @@ fn credential(args: &RunArgs, cloud: &Cloud, http: Arc<dyn azure_core::HttpClien
     tracing::info!(credential = ?kind, "Azure credential");
     Ok(match kind {
         CredentialKind::ClientSecret => {
-            let secret = args.client_secret.as_deref().context("--credential client-secret needs AZURE_CLIENT_SECRET")?;
+            let secret = args.client_secret.as_deref().context(
+                "--credential client-secret needs \
+                AZURE_CLIENT_SECRET",
+            )?;
             client_secret_credential(cloud, http, &args.tenant_id, &args.client_id, secret)?
         }
         CredentialKind::WorkloadIdentity => {
-            let file = args.federated_token_file.clone().context("--credential workload-identity needs AZURE_FEDERATED_TOKEN_FILE")?;
-            Arc::new(FileFederatedCredential::new(cloud, http, &args.tenant_id, &args.client_id, file)?)
+            let file = args.federated_token_file.clone().context(
+                "--credential workload-identity needs \
+                AZURE_FEDERATED_TOKEN_FILE",
+            )?;
+            Arc::new(FileFederatedCredential::new(
+                cloud,
+                http,
+                &args.tenant_id,
+                &args.client_id,
+                file,
+            )?)
         }
-        CredentialKind::ManagedIdentity => Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(azure_identity::TokenCredentialOptions::default())),
+        CredentialKind::ManagedIdentity => {
+            Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(
+                azure_identity::TokenCredentialOptions::default(),
+            ))
+        }
         CredentialKind::AzureCli => Arc::new(azure_identity::AzureCliCredential::new()),
         CredentialKind::Auto => bail!("no credential chosen"),
     })
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// The settings, the ceiling and the governed Azure layer that `args` describe.
-fn azure_and_settings(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Policy)> {
+fn azure_and_settings(
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Policy)> {
     if !args.oidc_issuer.starts_with("https://") {
-        bail!("--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}", args.oidc_issuer);
+        bail!(
+            "--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}",
+            args.oidc_issuer
+        );
     }
     if !(args.budget_scale >= 0.0 && args.budget_scale.is_finite()) {
         bail!("--budget-scale must be a number >= 0, got {}", args.budget_scale);
@@ -208,8 +238,13 @@ fn azure_and_settings(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<
     let cloud = args.cloud();
     let http = http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?;
     let credential = credential(args, &cloud, http.clone())?;
-    let budget = (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
-    let azure = Arc::new(Governed::new(Arc::new(ArmApi::new(&cloud, http, credential)?), budget, Some(metrics.clone() as Arc<dyn ArmObserver>)));
+    let budget =
+        (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
+    let azure = Arc::new(Governed::new(
+        Arc::new(ArmApi::new(&cloud, http, credential)?),
+        budget,
+        Some(metrics.clone() as Arc<dyn ArmObserver>),
+    ));
     let settings = OperatorSettings {
         cluster_name: args.cluster_name.clone(),
         subscription_id: args.subscription_id.clone(),
@@ -217,12 +252,17 @@ fn azure_and_settings(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<
         default_location: args.location.clone(),
         issuer: args.oidc_issuer.clone(),
     };
-    let policy = Policy { allow_any_role: args.allow_any_role, allow_other_subscriptions: args.allow_other_subscriptions, allow_existing_identity: args.allow_existing_identity, require_policy: args.require_policy };
+    let policy = Policy {
+        allow_any_role: args.allow_any_role,
+        allow_other_subscriptions: args.allow_other_subscriptions,
+        allow_existing_identity: args.allow_existing_identity,
+        require_policy: args.require_policy,
+    };
     Ok((azure, settings, policy))
 }
 
-/// `idbind plan -f binding.yaml`: the operator's settings (the same flags and environment as
-/// `run`) and a binding from a file.
+/// `idbind plan -f binding.yaml`: the operator's settings (the same flags and environment as `run`) and a
+/// binding from a file.
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
     /// The WorkloadIdentityBinding (YAML or JSON), e.g. the manifest about to be applied.
@@ -235,13 +275,25 @@ pub struct PlanArgs {
     pub run: RunArgs,
 }
 
-/// Prints the Azure writes a reconcile of the binding would make now, reading Azure and never
-/// writing to it. Namespace-level `WorkloadIdentityPolicy` objects are not consulted (the
-/// cluster may not be reachable); the operator's ceiling is.
+/// Prints the Azure writes a reconcile of the binding would make now, reading Azure and never writing to it.
+/// Namespace-level `WorkloadIdentityPolicy` objects are not consulted (the cluster may not be reachable); the
+/// operator's ceiling is.
 pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut binding: crate::resource::WorkloadIdentityBinding = serde_yaml::from_str(&text).with_context(|| format!("{} is not a WorkloadIdentityBinding", args.file.display()))?;
-    if let Some(ns) = args.namespace.clone().or_else(|| binding.metadata.namespace.clone()) {
+    let text =
+        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut binding: crate::resource::WorkloadIdentityBinding =
+        serde_yaml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a \
+        WorkloadIdentityBinding",
+                args.file.display()
+            )
+        })?;
+    if let Some(ns) = args
+        .namespace
+        .clone()
+        .or_else(|| binding.metadata.namespace.clone())
+    {
         binding.metadata.namespace = Some(ns);
     } else {
         bail!("the binding has no namespace: set metadata.namespace or --namespace");
@@ -270,17 +322,62 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
 /// One write, as a reader of `idbind plan` wants it.
 fn describe(action: &crate::plan::Action) -> String {
     use crate::plan::Action::*;
-    let perms = |p: &crate::roles::Permissions| [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)].iter().filter(|(_, s)| !s.is_empty()).map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(","))).collect::<Vec<_>>().join("; ");
+    let perms = |p: &crate::roles::Permissions| {
+        [
+            ("secrets", &p.secrets),
+            ("keys", &p.keys),
+            ("certificates", &p.certificates),
+        ]
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
+        .collect::<Vec<_>>()
+        .join("; ")
+    };
     match action {
-        PutIdentity { resource_id, location, tags } => format!("put identity {resource_id} in {location}, tags {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
-        PutFederatedCredential { name, issuer, subject, audience } => format!("put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"),
-        CreateRoleAssignment { scope, name, role_definition_guid } => {
-            let role = crate::roles::KEY_VAULT_ROLES.iter().find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid)).map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
+        PutIdentity {
+            resource_id,
+            location,
+            tags,
+        } => format!(
+            "put identity {resource_id} in {location}, \
+            tags {}",
+            tags.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        PutFederatedCredential {
+            name,
+            issuer,
+            subject,
+            audience,
+        } => format!(
+            "put federated credential \
+            {name}: issuer {issuer}, subject {subject}, audience {audience}"
+        ),
+        CreateRoleAssignment {
+            scope,
+            name,
+            role_definition_guid,
+        } => {
+            let role = crate::roles::KEY_VAULT_ROLES
+                .iter()
+                .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
+                .map_or(role_definition_guid.clone(), |r| {
+                    format!("{} ({role_definition_guid})", r.name)
+                });
             format!("create role assignment {name}: {role} on {scope}")
         }
         DeleteRoleAssignment { id } => format!("delete role assignment {id}"),
-        GrantAccessPolicy { vault_id, permissions } => format!("grant access policy on {vault_id}: {}", perms(permissions)),
-        RevokeAccessPolicy { vault_id, permissions } => format!("revoke access policy on {vault_id}: {}", perms(permissions)),
+        GrantAccessPolicy {
+            vault_id,
+            permissions,
+        } => format!("grant access policy on {vault_id}: {}", perms(permissions)),
+        RevokeAccessPolicy {
+            vault_id,
+            permissions,
+        } => format!("revoke access policy on {vault_id}: {}", perms(permissions)),
     }
 }
 
@@ -288,18 +385,42 @@ fn describe(action: &crate::plan::Action) -> String {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
     let budget = azure.budget().cloned();
-    let ctx = Arc::new(Context::new(client.clone(), azure, settings, policy, Duration::from_secs(args.resync_seconds)).with_metrics(metrics.clone()).with_budget(budget).with_federation_check(args.federation_check_resyncs));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            azure,
+            settings,
+            policy,
+            Duration::from_secs(args.resync_seconds),
+        )
+        .with_metrics(metrics.clone())
+        .with_budget(budget)
+        .with_federation_check(args.federation_check_resyncs),
+    );
 
     let health = Health::default();
     let stop_http = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind(&args.http_addr).await.with_context(|| format!("binding the HTTP server to {}", args.http_addr))?;
+    let listener = tokio::net::TcpListener::bind(&args.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP server to {}", args.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
-    let server = tokio::spawn(health::serve(listener, health.clone(), metrics.clone(), stop_http.clone().cancelled_owned()));
+    let server = tokio::spawn(health::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        stop_http.clone().cancelled_owned(),
+    ));
     tracing::info!(cluster = %args.cluster_name, subscription = %args.subscription_id, "idbind controller starting");
 
-    let outcome = if args.leader_elect { lead_then_run(&args, client, ctx, &health, &metrics).await } else { run_controller(&args, ctx, &health, futures::future::pending()).await };
+    let outcome = if args.leader_elect {
+        lead_then_run(&args, client, ctx, &health, &metrics).await
+    } else {
+        run_controller(&args, ctx, &health, futures::future::pending()).await
+    };
     stop_http.cancel();
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "HTTP server");
@@ -309,22 +430,47 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The controller, ready once its caches hold a full list.
-async fn run_controller(args: &RunArgs, ctx: Arc<Context>, health: &Health, stop: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> anyhow::Result<()> {
+async fn run_controller(
+    args: &RunArgs,
+    ctx: Arc<Context>,
+    health: &Health,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     let ready = health.clone();
-    controller::run_until(ctx, args.concurrency, args.watch_namespace.as_deref(), move || ready.set_ready(true), stop).await;
+    controller::run_until(
+        ctx,
+        args.concurrency,
+        args.watch_namespace.as_deref(),
+        move || ready.set_ready(true),
+        stop,
+    )
+    .await;
     Ok(())
 }
 
-/// Campaigns for the Lease; a standby is ready (it is healthy and can take over), the leader
-/// runs the controller. Losing the Lease stops the controller and ends the process with an
-/// error, so it restarts with fresh state (client-go's convention); SIGTERM stops the
-/// controller, letting reconciles in flight finish, then releases the Lease for a standby.
-async fn lead_then_run(args: &RunArgs, client: kube::Client, ctx: Arc<Context>, health: &Health, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
+/// Campaigns for the Lease; a standby is ready (it is healthy and can take over), the leader runs the
+/// controller. Losing the Lease stops the controller and ends the process with an error, so it restarts with
+/// fresh state (client-go's convention); SIGTERM stops the controller, letting reconciles in flight finish,
+/// then releases the Lease for a standby.
+async fn lead_then_run(
+    args: &RunArgs,
+    client: kube::Client,
+    ctx: Arc<Context>,
+    health: &Health,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
     let identity = match &args.pod_name {
         Some(name) => name.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| format!("idbind-{}", std::process::id())),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| format!("idbind-{}", std::process::id())),
     };
-    let election = LeaderElector::new(client, LeaderConfig::new(&args.lease_namespace, &args.lease_name, identity))?.with_metrics(metrics.clone()).spawn();
+    let election = LeaderElector::new(
+        client,
+        LeaderConfig::new(&args.lease_namespace, &args.lease_name, identity),
+    )?
+    .with_metrics(metrics.clone())
+    .spawn();
     health.set_ready(true);
     let mut leading = election.subscribe();
     tokio::select! {

@@ -1,12 +1,12 @@
 //! Prometheus metrics and logging set-up.
 //!
-//! Every metric is labelled only by values from small, closed sets (a result, an error category,
-//! an ARM operation, an HTTP status, readiness), never by object name or namespace: a label per
-//! binding would grow the series count with the cluster and make `/metrics` the operator's
-//! biggest cost. Per-object detail belongs in logs, Events and status conditions.
+//! Every metric is labelled only by values from small, closed sets (a result, an error category, an ARM
+//! operation, an HTTP status, readiness), never by object name or namespace: a label per binding would grow
+//! the series count with the cluster and make `/metrics` the operator's biggest cost. Per-object detail
+//! belongs in logs, Events and status conditions.
 //!
-//! The exposition is the classic Prometheus text format (0.0.4), which every scraper reads
-//! (Prometheus, Azure Monitor managed Prometheus, the OpenTelemetry collector, `curl`).
+//! The exposition is the classic Prometheus text format (0.0.4), which every scraper reads (Prometheus, Azure
+//! Monitor managed Prometheus, the OpenTelemetry collector, `curl`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,12 +16,14 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// Reconcile and ARM latencies: from a cache-only no-op (a few ms) to a slow ARM write with
-/// retries inside the SDK (tens of seconds).
-const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
+/// Reconcile and ARM latencies: from a cache-only no-op (a few ms) to a slow ARM write with retries inside
+/// the SDK (tens of seconds).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+];
 
-/// Budget waits: usually zero (not observed as a wait at all by most callers), up to the refill
-/// time of an exhausted bucket.
+/// Budget waits: usually zero (not observed as a wait at all by most callers), up to the refill time of an
+/// exhausted bucket.
 const WAIT_BUCKETS: [f64; 11] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,8 +62,8 @@ pub type HeapStats = fn() -> Option<(u64, u64)>;
 
 static HEAP_STATS: std::sync::OnceLock<HeapStats> = std::sync::OnceLock::new();
 
-/// The binary sets this to its allocator's statistics (the library does not choose the
-/// allocator); without it `idbind_heap_bytes` is absent.
+/// The binary sets this to its allocator's statistics (the library does not choose the allocator); without it
+/// `idbind_heap_bytes` is absent.
 pub fn set_heap_stats(stats: HeapStats) {
     let _ = HEAP_STATS.set(stats);
 }
@@ -72,8 +74,8 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
-/// The operator's metrics. Shared as `Arc<Metrics>`; every recording method takes `&self` and is
-/// lock-free apart from the first use of a new label set.
+/// The operator's metrics. Shared as `Arc<Metrics>`; every recording method takes `&self` and is lock-free
+/// apart from the first use of a new label set.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -89,59 +91,125 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered (all at zero). One per process: the
-    /// controller, the ARM layer and the leader elector record into the same instance.
+    /// A fresh registry with every metric registered (all at zero). One per process: the controller, the ARM
+    /// layer and the leader elector record into the same instance.
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("idbind");
         let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register("reconciles", "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to come back at its turn at the request budget)", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Finished reconciles of WorkloadIdentityBindings, by result (ok, \
+            error, or deferred: left to come back at its turn at the request budget)",
+            reconciles.clone(),
+        );
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
-        registry.register("reconcile_errors", "Failed reconciles by the error's stable category (the Ready condition's reason)", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by the error's stable category (the Ready \
+            condition's reason)",
+            reconcile_errors.clone(),
+        );
         let reconcile_duration = latency_histogram();
-        registry.register("reconcile_duration_seconds", "Time one reconcile took, from start to status written", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, from start to status \
+            written",
+            reconcile_duration.clone(),
+        );
         let arm_requests = Family::<ArmLabels, Counter>::default();
-        registry.register("arm_requests", "Azure Resource Manager requests by REST operation and HTTP status (0: no HTTP answer)", arm_requests.clone());
-        let arm_request_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register("arm_request_duration_seconds", "Azure Resource Manager request latency by REST operation", arm_request_duration.clone());
+        registry.register(
+            "arm_requests",
+            "Azure Resource Manager requests by REST operation and HTTP status \
+            (0: no HTTP answer)",
+            arm_requests.clone(),
+        );
+        let arm_request_duration: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "arm_request_duration_seconds",
+            "Azure Resource Manager request latency by REST \
+            operation",
+            arm_request_duration.clone(),
+        );
         let budget_wait = Histogram::new(WAIT_BUCKETS);
-        registry.register("budget_wait_seconds", "Time ARM requests waited for the client-side request budget (throttling by idbind itself)", budget_wait.clone());
+        registry.register(
+            "budget_wait_seconds",
+            "Time ARM requests waited for the client-side request \
+            budget (throttling by idbind itself)",
+            budget_wait.clone(),
+        );
         let bindings = Family::<ReadyLabels, Gauge>::default();
-        registry.register("bindings", "WorkloadIdentityBindings by readiness", bindings.clone());
+        registry.register(
+            "bindings",
+            "WorkloadIdentityBindings by readiness",
+            bindings.clone(),
+        );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader lease, else 0", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease, else 0",
+            leader.clone(),
+        );
         let heap = Family::<HeapLabels, Gauge>::default();
-        registry.register("heap_bytes", "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the allocator holds from the OS)", heap.clone());
-        // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and
-        // `rate()` sees the first increment, rather than no data until something happens.
+        registry.register(
+            "heap_bytes",
+            "Heap bytes by kind: allocated (live objects: caches, in-flight \
+            work) and resident (what the allocator holds from the OS)",
+            heap.clone(),
+        );
+        // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and `rate()` sees
+        // the first increment, rather than no data until something happens.
         let _ = reconciles.get_or_create(&ResultLabels { result: "ok" });
         let _ = reconciles.get_or_create(&ResultLabels { result: "error" });
         let _ = reconciles.get_or_create(&ResultLabels { result: "deferred" });
         bindings.get_or_create(&ReadyLabels { ready: "true" }).set(0);
         bindings.get_or_create(&ReadyLabels { ready: "false" }).set(0);
-        Arc::new(Metrics { registry, reconciles, reconcile_errors, reconcile_duration, arm_requests, arm_request_duration, budget_wait, bindings, leader, heap })
+        Arc::new(Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            arm_requests,
+            arm_request_duration,
+            budget_wait,
+            bindings,
+            leader,
+            heap,
+        })
     }
 
-    /// One finished reconcile. `result` is "ok", "error" or "deferred"; `category` is the error's stable PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
+    /// One finished reconcile. `result` is "ok", "error" or "deferred"; `category` is the error's stable
+    /// PascalCase category (e.g. "Throttled", "PolicyViolation") when it failed.
     ///
-    /// A failure without a category is counted as `Unknown` so the per-category counters always
-    /// add up to the error count.
+    /// A failure without a category is counted as `Unknown` so the per-category counters always add up to the
+    /// error count.
     pub fn reconcile_finished(&self, result: &'static str, category: Option<&str>, elapsed: Duration) {
         self.reconciles.get_or_create(&ResultLabels { result }).inc();
         if result == "error" {
             let category = category.unwrap_or("Unknown").to_string();
-            self.reconcile_errors.get_or_create(&CategoryLabels { category }).inc();
+            self.reconcile_errors
+                .get_or_create(&CategoryLabels { category })
+                .inc();
         }
-        // A deferral takes milliseconds and does nothing: counting it would make reconciles
-        // look faster the larger the backlog.
+        // A deferral takes milliseconds and does nothing: counting it would make reconciles look faster the
+        // larger the backlog.
         if result != "deferred" {
             self.reconcile_duration.observe(elapsed.as_secs_f64());
         }
     }
 
-    /// One ARM request: operation as in the REST spec ("UserAssignedIdentities_Get"), HTTP status (0 when no HTTP answer came).
+    /// One ARM request: operation as in the REST spec ("UserAssignedIdentities_Get"), HTTP status (0 when no
+    /// HTTP answer came).
     pub fn arm_request(&self, operation: &'static str, status: u16, elapsed: Duration) {
-        self.arm_requests.get_or_create(&ArmLabels { operation, code: status }).inc();
-        self.arm_request_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+        self.arm_requests
+            .get_or_create(&ArmLabels {
+                operation,
+                code: status,
+            })
+            .inc();
+        self.arm_request_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Time one ARM request waited for the client-side request budget.
@@ -151,8 +219,12 @@ impl Metrics {
 
     /// Bindings by readiness (gauge, label ready="true"|"false").
     pub fn set_bindings(&self, ready: u64, not_ready: u64) {
-        self.bindings.get_or_create(&ReadyLabels { ready: "true" }).set(i64::try_from(ready).unwrap_or(i64::MAX));
-        self.bindings.get_or_create(&ReadyLabels { ready: "false" }).set(i64::try_from(not_ready).unwrap_or(i64::MAX));
+        self.bindings
+            .get_or_create(&ReadyLabels { ready: "true" })
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.bindings
+            .get_or_create(&ReadyLabels { ready: "false" })
+            .set(i64::try_from(not_ready).unwrap_or(i64::MAX));
     }
 
     /// 1 while this replica holds the leader lease.
@@ -163,12 +235,16 @@ impl Metrics {
     /// The Prometheus text exposition of every metric; its content type is [`Metrics::content_type`].
     pub fn encode(&self) -> String {
         if let Some((allocated, resident)) = HEAP_STATS.get().and_then(|stats| stats()) {
-            self.heap.get_or_create(&HeapLabels { kind: "allocated" }).set(i64::try_from(allocated).unwrap_or(i64::MAX));
-            self.heap.get_or_create(&HeapLabels { kind: "resident" }).set(i64::try_from(resident).unwrap_or(i64::MAX));
+            self.heap
+                .get_or_create(&HeapLabels { kind: "allocated" })
+                .set(i64::try_from(allocated).unwrap_or(i64::MAX));
+            self.heap
+                .get_or_create(&HeapLabels { kind: "resident" })
+                .set(i64::try_from(resident).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would only come from a label value
-        // the format cannot carry, and a partial exposition beats none for a scrape.
+        // Writing into a String cannot fail; an encoder error would only come from a label value the format
+        // cannot carry, and a partial exposition beats none for a scrape.
         if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "encoding metrics");
         }
@@ -181,23 +257,37 @@ impl Metrics {
     }
 }
 
-/// Installs the global tracing subscriber: JSON lines (json=true) or human text, level from RUST_LOG (default "info,kube=warn").
+/// Installs the global tracing subscriber: JSON lines (json=true) or human text, level from RUST_LOG (default
+/// "info,kube=warn").
 ///
-/// kube's own INFO lines (every watch restart) drown the operator's, hence `kube=warn` by default.
-/// A second call is a no-op, so tests and embedders may call it freely.
+/// kube's own INFO lines (every watch restart) drown the operator's, hence `kube=warn` by default. A second
+/// call is a no-op, so tests and embedders may call it freely.
 ///
-/// Whatever RUST_LOG asks for, the Azure SDK and the HTTP stack never log below INFO: at DEBUG,
-/// azure_core prints every request with its `Authorization: Bearer …` header, and the HTTP
-/// and OAuth crates below it can print token responses (tests/operator_as_pod.rs runs the
-/// operator at trace level and looks for tokens in its log).
+/// Whatever RUST_LOG asks for, the Azure SDK and the HTTP stack never log below INFO: at DEBUG, azure_core
+/// prints every request with its `Authorization: Bearer …` header, and the HTTP and OAuth crates below it can
+/// print token responses (tests/operator_as_pod.rs runs the operator at trace level and looks for tokens in
+/// its log).
 pub fn init_logging(json: bool) {
-    use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{
+        EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let no_secrets = filter_fn(|meta| *meta.level() <= tracing::Level::INFO || !may_log_secrets(meta.target()));
-    // Span fields (reconcile's object name, the ARM operation) go on every JSON line, so a log
-    // query can follow one reconcile without parsing messages.
-    let layer = if json { fmt::layer().json().with_current_span(true).with_span_list(false).boxed() } else { fmt::layer().boxed() };
-    let installed = tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(no_secrets)).try_init();
+    let no_secrets =
+        filter_fn(|meta| *meta.level() <= tracing::Level::INFO || !may_log_secrets(meta.target()));
+    // Span fields (reconcile's object name, the ARM operation) go on every JSON line, so a log query can
+    // follow one reconcile without parsing messages.
+    let layer = if json {
+        fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt::layer().boxed()
+    };
+    let installed = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(no_secrets))
+        .try_init();
     if installed.is_err() {
         tracing::debug!("a tracing subscriber was already installed; keeping it");
     }
@@ -205,7 +295,20 @@ pub fn init_logging(json: bool) {
 
 /// Targets that log credentials or tokens at DEBUG or TRACE.
 fn may_log_secrets(target: &str) -> bool {
-    ["azure_core", "azure_identity", "azure_mgmt", "oauth2", "reqwest", "hyper", "h2", "rustls", "tower_http", "kube_client::client::auth"].iter().any(|t| target.starts_with(t))
+    [
+        "azure_core",
+        "azure_identity",
+        "azure_mgmt",
+        "oauth2",
+        "reqwest",
+        "hyper",
+        "h2",
+        "rustls",
+        "tower_http",
+        "kube_client::client::auth",
+    ]
+    .iter()
+    .any(|t| target.starts_with(t))
 }
 
 #[cfg(test)]
@@ -213,30 +316,57 @@ mod tests {
     use super::*;
 
     fn lines_with(text: &str, prefix: &str) -> Vec<String> {
-        text.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
     }
 
     #[test]
     fn fresh_metrics_expose_the_fixed_series_at_zero() {
         let m = Metrics::new();
         let text = m.encode();
-        for name in ["idbind_reconciles_total", "idbind_reconcile_duration_seconds", "idbind_budget_wait_seconds", "idbind_bindings", "idbind_leader"] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
+        for name in [
+            "idbind_reconciles_total",
+            "idbind_reconcile_duration_seconds",
+            "idbind_budget_wait_seconds",
+            "idbind_bindings",
+            "idbind_leader",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from:\n{text}"
+            );
         }
-        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 0\n"), "{text}");
-        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 0\n"), "{text}");
+        assert!(
+            text.contains("idbind_reconciles_total{result=\"ok\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconciles_total{result=\"error\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("idbind_leader 0\n"), "{text}");
         assert!(text.contains("idbind_bindings{ready=\"true\"} 0\n"), "{text}");
         assert!(text.contains("idbind_bindings{ready=\"false\"} 0\n"), "{text}");
-        assert!(text.contains("idbind_reconcile_duration_seconds_count 0\n"), "{text}");
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_count 0\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn heap_bytes_come_from_the_binary_s_allocator_statistics() {
         set_heap_stats(|| Some((12_345, 65_536)));
         let text = Metrics::new().encode();
-        assert!(text.contains("idbind_heap_bytes{kind=\"allocated\"} 12345\n"), "{text}");
-        assert!(text.contains("idbind_heap_bytes{kind=\"resident\"} 65536\n"), "{text}");
+        assert!(
+            text.contains("idbind_heap_bytes{kind=\"allocated\"} 12345\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_heap_bytes{kind=\"resident\"} 65536\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -250,18 +380,49 @@ mod tests {
         m.reconcile_finished("error", None, Duration::from_secs(1));
         m.reconcile_finished("deferred", None, Duration::from_millis(3));
         let text = m.encode();
-        assert!(text.contains("idbind_reconciles_total{result=\"deferred\"} 1\n"), "{text}");
-        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"), "{text}");
-        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 4\n"), "{text}");
+        assert!(
+            text.contains("idbind_reconciles_total{result=\"deferred\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconciles_total{result=\"error\"} 4\n"),
+            "{text}"
+        );
         let mut errors = lines_with(&text, "idbind_reconcile_errors_total{");
         errors.sort();
-        assert_eq!(errors, ["idbind_reconcile_errors_total{category=\"PolicyViolation\"} 1", "idbind_reconcile_errors_total{category=\"Throttled\"} 2", "idbind_reconcile_errors_total{category=\"Unknown\"} 1"]);
-        assert!(text.contains("idbind_reconcile_duration_seconds_count 6\n"), "{text}");
-        assert!(text.contains("idbind_reconcile_duration_seconds_sum 4.755\n"), "{text}");
+        assert_eq!(
+            errors,
+            [
+                "idbind_reconcile_errors_total{category=\"PolicyViolation\"} 1",
+                "idbind_reconcile_errors_total{category=\"Throttled\"} 2",
+                "idbind_reconcile_errors_total{category=\"Unknown\"} 1"
+            ]
+        );
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_count 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_sum 4.755\n"),
+            "{text}"
+        );
         // 20 ms, 30 ms and 5 ms fall at or below 50 ms; 700 ms is the only one between 0.5 and 1 s.
-        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"), "{text}");
-        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"1\"} 5\n"), "{text}");
-        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"+Inf\"} 6\n"), "{text}");
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"1\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"+Inf\"} 6\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -275,14 +436,27 @@ mod tests {
         let text = m.encode();
         let mut counts = lines_with(&text, "idbind_arm_requests_total{");
         counts.sort();
-        assert_eq!(counts, [
-            "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"0\"} 1",
-            "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"429\"} 1",
-            "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"200\"} 2",
-            "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"404\"} 1",
-        ]);
-        assert!(text.contains("idbind_arm_request_duration_seconds_count{operation=\"UserAssignedIdentities_Get\"} 3\n"), "{text}");
-        assert!(text.contains("idbind_arm_request_duration_seconds_count{operation=\"RoleAssignments_Create\"} 2\n"), "{text}");
+        assert_eq!(
+            counts,
+            [
+                "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"0\"} 1",
+                "idbind_arm_requests_total{operation=\"RoleAssignments_Create\",code=\"429\"} 1",
+                "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"200\"} 2",
+                "idbind_arm_requests_total{operation=\"UserAssignedIdentities_Get\",code=\"404\"} 1",
+            ]
+        );
+        assert!(
+            text.contains(
+                "idbind_arm_request_duration_seconds_count{operation=\"UserAssignedIdentities_Get\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "idbind_arm_request_duration_seconds_count{operation=\"RoleAssignments_Create\"} 2\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("idbind_arm_request_duration_seconds_bucket{operation=\"RoleAssignments_Create\",le=\"20\"} 1\n"), "{text}");
     }
 

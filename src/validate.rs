@@ -1,9 +1,9 @@
-//! `validate`: from a binding's spec, the operator's settings and the policy, to the desired
-//! Azure state, or the list of what is wrong, each naming its field. Pure: no I/O, so an invalid
-//! binding never reaches Azure and every rule is tested without a server.
+//! `validate`: from a binding's spec, the operator's settings and the policy, to the desired Azure state, or
+//! the list of what is wrong, each naming its field. Pure: no I/O, so an invalid binding never reaches Azure
+//! and every rule is tested without a server.
 //!
-//! The schema already rejects what can be decided from the object alone; this adds what needs
-//! the operator's configuration (defaults, subscription) and the policy.
+//! The schema already rejects what can be decided from the object alone; this adds what needs the operator's
+//! configuration (defaults, subscription) and the policy.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +24,8 @@ pub struct OperatorSettings {
     pub issuer: String,
 }
 
-/// What namespaces may ask for. The default is the safe one: only the Key Vault data-plane
-/// reader roles, only vaults in the operator's subscription, no brought identities.
+/// What namespaces may ask for. The default is the safe one: only the Key Vault data-plane reader roles, only
+/// vaults in the operator's subscription, no brought identities.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Policy {
     pub allow_any_role: bool,
@@ -49,7 +49,13 @@ pub struct Invalid {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DesiredIdentity {
     /// Created and owned by idbind.
-    Managed { subscription_id: String, resource_group: String, name: String, location: String, tags: BTreeMap<String, String> },
+    Managed {
+        subscription_id: String,
+        resource_group: String,
+        name: String,
+        location: String,
+        tags: BTreeMap<String, String>,
+    },
     /// Brought by the user; idbind never modifies or deletes it.
     Existing { resource_id: String },
 }
@@ -77,58 +83,165 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const POLICY_VIOLATION: &str = "PolicyViolation";
 
 /// Validates a binding named `namespace/name`.
-pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec, settings: &OperatorSettings, policy: &Policy) -> Result<DesiredBinding, Vec<Invalid>> {
+pub fn validate(
+    namespace: &str,
+    name: &str,
+    spec: &WorkloadIdentityBindingSpec,
+    settings: &OperatorSettings,
+    policy: &Policy,
+) -> Result<DesiredBinding, Vec<Invalid>> {
     let mut problems = Vec::new();
-    let mut bad = |field: &str, reason: &'static str, message: String| problems.push(Invalid { field: field.to_string(), reason, message });
+    let mut bad = |field: &str, reason: &'static str, message: String| {
+        problems.push(Invalid {
+            field: field.to_string(),
+            reason,
+            message,
+        })
+    };
 
-    // The schema checks this too; the subject is built from it, so it is checked here as well
-    // rather than trusted: a ':' would let a binding name another namespace's subject.
+    // The schema checks this too; the subject is built from it, so it is checked here as well rather than
+    // trusted: a ':' would let a binding name another namespace's subject.
     if !is_dns_subdomain(&spec.service_account_name) {
-        bad("spec.serviceAccountName", INVALID_SPEC, format!("{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)", spec.service_account_name));
+        bad(
+            "spec.serviceAccountName",
+            INVALID_SPEC,
+            format!(
+                "{:?} is not a ServiceAccount name (lowercase \
+            letters, digits, '-' and '.', at most 253)",
+                spec.service_account_name
+            ),
+        );
     }
 
     let identity = match &spec.identity.resource_id {
         Some(id) => {
             if !policy.allow_existing_identity {
-                bad("spec.identity.resourceId", POLICY_VIOLATION, "bringing an existing identity is not allowed by the operator's policy".into());
+                bad(
+                    "spec.identity.resourceId",
+                    POLICY_VIOLATION,
+                    "bringing an existing identity is not \
+                    allowed by the operator's policy"
+                        .into(),
+                );
             } else if arm_id_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities").is_none() {
-                bad("spec.identity.resourceId", INVALID_SPEC, format!("{id:?} is not a user-assigned identity's resource id"));
-            } else if !policy.allow_other_subscriptions && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id)) {
-                bad("spec.identity.resourceId", POLICY_VIOLATION, format!("the identity is in another subscription than the operator's ({})", settings.subscription_id));
+                bad(
+                    "spec.identity.resourceId",
+                    INVALID_SPEC,
+                    format!(
+                        "{id:?} is not a user-assigned \
+                    identity's resource id"
+                    ),
+                );
+            } else if !policy.allow_other_subscriptions
+                && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id))
+            {
+                bad(
+                    "spec.identity.resourceId",
+                    POLICY_VIOLATION,
+                    format!(
+                        "the identity is in another \
+                    subscription than the operator's ({})",
+                        settings.subscription_id
+                    ),
+                );
             }
-            DesiredIdentity::Existing { resource_id: id.clone() }
+            DesiredIdentity::Existing {
+                resource_id: id.clone(),
+            }
         }
         None => {
-            let resource_group = spec.identity.resource_group.clone().or_else(|| settings.default_resource_group.clone());
-            let location = spec.identity.location.clone().or_else(|| settings.default_location.clone());
+            let resource_group = spec
+                .identity
+                .resource_group
+                .clone()
+                .or_else(|| settings.default_resource_group.clone());
+            let location = spec
+                .identity
+                .location
+                .clone()
+                .or_else(|| settings.default_location.clone());
             if resource_group.is_none() {
-                bad("spec.identity.resourceGroup", INVALID_SPEC, "no resource group: set spec.identity.resourceGroup (the operator has no default)".into());
+                bad(
+                    "spec.identity.resourceGroup",
+                    INVALID_SPEC,
+                    "no resource group: set \
+                    spec.identity.resourceGroup (the operator has no default)"
+                        .into(),
+                );
             }
             if location.is_none() {
-                bad("spec.identity.location", INVALID_SPEC, "no location: set spec.identity.location (the operator has no default)".into());
+                bad(
+                    "spec.identity.location",
+                    INVALID_SPEC,
+                    "no location: set spec.identity.location (the \
+                    operator has no default)"
+                        .into(),
+                );
             }
             if let Some(rg) = resource_group.as_deref().filter(|rg| !is_resource_group_name(rg)) {
-                bad("spec.identity.resourceGroup", INVALID_SPEC, format!("{rg:?} is not a resource group name"));
+                bad(
+                    "spec.identity.resourceGroup",
+                    INVALID_SPEC,
+                    format!(
+                        "{rg:?} is not a resource group \
+                    name"
+                    ),
+                );
             }
             if let Some(name) = spec.identity.name.as_deref().filter(|n| !is_identity_name(n)) {
-                bad("spec.identity.name", INVALID_SPEC, format!("{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and '_', starting with a letter or digit)"));
+                bad(
+                    "spec.identity.name",
+                    INVALID_SPEC,
+                    format!(
+                        "{name:?} is not an identity name Azure \
+                    accepts (3-128 letters, digits, '-' and '_', starting with a letter or digit)"
+                    ),
+                );
             }
-            if let Some(l) = location.as_deref().filter(|l| l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric())) {
-                bad("spec.identity.location", INVALID_SPEC, format!("{l:?} is not an Azure location name (e.g. westeurope)"));
+            if let Some(l) = location
+                .as_deref()
+                .filter(|l| l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                bad(
+                    "spec.identity.location",
+                    INVALID_SPEC,
+                    format!(
+                        "{l:?} is not an Azure location name \
+                    (e.g. westeurope)"
+                    ),
+                );
             }
             let tags = spec.identity.tags.clone().unwrap_or_default();
             for (k, v) in &tags {
                 if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
-                    bad("spec.identity.tags", INVALID_SPEC, format!("tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? /)"));
+                    bad(
+                        "spec.identity.tags",
+                        INVALID_SPEC,
+                        format!(
+                            "tag name {k:?} is not allowed by Azure \
+                        (1-512 characters, none of < > % & \\ ? /)"
+                        ),
+                    );
                 }
                 if v.len() > 256 {
-                    bad("spec.identity.tags", INVALID_SPEC, format!("the value of tag {k:?} is longer than Azure's 256 characters"));
+                    bad(
+                        "spec.identity.tags",
+                        INVALID_SPEC,
+                        format!(
+                            "the value of tag {k:?} is longer than \
+                        Azure's 256 characters"
+                        ),
+                    );
                 }
             }
             DesiredIdentity::Managed {
                 subscription_id: settings.subscription_id.clone(),
                 resource_group: resource_group.unwrap_or_default(),
-                name: spec.identity.name.clone().unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, name)),
+                name: spec
+                    .identity
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, name)),
                 location: location.unwrap_or_default(),
                 tags,
             }
@@ -139,38 +252,101 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
     for (i, kv) in spec.key_vaults.iter().enumerate() {
         // Every part that ends up in an ARM URL is checked here, not only by the schema.
         let resource_id = match (&kv.resource_id, &kv.name, &kv.resource_group) {
-            (Some(id), _, _) if arm_id_parts(id, "Microsoft.KeyVault", "vaults").is_some_and(|(_, rg, n)| is_resource_group_name(rg) && is_vault_name(n)) => id.clone(),
+            (Some(id), _, _)
+                if arm_id_parts(id, "Microsoft.KeyVault", "vaults")
+                    .is_some_and(|(_, rg, n)| is_resource_group_name(rg) && is_vault_name(n)) =>
+            {
+                id.clone()
+            }
             (Some(id), _, _) => {
-                bad(&format!("spec.keyVaults[{i}].resourceId"), INVALID_SPEC, format!("{id:?} is not a Key Vault's resource id"));
+                bad(
+                    &format!("spec.keyVaults[{i}].resourceId"),
+                    INVALID_SPEC,
+                    format!(
+                        "{id:?} is not a Key \
+                    Vault's resource id"
+                    ),
+                );
                 continue;
             }
-            (None, Some(n), Some(rg)) if is_vault_name(n) && is_resource_group_name(rg) => format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}", settings.subscription_id),
+            (None, Some(n), Some(rg)) if is_vault_name(n) && is_resource_group_name(rg) => format!(
+                "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}",
+                settings.subscription_id
+            ),
             (None, Some(n), Some(rg)) => {
                 let field = if is_vault_name(n) { "resourceGroup" } else { "name" };
-                bad(&format!("spec.keyVaults[{i}].{field}"), INVALID_SPEC, format!("{:?} is not a valid vault {field}", if is_vault_name(n) { rg } else { n }));
+                bad(
+                    &format!("spec.keyVaults[{i}].{field}"),
+                    INVALID_SPEC,
+                    format!(
+                        "{:?} is not a valid \
+                    vault {field}",
+                        if is_vault_name(n) { rg } else { n }
+                    ),
+                );
                 continue;
             }
             _ => {
-                bad(&format!("spec.keyVaults[{i}]"), INVALID_SPEC, "set either resourceId, or name and resourceGroup".into());
+                bad(
+                    &format!("spec.keyVaults[{i}]"),
+                    INVALID_SPEC,
+                    "set either resourceId, or name and \
+                    resourceGroup"
+                        .into(),
+                );
                 continue;
             }
         };
-        if !policy.allow_other_subscriptions && subscription_of(&resource_id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id)) {
-            bad(&format!("spec.keyVaults[{i}].resourceId"), POLICY_VIOLATION, format!("the vault is in another subscription than the operator's ({})", settings.subscription_id));
+        if !policy.allow_other_subscriptions
+            && subscription_of(&resource_id)
+                .is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id))
+        {
+            bad(
+                &format!("spec.keyVaults[{i}].resourceId"),
+                POLICY_VIOLATION,
+                format!(
+                    "the vault is in \
+                another subscription than the operator's ({})",
+                    settings.subscription_id
+                ),
+            );
         }
-        if vaults.iter().any(|v| v.resource_id.eq_ignore_ascii_case(&resource_id)) {
-            bad(&format!("spec.keyVaults[{i}]"), INVALID_SPEC, "this vault is already listed: merge the roles into one entry".into());
+        if vaults
+            .iter()
+            .any(|v| v.resource_id.eq_ignore_ascii_case(&resource_id))
+        {
+            bad(
+                &format!("spec.keyVaults[{i}]"),
+                INVALID_SPEC,
+                "this vault is already listed: merge the \
+                roles into one entry"
+                    .into(),
+            );
             continue;
         }
         let mut roles = Vec::new();
         for (j, role) in kv.roles.iter().enumerate() {
             let parsed = RoleRef::parse(role);
             if !policy.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
-                bad(&format!("spec.keyVaults[{i}].roles[{j}]"), POLICY_VIOLATION, format!("role {role:?} is not allowed by the operator's policy (allowed: the Key Vault data-plane reader roles)"));
+                bad(
+                    &format!("spec.keyVaults[{i}].roles[{j}]"),
+                    POLICY_VIOLATION,
+                    format!(
+                        "role {role:?} is not \
+                    allowed by the operator's policy (allowed: the Key Vault data-plane reader roles)"
+                    ),
+                );
                 continue;
             }
             if roles.iter().any(|(_, r)| *r == parsed) {
-                bad(&format!("spec.keyVaults[{i}].roles[{j}]"), INVALID_SPEC, format!("role {role:?} names a role already listed"));
+                bad(
+                    &format!("spec.keyVaults[{i}].roles[{j}]"),
+                    INVALID_SPEC,
+                    format!(
+                        "role {role:?} names a \
+                    role already listed"
+                    ),
+                );
                 continue;
             }
             roles.push((role.clone(), parsed));
@@ -192,8 +368,8 @@ pub fn validate(namespace: &str, name: &str, spec: &WorkloadIdentityBindingSpec,
     })
 }
 
-/// A binding's claim on a ServiceAccount: one ServiceAccount carries one client id, so of two
-/// bindings naming it, only one may bind it.
+/// A binding's claim on a ServiceAccount: one ServiceAccount carries one client id, so of two bindings naming
+/// it, only one may bind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim<'a> {
     pub binding: &'a str,
@@ -204,8 +380,8 @@ pub struct Claim<'a> {
     pub deleting: bool,
 }
 
-/// The binding, among `others` in the same namespace, that holds `me`'s ServiceAccount ahead of
-/// `me` (the older one; the name breaks ties), if any. Pure, so the rule is tested as a table.
+/// The binding, among `others` in the same namespace, that holds `me`'s ServiceAccount ahead of `me` (the
+/// older one; the name breaks ties), if any. Pure, so the rule is tested as a table.
 pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) -> Option<&'a str> {
     others
         .into_iter()
@@ -215,35 +391,63 @@ pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) 
         .map(|o| o.binding)
 }
 
-/// (subscription, resource group, name) of `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`.
+/// (subscription, resource group, name) of
+/// `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`.
 fn arm_id_parts<'a>(id: &'a str, provider: &str, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
     let parts: Vec<&str> = id.strip_prefix('/')?.split('/').collect();
     match parts.as_slice() {
-        [s, sub, r, rg, p, prov, t, name] if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") && p.eq_ignore_ascii_case("providers") && prov.eq_ignore_ascii_case(provider) && t.eq_ignore_ascii_case(type_) && uuid::Uuid::parse_str(sub).is_ok() && !rg.is_empty() && !name.is_empty() => Some((sub, rg, name)),
+        [s, sub, r, rg, p, prov, t, name]
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourceGroups")
+                && p.eq_ignore_ascii_case("providers")
+                && prov.eq_ignore_ascii_case(provider)
+                && t.eq_ignore_ascii_case(type_)
+                && uuid::Uuid::parse_str(sub).is_ok()
+                && !rg.is_empty()
+                && !name.is_empty() =>
+        {
+            Some((sub, rg, name))
+        }
         _ => None,
     }
 }
 
 /// ARM's resource group rule: 1-90 letters, digits, '-', '_', '.', '(' and ')', not ending in '.'.
 fn is_resource_group_name(rg: &str) -> bool {
-    (1..=90).contains(&rg.len()) && !rg.ends_with('.') && rg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+    (1..=90).contains(&rg.len())
+        && !rg.ends_with('.')
+        && rg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
 }
 
-/// Key Vault's rule: 3-24 letters, digits and '-', starting with a letter, ending with a letter
-/// or digit, no "--".
+/// Key Vault's rule: 3-24 letters, digits and '-', starting with a letter, ending with a letter or digit, no
+/// "--".
 fn is_vault_name(n: &str) -> bool {
-    (3..=24).contains(&n.len()) && n.starts_with(|c: char| c.is_ascii_alphabetic()) && n.ends_with(|c: char| c.is_ascii_alphanumeric()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !n.contains("--")
+    (3..=24).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_alphabetic())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !n.contains("--")
 }
 
 /// A user-assigned identity's name: 3-128 letters, digits, '-' and '_', starting with a letter or digit.
 fn is_identity_name(n: &str) -> bool {
-    (3..=128).contains(&n.len()) && n.starts_with(|c: char| c.is_ascii_alphanumeric()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (3..=128).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Kubernetes' DNS-1123 subdomain rule, which ServiceAccount names follow.
 fn is_dns_subdomain(name: &str) -> bool {
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    (1..=253).contains(&name.len()) && edge_ok(name.chars().next()) && edge_ok(name.chars().last()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    (1..=253).contains(&name.len())
+        && edge_ok(name.chars().next())
+        && edge_ok(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 fn subscription_of(resource_id: &str) -> Option<&str> {
@@ -273,25 +477,53 @@ mod tests {
     }
 
     fn spec() -> WorkloadIdentityBindingSpec {
-        WorkloadIdentityBindingSpec { service_account_name: "orders".into(), ..Default::default() }
+        WorkloadIdentityBindingSpec {
+            service_account_name: "orders".into(),
+            ..Default::default()
+        }
     }
 
     fn vault(name: &str, roles: &[&str]) -> KeyVaultAccess {
-        KeyVaultAccess { name: Some(name.into()), resource_group: Some("rg-kv".into()), roles: roles.iter().map(|r| r.to_string()).collect(), ..Default::default() }
+        KeyVaultAccess {
+            name: Some(name.into()),
+            resource_group: Some("rg-kv".into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     fn fields(r: Result<DesiredBinding, Vec<Invalid>>) -> Vec<(String, &'static str)> {
-        r.err().unwrap_or_default().into_iter().map(|i| (i.field, i.reason)).collect()
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.field, i.reason))
+            .collect()
     }
 
     #[test]
     fn defaults_fill_the_identity_and_the_subject_names_the_own_namespace() {
         let d = validate("shop", "orders", &spec(), &settings(), &Policy::default()).expect("valid");
         assert_eq!(d.subject, "system:serviceaccount:shop:orders");
-        assert_eq!(d.issuer, "https://oidc.example/issuer/", "the issuer is taken verbatim");
+        assert_eq!(
+            d.issuer, "https://oidc.example/issuer/",
+            "the issuer is taken verbatim"
+        );
         match d.identity {
-            DesiredIdentity::Managed { resource_group, location, name, subscription_id, .. } => {
-                assert_eq!((resource_group.as_str(), location.as_str(), subscription_id.as_str()), ("rg-ids", "westeurope", SUB));
+            DesiredIdentity::Managed {
+                resource_group,
+                location,
+                name,
+                subscription_id,
+                ..
+            } => {
+                assert_eq!(
+                    (
+                        resource_group.as_str(),
+                        location.as_str(),
+                        subscription_id.as_str()
+                    ),
+                    ("rg-ids", "westeurope", SUB)
+                );
                 assert_eq!(name, naming::identity_name("aks1", "shop", "orders"));
             }
             other => panic!("expected a managed identity, got {other:?}"),
@@ -300,14 +532,32 @@ mod tests {
 
     #[test]
     fn missing_defaults_name_the_field() {
-        let s = OperatorSettings { default_resource_group: None, default_location: None, ..settings() };
-        assert_eq!(fields(validate("ns", "b", &spec(), &s, &Policy::default())), vec![("spec.identity.resourceGroup".into(), INVALID_SPEC), ("spec.identity.location".into(), INVALID_SPEC)]);
+        let s = OperatorSettings {
+            default_resource_group: None,
+            default_location: None,
+            ..settings()
+        };
+        assert_eq!(
+            fields(validate("ns", "b", &spec(), &s, &Policy::default())),
+            vec![
+                ("spec.identity.resourceGroup".into(), INVALID_SPEC),
+                ("spec.identity.location".into(), INVALID_SPEC)
+            ]
+        );
     }
 
     #[test]
     fn default_policy_allows_only_reader_roles() {
         let mut s = spec();
-        s.key_vaults = vec![vault("kv-a", &["Key Vault Secrets User", "Key Vault Administrator", "Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"])];
+        s.key_vaults = vec![vault(
+            "kv-a",
+            &[
+                "Key Vault Secrets User",
+                "Key Vault Administrator",
+                "Owner",
+                "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+            ],
+        )];
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
             vec![
@@ -316,20 +566,41 @@ mod tests {
                 ("spec.keyVaults[0].roles[3]".into(), POLICY_VIOLATION)
             ]
         );
-        let open = Policy { allow_any_role: true, ..Policy::default() };
+        let open = Policy {
+            allow_any_role: true,
+            ..Policy::default()
+        };
         assert!(validate("ns", "b", &s, &settings(), &open).is_ok());
     }
 
     #[test]
     fn other_subscriptions_and_brought_identities_need_the_policy() {
         let mut s = spec();
-        s.identity = IdentitySpec { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared")), ..Default::default() };
-        s.key_vaults = vec![KeyVaultAccess { resource_id: Some(format!("/subscriptions/{OTHER}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-x")), roles: vec!["Key Vault Reader".into()], ..Default::default() }];
+        s.identity = IdentitySpec {
+            resource_id: Some(format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared"
+            )),
+            ..Default::default()
+        };
+        s.key_vaults = vec![KeyVaultAccess {
+            resource_id: Some(format!(
+                "/subscriptions/{OTHER}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-x"
+            )),
+            roles: vec!["Key Vault Reader".into()],
+            ..Default::default()
+        }];
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
-            vec![("spec.identity.resourceId".into(), POLICY_VIOLATION), ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)]
+            vec![
+                ("spec.identity.resourceId".into(), POLICY_VIOLATION),
+                ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)
+            ]
         );
-        let open = Policy { allow_other_subscriptions: true, allow_existing_identity: true, ..Policy::default() };
+        let open = Policy {
+            allow_other_subscriptions: true,
+            allow_existing_identity: true,
+            ..Policy::default()
+        };
         let d = validate("ns", "b", &s, &settings(), &open).expect("allowed by policy");
         assert!(matches!(d.identity, DesiredIdentity::Existing { .. }));
     }
@@ -338,30 +609,60 @@ mod tests {
     fn the_same_vault_or_role_twice_is_reported() {
         let mut s = spec();
         s.key_vaults = vec![
-            vault("kv-a", &["Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"]),
-            KeyVaultAccess { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/RG-KV/providers/Microsoft.KeyVault/vaults/KV-A")), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+            vault(
+                "kv-a",
+                &["Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"],
+            ),
+            KeyVaultAccess {
+                resource_id: Some(format!(
+                    "/subscriptions/{SUB}/resourceGroups/RG-KV/providers/Microsoft.KeyVault/vaults/KV-A"
+                )),
+                roles: vec!["Key Vault Reader".into()],
+                ..Default::default()
+            },
         ];
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
-            vec![("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC), ("spec.keyVaults[1]".into(), INVALID_SPEC)]
+            vec![
+                ("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC),
+                ("spec.keyVaults[1]".into(), INVALID_SPEC)
+            ]
         );
     }
 
     #[test]
     fn service_account_names_that_could_bend_the_subject_are_refused() {
         for bad in ["", "a:b", "Orders", "-x", "x-", "ns:other:sa", &"a".repeat(254)] {
-            let s = WorkloadIdentityBindingSpec { service_account_name: bad.to_string(), ..Default::default() };
-            assert_eq!(fields(validate("ns", "b", &s, &settings(), &Policy::default())), vec![("spec.serviceAccountName".into(), INVALID_SPEC)], "{bad:?}");
+            let s = WorkloadIdentityBindingSpec {
+                service_account_name: bad.to_string(),
+                ..Default::default()
+            };
+            assert_eq!(
+                fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+                vec![("spec.serviceAccountName".into(), INVALID_SPEC)],
+                "{bad:?}"
+            );
         }
         for good in ["a", "orders-api", "a.b", &"a".repeat(253)] {
-            let s = WorkloadIdentityBindingSpec { service_account_name: good.to_string(), ..Default::default() };
-            assert!(validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(), "{good:?}");
+            let s = WorkloadIdentityBindingSpec {
+                service_account_name: good.to_string(),
+                ..Default::default()
+            };
+            assert!(
+                validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(),
+                "{good:?}"
+            );
         }
     }
 
     #[test]
     fn the_first_binding_of_a_service_account_keeps_it() {
-        let claim = |binding, service_account, created, deleting| Claim { binding, service_account, created, deleting };
+        let claim = |binding, service_account, created, deleting| Claim {
+            binding,
+            service_account,
+            created,
+            deleting,
+        };
         let me = claim("b", "sa", 100, false);
         let table: &[(&[Claim<'static>], Option<&str>)] = &[
             (&[], None),
@@ -371,7 +672,10 @@ mod tests {
             (&[claim("a", "sa", 100, false)], Some("a")),
             (&[claim("c", "sa", 100, false)], None),
             (&[claim("a", "sa", 50, true)], None),
-            (&[claim("c", "sa", 60, false), claim("a", "sa", 50, false)], Some("a")),
+            (
+                &[claim("c", "sa", 60, false), claim("a", "sa", 50, false)],
+                Some("a"),
+            ),
             (&[claim("b", "sa", 10, false)], None),
         ];
         for (others, want) in table {
@@ -385,10 +689,30 @@ mod tests {
         s.identity.name = Some("a/../b".into());
         s.identity.resource_group = Some("rg/x".into());
         s.key_vaults = vec![
-            KeyVaultAccess { name: Some("kv/../../x".into()), resource_group: Some("rg".into()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
-            KeyVaultAccess { name: Some("kv-ok".into()), resource_group: Some("rg?x=1".into()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
-            KeyVaultAccess { resource_id: Some(String::new()), roles: vec!["Key Vault Reader".into()], ..Default::default() },
-            KeyVaultAccess { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa")), roles: vec!["Key Vault Reader".into()], ..Default::default() },
+            KeyVaultAccess {
+                name: Some("kv/../../x".into()),
+                resource_group: Some("rg".into()),
+                roles: vec!["Key Vault Reader".into()],
+                ..Default::default()
+            },
+            KeyVaultAccess {
+                name: Some("kv-ok".into()),
+                resource_group: Some("rg?x=1".into()),
+                roles: vec!["Key Vault Reader".into()],
+                ..Default::default()
+            },
+            KeyVaultAccess {
+                resource_id: Some(String::new()),
+                roles: vec!["Key Vault Reader".into()],
+                ..Default::default()
+            },
+            KeyVaultAccess {
+                resource_id: Some(format!(
+                    "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa"
+                )),
+                roles: vec!["Key Vault Reader".into()],
+                ..Default::default()
+            },
         ];
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
@@ -402,15 +726,39 @@ mod tests {
             ]
         );
         let mut s = spec();
-        s.identity = IdentitySpec { resource_id: Some(format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv")), ..Default::default() };
-        let open = Policy { allow_existing_identity: true, ..Policy::default() };
-        assert_eq!(fields(validate("ns", "b", &s, &settings(), &open)), vec![("spec.identity.resourceId".into(), INVALID_SPEC)]);
+        s.identity = IdentitySpec {
+            resource_id: Some(format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+            )),
+            ..Default::default()
+        };
+        let open = Policy {
+            allow_existing_identity: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &open)),
+            vec![("spec.identity.resourceId".into(), INVALID_SPEC)]
+        );
     }
 
     #[test]
     fn tags_azure_refuses_are_reported() {
         let mut s = spec();
-        s.identity.tags = Some([("a/b".to_string(), "x".to_string()), ("ok".to_string(), "v".repeat(257))].into_iter().collect());
-        assert_eq!(fields(validate("ns", "b", &s, &settings(), &Policy::default())), vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]);
+        s.identity.tags = Some(
+            [
+                ("a/b".to_string(), "x".to_string()),
+                ("ok".to_string(), "v".repeat(257)),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            vec![
+                ("spec.identity.tags".into(), INVALID_SPEC),
+                ("spec.identity.tags".into(), INVALID_SPEC)
+            ]
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! The WorkloadIdentityBinding API against a real kube-apiserver, driven with the real kubectl:
-//! the CRD installs, the samples are accepted, every validation rule rejects bad input with a
-//! message naming the field, and `kubectl get` / `kubectl explain` show what users read.
+//! The WorkloadIdentityBinding API against a real kube-apiserver, driven with the real kubectl: the CRD
+//! installs, the samples are accepted, every validation rule rejects bad input with a message naming the
+//! field, and `kubectl get` / `kubectl explain` show what users read.
 
 use std::{io::Write, process::Stdio};
 
@@ -20,7 +20,12 @@ fn apply(namespace: &str, object: &Value) -> Result<String, String> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl runs");
-    child.stdin.take().expect("piped stdin").write_all(object.to_string().as_bytes()).expect("writing to kubectl");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("writing to kubectl");
     let out = child.wait_with_output().expect("kubectl finishes");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -57,13 +62,21 @@ fn samples_are_accepted() {
     for entry in std::fs::read_dir(&samples).expect("config/samples exists") {
         let path = entry.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            plane().kubectl_ok(&["apply", "-n", &ns, "-f", &path.display().to_string()]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            plane()
+                .kubectl_ok(&["apply", "-n", &ns, "-f", &path.display().to_string()])
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             count += 1;
         }
     }
     assert!(count >= 3, "expected at least three samples, found {count}");
-    let names = plane().kubectl_ok(&["get", "wib", "-n", &ns, "-o", "name"]).expect("get");
-    assert_eq!(names.lines().count(), count, "every sample became a binding: {names}");
+    let names = plane()
+        .kubectl_ok(&["get", "wib", "-n", &ns, "-o", "name"])
+        .expect("get");
+    assert_eq!(
+        names.lines().count(),
+        count,
+        "every sample became a binding: {names}"
+    );
 }
 
 #[test]
@@ -72,38 +85,136 @@ fn invalid_bindings_are_rejected_naming_the_field() {
     let long = "a".repeat(129);
     let cases: Vec<(&str, Value, &str)> = vec![
         ("missing serviceAccountName", json!({}), "spec.serviceAccountName"),
-        ("serviceAccountName not DNS-1123", json!({"serviceAccountName": "Orders_API"}), "spec.serviceAccountName"),
-        ("identity.name too short", json!({"serviceAccountName": "sa", "identity": {"name": "ab"}}), "spec.identity.name"),
-        ("identity.name bad character", json!({"serviceAccountName": "sa", "identity": {"name": "my.identity"}}), "spec.identity.name"),
-        ("identity.name too long", json!({"serviceAccountName": "sa", "identity": {"name": long}}), "spec.identity.name"),
-        ("identity.resourceGroup ends with a period", json!({"serviceAccountName": "sa", "identity": {"resourceGroup": "rg."}}), "spec.identity.resourceGroup"),
-        ("identity.location display name", json!({"serviceAccountName": "sa", "identity": {"location": "West Europe"}}), "spec.identity.location"),
-        ("identity.tags reserved name", json!({"serviceAccountName": "sa", "identity": {"tags": {"idbind.dev.owner": "me"}}}), "spec.identity.tags"),
-        ("identity.resourceId with name", json!({"serviceAccountName": "sa", "identity": {"name": "abc", "resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc")}}), "spec.identity.resourceId"),
-        ("identity.resourceId of another type", json!({"serviceAccountName": "sa", "identity": {"resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/abc")}}), "spec.identity.resourceId"),
-        ("vault name without resourceGroup", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"resourceGroup": null}))]}), "spec.keyVaults[0]"),
-        ("vault with both resourceId and name", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"resourceGroup": null, "resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-shop")}))]}), "spec.keyVaults[0]"),
-        ("vault name with --", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": "kv--shop"}))]}), "spec.keyVaults[0].name"),
-        ("vault name too long", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": "kv-abcdefghijklmnopqrstuvwxyz"}))]}), "spec.keyVaults[0].name"),
-        ("vault resourceId malformed", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": null, "resourceGroup": null, "resourceId": "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"}))]}), "spec.keyVaults[0].resourceId"),
-        ("vault without roles", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": []}))]}), "spec.keyVaults[0].roles"),
-        ("role with forbidden characters", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["Owner; DROP"]}))]}), "spec.keyVaults[0].roles[0]"),
-        ("duplicate role", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["Key Vault Reader", "Key Vault Reader"]}))]}), "spec.keyVaults[0].roles[1]"),
-        ("too many roles", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"]}))]}), "spec.keyVaults[0].roles"),
-        ("same vault twice", json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({})), vault(json!({"name": "KV-SHOP", "roles": ["Key Vault Reader"]}))]}), "spec.keyVaults"),
-        ("too many vaults", json!({"serviceAccountName": "sa", "keyVaults": (0..17).map(|i| vault(json!({"name": format!("kv-{i:03}")}))).collect::<Vec<_>>()}), "spec.keyVaults"),
-        ("unknown deletionPolicy", json!({"serviceAccountName": "sa", "deletionPolicy": "Orphan"}), "spec.deletionPolicy"),
-        ("unknown field", json!({"serviceAccountName": "sa", "identty": {}}), "spec.identty"),
+        (
+            "serviceAccountName not DNS-1123",
+            json!({"serviceAccountName": "Orders_API"}),
+            "spec.serviceAccountName",
+        ),
+        (
+            "identity.name too short",
+            json!({"serviceAccountName": "sa", "identity": {"name": "ab"}}),
+            "spec.identity.name",
+        ),
+        (
+            "identity.name bad character",
+            json!({"serviceAccountName": "sa", "identity": {"name": "my.identity"}}),
+            "spec.identity.name",
+        ),
+        (
+            "identity.name too long",
+            json!({"serviceAccountName": "sa", "identity": {"name": long}}),
+            "spec.identity.name",
+        ),
+        (
+            "identity.resourceGroup ends with a period",
+            json!({"serviceAccountName": "sa", "identity": {"resourceGroup": "rg."}}),
+            "spec.identity.resourceGroup",
+        ),
+        (
+            "identity.location display name",
+            json!({"serviceAccountName": "sa", "identity": {"location": "West Europe"}}),
+            "spec.identity.location",
+        ),
+        (
+            "identity.tags reserved name",
+            json!({"serviceAccountName": "sa", "identity": {"tags": {"idbind.dev.owner": "me"}}}),
+            "spec.identity.tags",
+        ),
+        (
+            "identity.resourceId with name",
+            json!({"serviceAccountName": "sa", "identity": {"name": "abc", "resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc")}}),
+            "spec.identity.resourceId",
+        ),
+        (
+            "identity.resourceId of another type",
+            json!({"serviceAccountName": "sa", "identity": {"resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/abc")}}),
+            "spec.identity.resourceId",
+        ),
+        (
+            "vault name without resourceGroup",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"resourceGroup": null}))]}),
+            "spec.keyVaults[0]",
+        ),
+        (
+            "vault with both resourceId and name",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"resourceGroup": null, "resourceId": format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-shop")}))]}),
+            "spec.keyVaults[0]",
+        ),
+        (
+            "vault name with --",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": "kv--shop"}))]}),
+            "spec.keyVaults[0].name",
+        ),
+        (
+            "vault name too long",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": "kv-abcdefghijklmnopqrstuvwxyz"}))]}),
+            "spec.keyVaults[0].name",
+        ),
+        (
+            "vault resourceId malformed",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": null, "resourceGroup": null, "resourceId": "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"}))]}),
+            "spec.keyVaults[0].resourceId",
+        ),
+        (
+            "vault without roles",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": []}))]}),
+            "spec.keyVaults[0].roles",
+        ),
+        (
+            "role with forbidden characters",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["Owner; DROP"]}))]}),
+            "spec.keyVaults[0].roles[0]",
+        ),
+        (
+            "duplicate role",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["Key Vault Reader", "Key Vault Reader"]}))]}),
+            "spec.keyVaults[0].roles[1]",
+        ),
+        (
+            "too many roles",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"roles": ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"]}))]}),
+            "spec.keyVaults[0].roles",
+        ),
+        (
+            "same vault twice",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({})), vault(json!({"name": "KV-SHOP", "roles": ["Key Vault Reader"]}))]}),
+            "spec.keyVaults",
+        ),
+        (
+            "too many vaults",
+            json!({"serviceAccountName": "sa", "keyVaults": (0..17).map(|i| vault(json!({"name": format!("kv-{i:03}")}))).collect::<Vec<_>>()}),
+            "spec.keyVaults",
+        ),
+        (
+            "unknown deletionPolicy",
+            json!({"serviceAccountName": "sa", "deletionPolicy": "Orphan"}),
+            "spec.deletionPolicy",
+        ),
+        (
+            "unknown field",
+            json!({"serviceAccountName": "sa", "identty": {}}),
+            "spec.identty",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (what, spec, field)) in cases.iter().enumerate() {
         match apply(&ns, &binding(&format!("bad-{i}"), spec.clone())) {
             Ok(out) => failures.push(format!("{what}: accepted ({})", out.trim())),
-            Err(err) if !err.contains(field) => failures.push(format!("{what}: rejected without naming {field}: {}", err.trim())),
+            Err(err) if !err.contains(field) => failures.push(format!(
+                "{what}: rejected without naming \
+                {field}: {}",
+                err.trim()
+            )),
             Err(_) => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} invalid bindings were not rejected as expected:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} invalid bindings were not rejected as expected:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -111,35 +222,80 @@ fn location_cannot_change_without_a_new_identity_name() {
     let ns = plane().fresh_namespace("immutable").expect("namespace");
     let spec = |name: &str, location: &str| json!({"serviceAccountName": "sa", "identity": {"name": name, "location": location}});
     apply(&ns, &binding("moving", spec("id-one", "westeurope"))).expect("the first version is valid");
-    let err = apply(&ns, &binding("moving", spec("id-one", "eastus"))).expect_err("moving the same identity must be rejected");
+    let err = apply(&ns, &binding("moving", spec("id-one", "eastus"))).expect_err(
+        "moving the same identity \
+        must be rejected",
+    );
     assert!(err.contains("spec.identity.location"), "{err}");
-    apply(&ns, &binding("moving", spec("id-two", "eastus"))).expect("a new name with a new location is a new identity, and allowed");
+    apply(&ns, &binding("moving", spec("id-two", "eastus"))).expect(
+        "a new name with a new location is a new \
+        identity, and allowed",
+    );
 }
 
 #[test]
 fn kubectl_get_shows_the_printer_columns() {
     let ns = plane().fresh_namespace("columns").expect("namespace");
-    apply(&ns, &binding("orders-api", json!({"serviceAccountName": "orders-api"}))).expect("valid binding");
-    let table = plane().kubectl_ok(&["get", "wib", "-n", &ns]).expect("kubectl get wib");
-    let header: Vec<&str> = table.lines().next().unwrap_or_default().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
-    assert_eq!(header, ["NAME", "READY", "CLIENT ID", "IDENTITY", "AGE"], "{table}");
-    let wide = plane().kubectl_ok(&["get", "workloadidentitybindings.idbind.dev", "-n", &ns, "-o", "wide"]).expect("kubectl get -o wide");
-    assert!(wide.contains("REASON") && wide.contains("SERVICE ACCOUNT") && wide.contains("orders-api"), "{wide}");
+    apply(
+        &ns,
+        &binding("orders-api", json!({"serviceAccountName": "orders-api"})),
+    )
+    .expect("valid binding");
+    let table = plane()
+        .kubectl_ok(&["get", "wib", "-n", &ns])
+        .expect("kubectl get wib");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "CLIENT ID", "IDENTITY", "AGE"],
+        "{table}"
+    );
+    let wide = plane()
+        .kubectl_ok(&[
+            "get",
+            "workloadidentitybindings.idbind.dev",
+            "-n",
+            &ns,
+            "-o",
+            "wide",
+        ])
+        .expect("kubectl get -o wide");
+    assert!(
+        wide.contains("REASON") && wide.contains("SERVICE ACCOUNT") && wide.contains("orders-api"),
+        "{wide}"
+    );
 }
 
 #[test]
 fn kubectl_explain_shows_the_field_docs() {
     // The OpenAPI document of a new CRD is published a few seconds after it is established.
-    let spec = plane().kubectl_eventually(&["explain", "wib.spec"], std::time::Duration::from_secs(90)).expect("kubectl explain wib.spec");
+    let spec = plane()
+        .kubectl_eventually(&["explain", "wib.spec"], std::time::Duration::from_secs(90))
+        .expect("kubectl explain wib.spec");
     for field in ["serviceAccountName", "identity", "keyVaults", "deletionPolicy"] {
         assert!(spec.contains(field), "explain wib.spec lacks {field}:\n{spec}");
     }
-    assert!(spec.contains("system:serviceaccount"), "the serviceAccountName doc explains the subject:\n{spec}");
+    assert!(
+        spec.contains("system:serviceaccount"),
+        "the serviceAccountName doc explains the \
+        subject:\n{spec}"
+    );
     // kubectl wraps at its own width: compare with whitespace folded.
-    let roles = plane().kubectl_ok(&["explain", "wib.spec.keyVaults.roles"]).expect("kubectl explain roles");
+    let roles = plane()
+        .kubectl_ok(&["explain", "wib.spec.keyVaults.roles"])
+        .expect("kubectl explain roles");
     let roles = roles.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(roles.contains("Key Vault Secrets User"), "{roles}");
-    let status = plane().kubectl_ok(&["explain", "wib.status.identity.clientId"]).expect("kubectl explain status");
+    let status = plane()
+        .kubectl_ok(&["explain", "wib.status.identity.clientId"])
+        .expect("kubectl explain status");
     let status = status.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(status.contains("azure.workload.identity/client-id"), "{status}");
 }

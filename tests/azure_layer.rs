@@ -1,14 +1,14 @@
-//! The Azure layer (`idbind::azure`) against the ARM simulator over HTTPS: observe, execute the
-//! planner's writes to convergence, steady state without writes, role edits, error
-//! classification of injected faults, principalType against replication delay, role names.
+//! The Azure layer (`idbind::azure`) against the ARM simulator over HTTPS: observe, execute the planner's
+//! writes to convergence, steady state without writes, role edits, error classification of injected faults,
+//! principalType against replication delay, role names.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
-use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
 use idbind::azure::governed::Governed;
+use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
 use idbind::budget::{Limits, SharedBudget};
 use idbind::naming;
 use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
@@ -29,13 +29,17 @@ const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
 const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
 const ISSUER: &str = "https://oidc.example/aks1/";
 
-
 async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send + Sync>> {
     let mut seed = Seed::default();
     seed.add_rg(SUB, RG, Some("westeurope".into()));
     seed.add_vault(SUB, KV_RG, "kv-rbac", true);
     seed.add_vault(SUB, KV_RG, "kv-policies", false);
-    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some("22222222-2222-2222-2222-222222222222".into()), display_name: Some("operator".into()) });
+    seed.apps.push(SeedApp {
+        client_id: APP_ID.into(),
+        client_secret: APP_SECRET.into(),
+        object_id: Some("22222222-2222-2222-2222-222222222222".into()),
+        display_name: Some("operator".into()),
+    });
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     let h = Simulator::start(config).await?;
@@ -45,14 +49,32 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
 
 fn reqwest_client(h: &SimHandle) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
     let ca = reqwest::Certificate::from_pem(h.ca_pem().ok_or("no CA")?.as_bytes())?;
-    Ok(reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?)
+    Ok(reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()?)
 }
 
 /// An ARM token for the seeded operator app, through the simulator's Entra endpoint.
 async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let cloud = Cloud::Custom { arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(), authority_host: h.authority_host().ok_or("no authority")?, audience: "https://management.azure.com".into() };
-    let credential = client_secret_credential(&cloud, http_client(h.ca_pem().map(str::as_bytes))?, h.tenant_id(), APP_ID, APP_SECRET)?;
-    Ok(credential.get_token(&[cloud.scope().as_str()]).await?.token.secret().to_string())
+    let cloud = Cloud::Custom {
+        arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(),
+        authority_host: h.authority_host().ok_or("no authority")?,
+        audience: "https://management.azure.com".into(),
+    };
+    let credential = client_secret_credential(
+        &cloud,
+        http_client(h.ca_pem().map(str::as_bytes))?,
+        h.tenant_id(),
+        APP_ID,
+        APP_SECRET,
+    )?;
+    Ok(credential
+        .get_token(&[cloud.scope().as_str()])
+        .await?
+        .token
+        .secret()
+        .to_string())
 }
 
 fn vault(name: &str) -> String {
@@ -60,13 +82,23 @@ fn vault(name: &str) -> String {
 }
 
 fn identity_id(name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+    )
 }
 
 fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
-    let owner = Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: binding.into() };
+    let owner = Owner {
+        cluster: "aks1".into(),
+        namespace: "shop".into(),
+        binding: binding.into(),
+    };
     DesiredAzure {
-        managed_identity: Some(ManagedIdentity { resource_id: identity_id(&naming::identity_name("aks1", "shop", binding)), location: "westeurope".into(), tags: BTreeMap::from([("team".to_string(), "shop".to_string())]) }),
+        managed_identity: Some(ManagedIdentity {
+            resource_id: identity_id(&naming::identity_name("aks1", "shop", binding)),
+            location: "westeurope".into(),
+            tags: BTreeMap::from([("team".to_string(), "shop".to_string())]),
+        }),
         fic_name: naming::federated_credential_name("aks1", "shop", binding),
         issuer: ISSUER.into(),
         subject: format!("system:serviceaccount:shop:{binding}"),
@@ -78,11 +110,17 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
 }
 
 fn id_of(d: &DesiredAzure) -> String {
-    d.managed_identity.as_ref().map(|m| m.resource_id.clone()).unwrap_or_default()
+    d.managed_identity
+        .as_ref()
+        .map(|m| m.resource_id.clone())
+        .unwrap_or_default()
 }
 
 /// Observe → plan → execute until the plan is empty; returns every action executed, per round.
-async fn converge(api: &ArmApi, d: &DesiredAzure) -> Result<Vec<Vec<Action>>, Box<dyn std::error::Error + Send + Sync>> {
+async fn converge(
+    api: &ArmApi,
+    d: &DesiredAzure,
+) -> Result<Vec<Vec<Action>>, Box<dyn std::error::Error + Send + Sync>> {
     let id = id_of(d);
     let mut rounds = Vec::new();
     // Identity first, then FIC and roles: two rounds of writes, a third to see nothing is left.
@@ -101,7 +139,12 @@ async fn converge(api: &ArmApi, d: &DesiredAzure) -> Result<Vec<Vec<Action>>, Bo
 }
 
 fn role_guids(obs: &Observation) -> Vec<String> {
-    let mut v: Vec<String> = obs.azure.role_assignments.iter().filter_map(|ra| ra.role_definition_id.rsplit('/').next().map(str::to_string)).collect();
+    let mut v: Vec<String> = obs
+        .azure
+        .role_assignments
+        .iter()
+        .filter_map(|ra| ra.role_definition_id.rsplit('/').next().map(str::to_string))
+        .collect();
     v.sort();
     v
 }
@@ -112,7 +155,11 @@ async fn observe_on_empty_state_finds_nothing() -> TestResult {
     let d = desired("orders", &[SECRETS_USER]);
     let obs = observe(&api, &id_of(&d), &d).await?;
     assert_eq!(obs, Observation::default());
-    assert_eq!(plan::plan(&d, &obs.azure)?.len(), 1, "only the identity can be planned first");
+    assert_eq!(
+        plan::plan(&d, &obs.azure)?.len(),
+        1,
+        "only the identity can be planned first"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -124,19 +171,35 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
     let rounds = converge(&api, &d).await?;
     assert_eq!(rounds.len(), 2, "{rounds:?}");
     assert!(matches!(rounds[0].as_slice(), [Action::PutIdentity { .. }]));
-    assert!(matches!(rounds[1].as_slice(), [Action::PutFederatedCredential { .. }, Action::CreateRoleAssignment { .. }, Action::CreateRoleAssignment { .. }]));
+    assert!(matches!(
+        rounds[1].as_slice(),
+        [
+            Action::PutFederatedCredential { .. },
+            Action::CreateRoleAssignment { .. },
+            Action::CreateRoleAssignment { .. }
+        ]
+    ));
 
     let obs = observe(&api, &id_of(&d), &d).await?;
     let ids = obs.ids.clone().ok_or("identity missing after convergence")?;
     assert_eq!(ids.tenant_id, h.tenant_id());
     assert!(!ids.client_id.is_empty() && !ids.principal_id.is_empty());
     assert_eq!(obs.azure.fic_count, 1);
-    assert_eq!(obs.azure.fic.as_ref().map(|f| (f.issuer.as_str(), f.subject.as_str())), Some((ISSUER, "system:serviceaccount:shop:orders")));
+    assert_eq!(
+        obs.azure
+            .fic
+            .as_ref()
+            .map(|f| (f.issuer.as_str(), f.subject.as_str())),
+        Some((ISSUER, "system:serviceaccount:shop:orders"))
+    );
     let mut want = vec![SECRETS_USER.to_string(), CERT_USER.to_string()];
     want.sort();
     assert_eq!(role_guids(&obs), want);
     for ra in &obs.azure.role_assignments {
-        assert_eq!(ra.name, naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &ids.principal_id).to_string());
+        assert_eq!(
+            ra.name,
+            naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &ids.principal_id).to_string()
+        );
     }
     assert_eq!(plan::plan(&d, &obs.azure)?, vec![]);
 
@@ -148,7 +211,11 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
     for op in WRITE_OPERATIONS {
         assert_eq!(after.total(op), before.total(op), "{op} moved in steady state");
     }
-    assert_eq!(after.total("UserAssignedIdentities_Get"), before.total("UserAssignedIdentities_Get") + 1, "the counters are live");
+    assert_eq!(
+        after.total("UserAssignedIdentities_Get"),
+        before.total("UserAssignedIdentities_Get") + 1,
+        "the counters are live"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -158,7 +225,13 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
-    let kept = observe(&api, &id_of(&d), &d).await?.azure.role_assignments.into_iter().find(|ra| ra.role_definition_id.ends_with(CERT_USER)).ok_or("cert user assignment missing")?;
+    let kept = observe(&api, &id_of(&d), &d)
+        .await?
+        .azure
+        .role_assignments
+        .into_iter()
+        .find(|ra| ra.role_definition_id.ends_with(CERT_USER))
+        .ok_or("cert user assignment missing")?;
 
     let edited = desired("orders", &[CERT_USER, READER]);
     let obs = observe(&api, &id_of(&edited), &edited).await?;
@@ -173,7 +246,10 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let mut want = vec![CERT_USER.to_string(), READER.to_string()];
     want.sort();
     assert_eq!(role_guids(&now), want);
-    assert!(now.azure.role_assignments.contains(&kept), "the unchanged assignment was not recreated");
+    assert!(
+        now.azure.role_assignments.contains(&kept),
+        "the unchanged assignment was not recreated"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -182,23 +258,82 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
 async fn injected_faults_are_classified_with_retry_after() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[]);
-    h.set_faults(vec![FaultRule { operation: "UserAssignedIdentities_Get".into(), action: FaultAction::Error { status: 429, retry_after_secs: Some(7) }, rate: 1.0, times: Some(1) }]);
-    let err = observe(&api, &id_of(&d), &d).await.err().ok_or("the fault did not fire")?;
-    assert_eq!((err.reason(), err.retryable(), err.retry_after()), ("Throttled", true, Some(Duration::from_secs(7))), "{err}");
-    assert!(matches!(&err, AzureError::Arm { operation: "UserAssignedIdentities_Get", status: 429, .. }), "{err:?}");
+    h.set_faults(vec![FaultRule {
+        operation: "UserAssignedIdentities_Get".into(),
+        action: FaultAction::Error {
+            status: 429,
+            retry_after_secs: Some(7),
+        },
+        rate: 1.0,
+        times: Some(1),
+    }]);
+    let err = observe(&api, &id_of(&d), &d)
+        .await
+        .err()
+        .ok_or("the fault did not fire")?;
+    assert_eq!(
+        (err.reason(), err.retryable(), err.retry_after()),
+        ("Throttled", true, Some(Duration::from_secs(7))),
+        "{err}"
+    );
+    assert!(
+        matches!(
+            &err,
+            AzureError::Arm {
+                operation: "UserAssignedIdentities_Get",
+                status: 429,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // The fault fired once; the next call goes through.
     assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
 
-    h.set_faults(vec![FaultRule { operation: "UserAssignedIdentities_CreateOrUpdate".into(), action: FaultAction::Error { status: 503, retry_after_secs: None }, rate: 1.0, times: Some(1) }]);
-    let Some(Action::PutIdentity { resource_id, location, tags }) = plan::plan(&d, &Observation::default().azure)?.into_iter().next() else {
+    h.set_faults(vec![FaultRule {
+        operation: "UserAssignedIdentities_CreateOrUpdate".into(),
+        action: FaultAction::Error {
+            status: 503,
+            retry_after_secs: None,
+        },
+        rate: 1.0,
+        times: Some(1),
+    }]);
+    let Some(Action::PutIdentity {
+        resource_id,
+        location,
+        tags,
+    }) = plan::plan(&d, &Observation::default().azure)?.into_iter().next()
+    else {
         return Err("no identity planned".into());
     };
-    let err = api.put_identity(&resource_id, &location, &tags).await.err().ok_or("the 503 did not fire")?;
-    assert_eq!((err.reason(), err.retryable()), ("AzureServerError", true), "{err}");
+    let err = api
+        .put_identity(&resource_id, &location, &tags)
+        .await
+        .err()
+        .ok_or("the 503 did not fire")?;
+    assert_eq!(
+        (err.reason(), err.retryable()),
+        ("AzureServerError", true),
+        "{err}"
+    );
 
-    h.set_faults(vec![FaultRule { operation: "RoleDefinitions_List".into(), action: FaultAction::Drop, rate: 1.0, times: Some(1) }]);
-    let err = api.resolve_role(&vault("kv-rbac"), "Key Vault Reader").await.err().ok_or("the drop did not fire")?;
-    assert_eq!((err.reason(), err.retryable()), ("AzureUnreachable", true), "{err}");
+    h.set_faults(vec![FaultRule {
+        operation: "RoleDefinitions_List".into(),
+        action: FaultAction::Drop,
+        rate: 1.0,
+        times: Some(1),
+    }]);
+    let err = api
+        .resolve_role(&vault("kv-rbac"), "Key Vault Reader")
+        .await
+        .err()
+        .ok_or("the drop did not fire")?;
+    assert_eq!(
+        (err.reason(), err.retryable()),
+        ("AzureUnreachable", true),
+        "{err}"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -214,18 +349,41 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     let rounds = converge(&api, &d).await?;
 
     // The delay is in effect: the same kind of write without principalType is refused.
-    let principal = observe(&api, &id_of(&d), &d).await?.ids.ok_or("identity missing")?.principal_id;
+    let principal = observe(&api, &id_of(&d), &d)
+        .await?
+        .ids
+        .ok_or("identity missing")?
+        .principal_id;
     let http = reqwest_client(&h)?;
     let token = arm_token(&h).await?;
     let name = naming::role_assignment_name(&vault("kv-policies"), SECRETS_USER, &principal);
     let body = serde_json::json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}"), "principalId": principal}});
-    let url = format!("{}{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01", h.https_url().unwrap_or_default(), vault("kv-policies"));
+    let url = format!(
+        "{}{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01",
+        h.https_url().unwrap_or_default(),
+        vault("kv-policies")
+    );
     let raw = http.put(url).bearer_auth(token).json(&body).send().await?;
     let status = raw.status().as_u16();
     let answer: serde_json::Value = raw.json().await?;
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("PrincipalNotFound")), "{answer}");
-    assert_eq!(rounds.iter().flatten().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 1);
-    assert_eq!(h.counters().get("RoleAssignments_Create", "400"), 1, "only the raw write was refused");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("PrincipalNotFound")),
+        "{answer}"
+    );
+    assert_eq!(
+        rounds
+            .iter()
+            .flatten()
+            .filter(|a| matches!(a, Action::CreateRoleAssignment { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        h.counters().get("RoleAssignments_Create", "400"),
+        1,
+        "only the raw write was refused"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -235,12 +393,29 @@ async fn role_names_resolve_and_are_cached() -> TestResult {
     let (h, arm) = start().await?;
     let api = Governed::new(Arc::new(arm), Some(SharedBudget::new(Limits::default())), None);
     let scope = vault("kv-rbac");
-    assert_eq!(api.resolve_role(&scope, "Key Vault Secrets User").await?, SECRETS_USER);
+    assert_eq!(
+        api.resolve_role(&scope, "Key Vault Secrets User").await?,
+        SECRETS_USER
+    );
     let lists = h.counters().total("RoleDefinitions_List");
-    assert_eq!(api.resolve_role(&scope, "key vault secrets user").await?, SECRETS_USER);
-    assert_eq!(h.counters().total("RoleDefinitions_List"), lists, "served from the cache");
-    let err = api.resolve_role(&scope, "Key Vault Wizard").await.err().ok_or("an unknown role resolved")?;
-    assert!(matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"), "{err:?}");
+    assert_eq!(
+        api.resolve_role(&scope, "key vault secrets user").await?,
+        SECRETS_USER
+    );
+    assert_eq!(
+        h.counters().total("RoleDefinitions_List"),
+        lists,
+        "served from the cache"
+    );
+    let err = api
+        .resolve_role(&scope, "Key Vault Wizard")
+        .await
+        .err()
+        .ok_or("an unknown role resolved")?;
+    assert!(
+        matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"),
+        "{err:?}"
+    );
     assert_eq!((err.reason(), err.retryable()), ("RoleNotFound", false));
     h.shutdown().await?;
     Ok(())
@@ -249,8 +424,18 @@ async fn role_names_resolve_and_are_cached() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn vaults_report_existence_and_permission_model() -> TestResult {
     let (h, api) = start().await?;
-    assert_eq!(api.get_vault(&vault("kv-rbac")).await?.map(|v| v.rbac_authorization), Some(true));
-    assert_eq!(api.get_vault(&vault("kv-policies")).await?.map(|v| v.rbac_authorization), Some(false));
+    assert_eq!(
+        api.get_vault(&vault("kv-rbac"))
+            .await?
+            .map(|v| v.rbac_authorization),
+        Some(true)
+    );
+    assert_eq!(
+        api.get_vault(&vault("kv-policies"))
+            .await?
+            .map(|v| v.rbac_authorization),
+        Some(false)
+    );
     assert_eq!(api.get_vault(&vault("kv-missing")).await?, None);
     h.shutdown().await?;
     Ok(())
@@ -262,23 +447,52 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let scope = vault("kv-rbac");
     let principal = "77777777-7777-7777-7777-777777777777";
     let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
-    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal).await?;
-    let ids = IdentityIds { resource_id: identity_id("unused"), client_id: String::new(), principal_id: principal.into(), tenant_id: String::new() };
+    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal)
+        .await?;
+    let ids = IdentityIds {
+        resource_id: identity_id("unused"),
+        client_id: String::new(),
+        principal_id: principal.into(),
+        tenant_id: String::new(),
+    };
     let principal_ids = Some(&ids);
     let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
-    let action = Action::CreateRoleAssignment { scope: scope.clone(), name: ours.clone(), role_definition_guid: SECRETS_USER.into() };
-    let err = execute(&api, &identity_id("unused"), principal_ids, &action).await.err().ok_or("a duplicate assignment was accepted")?;
-    assert!(matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)), "{err:?}");
+    let action = Action::CreateRoleAssignment {
+        scope: scope.clone(),
+        name: ours.clone(),
+        role_definition_guid: SECRETS_USER.into(),
+    };
+    let err = execute(&api, &identity_id("unused"), principal_ids, &action)
+        .await
+        .err()
+        .ok_or(
+            "a duplicate \
+        assignment was accepted",
+        )?;
+    assert!(
+        matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)),
+        "{err:?}"
+    );
     assert!(!err.retryable());
 
     // Without the identity's principal nothing can be assigned yet: retryable, not a crash.
-    let err = execute(&api, &identity_id("unused"), None, &action).await.err().ok_or("an assignment without principal was accepted")?;
+    let err = execute(&api, &identity_id("unused"), None, &action)
+        .await
+        .err()
+        .ok_or(
+            "an assignment without \
+        principal was accepted",
+        )?;
     assert_eq!((err.reason(), err.retryable()), ("IdentityNotReady", true));
 
     // Our own name for the trio: creating it again is a no-op success.
     let own_scope = vault("kv-policies");
     let own = naming::role_assignment_name(&own_scope, SECRETS_USER, principal).to_string();
-    let create = Action::CreateRoleAssignment { scope: own_scope.clone(), name: own.clone(), role_definition_guid: SECRETS_USER.into() };
+    let create = Action::CreateRoleAssignment {
+        scope: own_scope.clone(),
+        name: own.clone(),
+        role_definition_guid: SECRETS_USER.into(),
+    };
     execute(&api, &identity_id("unused"), principal_ids, &create).await?;
     execute(&api, &identity_id("unused"), principal_ids, &create).await?;
 
@@ -286,12 +500,20 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let delete = Action::DeleteRoleAssignment { id };
     execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
     execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
-    let left = api.list_role_assignments(&format!("/subscriptions/{SUB}"), principal).await?;
-    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![foreign]);
+    let left = api
+        .list_role_assignments(&format!("/subscriptions/{SUB}"), principal)
+        .await?;
+    assert_eq!(
+        left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),
+        vec![foreign]
+    );
 
     // Identity and FIC deletes: gone is reported as not found, which callers treat as done.
     let err = api.delete_identity(&identity_id("never-created")).await;
-    assert!(err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found), "{err:?}");
+    assert!(
+        err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found),
+        "{err:?}"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -302,9 +524,22 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
     let tags = BTreeMap::new();
 
     // A resource group that does not exist: permanent.
-    let missing_rg = format!("/subscriptions/{SUB}/resourceGroups/rg-missing/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x");
-    let err = api.put_identity(&missing_rg, "westeurope", &tags).await.err().ok_or("an identity was created in a missing resource group")?;
-    assert_eq!((err.reason(), err.retryable()), ("ResourceGroupNotFound", false), "{err}");
+    let missing_rg = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-missing/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"
+    );
+    let err = api
+        .put_identity(&missing_rg, "westeurope", &tags)
+        .await
+        .err()
+        .ok_or(
+            "an identity was created \
+        in a missing resource group",
+        )?;
+    assert_eq!(
+        (err.reason(), err.retryable()),
+        ("ResourceGroupNotFound", false),
+        "{err}"
+    );
 
     // Two FIC writes on one identity while the first is in flight: one gets ARM's 409, retryable.
     let d = desired("orders", &[]);
@@ -312,23 +547,56 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
     let mut behaviour = h.behaviour();
     behaviour.fic_write_duration_ms = 500;
     h.set_behaviour(behaviour);
-    let fic = |name: &str, sa: &str| idbind::azure::FederatedCredential { name: name.into(), issuer: ISSUER.into(), subject: format!("system:serviceaccount:shop:{sa}"), audiences: vec!["api://AzureADTokenExchange".into()] };
+    let fic = |name: &str, sa: &str| idbind::azure::FederatedCredential {
+        name: name.into(),
+        issuer: ISSUER.into(),
+        subject: format!("system:serviceaccount:shop:{sa}"),
+        audiences: vec!["api://AzureADTokenExchange".into()],
+    };
     let (id, one, two) = (id_of(&d), fic("one", "sa-one"), fic("two", "sa-two"));
-    let (a, b) = tokio::join!(api.put_federated_credential(&id, &one), api.put_federated_credential(&id, &two));
+    let (a, b) = tokio::join!(
+        api.put_federated_credential(&id, &one),
+        api.put_federated_credential(&id, &two)
+    );
     let failed: Vec<AzureError> = [a, b].into_iter().filter_map(Result::err).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!((failed[0].reason(), failed[0].retryable()), ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true), "{}", failed[0]);
+    assert_eq!(
+        (failed[0].reason(), failed[0].retryable()),
+        (
+            "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+            true
+        ),
+        "{}",
+        failed[0]
+    );
 
-    // The operator may read identities but not write role assignments: AuthorizationFailed,
-    // retried (a grant may be propagating) under its own reason.
+    // The operator may read identities but not write role assignments: AuthorizationFailed, retried (a grant
+    // may be propagating) under its own reason.
     let mut seed = Seed::default();
     seed.permissions.push(idbind_sim::SeedPermission {
         principal_id: "22222222-2222-2222-2222-222222222222".into(),
-        grants: vec![idbind_sim::Grant { actions: vec!["Microsoft.ManagedIdentity/*/read".into()], not_actions: vec![], scope: format!("/subscriptions/{SUB}") }],
+        grants: vec![idbind_sim::Grant {
+            actions: vec!["Microsoft.ManagedIdentity/*/read".into()],
+            not_actions: vec![],
+            scope: format!("/subscriptions/{SUB}"),
+        }],
     });
     h.seed(seed).await?;
-    let err = api.create_role_assignment(&vault("kv-rbac"), "0f0f0f0f-0000-4000-8000-000000000001", SECRETS_USER, "77777777-7777-7777-7777-777777777777").await.err().ok_or("an unauthorized write went through")?;
-    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    let err = api
+        .create_role_assignment(
+            &vault("kv-rbac"),
+            "0f0f0f0f-0000-4000-8000-000000000001",
+            SECRETS_USER,
+            "77777777-7777-7777-7777-777777777777",
+        )
+        .await
+        .err()
+        .ok_or("an unauthorized write went through")?;
+    assert_eq!(
+        (err.reason(), err.retryable()),
+        ("AuthorizationFailed", true),
+        "{err}"
+    );
     h.shutdown().await?;
     Ok(())
 }
@@ -336,11 +604,22 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
     let (h, _) = start().await?;
-    let cloud = Cloud::Custom { arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(), authority_host: h.authority_host().ok_or("no authority")?, audience: "https://management.azure.com".into() };
+    let cloud = Cloud::Custom {
+        arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(),
+        authority_host: h.authority_host().ok_or("no authority")?,
+        audience: "https://management.azure.com".into(),
+    };
     let http = http_client(h.ca_pem().map(str::as_bytes))?;
-    let api = ArmApi::new(&cloud, http.clone(), client_secret_credential(&cloud, http, h.tenant_id(), APP_ID, "wrong")?)?;
+    let api = ArmApi::new(
+        &cloud,
+        http.clone(),
+        client_secret_credential(&cloud, http, h.tenant_id(), APP_ID, "wrong")?,
+    )?;
     let d = desired("orders", &[]);
-    let err = observe(&api, &id_of(&d), &d).await.err().ok_or("a wrong secret was accepted")?;
+    let err = observe(&api, &id_of(&d), &d)
+        .await
+        .err()
+        .ok_or("a wrong secret was accepted")?;
     assert_eq!(err.reason(), "AuthenticationFailed", "{err:?}");
     h.shutdown().await?;
     Ok(())
@@ -352,45 +631,89 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
     let obs = observe(&api, &id_of(&d), &d).await?;
-    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
+    let principal = obs
+        .ids
+        .as_ref()
+        .map(|i| i.principal_id.clone())
+        .ok_or("identity missing")?;
     let deleted = cleanup(&api, &id_of(&d), &d, &obs).await?;
-    assert_eq!(deleted.len(), 4, "two role assignments, the FIC, the identity: {deleted:?}");
+    assert_eq!(
+        deleted.len(),
+        4,
+        "two role assignments, the FIC, the identity: {deleted:?}"
+    );
     assert_eq!(deleted.last(), Some(&id_of(&d)), "the identity goes last");
     assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
-    assert_eq!(api.list_role_assignments(&format!("/subscriptions/{SUB}"), &principal).await?, vec![]);
+    assert_eq!(
+        api.list_role_assignments(&format!("/subscriptions/{SUB}"), &principal)
+            .await?,
+        vec![]
+    );
     // Running it again on what it observed before (a crash after the deletes): all already gone.
     cleanup(&api, &id_of(&d), &d, &obs).await?;
 
-    // A brought identity (a team's own, not idbind's) keeps living; only our FIC and our
-    // assignments on it go; the team's other FIC and an assignment someone else made for the
-    // same principal stay. (An identity idbind manages for another binding cannot be brought:
-    // the planner refuses it, see plan.rs.)
+    // A brought identity (a team's own, not idbind's) keeps living; only our FIC and our assignments on it
+    // go; the team's other FIC and an assignment someone else made for the same principal stay. (An identity
+    // idbind manages for another binding cannot be brought: the planner refuses it, see plan.rs.)
     let shared_id = identity_id("team-shared");
-    api.put_identity(&shared_id, "westeurope", &BTreeMap::from([("team".to_string(), "shop".to_string())])).await?;
-    let theirs = idbind::azure::FederatedCredential { name: "team-ci".into(), issuer: "https://token.actions.example/".into(), subject: "repo:shop/app:ref:refs/heads/main".into(), audiences: vec!["api://AzureADTokenExchange".into()] };
+    api.put_identity(
+        &shared_id,
+        "westeurope",
+        &BTreeMap::from([("team".to_string(), "shop".to_string())]),
+    )
+    .await?;
+    let theirs = idbind::azure::FederatedCredential {
+        name: "team-ci".into(),
+        issuer: "https://token.actions.example/".into(),
+        subject: "repo:shop/app:ref:refs/heads/main".into(),
+        audiences: vec!["api://AzureADTokenExchange".into()],
+    };
     api.put_federated_credential(&shared_id, &theirs).await?;
     let mut brought = desired("other", &[SECRETS_USER]);
     brought.managed_identity = None;
     let obs = observe(&api, &shared_id, &brought).await?;
-    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
+    let principal = obs
+        .ids
+        .as_ref()
+        .map(|i| i.principal_id.clone())
+        .ok_or("identity missing")?;
     for a in plan::plan(&brought, &obs.azure)? {
         execute(&api, &shared_id, obs.ids.as_ref(), &a).await?;
     }
-    api.create_role_assignment(&vault("kv-policies"), "0f0f0f0f-0000-4000-8000-000000000002", READER, &principal).await?;
+    api.create_role_assignment(
+        &vault("kv-policies"),
+        "0f0f0f0f-0000-4000-8000-000000000002",
+        READER,
+        &principal,
+    )
+    .await?;
     let obs = observe(&api, &shared_id, &brought).await?;
     assert_eq!((obs.azure.fic_count, obs.azure.role_assignments.len()), (2, 2));
     let deleted = cleanup(&api, &shared_id, &brought, &obs).await?;
-    assert!(!deleted.contains(&shared_id), "a brought identity is never deleted: {deleted:?}");
+    assert!(
+        !deleted.contains(&shared_id),
+        "a brought identity is never deleted: {deleted:?}"
+    );
     let fics = api.list_federated_credentials(&shared_id).await?;
-    assert_eq!(fics.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["team-ci"], "only our FIC went");
-    let left = api.list_role_assignments(&format!("/subscriptions/{SUB}"), &principal).await?;
-    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), ["0f0f0f0f-0000-4000-8000-000000000002"], "only our assignment went");
+    assert_eq!(
+        fics.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["team-ci"],
+        "only our FIC went"
+    );
+    let left = api
+        .list_role_assignments(&format!("/subscriptions/{SUB}"), &principal)
+        .await?;
+    assert_eq!(
+        left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),
+        ["0f0f0f0f-0000-4000-8000-000000000002"],
+        "only our assignment went"
+    );
     h.shutdown().await?;
     Ok(())
 }
 
-/// The governed layer keeps FIC writes on one identity one at a time: the raw client, writing
-/// two at once, gets Azure's 409 for concurrent FIC writes; through `Governed` both land.
+/// The governed layer keeps FIC writes on one identity one at a time: the raw client, writing two at once,
+/// gets Azure's 409 for concurrent FIC writes; through `Governed` both land.
 #[tokio::test(flavor = "multi_thread")]
 async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
     let (h, arm) = start().await?;
@@ -400,26 +723,48 @@ async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
     let arm = Arc::new(arm);
     let id = identity_id("shared-fics");
     arm.put_identity(&id, "westeurope", &BTreeMap::new()).await?;
-    let fic = |n: u32| idbind::azure::FederatedCredential { name: format!("fic-{n}"), issuer: ISSUER.into(), subject: format!("system:serviceaccount:shop:sa{n}"), audiences: vec!["api://AzureADTokenExchange".into()] };
+    let fic = |n: u32| idbind::azure::FederatedCredential {
+        name: format!("fic-{n}"),
+        issuer: ISSUER.into(),
+        subject: format!("system:serviceaccount:shop:sa{n}"),
+        audiences: vec!["api://AzureADTokenExchange".into()],
+    };
 
     let (f1, f2, f3, f4) = (fic(1), fic(2), fic(3), fic(4));
-    let (a, b) = tokio::join!(arm.put_federated_credential(&id, &f1), arm.put_federated_credential(&id, &f2));
-    let conflict = [a, b].into_iter().filter_map(Result::err).find(|e| e.reason() == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity");
-    assert!(conflict.is_some_and(|e| e.retryable()), "two raw writes at once must collide in the simulator, or this test proves nothing");
+    let (a, b) = tokio::join!(
+        arm.put_federated_credential(&id, &f1),
+        arm.put_federated_credential(&id, &f2)
+    );
+    let conflict = [a, b]
+        .into_iter()
+        .filter_map(Result::err)
+        .find(|e| e.reason() == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity");
+    assert!(
+        conflict.is_some_and(|e| e.retryable()),
+        "two raw writes at once must collide in the simulator, \
+        or this test proves nothing"
+    );
 
     let governed = Governed::new(arm.clone(), None, None);
-    let (a, b, c) = tokio::join!(governed.put_federated_credential(&id, &f3), governed.put_federated_credential(&id, &f4), governed.delete_federated_credential(&id, "fic-1"));
+    let (a, b, c) = tokio::join!(
+        governed.put_federated_credential(&id, &f3),
+        governed.put_federated_credential(&id, &f4),
+        governed.delete_federated_credential(&id, "fic-1")
+    );
     for r in [a, b, c] {
         r?;
     }
-    assert_eq!(governed.fic_locks_held(), 0, "locks are dropped once no write is in flight");
+    assert_eq!(
+        governed.fic_locks_held(),
+        0,
+        "locks are dropped once no write is in flight"
+    );
     h.shutdown().await?;
     Ok(())
 }
 
-/// With the simulator enforcing ARM's and the managed-identity API's documented limits, a burst
-/// of reads on one identity is throttled for the raw client and waits its turn (no 429) through
-/// the request budget.
+/// With the simulator enforcing ARM's and the managed-identity API's documented limits, a burst of reads on
+/// one identity is throttled for the raw client and waits its turn (no 429) through the request budget.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
     let (h, arm) = start().await?;
@@ -428,18 +773,27 @@ async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
     arm.put_identity(&id, "westeurope", &BTreeMap::new()).await?;
     h.set_throttle(idbind_sim::ThrottleConfig::default());
     h.reset_counters();
-    // 0.5 GET/s per identity with one in the bucket: the budget spaces three GETs two seconds
-    // apart, and the simulator never has to refuse one.
+    // 0.5 GET/s per identity with one in the bucket: the budget spaces three GETs two seconds apart, and the
+    // simulator never has to refuse one.
     let governed = Governed::new(arm.clone(), Some(SharedBudget::new(Limits::default())), None);
     for r in futures::future::join_all((0..3).map(|_| governed.get_identity(&id))).await {
         assert!(r?.is_some());
     }
-    assert_eq!(h.counters().get("UserAssignedIdentities_Get", "429"), 0, "the budget kept idbind under the limit");
+    assert_eq!(
+        h.counters().get("UserAssignedIdentities_Get", "429"),
+        0,
+        "the budget kept idbind under the \
+        limit"
+    );
     assert_eq!(h.counters().get("UserAssignedIdentities_Get", "200"), 3);
 
     // The same burst without the budget is throttled.
     let raw: Vec<_> = futures::future::join_all((0..3).map(|_| arm.get_identity(&id))).await;
-    assert!(raw.iter().any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")), "{raw:?}");
+    assert!(
+        raw.iter()
+            .any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")),
+        "{raw:?}"
+    );
     h.shutdown().await?;
     Ok(())
 }

@@ -1,26 +1,36 @@
-//! Crash consistency: the operator (a real `idbind run` process) is killed at every distinct
-//! point of a binding's life, restarted, and must converge with no duplicate identity, FIC or
-//! role assignment, and leave nothing behind after delete.
+//! Crash consistency: the operator (a real `idbind run` process) is killed at every distinct point of a
+//! binding's life, restarted, and must converge with no duplicate identity, FIC or role assignment, and leave
+//! nothing behind after delete.
 //!
-//! Azure writes are interrupted from the simulator's side: it holds the first matching write
-//! either before it changes anything or after it did but before it answers, and the test
-//! SIGKILLs the operator while it waits for that answer. The status write is interrupted by
-//! the operator's own crash point (`IDBIND_CRASH_AT`), which aborts the process just before
-//! or just after it.
+//! Azure writes are interrupted from the simulator's side: it holds the first matching write either before it
+//! changes anything or after it did but before it answers, and the test SIGKILLs the operator while it waits
+//! for that answer. The status write is interrupted by the operator's own crash point (`IDBIND_CRASH_AT`),
+//! which aborts the process just before or just after it.
 
 use std::time::Duration;
 
 mod common;
 
 use common::{
-    e2e::{Env, KV_RG, TestError, TestResult, eventually, identities, install_operator_rbac, start_without_operator},
+    e2e::{
+        Env, KV_RG, TestError, TestResult, eventually, identities, install_operator_rbac,
+        start_without_operator,
+    },
     process::Operator,
 };
 use idbind_sim::{HoldPhase, HoldSpec};
 use serde_json::json;
 
-const CREATE_WRITES: [&str; 3] = ["UserAssignedIdentities_CreateOrUpdate", "FederatedIdentityCredentials_CreateOrUpdate", "RoleAssignments_Create"];
-const DELETE_WRITES: [&str; 3] = ["RoleAssignments_Delete", "FederatedIdentityCredentials_Delete", "UserAssignedIdentities_Delete"];
+const CREATE_WRITES: [&str; 3] = [
+    "UserAssignedIdentities_CreateOrUpdate",
+    "FederatedIdentityCredentials_CreateOrUpdate",
+    "RoleAssignments_Create",
+];
+const DELETE_WRITES: [&str; 3] = [
+    "RoleAssignments_Delete",
+    "FederatedIdentityCredentials_Delete",
+    "UserAssignedIdentities_Delete",
+];
 
 fn apply_binding(env: &Env, name: &str) -> TestResult {
     env.kubectl(&["create", "serviceaccount", name])?;
@@ -28,46 +38,92 @@ fn apply_binding(env: &Env, name: &str) -> TestResult {
                       "spec": {"serviceAccountName": name, "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}}))
 }
 
-/// Exactly one identity tagged for `binding`, with exactly one FIC, and exactly one role
-/// assignment for its principal; or, with `gone`, none of them.
+/// Exactly one identity tagged for `binding`, with exactly one FIC, and exactly one role assignment for its
+/// principal; or, with `gone`, none of them.
 fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestError> {
     let state = env.sim.state_typed();
-    let ours: Vec<_> = identities(&state).into_iter().filter(|i| i.tags.get("idbind.dev.binding").map(String::as_str) == Some(binding)).collect();
+    let ours: Vec<_> = identities(&state)
+        .into_iter()
+        .filter(|i| i.tags.get("idbind.dev.binding").map(String::as_str) == Some(binding))
+        .collect();
     if gone {
         if !ours.is_empty() {
-            return Err(format!("{binding}: identity left behind: {:?}", ours.iter().map(|i| &i.name).collect::<Vec<_>>()).into());
+            return Err(format!(
+                "{binding}: identity left behind: {:?}",
+                ours.iter().map(|i| &i.name).collect::<Vec<_>>()
+            )
+            .into());
         }
-        // Role assignments of a deleted identity would stay as orphans: none may remain for a
-        // principal that no identity has.
-        let principals: Vec<String> = identities(&state).iter().map(|i| i.principal_id.clone()).collect();
-        let orphans: Vec<_> = state.role_assignments.values().filter(|ra| !principals.contains(&ra.principal_id)).map(|ra| ra.name.clone()).collect();
-        return if orphans.is_empty() { Ok(()) } else { Err(format!("{binding}: orphaned role assignments {orphans:?}").into()) };
+        // Role assignments of a deleted identity would stay as orphans: none may remain for a principal that
+        // no identity has.
+        let principals: Vec<String> = identities(&state)
+            .iter()
+            .map(|i| i.principal_id.clone())
+            .collect();
+        let orphans: Vec<_> = state
+            .role_assignments
+            .values()
+            .filter(|ra| !principals.contains(&ra.principal_id))
+            .map(|ra| ra.name.clone())
+            .collect();
+        return if orphans.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{binding}: orphaned role assignments \
+            {orphans:?}"
+            )
+            .into())
+        };
     }
     let [identity] = ours.as_slice() else {
         return Err(format!("{binding}: {} identities", ours.len()).into());
     };
     if identity.federated_identity_credentials.len() != 1 {
-        return Err(format!("{binding}: {} FICs", identity.federated_identity_credentials.len()).into());
+        return Err(format!(
+            "{binding}: {} FICs",
+            identity.federated_identity_credentials.len()
+        )
+        .into());
     }
-    let assignments = state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).count();
+    let assignments = state
+        .role_assignments
+        .values()
+        .filter(|ra| ra.principal_id == identity.principal_id)
+        .count();
     if assignments != 1 {
         return Err(format!("{binding}: {assignments} role assignments").into());
     }
     Ok(())
 }
 
-/// Holds `operation`'s next write in `phase`, starts an operator, kills it once the write is
-/// held, lets the write finish (or not) into the void, and starts a fresh operator.
-async fn crash_during(env: &Env, label: &str, operation: &str, phase: HoldPhase, trigger: impl FnOnce() -> TestResult) -> Result<Operator, TestError> {
-    env.sim.hold(HoldSpec { operation: Some(operation.into()), path_contains: None, nth: Some(1), phase });
+/// Holds `operation`'s next write in `phase`, starts an operator, kills it once the write is held, lets the
+/// write finish (or not) into the void, and starts a fresh operator.
+async fn crash_during(
+    env: &Env,
+    label: &str,
+    operation: &str,
+    phase: HoldPhase,
+    trigger: impl FnOnce() -> TestResult,
+) -> Result<Operator, TestError> {
+    env.sim.hold(HoldSpec {
+        operation: Some(operation.into()),
+        path_contains: None,
+        nth: Some(1),
+        phase,
+    });
     let operator = Operator::start(env, &format!("{label}-first"), &[])?;
     trigger()?;
     if !env.sim.wait_for_held(1, Duration::from_secs(60)).await {
-        return Err(format!("{label}: {operation} was never held; operator log:\n{}", operator.log_text()).into());
+        return Err(format!(
+            "{label}: {operation} was never held; operator log:\n{}",
+            operator.log_text()
+        )
+        .into());
     }
     operator.kill()?;
-    // The write goes on without anyone waiting for its answer (before commit: it commits
-    // now; after commit: only its answer is lost), as a request in flight at a crash would.
+    // The write goes on without anyone waiting for its answer (before commit: it commits now; after commit:
+    // only its answer is lost), as a request in flight at a crash would.
     env.sim.release_all_holds();
     Operator::start(env, &format!("{label}-second"), &[])
 }
@@ -80,10 +136,26 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
 
     // Creation: killed around each Azure write, in both phases.
     for (i, operation) in CREATE_WRITES.iter().enumerate() {
-        for (p, phase) in [HoldPhase::BeforeCommit, HoldPhase::AfterCommit].into_iter().enumerate() {
+        for (p, phase) in [HoldPhase::BeforeCommit, HoldPhase::AfterCommit]
+            .into_iter()
+            .enumerate()
+        {
             let name = format!("create-{i}-{p}");
-            let restarted = crash_during(&env, &name, operation, phase, || apply_binding(&env, &name)).await?;
-            env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")]).map_err(|e| format!("{name} after a crash at {operation} ({phase:?}): {e}\n{}", restarted.log_text()))?;
+            let restarted =
+                crash_during(&env, &name, operation, phase, || apply_binding(&env, &name)).await?;
+            env.kubectl(&[
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=90s",
+                &format!("wib/{name}"),
+            ])
+            .map_err(|e| {
+                format!(
+                    "{name} after a crash \
+                at {operation} ({phase:?}): {e}\n{}",
+                    restarted.log_text()
+                )
+            })?;
             azure_holds_exactly(&env, &name, false)?;
             restarted.kill()?;
             crashes += 1;
@@ -91,14 +163,25 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
     }
 
     // Creation: killed just before and just after the status write.
-    for point in [idbind::failpoint::BEFORE_STATUS_WRITE, idbind::failpoint::AFTER_STATUS_WRITE] {
+    for point in [
+        idbind::failpoint::BEFORE_STATUS_WRITE,
+        idbind::failpoint::AFTER_STATUS_WRITE,
+    ] {
         let name = format!("status-{point}");
         let mut crashing = Operator::start(&env, &name, &[("IDBIND_CRASH_AT", point)])?;
         apply_binding(&env, &name)?;
         let status = crashing.wait_exit(Duration::from_secs(90))?;
-        assert!(!status.success(), "{name}: the operator should have aborted at {point}");
+        assert!(
+            !status.success(),
+            "{name}: the operator should have aborted at {point}"
+        );
         let restarted = Operator::start(&env, &format!("{name}-second"), &[])?;
-        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
+        env.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=90s",
+            &format!("wib/{name}"),
+        ])?;
         azure_holds_exactly(&env, &name, false)?;
         restarted.kill()?;
         crashes += 1;
@@ -120,10 +203,17 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
                 Ok(())
             })
             .await?;
-            eventually(&format!("{name} deleted after a crash at {operation} ({phase:?})"), Duration::from_secs(90), || {
-                let left = env.kubectl(&["get", "wib", "-o", "name"])?;
-                Ok((!left.lines().any(|l| l == format!("workloadidentitybinding.idbind.dev/{name}"))).then_some(()))
-            })
+            eventually(
+                &format!("{name} deleted after a crash at {operation} ({phase:?})"),
+                Duration::from_secs(90),
+                || {
+                    let left = env.kubectl(&["get", "wib", "-o", "name"])?;
+                    Ok((!left
+                        .lines()
+                        .any(|l| l == format!("workloadidentitybinding.idbind.dev/{name}")))
+                    .then_some(()))
+                },
+            )
             .await
             .map_err(|e| format!("{e}\n{}", restarted.log_text()))?;
             azure_holds_exactly(&env, &name, true)?;
@@ -137,7 +227,11 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
     for name in remaining {
         azure_holds_exactly(&env, name, false)?;
     }
-    assert_eq!(identities(&env.sim.state_typed()).len(), remaining.len(), "no other identity exists");
+    assert_eq!(
+        identities(&env.sim.state_typed()).len(),
+        remaining.len(),
+        "no other identity exists"
+    );
     eprintln!("crash consistency: {crashes} crash points, each converged with no duplicate and no orphan");
     assert_eq!(crashes, 14);
     Ok(())

@@ -8,6 +8,10 @@ fn checked_in_crds_match_generated() {
     for (name, generated) in files {
         let path = dir.join(name);
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(on_disk == generated, "{} is stale or missing: run `make crds` and commit the result", path.display());
+        assert!(
+            on_disk == generated,
+            "{} is stale or missing: run `make crds` and commit the result",
+            path.display()
+        );
     }
 }

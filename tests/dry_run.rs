@@ -16,7 +16,12 @@ use idbind::{
 fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
     let spec = WorkloadIdentityBindingSpec {
         service_account_name: name.into(),
-        key_vaults: vec![KeyVaultAccess { name: Some("kv-shop".into()), resource_group: Some(KV_RG.into()), roles: roles.iter().map(|r| r.to_string()).collect(), ..Default::default() }],
+        key_vaults: vec![KeyVaultAccess {
+            name: Some("kv-shop".into()),
+            resource_group: Some(KV_RG.into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let mut b = WorkloadIdentityBinding::new(name, spec);
@@ -27,26 +32,52 @@ fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_lists_every_write_and_makes_none() -> TestResult {
     let env = start("dry-run").await?;
-    let azure = Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
+    let azure = Governed::new(
+        Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?),
+        None,
+        None,
+    );
     let settings = settings(env.plane);
     let writes = env.writes();
 
     // A new binding: the identity, its FIC and the role assignment, in that order.
-    match dry_run(&azure, &settings, &Policy::default(), &binding(&env.ns, "planned", &["Key Vault Secrets User"])).await {
+    match dry_run(
+        &azure,
+        &settings,
+        &Policy::default(),
+        &binding(&env.ns, "planned", &["Key Vault Secrets User"]),
+    )
+    .await
+    {
         DryRun::Writes(w) => {
-            assert!(matches!(w.as_slice(), [Action::PutIdentity { .. }, Action::PutFederatedCredential { .. }, Action::CreateRoleAssignment { .. }]), "{w:?}");
+            assert!(
+                matches!(
+                    w.as_slice(),
+                    [
+                        Action::PutIdentity { .. },
+                        Action::PutFederatedCredential { .. },
+                        Action::CreateRoleAssignment { .. }
+                    ]
+                ),
+                "{w:?}"
+            );
         }
         other => return Err(format!("expected writes, got {other:?}").into()),
     }
     assert_eq!(env.writes(), writes, "a plan writes nothing");
 
     // Refused input says why, still without a write.
-    assert!(matches!(dry_run(&azure, &settings, &Policy::default(), &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]"));
+    assert!(
+        matches!(dry_run(&azure, &settings, &Policy::default(), &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]")
+    );
 
     // A converged binding plans nothing.
     env.ready_binding("live", &["Key Vault Secrets User"])?;
-    let live: WorkloadIdentityBinding = serde_json::from_str(&env.kubectl(&["get", "wib", "live", "-o", "json"])?)?;
-    assert!(matches!(dry_run(&azure, &settings, &Policy::default(), &live).await, DryRun::Writes(ref w) if w.is_empty()));
+    let live: WorkloadIdentityBinding =
+        serde_json::from_str(&env.kubectl(&["get", "wib", "live", "-o", "json"])?)?;
+    assert!(
+        matches!(dry_run(&azure, &settings, &Policy::default(), &live).await, DryRun::Writes(ref w) if w.is_empty())
+    );
 
     // The CLI prints the same, from a manifest file.
     let dir = env.plane.dir().join("dry-run");
@@ -54,21 +85,52 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, env.sim.ca_pem().ok_or("no CA")?)?;
     let manifest = dir.join("binding.yaml");
-    std::fs::write(&manifest, serde_yaml::to_string(&binding(&env.ns, "from-file", &["Key Vault Reader"]))?)?;
+    std::fs::write(
+        &manifest,
+        serde_yaml::to_string(&binding(&env.ns, "from-file", &["Key Vault Reader"]))?,
+    )?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
         .args(["plan", "-f"])
         .arg(&manifest)
         .env_clear()
-        .envs([("IDBIND_CLUSTER_NAME", "e2e"), ("IDBIND_OIDC_ISSUER", env.plane.server()), ("AZURE_SUBSCRIPTION_ID", SUB), ("AZURE_TENANT_ID", env.sim.tenant_id()), ("AZURE_CLIENT_ID", APP_ID), ("AZURE_CLIENT_SECRET", APP_SECRET)])
-        .envs([("IDBIND_RESOURCE_GROUP", RG), ("IDBIND_LOCATION", "westeurope"), ("IDBIND_CLOUD", "custom"), ("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS")?)])
-        .env("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority")?)
+        .envs([
+            ("IDBIND_CLUSTER_NAME", "e2e"),
+            ("IDBIND_OIDC_ISSUER", env.plane.server()),
+            ("AZURE_SUBSCRIPTION_ID", SUB),
+            ("AZURE_TENANT_ID", env.sim.tenant_id()),
+            ("AZURE_CLIENT_ID", APP_ID),
+            ("AZURE_CLIENT_SECRET", APP_SECRET),
+        ])
+        .envs([
+            ("IDBIND_RESOURCE_GROUP", RG),
+            ("IDBIND_LOCATION", "westeurope"),
+            ("IDBIND_CLOUD", "custom"),
+            ("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS")?),
+        ])
+        .env(
+            "IDBIND_AUTHORITY_HOST",
+            env.sim.authority_host().ok_or("no authority")?,
+        )
         .env("IDBIND_CA_FILE", &ca)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["put identity", "put federated credential", "create role assignment", "Key Vault Reader"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "put identity",
+        "put federated credential",
+        "create role assignment",
+        "Key Vault Reader",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    assert_eq!(env.writes(), writes + 3, "only the live binding's three writes happened");
+    assert_eq!(
+        env.writes(),
+        writes + 3,
+        "only the live binding's three writes happened"
+    );
     Ok(())
 }

@@ -1,11 +1,11 @@
-//! `kubectl apply -k config/default` on the real control plane: it installs every object, the
-//! Deployment's pods pass the namespace's "restricted" Pod Security admission, a second apply
-//! changes nothing, and the operator's ServiceAccount can do exactly what the operator needs
-//! (checked with `kubectl auth can-i`, as the ServiceAccount and its groups).
+//! `kubectl apply -k config/default` on the real control plane: it installs every object, the Deployment's
+//! pods pass the namespace's "restricted" Pod Security admission, a second apply changes nothing, and the
+//! operator's ServiceAccount can do exactly what the operator needs (checked with `kubectl auth can-i`, as
+//! the ServiceAccount and its groups).
 //!
-//! This test binary has a control plane of its own, so installing cluster-scoped objects (the
-//! CRD, the ClusterRole) cannot disturb other tests. There is no kubelet (nor a ReplicaSet
-//! controller): no pod ever runs, so the assertions are about objects and admission.
+//! This test binary has a control plane of its own, so installing cluster-scoped objects (the CRD, the
+//! ClusterRole) cannot disturb other tests. There is no kubelet (nor a ReplicaSet controller): no pod ever
+//! runs, so the assertions are about objects and admission.
 
 use std::{
     io::Write,
@@ -30,21 +30,40 @@ fn plane() -> &'static ControlPlane {
     idbind_testenv::shared()
 }
 
-/// The first `kubectl apply -k config/default` of this binary, run once (the tests run
-/// concurrently; one installs, all inspect): its stdout and stderr.
+/// The first `kubectl apply -k config/default` of this binary, run once (the tests run concurrently; one
+/// installs, all inspect): its stdout and stderr.
 fn install() -> &'static (String, String) {
     static OUTPUT: OnceLock<(String, String)> = OnceLock::new();
     OUTPUT.get_or_init(|| {
-        let out = plane().kubectl(&["apply", "-k", &config_default()]).output().expect("running kubectl");
-        assert!(out.status.success(), "kubectl apply -k config/default failed: {}", String::from_utf8_lossy(&out.stderr));
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = plane()
+            .kubectl(&["apply", "-k", &config_default()])
+            .output()
+            .expect("running kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl apply -k config/default failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     })
 }
 
 /// Runs kubectl with `input` as JSON on stdin.
 fn kubectl_stdin(args: &[&str], input: &Value) -> Result<Output, Box<dyn std::error::Error + Send + Sync>> {
-    let mut child = plane().kubectl(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(input.to_string().as_bytes())?;
+    let mut child = plane()
+        .kubectl(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(input.to_string().as_bytes())?;
     Ok(child.wait_with_output()?)
 }
 
@@ -57,10 +76,13 @@ fn get(args: &[&str]) -> Result<Value, Box<dyn std::error::Error + Send + Sync>>
 #[test]
 fn apply_k_config_default_installs_every_object_once() -> TestResult {
     let (stdout, stderr) = install();
-    // The namespace enforces (and warns about) the restricted Pod Security Standard: a Deployment
-    // that would violate it makes kubectl print a warning at apply time.
+    // The namespace enforces (and warns about) the restricted Pod Security Standard: a Deployment that would
+    // violate it makes kubectl print a warning at apply time.
     assert!(!stderr.contains("violate"), "Pod Security warnings:\n{stderr}");
-    let mut created: Vec<&str> = stdout.lines().filter_map(|l| l.strip_suffix(" created")).collect();
+    let mut created: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_suffix(" created"))
+        .collect();
     created.sort_unstable();
     pretty_assertions::assert_eq!(
         created,
@@ -80,108 +102,253 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
         ],
         "kubectl apply printed:\n{stdout}"
     );
-    plane().kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev", "crd/workloadidentitypolicies.idbind.dev"])?;
+    plane().kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/workloadidentitybindings.idbind.dev",
+        "crd/workloadidentitypolicies.idbind.dev",
+    ])?;
 
     let namespace = get(&["get", "namespace", NS])?;
-    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
 
     let deployment = get(&["get", "-n", NS, "deployment", "idbind"])?;
     let spec = &deployment["spec"];
     let pod = &spec["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(spec["replicas"], 2);
-    assert_eq!(spec["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
-    assert_eq!(deployment["metadata"]["labels"]["app.kubernetes.io/part-of"], "idbind");
+    assert_eq!(
+        spec["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    assert_eq!(
+        deployment["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "idbind"
+    );
     assert_eq!(pod["serviceAccountName"], "idbind");
     assert_eq!(container["args"], json!(["run"]));
     assert_eq!(container["envFrom"][0]["configMapRef"]["name"], "idbind-config");
-    let env = |name: &str| container["env"].as_array().and_then(|e| e.iter().find(|v| v["name"] == name).cloned()).unwrap_or(Value::Null);
-    assert_eq!(env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
-    assert_eq!(env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .and_then(|e| e.iter().find(|v| v["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(
+        env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
     // The token file the operator reads is the projected, audience-bound token the pod mounts.
-    let token_volume = pod["volumes"].as_array().and_then(|vs| vs.iter().find(|v| v["projected"]["sources"][0]["serviceAccountToken"].is_object())).ok_or("no projected token volume")?;
+    let token_volume = pod["volumes"]
+        .as_array()
+        .and_then(|vs| {
+            vs.iter()
+                .find(|v| v["projected"]["sources"][0]["serviceAccountToken"].is_object())
+        })
+        .ok_or("no projected token volume")?;
     let projection = &token_volume["projected"]["sources"][0]["serviceAccountToken"];
     assert_eq!(projection["audience"], "api://AzureADTokenExchange");
-    let mount = container["volumeMounts"].as_array().and_then(|ms| ms.iter().find(|m| m["name"] == token_volume["name"])).ok_or("token volume not mounted")?;
-    assert_eq!(env("AZURE_FEDERATED_TOKEN_FILE")["value"].as_str(), Some(format!("{}/{}", mount["mountPath"].as_str().unwrap_or_default(), projection["path"].as_str().unwrap_or_default()).as_str()));
+    let mount = container["volumeMounts"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == token_volume["name"]))
+        .ok_or("token volume not mounted")?;
+    assert_eq!(
+        env("AZURE_FEDERATED_TOKEN_FILE")["value"].as_str(),
+        Some(
+            format!(
+                "{}/{}",
+                mount["mountPath"].as_str().unwrap_or_default(),
+                projection["path"].as_str().unwrap_or_default()
+            )
+            .as_str()
+        )
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     let sc = &container["securityContext"];
-    assert_eq!((sc["readOnlyRootFilesystem"].as_bool(), sc["allowPrivilegeEscalation"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (
+            sc["readOnlyRootFilesystem"].as_bool(),
+            sc["allowPrivilegeEscalation"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
-    assert!(container["resources"]["requests"]["memory"].is_string() && container["resources"]["limits"]["memory"].is_string(), "{:#}", container["resources"]);
+    assert!(
+        container["resources"]["requests"]["memory"].is_string()
+            && container["resources"]["limits"]["memory"].is_string(),
+        "{:#}",
+        container["resources"]
+    );
     assert_eq!(container["ports"][0]["containerPort"], 8080);
     let port_name = &container["ports"][0]["name"];
-    assert_eq!((&container["livenessProbe"]["httpGet"]["path"], &container["livenessProbe"]["httpGet"]["port"]), (&json!("/healthz"), port_name));
-    assert_eq!((&container["readinessProbe"]["httpGet"]["path"], &container["readinessProbe"]["httpGet"]["port"]), (&json!("/readyz"), port_name));
-    // The pod the Deployment asks for passes admission in its namespace ("restricted" Pod
-    // Security, the ServiceAccount's existence): a server-side dry run of a Pod made of the
-    // template. (This control plane runs no ReplicaSet controller, so no real pod is created.)
+    assert_eq!(
+        (
+            &container["livenessProbe"]["httpGet"]["path"],
+            &container["livenessProbe"]["httpGet"]["port"]
+        ),
+        (&json!("/healthz"), port_name)
+    );
+    assert_eq!(
+        (
+            &container["readinessProbe"]["httpGet"]["path"],
+            &container["readinessProbe"]["httpGet"]["port"]
+        ),
+        (&json!("/readyz"), port_name)
+    );
+    // The pod the Deployment asks for passes admission in its namespace ("restricted" Pod Security, the
+    // ServiceAccount's existence): a server-side dry run of a Pod made of the template. (This control plane
+    // runs no ReplicaSet controller, so no real pod is created.)
     let pod_manifest = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "idbind-admission-check", "namespace": NS, "labels": spec["template"]["metadata"]["labels"]}, "spec": pod});
     let admitted = kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &pod_manifest)?;
-    assert!(admitted.status.success(), "the Deployment's pod is refused: {}", String::from_utf8_lossy(&admitted.stderr));
-    assert!(!String::from_utf8_lossy(&admitted.stderr).contains("violate"), "{}", String::from_utf8_lossy(&admitted.stderr));
+    assert!(
+        admitted.status.success(),
+        "the Deployment's pod is refused: {}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&admitted.stderr).contains("violate"),
+        "{}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
 
     let pod_labels = &spec["template"]["metadata"]["labels"];
-    let selects_the_pods = |selector: &Value| selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &pod_labels[k] == v));
+    let selects_the_pods = |selector: &Value| {
+        selector
+            .as_object()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &pod_labels[k] == v))
+    };
     let service = get(&["get", "-n", NS, "service", "idbind-metrics"])?;
     assert!(selects_the_pods(&service["spec"]["selector"]), "{service:#}");
-    assert_eq!((&service["spec"]["ports"][0]["port"], &service["spec"]["ports"][0]["targetPort"]), (&json!(8080), port_name));
+    assert_eq!(
+        (
+            &service["spec"]["ports"][0]["port"],
+            &service["spec"]["ports"][0]["targetPort"]
+        ),
+        (&json!(8080), port_name)
+    );
     let pdb = get(&["get", "-n", NS, "poddisruptionbudget", "idbind"])?;
-    assert!(selects_the_pods(&pdb["spec"]["selector"]["matchLabels"]), "{pdb:#}");
+    assert!(
+        selects_the_pods(&pdb["spec"]["selector"]["matchLabels"]),
+        "{pdb:#}"
+    );
     assert_eq!(pdb["spec"]["minAvailable"], 1);
 
     let config = get(&["get", "-n", NS, "configmap", "idbind-config"])?;
     assert_eq!(config["data"]["IDBIND_HTTP_ADDR"], "0.0.0.0:8080");
 
-    // Applying the same tree again is a no-op: the server writes nothing (no resourceVersion
-    // moves) and has nothing to diff. (kubectl's own summary cannot tell: it prints
-    // "configured" for the PodDisruptionBudget every time, because the selector's
-    // patchStrategy=replace makes its computed patch non-empty even when it changes nothing.)
-    let versions = || plane().kubectl_ok(&["get", "-k", &config_default(), "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{'\\n'}{end}"]);
+    // Applying the same tree again is a no-op: the server writes nothing (no resourceVersion moves) and has
+    // nothing to diff. (kubectl's own summary cannot tell: it prints "configured" for the PodDisruptionBudget
+    // every time, because the selector's patchStrategy=replace makes its computed patch non-empty even when
+    // it changes nothing.)
+    let versions = || {
+        plane().kubectl_ok(&[
+            "get",
+            "-k",
+            &config_default(),
+            "-o",
+            "jsonpath={range \
+        .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{'\\n'}{end}",
+        ])
+    };
     let before = versions()?;
     assert_eq!(before.lines().count(), 12, "{before}");
     let again = plane().kubectl_ok(&["apply", "-k", &config_default()])?;
-    assert_eq!(versions()?, before, "a second apply wrote to the server; kubectl printed:\n{again}");
+    assert_eq!(
+        versions()?,
+        before,
+        "a second apply wrote to the server; kubectl printed:\n{again}"
+    );
     let diff = plane().kubectl(&["diff", "-k", &config_default()]).output()?;
-    assert_eq!(diff.status.code(), Some(0), "kubectl diff after apply:\n{}{}", String::from_utf8_lossy(&diff.stdout), String::from_utf8_lossy(&diff.stderr));
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "kubectl diff after apply:\n{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
     Ok(())
 }
 
-/// Every setting `idbind run --help` lists is documented in the ConfigMap (as a key, or
-/// commented out where it has no safe default) or set by the Deployment, and every key the
-/// ConfigMap sets is a setting.
+/// Every setting `idbind run --help` lists is documented in the ConfigMap (as a key, or commented out where
+/// it has no safe default) or set by the Deployment, and every key the ConfigMap sets is a setting.
 #[test]
 fn the_config_map_documents_every_setting() -> TestResult {
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_idbind")).args(["run", "--help"]).output()?;
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
+        .args(["run", "--help"])
+        .output()?;
     let help = String::from_utf8(help.stdout)?;
-    let settings: Vec<&str> = help.split("[env: ").skip(1).filter_map(|rest| rest.split(['=', ']']).next()).collect();
-    assert!(settings.len() > 20 && settings.contains(&"IDBIND_OIDC_ISSUER"), "no settings found in idbind run --help:\n{help}");
+    let settings: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(
+        settings.len() > 20 && settings.contains(&"IDBIND_OIDC_ISSUER"),
+        "no settings found in idbind \
+        run --help:\n{help}"
+    );
 
     let path: PathBuf = workspace_root().join("config/manager/config_map.yaml");
     let text = std::fs::read_to_string(&path)?;
     let deployment = std::fs::read_to_string(workspace_root().join("config/manager/deployment.yaml"))?;
     let from_deployment = |s: &str| deployment.contains(&format!("- name: {s}\n"));
-    let undocumented: Vec<&str> = settings.iter().copied().filter(|s| !text.contains(s) && !from_deployment(s)).collect();
-    assert!(undocumented.is_empty(), "{} does not mention {undocumented:?}", path.display());
+    let undocumented: Vec<&str> = settings
+        .iter()
+        .copied()
+        .filter(|s| !text.contains(s) && !from_deployment(s))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "{} does not mention {undocumented:?}",
+        path.display()
+    );
     let config: Value = serde_yaml::from_str(&text)?;
     let data = config["data"].as_object().ok_or("no data")?;
     let unknown: Vec<&String> = data.keys().filter(|k| !settings.contains(&k.as_str())).collect();
-    assert!(unknown.is_empty(), "keys that are no setting of idbind run: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "keys that are no setting of idbind run: {unknown:?}"
+    );
     // An empty variable counts as set (clap reads "" as a value), so no key may be empty.
-    let empty: Vec<&String> = data.iter().filter(|(_, v)| v.as_str().is_none_or(str::is_empty)).map(|(k, _)| k).collect();
+    let empty: Vec<&String> = data
+        .iter()
+        .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
+        .map(|(k, _)| k)
+        .collect();
     assert!(empty.is_empty(), "empty or non-string values: {empty:?}");
 
-    // The values parse: `idbind run` with exactly this environment (plus the required settings
-    // an install adds) gets past argument parsing to its first check of a value.
+    // The values parse: `idbind run` with exactly this environment (plus the required settings an install
+    // adds) gets past argument parsing to its first check of a value.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
         .arg("run")
         .env_clear()
-        .envs(data.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())))
-        .envs([("IDBIND_CLUSTER_NAME", "c"), ("AZURE_SUBSCRIPTION_ID", "s"), ("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("IDBIND_OIDC_ISSUER", "http://not-https.example")])
+        .envs(
+            data.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+        )
+        .envs([
+            ("IDBIND_CLUSTER_NAME", "c"),
+            ("AZURE_SUBSCRIPTION_ID", "s"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("IDBIND_OIDC_ISSUER", "http://not-https.example"),
+        ])
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--oidc-issuer must be an https URL"), "idbind run with the ConfigMap's values:\n{stderr}");
+    assert!(
+        stderr.contains("--oidc-issuer must be an https URL"),
+        "idbind run with the ConfigMap's \
+        values:\n{stderr}"
+    );
     Ok(())
 }
 
@@ -189,18 +356,26 @@ fn the_config_map_documents_every_setting() -> TestResult {
 #[test]
 fn the_crd_kustomization_lists_every_crd() -> TestResult {
     let dir = workspace_root().join("crds");
-    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".yaml")).collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
     on_disk.sort();
     let kustomization: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("Kustomization"))?)?;
-    let mut listed: Vec<String> = kustomization["resources"].as_array().ok_or("no resources")?.iter().filter_map(|r| r.as_str().map(String::from)).collect();
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_array()
+        .ok_or("no resources")?
+        .iter()
+        .filter_map(|r| r.as_str().map(String::from))
+        .collect();
     listed.sort();
     assert_eq!(listed, on_disk, "crds/Kustomization is out of date");
     Ok(())
 }
 
-/// The RBAC objects hold exactly the operator's rules, and `kubectl auth can-i` as the
-/// ServiceAccount (with the groups its token carries) grants each of them and refuses the
-/// neighbours an over-broad role would let through.
+/// The RBAC objects hold exactly the operator's rules, and `kubectl auth can-i` as the ServiceAccount (with
+/// the groups its token carries) grants each of them and refuses the neighbours an over-broad role would let
+/// through.
 #[test]
 fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
     install();
@@ -263,7 +438,12 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("create", "serviceaccounts", Some("default"), None),
         ("delete", "serviceaccounts", Some("default"), None),
         // Patching ServiceAccounts must not extend to minting their tokens.
-        ("create", "serviceaccounts", Some("default"), Some("--subresource=token")),
+        (
+            "create",
+            "serviceaccounts",
+            Some("default"),
+            Some("--subresource=token"),
+        ),
         ("get", "secrets", Some("default"), None),
         ("list", "secrets", Some(NS), None),
         ("get", "configmaps", Some(NS), None),
@@ -274,7 +454,12 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("watch", LEASES, Some(NS), None),
         ("delete", LEADER, Some(NS), None),
         ("get", "leases.coordination.k8s.io/someone-else", Some(NS), None),
-        ("update", "leases.coordination.k8s.io/someone-else", Some(NS), None),
+        (
+            "update",
+            "leases.coordination.k8s.io/someone-else",
+            Some(NS),
+            None,
+        ),
         ("create", LEASES, Some("default"), None),
         ("get", LEADER, Some("default"), None),
         ("escalate", "clusterroles.rbac.authorization.k8s.io", None, None),
@@ -286,18 +471,42 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         for &(verb, resource, namespace, extra) in checks {
             let got = can_i(verb, resource, namespace, extra)?;
             if got != want {
-                wrong.push(format!("{verb} {resource} {} {}: {}", namespace.unwrap_or("(all namespaces)"), extra.unwrap_or(""), if got { "granted" } else { "refused" }));
+                wrong.push(format!(
+                    "{verb} {resource} {} {}: {}",
+                    namespace.unwrap_or("(all namespaces)"),
+                    extra.unwrap_or(""),
+                    if got { "granted" } else { "refused" }
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "unexpected permissions of {SA}:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "unexpected permissions of {SA}:\n{}",
+        wrong.join("\n")
+    );
     Ok(())
 }
 
-/// `kubectl auth can-i` as the operator's ServiceAccount, with the groups its tokens carry (so a
-/// grant to all ServiceAccounts or to all authenticated users counts too).
-fn can_i(verb: &str, resource: &str, namespace: Option<&str>, extra: Option<&str>) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
-    let mut args = vec!["auth", "can-i", verb, resource, "--as", SA, "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:idbind-system", "--as-group=system:authenticated"];
+/// `kubectl auth can-i` as the operator's ServiceAccount, with the groups its tokens carry (so a grant to all
+/// ServiceAccounts or to all authenticated users counts too).
+fn can_i(
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    extra: Option<&str>,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let mut args = vec![
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "--as",
+        SA,
+        "--as-group=system:serviceaccounts",
+        "--as-group=system:serviceaccounts:idbind-system",
+        "--as-group=system:authenticated",
+    ];
     match namespace {
         Some(ns) => args.extend_from_slice(&["-n", ns]),
         None => args.push("--all-namespaces"),
@@ -308,6 +517,11 @@ fn can_i(verb: &str, resource: &str, namespace: Option<&str>, extra: Option<&str
     match (answer.as_str(), out.status.code()) {
         ("yes", Some(0)) => Ok(true),
         ("no", Some(1)) => Ok(false),
-        _ => Err(format!("kubectl {}: {answer} {}", args.join(" "), String::from_utf8_lossy(&out.stderr)).into()),
+        _ => Err(format!(
+            "kubectl {}: {answer} {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into()),
     }
 }

@@ -1,12 +1,12 @@
-//! The operator as its pod runs it: the `idbind run` process, signed in with a TokenRequest
-//! token of its own ServiceAccount bound to the RBAC in config/rbac/, against the real
-//! RBAC-enforcing API server, with leader election on.
+//! The operator as its pod runs it: the `idbind run` process, signed in with a TokenRequest token of its own
+//! ServiceAccount bound to the RBAC in config/rbac/, against the real RBAC-enforcing API server, with leader
+//! election on.
 //!
-//! - Least privilege, proven: with the shipped rules a binding converges and nothing is
-//!   refused; with any one rule removed, the operator fails visibly (a 403 naming that
-//!   rule's resource in its log, and the binding not Ready, or its Event missing).
-//! - Of two replicas only the leader reconciles; SIGTERM stops the leader cleanly (exit 0)
-//!   and its Lease goes to the standby at once.
+//! - Least privilege, proven: with the shipped rules a binding converges and nothing is refused; with any one
+//!   rule removed, the operator fails visibly (a 403 naming that rule's resource in its log, and the binding
+//!   not Ready, or its Event missing).
+//! - Of two replicas only the leader reconciles; SIGTERM stops the leader cleanly (exit 0) and its Lease goes
+//!   to the standby at once.
 //! - No token or secret reaches the logs, even at trace level.
 
 use std::time::Duration;
@@ -14,7 +14,10 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    e2e::{APP_SECRET, Env, KV_RG, TestError, TestResult, eventually, install_operator_rbac, operator_kubeconfig, operator_namespace, start_without_operator},
+    e2e::{
+        APP_SECRET, Env, KV_RG, TestError, TestResult, eventually, install_operator_rbac,
+        operator_kubeconfig, operator_namespace, start_without_operator,
+    },
     process::Operator,
 };
 use serde_json::{Value, json};
@@ -26,7 +29,10 @@ fn binding(env: &Env, name: &str) -> TestResult {
 }
 
 fn leader_env(env: &Env) -> Vec<(&'static str, String)> {
-    vec![("IDBIND_LEADER_ELECT", "true".into()), ("POD_NAMESPACE", operator_namespace(&env.ns))]
+    vec![
+        ("IDBIND_LEADER_ELECT", "true".into()),
+        ("POD_NAMESPACE", operator_namespace(&env.ns)),
+    ]
 }
 
 fn start(env: &Env, run: &str, extra: &[(&str, String)]) -> Result<Operator, TestError> {
@@ -38,17 +44,38 @@ fn start(env: &Env, run: &str, extra: &[(&str, String)]) -> Result<Operator, Tes
 fn shipped_rules() -> Result<Vec<(&'static str, usize, String)>, TestError> {
     let root = idbind_testenv::workspace_root().join("config/rbac");
     let mut out = Vec::new();
-    for (kind, file) in [("ClusterRole", "cluster_role.yaml"), ("Role", "leader_election_role.yaml")] {
+    for (kind, file) in [
+        ("ClusterRole", "cluster_role.yaml"),
+        ("Role", "leader_election_role.yaml"),
+    ] {
         let role: Value = serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?;
-        for (i, rule) in role["rules"].as_array().ok_or("a role without rules")?.iter().enumerate() {
-            out.push((kind, i, rule["resources"][0].as_str().ok_or("a rule without resources")?.to_string()));
+        for (i, rule) in role["rules"]
+            .as_array()
+            .ok_or("a role without rules")?
+            .iter()
+            .enumerate()
+        {
+            out.push((
+                kind,
+                i,
+                rule["resources"][0]
+                    .as_str()
+                    .ok_or("a rule without resources")?
+                    .to_string(),
+            ));
         }
     }
     Ok(out)
 }
 
 fn ready(env: &Env, name: &str) -> Result<bool, TestError> {
-    Ok(env.kubectl(&["get", "wib", name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])? == "True")
+    Ok(env.kubectl(&[
+        "get",
+        "wib",
+        name,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ])? == "True")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,48 +87,108 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
     install_operator_rbac(env.plane, &env.ns, &[])?;
     let operator = start(&env, "full", &leader_env(&env))?;
     binding(&env, "full")?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/full"]).map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/full"])
+        .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
     eventually("the Ready Event", Duration::from_secs(30), || {
-        let events = env.kubectl(&["get", "events", "--field-selector", "involvedObject.name=full,reason=Ready", "-o", "name"])?;
+        let events = env.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=full,reason=Ready",
+            "-o",
+            "name",
+        ])?;
         Ok((!events.trim().is_empty()).then_some(()))
     })
     .await?;
     let log = operator.log_text();
-    assert!(!log.contains("forbidden"), "the shipped RBAC refused something:\n{log}");
+    assert!(
+        !log.contains("forbidden"),
+        "the shipped RBAC refused something:\n{log}"
+    );
     operator.kill()?;
 
-    // Each rule removed in turn: the operator says which permission it lacks, and the binding
-    // does not converge (or, for Events, converges without its Event).
+    // Each rule removed in turn: the operator says which permission it lacks, and the binding does not
+    // converge (or, for Events, converges without its Event).
     let rules = shipped_rules()?;
     assert_eq!(rules.len(), 7, "a rule was added or removed: extend this test");
     for (kind, index, resource) in rules {
         let name = format!("minus-{}-{index}", kind.to_lowercase());
         install_operator_rbac(env.plane, &env.ns, &[(kind, index)])?;
         // A Lease left by an earlier run would let a candidate without `create` lead.
-        let _ = env.plane.kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"]).output();
+        let _ = env
+            .plane
+            .kubectl(&[
+                "delete",
+                "lease",
+                "idbind-leader",
+                "-n",
+                &op_ns,
+                "--ignore-not-found",
+            ])
+            .output();
         let operator = start(&env, &name, &leader_env(&env))?;
         binding(&env, &name)?;
         let wanted = format!("resource \\\"{resource}\\\"");
         let plain = format!("resource \"{resource}\"");
-        eventually(&format!("{name}: a refusal naming {resource}"), Duration::from_secs(60), || {
-            let log = operator.log_text();
-            Ok((log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain))).then_some(()))
-        })
+        eventually(
+            &format!("{name}: a refusal naming {resource}"),
+            Duration::from_secs(60),
+            || {
+                let log = operator.log_text();
+                Ok(
+                    (log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain)))
+                        .then_some(()),
+                )
+            },
+        )
         .await
         .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
         if resource == "events" {
-            assert!(env.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={name},reason=Ready"), "-o", "name"])?.trim().is_empty(), "{name}: an Event was published without the events rule");
+            assert!(
+                env.kubectl(&[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &format!("involvedObject.name={name},reason=Ready"),
+                    "-o",
+                    "name"
+                ])?
+                .trim()
+                .is_empty(),
+                "{name}: an Event was published without the events rule"
+            );
         } else {
-            assert!(!ready(&env, &name)?, "{name}: Ready without the {kind} rule for {resource}");
+            assert!(
+                !ready(&env, &name)?,
+                "{name}: Ready without the {kind} rule for {resource}"
+            );
         }
         operator.kill()?;
         env.kubectl(&["delete", "wib", &name, "--wait=false"])?;
     }
     // Back to the shipped rules, so the finalizers of the refused bindings can be removed.
     install_operator_rbac(env.plane, &env.ns, &[])?;
-    let _ = env.plane.kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"]).output();
+    let _ = env
+        .plane
+        .kubectl(&[
+            "delete",
+            "lease",
+            "idbind-leader",
+            "-n",
+            &op_ns,
+            "--ignore-not-found",
+        ])
+        .output();
     let operator = start(&env, "cleanup", &leader_env(&env))?;
-    eventually("every binding deleted", Duration::from_secs(90), || Ok(env.kubectl(&["get", "wib", "-o", "name"])?.lines().all(|l| l.ends_with("/full")).then_some(()))).await?;
+    eventually("every binding deleted", Duration::from_secs(90), || {
+        Ok(env
+            .kubectl(&["get", "wib", "-o", "name"])?
+            .lines()
+            .all(|l| l.ends_with("/full"))
+            .then_some(()))
+    })
+    .await?;
     operator.kill()?;
     Ok(())
 }
@@ -111,25 +198,60 @@ async fn only_the_leader_reconciles_and_sigterm_hands_over_at_once() -> TestResu
     let env = start_without_operator("leader", |_| {}).await?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
     let op_ns = operator_namespace(&env.ns);
-    let holder = || -> Result<String, TestError> { Ok(env.plane.kubectl(&["get", "lease", "idbind-leader", "-n", &op_ns, "-o", "jsonpath={.spec.holderIdentity}"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?) };
+    let holder = || -> Result<String, TestError> {
+        Ok(env
+            .plane
+            .kubectl(&[
+                "get",
+                "lease",
+                "idbind-leader",
+                "-n",
+                &op_ns,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?)
+    };
 
     let mut first = start(&env, "replica-a", &leader_env(&env))?;
-    eventually("replica-a to lead", Duration::from_secs(30), || Ok((holder()? == "replica-a").then_some(()))).await?;
+    eventually("replica-a to lead", Duration::from_secs(30), || {
+        Ok((holder()? == "replica-a").then_some(()))
+    })
+    .await?;
     let second = start(&env, "replica-b", &leader_env(&env))?;
     binding(&env, "one")?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/one"])?;
-    assert!(first.log_text().contains("azure write"), "the leader did the work");
-    assert!(!second.log_text().contains("azure write"), "the standby must not write:\n{}", second.log_text());
+    assert!(
+        first.log_text().contains("azure write"),
+        "the leader did the work"
+    );
+    assert!(
+        !second.log_text().contains("azure write"),
+        "the standby must not write:\n{}",
+        second.log_text()
+    );
     // The standby is ready (it can take over) and healthy.
 
     // SIGTERM: the leader finishes, releases the Lease and exits 0; the standby leads at once.
     first.terminate()?;
     let status = first.wait_exit(Duration::from_secs(30))?;
-    assert!(status.success(), "SIGTERM must end the operator cleanly: {status:?}\n{}", first.log_text());
-    eventually("replica-b to lead", Duration::from_secs(5), || Ok((holder()? == "replica-b").then_some(()))).await?;
+    assert!(
+        status.success(),
+        "SIGTERM must end the operator cleanly: {status:?}\n{}",
+        first.log_text()
+    );
+    eventually("replica-b to lead", Duration::from_secs(5), || {
+        Ok((holder()? == "replica-b").then_some(()))
+    })
+    .await?;
     binding(&env, "two")?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/two"]).map_err(|e| format!("{e}\n{}", second.log_text()))?;
-    assert!(second.log_text().contains("azure write"), "the new leader does the work");
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/two"])
+        .map_err(|e| format!("{e}\n{}", second.log_text()))?;
+    assert!(
+        second.log_text().contains("azure write"),
+        "the new leader does the work"
+    );
     second.kill()?;
     Ok(())
 }
@@ -139,18 +261,40 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
     let env = start_without_operator("secrets", |_| {}).await?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
     let kubeconfig = operator_kubeconfig(env.plane, &env.ns, "secrets-probe")?;
-    let kube_token = serde_yaml::from_str::<Value>(&std::fs::read_to_string(&kubeconfig)?)?["users"][0]["user"]["token"].as_str().unwrap_or_default().to_string();
+    let kube_token =
+        serde_yaml::from_str::<Value>(&std::fs::read_to_string(&kubeconfig)?)?["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     // Trace level for everything, idbind and its libraries alike.
-    let operator = start(&env, "verbose", &[("RUST_LOG", "trace".into()), ("IDBIND_LOG_FORMAT", "json".into()), ("KUBECONFIG", kubeconfig.display().to_string())])?;
+    let operator = start(
+        &env,
+        "verbose",
+        &[
+            ("RUST_LOG", "trace".into()),
+            ("IDBIND_LOG_FORMAT", "json".into()),
+            ("KUBECONFIG", kubeconfig.display().to_string()),
+        ],
+    )?;
     binding(&env, "quiet")?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/quiet"])?;
     env.kubectl(&["delete", "wib", "quiet", "--wait=true", "--timeout=60s"])?;
     let log = operator.log_text();
-    assert!(log.lines().count() > 20, "the debug log is suspiciously short:\n{log}");
+    assert!(
+        log.lines().count() > 20,
+        "the debug log is suspiciously short:\n{log}"
+    );
     assert!(!log.contains(APP_SECRET), "the client secret reached the log");
-    assert!(!kube_token.is_empty() && !log.contains(&kube_token), "the ServiceAccount token reached the log");
+    assert!(
+        !kube_token.is_empty() && !log.contains(&kube_token),
+        "the ServiceAccount token reached the log"
+    );
     // Entra access tokens and Kubernetes tokens are JWTs: base64url of '{"' starts with eyJ.
-    assert!(!log.contains("eyJ"), "a JWT reached the log: {}", log.lines().find(|l| l.contains("eyJ")).unwrap_or_default());
+    assert!(
+        !log.contains("eyJ"),
+        "a JWT reached the log: {}",
+        log.lines().find(|l| l.contains("eyJ")).unwrap_or_default()
+    );
     operator.kill()?;
     Ok(())
 }
@@ -162,7 +306,15 @@ async fn readyz_turns_ready_once_the_caches_hold_a_full_list() -> TestResult {
     for (label, leader) in [("single", "false"), ("elected", "true")] {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
-        let operator = start(&env, label, &[("IDBIND_HTTP_ADDR", addr.clone()), ("IDBIND_LEADER_ELECT", leader.into()), ("POD_NAMESPACE", operator_namespace(&env.ns))])?;
+        let operator = start(
+            &env,
+            label,
+            &[
+                ("IDBIND_HTTP_ADDR", addr.clone()),
+                ("IDBIND_LEADER_ELECT", leader.into()),
+                ("POD_NAMESPACE", operator_namespace(&env.ns)),
+            ],
+        )?;
         let http = reqwest::Client::new();
         let url = format!("http://{addr}/readyz");
         let mut last = String::new();
@@ -175,11 +327,21 @@ async fn readyz_turns_ready_once_the_caches_hold_a_full_list() -> TestResult {
                 last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
             }
             if start.elapsed() > Duration::from_secs(30) {
-                return Err(format!("{label}: /readyz never turned ready (last: {last})\n{}", operator.log_text()).into());
+                return Err(format!(
+                    "{label}: /readyz never turned ready (last: {last})\n{}",
+                    operator.log_text()
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(http.get(format!("http://{addr}/healthz")).send().await?.status().is_success());
+        assert!(
+            http.get(format!("http://{addr}/healthz"))
+                .send()
+                .await?
+                .status()
+                .is_success()
+        );
         operator.kill()?;
     }
     Ok(())

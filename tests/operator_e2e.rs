@@ -1,15 +1,17 @@
-//! The operator end to end: the real kube-apiserver (driven with kubectl), the ARM simulator
-//! over HTTPS, and idbind's controller in this process. A binding converges to Ready, Azure
-//! holds exactly what it asks for, the federation works (a TokenRequest token is exchanged at
-//! the simulator's Entra endpoint), steady state makes no Azure writes, role edits change
-//! exactly the difference, bad input stalls with a reason and heals when fixed, and deletion
-//! leaves nothing behind.
+//! The operator end to end: the real kube-apiserver (driven with kubectl), the ARM simulator over HTTPS, and
+//! idbind's controller in this process. A binding converges to Ready, Azure holds exactly what it asks for,
+//! the federation works (a TokenRequest token is exchanged at the simulator's Entra endpoint), steady state
+//! makes no Azure writes, role edits change exactly the difference, bad input stalls with a reason and heals
+//! when fixed, and deletion leaves nothing behind.
 
 use std::time::Duration;
 
 mod common;
 
-use common::e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult, eventually, identities, start, start_with, start_with_budget};
+use common::e2e::{
+    APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult,
+    eventually, identities, start, start_with, start_with_budget,
+};
 use idbind::{
     budget::{Limits, MsiOp, Rate},
     validate::Policy,
@@ -26,70 +28,162 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     let ids = identities(&state);
     assert_eq!(ids.len(), 1, "{ids:?}");
     let identity = &ids[0];
-    assert_eq!((identity.tags.get("idbind.dev.namespace"), identity.tags.get("idbind.dev.binding")), (Some(&env.ns), Some(&"orders".to_string())));
+    assert_eq!(
+        (
+            identity.tags.get("idbind.dev.namespace"),
+            identity.tags.get("idbind.dev.binding")
+        ),
+        (Some(&env.ns), Some(&"orders".to_string()))
+    );
     let fics: Vec<_> = identity.federated_identity_credentials.values().collect();
     assert_eq!(fics.len(), 1);
-    assert_eq!((fics[0].issuer.as_str(), fics[0].subject.clone(), fics[0].audiences.clone()), (env.plane.server(), format!("system:serviceaccount:{}:orders", env.ns), vec!["api://AzureADTokenExchange".to_string()]));
-    let assignments: Vec<_> = state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).collect();
+    assert_eq!(
+        (
+            fics[0].issuer.as_str(),
+            fics[0].subject.clone(),
+            fics[0].audiences.clone()
+        ),
+        (
+            env.plane.server(),
+            format!("system:serviceaccount:{}:orders", env.ns),
+            vec!["api://AzureADTokenExchange".to_string()]
+        )
+    );
+    let assignments: Vec<_> = state
+        .role_assignments
+        .values()
+        .filter(|ra| ra.principal_id == identity.principal_id)
+        .collect();
     assert_eq!(assignments.len(), 1);
-    assert_eq!((assignments[0].role_definition_guid.as_str(), assignments[0].principal_type.as_str()), (SECRETS_USER, "ServicePrincipal"));
-    assert!(assignments[0].scope.to_ascii_lowercase().ends_with("/vaults/kv-shop"));
+    assert_eq!(
+        (
+            assignments[0].role_definition_guid.as_str(),
+            assignments[0].principal_type.as_str()
+        ),
+        (SECRETS_USER, "ServicePrincipal")
+    );
+    assert!(
+        assignments[0]
+            .scope
+            .to_ascii_lowercase()
+            .ends_with("/vaults/kv-shop")
+    );
 
     // The ServiceAccount carries both annotations; describe shows conditions and the Event.
-    let annotations = env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
-    assert!(annotations.contains(&identity.client_id) && annotations.contains(&identity.tenant_id), "{annotations}");
+    let annotations = env.kubectl(&[
+        "get",
+        "serviceaccount",
+        "orders",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ])?;
+    assert!(
+        annotations.contains(&identity.client_id) && annotations.contains(&identity.tenant_id),
+        "{annotations}"
+    );
     let describe = env.kubectl(&["describe", "wib", "orders"])?;
-    for needle in ["IdentityReady", "FederatedCredentialReady", "RoleAssignmentsReady", "ServiceAccountReady", "Reconciled"] {
+    for needle in [
+        "IdentityReady",
+        "FederatedCredentialReady",
+        "RoleAssignmentsReady",
+        "ServiceAccountReady",
+        "Reconciled",
+    ] {
         assert!(describe.contains(needle), "describe lacks {needle}:\n{describe}");
     }
     eventually("the Ready Event", Duration::from_secs(30), || {
-        let events = env.kubectl(&["get", "events", "--field-selector", "involvedObject.name=orders,reason=Ready", "-o", "name"])?;
+        let events = env.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=orders,reason=Ready",
+            "-o",
+            "name",
+        ])?;
         Ok((!events.trim().is_empty()).then_some(()))
     })
     .await?;
 
-    // Federation end to end: a TokenRequest token for the ServiceAccount buys a token for the
-    // bound identity at the simulator's Entra endpoint.
-    let assertion = env.kubectl(&["create", "token", "orders", "--audience", "api://AzureADTokenExchange"])?;
+    // Federation end to end: a TokenRequest token for the ServiceAccount buys a token for the bound identity
+    // at the simulator's Entra endpoint.
+    let assertion = env.kubectl(&[
+        "create",
+        "token",
+        "orders",
+        "--audience",
+        "api://AzureADTokenExchange",
+    ])?;
     let ca = reqwest::Certificate::from_pem(env.sim.ca_pem().ok_or("no CA")?.as_bytes())?;
-    let http = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?;
-    let token_url = format!("{}{}/oauth2/v2.0/token", env.sim.authority_host().ok_or("no authority")?, env.sim.tenant_id());
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()?;
+    let token_url = format!(
+        "{}{}/oauth2/v2.0/token",
+        env.sim.authority_host().ok_or("no authority")?,
+        env.sim.tenant_id()
+    );
     let response = http
         .post(&token_url)
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", identity.client_id.as_str()),
             ("scope", "https://management.azure.com/.default"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion.trim()),
         ])
         .send()
         .await?;
     let status = response.status();
     let body: Value = response.json().await?;
-    assert!(status.is_success() && body["access_token"].is_string(), "token exchange failed: {status} {body}");
+    assert!(
+        status.is_success() && body["access_token"].is_string(),
+        "token exchange failed: {status} {body}"
+    );
 
-    // Steady state: several resyncs (2 s each) write nothing, and read the binding's FICs on
-    // every other one; the identity and its role assignments come from the shared lists, not
-    // from a GET or a per-principal list of their own.
+    // Steady state: several resyncs (2 s each) write nothing, and read the binding's FICs on every other one;
+    // the identity and its role assignments come from the shared lists, not from a GET or a per-principal
+    // list of their own.
     let writes = env.writes();
     let before = env.sim.counters();
     let fic_lists = before.total("FederatedIdentityCredentials_List");
-    eventually("three more resyncs", Duration::from_secs(30), || Ok((env.sim.counters().total("FederatedIdentityCredentials_List") >= fic_lists + 3).then_some(()))).await?;
+    eventually("three more resyncs", Duration::from_secs(30), || {
+        Ok((env.sim.counters().total("FederatedIdentityCredentials_List") >= fic_lists + 3).then_some(()))
+    })
+    .await?;
     let after = env.sim.counters();
     assert_eq!(env.writes(), writes, "steady state must make no Azure writes");
-    assert_eq!(after.total("UserAssignedIdentities_Get"), before.total("UserAssignedIdentities_Get"), "no identity GET in steady state");
-    let lists = |c: &idbind_sim::CounterSnapshot| c.total("UserAssignedIdentities_ListByResourceGroup") + c.total("RoleAssignments_ListForScope");
-    // Two lists (identities of the group, assignments of the subscription) per resync period
-    // however many bindings there are; here one binding, and three FIC reads span about six
-    // periods (seven at most).
-    assert!(lists(&after) - lists(&before) <= 2 * 7 + 2, "the shared lists are taken once per resync period: {} more", lists(&after) - lists(&before));
+    assert_eq!(
+        after.total("UserAssignedIdentities_Get"),
+        before.total("UserAssignedIdentities_Get"),
+        "no identity GET in \
+        steady state"
+    );
+    let lists = |c: &idbind_sim::CounterSnapshot| {
+        c.total("UserAssignedIdentities_ListByResourceGroup") + c.total("RoleAssignments_ListForScope")
+    };
+    // Two lists (identities of the group, assignments of the subscription) per resync period however many
+    // bindings there are; here one binding, and three FIC reads span about six periods (seven at most).
+    assert!(
+        lists(&after) - lists(&before) <= 2 * 7 + 2,
+        "the shared lists are taken once per resync period: \
+        {} more",
+        lists(&after) - lists(&before)
+    );
 
     // Editing the roles adds and removes exactly the difference.
     env.binding("orders", "orders", &["Key Vault Reader"])?;
     eventually("the role swap", Duration::from_secs(60), || {
         let state = env.sim.state_typed();
-        let guids: Vec<String> = state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).map(|ra| ra.role_definition_guid.clone()).collect();
+        let guids: Vec<String> = state
+            .role_assignments
+            .values()
+            .filter(|ra| ra.principal_id == identity.principal_id)
+            .map(|ra| ra.role_definition_guid.clone())
+            .collect();
         Ok((guids == [READER]).then_some(()))
     })
     .await?;
@@ -98,9 +192,24 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     env.kubectl(&["delete", "wib", "orders", "--wait=true", "--timeout=60s"])?;
     let state = env.sim.state_typed();
     assert!(identities(&state).is_empty(), "identity left behind");
-    assert!(!state.role_assignments.values().any(|ra| ra.principal_id == identity.principal_id), "role assignment left behind");
-    let annotations = env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
-    assert!(!annotations.contains("azure.workload.identity"), "annotations left behind: {annotations}");
+    assert!(
+        !state
+            .role_assignments
+            .values()
+            .any(|ra| ra.principal_id == identity.principal_id),
+        "role assignment left behind"
+    );
+    let annotations = env.kubectl(&[
+        "get",
+        "serviceaccount",
+        "orders",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ])?;
+    assert!(
+        !annotations.contains("azure.workload.identity"),
+        "annotations left behind: {annotations}"
+    );
     Ok(())
 }
 
@@ -110,14 +219,30 @@ async fn bad_input_and_a_missing_service_account_are_reported_and_heal() -> Test
     // Owner is not a Key Vault reader role: the default policy refuses it before any Azure write.
     let writes = env.writes();
     env.binding("escalate", "payments", &["Owner"])?;
-    eventually("Stalled=PolicyViolation", Duration::from_secs(60), || Ok((env.condition("escalate", "Stalled")? == ("True".into(), "PolicyViolation".into())).then_some(()))).await?;
+    eventually("Stalled=PolicyViolation", Duration::from_secs(60), || {
+        Ok(
+            (env.condition("escalate", "Stalled")? == ("True".into(), "PolicyViolation".into()))
+                .then_some(()),
+        )
+    })
+    .await?;
     assert_eq!(env.condition("escalate", "Ready")?.0, "False");
     assert_eq!(env.writes(), writes, "an invalid binding makes no Azure write");
 
     // Fixed input, but the ServiceAccount does not exist yet.
     env.binding("escalate", "payments", &["Key Vault Secrets User"])?;
-    eventually("ServiceAccountNotFound", Duration::from_secs(60), || Ok((env.condition("escalate", "Ready")? == ("False".into(), "ServiceAccountNotFound".into())).then_some(()))).await?;
-    assert_eq!(env.condition("escalate", "Stalled")?.0, "", "Stalled is gone once the input is fixed");
+    eventually("ServiceAccountNotFound", Duration::from_secs(60), || {
+        Ok(
+            (env.condition("escalate", "Ready")? == ("False".into(), "ServiceAccountNotFound".into()))
+                .then_some(()),
+        )
+    })
+    .await?;
+    assert_eq!(
+        env.condition("escalate", "Stalled")?.0,
+        "",
+        "Stalled is gone once the input is fixed"
+    );
 
     // Creating the ServiceAccount completes the binding without any other change.
     env.kubectl(&["create", "serviceaccount", "payments"])?;
@@ -139,21 +264,38 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     env.apply(&manifest("reports-one", "Delete"))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/reports"])?;
     let first = identities(&env.sim.state_typed());
-    assert_eq!(first.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["reports-one"]);
+    assert_eq!(
+        first.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        ["reports-one"]
+    );
 
     // A new name: the new identity takes over, the old one and its role assignment go.
     env.apply(&manifest("reports-two", "Delete"))?;
     let second = eventually("only reports-two left", Duration::from_secs(90), || {
         let state = env.sim.state_typed();
         let ids = identities(&state);
-        let old_assignments = state.role_assignments.values().filter(|ra| ra.principal_id == first[0].principal_id).count();
+        let old_assignments = state
+            .role_assignments
+            .values()
+            .filter(|ra| ra.principal_id == first[0].principal_id)
+            .count();
         Ok((ids.len() == 1 && ids[0].name == "reports-two" && old_assignments == 0).then(|| ids[0].clone()))
     })
     .await?;
-    eventually("the ServiceAccount names the new client id", Duration::from_secs(60), || {
-        let annotations = env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
-        Ok(annotations.contains(&second.client_id).then_some(()))
-    })
+    eventually(
+        "the ServiceAccount names the new client id",
+        Duration::from_secs(60),
+        || {
+            let annotations = env.kubectl(&[
+                "get",
+                "serviceaccount",
+                "reports",
+                "-o",
+                "jsonpath={.metadata.annotations}",
+            ])?;
+            Ok(annotations.contains(&second.client_id).then_some(()))
+        },
+    )
     .await?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=60s", "wib/reports"])?;
 
@@ -163,10 +305,33 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     let state = env.sim.state_typed();
     let kept = identities(&state);
     assert_eq!(kept.len(), 1, "Retain keeps the identity");
-    assert_eq!(kept[0].federated_identity_credentials.len(), 1, "Retain keeps the FIC");
-    assert_eq!(state.role_assignments.values().filter(|ra| ra.principal_id == second.principal_id).count(), 1, "Retain keeps the role assignment");
-    let annotations = env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
-    assert!(!annotations.contains("azure.workload.identity"), "the ServiceAccount annotations are withdrawn: {annotations}");
+    assert_eq!(
+        kept[0].federated_identity_credentials.len(),
+        1,
+        "Retain keeps the FIC"
+    );
+    assert_eq!(
+        state
+            .role_assignments
+            .values()
+            .filter(|ra| ra.principal_id == second.principal_id)
+            .count(),
+        1,
+        "Retain keeps the \
+        role assignment"
+    );
+    let annotations = env.kubectl(&[
+        "get",
+        "serviceaccount",
+        "reports",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ])?;
+    assert!(
+        !annotations.contains("azure.workload.identity"),
+        "the ServiceAccount annotations are withdrawn: \
+        {annotations}"
+    );
     Ok(())
 }
 
@@ -176,9 +341,16 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     let env = start("e2e-conflict").await?;
     env.kubectl(&["create", "serviceaccount", "billing"])?;
     // Someone else's identity, with the name the binding asks for and no idbind tags.
-    let foreign = format!("/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/billing");
+    let foreign = format!(
+        "/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/billing"
+    );
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
-    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "someone-else".to_string())].into()).await?;
+    api.put_identity(
+        &foreign,
+        "westeurope",
+        &[("owner".to_string(), "someone-else".to_string())].into(),
+    )
+    .await?;
     let writes = env.writes();
 
     let manifest = |identity: &str, vault: &str| {
@@ -187,15 +359,33 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
                         "keyVaults": [{"name": vault, "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}})
     };
     env.apply(&manifest("billing", "kv-shop"))?;
-    eventually("Stalled=IdentityConflict", Duration::from_secs(60), || Ok((env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into())).then_some(()))).await?;
+    eventually("Stalled=IdentityConflict", Duration::from_secs(60), || {
+        Ok(
+            (env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into()))
+                .then_some(()),
+        )
+    })
+    .await?;
     assert_eq!(env.condition("billing", "IdentityReady")?.0, "False");
-    assert_eq!(env.writes(), writes, "idbind never writes to an identity it does not own");
+    assert_eq!(
+        env.writes(),
+        writes,
+        "idbind never writes to an identity it does not own"
+    );
     let untouched = identities(&env.sim.state_typed());
-    assert!(untouched.iter().all(|i| i.federated_identity_credentials.is_empty() && !i.tags.contains_key("idbind.dev.binding")), "{untouched:?}");
+    assert!(
+        untouched.iter().all(
+            |i| i.federated_identity_credentials.is_empty() && !i.tags.contains_key("idbind.dev.binding")
+        ),
+        "{untouched:?}"
+    );
 
     // Another name but a vault that does not exist: VaultNotFound, still no Azure write.
     env.apply(&manifest("billing-own", "kv-nowhere"))?;
-    eventually("Stalled=VaultNotFound", Duration::from_secs(60), || Ok((env.condition("billing", "Stalled")? == ("True".into(), "VaultNotFound".into())).then_some(()))).await?;
+    eventually("Stalled=VaultNotFound", Duration::from_secs(60), || {
+        Ok((env.condition("billing", "Stalled")? == ("True".into(), "VaultNotFound".into())).then_some(()))
+    })
+    .await?;
     assert_eq!(env.writes(), writes, "a missing vault is found before any write");
 
     // Fixed: Ready, and Stalled is gone.
@@ -205,13 +395,19 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     Ok(())
 }
 
-/// The legacy permission model: a vault without RBAC gets an access policy for the identity
-/// with the permissions equivalent to the role, follows role edits, and loses it on delete.
+/// The legacy permission model: a vault without RBAC gets an access policy for the identity with the
+/// permissions equivalent to the role, follows role edits, and loses it on delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
     // Any role, so that a write role reaches the access-policy check instead of the policy's.
-    let policy = Policy { allow_any_role: true, ..Policy::default() };
-    let env = start_with("e2e-legacy", policy, |c| c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)).await?;
+    let policy = Policy {
+        allow_any_role: true,
+        ..Policy::default()
+    };
+    let env = start_with("e2e-legacy", policy, |c| {
+        c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)
+    })
+    .await?;
     env.kubectl(&["create", "serviceaccount", "legacy"])?;
     let manifest = |roles: &[&str]| {
         json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "legacy"},
@@ -220,8 +416,19 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
     // (secrets, certificates) of the identity's entry on kv-legacy, sorted.
     let entry = |principal: &str| -> Option<(Vec<String>, Vec<String>)> {
         let state = env.sim.state_typed();
-        let vault = state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.vaults.values()).find(|v| v.name == "kv-legacy")?.clone();
-        let p = vault.access_policies.iter().find(|p| p.object_id.eq_ignore_ascii_case(principal))?.permissions.clone();
+        let vault = state
+            .subscriptions
+            .values()
+            .flat_map(|s| s.resource_groups.values())
+            .flat_map(|g| g.vaults.values())
+            .find(|v| v.name == "kv-legacy")?
+            .clone();
+        let p = vault
+            .access_policies
+            .iter()
+            .find(|p| p.object_id.eq_ignore_ascii_case(principal))?
+            .permissions
+            .clone();
         let sorted = |mut v: Vec<String>| {
             v.sort();
             v
@@ -231,87 +438,223 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 
     env.apply(&manifest(&["Key Vault Secrets User"]))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/legacy"])?;
-    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
-    assert_eq!(entry(&identity.principal_id), Some((vec!["get".into(), "list".into()], vec![])));
-    assert!(!env.sim.state_typed().role_assignments.values().any(|ra| ra.principal_id == identity.principal_id), "no role assignment on an access-policy vault");
-    let held = env.kubectl(&["get", "wib", "legacy", "-o", "jsonpath={.status.accessPolicies[0].secrets}"])?;
+    let identity = identities(&env.sim.state_typed())
+        .into_iter()
+        .next()
+        .ok_or("no identity")?;
+    assert_eq!(
+        entry(&identity.principal_id),
+        Some((vec!["get".into(), "list".into()], vec![]))
+    );
+    assert!(
+        !env.sim
+            .state_typed()
+            .role_assignments
+            .values()
+            .any(|ra| ra.principal_id == identity.principal_id),
+        "no role assignment \
+        on an access-policy vault"
+    );
+    let held = env.kubectl(&[
+        "get",
+        "wib",
+        "legacy",
+        "-o",
+        "jsonpath={.status.accessPolicies[0].secrets}",
+    ])?;
     assert_eq!(held, r#"["get","list"]"#);
 
     // Secrets User → Certificate User: "list" on secrets goes, certificate reads come.
     env.apply(&manifest(&["Key Vault Certificate User"]))?;
-    eventually("the certificate-user policy", Duration::from_secs(60), || Ok((entry(&identity.principal_id) == Some((vec!["get".into()], vec!["get".into(), "list".into()]))).then_some(()))).await?;
+    eventually("the certificate-user policy", Duration::from_secs(60), || {
+        Ok(
+            (entry(&identity.principal_id) == Some((vec!["get".into()], vec!["get".into(), "list".into()])))
+                .then_some(()),
+        )
+    })
+    .await?;
 
     // A role with no read-only access-policy equivalent stalls rather than granting writes.
     let writes = env.writes();
-    env.apply(&manifest(&["Key Vault Secrets User", "Key Vault Secrets Officer"]))?;
-    eventually("AccessPolicyRoleUnsupported", Duration::from_secs(60), || Ok((env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into())).then_some(()))).await?;
+    env.apply(&manifest(&[
+        "Key Vault Secrets User",
+        "Key Vault Secrets Officer",
+    ]))?;
+    eventually("AccessPolicyRoleUnsupported", Duration::from_secs(60), || {
+        Ok(
+            (env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into()))
+                .then_some(()),
+        )
+    })
+    .await?;
     assert_eq!(env.writes(), writes, "nothing is written for an unsupported role");
 
     env.kubectl(&["delete", "wib", "legacy", "--wait=true", "--timeout=60s"])?;
-    assert_eq!(entry(&identity.principal_id), None, "the access policy entry is gone");
+    assert_eq!(
+        entry(&identity.principal_id),
+        None,
+        "the access policy entry is gone"
+    );
     assert!(identities(&env.sim.state_typed()).is_empty());
     Ok(())
 }
 
-/// Every reason a user can act on, reached through the real operator, and cleared by the fix
-/// (or by Azure healing, for the retryable ones), each announced by an Event.
+/// Every reason a user can act on, reached through the real operator, and cleared by the fix (or by Azure
+/// healing, for the retryable ones), each announced by an Event.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
     use idbind_sim::{FaultAction, FaultRule, Grant, Seed, SeedPermission};
-    let policy = Policy { allow_any_role: true, ..Policy::default() };
+    let policy = Policy {
+        allow_any_role: true,
+        ..Policy::default()
+    };
     let env = start_with("e2e-reasons", policy, |_| {}).await?;
     for sa in ["dup", "custom", "busy", "fresh", "denied"] {
         env.kubectl(&["create", "serviceaccount", sa])?;
     }
     let event = |reason: &str| -> Result<Option<()>, TestError> {
-        let events = env.kubectl(&["get", "events", "--field-selector", &format!("reason={reason}"), "-o", "name"])?;
+        let events = env.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("reason={reason}"),
+            "-o",
+            "name",
+        ])?;
         Ok((!events.trim().is_empty()).then_some(()))
     };
-    let wait_event = |reason: &'static str| eventually(reason, Duration::from_secs(30), move || event(reason));
+    let wait_event =
+        |reason: &'static str| eventually(reason, Duration::from_secs(30), move || event(reason));
     let writes = env.writes();
 
     // InvalidSpec: one role by name and by GUID (the schema cannot see they are the same).
     env.binding("dup", "dup", &["Key Vault Secrets User", SECRETS_USER])?;
-    env.wait_condition("dup", "Stalled", "True", "InvalidSpec", Duration::from_secs(60)).await?;
-    let message = env.kubectl(&["get", "wib", "dup", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}"])?;
-    assert!(message.contains("spec.keyVaults[0].roles[1]"), "the message names the field: {message}");
+    env.wait_condition("dup", "Stalled", "True", "InvalidSpec", Duration::from_secs(60))
+        .await?;
+    let message = env.kubectl(&[
+        "get",
+        "wib",
+        "dup",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+    ])?;
+    assert!(
+        message.contains("spec.keyVaults[0].roles[1]"),
+        "the message names the field: {message}"
+    );
     wait_event("InvalidSpec").await?;
 
     // RoleNotFound: a role name the subscription does not define.
     env.binding("custom", "custom", &["Vault Wizard"])?;
-    env.wait_condition("custom", "Stalled", "True", "RoleNotFound", Duration::from_secs(60)).await?;
+    env.wait_condition(
+        "custom",
+        "Stalled",
+        "True",
+        "RoleNotFound",
+        Duration::from_secs(60),
+    )
+    .await?;
     wait_event("RoleNotFound").await?;
     assert_eq!(env.writes(), writes, "neither reaches an Azure write");
     env.binding("dup", "dup", &["Key Vault Secrets User"])?;
     env.binding("custom", "custom", &["Key Vault Reader"])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/dup", "wib/custom"])?;
-    assert_eq!(env.condition("custom", "Stalled")?.0, "", "Stalled clears with the fix");
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=90s",
+        "wib/dup",
+        "wib/custom",
+    ])?;
+    assert_eq!(
+        env.condition("custom", "Stalled")?.0,
+        "",
+        "Stalled clears with the fix"
+    );
 
     // Throttled: ARM answers 429 until it stops; the binding reconciles, then converges.
-    let rule = |operation: &str, action: FaultAction| FaultRule { operation: operation.into(), action, rate: 1.0, times: None };
-    env.sim.set_faults(vec![rule("UserAssignedIdentities_Get", FaultAction::Error { status: 429, retry_after_secs: Some(1) })]);
+    let rule = |operation: &str, action: FaultAction| FaultRule {
+        operation: operation.into(),
+        action,
+        rate: 1.0,
+        times: None,
+    };
+    env.sim.set_faults(vec![rule(
+        "UserAssignedIdentities_Get",
+        FaultAction::Error {
+            status: 429,
+            retry_after_secs: Some(1),
+        },
+    )]);
     env.binding("busy", "busy", &["Key Vault Secrets User"])?;
-    env.wait_condition("busy", "Reconciling", "True", "Throttled", Duration::from_secs(60)).await?;
-    assert_eq!(env.condition("busy", "Ready")?, ("False".into(), "Throttled".into()));
+    env.wait_condition(
+        "busy",
+        "Reconciling",
+        "True",
+        "Throttled",
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(
+        env.condition("busy", "Ready")?,
+        ("False".into(), "Throttled".into())
+    );
     wait_event("Throttled").await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/busy"])?;
     assert_eq!(env.condition("busy", "Reconciling")?.0, "", "Reconciling clears");
 
     // PrincipalNotReplicated: Entra has not caught up with the new identity yet.
-    env.sim.set_faults(vec![rule("RoleAssignments_Create", FaultAction::Code { status: 400, code: "PrincipalNotFound".into(), message: None })]);
+    env.sim.set_faults(vec![rule(
+        "RoleAssignments_Create",
+        FaultAction::Code {
+            status: 400,
+            code: "PrincipalNotFound".into(),
+            message: None,
+        },
+    )]);
     env.binding("fresh", "fresh", &["Key Vault Secrets User"])?;
-    env.wait_condition("fresh", "RoleAssignmentsReady", "False", "PrincipalNotReplicated", Duration::from_secs(60)).await?;
-    assert_eq!(env.condition("fresh", "Reconciling")?, ("True".into(), "PrincipalNotReplicated".into()));
+    env.wait_condition(
+        "fresh",
+        "RoleAssignmentsReady",
+        "False",
+        "PrincipalNotReplicated",
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(
+        env.condition("fresh", "Reconciling")?,
+        ("True".into(), "PrincipalNotReplicated".into())
+    );
     wait_event("PrincipalNotReplicated").await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/fresh"])?;
 
     // AuthorizationFailed: the operator may do everything but assign roles, until granted.
-    let grant = |not_actions: Vec<String>| Seed { permissions: vec![SeedPermission { principal_id: APP_OBJECT_ID.into(), grants: vec![Grant { actions: vec!["*".into()], not_actions, scope: "/".into() }] }], ..Seed::default() };
-    env.sim.seed(grant(vec!["Microsoft.Authorization/roleAssignments/write".into()])).await?;
+    let grant = |not_actions: Vec<String>| Seed {
+        permissions: vec![SeedPermission {
+            principal_id: APP_OBJECT_ID.into(),
+            grants: vec![Grant {
+                actions: vec!["*".into()],
+                not_actions,
+                scope: "/".into(),
+            }],
+        }],
+        ..Seed::default()
+    };
+    env.sim
+        .seed(grant(vec![
+            "Microsoft.Authorization/roleAssignments/write".into(),
+        ]))
+        .await?;
     env.binding("denied", "denied", &["Key Vault Secrets User"])?;
-    env.wait_condition("denied", "RoleAssignmentsReady", "False", "AuthorizationFailed", Duration::from_secs(60)).await?;
+    env.wait_condition(
+        "denied",
+        "RoleAssignmentsReady",
+        "False",
+        "AuthorizationFailed",
+        Duration::from_secs(60),
+    )
+    .await?;
     wait_event("AuthorizationFailed").await?;
     env.sim.seed(grant(vec![])).await?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", "wib/denied"])?;
@@ -326,23 +669,46 @@ async fn changing_the_service_account_moves_the_annotations() -> TestResult {
     env.kubectl(&["create", "serviceaccount", "new-sa"])?;
     env.binding("mover", "old-sa", &[])?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/mover"])?;
-    let annotated = |sa: &str| -> Result<bool, TestError> { Ok(env.kubectl(&["get", "serviceaccount", sa, "-o", "jsonpath={.metadata.annotations}"])?.contains("azure.workload.identity/client-id")) };
+    let annotated = |sa: &str| -> Result<bool, TestError> {
+        Ok(env
+            .kubectl(&[
+                "get",
+                "serviceaccount",
+                sa,
+                "-o",
+                "jsonpath={.metadata.annotations}",
+            ])?
+            .contains("azure.workload.identity/client-id"))
+    };
     assert!(annotated("old-sa")?);
 
     env.binding("mover", "new-sa", &[])?;
-    eventually("annotations on new-sa only", Duration::from_secs(60), || Ok((annotated("new-sa")? && !annotated("old-sa")?).then_some(()))).await?;
-    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
-    let subjects: Vec<String> = identity.federated_identity_credentials.values().map(|f| f.subject.clone()).collect();
+    eventually("annotations on new-sa only", Duration::from_secs(60), || {
+        Ok((annotated("new-sa")? && !annotated("old-sa")?).then_some(()))
+    })
+    .await?;
+    let identity = identities(&env.sim.state_typed())
+        .into_iter()
+        .next()
+        .ok_or("no identity")?;
+    let subjects: Vec<String> = identity
+        .federated_identity_credentials
+        .values()
+        .map(|f| f.subject.clone())
+        .collect();
     assert_eq!(subjects, [format!("system:serviceaccount:{}:new-sa", env.ns)]);
-    assert_eq!(env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?, "new-sa");
+    assert_eq!(
+        env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?,
+        "new-sa"
+    );
     env.kubectl(&["delete", "wib", "mover", "--wait=true", "--timeout=60s"])?;
     assert!(!annotated("new-sa")? && !annotated("old-sa")?);
     Ok(())
 }
 
-/// The shared lists may be a resync old; they are only trusted to say that nothing needs
-/// doing. An identity someone creates after the list was taken, with the name a new binding
-/// asks for, is still found before any write, and never written to.
+/// The shared lists may be a resync old; they are only trusted to say that nothing needs doing. An identity
+/// someone creates after the list was taken, with the name a new binding asks for, is still found before any
+/// write, and never written to.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> TestResult {
     use idbind::azure::AzureApi;
@@ -354,84 +720,172 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/first"])?;
     // Then someone creates an identity by hand, after that list.
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
-    let foreign = format!("/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/handmade");
-    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "ops".to_string())].into()).await?;
+    let foreign = format!(
+        "/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/handmade"
+    );
+    api.put_identity(
+        &foreign,
+        "westeurope",
+        &[("owner".to_string(), "ops".to_string())].into(),
+    )
+    .await?;
     let writes = env.writes();
     env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "second"},
                       "spec": {"serviceAccountName": "second", "identity": {"name": "handmade"}}}))?;
-    env.wait_condition("second", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
+    env.wait_condition(
+        "second",
+        "Stalled",
+        "True",
+        "IdentityConflict",
+        Duration::from_secs(60),
+    )
+    .await?;
     assert_eq!(env.writes(), writes, "nothing was written");
-    let handmade = identities(&env.sim.state_typed()).into_iter().find(|i| i.name == "handmade").ok_or("handmade identity vanished")?;
+    let handmade = identities(&env.sim.state_typed())
+        .into_iter()
+        .find(|i| i.name == "handmade")
+        .ok_or("handmade identity vanished")?;
     assert_eq!(handmade.tags.get("owner").map(String::as_str), Some("ops"));
-    assert!(!handmade.tags.contains_key("idbind.dev.binding") && handmade.federated_identity_credentials.is_empty());
+    assert!(
+        !handmade.tags.contains_key("idbind.dev.binding")
+            && handmade.federated_identity_credentials.is_empty()
+    );
     Ok(())
 }
 
-/// Fairness: a backlog of identities to create, paced by the managed-identity API's limit, does
-/// not hold up an edit of another binding. With the subscription's identity creates (and
-/// deletes) budgeted at 0.5/s, 16 new bindings need about 30 s of turns; reconciles do not wait
-/// through them holding a worker but requeue at their turn, saying so in their conditions, so
-/// the edit (one role-assignment write, no identity write) is Ready while most of the backlog
-/// still waits. Then the same for the backlog deleted at once. (At this size the work queue
-/// alone rarely starves the edit; the bench measures that at N = 1,000, bench/REPORT.md.)
+/// Fairness: a backlog of identities to create, paced by the managed-identity API's limit, does not hold up
+/// an edit of another binding. With the subscription's identity creates (and deletes) budgeted at 0.5/s, 16
+/// new bindings need about 30 s of turns; reconciles do not wait through them holding a worker but requeue at
+/// their turn, saying so in their conditions, so the edit (one role-assignment write, no identity write) is
+/// Ready while most of the backlog still waits. Then the same for the backlog deleted at once. (At this size
+/// the work queue alone rarely starves the edit; the bench measures that at N = 1,000, bench/REPORT.md.)
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() -> TestResult {
     let mut limits = Limits::default().scaled(10.0);
-    limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate }));
+    limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| {
+        (
+            op,
+            if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) {
+                Rate::new(1.0, 0.5)
+            } else {
+                rate
+            },
+        )
+    });
     let env = start_with_budget("e2e-fair", Policy::default(), limits, |_| {}).await?;
     env.ready_binding("probe", &["Key Vault Secrets User"])?;
 
     const BACKLOG: usize = 16;
     let mut items = Vec::new();
     for i in 0..BACKLOG {
-        items.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": format!("app-{i}")}}));
+        items.push(
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": format!("app-{i}")}}),
+        );
         items.push(json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": format!("app-{i}")},
             "spec": {"serviceAccountName": format!("app-{i}"), "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}}));
     }
     env.apply(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?;
     let waiting = |env: &common::e2e::Env| -> Result<usize, TestError> {
-        let reasons = env.kubectl(&["get", "wib", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}"])?;
-        Ok(reasons.lines().filter(|r| r.trim() == idbind::controller::AWAITING_TURN).count())
+        let reasons = env.kubectl(&[
+            "get",
+            "wib",
+            "-o",
+            "jsonpath={range \
+            .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}",
+        ])?;
+        Ok(reasons
+            .lines()
+            .filter(|r| r.trim() == idbind::controller::AWAITING_TURN)
+            .count())
     };
-    eventually("the backlog waiting for its turns", Duration::from_secs(60), || Ok((waiting(&env)? >= BACKLOG / 2).then_some(()))).await?;
+    eventually(
+        "the backlog waiting for its turns",
+        Duration::from_secs(60),
+        || Ok((waiting(&env)? >= BACKLOG / 2).then_some(())),
+    )
+    .await?;
 
     env.binding("probe", "probe", &["Key Vault Secrets User", "Key Vault Reader"])?;
     ready_for_generation(&env, "probe", 2).await?;
-    let ready = env.kubectl(&["get", "wib", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])?;
-    let backlog_ready = ready.lines().filter(|l| l.starts_with("app-") && l.ends_with("=True")).count();
-    assert!(backlog_ready <= BACKLOG / 2, "the edit was served after most of the backlog: {backlog_ready} of {BACKLOG} were Ready before it");
+    let ready = env.kubectl(&[
+        "get",
+        "wib",
+        "-o",
+        "jsonpath={range \
+        .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ])?;
+    let backlog_ready = ready
+        .lines()
+        .filter(|l| l.starts_with("app-") && l.ends_with("=True"))
+        .count();
+    assert!(
+        backlog_ready <= BACKLOG / 2,
+        "the edit was served after most of the backlog: {backlog_ready} of \
+        {BACKLOG} were Ready before it"
+    );
     let state = env.sim.state_typed();
-    let probe = identities(&state).into_iter().find(|i| i.tags.get("idbind.dev.binding").map(String::as_str) == Some("probe")).ok_or("no probe identity")?;
-    let roles: Vec<_> = state.role_assignments.values().filter(|ra| ra.principal_id == probe.principal_id).map(|ra| ra.role_definition_guid.clone()).collect();
-    assert_eq!(roles.len(), 2, "the edit's role assignment is in place: {roles:?}");
+    let probe = identities(&state)
+        .into_iter()
+        .find(|i| i.tags.get("idbind.dev.binding").map(String::as_str) == Some("probe"))
+        .ok_or("no probe identity")?;
+    let roles: Vec<_> = state
+        .role_assignments
+        .values()
+        .filter(|ra| ra.principal_id == probe.principal_id)
+        .map(|ra| ra.role_definition_guid.clone())
+        .collect();
+    assert_eq!(
+        roles.len(),
+        2,
+        "the edit's role assignment is in place: {roles:?}"
+    );
 
     // The backlog completes, in turn.
     for i in 0..BACKLOG {
-        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", &format!("wib/app-{i}")])?;
+        env.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=120s",
+            &format!("wib/app-{i}"),
+        ])?;
     }
 
-    // The same for deletions (identity deletes are budgeted at 0.5/s too): the whole backlog
-    // deleted at once does not hold up the next edit.
+    // The same for deletions (identity deletes are budgeted at 0.5/s too): the whole backlog deleted at once
+    // does not hold up the next edit.
     let names: Vec<String> = (0..BACKLOG).map(|i| format!("wib/app-{i}")).collect();
     let mut delete = vec!["delete", "--wait=false"];
     delete.extend(names.iter().map(String::as_str));
     env.kubectl(&delete)?;
     env.binding("probe", "probe", &["Key Vault Secrets User"])?;
     ready_for_generation(&env, "probe", 3).await?;
-    let left = env.kubectl(&["get", "wib", "-o", "name"])?.lines().filter(|l| l.contains("app-")).count();
-    assert!(left >= BACKLOG / 2, "the edit was served after most of the deletions: {left} of {BACKLOG} bindings left");
-    eventually("the deleted backlog gone from Azure", Duration::from_secs(120), || {
-        let state = env.sim.state_typed();
-        Ok((identities(&state).len() == 1 && env.kubectl(&["get", "wib", "-o", "name"])?.lines().count() == 1).then_some(()))
-    })
+    let left = env
+        .kubectl(&["get", "wib", "-o", "name"])?
+        .lines()
+        .filter(|l| l.contains("app-"))
+        .count();
+    assert!(
+        left >= BACKLOG / 2,
+        "the edit was served after most of the deletions: {left} of {BACKLOG} \
+        bindings left"
+    );
+    eventually(
+        "the deleted backlog gone from Azure",
+        Duration::from_secs(120),
+        || {
+            let state = env.sim.state_typed();
+            Ok((identities(&state).len() == 1
+                && env.kubectl(&["get", "wib", "-o", "name"])?.lines().count() == 1)
+                .then_some(()))
+        },
+    )
     .await?;
     Ok(())
 }
 
-/// Drift made by hand in Azure is repaired by the resync (2 s here; a binding's FICs are read
-/// on every other resync, identities and role assignments on every one, from shared lists):
-/// a deleted role assignment, a FIC pointed at another subject, a deleted FIC, and a deleted
-/// identity (a new one is made and the ServiceAccount follows its client id).
+/// Drift made by hand in Azure is repaired by the resync (2 s here; a binding's FICs are read on every other
+/// resync, identities and role assignments on every one, from shared lists): a deleted role assignment, a FIC
+/// pointed at another subject, a deleted FIC, and a deleted identity (a new one is made and the
+/// ServiceAccount follows its client id).
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
     use idbind::azure::{AzureApi, FederatedCredential};
@@ -439,57 +893,137 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
     env.ready_binding("orders", &["Key Vault Secrets User"])?;
     let human = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let subject = format!("system:serviceaccount:{}:orders", env.ns);
-    let current = |env: &common::e2e::Env| -> Result<(idbind_sim::state::Identity, Vec<idbind_sim::state::RoleAssignment>), TestError> {
+    let current = |env: &common::e2e::Env| -> Result<
+        (
+            idbind_sim::state::Identity,
+            Vec<idbind_sim::state::RoleAssignment>,
+        ),
+        TestError,
+    > {
         let state = env.sim.state_typed();
         let identity = identities(&state).into_iter().next().ok_or("no identity")?;
-        let assignments = state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).cloned().collect();
+        let assignments = state
+            .role_assignments
+            .values()
+            .filter(|ra| ra.principal_id == identity.principal_id)
+            .cloned()
+            .collect();
         Ok((identity, assignments))
     };
     let whole = |env: &common::e2e::Env, subject: &str| -> Result<bool, TestError> {
         let (identity, assignments) = current(env)?;
-        let fic_ok = identity.federated_identity_credentials.values().any(|f| f.subject == subject && f.issuer == env.plane.server());
-        Ok(fic_ok && assignments.iter().any(|ra| ra.role_definition_guid == SECRETS_USER) && identity.federated_identity_credentials.len() == 1)
+        let fic_ok = identity
+            .federated_identity_credentials
+            .values()
+            .any(|f| f.subject == subject && f.issuer == env.plane.server());
+        Ok(fic_ok
+            && assignments
+                .iter()
+                .any(|ra| ra.role_definition_guid == SECRETS_USER)
+            && identity.federated_identity_credentials.len() == 1)
     };
     let (identity, assignments) = current(&env)?;
-    let identity_id = format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}", identity.name);
-    let fic = identity.federated_identity_credentials.values().next().ok_or("no FIC")?.clone();
+    let identity_id = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+        identity.name
+    );
+    let fic = identity
+        .federated_identity_credentials
+        .values()
+        .next()
+        .ok_or("no FIC")?
+        .clone();
 
-    human.delete_role_assignment(&format!("{}/providers/Microsoft.Authorization/roleAssignments/{}", assignments[0].scope, assignments[0].name)).await?;
+    human
+        .delete_role_assignment(&format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{}",
+            assignments[0].scope, assignments[0].name
+        ))
+        .await?;
     assert!(!whole(&env, &subject)?);
-    eventually("the deleted role assignment back", Duration::from_secs(30), || Ok(whole(&env, &subject)?.then_some(()))).await?;
+    eventually(
+        "the deleted role assignment back",
+        Duration::from_secs(30),
+        || Ok(whole(&env, &subject)?.then_some(())),
+    )
+    .await?;
 
-    let elsewhere = FederatedCredential { name: fic.name.clone(), issuer: fic.issuer.clone(), subject: "system:serviceaccount:other:intruder".into(), audiences: fic.audiences.clone() };
+    let elsewhere = FederatedCredential {
+        name: fic.name.clone(),
+        issuer: fic.issuer.clone(),
+        subject: "system:serviceaccount:other:intruder".into(),
+        audiences: fic.audiences.clone(),
+    };
     human.put_federated_credential(&identity_id, &elsewhere).await?;
     assert!(!whole(&env, &subject)?);
-    eventually("the FIC's subject restored", Duration::from_secs(30), || Ok(whole(&env, &subject)?.then_some(()))).await?;
+    eventually("the FIC's subject restored", Duration::from_secs(30), || {
+        Ok(whole(&env, &subject)?.then_some(()))
+    })
+    .await?;
 
     human.delete_federated_credential(&identity_id, &fic.name).await?;
     assert!(!whole(&env, &subject)?);
-    eventually("the deleted FIC back", Duration::from_secs(30), || Ok(whole(&env, &subject)?.then_some(()))).await?;
+    eventually("the deleted FIC back", Duration::from_secs(30), || {
+        Ok(whole(&env, &subject)?.then_some(()))
+    })
+    .await?;
 
     human.delete_identity(&identity_id).await?;
-    eventually("a new identity, federated and assigned", Duration::from_secs(30), || Ok(whole(&env, &subject).unwrap_or(false).then_some(()))).await?;
+    eventually(
+        "a new identity, federated and assigned",
+        Duration::from_secs(30),
+        || Ok(whole(&env, &subject).unwrap_or(false).then_some(())),
+    )
+    .await?;
     let (renewed, _) = current(&env)?;
-    assert_ne!(renewed.client_id, identity.client_id, "Azure gave the new identity a new client id");
-    eventually("the ServiceAccount names the new client id", Duration::from_secs(30), || {
-        let annotations = env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
-        Ok(annotations.contains(&renewed.client_id).then_some(()))
-    })
+    assert_ne!(
+        renewed.client_id, identity.client_id,
+        "Azure gave the new identity a new client id"
+    );
+    eventually(
+        "the ServiceAccount names the new client id",
+        Duration::from_secs(30),
+        || {
+            let annotations = env.kubectl(&[
+                "get",
+                "serviceaccount",
+                "orders",
+                "-o",
+                "jsonpath={.metadata.annotations}",
+            ])?;
+            Ok(annotations.contains(&renewed.client_id).then_some(()))
+        },
+    )
     .await?;
     Ok(())
 }
 
-/// Waits until `binding` is Ready for `generation` (an edit served); on timeout the error
-/// carries the binding as it stands.
+/// Waits until `binding` is Ready for `generation` (an edit served); on timeout the error carries the binding
+/// as it stands.
 async fn ready_for_generation(env: &common::e2e::Env, binding: &str, generation: i64) -> TestResult {
     let want = format!("{generation} {generation} True");
-    let served = eventually(&format!("{binding} Ready for generation {generation}"), Duration::from_secs(60), || {
-        let out = env.kubectl(&["get", "wib", binding, "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}"])?;
-        Ok((out.trim() == want).then_some(()))
-    })
+    let served = eventually(
+        &format!("{binding} Ready for generation {generation}"),
+        Duration::from_secs(60),
+        || {
+            let out = env.kubectl(&[
+                "get",
+                "wib",
+                binding,
+                "-o",
+                "jsonpath={.metadata.generation} \
+            {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
+            Ok((out.trim() == want).then_some(()))
+        },
+    )
     .await;
     if let Err(e) = served {
-        return Err(format!("{e}; {binding} now: {}", env.kubectl(&["get", "wib", binding, "-o", "yaml"])?).into());
+        return Err(format!(
+            "{e}; {binding} now: {}",
+            env.kubectl(&["get", "wib", binding, "-o", "yaml"])?
+        )
+        .into());
     }
     Ok(())
 }

@@ -1,14 +1,15 @@
-//! Property tests: whatever a user (or an attacker) writes into a binding, validation and
-//! naming never panic, every Azure name idbind derives is one ARM accepts, and the guarantees
-//! the security model rests on hold for every input, not only the examples in the unit tests:
-//! the subject always names the binding's own namespace, the issuer is always the operator's,
-//! and the default policy never lets a write role, another subscription or a brought identity
-//! through.
+//! Property tests: whatever a user (or an attacker) writes into a binding, validation and naming never panic,
+//! every Azure name idbind derives is one ARM accepts, and the guarantees the security model rests on hold
+//! for every input, not only the examples in the unit tests: the subject always names the binding's own
+//! namespace, the issuer is always the operator's, and the default policy never lets a write role, another
+//! subscription or a brought identity through.
 
 use std::collections::BTreeMap;
 
 use idbind::{
-    naming::{FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name},
+    naming::{
+        FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name,
+    },
     resource::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
     roles::{Permissions, RoleRef},
     validate::{DesiredIdentity, OperatorSettings, Policy, validate},
@@ -18,18 +19,28 @@ use proptest::{collection, option, prelude::*};
 const SUB: &str = "00000000-0000-0000-0000-000000000001";
 const ISSUER: &str = "https://oidc.example/tenant/issuer/";
 
-/// ARM's rule for user-assigned identity and FIC names: letters, digits, '-' and '_', starting
-/// with a letter or digit, within the length limit.
+/// ARM's rule for user-assigned identity and FIC names: letters, digits, '-' and '_', starting with a letter
+/// or digit, within the length limit.
 fn arm_name_ok(name: &str, max: usize) -> bool {
-    (3..=max).contains(&name.len()) && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (3..=max).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn settings() -> OperatorSettings {
-    OperatorSettings { cluster_name: "aks-prod".into(), subscription_id: SUB.into(), default_resource_group: Some("rg-ids".into()), default_location: Some("westeurope".into()), issuer: ISSUER.into() }
+    OperatorSettings {
+        cluster_name: "aks-prod".into(),
+        subscription_id: SUB.into(),
+        default_resource_group: Some("rg-ids".into()),
+        default_location: Some("westeurope".into()),
+        issuer: ISSUER.into(),
+    }
 }
 
-/// Strings as the API server could pass them (any Unicode, including ARM-hostile characters),
-/// mixed with the shapes idbind cares about.
+/// Strings as the API server could pass them (any Unicode, including ARM-hostile characters), mixed with the
+/// shapes idbind cares about.
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<String>(),
@@ -38,7 +49,10 @@ fn text() -> impl Strategy<Value = String> {
         Just("Owner".to_string()),
         Just("User Access Administrator".to_string()),
         Just("4633458b-17de-408a-b874-0445c86b69e6".to_string()),
-        Just("/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635".to_string()),
+        Just(
+            "/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+                .to_string()
+        ),
     ]
 }
 
@@ -53,23 +67,81 @@ fn resource_id() -> impl Strategy<Value = String> {
 }
 
 fn vault() -> impl Strategy<Value = KeyVaultAccess> {
-    (option::of(text()), option::of(text()), option::of(resource_id()), collection::vec(text(), 0..5)).prop_map(|(name, resource_group, resource_id, roles)| KeyVaultAccess { name, resource_group, resource_id, roles })
+    (
+        option::of(text()),
+        option::of(text()),
+        option::of(resource_id()),
+        collection::vec(text(), 0..5),
+    )
+        .prop_map(|(name, resource_group, resource_id, roles)| KeyVaultAccess {
+            name,
+            resource_group,
+            resource_id,
+            roles,
+        })
 }
 
 fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
-    let identity = (option::of(text()), option::of(text()), option::of(text()), option::of(collection::btree_map(text(), text(), 0..3)), option::of(resource_id()))
-        .prop_map(|(name, resource_group, location, tags, resource_id)| IdentitySpec { name, resource_group, location, tags, resource_id });
-    (text(), identity, collection::vec(vault(), 0..4), prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)])
-        .prop_map(|(service_account_name, identity, key_vaults, deletion_policy)| WorkloadIdentityBindingSpec { service_account_name, identity, key_vaults, deletion_policy })
+    let identity = (
+        option::of(text()),
+        option::of(text()),
+        option::of(text()),
+        option::of(collection::btree_map(text(), text(), 0..3)),
+        option::of(resource_id()),
+    )
+        .prop_map(
+            |(name, resource_group, location, tags, resource_id)| IdentitySpec {
+                name,
+                resource_group,
+                location,
+                tags,
+                resource_id,
+            },
+        );
+    (
+        text(),
+        identity,
+        collection::vec(vault(), 0..4),
+        prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)],
+    )
+        .prop_map(|(service_account_name, identity, key_vaults, deletion_policy)| {
+            WorkloadIdentityBindingSpec {
+                service_account_name,
+                identity,
+                key_vaults,
+                deletion_policy,
+            }
+        })
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy { allow_any_role, allow_other_subscriptions, allow_existing_identity, require_policy: false })
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy {
+            allow_any_role,
+            allow_other_subscriptions,
+            allow_existing_identity,
+            require_policy: false,
+        },
+    )
 }
 
 fn permissions() -> impl Strategy<Value = Permissions> {
-    let names = || collection::btree_set(prop_oneof![Just("get".to_string()), Just("list".to_string()), Just("GET".to_string()), Just("sign".to_string())], 0..4);
-    (names(), names(), names()).prop_map(|(secrets, keys, certificates)| Permissions { secrets, keys, certificates })
+    let names = || {
+        collection::btree_set(
+            prop_oneof![
+                Just("get".to_string()),
+                Just("list".to_string()),
+                Just("GET".to_string()),
+                Just("sign".to_string())
+            ],
+            0..4,
+        )
+    };
+    (names(), names(), names()).prop_map(|(secrets, keys, certificates)| Permissions {
+        secrets,
+        keys,
+        certificates,
+    })
 }
 
 fn subscription_of(id: &str) -> Option<String> {
@@ -127,12 +199,14 @@ proptest! {
         prop_assert!(arm_name_ok(&d.federated_credential_name, FIC_NAME_MAX));
         match &d.identity {
             DesiredIdentity::Managed { subscription_id, name: identity, .. } => {
-                prop_assert_eq!(subscription_id.as_str(), SUB, "identities are created in the operator's subscription");
+                prop_assert_eq!(subscription_id.as_str(), SUB, "identities are created in the operator's \
+                    subscription");
                 if spec.identity.name.is_none() {
                     prop_assert!(arm_name_ok(identity, IDENTITY_NAME_MAX), "{identity:?}");
                 }
             }
-            DesiredIdentity::Existing { .. } => prop_assert!(policy.allow_existing_identity, "a brought identity passed a policy that forbids it"),
+            DesiredIdentity::Existing { .. } => prop_assert!(policy.allow_existing_identity, "a brought identity \
+                passed a policy that forbids it"),
         }
         for v in &d.vaults {
             if !policy.allow_other_subscriptions {
@@ -141,7 +215,8 @@ proptest! {
             }
             if !policy.allow_any_role {
                 for (written, role) in &v.roles {
-                    prop_assert!(role.builtin().is_some_and(|b| b.read_only), "role {written:?} passed the default policy");
+                    prop_assert!(role.builtin().is_some_and(|b| b.read_only), "role {written:?} passed the \
+                        default policy");
                 }
             }
         }
@@ -161,9 +236,29 @@ proptest! {
 #[test]
 fn an_empty_service_account_name_is_refused_under_every_policy() {
     // The degenerate case, outside proptest's shrinking, so a failure reads plainly.
-    for policy in [Policy::default(), Policy { allow_any_role: true, allow_other_subscriptions: true, allow_existing_identity: true, require_policy: false }] {
-        let spec = WorkloadIdentityBindingSpec { service_account_name: String::new(), identity: IdentitySpec { tags: Some(BTreeMap::new()), ..Default::default() }, ..Default::default() };
-        let fields: Vec<String> = validate("ns", "b", &spec, &settings(), &policy).err().unwrap_or_default().into_iter().map(|p| p.field).collect();
+    for policy in [
+        Policy::default(),
+        Policy {
+            allow_any_role: true,
+            allow_other_subscriptions: true,
+            allow_existing_identity: true,
+            require_policy: false,
+        },
+    ] {
+        let spec = WorkloadIdentityBindingSpec {
+            service_account_name: String::new(),
+            identity: IdentitySpec {
+                tags: Some(BTreeMap::new()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let fields: Vec<String> = validate("ns", "b", &spec, &settings(), &policy)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
         assert_eq!(fields, ["spec.serviceAccountName"]);
     }
 }

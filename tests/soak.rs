@@ -1,26 +1,23 @@
-//! The chaos soak (issue 7): many bindings under random creates, edits and deletes while Azure
-//! fails (~10% of requests answered 500, 503 or 429, latency spikes, dropped connections), the
-//! API server is restarted (every watch drops), the simulator is restarted from its persisted
-//! state on the same address, and the operator (the real `idbind run` process) is killed with
-//! SIGKILL and started again. Then the chaos stops, every live binding must become Ready for its
-//! current generation, every deleted one must be gone, and a checker compares the simulator's
-//! whole state with the specs: exactly what the live (and retained) bindings ask for, no
-//! duplicate, no stray identity, no orphaned role assignment. The diff must be empty.
+//! The chaos soak (issue 7): many bindings under random creates, edits and deletes while Azure fails (~10% of
+//! requests answered 500, 503 or 429, latency spikes, dropped connections), the API server is restarted
+//! (every watch drops), the simulator is restarted from its persisted state on the same address, and the
+//! operator (the real `idbind run` process) is killed with SIGKILL and started again. Then the chaos stops,
+//! every live binding must become Ready for its current generation, every deleted one must be gone, and a
+//! checker compares the simulator's whole state with the specs: exactly what the live (and retained) bindings
+//! ask for, no duplicate, no stray identity, no orphaned role assignment. The diff must be empty.
 //!
 //! Knobs (environment):
-//! - `SOAK_SEED`: replay a run (every run prints its seed; the chaos schedule and the
-//!   operations follow from it, except where an operation waits for Ready, and the operator's
-//!   and the faults' timing do not).
+//! - `SOAK_SEED`: replay a run (every run prints its seed; the chaos schedule and the operations follow from
+//!   it, except where an operation waits for Ready, and the operator's and the faults' timing do not).
 //! - `SOAK_SECONDS` (default 60): length of the chaos phase.
-//! - `SOAK_BINDINGS` (default 200, the issue's figure): the live population the run builds up to
-//!   and keeps churning around.
-//! - `SOAK_OPS_PER_SEC`: operation rate (default: enough to create the population in about 70%
-//!   of the chaos phase, at least 2/s).
+//! - `SOAK_BINDINGS` (default 200, the issue's figure): the live population the run builds up to and keeps
+//!   churning around.
+//! - `SOAK_OPS_PER_SEC`: operation rate (default: enough to create the population in about 70% of the chaos
+//!   phase, at least 2/s).
 //! - `SOAK_CONVERGE_SECONDS` (default 240): how long convergence after the chaos may take.
-//! - `SOAK_RENAME_ANYTIME` (default 1): rename identities (`identity.name`) also while a binding
-//!   is not yet Ready; 0 renames only bindings Ready for their generation. (A rename that raced
-//!   the first status write once left the first identity behind; the test at the end pins the
-//!   fix.)
+//! - `SOAK_RENAME_ANYTIME` (default 1): rename identities (`identity.name`) also while a binding is not yet
+//!   Ready; 0 renames only bindings Ready for their generation. (A rename that raced the first status write
+//!   once left the first identity behind; the test at the end pins the fix.)
 //!
 //! `cargo test --test soak` runs the bounded form; `make soak` the long one (600 s).
 
@@ -33,7 +30,9 @@ mod common;
 
 use common::{
     chaos::{Rng, persist_in, restart_simulator},
-    e2e::{Env, KV_RG, SUB, TestError, TestResult, identities, install_operator_rbac, start_without_operator},
+    e2e::{
+        Env, KV_RG, SUB, TestError, TestResult, identities, install_operator_rbac, start_without_operator,
+    },
     process::Operator,
 };
 use idbind::resource::WorkloadIdentityBinding;
@@ -47,7 +46,12 @@ use kube::{
 use serde_json::{Value, json};
 
 /// The roles the default policy allows.
-const ROLES: [&str; 4] = ["Key Vault Secrets User", "Key Vault Certificate User", "Key Vault Crypto User", "Key Vault Reader"];
+const ROLES: [&str; 4] = [
+    "Key Vault Secrets User",
+    "Key Vault Certificate User",
+    "Key Vault Crypto User",
+    "Key Vault Reader",
+];
 /// Two RBAC vaults, so edits can move roles between them.
 const VAULTS: [&str; 2] = ["kv-shop", "kv-two"];
 const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
@@ -94,7 +98,11 @@ fn manifest(name: &str, spec: &Spec) -> Value {
         s["identity"] = json!({"name": identity});
     }
     if !spec.vaults.is_empty() {
-        s["keyVaults"] = spec.vaults.iter().map(|(v, roles)| json!({"name": v, "resourceGroup": KV_RG, "roles": roles})).collect();
+        s["keyVaults"] = spec
+            .vaults
+            .iter()
+            .map(|(v, roles)| json!({"name": v, "resourceGroup": KV_RG, "roles": roles}))
+            .collect();
     }
     json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": name}, "spec": s})
 }
@@ -112,11 +120,16 @@ fn random_roles(rng: &mut Rng) -> Vec<String> {
 }
 
 fn vault_scope(vault: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{vault}").to_ascii_lowercase()
+    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{vault}")
+        .to_ascii_lowercase()
 }
 
 fn role_guid(role: &str) -> String {
-    idbind::roles::KEY_VAULT_ROLES.iter().find(|r| r.name == role).map(|r| r.guid.to_string()).unwrap_or_else(|| format!("unknown role {role}"))
+    idbind::roles::KEY_VAULT_ROLES
+        .iter()
+        .find(|r| r.name == role)
+        .map(|r| r.guid.to_string())
+        .unwrap_or_else(|| format!("unknown role {role}"))
 }
 
 /// Errors worth retrying while the API server restarts: anything but a definite client error.
@@ -127,8 +140,8 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-/// Runs `op` until it succeeds, retrying transient failures (the API server may be restarting).
-/// Applies are idempotent, so a retry after an answer lost on the way is harmless.
+/// Runs `op` until it succeeds, retrying transient failures (the API server may be restarting). Applies are
+/// idempotent, so a retry after an answer lost on the way is harmless.
 async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, TestError>
 where
     F: FnMut() -> Fut,
@@ -138,7 +151,9 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if transient(&e) && start.elapsed() < Duration::from_secs(180) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(e) if transient(&e) && start.elapsed() < Duration::from_secs(180) => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
             Err(e) => return Err(format!("{what}: {e}").into()),
         }
     }
@@ -151,11 +166,18 @@ struct Kube {
 
 impl Kube {
     async fn new(env: &Env) -> Result<Kube, TestError> {
-        let mut config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(env.plane.kubeconfig())?, &KubeConfigOptions::default()).await?;
+        let mut config = kube::Config::from_custom_kubeconfig(
+            Kubeconfig::read_from(env.plane.kubeconfig())?,
+            &KubeConfigOptions::default(),
+        )
+        .await?;
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config)?;
-        Ok(Kube { wibs: Api::namespaced(client.clone(), &env.ns), sas: Api::namespaced(client, &env.ns) })
+        Ok(Kube {
+            wibs: Api::namespaced(client.clone(), &env.ns),
+            sas: Api::namespaced(client, &env.ns),
+        })
     }
 
     async fn apply_binding(&self, name: &str, spec: &Spec) -> TestResult {
@@ -168,7 +190,10 @@ impl Kube {
     async fn create(&self, b: &Binding) -> TestResult {
         let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": b.spec.sa}});
         let (pp, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&sa));
-        retrying(&format!("apply sa {}", b.spec.sa), || self.sas.patch(&b.spec.sa, &pp, &patch)).await?;
+        retrying(&format!("apply sa {}", b.spec.sa), || {
+            self.sas.patch(&b.spec.sa, &pp, &patch)
+        })
+        .await?;
         self.apply_binding(&b.name, &b.spec).await
     }
 
@@ -196,11 +221,18 @@ impl Kube {
 
 fn is_ready(b: &WorkloadIdentityBinding) -> bool {
     let Some(status) = &b.status else { return false };
-    status.observed_generation.is_some() && status.observed_generation == b.metadata.generation && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    status.observed_generation.is_some()
+        && status.observed_generation == b.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn ready_reason(b: &WorkloadIdentityBinding) -> String {
-    let Some(status) = &b.status else { return "no status".into() };
+    let Some(status) = &b.status else {
+        return "no status".into();
+    };
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
     format!(
         "generation {:?} observed {:?} Ready={} {}: {}",
@@ -229,14 +261,37 @@ struct Figures {
     requests: u64,
 }
 
-/// ~10% of every ARM and Entra request fails (500, 503, 429 with Retry-After), 3% are delayed
-/// by 1.5 s, 1% lose their connection.
+/// ~10% of every ARM and Entra request fails (500, 503, 429 with Retry-After), 3% are delayed by 1.5 s, 1%
+/// lose their connection.
 fn chaos_faults() -> Vec<FaultRule> {
-    let rule = |action, rate| FaultRule { operation: "*".into(), action, rate, times: None };
+    let rule = |action, rate| FaultRule {
+        operation: "*".into(),
+        action,
+        rate,
+        times: None,
+    };
     vec![
-        rule(FaultAction::Error { status: 500, retry_after_secs: None }, 0.035),
-        rule(FaultAction::Error { status: 503, retry_after_secs: None }, 0.035),
-        rule(FaultAction::Error { status: 429, retry_after_secs: Some(1) }, 0.035),
+        rule(
+            FaultAction::Error {
+                status: 500,
+                retry_after_secs: None,
+            },
+            0.035,
+        ),
+        rule(
+            FaultAction::Error {
+                status: 503,
+                retry_after_secs: None,
+            },
+            0.035,
+        ),
+        rule(
+            FaultAction::Error {
+                status: 429,
+                retry_after_secs: Some(1),
+            },
+            0.035,
+        ),
         rule(FaultAction::Latency { ms: 1500 }, 0.03),
         rule(FaultAction::Drop, 0.01),
     ]
@@ -259,7 +314,13 @@ fn tally_faults(figures: &mut Figures, env: &Env) {
 
 /// Adds the requests the running simulator served (they reset on restart).
 fn tally_requests(figures: &mut Figures, env: &Env) {
-    figures.requests += env.sim.counters().0.values().flat_map(|m| m.values()).sum::<u64>();
+    figures.requests += env
+        .sim
+        .counters()
+        .0
+        .values()
+        .flat_map(|m| m.values())
+        .sum::<u64>();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -269,8 +330,8 @@ enum Chaos {
     Operator,
 }
 
-/// What the chaos task owns: the environment (its simulator is replaced on restarts), the
-/// simulator's config, the running operator and every operator log.
+/// What the chaos task owns: the environment (its simulator is replaced on restarts), the simulator's config,
+/// the running operator and every operator log.
 struct Rig {
     /// None only while the simulator restarts.
     env: Option<Env>,
@@ -283,11 +344,13 @@ struct Rig {
 
 impl Rig {
     fn env(&self) -> &Env {
-        self.env.as_ref().expect("the environment is only taken while the simulator restarts")
+        self.env
+            .as_ref()
+            .expect("the environment is only taken while the simulator restarts")
     }
 
-    /// Starts the next operator run (`kubectl create token` needs the API server: it is up
-    /// between chaos events).
+    /// Starts the next operator run (`kubectl create token` needs the API server: it is up between chaos
+    /// events).
     fn start_operator(&mut self) -> TestResult {
         self.runs += 1;
         let op = Operator::start(self.env(), &format!("soak-{}", self.runs), &[])?;
@@ -311,9 +374,14 @@ impl Rig {
                 tally_requests(&mut self.figures, env);
                 let Env { plane, sim, ns } = self.env.take().ok_or("no environment")?;
                 let url = sim.https_url().map(str::to_string);
-                let sim = restart_simulator(sim, &self.config, Duration::from_millis(rng.below(2000) as u64)).await?;
+                let sim = restart_simulator(sim, &self.config, Duration::from_millis(rng.below(2000) as u64))
+                    .await?;
                 sim.set_faults(chaos_faults());
-                assert_eq!(sim.https_url().map(str::to_string), url, "the simulator keeps its address");
+                assert_eq!(
+                    sim.https_url().map(str::to_string),
+                    url,
+                    "the simulator keeps its address"
+                );
                 self.env = Some(Env { plane, sim, ns });
                 self.figures.sim_restarts += 1;
             }
@@ -331,9 +399,16 @@ impl Rig {
     }
 }
 
-/// Everything in the simulator's state that the specs do not account for, and everything they
-/// ask for that it lacks.
-fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &BTreeSet<String>, sas: &BTreeMap<String, Option<String>>) -> Vec<String> {
+/// Everything in the simulator's state that the specs do not account for, and everything they ask for that it
+/// lacks.
+fn diff(
+    state: &State,
+    bindings: &[Binding],
+    ns: &str,
+    issuer: &str,
+    baseline: &BTreeSet<String>,
+    sas: &BTreeMap<String, Option<String>>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let all = identities(state);
     let mut claimed = BTreeSet::new();
@@ -342,26 +417,52 @@ fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &
         let sa_client_id = sas.get(&b.spec.sa).cloned().flatten();
         if b.fate == Fate::Deleted {
             if sa_client_id.is_some() {
-                out.push(format!("{}: deleted, but ServiceAccount {} still carries a client id", b.name, b.spec.sa));
+                out.push(format!(
+                    "{}: deleted, but ServiceAccount {} still carries a client id",
+                    b.name, b.spec.sa
+                ));
             }
             continue; // anything of it left shows up as a stray identity below
         }
-        let ours: Vec<_> = all.iter().filter(|i| i.tags.get("idbind.dev.binding") == Some(&b.name) && i.tags.get("idbind.dev.namespace").map(String::as_str) == Some(ns)).collect();
+        let ours: Vec<_> = all
+            .iter()
+            .filter(|i| {
+                i.tags.get("idbind.dev.binding") == Some(&b.name)
+                    && i.tags.get("idbind.dev.namespace").map(String::as_str) == Some(ns)
+            })
+            .collect();
         for i in &ours {
             claimed.insert(i.principal_id.clone());
         }
         let [identity] = ours.as_slice() else {
-            out.push(format!("{} ({:?}): {} identities tagged for it: {:?}", b.name, b.fate, ours.len(), ours.iter().map(|i| &i.name).collect::<Vec<_>>()));
+            out.push(format!(
+                "{} ({:?}): {} identities tagged for it: {:?}",
+                b.name,
+                b.fate,
+                ours.len(),
+                ours.iter().map(|i| &i.name).collect::<Vec<_>>()
+            ));
             continue;
         };
-        let want_name = b.spec.identity.clone().unwrap_or_else(|| idbind::naming::identity_name("e2e", ns, &b.name));
+        let want_name = b
+            .spec
+            .identity
+            .clone()
+            .unwrap_or_else(|| idbind::naming::identity_name("e2e", ns, &b.name));
         if identity.name != want_name {
-            out.push(format!("{}: identity is {}, the spec asks for {want_name}", b.name, identity.name));
+            out.push(format!(
+                "{}: identity is {}, the spec asks for {want_name}",
+                b.name, identity.name
+            ));
         }
         let subject = format!("system:serviceaccount:{ns}:{}", b.spec.sa);
         let fics: Vec<_> = identity.federated_identity_credentials.values().collect();
         if fics.len() != 1 || fics[0].subject != subject || fics[0].issuer != issuer {
-            out.push(format!("{}: FICs {:?}, want exactly one for {subject}", b.name, fics.iter().map(|f| (&f.name, &f.subject)).collect::<Vec<_>>()));
+            out.push(format!(
+                "{}: FICs {:?}, want exactly one for {subject}",
+                b.name,
+                fics.iter().map(|f| (&f.name, &f.subject)).collect::<Vec<_>>()
+            ));
         }
         let mut want: BTreeSet<(String, String)> = BTreeSet::new();
         for (vault, roles) in &b.spec.vaults {
@@ -370,8 +471,17 @@ fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &
             }
         }
         let mut have: BTreeMap<(String, String), u32> = BTreeMap::new();
-        for ra in state.role_assignments.values().filter(|ra| ra.principal_id.eq_ignore_ascii_case(&identity.principal_id)) {
-            *have.entry((ra.scope.to_ascii_lowercase(), ra.role_definition_guid.to_ascii_lowercase())).or_default() += 1;
+        for ra in state
+            .role_assignments
+            .values()
+            .filter(|ra| ra.principal_id.eq_ignore_ascii_case(&identity.principal_id))
+        {
+            *have
+                .entry((
+                    ra.scope.to_ascii_lowercase(),
+                    ra.role_definition_guid.to_ascii_lowercase(),
+                ))
+                .or_default() += 1;
         }
         for (k, n) in &have {
             if !want.contains(k) {
@@ -387,8 +497,16 @@ fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &
         }
         match (b.fate, sa_client_id) {
             (Fate::Live, Some(c)) if c == identity.client_id => {}
-            (Fate::Live, other) => out.push(format!("{}: ServiceAccount {} has client id {other:?}, the identity's is {}", b.name, b.spec.sa, identity.client_id)),
-            (_, Some(c)) => out.push(format!("{}: retained and deleted, but ServiceAccount {} still carries client id {c}", b.name, b.spec.sa)),
+            (Fate::Live, other) => out.push(format!(
+                "{}: ServiceAccount {} has client id {other:?}, the \
+                identity's is {}",
+                b.name, b.spec.sa, identity.client_id
+            )),
+            (_, Some(c)) => out.push(format!(
+                "{}: retained and deleted, but ServiceAccount {} still carries \
+                client id {c}",
+                b.name, b.spec.sa
+            )),
             (_, None) => {}
         }
     }
@@ -406,12 +524,20 @@ fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &
     }
     for i in &all {
         if !claimed.contains(&i.principal_id) {
-            out.push(format!("stray identity {} (tags {:?}, {} FICs)", i.name, i.tags, i.federated_identity_credentials.len()));
+            out.push(format!(
+                "stray identity {} (tags {:?}, {} FICs)",
+                i.name,
+                i.tags,
+                i.federated_identity_credentials.len()
+            ));
         }
     }
     for ra in state.role_assignments.values() {
         if !baseline.contains(&ra.name) && !principals.contains(&ra.principal_id.to_ascii_lowercase()) {
-            out.push(format!("orphaned role assignment {} ({} on {}, principal {})", ra.name, ra.role_definition_guid, ra.scope, ra.principal_id));
+            out.push(format!(
+                "orphaned role assignment {} ({} on {}, principal {})",
+                ra.name, ra.role_definition_guid, ra.scope, ra.principal_id
+            ));
         }
     }
     out
@@ -420,21 +546,32 @@ fn diff(state: &State, bindings: &[Binding], ns: &str, issuer: &str, baseline: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> TestResult {
     let seed = match std::env::var("SOAK_SEED") {
-        Ok(s) if !s.trim().is_empty() => s.trim().parse::<u64>().map_err(|e| format!("SOAK_SEED={s}: {e}"))?,
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("SOAK_SEED={s}: {e}"))?,
         _ => Rng::fresh_seed(),
     };
     let chaos_secs = env_num("SOAK_SECONDS", 60.0)?;
     let population = env_num("SOAK_BINDINGS", 200.0)? as usize;
-    let ops_per_sec = env_num("SOAK_OPS_PER_SEC", (population as f64 / (0.7 * 0.7 * chaos_secs)).max(2.0))?;
+    let ops_per_sec = env_num(
+        "SOAK_OPS_PER_SEC",
+        (population as f64 / (0.7 * 0.7 * chaos_secs)).max(2.0),
+    )?;
     let converge_secs = env_num("SOAK_CONVERGE_SECONDS", 240.0)?;
     let rename_anytime = env_num("SOAK_RENAME_ANYTIME", 1.0)? != 0.0;
-    eprintln!("soak: seed {seed} (replay with SOAK_SEED={seed}); {chaos_secs} s of chaos, {population} bindings, {ops_per_sec:.1} operations/s");
+    eprintln!(
+        "soak: seed {seed} (replay with SOAK_SEED={seed}); {chaos_secs} s of chaos, {population} \
+        bindings, {ops_per_sec:.1} operations/s"
+    );
     let mut rng = Rng::new(seed);
     let t0 = Instant::now();
 
     // A simulator that persists its state, with a second RBAC vault.
     let mut sim_config = None;
-    let state_dir = idbind_testenv::shared_with_crds().dir().join(format!("soak-sim-{}", std::process::id()));
+    let state_dir = idbind_testenv::shared_with_crds()
+        .dir()
+        .join(format!("soak-sim-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     let env = start_without_operator("soak", |c| {
         c.seed.add_vault(SUB, KV_RG, "kv-two", true);
@@ -448,17 +585,27 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let ns = env.ns.clone();
     let kube = Kube::new(&env).await?;
     let baseline: BTreeSet<String> = env.sim.state_typed().role_assignments.keys().cloned().collect();
-    let mut rig = Rig { env: Some(env), config, operator: None, runs: 0, logs: Vec::new(), figures: Figures::default() };
+    let mut rig = Rig {
+        env: Some(env),
+        config,
+        operator: None,
+        runs: 0,
+        logs: Vec::new(),
+        figures: Figures::default(),
+    };
     rig.start_operator()?;
     rig.env().sim.set_faults(chaos_faults());
 
-    // The chaos schedule: each kind a few times (one per ~20 s, at least 3 times), at random
-    // moments between 10% and 85% of the phase.
+    // The chaos schedule: each kind a few times (one per ~20 s, at least 3 times), at random moments between
+    // 10% and 85% of the phase.
     let per_kind = ((chaos_secs / 20.0).round() as usize).max(3);
     let mut schedule: Vec<(Duration, Chaos)> = Vec::new();
     for kind in [Chaos::ApiServer, Chaos::Simulator, Chaos::Operator] {
         for _ in 0..per_kind {
-            schedule.push((Duration::from_secs_f64(chaos_secs * (0.10 + 0.75 * rng.unit())), kind));
+            schedule.push((
+                Duration::from_secs_f64(chaos_secs * (0.10 + 0.75 * rng.unit())),
+                kind,
+            ));
         }
     }
     schedule.sort_by_key(|(t, _)| *t);
@@ -471,7 +618,11 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             if let Err(e) = rig.act(what, &mut chaos_rng).await {
                 return Err(format!("chaos {what:?}: {e}"));
             }
-            eprintln!("soak: {:>5.1} s  {what:?} restarted in {:.1} s", chaos_start.elapsed().as_secs_f64(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "soak: {:>5.1} s  {what:?} restarted in {:.1} s",
+                chaos_start.elapsed().as_secs_f64(),
+                t.elapsed().as_secs_f64()
+            );
         }
         Ok(rig)
     });
@@ -483,20 +634,41 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let chaos_end = chaos_start + Duration::from_secs_f64(chaos_secs);
     let mut next_at = Instant::now();
     while Instant::now() < chaos_end {
-        let live: Vec<usize> = bindings.iter().enumerate().filter(|(_, b)| b.fate == Fate::Live).map(|(i, _)| i).collect();
+        let live: Vec<usize> = bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.fate == Fate::Live)
+            .map(|(i, _)| i)
+            .collect();
         let roll = rng.unit();
         let create = live.is_empty() || (live.len() < population && roll < 0.7);
         let delete = !create && rng.chance(if live.len() < population { 0.35 } else { 0.4 });
         if create {
             let name = format!("b{:04}", bindings.len());
             let mut vaults = Vec::new();
-            let k = if rng.chance(0.05) { 0 } else if rng.chance(0.25) { 2 } else { 1 };
+            let k = if rng.chance(0.05) {
+                0
+            } else if rng.chance(0.25) {
+                2
+            } else {
+                1
+            };
             let first_vault = rng.below(2);
             for j in 0..k {
                 vaults.push((VAULTS[(first_vault + j) % 2].to_string(), random_roles(&mut rng)));
             }
-            let spec = Spec { sa: format!("sa-{name}"), identity: None, vaults, retain: rng.chance(0.2) };
-            let b = Binding { name, spec, fate: Fate::Live, renames: 0 };
+            let spec = Spec {
+                sa: format!("sa-{name}"),
+                identity: None,
+                vaults,
+                retain: rng.chance(0.2),
+            };
+            let b = Binding {
+                name,
+                spec,
+                fate: Fate::Live,
+                renames: 0,
+            };
             kube.create(&b).await?;
             bindings.push(b);
             figures_ops.creates += 1;
@@ -526,19 +698,30 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
                 s.vaults[j].1 = random_roles(&mut rng);
             } else if kind < 0.55 && s.vaults.len() == 1 {
                 // Move the roles to the other vault.
-                let other = if s.vaults[0].0 == VAULTS[0] { VAULTS[1] } else { VAULTS[0] };
+                let other = if s.vaults[0].0 == VAULTS[0] {
+                    VAULTS[1]
+                } else {
+                    VAULTS[0]
+                };
                 s.vaults[0].0 = other.to_string();
             } else if kind < 0.70 && s.vaults.len() < 2 {
-                let missing = VAULTS.iter().find(|v| !s.vaults.iter().any(|(w, _)| w == *v)).ok_or("no vault to add")?;
+                let missing = VAULTS
+                    .iter()
+                    .find(|v| !s.vaults.iter().any(|(w, _)| w == *v))
+                    .ok_or("no vault to add")?;
                 s.vaults.push((missing.to_string(), random_roles(&mut rng)));
             } else if kind < 0.85 && !s.vaults.is_empty() {
                 let j = rng.below(s.vaults.len());
                 s.vaults.remove(j);
             } else if !s.retain && (rename_anytime || kube.ready(&b.name).await?) {
-                // A new identity name: idbind moves everything to a new identity and deletes the
-                // old, wherever the binding is in its life (unless SOAK_RENAME_ANYTIME=0).
+                // A new identity name: idbind moves everything to a new identity and deletes the old,
+                // wherever the binding is in its life (unless SOAK_RENAME_ANYTIME=0).
                 b.renames += 1;
-                s.identity = if s.identity.is_some() && rng.chance(0.3) { None } else { Some(format!("soak-{}-r{}", b.name, b.renames)) };
+                s.identity = if s.identity.is_some() && rng.chance(0.3) {
+                    None
+                } else {
+                    Some(format!("soak-{}-r{}", b.name, b.renames))
+                };
                 figures_ops.renames += 1;
             } else {
                 let j = rng.below(s.vaults.len().max(1));
@@ -565,14 +748,23 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let converge_start = Instant::now();
     let mut last_pending: Vec<String>;
     loop {
-        let objects: BTreeMap<String, WorkloadIdentityBinding> = kube.list().await?.into_iter().map(|b| (b.metadata.name.clone().unwrap_or_default(), b)).collect();
+        let objects: BTreeMap<String, WorkloadIdentityBinding> = kube
+            .list()
+            .await?
+            .into_iter()
+            .map(|b| (b.metadata.name.clone().unwrap_or_default(), b))
+            .collect();
         last_pending = Vec::new();
         for b in &bindings {
             match (b.fate, objects.get(&b.name)) {
                 (Fate::Live, Some(o)) if is_ready(o) => {}
                 (Fate::Live, Some(o)) => last_pending.push(format!("{}: {}", b.name, ready_reason(o))),
                 (Fate::Live, None) => last_pending.push(format!("{}: missing", b.name)),
-                (_, Some(o)) => last_pending.push(format!("{}: deleted but still there ({})", b.name, ready_reason(o))),
+                (_, Some(o)) => last_pending.push(format!(
+                    "{}: deleted but still there ({})",
+                    b.name,
+                    ready_reason(o)
+                )),
                 (_, None) => {}
             }
         }
@@ -595,13 +787,23 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             .await?
             .items
             .into_iter()
-            .map(|sa| (sa.metadata.name.clone().unwrap_or_default(), sa.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION).cloned())))
+            .map(|sa| {
+                (
+                    sa.metadata.name.clone().unwrap_or_default(),
+                    sa.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(CLIENT_ID_ANNOTATION).cloned()),
+                )
+            })
             .collect();
         let state = env.sim.state_typed();
         diff_lines = diff(&state, &bindings, &ns, &issuer, &baseline, &sas);
         // The checker is not vacuous: a spec that differs from Azure in any of these ways shows.
         let mut wrong: Vec<(&str, Vec<Binding>)> = Vec::new();
-        let find = |fate: Fate, pred: &dyn Fn(&Binding) -> bool| bindings.iter().position(|b| b.fate == fate && pred(b));
+        let find = |fate: Fate, pred: &dyn Fn(&Binding) -> bool| {
+            bindings.iter().position(|b| b.fate == fate && pred(b))
+        };
         if let Some(i) = find(Fate::Live, &|b| !b.spec.vaults.is_empty()) {
             let mut w = bindings.clone();
             w[i].spec.vaults.pop();
@@ -621,7 +823,10 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             wrong.push(("a deleted binding taken for retained", w));
         }
         for (what, w) in wrong {
-            assert!(!diff(&state, &w, &ns, &issuer, &baseline, &sas).is_empty(), "the checker misses {what}");
+            assert!(
+                !diff(&state, &w, &ns, &issuer, &baseline, &sas).is_empty(),
+                "the checker misses {what}"
+            );
         }
     }
     let state = env.sim.state_typed();
@@ -642,49 +847,107 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
         f.sim_restarts,
         f.operator_kills,
         chaos_took.as_secs_f64(),
-        if last_pending.is_empty() { "converged" } else { "NOT converged" },
+        if last_pending.is_empty() {
+            "converged"
+        } else {
+            "NOT converged"
+        },
         converged_in.as_secs_f64(),
         diff_lines.len(),
         t0.elapsed().as_secs_f64(),
     );
-    let logs = rig.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let logs = rig
+        .logs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     if !last_pending.is_empty() {
-        return Err(format!("{} binding(s) did not converge within {converge_secs} s after the chaos (seed {seed}; operator logs: {logs}):\n{}", last_pending.len(), last_pending.join("\n")).into());
+        return Err(format!(
+            "{} binding(s) did not converge within {converge_secs} s after the chaos (seed \
+            {seed}; operator logs: {logs}):\n{}",
+            last_pending.len(),
+            last_pending.join("\n")
+        )
+        .into());
     }
     if !diff_lines.is_empty() {
-        return Err(format!("Azure differs from the specs (seed {seed}; operator logs: {logs}):\n{}", diff_lines.join("\n")).into());
+        return Err(format!(
+            "Azure differs from the specs (seed {seed}; operator logs: {logs}):\n{}",
+            diff_lines.join("\n")
+        )
+        .into());
     }
-    assert!(f.apiserver_restarts >= 3 && f.sim_restarts >= 3 && f.operator_kills >= 3, "every kind of restart happened: {f:?}");
+    assert!(
+        f.apiserver_restarts >= 3 && f.sim_restarts >= 3 && f.operator_kills >= 3,
+        "every kind of \
+        restart happened: {f:?}"
+    );
     assert!(faults > 0, "faults were injected");
     Ok(())
 }
 
-/// What the soak found (seed 12021391808318782568 left `b0066` with two identities): the
-/// operator used to move a binding off its old identity only if the binding's status named it.
-/// When the operator died after creating the identity but before the first status write (or
-/// the rename reached it before that write), a rename created the new identity and left the
-/// old one, with its FIC and role assignments, in Azure for good. The operator now also finds
-/// the binding's identities by their ownership tags; this pins it, deterministically.
+/// What the soak found (seed 12021391808318782568 left `b0066` with two identities): the operator used to
+/// move a binding off its old identity only if the binding's status named it. When the operator died after
+/// creating the identity but before the first status write (or the rename reached it before that write), a
+/// rename created the new identity and left the old one, with its FIC and role assignments, in Azure for
+/// good. The operator now also finds the binding's identities by their ownership tags; this pins it,
+/// deterministically.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity_behind() -> TestResult {
     let env = start_without_operator("soak-rename", |_| {}).await?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
-    let spec = |identity: Option<&str>| Spec { sa: "app".into(), identity: identity.map(str::to_string), vaults: vec![("kv-shop".into(), vec![ROLES[0].into()])], retain: false };
+    let spec = |identity: Option<&str>| Spec {
+        sa: "app".into(),
+        identity: identity.map(str::to_string),
+        vaults: vec![("kv-shop".into(), vec![ROLES[0].into()])],
+        retain: false,
+    };
     let kube = Kube::new(&env).await?;
-    let mut b = Binding { name: "app".into(), spec: spec(None), fate: Fate::Live, renames: 0 };
-    let mut crashing = Operator::start(&env, "crash", &[("IDBIND_CRASH_AT", idbind::failpoint::BEFORE_STATUS_WRITE)])?;
+    let mut b = Binding {
+        name: "app".into(),
+        spec: spec(None),
+        fate: Fate::Live,
+        renames: 0,
+    };
+    let mut crashing = Operator::start(
+        &env,
+        "crash",
+        &[("IDBIND_CRASH_AT", idbind::failpoint::BEFORE_STATUS_WRITE)],
+    )?;
     kube.create(&b).await?;
-    assert!(!crashing.wait_exit(Duration::from_secs(90))?.success(), "the operator aborts before its first status write");
-    assert_eq!(identities(&env.sim.state_typed()).len(), 1, "the first identity exists");
+    assert!(
+        !crashing.wait_exit(Duration::from_secs(90))?.success(),
+        "the operator aborts before its first \
+        status write"
+    );
+    assert_eq!(
+        identities(&env.sim.state_typed()).len(),
+        1,
+        "the first identity exists"
+    );
     b.spec = spec(Some("renamed-app"));
     kube.apply_binding(&b.name, &b.spec).await?;
     let operator = Operator::start(&env, "second", &[])?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/app"]).map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-    let names: Vec<String> = identities(&env.sim.state_typed()).into_iter().map(|i| i.name).collect();
-    assert_eq!(names, vec!["renamed-app".to_string()], "only the renamed identity remains");
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/app"])
+        .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+    let names: Vec<String> = identities(&env.sim.state_typed())
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["renamed-app".to_string()],
+        "only the renamed identity remains"
+    );
     kube.delete(&b.name).await?;
     env.kubectl(&["wait", "--for=delete", "--timeout=90s", "wib/app"])?;
     let state = env.sim.state_typed();
-    assert!(identities(&state).is_empty() && state.role_assignments.is_empty(), "nothing remains after delete: {:?}", identities(&state).iter().map(|i| &i.name).collect::<Vec<_>>());
+    assert!(
+        identities(&state).is_empty() && state.role_assignments.is_empty(),
+        "nothing remains after \
+        delete: {:?}",
+        identities(&state).iter().map(|i| &i.name).collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Stand-in launcher until `idbind sim` is wired: `sim sim [FLAGS]` takes exactly the flags
-//! of `idbind sim`, so the Python tests can run against either (`IDBIND_BIN`).
+//! Stand-in launcher until `idbind sim` is wired: `sim sim [FLAGS]` takes exactly the flags of `idbind sim`,
+//! so the Python tests can run against either (`IDBIND_BIN`).
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

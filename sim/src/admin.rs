@@ -57,13 +57,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub async fn handle(
-    sim: &Sim,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    body: &[u8],
-) -> Response {
+pub async fn handle(sim: &Sim, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response {
     match inner(sim, method, path, query, body).await {
         Ok(r) | Err(r) => r,
     }
@@ -137,9 +131,7 @@ async fn inner(
             json(StatusCode::OK, json!({"released": sim.holds.release_all()}))
         }
         ("POST", ["holds", id, "release"]) => {
-            let id: u64 = id
-                .parse()
-                .map_err(|_| bad(format!("'{id}' is not a hold id")))?;
+            let id: u64 = id.parse().map_err(|_| bad(format!("'{id}' is not a hold id")))?;
             if sim.holds.release(id) {
                 json(StatusCode::OK, json!({"released": 1}))
             } else {
@@ -156,10 +148,7 @@ async fn inner(
             let timeout = query_param(query, "timeoutMs")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(10_000);
-            let ok = sim
-                .holds
-                .wait_held(count, Duration::from_millis(timeout))
-                .await;
+            let ok = sim.holds.wait_held(count, Duration::from_millis(timeout)).await;
             let status = if ok {
                 StatusCode::OK
             } else {

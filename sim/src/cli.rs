@@ -8,8 +8,8 @@ use crate::faults::FaultRule;
 use crate::handle::Simulator;
 use crate::seed::{Seed, parse_app_flag, parse_rg_flag, parse_vault_flag};
 
-/// Flags of `idbind sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets
-/// everything; the flags below override it.
+/// Flags of `idbind sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets everything; the flags
+/// below override it.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SimArgs {
     /// Configuration file (JSON or YAML; see `SimConfig`).
@@ -174,14 +174,10 @@ impl SimArgs {
             flags.add_vault(&sub, &rg, &name, rbac);
         }
         for s in &self.app {
-            flags
-                .apps
-                .push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
+            flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
         }
         cfg.seed.extend(flags);
-        cfg.entra
-            .extra_ca_files
-            .extend(self.trust_ca.iter().cloned());
+        cfg.entra.extra_ca_files.extend(self.trust_ca.iter().cloned());
         if self.no_throttle {
             cfg.throttle.enabled = false;
         }
@@ -227,8 +223,8 @@ impl SimArgs {
     }
 }
 
-/// Runs the simulator until SIGINT/SIGTERM. Prints one JSON line with its URLs on stdout
-/// once it is ready (launchers can wait for it instead of polling).
+/// Runs the simulator until SIGINT/SIGTERM. Prints one JSON line with its URLs on stdout once it is ready
+/// (launchers can wait for it instead of polling).
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let config = args.to_config()?;
     let ca_file = config.state_dir.as_ref().map(|d| d.join("ca.pem"));

@@ -1,6 +1,5 @@
-//! The simulator's clock: wall time plus an offset that tests can advance, so behaviour that
-//! depends on time (token expiry, principal replication delay, token buckets refilling)
-//! can be tested without sleeping.
+//! The simulator's clock: wall time plus an offset that tests can advance, so behaviour that depends on time
+//! (token expiry, principal replication delay, token buckets refilling) can be tested without sleeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +31,7 @@ impl Clock {
         OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
-    /// Moves the simulator's time forward (never backward: buckets and expiries assume
-    /// monotonic time).
+    /// Moves the simulator's time forward (never backward: buckets and expiries assume monotonic time).
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
@@ -48,7 +46,5 @@ pub fn format_rfc3339(t: OffsetDateTime) -> String {
 
 pub fn format_ms(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
-    format_rfc3339(
-        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    )
+    format_rfc3339(OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH))
 }

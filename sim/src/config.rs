@@ -1,6 +1,6 @@
-//! Configuration of a simulator instance. Every number that shapes behaviour is here, with
-//! defaults that follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set
-//! any of it, and `idbind sim` flags override the most common fields.
+//! Configuration of a simulator instance. Every number that shapes behaviour is here, with defaults that
+//! follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set any of it, and `idbind sim`
+//! flags override the most common fields.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,8 +23,8 @@ pub struct SimConfig {
     pub http_addr: Option<SocketAddr>,
     /// Where the serving certificate comes from.
     pub tls: TlsConfig,
-    /// If set, receives `ca.pem`, `ca-key.pem` (reused on restart, so clients keep trusting the
-    /// simulator), `endpoint` (the HTTPS URL) and `endpoint.json` (all URLs).
+    /// If set, receives `ca.pem`, `ca-key.pem` (reused on restart, so clients keep trusting the simulator),
+    /// `endpoint` (the HTTPS URL) and `endpoint.json` (all URLs).
     pub state_dir: Option<PathBuf>,
     /// If set, the state is loaded from and persisted to this file (see `persist.rs`).
     pub state_file: Option<PathBuf>,
@@ -38,8 +38,8 @@ pub struct SimConfig {
     pub faults: Vec<FaultRule>,
     pub behaviour: BehaviourConfig,
     pub entra: EntraConfig,
-    /// When true, ARM requests without a bearer token act as `anonymous_principal`
-    /// (curl-friendly debugging). Requests that do carry a token are still validated.
+    /// When true, ARM requests without a bearer token act as `anonymous_principal` (curl-friendly debugging).
+    /// Requests that do carry a token are still validated.
     pub allow_anonymous: bool,
     pub anonymous_principal: String,
 }
@@ -66,8 +66,8 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// A configuration for tests: no throttling, no replication delay, no FIC write window;
-    /// each of those is then switched on by the test that is about it.
+    /// A configuration for tests: no throttling, no replication delay, no FIC write window; each of those is
+    /// then switched on by the test that is about it.
     pub fn for_tests() -> Self {
         Self {
             throttle: ThrottleConfig::disabled(),
@@ -93,10 +93,7 @@ pub(crate) fn parse_json_or_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> Result<T, SimError> {
-    let is_yaml = matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    );
+    let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
     let parsed = if is_yaml {
         serde_yaml::from_str(text).map_err(|e| e.to_string())
     } else {
@@ -111,11 +108,11 @@ pub(crate) fn parse_json_or_yaml<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "mode")]
 pub enum TlsConfig {
-    /// Generate a CA (or reuse the one in `state_dir`) and a serving certificate for
-    /// `localhost`, `127.0.0.1`, `::1` and these extra names.
+    /// Generate a CA (or reuse the one in `state_dir`) and a serving certificate for `localhost`,
+    /// `127.0.0.1`, `::1` and these extra names.
     Generate { extra_hostnames: Vec<String> },
-    /// Serve this certificate chain and key (PEM). `ca_file` is what `ca_pem()` returns and
-    /// what is written to `state_dir`; defaults to the chain file.
+    /// Serve this certificate chain and key (PEM). `ca_file` is what `ca_pem()` returns and what is written
+    /// to `state_dir`; defaults to the chain file.
     Files {
         cert_file: PathBuf,
         key_file: PathBuf,
@@ -166,8 +163,7 @@ pub struct ThrottleConfig {
     pub deletes: BucketSpec,
     /// Shared by all principals of a subscription: this many times the per-principal bucket.
     pub global_factor: f64,
-    /// Per (tenant, principal, kind) for requests not under a subscription (tenant-level
-    /// role definitions).
+    /// Per (tenant, principal, kind) for requests not under a subscription (tenant-level role definitions).
     pub tenant_reads: BucketSpec,
     pub tenant_writes: BucketSpec,
     pub tenant_deletes: BucketSpec,
@@ -200,9 +196,9 @@ impl ThrottleConfig {
     }
 }
 
-/// Rates from FACTS §1 (requests per second). The doc gives rates only, not burst sizes:
-/// [UNVERIFIED] we let each bucket hold one second's worth of requests, but at least one
-/// request, so 0.25/s per identity means one request and then one every four seconds.
+/// Rates from FACTS §1 (requests per second). The doc gives rates only, not burst sizes: [UNVERIFIED] we let
+/// each bucket hold one second's worth of requests, but at least one request, so 0.25/s per identity means
+/// one request and then one every four seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MsiLimits {
@@ -260,12 +256,7 @@ pub struct LatencyConfig {
 
 impl LatencyConfig {
     pub fn for_operation(&self, op: &str) -> Duration {
-        Duration::from_millis(
-            self.per_operation_ms
-                .get(op)
-                .copied()
-                .unwrap_or(self.default_ms),
-        )
+        Duration::from_millis(self.per_operation_ms.get(op).copied().unwrap_or(self.default_ms))
     }
 }
 
@@ -273,11 +264,11 @@ impl LatencyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct BehaviourConfig {
-    /// A principal younger than this is unknown to role-assignment writes that do not set
-    /// `principalType` (PrincipalNotFound). Measured on the simulator's clock.
+    /// A principal younger than this is unknown to role-assignment writes that do not set `principalType`
+    /// (PrincipalNotFound). Measured on the simulator's clock.
     pub principal_replication_delay_ms: u64,
-    /// How long a FIC write stays in flight (real time); another FIC write on the same
-    /// identity during that window gets 409 ConcurrentFederatedIdentityCredentialsWrites….
+    /// How long a FIC write stays in flight (real time); another FIC write on the same identity during that
+    /// window gets 409 ConcurrentFederatedIdentityCredentialsWrites….
     pub fic_write_duration_ms: u64,
     pub max_fics_per_identity: usize,
     /// Page size of list operations (FIC lists also honour `$top`).
@@ -287,8 +278,8 @@ pub struct BehaviourConfig {
 impl Default for BehaviourConfig {
     fn default() -> Self {
         Self {
-            // [DOC] "a few seconds to minutes"; 10 s is enough to catch a client that does
-            // not send principalType while keeping manual runs pleasant.
+            // [DOC] "a few seconds to minutes"; 10 s is enough to catch a client that does not send
+            // principalType while keeping manual runs pleasant.
             principal_replication_delay_ms: 10_000,
             fic_write_duration_ms: 0,
             max_fics_per_identity: 20,
@@ -302,11 +293,11 @@ impl Default for BehaviourConfig {
 pub struct EntraConfig {
     /// Lifetime of access tokens the simulator issues.
     pub token_lifetime_secs: u64,
-    /// Extra CA files trusted when fetching an issuer's OIDC discovery document and JWKS
-    /// (e.g. the local kube-apiserver's CA). The simulator's own CA is always trusted.
+    /// Extra CA files trusted when fetching an issuer's OIDC discovery document and JWKS (e.g. the local
+    /// kube-apiserver's CA). The simulator's own CA is always trusted.
     pub extra_ca_files: Vec<PathBuf>,
-    /// Clock skew tolerated on a client assertion's `exp`/`nbf`. Entra tolerates a few
-    /// minutes; the default 0 keeps expiry tests exact.
+    /// Clock skew tolerated on a client assertion's `exp`/`nbf`. Entra tolerates a few minutes; the default 0
+    /// keeps expiry tests exact.
     pub assertion_clock_skew_secs: u64,
 }
 

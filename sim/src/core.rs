@@ -1,5 +1,5 @@
-//! The shared heart of a running simulator: state, clock, throttling, faults, holds,
-//! counters and keys, shared by the HTTP handlers and the in-process handle.
+//! The shared heart of a running simulator: state, clock, throttling, faults, holds, counters and keys,
+//! shared by the HTTP handlers and the in-process handle.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -48,8 +48,8 @@ pub struct Urls {
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Critical sections only move plain data, so a panic inside one cannot leave it half
-    // updated in a way that matters more than the panic itself; do not cascade poisoning.
+    // Critical sections only move plain data, so a panic inside one cannot leave it half updated in a way
+    // that matters more than the panic itself; do not cascade poisoning.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -80,25 +80,16 @@ impl Sim {
                 // A seed given at restart adds what is new and leaves the rest alone.
                 config.seed.apply(&mut state, clock.now_ms());
                 for role in crate::roles::builtin_role_definitions() {
-                    state
-                        .role_definitions
-                        .entry(key(&role.name))
-                        .or_insert(role);
+                    state.role_definitions.entry(key(&role.name)).or_insert(role);
                 }
                 (state, TokenIssuer::from_file(&file.signing_key)?)
             }
-            None => (
-                initial_state(&config, clock.now_ms()),
-                TokenIssuer::generate()?,
-            ),
+            None => (initial_state(&config, clock.now_ms()), TokenIssuer::generate()?),
         };
         let trusted: Vec<String> = own_ca_pem.into_iter().collect();
         let oidc = OidcKeys::new(&trusted, &config.entra.extra_ca_files)?;
         Ok(Self {
-            store: Mutex::new(Store {
-                state,
-                generation: 1,
-            }),
+            store: Mutex::new(Store { state, generation: 1 }),
             clock,
             throttle: Throttler::new(config.throttle.clone()),
             faults: Faults::new(config.faults.clone()),
@@ -127,12 +118,9 @@ impl Sim {
         f(&lock(&self.store).state)
     }
 
-    /// Applies a change; only a successful one bumps the generation. Returns the result and
-    /// the generation that must be durable before the change is acknowledged.
-    pub fn mutate<R>(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<R, ArmError>,
-    ) -> Result<(R, u64), ArmError> {
+    /// Applies a change; only a successful one bumps the generation. Returns the result and the generation
+    /// that must be durable before the change is acknowledged.
+    pub fn mutate<R>(&self, f: impl FnOnce(&mut State) -> Result<R, ArmError>) -> Result<(R, u64), ArmError> {
         let mut store = lock(&self.store);
         let r = f(&mut store.state)?;
         store.generation += 1;
@@ -140,10 +128,7 @@ impl Sim {
     }
 
     /// `mutate`, then wait until the change is on disk (when persistence is on).
-    pub async fn write<R>(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<R, ArmError>,
-    ) -> Result<R, ArmError> {
+    pub async fn write<R>(&self, f: impl FnOnce(&mut State) -> Result<R, ArmError>) -> Result<R, ArmError> {
         let (r, generation) = self.mutate(f)?;
         self.durable(generation).await?;
         Ok(r)
@@ -174,8 +159,7 @@ impl Sim {
         Ok((store.generation, bytes))
     }
 
-    /// Back to the initial state (seed and built-ins); faults, holds, counters and buckets
-    /// are cleared too.
+    /// Back to the initial state (seed and built-ins); faults, holds, counters and buckets are cleared too.
     pub async fn reset(&self) -> Result<(), ArmError> {
         let fresh = initial_state(&self.config, self.clock.now_ms());
         self.write(|s| {

@@ -1,5 +1,5 @@
-//! Request counters by operation and status, for tests and benchmarks to assert API-call
-//! budgets (`GET /_sim/counters`).
+//! Request counters by operation and status, for tests and benchmarks to assert API-call budgets (`GET
+//! /_sim/counters`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -1,6 +1,6 @@
-//! The Entra side: `POST /{tenant}/oauth2/v2.0/token` (client credentials with a secret, or
-//! with a client assertion validated against a FIC: workload identity federation), the
-//! discovery documents SDKs fetch first, and the JWKS of the simulator's token key.
+//! The Entra side: `POST /{tenant}/oauth2/v2.0/token` (client credentials with a secret, or with a client
+//! assertion validated against a FIC: workload identity federation), the discovery documents SDKs fetch
+//! first, and the JWKS of the simulator's token key.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,18 +46,14 @@ pub fn parse(method: &Method, path: &str) -> Option<EntraRoute> {
                 v2: true,
             })
         }
-        [tenant, ".well-known", "openid-configuration"] if get => {
-            Some(EntraRoute::OpenIdConfiguration {
-                tenant: (*tenant).to_owned(),
-                v2: false,
-            })
-        }
+        [tenant, ".well-known", "openid-configuration"] if get => Some(EntraRoute::OpenIdConfiguration {
+            tenant: (*tenant).to_owned(),
+            v2: false,
+        }),
         [_, "discovery", "instance"] | [_, "discovery", "v2.0", "instance"] if get => {
             Some(EntraRoute::InstanceDiscovery)
         }
-        [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] if get => {
-            Some(EntraRoute::Keys)
-        }
+        [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] if get => Some(EntraRoute::Keys),
         _ => None,
     }
 }
@@ -78,9 +74,7 @@ pub async fn handle(
         EntraRoute::OpenIdConfiguration { tenant, v2 } => {
             axum::Json(openid_configuration(sim, &tenant, v2, base_url)).into_response()
         }
-        EntraRoute::InstanceDiscovery => {
-            axum::Json(instance_discovery(sim, query, base_url)).into_response()
-        }
+        EntraRoute::InstanceDiscovery => axum::Json(instance_discovery(sim, query, base_url)).into_response(),
         EntraRoute::Keys => axum::Json(sim.tokens.jwks()).into_response(),
     }
 }
@@ -125,10 +119,7 @@ fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Value {
     let tenant = authorize
         .as_deref()
         .and_then(|a| url::Url::parse(a).ok())
-        .and_then(|u| {
-            u.path_segments()
-                .and_then(|mut s| s.next().map(str::to_owned))
-        })
+        .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
         .unwrap_or_else(|| sim.tenant_id().to_owned());
     json!({
         "tenant_discovery_endpoint": format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"),
@@ -145,10 +136,7 @@ fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
 
 /// client_secret_basic: `Authorization: Basic base64(urlenc(id):urlenc(secret))`.
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v.strip_prefix("Basic ")?.trim())
         .ok()?;
@@ -178,7 +166,8 @@ async fn token(
             "invalid_request",
             90002,
             format!(
-                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are \
+                    signing into the correct cloud."
             ),
         ));
     }
@@ -214,7 +203,9 @@ async fn token(
                 "invalid_scope",
                 70011,
                 format!(
-                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. The client credentials flow takes exactly one scope ending in /.default."
+                    "The provided request must include a 'scope' input parameter. The provided value for the \
+                        input parameter 'scope' is not valid. The scope {scope} is not valid. The client \
+                        credentials flow takes exactly one scope ending in /.default."
                 ),
             ));
         }
@@ -241,15 +232,13 @@ async fn token(
         }
         federated(sim, &client_id, assertion).await?
     } else {
-        let secret = f
-            .get("client_secret")
-            .cloned()
-            .or_else(|| basic.map(|b| b.1));
+        let secret = f.get("client_secret").cloned().or_else(|| basic.map(|b| b.1));
         let Some(secret) = secret else {
             return Err(EntraError::bad_request(
                 "invalid_client",
                 7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                "The request body must contain the following parameter: 'client_assertion' or \
+                    'client_secret'.",
             ));
         };
         let app = sim.read(|s| s.apps.get(&client_id.to_ascii_lowercase()).cloned());
@@ -262,7 +251,9 @@ async fn token(
                 "invalid_client",
                 7000215,
                 format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the \
+                        client secret value, not the client secret ID, for a secret added to app \
+                        '{client_id}'."
                 ),
             ));
         }
@@ -306,13 +297,8 @@ fn assertion_error(aadsts: u32, msg: impl Into<String>) -> EntraError {
     EntraError::bad_request("invalid_client", aadsts, msg)
 }
 
-/// Validates a client assertion for the identity with `client_id` and returns its
-/// (principal id, client id).
-async fn federated(
-    sim: &Sim,
-    client_id: &str,
-    assertion: &str,
-) -> Result<(String, String), EntraError> {
+/// Validates a client assertion for the identity with `client_id` and returns its (principal id, client id).
+async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(String, String), EntraError> {
     let identity = sim.read(|s| s.identity_by_client_id(client_id).cloned());
     let Some(identity) = identity else {
         return Err(unknown_client(client_id, sim.tenant_id()));
@@ -321,34 +307,25 @@ async fn federated(
         .map_err(|e| assertion_error(50027, format!("JWT token is invalid or malformed: {e}.")))?;
     let claims = unverified_claims(assertion)
         .ok_or_else(|| assertion_error(50027, "JWT token is invalid or malformed."))?;
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("").to_owned();
+    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("").to_owned();
     let auds: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         _ => Vec::new(),
     };
     // Issuer and subject compare exactly: case and trailing slash matter (FACTS §9).
-    let matched = identity.federated_identity_credentials.values().any(|f| {
-        f.issuer == iss && f.subject == sub && f.audiences.iter().any(|a| auds.contains(a))
-    });
+    let matched = identity
+        .federated_identity_credentials
+        .values()
+        .any(|f| f.issuer == iss && f.subject == sub && f.audiences.iter().any(|a| auds.contains(a)));
     if !matched {
         return Err(EntraError::bad_request(
             "invalid_request",
             70021,
             format!(
-                "No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
+                "No matching federated identity record found for presented assertion. Assertion Issuer: \
+                    '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
                 auds.join(",")
             ),
         ));
@@ -384,8 +361,8 @@ async fn federated(
             ),
         })?;
     let mut validation = Validation::new(header.alg);
-    // Time is checked below against the simulator's clock; audience and issuer were matched
-    // against the FIC above.
+    // Time is checked below against the simulator's clock; audience and issuer were matched against the FIC
+    // above.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
@@ -402,13 +379,12 @@ async fn federated(
     let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
     let fmt = |t: u64| crate::clock::format_ms(t * 1000);
     match exp {
-        Some(exp) if exp + skew > now && nbf <= now + skew => {
-            Ok((identity.principal_id, identity.client_id))
-        }
+        Some(exp) if exp + skew > now && nbf <= now + skew => Ok((identity.principal_id, identity.client_id)),
         Some(exp) => Err(assertion_error(
             700024,
             format!(
-                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from \
+                    {}, expiry time of assertion {}.",
                 fmt(now),
                 fmt(nbf),
                 fmt(exp)
@@ -464,4 +440,3 @@ mod tests {
         );
     }
 }
-

@@ -1,6 +1,6 @@
-//! Error types. `ArmError` is what an ARM route answers (`{"error":{"code","message"}}`),
-//! `EntraError` what the token endpoint answers (OAuth2 error JSON with an AADSTS code),
-//! `SimError` what can go wrong while starting or persisting the simulator itself.
+//! Error types. `ArmError` is what an ARM route answers (`{"error":{"code","message"}}`), `EntraError` what
+//! the token endpoint answers (OAuth2 error JSON with an AADSTS code), `SimError` what can go wrong while
+//! starting or persisting the simulator itself.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,8 +43,8 @@ impl ArmError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    /// The body ARM sends for a request whose JSON could not be read. `InvalidRequestContent`
-    /// is ARM's own code for this (seen in deployment errors); the wording follows ARM's.
+    /// The body ARM sends for a request whose JSON could not be read. `InvalidRequestContent` is ARM's own
+    /// code for this (seen in deployment errors); the wording follows ARM's.
     pub fn invalid_content(detail: impl std::fmt::Display) -> Self {
         Self::bad_request(
             "InvalidRequestContent",
@@ -108,12 +108,7 @@ pub struct EntraError {
 }
 
 impl EntraError {
-    pub fn new(
-        status: StatusCode,
-        error: &'static str,
-        aadsts: u32,
-        description: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, error: &'static str, aadsts: u32, description: impl Into<String>) -> Self {
         Self {
             status,
             error,

@@ -1,6 +1,6 @@
-//! Injected faults: errors (500, 503, 429…), added latency and dropped connections, per
-//! operation, with a hit probability and an optional hit budget. Set by config or at runtime
-//! (`PUT /_sim/faults`, `SimHandle::set_faults`).
+//! Injected faults: errors (500, 503, 429…), added latency and dropped connections, per operation, with a hit
+//! probability and an optional hit budget. Set by config or at runtime (`PUT /_sim/faults`,
+//! `SimHandle::set_faults`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,8 +14,8 @@ use crate::error::ArmError;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultRule {
-    /// An operation name (`UserAssignedIdentities_CreateOrUpdate`, `Token`, …) or `*` for
-    /// every ARM and Entra operation.
+    /// An operation name (`UserAssignedIdentities_CreateOrUpdate`, `Token`, …) or `*` for every ARM and Entra
+    /// operation.
     pub operation: String,
     #[serde(flatten)]
     pub action: FaultAction,
@@ -40,9 +40,9 @@ pub enum FaultAction {
         #[serde(default)]
         retry_after_secs: Option<u64>,
     },
-    /// Answer with this status, ARM error code and message, as the real service would for a
-    /// condition the simulator does not model on its own (e.g. 400 `PrincipalNotFound` for a
-    /// client that did send `principalType`, which Entra replication can still produce).
+    /// Answer with this status, ARM error code and message, as the real service would for a condition the
+    /// simulator does not model on its own (e.g. 400 `PrincipalNotFound` for a client that did send
+    /// `principalType`, which Entra replication can still produce).
     Code {
         status: u16,
         code: String,
@@ -122,8 +122,7 @@ impl Faults {
                     code,
                     message,
                 } if out.error.is_none() && !out.drop => {
-                    let status = StatusCode::from_u16(*status)
-                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     let message = message
                         .clone()
                         .unwrap_or_else(|| format!("{code} (injected fault)."));
@@ -143,7 +142,8 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
     let (code, message) = match status.as_u16() {
         429 => (
             "TooManyRequests",
-            "The request was throttled (injected fault). Please retry after the interval in the Retry-After header.",
+            "The request was throttled (injected fault). Please retry after the interval in the Retry-After \
+                header.",
         ),
         503 => (
             "ServiceUnavailable",
@@ -157,12 +157,8 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
     };
     let err = ArmError::new(status, code, message);
     match (status.as_u16(), retry_after) {
-        (_, Some(secs)) => {
-            err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs))
-        }
-        (429 | 503, None) => {
-            err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64))
-        }
+        (_, Some(secs)) => err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs)),
+        (429 | 503, None) => err.with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(1u64)),
         _ => err,
     }
 }
@@ -198,7 +194,10 @@ mod tests {
 
     #[test]
     fn rules_parse_from_json() {
-        let rules: Vec<FaultRule> = serde_json::from_str(r#"[{"operation":"*","kind":"latency","ms":5},{"operation":"Token","kind":"drop","rate":0.5}]"#).unwrap_or_default();
+        let rules: Vec<FaultRule> = serde_json::from_str(
+            r#"[{"operation":"*","kind":"latency","ms":5},{"operation":"Token","kind":"drop","rate":0.5}]"#,
+        )
+        .unwrap_or_default();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[1].action, FaultAction::Drop);
     }
@@ -212,7 +211,8 @@ mod tests {
         let f = Faults::new(rules);
         let err = f.decide("RoleAssignments_Create").error;
         assert_eq!(
-            err.as_ref().map(|e| (e.status, e.body()["error"]["code"].clone())),
+            err.as_ref()
+                .map(|e| (e.status, e.body()["error"]["code"].clone())),
             Some((StatusCode::BAD_REQUEST, serde_json::json!("PrincipalNotFound")))
         );
         assert!(f.decide("RoleAssignments_Create").error.is_none(), "times: 1");

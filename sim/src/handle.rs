@@ -1,5 +1,5 @@
-//! Starting a simulator in-process and controlling it: what the operator's tests and
-//! benchmarks use, and what `idbind sim` wraps.
+//! Starting a simulator in-process and controlling it: what the operator's tests and benchmarks use, and what
+//! `idbind sim` wraps.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,8 @@ use crate::tokens::AccessClaims;
 
 pub struct Simulator;
 
-/// A running simulator. Dropping it stops the listeners; `shutdown` does it gracefully and
-/// makes sure the last state is on disk.
+/// A running simulator. Dropping it stops the listeners; `shutdown` does it gracefully and makes sure the
+/// last state is on disk.
 pub struct SimHandle {
     sim: Arc<Sim>,
     shutdown: watch::Sender<bool>,
@@ -38,9 +38,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), SimError> {
     let l = TcpListener::bind(addr)
         .await
         .map_err(|source| SimError::Bind { addr, source })?;
-    let local = l
-        .local_addr()
-        .map_err(|source| SimError::Bind { addr, source })?;
+    let local = l.local_addr().map_err(|source| SimError::Bind { addr, source })?;
     Ok((l, local))
 }
 
@@ -176,8 +174,8 @@ impl SimHandle {
         let ca_file: Option<PathBuf> = match &self.ca_pem {
             Some(pem) => {
                 let p = dir.join("ca.pem");
-                // A generated CA was already saved (and must not be replaced on restart);
-                // a given one is copied so tools find it in the same place.
+                // A generated CA was already saved (and must not be replaced on restart); a given one is
+                // copied so tools find it in the same place.
                 if !p.exists() {
                     crate::persist::write_atomically(&p, pem.as_bytes())?;
                 }
@@ -190,10 +188,7 @@ impl SimHandle {
             .clone()
             .or_else(|| self.http_url.clone())
             .unwrap_or_default();
-        crate::persist::write_atomically(
-            &dir.join("endpoint"),
-            format!("{endpoint}\n").as_bytes(),
-        )?;
+        crate::persist::write_atomically(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
         let doc = serde_json::to_vec_pretty(&self.endpoint_json(ca_file.as_deref()))
             .map_err(|e| SimError::Persist(e.to_string()))?;
         crate::persist::write_atomically(&dir.join("endpoint.json"), &doc)
@@ -320,8 +315,8 @@ impl SimHandle {
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish (held ones are released first), and
-    /// flushes the state file.
+    /// Stops accepting, lets in-flight requests finish (held ones are released first), and flushes the state
+    /// file.
     pub async fn shutdown(mut self) -> Result<(), SimError> {
         self.sim.holds.release_all();
         let _ = self.shutdown.send(true);

@@ -1,7 +1,7 @@
-//! Holds: "hold the Nth matching write". The held request blocks (before it changes the
-//! state, or after it changed it but before it is answered) until released through
-//! `POST /_sim/holds/{id}/release` or `SimHandle::release_hold`. Crash tests use it to kill
-//! the operator while a write is in flight, and ask how many writes are held.
+//! Holds: "hold the Nth matching write". The held request blocks (before it changes the state, or after it
+//! changed it but before it is answered) until released through `POST /_sim/holds/{id}/release` or
+//! `SimHandle::release_hold`. Crash tests use it to kill the operator while a write is in flight, and ask how
+//! many writes are held.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -133,13 +133,7 @@ impl Holds {
     }
 
     /// Counts this write against the rules of `phase`; returns a ticket if it must be held.
-    pub fn check(
-        &self,
-        operation: &str,
-        method: &str,
-        path: &str,
-        phase: HoldPhase,
-    ) -> Option<HoldTicket> {
+    pub fn check(&self, operation: &str, method: &str, path: &str, phase: HoldPhase) -> Option<HoldTicket> {
         let mut inner = self.lock();
         let mut fired_rule = None;
         for rule in inner

@@ -1,5 +1,5 @@
-//! The front of the HTTP server: sends each request to the admin API, the Entra endpoints or
-//! ARM, applies injected faults and latency, and counts outcomes by operation and status.
+//! The front of the HTTP server: sends each request to the admin API, the Entra endpoints or ARM, applies
+//! injected faults and latency, and counts outcomes by operation and status.
 
 use std::sync::Arc;
 
@@ -68,9 +68,7 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     }
 
     let target = if first == "subscriptions" || first == "providers" {
-        match arm::route::parse(&path)
-            .and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o)))
-        {
+        match arm::route::parse(&path).and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o))) {
             Ok((r, o)) => Target::Arm(r, o),
             Err(e) => Target::Invalid(e),
         }
@@ -107,8 +105,8 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         return err.into_response();
     }
 
-    // Run the request in its own task: a client that disconnects (an operator killed
-    // mid-request) must not cancel a write halfway, as it would not in Azure.
+    // Run the request in its own task: a client that disconnects (an operator killed mid-request) must not
+    // cancel a write halfway, as it would not in Azure.
     let task_sim = sim.clone();
     let headers: HeaderMap = parts.headers;
     let task = tokio::spawn(async move {

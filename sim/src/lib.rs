@@ -1,12 +1,11 @@
-//! ARM + Entra simulator (issue 3): a real HTTP(S) server that behaves like Azure Resource
-//! Manager for the operations idbind uses (managed identities and their federated
-//! credentials, role assignments and definitions, Key Vault vaults and access policies,
-//! resource groups) and like Entra's token endpoint, with ARM's throttling, error codes and
-//! timing quirks, fault injection, holds, and optional persistence.
+//! ARM + Entra simulator (issue 3): a real HTTP(S) server that behaves like Azure Resource Manager for the
+//! operations idbind uses (managed identities and their federated credentials, role assignments and
+//! definitions, Key Vault vaults and access policies, resource groups) and like Entra's token endpoint, with
+//! ARM's throttling, error codes and timing quirks, fault injection, holds, and optional persistence.
 //!
-//! Two ways in: `cli::{SimArgs, run}` for `idbind sim`, and `Simulator::start(SimConfig)`
-//! for tests and benchmarks in-process (needs a multi-thread tokio runtime; no global
-//! state, so any number can run side by side).
+//! Two ways in: `cli::{SimArgs, run}` for `idbind sim`, and `Simulator::start(SimConfig)` for tests and
+//! benchmarks in-process (needs a multi-thread tokio runtime; no global state, so any number can run side by
+//! side).
 
 pub mod admin;
 pub mod arm;
@@ -32,8 +31,8 @@ pub mod tls;
 pub mod tokens;
 
 pub use config::{
-    BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig,
-    ThrottleConfig, TlsConfig,
+    BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig,
+    TlsConfig,
 };
 pub use counters::CounterSnapshot;
 pub use error::SimError;
@@ -41,7 +40,7 @@ pub use faults::{FaultAction, FaultRule};
 pub use handle::{SimHandle, Simulator};
 pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
 pub use seed::{
-    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition,
-    SeedSubscription, SeedVault,
+    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition, SeedSubscription,
+    SeedVault,
 };
 pub use state::{Grant, State};

@@ -1,6 +1,6 @@
 //! Fetching an external issuer's signing keys for client-assertion validation:
-//! `{iss}/.well-known/openid-configuration` → `jwks_uri` → JWKS, cached per issuer and
-//! re-fetched when an assertion names a `kid` the cache does not have (key rotation).
+//! `{iss}/.well-known/openid-configuration` → `jwks_uri` → JWKS, cached per issuer and re-fetched when an
+//! assertion names a `kid` the cache does not have (key rotation).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,20 +34,18 @@ impl std::fmt::Debug for OidcKeys {
 }
 
 impl OidcKeys {
-    /// `trusted_pems` are added to the usual web roots (the simulator's own CA, the local
-    /// kube-apiserver's CA…).
+    /// `trusted_pems` are added to the usual web roots (the simulator's own CA, the local kube-apiserver's
+    /// CA…).
     pub fn new(trusted_pems: &[String], extra_ca_files: &[PathBuf]) -> Result<Self, SimError> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .use_rustls_tls();
         let mut pems: Vec<String> = trusted_pems.to_vec();
         for path in extra_ca_files {
-            pems.push(
-                std::fs::read_to_string(path).map_err(|source| SimError::Read {
-                    path: path.clone(),
-                    source,
-                })?,
-            );
+            pems.push(std::fs::read_to_string(path).map_err(|source| SimError::Read {
+                path: path.clone(),
+                source,
+            })?);
         }
         for pem in &pems {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -91,14 +89,11 @@ impl OidcKeys {
             issuer.trim_end_matches('/')
         );
         let doc: serde_json::Value = self.get_json(&discovery_url).await?;
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| {
-                OidcError::Fetch(format!(
-                    "The OIDC discovery document at '{discovery_url}' has no jwks_uri."
-                ))
-            })?;
+        let jwks_uri = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| {
+            OidcError::Fetch(format!(
+                "The OIDC discovery document at '{discovery_url}' has no jwks_uri."
+            ))
+        })?;
         let set: serde_json::Value = self.get_json(jwks_uri).await?;
         // Parse key by key so one key of a type we do not know does not hide the others.
         let keys = set
@@ -115,9 +110,7 @@ impl OidcKeys {
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, OidcError> {
         let resp = self.client.get(url).send().await.map_err(|e| {
-            OidcError::Fetch(format!(
-                "Request to External OIDC endpoint '{url}' failed: {e}"
-            ))
+            OidcError::Fetch(format!("Request to External OIDC endpoint '{url}' failed: {e}"))
         })?;
         if !resp.status().is_success() {
             return Err(OidcError::Fetch(format!(
@@ -140,10 +133,8 @@ fn pick(set: &JwkSet, kid: Option<&str>) -> Option<Result<DecodingKey, OidcError
         None if set.keys.len() == 1 => &set.keys[0],
         None => return None,
     };
-    Some(DecodingKey::from_jwk(jwk).map_err(|e| {
-        OidcError::NoKey(format!(
-            "The key '{}' cannot be used: {e}",
-            kid.unwrap_or("")
-        ))
-    }))
+    Some(
+        DecodingKey::from_jwk(jwk)
+            .map_err(|e| OidcError::NoKey(format!("The key '{}' cannot be used: {e}", kid.unwrap_or("")))),
+    )
 }

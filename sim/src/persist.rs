@@ -1,12 +1,11 @@
-//! Persistence of the state to one JSON file, written atomically (temp file, fsync, rename,
-//! fsync of the directory).
+//! Persistence of the state to one JSON file, written atomically (temp file, fsync, rename, fsync of the
+//! directory).
 //!
-//! Choice: group commit. Every write request bumps the state's generation and then waits
-//! until a snapshot at least that new is on disk before it is answered, so every
-//! acknowledged write is durable, and a clean shutdown flushes the last generation. Writes
-//! that arrive while a snapshot is being written are coalesced into the next snapshot, so
-//! under load the file is rewritten once per batch, not once per request. Without a state
-//! file nothing of this runs and writes never wait.
+//! Choice: group commit. Every write request bumps the state's generation and then waits until a snapshot at
+//! least that new is on disk before it is answered, so every acknowledged write is durable, and a clean
+//! shutdown flushes the last generation. Writes that arrive while a snapshot is being written are coalesced
+//! into the next snapshot, so under load the file is rewritten once per batch, not once per request. Without
+//! a state file nothing of this runs and writes never wait.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +16,8 @@ use tokio::sync::{Notify, watch};
 use crate::error::SimError;
 use crate::state::State;
 
-/// What the state file holds: the world and the key that signs access tokens (so tokens
-/// issued before a restart stay valid after it).
+/// What the state file holds: the world and the key that signs access tokens (so tokens issued before a
+/// restart stay valid after it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistedFile {
@@ -39,11 +38,10 @@ pub const FILE_VERSION: u32 = 1;
 pub fn load(path: &Path) -> Result<Option<PersistedFile>, SimError> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let file: PersistedFile =
-                serde_json::from_slice(&bytes).map_err(|e| SimError::Parse {
-                    what: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+            let file: PersistedFile = serde_json::from_slice(&bytes).map_err(|e| SimError::Parse {
+                what: path.display().to_string(),
+                message: e.to_string(),
+            })?;
             if file.version != FILE_VERSION {
                 return Err(SimError::Persist(format!(
                     "{} has version {}, this simulator reads {FILE_VERSION}",
@@ -77,10 +75,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SimError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| String::from("state"));
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -137,8 +132,7 @@ impl Persister {
                         break;
                     }
                     let p = task_path.clone();
-                    let outcome =
-                        tokio::task::spawn_blocking(move || write_atomically(&p, &bytes)).await;
+                    let outcome = tokio::task::spawn_blocking(move || write_atomically(&p, &bytes)).await;
                     match outcome {
                         Ok(Ok(())) => {
                             written = generation;

@@ -1,7 +1,7 @@
-//! Built-in role definitions the simulator knows, with their real GUIDs (FACTS §6 and the
-//! brief). Permissions are abbreviated but faithful in kind: the Key Vault data roles carry
-//! data actions only, Owner/Contributor/User Access Administrator carry what makes them
-//! dangerous, so guardrail tests can recognise an escalation by the role's content too.
+//! Built-in role definitions the simulator knows, with their real GUIDs (FACTS §6 and the brief). Permissions
+//! are abbreviated but faithful in kind: the Key Vault data roles carry data actions only,
+//! Owner/Contributor/User Access Administrator carry what makes them dangerous, so guardrail tests can
+//! recognise an escalation by the role's content too.
 
 use crate::state::{RoleDefinition, RolePermission};
 
@@ -18,7 +18,8 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483",
         name: "Key Vault Administrator",
-        description: "Perform all data plane operations on a key vault and all objects in it, including certificates, keys, and secrets.",
+        description: "Perform all data plane operations on a key vault and all objects in it, including \
+            certificates, keys, and secrets.",
         actions: &[
             "Microsoft.Authorization/*/read",
             "Microsoft.KeyVault/checkNameAvailability/read",
@@ -171,7 +172,8 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         guid: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
         name: "Owner",
-        description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
+        description: "Grants full access to manage all resources, including the ability to assign roles in \
+            Azure RBAC.",
         actions: &["*"],
         not_actions: &[],
         data_actions: &[],
@@ -179,7 +181,8 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         guid: "b24988ac-6180-42a0-ab88-20f7382dd24c",
         name: "Contributor",
-        description: "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC.",
+        description: "Grants full access to manage all resources, but does not allow you to assign roles in \
+            Azure RBAC.",
         actions: &["*"],
         not_actions: &[
             "Microsoft.Authorization/*/Delete",

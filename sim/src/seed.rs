@@ -1,7 +1,7 @@
-//! Seed documents: what exists before the first request (subscriptions, resource groups,
-//! vaults, app registrations, principals, permissions, custom roles). Read from a JSON or
-//! YAML file, from `idbind sim` flags, from `SimHandle::seed`, or `POST /_sim/seed`.
-//! Applying a seed merges it into the state; applying it twice changes nothing.
+//! Seed documents: what exists before the first request (subscriptions, resource groups, vaults, app
+//! registrations, principals, permissions, custom roles). Read from a JSON or YAML file, from `idbind sim`
+//! flags, from `SimHandle::seed`, or `POST /_sim/seed`. Applying a seed merges it into the state; applying it
+//! twice changes nothing.
 
 use std::path::Path;
 
@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
 use crate::state::{
-    AccessPolicy, App, DirectoryObject, Grant, ResourceGroup, RoleDefinition, RolePermission,
-    State, Subscription, Tags, Vault, key,
+    AccessPolicy, App, DirectoryObject, Grant, ResourceGroup, RoleDefinition, RolePermission, State,
+    Subscription, Tags, Vault, key,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -140,8 +140,8 @@ impl Seed {
         Ok(())
     }
 
-    /// Merges the seed into `state`. Existing objects keep what they have (a vault's access
-    /// policies written through the API are not reset by re-seeding).
+    /// Merges the seed into `state`. Existing objects keep what they have (a vault's access policies written
+    /// through the API are not reset by re-seeding).
     pub fn apply(&self, state: &mut State, now_ms: u64) {
         let tenant = state.tenant_id.clone();
         for s in &self.subscriptions {
@@ -157,19 +157,16 @@ impl Seed {
                     resource_groups: Default::default(),
                 });
             for rg in &s.resource_groups {
-                let location = rg
-                    .location
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_LOCATION.to_owned());
-                let group =
-                    sub.resource_groups
-                        .entry(key(&rg.name))
-                        .or_insert_with(|| ResourceGroup {
-                            name: rg.name.clone(),
-                            location: location.clone(),
-                            tags: rg.tags.clone(),
-                            ..Default::default()
-                        });
+                let location = rg.location.clone().unwrap_or_else(|| DEFAULT_LOCATION.to_owned());
+                let group = sub
+                    .resource_groups
+                    .entry(key(&rg.name))
+                    .or_insert_with(|| ResourceGroup {
+                        name: rg.name.clone(),
+                        location: location.clone(),
+                        tags: rg.tags.clone(),
+                        ..Default::default()
+                    });
                 for v in &rg.vaults {
                     group.vaults.entry(key(&v.name)).or_insert_with(|| Vault {
                         name: v.name.clone(),
@@ -195,10 +192,7 @@ impl Seed {
                     client_id: a.client_id.clone(),
                     client_secret: a.client_secret.clone(),
                     object_id: object_id.clone(),
-                    display_name: a
-                        .display_name
-                        .clone()
-                        .unwrap_or_else(|| a.client_id.clone()),
+                    display_name: a.display_name.clone().unwrap_or_else(|| a.client_id.clone()),
                 },
             );
             // Seeded principals exist "since forever": no replication delay applies to them.
@@ -217,19 +211,14 @@ impl Seed {
                 key(&p.object_id),
                 DirectoryObject {
                     object_id: p.object_id.clone(),
-                    principal_type: p
-                        .principal_type
-                        .clone()
-                        .unwrap_or_else(|| String::from("User")),
+                    principal_type: p.principal_type.clone().unwrap_or_else(|| String::from("User")),
                     display_name: p.display_name.clone().unwrap_or_default(),
                     created_at_ms: 0,
                 },
             );
         }
         for p in &self.permissions {
-            state
-                .permissions
-                .insert(key(&p.principal_id), p.grants.clone());
+            state.permissions.insert(key(&p.principal_id), p.grants.clone());
         }
         for r in &self.role_definitions {
             state.role_definitions.insert(
@@ -238,10 +227,7 @@ impl Seed {
                     name: r.name.clone(),
                     role_name: r.role_name.clone(),
                     description: r.description.clone(),
-                    role_type: r
-                        .role_type
-                        .clone()
-                        .unwrap_or_else(|| String::from("CustomRole")),
+                    role_type: r.role_type.clone().unwrap_or_else(|| String::from("CustomRole")),
                     permissions: r.permissions.clone(),
                     assignable_scopes: r.assignable_scopes.clone(),
                     subscription_id: r.subscription_id.clone(),
@@ -286,19 +272,14 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
         "rbac" => true,
         "policies" | "accesspolicies" => false,
         other => {
-            return Err(format!(
-                "vault mode must be 'rbac' or 'policies', got '{other}'"
-            ));
+            return Err(format!("vault mode must be 'rbac' or 'policies', got '{other}'"));
         }
     };
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        [sub, rg, name] if !sub.is_empty() && !rg.is_empty() && !name.is_empty() => Ok((
-            (*sub).to_owned(),
-            (*rg).to_owned(),
-            (*name).to_owned(),
-            rbac,
-        )),
+        [sub, rg, name] if !sub.is_empty() && !rg.is_empty() && !name.is_empty() => {
+            Ok(((*sub).to_owned(), (*rg).to_owned(), (*name).to_owned(), rbac))
+        }
         _ => Err(format!(
             "expected SUBSCRIPTION/RESOURCE_GROUP/VAULT[@rbac|@policies], got '{s}'"
         )),
@@ -314,26 +295,19 @@ pub fn parse_app_flag(s: &str) -> Result<SeedApp, String> {
             client_secret: (*secret).to_owned(),
             ..Default::default()
         }),
-        [id, secret, oid] if !id.is_empty() && !secret.is_empty() && !oid.is_empty() => {
-            Ok(SeedApp {
-                client_id: (*id).to_owned(),
-                client_secret: (*secret).to_owned(),
-                object_id: Some((*oid).to_owned()),
-                display_name: None,
-            })
-        }
+        [id, secret, oid] if !id.is_empty() && !secret.is_empty() && !oid.is_empty() => Ok(SeedApp {
+            client_id: (*id).to_owned(),
+            client_secret: (*secret).to_owned(),
+            object_id: Some((*oid).to_owned()),
+            display_name: None,
+        }),
         _ => Err(format!("expected CLIENT_ID:SECRET[:OBJECT_ID], got '{s}'")),
     }
 }
 
 impl Seed {
     /// Adds a subscription/resource group/vault given by flags, creating parents as needed.
-    pub fn add_rg(
-        &mut self,
-        sub: &str,
-        rg: &str,
-        location: Option<String>,
-    ) -> &mut SeedResourceGroup {
+    pub fn add_rg(&mut self, sub: &str, rg: &str, location: Option<String>) -> &mut SeedResourceGroup {
         let s = self.subscription_mut(sub);
         let idx = match s
             .resource_groups
@@ -397,8 +371,7 @@ mod tests {
             Ok(("s".into(), "rg".into(), "kv".into(), false))
         );
         assert!(parse_vault_flag("s/rg/kv@bogus").is_err());
-        let app =
-            parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
+        let app = parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
         assert_eq!(app, Ok(("cid".into(), "se".into(), Some("cr:et".into()))));
     }
 

@@ -1,6 +1,6 @@
-//! Accept loops for the HTTPS and HTTP listeners. Our own loop (rather than a framework's
-//! `serve`) gives us TLS with our certificate, a per-connection "drop now" switch for the
-//! dropped-connection fault, and a graceful shutdown that waits for in-flight requests.
+//! Accept loops for the HTTPS and HTTP listeners. Our own loop (rather than a framework's `serve`) gives us
+//! TLS with our certificate, a per-connection "drop now" switch for the dropped-connection fault, and a
+//! graceful shutdown that waits for in-flight requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +70,7 @@ async fn connection(
     });
     match tls {
         Some(acceptor) => {
-            let Ok(Ok(tls_stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            let Ok(Ok(tls_stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
             else {
                 return;
             };

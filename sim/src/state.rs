@@ -1,7 +1,7 @@
-//! The simulator's world: subscriptions → resource groups → identities (→ FICs) and vaults,
-//! plus tenant-wide role assignments, role definitions, the directory of principals, the
-//! seeded apps and per-principal permissions. Maps are keyed by the lowercased name, because
-//! ARM names are case-insensitive but keep the case they were created with.
+//! The simulator's world: subscriptions → resource groups → identities (→ FICs) and vaults, plus tenant-wide
+//! role assignments, role definitions, the directory of principals, the seeded apps and per-principal
+//! permissions. Maps are keyed by the lowercased name, because ARM names are case-insensitive but keep the
+//! case they were created with.
 
 use std::collections::BTreeMap;
 
@@ -203,8 +203,8 @@ pub struct DirectoryObject {
     pub principal_type: String,
     #[serde(default)]
     pub display_name: String,
-    /// When it was created; role-assignment writes without `principalType` do not see it
-    /// until the replication delay has passed.
+    /// When it was created; role-assignment writes without `principalType` do not see it until the
+    /// replication delay has passed.
     pub created_at_ms: u64,
 }
 
@@ -218,8 +218,8 @@ pub struct App {
     pub display_name: String,
 }
 
-/// Permission of a principal: action patterns (`*` wildcards, case-insensitive) at a scope
-/// and everything below it.
+/// Permission of a principal: action patterns (`*` wildcards, case-insensitive) at a scope and everything
+/// below it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
@@ -233,10 +233,7 @@ pub struct Grant {
 
 impl State {
     pub fn resource_group(&self, sub: &str, rg: &str) -> Option<&ResourceGroup> {
-        self.subscriptions
-            .get(&key(sub))?
-            .resource_groups
-            .get(&key(rg))
+        self.subscriptions.get(&key(sub))?.resource_groups.get(&key(rg))
     }
 
     pub fn resource_group_mut(&mut self, sub: &str, rg: &str) -> Option<&mut ResourceGroup> {
@@ -246,8 +243,8 @@ impl State {
             .get_mut(&key(rg))
     }
 
-    /// The identity whose client id is `client_id`, if any (a linear scan: token exchanges are
-    /// rare next to ARM calls, and 10,000 identities scan in well under a millisecond).
+    /// The identity whose client id is `client_id`, if any (a linear scan: token exchanges are rare next to
+    /// ARM calls, and 10,000 identities scan in well under a millisecond).
     pub fn identity_by_client_id(&self, client_id: &str) -> Option<&Identity> {
         self.subscriptions
             .values()

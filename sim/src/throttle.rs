@@ -1,10 +1,9 @@
-//! ARM-style throttling with token buckets (FACTS §5): one bucket per (subscription,
-//! principal, operation kind), a global one per (subscription, kind) holding `global_factor`
-//! times as much, per (principal, kind) buckets for tenant-level requests, and the
-//! managed-identity RP's own limits per tenant, subscription and identity (FACTS §1).
-//! A request passes only if every bucket that applies has a token; then it takes one from
-//! each. Otherwise it is answered 429 with `Retry-After` (whole seconds until every bucket it
-//! needs has a token again) and takes nothing, as ARM does for a request sent too early.
+//! ARM-style throttling with token buckets (FACTS §5): one bucket per (subscription, principal, operation
+//! kind), a global one per (subscription, kind) holding `global_factor` times as much, per (principal, kind)
+//! buckets for tenant-level requests, and the managed-identity RP's own limits per tenant, subscription and
+//! identity (FACTS §1). A request passes only if every bucket that applies has a token; then it takes one
+//! from each. Otherwise it is answered 429 with `Retry-After` (whole seconds until every bucket it needs has
+//! a token again) and takes nothing, as ARM does for a request sent too early.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,19 +50,9 @@ pub enum MsiOp {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum BucketKey {
-    Principal {
-        sub: String,
-        oid: String,
-        kind: OpKind,
-    },
-    Global {
-        sub: String,
-        kind: OpKind,
-    },
-    Tenant {
-        oid: String,
-        kind: OpKind,
-    },
+    Principal { sub: String, oid: String, kind: OpKind },
+    Global { sub: String, kind: OpKind },
+    Tenant { oid: String, kind: OpKind },
     MsiTenant(MsiOp),
     MsiSubscription(String, MsiOp),
     MsiResource(String, MsiOp),
@@ -100,8 +89,8 @@ pub struct ThrottleRequest {
     pub subscription: Option<String>,
     pub principal: String,
     pub kind: OpKind,
-    /// For operations on userAssignedIdentities: the limit class and the identity's id
-    /// (None for lists, whose "resource" is the container).
+    /// For operations on userAssignedIdentities: the limit class and the identity's id (None for lists, whose
+    /// "resource" is the container).
     pub msi: Option<(MsiOp, String)>,
 }
 
@@ -193,7 +182,8 @@ impl Throttler {
                         StatusCode::TOO_MANY_REQUESTS,
                         "SubscriptionRequestsThrottled",
                         format!(
-                            "Number of '{}' requests for subscription '{sub}' actor '{}' exceeded. Please try again after '{secs}' seconds.",
+                            "Number of '{}' requests for subscription '{sub}' actor '{}' exceeded. Please \
+                                try again after '{secs}' seconds.",
                             req.kind.word(),
                             req.principal
                         ),
@@ -203,20 +193,22 @@ impl Throttler {
                         StatusCode::TOO_MANY_REQUESTS,
                         "TenantRequestsThrottled",
                         format!(
-                            "Number of '{}' requests for tenant actor '{}' exceeded. Please try again after '{secs}' seconds.",
+                            "Number of '{}' requests for tenant actor '{}' exceeded. Please try again after \
+                                '{secs}' seconds.",
                             req.kind.word(),
                             req.principal
                         ),
                     ),
                 }
             } else {
-                // [UNVERIFIED] The managed-identity RP's own 429: no sample of its body was
-                // found; `TooManyRequests` is the generic code RPs use.
+                // [UNVERIFIED] The managed-identity RP's own 429: no sample of its body was found;
+                // `TooManyRequests` is the generic code RPs use.
                 ArmError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",
                     format!(
-                        "Too many requests to the Microsoft.ManagedIdentity resource provider. Please try again after '{secs}' seconds."
+                        "Too many requests to the Microsoft.ManagedIdentity resource provider. Please try \
+                            again after '{secs}' seconds."
                     ),
                 )
             };
@@ -271,10 +263,7 @@ fn arm_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> (Keys, Vec<(Strin
                     principal.clone(),
                 ),
                 (
-                    format!(
-                        "x-ms-ratelimit-remaining-subscription-global-{}",
-                        kind.plural()
-                    ),
+                    format!("x-ms-ratelimit-remaining-subscription-global-{}", kind.plural()),
                     global.clone(),
                 ),
             ];
@@ -324,8 +313,8 @@ fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data in a consistent state
-    // (every critical section is a few field updates), so poisoning is safe to ignore.
+    // A panic while holding one of these locks leaves plain data in a consistent state (every critical
+    // section is a few field updates), so poisoning is safe to ignore.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

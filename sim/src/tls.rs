@@ -1,13 +1,13 @@
-//! TLS material: a CA the simulator generates (reused from `state_dir` across restarts, so
-//! clients that trust `ca.pem` keep trusting the simulator) and a serving certificate for the
-//! loopback names, or a certificate and key given by the user.
+//! TLS material: a CA the simulator generates (reused from `state_dir` across restarts, so clients that trust
+//! `ca.pem` keep trusting the simulator) and a serving certificate for the loopback names, or a certificate
+//! and key given by the user.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::ServerConfig;
 
@@ -46,8 +46,7 @@ pub fn load(cfg: &TlsConfig, state_dir: Option<&Path>) -> Result<TlsMaterial, Si
 }
 
 fn ca_params() -> Result<CertificateParams, SimError> {
-    let mut params =
-        CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA parameters", e))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA parameters", e))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "idbind-sim local CA");
     dn.push(DnType::OrganizationName, "idbind");
@@ -58,8 +57,8 @@ fn ca_params() -> Result<CertificateParams, SimError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    // Fixed validity so a CA rebuilt from its saved key on restart is the same certificate
-    // in every field that chain validation looks at.
+    // Fixed validity so a CA rebuilt from its saved key on restart is the same certificate in every field
+    // that chain validation looks at.
     params.not_before = time::macros::datetime!(2024-01-01 00:00 UTC);
     params.not_after = time::macros::datetime!(2049-12-31 00:00 UTC);
     Ok(params)
@@ -69,8 +68,7 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
     let saved = state_dir.map(|d| (d.join(CA_FILE), d.join(CA_KEY_FILE)));
     let (ca_key, saved_pem) = match &saved {
         Some((cert_path, key_path)) if cert_path.exists() && key_path.exists() => {
-            let key =
-                KeyPair::from_pem(&read(key_path)?).map_err(|e| tls_err("saved CA key", e))?;
+            let key = KeyPair::from_pem(&read(key_path)?).map_err(|e| tls_err("saved CA key", e))?;
             (key, Some(read(cert_path)?))
         }
         _ => (KeyPair::generate().map_err(|e| tls_err("CA key", e))?, None),
@@ -86,10 +84,8 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
         String::from("::1"),
     ];
     names.extend(extra_hostnames.iter().cloned());
-    let mut leaf =
-        CertificateParams::new(names).map_err(|e| tls_err("server certificate names", e))?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "idbind-sim");
+    let mut leaf = CertificateParams::new(names).map_err(|e| tls_err("server certificate names", e))?;
+    leaf.distinguished_name.push(DnType::CommonName, "idbind-sim");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -120,21 +116,17 @@ fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| SimError::Write {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+            SimError::Write {
                 path: path.to_owned(),
                 source,
-            },
-        )?;
+            }
+        })?;
     }
     Ok(())
 }
 
-fn from_files(
-    cert_file: &Path,
-    key_file: &Path,
-    ca_file: Option<&Path>,
-) -> Result<TlsMaterial, SimError> {
+fn from_files(cert_file: &Path, key_file: &Path, ca_file: Option<&Path>) -> Result<TlsMaterial, SimError> {
     let chain = read(cert_file)?;
     let key = read(key_file)?;
     let ca_pem = match ca_file {
@@ -159,12 +151,11 @@ fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, Si
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
         .map_err(|e| tls_err("key PEM", e))?
         .ok_or_else(|| SimError::Tls(String::from("no private key in the key PEM")))?;
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err("protocol versions", e))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| tls_err("certificate and key", e))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err("protocol versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_err("certificate and key", e))?;
     Ok(Arc::new(config))
 }

@@ -1,7 +1,6 @@
-//! Access tokens the simulator issues and the ARM routes accept: ES256 JWTs signed with a
-//! key the simulator generates (kept in the state file so tokens survive a restart).
-//! Clients treat access tokens as opaque, so ES256 instead of Entra's RS256 changes nothing
-//! for them and avoids RSA key generation at every start.
+//! Access tokens the simulator issues and the ARM routes accept: ES256 JWTs signed with a key the simulator
+//! generates (kept in the state file so tokens survive a restart). Clients treat access tokens as opaque, so
+//! ES256 instead of Entra's RS256 changes nothing for them and avoids RSA key generation at every start.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::SimError;
 use crate::persist::SigningKeyFile;
 
-/// Claims of a simulator access token (the subset of Entra's v1 access-token claims that
-/// ARM and our operator look at).
+/// Claims of a simulator access token (the subset of Entra's v1 access-token claims that ARM and our operator
+/// look at).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AccessClaims {
     pub aud: String,
@@ -53,8 +52,7 @@ pub enum TokenError {
 
 impl TokenIssuer {
     pub fn generate() -> Result<Self, SimError> {
-        let key = rcgen::KeyPair::generate()
-            .map_err(|e| SimError::Tls(format!("token signing key: {e}")))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| SimError::Tls(format!("token signing key: {e}")))?;
         let kid = uuid::Uuid::new_v4().simple().to_string();
         Self::from_parts(kid, key.serialize_pem())
     }
@@ -102,8 +100,8 @@ impl TokenIssuer {
             .map_err(|e| SimError::Tls(format!("signing a token: {e}")))
     }
 
-    /// Checks the signature and decodes the claims. Expiry is checked by the caller against
-    /// the simulator's clock (which tests can advance), not against wall time.
+    /// Checks the signature and decodes the claims. Expiry is checked by the caller against the simulator's
+    /// clock (which tests can advance), not against wall time.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.validate_exp = false;

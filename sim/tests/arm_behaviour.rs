@@ -1,5 +1,5 @@
-//! ARM semantics over HTTPS: status codes, ids, error bodies and the behaviours that make
-//! real ARM hard (FACTS §1, §2, §4).
+//! ARM semantics over HTTPS: status codes, ids, error bodies and the behaviours that make real ARM hard
+//! (FACTS §1, §2, §4).
 
 mod common;
 
@@ -72,10 +72,7 @@ async fn identity_lifecycle_with_arm_ids_and_codes() -> TestResult {
     let moved = arm
         .put(&identity_path("Orders-API"), json!({"location": "eastus"}))
         .await?;
-    assert_eq!(
-        (moved.status, moved.code()),
-        (409, "InvalidResourceLocation")
-    );
+    assert_eq!((moved.status, moved.code()), (409, "InvalidResourceLocation"));
 
     let missing = arm.get(&identity_path("nope-nope")).await?;
     assert_eq!((missing.status, missing.code()), (404, "ResourceNotFound"));
@@ -117,12 +114,7 @@ async fn request_validation_answers_like_arm() -> TestResult {
             400,
             "MissingApiVersionParameter",
         ),
-        (
-            path.clone(),
-            Some(json!({"tags": {}})),
-            400,
-            "LocationRequired",
-        ),
+        (path.clone(), Some(json!({"tags": {}})), 400, "LocationRequired"),
         (
             path.clone(),
             Some(json!({"location": "x", "tags": {"a": 1}})),
@@ -163,11 +155,7 @@ async fn request_validation_answers_like_arm() -> TestResult {
     for (p, body, status, code) in cases {
         let r = arm.call("PUT", &p, body).await?;
         assert_eq!((r.status, r.code()), (status, code), "PUT {p}: {}", r.body);
-        assert!(
-            r.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // Malformed JSON.
     let r = arm
@@ -216,18 +204,13 @@ async fn resource_groups_and_listing_with_paging() -> TestResult {
 
     for i in 0..5 {
         let p = identity_path(&format!("id-{i}"));
-        assert_eq!(
-            arm.put(&p, json!({"location": "westeurope"})).await?.status,
-            201
-        );
+        assert_eq!(arm.put(&p, json!({"location": "westeurope"})).await?.status, 201);
     }
     let other = format!(
         "/subscriptions/{SUB}/resourceGroups/rg-new/providers/Microsoft.ManagedIdentity/userAssignedIdentities/elsewhere?api-version={MSI_API}"
     );
     assert_eq!(
-        arm.put(&other, json!({"location": "northeurope"}))
-            .await?
-            .status,
+        arm.put(&other, json!({"location": "northeurope"})).await?.status,
         201
     );
 
@@ -342,17 +325,11 @@ async fn federated_credentials_rules() -> TestResult {
         );
     }
     let orphan = arm
-        .put(
-            &fic_path("no-such-identity", "fic-a"),
-            fic_body(issuer, "s"),
-        )
+        .put(&fic_path("no-such-identity", "fic-a"), fic_body(issuer, "s"))
         .await?;
     assert_eq!(
         (orphan.status, orphan.body["error"]["message"].as_str()),
-        (
-            404,
-            Some("The parent user-assigned identity doesn't exist.")
-        )
+        (404, Some("The parent user-assigned identity doesn't exist."))
     );
 
     // The 20-FIC limit: 18 more fit, the 21st does not.
@@ -440,28 +417,22 @@ async fn concurrent_fic_writes_on_one_identity_conflict() -> TestResult {
             201
         );
     }
-    // Hold the next FIC write in flight; a second write on the same identity conflicts,
-    // one on another identity does not.
+    // Hold the next FIC write in flight; a second write on the same identity conflicts, one on another
+    // identity does not.
     h.hold(HoldSpec {
         operation: Some("FederatedIdentityCredentials_CreateOrUpdate".into()),
         ..Default::default()
     });
     let arm2 = arm.clone();
     let first = tokio::spawn(async move {
-        arm2.put(
-            &fic_path("one", "fic-a"),
-            fic_body("https://i.example", "s-a"),
-        )
-        .await
-        .map(|r| r.status)
-        .map_err(|e| e.to_string())
+        arm2.put(&fic_path("one", "fic-a"), fic_body("https://i.example", "s-a"))
+            .await
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
     });
     assert!(h.wait_for_held(1, Duration::from_secs(10)).await);
     let second = arm
-        .put(
-            &fic_path("one", "fic-b"),
-            fic_body("https://i.example", "s-b"),
-        )
+        .put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b"))
         .await?;
     assert_eq!(
         (second.status, second.code()),
@@ -470,28 +441,24 @@ async fn concurrent_fic_writes_on_one_identity_conflict() -> TestResult {
             "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
         )
     );
-    assert!(second.body["error"]["message"].as_str().unwrap_or("").contains("/resourcegroups/rg-identities/providers/microsoft.managedidentity/userassignedidentities/one"));
+    assert!(second.body["error"]["message"].as_str().unwrap_or("").contains(
+        "/resourcegroups/rg-identities/providers/microsoft.managedidentity/userassignedidentities/one"
+    ));
     let del = arm.delete(&fic_path("one", "fic-b")).await?;
     assert_eq!(del.status, 409, "deletes conflict too");
     assert_eq!(
-        arm.put(
-            &fic_path("two", "fic-a"),
-            fic_body("https://i.example", "s-a")
-        )
-        .await?
-        .status,
+        arm.put(&fic_path("two", "fic-a"), fic_body("https://i.example", "s-a"))
+            .await?
+            .status,
         201
     );
     assert_eq!(h.release_all_holds(), 1);
     assert_eq!(first.await?, Ok(201));
     // Once the first write is done, the next one goes through.
     assert_eq!(
-        arm.put(
-            &fic_path("one", "fic-b"),
-            fic_body("https://i.example", "s-b")
-        )
-        .await?
-        .status,
+        arm.put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b"))
+            .await?
+            .status,
         201
     );
 
@@ -531,22 +498,14 @@ async fn role_assignments_semantics() -> TestResult {
 
     // A fresh principal without principalType: PrincipalNotFound (replication delay).
     let body = |role: &str, typed: bool| {
-        let mut p =
-            json!({"properties": {"roleDefinitionId": role_id(role), "principalId": principal}});
+        let mut p = json!({"properties": {"roleDefinitionId": role_id(role), "principalId": principal}});
         if typed {
             p["properties"]["principalType"] = json!("ServicePrincipal");
         }
         p
     };
-    let r = arm
-        .put(&ra_path(&kv, name), body(SECRETS_USER, false))
-        .await?;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "PrincipalNotFound"),
-        "{}",
-        r.body
-    );
+    let r = arm.put(&ra_path(&kv, name), body(SECRETS_USER, false)).await?;
+    assert_eq!((r.status, r.code()), (400, "PrincipalNotFound"), "{}", r.body);
     assert!(
         r.body["error"]["message"]
             .as_str()
@@ -554,25 +513,18 @@ async fn role_assignments_semantics() -> TestResult {
             .contains("replication delay")
     );
     // With principalType it works at once.
-    let r = arm
-        .put(&ra_path(&kv, name), body(SECRETS_USER, true))
-        .await?;
+    let r = arm.put(&ra_path(&kv, name), body(SECRETS_USER, true)).await?;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         r.body["id"],
         format!("{kv}/providers/Microsoft.Authorization/roleAssignments/{name}")
     );
-    assert_eq!(
-        r.body["properties"]["roleDefinitionId"],
-        role_id(SECRETS_USER)
-    );
+    assert_eq!(r.body["properties"]["roleDefinitionId"], role_id(SECRETS_USER));
     assert_eq!(r.body["properties"]["scope"], kv);
     // After the delay, principalType is not needed.
     h.advance_clock(Duration::from_secs(31));
     let name2 = "6c2b7a1e-0a55-4d7c-9c1a-000000000002";
-    let r = arm
-        .put(&ra_path(&kv, name2), body(CERT_USER, false))
-        .await?;
+    let r = arm.put(&ra_path(&kv, name2), body(CERT_USER, false)).await?;
     assert_eq!(
         (r.status, r.body["properties"]["principalType"].as_str()),
         (201, Some("ServicePrincipal"))
@@ -649,9 +601,8 @@ async fn role_assignments_semantics() -> TestResult {
         scope: &str,
         filter: Option<&str>,
     ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
-        let mut url = format!(
-            "{scope}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}"
-        );
+        let mut url =
+            format!("{scope}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}");
         if let Some(f) = filter {
             url.push_str(&format!(
                 "&$filter={}",
@@ -679,22 +630,11 @@ async fn role_assignments_semantics() -> TestResult {
     // No filter at the vault: at, above and below → all three.
     assert_eq!(names(&arm, &kv, None).await?, vec![n(1), n(2), n(4)]);
     // atScope() at the vault: at or above.
-    assert_eq!(
-        names(&arm, &kv, Some("atScope()")).await?,
-        vec![n(1), n(2), n(4)]
-    );
+    assert_eq!(names(&arm, &kv, Some("atScope()")).await?, vec![n(1), n(2), n(4)]);
     // atScope() at the subscription: the vault's are below, so only the subscription's.
+    assert_eq!(names(&arm, &sub_scope, Some("atScope()")).await?, vec![n(4)]);
     assert_eq!(
-        names(&arm, &sub_scope, Some("atScope()")).await?,
-        vec![n(4)]
-    );
-    assert_eq!(
-        names(
-            &arm,
-            &sub_scope,
-            Some(&format!("principalId eq '{principal}'"))
-        )
-        .await?,
+        names(&arm, &sub_scope, Some(&format!("principalId eq '{principal}'"))).await?,
         vec![n(1), n(2)]
     );
     assert_eq!(
@@ -710,7 +650,11 @@ async fn role_assignments_semantics() -> TestResult {
         .await?,
         vec![n(1), n(2)]
     );
-    let bad_filter = arm.get(&format!("{kv}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}&$filter=foo")).await?;
+    let bad_filter = arm
+        .get(&format!(
+            "{kv}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}&$filter=foo"
+        ))
+        .await?;
     assert_eq!(bad_filter.status, 400);
 
     // GET, DELETE by scope+name (200 with body, then 204), by id, and 404.
@@ -726,9 +670,7 @@ async fn role_assignments_semantics() -> TestResult {
     assert_eq!(arm.delete(&by_id).await?.status, 200);
 
     // Deleting an identity leaves its role assignments behind, as in Azure.
-    let r = arm
-        .put(&ra_path(&kv, &n(5)), body(SECRETS_USER, true))
-        .await?;
+    let r = arm.put(&ra_path(&kv, &n(5)), body(SECRETS_USER, true)).await?;
     assert_eq!(r.status, 201);
     assert_eq!(arm.delete(&identity_path("wl-1")).await?.status, 200);
     assert_eq!(arm.get(&ra_path(&kv, &n(5))).await?.status, 200);
@@ -742,10 +684,7 @@ async fn role_definitions_by_name_and_id() -> TestResult {
     let arm = Arm::new(&h).await?;
     let kv = vault_scope(KV_RBAC);
     let expected = [
-        (
-            "Key Vault Administrator",
-            "00482a5a-887f-4fb3-b363-3b7fe8e74483",
-        ),
+        ("Key Vault Administrator", "00482a5a-887f-4fb3-b363-3b7fe8e74483"),
         (
             "Key Vault Certificates Officer",
             "a4417e6f-fecd-4de8-b567-7b0420556985",
@@ -754,23 +693,14 @@ async fn role_definitions_by_name_and_id() -> TestResult {
             "Key Vault Certificate User",
             "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
         ),
-        (
-            "Key Vault Crypto Officer",
-            "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
-        ),
-        (
-            "Key Vault Crypto User",
-            "12338af0-0e69-4776-bea7-57ae8d297424",
-        ),
+        ("Key Vault Crypto Officer", "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"),
+        ("Key Vault Crypto User", "12338af0-0e69-4776-bea7-57ae8d297424"),
         ("Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2"),
         (
             "Key Vault Secrets Officer",
             "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
         ),
-        (
-            "Key Vault Secrets User",
-            "4633458b-17de-408a-b874-0445c86b69e6",
-        ),
+        ("Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"),
         ("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
         ("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c"),
         (
@@ -781,8 +711,7 @@ async fn role_definitions_by_name_and_id() -> TestResult {
     ];
     for (role, guid) in expected {
         let filter: String =
-            url::form_urlencoded::byte_serialize(format!("roleName eq '{role}'").as_bytes())
-                .collect();
+            url::form_urlencoded::byte_serialize(format!("roleName eq '{role}'").as_bytes()).collect();
         let r = arm.get(&format!("{kv}/providers/Microsoft.Authorization/roleDefinitions?api-version={AUTHZ_API}&$filter={filter}")).await?;
         assert_eq!(r.status, 200);
         let values = r.body["value"].as_array().cloned().unwrap_or_default();
@@ -854,42 +783,29 @@ async fn key_vault_reads_and_access_policies() -> TestResult {
         .await?;
     assert_eq!(add.status, 200, "{}", add.body);
     assert_eq!(add.body["type"], "Microsoft.KeyVault/vaults/accessPolicies");
-    arm.put(
-        &format!("{pol}/accessPolicies/add?{api}"),
-        policy(&["list"]),
-    )
-    .await?;
+    arm.put(&format!("{pol}/accessPolicies/add?{api}"), policy(&["list"]))
+        .await?;
     let v = arm.get(&format!("{pol}?{api}")).await?;
     assert_eq!(
         v.body["properties"]["accessPolicies"][0]["permissions"]["secrets"],
         json!(["get", "list"])
     );
-    arm.put(
-        &format!("{pol}/accessPolicies/replace?{api}"),
-        policy(&["set"]),
-    )
-    .await?;
+    arm.put(&format!("{pol}/accessPolicies/replace?{api}"), policy(&["set"]))
+        .await?;
     assert_eq!(
-        arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"][0]["permissions"]
-            ["secrets"],
+        arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"][0]["permissions"]["secrets"],
         json!(["set"])
     );
-    arm.put(
-        &format!("{pol}/accessPolicies/remove?{api}"),
-        policy(&["set"]),
-    )
-    .await?;
+    arm.put(&format!("{pol}/accessPolicies/remove?{api}"), policy(&["set"]))
+        .await?;
     assert_eq!(
         arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"],
         json!([])
     );
     assert_eq!(
-        arm.put(
-            &format!("{pol}/accessPolicies/merge?{api}"),
-            policy(&["get"])
-        )
-        .await?
-        .status,
+        arm.put(&format!("{pol}/accessPolicies/merge?{api}"), policy(&["get"]))
+            .await?
+            .status,
         400
     );
     assert_eq!(
@@ -908,8 +824,7 @@ async fn key_vault_reads_and_access_policies() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn authorization_failed_when_a_principal_lacks_permission() -> TestResult {
     let mut cfg = config();
-    // The operator may manage identities in its resource group and read role definitions,
-    // nothing else.
+    // The operator may manage identities in its resource group and read role definitions, nothing else.
     cfg.seed.permissions.push(SeedPermission {
         principal_id: APP_OID.into(),
         grants: vec![

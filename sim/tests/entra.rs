@@ -1,6 +1,6 @@
-//! The Entra token endpoint and ARM's bearer validation: client secrets, workload identity
-//! federation against a real OIDC issuer served over HTTPS with its own CA (discovery, JWKS,
-//! caching and re-fetch on an unknown kid), expiry, and the 401s ARM answers.
+//! The Entra token endpoint and ARM's bearer validation: client secrets, workload identity federation against
+//! a real OIDC issuer served over HTTPS with its own CA (discovery, JWKS, caching and re-fetch on an unknown
+//! kid), expiry, and the 401s ARM answers.
 
 mod common;
 
@@ -17,8 +17,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
-/// A stand-in for the cluster's OIDC issuer (kube-apiserver): discovery + JWKS over HTTPS
-/// with a CA of its own.
+/// A stand-in for the cluster's OIDC issuer (kube-apiserver): discovery + JWKS over HTTPS with a CA of its
+/// own.
 struct Issuer {
     url: String,
     ca_file: tempfile::NamedTempFile,
@@ -117,10 +117,7 @@ fn ec_key(kid: &str) -> Result<(EncodingKey, Value), Box<dyn std::error::Error +
     let raw = pair.public_key_raw();
     let b = |x: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x);
     let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid, "x": b(&raw[1..33]), "y": b(&raw[33..65])});
-    Ok((
-        EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())?,
-        jwk,
-    ))
+    Ok((EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())?, jwk))
 }
 
 async fn exchange(
@@ -294,17 +291,11 @@ async fn arm_rejects_missing_invalid_expired_and_foreign_tokens() -> TestResult 
     assert_eq!(b["error"]["code"], "AuthenticationFailed");
 
     let garbage = arm.with_token("not-a-jwt");
-    assert_eq!(
-        garbage.get(&path).await?.code(),
-        "InvalidAuthenticationToken"
-    );
+    assert_eq!(garbage.get(&path).await?.code(), "InvalidAuthenticationToken");
     // A token signed by another simulator's key.
     let other = start().await?;
     let foreign = arm.with_token(other.issue_token(APP_OID, APP_ID)?);
-    assert_eq!(
-        foreign.get(&path).await?.code(),
-        "InvalidAuthenticationToken"
-    );
+    assert_eq!(foreign.get(&path).await?.code(), "InvalidAuthenticationToken");
     other.shutdown().await?;
     // A token for another resource.
     let graph = arm
@@ -346,10 +337,7 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
     let created = arm
-        .put(
-            &identity_path("orders-api"),
-            json!({"location": "westeurope"}),
-        )
+        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
         .await?;
     let client_id = created.body["properties"]["clientId"]
         .as_str()
@@ -362,10 +350,7 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     let subject = "system:serviceaccount:shop:orders-api";
     let aud = "api://AzureADTokenExchange";
     let r = arm
-        .put(
-            &fic_path("orders-api", "fic-1"),
-            fic_body(&iss.url, subject),
-        )
+        .put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject))
         .await?;
     assert_eq!(r.status, 201);
     let c = client(&h);
@@ -385,11 +370,7 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
             &assertion(&rsa, Algorithm::RS256, "rsa-key-1", &i, s, a, exp)?,
         )
         .await?;
-        assert_eq!(
-            (status, aadsts(&body)),
-            (400, "AADSTS70021".to_owned()),
-            "{body}"
-        );
+        assert_eq!((status, aadsts(&body)), (400, "AADSTS70021".to_owned()), "{body}");
     }
     assert_eq!(
         iss.jwks_fetches.load(Ordering::SeqCst),
@@ -398,25 +379,13 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     );
 
     // A good assertion gives a token whose principal is the identity's.
-    let good = assertion(
-        &rsa,
-        Algorithm::RS256,
-        "rsa-key-1",
-        &iss.url,
-        subject,
-        aud,
-        exp,
-    )?;
+    let good = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, exp)?;
     let (status, body) = exchange(&h, &c, &client_id, &good).await?;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap_or_default().to_owned();
     let (status, _) = exchange(&h, &c, &client_id, &good).await?;
     assert_eq!(status, 200);
-    assert_eq!(
-        iss.jwks_fetches.load(Ordering::SeqCst),
-        1,
-        "the JWKS is cached"
-    );
+    assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), 1, "the JWKS is cached");
 
     // ARM knows the caller: give that principal read-only rights and watch a write fail.
     let mut seed = idbind_sim::Seed::default();
@@ -430,15 +399,9 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     });
     h.seed(seed).await?;
     let as_workload = arm.with_token(token);
-    assert_eq!(
-        as_workload.get(&identity_path("orders-api")).await?.status,
-        200
-    );
+    assert_eq!(as_workload.get(&identity_path("orders-api")).await?.status, 200);
     let denied = as_workload
-        .put(
-            &identity_path("orders-api"),
-            json!({"location": "westeurope"}),
-        )
+        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
         .await?;
     assert_eq!(denied.code(), "AuthorizationFailed");
     assert!(
@@ -533,26 +496,16 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     let h2 = Simulator::start(cfg).await?;
     let arm2 = Arm::new(&h2).await?;
     let created = arm2
-        .put(
-            &identity_path("orders-api"),
-            json!({"location": "westeurope"}),
-        )
+        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
         .await?;
     let cid = created.body["properties"]["clientId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    arm2.put(
-        &fic_path("orders-api", "fic-1"),
-        fic_body(&iss.url, subject),
-    )
-    .await?;
+    arm2.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject))
+        .await?;
     let (status, body) = exchange(&h2, &client(&h2), &cid, &good).await?;
-    assert_eq!(
-        (status, aadsts(&body)),
-        (400, "AADSTS50166".to_owned()),
-        "{body}"
-    );
+    assert_eq!((status, aadsts(&body)), (400, "AADSTS50166".to_owned()), "{body}");
     h2.shutdown().await?;
     Ok(())
 }

@@ -101,12 +101,9 @@ async fn injected_errors_latency_and_drops() -> TestResult {
         Some(1),
     )]);
     assert_eq!(
-        arm.put(
-            &identity_path("faulty-one"),
-            json!({"location": "westeurope"})
-        )
-        .await?
-        .status,
+        arm.put(&identity_path("faulty-one"), json!({"location": "westeurope"}))
+            .await?
+            .status,
         500
     );
     assert_eq!(h.state_typed().identity_count(), 0);
@@ -145,23 +142,17 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
         ..Default::default()
     });
     assert_eq!(
-        arm.put(
-            &identity_path("first-one"),
-            json!({"location": "westeurope"})
-        )
-        .await?
-        .status,
+        arm.put(&identity_path("first-one"), json!({"location": "westeurope"}))
+            .await?
+            .status,
         201
     );
     let a2 = arm.clone();
     let held = tokio::spawn(async move {
-        a2.put(
-            &identity_path("second-one"),
-            json!({"location": "westeurope"}),
-        )
-        .await
-        .map(|r| r.status)
-        .map_err(|e| e.to_string())
+        a2.put(&identity_path("second-one"), json!({"location": "westeurope"}))
+            .await
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
     });
     assert!(h.wait_for_held(1, Duration::from_secs(10)).await);
     let status = h.holds();
@@ -177,8 +168,8 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
     assert_eq!(held.await?, Ok(201));
     assert_eq!(h.held_count(), 0);
 
-    // After-commit hold: the write is done, only the answer waits (a crash here loses the
-    // answer, not the write).
+    // After-commit hold: the write is done, only the answer waits (a crash here loses the answer, not the
+    // write).
     h.hold(HoldSpec {
         operation: None,
         path_contains: Some("third-one".into()),
@@ -187,13 +178,10 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
     });
     let a3 = arm.clone();
     let held = tokio::spawn(async move {
-        a3.put(
-            &identity_path("third-one"),
-            json!({"location": "westeurope"}),
-        )
-        .await
-        .map(|r| r.status)
-        .map_err(|e| e.to_string())
+        a3.put(&identity_path("third-one"), json!({"location": "westeurope"}))
+            .await
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
     });
     assert!(h.wait_for_held(1, Duration::from_secs(10)).await);
     assert_eq!(arm.get(&identity_path("third-one")).await?.status, 200);
@@ -211,20 +199,14 @@ async fn admin_api_over_plain_http() -> TestResult {
     let arm = Arm::new(&h).await?;
     let admin = format!("{}/_sim", h.http_url().unwrap_or_default());
     let c = reqwest::Client::new();
-    assert_eq!(
-        c.get(format!("{admin}/healthz")).send().await?.status(),
-        200
-    );
+    assert_eq!(c.get(format!("{admin}/healthz")).send().await?.status(), 200);
     let info: Value = c.get(format!("{admin}/info")).send().await?.json().await?;
     assert_eq!(info["urls"]["https"], https(&h));
 
     assert_eq!(
-        arm.put(
-            &identity_path("admin-one"),
-            json!({"location": "westeurope"})
-        )
-        .await?
-        .status,
+        arm.put(&identity_path("admin-one"), json!({"location": "westeurope"}))
+            .await?
+            .status,
         201
     );
     let state: Value = c.get(format!("{admin}/state")).send().await?.json().await?;
@@ -234,32 +216,24 @@ async fn admin_api_over_plain_http() -> TestResult {
     );
     assert!(state["roleDefinitions"]["4633458b-17de-408a-b874-0445c86b69e6"].is_object());
 
-    let counters: Value = c
-        .get(format!("{admin}/counters"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let counters: Value = c.get(format!("{admin}/counters")).send().await?.json().await?;
     assert_eq!(counters["UserAssignedIdentities_CreateOrUpdate"]["201"], 1);
     assert_eq!(counters["Token"]["200"], 1);
 
     // Faults at runtime.
-    let put = c.put(format!("{admin}/faults")).json(&json!([{"operation": "UserAssignedIdentities_Get", "kind": "error", "status": 503, "times": 1}])).send().await?;
+    let put = c
+        .put(format!("{admin}/faults"))
+        .json(
+            &json!([{"operation": "UserAssignedIdentities_Get", "kind": "error", "status": 503, "times": 1}]),
+        )
+        .send()
+        .await?;
     assert_eq!(put.status(), 200);
     assert_eq!(arm.get(&identity_path("admin-one")).await?.status, 503);
-    let faults: Value = c
-        .get(format!("{admin}/faults"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let faults: Value = c.get(format!("{admin}/faults")).send().await?.json().await?;
     assert_eq!(faults[0]["hits"], 1);
     assert_eq!(
-        c.put(format!("{admin}/faults"))
-            .body("[{")
-            .send()
-            .await?
-            .status(),
+        c.put(format!("{admin}/faults")).body("[{").send().await?.status(),
         400
     );
 
@@ -286,10 +260,7 @@ async fn admin_api_over_plain_http() -> TestResult {
     assert_eq!(waited.status(), 200);
     let holds: Value = c.get(format!("{admin}/holds")).send().await?.json().await?;
     let held_id = holds["held"][0]["id"].as_u64().unwrap_or_default();
-    assert_eq!(
-        holds["held"][0]["operation"],
-        "UserAssignedIdentities_Delete"
-    );
+    assert_eq!(holds["held"][0]["operation"], "UserAssignedIdentities_Delete");
     assert_eq!(
         c.post(format!("{admin}/holds/{held_id}/release"))
             .send()
@@ -315,15 +286,8 @@ async fn admin_api_over_plain_http() -> TestResult {
         .await?
         .json()
         .await?;
-    assert!(
-        after["nowMs"].as_u64().unwrap_or(0) >= before["nowMs"].as_u64().unwrap_or(0) + 3_600_000
-    );
-    let throttle: Value = c
-        .get(format!("{admin}/throttle"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    assert!(after["nowMs"].as_u64().unwrap_or(0) >= before["nowMs"].as_u64().unwrap_or(0) + 3_600_000);
+    let throttle: Value = c.get(format!("{admin}/throttle")).send().await?.json().await?;
     assert_eq!(throttle["enabled"], false);
     let mut on = throttle.clone();
     on["enabled"] = json!(true);
@@ -345,12 +309,7 @@ async fn admin_api_over_plain_http() -> TestResult {
     );
     assert_eq!(c.post(format!("{admin}/reset")).send().await?.status(), 204);
     assert!(!h.state_typed().subscriptions.contains_key("sub-two"));
-    let counters: Value = c
-        .get(format!("{admin}/counters"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let counters: Value = c.get(format!("{admin}/counters")).send().await?.json().await?;
     assert_eq!(counters, json!({}));
     h.shutdown().await?;
     Ok(())

@@ -1,6 +1,5 @@
-//! State on disk: every acknowledged write is durable, a restart with the same file (and
-//! state dir) loses nothing — state, token signing key, CA — and the simulator stays usable
-//! with 10,000 identities.
+//! State on disk: every acknowledged write is durable, a restart with the same file (and state dir) loses
+//! nothing — state, token signing key, CA — and the simulator stays usable with 10,000 identities.
 
 mod common;
 
@@ -19,8 +18,7 @@ fn persistent(dir: &std::path::Path) -> SimConfig {
 async fn restart_with_the_same_file_loses_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let h = Simulator::start(persistent(dir.path())).await?;
-    let endpoint: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("run/endpoint.json"))?)?;
+    let endpoint: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/endpoint.json"))?)?;
     assert_eq!(endpoint["https"], https(&h));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("run/endpoint"))?.trim(),
@@ -80,10 +78,7 @@ async fn restart_with_the_same_file_loses_nothing() -> TestResult {
     );
 
     // A crash (no graceful shutdown) after an acknowledged write keeps it too.
-    assert_eq!(
-        arm2.delete(&fic_path("kept-one", "fic-1")).await?.status,
-        200
-    );
+    assert_eq!(arm2.delete(&fic_path("kept-one", "fic-1")).await?.status, 200);
     drop(h2);
     let h3 = Simulator::start(persistent(dir.path())).await?;
     let arm3 = Arm::new(&h3).await?;

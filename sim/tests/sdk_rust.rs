@@ -1,6 +1,6 @@
-//! Azure's Rust SDK (azure_mgmt_msi / azure_mgmt_authorization / azure_identity 0.21) against
-//! the simulator over HTTPS: a reqwest client that trusts the simulator's CA as transport,
-//! the simulator as authority host and ARM endpoint, SDK retries off.
+//! Azure's Rust SDK (azure_mgmt_msi / azure_mgmt_authorization / azure_identity 0.21) against the simulator
+//! over HTTPS: a reqwest client that trusts the simulator's CA as transport, the simulator as authority host
+//! and ARM endpoint, SDK retries off.
 
 mod common;
 
@@ -65,10 +65,7 @@ async fn managed_identities_and_federated_credentials_with_the_rust_sdk() -> Tes
     assert_eq!(props.tenant_id.as_deref(), Some(h.tenant_id()));
     assert_eq!(created.tracked_resource.resource.id.as_deref(), Some(format!("/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/sdk-identity").as_str()));
     let got = identities.get(SUB, RG, "sdk-identity").await?;
-    assert_eq!(
-        got.properties.unwrap_or_default().client_id,
-        props.client_id
-    );
+    assert_eq!(got.properties.unwrap_or_default().client_id, props.client_id);
 
     let fics = msi.federated_identity_credentials_client();
     for i in 0..5 {
@@ -139,8 +136,7 @@ async fn managed_identities_and_federated_credentials_with_the_rust_sdk() -> Tes
 #[tokio::test(flavor = "multi_thread")]
 async fn role_assignments_and_definitions_with_the_rust_sdk() -> TestResult {
     use azure_mgmt_authorization::models::{
-        RoleAssignmentCreateParameters, RoleAssignmentProperties,
-        role_assignment_properties::PrincipalType,
+        RoleAssignmentCreateParameters, RoleAssignmentProperties, role_assignment_properties::PrincipalType,
     };
     let h = start().await?;
     let authz = azure_mgmt_authorization::Client::builder(credential(&h)?)
@@ -171,10 +167,10 @@ async fn role_assignments_and_definitions_with_the_rust_sdk() -> TestResult {
         by_name.properties.map(|p| p.role_name),
         Some(Some(String::from("Key Vault Secrets User")))
     );
-    // A finding worth keeping in view: the 0.21 SDK's `get_by_id` builds its path from the
-    // swagger's `/{roleId}?disambiguation_dummy` with `set_path`, so it sends
-    // `%3Fdisambiguation_dummy` as part of the id. ARM cannot resolve that id and neither do
-    // we: idbind must use `get(scope, name)`, never the `*_by_id` calls.
+    // A finding worth keeping in view: the 0.21 SDK's `get_by_id` builds its path from the swagger's
+    // `/{roleId}?disambiguation_dummy` with `set_path`, so it sends `%3Fdisambiguation_dummy` as part of the
+    // id. ARM cannot resolve that id and neither do we: idbind must use `get(scope, name)`, never the
+    // `*_by_id` calls.
     let by_id = defs.get_by_id(def_id.trim_start_matches('/')).await.err();
     assert_eq!(
         by_id.as_ref().and_then(error_code),
@@ -230,10 +226,7 @@ async fn role_assignments_and_definitions_with_the_rust_sdk() -> TestResult {
 
     ras.delete(scope.clone(), name).await?;
     let gone = ras.get(scope.clone(), name).await.err();
-    assert_eq!(
-        gone.as_ref().and_then(error_code).map(|(s, _)| s),
-        Some(404)
-    );
+    assert_eq!(gone.as_ref().and_then(error_code).map(|(s, _)| s), Some(404));
     h.shutdown().await?;
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! Replays every request example under `shared/azure-rest-api/specification/**/examples/`
-//! against the simulator and checks the example's status codes and field structure.
+//! Replays every request example under `shared/azure-rest-api/specification/**/examples/` against the
+//! simulator and checks the example's status codes and field structure.
 //!
-//! The request of an example is found through the swagger that references it
-//! (`x-ms-examples`), so a new example under an operation we already know needs no code.
-//! Examples without a swagger beside them (Key Vault) use a path table below. Preconditions
-//! (the identity a GET reads, the assignment a DELETE removes) come from `setup`.
+//! The request of an example is found through the swagger that references it (`x-ms-examples`), so a new
+//! example under an operation we already know needs no code. Examples without a swagger beside them (Key
+//! Vault) use a path table below. Preconditions (the identity a GET reads, the assignment a DELETE removes)
+//! come from `setup`.
 
 mod common;
 
@@ -127,8 +127,8 @@ fn fill(template: &str, params: &Value) -> String {
     out
 }
 
-/// Every subscription, resource group and role definition GUID an example mentions, so the
-/// simulator has the world the example assumes.
+/// Every subscription, resource group and role definition GUID an example mentions, so the simulator has the
+/// world the example assumes.
 fn seed_for(example: &Value) -> Seed {
     let mut seed = common::seed();
     let params = &example["parameters"];
@@ -169,15 +169,9 @@ fn seed_for(example: &Value) -> Seed {
     seed
 }
 
-/// `expected`'s structure must be present in `actual`: same keys (recursively), same JSON
-/// kinds; arrays compare their first elements. `tags` is a free-form map: only its kind counts.
-fn structure_diff(
-    expected: &Value,
-    actual: &Value,
-    at: &str,
-    omitted: &[&str],
-    out: &mut Vec<String>,
-) {
+/// `expected`'s structure must be present in `actual`: same keys (recursively), same JSON kinds; arrays
+/// compare their first elements. `tags` is a free-form map: only its kind counts.
+fn structure_diff(expected: &Value, actual: &Value, at: &str, omitted: &[&str], out: &mut Vec<String>) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -241,8 +235,7 @@ async fn setup(
             .await?;
         assert_eq!(r.status, 201, "setup identity: {}", r.body);
     }
-    let fic =
-        |name: &str| format!("{identity}/federatedIdentityCredentials/{name}?api-version={api}");
+    let fic = |name: &str| format!("{identity}/federatedIdentityCredentials/{name}?api-version={api}");
     match op {
         "FederatedIdentityCredentials_Get" | "FederatedIdentityCredentials_Delete" => {
             let r = arm
@@ -303,8 +296,8 @@ fn first_response(example: &Value) -> (u16, Value) {
         .unwrap_or((0, Value::Null))
 }
 
-/// Creates first, then updates, then "already gone": the order in which an example's
-/// status codes can be observed one after the other.
+/// Creates first, then updates, then "already gone": the order in which an example's status codes can be
+/// observed one after the other.
 fn status_order(s: u16) -> u8 {
     match s {
         201 => 0,
@@ -320,7 +313,8 @@ async fn every_spec_example_replays() -> TestResult {
     let root = spec_root();
     assert!(
         root.is_dir(),
-        "the Azure REST API spec copies are missing: expected them at {} (shared/azure-rest-api beside the repository). This test must not be skipped.",
+        "the Azure REST API spec copies are missing: expected them at {} (shared/azure-rest-api beside the \
+            repository). This test must not be skipped.",
         root.display()
     );
     let mut files = Vec::new();
@@ -335,11 +329,7 @@ async fn every_spec_example_replays() -> TestResult {
         })
         .cloned()
         .collect();
-    assert!(
-        !examples.is_empty(),
-        "no examples found under {}",
-        root.display()
-    );
+    assert!(!examples.is_empty(), "no examples found under {}", root.display());
 
     let mut failures = Vec::new();
     let mut replayed = 0;
@@ -359,8 +349,8 @@ async fn every_spec_example_replays() -> TestResult {
         let mut params = example["parameters"].clone();
         let (_, first) = first_response(&example);
 
-        // Placeholders in the role-definition examples ("scope", "roleDefinitionId") are not
-        // paths; the example's response id says where the definition lives.
+        // Placeholders in the role-definition examples ("scope", "roleDefinitionId") are not paths; the
+        // example's response id says where the definition lives.
         let mut seed = seed_for(&example);
         if op.operation_id.starts_with("RoleDefinitions_") {
             let id = first["body"]["id"].as_str().unwrap_or_default().to_owned();
@@ -373,8 +363,7 @@ async fn every_spec_example_replays() -> TestResult {
                 role_name: body["roleName"].as_str().unwrap_or_default().to_owned(),
                 description: body["description"].as_str().unwrap_or_default().to_owned(),
                 role_type: body["type"].as_str().map(str::to_owned),
-                permissions: serde_json::from_value(body["permissions"].clone())
-                    .unwrap_or_default(),
+                permissions: serde_json::from_value(body["permissions"].clone()).unwrap_or_default(),
                 assignable_scopes: serde_json::from_value(body["assignableScopes"].clone())
                     .unwrap_or_default(),
                 subscription_id: scope.split('/').nth(2).map(str::to_owned),
@@ -387,8 +376,7 @@ async fn every_spec_example_replays() -> TestResult {
             let rg = param(&params, "resourceGroupName");
             seed.add_vault(&sub, &rg, &param(&params, "vaultName"), false);
             // The vault the example shows has one access policy; so does ours.
-            let policies =
-                serde_json::from_value(first["body"]["properties"]["accessPolicies"].clone())?;
+            let policies = serde_json::from_value(first["body"]["properties"]["accessPolicies"].clone())?;
             if let Some(v) = seed
                 .subscriptions
                 .iter_mut()
@@ -409,8 +397,8 @@ async fn every_spec_example_replays() -> TestResult {
         let mut path = fill(&op.template, &params);
         path = format!("/{}", path.trim_start_matches('/'));
         let mut query = vec![format!("api-version={}", param(&params, "api-version"))];
-        // The list example's `$top=20` over one credential would not page, yet its response
-        // has a nextLink; over two credentials `$top=1` shows the same structure.
+        // The list example's `$top=20` over one credential would not page, yet its response has a nextLink;
+        // over two credentials `$top=1` shows the same structure.
         if op.operation_id == "FederatedIdentityCredentials_List" {
             query.push(String::from("$top=1"));
         }
@@ -488,9 +476,6 @@ async fn every_spec_example_replays() -> TestResult {
         "replayed {replayed} responses for {} examples",
         examples.len()
     );
-    println!(
-        "replayed {replayed} responses of {} examples",
-        examples.len()
-    );
+    println!("replayed {replayed} responses of {} examples", examples.len());
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! ARM throttling: per-principal and global token buckets, the managed-identity limits,
-//! 429 with Retry-After and the remaining-requests headers. Time is the simulator's clock,
-//! advanced by the test instead of sleeping.
+//! ARM throttling: per-principal and global token buckets, the managed-identity limits, 429 with Retry-After
+//! and the remaining-requests headers. Time is the simulator's clock, advanced by the test instead of
+//! sleeping.
 
 mod common;
 
@@ -39,9 +39,7 @@ async fn burst_beyond_the_bucket_is_throttled_and_retry_after_works() -> TestRes
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
     for i in 0..5 {
-        let r = arm
-            .put(&rg_path(i), json!({"location": "westeurope"}))
-            .await?;
+        let r = arm.put(&rg_path(i), json!({"location": "westeurope"})).await?;
         assert_eq!(r.status, 201);
         assert_eq!(
             r.header("x-ms-ratelimit-remaining-subscription-writes"),
@@ -52,9 +50,7 @@ async fn burst_beyond_the_bucket_is_throttled_and_retry_after_works() -> TestRes
             Some((74 - i).to_string())
         );
     }
-    let throttled = arm
-        .put(&rg_path(5), json!({"location": "westeurope"}))
-        .await?;
+    let throttled = arm.put(&rg_path(5), json!({"location": "westeurope"})).await?;
     assert_eq!(
         (throttled.status, throttled.code()),
         (429, "SubscriptionRequestsThrottled")
@@ -132,26 +128,16 @@ async fn the_global_bucket_is_shared_by_all_principals() -> TestResult {
         client: c,
     };
     for i in 0..2 {
+        assert_eq!(one.put(&rg_path(i), json!({"location": "x"})).await?.status, 201);
         assert_eq!(
-            one.put(&rg_path(i), json!({"location": "x"})).await?.status,
-            201
-        );
-        assert_eq!(
-            two.put(&rg_path(10 + i), json!({"location": "x"}))
-                .await?
-                .status,
+            two.put(&rg_path(10 + i), json!({"location": "x"})).await?.status,
             201
         );
     }
     h.advance_clock(Duration::from_secs(1)); // one token back per principal
     let r = one.put(&rg_path(2), json!({"location": "x"})).await?;
     assert_eq!(r.status, 201, "{}", r.body); // global refills 2/s: 2 tokens back
-    assert_eq!(
-        two.put(&rg_path(12), json!({"location": "x"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(two.put(&rg_path(12), json!({"location": "x"})).await?.status, 201);
     let r = two.put(&rg_path(13), json!({"location": "x"})).await?;
     assert_eq!(r.status, 429);
     assert_eq!(
@@ -215,10 +201,7 @@ async fn managed_identity_limits_per_subscription_and_per_identity() -> TestResu
             .put(&identity_path("id-a"), json!({"location": "westeurope"}))
             .await?;
         assert_eq!(r.status, 200);
-        assert!(
-            r.header("x-ms-ratelimit-remaining-subscription-writes")
-                .is_none()
-        );
+        assert!(r.header("x-ms-ratelimit-remaining-subscription-writes").is_none());
     }
     h.shutdown().await?;
     Ok(())

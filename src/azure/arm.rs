@@ -1,16 +1,16 @@
-//! [`AzureApi`] over Azure's Rust SDK 0.21 (`azure_mgmt_msi`, `azure_mgmt_authorization`),
-//! for any cloud: public, China, US Government, or explicit endpoints (the simulator, Azure
-//! Stack), with an optional extra CA.
+//! [`AzureApi`] over Azure's Rust SDK 0.21 (`azure_mgmt_msi`, `azure_mgmt_authorization`), for any cloud:
+//! public, China, US Government, or explicit endpoints (the simulator, Azure Stack), with an optional extra
+//! CA.
 //!
 //! Three choices from reading the SDK (DESIGN §2b):
-//! - The SDK's retry policy is off: it would sleep inside the request honouring `Retry-After`,
-//!   blocking a controller worker and hiding throttling from the controller's budget.
-//! - The SDK's own error keeps the answer's headers private, so `Retry-After` would be lost. A
-//!   pipeline policy ([`ArmFailurePolicy`]) turns every error answer into an error that carries
-//!   status, ARM code, message and retry hint, before the generated code sees it.
-//! - Never the `*_by_id` role-definition calls: 0.21's `role_definitions_client().get_by_id()`
-//!   sends `%3Fdisambiguation_dummy` as part of the id. Role assignments are deleted by
-//!   (scope, name), role names resolved with `$filter=roleName eq '…'`.
+//! - The SDK's retry policy is off: it would sleep inside the request honouring `Retry-After`, blocking a
+//!   controller worker and hiding throttling from the controller's budget.
+//! - The SDK's own error keeps the answer's headers private, so `Retry-After` would be lost. A pipeline
+//!   policy ([`ArmFailurePolicy`]) turns every error answer into an error that carries status, ARM code,
+//!   message and retry hint, before the generated code sees it.
+//! - Never the `*_by_id` role-definition calls: 0.21's `role_definitions_client().get_by_id()` sends
+//!   `%3Fdisambiguation_dummy` as part of the id. Role assignments are deleted by (scope, name), role names
+//!   resolved with `$filter=roleName eq '…'`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,19 +21,24 @@ use async_trait::async_trait;
 use azure_core::auth::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::headers::{RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
-use azure_core::{ClientOptions, Context, HttpClient, Policy, PolicyResult, Request, RetryOptions, TransportOptions, Url};
+use azure_core::{
+    ClientOptions, Context, HttpClient, Policy, PolicyResult, Request, RetryOptions, TransportOptions, Url,
+};
 use futures::StreamExt;
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::{AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of};
+use super::{
+    AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity,
+    IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of,
+};
 use crate::{
     plan::{ObservedIdentity, ObservedRoleAssignment},
     roles::Permissions,
 };
 
-/// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate
-/// among our dependencies; one GET does not justify one).
+/// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate among our
+/// dependencies; one GET does not justify one).
 const KEYVAULT_API_VERSION: &str = "2023-07-01";
 /// The managed-identity api-version of the SDK's default tag, for the hand-paged identity list.
 const MSI_API_VERSION: &str = "2023-01-31";
@@ -45,9 +50,13 @@ pub enum Cloud {
     AzurePublicCloud,
     AzureChinaCloud,
     AzureUSGovernment,
-    /// Explicit endpoints: Azure Stack, the simulator. `audience` is the ARM token audience
-    /// (the scope requested is `{audience}/.default`).
-    Custom { arm_endpoint: String, authority_host: String, audience: String },
+    /// Explicit endpoints: Azure Stack, the simulator. `audience` is the ARM token audience (the scope
+    /// requested is `{audience}/.default`).
+    Custom {
+        arm_endpoint: String,
+        authority_host: String,
+        audience: String,
+    },
 }
 
 impl Cloud {
@@ -84,12 +93,16 @@ impl Cloud {
     }
 }
 
-/// The HTTP transport for ARM and Entra: rustls, the system roots plus `extra_ca_pem` (one or
-/// more PEM certificates), and timeouts so a silent peer cannot hold a worker forever.
+/// The HTTP transport for ARM and Entra: rustls, the system roots plus `extra_ca_pem` (one or more PEM
+/// certificates), and timeouts so a silent peer cannot hold a worker forever.
 pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<Arc<dyn HttpClient>, AzureError> {
-    let mut builder = reqwest::Client::builder().use_rustls_tls().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(60));
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60));
     if let Some(pem) = extra_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| AzureError::Config(format!("extra CA: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| AzureError::Config(format!("extra CA: {e}")))?;
         if certs.is_empty() {
             return Err(AzureError::Config("extra CA: no PEM certificate found".into()));
         }
@@ -97,7 +110,9 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<Arc<dyn HttpClient>, A
             builder = builder.add_root_certificate(cert);
         }
     }
-    let client = builder.build().map_err(|e| AzureError::Config(format!("HTTP client: {e}")))?;
+    let client = builder
+        .build()
+        .map_err(|e| AzureError::Config(format!("HTTP client: {e}")))?;
     Ok(Arc::new(client))
 }
 
@@ -105,7 +120,8 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<Arc<dyn HttpClient>, A
 pub fn http_client_with_ca_file(ca_file: Option<&Path>) -> Result<Arc<dyn HttpClient>, AzureError> {
     match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| AzureError::Config(format!("reading CA file {}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| AzureError::Config(format!("reading CA file {}: {e}", path.display())))?;
             http_client(Some(&pem))
         }
         None => http_client(None),
@@ -113,9 +129,22 @@ pub fn http_client_with_ca_file(ca_file: Option<&Path>) -> Result<Arc<dyn HttpCl
 }
 
 /// A client-secret credential against the cloud's authority host.
-pub fn client_secret_credential(cloud: &Cloud, http: Arc<dyn HttpClient>, tenant_id: &str, client_id: &str, client_secret: &str) -> Result<Arc<dyn TokenCredential>, AzureError> {
-    let authority = Url::parse(cloud.authority_host()).map_err(|e| AzureError::Config(format!("authority host {:?}: {e}", cloud.authority_host())))?;
-    Ok(Arc::new(azure_identity::ClientSecretCredential::new(http, authority, tenant_id.to_string(), client_id.to_string(), client_secret.to_string())))
+pub fn client_secret_credential(
+    cloud: &Cloud,
+    http: Arc<dyn HttpClient>,
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<Arc<dyn TokenCredential>, AzureError> {
+    let authority = Url::parse(cloud.authority_host())
+        .map_err(|e| AzureError::Config(format!("authority host {:?}: {e}", cloud.authority_host())))?;
+    Ok(Arc::new(azure_identity::ClientSecretCredential::new(
+        http,
+        authority,
+        tenant_id.to_string(),
+        client_id.to_string(),
+        client_secret.to_string(),
+    )))
 }
 
 /// The real Azure layer.
@@ -131,29 +160,69 @@ pub struct ArmApi {
 
 impl std::fmt::Debug for ArmApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArmApi").field("endpoint", &self.endpoint.as_str()).field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("ArmApi")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
 impl ArmApi {
     /// Clients for `cloud` over `http`, authenticating with `credential`, SDK retries off.
-    pub fn new(cloud: &Cloud, http: Arc<dyn HttpClient>, credential: Arc<dyn TokenCredential>) -> Result<Self, AzureError> {
-        let endpoint = Url::parse(cloud.arm_endpoint()).map_err(|e| AzureError::Config(format!("ARM endpoint {:?}: {e}", cloud.arm_endpoint())))?;
+    pub fn new(
+        cloud: &Cloud,
+        http: Arc<dyn HttpClient>,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<Self, AzureError> {
+        let endpoint = Url::parse(cloud.arm_endpoint())
+            .map_err(|e| AzureError::Config(format!("ARM endpoint {:?}: {e}", cloud.arm_endpoint())))?;
         let scope = cloud.scope();
         let mut options = ClientOptions::new(TransportOptions::new(http)).retry(RetryOptions::none());
         options.per_retry_policies_mut().push(Arc::new(ArmFailurePolicy));
-        let msi = azure_mgmt_msi::Client::new(endpoint.clone(), credential.clone(), vec![scope.clone()], options.clone());
-        let authz = azure_mgmt_authorization::Client::new(endpoint.clone(), credential.clone(), vec![scope.clone()], options.clone());
-        let pipeline = azure_core::Pipeline::new(Some("idbind"), Some(env!("CARGO_PKG_VERSION")), options, Vec::new(), Vec::new());
-        Ok(Self { msi, authz, pipeline, endpoint, credential, scope })
+        let msi = azure_mgmt_msi::Client::new(
+            endpoint.clone(),
+            credential.clone(),
+            vec![scope.clone()],
+            options.clone(),
+        );
+        let authz = azure_mgmt_authorization::Client::new(
+            endpoint.clone(),
+            credential.clone(),
+            vec![scope.clone()],
+            options.clone(),
+        );
+        let pipeline = azure_core::Pipeline::new(
+            Some("idbind"),
+            Some(env!("CARGO_PKG_VERSION")),
+            options,
+            Vec::new(),
+            Vec::new(),
+        );
+        Ok(Self {
+            msi,
+            authz,
+            pipeline,
+            endpoint,
+            credential,
+            scope,
+        })
     }
 
     fn identity_parts(id: &str) -> Result<(&str, &str, &str), AzureError> {
-        resource_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities", "user-assigned identity")
+        resource_parts(
+            id,
+            "Microsoft.ManagedIdentity",
+            "userAssignedIdentities",
+            "user-assigned identity",
+        )
     }
 
     async fn bearer(&self, operation: &'static str) -> Result<String, AzureError> {
-        let token = self.credential.get_token(&[self.scope.as_str()]).await.map_err(|e| from_core(operation, e))?;
+        let token = self
+            .credential
+            .get_token(&[self.scope.as_str()])
+            .await
+            .map_err(|e| from_core(operation, e))?;
         Ok(format!("Bearer {}", token.token.secret()))
     }
 }
@@ -163,10 +232,19 @@ impl AzureApi for ArmApi {
     async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
         const OP: &str = "UserAssignedIdentities_Get";
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
-        match self.msi.user_assigned_identities_client().get(sub, rg, name).await {
+        match self
+            .msi
+            .user_assigned_identities_client()
+            .get(sub, rg, name)
+            .await
+        {
             Ok(identity) => {
                 let ids = identity_ids(OP, resource_id, &identity)?;
-                let observed = ObservedIdentity { location: identity.tracked_resource.location.clone(), tags: tags_of(identity.tracked_resource.tags.as_ref()), principal_id: ids.principal_id.clone() };
+                let observed = ObservedIdentity {
+                    location: identity.tracked_resource.location.clone(),
+                    tags: tags_of(identity.tracked_resource.tags.as_ref()),
+                    principal_id: ids.principal_id.clone(),
+                };
                 Ok(Some(FoundIdentity { observed, ids }))
             }
             Err(e) => match from_core(OP, e) {
@@ -176,32 +254,60 @@ impl AzureApi for ArmApi {
         }
     }
 
-    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError> {
+    async fn put_identity(
+        &self,
+        resource_id: &str,
+        location: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<IdentityIds, AzureError> {
         const OP: &str = "UserAssignedIdentities_CreateOrUpdate";
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
         let mut tracked = azure_mgmt_msi::models::TrackedResource::new(location.to_string());
-        tracked.tags = Some(Value::Object(tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()));
-        let identity = self.msi.user_assigned_identities_client().create_or_update(sub, rg, name, azure_mgmt_msi::models::Identity::new(tracked)).await.map_err(|e| from_core(OP, e))?;
+        tracked.tags = Some(Value::Object(
+            tags.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ));
+        let identity = self
+            .msi
+            .user_assigned_identities_client()
+            .create_or_update(sub, rg, name, azure_mgmt_msi::models::Identity::new(tracked))
+            .await
+            .map_err(|e| from_core(OP, e))?;
         identity_ids(OP, resource_id, &identity)
     }
 
     async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
         // `send()`: the 204 answer has no body for the generated decoder to read.
-        self.msi.user_assigned_identities_client().delete(sub, rg, name).send().await.map(|_| ()).map_err(|e| from_core("UserAssignedIdentities_Delete", e))
+        self.msi
+            .user_assigned_identities_client()
+            .delete(sub, rg, name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_core("UserAssignedIdentities_Delete", e))
     }
 
-    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError> {
-        // By hand rather than through the SDK's pager, which fetches every page at once: the
-        // managed-identity API limits a list like a resource (0.25/s), so each page has to wait
-        // for its own turn in the request budget.
+    async fn list_identities_page(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        next: Option<&str>,
+    ) -> Result<IdentityPage, AzureError> {
+        // By hand rather than through the SDK's pager, which fetches every page at once: the managed-identity
+        // API limits a list like a resource (0.25/s), so each page has to wait for its own turn in the
+        // request budget.
         const OP: &str = "UserAssignedIdentities_ListByResourceGroup";
         let url = match next {
             Some(link) => {
                 let url = Url::parse(link).map_err(|e| invalid(OP, &format!("nextLink {link:?}: {e}")))?;
                 // Only ever follow a link back to the ARM endpoint we talk to (it carries our token).
                 if url.origin() != self.endpoint.origin() {
-                    return Err(invalid(OP, &format!("nextLink {link:?} leaves {}", self.endpoint)));
+                    return Err(invalid(
+                        OP,
+                        &format!("nextLink {link:?} leaves {}", self.endpoint),
+                    ));
                 }
                 url
             }
@@ -214,108 +320,270 @@ impl AzureApi for ArmApi {
         };
         let body = self.send_url(OP, azure_core::Method::Get, url, None).await?;
         let mut identities = Vec::new();
-        for item in body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        for item in body
+            .get("value")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let text = |p: &str| item.pointer(p).and_then(Value::as_str).map(str::to_string);
-            let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (text("/id"), text("/properties/clientId"), text("/properties/principalId"), text("/properties/tenantId")) else {
-                return Err(invalid(OP, "an identity without id, clientId, principalId or tenantId"));
+            let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (
+                text("/id"),
+                text("/properties/clientId"),
+                text("/properties/principalId"),
+                text("/properties/tenantId"),
+            ) else {
+                return Err(invalid(
+                    OP,
+                    "an identity without id, clientId, principalId or tenantId",
+                ));
             };
-            let observed = ObservedIdentity { location: text("/location").unwrap_or_default(), tags: tags_of(item.get("tags")), principal_id: principal_id.clone() };
-            identities.push(FoundIdentity { observed, ids: IdentityIds { resource_id: id, client_id, principal_id, tenant_id } });
+            let observed = ObservedIdentity {
+                location: text("/location").unwrap_or_default(),
+                tags: tags_of(item.get("tags")),
+                principal_id: principal_id.clone(),
+            };
+            identities.push(FoundIdentity {
+                observed,
+                ids: IdentityIds {
+                    resource_id: id,
+                    client_id,
+                    principal_id,
+                    tenant_id,
+                },
+            });
         }
-        let next = body.get("nextLink").and_then(Value::as_str).filter(|l| !l.is_empty()).map(str::to_string);
+        let next = body
+            .get("nextLink")
+            .and_then(Value::as_str)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string);
         Ok(IdentityPage { identities, next })
     }
 
-    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
+    async fn list_federated_credentials(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<FederatedCredential>, AzureError> {
         const OP: &str = "FederatedIdentityCredentials_List";
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
-        let mut pages = self.msi.federated_identity_credentials_client().list(sub, rg, name).into_stream();
+        let mut pages = self
+            .msi
+            .federated_identity_credentials_client()
+            .list(sub, rg, name)
+            .into_stream();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for fic in page.map_err(|e| from_core(OP, e))?.value {
-                let name = fic.proxy_resource.resource.name.ok_or_else(|| invalid(OP, "a federated credential without a name"))?;
-                let props = fic.properties.ok_or_else(|| invalid(OP, "a federated credential without properties"))?;
-                out.push(FederatedCredential { name, issuer: props.issuer, subject: props.subject, audiences: props.audiences });
+                let name = fic.proxy_resource.resource.name.ok_or_else(|| {
+                    invalid(
+                        OP,
+                        "a federated \
+                    credential without a name",
+                    )
+                })?;
+                let props = fic.properties.ok_or_else(|| {
+                    invalid(
+                        OP,
+                        "a federated credential without \
+                    properties",
+                    )
+                })?;
+                out.push(FederatedCredential {
+                    name,
+                    issuer: props.issuer,
+                    subject: props.subject,
+                    audiences: props.audiences,
+                });
             }
         }
         Ok(out)
     }
 
-    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError> {
+    async fn put_federated_credential(
+        &self,
+        identity_id: &str,
+        fic: &FederatedCredential,
+    ) -> Result<(), AzureError> {
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
         let mut body = azure_mgmt_msi::models::FederatedIdentityCredential::new();
-        body.properties = Some(azure_mgmt_msi::models::FederatedIdentityCredentialProperties::new(fic.issuer.clone(), fic.subject.clone(), fic.audiences.clone()));
-        self.msi.federated_identity_credentials_client().create_or_update(sub, rg, name, fic.name.clone(), body).await.map(|_| ()).map_err(|e| from_core("FederatedIdentityCredentials_CreateOrUpdate", e))
+        body.properties = Some(
+            azure_mgmt_msi::models::FederatedIdentityCredentialProperties::new(
+                fic.issuer.clone(),
+                fic.subject.clone(),
+                fic.audiences.clone(),
+            ),
+        );
+        self.msi
+            .federated_identity_credentials_client()
+            .create_or_update(sub, rg, name, fic.name.clone(), body)
+            .await
+            .map(|_| ())
+            .map_err(|e| from_core("FederatedIdentityCredentials_CreateOrUpdate", e))
     }
 
     async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
         let (sub, rg, identity) = Self::identity_parts(identity_id)?;
-        self.msi.federated_identity_credentials_client().delete(sub, rg, identity, name).send().await.map(|_| ()).map_err(|e| from_core("FederatedIdentityCredentials_Delete", e))
+        self.msi
+            .federated_identity_credentials_client()
+            .delete(sub, rg, identity, name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_core("FederatedIdentityCredentials_Delete", e))
     }
 
-    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+    async fn list_role_assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
         let filter = format!("principalId eq '{}'", odata_quote(principal_id));
-        Ok(self.role_assignments(scope, Some(filter)).await?.into_iter().map(|ra| ra.assignment).collect())
+        Ok(self
+            .role_assignments(scope, Some(filter))
+            .await?
+            .into_iter()
+            .map(|ra| ra.assignment)
+            .collect())
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
-        self.role_assignments(&format!("subscriptions/{subscription}"), None).await
+        self.role_assignments(&format!("subscriptions/{subscription}"), None)
+            .await
     }
 
-    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {
-        use azure_mgmt_authorization::models::{RoleAssignmentCreateParameters, RoleAssignmentProperties, role_assignment_properties::PrincipalType};
-        let sub = subscription_of(scope).ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: scope.to_string() })?;
-        let role_definition_id = format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_guid}");
+    async fn create_role_assignment(
+        &self,
+        scope: &str,
+        name: &str,
+        role_definition_guid: &str,
+        principal_id: &str,
+    ) -> Result<(), AzureError> {
+        use azure_mgmt_authorization::models::{
+            RoleAssignmentCreateParameters, RoleAssignmentProperties,
+            role_assignment_properties::PrincipalType,
+        };
+        let sub = subscription_of(scope).ok_or_else(|| AzureError::InvalidResourceId {
+            kind: "subscription-scoped",
+            id: scope.to_string(),
+        })?;
+        let role_definition_id = format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_guid}"
+        );
         let mut props = RoleAssignmentProperties::new(role_definition_id, principal_id.to_string());
         // Without it ARM looks the principal up in Entra, which lags behind a new identity.
         props.principal_type = Some(PrincipalType::ServicePrincipal);
-        self.authz.role_assignments_client().create(sdk_scope(scope), name, RoleAssignmentCreateParameters::new(props)).await.map(|_| ()).map_err(|e| from_core("RoleAssignments_Create", e))
+        self.authz
+            .role_assignments_client()
+            .create(sdk_scope(scope), name, RoleAssignmentCreateParameters::new(props))
+            .await
+            .map(|_| ())
+            .map_err(|e| from_core("RoleAssignments_Create", e))
     }
 
     async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
-        // Split at the last `/providers/Microsoft.Authorization/roleAssignments/`; ASCII
-        // lowercasing keeps byte offsets, so the index applies to `id` itself.
-        let at = id.to_ascii_lowercase().rfind(&ROLE_ASSIGNMENTS_SEGMENT.to_ascii_lowercase()).ok_or_else(|| AzureError::InvalidResourceId { kind: "role assignment", id: id.to_string() })?;
+        // Split at the last `/providers/Microsoft.Authorization/roleAssignments/`; ASCII lowercasing keeps
+        // byte offsets, so the index applies to `id` itself.
+        let at = id
+            .to_ascii_lowercase()
+            .rfind(&ROLE_ASSIGNMENTS_SEGMENT.to_ascii_lowercase())
+            .ok_or_else(|| AzureError::InvalidResourceId {
+                kind: "role assignment",
+                id: id.to_string(),
+            })?;
         let (scope, name) = (&id[..at], &id[at + ROLE_ASSIGNMENTS_SEGMENT.len()..]);
         if scope.is_empty() || name.is_empty() || name.contains('/') {
-            return Err(AzureError::InvalidResourceId { kind: "role assignment", id: id.to_string() });
+            return Err(AzureError::InvalidResourceId {
+                kind: "role assignment",
+                id: id.to_string(),
+            });
         }
         // `send()`: a 204 has no body to decode.
-        self.authz.role_assignments_client().delete(sdk_scope(scope), name).send().await.map(|_| ()).map_err(|e| from_core("RoleAssignments_Delete", e))
+        self.authz
+            .role_assignments_client()
+            .delete(sdk_scope(scope), name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_core("RoleAssignments_Delete", e))
     }
 
     async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
         const OP: &str = "RoleDefinitions_List";
-        let sub = subscription_of(scope).ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: scope.to_string() })?.to_ascii_lowercase();
-        let mut pages = self.authz.role_definitions_client().list(format!("subscriptions/{sub}")).filter(format!("roleName eq '{}'", odata_quote(role_name))).into_stream();
+        let sub = subscription_of(scope)
+            .ok_or_else(|| AzureError::InvalidResourceId {
+                kind: "subscription-scoped",
+                id: scope.to_string(),
+            })?
+            .to_ascii_lowercase();
+        let mut pages = self
+            .authz
+            .role_definitions_client()
+            .list(format!("subscriptions/{sub}"))
+            .filter(format!("roleName eq '{}'", odata_quote(role_name)))
+            .into_stream();
         let mut found = None;
         while let Some(page) = pages.next().await {
             for def in page.map_err(|e| from_core(OP, e))?.value {
-                let named = def.properties.as_ref().and_then(|p| p.role_name.as_deref()).is_some_and(|n| n.eq_ignore_ascii_case(role_name));
+                let named = def
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.role_name.as_deref())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(role_name));
                 if named && found.is_none() {
-                    found = def.name.or_else(|| def.id.as_deref().and_then(|id| id.rsplit('/').next()).map(str::to_string));
+                    found = def.name.or_else(|| {
+                        def.id
+                            .as_deref()
+                            .and_then(|id| id.rsplit('/').next())
+                            .map(str::to_string)
+                    });
                 }
             }
         }
-        found.ok_or_else(|| AzureError::RoleNotFound { role: role_name.to_string(), scope: format!("/subscriptions/{sub}") })
+        found.ok_or_else(|| AzureError::RoleNotFound {
+            role: role_name.to_string(),
+            scope: format!("/subscriptions/{sub}"),
+        })
     }
 
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
         const OP: &str = "Vaults_Get";
         resource_parts(resource_id, "Microsoft.KeyVault", "vaults", "key vault")?;
-        let body = match self.send_raw(OP, azure_core::Method::Get, resource_id, None).await {
+        let body = match self
+            .send_raw(OP, azure_core::Method::Get, resource_id, None)
+            .await
+        {
             Ok(body) => body,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let rbac = body.pointer("/properties/enableRbacAuthorization").and_then(Value::as_bool).unwrap_or(false);
-        let entries = body.pointer("/properties/accessPolicies").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let rbac = body
+            .pointer("/properties/enableRbacAuthorization")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let entries = body
+            .pointer("/properties/accessPolicies")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let access_policies = entries
             .iter()
             .map(|e| AccessPolicyEntry {
-                tenant_id: e.get("tenantId").and_then(Value::as_str).unwrap_or_default().to_string(),
-                object_id: e.get("objectId").and_then(Value::as_str).unwrap_or_default().to_string(),
-                application_id: e.get("applicationId").and_then(Value::as_str).filter(|a| !a.is_empty()).map(str::to_string),
+                tenant_id: e
+                    .get("tenantId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                object_id: e
+                    .get("objectId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                application_id: e
+                    .get("applicationId")
+                    .and_then(Value::as_str)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string),
                 permissions: Permissions {
                     secrets: string_set(e.pointer("/permissions/secrets")),
                     keys: string_set(e.pointer("/permissions/keys")),
@@ -323,10 +591,25 @@ impl AzureApi for ArmApi {
                 },
             })
             .collect();
-        Ok(Some(VaultInfo { resource_id: body.get("id").and_then(Value::as_str).unwrap_or(resource_id).to_string(), rbac_authorization: rbac, access_policies }))
+        Ok(Some(VaultInfo {
+            resource_id: body
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or(resource_id)
+                .to_string(),
+            rbac_authorization: rbac,
+            access_policies,
+        }))
     }
 
-    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
+    async fn update_access_policy(
+        &self,
+        vault_id: &str,
+        change: AccessPolicyChange,
+        tenant_id: &str,
+        object_id: &str,
+        permissions: &Permissions,
+    ) -> Result<(), AzureError> {
         const OP: &str = "Vaults_UpdateAccessPolicy";
         resource_parts(vault_id, "Microsoft.KeyVault", "vaults", "key vault")?;
         let kind = match change {
@@ -338,15 +621,29 @@ impl AzureApi for ArmApi {
             "objectId": object_id,
             "permissions": {"secrets": permissions.secrets, "keys": permissions.keys, "certificates": permissions.certificates},
         }]}});
-        self.send_raw(OP, azure_core::Method::Put, &format!("{}/accessPolicies/{kind}", vault_id.trim_end_matches('/')), Some(body)).await.map(|_| ())
+        self.send_raw(
+            OP,
+            azure_core::Method::Put,
+            &format!("{}/accessPolicies/{kind}", vault_id.trim_end_matches('/')),
+            Some(body),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
 impl ArmApi {
     /// Role assignments at, above and below `scope`, all pages, with an optional OData filter.
-    async fn role_assignments(&self, scope: &str, filter: Option<String>) -> Result<Vec<RoleAssignment>, AzureError> {
+    async fn role_assignments(
+        &self,
+        scope: &str,
+        filter: Option<String>,
+    ) -> Result<Vec<RoleAssignment>, AzureError> {
         const OP: &str = "RoleAssignments_ListForScope";
-        let mut request = self.authz.role_assignments_client().list_for_scope(sdk_scope(scope));
+        let mut request = self
+            .authz
+            .role_assignments_client()
+            .list_for_scope(sdk_scope(scope));
         if let Some(filter) = filter {
             request = request.filter(filter);
         }
@@ -354,35 +651,66 @@ impl ArmApi {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for ra in page.map_err(|e| from_core(OP, e))?.value {
-                let props = ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
+                let props = ra
+                    .properties
+                    .ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
                 let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
                     return Err(invalid(OP, "a role assignment without id, name or scope"));
                 };
-                out.push(RoleAssignment { principal_id: props.principal_id, assignment: ObservedRoleAssignment { id, name, scope, role_definition_id: props.role_definition_id } });
+                out.push(RoleAssignment {
+                    principal_id: props.principal_id,
+                    assignment: ObservedRoleAssignment {
+                        id,
+                        name,
+                        scope,
+                        role_definition_id: props.role_definition_id,
+                    },
+                });
             }
         }
         Ok(out)
     }
 
-    /// One Key Vault management request through the SDK's pipeline (same transport, policies
-    /// and error handling as the generated clients), returning the JSON body.
-    async fn send_raw(&self, operation: &'static str, method: azure_core::Method, path: &str, body: Option<Value>) -> Result<Value, AzureError> {
+    /// One Key Vault management request through the SDK's pipeline (same transport, policies and error
+    /// handling as the generated clients), returning the JSON body.
+    async fn send_raw(
+        &self,
+        operation: &'static str,
+        method: azure_core::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AzureError> {
         let mut url = self.endpoint.clone();
         url.set_path(path);
-        url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
+        url.query_pairs_mut()
+            .append_pair("api-version", KEYVAULT_API_VERSION);
         self.send_url(operation, method, url, body).await
     }
 
     /// One request to `url` through the SDK's pipeline, returning the JSON body.
-    async fn send_url(&self, operation: &'static str, method: azure_core::Method, url: Url, body: Option<Value>) -> Result<Value, AzureError> {
+    async fn send_url(
+        &self,
+        operation: &'static str,
+        method: azure_core::Method,
+        url: Url,
+        body: Option<Value>,
+    ) -> Result<Value, AzureError> {
         let mut request = Request::new(url, method);
         request.insert_header(azure_core::headers::AUTHORIZATION, self.bearer(operation).await?);
         if let Some(body) = body {
             request.insert_header(azure_core::headers::CONTENT_TYPE, "application/json");
             request.set_body(serde_json::to_vec(&body).map_err(|e| invalid(operation, &e.to_string()))?);
         }
-        let response = self.pipeline.send(&Context::new(), &mut request).await.map_err(|e| from_core(operation, e))?;
-        let bytes = response.into_body().collect().await.map_err(|e| from_core(operation, e))?;
+        let response = self
+            .pipeline
+            .send(&Context::new(), &mut request)
+            .await
+            .map_err(|e| from_core(operation, e))?;
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| from_core(operation, e))?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -391,7 +719,9 @@ impl ArmApi {
 }
 
 fn string_set(v: Option<&Value>) -> std::collections::BTreeSet<String> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// The SDK's scope parameters are inserted after a `/` of their own.
@@ -405,19 +735,55 @@ fn odata_quote(s: &str) -> String {
 }
 
 fn invalid(operation: &'static str, message: &str) -> AzureError {
-    AzureError::InvalidResponse { operation, message: message.to_string() }
+    AzureError::InvalidResponse {
+        operation,
+        message: message.to_string(),
+    }
 }
 
 fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
-    tags.and_then(Value::as_object).map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()).unwrap_or_default()
+    tags.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-fn identity_ids(operation: &'static str, resource_id: &str, identity: &azure_mgmt_msi::models::Identity) -> Result<IdentityIds, AzureError> {
-    let props = identity.properties.as_ref().ok_or_else(|| invalid(operation, "an identity without properties"))?;
-    let (Some(client_id), Some(principal_id), Some(tenant_id)) = (props.client_id.clone(), props.principal_id.clone(), props.tenant_id.clone()) else {
-        return Err(invalid(operation, "an identity without clientId, principalId or tenantId"));
+fn identity_ids(
+    operation: &'static str,
+    resource_id: &str,
+    identity: &azure_mgmt_msi::models::Identity,
+) -> Result<IdentityIds, AzureError> {
+    let props = identity.properties.as_ref().ok_or_else(|| {
+        invalid(
+            operation,
+            "an identity without \
+        properties",
+        )
+    })?;
+    let (Some(client_id), Some(principal_id), Some(tenant_id)) = (
+        props.client_id.clone(),
+        props.principal_id.clone(),
+        props.tenant_id.clone(),
+    ) else {
+        return Err(invalid(
+            operation,
+            "an identity without clientId, principalId or tenantId",
+        ));
     };
-    Ok(IdentityIds { resource_id: identity.tracked_resource.resource.id.clone().unwrap_or_else(|| resource_id.to_string()), client_id, principal_id, tenant_id })
+    Ok(IdentityIds {
+        resource_id: identity
+            .tracked_resource
+            .resource
+            .id
+            .clone()
+            .unwrap_or_else(|| resource_id.to_string()),
+        client_id,
+        principal_id,
+        tenant_id,
+    })
 }
 
 /// An ARM error answer, read in full by [`ArmFailurePolicy`].
@@ -446,32 +812,73 @@ impl Policy for ArmFailurePolicy {
     async fn send(&self, ctx: &Context, request: &mut Request, next: &[Arc<dyn Policy>]) -> PolicyResult {
         let Some((first, rest)) = next.split_first() else {
             // The pipeline always ends in the transport policy, after this one.
-            return Err(azure_core::Error::message(ErrorKind::Other, "ArmFailurePolicy must not be the last policy"));
+            return Err(azure_core::Error::message(
+                ErrorKind::Other,
+                "ArmFailurePolicy must not be the last \
+                policy",
+            ));
         };
         let response = first.send(ctx, request, rest).await?;
         if response.status().is_success() {
             return Ok(response);
         }
         let (status, headers, body) = response.deconstruct();
-        let retry_after = parse_retry_after(headers.get_optional_str(&RETRY_AFTER), headers.get_optional_str(&X_MS_RETRY_AFTER_MS).or_else(|| headers.get_optional_str(&RETRY_AFTER_MS)));
+        let retry_after = parse_retry_after(
+            headers.get_optional_str(&RETRY_AFTER),
+            headers
+                .get_optional_str(&X_MS_RETRY_AFTER_MS)
+                .or_else(|| headers.get_optional_str(&RETRY_AFTER_MS)),
+        );
         let bytes = body.collect().await?;
         let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let code = parsed.pointer("/error/code").and_then(Value::as_str).or_else(|| headers.get_optional_str(&azure_core::headers::ERROR_CODE)).unwrap_or_default().to_string();
-        let message = parsed.pointer("/error/message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-        let failure = ArmFailure { status: u16::from(status), code: code.clone(), message, retry_after };
-        Err(azure_core::Error::new(ErrorKind::HttpResponse { status, error_code: Some(code) }, failure))
+        let code = parsed
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .or_else(|| headers.get_optional_str(&azure_core::headers::ERROR_CODE))
+            .unwrap_or_default()
+            .to_string();
+        let message = parsed
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect());
+        let failure = ArmFailure {
+            status: u16::from(status),
+            code: code.clone(),
+            message,
+            retry_after,
+        };
+        Err(azure_core::Error::new(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: Some(code),
+            },
+            failure,
+        ))
     }
 }
 
 /// Classifies an SDK error for `operation`.
 fn from_core(operation: &'static str, e: azure_core::Error) -> AzureError {
     if let Some(f) = e.downcast_ref::<ArmFailure>() {
-        return AzureError::Arm { operation, status: f.status, code: f.code.clone(), message: f.message.clone(), retry_after: f.retry_after };
+        return AzureError::Arm {
+            operation,
+            status: f.status,
+            code: f.code.clone(),
+            message: f.message.clone(),
+            retry_after: f.retry_after,
+        };
     }
     let message = error_chain(&e);
     match e.kind() {
         // An error answer that did not pass through our policy (should not happen).
-        ErrorKind::HttpResponse { status, error_code } => AzureError::Arm { operation, status: u16::from(*status), code: error_code.clone().unwrap_or_default(), message, retry_after: None },
+        ErrorKind::HttpResponse { status, error_code } => AzureError::Arm {
+            operation,
+            status: u16::from(*status),
+            code: error_code.clone().unwrap_or_default(),
+            message,
+            retry_after: None,
+        },
         ErrorKind::Io => AzureError::Network { operation, message },
         ErrorKind::Credential => AzureError::Credential { operation, message },
         _ => AzureError::InvalidResponse { operation, message },

@@ -1,11 +1,10 @@
 //! What can go wrong talking to Azure, and what the controller should do about it.
 //!
-//! The SDK's own retries are off (DESIGN §2b): every failure comes back here, and the
-//! controller decides from [`AzureError::retryable`] and [`AzureError::retry_after`] whether to
-//! requeue (with ARM's `Retry-After` when it gave one) or to wait for a spec change. The
-//! classification follows Azure Service Operator's: throttling, 5xx, replication lag
-//! (`PrincipalNotFound`), concurrent-write conflicts and authorization failures may heal on
-//! their own; malformed requests and missing roles or resource groups do not.
+//! The SDK's own retries are off (DESIGN §2b): every failure comes back here, and the controller decides from
+//! [`AzureError::retryable`] and [`AzureError::retry_after`] whether to requeue (with ARM's `Retry-After`
+//! when it gave one) or to wait for a spec change. The classification follows Azure Service Operator's:
+//! throttling, 5xx, replication lag (`PrincipalNotFound`), concurrent-write conflicts and authorization
+//! failures may heal on their own; malformed requests and missing roles or resource groups do not.
 
 use std::time::Duration;
 
@@ -18,8 +17,7 @@ pub enum AzureError {
         /// The ARM operation, named as in the REST spec (`UserAssignedIdentities_Get`, …).
         operation: &'static str,
         status: u16,
-        /// ARM's error code (`AuthorizationFailed`, `PrincipalNotFound`, …); empty when the
-        /// answer had none.
+        /// ARM's error code (`AuthorizationFailed`, `PrincipalNotFound`, …); empty when the answer had none.
         code: String,
         message: String,
         /// From `Retry-After` (seconds) or `x-ms-retry-after-ms` / `retry-after-ms`.
@@ -27,25 +25,41 @@ pub enum AzureError {
     },
     /// The request got no HTTP answer (connection refused or dropped, TLS, timeout).
     #[error("{operation} failed: no answer from Azure: {message}")]
-    Network { operation: &'static str, message: String },
+    Network {
+        operation: &'static str,
+        message: String,
+    },
     /// No token could be obtained for the call.
     #[error("{operation} failed: could not obtain an Azure token: {message}")]
-    Credential { operation: &'static str, message: String },
+    Credential {
+        operation: &'static str,
+        message: String,
+    },
     /// Azure answered with something we could not read.
     #[error("{operation} failed: unreadable answer from Azure: {message}")]
-    InvalidResponse { operation: &'static str, message: String },
+    InvalidResponse {
+        operation: &'static str,
+        message: String,
+    },
     /// No role definition has this name at the scope.
     #[error("role definition {role:?} does not exist at {scope}")]
     RoleNotFound { role: String, scope: String },
     /// The Key Vault named by the binding does not exist.
     #[error("key vault {0} does not exist")]
     VaultNotFound(String),
-    /// ARM says the (scope, role, principal) assignment exists, under a name that is not the
-    /// one idbind derives: someone else made it, so it is reported rather than adopted.
-    #[error("role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same principal and role that idbind did not create")]
-    RoleAssignmentConflict { scope: String, name: String, existing: String },
-    /// A role assignment was to be created before the identity's principal id was known; the
-    /// next reconcile observes the identity and has it.
+    /// ARM says the (scope, role, principal) assignment exists, under a name that is not the one idbind
+    /// derives: someone else made it, so it is reported rather than adopted.
+    #[error(
+        "role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same \
+        principal and role that idbind did not create"
+    )]
+    RoleAssignmentConflict {
+        scope: String,
+        name: String,
+        existing: String,
+    },
+    /// A role assignment was to be created before the identity's principal id was known; the next reconcile
+    /// observes the identity and has it.
     #[error("the identity {0} has no principal id yet")]
     IdentityNotReady(String),
     /// A resource id that does not have the shape the call needs.
@@ -56,8 +70,8 @@ pub enum AzureError {
     Config(String),
 }
 
-/// What the controller does with an error; the PascalCase name is the condition reason,
-/// Event reason and metric label, so it must not change once shipped.
+/// What the controller does with an error; the PascalCase name is the condition reason, Event reason and
+/// metric label, so it must not change once shipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Throttled,
@@ -65,8 +79,8 @@ pub enum Category {
     AzureUnreachable,
     AuthenticationFailed,
     InvalidAzureResponse,
-    /// ARM's `PrincipalNotFound`: Entra has not replicated a new identity's principal to where
-    /// ARM looks yet. Named for what it means, since the principal does exist.
+    /// ARM's `PrincipalNotFound`: Entra has not replicated a new identity's principal to where ARM looks yet.
+    /// Named for what it means, since the principal does exist.
     PrincipalNotReplicated,
     IdentityNotReady,
     ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
@@ -98,7 +112,9 @@ impl Category {
             InvalidAzureResponse => "InvalidAzureResponse",
             PrincipalNotReplicated => "PrincipalNotReplicated",
             IdentityNotReady => "IdentityNotReady",
-            ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+            ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => {
+                "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
+            }
             AnotherOperationInProgress => "AnotherOperationInProgress",
             Conflict => "Conflict",
             AuthorizationFailed => "AuthorizationFailed",
@@ -119,12 +135,29 @@ impl Category {
     pub fn retryable(self) -> bool {
         use Category::*;
         match self {
-            Throttled | AzureServerError | AzureUnreachable | InvalidAzureResponse | PrincipalNotReplicated | IdentityNotReady | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity | AnotherOperationInProgress | Conflict => true,
-            // A token may fail for a moment (Entra outage, a rotated secret or federated token
-            // not yet mounted), and a role grant to the operator may still be propagating:
-            // retried with backoff, but reported under their own reason so a human sees it.
+            Throttled
+            | AzureServerError
+            | AzureUnreachable
+            | InvalidAzureResponse
+            | PrincipalNotReplicated
+            | IdentityNotReady
+            | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity
+            | AnotherOperationInProgress
+            | Conflict => true,
+            // A token may fail for a moment (Entra outage, a rotated secret or federated token not yet
+            // mounted), and a role grant to the operator may still be propagating: retried with backoff, but
+            // reported under their own reason so a human sees it.
             AuthenticationFailed | AuthorizationFailed => true,
-            ResourceGroupNotFound | RoleNotFound | VaultNotFound | NotFound | BadRequest | InvalidParameter | RoleAssignmentConflict | InvalidResourceId | InvalidConfiguration | AzureRequestRejected => false,
+            ResourceGroupNotFound
+            | RoleNotFound
+            | VaultNotFound
+            | NotFound
+            | BadRequest
+            | InvalidParameter
+            | RoleAssignmentConflict
+            | InvalidResourceId
+            | InvalidConfiguration
+            | AzureRequestRejected => false,
         }
     }
 }
@@ -182,7 +215,10 @@ impl AzureError {
 fn classify(status: u16, code: &str) -> Category {
     let known = [
         ("PrincipalNotFound", Category::PrincipalNotReplicated),
-        ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", Category::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity),
+        (
+            "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+            Category::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
+        ),
         ("AnotherOperationInProgress", Category::AnotherOperationInProgress),
         ("AuthorizationFailed", Category::AuthorizationFailed),
         ("ResourceGroupNotFound", Category::ResourceGroupNotFound),
@@ -208,14 +244,16 @@ fn classify(status: u16, code: &str) -> Category {
     }
 }
 
-/// Reads ARM's retry hints: `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) win over
-/// `Retry-After` (seconds). The HTTP-date form of `Retry-After` is not used by ARM and is
-/// ignored, leaving the controller's own backoff in charge.
+/// Reads ARM's retry hints: `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) win over `Retry-After`
+/// (seconds). The HTTP-date form of `Retry-After` is not used by ARM and is ignored, leaving the controller's
+/// own backoff in charge.
 pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<Duration> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some(Duration::from_millis(ms));
     }
-    retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+    retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -223,7 +261,13 @@ mod tests {
     use super::*;
 
     fn arm(status: u16, code: &str, retry_after: Option<Duration>) -> AzureError {
-        AzureError::Arm { operation: "Test_Op", status, code: code.into(), message: "m".into(), retry_after }
+        AzureError::Arm {
+            operation: "Test_Op",
+            status,
+            code: code.into(),
+            message: "m".into(),
+            retry_after,
+        }
     }
 
     #[test]
@@ -235,8 +279,18 @@ mod tests {
             (502, "", "AzureServerError", true),
             (503, "ServiceUnavailable", "AzureServerError", true),
             (400, "PrincipalNotFound", "PrincipalNotReplicated", true),
-            (409, "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true),
-            (409, "AnotherOperationInProgress", "AnotherOperationInProgress", true),
+            (
+                409,
+                "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+                "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+                true,
+            ),
+            (
+                409,
+                "AnotherOperationInProgress",
+                "AnotherOperationInProgress",
+                true,
+            ),
             (409, "Conflict", "Conflict", true),
             (403, "AuthorizationFailed", "AuthorizationFailed", true),
             (401, "InvalidAuthenticationToken", "AuthenticationFailed", true),
@@ -254,7 +308,11 @@ mod tests {
         ];
         for (status, code, reason, retryable) in table {
             let e = arm(*status, code, None);
-            assert_eq!((e.reason(), e.retryable()), (*reason, *retryable), "{status} {code}");
+            assert_eq!(
+                (e.reason(), e.retryable()),
+                (*reason, *retryable),
+                "{status} {code}"
+            );
         }
     }
 
@@ -272,13 +330,20 @@ mod tests {
             (AzureError::Config("bad CA".into()), "InvalidConfiguration", false),
         ];
         for (e, reason, retryable) in table {
-            assert_eq!((e.reason(), e.retryable(), e.retry_after()), (reason, retryable, None), "{e}");
+            assert_eq!(
+                (e.reason(), e.retryable(), e.retry_after()),
+                (reason, retryable, None),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn retry_after_is_carried_and_parsed() {
-        assert_eq!(arm(429, "TooManyRequests", Some(Duration::from_secs(7))).retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(
+            arm(429, "TooManyRequests", Some(Duration::from_secs(7))).retry_after(),
+            Some(Duration::from_secs(7))
+        );
         let table: &[(Option<&str>, Option<&str>, Option<Duration>)] = &[
             (Some("17"), None, Some(Duration::from_secs(17))),
             (Some(" 3 "), None, Some(Duration::from_secs(3))),

@@ -1,11 +1,11 @@
-//! [`Governed`]: the [`AzureApi`] every reconcile uses, wrapping the real client with what keeps
-//! a fleet of reconciles inside Azure's limits and out of each other's way:
+//! [`Governed`]: the [`AzureApi`] every reconcile uses, wrapping the real client with what keeps a fleet of
+//! reconciles inside Azure's limits and out of each other's way:
 //!
-//! - the client-side request budget ([`crate::budget`]), shaped like ARM's and the
-//!   managed-identity API's token buckets, so idbind waits its turn instead of provoking 429s;
-//! - at most one federated-credential write in flight per identity: Azure answers a second
-//!   concurrent one with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity`
-//!   (DESIGN §2a), which bites when several bindings federate one brought identity;
+//! - the client-side request budget ([`crate::budget`]), shaped like ARM's and the managed-identity API's
+//!   token buckets, so idbind waits its turn instead of provoking 429s;
+//! - at most one federated-credential write in flight per identity: Azure answers a second concurrent one
+//!   with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity` (DESIGN §2a), which
+//!   bites when several bindings federate one brought identity;
 //! - the role-name cache: display names resolve once per subscription, not once per reconcile;
 //! - the per-request observation for metrics (operation, status, duration, budget wait).
 //!
@@ -20,7 +20,10 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage, RoleAssignment, VaultInfo};
+use super::{
+    AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
+    RoleAssignment, VaultInfo,
+};
 use crate::{
     budget::{MsiOp, OpKind, Request, SharedBudget},
     plan::ObservedRoleAssignment,
@@ -29,8 +32,8 @@ use crate::{
 
 /// Receives one record per ARM request (the metrics implement it).
 pub trait ArmObserver: Send + Sync {
-    /// `status` is the HTTP status ARM answered: 200 for any success (the SDK does not say which
-    /// 2xx it was), 404 for a read that found nothing, 0 when no HTTP answer came.
+    /// `status` is the HTTP status ARM answered: 200 for any success (the SDK does not say which 2xx it was),
+    /// 404 for a read that found nothing, 0 when no HTTP answer came.
     fn request(&self, operation: &'static str, status: u16, elapsed: Duration);
     /// How long a request waited for the budget before it was sent.
     fn budget_waited(&self, waited: Duration);
@@ -52,24 +55,35 @@ pub struct Governed {
     /// `None`: no client-side budget (Azure's 429s and the controller's backoff only).
     budget: Option<SharedBudget>,
     observer: Option<Arc<dyn ArmObserver>>,
-    /// Lowercased identity id → the lock its FIC writes take. Entries are removed when nobody
-    /// holds or waits for them, so the map follows the writes in flight.
+    /// Lowercased identity id → the lock its FIC writes take. Entries are removed when nobody holds or waits
+    /// for them, so the map follows the writes in flight.
     fic_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// (lowercased subscription, lowercased role name) → role definition GUID.
     roles: Mutex<HashMap<(String, String), String>>,
-    /// Lowercased vault id → the vault as last read, and when. A vault's existence and
-    /// permission model change rarely, and every binding's every resync would otherwise read
-    /// it; idbind's own access-policy writes drop the entry, others' are seen after the TTL.
+    /// Lowercased vault id → the vault as last read, and when. A vault's existence and permission model
+    /// change rarely, and every binding's every resync would otherwise read it; idbind's own access-policy
+    /// writes drop the entry, others' are seen after the TTL.
     vaults: Mutex<HashMap<String, (Instant, VaultInfo)>>,
 }
 
-/// How long a vault read is reused. A vault that did not exist is never cached, so a
-/// VaultNotFound heals as soon as the vault appears.
+/// How long a vault read is reused. A vault that did not exist is never cached, so a VaultNotFound heals as
+/// soon as the vault appears.
 pub const VAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl Governed {
-    pub fn new(inner: Arc<dyn AzureApi>, budget: Option<SharedBudget>, observer: Option<Arc<dyn ArmObserver>>) -> Self {
-        Governed { inner, budget, observer, fic_locks: Mutex::default(), roles: Mutex::default(), vaults: Mutex::default() }
+    pub fn new(
+        inner: Arc<dyn AzureApi>,
+        budget: Option<SharedBudget>,
+        observer: Option<Arc<dyn ArmObserver>>,
+    ) -> Self {
+        Governed {
+            inner,
+            budget,
+            observer,
+            fic_locks: Mutex::default(),
+            roles: Mutex::default(),
+            vaults: Mutex::default(),
+        }
     }
 
     /// The request budget it spends, if any (the controller books turns on it).
@@ -78,7 +92,12 @@ impl Governed {
     }
 
     /// Waits for the budget, sends, and reports the request.
-    async fn call<T: Answered, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, request: Request, send: F) -> Result<T, AzureError> {
+    async fn call<T: Answered, F: Future<Output = Result<T, AzureError>>>(
+        &self,
+        operation: &'static str,
+        request: Request,
+        send: F,
+    ) -> Result<T, AzureError> {
         let waited = match &self.budget {
             Some(b) => b.acquire(&request).await,
             None => Duration::ZERO,
@@ -98,12 +117,27 @@ impl Governed {
     }
 
     /// Runs a FIC write on `identity_id` under that identity's lock.
-    async fn fic_write<T: Answered, F: Future<Output = Result<T, AzureError>>>(&self, operation: &'static str, identity_id: &str, send: F) -> Result<T, AzureError> {
+    async fn fic_write<T: Answered, F: Future<Output = Result<T, AzureError>>>(
+        &self,
+        operation: &'static str,
+        identity_id: &str,
+        send: F,
+    ) -> Result<T, AzureError> {
         let key = identity_id.to_ascii_lowercase();
-        let lock = self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+        let lock = self
+            .fic_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let result = {
             let _held = lock.lock().await;
-            let kind = if operation.ends_with("_Delete") { OpKind::Delete } else { OpKind::Write };
+            let kind = if operation.ends_with("_Delete") {
+                OpKind::Delete
+            } else {
+                OpKind::Write
+            };
             self.call(operation, Request { kind, msi: None }, send).await
         };
         drop(lock);
@@ -141,7 +175,10 @@ impl Answered for IdentityPage {}
 impl<T> Answered for Vec<T> {}
 
 fn msi(kind: OpKind, op: MsiOp, identity_id: &str) -> Request {
-    Request { kind, msi: Some((op, identity_id.to_string())) }
+    Request {
+        kind,
+        msi: Some((op, identity_id.to_string())),
+    }
 }
 
 fn arm(kind: OpKind) -> Request {
@@ -151,60 +188,157 @@ fn arm(kind: OpKind) -> Request {
 #[async_trait]
 impl AzureApi for Governed {
     async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
-        self.call("UserAssignedIdentities_Get", msi(OpKind::Read, MsiOp::Get, resource_id), self.inner.get_identity(resource_id)).await
+        self.call(
+            "UserAssignedIdentities_Get",
+            msi(OpKind::Read, MsiOp::Get, resource_id),
+            self.inner.get_identity(resource_id),
+        )
+        .await
     }
 
-    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError> {
-        self.call("UserAssignedIdentities_CreateOrUpdate", msi(OpKind::Write, MsiOp::CreateOrUpdate, resource_id), self.inner.put_identity(resource_id, location, tags)).await
+    async fn put_identity(
+        &self,
+        resource_id: &str,
+        location: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<IdentityIds, AzureError> {
+        self.call(
+            "UserAssignedIdentities_CreateOrUpdate",
+            msi(OpKind::Write, MsiOp::CreateOrUpdate, resource_id),
+            self.inner.put_identity(resource_id, location, tags),
+        )
+        .await
     }
 
     async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
-        self.call("UserAssignedIdentities_Delete", msi(OpKind::Delete, MsiOp::Delete, resource_id), self.inner.delete_identity(resource_id)).await
+        self.call(
+            "UserAssignedIdentities_Delete",
+            msi(OpKind::Delete, MsiOp::Delete, resource_id),
+            self.inner.delete_identity(resource_id),
+        )
+        .await
     }
 
-    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError> {
-        // The MSI API limits a list like a resource (0.25/s), keyed by the group's path as in the
-        // simulator; each page is one request and waits its own turn.
-        let path = format!("/subscriptions/{subscription}/resourcegroups/{resource_group}/providers/microsoft.managedidentity/userassignedidentities");
-        self.call("UserAssignedIdentities_ListByResourceGroup", msi(OpKind::Read, MsiOp::List, &path), self.inner.list_identities_page(subscription, resource_group, next)).await
+    async fn list_identities_page(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        next: Option<&str>,
+    ) -> Result<IdentityPage, AzureError> {
+        // The MSI API limits a list like a resource (0.25/s), keyed by the group's path as in the simulator;
+        // each page is one request and waits its own turn.
+        let path = format!(
+            "/subscriptions/{subscription}/resourcegroups/{resource_group}/providers/microsoft.managedidentity/userassignedidentities"
+        );
+        self.call(
+            "UserAssignedIdentities_ListByResourceGroup",
+            msi(OpKind::Read, MsiOp::List, &path),
+            self.inner
+                .list_identities_page(subscription, resource_group, next),
+        )
+        .await
     }
 
-    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
-        self.call("FederatedIdentityCredentials_List", arm(OpKind::Read), self.inner.list_federated_credentials(identity_id)).await
+    async fn list_federated_credentials(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<FederatedCredential>, AzureError> {
+        self.call(
+            "FederatedIdentityCredentials_List",
+            arm(OpKind::Read),
+            self.inner.list_federated_credentials(identity_id),
+        )
+        .await
     }
 
-    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError> {
-        self.fic_write("FederatedIdentityCredentials_CreateOrUpdate", identity_id, self.inner.put_federated_credential(identity_id, fic)).await
+    async fn put_federated_credential(
+        &self,
+        identity_id: &str,
+        fic: &FederatedCredential,
+    ) -> Result<(), AzureError> {
+        self.fic_write(
+            "FederatedIdentityCredentials_CreateOrUpdate",
+            identity_id,
+            self.inner.put_federated_credential(identity_id, fic),
+        )
+        .await
     }
 
     async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
-        self.fic_write("FederatedIdentityCredentials_Delete", identity_id, self.inner.delete_federated_credential(identity_id, name)).await
+        self.fic_write(
+            "FederatedIdentityCredentials_Delete",
+            identity_id,
+            self.inner.delete_federated_credential(identity_id, name),
+        )
+        .await
     }
 
-    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-        self.call("RoleAssignments_ListForScope", arm(OpKind::Read), self.inner.list_role_assignments(scope, principal_id)).await
+    async fn list_role_assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+        self.call(
+            "RoleAssignments_ListForScope",
+            arm(OpKind::Read),
+            self.inner.list_role_assignments(scope, principal_id),
+        )
+        .await
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
-        self.call("RoleAssignments_ListForScope", arm(OpKind::Read), self.inner.list_all_role_assignments(subscription)).await
+        self.call(
+            "RoleAssignments_ListForScope",
+            arm(OpKind::Read),
+            self.inner.list_all_role_assignments(subscription),
+        )
+        .await
     }
 
-    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {
-        self.call("RoleAssignments_Create", arm(OpKind::Write), self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id)).await
+    async fn create_role_assignment(
+        &self,
+        scope: &str,
+        name: &str,
+        role_definition_guid: &str,
+        principal_id: &str,
+    ) -> Result<(), AzureError> {
+        self.call(
+            "RoleAssignments_Create",
+            arm(OpKind::Write),
+            self.inner
+                .create_role_assignment(scope, name, role_definition_guid, principal_id),
+        )
+        .await
     }
 
     async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
-        self.call("RoleAssignments_Delete", arm(OpKind::Delete), self.inner.delete_role_assignment(id)).await
+        self.call(
+            "RoleAssignments_Delete",
+            arm(OpKind::Delete),
+            self.inner.delete_role_assignment(id),
+        )
+        .await
     }
 
     async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
-        let sub = super::subscription_of(scope).unwrap_or_default().to_ascii_lowercase();
+        let sub = super::subscription_of(scope)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let key = (sub, role_name.trim().to_ascii_lowercase());
         if let Some(guid) = self.roles.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(guid.clone());
         }
-        let guid = self.call("RoleDefinitions_List", arm(OpKind::Read), self.inner.resolve_role(scope, role_name)).await?;
-        self.roles.lock().unwrap_or_else(|p| p.into_inner()).insert(key, guid.clone());
+        let guid = self
+            .call(
+                "RoleDefinitions_List",
+                arm(OpKind::Read),
+                self.inner.resolve_role(scope, role_name),
+            )
+            .await?;
+        self.roles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, guid.clone());
         Ok(guid)
     }
 
@@ -215,7 +349,9 @@ impl AzureApi for Governed {
         {
             return Ok(Some(vault.clone()));
         }
-        let vault = self.call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id)).await?;
+        let vault = self
+            .call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id))
+            .await?;
         let mut cache = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
         match &vault {
             Some(v) => cache.insert(key, (Instant::now(), v.clone())),
@@ -224,9 +360,25 @@ impl AzureApi for Governed {
         Ok(vault)
     }
 
-    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
+    async fn update_access_policy(
+        &self,
+        vault_id: &str,
+        change: AccessPolicyChange,
+        tenant_id: &str,
+        object_id: &str,
+        permissions: &Permissions,
+    ) -> Result<(), AzureError> {
         // Whatever the answer, the cached policies may no longer be the vault's.
-        self.vaults.lock().unwrap_or_else(|p| p.into_inner()).remove(&vault_id.to_ascii_lowercase());
-        self.call("Vaults_UpdateAccessPolicy", arm(OpKind::Write), self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions)).await
+        self.vaults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&vault_id.to_ascii_lowercase());
+        self.call(
+            "Vaults_UpdateAccessPolicy",
+            arm(OpKind::Write),
+            self.inner
+                .update_access_policy(vault_id, change, tenant_id, object_id, permissions),
+        )
+        .await
     }
 }

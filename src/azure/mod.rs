@@ -1,9 +1,9 @@
-//! The Azure layer: reads what exists for a binding ([`observe`]) and performs the planner's
-//! writes ([`execute`]) through the small [`AzureApi`] trait, so the reconcile logic can be
-//! driven by the real ARM client ([`arm::ArmApi`]) or anything else that speaks the same calls.
+//! The Azure layer: reads what exists for a binding ([`observe`]) and performs the planner's writes
+//! ([`execute`]) through the small [`AzureApi`] trait, so the reconcile logic can be driven by the real ARM
+//! client ([`arm::ArmApi`]) or anything else that speaks the same calls.
 //!
-//! Every call is one ARM request with no retry inside (DESIGN §2b): a failure comes back as an
-//! [`AzureError`] the controller classifies and requeues.
+//! Every call is one ARM request with no retry inside (DESIGN §2b): a failure comes back as an [`AzureError`]
+//! the controller classifies and requeues.
 
 pub mod arm;
 pub mod error;
@@ -65,18 +65,21 @@ pub struct FederatedCredential {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VaultInfo {
     pub resource_id: String,
-    /// `properties.enableRbacAuthorization`: role assignments only grant data-plane access on
-    /// vaults that use the RBAC permission model.
+    /// `properties.enableRbacAuthorization`: role assignments only grant data-plane access on vaults that use
+    /// the RBAC permission model.
     pub rbac_authorization: bool,
     /// `properties.accessPolicies` (ignored by Key Vault when `rbac_authorization`).
     pub access_policies: Vec<AccessPolicyEntry>,
 }
 
 impl VaultInfo {
-    /// The permissions of `object_id`'s entry (an entry bound to an application as well, a
-    /// "compound identity", is another principal and not counted).
+    /// The permissions of `object_id`'s entry (an entry bound to an application as well, a "compound
+    /// identity", is another principal and not counted).
     pub fn permissions_of(&self, object_id: &str) -> Permissions {
-        self.access_policies.iter().filter(|e| e.object_id.eq_ignore_ascii_case(object_id) && e.application_id.is_none()).fold(Permissions::default(), |acc, e| acc.union(&e.permissions))
+        self.access_policies
+            .iter()
+            .filter(|e| e.object_id.eq_ignore_ascii_case(object_id) && e.application_id.is_none())
+            .fold(Permissions::default(), |acc, e| acc.union(&e.permissions))
     }
 }
 
@@ -104,33 +107,66 @@ pub trait AzureApi: Send + Sync {
     /// The identity at `resource_id`, or `None` when ARM says it does not exist.
     async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError>;
     /// Creates or updates the identity with exactly these tags.
-    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError>;
+    async fn put_identity(
+        &self,
+        resource_id: &str,
+        location: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<IdentityIds, AzureError>;
     /// Deletes the identity; a 404 is returned as an error (see [`AzureError::is_not_found`]).
     async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError>;
-    /// One page of a resource group's identities (`UserAssignedIdentities_ListByResourceGroup`):
-    /// the first with `next: None`, then each `nextLink`. One request per page, so a caller can
-    /// pace them.
-    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError>;
+    /// One page of a resource group's identities (`UserAssignedIdentities_ListByResourceGroup`): the first
+    /// with `next: None`, then each `nextLink`. One request per page, so a caller can pace them.
+    async fn list_identities_page(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        next: Option<&str>,
+    ) -> Result<IdentityPage, AzureError>;
     /// Every FIC on the identity, all pages.
-    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError>;
-    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError>;
+    async fn list_federated_credentials(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<FederatedCredential>, AzureError>;
+    async fn put_federated_credential(
+        &self,
+        identity_id: &str,
+        fic: &FederatedCredential,
+    ) -> Result<(), AzureError>;
     async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError>;
     /// Role assignments of `principal_id` at, above or below `scope` (`$filter=principalId eq '…'`).
-    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
+    async fn list_role_assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
     /// Every role assignment in the subscription (at it and below), all pages, unfiltered.
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError>;
-    /// Creates the assignment named `name`, always with `principalType: ServicePrincipal` so a
-    /// principal created seconds ago is not rejected with `PrincipalNotFound`.
-    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError>;
+    /// Creates the assignment named `name`, always with `principalType: ServicePrincipal` so a principal
+    /// created seconds ago is not rejected with `PrincipalNotFound`.
+    async fn create_role_assignment(
+        &self,
+        scope: &str,
+        name: &str,
+        role_definition_guid: &str,
+        principal_id: &str,
+    ) -> Result<(), AzureError>;
     /// Deletes a role assignment by its full resource id.
     async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError>;
-    /// The GUID of the role definition named `role_name` at `scope` (display names such as
-    /// "Key Vault Secrets User"); [`AzureError::RoleNotFound`] when there is none.
+    /// The GUID of the role definition named `role_name` at `scope` (display names such as "Key Vault Secrets
+    /// User"); [`AzureError::RoleNotFound`] when there is none.
     async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError>;
     /// The vault, or `None` when it does not exist.
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError>;
     /// `PUT {vault}/accessPolicies/{add|remove}` for one principal.
-    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError>;
+    async fn update_access_policy(
+        &self,
+        vault_id: &str,
+        change: AccessPolicyChange,
+        tenant_id: &str,
+        object_id: &str,
+        permissions: &Permissions,
+    ) -> Result<(), AzureError>;
 }
 
 /// What [`observe`] found: the planner's input, and the identity's ids for the status.
@@ -140,48 +176,86 @@ pub struct Observation {
     pub ids: Option<IdentityIds>,
 }
 
-/// Reads the Azure objects of a binding whose identity is `identity_id` (the managed
-/// identity's id, or the brought identity's). Only reads: in steady state a reconcile makes
-/// these requests and no write.
+/// Reads the Azure objects of a binding whose identity is `identity_id` (the managed identity's id, or the
+/// brought identity's). Only reads: in steady state a reconcile makes these requests and no write.
 ///
-/// Role assignments are listed per subscription (the identity's and each wanted scope's)
-/// rather than per wanted scope, so an assignment at a vault the spec no longer names is still
-/// seen, and removed.
-pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzure) -> Result<Observation, AzureError> {
+/// Role assignments are listed per subscription (the identity's and each wanted scope's) rather than per
+/// wanted scope, so an assignment at a vault the spec no longer names is still seen, and removed.
+pub async fn observe(
+    api: &dyn AzureApi,
+    identity_id: &str,
+    desired: &DesiredAzure,
+) -> Result<Observation, AzureError> {
     let Some(found) = api.get_identity(identity_id).await? else {
         return Ok(Observation::default());
     };
     let fics = api.list_federated_credentials(identity_id).await?;
-    let ours = fics.iter().find(|f| f.name.eq_ignore_ascii_case(&desired.fic_name));
+    let ours = fics
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(&desired.fic_name));
     // Azure matches issuer and subject exactly (DESIGN §2a), so no normalisation here either.
-    let duplicate = fics.iter().find(|f| !f.name.eq_ignore_ascii_case(&desired.fic_name) && f.issuer == desired.issuer && f.subject == desired.subject);
+    let duplicate = fics.iter().find(|f| {
+        !f.name.eq_ignore_ascii_case(&desired.fic_name)
+            && f.issuer == desired.issuer
+            && f.subject == desired.subject
+    });
 
     let mut subscriptions = BTreeSet::new();
-    for id in std::iter::once(identity_id).chain(desired.role_assignments.iter().map(|(scope, _)| scope.as_str())) {
-        subscriptions.insert(subscription_of(id).ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: id.to_string() })?.to_ascii_lowercase());
+    for id in
+        std::iter::once(identity_id).chain(desired.role_assignments.iter().map(|(scope, _)| scope.as_str()))
+    {
+        subscriptions.insert(
+            subscription_of(id)
+                .ok_or_else(|| AzureError::InvalidResourceId {
+                    kind: "subscription-scoped",
+                    id: id.to_string(),
+                })?
+                .to_ascii_lowercase(),
+        );
     }
     let mut role_assignments: Vec<ObservedRoleAssignment> = Vec::new();
     for sub in subscriptions {
-        for ra in api.list_role_assignments(&format!("/subscriptions/{sub}"), &found.ids.principal_id).await? {
-            if !role_assignments.iter().any(|have| have.id.eq_ignore_ascii_case(&ra.id)) {
+        for ra in api
+            .list_role_assignments(&format!("/subscriptions/{sub}"), &found.ids.principal_id)
+            .await?
+        {
+            if !role_assignments
+                .iter()
+                .any(|have| have.id.eq_ignore_ascii_case(&ra.id))
+            {
                 role_assignments.push(ra);
             }
         }
     }
 
     let mut access_policies: Vec<(String, Permissions)> = Vec::new();
-    for (vault_id, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
-        if access_policies.iter().any(|(v, _)| v.eq_ignore_ascii_case(vault_id)) {
+    for (vault_id, _) in desired
+        .access_policies
+        .iter()
+        .chain(&desired.held_access_policies)
+    {
+        if access_policies
+            .iter()
+            .any(|(v, _)| v.eq_ignore_ascii_case(vault_id))
+        {
             continue;
         }
         // A vault deleted since counts as holding nothing.
-        let held = api.get_vault(vault_id).await?.map(|v| v.permissions_of(&found.ids.principal_id)).unwrap_or_default();
+        let held = api
+            .get_vault(vault_id)
+            .await?
+            .map(|v| v.permissions_of(&found.ids.principal_id))
+            .unwrap_or_default();
         access_policies.push((vault_id.clone(), held));
     }
 
     Ok(Observation {
         azure: ObservedAzure {
-            fic: ours.map(|f| ObservedFic { issuer: f.issuer.clone(), subject: f.subject.clone(), audiences: f.audiences.clone() }),
+            fic: ours.map(|f| ObservedFic {
+                issuer: f.issuer.clone(),
+                subject: f.subject.clone(),
+                audiences: f.audiences.clone(),
+            }),
             fic_count: fics.len(),
             fic_duplicate_of: duplicate.map(|f| f.name.clone()),
             identity: Some(found.observed),
@@ -192,59 +266,131 @@ pub async fn observe(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
     })
 }
 
-/// Performs one planned write for the binding whose identity is `identity_id`. `ids` are the
-/// identity's, known once it exists (the planner plans what names its principal only then).
-/// Returns the identity's ids when the write was the identity's own PUT.
-pub async fn execute(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<Option<IdentityIds>, AzureError> {
+/// Performs one planned write for the binding whose identity is `identity_id`. `ids` are the identity's,
+/// known once it exists (the planner plans what names its principal only then). Returns the identity's ids
+/// when the write was the identity's own PUT.
+pub async fn execute(
+    api: &dyn AzureApi,
+    identity_id: &str,
+    ids: Option<&IdentityIds>,
+    action: &Action,
+) -> Result<Option<IdentityIds>, AzureError> {
     match action {
-        Action::PutIdentity { resource_id, location, tags } => api.put_identity(resource_id, location, tags).await.map(Some),
-        other => execute_dependent(api, identity_id, ids, other).await.map(|()| None),
+        Action::PutIdentity {
+            resource_id,
+            location,
+            tags,
+        } => api.put_identity(resource_id, location, tags).await.map(Some),
+        other => execute_dependent(api, identity_id, ids, other)
+            .await
+            .map(|()| None),
     }
 }
 
 /// The writes that need the identity to exist.
-async fn execute_dependent(api: &dyn AzureApi, identity_id: &str, ids: Option<&IdentityIds>, action: &Action) -> Result<(), AzureError> {
+async fn execute_dependent(
+    api: &dyn AzureApi,
+    identity_id: &str,
+    ids: Option<&IdentityIds>,
+    action: &Action,
+) -> Result<(), AzureError> {
     let principal_id = ids.map(|i| i.principal_id.as_str());
     let not_ready = || AzureError::IdentityNotReady(identity_id.to_string());
     match action {
-        Action::PutIdentity { .. } => Err(AzureError::InvalidResponse { operation: "execute", message: "the identity's PUT is not a dependent write".into() }),
-        Action::PutFederatedCredential { name, issuer, subject, audience } => {
-            let fic = FederatedCredential { name: name.clone(), issuer: issuer.clone(), subject: subject.clone(), audiences: vec![audience.clone()] };
+        Action::PutIdentity { .. } => Err(AzureError::InvalidResponse {
+            operation: "execute",
+            message: "the identity's PUT \
+            is not a dependent write"
+                .into(),
+        }),
+        Action::PutFederatedCredential {
+            name,
+            issuer,
+            subject,
+            audience,
+        } => {
+            let fic = FederatedCredential {
+                name: name.clone(),
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+                audiences: vec![audience.clone()],
+            };
             api.put_federated_credential(identity_id, &fic).await
         }
-        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
+        Action::CreateRoleAssignment {
+            scope,
+            name,
+            role_definition_guid,
+        } => {
             let principal = principal_id.ok_or_else(not_ready)?;
-            match api.create_role_assignment(scope, name, role_definition_guid, principal).await {
-                Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => adopt_existing(api, scope, name, role_definition_guid, principal, e).await,
+            match api
+                .create_role_assignment(scope, name, role_definition_guid, principal)
+                .await
+            {
+                Err(e)
+                    if e.arm_code()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) =>
+                {
+                    adopt_existing(api, scope, name, role_definition_guid, principal, e).await
+                }
                 other => other,
             }
         }
         Action::DeleteRoleAssignment { id } => done_if_gone(api.delete_role_assignment(id).await),
-        Action::GrantAccessPolicy { vault_id, permissions } => {
+        Action::GrantAccessPolicy {
+            vault_id,
+            permissions,
+        } => {
             let ids = ids.ok_or_else(not_ready)?;
-            api.update_access_policy(vault_id, AccessPolicyChange::Add, &ids.tenant_id, &ids.principal_id, permissions).await
+            api.update_access_policy(
+                vault_id,
+                AccessPolicyChange::Add,
+                &ids.tenant_id,
+                &ids.principal_id,
+                permissions,
+            )
+            .await
         }
-        Action::RevokeAccessPolicy { vault_id, permissions } => {
+        Action::RevokeAccessPolicy {
+            vault_id,
+            permissions,
+        } => {
             let ids = ids.ok_or_else(not_ready)?;
-            done_if_gone(api.update_access_policy(vault_id, AccessPolicyChange::Remove, &ids.tenant_id, &ids.principal_id, permissions).await)
+            done_if_gone(
+                api.update_access_policy(
+                    vault_id,
+                    AccessPolicyChange::Remove,
+                    &ids.tenant_id,
+                    &ids.principal_id,
+                    permissions,
+                )
+                .await,
+            )
         }
     }
 }
 
-/// Removes what the binding owns in Azure (finalizer, `deletionPolicy: Delete`), in the order
-/// that leaves nothing orphaned (DESIGN §2a): role assignments and access-policy permissions
-/// first (deleting the identity first would strand assignments as "Identity not found",
-/// counting against the subscription's limit), then our FIC, then the identity, only when
-/// idbind manages it and its tags say it is this binding's. Anything already gone counts as
-/// deleted. Returns the ids deleted.
-pub async fn cleanup(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzure, observed: &Observation) -> Result<Vec<String>, AzureError> {
+/// Removes what the binding owns in Azure (finalizer, `deletionPolicy: Delete`), in the order that leaves
+/// nothing orphaned (DESIGN §2a): role assignments and access-policy permissions first (deleting the identity
+/// first would strand assignments as "Identity not found", counting against the subscription's limit), then
+/// our FIC, then the identity, only when idbind manages it and its tags say it is this binding's. Anything
+/// already gone counts as deleted. Returns the ids deleted.
+pub async fn cleanup(
+    api: &dyn AzureApi,
+    identity_id: &str,
+    desired: &DesiredAzure,
+    observed: &Observation,
+) -> Result<Vec<String>, AzureError> {
     let mut deleted = Vec::new();
     let Some(identity) = &observed.azure.identity else {
         return Ok(deleted);
     };
     for ra in &observed.azure.role_assignments {
         // Only assignments whose name is the one we derive are ours; others are left alone.
-        let ours = crate::naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &identity.principal_id).to_string().eq_ignore_ascii_case(&ra.name);
+        let ours =
+            crate::naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &identity.principal_id)
+                .to_string()
+                .eq_ignore_ascii_case(&ra.name);
         if ours {
             done_if_gone(api.delete_role_assignment(&ra.id).await)?;
             deleted.push(ra.id.clone());
@@ -252,21 +398,45 @@ pub async fn cleanup(api: &dyn AzureApi, identity_id: &str, desired: &DesiredAzu
     }
     let ids = observed.ids.as_ref();
     let mut seen: Vec<&str> = Vec::new();
-    for (vault_id, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
+    for (vault_id, _) in desired
+        .access_policies
+        .iter()
+        .chain(&desired.held_access_policies)
+    {
         if seen.iter().any(|v| v.eq_ignore_ascii_case(vault_id)) {
             continue;
         }
         seen.push(vault_id);
-        let granted = desired.access_policies.iter().chain(&desired.held_access_policies).filter(|(v, _)| v.eq_ignore_ascii_case(vault_id)).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
+        let granted = desired
+            .access_policies
+            .iter()
+            .chain(&desired.held_access_policies)
+            .filter(|(v, _)| v.eq_ignore_ascii_case(vault_id))
+            .fold(Permissions::default(), |acc, (_, p)| acc.union(p));
         let present = granted.intersect(&observed.azure.access_policy(vault_id));
         if !present.is_empty() {
-            execute(api, identity_id, ids, &Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: present }).await?;
+            execute(
+                api,
+                identity_id,
+                ids,
+                &Action::RevokeAccessPolicy {
+                    vault_id: vault_id.clone(),
+                    permissions: present,
+                },
+            )
+            .await?;
             deleted.push(format!("{vault_id}/accessPolicies/{}", identity.principal_id));
         }
     }
     if observed.azure.fic.is_some() {
-        done_if_gone(api.delete_federated_credential(identity_id, &desired.fic_name).await)?;
-        deleted.push(format!("{identity_id}/federatedIdentityCredentials/{}", desired.fic_name));
+        done_if_gone(
+            api.delete_federated_credential(identity_id, &desired.fic_name)
+                .await,
+        )?;
+        deleted.push(format!(
+            "{identity_id}/federatedIdentityCredentials/{}",
+            desired.fic_name
+        ));
     }
     if desired.managed_identity.is_some() && desired.owner.owns(&identity.tags) {
         done_if_gone(api.delete_identity(identity_id).await)?;
@@ -283,17 +453,37 @@ fn done_if_gone(result: Result<(), AzureError>) -> Result<(), AzureError> {
     }
 }
 
-/// After `RoleAssignmentExists`: the (scope, role, principal) trio already has an assignment.
-/// It counts as ours only when its name is the one we derive (DESIGN §2a); otherwise it belongs
-/// to someone else and is reported, never taken over.
-async fn adopt_existing(api: &dyn AzureApi, scope: &str, name: &str, role_guid: &str, principal: &str, original: AzureError) -> Result<(), AzureError> {
+/// After `RoleAssignmentExists`: the (scope, role, principal) trio already has an assignment. It counts as
+/// ours only when its name is the one we derive (DESIGN §2a); otherwise it belongs to someone else and is
+/// reported, never taken over.
+async fn adopt_existing(
+    api: &dyn AzureApi,
+    scope: &str,
+    name: &str,
+    role_guid: &str,
+    principal: &str,
+    original: AzureError,
+) -> Result<(), AzureError> {
     let existing = api.list_role_assignments(scope, principal).await?;
-    let same_trio = existing.iter().find(|ra| ra.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')) && ra.role_definition_id.rsplit('/').next().is_some_and(|g| g.eq_ignore_ascii_case(role_guid)));
+    let same_trio = existing.iter().find(|ra| {
+        ra.scope
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+            && ra
+                .role_definition_id
+                .rsplit('/')
+                .next()
+                .is_some_and(|g| g.eq_ignore_ascii_case(role_guid))
+    });
     match same_trio {
         Some(ra) if ra.name.eq_ignore_ascii_case(name) => Ok(()),
-        Some(ra) => Err(AzureError::RoleAssignmentConflict { scope: scope.to_string(), name: name.to_string(), existing: ra.id.clone() }),
-        // ARM said it exists but we cannot see it (replication): keep the original, retryable
-        // only if ARM's classification says so.
+        Some(ra) => Err(AzureError::RoleAssignmentConflict {
+            scope: scope.to_string(),
+            name: name.to_string(),
+            existing: ra.id.clone(),
+        }),
+        // ARM said it exists but we cannot see it (replication): keep the original, retryable only if ARM's
+        // classification says so.
         None => Err(original),
     }
 }
@@ -307,14 +497,34 @@ pub(crate) fn subscription_of(id: &str) -> Option<&str> {
     }
 }
 
-/// (subscription, resource group, name) of `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`,
-/// matching segment names case-insensitively as ARM does.
-pub(crate) fn resource_parts<'a>(id: &'a str, provider: &str, type_: &str, kind: &'static str) -> Result<(&'a str, &'a str, &'a str), AzureError> {
-    let parts: Vec<&str> = id.trim_start_matches('/').trim_end_matches('/').split('/').collect();
-    let bad = || AzureError::InvalidResourceId { kind, id: id.to_string() };
+/// (subscription, resource group, name) of
+/// `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`, matching segment names
+/// case-insensitively as ARM does.
+pub(crate) fn resource_parts<'a>(
+    id: &'a str,
+    provider: &str,
+    type_: &str,
+    kind: &'static str,
+) -> Result<(&'a str, &'a str, &'a str), AzureError> {
+    let parts: Vec<&str> = id
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let bad = || AzureError::InvalidResourceId {
+        kind,
+        id: id.to_string(),
+    };
     match parts.as_slice() {
         [s, sub, r, rg, p, prov, t, name]
-            if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") && p.eq_ignore_ascii_case("providers") && prov.eq_ignore_ascii_case(provider) && t.eq_ignore_ascii_case(type_) && !sub.is_empty() && !rg.is_empty() && !name.is_empty() =>
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourceGroups")
+                && p.eq_ignore_ascii_case("providers")
+                && prov.eq_ignore_ascii_case(provider)
+                && t.eq_ignore_ascii_case(type_)
+                && !sub.is_empty()
+                && !rg.is_empty()
+                && !name.is_empty() =>
         {
             Ok((sub, rg, name))
         }
@@ -329,11 +539,38 @@ mod tests {
     #[test]
     fn resource_ids_are_split_case_insensitively() {
         let id = "/subscriptions/s1/resourcegroups/rg/providers/microsoft.managedidentity/userAssignedIdentities/id1";
-        assert_eq!(resource_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities", "identity"), Ok(("s1", "rg", "id1")));
-        for bad in ["", "/subscriptions/s1", "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv", "/subscriptions//resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x/extra"] {
-            assert_eq!(resource_parts(bad, "Microsoft.ManagedIdentity", "userAssignedIdentities", "identity").map_err(|e| e.reason()), Err("InvalidResourceId"), "{bad}");
+        assert_eq!(
+            resource_parts(
+                id,
+                "Microsoft.ManagedIdentity",
+                "userAssignedIdentities",
+                "identity"
+            ),
+            Ok(("s1", "rg", "id1"))
+        );
+        for bad in [
+            "",
+            "/subscriptions/s1",
+            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
+            "/subscriptions//resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x/extra",
+        ] {
+            assert_eq!(
+                resource_parts(
+                    bad,
+                    "Microsoft.ManagedIdentity",
+                    "userAssignedIdentities",
+                    "identity"
+                )
+                .map_err(|e| e.reason()),
+                Err("InvalidResourceId"),
+                "{bad}"
+            );
         }
-        assert_eq!(subscription_of("/SUBSCRIPTIONS/abc/resourceGroups/x"), Some("abc"));
+        assert_eq!(
+            subscription_of("/SUBSCRIPTIONS/abc/resourceGroups/x"),
+            Some("abc")
+        );
         assert_eq!(subscription_of("/providers/Microsoft.Authorization"), None);
     }
 }

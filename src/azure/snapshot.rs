@@ -1,32 +1,30 @@
 //! [`Snapshots`]: the read side of steady state, at about one ARM read per binding per resync.
 //!
-//! A resync must notice drift made by hand in Azure, but reading a binding's identity, its FICs
-//! and its role assignments one by one costs three reads per binding per period, and the
-//! managed-identity API allows one GET per identity every two seconds. Instead:
+//! A resync must notice drift made by hand in Azure, but reading a binding's identity, its FICs and its role
+//! assignments one by one costs three reads per binding per period, and the managed-identity API allows one
+//! GET per identity every two seconds. Instead:
 //!
-//! - identities are answered from a list of their resource group (one paged request per 100
-//!   identities, shared by every binding in the group);
-//! - role assignments from a list of the whole subscription (one per 100 assignments; Azure
-//!   allows 4,000 per subscription), filtered by principal here;
-//! - each list is taken again once it is older than `max_age` (the resync period), by one
-//!   reconcile while the others go on answering from the previous list (listing 10,000
-//!   identities takes 100 pages at the managed-identity API's 0.25 lists/s: minutes in which
-//!   no reconcile of that group could otherwise run), and idbind's own writes update it in
-//!   place;
-//! - federated credentials have no cross-identity list: they are read per identity and the
-//!   answer kept for `federation_max_age` (by default two resync periods, see
-//!   [`Snapshots::with_federation_max_age`]), idbind's own FIC writes updating it in place. This
-//!   is the read per binding that remains: one every other resync, which keeps steady state
-//!   under one read per binding per resync including the lists' pages, and halves what a large
-//!   fleet spends of ARM's read budget (10,000 bindings at a 10-minute resync: 8 reads/s of 25
-//!   instead of 17).
+//! - identities are answered from a list of their resource group (one paged request per 100 identities,
+//!   shared by every binding in the group);
+//! - role assignments from a list of the whole subscription (one per 100 assignments; Azure allows 4,000 per
+//!   subscription), filtered by principal here;
+//! - each list is taken again once it is older than `max_age` (the resync period), by one reconcile while the
+//!   others go on answering from the previous list (listing 10,000 identities takes 100 pages at the
+//!   managed-identity API's 0.25 lists/s: minutes in which no reconcile of that group could otherwise run),
+//!   and idbind's own writes update it in place;
+//! - federated credentials have no cross-identity list: they are read per identity and the answer kept for
+//!   `federation_max_age` (by default two resync periods, see [`Snapshots::with_federation_max_age`]),
+//!   idbind's own FIC writes updating it in place. This is the read per binding that remains: one every other
+//!   resync, which keeps steady state under one read per binding per resync including the lists' pages, and
+//!   halves what a large fleet spends of ARM's read budget (10,000 bindings at a 10-minute resync: 8 reads/s
+//!   of 25 instead of 17).
 //!
-//! These answers may be up to `max_age` old, so they are only ever used to decide that
-//! nothing needs doing. The controller plans from them first; when the plan is not empty it
-//! observes again through the direct calls before it writes anything, so a stale snapshot can
-//! never make idbind overwrite an identity someone else created meanwhile. Drift of an identity
-//! or a role assignment therefore shows at the latest one list refresh plus one resync after it
-//! happened; drift of a federated credential within `federation_max_age` plus one resync.
+//! These answers may be up to `max_age` old, so they are only ever used to decide that nothing needs doing.
+//! The controller plans from them first; when the plan is not empty it observes again through the direct
+//! calls before it writes anything, so a stale snapshot can never make idbind overwrite an identity someone
+//! else created meanwhile. Drift of an identity or a role assignment therefore shows at the latest one list
+//! refresh plus one resync after it happened; drift of a federated credential within `federation_max_age`
+//! plus one resync.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -39,7 +37,10 @@ use std::future::Future;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of};
+use super::{
+    AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
+    RoleAssignment, VaultInfo, resource_parts, subscription_of,
+};
 use crate::{plan::ObservedRoleAssignment, roles::Permissions};
 
 /// One list and when it was taken.
@@ -58,20 +59,30 @@ struct SharedList<T> {
 
 impl<T> Default for SharedList<T> {
     fn default() -> Self {
-        SharedList { data: std::sync::Mutex::new(None), listing: Mutex::new(()) }
+        SharedList {
+            data: std::sync::Mutex::new(None),
+            listing: Mutex::new(()),
+        }
     }
 }
 
 impl<T> SharedList<T> {
     fn answer<R>(&self, max_age: Option<Duration>, answer: &impl Fn(&T) -> R) -> Option<R> {
         let data = self.data.lock().unwrap_or_else(|p| p.into_inner());
-        data.as_ref().filter(|l| max_age.is_none_or(|m| l.at.elapsed() < m)).map(|l| answer(&l.items))
+        data.as_ref()
+            .filter(|l| max_age.is_none_or(|m| l.at.elapsed() < m))
+            .map(|l| answer(&l.items))
     }
 
-    /// `answer` from the list, taking it again with `list` first when it is older than
-    /// `max_age`. While another reconcile is listing, the previous list answers (it is only
-    /// trusted to say "nothing to do" anyway); only when there is none yet does one wait.
-    async fn read<R>(&self, max_age: Duration, list: impl Future<Output = Result<T, AzureError>>, answer: impl Fn(&T) -> R) -> Result<R, AzureError> {
+    /// `answer` from the list, taking it again with `list` first when it is older than `max_age`. While
+    /// another reconcile is listing, the previous list answers (it is only trusted to say "nothing to do"
+    /// anyway); only when there is none yet does one wait.
+    async fn read<R>(
+        &self,
+        max_age: Duration,
+        list: impl Future<Output = Result<T, AzureError>>,
+        answer: impl Fn(&T) -> R,
+    ) -> Result<R, AzureError> {
         if let Some(r) = self.answer(Some(max_age), &answer) {
             return Ok(r);
         }
@@ -129,7 +140,14 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub fn new(inner: Arc<dyn AzureApi>, max_age: Duration) -> Self {
-        Snapshots { inner, max_age, identities: Mutex::default(), assignments: Mutex::default(), federation_max_age: max_age * 2, federations: std::sync::Mutex::default() }
+        Snapshots {
+            inner,
+            max_age,
+            identities: Mutex::default(),
+            assignments: Mutex::default(),
+            federation_max_age: max_age * 2,
+            federations: std::sync::Mutex::default(),
+        }
     }
 
     /// Reuses an identity's FIC list for `max_age` (zero: read on every resync).
@@ -145,25 +163,57 @@ impl Snapshots {
 
     /// Changes the held FIC list of `identity_id`, if one is held.
     fn edit_federations(&self, identity_id: &str, edit: impl FnOnce(&mut Vec<FederatedCredential>)) {
-        if let Some(l) = self.federations.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&identity_id.to_ascii_lowercase()) {
+        if let Some(l) = self
+            .federations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&identity_id.to_ascii_lowercase())
+        {
             edit(&mut l.items);
         }
     }
 
     async fn identity_group(&self, sub: &str, rg: &str) -> Shared<Group> {
-        self.identities.lock().await.entry((sub.to_ascii_lowercase(), rg.to_ascii_lowercase())).or_default().clone()
+        self.identities
+            .lock()
+            .await
+            .entry((sub.to_ascii_lowercase(), rg.to_ascii_lowercase()))
+            .or_default()
+            .clone()
     }
 
     async fn assignment_list(&self, sub: &str) -> Shared<Vec<RoleAssignment>> {
-        self.assignments.lock().await.entry(sub.to_ascii_lowercase()).or_default().clone()
+        self.assignments
+            .lock()
+            .await
+            .entry(sub.to_ascii_lowercase())
+            .or_default()
+            .clone()
     }
 
-    /// The identities of a resource group whose ownership tags name `owner`'s binding: how a
-    /// binding finds identities it created but never recorded in its status (a crash between
-    /// the PUT and the status write, or a rename that raced the status write).
-    pub async fn identities_owned_by(&self, subscription: &str, resource_group: &str, owner: &crate::plan::Owner) -> Result<Vec<FoundIdentity>, AzureError> {
+    /// The identities of a resource group whose ownership tags name `owner`'s binding: how a binding finds
+    /// identities it created but never recorded in its status (a crash between the PUT and the status write,
+    /// or a rename that raced the status write).
+    pub async fn identities_owned_by(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        owner: &crate::plan::Owner,
+    ) -> Result<Vec<FoundIdentity>, AzureError> {
         let group = self.identity_group(subscription, resource_group).await;
-        group.read(self.max_age, self.list_group(subscription, resource_group), |items| items.values().filter(|i| owner.owns(&i.observed.tags)).cloned().collect()).await
+        group
+            .read(
+                self.max_age,
+                self.list_group(subscription, resource_group),
+                |items| {
+                    items
+                        .values()
+                        .filter(|i| owner.owns(&i.observed.tags))
+                        .cloned()
+                        .collect()
+                },
+            )
+            .await
     }
 
     /// Lists a resource group's identities, page by page.
@@ -172,7 +222,13 @@ impl Snapshots {
         let mut next: Option<String> = None;
         loop {
             let page = self.inner.list_identities_page(sub, rg, next.as_deref()).await?;
-            by_name.extend(page.identities.into_iter().filter_map(|i| i.ids.resource_id.rsplit('/').next().map(|n| (n.to_ascii_lowercase(), i.clone()))));
+            by_name.extend(page.identities.into_iter().filter_map(|i| {
+                i.ids
+                    .resource_id
+                    .rsplit('/')
+                    .next()
+                    .map(|n| (n.to_ascii_lowercase(), i.clone()))
+            }));
             match page.next {
                 Some(link) if next.as_deref() != Some(link.as_str()) => next = Some(link),
                 _ => break,
@@ -183,7 +239,12 @@ impl Snapshots {
 }
 
 fn name_key(identity_id: &str) -> Result<(String, String, String), AzureError> {
-    let (sub, rg, name) = resource_parts(identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", "user-assigned identity")?;
+    let (sub, rg, name) = resource_parts(
+        identity_id,
+        "Microsoft.ManagedIdentity",
+        "userAssignedIdentities",
+        "user-assigned identity",
+    )?;
     Ok((sub.to_string(), rg.to_string(), name.to_ascii_lowercase()))
 }
 
@@ -192,15 +253,34 @@ impl AzureApi for Snapshots {
     async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
         let (sub, rg, name) = name_key(resource_id)?;
         let group = self.identity_group(&sub, &rg).await;
-        group.read(self.max_age, self.list_group(&sub, &rg), |items| items.get(&name).cloned()).await
+        group
+            .read(self.max_age, self.list_group(&sub, &rg), |items| {
+                items.get(&name).cloned()
+            })
+            .await
     }
 
-    async fn put_identity(&self, resource_id: &str, location: &str, tags: &BTreeMap<String, String>) -> Result<IdentityIds, AzureError> {
+    async fn put_identity(
+        &self,
+        resource_id: &str,
+        location: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<IdentityIds, AzureError> {
         let ids = self.inner.put_identity(resource_id, location, tags).await?;
         let (sub, rg, name) = name_key(resource_id)?;
-        let observed = crate::plan::ObservedIdentity { location: location.to_string(), tags: tags.clone(), principal_id: ids.principal_id.clone() };
+        let observed = crate::plan::ObservedIdentity {
+            location: location.to_string(),
+            tags: tags.clone(),
+            principal_id: ids.principal_id.clone(),
+        };
         self.identity_group(&sub, &rg).await.edit(|items| {
-            items.insert(name, FoundIdentity { observed, ids: ids.clone() });
+            items.insert(
+                name,
+                FoundIdentity {
+                    observed,
+                    ids: ids.clone(),
+                },
+            );
         });
         Ok(ids)
     }
@@ -212,27 +292,56 @@ impl AzureApi for Snapshots {
             self.identity_group(&sub, &rg).await.edit(|items| {
                 items.remove(&name);
             });
-            self.federations.lock().unwrap_or_else(|p| p.into_inner()).remove(&resource_id.to_ascii_lowercase());
+            self.federations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&resource_id.to_ascii_lowercase());
         }
         result
     }
 
-    async fn list_identities_page(&self, subscription: &str, resource_group: &str, next: Option<&str>) -> Result<IdentityPage, AzureError> {
-        self.inner.list_identities_page(subscription, resource_group, next).await
+    async fn list_identities_page(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        next: Option<&str>,
+    ) -> Result<IdentityPage, AzureError> {
+        self.inner
+            .list_identities_page(subscription, resource_group, next)
+            .await
     }
 
-    async fn list_federated_credentials(&self, identity_id: &str) -> Result<Vec<FederatedCredential>, AzureError> {
+    async fn list_federated_credentials(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<FederatedCredential>, AzureError> {
         let key = identity_id.to_ascii_lowercase();
-        if let Some(l) = self.federations.lock().unwrap_or_else(|p| p.into_inner()).get(&key).filter(|l| l.at.elapsed() < self.federation_max_age) {
+        if let Some(l) = self
+            .federations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|l| l.at.elapsed() < self.federation_max_age)
+        {
             return Ok(l.items.clone());
         }
         let started = Instant::now();
         let fics = self.inner.list_federated_credentials(identity_id).await?;
-        self.federations.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Listed { at: started, items: fics.clone() });
+        self.federations.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            key,
+            Listed {
+                at: started,
+                items: fics.clone(),
+            },
+        );
         Ok(fics)
     }
 
-    async fn put_federated_credential(&self, identity_id: &str, fic: &FederatedCredential) -> Result<(), AzureError> {
+    async fn put_federated_credential(
+        &self,
+        identity_id: &str,
+        fic: &FederatedCredential,
+    ) -> Result<(), AzureError> {
         self.inner.put_federated_credential(identity_id, fic).await?;
         self.edit_federations(identity_id, |fics| {
             fics.retain(|f| !f.name.eq_ignore_ascii_case(&fic.name));
@@ -244,29 +353,57 @@ impl AzureApi for Snapshots {
     async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
         let result = self.inner.delete_federated_credential(identity_id, name).await;
         if result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found) {
-            self.edit_federations(identity_id, |fics| fics.retain(|f| !f.name.eq_ignore_ascii_case(name)));
+            self.edit_federations(identity_id, |fics| {
+                fics.retain(|f| !f.name.eq_ignore_ascii_case(name))
+            });
         }
         result
     }
 
-    async fn list_role_assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-        // Only subscription-wide questions are answered from the list; anything narrower
-        // (adopting an existing assignment) goes to Azure.
-        let Some(sub) = subscription_of(scope).filter(|s| scope.trim_matches('/').eq_ignore_ascii_case(&format!("subscriptions/{s}"))) else {
+    async fn list_role_assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+        // Only subscription-wide questions are answered from the list; anything narrower (adopting an
+        // existing assignment) goes to Azure.
+        let Some(sub) = subscription_of(scope).filter(|s| {
+            scope
+                .trim_matches('/')
+                .eq_ignore_ascii_case(&format!("subscriptions/{s}"))
+        }) else {
             return self.inner.list_role_assignments(scope, principal_id).await;
         };
         let list = self.assignment_list(sub).await;
-        list.read(self.max_age, self.inner.list_all_role_assignments(sub), |items| items.iter().filter(|ra| ra.principal_id.eq_ignore_ascii_case(principal_id)).map(|ra| ra.assignment.clone()).collect()).await
+        list.read(self.max_age, self.inner.list_all_role_assignments(sub), |items| {
+            items
+                .iter()
+                .filter(|ra| ra.principal_id.eq_ignore_ascii_case(principal_id))
+                .map(|ra| ra.assignment.clone())
+                .collect()
+        })
+        .await
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
         self.inner.list_all_role_assignments(subscription).await
     }
 
-    async fn create_role_assignment(&self, scope: &str, name: &str, role_definition_guid: &str, principal_id: &str) -> Result<(), AzureError> {
-        self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id).await?;
+    async fn create_role_assignment(
+        &self,
+        scope: &str,
+        name: &str,
+        role_definition_guid: &str,
+        principal_id: &str,
+    ) -> Result<(), AzureError> {
+        self.inner
+            .create_role_assignment(scope, name, role_definition_guid, principal_id)
+            .await?;
         if let Some(sub) = subscription_of(scope) {
-            let id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.trim_end_matches('/'));
+            let id = format!(
+                "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
+                scope.trim_end_matches('/')
+            );
             self.assignment_list(sub).await.edit(|items| {
                 if !items.iter().any(|ra| ra.assignment.id.eq_ignore_ascii_case(&id)) {
                     let assignment = ObservedRoleAssignment { id, name: name.to_string(), scope: scope.to_string(), role_definition_id: format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_guid}") };
@@ -282,7 +419,9 @@ impl AzureApi for Snapshots {
         if (result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found))
             && let Some(sub) = subscription_of(id)
         {
-            self.assignment_list(sub).await.edit(|items| items.retain(|ra| !ra.assignment.id.eq_ignore_ascii_case(id)));
+            self.assignment_list(sub)
+                .await
+                .edit(|items| items.retain(|ra| !ra.assignment.id.eq_ignore_ascii_case(id)));
         }
         result
     }
@@ -295,7 +434,16 @@ impl AzureApi for Snapshots {
         self.inner.get_vault(resource_id).await
     }
 
-    async fn update_access_policy(&self, vault_id: &str, change: AccessPolicyChange, tenant_id: &str, object_id: &str, permissions: &Permissions) -> Result<(), AzureError> {
-        self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions).await
+    async fn update_access_policy(
+        &self,
+        vault_id: &str,
+        change: AccessPolicyChange,
+        tenant_id: &str,
+        object_id: &str,
+        permissions: &Permissions,
+    ) -> Result<(), AzureError> {
+        self.inner
+            .update_access_policy(vault_id, change, tenant_id, object_id, permissions)
+            .await
     }
 }

@@ -1,10 +1,10 @@
-//! Workload identity for the operator itself: exchange the projected service-account token for
-//! an Entra token, reading the token file at every exchange.
+//! Workload identity for the operator itself: exchange the projected service-account token for an Entra
+//! token, reading the token file at every exchange.
 //!
-//! `azure_identity` 0.21's `WorkloadIdentityCredential` reads `AZURE_FEDERATED_TOKEN_FILE` once,
-//! at construction (DESIGN §2b). The kubelet rotates that file (default lifetime one hour), so
-//! once the first Entra token expires the SDK credential re-sends an expired assertion and every
-//! ARM call fails. This credential reads the file whenever it needs a new Entra token.
+//! `azure_identity` 0.21's `WorkloadIdentityCredential` reads `AZURE_FEDERATED_TOKEN_FILE` once, at
+//! construction (DESIGN §2b). The kubelet rotates that file (default lifetime one hour), so once the first
+//! Entra token expires the SDK credential re-sends an expired assertion and every ARM call fails. This
+//! credential reads the file whenever it needs a new Entra token.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 use super::AzureError;
 use super::arm::Cloud;
 
-/// A cached token is renewed this long before it expires, so a request never leaves with a
-/// token in its last minutes (Entra and ARM clocks may differ a little).
+/// A cached token is renewed this long before it expires, so a request never leaves with a token in its last
+/// minutes (Entra and ARM clocks may differ a little).
 const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
 
 /// Federated (workload identity) credential that re-reads the assertion file for each exchange.
@@ -30,42 +30,76 @@ pub struct FileFederatedCredential {
     tenant_id: String,
     client_id: String,
     token_file: PathBuf,
-    /// Entra tokens by requested scopes. A tokio mutex held across the exchange: concurrent
-    /// callers wait for one exchange instead of each making their own.
+    /// Entra tokens by requested scopes. A tokio mutex held across the exchange: concurrent callers wait for
+    /// one exchange instead of each making their own.
     cache: tokio::sync::Mutex<HashMap<String, AccessToken>>,
 }
 
 impl std::fmt::Debug for FileFederatedCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileFederatedCredential").field("authority_host", &self.authority_host.as_str()).field("tenant_id", &self.tenant_id).field("client_id", &self.client_id).field("token_file", &self.token_file).finish_non_exhaustive()
+        f.debug_struct("FileFederatedCredential")
+            .field("authority_host", &self.authority_host.as_str())
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
     }
 }
 
 impl FileFederatedCredential {
-    pub fn new(cloud: &Cloud, http: Arc<dyn HttpClient>, tenant_id: &str, client_id: &str, token_file: impl Into<PathBuf>) -> Result<Self, AzureError> {
-        let authority_host = Url::parse(cloud.authority_host()).map_err(|e| AzureError::Config(format!("authority host {:?}: {e}", cloud.authority_host())))?;
-        Ok(Self { http, authority_host, tenant_id: tenant_id.to_string(), client_id: client_id.to_string(), token_file: token_file.into(), cache: tokio::sync::Mutex::new(HashMap::new()) })
+    pub fn new(
+        cloud: &Cloud,
+        http: Arc<dyn HttpClient>,
+        tenant_id: &str,
+        client_id: &str,
+        token_file: impl Into<PathBuf>,
+    ) -> Result<Self, AzureError> {
+        let authority_host = Url::parse(cloud.authority_host())
+            .map_err(|e| AzureError::Config(format!("authority host {:?}: {e}", cloud.authority_host())))?;
+        Ok(Self {
+            http,
+            authority_host,
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            token_file: token_file.into(),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        })
     }
 
-    /// From the variables the workload identity webhook injects: `AZURE_TENANT_ID`,
-    /// `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`.
+    /// From the variables the workload identity webhook injects: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
     pub fn from_env(cloud: &Cloud, http: Arc<dyn HttpClient>) -> Result<Self, AzureError> {
-        let var = |name: &str| std::env::var(name).map_err(|_| AzureError::Config(format!("{name} is not set")));
-        Self::new(cloud, http, &var("AZURE_TENANT_ID")?, &var("AZURE_CLIENT_ID")?, var("AZURE_FEDERATED_TOKEN_FILE")?)
+        let var =
+            |name: &str| std::env::var(name).map_err(|_| AzureError::Config(format!("{name} is not set")));
+        Self::new(
+            cloud,
+            http,
+            &var("AZURE_TENANT_ID")?,
+            &var("AZURE_CLIENT_ID")?,
+            var("AZURE_FEDERATED_TOKEN_FILE")?,
+        )
     }
 }
 
 impl FileFederatedCredential {
     /// The client-credentials grant with a JWT assertion. Written here rather than through
     /// `azure_identity::federated_credentials_flow::perform`, whose error drops Entra's answer
-    /// (`HttpResponse(400,unknown)`): the AADSTS code and description (70021: no matching
-    /// FIC, 700024: expired assertion) are what a user needs to see.
+    /// (`HttpResponse(400,unknown)`): the AADSTS code and description (70021: no matching FIC, 700024:
+    /// expired assertion) are what a user needs to see.
     async fn exchange(&self, assertion: &str, scopes: &[&str]) -> azure_core::Result<AccessToken> {
-        let url = self.authority_host.join(&format!("/{}/oauth2/v2.0/token", self.tenant_id)).with_context(ErrorKind::Credential, || format!("token URL for tenant {:?}", self.tenant_id))?;
+        let url = self
+            .authority_host
+            .join(&format!("/{}/oauth2/v2.0/token", self.tenant_id))
+            .with_context(ErrorKind::Credential, || {
+                format!("token URL for tenant {:?}", self.tenant_id)
+            })?;
         let form: String = [
             ("client_id", self.client_id.as_str()),
             ("scope", &scopes.join(" ")),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion),
             ("grant_type", "client_credentials"),
         ]
@@ -74,23 +108,58 @@ impl FileFederatedCredential {
         .collect::<Vec<_>>()
         .join("&");
         let mut request = Request::new(url, Method::Post);
-        request.insert_header(azure_core::headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        request.insert_header(
+            azure_core::headers::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
         request.set_body(form);
-        let response = self.http.execute_request(&request).await.with_context(ErrorKind::Credential, || "no answer from Entra's token endpoint")?;
+        let response =
+            self.http
+                .execute_request(&request)
+                .await
+                .with_context(ErrorKind::Credential, || {
+                    "no answer from \
+            Entra's token endpoint"
+                })?;
         let status = response.status();
-        let body = response.into_body().collect().await.with_context(ErrorKind::Credential, || "reading Entra's answer")?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(ErrorKind::Credential, || "reading Entra's answer")?;
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         if !status.is_success() {
-            let code = answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("unknown");
-            let description = answer.get("error_description").and_then(serde_json::Value::as_str).unwrap_or("");
-            return Err(azure_core::Error::with_message(ErrorKind::Credential, || format!("Entra refused the federated token exchange: HTTP {} {code}: {description}", u16::from(status))));
+            let code = answer
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown");
+            let description = answer
+                .get("error_description")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            return Err(azure_core::Error::with_message(ErrorKind::Credential, || {
+                format!(
+                    "Entra refused the \
+                federated token exchange: HTTP {} {code}: {description}",
+                    u16::from(status)
+                )
+            }));
         }
         let Some(access_token) = answer.get("access_token").and_then(serde_json::Value::as_str) else {
-            return Err(azure_core::Error::message(ErrorKind::Credential, "Entra's answer has no access_token"));
+            return Err(azure_core::Error::message(
+                ErrorKind::Credential,
+                "Entra's answer has no access_token",
+            ));
         };
         // `expires_in` is a number in Entra v2 answers, a string in some older ones.
-        let expires_in = answer.get("expires_in").and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
-        Ok(AccessToken::new(access_token.to_string(), OffsetDateTime::now_utc() + time::Duration::seconds(expires_in)))
+        let expires_in = answer
+            .get("expires_in")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .unwrap_or(0);
+        Ok(AccessToken::new(
+            access_token.to_string(),
+            OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
+        ))
     }
 }
 
@@ -117,7 +186,16 @@ impl TokenCredential for FileFederatedCredential {
         {
             return Ok(token.clone());
         }
-        let assertion = tokio::fs::read_to_string(&self.token_file).await.with_context(ErrorKind::Credential, || format!("reading the federated token file {}", self.token_file.display()))?;
+        let assertion =
+            tokio::fs::read_to_string(&self.token_file)
+                .await
+                .with_context(ErrorKind::Credential, || {
+                    format!(
+                        "reading the \
+            federated token file {}",
+                        self.token_file.display()
+                    )
+                })?;
         let token = self.exchange(assertion.trim(), scopes).await?;
         cache.insert(key, token.clone());
         Ok(token)
@@ -136,8 +214,8 @@ mod tests {
     use azure_core::{Body, BytesStream, Response, StatusCode};
     use std::sync::Mutex;
 
-    /// Entra's token endpoint, recording the assertion of each exchange and answering with the
-    /// next lifetime in line.
+    /// Entra's token endpoint, recording the assertion of each exchange and answering with the next lifetime
+    /// in line.
     #[derive(Debug)]
     struct FakeEntra {
         assertions: Mutex<Vec<String>>,
@@ -151,15 +229,32 @@ mod tests {
                 Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
                 _ => String::new(),
             };
-            let assertion = form.split('&').find_map(|kv| kv.strip_prefix("client_assertion=")).unwrap_or_default().to_string();
+            let assertion = form
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("client_assertion="))
+                .unwrap_or_default()
+                .to_string();
             let n = {
-                let mut seen = self.assertions.lock().map_err(|_| azure_core::Error::message(ErrorKind::Other, "poisoned"))?;
+                let mut seen = self
+                    .assertions
+                    .lock()
+                    .map_err(|_| azure_core::Error::message(ErrorKind::Other, "poisoned"))?;
                 seen.push(assertion);
                 seen.len()
             };
-            let lifetime = self.lifetimes.lock().map_err(|_| azure_core::Error::message(ErrorKind::Other, "poisoned"))?.get(n - 1).copied().unwrap_or(3600);
+            let lifetime = self
+                .lifetimes
+                .lock()
+                .map_err(|_| azure_core::Error::message(ErrorKind::Other, "poisoned"))?
+                .get(n - 1)
+                .copied()
+                .unwrap_or(3600);
             let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": format!("entra-{n}")}).to_string();
-            Ok(Response::new(StatusCode::Ok, Headers::new(), Box::pin(BytesStream::new(body))))
+            Ok(Response::new(
+                StatusCode::Ok,
+                Headers::new(),
+                Box::pin(BytesStream::new(body)),
+            ))
         }
     }
 
@@ -170,8 +265,15 @@ mod tests {
         let file = dir.join("token");
         std::fs::write(&file, "assertion-one\n")?;
         // The first Entra token is already inside the refresh margin; the second lasts an hour.
-        let entra = Arc::new(FakeEntra { assertions: Mutex::new(Vec::new()), lifetimes: Mutex::new(vec![60, 3600]) });
-        let cloud = Cloud::Custom { arm_endpoint: "https://arm.example".into(), authority_host: "https://login.example".into(), audience: "https://management.azure.com".into() };
+        let entra = Arc::new(FakeEntra {
+            assertions: Mutex::new(Vec::new()),
+            lifetimes: Mutex::new(vec![60, 3600]),
+        });
+        let cloud = Cloud::Custom {
+            arm_endpoint: "https://arm.example".into(),
+            authority_host: "https://login.example".into(),
+            audience: "https://management.azure.com".into(),
+        };
         let credential = FileFederatedCredential::new(&cloud, entra.clone(), "tenant", "client", &file)?;
         let scope = ["https://management.azure.com/.default"];
 
@@ -181,7 +283,10 @@ mod tests {
         assert_eq!(credential.get_token(&scope).await?.token.secret(), "entra-2");
         // Valid for an hour: served from the cache, no exchange.
         assert_eq!(credential.get_token(&scope).await?.token.secret(), "entra-2");
-        assert_eq!(entra.assertions.lock().map(|a| a.clone()).unwrap_or_default(), vec!["assertion-one".to_string(), "assertion-two".to_string()]);
+        assert_eq!(
+            entra.assertions.lock().map(|a| a.clone()).unwrap_or_default(),
+            vec!["assertion-one".to_string(), "assertion-two".to_string()]
+        );
 
         // After clear_cache the next call exchanges again, with the current file.
         credential.clear_cache().await?;

@@ -1,10 +1,9 @@
-//! A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount token
-//! issuing, OIDC discovery) and kube-controller-manager (namespace deletion, garbage collection,
-//! default ServiceAccounts), built from Go modules by `make controlplane` into
-//! `.cache/controlplane/bin`.
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount token issuing,
+//! OIDC discovery) and kube-controller-manager (namespace deletion, garbage collection, default
+//! ServiceAccounts), built from Go modules by `make controlplane` into `.cache/controlplane/bin`.
 //!
-//! Tests call [`shared`] (one control plane per test binary, torn down when the binary exits);
-//! humans use `make up` / `make down`, which run the `idbind-testenv` binary.
+//! Tests call [`shared`] (one control plane per test binary, torn down when the binary exits); humans use
+//! `make up` / `make down`, which run the `idbind-testenv` binary.
 
 use std::{
     fs,
@@ -28,7 +27,10 @@ pub fn bin_dir() -> PathBuf {
 
 /// The repository root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// How the processes relate to the caller.
@@ -53,14 +55,16 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts etcd, kube-apiserver and kube-controller-manager with their state under `dir`
-    /// (wiped first) and waits until the API server is ready and the `default` namespace has
-    /// its ServiceAccount.
+    /// Starts etcd, kube-apiserver and kube-controller-manager with their state under `dir` (wiped first) and
+    /// waits until the API server is ready and the `default` namespace has its ServiceAccount.
     pub fn start(dir: &Path, lifetime: Lifetime) -> Result<Self> {
         let bin = bin_dir();
         for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"] {
             if !bin.join(b).is_file() {
-                bail!("{} is missing: run `make controlplane` first", bin.join(b).display());
+                bail!(
+                    "{} is missing: run `make controlplane` first",
+                    bin.join(b).display()
+                );
             }
         }
         if dir.exists() {
@@ -75,24 +79,37 @@ impl ControlPlane {
         let [etcd_client, etcd_peer, api_port] = free_ports()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let token = random_hex(32)?;
-        fs::write(certs.join("tokens.csv"), format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n"))?;
+        fs::write(
+            certs.join("tokens.csv"),
+            format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n"),
+        )?;
         write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), &token)?;
 
-        let mut plane = ControlPlane { dir: dir.clone(), server: server.clone(), lifetime, children: Mutex::new(Vec::new()), apiserver_args: Vec::new() };
+        let mut plane = ControlPlane {
+            dir: dir.clone(),
+            server: server.clone(),
+            lifetime,
+            children: Mutex::new(Vec::new()),
+            apiserver_args: Vec::new(),
+        };
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer}");
-        plane.spawn(lifetime, "etcd", &[
-            "--name=default".into(),
-            format!("--data-dir={}", dir.join("etcd").display()),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=default={peer_url}"),
-            // Test data is disposable; fsync dominates etcd latency on small VMs.
-            "--unsafe-no-fsync".into(),
-            "--log-level=warn".into(),
-        ])?;
+        plane.spawn(
+            lifetime,
+            "etcd",
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                // Test data is disposable; fsync dominates etcd latency on small VMs.
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
         let p = |f: &str| certs.join(f).display().to_string();
         plane.apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
@@ -104,8 +121,8 @@ impl ControlPlane {
             format!("--client-ca-file={}", p("ca.crt")),
             format!("--token-auth-file={}", p("tokens.csv")),
             "--authorization-mode=RBAC".into(),
-            // The issuer is the API server itself, so /.well-known/openid-configuration and the
-            // JWKS are served from the URL the tokens name, as on AKS.
+            // The issuer is the API server itself, so /.well-known/openid-configuration and the JWKS are
+            // served from the URL the tokens name, as on AKS.
             format!("--service-account-issuer={server}"),
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
@@ -119,19 +136,31 @@ impl ControlPlane {
         let apiserver_args = plane.apiserver_args.clone();
         plane.spawn(lifetime, "kube-apiserver", &apiserver_args)?;
         plane.wait_ready(Duration::from_secs(120))?;
-        // Let anyone fetch the issuer's discovery document and keys, like AKS's public issuer:
-        // the simulator's Entra endpoint reads them without a Kubernetes credential.
-        plane.kubectl_ok(&["create", "clusterrolebinding", "idbind-oidc-discovery-public",
-            "--clusterrole=system:service-account-issuer-discovery", "--group=system:unauthenticated"])?;
-        plane.spawn(lifetime, "kube-controller-manager", &[
-            format!("--kubeconfig={}", dir.join("kubeconfig").display()),
-            "--controllers=namespace,garbagecollector,serviceaccount".into(),
-            "--leader-elect=false".into(),
-            "--secure-port=0".into(),
-            "--v=0".into(),
+        // Let anyone fetch the issuer's discovery document and keys, like AKS's public issuer: the
+        // simulator's Entra endpoint reads them without a Kubernetes credential.
+        plane.kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            "idbind-oidc-discovery-public",
+            "--clusterrole=system:service-account-issuer-discovery",
+            "--group=system:unauthenticated",
         ])?;
+        plane.spawn(
+            lifetime,
+            "kube-controller-manager",
+            &[
+                format!("--kubeconfig={}", dir.join("kubeconfig").display()),
+                "--controllers=namespace,garbagecollector,serviceaccount".into(),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                "--v=0".into(),
+            ],
+        )?;
         plane.wait_for(Duration::from_secs(60), "the default ServiceAccount", |p| {
-            p.kubectl(&["get", "serviceaccount", "default", "-n", "default"]).output().map(|o| o.status.success()).unwrap_or(false)
+            p.kubectl(&["get", "serviceaccount", "default", "-n", "default"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })?;
         Ok(plane)
     }
@@ -160,7 +189,10 @@ impl ControlPlane {
     pub fn kubectl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin_dir().join("kubectl"));
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig().display()))
-            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.join("kubectl-cache").display()
+            ))
             .args(args);
         cmd
     }
@@ -169,31 +201,46 @@ impl ControlPlane {
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args).output()?;
         if !out.status.success() {
-            bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Runs kubectl until it succeeds (for what the API server publishes asynchronously, such as
-    /// a new CRD's OpenAPI document that `kubectl explain` reads); returns the last stdout.
+    /// Runs kubectl until it succeeds (for what the API server publishes asynchronously, such as a new CRD's
+    /// OpenAPI document that `kubectl explain` reads); returns the last stdout.
     pub fn kubectl_eventually(&self, args: &[&str], timeout: Duration) -> Result<String> {
         let start = Instant::now();
         loop {
             match self.kubectl_ok(args) {
                 Ok(out) => return Ok(out),
-                Err(e) if start.elapsed() > timeout => return Err(e.context(format!("still failing after {timeout:?}"))),
+                Err(e) if start.elapsed() > timeout => {
+                    return Err(e.context(format!(
+                        "still failing after \
+                    {timeout:?}"
+                    )));
+                }
                 Err(_) => thread::sleep(Duration::from_millis(250)),
             }
         }
     }
 
-    /// Waits until discovery serves `resource` (e.g. `workloadidentitybindings.idbind.dev`), which
-    /// lags a CRD's Established condition; kubectl's short names and `explain` need it.
+    /// Waits until discovery serves `resource` (e.g. `workloadidentitybindings.idbind.dev`), which lags a
+    /// CRD's Established condition; kubectl's short names and `explain` need it.
     pub fn wait_for_discovery(&self, group: &str, short_name: &str, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            let out = self.kubectl(&["api-resources", &format!("--api-group={group}"), "--cached=false"]).output()?;
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == short_name) {
+            let out = self
+                .kubectl(&["api-resources", &format!("--api-group={group}"), "--cached=false"])
+                .output()?;
+            if out.status.success()
+                && String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .any(|w| w == short_name)
+            {
                 return Ok(());
             }
             if start.elapsed() > timeout {
@@ -210,21 +257,26 @@ impl ControlPlane {
         Ok(name)
     }
 
-    /// Kills kube-apiserver (SIGKILL, as a crashed or evicted API server: every watch and
-    /// connection drops at once) and starts it again with the same flags, so it serves the same
-    /// URL, certificates, tokens and etcd data and clients reconnect on their own. Returns once
-    /// it is ready again. etcd and kube-controller-manager keep running. Its log continues in
-    /// `logs/kube-apiserver.log`. For a plane started with [`Lifetime::TiedToCaller`], the new
-    /// process is tied to a thread that lives as long as this process (not to the caller's).
+    /// Kills kube-apiserver (SIGKILL, as a crashed or evicted API server: every watch and connection drops at
+    /// once) and starts it again with the same flags, so it serves the same URL, certificates, tokens and
+    /// etcd data and clients reconnect on their own. Returns once it is ready again. etcd and
+    /// kube-controller-manager keep running. Its log continues in `logs/kube-apiserver.log`. For a plane
+    /// started with [`Lifetime::TiedToCaller`], the new process is tied to a thread that lives as long as
+    /// this process (not to the caller's).
     pub fn restart_apiserver(&self) -> Result<()> {
         let name = "kube-apiserver";
         {
-            let mut children = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut children = self
+                .children
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(slot) = children.iter_mut().find(|(n, _)| n == name) else {
                 bail!("{name} is not managed by this handle (detached?)");
             };
             let _ = slot.1.kill();
-            slot.1.wait().with_context(|| format!("waiting for the killed {name}"))?;
+            slot.1
+                .wait()
+                .with_context(|| format!("waiting for the killed {name}"))?;
             let mut cmd = self.command(self.lifetime, name, &self.apiserver_args, true)?;
             let child = match self.lifetime {
                 Lifetime::TiedToCaller => spawn_from_keeper(cmd),
@@ -241,17 +293,26 @@ impl ControlPlane {
         let mut cmd = self.command(lifetime, name, args, false)?;
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
-        self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push((name.to_string(), child));
+        self.children
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name.to_string(), child));
         Ok(())
     }
 
-    /// The command for one process, its output going to `logs/<name>.log` (appended to on a
-    /// restart).
+    /// The command for one process, its output going to `logs/<name>.log` (appended to on a restart).
     fn command(&self, lifetime: Lifetime, name: &str, args: &[String], append_log: bool) -> Result<Command> {
         let log_path = self.dir.join("logs").join(format!("{name}.log"));
-        let log = if append_log { fs::File::options().create(true).append(true).open(log_path)? } else { fs::File::create(log_path)? };
+        let log = if append_log {
+            fs::File::options().create(true).append(true).open(log_path)?
+        } else {
+            fs::File::create(log_path)?
+        };
         let mut cmd = Command::new(bin_dir().join(name));
-        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         // SAFETY: only async-signal-safe libc calls run between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -273,7 +334,10 @@ impl ControlPlane {
 
     fn wait_ready(&self, timeout: Duration) -> Result<()> {
         self.wait_for(timeout, "kube-apiserver /readyz", |p| {
-            p.kubectl(&["get", "--raw=/readyz"]).output().map(|o| o.status.success()).unwrap_or(false)
+            p.kubectl(&["get", "--raw=/readyz"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })
     }
 
@@ -283,13 +347,24 @@ impl ControlPlane {
             if ready(self) {
                 return Ok(());
             }
-            for (_, child) in self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter_mut() {
+            for (_, child) in self
+                .children
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter_mut()
+            {
                 if let Some(status) = child.try_wait()? {
-                    bail!("a control-plane process exited ({status}) while waiting for {what}; logs in {}", self.dir.join("logs").display());
+                    bail!(
+                        "a control-plane process exited ({status}) while waiting for {what}; logs in {}",
+                        self.dir.join("logs").display()
+                    );
                 }
             }
             if start.elapsed() > timeout {
-                bail!("timed out after {timeout:?} waiting for {what}; logs in {}", self.dir.join("logs").display());
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; logs in {}",
+                    self.dir.join("logs").display()
+                );
             }
             thread::sleep(Duration::from_millis(200));
         }
@@ -297,11 +372,17 @@ impl ControlPlane {
 
     /// Leaves the processes running (for `make up`); `stop_detached` ends them.
     pub fn detach(mut self) {
-        self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.children
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn stop(&mut self) {
-        let children = self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let children = self
+            .children
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (_, child) in children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
@@ -320,7 +401,9 @@ impl Drop for ControlPlane {
 pub fn stop_detached(dir: &Path) -> Result<()> {
     for name in ["kube-controller-manager", "kube-apiserver", "etcd"] {
         let pid_file = dir.join(format!("{name}.pid"));
-        let Ok(pid) = fs::read_to_string(&pid_file) else { continue };
+        let Ok(pid) = fs::read_to_string(&pid_file) else {
+            continue;
+        };
         if let Ok(pid) = pid.trim().parse::<i32>() {
             // SAFETY: kill(2) with a pid we started; a stale pid of a gone process returns ESRCH.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -339,9 +422,9 @@ pub fn stop_detached(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `cmd` from one thread that lives as long as this process, so that a process tied to
-/// its parent thread (PR_SET_PDEATHSIG, [`Lifetime::TiedToCaller`]) dies with the process and
-/// not when the thread that asked for it ends (test threads come and go).
+/// Spawns `cmd` from one thread that lives as long as this process, so that a process tied to its parent
+/// thread (PR_SET_PDEATHSIG, [`Lifetime::TiedToCaller`]) dies with the process and not when the thread that
+/// asked for it ends (test threads come and go).
 fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
     type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
     static KEEPER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
@@ -359,21 +442,30 @@ fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
         tx
     });
     let (reply, answer) = mpsc::channel();
-    jobs.send((cmd, reply)).map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?;
-    answer.recv().map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?
+    jobs.send((cmd, reply))
+        .map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?
 }
 
-/// One control plane per test binary, started on first use by a thread that lives as long as
-/// the process, so the processes die with the test binary (PR_SET_PDEATHSIG follows the thread
-/// that spawned them, and test threads come and go).
+/// One control plane per test binary, started on first use by a thread that lives as long as the process, so
+/// the processes die with the test binary (PR_SET_PDEATHSIG follows the thread that spawned them, and test
+/// threads come and go).
 pub fn shared() -> &'static ControlPlane {
     static PLANE: OnceLock<ControlPlane> = OnceLock::new();
     PLANE.get_or_init(|| {
         let (tx, rx) = mpsc::channel();
         let root = workspace_root().join(".cache/test-clusters");
         remove_dead_clusters(&root);
-        let dir = root
-            .join(format!("{}-{}", std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default(), std::process::id()));
+        let dir = root.join(format!(
+            "{}-{}",
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_default(),
+            std::process::id()
+        ));
         thread::Builder::new()
             .name("control-plane".into())
             .spawn(move || {
@@ -400,13 +492,15 @@ pub fn shared() -> &'static ControlPlane {
     })
 }
 
-/// Test binaries cannot clean up after themselves (statics are never dropped), so each one
-/// removes the folders of earlier test binaries whose process is gone (`<name>-<pid>`).
+/// Test binaries cannot clean up after themselves (statics are never dropped), so each one removes the
+/// folders of earlier test binaries whose process is gone (`<name>-<pid>`).
 fn remove_dead_clusters(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         // SAFETY: signal 0 only probes whether the process exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         if !alive {
@@ -415,8 +509,8 @@ fn remove_dead_clusters(root: &Path) {
     }
 }
 
-/// [`shared`], with idbind's CRDs (`crds/`) installed once per test binary and served by
-/// discovery (tests in one binary run concurrently, and two concurrent applies of a new CRD race).
+/// [`shared`], with idbind's CRDs (`crds/`) installed once per test binary and served by discovery (tests in
+/// one binary run concurrently, and two concurrent applies of a new CRD race).
 pub fn shared_with_crds() -> &'static ControlPlane {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     let plane = shared();
@@ -424,7 +518,15 @@ pub fn shared_with_crds() -> &'static ControlPlane {
         let crds = workspace_root().join("crds").display().to_string();
         let installed = plane
             .kubectl_ok(&["apply", "--server-side", "-f", &crds])
-            .and_then(|_| plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/workloadidentitybindings.idbind.dev", "crd/workloadidentitypolicies.idbind.dev"]))
+            .and_then(|_| {
+                plane.kubectl_ok(&[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd/workloadidentitybindings.idbind.dev",
+                    "crd/workloadidentitypolicies.idbind.dev",
+                ])
+            })
             .and_then(|_| plane.wait_for_discovery("idbind.dev", "wib", Duration::from_secs(60)))
             .and_then(|_| plane.wait_for_discovery("idbind.dev", "wip", Duration::from_secs(60)));
         if let Err(e) = installed {
@@ -436,7 +538,9 @@ pub fn shared_with_crds() -> &'static ControlPlane {
 
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
     // Hold all listeners at once so the ports differ; the OS will not hand them out again at once.
-    let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let mut ports = [0u16; N];
     for (port, l) in ports.iter_mut().zip(&listeners) {
         *port = l.local_addr()?.port();
@@ -452,20 +556,84 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().context("running openssl (install it: apt-get install openssl)")?;
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context(
+            "running openssl (install \
+        it: apt-get install openssl)",
+        )?;
     if !out.status.success() {
-        bail!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
 
-/// A CA, the API server's serving certificate for 127.0.0.1/localhost, and the RSA key that
-/// signs ServiceAccount tokens (RS256, as on AKS).
+/// A CA, the API server's serving certificate for 127.0.0.1/localhost, and the RSA key that signs
+/// ServiceAccount tokens (RS256, as on AKS).
 fn make_pki(dir: &Path) -> Result<()> {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=idbind-test-ca"])?;
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"])?;
-    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")?;
-    openssl(dir, &["x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "apiserver.crt", "-days", "30", "-extfile", "san.ext"])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=idbind-test-ca",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-out",
+            "apiserver.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        ],
+    )?;
+    fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "apiserver.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "san.ext",
+        ],
+    )?;
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
     Ok(())
@@ -473,7 +641,10 @@ fn make_pki(dir: &Path) -> Result<()> {
 
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> Result<()> {
     let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: idbind-admin\ncurrent-context: idbind-local\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: \
+            {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: \
+            {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: \
+            idbind-admin\ncurrent-context: idbind-local\n",
         ca = ca.display()
     );
     fs::write(path, cfg)?;

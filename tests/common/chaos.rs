@@ -1,7 +1,6 @@
-//! Chaos helpers (the soak): a simulator that persists its state and restarts on the same
-//! addresses, so a running operator (whose ARM endpoint, authority host and CA are fixed when
-//! it starts) keeps working across the restart; and a small seeded random number generator, so
-//! a failing run can be replayed from its seed.
+//! Chaos helpers (the soak): a simulator that persists its state and restarts on the same addresses, so a
+//! running operator (whose ARM endpoint, authority host and CA are fixed when it starts) keeps working across
+//! the restart; and a small seeded random number generator, so a failing run can be replayed from its seed.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -9,8 +8,8 @@ use idbind_sim::{SimConfig, SimHandle, Simulator};
 
 use super::e2e::TestError;
 
-/// Makes `config` keep its state in `dir`: the state file (every acknowledged write is on disk
-/// before it is answered) and the generated CA (reused on restart, so clients keep trusting it).
+/// Makes `config` keep its state in `dir`: the state file (every acknowledged write is on disk before it is
+/// answered) and the generated CA (reused on restart, so clients keep trusting it).
 pub fn persist_in(config: &mut SimConfig, dir: &Path) {
     config.state_dir = Some(dir.to_path_buf());
     config.state_file = Some(dir.join("state.json"));
@@ -18,15 +17,22 @@ pub fn persist_in(config: &mut SimConfig, dir: &Path) {
 
 fn listen_addr(url: Option<&str>) -> Result<Option<SocketAddr>, TestError> {
     let Some(url) = url else { return Ok(None) };
-    let host_port = url.split("://").nth(1).ok_or_else(|| format!("no scheme in {url}"))?.trim_end_matches('/');
+    let host_port = url
+        .split("://")
+        .nth(1)
+        .ok_or_else(|| format!("no scheme in {url}"))?
+        .trim_end_matches('/');
     Ok(Some(host_port.parse()?))
 }
 
-/// Stops `sim` gracefully (in-flight requests finish, the last state is flushed) and starts a
-/// simulator from the same `config` (which must persist: [`persist_in`]) on the same HTTPS and
-/// HTTP addresses, from the persisted state, after `downtime`. Faults, holds and counters start
-/// empty.
-pub async fn restart_simulator(sim: SimHandle, config: &SimConfig, downtime: Duration) -> Result<SimHandle, TestError> {
+/// Stops `sim` gracefully (in-flight requests finish, the last state is flushed) and starts a simulator from
+/// the same `config` (which must persist: [`persist_in`]) on the same HTTPS and HTTP addresses, from the
+/// persisted state, after `downtime`. Faults, holds and counters start empty.
+pub async fn restart_simulator(
+    sim: SimHandle,
+    config: &SimConfig,
+    downtime: Duration,
+) -> Result<SimHandle, TestError> {
     if config.state_file.is_none() || config.state_dir.is_none() {
         return Err("restart_simulator needs a config with a state file and a state dir (persist_in)".into());
     }
@@ -35,8 +41,8 @@ pub async fn restart_simulator(sim: SimHandle, config: &SimConfig, downtime: Dur
     config.http_addr = listen_addr(sim.http_url())?;
     sim.shutdown().await?;
     tokio::time::sleep(downtime).await;
-    // The old listeners are closed once shutdown returns; retry briefly anyway in case the
-    // kernel has not released the port yet.
+    // The old listeners are closed once shutdown returns; retry briefly anyway in case the kernel has not
+    // released the port yet.
     let mut tries = 0;
     loop {
         match Simulator::start(config.clone()).await {
@@ -64,7 +70,10 @@ impl Rng {
 
     /// A seed from the clock and the process id, for runs that do not ask for one.
     pub fn fresh_seed() -> u64 {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         let mut r = Rng(nanos ^ (u64::from(std::process::id()) << 32));
         r.next_u64()
     }

@@ -1,6 +1,6 @@
-//! The end-to-end harness: the shared real control plane, a simulator over HTTPS seeded with
-//! one subscription, the identities' resource group and an RBAC vault, and idbind's controller
-//! running in this process against one fresh namespace.
+//! The end-to-end harness: the shared real control plane, a simulator over HTTPS seeded with one
+//! subscription, the identities' resource group and an RBAC vault, and idbind's controller running in this
+//! process against one fresh namespace.
 
 use std::{
     io::Write,
@@ -46,40 +46,67 @@ pub async fn start(prefix: &str) -> Result<Env, TestError> {
     start_with(prefix, Policy::default(), |_| {}).await
 }
 
-/// Like [`start`], with a policy and a last word on the simulator's configuration (extra
-/// vaults, grants, behaviours) before it starts.
-pub async fn start_with(prefix: &str, policy: Policy, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
-    // ARM's limits scaled up tenfold, so tests do not wait on the managed-identity API's
-    // one GET per 2 s per identity.
+/// Like [`start`], with a policy and a last word on the simulator's configuration (extra vaults, grants,
+/// behaviours) before it starts.
+pub async fn start_with(
+    prefix: &str,
+    policy: Policy,
+    customize: impl FnOnce(&mut SimConfig),
+) -> Result<Env, TestError> {
+    // ARM's limits scaled up tenfold, so tests do not wait on the managed-identity API's one GET per 2 s per
+    // identity.
     start_with_budget(prefix, policy, Limits::default().scaled(10.0), customize).await
 }
 
 /// Like [`start_with`], with the operator's request budget at `limits`.
-pub async fn start_with_budget(prefix: &str, policy: Policy, limits: Limits, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
+pub async fn start_with_budget(
+    prefix: &str,
+    policy: Policy,
+    limits: Limits,
+    customize: impl FnOnce(&mut SimConfig),
+) -> Result<Env, TestError> {
     let env = start_without_operator(prefix, customize).await?;
     // The production stack: the ARM client behind the request budget.
-    let azure = Arc::new(Governed::new(Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?), Some(SharedBudget::new(limits)), None));
+    let azure = Arc::new(Governed::new(
+        Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?),
+        Some(SharedBudget::new(limits)),
+        None,
+    ));
     // Never as admin: the operator's own ServiceAccount, bound to the RBAC that ships.
     install_operator_rbac(env.plane, &env.ns, &[])?;
     let kubeconfig = operator_kubeconfig(env.plane, &env.ns, "in-process")?;
-    let kube_config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
+    let kube_config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
     let client = Client::try_from(kube_config)?;
     let budget = azure.budget().cloned();
-    let ctx = Arc::new(Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)).with_budget(budget));
+    let ctx = Arc::new(
+        Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)).with_budget(budget),
+    );
     // Each test runs its own controller and simulator, so each watches only its own namespace.
     let watched = env.ns.clone();
     tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
     Ok(env)
 }
 
-/// The control plane, a simulator and a fresh namespace, with no operator: for tests that run
-/// `idbind run` as a process of its own (see [`super::process`]).
-pub async fn start_without_operator(prefix: &str, customize: impl FnOnce(&mut SimConfig)) -> Result<Env, TestError> {
+/// The control plane, a simulator and a fresh namespace, with no operator: for tests that run `idbind run` as
+/// a process of its own (see [`super::process`]).
+pub async fn start_without_operator(
+    prefix: &str,
+    customize: impl FnOnce(&mut SimConfig),
+) -> Result<Env, TestError> {
     let plane = idbind_testenv::shared_with_crds();
     let mut seed = Seed::default();
     seed.add_rg(SUB, RG, Some("westeurope".into()));
     seed.add_vault(SUB, KV_RG, "kv-shop", true);
-    seed.apps.push(SeedApp { client_id: APP_ID.into(), client_secret: APP_SECRET.into(), object_id: Some(APP_OBJECT_ID.into()), display_name: Some("idbind".into()) });
+    seed.apps.push(SeedApp {
+        client_id: APP_ID.into(),
+        client_secret: APP_SECRET.into(),
+        object_id: Some(APP_OBJECT_ID.into()),
+        display_name: Some("idbind".into()),
+    });
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
@@ -92,13 +119,29 @@ pub async fn start_without_operator(prefix: &str, customize: impl FnOnce(&mut Si
 
 /// The operator settings every test uses (the cluster's issuer is the API server's).
 pub fn settings(plane: &ControlPlane) -> OperatorSettings {
-    OperatorSettings { cluster_name: "e2e".into(), subscription_id: SUB.into(), default_resource_group: Some(RG.into()), default_location: Some("westeurope".into()), issuer: plane.server().to_string() }
+    OperatorSettings {
+        cluster_name: "e2e".into(),
+        subscription_id: SUB.into(),
+        default_resource_group: Some(RG.into()),
+        default_location: Some("westeurope".into()),
+        issuer: plane.server().to_string(),
+    }
 }
 
 impl Env {
     pub fn apply(&self, manifest: &Value) -> TestResult {
-        let mut child = self.plane.kubectl(&["apply", "-n", &self.ns, "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
+        let mut child = self
+            .plane
+            .kubectl(&["apply", "-n", &self.ns, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(manifest.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
@@ -115,12 +158,17 @@ impl Env {
         self.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": name}, "spec": spec}))
     }
 
-    /// A ServiceAccount `name`, a binding `name` of it with `roles` on kv-shop, and the binding
-    /// Ready: the starting point of most tests.
+    /// A ServiceAccount `name`, a binding `name` of it with `roles` on kv-shop, and the binding Ready: the
+    /// starting point of most tests.
     pub fn ready_binding(&self, name: &str, roles: &[&str]) -> TestResult {
         self.kubectl(&["create", "serviceaccount", name])?;
         self.binding(name, name, roles)?;
-        self.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=90s",
+            &format!("wib/{name}"),
+        ])?;
         Ok(())
     }
 
@@ -134,13 +182,28 @@ impl Env {
     pub fn condition(&self, binding: &str, type_: &str) -> Result<(String, String), TestError> {
         let out = self.kubectl(&["get", "wib", binding, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}")])?;
         let mut parts = out.split_whitespace();
-        Ok((parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string()))
+        Ok((
+            parts.next().unwrap_or_default().to_string(),
+            parts.next().unwrap_or_default().to_string(),
+        ))
     }
 
     /// Waits until condition `type_` of `binding` has this status and reason.
-    pub async fn wait_condition(&self, binding: &str, type_: &str, status: &str, reason: &str, timeout: Duration) -> TestResult {
+    pub async fn wait_condition(
+        &self,
+        binding: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> TestResult {
         let want = (status.to_string(), reason.to_string());
-        eventually(&format!("{binding}: {type_}={status} ({reason})"), timeout, || Ok((self.condition(binding, type_)? == want).then_some(()))).await
+        eventually(
+            &format!("{binding}: {type_}={status} ({reason})"),
+            timeout,
+            || Ok((self.condition(binding, type_)? == want).then_some(())),
+        )
+        .await
     }
 
     /// Azure writes the simulator has served so far.
@@ -151,7 +214,11 @@ impl Env {
 }
 
 /// Polls `check` until it returns Some, or fails after `timeout` with the last observation.
-pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>, TestError>) -> Result<T, TestError> {
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<Option<T>, TestError>,
+) -> Result<T, TestError> {
     let start = Instant::now();
     loop {
         let last = check();
@@ -159,7 +226,11 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut(
             return Ok(v);
         }
         if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what} (last: {:?})", last.err()).into());
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what} (last: {:?})",
+                last.err()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -167,25 +238,36 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut(
 
 /// Every identity the simulator holds.
 pub fn identities(state: &State) -> Vec<idbind_sim::state::Identity> {
-    state.subscriptions.values().flat_map(|s| s.resource_groups.values()).flat_map(|g| g.identities.values().cloned()).collect()
+    state
+        .subscriptions
+        .values()
+        .flat_map(|s| s.resource_groups.values())
+        .flat_map(|g| g.identities.values().cloned())
+        .collect()
 }
 
-/// The operator's own namespace for the test namespace `ns` (as idbind-system is in a real
-/// install): its ServiceAccount and Lease live apart from the bindings, so deleting the
-/// bindings' namespace does not take the operator's credentials with it.
+/// The operator's own namespace for the test namespace `ns` (as idbind-system is in a real install): its
+/// ServiceAccount and Lease live apart from the bindings, so deleting the bindings' namespace does not take
+/// the operator's credentials with it.
 pub fn operator_namespace(ns: &str) -> String {
     format!("{ns}-op")
 }
 
-/// The RBAC objects the operator runs with, as shipped in config/rbac/, bound to a
-/// ServiceAccount `operator` in [`operator_namespace`], with the lease Role there too.
-/// `without` drops rules (the least-privilege test): `("ClusterRole", i)` or `("Role", i)`.
-/// The ClusterRole is named after the namespace, so tests that change it stay apart.
-pub fn install_operator_rbac(plane: &ControlPlane, ns: &str, without: &[(&str, usize)]) -> Result<(), TestError> {
+/// The RBAC objects the operator runs with, as shipped in config/rbac/, bound to a ServiceAccount `operator`
+/// in [`operator_namespace`], with the lease Role there too. `without` drops rules (the least-privilege
+/// test): `("ClusterRole", i)` or `("Role", i)`. The ClusterRole is named after the namespace, so tests that
+/// change it stay apart.
+pub fn install_operator_rbac(
+    plane: &ControlPlane,
+    ns: &str,
+    without: &[(&str, usize)],
+) -> Result<(), TestError> {
     let op_ns = operator_namespace(ns);
     let ns = op_ns.as_str();
     let root = idbind_testenv::workspace_root().join("config/rbac");
-    let read = |file: &str| -> Result<Value, TestError> { Ok(serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?) };
+    let read = |file: &str| -> Result<Value, TestError> {
+        Ok(serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?)
+    };
     let drop_rules = |mut role: Value, kind: &str| {
         if let Some(rules) = role["rules"].as_array_mut() {
             let mut i = 0;
@@ -210,8 +292,17 @@ pub fn install_operator_rbac(plane: &ControlPlane, ns: &str, without: &[(&str, u
         role,
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "idbind-leader-election", "namespace": ns}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "idbind-leader-election"}, "subjects": subject},
     ]});
-    let mut child = plane.kubectl(&["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(objects.to_string().as_bytes())?;
+    let mut child = plane
+        .kubectl(&["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(objects.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
@@ -219,10 +310,21 @@ pub fn install_operator_rbac(plane: &ControlPlane, ns: &str, without: &[(&str, u
     Ok(())
 }
 
-/// A kubeconfig that signs in as the `operator` ServiceAccount (of [`operator_namespace`]) with
-/// a TokenRequest token, as the operator's pod does: never as admin.
-pub fn operator_kubeconfig(plane: &ControlPlane, ns: &str, file: &str) -> Result<std::path::PathBuf, TestError> {
-    let token = plane.kubectl_ok(&["create", "token", "operator", "-n", &operator_namespace(ns), "--duration=2h"])?;
+/// A kubeconfig that signs in as the `operator` ServiceAccount (of [`operator_namespace`]) with a
+/// TokenRequest token, as the operator's pod does: never as admin.
+pub fn operator_kubeconfig(
+    plane: &ControlPlane,
+    ns: &str,
+    file: &str,
+) -> Result<std::path::PathBuf, TestError> {
+    let token = plane.kubectl_ok(&[
+        "create",
+        "token",
+        "operator",
+        "-n",
+        &operator_namespace(ns),
+        "--duration=2h",
+    ])?;
     let path = plane.dir().join(format!("{ns}-{file}.kubeconfig"));
     let config = json!({
         "apiVersion": "v1", "kind": "Config", "current-context": "operator",

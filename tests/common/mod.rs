@@ -1,9 +1,9 @@
 //! Shared by the integration tests that drive the Azure layer against the simulator.
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
+pub mod chaos;
 pub mod e2e;
 pub mod process;
-pub mod chaos;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
@@ -19,11 +19,18 @@ pub const WRITE_OPERATIONS: &[&str] = &[
     "RoleAssignments_Delete",
 ];
 
-/// The ARM client idbind uses, pointed at the simulator over HTTPS (trusting its CA) and
-/// signed in as a seeded app with a client secret.
-pub fn arm_api(h: &SimHandle, app_id: &str, secret: &str) -> Result<ArmApi, Box<dyn std::error::Error + Send + Sync>> {
+/// The ARM client idbind uses, pointed at the simulator over HTTPS (trusting its CA) and signed in as a
+/// seeded app with a client secret.
+pub fn arm_api(
+    h: &SimHandle,
+    app_id: &str,
+    secret: &str,
+) -> Result<ArmApi, Box<dyn std::error::Error + Send + Sync>> {
     let cloud = Cloud::Custom {
-        arm_endpoint: h.https_url().ok_or("simulator has no HTTPS listener")?.to_string(),
+        arm_endpoint: h
+            .https_url()
+            .ok_or("simulator has no HTTPS listener")?
+            .to_string(),
         authority_host: h.authority_host().ok_or("simulator has no authority host")?,
         audience: "https://management.azure.com".into(),
     };

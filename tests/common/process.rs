@@ -1,6 +1,6 @@
-//! `idbind run` as a process of its own, as its pod would run it, for tests that kill and
-//! restart it (crash consistency, the soak). It talks to the test's control plane and
-//! simulator and watches only the test's namespace.
+//! `idbind run` as a process of its own, as its pod would run it, for tests that kill and restart it (crash
+//! consistency, the soak). It talks to the test's control plane and simulator and watches only the test's
+//! namespace.
 
 use std::{
     fs::File,
@@ -17,10 +17,10 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's
-    /// operator namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with
-    /// `extra` environment on top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`). `run` names
-    /// the log file under the control plane's directory.
+    /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's operator
+    /// namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with `extra` environment on
+    /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`). `run` names the log file under the control
+    /// plane's directory.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
         let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
@@ -45,8 +45,14 @@ impl Operator {
             .env("IDBIND_RESOURCE_GROUP", RG)
             .env("IDBIND_LOCATION", "westeurope")
             .env("IDBIND_CLOUD", "custom")
-            .env("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS listener")?)
-            .env("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority host")?)
+            .env(
+                "IDBIND_ARM_ENDPOINT",
+                env.sim.https_url().ok_or("no HTTPS listener")?,
+            )
+            .env(
+                "IDBIND_AUTHORITY_HOST",
+                env.sim.authority_host().ok_or("no authority host")?,
+            )
             .env("IDBIND_CA_FILE", &ca)
             .env("IDBIND_WATCH_NAMESPACE", &env.ns)
             .env("IDBIND_RESYNC_SECONDS", "2")
@@ -61,12 +67,18 @@ impl Operator {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        Ok(Operator { child: cmd.spawn()?, log })
+        Ok(Operator {
+            child: cmd.spawn()?,
+            log,
+        })
     }
 
     /// SIGTERM, as the kubelet sends it when a pod stops.
     pub fn terminate(&self) -> Result<(), TestError> {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         if !status.success() {
             return Err("kill -TERM failed".into());
         }
@@ -88,7 +100,11 @@ impl Operator {
                 return Ok(status);
             }
             if start.elapsed() > timeout {
-                return Err(format!("the operator did not exit within {timeout:?}; log: {}", self.log.display()).into());
+                return Err(format!(
+                    "the operator did not exit within {timeout:?}; log: {}",
+                    self.log.display()
+                )
+                .into());
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

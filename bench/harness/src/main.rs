@@ -1,10 +1,9 @@
-//! `make bench`: the idbind benchmark. For each size N it starts a fresh control plane and ARM
-//! simulator (ARM's documented limits, a latency per operation), runs the release operator,
-//! applies N bindings at once and measures convergence against the lower bound the limits imply,
-//! ARM requests by operation and status, spec edits under backlog, a restart's first pass and
-//! the steady state over several resync periods, and the operator's memory and CPU. Results go
-//! to `bench/results.json` (merged by size, so sizes can be run separately) and
-//! `bench/REPORT.md`; `bench/plot.py` draws `bench/convergence.png` from the JSON.
+//! `make bench`: the idbind benchmark. For each size N it starts a fresh control plane and ARM simulator
+//! (ARM's documented limits, a latency per operation), runs the release operator, applies N bindings at once
+//! and measures convergence against the lower bound the limits imply, ARM requests by operation and status,
+//! spec edits under backlog, a restart's first pass and the steady state over several resync periods, and the
+//! operator's memory and CPU. Results go to `bench/results.json` (merged by size, so sizes can be run
+//! separately) and `bench/REPORT.md`; `bench/plot.py` draws `bench/convergence.png` from the JSON.
 //!
 //! A benchmark, not a test: it asserts nothing, it reports. Every wait is bounded in time.
 
@@ -27,8 +26,8 @@ struct Args {
     /// Sizes to run (space or comma separated).
     #[arg(long, default_value = "100 1000 10000")]
     sizes: String,
-    /// Limit and budget multiplier (and latency divisor) for sizes above 1,000, so 10,000
-    /// bindings converge in minutes. Sizes up to 1,000 always run at real limits.
+    /// Limit and budget multiplier (and latency divisor) for sizes above 1,000, so 10,000 bindings converge
+    /// in minutes. Sizes up to 1,000 always run at real limits.
     #[arg(long, default_value_t = 20.0)]
     large_scale: f64,
     /// IDBIND_CONCURRENCY for the operator (the product default is 8).
@@ -88,10 +87,12 @@ fn machine() -> Value {
 
 fn size_settings(n: usize, args: &Args) -> run::Size {
     let scale = if n > 1000 { args.large_scale } else { 1.0 };
-    // Steady state: long enough that one read per binding per resync fits the read buckets
-    // (the managed-identity GET bucket at 10/s per subscription is the tightest), at least 30 s.
-    // And at most 100 reconciles/s, which the 2-core machine running everything keeps up with.
-    let steady = ((n as f64 / (10.0 * scale)).ceil() as u64).max(n as u64 / 100).max(30);
+    // Steady state: long enough that one read per binding per resync fits the read buckets (the
+    // managed-identity GET bucket at 10/s per subscription is the tightest), at least 30 s. And at most 100
+    // reconciles/s, which the 2-core machine running everything keeps up with.
+    let steady = ((n as f64 / (10.0 * scale)).ceil() as u64)
+        .max(n as u64 / 100)
+        .max(30);
     run::Size {
         n,
         scale,
@@ -100,11 +101,10 @@ fn size_settings(n: usize, args: &Args) -> run::Size {
         } else {
             args.concurrency
         },
-        // The product's default for every size: scaling Azure's limits does not make the
-        // Kubernetes side or this machine's 2 cores faster, and a resync of 600 / 20 = 30 s
-        // at N = 10,000 asked for 333 reconciles/s during convergence (measured: 105,000
-        // reconciles in 600 s, the operator CPU-bound, 593 new bindings not picked up for
-        // over six minutes).
+        // The product's default for every size: scaling Azure's limits does not make the Kubernetes side or
+        // this machine's 2 cores faster, and a resync of 600 / 20 = 30 s at N = 10,000 asked for 333
+        // reconciles/s during convergence (measured: 105,000 reconciles in 600 s, the operator CPU-bound, 593
+        // new bindings not picked up for over six minutes).
         converge_resync: 600,
         steady_resync: steady,
         steady_periods: args.steady_periods,

@@ -1,13 +1,12 @@
-//! What the simulator is told (ARM's documented limits, scaled for the 10,000 run, and a latency
-//! per operation) and the convergence lower bound those limits imply for the bench workload.
+//! What the simulator is told (ARM's documented limits, scaled for the 10,000 run, and a latency per
+//! operation) and the convergence lower bound those limits imply for the bench workload.
 
 use serde_json::{Value, json};
 
 /// The subscription identities live in (the operator's own).
 pub const SUB: &str = "00000000-0000-0000-0000-0000000000b1";
-/// Role assignments per subscription that real ARM allows (FACTS §9: 4,000; the simulator
-/// enforces it). Bench vaults are spread over subscriptions so that no subscription holds more
-/// than `RA_PER_VAULT_SUB`.
+/// Role assignments per subscription that real ARM allows (FACTS §9: 4,000; the simulator enforces it). Bench
+/// vaults are spread over subscriptions so that no subscription holds more than `RA_PER_VAULT_SUB`.
 pub const RA_PER_VAULT_SUB: usize = 3500;
 pub const APP: &str = "b0000000-0000-0000-0000-0000000000a1";
 pub const SECRET: &str = "bench-secret";
@@ -32,10 +31,10 @@ pub fn vault_count(n: usize) -> usize {
     n.div_ceil(RA_PER_VAULT_SUB).max(1)
 }
 
-/// Per-operation latency in milliseconds at real speed. No published figure exists for ARM's
-/// per-operation response times: every value is an ASSUMPTION (order of magnitude of what
-/// `az ... --debug` shows for these calls in a public region), not a measurement. Writes that
-/// create Entra objects (an identity creates a service principal) are the slowest.
+/// Per-operation latency in milliseconds at real speed. No published figure exists for ARM's per-operation
+/// response times: every value is an ASSUMPTION (order of magnitude of what `az ... --debug` shows for these
+/// calls in a public region), not a measurement. Writes that create Entra objects (an identity creates a
+/// service principal) are the slowest.
 pub const LATENCY_MS: &[(&str, u64, &str)] = &[
     (
         "UserAssignedIdentities_CreateOrUpdate",
@@ -43,11 +42,7 @@ pub const LATENCY_MS: &[(&str, u64, &str)] = &[
         "assumption: creates an Entra service principal",
     ),
     ("UserAssignedIdentities_Get", 120, "assumption"),
-    (
-        "FederatedIdentityCredentials_CreateOrUpdate",
-        800,
-        "assumption",
-    ),
+    ("FederatedIdentityCredentials_CreateOrUpdate", 800, "assumption"),
     ("FederatedIdentityCredentials_List", 150, "assumption"),
     ("RoleAssignments_Create", 700, "assumption"),
     ("RoleAssignments_Delete", 500, "assumption"),
@@ -68,15 +63,15 @@ pub fn latency_ms(op: &str, scale: f64) -> f64 {
     (ms as f64 / scale).max(1.0).round()
 }
 
-/// ARM's documented limits (FACTS §5 token buckets; §1 managed-identity rates), multiplied by
-/// `scale` (1 for the real-limit runs). These are also the simulator's defaults; the bench writes
-/// them out in full so the report shows exactly what ran.
+/// ARM's documented limits (FACTS §5 token buckets; §1 managed-identity rates), multiplied by `scale` (1 for
+/// the real-limit runs). These are also the simulator's defaults; the bench writes them out in full so the
+/// report shows exactly what ran.
 pub struct Limits {
     pub reads: (f64, f64),
     pub writes: (f64, f64),
     pub deletes: (f64, f64),
-    /// Managed-identity rates (per tenant, per subscription, per resource) for create/update,
-    /// get, list, delete. The simulator's bucket for a rate r holds max(r, 1).
+    /// Managed-identity rates (per tenant, per subscription, per resource) for create/update, get, list,
+    /// delete. The simulator's bucket for a rate r holds max(r, 1).
     pub msi: [(&'static str, [f64; 3]); 4],
 }
 
@@ -154,10 +149,10 @@ pub struct Constraint {
     pub derivation: String,
 }
 
-/// The lower bound on the time to converge `n` fresh bindings (one identity, one FIC, one role
-/// assignment each) from the moment they are all applied, for a client that never gets a 429:
-/// every request must fit through every bucket that applies to it, and the last binding still
-/// needs its own writes after its identity exists.
+/// The lower bound on the time to converge `n` fresh bindings (one identity, one FIC, one role assignment
+/// each) from the moment they are all applied, for a client that never gets a 429: every request must fit
+/// through every bucket that applies to it, and the last binding still needs its own writes after its
+/// identity exists.
 pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
     let l = Limits::arm(scale);
     let nf = n as f64;
@@ -176,8 +171,13 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         name: "identity creates, per subscription".into(),
         seconds: t,
         derivation: format!(
-            "{n} creates through the managed-identity bucket of {:.0} refilled at {s_c}/s: the last starts at ({n} − {:.0}) / {s_c} = {:.1} s, then its PUT ({l_id:.2} s) and the FIC/role-assignment PUTs after it (max {:.2} s, in parallel at best) → {t:.1} s",
-            cap(s_c), cap(s_c), through(nf, cap(s_c), s_c), l_fic.max(l_ra)
+            "{n} creates through the managed-identity bucket of {:.0} refilled at {s_c}/s: the last starts \
+                at ({n} − {:.0}) / {s_c} = {:.1} s, then its PUT ({l_id:.2} s) and the FIC/role-assignment \
+                PUTs after it (max {:.2} s, in parallel at best) → {t:.1} s",
+            cap(s_c),
+            cap(s_c),
+            through(nf, cap(s_c), s_c),
+            l_fic.max(l_ra)
         ),
     });
     let t = through(nf, cap(t_c), t_c) + tail;
@@ -187,8 +187,8 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         derivation: format!("({n} − {:.0}) / {t_c} + {tail:.2} = {t:.1} s", cap(t_c)),
     });
 
-    // ARM writes per subscription: the identity subscription takes every identity and FIC write
-    // plus the role assignments on vault 0; each other vault subscription its share of them.
+    // ARM writes per subscription: the identity subscription takes every identity and FIC write plus the role
+    // assignments on vault 0; each other vault subscription its share of them.
     let vaults = vault_count(n);
     let per_vault = |v: usize| (n / vaults + usize::from(v < n % vaults)) as f64;
     let (wc, wr) = l.writes;
@@ -197,7 +197,12 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
     out.push(Constraint {
         name: "ARM writes, identity subscription".into(),
         seconds: t,
-        derivation: format!("{w0:.0} writes ({n} identities + {n} FICs + {:.0} role assignments) through the write bucket of {wc:.0} refilled at {wr}/s: ({w0:.0} − {wc:.0}) / {wr} + {:.2} = {t:.1} s", per_vault(0), l_fic.max(l_ra)),
+        derivation: format!(
+            "{w0:.0} writes ({n} identities + {n} FICs + {:.0} role assignments) through the \
+            write bucket of {wc:.0} refilled at {wr}/s: ({w0:.0} − {wc:.0}) / {wr} + {:.2} = {t:.1} s",
+            per_vault(0),
+            l_fic.max(l_ra)
+        ),
     });
     if vaults > 1 {
         let w = per_vault(1);
@@ -205,19 +210,22 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         out.push(Constraint {
             name: "ARM writes, each vault subscription".into(),
             seconds: t,
-            derivation: format!(
-                "{w:.0} role assignments: ({w:.0} − {wc:.0}) / {wr} + {l_ra:.2} = {t:.1} s"
-            ),
+            derivation: format!("{w:.0} role assignments: ({w:.0} − {wc:.0}) / {wr} + {l_ra:.2} = {t:.1} s"),
         });
     }
-    // One GET of the identity per binding is part of the contract: idbind must see whether an
-    // identity of that name exists and whether it owns it before writing (IdentityConflict).
+    // One GET of the identity per binding is part of the contract: idbind must see whether an identity of
+    // that name exists and whether it owns it before writing (IdentityConflict).
     let [_, g_s, _] = l.msi_rate("get");
     let t = through(nf, cap(g_s), g_s) + l_get + tail;
     out.push(Constraint {
         name: "identity GETs (ownership check before the first write)".into(),
         seconds: t,
-        derivation: format!("{n} GETs through the managed-identity get bucket of {:.0} at {g_s}/s: ({n} − {:.0}) / {g_s} + {l_get:.2} + {tail:.2} = {t:.1} s", cap(g_s), cap(g_s)),
+        derivation: format!(
+            "{n} GETs through the managed-identity get bucket of {:.0} at {g_s}/s: ({n} − \
+            {:.0}) / {g_s} + {l_get:.2} + {tail:.2} = {t:.1} s",
+            cap(g_s),
+            cap(g_s)
+        ),
     });
     let (rc, rr) = l.reads;
     let t = through(nf, rc, rr) + l_get + tail;

@@ -11,8 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-/// A child process killed (SIGKILL from the kernel) if the harness dies, stopped with SIGTERM
-/// by `stop`.
+/// A child process killed (SIGKILL from the kernel) if the harness dies, stopped with SIGTERM by `stop`.
 pub struct Proc {
     pub name: String,
     pub child: Child,
@@ -21,9 +20,7 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
         let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // SAFETY: only the async-signal-safe prctl runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -102,8 +99,8 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
             * 1024
     };
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start at field 3 (state);
-    // utime and stime are fields 14 and 15.
+    // Fields after the command name (which may contain spaces) start at field 3 (state); utime and stime are
+    // fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
@@ -147,17 +144,11 @@ pub fn get(url: &str) -> Result<String> {
 
 /// A free loopback port (bound then released; a race with another process is unlikely here).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Polls `ready` every 200 ms until it is true or `timeout` passes.
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> Result<bool>,
-) -> Result<()> {
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
     let start = Instant::now();
     loop {
         if ready()? {

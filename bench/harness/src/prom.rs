@@ -68,8 +68,8 @@ pub fn histogram_delta(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64,
         .collect()
 }
 
-/// The q-quantile of a cumulative histogram, interpolated linearly inside the bucket (as
-/// Prometheus's histogram_quantile does); the highest finite bound if it falls in +Inf.
+/// The q-quantile of a cumulative histogram, interpolated linearly inside the bucket (as Prometheus's
+/// histogram_quantile does); the highest finite bound if it falls in +Inf.
 pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     let total = buckets.last()?.1;
     if total <= 0.0 {
@@ -83,11 +83,7 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
                 return Some(prev.0);
             }
             let width = count - prev.1;
-            let frac = if width > 0.0 {
-                (rank - prev.1) / width
-            } else {
-                1.0
-            };
+            let frac = if width > 0.0 { (rank - prev.1) / width } else { 1.0 };
             return Some(prev.0 + (le - prev.0) * frac);
         }
         prev = (le, count);
@@ -109,7 +105,9 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "# HELP x\nidbind_arm_requests_total{operation=\"A\",code=\"200\"} 3\nidbind_arm_requests_total{operation=\"A\",code=\"429\"} 1\nh_bucket{le=\"1.0\"} 2\nh_bucket{le=\"2.0\"} 4\nh_bucket{le=\"+Inf\"} 4\n";
+    const TEXT: &str = "# HELP x\nidbind_arm_requests_total{operation=\"A\",code=\"200\"} \
+        3\nidbind_arm_requests_total{operation=\"A\",code=\"429\"} 1\nh_bucket{le=\"1.0\"} \
+        2\nh_bucket{le=\"2.0\"} 4\nh_bucket{le=\"+Inf\"} 4\n";
 
     #[test]
     fn parses_counters_and_histograms() {

@@ -1,5 +1,5 @@
-//! One benchmark size: control plane + simulator + release operator, N bindings applied at once,
-//! convergence, spec edits under backlog, a restart, and steady state over several resyncs.
+//! One benchmark size: control plane + simulator + release operator, N bindings applied at once, convergence,
+//! spec edits under backlog, a restart, and steady state over several resyncs.
 
 use std::{
     collections::BTreeMap,
@@ -47,11 +47,7 @@ const PROBE: &str = "probe/probe";
 const CHUNK: usize = 500;
 
 fn log(t0: Instant, msg: impl AsRef<str>) {
-    eprintln!(
-        "[bench {:>7.1}s] {}",
-        t0.elapsed().as_secs_f64(),
-        msg.as_ref()
-    );
+    eprintln!("[bench {:>7.1}s] {}", t0.elapsed().as_secs_f64(), msg.as_ref());
 }
 
 fn binding_json(ns: &str, name: &str, vault: usize, roles: &[&str]) -> Value {
@@ -77,11 +73,7 @@ fn list(items: Vec<Value>) -> Value {
 
 /// (namespace, name, vault) of bench binding i: 1,000 per namespace, vaults round-robin.
 fn bench_binding(i: usize, vaults: usize) -> (String, String, usize) {
-    (
-        format!("bench-{}", i / 1000),
-        format!("b{i:05}"),
-        i % vaults,
-    )
+    (format!("bench-{}", i / 1000), format!("b{i:05}"), i % vaults)
 }
 
 fn kubectl_create(cp: &ControlPlane, file: &Path) -> Result<()> {
@@ -113,10 +105,7 @@ struct Env<'a> {
 
 impl Env<'_> {
     fn sim_admin(&self) -> String {
-        format!(
-            "{}/_sim",
-            self.endpoint["http"].as_str().unwrap_or_default()
-        )
+        format!("{}/_sim", self.endpoint["http"].as_str().unwrap_or_default())
     }
 
     fn counters(&self) -> Result<Value> {
@@ -149,19 +138,13 @@ impl Env<'_> {
             .env("IDBIND_CLUSTER_NAME", "bench")
             .env("IDBIND_OIDC_ISSUER", self.cp.server())
             .env("AZURE_SUBSCRIPTION_ID", SUB)
-            .env(
-                "AZURE_TENANT_ID",
-                e["tenantId"].as_str().unwrap_or_default(),
-            )
+            .env("AZURE_TENANT_ID", e["tenantId"].as_str().unwrap_or_default())
             .env("AZURE_CLIENT_ID", APP)
             .env("AZURE_CLIENT_SECRET", SECRET)
             .env("IDBIND_RESOURCE_GROUP", ID_RG)
             .env("IDBIND_LOCATION", LOCATION)
             .env("IDBIND_CLOUD", "custom")
-            .env(
-                "IDBIND_ARM_ENDPOINT",
-                e["https"].as_str().unwrap_or_default(),
-            )
+            .env("IDBIND_ARM_ENDPOINT", e["https"].as_str().unwrap_or_default())
             .env(
                 "IDBIND_AUTHORITY_HOST",
                 e["authorityHost"].as_str().unwrap_or_default(),
@@ -176,14 +159,10 @@ impl Env<'_> {
         if model::vault_count(self.size.n) > 1 {
             cmd.env("IDBIND_ALLOW_OTHER_SUBSCRIPTIONS", "true");
         }
-        let mut proc = Proc::spawn(
-            "idbind run",
-            cmd,
-            &self.dir.join(format!("operator-{tag}.log")),
-        )?;
+        let mut proc = Proc::spawn("idbind run", cmd, &self.dir.join(format!("operator-{tag}.log")))?;
         let http = format!("http://127.0.0.1:{port}");
-        // /healthz, not /readyz: readiness is the operator's business and is reported, not
-        // relied on; the probe binding turning Ready is what the bench waits for.
+        // /healthz, not /readyz: readiness is the operator's business and is reported, not relied on; the
+        // probe binding turning Ready is what the bench waits for.
         procs::wait_until("the operator's /healthz", Duration::from_secs(120), || {
             proc.check_alive()?;
             Ok(procs::get(&format!("{http}/healthz")).is_ok())
@@ -202,11 +181,7 @@ pub fn summarize_counters(c: &Value) -> Value {
             let kind = op_kind(op);
             for (status, n) in by_status.as_object().into_iter().flatten() {
                 let n = n.as_u64().unwrap_or(0);
-                *kinds
-                    .entry(kind)
-                    .or_default()
-                    .entry(status.clone())
-                    .or_default() += n;
+                *kinds.entry(kind).or_default().entry(status.clone()).or_default() += n;
                 total += n;
                 if status == "429" {
                     throttled += n;
@@ -253,7 +228,9 @@ fn operator_view(metrics: &str) -> Value {
     let heap = |kind: &str| {
         prom::samples(metrics)
             .into_iter()
-            .find(|(name, labels, _)| name == "idbind_heap_bytes" && prom::label(labels, "kind") == Some(kind))
+            .find(|(name, labels, _)| {
+                name == "idbind_heap_bytes" && prom::label(labels, "kind") == Some(kind)
+            })
             .map(|(_, _, v)| v)
     };
     let mut arm: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
@@ -299,12 +276,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         ),
     );
     let cp = ControlPlane::start(&dir.join("cluster"), Lifetime::TiedToCaller)?;
-    cp.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &opts.crds.display().to_string(),
-    ])?;
+    cp.kubectl_ok(&["apply", "--server-side", "-f", &opts.crds.display().to_string()])?;
     cp.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -329,17 +301,13 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         .args(["--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
     let mut sim = Proc::spawn("idbind sim", sim_cmd, &dir.join("sim.log"))?;
     let endpoint_file = sim_dir.join("endpoint.json");
-    procs::wait_until(
-        "the simulator's endpoint.json",
-        Duration::from_secs(60),
-        || {
-            sim.check_alive()?;
-            Ok(fs::read_to_string(&endpoint_file)
-                .ok()
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                .is_some_and(|v| v["http"].is_string()))
-        },
-    )?;
+    procs::wait_until("the simulator's endpoint.json", Duration::from_secs(60), || {
+        sim.check_alive()?;
+        Ok(fs::read_to_string(&endpoint_file)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .is_some_and(|v| v["http"].is_string()))
+    })?;
     let endpoint: Value = serde_json::from_str(&fs::read_to_string(&endpoint_file)?)?;
     let env = Env {
         opts,
@@ -352,7 +320,9 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     // Namespaces and ServiceAccounts exist before the clock starts.
     let vaults = model::vault_count(n);
     let namespaces = n.div_ceil(1000);
-    let mut setup: Vec<Value> = (0..namespaces).map(|k| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("bench-{k}")}})).collect();
+    let mut setup: Vec<Value> = (0..namespaces)
+        .map(|k| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("bench-{k}")}}))
+        .collect();
     setup.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "probe"}}));
     let ns_file = dir.join("namespaces.json");
     fs::write(&ns_file, list(setup).to_string())?;
@@ -472,10 +442,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             break;
         }
         if t0.elapsed() > timeout {
-            log(
-                t_start,
-                format!("TIMEOUT: {ready}/{n} Ready after {:.0} s", t),
-            );
+            log(t_start, format!("TIMEOUT: {ready}/{n} Ready after {:.0} s", t));
             converged_at = f64::NAN;
             break;
         }
@@ -492,9 +459,8 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
                 );
                 edits.push(json!({"generation": generation, "atSeconds": issued.duration_since(t0).as_secs_f64(), "backlog": backlog, "editToReadySeconds": secs}));
                 pending_edit = None;
-                next_edit = (edits.len() < 3).then(|| {
-                    Instant::now() + Duration::from_secs_f64((15.0 / size.scale).max(3.0))
-                });
+                next_edit = (edits.len() < 3)
+                    .then(|| Instant::now() + Duration::from_secs_f64((15.0 / size.scale).max(3.0)));
             }
         } else if let Some(at) = next_edit
             && Instant::now() >= at
@@ -510,9 +476,8 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
                 "/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{}",
                 model::vault_name(0)
             );
-            let patch = format!(
-                r#"{{"spec":{{"keyVaults":[{{"resourceId":"{vault_id}","roles":{roles}}}]}}}}"#
-            );
+            let patch =
+                format!(r#"{{"spec":{{"keyVaults":[{{"resourceId":"{vault_id}","roles":{roles}}}]}}}}"#);
             let issued = Instant::now();
             let out = cp.kubectl_ok(&[
                 "patch",
@@ -543,7 +508,8 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             log(
                 t_start,
                 format!(
-                    "{ready}/{n} Ready at {t:.0} s (bound {bound:.0} s), {applied_now} applied, operator RSS {:.1} MiB, CPU {:.1} s",
+                    "{ready}/{n} Ready at {t:.0} s (bound {bound:.0} s), {applied_now} applied, operator RSS \
+                        {:.1} MiB, CPU {:.1} s",
                     s.rss as f64 / 1048576.0,
                     s.cpu_seconds - base_stat.cpu_seconds
                 ),
@@ -587,14 +553,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         s.bindings
             .iter()
             .filter(|(k, _)| k.as_str() != PROBE)
-            .filter_map(|(_, b)| {
-                Some(
-                    b.ready_at
-                        .get(&1)?
-                        .saturating_duration_since(t0)
-                        .as_secs_f64(),
-                )
-            })
+            .filter_map(|(_, b)| Some(b.ready_at.get(&1)?.saturating_duration_since(t0).as_secs_f64()))
             .collect()
     });
     ready_times.sort_by(f64::total_cmp);
@@ -609,9 +568,9 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         &prom::histogram(&base_metrics, "idbind_reconcile_duration_seconds"),
     );
 
-    // Steady state: a fresh operator process with a short resync. Its first pass (every binding
-    // once, as after any restart or leader change) is measured on its own; then the counters
-    // start from zero for `steady_periods` resync periods.
+    // Steady state: a fresh operator process with a short resync. Its first pass (every binding once, as
+    // after any restart or leader change) is measured on its own; then the counters start from zero for
+    // `steady_periods` resync periods.
     op.proc.stop(Duration::from_secs(30));
     let restart_at = Instant::now();
     env.reset_counters()?;
@@ -676,8 +635,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         - prom::sum(&steady_base, "idbind_reconciles_total");
     let periods = window / size.steady_resync as f64;
     let per = |k: &str| steady_sum[k].as_u64().unwrap_or(0) as f64 / (total * periods);
-    let per_reconcile =
-        |k: &str| steady_sum[k].as_u64().unwrap_or(0) as f64 / reconciles_in_window.max(1.0);
+    let per_reconcile = |k: &str| steady_sum[k].as_u64().unwrap_or(0) as f64 / reconciles_in_window.max(1.0);
     let conv_sum = summarize_counters(&conv_counters);
     let steady_hist = prom::histogram_delta(
         &prom::histogram(&steady_metrics, "idbind_reconcile_duration_seconds"),
@@ -729,9 +687,9 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             "windowSeconds": window, "resyncSeconds": size.steady_resync, "periods": periods,
             "reconciles": reconciles_in_window,
             "counters": steady_counters, "summary": steady_sum,
-            // In steady state every reconcile is one binding's resync, so per reconcile is per
-            // binding per resync; per period divides by the window instead (the jitter of up to
-            // 10 % makes that one a little lower).
+            // In steady state every reconcile is one binding's resync, so per reconcile is per binding per
+            // resync; per period divides by the window instead (the jitter of up to 10 % makes that one a
+            // little lower).
             "perBindingPerResync": {"reads": per_reconcile("reads"), "writes": per_reconcile("writes"), "deletes": per_reconcile("deletes"), "token": per_reconcile("token")},
             "perBindingPerPeriod": {"reads": per("reads"), "writes": per("writes"), "deletes": per("deletes"), "token": per("token")},
             "reconcileDuration": histogram_summary(&steady_hist),

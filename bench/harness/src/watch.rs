@@ -1,6 +1,6 @@
-//! Follows every binding through one `kubectl get -w` stream (a list, then a watch) and records,
-//! on the harness's clock, when each was first seen and when it first reported Ready=True for
-//! its current generation. Cheap for the API server at any N (no polling of full lists).
+//! Follows every binding through one `kubectl get -w` stream (a list, then a watch) and records, on the
+//! harness's clock, when each was first seen and when it first reported Ready=True for its current
+//! generation. Cheap for the API server at any N (no polling of full lists).
 
 use std::{
     collections::HashMap,
@@ -49,8 +49,8 @@ impl Watch {
         let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(None));
         let kubeconfig = cp.kubeconfig();
         let (s, st, ch) = (state.clone(), stop.clone(), child.clone());
-        // A kubectl per attempt: when the server ends the watch (after its request timeout) the
-        // stream closes and a new list + watch starts; the records are kept across restarts.
+        // A kubectl per attempt: when the server ends the watch (after its request timeout) the stream closes
+        // and a new list + watch starts; the records are kept across restarts.
         let make = move || {
             let mut cmd = std::process::Command::new(idbind_testenv::bin_dir().join("kubectl"));
             cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
@@ -141,10 +141,8 @@ impl Drop for Watch {
 
 fn record(state: &Mutex<State>, line: &str, now: Instant) {
     let mut parts = line.split_whitespace();
-    let (Some(key), Some(generation)) = (
-        parts.next(),
-        parts.next().and_then(|g| g.parse::<i64>().ok()),
-    ) else {
+    let (Some(key), Some(generation)) = (parts.next(), parts.next().and_then(|g| g.parse::<i64>().ok()))
+    else {
         return;
     };
     // observedGeneration and the Ready status may be absent (a new binding has no status).
@@ -157,9 +155,7 @@ fn record(state: &Mutex<State>, line: &str, now: Instant) {
         },
         [] => (0, false),
     };
-    let mut s = state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.events += 1;
     let b = s.bindings.entry(key.to_string()).or_default();
     let was = b.ready && b.observed_generation == b.generation;

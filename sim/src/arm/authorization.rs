@@ -48,8 +48,8 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
     })
 }
 
-/// A role definition's id as seen from `scope`: the subscription form under a subscription,
-/// the tenant form otherwise (FACTS §2.1: real output uses the subscription form).
+/// A role definition's id as seen from `scope`: the subscription form under a subscription, the tenant form
+/// otherwise (FACTS §2.1: real output uses the subscription form).
 pub fn role_definition_id(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
     let sub = def
         .and_then(|d| d.subscription_id.clone())
@@ -84,16 +84,12 @@ pub fn render_definition(scope: &str, d: &RoleDefinition) -> Value {
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match (&req.route, &req.method) {
-        (Route::RoleAssignment { scope, name }, &Method::PUT) => {
-            put_assignment(sim, req, scope, name).await
-        }
+        (Route::RoleAssignment { scope, name }, &Method::PUT) => put_assignment(sim, req, scope, name).await,
         (Route::RoleAssignment { scope, name }, &Method::GET) => sim.read(|s| {
             let a = find_assignment(s, scope, name).ok_or_else(|| assignment_not_found(name))?;
             Ok(ArmResponse::ok(render_assignment(a)))
         }),
-        (Route::RoleAssignment { scope, name }, &Method::DELETE) => {
-            delete_assignment(sim, scope, name).await
-        }
+        (Route::RoleAssignment { scope, name }, &Method::DELETE) => delete_assignment(sim, scope, name).await,
         (Route::RoleAssignments { scope }, &Method::GET) => list_assignments(sim, req, scope),
         (Route::RoleDefinitions { scope }, &Method::GET) => list_definitions(sim, req, scope),
         (Route::RoleDefinition { scope, id }, &Method::GET) => sim.read(|s| {
@@ -124,8 +120,8 @@ fn assignment_not_found(name: &str) -> ArmError {
 }
 
 fn definition_not_found(id: &str, status: StatusCode) -> ArmError {
-    // [OBS] code and wording (FACTS §4). GET answers 404; a role-assignment PUT naming a
-    // missing definition answers 400 (it is a bad request body, not a missing resource).
+    // [OBS] code and wording (FACTS §4). GET answers 404; a role-assignment PUT naming a missing definition
+    // answers 400 (it is a bad request body, not a missing resource).
     ArmError::new(
         status,
         "RoleDefinitionDoesNotExist",
@@ -137,16 +133,11 @@ fn is_guid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok()
 }
 
-fn opt_string(
-    props: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, ArmError> {
+fn opt_string(props: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, ArmError> {
     match props.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ArmError::invalid_content(format!(
-            "'{field}' must be a string"
-        ))),
+        Some(_) => Err(ArmError::invalid_content(format!("'{field}' must be a string"))),
     }
 }
 
@@ -158,9 +149,7 @@ async fn put_assignment(
 ) -> Result<ArmResponse, ArmError> {
     let body = req.json()?;
     let Some(Value::Object(props)) = body.get("properties") else {
-        return Err(ArmError::invalid_content(
-            "The 'properties' property is required",
-        ));
+        return Err(ArmError::invalid_content("The 'properties' property is required"));
     };
     let role_definition_id = opt_string(props, "roleDefinitionId")?
         .ok_or_else(|| ArmError::invalid_content("The 'roleDefinitionId' property is required"))?;
@@ -175,9 +164,7 @@ async fn put_assignment(
         // [UNVERIFIED] code; names must be GUIDs [SPEC: "can be any valid GUID"].
         return Err(ArmError::bad_request(
             "InvalidRoleAssignmentId",
-            format!(
-                "The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."
-            ),
+            format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."),
         ));
     }
     if !is_guid(&principal_id) {
@@ -199,34 +186,61 @@ async fn put_assignment(
     let scope = scope.to_owned();
     let (resp, generation) = sim.mutate(|s| {
         if let Some(sub) = scope_subscription(&scope) {
-            let subscription = s.subscriptions.get(&key(&sub)).ok_or_else(|| subscription_not_found(&sub))?;
+            let subscription = s
+                .subscriptions
+                .get(&key(&sub))
+                .ok_or_else(|| subscription_not_found(&sub))?;
             if let Some(rg) = scope_resource_group(&scope)
-                && !subscription.resource_groups.contains_key(&key(&rg)) {
-                    return Err(ArmError::resource_group_not_found(&rg));
-                }
+                && !subscription.resource_groups.contains_key(&key(&rg))
+            {
+                return Err(ArmError::resource_group_not_found(&rg));
+            }
         }
         if !s.role_definitions.contains_key(&role_guid) {
             return Err(definition_not_found(&role_guid, StatusCode::BAD_REQUEST));
         }
         if let Some(existing) = s.role_assignments.get(&key(name)) {
-            let same = existing.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/'))
+            let same = existing
+                .scope
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(scope.trim_end_matches('/'))
                 && existing.role_definition_guid == role_guid
                 && existing.principal_id.eq_ignore_ascii_case(&principal_id);
             if !same {
                 // [DOC] troubleshooting.md (FACTS §4).
-                return Err(ArmError::bad_request("RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated."));
+                return Err(ArmError::bad_request(
+                    "RoleAssignmentUpdateNotPermitted",
+                    "Tenant ID, application \
+                    ID, principal ID, and scope are not allowed to be updated.",
+                ));
             }
         }
         let duplicate = s.role_assignments.values().find(|a| {
-            !a.name.eq_ignore_ascii_case(name) && a.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')) && a.role_definition_guid == role_guid && a.principal_id.eq_ignore_ascii_case(&principal_id)
+            !a.name.eq_ignore_ascii_case(name)
+                && a.scope
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+                && a.role_definition_guid == role_guid
+                && a.principal_id.eq_ignore_ascii_case(&principal_id)
         });
         if let Some(dup) = duplicate {
             // [OBS] code, status and wording, with the existing id's 32-hex suffix (FACTS §4).
-            return Err(ArmError::conflict("RoleAssignmentExists", format!("The role assignment already exists. The ID of the existing role assignment is {}.", dup.name.replace('-', "").to_ascii_lowercase())));
+            return Err(ArmError::conflict(
+                "RoleAssignmentExists",
+                format!(
+                    "The role assignment already \
+                exists. The ID of the existing role assignment is {}.",
+                    dup.name.replace('-', "").to_ascii_lowercase()
+                ),
+            ));
         }
-        let directory_type = s.directory.get(&key(&principal_id)).filter(|p| now.saturating_sub(p.created_at_ms) >= delay).map(|p| p.principal_type.clone());
-        // With principalType set ARM skips the directory lookup [OBS]; without it a principal
-        // the directory does not know (yet) is PrincipalNotFound (400) [DOC + OBS].
+        let directory_type = s
+            .directory
+            .get(&key(&principal_id))
+            .filter(|p| now.saturating_sub(p.created_at_ms) >= delay)
+            .map(|p| p.principal_type.clone());
+        // With principalType set ARM skips the directory lookup [OBS]; without it a principal the directory
+        // does not know (yet) is PrincipalNotFound (400) [DOC + OBS].
         let resolved_type = match (&principal_type, directory_type) {
             (Some(t), _) => t.clone(),
             (None, Some(t)) => t,
@@ -234,15 +248,19 @@ async fn put_assignment(
                 return Err(ArmError::bad_request(
                     "PrincipalNotFound",
                     format!(
-                        "Principal {} does not exist in the directory {tenant}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
+                        "Principal {} does not exist in the directory {tenant}. Check that you have the \
+                            correct principal ID. If you are creating this principal and then immediately \
+                            assigning a role, this error might be related to a replication delay. In this \
+                            case, set the role assignment principalType property to a value, such as \
+                            ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
                         principal_id.replace('-', "")
                     ),
                 ));
             }
         };
         if let Some(existing) = s.role_assignments.get_mut(&key(name)) {
-            // Same (scope, role, principal) under the same name: an idempotent re-PUT, which
-            // succeeds today (FACTS §8.3). [UNVERIFIED] 200 vs 201: we answer 200 (update).
+            // Same (scope, role, principal) under the same name: an idempotent re-PUT, which succeeds today
+            // (FACTS §8.3). [UNVERIFIED] 200 vs 201: we answer 200 (update).
             existing.description = description;
             existing.condition = condition;
             existing.condition_version = condition_version;
@@ -251,9 +269,17 @@ async fn put_assignment(
             return Ok(ArmResponse::ok(render_assignment(existing)));
         }
         if let Some(sub) = scope_subscription(&scope) {
-            let count = s.role_assignments.values().filter(|a| scope_subscription(&a.scope).is_some_and(|x| x.eq_ignore_ascii_case(&sub))).count();
+            let count = s
+                .role_assignments
+                .values()
+                .filter(|a| scope_subscription(&a.scope).is_some_and(|x| x.eq_ignore_ascii_case(&sub)))
+                .count();
             if count >= MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION {
-                return Err(ArmError::bad_request("RoleAssignmentLimitExceeded", "No more role assignments can be created (code: RoleAssignmentLimitExceeded)."));
+                return Err(ArmError::bad_request(
+                    "RoleAssignmentLimitExceeded",
+                    "No more role assignments \
+                    can be created (code: RoleAssignmentLimitExceeded).",
+                ));
             }
         }
         let def = s.role_definitions.get(&role_guid);
@@ -282,14 +308,8 @@ async fn put_assignment(
     Ok(resp)
 }
 
-fn role_definition_id_for_assignment(
-    scope: &str,
-    guid: &str,
-    def: Option<&RoleDefinition>,
-) -> String {
-    let name = def
-        .map(|d| d.name.clone())
-        .unwrap_or_else(|| guid.to_owned());
+fn role_definition_id_for_assignment(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
+    let name = def.map(|d| d.name.clone()).unwrap_or_else(|| guid.to_owned());
     role_definition_id(scope, &name, def)
 }
 
@@ -332,7 +352,8 @@ fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError
         ArmError::bad_request(
             "UnsupportedQuery",
             format!(
-                "The filter '{f}' is not supported. Supported filters are atScope(), principalId eq '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."
+                "The filter '{f}' is not supported. Supported filters are atScope(), principalId eq \
+                    '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."
             ),
         )
     };
@@ -352,8 +373,7 @@ fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError
         } else if let Some(rest) = tl.strip_prefix("principalid eq ") {
             out.principal = Some(quoted(&t[t.len() - rest.len()..]).ok_or_else(unsupported)?);
         } else if tl.starts_with("assignedto(") && tl.ends_with(')') {
-            out.principal =
-                Some(quoted(&t["assignedto(".len()..t.len() - 1]).ok_or_else(unsupported)?);
+            out.principal = Some(quoted(&t["assignedto(".len()..t.len() - 1]).ok_or_else(unsupported)?);
         } else {
             return Err(unsupported());
         }
@@ -403,30 +423,20 @@ fn list_assignments(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
 }
 
 fn list_definitions(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmResponse, ArmError> {
-    let filter = req
-        .query
-        .get("$filter")
-        .map(str::trim)
-        .filter(|f| !f.is_empty());
+    let filter = req.query.get("$filter").map(str::trim).filter(|f| !f.is_empty());
     let (role_name, role_type) = match filter {
         None => (None, None),
         Some(f) => {
             let lower = f.to_ascii_lowercase();
             if let Some(rest) = lower.strip_prefix("rolename eq ") {
                 (
-                    Some(
-                        quoted(&f[f.len() - rest.len()..])
-                            .ok_or_else(|| bad_definition_filter(f))?,
-                    ),
+                    Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?),
                     None,
                 )
             } else if let Some(rest) = lower.strip_prefix("type eq ") {
                 (
                     None,
-                    Some(
-                        quoted(&f[f.len() - rest.len()..])
-                            .ok_or_else(|| bad_definition_filter(f))?,
-                    ),
+                    Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?),
                 )
             } else if lower == "atscopeandbelow()" {
                 (None, None)
@@ -474,7 +484,8 @@ fn bad_definition_filter(f: &str) -> ArmError {
     ArmError::bad_request(
         "UnsupportedQuery",
         format!(
-            "The filter '{f}' is not supported. Supported filters are roleName eq '{{name}}', type eq 'BuiltInRole'|'CustomRole' and atScopeAndBelow()."
+            "The filter '{f}' is not supported. Supported filters are roleName eq '{{name}}', type eq \
+                'BuiltInRole'|'CustomRole' and atScopeAndBelow()."
         ),
     )
 }

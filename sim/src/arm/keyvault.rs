@@ -1,5 +1,5 @@
-//! Microsoft.KeyVault 2023-07-01: vault reads and the access-policy update operation
-//! (`PUT …/vaults/{name}/accessPolicies/{add|replace|remove}`).
+//! Microsoft.KeyVault 2023-07-01: vault reads and the access-policy update operation (`PUT
+//! …/vaults/{name}/accessPolicies/{add|replace|remove}`).
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -16,9 +16,9 @@ pub fn vault_id(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{VAULT_TYPE}/{name}")
 }
 
-/// The 2023-07-01 vault shape (getVault.json), with `enableRbacAuthorization` and the soft
-/// delete settings that real vaults return. `hsmPoolResourceId` of the example is not
-/// returned: it is a deprecated field that standard vaults do not carry.
+/// The 2023-07-01 vault shape (getVault.json), with `enableRbacAuthorization` and the soft delete settings
+/// that real vaults return. `hsmPoolResourceId` of the example is not returned: it is a deprecated field that
+/// standard vaults do not carry.
 pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
     let created = format_ms(v.created_at_ms);
     json!({
@@ -48,12 +48,7 @@ pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
     })
 }
 
-fn find<'a>(
-    s: &'a State,
-    sub: &str,
-    rg: &str,
-    name: &str,
-) -> Result<(String, String, &'a Vault), ArmError> {
+fn find<'a>(s: &'a State, sub: &str, rg: &str, name: &str) -> Result<(String, String, &'a Vault), ArmError> {
     let (subscription, group) = super::resource_group(s, sub, rg)?;
     let vault = group
         .vaults
@@ -68,15 +63,9 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             let (sub, rg, v) = find(s, sub, rg, name)?;
             Ok(ArmResponse::ok(render_vault(&sub, &rg, v)))
         }),
-        (
-            Route::VaultAccessPolicy {
-                sub,
-                rg,
-                name,
-                kind,
-            },
-            &Method::PUT,
-        ) => update_access_policy(sim, req, sub, rg, name, kind).await,
+        (Route::VaultAccessPolicy { sub, rg, name, kind }, &Method::PUT) => {
+            update_access_policy(sim, req, sub, rg, name, kind).await
+        }
         _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }
@@ -96,9 +85,9 @@ fn merge(into: &mut Vec<String>, add: &[String]) {
     }
 }
 
-/// Applies one operation to a vault's policies, as Key Vault does: `add` unions the
-/// permissions of an object's entry (creating it), `replace` sets the entry, `remove` takes
-/// the listed permissions away and drops an entry left empty.
+/// Applies one operation to a vault's policies, as Key Vault does: `add` unions the permissions of an
+/// object's entry (creating it), `replace` sets the entry, `remove` takes the listed permissions away and
+/// drops an entry left empty.
 fn apply(policies: &mut Vec<AccessPolicy>, kind: Kind, changes: &[AccessPolicy]) {
     for change in changes {
         let same = |p: &AccessPolicy| {
@@ -152,16 +141,17 @@ async fn update_access_policy(
             return Err(ArmError::bad_request(
                 "BadRequest",
                 format!(
-                    "The access policy operation kind '{kind}' is invalid. Allowed values are 'add', 'replace' and 'remove'."
+                    "The access policy operation kind '{kind}' is invalid. Allowed values are 'add', \
+                        'replace' and 'remove'."
                 ),
             ));
         }
     };
     sim.read(|s| find(s, sub, rg, name).map(|_| ()))?;
     let body = req.json()?;
-    let policies = body.pointer("/properties/accessPolicies").ok_or_else(|| {
-        ArmError::invalid_content("The 'properties.accessPolicies' property is required")
-    })?;
+    let policies = body
+        .pointer("/properties/accessPolicies")
+        .ok_or_else(|| ArmError::invalid_content("The 'properties.accessPolicies' property is required"))?;
     let changes: Vec<AccessPolicy> =
         serde_json::from_value(policies.clone()).map_err(ArmError::invalid_content)?;
     for c in &changes {
@@ -178,8 +168,8 @@ async fn update_access_policy(
             ));
         }
     }
-    // Vaults on the RBAC model keep accepting access-policy writes (they are stored but not
-    // used for data-plane authorization) [UNVERIFIED, our reading of the portal's behaviour].
+    // Vaults on the RBAC model keep accepting access-policy writes (they are stored but not used for
+    // data-plane authorization) [UNVERIFIED, our reading of the portal's behaviour].
     sim.write(|s| {
         let (sub_id, rg_name, _) = find(s, sub, rg, name)?;
         let vault = s.resource_group_mut(&sub_id, &rg_name).and_then(|g| g.vaults.get_mut(&key(name))).ok_or_else(|| ArmError::resource_not_found(VAULT_TYPE, name, rg))?;

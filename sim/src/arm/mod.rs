@@ -1,6 +1,5 @@
-//! The ARM front door: authentication, api-version, throttling, authorization, holds and the
-//! FIC write window, then the resource providers (`resources`, `msi`, `authorization`,
-//! `keyvault`).
+//! The ARM front door: authentication, api-version, throttling, authorization, holds and the FIC write
+//! window, then the resource providers (`resources`, `msi`, `authorization`, `keyvault`).
 
 pub mod authorization;
 pub mod keyvault;
@@ -140,8 +139,8 @@ pub fn page(items: Vec<Value>, skip: usize, size: usize, link: impl Fn(usize) ->
     body
 }
 
-/// Parses a skip token we issued (an offset); anything else starts from the beginning,
-/// as an opaque token from elsewhere means nothing to us.
+/// Parses a skip token we issued (an offset); anything else starts from the beginning, as an opaque token
+/// from elsewhere means nothing to us.
 pub fn skip_of(query: &Query, names: &[&str]) -> usize {
     names
         .iter()
@@ -173,7 +172,8 @@ fn audience_ok(aud: &str, base_url: &str, sim: &Sim) -> bool {
 
 fn unauthorized(code: &str, message: String, base_url: &str, tenant: &str) -> ArmError {
     let challenge = format!(
-        "Bearer authorization_uri=\"{base_url}/{tenant}\", error=\"invalid_token\", error_description=\"{code}\""
+        "Bearer authorization_uri=\"{base_url}/{tenant}\", error=\"invalid_token\", \
+            error_description=\"{code}\""
     );
     let err = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
     match HeaderValue::from_str(&challenge) {
@@ -206,7 +206,17 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| unauthorized("AuthenticationFailed", String::from("Authentication failed. The 'Authorization' header is provided in an invalid format."), base_url, tenant))?;
+        .ok_or_else(|| {
+            unauthorized(
+                "AuthenticationFailed",
+                String::from(
+                    "Authentication failed. The \
+            'Authorization' header is provided in an invalid format.",
+                ),
+                base_url,
+                tenant,
+            )
+        })?;
     let claims = sim.tokens.verify(token).map_err(|_| {
         unauthorized(
             "InvalidAuthenticationToken",
@@ -232,7 +242,9 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
         return Err(unauthorized(
             "InvalidAuthenticationTokenAudience",
             format!(
-                "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
+                "The access token has been obtained for wrong audience or resource '{}'. It should exactly \
+                    match with one of the allowed audiences \
+                    'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
                 claims.aud
             ),
             base_url,
@@ -272,16 +284,12 @@ fn looks_like_api_version(v: &str) -> bool {
 /// Checks `api-version` against the operation's provider.
 ///
 /// ARM answers an absent version with `MissingApiVersionParameter` and a malformed one with
-/// `InvalidApiVersionParameter`. For a well-formed version the provider does not serve, ARM
-/// itself (resource groups) answers `InvalidApiVersionParameter`, while a resource
-/// provider's types get `NoRegisteredProviderFound` ("No registered resource provider found
-/// for location … and API version …"). [OBS: both wordings appear in public logs; which
-/// one a given RP type yields is our most plausible reading.]
-pub fn check_api_version(
-    op: &Operation,
-    query: &Query,
-    location: &str,
-) -> Result<String, ArmError> {
+/// `InvalidApiVersionParameter`. For a well-formed version the provider does not serve, ARM itself (resource
+/// groups) answers `InvalidApiVersionParameter`, while a resource provider's types get
+/// `NoRegisteredProviderFound` ("No registered resource provider found for location … and API version …").
+/// [OBS: both wordings appear in public logs; which one a given RP type yields is our most plausible
+/// reading.]
+pub fn check_api_version(op: &Operation, query: &Query, location: &str) -> Result<String, ArmError> {
     let Some(v) = query.get("api-version") else {
         return Err(ArmError::bad_request(
             "MissingApiVersionParameter",
@@ -292,12 +300,7 @@ pub fn check_api_version(
     if supported.contains(&v) {
         return Ok(v.to_owned());
     }
-    let list = supported
-        .iter()
-        .rev()
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = supported.iter().rev().copied().collect::<Vec<_>>().join(", ");
     if !looks_like_api_version(v) || op.family == route::Family::Resources {
         return Err(ArmError::bad_request(
             "InvalidApiVersionParameter",
@@ -307,7 +310,8 @@ pub fn check_api_version(
     Err(ArmError::bad_request(
         "NoRegisteredProviderFound",
         format!(
-            "No registered resource provider found for location '{location}' and API version '{v}' for type '{}'. The supported api-versions are '{list}'.",
+            "No registered resource provider found for location '{location}' and API version '{v}' for type \
+                '{}'. The supported api-versions are '{list}'.",
             op.resource_type
         ),
     ))
@@ -377,11 +381,7 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
         return Ok(());
     }
     // Wording from FACTS §4 [OBS]; role-assignment writes get the ABAC variant [DOC].
-    let what = if op
-        .action
-        .starts_with("Microsoft.Authorization/roleAssignments/")
-        && op.is_write()
-    {
+    let what = if op.action.starts_with("Microsoft.Authorization/roleAssignments/") && op.is_write() {
         "does not have authorization or an ABAC condition not fulfilled to perform action"
     } else {
         "does not have authorization to perform action"
@@ -390,7 +390,8 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
         StatusCode::FORBIDDEN,
         "AuthorizationFailed",
         format!(
-            "The client '{}' with object id '{}' {what} '{}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+            "The client '{}' with object id '{}' {what} '{}' over scope '{scope}' or the scope is invalid. \
+                If access was recently granted, please refresh your credentials.",
             caller.appid, caller.oid, op.action
         ),
     ))
@@ -436,7 +437,9 @@ fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmE
         return Err(ArmError::conflict(
             "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
             format!(
-                "Too many Federated Identity Credentials are written concurrently for the managed identity '{key}'. Concurrent Federated Identity Credentials writes under the same managed identity are not supported."
+                "Too many Federated Identity Credentials are written concurrently for the managed identity \
+                    '{key}'. Concurrent Federated Identity Credentials writes under the same managed \
+                    identity are not supported."
             ),
         ));
     }
@@ -444,8 +447,8 @@ fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmE
 }
 
 /// Everything after routing and fault injection.
-// The request's parts travel separately because the front end already took them apart to
-// route and count the request; bundling them would only move the list into a struct.
+// The request's parts travel separately because the front end already took them apart to route and count the
+// request; bundling them would only move the list into a struct.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     sim: &Sim,
@@ -478,9 +481,9 @@ pub async fn serve(
             None
         };
         if op.is_write()
-            && let Some(ticket) =
-                sim.holds
-                    .check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit)
+            && let Some(ticket) = sim
+                .holds
+                .check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit)
         {
             ticket.wait().await;
         }
@@ -503,9 +506,9 @@ pub async fn serve(
         };
         let outcome = dispatch(sim, &req).await;
         if op.is_write()
-            && let Some(ticket) =
-                sim.holds
-                    .check(op.name, method.as_str(), &path, HoldPhase::AfterCommit)
+            && let Some(ticket) = sim
+                .holds
+                .check(op.name, method.as_str(), &path, HoldPhase::AfterCommit)
         {
             ticket.wait().await;
         }
@@ -534,10 +537,9 @@ pub async fn serve(
 async fn dispatch(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match &req.route {
         Route::ResourceGroup { .. } => resources::handle(sim, req).await,
-        Route::IdentityList { .. }
-        | Route::Identity { .. }
-        | Route::FicList { .. }
-        | Route::Fic { .. } => msi::handle(sim, req).await,
+        Route::IdentityList { .. } | Route::Identity { .. } | Route::FicList { .. } | Route::Fic { .. } => {
+            msi::handle(sim, req).await
+        }
         Route::Vault { .. } | Route::VaultAccessPolicy { .. } => keyvault::handle(sim, req).await,
         Route::RoleAssignments { .. }
         | Route::RoleAssignment { .. }

@@ -1,6 +1,5 @@
-//! Microsoft.ManagedIdentity: user-assigned identities and their federated identity
-//! credentials (FACTS §1, ManagedIdentity.json 2024-11-30; 2023-01-31 differs only in not
-//! returning `isolationScope`).
+//! Microsoft.ManagedIdentity: user-assigned identities and their federated identity credentials (FACTS §1,
+//! ManagedIdentity.json 2024-11-30; 2023-01-31 differs only in not returning `isolationScope`).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -11,11 +10,10 @@ use crate::error::ArmError;
 use crate::state::{DirectoryObject, Fic, Identity, State, key};
 
 const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
-const FIC_TYPE: &str =
-    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
+const FIC_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
 
-/// ARM's id form for identities: lowercase `resourcegroups`, names in their own case
-/// (FACTS §1, from the spec's examples).
+/// ARM's id form for identities: lowercase `resourcegroups`, names in their own case (FACTS §1, from the
+/// spec's examples).
 pub fn identity_id(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{UAI_TYPE}/{name}")
 }
@@ -25,11 +23,8 @@ pub fn render_identity(sub: &str, rg: &str, i: &Identity, api_version: &str) -> 
         json!({ "tenantId": i.tenant_id, "principalId": i.principal_id, "clientId": i.client_id });
     // `isolationScope` is new in 2024-11-30 (FACTS §1); older versions do not return it.
     if api_version >= "2024-11-30" {
-        props["isolationScope"] = Value::String(
-            i.isolation_scope
-                .clone()
-                .unwrap_or_else(|| String::from("None")),
-        );
+        props["isolationScope"] =
+            Value::String(i.isolation_scope.clone().unwrap_or_else(|| String::from("None")));
     }
     json!({
         "id": identity_id(sub, rg, &i.name),
@@ -60,8 +55,8 @@ fn identity_not_found(name: &str, rg: &str) -> ArmError {
     ArmError::resource_not_found(UAI_TYPE, name, rg)
 }
 
-/// Identity names: 3–128 letters, digits, `-`, `_`, starting with a letter or digit
-/// [DOC resource-name-rules].
+/// Identity names: 3–128 letters, digits, `-`, `_`, starting with a letter or digit [DOC
+/// resource-name-rules].
 fn valid_identity_name(name: &str) -> bool {
     valid_name(name, 128)
 }
@@ -75,17 +70,15 @@ fn valid_fic_name(name: &str) -> bool {
 fn valid_name(name: &str, max: usize) -> bool {
     (3..=max).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match (&req.route, &req.method) {
-        (Route::Identity { sub, rg, name }, &Method::PUT) => {
-            put_identity(sim, req, sub, rg, name).await
-        }
-        (Route::Identity { sub, rg, name }, &Method::PATCH) => {
-            patch_identity(sim, req, sub, rg, name).await
-        }
+        (Route::Identity { sub, rg, name }, &Method::PUT) => put_identity(sim, req, sub, rg, name).await,
+        (Route::Identity { sub, rg, name }, &Method::PATCH) => patch_identity(sim, req, sub, rg, name).await,
         (Route::Identity { sub, rg, name }, &Method::GET) => sim.read(|s| {
             let (sub, rg_name) = check_rg(s, sub, rg)?;
             let group = s
@@ -102,12 +95,8 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
                 &req.api_version,
             )))
         }),
-        (Route::Identity { sub, rg, name }, &Method::DELETE) => {
-            delete_identity(sim, sub, rg, name).await
-        }
-        (Route::IdentityList { sub, rg }, &Method::GET) => {
-            list_identities(sim, req, sub, rg.as_deref())
-        }
+        (Route::Identity { sub, rg, name }, &Method::DELETE) => delete_identity(sim, sub, rg, name).await,
+        (Route::IdentityList { sub, rg }, &Method::GET) => list_identities(sim, req, sub, rg.as_deref()),
         (
             Route::Fic {
                 sub,
@@ -131,16 +120,13 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
                 .resource_group(&sub, rg)
                 .and_then(|g| g.identities.get(&key(identity)))
                 .ok_or_else(parent_not_found)?;
-            let f = i
-                .federated_identity_credentials
-                .get(&key(name))
-                .ok_or_else(|| {
-                    ArmError::resource_not_found(
-                        &format!("{UAI_TYPE}/{}/federatedIdentityCredentials", i.name),
-                        name,
-                        rg,
-                    )
-                })?;
+            let f = i.federated_identity_credentials.get(&key(name)).ok_or_else(|| {
+                ArmError::resource_not_found(
+                    &format!("{UAI_TYPE}/{}/federatedIdentityCredentials", i.name),
+                    name,
+                    rg,
+                )
+            })?;
             Ok(ArmResponse::ok(render_fic(&sub, &rg_name, &i.name, f)))
         }),
         (
@@ -152,16 +138,13 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             },
             &Method::DELETE,
         ) => delete_fic(sim, sub, rg, identity, name).await,
-        (Route::FicList { sub, rg, identity }, &Method::GET) => {
-            list_fics(sim, req, sub, rg, identity)
-        }
+        (Route::FicList { sub, rg, identity }, &Method::GET) => list_fics(sim, req, sub, rg, identity),
         _ => Err(ArmError::method_not_allowed(&req.method)),
     }
 }
 
 fn parent_not_found() -> ArmError {
-    // Status and message [DOC] (FACTS §4); the code is ARM's usual one for a missing parent
-    // [UNVERIFIED].
+    // Status and message [DOC] (FACTS §4); the code is ARM's usual one for a missing parent [UNVERIFIED].
     ArmError::not_found(
         "ParentResourceNotFound",
         "The parent user-assigned identity doesn't exist.",
@@ -206,7 +189,8 @@ async fn put_identity(
         return Err(ArmError::bad_request(
             "InvalidResourceName",
             format!(
-                "Resource name '{name}' is invalid. The name can contain only letters, numbers, underscores and hyphens, must start with a letter or number, and must be 3 to 128 characters long."
+                "Resource name '{name}' is invalid. The name can contain only letters, numbers, underscores \
+                    and hyphens, must start with a letter or number, and must be 3 to 128 characters long."
             ),
         ));
     }
@@ -215,14 +199,18 @@ async fn put_identity(
     let api_version = req.api_version.clone();
     sim.write(|s| {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
-        let group = s.resource_group_mut(&sub_id, rg).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+        let group = s
+            .resource_group_mut(&sub_id, rg)
+            .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
         if let Some(existing) = group.identities.get_mut(&key(name)) {
             if !existing.location.eq_ignore_ascii_case(&location) {
                 // [UNVERIFIED] ARM's answer to a PUT that moves a resource: 409 InvalidResourceLocation.
                 return Err(ArmError::conflict(
                     "InvalidResourceLocation",
                     format!(
-                        "The resource '{}' already exists in location '{}' in resource group '{rg_name}'. A resource with the same name cannot be created in location '{location}'. Please select a new resource name.",
+                        "The resource '{}' already exists in location '{}' in resource group '{rg_name}'. A \
+                            resource with the same name cannot be created in location '{location}'. Please \
+                            select a new resource name.",
                         existing.name, existing.location
                     ),
                 ));
@@ -232,7 +220,12 @@ async fn put_identity(
             if isolation_scope.is_some() {
                 existing.isolation_scope = isolation_scope;
             }
-            return Ok(ArmResponse::ok(render_identity(&sub_id, &rg_name, existing, &api_version)));
+            return Ok(ArmResponse::ok(render_identity(
+                &sub_id,
+                &rg_name,
+                existing,
+                &api_version,
+            )));
         }
         let identity = Identity {
             name: name.to_owned(),
@@ -246,7 +239,12 @@ async fn put_identity(
             created_at_ms: now,
         };
         let body = render_identity(&sub_id, &rg_name, &identity, &api_version);
-        let principal = DirectoryObject { object_id: identity.principal_id.clone(), principal_type: String::from("ServicePrincipal"), display_name: identity.name.clone(), created_at_ms: now };
+        let principal = DirectoryObject {
+            object_id: identity.principal_id.clone(),
+            principal_type: String::from("ServicePrincipal"),
+            display_name: identity.name.clone(),
+            created_at_ms: now,
+        };
         group.identities.insert(key(name), identity);
         s.directory.insert(key(&principal.object_id), principal);
         Ok(ArmResponse::created(body))
@@ -284,12 +282,7 @@ async fn patch_identity(
     .await
 }
 
-async fn delete_identity(
-    sim: &Sim,
-    sub: &str,
-    rg: &str,
-    name: &str,
-) -> Result<ArmResponse, ArmError> {
+async fn delete_identity(sim: &Sim, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
     let existed = sim.read(|s| -> Result<bool, ArmError> {
         let (sub_id, _) = check_rg(s, sub, rg)?;
         Ok(s.resource_group(&sub_id, rg)
@@ -366,7 +359,8 @@ fn list_fics(
                 return Err(ArmError::bad_request(
                     "InvalidParameter",
                     format!(
-                        "The value '{t}' of query parameter '$top' is invalid; it must be an integer of at least 1."
+                        "The value '{t}' of query parameter '$top' is invalid; it must be an integer of at \
+                            least 1."
                     ),
                 ));
             }
@@ -397,8 +391,8 @@ fn list_fics(
 }
 
 fn fic_bad_request(message: impl Into<String>) -> ArmError {
-    // The FIC errors table [DOC] gives status and message but no code [UNVERIFIED]:
-    // `BadRequest` is what the RP's other validation errors carry.
+    // The FIC errors table [DOC] gives status and message but no code [UNVERIFIED]: `BadRequest` is what the
+    // RP's other validation errors carry.
     ArmError::bad_request("BadRequest", message)
 }
 
@@ -431,9 +425,9 @@ fn parse_fic(body: &Value) -> Result<FicInput, ArmError> {
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_owned).ok_or_else(|| {
-                    ArmError::invalid_content("'audiences' must be an array of strings")
-                })
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ArmError::invalid_content("'audiences' must be an array of strings"))
             })
             .collect::<Result<_, _>>()?,
         _ => Vec::new(),
@@ -495,31 +489,52 @@ async fn put_fic(
     let max = sim.behaviour().max_fics_per_identity;
     sim.write(|s| {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
-        let i = s.resource_group_mut(&sub_id, rg).and_then(|g| g.identities.get_mut(&key(identity))).ok_or_else(parent_not_found)?;
-        let duplicate = i
-            .federated_identity_credentials
-            .values()
-            .any(|f| !f.name.eq_ignore_ascii_case(name) && f.issuer == input.issuer && f.subject == input.subject);
+        let i = s
+            .resource_group_mut(&sub_id, rg)
+            .and_then(|g| g.identities.get_mut(&key(identity)))
+            .ok_or_else(parent_not_found)?;
+        let duplicate = i.federated_identity_credentials.values().any(|f| {
+            !f.name.eq_ignore_ascii_case(name) && f.issuer == input.issuer && f.subject == input.subject
+        });
         if duplicate {
             // Status and message [DOC] (FACTS §4); issuer and subject compare exactly.
-            return Err(fic_bad_request("Issuer and subject combination already exists for this Managed Identity."));
+            return Err(fic_bad_request(
+                "Issuer and subject combination already exists for this Managed \
+                Identity.",
+            ));
         }
         let exists = i.federated_identity_credentials.contains_key(&key(name));
         if !exists && i.federated_identity_credentials.len() >= max {
-            // The limit is documented [DOC]; status, code and wording are our choice
-            // [UNVERIFIED] (FACTS §8.1 suggests 400 BadRequest).
+            // The limit is documented [DOC]; status, code and wording are our choice [UNVERIFIED] (FACTS §8.1
+            // suggests 400 BadRequest).
             return Err(fic_bad_request(format!(
-                "The managed identity '{}' already has the maximum number of {max} Federated Identity Credentials.",
+                "The managed identity '{}' already has the maximum number of {max} Federated Identity \
+                    Credentials.",
                 identity_id(&sub_id, &rg_name, &i.name)
             )));
         }
-        let fic = Fic { name: name.to_owned(), issuer: input.issuer, subject: input.subject, audiences: input.audiences };
+        let fic = Fic {
+            name: name.to_owned(),
+            issuer: input.issuer,
+            subject: input.subject,
+            audiences: input.audiences,
+        };
         let body = render_fic(&sub_id, &rg_name, &i.name, &fic);
         // An update keeps the name's original case.
-        let stored_name = i.federated_identity_credentials.get(&key(name)).map(|f| f.name.clone());
-        let fic = Fic { name: stored_name.unwrap_or(fic.name), ..fic };
+        let stored_name = i
+            .federated_identity_credentials
+            .get(&key(name))
+            .map(|f| f.name.clone());
+        let fic = Fic {
+            name: stored_name.unwrap_or(fic.name),
+            ..fic
+        };
         i.federated_identity_credentials.insert(key(name), fic);
-        Ok(if exists { ArmResponse::ok(body) } else { ArmResponse::created(body) })
+        Ok(if exists {
+            ArmResponse::ok(body)
+        } else {
+            ArmResponse::created(body)
+        })
     })
     .await
 }
@@ -538,8 +553,8 @@ async fn delete_fic(
             .is_some_and(|i| i.federated_identity_credentials.contains_key(&key(name))))
     })?;
     if !existed {
-        // Also for a missing parent identity: "does not exist" is what a cleanup wants to
-        // hear [UNVERIFIED: ARM may answer 404 for a missing parent].
+        // Also for a missing parent identity: "does not exist" is what a cleanup wants to hear [UNVERIFIED:
+        // ARM may answer 404 for a missing parent].
         return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
     }
     sim.write(|s| {

@@ -1,5 +1,5 @@
-//! Microsoft.Resources: resource groups (PUT and GET), enough for tests and the demo to make
-//! the groups identities live in.
+//! Microsoft.Resources: resource groups (PUT and GET), enough for tests and the demo to make the groups
+//! identities live in.
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -24,17 +24,12 @@ pub fn render(sub: &str, g: &ResourceGroup) -> Value {
 fn valid_name(name: &str) -> bool {
     (1..=90).contains(&name.chars().count())
         && !name.ends_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+        && name.chars().all(|c| c.is_alphanumeric() || "_-.()".contains(c))
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     let Route::ResourceGroup { sub, rg } = &req.route else {
-        return Err(ArmError::not_found(
-            "NotFound",
-            "Not a resource group route.",
-        ));
+        return Err(ArmError::not_found("NotFound", "Not a resource group route."));
     };
     match req.method {
         Method::GET => sim.read(|s| {
@@ -71,19 +66,31 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             };
             let tags = tags_of(&body)?.unwrap_or_default();
             sim.write(|s| {
-                let subscription = s.subscriptions.get_mut(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
+                let subscription = s
+                    .subscriptions
+                    .get_mut(&key(sub))
+                    .ok_or_else(|| subscription_not_found(sub))?;
                 let sub_id = subscription.id.clone();
                 if let Some(g) = subscription.resource_groups.get_mut(&key(rg)) {
                     if !g.location.eq_ignore_ascii_case(&location) {
                         return Err(ArmError::conflict(
                             "InvalidResourceGroupLocation",
-                            format!("Invalid resource group location '{location}'. The Resource group already exists in location '{}'.", g.location),
+                            format!(
+                                "Invalid resource group location '{location}'. The Resource group \
+                                already exists in location '{}'.",
+                                g.location
+                            ),
                         ));
                     }
                     g.tags = tags;
                     return Ok(ArmResponse::ok(render(&sub_id, g)));
                 }
-                let g = ResourceGroup { name: rg.clone(), location, tags, ..Default::default() };
+                let g = ResourceGroup {
+                    name: rg.clone(),
+                    location,
+                    tags,
+                    ..Default::default()
+                };
                 let body = render(&sub_id, &g);
                 subscription.resource_groups.insert(key(rg), g);
                 Ok(ArmResponse::created(body))

@@ -1,6 +1,6 @@
-//! Recognising ARM paths. Fixed segments are matched case-insensitively, as ARM does; names
-//! keep the case the caller used. Repeated slashes are collapsed (SDKs that put a scope or an
-//! id starting with `/` behind a `/` in their path template send `//subscriptions/...`).
+//! Recognising ARM paths. Fixed segments are matched case-insensitively, as ARM does; names keep the case the
+//! caller used. Repeated slashes are collapsed (SDKs that put a scope or an id starting with `/` behind a `/`
+//! in their path template send `//subscriptions/...`).
 
 use axum::http::Method;
 
@@ -86,9 +86,8 @@ impl Family {
                 "2025-04-01",
             ],
             Self::Msi => &["2023-01-31", "2024-11-30"],
-            // 2020-10-01-preview is a real roleAssignments version and the one the upstream
-            // example RoleAssignments_Get.json carries; its shape equals 2022-04-01 for every
-            // field we serve.
+            // 2020-10-01-preview is a real roleAssignments version and the one the upstream example
+            // RoleAssignments_Get.json carries; its shape equals 2022-04-01 for every field we serve.
             Self::Authorization => &["2022-04-01", "2020-10-01-preview"],
             Self::KeyVault => &["2022-07-01", "2023-02-01", "2023-07-01", "2024-11-01"],
         }
@@ -320,18 +319,11 @@ fn eq(a: &str, b: &str) -> bool {
 }
 
 fn not_found(path: &str) -> ArmError {
-    ArmError::not_found(
-        "NotFound",
-        format!("The requested path '{path}' was not found."),
-    )
+    ArmError::not_found("NotFound", format!("The requested path '{path}' was not found."))
 }
 
 pub fn parse(path: &str) -> Result<Route, ArmError> {
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(decode)
-        .collect();
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
 
     // Authorization routes take any scope in front of them: find the last provider segment.
@@ -362,12 +354,10 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
 
     let o = |x: &str| x.to_owned();
     match s.as_slice() {
-        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => {
-            Ok(Route::ResourceGroup {
-                sub: o(sub),
-                rg: o(rg),
-            })
-        }
+        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => Ok(Route::ResourceGroup {
+            sub: o(sub),
+            rg: o(rg),
+        }),
         [sb, sub, p, ns, t]
             if eq(sb, "subscriptions")
                 && eq(p, "providers")
@@ -475,9 +465,7 @@ pub fn scope_subscription(scope: &str) -> Option<String> {
 pub fn scope_resource_group(scope: &str) -> Option<String> {
     let segs: Vec<&str> = scope.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
-        [s, _, r, rg, ..] if eq(s, "subscriptions") && eq(r, "resourceGroups") => {
-            Some((*rg).to_owned())
-        }
+        [s, _, r, rg, ..] if eq(s, "subscriptions") && eq(r, "resourceGroups") => Some((*rg).to_owned()),
         _ => None,
     }
 }
@@ -488,7 +476,8 @@ mod tests {
 
     #[test]
     fn parses_every_route() {
-        let uai = "/subscriptions/s/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities";
+        let uai =
+            "/subscriptions/s/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities";
         assert_eq!(
             parse(uai),
             Ok(Route::IdentityList {
@@ -529,9 +518,7 @@ mod tests {
         );
         let kv = "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv";
         assert_eq!(
-            parse(&format!(
-                "{kv}/providers/Microsoft.Authorization/roleAssignments"
-            )),
+            parse(&format!("{kv}/providers/Microsoft.Authorization/roleAssignments")),
             Ok(Route::RoleAssignments { scope: kv.into() })
         );
         assert_eq!(
@@ -558,8 +545,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse("/subscriptions/s/resourceGroups/r/providers/Microsoft.Foo/bars/x")
-                .map_err(|e| e.code),
+            parse("/subscriptions/s/resourceGroups/r/providers/Microsoft.Foo/bars/x").map_err(|e| e.code),
             Err("InvalidResourceNamespace".into())
         );
         assert_eq!(

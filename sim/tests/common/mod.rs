@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a seeded simulator, an HTTPS client that trusts
-//! its CA, and tokens for the seeded operator app.
+//! Helpers shared by the integration tests: a seeded simulator, an HTTPS client that trusts its CA, and
+//! tokens for the seeded operator app.
 #![allow(dead_code)]
 
 use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator};
@@ -117,7 +117,10 @@ impl Reply {
 impl Arm {
     /// The same endpoint and HTTP client, calling as another principal.
     pub fn with_token(&self, token: impl Into<String>) -> Arm {
-        Arm { token: token.into(), ..self.clone() }
+        Arm {
+            token: token.into(),
+            ..self.clone()
+        }
     }
 
     pub async fn new(h: &SimHandle) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
@@ -174,10 +177,7 @@ impl Arm {
         self.call("PUT", path, Some(body)).await
     }
 
-    pub async fn delete(
-        &self,
-        path: &str,
-    ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn delete(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
         self.call("DELETE", path, None).await
     }
 }
@@ -202,15 +202,11 @@ pub fn fic_body(issuer: &str, subject: &str) -> Value {
 }
 
 pub fn vault_scope(name: &str) -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}"
-    )
+    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
 }
 
 pub fn ra_path(scope: &str, name: &str) -> String {
-    format!(
-        "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={AUTHZ_API}"
-    )
+    format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={AUTHZ_API}")
 }
 
 pub fn role_id(guid: &str) -> String {
