@@ -33,9 +33,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (flags or environment; see --help).
-    Run(Box<idbind::run::RunArgs>),
+    Run(Box<idbind::runtime::run::RunArgs>),
     /// Show the Azure writes a binding would cause now, reading Azure only (a dry run).
-    Plan(Box<idbind::run::PlanArgs>),
+    Plan(Box<idbind::runtime::run::PlanArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD (what `crds/` holds).
     Crd {
         /// Write `<dir>/<group>_<plural>.yaml` files instead of printing.
@@ -50,19 +50,19 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     #[cfg(not(target_env = "msvc"))]
-    idbind::telemetry::set_heap_stats(heap_stats);
+    idbind::runtime::telemetry::set_heap_stats(heap_stats);
     if let Command::Run(args) = &cli.command {
-        idbind::telemetry::init_logging(args.log_format == idbind::run::LogFormat::Json);
+        idbind::runtime::telemetry::init_logging(args.log_format == idbind::runtime::run::LogFormat::Json);
     }
     match cli.command {
-        Command::Run(args) => idbind::run::run(*args).await,
-        Command::Plan(args) => idbind::run::plan(*args).await,
+        Command::Run(args) => idbind::runtime::run::run(*args).await,
+        Command::Plan(args) => idbind::runtime::run::plan(*args).await,
         Command::Crd { out_dir: None } => {
-            print!("{}", idbind::crd::crds_yaml()?);
+            print!("{}", idbind::api::crd::crds_yaml()?);
             Ok(())
         }
         Command::Crd { out_dir: Some(dir) } => {
-            for (name, yaml) in idbind::crd::crd_files()? {
+            for (name, yaml) in idbind::api::crd::crd_files()? {
                 std::fs::write(dir.join(name), yaml)?;
             }
             Ok(())

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
+use idbind::azure::budget::{Limits, SharedBudget};
 use idbind::azure::governed::Governed;
 use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
-use idbind::budget::{Limits, SharedBudget};
-use idbind::naming;
-use idbind::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
+use idbind::core::naming;
+use idbind::core::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 
 mod common;

@@ -10,7 +10,7 @@ mod common;
 use common::e2e::{
     APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestResult, eventually, identities, start, start_with,
 };
-use idbind::{azure::AzureApi, validate::Policy};
+use idbind::{azure::AzureApi, core::validate::Policy};
 use serde_json::{Value, json};
 
 fn manifest(name: &str, sa: &str, identity: Value, vaults: Value) -> Value {

@@ -164,8 +164,8 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
 
     // Creation: killed just before and just after the status write.
     for point in [
-        idbind::failpoint::BEFORE_STATUS_WRITE,
-        idbind::failpoint::AFTER_STATUS_WRITE,
+        idbind::reconcile::failpoint::BEFORE_STATUS_WRITE,
+        idbind::reconcile::failpoint::AFTER_STATUS_WRITE,
     ] {
         let name = format!("status-{point}");
         let mut crashing = Operator::start(&env, &name, &[("IDBIND_CRASH_AT", point)])?;

@@ -3,7 +3,7 @@
 #[test]
 fn checked_in_crds_match_generated() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let files = idbind::crd::crd_files().expect("CRDs serialize");
+    let files = idbind::api::crd::crd_files().expect("CRDs serialize");
     assert_eq!(files.len(), 2, "one file per CRD");
     for (name, generated) in files {
         let path = dir.join(name);

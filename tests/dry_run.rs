@@ -6,11 +6,11 @@ mod common;
 
 use common::e2e::{APP_ID, APP_SECRET, KV_RG, RG, SUB, TestResult, settings, start};
 use idbind::{
+    api::binding::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
     azure::governed::Governed,
-    controller::{DryRun, dry_run},
-    plan::Action,
-    resource::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
-    validate::Policy,
+    core::plan::Action,
+    core::validate::Policy,
+    reconcile::{DryRun, dry_run},
 };
 
 fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {

@@ -8,7 +8,7 @@ use std::time::Duration;
 mod common;
 
 use common::e2e::{APP_ID, APP_SECRET, KV_RG, RG, SUB, TestResult, identities, start_with};
-use idbind::{azure::AzureApi, validate::Policy};
+use idbind::{azure::AzureApi, core::validate::Policy};
 use serde_json::{Value, json};
 
 fn binding(name: &str, sa: &str, identity: Value, vaults: Value) -> Value {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use idbind::{
-    conditions,
-    k8s::{self, Annotations, CLIENT_ID_ANNOTATION, KubeError, TENANT_ID_ANNOTATION},
-    resource::{
+    api::binding::{
         IdentityStatus, WorkloadIdentityBinding, WorkloadIdentityBindingSpec, WorkloadIdentityBindingStatus,
     },
+    core::conditions,
+    k8s::{self, Annotations, CLIENT_ID_ANNOTATION, KubeError, TENANT_ID_ANNOTATION},
 };
 use idbind_testenv::ControlPlane;
 use k8s_openapi::{api::core::v1::ServiceAccount, apimachinery::pkg::apis::meta::v1::Time};

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use idbind::leader::{LeaderConfig, LeaderElection, LeaderElector, LeaderError};
+use idbind::runtime::leader::{LeaderConfig, LeaderElection, LeaderElector, LeaderError};
 use idbind_testenv::ControlPlane;
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},

@@ -13,8 +13,8 @@ use common::e2e::{
     eventually, identities, start, start_with, start_with_budget,
 };
 use idbind::{
-    budget::{Limits, MsiOp, Rate},
-    validate::Policy,
+    azure::budget::{Limits, MsiOp, Rate},
+    core::validate::Policy,
 };
 use serde_json::{Value, json};
 
@@ -795,7 +795,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         ])?;
         Ok(reasons
             .lines()
-            .filter(|r| r.trim() == idbind::controller::AWAITING_TURN)
+            .filter(|r| r.trim() == idbind::reconcile::AWAITING_TURN)
             .count())
     };
     eventually(

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 
 use idbind::{
-    naming::{
+    api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
+    core::naming::{
         FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name,
     },
-    resource::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
-    roles::{Permissions, RoleRef},
-    validate::{DesiredIdentity, OperatorSettings, Policy, validate},
+    core::roles::{Permissions, RoleRef},
+    core::validate::{DesiredIdentity, OperatorSettings, Policy, validate},
 };
 use proptest::{collection, option, prelude::*};
 

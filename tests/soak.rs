@@ -35,7 +35,7 @@ use common::{
     },
     process::Operator,
 };
-use idbind::resource::WorkloadIdentityBinding;
+use idbind::api::binding::WorkloadIdentityBinding;
 use idbind_sim::{FaultAction, FaultRule, SimConfig, State};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
@@ -125,7 +125,7 @@ fn vault_scope(vault: &str) -> String {
 }
 
 fn role_guid(role: &str) -> String {
-    idbind::roles::KEY_VAULT_ROLES
+    idbind::core::roles::KEY_VAULT_ROLES
         .iter()
         .find(|r| r.name == role)
         .map(|r| r.guid.to_string())
@@ -448,7 +448,7 @@ fn diff(
             .spec
             .identity
             .clone()
-            .unwrap_or_else(|| idbind::naming::identity_name("e2e", ns, &b.name));
+            .unwrap_or_else(|| idbind::core::naming::identity_name("e2e", ns, &b.name));
         if identity.name != want_name {
             out.push(format!(
                 "{}: identity is {}, the spec asks for {want_name}",
@@ -913,7 +913,10 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
     let mut crashing = Operator::start(
         &env,
         "crash",
-        &[("IDBIND_CRASH_AT", idbind::failpoint::BEFORE_STATUS_WRITE)],
+        &[(
+            "IDBIND_CRASH_AT",
+            idbind::reconcile::failpoint::BEFORE_STATUS_WRITE,
+        )],
     )?;
     kube.create(&b).await?;
     assert!(

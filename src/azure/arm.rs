@@ -32,7 +32,7 @@ use super::{
     AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity,
     IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of,
 };
-use crate::{
+use crate::core::{
     plan::{ObservedIdentity, ObservedRoleAssignment},
     roles::Permissions,
 };

@@ -1,7 +1,7 @@
 //! [`Governed`]: the [`AzureApi`] every reconcile uses, wrapping the real client with what keeps a fleet of
 //! reconciles inside Azure's limits and out of each other's way:
 //!
-//! - the client-side request budget ([`crate::budget`]), shaped like ARM's and the managed-identity API's
+//! - the client-side request budget ([`super::budget`]), shaped like ARM's and the managed-identity API's
 //!   token buckets, so idbind waits its turn instead of provoking 429s;
 //! - at most one federated-credential write in flight per identity: Azure answers a second concurrent one
 //!   with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity` (DESIGN §2a), which
@@ -20,15 +20,12 @@ use std::{
 
 use async_trait::async_trait;
 
+use super::budget::{MsiOp, OpKind, Request, SharedBudget};
 use super::{
     AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
     RoleAssignment, VaultInfo,
 };
-use crate::{
-    budget::{MsiOp, OpKind, Request, SharedBudget},
-    plan::ObservedRoleAssignment,
-    roles::Permissions,
-};
+use crate::core::{plan::ObservedRoleAssignment, roles::Permissions};
 
 /// Receives one record per ARM request (the metrics implement it).
 pub trait ArmObserver: Send + Sync {
@@ -37,16 +34,6 @@ pub trait ArmObserver: Send + Sync {
     fn request(&self, operation: &'static str, status: u16, elapsed: Duration);
     /// How long a request waited for the budget before it was sent.
     fn budget_waited(&self, waited: Duration);
-}
-
-impl ArmObserver for crate::telemetry::Metrics {
-    fn request(&self, operation: &'static str, status: u16, elapsed: Duration) {
-        self.arm_request(operation, status, elapsed);
-    }
-
-    fn budget_waited(&self, waited: Duration) {
-        crate::telemetry::Metrics::budget_waited(self, waited);
-    }
 }
 
 /// The governed Azure layer.

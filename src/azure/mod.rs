@@ -6,6 +6,7 @@
 //! the controller classifies and requeues.
 
 pub mod arm;
+pub mod budget;
 pub mod error;
 pub mod governed;
 pub mod snapshot;
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 
 pub use error::{AzureError, Category};
 
-use crate::{
+use crate::core::{
     plan::{Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedIdentity, ObservedRoleAssignment},
     roles::Permissions,
 };
@@ -387,10 +388,13 @@ pub async fn cleanup(
     };
     for ra in &observed.azure.role_assignments {
         // Only assignments whose name is the one we derive are ours; others are left alone.
-        let ours =
-            crate::naming::role_assignment_name(&ra.scope, &ra.role_definition_id, &identity.principal_id)
-                .to_string()
-                .eq_ignore_ascii_case(&ra.name);
+        let ours = crate::core::naming::role_assignment_name(
+            &ra.scope,
+            &ra.role_definition_id,
+            &identity.principal_id,
+        )
+        .to_string()
+        .eq_ignore_ascii_case(&ra.name);
         if ours {
             done_if_gone(api.delete_role_assignment(&ra.id).await)?;
             deleted.push(ra.id.clone());

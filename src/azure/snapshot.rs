@@ -41,7 +41,7 @@ use super::{
     AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
     RoleAssignment, VaultInfo, resource_parts, subscription_of,
 };
-use crate::{plan::ObservedRoleAssignment, roles::Permissions};
+use crate::core::{plan::ObservedRoleAssignment, roles::Permissions};
 
 /// One list and when it was taken.
 struct Listed<T> {
@@ -198,7 +198,7 @@ impl Snapshots {
         &self,
         subscription: &str,
         resource_group: &str,
-        owner: &crate::plan::Owner,
+        owner: &crate::core::plan::Owner,
     ) -> Result<Vec<FoundIdentity>, AzureError> {
         let group = self.identity_group(subscription, resource_group).await;
         group
@@ -268,7 +268,7 @@ impl AzureApi for Snapshots {
     ) -> Result<IdentityIds, AzureError> {
         let ids = self.inner.put_identity(resource_id, location, tags).await?;
         let (sub, rg, name) = name_key(resource_id)?;
-        let observed = crate::plan::ObservedIdentity {
+        let observed = crate::core::plan::ObservedIdentity {
             location: location.to_string(),
             tags: tags.clone(),
             principal_id: ids.principal_id.clone(),

@@ -10,10 +10,10 @@ use std::{
 };
 
 use idbind::{
+    azure::budget::{Limits, SharedBudget},
     azure::governed::Governed,
-    budget::{Limits, SharedBudget},
-    controller::{self, Context},
-    validate::{OperatorSettings, Policy},
+    core::validate::{OperatorSettings, Policy},
+    reconcile::{self, Context},
 };
 use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator, State};
 use idbind_testenv::ControlPlane;
@@ -87,7 +87,7 @@ pub async fn start_with_budget(
     );
     // Each test runs its own controller and simulator, so each watches only its own namespace.
     let watched = env.ns.clone();
-    tokio::spawn(async move { controller::run(ctx, 4, Some(&watched)).await });
+    tokio::spawn(async move { reconcile::run(ctx, 4, Some(&watched)).await });
     Ok(env)
 }
 

@@ -9,7 +9,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::resource::{FIELD_MANAGER, WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
+use crate::api::binding::{FIELD_MANAGER, WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
 
 /// Annotations the azure-workload-identity webhook reads.
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";

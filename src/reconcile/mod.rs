@@ -5,6 +5,8 @@
 //! Event when something changed, and a requeue that honours Retry-After and backs off per object. Cleanup
 //! (finalizer) never validates, so a bad spec cannot block it.
 
+pub mod failpoint;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -30,20 +32,27 @@ use kube::{
 };
 
 use crate::{
-    azure::{self, AzureApi, AzureError, IdentityIds, Observation, snapshot::Snapshots},
-    budget::{MsiOp, OpKind, Request, SharedBudget},
-    conditions::{self, Want},
-    guardrails::{self, WorkloadIdentityPolicy},
-    k8s::{self, Annotations, KubeError},
-    plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
-    resource::{
-        AccessPolicyStatus, DeletionPolicy, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus,
-        WorkloadIdentityBinding, WorkloadIdentityBindingStatus,
+    api::{
+        binding::{
+            AccessPolicyStatus, DeletionPolicy, FederatedCredentialStatus, IdentityStatus,
+            RoleAssignmentStatus, WorkloadIdentityBinding, WorkloadIdentityBindingStatus,
+        },
+        policy::WorkloadIdentityPolicy,
     },
-    roles::RoleRef,
-    roles::{self, Permissions},
-    telemetry::Metrics,
-    validate::{self, DesiredBinding, DesiredIdentity, OperatorSettings, Policy},
+    azure::{
+        self, AzureApi, AzureError, IdentityIds, Observation,
+        budget::{MsiOp, OpKind, Request, SharedBudget},
+        snapshot::Snapshots,
+    },
+    core::{
+        conditions::{self, Want},
+        plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
+        policy as guardrails,
+        roles::{self, Permissions, RoleRef},
+        validate::{self, DesiredBinding, DesiredIdentity, OperatorSettings, Policy},
+    },
+    k8s::{self, Annotations, KubeError},
+    runtime::telemetry::Metrics,
 };
 
 /// The finalizer idbind puts on bindings before its first Azure write.
@@ -899,7 +908,8 @@ async fn apply(
         subject: desired_azure.subject.clone(),
     });
     for h in &mut held {
-        let name = crate::naming::role_assignment_name(&h.scope, &h.role_definition_id, &ids.principal_id);
+        let name =
+            crate::core::naming::role_assignment_name(&h.scope, &h.role_definition_id, &ids.principal_id);
         h.id = format!(
             "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
             h.scope
@@ -1070,7 +1080,7 @@ async fn finish(
     if before == after {
         return Ok(());
     }
-    crate::failpoint::hit(crate::failpoint::BEFORE_STATUS_WRITE);
+    failpoint::hit(failpoint::BEFORE_STATUS_WRITE);
     k8s::apply_status(
         &ctx.client,
         &b.namespace().unwrap_or_default(),
@@ -1078,7 +1088,7 @@ async fn finish(
         after,
     )
     .await?;
-    crate::failpoint::hit(crate::failpoint::AFTER_STATUS_WRITE);
+    failpoint::hit(failpoint::AFTER_STATUS_WRITE);
     if let Some((type_, reason, note)) = event {
         let reference: ObjectReference = b.object_ref(&());
         let ev = Event {
@@ -1104,7 +1114,7 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
         // spec the policy now refuses must still be cleaned up.
         let owner = owner(b, &ctx.settings);
         let fic_name =
-            crate::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
+            crate::core::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
         let held_policies = held_access_policies(b.status.as_ref());
         // (identity id, managed by idbind, access policies the spec would have granted)
         type Candidate = (String, bool, Vec<(String, Permissions)>);

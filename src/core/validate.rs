@@ -8,9 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    naming,
-    resource::{DeletionPolicy, WorkloadIdentityBindingSpec},
-    roles::RoleRef,
+    api::binding::{DeletionPolicy, WorkloadIdentityBindingSpec},
+    core::{naming, roles::RoleRef},
 };
 
 /// Settings of the operator that shape a binding's Azure objects.
@@ -31,7 +30,7 @@ pub struct Policy {
     pub allow_any_role: bool,
     pub allow_other_subscriptions: bool,
     pub allow_existing_identity: bool,
-    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::guardrails`]).
+    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::core::policy`]).
     pub require_policy: bool,
 }
 
@@ -461,7 +460,7 @@ fn subscription_of(resource_id: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::{IdentitySpec, KeyVaultAccess};
+    use crate::api::binding::{IdentitySpec, KeyVaultAccess};
 
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
     const OTHER: &str = "00000000-0000-0000-0000-000000000002";

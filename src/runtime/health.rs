@@ -22,7 +22,7 @@ use axum::{
     routing::get,
 };
 
-use crate::telemetry::Metrics;
+use super::telemetry::Metrics;
 
 /// Flags the probes report, shared between the controller (which sets them) and the HTTP server (which reads
 /// them). Clones share the same flags.

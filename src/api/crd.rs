@@ -3,7 +3,7 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::{guardrails::WorkloadIdentityPolicy, resource::WorkloadIdentityBinding};
+use crate::api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy};
 
 /// Every CRD idbind defines: the file under `crds/` that holds it, and its YAML (a header comment first, so a
 /// reader of `crds/` knows the file is generated).

@@ -9,15 +9,17 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     azure::{
         arm::{ArmApi, Cloud, client_secret_credential, http_client_with_ca_file},
+        budget::{Limits, SharedBudget},
         governed::{ArmObserver, Governed},
         workload_identity::FileFederatedCredential,
     },
-    budget::{Limits, SharedBudget},
-    controller::{self, Context, DryRun},
-    health::{self, Health},
-    leader::{LeaderConfig, LeaderElector},
-    telemetry::Metrics,
-    validate::{OperatorSettings, Policy},
+    core::validate::{OperatorSettings, Policy},
+    reconcile::{self as controller, Context, DryRun},
+    runtime::{
+        health::{self, Health},
+        leader::{LeaderConfig, LeaderElector},
+        telemetry::Metrics,
+    },
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -281,8 +283,8 @@ pub struct PlanArgs {
 pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut binding: crate::resource::WorkloadIdentityBinding =
-        serde_yaml::from_str(&text).with_context(|| {
+    let mut binding: crate::api::binding::WorkloadIdentityBinding = serde_yaml::from_str(&text)
+        .with_context(|| {
             format!(
                 "{} is not a \
         WorkloadIdentityBinding",
@@ -320,9 +322,9 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
 }
 
 /// One write, as a reader of `idbind plan` wants it.
-fn describe(action: &crate::plan::Action) -> String {
-    use crate::plan::Action::*;
-    let perms = |p: &crate::roles::Permissions| {
+fn describe(action: &crate::core::plan::Action) -> String {
+    use crate::core::plan::Action::*;
+    let perms = |p: &crate::core::roles::Permissions| {
         [
             ("secrets", &p.secrets),
             ("keys", &p.keys),
@@ -361,7 +363,7 @@ fn describe(action: &crate::plan::Action) -> String {
             name,
             role_definition_guid,
         } => {
-            let role = crate::roles::KEY_VAULT_ROLES
+            let role = crate::core::roles::KEY_VAULT_ROLES
                 .iter()
                 .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
                 .map_or(role_definition_guid.clone(), |r| {

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::{naming, resource::TOKEN_EXCHANGE_AUDIENCE, roles::Permissions};
+use crate::{
+    api::binding::TOKEN_EXCHANGE_AUDIENCE,
+    core::{naming, roles::Permissions},
+};
 
 /// Tag names idbind puts on every identity it creates. An identity without them is not ours and is never
 /// modified or deleted.

@@ -10,6 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::azure::governed::ArmObserver;
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -309,6 +310,17 @@ fn may_log_secrets(target: &str) -> bool {
     ]
     .iter()
     .any(|t| target.starts_with(t))
+}
+
+/// The Azure layer reports each ARM request here.
+impl ArmObserver for Metrics {
+    fn request(&self, operation: &'static str, status: u16, elapsed: Duration) {
+        self.arm_request(operation, status, elapsed);
+    }
+
+    fn budget_waited(&self, waited: Duration) {
+        Metrics::budget_waited(self, waited);
+    }
 }
 
 #[cfg(test)]
