@@ -1,6 +1,6 @@
 //! `WorkloadIdentityPolicy`: the cluster-scoped object with which a cluster administrator says which
-//! namespaces may bind which Key Vaults, with which roles, and which existing identities they may bring.
-//! Its doc comments are the API reference (`kubectl explain wip.spec`); the verdict on a binding is
+//! namespaces may bind which Key Vaults, with which roles, and which existing identities they may bring. Its
+//! doc comments are the API reference (`kubectl explain wip.spec`); the verdict on a binding is
 //! [`crate::core::policy::check`].
 
 use kube::{CustomResource, KubeSchema};

@@ -1,5 +1,5 @@
-//! The pure core: everything a reconcile decides, as functions of values. No async, no client, no clock
-//! (time is passed in), so every rule is tested table-driven without a server.
+//! The pure core: everything a reconcile decides, as functions of values. No async, no client, no clock (time
+//! is passed in), so every rule is tested table-driven without a server.
 
 pub mod conditions;
 pub mod naming;

@@ -100,9 +100,9 @@ pub struct RunArgs {
     /// Which credential to use.
     #[arg(long, env = "IDBIND_CREDENTIAL", value_enum, default_value = "auto")]
     pub credential: CredentialKind,
-    /// Multiplies the client-side ARM request budget (ARM's documented public-cloud limits: writes 200 burst
-    /// + 10/s, the managed-identity API's 2/s per subscription and 1 per 4 s per identity, ...). 0 turns the
-    /// budget off.
+    /// Multiplies the client-side ARM request budget (ARM's documented public-cloud limits: writes 200
+    /// burst + 10/s, the managed-identity API's 2/s per subscription and 1 per 4 s per identity, ...). 0
+    /// turns the budget off.
     #[arg(long, env = "IDBIND_BUDGET_SCALE", default_value_t = 1.0)]
     pub budget_scale: f64,
     /// Bindings reconciled in parallel.
