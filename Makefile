@@ -10,6 +10,7 @@ CLUSTER_DIR  := $(CACHE)/cluster
 SIM_DIR      := $(CACHE)/sim
 KUBECTL      := $(CP_BIN)/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig --cache-dir $(CLUSTER_DIR)/kubectl-cache
 IDBIND       := $(CURDIR)/target/debug/idbind
+IDBIND_SIM   := $(CURDIR)/target/debug/idbind-sim
 DEMO_NS      := idbind-demo
 
 .PHONY: help build controlplane crds test test-rust test-python up down demo clean
@@ -17,7 +18,7 @@ DEMO_NS      := idbind-demo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## Build the idbind binary (debug)
+build: ## Build the idbind and idbind-sim binaries (debug)
 	cargo build --workspace --bins
 
 # The control plane is rebuilt only when the Go module's pins change.
@@ -39,7 +40,7 @@ test-rust: controlplane
 	cargo test --workspace --no-fail-fast
 
 test-python: build ## Azure's Python SDKs against the simulator
-	IDBIND_BIN=$(IDBIND) bash sim/tests/python/run.sh
+	IDBIND_SIM_BIN=$(IDBIND_SIM) bash sim/tests/python/run.sh
 
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
@@ -61,7 +62,7 @@ OPERATOR_DIR := $(CACHE)/operator
 demo: build up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
 	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	mkdir -p $(SIM_DIR) && rm -f $(SIM_DIR)/endpoint.json
-	$(IDBIND) sim --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
 		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
 		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
 		--app $(DEMO_APP):$(DEMO_SECRET) --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
@@ -142,9 +143,12 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	cp bench/requirements.txt $@
 
 bench: controlplane $(BENCH_VENV)/.installed ## Benchmark the release operator against ARM's limits (N="100 1000 10000"); writes bench/REPORT.md
+	@# Built apart, so the measured operator has the dependency features of the one the Dockerfile builds.
 	cargo build --release --bin idbind
+	cargo build --release -p idbind-sim --bin idbind-sim
 	cargo build --release -p idbind-bench
-	$(CURDIR)/target/release/idbind-bench --sizes "$(N)" --idbind target/release/idbind --python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+	$(CURDIR)/target/release/idbind-bench --sizes "$(N)" --idbind target/release/idbind --sim target/release/idbind-sim \
+		--python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 # --- Chaos soak (issue 7) ---------------------------------------------------------------------
 

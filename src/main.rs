@@ -42,8 +42,6 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
-    /// Run the ARM + Entra simulator (for tests, benchmarks and `make demo`).
-    Sim(Box<idbind_sim::cli::SimArgs>),
 }
 
 #[tokio::main]
@@ -67,6 +65,5 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sim(args) => idbind_sim::cli::run(*args).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `idbind sim`: flags → `SimConfig` → `Simulator::start`, then serve until SIGINT/SIGTERM.
+//! `idbind-sim`: flags → `SimConfig` → `Simulator::start`, then serve until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use crate::faults::FaultRule;
 use crate::handle::Simulator;
 use crate::seed::{Seed, parse_app_flag, parse_rg_flag, parse_vault_flag};
 
-/// Flags of `idbind sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets everything; the flags
+/// Flags of `idbind-sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets everything; the flags
 /// below override it.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SimArgs {

@@ -1,5 +1,5 @@
 //! Configuration of a simulator instance. Every number that shapes behaviour is here, with defaults that
-//! follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set any of it, and `idbind sim`
+//! follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set any of it, and `idbind-sim`
 //! flags override the most common fields.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! Starting a simulator in-process and controlling it: what the operator's tests and benchmarks use, and what
-//! `idbind sim` wraps.
+//! `idbind-sim` wraps.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

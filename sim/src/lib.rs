@@ -3,9 +3,9 @@
 //! definitions, Key Vault vaults and access policies, resource groups) and like Entra's token endpoint, with
 //! ARM's throttling, error codes and timing quirks, fault injection, holds, and optional persistence.
 //!
-//! Two ways in: `cli::{SimArgs, run}` for `idbind sim`, and `Simulator::start(SimConfig)` for tests and
-//! benchmarks in-process (needs a multi-thread tokio runtime; no global state, so any number can run side by
-//! side).
+//! Two ways in: `cli::{SimArgs, run}` for the `idbind-sim` binary (`src/main.rs`), and
+//! `Simulator::start(SimConfig)` for tests and benchmarks in-process (needs a multi-thread tokio runtime; no
+//! global state, so any number can run side by side).
 
 pub mod admin;
 pub mod arm;

@@ -1,5 +1,5 @@
 //! Seed documents: what exists before the first request (subscriptions, resource groups, vaults, app
-//! registrations, principals, permissions, custom roles). Read from a JSON or YAML file, from `idbind sim`
+//! registrations, principals, permissions, custom roles). Read from a JSON or YAML file, from `idbind-sim`
 //! flags, from `SimHandle::seed`, or `POST /_sim/seed`. Applying a seed merges it into the state; applying it
 //! twice changes nothing.
 

@@ -42,6 +42,9 @@ struct Args {
     /// The release idbind binary.
     #[arg(long, default_value = "target/release/idbind")]
     idbind: PathBuf,
+    /// The release idbind-sim binary (the ARM + Entra simulator).
+    #[arg(long, default_value = "target/release/idbind-sim")]
+    sim: PathBuf,
     /// Scratch folder (clusters, simulator state, logs).
     #[arg(long, default_value = ".cache/bench")]
     work: PathBuf,
@@ -133,6 +136,12 @@ fn main() -> Result<()> {
                 format!(
                     "{} (build it with cargo build --release --bin idbind)",
                     args.idbind.display()
+                )
+            })?,
+            sim: fs::canonicalize(&args.sim).with_context(|| {
+                format!(
+                    "{} (build it with cargo build --release -p idbind-sim --bin idbind-sim)",
+                    args.sim.display()
                 )
             })?,
             work: args.work.clone(),

@@ -178,7 +178,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
     let _ = writeln!(
         o,
         "Each size starts a fresh etcd + kube-apiserver + kube-controller-manager (`idbind-testenv`), the \
-            ARM simulator (`idbind sim`, HTTPS, its config in `results.json` → `settings.simConfig`) and the \
+            ARM simulator (`idbind-sim`, HTTPS, its config in `results.json` → `settings.simConfig`) and the \
             **release** operator (`idbind run`, leader election off, a client secret). Then:\n"
     );
     let _ = writeln!(

@@ -24,6 +24,8 @@ use crate::{
 
 pub struct Options {
     pub idbind: PathBuf,
+    /// The `idbind-sim` binary.
+    pub sim: PathBuf,
     pub work: PathBuf,
     pub crds: PathBuf,
 }
@@ -292,14 +294,14 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         sim_dir.join("config.json"),
         serde_json::to_string_pretty(&config)?,
     )?;
-    let mut sim_cmd = Command::new(&opts.idbind);
+    let mut sim_cmd = Command::new(&opts.sim);
     sim_cmd
-        .args(["sim", "--config"])
+        .arg("--config")
         .arg(sim_dir.join("config.json"))
         .arg("--state-dir")
         .arg(&sim_dir)
         .args(["--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
-    let mut sim = Proc::spawn("idbind sim", sim_cmd, &dir.join("sim.log"))?;
+    let mut sim = Proc::spawn("idbind-sim", sim_cmd, &dir.join("sim.log"))?;
     let endpoint_file = sim_dir.join("endpoint.json");
     procs::wait_until("the simulator's endpoint.json", Duration::from_secs(60), || {
         sim.check_alive()?;

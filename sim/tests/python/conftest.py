@@ -1,4 +1,4 @@
-"""Starts `$IDBIND_BIN sim` as a subprocess, seeded for the tests, and hands out clients."""
+"""Starts `$IDBIND_SIM_BIN` (the `idbind-sim` binary) as a subprocess, seeded for the tests, and hands out clients."""
 
 import json
 import os
@@ -48,15 +48,21 @@ class Sim:
         )
 
 
+def sim_binary():
+    """The simulator binary named by IDBIND_SIM_BIN (e.g. target/debug/idbind-sim); fails the test if unset."""
+    binary = os.environ.get("IDBIND_SIM_BIN")
+    if not binary:
+        pytest.fail("IDBIND_SIM_BIN is not set: it must name the idbind-sim binary (e.g. target/debug/idbind-sim)")
+    return binary
+
+
 @pytest.fixture(scope="session")
 def sim():
-    binary = os.environ.get("IDBIND_BIN")
-    if not binary:
-        pytest.fail("IDBIND_BIN is not set: it must name the idbind binary (its 'sim' subcommand)")
+    binary = sim_binary()
     state_dir = tempfile.mkdtemp(prefix="idbind-sim-")
     proc = subprocess.Popen(
         [
-            binary, "sim",
+            binary,
             "--https-addr", "127.0.0.1:0",
             "--http-addr", "127.0.0.1:0",
             "--state-dir", state_dir,

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs the Python SDK tests against the simulator. Creates the venv in .cache/venv (at the
-# repository root) when it is missing. IDBIND_BIN must name the binary whose `sim`
-# subcommand starts the simulator (the main `idbind` binary).
+# repository root) when it is missing. IDBIND_SIM_BIN must name the simulator binary
+# (`idbind-sim`, e.g. target/debug/idbind-sim; `make test-python` builds it and sets it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 venv="${IDBIND_VENV:-$root/.cache/venv}"
-if [[ -z "${IDBIND_BIN:-}" ]]; then
-  echo "IDBIND_BIN is not set: point it at the idbind binary (its 'sim' subcommand runs the simulator)" >&2
+if [[ -z "${IDBIND_SIM_BIN:-}" ]]; then
+  echo "IDBIND_SIM_BIN is not set: point it at the simulator binary (cargo build -p idbind-sim; target/debug/idbind-sim)" >&2
+  exit 2
+fi
+if [[ ! -x "$IDBIND_SIM_BIN" ]]; then
+  echo "IDBIND_SIM_BIN=$IDBIND_SIM_BIN is not an executable file (cargo build -p idbind-sim builds target/debug/idbind-sim)" >&2
   exit 2
 fi
 if [[ ! -x "$venv/bin/python" ]]; then

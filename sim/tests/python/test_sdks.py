@@ -3,7 +3,6 @@ against the simulator over HTTPS with its CA."""
 
 import json
 import subprocess
-import os
 import urllib.request
 import uuid
 
@@ -12,7 +11,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 
-from conftest import APP_OID, KV_RG, RG, SUB
+from conftest import APP_OID, KV_RG, RG, SUB, sim_binary
 
 SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
@@ -34,7 +33,7 @@ def admin(sim, method, path, body=None):
 
 
 def test_help_works():
-    out = subprocess.run([os.environ["IDBIND_BIN"], "sim", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sim_binary(), "--help"], capture_output=True, text=True, check=True)
     assert "--state-dir" in out.stdout
 
 
