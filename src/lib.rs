@@ -10,6 +10,9 @@
 //! - [`runtime`]: the process around it — `idbind run`, the kube-runtime controller, leader election, health
 //!   and metrics.
 
+// Production code: a panic takes down a worker, so errors are values (tests may unwrap: clippy.toml).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod api;
 pub mod azure;
 pub mod core;

@@ -1,5 +1,8 @@
 //! The `idbind` binary: a thin dispatcher over the library's subcommands.
 
+// Production code: a panic takes down a worker, so errors are values (tests may unwrap: clippy.toml).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::{Parser, Subcommand};
 
 // See Cargo.toml: jemalloc keeps the operator's memory close to what it holds.

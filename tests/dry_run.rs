@@ -19,7 +19,7 @@ fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
         key_vaults: vec![KeyVaultAccess {
             name: Some("kv-shop".into()),
             resource_group: Some(KV_RG.into()),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
+            roles: roles.iter().map(ToString::to_string).collect(),
             ..Default::default()
         }],
         ..Default::default()

@@ -29,7 +29,7 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
         ..Policy::default()
     };
     let env = start_with("guard", ceiling, |c| {
-        c.seed.add_vault(SUB, "rg-team-b", "kv-team-b", true)
+        c.seed.add_vault(SUB, "rg-team-b", "kv-team-b", true);
     })
     .await?;
     env.kubectl(&["create", "serviceaccount", "app"])?;

@@ -405,7 +405,7 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
         ..Policy::default()
     };
     let env = start_with("e2e-legacy", policy, |c| {
-        c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)
+        c.seed.add_vault(SUB, KV_RG, "kv-legacy", false);
     })
     .await?;
     env.kubectl(&["create", "serviceaccount", "legacy"])?;

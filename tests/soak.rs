@@ -145,14 +145,14 @@ fn transient(e: &kube::Error) -> bool {
 async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, TestError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    Fut: Future<Output = Result<T, kube::Error>>,
 {
     let start = Instant::now();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if transient(&e) && start.elapsed() < Duration::from_secs(180) => {
-                tokio::time::sleep(Duration::from_millis(250)).await
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => return Err(format!("{what}: {e}").into()),
         }

@@ -81,7 +81,7 @@ async fn inner(
             json!({
                 "urls": sim.urls.get(),
                 "tenantId": sim.tenant_id(),
-                "identities": sim.read(|s| s.identity_count()),
+                "identities": sim.read(super::state::State::identity_count),
                 "roleAssignments": sim.read(|s| s.role_assignments.len()),
             }),
         ),

@@ -2,6 +2,7 @@
 //! shared by the HTTP handlers and the in-process handle.
 
 use std::collections::HashSet;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock::Clock;
@@ -50,7 +51,7 @@ pub struct Urls {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Critical sections only move plain data, so a panic inside one cannot leave it half updated in a way
     // that matters more than the panic itself; do not cascade poisoning.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The state a fresh simulator starts from: built-in roles plus the configured seed.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 
 use serde::Serialize;
 
@@ -31,10 +32,7 @@ impl CounterSnapshot {
 
 impl Counters {
     pub fn record(&self, operation: &str, status: &str) {
-        let mut m = self
-            .by_op
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self.by_op.lock().unwrap_or_else(PoisonError::into_inner);
         *m.entry(operation.to_owned())
             .or_default()
             .entry(status.to_owned())
@@ -42,18 +40,10 @@ impl Counters {
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {
-        CounterSnapshot(
-            self.by_op
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
-        )
+        CounterSnapshot(self.by_op.lock().unwrap_or_else(PoisonError::into_inner).clone())
     }
 
     pub fn reset(&self) {
-        self.by_op
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.by_op.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }

@@ -3,6 +3,7 @@
 //! `SimHandle::set_faults`).
 
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -164,7 +165,7 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

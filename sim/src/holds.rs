@@ -4,6 +4,7 @@
 //! many writes are held.
 
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -102,9 +103,7 @@ impl HoldTicket {
 
 impl Holds {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn add(&self, spec: HoldSpec) -> u64 {

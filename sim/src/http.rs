@@ -39,7 +39,7 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| req.uri().authority().map(ToString::to_string))
         .unwrap_or_else(|| String::from("localhost"));
     let base_url = format!("{scheme}://{host}");
     let (parts, body) = req.into_parts();

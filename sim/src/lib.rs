@@ -7,6 +7,9 @@
 //! `Simulator::start(SimConfig)` for tests and benchmarks in-process (needs a multi-thread tokio runtime; no
 //! global state, so any number can run side by side).
 
+// Production code: a panic takes down a worker, so errors are values (tests may unwrap: clippy.toml).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod admin;
 pub mod arm;
 pub mod cli;

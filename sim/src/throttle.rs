@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 
@@ -315,7 +316,7 @@ fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data in a consistent state (every critical
     // section is a few field updates), so poisoning is safe to ignore.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

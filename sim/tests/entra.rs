@@ -464,7 +464,7 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     let fetches = iss.jwks_fetches.load(Ordering::SeqCst);
     let (ec, jwk) = ec_key("ec-key-2")?;
     if let Some(k) = iss.jwks.lock().await["keys"].as_array_mut() {
-        k.push(jwk)
+        k.push(jwk);
     }
     let rotated = assertion(
         &ec,

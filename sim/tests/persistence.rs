@@ -113,7 +113,7 @@ async fn concurrent_writes_are_all_durable() -> TestResult {
     let file: Value = serde_json::from_slice(&std::fs::read(dir.path().join("state.json"))?)?;
     let ids = file["state"]["subscriptions"][SUB]["resourceGroups"][RG]["identities"]
         .as_object()
-        .map(|m| m.len());
+        .map(serde_json::Map::len);
     assert_eq!(ids, Some(64));
     h.shutdown().await?;
     Ok(())

@@ -130,7 +130,7 @@ fn fill(template: &str, params: &Value) -> String {
 /// Every subscription, resource group and role definition GUID an example mentions, so the simulator has the
 /// world the example assumes.
 fn seed_for(example: &Value) -> Seed {
-    let mut seed = common::seed();
+    let mut seed = seed();
     let params = &example["parameters"];
     let sub = param(params, "subscriptionId");
     let rg = param(params, "resourceGroupName");

@@ -11,6 +11,7 @@
 //!
 //! Each call is still one ARM request with no retry; the controller decides what a failure means.
 
+use std::sync::PoisonError;
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
@@ -114,7 +115,7 @@ impl Governed {
         let lock = self
             .fic_locks
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(key.clone())
             .or_default()
             .clone();
@@ -128,7 +129,7 @@ impl Governed {
             self.call(operation, Request { kind, msi: None }, send).await
         };
         drop(lock);
-        let mut locks = self.fic_locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.fic_locks.lock().unwrap_or_else(PoisonError::into_inner);
         // Only the map holds it now: nobody is writing or waiting.
         if locks.get(&key).is_some_and(|l| Arc::strong_count(l) == 1) {
             locks.remove(&key);
@@ -138,7 +139,10 @@ impl Governed {
 
     /// Identities with a FIC lock entry (for tests: it must not grow without bound).
     pub fn fic_locks_held(&self) -> usize {
-        self.fic_locks.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.fic_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -312,7 +316,12 @@ impl AzureApi for Governed {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let key = (sub, role_name.trim().to_ascii_lowercase());
-        if let Some(guid) = self.roles.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(guid) = self
+            .roles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(guid.clone());
         }
         let guid = self
@@ -324,14 +333,18 @@ impl AzureApi for Governed {
             .await?;
         self.roles
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(key, guid.clone());
         Ok(guid)
     }
 
     async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
         let key = resource_id.to_ascii_lowercase();
-        if let Some((at, vault)) = self.vaults.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        if let Some((at, vault)) = self
+            .vaults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
             && at.elapsed() < VAULT_CACHE_TTL
         {
             return Ok(Some(vault.clone()));
@@ -339,7 +352,7 @@ impl AzureApi for Governed {
         let vault = self
             .call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id))
             .await?;
-        let mut cache = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.vaults.lock().unwrap_or_else(PoisonError::into_inner);
         match &vault {
             Some(v) => cache.insert(key, (Instant::now(), v.clone())),
             None => cache.remove(&key),
@@ -358,7 +371,7 @@ impl AzureApi for Governed {
         // Whatever the answer, the cached policies may no longer be the vault's.
         self.vaults
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&vault_id.to_ascii_lowercase());
         self.call(
             "Vaults_UpdateAccessPolicy",

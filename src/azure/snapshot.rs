@@ -26,6 +26,7 @@
 //! refresh plus one resync after it happened; drift of a federated credential within `federation_max_age`
 //! plus one resync.
 
+use std::sync::PoisonError;
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -68,7 +69,7 @@ impl<T> Default for SharedList<T> {
 
 impl<T> SharedList<T> {
     fn answer<R>(&self, max_age: Option<Duration>, answer: &impl Fn(&T) -> R) -> Option<R> {
-        let data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        let data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
         data.as_ref()
             .filter(|l| max_age.is_none_or(|m| l.at.elapsed() < m))
             .map(|l| answer(&l.items))
@@ -107,13 +108,13 @@ impl<T> SharedList<T> {
         let started = Instant::now();
         let items = list.await?;
         let r = answer(&items);
-        *self.data.lock().unwrap_or_else(|p| p.into_inner()) = Some(Listed { at: started, items });
+        *self.data.lock().unwrap_or_else(PoisonError::into_inner) = Some(Listed { at: started, items });
         Ok(r)
     }
 
     /// Edits the list in place (idbind's own writes), if there is one.
     fn edit(&self, f: impl FnOnce(&mut T)) {
-        if let Some(l) = self.data.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some(l) = self.data.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
             f(&mut l.items);
         }
     }
@@ -158,7 +159,10 @@ impl Snapshots {
 
     /// Identities whose FIC list is held (for tests: it must follow the identities).
     pub fn federations_held(&self) -> usize {
-        self.federations.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.federations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Changes the held FIC list of `identity_id`, if one is held.
@@ -166,7 +170,7 @@ impl Snapshots {
         if let Some(l) = self
             .federations
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .get_mut(&identity_id.to_ascii_lowercase())
         {
             edit(&mut l.items);
@@ -294,7 +298,7 @@ impl AzureApi for Snapshots {
             });
             self.federations
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .remove(&resource_id.to_ascii_lowercase());
         }
         result
@@ -319,7 +323,7 @@ impl AzureApi for Snapshots {
         if let Some(l) = self
             .federations
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
             .filter(|l| l.at.elapsed() < self.federation_max_age)
         {
@@ -327,13 +331,16 @@ impl AzureApi for Snapshots {
         }
         let started = Instant::now();
         let fics = self.inner.list_federated_credentials(identity_id).await?;
-        self.federations.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            key,
-            Listed {
-                at: started,
-                items: fics.clone(),
-            },
-        );
+        self.federations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key,
+                Listed {
+                    at: started,
+                    items: fics.clone(),
+                },
+            );
         Ok(fics)
     }
 
@@ -354,7 +361,7 @@ impl AzureApi for Snapshots {
         let result = self.inner.delete_federated_credential(identity_id, name).await;
         if result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found) {
             self.edit_federations(identity_id, |fics| {
-                fics.retain(|f| !f.name.eq_ignore_ascii_case(name))
+                fics.retain(|f| !f.name.eq_ignore_ascii_case(name));
             });
         }
         result

@@ -227,7 +227,7 @@ mod tests {
         async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
             let form = match request.body() {
                 Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                _ => String::new(),
+                Body::SeekableStream(_) => String::new(),
             };
             let assertion = form
                 .split('&')

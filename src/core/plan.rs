@@ -682,9 +682,9 @@ mod tests {
 
     fn perms(secrets: &[&str], certificates: &[&str]) -> Permissions {
         Permissions {
-            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            secrets: secrets.iter().map(ToString::to_string).collect(),
             keys: Default::default(),
-            certificates: certificates.iter().map(|s| s.to_string()).collect(),
+            certificates: certificates.iter().map(ToString::to_string).collect(),
         }
     }
 

@@ -217,7 +217,7 @@ mod tests {
         identities: &[&str],
     ) -> Rule {
         let spec = WorkloadIdentityPolicySpec {
-            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            namespaces: namespaces.iter().map(ToString::to_string).collect(),
             key_vaults: vaults
                 .iter()
                 .map(|(rg, n)| VaultSelector {
@@ -226,8 +226,8 @@ mod tests {
                     name: n.map(str::to_string),
                 })
                 .collect(),
-            roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
-            existing_identities: identities.iter().map(|s| s.to_string()).collect(),
+            roles: roles.map(|r| r.iter().map(ToString::to_string).collect()),
+            existing_identities: identities.iter().map(ToString::to_string).collect(),
         };
         Rule::from_policy(name, &spec, SUB)
     }
@@ -244,7 +244,7 @@ mod tests {
                 .map(|(rg, n, roles)| KeyVaultAccess {
                     name: Some(n.to_string()),
                     resource_group: Some(rg.to_string()),
-                    roles: roles.iter().map(|s| s.to_string()).collect(),
+                    roles: roles.iter().map(ToString::to_string).collect(),
                     ..Default::default()
                 })
                 .collect(),

@@ -107,7 +107,7 @@ pub struct Permissions {
 
 impl Permissions {
     fn of(secrets: &[&str], keys: &[&str], certificates: &[&str]) -> Self {
-        let set = |l: &[&str]| l.iter().map(|p| p.to_string()).collect();
+        let set = |l: &[&str]| l.iter().map(ToString::to_string).collect();
         Permissions {
             secrets: set(secrets),
             keys: set(keys),

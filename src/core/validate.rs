@@ -95,7 +95,7 @@ pub fn validate(
             field: field.to_string(),
             reason,
             message,
-        })
+        });
     };
 
     // The schema checks this too; the subject is built from it, so it is checked here as well rather than
@@ -486,7 +486,7 @@ mod tests {
         KeyVaultAccess {
             name: Some(name.into()),
             resource_group: Some("rg-kv".into()),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
+            roles: roles.iter().map(ToString::to_string).collect(),
             ..Default::default()
         }
     }
@@ -525,7 +525,7 @@ mod tests {
                 );
                 assert_eq!(name, naming::identity_name("aks1", "shop", "orders"));
             }
-            other => panic!("expected a managed identity, got {other:?}"),
+            other @ DesiredIdentity::Existing { .. } => panic!("expected a managed identity, got {other:?}"),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod failpoint;
 
+use std::sync::PoisonError;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -141,7 +142,7 @@ impl Context {
 
     /// Exponential per-object backoff (1 s … 5 min), or Azure's Retry-After when it gave one.
     fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let n = failures.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         let exp = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
@@ -211,7 +212,7 @@ impl Context {
     fn succeeded(&self, key: &str) {
         self.failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
     }
 
@@ -226,10 +227,7 @@ impl Context {
 /// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot channel keeps
 /// one waker), so a waiter that polls before the controller's own never wakes; asking again every half second
 /// sidesteps that (the readiness, once reached, is kept).
-async fn cache_ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(
-    store: &Store<K>,
-    limit: Duration,
-) -> bool
+async fn cache_ready<K: reflector::Lookup + Clone + 'static>(store: &Store<K>, limit: Duration) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
@@ -334,19 +332,19 @@ pub async fn reconcile(
         }
         e => ReconcileError::Finalizer(e.to_string()),
     });
-    let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
+    let failure = failure.into_inner().unwrap_or_else(PoisonError::into_inner);
     match (&result, failure) {
         (Ok(_), None) => ctx.metrics.reconcile_finished("ok", None, started.elapsed()),
         (Ok(_), Some(reason)) if reason == AWAITING_TURN => {
             ctx.metrics
-                .reconcile_finished("deferred", None, started.elapsed())
+                .reconcile_finished("deferred", None, started.elapsed());
         }
         (Ok(_), Some(reason)) => ctx
             .metrics
             .reconcile_finished("error", Some(&reason), started.elapsed()),
         (Err(ReconcileError::AwaitingTurn(_)), _) => {
             ctx.metrics
-                .reconcile_finished("deferred", None, started.elapsed())
+                .reconcile_finished("deferred", None, started.elapsed());
         }
         (Err(e), _) => ctx
             .metrics
@@ -642,7 +640,8 @@ async fn apply(
     ctx: &Context,
     failure: &Mutex<Option<String>>,
 ) -> Result<Action, ReconcileError> {
-    let fail = |reason: &str| *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+    let fail =
+        |reason: &str| *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
     let ns = b.namespace().unwrap_or_default();
     let name = b.name_any();
     let key = key(b);
@@ -1311,7 +1310,7 @@ pub async fn run_until(
     concurrency: u16,
     namespace: Option<&str>,
     synced: impl FnOnce() + Send + 'static,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (bindings, service_accounts): (Api<WorkloadIdentityBinding>, Api<ServiceAccount>) = match namespace {
         Some(ns) => (
@@ -1413,7 +1412,7 @@ pub async fn run_until(
                 // say so loudly. Reconcile failures were logged by error_policy.
                 Err(kube::runtime::controller::Error::QueueError(e)) => {
                     tracing::warn!(error = %e, "watching Kubernetes \
-                    failed; retrying")
+                    failed; retrying");
                 }
                 Err(e) => tracing::debug!(error = %e, "controller event"),
                 Ok(_) => {}

@@ -436,7 +436,7 @@ async fn run_controller(
     args: &RunArgs,
     ctx: Arc<Context>,
     health: &Health,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let ready = health.clone();
     controller::run_until(

@@ -5,6 +5,11 @@
 //! Tests call [`shared`] (one control plane per test binary, torn down when the binary exits); humans use
 //! `make up` / `make down`, which run the `idbind-testenv` binary.
 
+// A test and benchmark harness, not the product: process control through libc (prctl, setsid, kill) for the
+// control plane it starts; each use carries a SAFETY note.
+#![allow(unsafe_code)]
+
+use std::sync::PoisonError;
 use std::{
     fs,
     net::TcpListener,
@@ -266,10 +271,7 @@ impl ControlPlane {
     pub fn restart_apiserver(&self) -> Result<()> {
         let name = "kube-apiserver";
         {
-            let mut children = self
-                .children
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(slot) = children.iter_mut().find(|(n, _)| n == name) else {
                 bail!("{name} is not managed by this handle (detached?)");
             };
@@ -295,7 +297,7 @@ impl ControlPlane {
         fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
         self.children
             .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .push((name.to_string(), child));
         Ok(())
     }
@@ -350,7 +352,7 @@ impl ControlPlane {
             for (_, child) in self
                 .children
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .iter_mut()
             {
                 if let Some(status) = child.try_wait()? {
@@ -374,15 +376,12 @@ impl ControlPlane {
     pub fn detach(mut self) {
         self.children
             .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
 
     fn stop(&mut self) {
-        let children = self
-            .children
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let children = self.children.get_mut().unwrap_or_else(PoisonError::into_inner);
         for (_, child) in children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();

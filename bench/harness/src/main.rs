@@ -7,6 +7,10 @@
 //!
 //! A benchmark, not a test: it asserts nothing, it reports. Every wait is bounded in time.
 
+// A test and benchmark harness, not the product: process control and /proc figures through libc (prctl, kill,
+// sysconf); each use carries a SAFETY note.
+#![allow(unsafe_code)]
+
 mod model;
 mod procs;
 mod prom;

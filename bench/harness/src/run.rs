@@ -1,6 +1,7 @@
 //! One benchmark size: control plane + simulator + release operator, N bindings applied at once, convergence,
 //! spec edits under backlog, a restart, and steady state over several resyncs.
 
+use std::sync::PoisonError;
 use std::{
     collections::BTreeMap,
     fs,
@@ -406,7 +407,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
                 done += CHUNK;
                 applied
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner)
                     .push((done, t0.elapsed().as_secs_f64()));
             }
             Ok(())
@@ -444,7 +445,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             break;
         }
         if t0.elapsed() > timeout {
-            log(t_start, format!("TIMEOUT: {ready}/{n} Ready after {:.0} s", t));
+            log(t_start, format!("TIMEOUT: {ready}/{n} Ready after {t:.0} s"));
             converged_at = f64::NAN;
             break;
         }
@@ -503,7 +504,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         if last_log.elapsed() >= Duration::from_secs(10) {
             let applied_now = applied
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .last()
                 .map(|a| a.0.min(n))
                 .unwrap_or(0);
@@ -561,7 +562,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     ready_times.sort_by(f64::total_cmp);
     let apply_done = applied
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .last()
         .map(|a| a.1)
         .unwrap_or(0.0);

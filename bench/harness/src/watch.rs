@@ -2,6 +2,7 @@
 //! harness's clock, when each was first seen and when it first reported Ready=True for its current
 //! generation. Cheap for the API server at any N (no polling of full lists).
 
+use std::sync::PoisonError;
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
@@ -155,7 +156,7 @@ fn record(state: &Mutex<State>, line: &str, now: Instant) {
         },
         [] => (0, false),
     };
-    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
     s.events += 1;
     let b = s.bindings.entry(key.to_string()).or_default();
     let was = b.ready && b.observed_generation == b.generation;
@@ -175,7 +176,7 @@ fn record(state: &Mutex<State>, line: &str, now: Instant) {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ pub struct Operation {
 
 impl Operation {
     pub fn is_write(&self) -> bool {
-        self.kind != OpKind::Read
+        self.kind != Read
     }
 }
 
