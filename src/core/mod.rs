@@ -5,5 +5,6 @@ pub mod conditions;
 pub mod naming;
 pub mod plan;
 pub mod policy;
+pub mod resource_id;
 pub mod roles;
 pub mod validate;

@@ -1,0 +1,609 @@
+//! Azure Resource Manager resource ids: one type, parsed once, compared the way ARM compares them.
+//!
+//! An id is a scope (the tenant root, `/subscriptions/{s}`, or `/subscriptions/{s}/resourceGroups/{rg}`)
+//! followed by provider parts, `/providers/{namespace}/{type}/{name}` with `/{type}/{name}` pairs for child
+//! resources; a second provider part makes an extension resource of the first (a role assignment on a vault
+//! is `{vault id}/providers/Microsoft.Authorization/roleAssignments/{name}`).
+//!
+//! ARM treats every segment case-insensitively, so equality and hashing do too, and the keywords
+//! (`subscriptions`, `resourceGroups`, `providers`) are written in their canonical casing. Names keep the
+//! casing they were parsed or built with: Azure shows them that way. Comparing ids as strings is how
+//! `resourcegroups` vs `resourceGroups`, a trailing `/` or a user's casing slip past a check; every id
+//! idbind builds, parses or compares goes through this type instead.
+
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    str::FromStr,
+};
+
+/// A resource type: its provider namespace and its type path, one entry per level
+/// (`["userAssignedIdentities", "federatedIdentityCredentials"]` for a child resource).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceType {
+    pub namespace: &'static str,
+    pub types: &'static [&'static str],
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.types.join("/"))
+    }
+}
+
+pub const USER_ASSIGNED_IDENTITY: ResourceType = ResourceType {
+    namespace: "Microsoft.ManagedIdentity",
+    types: &["userAssignedIdentities"],
+};
+pub const FEDERATED_CREDENTIAL: ResourceType = ResourceType {
+    namespace: "Microsoft.ManagedIdentity",
+    types: &["userAssignedIdentities", "federatedIdentityCredentials"],
+};
+pub const KEY_VAULT: ResourceType = ResourceType {
+    namespace: "Microsoft.KeyVault",
+    types: &["vaults"],
+};
+pub const ROLE_ASSIGNMENT: ResourceType = ResourceType {
+    namespace: "Microsoft.Authorization",
+    types: &["roleAssignments"],
+};
+pub const ROLE_DEFINITION: ResourceType = ResourceType {
+    namespace: "Microsoft.Authorization",
+    types: &["roleDefinitions"],
+};
+
+/// Why a text is not the id it should be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not {expected}")]
+pub struct ResourceIdError {
+    pub text: String,
+    /// What was expected, for the message ("an ARM resource id", "a Microsoft.KeyVault/vaults id in a
+    /// resource group").
+    pub expected: String,
+}
+
+const SUBSCRIPTIONS: &str = "subscriptions";
+const RESOURCE_GROUPS: &str = "resourceGroups";
+const PROVIDERS: &str = "providers";
+
+/// An ARM resource id. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct ResourceId {
+    /// Every segment between the `/`s, keywords in canonical casing, names as given.
+    segments: Vec<String>,
+    /// Where each provider part (`providers/{namespace}/{type}/{name}...`) starts in `segments`. Kept
+    /// rather than searched for: a resource may well be named "providers".
+    parts: Vec<usize>,
+}
+
+impl ResourceId {
+    /// Parses any ARM id: a scope, a resource, a child or an extension resource. A single trailing `/` is
+    /// ignored; empty segments, a keyword without its value, a type without its name, and characters that
+    /// would change a URL (`?`, `#`, `%`, whitespace, control characters) are refused.
+    pub fn parse(text: &str) -> Result<ResourceId, ResourceIdError> {
+        let refuse = || ResourceIdError {
+            text: text.to_string(),
+            expected: "an ARM resource id".into(),
+        };
+        let body = text.strip_prefix('/').ok_or_else(refuse)?;
+        let body = body.strip_suffix('/').filter(|b| !b.is_empty()).unwrap_or(body);
+        if body.is_empty() {
+            return Ok(ResourceId {
+                segments: Vec::new(),
+                parts: Vec::new(),
+            });
+        }
+        let raw: Vec<&str> = body.split('/').collect();
+        if raw.iter().any(|s| {
+            s.is_empty()
+                || s.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "?#%".contains(c))
+        }) {
+            return Err(refuse());
+        }
+        canonical(&raw).ok_or_else(refuse)
+    }
+
+    /// Parses an id that must name a resource of `ty` in a resource group, with nothing after it.
+    pub fn parse_as(text: &str, ty: ResourceType) -> Result<ResourceId, ResourceIdError> {
+        let refuse = || ResourceIdError {
+            text: text.to_string(),
+            expected: format!("a {ty} id in a resource group"),
+        };
+        let id = ResourceId::parse(text).map_err(|_| refuse())?;
+        if id.resource_group().is_some() && id.parts.len() == 1 && id.is(ty) {
+            Ok(id)
+        } else {
+            Err(refuse())
+        }
+    }
+
+    /// `/subscriptions/{subscription}`.
+    pub fn subscription_scope(subscription: &str) -> ResourceId {
+        ResourceId {
+            segments: vec![SUBSCRIPTIONS.into(), subscription.into()],
+            parts: Vec::new(),
+        }
+    }
+
+    /// `/subscriptions/{subscription}/resourceGroups/{resource_group}`.
+    pub fn resource_group_scope(subscription: &str, resource_group: &str) -> ResourceId {
+        let mut id = ResourceId::subscription_scope(subscription);
+        id.segments
+            .extend([RESOURCE_GROUPS.into(), resource_group.into()]);
+        id
+    }
+
+    /// A resource of the single-level type `ty` named `name` under this scope or resource: a resource in a
+    /// resource group, or an extension resource (a role assignment) of a resource.
+    pub fn provider_resource(&self, ty: ResourceType, name: &str) -> ResourceId {
+        let mut id = self.clone();
+        id.parts.push(id.segments.len());
+        id.segments.extend([
+            PROVIDERS.into(),
+            ty.namespace.into(),
+            ty.types[0].into(),
+            name.into(),
+        ]);
+        id
+    }
+
+    /// The child `{child_type}/{name}` of this resource; `None` for a scope, which has no children.
+    pub fn child(&self, child_type: &str, name: &str) -> Option<ResourceId> {
+        self.last_provider_part()?;
+        let mut id = self.clone();
+        id.segments.extend([child_type.into(), name.into()]);
+        Some(id)
+    }
+
+    /// The subscription, for anything below one.
+    pub fn subscription(&self) -> Option<&str> {
+        self.value_of(0, SUBSCRIPTIONS)
+    }
+
+    /// The resource group, for anything in one.
+    pub fn resource_group(&self) -> Option<&str> {
+        self.value_of(2, RESOURCE_GROUPS)
+    }
+
+    /// The provider namespace of the innermost resource (`Microsoft.KeyVault` for a vault,
+    /// `Microsoft.Authorization` for a role assignment on a vault).
+    pub fn provider(&self) -> Option<&str> {
+        self.last_provider_part().map(|part| part[1].as_str())
+    }
+
+    /// The type path of the innermost resource, without the namespace (`vaults`,
+    /// `userAssignedIdentities/federatedIdentityCredentials`).
+    pub fn resource_type(&self) -> Option<String> {
+        let part = self.last_provider_part()?;
+        Some(
+            part[2..]
+                .iter()
+                .step_by(2)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    }
+
+    /// The last name: the resource's, or the resource group's or subscription's for a scope.
+    pub fn name(&self) -> Option<&str> {
+        self.segments.last().map(String::as_str)
+    }
+
+    /// Whether the innermost resource is of type `ty`.
+    pub fn is(&self, ty: ResourceType) -> bool {
+        self.last_provider_part().is_some_and(|part| {
+            let types: Vec<&String> = part[2..].iter().step_by(2).collect();
+            part[1].eq_ignore_ascii_case(ty.namespace)
+                && types.len() == ty.types.len()
+                && types.iter().zip(ty.types).all(|(a, b)| a.eq_ignore_ascii_case(b))
+        })
+    }
+
+    /// Whether this is in `subscription` (subscription ids compare case-insensitively, as GUIDs do).
+    pub fn in_subscription(&self, subscription: &str) -> bool {
+        self.subscription()
+            .is_some_and(|s| s.eq_ignore_ascii_case(subscription))
+    }
+
+    /// What this is under: the parent of a child resource, the resource an extension resource extends, the
+    /// resource group of a resource, and so on up to the tenant root; `None` for the root.
+    pub fn parent(&self) -> Option<ResourceId> {
+        let mut id = self.clone();
+        match (id.segments.len(), id.parts.last()) {
+            (0, _) => return None,
+            // A top-level or extension resource: its provider part goes with it.
+            (n, Some(&at)) if at + 4 == n => {
+                id.segments.truncate(at);
+                id.parts.pop();
+            }
+            (n, _) => id.segments.truncate(n - 2),
+        }
+        Some(id)
+    }
+
+    /// Whether this is `scope` or lies below it.
+    pub fn is_within(&self, scope: &ResourceId) -> bool {
+        scope.segments.len() <= self.segments.len()
+            && scope
+                .segments
+                .iter()
+                .zip(&self.segments)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+
+    /// The segments of the innermost provider part: `providers`, the namespace, then type/name pairs.
+    fn last_provider_part(&self) -> Option<&[String]> {
+        self.parts.last().map(|&at| &self.segments[at..])
+    }
+
+    fn value_of(&self, at: usize, keyword: &str) -> Option<&str> {
+        (self.segments.get(at).map(String::as_str) == Some(keyword))
+            .then(|| self.segments.get(at + 1).map(String::as_str))
+            .flatten()
+    }
+}
+
+/// The id that `raw` (the segments) spells, keywords in canonical casing, or `None` when they do not form
+/// one: an optional `subscriptions/{s}` (then an optional `resourceGroups/{rg}`), then provider parts of a
+/// namespace and at least one type/name pair each. Only a segment in a type's place can begin the next
+/// provider part, so names are free to be anything, "providers" included.
+fn canonical(raw: &[&str]) -> Option<ResourceId> {
+    let keyword = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
+    let mut id = ResourceId {
+        segments: Vec::with_capacity(raw.len()),
+        parts: Vec::new(),
+    };
+    let mut rest = raw;
+    if let [k, subscription, tail @ ..] = rest
+        && keyword(k, SUBSCRIPTIONS)
+    {
+        id.segments
+            .extend([SUBSCRIPTIONS.to_string(), subscription.to_string()]);
+        rest = tail;
+        if let [k, group, tail @ ..] = rest
+            && keyword(k, RESOURCE_GROUPS)
+        {
+            id.segments
+                .extend([RESOURCE_GROUPS.to_string(), group.to_string()]);
+            rest = tail;
+        }
+    }
+    while !rest.is_empty() {
+        let [k, namespace, tail @ ..] = rest else {
+            return None;
+        };
+        if !keyword(k, PROVIDERS) {
+            return None;
+        }
+        id.parts.push(id.segments.len());
+        id.segments.extend([PROVIDERS.to_string(), namespace.to_string()]);
+        rest = tail;
+        let mut pairs = 0;
+        while let [type_, name, tail @ ..] = rest
+            && !keyword(type_, PROVIDERS)
+        {
+            id.segments.extend([type_.to_string(), name.to_string()]);
+            rest = tail;
+            pairs += 1;
+        }
+        if pairs == 0 {
+            return None;
+        }
+    }
+    Some(id)
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.segments.is_empty() {
+            return f.write_str("/");
+        }
+        self.segments.iter().try_for_each(|s| write!(f, "/{s}"))
+    }
+}
+
+impl FromStr for ResourceId {
+    type Err = ResourceIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ResourceId::parse(text)
+    }
+}
+
+impl PartialEq for ResourceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+}
+
+impl Eq for ResourceId {}
+
+impl Hash for ResourceId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for segment in &self.segments {
+            segment
+                .bytes()
+                .for_each(|b| state.write_u8(b.to_ascii_lowercase()));
+            state.write_u8(b'/');
+        }
+    }
+}
+
+impl PartialOrd for ResourceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Ordered as the lowercased text, consistent with equality.
+impl Ord for ResourceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let lower = |id: &ResourceId| id.to_string().to_ascii_lowercase();
+        lower(self).cmp(&lower(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+
+    fn id(text: &str) -> ResourceId {
+        ResourceId::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_shape_of_id_parses_and_formats_canonically() {
+        let table = [
+            ("/", "/"),
+            ("/subscriptions/S", "/subscriptions/S"),
+            (
+                "/SUBSCRIPTIONS/S/resourcegroups/Rg/",
+                "/subscriptions/S/resourceGroups/Rg",
+            ),
+            (
+                "/subscriptions/S/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Id1",
+                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Id1",
+            ),
+            (
+                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/PROVIDERS/\
+                 Microsoft.Authorization/roleAssignments/ra",
+                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/\
+                 Microsoft.Authorization/roleAssignments/ra",
+            ),
+            (
+                "/providers/Microsoft.Management/managementGroups/mg",
+                "/providers/Microsoft.Management/managementGroups/mg",
+            ),
+            (
+                "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/g",
+                "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/g",
+            ),
+        ];
+        for (text, canonical) in table {
+            assert_eq!(id(text).to_string(), canonical, "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for text in [
+            "",
+            "subscriptions/S",
+            "/subscriptions",
+            "/subscriptions//resourceGroups/rg",
+            "/subscriptions/S/resourceGroups",
+            "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults",
+            "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault",
+            "/subscriptions/S/resourceGroups/rg/vaults/kv",
+            "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers",
+            "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/providers/kv",
+            "/subscriptions/S/resourceGroups/r g",
+            "/subscriptions/S/resourceGroups/rg?api-version=1",
+            "/subscriptions/S/resourceGroups/rg%2F",
+            "/subscriptions/S/resourceGroups/rg#x",
+            "//",
+        ] {
+            assert!(ResourceId::parse(text).is_err(), "{text:?} parsed");
+        }
+    }
+
+    #[test]
+    fn accessors_read_the_innermost_resource() {
+        let vault = id(&format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv"
+        ));
+        let ra = vault.provider_resource(ROLE_ASSIGNMENT, "ra-1");
+        assert_eq!(
+            (
+                ra.subscription(),
+                ra.resource_group(),
+                ra.provider(),
+                ra.resource_type().as_deref(),
+                ra.name()
+            ),
+            (
+                Some(SUB),
+                Some("rg-kv"),
+                Some("Microsoft.Authorization"),
+                Some("roleAssignments"),
+                Some("ra-1")
+            )
+        );
+        assert!(ra.is(ROLE_ASSIGNMENT) && !ra.is(KEY_VAULT) && vault.is(KEY_VAULT));
+        assert_eq!(ra.parent(), Some(vault.clone()));
+        assert_eq!(
+            vault.parent(),
+            Some(ResourceId::resource_group_scope(SUB, "rg-kv"))
+        );
+        assert_eq!(
+            vault.parent().and_then(|g| g.parent()),
+            Some(ResourceId::subscription_scope(SUB))
+        );
+        assert_eq!(ResourceId::subscription_scope(SUB).parent(), Some(id("/")));
+        assert_eq!(id("/").parent(), None);
+        assert!(ra.is_within(&vault) && ra.is_within(&id("/")) && !vault.is_within(&ra));
+        assert!(vault.in_subscription(&SUB.to_uppercase()) && !vault.in_subscription("other"));
+    }
+
+    #[test]
+    fn names_may_be_keywords() {
+        let odd =
+            id("/subscriptions/S/resourceGroups/providers/providers/Microsoft.KeyVault/vaults/providers");
+        assert_eq!(
+            (odd.resource_group(), odd.name(), odd.is(KEY_VAULT)),
+            (Some("providers"), Some("providers"), true)
+        );
+        let group = ResourceId::resource_group_scope("S", "providers");
+        assert_eq!(
+            (group.provider(), group.resource_type(), group.name()),
+            (None, None, Some("providers"))
+        );
+        assert_eq!(odd.parent(), Some(group));
+    }
+
+    #[test]
+    fn children_belong_to_resources_only() {
+        let identity =
+            ResourceId::resource_group_scope(SUB, "rg").provider_resource(USER_ASSIGNED_IDENTITY, "id1");
+        let fic = identity.child("federatedIdentityCredentials", "fic1");
+        assert!(
+            fic.as_ref()
+                .is_some_and(|f| f.is(FEDERATED_CREDENTIAL) && f.name() == Some("fic1"))
+        );
+        assert_eq!(fic.and_then(|f| f.parent()), Some(identity));
+        assert_eq!(ResourceId::subscription_scope(SUB).child("x", "y"), None);
+    }
+
+    #[test]
+    fn typed_parsing_refuses_other_types_scopes_and_extra_segments() {
+        let good = format!("/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.keyvault/VAULTS/kv");
+        assert!(ResourceId::parse_as(&good, KEY_VAULT).is_ok());
+        for bad in [
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/secrets/s"
+            ),
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/\
+                 Microsoft.Authorization/roleAssignments/r"
+            ),
+            format!("/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults/kv"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/vaults/kv"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg"),
+            "/providers/Microsoft.KeyVault/vaults/kv".to_string(),
+        ] {
+            let refused = ResourceId::parse_as(&bad, KEY_VAULT);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.expected.contains("Microsoft.KeyVault/vaults")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn equality_and_hashing_ignore_case_but_display_keeps_names() {
+        use std::collections::HashSet;
+        let a = id("/subscriptions/S/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/KV");
+        let b = id("/SUBSCRIPTIONS/s/RESOURCEGROUPS/rg/PROVIDERS/microsoft.keyvault/VAULTS/kv/");
+        assert_eq!(a, b);
+        assert_eq!(HashSet::from([a.clone(), b.clone()]).len(), 1);
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        assert_eq!(
+            b.to_string(),
+            "/subscriptions/s/resourceGroups/rg/providers/microsoft.keyvault/VAULTS/kv"
+        );
+        assert_ne!(a, a.provider_resource(ROLE_ASSIGNMENT, "x"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A segment ARM could hold: letters, digits and the punctuation names use.
+    fn segment() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9][A-Za-z0-9._()-]{0,11}"
+    }
+
+    /// Any id: a scope, then zero to two provider parts of one or two type/name pairs.
+    fn any_id() -> impl Strategy<Value = ResourceId> {
+        let part = (segment(), prop::collection::vec((segment(), segment()), 1..3));
+        (
+            prop::option::of((segment(), prop::option::of(segment()))),
+            prop::collection::vec(part, 0..3),
+        )
+            .prop_map(|(scope, parts)| {
+                let mut text = String::new();
+                if let Some((subscription, group)) = scope {
+                    text.push_str(&format!("/subscriptions/{subscription}"));
+                    if let Some(group) = group {
+                        text.push_str(&format!("/resourceGroups/{group}"));
+                    }
+                }
+                for (namespace, pairs) in parts {
+                    text.push_str(&format!("/providers/{namespace}"));
+                    for (type_, name) in pairs {
+                        text.push_str(&format!("/{type_}/{name}"));
+                    }
+                }
+                ResourceId::parse(if text.is_empty() { "/" } else { &text }).unwrap_or_else(|e| panic!("{e}"))
+            })
+    }
+
+    /// `text` with each ASCII letter's case flipped where `flips` says so.
+    fn recase(text: &str, flips: &[bool]) -> String {
+        text.chars()
+            .zip(flips.iter().cycle())
+            .map(|(c, &flip)| {
+                if flip {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn formatting_then_parsing_gives_the_same_id(id in any_id()) {
+            let again = ResourceId::parse(&id.to_string());
+            prop_assert_eq!(again.as_ref(), Ok(&id));
+            prop_assert_eq!(again.map(|a| a.to_string()), Ok(id.to_string()));
+        }
+
+        #[test]
+        fn any_casing_is_the_same_id(id in any_id(), flips in prop::collection::vec(any::<bool>(), 1..16)) {
+            use std::hash::BuildHasher;
+            let recased = ResourceId::parse(&recase(&id.to_string(), &flips));
+            prop_assert_eq!(recased.as_ref(), Ok(&id));
+            let hasher = std::collections::hash_map::RandomState::new();
+            prop_assert_eq!(recased.map(|r| hasher.hash_one(r)), Ok(hasher.hash_one(&id)));
+        }
+
+        #[test]
+        fn ids_of_other_types_or_with_more_segments_are_not_vaults(
+            id in any_id(),
+            extra in prop::collection::vec(segment(), 1..4),
+        ) {
+            let text = id.to_string();
+            let is_vault = id.resource_group().is_some() && id.parts.len() == 1 && id.is(KEY_VAULT);
+            prop_assert_eq!(ResourceId::parse_as(&text, KEY_VAULT).is_ok(), is_vault);
+            let vault = ResourceId::resource_group_scope("s", "rg").provider_resource(KEY_VAULT, "kv");
+            let longer = format!("{vault}/{}", extra.join("/"));
+            prop_assert!(ResourceId::parse_as(&longer, KEY_VAULT).is_err(), "{}", longer);
+        }
+    }
+}
