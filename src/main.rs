@@ -25,8 +25,8 @@ fn heap_stats() -> Option<(u64, u64)> {
 #[command(
     name = "idbind",
     version,
-    about = "Bind Kubernetes ServiceAccounts to Azure managed identities \
-    (workload identity federation) and Key Vault roles"
+    about = "Bind Kubernetes ServiceAccounts to Azure managed identities (workload identity federation) and \
+        Key Vault roles"
 )]
 struct Cli {
     #[command(subcommand)]

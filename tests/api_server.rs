@@ -200,11 +200,9 @@ fn invalid_bindings_are_rejected_naming_the_field() {
     for (i, (what, spec, field)) in cases.iter().enumerate() {
         match apply(&ns, &binding(&format!("bad-{i}"), spec.clone())) {
             Ok(out) => failures.push(format!("{what}: accepted ({})", out.trim())),
-            Err(err) if !err.contains(field) => failures.push(format!(
-                "{what}: rejected without naming \
-                {field}: {}",
-                err.trim()
-            )),
+            Err(err) if !err.contains(field) => {
+                failures.push(format!("{what}: rejected without naming {field}: {}", err.trim()));
+            }
             Err(_) => {}
         }
     }
@@ -222,15 +220,11 @@ fn location_cannot_change_without_a_new_identity_name() {
     let ns = plane().fresh_namespace("immutable").expect("namespace");
     let spec = |name: &str, location: &str| json!({"serviceAccountName": "sa", "identity": {"name": name, "location": location}});
     apply(&ns, &binding("moving", spec("id-one", "westeurope"))).expect("the first version is valid");
-    let err = apply(&ns, &binding("moving", spec("id-one", "eastus"))).expect_err(
-        "moving the same identity \
-        must be rejected",
-    );
+    let err = apply(&ns, &binding("moving", spec("id-one", "eastus")))
+        .expect_err("moving the same identity must be rejected");
     assert!(err.contains("spec.identity.location"), "{err}");
-    apply(&ns, &binding("moving", spec("id-two", "eastus"))).expect(
-        "a new name with a new location is a new \
-        identity, and allowed",
-    );
+    apply(&ns, &binding("moving", spec("id-two", "eastus")))
+        .expect("a new name with a new location is a new identity, and allowed");
 }
 
 #[test]
@@ -284,8 +278,7 @@ fn kubectl_explain_shows_the_field_docs() {
     }
     assert!(
         spec.contains("system:serviceaccount"),
-        "the serviceAccountName doc explains the \
-        subject:\n{spec}"
+        "the serviceAccountName doc explains the subject:\n{spec}"
     );
     // kubectl wraps at its own width: compare with whitespace folded.
     let roles = plane()

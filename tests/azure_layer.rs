@@ -465,10 +465,7 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let err = execute(&api, &identity_id("unused"), principal_ids, &action)
         .await
         .err()
-        .ok_or(
-            "a duplicate \
-        assignment was accepted",
-        )?;
+        .ok_or("a duplicate assignment was accepted")?;
     assert!(
         matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)),
         "{err:?}"
@@ -479,10 +476,7 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let err = execute(&api, &identity_id("unused"), None, &action)
         .await
         .err()
-        .ok_or(
-            "an assignment without \
-        principal was accepted",
-        )?;
+        .ok_or("an assignment without principal was accepted")?;
     assert_eq!((err.reason(), err.retryable()), ("IdentityNotReady", true));
 
     // Our own name for the trio: creating it again is a no-op success.
@@ -531,10 +525,7 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
         .put_identity(&missing_rg, "westeurope", &tags)
         .await
         .err()
-        .ok_or(
-            "an identity was created \
-        in a missing resource group",
-        )?;
+        .ok_or("an identity was created in a missing resource group")?;
     assert_eq!(
         (err.reason(), err.retryable()),
         ("ResourceGroupNotFound", false),
@@ -741,8 +732,7 @@ async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
         .find(|e| e.reason() == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity");
     assert!(
         conflict.is_some_and(|e| e.retryable()),
-        "two raw writes at once must collide in the simulator, \
-        or this test proves nothing"
+        "two raw writes at once must collide in the simulator, or this test proves nothing"
     );
 
     let governed = Governed::new(arm.clone(), None, None);
@@ -782,8 +772,7 @@ async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
     assert_eq!(
         h.counters().get("UserAssignedIdentities_Get", "429"),
         0,
-        "the budget kept idbind under the \
-        limit"
+        "the budget kept idbind under the limit"
     );
     assert_eq!(h.counters().get("UserAssignedIdentities_Get", "200"), 3);
 

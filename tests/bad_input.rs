@@ -215,8 +215,7 @@ async fn a_service_account_deleted_under_a_ready_binding_is_reported_and_rebound
     assert_eq!(
         env.condition("api", "Stalled")?.0,
         "",
-        "a missing ServiceAccount is waited for, not a \
-        failure"
+        "a missing ServiceAccount is waited for, not a failure"
     );
     assert_eq!(env.writes(), writes, "Azure is left as it is");
 

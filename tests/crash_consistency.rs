@@ -69,11 +69,7 @@ fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestE
         return if orphans.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "{binding}: orphaned role assignments \
-            {orphans:?}"
-            )
-            .into())
+            Err(format!("{binding}: orphaned role assignments {orphans:?}").into())
         };
     }
     let [identity] = ours.as_slice() else {
@@ -151,8 +147,7 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
             ])
             .map_err(|e| {
                 format!(
-                    "{name} after a crash \
-                at {operation} ({phase:?}): {e}\n{}",
+                    "{name} after a crash at {operation} ({phase:?}): {e}\n{}",
                     restarted.log_text()
                 )
             })?;

@@ -373,13 +373,12 @@ fn argocd_cm_patch_carries_exactly_health_lua() -> TestResult {
     std::fs::create_dir_all(&tmp)?;
     std::fs::write(
         tmp.join("argocd-cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: argocd-cm, \
-        namespace: argocd}\ndata: {url: https://argocd.example}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: argocd-cm, namespace: argocd}\ndata: {url: \
+         https://argocd.example}\n",
     )?;
     std::fs::write(
         tmp.join("kustomization.yaml"),
-        "resources: [argocd-cm.yaml]\ncomponents: \
-        [../../config/argocd]\n",
+        "resources: [argocd-cm.yaml]\ncomponents: [../../config/argocd]\n",
     )?;
     let out = Command::new(idbind_testenv::bin_dir().join("kubectl"))
         .args(["kustomize", &tmp.display().to_string()])

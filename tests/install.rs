@@ -255,8 +255,7 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
             "-k",
             &config_default(),
             "-o",
-            "jsonpath={range \
-        .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{'\\n'}{end}",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{'\\n'}{end}",
         ])
     };
     let before = versions()?;
@@ -293,8 +292,7 @@ fn the_config_map_documents_every_setting() -> TestResult {
         .collect();
     assert!(
         settings.len() > 20 && settings.contains(&"IDBIND_OIDC_ISSUER"),
-        "no settings found in idbind \
-        run --help:\n{help}"
+        "no settings found in idbind run --help:\n{help}"
     );
 
     let path: PathBuf = workspace_root().join("config/manager/config_map.yaml");
@@ -346,8 +344,7 @@ fn the_config_map_documents_every_setting() -> TestResult {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--oidc-issuer must be an https URL"),
-        "idbind run with the ConfigMap's \
-        values:\n{stderr}"
+        "idbind run with the ConfigMap's values:\n{stderr}"
     );
     Ok(())
 }

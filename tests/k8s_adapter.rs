@@ -90,8 +90,7 @@ async fn a_missing_service_account_is_reported_and_never_created() -> TestResult
             .get_opt("ghost")
             .await?
             .is_none(),
-        "idbind must not \
-        create ServiceAccounts"
+        "idbind must not create ServiceAccounts"
     );
     Ok(())
 }
@@ -139,8 +138,7 @@ async fn annotations_are_applied_changed_and_withdrawn_leaving_others_alone() ->
     assert_eq!(
         previous.as_deref(),
         Some("client-1"),
-        "the old client id is returned so the change can be \
-        announced"
+        "the old client id is returned so the change can be announced"
     );
 
     k8s::apply_service_account(&client, &ns, "orders", None).await?;
@@ -148,8 +146,7 @@ async fn annotations_are_applied_changed_and_withdrawn_leaving_others_alone() ->
     assert_eq!(
         a,
         BTreeMap::from([("team".to_string(), "shop".to_string())]),
-        "only idbind's annotations are \
-        withdrawn"
+        "only idbind's annotations are withdrawn"
     );
     Ok(())
 }
@@ -180,9 +177,7 @@ async fn status_written_by_apply_satisfies_kubectl_wait() -> TestResult {
             type_: conditions::READY,
             status: true,
             reason: "Reconciled",
-            message: "Azure and the \
-        ServiceAccount match the spec"
-                .into(),
+            message: "Azure and the ServiceAccount match the spec".into(),
         },
         created.metadata.generation,
         &now,

@@ -365,7 +365,7 @@ async fn a_graceful_stop_releases_the_lease_and_the_standby_leads_at_once() -> T
     let (stop_took, handover) = (released - stopping, released.elapsed());
     eprintln!(
         "graceful handover: release took {stop_took:?}, then B led after {handover:?} (renew period \
-        {RENEW:?}, lease 20 s)"
+         {RENEW:?}, lease 20 s)"
     );
     assert!(
         handover <= RENEW + Duration::from_millis(500),
@@ -456,8 +456,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     eprintln!("partitioned leader stepped down after {stepped_down:?} (renew deadline {DEADLINE:?})");
     assert!(
         stepped_down <= DEADLINE + Duration::from_millis(250),
-        "A kept leading {stepped_down:?} without \
-        renewing"
+        "A kept leading {stepped_down:?} without renewing"
     );
     assert!(
         stepped_down >= DEADLINE - 2 * RENEW,

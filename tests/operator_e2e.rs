@@ -159,8 +159,7 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     assert_eq!(
         after.total("UserAssignedIdentities_Get"),
         before.total("UserAssignedIdentities_Get"),
-        "no identity GET in \
-        steady state"
+        "no identity GET in steady state"
     );
     let lists = |c: &idbind_sim::CounterSnapshot| {
         c.total("UserAssignedIdentities_ListByResourceGroup") + c.total("RoleAssignments_ListForScope")
@@ -169,8 +168,7 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     // bindings there are; here one binding, and three FIC reads span about six periods (seven at most).
     assert!(
         lists(&after) - lists(&before) <= 2 * 7 + 2,
-        "the shared lists are taken once per resync period: \
-        {} more",
+        "the shared lists are taken once per resync period: {} more",
         lists(&after) - lists(&before)
     );
 
@@ -317,8 +315,7 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
             .filter(|ra| ra.principal_id == second.principal_id)
             .count(),
         1,
-        "Retain keeps the \
-        role assignment"
+        "Retain keeps the role assignment"
     );
     let annotations = env.kubectl(&[
         "get",
@@ -329,8 +326,7 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     ])?;
     assert!(
         !annotations.contains("azure.workload.identity"),
-        "the ServiceAccount annotations are withdrawn: \
-        {annotations}"
+        "the ServiceAccount annotations are withdrawn: {annotations}"
     );
     Ok(())
 }
@@ -452,8 +448,7 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
             .role_assignments
             .values()
             .any(|ra| ra.principal_id == identity.principal_id),
-        "no role assignment \
-        on an access-policy vault"
+        "no role assignment on an access-policy vault"
     );
     let held = env.kubectl(&[
         "get",
@@ -791,7 +786,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
             "wib",
             "-o",
             "jsonpath={range \
-            .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}",
+             .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}",
         ])?;
         Ok(reasons
             .lines()
@@ -812,7 +807,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         "wib",
         "-o",
         "jsonpath={range \
-        .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+         .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
     ])?;
     let backlog_ready = ready
         .lines()
@@ -820,8 +815,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         .count();
     assert!(
         backlog_ready <= BACKLOG / 2,
-        "the edit was served after most of the backlog: {backlog_ready} of \
-        {BACKLOG} were Ready before it"
+        "the edit was served after most of the backlog: {backlog_ready} of {BACKLOG} were Ready before it"
     );
     let state = env.sim.state_typed();
     let probe = identities(&state)
@@ -865,8 +859,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         .count();
     assert!(
         left >= BACKLOG / 2,
-        "the edit was served after most of the deletions: {left} of {BACKLOG} \
-        bindings left"
+        "the edit was served after most of the deletions: {left} of {BACKLOG} bindings left"
     );
     eventually(
         "the deleted backlog gone from Azure",
@@ -1011,8 +1004,8 @@ async fn ready_for_generation(env: &common::e2e::Env, binding: &str, generation:
                 "wib",
                 binding,
                 "-o",
-                "jsonpath={.metadata.generation} \
-            {.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}",
+                "jsonpath={.metadata.generation} {.status.observedGeneration} \
+                 {.status.conditions[?(@.type==\"Ready\")].status}",
             ])?;
             Ok((out.trim() == want).then_some(()))
         },

@@ -205,8 +205,8 @@ proptest! {
                     prop_assert!(arm_name_ok(identity, IDENTITY_NAME_MAX), "{identity:?}");
                 }
             }
-            DesiredIdentity::Existing { .. } => prop_assert!(policy.allow_existing_identity, "a brought identity \
-                passed a policy that forbids it"),
+            DesiredIdentity::Existing { .. } => prop_assert!(policy.allow_existing_identity, "a brought \
+                identity passed a policy that forbids it"),
         }
         for v in &d.vaults {
             if !policy.allow_other_subscriptions {

@@ -498,13 +498,11 @@ fn diff(
         match (b.fate, sa_client_id) {
             (Fate::Live, Some(c)) if c == identity.client_id => {}
             (Fate::Live, other) => out.push(format!(
-                "{}: ServiceAccount {} has client id {other:?}, the \
-                identity's is {}",
+                "{}: ServiceAccount {} has client id {other:?}, the identity's is {}",
                 b.name, b.spec.sa, identity.client_id
             )),
             (_, Some(c)) => out.push(format!(
-                "{}: retained and deleted, but ServiceAccount {} still carries \
-                client id {c}",
+                "{}: retained and deleted, but ServiceAccount {} still carries client id {c}",
                 b.name, b.spec.sa
             )),
             (_, None) => {}
@@ -561,8 +559,8 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let converge_secs = env_num("SOAK_CONVERGE_SECONDS", 240.0)?;
     let rename_anytime = env_num("SOAK_RENAME_ANYTIME", 1.0)? != 0.0;
     eprintln!(
-        "soak: seed {seed} (replay with SOAK_SEED={seed}); {chaos_secs} s of chaos, {population} \
-        bindings, {ops_per_sec:.1} operations/s"
+        "soak: seed {seed} (replay with SOAK_SEED={seed}); {chaos_secs} s of chaos, {population} bindings, \
+         {ops_per_sec:.1} operations/s"
     );
     let mut rng = Rng::new(seed);
     let t0 = Instant::now();
@@ -831,8 +829,10 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     }
     let state = env.sim.state_typed();
     eprintln!(
-        "soak summary: seed {seed}; operations {} (creates {}, edits {} incl. {} identity renames, deletes {} incl. {} Retain); live bindings {live}, identities {}, role assignments {}; \
-         faults injected {faults} {:?} over {} ARM/Entra requests; restarts: API server {}, simulator {}, operator (SIGKILL) {}; chaos {:.0} s, {} {:.1} s after it; diff {} line(s); total {:.0} s",
+        "soak summary: seed {seed}; operations {} (creates {}, edits {} incl. {} identity renames, deletes \
+         {} incl. {} Retain); live bindings {live}, identities {}, role assignments {}; faults injected \
+         {faults} {:?} over {} ARM/Entra requests; restarts: API server {}, simulator {}, operator \
+         (SIGKILL) {}; chaos {:.0} s, {} {:.1} s after it; diff {} line(s); total {:.0} s",
         figures_ops.creates + figures_ops.edits + figures_ops.deletes,
         figures_ops.creates,
         figures_ops.edits,
@@ -864,8 +864,8 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
         .join(" ");
     if !last_pending.is_empty() {
         return Err(format!(
-            "{} binding(s) did not converge within {converge_secs} s after the chaos (seed \
-            {seed}; operator logs: {logs}):\n{}",
+            "{} binding(s) did not converge within {converge_secs} s after the chaos (seed {seed}; operator \
+             logs: {logs}):\n{}",
             last_pending.len(),
             last_pending.join("\n")
         )
@@ -880,8 +880,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     }
     assert!(
         f.apiserver_restarts >= 3 && f.sim_restarts >= 3 && f.operator_kills >= 3,
-        "every kind of \
-        restart happened: {f:?}"
+        "every kind of restart happened: {f:?}"
     );
     assert!(faults > 0, "faults were injected");
     Ok(())
@@ -921,8 +920,7 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
     kube.create(&b).await?;
     assert!(
         !crashing.wait_exit(Duration::from_secs(90))?.success(),
-        "the operator aborts before its first \
-        status write"
+        "the operator aborts before its first status write"
     );
     assert_eq!(
         identities(&env.sim.state_typed()).len(),
@@ -948,8 +946,7 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
     let state = env.sim.state_typed();
     assert!(
         identities(&state).is_empty() && state.role_assignments.is_empty(),
-        "nothing remains after \
-        delete: {:?}",
+        "nothing remains after delete: {:?}",
         identities(&state).iter().map(|i| &i.name).collect::<Vec<_>>()
     );
     Ok(())

@@ -167,7 +167,7 @@ async fn token(
             90002,
             format!(
                 "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are \
-                    signing into the correct cloud."
+                 signing into the correct cloud."
             ),
         ));
     }
@@ -203,9 +203,9 @@ async fn token(
                 "invalid_scope",
                 70011,
                 format!(
-                    "The provided request must include a 'scope' input parameter. The provided value for the \
-                        input parameter 'scope' is not valid. The scope {scope} is not valid. The client \
-                        credentials flow takes exactly one scope ending in /.default."
+                    "The provided request must include a 'scope' input parameter. The provided value for \
+                     the input parameter 'scope' is not valid. The scope {scope} is not valid. The client \
+                     credentials flow takes exactly one scope ending in /.default."
                 ),
             ));
         }
@@ -238,7 +238,7 @@ async fn token(
                 "invalid_client",
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or \
-                    'client_secret'.",
+                 'client_secret'.",
             ));
         };
         let app = sim.read(|s| s.apps.get(&client_id.to_ascii_lowercase()).cloned());
@@ -252,8 +252,8 @@ async fn token(
                 7000215,
                 format!(
                     "Invalid client secret provided. Ensure the secret being sent in the request is the \
-                        client secret value, not the client secret ID, for a secret added to app \
-                        '{client_id}'."
+                     client secret value, not the client secret ID, for a secret added to app \
+                     '{client_id}'."
                 ),
             ));
         }
@@ -325,7 +325,7 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
             70021,
             format!(
                 "No matching federated identity record found for presented assertion. Assertion Issuer: \
-                    '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
+                 '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
                 auds.join(",")
             ),
         ));
@@ -383,8 +383,8 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
         Some(exp) => Err(assertion_error(
             700024,
             format!(
-                "Client assertion is not within its valid time range. Current time: {}, assertion valid from \
-                    {}, expiry time of assertion {}.",
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid \
+                 from {}, expiry time of assertion {}.",
                 fmt(now),
                 fmt(nbf),
                 fmt(exp)

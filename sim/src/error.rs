@@ -74,8 +74,8 @@ impl ArmError {
         Self::not_found(
             "ResourceNotFound",
             format!(
-                "The Resource '{resource_type}/{name}' under resource group '{rg}' was not found. \
-                 For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+                "The Resource '{resource_type}/{name}' under resource group '{rg}' was not found. For more \
+                 details please go to https://aka.ms/ARMResourceNotFoundFix"
             ),
         )
     }

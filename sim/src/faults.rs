@@ -144,7 +144,7 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
         429 => (
             "TooManyRequests",
             "The request was throttled (injected fault). Please retry after the interval in the Retry-After \
-                header.",
+             header.",
         ),
         503 => (
             "ServiceUnavailable",

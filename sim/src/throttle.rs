@@ -184,7 +184,7 @@ impl Throttler {
                         "SubscriptionRequestsThrottled",
                         format!(
                             "Number of '{}' requests for subscription '{sub}' actor '{}' exceeded. Please \
-                                try again after '{secs}' seconds.",
+                             try again after '{secs}' seconds.",
                             req.kind.word(),
                             req.principal
                         ),
@@ -195,7 +195,7 @@ impl Throttler {
                         "TenantRequestsThrottled",
                         format!(
                             "Number of '{}' requests for tenant actor '{}' exceeded. Please try again after \
-                                '{secs}' seconds.",
+                             '{secs}' seconds.",
                             req.kind.word(),
                             req.principal
                         ),
@@ -209,7 +209,7 @@ impl Throttler {
                     "TooManyRequests",
                     format!(
                         "Too many requests to the Microsoft.ManagedIdentity resource provider. Please try \
-                            again after '{secs}' seconds."
+                         again after '{secs}' seconds."
                     ),
                 )
             };

@@ -314,7 +314,7 @@ async fn every_spec_example_replays() -> TestResult {
     assert!(
         root.is_dir(),
         "the Azure REST API spec copies are missing: expected them at {} (shared/azure-rest-api beside the \
-            repository). This test must not be skipped.",
+         repository). This test must not be skipped.",
         root.display()
     );
     let mut files = Vec::new();

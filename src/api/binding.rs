@@ -68,15 +68,13 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
         name = "Client ID",
         type_ = "string",
         json_path = ".status.identity.clientId",
-        description = "Client id of the \
-        bound managed identity"
+        description = "Client id of the bound managed identity"
     ),
     printcolumn(
         name = "Identity",
         type_ = "string",
         json_path = ".status.identity.name",
-        description = "Name of the bound \
-        managed identity"
+        description = "Name of the bound managed identity"
     ),
     printcolumn(
         name = "Service Account",
@@ -129,9 +127,8 @@ pub struct WorkloadIdentityBindingSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.resourceId) || (!has(self.name) && !has(self.resourceGroup) && \
-    !has(self.location) && !has(self.tags))").message("identity.resourceId \
-    names an existing identity; it cannot be combined with identity.name, identity.resourceGroup, \
-    identity.location or identity.tags").field_path(".resourceId"))]
+    !has(self.location) && !has(self.tags))").message("identity.resourceId names an existing identity; it \
+        cannot be combined with identity.name, identity.resourceGroup, identity.location or identity.tags").field_path(".resourceId"))]
 #[x_kube(validation = Rule::new("(has(self.location) ? self.location : '') == (has(oldSelf.location) ? \
     oldSelf.location : '') || (has(self.name) ? self.name : '') != (has(oldSelf.name) ? oldSelf.name : '') \
     || has(self.resourceId) || has(oldSelf.resourceId)").message("identity.location cannot change while identity.name stays the same: Azure cannot move an identity between regions. Change identity.name as well, and idbind creates the new identity and deletes the old one").field_path(".location"))]

@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
         name = "Namespaces",
         type_ = "string",
         json_path = ".spec.namespaces",
-        description = "Namespaces this \
-        policy applies to"
+        description = "Namespaces this policy applies to"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

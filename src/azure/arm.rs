@@ -375,20 +375,14 @@ impl AzureApi for ArmApi {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for fic in page.map_err(|e| from_core(OP, e))?.value {
-                let name = fic.proxy_resource.resource.name.ok_or_else(|| {
-                    invalid(
-                        OP,
-                        "a federated \
-                    credential without a name",
-                    )
-                })?;
-                let props = fic.properties.ok_or_else(|| {
-                    invalid(
-                        OP,
-                        "a federated credential without \
-                    properties",
-                    )
-                })?;
+                let name = fic
+                    .proxy_resource
+                    .resource
+                    .name
+                    .ok_or_else(|| invalid(OP, "a federated credential without a name"))?;
+                let props = fic
+                    .properties
+                    .ok_or_else(|| invalid(OP, "a federated credential without properties"))?;
                 out.push(FederatedCredential {
                     name,
                     issuer: props.issuer,
@@ -756,13 +750,10 @@ fn identity_ids(
     resource_id: &str,
     identity: &azure_mgmt_msi::models::Identity,
 ) -> Result<IdentityIds, AzureError> {
-    let props = identity.properties.as_ref().ok_or_else(|| {
-        invalid(
-            operation,
-            "an identity without \
-        properties",
-        )
-    })?;
+    let props = identity
+        .properties
+        .as_ref()
+        .ok_or_else(|| invalid(operation, "an identity without properties"))?;
     let (Some(client_id), Some(principal_id), Some(tenant_id)) = (
         props.client_id.clone(),
         props.principal_id.clone(),
@@ -814,8 +805,7 @@ impl Policy for ArmFailurePolicy {
             // The pipeline always ends in the transport policy, after this one.
             return Err(azure_core::Error::message(
                 ErrorKind::Other,
-                "ArmFailurePolicy must not be the last \
-                policy",
+                "ArmFailurePolicy must not be the last policy",
             ));
         };
         let response = first.send(ctx, request, rest).await?;

@@ -399,8 +399,7 @@ mod tests {
         assert_eq!(
             b.try_acquire(&msi_put("/SUB/S/RG/R/ID/a"), t0),
             Err(Duration::from_secs(4)),
-            "ids compare \
-            case-insensitively"
+            "ids compare case-insensitively"
         );
         // Another identity only waits on the subscription-wide 2/s.
         assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/B"), t0), Ok(()));
@@ -422,8 +421,7 @@ mod tests {
         assert_eq!(
             b.try_acquire(&msi_put("b"), t0),
             Ok(()),
-            "the subscription bucket still had its second \
-            token"
+            "the subscription bucket still had its second token"
         );
     }
 
@@ -504,8 +502,7 @@ mod tests {
         assert_eq!(
             b.turn("arm-only", &write(), t0),
             t0,
-            "a request with no managed-identity bucket has its \
-            turn now"
+            "a request with no managed-identity bucket has its turn now"
         );
     }
 
@@ -517,14 +514,12 @@ mod tests {
         assert_eq!(
             b.turn("x", &msi_put("a"), t0),
             t0 + Duration::from_secs(4),
-            "identity a was written just \
-            now: 1 per 4 s"
+            "identity a was written just now: 1 per 4 s"
         );
         assert_eq!(
             b.turn("y", &msi_put("a"), t0),
             t0 + Duration::from_secs(8),
-            "and the next one 4 s after \
-            that"
+            "and the next one 4 s after that"
         );
     }
 
@@ -539,8 +534,7 @@ mod tests {
         assert_eq!(
             b.bucket_count(),
             1,
-            "turns, bookings and idle identities' buckets gone: the \
-            subscription's bucket stays"
+            "turns, bookings and idle identities' buckets gone: the subscription's bucket stays"
         );
         assert_eq!(
             b.turn("b9", &msi_put("id9"), t0 + Duration::from_secs(120)),

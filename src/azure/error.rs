@@ -51,7 +51,7 @@ pub enum AzureError {
     /// derives: someone else made it, so it is reported rather than adopted.
     #[error(
         "role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same \
-        principal and role that idbind did not create"
+         principal and role that idbind did not create"
     )]
     RoleAssignmentConflict {
         scope: String,

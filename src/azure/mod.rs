@@ -300,9 +300,7 @@ async fn execute_dependent(
     match action {
         Action::PutIdentity { .. } => Err(AzureError::InvalidResponse {
             operation: "execute",
-            message: "the identity's PUT \
-            is not a dependent write"
-                .into(),
+            message: "the identity's PUT is not a dependent write".into(),
         }),
         Action::PutFederatedCredential {
             name,

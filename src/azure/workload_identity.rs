@@ -113,14 +113,11 @@ impl FileFederatedCredential {
             "application/x-www-form-urlencoded",
         );
         request.set_body(form);
-        let response =
-            self.http
-                .execute_request(&request)
-                .await
-                .with_context(ErrorKind::Credential, || {
-                    "no answer from \
-            Entra's token endpoint"
-                })?;
+        let response = self
+            .http
+            .execute_request(&request)
+            .await
+            .with_context(ErrorKind::Credential, || "no answer from Entra's token endpoint")?;
         let status = response.status();
         let body = response
             .into_body()
@@ -139,8 +136,7 @@ impl FileFederatedCredential {
                 .unwrap_or("");
             return Err(azure_core::Error::with_message(ErrorKind::Credential, || {
                 format!(
-                    "Entra refused the \
-                federated token exchange: HTTP {} {code}: {description}",
+                    "Entra refused the federated token exchange: HTTP {} {code}: {description}",
                     u16::from(status)
                 )
             }));
@@ -186,16 +182,11 @@ impl TokenCredential for FileFederatedCredential {
         {
             return Ok(token.clone());
         }
-        let assertion =
-            tokio::fs::read_to_string(&self.token_file)
-                .await
-                .with_context(ErrorKind::Credential, || {
-                    format!(
-                        "reading the \
-            federated token file {}",
-                        self.token_file.display()
-                    )
-                })?;
+        let assertion = tokio::fs::read_to_string(&self.token_file)
+            .await
+            .with_context(ErrorKind::Credential, || {
+                format!("reading the federated token file {}", self.token_file.display())
+            })?;
         let token = self.exchange(assertion.trim(), scopes).await?;
         cache.insert(key, token.clone());
         Ok(token)

@@ -156,13 +156,13 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Blocked {
     #[error(
-        "identity {0} exists and was not created by idbind for this binding (no matching ownership \
-        tags); idbind will not modify it"
+        "identity {0} exists and was not created by idbind for this binding (no matching ownership tags); \
+         idbind will not modify it"
     )]
     IdentityConflict(String),
     #[error(
         "identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between \
-        regions"
+         regions"
     )]
     LocationMismatch {
         resource_id: String,
@@ -173,8 +173,8 @@ pub enum Blocked {
     ExistingIdentityNotFound,
     #[error(
         "the identity named by spec.identity.resourceId is managed by idbind for binding \
-        {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's \
-        access, so idbind refuses"
+         {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's \
+         access, so idbind refuses"
     )]
     IdentityOfAnotherBinding {
         cluster: String,

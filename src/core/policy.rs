@@ -124,8 +124,7 @@ pub fn check(
             vec![violation(
                 "metadata.namespace".into(),
                 format!(
-                    "no \
-            WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"
+                    "no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"
                 ),
             )]
         } else {
@@ -146,8 +145,7 @@ pub fn check(
             problems.push(violation(
                 "spec.identity.resourceId".into(),
                 format!(
-                    "no policy for namespace \
-                {namespace} ({}) lets it bring this identity",
+                    "no policy for namespace {namespace} ({}) lets it bring this identity",
                     names()
                 ),
             ));
@@ -162,8 +160,7 @@ pub fn check(
             problems.push(violation(
                 format!("spec.keyVaults[{i}]"),
                 format!(
-                    "no policy for namespace \
-                {namespace} ({}) allows vault {}",
+                    "no policy for namespace {namespace} ({}) allows vault {}",
                     names(),
                     vault.resource_id
                 ),
@@ -175,8 +172,7 @@ pub fn check(
                 problems.push(violation(
                     format!("spec.keyVaults[{i}].roles[{j}]"),
                     format!(
-                        "no policy for \
-                    namespace {namespace} allows role {written:?} on vault {}",
+                        "no policy for namespace {namespace} allows role {written:?} on vault {}",
                         vault.resource_id
                     ),
                 ));
@@ -361,8 +357,7 @@ mod tests {
         assert!(check("team-a", &binding(&[], Some(ID)), &rules, true).is_empty());
         assert!(
             check("team-a", &binding(&[], Some(&ID.to_uppercase())), &rules, true).is_empty(),
-            "ids compare \
-            case-insensitively"
+            "ids compare case-insensitively"
         );
         let other = ID.replace("shared", "team-b-identity");
         assert_eq!(

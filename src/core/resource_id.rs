@@ -8,8 +8,8 @@
 //! ARM treats every segment case-insensitively, so equality and hashing do too, and the keywords
 //! (`subscriptions`, `resourceGroups`, `providers`) are written in their canonical casing. Names keep the
 //! casing they were parsed or built with: Azure shows them that way. Comparing ids as strings is how
-//! `resourcegroups` vs `resourceGroups`, a trailing `/` or a user's casing slip past a check; every id
-//! idbind builds, parses or compares goes through this type instead.
+//! `resourcegroups` vs `resourceGroups`, a trailing `/` or a user's casing slip past a check; every id idbind
+//! builds, parses or compares goes through this type instead.
 
 use std::{
     fmt,
@@ -71,8 +71,8 @@ const PROVIDERS: &str = "providers";
 pub struct ResourceId {
     /// Every segment between the `/`s, keywords in canonical casing, names as given.
     segments: Vec<String>,
-    /// Where each provider part (`providers/{namespace}/{type}/{name}...`) starts in `segments`. Kept
-    /// rather than searched for: a resource may well be named "providers".
+    /// Where each provider part (`providers/{namespace}/{type}/{name}...`) starts in `segments`. Kept rather
+    /// than searched for: a resource may well be named "providers".
     parts: Vec<usize>,
 }
 
@@ -374,10 +374,8 @@ mod tests {
                 "/subscriptions/S/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Id1",
             ),
             (
-                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/PROVIDERS/\
-                 Microsoft.Authorization/roleAssignments/ra",
-                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/\
-                 Microsoft.Authorization/roleAssignments/ra",
+                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/PROVIDERS/Microsoft.Authorization/roleAssignments/ra",
+                "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/Microsoft.Authorization/roleAssignments/ra",
             ),
             (
                 "/providers/Microsoft.Management/managementGroups/mg",
@@ -492,8 +490,7 @@ mod tests {
                 "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/secrets/s"
             ),
             format!(
-                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/\
-                 Microsoft.Authorization/roleAssignments/r"
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/Microsoft.Authorization/roleAssignments/r"
             ),
             format!("/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults/kv"),
             format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/vaults/kv"),

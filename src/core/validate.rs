@@ -105,8 +105,7 @@ pub fn validate(
             "spec.serviceAccountName",
             INVALID_SPEC,
             format!(
-                "{:?} is not a ServiceAccount name (lowercase \
-            letters, digits, '-' and '.', at most 253)",
+                "{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
                 spec.service_account_name
             ),
         );
@@ -118,18 +117,13 @@ pub fn validate(
                 bad(
                     "spec.identity.resourceId",
                     POLICY_VIOLATION,
-                    "bringing an existing identity is not \
-                    allowed by the operator's policy"
-                        .into(),
+                    "bringing an existing identity is not allowed by the operator's policy".into(),
                 );
             } else if arm_id_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities").is_none() {
                 bad(
                     "spec.identity.resourceId",
                     INVALID_SPEC,
-                    format!(
-                        "{id:?} is not a user-assigned \
-                    identity's resource id"
-                    ),
+                    format!("{id:?} is not a user-assigned identity's resource id"),
                 );
             } else if !policy.allow_other_subscriptions
                 && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id))
@@ -138,8 +132,7 @@ pub fn validate(
                     "spec.identity.resourceId",
                     POLICY_VIOLATION,
                     format!(
-                        "the identity is in another \
-                    subscription than the operator's ({})",
+                        "the identity is in another subscription than the operator's ({})",
                         settings.subscription_id
                     ),
                 );
@@ -163,28 +156,21 @@ pub fn validate(
                 bad(
                     "spec.identity.resourceGroup",
                     INVALID_SPEC,
-                    "no resource group: set \
-                    spec.identity.resourceGroup (the operator has no default)"
-                        .into(),
+                    "no resource group: set spec.identity.resourceGroup (the operator has no default)".into(),
                 );
             }
             if location.is_none() {
                 bad(
                     "spec.identity.location",
                     INVALID_SPEC,
-                    "no location: set spec.identity.location (the \
-                    operator has no default)"
-                        .into(),
+                    "no location: set spec.identity.location (the operator has no default)".into(),
                 );
             }
             if let Some(rg) = resource_group.as_deref().filter(|rg| !is_resource_group_name(rg)) {
                 bad(
                     "spec.identity.resourceGroup",
                     INVALID_SPEC,
-                    format!(
-                        "{rg:?} is not a resource group \
-                    name"
-                    ),
+                    format!("{rg:?} is not a resource group name"),
                 );
             }
             if let Some(name) = spec.identity.name.as_deref().filter(|n| !is_identity_name(n)) {
@@ -192,8 +178,8 @@ pub fn validate(
                     "spec.identity.name",
                     INVALID_SPEC,
                     format!(
-                        "{name:?} is not an identity name Azure \
-                    accepts (3-128 letters, digits, '-' and '_', starting with a letter or digit)"
+                        "{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and \
+                         '_', starting with a letter or digit)"
                     ),
                 );
             }
@@ -204,10 +190,7 @@ pub fn validate(
                 bad(
                     "spec.identity.location",
                     INVALID_SPEC,
-                    format!(
-                        "{l:?} is not an Azure location name \
-                    (e.g. westeurope)"
-                    ),
+                    format!("{l:?} is not an Azure location name (e.g. westeurope)"),
                 );
             }
             let tags = spec.identity.tags.clone().unwrap_or_default();
@@ -217,8 +200,8 @@ pub fn validate(
                         "spec.identity.tags",
                         INVALID_SPEC,
                         format!(
-                            "tag name {k:?} is not allowed by Azure \
-                        (1-512 characters, none of < > % & \\ ? /)"
+                            "tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? \
+                             /)"
                         ),
                     );
                 }
@@ -226,10 +209,7 @@ pub fn validate(
                     bad(
                         "spec.identity.tags",
                         INVALID_SPEC,
-                        format!(
-                            "the value of tag {k:?} is longer than \
-                        Azure's 256 characters"
-                        ),
+                        format!("the value of tag {k:?} is longer than Azure's 256 characters"),
                     );
                 }
             }
@@ -261,10 +241,7 @@ pub fn validate(
                 bad(
                     &format!("spec.keyVaults[{i}].resourceId"),
                     INVALID_SPEC,
-                    format!(
-                        "{id:?} is not a Key \
-                    Vault's resource id"
-                    ),
+                    format!("{id:?} is not a Key Vault's resource id"),
                 );
                 continue;
             }
@@ -278,8 +255,7 @@ pub fn validate(
                     &format!("spec.keyVaults[{i}].{field}"),
                     INVALID_SPEC,
                     format!(
-                        "{:?} is not a valid \
-                    vault {field}",
+                        "{:?} is not a valid vault {field}",
                         if is_vault_name(n) { rg } else { n }
                     ),
                 );
@@ -289,9 +265,7 @@ pub fn validate(
                 bad(
                     &format!("spec.keyVaults[{i}]"),
                     INVALID_SPEC,
-                    "set either resourceId, or name and \
-                    resourceGroup"
-                        .into(),
+                    "set either resourceId, or name and resourceGroup".into(),
                 );
                 continue;
             }
@@ -304,8 +278,7 @@ pub fn validate(
                 &format!("spec.keyVaults[{i}].resourceId"),
                 POLICY_VIOLATION,
                 format!(
-                    "the vault is in \
-                another subscription than the operator's ({})",
+                    "the vault is in another subscription than the operator's ({})",
                     settings.subscription_id
                 ),
             );
@@ -317,9 +290,7 @@ pub fn validate(
             bad(
                 &format!("spec.keyVaults[{i}]"),
                 INVALID_SPEC,
-                "this vault is already listed: merge the \
-                roles into one entry"
-                    .into(),
+                "this vault is already listed: merge the roles into one entry".into(),
             );
             continue;
         }
@@ -331,8 +302,8 @@ pub fn validate(
                     &format!("spec.keyVaults[{i}].roles[{j}]"),
                     POLICY_VIOLATION,
                     format!(
-                        "role {role:?} is not \
-                    allowed by the operator's policy (allowed: the Key Vault data-plane reader roles)"
+                        "role {role:?} is not allowed by the operator's policy (allowed: the Key Vault \
+                         data-plane reader roles)"
                     ),
                 );
                 continue;
@@ -341,10 +312,7 @@ pub fn validate(
                 bad(
                     &format!("spec.keyVaults[{i}].roles[{j}]"),
                     INVALID_SPEC,
-                    format!(
-                        "role {role:?} names a \
-                    role already listed"
-                    ),
+                    format!("role {role:?} names a role already listed"),
                 );
                 continue;
             }

@@ -445,9 +445,9 @@ async fn desired_azure(
                     stalled(
                         "AccessPolicyRoleUnsupported",
                         format!(
-                            "vault {} uses access policies, and role \
-                        {written:?} has no read-only access-policy equivalent; switch the vault to Azure \
-                        RBAC or ask for a Key Vault reader role",
+                            "vault {} uses access policies, and role {written:?} has no read-only \
+                             access-policy equivalent; switch the vault to Azure RBAC or ask for a Key \
+                             Vault reader role",
                             vault.resource_id
                         ),
                     )
@@ -532,8 +532,8 @@ async fn converge(
                     condition: conditions::IDENTITY_READY,
                     reason: AWAITING_TURN.into(),
                     message: format!(
-                        "waiting its turn at the managed-identity API's request limit (other \
-                    identities are being created first); identity {resource_id} is due in about {} s",
+                        "waiting its turn at the managed-identity API's request limit (other identities are \
+                         being created first); identity {resource_id} is due in about {} s",
                         wait.as_secs()
                     ),
                     stalled: false,
@@ -587,9 +587,7 @@ async fn converge(
     Err(Failure {
         condition: conditions::IDENTITY_READY,
         reason: "StillConverging".into(),
-        message: "Azure did not settle \
-        within one reconcile; continuing"
-            .into(),
+        message: "Azure did not settle within one reconcile; continuing".into(),
         stalled: false,
         retry_after: Some(Duration::from_secs(1)),
         deferred: false,
@@ -703,9 +701,9 @@ async fn apply(
     if let Some(holder) = ctx.service_account_held_by(b) {
         let reason = "ServiceAccountConflict";
         let message = format!(
-            "spec.serviceAccountName: ServiceAccount {} is already bound by \
-            WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so \
-            point this binding at another ServiceAccount or delete one of them",
+            "spec.serviceAccountName: ServiceAccount {} is already bound by WorkloadIdentityBinding \
+             {holder} (created first); a ServiceAccount carries one client id, so point this binding at \
+             another ServiceAccount or delete one of them",
             b.spec.service_account_name
         );
         fail(reason);
@@ -776,8 +774,8 @@ async fn apply(
             // A transient failure (a throttled read during a resync, a 5xx) on a binding that is Ready for
             // this generation says nothing about its Azure objects: keep Ready and retry, rather than
             // flapping what GitOps health checks read.
-            tracing::info!(binding = %key, reason = %f.reason, message = %f.message, "transient failure on a \
-                Ready binding; retrying");
+            tracing::info!(binding = %key, reason = %f.reason, message = %f.message, "transient failure on \
+                a Ready binding; retrying");
             fail(&f.reason);
             return Ok(Action::requeue(ctx.backoff(&key, f.retry_after)));
         }
@@ -947,10 +945,7 @@ async fn apply(
     let message = if policies == 0 {
         format!("{assignments} role assignment(s) in place")
     } else {
-        format!(
-            "{assignments} role \
-        assignment(s) and {policies} access polic(ies) in place"
-        )
+        format!("{assignments} role assignment(s) and {policies} access polic(ies) in place")
     };
     set(
         &mut status,
@@ -991,8 +986,7 @@ async fn apply(
                 true,
                 "ServiceAccountAnnotated",
                 format!(
-                    "ServiceAccount {} \
-                carries the client id",
+                    "ServiceAccount {} carries the client id",
                     b.spec.service_account_name
                 ),
             );
@@ -1001,9 +995,7 @@ async fn apply(
                 conditions::READY,
                 true,
                 "Reconciled",
-                "Azure and the ServiceAccount match the \
-                spec"
-                    .into(),
+                "Azure and the ServiceAccount match the spec".into(),
             );
             conditions::remove(&mut status.conditions, conditions::RECONCILING);
             conditions::remove(&mut status.conditions, conditions::STALLED);
@@ -1012,8 +1004,8 @@ async fn apply(
                     EventType::Normal,
                     "ClientIdChanged",
                     format!(
-                        "ServiceAccount {} now names \
-                    client id {}; running pods keep the old one until they restart",
+                        "ServiceAccount {} now names client id {}; running pods keep the old one until they \
+                         restart",
                         b.spec.service_account_name, ids.client_id
                     ),
                 ));
@@ -1031,8 +1023,7 @@ async fn apply(
         Err(KubeError::ServiceAccountNotFound { .. }) => {
             status.service_account = None;
             let message = format!(
-                "ServiceAccount {ns}/{} does not exist; the binding completes when it is \
-                created",
+                "ServiceAccount {ns}/{} does not exist; the binding completes when it is created",
                 b.spec.service_account_name
             );
             set(
@@ -1411,8 +1402,7 @@ pub async fn run_until(
                 // A watch that fails (RBAC, the API server gone) stops the controller from seeing anything:
                 // say so loudly. Reconcile failures were logged by error_policy.
                 Err(kube::runtime::controller::Error::QueueError(e)) => {
-                    tracing::warn!(error = %e, "watching Kubernetes \
-                    failed; retrying");
+                    tracing::warn!(error = %e, "watching Kubernetes failed; retrying");
                 }
                 Err(e) => tracing::debug!(error = %e, "controller event"),
                 Ok(_) => {}

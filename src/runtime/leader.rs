@@ -268,8 +268,7 @@ impl LeaderElector {
     pub fn new(client: Client, config: LeaderConfig) -> Result<Self, LeaderError> {
         config.validate()?;
         let duration_seconds = config.lease_duration_seconds().ok_or(LeaderError::InvalidConfig(
-            "the lease duration \
-            does not fit leaseDurationSeconds",
+            "the lease duration does not fit leaseDurationSeconds",
         ))?;
         Ok(LeaderElector {
             api: Api::namespaced(client, &config.namespace),
@@ -326,8 +325,8 @@ impl LeaderElector {
             if let Some(r) = renewed_at
                 && Instant::now() >= r + deadline
             {
-                tracing::warn!(lease = %self.config.lease_name, renew_deadline = ?deadline, "leadership lost: no \
-                    successful renewal within the renew deadline");
+                tracing::warn!(lease = %self.config.lease_name, renew_deadline = ?deadline, "leadership \
+                    lost: no successful renewal within the renew deadline");
                 renewed_at = None;
                 self.publish(&leading, false);
             }
@@ -353,8 +352,7 @@ impl LeaderElector {
                 }
                 Ok(Ok(Attempt::Standby { holder, expires })) => {
                     if renewed_at.take().is_some() {
-                        tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the \
-                            Lease is held by another candidate");
+                        tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the Lease is held by another candidate");
                     }
                     last_error = None;
                     self.publish(&leading, false);
@@ -740,8 +738,7 @@ mod tests {
         assert_eq!(
             after_release.lease_transitions,
             Some(5),
-            "a released lease has no holder, so even its \
-            last holder counts a transition"
+            "a released lease has no holder, so even its last holder counts a transition"
         );
     }
 

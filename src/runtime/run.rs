@@ -189,17 +189,17 @@ fn credential(
     tracing::info!(credential = ?kind, "Azure credential");
     Ok(match kind {
         CredentialKind::ClientSecret => {
-            let secret = args.client_secret.as_deref().context(
-                "--credential client-secret needs \
-                AZURE_CLIENT_SECRET",
-            )?;
+            let secret = args
+                .client_secret
+                .as_deref()
+                .context("--credential client-secret needs AZURE_CLIENT_SECRET")?;
             client_secret_credential(cloud, http, &args.tenant_id, &args.client_id, secret)?
         }
         CredentialKind::WorkloadIdentity => {
-            let file = args.federated_token_file.clone().context(
-                "--credential workload-identity needs \
-                AZURE_FEDERATED_TOKEN_FILE",
-            )?;
+            let file = args
+                .federated_token_file
+                .clone()
+                .context("--credential workload-identity needs AZURE_FEDERATED_TOKEN_FILE")?;
             Arc::new(FileFederatedCredential::new(
                 cloud,
                 http,
@@ -284,13 +284,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut binding: crate::api::binding::WorkloadIdentityBinding = serde_yaml::from_str(&text)
-        .with_context(|| {
-            format!(
-                "{} is not a \
-        WorkloadIdentityBinding",
-                args.file.display()
-            )
-        })?;
+        .with_context(|| format!("{} is not a WorkloadIdentityBinding", args.file.display()))?;
     if let Some(ns) = args
         .namespace
         .clone()
@@ -342,8 +336,7 @@ fn describe(action: &crate::core::plan::Action) -> String {
             location,
             tags,
         } => format!(
-            "put identity {resource_id} in {location}, \
-            tags {}",
+            "put identity {resource_id} in {location}, tags {}",
             tags.iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
@@ -355,8 +348,7 @@ fn describe(action: &crate::core::plan::Action) -> String {
             subject,
             audience,
         } => format!(
-            "put federated credential \
-            {name}: issuer {issuer}, subject {subject}, audience {audience}"
+            "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
         ),
         CreateRoleAssignment {
             scope,

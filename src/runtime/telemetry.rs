@@ -99,44 +99,39 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
-            "Finished reconciles of WorkloadIdentityBindings, by result (ok, \
-            error, or deferred: left to come back at its turn at the request budget)",
+            "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to \
+             come back at its turn at the request budget)",
             reconciles.clone(),
         );
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Failed reconciles by the error's stable category (the Ready \
-            condition's reason)",
+            "Failed reconciles by the error's stable category (the Ready condition's reason)",
             reconcile_errors.clone(),
         );
         let reconcile_duration = latency_histogram();
         registry.register(
             "reconcile_duration_seconds",
-            "Time one reconcile took, from start to status \
-            written",
+            "Time one reconcile took, from start to status written",
             reconcile_duration.clone(),
         );
         let arm_requests = Family::<ArmLabels, Counter>::default();
         registry.register(
             "arm_requests",
-            "Azure Resource Manager requests by REST operation and HTTP status \
-            (0: no HTTP answer)",
+            "Azure Resource Manager requests by REST operation and HTTP status (0: no HTTP answer)",
             arm_requests.clone(),
         );
         let arm_request_duration: HistogramFamily<OperationLabels> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
             "arm_request_duration_seconds",
-            "Azure Resource Manager request latency by REST \
-            operation",
+            "Azure Resource Manager request latency by REST operation",
             arm_request_duration.clone(),
         );
         let budget_wait = Histogram::new(WAIT_BUCKETS);
         registry.register(
             "budget_wait_seconds",
-            "Time ARM requests waited for the client-side request \
-            budget (throttling by idbind itself)",
+            "Time ARM requests waited for the client-side request budget (throttling by idbind itself)",
             budget_wait.clone(),
         );
         let bindings = Family::<ReadyLabels, Gauge>::default();
@@ -154,8 +149,8 @@ impl Metrics {
         let heap = Family::<HeapLabels, Gauge>::default();
         registry.register(
             "heap_bytes",
-            "Heap bytes by kind: allocated (live objects: caches, in-flight \
-            work) and resident (what the allocator holds from the OS)",
+            "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the \
+             allocator holds from the OS)",
             heap.clone(),
         );
         // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and `rate()` sees

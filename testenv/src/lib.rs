@@ -223,10 +223,7 @@ impl ControlPlane {
             match self.kubectl_ok(args) {
                 Ok(out) => return Ok(out),
                 Err(e) if start.elapsed() > timeout => {
-                    return Err(e.context(format!(
-                        "still failing after \
-                    {timeout:?}"
-                    )));
+                    return Err(e.context(format!("still failing after {timeout:?}")));
                 }
                 Err(_) => thread::sleep(Duration::from_millis(250)),
             }
@@ -559,10 +556,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
         .current_dir(dir)
         .args(args)
         .output()
-        .context(
-            "running openssl (install \
-        it: apt-get install openssl)",
-        )?;
+        .context("running openssl (install it: apt-get install openssl)")?;
     if !out.status.success() {
         bail!(
             "openssl {}: {}",
@@ -641,9 +635,9 @@ fn make_pki(dir: &Path) -> Result<()> {
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> Result<()> {
     let cfg = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: \
-            {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: \
-            {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: \
-            idbind-admin\ncurrent-context: idbind-local\n",
+         {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: \
+         {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: \
+         idbind-admin\ncurrent-context: idbind-local\n",
         ca = ca.display()
     );
     fs::write(path, cfg)?;

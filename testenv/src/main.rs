@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     about = "Start or stop idbind's local Kubernetes control plane (etcd + kube-apiserver + \
-    kube-controller-manager)"
+        kube-controller-manager)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -172,8 +172,8 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         seconds: t,
         derivation: format!(
             "{n} creates through the managed-identity bucket of {:.0} refilled at {s_c}/s: the last starts \
-                at ({n} − {:.0}) / {s_c} = {:.1} s, then its PUT ({l_id:.2} s) and the FIC/role-assignment \
-                PUTs after it (max {:.2} s, in parallel at best) → {t:.1} s",
+             at ({n} − {:.0}) / {s_c} = {:.1} s, then its PUT ({l_id:.2} s) and the FIC/role-assignment \
+             PUTs after it (max {:.2} s, in parallel at best) → {t:.1} s",
             cap(s_c),
             cap(s_c),
             through(nf, cap(s_c), s_c),
@@ -198,8 +198,8 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         name: "ARM writes, identity subscription".into(),
         seconds: t,
         derivation: format!(
-            "{w0:.0} writes ({n} identities + {n} FICs + {:.0} role assignments) through the \
-            write bucket of {wc:.0} refilled at {wr}/s: ({w0:.0} − {wc:.0}) / {wr} + {:.2} = {t:.1} s",
+            "{w0:.0} writes ({n} identities + {n} FICs + {:.0} role assignments) through the write bucket \
+             of {wc:.0} refilled at {wr}/s: ({w0:.0} − {wc:.0}) / {wr} + {:.2} = {t:.1} s",
             per_vault(0),
             l_fic.max(l_ra)
         ),
@@ -221,8 +221,8 @@ pub fn lower_bound(n: usize, scale: f64) -> (f64, Vec<Constraint>) {
         name: "identity GETs (ownership check before the first write)".into(),
         seconds: t,
         derivation: format!(
-            "{n} GETs through the managed-identity get bucket of {:.0} at {g_s}/s: ({n} − \
-            {:.0}) / {g_s} + {l_get:.2} + {tail:.2} = {t:.1} s",
+            "{n} GETs through the managed-identity get bucket of {:.0} at {g_s}/s: ({n} − {:.0}) / {g_s} + \
+             {l_get:.2} + {tail:.2} = {t:.1} s",
             cap(g_s),
             cap(g_s)
         ),

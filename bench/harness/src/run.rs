@@ -511,8 +511,8 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             log(
                 t_start,
                 format!(
-                    "{ready}/{n} Ready at {t:.0} s (bound {bound:.0} s), {applied_now} applied, operator RSS \
-                        {:.1} MiB, CPU {:.1} s",
+                    "{ready}/{n} Ready at {t:.0} s (bound {bound:.0} s), {applied_now} applied, operator \
+                     RSS {:.1} MiB, CPU {:.1} s",
                     s.rss as f64 / 1048576.0,
                     s.cpu_seconds - base_stat.cpu_seconds
                 ),

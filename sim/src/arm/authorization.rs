@@ -210,8 +210,7 @@ async fn put_assignment(
                 // [DOC] troubleshooting.md (FACTS §4).
                 return Err(ArmError::bad_request(
                     "RoleAssignmentUpdateNotPermitted",
-                    "Tenant ID, application \
-                    ID, principal ID, and scope are not allowed to be updated.",
+                    "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
                 ));
             }
         }
@@ -228,8 +227,7 @@ async fn put_assignment(
             return Err(ArmError::conflict(
                 "RoleAssignmentExists",
                 format!(
-                    "The role assignment already \
-                exists. The ID of the existing role assignment is {}.",
+                    "The role assignment already exists. The ID of the existing role assignment is {}.",
                     dup.name.replace('-', "").to_ascii_lowercase()
                 ),
             ));
@@ -249,10 +247,10 @@ async fn put_assignment(
                     "PrincipalNotFound",
                     format!(
                         "Principal {} does not exist in the directory {tenant}. Check that you have the \
-                            correct principal ID. If you are creating this principal and then immediately \
-                            assigning a role, this error might be related to a replication delay. In this \
-                            case, set the role assignment principalType property to a value, such as \
-                            ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
+                         correct principal ID. If you are creating this principal and then immediately \
+                         assigning a role, this error might be related to a replication delay. In this \
+                         case, set the role assignment principalType property to a value, such as \
+                         ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
                         principal_id.replace('-', "")
                     ),
                 ));
@@ -277,8 +275,7 @@ async fn put_assignment(
             if count >= MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION {
                 return Err(ArmError::bad_request(
                     "RoleAssignmentLimitExceeded",
-                    "No more role assignments \
-                    can be created (code: RoleAssignmentLimitExceeded).",
+                    "No more role assignments can be created (code: RoleAssignmentLimitExceeded).",
                 ));
             }
         }
@@ -353,7 +350,7 @@ fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError
             "UnsupportedQuery",
             format!(
                 "The filter '{f}' is not supported. Supported filters are atScope(), principalId eq \
-                    '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."
+                 '{{id}}', assignedTo('{{id}}') and atScope() and assignedTo('{{id}}')."
             ),
         )
     };
@@ -485,7 +482,7 @@ fn bad_definition_filter(f: &str) -> ArmError {
         "UnsupportedQuery",
         format!(
             "The filter '{f}' is not supported. Supported filters are roleName eq '{{name}}', type eq \
-                'BuiltInRole'|'CustomRole' and atScopeAndBelow()."
+             'BuiltInRole'|'CustomRole' and atScopeAndBelow()."
         ),
     )
 }

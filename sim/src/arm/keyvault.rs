@@ -142,7 +142,7 @@ async fn update_access_policy(
                 "BadRequest",
                 format!(
                     "The access policy operation kind '{kind}' is invalid. Allowed values are 'add', \
-                        'replace' and 'remove'."
+                     'replace' and 'remove'."
                 ),
             ));
         }

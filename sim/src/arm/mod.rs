@@ -173,7 +173,7 @@ fn audience_ok(aud: &str, base_url: &str, sim: &Sim) -> bool {
 fn unauthorized(code: &str, message: String, base_url: &str, tenant: &str) -> ArmError {
     let challenge = format!(
         "Bearer authorization_uri=\"{base_url}/{tenant}\", error=\"invalid_token\", \
-            error_description=\"{code}\""
+         error_description=\"{code}\""
     );
     let err = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
     match HeaderValue::from_str(&challenge) {
@@ -210,8 +210,7 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
             unauthorized(
                 "AuthenticationFailed",
                 String::from(
-                    "Authentication failed. The \
-            'Authorization' header is provided in an invalid format.",
+                    "Authentication failed. The 'Authorization' header is provided in an invalid format.",
                 ),
                 base_url,
                 tenant,
@@ -243,8 +242,8 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
             "InvalidAuthenticationTokenAudience",
             format!(
                 "The access token has been obtained for wrong audience or resource '{}'. It should exactly \
-                    match with one of the allowed audiences \
-                    'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
+                 match with one of the allowed audiences \
+                 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
                 claims.aud
             ),
             base_url,
@@ -311,7 +310,7 @@ pub fn check_api_version(op: &Operation, query: &Query, location: &str) -> Resul
         "NoRegisteredProviderFound",
         format!(
             "No registered resource provider found for location '{location}' and API version '{v}' for type \
-                '{}'. The supported api-versions are '{list}'.",
+             '{}'. The supported api-versions are '{list}'.",
             op.resource_type
         ),
     ))
@@ -391,7 +390,7 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
         "AuthorizationFailed",
         format!(
             "The client '{}' with object id '{}' {what} '{}' over scope '{scope}' or the scope is invalid. \
-                If access was recently granted, please refresh your credentials.",
+             If access was recently granted, please refresh your credentials.",
             caller.appid, caller.oid, op.action
         ),
     ))
@@ -438,8 +437,8 @@ fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmE
             "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
             format!(
                 "Too many Federated Identity Credentials are written concurrently for the managed identity \
-                    '{key}'. Concurrent Federated Identity Credentials writes under the same managed \
-                    identity are not supported."
+                 '{key}'. Concurrent Federated Identity Credentials writes under the same managed identity \
+                 are not supported."
             ),
         ));
     }

@@ -190,7 +190,7 @@ async fn put_identity(
             "InvalidResourceName",
             format!(
                 "Resource name '{name}' is invalid. The name can contain only letters, numbers, underscores \
-                    and hyphens, must start with a letter or number, and must be 3 to 128 characters long."
+                 and hyphens, must start with a letter or number, and must be 3 to 128 characters long."
             ),
         ));
     }
@@ -209,8 +209,8 @@ async fn put_identity(
                     "InvalidResourceLocation",
                     format!(
                         "The resource '{}' already exists in location '{}' in resource group '{rg_name}'. A \
-                            resource with the same name cannot be created in location '{location}'. Please \
-                            select a new resource name.",
+                         resource with the same name cannot be created in location '{location}'. Please \
+                         select a new resource name.",
                         existing.name, existing.location
                     ),
                 ));
@@ -360,7 +360,7 @@ fn list_fics(
                     "InvalidParameter",
                     format!(
                         "The value '{t}' of query parameter '$top' is invalid; it must be an integer of at \
-                            least 1."
+                         least 1."
                     ),
                 ));
             }
@@ -499,8 +499,7 @@ async fn put_fic(
         if duplicate {
             // Status and message [DOC] (FACTS §4); issuer and subject compare exactly.
             return Err(fic_bad_request(
-                "Issuer and subject combination already exists for this Managed \
-                Identity.",
+                "Issuer and subject combination already exists for this Managed Identity.",
             ));
         }
         let exists = i.federated_identity_credentials.contains_key(&key(name));
@@ -509,7 +508,7 @@ async fn put_fic(
             // suggests 400 BadRequest).
             return Err(fic_bad_request(format!(
                 "The managed identity '{}' already has the maximum number of {max} Federated Identity \
-                    Credentials.",
+                 Credentials.",
                 identity_id(&sub_id, &rg_name, &i.name)
             )));
         }

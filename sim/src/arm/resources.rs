@@ -76,8 +76,8 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
                         return Err(ArmError::conflict(
                             "InvalidResourceGroupLocation",
                             format!(
-                                "Invalid resource group location '{location}'. The Resource group \
-                                already exists in location '{}'.",
+                                "Invalid resource group location '{location}'. The Resource group already \
+                                 exists in location '{}'.",
                                 g.location
                             ),
                         ));
