@@ -12,6 +12,7 @@ use idbind::azure::governed::Governed;
 use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
 use idbind::core::naming;
 use idbind::core::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
+use idbind::core::resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 
 mod common;
@@ -77,14 +78,12 @@ async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + 
         .to_string())
 }
 
-fn vault(name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}")
+fn vault(name: &str) -> ResourceId {
+    ResourceId::resource_group_scope(SUB, KV_RG).provider_resource(KEY_VAULT, name)
 }
 
-fn identity_id(name: &str) -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
-    )
+fn identity_id(name: &str) -> ResourceId {
+    ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, name)
 }
 
 fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
@@ -109,11 +108,10 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
     }
 }
 
-fn id_of(d: &DesiredAzure) -> String {
+fn id_of(d: &DesiredAzure) -> ResourceId {
     d.managed_identity
         .as_ref()
-        .map(|m| m.resource_id.clone())
-        .unwrap_or_default()
+        .map_or_else(|| identity_id("none"), |m| m.resource_id.clone())
 }
 
 /// Observe → plan → execute until the plan is empty; returns every action executed, per round.
@@ -238,7 +236,7 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let actions = plan::plan(&edited, &obs.azure)?;
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert!(actions.iter().any(|a| matches!(a, Action::CreateRoleAssignment { role_definition_guid, .. } if role_definition_guid == READER)));
-    assert!(actions.iter().any(|a| matches!(a, Action::DeleteRoleAssignment { id } if id.contains(&naming::role_assignment_name(&vault("kv-rbac"), SECRETS_USER, obs.ids.as_ref().map(|i| i.principal_id.as_str()).unwrap_or_default()).to_string()))));
+    assert!(actions.iter().any(|a| matches!(a, Action::DeleteRoleAssignment { id } if id.name() == Some(&naming::role_assignment_name(&vault("kv-rbac"), SECRETS_USER, obs.ids.as_ref().map(|i| i.principal_id.as_str()).unwrap_or_default()).to_string()))));
     let rounds = converge(&api, &edited).await?;
     assert_eq!(rounds, vec![actions]);
 
@@ -490,12 +488,12 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     execute(&api, &identity_id("unused"), principal_ids, &create).await?;
     execute(&api, &identity_id("unused"), principal_ids, &create).await?;
 
-    let id = format!("{own_scope}/providers/Microsoft.Authorization/roleAssignments/{own}");
+    let id = own_scope.provider_resource(ROLE_ASSIGNMENT, &own);
     let delete = Action::DeleteRoleAssignment { id };
     execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
     execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
     let left = api
-        .list_role_assignments(&format!("/subscriptions/{SUB}"), principal)
+        .list_role_assignments(&ResourceId::subscription_scope(SUB), principal)
         .await?;
     assert_eq!(
         left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),
@@ -518,9 +516,8 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
     let tags = BTreeMap::new();
 
     // A resource group that does not exist: permanent.
-    let missing_rg = format!(
-        "/subscriptions/{SUB}/resourceGroups/rg-missing/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"
-    );
+    let missing_rg =
+        ResourceId::resource_group_scope(SUB, "rg-missing").provider_resource(USER_ASSIGNED_IDENTITY, "x");
     let err = api
         .put_identity(&missing_rg, "westeurope", &tags)
         .await
@@ -633,10 +630,14 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
         4,
         "two role assignments, the FIC, the identity: {deleted:?}"
     );
-    assert_eq!(deleted.last(), Some(&id_of(&d)), "the identity goes last");
+    assert_eq!(
+        deleted.last(),
+        Some(&id_of(&d).to_string()),
+        "the identity goes last"
+    );
     assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
     assert_eq!(
-        api.list_role_assignments(&format!("/subscriptions/{SUB}"), &principal)
+        api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal)
             .await?,
         vec![]
     );
@@ -682,7 +683,7 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     assert_eq!((obs.azure.fic_count, obs.azure.role_assignments.len()), (2, 2));
     let deleted = cleanup(&api, &shared_id, &brought, &obs).await?;
     assert!(
-        !deleted.contains(&shared_id),
+        !deleted.contains(&shared_id.to_string()),
         "a brought identity is never deleted: {deleted:?}"
     );
     let fics = api.list_federated_credentials(&shared_id).await?;
@@ -692,7 +693,7 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
         "only our FIC went"
     );
     let left = api
-        .list_role_assignments(&format!("/subscriptions/{SUB}"), &principal)
+        .list_role_assignments(&ResourceId::subscription_scope(SUB), &principal)
         .await?;
     assert_eq!(
         left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind::azure::workload_identity::FileFederatedCredential;
 use idbind::azure::{AzureApi, FederatedCredential};
+use idbind::core::resource_id::ResourceId;
 use idbind_sim::{Seed, SeedApp, SimConfig, Simulator};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -66,9 +67,10 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
         http.clone(),
         client_secret_credential(&cloud, http.clone(), h.tenant_id(), APP_ID, APP_SECRET)?,
     )?;
-    let identity = format!(
+    let identity: ResourceId = format!(
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/operator"
-    );
+    )
+    .parse()?;
     let ids = setup
         .put_identity(&identity, "westeurope", &BTreeMap::new())
         .await?;

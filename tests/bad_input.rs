@@ -150,9 +150,9 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
             "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
         )
     };
-    api.put_identity(&id("shared-full"), "westeurope", &Default::default())
+    api.put_identity(&id("shared-full").parse()?, "westeurope", &Default::default())
         .await?;
-    api.put_identity(&id("shared-roomy"), "westeurope", &Default::default())
+    api.put_identity(&id("shared-roomy").parse()?, "westeurope", &Default::default())
         .await?;
     for n in 0..20 {
         let fic = idbind::azure::FederatedCredential {
@@ -161,7 +161,8 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
             subject: format!("system:serviceaccount:x:sa{n}"),
             audiences: vec!["api://AzureADTokenExchange".into()],
         };
-        api.put_federated_credential(&id("shared-full"), &fic).await?;
+        api.put_federated_credential(&id("shared-full").parse()?, &fic)
+            .await?;
     }
     let writes = env.writes();
     env.apply(&manifest(

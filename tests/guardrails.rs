@@ -47,10 +47,14 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .into();
-    api.put_identity(&identity("team-b-payments"), "westeurope", &team_b_tags)
+    api.put_identity(&identity("team-b-payments").parse()?, "westeurope", &team_b_tags)
         .await?;
-    api.put_identity(&identity("shared-tools"), "westeurope", &Default::default())
-        .await?;
+    api.put_identity(
+        &identity("shared-tools").parse()?,
+        "westeurope",
+        &Default::default(),
+    )
+    .await?;
     let writes = env.writes();
 
     // No policy selects the namespace yet: nothing may be bound.

@@ -14,6 +14,7 @@ use common::e2e::{
 };
 use idbind::{
     azure::budget::{Limits, MsiOp, Rate},
+    core::resource_id::{ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY},
     core::validate::Policy,
 };
 use serde_json::{Value, json};
@@ -337,9 +338,8 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     let env = start("e2e-conflict").await?;
     env.kubectl(&["create", "serviceaccount", "billing"])?;
     // Someone else's identity, with the name the binding asks for and no idbind tags.
-    let foreign = format!(
-        "/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/billing"
-    );
+    let foreign =
+        ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "billing");
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     api.put_identity(
         &foreign,
@@ -715,9 +715,8 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/first"])?;
     // Then someone creates an identity by hand, after that list.
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
-    let foreign = format!(
-        "/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/handmade"
-    );
+    let foreign =
+        ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "handmade");
     api.put_identity(
         &foreign,
         "westeurope",
@@ -916,10 +915,8 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
             && identity.federated_identity_credentials.len() == 1)
     };
     let (identity, assignments) = current(&env)?;
-    let identity_id = format!(
-        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
-        identity.name
-    );
+    let identity_id =
+        ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, &identity.name);
     let fic = identity
         .federated_identity_credentials
         .values()
@@ -928,10 +925,10 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
         .clone();
 
     human
-        .delete_role_assignment(&format!(
-            "{}/providers/Microsoft.Authorization/roleAssignments/{}",
-            assignments[0].scope, assignments[0].name
-        ))
+        .delete_role_assignment(
+            &ResourceId::parse(&assignments[0].scope)?
+                .provider_resource(ROLE_ASSIGNMENT, &assignments[0].name),
+        )
         .await?;
     assert!(!whole(&env, &subject)?);
     eventually(

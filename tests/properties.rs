@@ -11,6 +11,7 @@ use idbind::{
     core::naming::{
         FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name,
     },
+    core::resource_id::{KEY_VAULT, ResourceId},
     core::roles::{Permissions, RoleRef},
     core::validate::{DesiredIdentity, OperatorSettings, Policy, validate},
 };
@@ -144,14 +145,6 @@ fn permissions() -> impl Strategy<Value = Permissions> {
     })
 }
 
-fn subscription_of(id: &str) -> Option<String> {
-    let mut parts = id.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some(s), Some(sub)) if s.eq_ignore_ascii_case("subscriptions") => Some(sub.to_ascii_lowercase()),
-        _ => None,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -172,11 +165,19 @@ proptest! {
     }
 
     #[test]
-    fn role_assignment_names_ignore_case_only(scope in "[A-Za-z0-9/]{1,40}", role in "[a-f0-9-]{8,36}", principal in "[A-Fa-f0-9-]{8,36}") {
+    fn role_assignment_names_ignore_case_only(
+        group in "[A-Za-z0-9]{1,12}",
+        vault in "[A-Za-z0-9]{3,12}",
+        role in "[a-f0-9-]{8,36}",
+        principal in "[A-Fa-f0-9-]{8,36}",
+    ) {
+        let scope = ResourceId::resource_group_scope(SUB, &group).provider_resource(KEY_VAULT, &vault);
         let name = role_assignment_name(&scope, &role, &principal);
-        prop_assert_eq!(name, role_assignment_name(&scope.to_uppercase(), &role.to_uppercase(), &principal.to_lowercase()));
+        let shouted = ResourceId::parse(&scope.to_string().to_uppercase()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(name, role_assignment_name(&shouted, &role.to_uppercase(), &principal.to_lowercase()));
         prop_assert_eq!(name.get_version_num(), 5);
-        prop_assert_ne!(name, role_assignment_name(&format!("{scope}x"), &role, &principal));
+        let other = ResourceId::resource_group_scope(SUB, &group).provider_resource(KEY_VAULT, &format!("{vault}x"));
+        prop_assert_ne!(name, role_assignment_name(&other, &role, &principal));
     }
 
     #[test]
@@ -198,10 +199,11 @@ proptest! {
         prop_assert_eq!(d.issuer.as_str(), ISSUER);
         prop_assert!(arm_name_ok(&d.federated_credential_name, FIC_NAME_MAX));
         match &d.identity {
-            DesiredIdentity::Managed { subscription_id, name: identity, .. } => {
-                prop_assert_eq!(subscription_id.as_str(), SUB, "identities are created in the operator's \
+            DesiredIdentity::Managed { id, .. } => {
+                prop_assert_eq!(id.subscription(), Some(SUB), "identities are created in the operator's \
                     subscription");
                 if spec.identity.name.is_none() {
+                    let identity = id.name().unwrap_or_default();
                     prop_assert!(arm_name_ok(identity, IDENTITY_NAME_MAX), "{identity:?}");
                 }
             }
@@ -210,7 +212,7 @@ proptest! {
         }
         for v in &d.vaults {
             if !policy.allow_other_subscriptions {
-                let sub = subscription_of(&v.resource_id);
+                let sub = v.resource_id.subscription().map(str::to_ascii_lowercase);
                 prop_assert_eq!(sub.as_deref(), Some(SUB), "vault {} outside the subscription", v.resource_id);
             }
             if !policy.allow_any_role {

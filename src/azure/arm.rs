@@ -30,10 +30,13 @@ use serde_json::Value;
 use super::error::parse_retry_after;
 use super::{
     AccessPolicyChange, AccessPolicyEntry, AzureApi, AzureError, FederatedCredential, FoundIdentity,
-    IdentityIds, IdentityPage, RoleAssignment, VaultInfo, resource_parts, subscription_of,
+    IdentityIds, IdentityPage, RoleAssignment, VaultInfo,
 };
 use crate::core::{
     plan::{ObservedIdentity, ObservedRoleAssignment},
+    resource_id::{
+        KEY_VAULT, ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY,
+    },
     roles::Permissions,
 };
 
@@ -42,7 +45,6 @@ use crate::core::{
 const KEYVAULT_API_VERSION: &str = "2023-07-01";
 /// The managed-identity api-version of the SDK's default tag, for the hand-paged identity list.
 const MSI_API_VERSION: &str = "2023-01-31";
-const ROLE_ASSIGNMENTS_SEGMENT: &str = "/providers/Microsoft.Authorization/roleAssignments/";
 
 /// Which Azure to talk to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,13 +210,8 @@ impl ArmApi {
         })
     }
 
-    fn identity_parts(id: &str) -> Result<(&str, &str, &str), AzureError> {
-        resource_parts(
-            id,
-            "Microsoft.ManagedIdentity",
-            "userAssignedIdentities",
-            "user-assigned identity",
-        )
+    fn identity_parts(id: &ResourceId) -> Result<(&str, &str, &str), AzureError> {
+        resource_parts(id, USER_ASSIGNED_IDENTITY)
     }
 
     async fn bearer(&self, operation: &'static str) -> Result<String, AzureError> {
@@ -229,7 +226,7 @@ impl ArmApi {
 
 #[async_trait]
 impl AzureApi for ArmApi {
-    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
+    async fn get_identity(&self, resource_id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError> {
         const OP: &str = "UserAssignedIdentities_Get";
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
         match self
@@ -256,7 +253,7 @@ impl AzureApi for ArmApi {
 
     async fn put_identity(
         &self,
-        resource_id: &str,
+        resource_id: &ResourceId,
         location: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<IdentityIds, AzureError> {
@@ -277,7 +274,7 @@ impl AzureApi for ArmApi {
         identity_ids(OP, resource_id, &identity)
     }
 
-    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
+    async fn delete_identity(&self, resource_id: &ResourceId) -> Result<(), AzureError> {
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
         // `send()`: the 204 answer has no body for the generated decoder to read.
         self.msi
@@ -291,8 +288,7 @@ impl AzureApi for ArmApi {
 
     async fn list_identities_page(
         &self,
-        subscription: &str,
-        resource_group: &str,
+        group: &ResourceId,
         next: Option<&str>,
     ) -> Result<IdentityPage, AzureError> {
         // By hand rather than through the SDK's pager, which fetches every page at once: the managed-identity
@@ -312,8 +308,14 @@ impl AzureApi for ArmApi {
                 url
             }
             None => {
+                if group.resource_group().is_none() || group.provider().is_some() {
+                    return Err(AzureError::InvalidResourceId {
+                        kind: "resource group",
+                        id: group.to_string(),
+                    });
+                }
                 let mut url = self.endpoint.clone();
-                url.set_path(&format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"));
+                url.set_path(&group.collection_path(USER_ASSIGNED_IDENTITY));
                 url.query_pairs_mut().append_pair("api-version", MSI_API_VERSION);
                 url
             }
@@ -346,7 +348,7 @@ impl AzureApi for ArmApi {
             identities.push(FoundIdentity {
                 observed,
                 ids: IdentityIds {
-                    resource_id: id,
+                    resource_id: ResourceId::parse(&id).map_err(|e| invalid(OP, &e.to_string()))?,
                     client_id,
                     principal_id,
                     tenant_id,
@@ -363,7 +365,7 @@ impl AzureApi for ArmApi {
 
     async fn list_federated_credentials(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
     ) -> Result<Vec<FederatedCredential>, AzureError> {
         const OP: &str = "FederatedIdentityCredentials_List";
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
@@ -396,7 +398,7 @@ impl AzureApi for ArmApi {
 
     async fn put_federated_credential(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
         fic: &FederatedCredential,
     ) -> Result<(), AzureError> {
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
@@ -416,7 +418,11 @@ impl AzureApi for ArmApi {
             .map_err(|e| from_core("FederatedIdentityCredentials_CreateOrUpdate", e))
     }
 
-    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
+    async fn delete_federated_credential(
+        &self,
+        identity_id: &ResourceId,
+        name: &str,
+    ) -> Result<(), AzureError> {
         let (sub, rg, identity) = Self::identity_parts(identity_id)?;
         self.msi
             .federated_identity_credentials_client()
@@ -429,7 +435,7 @@ impl AzureApi for ArmApi {
 
     async fn list_role_assignments(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         principal_id: &str,
     ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
         let filter = format!("principalId eq '{}'", odata_quote(principal_id));
@@ -442,13 +448,13 @@ impl AzureApi for ArmApi {
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
-        self.role_assignments(&format!("subscriptions/{subscription}"), None)
+        self.role_assignments(&ResourceId::subscription_scope(subscription), None)
             .await
     }
 
     async fn create_role_assignment(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         name: &str,
         role_definition_guid: &str,
         principal_id: &str,
@@ -457,14 +463,10 @@ impl AzureApi for ArmApi {
             RoleAssignmentCreateParameters, RoleAssignmentProperties,
             role_assignment_properties::PrincipalType,
         };
-        let sub = subscription_of(scope).ok_or_else(|| AzureError::InvalidResourceId {
-            kind: "subscription-scoped",
-            id: scope.to_string(),
-        })?;
-        let role_definition_id = format!(
-            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_guid}"
-        );
-        let mut props = RoleAssignmentProperties::new(role_definition_id, principal_id.to_string());
+        let role_definition_id =
+            subscription_scope(scope)?.provider_resource(ROLE_DEFINITION, role_definition_guid);
+        let mut props =
+            RoleAssignmentProperties::new(role_definition_id.to_string(), principal_id.to_string());
         // Without it ARM looks the principal up in Entra, which lags behind a new identity.
         props.principal_type = Some(PrincipalType::ServicePrincipal);
         self.authz
@@ -475,45 +477,34 @@ impl AzureApi for ArmApi {
             .map_err(|e| from_core("RoleAssignments_Create", e))
     }
 
-    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
-        // Split at the last `/providers/Microsoft.Authorization/roleAssignments/`; ASCII lowercasing keeps
-        // byte offsets, so the index applies to `id` itself.
-        let at = id
-            .to_ascii_lowercase()
-            .rfind(&ROLE_ASSIGNMENTS_SEGMENT.to_ascii_lowercase())
-            .ok_or_else(|| AzureError::InvalidResourceId {
-                kind: "role assignment",
-                id: id.to_string(),
-            })?;
-        let (scope, name) = (&id[..at], &id[at + ROLE_ASSIGNMENTS_SEGMENT.len()..]);
-        if scope.is_empty() || name.is_empty() || name.contains('/') {
-            return Err(AzureError::InvalidResourceId {
-                kind: "role assignment",
-                id: id.to_string(),
-            });
+    async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError> {
+        let invalid_id = || AzureError::InvalidResourceId {
+            kind: "role assignment",
+            id: id.to_string(),
+        };
+        let (Some(scope), Some(name)) = (id.parent(), id.name()) else {
+            return Err(invalid_id());
+        };
+        if !id.is(ROLE_ASSIGNMENT) || scope.subscription().is_none() {
+            return Err(invalid_id());
         }
         // `send()`: a 204 has no body to decode.
         self.authz
             .role_assignments_client()
-            .delete(sdk_scope(scope), name)
+            .delete(sdk_scope(&scope), name)
             .send()
             .await
             .map(|_| ())
             .map_err(|e| from_core("RoleAssignments_Delete", e))
     }
 
-    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
+    async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError> {
         const OP: &str = "RoleDefinitions_List";
-        let sub = subscription_of(scope)
-            .ok_or_else(|| AzureError::InvalidResourceId {
-                kind: "subscription-scoped",
-                id: scope.to_string(),
-            })?
-            .to_ascii_lowercase();
+        let subscription = subscription_scope(scope)?;
         let mut pages = self
             .authz
             .role_definitions_client()
-            .list(format!("subscriptions/{sub}"))
+            .list(sdk_scope(&subscription))
             .filter(format!("roleName eq '{}'", odata_quote(role_name)))
             .into_stream();
         let mut found = None;
@@ -536,15 +527,15 @@ impl AzureApi for ArmApi {
         }
         found.ok_or_else(|| AzureError::RoleNotFound {
             role: role_name.to_string(),
-            scope: format!("/subscriptions/{sub}"),
+            scope: subscription.to_string(),
         })
     }
 
-    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
+    async fn get_vault(&self, resource_id: &ResourceId) -> Result<Option<VaultInfo>, AzureError> {
         const OP: &str = "Vaults_Get";
-        resource_parts(resource_id, "Microsoft.KeyVault", "vaults", "key vault")?;
+        resource_parts(resource_id, KEY_VAULT)?;
         let body = match self
-            .send_raw(OP, azure_core::Method::Get, resource_id, None)
+            .send_raw(OP, azure_core::Method::Get, &resource_id.to_string(), None)
             .await
         {
             Ok(body) => body,
@@ -586,11 +577,10 @@ impl AzureApi for ArmApi {
             })
             .collect();
         Ok(Some(VaultInfo {
-            resource_id: body
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or(resource_id)
-                .to_string(),
+            resource_id: match body.get("id").and_then(Value::as_str) {
+                Some(id) => ResourceId::parse(id).map_err(|e| invalid(OP, &e.to_string()))?,
+                None => resource_id.clone(),
+            },
             rbac_authorization: rbac,
             access_policies,
         }))
@@ -598,14 +588,14 @@ impl AzureApi for ArmApi {
 
     async fn update_access_policy(
         &self,
-        vault_id: &str,
+        vault_id: &ResourceId,
         change: AccessPolicyChange,
         tenant_id: &str,
         object_id: &str,
         permissions: &Permissions,
     ) -> Result<(), AzureError> {
         const OP: &str = "Vaults_UpdateAccessPolicy";
-        resource_parts(vault_id, "Microsoft.KeyVault", "vaults", "key vault")?;
+        resource_parts(vault_id, KEY_VAULT)?;
         let kind = match change {
             AccessPolicyChange::Add => "add",
             AccessPolicyChange::Remove => "remove",
@@ -618,7 +608,7 @@ impl AzureApi for ArmApi {
         self.send_raw(
             OP,
             azure_core::Method::Put,
-            &format!("{}/accessPolicies/{kind}", vault_id.trim_end_matches('/')),
+            &format!("{vault_id}/accessPolicies/{kind}"),
             Some(body),
         )
         .await
@@ -630,7 +620,7 @@ impl ArmApi {
     /// Role assignments at, above and below `scope`, all pages, with an optional OData filter.
     async fn role_assignments(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         filter: Option<String>,
     ) -> Result<Vec<RoleAssignment>, AzureError> {
         const OP: &str = "RoleAssignments_ListForScope";
@@ -651,14 +641,16 @@ impl ArmApi {
                 let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
                     return Err(invalid(OP, "a role assignment without id, name or scope"));
                 };
+                let parse = |text: &str| ResourceId::parse(text).map_err(|e| invalid(OP, &e.to_string()));
+                let assignment = ObservedRoleAssignment {
+                    id: parse(&id)?,
+                    name,
+                    scope: parse(&scope)?,
+                    role_definition_id: props.role_definition_id,
+                };
                 out.push(RoleAssignment {
                     principal_id: props.principal_id,
-                    assignment: ObservedRoleAssignment {
-                        id,
-                        name,
-                        scope,
-                        role_definition_id: props.role_definition_id,
-                    },
+                    assignment,
                 });
             }
         }
@@ -719,8 +711,34 @@ fn string_set(v: Option<&Value>) -> std::collections::BTreeSet<String> {
 }
 
 /// The SDK's scope parameters are inserted after a `/` of their own.
-fn sdk_scope(scope: &str) -> String {
-    scope.trim_start_matches('/').trim_end_matches('/').to_string()
+fn sdk_scope(scope: &ResourceId) -> String {
+    scope.to_string().trim_start_matches('/').to_string()
+}
+
+/// (subscription, resource group, name) of a resource of type `ty`, or why not.
+fn resource_parts(id: &ResourceId, ty: ResourceType) -> Result<(&str, &str, &str), AzureError> {
+    match (id.subscription(), id.resource_group(), id.name()) {
+        (Some(sub), Some(rg), Some(name))
+            if id.is(ty) && id.parent().is_some_and(|p| p.provider().is_none()) =>
+        {
+            Ok((sub, rg, name))
+        }
+        _ => Err(AzureError::InvalidResourceId {
+            kind: ty.types[0],
+            id: id.to_string(),
+        }),
+    }
+}
+
+/// The subscription `scope` is in, as a scope of its own.
+fn subscription_scope(scope: &ResourceId) -> Result<ResourceId, AzureError> {
+    scope
+        .subscription()
+        .map(ResourceId::subscription_scope)
+        .ok_or_else(|| AzureError::InvalidResourceId {
+            kind: "subscription-scoped",
+            id: scope.to_string(),
+        })
 }
 
 /// OData string literal content: a quote is doubled.
@@ -747,7 +765,7 @@ fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
 
 fn identity_ids(
     operation: &'static str,
-    resource_id: &str,
+    resource_id: &ResourceId,
     identity: &azure_mgmt_msi::models::Identity,
 ) -> Result<IdentityIds, AzureError> {
     let props = identity
@@ -765,12 +783,10 @@ fn identity_ids(
         ));
     };
     Ok(IdentityIds {
-        resource_id: identity
-            .tracked_resource
-            .resource
-            .id
-            .clone()
-            .unwrap_or_else(|| resource_id.to_string()),
+        resource_id: match &identity.tracked_resource.resource.id {
+            Some(id) => ResourceId::parse(id).map_err(|e| invalid(operation, &e.to_string()))?,
+            None => resource_id.clone(),
+        },
         client_id,
         principal_id,
         tenant_id,

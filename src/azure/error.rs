@@ -61,7 +61,7 @@ pub enum AzureError {
     /// A role assignment was to be created before the identity's principal id was known; the next reconcile
     /// observes the identity and has it.
     #[error("the identity {0} has no principal id yet")]
-    IdentityNotReady(String),
+    IdentityNotReady(crate::core::resource_id::ResourceId),
     /// A resource id that does not have the shape the call needs.
     #[error("{id:?} is not a {kind} resource id")]
     InvalidResourceId { kind: &'static str, id: String },
@@ -259,6 +259,7 @@ pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::resource_id::{ResourceId, USER_ASSIGNED_IDENTITY};
 
     fn arm(status: u16, code: &str, retry_after: Option<Duration>) -> AzureError {
         AzureError::Arm {
@@ -319,14 +320,70 @@ mod tests {
     #[test]
     fn errors_without_an_arm_answer_are_classified_by_kind() {
         let table: Vec<(AzureError, &str, bool)> = vec![
-            (AzureError::Network { operation: "X", message: "connection reset".into() }, "AzureUnreachable", true),
-            (AzureError::Credential { operation: "X", message: "AADSTS7000215".into() }, "AuthenticationFailed", true),
-            (AzureError::InvalidResponse { operation: "X", message: "missing principalId".into() }, "InvalidAzureResponse", true),
-            (AzureError::IdentityNotReady("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i".into()), "IdentityNotReady", true),
-            (AzureError::RoleNotFound { role: "Nope".into(), scope: "/subscriptions/s".into() }, "RoleNotFound", false),
-            (AzureError::VaultNotFound("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv".into()), "VaultNotFound", false),
-            (AzureError::RoleAssignmentConflict { scope: "s".into(), name: "n".into(), existing: "e".into() }, "RoleAssignmentConflict", false),
-            (AzureError::InvalidResourceId { kind: "identity", id: "x".into() }, "InvalidResourceId", false),
+            (
+                AzureError::Network {
+                    operation: "X",
+                    message: "connection reset".into(),
+                },
+                "AzureUnreachable",
+                true,
+            ),
+            (
+                AzureError::Credential {
+                    operation: "X",
+                    message: "AADSTS7000215".into(),
+                },
+                "AuthenticationFailed",
+                true,
+            ),
+            (
+                AzureError::InvalidResponse {
+                    operation: "X",
+                    message: "missing principalId".into(),
+                },
+                "InvalidAzureResponse",
+                true,
+            ),
+            (
+                AzureError::IdentityNotReady(
+                    ResourceId::resource_group_scope("s", "rg")
+                        .provider_resource(USER_ASSIGNED_IDENTITY, "i"),
+                ),
+                "IdentityNotReady",
+                true,
+            ),
+            (
+                AzureError::RoleNotFound {
+                    role: "Nope".into(),
+                    scope: "/subscriptions/s".into(),
+                },
+                "RoleNotFound",
+                false,
+            ),
+            (
+                AzureError::VaultNotFound(
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv".into(),
+                ),
+                "VaultNotFound",
+                false,
+            ),
+            (
+                AzureError::RoleAssignmentConflict {
+                    scope: "s".into(),
+                    name: "n".into(),
+                    existing: "e".into(),
+                },
+                "RoleAssignmentConflict",
+                false,
+            ),
+            (
+                AzureError::InvalidResourceId {
+                    kind: "identity",
+                    id: "x".into(),
+                },
+                "InvalidResourceId",
+                false,
+            ),
             (AzureError::Config("bad CA".into()), "InvalidConfiguration", false),
         ];
         for (e, reason, retryable) in table {

@@ -11,11 +11,10 @@
 //!
 //! Each call is still one ARM request with no retry; the controller decides what a failure means.
 
-use std::sync::PoisonError;
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -26,7 +25,11 @@ use super::{
     AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
     RoleAssignment, VaultInfo,
 };
-use crate::core::{plan::ObservedRoleAssignment, roles::Permissions};
+use crate::core::{
+    plan::ObservedRoleAssignment,
+    resource_id::{ResourceId, USER_ASSIGNED_IDENTITY},
+    roles::Permissions,
+};
 
 /// Receives one record per ARM request (the metrics implement it).
 pub trait ArmObserver: Send + Sync {
@@ -45,13 +48,13 @@ pub struct Governed {
     observer: Option<Arc<dyn ArmObserver>>,
     /// Lowercased identity id → the lock its FIC writes take. Entries are removed when nobody holds or waits
     /// for them, so the map follows the writes in flight.
-    fic_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    fic_locks: Mutex<HashMap<ResourceId, Arc<tokio::sync::Mutex<()>>>>,
     /// (lowercased subscription, lowercased role name) → role definition GUID.
     roles: Mutex<HashMap<(String, String), String>>,
     /// Lowercased vault id → the vault as last read, and when. A vault's existence and permission model
     /// change rarely, and every binding's every resync would otherwise read it; idbind's own access-policy
     /// writes drop the entry, others' are seen after the TTL.
-    vaults: Mutex<HashMap<String, (Instant, VaultInfo)>>,
+    vaults: Mutex<HashMap<ResourceId, (Instant, VaultInfo)>>,
 }
 
 /// How long a vault read is reused. A vault that did not exist is never cached, so a VaultNotFound heals as
@@ -108,10 +111,10 @@ impl Governed {
     async fn fic_write<T: Answered, F: Future<Output = Result<T, AzureError>>>(
         &self,
         operation: &'static str,
-        identity_id: &str,
+        identity_id: &ResourceId,
         send: F,
     ) -> Result<T, AzureError> {
-        let key = identity_id.to_ascii_lowercase();
+        let key = identity_id.clone();
         let lock = self
             .fic_locks
             .lock()
@@ -165,7 +168,7 @@ impl Answered for IdentityIds {}
 impl Answered for IdentityPage {}
 impl<T> Answered for Vec<T> {}
 
-fn msi(kind: OpKind, op: MsiOp, identity_id: &str) -> Request {
+fn msi(kind: OpKind, op: MsiOp, identity_id: &ResourceId) -> Request {
     Request {
         kind,
         msi: Some((op, identity_id.to_string())),
@@ -178,7 +181,7 @@ fn arm(kind: OpKind) -> Request {
 
 #[async_trait]
 impl AzureApi for Governed {
-    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
+    async fn get_identity(&self, resource_id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError> {
         self.call(
             "UserAssignedIdentities_Get",
             msi(OpKind::Read, MsiOp::Get, resource_id),
@@ -189,7 +192,7 @@ impl AzureApi for Governed {
 
     async fn put_identity(
         &self,
-        resource_id: &str,
+        resource_id: &ResourceId,
         location: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<IdentityIds, AzureError> {
@@ -201,7 +204,7 @@ impl AzureApi for Governed {
         .await
     }
 
-    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
+    async fn delete_identity(&self, resource_id: &ResourceId) -> Result<(), AzureError> {
         self.call(
             "UserAssignedIdentities_Delete",
             msi(OpKind::Delete, MsiOp::Delete, resource_id),
@@ -212,27 +215,26 @@ impl AzureApi for Governed {
 
     async fn list_identities_page(
         &self,
-        subscription: &str,
-        resource_group: &str,
+        group: &ResourceId,
         next: Option<&str>,
     ) -> Result<IdentityPage, AzureError> {
-        // The MSI API limits a list like a resource (0.25/s), keyed by the group's path as in the simulator;
-        // each page is one request and waits its own turn.
-        let path = format!(
-            "/subscriptions/{subscription}/resourcegroups/{resource_group}/providers/microsoft.managedidentity/userassignedidentities"
-        );
+        // The MSI API limits a list like a resource (0.25/s), keyed by the collection's path as in the
+        // simulator; each page is one request and waits its own turn.
+        let list = Request {
+            kind: OpKind::Read,
+            msi: Some((MsiOp::List, group.collection_path(USER_ASSIGNED_IDENTITY))),
+        };
         self.call(
             "UserAssignedIdentities_ListByResourceGroup",
-            msi(OpKind::Read, MsiOp::List, &path),
-            self.inner
-                .list_identities_page(subscription, resource_group, next),
+            list,
+            self.inner.list_identities_page(group, next),
         )
         .await
     }
 
     async fn list_federated_credentials(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
     ) -> Result<Vec<FederatedCredential>, AzureError> {
         self.call(
             "FederatedIdentityCredentials_List",
@@ -244,7 +246,7 @@ impl AzureApi for Governed {
 
     async fn put_federated_credential(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
         fic: &FederatedCredential,
     ) -> Result<(), AzureError> {
         self.fic_write(
@@ -255,7 +257,11 @@ impl AzureApi for Governed {
         .await
     }
 
-    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
+    async fn delete_federated_credential(
+        &self,
+        identity_id: &ResourceId,
+        name: &str,
+    ) -> Result<(), AzureError> {
         self.fic_write(
             "FederatedIdentityCredentials_Delete",
             identity_id,
@@ -266,7 +272,7 @@ impl AzureApi for Governed {
 
     async fn list_role_assignments(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         principal_id: &str,
     ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
         self.call(
@@ -288,7 +294,7 @@ impl AzureApi for Governed {
 
     async fn create_role_assignment(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         name: &str,
         role_definition_guid: &str,
         principal_id: &str,
@@ -302,7 +308,7 @@ impl AzureApi for Governed {
         .await
     }
 
-    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
+    async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError> {
         self.call(
             "RoleAssignments_Delete",
             arm(OpKind::Delete),
@@ -311,10 +317,8 @@ impl AzureApi for Governed {
         .await
     }
 
-    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
-        let sub = super::subscription_of(scope)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+    async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError> {
+        let sub = scope.subscription().unwrap_or_default().to_ascii_lowercase();
         let key = (sub, role_name.trim().to_ascii_lowercase());
         if let Some(guid) = self
             .roles
@@ -338,8 +342,8 @@ impl AzureApi for Governed {
         Ok(guid)
     }
 
-    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
-        let key = resource_id.to_ascii_lowercase();
+    async fn get_vault(&self, resource_id: &ResourceId) -> Result<Option<VaultInfo>, AzureError> {
+        let key = resource_id.clone();
         if let Some((at, vault)) = self
             .vaults
             .lock()
@@ -362,7 +366,7 @@ impl AzureApi for Governed {
 
     async fn update_access_policy(
         &self,
-        vault_id: &str,
+        vault_id: &ResourceId,
         change: AccessPolicyChange,
         tenant_id: &str,
         object_id: &str,
@@ -372,7 +376,7 @@ impl AzureApi for Governed {
         self.vaults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&vault_id.to_ascii_lowercase());
+            .remove(vault_id);
         self.call(
             "Vaults_UpdateAccessPolicy",
             arm(OpKind::Write),

@@ -12,25 +12,18 @@ pub mod governed;
 pub mod snapshot;
 pub mod workload_identity;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 pub use error::{AzureError, Category};
 
+pub use crate::core::plan::IdentityIds;
 use crate::core::{
     plan::{Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedIdentity, ObservedRoleAssignment},
+    resource_id::ResourceId,
     roles::Permissions,
 };
-
-/// The ids Azure gives a user-assigned identity, which the binding's status reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityIds {
-    pub resource_id: String,
-    pub client_id: String,
-    pub principal_id: String,
-    pub tenant_id: String,
-}
 
 /// An identity as read from ARM: what the planner compares, and its ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +58,7 @@ pub struct FederatedCredential {
 /// A Key Vault as far as idbind cares: whether data-plane roles apply to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VaultInfo {
-    pub resource_id: String,
+    pub resource_id: ResourceId,
     /// `properties.enableRbacAuthorization`: role assignments only grant data-plane access on vaults that use
     /// the RBAC permission model.
     pub rbac_authorization: bool,
@@ -102,43 +95,43 @@ pub enum AccessPolicyChange {
     Remove,
 }
 
-/// The Azure calls the reconcile needs. Each is a single request; errors are not retried here.
+/// The Azure calls the reconcile needs. Each is a single request; errors are not retried here. Ids of the
+/// wrong type are refused with [`AzureError::InvalidResourceId`] before any request.
 #[async_trait]
 pub trait AzureApi: Send + Sync {
-    /// The identity at `resource_id`, or `None` when ARM says it does not exist.
-    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError>;
+    /// The identity, or `None` when ARM says it does not exist.
+    async fn get_identity(&self, id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError>;
     /// Creates or updates the identity with exactly these tags.
     async fn put_identity(
         &self,
-        resource_id: &str,
+        id: &ResourceId,
         location: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<IdentityIds, AzureError>;
     /// Deletes the identity; a 404 is returned as an error (see [`AzureError::is_not_found`]).
-    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError>;
+    async fn delete_identity(&self, id: &ResourceId) -> Result<(), AzureError>;
     /// One page of a resource group's identities (`UserAssignedIdentities_ListByResourceGroup`): the first
     /// with `next: None`, then each `nextLink`. One request per page, so a caller can pace them.
     async fn list_identities_page(
         &self,
-        subscription: &str,
-        resource_group: &str,
+        group: &ResourceId,
         next: Option<&str>,
     ) -> Result<IdentityPage, AzureError>;
     /// Every FIC on the identity, all pages.
     async fn list_federated_credentials(
         &self,
-        identity_id: &str,
+        identity: &ResourceId,
     ) -> Result<Vec<FederatedCredential>, AzureError>;
     async fn put_federated_credential(
         &self,
-        identity_id: &str,
+        identity: &ResourceId,
         fic: &FederatedCredential,
     ) -> Result<(), AzureError>;
-    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError>;
+    async fn delete_federated_credential(&self, identity: &ResourceId, name: &str) -> Result<(), AzureError>;
     /// Role assignments of `principal_id` at, above or below `scope` (`$filter=principalId eq '…'`).
     async fn list_role_assignments(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         principal_id: &str,
     ) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
     /// Every role assignment in the subscription (at it and below), all pages, unfiltered.
@@ -147,22 +140,22 @@ pub trait AzureApi: Send + Sync {
     /// created seconds ago is not rejected with `PrincipalNotFound`.
     async fn create_role_assignment(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         name: &str,
         role_definition_guid: &str,
         principal_id: &str,
     ) -> Result<(), AzureError>;
     /// Deletes a role assignment by its full resource id.
-    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError>;
+    async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError>;
     /// The GUID of the role definition named `role_name` at `scope` (display names such as "Key Vault Secrets
     /// User"); [`AzureError::RoleNotFound`] when there is none.
-    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError>;
+    async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError>;
     /// The vault, or `None` when it does not exist.
-    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError>;
+    async fn get_vault(&self, id: &ResourceId) -> Result<Option<VaultInfo>, AzureError>;
     /// `PUT {vault}/accessPolicies/{add|remove}` for one principal.
     async fn update_access_policy(
         &self,
-        vault_id: &str,
+        vault: &ResourceId,
         change: AccessPolicyChange,
         tenant_id: &str,
         object_id: &str,
@@ -184,7 +177,7 @@ pub struct Observation {
 /// wanted scope, so an assignment at a vault the spec no longer names is still seen, and removed.
 pub async fn observe(
     api: &dyn AzureApi,
-    identity_id: &str,
+    identity_id: &ResourceId,
     desired: &DesiredAzure,
 ) -> Result<Observation, AzureError> {
     let Some(found) = api.get_identity(identity_id).await? else {
@@ -201,44 +194,33 @@ pub async fn observe(
             && f.subject == desired.subject
     });
 
-    let mut subscriptions = BTreeSet::new();
-    for id in
-        std::iter::once(identity_id).chain(desired.role_assignments.iter().map(|(scope, _)| scope.as_str()))
-    {
-        subscriptions.insert(
-            subscription_of(id)
-                .ok_or_else(|| AzureError::InvalidResourceId {
-                    kind: "subscription-scoped",
-                    id: id.to_string(),
-                })?
-                .to_ascii_lowercase(),
-        );
+    let mut subscriptions: Vec<ResourceId> = Vec::new();
+    for id in std::iter::once(identity_id).chain(desired.role_assignments.iter().map(|(scope, _)| scope)) {
+        let subscription = id.subscription().ok_or_else(|| AzureError::InvalidResourceId {
+            kind: "subscription-scoped",
+            id: id.to_string(),
+        })?;
+        let scope = ResourceId::subscription_scope(subscription);
+        if !subscriptions.contains(&scope) {
+            subscriptions.push(scope);
+        }
     }
     let mut role_assignments: Vec<ObservedRoleAssignment> = Vec::new();
-    for sub in subscriptions {
-        for ra in api
-            .list_role_assignments(&format!("/subscriptions/{sub}"), &found.ids.principal_id)
-            .await?
-        {
-            if !role_assignments
-                .iter()
-                .any(|have| have.id.eq_ignore_ascii_case(&ra.id))
-            {
+    for scope in &subscriptions {
+        for ra in api.list_role_assignments(scope, &found.ids.principal_id).await? {
+            if !role_assignments.iter().any(|have| have.id == ra.id) {
                 role_assignments.push(ra);
             }
         }
     }
 
-    let mut access_policies: Vec<(String, Permissions)> = Vec::new();
+    let mut access_policies: Vec<(ResourceId, Permissions)> = Vec::new();
     for (vault_id, _) in desired
         .access_policies
         .iter()
         .chain(&desired.held_access_policies)
     {
-        if access_policies
-            .iter()
-            .any(|(v, _)| v.eq_ignore_ascii_case(vault_id))
-        {
+        if access_policies.iter().any(|(v, _)| v == vault_id) {
             continue;
         }
         // A vault deleted since counts as holding nothing.
@@ -272,7 +254,7 @@ pub async fn observe(
 /// when the write was the identity's own PUT.
 pub async fn execute(
     api: &dyn AzureApi,
-    identity_id: &str,
+    identity_id: &ResourceId,
     ids: Option<&IdentityIds>,
     action: &Action,
 ) -> Result<Option<IdentityIds>, AzureError> {
@@ -291,12 +273,12 @@ pub async fn execute(
 /// The writes that need the identity to exist.
 async fn execute_dependent(
     api: &dyn AzureApi,
-    identity_id: &str,
+    identity_id: &ResourceId,
     ids: Option<&IdentityIds>,
     action: &Action,
 ) -> Result<(), AzureError> {
     let principal_id = ids.map(|i| i.principal_id.as_str());
-    let not_ready = || AzureError::IdentityNotReady(identity_id.to_string());
+    let not_ready = || AzureError::IdentityNotReady(identity_id.clone());
     match action {
         Action::PutIdentity { .. } => Err(AzureError::InvalidResponse {
             operation: "execute",
@@ -376,7 +358,7 @@ async fn execute_dependent(
 /// already gone counts as deleted. Returns the ids deleted.
 pub async fn cleanup(
     api: &dyn AzureApi,
-    identity_id: &str,
+    identity_id: &ResourceId,
     desired: &DesiredAzure,
     observed: &Observation,
 ) -> Result<Vec<String>, AzureError> {
@@ -385,27 +367,19 @@ pub async fn cleanup(
         return Ok(deleted);
     };
     for ra in &observed.azure.role_assignments {
-        // Only assignments whose name is the one we derive are ours; others are left alone.
-        let ours = crate::core::naming::role_assignment_name(
-            &ra.scope,
-            &ra.role_definition_id,
-            &identity.principal_id,
-        )
-        .to_string()
-        .eq_ignore_ascii_case(&ra.name);
-        if ours {
+        if ra.is_ours(&identity.principal_id) {
             done_if_gone(api.delete_role_assignment(&ra.id).await)?;
-            deleted.push(ra.id.clone());
+            deleted.push(ra.id.to_string());
         }
     }
     let ids = observed.ids.as_ref();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<&ResourceId> = Vec::new();
     for (vault_id, _) in desired
         .access_policies
         .iter()
         .chain(&desired.held_access_policies)
     {
-        if seen.iter().any(|v| v.eq_ignore_ascii_case(vault_id)) {
+        if seen.contains(&vault_id) {
             continue;
         }
         seen.push(vault_id);
@@ -413,7 +387,7 @@ pub async fn cleanup(
             .access_policies
             .iter()
             .chain(&desired.held_access_policies)
-            .filter(|(v, _)| v.eq_ignore_ascii_case(vault_id))
+            .filter(|(v, _)| v == vault_id)
             .fold(Permissions::default(), |acc, (_, p)| acc.union(p));
         let present = granted.intersect(&observed.azure.access_policy(vault_id));
         if !present.is_empty() {
@@ -460,7 +434,7 @@ fn done_if_gone(result: Result<(), AzureError>) -> Result<(), AzureError> {
 /// reported, never taken over.
 async fn adopt_existing(
     api: &dyn AzureApi,
-    scope: &str,
+    scope: &ResourceId,
     name: &str,
     role_guid: &str,
     principal: &str,
@@ -468,9 +442,7 @@ async fn adopt_existing(
 ) -> Result<(), AzureError> {
     let existing = api.list_role_assignments(scope, principal).await?;
     let same_trio = existing.iter().find(|ra| {
-        ra.scope
-            .trim_end_matches('/')
-            .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+        ra.scope == *scope
             && ra
                 .role_definition_id
                 .rsplit('/')
@@ -482,97 +454,10 @@ async fn adopt_existing(
         Some(ra) => Err(AzureError::RoleAssignmentConflict {
             scope: scope.to_string(),
             name: name.to_string(),
-            existing: ra.id.clone(),
+            existing: ra.id.to_string(),
         }),
         // ARM said it exists but we cannot see it (replication): keep the original, retryable only if ARM's
         // classification says so.
         None => Err(original),
-    }
-}
-
-/// `sub` of `/subscriptions/{sub}/...`.
-pub(crate) fn subscription_of(id: &str) -> Option<&str> {
-    let mut parts = id.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some(s), Some(sub)) if s.eq_ignore_ascii_case("subscriptions") && !sub.is_empty() => Some(sub),
-        _ => None,
-    }
-}
-
-/// (subscription, resource group, name) of
-/// `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`, matching segment names
-/// case-insensitively as ARM does.
-pub(crate) fn resource_parts<'a>(
-    id: &'a str,
-    provider: &str,
-    type_: &str,
-    kind: &'static str,
-) -> Result<(&'a str, &'a str, &'a str), AzureError> {
-    let parts: Vec<&str> = id
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .split('/')
-        .collect();
-    let bad = || AzureError::InvalidResourceId {
-        kind,
-        id: id.to_string(),
-    };
-    match parts.as_slice() {
-        [s, sub, r, rg, p, prov, t, name]
-            if s.eq_ignore_ascii_case("subscriptions")
-                && r.eq_ignore_ascii_case("resourceGroups")
-                && p.eq_ignore_ascii_case("providers")
-                && prov.eq_ignore_ascii_case(provider)
-                && t.eq_ignore_ascii_case(type_)
-                && !sub.is_empty()
-                && !rg.is_empty()
-                && !name.is_empty() =>
-        {
-            Ok((sub, rg, name))
-        }
-        _ => Err(bad()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resource_ids_are_split_case_insensitively() {
-        let id = "/subscriptions/s1/resourcegroups/rg/providers/microsoft.managedidentity/userAssignedIdentities/id1";
-        assert_eq!(
-            resource_parts(
-                id,
-                "Microsoft.ManagedIdentity",
-                "userAssignedIdentities",
-                "identity"
-            ),
-            Ok(("s1", "rg", "id1"))
-        );
-        for bad in [
-            "",
-            "/subscriptions/s1",
-            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
-            "/subscriptions//resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x",
-            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x/extra",
-        ] {
-            assert_eq!(
-                resource_parts(
-                    bad,
-                    "Microsoft.ManagedIdentity",
-                    "userAssignedIdentities",
-                    "identity"
-                )
-                .map_err(|e| e.reason()),
-                Err("InvalidResourceId"),
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            subscription_of("/SUBSCRIPTIONS/abc/resourceGroups/x"),
-            Some("abc")
-        );
-        assert_eq!(subscription_of("/providers/Microsoft.Authorization"), None);
     }
 }

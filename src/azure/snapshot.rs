@@ -40,9 +40,13 @@ use tokio::sync::Mutex;
 
 use super::{
     AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
-    RoleAssignment, VaultInfo, resource_parts, subscription_of,
+    RoleAssignment, VaultInfo,
 };
-use crate::core::{plan::ObservedRoleAssignment, roles::Permissions};
+use crate::core::{
+    plan::{ObservedIdentity, ObservedRoleAssignment, Owner},
+    resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId, USER_ASSIGNED_IDENTITY},
+    roles::Permissions,
+};
 
 /// One list and when it was taken.
 struct Listed<T> {
@@ -122,21 +126,21 @@ impl<T> SharedList<T> {
 
 type Shared<T> = Arc<SharedList<T>>;
 
-/// A resource group's identities by lowercased name.
-type Group = HashMap<String, FoundIdentity>;
+/// A resource group's identities by id.
+type Group = HashMap<ResourceId, FoundIdentity>;
 
 /// The snapshot-backed reads over another [`AzureApi`] (the governed ARM client).
 pub struct Snapshots {
     inner: Arc<dyn AzureApi>,
     max_age: Duration,
-    /// (lowercased subscription, lowercased resource group) → identities by lowercased name.
-    identities: Mutex<HashMap<(String, String), Shared<Group>>>,
-    /// Lowercased subscription → every role assignment in it.
-    assignments: Mutex<HashMap<String, Shared<Vec<RoleAssignment>>>>,
+    /// Resource group → its identities.
+    identities: Mutex<HashMap<ResourceId, Shared<Group>>>,
+    /// Subscription scope → every role assignment in it.
+    assignments: Mutex<HashMap<ResourceId, Shared<Vec<RoleAssignment>>>>,
     /// How long an identity's FIC list is reused.
     federation_max_age: Duration,
-    /// Lowercased identity id → its FICs as last read (or as idbind's writes left them).
-    federations: std::sync::Mutex<HashMap<String, Listed<Vec<FederatedCredential>>>>,
+    /// Identity → its FICs as last read (or as idbind's writes left them).
+    federations: std::sync::Mutex<HashMap<ResourceId, Listed<Vec<FederatedCredential>>>>,
 }
 
 impl Snapshots {
@@ -166,120 +170,131 @@ impl Snapshots {
     }
 
     /// Changes the held FIC list of `identity_id`, if one is held.
-    fn edit_federations(&self, identity_id: &str, edit: impl FnOnce(&mut Vec<FederatedCredential>)) {
+    fn edit_federations(&self, identity_id: &ResourceId, edit: impl FnOnce(&mut Vec<FederatedCredential>)) {
         if let Some(l) = self
             .federations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&identity_id.to_ascii_lowercase())
+            .get_mut(identity_id)
         {
             edit(&mut l.items);
         }
     }
 
-    async fn identity_group(&self, sub: &str, rg: &str) -> Shared<Group> {
-        self.identities
+    /// The shared list of the resource group `identity_id` is in.
+    async fn identity_group(
+        &self,
+        identity_id: &ResourceId,
+    ) -> Result<(ResourceId, Shared<Group>), AzureError> {
+        let group = group_of(identity_id)?;
+        let list = self
+            .identities
             .lock()
             .await
-            .entry((sub.to_ascii_lowercase(), rg.to_ascii_lowercase()))
+            .entry(group.clone())
             .or_default()
-            .clone()
+            .clone();
+        Ok((group, list))
     }
 
-    async fn assignment_list(&self, sub: &str) -> Shared<Vec<RoleAssignment>> {
+    async fn assignment_list(&self, subscription: &ResourceId) -> Shared<Vec<RoleAssignment>> {
         self.assignments
             .lock()
             .await
-            .entry(sub.to_ascii_lowercase())
+            .entry(subscription.clone())
             .or_default()
             .clone()
     }
 
-    /// The identities of a resource group whose ownership tags name `owner`'s binding: how a binding finds
-    /// identities it created but never recorded in its status (a crash between the PUT and the status write,
-    /// or a rename that raced the status write).
+    /// The identities of resource group `group` whose ownership tags name `owner`'s binding: how a binding
+    /// finds identities it created but never recorded in its status (a crash between the PUT and the status
+    /// write, or a rename that raced the status write).
     pub async fn identities_owned_by(
         &self,
-        subscription: &str,
-        resource_group: &str,
-        owner: &crate::core::plan::Owner,
+        group: &ResourceId,
+        owner: &Owner,
     ) -> Result<Vec<FoundIdentity>, AzureError> {
-        let group = self.identity_group(subscription, resource_group).await;
-        group
-            .read(
-                self.max_age,
-                self.list_group(subscription, resource_group),
-                |items| {
-                    items
-                        .values()
-                        .filter(|i| owner.owns(&i.observed.tags))
-                        .cloned()
-                        .collect()
-                },
-            )
+        let list = self
+            .identities
+            .lock()
             .await
+            .entry(group.clone())
+            .or_default()
+            .clone();
+        let owned = |items: &Group| {
+            items
+                .values()
+                .filter(|i| owner.owns(&i.observed.tags))
+                .cloned()
+                .collect()
+        };
+        list.read(self.max_age, self.list_group(group), owned).await
     }
 
     /// Lists a resource group's identities, page by page.
-    async fn list_group(&self, sub: &str, rg: &str) -> Result<Group, AzureError> {
-        let mut by_name = HashMap::new();
+    async fn list_group(&self, group: &ResourceId) -> Result<Group, AzureError> {
+        let mut by_id = HashMap::new();
         let mut next: Option<String> = None;
         loop {
-            let page = self.inner.list_identities_page(sub, rg, next.as_deref()).await?;
-            by_name.extend(page.identities.into_iter().filter_map(|i| {
-                i.ids
-                    .resource_id
-                    .rsplit('/')
-                    .next()
-                    .map(|n| (n.to_ascii_lowercase(), i.clone()))
-            }));
+            let page = self.inner.list_identities_page(group, next.as_deref()).await?;
+            by_id.extend(
+                page.identities
+                    .into_iter()
+                    .map(|i| (i.ids.resource_id.clone(), i)),
+            );
             match page.next {
                 Some(link) if next.as_deref() != Some(link.as_str()) => next = Some(link),
                 _ => break,
             }
         }
-        Ok(by_name)
+        Ok(by_id)
     }
 }
 
-fn name_key(identity_id: &str) -> Result<(String, String, String), AzureError> {
-    let (sub, rg, name) = resource_parts(
-        identity_id,
-        "Microsoft.ManagedIdentity",
-        "userAssignedIdentities",
-        "user-assigned identity",
-    )?;
-    Ok((sub.to_string(), rg.to_string(), name.to_ascii_lowercase()))
+/// The resource group of an identity, as the key of its shared list.
+fn group_of(identity_id: &ResourceId) -> Result<ResourceId, AzureError> {
+    match (identity_id.is(USER_ASSIGNED_IDENTITY), identity_id.parent()) {
+        (true, Some(group)) if group.resource_group().is_some() => Ok(group),
+        _ => Err(AzureError::InvalidResourceId {
+            kind: "user-assigned identity",
+            id: identity_id.to_string(),
+        }),
+    }
+}
+
+/// The subscription scope a role assignment list covers, if `scope` is one (anything narrower, such as
+/// adopting an existing assignment, goes to Azure).
+fn whole_subscription(scope: &ResourceId) -> Option<ResourceId> {
+    let subscription = ResourceId::subscription_scope(scope.subscription()?);
+    (*scope == subscription).then_some(subscription)
 }
 
 #[async_trait]
 impl AzureApi for Snapshots {
-    async fn get_identity(&self, resource_id: &str) -> Result<Option<FoundIdentity>, AzureError> {
-        let (sub, rg, name) = name_key(resource_id)?;
-        let group = self.identity_group(&sub, &rg).await;
-        group
-            .read(self.max_age, self.list_group(&sub, &rg), |items| {
-                items.get(&name).cloned()
-            })
-            .await
+    async fn get_identity(&self, resource_id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError> {
+        let (group, list) = self.identity_group(resource_id).await?;
+        list.read(self.max_age, self.list_group(&group), |items| {
+            items.get(resource_id).cloned()
+        })
+        .await
     }
 
     async fn put_identity(
         &self,
-        resource_id: &str,
+        resource_id: &ResourceId,
         location: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<IdentityIds, AzureError> {
         let ids = self.inner.put_identity(resource_id, location, tags).await?;
-        let (sub, rg, name) = name_key(resource_id)?;
-        let observed = crate::core::plan::ObservedIdentity {
+        let (_, list) = self.identity_group(resource_id).await?;
+        let observed = ObservedIdentity {
             location: location.to_string(),
             tags: tags.clone(),
             principal_id: ids.principal_id.clone(),
         };
-        self.identity_group(&sub, &rg).await.edit(|items| {
+        list.edit(|items| {
             items.insert(
-                name,
+                resource_id.clone(),
                 FoundIdentity {
                     observed,
                     ids: ids.clone(),
@@ -289,64 +304,59 @@ impl AzureApi for Snapshots {
         Ok(ids)
     }
 
-    async fn delete_identity(&self, resource_id: &str) -> Result<(), AzureError> {
+    async fn delete_identity(&self, resource_id: &ResourceId) -> Result<(), AzureError> {
         let result = self.inner.delete_identity(resource_id).await;
         if result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found) {
-            let (sub, rg, name) = name_key(resource_id)?;
-            self.identity_group(&sub, &rg).await.edit(|items| {
-                items.remove(&name);
+            let (_, list) = self.identity_group(resource_id).await?;
+            list.edit(|items| {
+                items.remove(resource_id);
             });
             self.federations
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&resource_id.to_ascii_lowercase());
+                .remove(resource_id);
         }
         result
     }
 
     async fn list_identities_page(
         &self,
-        subscription: &str,
-        resource_group: &str,
+        group: &ResourceId,
         next: Option<&str>,
     ) -> Result<IdentityPage, AzureError> {
-        self.inner
-            .list_identities_page(subscription, resource_group, next)
-            .await
+        self.inner.list_identities_page(group, next).await
     }
 
     async fn list_federated_credentials(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
     ) -> Result<Vec<FederatedCredential>, AzureError> {
-        let key = identity_id.to_ascii_lowercase();
+        let fresh = |l: &&Listed<Vec<FederatedCredential>>| l.at.elapsed() < self.federation_max_age;
         if let Some(l) = self
             .federations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .filter(|l| l.at.elapsed() < self.federation_max_age)
+            .get(identity_id)
+            .filter(fresh)
         {
             return Ok(l.items.clone());
         }
         let started = Instant::now();
         let fics = self.inner.list_federated_credentials(identity_id).await?;
+        let listed = Listed {
+            at: started,
+            items: fics.clone(),
+        };
         self.federations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                key,
-                Listed {
-                    at: started,
-                    items: fics.clone(),
-                },
-            );
+            .insert(identity_id.clone(), listed);
         Ok(fics)
     }
 
     async fn put_federated_credential(
         &self,
-        identity_id: &str,
+        identity_id: &ResourceId,
         fic: &FederatedCredential,
     ) -> Result<(), AzureError> {
         self.inner.put_federated_credential(identity_id, fic).await?;
@@ -357,7 +367,11 @@ impl AzureApi for Snapshots {
         Ok(())
     }
 
-    async fn delete_federated_credential(&self, identity_id: &str, name: &str) -> Result<(), AzureError> {
+    async fn delete_federated_credential(
+        &self,
+        identity_id: &ResourceId,
+        name: &str,
+    ) -> Result<(), AzureError> {
         let result = self.inner.delete_federated_credential(identity_id, name).await;
         if result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found) {
             self.edit_federations(identity_id, |fics| {
@@ -369,26 +383,26 @@ impl AzureApi for Snapshots {
 
     async fn list_role_assignments(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         principal_id: &str,
     ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-        // Only subscription-wide questions are answered from the list; anything narrower (adopting an
-        // existing assignment) goes to Azure.
-        let Some(sub) = subscription_of(scope).filter(|s| {
-            scope
-                .trim_matches('/')
-                .eq_ignore_ascii_case(&format!("subscriptions/{s}"))
-        }) else {
+        let Some(subscription) = whole_subscription(scope) else {
             return self.inner.list_role_assignments(scope, principal_id).await;
         };
-        let list = self.assignment_list(sub).await;
-        list.read(self.max_age, self.inner.list_all_role_assignments(sub), |items| {
+        let list = self.assignment_list(&subscription).await;
+        let sub = subscription.subscription().unwrap_or_default();
+        let of_principal = |items: &Vec<RoleAssignment>| {
             items
                 .iter()
                 .filter(|ra| ra.principal_id.eq_ignore_ascii_case(principal_id))
                 .map(|ra| ra.assignment.clone())
                 .collect()
-        })
+        };
+        list.read(
+            self.max_age,
+            self.inner.list_all_role_assignments(sub),
+            of_principal,
+        )
         .await
     }
 
@@ -398,7 +412,7 @@ impl AzureApi for Snapshots {
 
     async fn create_role_assignment(
         &self,
-        scope: &str,
+        scope: &ResourceId,
         name: &str,
         role_definition_guid: &str,
         principal_id: &str,
@@ -406,44 +420,52 @@ impl AzureApi for Snapshots {
         self.inner
             .create_role_assignment(scope, name, role_definition_guid, principal_id)
             .await?;
-        if let Some(sub) = subscription_of(scope) {
-            let id = format!(
-                "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
-                scope.trim_end_matches('/')
-            );
-            self.assignment_list(sub).await.edit(|items| {
-                if !items.iter().any(|ra| ra.assignment.id.eq_ignore_ascii_case(&id)) {
-                    let assignment = ObservedRoleAssignment { id, name: name.to_string(), scope: scope.to_string(), role_definition_id: format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_guid}") };
-                    items.push(RoleAssignment { principal_id: principal_id.to_string(), assignment });
+        if let Some(sub) = scope.subscription() {
+            let subscription = ResourceId::subscription_scope(sub);
+            let assignment = ObservedRoleAssignment {
+                id: scope.provider_resource(ROLE_ASSIGNMENT, name),
+                name: name.to_string(),
+                scope: scope.clone(),
+                role_definition_id: subscription
+                    .provider_resource(ROLE_DEFINITION, role_definition_guid)
+                    .to_string(),
+            };
+            self.assignment_list(&subscription).await.edit(|items| {
+                if !items.iter().any(|ra| ra.assignment.id == assignment.id) {
+                    items.push(RoleAssignment {
+                        principal_id: principal_id.to_string(),
+                        assignment,
+                    });
                 }
             });
         }
         Ok(())
     }
 
-    async fn delete_role_assignment(&self, id: &str) -> Result<(), AzureError> {
+    async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError> {
         let result = self.inner.delete_role_assignment(id).await;
         if (result.is_ok() || result.as_ref().is_err_and(AzureError::is_not_found))
-            && let Some(sub) = subscription_of(id)
+            && let Some(sub) = id.subscription()
         {
-            self.assignment_list(sub)
+            let subscription = ResourceId::subscription_scope(sub);
+            self.assignment_list(&subscription)
                 .await
-                .edit(|items| items.retain(|ra| !ra.assignment.id.eq_ignore_ascii_case(id)));
+                .edit(|items| items.retain(|ra| ra.assignment.id != *id));
         }
         result
     }
 
-    async fn resolve_role(&self, scope: &str, role_name: &str) -> Result<String, AzureError> {
+    async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError> {
         self.inner.resolve_role(scope, role_name).await
     }
 
-    async fn get_vault(&self, resource_id: &str) -> Result<Option<VaultInfo>, AzureError> {
+    async fn get_vault(&self, resource_id: &ResourceId) -> Result<Option<VaultInfo>, AzureError> {
         self.inner.get_vault(resource_id).await
     }
 
     async fn update_access_policy(
         &self,
-        vault_id: &str,
+        vault_id: &ResourceId,
         change: AccessPolicyChange,
         tenant_id: &str,
         object_id: &str,

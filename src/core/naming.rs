@@ -8,6 +8,8 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::resource_id::ResourceId;
+
 /// ARM's limit on a user-assigned identity's name.
 pub const IDENTITY_NAME_MAX: usize = 128;
 /// ARM's limit on a federated identity credential's name.
@@ -36,10 +38,10 @@ pub fn federated_credential_name(cluster: &str, namespace: &str, binding: &str) 
 /// Name of a role assignment: UUIDv5 of (scope, role definition, principal), compared the way ARM compares
 /// them (case-insensitively). A change of any of the three is a new assignment, which is what ARM requires
 /// (assignments cannot be updated in place).
-pub fn role_assignment_name(scope: &str, role_definition_id: &str, principal_id: &str) -> Uuid {
+pub fn role_assignment_name(scope: &ResourceId, role_definition_id: &str, principal_id: &str) -> Uuid {
     let key = format!(
         "{}\n{}\n{}",
-        scope.trim_end_matches('/').to_ascii_lowercase(),
+        scope.to_string().to_ascii_lowercase(),
         role_definition_guid(role_definition_id).to_ascii_lowercase(),
         principal_id.to_ascii_lowercase()
     );
@@ -162,16 +164,38 @@ mod tests {
         );
     }
 
+    fn id(text: &str) -> ResourceId {
+        ResourceId::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The names of assignments that exist in Azure today: a change here would make idbind see them as
+    /// foreign, create duplicates and never remove the old ones.
+    #[test]
+    fn role_assignment_names_never_change() {
+        let vault = id(
+            "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-shop/providers/\
+                        Microsoft.KeyVault/vaults/kv-shop",
+        );
+        let name = role_assignment_name(
+            &vault,
+            "4633458b-17de-408a-b874-0445c86b69e6",
+            "11111111-2222-3333-4444-555555555555",
+        );
+        // uuid5(6b1e4a9d-3c2f-4e8b-9f1a-52d7c0e3a915, "<scope>\n<role guid>\n<principal>"), all lowercased,
+        // computed apart from this code (Python's uuid.uuid5).
+        assert_eq!(name.to_string(), "13f7b34c-2385-5e4d-a197-3527a45e789f");
+    }
+
     #[test]
     fn role_assignment_name_ignores_case_and_role_id_form() {
         let scope = "/subscriptions/S/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
         let a = role_assignment_name(
-            scope,
+            &id(scope),
             "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
             "P",
         );
         let b = role_assignment_name(
-            &scope.to_uppercase(),
+            &id(&scope.to_uppercase()),
             "/providers/Microsoft.Authorization/roleDefinitions/4633458B-17DE-408A-B874-0445C86B69E6",
             "p",
         );
@@ -181,9 +205,13 @@ mod tests {
 
     #[test]
     fn role_assignment_name_changes_with_each_input() {
-        let base = role_assignment_name("/s/kv1", "r1", "p1");
-        assert_ne!(base, role_assignment_name("/s/kv2", "r1", "p1"));
-        assert_ne!(base, role_assignment_name("/s/kv1", "r2", "p1"));
-        assert_ne!(base, role_assignment_name("/s/kv1", "r1", "p2"));
+        let (kv1, kv2) = (
+            id("/subscriptions/s/resourceGroups/kv1"),
+            id("/subscriptions/s/resourceGroups/kv2"),
+        );
+        let base = role_assignment_name(&kv1, "r1", "p1");
+        assert_ne!(base, role_assignment_name(&kv2, "r1", "p1"));
+        assert_ne!(base, role_assignment_name(&kv1, "r2", "p1"));
+        assert_ne!(base, role_assignment_name(&kv1, "r1", "p2"));
     }
 }

@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::{
     api::binding::TOKEN_EXCHANGE_AUDIENCE,
-    core::{naming, roles::Permissions},
+    core::{
+        naming,
+        resource_id::{ROLE_ASSIGNMENT, ResourceId},
+        roles::Permissions,
+    },
 };
 
 /// Tag names idbind puts on every identity it creates. An identity without them is not ours and is never
@@ -50,18 +54,18 @@ pub struct DesiredAzure {
     pub issuer: String,
     pub subject: String,
     /// (scope = vault resource id, role definition GUID).
-    pub role_assignments: Vec<(String, String)>,
+    pub role_assignments: Vec<(ResourceId, String)>,
     /// (vault resource id, permissions) for vaults that use access policies instead of RBAC.
-    pub access_policies: Vec<(String, Permissions)>,
+    pub access_policies: Vec<(ResourceId, Permissions)>,
     /// What the binding's status says idbind granted by access policy, so permissions the spec no longer asks
     /// for (or a vault it no longer names) are revoked, and nothing else is: unlike role assignments, an
     /// access-policy entry carries no name that marks it as ours.
-    pub held_access_policies: Vec<(String, Permissions)>,
+    pub held_access_policies: Vec<(ResourceId, Permissions)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagedIdentity {
-    pub resource_id: String,
+    pub resource_id: ResourceId,
     pub location: String,
     pub tags: BTreeMap<String, String>,
 }
@@ -80,15 +84,15 @@ pub struct ObservedAzure {
     pub role_assignments: Vec<ObservedRoleAssignment>,
     /// The identity's access-policy permissions on each vault of `DesiredAzure::access_policies` and
     /// `held_access_policies` (empty when it has no entry there).
-    pub access_policies: Vec<(String, Permissions)>,
+    pub access_policies: Vec<(ResourceId, Permissions)>,
 }
 
 impl ObservedAzure {
     /// The identity's access-policy permissions on `vault_id`.
-    pub fn access_policy(&self, vault_id: &str) -> Permissions {
+    pub fn access_policy(&self, vault_id: &ResourceId) -> Permissions {
         self.access_policies
             .iter()
-            .find(|(v, _)| v.eq_ignore_ascii_case(vault_id))
+            .find(|(v, _)| v == vault_id)
             .map(|(_, p)| p.clone())
             .unwrap_or_default()
     }
@@ -110,17 +114,37 @@ pub struct ObservedFic {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedRoleAssignment {
-    pub id: String,
+    pub id: ResourceId,
     pub name: String,
-    pub scope: String,
+    pub scope: ResourceId,
+    /// The role definition's id, or only its GUID (what idbind assumes after its own writes).
     pub role_definition_id: String,
+}
+
+impl ObservedRoleAssignment {
+    /// Whether idbind made it for `principal_id`: its name is the one idbind derives from its own scope, role
+    /// and principal. An assignment someone else made for the principal is never touched.
+    pub fn is_ours(&self, principal_id: &str) -> bool {
+        naming::role_assignment_name(&self.scope, &self.role_definition_id, principal_id)
+            .to_string()
+            .eq_ignore_ascii_case(&self.name)
+    }
+}
+
+/// The ids Azure gives a user-assigned identity, which the binding's status reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityIds {
+    pub resource_id: ResourceId,
+    pub client_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
 }
 
 /// One Azure write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     PutIdentity {
-        resource_id: String,
+        resource_id: ResourceId,
         location: String,
         tags: BTreeMap<String, String>,
     },
@@ -132,22 +156,22 @@ pub enum Action {
     },
     /// Always with principalType ServicePrincipal, so a fresh principal is not PrincipalNotFound.
     CreateRoleAssignment {
-        scope: String,
+        scope: ResourceId,
         name: String,
         role_definition_guid: String,
     },
     DeleteRoleAssignment {
-        id: String,
+        id: ResourceId,
     },
     /// Adds these permissions to the identity's access-policy entry on the vault (Key Vault's `add` merges,
     /// so the entry's other permissions stay).
     GrantAccessPolicy {
-        vault_id: String,
+        vault_id: ResourceId,
         permissions: Permissions,
     },
     /// Takes these permissions away (Key Vault drops an entry left empty).
     RevokeAccessPolicy {
-        vault_id: String,
+        vault_id: ResourceId,
         permissions: Permissions,
     },
 }
@@ -159,13 +183,13 @@ pub enum Blocked {
         "identity {0} exists and was not created by idbind for this binding (no matching ownership tags); \
          idbind will not modify it"
     )]
-    IdentityConflict(String),
+    IdentityConflict(ResourceId),
     #[error(
         "identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between \
          regions"
     )]
     LocationMismatch {
-        resource_id: String,
+        resource_id: ResourceId,
         observed: String,
         desired: String,
     },
@@ -273,13 +297,13 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
     }
 
     let principal = &identity.principal_id;
-    let wanted: Vec<(String, &str, &str)> = desired
+    let wanted: Vec<(String, &ResourceId, &str)> = desired
         .role_assignments
         .iter()
         .map(|(scope, role)| {
             (
                 naming::role_assignment_name(scope, role, principal).to_string(),
-                scope.as_str(),
+                scope,
                 role.as_str(),
             )
         })
@@ -291,19 +315,14 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
             .any(|ra| ra.name.eq_ignore_ascii_case(name))
         {
             actions.push(Action::CreateRoleAssignment {
-                scope: scope.to_string(),
+                scope: (*scope).clone(),
                 name: name.clone(),
                 role_definition_guid: role.to_string(),
             });
         }
     }
     for ra in &observed.role_assignments {
-        // Ours only if its name is the one we derive from its own scope, role and principal: an assignment
-        // someone else made for this principal is never touched.
-        let ours = naming::role_assignment_name(&ra.scope, &ra.role_definition_id, principal)
-            .to_string()
-            .eq_ignore_ascii_case(&ra.name);
-        if ours
+        if ra.is_ours(principal)
             && !wanted
                 .iter()
                 .any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name))
@@ -312,11 +331,11 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
         }
     }
 
-    let wanted_on = |vault: &str| {
+    let wanted_on = |vault: &ResourceId| {
         desired
             .access_policies
             .iter()
-            .filter(|(v, _)| v.eq_ignore_ascii_case(vault))
+            .filter(|(v, _)| v == vault)
             .fold(Permissions::default(), |acc, (_, p)| acc.union(p))
     };
     for (vault_id, want) in &desired.access_policies {
@@ -392,15 +411,13 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
             role_definition_guid,
         } => {
             observed.role_assignments.push(ObservedRoleAssignment {
-                id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                id: scope.provider_resource(ROLE_ASSIGNMENT, name),
                 name: name.clone(),
                 scope: scope.clone(),
                 role_definition_id: role_definition_guid.clone(),
             });
         }
-        Action::DeleteRoleAssignment { id } => observed
-            .role_assignments
-            .retain(|ra| !ra.id.eq_ignore_ascii_case(id)),
+        Action::DeleteRoleAssignment { id } => observed.role_assignments.retain(|ra| ra.id != *id),
         Action::GrantAccessPolicy {
             vault_id,
             permissions,
@@ -415,9 +432,7 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
             } else {
                 held.minus(permissions)
             };
-            observed
-                .access_policies
-                .retain(|(v, _)| !v.eq_ignore_ascii_case(vault_id));
+            observed.access_policies.retain(|(v, _)| v != vault_id);
             observed.access_policies.push((vault_id.clone(), now));
         }
     }
@@ -436,6 +451,18 @@ mod tests {
     use super::*;
 
     const KV: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+
+    fn id(text: &str) -> ResourceId {
+        ResourceId::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn kv() -> ResourceId {
+        id(KV)
+    }
+
+    fn ap_kv() -> ResourceId {
+        id(AP_KV)
+    }
     const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
     const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
     const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
@@ -451,11 +478,17 @@ mod tests {
     fn desired(roles: &[&str]) -> DesiredAzure {
         DesiredAzure {
             owner: owner(),
-            managed_identity: Some(ManagedIdentity { resource_id: "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1".into(), location: "westeurope".into(), tags: [("team".to_string(), "shop".to_string())].into() }),
+            managed_identity: Some(ManagedIdentity {
+                resource_id: id(
+                    "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1",
+                ),
+                location: "westeurope".into(),
+                tags: [("team".to_string(), "shop".to_string())].into(),
+            }),
             fic_name: "aks1-shop-orders-abc".into(),
             issuer: "https://issuer/".into(),
             subject: "system:serviceaccount:shop:orders".into(),
-            role_assignments: roles.iter().map(|r| (KV.to_string(), r.to_string())).collect(),
+            role_assignments: roles.iter().map(|r| (kv(), r.to_string())).collect(),
             access_policies: Vec::new(),
             held_access_policies: Vec::new(),
         }
@@ -469,11 +502,11 @@ mod tests {
     }
 
     fn assignment(role: &str) -> ObservedRoleAssignment {
-        let name = naming::role_assignment_name(KV, role, PRINCIPAL).to_string();
+        let name = naming::role_assignment_name(&kv(), role, PRINCIPAL).to_string();
         ObservedRoleAssignment {
-            id: format!("{KV}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+            id: kv().provider_resource(ROLE_ASSIGNMENT, &name),
             name,
-            scope: KV.into(),
+            scope: kv(),
             role_definition_id: format!(
                 "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{role}"
             ),
@@ -507,11 +540,9 @@ mod tests {
         assert_eq!(
             actions,
             vec![Action::PutIdentity {
-                resource_id: d
-                    .managed_identity
-                    .as_ref()
-                    .map(|m| m.resource_id.clone())
-                    .unwrap_or_default(),
+                resource_id: id(
+                    "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1"
+                ),
                 location: "westeurope".into(),
                 tags: ours(&d)
             }]
@@ -552,8 +583,8 @@ mod tests {
             actions,
             vec![
                 Action::CreateRoleAssignment {
-                    scope: KV.into(),
-                    name: naming::role_assignment_name(KV, READER, PRINCIPAL).to_string(),
+                    scope: kv(),
+                    name: naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string(),
                     role_definition_guid: READER.into()
                 },
                 Action::DeleteRoleAssignment {
@@ -693,42 +724,42 @@ mod tests {
     #[test]
     fn an_access_policy_vault_gets_what_is_missing_and_loses_only_what_idbind_held() {
         let mut d = desired(&[]);
-        d.access_policies = vec![(AP_KV.into(), perms(&["get", "list"], &[]))];
+        d.access_policies = vec![(ap_kv(), perms(&["get", "list"], &[]))];
         let mut o = converged(&d, &[]);
         o.access_policies = vec![];
         assert_eq!(
             plan(&d, &o),
             Ok(vec![Action::GrantAccessPolicy {
-                vault_id: AP_KV.into(),
+                vault_id: ap_kv(),
                 permissions: perms(&["get", "list"], &[])
             }])
         );
         // Half there (and spelled otherwise): only the rest is granted.
-        o.access_policies = vec![(AP_KV.to_uppercase(), perms(&["GET"], &[]))];
+        o.access_policies = vec![(id(&AP_KV.to_uppercase()), perms(&["GET"], &[]))];
         assert_eq!(
             plan(&d, &o),
             Ok(vec![Action::GrantAccessPolicy {
-                vault_id: AP_KV.into(),
+                vault_id: ap_kv(),
                 permissions: perms(&["list"], &[])
             }])
         );
         // Converged, with a permission someone else granted: nothing to do.
-        o.access_policies = vec![(AP_KV.into(), perms(&["get", "list", "set"], &[]))];
+        o.access_policies = vec![(ap_kv(), perms(&["get", "list", "set"], &[]))];
         assert_eq!(plan(&d, &o), Ok(vec![]));
 
         // The spec swaps Secrets User for Certificate User: idbind revokes only what it held and is no longer
         // wanted ("list"), never the foreign "set", and grants the rest.
         d.held_access_policies = d.access_policies.clone();
-        d.access_policies = vec![(AP_KV.into(), perms(&["get"], &["get", "list"]))];
+        d.access_policies = vec![(ap_kv(), perms(&["get"], &["get", "list"]))];
         assert_eq!(
             plan(&d, &o),
             Ok(vec![
                 Action::GrantAccessPolicy {
-                    vault_id: AP_KV.into(),
+                    vault_id: ap_kv(),
                     permissions: perms(&[], &["get", "list"])
                 },
                 Action::RevokeAccessPolicy {
-                    vault_id: AP_KV.into(),
+                    vault_id: ap_kv(),
                     permissions: perms(&["list"], &[])
                 }
             ])
@@ -738,7 +769,7 @@ mod tests {
         assert_eq!(
             plan(&d, &o),
             Ok(vec![Action::RevokeAccessPolicy {
-                vault_id: AP_KV.into(),
+                vault_id: ap_kv(),
                 permissions: perms(&["get", "list"], &[])
             }])
         );
@@ -766,24 +797,24 @@ mod tests {
     fn assuming_each_write_succeeded_settles_without_reading_azure_again() {
         // From nothing: the identity, then everything that names its principal; two rounds.
         let mut d = desired(&[SECRETS_USER, READER]);
-        d.access_policies = vec![(AP_KV.into(), perms(&["get"], &[]))];
+        d.access_policies = vec![(ap_kv(), perms(&["get"], &[]))];
         let (rounds, o) = settle(
             &d,
             ObservedAzure {
-                access_policies: vec![(AP_KV.into(), Permissions::default())],
+                access_policies: vec![(ap_kv(), Permissions::default())],
                 ..ObservedAzure::default()
             },
         );
         assert_eq!(rounds, 2);
         assert_eq!(
-            (o.fic_count, o.role_assignments.len(), o.access_policy(AP_KV)),
+            (o.fic_count, o.role_assignments.len(), o.access_policy(&ap_kv())),
             (1, 2, perms(&["get"], &[]))
         );
         assert_eq!(o.identity.map(|i| i.principal_id), Some(PRINCIPAL.to_string()));
         // From an edit: one round, and what it assumed is what a fresh observation would say.
         let before = converged(&d, &[SECRETS_USER, READER]);
         let edited = DesiredAzure {
-            role_assignments: vec![(KV.into(), READER.into())],
+            role_assignments: vec![(kv(), READER.into())],
             held_access_policies: d.access_policies.clone(),
             access_policies: vec![],
             ..d.clone()
@@ -795,8 +826,8 @@ mod tests {
                 .iter()
                 .map(|ra| ra.name.clone())
                 .collect::<Vec<_>>(),
-            [naming::role_assignment_name(KV, READER, PRINCIPAL).to_string()]
+            [naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string()]
         );
-        assert!(o.access_policy(AP_KV).is_empty());
+        assert!(o.access_policy(&ap_kv()).is_empty());
     }
 }

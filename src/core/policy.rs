@@ -17,8 +17,9 @@
 //! The subject is never in question: it always names the binding's own namespace.
 
 use crate::{
-    api::policy::WorkloadIdentityPolicySpec,
+    api::policy::{VaultSelector, WorkloadIdentityPolicySpec},
     core::{
+        resource_id::{KEY_VAULT, ResourceId, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
         validate::{DesiredBinding, DesiredIdentity, Invalid, POLICY_VIOLATION},
     },
@@ -29,33 +30,31 @@ use crate::{
 pub struct Rule {
     pub name: String,
     pub namespaces: Vec<String>,
-    /// (subscription, resource group, vault name or None for all), lowercased.
-    pub vaults: Vec<(String, String, Option<String>)>,
+    /// The vaults it allows: each a resource group (every vault in it) or one vault.
+    pub vaults: Vec<ResourceId>,
     /// `None`: the reader roles.
     pub roles: Option<Vec<RoleRef>>,
-    pub existing_identities: Vec<String>,
+    /// The identities it lets namespaces bring (entries that are no identity's id allow nothing).
+    pub existing_identities: Vec<ResourceId>,
 }
 
 impl Rule {
     /// From a policy object; `subscription` fills a vault selector's default.
     pub fn from_policy(name: &str, spec: &WorkloadIdentityPolicySpec, subscription: &str) -> Rule {
+        let vault_scope = |v: &VaultSelector| {
+            let group = ResourceId::resource_group_scope(
+                v.subscription_id.as_deref().unwrap_or(subscription),
+                &v.resource_group,
+            );
+            match &v.name {
+                Some(name) => group.provider_resource(KEY_VAULT, name),
+                None => group,
+            }
+        };
         Rule {
             name: name.to_string(),
             namespaces: spec.namespaces.clone(),
-            vaults: spec
-                .key_vaults
-                .iter()
-                .map(|v| {
-                    (
-                        v.subscription_id
-                            .as_deref()
-                            .unwrap_or(subscription)
-                            .to_ascii_lowercase(),
-                        v.resource_group.to_ascii_lowercase(),
-                        v.name.as_ref().map(|n| n.to_ascii_lowercase()),
-                    )
-                })
-                .collect(),
+            vaults: spec.key_vaults.iter().map(vault_scope).collect(),
             roles: spec
                 .roles
                 .as_ref()
@@ -63,7 +62,7 @@ impl Rule {
             existing_identities: spec
                 .existing_identities
                 .iter()
-                .map(|i| i.trim_end_matches('/').to_ascii_lowercase())
+                .filter_map(|i| ResourceId::parse_as(i, USER_ASSIGNED_IDENTITY).ok())
                 .collect(),
         }
     }
@@ -75,13 +74,13 @@ impl Rule {
         })
     }
 
-    fn allows_vault(&self, vault_id: &str) -> bool {
-        let Some((sub, rg, name)) = vault_parts(vault_id) else {
-            return false;
-        };
-        self.vaults
-            .iter()
-            .any(|(s, g, n)| *s == sub && *g == rg && n.as_ref().is_none_or(|n| *n == name))
+    fn allows_vault(&self, vault_id: &ResourceId) -> bool {
+        let group = vault_id.parent();
+        vault_id.is(KEY_VAULT)
+            && self
+                .vaults
+                .iter()
+                .any(|v| v == vault_id || Some(v) == group.as_ref())
     }
 
     fn allows_role(&self, role: &RoleRef) -> bool {
@@ -89,19 +88,6 @@ impl Rule {
             Some(roles) => roles.contains(role),
             None => role.builtin().is_some_and(|b| b.read_only),
         }
-    }
-}
-
-/// (subscription, resource group, name) of a vault id, lowercased.
-fn vault_parts(id: &str) -> Option<(String, String, String)> {
-    let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
-        [_, sub, _, rg, _, _, _, name] => Some((
-            sub.to_ascii_lowercase(),
-            rg.to_ascii_lowercase(),
-            name.to_ascii_lowercase(),
-        )),
-        _ => None,
     }
 }
 
@@ -139,17 +125,16 @@ pub fn check(
             .join(", ")
     };
     let mut problems = Vec::new();
-    if let DesiredIdentity::Existing { resource_id } = &desired.identity {
-        let id = resource_id.trim_end_matches('/').to_ascii_lowercase();
-        if !selecting.iter().any(|r| r.existing_identities.contains(&id)) {
-            problems.push(violation(
-                "spec.identity.resourceId".into(),
-                format!(
-                    "no policy for namespace {namespace} ({}) lets it bring this identity",
-                    names()
-                ),
-            ));
-        }
+    if let DesiredIdentity::Existing { id } = &desired.identity
+        && !selecting.iter().any(|r| r.existing_identities.contains(id))
+    {
+        problems.push(violation(
+            "spec.identity.resourceId".into(),
+            format!(
+                "no policy for namespace {namespace} ({}) lets it bring this identity",
+                names()
+            ),
+        ));
     }
     for (i, vault) in desired.vaults.iter().enumerate() {
         let for_vault: Vec<&&Rule> = selecting
@@ -186,10 +171,7 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::{
-        api::{
-            binding::{IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
-            policy::VaultSelector,
-        },
+        api::binding::{IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
         core::validate::{OperatorSettings, Policy, validate},
     };
 

@@ -148,6 +148,18 @@ impl ResourceId {
         id
     }
 
+    /// The path of the collection of `ty` resources under this scope
+    /// (`{scope}/providers/{namespace}/{type}`), what a list request addresses. A path, not an id: it names
+    /// no resource.
+    pub fn collection_path(&self, ty: ResourceType) -> String {
+        let scope = if self.segments.is_empty() {
+            String::new()
+        } else {
+            self.to_string()
+        };
+        format!("{scope}/{PROVIDERS}/{}/{}", ty.namespace, ty.types.join("/"))
+    }
+
     /// The child `{child_type}/{name}` of this resource; `None` for a scope, which has no children.
     pub fn child(&self, child_type: &str, name: &str) -> Option<ResourceId> {
         self.last_provider_part()?;
@@ -449,6 +461,12 @@ mod tests {
         assert_eq!(ResourceId::subscription_scope(SUB).parent(), Some(id("/")));
         assert_eq!(id("/").parent(), None);
         assert!(ra.is_within(&vault) && ra.is_within(&id("/")) && !vault.is_within(&ra));
+        assert_eq!(
+            ResourceId::resource_group_scope(SUB, "rg").collection_path(USER_ASSIGNED_IDENTITY),
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+            )
+        );
         assert!(vault.in_subscription(&SUB.to_uppercase()) && !vault.in_subscription("other"));
     }
 

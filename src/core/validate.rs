@@ -8,8 +8,12 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    api::binding::{DeletionPolicy, WorkloadIdentityBindingSpec},
-    core::{naming, roles::RoleRef},
+    api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
+    core::{
+        naming,
+        resource_id::{KEY_VAULT, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY},
+        roles::RoleRef,
+    },
 };
 
 /// Settings of the operator that shape a binding's Azure objects.
@@ -49,21 +53,27 @@ pub struct Invalid {
 pub enum DesiredIdentity {
     /// Created and owned by idbind.
     Managed {
-        subscription_id: String,
-        resource_group: String,
-        name: String,
+        id: ResourceId,
         location: String,
         tags: BTreeMap<String, String>,
     },
     /// Brought by the user; idbind never modifies or deletes it.
-    Existing { resource_id: String },
+    Existing { id: ResourceId },
+}
+
+impl DesiredIdentity {
+    pub fn id(&self) -> &ResourceId {
+        match self {
+            DesiredIdentity::Managed { id, .. } | DesiredIdentity::Existing { id } => id,
+        }
+    }
 }
 
 /// One vault and the roles wanted on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredVault {
-    /// ARM resource id, in the casing the user wrote.
-    pub resource_id: String,
+    pub resource_id: ResourceId,
+    /// Each role as written, and parsed.
     pub roles: Vec<(String, RoleRef)>,
 }
 
@@ -81,6 +91,20 @@ pub struct DesiredBinding {
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const POLICY_VIOLATION: &str = "PolicyViolation";
 
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<Invalid>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, reason: &'static str, message: impl Into<String>) {
+        self.0.push(Invalid {
+            field: field.into(),
+            reason,
+            message: message.into(),
+        });
+    }
+}
+
 /// Validates a binding named `namespace/name`.
 pub fn validate(
     namespace: &str,
@@ -89,250 +113,268 @@ pub fn validate(
     settings: &OperatorSettings,
     policy: &Policy,
 ) -> Result<DesiredBinding, Vec<Invalid>> {
-    let mut problems = Vec::new();
-    let mut bad = |field: &str, reason: &'static str, message: String| {
-        problems.push(Invalid {
-            field: field.to_string(),
-            reason,
-            message,
-        });
-    };
-
+    let mut problems = Problems::default();
     // The schema checks this too; the subject is built from it, so it is checked here as well rather than
     // trusted: a ':' would let a binding name another namespace's subject.
     if !is_dns_subdomain(&spec.service_account_name) {
-        bad(
-            "spec.serviceAccountName",
-            INVALID_SPEC,
-            format!(
-                "{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
-                spec.service_account_name
-            ),
+        let message = format!(
+            "{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
+            spec.service_account_name
         );
+        problems.add("spec.serviceAccountName", INVALID_SPEC, message);
     }
-
     let identity = match &spec.identity.resource_id {
-        Some(id) => {
-            if !policy.allow_existing_identity {
-                bad(
-                    "spec.identity.resourceId",
-                    POLICY_VIOLATION,
-                    "bringing an existing identity is not allowed by the operator's policy".into(),
-                );
-            } else if arm_id_parts(id, "Microsoft.ManagedIdentity", "userAssignedIdentities").is_none() {
-                bad(
-                    "spec.identity.resourceId",
-                    INVALID_SPEC,
-                    format!("{id:?} is not a user-assigned identity's resource id"),
-                );
-            } else if !policy.allow_other_subscriptions
-                && subscription_of(id).is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id))
-            {
-                bad(
-                    "spec.identity.resourceId",
-                    POLICY_VIOLATION,
-                    format!(
-                        "the identity is in another subscription than the operator's ({})",
-                        settings.subscription_id
-                    ),
-                );
-            }
-            DesiredIdentity::Existing {
-                resource_id: id.clone(),
-            }
-        }
-        None => {
-            let resource_group = spec
-                .identity
-                .resource_group
-                .clone()
-                .or_else(|| settings.default_resource_group.clone());
-            let location = spec
-                .identity
-                .location
-                .clone()
-                .or_else(|| settings.default_location.clone());
-            if resource_group.is_none() {
-                bad(
-                    "spec.identity.resourceGroup",
-                    INVALID_SPEC,
-                    "no resource group: set spec.identity.resourceGroup (the operator has no default)".into(),
-                );
-            }
-            if location.is_none() {
-                bad(
-                    "spec.identity.location",
-                    INVALID_SPEC,
-                    "no location: set spec.identity.location (the operator has no default)".into(),
-                );
-            }
-            if let Some(rg) = resource_group.as_deref().filter(|rg| !is_resource_group_name(rg)) {
-                bad(
-                    "spec.identity.resourceGroup",
-                    INVALID_SPEC,
-                    format!("{rg:?} is not a resource group name"),
-                );
-            }
-            if let Some(name) = spec.identity.name.as_deref().filter(|n| !is_identity_name(n)) {
-                bad(
-                    "spec.identity.name",
-                    INVALID_SPEC,
-                    format!(
-                        "{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and \
-                         '_', starting with a letter or digit)"
-                    ),
-                );
-            }
-            if let Some(l) = location
-                .as_deref()
-                .filter(|l| l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                bad(
-                    "spec.identity.location",
-                    INVALID_SPEC,
-                    format!("{l:?} is not an Azure location name (e.g. westeurope)"),
-                );
-            }
-            let tags = spec.identity.tags.clone().unwrap_or_default();
-            for (k, v) in &tags {
-                if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
-                    bad(
-                        "spec.identity.tags",
-                        INVALID_SPEC,
-                        format!(
-                            "tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? \
-                             /)"
-                        ),
-                    );
-                }
-                if v.len() > 256 {
-                    bad(
-                        "spec.identity.tags",
-                        INVALID_SPEC,
-                        format!("the value of tag {k:?} is longer than Azure's 256 characters"),
-                    );
-                }
-            }
-            DesiredIdentity::Managed {
-                subscription_id: settings.subscription_id.clone(),
-                resource_group: resource_group.unwrap_or_default(),
-                name: spec
-                    .identity
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, name)),
-                location: location.unwrap_or_default(),
-                tags,
-            }
-        }
+        Some(text) => brought_identity(text, settings, policy, &mut problems),
+        None => managed_identity(namespace, name, &spec.identity, settings, &mut problems),
     };
-
-    let mut vaults: Vec<DesiredVault> = Vec::new();
-    for (i, kv) in spec.key_vaults.iter().enumerate() {
-        // Every part that ends up in an ARM URL is checked here, not only by the schema.
-        let resource_id = match (&kv.resource_id, &kv.name, &kv.resource_group) {
-            (Some(id), _, _)
-                if arm_id_parts(id, "Microsoft.KeyVault", "vaults")
-                    .is_some_and(|(_, rg, n)| is_resource_group_name(rg) && is_vault_name(n)) =>
-            {
-                id.clone()
-            }
-            (Some(id), _, _) => {
-                bad(
-                    &format!("spec.keyVaults[{i}].resourceId"),
-                    INVALID_SPEC,
-                    format!("{id:?} is not a Key Vault's resource id"),
-                );
-                continue;
-            }
-            (None, Some(n), Some(rg)) if is_vault_name(n) && is_resource_group_name(rg) => format!(
-                "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{n}",
-                settings.subscription_id
+    let vaults = desired_vaults(&spec.key_vaults, settings, policy, &mut problems);
+    match identity {
+        Some(identity) if problems.0.is_empty() => Ok(DesiredBinding {
+            identity,
+            federated_credential_name: naming::federated_credential_name(
+                &settings.cluster_name,
+                namespace,
+                name,
             ),
-            (None, Some(n), Some(rg)) => {
-                let field = if is_vault_name(n) { "resourceGroup" } else { "name" };
-                bad(
-                    &format!("spec.keyVaults[{i}].{field}"),
-                    INVALID_SPEC,
-                    format!(
-                        "{:?} is not a valid vault {field}",
-                        if is_vault_name(n) { rg } else { n }
-                    ),
-                );
-                continue;
-            }
-            _ => {
-                bad(
-                    &format!("spec.keyVaults[{i}]"),
-                    INVALID_SPEC,
-                    "set either resourceId, or name and resourceGroup".into(),
-                );
-                continue;
-            }
-        };
-        if !policy.allow_other_subscriptions
-            && subscription_of(&resource_id)
-                .is_some_and(|s| !s.eq_ignore_ascii_case(&settings.subscription_id))
-        {
-            bad(
-                &format!("spec.keyVaults[{i}].resourceId"),
-                POLICY_VIOLATION,
-                format!(
-                    "the vault is in another subscription than the operator's ({})",
-                    settings.subscription_id
-                ),
+            issuer: settings.issuer.clone(),
+            // Always the binding's own namespace: a binding can never federate another namespace.
+            subject: format!("system:serviceaccount:{namespace}:{}", spec.service_account_name),
+            vaults,
+            deletion_policy: spec.deletion_policy,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+/// The identity `spec.identity.resourceId` names, if the ceiling lets the binding bring it.
+fn brought_identity(
+    text: &str,
+    settings: &OperatorSettings,
+    policy: &Policy,
+    problems: &mut Problems,
+) -> Option<DesiredIdentity> {
+    const FIELD: &str = "spec.identity.resourceId";
+    if !policy.allow_existing_identity {
+        problems.add(
+            FIELD,
+            POLICY_VIOLATION,
+            "bringing an existing identity is not allowed by the operator's policy",
+        );
+        return None;
+    }
+    let Some(id) = parse_resource(text, USER_ASSIGNED_IDENTITY, is_identity_name) else {
+        problems.add(
+            FIELD,
+            INVALID_SPEC,
+            format!("{text:?} is not a user-assigned identity's resource id"),
+        );
+        return None;
+    };
+    if !policy.allow_other_subscriptions && !id.in_subscription(&settings.subscription_id) {
+        let message = format!(
+            "the identity is in another subscription than the operator's ({})",
+            settings.subscription_id
+        );
+        problems.add(FIELD, POLICY_VIOLATION, message);
+    }
+    Some(DesiredIdentity::Existing { id })
+}
+
+/// The identity idbind creates for the binding: the spec's fields, or the operator's defaults.
+fn managed_identity(
+    namespace: &str,
+    binding: &str,
+    spec: &IdentitySpec,
+    settings: &OperatorSettings,
+    problems: &mut Problems,
+) -> Option<DesiredIdentity> {
+    let resource_group = spec
+        .resource_group
+        .as_ref()
+        .or(settings.default_resource_group.as_ref());
+    let location = spec.location.as_ref().or(settings.default_location.as_ref());
+    match resource_group {
+        None => problems.add(
+            "spec.identity.resourceGroup",
+            INVALID_SPEC,
+            "no resource group: set spec.identity.resourceGroup (the operator has no default)",
+        ),
+        Some(rg) if !is_resource_group_name(rg) => {
+            problems.add(
+                "spec.identity.resourceGroup",
+                INVALID_SPEC,
+                format!("{rg:?} is not a resource group name"),
             );
         }
-        if vaults
-            .iter()
-            .any(|v| v.resource_id.eq_ignore_ascii_case(&resource_id))
-        {
-            bad(
-                &format!("spec.keyVaults[{i}]"),
+        Some(_) => {}
+    }
+    match location {
+        None => problems.add(
+            "spec.identity.location",
+            INVALID_SPEC,
+            "no location: set spec.identity.location (the operator has no default)",
+        ),
+        Some(l) if l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            problems.add(
+                "spec.identity.location",
                 INVALID_SPEC,
-                "this vault is already listed: merge the roles into one entry".into(),
+                format!("{l:?} is not an Azure location name (e.g. westeurope)"),
             );
+        }
+        Some(_) => {}
+    }
+    if let Some(name) = spec.name.as_deref().filter(|n| !is_identity_name(n)) {
+        let message = format!(
+            "{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and '_', starting with a \
+             letter or digit)"
+        );
+        problems.add("spec.identity.name", INVALID_SPEC, message);
+    }
+    let tags = spec.tags.clone().unwrap_or_default();
+    check_tags(&tags, problems);
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, binding));
+    let id = ResourceId::resource_group_scope(&settings.subscription_id, resource_group?)
+        .provider_resource(USER_ASSIGNED_IDENTITY, &name);
+    Some(DesiredIdentity::Managed {
+        id,
+        location: location?.clone(),
+        tags,
+    })
+}
+
+/// Azure's rules for tag names and values.
+fn check_tags(tags: &BTreeMap<String, String>, problems: &mut Problems) {
+    for (k, v) in tags {
+        if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
+            let message =
+                format!("tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? /)");
+            problems.add("spec.identity.tags", INVALID_SPEC, message);
+        }
+        if v.len() > 256 {
+            let message = format!("the value of tag {k:?} is longer than Azure's 256 characters");
+            problems.add("spec.identity.tags", INVALID_SPEC, message);
+        }
+    }
+}
+
+/// The vaults and their roles, each checked as far as it can be without Azure.
+fn desired_vaults(
+    key_vaults: &[KeyVaultAccess],
+    settings: &OperatorSettings,
+    policy: &Policy,
+    problems: &mut Problems,
+) -> Vec<DesiredVault> {
+    let mut vaults: Vec<DesiredVault> = Vec::new();
+    for (i, kv) in key_vaults.iter().enumerate() {
+        let Some(resource_id) = vault_id(i, kv, settings, problems) else {
+            continue;
+        };
+        if !policy.allow_other_subscriptions && !resource_id.in_subscription(&settings.subscription_id) {
+            let message = format!(
+                "the vault is in another subscription than the operator's ({})",
+                settings.subscription_id
+            );
+            problems.add(
+                format!("spec.keyVaults[{i}].resourceId"),
+                POLICY_VIOLATION,
+                message,
+            );
+        }
+        if vaults.iter().any(|v| v.resource_id == resource_id) {
+            let message = "this vault is already listed: merge the roles into one entry";
+            problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
             continue;
         }
-        let mut roles = Vec::new();
-        for (j, role) in kv.roles.iter().enumerate() {
-            let parsed = RoleRef::parse(role);
-            if !policy.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
-                bad(
-                    &format!("spec.keyVaults[{i}].roles[{j}]"),
-                    POLICY_VIOLATION,
-                    format!(
-                        "role {role:?} is not allowed by the operator's policy (allowed: the Key Vault \
-                         data-plane reader roles)"
-                    ),
-                );
-                continue;
-            }
-            if roles.iter().any(|(_, r)| *r == parsed) {
-                bad(
-                    &format!("spec.keyVaults[{i}].roles[{j}]"),
-                    INVALID_SPEC,
-                    format!("role {role:?} names a role already listed"),
-                );
-                continue;
-            }
-            roles.push((role.clone(), parsed));
-        }
+        let roles = vault_roles(i, &kv.roles, policy, problems);
         vaults.push(DesiredVault { resource_id, roles });
     }
+    vaults
+}
 
-    if !problems.is_empty() {
-        return Err(problems);
+/// The id of vault `i`: its resourceId, or its name and resource group in the operator's subscription. Every
+/// part that ends up in an ARM URL is checked here, not only by the schema.
+fn vault_id(
+    i: usize,
+    kv: &KeyVaultAccess,
+    settings: &OperatorSettings,
+    problems: &mut Problems,
+) -> Option<ResourceId> {
+    match (&kv.resource_id, &kv.name, &kv.resource_group) {
+        (Some(text), _, _) => {
+            let id = parse_resource(text, KEY_VAULT, is_vault_name);
+            if id.is_none() {
+                let field = format!("spec.keyVaults[{i}].resourceId");
+                problems.add(
+                    field,
+                    INVALID_SPEC,
+                    format!("{text:?} is not a Key Vault's resource id"),
+                );
+            }
+            id
+        }
+        (None, Some(n), Some(rg)) if is_vault_name(n) && is_resource_group_name(rg) => Some(
+            ResourceId::resource_group_scope(&settings.subscription_id, rg).provider_resource(KEY_VAULT, n),
+        ),
+        (None, Some(n), Some(rg)) => {
+            let (field, value) = if is_vault_name(n) {
+                ("resourceGroup", rg)
+            } else {
+                ("name", n)
+            };
+            let message = format!("{value:?} is not a valid vault {field}");
+            problems.add(format!("spec.keyVaults[{i}].{field}"), INVALID_SPEC, message);
+            None
+        }
+        _ => {
+            let message = "set either resourceId, or name and resourceGroup";
+            problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
+            None
+        }
     }
-    Ok(DesiredBinding {
-        identity,
-        federated_credential_name: naming::federated_credential_name(&settings.cluster_name, namespace, name),
-        issuer: settings.issuer.clone(),
-        // Always the binding's own namespace: a binding can never federate another namespace.
-        subject: format!("system:serviceaccount:{namespace}:{}", spec.service_account_name),
-        vaults,
-        deletion_policy: spec.deletion_policy,
-    })
+}
+
+/// The roles wanted on vault `i`, each allowed by the ceiling and listed once.
+fn vault_roles(
+    i: usize,
+    written: &[String],
+    policy: &Policy,
+    problems: &mut Problems,
+) -> Vec<(String, RoleRef)> {
+    let mut roles: Vec<(String, RoleRef)> = Vec::new();
+    for (j, role) in written.iter().enumerate() {
+        let parsed = RoleRef::parse(role);
+        let field = format!("spec.keyVaults[{i}].roles[{j}]");
+        if !policy.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
+            let message = format!(
+                "role {role:?} is not allowed by the operator's policy (allowed: the Key Vault data-plane reader \
+                 roles)"
+            );
+            problems.add(field, POLICY_VIOLATION, message);
+        } else if roles.iter().any(|(_, r)| *r == parsed) {
+            problems.add(
+                field,
+                INVALID_SPEC,
+                format!("role {role:?} names a role already listed"),
+            );
+        } else {
+            roles.push((role.clone(), parsed));
+        }
+    }
+    roles
+}
+
+/// A resource of `ty` in a resource group, in a subscription named by a GUID, whose resource group and name
+/// Azure would accept.
+fn parse_resource(text: &str, ty: ResourceType, name_ok: fn(&str) -> bool) -> Option<ResourceId> {
+    let id = ResourceId::parse_as(text, ty).ok()?;
+    let subscription_ok = id
+        .subscription()
+        .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
+    let group_ok = id.resource_group().is_some_and(is_resource_group_name);
+    (subscription_ok && group_ok && id.name().is_some_and(name_ok)).then_some(id)
 }
 
 /// A binding's claim on a ServiceAccount: one ServiceAccount carries one client id, so of two bindings naming
@@ -356,27 +398,6 @@ pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) 
         .filter(|o| (o.created, o.binding) < (me.created, me.binding))
         .min_by_key(|o| (o.created, o.binding))
         .map(|o| o.binding)
-}
-
-/// (subscription, resource group, name) of
-/// `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`.
-fn arm_id_parts<'a>(id: &'a str, provider: &str, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
-    let parts: Vec<&str> = id.strip_prefix('/')?.split('/').collect();
-    match parts.as_slice() {
-        [s, sub, r, rg, p, prov, t, name]
-            if s.eq_ignore_ascii_case("subscriptions")
-                && r.eq_ignore_ascii_case("resourceGroups")
-                && p.eq_ignore_ascii_case("providers")
-                && prov.eq_ignore_ascii_case(provider)
-                && t.eq_ignore_ascii_case(type_)
-                && uuid::Uuid::parse_str(sub).is_ok()
-                && !rg.is_empty()
-                && !name.is_empty() =>
-        {
-            Some((sub, rg, name))
-        }
-        _ => None,
-    }
 }
 
 /// ARM's resource group rule: 1-90 letters, digits, '-', '_', '.', '(' and ')', not ending in '.'.
@@ -417,18 +438,9 @@ fn is_dns_subdomain(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
-fn subscription_of(resource_id: &str) -> Option<&str> {
-    let mut parts = resource_id.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some(s), Some(id)) if s.eq_ignore_ascii_case("subscriptions") => Some(id),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::binding::{IdentitySpec, KeyVaultAccess};
 
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
     const OTHER: &str = "00000000-0000-0000-0000-000000000002";
@@ -476,22 +488,18 @@ mod tests {
             "the issuer is taken verbatim"
         );
         match d.identity {
-            DesiredIdentity::Managed {
-                resource_group,
-                location,
-                name,
-                subscription_id,
-                ..
-            } => {
+            DesiredIdentity::Managed { id, location, .. } => {
+                let name = naming::identity_name("aks1", "shop", "orders");
                 assert_eq!(
                     (
-                        resource_group.as_str(),
-                        location.as_str(),
-                        subscription_id.as_str()
+                        id.subscription(),
+                        id.resource_group(),
+                        id.name(),
+                        location.as_str()
                     ),
-                    ("rg-ids", "westeurope", SUB)
+                    (Some(SUB), Some("rg-ids"), Some(name.as_str()), "westeurope")
                 );
-                assert_eq!(name, naming::identity_name("aks1", "shop", "orders"));
+                assert!(id.is(USER_ASSIGNED_IDENTITY));
             }
             other @ DesiredIdentity::Existing { .. } => panic!("expected a managed identity, got {other:?}"),
         }

@@ -49,6 +49,7 @@ use crate::{
         conditions::{self, Want},
         plan::{self, Blocked, DesiredAzure, ManagedIdentity, Owner},
         policy as guardrails,
+        resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId},
         roles::{self, Permissions, RoleRef},
         validate::{self, DesiredBinding, DesiredIdentity, OperatorSettings, Policy},
     },
@@ -378,29 +379,15 @@ fn owner(b: &WorkloadIdentityBinding, settings: &OperatorSettings) -> Owner {
     }
 }
 
-fn identity_id(identity: &DesiredIdentity) -> String {
-    match identity {
-        DesiredIdentity::Managed {
-            subscription_id,
-            resource_group,
-            name,
-            ..
-        } => format!(
-            "/subscriptions/{subscription_id}/resourcegroups/{resource_group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
-        ),
-        DesiredIdentity::Existing { resource_id } => resource_id.clone(),
-    }
-}
-
 /// The desired Azure state, with roles resolved to GUIDs and vaults checked to exist. A vault that uses Azure
 /// RBAC gets role assignments; one that still uses access policies gets the equivalent access policy (reader
 /// roles only, see [`roles::access_policy_for`]).
 async fn desired_azure(
     d: &DesiredBinding,
     owner: Owner,
-    held_access_policies: Vec<(String, Permissions)>,
+    held_access_policies: Vec<(ResourceId, Permissions)>,
     azure: &dyn AzureApi,
-) -> Result<(String, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
+) -> Result<(ResourceId, DesiredAzure, Vec<RoleAssignmentStatus>), Failure> {
     let stalled = |reason: &str, message: String| Failure {
         condition: conditions::ROLE_ASSIGNMENTS_READY,
         reason: reason.into(),
@@ -410,7 +397,7 @@ async fn desired_azure(
         deferred: false,
     };
     let mut role_assignments = Vec::new();
-    let mut access_policies: Vec<(String, Permissions)> = Vec::new();
+    let mut access_policies: Vec<(ResourceId, Permissions)> = Vec::new();
     let mut held = Vec::new();
     for vault in &d.vaults {
         let rbac = match azure.get_vault(&vault.resource_id).await {
@@ -436,7 +423,7 @@ async fn desired_azure(
                 role_assignments.push((vault.resource_id.clone(), guid.clone()));
                 held.push(RoleAssignmentStatus {
                     id: String::new(),
-                    scope: vault.resource_id.clone(),
+                    scope: vault.resource_id.to_string(),
                     role_definition_id: guid,
                     role: Some(written.clone()),
                 });
@@ -459,7 +446,7 @@ async fn desired_azure(
             access_policies.push((vault.resource_id.clone(), permissions));
         }
     }
-    let id = identity_id(&d.identity);
+    let id = d.identity.id().clone();
     let managed_identity = match &d.identity {
         DesiredIdentity::Managed { location, tags, .. } => Some(ManagedIdentity {
             resource_id: id.clone(),
@@ -482,25 +469,20 @@ async fn desired_azure(
 }
 
 /// The access policies a status says idbind granted.
-fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(String, Permissions)> {
+fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(ResourceId, Permissions)> {
     let set = |v: &[String]| v.iter().cloned().collect();
-    status
-        .map(|s| {
-            s.access_policies
-                .iter()
-                .map(|a| {
-                    (
-                        a.vault_id.clone(),
-                        Permissions {
-                            secrets: set(&a.secrets),
-                            keys: set(&a.keys),
-                            certificates: set(&a.certificates),
-                        },
-                    )
-                })
-                .collect()
+    let held = status.map(|s| s.access_policies.as_slice()).unwrap_or_default();
+    held.iter()
+        .filter_map(|a| {
+            let vault = ResourceId::parse(&a.vault_id).ok()?;
+            let permissions = Permissions {
+                secrets: set(&a.secrets),
+                keys: set(&a.keys),
+                certificates: set(&a.certificates),
+            };
+            Some((vault, permissions))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Observe once, then plan → execute until the plan is empty, each round planning from what the previous
@@ -508,7 +490,7 @@ fn held_access_policies(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<(
 async fn converge(
     ctx: &Context,
     holder: &str,
-    identity_id: &str,
+    identity_id: &ResourceId,
     desired: &DesiredAzure,
 ) -> Result<Observation, Failure> {
     let mut last_condition = conditions::IDENTITY_READY;
@@ -569,7 +551,7 @@ async fn converge(
                 plan::Action::PutFederatedCredential { .. } => conditions::FEDERATED_CREDENTIAL_READY,
                 _ => conditions::ROLE_ASSIGNMENTS_READY,
             };
-            tracing::info!(?action, identity = identity_id, "azure write");
+            tracing::info!(?action, identity = %identity_id, "azure write");
             if let Some(ids) =
                 azure::execute(ctx.snapshots.as_ref(), identity_id, observed.ids.as_ref(), action)
                     .await
@@ -606,7 +588,12 @@ pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
 /// until it is (the caller requeues itself then). A backlog of identities to create or delete (2 per second
 /// per subscription) would otherwise keep every worker waiting inside a reconcile, and an edit of any other
 /// binding would wait behind the whole backlog; this way workers stay free and turns stay in order.
-async fn take_turn(ctx: &Context, binding: &str, op: MsiOp, identity_id: &str) -> Result<(), Duration> {
+async fn take_turn(
+    ctx: &Context,
+    binding: &str,
+    op: MsiOp,
+    identity_id: &ResourceId,
+) -> Result<(), Duration> {
     let Some(budget) = &ctx.budget else {
         return Ok(());
     };
@@ -615,7 +602,10 @@ async fn take_turn(ctx: &Context, binding: &str, op: MsiOp, identity_id: &str) -
     } else {
         OpKind::Write
     };
-    let holder = format!("{binding} {op:?} {}", identity_id.to_ascii_lowercase());
+    let holder = format!(
+        "{binding} {op:?} {}",
+        identity_id.to_string().to_ascii_lowercase()
+    );
     let wait = budget
         .turn(
             &holder,
@@ -834,24 +824,20 @@ async fn apply(
     // identity's resource group. The tags matter: an identity created just before a crash, or before a rename
     // that raced the status write, is named by no status. Everything idbind held through them goes, and each
     // identity itself.
-    let mut previous: Vec<String> = before
+    let mut previous: Vec<ResourceId> = before
         .identity
         .iter()
         .filter(|o| o.managed)
-        .map(|o| o.resource_id.clone())
+        .filter_map(|o| ResourceId::parse(&o.resource_id).ok())
         .collect();
-    if let Some((sub, rg, _)) = desired_azure.managed_identity.as_ref().and_then(|m| {
-        azure::resource_parts(
-            &m.resource_id,
-            "Microsoft.ManagedIdentity",
-            "userAssignedIdentities",
-            "identity",
-        )
-        .ok()
-    }) {
+    if let Some(group) = desired_azure
+        .managed_identity
+        .as_ref()
+        .and_then(|m| m.resource_id.parent())
+    {
         match ctx
             .snapshots
-            .identities_owned_by(sub, rg, &desired_azure.owner)
+            .identities_owned_by(&group, &desired_azure.owner)
             .await
         {
             Ok(found) => previous.extend(found.into_iter().map(|i| i.ids.resource_id)),
@@ -859,9 +845,9 @@ async fn apply(
                 reconcile looks again"),
         }
     }
-    previous.retain(|id| !id.eq_ignore_ascii_case(&identity_id));
-    previous.sort_by_key(|id| id.to_ascii_lowercase());
-    previous.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    previous.retain(|id| *id != identity_id);
+    previous.sort();
+    previous.dedup();
     for old in previous {
         let old_desired = DesiredAzure {
             role_assignments: Vec::new(),
@@ -892,8 +878,8 @@ async fn apply(
         tenant_id: String::new(),
     });
     status.identity = Some(IdentityStatus {
-        resource_id: ids.resource_id.clone(),
-        name: ids.resource_id.rsplit('/').next().unwrap_or_default().to_string(),
+        resource_id: ids.resource_id.to_string(),
+        name: ids.resource_id.name().unwrap_or_default().to_string(),
         client_id: Some(ids.client_id.clone()),
         principal_id: Some(ids.principal_id.clone()),
         tenant_id: Some(ids.tenant_id.clone()),
@@ -905,23 +891,24 @@ async fn apply(
         subject: desired_azure.subject.clone(),
     });
     for h in &mut held {
+        let Ok(scope) = ResourceId::parse(&h.scope) else {
+            continue;
+        };
         let name =
-            crate::core::naming::role_assignment_name(&h.scope, &h.role_definition_id, &ids.principal_id);
-        h.id = format!(
-            "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
-            h.scope
-        );
-        h.role_definition_id = format!(
-            "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{}",
-            ctx.settings.subscription_id, h.role_definition_id
-        );
+            crate::core::naming::role_assignment_name(&scope, &h.role_definition_id, &ids.principal_id);
+        h.id = scope
+            .provider_resource(ROLE_ASSIGNMENT, &name.to_string())
+            .to_string();
+        h.role_definition_id = ResourceId::subscription_scope(&ctx.settings.subscription_id)
+            .provider_resource(ROLE_DEFINITION, &h.role_definition_id)
+            .to_string();
     }
     status.role_assignments = held;
     status.access_policies = desired_azure
         .access_policies
         .iter()
         .map(|(vault_id, p)| AccessPolicyStatus {
-            vault_id: vault_id.clone(),
+            vault_id: vault_id.to_string(),
             secrets: p.secrets.iter().cloned().collect(),
             keys: p.keys.iter().cloned().collect(),
             certificates: p.certificates.iter().cloned().collect(),
@@ -1107,10 +1094,12 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
             crate::core::naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any());
         let held_policies = held_access_policies(b.status.as_ref());
         // (identity id, managed by idbind, access policies the spec would have granted)
-        type Candidate = (String, bool, Vec<(String, Permissions)>);
+        type Candidate = (ResourceId, bool, Vec<(ResourceId, Permissions)>);
         let mut candidates: Vec<Candidate> = Vec::new();
-        if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref()) {
-            candidates.push((held.resource_id.clone(), held.managed, Vec::new()));
+        if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref())
+            && let Ok(id) = ResourceId::parse(&held.resource_id)
+        {
+            candidates.push((id, held.managed, Vec::new()));
         }
         if let Ok(d) = validate::validate(
             &ns,
@@ -1124,12 +1113,12 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
                 require_policy: false,
             },
         ) {
-            let id = identity_id(&d.identity);
+            let id = d.identity.id().clone();
             let managed = matches!(d.identity, DesiredIdentity::Managed { .. });
             // What the spec would have granted by access policy, in case the grant landed and the status
             // write did not. Only for an identity idbind manages: on a brought one, an entry's permissions
             // may be someone else's, so only what the status holds goes.
-            let spec_policies: Vec<(String, Permissions)> = if managed {
+            let spec_policies: Vec<(ResourceId, Permissions)> = if managed {
                 d.vaults
                     .iter()
                     .map(|v| {
@@ -1149,29 +1138,16 @@ async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, R
                 Vec::new()
             };
             // Identities tagged as this binding's in that resource group, named by no status.
-            if let DesiredIdentity::Managed {
-                subscription_id,
-                resource_group,
-                ..
-            } = &d.identity
+            if let DesiredIdentity::Managed { id, .. } = &d.identity
+                && let Some(group) = id.parent()
             {
-                for found in ctx
-                    .snapshots
-                    .identities_owned_by(subscription_id, resource_group, &owner)
-                    .await?
-                {
-                    if !candidates
-                        .iter()
-                        .any(|(c, _, _)| c.eq_ignore_ascii_case(&found.ids.resource_id))
-                    {
+                for found in ctx.snapshots.identities_owned_by(&group, &owner).await? {
+                    if !candidates.iter().any(|(c, _, _)| *c == found.ids.resource_id) {
                         candidates.push((found.ids.resource_id, true, Vec::new()));
                     }
                 }
             }
-            match candidates
-                .iter_mut()
-                .find(|(c, _, _)| c.eq_ignore_ascii_case(&id))
-            {
+            match candidates.iter_mut().find(|(c, _, _)| *c == id) {
                 Some(c) => c.2 = spec_policies,
                 None => candidates.push((id, managed, spec_policies)),
             }
