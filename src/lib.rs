@@ -19,3 +19,4 @@ pub mod core;
 pub mod k8s;
 pub mod reconcile;
 pub mod runtime;
+pub mod telemetry;

@@ -51,9 +51,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     #[cfg(not(target_env = "msvc"))]
-    idbind::runtime::telemetry::set_heap_stats(heap_stats);
+    idbind::telemetry::set_heap_stats(heap_stats);
     if let Command::Run(args) = &cli.command {
-        idbind::runtime::telemetry::init_logging(args.log_format == idbind::runtime::run::LogFormat::Json);
+        idbind::telemetry::init_logging(args.log_format == idbind::runtime::run::LogFormat::Json);
     }
     match cli.command {
         Command::Run(args) => idbind::runtime::run::run(*args).await,

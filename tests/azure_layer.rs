@@ -9,7 +9,10 @@ use std::time::Duration;
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind::azure::budget::{Limits, SharedBudget};
 use idbind::azure::governed::Governed;
-use idbind::azure::{AzureApi, AzureError, IdentityIds, Observation, cleanup, execute, observe};
+use idbind::azure::{
+    AzureApi, AzureError,
+    access::{Fresh, FromArm, Observation, Writes},
+};
 use idbind::core::naming;
 use idbind::core::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind::core::resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY};
@@ -123,20 +126,20 @@ async fn converge(
     let mut rounds = Vec::new();
     // Identity first, then FIC and roles: two rounds of writes, a third to see nothing is left.
     for _ in 0..4 {
-        let obs = observe(api, &id, d).await?;
+        let mut obs = Fresh::new(api).observe(&id, d).await?;
         let actions = plan::plan(d, &obs.azure)?;
         if actions.is_empty() {
             return Ok(rounds);
         }
         for a in &actions {
-            execute(api, &id, obs.ids.as_ref(), a).await?;
+            Writes::new(api).apply(&id, &mut obs, a).await?;
         }
         rounds.push(actions);
     }
     Err("no convergence within 4 rounds".into())
 }
 
-fn role_guids(obs: &Observation) -> Vec<String> {
+fn role_guids(obs: &Observation<FromArm>) -> Vec<String> {
     let mut v: Vec<String> = obs
         .azure
         .role_assignments
@@ -151,8 +154,8 @@ fn role_guids(obs: &Observation) -> Vec<String> {
 async fn observe_on_empty_state_finds_nothing() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[SECRETS_USER]);
-    let obs = observe(&api, &id_of(&d), &d).await?;
-    assert_eq!(obs, Observation::default());
+    let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
+    assert!(obs.is_empty(), "{obs:?}");
     assert_eq!(
         plan::plan(&d, &obs.azure)?.len(),
         1,
@@ -178,7 +181,7 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
         ]
     ));
 
-    let obs = observe(&api, &id_of(&d), &d).await?;
+    let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let ids = obs.ids.clone().ok_or("identity missing after convergence")?;
     assert_eq!(ids.tenant_id, h.tenant_id());
     assert!(!ids.client_id.is_empty() && !ids.principal_id.is_empty());
@@ -203,7 +206,7 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
 
     // A second observe in steady state: reads only.
     let before = h.counters();
-    let again = observe(&api, &id_of(&d), &d).await?;
+    let again = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let after = h.counters();
     assert_eq!(again, obs);
     for op in WRITE_OPERATIONS {
@@ -223,7 +226,8 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
-    let kept = observe(&api, &id_of(&d), &d)
+    let kept = Fresh::new(&api)
+        .observe(&id_of(&d), &d)
         .await?
         .azure
         .role_assignments
@@ -232,7 +236,7 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
         .ok_or("cert user assignment missing")?;
 
     let edited = desired("orders", &[CERT_USER, READER]);
-    let obs = observe(&api, &id_of(&edited), &edited).await?;
+    let obs = Fresh::new(&api).observe(&id_of(&edited), &edited).await?;
     let actions = plan::plan(&edited, &obs.azure)?;
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert!(actions.iter().any(|a| matches!(a, Action::CreateRoleAssignment { role_definition_guid, .. } if role_definition_guid == READER)));
@@ -240,7 +244,7 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let rounds = converge(&api, &edited).await?;
     assert_eq!(rounds, vec![actions]);
 
-    let now = observe(&api, &id_of(&edited), &edited).await?;
+    let now = Fresh::new(&api).observe(&id_of(&edited), &edited).await?;
     let mut want = vec![CERT_USER.to_string(), READER.to_string()];
     want.sort();
     assert_eq!(role_guids(&now), want);
@@ -265,7 +269,8 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
         rate: 1.0,
         times: Some(1),
     }]);
-    let err = observe(&api, &id_of(&d), &d)
+    let err = Fresh::new(&api)
+        .observe(&id_of(&d), &d)
         .await
         .err()
         .ok_or("the fault did not fire")?;
@@ -286,7 +291,7 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
         "{err:?}"
     );
     // The fault fired once; the next call goes through.
-    assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
+    assert!(Fresh::new(&api).observe(&id_of(&d), &d).await?.is_empty());
 
     h.set_faults(vec![FaultRule {
         operation: "UserAssignedIdentities_CreateOrUpdate".into(),
@@ -301,7 +306,7 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
         resource_id,
         location,
         tags,
-    }) = plan::plan(&d, &Observation::default().azure)?.into_iter().next()
+    }) = plan::plan(&d, &Default::default())?.into_iter().next()
     else {
         return Err("no identity planned".into());
     };
@@ -347,7 +352,8 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     let rounds = converge(&api, &d).await?;
 
     // The delay is in effect: the same kind of write without principalType is refused.
-    let principal = observe(&api, &id_of(&d), &d)
+    let principal = Fresh::new(&api)
+        .observe(&id_of(&d), &d)
         .await?
         .ids
         .ok_or("identity missing")?
@@ -442,25 +448,31 @@ async fn vaults_report_existence_and_permission_model() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_idempotent() -> TestResult {
     let (h, api) = start().await?;
+    let writes = Writes::new(&api);
+    // An identity, read fresh: writes are only ever made from such an observation.
+    let d = desired("adopt", &[]);
+    let identity = id_of(&d);
+    api.put_identity(&identity, "westeurope", &BTreeMap::new())
+        .await?;
+    let mut observed = Fresh::new(&api).observe(&identity, &d).await?;
+    let principal = observed
+        .ids
+        .as_ref()
+        .map(|i| i.principal_id.clone())
+        .ok_or("the identity was not found")?;
+    let principal = principal.as_str();
     let scope = vault("kv-rbac");
-    let principal = "77777777-7777-7777-7777-777777777777";
     let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
     api.create_role_assignment(&scope, foreign, SECRETS_USER, principal)
         .await?;
-    let ids = IdentityIds {
-        resource_id: identity_id("unused"),
-        client_id: String::new(),
-        principal_id: principal.into(),
-        tenant_id: String::new(),
-    };
-    let principal_ids = Some(&ids);
     let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
     let action = Action::CreateRoleAssignment {
         scope: scope.clone(),
         name: ours.clone(),
         role_definition_guid: SECRETS_USER.into(),
     };
-    let err = execute(&api, &identity_id("unused"), principal_ids, &action)
+    let err = writes
+        .apply(&identity, &mut observed, &action)
         .await
         .err()
         .ok_or("a duplicate assignment was accepted")?;
@@ -471,7 +483,10 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     assert!(!err.retryable());
 
     // Without the identity's principal nothing can be assigned yet: retryable, not a crash.
-    let err = execute(&api, &identity_id("unused"), None, &action)
+    let never = identity_id("never-created");
+    let mut nothing = Fresh::new(&api).observe(&never, &d).await?;
+    let err = writes
+        .apply(&never, &mut nothing, &action)
         .await
         .err()
         .ok_or("an assignment without principal was accepted")?;
@@ -485,13 +500,13 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
         name: own.clone(),
         role_definition_guid: SECRETS_USER.into(),
     };
-    execute(&api, &identity_id("unused"), principal_ids, &create).await?;
-    execute(&api, &identity_id("unused"), principal_ids, &create).await?;
+    writes.apply(&identity, &mut observed, &create).await?;
+    writes.apply(&identity, &mut observed, &create).await?;
 
     let id = own_scope.provider_resource(ROLE_ASSIGNMENT, &own);
     let delete = Action::DeleteRoleAssignment { id };
-    execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
-    execute(&api, &identity_id("unused"), principal_ids, &delete).await?;
+    writes.apply(&identity, &mut observed, &delete).await?;
+    writes.apply(&identity, &mut observed, &delete).await?;
     let left = api
         .list_role_assignments(&ResourceId::subscription_scope(SUB), principal)
         .await?;
@@ -604,7 +619,8 @@ async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
         client_secret_credential(&cloud, http, h.tenant_id(), APP_ID, "wrong")?,
     )?;
     let d = desired("orders", &[]);
-    let err = observe(&api, &id_of(&d), &d)
+    let err = Fresh::new(&api)
+        .observe(&id_of(&d), &d)
         .await
         .err()
         .ok_or("a wrong secret was accepted")?;
@@ -618,13 +634,13 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let (h, api) = start().await?;
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
-    let obs = observe(&api, &id_of(&d), &d).await?;
+    let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let principal = obs
         .ids
         .as_ref()
         .map(|i| i.principal_id.clone())
         .ok_or("identity missing")?;
-    let deleted = cleanup(&api, &id_of(&d), &d, &obs).await?;
+    let deleted = Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
     assert_eq!(
         deleted.len(),
         4,
@@ -635,14 +651,14 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
         Some(&id_of(&d).to_string()),
         "the identity goes last"
     );
-    assert_eq!(observe(&api, &id_of(&d), &d).await?, Observation::default());
+    assert!(Fresh::new(&api).observe(&id_of(&d), &d).await?.is_empty());
     assert_eq!(
         api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal)
             .await?,
         vec![]
     );
     // Running it again on what it observed before (a crash after the deletes): all already gone.
-    cleanup(&api, &id_of(&d), &d, &obs).await?;
+    Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
 
     // A brought identity (a team's own, not idbind's) keeps living; only our FIC and our assignments on it
     // go; the team's other FIC and an assignment someone else made for the same principal stay. (An identity
@@ -663,14 +679,14 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     api.put_federated_credential(&shared_id, &theirs).await?;
     let mut brought = desired("other", &[SECRETS_USER]);
     brought.managed_identity = None;
-    let obs = observe(&api, &shared_id, &brought).await?;
+    let mut obs = Fresh::new(&api).observe(&shared_id, &brought).await?;
     let principal = obs
         .ids
         .as_ref()
         .map(|i| i.principal_id.clone())
         .ok_or("identity missing")?;
     for a in plan::plan(&brought, &obs.azure)? {
-        execute(&api, &shared_id, obs.ids.as_ref(), &a).await?;
+        Writes::new(&api).apply(&shared_id, &mut obs, &a).await?;
     }
     api.create_role_assignment(
         &vault("kv-policies"),
@@ -679,9 +695,9 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
         &principal,
     )
     .await?;
-    let obs = observe(&api, &shared_id, &brought).await?;
+    let obs = Fresh::new(&api).observe(&shared_id, &brought).await?;
     assert_eq!((obs.azure.fic_count, obs.azure.role_assignments.len()), (2, 2));
-    let deleted = cleanup(&api, &shared_id, &brought, &obs).await?;
+    let deleted = Writes::new(&api).remove(&shared_id, &brought, &obs).await?;
     assert!(
         !deleted.contains(&shared_id.to_string()),
         "a brought identity is never deleted: {deleted:?}"

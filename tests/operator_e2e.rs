@@ -789,7 +789,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         ])?;
         Ok(reasons
             .lines()
-            .filter(|r| r.trim() == idbind::reconcile::AWAITING_TURN)
+            .filter(|r| r.trim() == idbind::core::report::AWAITING_TURN)
             .count())
     };
     eventually(

@@ -1,10 +1,13 @@
 //! The pure core: everything a reconcile decides, as functions of values. No async, no client, no clock (time
 //! is passed in), so every rule is tested table-driven without a server.
 
+pub mod claim;
 pub mod conditions;
+pub mod desired;
 pub mod naming;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod resource_id;
 pub mod roles;
 pub mod validate;

@@ -8,6 +8,7 @@ use crate::{
     api::binding::TOKEN_EXCHANGE_AUDIENCE,
     core::{
         naming,
+        report::Part,
         resource_id::{ROLE_ASSIGNMENT, ResourceId},
         roles::Permissions,
     },
@@ -176,6 +177,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The part of the binding it writes (whose condition a failure of it sets).
+    pub fn part(&self) -> Part {
+        match self {
+            Action::PutIdentity { .. } => Part::Identity,
+            Action::PutFederatedCredential { .. } => Part::FederatedCredential,
+            Action::CreateRoleAssignment { .. }
+            | Action::DeleteRoleAssignment { .. }
+            | Action::GrantAccessPolicy { .. }
+            | Action::RevokeAccessPolicy { .. } => Part::RoleAssignments,
+        }
+    }
+}
+
 /// Why no plan can be made: the binding waits for a human.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Blocked {
@@ -212,6 +227,19 @@ pub enum Blocked {
 }
 
 impl Blocked {
+    /// The part of the binding it blocks.
+    pub fn part(&self) -> Part {
+        match self {
+            Blocked::IdentityConflict(_)
+            | Blocked::IdentityOfAnotherBinding { .. }
+            | Blocked::LocationMismatch { .. }
+            | Blocked::ExistingIdentityNotFound => Part::Identity,
+            Blocked::FederatedCredentialLimit(_) | Blocked::DuplicateFederation(_) => {
+                Part::FederatedCredential
+            }
+        }
+    }
+
     /// The condition reason for users.
     pub fn reason(&self) -> &'static str {
         match self {

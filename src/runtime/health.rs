@@ -22,7 +22,7 @@ use axum::{
     routing::get,
 };
 
-use super::telemetry::Metrics;
+use crate::telemetry::Metrics;
 
 /// Flags the probes report, shared between the controller (which sets them) and the HTTP server (which reads
 /// them). Clones share the same flags.

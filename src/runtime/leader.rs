@@ -43,7 +43,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::telemetry::Metrics;
+use crate::telemetry::Metrics;
 
 /// How long a Lease stays valid after its last renewal (client-go's and controller-runtime's default).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);

@@ -14,12 +14,13 @@ use crate::{
         workload_identity::FileFederatedCredential,
     },
     core::validate::{OperatorSettings, Policy},
-    reconcile::{self as controller, Context, DryRun},
+    reconcile::{self, CacheWriters, Context, DryRun},
     runtime::{
+        controller,
         health::{self, Health},
         leader::{LeaderConfig, LeaderElector},
-        telemetry::Metrics,
     },
+    telemetry::Metrics,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -298,7 +299,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let ns = binding.metadata.namespace.clone().unwrap_or_default();
     let name = binding.metadata.name.clone().unwrap_or_default();
     println!("WorkloadIdentityBinding {ns}/{name}");
-    match controller::dry_run(azure.as_ref(), &settings, &policy, &binding).await {
+    match reconcile::dry_run(azure.as_ref(), &settings, &policy, &binding).await {
         DryRun::Invalid(problems) => {
             for p in problems {
                 println!("  refused ({}): {}: {}", p.reason, p.field, p.message);
@@ -383,6 +384,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes")?;
     let budget = azure.budget().cloned();
+    let (caches, writers) = reconcile::caches();
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -390,6 +392,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settings,
             policy,
             Duration::from_secs(args.resync_seconds),
+            caches,
         )
         .with_metrics(metrics.clone())
         .with_budget(budget)
@@ -411,9 +414,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(cluster = %args.cluster_name, subscription = %args.subscription_id, "idbind controller starting");
 
     let outcome = if args.leader_elect {
-        lead_then_run(&args, client, ctx, &health, &metrics).await
+        lead_then_run(&args, client, ctx, writers, &health, &metrics).await
     } else {
-        run_controller(&args, ctx, &health, futures::future::pending()).await
+        run_controller(&args, ctx, writers, &health, futures::future::pending()).await
     };
     stop_http.cancel();
     if let Ok(Err(e)) = server.await {
@@ -427,12 +430,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_controller(
     args: &RunArgs,
     ctx: Arc<Context>,
+    writers: CacheWriters,
     health: &Health,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let ready = health.clone();
     controller::run_until(
         ctx,
+        writers,
         args.concurrency,
         args.watch_namespace.as_deref(),
         move || ready.set_ready(true),
@@ -450,6 +455,7 @@ async fn lead_then_run(
     args: &RunArgs,
     client: kube::Client,
     ctx: Arc<Context>,
+    writers: CacheWriters,
     health: &Health,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<()> {
@@ -486,7 +492,7 @@ async fn lead_then_run(
             }
         })
     };
-    run_controller(args, ctx, health, lost.clone().cancelled_owned()).await?;
+    run_controller(args, ctx, writers, health, lost.clone().cancelled_owned()).await?;
     watcher.abort();
     let was_lost = lost.is_cancelled();
     election.stop().await?;

@@ -14,6 +14,7 @@ use idbind::{
     azure::governed::Governed,
     core::validate::{OperatorSettings, Policy},
     reconcile::{self, Context},
+    runtime::controller,
 };
 use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator, State};
 use idbind_testenv::ControlPlane;
@@ -82,12 +83,14 @@ pub async fn start_with_budget(
     .await?;
     let client = Client::try_from(kube_config)?;
     let budget = azure.budget().cloned();
+    let (caches, writers) = reconcile::caches();
+    let resync = Duration::from_secs(2);
     let ctx = Arc::new(
-        Context::new(client, azure, settings(env.plane), policy, Duration::from_secs(2)).with_budget(budget),
+        Context::new(client, azure, settings(env.plane), policy, resync, caches).with_budget(budget),
     );
     // Each test runs its own controller and simulator, so each watches only its own namespace.
     let watched = env.ns.clone();
-    tokio::spawn(async move { reconcile::run(ctx, 4, Some(&watched)).await });
+    tokio::spawn(async move { controller::run(ctx, writers, 4, Some(&watched)).await });
     Ok(env)
 }
 

@@ -1,0 +1,886 @@
+//! What a reconcile came to, and what follows from it: the status, the Event and when to look again.
+//!
+//! Every step of the reconcile pipeline ends in an [`Outcome`]; [`report`] is the one place that turns it
+//! into conditions (as kstatus, Flux and `kubectl wait` read them), an Event (only with a change users can
+//! see, so a resync of a failing binding does not flood Events) and a [`Requeue`]. Pure: the time comes in
+//! as an argument, so every outcome is a row of a table test.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::{
+    api::binding::{
+        AccessPolicyStatus, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus,
+        WorkloadIdentityBindingStatus,
+    },
+    core::{
+        conditions::{self, Want},
+        validate::Invalid,
+    },
+};
+
+/// The reason a binding waiting for its turn at the request budget shows (Reconciling; not an error).
+pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
+/// The reason of a binding whose ServiceAccount another binding holds.
+pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
+/// The reason of a binding whose ServiceAccount does not exist.
+pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+
+/// The part of a binding a failure concerns: each has its own condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Identity,
+    FederatedCredential,
+    RoleAssignments,
+    ServiceAccount,
+}
+
+impl Part {
+    pub fn condition(self) -> &'static str {
+        match self {
+            Part::Identity => conditions::IDENTITY_READY,
+            Part::FederatedCredential => conditions::FEDERATED_CREDENTIAL_READY,
+            Part::RoleAssignments => conditions::ROLE_ASSIGNMENTS_READY,
+            Part::ServiceAccount => conditions::SERVICE_ACCOUNT_READY,
+        }
+    }
+}
+
+/// Why a part of the binding is not done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub part: Part,
+    /// The stable PascalCase reason: condition reason, Event reason and metric label.
+    pub reason: &'static str,
+    pub message: String,
+    /// How long Azure asked us to wait, when it said.
+    pub retry_after: Option<Duration>,
+}
+
+/// What the binding holds once Azure matches its spec: the status's record of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub identity: IdentityStatus,
+    pub federated_credential: FederatedCredentialStatus,
+    pub role_assignments: Vec<RoleAssignmentStatus>,
+    pub access_policies: Vec<AccessPolicyStatus>,
+}
+
+/// How a reconcile of a binding ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The policies' cache holds no full list yet: judging against part of them could let through what a
+    /// policy not yet seen forbids, so nothing was judged or written.
+    NotSynced,
+    /// The spec, the operator's ceiling or a `WorkloadIdentityPolicy` refuses the binding; nothing was
+    /// written to Azure. Only a change of the spec or of a policy helps.
+    Invalid(Vec<Invalid>),
+    /// Another binding holds the ServiceAccount (one ServiceAccount carries one client id).
+    Conflict { service_account: String, holder: String },
+    /// Waiting for a turn at the request budget (others' identities are created first).
+    Deferred {
+        part: Part,
+        message: String,
+        wait: Duration,
+    },
+    /// A failure that may heal by retrying (throttling, a 5xx, replication lag).
+    Transient(Failure),
+    /// A failure that needs someone to change something (a name taken, a vault missing).
+    Stalled(Failure),
+    /// Azure holds what the binding asks for, but its ServiceAccount does not exist (yet).
+    ServiceAccountMissing {
+        held: Box<Held>,
+        namespace: String,
+        service_account: String,
+    },
+    /// Azure and the ServiceAccount match the spec. `previous_client_id` is what the ServiceAccount's
+    /// annotation said before.
+    Converged {
+        held: Box<Held>,
+        service_account: String,
+        previous_client_id: Option<String>,
+    },
+}
+
+impl Outcome {
+    /// The metric result (`ok`, `error`, `deferred`) and, for an error, its category.
+    pub fn result(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Outcome::Converged { .. } | Outcome::NotSynced => ("ok", None),
+            Outcome::Deferred { .. } => ("deferred", None),
+            Outcome::Invalid(problems) => ("error", problems.first().map(|p| p.reason)),
+            Outcome::Conflict { .. } => ("error", Some(SERVICE_ACCOUNT_CONFLICT)),
+            Outcome::Transient(f) | Outcome::Stalled(f) => ("error", Some(f.reason)),
+            Outcome::ServiceAccountMissing { .. } => ("error", Some(SERVICE_ACCOUNT_NOT_FOUND)),
+        }
+    }
+}
+
+/// Whether an Event is routine or needs attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// An Event to publish about the binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub severity: Severity,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// When to reconcile the binding again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// Only when something changes (the spec, a policy, its ServiceAccount).
+    AwaitChange,
+    /// After this long.
+    After(Duration),
+    /// After the binding's next backoff step (or Azure's Retry-After), but not sooner than `at_least`.
+    Backoff {
+        retry_after: Option<Duration>,
+        at_least: Duration,
+    },
+    /// At the next drift check; the binding's backoff starts over.
+    Resync,
+}
+
+/// What a reconcile writes and does next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The status to write; equal to the one before when nothing users can see changed (then nothing is
+    /// written).
+    pub status: WorkloadIdentityBindingStatus,
+    /// Only with a status change.
+    pub event: Option<Note>,
+    pub requeue: Requeue,
+}
+
+/// How long a binding whose ServiceAccount another binding holds waits before looking again: the holder's
+/// deletion is no event of this binding's.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
+/// The least a stalled binding waits before it is tried again (something has to change first).
+const STALLED_RECHECK: Duration = Duration::from_secs(30);
+
+/// The status, Event and requeue that `outcome` calls for, given the status `before` it and the binding's
+/// `generation`.
+pub fn report(
+    before: Option<&WorkloadIdentityBindingStatus>,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+) -> Report {
+    let before = before.cloned().unwrap_or_default();
+    // Ready for this very spec: a transient failure or a wait says nothing about its Azure objects, so the
+    // status stays as it is rather than flapping what GitOps health checks read.
+    let ready_for_generation = conditions::is_true(&before.conditions, conditions::READY)
+        && before.observed_generation == generation;
+    let mut next = Conditions::new(before.clone(), generation, now);
+    let (event, requeue) = match outcome {
+        Outcome::NotSynced => return unchanged(before, Requeue::After(Duration::from_secs(2))),
+        Outcome::Invalid(problems) => (Some(next.invalid(problems)), Requeue::AwaitChange),
+        Outcome::Conflict {
+            service_account,
+            holder,
+        } => (
+            Some(next.conflict(service_account, holder)),
+            Requeue::After(CONFLICT_RECHECK),
+        ),
+        Outcome::Deferred { wait, .. } if ready_for_generation => {
+            return unchanged(before, Requeue::After(*wait));
+        }
+        Outcome::Deferred { part, message, wait } => {
+            next.reconciling(*part, AWAITING_TURN, message);
+            (None, Requeue::After(*wait))
+        }
+        Outcome::Transient(f) if ready_for_generation => {
+            return unchanged(
+                before,
+                Requeue::Backoff {
+                    retry_after: f.retry_after,
+                    at_least: Duration::ZERO,
+                },
+            );
+        }
+        Outcome::Transient(f) => {
+            next.reconciling(f.part, f.reason, &f.message);
+            let note = Note {
+                severity: Severity::Normal,
+                reason: f.reason,
+                message: f.message.clone(),
+            };
+            (
+                Some(note),
+                Requeue::Backoff {
+                    retry_after: f.retry_after,
+                    at_least: Duration::ZERO,
+                },
+            )
+        }
+        Outcome::Stalled(f) => {
+            next.stalled(f.part, f.reason, &f.message);
+            let note = Note {
+                severity: Severity::Warning,
+                reason: f.reason,
+                message: f.message.clone(),
+            };
+            (
+                Some(note),
+                Requeue::Backoff {
+                    retry_after: None,
+                    at_least: STALLED_RECHECK,
+                },
+            )
+        }
+        Outcome::ServiceAccountMissing {
+            held,
+            namespace,
+            service_account,
+        } => (
+            Some(next.service_account_missing(held, namespace, service_account)),
+            Requeue::Resync,
+        ),
+        Outcome::Converged {
+            held,
+            service_account,
+            previous_client_id,
+        } => (
+            next.converged(held, service_account, previous_client_id.as_deref()),
+            Requeue::Resync,
+        ),
+    };
+    let status = next.status;
+    // An Event only with a change users can see.
+    let event = event.filter(|_| status != before);
+    Report {
+        status,
+        event,
+        requeue,
+    }
+}
+
+fn unchanged(status: WorkloadIdentityBindingStatus, requeue: Requeue) -> Report {
+    Report {
+        status,
+        event: None,
+        requeue,
+    }
+}
+
+/// The status being built: conditions set for one generation at one time.
+struct Conditions<'a> {
+    status: WorkloadIdentityBindingStatus,
+    generation: Option<i64>,
+    now: &'a Time,
+}
+
+impl<'a> Conditions<'a> {
+    fn new(mut status: WorkloadIdentityBindingStatus, generation: Option<i64>, now: &'a Time) -> Self {
+        status.observed_generation = generation;
+        Conditions {
+            status,
+            generation,
+            now,
+        }
+    }
+
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
+        let want = Want {
+            type_,
+            status: ok,
+            reason,
+            message: message.to_string(),
+        };
+        conditions::set(&mut self.status.conditions, &want, self.generation, self.now);
+    }
+
+    fn remove(&mut self, type_: &str) {
+        conditions::remove(&mut self.status.conditions, type_);
+    }
+
+    /// `part` and Ready false; Reconciling: work goes on.
+    fn reconciling(&mut self, part: Part, reason: &str, message: &str) {
+        self.set(part.condition(), false, reason, message);
+        self.set(conditions::READY, false, reason, message);
+        self.set(conditions::RECONCILING, true, reason, message);
+        self.remove(conditions::STALLED);
+    }
+
+    /// `part` and Ready false; Stalled: retrying alone will not help.
+    fn stalled(&mut self, part: Part, reason: &str, message: &str) {
+        self.set(part.condition(), false, reason, message);
+        self.set(conditions::READY, false, reason, message);
+        self.set(conditions::STALLED, true, reason, message);
+        self.remove(conditions::RECONCILING);
+    }
+
+    fn invalid(&mut self, problems: &[Invalid]) -> Note {
+        let reason = problems
+            .first()
+            .map_or(crate::core::validate::INVALID_SPEC, |p| p.reason);
+        let message = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.set(conditions::READY, false, reason, &message);
+        self.set(conditions::STALLED, true, reason, &message);
+        self.remove(conditions::RECONCILING);
+        Note {
+            severity: Severity::Warning,
+            reason,
+            message,
+        }
+    }
+
+    fn conflict(&mut self, service_account: &str, holder: &str) -> Note {
+        let message = format!(
+            "spec.serviceAccountName: ServiceAccount {service_account} is already bound by \
+             WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so point \
+             this binding at another ServiceAccount or delete one of them"
+        );
+        self.stalled(Part::ServiceAccount, SERVICE_ACCOUNT_CONFLICT, &message);
+        Note {
+            severity: Severity::Warning,
+            reason: SERVICE_ACCOUNT_CONFLICT,
+            message,
+        }
+    }
+
+    /// Records what the binding holds in Azure, with the three Azure conditions true.
+    fn held(&mut self, held: &Held) {
+        let Held {
+            identity,
+            federated_credential,
+            role_assignments,
+            access_policies,
+        } = held;
+        self.status.identity = Some(identity.clone());
+        self.status.federated_credential = Some(federated_credential.clone());
+        self.status.role_assignments = role_assignments.clone();
+        self.status.access_policies = access_policies.clone();
+        self.set(
+            conditions::IDENTITY_READY,
+            true,
+            "IdentityReady",
+            &format!("identity {} exists", identity.resource_id),
+        );
+        let trusts = format!(
+            "trusts {} for {}",
+            federated_credential.issuer, federated_credential.subject
+        );
+        self.set(
+            conditions::FEDERATED_CREDENTIAL_READY,
+            true,
+            "FederatedCredentialReady",
+            &trusts,
+        );
+        let (assignments, policies) = (role_assignments.len(), access_policies.len());
+        let granted = if policies == 0 {
+            format!("{assignments} role assignment(s) in place")
+        } else {
+            format!("{assignments} role assignment(s) and {policies} access polic(ies) in place")
+        };
+        self.set(
+            conditions::ROLE_ASSIGNMENTS_READY,
+            true,
+            "RoleAssignmentsReady",
+            &granted,
+        );
+    }
+
+    fn service_account_missing(&mut self, held: &Held, namespace: &str, service_account: &str) -> Note {
+        self.held(held);
+        self.status.service_account = None;
+        let message = format!(
+            "ServiceAccount {namespace}/{service_account} does not exist; the binding completes when it is created"
+        );
+        self.reconciling(Part::ServiceAccount, SERVICE_ACCOUNT_NOT_FOUND, &message);
+        Note {
+            severity: Severity::Warning,
+            reason: SERVICE_ACCOUNT_NOT_FOUND,
+            message,
+        }
+    }
+
+    /// Everything true; the Event says what a user needs to know: that pods must restart for a new client
+    /// id, or that the binding became Ready.
+    fn converged(
+        &mut self,
+        held: &Held,
+        service_account: &str,
+        previous_client_id: Option<&str>,
+    ) -> Option<Note> {
+        let was_ready = conditions::is_true(&self.status.conditions, conditions::READY);
+        self.held(held);
+        self.status.service_account = Some(service_account.to_string());
+        let annotated = format!("ServiceAccount {service_account} carries the client id");
+        self.set(
+            conditions::SERVICE_ACCOUNT_READY,
+            true,
+            "ServiceAccountAnnotated",
+            &annotated,
+        );
+        self.set(
+            conditions::READY,
+            true,
+            "Reconciled",
+            "Azure and the ServiceAccount match the spec",
+        );
+        self.remove(conditions::RECONCILING);
+        self.remove(conditions::STALLED);
+        let client_id = held.identity.client_id.clone().unwrap_or_default();
+        if previous_client_id.is_some_and(|p| p != client_id) {
+            let message = format!(
+                "ServiceAccount {service_account} now names client id {client_id}; running pods keep the old one \
+                 until they restart"
+            );
+            Some(Note {
+                severity: Severity::Normal,
+                reason: "ClientIdChanged",
+                message,
+            })
+        } else if !was_ready {
+            let message = format!("identity {client_id} bound to ServiceAccount {service_account}");
+            Some(Note {
+                severity: Severity::Normal,
+                reason: "Ready",
+                message,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::validate::{INVALID_SPEC, POLICY_VIOLATION};
+
+    const GENERATION: Option<i64> = Some(3);
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+    }
+
+    fn held(client_id: &str) -> Held {
+        Held {
+            identity: IdentityStatus {
+                resource_id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/\
+                              userAssignedIdentities/id"
+                    .into(),
+                name: "id".into(),
+                client_id: Some(client_id.into()),
+                principal_id: Some("p".into()),
+                tenant_id: Some("t".into()),
+                managed: true,
+            },
+            federated_credential: FederatedCredentialStatus {
+                name: "fic".into(),
+                issuer: "https://issuer/".into(),
+                subject: "system:serviceaccount:shop:app".into(),
+            },
+            role_assignments: vec![RoleAssignmentStatus::default()],
+            access_policies: Vec::new(),
+        }
+    }
+
+    fn converged(client_id: &str) -> Outcome {
+        Outcome::Converged {
+            held: Box::new(held(client_id)),
+            service_account: "app".into(),
+            previous_client_id: None,
+        }
+    }
+
+    fn failure(reason: &'static str) -> Failure {
+        Failure {
+            part: Part::RoleAssignments,
+            reason,
+            message: format!("{reason} happened"),
+            retry_after: Some(Duration::from_secs(7)),
+        }
+    }
+
+    fn invalid() -> Outcome {
+        Outcome::Invalid(vec![
+            Invalid {
+                field: "spec.keyVaults[0]".into(),
+                reason: POLICY_VIOLATION,
+                message: "not allowed".into(),
+            },
+            Invalid {
+                field: "spec.identity.name".into(),
+                reason: INVALID_SPEC,
+                message: "too short".into(),
+            },
+        ])
+    }
+
+    /// The status a binding has after `outcome` for `generation`, reported at time 100.
+    fn status_after(outcome: &Outcome, generation: Option<i64>) -> WorkloadIdentityBindingStatus {
+        report(None, outcome, generation, &at(100)).status
+    }
+
+    /// One row: what users see of a report.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        ready: (String, String),
+        stalled: bool,
+        reconciling: bool,
+        event: Option<(Severity, &'static str)>,
+        requeue: Requeue,
+        written: bool,
+    }
+
+    fn seen(before: Option<&WorkloadIdentityBindingStatus>, outcome: &Outcome) -> Seen {
+        let r = report(before, outcome, GENERATION, &at(200));
+        let condition = |t: &str| r.status.conditions.iter().find(|c| c.type_ == t);
+        Seen {
+            ready: condition(conditions::READY)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+                .unwrap_or_default(),
+            stalled: conditions::is_true(&r.status.conditions, conditions::STALLED),
+            reconciling: conditions::is_true(&r.status.conditions, conditions::RECONCILING),
+            event: r.event.as_ref().map(|e| (e.severity, e.reason)),
+            requeue: r.requeue,
+            written: r.status != before.cloned().unwrap_or_default(),
+        }
+    }
+
+    fn row(
+        ready: (&str, &str),
+        stalled: bool,
+        reconciling: bool,
+        event: Option<(Severity, &'static str)>,
+        requeue: Requeue,
+        written: bool,
+    ) -> Seen {
+        Seen {
+            ready: (ready.0.into(), ready.1.into()),
+            stalled,
+            reconciling,
+            event,
+            requeue,
+            written,
+        }
+    }
+
+    #[test]
+    fn every_outcome_has_its_status_event_and_requeue() {
+        use Severity::{Normal, Warning};
+        let ready = status_after(&converged("c1"), GENERATION);
+        let ready_for_older_spec = status_after(&converged("c1"), Some(2));
+        let backoff = Requeue::Backoff {
+            retry_after: Some(Duration::from_secs(7)),
+            at_least: Duration::ZERO,
+        };
+        let deferred = Outcome::Deferred {
+            part: Part::Identity,
+            message: "due in 3 s".into(),
+            wait: Duration::from_secs(3),
+        };
+        let missing = Outcome::ServiceAccountMissing {
+            held: Box::new(held("c1")),
+            namespace: "shop".into(),
+            service_account: "app".into(),
+        };
+        let conflict = Outcome::Conflict {
+            service_account: "app".into(),
+            holder: "first".into(),
+        };
+        let moved = Outcome::Converged {
+            held: Box::new(held("c2")),
+            service_account: "app".into(),
+            previous_client_id: Some("c1".into()),
+        };
+        let table: Vec<(&str, Option<&WorkloadIdentityBindingStatus>, Outcome, Seen)> = vec![
+            (
+                "caches not synced: nothing is judged",
+                None,
+                Outcome::NotSynced,
+                row(
+                    ("", ""),
+                    false,
+                    false,
+                    None,
+                    Requeue::After(Duration::from_secs(2)),
+                    false,
+                ),
+            ),
+            (
+                "invalid: stalled, first reason, waits for a change",
+                None,
+                invalid(),
+                row(
+                    ("False", POLICY_VIOLATION),
+                    true,
+                    false,
+                    Some((Warning, POLICY_VIOLATION)),
+                    Requeue::AwaitChange,
+                    true,
+                ),
+            ),
+            (
+                "another binding holds the ServiceAccount",
+                Some(&ready),
+                conflict,
+                row(
+                    ("False", SERVICE_ACCOUNT_CONFLICT),
+                    true,
+                    false,
+                    Some((Warning, SERVICE_ACCOUNT_CONFLICT)),
+                    Requeue::After(CONFLICT_RECHECK),
+                    true,
+                ),
+            ),
+            (
+                "waiting for a turn emits no Event",
+                None,
+                deferred.clone(),
+                row(
+                    ("False", AWAITING_TURN),
+                    false,
+                    true,
+                    None,
+                    Requeue::After(Duration::from_secs(3)),
+                    true,
+                ),
+            ),
+            (
+                "waiting for a turn keeps a Ready binding Ready",
+                Some(&ready),
+                deferred.clone(),
+                row(
+                    ("True", "Reconciled"),
+                    false,
+                    false,
+                    None,
+                    Requeue::After(Duration::from_secs(3)),
+                    false,
+                ),
+            ),
+            (
+                "a Ready status of an older spec does not hold",
+                Some(&ready_for_older_spec),
+                deferred,
+                row(
+                    ("False", AWAITING_TURN),
+                    false,
+                    true,
+                    None,
+                    Requeue::After(Duration::from_secs(3)),
+                    true,
+                ),
+            ),
+            (
+                "a transient failure is reported, with Azure's Retry-After",
+                None,
+                Outcome::Transient(failure("Throttled")),
+                row(
+                    ("False", "Throttled"),
+                    false,
+                    true,
+                    Some((Normal, "Throttled")),
+                    backoff,
+                    true,
+                ),
+            ),
+            (
+                "a transient failure keeps a Ready binding Ready",
+                Some(&ready),
+                Outcome::Transient(failure("Throttled")),
+                row(("True", "Reconciled"), false, false, None, backoff, false),
+            ),
+            (
+                "a stalled failure waits at least 30 s",
+                Some(&ready),
+                Outcome::Stalled(failure("VaultNotFound")),
+                row(
+                    ("False", "VaultNotFound"),
+                    true,
+                    false,
+                    Some((Warning, "VaultNotFound")),
+                    Requeue::Backoff {
+                        retry_after: None,
+                        at_least: STALLED_RECHECK,
+                    },
+                    true,
+                ),
+            ),
+            (
+                "Azure done, ServiceAccount missing",
+                None,
+                missing,
+                row(
+                    ("False", SERVICE_ACCOUNT_NOT_FOUND),
+                    false,
+                    true,
+                    Some((Warning, SERVICE_ACCOUNT_NOT_FOUND)),
+                    Requeue::Resync,
+                    true,
+                ),
+            ),
+            (
+                "converged: Ready, announced once",
+                None,
+                converged("c1"),
+                row(
+                    ("True", "Reconciled"),
+                    false,
+                    false,
+                    Some((Normal, "Ready")),
+                    Requeue::Resync,
+                    true,
+                ),
+            ),
+            (
+                "converged again: nothing written, no Event",
+                Some(&ready),
+                converged("c1"),
+                row(("True", "Reconciled"), false, false, None, Requeue::Resync, false),
+            ),
+            (
+                "a new client id says pods must restart",
+                Some(&ready),
+                moved,
+                row(
+                    ("True", "Reconciled"),
+                    false,
+                    false,
+                    Some((Normal, "ClientIdChanged")),
+                    Requeue::Resync,
+                    true,
+                ),
+            ),
+        ];
+        for (name, before, outcome, want) in table {
+            assert_eq!(seen(before, &outcome), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failure_seen_again_writes_nothing_and_publishes_nothing() {
+        for outcome in [
+            invalid(),
+            Outcome::Stalled(failure("VaultNotFound")),
+            Outcome::Transient(failure("Throttled")),
+        ] {
+            let first = report(None, &outcome, GENERATION, &at(100));
+            let again = report(Some(&first.status), &outcome, GENERATION, &at(200));
+            assert_eq!(
+                (&again.status, &again.event),
+                (&first.status, &None),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_status_records_what_the_binding_holds_and_for_which_generation() {
+        let status = status_after(&converged("c1"), GENERATION);
+        let h = held("c1");
+        assert_eq!(status.observed_generation, GENERATION);
+        assert_eq!(
+            (
+                status.identity,
+                status.federated_credential,
+                status.role_assignments,
+                status.service_account
+            ),
+            (
+                Some(h.identity),
+                Some(h.federated_credential),
+                h.role_assignments,
+                Some("app".to_string())
+            )
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.status == "True" && c.observed_generation == GENERATION)
+        );
+        let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                conditions::IDENTITY_READY,
+                conditions::FEDERATED_CREDENTIAL_READY,
+                conditions::ROLE_ASSIGNMENTS_READY,
+                conditions::SERVICE_ACCOUNT_READY,
+                conditions::READY
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_what_the_binding_held_and_when_ready_last_changed() {
+        let ready = status_after(&converged("c1"), Some(2));
+        let failed = report(
+            Some(&ready),
+            &Outcome::Stalled(failure("RoleNotFound")),
+            GENERATION,
+            &at(300),
+        )
+        .status;
+        assert_eq!(
+            (&failed.identity, &failed.federated_credential),
+            (&ready.identity, &ready.federated_credential)
+        );
+        let since = |s: &WorkloadIdentityBindingStatus, t: &str| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(since(&failed, conditions::READY), Some(at(300)), "Ready flipped");
+        assert_eq!(
+            since(&failed, conditions::IDENTITY_READY),
+            Some(at(100)),
+            "the identity condition did not"
+        );
+        let message = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::ROLE_ASSIGNMENTS_READY);
+        assert_eq!(
+            message.map(|c| (c.status.as_str(), c.message.as_str())),
+            Some(("False", "RoleNotFound happened"))
+        );
+    }
+
+    #[test]
+    fn invalid_messages_name_every_field() {
+        let status = status_after(&invalid(), GENERATION);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .map(|c| c.message.clone());
+        assert_eq!(
+            ready.as_deref(),
+            Some("spec.keyVaults[0]: not allowed; spec.identity.name: too short")
+        );
+    }
+
+    #[test]
+    fn metric_results_follow_the_outcome() {
+        assert_eq!(converged("c").result(), ("ok", None));
+        assert_eq!(invalid().result(), ("error", Some(POLICY_VIOLATION)));
+        assert_eq!(
+            Outcome::Transient(failure("Throttled")).result(),
+            ("error", Some("Throttled"))
+        );
+        let deferred = Outcome::Deferred {
+            part: Part::Identity,
+            message: String::new(),
+            wait: Duration::ZERO,
+        };
+        assert_eq!(deferred.result(), ("deferred", None));
+    }
+}

@@ -1,0 +1,160 @@
+//! The finalizer's cleanup: with `deletionPolicy: Delete`, everything idbind holds for the binding goes from
+//! Azure (role assignments and access policies, the FIC, and identities idbind manages); in any case
+//! idbind's annotations go from the ServiceAccounts. Never validated against the policies: a spec the policy
+//! now refuses must still be cleaned up.
+
+use kube::{ResourceExt, runtime::controller::Action};
+
+use super::{Context, ReconcileError, bind, context::key, turns};
+use crate::{
+    api::binding::{DeletionPolicy, WorkloadIdentityBinding},
+    azure::budget::MsiOp,
+    core::{
+        desired, naming,
+        plan::{DesiredAzure, ManagedIdentity},
+        resource_id::ResourceId,
+        roles::Permissions,
+        validate::{self, DesiredIdentity, Policy},
+    },
+};
+
+/// An identity the binding may hold something through.
+struct Candidate {
+    identity: ResourceId,
+    /// Created by idbind (and deleted with the binding when its tags say it is this binding's).
+    managed: bool,
+    /// What the spec would have granted by access policy (for an identity idbind manages), in case the grant
+    /// landed and the status write did not. On a brought identity, an entry's permissions may be someone
+    /// else's, so only what the status holds goes.
+    spec_policies: Vec<(ResourceId, Permissions)>,
+}
+
+/// Removes what the binding holds, then lets the finalizer go.
+pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
+    if b.spec.deletion_policy == DeletionPolicy::Delete {
+        for candidate in candidates(b, ctx).await? {
+            remove(b, ctx, candidate).await?;
+        }
+    }
+    // The annotations go from the ServiceAccount the spec names and the one idbind last annotated, if that
+    // was another.
+    let ns = b.namespace().unwrap_or_default();
+    let previous = b.status.as_ref().and_then(|s| s.service_account.clone());
+    bind::withdraw(ctx, &ns, &b.spec.service_account_name).await?;
+    if let Some(previous) = previous.filter(|p| *p != b.spec.service_account_name) {
+        bind::withdraw(ctx, &ns, &previous).await?;
+    }
+    ctx.succeeded(&key(b));
+    Ok(Action::await_change())
+}
+
+/// The identities to clean: what the status says the binding holds, what the spec derives (a crash after the
+/// identity's PUT and before the status write leaves only that), and identities tagged as this binding's in
+/// that resource group (a rename that raced the status write).
+async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Candidate>, ReconcileError> {
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref())
+        && let Ok(identity) = ResourceId::parse(&held.resource_id)
+    {
+        candidates.push(Candidate {
+            identity,
+            managed: held.managed,
+            spec_policies: Vec::new(),
+        });
+    }
+    let Some(d) = permissive_validation(b, ctx) else {
+        return Ok(candidates);
+    };
+    let managed = matches!(d.identity, DesiredIdentity::Managed { .. });
+    if let DesiredIdentity::Managed { id, .. } = &d.identity
+        && let Some(group) = id.parent()
+    {
+        for found in ctx
+            .azure
+            .cached()
+            .identities_owned_by(&group, &ctx.owner(b))
+            .await?
+        {
+            if !candidates.iter().any(|c| c.identity == found.ids.resource_id) {
+                candidates.push(Candidate {
+                    identity: found.ids.resource_id,
+                    managed: true,
+                    spec_policies: Vec::new(),
+                });
+            }
+        }
+    }
+    let spec_policies = if managed {
+        desired::access_policies_of_spec(&d)
+    } else {
+        Vec::new()
+    };
+    match candidates.iter_mut().find(|c| c.identity == *d.identity.id()) {
+        Some(c) => c.spec_policies = spec_policies,
+        None => candidates.push(Candidate {
+            identity: d.identity.id().clone(),
+            managed,
+            spec_policies,
+        }),
+    }
+    Ok(candidates)
+}
+
+/// The spec as the binding last asked for it, judged against no ceiling: only to know what it may have made.
+fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<validate::DesiredBinding> {
+    let anything = Policy {
+        allow_any_role: true,
+        allow_other_subscriptions: true,
+        allow_existing_identity: true,
+        require_policy: false,
+    };
+    validate::validate(
+        &b.namespace().unwrap_or_default(),
+        &b.name_any(),
+        &b.spec,
+        &ctx.settings,
+        &anything,
+    )
+    .ok()
+}
+
+/// Removes what the binding holds through one identity. An identity idbind may delete waits for its turn
+/// first: a namespace of 1,000 bindings deleted at once must not take every worker for minutes.
+async fn remove(
+    b: &WorkloadIdentityBinding,
+    ctx: &Context,
+    candidate: Candidate,
+) -> Result<(), ReconcileError> {
+    let Candidate {
+        identity,
+        managed,
+        spec_policies,
+    } = candidate;
+    let ns = b.namespace().unwrap_or_default();
+    let desired = DesiredAzure {
+        owner: ctx.owner(b),
+        managed_identity: managed.then(|| ManagedIdentity {
+            resource_id: identity.clone(),
+            location: String::new(),
+            tags: Default::default(),
+        }),
+        fic_name: naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any()),
+        issuer: ctx.settings.issuer.clone(),
+        subject: String::new(),
+        role_assignments: Vec::new(),
+        access_policies: spec_policies,
+        held_access_policies: desired::held_access_policies(b.status.as_ref()),
+    };
+    if managed && let Err(wait) = turns::take(ctx, &key(b), MsiOp::Delete, &identity).await {
+        return Err(ReconcileError::AwaitingTurn(wait));
+    }
+    let removed = async {
+        let observed = ctx.azure.fresh().observe(&identity, &desired).await?;
+        ctx.azure.writes().remove(&identity, &desired, &observed).await
+    };
+    if let Err(e) = removed.await {
+        tracing::warn!(error = %e, identity = %identity, "cleanup failed; retrying");
+        return Err(e.into());
+    }
+    Ok(())
+}

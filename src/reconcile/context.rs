@@ -1,0 +1,265 @@
+//! [`Context`]: everything a reconcile needs, built once before the controller starts. The caches it reads
+//! are made first and passed in ([`caches`]), so no step can run against a cache that was never set: a
+//! missing policies cache would otherwise read as "no policies" and fail open.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use kube::{
+    Client, ResourceExt,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{self, Store, store::Writer},
+    },
+};
+
+use crate::{
+    api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy},
+    azure::{AzureApi, access::Azure, budget::SharedBudget},
+    core::{
+        claim::{self, Claim},
+        plan::Owner,
+        policy::Rule,
+        report::Requeue,
+        validate::{OperatorSettings, Policy},
+    },
+    telemetry::Metrics,
+};
+
+/// The controller's caches of bindings and policies, which the reconcile reads (never the API).
+#[derive(Clone)]
+pub struct Caches {
+    pub bindings: Store<WorkloadIdentityBinding>,
+    pub policies: Store<WorkloadIdentityPolicy>,
+}
+
+/// The writing ends of [`Caches`], which the controller's watches fill.
+pub struct CacheWriters {
+    pub bindings: Writer<WorkloadIdentityBinding>,
+    pub policies: Writer<WorkloadIdentityPolicy>,
+}
+
+/// Empty caches and the writers that fill them.
+pub fn caches() -> (Caches, CacheWriters) {
+    let (bindings, bindings_writer) = reflector::store();
+    let (policies, policies_writer) = reflector::store();
+    (
+        Caches { bindings, policies },
+        CacheWriters {
+            bindings: bindings_writer,
+            policies: policies_writer,
+        },
+    )
+}
+
+impl Caches {
+    /// The policies as rules, once their cache holds a full list: judging a binding against a partial list
+    /// could let through what a policy not yet seen forbids. `None` while it does not (waiting up to 10 s).
+    pub async fn policy_rules(&self, subscription: &str) -> Option<Vec<Rule>> {
+        if !cache_ready(&self.policies, Duration::from_secs(10)).await {
+            return None;
+        }
+        let policies = self.policies.state();
+        Some(
+            policies
+                .iter()
+                .map(|p| Rule::from_policy(&p.name_any(), &p.spec, subscription))
+                .collect(),
+        )
+    }
+
+    /// The binding that holds `b`'s ServiceAccount ahead of it, if another does.
+    pub fn service_account_holder(&self, b: &WorkloadIdentityBinding) -> Option<String> {
+        let ns = b.namespace();
+        let others = self.bindings.state();
+        let claims: Vec<(String, &str, i64, bool)> = others
+            .iter()
+            .filter(|o| o.namespace() == ns)
+            .map(|o| {
+                (
+                    o.name_any(),
+                    o.spec.service_account_name.as_str(),
+                    created(o),
+                    deleting(o),
+                )
+            })
+            .collect();
+        let name = b.name_any();
+        let me = Claim {
+            binding: &name,
+            service_account: &b.spec.service_account_name,
+            created: created(b),
+            deleting: deleting(b),
+        };
+        let others = claims
+            .iter()
+            .map(|(binding, service_account, created, deleting)| Claim {
+                binding,
+                service_account,
+                created: *created,
+                deleting: *deleting,
+            });
+        claim::held_by(&me, others).map(str::to_string)
+    }
+}
+
+/// Creation time in seconds; a binding without one (never the case once stored) comes last.
+fn created(b: &WorkloadIdentityBinding) -> i64 {
+    b.metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(i64::MAX, |t| t.0.as_second())
+}
+
+fn deleting(b: &WorkloadIdentityBinding) -> bool {
+    b.metadata.deletion_timestamp.is_some()
+}
+
+/// Waits (up to `limit`) until a reflector's store holds its first full list. kube-runtime 5's
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot channel keeps one
+/// waker), so a waiter that polls before the controller's own never wakes; asking again every half second
+/// sidesteps that (the readiness, once reached, is kept).
+pub async fn cache_ready<K: reflector::Lookup + Clone + 'static>(store: &Store<K>, limit: Duration) -> bool
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(ready) => return ready.is_ok(),
+            Err(_) if start.elapsed() >= limit => return false,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    /// Azure, through its three doors: fresh reads, the shared lists, writes.
+    pub azure: Azure,
+    pub settings: OperatorSettings,
+    /// The operator's flags: the most any namespace may bind.
+    pub ceiling: Policy,
+    pub caches: Caches,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    resync: Duration,
+    /// The request budget the Azure layer spends (the same one), for turns: see [`super::turns`].
+    pub(super) budget: Option<SharedBudget>,
+    /// Consecutive failures per binding, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        azure: Arc<dyn AzureApi>,
+        settings: OperatorSettings,
+        ceiling: Policy,
+        resync: Duration,
+        caches: Caches,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "idbind".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            azure: Azure::new(azure, resync),
+            settings,
+            ceiling,
+            caches,
+            metrics: Metrics::new(),
+            resync,
+            budget: None,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records into `metrics` (shared with the Azure layer and the HTTP server).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Gives reconciles turns on `budget` (the one the Azure layer spends) instead of letting them hold a
+    /// worker through a long wait for it.
+    pub fn with_budget(mut self, budget: Option<SharedBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Reads a binding's federated credentials on every `resyncs`th resync (see
+    /// [`crate::azure::snapshot::Snapshots::with_federation_max_age`]).
+    pub fn with_federation_check(mut self, resyncs: u32) -> Self {
+        self.azure = self
+            .azure
+            .with_federation_max_age(self.resync * resyncs.max(1), self.resync);
+        self
+    }
+
+    /// When kube-runtime should run the binding keyed `key` again.
+    pub fn action(&self, key: &str, requeue: Requeue) -> Action {
+        match requeue {
+            Requeue::AwaitChange => Action::await_change(),
+            Requeue::After(wait) => Action::requeue(wait),
+            Requeue::Backoff {
+                retry_after,
+                at_least,
+            } => Action::requeue(self.backoff(key, retry_after).max(at_least)),
+            Requeue::Resync => {
+                self.succeeded(key);
+                Action::requeue(self.resync_after(key))
+            }
+        }
+    }
+
+    /// Exponential per-object backoff (1 s … 5 min), or Azure's Retry-After when it gave one.
+    pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        retry_after.map_or(exp, |ra| ra.max(Duration::from_millis(100)))
+    }
+
+    /// The binding keyed `key` succeeded: its backoff starts over.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// The steady-state requeue, jittered by up to 10% so thousands of bindings do not resync in lockstep.
+    fn resync_after(&self, key: &str) -> Duration {
+        let jitter = (fnv(key) % 1000) as f64 / 10_000.0;
+        self.resync.mul_f64(1.0 + jitter)
+    }
+
+    /// Who `b` is, as ownership tags record it.
+    pub fn owner(&self, b: &WorkloadIdentityBinding) -> Owner {
+        Owner {
+            cluster: self.settings.cluster_name.clone(),
+            namespace: b.namespace().unwrap_or_default(),
+            binding: b.name_any(),
+        }
+    }
+}
+
+/// `namespace/name`: the binding's key for backoff, turns and logs.
+pub fn key(b: &WorkloadIdentityBinding) -> String {
+    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

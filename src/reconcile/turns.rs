@@ -1,0 +1,46 @@
+//! Turns at the request budget for identity creates and deletes. A backlog of identities to create or delete
+//! (2 per second per subscription) would otherwise keep every worker waiting inside a reconcile, and an edit
+//! of any other binding would wait behind the whole backlog; with turns, workers stay free and turns stay in
+//! order.
+
+use std::time::Duration;
+
+use super::Context;
+use crate::{
+    azure::budget::{MsiOp, OpKind, Request},
+    core::resource_id::ResourceId,
+};
+
+/// Longest a reconcile waits in place for its turn at the budget; a later turn is a requeue. Short: at a
+/// raised limit many turns fall within any longer window, and the reconciles waiting in place for them would
+/// again take every worker.
+pub const WAIT_LIMIT: Duration = Duration::from_millis(250);
+
+/// Waits for `binding`'s turn to create/update (or delete) `identity` when it is near, or says how long until
+/// it is (the caller requeues itself then).
+pub async fn take(ctx: &Context, binding: &str, op: MsiOp, identity: &ResourceId) -> Result<(), Duration> {
+    let Some(budget) = &ctx.budget else {
+        return Ok(());
+    };
+    let kind = if op == MsiOp::Delete {
+        OpKind::Delete
+    } else {
+        OpKind::Write
+    };
+    let holder = format!("{binding} {op:?} {}", identity.to_string().to_ascii_lowercase());
+    let wait = budget
+        .turn(
+            &holder,
+            &Request {
+                kind,
+                msi: Some((op, identity.to_string())),
+            },
+        )
+        .await;
+    if wait > WAIT_LIMIT {
+        return Err(wait);
+    }
+    budget.end_turn(&holder).await;
+    tokio::time::sleep(wait).await;
+    Ok(())
+}
