@@ -15,10 +15,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn heap_stats() -> Option<(u64, u64)> {
     use tikv_jemalloc_ctl::{epoch, stats};
     epoch::advance().ok()?;
-    Some((
-        stats::allocated::read().ok()? as u64,
-        stats::resident::read().ok()? as u64,
-    ))
+    Some((stats::allocated::read().ok()? as u64, stats::resident::read().ok()? as u64))
 }
 
 #[derive(Parser)]

@@ -19,9 +19,8 @@ use prometheus_client::{
 
 /// Reconcile and ARM latencies: from a cache-only no-op (a few ms) to a slow ARM write with retries inside
 /// the SDK (tens of seconds).
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
-];
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
 
 /// Budget waits: usually zero (not observed as a wait at all by most callers), up to the refill time of an
 /// exhausted bucket.
@@ -135,17 +134,9 @@ impl Metrics {
             budget_wait.clone(),
         );
         let bindings = Family::<ReadyLabels, Gauge>::default();
-        registry.register(
-            "bindings",
-            "WorkloadIdentityBindings by readiness",
-            bindings.clone(),
-        );
+        registry.register("bindings", "WorkloadIdentityBindings by readiness", bindings.clone());
         let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease, else 0",
-            leader.clone(),
-        );
+        registry.register("leader", "1 while this replica holds the leader lease, else 0", leader.clone());
         let heap = Family::<HeapLabels, Gauge>::default();
         registry.register(
             "heap_bytes",
@@ -183,9 +174,7 @@ impl Metrics {
         self.reconciles.get_or_create(&ResultLabels { result }).inc();
         if result == "error" {
             let category = category.unwrap_or("Unknown").to_string();
-            self.reconcile_errors
-                .get_or_create(&CategoryLabels { category })
-                .inc();
+            self.reconcile_errors.get_or_create(&CategoryLabels { category }).inc();
         }
         // A deferral takes milliseconds and does nothing: counting it would make reconciles look faster the
         // larger the backlog.
@@ -197,12 +186,7 @@ impl Metrics {
     /// One ARM request: operation as in the REST spec ("UserAssignedIdentities_Get"), HTTP status (0 when no
     /// HTTP answer came).
     pub fn arm_request(&self, operation: &'static str, status: u16, elapsed: Duration) {
-        self.arm_requests
-            .get_or_create(&ArmLabels {
-                operation,
-                code: status,
-            })
-            .inc();
+        self.arm_requests.get_or_create(&ArmLabels { operation, code: status }).inc();
         self.arm_request_duration
             .get_or_create(&OperationLabels { operation })
             .observe(elapsed.as_secs_f64());
@@ -273,17 +257,12 @@ pub fn init_logging(json: bool) {
     // Span fields (reconcile's object name, the ARM operation) go on every JSON line, so a log query can
     // follow one reconcile without parsing messages.
     let layer = if json {
-        fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed()
+        fmt::layer().json().with_current_span(true).with_span_list(false).boxed()
     } else {
         fmt::layer().boxed()
     };
-    let installed = tracing_subscriber::registry()
-        .with(layer.with_filter(filter).with_filter(no_secrets))
-        .try_init();
+    let installed =
+        tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(no_secrets)).try_init();
     if installed.is_err() {
         tracing::debug!("a tracing subscriber was already installed; keeping it");
     }
@@ -323,10 +302,7 @@ mod tests {
     use super::*;
 
     fn lines_with(text: &str, prefix: &str) -> Vec<String> {
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
+        text.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
     }
 
     #[test]
@@ -340,40 +316,22 @@ mod tests {
             "idbind_bindings",
             "idbind_leader",
         ] {
-            assert!(
-                text.contains(&format!("# TYPE {name} ")),
-                "{name} missing from:\n{text}"
-            );
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
         }
-        assert!(
-            text.contains("idbind_reconciles_total{result=\"ok\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconciles_total{result=\"error\"} 0\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 0\n"), "{text}");
+        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 0\n"), "{text}");
         assert!(text.contains("idbind_leader 0\n"), "{text}");
         assert!(text.contains("idbind_bindings{ready=\"true\"} 0\n"), "{text}");
         assert!(text.contains("idbind_bindings{ready=\"false\"} 0\n"), "{text}");
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_count 0\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_reconcile_duration_seconds_count 0\n"), "{text}");
     }
 
     #[test]
     fn heap_bytes_come_from_the_binary_s_allocator_statistics() {
         set_heap_stats(|| Some((12_345, 65_536)));
         let text = Metrics::new().encode();
-        assert!(
-            text.contains("idbind_heap_bytes{kind=\"allocated\"} 12345\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_heap_bytes{kind=\"resident\"} 65536\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_heap_bytes{kind=\"allocated\"} 12345\n"), "{text}");
+        assert!(text.contains("idbind_heap_bytes{kind=\"resident\"} 65536\n"), "{text}");
     }
 
     #[test]
@@ -387,18 +345,9 @@ mod tests {
         m.reconcile_finished("error", None, Duration::from_secs(1));
         m.reconcile_finished("deferred", None, Duration::from_millis(3));
         let text = m.encode();
-        assert!(
-            text.contains("idbind_reconciles_total{result=\"deferred\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconciles_total{result=\"error\"} 4\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_reconciles_total{result=\"deferred\"} 1\n"), "{text}");
+        assert!(text.contains("idbind_reconciles_total{result=\"ok\"} 2\n"), "{text}");
+        assert!(text.contains("idbind_reconciles_total{result=\"error\"} 4\n"), "{text}");
         let mut errors = lines_with(&text, "idbind_reconcile_errors_total{");
         errors.sort();
         assert_eq!(
@@ -409,27 +358,12 @@ mod tests {
                 "idbind_reconcile_errors_total{category=\"Unknown\"} 1"
             ]
         );
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_count 6\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_sum 4.755\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_reconcile_duration_seconds_count 6\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_sum 4.755\n"), "{text}");
         // 20 ms, 30 ms and 5 ms fall at or below 50 ms; 700 ms is the only one between 0.5 and 1 s.
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"1\"} 5\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idbind_reconcile_duration_seconds_bucket{le=\"+Inf\"} 6\n"),
-            "{text}"
-        );
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"1\"} 5\n"), "{text}");
+        assert!(text.contains("idbind_reconcile_duration_seconds_bucket{le=\"+Inf\"} 6\n"), "{text}");
     }
 
     #[test]

@@ -69,14 +69,8 @@ fn samples_are_accepted() {
         }
     }
     assert!(count >= 3, "expected at least three samples, found {count}");
-    let names = plane()
-        .kubectl_ok(&["get", "wib", "-n", &ns, "-o", "name"])
-        .expect("get");
-    assert_eq!(
-        names.lines().count(),
-        count,
-        "every sample became a binding: {names}"
-    );
+    let names = plane().kubectl_ok(&["get", "wib", "-n", &ns, "-o", "name"]).expect("get");
+    assert_eq!(names.lines().count(), count, "every sample became a binding: {names}");
 }
 
 #[test]
@@ -190,11 +184,7 @@ fn invalid_bindings_are_rejected_naming_the_field() {
             json!({"serviceAccountName": "sa", "deletionPolicy": "Orphan"}),
             "spec.deletionPolicy",
         ),
-        (
-            "unknown field",
-            json!({"serviceAccountName": "sa", "identty": {}}),
-            "spec.identty",
-        ),
+        ("unknown field", json!({"serviceAccountName": "sa", "identty": {}}), "spec.identty"),
     ];
     let mut failures = Vec::new();
     for (i, (what, spec, field)) in cases.iter().enumerate() {
@@ -230,14 +220,8 @@ fn location_cannot_change_without_a_new_identity_name() {
 #[test]
 fn kubectl_get_shows_the_printer_columns() {
     let ns = plane().fresh_namespace("columns").expect("namespace");
-    apply(
-        &ns,
-        &binding("orders-api", json!({"serviceAccountName": "orders-api"})),
-    )
-    .expect("valid binding");
-    let table = plane()
-        .kubectl_ok(&["get", "wib", "-n", &ns])
-        .expect("kubectl get wib");
+    apply(&ns, &binding("orders-api", json!({"serviceAccountName": "orders-api"}))).expect("valid binding");
+    let table = plane().kubectl_ok(&["get", "wib", "-n", &ns]).expect("kubectl get wib");
     let header: Vec<&str> = table
         .lines()
         .next()
@@ -246,20 +230,9 @@ fn kubectl_get_shows_the_printer_columns() {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(
-        header,
-        ["NAME", "READY", "CLIENT ID", "IDENTITY", "AGE"],
-        "{table}"
-    );
+    assert_eq!(header, ["NAME", "READY", "CLIENT ID", "IDENTITY", "AGE"], "{table}");
     let wide = plane()
-        .kubectl_ok(&[
-            "get",
-            "workloadidentitybindings.idbind.dev",
-            "-n",
-            &ns,
-            "-o",
-            "wide",
-        ])
+        .kubectl_ok(&["get", "workloadidentitybindings.idbind.dev", "-n", &ns, "-o", "wide"])
         .expect("kubectl get -o wide");
     assert!(
         wide.contains("REASON") && wide.contains("SERVICE ACCOUNT") && wide.contains("orders-api"),
@@ -281,14 +254,11 @@ fn kubectl_explain_shows_the_field_docs() {
         "the serviceAccountName doc explains the subject:\n{spec}"
     );
     // kubectl wraps at its own width: compare with whitespace folded.
-    let roles = plane()
-        .kubectl_ok(&["explain", "wib.spec.keyVaults.roles"])
-        .expect("kubectl explain roles");
+    let roles = plane().kubectl_ok(&["explain", "wib.spec.keyVaults.roles"]).expect("kubectl explain roles");
     let roles = roles.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(roles.contains("Key Vault Secrets User"), "{roles}");
-    let status = plane()
-        .kubectl_ok(&["explain", "wib.status.identity.clientId"])
-        .expect("kubectl explain status");
+    let status =
+        plane().kubectl_ok(&["explain", "wib.status.identity.clientId"]).expect("kubectl explain status");
     let status = status.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(status.contains("azure.workload.identity/client-id"), "{status}");
 }

@@ -53,10 +53,7 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
 
 fn reqwest_client(h: &SimHandle) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
     let ca = reqwest::Certificate::from_pem(h.ca_pem().ok_or("no CA")?.as_bytes())?;
-    Ok(reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .build()?)
+    Ok(reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?)
 }
 
 /// An ARM token for the seeded operator app, through the simulator's Entra endpoint.
@@ -73,12 +70,7 @@ async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + 
         APP_ID,
         APP_SECRET,
     )?;
-    Ok(credential
-        .get_token(&[cloud.scope().as_str()])
-        .await?
-        .token
-        .secret()
-        .to_string())
+    Ok(credential.get_token(&[cloud.scope().as_str()]).await?.token.secret().to_string())
 }
 
 fn vault(name: &str) -> ResourceId {
@@ -90,11 +82,7 @@ fn identity_id(name: &str) -> ResourceId {
 }
 
 fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
-    let owner = Owner {
-        cluster: "aks1".into(),
-        namespace: "shop".into(),
-        binding: binding.into(),
-    };
+    let owner = Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: binding.into() };
     DesiredAzure {
         managed_identity: Some(ManagedIdentity {
             resource_id: identity_id(&naming::identity_name("aks1", "shop", binding)),
@@ -112,9 +100,7 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
 }
 
 fn id_of(d: &DesiredAzure) -> ResourceId {
-    d.managed_identity
-        .as_ref()
-        .map_or_else(|| identity_id("none"), |m| m.resource_id.clone())
+    d.managed_identity.as_ref().map_or_else(|| identity_id("none"), |m| m.resource_id.clone())
 }
 
 /// Observe → plan → execute until the plan is empty; returns every action executed, per round.
@@ -156,11 +142,7 @@ async fn observe_on_empty_state_finds_nothing() -> TestResult {
     let d = desired("orders", &[SECRETS_USER]);
     let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     assert!(obs.is_empty(), "{obs:?}");
-    assert_eq!(
-        plan::plan(&d, &obs.azure)?.len(),
-        1,
-        "only the identity can be planned first"
-    );
+    assert_eq!(plan::plan(&d, &obs.azure)?.len(), 1, "only the identity can be planned first");
     h.shutdown().await?;
     Ok(())
 }
@@ -187,10 +169,7 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
     assert!(!ids.client_id.is_empty() && !ids.principal_id.is_empty());
     assert_eq!(obs.azure.fic_count, 1);
     assert_eq!(
-        obs.azure
-            .fic
-            .as_ref()
-            .map(|f| (f.issuer.as_str(), f.subject.as_str())),
+        obs.azure.fic.as_ref().map(|f| (f.issuer.as_str(), f.subject.as_str())),
         Some((ISSUER, "system:serviceaccount:shop:orders"))
     );
     let mut want = vec![SECRETS_USER.to_string(), CERT_USER.to_string()];
@@ -248,10 +227,7 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     let mut want = vec![CERT_USER.to_string(), READER.to_string()];
     want.sort();
     assert_eq!(role_guids(&now), want);
-    assert!(
-        now.azure.role_assignments.contains(&kept),
-        "the unchanged assignment was not recreated"
-    );
+    assert!(now.azure.role_assignments.contains(&kept), "the unchanged assignment was not recreated");
     h.shutdown().await?;
     Ok(())
 }
@@ -262,32 +238,18 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
     let d = desired("orders", &[]);
     h.set_faults(vec![FaultRule {
         operation: "UserAssignedIdentities_Get".into(),
-        action: FaultAction::Error {
-            status: 429,
-            retry_after_secs: Some(7),
-        },
+        action: FaultAction::Error { status: 429, retry_after_secs: Some(7) },
         rate: 1.0,
         times: Some(1),
     }]);
-    let err = Fresh::new(&api)
-        .observe(&id_of(&d), &d)
-        .await
-        .err()
-        .ok_or("the fault did not fire")?;
+    let err = Fresh::new(&api).observe(&id_of(&d), &d).await.err().ok_or("the fault did not fire")?;
     assert_eq!(
         (err.reason(), err.retryable(), err.retry_after()),
         ("Throttled", true, Some(Duration::from_secs(7))),
         "{err}"
     );
     assert!(
-        matches!(
-            &err,
-            AzureError::Arm {
-                operation: "UserAssignedIdentities_Get",
-                status: 429,
-                ..
-            }
-        ),
+        matches!(&err, AzureError::Arm { operation: "UserAssignedIdentities_Get", status: 429, .. }),
         "{err:?}"
     );
     // The fault fired once; the next call goes through.
@@ -295,31 +257,17 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
 
     h.set_faults(vec![FaultRule {
         operation: "UserAssignedIdentities_CreateOrUpdate".into(),
-        action: FaultAction::Error {
-            status: 503,
-            retry_after_secs: None,
-        },
+        action: FaultAction::Error { status: 503, retry_after_secs: None },
         rate: 1.0,
         times: Some(1),
     }]);
-    let Some(Action::PutIdentity {
-        resource_id,
-        location,
-        tags,
-    }) = plan::plan(&d, &Default::default())?.into_iter().next()
+    let Some(Action::PutIdentity { resource_id, location, tags }) =
+        plan::plan(&d, &Default::default())?.into_iter().next()
     else {
         return Err("no identity planned".into());
     };
-    let err = api
-        .put_identity(&resource_id, &location, &tags)
-        .await
-        .err()
-        .ok_or("the 503 did not fire")?;
-    assert_eq!(
-        (err.reason(), err.retryable()),
-        ("AzureServerError", true),
-        "{err}"
-    );
+    let err = api.put_identity(&resource_id, &location, &tags).await.err().ok_or("the 503 did not fire")?;
+    assert_eq!((err.reason(), err.retryable()), ("AzureServerError", true), "{err}");
 
     h.set_faults(vec![FaultRule {
         operation: "RoleDefinitions_List".into(),
@@ -327,16 +275,9 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
         rate: 1.0,
         times: Some(1),
     }]);
-    let err = api
-        .resolve_role(&vault("kv-rbac"), "Key Vault Reader")
-        .await
-        .err()
-        .ok_or("the drop did not fire")?;
-    assert_eq!(
-        (err.reason(), err.retryable()),
-        ("AzureUnreachable", true),
-        "{err}"
-    );
+    let err =
+        api.resolve_role(&vault("kv-rbac"), "Key Vault Reader").await.err().ok_or("the drop did not fire")?;
+    assert_eq!((err.reason(), err.retryable()), ("AzureUnreachable", true), "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -352,12 +293,8 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     let rounds = converge(&api, &d).await?;
 
     // The delay is in effect: the same kind of write without principalType is refused.
-    let principal = Fresh::new(&api)
-        .observe(&id_of(&d), &d)
-        .await?
-        .ids
-        .ok_or("identity missing")?
-        .principal_id;
+    let principal =
+        Fresh::new(&api).observe(&id_of(&d), &d).await?.ids.ok_or("identity missing")?.principal_id;
     let http = reqwest_client(&h)?;
     let token = arm_token(&h).await?;
     let name = naming::role_assignment_name(&vault("kv-policies"), SECRETS_USER, &principal);
@@ -370,24 +307,12 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     let raw = http.put(url).bearer_auth(token).json(&body).send().await?;
     let status = raw.status().as_u16();
     let answer: serde_json::Value = raw.json().await?;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("PrincipalNotFound")), "{answer}");
     assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (400, Some("PrincipalNotFound")),
-        "{answer}"
-    );
-    assert_eq!(
-        rounds
-            .iter()
-            .flatten()
-            .filter(|a| matches!(a, Action::CreateRoleAssignment { .. }))
-            .count(),
+        rounds.iter().flatten().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(),
         1
     );
-    assert_eq!(
-        h.counters().get("RoleAssignments_Create", "400"),
-        1,
-        "only the raw write was refused"
-    );
+    assert_eq!(h.counters().get("RoleAssignments_Create", "400"), 1, "only the raw write was refused");
     h.shutdown().await?;
     Ok(())
 }
@@ -397,29 +322,12 @@ async fn role_names_resolve_and_are_cached() -> TestResult {
     let (h, arm) = start().await?;
     let api = Governed::new(Arc::new(arm), Some(SharedBudget::new(Limits::default())), None);
     let scope = vault("kv-rbac");
-    assert_eq!(
-        api.resolve_role(&scope, "Key Vault Secrets User").await?,
-        SECRETS_USER
-    );
+    assert_eq!(api.resolve_role(&scope, "Key Vault Secrets User").await?, SECRETS_USER);
     let lists = h.counters().total("RoleDefinitions_List");
-    assert_eq!(
-        api.resolve_role(&scope, "key vault secrets user").await?,
-        SECRETS_USER
-    );
-    assert_eq!(
-        h.counters().total("RoleDefinitions_List"),
-        lists,
-        "served from the cache"
-    );
-    let err = api
-        .resolve_role(&scope, "Key Vault Wizard")
-        .await
-        .err()
-        .ok_or("an unknown role resolved")?;
-    assert!(
-        matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"),
-        "{err:?}"
-    );
+    assert_eq!(api.resolve_role(&scope, "key vault secrets user").await?, SECRETS_USER);
+    assert_eq!(h.counters().total("RoleDefinitions_List"), lists, "served from the cache");
+    let err = api.resolve_role(&scope, "Key Vault Wizard").await.err().ok_or("an unknown role resolved")?;
+    assert!(matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"), "{err:?}");
     assert_eq!((err.reason(), err.retryable()), ("RoleNotFound", false));
     h.shutdown().await?;
     Ok(())
@@ -428,18 +336,8 @@ async fn role_names_resolve_and_are_cached() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn vaults_report_existence_and_permission_model() -> TestResult {
     let (h, api) = start().await?;
-    assert_eq!(
-        api.get_vault(&vault("kv-rbac"))
-            .await?
-            .map(|v| v.rbac_authorization),
-        Some(true)
-    );
-    assert_eq!(
-        api.get_vault(&vault("kv-policies"))
-            .await?
-            .map(|v| v.rbac_authorization),
-        Some(false)
-    );
+    assert_eq!(api.get_vault(&vault("kv-rbac")).await?.map(|v| v.rbac_authorization), Some(true));
+    assert_eq!(api.get_vault(&vault("kv-policies")).await?.map(|v| v.rbac_authorization), Some(false));
     assert_eq!(api.get_vault(&vault("kv-missing")).await?, None);
     h.shutdown().await?;
     Ok(())
@@ -452,19 +350,14 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     // An identity, read fresh: writes are only ever made from such an observation.
     let d = desired("adopt", &[]);
     let identity = id_of(&d);
-    api.put_identity(&identity, "westeurope", &BTreeMap::new())
-        .await?;
+    api.put_identity(&identity, "westeurope", &BTreeMap::new()).await?;
     let mut observed = Fresh::new(&api).observe(&identity, &d).await?;
-    let principal = observed
-        .ids
-        .as_ref()
-        .map(|i| i.principal_id.clone())
-        .ok_or("the identity was not found")?;
+    let principal =
+        observed.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("the identity was not found")?;
     let principal = principal.as_str();
     let scope = vault("kv-rbac");
     let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
-    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal)
-        .await?;
+    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal).await?;
     let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
     let action = Action::CreateRoleAssignment {
         scope: scope.clone(),
@@ -507,20 +400,12 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
     let delete = Action::DeleteRoleAssignment { id };
     writes.apply(&identity, &mut observed, &delete).await?;
     writes.apply(&identity, &mut observed, &delete).await?;
-    let left = api
-        .list_role_assignments(&ResourceId::subscription_scope(SUB), principal)
-        .await?;
-    assert_eq!(
-        left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),
-        vec![foreign]
-    );
+    let left = api.list_role_assignments(&ResourceId::subscription_scope(SUB), principal).await?;
+    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![foreign]);
 
     // Identity and FIC deletes: gone is reported as not found, which callers treat as done.
     let err = api.delete_identity(&identity_id("never-created")).await;
-    assert!(
-        err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found),
-        "{err:?}"
-    );
+    assert!(err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found), "{err:?}");
     h.shutdown().await?;
     Ok(())
 }
@@ -538,11 +423,7 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
         .await
         .err()
         .ok_or("an identity was created in a missing resource group")?;
-    assert_eq!(
-        (err.reason(), err.retryable()),
-        ("ResourceGroupNotFound", false),
-        "{err}"
-    );
+    assert_eq!((err.reason(), err.retryable()), ("ResourceGroupNotFound", false), "{err}");
 
     // Two FIC writes on one identity while the first is in flight: one gets ARM's 409, retryable.
     let d = desired("orders", &[]);
@@ -557,18 +438,13 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
         audiences: vec!["api://AzureADTokenExchange".into()],
     };
     let (id, one, two) = (id_of(&d), fic("one", "sa-one"), fic("two", "sa-two"));
-    let (a, b) = tokio::join!(
-        api.put_federated_credential(&id, &one),
-        api.put_federated_credential(&id, &two)
-    );
+    let (a, b) =
+        tokio::join!(api.put_federated_credential(&id, &one), api.put_federated_credential(&id, &two));
     let failed: Vec<AzureError> = [a, b].into_iter().filter_map(Result::err).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(
         (failed[0].reason(), failed[0].retryable()),
-        (
-            "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
-            true
-        ),
+        ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true),
         "{}",
         failed[0]
     );
@@ -595,11 +471,7 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
         .await
         .err()
         .ok_or("an unauthorized write went through")?;
-    assert_eq!(
-        (err.reason(), err.retryable()),
-        ("AuthorizationFailed", true),
-        "{err}"
-    );
+    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -619,11 +491,7 @@ async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
         client_secret_credential(&cloud, http, h.tenant_id(), APP_ID, "wrong")?,
     )?;
     let d = desired("orders", &[]);
-    let err = Fresh::new(&api)
-        .observe(&id_of(&d), &d)
-        .await
-        .err()
-        .ok_or("a wrong secret was accepted")?;
+    let err = Fresh::new(&api).observe(&id_of(&d), &d).await.err().ok_or("a wrong secret was accepted")?;
     assert_eq!(err.reason(), "AuthenticationFailed", "{err:?}");
     h.shutdown().await?;
     Ok(())
@@ -635,28 +503,12 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
     let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
-    let principal = obs
-        .ids
-        .as_ref()
-        .map(|i| i.principal_id.clone())
-        .ok_or("identity missing")?;
+    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
     let deleted = Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
-    assert_eq!(
-        deleted.len(),
-        4,
-        "two role assignments, the FIC, the identity: {deleted:?}"
-    );
-    assert_eq!(
-        deleted.last(),
-        Some(&id_of(&d).to_string()),
-        "the identity goes last"
-    );
+    assert_eq!(deleted.len(), 4, "two role assignments, the FIC, the identity: {deleted:?}");
+    assert_eq!(deleted.last(), Some(&id_of(&d).to_string()), "the identity goes last");
     assert!(Fresh::new(&api).observe(&id_of(&d), &d).await?.is_empty());
-    assert_eq!(
-        api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal)
-            .await?,
-        vec![]
-    );
+    assert_eq!(api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal).await?, vec![]);
     // Running it again on what it observed before (a crash after the deletes): all already gone.
     Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
 
@@ -664,12 +516,8 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     // go; the team's other FIC and an assignment someone else made for the same principal stay. (An identity
     // idbind manages for another binding cannot be brought: the planner refuses it, see plan.rs.)
     let shared_id = identity_id("team-shared");
-    api.put_identity(
-        &shared_id,
-        "westeurope",
-        &BTreeMap::from([("team".to_string(), "shop".to_string())]),
-    )
-    .await?;
+    api.put_identity(&shared_id, "westeurope", &BTreeMap::from([("team".to_string(), "shop".to_string())]))
+        .await?;
     let theirs = idbind::azure::FederatedCredential {
         name: "team-ci".into(),
         issuer: "https://token.actions.example/".into(),
@@ -680,11 +528,7 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let mut brought = desired("other", &[SECRETS_USER]);
     brought.managed_identity = None;
     let mut obs = Fresh::new(&api).observe(&shared_id, &brought).await?;
-    let principal = obs
-        .ids
-        .as_ref()
-        .map(|i| i.principal_id.clone())
-        .ok_or("identity missing")?;
+    let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
     for a in plan::plan(&brought, &obs.azure)? {
         Writes::new(&api).apply(&shared_id, &mut obs, &a).await?;
     }
@@ -698,19 +542,10 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     let obs = Fresh::new(&api).observe(&shared_id, &brought).await?;
     assert_eq!((obs.azure.fic_count, obs.azure.role_assignments.len()), (2, 2));
     let deleted = Writes::new(&api).remove(&shared_id, &brought, &obs).await?;
-    assert!(
-        !deleted.contains(&shared_id.to_string()),
-        "a brought identity is never deleted: {deleted:?}"
-    );
+    assert!(!deleted.contains(&shared_id.to_string()), "a brought identity is never deleted: {deleted:?}");
     let fics = api.list_federated_credentials(&shared_id).await?;
-    assert_eq!(
-        fics.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-        ["team-ci"],
-        "only our FIC went"
-    );
-    let left = api
-        .list_role_assignments(&ResourceId::subscription_scope(SUB), &principal)
-        .await?;
+    assert_eq!(fics.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["team-ci"], "only our FIC went");
+    let left = api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal).await?;
     assert_eq!(
         left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(),
         ["0f0f0f0f-0000-4000-8000-000000000002"],
@@ -739,10 +574,7 @@ async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
     };
 
     let (f1, f2, f3, f4) = (fic(1), fic(2), fic(3), fic(4));
-    let (a, b) = tokio::join!(
-        arm.put_federated_credential(&id, &f1),
-        arm.put_federated_credential(&id, &f2)
-    );
+    let (a, b) = tokio::join!(arm.put_federated_credential(&id, &f1), arm.put_federated_credential(&id, &f2));
     let conflict = [a, b]
         .into_iter()
         .filter_map(Result::err)
@@ -761,11 +593,7 @@ async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
     for r in [a, b, c] {
         r?;
     }
-    assert_eq!(
-        governed.fic_locks_held(),
-        0,
-        "locks are dropped once no write is in flight"
-    );
+    assert_eq!(governed.fic_locks_held(), 0, "locks are dropped once no write is in flight");
     h.shutdown().await?;
     Ok(())
 }
@@ -795,11 +623,7 @@ async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
 
     // The same burst without the budget is throttled.
     let raw: Vec<_> = futures::future::join_all((0..3).map(|_| arm.get_identity(&id))).await;
-    assert!(
-        raw.iter()
-            .any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")),
-        "{raw:?}"
-    );
+    assert!(raw.iter().any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")), "{raw:?}");
     h.shutdown().await?;
     Ok(())
 }

@@ -71,9 +71,7 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/operator"
     )
     .parse()?;
-    let ids = setup
-        .put_identity(&identity, "westeurope", &BTreeMap::new())
-        .await?;
+    let ids = setup.put_identity(&identity, "westeurope", &BTreeMap::new()).await?;
     // The issuer exactly as the API server names itself in its tokens.
     let fic = FederatedCredential {
         name: "operator".into(),
@@ -95,20 +93,9 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
 
     // Eleven minutes later on Entra's clock the projected token has expired.
     h.advance_clock(Duration::from_secs(11 * 60));
-    let err = api
-        .get_identity(&identity)
-        .await
-        .err()
-        .ok_or("an expired assertion was accepted")?;
-    assert_eq!(
-        (err.reason(), err.retryable()),
-        ("AuthenticationFailed", true),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("AADSTS700024"),
-        "not the expired assertion: {err}"
-    );
+    let err = api.get_identity(&identity).await.err().ok_or("an expired assertion was accepted")?;
+    assert_eq!((err.reason(), err.retryable()), ("AuthenticationFailed", true), "{err}");
+    assert!(err.to_string().contains("AADSTS700024"), "not the expired assertion: {err}");
 
     // The kubelet has rotated the file: the next exchange reads it again and succeeds.
     std::fs::write(&file, token("1h")?)?;

@@ -25,32 +25,20 @@ fn kv_shop() -> Value {
 /// Waits for `binding` to be Stalled for `reason`, checks that the simulator saw no write meanwhile and that
 /// an Event with that reason names the binding.
 async fn stalls_without_writing(env: &Env, binding: &str, reason: &str, writes_before: u64) -> TestResult {
-    env.wait_condition(binding, "Stalled", "True", reason, Duration::from_secs(60))
-        .await?;
-    assert_eq!(
-        env.condition(binding, "Ready")?,
-        ("False".to_string(), reason.to_string())
-    );
-    assert_eq!(
-        env.writes(),
-        writes_before,
-        "{binding}: {reason} must be found before any Azure write"
-    );
-    eventually(
-        &format!("a {reason} Event for {binding}"),
-        Duration::from_secs(30),
-        || {
-            let events = env.kubectl(&[
-                "get",
-                "events",
-                "--field-selector",
-                &format!("involvedObject.name={binding},reason={reason}"),
-                "-o",
-                "name",
-            ])?;
-            Ok((!events.trim().is_empty()).then_some(()))
-        },
-    )
+    env.wait_condition(binding, "Stalled", "True", reason, Duration::from_secs(60)).await?;
+    assert_eq!(env.condition(binding, "Ready")?, ("False".to_string(), reason.to_string()));
+    assert_eq!(env.writes(), writes_before, "{binding}: {reason} must be found before any Azure write");
+    eventually(&format!("a {reason} Event for {binding}"), Duration::from_secs(30), || {
+        let events = env.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={binding},reason={reason}"),
+            "-o",
+            "name",
+        ])?;
+        Ok((!events.trim().is_empty()).then_some(()))
+    })
     .await
 }
 
@@ -66,12 +54,7 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
     // Another binding asks for the same identity name: it belongs to "first" (tags), so the second one is
     // told, and "first" is not touched.
     let writes = env.writes();
-    env.apply(&manifest(
-        "second",
-        "app2",
-        json!({"name": "team-app"}),
-        kv_shop(),
-    ))?;
+    env.apply(&manifest("second", "app2", json!({"name": "team-app"}), kv_shop()))?;
     stalls_without_writing(&env, "second", "IdentityConflict", writes).await?;
 
     // A third binding for the ServiceAccount "first" already binds: one ServiceAccount carries one client id,
@@ -85,17 +68,8 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
         "-o",
         "jsonpath={.metadata.annotations.azure\\.workload\\.identity/client-id}",
     ])?;
-    let first_client = env.kubectl(&[
-        "get",
-        "wib",
-        "first",
-        "-o",
-        "jsonpath={.status.identity.clientId}",
-    ])?;
-    assert_eq!(
-        annotations, first_client,
-        "the first binding keeps its ServiceAccount"
-    );
+    let first_client = env.kubectl(&["get", "wib", "first", "-o", "jsonpath={.status.identity.clientId}"])?;
+    assert_eq!(annotations, first_client, "the first binding keeps its ServiceAccount");
 
     // A vault in another subscription is refused by the default policy.
     let foreign = format!(
@@ -112,12 +86,7 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
     // Fixed: each gets its own identity, ServiceAccount and vault, and converges.
     env.kubectl(&["create", "serviceaccount", "app3"])?;
     env.kubectl(&["create", "serviceaccount", "app4"])?;
-    env.apply(&manifest(
-        "second",
-        "app2",
-        json!({"name": "team-app-2"}),
-        kv_shop(),
-    ))?;
+    env.apply(&manifest("second", "app2", json!({"name": "team-app-2"}), kv_shop()))?;
     env.apply(&manifest("third", "app3", json!({}), kv_shop()))?;
     env.apply(&manifest("fourth", "app4", json!({}), kv_shop()))?;
     env.kubectl(&[
@@ -137,10 +106,7 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_twenty_first_federated_credential_is_refused_before_writing() -> TestResult {
-    let policy = Policy {
-        allow_existing_identity: true,
-        ..Policy::default()
-    };
+    let policy = Policy { allow_existing_identity: true, ..Policy::default() };
     let env = start_with("bad-fic-limit", policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", "worker"])?;
     // A team's shared identity that already federates 20 subjects (Azure's limit), and one with room.
@@ -150,10 +116,8 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
             "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
         )
     };
-    api.put_identity(&id("shared-full").parse()?, "westeurope", &Default::default())
-        .await?;
-    api.put_identity(&id("shared-roomy").parse()?, "westeurope", &Default::default())
-        .await?;
+    api.put_identity(&id("shared-full").parse()?, "westeurope", &Default::default()).await?;
+    api.put_identity(&id("shared-roomy").parse()?, "westeurope", &Default::default()).await?;
     for n in 0..20 {
         let fic = idbind::azure::FederatedCredential {
             name: format!("other-{n}"),
@@ -161,36 +125,19 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
             subject: format!("system:serviceaccount:x:sa{n}"),
             audiences: vec!["api://AzureADTokenExchange".into()],
         };
-        api.put_federated_credential(&id("shared-full").parse()?, &fic)
-            .await?;
+        api.put_federated_credential(&id("shared-full").parse()?, &fic).await?;
     }
     let writes = env.writes();
-    env.apply(&manifest(
-        "worker",
-        "worker",
-        json!({"resourceId": id("shared-full")}),
-        kv_shop(),
-    ))?;
+    env.apply(&manifest("worker", "worker", json!({"resourceId": id("shared-full")}), kv_shop()))?;
     stalls_without_writing(&env, "worker", "FederatedCredentialLimit", writes).await?;
     assert_eq!(env.condition("worker", "FederatedCredentialReady")?.0, "False");
 
-    env.apply(&manifest(
-        "worker",
-        "worker",
-        json!({"resourceId": id("shared-roomy")}),
-        kv_shop(),
-    ))?;
+    env.apply(&manifest("worker", "worker", json!({"resourceId": id("shared-roomy")}), kv_shop()))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/worker"])?;
     let state = env.sim.state_typed();
-    let full = identities(&state)
-        .into_iter()
-        .find(|i| i.name == "shared-full")
-        .ok_or("shared-full vanished")?;
-    assert_eq!(
-        full.federated_identity_credentials.len(),
-        20,
-        "the full identity was never written to"
-    );
+    let full =
+        identities(&state).into_iter().find(|i| i.name == "shared-full").ok_or("shared-full vanished")?;
+    assert_eq!(full.federated_identity_credentials.len(), 20, "the full identity was never written to");
     Ok(())
 }
 
@@ -209,10 +156,7 @@ async fn a_service_account_deleted_under_a_ready_binding_is_reported_and_rebound
         Duration::from_secs(60),
     )
     .await?;
-    assert_eq!(
-        env.condition("api", "Ready")?,
-        ("False".into(), "ServiceAccountNotFound".into())
-    );
+    assert_eq!(env.condition("api", "Ready")?, ("False".into(), "ServiceAccountNotFound".into()));
     assert_eq!(
         env.condition("api", "Stalled")?.0,
         "",
@@ -243,13 +187,9 @@ async fn deleting_the_namespace_still_cleans_azure() -> TestResult {
 
     // The namespace controller deletes the binding (and the ServiceAccount, maybe first); the finalizer must
     // still finish, or the namespace would hang in Terminating.
-    env.plane
-        .kubectl_ok(&["delete", "namespace", &env.ns, "--wait=false"])?;
+    env.plane.kubectl_ok(&["delete", "namespace", &env.ns, "--wait=false"])?;
     eventually("the namespace to be gone", Duration::from_secs(120), || {
-        let out = env
-            .plane
-            .kubectl(&["get", "namespace", &env.ns, "-o", "name"])
-            .output()?;
+        let out = env.plane.kubectl(&["get", "namespace", &env.ns, "-o", "name"]).output()?;
         Ok((!out.status.success()).then_some(()))
     })
     .await?;

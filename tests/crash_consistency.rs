@@ -26,11 +26,8 @@ const CREATE_WRITES: [&str; 3] = [
     "FederatedIdentityCredentials_CreateOrUpdate",
     "RoleAssignments_Create",
 ];
-const DELETE_WRITES: [&str; 3] = [
-    "RoleAssignments_Delete",
-    "FederatedIdentityCredentials_Delete",
-    "UserAssignedIdentities_Delete",
-];
+const DELETE_WRITES: [&str; 3] =
+    ["RoleAssignments_Delete", "FederatedIdentityCredentials_Delete", "UserAssignedIdentities_Delete"];
 
 fn apply_binding(env: &Env, name: &str) -> TestResult {
     env.kubectl(&["create", "serviceaccount", name])?;
@@ -56,10 +53,7 @@ fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestE
         }
         // Role assignments of a deleted identity would stay as orphans: none may remain for a principal that
         // no identity has.
-        let principals: Vec<String> = identities(&state)
-            .iter()
-            .map(|i| i.principal_id.clone())
-            .collect();
+        let principals: Vec<String> = identities(&state).iter().map(|i| i.principal_id.clone()).collect();
         let orphans: Vec<_> = state
             .role_assignments
             .values()
@@ -76,17 +70,10 @@ fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestE
         return Err(format!("{binding}: {} identities", ours.len()).into());
     };
     if identity.federated_identity_credentials.len() != 1 {
-        return Err(format!(
-            "{binding}: {} FICs",
-            identity.federated_identity_credentials.len()
-        )
-        .into());
+        return Err(format!("{binding}: {} FICs", identity.federated_identity_credentials.len()).into());
     }
-    let assignments = state
-        .role_assignments
-        .values()
-        .filter(|ra| ra.principal_id == identity.principal_id)
-        .count();
+    let assignments =
+        state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).count();
     if assignments != 1 {
         return Err(format!("{binding}: {assignments} role assignments").into());
     }
@@ -102,20 +89,13 @@ async fn crash_during(
     phase: HoldPhase,
     trigger: impl FnOnce() -> TestResult,
 ) -> Result<Operator, TestError> {
-    env.sim.hold(HoldSpec {
-        operation: Some(operation.into()),
-        path_contains: None,
-        nth: Some(1),
-        phase,
-    });
+    env.sim.hold(HoldSpec { operation: Some(operation.into()), path_contains: None, nth: Some(1), phase });
     let operator = Operator::start(env, &format!("{label}-first"), &[])?;
     trigger()?;
     if !env.sim.wait_for_held(1, Duration::from_secs(60)).await {
-        return Err(format!(
-            "{label}: {operation} was never held; operator log:\n{}",
-            operator.log_text()
-        )
-        .into());
+        return Err(
+            format!("{label}: {operation} was never held; operator log:\n{}", operator.log_text()).into()
+        );
     }
     operator.kill()?;
     // The write goes on without anyone waiting for its answer (before commit: it commits now; after commit:
@@ -132,25 +112,14 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
 
     // Creation: killed around each Azure write, in both phases.
     for (i, operation) in CREATE_WRITES.iter().enumerate() {
-        for (p, phase) in [HoldPhase::BeforeCommit, HoldPhase::AfterCommit]
-            .into_iter()
-            .enumerate()
-        {
+        for (p, phase) in [HoldPhase::BeforeCommit, HoldPhase::AfterCommit].into_iter().enumerate() {
             let name = format!("create-{i}-{p}");
             let restarted =
                 crash_during(&env, &name, operation, phase, || apply_binding(&env, &name)).await?;
-            env.kubectl(&[
-                "wait",
-                "--for=condition=Ready",
-                "--timeout=90s",
-                &format!("wib/{name}"),
-            ])
-            .map_err(|e| {
-                format!(
-                    "{name} after a crash at {operation} ({phase:?}): {e}\n{}",
-                    restarted.log_text()
-                )
-            })?;
+            env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])
+                .map_err(|e| {
+                    format!("{name} after a crash at {operation} ({phase:?}): {e}\n{}", restarted.log_text())
+                })?;
             azure_holds_exactly(&env, &name, false)?;
             restarted.kill()?;
             crashes += 1;
@@ -158,25 +127,16 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
     }
 
     // Creation: killed just before and just after the status write.
-    for point in [
-        idbind::reconcile::failpoint::BEFORE_STATUS_WRITE,
-        idbind::reconcile::failpoint::AFTER_STATUS_WRITE,
-    ] {
+    for point in
+        [idbind::reconcile::failpoint::BEFORE_STATUS_WRITE, idbind::reconcile::failpoint::AFTER_STATUS_WRITE]
+    {
         let name = format!("status-{point}");
         let mut crashing = Operator::start(&env, &name, &[("IDBIND_CRASH_AT", point)])?;
         apply_binding(&env, &name)?;
         let status = crashing.wait_exit(Duration::from_secs(90))?;
-        assert!(
-            !status.success(),
-            "{name}: the operator should have aborted at {point}"
-        );
+        assert!(!status.success(), "{name}: the operator should have aborted at {point}");
         let restarted = Operator::start(&env, &format!("{name}-second"), &[])?;
-        env.kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "--timeout=90s",
-            &format!("wib/{name}"),
-        ])?;
+        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
         azure_holds_exactly(&env, &name, false)?;
         restarted.kill()?;
         crashes += 1;
@@ -203,10 +163,8 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
                 Duration::from_secs(90),
                 || {
                     let left = env.kubectl(&["get", "wib", "-o", "name"])?;
-                    Ok((!left
-                        .lines()
-                        .any(|l| l == format!("workloadidentitybinding.idbind.dev/{name}")))
-                    .then_some(()))
+                    Ok((!left.lines().any(|l| l == format!("workloadidentitybinding.idbind.dev/{name}")))
+                        .then_some(()))
                 },
             )
             .await
@@ -222,11 +180,7 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
     for name in remaining {
         azure_holds_exactly(&env, name, false)?;
     }
-    assert_eq!(
-        identities(&env.sim.state_typed()).len(),
-        remaining.len(),
-        "no other identity exists"
-    );
+    assert_eq!(identities(&env.sim.state_typed()).len(), remaining.len(), "no other identity exists");
     eprintln!("crash consistency: {crashes} crash points, each converged with no duplicate and no orphan");
     assert_eq!(crashes, 14);
     Ok(())

@@ -32,11 +32,7 @@ fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_lists_every_write_and_makes_none() -> TestResult {
     let env = start("dry-run").await?;
-    let azure = Governed::new(
-        Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?),
-        None,
-        None,
-    );
+    let azure = Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
     let settings = settings(env.plane);
     let writes = env.writes();
 
@@ -85,10 +81,7 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, env.sim.ca_pem().ok_or("no CA")?)?;
     let manifest = dir.join("binding.yaml");
-    std::fs::write(
-        &manifest,
-        serde_yaml::to_string(&binding(&env.ns, "from-file", &["Key Vault Reader"]))?,
-    )?;
+    std::fs::write(&manifest, serde_yaml::to_string(&binding(&env.ns, "from-file", &["Key Vault Reader"]))?)?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
         .args(["plan", "-f"])
         .arg(&manifest)
@@ -107,30 +100,14 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
             ("IDBIND_CLOUD", "custom"),
             ("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS")?),
         ])
-        .env(
-            "IDBIND_AUTHORITY_HOST",
-            env.sim.authority_host().ok_or("no authority")?,
-        )
+        .env("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority")?)
         .env("IDBIND_CA_FILE", &ca)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for needle in [
-        "put identity",
-        "put federated credential",
-        "create role assignment",
-        "Key Vault Reader",
-    ] {
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["put identity", "put federated credential", "create role assignment", "Key Vault Reader"] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    assert_eq!(
-        env.writes(),
-        writes + 3,
-        "only the live binding's three writes happened"
-    );
+    assert_eq!(env.writes(), writes + 3, "only the live binding's three writes happened");
     Ok(())
 }

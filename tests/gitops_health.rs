@@ -44,16 +44,8 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     // the snapshot below cannot miss the Terminating phase.
     env.binding("leaving", "leaving", &[])?;
 
-    env.wait_condition("ready", "Ready", "True", "Reconciled", Duration::from_secs(90))
-        .await?;
-    env.wait_condition(
-        "stalled",
-        "Stalled",
-        "True",
-        "PolicyViolation",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.wait_condition("ready", "Ready", "True", "Reconciled", Duration::from_secs(90)).await?;
+    env.wait_condition("stalled", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
     env.wait_condition(
         "reconciling",
         "Reconciling",
@@ -62,8 +54,7 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
         Duration::from_secs(60),
     )
     .await?;
-    env.wait_condition("leaving", "Ready", "True", "Reconciled", Duration::from_secs(90))
-        .await?;
+    env.wait_condition("leaving", "Ready", "True", "Reconciled", Duration::from_secs(90)).await?;
     env.kubectl(&[
         "patch",
         "wib",
@@ -125,9 +116,7 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     ])?;
 
     let watched_json = env.kubectl(&["get", "wib", "-o", "json"])?;
-    let unwatched_json = env
-        .plane
-        .kubectl_ok(&["get", "wib", "-n", &unwatched, "-o", "json"])?;
+    let unwatched_json = env.plane.kubectl_ok(&["get", "wib", "-n", &unwatched, "-o", "json"])?;
     let mut objects: Vec<Value> = Vec::new();
     for list in [&watched_json, &unwatched_json] {
         objects.extend(
@@ -138,15 +127,9 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
                 .cloned(),
         );
     }
-    let edited = objects
-        .iter()
-        .find(|o| o["metadata"]["name"] == "edited")
-        .ok_or("no edited binding")?;
+    let edited = objects.iter().find(|o| o["metadata"]["name"] == "edited").ok_or("no edited binding")?;
     assert_eq!(
-        (
-            edited["metadata"]["generation"].as_i64(),
-            edited["status"]["observedGeneration"].as_i64()
-        ),
+        (edited["metadata"]["generation"].as_i64(), edited["status"]["observedGeneration"].as_i64()),
         (Some(2), Some(1)),
         "{edited:#}"
     );
@@ -162,30 +145,20 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     // (b) the Argo CD health check, on the same objects.
     let mut argo = Verdicts::new();
     for o in &objects {
-        argo.insert(
-            o["metadata"]["name"].as_str().ok_or("unnamed")?.to_string(),
-            argo_health(o)?,
-        );
+        argo.insert(o["metadata"]["name"].as_str().ok_or("unnamed")?.to_string(), argo_health(o)?);
     }
 
-    let stalled_message = condition(&objects, "stalled", "Stalled")?["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let stalled_message =
+        condition(&objects, "stalled", "Stalled")?["message"].as_str().unwrap_or_default().to_string();
     assert!(
         stalled_message.contains("Owner"),
         "the Stalled message should name the refused role: {stalled_message:?}"
     );
     let statuses = |v: &Verdicts| {
-        v.iter()
-            .map(|(name, (status, _))| (name.clone(), status.clone()))
-            .collect::<BTreeMap<_, _>>()
+        v.iter().map(|(name, (status, _))| (name.clone(), status.clone())).collect::<BTreeMap<_, _>>()
     };
     let expect = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .collect::<BTreeMap<_, _>>()
+        pairs.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect::<BTreeMap<_, _>>()
     };
     pretty_assertions::assert_eq!(
         statuses(&flux),
@@ -222,16 +195,8 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
         .to_string();
     assert!(!reconciling_message.is_empty());
     assert_eq!(flux["reconciling"].1, reconciling_message);
-    assert!(
-        argo["reconciling"].1.starts_with("ServiceAccountNotFound"),
-        "{:?}",
-        argo["reconciling"]
-    );
-    assert!(
-        flux["edited"].1.contains("generation is 2"),
-        "{:?}",
-        flux["edited"]
-    );
+    assert!(argo["reconciling"].1.starts_with("ServiceAccountNotFound"), "{:?}", argo["reconciling"]);
+    assert!(flux["edited"].1.contains("generation is 2"), "{:?}", flux["edited"]);
 
     // Releasing our finalizer lets the deletion finish: the hold was the only thing left.
     env.kubectl(&[
@@ -243,8 +208,7 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ])?;
     env.kubectl(&["wait", "--for=delete", "--timeout=30s", "wib/leaving"])?;
-    env.plane
-        .kubectl_ok(&["delete", "namespace", &unwatched, "--wait=false"])?;
+    env.plane.kubectl_ok(&["delete", "namespace", &unwatched, "--wait=false"])?;
     Ok(())
 }
 
@@ -342,11 +306,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
     let flux = kstatus(&list.to_string())?;
     for (object, want_kstatus, want_argo) in &cases {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        assert_eq!(
-            flux.get(name).map(|v| v.0.as_str()),
-            Some(*want_kstatus),
-            "kstatus on {name}"
-        );
+        assert_eq!(flux.get(name).map(|v| v.0.as_str()), Some(*want_kstatus), "kstatus on {name}");
         assert_eq!(argo_health(object)?.0, *want_argo, "Lua on {name}");
     }
     Ok(())
@@ -359,17 +319,11 @@ fn argocd_cm_patch_carries_exactly_health_lua() -> TestResult {
     let dir = workspace_root().join("config/argocd");
     let patch: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("argocd-cm-patch.yaml"))?)?;
     let key = "resource.customizations.health.idbind.dev_WorkloadIdentityBinding";
-    assert_eq!(
-        patch["data"][key].as_str(),
-        Some(HEALTH_LUA),
-        "argocd-cm-patch.yaml differs from health.lua"
-    );
+    assert_eq!(patch["data"][key].as_str(), Some(HEALTH_LUA), "argocd-cm-patch.yaml differs from health.lua");
 
     // An Argo CD installation's kustomization using the Component: the existing argocd-cm keeps its keys and
     // gains ours. kustomize takes components by relative path only, hence a folder two levels down.
-    let tmp = workspace_root()
-        .join(".cache")
-        .join(format!("argocd-component-{}", std::process::id()));
+    let tmp = workspace_root().join(".cache").join(format!("argocd-component-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     std::fs::write(
         tmp.join("argocd-cm.yaml"),
@@ -384,11 +338,7 @@ fn argocd_cm_patch_carries_exactly_health_lua() -> TestResult {
         .args(["kustomize", &tmp.display().to_string()])
         .output()?;
     std::fs::remove_dir_all(&tmp)?;
-    assert!(
-        out.status.success(),
-        "kubectl kustomize: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
     let built: Value = serde_yaml::from_slice(&out.stdout)?;
     assert_eq!(built["data"]["url"].as_str(), Some("https://argocd.example"));
     assert_eq!(built["data"][key].as_str(), Some(HEALTH_LUA));
@@ -399,9 +349,7 @@ fn argocd_cm_patch_carries_exactly_health_lua() -> TestResult {
 fn argo_health(object: &Value) -> Result<(String, String), TestError> {
     let lua = Lua::new();
     // Argo CD hands the check a Lua table of the object in which JSON nulls are absent (nil).
-    let options = SerializeOptions::new()
-        .serialize_none_to_null(false)
-        .serialize_unit_to_null(false);
+    let options = SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false);
     let run = || -> mlua::Result<(String, String)> {
         lua.globals().set("obj", lua.to_value_with(object, options)?)?;
         let hs: mlua::Table = lua.load(HEALTH_LUA).set_name("health.lua").eval()?;
@@ -429,10 +377,7 @@ fn kstatus(json: &str) -> Result<Verdicts, TestError> {
             parts.next().unwrap_or_default(),
             parts.next().ok_or_else(|| format!("kstatus printed {line:?}"))?,
         );
-        verdicts.insert(
-            name.to_string(),
-            (status.to_string(), parts.next().unwrap_or_default().to_string()),
-        );
+        verdicts.insert(name.to_string(), (status.to_string(), parts.next().unwrap_or_default().to_string()));
     }
     Ok(verdicts)
 }
@@ -479,11 +424,7 @@ fn apply(plane: &ControlPlane, namespace: &str, manifest: &Value) -> TestResult 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(manifest.to_string().as_bytes())?;
+    child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());

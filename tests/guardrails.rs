@@ -23,11 +23,7 @@ fn vault(rg: &str, name: &str, roles: &[&str]) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace() -> TestResult {
     // A shared cluster: policies required, brought identities allowed where a policy lists them.
-    let ceiling = Policy {
-        allow_existing_identity: true,
-        require_policy: true,
-        ..Policy::default()
-    };
+    let ceiling = Policy { allow_existing_identity: true, require_policy: true, ..Policy::default() };
     let env = start_with("guard", ceiling, |c| {
         c.seed.add_vault(SUB, "rg-team-b", "kv-team-b", true);
     })
@@ -47,31 +43,13 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .into();
-    api.put_identity(&identity("team-b-payments").parse()?, "westeurope", &team_b_tags)
-        .await?;
-    api.put_identity(
-        &identity("shared-tools").parse()?,
-        "westeurope",
-        &Default::default(),
-    )
-    .await?;
+    api.put_identity(&identity("team-b-payments").parse()?, "westeurope", &team_b_tags).await?;
+    api.put_identity(&identity("shared-tools").parse()?, "westeurope", &Default::default()).await?;
     let writes = env.writes();
 
     // No policy selects the namespace yet: nothing may be bound.
-    env.apply(&binding(
-        "waiting",
-        "app",
-        json!({}),
-        vault(KV_RG, "kv-shop", &["Key Vault Secrets User"]),
-    ))?;
-    env.wait_condition(
-        "waiting",
-        "Stalled",
-        "True",
-        "PolicyViolation",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.apply(&binding("waiting", "app", json!({}), vault(KV_RG, "kv-shop", &["Key Vault Secrets User"])))?;
+    env.wait_condition("waiting", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
     let message = env.kubectl(&[
         "get",
         "wib",
@@ -94,18 +72,10 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
     // The waiting binding converges on the policy's arrival alone.
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/waiting"])?;
     let writes_after_admitted = env.writes();
-    assert!(
-        writes_after_admitted > writes,
-        "the admitted binding was created in Azure"
-    );
+    assert!(writes_after_admitted > writes, "the admitted binding was created in Azure");
 
     let attempts: Vec<(&str, Value, &str, &str)> = vec![
-        (
-            "owner",
-            vault(KV_RG, "kv-shop", &["Owner"]),
-            "spec.keyVaults[0].roles[0]",
-            "PolicyViolation",
-        ),
+        ("owner", vault(KV_RG, "kv-shop", &["Owner"]), "spec.keyVaults[0].roles[0]", "PolicyViolation"),
         (
             "uaa",
             vault(KV_RG, "kv-shop", &["User Access Administrator"]),
@@ -127,8 +97,7 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
     ];
     for (name, vaults, field, reason) in &attempts {
         env.apply(&binding(name, "app-x", json!({}), vaults.clone()))?;
-        env.wait_condition(name, "Stalled", "True", reason, Duration::from_secs(60))
-            .await?;
+        env.wait_condition(name, "Stalled", "True", reason, Duration::from_secs(60)).await?;
         let message = env.kubectl(&[
             "get",
             "wib",
@@ -136,10 +105,7 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
             "-o",
             "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
         ])?;
-        assert!(
-            message.contains(field),
-            "{name}: the message names {field}: {message}"
-        );
+        assert!(message.contains(field), "{name}: the message names {field}: {message}");
         let events = env.kubectl(&[
             "get",
             "events",
@@ -152,34 +118,10 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
     }
 
     // An identity no policy lists, and team B's identity, which a policy lists by mistake.
-    env.apply(&binding(
-        "unlisted",
-        "app-y",
-        json!({"resourceId": identity("someone-elses")}),
-        json!([]),
-    ))?;
-    env.wait_condition(
-        "unlisted",
-        "Stalled",
-        "True",
-        "PolicyViolation",
-        Duration::from_secs(60),
-    )
-    .await?;
-    env.apply(&binding(
-        "steal",
-        "app-z",
-        json!({"resourceId": identity("team-b-payments")}),
-        json!([]),
-    ))?;
-    env.wait_condition(
-        "steal",
-        "Stalled",
-        "True",
-        "IdentityConflict",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.apply(&binding("unlisted", "app-y", json!({"resourceId": identity("someone-elses")}), json!([])))?;
+    env.wait_condition("unlisted", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
+    env.apply(&binding("steal", "app-z", json!({"resourceId": identity("team-b-payments")}), json!([])))?;
+    env.wait_condition("steal", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
     let message = env.kubectl(&[
         "get",
         "wib",
@@ -193,10 +135,7 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
         .into_iter()
         .find(|i| i.name == "team-b-payments")
         .ok_or("team B's identity vanished")?;
-    assert!(
-        b.federated_identity_credentials.is_empty(),
-        "team B's identity gained no federation"
-    );
+    assert!(b.federated_identity_credentials.is_empty(), "team B's identity gained no federation");
 
     // What the API server refuses outright: a subscription as scope, a ServiceAccount of another namespace.
     let refused = [
@@ -230,15 +169,7 @@ async fn escalation_attempts_are_refused_and_a_policy_admits_a_waiting_namespace
 
     // Deleting the policy takes the namespace's permission away: new verdicts refuse, and the bindings say so
     // (Azure keeps what they hold until they are deleted or fixed).
-    env.plane
-        .kubectl_ok(&["delete", "workloadidentitypolicy", &policy_name])?;
-    env.wait_condition(
-        "waiting",
-        "Stalled",
-        "True",
-        "PolicyViolation",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.plane.kubectl_ok(&["delete", "workloadidentitypolicy", &policy_name])?;
+    env.wait_condition("waiting", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
     Ok(())
 }

@@ -35,35 +35,21 @@ fn plane() -> &'static ControlPlane {
 fn install() -> &'static (String, String) {
     static OUTPUT: OnceLock<(String, String)> = OnceLock::new();
     OUTPUT.get_or_init(|| {
-        let out = plane()
-            .kubectl(&["apply", "-k", &config_default()])
-            .output()
-            .expect("running kubectl");
+        let out = plane().kubectl(&["apply", "-k", &config_default()]).output().expect("running kubectl");
         assert!(
             out.status.success(),
             "kubectl apply -k config/default failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     })
 }
 
 /// Runs kubectl with `input` as JSON on stdin.
 fn kubectl_stdin(args: &[&str], input: &Value) -> Result<Output, Box<dyn std::error::Error + Send + Sync>> {
-    let mut child = plane()
-        .kubectl(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(input.to_string().as_bytes())?;
+    let mut child =
+        plane().kubectl(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("no stdin")?.write_all(input.to_string().as_bytes())?;
     Ok(child.wait_with_output()?)
 }
 
@@ -79,10 +65,7 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
     // The namespace enforces (and warns about) the restricted Pod Security Standard: a Deployment that would
     // violate it makes kubectl print a warning at apply time.
     assert!(!stderr.contains("violate"), "Pod Security warnings:\n{stderr}");
-    let mut created: Vec<&str> = stdout
-        .lines()
-        .filter_map(|l| l.strip_suffix(" created"))
-        .collect();
+    let mut created: Vec<&str> = stdout.lines().filter_map(|l| l.strip_suffix(" created")).collect();
     created.sort_unstable();
     pretty_assertions::assert_eq!(
         created,
@@ -111,24 +94,15 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
     ])?;
 
     let namespace = get(&["get", "namespace", NS])?;
-    assert_eq!(
-        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
-        "restricted"
-    );
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
 
     let deployment = get(&["get", "-n", NS, "deployment", "idbind"])?;
     let spec = &deployment["spec"];
     let pod = &spec["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(spec["replicas"], 2);
-    assert_eq!(
-        spec["template"]["metadata"]["labels"]["azure.workload.identity/use"],
-        "true"
-    );
-    assert_eq!(
-        deployment["metadata"]["labels"]["app.kubernetes.io/part-of"],
-        "idbind"
-    );
+    assert_eq!(spec["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
+    assert_eq!(deployment["metadata"]["labels"]["app.kubernetes.io/part-of"], "idbind");
     assert_eq!(pod["serviceAccountName"], "idbind");
     assert_eq!(container["args"], json!(["run"]));
     assert_eq!(container["envFrom"][0]["configMapRef"]["name"], "idbind-config");
@@ -138,21 +112,12 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
             .and_then(|e| e.iter().find(|v| v["name"] == name).cloned())
             .unwrap_or(Value::Null)
     };
-    assert_eq!(
-        env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
-        "metadata.name"
-    );
-    assert_eq!(
-        env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
-        "metadata.namespace"
-    );
+    assert_eq!(env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
     // The token file the operator reads is the projected, audience-bound token the pod mounts.
     let token_volume = pod["volumes"]
         .as_array()
-        .and_then(|vs| {
-            vs.iter()
-                .find(|v| v["projected"]["sources"][0]["serviceAccountToken"].is_object())
-        })
+        .and_then(|vs| vs.iter().find(|v| v["projected"]["sources"][0]["serviceAccountToken"].is_object()))
         .ok_or("no projected token volume")?;
     let projection = &token_volume["projected"]["sources"][0]["serviceAccountToken"];
     assert_eq!(projection["audience"], "api://AzureADTokenExchange");
@@ -175,10 +140,7 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     let sc = &container["securityContext"];
     assert_eq!(
-        (
-            sc["readOnlyRootFilesystem"].as_bool(),
-            sc["allowPrivilegeEscalation"].as_bool()
-        ),
+        (sc["readOnlyRootFilesystem"].as_bool(), sc["allowPrivilegeEscalation"].as_bool()),
         (Some(true), Some(false))
     );
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
@@ -191,17 +153,11 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
     assert_eq!(container["ports"][0]["containerPort"], 8080);
     let port_name = &container["ports"][0]["name"];
     assert_eq!(
-        (
-            &container["livenessProbe"]["httpGet"]["path"],
-            &container["livenessProbe"]["httpGet"]["port"]
-        ),
+        (&container["livenessProbe"]["httpGet"]["path"], &container["livenessProbe"]["httpGet"]["port"]),
         (&json!("/healthz"), port_name)
     );
     assert_eq!(
-        (
-            &container["readinessProbe"]["httpGet"]["path"],
-            &container["readinessProbe"]["httpGet"]["port"]
-        ),
+        (&container["readinessProbe"]["httpGet"]["path"], &container["readinessProbe"]["httpGet"]["port"]),
         (&json!("/readyz"), port_name)
     );
     // The pod the Deployment asks for passes admission in its namespace ("restricted" Pod Security, the
@@ -222,24 +178,16 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
 
     let pod_labels = &spec["template"]["metadata"]["labels"];
     let selects_the_pods = |selector: &Value| {
-        selector
-            .as_object()
-            .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &pod_labels[k] == v))
+        selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &pod_labels[k] == v))
     };
     let service = get(&["get", "-n", NS, "service", "idbind-metrics"])?;
     assert!(selects_the_pods(&service["spec"]["selector"]), "{service:#}");
     assert_eq!(
-        (
-            &service["spec"]["ports"][0]["port"],
-            &service["spec"]["ports"][0]["targetPort"]
-        ),
+        (&service["spec"]["ports"][0]["port"], &service["spec"]["ports"][0]["targetPort"]),
         (&json!(8080), port_name)
     );
     let pdb = get(&["get", "-n", NS, "poddisruptionbudget", "idbind"])?;
-    assert!(
-        selects_the_pods(&pdb["spec"]["selector"]["matchLabels"]),
-        "{pdb:#}"
-    );
+    assert!(selects_the_pods(&pdb["spec"]["selector"]["matchLabels"]), "{pdb:#}");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
 
     let config = get(&["get", "-n", NS, "configmap", "idbind-config"])?;
@@ -261,11 +209,7 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
     let before = versions()?;
     assert_eq!(before.lines().count(), 12, "{before}");
     let again = plane().kubectl_ok(&["apply", "-k", &config_default()])?;
-    assert_eq!(
-        versions()?,
-        before,
-        "a second apply wrote to the server; kubectl printed:\n{again}"
-    );
+    assert_eq!(versions()?, before, "a second apply wrote to the server; kubectl printed:\n{again}");
     let diff = plane().kubectl(&["diff", "-k", &config_default()]).output()?;
     assert_eq!(
         diff.status.code(),
@@ -281,15 +225,10 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
 /// it has no safe default) or set by the Deployment, and every key the ConfigMap sets is a setting.
 #[test]
 fn the_config_map_documents_every_setting() -> TestResult {
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
-        .args(["run", "--help"])
-        .output()?;
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_idbind")).args(["run", "--help"]).output()?;
     let help = String::from_utf8(help.stdout)?;
-    let settings: Vec<&str> = help
-        .split("[env: ")
-        .skip(1)
-        .filter_map(|rest| rest.split(['=', ']']).next())
-        .collect();
+    let settings: Vec<&str> =
+        help.split("[env: ").skip(1).filter_map(|rest| rest.split(['=', ']']).next()).collect();
     assert!(
         settings.len() > 20 && settings.contains(&"IDBIND_OIDC_ISSUER"),
         "no settings found in idbind run --help:\n{help}"
@@ -299,29 +238,16 @@ fn the_config_map_documents_every_setting() -> TestResult {
     let text = std::fs::read_to_string(&path)?;
     let deployment = std::fs::read_to_string(workspace_root().join("config/manager/deployment.yaml"))?;
     let from_deployment = |s: &str| deployment.contains(&format!("- name: {s}\n"));
-    let undocumented: Vec<&str> = settings
-        .iter()
-        .copied()
-        .filter(|s| !text.contains(s) && !from_deployment(s))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "{} does not mention {undocumented:?}",
-        path.display()
-    );
+    let undocumented: Vec<&str> =
+        settings.iter().copied().filter(|s| !text.contains(s) && !from_deployment(s)).collect();
+    assert!(undocumented.is_empty(), "{} does not mention {undocumented:?}", path.display());
     let config: Value = serde_yaml::from_str(&text)?;
     let data = config["data"].as_object().ok_or("no data")?;
     let unknown: Vec<&String> = data.keys().filter(|k| !settings.contains(&k.as_str())).collect();
-    assert!(
-        unknown.is_empty(),
-        "keys that are no setting of idbind run: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), "keys that are no setting of idbind run: {unknown:?}");
     // An empty variable counts as set (clap reads "" as a value), so no key may be empty.
-    let empty: Vec<&String> = data
-        .iter()
-        .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
-        .map(|(k, _)| k)
-        .collect();
+    let empty: Vec<&String> =
+        data.iter().filter(|(_, v)| v.as_str().is_none_or(str::is_empty)).map(|(k, _)| k).collect();
     assert!(empty.is_empty(), "empty or non-string values: {empty:?}");
 
     // The values parse: `idbind run` with exactly this environment (plus the required settings an install
@@ -329,10 +255,7 @@ fn the_config_map_documents_every_setting() -> TestResult {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idbind"))
         .arg("run")
         .env_clear()
-        .envs(
-            data.iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
-        )
+        .envs(data.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())))
         .envs([
             ("IDBIND_CLUSTER_NAME", "c"),
             ("AZURE_SUBSCRIPTION_ID", "s"),
@@ -435,12 +358,7 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("create", "serviceaccounts", Some("default"), None),
         ("delete", "serviceaccounts", Some("default"), None),
         // Patching ServiceAccounts must not extend to minting their tokens.
-        (
-            "create",
-            "serviceaccounts",
-            Some("default"),
-            Some("--subresource=token"),
-        ),
+        ("create", "serviceaccounts", Some("default"), Some("--subresource=token")),
         ("get", "secrets", Some("default"), None),
         ("list", "secrets", Some(NS), None),
         ("get", "configmaps", Some(NS), None),
@@ -451,12 +369,7 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("watch", LEASES, Some(NS), None),
         ("delete", LEADER, Some(NS), None),
         ("get", "leases.coordination.k8s.io/someone-else", Some(NS), None),
-        (
-            "update",
-            "leases.coordination.k8s.io/someone-else",
-            Some(NS),
-            None,
-        ),
+        ("update", "leases.coordination.k8s.io/someone-else", Some(NS), None),
         ("create", LEASES, Some("default"), None),
         ("get", LEADER, Some("default"), None),
         ("escalate", "clusterroles.rbac.authorization.k8s.io", None, None),
@@ -477,11 +390,7 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "unexpected permissions of {SA}:\n{}",
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "unexpected permissions of {SA}:\n{}", wrong.join("\n"));
     Ok(())
 }
 
@@ -514,11 +423,9 @@ fn can_i(
     match (answer.as_str(), out.status.code()) {
         ("yes", Some(0)) => Ok(true),
         ("no", Some(1)) => Ok(false),
-        _ => Err(format!(
-            "kubectl {}: {answer} {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into()),
+        _ => {
+            Err(format!("kubectl {}: {answer} {}", args.join(" "), String::from_utf8_lossy(&out.stderr))
+                .into())
+        }
     }
 }

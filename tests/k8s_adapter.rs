@@ -42,12 +42,7 @@ async fn create_sa(
     let sa = ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            annotations: Some(
-                annotations
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         },
         ..Default::default()
@@ -74,22 +69,13 @@ async fn a_missing_service_account_is_reported_and_never_created() -> TestResult
         &client,
         &ns,
         "ghost",
-        Some(Annotations {
-            client_id: "c",
-            tenant_id: "t",
-        }),
+        Some(Annotations { client_id: "c", tenant_id: "t" }),
     )
     .await;
-    assert!(
-        matches!(result, Err(KubeError::ServiceAccountNotFound { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(KubeError::ServiceAccountNotFound { .. })), "{result:?}");
     assert!(result.as_ref().err().is_some_and(|e| !e.retryable()));
     assert!(
-        Api::<ServiceAccount>::namespaced(client, &ns)
-            .get_opt("ghost")
-            .await?
-            .is_none(),
+        Api::<ServiceAccount>::namespaced(client, &ns).get_opt("ghost").await?.is_none(),
         "idbind must not create ServiceAccounts"
     );
     Ok(())
@@ -104,35 +90,21 @@ async fn annotations_are_applied_changed_and_withdrawn_leaving_others_alone() ->
         &client,
         &ns,
         "orders",
-        Some(Annotations {
-            client_id: "client-1",
-            tenant_id: "tenant-1",
-        }),
+        Some(Annotations { client_id: "client-1", tenant_id: "tenant-1" }),
     )
     .await?;
     assert_eq!(previous, None);
     let a = annotations(&client, &ns, "orders").await?;
     assert_eq!(
-        (
-            a.get(CLIENT_ID_ANNOTATION),
-            a.get(TENANT_ID_ANNOTATION),
-            a.get("team")
-        ),
-        (
-            Some(&"client-1".into()),
-            Some(&"tenant-1".into()),
-            Some(&"shop".into())
-        )
+        (a.get(CLIENT_ID_ANNOTATION), a.get(TENANT_ID_ANNOTATION), a.get("team")),
+        (Some(&"client-1".into()), Some(&"tenant-1".into()), Some(&"shop".into()))
     );
 
     let previous = k8s::apply_service_account(
         &client,
         &ns,
         "orders",
-        Some(Annotations {
-            client_id: "client-2",
-            tenant_id: "tenant-1",
-        }),
+        Some(Annotations { client_id: "client-2", tenant_id: "tenant-1" }),
     )
     .await?;
     assert_eq!(
@@ -158,10 +130,7 @@ async fn status_written_by_apply_satisfies_kubectl_wait() -> TestResult {
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(client.clone(), &ns);
     let binding = WorkloadIdentityBinding::new(
         "orders",
-        WorkloadIdentityBindingSpec {
-            service_account_name: "orders".into(),
-            ..Default::default()
-        },
+        WorkloadIdentityBindingSpec { service_account_name: "orders".into(), ..Default::default() },
     );
     let created = api.create(&PostParams::default(), &binding).await?;
 
@@ -184,21 +153,11 @@ async fn status_written_by_apply_satisfies_kubectl_wait() -> TestResult {
     );
     k8s::apply_status(&client, &ns, "orders", &status).await?;
 
-    plane.kubectl_ok(&[
-        "wait",
-        "-n",
-        &ns,
-        "--for=condition=Ready",
-        "--timeout=30s",
-        "wib/orders",
-    ])?;
+    plane.kubectl_ok(&["wait", "-n", &ns, "--for=condition=Ready", "--timeout=30s", "wib/orders"])?;
     let table = plane.kubectl_ok(&["get", "wib", "orders", "-n", &ns, "--no-headers"])?;
     let columns: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(&columns[..4], ["orders", "True", "client-1", "id"], "{table}");
     let read_back = api.get_status("orders").await?.status.unwrap_or_default();
-    assert_eq!(
-        read_back, status,
-        "status round-trips through the API server unchanged"
-    );
+    assert_eq!(read_back, status, "status round-trips through the API server unchanged");
     Ok(())
 }

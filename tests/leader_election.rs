@@ -71,9 +71,7 @@ impl Setup {
         // The authorizer learns of new RBAC objects through its informers: wait until it has.
         let who = format!("--as=system:serviceaccount:{ns}:{SERVICE_ACCOUNT}");
         let can = |verb: &str, resource: &str| -> Result<bool, TestError> {
-            let out = plane
-                .kubectl(&["auth", "can-i", verb, resource, "-n", &ns, &who])
-                .output()?;
+            let out = plane.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, &who]).output()?;
             Ok(String::from_utf8_lossy(&out.stdout).trim() == "yes")
         };
         let start = Instant::now();
@@ -96,12 +94,7 @@ impl Setup {
             .trim()
             .to_string();
         let admin = client_from(Kubeconfig::read_from(plane.kubeconfig())?).await?;
-        Ok(Setup {
-            plane,
-            ns,
-            token,
-            admin,
-        })
+        Ok(Setup { plane, ns, token, admin })
     }
 
     /// A client signed in as the operator's ServiceAccount, through `server` (the API server itself, or a
@@ -126,8 +119,7 @@ impl Setup {
     }
 
     async fn candidate(&self, identity: &str) -> Result<LeaderElection, TestError> {
-        self.candidate_with(identity, self.plane.server(), self.config(identity))
-            .await
+        self.candidate_with(identity, self.plane.server(), self.config(identity)).await
     }
 
     async fn candidate_with(
@@ -182,11 +174,7 @@ fn kubectl_apply(plane: &ControlPlane, ns: &str, manifest: &serde_json::Value) -
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(manifest.to_string().as_bytes())?;
+    child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
@@ -238,10 +226,7 @@ fn micro(t: &Option<MicroTime>) -> Option<Timestamp> {
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_candidates_started_together_only_one_leads_and_the_lease_names_it() -> TestResult {
     let s = Setup::new("leader-two").await?;
-    let (a, b) = (
-        s.candidate("candidate-a").await?,
-        s.candidate("candidate-b").await?,
-    );
+    let (a, b) = (s.candidate("candidate-a").await?, s.candidate("candidate-b").await?);
     let overlaps = count_double_leadership(a.subscribe(), b.subscribe());
     let (mut a_flag, mut b_flag) = (a.subscribe(), b.subscribe());
     let leader = tokio::time::timeout(PATIENCE, async {
@@ -251,32 +236,20 @@ async fn of_two_candidates_started_together_only_one_leads_and_the_lease_names_i
         }
     })
     .await?;
-    let (leading, standing_by) = if leader == "candidate-a" {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let (leading, standing_by) = if leader == "candidate-a" { (&a, &b) } else { (&b, &a) };
 
     let lease = s.lease().await?;
     assert_eq!(lease.holder_identity.as_deref(), Some(leader));
     assert_eq!(lease.lease_duration_seconds, Some(3));
     assert_eq!(lease.lease_transitions, Some(0), "created by the winner");
-    assert!(
-        lease.acquire_time.is_some() && lease.renew_time.is_some(),
-        "{lease:?}"
-    );
+    assert!(lease.acquire_time.is_some() && lease.renew_time.is_some(), "{lease:?}");
 
     // Over several renewals the leader keeps the Lease and the other keeps standing by.
     let mut renewed = micro(&lease.renew_time);
     for _ in 0..4 {
-        let next = s
-            .wait_lease("renewed again", |l| micro(&l.renew_time) > renewed)
-            .await?;
+        let next = s.wait_lease("renewed again", |l| micro(&l.renew_time) > renewed).await?;
         assert_eq!(next.holder_identity.as_deref(), Some(leader), "{next:?}");
-        assert_eq!(
-            next.acquire_time, lease.acquire_time,
-            "a renewal keeps acquireTime"
-        );
+        assert_eq!(next.acquire_time, lease.acquire_time, "a renewal keeps acquireTime");
         assert_eq!(next.lease_transitions, Some(0));
         assert!(leading.is_leader() && !standing_by.is_leader());
         renewed = micro(&next.renew_time);
@@ -297,10 +270,7 @@ async fn a_crashed_leader_is_replaced_within_the_lease_duration() -> TestResult 
     let mut b_flag = b.subscribe();
     // B has looked at the Lease and stands by while A renews.
     let held = s.lease().await?;
-    s.wait_lease("renewed by A while B runs", |l| {
-        micro(&l.renew_time) > micro(&held.renew_time)
-    })
-    .await?;
+    s.wait_lease("renewed by A while B runs", |l| micro(&l.renew_time) > micro(&held.renew_time)).await?;
     assert!(!b.is_leader());
 
     // A dies without releasing: it simply stops renewing.
@@ -309,24 +279,15 @@ async fn a_crashed_leader_is_replaced_within_the_lease_duration() -> TestResult 
     wait_flag(&mut b_flag, true, LEASE + PATIENCE).await?;
     let handover = crashed.elapsed();
     eprintln!("crash handover: {handover:?} (lease {LEASE:?}, renew period {RENEW:?})");
-    assert!(
-        handover <= LEASE + RENEW,
-        "B took {handover:?} to take over a lease of {LEASE:?}"
-    );
+    assert!(handover <= LEASE + RENEW, "B took {handover:?} to take over a lease of {LEASE:?}");
     // A's last renewal was at most a renew period (plus a request) before the crash, so B must have waited
     // out most of the lease rather than taking a live one.
-    assert!(
-        handover >= LEASE - 2 * RENEW,
-        "B took the lease after only {handover:?}"
-    );
+    assert!(handover >= LEASE - 2 * RENEW, "B took the lease after only {handover:?}");
 
     let lease = s.lease().await?;
     assert_eq!(lease.holder_identity.as_deref(), Some("candidate-b"));
     assert_eq!(lease.lease_transitions, Some(1));
-    assert!(
-        micro(&lease.acquire_time) > micro(&held.acquire_time),
-        "{lease:?}"
-    );
+    assert!(micro(&lease.acquire_time) > micro(&held.acquire_time), "{lease:?}");
     b.stop().await?;
     Ok(())
 }
@@ -340,21 +301,14 @@ async fn a_graceful_stop_releases_the_lease_and_the_standby_leads_at_once() -> T
         renew_deadline: Duration::from_secs(10),
         ..s.config(identity)
     };
-    let a = s
-        .candidate_with("candidate-a", s.plane.server(), long("candidate-a"))
-        .await?;
+    let a = s.candidate_with("candidate-a", s.plane.server(), long("candidate-a")).await?;
     let mut a_flag = a.subscribe();
     wait_flag(&mut a_flag, true, PATIENCE).await?;
-    let b = s
-        .candidate_with("candidate-b", s.plane.server(), long("candidate-b"))
-        .await?;
+    let b = s.candidate_with("candidate-b", s.plane.server(), long("candidate-b")).await?;
     let mut b_flag = b.subscribe();
     let overlaps = count_double_leadership(a.subscribe(), b.subscribe());
     let held = s.lease().await?;
-    s.wait_lease("renewed by A while B runs", |l| {
-        micro(&l.renew_time) > micro(&held.renew_time)
-    })
-    .await?;
+    s.wait_lease("renewed by A while B runs", |l| micro(&l.renew_time) > micro(&held.renew_time)).await?;
     assert!(!b.is_leader());
 
     let stopping = Instant::now();
@@ -367,27 +321,17 @@ async fn a_graceful_stop_releases_the_lease_and_the_standby_leads_at_once() -> T
         "graceful handover: release took {stop_took:?}, then B led after {handover:?} (renew period \
          {RENEW:?}, lease 20 s)"
     );
-    assert!(
-        handover <= RENEW + Duration::from_millis(500),
-        "B took {handover:?} after the release"
-    );
+    assert!(handover <= RENEW + Duration::from_millis(500), "B took {handover:?} after the release");
 
     let lease = s.lease().await?;
     assert_eq!(lease.holder_identity.as_deref(), Some("candidate-b"));
     assert_eq!(lease.lease_transitions, Some(1));
-    assert_eq!(
-        lease.lease_duration_seconds,
-        Some(20),
-        "B writes its own duration over the released 1 s"
-    );
+    assert_eq!(lease.lease_duration_seconds, Some(20), "B writes its own duration over the released 1 s");
 
     // B's release leaves a Lease that names nobody and expires in a second.
     b.stop().await?;
     let lease = s.lease().await?;
-    assert_eq!(
-        (lease.holder_identity, lease.lease_duration_seconds),
-        (None, Some(1))
-    );
+    assert_eq!((lease.holder_identity, lease.lease_duration_seconds), (None, Some(1)));
     assert_eq!(overlaps.await?, 0);
     Ok(())
 }
@@ -436,18 +380,14 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     let s = Setup::new("leader-partition").await?;
     let upstream: SocketAddr = s.plane.server().trim_start_matches("https://").parse()?;
     let relay = Relay::start(upstream).await?;
-    let a = s
-        .candidate_with("candidate-a", &relay.url, s.config("candidate-a"))
-        .await?;
+    let a = s.candidate_with("candidate-a", &relay.url, s.config("candidate-a")).await?;
     let mut a_flag = a.subscribe();
     wait_flag(&mut a_flag, true, PATIENCE).await?;
     let b = s.candidate("candidate-b").await?;
     let mut b_flag = b.subscribe();
     let held = s.lease().await?;
-    s.wait_lease("renewed by A through the relay", |l| {
-        micro(&l.renew_time) > micro(&held.renew_time)
-    })
-    .await?;
+    s.wait_lease("renewed by A through the relay", |l| micro(&l.renew_time) > micro(&held.renew_time))
+        .await?;
 
     let cut = Instant::now();
     let _ = relay.cut.send(true);
@@ -458,10 +398,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
         stepped_down <= DEADLINE + Duration::from_millis(250),
         "A kept leading {stepped_down:?} without renewing"
     );
-    assert!(
-        stepped_down >= DEADLINE - 2 * RENEW,
-        "A gave up after only {stepped_down:?}"
-    );
+    assert!(stepped_down >= DEADLINE - 2 * RENEW, "A gave up after only {stepped_down:?}");
 
     let handover = cut.elapsed() + wait_flag(&mut b_flag, true, PATIENCE).await?;
     eprintln!("partition handover: B led {handover:?} after the cut");
@@ -473,16 +410,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     // A cannot reach the API server to release: its stop gives up after the renew deadline.
     let stopping = Instant::now();
     let stopped = a.stop().await;
-    assert!(
-        matches!(
-            stopped,
-            Err(LeaderError::TimedOut {
-                action: "releasing",
-                ..
-            })
-        ),
-        "{stopped:?}"
-    );
+    assert!(matches!(stopped, Err(LeaderError::TimedOut { action: "releasing", .. })), "{stopped:?}");
     assert!(stopping.elapsed() < DEADLINE + Duration::from_secs(1));
     Ok(())
 }

@@ -29,10 +29,7 @@ fn binding(env: &Env, name: &str) -> TestResult {
 }
 
 fn leader_env(env: &Env) -> Vec<(&'static str, String)> {
-    vec![
-        ("IDBIND_LEADER_ELECT", "true".into()),
-        ("POD_NAMESPACE", operator_namespace(&env.ns)),
-    ]
+    vec![("IDBIND_LEADER_ELECT", "true".into()), ("POD_NAMESPACE", operator_namespace(&env.ns))]
 }
 
 fn start(env: &Env, run: &str, extra: &[(&str, String)]) -> Result<Operator, TestError> {
@@ -44,25 +41,10 @@ fn start(env: &Env, run: &str, extra: &[(&str, String)]) -> Result<Operator, Tes
 fn shipped_rules() -> Result<Vec<(&'static str, usize, String)>, TestError> {
     let root = idbind_testenv::workspace_root().join("config/rbac");
     let mut out = Vec::new();
-    for (kind, file) in [
-        ("ClusterRole", "cluster_role.yaml"),
-        ("Role", "leader_election_role.yaml"),
-    ] {
+    for (kind, file) in [("ClusterRole", "cluster_role.yaml"), ("Role", "leader_election_role.yaml")] {
         let role: Value = serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?;
-        for (i, rule) in role["rules"]
-            .as_array()
-            .ok_or("a role without rules")?
-            .iter()
-            .enumerate()
-        {
-            out.push((
-                kind,
-                i,
-                rule["resources"][0]
-                    .as_str()
-                    .ok_or("a rule without resources")?
-                    .to_string(),
-            ));
+        for (i, rule) in role["rules"].as_array().ok_or("a role without rules")?.iter().enumerate() {
+            out.push((kind, i, rule["resources"][0].as_str().ok_or("a rule without resources")?.to_string()));
         }
     }
     Ok(out)
@@ -102,10 +84,7 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
     })
     .await?;
     let log = operator.log_text();
-    assert!(
-        !log.contains("forbidden"),
-        "the shipped RBAC refused something:\n{log}"
-    );
+    assert!(!log.contains("forbidden"), "the shipped RBAC refused something:\n{log}");
     operator.kill()?;
 
     // Each rule removed in turn: the operator says which permission it lacks, and the binding does not
@@ -118,30 +97,16 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
         // A Lease left by an earlier run would let a candidate without `create` lead.
         let _ = env
             .plane
-            .kubectl(&[
-                "delete",
-                "lease",
-                "idbind-leader",
-                "-n",
-                &op_ns,
-                "--ignore-not-found",
-            ])
+            .kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"])
             .output();
         let operator = start(&env, &name, &leader_env(&env))?;
         binding(&env, &name)?;
         let wanted = format!("resource \\\"{resource}\\\"");
         let plain = format!("resource \"{resource}\"");
-        eventually(
-            &format!("{name}: a refusal naming {resource}"),
-            Duration::from_secs(60),
-            || {
-                let log = operator.log_text();
-                Ok(
-                    (log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain)))
-                        .then_some(()),
-                )
-            },
-        )
+        eventually(&format!("{name}: a refusal naming {resource}"), Duration::from_secs(60), || {
+            let log = operator.log_text();
+            Ok((log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain))).then_some(()))
+        })
         .await
         .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
         if resource == "events" {
@@ -159,34 +124,18 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
                 "{name}: an Event was published without the events rule"
             );
         } else {
-            assert!(
-                !ready(&env, &name)?,
-                "{name}: Ready without the {kind} rule for {resource}"
-            );
+            assert!(!ready(&env, &name)?, "{name}: Ready without the {kind} rule for {resource}");
         }
         operator.kill()?;
         env.kubectl(&["delete", "wib", &name, "--wait=false"])?;
     }
     // Back to the shipped rules, so the finalizers of the refused bindings can be removed.
     install_operator_rbac(env.plane, &env.ns, &[])?;
-    let _ = env
-        .plane
-        .kubectl(&[
-            "delete",
-            "lease",
-            "idbind-leader",
-            "-n",
-            &op_ns,
-            "--ignore-not-found",
-        ])
-        .output();
+    let _ =
+        env.plane.kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"]).output();
     let operator = start(&env, "cleanup", &leader_env(&env))?;
     eventually("every binding deleted", Duration::from_secs(90), || {
-        Ok(env
-            .kubectl(&["get", "wib", "-o", "name"])?
-            .lines()
-            .all(|l| l.ends_with("/full"))
-            .then_some(()))
+        Ok(env.kubectl(&["get", "wib", "-o", "name"])?.lines().all(|l| l.ends_with("/full")).then_some(()))
     })
     .await?;
     operator.kill()?;
@@ -215,43 +164,25 @@ async fn only_the_leader_reconciles_and_sigterm_hands_over_at_once() -> TestResu
     };
 
     let mut first = start(&env, "replica-a", &leader_env(&env))?;
-    eventually("replica-a to lead", Duration::from_secs(30), || {
-        Ok((holder()? == "replica-a").then_some(()))
-    })
-    .await?;
+    eventually("replica-a to lead", Duration::from_secs(30), || Ok((holder()? == "replica-a").then_some(())))
+        .await?;
     let second = start(&env, "replica-b", &leader_env(&env))?;
     binding(&env, "one")?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/one"])?;
-    assert!(
-        first.log_text().contains("azure write"),
-        "the leader did the work"
-    );
-    assert!(
-        !second.log_text().contains("azure write"),
-        "the standby must not write:\n{}",
-        second.log_text()
-    );
+    assert!(first.log_text().contains("azure write"), "the leader did the work");
+    assert!(!second.log_text().contains("azure write"), "the standby must not write:\n{}", second.log_text());
     // The standby is ready (it can take over) and healthy.
 
     // SIGTERM: the leader finishes, releases the Lease and exits 0; the standby leads at once.
     first.terminate()?;
     let status = first.wait_exit(Duration::from_secs(30))?;
-    assert!(
-        status.success(),
-        "SIGTERM must end the operator cleanly: {status:?}\n{}",
-        first.log_text()
-    );
-    eventually("replica-b to lead", Duration::from_secs(5), || {
-        Ok((holder()? == "replica-b").then_some(()))
-    })
-    .await?;
+    assert!(status.success(), "SIGTERM must end the operator cleanly: {status:?}\n{}", first.log_text());
+    eventually("replica-b to lead", Duration::from_secs(5), || Ok((holder()? == "replica-b").then_some(())))
+        .await?;
     binding(&env, "two")?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/two"])
         .map_err(|e| format!("{e}\n{}", second.log_text()))?;
-    assert!(
-        second.log_text().contains("azure write"),
-        "the new leader does the work"
-    );
+    assert!(second.log_text().contains("azure write"), "the new leader does the work");
     second.kill()?;
     Ok(())
 }
@@ -280,15 +211,9 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/quiet"])?;
     env.kubectl(&["delete", "wib", "quiet", "--wait=true", "--timeout=60s"])?;
     let log = operator.log_text();
-    assert!(
-        log.lines().count() > 20,
-        "the debug log is suspiciously short:\n{log}"
-    );
+    assert!(log.lines().count() > 20, "the debug log is suspiciously short:\n{log}");
     assert!(!log.contains(APP_SECRET), "the client secret reached the log");
-    assert!(
-        !kube_token.is_empty() && !log.contains(&kube_token),
-        "the ServiceAccount token reached the log"
-    );
+    assert!(!kube_token.is_empty() && !log.contains(&kube_token), "the ServiceAccount token reached the log");
     // Entra access tokens and Kubernetes tokens are JWTs: base64url of '{"' starts with eyJ.
     assert!(
         !log.contains("eyJ"),
@@ -335,13 +260,7 @@ async fn readyz_turns_ready_once_the_caches_hold_a_full_list() -> TestResult {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            http.get(format!("http://{addr}/healthz"))
-                .send()
-                .await?
-                .status()
-                .is_success()
-        );
+        assert!(http.get(format!("http://{addr}/healthz")).send().await?.status().is_success());
         operator.kill()?;
     }
     Ok(())

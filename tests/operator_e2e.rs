@@ -30,54 +30,31 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     assert_eq!(ids.len(), 1, "{ids:?}");
     let identity = &ids[0];
     assert_eq!(
-        (
-            identity.tags.get("idbind.dev.namespace"),
-            identity.tags.get("idbind.dev.binding")
-        ),
+        (identity.tags.get("idbind.dev.namespace"), identity.tags.get("idbind.dev.binding")),
         (Some(&env.ns), Some(&"orders".to_string()))
     );
     let fics: Vec<_> = identity.federated_identity_credentials.values().collect();
     assert_eq!(fics.len(), 1);
     assert_eq!(
-        (
-            fics[0].issuer.as_str(),
-            fics[0].subject.clone(),
-            fics[0].audiences.clone()
-        ),
+        (fics[0].issuer.as_str(), fics[0].subject.clone(), fics[0].audiences.clone()),
         (
             env.plane.server(),
             format!("system:serviceaccount:{}:orders", env.ns),
             vec!["api://AzureADTokenExchange".to_string()]
         )
     );
-    let assignments: Vec<_> = state
-        .role_assignments
-        .values()
-        .filter(|ra| ra.principal_id == identity.principal_id)
-        .collect();
+    let assignments: Vec<_> =
+        state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).collect();
     assert_eq!(assignments.len(), 1);
     assert_eq!(
-        (
-            assignments[0].role_definition_guid.as_str(),
-            assignments[0].principal_type.as_str()
-        ),
+        (assignments[0].role_definition_guid.as_str(), assignments[0].principal_type.as_str()),
         (SECRETS_USER, "ServicePrincipal")
     );
-    assert!(
-        assignments[0]
-            .scope
-            .to_ascii_lowercase()
-            .ends_with("/vaults/kv-shop")
-    );
+    assert!(assignments[0].scope.to_ascii_lowercase().ends_with("/vaults/kv-shop"));
 
     // The ServiceAccount carries both annotations; describe shows conditions and the Event.
-    let annotations = env.kubectl(&[
-        "get",
-        "serviceaccount",
-        "orders",
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ])?;
+    let annotations =
+        env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
     assert!(
         annotations.contains(&identity.client_id) && annotations.contains(&identity.tenant_id),
         "{annotations}"
@@ -107,18 +84,10 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
 
     // Federation end to end: a TokenRequest token for the ServiceAccount buys a token for the bound identity
     // at the simulator's Entra endpoint.
-    let assertion = env.kubectl(&[
-        "create",
-        "token",
-        "orders",
-        "--audience",
-        "api://AzureADTokenExchange",
-    ])?;
+    let assertion =
+        env.kubectl(&["create", "token", "orders", "--audience", "api://AzureADTokenExchange"])?;
     let ca = reqwest::Certificate::from_pem(env.sim.ca_pem().ok_or("no CA")?.as_bytes())?;
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .build()?;
+    let http = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?;
     let token_url = format!(
         "{}{}/oauth2/v2.0/token",
         env.sim.authority_host().ok_or("no authority")?,
@@ -130,10 +99,7 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
             ("grant_type", "client_credentials"),
             ("client_id", identity.client_id.as_str()),
             ("scope", "https://management.azure.com/.default"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", assertion.trim()),
         ])
         .send()
@@ -192,23 +158,12 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
     let state = env.sim.state_typed();
     assert!(identities(&state).is_empty(), "identity left behind");
     assert!(
-        !state
-            .role_assignments
-            .values()
-            .any(|ra| ra.principal_id == identity.principal_id),
+        !state.role_assignments.values().any(|ra| ra.principal_id == identity.principal_id),
         "role assignment left behind"
     );
-    let annotations = env.kubectl(&[
-        "get",
-        "serviceaccount",
-        "orders",
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ])?;
-    assert!(
-        !annotations.contains("azure.workload.identity"),
-        "annotations left behind: {annotations}"
-    );
+    let annotations =
+        env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
+    assert!(!annotations.contains("azure.workload.identity"), "annotations left behind: {annotations}");
     Ok(())
 }
 
@@ -219,10 +174,7 @@ async fn bad_input_and_a_missing_service_account_are_reported_and_heal() -> Test
     let writes = env.writes();
     env.binding("escalate", "payments", &["Owner"])?;
     eventually("Stalled=PolicyViolation", Duration::from_secs(60), || {
-        Ok(
-            (env.condition("escalate", "Stalled")? == ("True".into(), "PolicyViolation".into()))
-                .then_some(()),
-        )
+        Ok((env.condition("escalate", "Stalled")? == ("True".into(), "PolicyViolation".into())).then_some(()))
     })
     .await?;
     assert_eq!(env.condition("escalate", "Ready")?.0, "False");
@@ -231,17 +183,11 @@ async fn bad_input_and_a_missing_service_account_are_reported_and_heal() -> Test
     // Fixed input, but the ServiceAccount does not exist yet.
     env.binding("escalate", "payments", &["Key Vault Secrets User"])?;
     eventually("ServiceAccountNotFound", Duration::from_secs(60), || {
-        Ok(
-            (env.condition("escalate", "Ready")? == ("False".into(), "ServiceAccountNotFound".into()))
-                .then_some(()),
-        )
+        Ok((env.condition("escalate", "Ready")? == ("False".into(), "ServiceAccountNotFound".into()))
+            .then_some(()))
     })
     .await?;
-    assert_eq!(
-        env.condition("escalate", "Stalled")?.0,
-        "",
-        "Stalled is gone once the input is fixed"
-    );
+    assert_eq!(env.condition("escalate", "Stalled")?.0, "", "Stalled is gone once the input is fixed");
 
     // Creating the ServiceAccount completes the binding without any other change.
     env.kubectl(&["create", "serviceaccount", "payments"])?;
@@ -263,38 +209,23 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     env.apply(&manifest("reports-one", "Delete"))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/reports"])?;
     let first = identities(&env.sim.state_typed());
-    assert_eq!(
-        first.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
-        ["reports-one"]
-    );
+    assert_eq!(first.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["reports-one"]);
 
     // A new name: the new identity takes over, the old one and its role assignment go.
     env.apply(&manifest("reports-two", "Delete"))?;
     let second = eventually("only reports-two left", Duration::from_secs(90), || {
         let state = env.sim.state_typed();
         let ids = identities(&state);
-        let old_assignments = state
-            .role_assignments
-            .values()
-            .filter(|ra| ra.principal_id == first[0].principal_id)
-            .count();
+        let old_assignments =
+            state.role_assignments.values().filter(|ra| ra.principal_id == first[0].principal_id).count();
         Ok((ids.len() == 1 && ids[0].name == "reports-two" && old_assignments == 0).then(|| ids[0].clone()))
     })
     .await?;
-    eventually(
-        "the ServiceAccount names the new client id",
-        Duration::from_secs(60),
-        || {
-            let annotations = env.kubectl(&[
-                "get",
-                "serviceaccount",
-                "reports",
-                "-o",
-                "jsonpath={.metadata.annotations}",
-            ])?;
-            Ok(annotations.contains(&second.client_id).then_some(()))
-        },
-    )
+    eventually("the ServiceAccount names the new client id", Duration::from_secs(60), || {
+        let annotations =
+            env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
+        Ok(annotations.contains(&second.client_id).then_some(()))
+    })
     .await?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=60s", "wib/reports"])?;
 
@@ -304,27 +235,14 @@ async fn renaming_the_identity_leaves_nothing_behind_and_retain_keeps_azure() ->
     let state = env.sim.state_typed();
     let kept = identities(&state);
     assert_eq!(kept.len(), 1, "Retain keeps the identity");
+    assert_eq!(kept[0].federated_identity_credentials.len(), 1, "Retain keeps the FIC");
     assert_eq!(
-        kept[0].federated_identity_credentials.len(),
-        1,
-        "Retain keeps the FIC"
-    );
-    assert_eq!(
-        state
-            .role_assignments
-            .values()
-            .filter(|ra| ra.principal_id == second.principal_id)
-            .count(),
+        state.role_assignments.values().filter(|ra| ra.principal_id == second.principal_id).count(),
         1,
         "Retain keeps the role assignment"
     );
-    let annotations = env.kubectl(&[
-        "get",
-        "serviceaccount",
-        "reports",
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ])?;
+    let annotations =
+        env.kubectl(&["get", "serviceaccount", "reports", "-o", "jsonpath={.metadata.annotations}"])?;
     assert!(
         !annotations.contains("azure.workload.identity"),
         "the ServiceAccount annotations are withdrawn: {annotations}"
@@ -341,12 +259,8 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     let foreign =
         ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "billing");
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
-    api.put_identity(
-        &foreign,
-        "westeurope",
-        &[("owner".to_string(), "someone-else".to_string())].into(),
-    )
-    .await?;
+    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "someone-else".to_string())].into())
+        .await?;
     let writes = env.writes();
 
     let manifest = |identity: &str, vault: &str| {
@@ -356,18 +270,11 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
     };
     env.apply(&manifest("billing", "kv-shop"))?;
     eventually("Stalled=IdentityConflict", Duration::from_secs(60), || {
-        Ok(
-            (env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into()))
-                .then_some(()),
-        )
+        Ok((env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into())).then_some(()))
     })
     .await?;
     assert_eq!(env.condition("billing", "IdentityReady")?.0, "False");
-    assert_eq!(
-        env.writes(),
-        writes,
-        "idbind never writes to an identity it does not own"
-    );
+    assert_eq!(env.writes(), writes, "idbind never writes to an identity it does not own");
     let untouched = identities(&env.sim.state_typed());
     assert!(
         untouched.iter().all(
@@ -396,10 +303,7 @@ async fn a_foreign_identity_and_a_missing_vault_stall_and_heal() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
     // Any role, so that a write role reaches the access-policy check instead of the policy's.
-    let policy = Policy {
-        allow_any_role: true,
-        ..Policy::default()
-    };
+    let policy = Policy { allow_any_role: true, ..Policy::default() };
     let env = start_with("e2e-legacy", policy, |c| {
         c.seed.add_vault(SUB, KV_RG, "kv-legacy", false);
     })
@@ -434,62 +338,36 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 
     env.apply(&manifest(&["Key Vault Secrets User"]))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/legacy"])?;
-    let identity = identities(&env.sim.state_typed())
-        .into_iter()
-        .next()
-        .ok_or("no identity")?;
-    assert_eq!(
-        entry(&identity.principal_id),
-        Some((vec!["get".into(), "list".into()], vec![]))
-    );
+    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
+    assert_eq!(entry(&identity.principal_id), Some((vec!["get".into(), "list".into()], vec![])));
     assert!(
-        !env.sim
-            .state_typed()
-            .role_assignments
-            .values()
-            .any(|ra| ra.principal_id == identity.principal_id),
+        !env.sim.state_typed().role_assignments.values().any(|ra| ra.principal_id == identity.principal_id),
         "no role assignment on an access-policy vault"
     );
-    let held = env.kubectl(&[
-        "get",
-        "wib",
-        "legacy",
-        "-o",
-        "jsonpath={.status.accessPolicies[0].secrets}",
-    ])?;
+    let held =
+        env.kubectl(&["get", "wib", "legacy", "-o", "jsonpath={.status.accessPolicies[0].secrets}"])?;
     assert_eq!(held, r#"["get","list"]"#);
 
     // Secrets User → Certificate User: "list" on secrets goes, certificate reads come.
     env.apply(&manifest(&["Key Vault Certificate User"]))?;
     eventually("the certificate-user policy", Duration::from_secs(60), || {
-        Ok(
-            (entry(&identity.principal_id) == Some((vec!["get".into()], vec!["get".into(), "list".into()])))
-                .then_some(()),
-        )
+        Ok((entry(&identity.principal_id) == Some((vec!["get".into()], vec!["get".into(), "list".into()])))
+            .then_some(()))
     })
     .await?;
 
     // A role with no read-only access-policy equivalent stalls rather than granting writes.
     let writes = env.writes();
-    env.apply(&manifest(&[
-        "Key Vault Secrets User",
-        "Key Vault Secrets Officer",
-    ]))?;
+    env.apply(&manifest(&["Key Vault Secrets User", "Key Vault Secrets Officer"]))?;
     eventually("AccessPolicyRoleUnsupported", Duration::from_secs(60), || {
-        Ok(
-            (env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into()))
-                .then_some(()),
-        )
+        Ok((env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into()))
+            .then_some(()))
     })
     .await?;
     assert_eq!(env.writes(), writes, "nothing is written for an unsupported role");
 
     env.kubectl(&["delete", "wib", "legacy", "--wait=true", "--timeout=60s"])?;
-    assert_eq!(
-        entry(&identity.principal_id),
-        None,
-        "the access policy entry is gone"
-    );
+    assert_eq!(entry(&identity.principal_id), None, "the access policy entry is gone");
     assert!(identities(&env.sim.state_typed()).is_empty());
     Ok(())
 }
@@ -499,23 +377,14 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
     use idbind_sim::{FaultAction, FaultRule, Grant, Seed, SeedPermission};
-    let policy = Policy {
-        allow_any_role: true,
-        ..Policy::default()
-    };
+    let policy = Policy { allow_any_role: true, ..Policy::default() };
     let env = start_with("e2e-reasons", policy, |_| {}).await?;
     for sa in ["dup", "custom", "busy", "fresh", "denied"] {
         env.kubectl(&["create", "serviceaccount", sa])?;
     }
     let event = |reason: &str| -> Result<Option<()>, TestError> {
-        let events = env.kubectl(&[
-            "get",
-            "events",
-            "--field-selector",
-            &format!("reason={reason}"),
-            "-o",
-            "name",
-        ])?;
+        let events =
+            env.kubectl(&["get", "events", "--field-selector", &format!("reason={reason}"), "-o", "name"])?;
         Ok((!events.trim().is_empty()).then_some(()))
     };
     let wait_event =
@@ -524,8 +393,7 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
 
     // InvalidSpec: one role by name and by GUID (the schema cannot see they are the same).
     env.binding("dup", "dup", &["Key Vault Secrets User", SECRETS_USER])?;
-    env.wait_condition("dup", "Stalled", "True", "InvalidSpec", Duration::from_secs(60))
-        .await?;
+    env.wait_condition("dup", "Stalled", "True", "InvalidSpec", Duration::from_secs(60)).await?;
     let message = env.kubectl(&[
         "get",
         "wib",
@@ -533,38 +401,18 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
         "-o",
         "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
     ])?;
-    assert!(
-        message.contains("spec.keyVaults[0].roles[1]"),
-        "the message names the field: {message}"
-    );
+    assert!(message.contains("spec.keyVaults[0].roles[1]"), "the message names the field: {message}");
     wait_event("InvalidSpec").await?;
 
     // RoleNotFound: a role name the subscription does not define.
     env.binding("custom", "custom", &["Vault Wizard"])?;
-    env.wait_condition(
-        "custom",
-        "Stalled",
-        "True",
-        "RoleNotFound",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.wait_condition("custom", "Stalled", "True", "RoleNotFound", Duration::from_secs(60)).await?;
     wait_event("RoleNotFound").await?;
     assert_eq!(env.writes(), writes, "neither reaches an Azure write");
     env.binding("dup", "dup", &["Key Vault Secrets User"])?;
     env.binding("custom", "custom", &["Key Vault Reader"])?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "wib/dup",
-        "wib/custom",
-    ])?;
-    assert_eq!(
-        env.condition("custom", "Stalled")?.0,
-        "",
-        "Stalled clears with the fix"
-    );
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/dup", "wib/custom"])?;
+    assert_eq!(env.condition("custom", "Stalled")?.0, "", "Stalled clears with the fix");
 
     // Throttled: ARM answers 429 until it stops; the binding reconciles, then converges.
     let rule = |operation: &str, action: FaultAction| FaultRule {
@@ -575,24 +423,11 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
     };
     env.sim.set_faults(vec![rule(
         "UserAssignedIdentities_Get",
-        FaultAction::Error {
-            status: 429,
-            retry_after_secs: Some(1),
-        },
+        FaultAction::Error { status: 429, retry_after_secs: Some(1) },
     )]);
     env.binding("busy", "busy", &["Key Vault Secrets User"])?;
-    env.wait_condition(
-        "busy",
-        "Reconciling",
-        "True",
-        "Throttled",
-        Duration::from_secs(60),
-    )
-    .await?;
-    assert_eq!(
-        env.condition("busy", "Ready")?,
-        ("False".into(), "Throttled".into())
-    );
+    env.wait_condition("busy", "Reconciling", "True", "Throttled", Duration::from_secs(60)).await?;
+    assert_eq!(env.condition("busy", "Ready")?, ("False".into(), "Throttled".into()));
     wait_event("Throttled").await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/busy"])?;
@@ -601,11 +436,7 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
     // PrincipalNotReplicated: Entra has not caught up with the new identity yet.
     env.sim.set_faults(vec![rule(
         "RoleAssignments_Create",
-        FaultAction::Code {
-            status: 400,
-            code: "PrincipalNotFound".into(),
-            message: None,
-        },
+        FaultAction::Code { status: 400, code: "PrincipalNotFound".into(), message: None },
     )]);
     env.binding("fresh", "fresh", &["Key Vault Secrets User"])?;
     env.wait_condition(
@@ -616,10 +447,7 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
         Duration::from_secs(60),
     )
     .await?;
-    assert_eq!(
-        env.condition("fresh", "Reconciling")?,
-        ("True".into(), "PrincipalNotReplicated".into())
-    );
+    assert_eq!(env.condition("fresh", "Reconciling")?, ("True".into(), "PrincipalNotReplicated".into()));
     wait_event("PrincipalNotReplicated").await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/fresh"])?;
@@ -628,19 +456,11 @@ async fn each_failure_has_its_reason_and_clears_when_fixed() -> TestResult {
     let grant = |not_actions: Vec<String>| Seed {
         permissions: vec![SeedPermission {
             principal_id: APP_OBJECT_ID.into(),
-            grants: vec![Grant {
-                actions: vec!["*".into()],
-                not_actions,
-                scope: "/".into(),
-            }],
+            grants: vec![Grant { actions: vec!["*".into()], not_actions, scope: "/".into() }],
         }],
         ..Seed::default()
     };
-    env.sim
-        .seed(grant(vec![
-            "Microsoft.Authorization/roleAssignments/write".into(),
-        ]))
-        .await?;
+    env.sim.seed(grant(vec!["Microsoft.Authorization/roleAssignments/write".into()])).await?;
     env.binding("denied", "denied", &["Key Vault Secrets User"])?;
     env.wait_condition(
         "denied",
@@ -666,13 +486,7 @@ async fn changing_the_service_account_moves_the_annotations() -> TestResult {
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/mover"])?;
     let annotated = |sa: &str| -> Result<bool, TestError> {
         Ok(env
-            .kubectl(&[
-                "get",
-                "serviceaccount",
-                sa,
-                "-o",
-                "jsonpath={.metadata.annotations}",
-            ])?
+            .kubectl(&["get", "serviceaccount", sa, "-o", "jsonpath={.metadata.annotations}"])?
             .contains("azure.workload.identity/client-id"))
     };
     assert!(annotated("old-sa")?);
@@ -682,20 +496,11 @@ async fn changing_the_service_account_moves_the_annotations() -> TestResult {
         Ok((annotated("new-sa")? && !annotated("old-sa")?).then_some(()))
     })
     .await?;
-    let identity = identities(&env.sim.state_typed())
-        .into_iter()
-        .next()
-        .ok_or("no identity")?;
-    let subjects: Vec<String> = identity
-        .federated_identity_credentials
-        .values()
-        .map(|f| f.subject.clone())
-        .collect();
+    let identity = identities(&env.sim.state_typed()).into_iter().next().ok_or("no identity")?;
+    let subjects: Vec<String> =
+        identity.federated_identity_credentials.values().map(|f| f.subject.clone()).collect();
     assert_eq!(subjects, [format!("system:serviceaccount:{}:new-sa", env.ns)]);
-    assert_eq!(
-        env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?,
-        "new-sa"
-    );
+    assert_eq!(env.kubectl(&["get", "wib", "mover", "-o", "jsonpath={.status.serviceAccount}"])?, "new-sa");
     env.kubectl(&["delete", "wib", "mover", "--wait=true", "--timeout=60s"])?;
     assert!(!annotated("new-sa")? && !annotated("old-sa")?);
     Ok(())
@@ -717,23 +522,11 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let foreign =
         ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "handmade");
-    api.put_identity(
-        &foreign,
-        "westeurope",
-        &[("owner".to_string(), "ops".to_string())].into(),
-    )
-    .await?;
+    api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "ops".to_string())].into()).await?;
     let writes = env.writes();
     env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "second"},
                       "spec": {"serviceAccountName": "second", "identity": {"name": "handmade"}}}))?;
-    env.wait_condition(
-        "second",
-        "Stalled",
-        "True",
-        "IdentityConflict",
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.wait_condition("second", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
     assert_eq!(env.writes(), writes, "nothing was written");
     let handmade = identities(&env.sim.state_typed())
         .into_iter()
@@ -757,14 +550,7 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
 async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() -> TestResult {
     let mut limits = Limits::default().scaled(10.0);
     limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| {
-        (
-            op,
-            if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) {
-                Rate::new(1.0, 0.5)
-            } else {
-                rate
-            },
-        )
+        (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate })
     });
     let env = start_with_budget("e2e-fair", Policy::default(), limits, |_| {}).await?;
     env.ready_binding("probe", &["Key Vault Secrets User"])?;
@@ -787,16 +573,11 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
             "jsonpath={range \
              .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}",
         ])?;
-        Ok(reasons
-            .lines()
-            .filter(|r| r.trim() == idbind::core::report::AWAITING_TURN)
-            .count())
+        Ok(reasons.lines().filter(|r| r.trim() == idbind::core::report::AWAITING_TURN).count())
     };
-    eventually(
-        "the backlog waiting for its turns",
-        Duration::from_secs(60),
-        || Ok((waiting(&env)? >= BACKLOG / 2).then_some(())),
-    )
+    eventually("the backlog waiting for its turns", Duration::from_secs(60), || {
+        Ok((waiting(&env)? >= BACKLOG / 2).then_some(()))
+    })
     .await?;
 
     env.binding("probe", "probe", &["Key Vault Secrets User", "Key Vault Reader"])?;
@@ -808,10 +589,7 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         "jsonpath={range \
          .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
     ])?;
-    let backlog_ready = ready
-        .lines()
-        .filter(|l| l.starts_with("app-") && l.ends_with("=True"))
-        .count();
+    let backlog_ready = ready.lines().filter(|l| l.starts_with("app-") && l.ends_with("=True")).count();
     assert!(
         backlog_ready <= BACKLOG / 2,
         "the edit was served after most of the backlog: {backlog_ready} of {BACKLOG} were Ready before it"
@@ -827,20 +605,11 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
         .filter(|ra| ra.principal_id == probe.principal_id)
         .map(|ra| ra.role_definition_guid.clone())
         .collect();
-    assert_eq!(
-        roles.len(),
-        2,
-        "the edit's role assignment is in place: {roles:?}"
-    );
+    assert_eq!(roles.len(), 2, "the edit's role assignment is in place: {roles:?}");
 
     // The backlog completes, in turn.
     for i in 0..BACKLOG {
-        env.kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "--timeout=120s",
-            &format!("wib/app-{i}"),
-        ])?;
+        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", &format!("wib/app-{i}")])?;
     }
 
     // The same for deletions (identity deletes are budgeted at 0.5/s too): the whole backlog deleted at once
@@ -851,25 +620,17 @@ async fn an_edit_is_served_ahead_of_a_backlog_of_identity_creates_and_deletes() 
     env.kubectl(&delete)?;
     env.binding("probe", "probe", &["Key Vault Secrets User"])?;
     ready_for_generation(&env, "probe", 3).await?;
-    let left = env
-        .kubectl(&["get", "wib", "-o", "name"])?
-        .lines()
-        .filter(|l| l.contains("app-"))
-        .count();
+    let left = env.kubectl(&["get", "wib", "-o", "name"])?.lines().filter(|l| l.contains("app-")).count();
     assert!(
         left >= BACKLOG / 2,
         "the edit was served after most of the deletions: {left} of {BACKLOG} bindings left"
     );
-    eventually(
-        "the deleted backlog gone from Azure",
-        Duration::from_secs(120),
-        || {
-            let state = env.sim.state_typed();
-            Ok((identities(&state).len() == 1
-                && env.kubectl(&["get", "wib", "-o", "name"])?.lines().count() == 1)
-                .then_some(()))
-        },
-    )
+    eventually("the deleted backlog gone from Azure", Duration::from_secs(120), || {
+        let state = env.sim.state_typed();
+        Ok((identities(&state).len() == 1
+            && env.kubectl(&["get", "wib", "-o", "name"])?.lines().count() == 1)
+            .then_some(()))
+    })
     .await?;
     Ok(())
 }
@@ -886,10 +647,7 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
     let human = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let subject = format!("system:serviceaccount:{}:orders", env.ns);
     let current = |env: &common::e2e::Env| -> Result<
-        (
-            idbind_sim::state::Identity,
-            Vec<idbind_sim::state::RoleAssignment>,
-        ),
+        (idbind_sim::state::Identity, Vec<idbind_sim::state::RoleAssignment>),
         TestError,
     > {
         let state = env.sim.state_typed();
@@ -909,20 +667,13 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
             .values()
             .any(|f| f.subject == subject && f.issuer == env.plane.server());
         Ok(fic_ok
-            && assignments
-                .iter()
-                .any(|ra| ra.role_definition_guid == SECRETS_USER)
+            && assignments.iter().any(|ra| ra.role_definition_guid == SECRETS_USER)
             && identity.federated_identity_credentials.len() == 1)
     };
     let (identity, assignments) = current(&env)?;
     let identity_id =
         ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, &identity.name);
-    let fic = identity
-        .federated_identity_credentials
-        .values()
-        .next()
-        .ok_or("no FIC")?
-        .clone();
+    let fic = identity.federated_identity_credentials.values().next().ok_or("no FIC")?.clone();
 
     human
         .delete_role_assignment(
@@ -931,11 +682,9 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
         )
         .await?;
     assert!(!whole(&env, &subject)?);
-    eventually(
-        "the deleted role assignment back",
-        Duration::from_secs(30),
-        || Ok(whole(&env, &subject)?.then_some(())),
-    )
+    eventually("the deleted role assignment back", Duration::from_secs(30), || {
+        Ok(whole(&env, &subject)?.then_some(()))
+    })
     .await?;
 
     let elsewhere = FederatedCredential {
@@ -953,37 +702,21 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
 
     human.delete_federated_credential(&identity_id, &fic.name).await?;
     assert!(!whole(&env, &subject)?);
-    eventually("the deleted FIC back", Duration::from_secs(30), || {
-        Ok(whole(&env, &subject)?.then_some(()))
-    })
-    .await?;
+    eventually("the deleted FIC back", Duration::from_secs(30), || Ok(whole(&env, &subject)?.then_some(())))
+        .await?;
 
     human.delete_identity(&identity_id).await?;
-    eventually(
-        "a new identity, federated and assigned",
-        Duration::from_secs(30),
-        || Ok(whole(&env, &subject).unwrap_or(false).then_some(())),
-    )
+    eventually("a new identity, federated and assigned", Duration::from_secs(30), || {
+        Ok(whole(&env, &subject).unwrap_or(false).then_some(()))
+    })
     .await?;
     let (renewed, _) = current(&env)?;
-    assert_ne!(
-        renewed.client_id, identity.client_id,
-        "Azure gave the new identity a new client id"
-    );
-    eventually(
-        "the ServiceAccount names the new client id",
-        Duration::from_secs(30),
-        || {
-            let annotations = env.kubectl(&[
-                "get",
-                "serviceaccount",
-                "orders",
-                "-o",
-                "jsonpath={.metadata.annotations}",
-            ])?;
-            Ok(annotations.contains(&renewed.client_id).then_some(()))
-        },
-    )
+    assert_ne!(renewed.client_id, identity.client_id, "Azure gave the new identity a new client id");
+    eventually("the ServiceAccount names the new client id", Duration::from_secs(30), || {
+        let annotations =
+            env.kubectl(&["get", "serviceaccount", "orders", "-o", "jsonpath={.metadata.annotations}"])?;
+        Ok(annotations.contains(&renewed.client_id).then_some(()))
+    })
     .await?;
     Ok(())
 }
@@ -992,10 +725,8 @@ async fn drift_made_by_hand_in_azure_is_repaired() -> TestResult {
 /// as it stands.
 async fn ready_for_generation(env: &common::e2e::Env, binding: &str, generation: i64) -> TestResult {
     let want = format!("{generation} {generation} True");
-    let served = eventually(
-        &format!("{binding} Ready for generation {generation}"),
-        Duration::from_secs(60),
-        || {
+    let served =
+        eventually(&format!("{binding} Ready for generation {generation}"), Duration::from_secs(60), || {
             let out = env.kubectl(&[
                 "get",
                 "wib",
@@ -1005,15 +736,12 @@ async fn ready_for_generation(env: &common::e2e::Env, binding: &str, generation:
                  {.status.conditions[?(@.type==\"Ready\")].status}",
             ])?;
             Ok((out.trim() == want).then_some(()))
-        },
-    )
-    .await;
+        })
+        .await;
     if let Err(e) = served {
-        return Err(format!(
-            "{e}; {binding} now: {}",
-            env.kubectl(&["get", "wib", binding, "-o", "yaml"])?
-        )
-        .into());
+        return Err(
+            format!("{e}; {binding} now: {}", env.kubectl(&["get", "wib", binding, "-o", "yaml"])?).into()
+        );
     }
     Ok(())
 }

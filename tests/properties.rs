@@ -25,9 +25,7 @@ const ISSUER: &str = "https://oidc.example/tenant/issuer/";
 fn arm_name_ok(name: &str, max: usize) -> bool {
     (3..=max).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn settings() -> OperatorSettings {
@@ -68,12 +66,7 @@ fn resource_id() -> impl Strategy<Value = String> {
 }
 
 fn vault() -> impl Strategy<Value = KeyVaultAccess> {
-    (
-        option::of(text()),
-        option::of(text()),
-        option::of(resource_id()),
-        collection::vec(text(), 0..5),
-    )
+    (option::of(text()), option::of(text()), option::of(resource_id()), collection::vec(text(), 0..5))
         .prop_map(|(name, resource_group, resource_id, roles)| KeyVaultAccess {
             name,
             resource_group,
@@ -90,15 +83,13 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
         option::of(collection::btree_map(text(), text(), 0..3)),
         option::of(resource_id()),
     )
-        .prop_map(
-            |(name, resource_group, location, tags, resource_id)| IdentitySpec {
-                name,
-                resource_group,
-                location,
-                tags,
-                resource_id,
-            },
-        );
+        .prop_map(|(name, resource_group, location, tags, resource_id)| IdentitySpec {
+            name,
+            resource_group,
+            location,
+            tags,
+            resource_id,
+        });
     (
         text(),
         identity,
@@ -106,12 +97,7 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
         prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)],
     )
         .prop_map(|(service_account_name, identity, key_vaults, deletion_policy)| {
-            WorkloadIdentityBindingSpec {
-                service_account_name,
-                identity,
-                key_vaults,
-                deletion_policy,
-            }
+            WorkloadIdentityBindingSpec { service_account_name, identity, key_vaults, deletion_policy }
         })
 }
 
@@ -249,10 +235,7 @@ fn an_empty_service_account_name_is_refused_under_every_policy() {
     ] {
         let spec = WorkloadIdentityBindingSpec {
             service_account_name: String::new(),
-            identity: IdentitySpec {
-                tags: Some(BTreeMap::new()),
-                ..Default::default()
-            },
+            identity: IdentitySpec { tags: Some(BTreeMap::new()), ..Default::default() },
             ..Default::default()
         };
         let fields: Vec<String> = validate("ns", "b", &spec, &settings(), &policy)

@@ -46,12 +46,8 @@ use kube::{
 use serde_json::{Value, json};
 
 /// The roles the default policy allows.
-const ROLES: [&str; 4] = [
-    "Key Vault Secrets User",
-    "Key Vault Certificate User",
-    "Key Vault Crypto User",
-    "Key Vault Reader",
-];
+const ROLES: [&str; 4] =
+    ["Key Vault Secrets User", "Key Vault Certificate User", "Key Vault Crypto User", "Key Vault Reader"];
 /// Two RBAC vaults, so edits can move roles between them.
 const VAULTS: [&str; 2] = ["kv-shop", "kv-two"];
 const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
@@ -174,10 +170,7 @@ impl Kube {
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config)?;
-        Ok(Kube {
-            wibs: Api::namespaced(client.clone(), &env.ns),
-            sas: Api::namespaced(client, &env.ns),
-        })
+        Ok(Kube { wibs: Api::namespaced(client.clone(), &env.ns), sas: Api::namespaced(client, &env.ns) })
     }
 
     async fn apply_binding(&self, name: &str, spec: &Spec) -> TestResult {
@@ -190,10 +183,7 @@ impl Kube {
     async fn create(&self, b: &Binding) -> TestResult {
         let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": b.spec.sa}});
         let (pp, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&sa));
-        retrying(&format!("apply sa {}", b.spec.sa), || {
-            self.sas.patch(&b.spec.sa, &pp, &patch)
-        })
-        .await?;
+        retrying(&format!("apply sa {}", b.spec.sa), || self.sas.patch(&b.spec.sa, &pp, &patch)).await?;
         self.apply_binding(&b.name, &b.spec).await
     }
 
@@ -223,10 +213,7 @@ fn is_ready(b: &WorkloadIdentityBinding) -> bool {
     let Some(status) = &b.status else { return false };
     status.observed_generation.is_some()
         && status.observed_generation == b.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn ready_reason(b: &WorkloadIdentityBinding) -> String {
@@ -264,34 +251,11 @@ struct Figures {
 /// ~10% of every ARM and Entra request fails (500, 503, 429 with Retry-After), 3% are delayed by 1.5 s, 1%
 /// lose their connection.
 fn chaos_faults() -> Vec<FaultRule> {
-    let rule = |action, rate| FaultRule {
-        operation: "*".into(),
-        action,
-        rate,
-        times: None,
-    };
+    let rule = |action, rate| FaultRule { operation: "*".into(), action, rate, times: None };
     vec![
-        rule(
-            FaultAction::Error {
-                status: 500,
-                retry_after_secs: None,
-            },
-            0.035,
-        ),
-        rule(
-            FaultAction::Error {
-                status: 503,
-                retry_after_secs: None,
-            },
-            0.035,
-        ),
-        rule(
-            FaultAction::Error {
-                status: 429,
-                retry_after_secs: Some(1),
-            },
-            0.035,
-        ),
+        rule(FaultAction::Error { status: 500, retry_after_secs: None }, 0.035),
+        rule(FaultAction::Error { status: 503, retry_after_secs: None }, 0.035),
+        rule(FaultAction::Error { status: 429, retry_after_secs: Some(1) }, 0.035),
         rule(FaultAction::Latency { ms: 1500 }, 0.03),
         rule(FaultAction::Drop, 0.01),
     ]
@@ -314,13 +278,7 @@ fn tally_faults(figures: &mut Figures, env: &Env) {
 
 /// Adds the requests the running simulator served (they reset on restart).
 fn tally_requests(figures: &mut Figures, env: &Env) {
-    figures.requests += env
-        .sim
-        .counters()
-        .0
-        .values()
-        .flat_map(|m| m.values())
-        .sum::<u64>();
+    figures.requests += env.sim.counters().0.values().flat_map(|m| m.values()).sum::<u64>();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -344,9 +302,7 @@ struct Rig {
 
 impl Rig {
     fn env(&self) -> &Env {
-        self.env
-            .as_ref()
-            .expect("the environment is only taken while the simulator restarts")
+        self.env.as_ref().expect("the environment is only taken while the simulator restarts")
     }
 
     /// Starts the next operator run (`kubectl create token` needs the API server: it is up between chaos
@@ -377,11 +333,7 @@ impl Rig {
                 let sim = restart_simulator(sim, &self.config, Duration::from_millis(rng.below(2000) as u64))
                     .await?;
                 sim.set_faults(chaos_faults());
-                assert_eq!(
-                    sim.https_url().map(str::to_string),
-                    url,
-                    "the simulator keeps its address"
-                );
+                assert_eq!(sim.https_url().map(str::to_string), url, "the simulator keeps its address");
                 self.env = Some(Env { plane, sim, ns });
                 self.figures.sim_restarts += 1;
             }
@@ -450,10 +402,7 @@ fn diff(
             .clone()
             .unwrap_or_else(|| idbind::core::naming::identity_name("e2e", ns, &b.name));
         if identity.name != want_name {
-            out.push(format!(
-                "{}: identity is {}, the spec asks for {want_name}",
-                b.name, identity.name
-            ));
+            out.push(format!("{}: identity is {}, the spec asks for {want_name}", b.name, identity.name));
         }
         let subject = format!("system:serviceaccount:{ns}:{}", b.spec.sa);
         let fics: Vec<_> = identity.federated_identity_credentials.values().collect();
@@ -477,10 +426,7 @@ fn diff(
             .filter(|ra| ra.principal_id.eq_ignore_ascii_case(&identity.principal_id))
         {
             *have
-                .entry((
-                    ra.scope.to_ascii_lowercase(),
-                    ra.role_definition_guid.to_ascii_lowercase(),
-                ))
+                .entry((ra.scope.to_ascii_lowercase(), ra.role_definition_guid.to_ascii_lowercase()))
                 .or_default() += 1;
         }
         for (k, n) in &have {
@@ -544,18 +490,14 @@ fn diff(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> TestResult {
     let seed = match std::env::var("SOAK_SEED") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| format!("SOAK_SEED={s}: {e}"))?,
+        Ok(s) if !s.trim().is_empty() => {
+            s.trim().parse::<u64>().map_err(|e| format!("SOAK_SEED={s}: {e}"))?
+        }
         _ => Rng::fresh_seed(),
     };
     let chaos_secs = env_num("SOAK_SECONDS", 60.0)?;
     let population = env_num("SOAK_BINDINGS", 200.0)? as usize;
-    let ops_per_sec = env_num(
-        "SOAK_OPS_PER_SEC",
-        (population as f64 / (0.7 * 0.7 * chaos_secs)).max(2.0),
-    )?;
+    let ops_per_sec = env_num("SOAK_OPS_PER_SEC", (population as f64 / (0.7 * 0.7 * chaos_secs)).max(2.0))?;
     let converge_secs = env_num("SOAK_CONVERGE_SECONDS", 240.0)?;
     let rename_anytime = env_num("SOAK_RENAME_ANYTIME", 1.0)? != 0.0;
     eprintln!(
@@ -567,9 +509,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
 
     // A simulator that persists its state, with a second RBAC vault.
     let mut sim_config = None;
-    let state_dir = idbind_testenv::shared_with_crds()
-        .dir()
-        .join(format!("soak-sim-{}", std::process::id()));
+    let state_dir = idbind_testenv::shared_with_crds().dir().join(format!("soak-sim-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     let env = start_without_operator("soak", |c| {
         c.seed.add_vault(SUB, KV_RG, "kv-two", true);
@@ -600,10 +540,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let mut schedule: Vec<(Duration, Chaos)> = Vec::new();
     for kind in [Chaos::ApiServer, Chaos::Simulator, Chaos::Operator] {
         for _ in 0..per_kind {
-            schedule.push((
-                Duration::from_secs_f64(chaos_secs * (0.10 + 0.75 * rng.unit())),
-                kind,
-            ));
+            schedule.push((Duration::from_secs_f64(chaos_secs * (0.10 + 0.75 * rng.unit())), kind));
         }
     }
     schedule.sort_by_key(|(t, _)| *t);
@@ -632,12 +569,8 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let chaos_end = chaos_start + Duration::from_secs_f64(chaos_secs);
     let mut next_at = Instant::now();
     while Instant::now() < chaos_end {
-        let live: Vec<usize> = bindings
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.fate == Fate::Live)
-            .map(|(i, _)| i)
-            .collect();
+        let live: Vec<usize> =
+            bindings.iter().enumerate().filter(|(_, b)| b.fate == Fate::Live).map(|(i, _)| i).collect();
         let roll = rng.unit();
         let create = live.is_empty() || (live.len() < population && roll < 0.7);
         let delete = !create && rng.chance(if live.len() < population { 0.35 } else { 0.4 });
@@ -655,18 +588,8 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             for j in 0..k {
                 vaults.push((VAULTS[(first_vault + j) % 2].to_string(), random_roles(&mut rng)));
             }
-            let spec = Spec {
-                sa: format!("sa-{name}"),
-                identity: None,
-                vaults,
-                retain: rng.chance(0.2),
-            };
-            let b = Binding {
-                name,
-                spec,
-                fate: Fate::Live,
-                renames: 0,
-            };
+            let spec = Spec { sa: format!("sa-{name}"), identity: None, vaults, retain: rng.chance(0.2) };
+            let b = Binding { name, spec, fate: Fate::Live, renames: 0 };
             kube.create(&b).await?;
             bindings.push(b);
             figures_ops.creates += 1;
@@ -696,11 +619,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
                 s.vaults[j].1 = random_roles(&mut rng);
             } else if kind < 0.55 && s.vaults.len() == 1 {
                 // Move the roles to the other vault.
-                let other = if s.vaults[0].0 == VAULTS[0] {
-                    VAULTS[1]
-                } else {
-                    VAULTS[0]
-                };
+                let other = if s.vaults[0].0 == VAULTS[0] { VAULTS[1] } else { VAULTS[0] };
                 s.vaults[0].0 = other.to_string();
             } else if kind < 0.70 && s.vaults.len() < 2 {
                 let missing = VAULTS
@@ -758,11 +677,9 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
                 (Fate::Live, Some(o)) if is_ready(o) => {}
                 (Fate::Live, Some(o)) => last_pending.push(format!("{}: {}", b.name, ready_reason(o))),
                 (Fate::Live, None) => last_pending.push(format!("{}: missing", b.name)),
-                (_, Some(o)) => last_pending.push(format!(
-                    "{}: deleted but still there ({})",
-                    b.name,
-                    ready_reason(o)
-                )),
+                (_, Some(o)) => {
+                    last_pending.push(format!("{}: deleted but still there ({})", b.name, ready_reason(o)));
+                }
                 (_, None) => {}
             }
         }
@@ -788,10 +705,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             .map(|sa| {
                 (
                     sa.metadata.name.clone().unwrap_or_default(),
-                    sa.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(CLIENT_ID_ANNOTATION).cloned()),
+                    sa.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION).cloned()),
                 )
             })
             .collect();
@@ -821,10 +735,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
             wrong.push(("a deleted binding taken for retained", w));
         }
         for (what, w) in wrong {
-            assert!(
-                !diff(&state, &w, &ns, &issuer, &baseline, &sas).is_empty(),
-                "the checker misses {what}"
-            );
+            assert!(!diff(&state, &w, &ns, &issuer, &baseline, &sas).is_empty(), "the checker misses {what}");
         }
     }
     let state = env.sim.state_typed();
@@ -847,21 +758,12 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
         f.sim_restarts,
         f.operator_kills,
         chaos_took.as_secs_f64(),
-        if last_pending.is_empty() {
-            "converged"
-        } else {
-            "NOT converged"
-        },
+        if last_pending.is_empty() { "converged" } else { "NOT converged" },
         converged_in.as_secs_f64(),
         diff_lines.len(),
         t0.elapsed().as_secs_f64(),
     );
-    let logs = rig
-        .logs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let logs = rig.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
     if !last_pending.is_empty() {
         return Err(format!(
             "{} binding(s) did not converge within {converge_secs} s after the chaos (seed {seed}; operator \
@@ -903,44 +805,25 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
         retain: false,
     };
     let kube = Kube::new(&env).await?;
-    let mut b = Binding {
-        name: "app".into(),
-        spec: spec(None),
-        fate: Fate::Live,
-        renames: 0,
-    };
+    let mut b = Binding { name: "app".into(), spec: spec(None), fate: Fate::Live, renames: 0 };
     let mut crashing = Operator::start(
         &env,
         "crash",
-        &[(
-            "IDBIND_CRASH_AT",
-            idbind::reconcile::failpoint::BEFORE_STATUS_WRITE,
-        )],
+        &[("IDBIND_CRASH_AT", idbind::reconcile::failpoint::BEFORE_STATUS_WRITE)],
     )?;
     kube.create(&b).await?;
     assert!(
         !crashing.wait_exit(Duration::from_secs(90))?.success(),
         "the operator aborts before its first status write"
     );
-    assert_eq!(
-        identities(&env.sim.state_typed()).len(),
-        1,
-        "the first identity exists"
-    );
+    assert_eq!(identities(&env.sim.state_typed()).len(), 1, "the first identity exists");
     b.spec = spec(Some("renamed-app"));
     kube.apply_binding(&b.name, &b.spec).await?;
     let operator = Operator::start(&env, "second", &[])?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/app"])
         .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-    let names: Vec<String> = identities(&env.sim.state_typed())
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["renamed-app".to_string()],
-        "only the renamed identity remains"
-    );
+    let names: Vec<String> = identities(&env.sim.state_typed()).into_iter().map(|i| i.name).collect();
+    assert_eq!(names, vec!["renamed-app".to_string()], "only the renamed identity remains");
     kube.delete(&b.name).await?;
     env.kubectl(&["wait", "--for=delete", "--timeout=90s", "wib/app"])?;
     let state = env.sim.state_typed();

@@ -29,10 +29,7 @@ use crate::http::{empty, json};
 use crate::seed::Seed;
 
 fn bad(message: impl std::fmt::Display) -> Response {
-    json(
-        StatusCode::BAD_REQUEST,
-        json!({"error": {"code": "BadRequest", "message": message.to_string()}}),
-    )
+    json(StatusCode::BAD_REQUEST, json!({"error": {"code": "BadRequest", "message": message.to_string()}}))
 }
 
 // The error is the finished HTTP answer, returned once per request: its size does not matter.
@@ -142,18 +139,10 @@ async fn inner(
             }
         }
         ("GET", ["holds", "wait"]) => {
-            let count = query_param(query, "count")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
-            let timeout = query_param(query, "timeoutMs")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(10_000);
+            let count = query_param(query, "count").and_then(|c| c.parse().ok()).unwrap_or(1);
+            let timeout = query_param(query, "timeoutMs").and_then(|c| c.parse().ok()).unwrap_or(10_000);
             let ok = sim.holds.wait_held(count, Duration::from_millis(timeout)).await;
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::REQUEST_TIMEOUT
-            };
+            let status = if ok { StatusCode::OK } else { StatusCode::REQUEST_TIMEOUT };
             json(status, json!({"held": sim.holds.held_count()}))
         }
         ("GET", ["clock"]) => json(

@@ -102,15 +102,12 @@ pub struct SimArgs {
 }
 
 fn parse_bucket(s: &str) -> Result<BucketSpec, String> {
-    let (cap, rate) = s
-        .split_once(':')
-        .ok_or_else(|| format!("expected CAPACITY:REFILL_PER_SEC, got '{s}'"))?;
+    let (cap, rate) =
+        s.split_once(':').ok_or_else(|| format!("expected CAPACITY:REFILL_PER_SEC, got '{s}'"))?;
     let cap: f64 = cap.parse().map_err(|e| format!("capacity '{cap}': {e}"))?;
     let rate: f64 = rate.parse().map_err(|e| format!("refill '{rate}': {e}"))?;
     if cap < 1.0 || rate < 0.0 {
-        return Err(String::from(
-            "capacity must be at least 1 and refill non-negative",
-        ));
+        return Err(String::from("capacity must be at least 1 and refill non-negative"));
     }
     Ok(BucketSpec::new(cap, rate))
 }
@@ -148,9 +145,7 @@ impl SimArgs {
                 ca_file: self.tls_ca.clone(),
             };
         } else if !self.hostname.is_empty() {
-            cfg.tls = TlsConfig::Generate {
-                extra_hostnames: self.hostname.clone(),
-            };
+            cfg.tls = TlsConfig::Generate { extra_hostnames: self.hostname.clone() };
         }
         if self.state_dir.is_some() {
             cfg.state_dir = self.state_dir.clone();

@@ -15,9 +15,7 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds since the Unix epoch, as the simulator sees it.
     pub fn now_ms(&self) -> u64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
         wall_ms.saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }

@@ -71,20 +71,15 @@ impl SimConfig {
     pub fn for_tests() -> Self {
         Self {
             throttle: ThrottleConfig::disabled(),
-            behaviour: BehaviourConfig {
-                principal_replication_delay_ms: 0,
-                ..BehaviourConfig::default()
-            },
+            behaviour: BehaviourConfig { principal_replication_delay_ms: 0, ..BehaviourConfig::default() },
             ..Self::default()
         }
     }
 
     /// Reads a config file; `.yaml`/`.yml` are YAML, anything else JSON.
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SimError::Read { path: path.to_owned(), source })?;
         parse_json_or_yaml(path, &text)
     }
 }
@@ -99,10 +94,7 @@ pub(crate) fn parse_json_or_yaml<T: serde::de::DeserializeOwned>(
     } else {
         serde_json::from_str(text).map_err(|e| e.to_string())
     };
-    parsed.map_err(|message| SimError::Parse {
-        what: path.display().to_string(),
-        message,
-    })
+    parsed.map_err(|message| SimError::Parse { what: path.display().to_string(), message })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,18 +105,12 @@ pub enum TlsConfig {
     Generate { extra_hostnames: Vec<String> },
     /// Serve this certificate chain and key (PEM). `ca_file` is what `ca_pem()` returns and what is written
     /// to `state_dir`; defaults to the chain file.
-    Files {
-        cert_file: PathBuf,
-        key_file: PathBuf,
-        ca_file: Option<PathBuf>,
-    },
+    Files { cert_file: PathBuf, key_file: PathBuf, ca_file: Option<PathBuf> },
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self::Generate {
-            extra_hostnames: Vec::new(),
-        }
+        Self::Generate { extra_hostnames: Vec::new() }
     }
 }
 
@@ -138,17 +124,11 @@ pub struct BucketSpec {
 
 impl BucketSpec {
     pub const fn new(capacity: f64, refill_per_sec: f64) -> Self {
-        Self {
-            capacity,
-            refill_per_sec,
-        }
+        Self { capacity, refill_per_sec }
     }
 
     pub fn scaled(self, factor: f64) -> Self {
-        Self {
-            capacity: self.capacity * factor,
-            refill_per_sec: self.refill_per_sec * factor,
-        }
+        Self { capacity: self.capacity * factor, refill_per_sec: self.refill_per_sec * factor }
     }
 }
 
@@ -189,10 +169,7 @@ impl Default for ThrottleConfig {
 
 impl ThrottleConfig {
     pub fn disabled() -> Self {
-        Self {
-            enabled: false,
-            ..Self::default()
-        }
+        Self { enabled: false, ..Self::default() }
     }
 }
 
@@ -213,26 +190,10 @@ impl Default for MsiLimits {
     fn default() -> Self {
         Self {
             enabled: true,
-            create_or_update: MsiRate {
-                per_tenant: 10.0,
-                per_subscription: 2.0,
-                per_resource: 0.25,
-            },
-            get: MsiRate {
-                per_tenant: 30.0,
-                per_subscription: 10.0,
-                per_resource: 0.5,
-            },
-            list: MsiRate {
-                per_tenant: 15.0,
-                per_subscription: 5.0,
-                per_resource: 0.25,
-            },
-            delete: MsiRate {
-                per_tenant: 10.0,
-                per_subscription: 2.0,
-                per_resource: 0.25,
-            },
+            create_or_update: MsiRate { per_tenant: 10.0, per_subscription: 2.0, per_resource: 0.25 },
+            get: MsiRate { per_tenant: 30.0, per_subscription: 10.0, per_resource: 0.5 },
+            list: MsiRate { per_tenant: 15.0, per_subscription: 5.0, per_resource: 0.25 },
+            delete: MsiRate { per_tenant: 10.0, per_subscription: 2.0, per_resource: 0.25 },
         }
     }
 }
@@ -303,10 +264,6 @@ pub struct EntraConfig {
 
 impl Default for EntraConfig {
     fn default() -> Self {
-        Self {
-            token_lifetime_secs: 3600,
-            extra_ca_files: Vec::new(),
-            assertion_clock_skew_secs: 0,
-        }
+        Self { token_lifetime_secs: 3600, extra_ca_files: Vec::new(), assertion_clock_skew_secs: 0 }
     }
 }

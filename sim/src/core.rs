@@ -56,10 +56,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The state a fresh simulator starts from: built-in roles plus the configured seed.
 pub fn initial_state(config: &SimConfig, now_ms: u64) -> State {
-    let mut state = State {
-        tenant_id: config.tenant_id.clone(),
-        ..Default::default()
-    };
+    let mut state = State { tenant_id: config.tenant_id.clone(), ..Default::default() };
     for role in crate::roles::builtin_role_definitions() {
         state.role_definitions.insert(key(&role.name), role);
     }

@@ -18,11 +18,7 @@ pub struct CounterSnapshot(pub BTreeMap<String, BTreeMap<String, u64>>);
 
 impl CounterSnapshot {
     pub fn get(&self, operation: &str, status: &str) -> u64 {
-        self.0
-            .get(operation)
-            .and_then(|m| m.get(status))
-            .copied()
-            .unwrap_or(0)
+        self.0.get(operation).and_then(|m| m.get(status)).copied().unwrap_or(0)
     }
 
     pub fn total(&self, operation: &str) -> u64 {
@@ -33,10 +29,7 @@ impl CounterSnapshot {
 impl Counters {
     pub fn record(&self, operation: &str, status: &str) {
         let mut m = self.by_op.lock().unwrap_or_else(PoisonError::into_inner);
-        *m.entry(operation.to_owned())
-            .or_default()
-            .entry(status.to_owned())
-            .or_default() += 1;
+        *m.entry(operation.to_owned()).or_default().entry(status.to_owned()).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {

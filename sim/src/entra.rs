@@ -37,19 +37,15 @@ pub fn parse(method: &Method, path: &str) -> Option<EntraRoute> {
     let s: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = method == Method::GET;
     match s.as_slice() {
-        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => Some(EntraRoute::Token {
-            tenant: (*tenant).to_owned(),
-        }),
-        [tenant, "v2.0", ".well-known", "openid-configuration"] if get => {
-            Some(EntraRoute::OpenIdConfiguration {
-                tenant: (*tenant).to_owned(),
-                v2: true,
-            })
+        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => {
+            Some(EntraRoute::Token { tenant: (*tenant).to_owned() })
         }
-        [tenant, ".well-known", "openid-configuration"] if get => Some(EntraRoute::OpenIdConfiguration {
-            tenant: (*tenant).to_owned(),
-            v2: false,
-        }),
+        [tenant, "v2.0", ".well-known", "openid-configuration"] if get => {
+            Some(EntraRoute::OpenIdConfiguration { tenant: (*tenant).to_owned(), v2: true })
+        }
+        [tenant, ".well-known", "openid-configuration"] if get => {
+            Some(EntraRoute::OpenIdConfiguration { tenant: (*tenant).to_owned(), v2: false })
+        }
         [_, "discovery", "instance"] | [_, "discovery", "v2.0", "instance"] if get => {
             Some(EntraRoute::InstanceDiscovery)
         }
@@ -80,11 +76,7 @@ pub async fn handle(
 }
 
 fn tenant_for_docs<'a>(sim: &'a Sim, tenant: &'a str) -> &'a str {
-    if ["common", "organizations", "consumers"].contains(&tenant) {
-        sim.tenant_id()
-    } else {
-        tenant
-    }
+    if ["common", "organizations", "consumers"].contains(&tenant) { sim.tenant_id() } else { tenant }
 }
 
 fn openid_configuration(sim: &Sim, tenant: &str, v2: bool, base: &str) -> Value {
@@ -129,24 +121,16 @@ fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Value {
 }
 
 fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// client_secret_basic: `Authorization: Basic base64(urlenc(id):urlenc(secret))`.
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(v.strip_prefix("Basic ")?.trim())
-        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let dec = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
+    let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     Some((dec(id), dec(secret)))
 }
 
@@ -211,10 +195,7 @@ async fn token(
         }
     };
     let basic = basic_auth(headers);
-    let client_id = f
-        .get("client_id")
-        .cloned()
-        .or_else(|| basic.as_ref().map(|b| b.0.clone()));
+    let client_id = f.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let Some(client_id) = client_id else {
         return Err(EntraError::bad_request(
             "invalid_request",
@@ -275,12 +256,7 @@ async fn token(
         ver: String::from("1.0"),
     };
     let access_token = sim.tokens.issue(&claims).map_err(|e| {
-        EntraError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            50000,
-            e.to_string(),
-        )
+        EntraError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, e.to_string())
     })?;
     let _ = base_url;
     Ok(json!({
@@ -343,23 +319,15 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
     if !allowed.contains(&header.alg) {
         return Err(assertion_error(
             5002738,
-            format!(
-                "The client assertion uses an unsupported signing algorithm {:?}.",
-                header.alg
-            ),
+            format!("The client assertion uses an unsupported signing algorithm {:?}.", header.alg),
         ));
     }
-    let key = sim
-        .oidc
-        .key_for(&iss, header.kid.as_deref())
-        .await
-        .map_err(|e| match e {
-            crate::oidc::OidcError::Fetch(m) => assertion_error(50166, m),
-            crate::oidc::OidcError::NoKey(m) => assertion_error(
-                700027,
-                format!("Client assertion failed signature validation. {m}"),
-            ),
-        })?;
+    let key = sim.oidc.key_for(&iss, header.kid.as_deref()).await.map_err(|e| match e {
+        crate::oidc::OidcError::Fetch(m) => assertion_error(50166, m),
+        crate::oidc::OidcError::NoKey(m) => {
+            assertion_error(700027, format!("Client assertion failed signature validation. {m}"))
+        }
+    })?;
     let mut validation = Validation::new(header.alg);
     // Time is checked below against the simulator's clock; audience and issuer were matched against the FIC
     // above.
@@ -367,12 +335,8 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| {
-        assertion_error(
-            700027,
-            format!("Client assertion failed signature validation. {e}"),
-        )
-    })?;
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .map_err(|e| assertion_error(700027, format!("Client assertion failed signature validation. {e}")))?;
     let now = sim.clock.now_secs();
     let skew = sim.config.entra.assertion_clock_skew_secs;
     let exp = claims.get("exp").and_then(Value::as_u64);
@@ -390,10 +354,7 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
                 fmt(exp)
             ),
         )),
-        None => Err(assertion_error(
-            700024,
-            "Client assertion has no expiry time (exp).",
-        )),
+        None => Err(assertion_error(700024, "Client assertion has no expiry time (exp).")),
     }
 }
 
@@ -425,18 +386,9 @@ mod tests {
         assert_eq!(parse(&Method::GET, "/t/oauth2/v2.0/token"), None);
         assert_eq!(
             parse(&Method::GET, "/t/v2.0/.well-known/openid-configuration"),
-            Some(EntraRoute::OpenIdConfiguration {
-                tenant: "t".into(),
-                v2: true
-            })
+            Some(EntraRoute::OpenIdConfiguration { tenant: "t".into(), v2: true })
         );
-        assert_eq!(
-            parse(&Method::GET, "/common/discovery/instance"),
-            Some(EntraRoute::InstanceDiscovery)
-        );
-        assert_eq!(
-            parse(&Method::GET, "/t/discovery/v2.0/keys"),
-            Some(EntraRoute::Keys)
-        );
+        assert_eq!(parse(&Method::GET, "/common/discovery/instance"), Some(EntraRoute::InstanceDiscovery));
+        assert_eq!(parse(&Method::GET, "/t/discovery/v2.0/keys"), Some(EntraRoute::Keys));
     }
 }

@@ -18,12 +18,7 @@ pub struct ArmError {
 
 impl ArmError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.into(),
-            message: message.into(),
-            headers: Vec::new(),
-        }
+        Self { status, code: code.into(), message: message.into(), headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
@@ -63,10 +58,7 @@ impl ArmError {
 
     /// `ResourceGroupNotFound` (404), wording from FACTS §4.
     pub fn resource_group_not_found(rg: &str) -> Self {
-        Self::not_found(
-            "ResourceGroupNotFound",
-            format!("Resource group '{rg}' could not be found."),
-        )
+        Self::not_found("ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."))
     }
 
     /// `ResourceNotFound` (404) in the form of ARM's troubleshooting doc (FACTS §4).
@@ -109,12 +101,7 @@ pub struct EntraError {
 
 impl EntraError {
     pub fn new(status: StatusCode, error: &'static str, aadsts: u32, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            aadsts,
-            description: description.into(),
-        }
+        Self { status, error, aadsts, description: description.into() }
     }
 
     pub fn bad_request(error: &'static str, aadsts: u32, description: impl Into<String>) -> Self {
@@ -141,22 +128,13 @@ impl IntoResponse for EntraError {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot parse {what}: {message}")]
     Parse { what: String, message: String },
     #[error("invalid configuration: {0}")]

@@ -85,10 +85,7 @@ impl Faults {
     }
 
     pub fn set(&self, rules: Vec<FaultRule>) {
-        *lock(&self.rules) = rules
-            .into_iter()
-            .map(|rule| FaultStatus { rule, hits: 0 })
-            .collect();
+        *lock(&self.rules) = rules.into_iter().map(|rule| FaultStatus { rule, hits: 0 }).collect();
     }
 
     pub fn get(&self) -> Vec<FaultStatus> {
@@ -112,21 +109,12 @@ impl Faults {
             match &st.rule.action {
                 FaultAction::Latency { ms } => out.delay += Duration::from_millis(*ms),
                 FaultAction::Drop if out.error.is_none() && !out.drop => out.drop = true,
-                FaultAction::Error {
-                    status,
-                    retry_after_secs,
-                } if out.error.is_none() && !out.drop => {
+                FaultAction::Error { status, retry_after_secs } if out.error.is_none() && !out.drop => {
                     out.error = Some(injected_error(*status, *retry_after_secs));
                 }
-                FaultAction::Code {
-                    status,
-                    code,
-                    message,
-                } if out.error.is_none() && !out.drop => {
+                FaultAction::Code { status, code, message } if out.error.is_none() && !out.drop => {
                     let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let message = message
-                        .clone()
-                        .unwrap_or_else(|| format!("{code} (injected fault)."));
+                    let message = message.clone().unwrap_or_else(|| format!("{code} (injected fault)."));
                     out.error = Some(ArmError::new(status, code.clone(), message));
                 }
                 // Only the first error/drop rule that matches takes effect.
@@ -150,10 +138,7 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ArmError {
             "ServiceUnavailable",
             "The service is temporarily unavailable (injected fault). Please try again later.",
         ),
-        500 => (
-            "InternalServerError",
-            "Encountered internal server error (injected fault).",
-        ),
+        500 => ("InternalServerError", "Encountered internal server error (injected fault)."),
         _ => ("InjectedFault", "An injected fault answered this request."),
     };
     let err = ArmError::new(status, code, message);
@@ -176,18 +161,12 @@ mod tests {
     fn times_budget_and_operation_match() {
         let f = Faults::new(vec![FaultRule {
             operation: "A".into(),
-            action: FaultAction::Error {
-                status: 503,
-                retry_after_secs: None,
-            },
+            action: FaultAction::Error { status: 503, retry_after_secs: None },
             rate: 1.0,
             times: Some(2),
         }]);
         assert!(f.decide("B").error.is_none());
-        assert_eq!(
-            f.decide("a").error.map(|e| e.status),
-            Some(StatusCode::SERVICE_UNAVAILABLE)
-        );
+        assert_eq!(f.decide("a").error.map(|e| e.status), Some(StatusCode::SERVICE_UNAVAILABLE));
         assert!(f.decide("A").error.is_some());
         assert!(f.decide("A").error.is_none());
         assert_eq!(f.get()[0].hits, 2);
@@ -212,8 +191,7 @@ mod tests {
         let f = Faults::new(rules);
         let err = f.decide("RoleAssignments_Create").error;
         assert_eq!(
-            err.as_ref()
-                .map(|e| (e.status, e.body()["error"]["code"].clone())),
+            err.as_ref().map(|e| (e.status, e.body()["error"]["code"].clone())),
             Some((StatusCode::BAD_REQUEST, serde_json::json!("PrincipalNotFound")))
         );
         assert!(f.decide("RoleAssignments_Create").error.is_none(), "times: 1");

@@ -35,20 +35,14 @@ pub struct SimHandle {
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), SimError> {
-    let l = TcpListener::bind(addr)
-        .await
-        .map_err(|source| SimError::Bind { addr, source })?;
+    let l = TcpListener::bind(addr).await.map_err(|source| SimError::Bind { addr, source })?;
     let local = l.local_addr().map_err(|source| SimError::Bind { addr, source })?;
     Ok((l, local))
 }
 
 fn url(scheme: &str, addr: SocketAddr) -> String {
     // Loopback listeners are announced as 127.0.0.1, which the certificate names as an IP SAN.
-    let host = if addr.ip().is_loopback() {
-        String::from("127.0.0.1")
-    } else {
-        addr.ip().to_string()
-    };
+    let host = if addr.ip().is_loopback() { String::from("127.0.0.1") } else { addr.ip().to_string() };
     match addr {
         SocketAddr::V6(_) if !addr.ip().is_loopback() => {
             format!("{scheme}://[{host}]:{}", addr.port())
@@ -61,10 +55,7 @@ impl Simulator {
     /// Starts a simulator on a multi-thread tokio runtime (the caller's).
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         if let Some(dir) = &config.state_dir {
-            std::fs::create_dir_all(dir).map_err(|source| SimError::Write {
-                path: dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| SimError::Write { path: dir.clone(), source })?;
         }
         let tls = match config.https_addr {
             Some(_) => Some(crate::tls::load(&config.tls, config.state_dir.as_deref())?),
@@ -87,10 +78,7 @@ impl Simulator {
         };
         let https_url = https.as_ref().map(|(_, a)| url("https", *a));
         let http_url = http.as_ref().map(|(_, a)| url("http", *a));
-        let _ = sim.urls.set(Urls {
-            https: https_url.clone(),
-            http: http_url.clone(),
-        });
+        let _ = sim.urls.set(Urls { https: https_url.clone(), http: http_url.clone() });
 
         if let Some(path) = &config.state_file {
             let weak: Weak<Sim> = Arc::downgrade(&sim);
@@ -109,24 +97,12 @@ impl Simulator {
         let mut servers = Vec::new();
         if let (Some((listener, _)), Some(tls)) = (https, &tls) {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
-            servers.push(crate::server::spawn(
-                listener,
-                Some(acceptor),
-                app.clone(),
-                rx.clone(),
-            ));
+            servers.push(crate::server::spawn(listener, Some(acceptor), app.clone(), rx.clone()));
         }
         if let Some((listener, _)) = http {
             servers.push(crate::server::spawn(listener, None, app, rx));
         }
-        let handle = SimHandle {
-            sim,
-            shutdown,
-            servers,
-            https_url,
-            http_url,
-            ca_pem,
-        };
+        let handle = SimHandle { sim, shutdown, servers, https_url, http_url, ca_pem };
         if let Some(dir) = &config.state_dir {
             handle.write_state_dir(dir)?;
         }
@@ -183,11 +159,7 @@ impl SimHandle {
             }
             None => None,
         };
-        let endpoint = self
-            .https_url
-            .clone()
-            .or_else(|| self.http_url.clone())
-            .unwrap_or_default();
+        let endpoint = self.https_url.clone().or_else(|| self.http_url.clone()).unwrap_or_default();
         crate::persist::write_atomically(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
         let doc = serde_json::to_vec_pretty(&self.endpoint_json(ca_file.as_deref()))
             .map_err(|e| SimError::Persist(e.to_string()))?;
@@ -196,8 +168,7 @@ impl SimHandle {
 
     /// The full state as JSON (what `GET /_sim/state` answers).
     pub fn state(&self) -> serde_json::Value {
-        self.sim
-            .read(|s| serde_json::to_value(s).unwrap_or(serde_json::Value::Null))
+        self.sim.read(|s| serde_json::to_value(s).unwrap_or(serde_json::Value::Null))
     }
 
     /// The full state, typed.
@@ -236,10 +207,7 @@ impl SimHandle {
 
     /// Back to the configured seed; faults, holds, counters and buckets cleared.
     pub async fn reset(&self) -> Result<(), SimError> {
-        self.sim
-            .reset()
-            .await
-            .map_err(|e| SimError::Persist(e.to_string()))
+        self.sim.reset().await.map_err(|e| SimError::Persist(e.to_string()))
     }
 
     pub fn hold(&self, spec: HoldSpec) -> u64 {

@@ -81,10 +81,7 @@ pub struct Holds {
 
 impl Default for Holds {
     fn default() -> Self {
-        Self {
-            inner: Mutex::new(Inner::default()),
-            held_count: watch::channel(0).0,
-        }
+        Self { inner: Mutex::new(Inner::default()), held_count: watch::channel(0).0 }
     }
 }
 
@@ -110,21 +107,13 @@ impl Holds {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        inner.rules.push(HoldRuleStatus {
-            id,
-            spec,
-            seen: 0,
-            fired: false,
-        });
+        inner.rules.push(HoldRuleStatus { id, spec, seen: 0, fired: false });
         id
     }
 
     pub fn status(&self) -> HoldsStatus {
         let inner = self.lock();
-        HoldsStatus {
-            rules: inner.rules.clone(),
-            held: inner.held.iter().map(|h| h.info.clone()).collect(),
-        }
+        HoldsStatus { rules: inner.rules.clone(), held: inner.held.iter().map(|h| h.info.clone()).collect() }
     }
 
     pub fn held_count(&self) -> usize {
@@ -135,16 +124,8 @@ impl Holds {
     pub fn check(&self, operation: &str, method: &str, path: &str, phase: HoldPhase) -> Option<HoldTicket> {
         let mut inner = self.lock();
         let mut fired_rule = None;
-        for rule in inner
-            .rules
-            .iter_mut()
-            .filter(|r| !r.fired && r.spec.phase == phase)
-        {
-            let op_ok = rule
-                .spec
-                .operation
-                .as_deref()
-                .is_none_or(|o| o.eq_ignore_ascii_case(operation));
+        for rule in inner.rules.iter_mut().filter(|r| !r.fired && r.spec.phase == phase) {
+            let op_ok = rule.spec.operation.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(operation));
             let path_ok = rule
                 .spec
                 .path_contains
@@ -217,8 +198,6 @@ impl Holds {
     /// Waits until at least `count` requests are held; false on timeout.
     pub async fn wait_held(&self, count: usize, timeout: Duration) -> bool {
         let mut rx = self.held_count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count)).await.is_ok_and(|r| r.is_ok())
     }
 }

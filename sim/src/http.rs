@@ -46,11 +46,7 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().map(str::to_owned);
-    let first = path
-        .split('/')
-        .find(|s| !s.is_empty())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_ascii_lowercase();
 
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -126,15 +122,7 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
                 .await
             }
             Target::Entra(route) => {
-                entra::handle(
-                    &task_sim,
-                    route,
-                    raw_query.as_deref(),
-                    &headers,
-                    &bytes,
-                    &base_url,
-                )
-                .await
+                entra::handle(&task_sim, route, raw_query.as_deref(), &headers, &bytes, &base_url).await
             }
             Target::Invalid(e) => e.into_response(),
         }
@@ -162,8 +150,5 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Response {
 }
 
 pub fn empty(status: StatusCode) -> Response {
-    Response::builder()
-        .status(status)
-        .body(Body::empty())
-        .unwrap_or_else(|_| status.into_response())
+    Response::builder().status(status).body(Body::empty()).unwrap_or_else(|_| status.into_response())
 }

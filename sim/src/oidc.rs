@@ -37,15 +37,13 @@ impl OidcKeys {
     /// `trusted_pems` are added to the usual web roots (the simulator's own CA, the local kube-apiserver's
     /// CA…).
     pub fn new(trusted_pems: &[String], extra_ca_files: &[PathBuf]) -> Result<Self, SimError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .use_rustls_tls();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10)).use_rustls_tls();
         let mut pems: Vec<String> = trusted_pems.to_vec();
         for path in extra_ca_files {
-            pems.push(std::fs::read_to_string(path).map_err(|source| SimError::Read {
-                path: path.clone(),
-                source,
-            })?);
+            pems.push(
+                std::fs::read_to_string(path)
+                    .map_err(|source| SimError::Read { path: path.clone(), source })?,
+            );
         }
         for pem in &pems {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -54,13 +52,8 @@ impl OidcKeys {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder
-            .build()
-            .map_err(|e| SimError::Tls(format!("OIDC client: {e}")))?;
-        Ok(Self {
-            client,
-            cache: Mutex::new(HashMap::new()),
-        })
+        let client = builder.build().map_err(|e| SimError::Tls(format!("OIDC client: {e}")))?;
+        Ok(Self { client, cache: Mutex::new(HashMap::new()) })
     }
 
     /// The key that signed an assertion of `issuer` with header `kid`.
@@ -76,35 +69,20 @@ impl OidcKeys {
         let found = pick(&set, kid);
         cache.insert(issuer.to_owned(), set);
         found.unwrap_or_else(|| {
-            Err(OidcError::NoKey(format!(
-                "The key was not found. Key id: '{}'.",
-                kid.unwrap_or("")
-            )))
+            Err(OidcError::NoKey(format!("The key was not found. Key id: '{}'.", kid.unwrap_or(""))))
         })
     }
 
     async fn fetch(&self, issuer: &str) -> Result<JwkSet, OidcError> {
-        let discovery_url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
+        let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
         let doc: serde_json::Value = self.get_json(&discovery_url).await?;
         let jwks_uri = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| {
-            OidcError::Fetch(format!(
-                "The OIDC discovery document at '{discovery_url}' has no jwks_uri."
-            ))
+            OidcError::Fetch(format!("The OIDC discovery document at '{discovery_url}' has no jwks_uri."))
         })?;
         let set: serde_json::Value = self.get_json(jwks_uri).await?;
         // Parse key by key so one key of a type we do not know does not hide the others.
-        let keys = set
-            .get("keys")
-            .and_then(|k| k.as_array())
-            .cloned()
-            .unwrap_or_default();
-        let keys = keys
-            .into_iter()
-            .filter_map(|k| serde_json::from_value(k).ok())
-            .collect();
+        let keys = set.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+        let keys = keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
         Ok(JwkSet { keys })
     }
 
@@ -119,9 +97,7 @@ impl OidcKeys {
             )));
         }
         resp.json().await.map_err(|e| {
-            OidcError::Fetch(format!(
-                "Response of External OIDC endpoint '{url}' is not JSON: {e}"
-            ))
+            OidcError::Fetch(format!("Response of External OIDC endpoint '{url}' is not JSON: {e}"))
         })
     }
 }

@@ -38,10 +38,8 @@ pub const FILE_VERSION: u32 = 1;
 pub fn load(path: &Path) -> Result<Option<PersistedFile>, SimError> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let file: PersistedFile = serde_json::from_slice(&bytes).map_err(|e| SimError::Parse {
-                what: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let file: PersistedFile = serde_json::from_slice(&bytes)
+                .map_err(|e| SimError::Parse { what: path.display().to_string(), message: e.to_string() })?;
             if file.version != FILE_VERSION {
                 return Err(SimError::Persist(format!(
                     "{} has version {}, this simulator reads {FILE_VERSION}",
@@ -52,29 +50,18 @@ pub fn load(path: &Path) -> Result<Option<PersistedFile>, SimError> {
             Ok(Some(file))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SimError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(SimError::Read { path: path.to_owned(), source }),
     }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SimError> {
     use std::io::Write;
-    let werr = |source| SimError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let werr = |source| SimError::Write { path: path.to_owned(), source };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(werr)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| String::from("state"));
+    let file_name =
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| String::from("state"));
     let tmp = dir.join(format!(".{file_name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -109,10 +96,7 @@ pub struct Persister {
 impl Persister {
     pub fn spawn(path: PathBuf, initial_generation: u64, snapshot: Snapshot) -> Self {
         let wake = Arc::new(Notify::new());
-        let (tx, rx) = watch::channel(Durable {
-            generation: initial_generation,
-            error: None,
-        });
+        let (tx, rx) = watch::channel(Durable { generation: initial_generation, error: None });
         let task_path = path.clone();
         let task_wake = wake.clone();
         let task = tokio::spawn(async move {
@@ -154,12 +138,7 @@ impl Persister {
                 }
             }
         });
-        Self {
-            path,
-            wake,
-            durable: rx,
-            task,
-        }
+        Self { path, wake, durable: rx, task }
     }
 
     /// Waits until the state of `generation` (or a newer one) is on disk.
@@ -174,11 +153,7 @@ impl Persister {
         if seen.generation >= generation {
             Ok(())
         } else {
-            Err(SimError::Persist(format!(
-                "{}: {}",
-                self.path.display(),
-                seen.error.unwrap_or_default()
-            )))
+            Err(SimError::Persist(format!("{}: {}", self.path.display(), seen.error.unwrap_or_default())))
         }
     }
 

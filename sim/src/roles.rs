@@ -32,10 +32,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "a4417e6f-fecd-4de8-b567-7b0420556985",
         name: "Key Vault Certificates Officer",
         description: "Perform any action on the certificates of a key vault, except manage permissions.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-        ],
+        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/certificatecas/*",
@@ -59,10 +56,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
         name: "Key Vault Crypto Officer",
         description: "Perform any action on the keys of a key vault, except manage permissions.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-        ],
+        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/keys/*",
@@ -89,10 +83,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "21090545-7ca7-4776-b22c-e363652d74d2",
         name: "Key Vault Reader",
         description: "Read metadata of key vaults and its certificates, keys, and secrets.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-        ],
+        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/*/read",
@@ -103,10 +94,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
         name: "Key Vault Secrets Officer",
         description: "Perform any action on the secrets of a key vault, except manage permissions.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-        ],
+        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
     },

@@ -98,10 +98,8 @@ const DEFAULT_LOCATION: &str = "westeurope";
 
 impl Seed {
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SimError::Read { path: path.to_owned(), source })?;
         crate::config::parse_json_or_yaml(path, &text)
     }
 
@@ -117,9 +115,7 @@ impl Seed {
     pub fn validate(&self) -> Result<(), SimError> {
         for s in &self.subscriptions {
             if s.id.trim().is_empty() {
-                return Err(SimError::Config(String::from(
-                    "a seeded subscription has an empty id",
-                )));
+                return Err(SimError::Config(String::from("a seeded subscription has an empty id")));
             }
             for rg in &s.resource_groups {
                 if rg.name.trim().is_empty() {
@@ -132,9 +128,7 @@ impl Seed {
         }
         for a in &self.apps {
             if a.client_id.is_empty() || a.client_secret.is_empty() {
-                return Err(SimError::Config(String::from(
-                    "a seeded app needs clientId and clientSecret",
-                )));
+                return Err(SimError::Config(String::from("a seeded app needs clientId and clientSecret")));
             }
         }
         Ok(())
@@ -145,28 +139,19 @@ impl Seed {
     pub fn apply(&self, state: &mut State, now_ms: u64) {
         let tenant = state.tenant_id.clone();
         for s in &self.subscriptions {
-            let sub = state
-                .subscriptions
-                .entry(key(&s.id))
-                .or_insert_with(|| Subscription {
-                    id: s.id.clone(),
-                    display_name: s
-                        .display_name
-                        .clone()
-                        .unwrap_or_else(|| format!("Subscription {}", s.id)),
-                    resource_groups: Default::default(),
-                });
+            let sub = state.subscriptions.entry(key(&s.id)).or_insert_with(|| Subscription {
+                id: s.id.clone(),
+                display_name: s.display_name.clone().unwrap_or_else(|| format!("Subscription {}", s.id)),
+                resource_groups: Default::default(),
+            });
             for rg in &s.resource_groups {
                 let location = rg.location.clone().unwrap_or_else(|| DEFAULT_LOCATION.to_owned());
-                let group = sub
-                    .resource_groups
-                    .entry(key(&rg.name))
-                    .or_insert_with(|| ResourceGroup {
-                        name: rg.name.clone(),
-                        location: location.clone(),
-                        tags: rg.tags.clone(),
-                        ..Default::default()
-                    });
+                let group = sub.resource_groups.entry(key(&rg.name)).or_insert_with(|| ResourceGroup {
+                    name: rg.name.clone(),
+                    location: location.clone(),
+                    tags: rg.tags.clone(),
+                    ..Default::default()
+                });
                 for v in &rg.vaults {
                     group.vaults.entry(key(&v.name)).or_insert_with(|| Vault {
                         name: v.name.clone(),
@@ -182,10 +167,7 @@ impl Seed {
             }
         }
         for a in &self.apps {
-            let object_id = a
-                .object_id
-                .clone()
-                .unwrap_or_else(|| derived_object_id(&a.client_id));
+            let object_id = a.object_id.clone().unwrap_or_else(|| derived_object_id(&a.client_id));
             state.apps.insert(
                 key(&a.client_id),
                 App {
@@ -196,15 +178,12 @@ impl Seed {
                 },
             );
             // Seeded principals exist "since forever": no replication delay applies to them.
-            state
-                .directory
-                .entry(key(&object_id))
-                .or_insert_with(|| DirectoryObject {
-                    object_id,
-                    principal_type: String::from("ServicePrincipal"),
-                    display_name: a.display_name.clone().unwrap_or_default(),
-                    created_at_ms: 0,
-                });
+            state.directory.entry(key(&object_id)).or_insert_with(|| DirectoryObject {
+                object_id,
+                principal_type: String::from("ServicePrincipal"),
+                display_name: a.display_name.clone().unwrap_or_default(),
+                created_at_ms: 0,
+            });
         }
         for p in &self.principals {
             state.directory.insert(
@@ -256,9 +235,7 @@ pub fn parse_rg_flag(s: &str) -> Result<(String, String, Option<String>), String
         Some((sub, rg)) if !sub.is_empty() && !rg.is_empty() && !rg.contains('/') => {
             Ok((sub.to_owned(), rg.to_owned(), location))
         }
-        _ => Err(format!(
-            "expected SUBSCRIPTION/RESOURCE_GROUP[@LOCATION], got '{s}'"
-        )),
+        _ => Err(format!("expected SUBSCRIPTION/RESOURCE_GROUP[@LOCATION], got '{s}'")),
     }
 }
 
@@ -280,9 +257,7 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
         [sub, rg, name] if !sub.is_empty() && !rg.is_empty() && !name.is_empty() => {
             Ok(((*sub).to_owned(), (*rg).to_owned(), (*name).to_owned(), rbac))
         }
-        _ => Err(format!(
-            "expected SUBSCRIPTION/RESOURCE_GROUP/VAULT[@rbac|@policies], got '{s}'"
-        )),
+        _ => Err(format!("expected SUBSCRIPTION/RESOURCE_GROUP/VAULT[@rbac|@policies], got '{s}'")),
     }
 }
 
@@ -309,11 +284,7 @@ impl Seed {
     /// Adds a subscription/resource group/vault given by flags, creating parents as needed.
     pub fn add_rg(&mut self, sub: &str, rg: &str, location: Option<String>) -> &mut SeedResourceGroup {
         let s = self.subscription_mut(sub);
-        let idx = match s
-            .resource_groups
-            .iter()
-            .position(|g| g.name.eq_ignore_ascii_case(rg))
-        {
+        let idx = match s.resource_groups.iter().position(|g| g.name.eq_ignore_ascii_case(rg)) {
             Some(i) => i,
             None => {
                 s.resource_groups.push(SeedResourceGroup {
@@ -328,17 +299,10 @@ impl Seed {
     }
 
     pub fn subscription_mut(&mut self, sub: &str) -> &mut SeedSubscription {
-        let idx = match self
-            .subscriptions
-            .iter()
-            .position(|s| s.id.eq_ignore_ascii_case(sub))
-        {
+        let idx = match self.subscriptions.iter().position(|s| s.id.eq_ignore_ascii_case(sub)) {
             Some(i) => i,
             None => {
-                self.subscriptions.push(SeedSubscription {
-                    id: sub.to_owned(),
-                    ..Default::default()
-                });
+                self.subscriptions.push(SeedSubscription { id: sub.to_owned(), ..Default::default() });
                 self.subscriptions.len() - 1
             }
         };
@@ -361,15 +325,9 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        assert_eq!(
-            parse_rg_flag("s/rg@eastus"),
-            Ok(("s".into(), "rg".into(), Some("eastus".into())))
-        );
+        assert_eq!(parse_rg_flag("s/rg@eastus"), Ok(("s".into(), "rg".into(), Some("eastus".into()))));
         assert!(parse_rg_flag("s").is_err());
-        assert_eq!(
-            parse_vault_flag("s/rg/kv@policies"),
-            Ok(("s".into(), "rg".into(), "kv".into(), false))
-        );
+        assert_eq!(parse_vault_flag("s/rg/kv@policies"), Ok(("s".into(), "rg".into(), "kv".into(), false)));
         assert!(parse_vault_flag("s/rg/kv@bogus").is_err());
         let app = parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
         assert_eq!(app, Ok(("cid".into(), "se".into(), Some("cr:et".into()))));
@@ -379,22 +337,13 @@ mod tests {
     fn apply_is_idempotent_and_keeps_existing() {
         let mut seed = Seed::default();
         seed.add_vault("sub", "rg", "kv", false);
-        seed.apps.push(SeedApp {
-            client_id: "c".into(),
-            client_secret: "s".into(),
-            ..Default::default()
-        });
-        let mut state = State {
-            tenant_id: "t".into(),
-            ..Default::default()
-        };
+        seed.apps.push(SeedApp { client_id: "c".into(), client_secret: "s".into(), ..Default::default() });
+        let mut state = State { tenant_id: "t".into(), ..Default::default() };
         seed.apply(&mut state, 5);
         let once = state.clone();
         seed.apply(&mut state, 9);
         assert_eq!(once, state);
-        let vault = state
-            .resource_group("SUB", "RG")
-            .and_then(|rg| rg.vaults.get("kv"));
+        let vault = state.resource_group("SUB", "RG").and_then(|rg| rg.vaults.get("kv"));
         assert_eq!(vault.map(|v| v.enable_rbac_authorization), Some(false));
     }
 }

@@ -41,10 +41,8 @@ pub fn spawn(
             }
         }
         drop(listener);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             conns.abort_all();
         }
@@ -59,10 +57,7 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let kill = Arc::new(Notify::new());
-    let ctl = ConnCtl {
-        kill: kill.clone(),
-        scheme,
-    };
+    let ctl = ConnCtl { kill: kill.clone(), scheme };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ctl.clone());
         let app = app.clone();
@@ -89,9 +84,7 @@ where
     <S::ResBody as hyper::body::Body>::Data: Send,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service);
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

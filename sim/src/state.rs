@@ -120,12 +120,7 @@ pub struct VaultPermissions {
 
 impl VaultPermissions {
     pub fn lists_mut(&mut self) -> [&mut Vec<String>; 4] {
-        [
-            &mut self.keys,
-            &mut self.secrets,
-            &mut self.certificates,
-            &mut self.storage,
-        ]
+        [&mut self.keys, &mut self.secrets, &mut self.certificates, &mut self.storage]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -237,10 +232,7 @@ impl State {
     }
 
     pub fn resource_group_mut(&mut self, sub: &str, rg: &str) -> Option<&mut ResourceGroup> {
-        self.subscriptions
-            .get_mut(&key(sub))?
-            .resource_groups
-            .get_mut(&key(rg))
+        self.subscriptions.get_mut(&key(sub))?.resource_groups.get_mut(&key(rg))
     }
 
     /// The identity whose client id is `client_id`, if any (a linear scan: token exchanges are rare next to

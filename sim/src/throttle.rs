@@ -102,10 +102,7 @@ pub struct Throttler {
 }
 
 fn header(name: String, value: String) -> Option<(HeaderName, HeaderValue)> {
-    Some((
-        HeaderName::try_from(name).ok()?,
-        HeaderValue::try_from(value).ok()?,
-    ))
+    Some((HeaderName::try_from(name).ok()?, HeaderValue::try_from(value).ok()?))
 }
 
 /// [UNVERIFIED] burst of the MSI limits: one second's worth, at least one request.
@@ -115,10 +112,7 @@ fn msi_spec(rate: f64) -> BucketSpec {
 
 impl Throttler {
     pub fn new(config: ThrottleConfig) -> Self {
-        Self {
-            config: Mutex::new(config),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { config: Mutex::new(config), buckets: Mutex::new(HashMap::new()) }
     }
 
     pub fn config(&self) -> ThrottleConfig {
@@ -146,20 +140,13 @@ impl Throttler {
             return Ok(Vec::new());
         }
         let (arm_keys, report) = arm_buckets(&cfg, req);
-        let msi_keys = if cfg.msi.enabled {
-            msi_buckets(&cfg, req)
-        } else {
-            Vec::new()
-        };
+        let msi_keys = if cfg.msi.enabled { msi_buckets(&cfg, req) } else { Vec::new() };
 
         let mut buckets = lock(&self.buckets);
         let mut wait = 0.0_f64;
         let mut arm_wait = 0.0_f64;
         for (key, spec) in arm_keys.iter().chain(msi_keys.iter()) {
-            let b = buckets.entry(key.clone()).or_insert(Bucket {
-                tokens: spec.capacity,
-                last_ms: now_ms,
-            });
+            let b = buckets.entry(key.clone()).or_insert(Bucket { tokens: spec.capacity, last_ms: now_ms });
             b.refill(*spec, now_ms);
             let w = b.wait_secs(*spec);
             wait = wait.max(w);
@@ -171,11 +158,7 @@ impl Throttler {
             }
         }
         if wait > 0.0 {
-            let secs = if wait.is_finite() {
-                (wait.ceil() as u64).max(1)
-            } else {
-                3600
-            };
+            let secs = if wait.is_finite() { (wait.ceil() as u64).max(1) } else { 3600 };
             let err = if arm_wait > 0.0 {
                 match &req.subscription {
                     // Wording from FACTS §4 [OBS].
@@ -229,10 +212,7 @@ impl Throttler {
         Ok(report
             .into_iter()
             .filter_map(|(name, key)| {
-                let remaining = buckets
-                    .get(&key)
-                    .map(|b| b.tokens.floor().max(0.0) as u64)
-                    .unwrap_or(0);
+                let remaining = buckets.get(&key).map(|b| b.tokens.floor().max(0.0) as u64).unwrap_or(0);
                 header(name, remaining.to_string())
             })
             .collect())
@@ -252,26 +232,13 @@ fn arm_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> (Keys, Vec<(Strin
                 OpKind::Write => cfg.writes,
                 OpKind::Delete => cfg.deletes,
             };
-            let principal = BucketKey::Principal {
-                sub: sub.clone(),
-                oid,
-                kind,
-            };
+            let principal = BucketKey::Principal { sub: sub.clone(), oid, kind };
             let global = BucketKey::Global { sub, kind };
             let report = vec![
-                (
-                    format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()),
-                    principal.clone(),
-                ),
-                (
-                    format!("x-ms-ratelimit-remaining-subscription-global-{}", kind.plural()),
-                    global.clone(),
-                ),
+                (format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()), principal.clone()),
+                (format!("x-ms-ratelimit-remaining-subscription-global-{}", kind.plural()), global.clone()),
             ];
-            (
-                vec![(principal, spec), (global, spec.scaled(cfg.global_factor))],
-                report,
-            )
+            (vec![(principal, spec), (global, spec.scaled(cfg.global_factor))], report)
         }
         None => {
             let spec = match kind {
@@ -280,10 +247,7 @@ fn arm_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> (Keys, Vec<(Strin
                 OpKind::Delete => cfg.tenant_deletes,
             };
             let tenant = BucketKey::Tenant { oid, kind };
-            let report = vec![(
-                format!("x-ms-ratelimit-remaining-tenant-{}", kind.plural()),
-                tenant.clone(),
-            )];
+            let report = vec![(format!("x-ms-ratelimit-remaining-tenant-{}", kind.plural()), tenant.clone())];
             (vec![(tenant, spec)], report)
         }
     }
@@ -306,10 +270,7 @@ fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
             msi_spec(rate.per_subscription),
         ));
     }
-    keys.push((
-        BucketKey::MsiResource(resource.to_ascii_lowercase(), *op),
-        msi_spec(rate.per_resource),
-    ));
+    keys.push((BucketKey::MsiResource(resource.to_ascii_lowercase(), *op), msi_spec(rate.per_resource)));
     keys
 }
 
@@ -327,10 +288,7 @@ mod tests {
     fn small() -> ThrottleConfig {
         ThrottleConfig {
             writes: BucketSpec::new(3.0, 1.0),
-            msi: MsiLimits {
-                enabled: false,
-                ..MsiLimits::default()
-            },
+            msi: MsiLimits { enabled: false, ..MsiLimits::default() },
             ..ThrottleConfig::default()
         }
     }
@@ -356,16 +314,9 @@ mod tests {
             assert_eq!(remaining, HeaderValue::from_str(expected).ok());
         }
         let err = t.admit(&write("p"), 0).err();
-        assert_eq!(
-            err.as_ref().map(|e| e.status),
-            Some(StatusCode::TOO_MANY_REQUESTS)
-        );
+        assert_eq!(err.as_ref().map(|e| e.status), Some(StatusCode::TOO_MANY_REQUESTS));
         let retry = err
-            .and_then(|e| {
-                e.headers
-                    .into_iter()
-                    .find(|(n, _)| n == axum::http::header::RETRY_AFTER)
-            })
+            .and_then(|e| e.headers.into_iter().find(|(n, _)| n == axum::http::header::RETRY_AFTER))
             .map(|(_, v)| v);
         assert_eq!(retry, Some(HeaderValue::from(1u64)));
         // Another principal has its own bucket.

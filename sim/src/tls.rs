@@ -28,20 +28,15 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> SimError {
 }
 
 fn read(path: &Path) -> Result<String, SimError> {
-    std::fs::read_to_string(path).map_err(|source| SimError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| SimError::Read { path: path.to_owned(), source })
 }
 
 pub fn load(cfg: &TlsConfig, state_dir: Option<&Path>) -> Result<TlsMaterial, SimError> {
     match cfg {
         TlsConfig::Generate { extra_hostnames } => generate(extra_hostnames, state_dir),
-        TlsConfig::Files {
-            cert_file,
-            key_file,
-            ca_file,
-        } => from_files(cert_file, key_file, ca_file.as_deref()),
+        TlsConfig::Files { cert_file, key_file, ca_file } => {
+            from_files(cert_file, key_file, ca_file.as_deref())
+        }
     }
 }
 
@@ -52,11 +47,8 @@ fn ca_params() -> Result<CertificateParams, SimError> {
     dn.push(DnType::OrganizationName, "idbind");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     // Fixed validity so a CA rebuilt from its saved key on restart is the same certificate in every field
     // that chain validation looks at.
     params.not_before = time::macros::datetime!(2024-01-01 00:00 UTC);
@@ -73,29 +65,19 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
         }
         _ => (KeyPair::generate().map_err(|e| tls_err("CA key", e))?, None),
     };
-    let ca_cert = ca_params()?
-        .self_signed(&ca_key)
-        .map_err(|e| tls_err("CA certificate", e))?;
+    let ca_cert = ca_params()?.self_signed(&ca_key).map_err(|e| tls_err("CA certificate", e))?;
     let ca_pem = saved_pem.unwrap_or_else(|| ca_cert.pem());
 
-    let mut names = vec![
-        String::from("localhost"),
-        String::from("127.0.0.1"),
-        String::from("::1"),
-    ];
+    let mut names = vec![String::from("localhost"), String::from("127.0.0.1"), String::from("::1")];
     names.extend(extra_hostnames.iter().cloned());
     let mut leaf = CertificateParams::new(names).map_err(|e| tls_err("server certificate names", e))?;
     leaf.distinguished_name.push(DnType::CommonName, "idbind-sim");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf.use_authority_key_identifier_extension = true;
     let leaf_key = KeyPair::generate().map_err(|e| tls_err("server key", e))?;
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .map_err(|e| tls_err("server certificate", e))?;
+    let leaf_cert =
+        leaf.signed_by(&leaf_key, &ca_cert, &ca_key).map_err(|e| tls_err("server certificate", e))?;
 
     if let Some((cert_path, key_path)) = &saved
         && (!cert_path.exists() || !key_path.exists())
@@ -105,10 +87,7 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
     }
     let chain = format!("{}{}", leaf_cert.pem(), ca_pem);
     let server_config = server_config(&chain, &leaf_key.serialize_pem())?;
-    Ok(TlsMaterial {
-        server_config,
-        ca_pem,
-    })
+    Ok(TlsMaterial { server_config, ca_pem })
 }
 
 fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
@@ -116,12 +95,8 @@ fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-            SimError::Write {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| SimError::Write { path: path.to_owned(), source })?;
     }
     Ok(())
 }
@@ -133,10 +108,7 @@ fn from_files(cert_file: &Path, key_file: &Path, ca_file: Option<&Path>) -> Resu
         Some(p) => read(p)?,
         None => chain.clone(),
     };
-    Ok(TlsMaterial {
-        server_config: server_config(&chain, &key)?,
-        ca_pem,
-    })
+    Ok(TlsMaterial { server_config: server_config(&chain, &key)?, ca_pem })
 }
 
 fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, SimError> {
@@ -144,9 +116,7 @@ fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, Si
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_err("certificate PEM", e))?;
     if certs.is_empty() {
-        return Err(SimError::Tls(String::from(
-            "no certificate in the certificate PEM",
-        )));
+        return Err(SimError::Tls(String::from("no certificate in the certificate PEM")));
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
         .map_err(|e| tls_err("key PEM", e))?

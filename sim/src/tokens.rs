@@ -38,9 +38,7 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenIssuer").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -62,10 +60,7 @@ impl TokenIssuer {
     }
 
     pub fn to_file(&self) -> SigningKeyFile {
-        SigningKeyFile {
-            kid: self.kid.clone(),
-            pkcs8_pem: self.pkcs8_pem.clone(),
-        }
+        SigningKeyFile { kid: self.kid.clone(), pkcs8_pem: self.pkcs8_pem.clone() }
     }
 
     fn from_parts(kid: String, pkcs8_pem: String) -> Result<Self, SimError> {
@@ -74,22 +69,13 @@ impl TokenIssuer {
         let raw = pair.public_key_raw();
         // An uncompressed P-256 point: 0x04 || X (32 bytes) || Y (32 bytes).
         if raw.len() != 65 || raw[0] != 4 {
-            return Err(SimError::Tls(String::from(
-                "token signing key is not an uncompressed P-256 key",
-            )));
+            return Err(SimError::Tls(String::from("token signing key is not an uncompressed P-256 key")));
         }
         let x = URL_SAFE_NO_PAD.encode(&raw[1..33]);
         let y = URL_SAFE_NO_PAD.encode(&raw[33..65]);
         let encoding = EncodingKey::from_ec_pem(pkcs8_pem.as_bytes()).map_err(|e| key_err(&e))?;
         let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| key_err(&e))?;
-        Ok(Self {
-            kid,
-            pkcs8_pem,
-            encoding,
-            decoding,
-            x,
-            y,
-        })
+        Ok(Self { kid, pkcs8_pem, encoding, decoding, x, y })
     }
 
     pub fn issue(&self, claims: &AccessClaims) -> Result<String, SimError> {

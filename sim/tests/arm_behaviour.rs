@@ -14,10 +14,7 @@ async fn identity_lifecycle_with_arm_ids_and_codes() -> TestResult {
     let h = start().await?;
     let arm = Arm::new(&h).await?;
     let created = arm
-        .put(
-            &identity_path("Orders-API"),
-            json!({"location": "westeurope", "tags": {"team": "shop"}}),
-        )
+        .put(&identity_path("Orders-API"), json!({"location": "westeurope", "tags": {"team": "shop"}}))
         .await?;
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.body["id"].as_str().unwrap_or_default();
@@ -38,40 +35,21 @@ async fn identity_lifecycle_with_arm_ids_and_codes() -> TestResult {
 
     // Same name in another case is the same resource: update, 200, ids unchanged.
     let updated = arm
-        .put(
-            &identity_path("orders-api"),
-            json!({"location": "westeurope", "tags": {"team": "payments"}}),
-        )
+        .put(&identity_path("orders-api"), json!({"location": "westeurope", "tags": {"team": "payments"}}))
         .await?;
     assert_eq!(updated.status, 200);
-    assert_eq!(
-        updated.body["properties"]["clientId"],
-        created.body["properties"]["clientId"]
-    );
+    assert_eq!(updated.body["properties"]["clientId"], created.body["properties"]["clientId"]);
     assert_eq!(updated.body["name"], "Orders-API");
 
     // 2023-01-31 has no isolationScope.
-    let old = arm
-        .get(&identity_path("Orders-API").replace(MSI_API, "2023-01-31"))
-        .await?;
+    let old = arm.get(&identity_path("Orders-API").replace(MSI_API, "2023-01-31")).await?;
     assert_eq!(old.status, 200);
     assert!(old.body["properties"].get("isolationScope").is_none());
 
-    let patched = arm
-        .call(
-            "PATCH",
-            &identity_path("Orders-API"),
-            Some(json!({"tags": {"a": "b"}})),
-        )
-        .await?;
-    assert_eq!(
-        (patched.status, patched.body["tags"].clone()),
-        (200, json!({"a": "b"}))
-    );
+    let patched = arm.call("PATCH", &identity_path("Orders-API"), Some(json!({"tags": {"a": "b"}}))).await?;
+    assert_eq!((patched.status, patched.body["tags"].clone()), (200, json!({"a": "b"})));
 
-    let moved = arm
-        .put(&identity_path("Orders-API"), json!({"location": "eastus"}))
-        .await?;
+    let moved = arm.put(&identity_path("Orders-API"), json!({"location": "eastus"})).await?;
     assert_eq!((moved.status, moved.code()), (409, "InvalidResourceLocation"));
 
     let missing = arm.get(&identity_path("nope-nope")).await?;
@@ -115,30 +93,10 @@ async fn request_validation_answers_like_arm() -> TestResult {
             "MissingApiVersionParameter",
         ),
         (path.clone(), Some(json!({"tags": {}})), 400, "LocationRequired"),
-        (
-            path.clone(),
-            Some(json!({"location": "x", "tags": {"a": 1}})),
-            400,
-            "InvalidRequestContent",
-        ),
-        (
-            identity_path("-bad"),
-            Some(json!({"location": "x"})),
-            400,
-            "InvalidResourceName",
-        ),
-        (
-            identity_path("ab"),
-            Some(json!({"location": "x"})),
-            400,
-            "InvalidResourceName",
-        ),
-        (
-            path.replace(RG, "rg-missing"),
-            Some(json!({"location": "x"})),
-            404,
-            "ResourceGroupNotFound",
-        ),
+        (path.clone(), Some(json!({"location": "x", "tags": {"a": 1}})), 400, "InvalidRequestContent"),
+        (identity_path("-bad"), Some(json!({"location": "x"})), 400, "InvalidResourceName"),
+        (identity_path("ab"), Some(json!({"location": "x"})), 400, "InvalidResourceName"),
+        (path.replace(RG, "rg-missing"), Some(json!({"location": "x"})), 404, "ResourceGroupNotFound"),
         (
             path.replace(SUB, "00000000-0000-0000-0000-00000000dead"),
             Some(json!({"location": "x"})),
@@ -185,22 +143,11 @@ async fn resource_groups_and_listing_with_paging() -> TestResult {
     let r = arm.put(&rg, json!({"location": "northeurope"})).await?;
     assert_eq!(
         (r.status, r.body["id"].as_str()),
-        (
-            201,
-            Some(format!("/subscriptions/{SUB}/resourceGroups/rg-new").as_str())
-        )
+        (201, Some(format!("/subscriptions/{SUB}/resourceGroups/rg-new").as_str()))
     );
-    assert_eq!(
-        arm.put(&rg, json!({"location": "northeurope", "tags": {"x": "y"}}))
-            .await?
-            .status,
-        200
-    );
+    assert_eq!(arm.put(&rg, json!({"location": "northeurope", "tags": {"x": "y"}})).await?.status, 200);
     assert_eq!(arm.get(&rg).await?.body["tags"]["x"], "y");
-    assert_eq!(
-        arm.get(&rg.replace("rg-new", "rg-none")).await?.code(),
-        "ResourceGroupNotFound"
-    );
+    assert_eq!(arm.get(&rg.replace("rg-new", "rg-none")).await?.code(), "ResourceGroupNotFound");
 
     for i in 0..5 {
         let p = identity_path(&format!("id-{i}"));
@@ -209,10 +156,7 @@ async fn resource_groups_and_listing_with_paging() -> TestResult {
     let other = format!(
         "/subscriptions/{SUB}/resourceGroups/rg-new/providers/Microsoft.ManagedIdentity/userAssignedIdentities/elsewhere?api-version={MSI_API}"
     );
-    assert_eq!(
-        arm.put(&other, json!({"location": "northeurope"})).await?.status,
-        201
-    );
+    assert_eq!(arm.put(&other, json!({"location": "northeurope"})).await?.status, 201);
 
     async fn collect(
         arm: &Arm,
@@ -249,19 +193,9 @@ async fn resource_groups_and_listing_with_paging() -> TestResult {
 async fn federated_credentials_rules() -> TestResult {
     let h = start().await?;
     let arm = Arm::new(&h).await?;
-    assert_eq!(
-        arm.put(&identity_path("wl-1"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("wl-1"), json!({"location": "westeurope"})).await?.status, 201);
     let issuer = "https://kube.example/issuer";
-    let r = arm
-        .put(
-            &fic_path("wl-1", "fic-0"),
-            fic_body(issuer, "system:serviceaccount:shop:sa-0"),
-        )
-        .await?;
+    let r = arm.put(&fic_path("wl-1", "fic-0"), fic_body(issuer, "system:serviceaccount:shop:sa-0")).await?;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         r.body["id"],
@@ -270,22 +204,15 @@ async fn federated_credentials_rules() -> TestResult {
         )
     );
     assert_eq!(
-        arm.put(
-            &fic_path("wl-1", "fic-0"),
-            fic_body(issuer, "system:serviceaccount:shop:sa-0")
-        )
-        .await?
-        .status,
+        arm.put(&fic_path("wl-1", "fic-0"), fic_body(issuer, "system:serviceaccount:shop:sa-0"))
+            .await?
+            .status,
         200
     );
 
     // Duplicate issuer+subject under another name: 400 with the documented message.
-    let dup = arm
-        .put(
-            &fic_path("wl-1", "fic-dup"),
-            fic_body(issuer, "system:serviceaccount:shop:sa-0"),
-        )
-        .await?;
+    let dup =
+        arm.put(&fic_path("wl-1", "fic-dup"), fic_body(issuer, "system:serviceaccount:shop:sa-0")).await?;
     assert_eq!(dup.status, 400);
     assert_eq!(
         dup.body["error"]["message"],
@@ -319,14 +246,9 @@ async fn federated_credentials_rules() -> TestResult {
     ];
     for (p, body, message) in bad {
         let r = arm.put(&p, body).await?;
-        assert_eq!(
-            (r.status, r.body["error"]["message"].as_str()),
-            (400, Some(message))
-        );
+        assert_eq!((r.status, r.body["error"]["message"].as_str()), (400, Some(message)));
     }
-    let orphan = arm
-        .put(&fic_path("no-such-identity", "fic-a"), fic_body(issuer, "s"))
-        .await?;
+    let orphan = arm.put(&fic_path("no-such-identity", "fic-a"), fic_body(issuer, "s")).await?;
     assert_eq!(
         (orphan.status, orphan.body["error"]["message"].as_str()),
         (404, Some("The parent user-assigned identity doesn't exist."))
@@ -344,27 +266,15 @@ async fn federated_credentials_rules() -> TestResult {
             201
         );
     }
-    let full = arm
-        .put(
-            &fic_path("wl-1", "fic-21"),
-            fic_body(issuer, "system:serviceaccount:shop:sa-21"),
-        )
-        .await?;
+    let full =
+        arm.put(&fic_path("wl-1", "fic-21"), fic_body(issuer, "system:serviceaccount:shop:sa-21")).await?;
     assert_eq!(full.status, 400, "{}", full.body);
-    assert!(
-        full.body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("maximum number of 20")
-    );
+    assert!(full.body["error"]["message"].as_str().unwrap_or("").contains("maximum number of 20"));
     // Updating one of the 20 still works.
     assert_eq!(
-        arm.put(
-            &fic_path("wl-1", "fic-1"),
-            fic_body(issuer, "system:serviceaccount:shop:sa-1b")
-        )
-        .await?
-        .status,
+        arm.put(&fic_path("wl-1", "fic-1"), fic_body(issuer, "system:serviceaccount:shop:sa-1b"))
+            .await?
+            .status,
         200
     );
 
@@ -393,12 +303,7 @@ async fn federated_credentials_rules() -> TestResult {
     assert_eq!(arm.delete(&fic_path("wl-1", "fic-2")).await?.status, 200);
     assert_eq!(arm.delete(&fic_path("wl-1", "fic-2")).await?.status, 204);
     assert_eq!(arm.delete(&identity_path("wl-1")).await?.status, 200);
-    assert_eq!(
-        arm.put(&identity_path("wl-1"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("wl-1"), json!({"location": "westeurope"})).await?.status, 201);
     assert_eq!(arm.get(&fic_path("wl-1", "fic-0")).await?.status, 404);
     assert_eq!(h.state_typed().identity_count(), 1);
     h.shutdown().await?;
@@ -410,12 +315,7 @@ async fn concurrent_fic_writes_on_one_identity_conflict() -> TestResult {
     let h = start().await?;
     let arm = Arm::new(&h).await?;
     for id in ["one", "two"] {
-        assert_eq!(
-            arm.put(&identity_path(id), json!({"location": "westeurope"}))
-                .await?
-                .status,
-            201
-        );
+        assert_eq!(arm.put(&identity_path(id), json!({"location": "westeurope"})).await?.status, 201);
     }
     // Hold the next FIC write in flight; a second write on the same identity conflicts, one on another
     // identity does not.
@@ -431,36 +331,21 @@ async fn concurrent_fic_writes_on_one_identity_conflict() -> TestResult {
             .map_err(|e| e.to_string())
     });
     assert!(h.wait_for_held(1, Duration::from_secs(10)).await);
-    let second = arm
-        .put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b"))
-        .await?;
+    let second = arm.put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b")).await?;
     assert_eq!(
         (second.status, second.code()),
-        (
-            409,
-            "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
-        )
+        (409, "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity")
     );
     assert!(second.body["error"]["message"].as_str().unwrap_or("").contains(
         "/resourcegroups/rg-identities/providers/microsoft.managedidentity/userassignedidentities/one"
     ));
     let del = arm.delete(&fic_path("one", "fic-b")).await?;
     assert_eq!(del.status, 409, "deletes conflict too");
-    assert_eq!(
-        arm.put(&fic_path("two", "fic-a"), fic_body("https://i.example", "s-a"))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&fic_path("two", "fic-a"), fic_body("https://i.example", "s-a")).await?.status, 201);
     assert_eq!(h.release_all_holds(), 1);
     assert_eq!(first.await?, Ok(201));
     // Once the first write is done, the next one goes through.
-    assert_eq!(
-        arm.put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b"))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&fic_path("one", "fic-b"), fic_body("https://i.example", "s-b")).await?.status, 201);
 
     // With a FIC write duration, two concurrent writes overlap by themselves.
     let mut b = h.behaviour();
@@ -485,14 +370,9 @@ async fn role_assignments_semantics() -> TestResult {
     cfg.behaviour.page_size = 2;
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
-    let created = arm
-        .put(&identity_path("wl-1"), json!({"location": "westeurope"}))
-        .await?;
+    let created = arm.put(&identity_path("wl-1"), json!({"location": "westeurope"})).await?;
     assert_eq!(created.status, 201, "{}", created.body);
-    let principal = created.body["properties"]["principalId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let principal = created.body["properties"]["principalId"].as_str().unwrap_or_default().to_owned();
     let kv = vault_scope(KV_RBAC);
     let name = "6c2b7a1e-0a55-4d7c-9c1a-000000000001";
 
@@ -506,68 +386,35 @@ async fn role_assignments_semantics() -> TestResult {
     };
     let r = arm.put(&ra_path(&kv, name), body(SECRETS_USER, false)).await?;
     assert_eq!((r.status, r.code()), (400, "PrincipalNotFound"), "{}", r.body);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("replication delay")
-    );
+    assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("replication delay"));
     // With principalType it works at once.
     let r = arm.put(&ra_path(&kv, name), body(SECRETS_USER, true)).await?;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(
-        r.body["id"],
-        format!("{kv}/providers/Microsoft.Authorization/roleAssignments/{name}")
-    );
+    assert_eq!(r.body["id"], format!("{kv}/providers/Microsoft.Authorization/roleAssignments/{name}"));
     assert_eq!(r.body["properties"]["roleDefinitionId"], role_id(SECRETS_USER));
     assert_eq!(r.body["properties"]["scope"], kv);
     // After the delay, principalType is not needed.
     h.advance_clock(Duration::from_secs(31));
     let name2 = "6c2b7a1e-0a55-4d7c-9c1a-000000000002";
     let r = arm.put(&ra_path(&kv, name2), body(CERT_USER, false)).await?;
-    assert_eq!(
-        (r.status, r.body["properties"]["principalType"].as_str()),
-        (201, Some("ServicePrincipal"))
-    );
+    assert_eq!((r.status, r.body["properties"]["principalType"].as_str()), (201, Some("ServicePrincipal")));
 
     // Identical re-PUT: 200. Same trio under another name: 409 RoleAssignmentExists.
-    assert_eq!(
-        arm.put(&ra_path(&kv, name), body(SECRETS_USER, true))
-            .await?
-            .status,
-        200
-    );
-    let dup = arm
-        .put(
-            &ra_path(&kv, "6c2b7a1e-0a55-4d7c-9c1a-000000000003"),
-            body(SECRETS_USER, true),
-        )
-        .await?;
+    assert_eq!(arm.put(&ra_path(&kv, name), body(SECRETS_USER, true)).await?.status, 200);
+    let dup =
+        arm.put(&ra_path(&kv, "6c2b7a1e-0a55-4d7c-9c1a-000000000003"), body(SECRETS_USER, true)).await?;
     assert_eq!((dup.status, dup.code()), (409, "RoleAssignmentExists"));
     assert!(
-        dup.body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with(&format!("{}.", name.replace('-', "")))
+        dup.body["error"]["message"].as_str().unwrap_or("").ends_with(&format!("{}.", name.replace('-', "")))
     );
     // Changing role (or scope) under the same name: 400 RoleAssignmentUpdateNotPermitted.
     let upd = arm.put(&ra_path(&kv, name), body(OWNER, true)).await?;
-    assert_eq!(
-        (upd.status, upd.code()),
-        (400, "RoleAssignmentUpdateNotPermitted")
-    );
-    let moved = arm
-        .put(
-            &ra_path(&vault_scope(KV_POLICIES), name),
-            body(SECRETS_USER, true),
-        )
-        .await?;
+    assert_eq!((upd.status, upd.code()), (400, "RoleAssignmentUpdateNotPermitted"));
+    let moved = arm.put(&ra_path(&vault_scope(KV_POLICIES), name), body(SECRETS_USER, true)).await?;
     assert_eq!(moved.code(), "RoleAssignmentUpdateNotPermitted");
     // Bad inputs.
     assert_eq!(
-        arm.put(&ra_path(&kv, "not-a-guid"), body(SECRETS_USER, true))
-            .await?
-            .code(),
+        arm.put(&ra_path(&kv, "not-a-guid"), body(SECRETS_USER, true)).await?.code(),
         "InvalidRoleAssignmentId"
     );
     assert_eq!(
@@ -582,12 +429,9 @@ async fn role_assignments_semantics() -> TestResult {
     let rg_missing =
         format!("/subscriptions/{SUB}/resourceGroups/nope/providers/Microsoft.KeyVault/vaults/x");
     assert_eq!(
-        arm.put(
-            &ra_path(&rg_missing, "6c2b7a1e-0a55-4d7c-9c1a-000000000009"),
-            body(SECRETS_USER, true)
-        )
-        .await?
-        .code(),
+        arm.put(&ra_path(&rg_missing, "6c2b7a1e-0a55-4d7c-9c1a-000000000009"), body(SECRETS_USER, true))
+            .await?
+            .code(),
         "ResourceGroupNotFound"
     );
 
@@ -637,17 +481,9 @@ async fn role_assignments_semantics() -> TestResult {
         names(&arm, &sub_scope, Some(&format!("principalId eq '{principal}'"))).await?,
         vec![n(1), n(2)]
     );
+    assert_eq!(names(&arm, &sub_scope, Some(&format!("assignedTo('{other}')"))).await?, vec![n(4)]);
     assert_eq!(
-        names(&arm, &sub_scope, Some(&format!("assignedTo('{other}')"))).await?,
-        vec![n(4)]
-    );
-    assert_eq!(
-        names(
-            &arm,
-            &kv,
-            Some(&format!("atScope() and assignedTo('{principal}')"))
-        )
-        .await?,
+        names(&arm, &kv, Some(&format!("atScope() and assignedTo('{principal}')"))).await?,
         vec![n(1), n(2)]
     );
     let bad_filter = arm
@@ -685,28 +521,16 @@ async fn role_definitions_by_name_and_id() -> TestResult {
     let kv = vault_scope(KV_RBAC);
     let expected = [
         ("Key Vault Administrator", "00482a5a-887f-4fb3-b363-3b7fe8e74483"),
-        (
-            "Key Vault Certificates Officer",
-            "a4417e6f-fecd-4de8-b567-7b0420556985",
-        ),
-        (
-            "Key Vault Certificate User",
-            "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
-        ),
+        ("Key Vault Certificates Officer", "a4417e6f-fecd-4de8-b567-7b0420556985"),
+        ("Key Vault Certificate User", "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba"),
         ("Key Vault Crypto Officer", "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"),
         ("Key Vault Crypto User", "12338af0-0e69-4776-bea7-57ae8d297424"),
         ("Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2"),
-        (
-            "Key Vault Secrets Officer",
-            "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
-        ),
+        ("Key Vault Secrets Officer", "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"),
         ("Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"),
         ("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
         ("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c"),
-        (
-            "User Access Administrator",
-            "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-        ),
+        ("User Access Administrator", "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"),
         ("Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7"),
     ];
     for (role, guid) in expected {
@@ -719,13 +543,8 @@ async fn role_definitions_by_name_and_id() -> TestResult {
         assert_eq!(values[0]["name"], guid);
         assert_eq!(values[0]["id"], role_id(guid));
         assert_eq!(values[0]["properties"]["type"], "BuiltInRole");
-        let by_id = arm
-            .get(&format!("{}?api-version={AUTHZ_API}", role_id(guid)))
-            .await?;
-        assert_eq!(
-            (by_id.status, by_id.body["properties"]["roleName"].as_str()),
-            (200, Some(role))
-        );
+        let by_id = arm.get(&format!("{}?api-version={AUTHZ_API}", role_id(guid))).await?;
+        assert_eq!((by_id.status, by_id.body["properties"]["roleName"].as_str()), (200, Some(role)));
         let tenant_form = arm
             .get(&format!(
                 "/providers/Microsoft.Authorization/roleDefinitions/{guid}?api-version={AUTHZ_API}"
@@ -739,15 +558,9 @@ async fn role_definitions_by_name_and_id() -> TestResult {
     let none = arm.get(&format!("{kv}/providers/Microsoft.Authorization/roleDefinitions?api-version={AUTHZ_API}&$filter=roleName%20eq%20'Nope'")).await?;
     assert_eq!(none.body["value"], json!([]));
     let missing = arm
-        .get(&format!(
-            "{}?api-version={AUTHZ_API}",
-            role_id("00000000-0000-0000-0000-000000000bad")
-        ))
+        .get(&format!("{}?api-version={AUTHZ_API}", role_id("00000000-0000-0000-0000-000000000bad")))
         .await?;
-    assert_eq!(
-        (missing.status, missing.code()),
-        (404, "RoleDefinitionDoesNotExist")
-    );
+    assert_eq!((missing.status, missing.code()), (404, "RoleDefinitionDoesNotExist"));
     h.shutdown().await?;
     Ok(())
 }
@@ -760,61 +573,29 @@ async fn key_vault_reads_and_access_policies() -> TestResult {
     let rbac = arm.get(&format!("{}?{api}", vault_scope(KV_RBAC))).await?;
     assert_eq!(rbac.status, 200);
     assert_eq!(rbac.body["properties"]["enableRbacAuthorization"], true);
-    assert_eq!(
-        rbac.body["properties"]["vaultUri"],
-        format!("https://{KV_RBAC}.vault.azure.net/")
-    );
+    assert_eq!(rbac.body["properties"]["vaultUri"], format!("https://{KV_RBAC}.vault.azure.net/"));
     let pol = vault_scope(KV_POLICIES);
-    assert_eq!(
-        arm.get(&format!("{pol}?{api}")).await?.body["properties"]["enableRbacAuthorization"],
-        false
-    );
-    assert_eq!(
-        arm.get(&format!("{}?{api}", vault_scope("kv-none")))
-            .await?
-            .code(),
-        "ResourceNotFound"
-    );
+    assert_eq!(arm.get(&format!("{pol}?{api}")).await?.body["properties"]["enableRbacAuthorization"], false);
+    assert_eq!(arm.get(&format!("{}?{api}", vault_scope("kv-none"))).await?.code(), "ResourceNotFound");
 
     let oid = "44444444-4444-4444-4444-444444444444";
     let policy = |secrets: &[&str]| json!({"properties": {"accessPolicies": [{"tenantId": h.tenant_id(), "objectId": oid, "permissions": {"secrets": secrets}}]}});
-    let add = arm
-        .put(&format!("{pol}/accessPolicies/add?{api}"), policy(&["get"]))
-        .await?;
+    let add = arm.put(&format!("{pol}/accessPolicies/add?{api}"), policy(&["get"])).await?;
     assert_eq!(add.status, 200, "{}", add.body);
     assert_eq!(add.body["type"], "Microsoft.KeyVault/vaults/accessPolicies");
-    arm.put(&format!("{pol}/accessPolicies/add?{api}"), policy(&["list"]))
-        .await?;
+    arm.put(&format!("{pol}/accessPolicies/add?{api}"), policy(&["list"])).await?;
     let v = arm.get(&format!("{pol}?{api}")).await?;
-    assert_eq!(
-        v.body["properties"]["accessPolicies"][0]["permissions"]["secrets"],
-        json!(["get", "list"])
-    );
-    arm.put(&format!("{pol}/accessPolicies/replace?{api}"), policy(&["set"]))
-        .await?;
+    assert_eq!(v.body["properties"]["accessPolicies"][0]["permissions"]["secrets"], json!(["get", "list"]));
+    arm.put(&format!("{pol}/accessPolicies/replace?{api}"), policy(&["set"])).await?;
     assert_eq!(
         arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"][0]["permissions"]["secrets"],
         json!(["set"])
     );
-    arm.put(&format!("{pol}/accessPolicies/remove?{api}"), policy(&["set"]))
-        .await?;
+    arm.put(&format!("{pol}/accessPolicies/remove?{api}"), policy(&["set"])).await?;
+    assert_eq!(arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"], json!([]));
+    assert_eq!(arm.put(&format!("{pol}/accessPolicies/merge?{api}"), policy(&["get"])).await?.status, 400);
     assert_eq!(
-        arm.get(&format!("{pol}?{api}")).await?.body["properties"]["accessPolicies"],
-        json!([])
-    );
-    assert_eq!(
-        arm.put(&format!("{pol}/accessPolicies/merge?{api}"), policy(&["get"]))
-            .await?
-            .status,
-        400
-    );
-    assert_eq!(
-        arm.put(
-            &format!("{pol}/accessPolicies/add?{api}"),
-            json!({"properties": {}})
-        )
-        .await?
-        .code(),
+        arm.put(&format!("{pol}/accessPolicies/add?{api}"), json!({"properties": {}})).await?.code(),
         "InvalidRequestContent"
     );
     h.shutdown().await?;
@@ -842,12 +623,7 @@ async fn authorization_failed_when_a_principal_lacks_permission() -> TestResult 
     });
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
-    assert_eq!(
-        arm.put(&identity_path("ok-one"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("ok-one"), json!({"location": "westeurope"})).await?.status, 201);
     let denied = arm.put(&ra_path(&vault_scope(KV_RBAC), "6c2b7a1e-0a55-4d7c-9c1a-00000000000a"), json!({"properties": {"roleDefinitionId": role_id(OWNER), "principalId": APP_OID, "principalType": "ServicePrincipal"}})).await?;
     assert_eq!((denied.status, denied.code()), (403, "AuthorizationFailed"));
     let msg = denied.body["error"]["message"].as_str().unwrap_or("");
@@ -865,11 +641,7 @@ async fn authorization_failed_when_a_principal_lacks_permission() -> TestResult 
     let mut more = Seed::default();
     more.permissions.push(SeedPermission {
         principal_id: APP_OID.into(),
-        grants: vec![Grant {
-            actions: vec!["*".into()],
-            not_actions: vec![],
-            scope: String::new(),
-        }],
+        grants: vec![Grant { actions: vec!["*".into()], not_actions: vec![], scope: String::new() }],
     });
     h.seed(more).await?;
     assert_eq!(arm.get(&other_rg).await?.code(), "ResourceNotFound");

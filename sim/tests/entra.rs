@@ -28,12 +28,7 @@ struct Issuer {
 }
 
 async fn issuer() -> Result<Issuer, Box<dyn std::error::Error + Send + Sync>> {
-    let tls = idbind_sim::tls::load(
-        &TlsConfig::Generate {
-            extra_hostnames: vec![],
-        },
-        None,
-    )?;
+    let tls = idbind_sim::tls::load(&TlsConfig::Generate { extra_hostnames: vec![] }, None)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
     let jwks = Arc::new(Mutex::new(json!({"keys": [rsa_jwk()?]})));
@@ -60,20 +55,12 @@ async fn issuer() -> Result<Issuer, Box<dyn std::error::Error + Send + Sync>> {
     );
     let ca_file = tempfile::NamedTempFile::new()?;
     std::fs::write(ca_file.path(), tls.ca_pem.as_bytes())?;
-    Ok(Issuer {
-        url,
-        ca_file,
-        jwks,
-        jwks_fetches: fetches,
-        _stop: stop,
-    })
+    Ok(Issuer { url, ca_file, jwks, jwks_fetches: fetches, _stop: stop })
 }
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name),
     )
     .unwrap_or_default()
 }
@@ -83,10 +70,7 @@ fn rsa_jwk() -> Result<Value, serde_json::Error> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn assertion(
@@ -132,10 +116,7 @@ async fn exchange(
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("scope", ARM_SCOPE),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", assertion),
         ])
         .send()
@@ -144,13 +125,7 @@ async fn exchange(
 }
 
 fn aadsts(body: &Value) -> String {
-    body["error_description"]
-        .as_str()
-        .unwrap_or("")
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_owned()
+    body["error_description"].as_str().unwrap_or("").split(':').next().unwrap_or("").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,40 +146,19 @@ async fn client_secret_flow_and_discovery() -> TestResult {
         .await?;
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await?;
-    assert_eq!(
-        (body["token_type"].as_str(), body["expires_in"].as_u64()),
-        (Some("Bearer"), Some(3600))
-    );
+    assert_eq!((body["token_type"].as_str(), body["expires_in"].as_u64()), (Some("Bearer"), Some(3600)));
     // The token carries oid, tid, appid and exp.
-    let payload = body["access_token"]
-        .as_str()
-        .unwrap_or("")
-        .split('.')
-        .nth(1)
-        .unwrap_or("")
-        .to_owned();
+    let payload = body["access_token"].as_str().unwrap_or("").split('.').nth(1).unwrap_or("").to_owned();
     let claims: Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
     assert_eq!(
-        (
-            claims["oid"].as_str(),
-            claims["appid"].as_str(),
-            claims["tid"].as_str()
-        ),
+        (claims["oid"].as_str(), claims["appid"].as_str(), claims["tid"].as_str()),
         (Some(APP_OID), Some(APP_ID), Some(h.tenant_id()))
     );
     assert!(claims["exp"].as_u64().is_some());
 
     let cases = [
-        (
-            vec![
-                ("client_id", APP_ID),
-                ("client_secret", "wrong"),
-                ("scope", ARM_SCOPE),
-            ],
-            401,
-            "AADSTS7000215",
-        ),
+        (vec![("client_id", APP_ID), ("client_secret", "wrong"), ("scope", ARM_SCOPE)], 401, "AADSTS7000215"),
         (
             vec![
                 ("client_id", "99999999-9999-9999-9999-999999999999"),
@@ -247,21 +201,13 @@ async fn client_secret_flow_and_discovery() -> TestResult {
 
     // Discovery documents SDKs fetch first.
     let oidc: Value = c
-        .get(format!(
-            "{base}/{}/v2.0/.well-known/openid-configuration",
-            h.tenant_id()
-        ))
+        .get(format!("{base}/{}/v2.0/.well-known/openid-configuration", h.tenant_id()))
         .send()
         .await?
         .json()
         .await?;
     assert_eq!(oidc["token_endpoint"], token_url);
-    let jwks: Value = c
-        .get(oidc["jwks_uri"].as_str().unwrap_or_default())
-        .send()
-        .await?
-        .json()
-        .await?;
+    let jwks: Value = c.get(oidc["jwks_uri"].as_str().unwrap_or_default()).send().await?.json().await?;
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     let inst: Value = c.get(format!("{base}/common/discovery/instance?api-version=1.1&authorization_endpoint={base}/{}/oauth2/v2.0/authorize", h.tenant_id())).send().await?.json().await?;
     assert!(
@@ -312,17 +258,11 @@ async fn arm_rejects_missing_invalid_expired_and_foreign_tokens() -> TestResult 
         .json::<Value>()
         .await?;
     let wrong_aud = arm.with_token(graph["access_token"].as_str().unwrap_or(""));
-    assert_eq!(
-        wrong_aud.get(&path).await?.code(),
-        "InvalidAuthenticationTokenAudience"
-    );
+    assert_eq!(wrong_aud.get(&path).await?.code(), "InvalidAuthenticationTokenAudience");
     // Past its lifetime the token is refused; a new one works.
     h.advance_clock(Duration::from_secs(61));
     let expired = arm.get(&path).await?;
-    assert_eq!(
-        (expired.status, expired.code()),
-        (401, "ExpiredAuthenticationToken")
-    );
+    assert_eq!((expired.status, expired.code()), (401, "ExpiredAuthenticationToken"));
     let fresh = Arm::new(&h).await?;
     assert_eq!(fresh.get(&path).await?.status, 404);
     h.shutdown().await?;
@@ -336,22 +276,12 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     cfg.entra.extra_ca_files = vec![iss.ca_file.path().to_owned()];
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
-    let created = arm
-        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
-        .await?;
-    let client_id = created.body["properties"]["clientId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let principal = created.body["properties"]["principalId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created = arm.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
+    let client_id = created.body["properties"]["clientId"].as_str().unwrap_or_default().to_owned();
+    let principal = created.body["properties"]["principalId"].as_str().unwrap_or_default().to_owned();
     let subject = "system:serviceaccount:shop:orders-api";
     let aud = "api://AzureADTokenExchange";
-    let r = arm
-        .put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject))
-        .await?;
+    let r = arm.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject)).await?;
     assert_eq!(r.status, 201);
     let c = client(&h);
     let rsa = rsa_key()?;
@@ -363,20 +293,12 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
         (format!("{}/", iss.url), subject, aud),
         (iss.url.clone(), subject, "api://other"),
     ] {
-        let (status, body) = exchange(
-            &h,
-            &c,
-            &client_id,
-            &assertion(&rsa, Algorithm::RS256, "rsa-key-1", &i, s, a, exp)?,
-        )
-        .await?;
+        let (status, body) =
+            exchange(&h, &c, &client_id, &assertion(&rsa, Algorithm::RS256, "rsa-key-1", &i, s, a, exp)?)
+                .await?;
         assert_eq!((status, aadsts(&body)), (400, "AADSTS70021".to_owned()), "{body}");
     }
-    assert_eq!(
-        iss.jwks_fetches.load(Ordering::SeqCst),
-        0,
-        "no key fetch without a matching FIC"
-    );
+    assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), 0, "no key fetch without a matching FIC");
 
     // A good assertion gives a token whose principal is the identity's.
     let good = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, exp)?;
@@ -391,74 +313,29 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     let mut seed = idbind_sim::Seed::default();
     seed.permissions.push(SeedPermission {
         principal_id: principal.clone(),
-        grants: vec![Grant {
-            actions: vec!["*/read".into()],
-            not_actions: vec![],
-            scope: String::new(),
-        }],
+        grants: vec![Grant { actions: vec!["*/read".into()], not_actions: vec![], scope: String::new() }],
     });
     h.seed(seed).await?;
     let as_workload = arm.with_token(token);
     assert_eq!(as_workload.get(&identity_path("orders-api")).await?.status, 200);
-    let denied = as_workload
-        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
-        .await?;
+    let denied = as_workload.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
     assert_eq!(denied.code(), "AuthorizationFailed");
-    assert!(
-        denied.body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains(&principal)
-    );
+    assert!(denied.body["error"]["message"].as_str().unwrap_or("").contains(&principal));
 
     // Expired assertion.
-    let old = assertion(
-        &rsa,
-        Algorithm::RS256,
-        "rsa-key-1",
-        &iss.url,
-        subject,
-        aud,
-        now() - 5,
-    )?;
+    let old = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, now() - 5)?;
     let (status, body) = exchange(&h, &c, &client_id, &old).await?;
-    assert_eq!(
-        (status, aadsts(&body)),
-        (400, "AADSTS700024".to_owned()),
-        "{body}"
-    );
+    assert_eq!((status, aadsts(&body)), (400, "AADSTS700024".to_owned()), "{body}");
     // Also when the simulator's clock passes the assertion's expiry.
-    let short = assertion(
-        &rsa,
-        Algorithm::RS256,
-        "rsa-key-1",
-        &iss.url,
-        subject,
-        aud,
-        now() + 30,
-    )?;
+    let short = assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, now() + 30)?;
     assert_eq!(exchange(&h, &c, &client_id, &short).await?.0, 200);
     h.advance_clock(Duration::from_secs(31));
-    assert_eq!(
-        aadsts(&exchange(&h, &c, &client_id, &short).await?.1),
-        "AADSTS700024"
-    );
+    assert_eq!(aadsts(&exchange(&h, &c, &client_id, &short).await?.1), "AADSTS700024");
 
     // Signed by a key the issuer does not publish (same kid as the real one).
     let (rogue, _) = ec_key("rsa-key-1")?;
-    let forged = assertion(
-        &rogue,
-        Algorithm::ES256,
-        "rsa-key-1",
-        &iss.url,
-        subject,
-        aud,
-        now() + 3600,
-    )?;
-    assert_eq!(
-        aadsts(&exchange(&h, &c, &client_id, &forged).await?.1),
-        "AADSTS700027"
-    );
+    let forged = assertion(&rogue, Algorithm::ES256, "rsa-key-1", &iss.url, subject, aud, now() + 3600)?;
+    assert_eq!(aadsts(&exchange(&h, &c, &client_id, &forged).await?.1), "AADSTS700027");
 
     // Key rotation: an unknown kid makes the simulator fetch the JWKS again.
     let fetches = iss.jwks_fetches.load(Ordering::SeqCst);
@@ -466,26 +343,14 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     if let Some(k) = iss.jwks.lock().await["keys"].as_array_mut() {
         k.push(jwk);
     }
-    let rotated = assertion(
-        &ec,
-        Algorithm::ES256,
-        "ec-key-2",
-        &iss.url,
-        subject,
-        aud,
-        now() + 3600,
-    )?;
+    let rotated = assertion(&ec, Algorithm::ES256, "ec-key-2", &iss.url, subject, aud, now() + 3600)?;
     let (status, body) = exchange(&h, &c, &client_id, &rotated).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), fetches + 1);
 
     // Unknown client id.
     assert_eq!(
-        aadsts(
-            &exchange(&h, &c, "55555555-5555-5555-5555-555555555555", &good)
-                .await?
-                .1
-        ),
+        aadsts(&exchange(&h, &c, "55555555-5555-5555-5555-555555555555", &good).await?.1),
         "AADSTS700016"
     );
     h.shutdown().await?;
@@ -495,15 +360,9 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     cfg.entra.extra_ca_files.clear();
     let h2 = Simulator::start(cfg).await?;
     let arm2 = Arm::new(&h2).await?;
-    let created = arm2
-        .put(&identity_path("orders-api"), json!({"location": "westeurope"}))
-        .await?;
-    let cid = created.body["properties"]["clientId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    arm2.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject))
-        .await?;
+    let created = arm2.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
+    let cid = created.body["properties"]["clientId"].as_str().unwrap_or_default().to_owned();
+    arm2.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, subject)).await?;
     let (status, body) = exchange(&h2, &client(&h2), &cid, &good).await?;
     assert_eq!((status, aadsts(&body)), (400, "AADSTS50166".to_owned()), "{body}");
     h2.shutdown().await?;

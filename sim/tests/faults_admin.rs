@@ -9,12 +9,7 @@ use idbind_sim::{FaultAction, FaultRule, HoldPhase, HoldSpec, LatencyConfig, Sim
 use serde_json::{Value, json};
 
 fn rule(op: &str, action: FaultAction, times: Option<u64>) -> FaultRule {
-    FaultRule {
-        operation: op.into(),
-        action,
-        rate: 1.0,
-        times,
-    }
+    FaultRule { operation: op.into(), action, rate: 1.0, times }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,10 +20,7 @@ async fn injected_errors_latency_and_drops() -> TestResult {
     for status in [500u16, 503, 429] {
         h.set_faults(vec![rule(
             "UserAssignedIdentities_Get",
-            FaultAction::Error {
-                status,
-                retry_after_secs: None,
-            },
+            FaultAction::Error { status, retry_after_secs: None },
             Some(2),
         )]);
         for _ in 0..2 {
@@ -41,12 +33,7 @@ async fn injected_errors_latency_and_drops() -> TestResult {
         }
         assert_eq!(arm.get(&get).await?.status, 404, "the budget of 2 is spent");
         // Other operations are untouched.
-        assert_eq!(
-            arm.get(&format!("{}?api-version=2023-07-01", vault_scope(KV_RBAC)))
-                .await?
-                .status,
-            200
-        );
+        assert_eq!(arm.get(&format!("{}?api-version=2023-07-01", vault_scope(KV_RBAC))).await?.status, 200);
     }
     let c = h.counters();
     assert_eq!(
@@ -60,11 +47,7 @@ async fn injected_errors_latency_and_drops() -> TestResult {
     assert_eq!(c.get("UserAssignedIdentities_Get", "404"), 3);
 
     // Latency: injected and configured.
-    h.set_faults(vec![rule(
-        "UserAssignedIdentities_Get",
-        FaultAction::Latency { ms: 250 },
-        None,
-    )]);
+    h.set_faults(vec![rule("UserAssignedIdentities_Get", FaultAction::Latency { ms: 250 }, None)]);
     let t = Instant::now();
     arm.get(&get).await?;
     assert!(t.elapsed() >= Duration::from_millis(250));
@@ -74,17 +57,12 @@ async fn injected_errors_latency_and_drops() -> TestResult {
         per_operation_ms: [("Vaults_Get".to_owned(), 200)].into_iter().collect(),
     });
     let t = Instant::now();
-    arm.get(&format!("{}?api-version=2023-07-01", vault_scope(KV_RBAC)))
-        .await?;
+    arm.get(&format!("{}?api-version=2023-07-01", vault_scope(KV_RBAC))).await?;
     assert!(t.elapsed() >= Duration::from_millis(200));
     h.set_latency(LatencyConfig::default());
 
     // A dropped connection: the client sees a transport error, not a response.
-    h.set_faults(vec![rule(
-        "UserAssignedIdentities_Get",
-        FaultAction::Drop,
-        Some(1),
-    )]);
+    h.set_faults(vec![rule("UserAssignedIdentities_Get", FaultAction::Drop, Some(1))]);
     let dropped = arm.get(&get).await;
     assert!(dropped.is_err(), "expected a transport error");
     assert_eq!(h.counters().get("UserAssignedIdentities_Get", "dropped"), 1);
@@ -94,18 +72,10 @@ async fn injected_errors_latency_and_drops() -> TestResult {
     // A write that fails by injection changes nothing.
     h.set_faults(vec![rule(
         "UserAssignedIdentities_CreateOrUpdate",
-        FaultAction::Error {
-            status: 500,
-            retry_after_secs: None,
-        },
+        FaultAction::Error { status: 500, retry_after_secs: None },
         Some(1),
     )]);
-    assert_eq!(
-        arm.put(&identity_path("faulty-one"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        500
-    );
+    assert_eq!(arm.put(&identity_path("faulty-one"), json!({"location": "westeurope"})).await?.status, 500);
     assert_eq!(h.state_typed().identity_count(), 0);
     h.shutdown().await?;
     Ok(())
@@ -114,14 +84,7 @@ async fn injected_errors_latency_and_drops() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_from_config_apply_to_the_token_endpoint_too() -> TestResult {
     let mut cfg = config();
-    cfg.faults = vec![rule(
-        "Token",
-        FaultAction::Error {
-            status: 503,
-            retry_after_secs: Some(7),
-        },
-        Some(1),
-    )];
+    cfg.faults = vec![rule("Token", FaultAction::Error { status: 503, retry_after_secs: Some(7) }, Some(1))];
     let h = Simulator::start(cfg).await?;
     let c = client(&h);
     let first = app_token(&h, &c).await;
@@ -141,12 +104,7 @@ async fn holds_block_the_nth_write_until_released() -> TestResult {
         nth: Some(2),
         ..Default::default()
     });
-    assert_eq!(
-        arm.put(&identity_path("first-one"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("first-one"), json!({"location": "westeurope"})).await?.status, 201);
     let a2 = arm.clone();
     let held = tokio::spawn(async move {
         a2.put(&identity_path("second-one"), json!({"location": "westeurope"}))
@@ -203,12 +161,7 @@ async fn admin_api_over_plain_http() -> TestResult {
     let info: Value = c.get(format!("{admin}/info")).send().await?.json().await?;
     assert_eq!(info["urls"]["https"], https(&h));
 
-    assert_eq!(
-        arm.put(&identity_path("admin-one"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("admin-one"), json!({"location": "westeurope"})).await?.status, 201);
     let state: Value = c.get(format!("{admin}/state")).send().await?.json().await?;
     assert_eq!(
         state["subscriptions"][SUB]["resourceGroups"][RG]["identities"]["admin-one"]["name"],
@@ -232,10 +185,7 @@ async fn admin_api_over_plain_http() -> TestResult {
     assert_eq!(arm.get(&identity_path("admin-one")).await?.status, 503);
     let faults: Value = c.get(format!("{admin}/faults")).send().await?.json().await?;
     assert_eq!(faults[0]["hits"], 1);
-    assert_eq!(
-        c.put(format!("{admin}/faults")).body("[{").send().await?.status(),
-        400
-    );
+    assert_eq!(c.put(format!("{admin}/faults")).body("[{").send().await?.status(), 400);
 
     // Holds through the API.
     let created: Value = c
@@ -248,65 +198,31 @@ async fn admin_api_over_plain_http() -> TestResult {
     assert!(created["id"].is_u64());
     let a2 = arm.clone();
     let pending = tokio::spawn(async move {
-        a2.delete(&identity_path("admin-one"))
-            .await
-            .map(|r| r.status)
-            .map_err(|e| e.to_string())
+        a2.delete(&identity_path("admin-one")).await.map(|r| r.status).map_err(|e| e.to_string())
     });
-    let waited = c
-        .get(format!("{admin}/holds/wait?count=1&timeoutMs=10000"))
-        .send()
-        .await?;
+    let waited = c.get(format!("{admin}/holds/wait?count=1&timeoutMs=10000")).send().await?;
     assert_eq!(waited.status(), 200);
     let holds: Value = c.get(format!("{admin}/holds")).send().await?.json().await?;
     let held_id = holds["held"][0]["id"].as_u64().unwrap_or_default();
     assert_eq!(holds["held"][0]["operation"], "UserAssignedIdentities_Delete");
-    assert_eq!(
-        c.post(format!("{admin}/holds/{held_id}/release"))
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(c.post(format!("{admin}/holds/{held_id}/release")).send().await?.status(), 200);
     assert_eq!(pending.await?, Ok(200));
-    assert_eq!(
-        c.get(format!("{admin}/holds/wait?count=1&timeoutMs=50"))
-            .send()
-            .await?
-            .status(),
-        408
-    );
+    assert_eq!(c.get(format!("{admin}/holds/wait?count=1&timeoutMs=50")).send().await?.status(), 408);
 
     // Clock, throttle, seed, reset.
     let before: Value = c.get(format!("{admin}/clock")).send().await?.json().await?;
-    let after: Value = c
-        .post(format!("{admin}/clock/advance"))
-        .json(&json!({"seconds": 3600}))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let after: Value =
+        c.post(format!("{admin}/clock/advance")).json(&json!({"seconds": 3600})).send().await?.json().await?;
     assert!(after["nowMs"].as_u64().unwrap_or(0) >= before["nowMs"].as_u64().unwrap_or(0) + 3_600_000);
     let throttle: Value = c.get(format!("{admin}/throttle")).send().await?.json().await?;
     assert_eq!(throttle["enabled"], false);
     let mut on = throttle.clone();
     on["enabled"] = json!(true);
-    assert_eq!(
-        c.put(format!("{admin}/throttle"))
-            .json(&on)
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(c.put(format!("{admin}/throttle")).json(&on).send().await?.status(), 200);
     assert!(h.throttle().enabled);
     let seeded = c.post(format!("{admin}/seed")).json(&json!({"subscriptions": [{"id": "sub-two", "resourceGroups": [{"name": "rg-x", "vaults": [{"name": "kv-x"}]}]}]})).send().await?;
     assert_eq!(seeded.status(), 204);
-    assert!(
-        h.state_typed()
-            .resource_group("sub-two", "rg-x")
-            .is_some_and(|g| g.vaults.contains_key("kv-x"))
-    );
+    assert!(h.state_typed().resource_group("sub-two", "rg-x").is_some_and(|g| g.vaults.contains_key("kv-x")));
     assert_eq!(c.post(format!("{admin}/reset")).send().await?.status(), 204);
     assert!(!h.state_typed().subscriptions.contains_key("sub-two"));
     let counters: Value = c.get(format!("{admin}/counters")).send().await?.json().await?;

@@ -20,29 +20,19 @@ async fn restart_with_the_same_file_loses_nothing() -> TestResult {
     let h = Simulator::start(persistent(dir.path())).await?;
     let endpoint: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/endpoint.json"))?)?;
     assert_eq!(endpoint["https"], https(&h));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("run/endpoint"))?.trim(),
-        https(&h)
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("run/endpoint"))?.trim(), https(&h));
     let ca_before = std::fs::read_to_string(dir.path().join("run/ca.pem"))?;
     assert_eq!(Some(ca_before.as_str()), h.ca_pem());
 
     let arm = Arm::new(&h).await?;
-    let created = arm
-        .put(
-            &identity_path("kept-one"),
-            json!({"location": "westeurope", "tags": {"a": "b"}}),
-        )
-        .await?;
+    let created =
+        arm.put(&identity_path("kept-one"), json!({"location": "westeurope", "tags": {"a": "b"}})).await?;
     assert_eq!(created.status, 201);
     // Acknowledged means on disk, before any shutdown.
     let on_disk = std::fs::read_to_string(dir.path().join("state.json"))?;
     assert!(on_disk.contains("kept-one"));
-    arm.put(
-        &fic_path("kept-one", "fic-1"),
-        fic_body("https://issuer.example", "system:serviceaccount:a:b"),
-    )
-    .await?;
+    arm.put(&fic_path("kept-one", "fic-1"), fic_body("https://issuer.example", "system:serviceaccount:a:b"))
+        .await?;
     let pid = created.body["properties"]["principalId"].clone();
     let ra = arm.put(&ra_path(&vault_scope(KV_RBAC), "7d0c2f4a-1b2c-4d5e-8f90-000000000001"), json!({"properties": {"roleDefinitionId": role_id(SECRETS_USER), "principalId": pid, "principalType": "ServicePrincipal"}})).await?;
     assert_eq!(ra.status, 201);
@@ -53,17 +43,9 @@ async fn restart_with_the_same_file_loses_nothing() -> TestResult {
 
     let h2 = Simulator::start(persistent(dir.path())).await?;
     assert_eq!(h2.state(), state_before);
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("run/ca.pem"))?,
-        ca_before,
-        "the CA is reused"
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("run/ca.pem"))?, ca_before, "the CA is reused");
     // The old token and the old CA both still work against the new process.
-    let arm2 = Arm {
-        base: https(&h2),
-        client: client(&h2),
-        token: arm.token.clone(),
-    };
+    let arm2 = Arm { base: https(&h2), client: client(&h2), token: arm.token.clone() };
     let old_ca_client = arm.client.clone();
     let r = old_ca_client
         .get(format!("{}{}", https(&h2), identity_path("kept-one")))
@@ -97,13 +79,10 @@ async fn concurrent_writes_are_all_durable() -> TestResult {
     for i in 0..64 {
         let arm = arm.clone();
         tasks.push(tokio::spawn(async move {
-            arm.put(
-                &identity_path(&format!("burst-{i}")),
-                json!({"location": "westeurope"}),
-            )
-            .await
-            .map(|r| r.status)
-            .map_err(|e| e.to_string())
+            arm.put(&identity_path(&format!("burst-{i}")), json!({"location": "westeurope"}))
+                .await
+                .map(|r| r.status)
+                .map_err(|e| e.to_string())
         }));
     }
     for t in tasks {
@@ -166,16 +145,9 @@ async fn ten_thousand_identities() -> TestResult {
         next = page["nextLink"].as_str().map(str::to_owned);
     }
     assert_eq!(seen, n);
-    let r = c
-        .get(format!("{base}{}", identity_path("bulk-09999")))
-        .bearer_auth(&token)
-        .send()
-        .await?;
+    let r = c.get(format!("{base}{}", identity_path("bulk-09999"))).bearer_auth(&token).send().await?;
     assert_eq!(r.status(), 200);
-    println!(
-        "created {n} identities in {created_in:?}; listed them in {:?}",
-        t.elapsed()
-    );
+    println!("created {n} identities in {created_in:?}; listed them in {:?}", t.elapsed());
     h.shutdown().await?;
     Ok(())
 }

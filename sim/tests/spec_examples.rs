@@ -43,10 +43,7 @@ struct OpInfo {
 /// example file (canonical path) → operation, from every swagger's x-ms-examples.
 fn operations_by_example(files: &[PathBuf]) -> BTreeMap<PathBuf, OpInfo> {
     let mut map = BTreeMap::new();
-    for f in files
-        .iter()
-        .filter(|f| !f.components().any(|c| c.as_os_str() == "examples"))
-    {
+    for f in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "examples")) {
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
         };
@@ -150,10 +147,7 @@ fn seed_for(example: &Value) -> Seed {
     }
     let text = example.to_string();
     for part in text.split("roleDefinitions/").skip(1) {
-        let guid: String = part
-            .chars()
-            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
-            .collect();
+        let guid: String = part.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
         if guid.len() == 36 && !seed.role_definitions.iter().any(|r| r.name == guid) {
             seed.role_definitions.push(SeedRoleDefinition {
                 name: guid,
@@ -219,13 +213,10 @@ async fn setup(
         "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
         param(params, "resourceName")
     );
-    let needs_identity = [
-        "UserAssignedIdentities_Get",
-        "UserAssignedIdentities_Delete",
-        "UserAssignedIdentities_Update",
-    ]
-    .contains(&op)
-        || op.starts_with("FederatedIdentityCredentials_");
+    let needs_identity =
+        ["UserAssignedIdentities_Get", "UserAssignedIdentities_Delete", "UserAssignedIdentities_Update"]
+            .contains(&op)
+            || op.starts_with("FederatedIdentityCredentials_");
     if needs_identity {
         let r = arm
             .put(
@@ -268,13 +259,7 @@ async fn setup(
             let (_, resp) = first_response(example);
             let body = resp
                 .get("body")
-                .map(|b| {
-                    if b.get("value").is_some() {
-                        b["value"][0].clone()
-                    } else {
-                        b.clone()
-                    }
-                })
+                .map(|b| if b.get("value").is_some() { b["value"][0].clone() } else { b.clone() })
                 .unwrap_or(Value::Null);
             let id = body["id"].as_str().unwrap_or_default();
             let props = &body["properties"];
@@ -322,11 +307,7 @@ async fn every_spec_example_replays() -> TestResult {
     let ops = operations_by_example(&files);
     let examples: Vec<PathBuf> = files
         .iter()
-        .filter(|f| {
-            f.parent()
-                .and_then(Path::file_name)
-                .is_some_and(|n| n == "examples")
-        })
+        .filter(|f| f.parent().and_then(Path::file_name).is_some_and(|n| n == "examples"))
         .cloned()
         .collect();
     assert!(!examples.is_empty(), "no examples found under {}", root.display());
@@ -334,15 +315,10 @@ async fn every_spec_example_replays() -> TestResult {
     let mut failures = Vec::new();
     let mut replayed = 0;
     for file in &examples {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let canonical = file.canonicalize()?;
         let Some(op) = ops.get(&canonical).cloned().or_else(|| fallback(&name)) else {
-            failures.push(format!(
-                "{name}: no swagger references it and it has no fallback path: add one"
-            ));
+            failures.push(format!("{name}: no swagger references it and it has no fallback path: add one"));
             continue;
         };
         let example: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
@@ -354,9 +330,8 @@ async fn every_spec_example_replays() -> TestResult {
         let mut seed = seed_for(&example);
         if op.operation_id.starts_with("RoleDefinitions_") {
             let id = first["body"]["id"].as_str().unwrap_or_default().to_owned();
-            let (scope, guid) = id
-                .split_once("/providers/Microsoft.Authorization/roleDefinitions/")
-                .unwrap_or(("", ""));
+            let (scope, guid) =
+                id.split_once("/providers/Microsoft.Authorization/roleDefinitions/").unwrap_or(("", ""));
             let body = &first["body"]["properties"];
             seed.role_definitions.push(SeedRoleDefinition {
                 name: guid.to_owned(),
@@ -407,11 +382,7 @@ async fn every_spec_example_replays() -> TestResult {
 
         let mut statuses: Vec<(u16, Value)> = example["responses"]
             .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.parse().unwrap_or(0), v.clone()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.parse().unwrap_or(0), v.clone())).collect())
             .unwrap_or_default();
         statuses.sort_by_key(|(s, _)| status_order(*s));
         for (status, expected) in statuses {
@@ -447,10 +418,7 @@ async fn every_spec_example_replays() -> TestResult {
         // The list example's nextLink must lead to the rest.
         if op.operation_id == "FederatedIdentityCredentials_List" {
             let first_page = arm.call("GET", &url, None).await?;
-            let next = first_page.body["nextLink"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let next = first_page.body["nextLink"].as_str().unwrap_or_default().to_owned();
             let second = arm.get(&next).await?;
             if second.status != 200
                 || second.body["value"].as_array().map(Vec::len) != Some(1)
@@ -464,18 +432,9 @@ async fn every_spec_example_replays() -> TestResult {
         }
         h.shutdown().await?;
     }
-    assert!(
-        failures.is_empty(),
-        "{} example replay(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} example replay(s) failed:\n{}", failures.len(), failures.join("\n"));
     // 14 examples with 20 status codes between them at the time of writing.
-    assert!(
-        replayed >= examples.len(),
-        "replayed {replayed} responses for {} examples",
-        examples.len()
-    );
+    assert!(replayed >= examples.len(), "replayed {replayed} responses for {} examples", examples.len());
     println!("replayed {replayed} responses of {} examples", examples.len());
     Ok(())
 }

@@ -14,10 +14,7 @@ fn small_buckets() -> ThrottleConfig {
     ThrottleConfig {
         writes: BucketSpec::new(5.0, 1.0),
         global_factor: 15.0,
-        msi: MsiLimits {
-            enabled: false,
-            ..MsiLimits::default()
-        },
+        msi: MsiLimits { enabled: false, ..MsiLimits::default() },
         ..ThrottleConfig::default()
     }
 }
@@ -41,67 +38,31 @@ async fn burst_beyond_the_bucket_is_throttled_and_retry_after_works() -> TestRes
     for i in 0..5 {
         let r = arm.put(&rg_path(i), json!({"location": "westeurope"})).await?;
         assert_eq!(r.status, 201);
-        assert_eq!(
-            r.header("x-ms-ratelimit-remaining-subscription-writes"),
-            Some((4 - i).to_string())
-        );
+        assert_eq!(r.header("x-ms-ratelimit-remaining-subscription-writes"), Some((4 - i).to_string()));
         assert_eq!(
             r.header("x-ms-ratelimit-remaining-subscription-global-writes"),
             Some((74 - i).to_string())
         );
     }
     let throttled = arm.put(&rg_path(5), json!({"location": "westeurope"})).await?;
-    assert_eq!(
-        (throttled.status, throttled.code()),
-        (429, "SubscriptionRequestsThrottled")
-    );
-    let retry_after: u64 = throttled
-        .header("retry-after")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    assert_eq!((throttled.status, throttled.code()), (429, "SubscriptionRequestsThrottled"));
+    let retry_after: u64 = throttled.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
     assert_eq!(retry_after, 1);
     let msg = throttled.body["error"]["message"].as_str().unwrap_or("");
-    assert!(
-        msg.contains(&format!(
-            "'write' requests for subscription '{SUB}' actor '{APP_OID}'"
-        )),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("'write' requests for subscription '{SUB}' actor '{APP_OID}'")), "{msg}");
     // Early retries are refused again and take no token.
-    assert_eq!(
-        arm.put(&rg_path(5), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        429
-    );
+    assert_eq!(arm.put(&rg_path(5), json!({"location": "westeurope"})).await?.status, 429);
     // Reads have their own bucket; another principal its own.
     let read = arm.get(&rg_path(0)).await?;
     assert_eq!(read.status, 200);
-    assert_eq!(
-        read.header("x-ms-ratelimit-remaining-subscription-reads"),
-        Some(String::from("249"))
-    );
+    assert_eq!(read.header("x-ms-ratelimit-remaining-subscription-reads"), Some(String::from("249")));
     let c = client(&h);
-    let other = Arm {
-        token: secret_token(&h, &c, "app-two", "two").await?,
-        base: arm.base.clone(),
-        client: c,
-    };
-    assert_eq!(
-        other
-            .put(&rg_path(6), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    let other =
+        Arm { token: secret_token(&h, &c, "app-two", "two").await?, base: arm.base.clone(), client: c };
+    assert_eq!(other.put(&rg_path(6), json!({"location": "westeurope"})).await?.status, 201);
     // Honour Retry-After and the request goes through.
     h.advance_clock(Duration::from_secs(retry_after));
-    assert_eq!(
-        arm.put(&rg_path(5), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&rg_path(5), json!({"location": "westeurope"})).await?.status, 201);
     assert_eq!(h.counters().get("ResourceGroups_CreateOrUpdate", "429"), 2);
     h.shutdown().await?;
     Ok(())
@@ -122,17 +83,10 @@ async fn the_global_bucket_is_shared_by_all_principals() -> TestResult {
     let h = Simulator::start(cfg).await?;
     let one = Arm::new(&h).await?;
     let c = client(&h);
-    let two = Arm {
-        token: secret_token(&h, &c, "app-two", "two").await?,
-        base: one.base.clone(),
-        client: c,
-    };
+    let two = Arm { token: secret_token(&h, &c, "app-two", "two").await?, base: one.base.clone(), client: c };
     for i in 0..2 {
         assert_eq!(one.put(&rg_path(i), json!({"location": "x"})).await?.status, 201);
-        assert_eq!(
-            two.put(&rg_path(10 + i), json!({"location": "x"})).await?.status,
-            201
-        );
+        assert_eq!(two.put(&rg_path(10 + i), json!({"location": "x"})).await?.status, 201);
     }
     h.advance_clock(Duration::from_secs(1)); // one token back per principal
     let r = one.put(&rg_path(2), json!({"location": "x"})).await?;
@@ -140,10 +94,7 @@ async fn the_global_bucket_is_shared_by_all_principals() -> TestResult {
     assert_eq!(two.put(&rg_path(12), json!({"location": "x"})).await?.status, 201);
     let r = two.put(&rg_path(13), json!({"location": "x"})).await?;
     assert_eq!(r.status, 429);
-    assert_eq!(
-        r.header("x-ms-ratelimit-remaining-subscription-global-writes"),
-        Some(String::from("0"))
-    );
+    assert_eq!(r.header("x-ms-ratelimit-remaining-subscription-global-writes"), Some(String::from("0")));
     h.shutdown().await?;
     Ok(())
 }
@@ -154,52 +105,23 @@ async fn managed_identity_limits_per_subscription_and_per_identity() -> TestResu
     cfg.throttle = ThrottleConfig::default(); // ARM's numbers, MSI limits on
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
-    assert_eq!(
-        arm.put(&identity_path("id-a"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("id-a"), json!({"location": "westeurope"})).await?.status, 201);
     // Per identity: 0.25 create/update per second.
-    let again = arm
-        .put(&identity_path("id-a"), json!({"location": "westeurope"}))
-        .await?;
+    let again = arm.put(&identity_path("id-a"), json!({"location": "westeurope"})).await?;
     assert_eq!((again.status, again.code()), (429, "TooManyRequests"));
     assert_eq!(again.header("retry-after"), Some(String::from("4")));
     // Per subscription: 2 creates per second.
-    assert_eq!(
-        arm.put(&identity_path("id-b"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
-    let third = arm
-        .put(&identity_path("id-c"), json!({"location": "westeurope"}))
-        .await?;
-    assert_eq!(
-        (third.status, third.header("retry-after")),
-        (429, Some(String::from("1")))
-    );
+    assert_eq!(arm.put(&identity_path("id-b"), json!({"location": "westeurope"})).await?.status, 201);
+    let third = arm.put(&identity_path("id-c"), json!({"location": "westeurope"})).await?;
+    assert_eq!((third.status, third.header("retry-after")), (429, Some(String::from("1"))));
     h.advance_clock(Duration::from_secs(1));
-    assert_eq!(
-        arm.put(&identity_path("id-c"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        201
-    );
+    assert_eq!(arm.put(&identity_path("id-c"), json!({"location": "westeurope"})).await?.status, 201);
     h.advance_clock(Duration::from_secs(4));
-    assert_eq!(
-        arm.put(&identity_path("id-a"), json!({"location": "westeurope"}))
-            .await?
-            .status,
-        200
-    );
+    assert_eq!(arm.put(&identity_path("id-a"), json!({"location": "westeurope"})).await?.status, 200);
     // Switched off at runtime: no more 429s.
     h.set_throttle(ThrottleConfig::disabled());
     for _ in 0..20 {
-        let r = arm
-            .put(&identity_path("id-a"), json!({"location": "westeurope"}))
-            .await?;
+        let r = arm.put(&identity_path("id-a"), json!({"location": "westeurope"})).await?;
         assert_eq!(r.status, 200);
         assert!(r.header("x-ms-ratelimit-remaining-subscription-writes").is_none());
     }

@@ -146,10 +146,7 @@ pub struct IdentitySpec {
     /// digits, '_', '-', '.', '(' and ')', not ending in '.'. Default: the operator's configured resource
     /// group for identities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 90),
-        regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$")
-    )]
+    #[schemars(length(min = 1, max = 90), regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$"))]
     pub resource_group: Option<String>,
 
     /// Azure region of the managed identity, as a short name such as westeurope or eastus2. Default: the
@@ -193,19 +190,13 @@ pub struct KeyVaultAccess {
     /// Name of the vault: 3-24 characters, letters, digits and '-', starting with a letter, ending with a
     /// letter or digit, no '--'. Use together with resourceGroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 3, max = 24),
-        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$")
-    )]
+    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$"))]
     #[x_kube(validation = Rule::new("!self.contains('--')").message("keyVaults[].name must not contain '--'"))]
     pub name: Option<String>,
 
     /// Resource group of the vault (in the operator's subscription). Use together with name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 90),
-        regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$")
-    )]
+    #[schemars(length(min = 1, max = 90), regex(pattern = r"^[-a-zA-Z0-9_.()]*[-a-zA-Z0-9_()]$"))]
     pub resource_group: Option<String>,
 
     /// Full resource id of the vault,

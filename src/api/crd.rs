@@ -17,24 +17,14 @@ pub fn crd_files() -> Result<Vec<(&'static str, String)>, serde_json::Error> {
         Ok(out)
     };
     Ok(vec![
-        (
-            "idbind.dev_workloadidentitybindings.yaml",
-            one(WorkloadIdentityBinding::crd())?,
-        ),
-        (
-            "idbind.dev_workloadidentitypolicies.yaml",
-            one(WorkloadIdentityPolicy::crd())?,
-        ),
+        ("idbind.dev_workloadidentitybindings.yaml", one(WorkloadIdentityBinding::crd())?),
+        ("idbind.dev_workloadidentitypolicies.yaml", one(WorkloadIdentityPolicy::crd())?),
     ])
 }
 
 /// Every CRD idbind defines, as one multi-document YAML stream (what `idbind crd` prints).
 pub fn crds_yaml() -> Result<String, serde_json::Error> {
-    Ok(crd_files()?
-        .into_iter()
-        .map(|(_, yaml)| yaml)
-        .collect::<Vec<_>>()
-        .join(""))
+    Ok(crd_files()?.into_iter().map(|(_, yaml)| yaml).collect::<Vec<_>>().join(""))
 }
 
 /// Doc comments are wrapped at 100 columns in the source; `kubectl explain` wraps again at the terminal's

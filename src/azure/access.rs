@@ -38,11 +38,7 @@ pub struct Observation<Source> {
 
 impl<S> Observation<S> {
     fn new(azure: ObservedAzure, ids: Option<IdentityIds>) -> Self {
-        Observation {
-            azure,
-            ids,
-            source: PhantomData,
-        }
+        Observation { azure, ids, source: PhantomData }
     }
 
     /// Whether nothing exists for the binding (its identity is not there).
@@ -74,10 +70,7 @@ impl Azure {
     /// [`Snapshots::with_federation_max_age`]).
     pub fn with_federation_max_age(self, max_age: Duration, resync: Duration) -> Self {
         let snapshots = Snapshots::new(self.direct.clone(), resync).with_federation_max_age(max_age);
-        Azure {
-            snapshots: Arc::new(snapshots),
-            ..self
-        }
+        Azure { snapshots: Arc::new(snapshots), ..self }
     }
 
     pub fn fresh(&self) -> Fresh<'_> {
@@ -162,8 +155,8 @@ impl<'a> Writes<'a> {
         Writes(api)
     }
 
-    /// Performs `action` for the binding whose identity is `identity`, then records in `observed` what it made
-    /// true ([`plan::assume`]), so the next round plans from it without reading Azure again.
+    /// Performs `action` for the binding whose identity is `identity`, then records in `observed` what it
+    /// made true ([`plan::assume`]), so the next round plans from it without reading Azure again.
     pub async fn apply(
         &self,
         identity: &ResourceId,
@@ -216,9 +209,8 @@ async fn federation(
 ) -> Result<ObservedAzure, AzureError> {
     let fics = api.list_federated_credentials(identity).await?;
     let ours = |f: &&FederatedCredential| f.name.eq_ignore_ascii_case(&desired.fic_name);
-    let duplicate = fics
-        .iter()
-        .find(|f| !ours(f) && f.issuer == desired.issuer && f.subject == desired.subject);
+    let duplicate =
+        fics.iter().find(|f| !ours(f) && f.issuer == desired.issuer && f.subject == desired.subject);
     Ok(ObservedAzure {
         fic: fics.iter().find(ours).map(|f| ObservedFic {
             issuer: f.issuer.clone(),
@@ -269,19 +261,11 @@ async fn access_policies(
     principal: &str,
 ) -> Result<Vec<(ResourceId, Permissions)>, AzureError> {
     let mut found: Vec<(ResourceId, Permissions)> = Vec::new();
-    for (vault, _) in desired
-        .access_policies
-        .iter()
-        .chain(&desired.held_access_policies)
-    {
+    for (vault, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
         if found.iter().any(|(v, _)| v == vault) {
             continue;
         }
-        let held = api
-            .get_vault(vault)
-            .await?
-            .map(|v| v.permissions_of(principal))
-            .unwrap_or_default();
+        let held = api.get_vault(vault).await?.map(|v| v.permissions_of(principal)).unwrap_or_default();
         found.push((vault.clone(), held));
     }
     Ok(found)
@@ -298,17 +282,10 @@ async fn execute(
 ) -> Result<Option<IdentityIds>, AzureError> {
     let not_ready = || AzureError::IdentityNotReady(identity.clone());
     match action {
-        Action::PutIdentity {
-            resource_id,
-            location,
-            tags,
-        } => api.put_identity(resource_id, location, tags).await.map(Some),
-        Action::PutFederatedCredential {
-            name,
-            issuer,
-            subject,
-            audience,
-        } => {
+        Action::PutIdentity { resource_id, location, tags } => {
+            api.put_identity(resource_id, location, tags).await.map(Some)
+        }
+        Action::PutFederatedCredential { name, issuer, subject, audience } => {
             let fic = FederatedCredential {
                 name: name.clone(),
                 issuer: issuer.clone(),
@@ -317,33 +294,21 @@ async fn execute(
             };
             api.put_federated_credential(identity, &fic).await.map(|()| None)
         }
-        Action::CreateRoleAssignment {
-            scope,
-            name,
-            role_definition_guid,
-        } => {
+        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
             let principal = ids.ok_or_else(not_ready)?.principal_id.as_str();
-            create_role_assignment(api, scope, name, role_definition_guid, principal)
-                .await
-                .map(|()| None)
+            create_role_assignment(api, scope, name, role_definition_guid, principal).await.map(|()| None)
         }
         Action::DeleteRoleAssignment { id } => {
             done_if_gone(api.delete_role_assignment(id).await).map(|()| None)
         }
-        Action::GrantAccessPolicy {
-            vault_id,
-            permissions,
-        } => {
+        Action::GrantAccessPolicy { vault_id, permissions } => {
             let ids = ids.ok_or_else(not_ready)?;
             let (tenant, principal) = (&ids.tenant_id, &ids.principal_id);
             let grant =
                 api.update_access_policy(vault_id, AccessPolicyChange::Add, tenant, principal, permissions);
             grant.await.map(|()| None)
         }
-        Action::RevokeAccessPolicy {
-            vault_id,
-            permissions,
-        } => {
+        Action::RevokeAccessPolicy { vault_id, permissions } => {
             let ids = ids.ok_or_else(not_ready)?;
             let (tenant, principal) = (&ids.tenant_id, &ids.principal_id);
             let revoke = api.update_access_policy(
@@ -368,26 +333,14 @@ async fn create_role_assignment(
     role_guid: &str,
     principal: &str,
 ) -> Result<(), AzureError> {
-    let original = match api
-        .create_role_assignment(scope, name, role_guid, principal)
-        .await
-    {
-        Err(e)
-            if e.arm_code()
-                .is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) =>
-        {
-            e
-        }
+    let original = match api.create_role_assignment(scope, name, role_guid, principal).await {
+        Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => e,
         other => return other,
     };
     let existing = api.list_role_assignments(scope, principal).await?;
     let same_trio = existing.iter().find(|ra| {
         ra.scope == *scope
-            && ra
-                .role_definition_id
-                .rsplit('/')
-                .next()
-                .is_some_and(|g| g.eq_ignore_ascii_case(role_guid))
+            && ra.role_definition_id.rsplit('/').next().is_some_and(|g| g.eq_ignore_ascii_case(role_guid))
     });
     match same_trio {
         Some(ra) if ra.name.eq_ignore_ascii_case(name) => Ok(()),
@@ -418,29 +371,18 @@ async fn remove<S>(
     let Some(found) = &observed.azure.identity else {
         return Ok(deleted);
     };
-    for ra in observed
-        .azure
-        .role_assignments
-        .iter()
-        .filter(|ra| ra.is_ours(&found.principal_id))
-    {
+    for ra in observed.azure.role_assignments.iter().filter(|ra| ra.is_ours(&found.principal_id)) {
         done_if_gone(api.delete_role_assignment(&ra.id).await)?;
         deleted.push(ra.id.to_string());
     }
     for (vault, present) in granted_access_policies(desired, &observed.azure) {
-        let revoke = Action::RevokeAccessPolicy {
-            vault_id: vault.clone(),
-            permissions: present,
-        };
+        let revoke = Action::RevokeAccessPolicy { vault_id: vault.clone(), permissions: present };
         execute(api, identity, observed.ids.as_ref(), &revoke).await?;
         deleted.push(format!("{vault}/accessPolicies/{}", found.principal_id));
     }
     if observed.azure.fic.is_some() {
         done_if_gone(api.delete_federated_credential(identity, &desired.fic_name).await)?;
-        deleted.push(format!(
-            "{identity}/federatedIdentityCredentials/{}",
-            desired.fic_name
-        ));
+        deleted.push(format!("{identity}/federatedIdentityCredentials/{}", desired.fic_name));
     }
     if desired.managed_identity.is_some() && desired.owner.owns(&found.tags) {
         done_if_gone(api.delete_identity(identity).await)?;
@@ -454,12 +396,7 @@ fn granted_access_policies(
     desired: &DesiredAzure,
     observed: &ObservedAzure,
 ) -> Vec<(ResourceId, Permissions)> {
-    let all = || {
-        desired
-            .access_policies
-            .iter()
-            .chain(&desired.held_access_policies)
-    };
+    let all = || desired.access_policies.iter().chain(&desired.held_access_policies);
     let mut seen: Vec<&ResourceId> = Vec::new();
     let mut present = Vec::new();
     for (vault, _) in all() {
@@ -467,9 +404,8 @@ fn granted_access_policies(
             continue;
         }
         seen.push(vault);
-        let granted = all()
-            .filter(|(v, _)| v == vault)
-            .fold(Permissions::default(), |acc, (_, p)| acc.union(p));
+        let granted =
+            all().filter(|(v, _)| v == vault).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
         let still = granted.intersect(&observed.access_policy(vault));
         if !still.is_empty() {
             present.push((vault.clone(), still));

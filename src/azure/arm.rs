@@ -112,9 +112,7 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<Arc<dyn HttpClient>, A
             builder = builder.add_root_certificate(cert);
         }
     }
-    let client = builder
-        .build()
-        .map_err(|e| AzureError::Config(format!("HTTP client: {e}")))?;
+    let client = builder.build().map_err(|e| AzureError::Config(format!("HTTP client: {e}")))?;
     Ok(Arc::new(client))
 }
 
@@ -200,14 +198,7 @@ impl ArmApi {
             Vec::new(),
             Vec::new(),
         );
-        Ok(Self {
-            msi,
-            authz,
-            pipeline,
-            endpoint,
-            credential,
-            scope,
-        })
+        Ok(Self { msi, authz, pipeline, endpoint, credential, scope })
     }
 
     fn identity_parts(id: &ResourceId) -> Result<(&str, &str, &str), AzureError> {
@@ -215,11 +206,8 @@ impl ArmApi {
     }
 
     async fn bearer(&self, operation: &'static str) -> Result<String, AzureError> {
-        let token = self
-            .credential
-            .get_token(&[self.scope.as_str()])
-            .await
-            .map_err(|e| from_core(operation, e))?;
+        let token =
+            self.credential.get_token(&[self.scope.as_str()]).await.map_err(|e| from_core(operation, e))?;
         Ok(format!("Bearer {}", token.token.secret()))
     }
 }
@@ -229,12 +217,7 @@ impl AzureApi for ArmApi {
     async fn get_identity(&self, resource_id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError> {
         const OP: &str = "UserAssignedIdentities_Get";
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
-        match self
-            .msi
-            .user_assigned_identities_client()
-            .get(sub, rg, name)
-            .await
-        {
+        match self.msi.user_assigned_identities_client().get(sub, rg, name).await {
             Ok(identity) => {
                 let ids = identity_ids(OP, resource_id, &identity)?;
                 let observed = ObservedIdentity {
@@ -260,11 +243,8 @@ impl AzureApi for ArmApi {
         const OP: &str = "UserAssignedIdentities_CreateOrUpdate";
         let (sub, rg, name) = Self::identity_parts(resource_id)?;
         let mut tracked = azure_mgmt_msi::models::TrackedResource::new(location.to_string());
-        tracked.tags = Some(Value::Object(
-            tags.iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect(),
-        ));
+        tracked.tags =
+            Some(Value::Object(tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()));
         let identity = self
             .msi
             .user_assigned_identities_client()
@@ -300,10 +280,7 @@ impl AzureApi for ArmApi {
                 let url = Url::parse(link).map_err(|e| invalid(OP, &format!("nextLink {link:?}: {e}")))?;
                 // Only ever follow a link back to the ARM endpoint we talk to (it carries our token).
                 if url.origin() != self.endpoint.origin() {
-                    return Err(invalid(
-                        OP,
-                        &format!("nextLink {link:?} leaves {}", self.endpoint),
-                    ));
+                    return Err(invalid(OP, &format!("nextLink {link:?} leaves {}", self.endpoint)));
                 }
                 url
             }
@@ -322,12 +299,7 @@ impl AzureApi for ArmApi {
         };
         let body = self.send_url(OP, azure_core::Method::Get, url, None).await?;
         let mut identities = Vec::new();
-        for item in body
-            .get("value")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for item in body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
             let text = |p: &str| item.pointer(p).and_then(Value::as_str).map(str::to_string);
             let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (
                 text("/id"),
@@ -335,10 +307,7 @@ impl AzureApi for ArmApi {
                 text("/properties/principalId"),
                 text("/properties/tenantId"),
             ) else {
-                return Err(invalid(
-                    OP,
-                    "an identity without id, clientId, principalId or tenantId",
-                ));
+                return Err(invalid(OP, "an identity without id, clientId, principalId or tenantId"));
             };
             let observed = ObservedIdentity {
                 location: text("/location").unwrap_or_default(),
@@ -355,11 +324,7 @@ impl AzureApi for ArmApi {
                 },
             });
         }
-        let next = body
-            .get("nextLink")
-            .and_then(Value::as_str)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string);
+        let next = body.get("nextLink").and_then(Value::as_str).filter(|l| !l.is_empty()).map(str::to_string);
         Ok(IdentityPage { identities, next })
     }
 
@@ -369,11 +334,7 @@ impl AzureApi for ArmApi {
     ) -> Result<Vec<FederatedCredential>, AzureError> {
         const OP: &str = "FederatedIdentityCredentials_List";
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
-        let mut pages = self
-            .msi
-            .federated_identity_credentials_client()
-            .list(sub, rg, name)
-            .into_stream();
+        let mut pages = self.msi.federated_identity_credentials_client().list(sub, rg, name).into_stream();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for fic in page.map_err(|e| from_core(OP, e))?.value {
@@ -382,9 +343,8 @@ impl AzureApi for ArmApi {
                     .resource
                     .name
                     .ok_or_else(|| invalid(OP, "a federated credential without a name"))?;
-                let props = fic
-                    .properties
-                    .ok_or_else(|| invalid(OP, "a federated credential without properties"))?;
+                let props =
+                    fic.properties.ok_or_else(|| invalid(OP, "a federated credential without properties"))?;
                 out.push(FederatedCredential {
                     name,
                     issuer: props.issuer,
@@ -403,13 +363,11 @@ impl AzureApi for ArmApi {
     ) -> Result<(), AzureError> {
         let (sub, rg, name) = Self::identity_parts(identity_id)?;
         let mut body = azure_mgmt_msi::models::FederatedIdentityCredential::new();
-        body.properties = Some(
-            azure_mgmt_msi::models::FederatedIdentityCredentialProperties::new(
-                fic.issuer.clone(),
-                fic.subject.clone(),
-                fic.audiences.clone(),
-            ),
-        );
+        body.properties = Some(azure_mgmt_msi::models::FederatedIdentityCredentialProperties::new(
+            fic.issuer.clone(),
+            fic.subject.clone(),
+            fic.audiences.clone(),
+        ));
         self.msi
             .federated_identity_credentials_client()
             .create_or_update(sub, rg, name, fic.name.clone(), body)
@@ -439,17 +397,11 @@ impl AzureApi for ArmApi {
         principal_id: &str,
     ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
         let filter = format!("principalId eq '{}'", odata_quote(principal_id));
-        Ok(self
-            .role_assignments(scope, Some(filter))
-            .await?
-            .into_iter()
-            .map(|ra| ra.assignment)
-            .collect())
+        Ok(self.role_assignments(scope, Some(filter)).await?.into_iter().map(|ra| ra.assignment).collect())
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
-        self.role_assignments(&ResourceId::subscription_scope(subscription), None)
-            .await
+        self.role_assignments(&ResourceId::subscription_scope(subscription), None).await
     }
 
     async fn create_role_assignment(
@@ -478,10 +430,7 @@ impl AzureApi for ArmApi {
     }
 
     async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError> {
-        let invalid_id = || AzureError::InvalidResourceId {
-            kind: "role assignment",
-            id: id.to_string(),
-        };
+        let invalid_id = || AzureError::InvalidResourceId { kind: "role assignment", id: id.to_string() };
         let (Some(scope), Some(name)) = (id.parent(), id.name()) else {
             return Err(invalid_id());
         };
@@ -517,10 +466,7 @@ impl AzureApi for ArmApi {
                     .is_some_and(|n| n.eq_ignore_ascii_case(role_name));
                 if named && found.is_none() {
                     found = def.name.or_else(|| {
-                        def.id
-                            .as_deref()
-                            .and_then(|id| id.rsplit('/').next())
-                            .map(str::to_string)
+                        def.id.as_deref().and_then(|id| id.rsplit('/').next()).map(str::to_string)
                     });
                 }
             }
@@ -534,18 +480,13 @@ impl AzureApi for ArmApi {
     async fn get_vault(&self, resource_id: &ResourceId) -> Result<Option<VaultInfo>, AzureError> {
         const OP: &str = "Vaults_Get";
         resource_parts(resource_id, KEY_VAULT)?;
-        let body = match self
-            .send_raw(OP, azure_core::Method::Get, &resource_id.to_string(), None)
-            .await
-        {
+        let body = match self.send_raw(OP, azure_core::Method::Get, &resource_id.to_string(), None).await {
             Ok(body) => body,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let rbac = body
-            .pointer("/properties/enableRbacAuthorization")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let rbac =
+            body.pointer("/properties/enableRbacAuthorization").and_then(Value::as_bool).unwrap_or(false);
         let entries = body
             .pointer("/properties/accessPolicies")
             .and_then(Value::as_array)
@@ -554,16 +495,8 @@ impl AzureApi for ArmApi {
         let access_policies = entries
             .iter()
             .map(|e| AccessPolicyEntry {
-                tenant_id: e
-                    .get("tenantId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                object_id: e
-                    .get("objectId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                tenant_id: e.get("tenantId").and_then(Value::as_str).unwrap_or_default().to_string(),
+                object_id: e.get("objectId").and_then(Value::as_str).unwrap_or_default().to_string(),
                 application_id: e
                     .get("applicationId")
                     .and_then(Value::as_str)
@@ -605,14 +538,9 @@ impl AzureApi for ArmApi {
             "objectId": object_id,
             "permissions": {"secrets": permissions.secrets, "keys": permissions.keys, "certificates": permissions.certificates},
         }]}});
-        self.send_raw(
-            OP,
-            azure_core::Method::Put,
-            &format!("{vault_id}/accessPolicies/{kind}"),
-            Some(body),
-        )
-        .await
-        .map(|_| ())
+        self.send_raw(OP, azure_core::Method::Put, &format!("{vault_id}/accessPolicies/{kind}"), Some(body))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -624,10 +552,7 @@ impl ArmApi {
         filter: Option<String>,
     ) -> Result<Vec<RoleAssignment>, AzureError> {
         const OP: &str = "RoleAssignments_ListForScope";
-        let mut request = self
-            .authz
-            .role_assignments_client()
-            .list_for_scope(sdk_scope(scope));
+        let mut request = self.authz.role_assignments_client().list_for_scope(sdk_scope(scope));
         if let Some(filter) = filter {
             request = request.filter(filter);
         }
@@ -635,9 +560,8 @@ impl ArmApi {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for ra in page.map_err(|e| from_core(OP, e))?.value {
-                let props = ra
-                    .properties
-                    .ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
+                let props =
+                    ra.properties.ok_or_else(|| invalid(OP, "a role assignment without properties"))?;
                 let (Some(id), Some(name), Some(scope)) = (ra.id, ra.name, props.scope) else {
                     return Err(invalid(OP, "a role assignment without id, name or scope"));
                 };
@@ -648,10 +572,7 @@ impl ArmApi {
                     scope: parse(&scope)?,
                     role_definition_id: props.role_definition_id,
                 };
-                out.push(RoleAssignment {
-                    principal_id: props.principal_id,
-                    assignment,
-                });
+                out.push(RoleAssignment { principal_id: props.principal_id, assignment });
             }
         }
         Ok(out)
@@ -668,8 +589,7 @@ impl ArmApi {
     ) -> Result<Value, AzureError> {
         let mut url = self.endpoint.clone();
         url.set_path(path);
-        url.query_pairs_mut()
-            .append_pair("api-version", KEYVAULT_API_VERSION);
+        url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
         self.send_url(operation, method, url, body).await
     }
 
@@ -687,16 +607,9 @@ impl ArmApi {
             request.insert_header(azure_core::headers::CONTENT_TYPE, "application/json");
             request.set_body(serde_json::to_vec(&body).map_err(|e| invalid(operation, &e.to_string()))?);
         }
-        let response = self
-            .pipeline
-            .send(&Context::new(), &mut request)
-            .await
-            .map_err(|e| from_core(operation, e))?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| from_core(operation, e))?;
+        let response =
+            self.pipeline.send(&Context::new(), &mut request).await.map_err(|e| from_core(operation, e))?;
+        let bytes = response.into_body().collect().await.map_err(|e| from_core(operation, e))?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -723,10 +636,7 @@ fn resource_parts(id: &ResourceId, ty: ResourceType) -> Result<(&str, &str, &str
         {
             Ok((sub, rg, name))
         }
-        _ => Err(AzureError::InvalidResourceId {
-            kind: ty.types[0],
-            id: id.to_string(),
-        }),
+        _ => Err(AzureError::InvalidResourceId { kind: ty.types[0], id: id.to_string() }),
     }
 }
 
@@ -735,10 +645,7 @@ fn subscription_scope(scope: &ResourceId) -> Result<ResourceId, AzureError> {
     scope
         .subscription()
         .map(ResourceId::subscription_scope)
-        .ok_or_else(|| AzureError::InvalidResourceId {
-            kind: "subscription-scoped",
-            id: scope.to_string(),
-        })
+        .ok_or_else(|| AzureError::InvalidResourceId { kind: "subscription-scoped", id: scope.to_string() })
 }
 
 /// OData string literal content: a quote is doubled.
@@ -747,19 +654,12 @@ fn odata_quote(s: &str) -> String {
 }
 
 fn invalid(operation: &'static str, message: &str) -> AzureError {
-    AzureError::InvalidResponse {
-        operation,
-        message: message.to_string(),
-    }
+    AzureError::InvalidResponse { operation, message: message.to_string() }
 }
 
 fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
     tags.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default()
 }
 
@@ -768,19 +668,12 @@ fn identity_ids(
     resource_id: &ResourceId,
     identity: &azure_mgmt_msi::models::Identity,
 ) -> Result<IdentityIds, AzureError> {
-    let props = identity
-        .properties
-        .as_ref()
-        .ok_or_else(|| invalid(operation, "an identity without properties"))?;
-    let (Some(client_id), Some(principal_id), Some(tenant_id)) = (
-        props.client_id.clone(),
-        props.principal_id.clone(),
-        props.tenant_id.clone(),
-    ) else {
-        return Err(invalid(
-            operation,
-            "an identity without clientId, principalId or tenantId",
-        ));
+    let props =
+        identity.properties.as_ref().ok_or_else(|| invalid(operation, "an identity without properties"))?;
+    let (Some(client_id), Some(principal_id), Some(tenant_id)) =
+        (props.client_id.clone(), props.principal_id.clone(), props.tenant_id.clone())
+    else {
+        return Err(invalid(operation, "an identity without clientId, principalId or tenantId"));
     };
     Ok(IdentityIds {
         resource_id: match &identity.tracked_resource.resource.id {
@@ -848,19 +741,8 @@ impl Policy for ArmFailurePolicy {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-        let failure = ArmFailure {
-            status: u16::from(status),
-            code: code.clone(),
-            message,
-            retry_after,
-        };
-        Err(azure_core::Error::new(
-            ErrorKind::HttpResponse {
-                status,
-                error_code: Some(code),
-            },
-            failure,
-        ))
+        let failure = ArmFailure { status: u16::from(status), code: code.clone(), message, retry_after };
+        Err(azure_core::Error::new(ErrorKind::HttpResponse { status, error_code: Some(code) }, failure))
     }
 }
 

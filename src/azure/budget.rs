@@ -117,11 +117,7 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: Rate, now: Instant) -> Self {
-        Bucket {
-            rate,
-            tokens: rate.capacity,
-            at: now,
-        }
+        Bucket { rate, tokens: rate.capacity, at: now }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -182,11 +178,7 @@ impl Budget {
 
     fn rate(&self, key: &Key) -> Rate {
         let find = |table: &[(MsiOp, Rate); 4], op: &MsiOp| {
-            table
-                .iter()
-                .find(|(o, _)| o == op)
-                .map(|(_, r)| *r)
-                .unwrap_or(Rate::new(1.0, 1.0))
+            table.iter().find(|(o, _)| o == op).map(|(_, r)| *r).unwrap_or(Rate::new(1.0, 1.0))
         };
         match key {
             Key::Arm(OpKind::Read) => self.limits.reads,
@@ -213,10 +205,7 @@ impl Budget {
         let mut wait = Duration::ZERO;
         for key in &keys {
             let rate = self.rate(key);
-            let bucket = self
-                .buckets
-                .entry(key.clone())
-                .or_insert_with(|| Bucket::new(rate, now));
+            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
             bucket.refill(now);
             wait = wait.max(bucket.wait());
         }
@@ -246,23 +235,16 @@ impl Budget {
         if let Some(at) = self.turns.get(holder) {
             return *at;
         }
-        let keys: Vec<Key> = Self::keys(req)
-            .into_iter()
-            .filter(|k| !matches!(k, Key::Arm(_)))
-            .collect();
+        let keys: Vec<Key> = Self::keys(req).into_iter().filter(|k| !matches!(k, Key::Arm(_))).collect();
         let mut at = now;
         for key in &keys {
             let rate = self.rate(key);
-            let bucket = self
-                .buckets
-                .entry(key.clone())
-                .or_insert_with(|| Bucket::new(rate, now));
+            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
             bucket.refill(now);
             at = at.max(now + bucket.wait());
-            if let (Some(booked), Some(burst)) = (
-                self.booked.get(key),
-                per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0))),
-            ) {
+            if let (Some(booked), Some(burst)) =
+                (self.booked.get(key), per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0))))
+            {
                 at = at.max(booked.checked_sub(burst).unwrap_or(now));
             }
         }
@@ -321,9 +303,7 @@ pub struct SharedBudget {
 
 impl SharedBudget {
     pub fn new(limits: Limits) -> Self {
-        SharedBudget {
-            inner: Arc::new(Mutex::new(Budget::new(limits))),
-        }
+        SharedBudget { inner: Arc::new(Mutex::new(Budget::new(limits))) }
     }
 
     pub async fn acquire(&self, req: &Request) -> Duration {
@@ -362,17 +342,11 @@ mod tests {
     use super::*;
 
     fn write() -> Request {
-        Request {
-            kind: OpKind::Write,
-            msi: None,
-        }
+        Request { kind: OpKind::Write, msi: None }
     }
 
     fn msi_put(id: &str) -> Request {
-        Request {
-            kind: OpKind::Write,
-            msi: Some((MsiOp::CreateOrUpdate, id.into())),
-        }
+        Request { kind: OpKind::Write, msi: Some((MsiOp::CreateOrUpdate, id.into())) }
     }
 
     #[test]
@@ -380,11 +354,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
         for i in 0..200 {
-            assert_eq!(
-                b.try_acquire(&write(), t0),
-                Ok(()),
-                "write {i} of the first bucket"
-            );
+            assert_eq!(b.try_acquire(&write(), t0), Ok(()), "write {i} of the first bucket");
         }
         let wait = b.try_acquire(&write(), t0).expect_err("the 201st write waits");
         assert_eq!(wait, Duration::from_millis(100), "10 writes per second");
@@ -403,10 +373,7 @@ mod tests {
         );
         // Another identity only waits on the subscription-wide 2/s.
         assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/B"), t0), Ok(()));
-        assert_eq!(
-            b.try_acquire(&msi_put("/sub/s/rg/r/id/C"), t0),
-            Err(Duration::from_millis(500))
-        );
+        assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/C"), t0), Err(Duration::from_millis(500)));
     }
 
     #[test]
@@ -434,11 +401,7 @@ mod tests {
         }
         assert!(b.bucket_count() > 100);
         b.prune(t0 + Duration::from_secs(1000));
-        assert_eq!(
-            b.bucket_count(),
-            2,
-            "only the ARM write and MSI subscription buckets remain"
-        );
+        assert_eq!(b.bucket_count(), 2, "only the ARM write and MSI subscription buckets remain");
     }
 
     #[test]
@@ -446,43 +409,25 @@ mod tests {
         let l = Limits::default().scaled(0.1);
         assert_eq!(l.writes, Rate::new(20.0, 1.0));
         assert!(l.msi_resource.iter().all(|(_, r)| r.capacity == 1.0), "{l:?}");
-        assert_eq!(
-            Limits::default().scaled(4.0).msi_subscription[0].1,
-            Rate::new(8.0, 8.0)
-        );
+        assert_eq!(Limits::default().scaled(4.0).msi_subscription[0].1, Rate::new(8.0, 8.0));
     }
 
     #[test]
     fn turns_follow_the_managed_identity_rate_in_the_order_asked() {
         let t0 = Instant::now();
         let mut b = Budget::new(Limits::default());
-        let turns: Vec<Duration> = (0..1000)
-            .map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0)
-            .collect();
+        let turns: Vec<Duration> =
+            (0..1000).map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0).collect();
         // The subscription's burst of two, then one every half second (2/s).
         assert_eq!(
             &turns[..4],
-            &[
-                Duration::ZERO,
-                Duration::ZERO,
-                Duration::from_millis(500),
-                Duration::from_secs(1)
-            ]
+            &[Duration::ZERO, Duration::ZERO, Duration::from_millis(500), Duration::from_secs(1)]
         );
-        assert!(
-            turns.windows(2).all(|w| w[0] <= w[1]),
-            "first asked, first served"
-        );
+        assert!(turns.windows(2).all(|w| w[0] <= w[1]), "first asked, first served");
         let last = turns[999].as_secs_f64();
-        assert!(
-            (last - 499.0).abs() < 0.01,
-            "the 1,000th create's turn is at {last} s"
-        );
+        assert!((last - 499.0).abs() < 0.01, "the 1,000th create's turn is at {last} s");
         // Asking again before taking it changes nothing; after taking it, a new turn is later.
-        assert_eq!(
-            b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)),
-            t0 + turns[3]
-        );
+        assert_eq!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)), t0 + turns[3]);
         b.end_turn("b3");
         assert!(b.turn("b3", &msi_put("id3"), t0 + Duration::from_secs(1)) > t0 + turns[999]);
     }

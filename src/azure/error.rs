@@ -25,22 +25,13 @@ pub enum AzureError {
     },
     /// The request got no HTTP answer (connection refused or dropped, TLS, timeout).
     #[error("{operation} failed: no answer from Azure: {message}")]
-    Network {
-        operation: &'static str,
-        message: String,
-    },
+    Network { operation: &'static str, message: String },
     /// No token could be obtained for the call.
     #[error("{operation} failed: could not obtain an Azure token: {message}")]
-    Credential {
-        operation: &'static str,
-        message: String,
-    },
+    Credential { operation: &'static str, message: String },
     /// Azure answered with something we could not read.
     #[error("{operation} failed: unreadable answer from Azure: {message}")]
-    InvalidResponse {
-        operation: &'static str,
-        message: String,
-    },
+    InvalidResponse { operation: &'static str, message: String },
     /// No role definition has this name at the scope.
     #[error("role definition {role:?} does not exist at {scope}")]
     RoleNotFound { role: String, scope: String },
@@ -53,11 +44,7 @@ pub enum AzureError {
         "role assignment {name} at {scope} conflicts with an existing assignment {existing} for the same \
          principal and role that idbind did not create"
     )]
-    RoleAssignmentConflict {
-        scope: String,
-        name: String,
-        existing: String,
-    },
+    RoleAssignmentConflict { scope: String, name: String, existing: String },
     /// A role assignment was to be created before the identity's principal id was known; the next reconcile
     /// observes the identity and has it.
     #[error("the identity {0} has no principal id yet")]
@@ -251,9 +238,7 @@ pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some(Duration::from_millis(ms));
     }
-    retry_after
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -262,13 +247,7 @@ mod tests {
     use crate::core::resource_id::{ResourceId, USER_ASSIGNED_IDENTITY};
 
     fn arm(status: u16, code: &str, retry_after: Option<Duration>) -> AzureError {
-        AzureError::Arm {
-            operation: "Test_Op",
-            status,
-            code: code.into(),
-            message: "m".into(),
-            retry_after,
-        }
+        AzureError::Arm { operation: "Test_Op", status, code: code.into(), message: "m".into(), retry_after }
     }
 
     #[test]
@@ -286,12 +265,7 @@ mod tests {
                 "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
                 true,
             ),
-            (
-                409,
-                "AnotherOperationInProgress",
-                "AnotherOperationInProgress",
-                true,
-            ),
+            (409, "AnotherOperationInProgress", "AnotherOperationInProgress", true),
             (409, "Conflict", "Conflict", true),
             (403, "AuthorizationFailed", "AuthorizationFailed", true),
             (401, "InvalidAuthenticationToken", "AuthenticationFailed", true),
@@ -309,11 +283,7 @@ mod tests {
         ];
         for (status, code, reason, retryable) in table {
             let e = arm(*status, code, None);
-            assert_eq!(
-                (e.reason(), e.retryable()),
-                (*reason, *retryable),
-                "{status} {code}"
-            );
+            assert_eq!((e.reason(), e.retryable()), (*reason, *retryable), "{status} {code}");
         }
     }
 
@@ -321,26 +291,17 @@ mod tests {
     fn errors_without_an_arm_answer_are_classified_by_kind() {
         let table: Vec<(AzureError, &str, bool)> = vec![
             (
-                AzureError::Network {
-                    operation: "X",
-                    message: "connection reset".into(),
-                },
+                AzureError::Network { operation: "X", message: "connection reset".into() },
                 "AzureUnreachable",
                 true,
             ),
             (
-                AzureError::Credential {
-                    operation: "X",
-                    message: "AADSTS7000215".into(),
-                },
+                AzureError::Credential { operation: "X", message: "AADSTS7000215".into() },
                 "AuthenticationFailed",
                 true,
             ),
             (
-                AzureError::InvalidResponse {
-                    operation: "X",
-                    message: "missing principalId".into(),
-                },
+                AzureError::InvalidResponse { operation: "X", message: "missing principalId".into() },
                 "InvalidAzureResponse",
                 true,
             ),
@@ -353,10 +314,7 @@ mod tests {
                 true,
             ),
             (
-                AzureError::RoleNotFound {
-                    role: "Nope".into(),
-                    scope: "/subscriptions/s".into(),
-                },
+                AzureError::RoleNotFound { role: "Nope".into(), scope: "/subscriptions/s".into() },
                 "RoleNotFound",
                 false,
             ),
@@ -376,22 +334,11 @@ mod tests {
                 "RoleAssignmentConflict",
                 false,
             ),
-            (
-                AzureError::InvalidResourceId {
-                    kind: "identity",
-                    id: "x".into(),
-                },
-                "InvalidResourceId",
-                false,
-            ),
+            (AzureError::InvalidResourceId { kind: "identity", id: "x".into() }, "InvalidResourceId", false),
             (AzureError::Config("bad CA".into()), "InvalidConfiguration", false),
         ];
         for (e, reason, retryable) in table {
-            assert_eq!(
-                (e.reason(), e.retryable(), e.retry_after()),
-                (reason, retryable, None),
-                "{e}"
-            );
+            assert_eq!((e.reason(), e.retryable(), e.retry_after()), (reason, retryable, None), "{e}");
         }
     }
 

@@ -124,11 +124,7 @@ impl Governed {
             .clone();
         let result = {
             let _held = lock.lock().await;
-            let kind = if operation.ends_with("_Delete") {
-                OpKind::Delete
-            } else {
-                OpKind::Write
-            };
+            let kind = if operation.ends_with("_Delete") { OpKind::Delete } else { OpKind::Write };
             self.call(operation, Request { kind, msi: None }, send).await
         };
         drop(lock);
@@ -142,10 +138,7 @@ impl Governed {
 
     /// Identities with a FIC lock entry (for tests: it must not grow without bound).
     pub fn fic_locks_held(&self) -> usize {
-        self.fic_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.fic_locks.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -169,10 +162,7 @@ impl Answered for IdentityPage {}
 impl<T> Answered for Vec<T> {}
 
 fn msi(kind: OpKind, op: MsiOp, identity_id: &ResourceId) -> Request {
-    Request {
-        kind,
-        msi: Some((op, identity_id.to_string())),
-    }
+    Request { kind, msi: Some((op, identity_id.to_string())) }
 }
 
 fn arm(kind: OpKind) -> Request {
@@ -302,60 +292,36 @@ impl AzureApi for Governed {
         self.call(
             "RoleAssignments_Create",
             arm(OpKind::Write),
-            self.inner
-                .create_role_assignment(scope, name, role_definition_guid, principal_id),
+            self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id),
         )
         .await
     }
 
     async fn delete_role_assignment(&self, id: &ResourceId) -> Result<(), AzureError> {
-        self.call(
-            "RoleAssignments_Delete",
-            arm(OpKind::Delete),
-            self.inner.delete_role_assignment(id),
-        )
-        .await
+        self.call("RoleAssignments_Delete", arm(OpKind::Delete), self.inner.delete_role_assignment(id)).await
     }
 
     async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError> {
         let sub = scope.subscription().unwrap_or_default().to_ascii_lowercase();
         let key = (sub, role_name.trim().to_ascii_lowercase());
-        if let Some(guid) = self
-            .roles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
+        if let Some(guid) = self.roles.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(guid.clone());
         }
         let guid = self
-            .call(
-                "RoleDefinitions_List",
-                arm(OpKind::Read),
-                self.inner.resolve_role(scope, role_name),
-            )
+            .call("RoleDefinitions_List", arm(OpKind::Read), self.inner.resolve_role(scope, role_name))
             .await?;
-        self.roles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, guid.clone());
+        self.roles.lock().unwrap_or_else(PoisonError::into_inner).insert(key, guid.clone());
         Ok(guid)
     }
 
     async fn get_vault(&self, resource_id: &ResourceId) -> Result<Option<VaultInfo>, AzureError> {
         let key = resource_id.clone();
-        if let Some((at, vault)) = self
-            .vaults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+        if let Some((at, vault)) = self.vaults.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
             && at.elapsed() < VAULT_CACHE_TTL
         {
             return Ok(Some(vault.clone()));
         }
-        let vault = self
-            .call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id))
-            .await?;
+        let vault = self.call("Vaults_Get", arm(OpKind::Read), self.inner.get_vault(resource_id)).await?;
         let mut cache = self.vaults.lock().unwrap_or_else(PoisonError::into_inner);
         match &vault {
             Some(v) => cache.insert(key, (Instant::now(), v.clone())),
@@ -373,15 +339,11 @@ impl AzureApi for Governed {
         permissions: &Permissions,
     ) -> Result<(), AzureError> {
         // Whatever the answer, the cached policies may no longer be the vault's.
-        self.vaults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(vault_id);
+        self.vaults.lock().unwrap_or_else(PoisonError::into_inner).remove(vault_id);
         self.call(
             "Vaults_UpdateAccessPolicy",
             arm(OpKind::Write),
-            self.inner
-                .update_access_policy(vault_id, change, tenant_id, object_id, permissions),
+            self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions),
         )
         .await
     }

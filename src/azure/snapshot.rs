@@ -64,19 +64,14 @@ struct SharedList<T> {
 
 impl<T> Default for SharedList<T> {
     fn default() -> Self {
-        SharedList {
-            data: std::sync::Mutex::new(None),
-            listing: Mutex::new(()),
-        }
+        SharedList { data: std::sync::Mutex::new(None), listing: Mutex::new(()) }
     }
 }
 
 impl<T> SharedList<T> {
     fn answer<R>(&self, max_age: Option<Duration>, answer: &impl Fn(&T) -> R) -> Option<R> {
         let data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
-        data.as_ref()
-            .filter(|l| max_age.is_none_or(|m| l.at.elapsed() < m))
-            .map(|l| answer(&l.items))
+        data.as_ref().filter(|l| max_age.is_none_or(|m| l.at.elapsed() < m)).map(|l| answer(&l.items))
     }
 
     /// `answer` from the list, taking it again with `list` first when it is older than `max_age`. While
@@ -163,19 +158,12 @@ impl Snapshots {
 
     /// Identities whose FIC list is held (for tests: it must follow the identities).
     pub fn federations_held(&self) -> usize {
-        self.federations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.federations.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Changes the held FIC list of `identity_id`, if one is held.
     fn edit_federations(&self, identity_id: &ResourceId, edit: impl FnOnce(&mut Vec<FederatedCredential>)) {
-        if let Some(l) = self
-            .federations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(identity_id)
+        if let Some(l) = self.federations.lock().unwrap_or_else(PoisonError::into_inner).get_mut(identity_id)
         {
             edit(&mut l.items);
         }
@@ -187,23 +175,12 @@ impl Snapshots {
         identity_id: &ResourceId,
     ) -> Result<(ResourceId, Shared<Group>), AzureError> {
         let group = group_of(identity_id)?;
-        let list = self
-            .identities
-            .lock()
-            .await
-            .entry(group.clone())
-            .or_default()
-            .clone();
+        let list = self.identities.lock().await.entry(group.clone()).or_default().clone();
         Ok((group, list))
     }
 
     async fn assignment_list(&self, subscription: &ResourceId) -> Shared<Vec<RoleAssignment>> {
-        self.assignments
-            .lock()
-            .await
-            .entry(subscription.clone())
-            .or_default()
-            .clone()
+        self.assignments.lock().await.entry(subscription.clone()).or_default().clone()
     }
 
     /// The identities of resource group `group` whose ownership tags name `owner`'s binding: how a binding
@@ -214,20 +191,9 @@ impl Snapshots {
         group: &ResourceId,
         owner: &Owner,
     ) -> Result<Vec<FoundIdentity>, AzureError> {
-        let list = self
-            .identities
-            .lock()
-            .await
-            .entry(group.clone())
-            .or_default()
-            .clone();
-        let owned = |items: &Group| {
-            items
-                .values()
-                .filter(|i| owner.owns(&i.observed.tags))
-                .cloned()
-                .collect()
-        };
+        let list = self.identities.lock().await.entry(group.clone()).or_default().clone();
+        let owned =
+            |items: &Group| items.values().filter(|i| owner.owns(&i.observed.tags)).cloned().collect();
         list.read(self.max_age, self.list_group(group), owned).await
     }
 
@@ -237,11 +203,7 @@ impl Snapshots {
         let mut next: Option<String> = None;
         loop {
             let page = self.inner.list_identities_page(group, next.as_deref()).await?;
-            by_id.extend(
-                page.identities
-                    .into_iter()
-                    .map(|i| (i.ids.resource_id.clone(), i)),
-            );
+            by_id.extend(page.identities.into_iter().map(|i| (i.ids.resource_id.clone(), i)));
             match page.next {
                 Some(link) if next.as_deref() != Some(link.as_str()) => next = Some(link),
                 _ => break,
@@ -255,10 +217,9 @@ impl Snapshots {
 fn group_of(identity_id: &ResourceId) -> Result<ResourceId, AzureError> {
     match (identity_id.is(USER_ASSIGNED_IDENTITY), identity_id.parent()) {
         (true, Some(group)) if group.resource_group().is_some() => Ok(group),
-        _ => Err(AzureError::InvalidResourceId {
-            kind: "user-assigned identity",
-            id: identity_id.to_string(),
-        }),
+        _ => {
+            Err(AzureError::InvalidResourceId { kind: "user-assigned identity", id: identity_id.to_string() })
+        }
     }
 }
 
@@ -273,10 +234,7 @@ fn whole_subscription(scope: &ResourceId) -> Option<ResourceId> {
 impl AzureApi for Snapshots {
     async fn get_identity(&self, resource_id: &ResourceId) -> Result<Option<FoundIdentity>, AzureError> {
         let (group, list) = self.identity_group(resource_id).await?;
-        list.read(self.max_age, self.list_group(&group), |items| {
-            items.get(resource_id).cloned()
-        })
-        .await
+        list.read(self.max_age, self.list_group(&group), |items| items.get(resource_id).cloned()).await
     }
 
     async fn put_identity(
@@ -293,13 +251,7 @@ impl AzureApi for Snapshots {
             principal_id: ids.principal_id.clone(),
         };
         list.edit(|items| {
-            items.insert(
-                resource_id.clone(),
-                FoundIdentity {
-                    observed,
-                    ids: ids.clone(),
-                },
-            );
+            items.insert(resource_id.clone(), FoundIdentity { observed, ids: ids.clone() });
         });
         Ok(ids)
     }
@@ -311,10 +263,7 @@ impl AzureApi for Snapshots {
             list.edit(|items| {
                 items.remove(resource_id);
             });
-            self.federations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(resource_id);
+            self.federations.lock().unwrap_or_else(PoisonError::into_inner).remove(resource_id);
         }
         result
     }
@@ -332,25 +281,15 @@ impl AzureApi for Snapshots {
         identity_id: &ResourceId,
     ) -> Result<Vec<FederatedCredential>, AzureError> {
         let fresh = |l: &&Listed<Vec<FederatedCredential>>| l.at.elapsed() < self.federation_max_age;
-        if let Some(l) = self
-            .federations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(identity_id)
-            .filter(fresh)
+        if let Some(l) =
+            self.federations.lock().unwrap_or_else(PoisonError::into_inner).get(identity_id).filter(fresh)
         {
             return Ok(l.items.clone());
         }
         let started = Instant::now();
         let fics = self.inner.list_federated_credentials(identity_id).await?;
-        let listed = Listed {
-            at: started,
-            items: fics.clone(),
-        };
-        self.federations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(identity_id.clone(), listed);
+        let listed = Listed { at: started, items: fics.clone() };
+        self.federations.lock().unwrap_or_else(PoisonError::into_inner).insert(identity_id.clone(), listed);
         Ok(fics)
     }
 
@@ -398,12 +337,7 @@ impl AzureApi for Snapshots {
                 .map(|ra| ra.assignment.clone())
                 .collect()
         };
-        list.read(
-            self.max_age,
-            self.inner.list_all_role_assignments(sub),
-            of_principal,
-        )
-        .await
+        list.read(self.max_age, self.inner.list_all_role_assignments(sub), of_principal).await
     }
 
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError> {
@@ -417,9 +351,7 @@ impl AzureApi for Snapshots {
         role_definition_guid: &str,
         principal_id: &str,
     ) -> Result<(), AzureError> {
-        self.inner
-            .create_role_assignment(scope, name, role_definition_guid, principal_id)
-            .await?;
+        self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id).await?;
         if let Some(sub) = scope.subscription() {
             let subscription = ResourceId::subscription_scope(sub);
             let assignment = ObservedRoleAssignment {
@@ -432,10 +364,7 @@ impl AzureApi for Snapshots {
             };
             self.assignment_list(&subscription).await.edit(|items| {
                 if !items.iter().any(|ra| ra.assignment.id == assignment.id) {
-                    items.push(RoleAssignment {
-                        principal_id: principal_id.to_string(),
-                        assignment,
-                    });
+                    items.push(RoleAssignment { principal_id: principal_id.to_string(), assignment });
                 }
             });
         }
@@ -471,8 +400,6 @@ impl AzureApi for Snapshots {
         object_id: &str,
         permissions: &Permissions,
     ) -> Result<(), AzureError> {
-        self.inner
-            .update_access_policy(vault_id, change, tenant_id, object_id, permissions)
-            .await
+        self.inner.update_access_policy(vault_id, change, tenant_id, object_id, permissions).await
     }
 }

@@ -90,16 +90,11 @@ impl FileFederatedCredential {
         let url = self
             .authority_host
             .join(&format!("/{}/oauth2/v2.0/token", self.tenant_id))
-            .with_context(ErrorKind::Credential, || {
-                format!("token URL for tenant {:?}", self.tenant_id)
-            })?;
+            .with_context(ErrorKind::Credential, || format!("token URL for tenant {:?}", self.tenant_id))?;
         let form: String = [
             ("client_id", self.client_id.as_str()),
             ("scope", &scopes.join(" ")),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", assertion),
             ("grant_type", "client_credentials"),
         ]
@@ -108,10 +103,7 @@ impl FileFederatedCredential {
         .collect::<Vec<_>>()
         .join("&");
         let mut request = Request::new(url, Method::Post);
-        request.insert_header(
-            azure_core::headers::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+        request.insert_header(azure_core::headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
         request.set_body(form);
         let response = self
             .http
@@ -126,14 +118,9 @@ impl FileFederatedCredential {
             .with_context(ErrorKind::Credential, || "reading Entra's answer")?;
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         if !status.is_success() {
-            let code = answer
-                .get("error")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("unknown");
-            let description = answer
-                .get("error_description")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("");
+            let code = answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("unknown");
+            let description =
+                answer.get("error_description").and_then(serde_json::Value::as_str).unwrap_or("");
             return Err(azure_core::Error::with_message(ErrorKind::Credential, || {
                 format!(
                     "Entra refused the federated token exchange: HTTP {} {code}: {description}",
@@ -182,9 +169,8 @@ impl TokenCredential for FileFederatedCredential {
         {
             return Ok(token.clone());
         }
-        let assertion = tokio::fs::read_to_string(&self.token_file)
-            .await
-            .with_context(ErrorKind::Credential, || {
+        let assertion =
+            tokio::fs::read_to_string(&self.token_file).await.with_context(ErrorKind::Credential, || {
                 format!("reading the federated token file {}", self.token_file.display())
             })?;
         let token = self.exchange(assertion.trim(), scopes).await?;
@@ -241,11 +227,7 @@ mod tests {
                 .copied()
                 .unwrap_or(3600);
             let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": format!("entra-{n}")}).to_string();
-            Ok(Response::new(
-                StatusCode::Ok,
-                Headers::new(),
-                Box::pin(BytesStream::new(body)),
-            ))
+            Ok(Response::new(StatusCode::Ok, Headers::new(), Box::pin(BytesStream::new(body))))
         }
     }
 
@@ -256,10 +238,8 @@ mod tests {
         let file = dir.join("token");
         std::fs::write(&file, "assertion-one\n")?;
         // The first Entra token is already inside the refresh margin; the second lasts an hour.
-        let entra = Arc::new(FakeEntra {
-            assertions: Mutex::new(Vec::new()),
-            lifetimes: Mutex::new(vec![60, 3600]),
-        });
+        let entra =
+            Arc::new(FakeEntra { assertions: Mutex::new(Vec::new()), lifetimes: Mutex::new(vec![60, 3600]) });
         let cloud = Cloud::Custom {
             arm_endpoint: "https://arm.example".into(),
             authority_host: "https://login.example".into(),

@@ -44,10 +44,7 @@ mod tests {
             (&[claim("a", "sa", 100, false)], Some("a")),
             (&[claim("c", "sa", 100, false)], None),
             (&[claim("a", "sa", 50, true)], None),
-            (
-                &[claim("c", "sa", 60, false), claim("a", "sa", 50, false)],
-                Some("a"),
-            ),
+            (&[claim("c", "sa", 60, false), claim("a", "sa", 50, false)], Some("a")),
             (&[claim("b", "sa", 10, false)], None),
         ];
         for (others, want) in table {

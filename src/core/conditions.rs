@@ -49,11 +49,7 @@ pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<
             false
         }
         Some(c) => {
-            let since = if c.status == status {
-                c.last_transition_time.clone()
-            } else {
-                now.clone()
-            };
+            let since = if c.status == status { c.last_transition_time.clone() } else { now.clone() };
             *c = next(since);
             true
         }
@@ -89,12 +85,7 @@ mod tests {
     }
 
     fn ready(status: bool, reason: &str) -> Want<'_> {
-        Want {
-            type_: READY,
-            status,
-            reason,
-            message: format!("{reason} message"),
-        }
+        Want { type_: READY, status, reason, message: format!("{reason} message") }
     }
 
     #[test]
@@ -109,17 +100,8 @@ mod tests {
     fn transition_time_moves_only_when_the_status_flips() {
         let mut c = Vec::new();
         set(&mut c, &ready(false, "Throttled"), Some(1), &t(10));
-        assert!(set(
-            &mut c,
-            &ready(false, "PrincipalNotReplicated"),
-            Some(1),
-            &t(20)
-        ));
-        assert_eq!(
-            c[0].last_transition_time,
-            t(10),
-            "same status, new reason: time kept"
-        );
+        assert!(set(&mut c, &ready(false, "PrincipalNotReplicated"), Some(1), &t(20)));
+        assert_eq!(c[0].last_transition_time, t(10), "same status, new reason: time kept");
         assert!(set(&mut c, &ready(true, "Reconciled"), Some(1), &t(30)));
         assert_eq!(c[0].last_transition_time, t(30));
         assert_eq!(c[0].status, "True");
@@ -130,10 +112,7 @@ mod tests {
         let mut c = Vec::new();
         set(&mut c, &ready(true, "Reconciled"), Some(1), &t(10));
         assert!(set(&mut c, &ready(true, "Reconciled"), Some(2), &t(20)));
-        assert_eq!(
-            (c[0].observed_generation, c[0].last_transition_time.clone()),
-            (Some(2), t(10))
-        );
+        assert_eq!((c[0].observed_generation, c[0].last_transition_time.clone()), (Some(2), t(10)));
     }
 
     #[test]
@@ -149,12 +128,7 @@ mod tests {
         let mut c = Vec::new();
         set(
             &mut c,
-            &Want {
-                type_: STALLED,
-                status: true,
-                reason: "InvalidSpec",
-                message: "spec.x".into(),
-            },
+            &Want { type_: STALLED, status: true, reason: "InvalidSpec", message: "spec.x".into() },
             Some(1),
             &t(1),
         );

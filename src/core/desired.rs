@@ -1,6 +1,6 @@
-//! From a validated binding and what Azure says of its vaults, to the Azure state it wants
-//! ([`azure_state`]), and from that and the identity's ids, to the status's record of what it holds
-//! ([`held`]). Pure: the reads happen in the reconcile's resolve step.
+//! From a validated binding and what Azure says of its vaults, to the Azure state it wants ([`azure_state`]),
+//! and from that and the identity's ids, to the status's record of what it holds ([`held`]). Pure: the reads
+//! happen in the reconcile's resolve step.
 
 use crate::{
     api::binding::{
@@ -74,11 +74,9 @@ pub fn azure_state(
     }
     let identity = desired.identity.id().clone();
     let managed_identity = match &desired.identity {
-        DesiredIdentity::Managed { id, location, tags } => Some(ManagedIdentity {
-            resource_id: id.clone(),
-            location: location.clone(),
-            tags: tags.clone(),
-        }),
+        DesiredIdentity::Managed { id, location, tags } => {
+            Some(ManagedIdentity { resource_id: id.clone(), location: location.clone(), tags: tags.clone() })
+        }
         DesiredIdentity::Existing { .. } => None,
     };
     let azure = DesiredAzure {
@@ -87,18 +85,11 @@ pub fn azure_state(
         fic_name: desired.federated_credential_name.clone(),
         issuer: desired.issuer.clone(),
         subject: desired.subject.clone(),
-        role_assignments: assignments
-            .iter()
-            .map(|a| (a.scope.clone(), a.role_guid.clone()))
-            .collect(),
+        role_assignments: assignments.iter().map(|a| (a.scope.clone(), a.role_guid.clone())).collect(),
         access_policies,
         held_access_policies,
     };
-    Ok(Wanted {
-        identity,
-        azure,
-        assignments,
-    })
+    Ok(Wanted { identity, azure, assignments })
 }
 
 /// The access policy that grants on `vault` what its roles grant, each role a reader role.
@@ -134,10 +125,7 @@ pub fn held(wanted: &Wanted, ids: &IdentityIds) -> Held {
             let name = naming::role_assignment_name(&a.scope, &a.role_guid, &ids.principal_id);
             let definition = a.scope.subscription().map(ResourceId::subscription_scope);
             RoleAssignmentStatus {
-                id: a
-                    .scope
-                    .provider_resource(ROLE_ASSIGNMENT, &name.to_string())
-                    .to_string(),
+                id: a.scope.provider_resource(ROLE_ASSIGNMENT, &name.to_string()).to_string(),
                 scope: a.scope.to_string(),
                 role_definition_id: definition.map_or_else(
                     || a.role_guid.clone(),

@@ -76,13 +76,7 @@ fn readable_with_hash(parts: &[&str], max: usize) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             p.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
                 .collect::<String>()
         })
         .collect::<Vec<_>>()
@@ -93,11 +87,7 @@ fn readable_with_hash(parts: &[&str], max: usize) -> String {
     while prefix.starts_with(['-', '_']) {
         prefix.remove(0);
     }
-    if prefix.is_empty() {
-        format!("id-{hash}")
-    } else {
-        format!("{prefix}-{hash}")
-    }
+    if prefix.is_empty() { format!("id-{hash}") } else { format!("{prefix}-{hash}") }
 }
 
 #[cfg(test)]
@@ -107,15 +97,13 @@ mod tests {
     fn arm_identity_name_ok(n: &str) -> bool {
         (3..=IDENTITY_NAME_MAX).contains(&n.len())
             && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     }
 
     fn arm_fic_name_ok(n: &str) -> bool {
         (3..=FIC_NAME_MAX).contains(&n.len())
             && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     }
 
     #[test]
@@ -146,10 +134,7 @@ mod tests {
         ];
         for (c, ns, n) in cases {
             let id = identity_name(c, ns, n);
-            assert!(
-                arm_identity_name_ok(&id),
-                "identity name {id:?} from {c:?}/{ns:?}/{n:?}"
-            );
+            assert!(arm_identity_name_ok(&id), "identity name {id:?} from {c:?}/{ns:?}/{n:?}");
             let fic = federated_credential_name(c, ns, n);
             assert!(arm_fic_name_ok(&fic), "FIC name {fic:?} from {c:?}/{ns:?}/{n:?}");
         }
@@ -172,10 +157,9 @@ mod tests {
     /// foreign, create duplicates and never remove the old ones.
     #[test]
     fn role_assignment_names_never_change() {
-        let vault = id(
-            "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-shop/providers/\
-                        Microsoft.KeyVault/vaults/kv-shop",
-        );
+        let vault =
+            id("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-shop/providers/\
+                        Microsoft.KeyVault/vaults/kv-shop");
         let name = role_assignment_name(
             &vault,
             "4633458b-17de-408a-b874-0445c86b69e6",
@@ -205,10 +189,8 @@ mod tests {
 
     #[test]
     fn role_assignment_name_changes_with_each_input() {
-        let (kv1, kv2) = (
-            id("/subscriptions/s/resourceGroups/kv1"),
-            id("/subscriptions/s/resourceGroups/kv2"),
-        );
+        let (kv1, kv2) =
+            (id("/subscriptions/s/resourceGroups/kv1"), id("/subscriptions/s/resourceGroups/kv2"));
         let base = role_assignment_name(&kv1, "r1", "p1");
         assert_ne!(base, role_assignment_name(&kv2, "r1", "p1"));
         assert_ne!(base, role_assignment_name(&kv1, "r2", "p1"));

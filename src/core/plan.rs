@@ -30,18 +30,12 @@ pub struct Owner {
 
 impl Owner {
     fn tags(&self) -> [(&'static str, &str); 3] {
-        [
-            (TAG_CLUSTER, &self.cluster),
-            (TAG_NAMESPACE, &self.namespace),
-            (TAG_BINDING, &self.binding),
-        ]
+        [(TAG_CLUSTER, &self.cluster), (TAG_NAMESPACE, &self.namespace), (TAG_BINDING, &self.binding)]
     }
 
     /// Whether an identity's tags say it belongs to this binding. Azure tag names are case-insensitive.
     pub fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.tags()
-            .iter()
-            .all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
+        self.tags().iter().all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
     }
 }
 
@@ -91,11 +85,7 @@ pub struct ObservedAzure {
 impl ObservedAzure {
     /// The identity's access-policy permissions on `vault_id`.
     pub fn access_policy(&self, vault_id: &ResourceId) -> Permissions {
-        self.access_policies
-            .iter()
-            .find(|(v, _)| v == vault_id)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default()
+        self.access_policies.iter().find(|(v, _)| v == vault_id).map(|(_, p)| p.clone()).unwrap_or_default()
     }
 }
 
@@ -203,11 +193,7 @@ pub enum Blocked {
         "identity {resource_id} is in {observed}, not {desired}; Azure cannot move an identity between \
          regions"
     )]
-    LocationMismatch {
-        resource_id: ResourceId,
-        observed: String,
-        desired: String,
-    },
+    LocationMismatch { resource_id: ResourceId, observed: String, desired: String },
     #[error("the identity named by spec.identity.resourceId does not exist")]
     ExistingIdentityNotFound,
     #[error(
@@ -215,11 +201,7 @@ pub enum Blocked {
          {namespace}/{binding} (cluster {cluster}); bringing it would give this binding that workload's \
          access, so idbind refuses"
     )]
-    IdentityOfAnotherBinding {
-        cluster: String,
-        namespace: String,
-        binding: String,
-    },
+    IdentityOfAnotherBinding { cluster: String, namespace: String, binding: String },
     #[error("the identity already has {0} federated credentials, Azure's limit is 20")]
     FederatedCredentialLimit(usize),
     #[error("federated credential {0} on the identity already trusts this issuer and subject")]
@@ -285,12 +267,8 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
     // binding's: federating it here would hand this namespace another workload's access, and that binding's
     // deletion would pull the identity from under this one.
     if let (None, Some(have)) = (&desired.managed_identity, &observed.identity) {
-        let tag = |name: &str| {
-            have.tags
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let tag =
+            |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         if let Some(binding) = tag(TAG_BINDING) {
             return Err(Blocked::IdentityOfAnotherBinding {
                 cluster: tag(TAG_CLUSTER).unwrap_or_default(),
@@ -329,19 +307,11 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
         .role_assignments
         .iter()
         .map(|(scope, role)| {
-            (
-                naming::role_assignment_name(scope, role, principal).to_string(),
-                scope,
-                role.as_str(),
-            )
+            (naming::role_assignment_name(scope, role, principal).to_string(), scope, role.as_str())
         })
         .collect();
     for (name, scope, role) in &wanted {
-        if !observed
-            .role_assignments
-            .iter()
-            .any(|ra| ra.name.eq_ignore_ascii_case(name))
-        {
+        if !observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name)) {
             actions.push(Action::CreateRoleAssignment {
                 scope: (*scope).clone(),
                 name: name.clone(),
@@ -350,11 +320,7 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
         }
     }
     for ra in &observed.role_assignments {
-        if ra.is_ours(principal)
-            && !wanted
-                .iter()
-                .any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name))
-        {
+        if ra.is_ours(principal) && !wanted.iter().any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name)) {
             actions.push(Action::DeleteRoleAssignment { id: ra.id.clone() });
         }
     }
@@ -369,21 +335,13 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
     for (vault_id, want) in &desired.access_policies {
         let missing = want.minus(&observed.access_policy(vault_id));
         if !missing.is_empty() {
-            actions.push(Action::GrantAccessPolicy {
-                vault_id: vault_id.clone(),
-                permissions: missing,
-            });
+            actions.push(Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing });
         }
     }
     for (vault_id, held) in &desired.held_access_policies {
-        let extra = held
-            .minus(&wanted_on(vault_id))
-            .intersect(&observed.access_policy(vault_id));
+        let extra = held.minus(&wanted_on(vault_id)).intersect(&observed.access_policy(vault_id));
         if !extra.is_empty() {
-            actions.push(Action::RevokeAccessPolicy {
-                vault_id: vault_id.clone(),
-                permissions: extra,
-            });
+            actions.push(Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra });
         }
     }
     Ok(actions)
@@ -418,12 +376,7 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
                 principal_id: principal,
             });
         }
-        Action::PutFederatedCredential {
-            issuer,
-            subject,
-            audience,
-            ..
-        } => {
+        Action::PutFederatedCredential { issuer, subject, audience, .. } => {
             if observed.fic.is_none() {
                 observed.fic_count += 1;
             }
@@ -433,11 +386,7 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
                 audiences: vec![audience.clone()],
             });
         }
-        Action::CreateRoleAssignment {
-            scope,
-            name,
-            role_definition_guid,
-        } => {
+        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
             observed.role_assignments.push(ObservedRoleAssignment {
                 id: scope.provider_resource(ROLE_ASSIGNMENT, name),
                 name: name.clone(),
@@ -446,14 +395,8 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
             });
         }
         Action::DeleteRoleAssignment { id } => observed.role_assignments.retain(|ra| ra.id != *id),
-        Action::GrantAccessPolicy {
-            vault_id,
-            permissions,
-        }
-        | Action::RevokeAccessPolicy {
-            vault_id,
-            permissions,
-        } => {
+        Action::GrantAccessPolicy { vault_id, permissions }
+        | Action::RevokeAccessPolicy { vault_id, permissions } => {
             let held = observed.access_policy(vault_id);
             let now = if matches!(action, Action::GrantAccessPolicy { .. }) {
                 held.union(permissions)
@@ -496,11 +439,7 @@ mod tests {
     const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
 
     fn owner() -> Owner {
-        Owner {
-            cluster: "aks1".into(),
-            namespace: "shop".into(),
-            binding: "orders".into(),
-        }
+        Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: "orders".into() }
     }
 
     fn desired(roles: &[&str]) -> DesiredAzure {
@@ -523,10 +462,7 @@ mod tests {
     }
 
     fn ours(d: &DesiredAzure) -> BTreeMap<String, String> {
-        d.managed_identity
-            .as_ref()
-            .map(|m| tags_with_owner(m, &d.owner))
-            .unwrap_or_default()
+        d.managed_identity.as_ref().map(|m| tags_with_owner(m, &d.owner)).unwrap_or_default()
     }
 
     fn assignment(role: &str) -> ObservedRoleAssignment {
@@ -588,13 +524,7 @@ mod tests {
         assert!(
             matches!(&actions[0], Action::PutFederatedCredential { subject, audience, .. } if subject == "system:serviceaccount:shop:orders" && audience == TOKEN_EXCHANGE_AUDIENCE)
         );
-        assert_eq!(
-            actions
-                .iter()
-                .filter(|a| matches!(a, Action::CreateRoleAssignment { .. }))
-                .count(),
-            2
-        );
+        assert_eq!(actions.iter().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 2);
     }
 
     #[test]
@@ -615,9 +545,7 @@ mod tests {
                     name: naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string(),
                     role_definition_guid: READER.into()
                 },
-                Action::DeleteRoleAssignment {
-                    id: assignment(SECRETS_USER).id
-                },
+                Action::DeleteRoleAssignment { id: assignment(SECRETS_USER).id },
             ]
         );
     }
@@ -655,18 +583,12 @@ mod tests {
         if let Some(i) = o.identity.as_mut() {
             i.tags.remove("team");
         }
-        assert!(matches!(
-            plan(&d, &o).as_deref(),
-            Ok([Action::PutIdentity { .. }])
-        ));
+        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutIdentity { .. }])));
         let mut o = converged(&d, &[]);
         if let Some(i) = o.identity.as_mut() {
             i.location = "eastus".into();
         }
-        assert_eq!(
-            plan(&d, &o).map_err(|b| b.reason()),
-            Err("IdentityLocationMismatch")
-        );
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityLocationMismatch"));
     }
 
     #[test]
@@ -676,10 +598,7 @@ mod tests {
         if let Some(f) = o.fic.as_mut() {
             f.subject = "system:serviceaccount:shop:old".into();
         }
-        assert!(matches!(
-            plan(&d, &o).as_deref(),
-            Ok([Action::PutFederatedCredential { .. }])
-        ));
+        assert!(matches!(plan(&d, &o).as_deref(), Ok([Action::PutFederatedCredential { .. }])));
     }
 
     #[test]
@@ -688,17 +607,11 @@ mod tests {
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_count = MAX_FICS_PER_IDENTITY;
-        assert_eq!(
-            plan(&d, &o).map_err(|b| b.reason()),
-            Err("FederatedCredentialLimit")
-        );
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("FederatedCredentialLimit"));
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_duplicate_of = Some("someone-elses".into());
-        assert_eq!(
-            plan(&d, &o).map_err(|b| b.reason()),
-            Err("DuplicateFederatedCredential")
-        );
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("DuplicateFederatedCredential"));
     }
 
     #[test]
@@ -710,10 +623,7 @@ mod tests {
             i.tags.clear();
         }
         assert_eq!(plan(&d, &o), Ok(vec![]));
-        assert_eq!(
-            plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()),
-            Err("IdentityNotFound")
-        );
+        assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
     }
 
     #[test]
@@ -721,17 +631,9 @@ mod tests {
         let mut d = desired(&[SECRETS_USER]);
         d.managed_identity = None;
         let mut o = converged(&d, &[]);
-        let other = Owner {
-            cluster: "aks1".into(),
-            namespace: "team-b".into(),
-            binding: "payments".into(),
-        };
+        let other = Owner { cluster: "aks1".into(), namespace: "team-b".into(), binding: "payments".into() };
         if let Some(i) = o.identity.as_mut() {
-            i.tags = other
-                .tags()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            i.tags = other.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         }
         assert!(
             matches!(plan(&d, &o), Err(Blocked::IdentityOfAnotherBinding { ref namespace, ref binding, .. }) if namespace == "team-b" && binding == "payments")
@@ -766,10 +668,7 @@ mod tests {
         o.access_policies = vec![(id(&AP_KV.to_uppercase()), perms(&["GET"], &[]))];
         assert_eq!(
             plan(&d, &o),
-            Ok(vec![Action::GrantAccessPolicy {
-                vault_id: ap_kv(),
-                permissions: perms(&["list"], &[])
-            }])
+            Ok(vec![Action::GrantAccessPolicy { vault_id: ap_kv(), permissions: perms(&["list"], &[]) }])
         );
         // Converged, with a permission someone else granted: nothing to do.
         o.access_policies = vec![(ap_kv(), perms(&["get", "list", "set"], &[]))];
@@ -782,14 +681,8 @@ mod tests {
         assert_eq!(
             plan(&d, &o),
             Ok(vec![
-                Action::GrantAccessPolicy {
-                    vault_id: ap_kv(),
-                    permissions: perms(&[], &["get", "list"])
-                },
-                Action::RevokeAccessPolicy {
-                    vault_id: ap_kv(),
-                    permissions: perms(&["list"], &[])
-                }
+                Action::GrantAccessPolicy { vault_id: ap_kv(), permissions: perms(&[], &["get", "list"]) },
+                Action::RevokeAccessPolicy { vault_id: ap_kv(), permissions: perms(&["list"], &[]) }
             ])
         );
         // The vault leaves the spec: everything held and still there goes.
@@ -850,10 +743,7 @@ mod tests {
         let (rounds, o) = settle(&edited, before);
         assert_eq!(rounds, 1);
         assert_eq!(
-            o.role_assignments
-                .iter()
-                .map(|ra| ra.name.clone())
-                .collect::<Vec<_>>(),
+            o.role_assignments.iter().map(|ra| ra.name.clone()).collect::<Vec<_>>(),
             [naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string()]
         );
         assert!(o.access_policy(&ap_kv()).is_empty());

@@ -55,10 +55,7 @@ impl Rule {
             name: name.to_string(),
             namespaces: spec.namespaces.clone(),
             vaults: spec.key_vaults.iter().map(vault_scope).collect(),
-            roles: spec
-                .roles
-                .as_ref()
-                .map(|r| r.iter().map(|r| RoleRef::parse(r)).collect()),
+            roles: spec.roles.as_ref().map(|r| r.iter().map(|r| RoleRef::parse(r)).collect()),
             existing_identities: spec
                 .existing_identities
                 .iter()
@@ -76,11 +73,7 @@ impl Rule {
 
     fn allows_vault(&self, vault_id: &ResourceId) -> bool {
         let group = vault_id.parent();
-        vault_id.is(KEY_VAULT)
-            && self
-                .vaults
-                .iter()
-                .any(|v| v == vault_id || Some(v) == group.as_ref())
+        vault_id.is(KEY_VAULT) && self.vaults.iter().any(|v| v == vault_id || Some(v) == group.as_ref())
     }
 
     fn allows_role(&self, role: &RoleRef) -> bool {
@@ -100,11 +93,7 @@ pub fn check(
     require_policy: bool,
 ) -> Vec<Invalid> {
     let selecting: Vec<&Rule> = rules.iter().filter(|r| r.selects(namespace)).collect();
-    let violation = |field: String, message: String| Invalid {
-        field,
-        reason: POLICY_VIOLATION,
-        message,
-    };
+    let violation = |field: String, message: String| Invalid { field, reason: POLICY_VIOLATION, message };
     if selecting.is_empty() {
         return if require_policy {
             vec![violation(
@@ -117,30 +106,19 @@ pub fn check(
             Vec::new()
         };
     }
-    let names = || {
-        selecting
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || selecting.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
     let mut problems = Vec::new();
     if let DesiredIdentity::Existing { id } = &desired.identity
         && !selecting.iter().any(|r| r.existing_identities.contains(id))
     {
         problems.push(violation(
             "spec.identity.resourceId".into(),
-            format!(
-                "no policy for namespace {namespace} ({}) lets it bring this identity",
-                names()
-            ),
+            format!("no policy for namespace {namespace} ({}) lets it bring this identity", names()),
         ));
     }
     for (i, vault) in desired.vaults.iter().enumerate() {
-        let for_vault: Vec<&&Rule> = selecting
-            .iter()
-            .filter(|r| r.allows_vault(&vault.resource_id))
-            .collect();
+        let for_vault: Vec<&&Rule> =
+            selecting.iter().filter(|r| r.allows_vault(&vault.resource_id)).collect();
         if for_vault.is_empty() {
             problems.push(violation(
                 format!("spec.keyVaults[{i}]"),
@@ -213,10 +191,7 @@ mod tests {
     fn binding(vaults: &[(&str, &str, &[&str])], identity: Option<&str>) -> DesiredBinding {
         let spec = WorkloadIdentityBindingSpec {
             service_account_name: "app".into(),
-            identity: IdentitySpec {
-                resource_id: identity.map(str::to_string),
-                ..Default::default()
-            },
+            identity: IdentitySpec { resource_id: identity.map(str::to_string), ..Default::default() },
             key_vaults: vaults
                 .iter()
                 .map(|(rg, n, roles)| KeyVaultAccess {
@@ -228,11 +203,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let open = Policy {
-            allow_any_role: true,
-            allow_existing_identity: true,
-            ..Policy::default()
-        };
+        let open = Policy { allow_any_role: true, allow_existing_identity: true, ..Policy::default() };
         validate("team-a", "b", &spec, &settings(), &open)
             .unwrap_or_else(|e| panic!("test binding invalid: {e:?}"))
     }
@@ -250,34 +221,17 @@ mod tests {
         assert_eq!(fields(check("team-a", &b, &[], true)), ["metadata.namespace"]);
         // A policy for other namespaces does not select this one.
         let other = rule("team-b", &["team-b", "team-b-*"], &[("rg-b", None)], None, &[]);
-        assert_eq!(
-            fields(check("team-a", &b, std::slice::from_ref(&other), true)),
-            ["metadata.namespace"]
-        );
-        assert!(
-            check("team-b-dev", &b, &[other], true).is_empty(),
-            "prefix patterns select"
-        );
+        assert_eq!(fields(check("team-a", &b, std::slice::from_ref(&other), true)), ["metadata.namespace"]);
+        assert!(check("team-b-dev", &b, &[other], true).is_empty(), "prefix patterns select");
     }
 
     #[test]
     fn a_selected_namespace_binds_only_its_own_vaults_and_roles() {
-        let team_a = rule(
-            "team-a",
-            &["team-a"],
-            &[("rg-a", None), ("rg-shared", Some("kv-common"))],
-            None,
-            &[],
-        );
+        let team_a =
+            rule("team-a", &["team-a"], &[("rg-a", None), ("rg-shared", Some("kv-common"))], None, &[]);
         let rules = [
             team_a,
-            rule(
-                "team-b",
-                &["team-b"],
-                &[("rg-b", None)],
-                Some(&["Key Vault Secrets Officer"]),
-                &[],
-            ),
+            rule("team-b", &["team-b"], &[("rg-b", None)], Some(&["Key Vault Secrets Officer"]), &[]),
         ];
         let ok = binding(
             &[
@@ -312,25 +266,13 @@ mod tests {
         // One policy lets team-a read rg-x, another lets it administer rg-y: neither lets it administer rg-x.
         let rules = [
             rule("read-x", &["team-a"], &[("rg-x", None)], None, &[]),
-            rule(
-                "admin-y",
-                &["team-a"],
-                &[("rg-y", None)],
-                Some(&["Key Vault Administrator"]),
-                &[],
-            ),
+            rule("admin-y", &["team-a"], &[("rg-y", None)], Some(&["Key Vault Administrator"]), &[]),
         ];
         let b = binding(
-            &[
-                ("rg-x", "kv-x", &["Key Vault Administrator"]),
-                ("rg-y", "kv-y", &["Key Vault Administrator"]),
-            ],
+            &[("rg-x", "kv-x", &["Key Vault Administrator"]), ("rg-y", "kv-y", &["Key Vault Administrator"])],
             None,
         );
-        assert_eq!(
-            fields(check("team-a", &b, &rules, false)),
-            ["spec.keyVaults[0].roles[0]"]
-        );
+        assert_eq!(fields(check("team-a", &b, &rules, false)), ["spec.keyVaults[0].roles[0]"]);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Every step of the reconcile pipeline ends in an [`Outcome`]; [`report`] is the one place that turns it
 //! into conditions (as kstatus, Flux and `kubectl wait` read them), an Event (only with a change users can
-//! see, so a resync of a failing binding does not flood Events) and a [`Requeue`]. Pure: the time comes in
-//! as an argument, so every outcome is a row of a table test.
+//! see, so a resync of a failing binding does not flood Events) and a [`Requeue`]. Pure: the time comes in as
+//! an argument, so every outcome is a row of a table test.
 
 use std::time::Duration;
 
@@ -79,28 +79,16 @@ pub enum Outcome {
     /// Another binding holds the ServiceAccount (one ServiceAccount carries one client id).
     Conflict { service_account: String, holder: String },
     /// Waiting for a turn at the request budget (others' identities are created first).
-    Deferred {
-        part: Part,
-        message: String,
-        wait: Duration,
-    },
+    Deferred { part: Part, message: String, wait: Duration },
     /// A failure that may heal by retrying (throttling, a 5xx, replication lag).
     Transient(Failure),
     /// A failure that needs someone to change something (a name taken, a vault missing).
     Stalled(Failure),
     /// Azure holds what the binding asks for, but its ServiceAccount does not exist (yet).
-    ServiceAccountMissing {
-        held: Box<Held>,
-        namespace: String,
-        service_account: String,
-    },
+    ServiceAccountMissing { held: Box<Held>, namespace: String, service_account: String },
     /// Azure and the ServiceAccount match the spec. `previous_client_id` is what the ServiceAccount's
     /// annotation said before.
-    Converged {
-        held: Box<Held>,
-        service_account: String,
-        previous_client_id: Option<String>,
-    },
+    Converged { held: Box<Held>, service_account: String, previous_client_id: Option<String> },
 }
 
 impl Outcome {
@@ -140,10 +128,7 @@ pub enum Requeue {
     /// After this long.
     After(Duration),
     /// After the binding's next backoff step (or Azure's Retry-After), but not sooner than `at_least`.
-    Backoff {
-        retry_after: Option<Duration>,
-        at_least: Duration,
-    },
+    Backoff { retry_after: Option<Duration>, at_least: Duration },
     /// At the next drift check; the binding's backoff starts over.
     Resync,
 }
@@ -182,13 +167,9 @@ pub fn report(
     let (event, requeue) = match outcome {
         Outcome::NotSynced => return unchanged(before, Requeue::After(Duration::from_secs(2))),
         Outcome::Invalid(problems) => (Some(next.invalid(problems)), Requeue::AwaitChange),
-        Outcome::Conflict {
-            service_account,
-            holder,
-        } => (
-            Some(next.conflict(service_account, holder)),
-            Requeue::After(CONFLICT_RECHECK),
-        ),
+        Outcome::Conflict { service_account, holder } => {
+            (Some(next.conflict(service_account, holder)), Requeue::After(CONFLICT_RECHECK))
+        }
         Outcome::Deferred { wait, .. } if ready_for_generation => {
             return unchanged(before, Requeue::After(*wait));
         }
@@ -199,75 +180,34 @@ pub fn report(
         Outcome::Transient(f) if ready_for_generation => {
             return unchanged(
                 before,
-                Requeue::Backoff {
-                    retry_after: f.retry_after,
-                    at_least: Duration::ZERO,
-                },
+                Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO },
             );
         }
         Outcome::Transient(f) => {
             next.reconciling(f.part, f.reason, &f.message);
-            let note = Note {
-                severity: Severity::Normal,
-                reason: f.reason,
-                message: f.message.clone(),
-            };
-            (
-                Some(note),
-                Requeue::Backoff {
-                    retry_after: f.retry_after,
-                    at_least: Duration::ZERO,
-                },
-            )
+            let note = Note { severity: Severity::Normal, reason: f.reason, message: f.message.clone() };
+            (Some(note), Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO })
         }
         Outcome::Stalled(f) => {
             next.stalled(f.part, f.reason, &f.message);
-            let note = Note {
-                severity: Severity::Warning,
-                reason: f.reason,
-                message: f.message.clone(),
-            };
-            (
-                Some(note),
-                Requeue::Backoff {
-                    retry_after: None,
-                    at_least: STALLED_RECHECK,
-                },
-            )
+            let note = Note { severity: Severity::Warning, reason: f.reason, message: f.message.clone() };
+            (Some(note), Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK })
         }
-        Outcome::ServiceAccountMissing {
-            held,
-            namespace,
-            service_account,
-        } => (
-            Some(next.service_account_missing(held, namespace, service_account)),
-            Requeue::Resync,
-        ),
-        Outcome::Converged {
-            held,
-            service_account,
-            previous_client_id,
-        } => (
-            next.converged(held, service_account, previous_client_id.as_deref()),
-            Requeue::Resync,
-        ),
+        Outcome::ServiceAccountMissing { held, namespace, service_account } => {
+            (Some(next.service_account_missing(held, namespace, service_account)), Requeue::Resync)
+        }
+        Outcome::Converged { held, service_account, previous_client_id } => {
+            (next.converged(held, service_account, previous_client_id.as_deref()), Requeue::Resync)
+        }
     };
     let status = next.status;
     // An Event only with a change users can see.
     let event = event.filter(|_| status != before);
-    Report {
-        status,
-        event,
-        requeue,
-    }
+    Report { status, event, requeue }
 }
 
 fn unchanged(status: WorkloadIdentityBindingStatus, requeue: Requeue) -> Report {
-    Report {
-        status,
-        event: None,
-        requeue,
-    }
+    Report { status, event: None, requeue }
 }
 
 /// The status being built: conditions set for one generation at one time.
@@ -280,20 +220,11 @@ struct Conditions<'a> {
 impl<'a> Conditions<'a> {
     fn new(mut status: WorkloadIdentityBindingStatus, generation: Option<i64>, now: &'a Time) -> Self {
         status.observed_generation = generation;
-        Conditions {
-            status,
-            generation,
-            now,
-        }
+        Conditions { status, generation, now }
     }
 
     fn set(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
-        let want = Want {
-            type_,
-            status: ok,
-            reason,
-            message: message.to_string(),
-        };
+        let want = Want { type_, status: ok, reason, message: message.to_string() };
         conditions::set(&mut self.status.conditions, &want, self.generation, self.now);
     }
 
@@ -318,22 +249,13 @@ impl<'a> Conditions<'a> {
     }
 
     fn invalid(&mut self, problems: &[Invalid]) -> Note {
-        let reason = problems
-            .first()
-            .map_or(crate::core::validate::INVALID_SPEC, |p| p.reason);
-        let message = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let reason = problems.first().map_or(crate::core::validate::INVALID_SPEC, |p| p.reason);
+        let message =
+            problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
         self.set(conditions::READY, false, reason, &message);
         self.set(conditions::STALLED, true, reason, &message);
         self.remove(conditions::RECONCILING);
-        Note {
-            severity: Severity::Warning,
-            reason,
-            message,
-        }
+        Note { severity: Severity::Warning, reason, message }
     }
 
     fn conflict(&mut self, service_account: &str, holder: &str) -> Note {
@@ -343,21 +265,12 @@ impl<'a> Conditions<'a> {
              this binding at another ServiceAccount or delete one of them"
         );
         self.stalled(Part::ServiceAccount, SERVICE_ACCOUNT_CONFLICT, &message);
-        Note {
-            severity: Severity::Warning,
-            reason: SERVICE_ACCOUNT_CONFLICT,
-            message,
-        }
+        Note { severity: Severity::Warning, reason: SERVICE_ACCOUNT_CONFLICT, message }
     }
 
     /// Records what the binding holds in Azure, with the three Azure conditions true.
     fn held(&mut self, held: &Held) {
-        let Held {
-            identity,
-            federated_credential,
-            role_assignments,
-            access_policies,
-        } = held;
+        let Held { identity, federated_credential, role_assignments, access_policies } = held;
         self.status.identity = Some(identity.clone());
         self.status.federated_credential = Some(federated_credential.clone());
         self.status.role_assignments = role_assignments.clone();
@@ -368,28 +281,15 @@ impl<'a> Conditions<'a> {
             "IdentityReady",
             &format!("identity {} exists", identity.resource_id),
         );
-        let trusts = format!(
-            "trusts {} for {}",
-            federated_credential.issuer, federated_credential.subject
-        );
-        self.set(
-            conditions::FEDERATED_CREDENTIAL_READY,
-            true,
-            "FederatedCredentialReady",
-            &trusts,
-        );
+        let trusts = format!("trusts {} for {}", federated_credential.issuer, federated_credential.subject);
+        self.set(conditions::FEDERATED_CREDENTIAL_READY, true, "FederatedCredentialReady", &trusts);
         let (assignments, policies) = (role_assignments.len(), access_policies.len());
         let granted = if policies == 0 {
             format!("{assignments} role assignment(s) in place")
         } else {
             format!("{assignments} role assignment(s) and {policies} access polic(ies) in place")
         };
-        self.set(
-            conditions::ROLE_ASSIGNMENTS_READY,
-            true,
-            "RoleAssignmentsReady",
-            &granted,
-        );
+        self.set(conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", &granted);
     }
 
     fn service_account_missing(&mut self, held: &Held, namespace: &str, service_account: &str) -> Note {
@@ -399,15 +299,11 @@ impl<'a> Conditions<'a> {
             "ServiceAccount {namespace}/{service_account} does not exist; the binding completes when it is created"
         );
         self.reconciling(Part::ServiceAccount, SERVICE_ACCOUNT_NOT_FOUND, &message);
-        Note {
-            severity: Severity::Warning,
-            reason: SERVICE_ACCOUNT_NOT_FOUND,
-            message,
-        }
+        Note { severity: Severity::Warning, reason: SERVICE_ACCOUNT_NOT_FOUND, message }
     }
 
-    /// Everything true; the Event says what a user needs to know: that pods must restart for a new client
-    /// id, or that the binding became Ready.
+    /// Everything true; the Event says what a user needs to know: that pods must restart for a new client id,
+    /// or that the binding became Ready.
     fn converged(
         &mut self,
         held: &Held,
@@ -418,18 +314,8 @@ impl<'a> Conditions<'a> {
         self.held(held);
         self.status.service_account = Some(service_account.to_string());
         let annotated = format!("ServiceAccount {service_account} carries the client id");
-        self.set(
-            conditions::SERVICE_ACCOUNT_READY,
-            true,
-            "ServiceAccountAnnotated",
-            &annotated,
-        );
-        self.set(
-            conditions::READY,
-            true,
-            "Reconciled",
-            "Azure and the ServiceAccount match the spec",
-        );
+        self.set(conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", &annotated);
+        self.set(conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec");
         self.remove(conditions::RECONCILING);
         self.remove(conditions::STALLED);
         let client_id = held.identity.client_id.clone().unwrap_or_default();
@@ -438,18 +324,10 @@ impl<'a> Conditions<'a> {
                 "ServiceAccount {service_account} now names client id {client_id}; running pods keep the old one \
                  until they restart"
             );
-            Some(Note {
-                severity: Severity::Normal,
-                reason: "ClientIdChanged",
-                message,
-            })
+            Some(Note { severity: Severity::Normal, reason: "ClientIdChanged", message })
         } else if !was_ready {
             let message = format!("identity {client_id} bound to ServiceAccount {service_account}");
-            Some(Note {
-                severity: Severity::Normal,
-                reason: "Ready",
-                message,
-            })
+            Some(Note { severity: Severity::Normal, reason: "Ready", message })
         } else {
             None
         }
@@ -513,11 +391,7 @@ mod tests {
                 reason: POLICY_VIOLATION,
                 message: "not allowed".into(),
             },
-            Invalid {
-                field: "spec.identity.name".into(),
-                reason: INVALID_SPEC,
-                message: "too short".into(),
-            },
+            Invalid { field: "spec.identity.name".into(), reason: INVALID_SPEC, message: "too short".into() },
         ])
     }
 
@@ -560,14 +434,7 @@ mod tests {
         requeue: Requeue,
         written: bool,
     ) -> Seen {
-        Seen {
-            ready: (ready.0.into(), ready.1.into()),
-            stalled,
-            reconciling,
-            event,
-            requeue,
-            written,
-        }
+        Seen { ready: (ready.0.into(), ready.1.into()), stalled, reconciling, event, requeue, written }
     }
 
     #[test]
@@ -575,10 +442,8 @@ mod tests {
         use Severity::{Normal, Warning};
         let ready = status_after(&converged("c1"), GENERATION);
         let ready_for_older_spec = status_after(&converged("c1"), Some(2));
-        let backoff = Requeue::Backoff {
-            retry_after: Some(Duration::from_secs(7)),
-            at_least: Duration::ZERO,
-        };
+        let backoff =
+            Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO };
         let deferred = Outcome::Deferred {
             part: Part::Identity,
             message: "due in 3 s".into(),
@@ -589,10 +454,7 @@ mod tests {
             namespace: "shop".into(),
             service_account: "app".into(),
         };
-        let conflict = Outcome::Conflict {
-            service_account: "app".into(),
-            holder: "first".into(),
-        };
+        let conflict = Outcome::Conflict { service_account: "app".into(), holder: "first".into() };
         let moved = Outcome::Converged {
             held: Box::new(held("c2")),
             service_account: "app".into(),
@@ -603,14 +465,7 @@ mod tests {
                 "caches not synced: nothing is judged",
                 None,
                 Outcome::NotSynced,
-                row(
-                    ("", ""),
-                    false,
-                    false,
-                    None,
-                    Requeue::After(Duration::from_secs(2)),
-                    false,
-                ),
+                row(("", ""), false, false, None, Requeue::After(Duration::from_secs(2)), false),
             ),
             (
                 "invalid: stalled, first reason, waits for a change",
@@ -681,14 +536,7 @@ mod tests {
                 "a transient failure is reported, with Azure's Retry-After",
                 None,
                 Outcome::Transient(failure("Throttled")),
-                row(
-                    ("False", "Throttled"),
-                    false,
-                    true,
-                    Some((Normal, "Throttled")),
-                    backoff,
-                    true,
-                ),
+                row(("False", "Throttled"), false, true, Some((Normal, "Throttled")), backoff, true),
             ),
             (
                 "a transient failure keeps a Ready binding Ready",
@@ -705,10 +553,7 @@ mod tests {
                     true,
                     false,
                     Some((Warning, "VaultNotFound")),
-                    Requeue::Backoff {
-                        retry_after: None,
-                        at_least: STALLED_RECHECK,
-                    },
+                    Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK },
                     true,
                 ),
             ),
@@ -729,14 +574,7 @@ mod tests {
                 "converged: Ready, announced once",
                 None,
                 converged("c1"),
-                row(
-                    ("True", "Reconciled"),
-                    false,
-                    false,
-                    Some((Normal, "Ready")),
-                    Requeue::Resync,
-                    true,
-                ),
+                row(("True", "Reconciled"), false, false, Some((Normal, "Ready")), Requeue::Resync, true),
             ),
             (
                 "converged again: nothing written, no Event",
@@ -765,18 +603,12 @@ mod tests {
 
     #[test]
     fn a_failure_seen_again_writes_nothing_and_publishes_nothing() {
-        for outcome in [
-            invalid(),
-            Outcome::Stalled(failure("VaultNotFound")),
-            Outcome::Transient(failure("Throttled")),
-        ] {
+        for outcome in
+            [invalid(), Outcome::Stalled(failure("VaultNotFound")), Outcome::Transient(failure("Throttled"))]
+        {
             let first = report(None, &outcome, GENERATION, &at(100));
             let again = report(Some(&first.status), &outcome, GENERATION, &at(200));
-            assert_eq!(
-                (&again.status, &again.event),
-                (&first.status, &None),
-                "{outcome:?}"
-            );
+            assert_eq!((&again.status, &again.event), (&first.status, &None), "{outcome:?}");
         }
     }
 
@@ -786,25 +618,10 @@ mod tests {
         let h = held("c1");
         assert_eq!(status.observed_generation, GENERATION);
         assert_eq!(
-            (
-                status.identity,
-                status.federated_credential,
-                status.role_assignments,
-                status.service_account
-            ),
-            (
-                Some(h.identity),
-                Some(h.federated_credential),
-                h.role_assignments,
-                Some("app".to_string())
-            )
+            (status.identity, status.federated_credential, status.role_assignments, status.service_account),
+            (Some(h.identity), Some(h.federated_credential), h.role_assignments, Some("app".to_string()))
         );
-        assert!(
-            status
-                .conditions
-                .iter()
-                .all(|c| c.status == "True" && c.observed_generation == GENERATION)
-        );
+        assert!(status.conditions.iter().all(|c| c.status == "True" && c.observed_generation == GENERATION));
         let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
@@ -821,22 +638,14 @@ mod tests {
     #[test]
     fn a_failure_keeps_what_the_binding_held_and_when_ready_last_changed() {
         let ready = status_after(&converged("c1"), Some(2));
-        let failed = report(
-            Some(&ready),
-            &Outcome::Stalled(failure("RoleNotFound")),
-            GENERATION,
-            &at(300),
-        )
-        .status;
+        let failed =
+            report(Some(&ready), &Outcome::Stalled(failure("RoleNotFound")), GENERATION, &at(300)).status;
         assert_eq!(
             (&failed.identity, &failed.federated_credential),
             (&ready.identity, &ready.federated_credential)
         );
         let since = |s: &WorkloadIdentityBindingStatus, t: &str| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == t)
-                .map(|c| c.last_transition_time.clone())
+            s.conditions.iter().find(|c| c.type_ == t).map(|c| c.last_transition_time.clone())
         };
         assert_eq!(since(&failed, conditions::READY), Some(at(300)), "Ready flipped");
         assert_eq!(
@@ -844,10 +653,7 @@ mod tests {
             Some(at(100)),
             "the identity condition did not"
         );
-        let message = failed
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::ROLE_ASSIGNMENTS_READY);
+        let message = failed.conditions.iter().find(|c| c.type_ == conditions::ROLE_ASSIGNMENTS_READY);
         assert_eq!(
             message.map(|c| (c.status.as_str(), c.message.as_str())),
             Some(("False", "RoleNotFound happened"))
@@ -857,30 +663,18 @@ mod tests {
     #[test]
     fn invalid_messages_name_every_field() {
         let status = status_after(&invalid(), GENERATION);
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .map(|c| c.message.clone());
-        assert_eq!(
-            ready.as_deref(),
-            Some("spec.keyVaults[0]: not allowed; spec.identity.name: too short")
-        );
+        let ready =
+            status.conditions.iter().find(|c| c.type_ == conditions::READY).map(|c| c.message.clone());
+        assert_eq!(ready.as_deref(), Some("spec.keyVaults[0]: not allowed; spec.identity.name: too short"));
     }
 
     #[test]
     fn metric_results_follow_the_outcome() {
         assert_eq!(converged("c").result(), ("ok", None));
         assert_eq!(invalid().result(), ("error", Some(POLICY_VIOLATION)));
-        assert_eq!(
-            Outcome::Transient(failure("Throttled")).result(),
-            ("error", Some("Throttled"))
-        );
-        let deferred = Outcome::Deferred {
-            part: Part::Identity,
-            message: String::new(),
-            wait: Duration::ZERO,
-        };
+        assert_eq!(Outcome::Transient(failure("Throttled")).result(), ("error", Some("Throttled")));
+        let deferred =
+            Outcome::Deferred { part: Part::Identity, message: String::new(), wait: Duration::ZERO };
         assert_eq!(deferred.result(), ("deferred", None));
     }
 }

@@ -31,26 +31,17 @@ impl fmt::Display for ResourceType {
     }
 }
 
-pub const USER_ASSIGNED_IDENTITY: ResourceType = ResourceType {
-    namespace: "Microsoft.ManagedIdentity",
-    types: &["userAssignedIdentities"],
-};
+pub const USER_ASSIGNED_IDENTITY: ResourceType =
+    ResourceType { namespace: "Microsoft.ManagedIdentity", types: &["userAssignedIdentities"] };
 pub const FEDERATED_CREDENTIAL: ResourceType = ResourceType {
     namespace: "Microsoft.ManagedIdentity",
     types: &["userAssignedIdentities", "federatedIdentityCredentials"],
 };
-pub const KEY_VAULT: ResourceType = ResourceType {
-    namespace: "Microsoft.KeyVault",
-    types: &["vaults"],
-};
-pub const ROLE_ASSIGNMENT: ResourceType = ResourceType {
-    namespace: "Microsoft.Authorization",
-    types: &["roleAssignments"],
-};
-pub const ROLE_DEFINITION: ResourceType = ResourceType {
-    namespace: "Microsoft.Authorization",
-    types: &["roleDefinitions"],
-};
+pub const KEY_VAULT: ResourceType = ResourceType { namespace: "Microsoft.KeyVault", types: &["vaults"] };
+pub const ROLE_ASSIGNMENT: ResourceType =
+    ResourceType { namespace: "Microsoft.Authorization", types: &["roleAssignments"] };
+pub const ROLE_DEFINITION: ResourceType =
+    ResourceType { namespace: "Microsoft.Authorization", types: &["roleDefinitions"] };
 
 /// Why a text is not the id it should be.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -81,23 +72,15 @@ impl ResourceId {
     /// ignored; empty segments, a keyword without its value, a type without its name, and characters that
     /// would change a URL (`?`, `#`, `%`, whitespace, control characters) are refused.
     pub fn parse(text: &str) -> Result<ResourceId, ResourceIdError> {
-        let refuse = || ResourceIdError {
-            text: text.to_string(),
-            expected: "an ARM resource id".into(),
-        };
+        let refuse = || ResourceIdError { text: text.to_string(), expected: "an ARM resource id".into() };
         let body = text.strip_prefix('/').ok_or_else(refuse)?;
         let body = body.strip_suffix('/').filter(|b| !b.is_empty()).unwrap_or(body);
         if body.is_empty() {
-            return Ok(ResourceId {
-                segments: Vec::new(),
-                parts: Vec::new(),
-            });
+            return Ok(ResourceId { segments: Vec::new(), parts: Vec::new() });
         }
         let raw: Vec<&str> = body.split('/').collect();
         if raw.iter().any(|s| {
-            s.is_empty()
-                || s.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "?#%".contains(c))
+            s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || "?#%".contains(c))
         }) {
             return Err(refuse());
         }
@@ -106,31 +89,21 @@ impl ResourceId {
 
     /// Parses an id that must name a resource of `ty` in a resource group, with nothing after it.
     pub fn parse_as(text: &str, ty: ResourceType) -> Result<ResourceId, ResourceIdError> {
-        let refuse = || ResourceIdError {
-            text: text.to_string(),
-            expected: format!("a {ty} id in a resource group"),
-        };
+        let refuse =
+            || ResourceIdError { text: text.to_string(), expected: format!("a {ty} id in a resource group") };
         let id = ResourceId::parse(text).map_err(|_| refuse())?;
-        if id.resource_group().is_some() && id.parts.len() == 1 && id.is(ty) {
-            Ok(id)
-        } else {
-            Err(refuse())
-        }
+        if id.resource_group().is_some() && id.parts.len() == 1 && id.is(ty) { Ok(id) } else { Err(refuse()) }
     }
 
     /// `/subscriptions/{subscription}`.
     pub fn subscription_scope(subscription: &str) -> ResourceId {
-        ResourceId {
-            segments: vec![SUBSCRIPTIONS.into(), subscription.into()],
-            parts: Vec::new(),
-        }
+        ResourceId { segments: vec![SUBSCRIPTIONS.into(), subscription.into()], parts: Vec::new() }
     }
 
     /// `/subscriptions/{subscription}/resourceGroups/{resource_group}`.
     pub fn resource_group_scope(subscription: &str, resource_group: &str) -> ResourceId {
         let mut id = ResourceId::subscription_scope(subscription);
-        id.segments
-            .extend([RESOURCE_GROUPS.into(), resource_group.into()]);
+        id.segments.extend([RESOURCE_GROUPS.into(), resource_group.into()]);
         id
     }
 
@@ -139,12 +112,7 @@ impl ResourceId {
     pub fn provider_resource(&self, ty: ResourceType, name: &str) -> ResourceId {
         let mut id = self.clone();
         id.parts.push(id.segments.len());
-        id.segments.extend([
-            PROVIDERS.into(),
-            ty.namespace.into(),
-            ty.types[0].into(),
-            name.into(),
-        ]);
+        id.segments.extend([PROVIDERS.into(), ty.namespace.into(), ty.types[0].into(), name.into()]);
         id
     }
 
@@ -152,11 +120,7 @@ impl ResourceId {
     /// (`{scope}/providers/{namespace}/{type}`), what a list request addresses. A path, not an id: it names
     /// no resource.
     pub fn collection_path(&self, ty: ResourceType) -> String {
-        let scope = if self.segments.is_empty() {
-            String::new()
-        } else {
-            self.to_string()
-        };
+        let scope = if self.segments.is_empty() { String::new() } else { self.to_string() };
         format!("{scope}/{PROVIDERS}/{}/{}", ty.namespace, ty.types.join("/"))
     }
 
@@ -188,14 +152,7 @@ impl ResourceId {
     /// `userAssignedIdentities/federatedIdentityCredentials`).
     pub fn resource_type(&self) -> Option<String> {
         let part = self.last_provider_part()?;
-        Some(
-            part[2..]
-                .iter()
-                .step_by(2)
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join("/"),
-        )
+        Some(part[2..].iter().step_by(2).map(String::as_str).collect::<Vec<_>>().join("/"))
     }
 
     /// The last name: the resource's, or the resource group's or subscription's for a scope.
@@ -215,8 +172,7 @@ impl ResourceId {
 
     /// Whether this is in `subscription` (subscription ids compare case-insensitively, as GUIDs do).
     pub fn in_subscription(&self, subscription: &str) -> bool {
-        self.subscription()
-            .is_some_and(|s| s.eq_ignore_ascii_case(subscription))
+        self.subscription().is_some_and(|s| s.eq_ignore_ascii_case(subscription))
     }
 
     /// What this is under: the parent of a child resource, the resource an extension resource extends, the
@@ -238,11 +194,7 @@ impl ResourceId {
     /// Whether this is `scope` or lies below it.
     pub fn is_within(&self, scope: &ResourceId) -> bool {
         scope.segments.len() <= self.segments.len()
-            && scope
-                .segments
-                .iter()
-                .zip(&self.segments)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            && scope.segments.iter().zip(&self.segments).all(|(a, b)| a.eq_ignore_ascii_case(b))
     }
 
     /// The segments of the innermost provider part: `providers`, the namespace, then type/name pairs.
@@ -263,22 +215,17 @@ impl ResourceId {
 /// provider part, so names are free to be anything, "providers" included.
 fn canonical(raw: &[&str]) -> Option<ResourceId> {
     let keyword = |s: &str, k: &str| s.eq_ignore_ascii_case(k);
-    let mut id = ResourceId {
-        segments: Vec::with_capacity(raw.len()),
-        parts: Vec::new(),
-    };
+    let mut id = ResourceId { segments: Vec::with_capacity(raw.len()), parts: Vec::new() };
     let mut rest = raw;
     if let [k, subscription, tail @ ..] = rest
         && keyword(k, SUBSCRIPTIONS)
     {
-        id.segments
-            .extend([SUBSCRIPTIONS.to_string(), subscription.to_string()]);
+        id.segments.extend([SUBSCRIPTIONS.to_string(), subscription.to_string()]);
         rest = tail;
         if let [k, group, tail @ ..] = rest
             && keyword(k, RESOURCE_GROUPS)
         {
-            id.segments
-                .extend([RESOURCE_GROUPS.to_string(), group.to_string()]);
+            id.segments.extend([RESOURCE_GROUPS.to_string(), group.to_string()]);
             rest = tail;
         }
     }
@@ -327,11 +274,7 @@ impl FromStr for ResourceId {
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
         self.segments.len() == other.segments.len()
-            && self
-                .segments
-                .iter()
-                .zip(&other.segments)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            && self.segments.iter().zip(&other.segments).all(|(a, b)| a.eq_ignore_ascii_case(b))
     }
 }
 
@@ -340,9 +283,7 @@ impl Eq for ResourceId {}
 impl Hash for ResourceId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         for segment in &self.segments {
-            segment
-                .bytes()
-                .for_each(|b| state.write_u8(b.to_ascii_lowercase()));
+            segment.bytes().for_each(|b| state.write_u8(b.to_ascii_lowercase()));
             state.write_u8(b'/');
         }
     }
@@ -377,10 +318,7 @@ mod tests {
         let table = [
             ("/", "/"),
             ("/subscriptions/S", "/subscriptions/S"),
-            (
-                "/SUBSCRIPTIONS/S/resourcegroups/Rg/",
-                "/subscriptions/S/resourceGroups/Rg",
-            ),
+            ("/SUBSCRIPTIONS/S/resourcegroups/Rg/", "/subscriptions/S/resourceGroups/Rg"),
             (
                 "/subscriptions/S/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Id1",
                 "/subscriptions/S/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Id1",
@@ -428,18 +366,11 @@ mod tests {
 
     #[test]
     fn accessors_read_the_innermost_resource() {
-        let vault = id(&format!(
-            "/subscriptions/{SUB}/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv"
-        ));
+        let vault =
+            id(&format!("/subscriptions/{SUB}/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv"));
         let ra = vault.provider_resource(ROLE_ASSIGNMENT, "ra-1");
         assert_eq!(
-            (
-                ra.subscription(),
-                ra.resource_group(),
-                ra.provider(),
-                ra.resource_type().as_deref(),
-                ra.name()
-            ),
+            (ra.subscription(), ra.resource_group(), ra.provider(), ra.resource_type().as_deref(), ra.name()),
             (
                 Some(SUB),
                 Some("rg-kv"),
@@ -450,14 +381,8 @@ mod tests {
         );
         assert!(ra.is(ROLE_ASSIGNMENT) && !ra.is(KEY_VAULT) && vault.is(KEY_VAULT));
         assert_eq!(ra.parent(), Some(vault.clone()));
-        assert_eq!(
-            vault.parent(),
-            Some(ResourceId::resource_group_scope(SUB, "rg-kv"))
-        );
-        assert_eq!(
-            vault.parent().and_then(|g| g.parent()),
-            Some(ResourceId::subscription_scope(SUB))
-        );
+        assert_eq!(vault.parent(), Some(ResourceId::resource_group_scope(SUB, "rg-kv")));
+        assert_eq!(vault.parent().and_then(|g| g.parent()), Some(ResourceId::subscription_scope(SUB)));
         assert_eq!(ResourceId::subscription_scope(SUB).parent(), Some(id("/")));
         assert_eq!(id("/").parent(), None);
         assert!(ra.is_within(&vault) && ra.is_within(&id("/")) && !vault.is_within(&ra));
@@ -479,10 +404,7 @@ mod tests {
             (Some("providers"), Some("providers"), true)
         );
         let group = ResourceId::resource_group_scope("S", "providers");
-        assert_eq!(
-            (group.provider(), group.resource_type(), group.name()),
-            (None, None, Some("providers"))
-        );
+        assert_eq!((group.provider(), group.resource_type(), group.name()), (None, None, Some("providers")));
         assert_eq!(odd.parent(), Some(group));
     }
 
@@ -491,10 +413,7 @@ mod tests {
         let identity =
             ResourceId::resource_group_scope(SUB, "rg").provider_resource(USER_ASSIGNED_IDENTITY, "id1");
         let fic = identity.child("federatedIdentityCredentials", "fic1");
-        assert!(
-            fic.as_ref()
-                .is_some_and(|f| f.is(FEDERATED_CREDENTIAL) && f.name() == Some("fic1"))
-        );
+        assert!(fic.as_ref().is_some_and(|f| f.is(FEDERATED_CREDENTIAL) && f.name() == Some("fic1")));
         assert_eq!(fic.and_then(|f| f.parent()), Some(identity));
         assert_eq!(ResourceId::subscription_scope(SUB).child("x", "y"), None);
     }
@@ -517,9 +436,7 @@ mod tests {
         ] {
             let refused = ResourceId::parse_as(&bad, KEY_VAULT);
             assert!(
-                refused
-                    .as_ref()
-                    .is_err_and(|e| e.expected.contains("Microsoft.KeyVault/vaults")),
+                refused.as_ref().is_err_and(|e| e.expected.contains("Microsoft.KeyVault/vaults")),
                 "{bad}"
             );
         }
@@ -555,10 +472,7 @@ mod properties {
     /// Any id: a scope, then zero to two provider parts of one or two type/name pairs.
     fn any_id() -> impl Strategy<Value = ResourceId> {
         let part = (segment(), prop::collection::vec((segment(), segment()), 1..3));
-        (
-            prop::option::of((segment(), prop::option::of(segment()))),
-            prop::collection::vec(part, 0..3),
-        )
+        (prop::option::of((segment(), prop::option::of(segment()))), prop::collection::vec(part, 0..3))
             .prop_map(|(scope, parts)| {
                 let mut text = String::new();
                 if let Some((subscription, group)) = scope {
@@ -581,13 +495,7 @@ mod properties {
     fn recase(text: &str, flips: &[bool]) -> String {
         text.chars()
             .zip(flips.iter().cycle())
-            .map(|(c, &flip)| {
-                if flip {
-                    c.to_ascii_uppercase()
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            })
+            .map(|(c, &flip)| if flip { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
             .collect()
     }
 

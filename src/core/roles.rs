@@ -45,11 +45,7 @@ pub const KEY_VAULT_ROLES: &[BuiltinRole] = &[
         guid: "12338af0-0e69-4776-bea7-57ae8d297424",
         read_only: true,
     },
-    BuiltinRole {
-        name: "Key Vault Reader",
-        guid: "21090545-7ca7-4776-b22c-e363652d74d2",
-        read_only: true,
-    },
+    BuiltinRole { name: "Key Vault Reader", guid: "21090545-7ca7-4776-b22c-e363652d74d2", read_only: true },
     BuiltinRole {
         name: "Key Vault Secrets Officer",
         guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
@@ -88,9 +84,9 @@ impl RoleRef {
     /// The known built-in role this reference names, if any.
     pub fn builtin(&self) -> Option<&'static BuiltinRole> {
         match self {
-            RoleRef::Id(id) => KEY_VAULT_ROLES
-                .iter()
-                .find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id)),
+            RoleRef::Id(id) => {
+                KEY_VAULT_ROLES.iter().find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id))
+            }
             RoleRef::Name(n) => builtin_by_name(n),
         }
     }
@@ -108,11 +104,7 @@ pub struct Permissions {
 impl Permissions {
     fn of(secrets: &[&str], keys: &[&str], certificates: &[&str]) -> Self {
         let set = |l: &[&str]| l.iter().map(ToString::to_string).collect();
-        Permissions {
-            secrets: set(secrets),
-            keys: set(keys),
-            certificates: set(certificates),
-        }
+        Permissions { secrets: set(secrets), keys: set(keys), certificates: set(certificates) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -133,10 +125,7 @@ impl Permissions {
     /// this.
     pub fn minus(&self, other: &Permissions) -> Permissions {
         let m = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
-            a.iter()
-                .filter(|p| !b.iter().any(|q| q.eq_ignore_ascii_case(p)))
-                .cloned()
-                .collect()
+            a.iter().filter(|p| !b.iter().any(|q| q.eq_ignore_ascii_case(p))).cloned().collect()
         };
         Permissions {
             secrets: m(&self.secrets, &other.secrets),
@@ -156,25 +145,14 @@ impl Permissions {
 /// idbind never hands out write or purge permissions through the legacy model, where they cannot be scoped or
 /// audited like role assignments.
 pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
-    let role = KEY_VAULT_ROLES
-        .iter()
-        .find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
+    let role = KEY_VAULT_ROLES.iter().find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
     match role.name {
         "Key Vault Secrets User" => Some(Permissions::of(&["get", "list"], &[], &[])),
         // A certificate's private key is read as the secret of the same name.
         "Key Vault Certificate User" => Some(Permissions::of(&["get"], &[], &["get", "list"])),
         "Key Vault Crypto User" => Some(Permissions::of(
             &[],
-            &[
-                "get",
-                "list",
-                "encrypt",
-                "decrypt",
-                "wrapKey",
-                "unwrapKey",
-                "sign",
-                "verify",
-            ],
+            &["get", "list", "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"],
             &[],
         )),
         // Metadata only: secret values stay unreadable.
@@ -184,9 +162,7 @@ pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
 }
 
 fn builtin_by_name(name: &str) -> Option<&'static BuiltinRole> {
-    KEY_VAULT_ROLES
-        .iter()
-        .find(|b| b.name.eq_ignore_ascii_case(name.trim()))
+    KEY_VAULT_ROLES.iter().find(|b| b.name.eq_ignore_ascii_case(name.trim()))
 }
 
 #[cfg(test)]
@@ -234,27 +210,13 @@ mod tests {
                 "managecontacts",
                 "setissuers",
             ];
-            for perm in p
-                .iter()
-                .flat_map(|p| p.secrets.iter().chain(&p.keys).chain(&p.certificates))
-            {
-                assert!(
-                    !writes.contains(&perm.to_ascii_lowercase().as_str()),
-                    "{} grants {perm}",
-                    b.name
-                );
+            for perm in p.iter().flat_map(|p| p.secrets.iter().chain(&p.keys).chain(&p.certificates)) {
+                assert!(!writes.contains(&perm.to_ascii_lowercase().as_str()), "{} grants {perm}", b.name);
             }
         }
         let user = access_policy_for("4633458B-17DE-408A-B874-0445C86B69E6").unwrap_or_default();
-        assert_eq!(
-            user.secrets.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["get", "list"]
-        );
-        assert_eq!(
-            access_policy_for("8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
-            None,
-            "Owner"
-        );
+        assert_eq!(user.secrets.iter().map(String::as_str).collect::<Vec<_>>(), ["get", "list"]);
+        assert_eq!(access_policy_for("8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), None, "Owner");
     }
 
     #[test]

@@ -52,11 +52,7 @@ pub struct Invalid {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DesiredIdentity {
     /// Created and owned by idbind.
-    Managed {
-        id: ResourceId,
-        location: String,
-        tags: BTreeMap<String, String>,
-    },
+    Managed { id: ResourceId, location: String, tags: BTreeMap<String, String> },
     /// Brought by the user; idbind never modifies or deletes it.
     Existing { id: ResourceId },
 }
@@ -97,11 +93,7 @@ struct Problems(Vec<Invalid>);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, reason: &'static str, message: impl Into<String>) {
-        self.0.push(Invalid {
-            field: field.into(),
-            reason,
-            message: message.into(),
-        });
+        self.0.push(Invalid { field: field.into(), reason, message: message.into() });
     }
 }
 
@@ -163,11 +155,7 @@ fn brought_identity(
         return None;
     }
     let Some(id) = parse_resource(text, USER_ASSIGNED_IDENTITY, is_identity_name) else {
-        problems.add(
-            FIELD,
-            INVALID_SPEC,
-            format!("{text:?} is not a user-assigned identity's resource id"),
-        );
+        problems.add(FIELD, INVALID_SPEC, format!("{text:?} is not a user-assigned identity's resource id"));
         return None;
     };
     if !policy.allow_other_subscriptions && !id.in_subscription(&settings.subscription_id) {
@@ -188,10 +176,7 @@ fn managed_identity(
     settings: &OperatorSettings,
     problems: &mut Problems,
 ) -> Option<DesiredIdentity> {
-    let resource_group = spec
-        .resource_group
-        .as_ref()
-        .or(settings.default_resource_group.as_ref());
+    let resource_group = spec.resource_group.as_ref().or(settings.default_resource_group.as_ref());
     let location = spec.location.as_ref().or(settings.default_location.as_ref());
     match resource_group {
         None => problems.add(
@@ -238,11 +223,7 @@ fn managed_identity(
         .unwrap_or_else(|| naming::identity_name(&settings.cluster_name, namespace, binding));
     let id = ResourceId::resource_group_scope(&settings.subscription_id, resource_group?)
         .provider_resource(USER_ASSIGNED_IDENTITY, &name);
-    Some(DesiredIdentity::Managed {
-        id,
-        location: location?.clone(),
-        tags,
-    })
+    Some(DesiredIdentity::Managed { id, location: location?.clone(), tags })
 }
 
 /// Azure's rules for tag names and values.
@@ -277,11 +258,7 @@ fn desired_vaults(
                 "the vault is in another subscription than the operator's ({})",
                 settings.subscription_id
             );
-            problems.add(
-                format!("spec.keyVaults[{i}].resourceId"),
-                POLICY_VIOLATION,
-                message,
-            );
+            problems.add(format!("spec.keyVaults[{i}].resourceId"), POLICY_VIOLATION, message);
         }
         if vaults.iter().any(|v| v.resource_id == resource_id) {
             let message = "this vault is already listed: merge the roles into one entry";
@@ -307,11 +284,7 @@ fn vault_id(
             let id = parse_resource(text, KEY_VAULT, is_vault_name);
             if id.is_none() {
                 let field = format!("spec.keyVaults[{i}].resourceId");
-                problems.add(
-                    field,
-                    INVALID_SPEC,
-                    format!("{text:?} is not a Key Vault's resource id"),
-                );
+                problems.add(field, INVALID_SPEC, format!("{text:?} is not a Key Vault's resource id"));
             }
             id
         }
@@ -319,11 +292,7 @@ fn vault_id(
             ResourceId::resource_group_scope(&settings.subscription_id, rg).provider_resource(KEY_VAULT, n),
         ),
         (None, Some(n), Some(rg)) => {
-            let (field, value) = if is_vault_name(n) {
-                ("resourceGroup", rg)
-            } else {
-                ("name", n)
-            };
+            let (field, value) = if is_vault_name(n) { ("resourceGroup", rg) } else { ("name", n) };
             let message = format!("{value:?} is not a valid vault {field}");
             problems.add(format!("spec.keyVaults[{i}].{field}"), INVALID_SPEC, message);
             None
@@ -354,11 +323,7 @@ fn vault_roles(
             );
             problems.add(field, POLICY_VIOLATION, message);
         } else if roles.iter().any(|(_, r)| *r == parsed) {
-            problems.add(
-                field,
-                INVALID_SPEC,
-                format!("role {role:?} names a role already listed"),
-            );
+            problems.add(field, INVALID_SPEC, format!("role {role:?} names a role already listed"));
         } else {
             roles.push((role.clone(), parsed));
         }
@@ -370,9 +335,7 @@ fn vault_roles(
 /// Azure would accept.
 fn parse_resource(text: &str, ty: ResourceType, name_ok: fn(&str) -> bool) -> Option<ResourceId> {
     let id = ResourceId::parse_as(text, ty).ok()?;
-    let subscription_ok = id
-        .subscription()
-        .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
+    let subscription_ok = id.subscription().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
     let group_ok = id.resource_group().is_some_and(is_resource_group_name);
     (subscription_ok && group_ok && id.name().is_some_and(name_ok)).then_some(id)
 }
@@ -381,9 +344,7 @@ fn parse_resource(text: &str, ty: ResourceType, name_ok: fn(&str) -> bool) -> Op
 fn is_resource_group_name(rg: &str) -> bool {
     (1..=90).contains(&rg.len())
         && !rg.ends_with('.')
-        && rg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+        && rg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
 }
 
 /// Key Vault's rule: 3-24 letters, digits and '-', starting with a letter, ending with a letter or digit, no
@@ -400,8 +361,7 @@ fn is_vault_name(n: &str) -> bool {
 fn is_identity_name(n: &str) -> bool {
     (3..=128).contains(&n.len())
         && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Kubernetes' DNS-1123 subdomain rule, which ServiceAccount names follow.
@@ -410,9 +370,7 @@ fn is_dns_subdomain(name: &str) -> bool {
     (1..=253).contains(&name.len())
         && edge_ok(name.chars().next())
         && edge_ok(name.chars().last())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 #[cfg(test)]
@@ -433,10 +391,7 @@ mod tests {
     }
 
     fn spec() -> WorkloadIdentityBindingSpec {
-        WorkloadIdentityBindingSpec {
-            service_account_name: "orders".into(),
-            ..Default::default()
-        }
+        WorkloadIdentityBindingSpec { service_account_name: "orders".into(), ..Default::default() }
     }
 
     fn vault(name: &str, roles: &[&str]) -> KeyVaultAccess {
@@ -449,31 +404,19 @@ mod tests {
     }
 
     fn fields(r: Result<DesiredBinding, Vec<Invalid>>) -> Vec<(String, &'static str)> {
-        r.err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| (i.field, i.reason))
-            .collect()
+        r.err().unwrap_or_default().into_iter().map(|i| (i.field, i.reason)).collect()
     }
 
     #[test]
     fn defaults_fill_the_identity_and_the_subject_names_the_own_namespace() {
         let d = validate("shop", "orders", &spec(), &settings(), &Policy::default()).expect("valid");
         assert_eq!(d.subject, "system:serviceaccount:shop:orders");
-        assert_eq!(
-            d.issuer, "https://oidc.example/issuer/",
-            "the issuer is taken verbatim"
-        );
+        assert_eq!(d.issuer, "https://oidc.example/issuer/", "the issuer is taken verbatim");
         match d.identity {
             DesiredIdentity::Managed { id, location, .. } => {
                 let name = naming::identity_name("aks1", "shop", "orders");
                 assert_eq!(
-                    (
-                        id.subscription(),
-                        id.resource_group(),
-                        id.name(),
-                        location.as_str()
-                    ),
+                    (id.subscription(), id.resource_group(), id.name(), location.as_str()),
                     (Some(SUB), Some("rg-ids"), Some(name.as_str()), "westeurope")
                 );
                 assert!(id.is(USER_ASSIGNED_IDENTITY));
@@ -484,11 +427,7 @@ mod tests {
 
     #[test]
     fn missing_defaults_name_the_field() {
-        let s = OperatorSettings {
-            default_resource_group: None,
-            default_location: None,
-            ..settings()
-        };
+        let s = OperatorSettings { default_resource_group: None, default_location: None, ..settings() };
         assert_eq!(
             fields(validate("ns", "b", &spec(), &s, &Policy::default())),
             vec![
@@ -518,10 +457,7 @@ mod tests {
                 ("spec.keyVaults[0].roles[3]".into(), POLICY_VIOLATION)
             ]
         );
-        let open = Policy {
-            allow_any_role: true,
-            ..Policy::default()
-        };
+        let open = Policy { allow_any_role: true, ..Policy::default() };
         assert!(validate("ns", "b", &s, &settings(), &open).is_ok());
     }
 
@@ -548,11 +484,8 @@ mod tests {
                 ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)
             ]
         );
-        let open = Policy {
-            allow_other_subscriptions: true,
-            allow_existing_identity: true,
-            ..Policy::default()
-        };
+        let open =
+            Policy { allow_other_subscriptions: true, allow_existing_identity: true, ..Policy::default() };
         let d = validate("ns", "b", &s, &settings(), &open).expect("allowed by policy");
         assert!(matches!(d.identity, DesiredIdentity::Existing { .. }));
     }
@@ -561,10 +494,7 @@ mod tests {
     fn the_same_vault_or_role_twice_is_reported() {
         let mut s = spec();
         s.key_vaults = vec![
-            vault(
-                "kv-a",
-                &["Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"],
-            ),
+            vault("kv-a", &["Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"]),
             KeyVaultAccess {
                 resource_id: Some(format!(
                     "/subscriptions/{SUB}/resourceGroups/RG-KV/providers/Microsoft.KeyVault/vaults/KV-A"
@@ -585,10 +515,8 @@ mod tests {
     #[test]
     fn service_account_names_that_could_bend_the_subject_are_refused() {
         for bad in ["", "a:b", "Orders", "-x", "x-", "ns:other:sa", &"a".repeat(254)] {
-            let s = WorkloadIdentityBindingSpec {
-                service_account_name: bad.to_string(),
-                ..Default::default()
-            };
+            let s =
+                WorkloadIdentityBindingSpec { service_account_name: bad.to_string(), ..Default::default() };
             assert_eq!(
                 fields(validate("ns", "b", &s, &settings(), &Policy::default())),
                 vec![("spec.serviceAccountName".into(), INVALID_SPEC)],
@@ -596,14 +524,9 @@ mod tests {
             );
         }
         for good in ["a", "orders-api", "a.b", &"a".repeat(253)] {
-            let s = WorkloadIdentityBindingSpec {
-                service_account_name: good.to_string(),
-                ..Default::default()
-            };
-            assert!(
-                validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(),
-                "{good:?}"
-            );
+            let s =
+                WorkloadIdentityBindingSpec { service_account_name: good.to_string(), ..Default::default() };
+            assert!(validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(), "{good:?}");
         }
     }
 
@@ -656,10 +579,7 @@ mod tests {
             )),
             ..Default::default()
         };
-        let open = Policy {
-            allow_existing_identity: true,
-            ..Policy::default()
-        };
+        let open = Policy { allow_existing_identity: true, ..Policy::default() };
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &open)),
             vec![("spec.identity.resourceId".into(), INVALID_SPEC)]
@@ -670,19 +590,11 @@ mod tests {
     fn tags_azure_refuses_are_reported() {
         let mut s = spec();
         s.identity.tags = Some(
-            [
-                ("a/b".to_string(), "x".to_string()),
-                ("ok".to_string(), "v".repeat(257)),
-            ]
-            .into_iter()
-            .collect(),
+            [("a/b".to_string(), "x".to_string()), ("ok".to_string(), "v".repeat(257))].into_iter().collect(),
         );
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Policy::default())),
-            vec![
-                ("spec.identity.tags".into(), INVALID_SPEC),
-                ("spec.identity.tags".into(), INVALID_SPEC)
-            ]
+            vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]
         );
     }
 }

@@ -60,17 +60,9 @@ pub async fn apply_service_account(
 ) -> Result<Option<String>, KubeError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let Some(current) = api.get_opt(name).await? else {
-        return Err(KubeError::ServiceAccountNotFound {
-            namespace: namespace.into(),
-            name: name.into(),
-        });
+        return Err(KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() });
     };
-    let previous = current
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CLIENT_ID_ANNOTATION))
-        .cloned();
+    let previous = current.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION)).cloned();
     let wanted = match &annotations {
         Some(a) => json!({CLIENT_ID_ANNOTATION: a.client_id, TENANT_ID_ANNOTATION: a.tenant_id}),
         None => json!({}),
@@ -80,22 +72,12 @@ pub async fn apply_service_account(
         "kind": "ServiceAccount",
         "metadata": {"name": name, "namespace": namespace, "uid": current.metadata.uid, "annotations": wanted},
     });
-    match api
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
+    match api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
         Ok(_) => Ok(previous),
         // Deleted (and maybe recreated with another UID) since the read: report it as missing; the
         // ServiceAccount watch brings the binding back when it appears.
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-            Err(KubeError::ServiceAccountNotFound {
-                namespace: namespace.into(),
-                name: name.into(),
-            })
+            Err(KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() })
         }
         Err(e) => Err(e.into()),
     }
@@ -114,11 +96,6 @@ pub async fn apply_status(
         "kind": "WorkloadIdentityBinding",
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The finalizer's cleanup: with `deletionPolicy: Delete`, everything idbind holds for the binding goes from
-//! Azure (role assignments and access policies, the FIC, and identities idbind manages); in any case
-//! idbind's annotations go from the ServiceAccounts. Never validated against the policies: a spec the policy
-//! now refuses must still be cleaned up.
+//! Azure (role assignments and access policies, the FIC, and identities idbind manages); in any case idbind's
+//! annotations go from the ServiceAccounts. Never validated against the policies: a spec the policy now
+//! refuses must still be cleaned up.
 
 use kube::{ResourceExt, runtime::controller::Action};
 
@@ -56,11 +56,7 @@ async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Ca
     if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref())
         && let Ok(identity) = ResourceId::parse(&held.resource_id)
     {
-        candidates.push(Candidate {
-            identity,
-            managed: held.managed,
-            spec_policies: Vec::new(),
-        });
+        candidates.push(Candidate { identity, managed: held.managed, spec_policies: Vec::new() });
     }
     let Some(d) = permissive_validation(b, ctx) else {
         return Ok(candidates);
@@ -69,12 +65,7 @@ async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Ca
     if let DesiredIdentity::Managed { id, .. } = &d.identity
         && let Some(group) = id.parent()
     {
-        for found in ctx
-            .azure
-            .cached()
-            .identities_owned_by(&group, &ctx.owner(b))
-            .await?
-        {
+        for found in ctx.azure.cached().identities_owned_by(&group, &ctx.owner(b)).await? {
             if !candidates.iter().any(|c| c.identity == found.ids.resource_id) {
                 candidates.push(Candidate {
                     identity: found.ids.resource_id,
@@ -84,18 +75,10 @@ async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Ca
             }
         }
     }
-    let spec_policies = if managed {
-        desired::access_policies_of_spec(&d)
-    } else {
-        Vec::new()
-    };
+    let spec_policies = if managed { desired::access_policies_of_spec(&d) } else { Vec::new() };
     match candidates.iter_mut().find(|c| c.identity == *d.identity.id()) {
         Some(c) => c.spec_policies = spec_policies,
-        None => candidates.push(Candidate {
-            identity: d.identity.id().clone(),
-            managed,
-            spec_policies,
-        }),
+        None => candidates.push(Candidate { identity: d.identity.id().clone(), managed, spec_policies }),
     }
     Ok(candidates)
 }
@@ -108,14 +91,8 @@ fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<v
         allow_existing_identity: true,
         require_policy: false,
     };
-    validate::validate(
-        &b.namespace().unwrap_or_default(),
-        &b.name_any(),
-        &b.spec,
-        &ctx.settings,
-        &anything,
-    )
-    .ok()
+    validate::validate(&b.namespace().unwrap_or_default(), &b.name_any(), &b.spec, &ctx.settings, &anything)
+        .ok()
 }
 
 /// Removes what the binding holds through one identity. An identity idbind may delete waits for its turn
@@ -125,11 +102,7 @@ async fn remove(
     ctx: &Context,
     candidate: Candidate,
 ) -> Result<(), ReconcileError> {
-    let Candidate {
-        identity,
-        managed,
-        spec_policies,
-    } = candidate;
+    let Candidate { identity, managed, spec_policies } = candidate;
     let ns = b.namespace().unwrap_or_default();
     let desired = DesiredAzure {
         owner: ctx.owner(b),

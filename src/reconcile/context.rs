@@ -47,13 +47,7 @@ pub struct CacheWriters {
 pub fn caches() -> (Caches, CacheWriters) {
     let (bindings, bindings_writer) = reflector::store();
     let (policies, policies_writer) = reflector::store();
-    (
-        Caches { bindings, policies },
-        CacheWriters {
-            bindings: bindings_writer,
-            policies: policies_writer,
-        },
-    )
+    (Caches { bindings, policies }, CacheWriters { bindings: bindings_writer, policies: policies_writer })
 }
 
 impl Caches {
@@ -64,12 +58,7 @@ impl Caches {
             return None;
         }
         let policies = self.policies.state();
-        Some(
-            policies
-                .iter()
-                .map(|p| Rule::from_policy(&p.name_any(), &p.spec, subscription))
-                .collect(),
-        )
+        Some(policies.iter().map(|p| Rule::from_policy(&p.name_any(), &p.spec, subscription)).collect())
     }
 
     /// The binding that holds `b`'s ServiceAccount ahead of it, if another does.
@@ -79,14 +68,7 @@ impl Caches {
         let claims: Vec<(String, &str, i64, bool)> = others
             .iter()
             .filter(|o| o.namespace() == ns)
-            .map(|o| {
-                (
-                    o.name_any(),
-                    o.spec.service_account_name.as_str(),
-                    created(o),
-                    deleting(o),
-                )
-            })
+            .map(|o| (o.name_any(), o.spec.service_account_name.as_str(), created(o), deleting(o)))
             .collect();
         let name = b.name_any();
         let me = Claim {
@@ -95,24 +77,19 @@ impl Caches {
             created: created(b),
             deleting: deleting(b),
         };
-        let others = claims
-            .iter()
-            .map(|(binding, service_account, created, deleting)| Claim {
-                binding,
-                service_account,
-                created: *created,
-                deleting: *deleting,
-            });
+        let others = claims.iter().map(|(binding, service_account, created, deleting)| Claim {
+            binding,
+            service_account,
+            created: *created,
+            deleting: *deleting,
+        });
         claim::held_by(&me, others).map(str::to_string)
     }
 }
 
 /// Creation time in seconds; a binding without one (never the case once stored) comes last.
 fn created(b: &WorkloadIdentityBinding) -> i64 {
-    b.metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(i64::MAX, |t| t.0.as_second())
+    b.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second())
 }
 
 fn deleting(b: &WorkloadIdentityBinding) -> bool {
@@ -120,8 +97,8 @@ fn deleting(b: &WorkloadIdentityBinding) -> bool {
 }
 
 /// Waits (up to `limit`) until a reflector's store holds its first full list. kube-runtime 5's
-/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot channel keeps one
-/// waker), so a waiter that polls before the controller's own never wakes; asking again every half second
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot channel keeps
+/// one waker), so a waiter that polls before the controller's own never wakes; asking again every half second
 /// sidesteps that (the readiness, once reached, is kept).
 pub async fn cache_ready<K: reflector::Lookup + Clone + 'static>(store: &Store<K>, limit: Duration) -> bool
 where
@@ -164,10 +141,7 @@ impl Context {
         resync: Duration,
         caches: Caches,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "idbind".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -198,9 +172,7 @@ impl Context {
     /// Reads a binding's federated credentials on every `resyncs`th resync (see
     /// [`crate::azure::snapshot::Snapshots::with_federation_max_age`]).
     pub fn with_federation_check(mut self, resyncs: u32) -> Self {
-        self.azure = self
-            .azure
-            .with_federation_max_age(self.resync * resyncs.max(1), self.resync);
+        self.azure = self.azure.with_federation_max_age(self.resync * resyncs.max(1), self.resync);
         self
     }
 
@@ -209,10 +181,9 @@ impl Context {
         match requeue {
             Requeue::AwaitChange => Action::await_change(),
             Requeue::After(wait) => Action::requeue(wait),
-            Requeue::Backoff {
-                retry_after,
-                at_least,
-            } => Action::requeue(self.backoff(key, retry_after).max(at_least)),
+            Requeue::Backoff { retry_after, at_least } => {
+                Action::requeue(self.backoff(key, retry_after).max(at_least))
+            }
             Requeue::Resync => {
                 self.succeeded(key);
                 Action::requeue(self.resync_after(key))
@@ -231,10 +202,7 @@ impl Context {
 
     /// The binding keyed `key` succeeded: its backoff starts over.
     pub fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
 
     /// The steady-state requeue, jittered by up to 10% so thousands of bindings do not resync in lockstep.
@@ -259,7 +227,5 @@ pub fn key(b: &WorkloadIdentityBinding) -> String {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

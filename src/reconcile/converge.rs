@@ -18,8 +18,8 @@ use crate::{
     },
 };
 
-/// How many plan/write rounds one reconcile makes (identity first, then what needs its principal); more
-/// means Azure changes under us, and the next reconcile continues.
+/// How many plan/write rounds one reconcile makes (identity first, then what needs its principal); more means
+/// Azure changes under us, and the next reconcile continues.
 const MAX_ROUNDS: usize = 4;
 
 /// The identity's ids once Azure holds what `wanted` asks for, or the outcome that stops the binding here.

@@ -13,8 +13,7 @@ pub const AFTER_STATUS_WRITE: &str = "after-status-write";
 
 fn armed() -> Option<&'static str> {
     static AT: OnceLock<Option<String>> = OnceLock::new();
-    AT.get_or_init(|| std::env::var("IDBIND_CRASH_AT").ok().filter(|v| !v.is_empty()))
-        .as_deref()
+    AT.get_or_init(|| std::env::var("IDBIND_CRASH_AT").ok().filter(|v| !v.is_empty())).as_deref()
 }
 
 /// Aborts the process if `point` is the armed crash point.

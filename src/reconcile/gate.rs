@@ -1,6 +1,6 @@
 //! Step 1, the gate: whether the binding may be bound at all, and as what. The policies' cache, validation
-//! against the operator's ceiling, the `WorkloadIdentityPolicy` guardrails and the ServiceAccount claim. Reads
-//! only the caches: a binding refused here causes no Azure request.
+//! against the operator's ceiling, the `WorkloadIdentityPolicy` guardrails and the ServiceAccount claim.
+//! Reads only the caches: a binding refused here causes no Azure request.
 
 use kube::ResourceExt;
 
@@ -28,10 +28,7 @@ pub async fn admit(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Desired
         })
         .map_err(Outcome::Invalid)?;
     if let Some(holder) = ctx.caches.service_account_holder(b) {
-        return Err(Outcome::Conflict {
-            service_account: b.spec.service_account_name.clone(),
-            holder,
-        });
+        return Err(Outcome::Conflict { service_account: b.spec.service_account_name.clone(), holder });
     }
     Ok(desired)
 }

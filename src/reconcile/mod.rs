@@ -109,10 +109,7 @@ pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconci
         tracing::info!(binding = %key(b), reason = f.reason, message = %f.message, "transient failure; retrying");
     }
     publish::publish(b, ctx, &report).await?;
-    Ok(Reconciled {
-        action: ctx.action(&key(b), report.requeue),
-        result: outcome.result(),
-    })
+    Ok(Reconciled { action: ctx.action(&key(b), report.requeue), result: outcome.result() })
 }
 
 /// The steps, in order; each either hands the next its input or ends the reconcile with an outcome.
@@ -127,15 +124,6 @@ async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome,
 /// A failed Azure call of `part`: transient when trying again may succeed (the classification is
 /// [`AzureError::retryable`]'s, the one place that decides), stalled otherwise.
 pub fn azure_failure(part: Part, e: &AzureError) -> Outcome {
-    let failure = Failure {
-        part,
-        reason: e.reason(),
-        message: e.to_string(),
-        retry_after: e.retry_after(),
-    };
-    if e.retryable() {
-        Outcome::Transient(failure)
-    } else {
-        Outcome::Stalled(failure)
-    }
+    let failure = Failure { part, reason: e.reason(), message: e.to_string(), retry_after: e.retry_after() };
+    if e.retryable() { Outcome::Transient(failure) } else { Outcome::Stalled(failure) }
 }

@@ -28,13 +28,7 @@ pub async fn publish(
         return Ok(());
     }
     failpoint::hit(failpoint::BEFORE_STATUS_WRITE);
-    k8s::apply_status(
-        &ctx.client,
-        &b.namespace().unwrap_or_default(),
-        &b.name_any(),
-        &report.status,
-    )
-    .await?;
+    k8s::apply_status(&ctx.client, &b.namespace().unwrap_or_default(), &b.name_any(), &report.status).await?;
     failpoint::hit(failpoint::AFTER_STATUS_WRITE);
     if let Some(note) = &report.event {
         let type_ = match note.severity {

@@ -47,11 +47,7 @@ pub async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<V
             };
             roles.push((written.clone(), guid));
         }
-        facts.push(VaultFacts {
-            id: vault.resource_id.clone(),
-            rbac: info.rbac_authorization,
-            roles,
-        });
+        facts.push(VaultFacts { id: vault.resource_id.clone(), rbac: info.rbac_authorization, roles });
     }
     Ok(facts)
 }

@@ -49,27 +49,11 @@ pub async fn previous_identities(
 
 /// The identities to retire: held before (by status or by tags), not the one wanted now.
 async fn previous(b: &WorkloadIdentityBinding, wanted: &Wanted, ctx: &Context) -> Vec<ResourceId> {
-    let status = b
-        .status
-        .as_ref()
-        .and_then(|s| s.identity.as_ref())
-        .filter(|i| i.managed);
-    let mut previous: Vec<ResourceId> = status
-        .and_then(|i| ResourceId::parse(&i.resource_id).ok())
-        .into_iter()
-        .collect();
-    if let Some(group) = wanted
-        .azure
-        .managed_identity
-        .as_ref()
-        .and_then(|m| m.resource_id.parent())
-    {
-        match ctx
-            .azure
-            .cached()
-            .identities_owned_by(&group, &wanted.azure.owner)
-            .await
-        {
+    let status = b.status.as_ref().and_then(|s| s.identity.as_ref()).filter(|i| i.managed);
+    let mut previous: Vec<ResourceId> =
+        status.and_then(|i| ResourceId::parse(&i.resource_id).ok()).into_iter().collect();
+    if let Some(group) = wanted.azure.managed_identity.as_ref().and_then(|m| m.resource_id.parent()) {
+        match ctx.azure.cached().identities_owned_by(&group, &wanted.azure.owner).await {
             Ok(found) => previous.extend(found.into_iter().map(|i| i.ids.resource_id)),
             Err(e) => {
                 let next = "the next reconcile looks again";

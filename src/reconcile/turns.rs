@@ -22,21 +22,9 @@ pub async fn take(ctx: &Context, binding: &str, op: MsiOp, identity: &ResourceId
     let Some(budget) = &ctx.budget else {
         return Ok(());
     };
-    let kind = if op == MsiOp::Delete {
-        OpKind::Delete
-    } else {
-        OpKind::Write
-    };
+    let kind = if op == MsiOp::Delete { OpKind::Delete } else { OpKind::Write };
     let holder = format!("{binding} {op:?} {}", identity.to_string().to_ascii_lowercase());
-    let wait = budget
-        .turn(
-            &holder,
-            &Request {
-                kind,
-                msi: Some((op, identity.to_string())),
-            },
-        )
-        .await;
+    let wait = budget.turn(&holder, &Request { kind, msi: Some((op, identity.to_string())) }).await;
     if wait > WAIT_LIMIT {
         return Err(wait);
     }

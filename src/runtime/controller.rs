@@ -33,15 +33,7 @@ use crate::{
 /// Runs the controller until SIGTERM/SIGINT (see [`run_until`]), watching all namespaces or only `namespace`
 /// (one operator per tenant namespace, or one per test).
 pub async fn run(ctx: Arc<Context>, writers: CacheWriters, concurrency: u16, namespace: Option<&str>) {
-    run_until(
-        ctx,
-        writers,
-        concurrency,
-        namespace,
-        || {},
-        futures::future::pending(),
-    )
-    .await;
+    run_until(ctx, writers, concurrency, namespace, || {}, futures::future::pending()).await;
 }
 
 /// Runs the controller. `synced` is called once the bindings' cache holds a full list (readiness); the
@@ -62,34 +54,25 @@ pub async fn run_until(
 ) {
     let client = ctx.client.clone();
     let (bindings, service_accounts): (Api<WorkloadIdentityBinding>, Api<ServiceAccount>) = match namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let policy_events = watcher(
-        Api::<WorkloadIdentityPolicy>::all(client),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .reflect(writers.policies)
-    .touched_objects();
+    let policy_events =
+        watcher(Api::<WorkloadIdentityPolicy>::all(client), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writers.policies)
+            .touched_objects();
     // The cache keeps what reconciles read: managedFields (often larger than the rest of the object) and
     // kubectl's last-applied copy of the spec are read by nothing here.
     let trigger = watcher(bindings, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|b: &mut WorkloadIdentityBinding| {
             b.managed_fields_mut().clear();
-            b.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
+            b.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
         })
         .reflect(writers.bindings)
         .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            PredicateConfig::default(),
-        );
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
     let store = ctx.caches.bindings.clone();
     let (by_service_account, every_binding) = (store.clone(), store.clone());
     let controller = Controller::for_stream(trigger, store.clone())
@@ -153,9 +136,7 @@ async fn count_bindings(store: Store<WorkloadIdentityBinding>, metrics: Arc<Metr
         tick.tick().await;
         let bindings = store.state();
         let is_ready = |b: &&Arc<WorkloadIdentityBinding>| {
-            b.status
-                .as_ref()
-                .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+            b.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
         };
         let ready = bindings.iter().filter(is_ready).count();
         metrics.set_bindings(ready as u64, (bindings.len() - ready) as u64);
@@ -171,7 +152,8 @@ pub async fn reconcile(
     let started = Instant::now();
     let api: Api<WorkloadIdentityBinding> =
         Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-    // What `apply` reports of its outcome; `None` when it did not run (cleanup, or the finalizer's first add).
+    // What `apply` reports of its outcome; `None` when it did not run (cleanup, or the finalizer's first
+    // add).
     let mut applied = None;
     let slot = &mut applied;
     let context = &ctx;

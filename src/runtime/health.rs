@@ -71,10 +71,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, Metrics::content_type())],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, Metrics::content_type())], state.metrics.encode())
 }
 
 /// Serves GET /healthz (200 "ok" while the process runs), /readyz (200 "ready" once set_ready(true), else 503
@@ -88,9 +85,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health, metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(health, metrics)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]
@@ -172,10 +167,7 @@ mod tests {
         let (status, content_type, body) = server.get("/metrics").await?;
         assert_eq!(status, 200);
         assert_eq!(content_type.as_deref(), Some(Metrics::content_type()));
-        assert!(
-            body.contains("idbind_reconcile_errors_total{category=\"Throttled\"} 1\n"),
-            "{body}"
-        );
+        assert!(body.contains("idbind_reconcile_errors_total{category=\"Throttled\"} 1\n"), "{body}");
         assert!(body.contains("idbind_leader 1\n"), "{body}");
 
         assert_eq!(server.get("/nope").await?.0, 404);
@@ -188,10 +180,7 @@ mod tests {
         assert_eq!(server.get("/healthz").await?.0, 200);
         let base = server.base.clone();
         server.stop().await?;
-        assert!(
-            reqwest::get(format!("{base}/healthz")).await.is_err(),
-            "still answering after shutdown"
-        );
+        assert!(reqwest::get(format!("{base}/healthz")).await.is_err(), "still answering after shutdown");
         Ok(())
     }
 

@@ -139,12 +139,7 @@ pub enum LeaderError {
         source: Box<kube::Error>,
     },
     #[error("{action} Lease {namespace}/{name}: no answer within {timeout:?}")]
-    TimedOut {
-        action: &'static str,
-        namespace: String,
-        name: String,
-        timeout: Duration,
-    },
+    TimedOut { action: &'static str, namespace: String, name: String, timeout: Duration },
     #[error("releasing Lease {namespace}/{name}: it kept changing under us")]
     ReleaseRaced { namespace: String, name: String },
     #[error("the leader election task ended abnormally: {0}")]
@@ -161,30 +156,22 @@ enum Claim {
     /// Its holder stopped renewing more than a lease duration ago: take it.
     Expired { holder: String },
     /// Someone else holds it until `expires`.
-    Held {
-        holder: String,
-        expires: Option<Timestamp>,
-    },
+    Held { holder: String, expires: Option<Timestamp> },
 }
 
 /// Pure: what `spec` means for candidate `me` at wall-clock `now`. A lease without a usable
 /// `leaseDurationSeconds` is judged with ours; a held lease without `renewTime` is expired (nothing shows its
 /// holder alive).
 fn classify(spec: Option<&LeaseSpec>, me: &str, now: Timestamp, default_duration_seconds: i32) -> Claim {
-    let Some(holder) = spec
-        .and_then(|s| s.holder_identity.as_deref())
-        .filter(|h| !h.is_empty())
-    else {
+    let Some(holder) = spec.and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty()) else {
         return Claim::Free;
     };
     if holder == me {
         return Claim::Ours;
     }
     let holder = holder.to_string();
-    let duration = spec
-        .and_then(|s| s.lease_duration_seconds)
-        .filter(|d| *d > 0)
-        .unwrap_or(default_duration_seconds);
+    let duration =
+        spec.and_then(|s| s.lease_duration_seconds).filter(|d| *d > 0).unwrap_or(default_duration_seconds);
     let Some(MicroTime(renewed)) = spec.and_then(|s| s.renew_time.clone()) else {
         return Claim::Expired { holder };
     };
@@ -192,10 +179,7 @@ fn classify(spec: Option<&LeaseSpec>, me: &str, now: Timestamp, default_duration
     if now.duration_since(renewed) > valid_for {
         Claim::Expired { holder }
     } else {
-        Claim::Held {
-            holder,
-            expires: renewed.checked_add(valid_for).ok(),
-        }
+        Claim::Held { holder, expires: renewed.checked_add(valid_for).ok() }
     }
 }
 
@@ -245,10 +229,7 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 #[derive(Debug)]
 enum Attempt {
     Leading,
-    Standby {
-        holder: Option<String>,
-        expires: Option<Timestamp>,
-    },
+    Standby { holder: Option<String>, expires: Option<Timestamp> },
 }
 
 /// One candidate in the election. [`LeaderElector::run`] campaigns until a shutdown signal;
@@ -267,9 +248,9 @@ impl LeaderElector {
     /// A candidate for `config`'s Lease, talking to the API server through `client`.
     pub fn new(client: Client, config: LeaderConfig) -> Result<Self, LeaderError> {
         config.validate()?;
-        let duration_seconds = config.lease_duration_seconds().ok_or(LeaderError::InvalidConfig(
-            "the lease duration does not fit leaseDurationSeconds",
-        ))?;
+        let duration_seconds = config
+            .lease_duration_seconds()
+            .ok_or(LeaderError::InvalidConfig("the lease duration does not fit leaseDurationSeconds"))?;
         Ok(LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
@@ -291,11 +272,7 @@ impl LeaderElector {
         let (tx, rx) = watch::channel(false);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(self.run(shutdown.clone(), tx));
-        LeaderElection {
-            leading: rx,
-            shutdown,
-            task: Some(task),
-        }
+        LeaderElection { leading: rx, shutdown, task: Some(task) }
     }
 
     /// Campaigns for the Lease and, while leading, renews it, publishing leadership on `leading`, until
@@ -422,11 +399,7 @@ impl LeaderElector {
                 Err(e) => return Err(self.api_error("renewing", e)),
             }
         }
-        let current = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|e| self.api_error("reading", e))?;
+        let current = self.api.get_opt(name).await.map_err(|e| self.api_error("reading", e))?;
         let Some(current) = current else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -442,20 +415,16 @@ impl LeaderElector {
                     Ok(Attempt::Leading)
                 }
                 // AlreadyExists: another candidate created it first.
-                Err(e) if status_code(&e) == Some(409) => Ok(Attempt::Standby {
-                    holder: None,
-                    expires: None,
-                }),
+                Err(e) if status_code(&e) == Some(409) => {
+                    Ok(Attempt::Standby { holder: None, expires: None })
+                }
                 Err(e) => Err(self.api_error("creating", e)),
             };
         };
         let claim = classify(current.spec.as_ref(), me, now, self.duration_seconds);
         self.observed = Some(current.clone());
         match claim {
-            Claim::Held { holder, expires } => Ok(Attempt::Standby {
-                holder: Some(holder),
-                expires,
-            }),
+            Claim::Held { holder, expires } => Ok(Attempt::Standby { holder: Some(holder), expires }),
             Claim::Ours | Claim::Free | Claim::Expired { .. } => {
                 if let Claim::Expired { holder } = &claim {
                     tracing::info!(lease = %name, previous = %holder, "the Lease has expired; taking it over");
@@ -470,10 +439,9 @@ impl LeaderElector {
                     }
                     // Conflict: another candidate wrote between our read and our write and won. NotFound:
                     // deleted meanwhile; the next attempt creates it.
-                    Err(e) if matches!(status_code(&e), Some(409 | 404)) => Ok(Attempt::Standby {
-                        holder: previous_holder,
-                        expires: None,
-                    }),
+                    Err(e) if matches!(status_code(&e), Some(409 | 404)) => {
+                        Ok(Attempt::Standby { holder: previous_holder, expires: None })
+                    }
                     Err(e) => Err(self.api_error("acquiring", e)),
                 }
             }
@@ -487,12 +455,7 @@ impl LeaderElector {
         let (namespace, name) = (self.config.namespace.clone(), self.config.lease_name.clone());
         match timeout(limit, self.release_now()).await {
             Ok(result) => result,
-            Err(_) => Err(LeaderError::TimedOut {
-                action: "releasing",
-                namespace,
-                name,
-                timeout: limit,
-            }),
+            Err(_) => Err(LeaderError::TimedOut { action: "releasing", namespace, name, timeout: limit }),
         }
     }
 
@@ -503,12 +466,7 @@ impl LeaderElector {
         for _ in 0..3 {
             let lease = match self.observed.take().filter(|l| holder(l) == Some(me.as_str())) {
                 Some(lease) => lease,
-                None => match self
-                    .api
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| self.api_error("reading", e))?
-                {
+                None => match self.api.get_opt(&name).await.map_err(|e| self.api_error("reading", e))? {
                     Some(lease) if holder(&lease) == Some(me.as_str()) => lease,
                     _ => return Ok(()),
                 },
@@ -525,10 +483,7 @@ impl LeaderElector {
                 Err(e) => return Err(self.api_error("releasing", e)),
             }
         }
-        Err(LeaderError::ReleaseRaced {
-            namespace: self.config.namespace.clone(),
-            name,
-        })
+        Err(LeaderError::ReleaseRaced { namespace: self.config.namespace.clone(), name })
     }
 }
 
@@ -605,79 +560,45 @@ mod tests {
             ("no holder", Some(LeaseSpec::default()), 0, Claim::Free),
             (
                 "empty holder",
-                Some(LeaseSpec {
-                    holder_identity: Some(String::new()),
-                    ..held("x", 0, 15)
-                }),
+                Some(LeaseSpec { holder_identity: Some(String::new()), ..held("x", 0, 15) }),
                 1,
                 Claim::Free,
             ),
-            (
-                "ours, even when expired",
-                Some(held("me", 0, 15)),
-                100,
-                Claim::Ours,
-            ),
+            ("ours, even when expired", Some(held("me", 0, 15)), 100, Claim::Ours),
             (
                 "other, fresh",
                 Some(held("b", 10, 15)),
                 20,
-                Claim::Held {
-                    holder: "b".into(),
-                    expires: Some(at(25)),
-                },
+                Claim::Held { holder: "b".into(), expires: Some(at(25)) },
             ),
             (
                 "other, exactly at expiry",
                 Some(held("b", 10, 15)),
                 25,
-                Claim::Held {
-                    holder: "b".into(),
-                    expires: Some(at(25)),
-                },
+                Claim::Held { holder: "b".into(), expires: Some(at(25)) },
             ),
-            (
-                "other, expired",
-                Some(held("b", 10, 15)),
-                26,
-                Claim::Expired { holder: "b".into() },
-            ),
+            ("other, expired", Some(held("b", 10, 15)), 26, Claim::Expired { holder: "b".into() }),
             (
                 "released with duration 1",
-                Some(LeaseSpec {
-                    holder_identity: Some("b".into()),
-                    ..held("b", 10, 1)
-                }),
+                Some(LeaseSpec { holder_identity: Some("b".into()), ..held("b", 10, 1) }),
                 12,
                 Claim::Expired { holder: "b".into() },
             ),
             (
                 "other, no renewTime",
-                Some(LeaseSpec {
-                    renew_time: None,
-                    ..held("b", 0, 15)
-                }),
+                Some(LeaseSpec { renew_time: None, ..held("b", 0, 15) }),
                 1,
                 Claim::Expired { holder: "b".into() },
             ),
             (
                 "other, no duration: ours is used",
-                Some(LeaseSpec {
-                    lease_duration_seconds: None,
-                    ..held("b", 10, 0)
-                }),
+                Some(LeaseSpec { lease_duration_seconds: None, ..held("b", 10, 0) }),
                 35,
-                Claim::Held {
-                    holder: "b".into(),
-                    expires: Some(at(40)),
-                },
+                Claim::Held { holder: "b".into(), expires: Some(at(40)) },
             ),
             (
                 "other, no duration, past ours",
-                Some(LeaseSpec {
-                    lease_duration_seconds: None,
-                    ..held("b", 10, 0)
-                }),
+                Some(LeaseSpec { lease_duration_seconds: None, ..held("b", 10, 0) }),
                 41,
                 Claim::Expired { holder: "b".into() },
             ),
@@ -706,13 +627,7 @@ mod tests {
     #[test]
     fn renewing_keeps_acquire_time_and_transitions() {
         let spec = claimed_spec(Some(&held("me", 10, 15)), "me", at(12), 15);
-        assert_eq!(
-            spec,
-            LeaseSpec {
-                renew_time: Some(MicroTime(at(12))),
-                ..held("me", 10, 15)
-            }
-        );
+        assert_eq!(spec, LeaseSpec { renew_time: Some(MicroTime(at(12))), ..held("me", 10, 15) });
     }
 
     #[test]
@@ -729,12 +644,8 @@ mod tests {
                 ..LeaseSpec::default()
             }
         );
-        let after_release = claimed_spec(
-            Some(&released_spec(Some(&held("me", 10, 15)), at(11))),
-            "me",
-            at(12),
-            15,
-        );
+        let after_release =
+            claimed_spec(Some(&released_spec(Some(&held("me", 10, 15)), at(11))), "me", at(12), 15);
         assert_eq!(
             after_release.lease_transitions,
             Some(5),
@@ -767,30 +678,12 @@ mod tests {
             f(&mut c);
             c.validate()
         };
-        assert!(matches!(
-            bad(|c| c.identity.clear()),
-            Err(LeaderError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            bad(|c| c.namespace.clear()),
-            Err(LeaderError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            bad(|c| c.lease_name.clear()),
-            Err(LeaderError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            bad(|c| c.renew_period = Duration::ZERO),
-            Err(LeaderError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            bad(|c| c.renew_deadline = c.renew_period),
-            Err(LeaderError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            bad(|c| c.lease_duration = c.renew_deadline),
-            Err(LeaderError::InvalidConfig(_))
-        ));
+        assert!(matches!(bad(|c| c.identity.clear()), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(bad(|c| c.namespace.clear()), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(bad(|c| c.lease_name.clear()), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(bad(|c| c.renew_period = Duration::ZERO), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(bad(|c| c.renew_deadline = c.renew_period), Err(LeaderError::InvalidConfig(_))));
+        assert!(matches!(bad(|c| c.lease_duration = c.renew_deadline), Err(LeaderError::InvalidConfig(_))));
         assert!(matches!(
             bad(|c| c.lease_duration = Duration::from_secs(u64::MAX)),
             Err(LeaderError::InvalidConfig(_))
@@ -799,30 +692,16 @@ mod tests {
         fractional.lease_duration = Duration::from_millis(2500);
         fractional.renew_deadline = Duration::from_secs(2);
         fractional.renew_period = Duration::from_millis(500);
-        assert_eq!(
-            fractional.lease_duration_seconds(),
-            Some(3),
-            "rounded up, never down"
-        );
+        assert_eq!(fractional.lease_duration_seconds(), Some(3), "rounded up, never down");
     }
 
     #[test]
     fn expiry_is_strictly_after_the_duration() {
         let spec = held("b", 0, 15);
         let renewed = at(0);
-        let just_inside = renewed
-            .checked_add(SignedDuration::from_millis(15_000))
-            .unwrap_or(renewed);
-        let just_after = renewed
-            .checked_add(SignedDuration::from_millis(15_001))
-            .unwrap_or(renewed);
-        assert!(matches!(
-            classify(Some(&spec), "me", just_inside, 15),
-            Claim::Held { .. }
-        ));
-        assert!(matches!(
-            classify(Some(&spec), "me", just_after, 15),
-            Claim::Expired { .. }
-        ));
+        let just_inside = renewed.checked_add(SignedDuration::from_millis(15_000)).unwrap_or(renewed);
+        let just_after = renewed.checked_add(SignedDuration::from_millis(15_001)).unwrap_or(renewed);
+        assert!(matches!(classify(Some(&spec), "me", just_inside, 15), Claim::Held { .. }));
+        assert!(matches!(classify(Some(&spec), "me", just_after, 15), Claim::Expired { .. }));
     }
 }

@@ -80,11 +80,7 @@ pub struct RunArgs {
     pub arm_endpoint: Option<String>,
     #[arg(long, env = "IDBIND_AUTHORITY_HOST", required_if_eq("cloud", "custom"))]
     pub authority_host: Option<String>,
-    #[arg(
-        long,
-        env = "IDBIND_ARM_AUDIENCE",
-        default_value = "https://management.azure.com"
-    )]
+    #[arg(long, env = "IDBIND_ARM_AUDIENCE", default_value = "https://management.azure.com")]
     pub arm_audience: String,
     /// Extra CA certificate (PEM) trusted for ARM and Entra (e.g. the simulator's).
     #[arg(long, env = "IDBIND_CA_FILE")]
@@ -201,13 +197,7 @@ fn credential(
                 .federated_token_file
                 .clone()
                 .context("--credential workload-identity needs AZURE_FEDERATED_TOKEN_FILE")?;
-            Arc::new(FileFederatedCredential::new(
-                cloud,
-                http,
-                &args.tenant_id,
-                &args.client_id,
-                file,
-            )?)
+            Arc::new(FileFederatedCredential::new(cloud, http, &args.tenant_id, &args.client_id, file)?)
         }
         CredentialKind::ManagedIdentity => {
             Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(
@@ -286,11 +276,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut binding: crate::api::binding::WorkloadIdentityBinding = serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not a WorkloadIdentityBinding", args.file.display()))?;
-    if let Some(ns) = args
-        .namespace
-        .clone()
-        .or_else(|| binding.metadata.namespace.clone())
-    {
+    if let Some(ns) = args.namespace.clone().or_else(|| binding.metadata.namespace.clone()) {
         binding.metadata.namespace = Some(ns);
     } else {
         bail!("the binding has no namespace: set metadata.namespace or --namespace");
@@ -320,59 +306,35 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
 fn describe(action: &crate::core::plan::Action) -> String {
     use crate::core::plan::Action::*;
     let perms = |p: &crate::core::roles::Permissions| {
-        [
-            ("secrets", &p.secrets),
-            ("keys", &p.keys),
-            ("certificates", &p.certificates),
-        ]
-        .iter()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
-        .collect::<Vec<_>>()
-        .join("; ")
+        [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)]
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     match action {
-        PutIdentity {
-            resource_id,
-            location,
-            tags,
-        } => format!(
+        PutIdentity { resource_id, location, tags } => format!(
             "put identity {resource_id} in {location}, tags {}",
-            tags.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
         ),
-        PutFederatedCredential {
-            name,
-            issuer,
-            subject,
-            audience,
-        } => format!(
+        PutFederatedCredential { name, issuer, subject, audience } => format!(
             "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
         ),
-        CreateRoleAssignment {
-            scope,
-            name,
-            role_definition_guid,
-        } => {
+        CreateRoleAssignment { scope, name, role_definition_guid } => {
             let role = crate::core::roles::KEY_VAULT_ROLES
                 .iter()
                 .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
-                .map_or(role_definition_guid.clone(), |r| {
-                    format!("{} ({role_definition_guid})", r.name)
-                });
+                .map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
             format!("create role assignment {name}: {role} on {scope}")
         }
         DeleteRoleAssignment { id } => format!("delete role assignment {id}"),
-        GrantAccessPolicy {
-            vault_id,
-            permissions,
-        } => format!("grant access policy on {vault_id}: {}", perms(permissions)),
-        RevokeAccessPolicy {
-            vault_id,
-            permissions,
-        } => format!("revoke access policy on {vault_id}: {}", perms(permissions)),
+        GrantAccessPolicy { vault_id, permissions } => {
+            format!("grant access policy on {vault_id}: {}", perms(permissions))
+        }
+        RevokeAccessPolicy { vault_id, permissions } => {
+            format!("revoke access policy on {vault_id}: {}", perms(permissions))
+        }
     }
 }
 
@@ -380,9 +342,7 @@ fn describe(action: &crate::core::plan::Action) -> String {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes")?;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let budget = azure.budget().cloned();
     let (caches, writers) = reconcile::caches();
     let ctx = Arc::new(
@@ -465,12 +425,10 @@ async fn lead_then_run(
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| format!("idbind-{}", std::process::id())),
     };
-    let election = LeaderElector::new(
-        client,
-        LeaderConfig::new(&args.lease_namespace, &args.lease_name, identity),
-    )?
-    .with_metrics(metrics.clone())
-    .spawn();
+    let election =
+        LeaderElector::new(client, LeaderConfig::new(&args.lease_namespace, &args.lease_name, identity))?
+            .with_metrics(metrics.clone())
+            .spawn();
     health.set_ready(true);
     let mut leading = election.subscribe();
     tokio::select! {

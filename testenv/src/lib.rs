@@ -32,10 +32,7 @@ pub fn bin_dir() -> PathBuf {
 
 /// The repository root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// How the processes relate to the caller.
@@ -66,10 +63,7 @@ impl ControlPlane {
         let bin = bin_dir();
         for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"] {
             if !bin.join(b).is_file() {
-                bail!(
-                    "{} is missing: run `make controlplane` first",
-                    bin.join(b).display()
-                );
+                bail!("{} is missing: run `make controlplane` first", bin.join(b).display());
             }
         }
         if dir.exists() {
@@ -194,10 +188,7 @@ impl ControlPlane {
     pub fn kubectl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin_dir().join("kubectl"));
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig().display()))
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir.join("kubectl-cache").display()
-            ))
+            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
             .args(args);
         cmd
     }
@@ -206,11 +197,7 @@ impl ControlPlane {
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args).output()?;
         if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -239,9 +226,7 @@ impl ControlPlane {
                 .kubectl(&["api-resources", &format!("--api-group={group}"), "--cached=false"])
                 .output()?;
             if out.status.success()
-                && String::from_utf8_lossy(&out.stdout)
-                    .split_whitespace()
-                    .any(|w| w == short_name)
+                && String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == short_name)
             {
                 return Ok(());
             }
@@ -273,9 +258,7 @@ impl ControlPlane {
                 bail!("{name} is not managed by this handle (detached?)");
             };
             let _ = slot.1.kill();
-            slot.1
-                .wait()
-                .with_context(|| format!("waiting for the killed {name}"))?;
+            slot.1.wait().with_context(|| format!("waiting for the killed {name}"))?;
             let mut cmd = self.command(self.lifetime, name, &self.apiserver_args, true)?;
             let child = match self.lifetime {
                 Lifetime::TiedToCaller => spawn_from_keeper(cmd),
@@ -292,10 +275,7 @@ impl ControlPlane {
         let mut cmd = self.command(lifetime, name, args, false)?;
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
-        self.children
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((name.to_string(), child));
+        self.children.get_mut().unwrap_or_else(PoisonError::into_inner).push((name.to_string(), child));
         Ok(())
     }
 
@@ -308,10 +288,7 @@ impl ControlPlane {
             fs::File::create(log_path)?
         };
         let mut cmd = Command::new(bin_dir().join(name));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // SAFETY: only async-signal-safe libc calls run between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -333,10 +310,7 @@ impl ControlPlane {
 
     fn wait_ready(&self, timeout: Duration) -> Result<()> {
         self.wait_for(timeout, "kube-apiserver /readyz", |p| {
-            p.kubectl(&["get", "--raw=/readyz"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
+            p.kubectl(&["get", "--raw=/readyz"]).output().map(|o| o.status.success()).unwrap_or(false)
         })
     }
 
@@ -346,12 +320,7 @@ impl ControlPlane {
             if ready(self) {
                 return Ok(());
             }
-            for (_, child) in self
-                .children
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter_mut()
-            {
+            for (_, child) in self.children.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
                 if let Some(status) = child.try_wait()? {
                     bail!(
                         "a control-plane process exited ({status}) while waiting for {what}; logs in {}",
@@ -371,10 +340,7 @@ impl ControlPlane {
 
     /// Leaves the processes running (for `make up`); `stop_detached` ends them.
     pub fn detach(mut self) {
-        self.children
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.children.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     fn stop(&mut self) {
@@ -438,11 +404,8 @@ fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
         tx
     });
     let (reply, answer) = mpsc::channel();
-    jobs.send((cmd, reply))
-        .map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?;
-    answer
-        .recv()
-        .map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?
+    jobs.send((cmd, reply)).map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?;
+    answer.recv().map_err(|_| std::io::Error::other("the control-plane keeper thread is gone"))?
 }
 
 /// One control plane per test binary, started on first use by a thread that lives as long as the process, so
@@ -534,9 +497,7 @@ pub fn shared_with_crds() -> &'static ControlPlane {
 
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
     // Hold all listeners at once so the ports differ; the OS will not hand them out again at once.
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
     let mut ports = [0u16; N];
     for (port, l) in ports.iter_mut().zip(&listeners) {
         *port = l.local_addr()?.port();
@@ -558,11 +519,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
         .output()
         .context("running openssl (install it: apt-get install openssl)")?;
     if !out.status.success() {
-        bail!(
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }

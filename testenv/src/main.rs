@@ -5,10 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    about = "Start or stop idbind's local Kubernetes control plane (etcd + kube-apiserver + \
-        kube-controller-manager)"
-)]
+#[command(about = "Start or stop idbind's local Kubernetes control plane (etcd + kube-apiserver + \
+        kube-controller-manager)")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

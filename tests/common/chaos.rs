@@ -17,11 +17,8 @@ pub fn persist_in(config: &mut SimConfig, dir: &Path) {
 
 fn listen_addr(url: Option<&str>) -> Result<Option<SocketAddr>, TestError> {
     let Some(url) = url else { return Ok(None) };
-    let host_port = url
-        .split("://")
-        .nth(1)
-        .ok_or_else(|| format!("no scheme in {url}"))?
-        .trim_end_matches('/');
+    let host_port =
+        url.split("://").nth(1).ok_or_else(|| format!("no scheme in {url}"))?.trim_end_matches('/');
     Ok(Some(host_port.parse()?))
 }
 

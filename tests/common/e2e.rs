@@ -140,11 +140,7 @@ impl Env {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        child
-            .stdin
-            .take()
-            .ok_or("no stdin")?
-            .write_all(manifest.to_string().as_bytes())?;
+        child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
@@ -166,12 +162,7 @@ impl Env {
     pub fn ready_binding(&self, name: &str, roles: &[&str]) -> TestResult {
         self.kubectl(&["create", "serviceaccount", name])?;
         self.binding(name, name, roles)?;
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "--timeout=90s",
-            &format!("wib/{name}"),
-        ])?;
+        self.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
         Ok(())
     }
 
@@ -185,10 +176,7 @@ impl Env {
     pub fn condition(&self, binding: &str, type_: &str) -> Result<(String, String), TestError> {
         let out = self.kubectl(&["get", "wib", binding, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}")])?;
         let mut parts = out.split_whitespace();
-        Ok((
-            parts.next().unwrap_or_default().to_string(),
-            parts.next().unwrap_or_default().to_string(),
-        ))
+        Ok((parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string()))
     }
 
     /// Waits until condition `type_` of `binding` has this status and reason.
@@ -201,11 +189,9 @@ impl Env {
         timeout: Duration,
     ) -> TestResult {
         let want = (status.to_string(), reason.to_string());
-        eventually(
-            &format!("{binding}: {type_}={status} ({reason})"),
-            timeout,
-            || Ok((self.condition(binding, type_)? == want).then_some(())),
-        )
+        eventually(&format!("{binding}: {type_}={status} ({reason})"), timeout, || {
+            Ok((self.condition(binding, type_)? == want).then_some(()))
+        })
         .await
     }
 
@@ -229,11 +215,9 @@ pub async fn eventually<T>(
             return Ok(v);
         }
         if start.elapsed() > timeout {
-            return Err(format!(
-                "timed out after {timeout:?} waiting for {what} (last: {:?})",
-                last.err()
-            )
-            .into());
+            return Err(
+                format!("timed out after {timeout:?} waiting for {what} (last: {:?})", last.err()).into()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -301,11 +285,7 @@ pub fn install_operator_rbac(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(objects.to_string().as_bytes())?;
+    child.stdin.take().ok_or("no stdin")?.write_all(objects.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
@@ -320,14 +300,8 @@ pub fn operator_kubeconfig(
     ns: &str,
     file: &str,
 ) -> Result<std::path::PathBuf, TestError> {
-    let token = plane.kubectl_ok(&[
-        "create",
-        "token",
-        "operator",
-        "-n",
-        &operator_namespace(ns),
-        "--duration=2h",
-    ])?;
+    let token =
+        plane.kubectl_ok(&["create", "token", "operator", "-n", &operator_namespace(ns), "--duration=2h"])?;
     let path = plane.dir().join(format!("{ns}-{file}.kubeconfig"));
     let config = json!({
         "apiVersion": "v1", "kind": "Config", "current-context": "operator",

@@ -27,10 +27,7 @@ pub fn arm_api(
     secret: &str,
 ) -> Result<ArmApi, Box<dyn std::error::Error + Send + Sync>> {
     let cloud = Cloud::Custom {
-        arm_endpoint: h
-            .https_url()
-            .ok_or("simulator has no HTTPS listener")?
-            .to_string(),
+        arm_endpoint: h.https_url().ok_or("simulator has no HTTPS listener")?.to_string(),
         authority_host: h.authority_host().ok_or("simulator has no authority host")?,
         audience: "https://management.azure.com".into(),
     };

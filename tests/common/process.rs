@@ -45,14 +45,8 @@ impl Operator {
             .env("IDBIND_RESOURCE_GROUP", RG)
             .env("IDBIND_LOCATION", "westeurope")
             .env("IDBIND_CLOUD", "custom")
-            .env(
-                "IDBIND_ARM_ENDPOINT",
-                env.sim.https_url().ok_or("no HTTPS listener")?,
-            )
-            .env(
-                "IDBIND_AUTHORITY_HOST",
-                env.sim.authority_host().ok_or("no authority host")?,
-            )
+            .env("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS listener")?)
+            .env("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority host")?)
             .env("IDBIND_CA_FILE", &ca)
             .env("IDBIND_WATCH_NAMESPACE", &env.ns)
             .env("IDBIND_RESYNC_SECONDS", "2")
@@ -67,18 +61,12 @@ impl Operator {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        Ok(Operator {
-            child: cmd.spawn()?,
-            log,
-        })
+        Ok(Operator { child: cmd.spawn()?, log })
     }
 
     /// SIGTERM, as the kubelet sends it when a pod stops.
     pub fn terminate(&self) -> Result<(), TestError> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
         if !status.success() {
             return Err("kill -TERM failed".into());
         }

@@ -97,17 +97,11 @@ fn size_settings(n: usize, args: &Args) -> run::Size {
     // Steady state: long enough that one read per binding per resync fits the read buckets (the
     // managed-identity GET bucket at 10/s per subscription is the tightest), at least 30 s. And at most 100
     // reconciles/s, which the 2-core machine running everything keeps up with.
-    let steady = ((n as f64 / (10.0 * scale)).ceil() as u64)
-        .max(n as u64 / 100)
-        .max(30);
+    let steady = ((n as f64 / (10.0 * scale)).ceil() as u64).max(n as u64 / 100).max(30);
     run::Size {
         n,
         scale,
-        concurrency: if n > 1000 {
-            args.large_concurrency
-        } else {
-            args.concurrency
-        },
+        concurrency: if n > 1000 { args.large_concurrency } else { args.concurrency },
         // The product's default for every size: scaling Azure's limits does not make the Kubernetes side or
         // this machine's 2 cores faster, and a resync of 600 / 20 = 30 s at N = 10,000 asked for 333
         // reconciles/s during convergence (measured: 105,000 reconciles in 600 s, the operator CPU-bound, 593
@@ -137,10 +131,7 @@ fn main() -> Result<()> {
     if !args.report_only {
         let opts = run::Options {
             idbind: fs::canonicalize(&args.idbind).with_context(|| {
-                format!(
-                    "{} (build it with cargo build --release --bin idbind)",
-                    args.idbind.display()
-                )
+                format!("{} (build it with cargo build --release --bin idbind)", args.idbind.display())
             })?,
             sim: fs::canonicalize(&args.sim).with_context(|| {
                 format!(
@@ -186,15 +177,8 @@ fn main() -> Result<()> {
             eprintln!("[bench] plot.py failed ({status}); REPORT.md and results.json are written");
         }
     } else {
-        eprintln!(
-            "[bench] {} missing: no chart (make bench sets up the venv)",
-            args.python.display()
-        );
+        eprintln!("[bench] {} missing: no chart (make bench sets up the venv)", args.python.display());
     }
-    eprintln!(
-        "[bench] wrote {} and {}",
-        results_file.display(),
-        args.out.join("REPORT.md").display()
-    );
+    eprintln!("[bench] wrote {} and {}", results_file.display(), args.out.join("REPORT.md").display());
     Ok(())
 }

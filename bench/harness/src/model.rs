@@ -16,11 +16,7 @@ pub const LOCATION: &str = "westeurope";
 
 /// The subscription of vault `v` (v = 0 shares the operator's subscription).
 pub fn vault_sub(v: usize) -> String {
-    if v == 0 {
-        SUB.to_string()
-    } else {
-        format!("00000000-0000-0000-0000-0000000001{v:02}")
-    }
+    if v == 0 { SUB.to_string() } else { format!("00000000-0000-0000-0000-0000000001{v:02}") }
 }
 
 pub fn vault_name(v: usize) -> String {
@@ -36,11 +32,7 @@ pub fn vault_count(n: usize) -> usize {
 /// calls in a public region), not a measurement. Writes that create Entra objects (an identity creates a
 /// service principal) are the slowest.
 pub const LATENCY_MS: &[(&str, u64, &str)] = &[
-    (
-        "UserAssignedIdentities_CreateOrUpdate",
-        1200,
-        "assumption: creates an Entra service principal",
-    ),
+    ("UserAssignedIdentities_CreateOrUpdate", 1200, "assumption: creates an Entra service principal"),
     ("UserAssignedIdentities_Get", 120, "assumption"),
     ("FederatedIdentityCredentials_CreateOrUpdate", 800, "assumption"),
     ("FederatedIdentityCredentials_List", 150, "assumption"),
@@ -55,11 +47,7 @@ pub const LATENCY_MS: &[(&str, u64, &str)] = &[
 pub const DEFAULT_LATENCY_MS: u64 = 150;
 
 pub fn latency_ms(op: &str, scale: f64) -> f64 {
-    let ms = LATENCY_MS
-        .iter()
-        .find(|(o, _, _)| *o == op)
-        .map(|(_, ms, _)| *ms)
-        .unwrap_or(DEFAULT_LATENCY_MS);
+    let ms = LATENCY_MS.iter().find(|(o, _, _)| *o == op).map(|(_, ms, _)| *ms).unwrap_or(DEFAULT_LATENCY_MS);
     (ms as f64 / scale).max(1.0).round()
 }
 
@@ -92,11 +80,7 @@ impl Limits {
     }
 
     fn msi_rate(&self, op: &str) -> [f64; 3] {
-        self.msi
-            .iter()
-            .find(|(o, _)| *o == op)
-            .map(|(_, r)| *r)
-            .unwrap_or([0.0; 3])
+        self.msi.iter().find(|(o, _)| *o == op).map(|(_, r)| *r).unwrap_or([0.0; 3])
     }
 
     pub fn to_json(&self) -> Value {

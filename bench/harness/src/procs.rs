@@ -31,10 +31,7 @@ impl Proc {
             });
         }
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-        })
+        Ok(Proc { name: name.to_string(), child })
     }
 
     pub fn pid(&self) -> u32 {

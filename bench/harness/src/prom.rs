@@ -17,11 +17,7 @@ pub fn samples(text: &str) -> Vec<(String, String, f64)> {
 }
 
 pub fn sum(text: &str, name: &str) -> f64 {
-    samples(text)
-        .iter()
-        .filter(|(n, _, _)| n == name)
-        .map(|(_, _, v)| v)
-        .sum()
+    samples(text).iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()
 }
 
 pub fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
@@ -39,11 +35,7 @@ pub fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
         .filter(|(n, _, _)| *n == bucket)
         .filter_map(|(_, l, v)| {
             let le = label(&l, "le")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
             Some((le, v))
         })
         .collect();
@@ -55,16 +47,7 @@ pub fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
 pub fn histogram_delta(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
     after
         .iter()
-        .map(|(le, v)| {
-            (
-                *le,
-                v - before
-                    .iter()
-                    .find(|(l, _)| l == le)
-                    .map(|(_, b)| *b)
-                    .unwrap_or(0.0),
-            )
-        })
+        .map(|(le, v)| (*le, v - before.iter().find(|(l, _)| l == le).map(|(_, b)| *b).unwrap_or(0.0)))
         .collect()
 }
 

@@ -11,13 +11,11 @@ fn f(v: &Value) -> Option<f64> {
 }
 
 fn num(v: &Value, digits: usize) -> String {
-    f(v).map(|x| format!("{x:.digits$}"))
-        .unwrap_or_else(|| "–".into())
+    f(v).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
 }
 
 fn mib(v: &Value) -> String {
-    f(v).map(|x| format!("{:.1} MiB", x / 1048576.0))
-        .unwrap_or_else(|| "–".into())
+    f(v).map(|x| format!("{:.1} MiB", x / 1048576.0)).unwrap_or_else(|| "–".into())
 }
 
 fn runs(results: &Value) -> Vec<(usize, &Value)> {
@@ -44,12 +42,7 @@ fn per_op(counters: &Value, divisor: f64) -> Vec<(String, f64, u64)> {
         .into_iter()
         .flatten()
         .map(|(op, by)| {
-            let total: u64 = by
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, n)| n.as_u64())
-                .sum();
+            let total: u64 = by.as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
             let throttled = by.get("429").and_then(Value::as_u64).unwrap_or(0);
             (op.clone(), total as f64 / divisor.max(1.0), throttled)
         })
@@ -80,24 +73,12 @@ fn counters_table(out: &mut String, counters: &Value) {
                 if n == 0 { String::new() } else { n.to_string() }
             })
             .collect();
-        let total: u64 = by
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, n)| n.as_u64())
-            .sum();
+        let total: u64 = by.as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
         all += total;
-        let _ = writeln!(
-            out,
-            "| {op} | {} | {} | {total} |",
-            crate::run::op_kind(op),
-            cells.join(" | ")
-        );
+        let _ = writeln!(out, "| {op} | {} | {} | {total} |", crate::run::op_kind(op), cells.join(" | "));
     }
-    let cells: Vec<String> = statuses
-        .iter()
-        .map(|s| totals.get(s).copied().unwrap_or(0).to_string())
-        .collect();
+    let cells: Vec<String> =
+        statuses.iter().map(|s| totals.get(s).copied().unwrap_or(0).to_string()).collect();
     let _ = writeln!(out, "| **total** | | {} | **{all}** |", cells.join(" | "));
 }
 
@@ -112,10 +93,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
          per-operation counters of each phase). Chart: [`convergence.png`](convergence.png). Issue 6 sets \
          the targets; DESIGN.md §6 the bound.\n"
     );
-    let _ = writeln!(
-        o,
-        "![bindings Ready over time against the lower bound](convergence.png)\n"
-    );
+    let _ = writeln!(o, "![bindings Ready over time against the lower bound](convergence.png)\n");
 
     // Machine and when each size ran.
     let _ = writeln!(o, "## Runs and machine\n");
@@ -137,11 +115,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             m["memTotal"].as_str().unwrap_or("?"),
             m["loadAverageAtStart"].as_str().unwrap_or("?"),
             m["gitCommit"].as_str().unwrap_or("?"),
-            if m["gitDirty"].as_bool() == Some(true) {
-                " + uncommitted changes"
-            } else {
-                ""
-            }
+            if m["gitDirty"].as_bool() == Some(true) { " + uncommitted changes" } else { "" }
         );
     }
     let _ = writeln!(
@@ -158,18 +132,11 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
 
     for size in [100usize, 1000, 10000] {
         if !runs.iter().any(|(n, _)| *n == size) {
-            let _ = writeln!(
-                o,
-                "**N = {size} is not in this report:** run `make bench N={size}` to add it.\n"
-            );
+            let _ =
+                writeln!(o, "**N = {size} is not in this report:** run `make bench N={size}` to add it.\n");
         }
     }
-    for note in results["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for note in results["notes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let _ = writeln!(o, "> {note}\n");
     }
 
@@ -223,42 +190,25 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
          Prometheus does) and, per binding, from apply → Ready on the watch.\n"
     );
 
-    let _ = writeln!(
-        o,
-        "### Limits (ARM's documented ones; the simulator's defaults)\n"
-    );
+    let _ = writeln!(o, "### Limits (ARM's documented ones; the simulator's defaults)\n");
     let _ = writeln!(o, "| bucket | capacity | refill | source |\n|---|---:|---:|---|");
     let _ = writeln!(
         o,
         "| ARM writes, per subscription and principal | 200 | 10/s | FACTS §5 [DOC] (regional token bucket, \
          2024) |"
     );
-    let _ = writeln!(
-        o,
-        "| ARM reads, per subscription and principal | 250 | 25/s | FACTS §5 [DOC] |"
-    );
-    let _ = writeln!(
-        o,
-        "| ARM deletes, per subscription and principal | 200 | 10/s | FACTS §5 [DOC] |"
-    );
-    let _ = writeln!(
-        o,
-        "| global (all principals of a subscription) | 15 × the above | 15 × | FACTS §5 [DOC] |"
-    );
+    let _ = writeln!(o, "| ARM reads, per subscription and principal | 250 | 25/s | FACTS §5 [DOC] |");
+    let _ = writeln!(o, "| ARM deletes, per subscription and principal | 200 | 10/s | FACTS §5 [DOC] |");
+    let _ =
+        writeln!(o, "| global (all principals of a subscription) | 15 × the above | 15 × | FACTS §5 [DOC] |");
     let _ = writeln!(
         o,
         "| managed identity create/update: per subscription, per tenant, per identity | max(rate, 1) | 2/s, \
          10/s, 0.25/s | FACTS §1 [DOC]; the burst (one second's worth) is [UNVERIFIED], as in \
          `sim/src/config.rs` |"
     );
-    let _ = writeln!(
-        o,
-        "| managed identity get | max(rate, 1) | 10/s, 30/s, 0.5/s | FACTS §1 [DOC] |"
-    );
-    let _ = writeln!(
-        o,
-        "| managed identity list | max(rate, 1) | 5/s, 15/s, 0.25/s | FACTS §1 [DOC] |"
-    );
+    let _ = writeln!(o, "| managed identity get | max(rate, 1) | 10/s, 30/s, 0.5/s | FACTS §1 [DOC] |");
+    let _ = writeln!(o, "| managed identity list | max(rate, 1) | 5/s, 15/s, 0.25/s | FACTS §1 [DOC] |");
     let _ = writeln!(
         o,
         "| role assignments per subscription | 4,000 | | FACTS §9 [DOC]: why N = 10,000 spreads its vaults \
@@ -312,35 +262,20 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
     let _ = writeln!(o, "|---|{}", "---:|".repeat(runs.len()));
     type Row = (&'static str, fn(&Value) -> String);
     let rows: Vec<Row> = vec![
-        ("time until every binding is Ready", |r| {
-            format!("{} s", num(&r["convergence"]["seconds"], 1))
-        }),
-        ("lower bound from the limits", |r| {
-            format!("{} s", num(&r["convergence"]["lowerBoundSeconds"], 1))
-        }),
+        ("time until every binding is Ready", |r| format!("{} s", num(&r["convergence"]["seconds"], 1))),
+        ("lower bound from the limits", |r| format!("{} s", num(&r["convergence"]["lowerBoundSeconds"], 1))),
         ("**ratio** (target ≤ 1.1 at N = 1,000)", |r| {
             format!("**{}**", num(&r["convergence"]["ratio"], 3))
         }),
         ("time to apply all N (kubectl create)", |r| {
             format!("{} s", num(&r["convergence"]["applySeconds"], 1))
         }),
-        ("ARM + Entra requests during convergence", |r| {
-            num(&r["convergence"]["summary"]["total"], 0)
-        }),
-        ("… of which 429", |r| {
-            num(&r["convergence"]["summary"]["throttled429"], 0)
-        }),
-        ("reads per binding (convergence)", |r| {
-            num(&r["convergence"]["perBinding"]["reads"], 2)
-        }),
-        ("writes per binding (convergence; 3 needed)", |r| {
-            num(&r["convergence"]["perBinding"]["writes"], 2)
-        }),
+        ("ARM + Entra requests during convergence", |r| num(&r["convergence"]["summary"]["total"], 0)),
+        ("… of which 429", |r| num(&r["convergence"]["summary"]["throttled429"], 0)),
+        ("reads per binding (convergence)", |r| num(&r["convergence"]["perBinding"]["reads"], 2)),
+        ("writes per binding (convergence; 3 needed)", |r| num(&r["convergence"]["perBinding"]["writes"], 2)),
         ("time waiting for idbind's own budget (sum over requests)", |r| {
-            format!(
-                "{} s",
-                num(&r["convergence"]["operator"]["budgetWaitSecondsSum"], 0)
-            )
+            format!("{} s", num(&r["convergence"]["operator"]["budgetWaitSecondsSum"], 0))
         }),
         ("reconcile duration p50 / p99 (histogram)", |r| {
             format!(
@@ -388,23 +323,15 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             )
         }),
         ("**steady: reads per binding per resync** (target ≤ 1)", |r| {
-            format!(
-                "**{}**",
-                num(&r["steadyState"]["perBindingPerResync"]["reads"], 2)
-            )
+            format!("**{}**", num(&r["steadyState"]["perBindingPerResync"]["reads"], 2))
         }),
         ("**steady: writes per binding per resync** (target 0)", |r| {
-            format!(
-                "**{}**",
-                num(&r["steadyState"]["perBindingPerResync"]["writes"], 3)
-            )
+            format!("**{}**", num(&r["steadyState"]["perBindingPerResync"]["writes"], 3))
         }),
         ("steady: reads per binding per resync period of wall time", |r| {
             num(&r["steadyState"]["perBindingPerPeriod"]["reads"], 2)
         }),
-        ("steady: reconciles in the window", |r| {
-            num(&r["steadyState"]["reconciles"], 0)
-        }),
+        ("steady: reconciles in the window", |r| num(&r["steadyState"]["reconciles"], 0)),
         ("operator /readyz at the end", |r| {
             let v = r["steadyState"]["operatorReadyz"].as_str().unwrap_or("–");
             if v.contains("503") {
@@ -413,9 +340,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
                 v.replace(['\n', '|'], " ")
             }
         }),
-        ("steady: 429s", |r| {
-            num(&r["steadyState"]["summary"]["throttled429"], 0)
-        }),
+        ("steady: 429s", |r| num(&r["steadyState"]["summary"]["throttled429"], 0)),
         ("operator peak RSS (convergence process)", |r| {
             mib(&r["convergence"]["process"]["end"]["peakRssBytes"])
         }),
@@ -427,31 +352,19 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             )
         }),
         ("RSS growth per binding", |r| {
-            format!(
-                "{} B",
-                num(&r["convergence"]["process"]["rssGrowthBytesPerBinding"], 0)
-            )
+            format!("{} B", num(&r["convergence"]["process"]["rssGrowthBytesPerBinding"], 0))
         }),
-        (
-            "operator heap at the end of convergence: live / resident (jemalloc)",
-            |r| {
-                let o = &r["convergence"]["operator"];
-                let (base, end) = (
-                    f(&r["convergence"]["operatorBaseline"]["heapAllocatedBytes"]),
-                    f(&o["heapAllocatedBytes"]),
-                );
-                let per = base
-                    .zip(end)
-                    .zip(f(&r["n"]))
-                    .map(|((b, e), n)| format!(" ({:.0} B live per binding)", (e - b) / n))
-                    .unwrap_or_default();
-                format!(
-                    "{} / {}{per}",
-                    mib(&o["heapAllocatedBytes"]),
-                    mib(&o["heapResidentBytes"])
-                )
-            },
-        ),
+        ("operator heap at the end of convergence: live / resident (jemalloc)", |r| {
+            let o = &r["convergence"]["operator"];
+            let (base, end) =
+                (f(&r["convergence"]["operatorBaseline"]["heapAllocatedBytes"]), f(&o["heapAllocatedBytes"]));
+            let per = base
+                .zip(end)
+                .zip(f(&r["n"]))
+                .map(|((b, e), n)| format!(" ({:.0} B live per binding)", (e - b) / n))
+                .unwrap_or_default();
+            format!("{} / {}{per}", mib(&o["heapAllocatedBytes"]), mib(&o["heapResidentBytes"]))
+        }),
         ("operator peak RSS (restarted process, steady state)", |r| {
             mib(&r["steadyState"]["process"]["end"]["peakRssBytes"])
         }),
@@ -506,11 +419,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             "| no 429s beyond the first bucket's worth (read here as ≤ {allowance:.0}, the write bucket, \
              over the whole convergence), N = {n} | {} × 429{} | {} |",
             t.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into()),
-            if by.is_empty() {
-                String::new()
-            } else {
-                format!(" ({}; not zero)", by.join(", "))
-            },
+            if by.is_empty() { String::new() } else { format!(" ({}; not zero)", by.join(", ")) },
             verdict(t.map(|x| x <= allowance))
         );
     }
@@ -546,10 +455,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             verdict(Some(per <= 10240.0))
         );
     } else {
-        let _ = writeln!(
-            o,
-            "| RSS grows far slower than N | needs two sizes | not measured |"
-        );
+        let _ = writeln!(o, "| RSS grows far slower than N | needs two sizes | not measured |");
     }
     for (n, r) in &runs {
         let edits: Vec<f64> = r["editsUnderBacklog"]
@@ -558,10 +464,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             .flatten()
             .filter_map(|e| f(&e["editToReadySeconds"]))
             .collect();
-        let worst = edits
-            .iter()
-            .copied()
-            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+        let worst = edits.iter().copied().fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
         let limit = 10.0 / f(&r["scale"]).unwrap_or(1.0).max(1.0);
         let _ = writeln!(
             o,
@@ -637,31 +540,22 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
         }
         let per = f(&r["steadyState"]["reconciles"]).unwrap_or(1.0);
         let ops = per_op(&r["steadyState"]["counters"], per);
-        let list: Vec<String> = ops
-            .iter()
-            .filter(|(_, x, _)| *x > 0.0005)
-            .map(|(op, x, _)| format!("{op} {x:.2}"))
-            .collect();
+        let list: Vec<String> =
+            ops.iter().filter(|(_, x, _)| *x > 0.0005).map(|(op, x, _)| format!("{op} {x:.2}")).collect();
         let _ = writeln!(
             o,
             "- **N = {n}, steady state**, requests per binding per resync (per reconcile) by operation: {}.",
-            if list.is_empty() {
-                "none".into()
-            } else {
-                list.join(", ")
-            }
+            if list.is_empty() { "none".into() } else { list.join(", ") }
         );
         let conv = per_op(&r["convergence"]["counters"], *n as f64);
         let list: Vec<String> = conv
             .iter()
             .filter(|(_, x, _)| *x > 0.0005)
-            .map(|(op, x, t)| {
-                if *t > 0 {
-                    format!("{op} {x:.2} ({t} × 429)")
-                } else {
-                    format!("{op} {x:.2}")
-                }
-            })
+            .map(
+                |(op, x, t)| {
+                    if *t > 0 { format!("{op} {x:.2} ({t} × 429)") } else { format!("{op} {x:.2}") }
+                },
+            )
             .collect();
         let _ = writeln!(
             o,
@@ -725,9 +619,8 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
                 (cnt > 0.0).then(|| tot / cnt)
             });
         let Some(mean) = mean else { continue };
-        let rate = f(&c["constraints"][0]["seconds"])
-            .map(|_| 2.0 * f(&r["scale"]).unwrap_or(1.0))
-            .unwrap_or(2.0);
+        let rate =
+            f(&c["constraints"][0]["seconds"]).map(|_| 2.0 * f(&r["scale"]).unwrap_or(1.0)).unwrap_or(2.0);
         let _ = writeln!(
             o,
             "- **N = {n}, worker time:** {per_binding:.2} timed reconciles per binding × {mean:.2} s mean \
@@ -755,11 +648,10 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
             );
         }
     }
-    if runs.iter().any(|(_, r)| {
-        r["steadyState"]["operatorReadyz"]
-            .as_str()
-            .is_some_and(|v| v.contains("503"))
-    }) {
+    if runs
+        .iter()
+        .any(|(_, r)| r["steadyState"]["operatorReadyz"].as_str().is_some_and(|v| v.contains("503")))
+    {
         let _ = writeln!(
             o,
             "- **/readyz:** the operator (run with `IDBIND_LEADER_ELECT=false`) still answered 503 `not \

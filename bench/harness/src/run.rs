@@ -80,8 +80,7 @@ fn bench_binding(i: usize, vaults: usize) -> (String, String, usize) {
 }
 
 fn kubectl_create(cp: &ControlPlane, file: &Path) -> Result<()> {
-    cp.kubectl_ok(&["create", "-f", &file.display().to_string()])
-        .map(|_| ())
+    cp.kubectl_ok(&["create", "-f", &file.display().to_string()]).map(|_| ())
 }
 
 struct Operator {
@@ -112,19 +111,11 @@ impl Env<'_> {
     }
 
     fn counters(&self) -> Result<Value> {
-        Ok(serde_json::from_str(&procs::get(&format!(
-            "{}/counters",
-            self.sim_admin()
-        ))?)?)
+        Ok(serde_json::from_str(&procs::get(&format!("{}/counters", self.sim_admin()))?)?)
     }
 
     fn reset_counters(&self) -> Result<()> {
-        procs::http(
-            "DELETE",
-            &format!("{}/counters", self.sim_admin()),
-            Duration::from_secs(10),
-        )
-        .map(|_| ())
+        procs::http("DELETE", &format!("{}/counters", self.sim_admin()), Duration::from_secs(10)).map(|_| ())
     }
 
     fn start_operator(&self, tag: &str, resync: u64) -> Result<Operator> {
@@ -148,10 +139,7 @@ impl Env<'_> {
             .env("IDBIND_LOCATION", LOCATION)
             .env("IDBIND_CLOUD", "custom")
             .env("IDBIND_ARM_ENDPOINT", e["https"].as_str().unwrap_or_default())
-            .env(
-                "IDBIND_AUTHORITY_HOST",
-                e["authorityHost"].as_str().unwrap_or_default(),
-            )
+            .env("IDBIND_AUTHORITY_HOST", e["authorityHost"].as_str().unwrap_or_default())
             .env("IDBIND_CA_FILE", self.dir.join("sim/ca.pem"))
             .env("IDBIND_CONCURRENCY", self.size.concurrency.to_string())
             .env("IDBIND_RESYNC_SECONDS", resync.to_string())
@@ -244,9 +232,7 @@ fn operator_view(metrics: &str) -> Value {
             let code = prom::label(&labels, "code").unwrap_or("?").to_string();
             *arm.entry(op).or_default().entry(code).or_default() += v;
         } else if name == "idbind_reconcile_errors_total" {
-            *errors
-                .entry(prom::label(&labels, "category").unwrap_or("?").to_string())
-                .or_default() += v;
+            *errors.entry(prom::label(&labels, "category").unwrap_or("?").to_string()).or_default() += v;
         }
     }
     json!({
@@ -273,10 +259,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let dir = fs::canonicalize(&dir)?;
     log(
         t_start,
-        format!(
-            "N={n}: starting etcd + kube-apiserver + kube-controller-manager in {}",
-            dir.display()
-        ),
+        format!("N={n}: starting etcd + kube-apiserver + kube-controller-manager in {}", dir.display()),
     );
     let cp = ControlPlane::start(&dir.join("cluster"), Lifetime::TiedToCaller)?;
     cp.kubectl_ok(&["apply", "--server-side", "-f", &opts.crds.display().to_string()])?;
@@ -291,17 +274,14 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let sim_dir = dir.join("sim");
     fs::create_dir_all(&sim_dir)?;
     let config = model::sim_config(n, size.scale, &cp.ca_file().display().to_string());
-    fs::write(
-        sim_dir.join("config.json"),
-        serde_json::to_string_pretty(&config)?,
-    )?;
+    fs::write(sim_dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
     let mut sim_cmd = Command::new(&opts.sim);
-    sim_cmd
-        .arg("--config")
-        .arg(sim_dir.join("config.json"))
-        .arg("--state-dir")
-        .arg(&sim_dir)
-        .args(["--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
+    sim_cmd.arg("--config").arg(sim_dir.join("config.json")).arg("--state-dir").arg(&sim_dir).args([
+        "--https-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
     let mut sim = Proc::spawn("idbind-sim", sim_cmd, &dir.join("sim.log"))?;
     let endpoint_file = sim_dir.join("endpoint.json");
     procs::wait_until("the simulator's endpoint.json", Duration::from_secs(60), || {
@@ -312,13 +292,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             .is_some_and(|v| v["http"].is_string()))
     })?;
     let endpoint: Value = serde_json::from_str(&fs::read_to_string(&endpoint_file)?)?;
-    let env = Env {
-        opts,
-        size,
-        cp: &cp,
-        dir: dir.clone(),
-        endpoint,
-    };
+    let env = Env { opts, size, cp: &cp, dir: dir.clone(), endpoint };
 
     // Namespaces and ServiceAccounts exist before the clock starts.
     let vaults = model::vault_count(n);
@@ -364,14 +338,9 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let watch = Watch::start(&cp)?;
     // The probe: one binding Ready before the backlog arrives; edited while it converges.
     let probe_file = dir.join("probe.json");
-    fs::write(
-        &probe_file,
-        binding_json("probe", "probe", 0, &["Key Vault Secrets User"]).to_string(),
-    )?;
+    fs::write(&probe_file, binding_json("probe", "probe", 0, &["Key Vault Secrets User"]).to_string())?;
     kubectl_create(&cp, &probe_file)?;
-    watch
-        .wait_ready(PROBE, 1, Duration::from_secs(180))
-        .context("the probe binding before the backlog")?;
+    watch.wait_ready(PROBE, 1, Duration::from_secs(180)).context("the probe binding before the backlog")?;
     // Let every bucket the probe touched refill before the clock starts.
     thread::sleep(Duration::from_secs_f64((5.0 / size.scale).max(1.0)));
     let base_stat = op.stat();
@@ -379,10 +348,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     env.reset_counters()?;
 
     let (bound, constraints) = model::lower_bound(n, size.scale);
-    log(
-        t_start,
-        format!("applying {n} bindings; lower bound from the simulator's limits: {bound:.1} s"),
-    );
+    log(t_start, format!("applying {n} bindings; lower bound from the simulator's limits: {bound:.1} s"));
     let t0 = Instant::now();
     let applied: Arc<Mutex<Vec<(usize, f64)>>> = Arc::default();
     let applier = {
@@ -398,11 +364,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
                     .arg(&f)
                     .output()?;
                 if !out.status.success() {
-                    bail!(
-                        "kubectl create -f {}: {}",
-                        f.display(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    bail!("kubectl create -f {}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
                 }
                 done += CHUNK;
                 applied
@@ -418,9 +380,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let timeout = Duration::from_secs_f64(bound * 3.0 + 300.0);
     let probe_ready = |w: &Watch| {
         w.snapshot(|s| {
-            s.bindings
-                .get(PROBE)
-                .is_some_and(|b| b.ready && b.observed_generation == b.generation)
+            s.bindings.get(PROBE).is_some_and(|b| b.ready && b.observed_generation == b.generation)
         })
     };
     let mut timeline: Vec<Value> = Vec::new();
@@ -450,16 +410,11 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             break;
         }
         if let Some((generation, issued, backlog)) = pending_edit {
-            if let Some(done) = watch.snapshot(|s| {
-                s.bindings
-                    .get(PROBE)
-                    .and_then(|b| b.ready_at.get(&generation).copied())
-            }) {
+            if let Some(done) =
+                watch.snapshot(|s| s.bindings.get(PROBE).and_then(|b| b.ready_at.get(&generation).copied()))
+            {
                 let secs = done.duration_since(issued).as_secs_f64();
-                log(
-                    t_start,
-                    format!("spec edit → Ready: {secs:.2} s with {backlog} bindings not yet Ready"),
-                );
+                log(t_start, format!("spec edit → Ready: {secs:.2} s with {backlog} bindings not yet Ready"));
                 edits.push(json!({"generation": generation, "atSeconds": issued.duration_since(t0).as_secs_f64(), "backlog": backlog, "editToReadySeconds": secs}));
                 pending_edit = None;
                 next_edit = (edits.len() < 3)
@@ -494,10 +449,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
                 "-o",
                 "jsonpath={.metadata.generation}",
             ])?;
-            let generation: i64 = out
-                .trim()
-                .parse()
-                .context("the probe's generation after the patch")?;
+            let generation: i64 = out.trim().parse().context("the probe's generation after the patch")?;
             pending_edit = Some((generation, issued, n - ready));
             next_edit = None;
         }
@@ -560,12 +512,8 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             .collect()
     });
     ready_times.sort_by(f64::total_cmp);
-    let apply_done = applied
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .last()
-        .map(|a| a.1)
-        .unwrap_or(0.0);
+    let apply_done =
+        applied.lock().unwrap_or_else(PoisonError::into_inner).last().map(|a| a.1).unwrap_or(0.0);
     let reconcile_hist = prom::histogram_delta(
         &prom::histogram(&conv_metrics, "idbind_reconcile_duration_seconds"),
         &prom::histogram(&base_metrics, "idbind_reconcile_duration_seconds"),
@@ -588,11 +536,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let total = (n + 1) as f64;
     let pass_timeout = Duration::from_secs_f64(bound * 2.0 + 300.0);
     procs::wait_until("the restarted operator's first pass", pass_timeout, || {
-        Ok(op2
-            .metrics()
-            .map(|m| prom::sum(&m, "idbind_reconciles_total"))
-            .unwrap_or(0.0)
-            >= total)
+        Ok(op2.metrics().map(|m| prom::sum(&m, "idbind_reconciles_total")).unwrap_or(0.0) >= total)
     })?;
     let restart_pass_seconds = restart_at.elapsed().as_secs_f64();
     let restart_counters = env.counters()?;
@@ -600,10 +544,7 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
     let steady_base = op2.metrics()?;
     let steady_base_stat = op2.stat();
     let window = size.steady_resync as f64 * size.steady_periods * 1.1;
-    log(
-        t_start,
-        format!("restart pass took {restart_pass_seconds:.1} s; steady state for {window:.0} s"),
-    );
+    log(t_start, format!("restart pass took {restart_pass_seconds:.1} s; steady state for {window:.0} s"));
     let steady_start = Instant::now();
     while steady_start.elapsed().as_secs_f64() < window {
         thread::sleep(Duration::from_secs(5));

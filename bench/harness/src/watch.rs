@@ -55,14 +55,7 @@ impl Watch {
         let make = move || {
             let mut cmd = std::process::Command::new(idbind_testenv::bin_dir().join("kubectl"));
             cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
-                .args([
-                    "get",
-                    "workloadidentitybindings.idbind.dev",
-                    "-A",
-                    "-w",
-                    "--request-timeout=0",
-                    "-o",
-                ])
+                .args(["get", "workloadidentitybindings.idbind.dev", "-A", "-w", "--request-timeout=0", "-o"])
                 .arg(format!("jsonpath={TEMPLATE}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -109,10 +102,8 @@ impl Watch {
     pub fn wait_ready(&self, key: &str, generation: i64, timeout: Duration) -> Result<Instant> {
         let start = Instant::now();
         loop {
-            if let Some(t) = lock(&self.state)
-                .bindings
-                .get(key)
-                .and_then(|b| b.ready_at.get(&generation).copied())
+            if let Some(t) =
+                lock(&self.state).bindings.get(key).and_then(|b| b.ready_at.get(&generation).copied())
             {
                 return Ok(t);
             }

@@ -31,10 +31,7 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
         ("description", &a.description),
         ("condition", &a.condition),
         ("conditionVersion", &a.condition_version),
-        (
-            "delegatedManagedIdentityResourceId",
-            &a.delegated_managed_identity_resource_id,
-        ),
+        ("delegatedManagedIdentityResourceId", &a.delegated_managed_identity_resource_id),
     ] {
         if let Some(v) = v {
             props[k] = Value::String(v.clone());
@@ -51,9 +48,7 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
 /// A role definition's id as seen from `scope`: the subscription form under a subscription, the tenant form
 /// otherwise (FACTS §2.1: real output uses the subscription form).
 pub fn role_definition_id(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
-    let sub = def
-        .and_then(|d| d.subscription_id.clone())
-        .or_else(|| scope_subscription(scope));
+    let sub = def.and_then(|d| d.subscription_id.clone()).or_else(|| scope_subscription(scope));
     match sub {
         Some(sub) => format!("/subscriptions/{sub}/providers/{RD_TYPE}/{guid}"),
         None => format!("/providers/{RD_TYPE}/{guid}"),
@@ -104,19 +99,14 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
 }
 
 fn find_assignment<'a>(s: &'a State, scope: &str, name: &str) -> Option<&'a RoleAssignment> {
-    s.role_assignments.get(&key(name)).filter(|a| {
-        a.scope
-            .trim_end_matches('/')
-            .eq_ignore_ascii_case(scope.trim_end_matches('/'))
-    })
+    s.role_assignments
+        .get(&key(name))
+        .filter(|a| a.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')))
 }
 
 fn assignment_not_found(name: &str) -> ArmError {
     // [OBS] code; wording varies in the wild (FACTS §4, §8.5).
-    ArmError::not_found(
-        "RoleAssignmentNotFound",
-        format!("The role assignment '{name}' is not found."),
-    )
+    ArmError::not_found("RoleAssignmentNotFound", format!("The role assignment '{name}' is not found."))
 }
 
 fn definition_not_found(id: &str, status: StatusCode) -> ArmError {
@@ -174,11 +164,7 @@ async fn put_assignment(
             format!("The principal ID '{principal_id}' is not valid. Principal ID must be a GUID."),
         ));
     }
-    let role_guid = role_definition_id
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let role_guid = role_definition_id.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
     let now = sim.clock.now_ms();
     let delay = sim.behaviour().principal_replication_delay_ms;
     let caller = req.caller.oid.clone();
@@ -186,10 +172,7 @@ async fn put_assignment(
     let scope = scope.to_owned();
     let (resp, generation) = sim.mutate(|s| {
         if let Some(sub) = scope_subscription(&scope) {
-            let subscription = s
-                .subscriptions
-                .get(&key(&sub))
-                .ok_or_else(|| subscription_not_found(&sub))?;
+            let subscription = s.subscriptions.get(&key(&sub)).ok_or_else(|| subscription_not_found(&sub))?;
             if let Some(rg) = scope_resource_group(&scope)
                 && !subscription.resource_groups.contains_key(&key(&rg))
             {
@@ -200,10 +183,7 @@ async fn put_assignment(
             return Err(definition_not_found(&role_guid, StatusCode::BAD_REQUEST));
         }
         if let Some(existing) = s.role_assignments.get(&key(name)) {
-            let same = existing
-                .scope
-                .trim_end_matches('/')
-                .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+            let same = existing.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/'))
                 && existing.role_definition_guid == role_guid
                 && existing.principal_id.eq_ignore_ascii_case(&principal_id);
             if !same {
@@ -216,9 +196,7 @@ async fn put_assignment(
         }
         let duplicate = s.role_assignments.values().find(|a| {
             !a.name.eq_ignore_ascii_case(name)
-                && a.scope
-                    .trim_end_matches('/')
-                    .eq_ignore_ascii_case(scope.trim_end_matches('/'))
+                && a.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/'))
                 && a.role_definition_guid == role_guid
                 && a.principal_id.eq_ignore_ascii_case(&principal_id)
         });
@@ -335,9 +313,7 @@ struct AssignmentFilter {
 
 fn quoted(s: &str) -> Option<String> {
     let s = s.trim();
-    s.strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .map(str::to_owned)
+    s.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).map(str::to_owned)
 }
 
 fn parse_assignment_filter(f: Option<&str>) -> Result<AssignmentFilter, ArmError> {
@@ -392,16 +368,8 @@ fn list_assignments(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
                 let above_or_at = scope_within(scope, &a.scope);
                 let below = scope_within(&a.scope, scope);
                 // atScope(): at or above the scope [SPEC wording]; otherwise below counts too.
-                let scope_ok = if filter.at_scope {
-                    above_or_at
-                } else {
-                    above_or_at || below
-                };
-                scope_ok
-                    && filter
-                        .principal
-                        .as_deref()
-                        .is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p))
+                let scope_ok = if filter.at_scope { above_or_at } else { above_or_at || below };
+                scope_ok && filter.principal.as_deref().is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p))
             })
             .map(render_assignment)
             .collect())
@@ -426,15 +394,9 @@ fn list_definitions(sim: &Sim, req: &ArmRequest, scope: &str) -> Result<ArmRespo
         Some(f) => {
             let lower = f.to_ascii_lowercase();
             if let Some(rest) = lower.strip_prefix("rolename eq ") {
-                (
-                    Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?),
-                    None,
-                )
+                (Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?), None)
             } else if let Some(rest) = lower.strip_prefix("type eq ") {
-                (
-                    None,
-                    Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?),
-                )
+                (None, Some(quoted(&f[f.len() - rest.len()..]).ok_or_else(|| bad_definition_filter(f))?))
             } else if lower == "atscopeandbelow()" {
                 (None, None)
             } else {
@@ -493,30 +455,18 @@ mod tests {
 
     #[test]
     fn filters() {
-        assert_eq!(
-            parse_assignment_filter(None).ok(),
-            Some(AssignmentFilter::default())
-        );
+        assert_eq!(parse_assignment_filter(None).ok(), Some(AssignmentFilter::default()));
         assert_eq!(
             parse_assignment_filter(Some("atScope()")).ok(),
-            Some(AssignmentFilter {
-                at_scope: true,
-                principal: None
-            })
+            Some(AssignmentFilter { at_scope: true, principal: None })
         );
         assert_eq!(
             parse_assignment_filter(Some("principalId eq 'AbC'")).ok(),
-            Some(AssignmentFilter {
-                at_scope: false,
-                principal: Some("AbC".into())
-            })
+            Some(AssignmentFilter { at_scope: false, principal: Some("AbC".into()) })
         );
         assert_eq!(
             parse_assignment_filter(Some("atScope() and assignedTo('x')")).ok(),
-            Some(AssignmentFilter {
-                at_scope: true,
-                principal: Some("x".into())
-            })
+            Some(AssignmentFilter { at_scope: true, principal: Some("x".into()) })
         );
         assert_eq!(
             parse_assignment_filter(Some("roleName eq 'x'")).map_err(|e| e.code),

@@ -50,10 +50,8 @@ pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
 
 fn find<'a>(s: &'a State, sub: &str, rg: &str, name: &str) -> Result<(String, String, &'a Vault), ArmError> {
     let (subscription, group) = super::resource_group(s, sub, rg)?;
-    let vault = group
-        .vaults
-        .get(&key(name))
-        .ok_or_else(|| ArmError::resource_not_found(VAULT_TYPE, name, rg))?;
+    let vault =
+        group.vaults.get(&key(name)).ok_or_else(|| ArmError::resource_not_found(VAULT_TYPE, name, rg))?;
     Ok((subscription.id.clone(), group.name.clone(), vault))
 }
 
@@ -156,16 +154,10 @@ async fn update_access_policy(
         serde_json::from_value(policies.clone()).map_err(ArmError::invalid_content)?;
     for c in &changes {
         if c.tenant_id.trim().is_empty() {
-            return Err(ArmError::bad_request(
-                "BadRequest",
-                "An access policy needs a tenantId.",
-            ));
+            return Err(ArmError::bad_request("BadRequest", "An access policy needs a tenantId."));
         }
         if c.object_id.trim().is_empty() {
-            return Err(ArmError::bad_request(
-                "BadRequest",
-                "An access policy needs an objectId.",
-            ));
+            return Err(ArmError::bad_request("BadRequest", "An access policy needs an objectId."));
         }
     }
     // Vaults on the RBAC model keep accepting access-policy writes (they are stored but not used for

@@ -41,10 +41,7 @@ impl Query {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -70,21 +67,14 @@ impl ArmRequest {
         }
         let v: Value = serde_json::from_slice(&self.body).map_err(ArmError::invalid_content)?;
         if !v.is_object() {
-            return Err(ArmError::invalid_content(
-                "The request content must be a JSON object",
-            ));
+            return Err(ArmError::invalid_content("The request content must be a JSON object"));
         }
         Ok(v)
     }
 
     /// A nextLink for the same path with these query parameters.
     pub fn next_link(&self, params: &[(&str, String)]) -> String {
-        let mut link = format!(
-            "{}{}?api-version={}",
-            self.base_url,
-            self.path,
-            enc(&self.api_version)
-        );
+        let mut link = format!("{}{}?api-version={}", self.base_url, self.path, enc(&self.api_version));
         for (k, v) in params {
             link.push('&');
             link.push_str(k);
@@ -108,17 +98,11 @@ pub struct ArmResponse {
 
 impl ArmResponse {
     pub fn ok(body: Value) -> Self {
-        Self {
-            status: StatusCode::OK,
-            body: Some(body),
-        }
+        Self { status: StatusCode::OK, body: Some(body) }
     }
 
     pub fn created(body: Value) -> Self {
-        Self {
-            status: StatusCode::CREATED,
-            body: Some(body),
-        }
+        Self { status: StatusCode::CREATED, body: Some(body) }
     }
 
     pub fn status(status: StatusCode) -> Self {
@@ -142,17 +126,10 @@ pub fn page(items: Vec<Value>, skip: usize, size: usize, link: impl Fn(usize) ->
 /// Parses a skip token we issued (an offset); anything else starts from the beginning, as an opaque token
 /// from elsewhere means nothing to us.
 pub fn skip_of(query: &Query, names: &[&str]) -> usize {
-    names
-        .iter()
-        .find_map(|n| query.get(n))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
+    names.iter().find_map(|n| query.get(n)).and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
-const AUDIENCES: &[&str] = &[
-    "https://management.azure.com",
-    "https://management.core.windows.net",
-];
+const AUDIENCES: &[&str] = &["https://management.azure.com", "https://management.core.windows.net"];
 
 fn audience_ok(aud: &str, base_url: &str, sim: &Sim) -> bool {
     let aud = aud.trim_end_matches('/');
@@ -163,10 +140,7 @@ fn audience_ok(aud: &str, base_url: &str, sim: &Sim) -> bool {
     }
     let urls = sim.urls.get();
     urls.is_some_and(|u| {
-        [&u.https, &u.http]
-            .into_iter()
-            .flatten()
-            .any(|x| x.trim_end_matches('/').eq_ignore_ascii_case(aud))
+        [&u.https, &u.http].into_iter().flatten().any(|x| x.trim_end_matches('/').eq_ignore_ascii_case(aud))
     })
 }
 
@@ -188,10 +162,7 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         if sim.config.allow_anonymous {
             let p = sim.config.anonymous_principal.clone();
-            return Ok(Caller {
-                oid: p.clone(),
-                appid: p,
-            });
+            return Ok(Caller { oid: p.clone(), appid: p });
         }
         return Err(unauthorized(
             "AuthenticationFailed",
@@ -261,10 +232,7 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
             tenant,
         ));
     }
-    Ok(Caller {
-        oid: claims.oid,
-        appid: claims.appid,
-    })
+    Ok(Caller { oid: claims.oid, appid: claims.appid })
 }
 
 fn looks_like_api_version(v: &str) -> bool {
@@ -273,10 +241,7 @@ fn looks_like_api_version(v: &str) -> bool {
     date.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && date
-            .chars()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && date.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
         && (v.len() == 10 || v[10..].starts_with('-'))
 }
 
@@ -345,16 +310,8 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 
 /// Whether `inner` is `outer` or below it (segment-wise, case-insensitive; "" is the root).
 pub fn scope_within(inner: &str, outer: &str) -> bool {
-    let i: Vec<String> = inner
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let o: Vec<String> = outer
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let i: Vec<String> = inner.split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
+    let o: Vec<String> = outer.split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
     i.len() >= o.len() && i[..o.len()] == o[..]
 }
 
@@ -424,10 +381,7 @@ impl Drop for FicSlot<'_> {
 }
 
 fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmError> {
-    let Route::Fic {
-        sub, rg, identity, ..
-    } = route
-    else {
+    let Route::Fic { sub, rg, identity, .. } = route else {
         return Ok(None);
     };
     let key = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.managedidentity/userassignedidentities/{identity}").to_ascii_lowercase();
@@ -474,15 +428,9 @@ pub async fn serve(
         extra = sim.throttle.admit(&throttle_req, sim.clock.now_ms())?;
         authorize(sim, &caller, &op, &path)?;
         let is_fic_write = matches!(route, Route::Fic { .. }) && op.is_write();
-        let _slot = if is_fic_write {
-            fic_slot(sim, &route)?
-        } else {
-            None
-        };
+        let _slot = if is_fic_write { fic_slot(sim, &route)? } else { None };
         if op.is_write()
-            && let Some(ticket) = sim
-                .holds
-                .check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit)
+            && let Some(ticket) = sim.holds.check(op.name, method.as_str(), &path, HoldPhase::BeforeCommit)
         {
             ticket.wait().await;
         }
@@ -505,9 +453,7 @@ pub async fn serve(
         };
         let outcome = dispatch(sim, &req).await;
         if op.is_write()
-            && let Some(ticket) = sim
-                .holds
-                .check(op.name, method.as_str(), &path, HoldPhase::AfterCommit)
+            && let Some(ticket) = sim.holds.check(op.name, method.as_str(), &path, HoldPhase::AfterCommit)
         {
             ticket.wait().await;
         }
@@ -515,10 +461,7 @@ pub async fn serve(
     }
     .await;
     let mut resp = match result {
-        Ok(ArmResponse {
-            status,
-            body: Some(body),
-        }) => (status, axum::Json(body)).into_response(),
+        Ok(ArmResponse { status, body: Some(body) }) => (status, axum::Json(body)).into_response(),
         Ok(ArmResponse { status, body: None }) => status.into_response(),
         Err(e) => e.into_response(),
     };
@@ -553,10 +496,8 @@ pub fn resource_group<'a>(
     sub: &str,
     rg: &str,
 ) -> Result<(&'a crate::state::Subscription, &'a crate::state::ResourceGroup), ArmError> {
-    let subscription = s
-        .subscriptions
-        .get(&crate::state::key(sub))
-        .ok_or_else(|| subscription_not_found(sub))?;
+    let subscription =
+        s.subscriptions.get(&crate::state::key(sub)).ok_or_else(|| subscription_not_found(sub))?;
     let group = subscription
         .resource_groups
         .get(&crate::state::key(rg))
@@ -566,10 +507,7 @@ pub fn resource_group<'a>(
 
 /// 404 SubscriptionNotFound, ARM's wording.
 pub fn subscription_not_found(sub: &str) -> ArmError {
-    ArmError::not_found(
-        "SubscriptionNotFound",
-        format!("The subscription '{sub}' could not be found."),
-    )
+    ArmError::not_found("SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))
 }
 
 /// Reads `tags` of a request body: absent → None; not a map of strings → InvalidRequestContent.
@@ -580,9 +518,7 @@ pub fn tags_of(body: &Value) -> Result<Option<crate::state::Tags>, ArmError> {
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(ArmError::invalid_content(format!(
-                    "Tag '{k}' has a non-string value {other}"
-                ))),
+                other => Err(ArmError::invalid_content(format!("Tag '{k}' has a non-string value {other}"))),
             })
             .collect::<Result<_, _>>()
             .map(Some),
@@ -596,10 +532,7 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(action_matches(
-            "*",
-            "Microsoft.Authorization/roleAssignments/write"
-        ));
+        assert!(action_matches("*", "Microsoft.Authorization/roleAssignments/write"));
         assert!(action_matches("*/read", "Microsoft.KeyVault/vaults/read"));
         assert!(!action_matches("*/read", "Microsoft.KeyVault/vaults/write"));
         assert!(action_matches(
@@ -615,15 +548,9 @@ mod tests {
 
     #[test]
     fn scopes() {
-        assert!(scope_within(
-            "/subscriptions/S/resourceGroups/r",
-            "/subscriptions/s"
-        ));
+        assert!(scope_within("/subscriptions/S/resourceGroups/r", "/subscriptions/s"));
         assert!(scope_within("/subscriptions/s", ""));
-        assert!(!scope_within(
-            "/subscriptions/s",
-            "/subscriptions/s/resourceGroups/r"
-        ));
+        assert!(!scope_within("/subscriptions/s", "/subscriptions/s/resourceGroups/r"));
         assert!(!scope_within("/subscriptions/s2", "/subscriptions/s"));
     }
 

@@ -70,9 +70,7 @@ fn valid_fic_name(name: &str) -> bool {
 fn valid_name(name: &str, max: usize) -> bool {
     (3..=max).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
@@ -81,40 +79,16 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
         (Route::Identity { sub, rg, name }, &Method::PATCH) => patch_identity(sim, req, sub, rg, name).await,
         (Route::Identity { sub, rg, name }, &Method::GET) => sim.read(|s| {
             let (sub, rg_name) = check_rg(s, sub, rg)?;
-            let group = s
-                .resource_group(&sub, rg)
-                .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
-            let i = group
-                .identities
-                .get(&key(name))
-                .ok_or_else(|| identity_not_found(name, rg))?;
-            Ok(ArmResponse::ok(render_identity(
-                &sub,
-                &rg_name,
-                i,
-                &req.api_version,
-            )))
+            let group = s.resource_group(&sub, rg).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+            let i = group.identities.get(&key(name)).ok_or_else(|| identity_not_found(name, rg))?;
+            Ok(ArmResponse::ok(render_identity(&sub, &rg_name, i, &req.api_version)))
         }),
         (Route::Identity { sub, rg, name }, &Method::DELETE) => delete_identity(sim, sub, rg, name).await,
         (Route::IdentityList { sub, rg }, &Method::GET) => list_identities(sim, req, sub, rg.as_deref()),
-        (
-            Route::Fic {
-                sub,
-                rg,
-                identity,
-                name,
-            },
-            &Method::PUT,
-        ) => put_fic(sim, req, sub, rg, identity, name).await,
-        (
-            Route::Fic {
-                sub,
-                rg,
-                identity,
-                name,
-            },
-            &Method::GET,
-        ) => sim.read(|s| {
+        (Route::Fic { sub, rg, identity, name }, &Method::PUT) => {
+            put_fic(sim, req, sub, rg, identity, name).await
+        }
+        (Route::Fic { sub, rg, identity, name }, &Method::GET) => sim.read(|s| {
             let (sub, rg_name) = check_rg(s, sub, rg)?;
             let i = s
                 .resource_group(&sub, rg)
@@ -129,15 +103,9 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             })?;
             Ok(ArmResponse::ok(render_fic(&sub, &rg_name, &i.name, f)))
         }),
-        (
-            Route::Fic {
-                sub,
-                rg,
-                identity,
-                name,
-            },
-            &Method::DELETE,
-        ) => delete_fic(sim, sub, rg, identity, name).await,
+        (Route::Fic { sub, rg, identity, name }, &Method::DELETE) => {
+            delete_fic(sim, sub, rg, identity, name).await
+        }
         (Route::FicList { sub, rg, identity }, &Method::GET) => list_fics(sim, req, sub, rg, identity),
         _ => Err(ArmError::method_not_allowed(&req.method)),
     }
@@ -145,10 +113,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
 
 fn parent_not_found() -> ArmError {
     // Status and message [DOC] (FACTS §4); the code is ARM's usual one for a missing parent [UNVERIFIED].
-    ArmError::not_found(
-        "ParentResourceNotFound",
-        "The parent user-assigned identity doesn't exist.",
-    )
+    ArmError::not_found("ParentResourceNotFound", "The parent user-assigned identity doesn't exist.")
 }
 
 async fn put_identity(
@@ -199,9 +164,8 @@ async fn put_identity(
     let api_version = req.api_version.clone();
     sim.write(|s| {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
-        let group = s
-            .resource_group_mut(&sub_id, rg)
-            .ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+        let group =
+            s.resource_group_mut(&sub_id, rg).ok_or_else(|| ArmError::resource_group_not_found(rg))?;
         if let Some(existing) = group.identities.get_mut(&key(name)) {
             if !existing.location.eq_ignore_ascii_case(&location) {
                 // [UNVERIFIED] ARM's answer to a PUT that moves a resource: 409 InvalidResourceLocation.
@@ -220,12 +184,7 @@ async fn put_identity(
             if isolation_scope.is_some() {
                 existing.isolation_scope = isolation_scope;
             }
-            return Ok(ArmResponse::ok(render_identity(
-                &sub_id,
-                &rg_name,
-                existing,
-                &api_version,
-            )));
+            return Ok(ArmResponse::ok(render_identity(&sub_id, &rg_name, existing, &api_version)));
         }
         let identity = Identity {
             name: name.to_owned(),
@@ -272,12 +231,7 @@ async fn patch_identity(
         if let Some(tags) = tags {
             i.tags = tags;
         }
-        Ok(ArmResponse::ok(render_identity(
-            &sub_id,
-            &rg_name,
-            i,
-            &api_version,
-        )))
+        Ok(ArmResponse::ok(render_identity(&sub_id, &rg_name, i, &api_version)))
     })
     .await
 }
@@ -285,17 +239,14 @@ async fn patch_identity(
 async fn delete_identity(sim: &Sim, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
     let existed = sim.read(|s| -> Result<bool, ArmError> {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        Ok(s.resource_group(&sub_id, rg)
-            .is_some_and(|g| g.identities.contains_key(&key(name))))
+        Ok(s.resource_group(&sub_id, rg).is_some_and(|g| g.identities.contains_key(&key(name))))
     })?;
     if !existed {
         return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
     }
     sim.write(|s| {
         let (sub_id, _) = check_rg(s, sub, rg)?;
-        let removed = s
-            .resource_group_mut(&sub_id, rg)
-            .and_then(|g| g.identities.remove(&key(name)));
+        let removed = s.resource_group_mut(&sub_id, rg).and_then(|g| g.identities.remove(&key(name)));
         match removed {
             // Its FICs go with it; its role assignments stay behind, as in Azure [DOC].
             Some(i) => {
@@ -315,10 +266,7 @@ fn list_identities(
     rg: Option<&str>,
 ) -> Result<ArmResponse, ArmError> {
     let items = sim.read(|s| -> Result<Vec<Value>, ArmError> {
-        let subscription = s
-            .subscriptions
-            .get(&key(sub))
-            .ok_or_else(|| subscription_not_found(sub))?;
+        let subscription = s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
         let groups: Vec<_> = match rg {
             Some(rg) => vec![
                 subscription
@@ -339,9 +287,7 @@ fn list_identities(
     })?;
     let skip = skip_of(&req.query, &["$skiptoken"]);
     let size = sim.behaviour().page_size;
-    Ok(ArmResponse::ok(page(items, skip, size, |next| {
-        req.next_link(&[("$skiptoken", next.to_string())])
-    })))
+    Ok(ArmResponse::ok(page(items, skip, size, |next| req.next_link(&[("$skiptoken", next.to_string())]))))
 }
 
 fn list_fics(
@@ -406,9 +352,7 @@ fn parse_fic(body: &Value) -> Result<FicInput, ArmError> {
     let props = match body.get("properties") {
         Some(Value::Object(m)) if !m.is_empty() => m,
         _ => {
-            return Err(fic_bad_request(
-                "Federated Identity Credential from HTTP body has empty properties",
-            ));
+            return Err(fic_bad_request("Federated Identity Credential from HTTP body has empty properties"));
         }
     };
     let string = |field: &str| -> Result<String, ArmError> {
@@ -433,16 +377,10 @@ fn parse_fic(body: &Value) -> Result<FicInput, ArmError> {
         _ => Vec::new(),
     };
     if audiences.len() != 1 {
-        return Err(fic_bad_request(
-            "Federated identity credentials must have exactly one audience.",
-        ));
+        return Err(fic_bad_request("Federated identity credentials must have exactly one audience."));
     }
     // Field limits [DOC include file]: issuer, subject and the audience at most 600 chars.
-    for (what, v) in [
-        ("issuer", &issuer),
-        ("subject", &subject),
-        ("audience", &audiences[0]),
-    ] {
+    for (what, v) in [("issuer", &issuer), ("subject", &subject), ("audience", &audiences[0])] {
         if v.len() > 600 {
             return Err(fic_bad_request(format!(
                 "The {what} of a Federated Identity Credential must be at most 600 characters long."
@@ -458,11 +396,7 @@ fn parse_fic(body: &Value) -> Result<FicInput, ArmError> {
             )));
         }
     }
-    Ok(FicInput {
-        issuer,
-        subject,
-        audiences,
-    })
+    Ok(FicInput { issuer, subject, audiences })
 }
 
 async fn put_fic(
@@ -481,9 +415,7 @@ async fn put_fic(
         Ok(())
     })?;
     if !valid_fic_name(name) {
-        return Err(fic_bad_request(format!(
-            "Federated Identity Credential name '{name}' is invalid."
-        )));
+        return Err(fic_bad_request(format!("Federated Identity Credential name '{name}' is invalid.")));
     }
     let input = parse_fic(&req.json()?)?;
     let max = sim.behaviour().max_fics_per_identity;
@@ -520,20 +452,10 @@ async fn put_fic(
         };
         let body = render_fic(&sub_id, &rg_name, &i.name, &fic);
         // An update keeps the name's original case.
-        let stored_name = i
-            .federated_identity_credentials
-            .get(&key(name))
-            .map(|f| f.name.clone());
-        let fic = Fic {
-            name: stored_name.unwrap_or(fic.name),
-            ..fic
-        };
+        let stored_name = i.federated_identity_credentials.get(&key(name)).map(|f| f.name.clone());
+        let fic = Fic { name: stored_name.unwrap_or(fic.name), ..fic };
         i.federated_identity_credentials.insert(key(name), fic);
-        Ok(if exists {
-            ArmResponse::ok(body)
-        } else {
-            ArmResponse::created(body)
-        })
+        Ok(if exists { ArmResponse::ok(body) } else { ArmResponse::created(body) })
     })
     .await
 }
@@ -562,11 +484,7 @@ async fn delete_fic(
             .resource_group_mut(&sub_id, rg)
             .and_then(|g| g.identities.get_mut(&key(identity)))
             .and_then(|i| i.federated_identity_credentials.remove(&key(name)));
-        Ok(ArmResponse::status(if removed.is_some() {
-            StatusCode::OK
-        } else {
-            StatusCode::NO_CONTENT
-        }))
+        Ok(ArmResponse::status(if removed.is_some() { StatusCode::OK } else { StatusCode::NO_CONTENT }))
     })
     .await
 }

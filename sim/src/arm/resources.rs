@@ -38,10 +38,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
         }),
         Method::PUT => {
             sim.read(|s| {
-                s.subscriptions
-                    .get(&key(sub))
-                    .map(|_| ())
-                    .ok_or_else(|| subscription_not_found(sub))
+                s.subscriptions.get(&key(sub)).map(|_| ()).ok_or_else(|| subscription_not_found(sub))
             })?;
             if !valid_name(rg) {
                 // [UNVERIFIED] code name.
@@ -66,10 +63,8 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             };
             let tags = tags_of(&body)?.unwrap_or_default();
             sim.write(|s| {
-                let subscription = s
-                    .subscriptions
-                    .get_mut(&key(sub))
-                    .ok_or_else(|| subscription_not_found(sub))?;
+                let subscription =
+                    s.subscriptions.get_mut(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
                 let sub_id = subscription.id.clone();
                 if let Some(g) = subscription.resource_groups.get_mut(&key(rg)) {
                     if !g.location.eq_ignore_ascii_case(&location) {
@@ -85,12 +80,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
                     g.tags = tags;
                     return Ok(ArmResponse::ok(render(&sub_id, g)));
                 }
-                let g = ResourceGroup {
-                    name: rg.clone(),
-                    location,
-                    tags,
-                    ..Default::default()
-                };
+                let g = ResourceGroup { name: rg.clone(), location, tags, ..Default::default() };
                 let body = render(&sub_id, &g);
                 subscription.resource_groups.insert(key(rg), g);
                 Ok(ArmResponse::created(body))

@@ -121,14 +121,7 @@ const fn op(
     msi: Option<MsiOp>,
     resource_type: &'static str,
 ) -> Operation {
-    Operation {
-        name,
-        kind,
-        family,
-        action,
-        msi,
-        resource_type,
-    }
+    Operation { name, kind, family, action, msi, resource_type }
 }
 
 use Family::*;
@@ -236,14 +229,9 @@ pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> 
             None,
             FIC,
         ),
-        (Route::Vault { .. }, "GET") => op(
-            "Vaults_Get",
-            Read,
-            KeyVault,
-            "Microsoft.KeyVault/vaults/read",
-            None,
-            "vaults",
-        ),
+        (Route::Vault { .. }, "GET") => {
+            op("Vaults_Get", Read, KeyVault, "Microsoft.KeyVault/vaults/read", None, "vaults")
+        }
         (Route::VaultAccessPolicy { .. }, "PUT") => op(
             "Vaults_UpdateAccessPolicy",
             Write,
@@ -309,9 +297,7 @@ pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> 
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().into_owned()
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -331,22 +317,14 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
         .rev()
         .find(|&i| eq(s[i], "providers") && eq(s[i + 1], "Microsoft.Authorization"))
     {
-        let scope = if i == 0 {
-            String::new()
-        } else {
-            format!("/{}", s[..i].join("/"))
-        };
+        let scope = if i == 0 { String::new() } else { format!("/{}", s[..i].join("/")) };
         return match &s[i + 2..] {
             [t] if eq(t, "roleAssignments") => Ok(Route::RoleAssignments { scope }),
-            [t, name] if eq(t, "roleAssignments") => Ok(Route::RoleAssignment {
-                scope,
-                name: (*name).to_owned(),
-            }),
+            [t, name] if eq(t, "roleAssignments") => {
+                Ok(Route::RoleAssignment { scope, name: (*name).to_owned() })
+            }
             [t] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinitions { scope }),
-            [t, id] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinition {
-                scope,
-                id: (*id).to_owned(),
-            }),
+            [t, id] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinition { scope, id: (*id).to_owned() }),
             [t, ..] => Err(invalid_type(t, "Microsoft.Authorization")),
             [] => Err(not_found(path)),
         };
@@ -354,20 +332,16 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
 
     let o = |x: &str| x.to_owned();
     match s.as_slice() {
-        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => Ok(Route::ResourceGroup {
-            sub: o(sub),
-            rg: o(rg),
-        }),
+        [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => {
+            Ok(Route::ResourceGroup { sub: o(sub), rg: o(rg) })
+        }
         [sb, sub, p, ns, t]
             if eq(sb, "subscriptions")
                 && eq(p, "providers")
                 && eq(ns, "Microsoft.ManagedIdentity")
                 && eq(t, UAI) =>
         {
-            Ok(Route::IdentityList {
-                sub: o(sub),
-                rg: None,
-            })
+            Ok(Route::IdentityList { sub: o(sub), rg: None })
         }
         [sb, sub, r, rg, p, ns, rest @ ..]
             if eq(sb, "subscriptions") && eq(r, "resourceGroups") && eq(p, "providers") =>
@@ -376,43 +350,21 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
             if eq(ns, "Microsoft.ManagedIdentity") {
                 match rest {
                     [t] if eq(t, UAI) => Ok(Route::IdentityList { sub, rg: Some(rg) }),
-                    [t, name] if eq(t, UAI) => Ok(Route::Identity {
-                        sub,
-                        rg,
-                        name: o(name),
-                    }),
+                    [t, name] if eq(t, UAI) => Ok(Route::Identity { sub, rg, name: o(name) }),
                     [t, name, f] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => {
-                        Ok(Route::FicList {
-                            sub,
-                            rg,
-                            identity: o(name),
-                        })
+                        Ok(Route::FicList { sub, rg, identity: o(name) })
                     }
                     [t, name, f, fic] if eq(t, UAI) && eq(f, "federatedIdentityCredentials") => {
-                        Ok(Route::Fic {
-                            sub,
-                            rg,
-                            identity: o(name),
-                            name: o(fic),
-                        })
+                        Ok(Route::Fic { sub, rg, identity: o(name), name: o(fic) })
                     }
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
                 }
             } else if eq(ns, "Microsoft.KeyVault") {
                 match rest {
-                    [t, name] if eq(t, "vaults") => Ok(Route::Vault {
-                        sub,
-                        rg,
-                        name: o(name),
-                    }),
+                    [t, name] if eq(t, "vaults") => Ok(Route::Vault { sub, rg, name: o(name) }),
                     [t, name, a, kind] if eq(t, "vaults") && eq(a, "accessPolicies") => {
-                        Ok(Route::VaultAccessPolicy {
-                            sub,
-                            rg,
-                            name: o(name),
-                            kind: o(kind),
-                        })
+                        Ok(Route::VaultAccessPolicy { sub, rg, name: o(name), kind: o(kind) })
                     }
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
@@ -478,43 +430,22 @@ mod tests {
     fn parses_every_route() {
         let uai =
             "/subscriptions/s/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities";
-        assert_eq!(
-            parse(uai),
-            Ok(Route::IdentityList {
-                sub: "s".into(),
-                rg: Some("RG".into())
-            })
-        );
+        assert_eq!(parse(uai), Ok(Route::IdentityList { sub: "s".into(), rg: Some("RG".into()) }));
         assert_eq!(
             parse(&format!("{uai}/id1")),
-            Ok(Route::Identity {
-                sub: "s".into(),
-                rg: "RG".into(),
-                name: "id1".into()
-            })
+            Ok(Route::Identity { sub: "s".into(), rg: "RG".into(), name: "id1".into() })
         );
         assert_eq!(
             parse(&format!("{uai}/id1/federatedIdentityCredentials/f")),
-            Ok(Route::Fic {
-                sub: "s".into(),
-                rg: "RG".into(),
-                identity: "id1".into(),
-                name: "f".into()
-            })
+            Ok(Route::Fic { sub: "s".into(), rg: "RG".into(), identity: "id1".into(), name: "f".into() })
         );
         assert_eq!(
             parse("/subscriptions/s/providers/microsoft.managedidentity/userassignedidentities"),
-            Ok(Route::IdentityList {
-                sub: "s".into(),
-                rg: None
-            })
+            Ok(Route::IdentityList { sub: "s".into(), rg: None })
         );
         assert_eq!(
             parse("//subscriptions/s/providers/Microsoft.Authorization/roleAssignments/n"),
-            Ok(Route::RoleAssignment {
-                scope: "/subscriptions/s".into(),
-                name: "n".into()
-            })
+            Ok(Route::RoleAssignment { scope: "/subscriptions/s".into(), name: "n".into() })
         );
         let kv = "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv";
         assert_eq!(
@@ -532,26 +463,17 @@ mod tests {
         );
         assert_eq!(
             parse("/providers/Microsoft.Authorization/roleDefinitions/x"),
-            Ok(Route::RoleDefinition {
-                scope: String::new(),
-                id: "x".into()
-            })
+            Ok(Route::RoleDefinition { scope: String::new(), id: "x".into() })
         );
         assert_eq!(
             parse("/subscriptions/s/resourceGroups/r"),
-            Ok(Route::ResourceGroup {
-                sub: "s".into(),
-                rg: "r".into()
-            })
+            Ok(Route::ResourceGroup { sub: "s".into(), rg: "r".into() })
         );
         assert_eq!(
             parse("/subscriptions/s/resourceGroups/r/providers/Microsoft.Foo/bars/x").map_err(|e| e.code),
             Err("InvalidResourceNamespace".into())
         );
-        assert_eq!(
-            parse("/nothing").map_err(|e| e.status),
-            Err(axum::http::StatusCode::NOT_FOUND)
-        );
+        assert_eq!(parse("/nothing").map_err(|e| e.status), Err(axum::http::StatusCode::NOT_FOUND));
         assert_eq!(scope_resource_group(kv), Some("r".into()));
         assert_eq!(scope_subscription(kv), Some("s".into()));
     }

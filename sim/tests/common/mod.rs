@@ -107,30 +107,20 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 }
 
 impl Arm {
     /// The same endpoint and HTTP client, calling as another principal.
     pub fn with_token(&self, token: impl Into<String>) -> Arm {
-        Arm {
-            token: token.into(),
-            ..self.clone()
-        }
+        Arm { token: token.into(), ..self.clone() }
     }
 
     pub async fn new(h: &SimHandle) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let client = client(h);
         let token = app_token(h, &client).await?;
-        Ok(Self {
-            base: https(h),
-            client,
-            token,
-        })
+        Ok(Self { base: https(h), client, token })
     }
 
     pub async fn call(
@@ -139,11 +129,7 @@ impl Arm {
         path: &str,
         body: Option<Value>,
     ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{}", self.base, path)
-        };
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.client.request(method, url).bearer_auth(&self.token);
         if let Some(b) = body {
@@ -158,11 +144,7 @@ impl Arm {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
