@@ -14,7 +14,7 @@ use crate::azure::governed::ArmObserver;
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 /// Reconcile and ARM latencies: from a cache-only no-op (a few ms) to a slow ARM write with retries inside
@@ -70,6 +70,12 @@ pub fn set_heap_stats(stats: HeapStats) {
 
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
+/// `metric`, registered under `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -95,63 +101,55 @@ impl Metrics {
     /// layer and the leader elector record into the same instance.
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("idbind");
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let reconciles = registered(
+            r,
             "reconciles",
-            "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to \
-             come back at its turn at the request budget)",
-            reconciles.clone(),
+            "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to come back \
+             at its turn at the request budget)",
+            Family::default(),
         );
-        let reconcile_errors = Family::<CategoryLabels, Counter>::default();
-        registry.register(
+        let reconcile_errors = registered(
+            r,
             "reconcile_errors",
             "Failed reconciles by the error's stable category (the Ready condition's reason)",
-            reconcile_errors.clone(),
+            Family::default(),
         );
-        let reconcile_duration = latency_histogram();
-        registry.register(
+        let reconcile_duration = registered(
+            r,
             "reconcile_duration_seconds",
             "Time one reconcile took, from start to status written",
-            reconcile_duration.clone(),
+            latency_histogram(),
         );
-        let arm_requests = Family::<ArmLabels, Counter>::default();
-        registry.register(
+        let arm_requests = registered(
+            r,
             "arm_requests",
             "Azure Resource Manager requests by REST operation and HTTP status (0: no HTTP answer)",
-            arm_requests.clone(),
+            Family::default(),
         );
-        let arm_request_duration: HistogramFamily<OperationLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
+        let arm_request_duration = registered(
+            r,
             "arm_request_duration_seconds",
             "Azure Resource Manager request latency by REST operation",
-            arm_request_duration.clone(),
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         );
-        let budget_wait = Histogram::new(WAIT_BUCKETS);
-        registry.register(
+        let budget_wait = registered(
+            r,
             "budget_wait_seconds",
             "Time ARM requests waited for the client-side request budget (throttling by idbind itself)",
-            budget_wait.clone(),
+            Histogram::new(WAIT_BUCKETS),
         );
-        let bindings = Family::<ReadyLabels, Gauge>::default();
-        registry.register("bindings", "WorkloadIdentityBindings by readiness", bindings.clone());
-        let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader lease, else 0", leader.clone());
-        let heap = Family::<HeapLabels, Gauge>::default();
-        registry.register(
+        let bindings = registered(r, "bindings", "WorkloadIdentityBindings by readiness", Family::default());
+        let leader =
+            registered(r, "leader", "1 while this replica holds the leader lease, else 0", Gauge::default());
+        let heap = registered(
+            r,
             "heap_bytes",
-            "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the \
-             allocator holds from the OS)",
-            heap.clone(),
+            "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the allocator \
+             holds from the OS)",
+            Family::default(),
         );
-        // Series with a known, fixed label set exist from the start, so a dashboard shows 0 and `rate()` sees
-        // the first increment, rather than no data until something happens.
-        let _ = reconciles.get_or_create(&ResultLabels { result: "ok" });
-        let _ = reconciles.get_or_create(&ResultLabels { result: "error" });
-        let _ = reconciles.get_or_create(&ResultLabels { result: "deferred" });
-        bindings.get_or_create(&ReadyLabels { ready: "true" }).set(0);
-        bindings.get_or_create(&ReadyLabels { ready: "false" }).set(0);
-        Arc::new(Metrics {
+        let metrics = Metrics {
             registry,
             reconciles,
             reconcile_errors,
@@ -162,7 +160,20 @@ impl Metrics {
             bindings,
             leader,
             heap,
-        })
+        };
+        metrics.start_at_zero();
+        Arc::new(metrics)
+    }
+
+    /// Series with a known, fixed label set exist from the start, so a dashboard shows 0 and `rate()` sees
+    /// the first increment, rather than no data until something happens.
+    fn start_at_zero(&self) {
+        for result in ["ok", "error", "deferred"] {
+            let _ = self.reconciles.get_or_create(&ResultLabels { result });
+        }
+        for ready in ["true", "false"] {
+            self.bindings.get_or_create(&ReadyLabels { ready }).set(0);
+        }
     }
 
     /// One finished reconcile. `result` is "ok", "error" or "deferred"; `category` is the error's stable

@@ -298,32 +298,8 @@ impl AzureApi for ArmApi {
             }
         };
         let body = self.send_url(OP, azure_core::Method::Get, url, None).await?;
-        let mut identities = Vec::new();
-        for item in body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-            let text = |p: &str| item.pointer(p).and_then(Value::as_str).map(str::to_string);
-            let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (
-                text("/id"),
-                text("/properties/clientId"),
-                text("/properties/principalId"),
-                text("/properties/tenantId"),
-            ) else {
-                return Err(invalid(OP, "an identity without id, clientId, principalId or tenantId"));
-            };
-            let observed = ObservedIdentity {
-                location: text("/location").unwrap_or_default(),
-                tags: tags_of(item.get("tags")),
-                principal_id: principal_id.clone(),
-            };
-            identities.push(FoundIdentity {
-                observed,
-                ids: IdentityIds {
-                    resource_id: ResourceId::parse(&id).map_err(|e| invalid(OP, &e.to_string()))?,
-                    client_id,
-                    principal_id,
-                    tenant_id,
-                },
-            });
-        }
+        let items = body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let identities = items.iter().map(listed_identity).collect::<Result<Vec<_>, _>>()?;
         let next = body.get("nextLink").and_then(Value::as_str).filter(|l| !l.is_empty()).map(str::to_string);
         Ok(IdentityPage { identities, next })
     }
@@ -655,6 +631,27 @@ fn odata_quote(s: &str) -> String {
 
 fn invalid(operation: &'static str, message: &str) -> AzureError {
     AzureError::InvalidResponse { operation, message: message.to_string() }
+}
+
+/// One identity of a `UserAssignedIdentities_ListByResourceGroup` page.
+fn listed_identity(item: &Value) -> Result<FoundIdentity, AzureError> {
+    const OP: &str = "UserAssignedIdentities_ListByResourceGroup";
+    let text = |p: &str| item.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let (Some(id), Some(client_id), Some(principal_id), Some(tenant_id)) = (
+        text("/id"),
+        text("/properties/clientId"),
+        text("/properties/principalId"),
+        text("/properties/tenantId"),
+    ) else {
+        return Err(invalid(OP, "an identity without id, clientId, principalId or tenantId"));
+    };
+    let observed = ObservedIdentity {
+        location: text("/location").unwrap_or_default(),
+        tags: tags_of(item.get("tags")),
+        principal_id: principal_id.clone(),
+    };
+    let resource_id = ResourceId::parse(&id).map_err(|e| invalid(OP, &e.to_string()))?;
+    Ok(FoundIdentity { observed, ids: IdentityIds { resource_id, client_id, principal_id, tenant_id } })
 }
 
 fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {

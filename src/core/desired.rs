@@ -200,3 +200,132 @@ pub fn access_policies_of_spec(desired: &DesiredBinding) -> Vec<(ResourceId, Per
         .filter(|(_, p)| !p.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{
+        resource_id::{KEY_VAULT, USER_ASSIGNED_IDENTITY},
+        validate::DesiredVault,
+    };
+
+    const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+    const SECRETS_OFFICER: &str = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7";
+
+    fn vault(name: &str) -> ResourceId {
+        ResourceId::resource_group_scope("s", "rg-kv").provider_resource(KEY_VAULT, name)
+    }
+
+    fn binding(vaults: &[&str]) -> DesiredBinding {
+        let id = ResourceId::resource_group_scope("s", "rg").provider_resource(USER_ASSIGNED_IDENTITY, "id1");
+        DesiredBinding {
+            identity: DesiredIdentity::Managed {
+                id,
+                location: "westeurope".into(),
+                tags: Default::default(),
+            },
+            federated_credential_name: "fic".into(),
+            issuer: "https://issuer/".into(),
+            subject: "system:serviceaccount:shop:app".into(),
+            vaults: vaults
+                .iter()
+                .map(|v| DesiredVault {
+                    resource_id: vault(v),
+                    roles: vec![("Key Vault Secrets User".into(), roles::RoleRef::parse(SECRETS_USER))],
+                })
+                .collect(),
+            deletion_policy: Default::default(),
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner { cluster: "aks".into(), namespace: "shop".into(), binding: "app".into() }
+    }
+
+    fn facts(name: &str, rbac: bool, roles: &[&str]) -> VaultFacts {
+        VaultFacts {
+            id: vault(name),
+            rbac,
+            roles: roles.iter().map(|g| (format!("role {g}"), g.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn rbac_vaults_get_role_assignments_and_access_policy_vaults_get_reader_policies() {
+        let vaults = [
+            facts("kv-rbac", true, &[SECRETS_USER, SECRETS_OFFICER]),
+            facts("kv-legacy", false, &[SECRETS_USER]),
+        ];
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, Vec::new())
+            .unwrap_or_else(|f| panic!("{f:?}"));
+        assert_eq!(
+            wanted.azure.role_assignments,
+            vec![
+                (vault("kv-rbac"), SECRETS_USER.to_string()),
+                (vault("kv-rbac"), SECRETS_OFFICER.to_string())
+            ]
+        );
+        let secrets: Vec<_> =
+            wanted.azure.access_policies.iter().map(|(v, p)| (v.clone(), p.secrets.clone())).collect();
+        assert_eq!(secrets, vec![(vault("kv-legacy"), ["get".to_string(), "list".to_string()].into())]);
+        assert_eq!(wanted.identity.name(), Some("id1"));
+        assert!(wanted.azure.managed_identity.is_some());
+    }
+
+    #[test]
+    fn a_write_role_on_an_access_policy_vault_stalls() {
+        let vaults = [facts("kv-legacy", false, &[SECRETS_OFFICER])];
+        let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, Vec::new()).err();
+        assert_eq!(
+            failure.map(|f| (f.part, f.reason)),
+            Some((Part::RoleAssignments, "AccessPolicyRoleUnsupported"))
+        );
+    }
+
+    #[test]
+    fn the_status_names_each_assignment_by_its_id() {
+        let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
+        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, Vec::new())
+            .unwrap_or_else(|f| panic!("{f:?}"));
+        let ids = IdentityIds {
+            resource_id: wanted.identity.clone(),
+            client_id: "c".into(),
+            principal_id: "p".into(),
+            tenant_id: "t".into(),
+        };
+        let held = held(&wanted, &ids);
+        let name = naming::role_assignment_name(&vault("kv-rbac"), SECRETS_USER, "p");
+        let status = &held.role_assignments[0];
+        assert_eq!(
+            status.id,
+            vault("kv-rbac").provider_resource(ROLE_ASSIGNMENT, &name.to_string()).to_string()
+        );
+        assert_eq!(
+            status.role_definition_id,
+            format!("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}")
+        );
+        assert_eq!((held.identity.name.as_str(), held.identity.managed), ("id1", true));
+    }
+
+    #[test]
+    fn held_policies_are_read_back_from_the_status_and_unparsable_ids_hold_nothing() {
+        let status = WorkloadIdentityBindingStatus {
+            access_policies: vec![
+                AccessPolicyStatus {
+                    vault_id: vault("kv").to_string(),
+                    secrets: vec!["get".into()],
+                    ..Default::default()
+                },
+                AccessPolicyStatus {
+                    vault_id: "not-an-id".into(),
+                    secrets: vec!["get".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let held = held_access_policies(Some(&status));
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0, vault("kv"));
+    }
+}

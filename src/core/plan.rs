@@ -241,68 +241,89 @@ pub const MAX_FICS_PER_IDENTITY: usize = 20;
 /// names them), so a first reconcile may plan only the identity and the next one the rest: each reconcile
 /// observes again before planning.
 pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Action>, Blocked> {
-    let mut actions = Vec::new();
-
-    if let Some(want) = &desired.managed_identity {
-        match &observed.identity {
-            Some(have) if !desired.owner.owns(&have.tags) => {
-                return Err(Blocked::IdentityConflict(want.resource_id.clone()));
-            }
-            Some(have) if !have.location.eq_ignore_ascii_case(&want.location) => {
-                return Err(Blocked::LocationMismatch {
-                    resource_id: want.resource_id.clone(),
-                    observed: have.location.clone(),
-                    desired: want.location.clone(),
-                });
-            }
-            Some(have) if tags_with_owner(want, &desired.owner) == have.tags => {}
-            _ => actions.push(Action::PutIdentity {
-                resource_id: want.resource_id.clone(),
-                location: want.location.clone(),
-                tags: tags_with_owner(want, &desired.owner),
-            }),
-        }
-    }
-    // A brought identity that idbind manages for another binding (in this cluster or another) is that
-    // binding's: federating it here would hand this namespace another workload's access, and that binding's
-    // deletion would pull the identity from under this one.
-    if let (None, Some(have)) = (&desired.managed_identity, &observed.identity) {
-        let tag =
-            |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-        if let Some(binding) = tag(TAG_BINDING) {
-            return Err(Blocked::IdentityOfAnotherBinding {
-                cluster: tag(TAG_CLUSTER).unwrap_or_default(),
-                namespace: tag(TAG_NAMESPACE).unwrap_or_default(),
-                binding,
-            });
-        }
-    }
+    let mut actions: Vec<Action> = plan_identity(desired, observed)?.into_iter().collect();
     let Some(identity) = &observed.identity else {
         return match desired.managed_identity {
             Some(_) => Ok(actions),
             None => Err(Blocked::ExistingIdentityNotFound),
         };
     };
+    actions.extend(plan_federation(desired, observed)?);
+    actions.extend(plan_role_assignments(desired, observed, &identity.principal_id));
+    actions.extend(plan_access_policies(desired, observed));
+    Ok(actions)
+}
 
-    let fic_matches = observed.fic.as_ref().is_some_and(|f| {
+/// The identity's PUT, when idbind manages it and it is missing or its tags differ. An identity that exists
+/// without this binding's ownership tags is someone else's; one in another region cannot be moved.
+fn plan_identity(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Option<Action>, Blocked> {
+    let Some(want) = &desired.managed_identity else {
+        return brought_identity_is_free(observed).map(|()| None);
+    };
+    let tags = tags_with_owner(want, &desired.owner);
+    match &observed.identity {
+        Some(have) if !desired.owner.owns(&have.tags) => {
+            Err(Blocked::IdentityConflict(want.resource_id.clone()))
+        }
+        Some(have) if !have.location.eq_ignore_ascii_case(&want.location) => Err(Blocked::LocationMismatch {
+            resource_id: want.resource_id.clone(),
+            observed: have.location.clone(),
+            desired: want.location.clone(),
+        }),
+        Some(have) if tags == have.tags => Ok(None),
+        _ => Ok(Some(Action::PutIdentity {
+            resource_id: want.resource_id.clone(),
+            location: want.location.clone(),
+            tags,
+        })),
+    }
+}
+
+/// A brought identity that idbind manages for another binding (in this cluster or another) is that binding's:
+/// federating it here would hand this namespace another workload's access, and that binding's deletion would
+/// pull the identity from under this one.
+fn brought_identity_is_free(observed: &ObservedAzure) -> Result<(), Blocked> {
+    let Some(have) = &observed.identity else {
+        return Ok(());
+    };
+    let tag =
+        |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    match tag(TAG_BINDING) {
+        Some(binding) => Err(Blocked::IdentityOfAnotherBinding {
+            cluster: tag(TAG_CLUSTER).unwrap_or_default(),
+            namespace: tag(TAG_NAMESPACE).unwrap_or_default(),
+            binding,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Our FIC's PUT when it is missing or trusts something else; refused before writing when another FIC already
+/// trusts the same issuer and subject, or the identity has no room for one more.
+fn plan_federation(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Option<Action>, Blocked> {
+    let matches = observed.fic.as_ref().is_some_and(|f| {
         f.issuer == desired.issuer && f.subject == desired.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]
     });
-    if !fic_matches {
-        if let Some(other) = &observed.fic_duplicate_of {
-            return Err(Blocked::DuplicateFederation(other.clone()));
-        }
-        if observed.fic.is_none() && observed.fic_count >= MAX_FICS_PER_IDENTITY {
-            return Err(Blocked::FederatedCredentialLimit(observed.fic_count));
-        }
-        actions.push(Action::PutFederatedCredential {
-            name: desired.fic_name.clone(),
-            issuer: desired.issuer.clone(),
-            subject: desired.subject.clone(),
-            audience: TOKEN_EXCHANGE_AUDIENCE.to_string(),
-        });
+    if matches {
+        return Ok(None);
     }
+    if let Some(other) = &observed.fic_duplicate_of {
+        return Err(Blocked::DuplicateFederation(other.clone()));
+    }
+    if observed.fic.is_none() && observed.fic_count >= MAX_FICS_PER_IDENTITY {
+        return Err(Blocked::FederatedCredentialLimit(observed.fic_count));
+    }
+    Ok(Some(Action::PutFederatedCredential {
+        name: desired.fic_name.clone(),
+        issuer: desired.issuer.clone(),
+        subject: desired.subject.clone(),
+        audience: TOKEN_EXCHANGE_AUDIENCE.to_string(),
+    }))
+}
 
-    let principal = &identity.principal_id;
+/// Creates for the wanted assignments that are missing; deletes for ours that are no longer wanted (an
+/// assignment someone else made for the principal is never touched).
+fn plan_role_assignments(desired: &DesiredAzure, observed: &ObservedAzure, principal: &str) -> Vec<Action> {
     let wanted: Vec<(String, &ResourceId, &str)> = desired
         .role_assignments
         .iter()
@@ -310,41 +331,41 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
             (naming::role_assignment_name(scope, role, principal).to_string(), scope, role.as_str())
         })
         .collect();
-    for (name, scope, role) in &wanted {
-        if !observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name)) {
-            actions.push(Action::CreateRoleAssignment {
-                scope: (*scope).clone(),
-                name: name.clone(),
-                role_definition_guid: role.to_string(),
-            });
+    let exists = |name: &str| observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name));
+    let is_wanted = |name: &str| wanted.iter().any(|(w, _, _)| w.eq_ignore_ascii_case(name));
+    let creates = wanted.iter().filter(|(name, _, _)| !exists(name)).map(|(name, scope, role)| {
+        Action::CreateRoleAssignment {
+            scope: (*scope).clone(),
+            name: name.clone(),
+            role_definition_guid: role.to_string(),
         }
-    }
-    for ra in &observed.role_assignments {
-        if ra.is_ours(principal) && !wanted.iter().any(|(name, _, _)| name.eq_ignore_ascii_case(&ra.name)) {
-            actions.push(Action::DeleteRoleAssignment { id: ra.id.clone() });
-        }
-    }
+    });
+    let deletes = observed
+        .role_assignments
+        .iter()
+        .filter(|ra| ra.is_ours(principal) && !is_wanted(&ra.name))
+        .map(|ra| Action::DeleteRoleAssignment { id: ra.id.clone() });
+    creates.chain(deletes).collect()
+}
 
+/// Grants what the wanted access policies miss; revokes what idbind held and is no longer wanted, and only
+/// that (an access-policy entry carries no name that marks it as ours).
+fn plan_access_policies(desired: &DesiredAzure, observed: &ObservedAzure) -> Vec<Action> {
     let wanted_on = |vault: &ResourceId| {
-        desired
-            .access_policies
-            .iter()
-            .filter(|(v, _)| v == vault)
-            .fold(Permissions::default(), |acc, (_, p)| acc.union(p))
+        let wanted = desired.access_policies.iter().filter(|(v, _)| v == vault);
+        wanted.fold(Permissions::default(), |acc, (_, p)| acc.union(p))
     };
-    for (vault_id, want) in &desired.access_policies {
+    let grants = desired.access_policies.iter().filter_map(|(vault_id, want)| {
         let missing = want.minus(&observed.access_policy(vault_id));
-        if !missing.is_empty() {
-            actions.push(Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing });
-        }
-    }
-    for (vault_id, held) in &desired.held_access_policies {
+        (!missing.is_empty())
+            .then(|| Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing })
+    });
+    let revokes = desired.held_access_policies.iter().filter_map(|(vault_id, held)| {
         let extra = held.minus(&wanted_on(vault_id)).intersect(&observed.access_policy(vault_id));
-        if !extra.is_empty() {
-            actions.push(Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra });
-        }
-    }
-    Ok(actions)
+        (!extra.is_empty())
+            .then(|| Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra })
+    });
+    grants.chain(revokes).collect()
 }
 
 /// What Azure holds once `action` succeeded, so the next round plans from it without reading Azure again:

@@ -21,7 +21,7 @@ use crate::{
     core::{
         resource_id::{KEY_VAULT, ResourceId, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
-        validate::{DesiredBinding, DesiredIdentity, Invalid, POLICY_VIOLATION},
+        validate::{DesiredBinding, DesiredIdentity, DesiredVault, Invalid, POLICY_VIOLATION},
     },
 };
 
@@ -93,56 +93,58 @@ pub fn check(
     require_policy: bool,
 ) -> Vec<Invalid> {
     let selecting: Vec<&Rule> = rules.iter().filter(|r| r.selects(namespace)).collect();
-    let violation = |field: String, message: String| Invalid { field, reason: POLICY_VIOLATION, message };
     if selecting.is_empty() {
+        let message =
+            format!("no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one");
         return if require_policy {
-            vec![violation(
-                "metadata.namespace".into(),
-                format!(
-                    "no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"
-                ),
-            )]
+            vec![violation("metadata.namespace".into(), message)]
         } else {
             Vec::new()
         };
     }
-    let names = || selecting.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = selecting.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
     let mut problems = Vec::new();
     if let DesiredIdentity::Existing { id } = &desired.identity
         && !selecting.iter().any(|r| r.existing_identities.contains(id))
     {
-        problems.push(violation(
-            "spec.identity.resourceId".into(),
-            format!("no policy for namespace {namespace} ({}) lets it bring this identity", names()),
-        ));
+        let message = format!("no policy for namespace {namespace} ({names}) lets it bring this identity");
+        problems.push(violation("spec.identity.resourceId".into(), message));
     }
     for (i, vault) in desired.vaults.iter().enumerate() {
-        let for_vault: Vec<&&Rule> =
-            selecting.iter().filter(|r| r.allows_vault(&vault.resource_id)).collect();
+        let for_vault: Vec<&Rule> =
+            selecting.iter().copied().filter(|r| r.allows_vault(&vault.resource_id)).collect();
         if for_vault.is_empty() {
-            problems.push(violation(
-                format!("spec.keyVaults[{i}]"),
-                format!(
-                    "no policy for namespace {namespace} ({}) allows vault {}",
-                    names(),
-                    vault.resource_id
-                ),
-            ));
-            continue;
-        }
-        for (j, (written, role)) in vault.roles.iter().enumerate() {
-            if !for_vault.iter().any(|r| r.allows_role(role)) {
-                problems.push(violation(
-                    format!("spec.keyVaults[{i}].roles[{j}]"),
-                    format!(
-                        "no policy for namespace {namespace} allows role {written:?} on vault {}",
-                        vault.resource_id
-                    ),
-                ));
-            }
+            let message =
+                format!("no policy for namespace {namespace} ({names}) allows vault {}", vault.resource_id);
+            problems.push(violation(format!("spec.keyVaults[{i}]"), message));
+        } else {
+            problems.extend(roles_refused(namespace, i, vault, &for_vault));
         }
     }
     problems
+}
+
+/// Vault `i`'s roles that none of the policies allowing the vault allows: a vault and its role must come from
+/// one policy.
+fn roles_refused(namespace: &str, i: usize, vault: &DesiredVault, for_vault: &[&Rule]) -> Vec<Invalid> {
+    let refused = vault
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, role))| !for_vault.iter().any(|r| r.allows_role(role)));
+    refused
+        .map(|(j, (written, _))| {
+            let message = format!(
+                "no policy for namespace {namespace} allows role {written:?} on vault {}",
+                vault.resource_id
+            );
+            violation(format!("spec.keyVaults[{i}].roles[{j}]"), message)
+        })
+        .collect()
+}
+
+fn violation(field: String, message: String) -> Invalid {
+    Invalid { field, reason: POLICY_VIOLATION, message }
 }
 
 #[cfg(test)]

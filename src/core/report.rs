@@ -120,6 +120,12 @@ pub struct Note {
     pub message: String,
 }
 
+impl Note {
+    fn from(severity: Severity, f: &Failure) -> Note {
+        Note { severity, reason: f.reason, message: f.message.clone() }
+    }
+}
+
 /// When to reconcile the binding again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requeue {
@@ -159,55 +165,38 @@ pub fn report(
     now: &Time,
 ) -> Report {
     let before = before.cloned().unwrap_or_default();
-    // Ready for this very spec: a transient failure or a wait says nothing about its Azure objects, so the
-    // status stays as it is rather than flapping what GitOps health checks read.
-    let ready_for_generation = conditions::is_true(&before.conditions, conditions::READY)
-        && before.observed_generation == generation;
+    if let Some(requeue) = quiet(&before, outcome, generation) {
+        return Report { status: before, event: None, requeue };
+    }
     let mut next = Conditions::new(before.clone(), generation, now);
-    let (event, requeue) = match outcome {
-        Outcome::NotSynced => return unchanged(before, Requeue::After(Duration::from_secs(2))),
-        Outcome::Invalid(problems) => (Some(next.invalid(problems)), Requeue::AwaitChange),
-        Outcome::Conflict { service_account, holder } => {
-            (Some(next.conflict(service_account, holder)), Requeue::After(CONFLICT_RECHECK))
-        }
-        Outcome::Deferred { wait, .. } if ready_for_generation => {
-            return unchanged(before, Requeue::After(*wait));
-        }
-        Outcome::Deferred { part, message, wait } => {
-            next.reconciling(*part, AWAITING_TURN, message);
-            (None, Requeue::After(*wait))
-        }
-        Outcome::Transient(f) if ready_for_generation => {
-            return unchanged(
-                before,
-                Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO },
-            );
-        }
-        Outcome::Transient(f) => {
-            next.reconciling(f.part, f.reason, &f.message);
-            let note = Note { severity: Severity::Normal, reason: f.reason, message: f.message.clone() };
-            (Some(note), Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO })
-        }
-        Outcome::Stalled(f) => {
-            next.stalled(f.part, f.reason, &f.message);
-            let note = Note { severity: Severity::Warning, reason: f.reason, message: f.message.clone() };
-            (Some(note), Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK })
-        }
-        Outcome::ServiceAccountMissing { held, namespace, service_account } => {
-            (Some(next.service_account_missing(held, namespace, service_account)), Requeue::Resync)
-        }
-        Outcome::Converged { held, service_account, previous_client_id } => {
-            (next.converged(held, service_account, previous_client_id.as_deref()), Requeue::Resync)
-        }
-    };
+    let (event, requeue) = next.record(outcome);
     let status = next.status;
     // An Event only with a change users can see.
     let event = event.filter(|_| status != before);
     Report { status, event, requeue }
 }
 
-fn unchanged(status: WorkloadIdentityBindingStatus, requeue: Requeue) -> Report {
-    Report { status, event: None, requeue }
+/// The outcomes that leave the status as it is, and when to look again: nothing judged yet, or a wait or a
+/// transient failure of a binding Ready for this very spec, which says nothing about its Azure objects (the
+/// status stays rather than flapping what GitOps health checks read).
+fn quiet(
+    before: &WorkloadIdentityBindingStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+) -> Option<Requeue> {
+    let ready_for_generation = conditions::is_true(&before.conditions, conditions::READY)
+        && before.observed_generation == generation;
+    match outcome {
+        Outcome::NotSynced => Some(Requeue::After(Duration::from_secs(2))),
+        Outcome::Deferred { wait, .. } if ready_for_generation => Some(Requeue::After(*wait)),
+        Outcome::Transient(f) if ready_for_generation => Some(backoff(f)),
+        _ => None,
+    }
+}
+
+/// A transient failure's requeue: the binding's next backoff step, or Azure's Retry-After.
+fn backoff(f: &Failure) -> Requeue {
+    Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO }
 }
 
 /// The status being built: conditions set for one generation at one time.
@@ -221,6 +210,36 @@ impl<'a> Conditions<'a> {
     fn new(mut status: WorkloadIdentityBindingStatus, generation: Option<i64>, now: &'a Time) -> Self {
         status.observed_generation = generation;
         Conditions { status, generation, now }
+    }
+
+    /// Sets the conditions `outcome` calls for; the Event it calls for and when to look again.
+    fn record(&mut self, outcome: &Outcome) -> (Option<Note>, Requeue) {
+        match outcome {
+            Outcome::NotSynced => (None, Requeue::After(Duration::from_secs(2))),
+            Outcome::Invalid(problems) => (Some(self.invalid(problems)), Requeue::AwaitChange),
+            Outcome::Conflict { service_account, holder } => {
+                (Some(self.conflict(service_account, holder)), Requeue::After(CONFLICT_RECHECK))
+            }
+            Outcome::Deferred { part, message, wait } => {
+                self.reconciling(*part, AWAITING_TURN, message);
+                (None, Requeue::After(*wait))
+            }
+            Outcome::Transient(f) => {
+                self.reconciling(f.part, f.reason, &f.message);
+                (Some(Note::from(Severity::Normal, f)), backoff(f))
+            }
+            Outcome::Stalled(f) => {
+                self.stalled(f.part, f.reason, &f.message);
+                let requeue = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
+                (Some(Note::from(Severity::Warning, f)), requeue)
+            }
+            Outcome::ServiceAccountMissing { held, namespace, service_account } => {
+                (Some(self.service_account_missing(held, namespace, service_account)), Requeue::Resync)
+            }
+            Outcome::Converged { held, service_account, previous_client_id } => {
+                (self.converged(held, service_account, previous_client_id.as_deref()), Requeue::Resync)
+            }
+        }
     }
 
     fn set(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {

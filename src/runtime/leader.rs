@@ -225,6 +225,28 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// The state of a campaign between attempts.
+struct Campaign {
+    /// The start of the last successful renewal, while leading.
+    renewed_at: Option<Instant>,
+    next_attempt: Instant,
+    /// The last attempt's error, logged once per distinct error: a standby without RBAC would otherwise warn
+    /// every period forever.
+    last_error: Option<String>,
+}
+
+impl Campaign {
+    fn failed(&mut self, e: &LeaderError) {
+        let message = e.to_string();
+        if self.last_error.as_deref() == Some(message.as_str()) {
+            tracing::debug!(error = %message, "leader election attempt failed again");
+        } else {
+            tracing::warn!(error = %message, leading = self.renewed_at.is_some(), "leader election attempt failed; retrying");
+        }
+        self.last_error = Some(message);
+    }
+}
+
 /// The result of one attempt to acquire or renew.
 #[derive(Debug)]
 enum Attempt {
@@ -284,85 +306,82 @@ impl LeaderElector {
         shutdown: CancellationToken,
         leading: watch::Sender<bool>,
     ) -> Result<(), LeaderError> {
-        let deadline = self.config.renew_deadline;
-        let period = self.config.renew_period;
+        let (deadline, period) = (self.config.renew_deadline, self.config.renew_period);
         tracing::info!(lease = %self.config.lease_name, namespace = %self.config.namespace, identity = %self.config.identity, "campaigning for leadership");
         self.publish(&leading, false);
-        // Some(start of the last successful renewal) while leading.
-        let mut renewed_at: Option<Instant> = None;
-        let mut next_attempt = Instant::now();
-        let mut last_error: Option<String> = None;
+        let mut campaign = Campaign { renewed_at: None, next_attempt: Instant::now(), last_error: None };
         loop {
-            let wake = renewed_at.map_or(next_attempt, |r| next_attempt.min(r + deadline));
+            let wake = campaign
+                .renewed_at
+                .map_or(campaign.next_attempt, |r| campaign.next_attempt.min(r + deadline));
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = sleep_until(wake) => {}
             }
-            if let Some(r) = renewed_at
-                && Instant::now() >= r + deadline
-            {
+            if campaign.renewed_at.is_some_and(|r| Instant::now() >= r + deadline) {
                 tracing::warn!(lease = %self.config.lease_name, renew_deadline = ?deadline, "leadership \
                     lost: no successful renewal within the renew deadline");
-                renewed_at = None;
+                campaign.renewed_at = None;
                 self.publish(&leading, false);
             }
             let started = Instant::now();
             // The renewal is only as good as its start: stamp renewTime and our own deadline from the same
             // moment, before the request leaves.
             let now = Timestamp::now();
-            let limit = renewed_at.map_or(started + deadline, |r| r + deadline);
+            let limit = campaign.renewed_at.map_or(started + deadline, |r| r + deadline);
             let outcome = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 outcome = timeout_at(limit, self.attempt(now)) => outcome,
             };
-            next_attempt = Instant::now() + period;
-            match outcome {
-                Ok(Ok(Attempt::Leading)) => {
-                    if renewed_at.is_none() {
-                        tracing::info!(lease = %self.config.lease_name, identity = %self.config.identity, "acquired leadership");
-                    }
-                    renewed_at = Some(started);
-                    last_error = None;
-                    self.publish(&leading, true);
-                }
-                Ok(Ok(Attempt::Standby { holder, expires })) => {
-                    if renewed_at.take().is_some() {
-                        tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the Lease is held by another candidate");
-                    }
-                    last_error = None;
-                    self.publish(&leading, false);
-                    // Look again right after the holder's lease runs out rather than up to a whole period
-                    // later: failover then takes the lease duration, not more.
-                    if let Some(until) =
-                        expires.and_then(|e| Duration::try_from(e.duration_since(Timestamp::now())).ok())
-                    {
-                        next_attempt = next_attempt.min(Instant::now() + until + Duration::from_millis(10));
-                    }
-                }
-                Ok(Err(e)) => {
-                    // Logged once per distinct error: a standby without RBAC would otherwise warn every
-                    // period forever.
-                    let message = e.to_string();
-                    if last_error.as_deref() != Some(message.as_str()) {
-                        tracing::warn!(error = %message, leading = renewed_at.is_some(), "leader election \
-                            attempt failed; retrying");
-                    } else {
-                        tracing::debug!(error = %message, "leader election attempt failed again");
-                    }
-                    last_error = Some(message);
-                }
-                Err(_) => {
-                    // The deadline at the top of the loop reports a leader's loss; a standby just tries
-                    // again.
-                    tracing::debug!(lease = %self.config.lease_name, "leader election attempt timed out");
-                    next_attempt = Instant::now();
-                }
-            }
+            campaign.next_attempt = Instant::now() + period;
+            self.settle(outcome, started, &mut campaign, &leading);
         }
         self.publish(&leading, false);
         self.release().await
+    }
+
+    /// Takes in one attempt's outcome: leading, standing by (looking again when the holder's lease runs out),
+    /// or failed.
+    fn settle(
+        &self,
+        outcome: Result<Result<Attempt, LeaderError>, tokio::time::error::Elapsed>,
+        started: Instant,
+        campaign: &mut Campaign,
+        leading: &watch::Sender<bool>,
+    ) {
+        match outcome {
+            Ok(Ok(Attempt::Leading)) => {
+                if campaign.renewed_at.is_none() {
+                    tracing::info!(lease = %self.config.lease_name, identity = %self.config.identity, "acquired leadership");
+                }
+                campaign.renewed_at = Some(started);
+                campaign.last_error = None;
+                self.publish(leading, true);
+            }
+            Ok(Ok(Attempt::Standby { holder, expires })) => {
+                if campaign.renewed_at.take().is_some() {
+                    tracing::warn!(lease = %self.config.lease_name, holder = holder.as_deref().unwrap_or(""), "leadership lost: the Lease is held by another candidate");
+                }
+                campaign.last_error = None;
+                self.publish(leading, false);
+                // Look again right after the holder's lease runs out rather than up to a whole period later:
+                // failover then takes the lease duration, not more.
+                if let Some(until) =
+                    expires.and_then(|e| Duration::try_from(e.duration_since(Timestamp::now())).ok())
+                {
+                    campaign.next_attempt =
+                        campaign.next_attempt.min(Instant::now() + until + Duration::from_millis(10));
+                }
+            }
+            Ok(Err(e)) => campaign.failed(&e),
+            Err(_) => {
+                // The deadline at the top of the loop reports a leader's loss; a standby just tries again.
+                tracing::debug!(lease = %self.config.lease_name, "leader election attempt timed out");
+                campaign.next_attempt = Instant::now();
+            }
+        }
     }
 
     fn publish(&self, leading: &watch::Sender<bool>, value: bool) {
@@ -383,13 +402,12 @@ impl LeaderElector {
 
     /// One round of client-go's tryAcquireOrRenew.
     async fn attempt(&mut self, now: Timestamp) -> Result<Attempt, LeaderError> {
-        let me = self.config.identity.as_str();
-        let name = self.config.lease_name.as_str();
-        let pp = PostParams::default();
+        let me = self.config.identity.clone();
+        let name = self.config.lease_name.clone();
         // Fast path: renew the Lease we hold, conditional on the version we last wrote.
-        if let Some(mut lease) = self.observed.clone().filter(|l| holder(l) == Some(me)) {
-            lease.spec = Some(claimed_spec(lease.spec.as_ref(), me, now, self.duration_seconds));
-            match self.api.replace(name, &pp, &lease).await {
+        if let Some(mut lease) = self.observed.clone().filter(|l| holder(l) == Some(me.as_str())) {
+            lease.spec = Some(claimed_spec(lease.spec.as_ref(), &me, now, self.duration_seconds));
+            match self.api.replace(&name, &PostParams::default(), &lease).await {
                 Ok(written) => {
                     self.observed = Some(written);
                     return Ok(Attempt::Leading);
@@ -399,29 +417,10 @@ impl LeaderElector {
                 Err(e) => return Err(self.api_error("renewing", e)),
             }
         }
-        let current = self.api.get_opt(name).await.map_err(|e| self.api_error("reading", e))?;
-        let Some(current) = current else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name.to_string()),
-                    namespace: Some(self.config.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(claimed_spec(None, me, now, self.duration_seconds)),
-            };
-            return match self.api.create(&pp, &lease).await {
-                Ok(written) => {
-                    self.observed = Some(written);
-                    Ok(Attempt::Leading)
-                }
-                // AlreadyExists: another candidate created it first.
-                Err(e) if status_code(&e) == Some(409) => {
-                    Ok(Attempt::Standby { holder: None, expires: None })
-                }
-                Err(e) => Err(self.api_error("creating", e)),
-            };
+        let Some(current) = self.api.get_opt(&name).await.map_err(|e| self.api_error("reading", e))? else {
+            return self.create(now).await;
         };
-        let claim = classify(current.spec.as_ref(), me, now, self.duration_seconds);
+        let claim = classify(current.spec.as_ref(), &me, now, self.duration_seconds);
         self.observed = Some(current.clone());
         match claim {
             Claim::Held { holder, expires } => Ok(Attempt::Standby { holder: Some(holder), expires }),
@@ -429,22 +428,46 @@ impl LeaderElector {
                 if let Claim::Expired { holder } = &claim {
                     tracing::info!(lease = %name, previous = %holder, "the Lease has expired; taking it over");
                 }
-                let mut lease = current;
-                let previous_holder = holder(&lease).map(str::to_string);
-                lease.spec = Some(claimed_spec(lease.spec.as_ref(), me, now, self.duration_seconds));
-                match self.api.replace(name, &pp, &lease).await {
-                    Ok(written) => {
-                        self.observed = Some(written);
-                        Ok(Attempt::Leading)
-                    }
-                    // Conflict: another candidate wrote between our read and our write and won. NotFound:
-                    // deleted meanwhile; the next attempt creates it.
-                    Err(e) if matches!(status_code(&e), Some(409 | 404)) => {
-                        Ok(Attempt::Standby { holder: previous_holder, expires: None })
-                    }
-                    Err(e) => Err(self.api_error("acquiring", e)),
-                }
+                self.take(current, now).await
             }
+        }
+    }
+
+    /// Creates the Lease, holding it.
+    async fn create(&mut self, now: Timestamp) -> Result<Attempt, LeaderError> {
+        let metadata = ObjectMeta {
+            name: Some(self.config.lease_name.clone()),
+            namespace: Some(self.config.namespace.clone()),
+            ..ObjectMeta::default()
+        };
+        let spec = claimed_spec(None, &self.config.identity, now, self.duration_seconds);
+        match self.api.create(&PostParams::default(), &Lease { metadata, spec: Some(spec) }).await {
+            Ok(written) => {
+                self.observed = Some(written);
+                Ok(Attempt::Leading)
+            }
+            // AlreadyExists: another candidate created it first.
+            Err(e) if status_code(&e) == Some(409) => Ok(Attempt::Standby { holder: None, expires: None }),
+            Err(e) => Err(self.api_error("creating", e)),
+        }
+    }
+
+    /// Claims `lease` (free, expired, or ours), conditional on the version read.
+    async fn take(&mut self, mut lease: Lease, now: Timestamp) -> Result<Attempt, LeaderError> {
+        let previous_holder = holder(&lease).map(str::to_string);
+        lease.spec =
+            Some(claimed_spec(lease.spec.as_ref(), &self.config.identity, now, self.duration_seconds));
+        match self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await {
+            Ok(written) => {
+                self.observed = Some(written);
+                Ok(Attempt::Leading)
+            }
+            // Conflict: another candidate wrote between our read and our write and won. NotFound: deleted
+            // meanwhile; the next attempt creates it.
+            Err(e) if matches!(status_code(&e), Some(409 | 404)) => {
+                Ok(Attempt::Standby { holder: previous_holder, expires: None })
+            }
+            Err(e) => Err(self.api_error("acquiring", e)),
         }
     }
 
