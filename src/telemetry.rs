@@ -70,6 +70,11 @@ pub fn set_heap_stats(stats: HeapStats) {
 
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
+const RECONCILES_HELP: &str = "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or \
+                               deferred: left to come back at its turn at the request budget)";
+const HEAP_HELP: &str = "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what \
+                         the allocator holds from the OS)";
+
 /// `metric`, registered under `name` with `help`.
 fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
     registry.register(name, help, metric.clone());
@@ -102,13 +107,7 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("idbind");
         let r = &mut registry;
-        let reconciles = registered(
-            r,
-            "reconciles",
-            "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or deferred: left to come back \
-             at its turn at the request budget)",
-            Family::default(),
-        );
+        let reconciles = registered(r, "reconciles", RECONCILES_HELP, Family::default());
         let reconcile_errors = registered(
             r,
             "reconcile_errors",
@@ -142,13 +141,7 @@ impl Metrics {
         let bindings = registered(r, "bindings", "WorkloadIdentityBindings by readiness", Family::default());
         let leader =
             registered(r, "leader", "1 while this replica holds the leader lease, else 0", Gauge::default());
-        let heap = registered(
-            r,
-            "heap_bytes",
-            "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what the allocator \
-             holds from the OS)",
-            Family::default(),
-        );
+        let heap = registered(r, "heap_bytes", HEAP_HELP, Family::default());
         let metrics = Metrics {
             registry,
             reconciles,

@@ -445,179 +445,155 @@ mod tests {
         }
     }
 
-    fn row(
-        ready: (&str, &str),
-        stalled: bool,
-        reconciling: bool,
-        event: Option<(Severity, &'static str)>,
-        requeue: Requeue,
-        written: bool,
-    ) -> Seen {
-        Seen { ready: (ready.0.into(), ready.1.into()), stalled, reconciling, event, requeue, written }
+    /// What users should see: Ready's status and reason, and by default nothing else, a resync, and a write.
+    fn expect(status: &str, reason: &str) -> Seen {
+        let ready = (status.to_string(), reason.to_string());
+        Seen {
+            ready,
+            stalled: false,
+            reconciling: false,
+            event: None,
+            requeue: Requeue::Resync,
+            written: true,
+        }
     }
 
+    impl Seen {
+        fn stalled(self) -> Self {
+            Seen { stalled: true, ..self }
+        }
+
+        fn reconciling(self) -> Self {
+            Seen { reconciling: true, ..self }
+        }
+
+        fn event(self, severity: Severity, reason: &'static str) -> Self {
+            Seen { event: Some((severity, reason)), ..self }
+        }
+
+        fn requeue(self, requeue: Requeue) -> Self {
+            Seen { requeue, ..self }
+        }
+
+        fn unwritten(self) -> Self {
+            Seen { written: false, ..self }
+        }
+    }
+
+    type Row<'a> = (&'a str, Option<&'a WorkloadIdentityBindingStatus>, Outcome, Seen);
+
+    fn check(table: Vec<Row<'_>>) {
+        for (name, before, outcome, want) in table {
+            assert_eq!(seen(before, &outcome), want, "{name}");
+        }
+    }
+
+    fn deferred() -> Outcome {
+        Outcome::Deferred { part: Part::Identity, message: "due in 3 s".into(), wait: Duration::from_secs(3) }
+    }
+
+    const BACKOFF: Requeue =
+        Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO };
+
     #[test]
-    fn every_outcome_has_its_status_event_and_requeue() {
+    fn failures_and_waits_are_reported_by_kind() {
         use Severity::{Normal, Warning};
         let ready = status_after(&converged("c1"), GENERATION);
-        let ready_for_older_spec = status_after(&converged("c1"), Some(2));
-        let backoff =
-            Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO };
-        let deferred = Outcome::Deferred {
-            part: Part::Identity,
-            message: "due in 3 s".into(),
-            wait: Duration::from_secs(3),
-        };
+        let conflict = Outcome::Conflict { service_account: "app".into(), holder: "first".into() };
         let missing = Outcome::ServiceAccountMissing {
             held: Box::new(held("c1")),
             namespace: "shop".into(),
             service_account: "app".into(),
         };
-        let conflict = Outcome::Conflict { service_account: "app".into(), holder: "first".into() };
-        let moved = Outcome::Converged {
-            held: Box::new(held("c2")),
-            service_account: "app".into(),
-            previous_client_id: Some("c1".into()),
-        };
-        let table: Vec<(&str, Option<&WorkloadIdentityBindingStatus>, Outcome, Seen)> = vec![
+        let turn = Requeue::After(Duration::from_secs(3));
+        let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
+        check(vec![
             (
                 "caches not synced: nothing is judged",
                 None,
                 Outcome::NotSynced,
-                row(("", ""), false, false, None, Requeue::After(Duration::from_secs(2)), false),
+                Seen {
+                    ready: Default::default(),
+                    ..expect("", "").requeue(Requeue::After(Duration::from_secs(2))).unwritten()
+                },
             ),
-            (
-                "invalid: stalled, first reason, waits for a change",
-                None,
-                invalid(),
-                row(
-                    ("False", POLICY_VIOLATION),
-                    true,
-                    false,
-                    Some((Warning, POLICY_VIOLATION)),
-                    Requeue::AwaitChange,
-                    true,
-                ),
-            ),
-            (
-                "another binding holds the ServiceAccount",
-                Some(&ready),
-                conflict,
-                row(
-                    ("False", SERVICE_ACCOUNT_CONFLICT),
-                    true,
-                    false,
-                    Some((Warning, SERVICE_ACCOUNT_CONFLICT)),
-                    Requeue::After(CONFLICT_RECHECK),
-                    true,
-                ),
-            ),
-            (
-                "waiting for a turn emits no Event",
-                None,
-                deferred.clone(),
-                row(
-                    ("False", AWAITING_TURN),
-                    false,
-                    true,
-                    None,
-                    Requeue::After(Duration::from_secs(3)),
-                    true,
-                ),
-            ),
-            (
-                "waiting for a turn keeps a Ready binding Ready",
-                Some(&ready),
-                deferred.clone(),
-                row(
-                    ("True", "Reconciled"),
-                    false,
-                    false,
-                    None,
-                    Requeue::After(Duration::from_secs(3)),
-                    false,
-                ),
-            ),
-            (
-                "a Ready status of an older spec does not hold",
-                Some(&ready_for_older_spec),
-                deferred,
-                row(
-                    ("False", AWAITING_TURN),
-                    false,
-                    true,
-                    None,
-                    Requeue::After(Duration::from_secs(3)),
-                    true,
-                ),
-            ),
+            ("invalid: stalled, first reason, waits for a change", None, invalid(), {
+                expect("False", POLICY_VIOLATION)
+                    .stalled()
+                    .event(Warning, POLICY_VIOLATION)
+                    .requeue(Requeue::AwaitChange)
+            }),
+            ("another binding holds the ServiceAccount", Some(&ready), conflict, {
+                let e = expect("False", SERVICE_ACCOUNT_CONFLICT).stalled();
+                e.event(Warning, SERVICE_ACCOUNT_CONFLICT).requeue(Requeue::After(CONFLICT_RECHECK))
+            }),
+            ("waiting for a turn emits no Event", None, deferred(), {
+                expect("False", AWAITING_TURN).reconciling().requeue(turn)
+            }),
             (
                 "a transient failure is reported, with Azure's Retry-After",
                 None,
                 Outcome::Transient(failure("Throttled")),
-                row(("False", "Throttled"), false, true, Some((Normal, "Throttled")), backoff, true),
-            ),
-            (
-                "a transient failure keeps a Ready binding Ready",
-                Some(&ready),
-                Outcome::Transient(failure("Throttled")),
-                row(("True", "Reconciled"), false, false, None, backoff, false),
+                { expect("False", "Throttled").reconciling().event(Normal, "Throttled").requeue(BACKOFF) },
             ),
             (
                 "a stalled failure waits at least 30 s",
                 Some(&ready),
                 Outcome::Stalled(failure("VaultNotFound")),
-                row(
-                    ("False", "VaultNotFound"),
-                    true,
-                    false,
-                    Some((Warning, "VaultNotFound")),
-                    Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK },
-                    true,
-                ),
+                {
+                    expect("False", "VaultNotFound")
+                        .stalled()
+                        .event(Warning, "VaultNotFound")
+                        .requeue(stalled)
+                },
             ),
+            ("Azure done, ServiceAccount missing", None, missing, {
+                let e = expect("False", SERVICE_ACCOUNT_NOT_FOUND).reconciling();
+                e.event(Warning, SERVICE_ACCOUNT_NOT_FOUND)
+            }),
+        ]);
+    }
+
+    #[test]
+    fn a_ready_binding_stays_ready_through_waits_and_transient_failures() {
+        let ready = status_after(&converged("c1"), GENERATION);
+        let ready_for_older_spec = status_after(&converged("c1"), Some(2));
+        let turn = Requeue::After(Duration::from_secs(3));
+        check(vec![
+            ("waiting for a turn keeps a Ready binding Ready", Some(&ready), deferred(), {
+                expect("True", "Reconciled").requeue(turn).unwritten()
+            }),
             (
-                "Azure done, ServiceAccount missing",
-                None,
-                missing,
-                row(
-                    ("False", SERVICE_ACCOUNT_NOT_FOUND),
-                    false,
-                    true,
-                    Some((Warning, SERVICE_ACCOUNT_NOT_FOUND)),
-                    Requeue::Resync,
-                    true,
-                ),
-            ),
-            (
-                "converged: Ready, announced once",
-                None,
-                converged("c1"),
-                row(("True", "Reconciled"), false, false, Some((Normal, "Ready")), Requeue::Resync, true),
-            ),
-            (
-                "converged again: nothing written, no Event",
+                "a transient failure keeps a Ready binding Ready",
                 Some(&ready),
-                converged("c1"),
-                row(("True", "Reconciled"), false, false, None, Requeue::Resync, false),
+                Outcome::Transient(failure("Throttled")),
+                { expect("True", "Reconciled").requeue(BACKOFF).unwritten() },
             ),
-            (
-                "a new client id says pods must restart",
-                Some(&ready),
-                moved,
-                row(
-                    ("True", "Reconciled"),
-                    false,
-                    false,
-                    Some((Normal, "ClientIdChanged")),
-                    Requeue::Resync,
-                    true,
-                ),
-            ),
-        ];
-        for (name, before, outcome, want) in table {
-            assert_eq!(seen(before, &outcome), want, "{name}");
-        }
+            ("a Ready status of an older spec does not hold", Some(&ready_for_older_spec), deferred(), {
+                expect("False", AWAITING_TURN).reconciling().requeue(turn)
+            }),
+        ]);
+    }
+
+    #[test]
+    fn convergence_is_announced_once_and_a_new_client_id_says_pods_must_restart() {
+        let ready = status_after(&converged("c1"), GENERATION);
+        let moved = Outcome::Converged {
+            held: Box::new(held("c2")),
+            service_account: "app".into(),
+            previous_client_id: Some("c1".into()),
+        };
+        check(vec![
+            ("converged: Ready, announced once", None, converged("c1"), {
+                expect("True", "Reconciled").event(Severity::Normal, "Ready")
+            }),
+            ("converged again: nothing written, no Event", Some(&ready), converged("c1"), {
+                expect("True", "Reconciled").unwritten()
+            }),
+            ("a new client id says pods must restart", Some(&ready), moved, {
+                expect("True", "Reconciled").event(Severity::Normal, "ClientIdChanged")
+            }),
+        ]);
     }
 
     #[test]
