@@ -232,16 +232,19 @@ async fn editing_roles_changes_exactly_the_difference() -> TestResult {
     Ok(())
 }
 
+/// A fault on the next call of `operation` only.
+fn once(operation: &str, action: FaultAction) -> FaultRule {
+    FaultRule { operation: operation.into(), action, rate: 1.0, times: Some(1) }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn injected_faults_are_classified_with_retry_after() -> TestResult {
+async fn an_injected_429_is_throttled_with_its_retry_after() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[]);
-    h.set_faults(vec![FaultRule {
-        operation: "UserAssignedIdentities_Get".into(),
-        action: FaultAction::Error { status: 429, retry_after_secs: Some(7) },
-        rate: 1.0,
-        times: Some(1),
-    }]);
+    h.set_faults(vec![once(
+        "UserAssignedIdentities_Get",
+        FaultAction::Error { status: 429, retry_after_secs: Some(7) },
+    )]);
     let err = Fresh::new(&api).observe(&id_of(&d), &d).await.err().ok_or("the fault did not fire")?;
     assert_eq!(
         (err.reason(), err.retryable(), err.retry_after()),
@@ -254,13 +257,18 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
     );
     // The fault fired once; the next call goes through.
     assert!(Fresh::new(&api).observe(&id_of(&d), &d).await?.is_empty());
+    h.shutdown().await?;
+    Ok(())
+}
 
-    h.set_faults(vec![FaultRule {
-        operation: "UserAssignedIdentities_CreateOrUpdate".into(),
-        action: FaultAction::Error { status: 503, retry_after_secs: None },
-        rate: 1.0,
-        times: Some(1),
-    }]);
+#[tokio::test(flavor = "multi_thread")]
+async fn an_injected_503_is_a_retryable_server_error() -> TestResult {
+    let (h, api) = start().await?;
+    let d = desired("orders", &[]);
+    h.set_faults(vec![once(
+        "UserAssignedIdentities_CreateOrUpdate",
+        FaultAction::Error { status: 503, retry_after_secs: None },
+    )]);
     let Some(Action::PutIdentity { resource_id, location, tags }) =
         plan::plan(&d, &Default::default())?.into_iter().next()
     else {
@@ -268,13 +276,14 @@ async fn injected_faults_are_classified_with_retry_after() -> TestResult {
     };
     let err = api.put_identity(&resource_id, &location, &tags).await.err().ok_or("the 503 did not fire")?;
     assert_eq!((err.reason(), err.retryable()), ("AzureServerError", true), "{err}");
+    h.shutdown().await?;
+    Ok(())
+}
 
-    h.set_faults(vec![FaultRule {
-        operation: "RoleDefinitions_List".into(),
-        action: FaultAction::Drop,
-        rate: 1.0,
-        times: Some(1),
-    }]);
+#[tokio::test(flavor = "multi_thread")]
+async fn an_injected_dropped_connection_is_azure_unreachable() -> TestResult {
+    let (h, api) = start().await?;
+    h.set_faults(vec![once("RoleDefinitions_List", FaultAction::Drop)]);
     let err =
         api.resolve_role(&vault("kv-rbac"), "Key Vault Reader").await.err().ok_or("the drop did not fire")?;
     assert_eq!((err.reason(), err.retryable()), ("AzureUnreachable", true), "{err}");
@@ -343,66 +352,96 @@ async fn vaults_report_existence_and_permission_model() -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_idempotent() -> TestResult {
-    let (h, api) = start().await?;
-    let writes = Writes::new(&api);
-    // An identity, read fresh: writes are only ever made from such an observation.
+/// The name of a role assignment someone else made for the identity's principal on kv-rbac.
+const FOREIGN_ASSIGNMENT: &str = "0f0f0f0f-0000-4000-8000-000000000000";
+
+/// An identity as idbind observes it fresh (writes are only ever made from such an observation), and its
+/// principal.
+async fn observed_identity(
+    api: &ArmApi,
+) -> Result<(ResourceId, Observation<FromArm>, String), Box<dyn std::error::Error + Send + Sync>> {
     let d = desired("adopt", &[]);
     let identity = id_of(&d);
     api.put_identity(&identity, "westeurope", &BTreeMap::new()).await?;
-    let mut observed = Fresh::new(&api).observe(&identity, &d).await?;
+    let observed = Fresh::new(api).observe(&identity, &d).await?;
     let principal =
         observed.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("the identity was not found")?;
-    let principal = principal.as_str();
-    let scope = vault("kv-rbac");
-    let foreign = "0f0f0f0f-0000-4000-8000-000000000000";
-    api.create_role_assignment(&scope, foreign, SECRETS_USER, principal).await?;
-    let ours = naming::role_assignment_name(&scope, SECRETS_USER, principal).to_string();
-    let action = Action::CreateRoleAssignment {
+    Ok((identity, observed, principal))
+}
+
+/// idbind's creation of Secrets User for `principal` on `scope`, under idbind's own name for the trio.
+fn create_ours(scope: &ResourceId, principal: &str) -> Action {
+    Action::CreateRoleAssignment {
         scope: scope.clone(),
-        name: ours.clone(),
+        name: naming::role_assignment_name(scope, SECRETS_USER, principal).to_string(),
         role_definition_guid: SECRETS_USER.into(),
-    };
-    let err = writes
-        .apply(&identity, &mut observed, &action)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_assignment_under_another_name_is_reported_as_a_conflict() -> TestResult {
+    let (h, api) = start().await?;
+    let (identity, mut observed, principal) = observed_identity(&api).await?;
+    let scope = vault("kv-rbac");
+    api.create_role_assignment(&scope, FOREIGN_ASSIGNMENT, SECRETS_USER, &principal).await?;
+    let err = Writes::new(&api)
+        .apply(&identity, &mut observed, &create_ours(&scope, &principal))
         .await
         .err()
         .ok_or("a duplicate assignment was accepted")?;
+    let foreign = FOREIGN_ASSIGNMENT;
     assert!(
         matches!(&err, AzureError::RoleAssignmentConflict { existing, .. } if existing.ends_with(foreign)),
         "{err:?}"
     );
     assert!(!err.retryable());
+    h.shutdown().await?;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assignment_before_the_identity_has_a_principal_is_retryable() -> TestResult {
+    let (h, api) = start().await?;
     // Without the identity's principal nothing can be assigned yet: retryable, not a crash.
-    let never = identity_id("never-created");
-    let mut nothing = Fresh::new(&api).observe(&never, &d).await?;
-    let err = writes
-        .apply(&never, &mut nothing, &action)
+    let d = desired("not-yet", &[]);
+    let mut nothing = Fresh::new(&api).observe(&id_of(&d), &d).await?;
+    let create = create_ours(&vault("kv-rbac"), "77777777-7777-7777-7777-777777777777");
+    let err = Writes::new(&api)
+        .apply(&id_of(&d), &mut nothing, &create)
         .await
         .err()
         .ok_or("an assignment without principal was accepted")?;
     assert_eq!((err.reason(), err.retryable()), ("IdentityNotReady", true));
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_assignment_creates_and_deletes_are_idempotent_and_spare_others() -> TestResult {
+    let (h, api) = start().await?;
+    let (identity, mut observed, principal) = observed_identity(&api).await?;
+    api.create_role_assignment(&vault("kv-rbac"), FOREIGN_ASSIGNMENT, SECRETS_USER, &principal).await?;
+    let writes = Writes::new(&api);
 
     // Our own name for the trio: creating it again is a no-op success.
     let own_scope = vault("kv-policies");
-    let own = naming::role_assignment_name(&own_scope, SECRETS_USER, principal).to_string();
-    let create = Action::CreateRoleAssignment {
-        scope: own_scope.clone(),
-        name: own.clone(),
-        role_definition_guid: SECRETS_USER.into(),
-    };
+    let own = naming::role_assignment_name(&own_scope, SECRETS_USER, &principal).to_string();
+    let create = create_ours(&own_scope, &principal);
     writes.apply(&identity, &mut observed, &create).await?;
     writes.apply(&identity, &mut observed, &create).await?;
 
-    let id = own_scope.provider_resource(ROLE_ASSIGNMENT, &own);
-    let delete = Action::DeleteRoleAssignment { id };
+    let delete = Action::DeleteRoleAssignment { id: own_scope.provider_resource(ROLE_ASSIGNMENT, &own) };
     writes.apply(&identity, &mut observed, &delete).await?;
     writes.apply(&identity, &mut observed, &delete).await?;
-    let left = api.list_role_assignments(&ResourceId::subscription_scope(SUB), principal).await?;
-    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![foreign]);
+    let left = api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal).await?;
+    assert_eq!(left.iter().map(|ra| ra.name.as_str()).collect::<Vec<_>>(), vec![FOREIGN_ASSIGNMENT]);
+    h.shutdown().await?;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_identity_that_is_gone_is_done() -> TestResult {
+    let (h, api) = start().await?;
     // Identity and FIC deletes: gone is reported as not found, which callers treat as done.
     let err = api.delete_identity(&identity_id("never-created")).await;
     assert!(err.as_ref().is_ok() || err.as_ref().is_err_and(AzureError::is_not_found), "{err:?}");
@@ -411,20 +450,24 @@ async fn an_existing_assignment_under_another_name_is_reported_and_deletes_are_i
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn arm_refusals_are_classified_end_to_end() -> TestResult {
+async fn a_missing_resource_group_is_a_permanent_refusal() -> TestResult {
     let (h, api) = start().await?;
-    let tags = BTreeMap::new();
-
     // A resource group that does not exist: permanent.
     let missing_rg =
         ResourceId::resource_group_scope(SUB, "rg-missing").provider_resource(USER_ASSIGNED_IDENTITY, "x");
     let err = api
-        .put_identity(&missing_rg, "westeurope", &tags)
+        .put_identity(&missing_rg, "westeurope", &BTreeMap::new())
         .await
         .err()
         .ok_or("an identity was created in a missing resource group")?;
     assert_eq!((err.reason(), err.retryable()), ("ResourceGroupNotFound", false), "{err}");
+    h.shutdown().await?;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_fic_writes_on_one_identity_get_arms_retryable_409() -> TestResult {
+    let (h, api) = start().await?;
     // Two FIC writes on one identity while the first is in flight: one gets ARM's 409, retryable.
     let d = desired("orders", &[]);
     converge(&api, &d).await?;
@@ -448,7 +491,13 @@ async fn arm_refusals_are_classified_end_to_end() -> TestResult {
         "{}",
         failed[0]
     );
+    h.shutdown().await?;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_operator_may_not_make_is_authorization_failed_and_retried() -> TestResult {
+    let (h, api) = start().await?;
     // The operator may read identities but not write role assignments: AuthorizationFailed, retried (a grant
     // may be propagating) under its own reason.
     let mut seed = Seed::default();
@@ -498,7 +547,7 @@ async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult {
+async fn cleanup_removes_a_managed_identity_with_all_it_holds_and_can_run_again() -> TestResult {
     let (h, api) = start().await?;
     let d = desired("orders", &[SECRETS_USER, CERT_USER]);
     converge(&api, &d).await?;
@@ -511,7 +560,13 @@ async fn cleanup_removes_what_the_binding_owns_and_nothing_else() -> TestResult 
     assert_eq!(api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal).await?, vec![]);
     // Running it again on what it observed before (a crash after the deletes): all already gone.
     Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
+    h.shutdown().await?;
+    Ok(())
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_of_a_brought_identity_removes_only_what_idbind_added() -> TestResult {
+    let (h, api) = start().await?;
     // A brought identity (a team's own, not idbind's) keeps living; only our FIC and our assignments on it
     // go; the team's other FIC and an assignment someone else made for the same principal stay. (An identity
     // idbind manages for another binding cannot be brought: the planner refuses it, see plan.rs.)

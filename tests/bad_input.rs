@@ -8,7 +8,7 @@ use std::time::Duration;
 mod common;
 
 use common::e2e::{
-    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestResult, eventually, identities, start, start_with,
+    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start, start_with,
 };
 use idbind::{azure::AzureApi, core::validate::Policy};
 use serde_json::{Value, json};
@@ -42,14 +42,34 @@ async fn stalls_without_writing(env: &Env, binding: &str, reason: &str, writes_b
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_until_fixed() -> TestResult {
-    let env = start("bad-collide").await?;
-    for sa in ["app", "app2"] {
-        env.kubectl(&["create", "serviceaccount", sa])?;
-    }
+/// `first`, bound to ServiceAccount `app` with identity `team-app`, Ready: what the collisions below collide
+/// with.
+async fn first_binding(prefix: &str) -> Result<Env, TestError> {
+    let env = start(prefix).await?;
+    env.kubectl(&["create", "serviceaccount", "app"])?;
     env.apply(&manifest("first", "app", json!({"name": "team-app"}), kv_shop()))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/first"])?;
+    Ok(env)
+}
+
+/// `binding` fixed (`manifest` gives it an identity, ServiceAccount and vault of its own): it converges,
+/// Stalled clears, and Azure holds `identities_left` identities, one per binding that converged.
+fn fixed(env: &Env, binding: &str, manifest: &Value, identities_left: usize) -> TestResult {
+    env.apply(manifest)?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{binding}")])?;
+    assert_eq!(env.condition(binding, "Stalled")?.0, "", "{binding}: Stalled clears");
+    assert_eq!(
+        identities(&env.sim.state_typed()).len(),
+        identities_left,
+        "one identity per binding that converged"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_identity_name_another_binding_owns_stalls_without_writing_until_renamed() -> TestResult {
+    let env = first_binding("bad-collide-id").await?;
+    env.kubectl(&["create", "serviceaccount", "app2"])?;
 
     // Another binding asks for the same identity name: it belongs to "first" (tags), so the second one is
     // told, and "first" is not touched.
@@ -57,8 +77,17 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
     env.apply(&manifest("second", "app2", json!({"name": "team-app"}), kv_shop()))?;
     stalls_without_writing(&env, "second", "IdentityConflict", writes).await?;
 
-    // A third binding for the ServiceAccount "first" already binds: one ServiceAccount carries one client id,
-    // so the later binding stalls instead of the two overwriting each other.
+    // Fixed: an identity of its own.
+    fixed(&env, "second", &manifest("second", "app2", json!({"name": "team-app-2"}), kv_shop()), 2)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_another_binding_binds_stalls_and_the_first_keeps_it() -> TestResult {
+    let env = first_binding("bad-collide-sa").await?;
+
+    // A binding for the ServiceAccount "first" already binds: one ServiceAccount carries one client id, so
+    // the later binding stalls instead of the two overwriting each other.
+    let writes = env.writes();
     env.apply(&manifest("third", "app", json!({}), kv_shop()))?;
     stalls_without_writing(&env, "third", "ServiceAccountConflict", writes).await?;
     let annotations = env.kubectl(&[
@@ -71,7 +100,18 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
     let first_client = env.kubectl(&["get", "wib", "first", "-o", "jsonpath={.status.identity.clientId}"])?;
     assert_eq!(annotations, first_client, "the first binding keeps its ServiceAccount");
 
+    // Fixed: a ServiceAccount of its own.
+    env.kubectl(&["create", "serviceaccount", "app3"])?;
+    fixed(&env, "third", &manifest("third", "app3", json!({}), kv_shop()), 2)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vault_in_another_subscription_stalls_without_writing_until_fixed() -> TestResult {
+    let env = start("bad-foreign-scope").await?;
+    env.kubectl(&["create", "serviceaccount", "app2"])?;
+
     // A vault in another subscription is refused by the default policy.
+    let writes = env.writes();
     let foreign = format!(
         "/subscriptions/00000000-0000-0000-0000-0000000000ff/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/kv-other"
     );
@@ -83,25 +123,9 @@ async fn colliding_identities_shared_service_accounts_and_foreign_scopes_stall_u
     ))?;
     stalls_without_writing(&env, "fourth", "PolicyViolation", writes).await?;
 
-    // Fixed: each gets its own identity, ServiceAccount and vault, and converges.
-    env.kubectl(&["create", "serviceaccount", "app3"])?;
+    // Fixed: a vault of this subscription (and a ServiceAccount of its own, as before).
     env.kubectl(&["create", "serviceaccount", "app4"])?;
-    env.apply(&manifest("second", "app2", json!({"name": "team-app-2"}), kv_shop()))?;
-    env.apply(&manifest("third", "app3", json!({}), kv_shop()))?;
-    env.apply(&manifest("fourth", "app4", json!({}), kv_shop()))?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "wib/second",
-        "wib/third",
-        "wib/fourth",
-    ])?;
-    for b in ["second", "third", "fourth"] {
-        assert_eq!(env.condition(b, "Stalled")?.0, "", "{b}: Stalled clears");
-    }
-    assert_eq!(identities(&env.sim.state_typed()).len(), 4);
-    Ok(())
+    fixed(&env, "fourth", &manifest("fourth", "app4", json!({}), kv_shop()), 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 mod common;
 
-use common::e2e::{APP_ID, APP_SECRET, KV_RG, RG, SUB, TestResult, settings, start};
+use common::e2e::{
+    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, settings, start, start_without_operator,
+};
 use idbind::{
     api::binding::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
     azure::governed::Governed,
@@ -29,10 +31,15 @@ fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
     b
 }
 
+/// The ARM client a plan reads Azure with (no request budget), signed in as the operator.
+fn azure(env: &Env) -> Result<Governed, TestError> {
+    Ok(Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None))
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn plan_lists_every_write_and_makes_none() -> TestResult {
-    let env = start("dry-run").await?;
-    let azure = Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
+async fn a_new_binding_plans_its_identity_fic_and_role_assignment_and_writes_nothing() -> TestResult {
+    let env = start_without_operator("dry-run-new", |_| {}).await?;
+    let azure = azure(&env)?;
     let settings = settings(env.plane);
     let writes = env.writes();
 
@@ -61,11 +68,30 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
         other => return Err(format!("expected writes, got {other:?}").into()),
     }
     assert_eq!(env.writes(), writes, "a plan writes nothing");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_input_plans_nothing_and_says_why() -> TestResult {
+    let env = start_without_operator("dry-run-refused", |_| {}).await?;
+    let azure = azure(&env)?;
+    let settings = settings(env.plane);
+    let writes = env.writes();
 
     // Refused input says why, still without a write.
     assert!(
         matches!(dry_run(&azure, &settings, &Policy::default(), &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]")
     );
+    assert_eq!(env.writes(), writes, "a plan writes nothing");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_converged_binding_plans_nothing() -> TestResult {
+    let env = start("dry-run-live").await?;
+    let azure = azure(&env)?;
+    let settings = settings(env.plane);
+    let writes = env.writes();
 
     // A converged binding plans nothing.
     env.ready_binding("live", &["Key Vault Secrets User"])?;
@@ -74,6 +100,14 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
     assert!(
         matches!(dry_run(&azure, &settings, &Policy::default(), &live).await, DryRun::Writes(ref w) if w.is_empty())
     );
+    assert_eq!(env.writes(), writes + 3, "only the live binding's three writes happened");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_prints_the_plan_of_a_manifest_file() -> TestResult {
+    let env = start_without_operator("dry-run-cli", |_| {}).await?;
+    let writes = env.writes();
 
     // The CLI prints the same, from a manifest file.
     let dir = env.plane.dir().join("dry-run");
@@ -108,6 +142,6 @@ async fn plan_lists_every_write_and_makes_none() -> TestResult {
     for needle in ["put identity", "put federated credential", "create role assignment", "Key Vault Reader"] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    assert_eq!(env.writes(), writes + 3, "only the live binding's three writes happened");
+    assert_eq!(env.writes(), writes, "a plan writes nothing");
     Ok(())
 }

@@ -59,8 +59,26 @@ fn get(args: &[&str]) -> Result<Value, Box<dyn std::error::Error + Send + Sync>>
     Ok(serde_json::from_str(&plane().kubectl_ok(&all)?)?)
 }
 
+/// Waits until the API server serves both CRDs: their status stops changing.
+fn crds_established() -> TestResult {
+    plane().kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/workloadidentitybindings.idbind.dev",
+        "crd/workloadidentitypolicies.idbind.dev",
+    ])?;
+    Ok(())
+}
+
+/// The installed Deployment.
+fn deployment() -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    install();
+    get(&["get", "-n", NS, "deployment", "idbind"])
+}
+
 #[test]
-fn apply_k_config_default_installs_every_object_once() -> TestResult {
+fn apply_k_config_default_creates_every_object_once() -> TestResult {
     let (stdout, stderr) = install();
     // The namespace enforces (and warns about) the restricted Pod Security Standard: a Deployment that would
     // violate it makes kubectl print a warning at apply time.
@@ -85,18 +103,12 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
         ],
         "kubectl apply printed:\n{stdout}"
     );
-    plane().kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/workloadidentitybindings.idbind.dev",
-        "crd/workloadidentitypolicies.idbind.dev",
-    ])?;
+    crds_established()
+}
 
-    let namespace = get(&["get", "namespace", NS])?;
-    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
-
-    let deployment = get(&["get", "-n", NS, "deployment", "idbind"])?;
+#[test]
+fn the_deployment_runs_the_operator_federated_probed_and_locked_down() -> TestResult {
+    let deployment = deployment()?;
     let spec = &deployment["spec"];
     let pod = &spec["template"]["spec"];
     let container = &pod["containers"][0];
@@ -160,6 +172,16 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
         (&container["readinessProbe"]["httpGet"]["path"], &container["readinessProbe"]["httpGet"]["port"]),
         (&json!("/readyz"), port_name)
     );
+    Ok(())
+}
+
+#[test]
+fn the_deployment_s_pod_passes_admission_in_its_restricted_namespace() -> TestResult {
+    let deployment = deployment()?;
+    let namespace = get(&["get", "namespace", NS])?;
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    let spec = &deployment["spec"];
+    let pod = &spec["template"]["spec"];
     // The pod the Deployment asks for passes admission in its namespace ("restricted" Pod Security, the
     // ServiceAccount's existence): a server-side dry run of a Pod made of the template. (This control plane
     // runs no ReplicaSet controller, so no real pod is created.)
@@ -175,7 +197,14 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
         "{}",
         String::from_utf8_lossy(&admitted.stderr)
     );
+    Ok(())
+}
 
+#[test]
+fn the_metrics_service_and_the_disruption_budget_select_the_operator_s_pods() -> TestResult {
+    let deployment = deployment()?;
+    let spec = &deployment["spec"];
+    let port_name = &spec["template"]["spec"]["containers"][0]["ports"][0]["name"];
     let pod_labels = &spec["template"]["metadata"]["labels"];
     let selects_the_pods = |selector: &Value| {
         selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &pod_labels[k] == v))
@@ -192,7 +221,14 @@ fn apply_k_config_default_installs_every_object_once() -> TestResult {
 
     let config = get(&["get", "-n", NS, "configmap", "idbind-config"])?;
     assert_eq!(config["data"]["IDBIND_HTTP_ADDR"], "0.0.0.0:8080");
+    Ok(())
+}
 
+#[test]
+fn a_second_apply_changes_nothing() -> TestResult {
+    install();
+    // Once the CRDs are established nothing changes their status any more.
+    crds_established()?;
     // Applying the same tree again is a no-op: the server writes nothing (no resourceVersion moves) and has
     // nothing to diff. (kubectl's own summary cannot tell: it prints "configured" for the PodDisruptionBudget
     // every time, because the selector's patchStrategy=replace makes its computed patch non-empty even when

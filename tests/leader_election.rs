@@ -182,8 +182,9 @@ fn kubectl_apply(plane: &ControlPlane, ns: &str, manifest: &serde_json::Value) -
     Ok(())
 }
 
-/// Waits until the flag reads `want`; returns how long that took.
+/// Waits until the flag reads `want`; returns how long that took. `what` names the wait in its error.
 async fn wait_flag(
+    what: &str,
     flag: &mut watch::Receiver<bool>,
     want: bool,
     within: Duration,
@@ -191,8 +192,8 @@ async fn wait_flag(
     let start = Instant::now();
     match tokio::time::timeout(within, flag.wait_for(|l| *l == want)).await {
         Ok(Ok(_)) => Ok(start.elapsed()),
-        Ok(Err(_)) => Err("the candidate's task ended".into()),
-        Err(_) => Err(format!("leadership did not become {want} within {within:?}").into()),
+        Ok(Err(_)) => Err(format!("{what}: the candidate's task ended").into()),
+        Err(_) => Err(format!("{what}: leadership did not become {want} within {within:?}").into()),
     }
 }
 
@@ -235,7 +236,8 @@ async fn of_two_candidates_started_together_only_one_leads_and_the_lease_names_i
             _ = b_flag.wait_for(|l| *l) => "candidate-b",
         }
     })
-    .await?;
+    .await
+    .map_err(|_| format!("neither candidate led within {PATIENCE:?}"))?;
     let (leading, standing_by) = if leader == "candidate-a" { (&a, &b) } else { (&b, &a) };
 
     let lease = s.lease().await?;
@@ -265,7 +267,7 @@ async fn of_two_candidates_started_together_only_one_leads_and_the_lease_names_i
 async fn a_crashed_leader_is_replaced_within_the_lease_duration() -> TestResult {
     let s = Setup::new("leader-crash").await?;
     let a = s.candidate("candidate-a").await?;
-    wait_flag(&mut a.subscribe(), true, PATIENCE).await?;
+    wait_flag("A leads", &mut a.subscribe(), true, PATIENCE).await?;
     let b = s.candidate("candidate-b").await?;
     let mut b_flag = b.subscribe();
     // B has looked at the Lease and stands by while A renews.
@@ -276,7 +278,7 @@ async fn a_crashed_leader_is_replaced_within_the_lease_duration() -> TestResult 
     // A dies without releasing: it simply stops renewing.
     let crashed = Instant::now();
     a.abort();
-    wait_flag(&mut b_flag, true, LEASE + PATIENCE).await?;
+    wait_flag("B takes over from the crashed A", &mut b_flag, true, LEASE + PATIENCE).await?;
     let handover = crashed.elapsed();
     eprintln!("crash handover: {handover:?} (lease {LEASE:?}, renew period {RENEW:?})");
     assert!(handover <= LEASE + RENEW, "B took {handover:?} to take over a lease of {LEASE:?}");
@@ -303,7 +305,7 @@ async fn a_graceful_stop_releases_the_lease_and_the_standby_leads_at_once() -> T
     };
     let a = s.candidate_with("candidate-a", s.plane.server(), long("candidate-a")).await?;
     let mut a_flag = a.subscribe();
-    wait_flag(&mut a_flag, true, PATIENCE).await?;
+    wait_flag("A leads", &mut a_flag, true, PATIENCE).await?;
     let b = s.candidate_with("candidate-b", s.plane.server(), long("candidate-b")).await?;
     let mut b_flag = b.subscribe();
     let overlaps = count_double_leadership(a.subscribe(), b.subscribe());
@@ -315,7 +317,7 @@ async fn a_graceful_stop_releases_the_lease_and_the_standby_leads_at_once() -> T
     a.stop().await?;
     let released = Instant::now();
     assert!(!*a_flag.borrow(), "a stopped candidate does not lead");
-    wait_flag(&mut b_flag, true, PATIENCE).await?;
+    wait_flag("B leads after A's release", &mut b_flag, true, PATIENCE).await?;
     let (stop_took, handover) = (released - stopping, released.elapsed());
     eprintln!(
         "graceful handover: release took {stop_took:?}, then B led after {handover:?} (renew period \
@@ -382,7 +384,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     let relay = Relay::start(upstream).await?;
     let a = s.candidate_with("candidate-a", &relay.url, s.config("candidate-a")).await?;
     let mut a_flag = a.subscribe();
-    wait_flag(&mut a_flag, true, PATIENCE).await?;
+    wait_flag("A leads", &mut a_flag, true, PATIENCE).await?;
     let b = s.candidate("candidate-b").await?;
     let mut b_flag = b.subscribe();
     let held = s.lease().await?;
@@ -391,7 +393,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
 
     let cut = Instant::now();
     let _ = relay.cut.send(true);
-    let stepped_down = wait_flag(&mut a_flag, false, PATIENCE).await?;
+    let stepped_down = wait_flag("A steps down when cut off", &mut a_flag, false, PATIENCE).await?;
     assert!(!*b_flag.borrow(), "B led before A stepped down");
     eprintln!("partitioned leader stepped down after {stepped_down:?} (renew deadline {DEADLINE:?})");
     assert!(
@@ -400,7 +402,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     );
     assert!(stepped_down >= DEADLINE - 2 * RENEW, "A gave up after only {stepped_down:?}");
 
-    let handover = cut.elapsed() + wait_flag(&mut b_flag, true, PATIENCE).await?;
+    let handover = cut.elapsed() + wait_flag("B leads after the cut", &mut b_flag, true, PATIENCE).await?;
     eprintln!("partition handover: B led {handover:?} after the cut");
     assert!(handover <= LEASE + RENEW, "{handover:?}");
     assert!(!*a_flag.borrow());
@@ -420,7 +422,7 @@ async fn a_leader_that_finds_its_lease_taken_steps_down_and_leaves_it_alone() ->
     let s = Setup::new("leader-taken").await?;
     let a = s.candidate("candidate-a").await?;
     let mut a_flag = a.subscribe();
-    wait_flag(&mut a_flag, true, PATIENCE).await?;
+    wait_flag("A leads", &mut a_flag, true, PATIENCE).await?;
 
     // Someone else (an operator of an older version, a human) writes the Lease over A's.
     let leases = Api::<Lease>::namespaced(s.admin.clone(), &s.ns);
@@ -433,7 +435,7 @@ async fn a_leader_that_finds_its_lease_taken_steps_down_and_leaves_it_alone() ->
     });
     leases.replace(LEASE_NAME, &PostParams::default(), &lease).await?;
 
-    let took = wait_flag(&mut a_flag, false, PATIENCE).await?;
+    let took = wait_flag("A steps down when its Lease is taken", &mut a_flag, false, PATIENCE).await?;
     eprintln!("leader noticed the takeover after {took:?}");
     assert!(took <= RENEW + Duration::from_millis(500), "{took:?}");
     // Standing by, and its stop releases nothing it does not hold.

@@ -19,6 +19,7 @@ use common::{
         operator_kubeconfig, operator_namespace, start_without_operator,
     },
     process::Operator,
+    steps::step,
 };
 use serde_json::{Value, json};
 
@@ -60,32 +61,50 @@ fn ready(env: &Env, name: &str) -> Result<bool, TestError> {
     ])? == "True")
 }
 
+/// Deletes the Lease a candidate left in the operator's namespace, if any.
+fn delete_lease(env: &Env) {
+    let _ = env
+        .plane
+        .kubectl(&[
+            "delete",
+            "lease",
+            "idbind-leader",
+            "-n",
+            &operator_namespace(&env.ns),
+            "--ignore-not-found",
+        ])
+        .output();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
     let env = start_without_operator("least-priv", |_| {}).await?;
-    let op_ns = operator_namespace(&env.ns);
 
-    // The shipped rules: the binding converges, its Event is published, nothing is refused.
-    install_operator_rbac(env.plane, &env.ns, &[])?;
-    let operator = start(&env, "full", &leader_env(&env))?;
-    binding(&env, "full")?;
-    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/full"])
-        .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-    eventually("the Ready Event", Duration::from_secs(30), || {
-        let events = env.kubectl(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=full,reason=Ready",
-            "-o",
-            "name",
-        ])?;
-        Ok((!events.trim().is_empty()).then_some(()))
+    step("the shipped rules are enough", async {
+        // The shipped rules: the binding converges, its Event is published, nothing is refused.
+        install_operator_rbac(env.plane, &env.ns, &[])?;
+        let operator = start(&env, "full", &leader_env(&env))?;
+        binding(&env, "full")?;
+        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/full"])
+            .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+        eventually("the Ready Event", Duration::from_secs(30), || {
+            let events = env.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=full,reason=Ready",
+                "-o",
+                "name",
+            ])?;
+            Ok((!events.trim().is_empty()).then_some(()))
+        })
+        .await?;
+        let log = operator.log_text();
+        assert!(!log.contains("forbidden"), "the shipped RBAC refused something:\n{log}");
+        operator.kill()?;
+        Ok(())
     })
     .await?;
-    let log = operator.log_text();
-    assert!(!log.contains("forbidden"), "the shipped RBAC refused something:\n{log}");
-    operator.kill()?;
 
     // Each rule removed in turn: the operator says which permission it lacks, and the binding does not
     // converge (or, for Events, converges without its Event).
@@ -93,53 +112,61 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
     assert_eq!(rules.len(), 7, "a rule was added or removed: extend this test");
     for (kind, index, resource) in rules {
         let name = format!("minus-{}-{index}", kind.to_lowercase());
-        install_operator_rbac(env.plane, &env.ns, &[(kind, index)])?;
-        // A Lease left by an earlier run would let a candidate without `create` lead.
-        let _ = env
-            .plane
-            .kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"])
-            .output();
-        let operator = start(&env, &name, &leader_env(&env))?;
-        binding(&env, &name)?;
-        let wanted = format!("resource \\\"{resource}\\\"");
-        let plain = format!("resource \"{resource}\"");
-        eventually(&format!("{name}: a refusal naming {resource}"), Duration::from_secs(60), || {
-            let log = operator.log_text();
-            Ok((log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain))).then_some(()))
+        step(&name, async {
+            install_operator_rbac(env.plane, &env.ns, &[(kind, index)])?;
+            // A Lease left by an earlier run would let a candidate without `create` lead.
+            delete_lease(&env);
+            let operator = start(&env, &name, &leader_env(&env))?;
+            binding(&env, &name)?;
+            let wanted = format!("resource \\\"{resource}\\\"");
+            let plain = format!("resource \"{resource}\"");
+            eventually(&format!("{name}: a refusal naming {resource}"), Duration::from_secs(60), || {
+                let log = operator.log_text();
+                Ok((log.contains("forbidden") && (log.contains(&wanted) || log.contains(&plain)))
+                    .then_some(()))
+            })
+            .await
+            .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+            if resource == "events" {
+                assert!(
+                    env.kubectl(&[
+                        "get",
+                        "events",
+                        "--field-selector",
+                        &format!("involvedObject.name={name},reason=Ready"),
+                        "-o",
+                        "name"
+                    ])?
+                    .trim()
+                    .is_empty(),
+                    "{name}: an Event was published without the events rule"
+                );
+            } else {
+                assert!(!ready(&env, &name)?, "{name}: Ready without the {kind} rule for {resource}");
+            }
+            operator.kill()?;
+            env.kubectl(&["delete", "wib", &name, "--wait=false"])?;
+            Ok(())
         })
-        .await
-        .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-        if resource == "events" {
-            assert!(
-                env.kubectl(&[
-                    "get",
-                    "events",
-                    "--field-selector",
-                    &format!("involvedObject.name={name},reason=Ready"),
-                    "-o",
-                    "name"
-                ])?
-                .trim()
-                .is_empty(),
-                "{name}: an Event was published without the events rule"
-            );
-        } else {
-            assert!(!ready(&env, &name)?, "{name}: Ready without the {kind} rule for {resource}");
-        }
-        operator.kill()?;
-        env.kubectl(&["delete", "wib", &name, "--wait=false"])?;
+        .await?;
     }
-    // Back to the shipped rules, so the finalizers of the refused bindings can be removed.
-    install_operator_rbac(env.plane, &env.ns, &[])?;
-    let _ =
-        env.plane.kubectl(&["delete", "lease", "idbind-leader", "-n", &op_ns, "--ignore-not-found"]).output();
-    let operator = start(&env, "cleanup", &leader_env(&env))?;
-    eventually("every binding deleted", Duration::from_secs(90), || {
-        Ok(env.kubectl(&["get", "wib", "-o", "name"])?.lines().all(|l| l.ends_with("/full")).then_some(()))
+    step("cleanup", async {
+        // Back to the shipped rules, so the finalizers of the refused bindings can be removed.
+        install_operator_rbac(env.plane, &env.ns, &[])?;
+        delete_lease(&env);
+        let operator = start(&env, "cleanup", &leader_env(&env))?;
+        eventually("every binding deleted", Duration::from_secs(90), || {
+            Ok(env
+                .kubectl(&["get", "wib", "-o", "name"])?
+                .lines()
+                .all(|l| l.ends_with("/full"))
+                .then_some(()))
+        })
+        .await?;
+        operator.kill()?;
+        Ok(())
     })
-    .await?;
-    operator.kill()?;
-    Ok(())
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,44 +251,53 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn readyz_turns_ready_once_the_caches_hold_a_full_list() -> TestResult {
-    let env = start_without_operator("readyz", |_| {}).await?;
+/// `idbind run` (named `label`, leader election `leader`) answers /readyz with success within 30 s, once its
+/// caches hold a full list, and /healthz too.
+async fn readyz_turns_ready(prefix: &str, label: &str, leader: &str) -> TestResult {
+    let env = start_without_operator(prefix, |_| {}).await?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
-    for (label, leader) in [("single", "false"), ("elected", "true")] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
-        let operator = start(
-            &env,
-            label,
-            &[
-                ("IDBIND_HTTP_ADDR", addr.clone()),
-                ("IDBIND_LEADER_ELECT", leader.into()),
-                ("POD_NAMESPACE", operator_namespace(&env.ns)),
-            ],
-        )?;
-        let http = reqwest::Client::new();
-        let url = format!("http://{addr}/readyz");
-        let mut last = String::new();
-        let start = std::time::Instant::now();
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-                last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let operator = start(
+        &env,
+        label,
+        &[
+            ("IDBIND_HTTP_ADDR", addr.clone()),
+            ("IDBIND_LEADER_ELECT", leader.into()),
+            ("POD_NAMESPACE", operator_namespace(&env.ns)),
+        ],
+    )?;
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/readyz");
+    let mut last = String::new();
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = http.get(&url).send().await {
+            if r.status().is_success() {
+                break;
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(format!(
-                    "{label}: /readyz never turned ready (last: {last})\n{}",
-                    operator.log_text()
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
         }
-        assert!(http.get(format!("http://{addr}/healthz")).send().await?.status().is_success());
-        operator.kill()?;
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!(
+                "{label}: /readyz never turned ready (last: {last})\n{}",
+                operator.log_text()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(http.get(format!("http://{addr}/healthz")).send().await?.status().is_success());
+    operator.kill()?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_turns_ready_once_the_caches_hold_a_full_list_without_leader_election() -> TestResult {
+    readyz_turns_ready("readyz-single", "single", "false").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_turns_ready_once_the_caches_hold_a_full_list_with_leader_election() -> TestResult {
+    readyz_turns_ready("readyz-elected", "elected", "true").await
 }

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod e2e;
 pub mod process;
+pub mod steps;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
