@@ -10,7 +10,7 @@ mod common;
 use common::e2e::{
     APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start, start_with,
 };
-use idbind::{azure::AzureApi, core::validate::Policy};
+use idbind::{azure::AzureApi, core::settings::Ceiling};
 use serde_json::{Value, json};
 
 fn manifest(name: &str, sa: &str, identity: Value, vaults: Value) -> Value {
@@ -130,7 +130,7 @@ async fn a_vault_in_another_subscription_stalls_without_writing_until_fixed() ->
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_twenty_first_federated_credential_is_refused_before_writing() -> TestResult {
-    let policy = Policy { allow_existing_identity: true, ..Policy::default() };
+    let policy = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
     let env = start_with("bad-fic-limit", policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", "worker"])?;
     // A team's shared identity that already federates 20 subjects (Azure's limit), and one with room.

@@ -22,7 +22,7 @@ use idbind::{
     azure::budget::{Limits, MsiOp, Rate},
     azure::{AzureApi, arm::ArmApi},
     core::resource_id::{ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY},
-    core::validate::Policy,
+    core::settings::Ceiling,
 };
 use idbind_sim::{
     FaultAction, FaultRule, Grant, Seed, SeedPermission,
@@ -382,7 +382,7 @@ async fn a_missing_vault_stalls_before_any_write_until_fixed() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
     // Any role, so that a write role reaches the access-policy check instead of the policy's.
-    let policy = Policy { allow_any_role: true, ..Policy::default() };
+    let policy = Ceiling { allow_any_role: true, ..Ceiling::default() };
     let env = start_with("e2e-legacy", policy, |c| c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)).await?;
     env.kubectl(&["create", "serviceaccount", "legacy"])?;
     let manifest = |roles: &[&str]| {
@@ -473,7 +473,7 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 /// The operator with any role allowed (so that a role reaches Azure instead of being refused by the policy)
 /// and the ServiceAccount `sa`.
 async fn any_role_allowed(prefix: &str, sa: &str) -> Result<Env, TestError> {
-    let policy = Policy { allow_any_role: true, ..Policy::default() };
+    let policy = Ceiling { allow_any_role: true, ..Ceiling::default() };
     let env = start_with(prefix, policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", sa])?;
     Ok(env)
@@ -697,7 +697,7 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
     limits.msi_subscription = limits.msi_subscription.map(|(op, rate)| {
         (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate })
     });
-    let env = start_with_budget("e2e-fair", Policy::default(), limits, |_| {}).await?;
+    let env = start_with_budget("e2e-fair", Ceiling::default(), limits, |_| {}).await?;
     env.ready_binding("probe", &["Key Vault Secrets User"])?;
 
     const BACKLOG: usize = 16;

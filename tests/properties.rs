@@ -13,7 +13,8 @@ use idbind::{
     },
     core::resource_id::{KEY_VAULT, ResourceId},
     core::roles::{Permissions, RoleRef},
-    core::validate::{DesiredIdentity, OperatorSettings, Policy, validate},
+    core::settings::{Ceiling, OperatorSettings},
+    core::validate::{DesiredIdentity, validate},
 };
 use proptest::{collection, option, prelude::*};
 
@@ -101,9 +102,9 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
         })
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
+fn policy() -> impl Strategy<Value = Ceiling> {
     (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Policy {
+        |(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Ceiling {
             allow_any_role,
             allow_other_subscriptions,
             allow_existing_identity,
@@ -225,8 +226,8 @@ proptest! {
 fn an_empty_service_account_name_is_refused_under_every_policy() {
     // The degenerate case, outside proptest's shrinking, so a failure reads plainly.
     for policy in [
-        Policy::default(),
-        Policy {
+        Ceiling::default(),
+        Ceiling {
             allow_any_role: true,
             allow_other_subscriptions: true,
             allow_existing_identity: true,

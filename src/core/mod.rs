@@ -10,4 +10,5 @@ pub mod policy;
 pub mod report;
 pub mod resource_id;
 pub mod roles;
+pub mod settings;
 pub mod validate;

@@ -152,7 +152,10 @@ mod tests {
     use super::*;
     use crate::{
         api::binding::{IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
-        core::validate::{OperatorSettings, Policy, validate},
+        core::{
+            settings::{Ceiling, OperatorSettings},
+            validate::validate,
+        },
     };
 
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
@@ -205,7 +208,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let open = Policy { allow_any_role: true, allow_existing_identity: true, ..Policy::default() };
+        let open = Ceiling { allow_any_role: true, allow_existing_identity: true, ..Ceiling::default() };
         validate("team-a", "b", &spec, &settings(), &open)
             .unwrap_or_else(|e| panic!("test binding invalid: {e:?}"))
     }

@@ -1,9 +1,10 @@
-//! `validate`: from a binding's spec, the operator's settings and the policy, to the desired Azure state, or
+//! `validate`: from a binding's spec, the operator's settings and its ceiling, to the desired Azure state, or
 //! the list of what is wrong, each naming its field. Pure: no I/O, so an invalid binding never reaches Azure
 //! and every rule is tested without a server.
 //!
 //! The schema already rejects what can be decided from the object alone; this adds what needs the operator's
-//! configuration (defaults, subscription) and the policy.
+//! configuration (defaults, subscription) and the ceiling. `WorkloadIdentityPolicy` objects are judged after
+//! this, by [`crate::core::policy`].
 
 use std::collections::BTreeMap;
 
@@ -13,30 +14,9 @@ use crate::{
         naming,
         resource_id::{KEY_VAULT, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
+        settings::{Ceiling, OperatorSettings},
     },
 };
-
-/// Settings of the operator that shape a binding's Azure objects.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct OperatorSettings {
-    pub cluster_name: String,
-    pub subscription_id: String,
-    pub default_resource_group: Option<String>,
-    pub default_location: Option<String>,
-    /// The cluster's OIDC issuer, verbatim from configuration (never from a binding).
-    pub issuer: String,
-}
-
-/// What namespaces may ask for. The default is the safe one: only the Key Vault data-plane reader roles, only
-/// vaults in the operator's subscription, no brought identities.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Policy {
-    pub allow_any_role: bool,
-    pub allow_other_subscriptions: bool,
-    pub allow_existing_identity: bool,
-    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::core::policy`]).
-    pub require_policy: bool,
-}
 
 /// One problem with a binding, for the condition message and the Event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +83,7 @@ pub fn validate(
     name: &str,
     spec: &WorkloadIdentityBindingSpec,
     settings: &OperatorSettings,
-    policy: &Policy,
+    ceiling: &Ceiling,
 ) -> Result<DesiredBinding, Vec<Invalid>> {
     let mut problems = Problems::default();
     // The schema checks this too; the subject is built from it, so it is checked here as well rather than
@@ -116,10 +96,10 @@ pub fn validate(
         problems.add("spec.serviceAccountName", INVALID_SPEC, message);
     }
     let identity = match &spec.identity.resource_id {
-        Some(text) => brought_identity(text, settings, policy, &mut problems),
+        Some(text) => brought_identity(text, settings, ceiling, &mut problems),
         None => managed_identity(namespace, name, &spec.identity, settings, &mut problems),
     };
-    let vaults = desired_vaults(&spec.key_vaults, settings, policy, &mut problems);
+    let vaults = desired_vaults(&spec.key_vaults, settings, ceiling, &mut problems);
     match identity {
         Some(identity) if problems.0.is_empty() => Ok(DesiredBinding {
             identity,
@@ -142,11 +122,11 @@ pub fn validate(
 fn brought_identity(
     text: &str,
     settings: &OperatorSettings,
-    policy: &Policy,
+    ceiling: &Ceiling,
     problems: &mut Problems,
 ) -> Option<DesiredIdentity> {
     const FIELD: &str = "spec.identity.resourceId";
-    if !policy.allow_existing_identity {
+    if !ceiling.allow_existing_identity {
         problems.add(
             FIELD,
             POLICY_VIOLATION,
@@ -158,7 +138,7 @@ fn brought_identity(
         problems.add(FIELD, INVALID_SPEC, format!("{text:?} is not a user-assigned identity's resource id"));
         return None;
     };
-    if !policy.allow_other_subscriptions && !id.in_subscription(&settings.subscription_id) {
+    if !ceiling.allow_other_subscriptions && !id.in_subscription(&settings.subscription_id) {
         let message = format!(
             "the identity is in another subscription than the operator's ({})",
             settings.subscription_id
@@ -245,7 +225,7 @@ fn check_tags(tags: &BTreeMap<String, String>, problems: &mut Problems) {
 fn desired_vaults(
     key_vaults: &[KeyVaultAccess],
     settings: &OperatorSettings,
-    policy: &Policy,
+    ceiling: &Ceiling,
     problems: &mut Problems,
 ) -> Vec<DesiredVault> {
     let mut vaults: Vec<DesiredVault> = Vec::new();
@@ -253,7 +233,7 @@ fn desired_vaults(
         let Some(resource_id) = vault_id(i, kv, settings, problems) else {
             continue;
         };
-        if !policy.allow_other_subscriptions && !resource_id.in_subscription(&settings.subscription_id) {
+        if !ceiling.allow_other_subscriptions && !resource_id.in_subscription(&settings.subscription_id) {
             let message = format!(
                 "the vault is in another subscription than the operator's ({})",
                 settings.subscription_id
@@ -265,7 +245,7 @@ fn desired_vaults(
             problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
             continue;
         }
-        let roles = vault_roles(i, &kv.roles, policy, problems);
+        let roles = vault_roles(i, &kv.roles, ceiling, problems);
         vaults.push(DesiredVault { resource_id, roles });
     }
     vaults
@@ -309,14 +289,14 @@ fn vault_id(
 fn vault_roles(
     i: usize,
     written: &[String],
-    policy: &Policy,
+    ceiling: &Ceiling,
     problems: &mut Problems,
 ) -> Vec<(String, RoleRef)> {
     let mut roles: Vec<(String, RoleRef)> = Vec::new();
     for (j, role) in written.iter().enumerate() {
         let parsed = RoleRef::parse(role);
         let field = format!("spec.keyVaults[{i}].roles[{j}]");
-        if !policy.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
+        if !ceiling.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
             let message = format!(
                 "role {role:?} is not allowed by the operator's policy (allowed: the Key Vault data-plane reader \
                  roles)"
@@ -409,7 +389,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_the_identity_and_the_subject_names_the_own_namespace() {
-        let d = validate("shop", "orders", &spec(), &settings(), &Policy::default()).expect("valid");
+        let d = validate("shop", "orders", &spec(), &settings(), &Ceiling::default()).expect("valid");
         assert_eq!(d.subject, "system:serviceaccount:shop:orders");
         assert_eq!(d.issuer, "https://oidc.example/issuer/", "the issuer is taken verbatim");
         match d.identity {
@@ -429,7 +409,7 @@ mod tests {
     fn missing_defaults_name_the_field() {
         let s = OperatorSettings { default_resource_group: None, default_location: None, ..settings() };
         assert_eq!(
-            fields(validate("ns", "b", &spec(), &s, &Policy::default())),
+            fields(validate("ns", "b", &spec(), &s, &Ceiling::default())),
             vec![
                 ("spec.identity.resourceGroup".into(), INVALID_SPEC),
                 ("spec.identity.location".into(), INVALID_SPEC)
@@ -450,14 +430,14 @@ mod tests {
             ],
         )];
         assert_eq!(
-            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
                 ("spec.keyVaults[0].roles[1]".into(), POLICY_VIOLATION),
                 ("spec.keyVaults[0].roles[2]".into(), POLICY_VIOLATION),
                 ("spec.keyVaults[0].roles[3]".into(), POLICY_VIOLATION)
             ]
         );
-        let open = Policy { allow_any_role: true, ..Policy::default() };
+        let open = Ceiling { allow_any_role: true, ..Ceiling::default() };
         assert!(validate("ns", "b", &s, &settings(), &open).is_ok());
     }
 
@@ -478,14 +458,14 @@ mod tests {
             ..Default::default()
         }];
         assert_eq!(
-            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
                 ("spec.identity.resourceId".into(), POLICY_VIOLATION),
                 ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)
             ]
         );
         let open =
-            Policy { allow_other_subscriptions: true, allow_existing_identity: true, ..Policy::default() };
+            Ceiling { allow_other_subscriptions: true, allow_existing_identity: true, ..Ceiling::default() };
         let d = validate("ns", "b", &s, &settings(), &open).expect("allowed by policy");
         assert!(matches!(d.identity, DesiredIdentity::Existing { .. }));
     }
@@ -504,7 +484,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
                 ("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC),
                 ("spec.keyVaults[1]".into(), INVALID_SPEC)
@@ -518,7 +498,7 @@ mod tests {
             let s =
                 WorkloadIdentityBindingSpec { service_account_name: bad.to_string(), ..Default::default() };
             assert_eq!(
-                fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+                fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
                 vec![("spec.serviceAccountName".into(), INVALID_SPEC)],
                 "{bad:?}"
             );
@@ -526,7 +506,7 @@ mod tests {
         for good in ["a", "orders-api", "a.b", &"a".repeat(253)] {
             let s =
                 WorkloadIdentityBindingSpec { service_account_name: good.to_string(), ..Default::default() };
-            assert!(validate("ns", "b", &s, &settings(), &Policy::default()).is_ok(), "{good:?}");
+            assert!(validate("ns", "b", &s, &settings(), &Ceiling::default()).is_ok(), "{good:?}");
         }
     }
 
@@ -562,7 +542,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
                 ("spec.identity.resourceGroup".into(), INVALID_SPEC),
                 ("spec.identity.name".into(), INVALID_SPEC),
@@ -579,7 +559,7 @@ mod tests {
             )),
             ..Default::default()
         };
-        let open = Policy { allow_existing_identity: true, ..Policy::default() };
+        let open = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &open)),
             vec![("spec.identity.resourceId".into(), INVALID_SPEC)]
@@ -593,7 +573,7 @@ mod tests {
             [("a/b".to_string(), "x".to_string()), ("ok".to_string(), "v".repeat(257))].into_iter().collect(),
         );
         assert_eq!(
-            fields(validate("ns", "b", &s, &settings(), &Policy::default())),
+            fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]
         );
     }

@@ -14,7 +14,8 @@ use crate::{
         plan::{DesiredAzure, ManagedIdentity},
         resource_id::ResourceId,
         roles::Permissions,
-        validate::{self, DesiredIdentity, Policy},
+        settings::Ceiling,
+        validate::{self, DesiredIdentity},
     },
 };
 
@@ -85,7 +86,7 @@ async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Ca
 
 /// The spec as the binding last asked for it, judged against no ceiling: only to know what it may have made.
 fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<validate::DesiredBinding> {
-    let anything = Policy {
+    let anything = Ceiling {
         allow_any_role: true,
         allow_other_subscriptions: true,
         allow_existing_identity: true,

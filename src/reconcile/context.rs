@@ -25,7 +25,7 @@ use crate::{
         plan::Owner,
         policy::Rule,
         report::Requeue,
-        validate::{OperatorSettings, Policy},
+        settings::{Ceiling, OperatorSettings},
     },
     telemetry::Metrics,
 };
@@ -121,7 +121,7 @@ pub struct Context {
     pub azure: Azure,
     pub settings: OperatorSettings,
     /// The operator's flags: the most any namespace may bind.
-    pub ceiling: Policy,
+    pub ceiling: Ceiling,
     pub caches: Caches,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -137,7 +137,7 @@ impl Context {
         client: Client,
         azure: Arc<dyn AzureApi>,
         settings: OperatorSettings,
-        ceiling: Policy,
+        ceiling: Ceiling,
         resync: Duration,
         caches: Caches,
     ) -> Self {

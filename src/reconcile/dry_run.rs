@@ -11,7 +11,8 @@ use crate::{
         desired::{self, Wanted},
         plan::{self, Owner},
         report::Outcome,
-        validate::{self, Invalid, OperatorSettings, Policy},
+        settings::{Ceiling, OperatorSettings},
+        validate::{self, Invalid},
     },
 };
 
@@ -34,7 +35,7 @@ const MAX_ROUNDS: usize = 4;
 pub async fn dry_run(
     azure: &dyn AzureApi,
     settings: &OperatorSettings,
-    ceiling: &Policy,
+    ceiling: &Ceiling,
     b: &WorkloadIdentityBinding,
 ) -> DryRun {
     let ns = b.namespace().unwrap_or_default();

@@ -13,7 +13,7 @@ use crate::{
         governed::{ArmObserver, Governed},
         workload_identity::FileFederatedCredential,
     },
-    core::validate::{OperatorSettings, Policy},
+    core::settings::{Ceiling, OperatorSettings},
     reconcile::{self, CacheWriters, Context, DryRun},
     runtime::{
         controller,
@@ -116,16 +116,16 @@ pub struct RunArgs {
     /// Watch only this namespace.
     #[arg(long, env = "IDBIND_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// Policy: allow any role, not only the Key Vault data-plane reader roles.
+    /// Ceiling: allow any role, not only the Key Vault data-plane reader roles.
     #[arg(long, env = "IDBIND_ALLOW_ANY_ROLE")]
     pub allow_any_role: bool,
-    /// Policy: allow vaults and brought identities in other subscriptions.
+    /// Ceiling: allow vaults and brought identities in other subscriptions.
     #[arg(long, env = "IDBIND_ALLOW_OTHER_SUBSCRIPTIONS")]
     pub allow_other_subscriptions: bool,
-    /// Policy: allow bindings to bring an existing identity (spec.identity.resourceId).
+    /// Ceiling: allow bindings to bring an existing identity (spec.identity.resourceId).
     #[arg(long, env = "IDBIND_ALLOW_EXISTING_IDENTITY")]
     pub allow_existing_identity: bool,
-    /// Policy: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared clusters: without
+    /// Ceiling: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared clusters: without
     /// it they may bind any vault of the subscription with a reader role).
     #[arg(long, env = "IDBIND_REQUIRE_POLICY")]
     pub require_policy: bool,
@@ -218,7 +218,7 @@ fn on_path(program: &str) -> bool {
 fn azure_and_settings(
     args: &RunArgs,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Policy)> {
+) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Ceiling)> {
     if !args.oidc_issuer.starts_with("https://") {
         bail!(
             "--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}",
@@ -245,13 +245,13 @@ fn azure_and_settings(
         default_location: args.location.clone(),
         issuer: args.oidc_issuer.clone(),
     };
-    let policy = Policy {
+    let ceiling = Ceiling {
         allow_any_role: args.allow_any_role,
         allow_other_subscriptions: args.allow_other_subscriptions,
         allow_existing_identity: args.allow_existing_identity,
         require_policy: args.require_policy,
     };
-    Ok((azure, settings, policy))
+    Ok((azure, settings, ceiling))
 }
 
 /// `idbind plan -f binding.yaml`: the operator's settings (the same flags and environment as `run`) and a
@@ -281,11 +281,11 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     } else {
         bail!("the binding has no namespace: set metadata.namespace or --namespace");
     }
-    let (azure, settings, policy) = azure_and_settings(&args.run, &Metrics::new())?;
+    let (azure, settings, ceiling) = azure_and_settings(&args.run, &Metrics::new())?;
     let ns = binding.metadata.namespace.clone().unwrap_or_default();
     let name = binding.metadata.name.clone().unwrap_or_default();
     println!("WorkloadIdentityBinding {ns}/{name}");
-    match reconcile::dry_run(azure.as_ref(), &settings, &policy, &binding).await {
+    match reconcile::dry_run(azure.as_ref(), &settings, &ceiling, &binding).await {
         DryRun::Invalid(problems) => {
             for p in problems {
                 println!("  refused ({}): {}: {}", p.reason, p.field, p.message);
@@ -341,7 +341,7 @@ fn describe(action: &crate::core::plan::Action) -> String {
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let (azure, settings, policy) = azure_and_settings(&args, &metrics)?;
+    let (azure, settings, ceiling) = azure_and_settings(&args, &metrics)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let budget = azure.budget().cloned();
     let (caches, writers) = reconcile::caches();
@@ -350,7 +350,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             azure,
             settings,
-            policy,
+            ceiling,
             Duration::from_secs(args.resync_seconds),
             caches,
         )

@@ -12,7 +12,7 @@ use std::{
 use idbind::{
     azure::budget::{Limits, SharedBudget},
     azure::governed::Governed,
-    core::validate::{OperatorSettings, Policy},
+    core::settings::{Ceiling, OperatorSettings},
     reconcile::{self, Context},
     runtime::controller,
 };
@@ -44,25 +44,25 @@ pub struct Env {
 
 /// Control plane + simulator + a running controller with the default policy.
 pub async fn start(prefix: &str) -> Result<Env, TestError> {
-    start_with(prefix, Policy::default(), |_| {}).await
+    start_with(prefix, Ceiling::default(), |_| {}).await
 }
 
 /// Like [`start`], with a policy and a last word on the simulator's configuration (extra vaults, grants,
 /// behaviours) before it starts.
 pub async fn start_with(
     prefix: &str,
-    policy: Policy,
+    ceiling: Ceiling,
     customize: impl FnOnce(&mut SimConfig),
 ) -> Result<Env, TestError> {
     // ARM's limits scaled up tenfold, so tests do not wait on the managed-identity API's one GET per 2 s per
     // identity.
-    start_with_budget(prefix, policy, Limits::default().scaled(10.0), customize).await
+    start_with_budget(prefix, ceiling, Limits::default().scaled(10.0), customize).await
 }
 
 /// Like [`start_with`], with the operator's request budget at `limits`.
 pub async fn start_with_budget(
     prefix: &str,
-    policy: Policy,
+    ceiling: Ceiling,
     limits: Limits,
     customize: impl FnOnce(&mut SimConfig),
 ) -> Result<Env, TestError> {
@@ -86,7 +86,7 @@ pub async fn start_with_budget(
     let (caches, writers) = reconcile::caches();
     let resync = Duration::from_secs(2);
     let ctx = Arc::new(
-        Context::new(client, azure, settings(env.plane), policy, resync, caches).with_budget(budget),
+        Context::new(client, azure, settings(env.plane), ceiling, resync, caches).with_budget(budget),
     );
     // Each test runs its own controller and simulator, so each watches only its own namespace.
     let watched = env.ns.clone();

@@ -1,0 +1,26 @@
+//! The operator's configuration as the core sees it: the settings that shape a binding's Azure objects, and
+//! the ceiling on what any namespace may bind.
+
+/// Settings of the operator that shape a binding's Azure objects.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OperatorSettings {
+    pub cluster_name: String,
+    pub subscription_id: String,
+    pub default_resource_group: Option<String>,
+    pub default_location: Option<String>,
+    /// The cluster's OIDC issuer, verbatim from configuration (never from a binding).
+    pub issuer: String,
+}
+
+/// The operator's ceiling (its `--allow-*` and `--require-policy` flags): the most any namespace may bind,
+/// whatever a `WorkloadIdentityPolicy` says. Not to be confused with those policies, which
+/// [`crate::core::policy`] judges within it. The default is the safe one: only the Key Vault data-plane reader roles, only
+/// vaults in the operator's subscription, no brought identities.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Ceiling {
+    pub allow_any_role: bool,
+    pub allow_other_subscriptions: bool,
+    pub allow_existing_identity: bool,
+    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::core::policy`]).
+    pub require_policy: bool,
+}
