@@ -161,13 +161,7 @@ mod tests {
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
 
     fn settings() -> OperatorSettings {
-        OperatorSettings {
-            cluster_name: "aks".into(),
-            subscription_id: SUB.into(),
-            default_resource_group: Some("rg-ids".into()),
-            default_location: Some("westeurope".into()),
-            issuer: "https://issuer/".into(),
-        }
+        OperatorSettings::example()
     }
 
     fn rule(

@@ -14,8 +14,8 @@ pub struct OperatorSettings {
 
 /// The operator's ceiling (its `--allow-*` and `--require-policy` flags): the most any namespace may bind,
 /// whatever a `WorkloadIdentityPolicy` says. Not to be confused with those policies, which
-/// [`crate::core::policy`] judges within it. The default is the safe one: only the Key Vault data-plane reader roles, only
-/// vaults in the operator's subscription, no brought identities.
+/// [`crate::core::policy`] judges within it. The default is the safe one: only the Key Vault data-plane
+/// reader roles, only vaults in the operator's subscription, no brought identities.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Ceiling {
     pub allow_any_role: bool,
@@ -23,4 +23,19 @@ pub struct Ceiling {
     pub allow_existing_identity: bool,
     /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::core::policy`]).
     pub require_policy: bool,
+}
+
+#[cfg(test)]
+impl OperatorSettings {
+    /// The settings the core's tests judge bindings with: cluster aks1, subscription …0001, defaults rg-ids
+    /// and westeurope.
+    pub(crate) fn example() -> Self {
+        OperatorSettings {
+            cluster_name: "aks1".into(),
+            subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+            default_resource_group: Some("rg-ids".into()),
+            default_location: Some("westeurope".into()),
+            issuer: "https://oidc.example/issuer/".into(),
+        }
+    }
 }

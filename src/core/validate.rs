@@ -361,13 +361,7 @@ mod tests {
     const OTHER: &str = "00000000-0000-0000-0000-000000000002";
 
     fn settings() -> OperatorSettings {
-        OperatorSettings {
-            cluster_name: "aks1".into(),
-            subscription_id: SUB.into(),
-            default_resource_group: Some("rg-ids".into()),
-            default_location: Some("westeurope".into()),
-            issuer: "https://oidc.example/issuer/".into(),
-        }
+        OperatorSettings::example()
     }
 
     fn spec() -> WorkloadIdentityBindingSpec {
