@@ -82,7 +82,12 @@ fn identity_id(name: &str) -> ResourceId {
 }
 
 fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
-    let owner = Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: binding.into() };
+    let owner = Owner {
+        cluster: "aks1".into(),
+        namespace: "shop".into(),
+        binding: binding.into(),
+        uid: Some(format!("uid-of-{binding}")),
+    };
     DesiredAzure {
         managed_identity: Some(ManagedIdentity {
             resource_id: identity_id(&naming::identity_name("aks1", "shop", binding)),
@@ -95,6 +100,7 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
         role_assignments: roles.iter().map(|r| (vault("kv-rbac"), r.to_string())).collect(),
         access_policies: Vec::new(),
         held_access_policies: Vec::new(),
+        operator_client_id: None,
         owner,
     }
 }
@@ -553,13 +559,13 @@ async fn cleanup_removes_a_managed_identity_with_all_it_holds_and_can_run_again(
     converge(&api, &d).await?;
     let obs = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let principal = obs.ids.as_ref().map(|i| i.principal_id.clone()).ok_or("identity missing")?;
-    let deleted = Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
+    let deleted = Writes::new(&api).remove(&id_of(&d), &d, &obs, false).await?;
     assert_eq!(deleted.len(), 4, "two role assignments, the FIC, the identity: {deleted:?}");
     assert_eq!(deleted.last(), Some(&id_of(&d).to_string()), "the identity goes last");
     assert!(Fresh::new(&api).observe(&id_of(&d), &d).await?.is_empty());
     assert_eq!(api.list_role_assignments(&ResourceId::subscription_scope(SUB), &principal).await?, vec![]);
     // Running it again on what it observed before (a crash after the deletes): all already gone.
-    Writes::new(&api).remove(&id_of(&d), &d, &obs).await?;
+    Writes::new(&api).remove(&id_of(&d), &d, &obs, false).await?;
     h.shutdown().await?;
     Ok(())
 }
@@ -596,7 +602,7 @@ async fn cleanup_of_a_brought_identity_removes_only_what_idbind_added() -> TestR
     .await?;
     let obs = Fresh::new(&api).observe(&shared_id, &brought).await?;
     assert_eq!((obs.azure.fic_count, obs.azure.role_assignments.len()), (2, 2));
-    let deleted = Writes::new(&api).remove(&shared_id, &brought, &obs).await?;
+    let deleted = Writes::new(&api).remove(&shared_id, &brought, &obs, false).await?;
     assert!(!deleted.contains(&shared_id.to_string()), "a brought identity is never deleted: {deleted:?}");
     let fics = api.list_federated_credentials(&shared_id).await?;
     assert_eq!(fics.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["team-ci"], "only our FIC went");

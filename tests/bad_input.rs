@@ -151,6 +151,11 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
         };
         api.put_federated_credential(&id("shared-full").parse()?, &fic).await?;
     }
+    // Bringing an identity takes a policy that lists it, whatever the ceiling.
+    env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+        "metadata": {"name": format!("{}-brings", env.ns)},
+        "spec": {"namespaces": [env.ns], "keyVaults": [{"resourceGroup": KV_RG}],
+                 "existingIdentities": [id("shared-full"), id("shared-roomy")]}}))?;
     let writes = env.writes();
     env.apply(&manifest("worker", "worker", json!({"resourceId": id("shared-full")}), kv_shop()))?;
     stalls_without_writing(&env, "worker", "FederatedCredentialLimit", writes).await?;

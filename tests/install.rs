@@ -126,6 +126,8 @@ fn the_deployment_runs_the_operator_federated_probed_and_locked_down() -> TestRe
     };
     assert_eq!(env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
     assert_eq!(env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    // The operator refuses to annotate its own ServiceAccount: it must know which one that is.
+    assert_eq!(env("POD_SERVICE_ACCOUNT")["valueFrom"]["fieldRef"]["fieldPath"], "spec.serviceAccountName");
     // The token file the operator reads is the projected, audience-bound token the pod mounts.
     let token_volume = pod["volumes"]
         .as_array()

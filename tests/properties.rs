@@ -36,6 +36,8 @@ fn settings() -> OperatorSettings {
         default_resource_group: Some("rg-ids".into()),
         default_location: Some("westeurope".into()),
         issuer: ISSUER.into(),
+        operator_client_id: None,
+        operator_service_account: None,
     }
 }
 

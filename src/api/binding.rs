@@ -156,12 +156,13 @@ pub struct IdentitySpec {
     pub location: Option<String>,
 
     /// Extra Azure tags for the identity idbind creates (at most 40; Azure allows 50 and idbind adds its own
-    /// ownership tags, whose names start with "idbind.dev"). Azure limits names to 512 characters without < >
-    /// % & \ ? / and values to 256 characters.
+    /// ownership tags, whose names start with "idbind.dev" in any letter case: Azure compares tag names
+    /// without regard to case, so those names are reserved in every spelling). Azure limits names to 512
+    /// characters without < > % & \ ? / and values to 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 40))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('idbind.dev') && !k.startsWith('IDBIND.DEV') \
-        && !k.startsWith('Idbind.dev'))").message("identity.tags: tag names starting with 'idbind.dev' are reserved for idbind's ownership tags"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('idbind.dev'))").message("identity.tags: \
+        tag names starting with 'idbind.dev', in any letter case, are reserved for idbind's ownership tags"))]
     pub tags: Option<BTreeMap<String, String>>,
 
     /// Full resource id of an existing user-assigned identity to use instead of creating one ("bring your own

@@ -32,12 +32,12 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityPolicySpec {
-    /// The namespaces this policy applies to: exact names, or a prefix followed by '*' (team-a-*). A
-    /// namespace may be selected by several policies; it may then bind what any one allows.
+    /// The namespaces this policy applies to: exact names, a prefix followed by '*' (team-a-*, shop-*), or
+    /// '*' for all. A namespace may be selected by several policies; it may then bind what any one allows.
     #[schemars(length(min = 1, max = 64))]
     #[schemars(inner(
         length(min = 1, max = 64),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\*?$|^\*$")
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^[a-z0-9][-a-z0-9]*\*$|^\*$")
     ))]
     pub namespaces: Vec<String>,
 

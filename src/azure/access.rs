@@ -15,6 +15,7 @@ use super::{
 };
 use crate::core::{
     plan::{self, Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedRoleAssignment, Owner},
+    removal,
     resource_id::ResourceId,
     roles::Permissions,
 };
@@ -171,14 +172,16 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// Removes what the binding owns in Azure through `identity` (see [`remove`]).
+    /// Removes what Azure shows the binding may remove through `identity` ([`removal::removal`]); with
+    /// `principal_shared`, another binding brings the identity too.
     pub async fn remove(
         &self,
         identity: &ResourceId,
         desired: &DesiredAzure,
         observed: &Observation<FromArm>,
+        principal_shared: bool,
     ) -> Result<Vec<String>, AzureError> {
-        remove(self.0, identity, desired, observed).await
+        remove(self.0, identity, desired, observed, principal_shared).await
     }
 }
 
@@ -366,25 +369,29 @@ async fn remove<S>(
     identity: &ResourceId,
     desired: &DesiredAzure,
     observed: &Observation<S>,
+    principal_shared: bool,
 ) -> Result<Vec<String>, AzureError> {
     let mut deleted = Vec::new();
     let Some(found) = &observed.azure.identity else {
         return Ok(deleted);
     };
-    for ra in observed.azure.role_assignments.iter().filter(|ra| ra.is_ours(&found.principal_id)) {
-        done_if_gone(api.delete_role_assignment(&ra.id).await)?;
-        deleted.push(ra.id.to_string());
+    let may = removal::removal(desired, &observed.azure, principal_shared);
+    if may.grants {
+        for ra in observed.azure.role_assignments.iter().filter(|ra| ra.is_ours(&found.principal_id)) {
+            done_if_gone(api.delete_role_assignment(&ra.id).await)?;
+            deleted.push(ra.id.to_string());
+        }
+        for (vault, present) in granted_access_policies(desired, &observed.azure) {
+            let revoke = Action::RevokeAccessPolicy { vault_id: vault.clone(), permissions: present };
+            execute(api, identity, observed.ids.as_ref(), &revoke).await?;
+            deleted.push(format!("{vault}/accessPolicies/{}", found.principal_id));
+        }
     }
-    for (vault, present) in granted_access_policies(desired, &observed.azure) {
-        let revoke = Action::RevokeAccessPolicy { vault_id: vault.clone(), permissions: present };
-        execute(api, identity, observed.ids.as_ref(), &revoke).await?;
-        deleted.push(format!("{vault}/accessPolicies/{}", found.principal_id));
-    }
-    if observed.azure.fic.is_some() {
+    if may.federated_credential {
         done_if_gone(api.delete_federated_credential(identity, &desired.fic_name).await)?;
         deleted.push(format!("{identity}/federatedIdentityCredentials/{}", desired.fic_name));
     }
-    if desired.managed_identity.is_some() && desired.owner.owns(&found.tags) {
+    if may.identity {
         done_if_gone(api.delete_identity(identity).await)?;
         deleted.push(identity.to_string());
     }

@@ -223,6 +223,7 @@ impl AzureApi for ArmApi {
                 let observed = ObservedIdentity {
                     location: identity.tracked_resource.location.clone(),
                     tags: tags_of(identity.tracked_resource.tags.as_ref()),
+                    client_id: ids.client_id.clone(),
                     principal_id: ids.principal_id.clone(),
                 };
                 Ok(Some(FoundIdentity { observed, ids }))
@@ -648,6 +649,7 @@ fn listed_identity(item: &Value) -> Result<FoundIdentity, AzureError> {
     let observed = ObservedIdentity {
         location: text("/location").unwrap_or_default(),
         tags: tags_of(item.get("tags")),
+        client_id: client_id.clone(),
         principal_id: principal_id.clone(),
     };
     let resource_id = ResourceId::parse(&id).map_err(|e| invalid(OP, &e.to_string()))?;

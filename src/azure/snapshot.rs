@@ -248,6 +248,7 @@ impl AzureApi for Snapshots {
         let observed = ObservedIdentity {
             location: location.to_string(),
             tags: tags.clone(),
+            client_id: ids.client_id.clone(),
             principal_id: ids.principal_id.clone(),
         };
         list.edit(|items| {

@@ -1,23 +1,27 @@
-//! Which binding holds a ServiceAccount: one ServiceAccount carries one client id, so of two bindings naming
-//! it, only one may bind it. Pure, so the rule is tested as a table.
+//! Which binding holds something only one binding may hold: a ServiceAccount (it carries one client id) or a
+//! brought identity (whoever federates it gets every role it holds, so two namespaces sharing one would each
+//! read the other's vaults). Of several bindings claiming one, the oldest holds it. Pure, so the rule is
+//! tested as a table.
 
-/// A binding's claim on a ServiceAccount.
+/// A binding's claim on a ServiceAccount or an identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim<'a> {
+    /// The binding, named so that no two bindings compared share a name.
     pub binding: &'a str,
-    pub service_account: &'a str,
-    /// Creation time (seconds since the epoch): the first claimant keeps the ServiceAccount.
+    /// What it claims, in a form where equal means the same thing (an identity's id in lower case).
+    pub target: &'a str,
+    /// Creation time (seconds since the epoch, set by the API server): the first claimant keeps it.
     pub created: i64,
     /// Being deleted: it no longer holds anything.
     pub deleting: bool,
 }
 
-/// The binding, among `others` in the same namespace, that holds `me`'s ServiceAccount ahead of `me` (the
-/// older one; the name breaks ties), if any.
+/// The binding, among `others`, that holds `me`'s target ahead of `me` (the older one; the name breaks ties),
+/// if any.
 pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) -> Option<&'a str> {
     others
         .into_iter()
-        .filter(|o| o.binding != me.binding && o.service_account == me.service_account && !o.deleting)
+        .filter(|o| o.binding != me.binding && o.target == me.target && !o.deleting)
         .filter(|o| (o.created, o.binding) < (me.created, me.binding))
         .min_by_key(|o| (o.created, o.binding))
         .map(|o| o.binding)
@@ -28,13 +32,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_binding_of_a_service_account_keeps_it() {
-        let claim = |binding, service_account, created, deleting| Claim {
-            binding,
-            service_account,
-            created,
-            deleting,
-        };
+    fn the_first_claimant_keeps_it() {
+        let claim = |binding, target, created, deleting| Claim { binding, target, created, deleting };
         let me = claim("b", "sa", 100, false);
         let table: &[(&[Claim<'static>], Option<&str>)] = &[
             (&[], None),

@@ -88,6 +88,7 @@ pub fn azure_state(
         role_assignments: assignments.iter().map(|a| (a.scope.clone(), a.role_guid.clone())).collect(),
         access_policies,
         held_access_policies,
+        operator_client_id: desired.operator_client_id.clone(),
     };
     Ok(Wanted { identity, azure, assignments })
 }
@@ -224,6 +225,7 @@ mod tests {
                 location: "westeurope".into(),
                 tags: Default::default(),
             },
+            operator_client_id: None,
             federated_credential_name: "fic".into(),
             issuer: "https://issuer/".into(),
             subject: "system:serviceaccount:shop:app".into(),
@@ -239,7 +241,12 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        Owner { cluster: "aks".into(), namespace: "shop".into(), binding: "app".into() }
+        Owner {
+            cluster: "aks".into(),
+            namespace: "shop".into(),
+            binding: "app".into(),
+            uid: Some("u".into()),
+        }
     }
 
     fn facts(name: &str, rbac: bool, roles: &[&str]) -> VaultFacts {

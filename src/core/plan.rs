@@ -15,10 +15,16 @@ use crate::{
 };
 
 /// Tag names idbind puts on every identity it creates. An identity without them is not ours and is never
-/// modified or deleted.
+/// modified or deleted. They are compared exactly, letter case included: idbind writes them in lower case,
+/// and no binding may set a tag whose name starts with [`TAG_PREFIX`] in any case (the schema and validation
+/// refuse it), so no tenant can spell them.
 pub const TAG_CLUSTER: &str = "idbind.dev.cluster";
 pub const TAG_NAMESPACE: &str = "idbind.dev.namespace";
 pub const TAG_BINDING: &str = "idbind.dev.binding";
+/// The binding's `metadata.uid`: a binding deleted and created again under the same name is another binding.
+pub const TAG_UID: &str = "idbind.dev.uid";
+/// What every ownership tag's name starts with; reserved in any letter case.
+pub const TAG_PREFIX: &str = "idbind.dev";
 
 /// Who a binding is: what ownership tags record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,16 +32,56 @@ pub struct Owner {
     pub cluster: String,
     pub namespace: String,
     pub binding: String,
+    /// The binding's `metadata.uid`; `None` only in a dry run of a manifest never applied, which writes
+    /// nothing.
+    pub uid: Option<String>,
+}
+
+/// What an identity's tags say of a binding's claim to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// idbind made it for this very binding.
+    Ours,
+    /// idbind made it for this binding's name before it recorded bindings' UIDs: only idbind can have written
+    /// those lower-case tags (the schema always refused them), so it is this binding's, and its next PUT adds
+    /// the UID.
+    Legacy,
+    /// Made for an earlier binding of this namespace and name (another UID), kept by `deletionPolicy:
+    /// Retain`: the namespace may since have changed hands, so a name alone adopts nothing.
+    Earlier,
+    /// Someone else's: another binding's, or not made by idbind at all.
+    Foreign,
 }
 
 impl Owner {
-    fn tags(&self) -> [(&'static str, &str); 3] {
-        [(TAG_CLUSTER, &self.cluster), (TAG_NAMESPACE, &self.namespace), (TAG_BINDING, &self.binding)]
+    /// The ownership tags idbind writes for this binding.
+    pub fn tags(&self) -> Vec<(&'static str, &str)> {
+        let mut tags = vec![
+            (TAG_CLUSTER, self.cluster.as_str()),
+            (TAG_NAMESPACE, &self.namespace),
+            (TAG_BINDING, &self.binding),
+        ];
+        tags.extend(self.uid.as_deref().map(|uid| (TAG_UID, uid)));
+        tags
     }
 
-    /// Whether an identity's tags say it belongs to this binding. Azure tag names are case-insensitive.
+    /// What an identity's tags say of this binding's claim to it. Names are compared exactly.
+    pub fn ownership(&self, tags: &BTreeMap<String, String>) -> Ownership {
+        let is = |name: &str, value: &str| tags.get(name).is_some_and(|v| v == value);
+        let names_us = is(TAG_CLUSTER, &self.cluster)
+            && is(TAG_NAMESPACE, &self.namespace)
+            && is(TAG_BINDING, &self.binding);
+        match (names_us, tags.get(TAG_UID), &self.uid) {
+            (false, _, _) => Ownership::Foreign,
+            (true, None, _) => Ownership::Legacy,
+            (true, Some(tag), Some(uid)) if tag != uid => Ownership::Earlier,
+            (true, Some(_), _) => Ownership::Ours,
+        }
+    }
+
+    /// Whether an identity's tags say it belongs to this binding.
     pub fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.tags().iter().all(|(k, v)| tags.iter().any(|(tk, tv)| tk.eq_ignore_ascii_case(k) && tv == v))
+        matches!(self.ownership(tags), Ownership::Ours | Ownership::Legacy)
     }
 }
 
@@ -56,6 +102,8 @@ pub struct DesiredAzure {
     /// for (or a vault it no longer names) are revoked, and nothing else is: unlike role assignments, an
     /// access-policy entry carries no name that marks it as ours.
     pub held_access_policies: Vec<(ResourceId, Permissions)>,
+    /// The client id of the identity idbind itself signs in as: never bindable.
+    pub operator_client_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +141,7 @@ impl ObservedAzure {
 pub struct ObservedIdentity {
     pub location: String,
     pub tags: BTreeMap<String, String>,
+    pub client_id: String,
     pub principal_id: String,
 }
 
@@ -202,6 +251,22 @@ pub enum Blocked {
          access, so idbind refuses"
     )]
     IdentityOfAnotherBinding { cluster: String, namespace: String, binding: String },
+    #[error(
+        "identity {0} was made for an earlier binding of this name (its idbind.dev.uid tag names another UID) \
+         and kept by deletionPolicy: Retain; idbind adopts no identity on a name alone: delete it, name another \
+         with spec.identity.name, or bring it with spec.identity.resourceId under a policy that lists it"
+    )]
+    EarlierBindingsIdentity(ResourceId),
+    #[error(
+        "the identity named by spec.identity.resourceId is the one idbind itself signs in as; binding it would \
+         hand this namespace the operator's own access, so idbind refuses whatever a policy says"
+    )]
+    OperatorIdentity,
+    #[error(
+        "identity {resource_id} carries {count} federated credential(s) idbind did not write; idbind takes over \
+         no identity that trusts anyone else"
+    )]
+    ForeignFederation { resource_id: ResourceId, count: usize },
     #[error("the identity already has {0} federated credentials, Azure's limit is 20")]
     FederatedCredentialLimit(usize),
     #[error("federated credential {0} on the identity already trusts this issuer and subject")]
@@ -213,7 +278,10 @@ impl Blocked {
     pub fn part(&self) -> Part {
         match self {
             Blocked::IdentityConflict(_)
+            | Blocked::EarlierBindingsIdentity(_)
             | Blocked::IdentityOfAnotherBinding { .. }
+            | Blocked::OperatorIdentity
+            | Blocked::ForeignFederation { .. }
             | Blocked::LocationMismatch { .. }
             | Blocked::ExistingIdentityNotFound => Part::Identity,
             Blocked::FederatedCredentialLimit(_) | Blocked::DuplicateFederation(_) => {
@@ -225,7 +293,11 @@ impl Blocked {
     /// The condition reason for users.
     pub fn reason(&self) -> &'static str {
         match self {
-            Blocked::IdentityConflict(_) | Blocked::IdentityOfAnotherBinding { .. } => "IdentityConflict",
+            Blocked::IdentityConflict(_)
+            | Blocked::EarlierBindingsIdentity(_)
+            | Blocked::IdentityOfAnotherBinding { .. }
+            | Blocked::ForeignFederation { .. } => "IdentityConflict",
+            Blocked::OperatorIdentity => "OperatorIdentity",
             Blocked::ExistingIdentityNotFound => "IdentityNotFound",
             Blocked::LocationMismatch { .. } => "IdentityLocationMismatch",
             Blocked::FederatedCredentialLimit(_) => "FederatedCredentialLimit",
@@ -255,37 +327,54 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
 }
 
 /// The identity's PUT, when idbind manages it and it is missing or its tags differ. An identity that exists
-/// without this binding's ownership tags is someone else's; one in another region cannot be moved.
+/// without this binding's ownership tags is someone else's; one made before bindings' UIDs were recorded is
+/// taken over only if it trusts no one idbind did not make it trust; one in another region cannot be moved.
 fn plan_identity(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Option<Action>, Blocked> {
     let Some(want) = &desired.managed_identity else {
-        return brought_identity_is_free(observed).map(|()| None);
+        return brought_identity_is_free(desired, observed).map(|()| None);
     };
-    let tags = tags_with_owner(want, &desired.owner);
-    match &observed.identity {
-        Some(have) if !desired.owner.owns(&have.tags) => {
-            Err(Blocked::IdentityConflict(want.resource_id.clone()))
-        }
-        Some(have) if !have.location.eq_ignore_ascii_case(&want.location) => Err(Blocked::LocationMismatch {
+    let mut tags = tags_with_owner(want, &desired.owner);
+    let put = |tags: BTreeMap<String, String>| Action::PutIdentity {
+        resource_id: want.resource_id.clone(),
+        location: want.location.clone(),
+        tags,
+    };
+    let Some(have) = &observed.identity else {
+        return Ok(Some(put(tags)));
+    };
+    // A dry run of a manifest never applied knows no UID: it takes the identity's own.
+    if desired.owner.uid.is_none()
+        && let Some(uid) = have.tags.get(TAG_UID)
+    {
+        tags.insert(TAG_UID.into(), uid.clone());
+    }
+    let foreign_fics = observed.fic_count - usize::from(observed.fic.is_some());
+    match desired.owner.ownership(&have.tags) {
+        Ownership::Foreign => Err(Blocked::IdentityConflict(want.resource_id.clone())),
+        Ownership::Earlier => Err(Blocked::EarlierBindingsIdentity(want.resource_id.clone())),
+        _ if !have.location.eq_ignore_ascii_case(&want.location) => Err(Blocked::LocationMismatch {
             resource_id: want.resource_id.clone(),
             observed: have.location.clone(),
             desired: want.location.clone(),
         }),
-        Some(have) if tags == have.tags => Ok(None),
-        _ => Ok(Some(Action::PutIdentity {
-            resource_id: want.resource_id.clone(),
-            location: want.location.clone(),
-            tags,
-        })),
+        _ if tags == have.tags => Ok(None),
+        Ownership::Legacy if foreign_fics > 0 => {
+            Err(Blocked::ForeignFederation { resource_id: want.resource_id.clone(), count: foreign_fics })
+        }
+        Ownership::Legacy | Ownership::Ours => Ok(Some(put(tags))),
     }
 }
 
 /// A brought identity that idbind manages for another binding (in this cluster or another) is that binding's:
 /// federating it here would hand this namespace another workload's access, and that binding's deletion would
-/// pull the identity from under this one.
-fn brought_identity_is_free(observed: &ObservedAzure) -> Result<(), Blocked> {
+/// pull the identity from under this one. The identity idbind itself signs in as is never anyone's to bring.
+fn brought_identity_is_free(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<(), Blocked> {
     let Some(have) = &observed.identity else {
         return Ok(());
     };
+    if desired.operator_client_id.as_ref().is_some_and(|own| own.eq_ignore_ascii_case(&have.client_id)) {
+        return Err(Blocked::OperatorIdentity);
+    }
     let tag =
         |name: &str| have.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     match tag(TAG_BINDING) {
@@ -391,9 +480,12 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
                     ..ObservedAzure::default()
                 };
             }
+            // The client id only matters to a brought identity, which idbind never PUTs.
+            let client_id = observed.identity.as_ref().map(|i| i.client_id.clone()).unwrap_or_default();
             observed.identity = Some(ObservedIdentity {
                 location: location.clone(),
                 tags: tags.clone(),
+                client_id,
                 principal_id: principal,
             });
         }
@@ -458,9 +550,15 @@ mod tests {
     const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
     const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
     const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
+    const OPERATOR_CLIENT_ID: &str = "99999999-0000-0000-0000-00000000c11d";
 
     fn owner() -> Owner {
-        Owner { cluster: "aks1".into(), namespace: "shop".into(), binding: "orders".into() }
+        Owner {
+            cluster: "aks1".into(),
+            namespace: "shop".into(),
+            binding: "orders".into(),
+            uid: Some("uid-1".into()),
+        }
     }
 
     fn desired(roles: &[&str]) -> DesiredAzure {
@@ -479,6 +577,7 @@ mod tests {
             role_assignments: roles.iter().map(|r| (kv(), r.to_string())).collect(),
             access_policies: Vec::new(),
             held_access_policies: Vec::new(),
+            operator_client_id: Some(OPERATOR_CLIENT_ID.into()),
         }
     }
 
@@ -504,6 +603,7 @@ mod tests {
             identity: Some(ObservedIdentity {
                 location: "westeurope".into(),
                 tags: ours(d),
+                client_id: "client-of-id1".into(),
                 principal_id: PRINCIPAL.into(),
             }),
             fic: Some(ObservedFic {
@@ -597,6 +697,107 @@ mod tests {
         assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
     }
 
+    /// The identity's tags as `ours(d)` with `edit` applied.
+    fn tagged(d: &DesiredAzure, edit: &dyn Fn(&mut BTreeMap<String, String>)) -> ObservedAzure {
+        let mut o = converged(d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            edit(&mut i.tags);
+        }
+        o
+    }
+
+    #[test]
+    fn ownership_is_what_the_exact_tags_say_including_the_uid() {
+        let d = desired(&[]);
+        type Edit = dyn Fn(&mut BTreeMap<String, String>);
+        let table: &[(&str, &Edit, Result<usize, &str>)] = &[
+            ("all four tags, exactly: ours, nothing to do", &|_| {}, Ok(0)),
+            (
+                "no UID tag: made before UIDs were recorded, adopted by adding it",
+                &|t| {
+                    t.remove(TAG_UID);
+                },
+                Ok(1),
+            ),
+            (
+                "another UID: an earlier binding's, kept by Retain",
+                &|t| {
+                    t.insert(TAG_UID.into(), "uid-0".into());
+                },
+                Err("IdentityConflict"),
+            ),
+            (
+                "the namespace tag in another case: not ours",
+                &|t| {
+                    let ns = t.remove(TAG_NAMESPACE).unwrap_or_default();
+                    t.insert("IDBIND.dev.namespace".into(), ns);
+                },
+                Err("IdentityConflict"),
+            ),
+            (
+                "names in another case and no UID: a tenant's forgery",
+                &|t| {
+                    *t = t
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != TAG_UID)
+                        .map(|(k, v)| (k.to_uppercase(), v.clone()))
+                        .collect();
+                },
+                Err("IdentityConflict"),
+            ),
+            (
+                "another namespace",
+                &|t| {
+                    t.insert(TAG_NAMESPACE.into(), "team-b".into());
+                },
+                Err("IdentityConflict"),
+            ),
+            (
+                "another cluster",
+                &|t| {
+                    t.insert(TAG_CLUSTER.into(), "aks2".into());
+                },
+                Err("IdentityConflict"),
+            ),
+        ];
+        for (case, edit, want) in table {
+            let got = plan(&d, &tagged(&d, edit)).map(|a| a.len()).map_err(|b| b.reason());
+            assert_eq!(got, *want, "{case}");
+        }
+        let earlier = tagged(&d, &|t| {
+            t.insert(TAG_UID.into(), "uid-0".into());
+        });
+        assert!(matches!(plan(&d, &earlier), Err(Blocked::EarlierBindingsIdentity(_))));
+    }
+
+    #[test]
+    fn an_identity_that_trusts_others_is_never_adopted() {
+        let d = desired(&[]);
+        // Made before UIDs were recorded, and someone added a federated credential idbind did not write.
+        let mut o = tagged(&d, &|t| {
+            t.remove(TAG_UID);
+        });
+        o.fic_count = 2;
+        assert!(matches!(plan(&d, &o), Err(Blocked::ForeignFederation { count: 1, .. })));
+        // Without our own credential yet, every one there is foreign.
+        o.fic = None;
+        o.fic_count = 1;
+        assert!(matches!(plan(&d, &o), Err(Blocked::ForeignFederation { count: 1, .. })));
+    }
+
+    #[test]
+    fn the_operators_own_identity_is_never_brought() {
+        let mut d = desired(&[SECRETS_USER]);
+        d.managed_identity = None;
+        let mut o = converged(&d, &[]);
+        if let Some(i) = o.identity.as_mut() {
+            i.tags.clear();
+            i.client_id = OPERATOR_CLIENT_ID.to_uppercase();
+        }
+        assert_eq!(plan(&d, &o), Err(Blocked::OperatorIdentity));
+        assert_eq!(Blocked::OperatorIdentity.reason(), "OperatorIdentity");
+    }
+
     #[test]
     fn drifted_tags_are_put_back_and_location_cannot_move() {
         let d = desired(&[]);
@@ -652,7 +853,12 @@ mod tests {
         let mut d = desired(&[SECRETS_USER]);
         d.managed_identity = None;
         let mut o = converged(&d, &[]);
-        let other = Owner { cluster: "aks1".into(), namespace: "team-b".into(), binding: "payments".into() };
+        let other = Owner {
+            cluster: "aks1".into(),
+            namespace: "team-b".into(),
+            binding: "payments".into(),
+            uid: Some("uid-2".into()),
+        };
         if let Some(i) = o.identity.as_mut() {
             i.tags = other.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         }

@@ -13,6 +13,9 @@
 //! - A namespace that no policy selects gets the ceiling, unless the operator runs with `--require-policy`,
 //!   the setting for shared clusters: there, an unselected namespace binds nothing. Without it, one team
 //!   could read another team's vault with a reader role, because nothing tells idbind which vault is whose.
+//! - Bringing an identity always needs a selecting policy that lists it, whatever the ceiling says: the
+//!   identity's roles are whatever its Azure administrator gave it, and `--allow-existing-identity` alone
+//!   would let any namespace federate any identity idbind can write to.
 //!
 //! The subject is never in question: it always names the binding's own namespace.
 
@@ -93,22 +96,31 @@ pub fn check(
     require_policy: bool,
 ) -> Vec<Invalid> {
     let selecting: Vec<&Rule> = rules.iter().filter(|r| r.selects(namespace)).collect();
-    if selecting.is_empty() {
-        let message =
-            format!("no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one");
-        return if require_policy {
-            vec![violation("metadata.namespace".into(), message)]
-        } else {
-            Vec::new()
-        };
-    }
     let names = selecting.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
     let mut problems = Vec::new();
+    // Whatever the ceiling says: an identity's roles are whatever its Azure administrator gave it, so only a
+    // policy naming it says this namespace may have them.
     if let DesiredIdentity::Existing { id } = &desired.identity
         && !selecting.iter().any(|r| r.existing_identities.contains(id))
     {
-        let message = format!("no policy for namespace {namespace} ({names}) lets it bring this identity");
+        let message = if selecting.is_empty() {
+            format!(
+                "no WorkloadIdentityPolicy selects namespace {namespace}; bringing an identity needs one that \
+                 lists it in existingIdentities"
+            )
+        } else {
+            format!("no policy for namespace {namespace} ({names}) lets it bring this identity")
+        };
         problems.push(violation("spec.identity.resourceId".into(), message));
+    }
+    if selecting.is_empty() {
+        if require_policy {
+            let message = format!(
+                "no WorkloadIdentityPolicy selects namespace {namespace}, and the operator requires one"
+            );
+            problems.push(violation("metadata.namespace".into(), message));
+        }
+        return problems;
     }
     for (i, vault) in desired.vaults.iter().enumerate() {
         let for_vault: Vec<&Rule> =
@@ -287,5 +299,36 @@ mod tests {
             fields(check("team-a", &binding(&[], Some(&other)), &rules, true)),
             ["spec.identity.resourceId"]
         );
+    }
+
+    #[test]
+    fn bringing_an_identity_needs_a_policy_whatever_the_ceiling() {
+        // The ceiling allows brought identities (binding() validates with allow_existing_identity), yet with
+        // no policy selecting the namespace the identity is refused, with or without --require-policy.
+        let b = binding(&[], Some(ID));
+        assert_eq!(fields(check("team-a", &b, &[], false)), ["spec.identity.resourceId"]);
+        assert_eq!(
+            fields(check("team-a", &b, &[], true)),
+            ["spec.identity.resourceId", "metadata.namespace"]
+        );
+        // A policy for another namespace that lists it does not help.
+        let theirs = rule("team-b", &["team-b"], &[], None, &[ID]);
+        assert_eq!(fields(check("team-a", &b, &[theirs], false)), ["spec.identity.resourceId"]);
+    }
+
+    #[test]
+    fn namespace_patterns_select_exact_names_prefixes_and_all() {
+        let table: &[(&str, &str, bool)] = &[
+            ("shop", "shop", true),
+            ("shop", "shop-dev", false),
+            ("shop-*", "shop-dev", true),
+            ("shop-*", "shop", false),
+            ("shop*", "shopping", true),
+            ("*", "anything", true),
+        ];
+        for (pattern, namespace, selects) in table {
+            let r = rule("p", &[pattern], &[], None, &[]);
+            assert_eq!(r.selects(namespace), *selects, "{pattern} selects {namespace}");
+        }
     }
 }

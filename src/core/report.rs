@@ -24,8 +24,37 @@ use crate::{
 pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
 /// The reason of a binding whose ServiceAccount another binding holds.
 pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
+/// The reason of a binding whose ServiceAccount carries a client id someone else wrote.
+pub const SERVICE_ACCOUNT_ANNOTATED: &str = "ServiceAccountAnnotated";
+/// The reason of a binding bringing an identity another binding brings.
+pub const IDENTITY_IN_USE: &str = "IdentityInUse";
 /// The reason of a binding whose ServiceAccount does not exist.
 pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+
+/// What only one binding may hold, and another already does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// A ServiceAccount (by name, in the binding's namespace): it carries one client id.
+    ServiceAccount(String),
+    /// A brought identity (its resource id).
+    Identity(String),
+}
+
+impl Claimed {
+    fn part(&self) -> Part {
+        match self {
+            Claimed::ServiceAccount(_) => Part::ServiceAccount,
+            Claimed::Identity(_) => Part::Identity,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Claimed::ServiceAccount(_) => SERVICE_ACCOUNT_CONFLICT,
+            Claimed::Identity(_) => IDENTITY_IN_USE,
+        }
+    }
+}
 
 /// The part of a binding a failure concerns: each has its own condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +105,8 @@ pub enum Outcome {
     /// The spec, the operator's ceiling or a `WorkloadIdentityPolicy` refuses the binding; nothing was
     /// written to Azure. Only a change of the spec or of a policy helps.
     Invalid(Vec<Invalid>),
-    /// Another binding holds the ServiceAccount (one ServiceAccount carries one client id).
-    Conflict { service_account: String, holder: String },
+    /// Another binding, created first, holds what this one claims.
+    Conflict { claimed: Claimed, holder: String },
     /// Waiting for a turn at the request budget (others' identities are created first).
     Deferred { part: Part, message: String, wait: Duration },
     /// A failure that may heal by retrying (throttling, a 5xx, replication lag).
@@ -98,7 +127,7 @@ impl Outcome {
             Outcome::Converged { .. } | Outcome::NotSynced => ("ok", None),
             Outcome::Deferred { .. } => ("deferred", None),
             Outcome::Invalid(problems) => ("error", problems.first().map(|p| p.reason)),
-            Outcome::Conflict { .. } => ("error", Some(SERVICE_ACCOUNT_CONFLICT)),
+            Outcome::Conflict { claimed, .. } => ("error", Some(claimed.reason())),
             Outcome::Transient(f) | Outcome::Stalled(f) => ("error", Some(f.reason)),
             Outcome::ServiceAccountMissing { .. } => ("error", Some(SERVICE_ACCOUNT_NOT_FOUND)),
         }
@@ -150,8 +179,8 @@ pub struct Report {
     pub requeue: Requeue,
 }
 
-/// How long a binding whose ServiceAccount another binding holds waits before looking again: the holder's
-/// deletion is no event of this binding's.
+/// How long a binding whose ServiceAccount or identity another binding holds waits before looking again: the
+/// holder's deletion is no event of this binding's.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
 /// The least a stalled binding waits before it is tried again (something has to change first).
 const STALLED_RECHECK: Duration = Duration::from_secs(30);
@@ -217,8 +246,8 @@ impl<'a> Conditions<'a> {
         match outcome {
             Outcome::NotSynced => (None, Requeue::After(Duration::from_secs(2))),
             Outcome::Invalid(problems) => (Some(self.invalid(problems)), Requeue::AwaitChange),
-            Outcome::Conflict { service_account, holder } => {
-                (Some(self.conflict(service_account, holder)), Requeue::After(CONFLICT_RECHECK))
+            Outcome::Conflict { claimed, holder } => {
+                (Some(self.conflict(claimed, holder)), Requeue::After(CONFLICT_RECHECK))
             }
             Outcome::Deferred { part, message, wait } => {
                 self.reconciling(*part, AWAITING_TURN, message);
@@ -277,14 +306,22 @@ impl<'a> Conditions<'a> {
         Note { severity: Severity::Warning, reason, message }
     }
 
-    fn conflict(&mut self, service_account: &str, holder: &str) -> Note {
-        let message = format!(
-            "spec.serviceAccountName: ServiceAccount {service_account} is already bound by \
-             WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so point \
-             this binding at another ServiceAccount or delete one of them"
-        );
-        self.stalled(Part::ServiceAccount, SERVICE_ACCOUNT_CONFLICT, &message);
-        Note { severity: Severity::Warning, reason: SERVICE_ACCOUNT_CONFLICT, message }
+    fn conflict(&mut self, claimed: &Claimed, holder: &str) -> Note {
+        let message = match claimed {
+            Claimed::ServiceAccount(service_account) => format!(
+                "spec.serviceAccountName: ServiceAccount {service_account} is already bound by \
+                 WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so \
+                 point this binding at another ServiceAccount or delete one of them"
+            ),
+            Claimed::Identity(resource_id) => format!(
+                "spec.identity.resourceId: identity {resource_id} is already brought by WorkloadIdentityBinding \
+                 {holder} (created first); whoever federates an identity gets every role it holds, so one \
+                 identity serves one binding: bring another identity or delete one of the bindings"
+            ),
+        };
+        let (part, reason) = (claimed.part(), claimed.reason());
+        self.stalled(part, reason, &message);
+        Note { severity: Severity::Warning, reason, message }
     }
 
     /// Records what the binding holds in Azure, with the three Azure conditions true.
@@ -359,6 +396,8 @@ mod tests {
     use crate::core::validate::{INVALID_SPEC, POLICY_VIOLATION};
 
     const GENERATION: Option<i64> = Some(3);
+    const BROUGHT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/\
+                           userAssignedIdentities/shared";
 
     fn at(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
@@ -499,7 +538,6 @@ mod tests {
     fn failures_and_waits_are_reported_by_kind() {
         use Severity::{Normal, Warning};
         let ready = status_after(&converged("c1"), GENERATION);
-        let conflict = Outcome::Conflict { service_account: "app".into(), holder: "first".into() };
         let missing = Outcome::ServiceAccountMissing {
             held: Box::new(held("c1")),
             namespace: "shop".into(),
@@ -522,10 +560,6 @@ mod tests {
                     .stalled()
                     .event(Warning, POLICY_VIOLATION)
                     .requeue(Requeue::AwaitChange)
-            }),
-            ("another binding holds the ServiceAccount", Some(&ready), conflict, {
-                let e = expect("False", SERVICE_ACCOUNT_CONFLICT).stalled();
-                e.event(Warning, SERVICE_ACCOUNT_CONFLICT).requeue(Requeue::After(CONFLICT_RECHECK))
             }),
             ("waiting for a turn emits no Event", None, deferred(), {
                 expect("False", AWAITING_TURN).reconciling().requeue(turn)
@@ -550,6 +584,25 @@ mod tests {
             ("Azure done, ServiceAccount missing", None, missing, {
                 let e = expect("False", SERVICE_ACCOUNT_NOT_FOUND).reconciling();
                 e.event(Warning, SERVICE_ACCOUNT_NOT_FOUND)
+            }),
+        ]);
+    }
+
+    #[test]
+    fn what_another_binding_holds_stalls_the_binding_and_is_looked_at_again() {
+        let ready = status_after(&converged("c1"), GENERATION);
+        let conflict =
+            Outcome::Conflict { claimed: Claimed::ServiceAccount("app".into()), holder: "first".into() };
+        let in_use =
+            Outcome::Conflict { claimed: Claimed::Identity(BROUGHT.into()), holder: "a/first".into() };
+        check(vec![
+            ("another binding holds the ServiceAccount", Some(&ready), conflict, {
+                let e = expect("False", SERVICE_ACCOUNT_CONFLICT).stalled();
+                e.event(Severity::Warning, SERVICE_ACCOUNT_CONFLICT).requeue(Requeue::After(CONFLICT_RECHECK))
+            }),
+            ("another binding brings the identity", Some(&ready), in_use, {
+                let e = expect("False", IDENTITY_IN_USE).stalled();
+                e.event(Severity::Warning, IDENTITY_IN_USE).requeue(Requeue::After(CONFLICT_RECHECK))
             }),
         ]);
     }

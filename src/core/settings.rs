@@ -10,6 +10,10 @@ pub struct OperatorSettings {
     pub default_location: Option<String>,
     /// The cluster's OIDC issuer, verbatim from configuration (never from a binding).
     pub issuer: String,
+    /// What the operator itself is, never bindable: the client id it signs in to Azure as, and its own
+    /// ServiceAccount (namespace, name).
+    pub operator_client_id: Option<String>,
+    pub operator_service_account: Option<(String, String)>,
 }
 
 /// The operator's ceiling (its `--allow-*` and `--require-policy` flags): the most any namespace may bind,
@@ -36,6 +40,8 @@ impl OperatorSettings {
             default_resource_group: Some("rg-ids".into()),
             default_location: Some("westeurope".into()),
             issuer: "https://oidc.example/issuer/".into(),
+            operator_client_id: Some("11111111-0000-0000-0000-00000000c11d".into()),
+            operator_service_account: Some(("idbind-system".into(), "idbind".into())),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::{
     api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
     core::{
         naming,
+        plan::TAG_PREFIX,
         resource_id::{KEY_VAULT, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
         settings::{Ceiling, OperatorSettings},
@@ -57,6 +58,8 @@ pub struct DesiredVault {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredBinding {
     pub identity: DesiredIdentity,
+    /// The client id the operator signs in as (never bindable; see [`OperatorSettings`]).
+    pub operator_client_id: Option<String>,
     pub federated_credential_name: String,
     pub issuer: String,
     pub subject: String,
@@ -95,6 +98,18 @@ pub fn validate(
         );
         problems.add("spec.serviceAccountName", INVALID_SPEC, message);
     }
+    if settings
+        .operator_service_account
+        .as_ref()
+        .is_some_and(|(ns, sa)| *ns == namespace && *sa == spec.service_account_name)
+    {
+        let message = format!(
+            "ServiceAccount {namespace}/{} is the one idbind itself runs as; binding it would replace the \
+             operator's own Azure identity, so idbind refuses whatever a policy says",
+            spec.service_account_name
+        );
+        problems.add("spec.serviceAccountName", POLICY_VIOLATION, message);
+    }
     let identity = match &spec.identity.resource_id {
         Some(text) => brought_identity(text, settings, ceiling, &mut problems),
         None => managed_identity(namespace, name, &spec.identity, settings, &mut problems),
@@ -103,6 +118,7 @@ pub fn validate(
     match identity {
         Some(identity) if problems.0.is_empty() => Ok(DesiredBinding {
             identity,
+            operator_client_id: settings.operator_client_id.clone(),
             federated_credential_name: naming::federated_credential_name(
                 &settings.cluster_name,
                 namespace,
@@ -206,9 +222,17 @@ fn managed_identity(
     Some(DesiredIdentity::Managed { id, location: location?.clone(), tags })
 }
 
-/// Azure's rules for tag names and values.
+/// Azure's rules for tag names and values, and idbind's reserved names.
 fn check_tags(tags: &BTreeMap<String, String>, problems: &mut Problems) {
     for (k, v) in tags {
+        // Azure compares tag names without regard to case, so the prefix is reserved in every spelling.
+        if k.get(..TAG_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(TAG_PREFIX)) {
+            let message = format!(
+                "tag name {k:?}: names starting with {TAG_PREFIX:?}, in any letter case, are reserved for \
+                 idbind's ownership tags"
+            );
+            problems.add("spec.identity.tags", INVALID_SPEC, message);
+        }
         if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
             let message =
                 format!("tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? /)");
@@ -570,5 +594,38 @@ mod tests {
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]
         );
+    }
+
+    #[test]
+    fn ownership_tag_names_are_reserved_in_every_letter_case() {
+        for name in
+            ["idbind.dev.namespace", "IDBIND.dev.cluster", "iDbInD.DeV.uid", "Idbind.Dev-x", "idbind.devx"]
+        {
+            let mut s = spec();
+            s.identity.tags = Some([(name.to_string(), "team-b".to_string())].into_iter().collect());
+            assert_eq!(
+                fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
+                vec![("spec.identity.tags".into(), INVALID_SPEC)],
+                "{name}"
+            );
+        }
+        let mut s = spec();
+        s.identity.tags = Some([("idbind".to_string(), "x".to_string())].into_iter().collect());
+        assert!(
+            validate("ns", "b", &s, &settings(), &Ceiling::default()).is_ok(),
+            "only the prefix is reserved"
+        );
+    }
+
+    #[test]
+    fn the_operators_own_service_account_is_never_bindable() {
+        let mut s = spec();
+        s.service_account_name = "idbind".into();
+        let open = Ceiling { allow_any_role: true, allow_existing_identity: true, ..Ceiling::default() };
+        assert_eq!(
+            fields(validate("idbind-system", "b", &s, &settings(), &open)),
+            vec![("spec.serviceAccountName".into(), POLICY_VIOLATION)]
+        );
+        assert!(validate("team-a", "b", &s, &settings(), &open).is_ok(), "the same name elsewhere is fine");
     }
 }

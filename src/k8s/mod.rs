@@ -2,6 +2,8 @@
 //! with server-side apply under idbind's own field manager, so idbind owns exactly the fields it sets and
 //! removing them later removes nothing anyone else wrote.
 
+pub mod events;
+
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, Client,
@@ -20,6 +22,13 @@ pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
 pub enum KubeError {
     #[error("ServiceAccount {namespace}/{name} does not exist")]
     ServiceAccountNotFound { namespace: String, name: String },
+    #[error(
+        "the {annotation} annotation of ServiceAccount {namespace}/{name} was set by {managers}, not by idbind; \
+         idbind never overwrites an annotation someone else wrote (it may be another identity's, or the \
+         operator's own): remove it (kubectl annotate serviceaccount -n {namespace} {name} {annotation}-) for \
+         idbind to set it, or bind another ServiceAccount"
+    )]
+    AnnotatedByOthers { namespace: String, name: String, annotation: &'static str, managers: String },
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
 }
@@ -29,7 +38,7 @@ impl KubeError {
     /// created (the controller watches ServiceAccounts).
     pub fn retryable(&self) -> bool {
         match self {
-            KubeError::ServiceAccountNotFound { .. } => false,
+            KubeError::ServiceAccountNotFound { .. } | KubeError::AnnotatedByOthers { .. } => false,
             KubeError::Api(kube::Error::Api(status)) => {
                 status.code == 409 || status.code == 429 || status.code >= 500
             }
@@ -64,7 +73,10 @@ pub async fn apply_service_account(
     };
     let previous = current.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION)).cloned();
     let wanted = match &annotations {
-        Some(a) => json!({CLIENT_ID_ANNOTATION: a.client_id, TENANT_ID_ANNOTATION: a.tenant_id}),
+        Some(a) => {
+            refuse_others_annotations(&current)?;
+            json!({CLIENT_ID_ANNOTATION: a.client_id, TENANT_ID_ANNOTATION: a.tenant_id})
+        }
         None => json!({}),
     };
     let patch = json!({
@@ -83,6 +95,41 @@ pub async fn apply_service_account(
     }
 }
 
+/// Refuses a ServiceAccount that carries one of idbind's annotations written by anyone but idbind: applying
+/// with `force` would take it over. (Withdrawing applies no annotation, so it can remove only idbind's own.)
+fn refuse_others_annotations(sa: &ServiceAccount) -> Result<(), KubeError> {
+    let annotations = sa.metadata.annotations.as_ref();
+    for annotation in [CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION] {
+        if !annotations.is_some_and(|a| a.contains_key(annotation)) {
+            continue;
+        }
+        let managers = annotation_managers(sa, annotation);
+        if !managers.iter().any(|m| m == FIELD_MANAGER) {
+            let managers =
+                if managers.is_empty() { "an unknown writer".to_string() } else { managers.join(", ") };
+            return Err(KubeError::AnnotatedByOthers {
+                namespace: sa.metadata.namespace.clone().unwrap_or_default(),
+                name: sa.metadata.name.clone().unwrap_or_default(),
+                annotation,
+                managers,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The field managers that own `annotation` of an object, from its `managedFields`.
+fn annotation_managers(sa: &ServiceAccount, annotation: &str) -> Vec<String> {
+    let field = format!("f:{annotation}");
+    let entries = sa.metadata.managed_fields.iter().flatten();
+    entries
+        .filter(|e| {
+            e.fields_v1.as_ref().is_some_and(|f| f.0["f:metadata"]["f:annotations"].get(&field).is_some())
+        })
+        .filter_map(|e| e.manager.clone())
+        .collect()
+}
+
 /// Writes a binding's status with server-side apply (full apiVersion/kind, our field manager).
 pub async fn apply_status(
     client: &Client,
@@ -98,4 +145,66 @@ pub async fn apply_status(
     });
     api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+
+    use super::*;
+
+    fn sa(annotations: &[&str], managers: &[(&str, &[&str])]) -> ServiceAccount {
+        let entry = |(manager, owned): &(&str, &[&str])| {
+            let owned: serde_json::Map<String, serde_json::Value> =
+                owned.iter().map(|a| (format!("f:{a}"), json!({}))).collect();
+            ManagedFieldsEntry {
+                manager: Some(manager.to_string()),
+                fields_v1: Some(FieldsV1(json!({"f:metadata": {"f:annotations": owned}}))),
+                ..Default::default()
+            }
+        };
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("app".into()),
+                namespace: Some("shop".into()),
+                annotations: Some(annotations.iter().map(|a| (a.to_string(), "x".to_string())).collect()),
+                managed_fields: Some(managers.iter().map(entry).collect()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_annotations_idbind_wrote_are_taken_over() {
+        let both = [CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION];
+        let table: Vec<(&str, ServiceAccount, Result<(), &str>)> = vec![
+            ("no annotations", sa(&[], &[]), Ok(())),
+            ("idbind's own", sa(&both, &[(FIELD_MANAGER, &both)]), Ok(())),
+            (
+                "idbind's and a GitOps tool's, same value",
+                sa(&both, &[("argocd", &both), (FIELD_MANAGER, &both)]),
+                Ok(()),
+            ),
+            (
+                "annotated by hand",
+                sa(&[CLIENT_ID_ANNOTATION], &[("kubectl-annotate", &[CLIENT_ID_ANNOTATION])]),
+                Err("kubectl-annotate"),
+            ),
+            (
+                "tenant id by hand",
+                sa(&[TENANT_ID_ANNOTATION], &[("kubectl-annotate", &[TENANT_ID_ANNOTATION])]),
+                Err("kubectl-annotate"),
+            ),
+            ("no record of the writer", sa(&[CLIENT_ID_ANNOTATION], &[]), Err("an unknown writer")),
+            ("another annotation by hand", sa(&["team"], &[("kubectl-annotate", &["team"])]), Ok(())),
+        ];
+        for (case, sa, want) in table {
+            let got = refuse_others_annotations(&sa).map_err(|e| match e {
+                KubeError::AnnotatedByOthers { managers, .. } => managers,
+                other => other.to_string(),
+            });
+            assert_eq!(got.as_ref().map_err(String::as_str), want.as_ref().map_err(|m| *m), "{case}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::{
     azure::IdentityIds,
     core::{
         desired::{self, Wanted},
-        report::Outcome,
+        report::{Failure, Outcome, Part, SERVICE_ACCOUNT_ANNOTATED},
     },
     k8s::{self, Annotations, KubeError},
 };
@@ -41,6 +41,12 @@ pub async fn service_account(
             namespace: ns,
             service_account: service_account.clone(),
         }),
+        Err(e @ KubeError::AnnotatedByOthers { .. }) => Ok(Outcome::Stalled(Failure {
+            part: Part::ServiceAccount,
+            reason: SERVICE_ACCOUNT_ANNOTATED,
+            message: format!("spec.serviceAccountName: {e}"),
+            retry_after: None,
+        })),
         Err(e) => Err(e.into()),
     }
 }

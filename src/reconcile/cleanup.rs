@@ -118,13 +118,15 @@ async fn remove(
         role_assignments: Vec::new(),
         access_policies: spec_policies,
         held_access_policies: desired::held_access_policies(b.status.as_ref()),
+        operator_client_id: ctx.settings.operator_client_id.clone(),
     };
     if managed && let Err(wait) = turns::take(ctx, &key(b), MsiOp::Delete, &identity).await {
         return Err(ReconcileError::AwaitingTurn(wait));
     }
+    let shared = ctx.caches.brought_by_others(b, &identity);
     let removed = async {
         let observed = ctx.azure.fresh().observe(&identity, &desired).await?;
-        ctx.azure.writes().remove(&identity, &desired, &observed).await
+        ctx.azure.writes().remove(&identity, &desired, &observed, shared).await
     };
     if let Err(e) = removed.await {
         tracing::warn!(error = %e, identity = %identity, "cleanup failed; retrying");

@@ -12,7 +12,7 @@ use kube::{
     Client, ResourceExt,
     runtime::{
         controller::Action,
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{self, Store, store::Writer},
     },
 };
@@ -25,8 +25,10 @@ use crate::{
         plan::Owner,
         policy::Rule,
         report::Requeue,
+        resource_id::ResourceId,
         settings::{Ceiling, OperatorSettings},
     },
+    k8s::events::Events,
     telemetry::Metrics,
 };
 
@@ -64,27 +66,68 @@ impl Caches {
     /// The binding that holds `b`'s ServiceAccount ahead of it, if another does.
     pub fn service_account_holder(&self, b: &WorkloadIdentityBinding) -> Option<String> {
         let ns = b.namespace();
-        let others = self.bindings.state();
-        let claims: Vec<(String, &str, i64, bool)> = others
-            .iter()
-            .filter(|o| o.namespace() == ns)
-            .map(|o| (o.name_any(), o.spec.service_account_name.as_str(), created(o), deleting(o)))
-            .collect();
-        let name = b.name_any();
-        let me = Claim {
-            binding: &name,
-            service_account: &b.spec.service_account_name,
-            created: created(b),
-            deleting: deleting(b),
+        self.holder(
+            b,
+            |o| (o.namespace() == ns).then(|| o.spec.service_account_name.clone()),
+            ResourceExt::name_any,
+        )
+    }
+
+    /// The binding (`namespace/name`) that holds the identity `b` brings ahead of it, if another does; only
+    /// bindings `admissible` says may bring it count.
+    pub fn identity_holder(
+        &self,
+        b: &WorkloadIdentityBinding,
+        admissible: &dyn Fn(&WorkloadIdentityBinding) -> bool,
+    ) -> Option<String> {
+        let mine = brought_identity(b)?;
+        let me = key(b);
+        let claims = |o: &WorkloadIdentityBinding| {
+            brought_identity(o).filter(|target| *target == mine && (key(o) == me || admissible(o)))
         };
-        let others = claims.iter().map(|(binding, service_account, created, deleting)| Claim {
+        self.holder(b, claims, key)
+    }
+
+    /// Whether a binding other than `b`, not being deleted, brings `identity`: then the role assignments on
+    /// its principal may be that binding's, and `b` removes only its own federated credential.
+    pub fn brought_by_others(&self, b: &WorkloadIdentityBinding, identity: &ResourceId) -> bool {
+        let target = identity.to_string().to_ascii_lowercase();
+        let me = key(b);
+        self.bindings
+            .state()
+            .iter()
+            .any(|o| !deleting(o) && key(o) != me && brought_identity(o).is_some_and(|t| t == target))
+    }
+
+    /// Of the bindings claiming what `target_of` says `b` claims, the one ahead of `b` (by `name_of`).
+    fn holder(
+        &self,
+        b: &WorkloadIdentityBinding,
+        target_of: impl Fn(&WorkloadIdentityBinding) -> Option<String>,
+        name_of: impl Fn(&WorkloadIdentityBinding) -> String,
+    ) -> Option<String> {
+        let my_target = target_of(b)?;
+        let others = self.bindings.state();
+        let claims: Vec<(String, String, i64, bool)> = others
+            .iter()
+            .filter_map(|o| Some((name_of(o), target_of(o)?, created(o), deleting(o))))
+            .collect();
+        let my_name = name_of(b);
+        let me = Claim { binding: &my_name, target: &my_target, created: created(b), deleting: deleting(b) };
+        let others = claims.iter().map(|(binding, target, created, deleting)| Claim {
             binding,
-            service_account,
+            target,
             created: *created,
             deleting: *deleting,
         });
         claim::held_by(&me, others).map(str::to_string)
     }
+}
+
+/// The identity a binding brings, as a claim target (its id in lower case: ARM ids are case-insensitive).
+fn brought_identity(b: &WorkloadIdentityBinding) -> Option<String> {
+    let text = b.spec.identity.resource_id.as_deref()?;
+    ResourceId::parse(text).ok().map(|id| id.to_string().to_ascii_lowercase())
 }
 
 /// Creation time in seconds; a binding without one (never the case once stored) comes last.
@@ -123,7 +166,7 @@ pub struct Context {
     /// The operator's flags: the most any namespace may bind.
     pub ceiling: Ceiling,
     pub caches: Caches,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<Metrics>,
     resync: Duration,
     /// The request budget the Azure layer spends (the same one), for turns: see [`super::turns`].
@@ -143,7 +186,7 @@ impl Context {
     ) -> Self {
         let reporter = Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::new(client.clone(), reporter),
             client,
             azure: Azure::new(azure, resync),
             settings,
@@ -217,6 +260,7 @@ impl Context {
             cluster: self.settings.cluster_name.clone(),
             namespace: b.namespace().unwrap_or_default(),
             binding: b.name_any(),
+            uid: b.uid(),
         }
     }
 }

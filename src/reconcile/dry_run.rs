@@ -44,7 +44,8 @@ pub async fn dry_run(
         Err(problems) => return DryRun::Invalid(problems),
     };
     let fresh = Fresh::new(azure);
-    let owner = Owner { cluster: settings.cluster_name.clone(), namespace: ns, binding: b.name_any() };
+    let owner =
+        Owner { cluster: settings.cluster_name.clone(), namespace: ns, binding: b.name_any(), uid: b.uid() };
     let wanted = match resolve::vault_facts(fresh, &desired).await {
         Ok(vaults) => {
             desired::azure_state(&desired, owner, &vaults, desired::held_access_policies(b.status.as_ref()))

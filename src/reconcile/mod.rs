@@ -1,6 +1,7 @@
 //! The reconcile of one binding, as a pipeline of named steps, one module each:
 //!
-//! 1. [`gate`]: policies, validation against the operator's ceiling, guardrails, the ServiceAccount claim;
+//! 1. [`gate`]: policies, validation against the operator's ceiling, guardrails, the claims on a
+//!    ServiceAccount or a brought identity;
 //! 2. [`resolve`]: the Azure state the binding wants (vaults looked at, role names resolved);
 //! 3. [`converge`]: Azure made to hold it (steady state decided from the shared lists, writes planned from
 //!    fresh reads);

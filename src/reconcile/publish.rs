@@ -43,7 +43,7 @@ pub async fn publish(
             secondary: None,
         };
         let reference: ObjectReference = b.object_ref(&());
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(e) = ctx.events.publish(&event, &reference).await {
             tracing::warn!(error = %e, "publishing an Event failed");
         }
     }

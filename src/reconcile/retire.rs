@@ -1,21 +1,31 @@
-//! Step 4, retire: identities this binding held before and holds no more (a rename, a move to a brought
-//! identity) go, with everything idbind held through them. They are the identity the status names, and any
-//! other that idbind's ownership tags say is this binding's in the current identity's resource group: an
-//! identity created just before a crash, or before a rename that raced the status write, is named by no
-//! status.
+//! Step 4, retire: identities this binding held before and holds no more (a rename, a move to or from a
+//! brought identity) go, with everything idbind held through them. They are the identity the status names,
+//! and any other that idbind's ownership tags say is this binding's in the current identity's resource group:
+//! an identity created just before a crash, or before a rename that raced the status write, is named by no
+//! status. The status only says where to look: what goes is what Azure shows is this binding's
+//! ([`crate::core::removal`]).
 
 use kube::ResourceExt;
 
-use super::{Context, azure_failure};
+use super::{Context, azure_failure, context::key};
 use crate::{
     api::binding::WorkloadIdentityBinding,
     core::{
         desired::Wanted,
+        naming,
         plan::{DesiredAzure, ManagedIdentity},
         report::{Outcome, Part},
         resource_id::ResourceId,
     },
 };
+
+/// An identity the binding used before.
+#[derive(Debug)]
+struct Previous {
+    identity: ResourceId,
+    /// Made by idbind (as opposed to brought).
+    managed: bool,
+}
 
 /// Removes each identity the binding no longer uses, or the outcome that stops the binding here.
 pub async fn previous_identities(
@@ -23,46 +33,93 @@ pub async fn previous_identities(
     wanted: &Wanted,
     ctx: &Context,
 ) -> Result<(), Outcome> {
-    for old in previous(b, wanted, ctx).await {
+    for Previous { identity, managed } in previous(b, wanted, ctx).await {
         let old_desired = DesiredAzure {
             role_assignments: Vec::new(),
             access_policies: Vec::new(),
-            managed_identity: Some(ManagedIdentity {
-                resource_id: old.clone(),
+            managed_identity: managed.then(|| ManagedIdentity {
+                resource_id: identity.clone(),
                 location: String::new(),
                 tags: Default::default(),
             }),
             ..wanted.azure.clone()
         };
+        let shared = ctx.caches.brought_by_others(b, &identity);
         let removed = async {
-            let observed = ctx.azure.fresh().observe(&old, &old_desired).await?;
-            ctx.azure.writes().remove(&old, &old_desired, &observed).await
+            let observed = ctx.azure.fresh().observe(&identity, &old_desired).await?;
+            ctx.azure.writes().remove(&identity, &old_desired, &observed, shared).await
         };
-        if let Err(e) = removed.await {
-            tracing::warn!(binding = %b.name_any(), error = %e, old = %old, "removing the previous identity failed; retrying");
-            return Err(azure_failure(Part::Identity, &e));
+        match removed.await {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => {
+                let message = "retired an identity the binding no longer uses";
+                tracing::info!(binding = %key(b), old = %identity, removed = ?gone, "{message}");
+            }
+            Err(e) => {
+                let message = "retiring the previous identity failed; retrying";
+                tracing::warn!(binding = %key(b), error = %e, old = %identity, "{message}");
+                return Err(azure_failure(Part::Identity, &e));
+            }
         }
-        tracing::info!(old = %old, "removed an identity the binding no longer uses");
     }
     Ok(())
 }
 
+/// Takes the binding's own federated credential off `identity` (a brought identity it may not, or no longer,
+/// use), if it is there; nothing else.
+pub async fn withdraw_federation(
+    b: &WorkloadIdentityBinding,
+    identity: &ResourceId,
+    ctx: &Context,
+) -> Result<(), Outcome> {
+    let ns = b.namespace().unwrap_or_default();
+    let azure = DesiredAzure {
+        owner: ctx.owner(b),
+        managed_identity: None,
+        fic_name: naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any()),
+        issuer: ctx.settings.issuer.clone(),
+        subject: format!("system:serviceaccount:{ns}:{}", b.spec.service_account_name),
+        role_assignments: Vec::new(),
+        access_policies: Vec::new(),
+        held_access_policies: Vec::new(),
+        operator_client_id: ctx.settings.operator_client_id.clone(),
+    };
+    let removed = async {
+        let observed = ctx.azure.fresh().observe(identity, &azure).await?;
+        ctx.azure.writes().remove(identity, &azure, &observed, true).await
+    };
+    match removed.await {
+        Ok(gone) if gone.is_empty() => Ok(()),
+        Ok(gone) => {
+            tracing::info!(binding = %key(b), removed = ?gone, "let go of an identity the binding may not use");
+            Ok(())
+        }
+        Err(e) => Err(azure_failure(Part::Identity, &e)),
+    }
+}
+
 /// The identities to retire: held before (by status or by tags), not the one wanted now.
-async fn previous(b: &WorkloadIdentityBinding, wanted: &Wanted, ctx: &Context) -> Vec<ResourceId> {
-    let status = b.status.as_ref().and_then(|s| s.identity.as_ref()).filter(|i| i.managed);
-    let mut previous: Vec<ResourceId> =
-        status.and_then(|i| ResourceId::parse(&i.resource_id).ok()).into_iter().collect();
+async fn previous(b: &WorkloadIdentityBinding, wanted: &Wanted, ctx: &Context) -> Vec<Previous> {
+    let status = b.status.as_ref().and_then(|s| s.identity.as_ref());
+    let mut previous: Vec<Previous> = status
+        .and_then(|i| {
+            Some(Previous { identity: ResourceId::parse(&i.resource_id).ok()?, managed: i.managed })
+        })
+        .into_iter()
+        .collect();
     if let Some(group) = wanted.azure.managed_identity.as_ref().and_then(|m| m.resource_id.parent()) {
         match ctx.azure.cached().identities_owned_by(&group, &wanted.azure.owner).await {
-            Ok(found) => previous.extend(found.into_iter().map(|i| i.ids.resource_id)),
+            Ok(found) => previous
+                .extend(found.into_iter().map(|i| Previous { identity: i.ids.resource_id, managed: true })),
             Err(e) => {
                 let next = "the next reconcile looks again";
                 tracing::warn!(error = %e, "listing the binding's identities failed; {next}");
             }
         }
     }
-    previous.retain(|id| *id != wanted.identity);
-    previous.sort();
-    previous.dedup();
+    previous.retain(|p| p.identity != wanted.identity);
+    // One entry per identity; where status and tags disagree on who made it, the tags (Azure) win.
+    previous.sort_by(|a, b| (&a.identity, !a.managed).cmp(&(&b.identity, !b.managed)));
+    previous.dedup_by(|later, first| later.identity == first.identity);
     previous
 }

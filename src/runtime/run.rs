@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// This replica's identity in the Lease (the Downward API's metadata.name); the host name when unset.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// The operator's own ServiceAccount in the Lease's namespace (the Downward API's
+    /// spec.serviceAccountName): no binding may annotate it, whatever a policy says.
+    #[arg(long, env = "POD_SERVICE_ACCOUNT", default_value = "idbind")]
+    pub pod_service_account: String,
     /// Log format: JSON lines for log pipelines, or text for a terminal.
     #[arg(long, env = "IDBIND_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -244,6 +248,8 @@ fn azure_and_settings(
         default_resource_group: args.resource_group.clone(),
         default_location: args.location.clone(),
         issuer: args.oidc_issuer.clone(),
+        operator_client_id: Some(args.client_id.clone()),
+        operator_service_account: Some((args.lease_namespace.clone(), args.pod_service_account.clone())),
     };
     let ceiling = Ceiling {
         allow_any_role: args.allow_any_role,

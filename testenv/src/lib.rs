@@ -384,6 +384,21 @@ pub fn stop_detached(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Spawns `cmd` so that it dies with this process (SIGKILL when the test binary ends, however it ends): for
+/// processes a test starts besides the control plane, such as the operator itself.
+pub fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    // SAFETY: only the async-signal-safe prctl runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn_from_keeper(cmd)
+}
+
 /// Spawns `cmd` from one thread that lives as long as this process, so that a process tied to its parent
 /// thread (PR_SET_PDEATHSIG, [`Lifetime::TiedToCaller`]) dies with the process and not when the thread that
 /// asked for it ends (test threads come and go).
@@ -468,13 +483,17 @@ fn remove_dead_clusters(root: &Path) {
     }
 }
 
-/// [`shared`], with idbind's CRDs (`crds/`) installed once per test binary and served by discovery (tests in
-/// one binary run concurrently, and two concurrent applies of a new CRD race).
+/// [`shared`], with idbind's CRDs (`crds/`, or the folder `IDBIND_TEST_CRDS` names: an older build's, to show
+/// what a test finds there) installed once per test binary and served by discovery (tests in one binary run
+/// concurrently, and two concurrent applies of a new CRD race).
 pub fn shared_with_crds() -> &'static ControlPlane {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     let plane = shared();
     INSTALLED.get_or_init(|| {
-        let crds = workspace_root().join("crds").display().to_string();
+        let crds = std::env::var_os("IDBIND_TEST_CRDS")
+            .map_or_else(|| workspace_root().join("crds"), PathBuf::from)
+            .display()
+            .to_string();
         let installed = plane
             .kubectl_ok(&["apply", "--server-side", "-f", &crds])
             .and_then(|_| {

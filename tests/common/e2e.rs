@@ -128,10 +128,72 @@ pub fn settings(plane: &ControlPlane) -> OperatorSettings {
         default_resource_group: Some(RG.into()),
         default_location: Some("westeurope".into()),
         issuer: plane.server().to_string(),
+        operator_client_id: Some(APP_ID.into()),
+        operator_service_account: Some(("idbind-system".into(), "idbind".into())),
     }
 }
 
 impl Env {
+    /// The test's namespace.
+    pub fn here(&self) -> Namespace<'_> {
+        Namespace { plane: self.plane, ns: self.ns.clone() }
+    }
+
+    /// Another fresh namespace on the same control plane (a second tenant).
+    pub fn other_namespace(&self, prefix: &str) -> Result<Namespace<'_>, TestError> {
+        Ok(Namespace { plane: self.plane, ns: self.plane.fresh_namespace(prefix)? })
+    }
+
+    pub fn apply(&self, manifest: &Value) -> TestResult {
+        self.here().apply(manifest)
+    }
+
+    /// Applies a binding of `sa` with `roles` on kv-shop (none: no vault).
+    pub fn binding(&self, name: &str, sa: &str, roles: &[&str]) -> TestResult {
+        self.here().binding(name, sa, roles)
+    }
+
+    /// A ServiceAccount `name`, a binding `name` of it with `roles` on kv-shop, and the binding Ready: the
+    /// starting point of most tests.
+    pub fn ready_binding(&self, name: &str, roles: &[&str]) -> TestResult {
+        self.here().ready_binding(name, roles)
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, TestError> {
+        self.here().kubectl(args)
+    }
+
+    /// (status, reason) of a condition; empty strings when it is absent.
+    pub fn condition(&self, binding: &str, type_: &str) -> Result<(String, String), TestError> {
+        self.here().condition(binding, type_)
+    }
+
+    /// Waits until condition `type_` of `binding` has this status and reason.
+    pub async fn wait_condition(
+        &self,
+        binding: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> TestResult {
+        self.here().wait_condition(binding, type_, status, reason, timeout).await
+    }
+
+    /// Azure writes the simulator has served so far.
+    pub fn writes(&self) -> u64 {
+        let c = self.sim.counters();
+        super::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
+    }
+}
+
+/// One namespace of the test's control plane, as a tenant (or its administrator) acts in it.
+pub struct Namespace<'a> {
+    pub plane: &'a ControlPlane,
+    pub ns: String,
+}
+
+impl Namespace<'_> {
     pub fn apply(&self, manifest: &Value) -> TestResult {
         let mut child = self
             .plane
@@ -193,12 +255,6 @@ impl Env {
             Ok((self.condition(binding, type_)? == want).then_some(()))
         })
         .await
-    }
-
-    /// Azure writes the simulator has served so far.
-    pub fn writes(&self) -> u64 {
-        let c = self.sim.counters();
-        super::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
     }
 }
 

@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod e2e;
 pub mod process;
 pub mod steps;
+pub mod tenancy;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
@@ -18,6 +19,7 @@ pub const WRITE_OPERATIONS: &[&str] = &[
     "FederatedIdentityCredentials_Delete",
     "RoleAssignments_Create",
     "RoleAssignments_Delete",
+    "Vaults_UpdateAccessPolicy",
 ];
 
 /// The ARM client idbind uses, pointed at the simulator over HTTPS (trusting its CA) and signed in as a

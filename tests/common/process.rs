@@ -1,6 +1,9 @@
 //! `idbind run` as a process of its own, as its pod would run it, for tests that kill and restart it (crash
-//! consistency, the soak). It talks to the test's control plane and simulator and watches only the test's
-//! namespace.
+//! consistency, the soak) or that need it to watch every namespace (the trust boundary). It talks to the
+//! test's control plane and simulator and, unless told otherwise, watches only the test's namespace.
+//!
+//! `IDBIND_TEST_OPERATOR`, when set, names another `idbind` binary to run (an older build, to show that a
+//! test fails on it).
 
 use std::{
     fs::File,
@@ -19,8 +22,8 @@ pub struct Operator {
 impl Operator {
     /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's operator
     /// namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with `extra` environment on
-    /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`). `run` names the log file under the control
-    /// plane's directory.
+    /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`; an empty value removes the variable). `run`
+    /// names the log file under the control plane's directory.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
         let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
@@ -28,7 +31,9 @@ impl Operator {
         let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
         std::fs::write(&ca, env.sim.ca_pem().ok_or("the simulator has no CA")?)?;
         let log = dir.join(format!("{}-{run}.log", env.ns));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_idbind"));
+        let binary =
+            std::env::var_os("IDBIND_TEST_OPERATOR").unwrap_or_else(|| env!("CARGO_BIN_EXE_idbind").into());
+        let mut cmd = Command::new(binary);
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -59,9 +64,13 @@ impl Operator {
             .stdout(File::create(&log)?)
             .stderr(File::options().append(true).open(&log)?);
         for (k, v) in extra {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
-        Ok(Operator { child: cmd.spawn()?, log })
+        Ok(Operator { child: idbind_testenv::spawn_tied(cmd)?, log })
     }
 
     /// SIGTERM, as the kubelet sends it when a pod stops.
