@@ -152,10 +152,16 @@ bench: controlplane $(BENCH_VENV)/.installed ## Benchmark the release operator a
 
 # --- Chaos soak (issue 7) ---------------------------------------------------------------------
 
-.PHONY: soak
+.PHONY: soak adversarial
 
 SOAK_SECONDS  ?= 600
 SOAK_BINDINGS ?= 200
+
+SEEDS ?= 1,2,3,4,5
+STEPS ?= 60
+
+adversarial: controlplane ## Tenants and an admin acting at random against the trust model: SEEDS (1,2,3,4,5) × STEPS (60); prints the figures
+	ADVERSARIAL_SEEDS=$(SEEDS) ADVERSARIAL_STEPS=$(STEPS) cargo test --test adversarial -- --nocapture
 
 soak: controlplane ## Chaos soak: SOAK_BINDINGS (200) bindings churned for SOAK_SECONDS (600) under faults and restarts; prints the figures (SOAK_SEED=n replays)
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_BINDINGS=$(SOAK_BINDINGS) cargo test --test soak -- --nocapture --test-threads=1

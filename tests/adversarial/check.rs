@@ -1,0 +1,343 @@
+//! The checker: the trust model's invariants (SECURITY.md), asserted on the simulator's full state and the
+//! cluster after every step of the adversarial run. A broken invariant is recorded, not thrown, so that one run
+//! reports every kind it finds.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    time::Duration,
+};
+
+use idbind::core::naming;
+use idbind_sim::state::{Identity, State};
+use serde_json::Value;
+
+use super::{Act, Run, all_identities, condition, text};
+use crate::common::{
+    e2e::{TestError, eventually},
+    tenancy::CLUSTER,
+};
+
+/// What the operator's own identity looks like before the run: nothing may change it.
+pub struct Baseline {
+    operator_fics: BTreeSet<String>,
+    operator_tags: BTreeMap<String, String>,
+    operator_principal: String,
+}
+
+impl Baseline {
+    pub fn take(run: &Run<'_>) -> Result<Baseline, TestError> {
+        let (_, own) = operator_identity(run, &run.cluster.env.sim.state_typed())
+            .ok_or("the operator's identity is missing")?;
+        Ok(Baseline {
+            operator_fics: own.federated_identity_credentials.keys().cloned().collect(),
+            operator_tags: own.tags.clone(),
+            operator_principal: own.principal_id.clone(),
+        })
+    }
+}
+
+fn operator_identity(run: &Run<'_>, state: &State) -> Option<(String, Identity)> {
+    let own = run.cluster.operator_identity.to_string();
+    all_identities(state).into_iter().find(|(id, _)| id.eq_ignore_ascii_case(&own))
+}
+
+/// A binding as the checker needs it.
+struct Seen {
+    ns: String,
+    name: String,
+    uid: String,
+    created: String,
+    service_account: String,
+    brings: Option<String>,
+    deleting: bool,
+    raw: Value,
+}
+
+impl Seen {
+    fn of(b: &Value) -> Seen {
+        let m = &b["metadata"];
+        Seen {
+            ns: text(&m["namespace"]),
+            name: text(&m["name"]),
+            uid: text(&m["uid"]),
+            created: text(&m["creationTimestamp"]),
+            service_account: text(&b["spec"]["serviceAccountName"]),
+            brings: b["spec"]["identity"]["resourceId"].as_str().map(str::to_ascii_lowercase),
+            deleting: !m["deletionTimestamp"].is_null(),
+            raw: b.clone(),
+        }
+    }
+
+    fn fic_name(&self) -> String {
+        naming::federated_credential_name(CLUSTER, &self.ns, &self.name)
+    }
+
+    fn ready(&self) -> bool {
+        condition(&self.raw, "Ready").0 == "True"
+    }
+}
+
+/// Asserts every invariant on the state after one step.
+pub fn invariants(run: &mut Run<'_>, baseline: &Baseline) -> Result<(), TestError> {
+    let state = run.cluster.env.sim.state_typed();
+    let bindings: Vec<Seen> = run.bindings()?.iter().map(Seen::of).collect();
+    let mut broken = Vec::new();
+    trust(run, &state, &bindings, &mut broken);
+    operator_untouched(run, &state, baseline, &mut broken);
+    ready_is_true(run, &state, &bindings, &mut broken)?;
+    annotations_kept(run, &mut broken)?;
+    events_published(run, &bindings, &mut broken)?;
+    run.checks += 5;
+    let at = run.at();
+    run.violations.extend(broken.into_iter().map(|b| format!("{at}: {b}")));
+    Ok(())
+}
+
+/// I1: every federated credential idbind's issuer appears in trusts a ServiceAccount of a binding that holds
+/// the identity as Azure shows it: the identity's exact ownership tags name that binding (and its UID), or
+/// the binding brings the untagged identity and is its oldest claimant allowed to bring it. The operator's
+/// identity trusts only the operator.
+fn trust(run: &Run<'_>, state: &State, bindings: &[Seen], broken: &mut Vec<String>) {
+    let issuer = run.cluster.env.plane.server().to_string();
+    let own = run.cluster.operator_identity.to_string().to_ascii_lowercase();
+    for (id, identity) in all_identities(state) {
+        let lower = id.to_ascii_lowercase();
+        for fic in identity.federated_identity_credentials.values().filter(|f| f.issuer == issuer) {
+            if lower == own {
+                if fic.name != "idbind-operator" {
+                    broken.push(format!("I1 the operator's identity trusts {}", fic.subject));
+                }
+                continue;
+            }
+            let Some(holder) = bindings.iter().find(|b| b.fic_name() == fic.name) else {
+                broken.push(format!("I1 {id} trusts {} for no binding", fic.subject));
+                continue;
+            };
+            let subject = format!("system:serviceaccount:{}:{}", holder.ns, holder.service_account);
+            if fic.subject != subject {
+                broken.push(format!(
+                    "I1 {id}: {}/{}'s credential trusts {}",
+                    holder.ns, holder.name, fic.subject
+                ));
+            }
+            if let Some(problem) = holds(holder, &lower, &identity, bindings) {
+                broken.push(format!("I1 {id} trusts {}/{} but {problem}", holder.ns, holder.name));
+            }
+        }
+    }
+}
+
+/// Why `b` does not hold the identity `id` as Azure shows it, if it does not.
+fn holds(b: &Seen, id: &str, identity: &Identity, bindings: &[Seen]) -> Option<String> {
+    let tag = |k: &str| identity.tags.get(k).cloned().unwrap_or_default();
+    if identity.tags.contains_key("idbind.dev.binding") {
+        let names = (tag("idbind.dev.namespace"), tag("idbind.dev.binding"));
+        let uid = tag("idbind.dev.uid");
+        return (names != (b.ns.clone(), b.name.clone()) || (!uid.is_empty() && uid != b.uid))
+            .then(|| format!("its tags name {}/{} (uid {uid:?})", names.0, names.1));
+    }
+    if b.brings.as_deref() != Some(id) {
+        return Some("it is untagged and the binding does not bring it".into());
+    }
+    // Only bindings allowed to bring it claim it (a refused one is judged PolicyViolation or InvalidSpec).
+    let allowed =
+        |o: &Seen| !["PolicyViolation", "InvalidSpec"].contains(&condition(&o.raw, "Ready").1.as_str());
+    let oldest = bindings
+        .iter()
+        .filter(|o| !o.deleting && o.brings.as_deref() == Some(id) && allowed(o))
+        .min_by_key(|o| (o.created.clone(), format!("{}/{}", o.ns, o.name)))?;
+    ((oldest.ns.as_str(), oldest.name.as_str()) != (b.ns.as_str(), b.name.as_str()))
+        .then(|| format!("{}/{} brought it first", oldest.ns, oldest.name))
+}
+
+/// I2: nothing is ever written to the operator's own identity: its credentials, tags and role assignments.
+fn operator_untouched(run: &Run<'_>, state: &State, baseline: &Baseline, broken: &mut Vec<String>) {
+    let Some((_, own)) = operator_identity(run, state) else {
+        broken.push("I2 the operator's identity was deleted".into());
+        return;
+    };
+    let fics: BTreeSet<String> = own.federated_identity_credentials.keys().cloned().collect();
+    if fics != baseline.operator_fics {
+        broken.push(format!("I2 the operator's identity has credentials {fics:?}"));
+    }
+    if own.tags != baseline.operator_tags {
+        broken.push(format!("I2 the operator's identity was tagged {:?}", own.tags));
+    }
+    let granted = state.role_assignments.values().filter(|ra| ra.principal_id == baseline.operator_principal);
+    if granted.count() > 0 {
+        broken.push("I2 a role was assigned to the operator's identity".into());
+    }
+}
+
+/// I3: a Ready binding holds, in Azure, what its status says and its spec asks for: its identity trusts its
+/// ServiceAccount, and each role assignment it reports exists for that identity's principal.
+fn ready_is_true(
+    run: &Run<'_>,
+    state: &State,
+    bindings: &[Seen],
+    broken: &mut Vec<String>,
+) -> Result<(), TestError> {
+    let identities = all_identities(state);
+    for b in bindings.iter().filter(|b| b.ready() && !b.deleting) {
+        let status = &b.raw["status"];
+        let id = text(&status["identity"]["resourceId"]).to_ascii_lowercase();
+        let Some((_, identity)) = identities.iter().find(|(i, _)| i.to_ascii_lowercase() == id) else {
+            broken.push(format!("I3 {}/{} is Ready with identity {id} missing", b.ns, b.name));
+            continue;
+        };
+        let subject = format!("system:serviceaccount:{}:{}", b.ns, b.service_account);
+        if !identity.federated_identity_credentials.values().any(|f| f.subject == subject) {
+            broken.push(format!("I3 {}/{} is Ready but its identity does not trust {subject}", b.ns, b.name));
+        }
+        let wanted = b.raw["spec"]["keyVaults"]
+            .as_array()
+            .map_or(0, |v| v.iter().map(|k| k["roles"].as_array().map_or(0, Vec::len)).sum::<usize>());
+        let reported = status["roleAssignments"].as_array().cloned().unwrap_or_default();
+        if reported.len() != wanted {
+            broken.push(format!("I3 {}/{} is Ready with {} of {wanted} roles", b.ns, b.name, reported.len()));
+        }
+        for ra in &reported {
+            let id = text(&ra["id"]).to_ascii_lowercase();
+            let name = id.rsplit('/').next().unwrap_or_default().to_string();
+            let held = state
+                .role_assignments
+                .values()
+                .any(|a| a.name.to_ascii_lowercase() == name && a.principal_id == identity.principal_id);
+            if !held {
+                broken.push(format!("I3 {}/{} is Ready but lost role assignment {name}", b.ns, b.name));
+            }
+        }
+        let annotation = service_account_client_id(run, &b.ns, &b.service_account)?;
+        if annotation != identity.client_id {
+            broken
+                .push(format!("I3 {}/{} is Ready but its ServiceAccount says {annotation:?}", b.ns, b.name));
+        }
+    }
+    Ok(())
+}
+
+fn service_account_client_id(run: &Run<'_>, ns: &str, sa: &str) -> Result<String, TestError> {
+    let path = "jsonpath={.metadata.annotations.azure\\.workload\\.identity/client-id}";
+    let out = run.cluster.env.plane.kubectl(&["get", "sa", sa, "-n", ns, "-o", path]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// I4: a client-id annotation idbind did not write is never changed: the operator's own and those set by
+/// hand.
+fn annotations_kept(run: &Run<'_>, broken: &mut Vec<String>) -> Result<(), TestError> {
+    let own = service_account_client_id(run, &run.admin.ns, "operator")?;
+    if own != run.cluster.operator_client_id {
+        broken.push(format!("I4 the operator's ServiceAccount now says {own:?}"));
+    }
+    for (ns, sa, value) in &run.by_hand {
+        let now = service_account_client_id(run, ns, sa)?;
+        if now != *value {
+            broken.push(format!("I4 {ns}/{sa}, annotated by hand, now says {now:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// I5: every binding idbind judged has an Event, whatever the length of its name.
+fn events_published(run: &Run<'_>, bindings: &[Seen], broken: &mut Vec<String>) -> Result<(), TestError> {
+    let listed: Value =
+        serde_json::from_str(&run.cluster.env.plane.kubectl_ok(&["get", "events", "-A", "-o", "json"])?)?;
+    let about: BTreeSet<(String, String)> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["kind"] == "WorkloadIdentityBinding")
+        .map(|e| (text(&e["involvedObject"]["namespace"]), text(&e["involvedObject"]["name"])))
+        .collect();
+    for b in bindings.iter().filter(|b| !b.deleting) {
+        if !about.contains(&(b.ns.clone(), b.name.clone())) {
+            broken.push(format!("I5 {}/{} ({} characters) has no Event", b.ns, b.name, b.name.len()));
+        }
+    }
+    Ok(())
+}
+
+/// I6: once every binding is settled, idbind writes nothing to Azure (no binding undoes another's work):
+/// checked over the time every Ready binding needs to read its federated credentials twice.
+pub async fn steady_state(run: &mut Run<'_>) -> Result<(), TestError> {
+    let sim = &run.cluster.env.sim;
+    let ready = run.bindings()?.iter().map(Seen::of).filter(Seen::ready).count();
+    if ready == 0 {
+        return Ok(());
+    }
+    let before = sim.counters();
+    let lists = before.total("FederatedIdentityCredentials_List");
+    let wanted = lists + 2 * u64::try_from(ready)?;
+    eventually("two federation checks per Ready binding", Duration::from_secs(120), || {
+        Ok((sim.counters().total("FederatedIdentityCredentials_List") >= wanted).then_some(()))
+    })
+    .await?;
+    let after = sim.counters();
+    let mut writes = String::new();
+    for op in crate::common::WRITE_OPERATIONS {
+        let n = after.total(op) - before.total(op);
+        if n > 0 {
+            let _ = write!(writes, " {op}×{n}");
+        }
+    }
+    run.checks += 1;
+    if !writes.is_empty() {
+        run.violations.push(format!("{}: I6 writes in steady state:{writes}", run.at()));
+    }
+    Ok(())
+}
+
+/// What a run did and found.
+#[derive(Default)]
+pub struct Figures {
+    pub seeds: Vec<u64>,
+    pub steps: usize,
+    pub acts: BTreeMap<Act, u32>,
+    pub refused_by_api_server: u32,
+    pub checks: u64,
+    pub violations: Vec<String>,
+}
+
+impl Figures {
+    pub fn of(run: &Run<'_>) -> Figures {
+        Figures {
+            seeds: vec![run.seed],
+            steps: run.step,
+            acts: run.acts.clone(),
+            refused_by_api_server: run.refused_by_api_server,
+            checks: run.checks,
+            violations: run.violations.clone(),
+        }
+    }
+
+    pub fn add(&mut self, other: &Figures) {
+        self.seeds.extend(&other.seeds);
+        self.steps += other.steps;
+        for (act, n) in &other.acts {
+            *self.acts.entry(*act).or_default() += n;
+        }
+        self.refused_by_api_server += other.refused_by_api_server;
+        self.checks += other.checks;
+        self.violations.extend(other.violations.iter().cloned());
+    }
+
+    pub fn line(&self) -> String {
+        let acts: Vec<String> = self.acts.iter().map(|(a, n)| format!("{a:?} {n}")).collect();
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in &self.violations {
+            let kind = v.split("): ").nth(1).and_then(|s| s.split(' ').next()).unwrap_or("?");
+            *kinds.entry(kind).or_default() += 1;
+        }
+        format!(
+            "seeds {:?}, steps {}, actions [{}], refused by the API server {}, invariant checks {}, violations {} {:?}",
+            self.seeds,
+            self.steps,
+            acts.join(", "),
+            self.refused_by_api_server,
+            self.checks,
+            self.violations.len(),
+            kinds
+        )
+    }
+}
