@@ -14,7 +14,7 @@ mod common;
 
 use common::{
     e2e::{
-        APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, identities, start_with,
+        APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start_with,
         start_without_operator,
     },
     steps::step,
@@ -159,15 +159,13 @@ async fn refused(
         "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
     ])?;
     assert!(message.contains(field), "{name}: the message names {field}: {message}");
-    let events = env.kubectl(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name},reason={reason}"),
-        "-o",
-        "name",
-    ])?;
-    assert!(!events.trim().is_empty(), "{name}: an Event");
+    // The Event follows the status write.
+    let selector = format!("involvedObject.name={name},reason={reason}");
+    eventually(&format!("{name}: an Event"), Duration::from_secs(30), || {
+        let events = env.kubectl(&["get", "events", "--field-selector", &selector, "-o", "name"])?;
+        Ok((!events.trim().is_empty()).then_some(()))
+    })
+    .await?;
     assert_eq!(env.writes(), writes_after_admitted, "no attempt wrote to Azure");
     Ok(())
 }
