@@ -1,17 +1,18 @@
 //! The stateful adversarial test: two tenants and a cluster administrator take seeded random actions against
 //! one operator watching every namespace (the real API server, the simulator, the operator as a process), and
-//! after every step a checker asserts the trust model's invariants (SECURITY.md) on the simulator's full state
-//! and on the cluster.
+//! after every step a checker asserts the trust model's invariants (SECURITY.md) on the simulator's full
+//! state and on the cluster.
 //!
 //! Tenants create, edit and delete bindings; forge ownership tags in any letter case on identities named like
-//! another tenant's; bring the administrator's shared identities, the operator's own identity and each other's;
-//! annotate ServiceAccounts by hand; and (with the rights of whoever can write status) forge a binding's status.
-//! The administrator applies and deletes policies (prefix patterns, mistakes such as listing the operator's
-//! identity) and binds the operator's own ServiceAccount.
+//! another tenant's; bring the administrator's shared identities, the operator's own identity and each
+//! other's; annotate ServiceAccounts by hand; and (with the rights of whoever can write status) forge a
+//! binding's status. The administrator applies and deletes policies (prefix patterns, mistakes such as
+//! listing the operator's identity) and binds the operator's own ServiceAccount.
 //!
-//! `ADVERSARIAL_SEEDS` (comma-separated, default `1`) and `ADVERSARIAL_STEPS` (default 16) size the run: `make
-//! test` runs this bounded form, `make adversarial` a long one. `IDBIND_TEST_OPERATOR` runs another build of
-//! the operator (an older one, to show what the checker finds there). The figures are printed at the end.
+//! `ADVERSARIAL_SEEDS` (comma-separated, default `1`) and `ADVERSARIAL_STEPS` (default 16) size the run:
+//! `make test` runs this bounded form, `make adversarial` a long one. `IDBIND_TEST_OPERATOR` runs another
+//! build of the operator (an older one, to show what the checker finds there). The figures are printed at the
+//! end.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -181,8 +182,8 @@ impl<'c> Run<'c> {
         self.bind(t, &name, spec)
     }
 
-    /// An attacker names its identity like the one a victim's binding will get, with ownership tags in
-    /// some letter case naming the victim; then the victim's binding arrives.
+    /// An attacker names its identity like the one a victim's binding will get, with ownership tags in some
+    /// letter case naming the victim; then the victim's binding arrives.
     async fn forge_tags(&mut self) -> TestResult {
         let attacker = self.tenant();
         let victim = (attacker + 1) % self.tenants.len();
@@ -291,8 +292,8 @@ impl<'c> Run<'c> {
         Ok(())
     }
 
-    /// The administrator applies one of three policies: tenants' namespaces by name or by prefix pattern,
-    /// the vault group, both roles, and some identities to bring (now and then the operator's, by mistake).
+    /// The administrator applies one of three policies: tenants' namespaces by name or by prefix pattern, the
+    /// vault group, both roles, and some identities to bring (now and then the operator's, by mistake).
     fn apply_policy(&mut self) -> TestResult {
         let t = self.tenant();
         let ns = self.tenants[t].ns.clone();

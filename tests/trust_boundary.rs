@@ -118,8 +118,8 @@ async fn a_forged_status_never_makes_idbind_remove_what_another_binding_holds() 
 
 /// A tenant brings the identity idbind itself signs in as. Before, under the documented ceiling (brought
 /// identities allowed, no policy required), idbind federated its own identity with the tenant's
-/// ServiceAccount. Now no identity can be brought without a policy that lists it, and the operator's own never,
-/// even when a policy lists it by mistake.
+/// ServiceAccount. Now no identity can be brought without a policy that lists it, and the operator's own
+/// never, even when a policy lists it by mistake.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operators_own_identity_can_never_be_brought() -> TestResult {
     let _turn = tenancy::serial().await;
@@ -148,8 +148,8 @@ async fn the_operators_own_identity_can_never_be_brought() -> TestResult {
 }
 
 /// Two bindings bring one identity. Before, each deleted the other's role assignment and recreated its own on
-/// every resync, both reporting Ready. Now the first keeps the identity and the second is refused, and nothing
-/// churns.
+/// every resync, both reporting Ready. Now the first keeps the identity and the second is refused, and
+/// nothing churns.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_bindings_never_fight_over_one_brought_identity() -> TestResult {
     let _turn = tenancy::serial().await;

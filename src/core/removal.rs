@@ -23,8 +23,8 @@ pub struct Removal {
 ///   goes from any identity that carries it;
 /// - an identity whose ownership tags say it is this binding's (exact names, this binding's UID) goes with
 ///   its grants, when the binding wants it gone as an identity idbind manages;
-/// - on any other identity (a brought one), grants go only if the binding's own federated credential is
-///   there (so the binding did federate it) and no other binding brings the identity (its grants may be that
+/// - on any other identity (a brought one), grants go only if the binding's own federated credential is there
+///   (so the binding did federate it) and no other binding brings the identity (its grants may be that
 ///   binding's); the identity itself is never idbind's to delete;
 /// - the identity idbind itself signs in as loses nothing but the binding's federated credential.
 pub fn removal(desired: &DesiredAzure, observed: &ObservedAzure, principal_shared: bool) -> Removal {

@@ -1,8 +1,8 @@
-//! Events about bindings. kube-runtime's `Recorder` names an Event `<object name>.<nanoseconds in hex>`, which
-//! passes Kubernetes' 253-character limit on names only for objects named with at most 236 characters; the
-//! API server refuses the rest, so a binding with a long (valid) name would never get its Events. Those are
-//! created here under a shortened name instead (without the Recorder's series aggregation, which only saves
-//! writes when one Event repeats).
+//! Events about bindings. kube-runtime's `Recorder` names an Event `<object name>.<nanoseconds in hex>`,
+//! which passes Kubernetes' 253-character limit on names only for objects named with at most 236 characters;
+//! the API server refuses the rest, so a binding with a long (valid) name would never get its Events. Those
+//! are created here under a shortened name instead (without the Recorder's series aggregation, which only
+//! saves writes when one Event repeats).
 
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as K8sEvent},

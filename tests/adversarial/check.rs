@@ -1,6 +1,6 @@
 //! The checker: the trust model's invariants (SECURITY.md), asserted on the simulator's full state and the
-//! cluster after every step of the adversarial run. A broken invariant is recorded, not thrown, so that one run
-//! reports every kind it finds.
+//! cluster after every step of the adversarial run. A broken invariant is recorded, not thrown, so that one
+//! run reports every kind it finds.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

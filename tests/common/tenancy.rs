@@ -44,9 +44,9 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
-/// Starts the cluster (after [`serial`]): the ceiling lets namespaces bring identities and requires no policy,
-/// the documented ceiling under which a brought identity is judged by policies alone. `extra` is more of the
-/// operator's environment.
+/// Starts the cluster (after [`serial`]): the ceiling lets namespaces bring identities and requires no
+/// policy, the documented ceiling under which a brought identity is judged by policies alone. `extra` is more
+/// of the operator's environment.
 pub async fn start(prefix: &str, extra: &[(&str, &str)]) -> Result<Cluster, TestError> {
     let env = start_without_operator(prefix, |_| {}).await?;
     clear_leftovers(&env)?;
