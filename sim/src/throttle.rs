@@ -3,7 +3,10 @@
 //! buckets for tenant-level requests, and the managed-identity RP's own limits per tenant, subscription and
 //! identity (FACTS §1). A request passes only if every bucket that applies has a token; then it takes one
 //! from each. Otherwise it is answered 429 with `Retry-After` (whole seconds until every bucket it needs has
-//! a token again) and takes nothing, as ARM does for a request sent too early.
+//! a token again) and takes nothing. The buckets that were empty stay closed until that Retry-After has
+//! passed: ARM does not process a request sent before the retry value has elapsed and answers it with a new
+//! one, the time still to wait (FACTS §5), so a client that ignores Retry-After is not let through by the
+//! refill alone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -63,6 +66,8 @@ enum BucketKey {
 struct Bucket {
     tokens: f64,
     last_ms: u64,
+    /// Set by a 429: until then every request that needs this bucket is refused without being processed.
+    closed_until_ms: u64,
 }
 
 impl Bucket {
@@ -72,9 +77,11 @@ impl Bucket {
         self.last_ms = now_ms;
     }
 
-    /// Seconds until one token is available.
-    fn wait_secs(&self, spec: BucketSpec) -> f64 {
-        if self.tokens >= 1.0 {
+    /// Seconds until one token is available (and the bucket is open again after a 429).
+    fn wait_secs(&self, spec: BucketSpec, now_ms: u64) -> f64 {
+        if now_ms < self.closed_until_ms {
+            (self.closed_until_ms - now_ms) as f64 / 1000.0
+        } else if self.tokens >= 1.0 {
             0.0
         } else if spec.refill_per_sec <= 0.0 {
             f64::INFINITY
@@ -145,10 +152,19 @@ impl Throttler {
         let mut buckets = lock(&self.buckets);
         let mut wait = 0.0_f64;
         let mut arm_wait = 0.0_f64;
+        let mut empty = Vec::new();
         for (key, spec) in arm_keys.iter().chain(msi_keys.iter()) {
-            let b = buckets.entry(key.clone()).or_insert(Bucket { tokens: spec.capacity, last_ms: now_ms });
+            let b = buckets.entry(key.clone()).or_insert(Bucket {
+                tokens: spec.capacity,
+                last_ms: now_ms,
+                closed_until_ms: 0,
+            });
             b.refill(*spec, now_ms);
-            let w = b.wait_secs(*spec);
+            let w = b.wait_secs(*spec, now_ms);
+            // A bucket already closed keeps its time: a request sent too early does not push it further.
+            if w > 0.0 && now_ms >= b.closed_until_ms {
+                empty.push(key.clone());
+            }
             wait = wait.max(w);
             if matches!(
                 key,
@@ -159,6 +175,12 @@ impl Throttler {
         }
         if wait > 0.0 {
             let secs = if wait.is_finite() { (wait.ceil() as u64).max(1) } else { 3600 };
+            // Closed until the Retry-After we answer has passed, as ARM keeps a throttled caller out.
+            for key in &empty {
+                if let Some(b) = buckets.get_mut(key) {
+                    b.closed_until_ms = now_ms + secs * 1000;
+                }
+            }
             let err = if arm_wait > 0.0 {
                 match &req.subscription {
                     // Wording from FACTS §4 [OBS].
@@ -322,6 +344,38 @@ mod tests {
         // Another principal has its own bucket.
         assert!(t.admit(&write("q"), 0).is_ok());
         // After Retry-After the first principal passes again.
+        assert!(t.admit(&write("p"), 1000).is_ok());
+    }
+
+    fn retry_after(r: Result<Vec<(HeaderName, HeaderValue)>, ArmError>) -> Option<HeaderValue> {
+        r.err()?.headers.into_iter().find(|(n, _)| n == axum::http::header::RETRY_AFTER).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn a_request_before_retry_after_is_not_processed_and_learns_the_time_left() {
+        // 3 writes, 0.5 back per second: an empty bucket holds one token again after 2 s.
+        let t = Throttler::new(ThrottleConfig { writes: BucketSpec::new(3.0, 0.5), ..small() });
+        for _ in 0..3 {
+            assert!(t.admit(&write("p"), 0).is_ok());
+        }
+        assert_eq!(retry_after(t.admit(&write("p"), 0)), Some(HeaderValue::from(2u64)));
+        // Before then the answer is the time left, rounded up, and no token is taken.
+        assert_eq!(retry_after(t.admit(&write("p"), 1100)), Some(HeaderValue::from(1u64)));
+        assert_eq!(retry_after(t.admit(&write("p"), 1900)), Some(HeaderValue::from(1u64)));
+        // Once the Retry-After has passed the request is processed, and it took the one token that came back.
+        assert!(t.admit(&write("p"), 2000).is_ok());
+        assert!(t.admit(&write("p"), 2000).is_err());
+    }
+
+    #[test]
+    fn an_early_retry_is_refused_even_when_the_bucket_has_refilled() {
+        // 10 per second: 100 ms after a 429 the bucket has a token again, but Retry-After said 1 s.
+        let t = Throttler::new(ThrottleConfig { writes: BucketSpec::new(1.0, 10.0), ..small() });
+        assert!(t.admit(&write("p"), 0).is_ok());
+        assert_eq!(retry_after(t.admit(&write("p"), 0)), Some(HeaderValue::from(1u64)));
+        assert_eq!(retry_after(t.admit(&write("p"), 500)), Some(HeaderValue::from(1u64)));
+        // Another principal's bucket is not closed.
+        assert!(t.admit(&write("q"), 500).is_ok());
         assert!(t.admit(&write("p"), 1000).is_ok());
     }
 
