@@ -70,7 +70,10 @@ pub async fn handle(
         EntraRoute::OpenIdConfiguration { tenant, v2 } => {
             axum::Json(openid_configuration(sim, &tenant, v2, base_url)).into_response()
         }
-        EntraRoute::InstanceDiscovery => axum::Json(instance_discovery(sim, query, base_url)).into_response(),
+        EntraRoute::InstanceDiscovery => match instance_discovery(sim, query, base_url) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => e.into_response(),
+        },
         EntraRoute::Keys => axum::Json(sim.tokens.jwks()).into_response(),
     }
 }
@@ -102,22 +105,83 @@ fn openid_configuration(sim: &Sim, tenant: &str, v2: bool, base: &str) -> Value 
     })
 }
 
-/// MSAL's instance discovery answer: the simulator's host is its own, only alias.
-fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Value {
-    let host = base.split("://").nth(1).unwrap_or(base).to_owned();
+/// The Entra instances MSAL knows about, as `/common/discovery/instance` lists them: (preferred network host,
+/// preferred cache host, aliases). [OBS: the answer of login.microsoftonline.com, as MSAL's sources and logs
+/// show it; the German and other retired clouds are left out.]
+pub const CLOUD_INSTANCES: &[(&str, &str, &[&str])] = &[
+    (
+        "login.microsoftonline.com",
+        "login.windows.net",
+        &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
+    ),
+    (
+        "login.partner.microsoftonline.cn",
+        "login.partner.microsoftonline.cn",
+        &["login.partner.microsoftonline.cn", "login.chinacloudapi.cn"],
+    ),
+    ("login.microsoftonline.us", "login.microsoftonline.us", &["login.microsoftonline.us", "login.usgovcloudapi.net"]),
+];
+
+/// `host[:port]` of a URL such as `https://127.0.0.1:8443`.
+fn authority_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_ascii_lowercase();
+    Some(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
+}
+
+/// MSAL's instance discovery (`GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`):
+/// the tenant discovery endpoint of the instance asked about, and the metadata of every instance Entra knows,
+/// which includes the simulator's own listeners (each its own only alias) besides the clouds. An instance
+/// that is neither answers 400 AADSTS50049, as Entra does for a host it does not know.
+fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Result<Value, EntraError> {
     let authorize = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "authorization_endpoint")
-        .map(|(_, v)| v.into_owned());
-    let tenant = authorize
-        .as_deref()
-        .and_then(|a| url::Url::parse(a).ok())
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| format!("{base}/common/oauth2/authorize"));
+    let parsed = url::Url::parse(&authorize).ok();
+    let asked = authority_of(&authorize);
+    let tenant = parsed
+        .as_ref()
         .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
-        .unwrap_or_else(|| sim.tenant_id().to_owned());
-    json!({
-        "tenant_discovery_endpoint": format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"),
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| String::from("common"));
+    let mut own: Vec<String> = [Some(base.to_owned())]
+        .into_iter()
+        .chain(sim.urls.get().into_iter().flat_map(|u| [u.https.clone(), u.http.clone()]))
+        .flatten()
+        .filter_map(|u| authority_of(&u))
+        .filter(|h| !CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&h.as_str())))
+        .collect();
+    own.dedup();
+    let known = |h: &str| {
+        own.iter().any(|o| o == h) || CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&h))
+    };
+    let (Some(url), Some(host)) = (parsed, asked) else {
+        return Err(unknown_instance());
+    };
+    if !known(&host) {
+        return Err(unknown_instance());
+    }
+    let mut metadata: Vec<Value> = CLOUD_INSTANCES
+        .iter()
+        .map(|(network, cache, aliases)| {
+            json!({"preferred_network": network, "preferred_cache": cache, "aliases": aliases})
+        })
+        .collect();
+    metadata.extend(own.iter().map(|h| json!({"preferred_network": h, "preferred_cache": h, "aliases": [h]})));
+    Ok(json!({
+        "tenant_discovery_endpoint":
+            format!("{}://{host}/{tenant}/v2.0/.well-known/openid-configuration", url.scheme()),
         "api-version": "1.1",
-        "metadata": [{ "preferred_network": host, "preferred_cache": host, "aliases": [host] }],
-    })
+        "metadata": metadata,
+    }))
+}
+
+fn unknown_instance() -> EntraError {
+    EntraError::bad_request("invalid_instance", 50049, "Unknown or invalid instance.")
 }
 
 fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
@@ -173,9 +237,12 @@ async fn token(
         }
     }
     let scope = f.get("scope").cloned().unwrap_or_default();
-    let resource = match scope.split_whitespace().collect::<Vec<_>>().as_slice() {
+    // MSAL adds the OIDC scopes to every request, app-only grants included (FACTS §10); Entra ignores them
+    // there. What must be exactly one is the resource.
+    let resources: Vec<&str> = scope.split_whitespace().filter(|s| !is_oidc_scope(s)).collect();
+    let resource = match resources.as_slice() {
         [one] if one.ends_with("/.default") => one.trim_end_matches(".default").to_owned(),
-        [] => {
+        [] if scope.trim().is_empty() => {
             return Err(EntraError::bad_request(
                 "invalid_request",
                 900144,
@@ -267,6 +334,13 @@ async fn token(
         "not_before": now.to_string(),
         "access_token": access_token,
     }))
+}
+
+/// The OpenID Connect scopes MSAL sends along with a resource scope.
+const OIDC_SCOPES: &[&str] = &["openid", "offline_access", "profile"];
+
+fn is_oidc_scope(scope: &str) -> bool {
+    OIDC_SCOPES.iter().any(|s| s.eq_ignore_ascii_case(scope))
 }
 
 fn assertion_error(aadsts: u32, msg: impl Into<String>) -> EntraError {

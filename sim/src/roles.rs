@@ -1,7 +1,8 @@
-//! Built-in role definitions the simulator knows, with their real GUIDs (FACTS §6 and the brief). Permissions
-//! are abbreviated but faithful in kind: the Key Vault data roles carry data actions only,
-//! Owner/Contributor/User Access Administrator carry what makes them dangerous, so guardrail tests can
-//! recognise an escalation by the role's content too.
+//! Built-in role definitions the simulator knows, with their real GUIDs (FACTS §6). The Key Vault roles'
+//! `dataActions` are the published ones (what the Key Vault data plane authorizes with, see `kv`), and so are
+//! the control-plane `actions` of the Key Vault officer, reader and administrator roles; none of the
+//! built-in roles has `notDataActions`. Owner/Contributor/User Access Administrator carry what makes them
+//! dangerous, so guardrail tests can recognise an escalation by the role's content too.
 
 use crate::state::{RoleDefinition, RolePermission};
 
@@ -14,17 +15,28 @@ struct Builtin {
     data_actions: &'static [&'static str],
 }
 
+/// The control-plane actions the Key Vault administrator, officer and reader roles share (published
+/// definitions).
+const KV_READ_ACTIONS: &[&str] = &[
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+    "Microsoft.KeyVault/checkNameAvailability/read",
+    "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read",
+    "Microsoft.KeyVault/vaults/*/read",
+    "Microsoft.KeyVault/operations/read",
+];
+
 const BUILTINS: &[Builtin] = &[
     Builtin {
         guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483",
         name: "Key Vault Administrator",
         description: "Perform all data plane operations on a key vault and all objects in it, including \
             certificates, keys, and secrets.",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/vaults/*/read",
-        ],
+        actions: KV_READ_ACTIONS,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/*"],
     },
@@ -32,7 +44,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "a4417e6f-fecd-4de8-b567-7b0420556985",
         name: "Key Vault Certificates Officer",
         description: "Perform any action on the certificates of a key vault, except manage permissions.",
-        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
+        actions: KV_READ_ACTIONS,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/certificatecas/*",
@@ -56,7 +68,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
         name: "Key Vault Crypto Officer",
         description: "Perform any action on the keys of a key vault, except manage permissions.",
-        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
+        actions: KV_READ_ACTIONS,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/keys/*",
@@ -71,6 +83,8 @@ const BUILTINS: &[Builtin] = &[
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/keys/read",
+            "Microsoft.KeyVault/vaults/keys/update/action",
+            "Microsoft.KeyVault/vaults/keys/backup/action",
             "Microsoft.KeyVault/vaults/keys/encrypt/action",
             "Microsoft.KeyVault/vaults/keys/decrypt/action",
             "Microsoft.KeyVault/vaults/keys/wrap/action",
@@ -83,7 +97,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "21090545-7ca7-4776-b22c-e363652d74d2",
         name: "Key Vault Reader",
         description: "Read metadata of key vaults and its certificates, keys, and secrets.",
-        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
+        actions: KV_READ_ACTIONS,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/*/read",
@@ -94,7 +108,7 @@ const BUILTINS: &[Builtin] = &[
         guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
         name: "Key Vault Secrets Officer",
         description: "Perform any action on the secrets of a key vault, except manage permissions.",
-        actions: &["Microsoft.Authorization/*/read", "Microsoft.KeyVault/vaults/*/read"],
+        actions: KV_READ_ACTIONS,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
     },

@@ -368,3 +368,89 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     h2.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn msal_oidc_scopes_ride_along_but_one_resource_is_still_the_rule() -> TestResult {
+    let h = start().await?;
+    let c = client(&h);
+    let token_url = format!("{}/{}/oauth2/v2.0/token", https(&h), h.tenant_id());
+    let status = |scope: &'static str| {
+        let (c, url) = (c.clone(), token_url.clone());
+        async move {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", APP_ID),
+                ("client_secret", APP_SECRET),
+                ("scope", scope),
+            ];
+            let r = c.post(url).form(&form).send().await?;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, aadsts(&body), body))
+        }
+    };
+    // What MSAL Go sends, in any order and any subset: a token for the one resource.
+    for scope in [
+        "https://management.azure.com/.default openid offline_access profile",
+        "offline_access https://management.azure.com/.default",
+        "profile openid https://vault.azure.net/.default",
+    ] {
+        let (code, _, body) = status(scope).await?;
+        assert_eq!(code, 200, "{scope}: {body}");
+    }
+    let (_, _, body) = status("openid https://vault.azure.net/.default profile").await?;
+    let payload = body["access_token"].as_str().unwrap_or("").split('.').nth(1).unwrap_or("").to_owned();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    assert_eq!(claims["aud"], "https://vault.azure.net/");
+    // Two resources, a resource scope without /.default, or OIDC scopes alone: AADSTS70011.
+    for scope in [
+        "https://management.azure.com/.default https://vault.azure.net/.default openid",
+        "https://management.azure.com/user_impersonation openid",
+        "openid offline_access profile",
+    ] {
+        let (code, aad, body) = status(scope).await?;
+        assert_eq!((code, aad.as_str()), (400, "AADSTS70011"), "{scope}: {body}");
+    }
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_discovery_answers_for_the_clouds_and_the_simulator_itself() -> TestResult {
+    let h = start().await?;
+    let c = client(&h);
+    let base = https(&h);
+    let tenant = h.tenant_id();
+    let discover = |authority: String| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let r = c
+                .get(format!("{base}/common/discovery/instance"))
+                .query(&[("api-version", "1.1"), ("authorization_endpoint", &authority)])
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, r.json::<Value>().await?))
+        }
+    };
+    let (status, own) = discover(format!("{base}/{tenant}/oauth2/v2.0/authorize")).await?;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["tenant_discovery_endpoint"], format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"));
+    assert_eq!(own["api-version"], "1.1");
+    let host = base.trim_start_matches("https://");
+    let entries = own["metadata"].as_array().cloned().unwrap_or_default();
+    assert!(entries.iter().any(|m| m["preferred_network"] == host && m["aliases"] == json!([host])), "{own}");
+    let public = entries.iter().find(|m| m["preferred_network"] == "login.microsoftonline.com");
+    assert_eq!(public.map(|m| m["preferred_cache"].clone()), Some(json!("login.windows.net")));
+
+    let (status, cloud) = discover(format!("https://login.microsoftonline.us/{tenant}/oauth2/v2.0/authorize")).await?;
+    assert_eq!(
+        (status, cloud["tenant_discovery_endpoint"].as_str()),
+        (200, Some(format!("https://login.microsoftonline.us/{tenant}/v2.0/.well-known/openid-configuration").as_str()))
+    );
+    let (status, unknown) = discover(format!("https://login.example.org/{tenant}/oauth2/v2.0/authorize")).await?;
+    assert_eq!((status, aadsts(&unknown).as_str()), (400, "AADSTS50049"), "{unknown}");
+    h.shutdown().await?;
+    Ok(())
+}
