@@ -14,6 +14,8 @@
 //! | `GET /_sim/holds/wait?count=N&timeoutMs=T` | waits until N requests are held (200) or times out (408) |
 //! | `GET /_sim/clock`, `POST /_sim/clock/advance` (`{"seconds": s}`) | the simulator's clock |
 //! | `GET`/`PUT /_sim/throttle`, `/_sim/latency`, `/_sim/behaviour` | runtime configuration |
+//! | `PUT /_sim/vaults/{vault}/secrets/{name}` (`{"value": …, "contentType"?, "tags"?}`) | a new secret version |
+//! | `PUT /_sim/vaults/{vault}/certificates/{name}`, `PUT /_sim/vaults/{vault}/keys/{name}` | a new self-signed certificate (with its key and secret), a new EC key |
 
 use std::time::Duration;
 
@@ -173,6 +175,18 @@ async fn inner(
         ("PUT", ["behaviour"]) => {
             *lock(&sim.behaviour) = parse(body)?;
             to_json(&sim.behaviour())
+        }
+        ("PUT", ["vaults", vault, kind, name]) => {
+            let kind = match *kind {
+                "secrets" => crate::kv::Kind::Secret,
+                "certificates" => crate::kv::Kind::Certificate,
+                "keys" => crate::kv::Kind::Key,
+                other => return Err(bad(format!("'{other}' is not secrets, certificates or keys"))),
+            };
+            match crate::kv::objects::admin_put(sim, vault, kind, name, body).await {
+                Ok(bundle) => json(StatusCode::OK, bundle),
+                Err(e) => json(e.status, e.body()),
+            }
         }
         _ => json(
             StatusCode::NOT_FOUND,

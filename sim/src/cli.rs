@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::config::{BucketSpec, SimConfig, TlsConfig};
 use crate::faults::FaultRule;
 use crate::handle::Simulator;
-use crate::seed::{Seed, parse_app_flag, parse_rg_flag, parse_vault_flag};
+use crate::seed::{Seed, SeedSecret, parse_app_flag, parse_rg_flag, parse_secret_flag, parse_vault_flag};
 
 /// Flags of `idbind-sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets everything; the flags
 /// below override it.
@@ -24,6 +24,10 @@ pub struct SimArgs {
     /// Plain HTTP listen address, for debugging.
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// HTTPS-intercepting CONNECT proxy address (port 0 picks a free one): clients with HTTPS_PROXY set to it
+    /// reach the simulator as login.microsoftonline.com, management.azure.com and <vault>.vault.azure.net.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_addr: Option<SocketAddr>,
     #[arg(long)]
     pub no_https: bool,
     #[arg(long)]
@@ -59,6 +63,9 @@ pub struct SimArgs {
     /// Seed an app that gets tokens with a secret: CLIENT_ID:SECRET[:OBJECT_ID].
     #[arg(long, value_name = "ID:SECRET[:OID]")]
     pub app: Vec<String>,
+    /// Seed a Key Vault secret: VAULT/NAME=VALUE (the vault must be seeded too).
+    #[arg(long, value_name = "VAULT/NAME=VALUE", value_parser = parse_secret_flag)]
+    pub secret: Vec<SeedSecret>,
     /// Extra CA file trusted for OIDC discovery of client-assertion issuers.
     #[arg(long, value_name = "FILE")]
     pub trust_ca: Vec<PathBuf>,
@@ -90,8 +97,15 @@ pub struct SimArgs {
     pub token_lifetime_secs: Option<u64>,
     #[arg(long, value_name = "MS")]
     pub principal_replication_delay_ms: Option<u64>,
+    /// How long a FIC write is in flight; a second FIC write on the identity meanwhile gets 409 (default 300).
     #[arg(long, value_name = "MS")]
     pub fic_write_duration_ms: Option<u64>,
+    /// A new or changed FIC matches at token exchange only this long after the write (default 0).
+    #[arg(long, value_name = "MS")]
+    pub fic_propagation_ms: Option<u64>,
+    /// A role assignment takes effect (and a deleted one stops) in Key Vault this long after (default 0).
+    #[arg(long, value_name = "MS")]
+    pub role_propagation_ms: Option<u64>,
     #[arg(long, value_name = "N")]
     pub max_fics_per_identity: Option<usize>,
     #[arg(long, value_name = "N")]
@@ -132,6 +146,9 @@ impl SimArgs {
         if let Some(a) = self.http_addr {
             cfg.http_addr = Some(a);
         }
+        if let Some(a) = self.proxy_addr {
+            cfg.proxy_addr = Some(a);
+        }
         if self.no_https {
             cfg.https_addr = None;
         }
@@ -171,7 +188,12 @@ impl SimArgs {
         for s in &self.app {
             flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
         }
+        flags.secrets.extend(self.secret.iter().cloned());
         cfg.seed.extend(flags);
+        let vaults: Vec<String> = cfg.seed.vault_names().iter().map(|v| v.to_ascii_lowercase()).collect();
+        if let Some(s) = cfg.seed.secrets.iter().find(|s| !vaults.contains(&s.vault.to_ascii_lowercase())) {
+            anyhow::bail!("the secret '{}' is for the vault '{}', which is not seeded", s.name, s.vault);
+        }
         cfg.entra.extra_ca_files.extend(self.trust_ca.iter().cloned());
         if self.no_throttle {
             cfg.throttle.enabled = false;
@@ -203,6 +225,12 @@ impl SimArgs {
         }
         if let Some(v) = self.fic_write_duration_ms {
             cfg.behaviour.fic_write_duration_ms = v;
+        }
+        if let Some(v) = self.fic_propagation_ms {
+            cfg.behaviour.fic_propagation_ms = v;
+        }
+        if let Some(v) = self.role_propagation_ms {
+            cfg.behaviour.role_propagation_ms = v;
         }
         if let Some(v) = self.max_fics_per_identity {
             cfg.behaviour.max_fics_per_identity = v;
@@ -276,6 +304,14 @@ mod tests {
             "5",
             "--page-size",
             "0",
+            "--proxy-addr",
+            "127.0.0.1:0",
+            "--secret",
+            "kv/db-password=a=b",
+            "--fic-propagation-ms",
+            "5000",
+            "--role-propagation-ms",
+            "7000",
         ])?;
         let cfg = cli.args.to_config()?;
         assert!(cfg.http_addr.is_none() && cfg.https_addr.is_some());
@@ -289,7 +325,16 @@ mod tests {
             Some(false)
         );
         assert_eq!(cfg.seed.apps[0].client_id, "c");
+        assert!(cfg.proxy_addr.is_some());
+        assert_eq!(
+            (cfg.seed.secrets[0].name.as_str(), cfg.seed.secrets[0].value.as_str()),
+            ("db-password", "a=b")
+        );
+        assert_eq!((cfg.behaviour.fic_propagation_ms, cfg.behaviour.role_propagation_ms), (5000, 7000));
         assert!(Cli::try_parse_from(["sim", "--write-bucket", "x"]).is_err());
+        // A secret for a vault nobody seeded is refused, not silently dropped.
+        let orphan = Cli::try_parse_from(["sim", "--secret", "nowhere/x=1"])?;
+        assert!(orphan.args.to_config().is_err());
         Ok(())
     }
 }

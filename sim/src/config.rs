@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub https_addr: Option<SocketAddr>,
     /// Plain HTTP listener for debugging (curl without a CA); `None` disables it.
     pub http_addr: Option<SocketAddr>,
+    /// HTTPS-intercepting CONNECT proxy (see `proxy.rs`): clients with `HTTPS_PROXY` pointing here reach the
+    /// simulator under Azure's own host names. `None` (the default) disables it.
+    pub proxy_addr: Option<SocketAddr>,
     /// Where the serving certificate comes from.
     pub tls: TlsConfig,
     /// If set, receives `ca.pem`, `ca-key.pem` (reused on restart, so clients keep trusting the simulator),
@@ -38,6 +41,7 @@ pub struct SimConfig {
     pub faults: Vec<FaultRule>,
     pub behaviour: BehaviourConfig,
     pub entra: EntraConfig,
+    pub keyvault: KeyVaultConfig,
     /// When true, ARM requests without a bearer token act as `anonymous_principal` (curl-friendly debugging).
     /// Requests that do carry a token are still validated.
     pub allow_anonymous: bool,
@@ -49,6 +53,7 @@ impl Default for SimConfig {
         Self {
             https_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            proxy_addr: None,
             tls: TlsConfig::default(),
             state_dir: None,
             state_file: None,
@@ -59,6 +64,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             behaviour: BehaviourConfig::default(),
             entra: EntraConfig::default(),
+            keyvault: KeyVaultConfig::default(),
             allow_anonymous: false,
             anonymous_principal: String::from("00000000-0000-0000-0000-00000000a11c"),
         }
@@ -74,6 +80,12 @@ impl SimConfig {
             behaviour: BehaviourConfig { principal_replication_delay_ms: 0, ..BehaviourConfig::default() },
             ..Self::default()
         }
+    }
+
+    /// The same configuration with the CONNECT proxy on a free loopback port (`SimHandle::proxy_url`).
+    pub fn with_proxy(mut self) -> Self {
+        self.proxy_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        self
     }
 
     /// Reads a config file; `.yaml`/`.yml` are YAML, anything else JSON.
@@ -231,6 +243,14 @@ pub struct BehaviourConfig {
     /// How long a FIC write stays in flight (real time); another FIC write on the same identity during that
     /// window gets 409 ConcurrentFederatedIdentityCredentialsWrites….
     pub fic_write_duration_ms: u64,
+    /// A FIC created, or whose issuer, subject or audiences changed, less than this long ago does not match
+    /// at token exchange yet (AADSTS70021, as for no FIC at all). Azure takes "a few minutes" (FACTS §10).
+    /// Measured on the simulator's clock; it applies to FIC writes made while it is set.
+    pub fic_propagation_ms: u64,
+    /// A new role assignment takes effect in the Key Vault data plane only this long after it was created,
+    /// and a deleted one keeps working for as long (Azure: up to 30 minutes, FACTS §10). Measured on the
+    /// simulator's clock; it applies to assignment writes made while it is set.
+    pub role_propagation_ms: u64,
     pub max_fics_per_identity: usize,
     /// Page size of list operations (FIC lists also honour `$top`).
     pub page_size: usize,
@@ -243,6 +263,8 @@ impl Default for BehaviourConfig {
             // principalType while keeping manual runs pleasant.
             principal_replication_delay_ms: 10_000,
             fic_write_duration_ms: 0,
+            fic_propagation_ms: 0,
+            role_propagation_ms: 0,
             max_fics_per_identity: 20,
             page_size: 100,
         }
@@ -265,5 +287,42 @@ pub struct EntraConfig {
 impl Default for EntraConfig {
     fn default() -> Self {
         Self { token_lifetime_secs: 3600, extra_ca_files: Vec::new(), assertion_clock_skew_secs: 0 }
+    }
+}
+
+/// The Key Vault data plane (`kv`): which host names are vaults, and how lists page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyVaultConfig {
+    /// `<vault>.<dnsSuffix>` is served as that vault's data plane; the first one is the suffix of the
+    /// `vaultUri` ARM returns.
+    pub clouds: Vec<VaultCloud>,
+    /// Items per page when the client does not send `maxresults` (Key Vault: 25, its maximum too).
+    pub page_size: usize,
+}
+
+/// One cloud's vault DNS suffix and the authority its bearer challenge names (FACTS §7, §10). The resource
+/// in the challenge, and the token audience the vault accepts, is `https://<dnsSuffix>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultCloud {
+    pub dns_suffix: String,
+    pub authority_host: String,
+}
+
+impl Default for KeyVaultConfig {
+    fn default() -> Self {
+        let cloud = |dns_suffix: &str, authority_host: &str| VaultCloud {
+            dns_suffix: dns_suffix.to_owned(),
+            authority_host: authority_host.to_owned(),
+        };
+        Self {
+            clouds: vec![
+                cloud("vault.azure.net", "https://login.microsoftonline.com"),
+                cloud("vault.azure.cn", "https://login.chinacloudapi.cn"),
+                cloud("vault.usgovcloudapi.net", "https://login.microsoftonline.us"),
+            ],
+            page_size: 25,
+        }
     }
 }

@@ -119,7 +119,11 @@ pub const CLOUD_INSTANCES: &[(&str, &str, &[&str])] = &[
         "login.partner.microsoftonline.cn",
         &["login.partner.microsoftonline.cn", "login.chinacloudapi.cn"],
     ),
-    ("login.microsoftonline.us", "login.microsoftonline.us", &["login.microsoftonline.us", "login.usgovcloudapi.net"]),
+    (
+        "login.microsoftonline.us",
+        "login.microsoftonline.us",
+        &["login.microsoftonline.us", "login.usgovcloudapi.net"],
+    ),
 ];
 
 /// `host[:port]` of a URL such as `https://127.0.0.1:8443`.
@@ -171,7 +175,8 @@ fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Result<Valu
             json!({"preferred_network": network, "preferred_cache": cache, "aliases": aliases})
         })
         .collect();
-    metadata.extend(own.iter().map(|h| json!({"preferred_network": h, "preferred_cache": h, "aliases": [h]})));
+    metadata
+        .extend(own.iter().map(|h| json!({"preferred_network": h, "preferred_cache": h, "aliases": [h]})));
     Ok(json!({
         "tenant_discovery_endpoint":
             format!("{}://{host}/{tenant}/v2.0/.well-known/openid-configuration", url.scheme()),
@@ -364,11 +369,15 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         _ => Vec::new(),
     };
-    // Issuer and subject compare exactly: case and trailing slash matter (FACTS §9).
-    let matched = identity
-        .federated_identity_credentials
-        .values()
-        .any(|f| f.issuer == iss && f.subject == sub && f.audiences.iter().any(|a| auds.contains(a)));
+    // Issuer and subject compare exactly: case and trailing slash matter (FACTS §9). A FIC still propagating
+    // does not match yet, and the answer is the same as for none (FACTS §1, §10).
+    let now_ms = sim.clock.now_ms();
+    let matched = identity.federated_identity_credentials.values().any(|f| {
+        f.issuer == iss
+            && f.subject == sub
+            && f.audiences.iter().any(|a| auds.contains(a))
+            && now_ms >= f.effective_from_ms
+    });
     if !matched {
         return Err(EntraError::bad_request(
             "invalid_request",

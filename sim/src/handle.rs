@@ -31,6 +31,7 @@ pub struct SimHandle {
     servers: Vec<tokio::task::JoinHandle<()>>,
     https_url: Option<String>,
     http_url: Option<String>,
+    proxy_url: Option<String>,
     ca_pem: Option<String>,
 }
 
@@ -57,9 +58,19 @@ impl Simulator {
         if let Some(dir) = &config.state_dir {
             std::fs::create_dir_all(dir).map_err(|source| SimError::Write { path: dir.clone(), source })?;
         }
-        let tls = match config.https_addr {
-            Some(_) => Some(crate::tls::load(&config.tls, config.state_dir.as_deref())?),
-            None => None,
+        if config.proxy_addr.is_some() && matches!(config.tls, crate::config::TlsConfig::Files { .. }) {
+            return Err(SimError::Config(String::from(
+                "the CONNECT proxy needs the generated CA (it serves Azure's host names); drop --tls-cert",
+            )));
+        }
+        // One serving certificate for every listener: the loopback names and the hosts the proxy plays.
+        let tls = match (config.https_addr, config.proxy_addr) {
+            (None, None) => None,
+            _ => Some(crate::tls::load_with(
+                &config.tls,
+                config.state_dir.as_deref(),
+                &crate::proxy::certificate_names(&config),
+            )?),
         };
         let loaded = match &config.state_file {
             Some(p) => crate::persist::load(p)?,
@@ -76,6 +87,12 @@ impl Simulator {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let proxy = match config.proxy_addr {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let proxy_url = proxy.as_ref().map(|(_, a)| url("http", *a));
+        let own: Vec<SocketAddr> = https.iter().chain(http.iter()).map(|(_, a)| *a).collect();
         let https_url = https.as_ref().map(|(_, a)| url("https", *a));
         let http_url = http.as_ref().map(|(_, a)| url("http", *a));
         let _ = sim.urls.set(Urls { https: https_url.clone(), http: http_url.clone() });
@@ -99,14 +116,21 @@ impl Simulator {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
             servers.push(crate::server::spawn(listener, Some(acceptor), app.clone(), rx.clone()));
         }
+        if let (Some((listener, _)), Some(tls)) = (proxy, &tls) {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+            let proxy = crate::proxy::Proxy { sim: sim.clone(), acceptor, app: app.clone(), own };
+            servers.push(crate::proxy::spawn(listener, proxy, rx.clone()));
+        }
         if let Some((listener, _)) = http {
             servers.push(crate::server::spawn(listener, None, app, rx));
         }
-        let handle = SimHandle { sim, shutdown, servers, https_url, http_url, ca_pem };
+        let handle = SimHandle { sim, shutdown, servers, https_url, http_url, proxy_url, ca_pem };
         if let Some(dir) = &config.state_dir {
             handle.write_state_dir(dir)?;
         }
-        tracing::info!(https = ?handle.https_url, http = ?handle.http_url, "ARM simulator started");
+        tracing::info!(
+            https = ?handle.https_url, http = ?handle.http_url, proxy = ?handle.proxy_url, "ARM simulator started"
+        );
         Ok(handle)
     }
 }
@@ -118,6 +142,12 @@ impl SimHandle {
 
     pub fn http_url(&self) -> Option<&str> {
         self.http_url.as_deref()
+    }
+
+    /// The CONNECT proxy (`http://127.0.0.1:<port>`), when `SimConfig::proxy_addr` is set: what `HTTPS_PROXY`
+    /// should say for clients that use Azure's own host names.
+    pub fn proxy_url(&self) -> Option<String> {
+        self.proxy_url.clone()
     }
 
     /// The CA certificate (PEM) clients must trust for the HTTPS listener.
@@ -139,6 +169,7 @@ impl SimHandle {
         json!({
             "https": self.https_url,
             "http": self.http_url,
+            "proxy": self.proxy_url,
             "caFile": ca_file,
             "tenantId": self.tenant_id(),
             "authorityHost": self.authority_host(),
@@ -281,6 +312,74 @@ impl SimHandle {
             idtyp: String::from("app"),
             ver: String::from("1.0"),
         })
+    }
+
+    /// An access token for any audience (e.g. `https://vault.azure.net` or a wrong one), without going
+    /// through the token endpoint.
+    pub fn issue_token_for(
+        &self,
+        principal_id: &str,
+        app_id: &str,
+        audience: &str,
+    ) -> Result<String, SimError> {
+        let now = self.sim.clock.now_secs();
+        let lifetime = self.sim.config.entra.token_lifetime_secs.max(1);
+        self.sim.tokens.issue(&AccessClaims {
+            aud: audience.to_owned(),
+            iss: format!("https://sts.windows.net/{}/", self.tenant_id()),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime,
+            oid: principal_id.to_owned(),
+            tid: self.tenant_id().to_owned(),
+            appid: app_id.to_owned(),
+            sub: principal_id.to_owned(),
+            idtyp: String::from("app"),
+            ver: String::from("1.0"),
+        })
+    }
+
+    /// Writes a new version of a Key Vault secret (the vault must exist) and returns its id,
+    /// `https://{vault}.vault.azure.net/secrets/{name}/{version}`.
+    pub async fn set_secret(&self, vault: &str, name: &str, value: &str) -> Result<String, SimError> {
+        let body =
+            serde_json::to_vec(&json!({ "value": value })).map_err(|e| SimError::Config(e.to_string()))?;
+        self.put_vault_object(vault, crate::kv::Kind::Secret, name, &body).await
+    }
+
+    /// Makes a new self-signed certificate (with its managed key and secret) in a vault; returns its id.
+    pub async fn set_certificate(&self, vault: &str, name: &str) -> Result<String, SimError> {
+        self.put_vault_object(vault, crate::kv::Kind::Certificate, name, b"{}").await
+    }
+
+    /// Makes a new EC key in a vault; returns its id (`kid`).
+    pub async fn set_key(&self, vault: &str, name: &str) -> Result<String, SimError> {
+        self.put_vault_object(vault, crate::kv::Kind::Key, name, b"{}").await
+    }
+
+    async fn put_vault_object(
+        &self,
+        vault: &str,
+        kind: crate::kv::Kind,
+        name: &str,
+        body: &[u8],
+    ) -> Result<String, SimError> {
+        let bundle = crate::kv::objects::admin_put(&self.sim, vault, kind, name, body)
+            .await
+            .map_err(|e| SimError::Config(e.to_string()))?;
+        let id = bundle.get("id").or_else(|| bundle.pointer("/key/kid"));
+        Ok(id.and_then(serde_json::Value::as_str).unwrap_or_default().to_owned())
+    }
+
+    /// `fic_propagation_ms`: FICs written from now on match at token exchange only after this long.
+    pub fn set_fic_propagation(&self, window: Duration) {
+        lock(&self.sim.behaviour).fic_propagation_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    }
+
+    /// `role_propagation_ms`: role assignments created or deleted from now on change what the Key Vault
+    /// data plane allows only after this long.
+    pub fn set_role_propagation(&self, window: Duration) {
+        lock(&self.sim.behaviour).role_propagation_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
     }
 
     /// Stops accepting, lets in-flight requests finish (held ones are released first), and flushes the state

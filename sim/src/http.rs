@@ -1,4 +1,5 @@
-//! The front of the HTTP server: sends each request to the admin API, the Entra endpoints or ARM, applies
+//! The front of the HTTP server: sends each request to the admin API, the Entra endpoints, a vault's data
+//! plane (by `Host`) or ARM, applies
 //! injected faults and latency, and counts outcomes by operation and status.
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 enum Target {
     Arm(Route, Operation),
     Entra(EntraRoute),
+    Vault(crate::kv::VaultHost, Option<crate::kv::KvRoute>),
     Invalid(ArmError),
 }
 
@@ -59,11 +61,15 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             .into_response();
         }
     };
-    if first == "_sim" {
+    let vault = crate::kv::vault_host(&sim.config.keyvault, &host);
+    if first == "_sim" && vault.is_none() {
         return crate::admin::handle(&sim, &method, &path, raw_query.as_deref(), &bytes).await;
     }
 
-    let target = if first == "subscriptions" || first == "providers" {
+    // A vault's host name is its data plane whatever the path; everything else is routed by path.
+    let target = if let Some(vault) = vault {
+        Target::Vault(vault, crate::kv::parse(&method, &path))
+    } else if first == "subscriptions" || first == "providers" {
         match arm::route::parse(&path).and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o))) {
             Ok((r, o)) => Target::Arm(r, o),
             Err(e) => Target::Invalid(e),
@@ -80,7 +86,8 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let op_name = match &target {
         Target::Arm(_, op) => op.name,
         Target::Entra(r) => r.operation(),
-        Target::Invalid(_) => "Unknown",
+        Target::Vault(_, Some(r)) => r.operation(),
+        Target::Vault(_, None) | Target::Invalid(_) => "Unknown",
     };
 
     let faults = sim.faults.decide(op_name);
@@ -124,6 +131,17 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             Target::Entra(route) => {
                 entra::handle(&task_sim, route, raw_query.as_deref(), &headers, &bytes, &base_url).await
             }
+            Target::Vault(host, route) => {
+                let req = crate::kv::KvRequest {
+                    host,
+                    route,
+                    query: Query::parse(raw_query.as_deref()),
+                    headers,
+                    body: bytes,
+                    base_url: vault_base(&base_url),
+                };
+                crate::kv::handle(&task_sim, req).await
+            }
             Target::Invalid(e) => e.into_response(),
         }
     });
@@ -138,6 +156,12 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     };
     sim.counters.record(op_name, resp.status().as_str());
     resp
+}
+
+/// A vault's ids start with `https://{host}` as the client addressed it, lowercase and without the default
+/// port.
+fn vault_base(base_url: &str) -> String {
+    base_url.trim_end_matches(":443").to_ascii_lowercase()
 }
 
 pub fn router(sim: Arc<Sim>) -> axum::Router {

@@ -1,7 +1,9 @@
 //! ARM + Entra simulator (issue 3): a real HTTP(S) server that behaves like Azure Resource Manager for the
 //! operations idbind uses (managed identities and their federated credentials, role assignments and
-//! definitions, Key Vault vaults and access policies, resource groups) and like Entra's token endpoint, with
-//! ARM's throttling, error codes and timing quirks, fault injection, holds, and optional persistence.
+//! definitions, Key Vault vaults and access policies, resource groups), like Entra's token endpoint, and like
+//! the Key Vault data plane (`kv`), with ARM's throttling, error codes and timing quirks, propagation delays,
+//! fault injection, holds, and optional persistence. An HTTPS-intercepting CONNECT proxy (`proxy`) serves it
+//! all under Azure's own host names, for SDKs used unchanged.
 //!
 //! Two ways in: `cli::{SimArgs, run}` for the `idbind-sim` binary (`src/main.rs`), and
 //! `Simulator::start(SimConfig)` for tests and benchmarks in-process (needs a multi-thread tokio runtime; no
@@ -23,8 +25,10 @@ pub mod faults;
 pub mod handle;
 pub mod holds;
 pub mod http;
+pub mod kv;
 pub mod oidc;
 pub mod persist;
+pub mod proxy;
 pub mod roles;
 pub mod seed;
 pub mod server;

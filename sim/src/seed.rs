@@ -21,6 +21,27 @@ pub struct Seed {
     pub principals: Vec<SeedPrincipal>,
     pub permissions: Vec<SeedPermission>,
     pub role_definitions: Vec<SeedRoleDefinition>,
+    /// Key Vault secrets; the vault must be seeded too (or already exist).
+    pub secrets: Vec<SeedSecret>,
+    /// Self-signed certificates (with their managed key and secret) and EC keys, made at seeding.
+    pub certificates: Vec<SeedVaultObject>,
+    pub keys: Vec<SeedVaultObject>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedSecret {
+    pub vault: String,
+    pub name: String,
+    pub value: String,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedVaultObject {
+    pub vault: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -110,6 +131,19 @@ impl Seed {
         self.principals.extend(other.principals);
         self.permissions.extend(other.permissions);
         self.role_definitions.extend(other.role_definitions);
+        self.secrets.extend(other.secrets);
+        self.certificates.extend(other.certificates);
+        self.keys.extend(other.keys);
+    }
+
+    /// The vault names this seed creates.
+    pub fn vault_names(&self) -> Vec<&str> {
+        self.subscriptions
+            .iter()
+            .flat_map(|s| &s.resource_groups)
+            .flat_map(|g| &g.vaults)
+            .map(|v| v.name.as_str())
+            .collect()
     }
 
     pub fn validate(&self) -> Result<(), SimError> {
@@ -130,6 +164,15 @@ impl Seed {
             if a.client_id.is_empty() || a.client_secret.is_empty() {
                 return Err(SimError::Config(String::from("a seeded app needs clientId and clientSecret")));
             }
+        }
+        let objects = self.secrets.iter().map(|s| (&s.vault, &s.name));
+        let objects = objects.chain(self.certificates.iter().chain(&self.keys).map(|o| (&o.vault, &o.name)));
+        for (vault, name) in objects {
+            if vault.is_empty() {
+                return Err(SimError::Config(format!("the vault object '{name}' names no vault")));
+            }
+            crate::kv::objects::check_name(name)
+                .map_err(|_| SimError::Config(format!("'{name}' is not a valid Key Vault object name")))?;
         }
         Ok(())
     }
@@ -162,6 +205,7 @@ impl Seed {
                         enable_rbac_authorization: v.enable_rbac_authorization.unwrap_or(true),
                         access_policies: v.access_policies.clone(),
                         created_at_ms: now_ms,
+                        ..Default::default()
                     });
                 }
             }
@@ -199,6 +243,7 @@ impl Seed {
         for p in &self.permissions {
             state.permissions.insert(key(&p.principal_id), p.grants.clone());
         }
+        self.apply_vault_objects(state, now_ms / 1000);
         for r in &self.role_definitions {
             state.role_definitions.insert(
                 key(&r.name),
@@ -214,6 +259,59 @@ impl Seed {
             );
         }
     }
+}
+
+impl Seed {
+    /// Secrets get a new version only when their value differs from the current one, certificates and keys
+    /// only when they do not exist, so applying a seed twice changes nothing. An object whose vault does not
+    /// exist is skipped with a warning (`SimArgs` refuses such flags up front).
+    fn apply_vault_objects(&self, state: &mut State, now_s: u64) {
+        use crate::kv::objects::{SecretInput, put_certificate, put_key, put_secret};
+        let exists = |state: &State, vault: &str, pick: fn(&Vault, &str) -> bool, name: &str| {
+            state.vault_by_name(vault).is_some_and(|(_, _, v)| pick(v, name))
+        };
+        for sec in &self.secrets {
+            let current = state.vault_by_name(&sec.vault).and_then(|(_, _, v)| {
+                v.secrets.get(&key(&sec.name)).and_then(|o| o.versions.last()).map(|x| x.value.clone())
+            });
+            if current.as_deref() == Some(sec.value.as_str()) {
+                continue;
+            }
+            let input =
+                SecretInput { content_type: sec.content_type.clone(), ..SecretInput::value(&sec.value) };
+            if let Err(e) = put_secret(state, &sec.vault, &sec.name, input, now_s) {
+                tracing::warn!(vault = %sec.vault, secret = %sec.name, error = %e, "seeded secret not written");
+            }
+        }
+        for c in &self.certificates {
+            if !exists(state, &c.vault, |v, n| v.certificates.contains_key(&key(n)), &c.name)
+                && let Err(e) = put_certificate(state, &c.vault, &c.name, now_s)
+            {
+                tracing::warn!(vault = %c.vault, certificate = %c.name, error = %e, "seeded certificate not made");
+            }
+        }
+        for k in &self.keys {
+            if !exists(state, &k.vault, |v, n| v.keys.contains_key(&key(n)), &k.name)
+                && let Err(e) = put_key(state, &k.vault, &k.name, now_s)
+            {
+                tracing::warn!(vault = %k.vault, key = %k.name, error = %e, "seeded key not made");
+            }
+        }
+    }
+}
+
+/// Parses `VAULT/NAME=VALUE` (the `--secret` flag); the value may contain anything, `=` included.
+pub fn parse_secret_flag(s: &str) -> Result<SeedSecret, String> {
+    let parsed = s.split_once('=').and_then(|(path, value)| {
+        let (vault, name) = path.split_once('/')?;
+        (!vault.is_empty() && !name.is_empty() && !name.contains('/')).then(|| SeedSecret {
+            vault: vault.to_owned(),
+            name: name.to_owned(),
+            value: value.to_owned(),
+            content_type: None,
+        })
+    });
+    parsed.ok_or_else(|| format!("expected VAULT/NAME=VALUE, got '{s}'"))
 }
 
 /// A stable object id for an app seeded without one, so restarts and re-seeds agree.

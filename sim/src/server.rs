@@ -56,6 +56,32 @@ async fn connection(
     scheme: &'static str,
     shutdown: watch::Receiver<bool>,
 ) {
+    match tls {
+        Some(acceptor) => serve_tls(stream, acceptor, app, shutdown).await,
+        None => serve_io(TokioIo::new(stream), app, scheme, shutdown).await,
+    }
+}
+
+/// Terminates TLS on a stream (a listener's connection, or a tunnel the CONNECT proxy opened) and serves the
+/// simulator's HTTP on it.
+pub(crate) async fn serve_tls<S>(
+    stream: S,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(Ok(tls_stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+        return;
+    };
+    serve_io(TokioIo::new(tls_stream), app, "https", shutdown).await;
+}
+
+async fn serve_io<I>(io: I, app: axum::Router, scheme: &'static str, shutdown: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let kill = Arc::new(Notify::new());
     let ctl = ConnCtl { kill: kill.clone(), scheme };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -63,16 +89,7 @@ async fn connection(
         let app = app.clone();
         async move { app.oneshot(req.map(axum::body::Body::new)).await }
     });
-    match tls {
-        Some(acceptor) => {
-            let Ok(Ok(tls_stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            drive(TokioIo::new(tls_stream), service, kill, shutdown).await;
-        }
-        None => drive(TokioIo::new(stream), service, kill, shutdown).await,
-    }
+    drive(io, service, kill, shutdown).await;
 }
 
 async fn drive<I, S>(io: I, service: S, kill: Arc<Notify>, mut shutdown: watch::Receiver<bool>)
@@ -98,7 +115,7 @@ where
 }
 
 /// Resolves once shutdown was requested (or the handle is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it before anything else is awaited.
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }

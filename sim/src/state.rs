@@ -29,6 +29,17 @@ pub struct State {
     pub apps: BTreeMap<String, App>,
     /// Principal object id → what it may do. A principal without an entry may do everything.
     pub permissions: BTreeMap<String, Vec<Grant>>,
+    /// Deleted role assignments that still work in the Key Vault data plane until `effective_until_ms`
+    /// (`role_propagation_ms`); gone from every ARM answer.
+    #[serde(default)]
+    pub revoked_role_assignments: Vec<RevokedAssignment>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedAssignment {
+    pub assignment: RoleAssignment,
+    pub effective_until_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -76,6 +87,9 @@ pub struct Fic {
     pub issuer: String,
     pub subject: String,
     pub audiences: Vec<String>,
+    /// Token exchanges match this FIC from then on (`fic_propagation_ms` after its last change).
+    #[serde(default)]
+    pub effective_from_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -91,6 +105,70 @@ pub struct Vault {
     #[serde(default)]
     pub access_policies: Vec<AccessPolicy>,
     pub created_at_ms: u64,
+    /// The data plane's objects, keyed by lowercased name (Key Vault names are case-insensitive).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, VaultObject<SecretVersion>>,
+    #[serde(default)]
+    pub certificates: BTreeMap<String, VaultObject<CertificateVersion>>,
+    #[serde(default)]
+    pub keys: BTreeMap<String, VaultObject<KeyVersion>>,
+}
+
+/// A secret, certificate or key: its name as first written and its versions, oldest first (the last one is
+/// the current version).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultObject<V> {
+    pub name: String,
+    pub versions: Vec<V>,
+}
+
+/// What every version carries: its id (32 hex digits), times in Unix seconds as Key Vault reports them, tags,
+/// and whether Key Vault manages it (the secret and key behind a certificate).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionMeta {
+    pub version: String,
+    pub enabled: bool,
+    pub created: u64,
+    pub updated: u64,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub managed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVersion {
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+    pub value: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateVersion {
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+    /// The DER certificate, base64.
+    pub cer: String,
+    /// Its SHA-1 thumbprint, base64url.
+    pub x5t: String,
+    pub subject: String,
+    pub not_before: u64,
+    pub expires: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVersion {
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+    /// The public JSON Web Key (`kty`, `crv`, `x`, `y`, `key_ops`), without `kid`.
+    pub jwk: serde_json::Value,
 }
 
 /// A Key Vault access policy entry, in the vault API's own JSON shape.
@@ -155,6 +233,10 @@ pub struct RoleAssignment {
     pub updated_on_ms: u64,
     pub created_by: String,
     pub updated_by: String,
+    /// From then on the assignment authorizes in the Key Vault data plane (`role_propagation_ms` after its
+    /// creation).
+    #[serde(default)]
+    pub effective_from_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -243,6 +325,23 @@ impl State {
             .flat_map(|s| s.resource_groups.values())
             .flat_map(|rg| rg.identities.values())
             .find(|i| i.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    /// The vault named `name` wherever it is, with its subscription id and resource group name (vault names
+    /// are globally unique in Azure, as they are DNS names).
+    pub fn vault_by_name(&self, name: &str) -> Option<(&str, &str, &Vault)> {
+        self.subscriptions.values().find_map(|s| {
+            s.resource_groups
+                .values()
+                .find_map(|g| g.vaults.get(&key(name)).map(|v| (s.id.as_str(), g.name.as_str(), v)))
+        })
+    }
+
+    pub fn vault_by_name_mut(&mut self, name: &str) -> Option<&mut Vault> {
+        self.subscriptions
+            .values_mut()
+            .flat_map(|s| s.resource_groups.values_mut())
+            .find_map(|g| g.vaults.get_mut(&key(name)))
     }
 
     pub fn identity_count(&self) -> usize {

@@ -32,8 +32,21 @@ fn read(path: &Path) -> Result<String, SimError> {
 }
 
 pub fn load(cfg: &TlsConfig, state_dir: Option<&Path>) -> Result<TlsMaterial, SimError> {
+    load_with(cfg, state_dir, &[])
+}
+
+/// `load`, with `names` (e.g. the cloud hosts the CONNECT proxy plays, wildcards allowed) added to a
+/// generated serving certificate.
+pub fn load_with(
+    cfg: &TlsConfig,
+    state_dir: Option<&Path>,
+    names: &[String],
+) -> Result<TlsMaterial, SimError> {
     match cfg {
-        TlsConfig::Generate { extra_hostnames } => generate(extra_hostnames, state_dir),
+        TlsConfig::Generate { extra_hostnames } => {
+            let all: Vec<String> = extra_hostnames.iter().chain(names).cloned().collect();
+            generate(&all, state_dir)
+        }
         TlsConfig::Files { cert_file, key_file, ca_file } => {
             from_files(cert_file, key_file, ca_file.as_deref())
         }

@@ -436,7 +436,10 @@ async fn instance_discovery_answers_for_the_clouds_and_the_simulator_itself() ->
     };
     let (status, own) = discover(format!("{base}/{tenant}/oauth2/v2.0/authorize")).await?;
     assert_eq!(status, 200, "{own}");
-    assert_eq!(own["tenant_discovery_endpoint"], format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"));
+    assert_eq!(
+        own["tenant_discovery_endpoint"],
+        format!("{base}/{tenant}/v2.0/.well-known/openid-configuration")
+    );
     assert_eq!(own["api-version"], "1.1");
     let host = base.trim_start_matches("https://");
     let entries = own["metadata"].as_array().cloned().unwrap_or_default();
@@ -444,12 +447,20 @@ async fn instance_discovery_answers_for_the_clouds_and_the_simulator_itself() ->
     let public = entries.iter().find(|m| m["preferred_network"] == "login.microsoftonline.com");
     assert_eq!(public.map(|m| m["preferred_cache"].clone()), Some(json!("login.windows.net")));
 
-    let (status, cloud) = discover(format!("https://login.microsoftonline.us/{tenant}/oauth2/v2.0/authorize")).await?;
+    let (status, cloud) =
+        discover(format!("https://login.microsoftonline.us/{tenant}/oauth2/v2.0/authorize")).await?;
     assert_eq!(
         (status, cloud["tenant_discovery_endpoint"].as_str()),
-        (200, Some(format!("https://login.microsoftonline.us/{tenant}/v2.0/.well-known/openid-configuration").as_str()))
+        (
+            200,
+            Some(
+                format!("https://login.microsoftonline.us/{tenant}/v2.0/.well-known/openid-configuration")
+                    .as_str()
+            )
+        )
     );
-    let (status, unknown) = discover(format!("https://login.example.org/{tenant}/oauth2/v2.0/authorize")).await?;
+    let (status, unknown) =
+        discover(format!("https://login.example.org/{tenant}/oauth2/v2.0/authorize")).await?;
     assert_eq!((status, aadsts(&unknown).as_str()), (400, "AADSTS50049"), "{unknown}");
     h.shutdown().await?;
     Ok(())

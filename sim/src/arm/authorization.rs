@@ -8,7 +8,7 @@ use super::{ArmRequest, ArmResponse, Route, page, scope_within, skip_of, subscri
 use crate::clock::format_ms;
 use crate::core::Sim;
 use crate::error::ArmError;
-use crate::state::{RoleAssignment, RoleDefinition, State, key};
+use crate::state::{RevokedAssignment, RoleAssignment, RoleDefinition, State, key};
 
 const RA_TYPE: &str = "Microsoft.Authorization/roleAssignments";
 const RD_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
@@ -167,6 +167,7 @@ async fn put_assignment(
     let role_guid = role_definition_id.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
     let now = sim.clock.now_ms();
     let delay = sim.behaviour().principal_replication_delay_ms;
+    let propagation = sim.behaviour().role_propagation_ms;
     let caller = req.caller.oid.clone();
     let tenant = sim.tenant_id().to_owned();
     let scope = scope.to_owned();
@@ -274,6 +275,7 @@ async fn put_assignment(
             updated_on_ms: now,
             created_by: caller.clone(),
             updated_by: caller.clone(),
+            effective_from_ms: now + propagation,
         };
         let body = render_assignment(&assignment);
         s.role_assignments.insert(key(name), assignment);
@@ -292,12 +294,23 @@ async fn delete_assignment(sim: &Sim, scope: &str, name: &str) -> Result<ArmResp
     if sim.read(|s| find_assignment(s, scope, name).is_none()) {
         return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
     }
+    let now = sim.clock.now_ms();
+    let propagation = sim.behaviour().role_propagation_ms;
     sim.write(|s| {
         if find_assignment(s, scope, name).is_none() {
             return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
         }
+        s.revoked_role_assignments.retain(|r| r.effective_until_ms > now);
         match s.role_assignments.remove(&key(name)) {
-            Some(a) => Ok(ArmResponse::ok(render_assignment(&a))),
+            Some(a) => {
+                let body = render_assignment(&a);
+                // Azure's caches keep a deleted assignment working for a while (FACTS §10).
+                if propagation > 0 {
+                    s.revoked_role_assignments
+                        .push(RevokedAssignment { assignment: a, effective_until_ms: now + propagation });
+                }
+                Ok(ArmResponse::ok(body))
+            }
             None => Ok(ArmResponse::status(StatusCode::NO_CONTENT)),
         }
     })

@@ -19,7 +19,8 @@ pub fn vault_id(sub: &str, rg: &str, name: &str) -> String {
 /// The 2023-07-01 vault shape (getVault.json), with `enableRbacAuthorization` and the soft delete settings
 /// that real vaults return. `hsmPoolResourceId` of the example is not returned: it is a deprecated field that
 /// standard vaults do not carry.
-pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
+/// `vaultUri` is `https://{name}.{dns_suffix}/` (public cloud: `vault.azure.net`), as ARM returns it.
+pub fn render_vault(sub: &str, rg: &str, v: &Vault, dns_suffix: &str) -> Value {
     let created = format_ms(v.created_at_ms);
     json!({
         "id": vault_id(sub, rg, &v.name),
@@ -41,7 +42,7 @@ pub fn render_vault(sub: &str, rg: &str, v: &Vault) -> Value {
             "enableSoftDelete": true,
             "softDeleteRetentionInDays": 90,
             "enableRbacAuthorization": v.enable_rbac_authorization,
-            "vaultUri": format!("https://{}.vault.azure.net/", v.name),
+            "vaultUri": format!("https://{}.{dns_suffix}/", v.name),
             "provisioningState": "Succeeded",
             "publicNetworkAccess": "Enabled",
         },
@@ -59,7 +60,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
     match (&req.route, &req.method) {
         (Route::Vault { sub, rg, name }, &Method::GET) => sim.read(|s| {
             let (sub, rg, v) = find(s, sub, rg, name)?;
-            Ok(ArmResponse::ok(render_vault(&sub, &rg, v)))
+            Ok(ArmResponse::ok(render_vault(&sub, &rg, v, crate::kv::primary_suffix(&sim.config.keyvault))))
         }),
         (Route::VaultAccessPolicy { sub, rg, name, kind }, &Method::PUT) => {
             update_access_policy(sim, req, sub, rg, name, kind).await

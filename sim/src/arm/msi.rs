@@ -419,6 +419,8 @@ async fn put_fic(
     }
     let input = parse_fic(&req.json()?)?;
     let max = sim.behaviour().max_fics_per_identity;
+    let now = sim.clock.now_ms();
+    let propagation = sim.behaviour().fic_propagation_ms;
     sim.write(|s| {
         let (sub_id, rg_name) = check_rg(s, sub, rg)?;
         let i = s
@@ -444,11 +446,18 @@ async fn put_fic(
                 identity_id(&sub_id, &rg_name, &i.name)
             )));
         }
+        // A new FIC, or a changed issuer, subject or audiences, reaches the token service only after the
+        // propagation window; a PUT that changes none of them changes nothing there.
+        let unchanged = i.federated_identity_credentials.get(&key(name)).filter(|f| {
+            f.issuer == input.issuer && f.subject == input.subject && f.audiences == input.audiences
+        });
+        let effective_from_ms = unchanged.map_or(now + propagation, |f| f.effective_from_ms);
         let fic = Fic {
             name: name.to_owned(),
             issuer: input.issuer,
             subject: input.subject,
             audiences: input.audiences,
+            effective_from_ms,
         };
         let body = render_fic(&sub_id, &rg_name, &i.name, &fic);
         // An update keeps the name's original case.
