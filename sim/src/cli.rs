@@ -331,6 +331,7 @@ mod tests {
             ("db-password", "a=b")
         );
         assert_eq!((cfg.behaviour.fic_propagation_ms, cfg.behaviour.role_propagation_ms), (5000, 7000));
+        assert_eq!(cfg.behaviour.fic_write_duration_ms, 300);
         assert!(Cli::try_parse_from(["sim", "--write-bucket", "x"]).is_err());
         // A secret for a vault nobody seeded is refused, not silently dropped.
         let orphan = Cli::try_parse_from(["sim", "--secret", "nowhere/x=1"])?;

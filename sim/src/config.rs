@@ -72,8 +72,9 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// A configuration for tests: no throttling, no replication delay, no FIC write window; each of those is
-    /// then switched on by the test that is about it.
+    /// A configuration for tests: no throttling, no replication delay, no propagation windows; each of those
+    /// is then switched on by the test that is about it. The FIC write window stays at its default, so a
+    /// client that writes two FICs on one identity at once meets ARM's 409 in every test.
     pub fn for_tests() -> Self {
         Self {
             throttle: ThrottleConfig::disabled(),
@@ -262,7 +263,12 @@ impl Default for BehaviourConfig {
             // [DOC] "a few seconds to minutes"; 10 s is enough to catch a client that does not send
             // principalType while keeping manual runs pleasant.
             principal_replication_delay_ms: 10_000,
-            fic_write_duration_ms: 0,
+            // Real FIC writes take a second or more and ARM refuses a second one on the same identity
+            // meanwhile (FACTS §4). 300 ms is long enough that two writes sent together always overlap, even
+            // on a loaded 2-core machine, so every client is made to serialise its FIC writes per identity
+            // as Azure requires; short enough that a test suite writing FICs one after another barely
+            // notices.
+            fic_write_duration_ms: 300,
             fic_propagation_ms: 0,
             role_propagation_ms: 0,
             max_fics_per_identity: 20,
