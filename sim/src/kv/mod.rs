@@ -1,7 +1,7 @@
 //! The Key Vault data plane, served for `Host: <vault>.vault.azure.net` (and the other clouds' suffixes,
 //! `KeyVaultConfig`): secrets (set, get, list, versions), certificates and keys (get, list, versions), with
 //! Key Vault's bearer challenge, its token checks, and authorization from role assignments (RBAC vaults) or
-//! access policies, as the Key Vault REST API (7.x, 2025-07-01) and FACTS §10 describe. Not subject to
+//! access policies, as the Key Vault REST API (7.x to 2026-04-01) and FACTS §10 describe. Not subject to
 //! ARM's throttling buckets: Key Vault has limits of its own, which the simulator does not model.
 //!
 //! | Operation | Method and path | Data action (RBAC) | Access policy |
@@ -26,8 +26,11 @@ use serde_json::json;
 use crate::config::{KeyVaultConfig, VaultCloud};
 use crate::core::Sim;
 
-/// API versions Key Vault answers; `azure-keyvault-*` and the other SDKs send one of these.
+/// API versions Key Vault answers; `azure-keyvault-*` and the other SDKs send one of these. The newest is
+/// what `azure-keyvault-secrets` 4.12 sends by default; 2016-10-01 is the first GA version, which that SDK
+/// still offers.
 const API_VERSIONS: &[&str] = &[
+    "2016-10-01",
     "7.0",
     "7.1",
     "7.2",
@@ -39,6 +42,7 @@ const API_VERSIONS: &[&str] = &[
     "7.6",
     "2025-06-01-preview",
     "2025-07-01",
+    "2026-04-01",
 ];
 
 /// A request's vault: its name and the cloud whose suffix the host carries.
@@ -282,7 +286,7 @@ fn check_api_version(query: &crate::arm::Query) -> Result<String, KvError> {
         Some(v) if API_VERSIONS.contains(&v) => Ok(v.to_owned()),
         Some(v) => Err(KvError::bad_parameter(format!(
             "The specified version ({v}) is not recognized. Consider using the latest supported version \
-             (2025-07-01)."
+             (2026-04-01)."
         ))),
         None => Err(KvError::bad_parameter("The api-version query parameter is required.")),
     }

@@ -198,3 +198,106 @@ pub fn role_id(guid: &str) -> String {
 pub const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 pub const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
 pub const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+
+// The Key Vault data plane, reached as Azure's own host names through the simulator's CONNECT proxy.
+
+/// An app that plays the workload reading the vault: it has no role until a test gives it one.
+pub const WORKLOAD_ID: &str = "33333333-3333-3333-3333-333333333333";
+pub const WORKLOAD_SECRET: &str = "workload-secret";
+pub const WORKLOAD_OID: &str = "44444444-4444-4444-4444-444444444444";
+pub const KV_API: &str = "7.5";
+pub const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
+
+pub const SECRETS_OFFICER: &str = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7";
+pub const CRYPTO_USER: &str = "12338af0-0e69-4776-bea7-57ae8d297424";
+pub const KV_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+
+/// `config()` with the CONNECT proxy on and the workload app seeded.
+pub fn kv_config() -> SimConfig {
+    let mut cfg = config().with_proxy();
+    cfg.seed.apps.push(SeedApp {
+        client_id: WORKLOAD_ID.into(),
+        client_secret: WORKLOAD_SECRET.into(),
+        object_id: Some(WORKLOAD_OID.into()),
+        display_name: Some("workload".into()),
+    });
+    cfg
+}
+
+/// A client as an SDK with `HTTPS_PROXY` set to the simulator's proxy and only the simulator's CA trusted: a
+/// host the proxy does not serve with a certificate from that CA, naming the host, cannot be reached.
+pub fn proxied_client(h: &SimHandle) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let proxy = h.proxy_url().ok_or("the simulator has no proxy")?;
+    let ca = reqwest::Certificate::from_pem(h.ca_pem().unwrap_or_default().as_bytes())?;
+    Ok(reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .proxy(reqwest::Proxy::https(proxy)?)
+        .build()?)
+}
+
+pub fn vault_url(vault: &str) -> String {
+    format!("https://{vault}.vault.azure.net")
+}
+
+/// A token for `scope` from login.microsoftonline.com (through the proxy), as an app with a secret.
+pub async fn token_for(
+    h: &SimHandle,
+    c: &reqwest::Client,
+    client_id: &str,
+    secret: &str,
+    scope: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let resp = c
+        .post(format!("https://login.microsoftonline.com/{}/oauth2/v2.0/token", h.tenant_id()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", scope),
+        ])
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        return Err(format!("token request failed: {status} {body}").into());
+    }
+    Ok(body["access_token"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A vault's data plane as the workload app sees it (`Arm::call` with paths such as
+/// `/secrets/x?api-version=7.5`).
+pub async fn workload_vault(
+    h: &SimHandle,
+    vault: &str,
+) -> Result<Arm, Box<dyn std::error::Error + Send + Sync>> {
+    let client = proxied_client(h)?;
+    let token = token_for(h, &client, WORKLOAD_ID, WORKLOAD_SECRET, VAULT_SCOPE).await?;
+    Ok(Arm { base: vault_url(vault), client, token })
+}
+
+/// Gives `principal` a role at `scope` through ARM; returns the assignment's path for deleting it.
+pub async fn assign(
+    arm: &Arm,
+    scope: &str,
+    role_guid: &str,
+    principal: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let path = ra_path(scope, &uuid::Uuid::new_v4().to_string());
+    let body = serde_json::json!({"properties": {
+        "roleDefinitionId": role_id(role_guid),
+        "principalId": principal,
+        "principalType": "ServicePrincipal",
+    }});
+    let r = arm.put(&path, body).await?;
+    if r.status != 201 {
+        return Err(format!("role assignment failed: {} {}", r.status, r.body).into());
+    }
+    Ok(path)
+}
+
+pub fn rg_scope(rg: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{rg}")
+}
