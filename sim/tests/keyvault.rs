@@ -32,3 +32,25 @@ async fn every_api_version_the_current_sdks_send_is_served() -> TestResult {
     h.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_for_key_vaults_app_id_is_accepted_like_one_for_its_uri() -> TestResult {
+    let h = Simulator::start(kv_config()).await?;
+    let arm = Arm::new(&h).await?;
+    assign(&arm, &vault_scope(KV_RBAC), SECRETS_USER, WORKLOAD_OID).await?;
+    h.set_secret(KV_RBAC, "db-password", "hunter2").await?;
+    let kv = workload_vault(&h, KV_RBAC).await?;
+    // Key Vault's application id is a resource Entra issues tokens for, as its App ID URI is.
+    let by_app_id = token_for(
+        &h,
+        &kv.client,
+        WORKLOAD_ID,
+        WORKLOAD_SECRET,
+        "cfa8b339-82a2-471a-a3c9-0fc0be7a4093/.default",
+    )
+    .await?;
+    let r = kv.with_token(by_app_id).get(&format!("/secrets/db-password?api-version={KV_API}")).await?;
+    assert_eq!((r.status, r.body["value"].as_str()), (200, Some("hunter2")), "{}", r.body);
+    h.shutdown().await?;
+    Ok(())
+}

@@ -1,7 +1,6 @@
 //! Who may call a vault: the bearer challenge and the token checks (FACTS §10), then authorization from role
-//! assignments' data actions on an RBAC vault, or from the vault's access policies otherwise. The 401 and
-//! 403 answers follow Key Vault's shapes; where a wording was not seen in a real answer, the comment says
-//! so.
+//! assignments' data actions on an RBAC vault, or from the vault's access policies otherwise. The 401 and 403
+//! answers follow Key Vault's shapes; where a wording was not seen in a real answer, the comment says so.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -71,10 +70,13 @@ fn unauthorized(sim: &Sim, host: &VaultHost, message: String) -> KvError {
     }
 }
 
-/// The vault's resource (`https://vault.azure.net`), with or without a trailing slash, or Key Vault's app id.
+/// The vault's resource (`https://vault.azure.net`) or Key Vault's app id, either with or without a trailing
+/// slash: the simulator's token endpoint keeps the slash of `{resource}/.default`, so a token asked for with
+/// `cfa8b339-…/.default` says `cfa8b339-…/`.
 fn audience_ok(aud: &str, host: &VaultHost) -> bool {
     let resource = format!("https://{}", host.cloud.dns_suffix);
-    aud.trim_end_matches('/').eq_ignore_ascii_case(&resource) || aud.eq_ignore_ascii_case(KEY_VAULT_APP_ID)
+    let aud = aud.trim_end_matches('/');
+    aud.eq_ignore_ascii_case(&resource) || aud.eq_ignore_ascii_case(KEY_VAULT_APP_ID)
 }
 
 /// Checks the bearer token: one of the simulator's own, unexpired, for the vault's resource, of its tenant.
@@ -133,8 +135,7 @@ pub fn authenticate(sim: &Sim, host: &VaultHost, headers: &HeaderMap) -> Result<
     Ok(KvCaller { oid: claims.oid, appid: claims.appid, iss: claims.iss })
 }
 
-/// The resource a denial names: the object, or the collection for a list (lowercase, as Key Vault prints
-/// it).
+/// The resource a denial names: the object, or the collection for a list (lowercase, as Key Vault prints it).
 fn resource(vault: &VaultRef, route: &KvRoute) -> String {
     let kind = route.kind().plural();
     let path = match route.object() {
