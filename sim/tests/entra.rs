@@ -465,3 +465,58 @@ async fn instance_discovery_answers_for_the_clouds_and_the_simulator_itself() ->
     h.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_or_changed_fic_matches_only_after_the_propagation_window() -> TestResult {
+    let iss = issuer().await?;
+    let mut cfg = config();
+    cfg.entra.extra_ca_files = vec![iss.ca_file.path().to_owned()];
+    cfg.behaviour.fic_propagation_ms = 60_000;
+    let h = Simulator::start(cfg).await?;
+    let arm = Arm::new(&h).await?;
+    let created = arm.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
+    let client_id = created.body["properties"]["clientId"].as_str().unwrap_or_default().to_owned();
+    let c = client(&h);
+    let rsa = rsa_key()?;
+    let aud = "api://AzureADTokenExchange";
+    let (sa, sb) = ("system:serviceaccount:shop:orders-api", "system:serviceaccount:shop:orders-v2");
+    let signed =
+        |subject: &str| assertion(&rsa, Algorithm::RS256, "rsa-key-1", &iss.url, subject, aud, now() + 3600);
+    let (as_a, as_b) = (signed(sa)?, signed(sb)?);
+    let code = |(status, body): (u16, Value)| if status == 200 { String::from("200") } else { aadsts(&body) };
+
+    // ARM has the FIC at once; the token service answers as if there were none until the window passed.
+    assert_eq!(arm.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, sa)).await?.status, 201);
+    assert_eq!(arm.get(&fic_path("orders-api", "fic-1")).await?.status, 200);
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "AADSTS70021");
+    h.advance_clock(Duration::from_secs(59));
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "AADSTS70021", "59 s into a 60 s window");
+    h.advance_clock(Duration::from_secs(1));
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "200");
+
+    // Re-PUT unchanged: nothing changes for the token service, no new window.
+    assert_eq!(arm.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, sa)).await?.status, 200);
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "200");
+    // A second FIC propagates on its own, without disturbing the first.
+    assert_eq!(arm.put(&fic_path("orders-api", "fic-2"), fic_body(&iss.url, sb)).await?.status, 201);
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_b).await?), "AADSTS70021");
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "200");
+    h.advance_clock(Duration::from_secs(60));
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_b).await?), "200");
+    // A changed subject: a new window for the FIC.
+    let sc = "system:serviceaccount:shop:orders-v3";
+    assert_eq!(arm.put(&fic_path("orders-api", "fic-1"), fic_body(&iss.url, sc)).await?.status, 200);
+    let as_c = signed(sc)?;
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_c).await?), "AADSTS70021");
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_a).await?), "AADSTS70021", "the old subject is gone");
+    h.advance_clock(Duration::from_secs(60));
+    assert_eq!(code(exchange(&h, &c, &client_id, &as_c).await?), "200");
+
+    // Switched off at runtime: the next FIC matches at once.
+    h.set_fic_propagation(Duration::ZERO);
+    let sd = "system:serviceaccount:shop:orders-v4";
+    assert_eq!(arm.put(&fic_path("orders-api", "fic-3"), fic_body(&iss.url, sd)).await?.status, 201);
+    assert_eq!(code(exchange(&h, &c, &client_id, &signed(sd)?).await?), "200");
+    h.shutdown().await?;
+    Ok(())
+}
