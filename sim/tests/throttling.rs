@@ -128,3 +128,45 @@ async fn managed_identity_limits_per_subscription_and_per_identity() -> TestResu
     h.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_sent_before_retry_after_is_not_processed_even_once_the_bucket_refilled() -> TestResult {
+    let mut cfg = config();
+    // One write, ten back per second: 100 ms after a 429 the bucket holds a token again, but Retry-After says
+    // one second, and ARM does not process a request sent before that (FACTS §5).
+    cfg.throttle = small_buckets();
+    cfg.throttle.writes = BucketSpec::new(1.0, 10.0);
+    cfg.seed.apps.push(SeedApp {
+        client_id: "app-two".into(),
+        client_secret: "two".into(),
+        object_id: Some("66666666-6666-6666-6666-666666666666".into()),
+        display_name: None,
+    });
+    let h = Simulator::start(cfg).await?;
+    let arm = Arm::new(&h).await?;
+    let body = json!({"location": "westeurope"});
+    assert_eq!(arm.put(&rg_path(0), body.clone()).await?.status, 201);
+    let throttled = arm.put(&rg_path(1), body.clone()).await?;
+    assert_eq!((throttled.status, throttled.header("retry-after")), (429, Some(String::from("1"))));
+
+    h.advance_clock(Duration::from_millis(500));
+    let early = arm.put(&rg_path(1), body.clone()).await?;
+    assert_eq!((early.status, early.code()), (429, "SubscriptionRequestsThrottled"), "{}", early.body);
+    // The new retry value is the time still to wait, rounded up, not a fresh second on top.
+    assert_eq!(early.header("retry-after"), Some(String::from("1")));
+    let msg = early.body["error"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("try again after '1' seconds"), "{msg}");
+    // Not processed: the resource group was not created.
+    assert_eq!(arm.get(&rg_path(1)).await?.status, 404);
+    // Another principal's bucket was never closed.
+    let c = client(&h);
+    let other = arm.with_token(secret_token(&h, &c, "app-two", "two").await?);
+    assert_eq!(other.put(&rg_path(2), body.clone()).await?.status, 201);
+
+    h.advance_clock(Duration::from_millis(500));
+    assert_eq!(arm.put(&rg_path(1), body).await?.status, 201, "processed once Retry-After has passed");
+    assert_eq!(arm.get(&rg_path(1)).await?.status, 200);
+    assert_eq!(h.counters().get("ResourceGroups_CreateOrUpdate", "429"), 2);
+    h.shutdown().await?;
+    Ok(())
+}
