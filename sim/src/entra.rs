@@ -136,8 +136,8 @@ fn authority_of(url: &str) -> Option<String> {
     })
 }
 
-/// MSAL's instance discovery (`GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`):
-/// the tenant discovery endpoint of the instance asked about, and the metadata of every instance Entra knows,
+/// MSAL's instance discovery (`GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`): the
+/// tenant discovery endpoint of the instance asked about, and the metadata of every instance Entra knows,
 /// which includes the simulator's own listeners (each its own only alias) besides the clouds. An instance
 /// that is neither answers 400 AADSTS50049, as Entra does for a host it does not know.
 fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Result<Value, EntraError> {
@@ -152,31 +152,45 @@ fn instance_discovery(sim: &Sim, query: Option<&str>, base: &str) -> Result<Valu
         .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| String::from("common"));
-    let mut own: Vec<String> = [Some(base.to_owned())]
+    // The simulator's own listeners, as (scheme, host[:port]).
+    let mut own: Vec<(String, String)> = [Some(base.to_owned())]
         .into_iter()
         .chain(sim.urls.get().into_iter().flat_map(|u| [u.https.clone(), u.http.clone()]))
         .flatten()
-        .filter_map(|u| authority_of(&u))
-        .filter(|h| !CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&h.as_str())))
+        .filter_map(|u| Some((url::Url::parse(&u).ok()?.scheme().to_owned(), authority_of(&u)?)))
+        .filter(|(_, h)| !CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&h.as_str())))
         .collect();
     own.dedup();
-    let known = |h: &str| {
-        own.iter().any(|o| o == h) || CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&h))
-    };
-    let (Some(url), Some(host)) = (parsed, asked) else {
+    let (Some(url), Some(asked)) = (parsed, asked) else {
         return Err(unknown_instance());
     };
-    if !known(&host) {
+    let known = own.iter().any(|(_, h)| *h == asked)
+        || CLOUD_INSTANCES.iter().any(|(_, _, aliases)| aliases.contains(&asked.as_str()));
+    // MSAL asks about `https://{host}/{tenant}/oauth2/v2.0/authorize` with the authority's host name only,
+    // without its port (MSAL Python's `Authority` uses the URL's hostname), so a listener of the simulator's
+    // own is also recognised by scheme and host name alone, and the answer names it with its port: MSAL
+    // fetches the tenant discovery endpoint it is given.
+    let host = if known {
+        asked
+    } else if url.port().is_none() {
+        let name = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let host_name = |h: &str| h.rsplit_once(':').map_or(h, |(n, _)| n).to_owned();
+        own.iter()
+            .find(|(scheme, h)| scheme == url.scheme() && host_name(h) == name)
+            .map(|(_, h)| h.clone())
+            .ok_or_else(unknown_instance)?
+    } else {
         return Err(unknown_instance());
-    }
+    };
     let mut metadata: Vec<Value> = CLOUD_INSTANCES
         .iter()
         .map(|(network, cache, aliases)| {
             json!({"preferred_network": network, "preferred_cache": cache, "aliases": aliases})
         })
         .collect();
-    metadata
-        .extend(own.iter().map(|h| json!({"preferred_network": h, "preferred_cache": h, "aliases": [h]})));
+    metadata.extend(
+        own.iter().map(|(_, h)| json!({"preferred_network": h, "preferred_cache": h, "aliases": [h]})),
+    );
     Ok(json!({
         "tenant_discovery_endpoint":
             format!("{}://{host}/{tenant}/v2.0/.well-known/openid-configuration", url.scheme()),

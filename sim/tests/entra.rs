@@ -520,3 +520,41 @@ async fn a_new_or_changed_fic_matches_only_after_the_propagation_window() -> Tes
     h.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_discovery_knows_the_simulators_listener_when_msal_leaves_out_the_port() -> TestResult {
+    let h = start().await?;
+    let c = client(&h);
+    let (base, tenant) = (https(&h), h.tenant_id().to_owned());
+    let http = h.http_url().unwrap_or_default().to_owned();
+    let discover = |authority: String| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            // What MSAL Python sends: api-version 1.0 and the authority's host name without its port.
+            let r = c
+                .get(format!("{base}/common/discovery/instance"))
+                .query(&[("api-version", "1.0"), ("authorization_endpoint", &authority)])
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, r.json::<Value>().await?))
+        }
+    };
+    for (asked, listener) in [("https://127.0.0.1", &base), ("http://127.0.0.1", &http)] {
+        let (status, body) = discover(format!("{asked}/{tenant}/oauth2/v2.0/authorize")).await?;
+        assert_eq!(status, 200, "{asked}: {body}");
+        // The listener with its port, which MSAL fetches next.
+        assert_eq!(
+            body["tenant_discovery_endpoint"],
+            format!("{listener}/{tenant}/v2.0/.well-known/openid-configuration"),
+            "{asked}"
+        );
+    }
+    // A port that is not the simulator's, or another host, is still unknown.
+    for asked in ["https://127.0.0.1:1", "https://localhost.example"] {
+        let (status, body) = discover(format!("{asked}/{tenant}/oauth2/v2.0/authorize")).await?;
+        assert_eq!((status, aadsts(&body).as_str()), (400, "AADSTS50049"), "{asked}: {body}");
+    }
+    h.shutdown().await?;
+    Ok(())
+}
