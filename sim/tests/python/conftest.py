@@ -13,6 +13,15 @@ KV_RG = "rg-shop"
 APP_ID = "11111111-1111-1111-1111-111111111111"
 APP_SECRET = "operator-secret"
 APP_OID = "22222222-2222-2222-2222-222222222222"
+# Workloads that read Key Vault: the first gets roles in the tests that need them, the second never does.
+WORKLOAD_ID = "33333333-3333-3333-3333-333333333333"
+WORKLOAD_SECRET = "workload-secret"
+WORKLOAD_OID = "44444444-4444-4444-4444-444444444444"
+STRANGER_ID = "55555555-5555-5555-5555-555555555555"
+STRANGER_SECRET = "stranger-secret"
+STRANGER_OID = "66666666-6666-6666-6666-666666666666"
+VAULT = "kv-rbac"
+SEEDED_SECRET = ("db-password", "s3cr3t=with=equals")
 
 
 class Sim:
@@ -22,6 +31,9 @@ class Sim:
         self.tenant = endpoint["tenantId"]
         self.ca_file = endpoint["caFile"]
         self.admin = endpoint["admin"]
+        # The CONNECT proxy: with HTTPS_PROXY pointing here (and the CA trusted) clients reach the simulator
+        # as login.microsoftonline.com, management.azure.com and <vault>.vault.azure.net.
+        self.proxy = endpoint["proxy"]
         self.proc = proc
         self.state_dir = state_dir
 
@@ -67,8 +79,12 @@ def sim():
             "--http-addr", "127.0.0.1:0",
             "--state-dir", state_dir,
             "--resource-group", f"{SUB}/{RG}@westeurope",
-            "--vault", f"{SUB}/{KV_RG}/kv-rbac@rbac",
+            "--proxy-addr", "127.0.0.1:0",
+            "--vault", f"{SUB}/{KV_RG}/{VAULT}@rbac",
+            "--secret", f"{VAULT}/{SEEDED_SECRET[0]}={SEEDED_SECRET[1]}",
             "--app", f"{APP_ID}:{APP_SECRET}:{APP_OID}",
+            "--app", f"{WORKLOAD_ID}:{WORKLOAD_SECRET}:{WORKLOAD_OID}",
+            "--app", f"{STRANGER_ID}:{STRANGER_SECRET}:{STRANGER_OID}",
             "--no-throttle",
             "--principal-replication-delay-ms", "0",
         ],
