@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+from issuer import Issuer
+
 SUB = "00000000-0000-0000-0000-0000000000b1"
 RG = "rg-identities"
 KV_RG = "rg-shop"
@@ -69,7 +71,15 @@ def sim_binary():
 
 
 @pytest.fixture(scope="session")
-def sim():
+def issuer():
+    """The cluster's service-account token issuer, which the simulator trusts for workload identity."""
+    iss = Issuer()
+    yield iss
+    iss.close()
+
+
+@pytest.fixture(scope="session")
+def sim(issuer):
     binary = sim_binary()
     state_dir = tempfile.mkdtemp(prefix="idbind-sim-")
     proc = subprocess.Popen(
@@ -85,6 +95,7 @@ def sim():
             "--app", f"{APP_ID}:{APP_SECRET}:{APP_OID}",
             "--app", f"{WORKLOAD_ID}:{WORKLOAD_SECRET}:{WORKLOAD_OID}",
             "--app", f"{STRANGER_ID}:{STRANGER_SECRET}:{STRANGER_OID}",
+            "--trust-ca", issuer.ca_file,
             "--no-throttle",
             "--principal-replication-delay-ms", "0",
         ],

@@ -10,10 +10,11 @@ import uuid
 
 import pytest
 import requests
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.identity import ClientSecretCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
 
 from conftest import (
     APP_ID, APP_SECRET, KV_RG, SEEDED_SECRET, STRANGER_ID, STRANGER_OID, STRANGER_SECRET, SUB, VAULT,
@@ -214,3 +215,37 @@ def test_instance_discovery_works_without_disabling_it_through_the_proxy(azure):
     assert counter(azure, "InstanceDiscovery", 200) == before + 1
     # The default authority (login.microsoftonline.com) is one MSAL knows: no discovery, a token all the same.
     assert workload(azure).get_token("https://vault.azure.net/.default").token
+
+
+def test_workload_identity_credential_reads_the_secret_with_a_federated_token(azure, issuer, grant, monkeypatch, tmp_path):
+    # What idbind arranges, done here with the management SDKs at management.azure.com: a user-assigned
+    # identity, a FIC trusting the cluster's issuer for one service account, Key Vault Secrets User for the
+    # identity's principal.
+    operator = ClientSecretCredential(azure.tenant, APP_ID, APP_SECRET)
+    msi = ManagedServiceIdentityClient(operator, SUB)
+    subject = "system:serviceaccount:shop:orders"
+    identity = msi.user_assigned_identities.create_or_update(KV_RG, "py-orders", {"location": "westeurope"})
+    try:
+        msi.federated_identity_credentials.create_or_update(
+            KV_RG, "py-orders", "kubernetes",
+            {"issuer": issuer.url, "subject": subject, "audiences": ["api://AzureADTokenExchange"]},
+        )
+        grant(SECRETS_USER, principal=identity.principal_id)
+        # What the azure-workload-identity webhook injects, and the token kubelet projects.
+        token_file = tmp_path / "azure-identity-token"
+        token_file.write_text(issuer.token(subject))
+        monkeypatch.setenv("AZURE_CLIENT_ID", identity.client_id)
+        monkeypatch.setenv("AZURE_TENANT_ID", azure.tenant)
+        monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+        client = SecretClient(VAULT_URL, WorkloadIdentityCredential())
+        assert client.get_secret(SEEDED_SECRET[0]).value == SEEDED_SECRET[1]
+
+        # A service account the FIC does not name gets no token: AADSTS70021.
+        other = tmp_path / "other-token"
+        other.write_text(issuer.token("system:serviceaccount:shop:intruder"))
+        intruder = SecretClient(VAULT_URL, WorkloadIdentityCredential(token_file_path=str(other)))
+        with pytest.raises(ClientAuthenticationError) as refused:
+            intruder.get_secret(SEEDED_SECRET[0])
+        assert "AADSTS70021" in str(refused.value)
+    finally:
+        msi.user_assigned_identities.delete(KV_RG, "py-orders")
