@@ -97,7 +97,7 @@ pub struct SimArgs {
     pub token_lifetime_secs: Option<u64>,
     #[arg(long, value_name = "MS")]
     pub principal_replication_delay_ms: Option<u64>,
-    /// How long a FIC write is in flight; a second FIC write on the identity meanwhile gets 409 (default 300).
+    /// How long a FIC write is in flight (default 300); another FIC write on the identity meanwhile gets 409.
     #[arg(long, value_name = "MS")]
     pub fic_write_duration_ms: Option<u64>,
     /// A new or changed FIC matches at token exchange only this long after the write (default 0).

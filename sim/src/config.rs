@@ -265,9 +265,8 @@ impl Default for BehaviourConfig {
             principal_replication_delay_ms: 10_000,
             // Real FIC writes take a second or more and ARM refuses a second one on the same identity
             // meanwhile (FACTS §4). 300 ms is long enough that two writes sent together always overlap, even
-            // on a loaded 2-core machine, so every client is made to serialise its FIC writes per identity
-            // as Azure requires; short enough that a test suite writing FICs one after another barely
-            // notices.
+            // on a loaded 2-core machine, so every client is made to serialise its FIC writes per identity as
+            // Azure requires; short enough that a test suite writing FICs one after another barely notices.
             fic_write_duration_ms: 300,
             fic_propagation_ms: 0,
             role_propagation_ms: 0,
@@ -307,8 +306,8 @@ pub struct KeyVaultConfig {
     pub page_size: usize,
 }
 
-/// One cloud's vault DNS suffix and the authority its bearer challenge names (FACTS §7, §10). The resource
-/// in the challenge, and the token audience the vault accepts, is `https://<dnsSuffix>`.
+/// One cloud's vault DNS suffix and the authority its bearer challenge names (FACTS §7, §10). The resource in
+/// the challenge, and the token audience the vault accepts, is `https://<dnsSuffix>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultCloud {

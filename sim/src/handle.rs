@@ -376,8 +376,8 @@ impl SimHandle {
         lock(&self.sim.behaviour).fic_propagation_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
     }
 
-    /// `role_propagation_ms`: role assignments created or deleted from now on change what the Key Vault
-    /// data plane allows only after this long.
+    /// `role_propagation_ms`: role assignments created or deleted from now on change what the Key Vault data
+    /// plane allows only after this long.
     pub fn set_role_propagation(&self, window: Duration) {
         lock(&self.sim.behaviour).role_propagation_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
     }

@@ -1,6 +1,6 @@
 //! The front of the HTTP server: sends each request to the admin API, the Entra endpoints, a vault's data
-//! plane (by `Host`) or ARM, applies
-//! injected faults and latency, and counts outcomes by operation and status.
+//! plane (by `Host`) or ARM, applies injected faults and latency, and counts outcomes by operation and
+//! status.
 
 use std::sync::Arc;
 

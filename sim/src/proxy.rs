@@ -3,10 +3,10 @@
 //!
 //! `CONNECT host:443` for a host the simulator plays (`CLOUD_HOSTS`, or `<vault>.<suffix>` of an existing
 //! vault) answers 200, then terminates TLS with the simulator's leaf certificate (whose names cover those
-//! hosts) and serves the simulator's HTTP on the decrypted stream, routed by path and, for vaults, by
-//! `Host`. `CONNECT` to one of the simulator's own listeners is passed through unchanged (a client with
-//! `HTTPS_PROXY` set that also talks to the direct listener). Anything else is refused (403; 502 for a vault
-//! that does not exist, as a name that does not resolve): nothing leaves the machine.
+//! hosts) and serves the simulator's HTTP on the decrypted stream, routed by path and, for vaults, by `Host`.
+//! `CONNECT` to one of the simulator's own listeners is passed through unchanged (a client with `HTTPS_PROXY`
+//! set that also talks to the direct listener). Anything else is refused (403; 502 for a vault that does not
+//! exist, as a name that does not resolve): nothing leaves the machine.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::core::Sim;
 use crate::server::{serve_tls, stopped};
 
-/// The Entra and ARM hosts of the public, China and US Government clouds (FACTS §7), with the Entra
-/// aliases instance discovery names.
+/// The Entra and ARM hosts of the public, China and US Government clouds (FACTS §7), with the Entra aliases
+/// instance discovery names.
 pub const CLOUD_HOSTS: &[&str] = &[
     "login.microsoftonline.com",
     "login.windows.net",
@@ -38,8 +38,8 @@ pub const CLOUD_HOSTS: &[&str] = &[
     "management.usgovcloudapi.net",
 ];
 
-/// The names the leaf certificate must carry for the proxy: the cloud hosts, and each vault suffix with
-/// its wildcard.
+/// The names the leaf certificate must carry for the proxy: the cloud hosts, and each vault suffix with its
+/// wildcard.
 pub fn certificate_names(sim_config: &crate::config::SimConfig) -> Vec<String> {
     let mut names: Vec<String> = CLOUD_HOSTS.iter().map(|h| (*h).to_owned()).collect();
     for c in &sim_config.keyvault.clouds {

@@ -1,8 +1,8 @@
 //! Built-in role definitions the simulator knows, with their real GUIDs (FACTS §6). The Key Vault roles'
 //! `dataActions` are the published ones (what the Key Vault data plane authorizes with, see `kv`), and so are
-//! the control-plane `actions` of the Key Vault officer, reader and administrator roles; none of the
-//! built-in roles has `notDataActions`. Owner/Contributor/User Access Administrator carry what makes them
-//! dangerous, so guardrail tests can recognise an escalation by the role's content too.
+//! the control-plane `actions` of the Key Vault officer, reader and administrator roles; none of the built-in
+//! roles has `notDataActions`. Owner/Contributor/User Access Administrator carry what makes them dangerous,
+//! so guardrail tests can recognise an escalation by the role's content too.
 
 use crate::state::{RoleDefinition, RolePermission};
 

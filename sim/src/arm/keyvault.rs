@@ -18,8 +18,8 @@ pub fn vault_id(sub: &str, rg: &str, name: &str) -> String {
 
 /// The 2023-07-01 vault shape (getVault.json), with `enableRbacAuthorization` and the soft delete settings
 /// that real vaults return. `hsmPoolResourceId` of the example is not returned: it is a deprecated field that
-/// standard vaults do not carry.
-/// `vaultUri` is `https://{name}.{dns_suffix}/` (public cloud: `vault.azure.net`), as ARM returns it.
+/// standard vaults do not carry. `vaultUri` is `https://{name}.{dns_suffix}/` (public cloud:
+/// `vault.azure.net`), as ARM returns it.
 pub fn render_vault(sub: &str, rg: &str, v: &Vault, dns_suffix: &str) -> Value {
     let created = format_ms(v.created_at_ms);
     json!({

@@ -1,5 +1,5 @@
-//! A vault's secrets, certificates and keys: writing versions (the data plane's set-secret, and the admin
-//! API and seeds for all three) and answering in the Key Vault REST API's shapes (SecretBundle, SecretItem,
+//! A vault's secrets, certificates and keys: writing versions (the data plane's set-secret, and the admin API
+//! and seeds for all three) and answering in the Key Vault REST API's shapes (SecretBundle, SecretItem,
 //! CertificateBundle, KeyBundle…; spec examples `GetSecret`, `GetSecrets`, `GetCertificate`, `GetKey` of
 //! 7.5). Ids are `{vault base}/{kind}/{name}[/{version}]`, the base being `https://{vault}.{suffix}`.
 
@@ -144,8 +144,7 @@ fn push<V>(map: &mut std::collections::BTreeMap<String, VaultObject<V>>, name: &
         .push(version);
 }
 
-/// Writes a new version of a secret (every set is a new version, even with the same value, as in Key
-/// Vault).
+/// Writes a new version of a secret (every set is a new version, even with the same value, as in Key Vault).
 pub fn put_secret(
     s: &mut State,
     vault: &str,
@@ -165,8 +164,8 @@ pub fn put_secret(
 }
 
 /// A self-signed certificate (ECDSA P-256, a year's validity) with the key and the secret Key Vault keeps
-/// behind it under the same name and version: the secret holds the PEM key and certificate (what
-/// `getSecret` on a certificate returns), both marked managed.
+/// behind it under the same name and version: the secret holds the PEM key and certificate (what `getSecret`
+/// on a certificate returns), both marked managed.
 pub fn put_certificate(
     s: &mut State,
     vault: &str,
@@ -453,8 +452,8 @@ pub fn list(s: &State, vault: &str, kind: Kind, base: &str, paging: &Paging) -> 
     paging.page(items, &format!("{base}/{}", kind.plural()))
 }
 
-/// The versions of one object, with their full ids and no values. [UNVERIFIED] an object that does not
-/// exist lists no versions rather than answering 404.
+/// The versions of one object, with their full ids and no values. [UNVERIFIED] an object that does not exist
+/// lists no versions rather than answering 404.
 pub fn versions(
     s: &State,
     vault: &str,
