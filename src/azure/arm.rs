@@ -89,6 +89,16 @@ impl Cloud {
         }
     }
 
+    /// Key Vault's token audience (its data plane's resource). A custom cloud (Azure Stack, the simulator)
+    /// gets the public cloud's unless told otherwise.
+    pub fn keyvault_audience(&self) -> &str {
+        match self {
+            Cloud::AzureChinaCloud => "https://vault.azure.cn",
+            Cloud::AzureUSGovernment => "https://vault.usgovcloudapi.net",
+            Cloud::AzurePublicCloud | Cloud::Custom { .. } => "https://vault.azure.net",
+        }
+    }
+
     /// The OAuth scope for ARM tokens.
     pub fn scope(&self) -> String {
         format!("{}/.default", self.audience().trim_end_matches('/'))
@@ -493,6 +503,7 @@ impl AzureApi for ArmApi {
             },
             rbac_authorization: rbac,
             access_policies,
+            vault_uri: body.pointer("/properties/vaultUri").and_then(Value::as_str).map(str::to_string),
         }))
     }
 

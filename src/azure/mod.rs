@@ -9,6 +9,7 @@
 pub mod access;
 pub mod arm;
 pub mod budget;
+pub mod data_plane;
 pub mod error;
 pub mod governed;
 pub mod snapshot;
@@ -66,6 +67,8 @@ pub struct VaultInfo {
     pub rbac_authorization: bool,
     /// `properties.accessPolicies` (ignored by Key Vault when `rbac_authorization`).
     pub access_policies: Vec<AccessPolicyEntry>,
+    /// `properties.vaultUri`: the data plane's address (`https://<name>.vault.azure.net/`).
+    pub vault_uri: Option<String>,
 }
 
 impl VaultInfo {

@@ -82,68 +82,108 @@ impl FileFederatedCredential {
 }
 
 impl FileFederatedCredential {
-    /// The client-credentials grant with a JWT assertion. Written here rather than through
-    /// `azure_identity::federated_credentials_flow::perform`, whose error drops Entra's answer
-    /// (`HttpResponse(400,unknown)`): the AADSTS code and description (70021: no matching FIC, 700024:
-    /// expired assertion) are what a user needs to see.
     async fn exchange(&self, assertion: &str, scopes: &[&str]) -> azure_core::Result<AccessToken> {
-        let url = self
-            .authority_host
-            .join(&format!("/{}/oauth2/v2.0/token", self.tenant_id))
-            .with_context(ErrorKind::Credential, || format!("token URL for tenant {:?}", self.tenant_id))?;
-        let form: String = [
-            ("client_id", self.client_id.as_str()),
-            ("scope", &scopes.join(" ")),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-            ("client_assertion", assertion),
-            ("grant_type", "client_credentials"),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-        let mut request = Request::new(url, Method::Post);
-        request.insert_header(azure_core::headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        request.set_body(form);
-        let response = self
-            .http
-            .execute_request(&request)
-            .await
-            .with_context(ErrorKind::Credential, || "no answer from Entra's token endpoint")?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .with_context(ErrorKind::Credential, || "reading Entra's answer")?;
-        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        if !status.is_success() {
-            let code = answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("unknown");
-            let description =
-                answer.get("error_description").and_then(serde_json::Value::as_str).unwrap_or("");
-            return Err(azure_core::Error::with_message(ErrorKind::Credential, || {
-                format!(
-                    "Entra refused the federated token exchange: HTTP {} {code}: {description}",
-                    u16::from(status)
-                )
-            }));
-        }
-        let Some(access_token) = answer.get("access_token").and_then(serde_json::Value::as_str) else {
-            return Err(azure_core::Error::message(
-                ErrorKind::Credential,
-                "Entra's answer has no access_token",
-            ));
+        let grant = Assertion {
+            authority_host: &self.authority_host,
+            tenant_id: &self.tenant_id,
+            client_id: &self.client_id,
+            assertion,
         };
-        // `expires_in` is a number in Entra v2 answers, a string in some older ones.
-        let expires_in = answer
-            .get("expires_in")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-            .unwrap_or(0);
-        Ok(AccessToken::new(
-            access_token.to_string(),
-            OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
-        ))
+        exchange(self.http.as_ref(), &grant, scopes)
+            .await
+            .map_err(|e| azure_core::Error::with_message(ErrorKind::Credential, || e.to_string()))
     }
+}
+
+/// A federated credential's assertion (a Kubernetes service-account token) for an identity.
+pub struct Assertion<'a> {
+    pub authority_host: &'a Url,
+    pub tenant_id: &'a str,
+    /// The identity's client id.
+    pub client_id: &'a str,
+    /// The JWT; never logged.
+    pub assertion: &'a str,
+}
+
+/// Why Entra gave no token for an assertion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// Entra answered with an OAuth error: its AADSTS codes say why (70021: no federated credential matches
+    /// the assertion, yet or at all; 700024: the assertion expired).
+    #[error("Entra refused the federated token exchange: HTTP {status} {error}: {description}")]
+    Refused { status: u16, error: String, codes: Vec<u64>, description: String },
+    /// No answer, or one that could not be read.
+    #[error("Entra's token endpoint: {0}")]
+    Unavailable(String),
+}
+
+impl ExchangeError {
+    /// Whether Entra said AADSTS `code`.
+    pub fn is(&self, code: u64) -> bool {
+        matches!(self, ExchangeError::Refused { codes, .. } if codes.contains(&code))
+    }
+}
+
+/// The client-credentials grant with a JWT assertion. Written here rather than through
+/// `azure_identity::federated_credentials_flow::perform`, whose error drops Entra's answer
+/// (`HttpResponse(400,unknown)`): the AADSTS code and description (70021: no matching FIC, 700024: expired
+/// assertion) are what a user needs to see.
+pub async fn exchange(
+    http: &dyn HttpClient,
+    grant: &Assertion<'_>,
+    scopes: &[&str],
+) -> Result<AccessToken, ExchangeError> {
+    let unavailable =
+        |what: &str, e: &dyn std::fmt::Display| ExchangeError::Unavailable(format!("{what}: {e}"));
+    let url = grant
+        .authority_host
+        .join(&format!("/{}/oauth2/v2.0/token", grant.tenant_id))
+        .map_err(|e| unavailable("token URL", &e))?;
+    let form: String = [
+        ("client_id", grant.client_id),
+        ("scope", &scopes.join(" ")),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", grant.assertion),
+        ("grant_type", "client_credentials"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let mut request = Request::new(url, Method::Post);
+    request.insert_header(azure_core::headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    request.set_body(form);
+    let response = http.execute_request(&request).await.map_err(|e| unavailable("no answer", &e))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| unavailable("reading the answer", &e))?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let text = |k: &str| answer.get(k).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+        let codes = answer
+            .get("error_codes")
+            .and_then(serde_json::Value::as_array)
+            .map(|c| c.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let error = Some(text("error")).filter(|e| !e.is_empty()).unwrap_or_else(|| "unknown".into());
+        return Err(ExchangeError::Refused {
+            status: u16::from(status),
+            error,
+            codes,
+            description: text("error_description"),
+        });
+    }
+    let Some(access_token) = answer.get("access_token").and_then(serde_json::Value::as_str) else {
+        return Err(ExchangeError::Unavailable("Entra's answer has no access_token".into()));
+    };
+    // `expires_in` is a number in Entra v2 answers, a string in some older ones.
+    let expires_in = answer
+        .get("expires_in")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .unwrap_or(0);
+    Ok(AccessToken::new(
+        access_token.to_string(),
+        OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
+    ))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -12,6 +12,10 @@ pub const IDENTITY_READY: &str = "IdentityReady";
 pub const FEDERATED_CREDENTIAL_READY: &str = "FederatedCredentialReady";
 pub const ROLE_ASSIGNMENTS_READY: &str = "RoleAssignmentsReady";
 pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
+/// Present only with verification on: the ServiceAccount's token exchanges at Entra for the identity.
+pub const FEDERATION_VERIFIED: &str = "FederationVerified";
+/// Present only with access verification on: the identity's token opens each vault.
+pub const ACCESS_VERIFIED: &str = "AccessVerified";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 

@@ -10,6 +10,7 @@ use crate::{
     core::{
         naming,
         plan::{DesiredAzure, IdentityIds, ManagedIdentity, Owner},
+        proof::{self, Listing},
         report::{Failure, Held, Part},
         resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId},
         roles::{self, Permissions},
@@ -26,6 +27,16 @@ pub struct VaultFacts {
     pub rbac: bool,
     /// (the role as written, its role definition GUID).
     pub roles: Vec<(String, String)>,
+    /// The data plane's address, for verification.
+    pub uri: Option<String>,
+}
+
+/// How verification proves the binding's access to one vault: the listing its roles allow, at its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultProbe {
+    pub vault: ResourceId,
+    pub uri: String,
+    pub listing: Listing,
 }
 
 /// One role assignment the binding wants: where, which role, and as the user wrote it.
@@ -45,6 +56,8 @@ pub struct Wanted {
     pub azure: DesiredAzure,
     /// The role assignments, as the status records them.
     pub assignments: Vec<WantedAssignment>,
+    /// How to prove access to each vault (those whose roles idbind can prove and whose address ARM gave).
+    pub probes: Vec<VaultProbe>,
 }
 
 /// The Azure state `desired` wants, given what Azure says of its vaults. A vault that uses Azure RBAC gets
@@ -58,8 +71,13 @@ pub fn azure_state(
 ) -> Result<Wanted, Failure> {
     let mut assignments = Vec::new();
     let mut access_policies = Vec::new();
+    let mut probes = Vec::new();
     for vault in vaults {
+        let probe = |listing: Option<Listing>| {
+            Some(VaultProbe { vault: vault.id.clone(), uri: vault.uri.clone()?, listing: listing? })
+        };
         if vault.rbac {
+            probes.extend(probe(vault.roles.iter().find_map(|(_, guid)| proof::listing_for_role(guid))));
             assignments.extend(vault.roles.iter().map(|(written, guid)| WantedAssignment {
                 scope: vault.id.clone(),
                 role_guid: guid.clone(),
@@ -68,6 +86,7 @@ pub fn azure_state(
             continue;
         }
         let permissions = access_policy(vault)?;
+        probes.extend(probe(proof::listing_for_permissions(&permissions)));
         if !permissions.is_empty() {
             access_policies.push((vault.id.clone(), permissions));
         }
@@ -90,7 +109,7 @@ pub fn azure_state(
         held_access_policies,
         operator_client_id: desired.operator_client_id.clone(),
     };
-    Ok(Wanted { identity, azure, assignments })
+    Ok(Wanted { identity, azure, assignments, probes })
 }
 
 /// The access policy that grants on `vault` what its roles grant, each role a reader role.
@@ -254,6 +273,7 @@ mod tests {
             id: vault(name),
             rbac,
             roles: roles.iter().map(|g| (format!("role {g}"), g.to_string())).collect(),
+            uri: Some(format!("https://{name}.vault.azure.net/")),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod desired;
 pub mod naming;
 pub mod plan;
 pub mod policy;
+pub mod proof;
 pub mod removal;
 pub mod report;
 pub mod resource_id;

@@ -16,6 +16,7 @@ use crate::{
     },
     core::{
         conditions::{self, Want},
+        proof,
         validate::Invalid,
     },
 };
@@ -63,6 +64,10 @@ pub enum Part {
     FederatedCredential,
     RoleAssignments,
     ServiceAccount,
+    /// Verification: the ServiceAccount's token exchanges for the identity.
+    Federation,
+    /// Verification: the identity's token opens the vaults.
+    Access,
 }
 
 impl Part {
@@ -72,6 +77,8 @@ impl Part {
             Part::FederatedCredential => conditions::FEDERATED_CREDENTIAL_READY,
             Part::RoleAssignments => conditions::ROLE_ASSIGNMENTS_READY,
             Part::ServiceAccount => conditions::SERVICE_ACCOUNT_READY,
+            Part::Federation => conditions::FEDERATION_VERIFIED,
+            Part::Access => conditions::ACCESS_VERIFIED,
         }
     }
 }
@@ -116,8 +123,31 @@ pub enum Outcome {
     /// Azure holds what the binding asks for, but its ServiceAccount does not exist (yet).
     ServiceAccountMissing { held: Box<Held>, namespace: String, service_account: String },
     /// Azure and the ServiceAccount match the spec. `previous_client_id` is what the ServiceAccount's
-    /// annotation said before.
-    Converged { held: Box<Held>, service_account: String, previous_client_id: Option<String> },
+    /// annotation said before; `proof` what verification proved (`None` with verification off).
+    Converged {
+        held: Box<Held>,
+        service_account: String,
+        previous_client_id: Option<String>,
+        proof: Option<Proof>,
+    },
+    /// Azure and the ServiceAccount match the spec, and verification waits for Azure to propagate it: `part`
+    /// (federation or access) is not proven yet; `federation` says what is, when access is the part waiting.
+    Unproven {
+        held: Box<Held>,
+        service_account: String,
+        part: Part,
+        federation: Option<String>,
+        message: String,
+        wait: Duration,
+    },
+}
+
+/// What verification proved, as the conditions' messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proof {
+    pub federation: String,
+    /// `None` when only federation is verified.
+    pub access: Option<String>,
 }
 
 impl Outcome {
@@ -125,6 +155,7 @@ impl Outcome {
     pub fn result(&self) -> (&'static str, Option<&'static str>) {
         match self {
             Outcome::Converged { .. } | Outcome::NotSynced => ("ok", None),
+            Outcome::Unproven { .. } => ("deferred", None),
             Outcome::Deferred { .. } => ("deferred", None),
             Outcome::Invalid(problems) => ("error", problems.first().map(|p| p.reason)),
             Outcome::Conflict { claimed, .. } => ("error", Some(claimed.reason())),
@@ -265,8 +296,18 @@ impl<'a> Conditions<'a> {
             Outcome::ServiceAccountMissing { held, namespace, service_account } => {
                 (Some(self.service_account_missing(held, namespace, service_account)), Requeue::Resync)
             }
-            Outcome::Converged { held, service_account, previous_client_id } => {
-                (self.converged(held, service_account, previous_client_id.as_deref()), Requeue::Resync)
+            Outcome::Converged { held, service_account, previous_client_id, proof } => {
+                let note = self.converged(held, service_account, previous_client_id.as_deref());
+                self.proven(proof.as_ref());
+                (note, Requeue::Resync)
+            }
+            Outcome::Unproven { held, service_account, part, federation, message, wait } => {
+                self.bound(held, service_account);
+                if let Some(federation) = federation {
+                    self.set(conditions::FEDERATION_VERIFIED, true, proof::VERIFIED, federation);
+                }
+                self.reconciling(*part, proof::PROPAGATION_PENDING, message);
+                (None, Requeue::After(*wait))
             }
         }
     }
@@ -348,6 +389,31 @@ impl<'a> Conditions<'a> {
         self.set(conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", &granted);
     }
 
+    /// What the binding holds, and its ServiceAccount annotated.
+    fn bound(&mut self, held: &Held, service_account: &str) {
+        self.held(held);
+        self.status.service_account = Some(service_account.to_string());
+        let annotated = format!("ServiceAccount {service_account} carries the client id");
+        self.set(conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", &annotated);
+    }
+
+    /// The verification conditions: true with what was proven, absent with verification off.
+    fn proven(&mut self, proof: Option<&Proof>) {
+        match proof {
+            Some(Proof { federation, access }) => {
+                self.set(conditions::FEDERATION_VERIFIED, true, proof::VERIFIED, federation);
+                match access {
+                    Some(access) => self.set(conditions::ACCESS_VERIFIED, true, proof::VERIFIED, access),
+                    None => self.remove(conditions::ACCESS_VERIFIED),
+                }
+            }
+            None => {
+                self.remove(conditions::FEDERATION_VERIFIED);
+                self.remove(conditions::ACCESS_VERIFIED);
+            }
+        }
+    }
+
     fn service_account_missing(&mut self, held: &Held, namespace: &str, service_account: &str) -> Note {
         self.held(held);
         self.status.service_account = None;
@@ -367,10 +433,7 @@ impl<'a> Conditions<'a> {
         previous_client_id: Option<&str>,
     ) -> Option<Note> {
         let was_ready = conditions::is_true(&self.status.conditions, conditions::READY);
-        self.held(held);
-        self.status.service_account = Some(service_account.to_string());
-        let annotated = format!("ServiceAccount {service_account} carries the client id");
-        self.set(conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", &annotated);
+        self.bound(held, service_account);
         self.set(conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec");
         self.remove(conditions::RECONCILING);
         self.remove(conditions::STALLED);
@@ -430,6 +493,7 @@ mod tests {
             held: Box::new(held(client_id)),
             service_account: "app".into(),
             previous_client_id: None,
+            proof: None,
         }
     }
 
@@ -629,12 +693,58 @@ mod tests {
     }
 
     #[test]
+    fn verification_gates_ready_and_says_what_was_proven() {
+        let condition = |status: &WorkloadIdentityBindingStatus, t: &str| {
+            status.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+        let proven = Outcome::Converged {
+            held: Box::new(held("c1")),
+            service_account: "app".into(),
+            previous_client_id: None,
+            proof: Some(Proof { federation: "exchanges".into(), access: Some("lists secrets".into()) }),
+        };
+        let status = status_after(&proven, GENERATION);
+        assert_eq!(condition(&status, conditions::READY), pair("True", "Reconciled"));
+        assert_eq!(condition(&status, conditions::FEDERATION_VERIFIED), pair("True", proof::VERIFIED));
+        assert_eq!(condition(&status, conditions::ACCESS_VERIFIED), pair("True", proof::VERIFIED));
+        // Waiting for the role to reach the vault: federation proven, access pending, not Ready.
+        let pending = Outcome::Unproven {
+            held: Box::new(held("c1")),
+            service_account: "app".into(),
+            part: Part::Access,
+            federation: Some("exchanges".into()),
+            message: "waiting".into(),
+            wait: Duration::from_secs(2),
+        };
+        let r = report(Some(&status), &pending, Some(4), &at(300));
+        assert_eq!(condition(&r.status, conditions::READY), pair("False", proof::PROPAGATION_PENDING));
+        assert_eq!(condition(&r.status, conditions::RECONCILING), pair("True", proof::PROPAGATION_PENDING));
+        assert_eq!(
+            condition(&r.status, conditions::ACCESS_VERIFIED),
+            pair("False", proof::PROPAGATION_PENDING)
+        );
+        assert_eq!(condition(&r.status, conditions::FEDERATION_VERIFIED), pair("True", proof::VERIFIED));
+        assert_eq!(
+            condition(&r.status, conditions::SERVICE_ACCOUNT_READY),
+            pair("True", "ServiceAccountAnnotated")
+        );
+        assert_eq!((r.event, r.requeue), (None, Requeue::After(Duration::from_secs(2))));
+        // Verification turned off: its conditions go.
+        let proven_status = status_after(&proven, GENERATION);
+        let off = report(Some(&proven_status), &converged("c1"), GENERATION, &at(300)).status;
+        assert_eq!(condition(&off, conditions::FEDERATION_VERIFIED), None);
+        assert_eq!(condition(&off, conditions::ACCESS_VERIFIED), None);
+    }
+
+    #[test]
     fn convergence_is_announced_once_and_a_new_client_id_says_pods_must_restart() {
         let ready = status_after(&converged("c1"), GENERATION);
         let moved = Outcome::Converged {
             held: Box::new(held("c2")),
             service_account: "app".into(),
             previous_client_id: Some("c1".into()),
+            proof: None,
         };
         check(vec![
             ("converged: Ready, announced once", None, converged("c1"), {

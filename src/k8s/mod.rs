@@ -4,10 +4,13 @@
 
 pub mod events;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::ServiceAccount,
+};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -89,6 +92,33 @@ pub async fn apply_service_account(
         // Deleted (and maybe recreated with another UID) since the read: report it as missing; the
         // ServiceAccount watch brings the binding back when it appears.
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+            Err(KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A short-lived token of ServiceAccount `namespace/name` for `audience` (the TokenRequest API, as the
+/// kubelet gets a pod's projected token). Used only to prove federation; never logged or stored.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    audience: &str,
+    expiration_seconds: i64,
+) -> Result<String, KubeError> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![audience.to_string()]),
+            expiration_seconds: Some(expiration_seconds),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    match api.create_token_request(name, &PostParams::default(), &request).await {
+        Ok(answer) => Ok(answer.status.and_then(|s| s.token).unwrap_or_default()),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
             Err(KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() })
         }
         Err(e) => Err(e.into()),

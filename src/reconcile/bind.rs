@@ -33,9 +33,12 @@ pub async fn service_account(
     let held = Box::new(desired::held(wanted, ids));
     let annotations = Annotations { client_id: &ids.client_id, tenant_id: &ids.tenant_id };
     match k8s::apply_service_account(&ctx.client, &ns, service_account, Some(annotations)).await {
-        Ok(previous_client_id) => {
-            Ok(Outcome::Converged { held, service_account: service_account.clone(), previous_client_id })
-        }
+        Ok(previous_client_id) => Ok(Outcome::Converged {
+            held,
+            service_account: service_account.clone(),
+            previous_client_id,
+            proof: None,
+        }),
         Err(KubeError::ServiceAccountNotFound { .. }) => Ok(Outcome::ServiceAccountMissing {
             held,
             namespace: ns,

@@ -167,6 +167,8 @@ pub struct Context {
     pub ceiling: Ceiling,
     pub caches: Caches,
     pub events: Events,
+    /// Verification (`--verify`); `None` when off.
+    pub verifier: Option<super::verify::Verifier>,
     pub metrics: Arc<Metrics>,
     resync: Duration,
     /// The request budget the Azure layer spends (the same one), for turns: see [`super::turns`].
@@ -187,6 +189,7 @@ impl Context {
         let reporter = Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() };
         Context {
             events: Events::new(client.clone(), reporter),
+            verifier: None,
             client,
             azure: Azure::new(azure, resync),
             settings,
@@ -197,6 +200,12 @@ impl Context {
             budget: None,
             failures: Mutex::default(),
         }
+    }
+
+    /// Proves bindings before they are Ready (see [`super::verify`]).
+    pub fn with_verifier(mut self, verifier: Option<super::verify::Verifier>) -> Self {
+        self.verifier = verifier;
+        self
     }
 
     /// Records into `metrics` (shared with the Azure layer and the HTTP server).

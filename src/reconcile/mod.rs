@@ -7,6 +7,7 @@
 //!    fresh reads);
 //! 4. [`retire`]: identities the binding no longer uses removed;
 //! 5. [`bind`]: the ServiceAccount annotated;
+//! 6. [`verify`]: with verification on, proof that the workload's token exchanges and opens its vaults;
 //!
 //! and then [`crate::core::report::report`] turns the [`Outcome`] (the pipeline's end, or the step that
 //! stopped it) into the status, the Event and the requeue, which [`publish`] writes. The finalizer's
@@ -25,6 +26,7 @@ pub mod publish;
 pub mod resolve;
 pub mod retire;
 pub mod turns;
+pub mod verify;
 
 use std::time::Duration;
 
@@ -119,7 +121,8 @@ async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome,
     let wanted = resolve::wanted(b, &desired, ctx).await?;
     let ids = converge::converge(ctx, &key(b), &wanted).await?;
     retire::previous_identities(b, &wanted, ctx).await?;
-    bind::service_account(b, &wanted, &ids, ctx).await
+    let bound = bind::service_account(b, &wanted, &ids, ctx).await?;
+    verify::prove(b, &wanted, &ids, bound, ctx).await
 }
 
 /// A failed Azure call of `part`: transient when trying again may succeed (the classification is

@@ -47,7 +47,8 @@ pub async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<V
             };
             roles.push((written.clone(), guid));
         }
-        facts.push(VaultFacts { id: vault.resource_id.clone(), rbac: info.rbac_authorization, roles });
+        let uri = info.vault_uri.clone();
+        facts.push(VaultFacts { id: vault.resource_id.clone(), rbac: info.rbac_authorization, roles, uri });
     }
     Ok(facts)
 }

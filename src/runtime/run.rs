@@ -13,8 +13,11 @@ use crate::{
         governed::{ArmObserver, Governed},
         workload_identity::FileFederatedCredential,
     },
-    core::settings::{Ceiling, OperatorSettings},
-    reconcile::{self, CacheWriters, Context, DryRun},
+    core::{
+        proof::Verification,
+        settings::{Ceiling, OperatorSettings},
+    },
+    reconcile::{self, CacheWriters, Context, DryRun, verify::Verifier},
     runtime::{
         controller,
         health::{self, Health},
@@ -148,9 +151,35 @@ pub struct RunArgs {
     /// spec.serviceAccountName): no binding may annotate it, whatever a policy says.
     #[arg(long, env = "POD_SERVICE_ACCOUNT", default_value = "idbind")]
     pub pod_service_account: String,
+    /// Prove each binding before it is Ready: `federation` exchanges the bound ServiceAccount's token at
+    /// Entra for the identity; `access` also lists one item of each vault with the token Entra gives (never a
+    /// value). Needs `serviceaccounts/token`, which config/components/verification grants for the exchange
+    /// audience only.
+    #[arg(long, env = "IDBIND_VERIFY", value_enum, default_value = "off")]
+    pub verify: VerifyMode,
+    /// How long after a change Entra's AADSTS70021 (no matching federated credential) counts as propagation
+    /// (Azure documents "a few minutes"); after it the binding stalls with FederationMismatch.
+    #[arg(long, env = "IDBIND_VERIFY_FEDERATION_WINDOW_SECONDS", default_value_t = 300)]
+    pub verify_federation_window_seconds: u64,
+    /// How long after a change a Key Vault denial counts as propagation (Azure documents up to 30 minutes for
+    /// role assignments); after it the binding stalls with AccessDenied.
+    #[arg(long, env = "IDBIND_VERIFY_ACCESS_WINDOW_SECONDS", default_value_t = 900)]
+    pub verify_access_window_seconds: u64,
+    /// Key Vault's token audience; by default the cloud's (https://vault.azure.net for the public cloud and
+    /// --cloud custom).
+    #[arg(long, env = "IDBIND_KEYVAULT_AUDIENCE")]
+    pub keyvault_audience: Option<String>,
     /// Log format: JSON lines for log pipelines, or text for a terminal.
     #[arg(long, env = "IDBIND_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+}
+
+/// What `--verify` proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VerifyMode {
+    Off,
+    Federation,
+    Access,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -216,6 +245,30 @@ fn credential(
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// The verifier `--verify` asks for, if any.
+fn verifier(args: &RunArgs) -> anyhow::Result<Option<Verifier>> {
+    let verification = Verification {
+        federation: args.verify != VerifyMode::Off,
+        access: args.verify == VerifyMode::Access,
+        federation_window: Duration::from_secs(args.verify_federation_window_seconds),
+        access_window: Duration::from_secs(args.verify_access_window_seconds),
+    };
+    if !verification.enabled() {
+        return Ok(None);
+    }
+    let cloud = args.cloud();
+    let authority_host = azure_core::Url::parse(cloud.authority_host())
+        .with_context(|| format!("authority host {:?}", cloud.authority_host()))?;
+    let vault_audience = args.keyvault_audience.as_deref().unwrap_or(cloud.keyvault_audience());
+    Ok(Some(Verifier {
+        verification,
+        http: http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?,
+        authority_host,
+        arm_scope: cloud.scope(),
+        vault_scope: format!("{}/.default", vault_audience.trim_end_matches('/')),
+    }))
 }
 
 /// The settings, the ceiling and the governed Azure layer that `args` describe.
@@ -361,6 +414,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             caches,
         )
         .with_metrics(metrics.clone())
+        .with_verifier(verifier(&args)?)
         .with_budget(budget)
         .with_federation_check(args.federation_check_resyncs),
     );
