@@ -247,6 +247,7 @@ fn already_proven(
             .map(|c| c.message.clone())
     };
     let same_holdings = status.identity.as_ref() == Some(&held.identity)
+        && status.federated_credential.as_ref() == Some(&held.federated_credential)
         && status.role_assignments == held.role_assignments
         && status.access_policies == held.access_policies;
     let federation = proven(conditions::FEDERATION_VERIFIED).filter(|_| same_holdings)?;
