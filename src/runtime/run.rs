@@ -397,11 +397,21 @@ fn describe(action: &crate::core::plan::Action) -> String {
     }
 }
 
+/// The API server's client, from the pod's ServiceAccount or the kubeconfig, always connected directly. kube
+/// takes `HTTPS_PROXY` from the environment for a kubeconfig (never in a pod), and without its proxy feature
+/// then refuses to start; but that variable, as AKS's HTTP proxy feature injects it into every pod, is for
+/// the way out to Azure (which the Azure client takes, with `NO_PROXY`), not for the API server.
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer().await.context("reading the Kubernetes configuration")?;
+    config.proxy_url = None;
+    kube::Client::try_from(config).context("connecting to Kubernetes")
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (azure, settings, ceiling) = azure_and_settings(&args, &metrics)?;
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = kube_client().await?;
     let budget = azure.budget().cloned();
     let (caches, writers) = reconcile::caches();
     let ctx = Arc::new(
