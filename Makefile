@@ -13,7 +13,7 @@ IDBIND       := $(CURDIR)/target/debug/idbind
 IDBIND_SIM   := $(CURDIR)/target/debug/idbind-sim
 DEMO_NS      := idbind-demo
 
-.PHONY: help build controlplane crds test test-rust test-python up down demo clean
+.PHONY: help build controlplane venv crds test test-rust test-python up down demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,15 +31,27 @@ $(CP_STAMP): controlplane/go.mod controlplane/go.sum
 
 controlplane: $(CP_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules into .cache/
 
+# Azure's official Python SDKs (azure-identity, azure-keyvault-secrets, ...), pinned: the workload the e2e
+# tests and the demo run, and the SDK tests of the simulator. Reinstalled only when the pins change; the
+# stamp is the one sim/tests/python/run.sh checks.
+VENV       := $(CACHE)/venv
+VENV_STAMP := $(VENV)/.idbind-sim-requirements
+$(VENV_STAMP): sim/tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	cp $< $@
+
+venv: $(VENV_STAMP) ## Install Azure's Python SDKs into .cache/venv (for the workload in tests and the demo)
+
 crds: ## Regenerate crds/ from the Rust types
 	cargo run --quiet --bin idbind -- crd --out-dir crds
 
 test: controlplane test-rust test-python ## Run every test (builds the control plane first)
 
-test-rust: controlplane
-	cargo test --workspace --no-fail-fast
+test-rust: controlplane venv
+	IDBIND_PYTHON=$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
-test-python: build ## Azure's Python SDKs against the simulator
+test-python: build venv ## Azure's Python SDKs against the simulator
 	IDBIND_SIM_BIN=$(IDBIND_SIM) bash sim/tests/python/run.sh
 
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
@@ -59,18 +71,24 @@ DEMO_SECRET  := demo-secret
 EP_JSON       = python3 -c 'import json,sys;print(json.load(open("$(SIM_DIR)/endpoint.json"))[sys.argv[1]])'
 OPERATOR_DIR := $(CACHE)/operator
 
-demo: build up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
+demo: build venv up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
 	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	mkdir -p $(SIM_DIR) && rm -f $(SIM_DIR)/endpoint.json
-	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+	@# Azure as the simulator plays it: ARM and Entra, Key Vault's data plane behind a proxy that answers
+	@# for Azure's host names, and Azure's propagation delays (a new federated credential is unusable for
+	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes).
+	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --proxy-addr 127.0.0.1:0 \
 		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
 		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
+		--secret kv-shop/payments-db-password=correct-horse-battery-staple \
+		--fic-propagation-ms 5000 --role-propagation-ms 10000 \
 		--app $(DEMO_APP):$(DEMO_SECRET) --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
 		> $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
 	for i in $$(seq 1 100); do [[ -s $(SIM_DIR)/endpoint.json ]] && break; sleep 0.1; done
 	@echo "--- ARM simulator:"; cat $(SIM_DIR)/endpoint.json; echo
-	@echo "--- Install: kubectl apply -k config/default (CRDs, namespace, RBAC, ConfigMap, Deployment, Service, PDB)"
-	$(KUBECTL) apply -k config/default
+	@echo "--- Install: kubectl apply -k config/overlays/verification (config/default: CRDs, namespace, RBAC, ConfigMap,"
+	@echo "    Deployment, Service, PDB; with verification: Ready waits until the workload's token opens its vaults)"
+	$(KUBECTL) apply -k config/overlays/verification
 	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/workloadidentitybindings.idbind.dev crd/workloadidentitypolicies.idbind.dev
 	@# The demo's settings go where a real install puts them: the ConfigMap, and a Secret for the
 	@# client secret (the simulator's stand-in for the operator's workload identity).
@@ -80,7 +98,7 @@ demo: build up ## Control plane + ARM simulator + operator (installed with kubec
 		IDBIND_CREDENTIAL=client-secret IDBIND_RESOURCE_GROUP=rg-identities IDBIND_LOCATION=westeurope \
 		IDBIND_CLOUD=custom IDBIND_ARM_ENDPOINT=$$($(EP_JSON) https) IDBIND_AUTHORITY_HOST=$$($(EP_JSON) authorityHost) \
 		IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 IDBIND_HTTP_ADDR=127.0.0.1:$$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])') \
-		IDBIND_LOG_FORMAT=text)"
+		IDBIND_LOG_FORMAT=text HTTPS_PROXY=$$($(EP_JSON) proxy) NO_PROXY=127.0.0.1,localhost)"
 	$(KUBECTL) -n idbind-system create secret generic idbind-azure --from-literal=AZURE_CLIENT_SECRET=$(DEMO_SECRET) --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	@echo "--- The operator, as its pod would run (its ServiceAccount's token, its ConfigMap, leader election):"
 	IDBIND=$(IDBIND) STATE_DIR=$(OPERATOR_DIR) hack/operator-as-pod.sh $(KUBECTL) > $(SIM_DIR)/operator.pid
@@ -104,6 +122,15 @@ demo: build up ## Control plane + ARM simulator + operator (installed with kubec
 		-d grant_type=client_credentials -d client_id=$$CID -d scope=https://management.azure.com/.default \
 		-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=$$TOKEN \
 		| python3 -c 'import json,sys; r=json.load(sys.stdin); print("token_type", r.get("token_type"), "expires_in", r.get("expires_in"), "access_token", (r.get("access_token") or "")[:24]+"...", r.get("error",""))'
+	@echo; echo "--- A pod of ServiceAccount payments, as the azure-workload-identity webhook sets it up, reads its secret"
+	@echo "    with Azure's SDKs unchanged (WorkloadIdentityCredential + SecretClient, tests/workload/workload.py):"
+	@TOKEN_FILE=$(SIM_DIR)/payments.token; $(KUBECTL) create token -n $(DEMO_NS) payments --audience api://AzureADTokenExchange > $$TOKEN_FILE; \
+	python3 -c 'import json,sys; print(json.dumps(dict(vault_url="https://kv-shop.vault.azure.net", secret="payments-db-password", \
+		client_id=sys.argv[1], tenant_id=sys.argv[2], token_file=sys.argv[3])))' \
+		"$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}')" \
+		"$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/tenant-id}')" $$TOKEN_FILE \
+		| AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/ HTTPS_PROXY=$$($(EP_JSON) proxy) REQUESTS_CA_BUNDLE=$(SIM_DIR)/ca.pem \
+		$(VENV)/bin/python tests/workload/workload.py
 	@echo; echo "--- Metrics (http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics):"
 	@curl -s http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics | grep -E '^idbind_(reconciles_total|bindings|leader|arm_requests_total)' | head -12
 	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(OPERATOR_DIR)/operator.log; stop with: make down"

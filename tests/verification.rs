@@ -3,69 +3,19 @@
 //! the permission that takes (`serviceaccounts/token`) is narrowed by the shipped ValidatingAdmissionPolicy
 //! to exactly that use.
 
-use std::{io::Write, process::Stdio, time::Duration};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod common;
 
 use common::{
     e2e::{
-        Env, TestError, TestResult, install_operator_rbac, operator_kubeconfig, operator_namespace,
+        Env, TestError, TestResult, install_operator_rbac, install_verification, operator_kubeconfig,
         start_without_operator,
     },
     process::Operator,
 };
-
-/// The verification component (config/components/verification) for the test's operator: its ClusterRole and
-/// binding, and its admission policy, renamed per test and pointed at the test's operator ServiceAccount.
-fn install_verification(env: &Env) -> TestResult {
-    let root = idbind_testenv::workspace_root().join("config/components/verification");
-    let op_ns = operator_namespace(&env.ns);
-    let suffix = &env.ns;
-    let mut items: Vec<Value> = Vec::new();
-    for file in ["token_role.yaml", "token_admission_policy.yaml"] {
-        let text = std::fs::read_to_string(root.join(file))?.replace(
-            "system:serviceaccount:idbind-system:idbind",
-            &format!("system:serviceaccount:{op_ns}:operator"),
-        );
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let mut object =
-                serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(document)?)?;
-            let name = format!("{}-{suffix}", object["metadata"]["name"].as_str().unwrap_or_default());
-            object["metadata"]["name"] = json!(name);
-            match object["kind"].as_str() {
-                Some("ClusterRoleBinding") => {
-                    object["roleRef"]["name"] = json!(format!("idbind-verification-{suffix}"));
-                    object["subjects"] =
-                        json!([{"kind": "ServiceAccount", "name": "operator", "namespace": op_ns}]);
-                }
-                Some("ValidatingAdmissionPolicyBinding") => {
-                    object["spec"]["policyName"] = json!(format!("idbind-verification-tokens-{suffix}"));
-                }
-                _ => {}
-            }
-            items.push(object);
-        }
-    }
-    apply(env, &json!({"apiVersion": "v1", "kind": "List", "items": items}))
-}
-
-fn apply(env: &Env, manifest: &Value) -> TestResult {
-    let mut child = env
-        .plane
-        .kubectl(&["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    Ok(())
-}
 
 /// `kubectl create token` as the operator's ServiceAccount: the token, or the API server's refusal.
 fn token_as_operator(

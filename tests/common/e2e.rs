@@ -296,6 +296,56 @@ pub fn operator_namespace(ns: &str) -> String {
     format!("{ns}-op")
 }
 
+/// The verification component (config/components/verification) for the test's operator: its ClusterRole and
+/// binding, and its admission policy, renamed per test and pointed at the test's operator ServiceAccount.
+pub fn install_verification(env: &Env) -> TestResult {
+    let root = idbind_testenv::workspace_root().join("config/components/verification");
+    let op_ns = operator_namespace(&env.ns);
+    let suffix = &env.ns;
+    let mut items: Vec<Value> = Vec::new();
+    for file in ["token_role.yaml", "token_admission_policy.yaml"] {
+        let text = std::fs::read_to_string(root.join(file))?.replace(
+            "system:serviceaccount:idbind-system:idbind",
+            &format!("system:serviceaccount:{op_ns}:operator"),
+        );
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let mut object =
+                serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(document)?)?;
+            let name = format!("{}-{suffix}", object["metadata"]["name"].as_str().unwrap_or_default());
+            object["metadata"]["name"] = json!(name);
+            match object["kind"].as_str() {
+                Some("ClusterRoleBinding") => {
+                    object["roleRef"]["name"] = json!(format!("idbind-verification-{suffix}"));
+                    object["subjects"] =
+                        json!([{"kind": "ServiceAccount", "name": "operator", "namespace": op_ns}]);
+                }
+                Some("ValidatingAdmissionPolicyBinding") => {
+                    object["spec"]["policyName"] = json!(format!("idbind-verification-tokens-{suffix}"));
+                }
+                _ => {}
+            }
+            items.push(object);
+        }
+    }
+    apply_cluster(env.plane, &json!({"apiVersion": "v1", "kind": "List", "items": items}))
+}
+
+/// `kubectl apply` of cluster-scoped objects (or objects that name their namespace).
+pub fn apply_cluster(plane: &ControlPlane, manifest: &Value) -> TestResult {
+    let mut child = plane
+        .kubectl(&["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    Ok(())
+}
+
 /// The RBAC objects the operator runs with, as shipped in config/rbac/, bound to a ServiceAccount `operator`
 /// in [`operator_namespace`], with the lease Role there too. `without` drops rules (the least-privilege
 /// test): `("ClusterRole", i)` or `("Role", i)`. The ClusterRole is named after the namespace, so tests that

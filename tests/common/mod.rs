@@ -6,6 +6,7 @@ pub mod e2e;
 pub mod process;
 pub mod steps;
 pub mod tenancy;
+pub mod workload;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
