@@ -110,24 +110,30 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
             env.sim.authority_host().ok_or("no authority")?,
             env.sim.tenant_id()
         );
-        let response = http
-            .post(&token_url)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", identity.client_id.as_str()),
-                ("scope", "https://management.azure.com/.default"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", assertion.trim()),
-            ])
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        assert!(
-            status.is_success() && body["access_token"].is_string(),
-            "token exchange failed: {status} {body}"
-        );
-        Ok(())
+        // As a workload does, it retries while Entra has not seen the new credential yet (AADSTS70021 for the
+        // simulator's propagation window); any other answer fails at once.
+        let started = std::time::Instant::now();
+        loop {
+            let response = http
+                .post(&token_url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", identity.client_id.as_str()),
+                    ("scope", "https://management.azure.com/.default"),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion.trim()),
+                ])
+                .send()
+                .await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if status.is_success() && body["access_token"].is_string() {
+                return Ok(());
+            }
+            let propagating = body["error_codes"][0] == 70021 && started.elapsed() < Duration::from_secs(15);
+            assert!(propagating, "token exchange failed: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     })
     .await?;
 

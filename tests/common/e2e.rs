@@ -114,6 +114,10 @@ pub async fn start_without_operator(
     config.seed = seed;
     // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
     config.entra.extra_ca_files.push(plane.ca_file());
+    // Azure's propagation delays, short: a new federated credential is unusable at token exchange for a
+    // second, a role assignment takes effect in Key Vault a second after it is made (Azure: minutes).
+    config.behaviour.fic_propagation_ms = 1_000;
+    config.behaviour.role_propagation_ms = 1_000;
     customize(&mut config);
     let sim = Simulator::start(config).await?;
     let ns = plane.fresh_namespace(prefix)?;
