@@ -1,7 +1,7 @@
 //! The workload proof: a pod of the bound ServiceAccount, set up as the azure-workload-identity webhook and
 //! the kubelet set it up and running Azure's official Python SDKs unchanged, reads its secret from Key Vault
-//! at the first try once `kubectl wait --for=condition=Ready` returns, with Azure's propagation delays on
-//! (a new federated credential unusable for a while, role assignments effective only after a while). The
+//! at the first try once `kubectl wait --for=condition=Ready` returns, with Azure's propagation delays on (a
+//! new federated credential unusable for a while, role assignments effective only after a while). The
 //! simulator's Key Vault is reached by its real host name through the simulator's proxy.
 
 use std::{
@@ -49,8 +49,8 @@ async fn start(prefix: &str, mode: &str) -> Result<(Env, Operator), TestError> {
             ("IDBIND_VERIFY", mode),
             ("IDBIND_VERIFY_FEDERATION_WINDOW_SECONDS", "60"),
             ("IDBIND_VERIFY_ACCESS_WINDOW_SECONDS", "60"),
-            // Egress as a cluster behind a proxy has it: Azure's hosts through it, the API server and the
-            // ARM endpoint (the simulator's own listener) direct.
+            // Egress as a cluster behind a proxy has it: Azure's hosts through it, the API server and the ARM
+            // endpoint (the simulator's own listener) direct.
             ("HTTPS_PROXY", &proxy),
             ("NO_PROXY", "127.0.0.1,localhost"),
         ],

@@ -2,7 +2,8 @@
 //! ServiceAccount's token for the exchange audience in a file (written afresh before every read, as the
 //! kubelet rotates it), the client and tenant ids from the ServiceAccount's annotations, and Azure's hosts
 //! reached by their real names (through the simulator's proxy, which plays them). The code in it is Azure's
-//! official Python SDKs, unchanged: `WorkloadIdentityCredential` and `SecretClient` (tests/workload/workload.py).
+//! official Python SDKs, unchanged: `WorkloadIdentityCredential` and `SecretClient`
+//! (tests/workload/workload.py).
 //!
 //! The Python comes from the venv `make venv` builds (`.cache/venv`, or `IDBIND_PYTHON`).
 

@@ -118,8 +118,8 @@ impl Env<'_> {
         procs::http("DELETE", &format!("{}/counters", self.sim_admin()), Duration::from_secs(10)).map(|_| ())
     }
 
-    /// The release operator; with `verify`, `IDBIND_VERIFY=access` and Azure's hosts (Key Vault's data
-    /// plane) through the simulator's proxy, as a cluster with an egress proxy has them.
+    /// The release operator; with `verify`, `IDBIND_VERIFY=access` and Azure's hosts (Key Vault's data plane)
+    /// through the simulator's proxy, as a cluster with an egress proxy has them.
     fn start_operator(&self, tag: &str, resync: u64, verify: bool) -> Result<Operator> {
         let port = procs::free_port()?;
         let mut cmd = Command::new(&self.opts.idbind);
