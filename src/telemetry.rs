@@ -87,7 +87,6 @@ fn latency_histogram() -> Histogram {
 
 /// The operator's metrics. Shared as `Arc<Metrics>`; every recording method takes `&self` and is lock-free
 /// apart from the first use of a new label set.
-#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
@@ -99,7 +98,18 @@ pub struct Metrics {
     bindings: Family<ReadyLabels, Gauge>,
     leader: Gauge,
     heap: Family<HeapLabels, Gauge>,
+    /// Counts bindings (ready, not ready) at each scrape, once the controller's cache is synced.
+    binding_counter: std::sync::OnceLock<BindingCounter>,
 }
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("registry", &self.registry).finish_non_exhaustive()
+    }
+}
+
+/// Counts the bindings the controller's cache holds: (ready, not ready).
+pub type BindingCounter = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
 
 impl Metrics {
     /// A fresh registry with every metric registered (all at zero). One per process: the controller, the ARM
@@ -153,6 +163,7 @@ impl Metrics {
             bindings,
             leader,
             heap,
+            binding_counter: std::sync::OnceLock::new(),
         };
         metrics.start_at_zero();
         Arc::new(metrics)
@@ -211,6 +222,12 @@ impl Metrics {
             .set(i64::try_from(not_ready).unwrap_or(i64::MAX));
     }
 
+    /// From now on `idbind_bindings` is counted by `counter` at each scrape, so it is never older than the
+    /// controller's cache (a second call is ignored).
+    pub fn count_bindings_with(&self, counter: BindingCounter) {
+        let _ = self.binding_counter.set(counter);
+    }
+
     /// 1 while this replica holds the leader lease.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
@@ -218,6 +235,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric; its content type is [`Metrics::content_type`].
     pub fn encode(&self) -> String {
+        if let Some(counter) = self.binding_counter.get() {
+            let (ready, not_ready) = counter();
+            self.set_bindings(ready, not_ready);
+        }
         if let Some((allocated, resident)) = HEAP_STATS.get().and_then(|stats| stats()) {
             self.heap
                 .get_or_create(&HeapLabels { kind: "allocated" })
@@ -263,7 +284,8 @@ pub fn init_logging(json: bool) {
     let layer = if json {
         fmt::layer().json().with_current_span(true).with_span_list(false).boxed()
     } else {
-        fmt::layer().boxed()
+        // Colours only for a person at a terminal: a log file or a collector would get escape codes.
+        fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed()
     };
     let installed =
         tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(no_secrets)).try_init();
@@ -403,6 +425,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("idbind_arm_request_duration_seconds_bucket{operation=\"RoleAssignments_Create\",le=\"20\"} 1\n"), "{text}");
+    }
+
+    /// The demo printed `idbind_bindings{ready="true"} 0` right after two bindings went Ready, because the
+    /// gauge was refreshed every 10 s: it is counted at the scrape now.
+    #[test]
+    fn the_bindings_gauge_is_counted_at_each_scrape() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let m = Metrics::new();
+        let ready = Arc::new(AtomicU64::new(0));
+        let counted = ready.clone();
+        m.count_bindings_with(Box::new(move || (counted.load(Ordering::SeqCst), 2)));
+        assert!(m.encode().contains("idbind_bindings{ready=\"true\"} 0\n"));
+        ready.store(2, Ordering::SeqCst);
+        let text = m.encode();
+        assert!(text.contains("idbind_bindings{ready=\"true\"} 2\n"), "{text}");
+        assert!(text.contains("idbind_bindings{ready=\"false\"} 2\n"), "{text}");
     }
 
     #[test]

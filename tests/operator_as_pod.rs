@@ -8,6 +8,7 @@
 //! - Of two replicas only the leader reconciles; SIGTERM stops the leader cleanly (exit 0) and its Lease goes
 //!   to the standby at once.
 //! - No token or secret reaches the logs, even at trace level.
+//! - The text log written to a file is plain text and has one line per Azure write and delete.
 
 use std::time::Duration;
 
@@ -247,6 +248,31 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
         "a JWT reached the log: {}",
         log.lines().find(|l| l.contains("eyJ")).unwrap_or_default()
     );
+    operator.kill()?;
+    Ok(())
+}
+
+/// An on-call engineer reads the log to learn what idbind did in Azure: a log file (not a terminal) carries
+/// no colour codes, every write and delete the simulator served has its line, and a deletion says what
+/// became of the binding's Azure objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_file_is_plain_text_with_a_line_per_azure_write_and_delete() -> TestResult {
+    let env = start_without_operator("audit", |_| {}).await?;
+    install_operator_rbac(env.plane, &env.ns, &[])?;
+    let operator = start(&env, "audit", &[("IDBIND_LOG_FORMAT", "text".into())])?;
+    binding(&env, "audited")?;
+    env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/audited"])?;
+    env.kubectl(&["delete", "wib", "audited", "--wait=true", "--timeout=60s"])?;
+    let log = operator.log_text();
+    assert!(!log.contains('\u{1b}'), "escape codes in a log file:\n{log}");
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what) && l.contains("audited")).count() as u64;
+    let (writes, deletes) = (lines("azure write: "), lines("azure delete: "));
+    for expected in ["put identity", "put federated credential", "create role assignment"] {
+        assert_eq!(lines(&format!("azure write: {expected}")), 1, "{expected}:\n{log}");
+    }
+    assert_eq!(deletes, 3, "the role assignment, the federated credential and the identity:\n{log}");
+    assert_eq!(writes + deletes, env.writes(), "a line for every write Azure served:\n{log}");
+    assert_eq!(lines("binding deleted: what it held in Azure removed"), 1, "{log}");
     operator.kill()?;
     Ok(())
 }

@@ -216,6 +216,45 @@ pub enum Action {
     },
 }
 
+/// One write, as a person reads it (`idbind plan`, the log line of each write).
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let perms = |p: &Permissions| {
+            [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)]
+                .iter()
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match self {
+            Action::PutIdentity { resource_id, location, tags } => write!(
+                f,
+                "put identity {resource_id} in {location}, tags {}",
+                tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            ),
+            Action::PutFederatedCredential { name, issuer, subject, audience } => write!(
+                f,
+                "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
+            ),
+            Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
+                let role = super::roles::KEY_VAULT_ROLES
+                    .iter()
+                    .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
+                    .map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
+                write!(f, "create role assignment {name}: {role} on {scope}")
+            }
+            Action::DeleteRoleAssignment { id } => write!(f, "delete role assignment {id}"),
+            Action::GrantAccessPolicy { vault_id, permissions } => {
+                write!(f, "grant access policy on {vault_id}: {}", perms(permissions))
+            }
+            Action::RevokeAccessPolicy { vault_id, permissions } => {
+                write!(f, "revoke access policy on {vault_id}: {}", perms(permissions))
+            }
+        }
+    }
+}
+
 impl Action {
     /// The part of the binding it writes (whose condition a failure of it sets).
     pub fn part(&self) -> Part {

@@ -46,6 +46,11 @@ pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
         bind::withdraw(ctx, &ns, &previous).await?;
     }
     ctx.succeeded(&key(b));
+    let kept = match b.spec.deletion_policy {
+        DeletionPolicy::Delete => "what it held in Azure removed",
+        DeletionPolicy::Retain => "deletionPolicy Retain: its identity, credential and roles kept in Azure",
+    };
+    tracing::info!(binding = %key(b), "binding deleted: {kept}; ServiceAccount annotations removed");
     Ok(Action::await_change())
 }
 
@@ -128,9 +133,17 @@ async fn remove(
         let observed = ctx.azure.fresh().observe(&identity, &desired).await?;
         ctx.azure.writes().remove(&identity, &desired, &observed, shared).await
     };
-    if let Err(e) = removed.await {
-        tracing::warn!(error = %e, identity = %identity, "cleanup failed; retrying");
-        return Err(e.into());
+    match removed.await {
+        Ok(deleted) => {
+            // One line per delete: the audit trail of what a binding's removal took out of Azure.
+            for id in deleted {
+                tracing::info!(binding = %key(b), "azure delete: {id}: done");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(binding = %key(b), error = %e, identity = %identity, "azure delete failed; retrying");
+            Err(e.into())
+        }
     }
-    Ok(())
 }

@@ -43,12 +43,14 @@ pub async fn converge(ctx: &Context, holder: &str, wanted: &Wanted) -> Result<Id
             return Ok(ids(identity, observed));
         }
         for action in &actions {
-            tracing::info!(?action, identity = %identity, "azure write");
-            ctx.azure
-                .writes()
-                .apply(identity, &mut observed, action)
-                .await
-                .map_err(|e| azure_failure(action.part(), &e))?;
+            // One line per write, with its result: the audit trail of what idbind did in Azure (the
+            // reconcile's span names the binding).
+            let written = ctx.azure.writes().apply(identity, &mut observed, action).await;
+            match &written {
+                Ok(()) => tracing::info!(binding = holder, "azure write: {action}: done"),
+                Err(e) => tracing::warn!(binding = holder, error = %e, "azure write: {action}: failed"),
+            }
+            written.map_err(|e| azure_failure(action.part(), &e))?;
         }
     }
     Err(Outcome::Transient(Failure {

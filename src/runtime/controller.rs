@@ -124,23 +124,21 @@ fn bindings_of(
 }
 
 /// Once the bindings' cache holds a full list (every binding present at start has been queued), says so
-/// (`synced`), then counts bindings by readiness every 10 s, from the cache (no API call).
+/// (`synced`), and from then on `idbind_bindings` is counted from the cache at each scrape (no API call).
 async fn count_bindings(store: Store<WorkloadIdentityBinding>, metrics: Arc<Metrics>, synced: impl FnOnce()) {
     if !cache_ready(&store, Duration::MAX).await {
         return;
     }
     tracing::info!(bindings = store.state().len(), "caches synced: ready");
     synced();
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tick.tick().await;
+    metrics.count_bindings_with(Box::new(move || {
         let bindings = store.state();
         let is_ready = |b: &&Arc<WorkloadIdentityBinding>| {
             b.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
         };
         let ready = bindings.iter().filter(is_ready).count();
-        metrics.set_bindings(ready as u64, (bindings.len() - ready) as u64);
-    }
+        (ready as u64, (bindings.len() - ready) as u64)
+    }));
 }
 
 /// The reconcile entry point for kube-runtime: the finalizer around [`reconcile::apply`] and

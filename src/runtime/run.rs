@@ -79,10 +79,14 @@ pub struct RunArgs {
     /// Azure cloud.
     #[arg(long, env = "IDBIND_CLOUD", value_enum, default_value = "azure-public-cloud")]
     pub cloud: CloudName,
+    /// ARM's endpoint for `--cloud custom` (an Azure Stack Hub, a sovereign cloud not listed, the simulator),
+    /// e.g. https://management.local.azurestack.external.
     #[arg(long, env = "IDBIND_ARM_ENDPOINT", required_if_eq("cloud", "custom"))]
     pub arm_endpoint: Option<String>,
+    /// Entra's authority host for `--cloud custom`, e.g. https://login.microsoftonline.com/.
     #[arg(long, env = "IDBIND_AUTHORITY_HOST", required_if_eq("cloud", "custom"))]
     pub authority_host: Option<String>,
+    /// The audience of ARM tokens for `--cloud custom` (the other clouds know theirs).
     #[arg(long, env = "IDBIND_ARM_AUDIENCE", default_value = "https://management.azure.com")]
     pub arm_audience: String,
     /// Extra CA certificate (PEM) trusted for ARM and Entra (e.g. the simulator's).
@@ -354,47 +358,11 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
         DryRun::Writes(writes) if writes.is_empty() => println!("  no changes: Azure matches the spec"),
         DryRun::Writes(writes) => {
             for w in writes {
-                println!("  {}", describe(&w));
+                println!("  {w}");
             }
         }
     }
     Ok(())
-}
-
-/// One write, as a reader of `idbind plan` wants it.
-fn describe(action: &crate::core::plan::Action) -> String {
-    use crate::core::plan::Action::*;
-    let perms = |p: &crate::core::roles::Permissions| {
-        [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)]
-            .iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    match action {
-        PutIdentity { resource_id, location, tags } => format!(
-            "put identity {resource_id} in {location}, tags {}",
-            tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-        ),
-        PutFederatedCredential { name, issuer, subject, audience } => format!(
-            "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
-        ),
-        CreateRoleAssignment { scope, name, role_definition_guid } => {
-            let role = crate::core::roles::KEY_VAULT_ROLES
-                .iter()
-                .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
-                .map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
-            format!("create role assignment {name}: {role} on {scope}")
-        }
-        DeleteRoleAssignment { id } => format!("delete role assignment {id}"),
-        GrantAccessPolicy { vault_id, permissions } => {
-            format!("grant access policy on {vault_id}: {}", perms(permissions))
-        }
-        RevokeAccessPolicy { vault_id, permissions } => {
-            format!("revoke access policy on {vault_id}: {}", perms(permissions))
-        }
-    }
 }
 
 /// The API server's client, from the pod's ServiceAccount or the kubeconfig, always connected directly. kube
@@ -543,5 +511,29 @@ async fn terminated() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Args;
+
+    use super::{PlanArgs, RunArgs};
+
+    /// `idbind run --help` and `idbind plan --help` are the reference a user reaches first: no flag without
+    /// a description.
+    #[test]
+    fn every_flag_of_run_and_plan_says_what_it_sets() {
+        for command in [
+            RunArgs::augment_args(clap::Command::new("run")),
+            PlanArgs::augment_args(clap::Command::new("plan")),
+        ] {
+            let undocumented: Vec<String> = command
+                .get_arguments()
+                .filter(|a| !a.is_hide_set() && a.get_help().is_none())
+                .map(|a| a.get_id().to_string())
+                .collect();
+            assert!(undocumented.is_empty(), "{}: flags without help: {undocumented:?}", command.get_name());
+        }
     }
 }
