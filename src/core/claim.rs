@@ -16,15 +16,30 @@ pub struct Claim<'a> {
     pub deleting: bool,
 }
 
+/// The binding ahead of another in a claim, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub binding: String,
+    /// Created in the same second as the other (the API server's resolution): the name broke the tie.
+    pub tie_by_name: bool,
+}
+
+impl Holder {
+    /// Why it goes first, as a condition message says it.
+    pub fn precedence(&self) -> &'static str {
+        if self.tie_by_name { "created in the same second, first by name" } else { "created first" }
+    }
+}
+
 /// The binding, among `others`, that holds `me`'s target ahead of `me` (the older one; the name breaks ties),
 /// if any.
-pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) -> Option<&'a str> {
+pub fn held_by<'a>(me: &Claim<'_>, others: impl IntoIterator<Item = Claim<'a>>) -> Option<Holder> {
     others
         .into_iter()
         .filter(|o| o.binding != me.binding && o.target == me.target && !o.deleting)
         .filter(|o| (o.created, o.binding) < (me.created, me.binding))
         .min_by_key(|o| (o.created, o.binding))
-        .map(|o| o.binding)
+        .map(|o| Holder { binding: o.binding.to_string(), tie_by_name: o.created == me.created })
 }
 
 #[cfg(test)]
@@ -47,7 +62,17 @@ mod tests {
             (&[claim("b", "sa", 10, false)], None),
         ];
         for (others, want) in table {
-            assert_eq!(held_by(&me, others.iter().cloned()), *want, "{others:?}");
+            let holder = held_by(&me, others.iter().cloned()).map(|h| h.binding);
+            assert_eq!(holder.as_deref(), *want, "{others:?}");
         }
+    }
+
+    #[test]
+    fn a_tie_broken_by_name_says_so() {
+        let claim = |binding, created| Claim { binding, target: "sa", created, deleting: false };
+        let older = held_by(&claim("b", 100), [claim("a", 50)]);
+        assert_eq!(older.map(|h| h.precedence()), Some("created first"));
+        let tie = held_by(&claim("b", 100), [claim("a", 100)]);
+        assert_eq!(tie.map(|h| h.precedence()), Some("created in the same second, first by name"));
     }
 }

@@ -15,6 +15,7 @@ use crate::{
         WorkloadIdentityBindingStatus,
     },
     core::{
+        claim::Holder,
         conditions::{self, Want},
         proof,
         validate::Invalid,
@@ -113,7 +114,7 @@ pub enum Outcome {
     /// written to Azure. Only a change of the spec or of a policy helps.
     Invalid(Vec<Invalid>),
     /// Another binding, created first, holds what this one claims.
-    Conflict { claimed: Claimed, holder: String },
+    Conflict { claimed: Claimed, holder: Holder },
     /// Waiting for a turn at the request budget (others' identities are created first).
     Deferred { part: Part, message: String, wait: Duration },
     /// A failure that may heal by retrying (throttling, a 5xx, replication lag).
@@ -170,6 +171,40 @@ impl Outcome {
 pub enum Severity {
     Normal,
     Warning,
+}
+
+/// How many problems of an invalid spec its conditions show (the Events list them all).
+const SHOWN_PROBLEMS: usize = 3;
+
+/// `message` as Event notes of at most `limit` bytes each (Kubernetes keeps a note to 1 kB): split between
+/// its "; "-separated items, each part numbered when there are several, an item longer than a note cut.
+pub fn note_parts(message: &str, limit: usize) -> Vec<String> {
+    // Room for the "(12/34) " numbering.
+    let room = limit.saturating_sub(10).max(1);
+    let cut = |item: &str| {
+        let mut end = item.len().min(room);
+        while !item.is_char_boundary(end) {
+            end -= 1;
+        }
+        item[..end].to_string()
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for item in message.split("; ").map(cut) {
+        match parts.last_mut() {
+            Some(last) if last.len() + 2 + item.len() <= room => {
+                last.push_str("; ");
+                last.push_str(&item);
+            }
+            _ => parts.push(item),
+        }
+    }
+    let n = parts.len();
+    if n > 1 {
+        for (i, part) in parts.iter_mut().enumerate() {
+            *part = format!("({}/{n}) {part}", i + 1);
+        }
+    }
+    parts
 }
 
 /// An Event to publish about the binding.
@@ -337,26 +372,33 @@ impl<'a> Conditions<'a> {
         self.remove(conditions::RECONCILING);
     }
 
+    /// The first problems and a count in the conditions (the largest spec once made a ~10 kB message,
+    /// repeated in Ready and Stalled); every problem in the Event.
     fn invalid(&mut self, problems: &[Invalid]) -> Note {
         let reason = problems.first().map_or(crate::core::validate::INVALID_SPEC, |p| p.reason);
-        let message =
-            problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
-        self.set(conditions::READY, false, reason, &message);
-        self.set(conditions::STALLED, true, reason, &message);
+        let all: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+        let mut shown = all.iter().take(SHOWN_PROBLEMS).cloned().collect::<Vec<_>>().join("; ");
+        if all.len() > SHOWN_PROBLEMS {
+            let more = all.len() - SHOWN_PROBLEMS;
+            shown.push_str(&format!("; and {more} more problem(s), listed in the Events (kubectl describe)"));
+        }
+        self.set(conditions::READY, false, reason, &shown);
+        self.set(conditions::STALLED, true, reason, &shown);
         self.remove(conditions::RECONCILING);
-        Note { severity: Severity::Warning, reason, message }
+        Note { severity: Severity::Warning, reason, message: all.join("; ") }
     }
 
-    fn conflict(&mut self, claimed: &Claimed, holder: &str) -> Note {
+    fn conflict(&mut self, claimed: &Claimed, holder: &Holder) -> Note {
+        let (holder, precedence) = (&holder.binding, holder.precedence());
         let message = match claimed {
             Claimed::ServiceAccount(service_account) => format!(
                 "spec.serviceAccountName: ServiceAccount {service_account} is already bound by \
-                 WorkloadIdentityBinding {holder} (created first); a ServiceAccount carries one client id, so \
+                 WorkloadIdentityBinding {holder} ({precedence}); a ServiceAccount carries one client id, so \
                  point this binding at another ServiceAccount or delete one of them"
             ),
             Claimed::Identity(resource_id) => format!(
                 "spec.identity.resourceId: identity {resource_id} is already brought by WorkloadIdentityBinding \
-                 {holder} (created first); whoever federates an identity gets every role it holds, so one \
+                 {holder} ({precedence}); whoever federates an identity gets every role it holds, so one \
                  identity serves one binding: bring another identity or delete one of the bindings"
             ),
         };
@@ -517,6 +559,43 @@ mod tests {
         ])
     }
 
+    #[test]
+    fn an_invalid_spec_shows_its_first_problems_and_a_count_and_the_event_all_of_them() {
+        let problems: Vec<Invalid> = (0..20)
+            .map(|i| Invalid {
+                field: format!("spec.keyVaults[{i}].roles[0]"),
+                reason: POLICY_VIOLATION,
+                message: format!("role {i} is not allowed here by the policy team-shop"),
+            })
+            .collect();
+        let r = report(None, &Outcome::Invalid(problems), GENERATION, &at(100));
+        for type_ in ["Ready", "Stalled"] {
+            let c = r.status.conditions.iter().find(|c| c.type_ == type_).map(|c| c.message.clone());
+            let message = c.unwrap_or_default();
+            assert!(message.contains("spec.keyVaults[2].roles[0]"), "{message}");
+            assert!(!message.contains("spec.keyVaults[3]"), "{message}");
+            assert!(message.ends_with("and 17 more problem(s), listed in the Events (kubectl describe)"));
+        }
+        let note = r.event.map(|e| e.message).unwrap_or_default();
+        assert!(note.contains("spec.keyVaults[19].roles[0]: role 19"), "{note}");
+    }
+
+    #[test]
+    fn a_long_message_goes_out_as_numbered_notes_within_the_limit() {
+        let items: Vec<String> =
+            (0..40).map(|i| format!("spec.keyVaults[{i}].roles: {}", "x".repeat(60))).collect();
+        let parts = note_parts(&items.join("; "), 1024);
+        assert!(parts.len() > 1, "{parts:?}");
+        assert!(parts.iter().all(|p| p.len() <= 1024));
+        assert!(parts[0].starts_with(&format!("(1/{}) spec.keyVaults[0]", parts.len())), "{}", parts[0]);
+        for item in &items {
+            assert!(parts.iter().any(|p| p.contains(item.as_str())), "{item} lost");
+        }
+        assert_eq!(note_parts("short", 1024), vec!["short".to_string()]);
+        // One item longer than a note is cut on a character boundary.
+        assert!(note_parts(&"é".repeat(2000), 1024).iter().all(|p| p.len() <= 1024));
+    }
+
     /// The status a binding has after `outcome` for `generation`, reported at time 100.
     fn status_after(outcome: &Outcome, generation: Option<i64>) -> WorkloadIdentityBindingStatus {
         report(None, outcome, generation, &at(100)).status
@@ -652,13 +731,17 @@ mod tests {
         ]);
     }
 
+    fn holder(binding: &str) -> Holder {
+        Holder { binding: binding.into(), tie_by_name: false }
+    }
+
     #[test]
     fn what_another_binding_holds_stalls_the_binding_and_is_looked_at_again() {
         let ready = status_after(&converged("c1"), GENERATION);
         let conflict =
-            Outcome::Conflict { claimed: Claimed::ServiceAccount("app".into()), holder: "first".into() };
+            Outcome::Conflict { claimed: Claimed::ServiceAccount("app".into()), holder: holder("first") };
         let in_use =
-            Outcome::Conflict { claimed: Claimed::Identity(BROUGHT.into()), holder: "a/first".into() };
+            Outcome::Conflict { claimed: Claimed::Identity(BROUGHT.into()), holder: holder("a/first") };
         check(vec![
             ("another binding holds the ServiceAccount", Some(&ready), conflict, {
                 let e = expect("False", SERVICE_ACCOUNT_CONFLICT).stalled();

@@ -21,7 +21,7 @@ use crate::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy},
     azure::{AzureApi, access::Azure, budget::SharedBudget},
     core::{
-        claim::{self, Claim},
+        claim::{self, Claim, Holder},
         plan::Owner,
         policy::Rule,
         report::Requeue,
@@ -64,7 +64,7 @@ impl Caches {
     }
 
     /// The binding that holds `b`'s ServiceAccount ahead of it, if another does.
-    pub fn service_account_holder(&self, b: &WorkloadIdentityBinding) -> Option<String> {
+    pub fn service_account_holder(&self, b: &WorkloadIdentityBinding) -> Option<Holder> {
         let ns = b.namespace();
         self.holder(
             b,
@@ -79,7 +79,7 @@ impl Caches {
         &self,
         b: &WorkloadIdentityBinding,
         admissible: &dyn Fn(&WorkloadIdentityBinding) -> bool,
-    ) -> Option<String> {
+    ) -> Option<Holder> {
         let mine = brought_identity(b)?;
         let me = key(b);
         let claims = |o: &WorkloadIdentityBinding| {
@@ -105,7 +105,7 @@ impl Caches {
         b: &WorkloadIdentityBinding,
         target_of: impl Fn(&WorkloadIdentityBinding) -> Option<String>,
         name_of: impl Fn(&WorkloadIdentityBinding) -> String,
-    ) -> Option<String> {
+    ) -> Option<Holder> {
         let my_target = target_of(b)?;
         let others = self.bindings.state();
         let claims: Vec<(String, String, i64, bool)> = others
@@ -120,7 +120,7 @@ impl Caches {
             created: *created,
             deleting: *deleting,
         });
-        claim::held_by(&me, others).map(str::to_string)
+        claim::held_by(&me, others)
     }
 }
 

@@ -11,12 +11,12 @@ use kube::{
 use super::{Context, ReconcileError, failpoint};
 use crate::{
     api::binding::WorkloadIdentityBinding,
-    core::report::{Report, Severity},
+    core::report::{Report, Severity, note_parts},
     k8s,
 };
 
-/// Kubernetes keeps an Event's note to 1 kB.
-const NOTE_LIMIT: usize = 1000;
+/// Kubernetes keeps an Event's note to 1 kB (events.k8s.io/v1 refuses a longer one).
+const NOTE_LIMIT: usize = 1024;
 
 /// Writes `report`'s status if it differs from the binding's, then publishes its Event.
 pub async fn publish(
@@ -30,19 +30,23 @@ pub async fn publish(
     failpoint::hit(failpoint::BEFORE_STATUS_WRITE);
     k8s::apply_status(&ctx.client, &b.namespace().unwrap_or_default(), &b.name_any(), &report.status).await?;
     failpoint::hit(failpoint::AFTER_STATUS_WRITE);
-    if let Some(note) = &report.event {
-        let type_ = match note.severity {
-            Severity::Normal => EventType::Normal,
-            Severity::Warning => EventType::Warning,
-        };
+    let Some(note) = &report.event else {
+        return Ok(());
+    };
+    let type_ = match note.severity {
+        Severity::Normal => EventType::Normal,
+        Severity::Warning => EventType::Warning,
+    };
+    let reference: ObjectReference = b.object_ref(&());
+    // A message longer than a note goes out as several Events, so nothing of it is lost.
+    for part in note_parts(&note.message, NOTE_LIMIT) {
         let event = Event {
             type_,
             reason: note.reason.to_string(),
-            note: Some(note.message.chars().take(NOTE_LIMIT).collect()),
+            note: Some(part),
             action: "Reconcile".into(),
             secondary: None,
         };
-        let reference: ObjectReference = b.object_ref(&());
         if let Err(e) = ctx.events.publish(&event, &reference).await {
             tracing::warn!(error = %e, "publishing an Event failed");
         }
