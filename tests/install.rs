@@ -89,6 +89,8 @@ fn apply_k_config_default_creates_every_object_once() -> TestResult {
         created,
         [
             "clusterrole.rbac.authorization.k8s.io/idbind",
+            "clusterrole.rbac.authorization.k8s.io/idbind-edit",
+            "clusterrole.rbac.authorization.k8s.io/idbind-view",
             "clusterrolebinding.rbac.authorization.k8s.io/idbind",
             "configmap/idbind-config",
             "customresourcedefinition.apiextensions.k8s.io/workloadidentitybindings.idbind.dev",
@@ -245,7 +247,7 @@ fn a_second_apply_changes_nothing() -> TestResult {
         ])
     };
     let before = versions()?;
-    assert_eq!(before.lines().count(), 12, "{before}");
+    assert_eq!(before.lines().count(), 14, "{before}");
     let again = plane().kubectl_ok(&["apply", "-k", &config_default()])?;
     assert_eq!(versions()?, before, "a second apply wrote to the server; kubectl printed:\n{again}");
     let diff = plane().kubectl(&["diff", "-k", &config_default()]).output()?;
@@ -430,6 +432,65 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
     }
     assert!(wrong.is_empty(), "unexpected permissions of {SA}:\n{}", wrong.join("\n"));
     Ok(())
+}
+
+/// A namespace's editors manage its bindings and its viewers read them, with Kubernetes' own `edit` and `view`
+/// roles (the shipped ClusterRoles aggregate into them): no extra RBAC for a team to use `wib`.
+#[test]
+fn namespace_editors_manage_bindings_and_viewers_read_them_with_their_usual_roles() -> TestResult {
+    install();
+    crds_established()?;
+    let ns = plane().fresh_namespace("team")?;
+    for (user, role) in [("editor", "edit"), ("viewer", "view")] {
+        plane().kubectl_ok(&[
+            "create",
+            "rolebinding",
+            &format!("{user}-{role}"),
+            "-n",
+            &ns,
+            &format!("--clusterrole={role}"),
+            &format!("--user={user}"),
+        ])?;
+    }
+    let can = can_as;
+    let wib = "workloadidentitybindings.idbind.dev";
+    // The aggregation controller copies the rules into edit and view a moment after they are created.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(can("editor", "create", wib, &ns)? && can("viewer", "list", wib, &ns)?) {
+        assert!(std::time::Instant::now() < deadline, "edit and view never got the bindings' rules");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for verb in ["get", "list", "watch", "create", "update", "patch", "delete"] {
+        assert!(can("editor", verb, wib, &ns)?, "an editor may {verb} bindings");
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(can("viewer", verb, wib, &ns)?, "a viewer may {verb} bindings");
+        assert!(can("viewer", verb, &format!("{wib}/status"), &ns)?, "a viewer may {verb} their status");
+    }
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(!can("viewer", verb, wib, &ns)?, "a viewer may not {verb} bindings");
+    }
+    // Only in their own namespace, and never the status (the operator's) or the cluster's policies.
+    assert!(!can("editor", "create", wib, "default")?);
+    assert!(!can("editor", "update", &format!("{wib}/status"), &ns)?);
+    assert!(!can("editor", "create", "workloadidentitypolicies.idbind.dev", &ns)?);
+    Ok(())
+}
+
+/// `kubectl auth can-i` as a user; `resource` may end in `/status`, the subresource (which kubectl would
+/// otherwise read as an object's name).
+fn can_as(
+    user: &str,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let (resource, subresource) = resource.split_once('/').map_or((resource, None), |(r, s)| (r, Some(s)));
+    let subresource = subresource.map(|s| format!("--subresource={s}"));
+    let mut args = vec!["auth", "can-i", verb, resource, "-n", namespace, "--as", user];
+    args.extend(subresource.as_deref());
+    let out = plane().kubectl(&args).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "yes")
 }
 
 /// `kubectl auth can-i` as the operator's ServiceAccount, with the groups its tokens carry (so a grant to all

@@ -149,7 +149,7 @@ impl ControlPlane {
             "kube-controller-manager",
             &[
                 format!("--kubeconfig={}", dir.join("kubeconfig").display()),
-                "--controllers=namespace,garbagecollector,serviceaccount".into(),
+                "--controllers=namespace,garbagecollector,serviceaccount,clusterrole-aggregation".into(),
                 "--leader-elect=false".into(),
                 "--secure-port=0".into(),
                 "--v=0".into(),
