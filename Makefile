@@ -57,10 +57,12 @@ test-python: build venv ## Azure's Python SDKs against the simulator
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
 
-down: ## Stop the local control plane, the simulator and the operator
+down: ## Stop the local control plane, the simulator and the operator (their logs stay)
 	-@for p in $(SIM_DIR)/operator.pid $(SIM_DIR)/sim.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	cargo run --quiet -p idbind-testenv -- down --dir $(CLUSTER_DIR)
-	rm -rf $(OPERATOR_DIR)
+	@# The operator's kubeconfig holds its ServiceAccount's token: it goes; the logs stay for reading.
+	rm -f $(OPERATOR_DIR)/kubeconfig $(OPERATOR_DIR)/config.json
+	@echo "stopped; logs kept: $(OPERATOR_DIR)/operator.log, $(SIM_DIR)/sim.log, $(CLUSTER_DIR)/logs/"
 
 # The demo's Azure: one subscription, the identities' resource group, two RBAC vaults, and an
 # app the operator signs in as (a client secret: the simulator's stand-in for workload identity).
@@ -73,7 +75,9 @@ OPERATOR_DIR := $(CACHE)/operator
 
 demo: build venv up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
 	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
-	mkdir -p $(SIM_DIR) && rm -f $(SIM_DIR)/endpoint.json
+	@echo "--- make demo starts afresh: a new control plane (make up) and an empty Azure simulator; a previous"
+	@echo "    demo's bindings, identities and client ids are gone"
+	rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR)
 	@# Azure as the simulator plays it: ARM and Entra, Key Vault's data plane behind a proxy that answers
 	@# for Azure's host names, and Azure's propagation delays (a new federated credential is unusable for
 	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes).
@@ -100,7 +104,10 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 		IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 IDBIND_HTTP_ADDR=127.0.0.1:$$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])') \
 		IDBIND_LOG_FORMAT=text HTTPS_PROXY=$$($(EP_JSON) proxy) NO_PROXY=127.0.0.1,localhost)"
 	$(KUBECTL) -n idbind-system create secret generic idbind-azure --from-literal=AZURE_CLIENT_SECRET=$(DEMO_SECRET) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	@echo "--- The operator, as its pod would run (its ServiceAccount's token, its ConfigMap, leader election):"
+	@echo "--- This control plane has no kubelet, so the Deployment's pods cannot start (it would show 0/2):"
+	@echo "    the demo scales it to 0 and runs the operator as its pod would (its ServiceAccount's token, its"
+	@echo "    ConfigMap, leader election), with hack/operator-as-pod.sh"
+	$(KUBECTL) -n idbind-system scale deployment idbind --replicas=0
 	IDBIND=$(IDBIND) STATE_DIR=$(OPERATOR_DIR) hack/operator-as-pod.sh $(KUBECTL) > $(SIM_DIR)/operator.pid
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	for sa in orders-api payments reporting; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
