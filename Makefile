@@ -60,8 +60,8 @@ up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/
 down: ## Stop the local control plane, the simulator and the operator (their logs stay)
 	-@for p in $(SIM_DIR)/operator.pid $(SIM_DIR)/sim.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
 	cargo run --quiet -p idbind-testenv -- down --dir $(CLUSTER_DIR)
-	@# The operator's kubeconfig holds its ServiceAccount's token: it goes; the logs stay for reading.
-	rm -f $(OPERATOR_DIR)/kubeconfig $(OPERATOR_DIR)/config.json
+	@# The operator's kubeconfig and the demo pod's token file hold tokens: they go; the logs stay for reading.
+	rm -f $(OPERATOR_DIR)/kubeconfig $(OPERATOR_DIR)/config.json $(SIM_DIR)/payments.token
 	@echo "stopped; logs kept: $(OPERATOR_DIR)/operator.log, $(SIM_DIR)/sim.log, $(CLUSTER_DIR)/logs/"
 
 # The demo's Azure: one subscription, the identities' resource group, two RBAC vaults, and an
