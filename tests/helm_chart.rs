@@ -358,6 +358,19 @@ fn the_chart_and_config_default_render_the_same_rbac_settings_and_pod() -> TestR
     same("ClusterRoleBinding", "idbind", &["roleRef"])?;
     same("ClusterRoleBinding", "idbind", &["subjects"])?;
     same("Role", "idbind-leader-election", &["rules"])?;
+    for user_role in ["idbind-edit", "idbind-view"] {
+        same("ClusterRole", user_role, &["rules"])?;
+        let aggregation = |objects: &[Value]| -> Result<Vec<String>, TestError> {
+            let labels = find(objects, "ClusterRole", user_role)?["metadata"]["labels"].clone();
+            let labels = labels.as_object().cloned().unwrap_or_default();
+            Ok(labels.keys().filter(|k| k.contains("aggregate-to-")).cloned().collect())
+        };
+        assert_eq!(
+            aggregation(&chart)?,
+            aggregation(&kustomized)?,
+            "{user_role}: aggregated into the same roles"
+        );
+    }
     same("RoleBinding", "idbind-leader-election", &["subjects"])?;
     same("ConfigMap", "idbind-config", &["data"])?;
     same("Deployment", "idbind", &["spec", "replicas"])?;
