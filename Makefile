@@ -13,7 +13,7 @@ IDBIND       := $(CURDIR)/target/debug/idbind
 IDBIND_SIM   := $(CURDIR)/target/debug/idbind-sim
 DEMO_NS      := idbind-demo
 
-.PHONY: help build controlplane venv crds test test-rust test-python up down demo clean
+.PHONY: help build controlplane venv helm crds test test-rust test-python up down demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,12 +43,18 @@ $(VENV_STAMP): sim/tests/python/requirements.txt
 
 venv: $(VENV_STAMP) ## Install Azure's Python SDKs into .cache/venv (for the workload in tests and the demo)
 
-crds: ## Regenerate crds/ from the Rust types
+# Helm, built from Go modules (tools/helm/go.mod pins helm.sh/helm/v3) into .cache/tools/helm, as the
+# control plane is; hack/build-helm.sh rebuilds only when tools/helm/go.mod or go.sum change.
+helm: ## Build Helm into .cache/tools/helm (used by tests/helm_chart.rs)
+	@hack/build-helm.sh >/dev/null
+
+crds: ## Regenerate crds/ (and the Helm chart's copy) from the Rust types
 	cargo run --quiet --bin idbind -- crd --out-dir crds
+	cp crds/idbind.dev_*.yaml charts/idbind/crds/
 
 test: controlplane test-rust test-python ## Run every test (builds the control plane first)
 
-test-rust: controlplane venv
+test-rust: controlplane venv helm
 	IDBIND_PYTHON=$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
 test-python: build venv ## Azure's Python SDKs against the simulator
