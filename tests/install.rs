@@ -434,8 +434,8 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
     Ok(())
 }
 
-/// A namespace's editors manage its bindings and its viewers read them, with Kubernetes' own `edit` and `view`
-/// roles (the shipped ClusterRoles aggregate into them): no extra RBAC for a team to use `wib`.
+/// A namespace's editors manage its bindings and its viewers read them, with Kubernetes' own `edit` and
+/// `view` roles (the shipped ClusterRoles aggregate into them): no extra RBAC for a team to use `wib`.
 #[test]
 fn namespace_editors_manage_bindings_and_viewers_read_them_with_their_usual_roles() -> TestResult {
     install();

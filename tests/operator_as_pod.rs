@@ -253,8 +253,8 @@ async fn no_token_or_secret_reaches_the_logs() -> TestResult {
 }
 
 /// An on-call engineer reads the log to learn what idbind did in Azure: a log file (not a terminal) carries
-/// no colour codes, every write and delete the simulator served has its line, and a deletion says what
-/// became of the binding's Azure objects.
+/// no colour codes, every write and delete the simulator served has its line, and a deletion says what became
+/// of the binding's Azure objects.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_log_file_is_plain_text_with_a_line_per_azure_write_and_delete() -> TestResult {
     let env = start_without_operator("audit", |_| {}).await?;

@@ -520,8 +520,8 @@ mod tests {
 
     use super::{PlanArgs, RunArgs};
 
-    /// `idbind run --help` and `idbind plan --help` are the reference a user reaches first: no flag without
-    /// a description.
+    /// `idbind run --help` and `idbind plan --help` are the reference a user reaches first: no flag without a
+    /// description.
     #[test]
     fn every_flag_of_run_and_plan_says_what_it_sets() {
         for command in [
