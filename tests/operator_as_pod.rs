@@ -8,7 +8,8 @@
 //! - Of two replicas only the leader reconciles; SIGTERM stops the leader cleanly (exit 0) and its Lease goes
 //!   to the standby at once.
 //! - No token or secret reaches the logs, even at trace level.
-//! - The text log written to a file is plain text and has one line per Azure write and delete.
+//! - The text log written to a file is plain text and has one line per Azure write and delete; each is an
+//!   Event on the binding too.
 
 use std::time::Duration;
 
@@ -273,6 +274,24 @@ async fn the_log_file_is_plain_text_with_a_line_per_azure_write_and_delete() -> 
     assert_eq!(deletes, 3, "the role assignment, the federated credential and the identity:\n{log}");
     assert_eq!(writes + deletes, env.writes(), "a line for every write Azure served:\n{log}");
     assert_eq!(lines("binding deleted: what it held in Azure removed"), 1, "{log}");
+    // And the same changes as Events on the binding, for whoever reads the cluster rather than the log.
+    let events: Value = serde_json::from_str(&env.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=audited",
+        "-o",
+        "json",
+    ])?)?;
+    let notes = |reason: &str| -> Vec<String> {
+        let items = events["items"].as_array().cloned().unwrap_or_default();
+        let of_reason = items.into_iter().filter(|e| e["reason"] == reason);
+        of_reason.map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    let (updated, deleted) = (notes("AzureUpdated"), notes("AzureDeleted"));
+    assert_eq!(updated.len() as u64, writes, "{updated:?}");
+    assert!(updated.iter().any(|n| n.starts_with("create role assignment")), "{updated:?}");
+    assert_eq!(deleted.len() as u64, deletes, "{deleted:?}");
     operator.kill()?;
     Ok(())
 }

@@ -34,12 +34,29 @@ impl Events {
         Events { recorder: Recorder::new(client.clone(), reporter.clone()), client, reporter }
     }
 
-    /// Publishes `event` about `regarding`.
+    /// Publishes `event` about `regarding`. The Recorder folds an Event into an earlier one with the same
+    /// type, reason and action (a series), whatever its note says: for repeats of one message.
     pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let name = regarding.name.as_deref().unwrap_or_default();
         if name.len() <= RECORDER_NAME_MAX {
             return self.recorder.publish(event, regarding).await;
         }
+        self.create(event, regarding).await
+    }
+
+    /// Publishes `event` as an Event of its own, never folded into another: for Events that share a reason
+    /// but say different things (each Azure change, each part of a long message), which the Recorder would
+    /// merge into the first one's series.
+    pub async fn publish_distinct(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        self.create(event, regarding).await
+    }
+
+    async fn create(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let name = regarding.name.as_deref().unwrap_or_default();
         let now = Timestamp::now();
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let k8s_event = K8sEvent {

@@ -135,10 +135,18 @@ async fn remove(
     };
     match removed.await {
         Ok(deleted) => {
-            // One line per delete: the audit trail of what a binding's removal took out of Azure.
-            for id in deleted {
+            // One line and one Event per delete: the audit trail of what a binding's removal took out of
+            // Azure.
+            for id in &deleted {
                 tracing::info!(binding = %key(b), "azure delete: {id}: done");
             }
+            super::publish::changes(
+                b,
+                ctx,
+                "AzureDeleted",
+                deleted.into_iter().map(|id| format!("deleted {id}")),
+            )
+            .await;
             Ok(())
         }
         Err(e) => {

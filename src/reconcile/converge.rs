@@ -23,10 +23,15 @@ use crate::{
 const MAX_ROUNDS: usize = 4;
 
 /// The identity's ids once Azure holds what `wanted` asks for, or the outcome that stops the binding here.
-/// `holder` names the binding at the request budget.
-pub async fn converge(ctx: &Context, holder: &str, wanted: &Wanted) -> Result<IdentityIds, Outcome> {
+/// `holder` names the binding at the request budget. Also the writes made, for their Events (a write is a
+/// change a user made happen, and is told so).
+pub async fn converge(
+    ctx: &Context,
+    holder: &str,
+    wanted: &Wanted,
+) -> Result<(IdentityIds, Vec<Action>), Outcome> {
     if let Some(ids) = nothing_to_do(ctx, holder, wanted).await? {
-        return Ok(ids);
+        return Ok((ids, Vec::new()));
     }
     // Something to do (or to report): read Azure directly before any write, so a list up to a resync old can
     // never make idbind write over what changed since.
@@ -37,20 +42,22 @@ pub async fn converge(ctx: &Context, holder: &str, wanted: &Wanted) -> Result<Id
         .observe(identity, &wanted.azure)
         .await
         .map_err(|e| azure_failure(Part::Identity, &e))?;
+    let mut written = Vec::new();
     for _ in 0..MAX_ROUNDS {
         let actions = plan::plan(&wanted.azure, &observed.azure).map_err(blocked)?;
         if actions.is_empty() {
-            return Ok(ids(identity, observed));
+            return Ok((ids(identity, observed), written));
         }
         for action in &actions {
             // One line per write, with its result: the audit trail of what idbind did in Azure (the
             // reconcile's span names the binding).
-            let written = ctx.azure.writes().apply(identity, &mut observed, action).await;
-            match &written {
+            let written_now = ctx.azure.writes().apply(identity, &mut observed, action).await;
+            match &written_now {
                 Ok(()) => tracing::info!(binding = holder, "azure write: {action}: done"),
                 Err(e) => tracing::warn!(binding = holder, error = %e, "azure write: {action}: failed"),
             }
-            written.map_err(|e| azure_failure(action.part(), &e))?;
+            written_now.map_err(|e| azure_failure(action.part(), &e))?;
+            written.push(action.clone());
         }
     }
     Err(Outcome::Transient(Failure {

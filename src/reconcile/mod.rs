@@ -119,7 +119,8 @@ pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconci
 async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome, Halt> {
     let desired = gate::admit(b, ctx).await?;
     let wanted = resolve::wanted(b, &desired, ctx).await?;
-    let ids = converge::converge(ctx, &key(b), &wanted).await?;
+    let (ids, written) = converge::converge(ctx, &key(b), &wanted).await?;
+    publish::changes(b, ctx, "AzureUpdated", written.iter().map(ToString::to_string)).await;
     retire::previous_identities(b, &wanted, ctx).await?;
     let bound = bind::service_account(b, &wanted, &ids, ctx).await?;
     verify::prove(b, &wanted, &ids, bound, ctx).await

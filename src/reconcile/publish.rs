@@ -38,8 +38,11 @@ pub async fn publish(
         Severity::Warning => EventType::Warning,
     };
     let reference: ObjectReference = b.object_ref(&());
-    // A message longer than a note goes out as several Events, so nothing of it is lost.
-    for part in note_parts(&note.message, NOTE_LIMIT) {
+    // A message longer than a note goes out as several Events (each its own: the Recorder would fold them
+    // into one), so nothing of it is lost.
+    let parts = note_parts(&note.message, NOTE_LIMIT);
+    let distinct = parts.len() > 1;
+    for part in parts {
         let event = Event {
             type_,
             reason: note.reason.to_string(),
@@ -47,9 +50,40 @@ pub async fn publish(
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.events.publish(&event, &reference).await {
+        let published = if distinct {
+            ctx.events.publish_distinct(&event, &reference).await
+        } else {
+            ctx.events.publish(&event, &reference).await
+        };
+        if let Err(e) = published {
             tracing::warn!(error = %e, "publishing an Event failed");
         }
     }
     Ok(())
+}
+
+/// One Normal Event per change made in Azure for the binding (`reason`: `AzureUpdated`, `AzureDeleted`), so
+/// `kubectl describe` and the cluster's event stream say what idbind did and when. Best effort, like every
+/// Event.
+pub async fn changes(
+    b: &WorkloadIdentityBinding,
+    ctx: &Context,
+    reason: &str,
+    changes: impl Iterator<Item = String>,
+) {
+    let reference: ObjectReference = b.object_ref(&());
+    for change in changes {
+        for part in note_parts(&change, NOTE_LIMIT) {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: reason.to_string(),
+                note: Some(part),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.events.publish_distinct(&event, &reference).await {
+                tracing::warn!(error = %e, "publishing an Event failed");
+            }
+        }
+    }
 }

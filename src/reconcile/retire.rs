@@ -54,6 +54,8 @@ pub async fn previous_identities(
             Ok(gone) => {
                 let message = "retired an identity the binding no longer uses";
                 tracing::info!(binding = %key(b), old = %identity, removed = ?gone, "{message}");
+                let notes = gone.into_iter().map(|id| format!("deleted {id} (replaced)"));
+                super::publish::changes(b, ctx, "AzureDeleted", notes).await;
             }
             Err(e) => {
                 let message = "retiring the previous identity failed; retrying";
