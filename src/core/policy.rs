@@ -139,6 +139,7 @@ pub fn check(
 /// Vault `i`'s roles that none of the policies allowing the vault allows: a vault and its role must come from
 /// one policy.
 fn roles_refused(namespace: &str, i: usize, vault: &DesiredVault, for_vault: &[&Rule]) -> Vec<Invalid> {
+    let names = for_vault.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
     let refused = vault
         .roles
         .iter()
@@ -146,8 +147,10 @@ fn roles_refused(namespace: &str, i: usize, vault: &DesiredVault, for_vault: &[&
         .filter(|(_, (_, role))| !for_vault.iter().any(|r| r.allows_role(role)));
     refused
         .map(|(j, (written, _))| {
+            // Named, so that whoever reads the refusal knows which policy to ask to change.
             let message = format!(
-                "no policy for namespace {namespace} allows role {written:?} on vault {}",
+                "no policy for namespace {namespace} allows role {written:?} on vault {} (policies allowing the \
+                 vault: {names})",
                 vault.resource_id
             );
             violation(format!("spec.keyVaults[{i}].roles[{j}]"), message)
@@ -283,7 +286,9 @@ mod tests {
             &[("rg-x", "kv-x", &["Key Vault Administrator"]), ("rg-y", "kv-y", &["Key Vault Administrator"])],
             None,
         );
-        assert_eq!(fields(check("team-a", &b, &rules, false)), ["spec.keyVaults[0].roles[0]"]);
+        let problems = check("team-a", &b, &rules, false);
+        assert!(problems[0].message.ends_with("(policies allowing the vault: read-x)"), "{problems:?}");
+        assert_eq!(fields(problems), ["spec.keyVaults[0].roles[0]"]);
     }
 
     #[test]
