@@ -48,6 +48,7 @@ async fn a_new_binding_plans_its_identity_fic_and_role_assignment_and_writes_not
         &azure,
         &settings,
         &Ceiling::default(),
+        None,
         &binding(&env.ns, "planned", &["Key Vault Secrets User"]),
     )
     .await
@@ -80,7 +81,7 @@ async fn refused_input_plans_nothing_and_says_why() -> TestResult {
 
     // Refused input says why, still without a write.
     assert!(
-        matches!(dry_run(&azure, &settings, &Ceiling::default(), &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]")
+        matches!(dry_run(&azure, &settings, &Ceiling::default(), None, &binding(&env.ns, "owner", &["Owner"])).await, DryRun::Invalid(ref p) if p[0].field == "spec.keyVaults[0].roles[0]")
     );
     assert_eq!(env.writes(), writes, "a plan writes nothing");
     Ok(())
@@ -98,7 +99,7 @@ async fn a_converged_binding_plans_nothing() -> TestResult {
     let live: WorkloadIdentityBinding =
         serde_json::from_str(&env.kubectl(&["get", "wib", "live", "-o", "json"])?)?;
     assert!(
-        matches!(dry_run(&azure, &settings, &Ceiling::default(), &live).await, DryRun::Writes(ref w) if w.is_empty())
+        matches!(dry_run(&azure, &settings, &Ceiling::default(), None, &live).await, DryRun::Writes(ref w) if w.is_empty())
     );
     assert_eq!(env.writes(), writes + 3, "only the live binding's three writes happened");
     Ok(())

@@ -1,18 +1,22 @@
 //! `idbind plan`: a dry run of one binding's reconcile against Azure, reading only, never writing. A new
 //! identity's writes are all listed, as if the identity's PUT had succeeded.
+//!
+//! In two steps, so that a binding the gate refuses needs no Azure credential at all: [`admit`] (the gate's
+//! judgement, pure) and [`plan_writes`] (Azure read). [`dry_run`] is both.
 
 use kube::ResourceExt;
 
-use super::resolve;
+use super::{gate, resolve};
 use crate::{
     api::binding::WorkloadIdentityBinding,
     azure::{AzureApi, access::Fresh},
     core::{
         desired::{self, Wanted},
         plan::{self, Owner},
+        policy::Rule,
         report::Outcome,
         settings::{Ceiling, OperatorSettings},
-        validate::{self, Invalid},
+        validate::{self, DesiredBinding, Invalid},
     },
 };
 
@@ -20,7 +24,7 @@ use crate::{
 /// none.
 #[derive(Debug)]
 pub enum DryRun {
-    /// Validation or the operator's ceiling refuses the spec (no policy objects are consulted).
+    /// Validation, the operator's ceiling or (when they were listed) the policies refuse the spec.
     Invalid(Vec<Invalid>),
     /// Azure's state blocks the binding, or reading it failed: (reason, message).
     Blocked(String, String),
@@ -31,24 +35,52 @@ pub enum DryRun {
 /// How many rounds of writes the dry run lists (the reconcile's own limit).
 const MAX_ROUNDS: usize = 4;
 
-/// The writes a reconcile of `b` would make now.
+/// The writes a reconcile of `b` would make now; `policies` as for [`admit`].
 pub async fn dry_run(
     azure: &dyn AzureApi,
     settings: &OperatorSettings,
     ceiling: &Ceiling,
+    policies: Option<&[Rule]>,
     b: &WorkloadIdentityBinding,
 ) -> DryRun {
+    match admit(b, settings, ceiling, policies) {
+        Ok(desired) => plan_writes(azure, settings, b, &desired).await,
+        Err(problems) => DryRun::Invalid(problems),
+    }
+}
+
+/// What the reconcile's gate would say of `b`'s spec: the operator's own [`gate::judge`] when the policies
+/// are known (`Some`, every `WorkloadIdentityPolicy` as a rule, however many), or validation against the
+/// ceiling alone when they could not be listed (`None`: a plan without the cluster). The claims on a
+/// ServiceAccount or a brought identity, which need every other binding, are not judged here.
+pub fn admit(
+    b: &WorkloadIdentityBinding,
+    settings: &OperatorSettings,
+    ceiling: &Ceiling,
+    policies: Option<&[Rule]>,
+) -> Result<DesiredBinding, Vec<Invalid>> {
+    match policies {
+        Some(rules) => gate::judge(b, settings, ceiling, rules),
+        None => {
+            validate::validate(&b.namespace().unwrap_or_default(), &b.name_any(), &b.spec, settings, ceiling)
+        }
+    }
+}
+
+/// The writes a reconcile of `b`, admitted as `desired`, would make now, read from Azure.
+pub async fn plan_writes(
+    azure: &dyn AzureApi,
+    settings: &OperatorSettings,
+    b: &WorkloadIdentityBinding,
+    desired: &DesiredBinding,
+) -> DryRun {
     let ns = b.namespace().unwrap_or_default();
-    let desired = match validate::validate(&ns, &b.name_any(), &b.spec, settings, ceiling) {
-        Ok(d) => d,
-        Err(problems) => return DryRun::Invalid(problems),
-    };
     let fresh = Fresh::new(azure);
     let owner =
         Owner { cluster: settings.cluster_name.clone(), namespace: ns, binding: b.name_any(), uid: b.uid() };
-    let wanted = match resolve::vault_facts(fresh, &desired).await {
+    let wanted = match resolve::vault_facts(fresh, desired).await {
         Ok(vaults) => {
-            desired::azure_state(&desired, owner, &vaults, desired::held_access_policies(b.status.as_ref()))
+            desired::azure_state(desired, owner, &vaults, desired::held_access_policies(b.status.as_ref()))
                 .map_err(Outcome::Stalled)
         }
         Err(outcome) => Err(outcome),

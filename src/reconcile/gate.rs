@@ -13,6 +13,7 @@ use crate::{
         policy::{self, Rule},
         report::{Claimed, Outcome},
         resource_id::{ResourceId, USER_ASSIGNED_IDENTITY},
+        settings::{Ceiling, OperatorSettings},
         validate::{self, DesiredBinding, Invalid},
     },
 };
@@ -23,7 +24,7 @@ pub async fn admit(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Desired
         tracing::info!(binding = %key(b), "policies not listed yet; retrying");
         return Err(Outcome::NotSynced);
     };
-    let desired = match judge(b, ctx, &rules) {
+    let desired = match judge(b, &ctx.settings, &ctx.ceiling, &rules) {
         Ok(desired) => desired,
         Err(problems) => {
             let_go_of_brought_identity(b, ctx).await?;
@@ -35,7 +36,9 @@ pub async fn admit(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Desired
         return Err(Outcome::Conflict { claimed, holder });
     }
     // Only a binding allowed to bring the identity holds it: a refused one must not lock others out.
-    if let Some(holder) = ctx.caches.identity_holder(b, &|other| judge(other, ctx, &rules).is_ok()) {
+    if let Some(holder) =
+        ctx.caches.identity_holder(b, &|other| judge(other, &ctx.settings, &ctx.ceiling, &rules).is_ok())
+    {
         let_go_of_brought_identity(b, ctx).await?;
         let claimed = Claimed::Identity(desired.identity.id().to_string());
         return Err(Outcome::Conflict { claimed, holder });
@@ -43,11 +46,17 @@ pub async fn admit(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Desired
     Ok(desired)
 }
 
-/// The binding validated against the ceiling, then judged by the policies.
-fn judge(b: &WorkloadIdentityBinding, ctx: &Context, rules: &[Rule]) -> Result<DesiredBinding, Vec<Invalid>> {
+/// The binding validated against the ceiling, then judged by the policies: the gate's verdict on the spec
+/// alone (before any claim), which `idbind plan` reaches the same way.
+pub fn judge(
+    b: &WorkloadIdentityBinding,
+    settings: &OperatorSettings,
+    ceiling: &Ceiling,
+    rules: &[Rule],
+) -> Result<DesiredBinding, Vec<Invalid>> {
     let ns = b.namespace().unwrap_or_default();
-    let desired = validate::validate(&ns, &b.name_any(), &b.spec, &ctx.settings, &ctx.ceiling)?;
-    let problems = policy::check(&ns, &desired, rules, ctx.ceiling.require_policy);
+    let desired = validate::validate(&ns, &b.name_any(), &b.spec, settings, ceiling)?;
+    let problems = policy::check(&ns, &desired, rules, ceiling.require_policy);
     if problems.is_empty() { Ok(desired) } else { Err(problems) }
 }
 

@@ -348,7 +348,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let ns = binding.metadata.namespace.clone().unwrap_or_default();
     let name = binding.metadata.name.clone().unwrap_or_default();
     println!("WorkloadIdentityBinding {ns}/{name}");
-    match reconcile::dry_run(azure.as_ref(), &settings, &ceiling, &binding).await {
+    match reconcile::dry_run(azure.as_ref(), &settings, &ceiling, None, &binding).await {
         DryRun::Invalid(problems) => {
             for p in problems {
                 println!("  refused ({}): {}: {}", p.reason, p.field, p.message);
