@@ -3,7 +3,10 @@
 // Production code: a panic takes down a worker, so errors are values (tests may unwrap: clippy.toml).
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
-use clap::{Parser, Subcommand};
+use std::{ffi::OsString, process::ExitCode};
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use idbind::runtime::{plan, run};
 
 // See Cargo.toml: jemalloc keeps the operator's memory close to what it holds.
 #[cfg(not(target_env = "msvc"))]
@@ -33,9 +36,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (flags or environment; see --help).
-    Run(Box<idbind::runtime::run::RunArgs>),
-    /// Show the Azure writes a binding would cause now, reading Azure only (a dry run).
-    Plan(Box<idbind::runtime::run::PlanArgs>),
+    Run(Box<run::RunArgs>),
+    /// Show what applying the bindings in some manifests would make the operator do now (a dry run: the API
+    /// server's, the operator's policies', Azure's read only). Exit code: 0 no changes, 2 changes, 1 refused,
+    /// blocked, rejected or an error.
+    ///
+    /// The settings are the operator's ConfigMap (in --operator-namespace, read through the kubeconfig) under
+    /// these flags and their environment variables; with --no-cluster, or no kubeconfig, flags and
+    /// environment only.
+    Plan(Box<plan::PlanArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD (what `crds/` holds).
     Crd {
         /// Write `<dir>/<group>_<plural>.yaml` files instead of printing.
@@ -45,25 +54,64 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // `plan` reads the operator's ConfigMap before parsing: its values are the flags' defaults.
+    let (command, cluster) = match plan::prepare(Cli::command(), "plan", &args).await {
+        Ok(prepared) => prepared,
+        Err(e) => return failed(&e),
+    };
+    let cli = match command.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e, cluster.is_some()),
+    };
     #[cfg(not(target_env = "msvc"))]
     idbind::telemetry::set_heap_stats(heap_stats);
-    if let Command::Run(args) = &cli.command {
-        idbind::telemetry::init_logging(args.log_format == idbind::runtime::run::LogFormat::Json);
-    }
     match cli.command {
-        Command::Run(args) => idbind::runtime::run::run(*args).await,
-        Command::Plan(args) => idbind::runtime::run::plan(*args).await,
-        Command::Crd { out_dir: None } => {
-            print!("{}", idbind::api::crd::crds_yaml()?);
-            Ok(())
+        Command::Run(args) => {
+            idbind::telemetry::init_logging(args.log_format == run::LogFormat::Json);
+            exit(run::run(*args).await)
         }
-        Command::Crd { out_dir: Some(dir) } => {
+        Command::Plan(args) => {
+            let cluster = cluster.unwrap_or_else(|| plan::Cluster::NotConsulted("not prepared".into()));
+            plan::plan(*args, cluster).await
+        }
+        Command::Crd { out_dir } => exit(crd(out_dir)),
+    }
+}
+
+fn crd(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    match out_dir {
+        None => print!("{}", idbind::api::crd::crds_yaml()?),
+        Some(dir) => {
             for (name, yaml) in idbind::api::crd::crd_files()? {
                 std::fs::write(dir.join(name), yaml)?;
             }
-            Ok(())
         }
+    }
+    Ok(())
+}
+
+/// What `main` returning `anyhow::Result` did: the error and its causes on stderr, exit code 1.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(&format!("{e:?}")),
+    }
+}
+
+fn failed(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("Error: {e}");
+    ExitCode::FAILURE
+}
+
+/// clap's message (or --help, --version); a usage error of `plan` exits 1, not clap's 2, which `plan` keeps
+/// for "changes".
+fn usage(e: &clap::Error, plan: bool) -> ExitCode {
+    let _ = e.print();
+    match e.exit_code() {
+        0 => ExitCode::SUCCESS,
+        _ if plan => ExitCode::FAILURE,
+        code => ExitCode::from(u8::try_from(code).unwrap_or(1)),
     }
 }

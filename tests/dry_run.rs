@@ -121,6 +121,7 @@ async fn the_cli_prints_the_plan_of_a_manifest_file() -> TestResult {
         .args(["plan", "-f"])
         .arg(&manifest)
         .env_clear()
+        .env("HOME", &dir)
         .envs([
             ("IDBIND_CLUSTER_NAME", "e2e"),
             ("IDBIND_OIDC_ISSUER", env.plane.server()),
@@ -139,7 +140,7 @@ async fn the_cli_prints_the_plan_of_a_manifest_file() -> TestResult {
         .env("IDBIND_CA_FILE", &ca)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "changes:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for needle in ["put identity", "put federated credential", "create role assignment", "Key Vault Reader"] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

@@ -4,4 +4,5 @@
 pub mod controller;
 pub mod health;
 pub mod leader;
+pub mod plan;
 pub mod run;

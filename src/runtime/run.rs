@@ -17,7 +17,7 @@ use crate::{
         proof::Verification,
         settings::{Ceiling, OperatorSettings},
     },
-    reconcile::{self, CacheWriters, Context, DryRun, verify::Verifier},
+    reconcile::{self, CacheWriters, Context, verify::Verifier},
     runtime::{
         controller,
         health::{self, Health},
@@ -280,25 +280,18 @@ fn azure_and_settings(
     args: &RunArgs,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(Arc<Governed>, OperatorSettings, Ceiling)> {
+    let (settings, ceiling) = settings_and_ceiling(args)?;
+    Ok((governed_azure(args, metrics)?, settings, ceiling))
+}
+
+/// The settings that shape a binding's Azure objects and the ceiling, as `args` say; no credential needed.
+pub fn settings_and_ceiling(args: &RunArgs) -> anyhow::Result<(OperatorSettings, Ceiling)> {
     if !args.oidc_issuer.starts_with("https://") {
         bail!(
             "--oidc-issuer must be an https URL (it is compared verbatim by Entra), got {:?}",
             args.oidc_issuer
         );
     }
-    if !(args.budget_scale >= 0.0 && args.budget_scale.is_finite()) {
-        bail!("--budget-scale must be a number >= 0, got {}", args.budget_scale);
-    }
-    let cloud = args.cloud();
-    let http = http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?;
-    let credential = credential(args, &cloud, http.clone())?;
-    let budget =
-        (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
-    let azure = Arc::new(Governed::new(
-        Arc::new(ArmApi::new(&cloud, http, credential)?),
-        budget,
-        Some(metrics.clone() as Arc<dyn ArmObserver>),
-    ));
     let settings = OperatorSettings {
         cluster_name: args.cluster_name.clone(),
         subscription_id: args.subscription_id.clone(),
@@ -314,55 +307,24 @@ fn azure_and_settings(
         allow_existing_identity: args.allow_existing_identity,
         require_policy: args.require_policy,
     };
-    Ok((azure, settings, ceiling))
+    Ok((settings, ceiling))
 }
 
-/// `idbind plan -f binding.yaml`: the operator's settings (the same flags and environment as `run`) and a
-/// binding from a file.
-#[derive(Args, Debug, Clone)]
-pub struct PlanArgs {
-    /// The WorkloadIdentityBinding (YAML or JSON), e.g. the manifest about to be applied.
-    #[arg(short = 'f', long)]
-    pub file: PathBuf,
-    /// Its namespace, when the manifest does not say.
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// Prints the Azure writes a reconcile of the binding would make now, reading Azure and never writing to it.
-/// Namespace-level `WorkloadIdentityPolicy` objects are not consulted (the cluster may not be reachable); the
-/// operator's ceiling is.
-pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut binding: crate::api::binding::WorkloadIdentityBinding = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a WorkloadIdentityBinding", args.file.display()))?;
-    if let Some(ns) = args.namespace.clone().or_else(|| binding.metadata.namespace.clone()) {
-        binding.metadata.namespace = Some(ns);
-    } else {
-        bail!("the binding has no namespace: set metadata.namespace or --namespace");
+/// The ARM client behind the request budget, signed in with the credential `args` choose.
+pub fn governed_azure(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Governed>> {
+    if !(args.budget_scale >= 0.0 && args.budget_scale.is_finite()) {
+        bail!("--budget-scale must be a number >= 0, got {}", args.budget_scale);
     }
-    let (azure, settings, ceiling) = azure_and_settings(&args.run, &Metrics::new())?;
-    let ns = binding.metadata.namespace.clone().unwrap_or_default();
-    let name = binding.metadata.name.clone().unwrap_or_default();
-    println!("WorkloadIdentityBinding {ns}/{name}");
-    match reconcile::dry_run(azure.as_ref(), &settings, &ceiling, None, &binding).await {
-        DryRun::Invalid(problems) => {
-            for p in problems {
-                println!("  refused ({}): {}: {}", p.reason, p.field, p.message);
-            }
-        }
-        DryRun::Blocked(reason, message) => println!("  blocked ({reason}): {message}"),
-        DryRun::Writes(writes) if writes.is_empty() => println!("  no changes: Azure matches the spec"),
-        DryRun::Writes(writes) => {
-            for w in writes {
-                println!("  {w}");
-            }
-        }
-    }
-    Ok(())
+    let cloud = args.cloud();
+    let http = http_client_with_ca_file(args.ca_file.as_deref()).context("building the HTTP client")?;
+    let credential = credential(args, &cloud, http.clone())?;
+    let budget =
+        (args.budget_scale > 0.0).then(|| SharedBudget::new(Limits::default().scaled(args.budget_scale)));
+    Ok(Arc::new(Governed::new(
+        Arc::new(ArmApi::new(&cloud, http, credential)?),
+        budget,
+        Some(metrics.clone() as Arc<dyn ArmObserver>),
+    )))
 }
 
 /// The API server's client, from the pod's ServiceAccount or the kubeconfig, always connected directly. kube
@@ -370,9 +332,14 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
 /// then refuses to start; but that variable, as AKS's HTTP proxy feature injects it into every pod, is for
 /// the way out to Azure (which the Azure client takes, with `NO_PROXY`), not for the API server.
 async fn kube_client() -> anyhow::Result<kube::Client> {
-    let mut config = kube::Config::infer().await.context("reading the Kubernetes configuration")?;
+    let config = kube::Config::infer().await.context("reading the Kubernetes configuration")?;
+    direct_client(config).context("connecting to Kubernetes")
+}
+
+/// A client of `config`'s API server that never goes through `HTTPS_PROXY` (see [`kube_client`]).
+pub fn direct_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
     config.proxy_url = None;
-    kube::Client::try_from(config).context("connecting to Kubernetes")
+    kube::Client::try_from(config)
 }
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -518,7 +485,8 @@ async fn terminated() {
 mod tests {
     use clap::Args;
 
-    use super::{PlanArgs, RunArgs};
+    use super::RunArgs;
+    use crate::runtime::plan::PlanArgs;
 
     /// `idbind run --help` and `idbind plan --help` are the reference a user reaches first: no flag without a
     /// description.
