@@ -558,6 +558,51 @@ fn the_service_monitor_and_the_alerts_are_off_by_default_and_well_formed_when_on
     Ok(())
 }
 
+/// The PromQL of every panel of the Grafana dashboard (config/monitoring, the chart's copy is the same).
+fn dashboard_queries() -> Result<Vec<String>, TestError> {
+    let file = workspace_root().join("config/monitoring/idbind-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
+    let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+    Ok(panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// config/monitoring (for kustomize installs) holds what the chart's monitoring values render: the same
+/// alerts and the same dashboard.
+#[test]
+fn config_monitoring_and_the_chart_have_the_same_alerts_and_dashboard() -> TestResult {
+    let root = workspace_root();
+    let dashboard = std::fs::read_to_string(root.join("config/monitoring/idbind-dashboard.json"))?;
+    let chart_copy = std::fs::read_to_string(root.join("charts/idbind/dashboards/idbind.json"))?;
+    assert_eq!(
+        chart_copy, dashboard,
+        "charts/idbind/dashboards/idbind.json differs from config/monitoring's"
+    );
+    let kustomized = kustomize("config/monitoring")?;
+    let values =
+        json!({"metrics": {"prometheusRule": {"enabled": true}, "grafanaDashboard": {"enabled": true}}});
+    let chart = render(RELEASE, NS, &values)?;
+    let spec = |objects: &[Value]| -> Result<Value, TestError> {
+        Ok(find(objects, "PrometheusRule", "idbind")?["spec"].clone())
+    };
+    pretty_assertions::assert_eq!(
+        spec(&chart)?,
+        spec(&kustomized)?,
+        "the alerts: chart vs config/monitoring"
+    );
+    for objects in [&chart, &kustomized] {
+        let map = find(objects, "ConfigMap", "idbind-grafana-dashboard")?;
+        assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1", "{map}");
+        let data: Value =
+            serde_json::from_str(map["data"]["idbind-dashboard.json"].as_str().unwrap_or_default())?;
+        assert_eq!(data, serde_json::from_str::<Value>(&dashboard)?, "the dashboard in the ConfigMap");
+    }
+    Ok(())
+}
+
 /// The rules of the chart's PrometheusRule.
 fn alerts(chart: &[Value]) -> Result<Vec<Value>, TestError> {
     let rule = find(chart, "PrometheusRule", "idbind")?;
@@ -918,9 +963,13 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
         assert!(out.status.success(), "{}", text(&out));
         let with_rules = json!({"metrics": {"prometheusRule": {"enabled": true}}});
         let rules = alerts(&render(RELEASE, NS, &with_rules)?)?;
-        let wanted: Vec<(String, Vec<String>)> =
+        let mut wanted: Vec<(String, Vec<String>)> =
             rules.iter().flat_map(|r| metrics_read(r["expr"].as_str().unwrap_or_default())).collect();
         assert_eq!(wanted.len(), 4, "{wanted:?}");
+        // The dashboard's queries too: every metric and label a panel reads is one idbind exports.
+        let queries = dashboard_queries()?;
+        assert!(queries.len() >= 10, "{queries:?}");
+        wanted.extend(queries.iter().flat_map(|q| metrics_read(q)));
         let url = format!("http://127.0.0.1:{port}/metrics");
         let http = reqwest::Client::new();
         // Polled until every series is there (the gauges refresh every 10 s).
