@@ -6,7 +6,7 @@
 //! One operator watches every namespace, as a real install does; it signs in to Azure as a user-assigned
 //! identity of its own. The tests take turns (see `common::tenancy`).
 
-use std::{process::Stdio, time::Duration};
+use std::{process::Stdio, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
@@ -172,6 +172,15 @@ async fn two_bindings_never_fight_over_one_brought_identity() -> TestResult {
             json!({"serviceAccountName": "tools", "identity": {"resourceId": shared}, "keyVaults": vaults}),
         ))?;
         cluster.settled(&tenant.ns, "tools").await?;
+        // The older binding holds the identity; created in the same second, the name would decide. So the
+        // second is created only once a new second has begun (the API server stamps whole seconds).
+        let created =
+            tenant.kubectl(&["get", "wib", "tools", "-o", "jsonpath={.metadata.creationTimestamp}"])?;
+        let created = k8s_openapi::jiff::Timestamp::from_str(created.trim())?.as_second();
+        common::e2e::eventually("a new second", Duration::from_secs(5), || {
+            Ok((k8s_openapi::jiff::Timestamp::now().as_second() > created).then_some(()))
+        })
+        .await?;
     }
     assert_eq!(cluster.status(&first.ns, "tools", "conditions[?(@.type==\"Ready\")].status")?, "True");
     assert_eq!(
