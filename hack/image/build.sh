@@ -57,6 +57,14 @@ if [[ ! -x $cyclonedx || $(cat "$tools/cargo-cyclonedx.version" 2>/dev/null) != 
   echo "$cyclonedx_version" > "$tools/cargo-cyclonedx.version"
 fi
 
+# Run from `cargo test` (tests/image.rs), this script inherits the variables cargo sets for the test
+# (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...); ring's build script reruns when CARGO_MANIFEST_DIR changes, so
+# they would rebuild half the release tree. The build is the same as from a shell without them.
+for var in $(compgen -e); do
+  case $var in
+    CARGO_MANIFEST_*|CARGO_PKG_*|CARGO_CRATE_NAME|CARGO_BIN_NAME|CARGO_PRIMARY_PACKAGE|CARGO_TARGET_TMPDIR) unset "$var" ;;
+  esac
+done
 cargo build --release --locked --bin idbind
 binary=$root/target/release/idbind
 
