@@ -10,9 +10,9 @@
 //!   config/manager/deployment.yaml runs it: its securityContext (user 65532, supplementary group fsGroup,
 //!   read-only root filesystem, every capability dropped, no new privileges), its memory limit, its
 //!   environment (the ConfigMap's settings, with what an install's overlay sets, and the Downward API's), the
-//!   ServiceAccount token, CA and namespace at the in-cluster paths with KUBERNETES_SERVICE_HOST/PORT, and its
-//!   projected Entra token, so the operator signs in to Azure with workload identity as in a real cluster.
-//!   It answers /readyz, a binding converges against the simulator, and SIGTERM stops it within the
+//!   ServiceAccount token, CA and namespace at the in-cluster paths with KUBERNETES_SERVICE_HOST/PORT, and
+//!   its projected Entra token, so the operator signs in to Azure with workload identity as in a real
+//!   cluster. It answers /readyz, a binding converges against the simulator, and SIGTERM stops it within the
 //!   Deployment's grace period, handing back the Lease.
 //!
 //! The container shares the host's network namespace (so 127.0.0.1 reaches the test's API server and
@@ -418,8 +418,8 @@ fn bind(destination: &str, source: &Path) -> Value {
            "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
 }
 
-/// The pod's and the container's securityContext onto the runtime spec, as the kubelet and the runtime
-/// apply them. A field this test does not know fails it: a new hardening setting must be applied here too.
+/// The pod's and the container's securityContext onto the runtime spec, as the kubelet and the runtime apply
+/// them. A field this test does not know fails it: a new hardening setting must be applied here too.
 fn apply_security_context(spec: &mut Value, pod: &Value, container: &Value) -> Result<u32, TestError> {
     let psc = &pod["securityContext"];
     let csc = &container["securityContext"];
@@ -611,8 +611,8 @@ async fn the_image_runs_as_the_deployment_runs_it() -> TestResult {
         ("IDBIND_ARM_ENDPOINT", env.sim.https_url().ok_or("no HTTPS listener")?.into()),
         ("IDBIND_AUTHORITY_HOST", env.sim.authority_host().ok_or("no authority host")?),
         ("IDBIND_CA_FILE", "/etc/idbind/ca/ca.pem".into()),
-        // This test's own: one namespace of the shared control plane, a free port on the host's network,
-        // and the request budget the other tests use.
+        // This test's own: one namespace of the shared control plane, a free port on the host's network, and
+        // the request budget the other tests use.
         ("IDBIND_WATCH_NAMESPACE", env.ns.clone()),
         ("IDBIND_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("IDBIND_BUDGET_SCALE", "10".into()),
