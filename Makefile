@@ -13,7 +13,7 @@ IDBIND       := $(CURDIR)/target/debug/idbind
 IDBIND_SIM   := $(CURDIR)/target/debug/idbind-sim
 DEMO_NS      := idbind-demo
 
-.PHONY: help build controlplane venv helm crds test test-rust test-python up down demo clean
+.PHONY: help build controlplane venv helm image crds test test-rust test-python up down demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -48,13 +48,16 @@ venv: $(VENV_STAMP) ## Install Azure's Python SDKs into .cache/venv (for the wor
 helm: ## Build Helm into .cache/tools/helm (used by tests/helm_chart.rs)
 	@hack/build-helm.sh >/dev/null
 
+image: ## Build the OCI image into target/image (layout, oci-archive, digest, SBOM), without a container engine
+	hack/image/build.sh
+
 crds: ## Regenerate crds/ (and the Helm chart's copy) from the Rust types
 	cargo run --quiet --bin idbind -- crd --out-dir crds
 	cp crds/idbind.dev_*.yaml charts/idbind/crds/
 
 test: controlplane test-rust test-python ## Run every test (builds the control plane first)
 
-test-rust: controlplane venv helm
+test-rust: controlplane venv helm image
 	IDBIND_PYTHON=$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
 test-python: build venv ## Azure's Python SDKs against the simulator
@@ -156,7 +159,7 @@ clean: down ## Remove build outputs and caches (the control-plane build too)
 
 .PHONY: release kstatus
 
-release: ## Build the optimised idbind binary (target/release/idbind); the Dockerfile builds the static image
+release: ## Build the optimised idbind binary (target/release/idbind); `make image` packages it
 	cargo build --release --locked --bin idbind
 
 # kstatus (sigs.k8s.io/cli-utils), the library behind Flux's health checks, as a small CLI the
