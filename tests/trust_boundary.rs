@@ -177,7 +177,7 @@ async fn two_bindings_never_fight_over_one_brought_identity() -> TestResult {
         let created =
             tenant.kubectl(&["get", "wib", "tools", "-o", "jsonpath={.metadata.creationTimestamp}"])?;
         let created = k8s_openapi::jiff::Timestamp::from_str(created.trim())?.as_second();
-        common::e2e::eventually("a new second", Duration::from_secs(5), || {
+        eventually("a new second", Duration::from_secs(5), || {
             Ok((k8s_openapi::jiff::Timestamp::now().as_second() > created).then_some(()))
         })
         .await?;
