@@ -77,7 +77,15 @@ pub fn azure_state(
             Some(VaultProbe { vault: vault.id.clone(), uri: vault.uri.clone()?, listing: listing? })
         };
         if vault.rbac {
-            probes.extend(probe(vault.roles.iter().find_map(|(_, guid)| proof::listing_for_role(guid))));
+            // Each role is an assignment of its own, effective after its own delay: one listing per kind of
+            // object the roles read (a vault with Secrets User and Certificate User is proven through both).
+            let mut listings: Vec<Listing> = Vec::new();
+            for listing in vault.roles.iter().filter_map(|(_, guid)| proof::listing_for_role(guid)) {
+                if !listings.contains(&listing) {
+                    listings.push(listing);
+                }
+            }
+            probes.extend(listings.into_iter().filter_map(|listing| probe(Some(listing))));
             assignments.extend(vault.roles.iter().map(|(written, guid)| WantedAssignment {
                 scope: vault.id.clone(),
                 role_guid: guid.clone(),
@@ -297,6 +305,28 @@ mod tests {
         assert_eq!(secrets, vec![(vault("kv-legacy"), ["get".to_string(), "list".to_string()].into())]);
         assert_eq!(wanted.identity.name(), Some("id1"));
         assert!(wanted.azure.managed_identity.is_some());
+    }
+
+    #[test]
+    fn each_kind_of_object_an_rbac_vaults_roles_read_is_proven_once_and_an_access_policy_once() {
+        const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
+        const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+        let vaults = [
+            facts("kv-rbac", true, &[SECRETS_USER, CERT_USER, READER]),
+            facts("kv-legacy", false, &[SECRETS_USER]),
+        ];
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, Vec::new())
+            .unwrap_or_else(|f| panic!("{f:?}"));
+        let probes: Vec<(Option<&str>, Listing)> =
+            wanted.probes.iter().map(|p| (p.vault.name(), p.listing)).collect();
+        assert_eq!(
+            probes,
+            vec![
+                (Some("kv-rbac"), Listing::Secrets),
+                (Some("kv-rbac"), Listing::Certificates),
+                (Some("kv-legacy"), Listing::Secrets)
+            ]
+        );
     }
 
     #[test]

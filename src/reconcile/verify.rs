@@ -172,16 +172,13 @@ async fn open_vaults(
             return found(Part::Access, Some(federation), finding);
         }
     }
-    let names: Vec<&str> = wanted.probes.iter().filter_map(|p| p.vault.name()).collect();
-    let access = format!("the identity's token lists {} in vault(s) {}", listings(wanted), names.join(", "));
+    let listed: Vec<String> = wanted
+        .probes
+        .iter()
+        .map(|p| format!("{} in {}", p.listing.collection(), p.vault.name().unwrap_or_default()))
+        .collect();
+    let access = format!("the identity's token lists {}", listed.join(", "));
     Checked::Proven(Proof { federation, access: Some(access) })
-}
-
-/// What each vault's listing reads (secrets, certificates or keys), once each.
-fn listings(wanted: &Wanted) -> String {
-    let mut seen: Vec<&str> = wanted.probes.iter().map(|p| p.listing.collection()).collect();
-    seen.dedup();
-    seen.join(" / ")
 }
 
 /// A finding that stops the checks at `part`.
