@@ -199,19 +199,7 @@ pub struct Namespace<'a> {
 
 impl Namespace<'_> {
     pub fn apply(&self, manifest: &Value) -> TestResult {
-        let mut child = self
-            .plane
-            .kubectl(&["apply", "-n", &self.ns, "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-        }
-        Ok(())
+        kubectl_apply(self.plane, &["-n", &self.ns], manifest)
     }
 
     /// Applies a binding of `sa` with `roles` on kv-shop (none: no vault).
@@ -336,12 +324,15 @@ pub fn install_verification(env: &Env) -> TestResult {
 
 /// `kubectl apply` of cluster-scoped objects (or objects that name their namespace).
 pub fn apply_cluster(plane: &ControlPlane, manifest: &Value) -> TestResult {
-    let mut child = plane
-        .kubectl(&["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    kubectl_apply(plane, &[], manifest)
+}
+
+/// `kubectl apply -f -` of `manifest` with `extra` arguments (e.g. `-n NS`); the error is kubectl's stderr.
+fn kubectl_apply(plane: &ControlPlane, extra: &[&str], manifest: &Value) -> TestResult {
+    let mut args = vec!["apply", "-f", "-"];
+    args.extend_from_slice(extra);
+    let mut child =
+        plane.kubectl(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     child.stdin.take().ok_or("no stdin")?.write_all(manifest.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
@@ -389,18 +380,7 @@ pub fn install_operator_rbac(
         role,
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "idbind-leader-election", "namespace": ns}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "idbind-leader-election"}, "subjects": subject},
     ]});
-    let mut child = plane
-        .kubectl(&["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(objects.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    Ok(())
+    apply_cluster(plane, &objects)
 }
 
 /// A kubeconfig that signs in as the `operator` ServiceAccount (of [`operator_namespace`]) with a
