@@ -148,7 +148,7 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 		| AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/ HTTPS_PROXY=$$($(EP_JSON) proxy) REQUESTS_CA_BUNDLE=$(SIM_DIR)/ca.pem \
 		$(VENV)/bin/python tests/workload/workload.py
 	@echo; echo "--- Metrics (http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics):"
-	@curl -s http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics | grep -E '^idbind_(reconciles_total|bindings|leader|arm_requests_total)' | head -12
+	@curl -s http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics | grep -E '^idbind_(reconciles_total|bindings|leader|arm_requests_total)' | sort | head -24
 	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(OPERATOR_DIR)/operator.log; stop with: make down"
 
 clean: down ## Remove build outputs and caches (the control-plane build too)
