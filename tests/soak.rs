@@ -121,7 +121,7 @@ fn vault_scope(vault: &str) -> String {
 }
 
 fn role_guid(role: &str) -> String {
-    idbind::core::roles::KEY_VAULT_ROLES
+    idbind::core::roles::BUILTIN_ROLES
         .iter()
         .find(|r| r.name == role)
         .map(|r| r.guid.to_string())

@@ -28,12 +28,12 @@ pub const FIELD_MANAGER: &str = "idbind.dev/controller";
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// Binds a Kubernetes ServiceAccount to an Azure user-assigned managed identity through workload identity
-/// federation, and grants that identity access to Key Vaults.
+/// federation, and grants that identity access to Key Vaults and other Azure resources.
 ///
 /// idbind creates (or, with identity.resourceId, uses) the managed identity, adds a federated identity
 /// credential that trusts this cluster's OIDC issuer for
-/// system:serviceaccount:<namespace>:<serviceAccountName>, assigns the requested Key Vault roles, and
-/// annotates the ServiceAccount with azure.workload.identity/client-id and tenant-id. Pods that use the
+/// system:serviceaccount:<namespace>:<serviceAccountName>, assigns the requested Key Vault and Azure roles,
+/// and annotates the ServiceAccount with azure.workload.identity/client-id and tenant-id. Pods that use the
 /// ServiceAccount (and carry the label azure.workload.identity/use: "true") then get Azure tokens for the
 /// identity. Deleting the binding removes what idbind created, unless deletionPolicy is Retain.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -50,7 +50,7 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
     derive = "PartialEq",
     derive = "Default",
     doc = "Binds a ServiceAccount in this namespace to an Azure managed identity (workload identity \
-        federation) and grants it Key Vault access.",
+        federation) and grants it Azure roles.",
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -114,6 +114,19 @@ pub struct WorkloadIdentityBindingSpec {
         (has(w.resourceId) ? w.resourceId.lowerAscii() : w.resourceGroup.lowerAscii() + '/' + \
         w.name.lowerAscii())))").message("keyVaults must not list the same vault twice: merge the roles into one entry"))]
     pub key_vaults: Vec<KeyVaultAccess>,
+
+    /// Azure roles on other Azure resources: a Storage account, a Service Bus namespace, a Container
+    /// Registry, an App Configuration store, or any other resource (and, where a WorkloadIdentityPolicy
+    /// allows it, a resource group or the subscription). idbind checks that each scope exists, resolves the
+    /// role names, creates one role assignment per role scoped to it, and removes exactly what an edit no
+    /// longer asks for. List a Key Vault under keyVaults, not here. Which roles and scopes a namespace may
+    /// use is up to the operator's policy: by default only data-plane reader roles (such as "Storage Blob
+    /// Data Reader", "Azure Service Bus Data Receiver", "AcrPull", "App Configuration Data Reader") on single
+    /// resources in the operator's subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, a.scope.lowerAscii() == b.scope.lowerAscii()))").message("azureRoles must not list the same scope twice: merge the roles into one entry"))]
+    pub azure_roles: Vec<ScopedRoles>,
 
     /// What happens in Azure when the binding is deleted. Delete (the default) removes the role assignments
     /// and access policies, the federated credential and the identity idbind created (never an identity it
@@ -228,6 +241,37 @@ pub struct KeyVaultAccess {
     pub roles: Vec<String>,
 }
 
+/// Roles on one Azure scope.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopedRoles {
+    /// Full resource id of the scope: a resource,
+    /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<name> (a child
+    /// resource such as a blob container works too); a resource group,
+    /// /subscriptions/<id>/resourceGroups/<rg>; or a subscription, /subscriptions/<id>. A scope above a
+    /// single resource always needs a WorkloadIdentityPolicy that allows it. The scope must exist
+    /// (ScopeNotFound otherwise).
+    #[schemars(
+        length(min = 1, max = 1024),
+        regex(
+            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()](/providers/[a-z0-9.]+(/[^/?#%\s]+/[^/?#%\s]+)+)?)?/?$"
+        )
+    )]
+    pub scope: String,
+
+    /// Roles to grant on the scope: built-in role names such as "Storage Blob Data Reader" (matched without
+    /// regard to case, as Azure matches them), a role definition GUID, or a full role definition id.
+    #[schemars(length(min = 1, max = 8))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(inner(
+        length(min = 1, max = 256),
+        regex(
+            pattern = r"^([A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}|(/subscriptions/[0-9a-fA-F-]{36})?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-fA-F-]{36})$"
+        )
+    ))]
+    pub roles: Vec<String>,
+}
+
 /// What happens in Azure when the binding is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
@@ -319,7 +363,7 @@ pub struct FederatedCredentialStatus {
 pub struct RoleAssignmentStatus {
     /// Azure resource id of the role assignment.
     pub id: String,
-    /// Scope of the assignment (the vault's resource id).
+    /// Scope of the assignment (the vault's, or the azureRoles entry's, resource id).
     pub scope: String,
     /// The role definition id assigned.
     pub role_definition_id: String,

@@ -46,9 +46,16 @@ pub struct WorkloadIdentityPolicySpec {
     #[schemars(length(max = 64))]
     pub key_vaults: Vec<VaultSelector>,
 
-    /// The roles these namespaces may ask for on those vaults: built-in names ("Key Vault Secrets User"),
-    /// role definition GUIDs or ids. Absent: the Key Vault data-plane reader roles. The operator's
-    /// --allow-any-role still has to allow any other role.
+    /// The Azure scopes (resources, resource groups, subscriptions) these namespaces may name in a binding's
+    /// azureRoles. Empty: none. A scope above a single resource (a resource group, a subscription) is allowed
+    /// only by a selector whose level says so, and is never allowed without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub azure_scopes: Vec<ScopeSelector>,
+
+    /// The roles these namespaces may ask for on those vaults and scopes: built-in names ("Key Vault Secrets
+    /// User", "Storage Blob Data Contributor"), role definition GUIDs or ids. Absent: the data-plane reader
+    /// roles (the README lists them). The operator's --allow-any-role still has to allow any other role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub roles: Option<Vec<String>>,
@@ -58,6 +65,59 @@ pub struct WorkloadIdentityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub existing_identities: Vec<String>,
+}
+
+/// A set of Azure scopes a binding's azureRoles may name: resources matched by resource group, type and name
+/// (the default level), or resource groups, or the subscription itself.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.level != 'Subscription' || (!has(self.resourceGroup) && \
+    !has(self.resourceTypes) && !has(self.names))").message("a Subscription-level selector names no \
+    resource group, type or name"))]
+#[x_kube(validation = Rule::new("self.level == 'Subscription' || has(self.resourceGroup)").message("resourceGroup \
+    is required unless level is Subscription"))]
+#[x_kube(validation = Rule::new("self.level != 'ResourceGroup' || (!has(self.resourceTypes) && \
+    !has(self.names))").message("a ResourceGroup-level selector names no resource type or name"))]
+pub struct ScopeSelector {
+    /// Subscription of the scopes; default: the operator's. Another subscription also needs the operator's
+    /// --allow-other-subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ))]
+    pub subscription_id: Option<String>,
+    /// The resource group: an exact name, a prefix followed by '*' (team-a-*), or '*' for any. Required
+    /// unless level is Subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 91))]
+    pub resource_group: Option<String>,
+    /// Resource types, such as Microsoft.Storage/storageAccounts or
+    /// Microsoft.Storage/storageAccounts/blobServices/containers (compared without regard to case). Absent:
+    /// any type. Only for level Resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16), inner(length(min = 3, max = 256)))]
+    pub resource_types: Option<Vec<String>>,
+    /// Resource names: exact, a prefix followed by '*', or '*'. Absent: any name. Only for level Resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 260)))]
+    pub names: Option<Vec<String>>,
+    /// What the scope itself may be: Resource (the default: single resources in the resource group),
+    /// ResourceGroup (the resource group as a whole, every resource in it now and later) or Subscription (the
+    /// whole subscription).
+    #[serde(default)]
+    pub level: ScopeLevel,
+}
+
+/// How broad a scope a [`ScopeSelector`] allows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ScopeLevel {
+    /// Single resources (or their children, such as a blob container).
+    #[default]
+    Resource,
+    /// A resource group as a whole.
+    ResourceGroup,
+    /// The subscription as a whole.
+    Subscription,
 }
 
 /// A set of vaults: every vault of a resource group, or one vault by name.

@@ -116,6 +116,18 @@ impl<'a> Fresh<'a> {
         self.0.get_vault(id).await
     }
 
+    /// Whether `scope` (a subscription, a resource group or a resource) exists. A resource of a type its
+    /// provider does not list does not.
+    pub async fn scope_exists(&self, scope: &ResourceId) -> Result<bool, AzureError> {
+        if scope.provider().is_none() {
+            return self.0.scope_exists(scope, None).await;
+        }
+        match self.0.api_version_for(scope).await? {
+            Some(version) => self.0.scope_exists(scope, Some(&version)).await,
+            None => Ok(false),
+        }
+    }
+
     /// The GUID of the role definition named `name` at `scope`.
     pub async fn role(&self, scope: &ResourceId, name: &str) -> Result<String, AzureError> {
         self.0.resolve_role(scope, name).await

@@ -43,6 +43,10 @@ use crate::core::{
 /// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate among our
 /// dependencies; one GET does not justify one).
 const KEYVAULT_API_VERSION: &str = "2023-07-01";
+/// Microsoft.Resources' api-version for ResourceGroups_Get and Providers_Get, and the subscriptions API's for
+/// Subscriptions_Get (the versions of Azure's own current SDKs; both have been stable for years).
+const RESOURCES_API_VERSION: &str = "2021-04-01";
+const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
 /// The managed-identity api-version of the SDK's default tag, for the hand-paged identity list.
 const MSI_API_VERSION: &str = "2023-01-31";
 
@@ -220,6 +224,13 @@ impl ArmApi {
             self.credential.get_token(&[self.scope.as_str()]).await.map_err(|e| from_core(operation, e))?;
         Ok(format!("Bearer {}", token.token.secret()))
     }
+}
+
+/// The newest stable api-version of `versions` (ARM's dates sort as text), else the newest preview: what a
+/// resource's GET is sent with.
+fn newest_api_version(versions: &[&str]) -> Option<String> {
+    let stable = versions.iter().filter(|v| !v.to_ascii_lowercase().contains("preview")).max();
+    stable.or_else(|| versions.iter().max()).map(ToString::to_string)
 }
 
 #[async_trait]
@@ -507,6 +518,52 @@ impl AzureApi for ArmApi {
         }))
     }
 
+    async fn api_version_for(&self, resource: &ResourceId) -> Result<Option<String>, AzureError> {
+        const OP: &str = "Providers_Get";
+        let (Some(subscription), Some(namespace), Some(ty)) =
+            (resource.subscription(), resource.provider(), resource.resource_type())
+        else {
+            return Err(AzureError::InvalidResourceId { kind: "resource", id: resource.to_string() });
+        };
+        let path = format!("/subscriptions/{subscription}/providers/{namespace}");
+        let body = match self.send_at(OP, azure_core::Method::Get, &path, RESOURCES_API_VERSION, None).await {
+            Ok(body) => body,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let types =
+            body.get("resourceTypes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let versions = types
+            .iter()
+            .find(|t| {
+                t.get("resourceType").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(&ty))
+            })
+            .and_then(|t| t.get("apiVersions"))
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+            .unwrap_or_default();
+        Ok(newest_api_version(&versions))
+    }
+
+    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
+        let (op, version) = match (scope.resource_group(), scope.provider(), api_version) {
+            (None, None, _) => ("Subscriptions_Get", SUBSCRIPTIONS_API_VERSION),
+            (Some(_), None, _) => ("ResourceGroups_Get", RESOURCES_API_VERSION),
+            (_, Some(_), Some(version)) => ("Resources_GetById", version),
+            (_, Some(_), None) => {
+                return Err(AzureError::InvalidResourceId {
+                    kind: "scope with an api-version",
+                    id: scope.to_string(),
+                });
+            }
+        };
+        match self.send_at(op, azure_core::Method::Get, &scope.to_string(), version, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn update_access_policy(
         &self,
         vault_id: &ResourceId,
@@ -575,9 +632,21 @@ impl ArmApi {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, AzureError> {
+        self.send_at(operation, method, path, KEYVAULT_API_VERSION, body).await
+    }
+
+    /// One request to `path` at `api_version`.
+    async fn send_at(
+        &self,
+        operation: &'static str,
+        method: azure_core::Method,
+        path: &str,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AzureError> {
         let mut url = self.endpoint.clone();
         url.set_path(path);
-        url.query_pairs_mut().append_pair("api-version", KEYVAULT_API_VERSION);
+        url.query_pairs_mut().append_pair("api-version", api_version);
         self.send_url(operation, method, url, body).await
     }
 

@@ -55,6 +55,10 @@ pub struct Governed {
     /// change rarely, and every binding's every resync would otherwise read it; idbind's own access-policy
     /// writes drop the entry, others' are seen after the TTL.
     vaults: Mutex<HashMap<ResourceId, (Instant, VaultInfo)>>,
+    /// Scopes seen to exist, and when (same lifetime as vaults).
+    scopes: Mutex<HashMap<ResourceId, Instant>>,
+    /// `subscription/namespace/type` (lowercase) → the api-version its resources are read with.
+    api_versions: Mutex<HashMap<String, String>>,
 }
 
 /// How long a vault read is reused. A vault that did not exist is never cached, so a VaultNotFound heals as
@@ -74,6 +78,8 @@ impl Governed {
             fic_locks: Mutex::default(),
             roles: Mutex::default(),
             vaults: Mutex::default(),
+            scopes: Mutex::default(),
+            api_versions: Mutex::default(),
         }
     }
 
@@ -152,6 +158,13 @@ trait Answered {
 impl<T> Answered for Option<T> {
     fn status(&self) -> u16 {
         if self.is_some() { 200 } else { 404 }
+    }
+}
+
+/// Whether a scope exists: a missing one got a 404.
+impl Answered for bool {
+    fn status(&self) -> u16 {
+        if *self { 200 } else { 404 }
     }
 }
 
@@ -328,6 +341,48 @@ impl AzureApi for Governed {
             None => cache.remove(&key),
         };
         Ok(vault)
+    }
+
+    async fn api_version_for(&self, resource: &ResourceId) -> Result<Option<String>, AzureError> {
+        // A provider's api-versions change with its releases, not with our bindings: asked once per type.
+        let key = format!(
+            "{}/{}/{}",
+            resource.subscription().unwrap_or_default(),
+            resource.provider().unwrap_or_default(),
+            resource.resource_type().unwrap_or_default()
+        )
+        .to_ascii_lowercase();
+        if let Some(version) = self.api_versions.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(Some(version.clone()));
+        }
+        let version =
+            self.call("Providers_Get", arm(OpKind::Read), self.inner.api_version_for(resource)).await?;
+        if let Some(v) = &version {
+            self.api_versions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, v.clone());
+        }
+        Ok(version)
+    }
+
+    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
+        // Cached like vaults: a scope that existed five minutes ago is taken to exist; a missing one is asked
+        // again, so it is seen as soon as it is created.
+        if let Some(at) = self.scopes.lock().unwrap_or_else(PoisonError::into_inner).get(scope)
+            && at.elapsed() < VAULT_CACHE_TTL
+        {
+            return Ok(true);
+        }
+        let op = match (scope.resource_group(), scope.provider()) {
+            (None, None) => "Subscriptions_Get",
+            (Some(_), None) => "ResourceGroups_Get",
+            _ => "Resources_GetById",
+        };
+        let exists = self.call(op, arm(OpKind::Read), self.inner.scope_exists(scope, api_version)).await?;
+        let mut cache = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        match exists {
+            true => cache.insert(scope.clone(), Instant::now()),
+            false => cache.remove(scope),
+        };
+        Ok(exists)
     }
 
     async fn update_access_policy(

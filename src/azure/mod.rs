@@ -157,6 +157,12 @@ pub trait AzureApi: Send + Sync {
     async fn resolve_role(&self, scope: &ResourceId, role_name: &str) -> Result<String, AzureError>;
     /// The vault, or `None` when it does not exist.
     async fn get_vault(&self, id: &ResourceId) -> Result<Option<VaultInfo>, AzureError>;
+    /// The newest stable api-version ARM lists for resources of the type of `resource` (`Providers_Get` on
+    /// its namespace, what `az resource show --ids` does); `None` when the namespace or the type is unknown.
+    async fn api_version_for(&self, resource: &ResourceId) -> Result<Option<String>, AzureError>;
+    /// Whether `scope` exists: a GET of the subscription, the resource group, or the resource (at
+    /// `api_version`, which a resource needs).
+    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError>;
     /// `PUT {vault}/accessPolicies/{add|remove}` for one principal.
     async fn update_access_policy(
         &self,

@@ -393,6 +393,14 @@ impl AzureApi for Snapshots {
         self.inner.get_vault(resource_id).await
     }
 
+    async fn api_version_for(&self, resource: &ResourceId) -> Result<Option<String>, AzureError> {
+        self.inner.api_version_for(resource).await
+    }
+
+    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
+        self.inner.scope_exists(scope, api_version).await
+    }
+
     async fn update_access_policy(
         &self,
         vault_id: &ResourceId,

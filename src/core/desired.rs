@@ -31,6 +31,14 @@ pub struct VaultFacts {
     pub uri: Option<String>,
 }
 
+/// An azureRoles scope that exists, with the binding's roles on it resolved to role definition GUIDs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeFacts {
+    pub id: ResourceId,
+    /// (the role as written, its role definition GUID).
+    pub roles: Vec<(String, String)>,
+}
+
 /// How verification proves the binding's access to one vault: the listing its roles allow, at its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VaultProbe {
@@ -60,13 +68,16 @@ pub struct Wanted {
     pub probes: Vec<VaultProbe>,
 }
 
-/// The Azure state `desired` wants, given what Azure says of its vaults. A vault that uses Azure RBAC gets
-/// role assignments; one that still uses access policies gets the equivalent access policy (reader roles
-/// only, see [`roles::access_policy_for`]): any other role there stalls the binding.
+/// The Azure state `desired` wants, given what Azure says of its vaults and scopes. A vault that uses Azure
+/// RBAC gets role assignments; one that still uses access policies gets the equivalent access policy (reader
+/// roles only, see [`roles::access_policy_for`]): any other role there stalls the binding. Each scope gets
+/// one role assignment per role (verification proves vaults only: idbind has no data plane of its own to list
+/// for other services).
 pub fn azure_state(
     desired: &DesiredBinding,
     owner: Owner,
     vaults: &[VaultFacts],
+    scopes: &[ScopeFacts],
     held_access_policies: Vec<(ResourceId, Permissions)>,
 ) -> Result<Wanted, Failure> {
     let mut assignments = Vec::new();
@@ -98,6 +109,13 @@ pub fn azure_state(
         if !permissions.is_empty() {
             access_policies.push((vault.id.clone(), permissions));
         }
+    }
+    for scope in scopes {
+        assignments.extend(scope.roles.iter().map(|(written, guid)| WantedAssignment {
+            scope: scope.id.clone(),
+            role_guid: guid.clone(),
+            written: written.clone(),
+        }));
     }
     let identity = desired.identity.id().clone();
     let managed_identity = match &desired.identity {
@@ -234,7 +252,7 @@ mod tests {
     use super::*;
     use crate::core::{
         resource_id::{KEY_VAULT, USER_ASSIGNED_IDENTITY},
-        validate::DesiredVault,
+        validate::DesiredGrant,
     };
 
     const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
@@ -258,11 +276,12 @@ mod tests {
             subject: "system:serviceaccount:shop:app".into(),
             vaults: vaults
                 .iter()
-                .map(|v| DesiredVault {
+                .map(|v| DesiredGrant {
                     resource_id: vault(v),
                     roles: vec![("Key Vault Secrets User".into(), roles::RoleRef::parse(SECRETS_USER))],
                 })
                 .collect(),
+            scopes: Vec::new(),
             deletion_policy: Default::default(),
         }
     }
@@ -291,7 +310,7 @@ mod tests {
             facts("kv-rbac", true, &[SECRETS_USER, SECRETS_OFFICER]),
             facts("kv-legacy", false, &[SECRETS_USER]),
         ];
-        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], Vec::new())
             .unwrap_or_else(|f| panic!("{f:?}"));
         assert_eq!(
             wanted.azure.role_assignments,
@@ -315,7 +334,7 @@ mod tests {
             facts("kv-rbac", true, &[SECRETS_USER, CERT_USER, READER]),
             facts("kv-legacy", false, &[SECRETS_USER]),
         ];
-        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], Vec::new())
             .unwrap_or_else(|f| panic!("{f:?}"));
         let probes: Vec<(Option<&str>, Listing)> =
             wanted.probes.iter().map(|p| (p.vault.name(), p.listing)).collect();
@@ -330,9 +349,31 @@ mod tests {
     }
 
     #[test]
+    fn each_scope_gets_one_assignment_per_role_and_no_probe() {
+        const BLOB_READER: &str = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1";
+        let storage = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/shopdata",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let scopes = [ScopeFacts {
+            id: storage.clone(),
+            roles: vec![("Storage Blob Data Reader".into(), BLOB_READER.into())],
+        }];
+        let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
+        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &scopes, Vec::new())
+            .unwrap_or_else(|f| panic!("{f:?}"));
+        assert_eq!(
+            wanted.azure.role_assignments,
+            vec![(vault("kv-rbac"), SECRETS_USER.to_string()), (storage.clone(), BLOB_READER.to_string())]
+        );
+        assert_eq!(wanted.probes.len(), 1, "only the vault is proven by a listing");
+        assert_eq!(wanted.assignments[1].written, "Storage Blob Data Reader");
+    }
+
+    #[test]
     fn a_write_role_on_an_access_policy_vault_stalls() {
         let vaults = [facts("kv-legacy", false, &[SECRETS_OFFICER])];
-        let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, Vec::new()).err();
+        let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, &[], Vec::new()).err();
         assert_eq!(
             failure.map(|f| (f.part, f.reason)),
             Some((Part::RoleAssignments, "AccessPolicyRoleUnsupported"))
@@ -342,7 +383,7 @@ mod tests {
     #[test]
     fn the_status_names_each_assignment_by_its_id() {
         let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
-        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &[], Vec::new())
             .unwrap_or_else(|f| panic!("{f:?}"));
         let ids = IdentityIds {
             resource_id: wanted.identity.clone(),

@@ -238,7 +238,7 @@ impl std::fmt::Display for Action {
                 "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
             ),
             Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-                let role = super::roles::KEY_VAULT_ROLES
+                let role = super::roles::BUILTIN_ROLES
                     .iter()
                     .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
                     .map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::roles::{KEY_VAULT_ROLES, Permissions};
+use super::roles::{BUILTIN_ROLES, Permissions};
 
 /// The condition reasons of verification.
 pub const VERIFIED: &str = "Verified";
@@ -65,7 +65,9 @@ impl Listing {
 /// The listing a built-in Key Vault role allows (by role definition GUID); `None` for a role idbind cannot
 /// prove without knowing its data actions (a custom role).
 pub fn listing_for_role(role_guid: &str) -> Option<Listing> {
-    let role = KEY_VAULT_ROLES.iter().find(|r| r.guid.eq_ignore_ascii_case(role_guid))?;
+    let role = BUILTIN_ROLES
+        .iter()
+        .find(|r| r.guid.eq_ignore_ascii_case(role_guid) && r.name.starts_with("Key Vault "))?;
     Some(match role.name {
         "Key Vault Certificate User" | "Key Vault Certificates Officer" => Listing::Certificates,
         "Key Vault Crypto User" | "Key Vault Crypto Officer" => Listing::Keys,
@@ -205,6 +207,8 @@ mod tests {
             (CERT_USER, Some(Listing::Certificates)),
             (CRYPTO_USER, Some(Listing::Keys)),
             ("0f0f0f0f-0000-4000-8000-000000000001", None),
+            // Storage Blob Data Reader: known, but nothing a vault listing proves.
+            ("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", None),
         ];
         for (role, want) in table {
             assert_eq!(listing_for_role(role), want, "{role}");

@@ -170,6 +170,12 @@ impl ResourceId {
         })
     }
 
+    /// How many provider parts the id has: 0 for a scope, 1 for a resource (or its children), 2 or more for
+    /// an extension resource such as a role assignment on a resource.
+    pub fn provider_parts(&self) -> usize {
+        self.parts.len()
+    }
+
     /// Whether this is in `subscription` (subscription ids compare case-insensitively, as GUIDs do).
     pub fn in_subscription(&self, subscription: &str) -> bool {
         self.subscription().is_some_and(|s| s.eq_ignore_ascii_case(subscription))

@@ -1,4 +1,4 @@
-//! Role references as users write them, and the built-in Key Vault roles idbind knows offline.
+//! Role references as users write them, and the built-in roles idbind knows offline.
 //!
 //! A role in a binding is a built-in display name ("Key Vault Secrets User"), a role definition GUID, or a
 //! role definition id. Known built-ins resolve without an API call; other names are resolved through the
@@ -8,55 +8,343 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-/// A built-in Key Vault role: its display name, its GUID (the same in every tenant), and whether it only
-/// reads data (what the default policy allows).
+use super::resource_id::ResourceId;
+
+/// A built-in Azure role: its display name, its GUID (the same in every tenant), what its published
+/// definition permits, and, for the data-plane reader roles a namespace gets without a policy naming roles,
+/// the resource provider it is meant for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BuiltinRole {
     pub name: &'static str,
     pub guid: &'static str,
-    pub read_only: bool,
+    /// On the default list: the provider namespace whose resources the role may be granted on without a
+    /// policy that names it (Key Vault roles on vaults, Storage roles on Storage accounts, ...).
+    pub default_on: Option<&'static str>,
+    /// The definition's `actions` and `dataActions` (`notActions` only narrow them, and are left out so that
+    /// what is judged is never less than what is granted).
+    pub actions: &'static [&'static str],
+    pub data_actions: &'static [&'static str],
 }
 
-/// From Microsoft's Key Vault RBAC guide ("Azure built-in roles for Key Vault data plane operations"); see
-/// shared/azure-rest-api/FACTS.md §6.
-pub const KEY_VAULT_ROLES: &[BuiltinRole] = &[
+impl BuiltinRole {
+    /// Whether a namespace may have this role on `scope` without the operator's --allow-any-role or a policy
+    /// naming the role: it is a reader role, `scope` is a resource of the provider it is meant for (or a
+    /// resource group or subscription, which only a policy can allow), and it changes nothing there.
+    pub fn default_allows(&self, scope: &ResourceId) -> bool {
+        let provider_ok = |ns: &str| scope.provider().is_none_or(|p| p.eq_ignore_ascii_case(ns));
+        self.default_on.is_some_and(provider_ok) && self.changes_at(scope).is_empty()
+    }
+
+    /// The actions and data actions of the definition that can change something at `scope`: a write, a delete
+    /// or a wildcard over every operation (`*`, `.../*`) of the scope's own provider, or anything but a read
+    /// of `Microsoft.Authorization`, which applies at every scope. What the issue's guardrail and its
+    /// property test call a write or authorization action.
+    pub fn changes_at(&self, scope: &ResourceId) -> Vec<&'static str> {
+        self.actions.iter().chain(self.data_actions).copied().filter(|a| changes(a, scope)).collect()
+    }
+}
+
+/// See [`BuiltinRole::changes_at`].
+fn changes(action: &str, scope: &ResourceId) -> bool {
+    let action = action.to_ascii_lowercase();
+    let namespace = action.split('/').next().unwrap_or_default();
+    if action == "*" || (namespace == "microsoft.authorization" && !action.ends_with("/read")) {
+        return true;
+    }
+    let writes = action.ends_with("/write") || action.ends_with("/delete") || action.ends_with("/*");
+    let here = scope.provider().is_none_or(|p| namespace == "*" || p.eq_ignore_ascii_case(namespace));
+    writes && here
+}
+
+/// The control-plane actions the Key Vault administrator, officer and reader roles share (published
+/// definitions: deployments, alert rules and support tickets are resources of their own providers, which a
+/// role scoped to a vault does not reach).
+const KEY_VAULT_READ_ACTIONS: &[&str] = &[
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+    "Microsoft.KeyVault/checkNameAvailability/read",
+    "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read",
+    "Microsoft.KeyVault/vaults/*/read",
+    "Microsoft.KeyVault/operations/read",
+];
+
+const KEY_VAULT: Option<&str> = Some("Microsoft.KeyVault");
+const SERVICE_BUS_READS: &[&str] = &[
+    "Microsoft.ServiceBus/*/queues/read",
+    "Microsoft.ServiceBus/*/topics/read",
+    "Microsoft.ServiceBus/*/topics/subscriptions/read",
+];
+
+/// The built-in roles idbind knows offline, from Microsoft's published definitions (the built-in roles
+/// reference and the Key Vault RBAC guide; see shared/azure-rest-api/FACTS.md §6). The ones with `default_on`
+/// are the default list the README documents. Any other role is resolved by name through the roleDefinitions
+/// API, and needs the operator's --allow-any-role and, where policies apply, a policy naming it.
+pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         name: "Key Vault Administrator",
         guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483",
-        read_only: false,
+        default_on: None,
+        actions: KEY_VAULT_READ_ACTIONS,
+        data_actions: &["Microsoft.KeyVault/vaults/*"],
     },
     BuiltinRole {
         name: "Key Vault Certificates Officer",
         guid: "a4417e6f-fecd-4de8-b567-7b0420556985",
-        read_only: false,
+        default_on: None,
+        actions: KEY_VAULT_READ_ACTIONS,
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/certificatecas/*",
+            "Microsoft.KeyVault/vaults/certificates/*",
+        ],
     },
     BuiltinRole {
         name: "Key Vault Certificate User",
         guid: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
-        read_only: true,
+        default_on: KEY_VAULT,
+        actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/certificates/read",
+            "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            "Microsoft.KeyVault/vaults/keys/read",
+        ],
     },
     BuiltinRole {
         name: "Key Vault Crypto Officer",
         guid: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
-        read_only: false,
+        default_on: None,
+        actions: KEY_VAULT_READ_ACTIONS,
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/keys/*",
+            "Microsoft.KeyVault/vaults/keyrotationpolicies/*",
+        ],
     },
     BuiltinRole {
         name: "Key Vault Crypto User",
         guid: "12338af0-0e69-4776-bea7-57ae8d297424",
-        read_only: true,
+        default_on: KEY_VAULT,
+        actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/keys/read",
+            "Microsoft.KeyVault/vaults/keys/update/action",
+            "Microsoft.KeyVault/vaults/keys/backup/action",
+            "Microsoft.KeyVault/vaults/keys/encrypt/action",
+            "Microsoft.KeyVault/vaults/keys/decrypt/action",
+            "Microsoft.KeyVault/vaults/keys/wrap/action",
+            "Microsoft.KeyVault/vaults/keys/unwrap/action",
+            "Microsoft.KeyVault/vaults/keys/sign/action",
+            "Microsoft.KeyVault/vaults/keys/verify/action",
+        ],
     },
-    BuiltinRole { name: "Key Vault Reader", guid: "21090545-7ca7-4776-b22c-e363652d74d2", read_only: true },
+    BuiltinRole {
+        name: "Key Vault Reader",
+        guid: "21090545-7ca7-4776-b22c-e363652d74d2",
+        default_on: KEY_VAULT,
+        actions: KEY_VAULT_READ_ACTIONS,
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/*/read",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+        ],
+    },
     BuiltinRole {
         name: "Key Vault Secrets Officer",
         guid: "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
-        read_only: false,
+        default_on: None,
+        actions: KEY_VAULT_READ_ACTIONS,
+        data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
     },
     BuiltinRole {
         name: "Key Vault Secrets User",
         guid: "4633458b-17de-408a-b874-0445c86b69e6",
-        read_only: true,
+        default_on: KEY_VAULT,
+        actions: &[],
+        data_actions: &[
+            "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+        ],
+    },
+    BuiltinRole {
+        name: "Storage Blob Data Reader",
+        guid: "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+        default_on: Some("Microsoft.Storage"),
+        actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        ],
+        data_actions: &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+    },
+    BuiltinRole {
+        name: "Storage Blob Data Contributor",
+        guid: "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+        default_on: None,
+        actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        ],
+        data_actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        ],
+    },
+    BuiltinRole {
+        name: "Storage Blob Data Owner",
+        guid: "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        default_on: None,
+        actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/*",
+            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        ],
+        data_actions: &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*"],
+    },
+    BuiltinRole {
+        name: "Storage Queue Data Reader",
+        guid: "19e7f393-937e-4f77-808e-94535e297925",
+        default_on: Some("Microsoft.Storage"),
+        actions: &["Microsoft.Storage/storageAccounts/queueServices/queues/read"],
+        data_actions: &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/read"],
+    },
+    BuiltinRole {
+        name: "Storage Queue Data Contributor",
+        guid: "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+        default_on: None,
+        actions: &[
+            "Microsoft.Storage/storageAccounts/queueServices/queues/delete",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/read",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/write",
+        ],
+        data_actions: &[
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/delete",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/read",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action",
+        ],
+    },
+    BuiltinRole {
+        name: "Azure Service Bus Data Receiver",
+        guid: "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0",
+        default_on: Some("Microsoft.ServiceBus"),
+        actions: SERVICE_BUS_READS,
+        data_actions: &["Microsoft.ServiceBus/*/receive/action"],
+    },
+    BuiltinRole {
+        name: "Azure Service Bus Data Sender",
+        guid: "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
+        default_on: None,
+        actions: SERVICE_BUS_READS,
+        data_actions: &["Microsoft.ServiceBus/*/send/action"],
+    },
+    BuiltinRole {
+        name: "Azure Service Bus Data Owner",
+        guid: "090c5cfd-751d-490a-894a-3ce6f1109419",
+        default_on: None,
+        actions: &["Microsoft.ServiceBus/*"],
+        data_actions: &["Microsoft.ServiceBus/*"],
+    },
+    BuiltinRole {
+        name: "AcrPull",
+        guid: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+        default_on: Some("Microsoft.ContainerRegistry"),
+        actions: &["Microsoft.ContainerRegistry/registries/pull/read"],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "AcrPush",
+        guid: "8311e382-0749-4cb8-b61a-304f252e45ec",
+        default_on: None,
+        actions: &[
+            "Microsoft.ContainerRegistry/registries/pull/read",
+            "Microsoft.ContainerRegistry/registries/push/write",
+        ],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "App Configuration Data Reader",
+        guid: "516239f1-63e1-4d78-a4de-a74fb236a071",
+        default_on: Some("Microsoft.AppConfiguration"),
+        actions: &[],
+        data_actions: &["Microsoft.AppConfiguration/configurationStores/*/read"],
+    },
+    BuiltinRole {
+        name: "App Configuration Data Owner",
+        guid: "5ae67dd6-50cb-40e7-96ff-dc2bfa4b606b",
+        default_on: None,
+        actions: &[],
+        data_actions: &[
+            "Microsoft.AppConfiguration/configurationStores/*/read",
+            "Microsoft.AppConfiguration/configurationStores/*/write",
+            "Microsoft.AppConfiguration/configurationStores/*/delete",
+            "Microsoft.AppConfiguration/configurationStores/*/action",
+        ],
+    },
+    BuiltinRole {
+        name: "Azure Event Hubs Data Receiver",
+        guid: "a638d3c7-ab3a-418d-83e6-5f17a39d4fde",
+        default_on: Some("Microsoft.EventHub"),
+        actions: &["Microsoft.EventHub/*/eventhubs/consumergroups/read"],
+        data_actions: &["Microsoft.EventHub/*/receive/action"],
+    },
+    BuiltinRole {
+        name: "Azure Event Hubs Data Sender",
+        guid: "2b629674-e913-4c01-ae53-ef4638d8f975",
+        default_on: None,
+        actions: &["Microsoft.EventHub/*/eventhubs/read"],
+        data_actions: &["Microsoft.EventHub/*/send/action"],
+    },
+    BuiltinRole {
+        name: "Owner",
+        guid: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        default_on: None,
+        actions: &["*"],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "Contributor",
+        guid: "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        default_on: None,
+        actions: &["*"],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "Reader",
+        guid: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        default_on: None,
+        actions: &["*/read"],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "User Access Administrator",
+        guid: "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+        default_on: None,
+        actions: &["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"],
+        data_actions: &[],
+    },
+    BuiltinRole {
+        name: "Role Based Access Control Administrator",
+        guid: "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+        default_on: None,
+        actions: &[
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "*/read",
+            "Microsoft.Support/*",
+        ],
+        data_actions: &[],
     },
 ];
+
+/// The names of the roles [`BuiltinRole::default_allows`] on `scope`, for messages.
+pub fn default_names_for(scope: &ResourceId) -> Vec<&'static str> {
+    BUILTIN_ROLES.iter().filter(|b| b.default_allows(scope)).map(|b| b.name).collect()
+}
 
 /// A role as written in a binding, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,9 +372,7 @@ impl RoleRef {
     /// The known built-in role this reference names, if any.
     pub fn builtin(&self) -> Option<&'static BuiltinRole> {
         match self {
-            RoleRef::Id(id) => {
-                KEY_VAULT_ROLES.iter().find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id))
-            }
+            RoleRef::Id(id) => BUILTIN_ROLES.iter().find(|b| Uuid::parse_str(b.guid).is_ok_and(|g| g == *id)),
             RoleRef::Name(n) => builtin_by_name(n),
         }
     }
@@ -145,7 +431,7 @@ impl Permissions {
 /// idbind never hands out write or purge permissions through the legacy model, where they cannot be scoped or
 /// audited like role assignments.
 pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
-    let role = KEY_VAULT_ROLES.iter().find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
+    let role = BUILTIN_ROLES.iter().find(|b| b.guid.eq_ignore_ascii_case(role_guid))?;
     match role.name {
         "Key Vault Secrets User" => Some(Permissions::of(&["get", "list"], &[], &[])),
         // A certificate's private key is read as the secret of the same name.
@@ -162,7 +448,7 @@ pub fn access_policy_for(role_guid: &str) -> Option<Permissions> {
 }
 
 fn builtin_by_name(name: &str) -> Option<&'static BuiltinRole> {
-    KEY_VAULT_ROLES.iter().find(|b| b.name.eq_ignore_ascii_case(name.trim()))
+    BUILTIN_ROLES.iter().find(|b| b.name.eq_ignore_ascii_case(name.trim()))
 }
 
 #[cfg(test)]
@@ -170,9 +456,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_builtin_guid_parses() {
-        for b in KEY_VAULT_ROLES {
+    fn every_builtin_guid_parses_and_names_and_guids_are_unique() {
+        for (i, b) in BUILTIN_ROLES.iter().enumerate() {
             assert!(Uuid::parse_str(b.guid).is_ok(), "{}", b.name);
+            for other in &BUILTIN_ROLES[i + 1..] {
+                assert!(!b.name.eq_ignore_ascii_case(other.name) && b.guid != other.guid, "{}", b.name);
+            }
+        }
+    }
+
+    fn on(namespace: &str, ty: &str) -> ResourceId {
+        ResourceId::parse(&format!("/subscriptions/s/resourceGroups/rg/providers/{namespace}/{ty}/n"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn reader_roles_are_allowed_by_default_only_on_their_own_providers_resources() {
+        let blob_reader = RoleRef::parse("storage blob data reader");
+        let role = blob_reader.builtin().unwrap_or_else(|| panic!("Storage Blob Data Reader is known"));
+        assert!(role.default_allows(&on("Microsoft.Storage", "storageAccounts")));
+        assert!(role.default_allows(&on("microsoft.storage", "storageAccounts")));
+        assert!(!role.default_allows(&on("Microsoft.ServiceBus", "namespaces")));
+        // How broad a scope may be is the policies' call; at a resource group the role still changes nothing.
+        assert!(role.default_allows(&ResourceId::resource_group_scope("s", "rg")));
+        let kv_reader = RoleRef::parse("Key Vault Reader").builtin().copied();
+        assert!(kv_reader.is_some_and(|r| !r.default_allows(&ResourceId::resource_group_scope("s", "rg"))));
+        let owner = RoleRef::parse("Owner").builtin().copied();
+        assert!(owner.is_some_and(|o| !o.default_allows(&on("Microsoft.Storage", "storageAccounts"))));
+    }
+
+    #[test]
+    fn what_changes_is_judged_at_the_scope() {
+        let reader = RoleRef::parse("Key Vault Reader").builtin().copied().unwrap_or_else(|| panic!("known"));
+        // Deployments and alert rules are other providers' resources: a vault scope does not reach them.
+        assert_eq!(reader.changes_at(&on("Microsoft.KeyVault", "vaults")), Vec::<&str>::new());
+        assert_eq!(
+            reader.changes_at(&on("Microsoft.Resources", "deployments")),
+            ["Microsoft.Resources/deployments/*"]
+        );
+        let table = [
+            ("Owner", "Microsoft.Storage", vec!["*"]),
+            ("User Access Administrator", "Microsoft.Storage", vec!["Microsoft.Authorization/*"]),
+            (
+                "AcrPush",
+                "Microsoft.ContainerRegistry",
+                vec!["Microsoft.ContainerRegistry/registries/push/write"],
+            ),
+            ("AcrPull", "Microsoft.ContainerRegistry", vec![]),
+            (
+                "Azure Service Bus Data Owner",
+                "Microsoft.ServiceBus",
+                vec!["Microsoft.ServiceBus/*", "Microsoft.ServiceBus/*"],
+            ),
+            ("Reader", "Microsoft.Storage", vec![]),
+        ];
+        for (name, namespace, changes) in table {
+            let role = RoleRef::parse(name).builtin().copied().unwrap_or_else(|| panic!("{name} is known"));
+            assert_eq!(role.changes_at(&on(namespace, "t")), changes, "{name}");
         }
     }
 
@@ -188,15 +528,15 @@ mod tests {
             "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
         ] {
             assert_eq!(RoleRef::parse(r), RoleRef::Id(secrets_user), "{r}");
-            assert!(RoleRef::parse(r).builtin().is_some_and(|b| b.read_only), "{r}");
+            assert!(RoleRef::parse(r).builtin().is_some_and(|b| b.default_on.is_some()), "{r}");
         }
     }
 
     #[test]
     fn only_reader_roles_have_an_access_policy_and_it_reads() {
-        for b in KEY_VAULT_ROLES {
+        for b in BUILTIN_ROLES {
             let p = access_policy_for(b.guid);
-            assert_eq!(p.is_some(), b.read_only, "{}", b.name);
+            assert_eq!(p.is_some(), b.default_on == KEY_VAULT, "{}", b.name);
             let writes = [
                 "set",
                 "delete",
@@ -232,9 +572,9 @@ mod tests {
     #[test]
     fn unknown_names_are_left_for_the_api() {
         assert_eq!(
-            RoleRef::parse("Storage Blob Data Reader"),
-            RoleRef::Name("Storage Blob Data Reader".into())
+            RoleRef::parse("Storage Queue Data Owner"),
+            RoleRef::Name("Storage Queue Data Owner".into())
         );
-        assert_eq!(RoleRef::parse("Owner").builtin(), None);
+        assert_eq!(RoleRef::parse("My Custom Role").builtin(), None);
     }
 }

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, WorkloadIdentityBindingSpec},
+    api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
     core::{
         naming,
         plan::TAG_PREFIX,
         resource_id::{KEY_VAULT, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY},
-        roles::RoleRef,
+        roles::{self, RoleRef},
         settings::{Ceiling, OperatorSettings},
     },
 };
@@ -46,9 +46,9 @@ impl DesiredIdentity {
     }
 }
 
-/// One vault and the roles wanted on it.
+/// One scope (a vault, or an azureRoles scope) and the roles wanted on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredVault {
+pub struct DesiredGrant {
     pub resource_id: ResourceId,
     /// Each role as written, and parsed.
     pub roles: Vec<(String, RoleRef)>,
@@ -63,7 +63,9 @@ pub struct DesiredBinding {
     pub federated_credential_name: String,
     pub issuer: String,
     pub subject: String,
-    pub vaults: Vec<DesiredVault>,
+    pub vaults: Vec<DesiredGrant>,
+    /// The azureRoles scopes: resources, or (where a policy allows) resource groups and subscriptions.
+    pub scopes: Vec<DesiredGrant>,
     pub deletion_policy: DeletionPolicy,
 }
 
@@ -115,6 +117,7 @@ pub fn validate(
         None => managed_identity(namespace, name, &spec.identity, settings, &mut problems),
     };
     let vaults = desired_vaults(&spec.key_vaults, settings, ceiling, &mut problems);
+    let scopes = desired_scopes(&spec.azure_roles, settings, ceiling, &mut problems);
     match identity {
         Some(identity) if problems.0.is_empty() => Ok(DesiredBinding {
             identity,
@@ -128,6 +131,7 @@ pub fn validate(
             // Always the binding's own namespace: a binding can never federate another namespace.
             subject: format!("system:serviceaccount:{namespace}:{}", spec.service_account_name),
             vaults,
+            scopes,
             deletion_policy: spec.deletion_policy,
         }),
         _ => Err(problems.0),
@@ -251,8 +255,8 @@ fn desired_vaults(
     settings: &OperatorSettings,
     ceiling: &Ceiling,
     problems: &mut Problems,
-) -> Vec<DesiredVault> {
-    let mut vaults: Vec<DesiredVault> = Vec::new();
+) -> Vec<DesiredGrant> {
+    let mut vaults: Vec<DesiredGrant> = Vec::new();
     for (i, kv) in key_vaults.iter().enumerate() {
         let Some(resource_id) = vault_id(i, kv, settings, problems) else {
             continue;
@@ -269,8 +273,8 @@ fn desired_vaults(
             problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
             continue;
         }
-        let roles = vault_roles(i, &kv.roles, ceiling, problems);
-        vaults.push(DesiredVault { resource_id, roles });
+        let roles = grant_roles(&format!("spec.keyVaults[{i}]"), &resource_id, &kv.roles, ceiling, problems);
+        vaults.push(DesiredGrant { resource_id, roles });
     }
     vaults
 }
@@ -309,9 +313,86 @@ fn vault_id(
     }
 }
 
-/// The roles wanted on vault `i`, each allowed by the ceiling and listed once.
-fn vault_roles(
-    i: usize,
+/// The azureRoles scopes and their roles, each checked as far as it can be without Azure. How broad a scope
+/// may be is the policies' call ([`crate::core::policy::check`]); what no policy may allow is refused here.
+fn desired_scopes(
+    azure_roles: &[ScopedRoles],
+    settings: &OperatorSettings,
+    ceiling: &Ceiling,
+    problems: &mut Problems,
+) -> Vec<DesiredGrant> {
+    let mut scopes: Vec<DesiredGrant> = Vec::new();
+    for (i, entry) in azure_roles.iter().enumerate() {
+        let field = format!("spec.azureRoles[{i}].scope");
+        let Some(resource_id) = parse_scope(&entry.scope) else {
+            let message = format!(
+                "{:?} is not the resource id of a subscription, a resource group or a resource in one",
+                entry.scope
+            );
+            problems.add(field, INVALID_SPEC, message);
+            continue;
+        };
+        if !ceiling.allow_other_subscriptions && !resource_id.in_subscription(&settings.subscription_id) {
+            let message = format!(
+                "the scope is in another subscription than the operator's ({}); the operator's \
+                 --allow-other-subscriptions decides",
+                settings.subscription_id
+            );
+            problems.add(&field, POLICY_VIOLATION, message);
+        }
+        if let Some(provider) = resource_id.provider().filter(|p| is_identity_provider(p)) {
+            let message = format!(
+                "roles on {provider} resources would let the workload change identities or role assignments \
+                 (its own, another namespace's, the operator's): idbind refuses them whatever a policy says"
+            );
+            problems.add(&field, POLICY_VIOLATION, message);
+            continue;
+        }
+        // Listed under keyVaults, a vault gets access policies where it uses them and is proven by
+        // verification; listed in both, two entries would claim one assignment.
+        if resource_id.is(KEY_VAULT) {
+            let message = "this is a Key Vault: list it under spec.keyVaults, which also covers vaults that use \
+                 access policies and proves access with verification";
+            problems.add(&field, INVALID_SPEC, message);
+            continue;
+        }
+        if scopes.iter().any(|s| s.resource_id == resource_id) {
+            let message = "this scope is already listed: merge the roles into one entry";
+            problems.add(format!("spec.azureRoles[{i}]"), INVALID_SPEC, message);
+            continue;
+        }
+        let roles =
+            grant_roles(&format!("spec.azureRoles[{i}]"), &resource_id, &entry.roles, ceiling, problems);
+        scopes.push(DesiredGrant { resource_id, roles });
+    }
+    scopes
+}
+
+/// A scope idbind assigns roles at: a subscription (named by a GUID), a resource group in it, or a resource
+/// in a resource group (a child resource included), never an extension resource or a management group.
+fn parse_scope(text: &str) -> Option<ResourceId> {
+    let id = ResourceId::parse(text).ok()?;
+    let subscription = id.subscription().filter(|s| uuid::Uuid::parse_str(s).is_ok())?;
+    let shape_ok = match id.resource_group() {
+        None => id == ResourceId::subscription_scope(subscription),
+        Some(rg) => {
+            is_resource_group_name(rg)
+                && (id == ResourceId::resource_group_scope(subscription, rg) || id.provider_parts() == 1)
+        }
+    };
+    shape_ok.then_some(id)
+}
+
+/// Providers whose resources hold identities or access: a role on them is a way to another identity.
+fn is_identity_provider(namespace: &str) -> bool {
+    ["Microsoft.ManagedIdentity", "Microsoft.Authorization"].iter().any(|p| p.eq_ignore_ascii_case(namespace))
+}
+
+/// The roles wanted on the scope of entry `at` (`spec.keyVaults[0]`), each allowed by the ceiling and listed
+/// once. Without --allow-any-role, only reader roles that change nothing at the scope pass.
+fn grant_roles(
+    at: &str,
+    scope: &ResourceId,
     written: &[String],
     ceiling: &Ceiling,
     problems: &mut Problems,
@@ -319,11 +400,12 @@ fn vault_roles(
     let mut roles: Vec<(String, RoleRef)> = Vec::new();
     for (j, role) in written.iter().enumerate() {
         let parsed = RoleRef::parse(role);
-        let field = format!("spec.keyVaults[{i}].roles[{j}]");
-        if !ceiling.allow_any_role && !parsed.builtin().is_some_and(|b| b.read_only) {
+        let field = format!("{at}.roles[{j}]");
+        if !ceiling.allow_any_role && !parsed.builtin().is_some_and(|b| b.default_allows(scope)) {
             let message = format!(
-                "role {role:?} is not allowed by the operator's policy (allowed: the Key Vault data-plane reader \
-                 roles)"
+                "role {role:?} is not allowed here by the operator's policy: without --allow-any-role only the \
+                 data-plane reader roles of the scope's own service are ({})",
+                roles::default_names_for(scope).join(", ")
             );
             problems.add(field, POLICY_VIOLATION, message);
         } else if roles.iter().any(|(_, r)| *r == parsed) {
@@ -443,7 +525,7 @@ mod tests {
             &[
                 "Key Vault Secrets User",
                 "Key Vault Administrator",
-                "Owner",
+                "Contributor",
                 "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
             ],
         )];
@@ -457,6 +539,118 @@ mod tests {
         );
         let open = Ceiling { allow_any_role: true, ..Ceiling::default() };
         assert!(validate("ns", "b", &s, &settings(), &open).is_ok());
+    }
+
+    /// An azureRoles row: the scope, its roles, whether the ceiling is open (--allow-any-role and
+    /// --allow-other-subscriptions), and the one problem expected (field, reason), if any.
+    type ScopeRow<'a> = (String, &'a [&'a str], bool, Option<(&'a str, &'a str)>);
+
+    fn judge_scope_rows(rows: Vec<ScopeRow<'_>>) {
+        let open = Ceiling { allow_any_role: true, allow_other_subscriptions: true, ..Ceiling::default() };
+        for (scope, roles, opened, want) in rows {
+            let mut s = spec();
+            s.azure_roles = vec![ScopedRoles {
+                scope: scope.clone(),
+                roles: roles.iter().map(ToString::to_string).collect(),
+            }];
+            let ceiling = if opened { open.clone() } else { Ceiling::default() };
+            let got = fields(validate("ns", "b", &s, &settings(), &ceiling));
+            let want: Vec<(String, &str)> = want.into_iter().map(|(f, r)| (f.to_string(), r)).collect();
+            assert_eq!(got, want, "{scope} {roles:?} open={opened}");
+        }
+    }
+
+    const DATA_RG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-data";
+
+    fn in_data_rg(resource: &str) -> String {
+        format!("{DATA_RG}/providers/{resource}")
+    }
+
+    #[test]
+    fn azure_roles_need_the_ceiling_for_anything_but_the_scopes_own_reader_roles() {
+        let storage = in_data_rg("Microsoft.Storage/storageAccounts/shopdata");
+        let bus = in_data_rg("Microsoft.ServiceBus/namespaces/shop-bus");
+        let role0 = Some(("spec.azureRoles[0].roles[0]", POLICY_VIOLATION));
+        judge_scope_rows(vec![
+            (storage.clone(), &["Storage Blob Data Reader"], false, None),
+            (storage.to_uppercase(), &["storage blob data reader"], false, None),
+            (
+                format!("{storage}/blobServices/default/containers/inv"),
+                &["Storage Blob Data Reader"],
+                false,
+                None,
+            ),
+            (bus.clone(), &["Azure Service Bus Data Receiver"], false, None),
+            (bus.clone(), &["Storage Blob Data Reader"], false, role0),
+            (storage.clone(), &["Storage Blob Data Contributor"], false, role0),
+            (storage.clone(), &["Owner"], false, role0),
+            (storage.clone(), &["Owner"], true, None),
+            (storage.clone(), &["My Custom Role"], false, role0),
+            // Breadth is the policies' call (core::policy); the ceiling judges the role only.
+            (DATA_RG.to_string(), &["Storage Blob Data Reader"], false, None),
+            (format!("/subscriptions/{SUB}"), &["Reader"], true, None),
+            (
+                storage.clone(),
+                &["Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"],
+                false,
+                Some(("spec.azureRoles[0].roles[1]", INVALID_SPEC)),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn azure_scopes_no_policy_may_allow_are_refused_whatever_the_ceiling() {
+        let storage = in_data_rg("Microsoft.Storage/storageAccounts/shopdata");
+        let scope = |reason| Some(("spec.azureRoles[0].scope", reason));
+        judge_scope_rows(vec![
+            (storage.replace(SUB, OTHER), &["Storage Blob Data Reader"], false, scope(POLICY_VIOLATION)),
+            (storage.replace(SUB, OTHER), &["Storage Blob Data Reader"], true, None),
+            // Identities and role assignments are the way to other identities.
+            (
+                in_data_rg("Microsoft.ManagedIdentity/userAssignedIdentities/idbind"),
+                &["Reader"],
+                true,
+                scope(POLICY_VIOLATION),
+            ),
+            (
+                in_data_rg("Microsoft.KeyVault/vaults/kv"),
+                &["Key Vault Secrets User"],
+                true,
+                scope(INVALID_SPEC),
+            ),
+            (
+                "/providers/Microsoft.Management/managementGroups/mg".into(),
+                &["Reader"],
+                true,
+                scope(INVALID_SPEC),
+            ),
+            (
+                format!("{storage}/providers/Microsoft.Authorization/roleAssignments/x"),
+                &["Reader"],
+                true,
+                scope(INVALID_SPEC),
+            ),
+            (
+                format!("/subscriptions/{SUB}/providers/Microsoft.Storage/storageAccounts/x"),
+                &["Reader"],
+                true,
+                scope(INVALID_SPEC),
+            ),
+            ("/subscriptions/not-a-guid/resourceGroups/rg".into(), &["Reader"], true, scope(INVALID_SPEC)),
+        ]);
+        // One scope listed twice, in two spellings.
+        let mut s = spec();
+        s.azure_roles = [storage.clone(), storage.to_lowercase()]
+            .map(|scope| ScopedRoles { scope, roles: vec!["Storage Blob Data Reader".into()] })
+            .to_vec();
+        let closed = Ceiling::default();
+        assert_eq!(
+            fields(validate("ns", "b", &s, &settings(), &closed)),
+            [("spec.azureRoles[1]".into(), INVALID_SPEC)]
+        );
+        s.azure_roles.truncate(1);
+        let desired = validate("ns", "b", &s, &settings(), &closed).expect("valid");
+        assert_eq!(desired.scopes[0].resource_id.to_string(), storage);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     api::binding::WorkloadIdentityBinding,
     azure::{AzureApi, access::Fresh},
     core::{
-        desired::{self, Wanted},
+        desired::Wanted,
         plan::{self, Owner},
         policy::Rule,
         report::Outcome,
@@ -78,14 +78,7 @@ pub async fn plan_writes(
     let fresh = Fresh::new(azure);
     let owner =
         Owner { cluster: settings.cluster_name.clone(), namespace: ns, binding: b.name_any(), uid: b.uid() };
-    let wanted = match resolve::vault_facts(fresh, desired).await {
-        Ok(vaults) => {
-            desired::azure_state(desired, owner, &vaults, desired::held_access_policies(b.status.as_ref()))
-                .map_err(Outcome::Stalled)
-        }
-        Err(outcome) => Err(outcome),
-    };
-    match wanted {
+    match resolve::resolve(fresh, owner, desired, b.status.as_ref()).await {
         Ok(wanted) => writes(fresh, &wanted).await,
         Err(outcome) => blocked(&outcome),
     }

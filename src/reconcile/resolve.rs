@@ -1,17 +1,18 @@
 //! Step 2, resolve: the Azure state the binding wants. Each vault is looked at (does it exist, does it use
-//! Azure RBAC or access policies) and role names are resolved to role definition GUIDs, through fresh reads
-//! (the Azure layer caches vaults for five minutes and role names for good); the rest is
-//! [`crate::core::desired`], pure.
+//! Azure RBAC or access policies), each azureRoles scope is checked to exist, and role names are resolved to
+//! role definition GUIDs, through fresh reads (the Azure layer caches vaults for five minutes and role names
+//! for good); the rest is [`crate::core::desired`], pure.
 
 use super::{Context, azure_failure};
 use crate::{
-    api::binding::WorkloadIdentityBinding,
+    api::binding::{WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
     azure::access::Fresh,
     core::{
-        desired::{self, VaultFacts, Wanted},
+        desired::{self, ScopeFacts, VaultFacts, Wanted},
+        plan::Owner,
         report::{Failure, Outcome, Part},
         roles::RoleRef,
-        validate::DesiredBinding,
+        validate::{DesiredBinding, DesiredGrant},
     },
 };
 
@@ -21,13 +22,25 @@ pub async fn wanted(
     desired: &DesiredBinding,
     ctx: &Context,
 ) -> Result<Wanted, Outcome> {
-    let vaults = vault_facts(ctx.azure.fresh(), desired).await?;
-    let held = desired::held_access_policies(b.status.as_ref());
-    desired::azure_state(desired, ctx.owner(b), &vaults, held).map_err(Outcome::Stalled)
+    resolve(ctx.azure.fresh(), ctx.owner(b), desired, b.status.as_ref()).await
+}
+
+/// What a binding owned by `owner`, admitted as `desired`, wants in Azure, read fresh; `status` says which
+/// access policies it holds. The reconcile's step and `idbind plan`'s dry run.
+pub async fn resolve(
+    fresh: Fresh<'_>,
+    owner: Owner,
+    desired: &DesiredBinding,
+    status: Option<&WorkloadIdentityBindingStatus>,
+) -> Result<Wanted, Outcome> {
+    let vaults = vault_facts(fresh, desired).await?;
+    let scopes = scope_facts(fresh, desired).await?;
+    let held = desired::held_access_policies(status);
+    desired::azure_state(desired, owner, &vaults, &scopes, held).map_err(Outcome::Stalled)
 }
 
 /// What Azure says of each vault `desired` names, its roles resolved.
-pub async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<VaultFacts>, Outcome> {
+async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<VaultFacts>, Outcome> {
     let mut facts = Vec::with_capacity(desired.vaults.len());
     for vault in &desired.vaults {
         let failed = |e| azure_failure(Part::RoleAssignments, &e);
@@ -39,16 +52,48 @@ pub async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<V
                 retry_after: None,
             }));
         };
-        let mut roles = Vec::with_capacity(vault.roles.len());
-        for (written, role) in &vault.roles {
-            let guid = match role {
-                RoleRef::Id(guid) => guid.to_string(),
-                RoleRef::Name(name) => fresh.role(&vault.resource_id, name).await.map_err(failed)?,
-            };
-            roles.push((written.clone(), guid));
-        }
+        let roles = role_guids(fresh, vault).await?;
         let uri = info.vault_uri.clone();
         facts.push(VaultFacts { id: vault.resource_id.clone(), rbac: info.rbac_authorization, roles, uri });
     }
     Ok(facts)
+}
+
+/// What Azure says of each azureRoles scope `desired` names: that it exists (`ScopeNotFound` otherwise), its
+/// roles resolved.
+async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<ScopeFacts>, Outcome> {
+    let mut facts = Vec::with_capacity(desired.scopes.len());
+    for scope in &desired.scopes {
+        let failed = |e| azure_failure(Part::RoleAssignments, &e);
+        if !fresh.scope_exists(&scope.resource_id).await.map_err(failed)? {
+            return Err(Outcome::Stalled(Failure {
+                part: Part::RoleAssignments,
+                reason: "ScopeNotFound",
+                message: format!(
+                    "scope {} does not exist (checked with a GET of it); create it or correct spec.azureRoles",
+                    scope.resource_id
+                ),
+                retry_after: None,
+            }));
+        }
+        let roles = role_guids(fresh, scope).await?;
+        facts.push(ScopeFacts { id: scope.resource_id.clone(), roles });
+    }
+    Ok(facts)
+}
+
+/// The grant's roles as (written, role definition GUID): GUIDs as they are, names through roleDefinitions.
+async fn role_guids(fresh: Fresh<'_>, grant: &DesiredGrant) -> Result<Vec<(String, String)>, Outcome> {
+    let mut roles = Vec::with_capacity(grant.roles.len());
+    for (written, role) in &grant.roles {
+        let guid = match role {
+            RoleRef::Id(guid) => guid.to_string(),
+            RoleRef::Name(name) => fresh
+                .role(&grant.resource_id, name)
+                .await
+                .map_err(|e| azure_failure(Part::RoleAssignments, &e))?,
+        };
+        roles.push((written.clone(), guid));
+    }
+    Ok(roles)
 }
