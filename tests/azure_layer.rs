@@ -100,6 +100,7 @@ fn desired(binding: &str, roles: &[&str]) -> DesiredAzure {
         role_assignments: roles.iter().map(|r| (vault("kv-rbac"), r.to_string())).collect(),
         access_policies: Vec::new(),
         held_access_policies: Vec::new(),
+        assignment_subscriptions: Vec::new(),
         operator_client_id: None,
         owner,
     }

@@ -238,21 +238,26 @@ async fn federation(
     })
 }
 
-/// The principal's role assignments, listed per subscription (the identity's and each wanted scope's) rather
-/// than per wanted scope, so an assignment at a vault the spec no longer names is still seen, and removed.
+/// The principal's role assignments, listed per subscription (the identity's, each wanted scope's, and those
+/// `assignment_subscriptions` adds) rather than per wanted scope, so an assignment at a scope the spec no
+/// longer names is still seen, and removed.
 async fn role_assignments(
     api: &dyn AzureApi,
     identity: &ResourceId,
     desired: &DesiredAzure,
     principal: &str,
 ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-    let mut subscriptions: Vec<ResourceId> = Vec::new();
+    let mut wanted: Vec<ResourceId> = Vec::new();
     for id in std::iter::once(identity).chain(desired.role_assignments.iter().map(|(scope, _)| scope)) {
         let subscription = id.subscription().ok_or_else(|| AzureError::InvalidResourceId {
             kind: "subscription-scoped",
             id: id.to_string(),
         })?;
-        let scope = ResourceId::subscription_scope(subscription);
+        wanted.push(ResourceId::subscription_scope(subscription));
+    }
+    wanted.extend(desired.assignment_subscriptions.iter().map(|s| ResourceId::subscription_scope(s)));
+    let mut subscriptions: Vec<ResourceId> = Vec::with_capacity(wanted.len());
+    for scope in wanted {
         if !subscriptions.contains(&scope) {
             subscriptions.push(scope);
         }

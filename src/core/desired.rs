@@ -78,7 +78,7 @@ pub fn azure_state(
     owner: Owner,
     vaults: &[VaultFacts],
     scopes: &[ScopeFacts],
-    held_access_policies: Vec<(ResourceId, Permissions)>,
+    status: Option<&WorkloadIdentityBindingStatus>,
 ) -> Result<Wanted, Failure> {
     let mut assignments = Vec::new();
     let mut access_policies = Vec::new();
@@ -132,7 +132,8 @@ pub fn azure_state(
         subject: desired.subject.clone(),
         role_assignments: assignments.iter().map(|a| (a.scope.clone(), a.role_guid.clone())).collect(),
         access_policies,
-        held_access_policies,
+        held_access_policies: held_access_policies(status),
+        assignment_subscriptions: held_subscriptions(status),
         operator_client_id: desired.operator_client_id.clone(),
     };
     Ok(Wanted { identity, azure, assignments, probes })
@@ -229,6 +230,25 @@ pub fn held_access_policies(
         .collect()
 }
 
+/// The subscriptions of the role assignments a status says the binding held.
+pub fn held_subscriptions(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<String> {
+    let held = status.map(|s| s.role_assignments.as_slice()).unwrap_or_default();
+    subscriptions_of(held.iter().filter_map(|a| ResourceId::parse(&a.scope).ok()))
+}
+
+/// Each subscription of `ids`, once (GUIDs compare without regard to case).
+pub fn subscriptions_of(ids: impl IntoIterator<Item = ResourceId>) -> Vec<String> {
+    let mut subscriptions: Vec<String> = Vec::new();
+    for id in ids {
+        if let Some(s) =
+            id.subscription().filter(|s| !subscriptions.iter().any(|have| have.eq_ignore_ascii_case(s)))
+        {
+            subscriptions.push(s.to_string());
+        }
+    }
+    subscriptions
+}
+
 /// The access policies `desired` would grant on its vaults if they all used access policies: what a cleanup
 /// takes back in case the grant landed and the status write did not.
 pub fn access_policies_of_spec(desired: &DesiredBinding) -> Vec<(ResourceId, Permissions)> {
@@ -310,7 +330,7 @@ mod tests {
             facts("kv-rbac", true, &[SECRETS_USER, SECRETS_OFFICER]),
             facts("kv-legacy", false, &[SECRETS_USER]),
         ];
-        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         assert_eq!(
             wanted.azure.role_assignments,
@@ -334,7 +354,7 @@ mod tests {
             facts("kv-rbac", true, &[SECRETS_USER, CERT_USER, READER]),
             facts("kv-legacy", false, &[SECRETS_USER]),
         ];
-        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         let probes: Vec<(Option<&str>, Listing)> =
             wanted.probes.iter().map(|p| (p.vault.name(), p.listing)).collect();
@@ -360,7 +380,7 @@ mod tests {
             roles: vec![("Storage Blob Data Reader".into(), BLOB_READER.into())],
         }];
         let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
-        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &scopes, Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &scopes, None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         assert_eq!(
             wanted.azure.role_assignments,
@@ -373,7 +393,7 @@ mod tests {
     #[test]
     fn a_write_role_on_an_access_policy_vault_stalls() {
         let vaults = [facts("kv-legacy", false, &[SECRETS_OFFICER])];
-        let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, &[], Vec::new()).err();
+        let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, &[], None).err();
         assert_eq!(
             failure.map(|f| (f.part, f.reason)),
             Some((Part::RoleAssignments, "AccessPolicyRoleUnsupported"))
@@ -383,7 +403,7 @@ mod tests {
     #[test]
     fn the_status_names_each_assignment_by_its_id() {
         let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
-        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &[], Vec::new())
+        let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &[], None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         let ids = IdentityIds {
             resource_id: wanted.identity.clone(),

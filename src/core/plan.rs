@@ -102,6 +102,12 @@ pub struct DesiredAzure {
     /// for (or a vault it no longer names) are revoked, and nothing else is: unlike role assignments, an
     /// access-policy entry carries no name that marks it as ours.
     pub held_access_policies: Vec<(ResourceId, Permissions)>,
+    /// Subscriptions (beyond the identity's and those of `role_assignments`) where the principal's role
+    /// assignments are looked for too: where the status says the binding held some, and, when a binding is
+    /// deleted, where its spec may have made some. Without them an assignment in another subscription that
+    /// the spec no longer names would never be seen, so never removed. Only where to look: what is removed is
+    /// what Azure shows.
+    pub assignment_subscriptions: Vec<String>,
     /// The client id of the identity idbind itself signs in as: never bindable.
     pub operator_client_id: Option<String>,
 }
@@ -616,6 +622,7 @@ mod tests {
             role_assignments: roles.iter().map(|r| (kv(), r.to_string())).collect(),
             access_policies: Vec::new(),
             held_access_policies: Vec::new(),
+            assignment_subscriptions: Vec::new(),
             operator_client_id: Some(OPERATOR_CLIENT_ID.into()),
         }
     }
@@ -1003,6 +1010,7 @@ mod tests {
         let edited = DesiredAzure {
             role_assignments: vec![(kv(), READER.into())],
             held_access_policies: d.access_policies.clone(),
+            assignment_subscriptions: Vec::new(),
             access_policies: vec![],
             ..d.clone()
         };

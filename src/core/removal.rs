@@ -83,6 +83,7 @@ mod tests {
             role_assignments: Vec::new(),
             access_policies: Vec::new(),
             held_access_policies: Vec::new(),
+            assignment_subscriptions: Vec::new(),
             operator_client_id: Some(OPERATOR.into()),
         }
     }

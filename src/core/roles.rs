@@ -486,6 +486,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_table_of_default_roles_is_the_catalogues() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("| Service (provider) | Roles allowed by default |").unwrap_or_default();
+        let rows = readme[start..].lines().skip(2).take_while(|l| l.starts_with('|'));
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let provider = cells[1].split('`').nth(1).unwrap_or_default().to_string();
+            documented.extend(cells[2].split(", ").map(|role| (provider.clone(), role.to_string())));
+        }
+        let mut catalogue: Vec<(String, String)> = BUILTIN_ROLES
+            .iter()
+            .filter_map(|b| b.default_on.map(|ns| (ns.to_string(), b.name.to_string())))
+            .collect();
+        documented.sort();
+        catalogue.sort();
+        assert_eq!(documented, catalogue);
+    }
+
+    #[test]
     fn what_changes_is_judged_at_the_scope() {
         let reader = RoleRef::parse("Key Vault Reader").builtin().copied().unwrap_or_else(|| panic!("known"));
         // Deployments and alert rules are other providers' resources: a vault scope does not reach them.

@@ -101,6 +101,17 @@ fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<v
         .ok()
 }
 
+/// Where the binding may hold role assignments beyond the identity's subscription: the subscriptions its
+/// status records and those its spec names (an assignment may have landed before the status write).
+fn assignment_subscriptions(b: &WorkloadIdentityBinding, ctx: &Context) -> Vec<String> {
+    let spec = permissive_validation(b, ctx)
+        .map(|d| d.vaults.iter().chain(&d.scopes).map(|g| g.resource_id.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let held = desired::held_subscriptions(b.status.as_ref());
+    let held = held.iter().map(|s| ResourceId::subscription_scope(s));
+    desired::subscriptions_of(held.chain(spec))
+}
+
 /// Removes what the binding holds through one identity. An identity idbind may delete waits for its turn
 /// first: a namespace of 1,000 bindings deleted at once must not take every worker for minutes.
 async fn remove(
@@ -110,6 +121,7 @@ async fn remove(
 ) -> Result<(), ReconcileError> {
     let Candidate { identity, managed, spec_policies } = candidate;
     let ns = b.namespace().unwrap_or_default();
+    let assignment_subscriptions = assignment_subscriptions(b, ctx);
     let desired = DesiredAzure {
         owner: ctx.owner(b),
         managed_identity: managed.then(|| ManagedIdentity {
@@ -123,6 +135,7 @@ async fn remove(
         role_assignments: Vec::new(),
         access_policies: spec_policies,
         held_access_policies: desired::held_access_policies(b.status.as_ref()),
+        assignment_subscriptions,
         operator_client_id: ctx.settings.operator_client_id.clone(),
     };
     if managed && let Err(wait) = turns::take(ctx, &key(b), MsiOp::Delete, &identity).await {

@@ -35,8 +35,7 @@ pub async fn resolve(
 ) -> Result<Wanted, Outcome> {
     let vaults = vault_facts(fresh, desired).await?;
     let scopes = scope_facts(fresh, desired).await?;
-    let held = desired::held_access_policies(status);
-    desired::azure_state(desired, owner, &vaults, &scopes, held).map_err(Outcome::Stalled)
+    desired::azure_state(desired, owner, &vaults, &scopes, status).map_err(Outcome::Stalled)
 }
 
 /// What Azure says of each vault `desired` names, its roles resolved.

@@ -84,6 +84,7 @@ pub async fn withdraw_federation(
         role_assignments: Vec::new(),
         access_policies: Vec::new(),
         held_access_policies: Vec::new(),
+        assignment_subscriptions: Vec::new(),
         operator_client_id: ctx.settings.operator_client_id.clone(),
     };
     let removed = async {
