@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::arm::catalog;
 use crate::error::SimError;
 use crate::state::{
-    AccessPolicy, App, DirectoryObject, Grant, Resource, ResourceGroup, RoleDefinition, RolePermission,
-    State, Subscription, Tags, Vault, key, resource_key,
+    AccessPolicy, App, BlobContainer, DirectoryObject, Grant, Resource, ResourceGroup, RoleDefinition,
+    RolePermission, State, Subscription, Tags, Vault, key, resource_key,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -83,6 +83,8 @@ pub struct SeedResource {
     pub sku: Option<String>,
     /// Storage accounts only; defaults to `StorageV2`.
     pub kind: Option<String>,
+    /// Storage accounts only: blob containers (added to an account that already exists too).
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -192,6 +194,20 @@ impl Seed {
                             known.join(", ")
                         )));
                     }
+                    let storage =
+                        catalog::seedable_by_name(&r.resource_type) == Some(&catalog::STORAGE_ACCOUNTS);
+                    if !r.containers.is_empty() && !storage {
+                        return Err(SimError::Config(format!(
+                            "the resource '{}' has containers, which only Storage accounts have",
+                            r.name
+                        )));
+                    }
+                    if r.containers.iter().any(|c| c.trim().is_empty() || c.contains('/')) {
+                        return Err(SimError::Config(format!(
+                            "the Storage account '{}' has a container with an invalid name",
+                            r.name
+                        )));
+                    }
                     if r.name.trim().is_empty() || r.name.contains('/') {
                         return Err(SimError::Config(format!(
                             "a resource of type '{}' in resource group {} has an invalid name '{}'",
@@ -254,15 +270,25 @@ impl Seed {
                     let Some(rtype) = catalog::seedable_by_name(&r.resource_type) else { continue };
                     let canonical = rtype.canonical();
                     let location = r.location.clone().unwrap_or_else(|| group.location.clone());
-                    group.resources.entry(resource_key(&canonical, &r.name)).or_insert_with(|| Resource {
-                        resource_type: canonical,
-                        name: r.name.clone(),
-                        location,
-                        tags: r.tags.clone(),
-                        sku: r.sku.clone().unwrap_or_else(|| rtype.default_sku.to_owned()),
-                        kind: r.kind.clone(),
-                        created_at_ms: now_ms,
-                    });
+                    let resource =
+                        group.resources.entry(resource_key(&canonical, &r.name)).or_insert_with(|| {
+                            Resource {
+                                resource_type: canonical,
+                                name: r.name.clone(),
+                                location,
+                                tags: r.tags.clone(),
+                                sku: r.sku.clone().unwrap_or_else(|| rtype.default_sku.to_owned()),
+                                kind: r.kind.clone(),
+                                created_at_ms: now_ms,
+                                containers: Default::default(),
+                            }
+                        });
+                    for c in &r.containers {
+                        resource
+                            .containers
+                            .entry(key(c))
+                            .or_insert_with(|| BlobContainer { name: c.clone(), created_at_ms: now_ms });
+                    }
                 }
             }
         }
@@ -415,8 +441,9 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
     }
 }
 
-/// A resource id's parts: `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`
-/// (fixed segments in any case), optionally followed by `@LOCATION` (the `--resource` flag).
+/// A resource id's parts: `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`, or
+/// a blob container's `…/storageAccounts/{name}/blobServices/default/containers/{container}` (fixed segments
+/// in any case), optionally followed by `@LOCATION` (the `--resource` flag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceIdFlag {
     pub sub: String,
@@ -425,6 +452,8 @@ pub struct ResourceIdFlag {
     pub resource_type: String,
     pub name: String,
     pub location: Option<String>,
+    /// For a blob container's id: the container (`name` is its account).
+    pub container: Option<String>,
 }
 
 pub fn parse_resource_flag(s: &str) -> Result<ResourceIdFlag, String> {
@@ -444,6 +473,26 @@ pub fn parse_resource_flag(s: &str) -> Result<ResourceIdFlag, String> {
                 resource_type: format!("{ns}/{t}"),
                 name: (*name).to_owned(),
                 location,
+                container: None,
+            })
+        }
+        [sb, sub, r, rg, p, ns, t, name, b, d, c, container]
+            if eq(sb, "subscriptions")
+                && eq(r, "resourceGroups")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Storage")
+                && eq(t, "storageAccounts")
+                && eq(b, "blobServices")
+                && eq(d, "default")
+                && eq(c, "containers") =>
+        {
+            Ok(ResourceIdFlag {
+                sub: (*sub).to_owned(),
+                rg: (*rg).to_owned(),
+                resource_type: format!("{ns}/{t}"),
+                name: (*name).to_owned(),
+                location,
+                container: Some((*container).to_owned()),
             })
         }
         _ => Err(format!(
@@ -519,6 +568,7 @@ impl Seed {
             resource_type: f.resource_type,
             name: f.name,
             location: f.location,
+            containers: f.container.into_iter().collect(),
             ..Default::default()
         });
         Ok(())
@@ -575,6 +625,7 @@ mod tests {
             Ok(())
         );
         assert!(seed.add_resource_id("/subscriptions/sub/resourceGroups/rg/st1").is_err());
+        assert_eq!(seed.add_resource_id(&format!("{id}/blobServices/default/containers/Orders")), Ok(()));
         assert!(seed.validate().is_ok());
         let mut state = State { tenant_id: "t".into(), ..Default::default() };
         seed.apply(&mut state, 5);
@@ -588,6 +639,7 @@ mod tests {
             Some(("Microsoft.Storage/storageAccounts", "northeurope", "Standard_LRS"))
         );
         assert_eq!(group.and_then(|g| g.vaults.get("kv")).map(|v| v.location.as_str()), Some("uksouth"));
+        assert_eq!(st.and_then(|r| r.containers.get("orders")).map(|c| c.name.as_str()), Some("Orders"));
 
         let mut bad = Seed::default();
         assert_eq!(

@@ -90,6 +90,16 @@ pub struct Resource {
     #[serde(default)]
     pub kind: Option<String>,
     pub created_at_ms: u64,
+    /// A Storage account's blob containers, keyed by lowercased name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, BlobContainer>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobContainer {
+    pub name: String,
+    pub created_at_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

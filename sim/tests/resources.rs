@@ -26,6 +26,10 @@ fn storage_id() -> String {
     id("Microsoft.Storage/storageAccounts", STORAGE)
 }
 
+fn container_id(name: &str) -> String {
+    format!("{}/blobServices/default/containers/{name}", storage_id())
+}
+
 fn service_bus_id() -> String {
     id("Microsoft.ServiceBus/namespaces", SERVICE_BUS)
 }
@@ -33,6 +37,7 @@ fn service_bus_id() -> String {
 fn resources_config() -> Result<SimConfig, String> {
     let mut cfg = config();
     cfg.seed.add_resource_id(&storage_id())?;
+    cfg.seed.add_resource_id(&container_id("orders"))?;
     cfg.seed.add_resource_id(&service_bus_id())?;
     cfg.seed.add_resource_id(&id("Microsoft.EventHub/namespaces", EVENT_HUB))?;
     cfg.seed
@@ -170,6 +175,42 @@ async fn seeded_resources_answer_get_in_their_providers_shapes() -> TestResult {
     let counters = h.counters();
     assert_eq!(counters.get("StorageAccounts_GetProperties", "200"), 2);
     assert_eq!(counters.get("Registries_Get", "200"), 1);
+    h.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_containers_of_seeded_accounts_answer_get() -> TestResult {
+    let h = Simulator::start(resources_config()?).await?;
+    let arm = Arm::new(&h).await?;
+    let c = arm.get(&format!("{}?api-version=2025-06-01", container_id("ORDERS"))).await?;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert_eq!(c.body["id"], container_id("orders"));
+    assert_eq!(c.body["name"], "orders");
+    assert_eq!(c.body["type"], "Microsoft.Storage/storageAccounts/blobServices/containers");
+    assert!(c.body["etag"].as_str().is_some_and(|e| e.starts_with("\"0x")));
+    assert_eq!(c.body["properties"]["publicAccess"], "None");
+    assert!(c.body.get("location").is_none(), "a proxy resource has no location");
+
+    let missing = arm.get(&format!("{}?api-version=2025-06-01", container_id("returns"))).await?;
+    assert_eq!((missing.status, missing.code()), (404, "ContainerNotFound"));
+    let no_account = container_id("orders").replace(STORAGE, "stgone");
+    let r = arm.get(&format!("{no_account}?api-version=2025-06-01")).await?;
+    assert_eq!((r.status, r.code()), (404, "ResourceNotFound"));
+    assert!(str_of(&r.body, "/error/message").contains("'Microsoft.Storage/storageAccounts/stgone'"));
+    // 2017-10-01 predates blob containers in the management API.
+    let old = arm.get(&format!("{}?api-version=2017-10-01", container_id("orders"))).await?;
+    assert_eq!((old.status, old.code()), (400, "NoRegisteredProviderFound"));
+    assert!(
+        str_of(&old.body, "/error/message").contains("for type 'storageAccounts/blobServices/containers'")
+    );
+
+    let p =
+        arm.get(&format!("/subscriptions/{SUB}/providers/Microsoft.Storage?api-version=2021-04-01")).await?;
+    let version =
+        newest_stable(&p.body, "storageAccounts/blobServices/containers").ok_or("containers listed")?;
+    assert_eq!(arm.get(&format!("{}?api-version={version}", container_id("orders"))).await?.status, 200);
+    assert_eq!(h.counters().get("BlobContainers_Get", "200"), 2);
     h.shutdown().await?;
     Ok(())
 }

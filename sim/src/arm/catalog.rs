@@ -19,6 +19,8 @@ pub enum Shape {
     EventHubNamespace,
     ContainerRegistry,
     AppConfigurationStore,
+    /// A blob container of a seeded Storage account (a child resource, not in `SEEDABLE`).
+    BlobContainer,
 }
 
 /// A top-level resource type that can be seeded and read with GET.
@@ -57,6 +59,35 @@ const STORAGE_VERSIONS: &[&str] = &[
     "2016-12-01",
     "2017-06-01",
     "2017-10-01",
+    "2018-02-01",
+    "2018-03-01-preview",
+    "2018-07-01",
+    "2018-11-01",
+    "2019-04-01",
+    "2019-06-01",
+    "2020-08-01-preview",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-04-01",
+    "2021-06-01",
+    "2021-08-01",
+    "2021-09-01",
+    "2022-05-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+    "2025-08-01",
+    "2026-04-01",
+    "2026-06-01",
+    "2026-09-01",
+];
+
+// Blob containers came with blob.json in 2018-02-01 (package-2018-02 and later tags) [SPEC].
+const BLOB_CONTAINER_VERSIONS: &[&str] = &[
     "2018-02-01",
     "2018-03-01-preview",
     "2018-07-01",
@@ -211,6 +242,18 @@ pub static APP_CONFIGURATION_STORES: ResourceType = ResourceType {
     default_sku: "Standard",
 };
 
+/// Blob containers: `{account id}/blobServices/default/containers/{name}` [SPEC: BlobContainersGet.json].
+pub static BLOB_CONTAINERS: ResourceType = ResourceType {
+    namespace: "Microsoft.Storage",
+    path: "storageAccounts/blobServices/containers",
+    type_name: "Microsoft.Storage/storageAccounts/blobServices/containers",
+    get_operation: "BlobContainers_Get",
+    read_action: "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+    api_versions: BLOB_CONTAINER_VERSIONS,
+    shape: Shape::BlobContainer,
+    default_sku: "",
+};
+
 /// Every seedable type.
 pub static SEEDABLE: &[&ResourceType] = &[
     &STORAGE_ACCOUNTS,
@@ -283,6 +326,11 @@ pub fn providers() -> Vec<ProviderListing> {
             Some(p) => p.resource_types.push(entry),
             None => out.push(ProviderListing { namespace: t.namespace, resource_types: vec![entry] }),
         }
+    }
+    // Whether ARM lists the nested container type on its own is [UNVERIFIED]; listing it keeps "pick a
+    // version from Providers_Get, then GET" working for a container scope.
+    if let Some(storage) = out.iter_mut().find(|p| p.namespace == STORAGE_ACCOUNTS.namespace) {
+        storage.resource_types.push(listing(BLOB_CONTAINERS.path, BLOB_CONTAINERS.api_versions, false));
     }
     let kv = Family::KeyVault.api_versions();
     let msi = Family::Msi.api_versions();

@@ -1,12 +1,12 @@
-//! GET of the seeded resources of `catalog` (Storage accounts, Service Bus and Event Hubs namespaces,
-//! container registries, App Configuration stores), and the existence check a role assignment's scope goes
-//! through.
+//! GET of the seeded resources of `catalog` (Storage accounts and their blob containers, Service Bus and
+//! Event Hubs namespaces, container registries, App Configuration stores), and the existence check a role
+//! assignment's scope goes through.
 //!
 //! Each answer has the shape of its provider's Get example (ids, `type` as the provider spells it, `sku`,
 //! `kind` where the spec has it) with a small `properties`: the provisioning state and the documented
 //! endpoints a client needs [SPEC: StorageAccountGetProperties.json 2025-06-01, SBNameSpaceCreate.json and
-//! EHNameSpaceCreate.json 2024-01-01, RegistryGet.json 2025-04-01, ConfigurationStoresGet.json 2023-03-01].
-//! Public-cloud host names only.
+//! EHNameSpaceCreate.json 2024-01-01, RegistryGet.json 2025-04-01, ConfigurationStoresGet.json 2023-03-01,
+//! BlobContainersGet.json 2025-06-01]. Public-cloud host names only.
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use super::{ArmRequest, ArmResponse, Route};
 use crate::clock::format_ms;
 use crate::core::Sim;
 use crate::error::ArmError;
-use crate::state::{Resource, State, key, resource_key};
+use crate::state::{BlobContainer, Resource, State, key, resource_key};
 
 pub fn resource_id(sub: &str, rg: &str, rtype: &ResourceType, name: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{}/{name}", rtype.canonical())
@@ -90,6 +90,8 @@ fn properties(rtype: &ResourceType, sub: &str, r: &Resource) -> Value {
             "zoneRedundancy": "Disabled",
             "anonymousPullEnabled": false,
         }),
+        // Containers are rendered by `render_container`.
+        Shape::BlobContainer => json!({}),
         Shape::AppConfigurationStore => json!({
             "provisioningState": "Succeeded",
             "creationDate": created,
@@ -126,17 +128,58 @@ pub fn render(sub: &str, rg: &str, rtype: &ResourceType, r: &Resource) -> Value 
             body["sku"] = json!({ "name": r.sku });
             body["systemData"] = system_data(&format_ms(r.created_at_ms));
         }
+        Shape::BlobContainer => {}
     }
     body
 }
 
+/// A blob container as BlobContainers_Get answers it: a proxy resource (no location, tags or sku), with an
+/// etag and the lease and policy flags of a plain private container.
+pub fn render_container(sub: &str, rg: &str, account: &Resource, c: &BlobContainer) -> Value {
+    let account_id = resource_id(sub, rg, &catalog::STORAGE_ACCOUNTS, &account.name);
+    json!({
+        "id": format!("{account_id}/blobServices/default/containers/{}", c.name),
+        "name": c.name,
+        "type": catalog::BLOB_CONTAINERS.type_name,
+        "etag": format!("\"0x{:X}\"", c.created_at_ms),
+        "properties": {
+            "publicAccess": "None",
+            "leaseStatus": "Unlocked",
+            "leaseState": "Available",
+            "lastModifiedTime": format_ms(c.created_at_ms),
+            "hasImmutabilityPolicy": false,
+            "hasLegalHold": false,
+            "deleted": false,
+            "remainingRetentionDays": 0,
+            "defaultEncryptionScope": "$account-encryption-key",
+            "denyEncryptionScopeOverride": false,
+        },
+    })
+}
+
 pub fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
-    let Route::Resource { sub, rg, rtype, name } = &req.route else {
-        return Err(ArmError::not_found("NotFound", "Not a seeded resource route."));
-    };
     if req.method != Method::GET {
         return Err(ArmError::method_not_allowed(&req.method));
     }
+    if let Route::BlobContainer { sub, rg, account, name } = &req.route {
+        return sim.read(|s| {
+            let (subscription, group) = super::resource_group(s, sub, rg)?;
+            let storage = catalog::STORAGE_ACCOUNTS.canonical();
+            let a = group
+                .resources
+                .get(&resource_key(&storage, account))
+                .ok_or_else(|| ArmError::resource_not_found(&storage, account, rg))?;
+            // The Storage service's code and wording for a missing container, which we take the RP to pass on
+            // [UNVERIFIED for the management API].
+            let c = a.containers.get(&key(name)).ok_or_else(|| {
+                ArmError::not_found("ContainerNotFound", "The specified container does not exist.")
+            })?;
+            Ok(ArmResponse::ok(render_container(&subscription.id, &group.name, a, c)))
+        });
+    }
+    let Route::Resource { sub, rg, rtype, name } = &req.route else {
+        return Err(ArmError::not_found("NotFound", "Not a seeded resource route."));
+    };
     sim.read(|s| {
         let (subscription, group) = super::resource_group(s, sub, rg)?;
         let r = group
@@ -169,7 +212,8 @@ fn top_level_resource(scope: &str) -> Option<(&str, &str, &str)> {
 /// Azure/azure-cli#15243, a role assignment at a blob container of a storage account that was not in the
 /// named group answered `ResourceNotFound` "The Resource 'Microsoft.Storage/storageAccounts/mystorage' under
 /// resource group 'MyRG' was not found."; the HTTP status is our reading of the code]. Children of an
-/// existing resource and types the simulator does not model are taken to exist [UNVERIFIED].
+/// existing resource (a blob container that was not seeded too) and types the simulator does not model are
+/// taken to exist [UNVERIFIED].
 pub fn check_scope_exists(s: &State, scope: &str) -> Result<(), ArmError> {
     let Some((ns, t, name)) = top_level_resource(scope) else {
         return Ok(());

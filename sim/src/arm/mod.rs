@@ -366,7 +366,8 @@ fn location_hint(sim: &Sim, route: &Route) -> String {
         | Route::Fic { sub, rg, .. }
         | Route::Vault { sub, rg, .. }
         | Route::VaultAccessPolicy { sub, rg, .. }
-        | Route::Resource { sub, rg, .. } => (sub, rg),
+        | Route::Resource { sub, rg, .. }
+        | Route::BlobContainer { sub, rg, .. } => (sub, rg),
         _ => return String::from("global"),
     };
     sim.read(|s| s.resource_group(sub, rg).map(|g| g.location.clone()))
@@ -486,7 +487,7 @@ async fn dispatch(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> 
         Route::ResourceGroup { .. } | Route::Subscription { .. } | Route::Provider { .. } => {
             resources::handle(sim, req).await
         }
-        Route::Resource { .. } => generic::handle(sim, req),
+        Route::Resource { .. } | Route::BlobContainer { .. } => generic::handle(sim, req),
         Route::IdentityList { .. } | Route::Identity { .. } | Route::FicList { .. } | Route::Fic { .. } => {
             msi::handle(sim, req).await
         }

@@ -27,6 +27,13 @@ pub enum Route {
         rtype: &'static ResourceType,
         name: String,
     },
+    /// A blob container of a seeded Storage account.
+    BlobContainer {
+        sub: String,
+        rg: String,
+        account: String,
+        name: String,
+    },
     ResourceGroup {
         sub: String,
         rg: String,
@@ -205,6 +212,10 @@ pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> 
         ),
         (Route::Resource { rtype, .. }, "GET") => {
             op(rtype.get_operation, Read, Provider(rtype), rtype.read_action, None, rtype.path)
+        }
+        (Route::BlobContainer { .. }, "GET") => {
+            let t = &catalog::BLOB_CONTAINERS;
+            op(t.get_operation, Read, Provider(t), t.read_action, None, t.path)
         }
         (Route::ResourceGroup { .. }, "PUT") => op(
             "ResourceGroups_CreateOrUpdate",
@@ -460,8 +471,17 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
                         Some(rtype) => Ok(Route::Resource { sub, rg, rtype, name: o(name) }),
                         None => Err(invalid_type(t, ns)),
                     },
-                    // Child resources (blob containers, queues, topics…) exist in Azure but are not
-                    // simulated: a plain 404 rather than a claim that the type does not exist.
+                    [t, account, b, d, c, name]
+                        if eq(ns, "Microsoft.Storage")
+                            && eq(t, "storageAccounts")
+                            && eq(b, "blobServices")
+                            && eq(d, "default")
+                            && eq(c, "containers") =>
+                    {
+                        Ok(Route::BlobContainer { sub, rg, account: o(account), name: o(name) })
+                    }
+                    // Other child resources (queues, topics…) exist in Azure but are not simulated: a plain
+                    // 404 rather than a claim that the type does not exist.
                     [t, _, _, ..] if catalog::seedable(ns, t).is_some() => Err(not_found(path)),
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
@@ -489,6 +509,7 @@ pub fn subscription_of(route: &Route) -> Option<String> {
     match route {
         Route::Subscription { sub }
         | Route::Resource { sub, .. }
+        | Route::BlobContainer { sub, .. }
         | Route::ResourceGroup { sub, .. }
         | Route::IdentityList { sub, .. }
         | Route::Identity { sub, .. }
@@ -599,6 +620,15 @@ mod tests {
         );
         let code = |p: &str| parse(p).map_err(|e| e.code);
         assert_eq!(code(&format!("{sa}/blobServices/default")), Err("NotFound".into()));
+        assert_eq!(
+            parse(&format!("{sa}/blobservices/DEFAULT/containers/Orders")),
+            Ok(Route::BlobContainer {
+                sub: "s".into(),
+                rg: "r".into(),
+                account: "Acct".into(),
+                name: "Orders".into()
+            })
+        );
         assert_eq!(
             code("/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/bogus/x"),
             Err("InvalidResourceType".into())
