@@ -480,9 +480,9 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
                     {
                         Ok(Route::BlobContainer { sub, rg, account: o(account), name: o(name) })
                     }
-                    // Other child resources (queues, topics…) exist in Azure but are not simulated: a plain
-                    // 404 rather than a claim that the type does not exist.
-                    [t, _, _, ..] if catalog::seedable(ns, t).is_some() => Err(not_found(path)),
+                    // Lists and other child resources (queues, topics…) exist in Azure but are not simulated:
+                    // a plain 404 rather than a claim that the type does not exist.
+                    [t, ..] if catalog::seedable(ns, t).is_some() => Err(not_found(path)),
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
                 }
@@ -620,6 +620,10 @@ mod tests {
         );
         let code = |p: &str| parse(p).map_err(|e| e.code);
         assert_eq!(code(&format!("{sa}/blobServices/default")), Err("NotFound".into()));
+        assert_eq!(
+            code("/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts"),
+            Err("NotFound".into())
+        );
         assert_eq!(
             parse(&format!("{sa}/blobservices/DEFAULT/containers/Orders")),
             Ok(Route::BlobContainer {
