@@ -60,6 +60,12 @@ pub struct SimArgs {
     /// Seed a vault: SUBSCRIPTION/RG/NAME[@rbac|@policies].
     #[arg(long, value_name = "SUB/RG/NAME[@MODE]")]
     pub vault: Vec<String>,
+    /// Seed a resource by its id, e.g.
+    /// /subscriptions/S/resourceGroups/RG/providers/Microsoft.Storage/storageAccounts/NAME[@LOCATION]
+    /// (Storage accounts, Service Bus and Event Hubs namespaces, container registries, App Configuration
+    /// stores; a Key Vault id seeds an RBAC vault). Its subscription and resource group are created too.
+    #[arg(long, value_name = "ID[@LOC]")]
+    pub resource: Vec<String>,
     /// Seed an app that gets tokens with a secret: CLIENT_ID:SECRET[:OBJECT_ID].
     #[arg(long, value_name = "ID:SECRET[:OID]")]
     pub app: Vec<String>,
@@ -184,6 +190,9 @@ impl SimArgs {
         for s in &self.vault {
             let (sub, rg, name, rbac) = parse_vault_flag(s).map_err(anyhow::Error::msg)?;
             flags.add_vault(&sub, &rg, &name, rbac);
+        }
+        for s in &self.resource {
+            flags.add_resource_id(s).map_err(anyhow::Error::msg)?;
         }
         for s in &self.app {
             flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
@@ -312,6 +321,8 @@ mod tests {
             "5000",
             "--role-propagation-ms",
             "7000",
+            "--resource",
+            "/subscriptions/s1/resourceGroups/rg2/providers/Microsoft.ServiceBus/namespaces/sb-orders@eastus",
         ])?;
         let cfg = cli.args.to_config()?;
         assert!(cfg.http_addr.is_none() && cfg.https_addr.is_some());
@@ -332,6 +343,21 @@ mod tests {
         );
         assert_eq!((cfg.behaviour.fic_propagation_ms, cfg.behaviour.role_propagation_ms), (5000, 7000));
         assert_eq!(cfg.behaviour.fic_write_duration_ms, 300);
+        let rg2 = &cfg.seed.subscriptions[0].resource_groups[1];
+        assert_eq!(
+            (
+                rg2.name.as_str(),
+                rg2.resources[0].resource_type.as_str(),
+                rg2.resources[0].location.as_deref()
+            ),
+            ("rg2", "Microsoft.ServiceBus/namespaces", Some("eastus"))
+        );
+        let unknown = Cli::try_parse_from([
+            "sim",
+            "--resource",
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/app",
+        ])?;
+        assert!(unknown.args.to_config().is_err(), "a type the simulator does not serve is refused");
         assert!(Cli::try_parse_from(["sim", "--write-bucket", "x"]).is_err());
         // A secret for a vault nobody seeded is refused, not silently dropped.
         let orphan = Cli::try_parse_from(["sim", "--secret", "nowhere/x=1"])?;

@@ -77,8 +77,11 @@ impl Sim {
                 let mut state = file.state;
                 // A seed given at restart adds what is new and leaves the rest alone.
                 config.seed.apply(&mut state, clock.now_ms());
+                // Built-in roles are Azure's, not the state's: a file written by an older simulator gets
+                // today's definitions (new roles, corrected permissions), as Azure's own definitions change
+                // under existing assignments.
                 for role in crate::roles::builtin_role_definitions() {
-                    state.role_definitions.entry(key(&role.name)).or_insert(role);
+                    state.role_definitions.insert(key(&role.name), role);
                 }
                 (state, TokenIssuer::from_file(&file.signing_key)?)
             }

@@ -1,9 +1,11 @@
 //! ARM + Entra simulator (issue 3): a real HTTP(S) server that behaves like Azure Resource Manager for the
 //! operations idbind uses (managed identities and their federated credentials, role assignments and
-//! definitions, Key Vault vaults and access policies, resource groups), like Entra's token endpoint, and like
-//! the Key Vault data plane (`kv`), with ARM's throttling, error codes and timing quirks, propagation delays,
-//! fault injection, holds, and optional persistence. An HTTPS-intercepting CONNECT proxy (`proxy`) serves it
-//! all under Azure's own host names, for SDKs used unchanged.
+//! definitions, Key Vault vaults and access policies, resource groups, subscriptions, providers, and seeded
+//! Storage, Service Bus, Event Hubs, Container Registry and App Configuration resources to scope role
+//! assignments on), like Entra's token endpoint, and like the Key Vault data plane (`kv`), with ARM's
+//! throttling, error codes and timing quirks, propagation delays, fault injection, holds, and optional
+//! persistence. An HTTPS-intercepting CONNECT proxy (`proxy`) serves it all under Azure's own host names, for
+//! SDKs used unchanged.
 //!
 //! Two ways in: `cli::{SimArgs, run}` for the `idbind-sim` binary (`src/main.rs`), and
 //! `Simulator::start(SimConfig)` for tests and benchmarks in-process (needs a multi-thread tokio runtime; no
@@ -47,7 +49,7 @@ pub use faults::{FaultAction, FaultRule};
 pub use handle::{SimHandle, Simulator};
 pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
 pub use seed::{
-    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResourceGroup, SeedRoleDefinition, SeedSubscription,
-    SeedVault,
+    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResource, SeedResourceGroup, SeedRoleDefinition,
+    SeedSubscription, SeedVault,
 };
 pub use state::{Grant, State};

@@ -1,16 +1,17 @@
-//! Seed documents: what exists before the first request (subscriptions, resource groups, vaults, app
-//! registrations, principals, permissions, custom roles). Read from a JSON or YAML file, from `idbind-sim`
-//! flags, from `SimHandle::seed`, or `POST /_sim/seed`. Applying a seed merges it into the state; applying it
-//! twice changes nothing.
+//! Seed documents: what exists before the first request (subscriptions, resource groups, vaults, other
+//! resources of `arm::catalog`'s types, app registrations, principals, permissions, custom roles). Read from
+//! a JSON or YAML file, from `idbind-sim` flags, from `SimHandle::seed`, or `POST /_sim/seed`. Applying a
+//! seed merges it into the state; applying it twice changes nothing.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::arm::catalog;
 use crate::error::SimError;
 use crate::state::{
-    AccessPolicy, App, DirectoryObject, Grant, ResourceGroup, RoleDefinition, RolePermission, State,
-    Subscription, Tags, Vault, key,
+    AccessPolicy, App, BlobContainer, DirectoryObject, Grant, Resource, ResourceGroup, RoleDefinition,
+    RolePermission, State, Subscription, Tags, Vault, key, resource_key,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -59,6 +60,31 @@ pub struct SeedResourceGroup {
     pub location: Option<String>,
     pub tags: Tags,
     pub vaults: Vec<SeedVault>,
+    /// Storage accounts, Service Bus and Event Hubs namespaces, container registries, App Configuration
+    /// stores (`arm::catalog::SEEDABLE`).
+    pub resources: Vec<SeedResource>,
+}
+
+/// A resource of one of the catalog's types, e.g. `{"type": "Microsoft.Storage/storageAccounts", "name":
+/// "stshop"}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedResource {
+    /// `Microsoft.Storage/storageAccounts`, `Microsoft.ServiceBus/namespaces`,
+    /// `Microsoft.ContainerRegistry/registries`, `Microsoft.AppConfiguration/configurationStores` or
+    /// `Microsoft.EventHub/namespaces` (case-insensitive).
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub name: String,
+    /// Defaults to the resource group's.
+    pub location: Option<String>,
+    pub tags: Tags,
+    /// `sku.name`; defaults to the type's usual one (`Standard_LRS` for Storage, `Standard` otherwise).
+    pub sku: Option<String>,
+    /// Storage accounts only; defaults to `StorageV2`.
+    pub kind: Option<String>,
+    /// Storage accounts only: blob containers (added to an account that already exists too).
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -158,6 +184,37 @@ impl Seed {
                         s.id
                     )));
                 }
+                for r in &rg.resources {
+                    if catalog::seedable_by_name(&r.resource_type).is_none() {
+                        let known: Vec<String> = catalog::SEEDABLE.iter().map(|t| t.canonical()).collect();
+                        return Err(SimError::Config(format!(
+                            "the resource '{}' has the type '{}', which is not one of {}",
+                            r.name,
+                            r.resource_type,
+                            known.join(", ")
+                        )));
+                    }
+                    let storage =
+                        catalog::seedable_by_name(&r.resource_type) == Some(&catalog::STORAGE_ACCOUNTS);
+                    if !r.containers.is_empty() && !storage {
+                        return Err(SimError::Config(format!(
+                            "the resource '{}' has containers, which only Storage accounts have",
+                            r.name
+                        )));
+                    }
+                    if r.containers.iter().any(|c| c.trim().is_empty() || c.contains('/')) {
+                        return Err(SimError::Config(format!(
+                            "the Storage account '{}' has a container with an invalid name",
+                            r.name
+                        )));
+                    }
+                    if r.name.trim().is_empty() || r.name.contains('/') {
+                        return Err(SimError::Config(format!(
+                            "a resource of type '{}' in resource group {} has an invalid name '{}'",
+                            r.resource_type, rg.name, r.name
+                        )));
+                    }
+                }
             }
         }
         for a in &self.apps {
@@ -207,6 +264,31 @@ impl Seed {
                         created_at_ms: now_ms,
                         ..Default::default()
                     });
+                }
+                for r in &rg.resources {
+                    // `validate` refused unknown types; one that slipped through is skipped.
+                    let Some(rtype) = catalog::seedable_by_name(&r.resource_type) else { continue };
+                    let canonical = rtype.canonical();
+                    let location = r.location.clone().unwrap_or_else(|| group.location.clone());
+                    let resource =
+                        group.resources.entry(resource_key(&canonical, &r.name)).or_insert_with(|| {
+                            Resource {
+                                resource_type: canonical,
+                                name: r.name.clone(),
+                                location,
+                                tags: r.tags.clone(),
+                                sku: r.sku.clone().unwrap_or_else(|| rtype.default_sku.to_owned()),
+                                kind: r.kind.clone(),
+                                created_at_ms: now_ms,
+                                containers: Default::default(),
+                            }
+                        });
+                    for c in &r.containers {
+                        resource
+                            .containers
+                            .entry(key(c))
+                            .or_insert_with(|| BlobContainer { name: c.clone(), created_at_ms: now_ms });
+                    }
                 }
             }
         }
@@ -359,6 +441,66 @@ pub fn parse_vault_flag(s: &str) -> Result<(String, String, String, bool), Strin
     }
 }
 
+/// A resource id's parts: `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`, or
+/// a blob container's `…/storageAccounts/{name}/blobServices/default/containers/{container}` (fixed segments
+/// in any case), optionally followed by `@LOCATION` (the `--resource` flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceIdFlag {
+    pub sub: String,
+    pub rg: String,
+    /// `Microsoft.Storage/storageAccounts`, as written.
+    pub resource_type: String,
+    pub name: String,
+    pub location: Option<String>,
+    /// For a blob container's id: the container (`name` is its account).
+    pub container: Option<String>,
+}
+
+pub fn parse_resource_flag(s: &str) -> Result<ResourceIdFlag, String> {
+    let (id, location) = match s.split_once('@') {
+        Some((id, l)) if !l.is_empty() => (id, Some(l.to_owned())),
+        _ => (s, None),
+    };
+    let segs: Vec<&str> = id.split('/').filter(|x| !x.is_empty()).collect();
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    match segs.as_slice() {
+        [sb, sub, r, rg, p, ns, t, name]
+            if eq(sb, "subscriptions") && eq(r, "resourceGroups") && eq(p, "providers") =>
+        {
+            Ok(ResourceIdFlag {
+                sub: (*sub).to_owned(),
+                rg: (*rg).to_owned(),
+                resource_type: format!("{ns}/{t}"),
+                name: (*name).to_owned(),
+                location,
+                container: None,
+            })
+        }
+        [sb, sub, r, rg, p, ns, t, name, b, d, c, container]
+            if eq(sb, "subscriptions")
+                && eq(r, "resourceGroups")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Storage")
+                && eq(t, "storageAccounts")
+                && eq(b, "blobServices")
+                && eq(d, "default")
+                && eq(c, "containers") =>
+        {
+            Ok(ResourceIdFlag {
+                sub: (*sub).to_owned(),
+                rg: (*rg).to_owned(),
+                resource_type: format!("{ns}/{t}"),
+                name: (*name).to_owned(),
+                location,
+                container: Some((*container).to_owned()),
+            })
+        }
+        _ => Err(format!(
+            "expected /subscriptions/SUB/resourceGroups/RG/providers/NAMESPACE/TYPE/NAME[@LOCATION], got '{s}'"
+        )),
+    }
+}
+
 /// Parses `CLIENT_ID:SECRET[:OBJECT_ID]` (the `--app` flag).
 pub fn parse_app_flag(s: &str) -> Result<SeedApp, String> {
     let parts: Vec<&str> = s.splitn(3, ':').collect();
@@ -407,6 +549,31 @@ impl Seed {
         &mut self.subscriptions[idx]
     }
 
+    /// Adds the resource a resource id names (`parse_resource_flag`'s form), creating its subscription and
+    /// resource group as needed. A Key Vault id adds an RBAC vault; any other type must be one of
+    /// `arm::catalog::SEEDABLE` (checked by `validate`).
+    pub fn add_resource_id(&mut self, id: &str) -> Result<(), String> {
+        let f = parse_resource_flag(id)?;
+        if f.resource_type.eq_ignore_ascii_case("Microsoft.KeyVault/vaults") {
+            let group = self.add_rg(&f.sub, &f.rg, None);
+            group.vaults.push(SeedVault {
+                name: f.name,
+                location: f.location,
+                enable_rbac_authorization: Some(true),
+                ..Default::default()
+            });
+            return Ok(());
+        }
+        self.add_rg(&f.sub, &f.rg, None).resources.push(SeedResource {
+            resource_type: f.resource_type,
+            name: f.name,
+            location: f.location,
+            containers: f.container.into_iter().collect(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
     pub fn add_vault(&mut self, sub: &str, rg: &str, name: &str, rbac: bool) {
         let group = self.add_rg(sub, rg, None);
         group.vaults.push(SeedVault {
@@ -443,5 +610,42 @@ mod tests {
         assert_eq!(once, state);
         let vault = state.resource_group("SUB", "RG").and_then(|rg| rg.vaults.get("kv"));
         assert_eq!(vault.map(|v| v.enable_rbac_authorization), Some(false));
+    }
+
+    #[test]
+    fn resources_seed_from_ids_and_apply_once() {
+        let mut seed = Seed::default();
+        seed.add_rg("sub", "rg", Some("northeurope".into()));
+        let id = "/subscriptions/sub/resourcegroups/RG/providers/microsoft.storage/storageAccounts/st1";
+        assert_eq!(seed.add_resource_id(id), Ok(()));
+        assert_eq!(
+            seed.add_resource_id(
+                "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv@uksouth"
+            ),
+            Ok(())
+        );
+        assert!(seed.add_resource_id("/subscriptions/sub/resourceGroups/rg/st1").is_err());
+        assert_eq!(seed.add_resource_id(&format!("{id}/blobServices/default/containers/Orders")), Ok(()));
+        assert!(seed.validate().is_ok());
+        let mut state = State { tenant_id: "t".into(), ..Default::default() };
+        seed.apply(&mut state, 5);
+        let once = state.clone();
+        seed.apply(&mut state, 9);
+        assert_eq!(once, state);
+        let group = state.resource_group("sub", "rg");
+        let st = group.and_then(|g| g.resources.get("microsoft.storage/storageaccounts/st1"));
+        assert_eq!(
+            st.map(|r| (r.resource_type.as_str(), r.location.as_str(), r.sku.as_str())),
+            Some(("Microsoft.Storage/storageAccounts", "northeurope", "Standard_LRS"))
+        );
+        assert_eq!(group.and_then(|g| g.vaults.get("kv")).map(|v| v.location.as_str()), Some("uksouth"));
+        assert_eq!(st.and_then(|r| r.containers.get("orders")).map(|c| c.name.as_str()), Some("Orders"));
+
+        let mut bad = Seed::default();
+        assert_eq!(
+            bad.add_resource_id("/subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/app"),
+            Ok(())
+        );
+        assert!(bad.validate().is_err(), "an unknown type is refused up front");
     }
 }

@@ -1,7 +1,8 @@
-//! The simulator's world: subscriptions → resource groups → identities (→ FICs) and vaults, plus tenant-wide
-//! role assignments, role definitions, the directory of principals, the seeded apps and per-principal
-//! permissions. Maps are keyed by the lowercased name, because ARM names are case-insensitive but keep the
-//! case they were created with.
+//! The simulator's world: subscriptions → resource groups → identities (→ FICs), vaults and other seeded
+//! resources (Storage accounts, Service Bus namespaces… see `arm::catalog`), plus tenant-wide role
+//! assignments, role definitions, the directory of principals, the seeded apps and per-principal permissions.
+//! Maps are keyed by the lowercased name, because ARM names are case-insensitive but keep the case they were
+//! created with.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +62,44 @@ pub struct ResourceGroup {
     pub identities: BTreeMap<String, Identity>,
     #[serde(default)]
     pub vaults: BTreeMap<String, Vault>,
+    /// Seeded resources of the catalog's other types, keyed by `resource_key`.
+    #[serde(default)]
+    pub resources: BTreeMap<String, Resource>,
+}
+
+/// The key of a seeded resource in its group: `microsoft.storage/storageaccounts/name`, lowercase.
+pub fn resource_key(resource_type: &str, name: &str) -> String {
+    key(&format!("{resource_type}/{name}"))
+}
+
+/// A seeded resource of a type from `arm::catalog` (read-only: seeds make them, GET reads them, and they are
+/// scopes for role assignments).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    /// `Microsoft.Storage/storageAccounts`, spelled as the catalog spells it.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Tags,
+    /// `sku.name`.
+    pub sku: String,
+    /// `kind`, for the types that have one (Storage accounts).
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub created_at_ms: u64,
+    /// A Storage account's blob containers, keyed by lowercased name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, BlobContainer>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobContainer {
+    pub name: String,
+    pub created_at_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -180,6 +180,7 @@ async fn put_assignment(
                 return Err(ArmError::resource_group_not_found(&rg));
             }
         }
+        super::generic::check_scope_exists(s, &scope)?;
         if !s.role_definitions.contains_key(&role_guid) {
             return Err(definition_not_found(&role_guid, StatusCode::BAD_REQUEST));
         }

@@ -1,7 +1,10 @@
 //! The ARM front door: authentication, api-version, throttling, authorization, holds and the FIC write
-//! window, then the resource providers (`resources`, `msi`, `authorization`, `keyvault`).
+//! window, then the resource providers (`resources`, `msi`, `authorization`, `keyvault`, and `generic` for
+//! the seeded resources of `catalog`).
 
 pub mod authorization;
+pub mod catalog;
+pub mod generic;
 pub mod keyvault;
 pub mod msi;
 pub mod resources;
@@ -264,8 +267,9 @@ pub fn check_api_version(op: &Operation, query: &Query, location: &str) -> Resul
     if supported.contains(&v) {
         return Ok(v.to_owned());
     }
-    let list = supported.iter().rev().copied().collect::<Vec<_>>().join(", ");
-    if !looks_like_api_version(v) || op.family == route::Family::Resources {
+    let list = catalog::newest_first(supported).join(", ");
+    let arm_itself = matches!(op.family, route::Family::Resources | route::Family::Subscriptions);
+    if !looks_like_api_version(v) || arm_itself {
         return Err(ArmError::bad_request(
             "InvalidApiVersionParameter",
             format!("The api-version '{v}' is invalid. The supported versions are '{list}'."),
@@ -361,7 +365,9 @@ fn location_hint(sim: &Sim, route: &Route) -> String {
         | Route::FicList { sub, rg, .. }
         | Route::Fic { sub, rg, .. }
         | Route::Vault { sub, rg, .. }
-        | Route::VaultAccessPolicy { sub, rg, .. } => (sub, rg),
+        | Route::VaultAccessPolicy { sub, rg, .. }
+        | Route::Resource { sub, rg, .. }
+        | Route::BlobContainer { sub, rg, .. } => (sub, rg),
         _ => return String::from("global"),
     };
     sim.read(|s| s.resource_group(sub, rg).map(|g| g.location.clone()))
@@ -478,7 +484,10 @@ pub async fn serve(
 
 async fn dispatch(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
     match &req.route {
-        Route::ResourceGroup { .. } => resources::handle(sim, req).await,
+        Route::ResourceGroup { .. } | Route::Subscription { .. } | Route::Provider { .. } => {
+            resources::handle(sim, req).await
+        }
+        Route::Resource { .. } | Route::BlobContainer { .. } => generic::handle(sim, req),
         Route::IdentityList { .. } | Route::Identity { .. } | Route::FicList { .. } | Route::Fic { .. } => {
             msi::handle(sim, req).await
         }

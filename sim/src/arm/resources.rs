@@ -1,13 +1,98 @@
 //! Microsoft.Resources: resource groups (PUT and GET), enough for tests and the demo to make the groups
-//! identities live in.
+//! identities live in; Subscriptions_Get; Providers_Get (what a client reads to pick an api-version for a
+//! resource type before it GETs a resource of that type).
 
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use super::catalog::{self, ProviderListing};
 use super::{ArmRequest, ArmResponse, Route, subscription_not_found, tags_of};
 use crate::core::Sim;
 use crate::error::ArmError;
-use crate::state::{ResourceGroup, key};
+use crate::state::{ResourceGroup, Subscription, key};
+
+/// The regions a regional type lists in Providers_Get (display names, as ARM lists them). A fixed handful:
+/// the simulator does not check locations.
+const LOCATIONS: &[&str] = &[
+    "East US",
+    "East US 2",
+    "West US 2",
+    "Central US",
+    "North Europe",
+    "West Europe",
+    "UK South",
+    "Sweden Central",
+];
+
+/// Subscriptions_Get's shape [SPEC: Microsoft.Resources/stable/2022-12-01/examples/GetSubscription.json]; the
+/// policies are a pay-as-you-go subscription's.
+pub fn render_subscription(s: &Subscription, tenant: &str) -> Value {
+    json!({
+        "id": format!("/subscriptions/{}", s.id),
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "subscriptionId": s.id,
+        "tenantId": tenant,
+        "displayName": s.display_name,
+        "state": "Enabled",
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "PayAsYouGo_2014-09-01",
+            "spendingLimit": "Off",
+        },
+    })
+}
+
+/// Providers_Get's shape [SPEC: Microsoft.Resources/stable/2021-04-01/examples/GetProvider.json]: every
+/// provider the simulator serves is registered.
+pub fn render_provider(sub: Option<&str>, p: &ProviderListing) -> Value {
+    let types: Vec<Value> = p
+        .resource_types
+        .iter()
+        .map(|t| {
+            let locations: &[&str] = if t.regional { LOCATIONS } else { &[] };
+            json!({
+                "resourceType": t.resource_type,
+                "locations": locations,
+                "apiVersions": t.api_versions,
+                "capabilities": t.capabilities,
+            })
+        })
+        .collect();
+    let id = match sub {
+        Some(sub) => format!("/subscriptions/{sub}/providers/{}", p.namespace),
+        None => format!("/providers/{}", p.namespace),
+    };
+    let mut body = json!({
+        "id": id,
+        "namespace": p.namespace,
+        "resourceTypes": types,
+    });
+    // The tenant-level answer carries no registration (registration is per subscription).
+    if sub.is_some() {
+        body["registrationState"] = json!("Registered");
+        body["registrationPolicy"] = json!("RegistrationRequired");
+    }
+    body
+}
+
+fn provider_get(sim: &Sim, sub: Option<&str>, namespace: &str) -> Result<ArmResponse, ArmError> {
+    let sub_id = match sub {
+        Some(sub) => Some(sim.read(|s| {
+            s.subscriptions.get(&key(sub)).map(|x| x.id.clone()).ok_or_else(|| subscription_not_found(sub))
+        })?),
+        None => None,
+    };
+    // ARM's code and wording for a namespace it does not know [OBS; the same answer as for a resource path
+    // under an unknown namespace].
+    let p = catalog::provider(namespace).ok_or_else(|| {
+        ArmError::not_found(
+            "InvalidResourceNamespace",
+            format!("The resource namespace '{namespace}' is invalid."),
+        )
+    })?;
+    Ok(ArmResponse::ok(render_provider(sub_id.as_deref(), &p)))
+}
 
 pub fn render(sub: &str, g: &ResourceGroup) -> Value {
     json!({
@@ -28,8 +113,21 @@ fn valid_name(name: &str) -> bool {
 }
 
 pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError> {
+    match (&req.route, &req.method) {
+        (Route::Subscription { sub }, &Method::GET) => {
+            return sim.read(|s| {
+                let subscription =
+                    s.subscriptions.get(&key(sub)).ok_or_else(|| subscription_not_found(sub))?;
+                Ok(ArmResponse::ok(render_subscription(subscription, &s.tenant_id)))
+            });
+        }
+        (Route::Provider { sub, namespace }, &Method::GET) => {
+            return provider_get(sim, sub.as_deref(), namespace);
+        }
+        _ => {}
+    }
     let Route::ResourceGroup { sub, rg } = &req.route else {
-        return Err(ArmError::not_found("NotFound", "Not a resource group route."));
+        return Err(ArmError::method_not_allowed(&req.method));
     };
     match req.method {
         Method::GET => sim.read(|s| {

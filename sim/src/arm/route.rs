@@ -4,11 +4,36 @@
 
 use axum::http::Method;
 
+use super::catalog::{self, ResourceType};
 use crate::error::ArmError;
 use crate::throttle::{MsiOp, OpKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
+    /// `GET /subscriptions/{s}` (Subscriptions_Get).
+    Subscription {
+        sub: String,
+    },
+    /// `GET /subscriptions/{s}/providers/{namespace}` (Providers_Get), or `/providers/{namespace}` at the
+    /// tenant (`sub` None).
+    Provider {
+        sub: Option<String>,
+        namespace: String,
+    },
+    /// A seeded resource of one of the catalog's types (`catalog::SEEDABLE`).
+    Resource {
+        sub: String,
+        rg: String,
+        rtype: &'static ResourceType,
+        name: String,
+    },
+    /// A blob container of a seeded Storage account.
+    BlobContainer {
+        sub: String,
+        rg: String,
+        account: String,
+        name: String,
+    },
     ResourceGroup {
         sub: String,
         rg: String,
@@ -64,9 +89,13 @@ pub enum Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Resources,
+    /// `/subscriptions/{s}` itself: Microsoft.Resources too, with the subscriptions API's own versions.
+    Subscriptions,
     Msi,
     Authorization,
     KeyVault,
+    /// A seedable type of the catalog, with that provider's versions.
+    Provider(&'static ResourceType),
 }
 
 impl Family {
@@ -90,6 +119,30 @@ impl Family {
             // RoleAssignments_Get.json carries; its shape equals 2022-04-01 for every field we serve.
             Self::Authorization => &["2022-04-01", "2020-10-01-preview"],
             Self::KeyVault => &["2022-07-01", "2023-02-01", "2023-07-01", "2024-11-01"],
+            // The stable versions of subscriptions.json [SPEC:
+            // Microsoft.Resources/stable/*/subscriptions.json] and the resource groups' versions above: ARM
+            // answers `/subscriptions/{s}` itself, and we take it to accept every Microsoft.Resources version
+            // there [UNVERIFIED].
+            Self::Subscriptions => &[
+                "2016-06-01",
+                "2018-06-01",
+                "2019-06-01",
+                "2019-10-01",
+                "2019-11-01",
+                "2020-01-01",
+                "2020-06-01",
+                "2021-01-01",
+                "2021-04-01",
+                "2022-09-01",
+                "2022-12-01",
+                "2023-07-01",
+                "2024-03-01",
+                "2024-07-01",
+                "2024-11-01",
+                "2025-03-01",
+                "2025-04-01",
+            ],
+            Self::Provider(t) => t.api_versions,
         }
     }
 }
@@ -133,6 +186,37 @@ const FIC: &str = "userAssignedIdentities/federatedIdentityCredentials";
 pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> {
     let m = method.as_str();
     let found = match (route, m) {
+        (Route::Subscription { .. }, "GET") => op(
+            "Subscriptions_Get",
+            Read,
+            Subscriptions,
+            "Microsoft.Resources/subscriptions/read",
+            None,
+            "subscriptions",
+        ),
+        (Route::Provider { sub: Some(_), .. }, "GET") => op(
+            "Providers_Get",
+            Read,
+            Resources,
+            "Microsoft.Resources/subscriptions/providers/read",
+            None,
+            "providers",
+        ),
+        (Route::Provider { sub: None, .. }, "GET") => op(
+            "Providers_GetAtTenantScope",
+            Read,
+            Resources,
+            "Microsoft.Resources/providers/read",
+            None,
+            "providers",
+        ),
+        (Route::Resource { rtype, .. }, "GET") => {
+            op(rtype.get_operation, Read, Provider(rtype), rtype.read_action, None, rtype.path)
+        }
+        (Route::BlobContainer { .. }, "GET") => {
+            let t = &catalog::BLOB_CONTAINERS;
+            op(t.get_operation, Read, Provider(t), t.read_action, None, t.path)
+        }
         (Route::ResourceGroup { .. }, "PUT") => op(
             "ResourceGroups_CreateOrUpdate",
             Write,
@@ -326,12 +410,24 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
             [t] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinitions { scope }),
             [t, id] if eq(t, "roleDefinitions") => Ok(Route::RoleDefinition { scope, id: (*id).to_owned() }),
             [t, ..] => Err(invalid_type(t, "Microsoft.Authorization")),
-            [] => Err(not_found(path)),
+            // Providers_Get of Microsoft.Authorization itself.
+            [] => match &s[..i] {
+                [] => Ok(Route::Provider { sub: None, namespace: s[i + 1].to_owned() }),
+                [sb, sub] if eq(sb, "subscriptions") => {
+                    Ok(Route::Provider { sub: Some((*sub).to_owned()), namespace: s[i + 1].to_owned() })
+                }
+                _ => Err(not_found(path)),
+            },
         };
     }
 
     let o = |x: &str| x.to_owned();
     match s.as_slice() {
+        [sb, sub] if eq(sb, "subscriptions") => Ok(Route::Subscription { sub: o(sub) }),
+        [sb, sub, p, ns] if eq(sb, "subscriptions") && eq(p, "providers") => {
+            Ok(Route::Provider { sub: Some(o(sub)), namespace: o(ns) })
+        }
+        [p, ns] if eq(p, "providers") => Ok(Route::Provider { sub: None, namespace: o(ns) }),
         [sb, sub, r, rg] if eq(sb, "subscriptions") && eq(r, "resourceGroups") => {
             Ok(Route::ResourceGroup { sub: o(sub), rg: o(rg) })
         }
@@ -369,6 +465,27 @@ pub fn parse(path: &str) -> Result<Route, ArmError> {
                     [t, ..] => Err(invalid_type(t, ns)),
                     [] => Err(not_found(path)),
                 }
+            } else if catalog::is_seedable_namespace(ns) {
+                match rest {
+                    [t, name] => match catalog::seedable(ns, t) {
+                        Some(rtype) => Ok(Route::Resource { sub, rg, rtype, name: o(name) }),
+                        None => Err(invalid_type(t, ns)),
+                    },
+                    [t, account, b, d, c, name]
+                        if eq(ns, "Microsoft.Storage")
+                            && eq(t, "storageAccounts")
+                            && eq(b, "blobServices")
+                            && eq(d, "default")
+                            && eq(c, "containers") =>
+                    {
+                        Ok(Route::BlobContainer { sub, rg, account: o(account), name: o(name) })
+                    }
+                    // Lists and other child resources (queues, topics…) exist in Azure but are not simulated:
+                    // a plain 404 rather than a claim that the type does not exist.
+                    [t, ..] if catalog::seedable(ns, t).is_some() => Err(not_found(path)),
+                    [t, ..] => Err(invalid_type(t, ns)),
+                    [] => Err(not_found(path)),
+                }
             } else {
                 Err(ArmError::not_found(
                     "InvalidResourceNamespace",
@@ -390,13 +507,17 @@ fn invalid_type(t: &str, ns: &str) -> ArmError {
 /// The subscription a route is under, if any (for throttling and scope checks).
 pub fn subscription_of(route: &Route) -> Option<String> {
     match route {
-        Route::ResourceGroup { sub, .. }
+        Route::Subscription { sub }
+        | Route::Resource { sub, .. }
+        | Route::BlobContainer { sub, .. }
+        | Route::ResourceGroup { sub, .. }
         | Route::IdentityList { sub, .. }
         | Route::Identity { sub, .. }
         | Route::FicList { sub, .. }
         | Route::Fic { sub, .. }
         | Route::Vault { sub, .. }
         | Route::VaultAccessPolicy { sub, .. } => Some(sub.clone()),
+        Route::Provider { sub, .. } => sub.clone(),
         Route::RoleAssignments { scope }
         | Route::RoleAssignment { scope, .. }
         | Route::RoleDefinitions { scope }
@@ -474,6 +595,48 @@ mod tests {
             Err("InvalidResourceNamespace".into())
         );
         assert_eq!(parse("/nothing").map_err(|e| e.status), Err(axum::http::StatusCode::NOT_FOUND));
+        assert_eq!(parse("/subscriptions/s"), Ok(Route::Subscription { sub: "s".into() }));
+        assert_eq!(
+            parse("/subscriptions/s/providers/microsoft.storage"),
+            Ok(Route::Provider { sub: Some("s".into()), namespace: "microsoft.storage".into() })
+        );
+        assert_eq!(
+            parse("/subscriptions/s/providers/Microsoft.Authorization"),
+            Ok(Route::Provider { sub: Some("s".into()), namespace: "Microsoft.Authorization".into() })
+        );
+        assert_eq!(
+            parse("/providers/Microsoft.KeyVault"),
+            Ok(Route::Provider { sub: None, namespace: "Microsoft.KeyVault".into() })
+        );
+        let sa = "/subscriptions/s/resourcegroups/r/providers/Microsoft.Storage/storageaccounts/Acct";
+        assert_eq!(
+            parse(sa),
+            Ok(Route::Resource {
+                sub: "s".into(),
+                rg: "r".into(),
+                rtype: &catalog::STORAGE_ACCOUNTS,
+                name: "Acct".into()
+            })
+        );
+        let code = |p: &str| parse(p).map_err(|e| e.code);
+        assert_eq!(code(&format!("{sa}/blobServices/default")), Err("NotFound".into()));
+        assert_eq!(
+            code("/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts"),
+            Err("NotFound".into())
+        );
+        assert_eq!(
+            parse(&format!("{sa}/blobservices/DEFAULT/containers/Orders")),
+            Ok(Route::BlobContainer {
+                sub: "s".into(),
+                rg: "r".into(),
+                account: "Acct".into(),
+                name: "Orders".into()
+            })
+        );
+        assert_eq!(
+            code("/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/bogus/x"),
+            Err("InvalidResourceType".into())
+        );
         assert_eq!(scope_resource_group(kv), Some("r".into()));
         assert_eq!(scope_subscription(kv), Some("s".into()));
     }

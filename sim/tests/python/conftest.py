@@ -23,6 +23,9 @@ STRANGER_ID = "55555555-5555-5555-5555-555555555555"
 STRANGER_SECRET = "stranger-secret"
 STRANGER_OID = "66666666-6666-6666-6666-666666666666"
 VAULT = "kv-rbac"
+# Resources a binding scopes roles to (test_resources.py).
+STORAGE = "stshoporders"
+SERVICE_BUS = "sb-shop"
 SEEDED_SECRET = ("db-password", "s3cr3t=with=equals")
 
 
@@ -91,6 +94,8 @@ def sim(issuer):
             "--resource-group", f"{SUB}/{RG}@westeurope",
             "--proxy-addr", "127.0.0.1:0",
             "--vault", f"{SUB}/{KV_RG}/{VAULT}@rbac",
+            "--resource", f"/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.Storage/storageAccounts/{STORAGE}",
+            "--resource", f"/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.ServiceBus/namespaces/{SERVICE_BUS}",
             "--secret", f"{VAULT}/{SEEDED_SECRET[0]}={SEEDED_SECRET[1]}",
             "--app", f"{APP_ID}:{APP_SECRET}:{APP_OID}",
             "--app", f"{WORKLOAD_ID}:{WORKLOAD_SECRET}:{WORKLOAD_OID}",
