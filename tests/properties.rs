@@ -100,7 +100,13 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
         prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)],
     )
         .prop_map(|(service_account_name, identity, key_vaults, deletion_policy)| {
-            WorkloadIdentityBindingSpec { service_account_name, identity, key_vaults, deletion_policy }
+            WorkloadIdentityBindingSpec {
+                service_account_name,
+                identity,
+                key_vaults,
+                deletion_policy,
+                ..WorkloadIdentityBindingSpec::default()
+            }
         })
 }
 
