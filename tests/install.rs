@@ -374,7 +374,7 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
     const SPC: &str = "secretproviderclasses.secrets-store.csi.x-k8s.io";
     // kubectl resolves a resource by discovery before it asks (one not served is asked wrongly): the CSI
     // driver's CRD as the tests define it.
-    let crd = idbind_testenv::workspace_root().join("tests/fixtures/secretproviderclass-crd.yaml");
+    let crd = workspace_root().join("tests/fixtures/secretproviderclass-crd.yaml");
     plane().kubectl_ok(&["apply", "-f", &crd.display().to_string()])?;
     plane().wait_for_discovery(
         "secrets-store.csi.x-k8s.io",

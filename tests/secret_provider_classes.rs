@@ -77,11 +77,15 @@ fn spc(env: &Env, name: &str) -> Result<Value, TestError> {
 /// What of a class is not idbind's: all of it but clientID, tenantId and the bookkeeping every write moves.
 fn not_idbinds(class: &Value) -> Value {
     let mut rest = class.clone();
-    for field in ["resourceVersion", "generation", "managedFields"] {
-        rest["metadata"].as_object_mut().map(|m| m.remove(field));
+    if let Some(metadata) = rest["metadata"].as_object_mut() {
+        for field in ["resourceVersion", "generation", "managedFields"] {
+            metadata.remove(field);
+        }
     }
-    for parameter in ["clientID", "tenantId"] {
-        rest["spec"]["parameters"].as_object_mut().map(|p| p.remove(parameter));
+    if let Some(parameters) = rest["spec"]["parameters"].as_object_mut() {
+        for parameter in ["clientID", "tenantId"] {
+            parameters.remove(parameter);
+        }
     }
     rest
 }

@@ -392,7 +392,9 @@ mod tests {
     #[test]
     fn the_most_pressing_class_problem_leads_and_every_class_is_named() {
         let held = ClassState::HeldBy(Holder { binding: "first".into(), tie_by_name: false });
-        let table: Vec<(&str, Wiring, Option<(&str, bool)>)> = vec![
+        // (case, wiring, the leading reason and whether it stalls)
+        type Row = (&'static str, Wiring, Option<(&'static str, bool)>);
+        let table: Vec<Row> = vec![
             ("no class", wiring(&[]), None),
             ("all wired", wiring(&[("a", ClassState::Wired), ("b", ClassState::Wired)]), None),
             (

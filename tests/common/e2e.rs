@@ -396,8 +396,11 @@ pub fn install_operator_rbac_without_verb(
     verb: &str,
 ) -> Result<(), TestError> {
     install_operator_rbac_with(plane, ns, |kind, _, mut rule| {
-        if kind == "ClusterRole" && rule["resources"][0] == resource {
-            rule["verbs"].as_array_mut().map(|verbs| verbs.retain(|v| v != verb));
+        if kind == "ClusterRole"
+            && rule["resources"][0] == resource
+            && let Some(verbs) = rule["verbs"].as_array_mut()
+        {
+            verbs.retain(|v| v != verb);
         }
         Some(rule)
     })
