@@ -87,12 +87,16 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 	@echo "--- make demo starts afresh: a new control plane (make up) and an empty Azure simulator; a previous"
 	@echo "    demo's bindings, identities and client ids are gone"
 	rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR)
-	@# Azure as the simulator plays it: ARM and Entra, Key Vault's data plane behind a proxy that answers
+	@# Azure as the simulator plays it: ARM and Entra (with a Storage account, a Service Bus namespace and a
+	@# container registry for the azureRoles samples), Key Vault's data plane behind a proxy that answers
 	@# for Azure's host names, and Azure's propagation delays (a new federated credential is unusable for
 	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes).
 	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --proxy-addr 127.0.0.1:0 \
 		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
 		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
+		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/shopdata@westeurope \
+		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-data/providers/Microsoft.ServiceBus/namespaces/shop-bus@westeurope \
+		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-platform/providers/Microsoft.ContainerRegistry/registries/shopacr@westeurope \
 		--secret kv-shop/payments-db-password=correct-horse-battery-staple \
 		--fic-propagation-ms 5000 --role-propagation-ms 10000 \
 		--app $(DEMO_APP):$(DEMO_SECRET) --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
@@ -119,13 +123,22 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 	$(KUBECTL) -n idbind-system scale deployment idbind --replicas=0
 	IDBIND=$(IDBIND) STATE_DIR=$(OPERATOR_DIR) hack/operator-as-pod.sh $(KUBECTL) > $(SIM_DIR)/operator.pid
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	for sa in orders-api payments reporting; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
+	@echo "--- The Secrets Store CSI driver's SecretProviderClass CRD (the tests' copy of it: the driver itself is not"
+	@echo "    installable here) and a class without clientID, for the sample binding orders-csi to fill in"
+	$(KUBECTL) apply -f tests/fixtures/secretproviderclass-crd.yaml
+	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/secretproviderclasses.secrets-store.csi.x-k8s.io
+	$(KUBECTL) apply -n $(DEMO_NS) -f hack/demo-secret-provider-class.yaml
+	for sa in orders-api payments reporting reports orders-worker orders-csi; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
 	$(KUBECTL) apply -n $(DEMO_NS) -f config/samples/
-	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments || { tail -30 $(OPERATOR_DIR)/operator.log; exit 1; }
+	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments wib/reports wib/orders-worker wib/orders-csi || { tail -30 $(OPERATOR_DIR)/operator.log; exit 1; }
 	@echo; echo "--- kubectl get wib (reporting brings its own identity, which the default policy refuses):"
 	$(KUBECTL) get workloadidentitybindings.idbind.dev -n $(DEMO_NS) -o wide
 	@echo; echo "--- kubectl describe wib payments:"; $(KUBECTL) describe -n $(DEMO_NS) wib payments | sed -n '/^Status:/,$$p'
 	@echo; echo "--- ServiceAccount payments:"; $(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations}'; echo
+	@echo; echo "--- SecretProviderClass orders-kv: parameters after idbind wired it (clientID, tenantId added; the rest as written):"
+	@$(KUBECTL) get secretproviderclass -n $(DEMO_NS) orders-kv -o jsonpath='{.spec.parameters}'; echo
+	@echo "--- ConfigMap orders-identity (spec.export), owned by the binding:"
+	@$(KUBECTL) get configmap -n $(DEMO_NS) orders-identity -o jsonpath='{.data}'; echo
 	@echo; echo "--- Leader Lease:"; $(KUBECTL) get lease -n idbind-system idbind-leader -o jsonpath='{.spec.holderIdentity}'; echo
 	@echo; echo "--- Azure (simulator state): identities, federated credentials, role assignments"
 	@curl -s --cacert $(SIM_DIR)/ca.pem $$($(EP_JSON) https)/_sim/state | python3 -c 'import json,sys; s=json.load(sys.stdin); \

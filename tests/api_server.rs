@@ -185,6 +185,31 @@ fn invalid_bindings_are_rejected_naming_the_field() {
             "spec.deletionPolicy",
         ),
         ("unknown field", json!({"serviceAccountName": "sa", "identty": {}}), "spec.identty"),
+        (
+            "SecretProviderClass name not DNS",
+            json!({"serviceAccountName": "sa", "secretProviderClasses": ["Orders_KV"]}),
+            "spec.secretProviderClasses[0]",
+        ),
+        (
+            "SecretProviderClass named twice",
+            json!({"serviceAccountName": "sa", "secretProviderClasses": ["kv", "kv"]}),
+            "spec.secretProviderClasses[1]",
+        ),
+        (
+            "too many SecretProviderClasses",
+            json!({"serviceAccountName": "sa", "secretProviderClasses": (0..17).map(|i| format!("kv-{i}")).collect::<Vec<_>>()}),
+            "spec.secretProviderClasses",
+        ),
+        (
+            "export without a name",
+            json!({"serviceAccountName": "sa", "export": {}}),
+            "spec.export.configMapName",
+        ),
+        (
+            "export name not DNS",
+            json!({"serviceAccountName": "sa", "export": {"configMapName": "Orders IDs"}}),
+            "spec.export.configMapName",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (what, spec, field)) in cases.iter().enumerate() {
@@ -246,7 +271,9 @@ fn kubectl_explain_shows_the_field_docs() {
     let spec = plane()
         .kubectl_eventually(&["explain", "wib.spec"], std::time::Duration::from_secs(90))
         .expect("kubectl explain wib.spec");
-    for field in ["serviceAccountName", "identity", "keyVaults", "deletionPolicy"] {
+    for field in
+        ["serviceAccountName", "identity", "keyVaults", "deletionPolicy", "secretProviderClasses", "export"]
+    {
         assert!(spec.contains(field), "explain wib.spec lacks {field}:\n{spec}");
     }
     assert!(
@@ -261,4 +288,14 @@ fn kubectl_explain_shows_the_field_docs() {
         plane().kubectl_ok(&["explain", "wib.status.identity.clientId"]).expect("kubectl explain status");
     let status = status.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(status.contains("azure.workload.identity/client-id"), "{status}");
+    let classes =
+        plane().kubectl_ok(&["explain", "wib.spec.secretProviderClasses"]).expect("kubectl explain");
+    let classes = classes.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        classes.contains("spec.parameters.clientID") && classes.contains("provider is azure"),
+        "{classes}"
+    );
+    let export = plane().kubectl_ok(&["explain", "wib.spec.export.configMapName"]).expect("kubectl explain");
+    let export = export.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(export.contains("AZURE_CLIENT_ID") && export.contains("ExportConflict"), "{export}");
 }

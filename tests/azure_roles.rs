@@ -2,8 +2,8 @@
 //! binding with a Storage account and a Service Bus namespace converges with exactly those assignments, an
 //! edit changes exactly the difference, deletion removes them; every case the default refuses (a write role,
 //! Owner, a resource group or subscription scope, another subscription) is refused with its reason and no
-//! Azure write, a scope that does not exist stalls with `ScopeNotFound` and no write, and a policy that allows
-//! each case lets it through.
+//! Azure write, a scope that does not exist stalls with `ScopeNotFound` and no write, and a policy that
+//! allows each case lets it through.
 
 use std::time::Duration;
 
@@ -216,8 +216,8 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
     })
     .await?;
 
-    // Let through: an operator whose flags allow any role and other subscriptions but require a policy, and
-    // a policy that allows each case for this namespace.
+    // Let through: an operator whose flags allow any role and other subscriptions but require a policy, and a
+    // policy that allows each case for this namespace.
     let ceiling = Ceiling {
         allow_any_role: true,
         allow_other_subscriptions: true,

@@ -354,6 +354,9 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
             {"apiGroups": ["idbind.dev"], "resources": ["workloadidentitypolicies"], "verbs": ["list", "watch"]},
             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch", "patch"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": ["idbind.dev"], "resources": ["workloadidentitybindings/finalizers"], "verbs": ["update"]},
         ])
     );
     pretty_assertions::assert_eq!(
@@ -368,6 +371,16 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
     const WIP: &str = "workloadidentitypolicies.idbind.dev";
     const LEASES: &str = "leases.coordination.k8s.io";
     const LEADER: &str = "leases.coordination.k8s.io/idbind-leader";
+    const SPC: &str = "secretproviderclasses.secrets-store.csi.x-k8s.io";
+    // kubectl resolves a resource by discovery before it asks (one not served is asked wrongly): the CSI
+    // driver's CRD as the tests define it.
+    let crd = workspace_root().join("tests/fixtures/secretproviderclass-crd.yaml");
+    plane().kubectl_ok(&["apply", "-f", &crd.display().to_string()])?;
+    plane().wait_for_discovery(
+        "secrets-store.csi.x-k8s.io",
+        "secretproviderclasses",
+        std::time::Duration::from_secs(60),
+    )?;
     // (verb, resource, namespace: None = all namespaces, extra flag)
     let granted: &[(&str, &str, Option<&str>, Option<&str>)] = &[
         ("get", WIB, Some("default"), None),
@@ -384,6 +397,17 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("patch", "serviceaccounts", Some("default"), None),
         ("create", "events.events.k8s.io", Some("default"), None),
         ("patch", "events.events.k8s.io", Some("default"), None),
+        ("get", SPC, Some("default"), None),
+        ("list", SPC, None, None),
+        ("watch", SPC, None, None),
+        ("patch", SPC, Some("default"), None),
+        ("get", "configmaps", Some("default"), None),
+        ("list", "configmaps", None, None),
+        ("watch", "configmaps", None, None),
+        ("create", "configmaps", Some("default"), None),
+        ("patch", "configmaps", Some("default"), None),
+        ("delete", "configmaps", Some("default"), None),
+        ("update", WIB, Some("default"), Some("--subresource=finalizers")),
         ("create", LEASES, Some(NS), None),
         ("get", LEADER, Some(NS), None),
         ("update", LEADER, Some(NS), None),
@@ -401,7 +425,14 @@ fn the_service_account_may_do_exactly_what_the_operator_needs() -> TestResult {
         ("create", "serviceaccounts", Some("default"), Some("--subresource=token")),
         ("get", "secrets", Some("default"), None),
         ("list", "secrets", Some(NS), None),
-        ("get", "configmaps", Some(NS), None),
+        // A SecretProviderClass is never made up or deleted, only its two parameters written; an exported
+        // ConfigMap is patched (server-side apply), never replaced, and deleted one by one.
+        ("create", SPC, Some("default"), None),
+        ("update", SPC, Some("default"), None),
+        ("delete", SPC, Some("default"), None),
+        ("update", "configmaps", Some("default"), None),
+        ("deletecollection", "configmaps", Some("default"), None),
+        ("patch", WIB, Some("default"), Some("--subresource=finalizers")),
         ("create", "pods", Some(NS), None),
         ("create", "events", Some("default"), None),
         ("delete", "events.events.k8s.io", Some("default"), None),

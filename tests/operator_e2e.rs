@@ -14,7 +14,7 @@ mod common;
 use common::{
     e2e::{
         APP_ID, APP_OBJECT_ID, APP_SECRET, Env, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult,
-        eventually, identities, start, start_with, start_with_budget,
+        eventually, identities, install_class_crd, start, start_with, start_with_budget,
     },
     steps::step,
 };
@@ -200,6 +200,43 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
         Ok(())
     })
     .await
+}
+
+/// A cluster without the Secrets Store CSI driver: idbind runs as ever (every other test here runs so), a
+/// binding naming a SecretProviderClass says why it is not wired and is not Ready, and once the driver's CRD
+/// is installed the class is wired without anyone touching the binding (discovery is asked again by the
+/// stalled binding and every minute, and the watch of classes starts).
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_csi_driver_a_named_class_is_reported_until_the_driver_is_installed() -> TestResult {
+    let env = start("e2e-nocsi").await?;
+    env.kubectl(&["create", "serviceaccount", "mounts"])?;
+    env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "mounts"},
+                      "spec": {"serviceAccountName": "mounts", "secretProviderClasses": ["mounts-kv"]}}))?;
+    let unavailable = "SecretProviderClassesUnavailable";
+    env.wait_condition("mounts", "SecretProviderClassesReady", "False", unavailable, Duration::from_secs(60))
+        .await?;
+    assert_eq!(env.condition("mounts", "Ready")?, ("False".into(), unavailable.into()));
+    assert_eq!(env.condition("mounts", "Stalled")?, ("True".into(), unavailable.into()));
+    assert_eq!(
+        env.condition("mounts", "ServiceAccountReady")?.0,
+        "True",
+        "the ServiceAccount is bound all the same"
+    );
+
+    install_class_crd(env.plane)?;
+    env.apply(&json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass", "metadata": {"name": "mounts-kv"},
+                      "spec": {"provider": "azure", "parameters": {"keyvaultName": "kv-shop"}}}))?;
+    env.wait_condition("mounts", "Ready", "True", "Reconciled", Duration::from_secs(120)).await?;
+    let client_id = env.kubectl(&[
+        "get",
+        "secretproviderclass",
+        "mounts-kv",
+        "-o",
+        "jsonpath={.spec.parameters.clientID}",
+    ])?;
+    let bound = env.kubectl(&["get", "wib", "mounts", "-o", "jsonpath={.status.identity.clientId}"])?;
+    assert!(!bound.is_empty() && client_id == bound, "{client_id} vs {bound}");
+    Ok(())
 }
 
 /// The annotations of ServiceAccount `sa`, as kubectl prints them.

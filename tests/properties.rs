@@ -179,6 +179,7 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
                 key_vaults,
                 azure_roles,
                 deletion_policy,
+                ..WorkloadIdentityBindingSpec::default()
             }
         })
 }

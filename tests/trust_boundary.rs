@@ -13,7 +13,7 @@ use serde::Deserialize;
 mod common;
 
 use common::{
-    e2e::{KV_RG, RG, SUB, TestResult, eventually},
+    e2e::{KV_RG, RG, SUB, TestResult, eventually, install_class_crd},
     tenancy::{self, CLUSTER, Cluster},
 };
 use serde_json::{Value, json};
@@ -258,10 +258,12 @@ async fn bindings_with_the_longest_names_get_their_events() -> TestResult {
     Ok(())
 }
 
-/// Every binding and policy the documentation shows is accepted by the API server as written.
+/// Every binding and policy the documentation shows is accepted by the API server as written, and so is what
+/// comes with them in one example (a SecretProviderClass: the CSI driver's CRD is installed).
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_in_the_documentation_is_accepted() -> TestResult {
     let plane = idbind_testenv::shared_with_crds();
+    install_class_crd(plane)?;
     let root = idbind_testenv::workspace_root();
     let ns = plane.fresh_namespace("tb-docs")?;
     let mut examples = Vec::new();

@@ -134,6 +134,30 @@ pub struct WorkloadIdentityBindingSpec {
     /// annotations.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Names of SecretProviderClasses (secrets-store.csi.x-k8s.io, the Key Vault CSI driver's) in the
+    /// binding's own namespace whose spec.parameters.clientID and spec.parameters.tenantId idbind keeps equal
+    /// to the bound identity's, so they need not be copied by hand (leave both out of the class you apply).
+    /// idbind writes those two parameters and nothing else, only on classes whose spec.provider is azure, and
+    /// never creates a class: a class that does not exist yet is reported (SecretProviderClassNotFound) and
+    /// wired when it is created. Removing a name (or deleting the binding) removes the parameters idbind
+    /// wrote there, unless someone else also set them. At most 16, each named once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(inner(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    ))]
+    pub secret_provider_classes: Vec<String>,
+
+    /// A ConfigMap, in the binding's namespace, that idbind fills with the bound identity's ids: clientId,
+    /// tenantId, principalId and resourceId, and AZURE_CLIENT_ID and AZURE_TENANT_ID for containers that read
+    /// them with envFrom. The ConfigMap is owned by the binding (Kubernetes deletes it with the binding);
+    /// idbind never writes a ConfigMap of that name that it did not create for this binding (ExportConflict).
+    /// Removing export (or changing the name) deletes the ConfigMap idbind made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSpec>,
 }
 
 /// Which managed identity a binding uses.
@@ -293,8 +317,9 @@ pub struct WorkloadIdentityBindingStatus {
     pub observed_generation: Option<i64>,
 
     /// Ready summarises the binding; IdentityReady, FederatedCredentialReady, RoleAssignmentsReady and
-    /// ServiceAccountReady say which part is (not) done; Reconciling is present while work is under way and
-    /// Stalled when retrying alone will not help (the reason and message say what to fix).
+    /// ServiceAccountReady say which part is (not) done, and SecretProviderClassesReady and ExportReady too
+    /// when the spec names classes or an export; Reconciling is present while work is under way and Stalled
+    /// when retrying alone will not help (the reason and message say what to fix).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -319,6 +344,16 @@ pub struct WorkloadIdentityBindingStatus {
     /// spec.serviceAccountName changes, idbind removes its annotations from this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+
+    /// The SecretProviderClasses (in the binding's namespace) the binding named when idbind last wired them.
+    /// When a name leaves spec.secretProviderClasses, idbind removes the parameters it wrote on that class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_provider_classes: Vec<String>,
+
+    /// The ConfigMap (in the binding's namespace) idbind exports the identity's ids to. When spec.export
+    /// changes or goes, idbind deletes this ConfigMap if it is the one it made for this binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_config_map: Option<String>,
 }
 
 /// Identifiers of the bound managed identity.
@@ -387,4 +422,18 @@ pub struct AccessPolicyStatus {
     /// Certificate permissions granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<String>,
+}
+
+/// Where idbind exports the bound identity's ids for workloads to read.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSpec {
+    /// Name of the ConfigMap, in the binding's namespace, that idbind creates and keeps with the keys
+    /// clientId, tenantId, principalId, resourceId, AZURE_CLIENT_ID and AZURE_TENANT_ID. If a ConfigMap of
+    /// that name exists and idbind did not create it for this binding, it is left alone (ExportConflict).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub config_map_name: String,
 }

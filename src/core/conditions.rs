@@ -16,6 +16,10 @@ pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
 pub const FEDERATION_VERIFIED: &str = "FederationVerified";
 /// Present only with access verification on: the identity's token opens each vault.
 pub const ACCESS_VERIFIED: &str = "AccessVerified";
+/// Present only when the spec names SecretProviderClasses: each carries the identity's client and tenant ids.
+pub const SECRET_PROVIDER_CLASSES_READY: &str = "SecretProviderClassesReady";
+/// Present only with spec.export: the ConfigMap carries the identity's ids.
+pub const EXPORT_READY: &str = "ExportReady";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 

@@ -14,3 +14,4 @@ pub mod resource_id;
 pub mod roles;
 pub mod settings;
 pub mod validate;
+pub mod wiring;

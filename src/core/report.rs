@@ -19,6 +19,7 @@ use crate::{
         conditions::{self, Want},
         proof,
         validate::Invalid,
+        wiring::{Unwired, Wiring},
     },
 };
 
@@ -69,6 +70,10 @@ pub enum Part {
     Federation,
     /// Verification: the identity's token opens the vaults.
     Access,
+    /// The SecretProviderClasses the spec names carry the identity's ids.
+    SecretProviderClasses,
+    /// The export ConfigMap carries the identity's ids.
+    Export,
 }
 
 impl Part {
@@ -80,6 +85,8 @@ impl Part {
             Part::ServiceAccount => conditions::SERVICE_ACCOUNT_READY,
             Part::Federation => conditions::FEDERATION_VERIFIED,
             Part::Access => conditions::ACCESS_VERIFIED,
+            Part::SecretProviderClasses => conditions::SECRET_PROVIDER_CLASSES_READY,
+            Part::Export => conditions::EXPORT_READY,
         }
     }
 }
@@ -124,12 +131,15 @@ pub enum Outcome {
     /// Azure holds what the binding asks for, but its ServiceAccount does not exist (yet).
     ServiceAccountMissing { held: Box<Held>, namespace: String, service_account: String },
     /// Azure and the ServiceAccount match the spec. `previous_client_id` is what the ServiceAccount's
-    /// annotation said before; `proof` what verification proved (`None` with verification off).
+    /// annotation said before; `proof` what verification proved (`None` with verification off); `wiring` what
+    /// became of the SecretProviderClasses and the export the spec names (Ready only once they carry the
+    /// ids).
     Converged {
         held: Box<Held>,
         service_account: String,
         previous_client_id: Option<String>,
         proof: Option<Proof>,
+        wiring: Wiring,
     },
     /// Azure and the ServiceAccount match the spec, and verification waits for Azure to propagate it: `part`
     /// (federation or access) is not proven yet; `federation` says what is, when access is the part waiting.
@@ -140,6 +150,7 @@ pub enum Outcome {
         federation: Option<String>,
         message: String,
         wait: Duration,
+        wiring: Wiring,
     },
 }
 
@@ -155,7 +166,11 @@ impl Outcome {
     /// The metric result (`ok`, `error`, `deferred`) and, for an error, its category.
     pub fn result(&self) -> (&'static str, Option<&'static str>) {
         match self {
-            Outcome::Converged { .. } | Outcome::NotSynced => ("ok", None),
+            Outcome::Converged { wiring, .. } => match wiring.problem() {
+                Some(unwired) => ("error", Some(unwired.reason)),
+                None => ("ok", None),
+            },
+            Outcome::NotSynced => ("ok", None),
             Outcome::Unproven { .. } => ("deferred", None),
             Outcome::Deferred { .. } => ("deferred", None),
             Outcome::Invalid(problems) => ("error", problems.first().map(|p| p.reason)),
@@ -289,6 +304,13 @@ fn quiet(
     }
 }
 
+/// The part of the wiring that keeps a converged binding from Ready, and why: the classes first, then the
+/// export.
+fn unwired(wiring: &Wiring) -> Option<(Part, Unwired)> {
+    let classes = wiring.classes_problem().map(|p| (Part::SecretProviderClasses, p));
+    classes.or_else(|| wiring.export_problem().map(|p| (Part::Export, p)))
+}
+
 /// A transient failure's requeue: the binding's next backoff step, or Azure's Retry-After.
 fn backoff(f: &Failure) -> Requeue {
     Requeue::Backoff { retry_after: f.retry_after, at_least: Duration::ZERO }
@@ -331,13 +353,22 @@ impl<'a> Conditions<'a> {
             Outcome::ServiceAccountMissing { held, namespace, service_account } => {
                 (Some(self.service_account_missing(held, namespace, service_account)), Requeue::Resync)
             }
-            Outcome::Converged { held, service_account, previous_client_id, proof } => {
-                let note = self.converged(held, service_account, previous_client_id.as_deref());
+            Outcome::Converged { held, service_account, previous_client_id, proof, wiring } => {
                 self.proven(proof.as_ref());
-                (note, Requeue::Resync)
+                match unwired(wiring) {
+                    Some((part, problem)) => {
+                        self.bound(held, service_account, wiring);
+                        self.unwired(part, &problem)
+                    }
+                    None => {
+                        let note =
+                            self.converged(held, service_account, previous_client_id.as_deref(), wiring);
+                        (note, Requeue::Resync)
+                    }
+                }
             }
-            Outcome::Unproven { held, service_account, part, federation, message, wait } => {
-                self.bound(held, service_account);
+            Outcome::Unproven { held, service_account, part, federation, message, wait, wiring } => {
+                self.bound(held, service_account, wiring);
                 if let Some(federation) = federation {
                     self.set(conditions::FEDERATION_VERIFIED, true, proof::VERIFIED, federation);
                 }
@@ -431,12 +462,47 @@ impl<'a> Conditions<'a> {
         self.set(conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", &granted);
     }
 
-    /// What the binding holds, and its ServiceAccount annotated.
-    fn bound(&mut self, held: &Held, service_account: &str) {
+    /// What the binding holds, its ServiceAccount annotated, and what became of its SecretProviderClasses and
+    /// export.
+    fn bound(&mut self, held: &Held, service_account: &str, wiring: &Wiring) {
         self.held(held);
         self.status.service_account = Some(service_account.to_string());
         let annotated = format!("ServiceAccount {service_account} carries the client id");
         self.set(conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", &annotated);
+        self.wired(held, wiring);
+    }
+
+    /// The wiring's conditions (each present only when the spec asks for its part) and its status record: the
+    /// classes named, the ConfigMap exported to.
+    fn wired(&mut self, held: &Held, wiring: &Wiring) {
+        let client_id = held.identity.client_id.as_deref().unwrap_or_default();
+        let parts = [
+            (conditions::SECRET_PROVIDER_CLASSES_READY, wiring.classes_condition(client_id)),
+            (conditions::EXPORT_READY, wiring.export_condition()),
+        ];
+        for (type_, condition) in parts {
+            match condition {
+                Some((ok, reason, message)) => self.set(type_, ok, reason, &message),
+                None => self.remove(type_),
+            }
+        }
+        self.status.secret_provider_classes = wiring.classes.iter().map(|c| c.name.clone()).collect();
+        self.status.exported_config_map =
+            wiring.export.as_ref().filter(|e| e.exported).map(|e| e.config_map.clone());
+    }
+
+    /// Azure and the ServiceAccount are done, but a class or the export the spec names is not: Ready false,
+    /// stalled or waiting (a class not created yet, which the watch of classes brings back).
+    fn unwired(&mut self, part: Part, problem: &Unwired) -> (Option<Note>, Requeue) {
+        let Unwired { reason, message, stalled } = problem;
+        if *stalled {
+            self.stalled(part, reason, message);
+            let requeue = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
+            (Some(Note { severity: Severity::Warning, reason, message: message.clone() }), requeue)
+        } else {
+            self.reconciling(part, reason, message);
+            (Some(Note { severity: Severity::Warning, reason, message: message.clone() }), Requeue::Resync)
+        }
     }
 
     /// The verification conditions: true with what was proven, absent with verification off.
@@ -473,9 +539,10 @@ impl<'a> Conditions<'a> {
         held: &Held,
         service_account: &str,
         previous_client_id: Option<&str>,
+        wiring: &Wiring,
     ) -> Option<Note> {
         let was_ready = conditions::is_true(&self.status.conditions, conditions::READY);
-        self.bound(held, service_account);
+        self.bound(held, service_account, wiring);
         self.set(conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec");
         self.remove(conditions::RECONCILING);
         self.remove(conditions::STALLED);
@@ -498,7 +565,10 @@ impl<'a> Conditions<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::validate::{INVALID_SPEC, POLICY_VIOLATION};
+    use crate::core::{
+        validate::{INVALID_SPEC, POLICY_VIOLATION},
+        wiring::{self, Class, ClassState, Export},
+    };
 
     const GENERATION: Option<i64> = Some(3);
     const BROUGHT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/\
@@ -531,11 +601,17 @@ mod tests {
     }
 
     fn converged(client_id: &str) -> Outcome {
+        wired(client_id, Wiring::default())
+    }
+
+    /// Converged, with `wiring` of the SecretProviderClasses and the export.
+    fn wired(client_id: &str, wiring: Wiring) -> Outcome {
         Outcome::Converged {
             held: Box::new(held(client_id)),
             service_account: "app".into(),
             previous_client_id: None,
             proof: None,
+            wiring,
         }
     }
 
@@ -786,6 +862,7 @@ mod tests {
             service_account: "app".into(),
             previous_client_id: None,
             proof: Some(Proof { federation: "exchanges".into(), access: Some("lists secrets".into()) }),
+            wiring: Wiring::default(),
         };
         let status = status_after(&proven, GENERATION);
         assert_eq!(condition(&status, conditions::READY), pair("True", "Reconciled"));
@@ -799,6 +876,7 @@ mod tests {
             federation: Some("exchanges".into()),
             message: "waiting".into(),
             wait: Duration::from_secs(2),
+            wiring: Wiring::default(),
         };
         let r = report(Some(&status), &pending, Some(4), &at(300));
         assert_eq!(condition(&r.status, conditions::READY), pair("False", proof::PROPAGATION_PENDING));
@@ -828,6 +906,7 @@ mod tests {
             service_account: "app".into(),
             previous_client_id: Some("c1".into()),
             proof: None,
+            wiring: Wiring::default(),
         };
         check(vec![
             ("converged: Ready, announced once", None, converged("c1"), {
@@ -840,6 +919,108 @@ mod tests {
                 expect("True", "Reconciled").event(Severity::Normal, "ClientIdChanged")
             }),
         ]);
+    }
+
+    fn classes(states: &[(&str, ClassState)]) -> Wiring {
+        let classes =
+            states.iter().map(|(name, state)| Class { name: name.to_string(), state: state.clone() });
+        Wiring { classes: classes.collect(), export: None }
+    }
+
+    #[test]
+    fn ready_waits_for_every_class_and_the_export_the_spec_names() {
+        use Severity::Warning;
+        use wiring::{
+            CLASS_CONFLICT, CLASS_NOT_FOUND, CLASSES_UNAVAILABLE, EXPORT_CONFLICT, UNSUPPORTED_PROVIDER,
+        };
+        let ready = status_after(&converged("c1"), GENERATION);
+        let wired_status = status_after(&wired("c1", classes(&[("kv", ClassState::Wired)])), GENERATION);
+        let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
+        let exported = |exported| Wiring {
+            classes: Vec::new(),
+            export: Some(Export { config_map: "ids".into(), exported }),
+        };
+        let held_by = ClassState::HeldBy(holder("first"));
+        check(vec![
+            ("every class wired: Ready", Some(&ready), wired("c1", classes(&[("kv", ClassState::Wired)])), {
+                expect("True", "Reconciled")
+            }),
+            (
+                "wired again: nothing written",
+                Some(&wired_status),
+                wired("c1", classes(&[("kv", ClassState::Wired)])),
+                { expect("True", "Reconciled").unwritten() },
+            ),
+            (
+                "a class not created yet: waited for, the watch brings it",
+                Some(&ready),
+                wired("c1", classes(&[("kv", ClassState::Wired), ("db", ClassState::NotFound)])),
+                { expect("False", CLASS_NOT_FOUND).reconciling().event(Warning, CLASS_NOT_FOUND) },
+            ),
+            (
+                "another provider's class: stalled",
+                Some(&ready),
+                wired("c1", classes(&[("kv", ClassState::UnsupportedProvider("vault".into()))])),
+                {
+                    let e = expect("False", UNSUPPORTED_PROVIDER).stalled();
+                    e.event(Warning, UNSUPPORTED_PROVIDER).requeue(stalled)
+                },
+            ),
+            ("a class another binding holds: stalled", None, wired("c1", classes(&[("kv", held_by)])), {
+                expect("False", CLASS_CONFLICT).stalled().event(Warning, CLASS_CONFLICT).requeue(stalled)
+            }),
+            (
+                "no SecretProviderClass API: stalled, looked at again",
+                None,
+                wired("c1", classes(&[("kv", ClassState::Unavailable)])),
+                {
+                    let e = expect("False", CLASSES_UNAVAILABLE).stalled();
+                    e.event(Warning, CLASSES_UNAVAILABLE).requeue(stalled)
+                },
+            ),
+            ("exported: Ready", None, wired("c1", exported(true)), {
+                expect("True", "Reconciled").event(Severity::Normal, "Ready")
+            }),
+            ("someone else's ConfigMap: stalled", Some(&ready), wired("c1", exported(false)), {
+                expect("False", EXPORT_CONFLICT).stalled().event(Warning, EXPORT_CONFLICT).requeue(stalled)
+            }),
+        ]);
+    }
+
+    #[test]
+    fn the_wiring_conditions_and_records_follow_the_spec() {
+        let condition = |status: &WorkloadIdentityBindingStatus, t: &str| {
+            status.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+        let both = Wiring {
+            classes: vec![Class { name: "kv".into(), state: ClassState::Wired }],
+            export: Some(Export { config_map: "ids".into(), exported: true }),
+        };
+        let status = status_after(&wired("c1", both), GENERATION);
+        assert_eq!(
+            condition(&status, conditions::SECRET_PROVIDER_CLASSES_READY),
+            pair("True", wiring::WIRED)
+        );
+        assert_eq!(condition(&status, conditions::EXPORT_READY), pair("True", wiring::EXPORTED));
+        assert_eq!(
+            (status.secret_provider_classes.clone(), status.exported_config_map.clone()),
+            (vec!["kv".to_string()], Some("ids".to_string()))
+        );
+        // The names leave the spec: the conditions and the records go.
+        let after = report(Some(&status), &converged("c1"), GENERATION, &at(300)).status;
+        assert_eq!(condition(&after, conditions::SECRET_PROVIDER_CLASSES_READY), None);
+        assert_eq!(condition(&after, conditions::EXPORT_READY), None);
+        assert!(after.secret_provider_classes.is_empty() && after.exported_config_map.is_none());
+        // A ConfigMap idbind did not write is not recorded as exported: nothing of it is idbind's to delete.
+        let conflict = Wiring {
+            classes: Vec::new(),
+            export: Some(Export { config_map: "ids".into(), exported: false }),
+        };
+        assert_eq!(status_after(&wired("c1", conflict), GENERATION).exported_config_map, None);
+        // A binding not Ready for its wiring counts as an error in the metrics.
+        let missing = wired("c1", classes(&[("kv", ClassState::NotFound)]));
+        assert_eq!(missing.result(), ("error", Some(wiring::CLASS_NOT_FOUND)));
     }
 
     #[test]

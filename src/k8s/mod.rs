@@ -1,8 +1,12 @@
 //! The Kubernetes side of a binding: the ServiceAccount's annotations and the binding's status, both written
 //! with server-side apply under idbind's own field manager, so idbind owns exactly the fields it sets and
-//! removing them later removes nothing anyone else wrote.
+//! removing them later removes nothing anyone else wrote; the SecretProviderClasses it names
+//! ([`secret_provider_class`]) and the ConfigMap it exports to ([`export`]), each under a field manager of
+//! its own.
 
 pub mod events;
+pub mod export;
+pub mod secret_provider_class;
 
 use k8s_openapi::api::{
     authentication::v1::{TokenRequest, TokenRequestSpec},
@@ -32,6 +36,9 @@ pub enum KubeError {
          idbind to set it, or bind another ServiceAccount"
     )]
     AnnotatedByOthers { namespace: String, name: String, annotation: &'static str, managers: String },
+    /// The API server stopped serving SecretProviderClasses (the CSI driver's CRD was deleted).
+    #[error("the cluster does not serve SecretProviderClasses (secrets-store.csi.x-k8s.io)")]
+    ClassesUnavailable,
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
 }
@@ -41,7 +48,9 @@ impl KubeError {
     /// created (the controller watches ServiceAccounts).
     pub fn retryable(&self) -> bool {
         match self {
-            KubeError::ServiceAccountNotFound { .. } | KubeError::AnnotatedByOthers { .. } => false,
+            KubeError::ServiceAccountNotFound { .. }
+            | KubeError::AnnotatedByOthers { .. }
+            | KubeError::ClassesUnavailable => false,
             KubeError::Api(kube::Error::Api(status)) => {
                 status.code == 409 || status.code == 429 || status.code >= 500
             }

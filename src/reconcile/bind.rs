@@ -13,6 +13,7 @@ use crate::{
     core::{
         desired::{self, Wanted},
         report::{Failure, Outcome, Part, SERVICE_ACCOUNT_ANNOTATED},
+        wiring::Wiring,
     },
     k8s::{self, Annotations, KubeError},
 };
@@ -38,6 +39,7 @@ pub async fn service_account(
             service_account: service_account.clone(),
             previous_client_id,
             proof: None,
+            wiring: Wiring::default(),
         }),
         Err(KubeError::ServiceAccountNotFound { .. }) => Ok(Outcome::ServiceAccountMissing {
             held,

@@ -1,11 +1,11 @@
 //! The finalizer's cleanup: with `deletionPolicy: Delete`, everything idbind holds for the binding goes from
 //! Azure (role assignments and access policies, the FIC, and identities idbind manages); in any case idbind's
-//! annotations go from the ServiceAccounts. Never validated against the policies: a spec the policy now
-//! refuses must still be cleaned up.
+//! annotations go from the ServiceAccounts, and what it wrote on SecretProviderClasses from them. Never
+//! validated against the policies: a spec the policy now refuses must still be cleaned up.
 
 use kube::{ResourceExt, runtime::controller::Action};
 
-use super::{Context, ReconcileError, bind, context::key, turns};
+use super::{Context, ReconcileError, bind, context::key, turns, wire};
 use crate::{
     api::binding::{DeletionPolicy, WorkloadIdentityBinding},
     azure::budget::MsiOp,
@@ -45,6 +45,9 @@ pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     if let Some(previous) = previous.filter(|p| *p != b.spec.service_account_name) {
         bind::withdraw(ctx, &ns, &previous).await?;
     }
+    // What idbind wrote on SecretProviderClasses goes too; the export ConfigMap, owned by the binding, goes
+    // with it (the garbage collector).
+    wire::release_all(b, ctx).await?;
     ctx.succeeded(&key(b));
     let kept = match b.spec.deletion_policy {
         DeletionPolicy::Delete => "what it held in Azure removed",

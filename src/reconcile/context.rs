@@ -28,7 +28,7 @@ use crate::{
         resource_id::ResourceId,
         settings::{Ceiling, OperatorSettings},
     },
-    k8s::events::Events,
+    k8s::{events::Events, secret_provider_class::Classes},
     telemetry::Metrics,
 };
 
@@ -99,6 +99,29 @@ impl Caches {
             .any(|o| !deleting(o) && key(o) != me && brought_identity(o).is_some_and(|t| t == target))
     }
 
+    /// The binding of `b`'s namespace that holds SecretProviderClass `class` ahead of `b` (it carries one
+    /// client id), if another names it.
+    pub fn class_holder(&self, b: &WorkloadIdentityBinding, class: &str) -> Option<Holder> {
+        let ns = b.namespace();
+        let names = |o: &WorkloadIdentityBinding| {
+            (o.namespace() == ns && o.spec.secret_provider_classes.iter().any(|c| c == class))
+                .then(|| class.to_string())
+        };
+        self.holder(b, names, ResourceExt::name_any)
+    }
+
+    /// Whether a binding of `b`'s namespace other than `b`, not being deleted, names SecretProviderClass
+    /// `class`: it keeps what idbind wrote there.
+    pub fn class_named_by_others(&self, b: &WorkloadIdentityBinding, class: &str) -> bool {
+        let (ns, me) = (b.namespace(), key(b));
+        self.bindings.state().iter().any(|o| {
+            o.namespace() == ns
+                && key(o) != me
+                && !deleting(o)
+                && o.spec.secret_provider_classes.iter().any(|c| c == class)
+        })
+    }
+
     /// Of the bindings claiming what `target_of` says `b` claims, the one ahead of `b` (by `name_of`).
     fn holder(
         &self,
@@ -167,6 +190,8 @@ pub struct Context {
     pub ceiling: Ceiling,
     pub caches: Caches,
     pub events: Events,
+    /// Whether the cluster serves SecretProviderClasses (discovery), for the wiring step and the watch.
+    pub classes: Classes,
     /// Verification (`--verify`); `None` when off.
     pub verifier: Option<super::verify::Verifier>,
     pub metrics: Arc<Metrics>,
@@ -189,6 +214,7 @@ impl Context {
         let reporter = Reporter { controller: "idbind".into(), instance: std::env::var("POD_NAME").ok() };
         Context {
             events: Events::new(client.clone(), reporter),
+            classes: Classes::new(client.clone()),
             verifier: None,
             client,
             azure: Azure::new(azure, resync),

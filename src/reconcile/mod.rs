@@ -7,7 +7,9 @@
 //!    fresh reads);
 //! 4. [`retire`]: identities the binding no longer uses removed;
 //! 5. [`bind`]: the ServiceAccount annotated;
-//! 6. [`verify`]: with verification on, proof that the workload's token exchanges and opens its vaults;
+//! 6. [`wire`]: the SecretProviderClasses the binding names carry the identity's ids, and its export
+//!    ConfigMap;
+//! 7. [`verify`]: with verification on, proof that the workload's token exchanges and opens its vaults;
 //!
 //! and then [`crate::core::report::report`] turns the [`Outcome`] (the pipeline's end, or the step that
 //! stopped it) into the status, the Event and the requeue, which [`publish`] writes. The finalizer's
@@ -27,6 +29,7 @@ pub mod resolve;
 pub mod retire;
 pub mod turns;
 pub mod verify;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -123,7 +126,8 @@ async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome,
     publish::changes(b, ctx, "AzureUpdated", written.iter().map(ToString::to_string)).await;
     retire::previous_identities(b, &wanted, ctx).await?;
     let bound = bind::service_account(b, &wanted, &ids, ctx).await?;
-    verify::prove(b, &wanted, &ids, bound, ctx).await
+    let wired = wire::classes_and_export(b, &ids, bound, ctx).await?;
+    verify::prove(b, &wanted, &ids, wired, ctx).await
 }
 
 /// A failed Azure call of `part`: transient when trying again may succeed (the classification is

@@ -57,20 +57,21 @@ pub async fn prove(
     let Some(verifier) = ctx.verifier.as_ref().filter(|v| v.verification.enabled()) else {
         return Ok(bound);
     };
-    let Outcome::Converged { held, service_account, previous_client_id, proof: None } = bound else {
+    let Outcome::Converged { held, service_account, previous_client_id, proof: None, wiring } = bound else {
         return Ok(bound);
     };
     let status = b.status.clone().unwrap_or_default();
     if let Some(proof) = already_proven(&status, &held, b.metadata.generation, &verifier.verification) {
-        return Ok(Outcome::Converged { held, service_account, previous_client_id, proof: Some(proof) });
+        let proof = Some(proof);
+        return Ok(Outcome::Converged { held, service_account, previous_client_id, proof, wiring });
     }
     let checked = check(b, wanted, ids, &service_account, &status, verifier, ctx).await;
     Ok(match checked {
         Checked::Proven(proof) => {
-            Outcome::Converged { held, service_account, previous_client_id, proof: Some(proof) }
+            Outcome::Converged { held, service_account, previous_client_id, proof: Some(proof), wiring }
         }
         Checked::Pending { part, federation, message, wait } => {
-            Outcome::Unproven { held, service_account, part, federation, message, wait }
+            Outcome::Unproven { held, service_account, part, federation, message, wait, wiring }
         }
         Checked::Stopped(outcome) => outcome,
     })

@@ -1,7 +1,8 @@
 //! The controller: kube-runtime's watches, queue and finalizer around [`crate::reconcile`]. Bindings and the
 //! ServiceAccounts they name are watched (a ServiceAccount created after its binding completes it at once),
-//! and policies (a policy change re-judges every binding). Each reconcile's outcome is counted in the
-//! metrics.
+//! and policies (a policy change re-judges every binding); so are the SecretProviderClasses bindings name,
+//! once the cluster serves them (a class created, or edited by hand, is wired again at once), and the
+//! ConfigMaps bindings export to. Each reconcile's outcome is counted in the metrics.
 
 use std::{
     future::Future,
@@ -9,10 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{
-    Api, ResourceExt,
+    Api, Client, ResourceExt,
+    api::DynamicObject,
+    core::PartialObjectMeta,
     runtime::{
         Controller, Predicate, PredicateConfig, WatchStreamExt,
         controller::Action,
@@ -25,7 +28,8 @@ use kube::{
 
 use crate::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy},
-    core::conditions,
+    core::{conditions, wiring::EXPORT_LABEL},
+    k8s::secret_provider_class::Classes,
     reconcile::{self, CacheWriters, Context, FINALIZER, ReconcileError, context::cache_ready, key},
     telemetry::Metrics,
 };
@@ -53,15 +57,18 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
+    let classes = class_events(ctx.classes.clone(), client.clone(), namespace, ctx.caches.bindings.clone());
     let (bindings, service_accounts): (Api<WorkloadIdentityBinding>, Api<ServiceAccount>) = match namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let policy_events =
-        watcher(Api::<WorkloadIdentityPolicy>::all(client), watcher::Config::default().any_semantic())
-            .default_backoff()
-            .reflect(writers.policies)
-            .touched_objects();
+    let policy_events = watcher(
+        Api::<WorkloadIdentityPolicy>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writers.policies)
+    .touched_objects();
     // The cache keeps what reconciles read: managedFields (often larger than the rest of the object) and
     // kubectl's last-applied copy of the spec are read by nothing here.
     let trigger = watcher(bindings, watcher::Config::default().any_semantic())
@@ -75,6 +82,7 @@ pub async fn run_until(
         .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
     let store = ctx.caches.bindings.clone();
     let (by_service_account, every_binding) = (store.clone(), store.clone());
+    tokio::spawn(ctx.classes.clone().discover_until_served(CLASSES_RECHECK));
     let controller = Controller::for_stream(trigger, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches(service_accounts, watcher::Config::default().any_semantic(), move |sa: ServiceAccount| {
@@ -84,7 +92,10 @@ pub async fn run_until(
         // PolicyViolation, which wait for a change): judge them all again.
         .watches_stream(policy_events, move |_: WorkloadIdentityPolicy| {
             every_binding.state().iter().map(|b| ObjectRef::from_obj(&**b)).collect::<Vec<_>>()
-        });
+        })
+        // An exported ConfigMap edited or deleted by hand is written again at once.
+        .owns_stream(exported_config_maps(client, namespace))
+        .reconcile_on(classes);
     tokio::spawn(count_bindings(store, ctx.metrics.clone(), synced));
     controller
         .shutdown_on_signal()
@@ -102,6 +113,71 @@ pub async fn run_until(
             }
         })
         .await;
+}
+
+/// How often discovery is asked whether SecretProviderClasses are served, until they are (a binding naming
+/// classes asks too, when it is reconciled).
+const CLASSES_RECHECK: Duration = Duration::from_secs(60);
+
+/// The bindings to reconcile for each SecretProviderClass event: none until the cluster serves the API (the
+/// watch starts then), and after that those of the class's namespace that name it, now or when last wired.
+fn class_events(
+    classes: Classes,
+    client: Client,
+    namespace: Option<&str>,
+    store: Store<WorkloadIdentityBinding>,
+) -> impl Stream<Item = ObjectRef<WorkloadIdentityBinding>> + Send + 'static {
+    let namespace = namespace.map(str::to_string);
+    stream::once(async move { classes.served().await })
+        .filter_map(|served| async move { served })
+        .flat_map(move |resource| {
+            let api: Api<PartialObjectMeta<DynamicObject>> = match &namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            watcher(api, watcher::Config::default().any_semantic()).default_backoff().touched_objects()
+        })
+        .filter_map(|event| async move {
+            event
+                .map_err(|e| tracing::warn!(error = %e, "watching SecretProviderClasses failed; retrying"))
+                .ok()
+        })
+        .flat_map(move |class| stream::iter(bindings_naming(&store, &class)))
+}
+
+/// Events of the ConfigMaps bindings export to (their label selects them; metadata only: the owner reference
+/// is all the trigger reads).
+fn exported_config_maps(
+    client: Client,
+    namespace: Option<&str>,
+) -> impl Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static {
+    let (label, value) = EXPORT_LABEL;
+    let exported = watcher::Config::default().labels(&format!("{label}={value}")).any_semantic();
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    watcher(config_maps, exported).default_backoff().touched_objects()
+}
+
+/// The bindings of `class`'s namespace that name it, or named it when idbind last wired it.
+fn bindings_naming(
+    store: &Store<WorkloadIdentityBinding>,
+    class: &PartialObjectMeta<DynamicObject>,
+) -> Vec<ObjectRef<WorkloadIdentityBinding>> {
+    let ns = class.namespace();
+    let name = class.name_any();
+    let names_it = |b: &WorkloadIdentityBinding| {
+        let named = b.spec.secret_provider_classes.iter();
+        let wired = b.status.iter().flat_map(|s| s.secret_provider_classes.iter());
+        named.chain(wired).any(|c| *c == name)
+    };
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == ns && names_it(b))
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
 }
 
 /// The bindings that name `sa`, now or as the one idbind last annotated.

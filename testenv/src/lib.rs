@@ -120,6 +120,9 @@ impl ControlPlane {
             format!("--client-ca-file={}", p("ca.crt")),
             format!("--token-auth-file={}", p("tokens.csv")),
             "--authorization-mode=RBAC".into(),
+            // As on OpenShift: setting an owner reference's blockOwnerDeletion needs update on the owner's
+            // finalizers, so the tests prove the operator's RBAC has what such clusters ask.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             // The issuer is the API server itself, so /.well-known/openid-configuration and the JWKS are
             // served from the URL the tokens name, as on AKS.
             format!("--service-account-issuer={server}"),

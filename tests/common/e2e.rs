@@ -66,6 +66,21 @@ pub async fn start_with_budget(
     limits: Limits,
     customize: impl FnOnce(&mut SimConfig),
 ) -> Result<Env, TestError> {
+    start_operator(prefix, ceiling, limits, Duration::from_secs(2), customize).await
+}
+
+/// Like [`start`], with drift checked only every `resync`: what happens sooner came from a watch.
+pub async fn start_with_resync(prefix: &str, resync: Duration) -> Result<Env, TestError> {
+    start_operator(prefix, Ceiling::default(), Limits::default().scaled(10.0), resync, |_| {}).await
+}
+
+async fn start_operator(
+    prefix: &str,
+    ceiling: Ceiling,
+    limits: Limits,
+    resync: Duration,
+    customize: impl FnOnce(&mut SimConfig),
+) -> Result<Env, TestError> {
     let env = start_without_operator(prefix, customize).await?;
     // The production stack: the ARM client behind the request budget.
     let azure = Arc::new(Governed::new(
@@ -84,7 +99,6 @@ pub async fn start_with_budget(
     let client = Client::try_from(kube_config)?;
     let budget = azure.budget().cloned();
     let (caches, writers) = reconcile::caches();
-    let resync = Duration::from_secs(2);
     let ctx = Arc::new(
         Context::new(client, azure, settings(env.plane), ceiling, resync, caches).with_budget(budget),
     );
@@ -322,6 +336,26 @@ pub fn install_verification(env: &Env) -> TestResult {
     apply_cluster(env.plane, &json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
+/// The Secrets Store CSI driver's SecretProviderClass CRD (tests/fixtures/secretproviderclass-crd.yaml),
+/// installed on the test binary's control plane once, and served (discovery lists it). Only the tests that
+/// need it install it: the others run as on a cluster without the driver.
+pub fn install_class_crd(plane: &ControlPlane) -> TestResult {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let file = idbind_testenv::workspace_root().join("tests/fixtures/secretproviderclass-crd.yaml");
+        let crd = "crd/secretproviderclasses.secrets-store.csi.x-k8s.io";
+        let installed = plane
+            .kubectl_ok(&["apply", "-f", &file.display().to_string()])
+            .and_then(|_| plane.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", crd]))
+            .and_then(|_| {
+                let group = "secrets-store.csi.x-k8s.io";
+                plane.wait_for_discovery(group, "secretproviderclasses", Duration::from_secs(60))
+            });
+        installed.map_err(|e| e.to_string())
+    });
+    Ok(installed.clone()?)
+}
+
 /// `kubectl apply` of cluster-scoped objects (or objects that name their namespace).
 pub fn apply_cluster(plane: &ControlPlane, manifest: &Value) -> TestResult {
     kubectl_apply(plane, &[], manifest)
@@ -350,26 +384,51 @@ pub fn install_operator_rbac(
     ns: &str,
     without: &[(&str, usize)],
 ) -> Result<(), TestError> {
+    install_operator_rbac_with(plane, ns, |kind, i, rule| (!without.contains(&(kind, i))).then_some(rule))
+}
+
+/// Like [`install_operator_rbac`], with `verb` taken out of the shipped ClusterRole's rule for `resource`
+/// (the least-privilege test, verb by verb).
+pub fn install_operator_rbac_without_verb(
+    plane: &ControlPlane,
+    ns: &str,
+    resource: &str,
+    verb: &str,
+) -> Result<(), TestError> {
+    install_operator_rbac_with(plane, ns, |kind, _, mut rule| {
+        if kind == "ClusterRole"
+            && rule["resources"][0] == resource
+            && let Some(verbs) = rule["verbs"].as_array_mut()
+        {
+            verbs.retain(|v| v != verb);
+        }
+        Some(rule)
+    })
+}
+
+/// The shipped RBAC with each rule (`kind`, index, rule) as `edit` returns it (`None`: dropped).
+fn install_operator_rbac_with(
+    plane: &ControlPlane,
+    ns: &str,
+    edit: impl Fn(&str, usize, Value) -> Option<Value>,
+) -> Result<(), TestError> {
     let op_ns = operator_namespace(ns);
     let ns = op_ns.as_str();
     let root = idbind_testenv::workspace_root().join("config/rbac");
     let read = |file: &str| -> Result<Value, TestError> {
         Ok(serde_yaml::from_str(&std::fs::read_to_string(root.join(file))?)?)
     };
-    let drop_rules = |mut role: Value, kind: &str| {
+    let edit_rules = |mut role: Value, kind: &str| {
         if let Some(rules) = role["rules"].as_array_mut() {
-            let mut i = 0;
-            rules.retain(|_| {
-                i += 1;
-                !without.contains(&(kind, i - 1))
-            });
+            let edited = rules.drain(..).enumerate().filter_map(|(i, rule)| edit(kind, i, rule)).collect();
+            *rules = edited;
         }
         role
     };
     let name = format!("idbind-{ns}");
-    let mut cluster_role = drop_rules(read("cluster_role.yaml")?, "ClusterRole");
+    let mut cluster_role = edit_rules(read("cluster_role.yaml")?, "ClusterRole");
     cluster_role["metadata"] = json!({"name": name});
-    let mut role = drop_rules(read("leader_election_role.yaml")?, "Role");
+    let mut role = edit_rules(read("leader_election_role.yaml")?, "Role");
     role["metadata"] = json!({"name": "idbind-leader-election", "namespace": ns});
     let subject = json!([{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]);
     let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
