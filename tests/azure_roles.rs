@@ -179,13 +179,7 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
         }
         for (name, _, _, field) in refused_cases() {
             env.wait_condition(name, "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
-            let message = env.kubectl(&[
-                "get",
-                "wib",
-                name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
-            ])?;
+            let message = env.message(name, "Ready")?;
             assert!(message.contains(field), "{name}: {message}");
             let events = env.kubectl(&[
                 "get",

@@ -107,13 +107,7 @@ async fn a_policy_admits_a_waiting_namespace_and_its_deletion_refuses_it_again()
     step("no policy selects the namespace: nothing may be bound", async {
         env.apply(&waiting())?;
         env.wait_condition("waiting", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
-        let message = env.kubectl(&[
-            "get",
-            "wib",
-            "waiting",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Stalled\")].message}",
-        ])?;
+        let message = env.message("waiting", "Stalled")?;
         assert!(
             message.contains("metadata.namespace") && message.contains("no WorkloadIdentityPolicy"),
             "{message}"
@@ -151,13 +145,7 @@ async fn refused(
 ) -> TestResult {
     env.apply(&binding(name, "app-x", json!({}), vaults))?;
     env.wait_condition(name, "Stalled", "True", reason, Duration::from_secs(60)).await?;
-    let message = env.kubectl(&[
-        "get",
-        "wib",
-        name,
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
-    ])?;
+    let message = env.message(name, "Ready")?;
     assert!(message.contains(field), "{name}: the message names {field}: {message}");
     // The Event follows the status write.
     let selector = format!("involvedObject.name={name},reason={reason}");
@@ -237,13 +225,7 @@ async fn another_binding_s_identity_is_refused_though_a_policy_lists_it() -> Tes
     let (env, writes) = with_policy("guard-steal").await?;
     env.apply(&binding("steal", "app-z", json!({"resourceId": identity("team-b-payments")}), json!([])))?;
     env.wait_condition("steal", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
-    let message = env.kubectl(&[
-        "get",
-        "wib",
-        "steal",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
-    ])?;
+    let message = env.message("steal", "Ready")?;
     assert!(message.contains("team-b/payments"), "{message}");
     assert_eq!(env.writes(), writes, "no attempt wrote to Azure");
     let b = identities(&env.sim.state_typed())

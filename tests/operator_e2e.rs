@@ -561,13 +561,7 @@ async fn reason_invalid_spec_for_a_role_named_twice_names_the_field_until_fixed(
     let env = any_role_allowed("e2e-invalid", "dup").await?;
     // InvalidSpec: one role by name and by GUID (the schema cannot see they are the same).
     stalls_without_writing(&env, "dup", &["Key Vault Secrets User", SECRETS_USER], "InvalidSpec").await?;
-    let message = env.kubectl(&[
-        "get",
-        "wib",
-        "dup",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
-    ])?;
+    let message = env.message("dup", "Ready")?;
     assert!(message.contains("spec.keyVaults[0].roles[1]"), "the message names the field: {message}");
     fixed(&env, "dup", &["Key Vault Secrets User"])
 }

@@ -226,6 +226,16 @@ impl ArmApi {
     }
 }
 
+/// The operation that reads `scope`: Subscriptions_Get, ResourceGroups_Get or (for a resource)
+/// Resources_GetById; for the request and the budget's metrics alike.
+pub fn scope_operation(scope: &ResourceId) -> &'static str {
+    match (scope.resource_group(), scope.provider()) {
+        (None, None) => "Subscriptions_Get",
+        (Some(_), None) => "ResourceGroups_Get",
+        _ => "Resources_GetById",
+    }
+}
+
 /// The newest stable api-version of `versions` (ARM's dates sort as text), else the newest preview: what a
 /// resource's GET is sent with.
 fn newest_api_version(versions: &[&str]) -> Option<String> {
@@ -546,10 +556,11 @@ impl AzureApi for ArmApi {
     }
 
     async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
-        let (op, version) = match (scope.resource_group(), scope.provider(), api_version) {
-            (None, None, _) => ("Subscriptions_Get", SUBSCRIPTIONS_API_VERSION),
-            (Some(_), None, _) => ("ResourceGroups_Get", RESOURCES_API_VERSION),
-            (_, Some(_), Some(version)) => ("Resources_GetById", version),
+        let op = scope_operation(scope);
+        let version = match (scope.resource_group(), scope.provider(), api_version) {
+            (None, None, _) => SUBSCRIPTIONS_API_VERSION,
+            (Some(_), None, _) => RESOURCES_API_VERSION,
+            (_, Some(_), Some(version)) => version,
             (_, Some(_), None) => {
                 return Err(AzureError::InvalidResourceId {
                     kind: "scope with an api-version",

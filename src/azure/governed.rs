@@ -371,11 +371,7 @@ impl AzureApi for Governed {
         {
             return Ok(true);
         }
-        let op = match (scope.resource_group(), scope.provider()) {
-            (None, None) => "Subscriptions_Get",
-            (Some(_), None) => "ResourceGroups_Get",
-            _ => "Resources_GetById",
-        };
+        let op = super::arm::scope_operation(scope);
         let exists = self.call(op, arm(OpKind::Read), self.inner.scope_exists(scope, api_version)).await?;
         let mut cache = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
         match exists {

@@ -133,7 +133,7 @@ pub fn azure_state(
         role_assignments: assignments.iter().map(|a| (a.scope.clone(), a.role_guid.clone())).collect(),
         access_policies,
         held_access_policies: held_access_policies(status),
-        assignment_subscriptions: held_subscriptions(status),
+        assignment_subscriptions: subscriptions_of(held_assignment_scopes(status)),
         operator_client_id: desired.operator_client_id.clone(),
     };
     Ok(Wanted { identity, azure, assignments, probes })
@@ -230,10 +230,12 @@ pub fn held_access_policies(
         .collect()
 }
 
-/// The subscriptions of the role assignments a status says the binding held.
-pub fn held_subscriptions(status: Option<&WorkloadIdentityBindingStatus>) -> Vec<String> {
+/// The scopes of the role assignments a status says the binding held (entries that do not parse: none).
+pub fn held_assignment_scopes(
+    status: Option<&WorkloadIdentityBindingStatus>,
+) -> impl Iterator<Item = ResourceId> + '_ {
     let held = status.map(|s| s.role_assignments.as_slice()).unwrap_or_default();
-    subscriptions_of(held.iter().filter_map(|a| ResourceId::parse(&a.scope).ok()))
+    held.iter().filter_map(|a| ResourceId::parse(&a.scope).ok())
 }
 
 /// Each subscription of `ids`, once (GUIDs compare without regard to case).

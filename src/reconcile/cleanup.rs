@@ -33,8 +33,11 @@ struct Candidate {
 /// Removes what the binding holds, then lets the finalizer go.
 pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
     if b.spec.deletion_policy == DeletionPolicy::Delete {
-        for candidate in candidates(b, ctx).await? {
-            remove(b, ctx, candidate).await?;
+        // The spec as last asked for, judged against no ceiling, once: only to know what it may have made.
+        let spec = permissive_validation(b, ctx);
+        let subscriptions = assignment_subscriptions(b, spec.as_ref());
+        for candidate in candidates(b, spec.as_ref(), ctx).await? {
+            remove(b, ctx, candidate, &subscriptions).await?;
         }
     }
     // The annotations go from the ServiceAccount the spec names and the one idbind last annotated, if that
@@ -60,14 +63,18 @@ pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
 /// The identities to clean: what the status says the binding holds, what the spec derives (a crash after the
 /// identity's PUT and before the status write leaves only that), and identities tagged as this binding's in
 /// that resource group (a rename that raced the status write).
-async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Candidate>, ReconcileError> {
+async fn candidates(
+    b: &WorkloadIdentityBinding,
+    spec: Option<&validate::DesiredBinding>,
+    ctx: &Context,
+) -> Result<Vec<Candidate>, ReconcileError> {
     let mut candidates: Vec<Candidate> = Vec::new();
     if let Some(held) = b.status.as_ref().and_then(|s| s.identity.as_ref())
         && let Ok(identity) = ResourceId::parse(&held.resource_id)
     {
         candidates.push(Candidate { identity, managed: held.managed, spec_policies: Vec::new() });
     }
-    let Some(d) = permissive_validation(b, ctx) else {
+    let Some(d) = spec else {
         return Ok(candidates);
     };
     let managed = matches!(d.identity, DesiredIdentity::Managed { .. });
@@ -84,7 +91,7 @@ async fn candidates(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Vec<Ca
             }
         }
     }
-    let spec_policies = if managed { desired::access_policies_of_spec(&d) } else { Vec::new() };
+    let spec_policies = if managed { desired::access_policies_of_spec(d) } else { Vec::new() };
     match candidates.iter_mut().find(|c| c.identity == *d.identity.id()) {
         Some(c) => c.spec_policies = spec_policies,
         None => candidates.push(Candidate { identity: d.identity.id().clone(), managed, spec_policies }),
@@ -106,13 +113,13 @@ fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<v
 
 /// Where the binding may hold role assignments beyond the identity's subscription: the subscriptions its
 /// status records and those its spec names (an assignment may have landed before the status write).
-fn assignment_subscriptions(b: &WorkloadIdentityBinding, ctx: &Context) -> Vec<String> {
-    let spec = permissive_validation(b, ctx)
-        .map(|d| d.vaults.iter().chain(&d.scopes).map(|g| g.resource_id.clone()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let held = desired::held_subscriptions(b.status.as_ref());
-    let held = held.iter().map(|s| ResourceId::subscription_scope(s));
-    desired::subscriptions_of(held.chain(spec))
+fn assignment_subscriptions(
+    b: &WorkloadIdentityBinding,
+    spec: Option<&validate::DesiredBinding>,
+) -> Vec<String> {
+    let asked =
+        spec.into_iter().flat_map(|d| d.vaults.iter().chain(&d.scopes)).map(|g| g.resource_id.clone());
+    desired::subscriptions_of(desired::held_assignment_scopes(b.status.as_ref()).chain(asked))
 }
 
 /// Removes what the binding holds through one identity. An identity idbind may delete waits for its turn
@@ -121,10 +128,10 @@ async fn remove(
     b: &WorkloadIdentityBinding,
     ctx: &Context,
     candidate: Candidate,
+    assignment_subscriptions: &[String],
 ) -> Result<(), ReconcileError> {
     let Candidate { identity, managed, spec_policies } = candidate;
     let ns = b.namespace().unwrap_or_default();
-    let assignment_subscriptions = assignment_subscriptions(b, ctx);
     let desired = DesiredAzure {
         owner: ctx.owner(b),
         managed_identity: managed.then(|| ManagedIdentity {
@@ -138,7 +145,7 @@ async fn remove(
         role_assignments: Vec::new(),
         access_policies: spec_policies,
         held_access_policies: desired::held_access_policies(b.status.as_ref()),
-        assignment_subscriptions,
+        assignment_subscriptions: assignment_subscriptions.to_vec(),
         operator_client_id: ctx.settings.operator_client_id.clone(),
     };
     if managed && let Err(wait) = turns::take(ctx, &key(b), MsiOp::Delete, &identity).await {

@@ -186,6 +186,11 @@ impl Env {
         self.here().condition(binding, type_)
     }
 
+    /// The message of condition `type_` of `binding`; empty when it is absent.
+    pub fn message(&self, binding: &str, type_: &str) -> Result<String, TestError> {
+        self.here().message(binding, type_)
+    }
+
     /// Waits until condition `type_` of `binding` has this status and reason.
     pub async fn wait_condition(
         &self,
@@ -245,6 +250,12 @@ impl Namespace<'_> {
         let out = self.kubectl(&["get", "wib", binding, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}")])?;
         let mut parts = out.split_whitespace();
         Ok((parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string()))
+    }
+
+    /// The message of condition `type_` of `binding`; empty when it is absent.
+    pub fn message(&self, binding: &str, type_: &str) -> Result<String, TestError> {
+        let path = format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].message}}");
+        self.kubectl(&["get", "wib", binding, "-o", &path])
     }
 
     /// Waits until condition `type_` of `binding` has this status and reason.
