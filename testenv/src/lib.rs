@@ -23,6 +23,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+pub mod node;
+
 /// Where the control-plane binaries are: `$IDBIND_CONTROLPLANE_BIN`, else the workspace cache.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("IDBIND_CONTROLPLANE_BIN")
@@ -60,6 +62,14 @@ impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager with their state under `dir` (wiped first) and
     /// waits until the API server is ready and the `default` namespace has its ServiceAccount.
     pub fn start(dir: &Path, lifetime: Lifetime) -> Result<Self> {
+        Self::start_with(dir, lifetime, Listen::Loopback)
+    }
+
+    /// [`ControlPlane::start`], listening where `listen` says. With [`Listen::NodeBridge`] (see [`node`]) the
+    /// API server also authorizes kubelets (Node authorizer, NodeRestriction), reaches the kubelet with a
+    /// client certificate for logs and exec, publishes its address in the `kubernetes` Service's endpoints,
+    /// and kube-controller-manager runs what Deployments, Services and a node need.
+    pub fn start_with(dir: &Path, lifetime: Lifetime, listen: Listen) -> Result<Self> {
         let bin = bin_dir();
         for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"] {
             if !bin.join(b).is_file() {
@@ -73,15 +83,23 @@ impl ControlPlane {
         let dir = fs::canonicalize(dir)?;
         let certs = dir.join("pki");
         fs::create_dir_all(&certs)?;
-        make_pki(&certs)?;
+        let address = listen.address();
+        make_pki(&certs, listen)?;
 
         let [etcd_client, etcd_peer, api_port] = free_ports()?;
-        let server = format!("https://127.0.0.1:{api_port}");
+        let server = format!("https://{address}:{api_port}");
         let token = random_hex(32)?;
-        fs::write(
-            certs.join("tokens.csv"),
-            format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n"),
-        )?;
+        let mut tokens = format!("{token},idbind-admin,idbind-admin,\"system:masters\"\n");
+        if listen == Listen::NodeBridge {
+            // The kubelet's credential: the identity the Node authorizer and NodeRestriction expect.
+            let node_token = random_hex(32)?;
+            fs::write(certs.join("node.token"), &node_token)?;
+            tokens.push_str(&format!(
+                "{node_token},system:node:{name},system:node:{name},\"system:nodes\"\n",
+                name = node::NODE_NAME
+            ));
+        }
+        fs::write(certs.join("tokens.csv"), tokens)?;
         write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), &token)?;
 
         let mut plane = ControlPlane {
@@ -112,17 +130,16 @@ impl ControlPlane {
         let p = |f: &str| certs.join(f).display().to_string();
         plane.apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
             format!("--secure-port={api_port}"),
             format!("--tls-cert-file={}", p("apiserver.crt")),
             format!("--tls-private-key-file={}", p("apiserver.key")),
             format!("--client-ca-file={}", p("ca.crt")),
             format!("--token-auth-file={}", p("tokens.csv")),
-            "--authorization-mode=RBAC".into(),
             // As on OpenShift: setting an owner reference's blockOwnerDeletion needs update on the owner's
             // finalizers, so the tests prove the operator's RBAC has what such clusters ask.
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction".into(),
             // The issuer is the API server itself, so /.well-known/openid-configuration and the JWKS are
             // served from the URL the tokens name, as on AKS.
             format!("--service-account-issuer={server}"),
@@ -130,11 +147,29 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", p("sa.key")),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-            // The kubernetes Service endpoint cannot point at loopback; nothing here needs it.
-            "--endpoint-reconciler-type=none".into(),
             "--profiling=false".into(),
             "--v=0".into(),
         ];
+        match listen {
+            Listen::Loopback => plane.apiserver_args.extend([
+                "--authorization-mode=RBAC".into(),
+                // The kubernetes Service endpoint cannot point at loopback; nothing here needs it.
+                "--endpoint-reconciler-type=none".into(),
+            ]),
+            Listen::NodeBridge => plane.apiserver_args.extend([
+                "--authorization-mode=Node,RBAC".into(),
+                // Pods reach the API server as the kubernetes Service (kube-proxy routes it here).
+                "--endpoint-reconciler-type=lease".into(),
+                // For logs and exec: the kubelet has no DNS name, and it authenticates the API server by this
+                // certificate (its webhook authorization then asks the API server about this user).
+                "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
+                format!("--kubelet-client-certificate={}", p("kubelet-client.crt")),
+                format!("--kubelet-client-key={}", p("kubelet-client.key")),
+                // The kubelet serves a certificate of this CA ([`node`] gives it), so the API server verifies
+                // it.
+                format!("--kubelet-certificate-authority={}", p("ca.crt")),
+            ]),
+        }
         let apiserver_args = plane.apiserver_args.clone();
         plane.spawn(lifetime, "kube-apiserver", &apiserver_args)?;
         plane.wait_ready(Duration::from_secs(120))?;
@@ -147,12 +182,30 @@ impl ControlPlane {
             "--clusterrole=system:service-account-issuer-discovery",
             "--group=system:unauthenticated",
         ])?;
+        let mut controllers = "namespace,garbagecollector,serviceaccount,clusterrole-aggregation".to_string();
+        if listen == Listen::NodeBridge {
+            plane.kubectl_ok(&[
+                "create",
+                "clusterrolebinding",
+                "idbind-apiserver-kubelet-client",
+                "--clusterrole=system:kubelet-api-admin",
+                &format!("--user={KUBELET_CLIENT_USER}"),
+            ])?;
+            // Deployments and ReplicaSets make pods; nodelifecycle lifts the new node's not-ready taint;
+            // endpoints and endpointslices follow pods' readiness; root-ca-cert-publisher writes the
+            // kube-root-ca.crt ConfigMap every projected ServiceAccount volume mounts; podgc removes pods of
+            // a node that is gone.
+            controllers.push_str(
+                ",deployment,replicaset,nodelifecycle,endpoint,endpointslice,root-ca-cert-publisher,podgc,disruption",
+            );
+        }
         plane.spawn(
             lifetime,
             "kube-controller-manager",
             &[
                 format!("--kubeconfig={}", dir.join("kubeconfig").display()),
-                "--controllers=namespace,garbagecollector,serviceaccount,clusterrole-aggregation".into(),
+                format!("--controllers={controllers}"),
+                format!("--root-ca-file={}", p("ca.crt")),
                 "--leader-elect=false".into(),
                 "--secure-port=0".into(),
                 "--v=0".into(),
@@ -284,31 +337,7 @@ impl ControlPlane {
 
     /// The command for one process, its output going to `logs/<name>.log` (appended to on a restart).
     fn command(&self, lifetime: Lifetime, name: &str, args: &[String], append_log: bool) -> Result<Command> {
-        let log_path = self.dir.join("logs").join(format!("{name}.log"));
-        let log = if append_log {
-            fs::File::options().create(true).append(true).open(log_path)?
-        } else {
-            fs::File::create(log_path)?
-        };
-        let mut cmd = Command::new(bin_dir().join(name));
-        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        // SAFETY: only async-signal-safe libc calls run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                match lifetime {
-                    Lifetime::TiedToCaller => {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                    Lifetime::Detached => {
-                        libc::setsid();
-                    }
-                }
-                Ok(())
-            });
-        }
-        Ok(cmd)
+        logged_command(&self.dir.join("logs"), &bin_dir().join(name), name, lifetime, args, append_log)
     }
 
     fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -362,27 +391,82 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The command running `program` with `args`, its output going to `<logs>/<name>.log` (appended to when
+/// `append_log`), tied to the caller or detached as `lifetime` says.
+pub(crate) fn logged_command(
+    logs: &Path,
+    program: &Path,
+    name: &str,
+    lifetime: Lifetime,
+    args: &[String],
+    append_log: bool,
+) -> Result<Command> {
+    let log_path = logs.join(format!("{name}.log"));
+    let log = if append_log {
+        fs::File::options().create(true).append(true).open(log_path)?
+    } else {
+        fs::File::create(log_path)?
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: only async-signal-safe libc calls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            match lifetime {
+                Lifetime::TiedToCaller => {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Lifetime::Detached => {
+                    libc::setsid();
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Ends the processes whose pids `pid_files` hold: `signal` to all at once, SIGKILL to any still there after
+/// 10 s; removes the files.
+pub(crate) fn stop_pid_files(pid_files: &[PathBuf], signal: i32) {
+    let pids: Vec<i32> =
+        pid_files.iter().filter_map(|f| fs::read_to_string(f).ok()?.trim().parse().ok()).collect();
+    for pid in &pids {
+        // SAFETY: kill(2) with a pid we started; a stale pid of a gone process returns ESRCH.
+        unsafe { libc::kill(*pid, signal) };
+    }
+    for _ in 0..200 {
+        if !pids.iter().any(|pid| running(*pid)) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    for pid in &pids {
+        // SAFETY: as above; the process ignored `signal` for 10 s.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    for f in pid_files {
+        let _ = fs::remove_file(f);
+    }
+}
+
+/// Whether process `pid` exists and has not exited: a zombie (exited, not yet reaped by its parent, which for
+/// a detached process is an init that may reap late) counts as gone.
+pub(crate) fn running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) STATE ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) != Some('Z'),
+        Err(_) => false,
+    }
+}
+
 /// Ends a control plane started with [`Lifetime::Detached`] under `dir`.
 pub fn stop_detached(dir: &Path) -> Result<()> {
+    // One after the other: an API server whose etcd is gone takes 10 s to give up.
     for name in ["kube-controller-manager", "kube-apiserver", "etcd"] {
-        let pid_file = dir.join(format!("{name}.pid"));
-        let Ok(pid) = fs::read_to_string(&pid_file) else {
-            continue;
-        };
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: kill(2) with a pid we started; a stale pid of a gone process returns ESRCH.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            for _ in 0..100 {
-                // SAFETY: signal 0 only probes for existence.
-                if unsafe { libc::kill(pid, 0) } != 0 {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-            // SAFETY: as above; the process ignored SIGTERM for 10 s.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let _ = fs::remove_file(pid_file);
+        stop_pid_files(&[dir.join(format!("{name}.pid"))], libc::SIGTERM);
     }
     Ok(())
 }
@@ -546,9 +630,33 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// A CA, the API server's serving certificate for 127.0.0.1/localhost, and the RSA key that signs
-/// ServiceAccount tokens (RS256, as on AKS).
-fn make_pki(dir: &Path) -> Result<()> {
+/// Where the API server listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// 127.0.0.1: only processes of this machine reach it (every test but the node's, and `make up`).
+    Loopback,
+    /// The node's bridge address ([`node::GATEWAY`]), which pods reach (the bridge must exist first:
+    /// [`node::Node::prepare`]).
+    NodeBridge,
+}
+
+impl Listen {
+    fn address(self) -> &'static str {
+        match self {
+            Listen::Loopback => "127.0.0.1",
+            Listen::NodeBridge => node::GATEWAY,
+        }
+    }
+}
+
+/// The user the API server is when it calls a kubelet (its client certificate's CN).
+const KUBELET_CLIENT_USER: &str = "idbind-apiserver-kubelet-client";
+
+/// A CA, the API server's serving certificate for 127.0.0.1/localhost (and, for a node, the bridge address
+/// and the kubernetes Service's ClusterIP and names, which in-cluster clients dial), the RSA key that signs
+/// ServiceAccount tokens (RS256, as on AKS) and, for a node, the API server's client certificate for
+/// kubelets.
+fn make_pki(dir: &Path, listen: Listen) -> Result<()> {
     openssl(
         dir,
         &[
@@ -582,10 +690,15 @@ fn make_pki(dir: &Path) -> Result<()> {
             "/CN=kube-apiserver",
         ],
     )?;
-    fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )?;
+    let mut san = "IP:127.0.0.1,DNS:localhost".to_string();
+    if listen == Listen::NodeBridge {
+        san.push_str(&format!(
+            ",IP:{},IP:{},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+            node::GATEWAY,
+            node::KUBERNETES_SERVICE_IP
+        ));
+    }
+    fs::write(dir.join("san.ext"), format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"))?;
     openssl(
         dir,
         &[
@@ -608,7 +721,53 @@ fn make_pki(dir: &Path) -> Result<()> {
     )?;
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
+    if listen == Listen::NodeBridge {
+        signed_by_ca(
+            dir,
+            "kubelet-client",
+            &format!("/CN={KUBELET_CLIENT_USER}"),
+            "extendedKeyUsage=clientAuth\n",
+        )?;
+        signed_by_ca(
+            dir,
+            "kubelet-serving",
+            &format!("/O=system:nodes/CN=system:node:{}", node::NODE_NAME),
+            &format!(
+                "subjectAltName=IP:{},DNS:{}\nextendedKeyUsage=serverAuth\n",
+                node::GATEWAY,
+                node::NODE_NAME
+            ),
+        )?;
+    }
     Ok(())
+}
+
+/// `NAME.key` and `NAME.crt`, a certificate for `subject` with the extensions `ext`, signed by `ca.crt`.
+pub(crate) fn signed_by_ca(dir: &Path, name: &str, subject: &str, ext: &str) -> Result<()> {
+    let (key, csr, crt, ext_file) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject])?;
+    fs::write(dir.join(&ext_file), ext)?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-extfile",
+            &ext_file,
+        ],
+    )
 }
 
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> Result<()> {
