@@ -17,6 +17,15 @@ files:
       LAYOUT becomes an OCI image layout (one gzip layer, the image config, the manifest, index.json
       tagged with org.opencontainers.image.version), FILE the same layout as a tar (an oci-archive:
       `skopeo copy oci-archive:FILE:TAG docker://...`). Prints the manifest digest.
+      The image config is idbind's unless told otherwise, so another image can be laid out from any root
+      filesystem (hack/node/images.sh does, for the node tests' pause and workload images):
+        --tag T             the tag in index.json (default: the org.opencontainers.image.version label)
+        --user U            default 65532:65532
+        --entrypoint JSON   default ["/usr/local/bin/idbind"]
+        --cmd JSON          default ["run"]
+        --env JSON          default ["PATH=/usr/local/bin", "SSL_CERT_FILE=<the CA bundle>"]
+        --expose JSON       default ["8080/tcp"]
+      each JSON a list of strings; an empty list leaves the key out of the config.
 
 Reproducible by construction: tar entries sorted by path, every entry owned by 0:0 with its mode
 normalised (directories and executables 0755, other files 0644), every timestamp EPOCH (the commit's
@@ -213,12 +222,38 @@ def archive(layout, path, epoch):
         f.write(tar_layer(layout, epoch))
 
 
+def json_list(text):
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise argparse.ArgumentTypeError(f"not a JSON list of strings: {text}")
+    return value
+
+
+def image_config(args, labels):
+    """The config's `config`: idbind's by default, each part replaceable by its option."""
+    env = args.env if args.env is not None else ["PATH=/usr/local/bin", f"SSL_CERT_FILE={CA_BUNDLE}"]
+    entrypoint = args.entrypoint if args.entrypoint is not None else [f"/{BINARY_PATH}"]
+    cmd = args.cmd if args.cmd is not None else ["run"]
+    expose = args.expose if args.expose is not None else ["8080/tcp"]
+    config = {
+        "User": args.user,
+        "Env": env,
+        "Entrypoint": entrypoint,
+        "Cmd": cmd,
+        "ExposedPorts": {port: {} for port in expose},
+        "WorkingDir": "/",
+        "Labels": labels,
+    }
+    # An empty list means "none": the key is left out, as a Dockerfile without that instruction does.
+    return {k: v for k, v in config.items() if v != [] and v != {}}
+
+
 def layout(args):
     epoch = args.created
     labels = dict(kv.split("=", 1) for kv in args.label)
-    tag = labels.get("org.opencontainers.image.version")
+    tag = args.tag or labels.get("org.opencontainers.image.version")
     if not tag:
-        die("--label org.opencontainers.image.version=... is required (it is the tag in index.json)")
+        die("--tag or --label org.opencontainers.image.version=... is required (it is the tag in index.json)")
     labels["org.opencontainers.image.created"] = rfc3339(epoch)
     if os.path.exists(args.out):
         shutil.rmtree(args.out)
@@ -231,18 +266,7 @@ def layout(args):
         "architecture": "amd64",
         "os": "linux",
         "created": rfc3339(epoch),
-        "config": {
-            "User": f"{NONROOT}:{NONROOT}",
-            "Env": [
-                "PATH=/usr/local/bin",
-                f"SSL_CERT_FILE={CA_BUNDLE}",
-            ],
-            "Entrypoint": [f"/{BINARY_PATH}"],
-            "Cmd": ["run"],
-            "ExposedPorts": {"8080/tcp": {}},
-            "WorkingDir": "/",
-            "Labels": labels,
-        },
+        "config": image_config(args, labels),
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
         "history": [{"created": rfc3339(epoch), "created_by": "hack/image/oci.py"}],
     }
@@ -300,6 +324,10 @@ def main():
     lay.add_argument("--created", type=int, required=True, help="seconds since the epoch")
     lay.add_argument("--label", action="append", default=[], help="K=V, an image label and annotation")
     lay.add_argument("--sbom", help="a CycloneDX JSON file, attached as a referrer of the image")
+    lay.add_argument("--tag", help="the tag in index.json (default: the image.version label)")
+    lay.add_argument("--user", default=f"{NONROOT}:{NONROOT}")
+    for name in ("entrypoint", "cmd", "env", "expose"):
+        lay.add_argument(f"--{name}", type=json_list, help="a JSON list of strings; [] for none")
     args = parser.parse_args()
     os.umask(0o022)
     {"rootfs": rootfs, "layout": layout}[args.command](args)
