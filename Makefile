@@ -13,7 +13,7 @@ IDBIND       := $(CURDIR)/target/debug/idbind
 IDBIND_SIM   := $(CURDIR)/target/debug/idbind-sim
 DEMO_NS      := idbind-demo
 
-.PHONY: help build controlplane venv helm image crds test test-rust test-python up down demo clean
+.PHONY: help build controlplane node-bin node-images venv helm image crds test test-rust test-python test-node up node down demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,15 +21,36 @@ help: ## List the targets
 build: ## Build the idbind and idbind-sim binaries (debug)
 	cargo build --workspace --bins
 
+# The Kubernetes version controlplane/go.mod pins, stamped into the binaries (without it they report
+# v0.0.0-master, and a node shows that as its kubelet version).
+K8S_VERSION  := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[0-9.]*\)$$/\1/p' controlplane/go.mod)
+K8S_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%)))
+
 # The control plane is rebuilt only when the Go module's pins change.
 $(CP_STAMP): controlplane/go.mod controlplane/go.sum
 	mkdir -p $(CP_BIN)
 	cd controlplane && go build -trimpath -ldflags='-s -w' -o $(CP_BIN)/etcd go.etcd.io/etcd/server/v3
-	cd controlplane && go build -trimpath -ldflags='-s -w' -o $(CP_BIN)/ \
+	cd controlplane && go build -trimpath -ldflags='$(K8S_LDFLAGS)' -o $(CP_BIN)/ \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 	cat controlplane/go.mod controlplane/go.sum | sha256sum > $@
 
 controlplane: $(CP_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules into .cache/
+
+# The node's Kubernetes parts, from the same module (only `make node` and `make test-node` need them).
+NODE_BIN   := $(CACHE)/node/bin
+NODE_STAMP := $(NODE_BIN)/.built-from
+$(NODE_STAMP): controlplane/go.mod controlplane/go.sum
+	mkdir -p $(NODE_BIN)
+	cd controlplane && go build -trimpath -ldflags='$(K8S_LDFLAGS)' -o $(NODE_BIN)/ \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+	cat controlplane/go.mod controlplane/go.sum | sha256sum > $@
+
+node-bin: $(NODE_STAMP) ## Build the kubelet, kube-scheduler and kube-proxy from Go modules into .cache/node/bin
+
+node-images: image ## Build the node's images (pause, workload; the operator's renamed) into target/node-images
+	hack/node/images.sh
 
 # Azure's official Python SDKs (azure-identity, azure-keyvault-secrets, ...), pinned: the workload the e2e
 # tests and the demo run, and the SDK tests of the simulator. Reinstalled only when the pins change; the
@@ -65,6 +86,15 @@ test-python: build venv ## Azure's Python SDKs against the simulator
 
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
+
+# A real node: root only, and it changes the machine until `make down` (README: "A real node").
+NODE_IMAGES := target/node-images/pause.tar target/node-images/idbind.tar target/node-images/workload.tar
+
+node: controlplane node-bin node-images ## As root: the control plane with a real node (containerd, kubelet); `make down` undoes it
+	cargo run --quiet -p idbind-testenv -- node --dir $(CLUSTER_DIR) $(NODE_IMAGES)
+
+test-node: controlplane node-bin node-images helm ## As root: the operator (image + chart) and a workload as real pods on a real node
+	cargo test --features node-tests --test node
 
 down: ## Stop the local control plane, the simulator and the operator (their logs stay)
 	-@for p in $(SIM_DIR)/operator.pid $(SIM_DIR)/sim.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done

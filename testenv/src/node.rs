@@ -490,7 +490,14 @@ pub fn down() -> Result<Vec<String>> {
     let after = MachineState::read()?;
     let left = after.differences_from(&before);
     if left.is_empty() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        // Everything but the logs, which stay for reading (as the control plane's do).
+        for entry in fs::read_dir(&dir)?.flatten() {
+            if entry.file_name() != "logs" {
+                let path = entry.path();
+                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                removed.with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
     }
     Ok(left)
 }
