@@ -568,28 +568,37 @@ fn readiness_gates_endpoints(plane: &ControlPlane, figures: &mut Figures) -> Res
     bindings_rule["verbs"] = json!(["get", "patch", "update"]);
     apply(plane, &narrowed)?;
 
+    // The standby must be the one to take over, so it is a replica that was Ready before: with the node
+    // cordoned the leader's replacement stays Pending until the standby leads.
     let leader = wait_for_leader(plane, None, Duration::from_secs(30))?;
+    let standby = pod_names(plane)?.into_iter().find(|p| *p != leader).context("no standby")?;
+    let standby_ip = pod_ip(plane, &standby)?;
+    ensure!(endpoint_ready(plane, &standby_ip)? == Some(true), "the standby is not in the endpoints");
+    plane.kubectl_ok(&["cordon", node::NODE_NAME])?;
     plane.kubectl_ok(&["delete", "pod", "-n", OPERATOR_NS, &leader, "--wait=false"])?;
     let blind = wait_for_leader(plane, Some(&leader), Duration::from_secs(60))?;
-    let blind_ip = pod_ip(plane, &blind)?;
+    ensure!(blind == standby, "{blind} leads, not the standby {standby}");
     let started = Instant::now();
     wait_until(Duration::from_secs(60), "the blind leader to leave the Service's endpoints", || {
-        Ok(endpoint_ready(plane, &blind_ip)? == Some(false))
+        Ok(endpoint_ready(plane, &standby_ip)? == Some(false))
     })?;
     figures.note(
-        "leader's /readyz failing → out of the Service's endpoints",
+        "leader's /readyz failing → out of the Service's endpoints (probe: 3 × 5 s)",
         format!("{:.1?}", started.elapsed()),
     );
-    let readyz = readyz_status(&blind_ip)?;
+    let readyz = readyz_status(&standby_ip)?;
     ensure!(readyz == 503, "the blind leader's /readyz answered {readyz}");
-    let others: Vec<String> = pod_names(plane)?.into_iter().filter(|p| *p != blind && *p != leader).collect();
-    for standby in &others {
-        let ip = pod_ip(plane, standby)?;
-        wait_until(Duration::from_secs(60), "the new standby in the endpoints", || {
-            Ok(endpoint_ready(plane, &ip)? == Some(true))
-        })?;
-        ensure!(readyz_status(&ip)? == 200, "the standby is not ready");
-    }
+
+    // The replacement starts as a standby, which is ready, and joins the endpoints.
+    plane.kubectl_ok(&["uncordon", node::NODE_NAME])?;
+    wait_until(Duration::from_secs(60), "the replacement in the endpoints", || {
+        let pods = pod_names(plane)?;
+        let Some(replacement) = pods.iter().find(|p| **p != standby && **p != leader) else {
+            return Ok(false);
+        };
+        Ok(endpoint_ready(plane, &pod_ip(plane, replacement)?)? == Some(true))
+    })?;
+    let blind_ip = standby_ip;
 
     let mut restored: Value = serde_json::from_str(&role)?;
     restored["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));

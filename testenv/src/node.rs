@@ -788,6 +788,18 @@ mod tests {
     }
 
     #[test]
+    fn counters_table_headers_and_empty_builtin_chains_are_not_state() {
+        assert_eq!(normalized_rule(":KUBE-SERVICES - [0:0]"), Some(":KUBE-SERVICES -".into()));
+        assert_eq!(normalized_rule(":FORWARD DROP [12:345]"), Some(":FORWARD DROP".into()));
+        assert_eq!(normalized_rule(":FORWARD ACCEPT [12:345]"), None);
+        assert_eq!(normalized_rule("*nat"), None);
+        assert_eq!(
+            normalized_rule("-A PREROUTING -j KUBE-SERVICES"),
+            Some("-A PREROUTING -j KUBE-SERVICES".into())
+        );
+    }
+
+    #[test]
     fn only_what_changed_is_a_difference() {
         let mut before = MachineState::default();
         before.sysctls.insert("vm/overcommit_memory".into(), "0".into());
