@@ -22,7 +22,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind::azure::{AzureApi, FederatedCredential};
 use idbind::core::resource_id::ResourceId;
 use idbind_sim::{Seed, SeedApp, SimConfig, SimHandle, Simulator};
@@ -32,6 +31,8 @@ use idbind_testenv::{
     workspace_root,
 };
 use serde_json::{Value, json};
+
+mod common;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000d1";
 const RG: &str = "rg-identities";
@@ -242,15 +243,7 @@ async fn simulator(plane: &ControlPlane) -> Result<SimHandle> {
 /// The operator's own managed identity, federated with its ServiceAccount (what `az identity create` and `az
 /// identity federated-credential create` do once per cluster); returns its client id.
 async fn operator_identity(plane: &ControlPlane, sim: &SimHandle) -> Result<String> {
-    let cloud = Cloud::Custom {
-        arm_endpoint: sim.https_url().context("no HTTPS")?.to_string(),
-        authority_host: sim.authority_host().context("no authority host")?,
-        audience: "https://management.azure.com".into(),
-    };
-    let http = http_client(sim.ca_pem().map(str::as_bytes))?;
-    let credential =
-        client_secret_credential(&cloud, http.clone(), sim.tenant_id(), SETUP_APP, SETUP_SECRET)?;
-    let arm = ArmApi::new(&cloud, http, credential)?;
+    let arm = common::arm_api(sim, SETUP_APP, SETUP_SECRET).map_err(|e| anyhow::anyhow!(e))?;
     let identity: ResourceId = format!(
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/idbind-operator"
     )

@@ -100,7 +100,7 @@ impl ControlPlane {
             ));
         }
         fs::write(certs.join("tokens.csv"), tokens)?;
-        write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), &token)?;
+        write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), "idbind-admin", &token)?;
 
         let mut plane = ControlPlane {
             dir: dir.clone(),
@@ -675,21 +675,6 @@ fn make_pki(dir: &Path, listen: Listen) -> Result<()> {
             "/CN=idbind-test-ca",
         ],
     )?;
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "apiserver.key",
-            "-out",
-            "apiserver.csr",
-            "-subj",
-            "/CN=kube-apiserver",
-        ],
-    )?;
     let mut san = "IP:127.0.0.1,DNS:localhost".to_string();
     if listen == Listen::NodeBridge {
         san.push_str(&format!(
@@ -698,26 +683,11 @@ fn make_pki(dir: &Path, listen: Listen) -> Result<()> {
             node::KUBERNETES_SERVICE_IP
         ));
     }
-    fs::write(dir.join("san.ext"), format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"))?;
-    openssl(
+    signed_by_ca(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "apiserver.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "apiserver.crt",
-            "-days",
-            "30",
-            "-extfile",
-            "san.ext",
-        ],
+        "apiserver",
+        "/CN=kube-apiserver",
+        &format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
     )?;
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
@@ -770,12 +740,13 @@ pub(crate) fn signed_by_ca(dir: &Path, name: &str, subject: &str, ext: &str) -> 
     )
 }
 
-fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> Result<()> {
+/// A kubeconfig for `user`, signed in with `token`, trusting `ca` for `server`.
+pub(crate) fn write_kubeconfig(path: &Path, server: &str, ca: &Path, user: &str, token: &str) -> Result<()> {
     let cfg = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: \
-         {server}\n    certificate-authority: {ca}\nusers:\n- name: idbind-admin\n  user:\n    token: \
+         {server}\n    certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n    token: \
          {token}\ncontexts:\n- name: idbind-local\n  context:\n    cluster: idbind-local\n    user: \
-         idbind-admin\ncurrent-context: idbind-local\n",
+         {user}\ncurrent-context: idbind-local\n",
         ca = ca.display()
     );
     fs::write(path, cfg)?;

@@ -312,9 +312,13 @@ impl Node {
         let kubelet_dir = dir.join("kubelet");
         fs::create_dir_all(&kubelet_dir)?;
         let node_token = fs::read_to_string(pki.join("node.token")).context("the plane has no node token")?;
-        fs::write(
-            dir.join("kubelet.kubeconfig"),
-            kubeconfig(plane.server(), &pki.join("ca.crt"), node_token.trim(), "kubelet"),
+        let kubelet_user = format!("system:node:{NODE_NAME}");
+        crate::write_kubeconfig(
+            &dir.join("kubelet.kubeconfig"),
+            plane.server(),
+            &pki.join("ca.crt"),
+            &kubelet_user,
+            node_token.trim(),
         )?;
         fs::write(dir.join("kubelet.yaml"), kubelet_config(&dir, &pki))?;
         node.spawn(
@@ -380,11 +384,6 @@ impl Node {
         })?;
         node.started_in = started.elapsed();
         Ok(node)
-    }
-
-    /// The state folder (logs in `logs/`).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Leaves the processes running (for `make node`); [`down`] ends them.
@@ -464,10 +463,10 @@ pub fn down() -> Result<Vec<String>> {
     if bin_dir().join("kube-proxy").is_file() {
         let _ = Command::new(bin_dir().join("kube-proxy")).arg("--cleanup").output();
     }
-    remove_added_iptables(&before);
+    let now = MachineState::read()?;
+    remove_added_iptables(&before, &now);
 
     // Mounts below the state folder and network namespaces the node made, deepest first.
-    let now = MachineState::read()?;
     let mut added: Vec<&String> = now.mounts.difference(&before.mounts).collect();
     added.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for mount in added {
@@ -504,8 +503,7 @@ pub fn down() -> Result<Vec<String>> {
 
 /// Deletes the rules and chains that the iptables front ends show now and did not before (kube-proxy's
 /// `--cleanup` leaves the kubelet's canaries, for one).
-fn remove_added_iptables(before: &MachineState) {
-    let Ok(now) = MachineState::read() else { return };
+fn remove_added_iptables(before: &MachineState, now: &MachineState) {
     for (save, rules) in &now.iptables {
         let empty = BTreeSet::new();
         let was = before.iptables.get(save).unwrap_or(&empty);
@@ -741,15 +739,6 @@ imageGCLowThresholdPercent: 99
         pki = pki.display(),
         sock = dir.join("containerd/containerd.sock").display(),
         logs = dir.join("pod-logs").display(),
-    )
-}
-
-fn kubeconfig(server: &str, ca: &Path, token: &str, user: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: idbind-local\n  cluster:\n    server: {server}\n    \
-         certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: \
-         {user}\n  context:\n    cluster: idbind-local\n    user: {user}\ncurrent-context: {user}\n",
-        ca = ca.display()
     )
 }
 
