@@ -159,9 +159,11 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/secretproviderclasses.secrets-store.csi.x-k8s.io
 	$(KUBECTL) apply -n $(DEMO_NS) -f hack/demo-secret-provider-class.yaml
 	for sa in orders-api payments reporting reports orders-worker orders-csi; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
+	@echo "--- The samples, and the policy they need (config/samples/team-policy.yaml): a namespace binds nothing"
+	@echo "    until a WorkloadIdentityPolicy selects it"
 	$(KUBECTL) apply -n $(DEMO_NS) -f config/samples/
 	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments wib/reports wib/orders-worker wib/orders-csi || { tail -30 $(OPERATOR_DIR)/operator.log; exit 1; }
-	@echo; echo "--- kubectl get wib (reporting brings its own identity, which the default policy refuses):"
+	@echo; echo "--- kubectl get wib (reporting brings its own identity, which no policy lists: PolicyViolation):"
 	$(KUBECTL) get workloadidentitybindings.idbind.dev -n $(DEMO_NS) -o wide
 	@echo; echo "--- kubectl describe wib payments:"; $(KUBECTL) describe -n $(DEMO_NS) wib payments | sed -n '/^Status:/,$$p'
 	@echo; echo "--- ServiceAccount payments:"; $(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations}'; echo

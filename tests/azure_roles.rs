@@ -91,6 +91,12 @@ async fn ready(env: &Env, name: &str) -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn storage_and_service_bus_scopes_converge_follow_edits_and_go_with_the_binding() -> TestResult {
     let env = start_with("azroles-life", Ceiling::default(), seed_data).await?;
+    // The team's policy: rg-data's resources, with the readers and, named, the Service Bus receiver (which
+    // settles what it receives, so no policy allows it without naming it).
+    data_policy(
+        &env,
+        &["Storage Blob Data Reader", "Storage Queue Data Reader", "Azure Service Bus Data Receiver"],
+    )?;
     env.kubectl(&["create", "serviceaccount", "orders"])?;
     let (storage, bus) = (storage(SUB), bus());
 
@@ -155,6 +161,14 @@ async fn storage_and_service_bus_scopes_converge_follow_edits_and_go_with_the_bi
     .await
 }
 
+/// A policy selecting the test's namespace that allows rg-data's single resources with `roles`.
+fn data_policy(env: &Env, roles: &[&str]) -> TestResult {
+    let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+        "metadata": {"name": format!("{}-team", env.ns)},
+        "spec": {"namespaces": [env.ns], "azureScopes": [{"resourceGroup": DATA_RG}], "roles": roles}});
+    common::e2e::apply_cluster(env.plane, &policy)
+}
+
 /// The cases the default refuses, each in a binding of its own: (binding, azureRoles entry, the field the
 /// refusal names).
 fn refused_cases() -> Vec<(&'static str, String, Vec<&'static str>, &'static str)> {
@@ -169,8 +183,10 @@ fn refused_cases() -> Vec<(&'static str, String, Vec<&'static str>, &'static str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> TestResult {
-    // Refused by default: the operator with its shipped flags, no policy.
+    // Refused by default: the operator with its shipped flags, and a team policy giving the namespace
+    // rg-data's single resources with the reader roles.
     let env = start_with("azroles-refuse", Ceiling::default(), seed_data).await?;
+    data_policy(&env, &["Storage Blob Data Reader"])?;
     step("each default-refused case: PolicyViolation naming its field, an Event, no Azure write", async {
         let writes = env.writes();
         for (name, scope, roles, _) in refused_cases() {
@@ -210,14 +226,9 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
     })
     .await?;
 
-    // Let through: an operator whose flags allow any role and other subscriptions but require a policy, and a
-    // policy that allows each case for this namespace.
-    let ceiling = Ceiling {
-        allow_any_role: true,
-        allow_other_subscriptions: true,
-        require_policy: true,
-        ..Ceiling::default()
-    };
+    // Let through: an operator whose flags allow any role and other subscriptions, and a policy that allows
+    // each case for this namespace.
+    let ceiling = Ceiling { allow_any_role: true, allow_other_subscriptions: true, ..Ceiling::default() };
     let env = start_with("azroles-allow", ceiling, seed_data).await?;
     step("without a policy the namespace binds nothing; with one, each case converges", async {
         for (name, scope, roles, _) in refused_cases() {

@@ -46,7 +46,7 @@ fn waiting() -> Value {
 /// another team's vault, team B's identity (made by idbind for team B's binding) and a plain shared identity;
 /// the namespace has the ServiceAccount `app`.
 async fn shared_cluster(prefix: &str) -> Result<Env, TestError> {
-    let ceiling = Ceiling { allow_existing_identity: true, require_policy: true, ..Ceiling::default() };
+    let ceiling = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
     let env = start_with(prefix, ceiling, |c| c.seed.add_vault(SUB, "rg-team-b", "kv-team-b", true)).await?;
     env.kubectl(&["create", "serviceaccount", "app"])?;
     let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;

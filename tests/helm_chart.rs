@@ -235,7 +235,7 @@ fn a_wrong_value_fails_at_install_and_leaves_nothing() -> TestResult {
         ),
         ("an http issuer", json!({"config": {"oidcIssuer": "http://issuer.example"}}), "/config/oidcIssuer"),
         ("zero concurrency", json!({"config": {"concurrency": 0}}), "/config/concurrency"),
-        ("a boolean as text", json!({"config": {"requirePolicy": "yes"}}), "/config/requirePolicy"),
+        ("a boolean as text", json!({"config": {"openNamespaces": "yes"}}), "/config/openNamespaces"),
         ("a custom cloud without endpoints", json!({"config": {"cloud": "custom"}}), "armEndpoint"),
         ("a tag as digest", json!({"image": {"digest": "latest"}}), "/image/digest"),
         (
@@ -460,7 +460,7 @@ fn every_setting_of_the_config_map_is_a_value() -> TestResult {
             "httpAddr": "0.0.0.0:9090", "budgetScale": 0.5, "logFormat": "text",
             "verifyFederationWindowSeconds": 60, "verifyAccessWindowSeconds": 120,
             "keyvaultAudience": "https://vault.example.internal", "allowAnyRole": true,
-            "allowOtherSubscriptions": true, "allowExistingIdentity": true, "requirePolicy": true,
+            "allowOtherSubscriptions": true, "allowExistingIdentity": true, "openNamespaces": true,
         },
     });
     let chart = render("idbind", NS, &values)?;
@@ -922,6 +922,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
             times: Some(1),
         }]);
         plane.kubectl_ok(&["create", "serviceaccount", "payments", "-n", &shop])?;
+        common::e2e::apply_cluster(plane, &common::e2e::team_policy(&shop))?;
         let binding = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
             "metadata": {"name": "payments", "namespace": shop},
             "spec": {"serviceAccountName": "payments",

@@ -692,6 +692,7 @@ async fn the_image_runs_as_the_deployment_runs_it() -> TestResult {
     .map_err(with_log)?;
 
     step("a binding converges", async {
+        common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
         env.kubectl(&["create", "serviceaccount", "payments"])?;
         env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
             "metadata": {"name": "payments"},

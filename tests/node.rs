@@ -123,6 +123,7 @@ async fn scenario(plane_dir: &std::path::Path, figures: &mut Figures) -> Result<
 
     // A binding converges, from the operator's pods.
     plane.kubectl_ok(&["create", "namespace", SHOP])?;
+    common::e2e::apply_cluster(&plane, &common::e2e::team_policy(SHOP)).map_err(|e| anyhow::anyhow!(e))?;
     plane.kubectl_ok(&["create", "serviceaccount", "payments", "-n", SHOP])?;
     apply(&plane, &binding("payments", "kv-shop"))?;
     plane

@@ -103,35 +103,16 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
         // identity at the simulator's Entra endpoint.
         let assertion =
             env.kubectl(&["create", "token", "orders", "--audience", "api://AzureADTokenExchange"])?;
-        let ca = reqwest::Certificate::from_pem(env.sim.ca_pem().ok_or("no CA")?.as_bytes())?;
-        let http = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?;
-        let token_url = format!(
-            "{}{}/oauth2/v2.0/token",
-            env.sim.authority_host().ok_or("no authority")?,
-            env.sim.tenant_id()
-        );
         // As a workload does, it retries while Entra has not seen the new credential yet (AADSTS70021 for the
         // simulator's propagation window); any other answer fails at once.
         let started = std::time::Instant::now();
         loop {
-            let response = http
-                .post(&token_url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", identity.client_id.as_str()),
-                    ("scope", "https://management.azure.com/.default"),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                    ("client_assertion", assertion.trim()),
-                ])
-                .send()
-                .await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            if status.is_success() && body["access_token"].is_string() {
-                return Ok(());
-            }
-            let propagating = body["error_codes"][0] == 70021 && started.elapsed() < Duration::from_secs(15);
-            assert!(propagating, "token exchange failed: {status} {body}");
+            let refused = match common::exchange(&env.sim, &identity.client_id, assertion.trim()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            let propagating = refused.contains("70021") && started.elapsed() < Duration::from_secs(15);
+            assert!(propagating, "token exchange failed: {refused}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
@@ -424,8 +405,9 @@ async fn a_missing_vault_stalls_before_any_write_until_fixed() -> TestResult {
 /// permissions equivalent to the role, follows role edits, and loses it on delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
-    // Any role, so that a write role reaches the access-policy check instead of the policy's.
-    let policy = Ceiling { allow_any_role: true, ..Ceiling::default() };
+    // Any role in an open cluster, so that a write role reaches the access-policy check instead of the
+    // policy's.
+    let policy = Ceiling { allow_any_role: true, ..common::e2e::open() };
     let env = start_with("e2e-legacy", policy, |c| c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)).await?;
     env.kubectl(&["create", "serviceaccount", "legacy"])?;
     let manifest = |roles: &[&str]| {
@@ -513,10 +495,10 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 // Every reason a user can act on, reached through the real operator, and cleared by the fix (or by Azure
 // healing, for the retryable ones), each announced by an Event: one test per reason.
 
-/// The operator with any role allowed (so that a role reaches Azure instead of being refused by the policy)
-/// and the ServiceAccount `sa`.
+/// The operator with any role allowed in an open cluster (so that a role reaches Azure instead of being
+/// refused by the policy) and the ServiceAccount `sa`.
 async fn any_role_allowed(prefix: &str, sa: &str) -> Result<Env, TestError> {
-    let policy = Ceiling { allow_any_role: true, ..Ceiling::default() };
+    let policy = Ceiling { allow_any_role: true, ..common::e2e::open() };
     let env = start_with(prefix, policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", sa])?;
     Ok(env)
@@ -735,6 +717,7 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
         (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate })
     });
     let env = start_with_budget("e2e-fair", Ceiling::default(), limits, |_| {}).await?;
+    common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
     env.ready_binding("probe", &["Key Vault Secrets User"])?;
 
     const BACKLOG: usize = 16;

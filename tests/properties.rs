@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use idbind::{
     api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
+    api::policy::{ScopeSelector, WorkloadIdentityPolicySpec},
     core::naming::{
         FIC_NAME_MAX, IDENTITY_NAME_MAX, federated_credential_name, identity_name, role_assignment_name,
     },
-    core::policy,
+    core::policy::{self, Rule},
     core::resource_id::{KEY_VAULT, ResourceId},
     core::roles::{BUILTIN_ROLES, Permissions, RoleRef},
     core::settings::{Ceiling, OperatorSettings},
@@ -185,12 +186,12 @@ fn spec() -> impl Strategy<Value = WorkloadIdentityBindingSpec> {
 }
 
 fn policy() -> impl Strategy<Value = Ceiling> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(allow_any_role, allow_other_subscriptions, allow_existing_identity)| Ceiling {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(allow_any_role, allow_other_subscriptions, allow_existing_identity, open_namespaces)| Ceiling {
             allow_any_role,
             allow_other_subscriptions,
             allow_existing_identity,
-            require_policy: false,
+            open_namespaces,
         },
     )
 }
@@ -264,7 +265,7 @@ proptest! {
             return Ok(());
         };
         // The subject names the binding's own namespace, whatever the spec says.
-        prop_assert_eq!(d.subject, format!("system:serviceaccount:{namespace}:{}", spec.service_account_name));
+        prop_assert_eq!(&d.subject, &format!("system:serviceaccount:{namespace}:{}", spec.service_account_name));
         prop_assert_eq!(d.issuer.as_str(), ISSUER);
         prop_assert!(arm_name_ok(&d.federated_credential_name, FIC_NAME_MAX));
         match &d.identity {
@@ -286,8 +287,20 @@ proptest! {
             }
             if !policy.allow_any_role {
                 for (written, role) in &v.roles {
-                    prop_assert!(role.builtin().is_some_and(|b| b.default_allows(&v.resource_id)), "role {written:?} passed the \
+                    prop_assert!(role.builtin().is_some_and(|b| b.named_allows(&v.resource_id)), "role {written:?} passed the \
                         default policy");
+                }
+            }
+        }
+        // Without a policy: nothing in a closed cluster, and in an open one no role beyond the defaults
+        // unless the ceiling allows any.
+        let unselected = policy::check(&namespace, &d, &[], &policy);
+        prop_assert!(policy.open_namespaces || !unselected.is_empty(), "a namespace no policy selects bound something");
+        if unselected.is_empty() && !policy.allow_any_role {
+            for grant in d.vaults.iter().chain(&d.scopes) {
+                for (written, role) in &grant.roles {
+                    prop_assert!(role.builtin().is_some_and(|b| b.default_allows(&grant.resource_id)),
+                        "role {written:?} passed without a policy naming it");
                 }
             }
         }
@@ -313,7 +326,7 @@ fn an_empty_service_account_name_is_refused_under_every_policy() {
             allow_any_role: true,
             allow_other_subscriptions: true,
             allow_existing_identity: true,
-            require_policy: false,
+            open_namespaces: true,
         },
     ] {
         let spec = WorkloadIdentityBindingSpec {
@@ -341,11 +354,23 @@ proptest! {
         azure_roles in azure_roles(1..3),
     ) {
         let spec = WorkloadIdentityBindingSpec { service_account_name: "app".into(), azure_roles, ..Default::default() };
-        // The default: the operator's flags as shipped, and no WorkloadIdentityPolicy.
+        // The default: the operator's flags as shipped, so no namespace binds anything without a policy; what
+        // the default roles let through is judged with a policy that selects the namespace and allows every
+        // single resource of the subscription without naming roles, and in an open cluster with no policy.
         let Ok(d) = validate(&namespace, "b", &spec, &settings(), &Ceiling::default()) else {
             return Ok(());
         };
-        if !policy::check(&namespace, &d, &[], false).is_empty() {
+        prop_assert!(!policy::check(&namespace, &d, &[], &Ceiling::default()).is_empty(), "bound without a policy");
+        let everything = WorkloadIdentityPolicySpec {
+            namespaces: vec!["*".into()],
+            azure_scopes: vec![ScopeSelector { resource_group: Some("*".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let rules = [Rule::from_policy("everything", &everything, SUB)];
+        let open = Ceiling { open_namespaces: true, ..Ceiling::default() };
+        let through_policy = policy::check(&namespace, &d, &rules, &Ceiling::default()).is_empty();
+        let open_cluster = policy::check(&namespace, &d, &[], &open).is_empty();
+        if !through_policy && !open_cluster {
             return Ok(());
         }
         for grant in &d.scopes {

@@ -35,7 +35,8 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 /// system:serviceaccount:<namespace>:<serviceAccountName>, assigns the requested Key Vault and Azure roles,
 /// and annotates the ServiceAccount with azure.workload.identity/client-id and tenant-id. Pods that use the
 /// ServiceAccount (and carry the label azure.workload.identity/use: "true") then get Azure tokens for the
-/// identity. Deleting the binding removes what idbind created, unless deletionPolicy is Retain.
+/// identity. Deleting the binding removes what idbind created; with deletionPolicy Retain the identity and
+/// its allowed grants stay.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "idbind.dev",
@@ -130,8 +131,9 @@ pub struct WorkloadIdentityBindingSpec {
 
     /// What happens in Azure when the binding is deleted. Delete (the default) removes the role assignments
     /// and access policies, the federated credential and the identity idbind created (never an identity it
-    /// did not create). Retain leaves everything in Azure as it is and only removes the ServiceAccount
-    /// annotations.
+    /// did not create). Retain keeps the identity and the grants the policies still allow, and removes the
+    /// federated credential (a namespace of this name may later belong to someone else) and any grant no
+    /// policy allows any more. Both remove the ServiceAccount annotations.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -252,8 +254,9 @@ pub struct KeyVaultAccess {
     /// Roles to grant on the vault: built-in role names such as "Key Vault Secrets User" or "Key Vault
     /// Certificate User", a role definition GUID, or a full role definition id. For a vault that uses access
     /// policies, the role's read permissions are granted as an access policy instead. Which roles a namespace
-    /// may use is up to the operator's policy (by default only the Key Vault data-plane reader roles: "...
-    /// User" and "Key Vault Reader").
+    /// may use is up to the WorkloadIdentityPolicy selecting the namespace and the operator's ceiling (by
+    /// default the Key Vault data-plane reader roles, "Key Vault Secrets User", "Key Vault Certificate User"
+    /// and "Key Vault Reader"; "Key Vault Crypto User" where a policy names it).
     #[schemars(length(min = 1, max = 8))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[schemars(inner(
@@ -303,7 +306,8 @@ pub enum DeletionPolicy {
     /// created.
     #[default]
     Delete,
-    /// Leave Azure as it is; only the ServiceAccount annotations are removed.
+    /// Keep the identity and the grants the policies still allow; the federated credential, any grant no
+    /// policy allows any more and the ServiceAccount annotations are removed.
     Retain,
 }
 

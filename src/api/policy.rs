@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityPolicySpec {
     /// The namespaces this policy applies to: exact names, a prefix followed by '*' (team-a-*, shop-*), or
-    /// '*' for all. A namespace may be selected by several policies; it may then bind what any one allows.
+    /// '*' for all. A namespace may be selected by several policies; it may then bind what any one allows. A
+    /// namespace no policy selects binds nothing (unless the operator runs with IDBIND_OPEN_NAMESPACES).
     #[schemars(length(min = 1, max = 64))]
     #[schemars(inner(
         length(min = 1, max = 64),
@@ -67,6 +68,14 @@ pub struct WorkloadIdentityPolicySpec {
     pub existing_identities: Vec<String>,
 }
 
+/// An exact name, which may contain `{namespace}` once (the binding's namespace).
+const EXACT_NAME: &str = r"^([^{}*]*|[^{}*]*\{namespace\}[^{}*]*)$";
+/// `*`, an exact name or a prefix followed by `*`; either may contain `{namespace}` once, and in a prefix it
+/// must be followed by `_`, `.`, `(` or `)`, which no namespace name contains (see
+/// [`crate::core::policy::NamePattern`]).
+const NAME_PATTERN: &str =
+    r"^(\*|[^{}*]+\*?|[^{}*]*\{namespace\}[^{}*]*|[^{}*]*\{namespace\}[_.()][^{}*]*\*)$";
+
 /// A set of Azure scopes a binding's azureRoles may name: resources matched by resource group, type and name
 /// (the default level), or resource groups, or the subscription itself.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -86,10 +95,12 @@ pub struct ScopeSelector {
         pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     ))]
     pub subscription_id: Option<String>,
-    /// The resource group: an exact name, a prefix followed by '*' (team-a-*), or '*' for any. Required
-    /// unless level is Subscription.
+    /// The resource group: an exact name, a prefix followed by '*' (team-a-*), or '*' for any. '{namespace}'
+    /// stands for the binding's namespace (rg-{namespace}, or rg-{namespace}_* for every group starting so: a
+    /// prefix needs '_', '.', '(' or ')' right after '{namespace}', so that namespace team never matches the
+    /// groups of namespace team-b). Required unless level is Subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 91))]
+    #[schemars(length(min = 1, max = 91), regex(pattern = NAME_PATTERN))]
     pub resource_group: Option<String>,
     /// Resource types, such as Microsoft.Storage/storageAccounts or
     /// Microsoft.Storage/storageAccounts/blobServices/containers (compared without regard to case). Absent:
@@ -97,9 +108,10 @@ pub struct ScopeSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 16), inner(length(min = 3, max = 256)))]
     pub resource_types: Option<Vec<String>>,
-    /// Resource names: exact, a prefix followed by '*', or '*'. Absent: any name. Only for level Resource.
+    /// Resource names: exact, a prefix followed by '*', or '*'; '{namespace}' as in resourceGroup
+    /// (kv-{namespace}). Absent: any name. Only for level Resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 260)))]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 260), regex(pattern = NAME_PATTERN)))]
     pub names: Option<Vec<String>>,
     /// What the scope itself may be: Resource (the default: single resources in the resource group),
     /// ResourceGroup (the resource group as a whole, every resource in it now and later) or Subscription (the
@@ -127,10 +139,13 @@ pub struct VaultSelector {
     /// Subscription of the vaults; default: the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<String>,
-    /// Resource group of the vaults.
-    #[schemars(length(min = 1, max = 90))]
+    /// Resource group of the vaults: an exact name, in which '{namespace}' stands for the binding's namespace
+    /// (rg-{namespace}: each namespace the vaults of its own group).
+    #[schemars(length(min = 1, max = 90), regex(pattern = EXACT_NAME))]
     pub resource_group: String,
-    /// One vault's name; absent: every vault in the resource group.
+    /// One vault's name, in which '{namespace}' stands for the binding's namespace (kv-{namespace}); absent:
+    /// every vault in the resource group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 90), regex(pattern = EXACT_NAME))]
     pub name: Option<String>,
 }

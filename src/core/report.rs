@@ -120,6 +120,11 @@ pub enum Outcome {
     /// The spec, the operator's ceiling or a `WorkloadIdentityPolicy` refuses the binding; nothing was
     /// written to Azure. Only a change of the spec or of a policy helps.
     Invalid(Vec<Invalid>),
+    /// The ceiling or a `WorkloadIdentityPolicy` refuses part of the spec in a namespace an administrator has
+    /// said something about: what they no longer allow was taken back and the rest kept, with nothing new
+    /// written. `held` is what the binding holds now, when that is all the allowed part (`None`: the status
+    /// keeps its record); `pending` says why taking back is not finished (it is tried again).
+    Refused { problems: Vec<Invalid>, held: Option<Box<Held>>, pending: Option<Failure> },
     /// Another binding, created first, holds what this one claims.
     Conflict { claimed: Claimed, holder: Holder },
     /// Waiting for a turn at the request budget (others' identities are created first).
@@ -173,7 +178,9 @@ impl Outcome {
             Outcome::NotSynced => ("ok", None),
             Outcome::Unproven { .. } => ("deferred", None),
             Outcome::Deferred { .. } => ("deferred", None),
-            Outcome::Invalid(problems) => ("error", problems.first().map(|p| p.reason)),
+            Outcome::Invalid(problems) | Outcome::Refused { problems, .. } => {
+                ("error", problems.first().map(|p| p.reason))
+            }
             Outcome::Conflict { claimed, .. } => ("error", Some(claimed.reason())),
             Outcome::Transient(f) | Outcome::Stalled(f) => ("error", Some(f.reason)),
             Outcome::ServiceAccountMissing { .. } => ("error", Some(SERVICE_ACCOUNT_NOT_FOUND)),
@@ -334,6 +341,7 @@ impl<'a> Conditions<'a> {
         match outcome {
             Outcome::NotSynced => (None, Requeue::After(Duration::from_secs(2))),
             Outcome::Invalid(problems) => (Some(self.invalid(problems)), Requeue::AwaitChange),
+            Outcome::Refused { problems, held, pending } => self.refused(problems, held.as_deref(), pending),
             Outcome::Conflict { claimed, holder } => {
                 (Some(self.conflict(claimed, holder)), Requeue::After(CONFLICT_RECHECK))
             }
@@ -417,6 +425,28 @@ impl<'a> Conditions<'a> {
         self.set(conditions::STALLED, true, reason, &shown);
         self.remove(conditions::RECONCILING);
         Note { severity: Severity::Warning, reason, message: all.join("; ") }
+    }
+
+    /// A refusal of part of the spec: the problems as for an invalid spec, the record of what the binding
+    /// still holds, and, while taking back is not finished, why (in RoleAssignmentsReady), tried again.
+    fn refused(
+        &mut self,
+        problems: &[Invalid],
+        held: Option<&Held>,
+        pending: &Option<Failure>,
+    ) -> (Option<Note>, Requeue) {
+        if let Some(held) = held {
+            self.held(held);
+        }
+        let note = self.invalid(problems);
+        match pending {
+            None => (Some(note), Requeue::AwaitChange),
+            Some(f) => {
+                let message = format!("taking back what the policies no longer allow: {}", f.message);
+                self.set(conditions::ROLE_ASSIGNMENTS_READY, false, f.reason, &message);
+                (Some(note), backoff(f))
+            }
+        }
     }
 
     fn conflict(&mut self, claimed: &Claimed, holder: &Holder) -> Note {
@@ -654,6 +684,38 @@ mod tests {
         }
         let note = r.event.map(|e| e.message).unwrap_or_default();
         assert!(note.contains("spec.keyVaults[19].roles[0]: role 19"), "{note}");
+    }
+
+    #[test]
+    fn a_narrowed_binding_is_refused_records_what_it_keeps_and_retries_only_an_unfinished_revocation() {
+        let problems = vec![Invalid {
+            field: "spec.keyVaults[1]".into(),
+            reason: POLICY_VIOLATION,
+            message: "no policy for namespace shop allows vault kv-other".into(),
+        }];
+        let ready = report(None, &converged("c1"), GENERATION, &at(100)).status;
+        let mut kept = held("c1");
+        kept.role_assignments.clear();
+        let done = Outcome::Refused { problems: problems.clone(), held: Some(Box::new(kept)), pending: None };
+        let r = report(Some(&ready), &done, GENERATION, &at(200));
+        let condition = |s: &WorkloadIdentityBindingStatus, t: &str| {
+            s.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), POLICY_VIOLATION.into())));
+        assert_eq!(condition(&r.status, "Stalled"), Some(("True".into(), POLICY_VIOLATION.into())));
+        assert!(r.status.role_assignments.is_empty(), "the record names what the binding still holds");
+        assert_eq!(r.requeue, Requeue::AwaitChange);
+        assert_eq!(r.event.map(|e| e.reason), Some(POLICY_VIOLATION));
+        // Taking back failed (throttled): the binding comes back, the record stays, and says why.
+        let pending = Outcome::Refused { problems, held: None, pending: Some(failure("Throttled")) };
+        let r = report(Some(&ready), &pending, GENERATION, &at(200));
+        assert_eq!(r.status.role_assignments, ready.role_assignments);
+        assert_eq!(condition(&r.status, "RoleAssignmentsReady"), Some(("False".into(), "Throttled".into())));
+        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), POLICY_VIOLATION.into())));
+        assert_eq!(
+            r.requeue,
+            Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO }
+        );
     }
 
     #[test]

@@ -16,17 +16,21 @@ pub struct OperatorSettings {
     pub operator_service_account: Option<(String, String)>,
 }
 
-/// The operator's ceiling (its `--allow-*` and `--require-policy` flags): the most any namespace may bind,
+/// The operator's ceiling (its `--allow-*` and `--open-namespaces` flags): the most any namespace may bind,
 /// whatever a `WorkloadIdentityPolicy` says. Not to be confused with those policies, which
-/// [`crate::core::policy`] judges within it. The default is the safe one: only the Key Vault data-plane
-/// reader roles, only vaults in the operator's subscription, no brought identities.
+/// [`crate::core::policy`] judges within it. The default is the safe one: a namespace no policy selects binds
+/// nothing, and a selected one at most the data-plane reader roles, in the operator's subscription, with no
+/// brought identities.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Ceiling {
     pub allow_any_role: bool,
     pub allow_other_subscriptions: bool,
     pub allow_existing_identity: bool,
-    /// Namespaces no `WorkloadIdentityPolicy` selects bind nothing (see [`crate::core::policy`]).
-    pub require_policy: bool,
+    /// Namespaces no `WorkloadIdentityPolicy` selects may bind what the rest of the ceiling allows, on any
+    /// vault and resource the operator can reach: every namespace editor may then read every team's secrets.
+    /// Off (the default), such a namespace binds nothing (see [`crate::core::policy`]). For single-team
+    /// clusters only.
+    pub open_namespaces: bool,
 }
 
 #[cfg(test)]

@@ -401,10 +401,16 @@ fn grant_roles(
     for (j, role) in written.iter().enumerate() {
         let parsed = RoleRef::parse(role);
         let field = format!("{at}.roles[{j}]");
-        if !ceiling.allow_any_role && !parsed.builtin().is_some_and(|b| b.default_allows(scope)) {
+        if !ceiling.allow_any_role && !parsed.builtin().is_some_and(|b| b.named_allows(scope)) {
+            let named = roles::named_names_for(scope);
+            let named = if named.is_empty() {
+                String::new()
+            } else {
+                format!(", and where a WorkloadIdentityPolicy names them {}", named.join(", "))
+            };
             let message = format!(
                 "role {role:?} is not allowed here by the operator's policy: without --allow-any-role only the \
-                 data-plane reader roles of the scope's own service are ({})",
+                 data-plane reader roles of the scope's own service are ({}){named}",
                 roles::default_names_for(scope).join(", ")
             );
             problems.add(field, POLICY_VIOLATION, message);

@@ -1,11 +1,13 @@
 //! The finalizer's cleanup: with `deletionPolicy: Delete`, everything idbind holds for the binding goes from
-//! Azure (role assignments and access policies, the FIC, and identities idbind manages); in any case idbind's
-//! annotations go from the ServiceAccounts, and what it wrote on SecretProviderClasses from them. Never
-//! validated against the policies: a spec the policy now refuses must still be cleaned up.
+//! Azure (role assignments and access policies, the FIC, and identities idbind manages); with `Retain`, the
+//! identity stays with the grants the policies still allow, and its federated credential goes (see
+//! [`retain`]); in any case idbind's annotations go from the ServiceAccounts, and what it wrote on
+//! SecretProviderClasses from them. Deletion is never refused by the policies: a spec the policy now refuses
+//! must still be cleaned up.
 
 use kube::{ResourceExt, runtime::controller::Action};
 
-use super::{Context, ReconcileError, bind, context::key, turns, wire};
+use super::{Context, ReconcileError, bind, context::key, retire, revoke, turns, wire};
 use crate::{
     api::binding::{DeletionPolicy, WorkloadIdentityBinding},
     azure::budget::MsiOp,
@@ -32,13 +34,16 @@ struct Candidate {
 
 /// Removes what the binding holds, then lets the finalizer go.
 pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
-    if b.spec.deletion_policy == DeletionPolicy::Delete {
-        // The spec as last asked for, judged against no ceiling, once: only to know what it may have made.
-        let spec = permissive_validation(b, ctx);
-        let subscriptions = assignment_subscriptions(b, spec.as_ref());
-        for candidate in candidates(b, spec.as_ref(), ctx).await? {
-            remove(b, ctx, candidate, &subscriptions).await?;
+    // The spec as last asked for, judged against no ceiling, once: only to know what it may have made.
+    let spec = permissive_validation(b, ctx);
+    match b.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            let subscriptions = assignment_subscriptions(b, spec.as_ref());
+            for candidate in candidates(b, spec.as_ref(), ctx).await? {
+                remove(b, ctx, candidate, &subscriptions).await?;
+            }
         }
+        DeletionPolicy::Retain => retain(b, spec.as_ref(), ctx).await?,
     }
     // The annotations go from the ServiceAccount the spec names and the one idbind last annotated, if that
     // was another.
@@ -54,10 +59,41 @@ pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     ctx.succeeded(&key(b));
     let kept = match b.spec.deletion_policy {
         DeletionPolicy::Delete => "what it held in Azure removed",
-        DeletionPolicy::Retain => "deletionPolicy Retain: its identity, credential and roles kept in Azure",
+        DeletionPolicy::Retain => {
+            "deletionPolicy Retain: its identity and the grants the policies allow kept in Azure, its federated \
+             credential removed"
+        }
     };
     tracing::info!(binding = %key(b), "binding deleted: {kept}; ServiceAccount annotations removed");
     Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Retain` keeps the identity (its client id stays what other systems may know, and an
+/// administrator may list it for bringing again) with the grants the policies still allow. It never keeps:
+/// - the binding's federated credential: it trusts a ServiceAccount name in a namespace, and once the binding
+///   is gone nothing stops that namespace from being deleted and created again by another team, whose
+///   ServiceAccount of that name would then get the identity's tokens;
+/// - a grant no policy allows any more ([`revoke::before_retaining`]): a deletion must not be the way to keep
+///   what an administrator took back.
+async fn retain(
+    b: &WorkloadIdentityBinding,
+    spec: Option<&validate::DesiredBinding>,
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    revoke::before_retaining(b, ctx).await.map_err(|f| ReconcileError::Finalizer(f.message))?;
+    let held = b
+        .status
+        .as_ref()
+        .and_then(|s| s.identity.as_ref())
+        .and_then(|i| ResourceId::parse(&i.resource_id).ok());
+    let mut identities: Vec<ResourceId> = held.into_iter().collect();
+    if let Some(wanted) = spec.map(|d| d.identity.id()).filter(|id| !identities.contains(id)) {
+        identities.push(wanted.clone());
+    }
+    for identity in identities {
+        retire::withdraw_federation(b, &identity, ctx).await?;
+    }
+    Ok(())
 }
 
 /// The identities to clean: what the status says the binding holds, what the spec derives (a crash after the
@@ -105,7 +141,7 @@ fn permissive_validation(b: &WorkloadIdentityBinding, ctx: &Context) -> Option<v
         allow_any_role: true,
         allow_other_subscriptions: true,
         allow_existing_identity: true,
-        require_policy: false,
+        open_namespaces: true,
     };
     validate::validate(&b.namespace().unwrap_or_default(), &b.name_any(), &b.spec, &ctx.settings, &anything)
         .ok()

@@ -1,7 +1,8 @@
 //! The reconcile of one binding, as a pipeline of named steps, one module each:
 //!
 //! 1. [`gate`]: policies, validation against the operator's ceiling, guardrails, the claims on a
-//!    ServiceAccount or a brought identity;
+//!    ServiceAccount or a brought identity; a binding the policies now refuse in part goes to [`revoke`],
+//!    which takes back what they no longer allow;
 //! 2. [`resolve`]: the Azure state the binding wants (vaults looked at, role names resolved);
 //! 3. [`converge`]: Azure made to hold it (steady state decided from the shared lists, writes planned from
 //!    fresh reads);
@@ -27,6 +28,7 @@ pub mod gate;
 pub mod publish;
 pub mod resolve;
 pub mod retire;
+pub mod revoke;
 pub mod turns;
 pub mod verify;
 pub mod wire;
@@ -120,7 +122,12 @@ pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconci
 
 /// The steps, in order; each either hands the next its input or ends the reconcile with an outcome.
 async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome, Halt> {
-    let desired = gate::admit(b, ctx).await?;
+    let desired = match gate::admit(b, ctx).await? {
+        gate::Admitted::Whole(desired) => desired,
+        gate::Admitted::Narrowed { allowed, problems } => {
+            return revoke::refused(b, &allowed, problems, ctx).await;
+        }
+    };
     let wanted = resolve::wanted(b, &desired, ctx).await?;
     let (ids, written) = converge::converge(ctx, &key(b), &wanted).await?;
     publish::changes(b, ctx, "AzureUpdated", written.iter().map(ToString::to_string)).await;

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use super::{Context, azure_failure, context::key};
 use crate::{
     api::binding::WorkloadIdentityBinding,
+    azure::AzureError,
     core::{
         desired::Wanted,
         naming,
@@ -73,7 +74,7 @@ pub async fn withdraw_federation(
     b: &WorkloadIdentityBinding,
     identity: &ResourceId,
     ctx: &Context,
-) -> Result<(), Outcome> {
+) -> Result<(), AzureError> {
     let ns = b.namespace().unwrap_or_default();
     let azure = DesiredAzure {
         owner: ctx.owner(b),
@@ -91,14 +92,11 @@ pub async fn withdraw_federation(
         let observed = ctx.azure.fresh().observe(identity, &azure).await?;
         ctx.azure.writes().remove(identity, &azure, &observed, true).await
     };
-    match removed.await {
-        Ok(gone) if gone.is_empty() => Ok(()),
-        Ok(gone) => {
-            tracing::info!(binding = %key(b), removed = ?gone, "let go of an identity the binding may not use");
-            Ok(())
-        }
-        Err(e) => Err(azure_failure(Part::Identity, &e)),
+    let gone = removed.await?;
+    for id in &gone {
+        tracing::info!(binding = %key(b), "azure delete: {id}: done (the binding may no longer federate it)");
     }
+    Ok(())
 }
 
 /// The identities to retire: held before (by status or by tags), not the one wanted now.

@@ -132,10 +132,15 @@ pub struct RunArgs {
     /// Ceiling: allow bindings to bring an existing identity (spec.identity.resourceId).
     #[arg(long, env = "IDBIND_ALLOW_EXISTING_IDENTITY")]
     pub allow_existing_identity: bool,
-    /// Ceiling: namespaces that no WorkloadIdentityPolicy selects bind nothing (for shared clusters: without
-    /// it they may bind any vault of the subscription with a reader role).
-    #[arg(long, env = "IDBIND_REQUIRE_POLICY")]
-    pub require_policy: bool,
+    /// Ceiling: namespaces that no WorkloadIdentityPolicy selects may bind, with the data-plane reader roles,
+    /// every vault and data resource the operator can reach: every namespace editor can then read every
+    /// team's secrets. Off (the default), such a namespace binds nothing. For single-team clusters only.
+    #[arg(long, env = "IDBIND_OPEN_NAMESPACES")]
+    pub open_namespaces: bool,
+    /// Namespaces used to be open unless this was true; they are closed now unless --open-namespaces says
+    /// otherwise. Read only to say so at start.
+    #[arg(long = "require-policy", env = "IDBIND_REQUIRE_POLICY", hide = true)]
+    pub legacy_require_policy: Option<bool>,
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, env = "IDBIND_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
@@ -305,9 +310,36 @@ pub fn settings_and_ceiling(args: &RunArgs) -> anyhow::Result<(OperatorSettings,
         allow_any_role: args.allow_any_role,
         allow_other_subscriptions: args.allow_other_subscriptions,
         allow_existing_identity: args.allow_existing_identity,
-        require_policy: args.require_policy,
+        open_namespaces: args.open_namespaces,
     };
     Ok((settings, ceiling))
+}
+
+/// Says at start who may bind what without a policy: an open cluster is a choice an administrator should see
+/// in the log, and so is a setting that no longer means what it did.
+fn announce_tenancy(args: &RunArgs) {
+    if args.open_namespaces {
+        tracing::warn!(
+            "IDBIND_OPEN_NAMESPACES is on: namespaces no WorkloadIdentityPolicy selects may bind every vault and \
+             data resource idbind can reach with the data-plane reader roles, so every namespace editor can read \
+             every team's secrets; for single-team clusters only"
+        );
+    } else {
+        tracing::info!(
+            "namespaces no WorkloadIdentityPolicy selects bind nothing (IDBIND_OPEN_NAMESPACES is off)"
+        );
+    }
+    match args.legacy_require_policy {
+        Some(false) if !args.open_namespaces => tracing::warn!(
+            "IDBIND_REQUIRE_POLICY=false no longer opens namespaces: namespaces no WorkloadIdentityPolicy \
+             selects bind nothing, and their bindings report PolicyViolation with nothing removed from Azure; \
+             write policies for them, or set IDBIND_OPEN_NAMESPACES=true to keep the old behaviour"
+        ),
+        Some(_) => tracing::warn!(
+            "IDBIND_REQUIRE_POLICY is no longer read: remove it (IDBIND_OPEN_NAMESPACES decides)"
+        ),
+        None => {}
+    }
 }
 
 /// The ARM client behind the request budget, signed in with the credential `args` choose.
@@ -377,6 +409,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         stop_http.clone().cancelled_owned(),
     ));
     tracing::info!(cluster = %args.cluster_name, subscription = %args.subscription_id, "idbind controller starting");
+    announce_tenancy(&args);
 
     let outcome = if args.leader_elect {
         lead_then_run(&args, client, ctx, writers, &health, &metrics).await

@@ -42,9 +42,26 @@ pub struct Env {
     pub ns: String,
 }
 
-/// Control plane + simulator + a running controller with the default policy.
+/// Control plane + simulator + a running controller with the default ceiling, and the namespace selected by
+/// [`team_policy`], as a platform team would set a team up.
 pub async fn start(prefix: &str) -> Result<Env, TestError> {
-    start_with(prefix, Ceiling::default(), |_| {}).await
+    let env = start_with(prefix, Ceiling::default(), |_| {}).await?;
+    apply_cluster(env.plane, &team_policy(&env.ns))?;
+    Ok(env)
+}
+
+/// What a platform team gives a team's namespace `ns`: the vaults of the resource group [`KV_RG`], with the
+/// data-plane reader roles. Namespaces no policy selects bind nothing.
+pub fn team_policy(ns: &str) -> Value {
+    json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+           "metadata": {"name": format!("team-{ns}")},
+           "spec": {"namespaces": [ns], "keyVaults": [{"resourceGroup": KV_RG}]}})
+}
+
+/// The ceiling of a cluster whose namespaces may bind without a policy (`--open-namespaces`), for tests of
+/// what the ceiling alone allows.
+pub fn open() -> Ceiling {
+    Ceiling { open_namespaces: true, ..Ceiling::default() }
 }
 
 /// Like [`start`], with a policy and a last word on the simulator's configuration (extra vaults, grants,
@@ -71,7 +88,10 @@ pub async fn start_with_budget(
 
 /// Like [`start`], with drift checked only every `resync`: what happens sooner came from a watch.
 pub async fn start_with_resync(prefix: &str, resync: Duration) -> Result<Env, TestError> {
-    start_operator(prefix, Ceiling::default(), Limits::default().scaled(10.0), resync, |_| {}).await
+    let env =
+        start_operator(prefix, Ceiling::default(), Limits::default().scaled(10.0), resync, |_| {}).await?;
+    apply_cluster(env.plane, &team_policy(&env.ns))?;
+    Ok(env)
 }
 
 async fn start_operator(
@@ -82,15 +102,32 @@ async fn start_operator(
     customize: impl FnOnce(&mut SimConfig),
 ) -> Result<Env, TestError> {
     let env = start_without_operator(prefix, customize).await?;
+    // Never as admin: the operator's own ServiceAccount, bound to the RBAC that ships.
+    install_operator_rbac(env.plane, &env.ns, &[])?;
+    spawn_controller(&env, &env.ns, ceiling, limits, resync).await?;
+    Ok(env)
+}
+
+/// Another controller on `env`'s simulator, watching namespace `watched` (another tenant's), with `ceiling`:
+/// with it, namespaces of one test share one Azure, as the namespaces of one cluster do.
+pub async fn also_watch(env: &Env, watched: &str, ceiling: Ceiling) -> TestResult {
+    spawn_controller(env, watched, ceiling, Limits::default().scaled(10.0), Duration::from_secs(2)).await
+}
+
+async fn spawn_controller(
+    env: &Env,
+    watched: &str,
+    ceiling: Ceiling,
+    limits: Limits,
+    resync: Duration,
+) -> TestResult {
     // The production stack: the ARM client behind the request budget.
     let azure = Arc::new(Governed::new(
         Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?),
         Some(SharedBudget::new(limits)),
         None,
     ));
-    // Never as admin: the operator's own ServiceAccount, bound to the RBAC that ships.
-    install_operator_rbac(env.plane, &env.ns, &[])?;
-    let kubeconfig = operator_kubeconfig(env.plane, &env.ns, "in-process")?;
+    let kubeconfig = operator_kubeconfig(env.plane, &env.ns, &format!("in-process-{watched}"))?;
     let kube_config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(kubeconfig)?,
         &KubeConfigOptions::default(),
@@ -103,9 +140,9 @@ async fn start_operator(
         Context::new(client, azure, settings(env.plane), ceiling, resync, caches).with_budget(budget),
     );
     // Each test runs its own controller and simulator, so each watches only its own namespace.
-    let watched = env.ns.clone();
+    let watched = watched.to_string();
     tokio::spawn(async move { controller::run(ctx, writers, 4, Some(&watched)).await });
-    Ok(env)
+    Ok(())
 }
 
 /// The control plane, a simulator and a fresh namespace, with no operator: for tests that run `idbind run` as

@@ -39,3 +39,34 @@ pub fn arm_api(
     let credential = client_secret_credential(&cloud, http.clone(), h.tenant_id(), app_id, secret)?;
     Ok(ArmApi::new(&cloud, http, credential)?)
 }
+
+/// One token exchange at the simulator's Entra, as a workload makes it: `assertion` (a ServiceAccount token)
+/// for a token of the identity `client_id`. The token response, or Entra's error answer.
+pub async fn exchange(
+    h: &SimHandle,
+    client_id: &str,
+    assertion: &str,
+) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+    let ca = reqwest::Certificate::from_pem(h.ca_pem().ok_or("no CA")?.as_bytes())?;
+    let http = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?;
+    let token_url =
+        format!("{}{}/oauth2/v2.0/token", h.authority_host().ok_or("no authority")?, h.tenant_id());
+    let response = http
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("scope", "https://management.azure.com/.default"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    if status.is_success() && body["access_token"].is_string() {
+        Ok(body)
+    } else {
+        Err(format!("{status} {body}").into())
+    }
+}

@@ -23,8 +23,11 @@ impl Operator {
     /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's operator
     /// namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with `extra` environment on
     /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`; an empty value removes the variable). `run`
-    /// names the log file under the control plane's directory.
+    /// names the log file under the control plane's directory. The test's namespace is a team's: its
+    /// [`super::e2e::team_policy`] is applied (again, harmlessly) first, as a platform team installs one with
+    /// the operator.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
+        super::e2e::apply_cluster(env.plane, &super::e2e::team_policy(&env.ns))?;
         let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
         std::fs::create_dir_all(&dir)?;

@@ -44,9 +44,9 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
-/// Starts the cluster (after [`serial`]): the ceiling lets namespaces bring identities and requires no
-/// policy, the documented ceiling under which a brought identity is judged by policies alone. `extra` is more
-/// of the operator's environment.
+/// Starts the cluster (after [`serial`]): the ceiling lets namespaces bring identities and bind without a
+/// policy (`IDBIND_OPEN_NAMESPACES`), the most open ceiling, under which a brought identity is judged by
+/// policies alone. `extra` is more of the operator's environment.
 pub async fn start(prefix: &str, extra: &[(&str, &str)]) -> Result<Cluster, TestError> {
     let env = start_without_operator(prefix, |_| {}).await?;
     clear_leftovers(&env)?;
@@ -64,6 +64,7 @@ pub async fn start(prefix: &str, extra: &[(&str, &str)]) -> Result<Cluster, Test
         ("AZURE_CLIENT_ID", operator_client_id.as_str()),
         ("AZURE_FEDERATED_TOKEN_FILE", token.as_str()),
         ("IDBIND_ALLOW_EXISTING_IDENTITY", "true"),
+        ("IDBIND_OPEN_NAMESPACES", "true"),
         ("POD_SERVICE_ACCOUNT", "operator"),
     ];
     environment.extend_from_slice(extra);

@@ -345,6 +345,12 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         .map(|k| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("bench-{k}")}}))
         .collect();
     setup.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "probe"}}));
+    // Namespaces bind nothing without a policy: one selects the bench's, with its vaults (one resource group
+    // per vault subscription).
+    let key_vaults: Vec<Value> =
+        (0..vaults).map(|v| json!({"subscriptionId": model::vault_sub(v), "resourceGroup": KV_RG})).collect();
+    setup.push(json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+        "metadata": {"name": "bench"}, "spec": {"namespaces": ["bench-*", "probe"], "keyVaults": key_vaults}}));
     let ns_file = dir.join("namespaces.json");
     fs::write(&ns_file, list(setup).to_string())?;
     kubectl_create(&cp, &ns_file)?;

@@ -102,7 +102,7 @@ empty resource group). IDBIND_LEASE_NAME is written only when it differs from id
   "IDBIND_ALLOW_ANY_ROLE" ($c.allowAnyRole | toString)
   "IDBIND_ALLOW_OTHER_SUBSCRIPTIONS" ($c.allowOtherSubscriptions | toString)
   "IDBIND_ALLOW_EXISTING_IDENTITY" ($c.allowExistingIdentity | toString)
-  "IDBIND_REQUIRE_POLICY" ($c.requirePolicy | toString)
+  "IDBIND_OPEN_NAMESPACES" ($c.openNamespaces | toString)
 }}
 {{- if ne $lease "idbind-leader" }}{{ $_ := set $s "IDBIND_LEASE_NAME" $lease }}{{ end }}
 {{- $all := mergeOverwrite $s .Values.extraConfig }}
