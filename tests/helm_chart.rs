@@ -841,8 +841,10 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
     std::fs::write(&ca, sim.ca_pem().ok_or("the simulator has no CA")?)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     // The values an install for this cluster and its Azure (the simulator) needs; the client secret, the
-    // simulator's stand-in for workload identity, comes from a Secret named in extraEnvFrom.
-    let values = json!({
+    // simulator's stand-in for workload identity, comes from a Secret named in extraEnvFrom. Installed with
+    // open namespaces, as every release before closed namespaces behaved (`requirePolicy: false`, the old
+    // default), and upgraded to the default below.
+    let mut values = json!({
         "config": {
             "clusterName": "helm-e2e", "oidcIssuer": plane.server(), "subscriptionId": SUB,
             "tenantId": sim.tenant_id(), "clientId": APP_ID, "credential": "client-secret",
@@ -855,6 +857,8 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
         "extraEnvFrom": [{"secretRef": {"name": "idbind-azure"}}],
         "serviceAccount": {"annotations": {"azure.workload.identity/client-id": APP_ID}},
     });
+    let closed_values = values_file("closed", &values)?;
+    values["config"]["openNamespaces"] = json!(true);
     let values = values_file("install", &values)?;
     plane.kubectl_ok(&[
         "create",
@@ -1010,6 +1014,81 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
     })
     .await?;
 
+    // An upgrade from open namespaces to the closed default revokes nothing: a binding of a namespace no
+    // policy selects is refused and keeps all it holds until an administrator writes a policy.
+    let legacy = plane.fresh_namespace("helm-legacy")?;
+    step("while namespaces are open, a namespace no policy selects binds", async {
+        plane.kubectl_ok(&["create", "serviceaccount", "app", "-n", &legacy])?;
+        let binding = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": "legacy", "namespace": legacy},
+            "spec": {"serviceAccountName": "app",
+                     "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Secrets User"]}]}});
+        let out = with_stdin(plane.kubectl(&["apply", "-f", "-"]), &binding.to_string())?;
+        assert!(out.status.success(), "{}", text(&out));
+        plane
+            .kubectl_ok(&["wait", "--for=condition=Ready", "--timeout=90s", "-n", &legacy, "wib/legacy"])
+            .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+        Ok(())
+    })
+    .await?;
+    let held = |sim: &SimHandle| -> Result<(usize, usize), TestError> {
+        let state = sim.state_typed();
+        let identity = common::e2e::identities(&state)
+            .into_iter()
+            .find(|i| i.tags.get("idbind.dev.namespace") == Some(&legacy))
+            .ok_or("the legacy binding's identity is gone")?;
+        let assignments =
+            state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id).count();
+        Ok((identity.federated_identity_credentials.len(), assignments))
+    };
+    assert_eq!(held(&sim)?, (1, 1), "the legacy binding holds its credential and its role assignment");
+    let writes = || {
+        let c = sim.counters();
+        common::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum::<u64>()
+    };
+    let writes_before = writes();
+    step("helm upgrade to closed namespaces: refused, and nothing taken away", async {
+        let out = ok(helm(
+            Some(plane),
+            &["upgrade", RELEASE, &chart_dir(), "-n", NS, "--reset-values", "-f", &closed_values],
+        ))?;
+        assert!(out.contains("REVISION: 2"), "{out}");
+        let cm = get_json(plane, &["get", "configmap", "idbind-config", "-n", NS])?;
+        assert_eq!(cm["data"]["IDBIND_OPEN_NAMESPACES"], "false");
+        Ok(())
+    })
+    .await?;
+    // The changed ConfigMap rolls the pod (its checksum annotation changed); the new one reads it.
+    drop(operator);
+    let deployment = get_json(plane, &["get", "deployment", "idbind", "-n", NS])?;
+    let operator = OperatorPod::start(plane, NS, &deployment, "idbind-helm-1")?;
+    step("the unselected namespace's binding reports PolicyViolation and keeps what it holds", async {
+        eventually("the legacy binding refused", Duration::from_secs(60), || {
+            let reason = plane.kubectl_ok(&[
+                "get",
+                "wib",
+                "legacy",
+                "-n",
+                &legacy,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+            ])?;
+            Ok((reason == "PolicyViolation").then_some(()))
+        })
+        .await
+        .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
+        assert_eq!(held(&sim)?, (1, 1), "nothing revoked");
+        assert_eq!(writes(), writes_before, "nothing written to Azure");
+        let sa = get_json(plane, &["get", "serviceaccount", "app", "-n", &legacy])?;
+        assert!(sa["metadata"]["annotations"]["azure.workload.identity/client-id"].is_string(), "{sa:#}");
+        // The administrator's policy brings it back, with nothing to write.
+        common::e2e::apply_cluster(plane, &common::e2e::team_policy(&legacy))?;
+        plane.kubectl_ok(&["wait", "--for=condition=Ready", "--timeout=90s", "-n", &legacy, "wib/legacy"])?;
+        assert_eq!(writes(), writes_before, "the policy's arrival wrote nothing either");
+        Ok(())
+    })
+    .await?;
+
     step("helm upgrade with changed values", async {
         let configmap = || get_json(plane, &["get", "configmap", "idbind-config", "-n", NS]);
         let deployment = || get_json(plane, &["get", "deployment", "idbind", "-n", NS]);
@@ -1037,7 +1116,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
                 "verification.enabled=true",
             ],
         ))?;
-        assert!(out.contains("REVISION: 2"), "{out}");
+        assert!(out.contains("REVISION: 3"), "{out}");
         let (cm_after, deploy_after) = (configmap()?, deployment()?);
         assert_eq!(cm_after["data"]["IDBIND_RESYNC_SECONDS"], "120");
         assert_eq!(cm_after["data"]["IDBIND_VERIFY"], "access");

@@ -1,8 +1,8 @@
 //! Secure by default, end to end on the real API server and the simulator: with the shipped settings a
-//! namespace no `WorkloadIdentityPolicy` selects binds nothing (and is told what to ask for); reader roles that
-//! consume or change data need a policy that names them; one policy with `{namespace}` patterns gives each of
-//! three namespaces its own vault and none of another's; narrowing a policy takes back exactly what it no
-//! longer allows, and `deletionPolicy: Retain` keeps neither a grant no policy allows nor the federated
+//! namespace no `WorkloadIdentityPolicy` selects binds nothing (and is told what to ask for); reader roles
+//! that consume or change data need a policy that names them; one policy with `{namespace}` patterns gives
+//! each of three namespaces its own vault and none of another's; narrowing a policy takes back exactly what
+//! it no longer allows, and `deletionPolicy: Retain` keeps neither a grant no policy allows nor the federated
 //! credential.
 
 use std::time::Duration;
@@ -99,8 +99,8 @@ async fn a_namespace_no_policy_selects_binds_nothing_and_is_told_what_to_ask_for
 }
 
 /// Reproduction 3: a policy that selects the namespace without naming roles gave it Azure Service Bus Data
-/// Receiver (receiving settles messages) and Key Vault Crypto User (Update Key can disable a key). Now neither
-/// passes unless the policy names it, and naming it is enough (no --allow-any-role).
+/// Receiver (receiving settles messages) and Key Vault Crypto User (Update Key can disable a key). Now
+/// neither passes unless the policy names it, and naming it is enough (no --allow-any-role).
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_that_consume_or_change_data_need_a_policy_that_names_them() -> TestResult {
     let bus = format!(
@@ -160,8 +160,8 @@ async fn roles_that_consume_or_change_data_need_a_policy_that_names_them() -> Te
     .await
 }
 
-/// One cluster-wide policy gives each of three namespaces (two of them prefixes of the third's name) the vault
-/// of its own resource group, `rg-<namespace>`, and none of another's.
+/// One cluster-wide policy gives each of three namespaces (two of them prefixes of the third's name) the
+/// vault of its own resource group, `rg-<namespace>`, and none of another's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none_of_anothers() -> TestResult {
     let env = start_with("rel", Ceiling::default(), |_| {}).await?;
@@ -270,9 +270,9 @@ fn apply_in(env: &Env, ns: &str, manifest: &Value) -> TestResult {
 }
 
 /// Reproduction 4: an administrator narrowed a policy so a binding could no longer hold a vault; the binding
-/// went PolicyViolation and kept its assignment, and a tenant who then set `deletionPolicy: Retain` and deleted
-/// it kept the identity, its credential and the assignment. Now narrowing takes back exactly the refused
-/// grant at once, and Retain keeps neither that nor the credential.
+/// went PolicyViolation and kept its assignment, and a tenant who then set `deletionPolicy: Retain` and
+/// deleted it kept the identity, its credential and the assignment. Now narrowing takes back exactly the
+/// refused grant at once, and Retain keeps neither that nor the credential.
 #[tokio::test(flavor = "multi_thread")]
 async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps_no_trust() -> TestResult {
     let env =

@@ -1,8 +1,8 @@
 //! Revocation: a binding that the policies (or the ceiling) no longer allow in full loses exactly the grants
 //! they no longer allow, at its next reconcile, and keeps the rest; nothing new is written for it. The
 //! allowed part is [`crate::core::policy::allowed_part`]; what goes is what the planner would remove to make
-//! Azure hold that part, and only that: no identity, federated credential or grant is created or changed for a
-//! refused binding.
+//! Azure hold that part, and only that: no identity, federated credential or grant is created or changed for
+//! a refused binding.
 
 use super::{Context, Halt, context::key, gate, resolve};
 use crate::{
