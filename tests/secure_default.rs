@@ -370,3 +370,34 @@ async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps
     .await?;
     Ok(())
 }
+
+/// The operator says at start who may bind without a policy, and that the old setting means nothing now.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_says_at_start_when_namespaces_are_open_and_when_an_old_setting_is_ignored() -> TestResult
+{
+    let env = common::e2e::start_without_operator("deny-log", |_| {}).await?;
+    common::e2e::install_operator_rbac(env.plane, &env.ns, &[])?;
+    let said = |operator: &common::process::Operator, line: &'static str| {
+        let log = operator.log_text();
+        Ok::<_, common::e2e::TestError>(log.contains(line).then_some(()))
+    };
+    let closed = common::process::Operator::start(&env, "closed", &[("IDBIND_REQUIRE_POLICY", "false")])?;
+    eventually("the closed operator's notice", Duration::from_secs(30), || {
+        said(&closed, "namespaces no WorkloadIdentityPolicy selects bind nothing")
+    })
+    .await?;
+    eventually("the old setting's notice", Duration::from_secs(30), || {
+        said(&closed, "IDBIND_REQUIRE_POLICY=false no longer opens namespaces")
+    })
+    .await?;
+    closed.kill()?;
+    let open = common::process::Operator::start(&env, "open", &[("IDBIND_OPEN_NAMESPACES", "true")])?;
+    eventually("the open operator's warning", Duration::from_secs(30), || {
+        said(
+            &open,
+            "IDBIND_OPEN_NAMESPACES is on: namespaces no WorkloadIdentityPolicy selects may bind every vault",
+        )
+    })
+    .await?;
+    Ok(())
+}
