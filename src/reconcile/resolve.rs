@@ -58,13 +58,14 @@ async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<V
     Ok(facts)
 }
 
-/// What Azure says of each azureRoles scope `desired` names: that it exists (`ScopeNotFound` otherwise), its
-/// roles resolved.
+/// What Azure says of each azureRoles scope `desired` names: that it exists (`ScopeNotFound` otherwise) at
+/// the id idbind judged (`InvalidSpec` otherwise, see [`desired::answered_scope`]), its roles resolved.
+/// Validation keeps the spec's order, so `desired.scopes[i]` is `spec.azureRoles[i]`.
 async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<ScopeFacts>, Outcome> {
     let mut facts = Vec::with_capacity(desired.scopes.len());
-    for scope in &desired.scopes {
+    for (i, scope) in desired.scopes.iter().enumerate() {
         let failed = |e| azure_failure(Part::RoleAssignments, &e);
-        if !fresh.scope_exists(&scope.resource_id).await.map_err(failed)? {
+        let Some(answered) = fresh.scope_id(&scope.resource_id).await.map_err(failed)? else {
             return Err(Outcome::Stalled(Failure {
                 part: Part::RoleAssignments,
                 reason: "ScopeNotFound",
@@ -74,9 +75,11 @@ async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<S
                 ),
                 retry_after: None,
             }));
-        }
+        };
+        let field = format!("spec.azureRoles[{i}].scope");
+        let id = desired::answered_scope(&field, &scope.resource_id, &answered).map_err(Outcome::Stalled)?;
         let roles = role_guids(fresh, scope).await?;
-        facts.push(ScopeFacts { id: scope.resource_id.clone(), roles });
+        facts.push(ScopeFacts { id, roles });
     }
     Ok(facts)
 }
