@@ -1025,44 +1025,48 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The real ARM client over a transport that records each request and answers from a function: for tests of
+/// what the client sends, and of what idbind does with what Azure answers.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use std::sync::Mutex;
 
-    use azure_core::{BytesStream, Method, Response, StatusCode, auth::AccessToken, headers::Headers};
-    use proptest::prelude::*;
+    use azure_core::{BytesStream, Response, StatusCode, auth::AccessToken, headers::Headers};
 
     use super::*;
-    use crate::core::resource_id::strategies::spelled_scope;
 
-    const ENDPOINT: &str = "https://management.azure.com";
-    const SUB: &str = "00000000-0000-0000-0000-000000000001";
-    const ROLE: &str = "4633458b-17de-408a-b874-0445c86b69e6";
-    const PRINCIPAL: &str = "00000000-0000-0000-0000-0000000000aa";
+    pub const ENDPOINT: &str = "https://management.azure.com";
 
-    /// A transport that records each request's method and path and answers as ARM would in shape: a list for
-    /// a collection, the addressed resource's id otherwise.
-    #[derive(Debug, Default)]
-    struct Recorder(Mutex<Vec<(String, String)>>);
+    /// What the transport answers a (method, path) with: a 200 with this JSON body.
+    pub type Answer = Box<dyn Fn(&str, &str) -> Value + Send + Sync>;
+
+    /// A transport that records each request's method and path.
+    pub struct Recorder {
+        sent: Mutex<Vec<(String, String)>>,
+        answer: Answer,
+    }
+
+    impl std::fmt::Debug for Recorder {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Recorder").field("sent", &self.sent).finish_non_exhaustive()
+        }
+    }
 
     impl Recorder {
-        fn sent(&self) -> Vec<(String, String)> {
-            self.0.lock().map(|r| r.clone()).unwrap_or_default()
+        /// (method, path) of every request that reached the transport, in order.
+        pub fn sent(&self) -> Vec<(String, String)> {
+            self.sent.lock().map(|r| r.clone()).unwrap_or_default()
         }
     }
 
     #[async_trait]
     impl HttpClient for Recorder {
         async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
-            let path = request.url().path().to_string();
-            if let Ok(mut sent) = self.0.lock() {
-                sent.push((request.method().to_string(), path.clone()));
+            let (method, path) = (request.method().to_string(), request.url().path().to_string());
+            let body = (self.answer)(&method, &path);
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.push((method, path));
             }
-            let body = if path.ends_with("/roleAssignments") {
-                serde_json::json!({"value": []})
-            } else {
-                serde_json::json!({"id": path})
-            };
             let bytes = serde_json::to_vec(&body).map_err(|e| azure_core::Error::new(ErrorKind::Other, e))?;
             Ok(Response::new(StatusCode::Ok, Headers::new(), Box::pin(BytesStream::new(bytes))))
         }
@@ -1082,8 +1086,9 @@ mod tests {
         }
     }
 
-    fn api() -> (ArmApi, Arc<Recorder>) {
-        let recorder = Arc::new(Recorder::default());
+    /// The ARM client at [`ENDPOINT`] over a [`Recorder`] answering with `answer`.
+    pub fn api(answer: Answer) -> (ArmApi, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder { sent: Mutex::default(), answer });
         let cloud = Cloud::Custom {
             arm_endpoint: ENDPOINT.into(),
             authority_host: "https://login.microsoftonline.com".into(),
@@ -1092,6 +1097,32 @@ mod tests {
         let api =
             ArmApi::new(&cloud, recorder.clone(), Arc::new(StaticToken)).unwrap_or_else(|e| panic!("{e}"));
         (api, recorder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use azure_core::Method;
+    use proptest::prelude::*;
+
+    use super::testing::{ENDPOINT, Recorder};
+    use super::*;
+    use crate::core::resource_id::strategies::spelled_scope;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+    const ROLE: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+    const PRINCIPAL: &str = "00000000-0000-0000-0000-0000000000aa";
+
+    /// The client over a transport that answers as ARM would in shape: a list for a collection, the addressed
+    /// resource's id otherwise.
+    fn api() -> (ArmApi, Arc<Recorder>) {
+        testing::api(Box::new(|_, path| {
+            if path.ends_with("/roleAssignments") {
+                serde_json::json!({"value": []})
+            } else {
+                serde_json::json!({"id": path})
+            }
+        }))
     }
 
     fn block_on<T>(call: impl Future<Output = T>) -> T {
