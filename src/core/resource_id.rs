@@ -834,9 +834,11 @@ pub(crate) mod strategies {
         prop_oneof![1 => strung, 3 => spliced(any_id())]
     }
 
-    /// [`spelled_id`] from ids in a subscription only.
+    /// A scope as a tenant might write it: an id in a subscription, plain (half the time, so that every
+    /// character names may hold is sent too) or with hostile spellings put in.
     pub fn spelled_scope() -> impl Strategy<Value = String> {
-        spliced(any_id_in_a_subscription())
+        let plain = any_id_in_a_subscription().prop_map(|id| id.to_string());
+        prop_oneof![plain, spliced(any_id_in_a_subscription())]
     }
 
     fn spliced(ids: impl Strategy<Value = ResourceId>) -> impl Strategy<Value = String> {
