@@ -8,8 +8,8 @@
 //! Each spelling is refused, naming `spec.azureRoles[0].scope`, and Azure is left as it was: no write, no
 //! role assignment anywhere. Where it is refused depends on the cluster: the API server's schema refuses it
 //! at admission; an API server that still serves an older CRD (Helm never upgrades a chart's CRDs), or an
-//! object stored before the upgrade, lets it through, and then the operator refuses it (`InvalidSpec`).
-//! Each test checks the operator's own judgement too, whatever the API server did, through `idbind plan`'s
+//! object stored before the upgrade, lets it through, and then the operator refuses it (`InvalidSpec`). Each
+//! test checks the operator's own judgement too, whatever the API server did, through `idbind plan`'s
 //! [`dry_run`]. The tests select their namespace with a policy that allows only the team's own resources, so
 //! they hold whichever default the operator has for namespaces no policy selects.
 
@@ -63,8 +63,8 @@ fn escape(from: &str, ups: usize, to: &str) -> String {
     text
 }
 
-/// Where a URL parser sends a request for `scope`: what the reproduction relies on, checked so that a test
-/// of a spelling that goes nowhere cannot pass.
+/// Where a URL parser sends a request for `scope`: what the reproduction relies on, checked so that a test of
+/// a spelling that goes nowhere cannot pass.
 fn lands_at(scope: &str) -> String {
     match azure_core::Url::parse(&format!("https://management.azure.com{scope}")) {
         Ok(url) => url.path().trim_end_matches('/').to_string(),
