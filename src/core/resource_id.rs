@@ -14,8 +14,8 @@
 //! An id is judged in the form a request will carry it, so [`ResourceId::parse`] takes only what every URL
 //! parser leaves alone, segment by segment. The URL parser under the Azure clients (WHATWG's, the `url`
 //! crate) reads `\` as `/` in an https URL, resolves `.` and `..` segments, and percent-encodes spaces,
-//! quotes, braces and every non-ASCII character; ARM decodes `%xx`; servers on Windows drop a trailing `.`.
-//! Any of these would make the id idbind checked one resource and the request's path another. So:
+//! quotes, braces and every non-ASCII character; ARM decodes `%xx`; Windows path handling may drop a trailing
+//! `.`. Any of these would make the id idbind checked one resource and the request's path another. So:
 //! - keywords are `subscriptions`, `resourceGroups` and `providers`, in any casing;
 //! - a subscription is ASCII letters, digits and `-` (Azure's are GUIDs);
 //! - a provider namespace is `Company.Service`: ASCII letters and digits in parts joined by single dots,
@@ -331,7 +331,7 @@ impl Segment {
                 format!("resource type {text:?} is not ASCII letters and digits starting with a letter")
             }),
             Segment::Name => text.ends_with('.').then(|| {
-                format!("name {text:?} ends with '.', which Azure does not allow and Windows servers drop")
+                format!("name {text:?} ends with '.', which Azure names do not, and which Windows path handling may drop")
             }),
         }
     }
