@@ -1037,8 +1037,8 @@ pub(crate) mod testing {
 
     pub const ENDPOINT: &str = "https://management.azure.com";
 
-    /// What the transport answers a (method, path) with: a 200 with this JSON body.
-    pub type Answer = Box<dyn Fn(&str, &str) -> Value + Send + Sync>;
+    /// What the transport answers a request (its method and URL) with: a 200 with this JSON body.
+    pub type Answer = Box<dyn Fn(&str, &Url) -> Value + Send + Sync>;
 
     /// A transport that records each request's method and path.
     pub struct Recorder {
@@ -1063,7 +1063,7 @@ pub(crate) mod testing {
     impl HttpClient for Recorder {
         async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
             let (method, path) = (request.method().to_string(), request.url().path().to_string());
-            let body = (self.answer)(&method, &path);
+            let body = (self.answer)(&method, request.url());
             if let Ok(mut sent) = self.sent.lock() {
                 sent.push((method, path));
             }
@@ -1112,15 +1112,16 @@ mod tests {
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
     const ROLE: &str = "4633458b-17de-408a-b874-0445c86b69e6";
     const PRINCIPAL: &str = "00000000-0000-0000-0000-0000000000aa";
+    const RG_IDENTITIES: &str = "rg-identities";
 
     /// The client over a transport that answers as ARM would in shape: a list for a collection, the addressed
     /// resource's id otherwise.
     fn api() -> (ArmApi, Arc<Recorder>) {
-        testing::api(Box::new(|_, path| {
-            if path.ends_with("/roleAssignments") {
+        testing::api(Box::new(|_, url| {
+            if url.path().ends_with("/roleAssignments") {
                 serde_json::json!({"value": []})
             } else {
-                serde_json::json!({"id": path})
+                serde_json::json!({"id": url.path()})
             }
         }))
     }
@@ -1191,6 +1192,33 @@ mod tests {
         let encoded = Url::parse(&format!("{ENDPOINT}/subscriptions/{SUB}/resourceGroups/r%67"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!addresses(&encoded, &Address::id(&ResourceId::resource_group_scope(SUB, "rg"))));
+    }
+
+    /// ARM pages a list with a nextLink to the same path: every page is sent (the address holds for the whole
+    /// call, however many requests it pages through), and a link elsewhere is not followed.
+    #[test]
+    fn every_page_of_a_list_is_sent_and_a_link_elsewhere_is_not() {
+        let (api, recorder) = testing::api(Box::new(|_, url| {
+            let first_page = !url.query().unwrap_or_default().contains("skiptoken");
+            if first_page {
+                let link = format!("{ENDPOINT}{}?api-version=2022-04-01&$skiptoken=2", url.path());
+                serde_json::json!({"value": [], "nextLink": link})
+            } else {
+                serde_json::json!({"value": []})
+            }
+        }));
+        let scope = ResourceId::resource_group_scope(SUB, "rg-team");
+        assert_eq!(block_on(api.list_role_assignments(&scope, PRINCIPAL)), Ok(Vec::new()));
+        let path = scope.collection_path(ROLE_ASSIGNMENT);
+        assert_eq!(recorder.sent(), vec![("GET".to_string(), path); 2], "both pages");
+
+        let group = ResourceId::resource_group_scope(SUB, RG_IDENTITIES);
+        let elsewhere = format!(
+            "{ENDPOINT}/subscriptions/{SUB}/resourceGroups/rg-shop/providers/Microsoft.ManagedIdentity/userAssignedIdentities?$skiptoken=2"
+        );
+        let followed = block_on(api.list_identities_page(&group, Some(&elsewhere)));
+        assert!(matches!(followed, Err(AzureError::Misaddressed { .. })), "{followed:?}");
+        assert_eq!(recorder.sent().len(), 2, "the link elsewhere was not followed");
     }
 
     /// Every ARM call an azureRoles scope goes through, with the path each request must carry.

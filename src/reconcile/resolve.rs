@@ -131,7 +131,8 @@ mod tests {
         let (mine, judged, elsewhere) =
             (storage("rg-team", "teamdata"), storage("rg-team", "teamlogs"), storage("rg-shop", "shopdata"));
         let answered_elsewhere = elsewhere.clone();
-        let (api, recorder) = testing::api(Box::new(move |_, path| {
+        let (api, recorder) = testing::api(Box::new(move |_, url| {
+            let path = url.path();
             if path.ends_with("/providers/Microsoft.Storage") {
                 json!({"resourceTypes": [{"resourceType": "storageAccounts", "apiVersions": ["2023-05-01"]}]})
             } else if path.ends_with("teamlogs") {
