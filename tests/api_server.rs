@@ -299,3 +299,111 @@ fn kubectl_explain_shows_the_field_docs() {
     let export = export.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(export.contains("AZURE_CLIENT_ID") && export.contains("ExportConflict"), "{export}");
 }
+
+/// Resource ids spelled so that a URL parser would send idbind's requests elsewhere (`\` read as `/`, dot
+/// segments resolved, percent-encodings decoded, look-alike letters) are refused at admission, naming the
+/// field and why; the same ids spelled plainly, in any keyword casing, are accepted.
+#[test]
+fn resource_ids_spelled_to_land_elsewhere_are_rejected_saying_why() {
+    let ns = plane().fresh_namespace("spelling").expect("namespace");
+    let rg = format!("/subscriptions/{SUB}/resourceGroups/rg-team");
+    let team_vault = format!("{rg}/providers/Microsoft.KeyVault/vaults/kv-team");
+    let escape =
+        r"x\..\..\..\..\..\..\..\..\resourceGroups\rg-shop\providers\Microsoft.KeyVault\vaults\kv-shop";
+    let scope = |scope: String| json!({"serviceAccountName": "sa", "azureRoles": [{"scope": scope, "roles": ["Reader"]}]});
+    let refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "backslashes and dot segments",
+            scope(format!("{team_vault}/accessPolicies/{escape}")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "dot segments",
+            scope(format!("{team_vault}/accessPolicies/x/../../../../../../../..")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "a trailing dot segment",
+            scope(format!("{rg}/providers/Microsoft.Storage/storageAccounts/sa/..")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "percent-encoded dots",
+            scope(format!("{team_vault}/accessPolicies/%2e%2e")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "an empty segment",
+            scope(format!("{rg}//providers/Microsoft.Storage/storageAccounts/sa")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "a tab",
+            scope(format!("{rg}/providers/Microsoft.Storage/storageAccounts/sa\t")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "a Cyrillic a in the namespace",
+            scope(format!("{rg}/providers/Microsoft.KeyV\u{430}ult/vaults/kv/keys/k")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "a fullwidth solidus in a name",
+            scope(format!("{rg}/providers/Microsoft.Storage/storageAccounts/sa\u{ff0f}x")),
+            "spec.azureRoles[0].scope",
+        ),
+        (
+            "a vault id with a dot segment",
+            json!({"serviceAccountName": "sa", "keyVaults": [vault(json!({"name": null, "resourceGroup": null, "resourceId": format!(r"{team_vault}\..\..\..\..\rg-shop/providers/Microsoft.KeyVault/vaults/kv-shop")}))]}),
+            "spec.keyVaults[0].resourceId",
+        ),
+        (
+            "an identity id with a backslash",
+            json!({"serviceAccountName": "sa", "identity": {"resourceId": format!(r"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id\..\other")}}),
+            "spec.identity.resourceId",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (what, spec, field)) in refused.iter().enumerate() {
+        match apply(&ns, &binding(&format!("spelled-{i}"), spec.clone())) {
+            Ok(out) => failures.push(format!("{what}: accepted ({})", out.trim())),
+            Err(err) if !(err.contains(field) && err.contains("must be spelled plainly")) => {
+                failures.push(format!("{what}: rejected without naming {field} and why: {}", err.trim()));
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let accepted = [
+        format!("{rg}/providers/Microsoft.Storage/storageAccounts/sa/blobServices/default/containers/$web"),
+        format!(
+            "/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/rg-team/PROVIDERS/microsoft.storage/storageAccounts/sa/"
+        ),
+        format!("{rg}/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg.1"),
+        rg.clone(),
+        format!("/subscriptions/{SUB}"),
+    ];
+    for (i, text) in accepted.into_iter().enumerate() {
+        apply(&ns, &binding(&format!("plain-{i}"), scope(text.clone())))
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+}
+
+/// A policy's existingIdentities are identity ids spelled as spec.identity.resourceId must be.
+#[test]
+fn policy_existing_identities_must_be_plain_identity_ids() {
+    let policy = |name: &str, id: String| {
+        json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy", "metadata": {"name": name},
+               "spec": {"namespaces": ["team-a"], "existingIdentities": [id]}})
+    };
+    let identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared"
+    );
+    let name = format!("existing-{}", std::process::id());
+    let err = apply("default", &policy(&format!("{name}-bad"), format!(r"{identity}\..\other")))
+        .expect_err("a backslash in an existing identity's id is refused");
+    assert!(err.contains("spec.existingIdentities") && err.contains("spelled plainly"), "{err}");
+    apply("default", &policy(&name, identity)).expect("a plain identity id is accepted");
+    plane().kubectl_ok(&["delete", "wip", &name]).expect("cleanup");
+}

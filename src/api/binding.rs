@@ -23,6 +23,13 @@ use serde::{Deserialize, Serialize};
 /// so `kubectl get -o yaml --show-managed-fields` names us.
 pub const FIELD_MANAGER: &str = "idbind.dev/controller";
 
+/// What the schema says of a resource id spelled with what a URL parser rewrites. idbind judges an id as
+/// written and its requests carry it to Azure through a URL, so both must be the same text (see
+/// `core::resource_id`).
+pub(crate) const PLAIN_ID: &str = "must be spelled plainly: no '\\', '%', empty segment ('//'), '.' or '..' \
+    segment, whitespace or non-ASCII character. A URL parser rewrites these, so Azure would act on another \
+    resource than the one idbind checks";
+
 /// Audience of the projected ServiceAccount token that Entra ID exchanges; fixed by Entra for workload
 /// identity federation ("must be api://AzureADTokenExchange").
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -211,12 +218,9 @@ pub struct IdentitySpec {
     /// deletes the identity itself. Whether a namespace may do this is up to the operator's policy (denied by
     /// default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 512),
-        regex(
-            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[a-z0-9][a-z0-9_-]{2,127}$"
-        )
-    )]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'[\\%\s]|//|(^|/)\.\.?(/|$)|[^\x21-\x7E]')").message(PLAIN_ID))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[a-z0-9][a-z0-9_-]{2,127}$')").message("must be /subscriptions/<subscription GUID>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>, with an identity name of 3-128 letters, digits, '-' and '_'"))]
     pub resource_id: Option<String>,
 }
 
@@ -243,12 +247,9 @@ pub struct KeyVaultAccess {
     /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>. Needed for a vault
     /// in another subscription (if the operator's policy allows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 512),
-        regex(
-            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.KeyVault/vaults/[a-z][a-z0-9-]{1,22}[a-z0-9]$"
-        )
-    )]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'[\\%\s]|//|(^|/)\.\.?(/|$)|[^\x21-\x7E]')").message(PLAIN_ID))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.KeyVault/vaults/[a-z][a-z0-9-]{1,22}[a-z0-9]$')").message("must be /subscriptions/<subscription GUID>/resourceGroups/<group>/providers/Microsoft.KeyVault/vaults/<name>, with a vault name of 3-24 letters, digits and '-', starting with a letter"))]
     pub resource_id: Option<String>,
 
     /// Roles to grant on the vault: built-in role names such as "Key Vault Secrets User" or "Key Vault
@@ -277,13 +278,12 @@ pub struct ScopedRoles {
     /// resource such as a blob container works too); a resource group,
     /// /subscriptions/<id>/resourceGroups/<rg>; or a subscription, /subscriptions/<id>. A scope above a
     /// single resource always needs a WorkloadIdentityPolicy that allows it. The scope must exist
-    /// (ScopeNotFound otherwise).
-    #[schemars(
-        length(min = 1, max = 1024),
-        regex(
-            pattern = r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()](/providers/[a-z0-9.]+(/[^/?#%\s]+/[^/?#%\s]+)+)?)?/?$"
-        )
-    )]
+    /// (ScopeNotFound otherwise), at exactly this id: Azure's answer to a GET of it must name the same id.
+    /// Names are ASCII letters, digits and - _ . ( ) $, not ending in '.'; provider namespaces
+    /// (Microsoft.Storage) and types ASCII letters and digits.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'[\\%\s]|//|(^|/)\.\.?(/|$)|[^\x21-\x7E]')").message(PLAIN_ID))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()](/providers/[a-z][a-z0-9]*(\.[a-z0-9]+)+(/[a-z][a-z0-9]*/[-a-z0-9_.()$]*[-a-z0-9_()$])+)?)?/?$')").message("must be /subscriptions/<subscription GUID>, optionally followed by /resourceGroups/<group>, optionally followed by /providers/<Namespace.Service>/<type>/<name>[/<type>/<name>...]; names are ASCII letters, digits and - _ . ( ) $ and do not end in '.', namespaces and types ASCII letters and digits"))]
     pub scope: String,
 
     /// Roles to grant on the scope: built-in role names such as "Storage Blob Data Reader" (matched without

@@ -64,7 +64,8 @@ pub struct WorkloadIdentityPolicySpec {
     /// Existing identities (full resource ids) these namespaces may bring with spec.identity.resourceId.
     /// Empty: none. The operator's --allow-existing-identity still has to allow bringing identities at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 512)))]
+    #[x_kube(validation = Rule::new(r"self.all(i, i.matches(r'(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-z0-9_.()]*[-a-z0-9_()]/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[a-z0-9][a-z0-9_-]{2,127}$'))").message("each existingIdentities entry must be /subscriptions/<subscription GUID>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>, spelled plainly (no '\\', '%', '.' or '..' segment, whitespace or non-ASCII character): the form spec.identity.resourceId must have"))]
     pub existing_identities: Vec<String>,
 }
 

@@ -116,15 +116,15 @@ impl<'a> Fresh<'a> {
         self.0.get_vault(id).await
     }
 
-    /// Whether `scope` (a subscription, a resource group or a resource) exists. A resource of a type its
-    /// provider does not list does not.
-    pub async fn scope_exists(&self, scope: &ResourceId) -> Result<bool, AzureError> {
+    /// The id Azure answers a GET of `scope` (a subscription, a resource group or a resource) with; `None`
+    /// when it does not exist. A resource of a type its provider does not list does not.
+    pub async fn scope_id(&self, scope: &ResourceId) -> Result<Option<String>, AzureError> {
         if scope.provider().is_none() {
-            return self.0.scope_exists(scope, None).await;
+            return self.0.scope_id(scope, None).await;
         }
         match self.0.api_version_for(scope).await? {
-            Some(version) => self.0.scope_exists(scope, Some(&version)).await,
-            None => Ok(false),
+            Some(version) => self.0.scope_id(scope, Some(&version)).await,
+            None => Ok(None),
         }
     }
 

@@ -52,6 +52,11 @@ pub enum AzureError {
     /// A resource id that does not have the shape the call needs.
     #[error("{id:?} is not a {kind} resource id")]
     InvalidResourceId { kind: &'static str, id: String },
+    /// A request's URL addressed another path than the id it was made for (a URL parser read a `\` as `/`,
+    /// resolved a dot segment or encoded a character), or a call did not say which id it addresses: it was
+    /// not sent.
+    #[error("{operation} not sent: its URL's path {sent:?} is not {address}")]
+    Misaddressed { operation: &'static str, address: String, sent: String },
     /// The Azure client could not be set up (endpoints, CA file, HTTP client).
     #[error("Azure client configuration: {0}")]
     Config(String),
@@ -161,7 +166,9 @@ impl AzureError {
             AzureError::VaultNotFound(_) => Category::VaultNotFound,
             AzureError::IdentityNotReady(_) => Category::IdentityNotReady,
             AzureError::RoleAssignmentConflict { .. } => Category::RoleAssignmentConflict,
-            AzureError::InvalidResourceId { .. } => Category::InvalidResourceId,
+            AzureError::InvalidResourceId { .. } | AzureError::Misaddressed { .. } => {
+                Category::InvalidResourceId
+            }
             AzureError::Config(_) => Category::InvalidConfiguration,
         }
     }

@@ -55,8 +55,8 @@ pub struct Governed {
     /// change rarely, and every binding's every resync would otherwise read it; idbind's own access-policy
     /// writes drop the entry, others' are seen after the TTL.
     vaults: Mutex<HashMap<ResourceId, (Instant, VaultInfo)>>,
-    /// Scopes seen to exist, and when (same lifetime as vaults).
-    scopes: Mutex<HashMap<ResourceId, Instant>>,
+    /// Scopes seen to exist, when, and the id Azure answered for each (same lifetime as vaults).
+    scopes: Mutex<HashMap<ResourceId, (Instant, String)>>,
     /// `subscription/namespace/type` (lowercase) → the api-version its resources are read with.
     api_versions: Mutex<HashMap<String, String>>,
 }
@@ -363,22 +363,26 @@ impl AzureApi for Governed {
         Ok(version)
     }
 
-    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
-        // Cached like vaults: a scope that existed five minutes ago is taken to exist; a missing one is asked
-        // again, so it is seen as soon as it is created.
-        if let Some(at) = self.scopes.lock().unwrap_or_else(PoisonError::into_inner).get(scope)
+    async fn scope_id(
+        &self,
+        scope: &ResourceId,
+        api_version: Option<&str>,
+    ) -> Result<Option<String>, AzureError> {
+        // Cached like vaults: a scope that existed five minutes ago is taken to exist, at the id Azure
+        // answered then; a missing one is asked again, so it is seen as soon as it is created.
+        if let Some((at, answered)) = self.scopes.lock().unwrap_or_else(PoisonError::into_inner).get(scope)
             && at.elapsed() < VAULT_CACHE_TTL
         {
-            return Ok(true);
+            return Ok(Some(answered.clone()));
         }
         let op = super::arm::scope_operation(scope);
-        let exists = self.call(op, arm(OpKind::Read), self.inner.scope_exists(scope, api_version)).await?;
+        let answered = self.call(op, arm(OpKind::Read), self.inner.scope_id(scope, api_version)).await?;
         let mut cache = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
-        match exists {
-            true => cache.insert(scope.clone(), Instant::now()),
-            false => cache.remove(scope),
+        match &answered {
+            Some(id) => cache.insert(scope.clone(), (Instant::now(), id.clone())),
+            None => cache.remove(scope),
         };
-        Ok(exists)
+        Ok(answered)
     }
 
     async fn update_access_policy(

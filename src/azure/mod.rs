@@ -160,9 +160,14 @@ pub trait AzureApi: Send + Sync {
     /// The newest stable api-version ARM lists for resources of the type of `resource` (`Providers_Get` on
     /// its namespace, what `az resource show --ids` does); `None` when the namespace or the type is unknown.
     async fn api_version_for(&self, resource: &ResourceId) -> Result<Option<String>, AzureError>;
-    /// Whether `scope` exists: a GET of the subscription, the resource group, or the resource (at
-    /// `api_version`, which a resource needs).
-    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError>;
+    /// The `id` Azure answers a GET of `scope` with (the subscription, the resource group, or the resource,
+    /// at `api_version`, which a resource needs), as Azure wrote it; `None` when it does not exist. What
+    /// Azure answered, not what was asked: the proof of where the request landed.
+    async fn scope_id(
+        &self,
+        scope: &ResourceId,
+        api_version: Option<&str>,
+    ) -> Result<Option<String>, AzureError>;
     /// `PUT {vault}/accessPolicies/{add|remove}` for one principal.
     async fn update_access_policy(
         &self,

@@ -397,8 +397,12 @@ impl AzureApi for Snapshots {
         self.inner.api_version_for(resource).await
     }
 
-    async fn scope_exists(&self, scope: &ResourceId, api_version: Option<&str>) -> Result<bool, AzureError> {
-        self.inner.scope_exists(scope, api_version).await
+    async fn scope_id(
+        &self,
+        scope: &ResourceId,
+        api_version: Option<&str>,
+    ) -> Result<Option<String>, AzureError> {
+        self.inner.scope_id(scope, api_version).await
     }
 
     async fn update_access_policy(

@@ -14,7 +14,7 @@ use crate::{
         report::{Failure, Held, Part},
         resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId},
         roles::{self, Permissions},
-        validate::{DesiredBinding, DesiredIdentity},
+        validate::{DesiredBinding, DesiredIdentity, INVALID_SPEC},
     },
 };
 
@@ -34,9 +34,32 @@ pub struct VaultFacts {
 /// An azureRoles scope that exists, with the binding's roles on it resolved to role definition GUIDs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeFacts {
+    /// The id Azure answered the scope's GET with ([`answered_scope`]): what the status and the audit log
+    /// name.
     pub id: ResourceId,
     /// (the role as written, its role definition GUID).
     pub roles: Vec<(String, String)>,
+}
+
+/// The scope at `field` (`spec.azureRoles[0].scope`) as Azure answered its GET (`answered`, the `id` of the
+/// answer), when that is the scope idbind judged (`judged`); ARM compares ids without regard to case, and so
+/// does this. Anything else means the GET reached another resource than the one the ceiling and the policies
+/// allowed, so the binding stalls with `InvalidSpec` before any write: the role assignment would land there
+/// too.
+pub fn answered_scope(field: &str, judged: &ResourceId, answered: &str) -> Result<ResourceId, Failure> {
+    match ResourceId::parse(answered) {
+        Ok(id) if id == *judged => Ok(id),
+        _ => Err(Failure {
+            part: Part::RoleAssignments,
+            reason: INVALID_SPEC,
+            message: format!(
+                "{field}: idbind judged the scope {judged}, but Azure answered its GET with the id \
+                 {answered:?}; a role assignment would land there, so nothing is written. Write the scope as \
+                 Azure shows it"
+            ),
+            retry_after: None,
+        }),
+    }
 }
 
 /// How verification proves the binding's access to one vault: the listing its roles allow, at its address.
@@ -390,6 +413,41 @@ mod tests {
         );
         assert_eq!(wanted.probes.len(), 1, "only the vault is proven by a listing");
         assert_eq!(wanted.assignments[1].written, "Storage Blob Data Reader");
+    }
+
+    #[test]
+    fn a_scope_counts_only_at_the_id_azure_answered_for_it() {
+        const FIELD: &str = "spec.azureRoles[2].scope";
+        let judged = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/rg-team/providers/Microsoft.Storage/storageAccounts/teamdata",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The same id in Azure's own casing: the scope, named as Azure names it.
+        let azures =
+            "/subscriptions/S/resourceGroups/RG-Team/providers/microsoft.storage/storageAccounts/TeamData";
+        assert_eq!(answered_scope(FIELD, &judged, azures).map(|id| id.to_string()), Ok(azures.to_string()));
+        for answered in [
+            "/subscriptions/s/resourceGroups/rg-shop/providers/Microsoft.KeyVault/vaults/kv-shop",
+            "/subscriptions/s/resourceGroups/rg-team",
+            "/subscriptions/s",
+            "/subscriptions/s/resourceGroups/rg-team/providers/Microsoft.Storage/storageAccounts/teamdata/x/y",
+            r"/subscriptions/s/resourceGroups/rg-team/providers/Microsoft.Storage/storageAccounts/teamdata\",
+            "",
+        ] {
+            let failure = answered_scope(FIELD, &judged, answered).err();
+            assert_eq!(
+                failure.as_ref().map(|f| (f.part, f.reason, f.retry_after)),
+                Some((Part::RoleAssignments, INVALID_SPEC, None)),
+                "{answered:?}"
+            );
+            let message = failure.map(|f| f.message).unwrap_or_default();
+            assert!(
+                message.contains(FIELD)
+                    && message.contains(&judged.to_string())
+                    && message.contains(&format!("{answered:?}")),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -324,13 +324,16 @@ fn desired_scopes(
     let mut scopes: Vec<DesiredGrant> = Vec::new();
     for (i, entry) in azure_roles.iter().enumerate() {
         let field = format!("spec.azureRoles[{i}].scope");
-        let Some(resource_id) = parse_scope(&entry.scope) else {
-            let message = format!(
-                "{:?} is not the resource id of a subscription, a resource group or a resource in one",
-                entry.scope
-            );
-            problems.add(field, INVALID_SPEC, message);
-            continue;
+        let resource_id = match parse_scope(&entry.scope) {
+            Ok(id) => id,
+            Err(why) => {
+                let message = format!(
+                    "{:?} is not the resource id of a subscription, a resource group or a resource in one: {why}",
+                    entry.scope
+                );
+                problems.add(field, INVALID_SPEC, message);
+                continue;
+            }
         };
         if !ceiling.allow_other_subscriptions && !resource_id.in_subscription(&settings.subscription_id) {
             let message = format!(
@@ -370,17 +373,23 @@ fn desired_scopes(
 
 /// A scope idbind assigns roles at: a subscription (named by a GUID), a resource group in it, or a resource
 /// in a resource group (a child resource included), never an extension resource or a management group.
-fn parse_scope(text: &str) -> Option<ResourceId> {
-    let id = ResourceId::parse(text).ok()?;
-    let subscription = id.subscription().filter(|s| uuid::Uuid::parse_str(s).is_ok())?;
-    let shape_ok = match id.resource_group() {
-        None => id == ResourceId::subscription_scope(subscription),
-        Some(rg) => {
-            is_resource_group_name(rg)
-                && (id == ResourceId::resource_group_scope(subscription, rg) || id.provider_parts() == 1)
+/// [`ResourceId::parse`] refuses every spelling a URL parser would send elsewhere (`\`, `.` and `..`
+/// segments, percent-encodings, look-alike letters), so the scope judged here is the path its requests carry.
+fn parse_scope(text: &str) -> Result<ResourceId, String> {
+    let id = ResourceId::parse(text).map_err(|e| e.reason)?;
+    let subscription = id
+        .subscription()
+        .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+        .ok_or("it does not start with /subscriptions/{subscription GUID}")?;
+    match id.resource_group() {
+        None if id == ResourceId::subscription_scope(subscription) => Ok(id),
+        None => Err("it names a resource outside a resource group".into()),
+        Some(rg) if !is_resource_group_name(rg) => Err(format!("{rg:?} is not a resource group name")),
+        Some(rg) if id == ResourceId::resource_group_scope(subscription, rg) || id.provider_parts() == 1 => {
+            Ok(id)
         }
-    };
-    shape_ok.then_some(id)
+        Some(_) => Err("it names an extension resource (a second /providers/ part)".into()),
+    }
 }
 
 /// Providers whose resources hold identities or access: a role on them is a way to another identity.
@@ -657,6 +666,42 @@ mod tests {
         s.azure_roles.truncate(1);
         let desired = validate("ns", "b", &s, &settings(), &closed).expect("valid");
         assert_eq!(desired.scopes[0].resource_id.to_string(), storage);
+    }
+
+    #[test]
+    fn azure_scopes_spelled_to_land_elsewhere_are_invalid_and_say_why() {
+        let team = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-team/providers/Microsoft.KeyVault/vaults/kv-team/accessPolicies"
+        );
+        let cases = [
+            (
+                format!(
+                    r"{team}/x\..\..\..\..\..\..\..\..\resourceGroups\rg-shop\providers\Microsoft.KeyVault\vaults\kv-shop"
+                ),
+                "which a URL parser reads as '/'",
+            ),
+            (format!("{team}/x/../../../../../../../.."), r#"a ".." segment"#),
+            (format!("{team}/x/%2e%2e"), "percent-encoding"),
+            (format!("{team}//x"), "empty segment"),
+            (format!("{team}/x\t"), "control character"),
+            (
+                format!(
+                    "/subscriptions/{SUB}/resourceGroups/rg-team/providers/Microsoft.KeyV\u{430}ult/vaults/kv"
+                ),
+                "U+0430",
+            ),
+            (format!("/subscriptions/{SUB}/resourceGroups/rg$"), r#""rg$" is not a resource group name"#),
+        ];
+        for (scope, why) in cases {
+            let mut s = spec();
+            s.azure_roles =
+                vec![ScopedRoles { scope: scope.clone(), roles: vec!["Key Vault Secrets User".into()] }];
+            let problems =
+                validate("ns", "b", &s, &settings(), &Ceiling::default()).err().unwrap_or_default();
+            let found: Vec<(&str, &str, bool)> =
+                problems.iter().map(|p| (p.field.as_str(), p.reason, p.message.contains(why))).collect();
+            assert_eq!(found, [("spec.azureRoles[0].scope", INVALID_SPEC, true)], "{scope:?}: {problems:?}");
+        }
     }
 
     #[test]

@@ -58,13 +58,14 @@ async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<V
     Ok(facts)
 }
 
-/// What Azure says of each azureRoles scope `desired` names: that it exists (`ScopeNotFound` otherwise), its
-/// roles resolved.
+/// What Azure says of each azureRoles scope `desired` names: that it exists (`ScopeNotFound` otherwise) at
+/// the id idbind judged (`InvalidSpec` otherwise, see [`desired::answered_scope`]), its roles resolved.
+/// Validation keeps the spec's order, so `desired.scopes[i]` is `spec.azureRoles[i]`.
 async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<ScopeFacts>, Outcome> {
     let mut facts = Vec::with_capacity(desired.scopes.len());
-    for scope in &desired.scopes {
+    for (i, scope) in desired.scopes.iter().enumerate() {
         let failed = |e| azure_failure(Part::RoleAssignments, &e);
-        if !fresh.scope_exists(&scope.resource_id).await.map_err(failed)? {
+        let Some(answered) = fresh.scope_id(&scope.resource_id).await.map_err(failed)? else {
             return Err(Outcome::Stalled(Failure {
                 part: Part::RoleAssignments,
                 reason: "ScopeNotFound",
@@ -74,9 +75,11 @@ async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<S
                 ),
                 retry_after: None,
             }));
-        }
+        };
+        let field = format!("spec.azureRoles[{i}].scope");
+        let id = desired::answered_scope(&field, &scope.resource_id, &answered).map_err(Outcome::Stalled)?;
         let roles = role_guids(fresh, scope).await?;
-        facts.push(ScopeFacts { id: scope.resource_id.clone(), roles });
+        facts.push(ScopeFacts { id, roles });
     }
     Ok(facts)
 }
@@ -95,4 +98,68 @@ async fn role_guids(fresh: Fresh<'_>, grant: &DesiredGrant) -> Result<Vec<(Strin
         roles.push((written.clone(), guid));
     }
     Ok(roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        api::binding::{ScopedRoles, WorkloadIdentityBindingSpec},
+        azure::arm::testing,
+        core::{
+            settings::{Ceiling, OperatorSettings},
+            validate,
+        },
+    };
+
+    const BLOB_READER: &str = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1";
+
+    fn storage(group: &str, account: &str) -> String {
+        let sub = OperatorSettings::example().subscription_id;
+        format!(
+            "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/{account}"
+        )
+    }
+
+    /// Azure answers the GET of the second scope with another resource's id (no spelling that could make it
+    /// do so parses any more; this is the check that does not rely on that): the binding stalls with
+    /// InvalidSpec naming that scope's field, both ids, before any write.
+    #[tokio::test]
+    async fn a_scope_azure_answers_at_another_id_stalls_before_any_write() {
+        let (mine, judged, elsewhere) =
+            (storage("rg-team", "teamdata"), storage("rg-team", "teamlogs"), storage("rg-shop", "shopdata"));
+        let answered_elsewhere = elsewhere.clone();
+        let (api, recorder) = testing::api(Box::new(move |_, url| {
+            let path = url.path();
+            if path.ends_with("/providers/Microsoft.Storage") {
+                json!({"resourceTypes": [{"resourceType": "storageAccounts", "apiVersions": ["2023-05-01"]}]})
+            } else if path.ends_with("teamlogs") {
+                json!({"id": answered_elsewhere})
+            } else {
+                json!({"id": path})
+            }
+        }));
+        let spec = WorkloadIdentityBindingSpec {
+            service_account_name: "orders".into(),
+            azure_roles: [&mine, &judged]
+                .map(|scope| ScopedRoles { scope: scope.clone(), roles: vec![BLOB_READER.into()] })
+                .to_vec(),
+            ..Default::default()
+        };
+        let settings = OperatorSettings::example();
+        let desired = validate::validate("shop", "orders", &spec, &settings, &Ceiling::default())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let owner =
+            Owner { cluster: "c".into(), namespace: "shop".into(), binding: "orders".into(), uid: None };
+        let Err(Outcome::Stalled(failure)) = resolve(Fresh::new(&api), owner, &desired, None).await else {
+            panic!("the binding must stall");
+        };
+        assert_eq!((failure.part, failure.reason), (Part::RoleAssignments, "InvalidSpec"));
+        for named in ["spec.azureRoles[1].scope", &judged, &elsewhere] {
+            assert!(failure.message.contains(named), "{named}: {}", failure.message);
+        }
+        assert!(recorder.sent().iter().all(|(method, _)| method == "GET"), "{:?}", recorder.sent());
+    }
 }
