@@ -371,6 +371,33 @@ async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps
     Ok(())
 }
 
+/// Deleting the last policy that selected a namespace is an administrator taking back what it gave: the
+/// bindings it let through (their status records it) lose every grant and keep their identity; a binding no
+/// policy ever let through keeps what it holds (the upgrade from open namespaces, `helm_chart`).
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_last_policy_of_a_namespace_takes_back_every_grant_it_gave() -> TestResult {
+    let env = start_with("unselect", Ceiling::default(), |_| {}).await?;
+    let team = format!("{}-team", env.ns);
+    apply_cluster(
+        env.plane,
+        &policy(&team, json!({"namespaces": [env.ns], "keyVaults": [{"resourceGroup": KV_RG}]})),
+    )?;
+    env.ready_binding("app", &["Key Vault Secrets User"])?;
+    let admitted = env.kubectl(&["get", "wib", "app", "-o", "jsonpath={.status.admittedBy}"])?;
+    assert!(admitted.contains(&team), "the status records the policy that let it through: {admitted}");
+    let identity = identity_of(&env, &env.ns, "app").ok_or("no identity")?;
+    assert_eq!(assigned_scopes(&env, &identity.principal_id).len(), 1);
+    env.kubectl(&["delete", "wip", &team])?;
+    env.wait_condition("app", "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
+    eventually("every grant taken back", Duration::from_secs(60), || {
+        Ok(assigned_scopes(&env, &identity.principal_id).is_empty().then_some(()))
+    })
+    .await?;
+    let kept = identity_of(&env, &env.ns, "app").ok_or("the identity went")?;
+    assert_eq!(kept.federated_identity_credentials.len(), 1, "the identity and its credential stay");
+    Ok(())
+}
+
 /// The operator says at start who may bind without a policy, and that the old setting means nothing now.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_says_at_start_when_namespaces_are_open_and_when_an_old_setting_is_ignored() -> TestResult

@@ -344,6 +344,12 @@ pub struct WorkloadIdentityBindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_policies: Vec<AccessPolicyStatus>,
 
+    /// The WorkloadIdentityPolicies that selected the binding's namespace when idbind last let it through
+    /// (empty: let through by no policy, in a cluster whose namespaces were open). Once set, a namespace no
+    /// policy selects any more has been taken back by an administrator, and the binding loses its grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admitted_by: Vec<String>,
+
     /// The ServiceAccount (in the binding's namespace) that carries idbind's annotations. When
     /// spec.serviceAccountName changes, idbind removes its annotations from this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

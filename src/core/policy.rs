@@ -441,14 +441,26 @@ pub fn selected(namespace: &str, rules: &[Rule]) -> bool {
     rules.iter().any(|r| r.selects(namespace))
 }
 
+/// The names of the policies that select `namespace`, sorted.
+pub fn selecting(namespace: &str, rules: &[Rule]) -> Vec<String> {
+    let mut names: Vec<String> =
+        rules.iter().filter(|r| r.selects(namespace)).map(|r| r.name.clone()).collect();
+    names.sort();
+    names
+}
+
 /// The part of a refused binding's spec that the ceiling and the policies still allow, judged as a whole
 /// binding of its own: its identity and every (vault or scope, role) pair that passes alone. What the binding
 /// holds beyond it is what an administrator took back by narrowing a policy or the ceiling, and goes.
 ///
+/// `once_selected` says that a policy let the binding through before (its status's `admittedBy`): a namespace
+/// no policy selects any more was taken back by an administrator (its last policy deleted or narrowed), and
+/// all its grants go; its identity and credential stay, as for any narrowing.
+///
 /// `None` when nothing may be taken back:
-/// - no policy selects the namespace and namespaces are not open: the administrator has said nothing about it
-///   (a cluster upgraded to closed namespaces, or its last policy deleted), so its bindings are refused and
-///   keep what they hold until someone acts;
+/// - no policy selects the namespace, none ever let the binding through, and namespaces are not open: the
+///   administrator has said nothing about it (a cluster upgraded to closed namespaces), so its bindings are
+///   refused and keep what they hold until someone acts;
 /// - the binding is refused for more than grants: its spec is invalid, or its identity may not be had (a
 ///   brought identity no policy lists gives up its federated credential instead, see
 ///   [`crate::reconcile::gate`]).
@@ -459,16 +471,19 @@ pub fn allowed_part(
     settings: &OperatorSettings,
     ceiling: &Ceiling,
     rules: &[Rule],
+    once_selected: bool,
 ) -> Option<DesiredBinding> {
+    let bare =
+        WorkloadIdentityBindingSpec { key_vaults: Vec::new(), azure_roles: Vec::new(), ..spec.clone() };
     if !ceiling.open_namespaces && !selected(namespace, rules) {
-        return None;
+        let desired = validate(namespace, name, &bare, settings, ceiling).ok();
+        let managed = |d: &DesiredBinding| matches!(d.identity, DesiredIdentity::Managed { .. });
+        return desired.filter(|d| once_selected && managed(d));
     }
     let judge = |spec: &WorkloadIdentityBindingSpec| {
         let desired = validate(namespace, name, spec, settings, ceiling).ok()?;
         check(namespace, &desired, rules, ceiling).is_empty().then_some(desired)
     };
-    let bare =
-        WorkloadIdentityBindingSpec { key_vaults: Vec::new(), azure_roles: Vec::new(), ..spec.clone() };
     judge(&bare)?;
     let alone = |key_vaults: Vec<KeyVaultAccess>, azure_roles: Vec<ScopedRoles>| {
         judge(&WorkloadIdentityBindingSpec { key_vaults, azure_roles, ..bare.clone() }).is_some()
@@ -964,7 +979,7 @@ mod tests {
         ceiling: &Ceiling,
         rules: &[Rule],
     ) -> Option<Vec<(String, Vec<String>)>> {
-        let allowed = allowed_part("team-a", "b", spec, &settings(), ceiling, rules)?;
+        let allowed = allowed_part("team-a", "b", spec, &settings(), ceiling, rules, false)?;
         Some(
             allowed
                 .vaults
@@ -999,6 +1014,18 @@ mod tests {
         // Nothing allowed any more but the identity: every grant goes, the identity and its credential stay.
         let nothing = [rule("team-a", &["team-a"], &[], None, &[])];
         assert_eq!(kept(&spec, any_role, &nothing), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_namespace_whose_last_policy_went_keeps_its_identity_and_loses_every_grant() {
+        let spec = spec_with(&[("rg-a", "kv-a", &["Key Vault Secrets User"])], None);
+        let theirs = [rule("team-b", &["team-b"], &[("rg-a", None)], None, &[])];
+        let allowed = allowed_part("team-a", "b", &spec, &settings(), CLOSED, &theirs, true);
+        assert!(allowed.as_ref().is_some_and(|d| d.vaults.is_empty() && d.scopes.is_empty()), "{allowed:?}");
+        // A brought identity gives up its credential instead (the gate), and keeps the grants others gave it.
+        let brought = spec_with(&[("rg-a", "kv-a", &["Key Vault Secrets User"])], Some(ID));
+        let bring = &Ceiling { allow_existing_identity: true, ..*CLOSED };
+        assert_eq!(allowed_part("team-a", "b", &brought, &settings(), bring, &[], true), None);
     }
 
     #[test]

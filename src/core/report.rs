@@ -281,13 +281,28 @@ pub fn report(
     generation: Option<i64>,
     now: &Time,
 ) -> Report {
+    report_admitted(before, outcome, None, generation, now)
+}
+
+/// [`report`], for a reconcile whose gate let the binding through with `admitted_by` the policies that
+/// selected its namespace (`None`: the gate stopped it, and the record stays as it was).
+pub fn report_admitted(
+    before: Option<&WorkloadIdentityBindingStatus>,
+    outcome: &Outcome,
+    admitted_by: Option<&[String]>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Report {
     let before = before.cloned().unwrap_or_default();
     if let Some(requeue) = quiet(&before, outcome, generation) {
         return Report { status: before, event: None, requeue };
     }
     let mut next = Conditions::new(before.clone(), generation, now);
     let (event, requeue) = next.record(outcome);
-    let status = next.status;
+    let mut status = next.status;
+    if let Some(by) = admitted_by {
+        status.admitted_by = by.to_vec();
+    }
     // An Event only with a change users can see.
     let event = event.filter(|_| status != before);
     Report { status, event, requeue }
@@ -716,6 +731,20 @@ mod tests {
             r.requeue,
             Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO }
         );
+    }
+
+    #[test]
+    fn the_policies_that_let_a_binding_through_are_recorded_and_kept_when_it_is_refused() {
+        let by = ["team-shop".to_string()];
+        let r = report_admitted(None, &converged("c1"), Some(&by), GENERATION, &at(100));
+        assert_eq!(r.status.admitted_by, by);
+        // Refused later (the gate let nothing through): the record stays, so that a namespace no policy
+        // selects any more is known to have been taken back.
+        let r = report_admitted(Some(&r.status), &invalid(), None, GENERATION, &at(200));
+        assert_eq!(r.status.admitted_by, by);
+        // Let through in an open namespace: no policy.
+        let r = report_admitted(Some(&r.status), &converged("c1"), Some(&[]), GENERATION, &at(300));
+        assert!(r.status.admitted_by.is_empty());
     }
 
     #[test]

@@ -22,8 +22,8 @@ use crate::{
 
 /// What the gate lets through.
 pub enum Admitted {
-    /// The binding as its spec asks.
-    Whole(DesiredBinding),
+    /// The binding as its spec asks, let through by the policies `by` (names; empty in an open namespace).
+    Whole { desired: DesiredBinding, by: Vec<String> },
     /// Refused in part by policies an administrator narrowed (`problems`): only `allowed` may stay, and what
     /// the binding holds beyond it is taken back ([`super::revoke`]).
     Narrowed { allowed: DesiredBinding, problems: Vec<Invalid> },
@@ -36,7 +36,10 @@ pub async fn admit(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Admitte
         return Err(Outcome::NotSynced);
     };
     let (desired, admitted) = match judge(b, &ctx.settings, &ctx.ceiling, &rules) {
-        Ok(desired) => (desired.clone(), Admitted::Whole(desired)),
+        Ok(desired) => {
+            let by = policy::selecting(&b.namespace().unwrap_or_default(), &rules);
+            (desired.clone(), Admitted::Whole { desired, by })
+        }
         Err(problems) => match allowed_part(b, &ctx.settings, &ctx.ceiling, &rules) {
             Some(allowed) => (allowed.clone(), Admitted::Narrowed { allowed, problems }),
             None => {
@@ -82,7 +85,8 @@ pub fn allowed_part(
     rules: &[Rule],
 ) -> Option<DesiredBinding> {
     let ns = b.namespace().unwrap_or_default();
-    policy::allowed_part(&ns, &b.name_any(), &b.spec, settings, ceiling, rules)
+    let once_selected = b.status.as_ref().is_some_and(|s| !s.admitted_by.is_empty());
+    policy::allowed_part(&ns, &b.name_any(), &b.spec, settings, ceiling, rules, once_selected)
 }
 
 /// The binding's own federated credential goes from the identity its spec brings, if it is there: its

@@ -105,12 +105,19 @@ pub struct Reconciled {
 
 /// Reconciles `b`: the pipeline, then its outcome reported.
 pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconciled, ReconcileError> {
-    let outcome = match pipeline(b, ctx).await {
+    let mut admitted_by = None;
+    let outcome = match pipeline(b, ctx, &mut admitted_by).await {
         Ok(outcome) | Err(Halt::Report(outcome)) => outcome,
         Err(Halt::Fail(e)) => return Err(e),
     };
     let now = Time(Timestamp::now());
-    let report = report::report(b.status.as_ref(), &outcome, b.metadata.generation, &now);
+    let report = report::report_admitted(
+        b.status.as_ref(),
+        &outcome,
+        admitted_by.as_deref(),
+        b.metadata.generation,
+        &now,
+    );
     if let Outcome::Transient(f) = &outcome
         && report.status == b.status.clone().unwrap_or_default()
     {
@@ -121,9 +128,17 @@ pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconci
 }
 
 /// The steps, in order; each either hands the next its input or ends the reconcile with an outcome.
-async fn pipeline(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Outcome, Halt> {
+/// `admitted_by` gets the policies the gate let the binding through by, for the status's record.
+async fn pipeline(
+    b: &WorkloadIdentityBinding,
+    ctx: &Context,
+    admitted_by: &mut Option<Vec<String>>,
+) -> Result<Outcome, Halt> {
     let desired = match gate::admit(b, ctx).await? {
-        gate::Admitted::Whole(desired) => desired,
+        gate::Admitted::Whole { desired, by } => {
+            *admitted_by = Some(by);
+            desired
+        }
         gate::Admitted::Narrowed { allowed, problems } => {
             return revoke::refused(b, &allowed, problems, ctx).await;
         }
