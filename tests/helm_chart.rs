@@ -1147,6 +1147,8 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
             .kubectl_ok(&["delete", "wib", "--all", "-n", &shop, "--wait=true", "--timeout=90s"])
             .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
         drop(operator);
+        // The policies are the administrator's, not the release's.
+        plane.kubectl_ok(&["delete", "wip", &format!("team-{shop}"), &format!("team-{legacy}")])?;
         let out = ok(helm(Some(plane), &["uninstall", RELEASE, "-n", NS, "--wait"]))?;
         assert!(out.contains("uninstalled"), "{out}");
         let after = cluster_scoped_objects(plane)?;
