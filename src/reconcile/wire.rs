@@ -2,8 +2,9 @@
 //! names in its namespace: each SecretProviderClass in `spec.secretProviderClasses` (its
 //! `spec.parameters.clientID` and `tenantId`, under idbind's own field manager, on `azure` classes only) and
 //! the ConfigMap of `spec.export`. What idbind wrote on a class that left the spec is taken back, and the
-//! ConfigMap it exported to before is deleted. What is decided is [`crate::core::wiring`]'s; each write is an
-//! Event on the binding.
+//! ConfigMap it exported to before is deleted (only the one whose UID the status recorded at its creation).
+//! What is decided is [`crate::core::wiring`]'s, and [`crate::core::rewrite`]'s for what someone else changed
+//! (undone once, then left alone); each write is an Event on the binding.
 
 use std::collections::BTreeMap;
 
