@@ -70,7 +70,8 @@ fn samples_are_accepted() {
     }
     assert!(count >= 3, "expected at least three samples, found {count}");
     // Every sample is a binding, but the policies they need (cluster-scoped, like every policy).
-    let policies = plane().kubectl_ok(&["get", "wip", "team-shop", "self-service", "-o", "name"]).expect("get");
+    let policies =
+        plane().kubectl_ok(&["get", "wip", "team-shop", "self-service", "-o", "name"]).expect("get");
     assert_eq!(policies.lines().count(), 2, "the samples' policies: {policies}");
     let names = plane().kubectl_ok(&["get", "wib", "-n", &ns, "-o", "name"]).expect("get");
     assert_eq!(names.lines().count(), count - 2, "every other sample became a binding: {names}");

@@ -185,3 +185,67 @@ async fn killed_at_every_step_it_converges_without_duplicates_and_cleans_up() ->
     assert_eq!(crashes, 14);
     Ok(())
 }
+
+/// The ConfigMap of `spec.export` is created before the binding's status records its UID (the proof that
+/// idbind made it): killed between the two, the operator must neither lose track of the ConfigMap it made nor
+/// take for its own one that someone changed meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_the_export_create_and_its_record_it_neither_orphans_nor_adopts_a_changed_one()
+-> TestResult {
+    let env = start_without_operator("crash-export", |_| {}).await?;
+    install_operator_rbac(env.plane, &env.ns, &[])?;
+    let point = idbind::reconcile::failpoint::AFTER_EXPORT_CREATE;
+    let recorded_uid = |binding: &str| -> Result<String, TestError> {
+        let b: serde_json::Value =
+            serde_json::from_str(&env.kubectl(&["get", "wib", binding, "-o", "json"])?)?;
+        let written = b["status"]["written"].as_array().cloned().unwrap_or_default();
+        let record = written.iter().find(|w| w["kind"] == "ConfigMap").cloned().unwrap_or_default();
+        Ok(record["uid"].as_str().unwrap_or_default().to_string())
+    };
+    let config_map_uid =
+        |name: &str| env.kubectl(&["get", "configmap", name, "-o", "jsonpath={.metadata.uid}"]);
+    for (name, changed_meanwhile) in [("untouched", false), ("changed", true)] {
+        let mut crashing = Operator::start(&env, &format!("export-{name}"), &[("IDBIND_CRASH_AT", point)])?;
+        apply_binding(&env, name)?;
+        let export = json!({"spec": {"export": {"configMapName": format!("{name}-ids")}}});
+        env.kubectl(&["patch", "wib", name, "--type=merge", "-p", &export.to_string()])?;
+        let status = crashing.wait_exit(Duration::from_secs(90))?;
+        assert!(!status.success(), "{name}: the operator should have aborted at {point}");
+        let made = config_map_uid(&format!("{name}-ids"))?;
+        assert!(!made.is_empty(), "{name}: the ConfigMap was created before the crash");
+        assert_eq!(recorded_uid(name)?, "", "{name}: the status has no record of it yet");
+        if changed_meanwhile {
+            let edit = json!({"data": {"note": "added while the operator was down"}});
+            env.kubectl(&[
+                "patch",
+                "configmap",
+                &format!("{name}-ids"),
+                "--type=merge",
+                "-p",
+                &edit.to_string(),
+            ])?;
+        }
+        let restarted = Operator::start(&env, &format!("export-{name}-second"), &[])?;
+        if changed_meanwhile {
+            // Indistinguishable from a ConfigMap a tenant dressed up as the binding's: left alone, and the
+            // message says how to get a new one.
+            env.kubectl(&["wait", "--for=condition=Stalled", "--timeout=90s", &format!("wib/{name}")])
+                .map_err(|e| format!("{e}\n{}", restarted.log_text()))?;
+            assert_eq!(env.condition(name, "ExportReady")?, ("False".into(), "ExportConflict".into()));
+            let data =
+                env.kubectl(&["get", "configmap", &format!("{name}-ids"), "-o", "jsonpath={.data.note}"])?;
+            assert_eq!(data, "added while the operator was down", "{name}: the ConfigMap was written");
+            env.kubectl(&["delete", "configmap", &format!("{name}-ids")])?;
+        }
+        env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])
+            .map_err(|e| format!("{name}: {e}\n{}", restarted.log_text()))?;
+        let now = config_map_uid(&format!("{name}-ids"))?;
+        assert_eq!(recorded_uid(name)?, now, "{name}: the status records the ConfigMap's UID");
+        if !changed_meanwhile {
+            assert_eq!(now, made, "{name}: the ConfigMap made before the crash is the binding's");
+        }
+        azure_holds_exactly(&env, name, false)?;
+        restarted.kill()?;
+    }
+    Ok(())
+}

@@ -248,7 +248,7 @@ fn row<'a>(ran: &'a Ran, ns: &str, name: &str) -> &'a str {
 async fn a_multi_document_file_is_planned_binding_by_binding_with_the_config_map_s_settings() -> TestResult {
     let env = start_without_operator("plan-multi", |_| {}).await?;
     let op_ns = install_config_map(&env, "westeurope")?;
-    common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+    apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
     let ci = ci_environment(&env)?;
     let writes = env.writes();
     let ns = env.ns.as_str();
@@ -422,7 +422,7 @@ async fn a_policy_that_refuses_a_role_fails_the_plan_and_is_named() -> TestResul
 async fn the_api_server_rejects_what_the_schema_refuses() -> TestResult {
     let env = start_without_operator("plan-schema", |_| {}).await?;
     let op_ns = install_config_map(&env, "westeurope")?;
-    common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+    apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
     let ci = ci_environment(&env)?;
     let writes = env.writes();
     let ns = env.ns.as_str();

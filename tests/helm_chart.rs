@@ -7,7 +7,8 @@
 //! - `helm template` is accepted by a server-side dry run, in a namespace enforcing the "restricted" Pod
 //!   Security Standard;
 //! - the chart's defaults and `kubectl kustomize config/default` (and config/overlays/verification with
-//!   `verification.enabled`) give the same RBAC rules, the same ConfigMap settings and the same pod;
+//!   `verification.enabled`) give the same RBAC rules, the same admission policy on the operator's writes,
+//!   the same ConfigMap settings and the same pod;
 //! - the ServiceMonitor selects the metrics Service, and the PrometheusRule's alerts are over metrics and
 //!   labels the operator really exports;
 //! - `helm install`, then `idbind run` as the chart's pod would run it (a TokenRequest token of the chart's
@@ -357,6 +358,9 @@ fn the_chart_and_config_default_render_the_same_rbac_settings_and_pod() -> TestR
     same("ClusterRole", "idbind", &["rules"])?;
     same("ClusterRoleBinding", "idbind", &["roleRef"])?;
     same("ClusterRoleBinding", "idbind", &["subjects"])?;
+    // The admission policy on the operator's own writes: the same rules, for the same ServiceAccount.
+    same("ValidatingAdmissionPolicy", "idbind-operator-writes", &["spec"])?;
+    same("ValidatingAdmissionPolicyBinding", "idbind-operator-writes", &["spec"])?;
     same("Role", "idbind-leader-election", &["rules"])?;
     for user_role in ["idbind-edit", "idbind-view"] {
         same("ClusterRole", user_role, &["rules"])?;
@@ -507,9 +511,22 @@ fn the_service_monitor_and_the_alerts_are_off_by_default_and_well_formed_when_on
     let kinds = |objects: &[Value]| {
         objects.iter().filter_map(|o| o["kind"].as_str().map(String::from)).collect::<Vec<_>>()
     };
-    let defaults = kinds(&render(RELEASE, NS, &json!({}))?);
+    let rendered = render(RELEASE, NS, &json!({}))?;
+    let defaults = kinds(&rendered);
     assert!(!defaults.iter().any(|k| k == "ServiceMonitor" || k == "PrometheusRule"), "{defaults:?}");
-    assert!(!defaults.iter().any(|k| k.starts_with("ValidatingAdmissionPolicy")), "{defaults:?}");
+    // Verification's admission policy comes with verification; the one on the operator's writes always.
+    let policies: Vec<String> = kinds_and_names(&rendered)
+        .into_iter()
+        .filter(|k| k.starts_with("ValidatingAdmissionPolicy"))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            "ValidatingAdmissionPolicy/idbind-operator-writes",
+            "ValidatingAdmissionPolicyBinding/idbind-operator-writes"
+        ],
+        "{defaults:?}"
+    );
 
     let chart = render(RELEASE, NS, &everything_on())?;
     let service = find(&chart, "Service", "idbind-metrics")?;

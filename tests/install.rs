@@ -102,6 +102,8 @@ fn apply_k_config_default_creates_every_object_once() -> TestResult {
             "rolebinding.rbac.authorization.k8s.io/idbind-leader-election",
             "service/idbind-metrics",
             "serviceaccount/idbind",
+            "validatingadmissionpolicy.admissionregistration.k8s.io/idbind-operator-writes",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/idbind-operator-writes",
         ],
         "kubectl apply printed:\n{stdout}"
     );
@@ -247,7 +249,7 @@ fn a_second_apply_changes_nothing() -> TestResult {
         ])
     };
     let before = versions()?;
-    assert_eq!(before.lines().count(), 14, "{before}");
+    assert_eq!(before.lines().count(), 16, "{before}");
     let again = plane().kubectl_ok(&["apply", "-k", &config_default()])?;
     assert_eq!(versions()?, before, "a second apply wrote to the server; kubectl printed:\n{again}");
     let diff = plane().kubectl(&["diff", "-k", &config_default()]).output()?;

@@ -310,7 +310,8 @@ async fn renaming_the_identity_replaces_it_and_leaves_nothing_behind() -> TestRe
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_binding_switched_to_retain_keeps_its_identity_and_role_but_not_its_trust_when_deleted() -> TestResult {
+async fn a_binding_switched_to_retain_keeps_its_identity_and_role_but_not_its_trust_when_deleted()
+-> TestResult {
     let env = start("e2e-retain").await?;
     env.kubectl(&["create", "serviceaccount", "reports"])?;
     env.apply(&reports("reports-two", "Delete"))?;

@@ -364,6 +364,50 @@ pub struct WorkloadIdentityBindingStatus {
     /// changes or goes, idbind deletes this ConfigMap if it is the one it made for this binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exported_config_map: Option<String>,
+
+    /// What idbind last wrote outside Azure for this binding: the ServiceAccount's annotations, each named
+    /// SecretProviderClass's clientID and tenantId, and the export ConfigMap, each by the object's UID. The
+    /// export ConfigMap's entry is the proof that idbind created it: idbind writes or deletes only the
+    /// ConfigMap whose UID is recorded here and that names this binding as its controller. The entries also
+    /// tell a change someone else made from one idbind has to make: idbind undoes one such change, and a
+    /// second stalls the binding instead of starting a write loop with the other writer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written: Vec<WrittenStatus>,
+}
+
+/// The kind of object idbind writes outside Azure.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum WrittenKind {
+    /// The bound ServiceAccount (its azure.workload.identity annotations).
+    #[default]
+    ServiceAccount,
+    /// A named SecretProviderClass (its spec.parameters.clientID and tenantId).
+    SecretProviderClass,
+    /// The export ConfigMap (its data).
+    ConfigMap,
+}
+
+/// One object idbind wrote for the binding, as it last wrote it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenStatus {
+    pub kind: WrittenKind,
+    /// Its name, in the binding's namespace.
+    pub name: String,
+    /// Its metadata.uid when idbind wrote it: an object made anew is another object.
+    pub uid: String,
+    /// The client id idbind wrote there.
+    pub client_id: String,
+    /// The binding's metadata.generation when idbind last wrote it.
+    pub generation: i64,
+    /// Set once idbind undid a change someone else made to what it wrote (this client id, this generation):
+    /// the writers that made it, as their field managers say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone: Option<String>,
+    /// Set when someone changed it again after that and idbind left it alone (the binding is stalled): the
+    /// writers that did. Cleared once the object carries idbind's values again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contested: Option<String>,
 }
 
 /// Identifiers of the bound managed identity.

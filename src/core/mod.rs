@@ -11,6 +11,7 @@ pub mod proof;
 pub mod removal;
 pub mod report;
 pub mod resource_id;
+pub mod rewrite;
 pub mod roles;
 pub mod settings;
 pub mod validate;

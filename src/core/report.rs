@@ -517,8 +517,8 @@ impl<'a> Conditions<'a> {
         self.wired(held, wiring);
     }
 
-    /// The wiring's conditions (each present only when the spec asks for its part) and its status record: the
-    /// classes named, the ConfigMap exported to.
+    /// The wiring's conditions (each present only when the spec asks for its part) and its status records:
+    /// the classes named, the ConfigMap exported to, and what idbind wrote on them and on the ServiceAccount.
     fn wired(&mut self, held: &Held, wiring: &Wiring) {
         let client_id = held.identity.client_id.as_deref().unwrap_or_default();
         let parts = [
@@ -533,7 +533,8 @@ impl<'a> Conditions<'a> {
         }
         self.status.secret_provider_classes = wiring.classes.iter().map(|c| c.name.clone()).collect();
         self.status.exported_config_map =
-            wiring.export.as_ref().filter(|e| e.exported).map(|e| e.config_map.clone());
+            wiring.export.as_ref().filter(|e| e.ours()).map(|e| e.config_map.clone());
+        self.status.written = wiring.written.clone();
     }
 
     /// Azure and the ServiceAccount are done, but a class or the export the spec names is not: Ready false,
@@ -610,9 +611,10 @@ impl<'a> Conditions<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::binding::{WrittenKind, WrittenStatus};
     use crate::core::{
         validate::{INVALID_SPEC, POLICY_VIOLATION},
-        wiring::{self, Class, ClassState, Export},
+        wiring::{self, Class, ClassState, Export, ExportState, Foreign},
     };
 
     const GENERATION: Option<i64> = Some(3);
@@ -1015,7 +1017,7 @@ mod tests {
     fn classes(states: &[(&str, ClassState)]) -> Wiring {
         let classes =
             states.iter().map(|(name, state)| Class { name: name.to_string(), state: state.clone() });
-        Wiring { classes: classes.collect(), export: None }
+        Wiring { classes: classes.collect(), export: None, written: Vec::new() }
     }
 
     #[test]
@@ -1027,11 +1029,13 @@ mod tests {
         let ready = status_after(&converged("c1"), GENERATION);
         let wired_status = status_after(&wired("c1", classes(&[("kv", ClassState::Wired)])), GENERATION);
         let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
-        let exported = |exported| Wiring {
+        let exported = |state| Wiring {
             classes: Vec::new(),
-            export: Some(Export { config_map: "ids".into(), exported }),
+            export: Some(Export { config_map: "ids".into(), state }),
+            written: Vec::new(),
         };
         let held_by = ClassState::HeldBy(holder("first"));
+        let foreign = ExportState::Foreign(Foreign::NotRecorded);
         check(vec![
             ("every class wired: Ready", Some(&ready), wired("c1", classes(&[("kv", ClassState::Wired)])), {
                 expect("True", "Reconciled")
@@ -1069,11 +1073,37 @@ mod tests {
                     e.event(Warning, CLASSES_UNAVAILABLE).requeue(stalled)
                 },
             ),
-            ("exported: Ready", None, wired("c1", exported(true)), {
+            ("exported: Ready", None, wired("c1", exported(ExportState::Exported)), {
                 expect("True", "Reconciled").event(Severity::Normal, "Ready")
             }),
-            ("someone else's ConfigMap: stalled", Some(&ready), wired("c1", exported(false)), {
+            ("someone else's ConfigMap: stalled", Some(&ready), wired("c1", exported(foreign)), {
                 expect("False", EXPORT_CONFLICT).stalled().event(Warning, EXPORT_CONFLICT).requeue(stalled)
+            }),
+        ]);
+    }
+
+    #[test]
+    fn an_object_another_writer_keeps_changing_stalls_the_binding() {
+        use Severity::Warning;
+        use wiring::{CLASS_CONFLICT, EXPORT_CONFLICT};
+        let ready = status_after(&converged("c1"), GENERATION);
+        let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
+        let fought = Wiring {
+            classes: Vec::new(),
+            export: Some(Export {
+                config_map: "ids".into(),
+                state: ExportState::Contested { undone: "kubectl-patch".into(), by: "other".into() },
+            }),
+            written: Vec::new(),
+        };
+        let class_fought =
+            classes(&[("kv", ClassState::Contested { undone: "kubectl-patch".into(), by: "argocd".into() })]);
+        check(vec![
+            ("its ConfigMap changed twice by someone else", Some(&ready), wired("c1", fought), {
+                expect("False", EXPORT_CONFLICT).stalled().event(Warning, EXPORT_CONFLICT).requeue(stalled)
+            }),
+            ("a class changed twice by someone else", Some(&ready), wired("c1", class_fought), {
+                expect("False", CLASS_CONFLICT).stalled().event(Warning, CLASS_CONFLICT).requeue(stalled)
             }),
         ]);
     }
@@ -1084,9 +1114,24 @@ mod tests {
             status.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
         };
         let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+        let record = |kind, name: &str| WrittenStatus {
+            kind,
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            client_id: "c1".into(),
+            generation: 3,
+            undone: None,
+            contested: None,
+        };
+        let written = vec![
+            record(WrittenKind::ServiceAccount, "app"),
+            record(WrittenKind::SecretProviderClass, "kv"),
+            record(WrittenKind::ConfigMap, "ids"),
+        ];
         let both = Wiring {
             classes: vec![Class { name: "kv".into(), state: ClassState::Wired }],
-            export: Some(Export { config_map: "ids".into(), exported: true }),
+            export: Some(Export { config_map: "ids".into(), state: ExportState::Exported }),
+            written: written.clone(),
         };
         let status = status_after(&wired("c1", both), GENERATION);
         assert_eq!(
@@ -1098,6 +1143,7 @@ mod tests {
             (status.secret_provider_classes.clone(), status.exported_config_map.clone()),
             (vec!["kv".to_string()], Some("ids".to_string()))
         );
+        assert_eq!(status.written, written, "what idbind wrote is recorded");
         // The names leave the spec: the conditions and the records go.
         let after = report(Some(&status), &converged("c1"), GENERATION, &at(300)).status;
         assert_eq!(condition(&after, conditions::SECRET_PROVIDER_CLASSES_READY), None);
@@ -1106,9 +1152,25 @@ mod tests {
         // A ConfigMap idbind did not write is not recorded as exported: nothing of it is idbind's to delete.
         let conflict = Wiring {
             classes: Vec::new(),
-            export: Some(Export { config_map: "ids".into(), exported: false }),
+            export: Some(Export {
+                config_map: "ids".into(),
+                state: ExportState::Foreign(Foreign::NotControlled),
+            }),
+            written: Vec::new(),
         };
         assert_eq!(status_after(&wired("c1", conflict), GENERATION).exported_config_map, None);
+        // One idbind made but another writer contests stays recorded: it is still idbind's to delete.
+        let contested = Wiring {
+            classes: Vec::new(),
+            export: Some(Export {
+                config_map: "ids".into(),
+                state: ExportState::Contested { undone: "a".into(), by: "b".into() },
+            }),
+            written: vec![record(WrittenKind::ConfigMap, "ids")],
+        };
+        let status = status_after(&wired("c1", contested), GENERATION);
+        assert_eq!(status.exported_config_map.as_deref(), Some("ids"));
+        assert_eq!(status.written, vec![record(WrittenKind::ConfigMap, "ids")]);
         // A binding not Ready for its wiring counts as an error in the metrics.
         let missing = wired("c1", classes(&[("kv", ClassState::NotFound)]));
         assert_eq!(missing.result(), ("error", Some(wiring::CLASS_NOT_FOUND)));

@@ -7,12 +7,18 @@
 //! The rules: a class is written only when its provider is `azure`, only those two parameters, only under
 //! idbind's own field manager, and only by the binding that holds it (the oldest naming it, as with
 //! ServiceAccounts); idbind takes back only what its field manager owns and only when no binding names the
-//! class any more. An exported ConfigMap is written only when it does not exist or is controlled by this
-//! binding (its UID in the controller owner reference), and deleted only then.
+//! class any more. An exported ConfigMap is written or deleted only when it is the one idbind created for
+//! this binding: its UID recorded in the binding's status at creation ([`WrittenStatus`], which tenants
+//! cannot write), the binding its controller owner and idbind's label on it; an owner reference alone, which
+//! anyone who may edit the ConfigMap can write, proves nothing. What someone else changes on either is undone
+//! once and then left alone ([`super::rewrite`]).
 
 use std::collections::BTreeMap;
 
-use crate::core::{claim::Holder, plan::IdentityIds};
+use crate::{
+    api::binding::WrittenStatus,
+    core::{claim::Holder, plan::IdentityIds, rewrite::Need},
+};
 
 /// The field manager of what idbind writes on SecretProviderClasses: not the one of the status and the
 /// ServiceAccount annotations, so `managedFields` tell apart what idbind wrote there, and applying an empty
@@ -49,22 +55,23 @@ pub struct ObservedClass {
     pub tenant_id: Option<String>,
     /// Whether idbind's field manager owns any of its fields (`managedFields`).
     pub written_by_idbind: bool,
+    /// The field managers other than idbind's that own `clientID` or `tenantId`.
+    pub others: Vec<String>,
 }
 
 /// What to do with a class the binding holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClassPlan {
-    /// Apply the two parameters (they differ, or idbind does not own them yet).
-    Write,
-    /// They are idbind's and already right: nothing to write.
-    InPlace,
+    /// An `azure` class, and what it needs for the two parameters ([`super::rewrite::decide`] says whether
+    /// idbind writes it).
+    Azure(Need),
     /// Another provider's class: left untouched, reported.
     Unsupported { provider: String },
 }
 
-/// What to do with `class`, given the identity's `ids`. A class whose parameters are right but set by someone
-/// else is still applied: idbind then co-owns them, so a later edit is repaired and withdrawing takes back
-/// only what no one else set.
+/// What `class` needs to carry the identity's `ids`. Parameters that are right but set by someone else are
+/// still applied (a write that changes no value): idbind then co-owns them, so a later edit is repaired and
+/// withdrawing takes back only what no one else set.
 pub fn class_plan(class: &ObservedClass, ids: &IdentityIds) -> ClassPlan {
     let provider = class.provider.as_deref().unwrap_or_default();
     if provider != AZURE_PROVIDER {
@@ -72,7 +79,11 @@ pub fn class_plan(class: &ObservedClass, ids: &IdentityIds) -> ClassPlan {
     }
     let right = class.client_id.as_deref() == Some(ids.client_id.as_str())
         && class.tenant_id.as_deref() == Some(ids.tenant_id.as_str());
-    if right && class.written_by_idbind { ClassPlan::InPlace } else { ClassPlan::Write }
+    ClassPlan::Azure(match (right, class.written_by_idbind) {
+        (true, true) => Need::Nothing,
+        (true, false) => Need::Ownership,
+        (false, _) => Need::Values { by: class.others.clone() },
+    })
 }
 
 /// Whether idbind takes back what it wrote on a class no longer named by the binding that wired it: only if
@@ -93,6 +104,9 @@ pub enum ClassState {
     UnsupportedProvider(String),
     /// An older binding of the namespace names it and keeps it wired.
     HeldBy(Holder),
+    /// Someone else changed the two parameters again after idbind undid a change (`undone`: that change's
+    /// writers, `by`: this one's): left alone.
+    Contested { undone: String, by: String },
     /// The cluster does not serve the SecretProviderClass API (the CSI driver is not installed).
     Unavailable,
 }
@@ -107,11 +121,31 @@ pub struct Class {
 /// A ConfigMap as read just before idbind would write it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ObservedConfigMap {
+    /// Its `metadata.uid`.
+    pub uid: String,
     /// The UID in its controller owner reference, when that reference names a WorkloadIdentityBinding.
     pub controlling_binding: Option<String>,
     pub data: BTreeMap<String, String>,
-    /// Whether it carries [`EXPORT_LABEL`] (the watch sees it).
+    /// For each key of `data`, the field managers other than idbind's that own it.
+    pub data_writers: BTreeMap<String, Vec<String>>,
+    /// Whether it carries [`EXPORT_LABEL`] (the watch sees it, the operator's admission policy lets it be
+    /// written).
     pub labelled: bool,
+    /// Whether it has `binaryData` or is `immutable`: never something idbind's create makes.
+    pub more_than_data: bool,
+}
+
+/// Why a ConfigMap of the export's name is not the binding's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Foreign {
+    /// Its controller is not this binding (or it has none).
+    NotControlled,
+    /// It is controlled by this binding but idbind has no record of creating it, and it is not exactly what
+    /// idbind's create makes.
+    NotRecorded,
+    /// idbind made it, but its label was removed: idbind (and its admission policy) write only labelled
+    /// ConfigMaps.
+    Unlabelled,
 }
 
 /// What to do about the binding's export ConfigMap.
@@ -119,12 +153,12 @@ pub struct ObservedConfigMap {
 pub enum ExportPlan {
     /// It does not exist: create it.
     Create,
-    /// It is this binding's and differs: apply.
-    Update,
-    /// It is this binding's and right.
-    InPlace,
-    /// It exists and is not this binding's: never written.
-    Conflict,
+    /// It is this binding's: its UID is recorded, or (`adopted`) it is exactly what idbind's create makes,
+    /// which is how a create whose record was lost (a crash before the status write, or an idbind from before
+    /// records) looks. What it needs; [`super::rewrite::decide`] says whether idbind writes it.
+    Ours { need: Need, adopted: bool },
+    /// It exists and is not this binding's: never written or deleted.
+    Foreign(Foreign),
 }
 
 /// The ConfigMap's data: the ids under their own names and under the Azure SDKs' environment variable names,
@@ -143,39 +177,91 @@ pub fn export_data(ids: &IdentityIds) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// What to do about the export ConfigMap (`None`: it does not exist) of the binding with `binding_uid`.
+/// What to do about the export ConfigMap (`None`: it does not exist) of the binding with `binding_uid`, given
+/// idbind's `record` of the ConfigMap of that name, and the `data` it exports.
 pub fn export_plan(
     observed: Option<&ObservedConfigMap>,
+    record: Option<&WrittenStatus>,
     binding_uid: &str,
     data: &BTreeMap<String, String>,
 ) -> ExportPlan {
-    match observed {
-        None => ExportPlan::Create,
-        Some(cm) if cm.controlling_binding.as_deref() != Some(binding_uid) => ExportPlan::Conflict,
-        Some(cm) if cm.labelled && data.iter().all(|(k, v)| cm.data.get(k) == Some(v)) => ExportPlan::InPlace,
-        Some(_) => ExportPlan::Update,
+    let Some(cm) = observed else {
+        return ExportPlan::Create;
+    };
+    if cm.controlling_binding.as_deref() != Some(binding_uid) {
+        return ExportPlan::Foreign(Foreign::NotControlled);
     }
+    let recorded = record.is_some_and(|r| r.uid == cm.uid);
+    if !cm.labelled {
+        return ExportPlan::Foreign(if recorded { Foreign::Unlabelled } else { Foreign::NotRecorded });
+    }
+    if recorded {
+        let wrong: Vec<&String> =
+            data.iter().filter(|(k, v)| cm.data.get(*k) != Some(*v)).map(|(k, _)| k).collect();
+        if wrong.is_empty() {
+            return ExportPlan::Ours { need: Need::Nothing, adopted: false };
+        }
+        let mut by: Vec<String> =
+            wrong.iter().flat_map(|k| cm.data_writers.get(*k).cloned().unwrap_or_default()).collect();
+        by.sort();
+        by.dedup();
+        return ExportPlan::Ours { need: Need::Values { by }, adopted: false };
+    }
+    // Exactly what idbind's create makes: nothing in it is anyone else's, so taking it as the binding's
+    // changes nothing and loses nothing, whoever made it.
+    if cm.data == *data && !cm.more_than_data {
+        return ExportPlan::Ours { need: Need::Nothing, adopted: true };
+    }
+    ExportPlan::Foreign(Foreign::NotRecorded)
 }
 
-/// Whether idbind may delete a ConfigMap it no longer exports to: only one this binding controls.
-pub fn deletes_export(observed: Option<&ObservedConfigMap>, binding_uid: &str) -> bool {
-    observed.is_some_and(|cm| cm.controlling_binding.as_deref() == Some(binding_uid))
+/// Whether idbind may delete a ConfigMap it no longer exports to: only one that is this binding's by the
+/// rules of [`export_plan`].
+pub fn deletes_export(
+    observed: Option<&ObservedConfigMap>,
+    record: Option<&WrittenStatus>,
+    binding_uid: &str,
+    data: &BTreeMap<String, String>,
+) -> bool {
+    observed
+        .is_some_and(|_| matches!(export_plan(observed, record, binding_uid, data), ExportPlan::Ours { .. }))
+}
+
+/// What became of the export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportState {
+    /// Written (or already right).
+    Exported,
+    /// A ConfigMap of that name is not this binding's.
+    Foreign(Foreign),
+    /// Someone else changed its data again after idbind undid a change (`undone`: that change's writers,
+    /// `by`: this one's): left alone.
+    Contested { undone: String, by: String },
 }
 
 /// What became of the export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Export {
     pub config_map: String,
-    /// Written (or already right); `false`: a ConfigMap of that name is not this binding's.
-    pub exported: bool,
+    pub state: ExportState,
 }
 
-/// What the wiring step did: the classes the spec names (empty: no condition) and the export (`None`: no
-/// condition).
+impl Export {
+    /// Whether the ConfigMap is the one idbind made for the binding (so the status names it, and idbind
+    /// deletes it when the export moves away).
+    pub fn ours(&self) -> bool {
+        !matches!(self.state, ExportState::Foreign(_))
+    }
+}
+
+/// What the bind and wiring steps did: the classes the spec names (empty: no condition), the export (`None`:
+/// no condition), and idbind's record of what it wrote on the ServiceAccount, the classes and the export
+/// ConfigMap (the status keeps it).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Wiring {
     pub classes: Vec<Class>,
     pub export: Option<Export>,
+    pub written: Vec<WrittenStatus>,
 }
 
 /// Why the wiring keeps a binding from being Ready: the part's condition reason, a message naming every class
@@ -242,12 +328,35 @@ impl Wiring {
 
     /// What keeps the export from being written, if anything.
     pub fn export_problem(&self) -> Option<Unwired> {
-        let export = self.export.as_ref().filter(|e| !e.exported)?;
-        let message = format!(
-            "spec.export.configMapName: ConfigMap {} exists and was not created by idbind for this binding; \
-             idbind never overwrites it: delete it, or export to another name",
-            export.config_map
-        );
+        let export = self.export.as_ref()?;
+        let name = &export.config_map;
+        let message = match &export.state {
+            ExportState::Exported => return None,
+            ExportState::Foreign(Foreign::NotControlled) => format!(
+                "spec.export.configMapName: ConfigMap {name} exists and was not created by idbind for this \
+                 binding (its controller is not this binding); idbind never writes or deletes it: delete it, \
+                 or export to another name"
+            ),
+            ExportState::Foreign(Foreign::NotRecorded) => format!(
+                "spec.export.configMapName: ConfigMap {name} names this binding as its controller, but idbind \
+                 has no record of creating it (status.written) and it holds more than the ids idbind exports; \
+                 an owner reference anyone who may edit the ConfigMap can write proves nothing, so idbind \
+                 never writes or deletes it: delete it (idbind then creates its own), or export to another \
+                 name"
+            ),
+            ExportState::Foreign(Foreign::Unlabelled) => format!(
+                "spec.export.configMapName: ConfigMap {name}, which idbind made for this binding, lost the \
+                 label {}={}; idbind writes only ConfigMaps carrying it (its admission policy allows no \
+                 other): put the label back, or delete the ConfigMap (idbind makes it anew)",
+                EXPORT_LABEL.0, EXPORT_LABEL.1
+            ),
+            ExportState::Contested { undone, by } => format!(
+                "spec.export.configMapName: ConfigMap {name}: its data was changed again (by {by}) after \
+                 idbind undid a change (by {undone}); another writer is changing it, and idbind does not \
+                 fight it: stop that writer, then delete the ConfigMap (idbind makes it anew) or put back \
+                 the ids the binding's status shows"
+            ),
+        };
         Some(Unwired { reason: EXPORT_CONFLICT, message, stalled: true })
     }
 }
@@ -267,6 +376,15 @@ fn class_problem(class: &Class) -> Option<(&'static str, String)> {
             format!(
                 "SecretProviderClass {name} has provider {provider:?}: idbind writes clientID and tenantId only \
                  on classes of the azure provider, and left it untouched"
+            ),
+        )),
+        ClassState::Contested { undone, by } => Some((
+            CLASS_CONFLICT,
+            format!(
+                "SecretProviderClass {name}: spec.parameters.{CLIENT_ID_PARAMETER} or {TENANT_ID_PARAMETER} \
+                 was changed again (by {by}) after idbind undid a change (by {undone}); another writer keeps \
+                 setting them, and idbind does not fight it: leave both out of what that writer applies, then \
+                 put back the client and tenant ids the binding's status shows (or re-create the class)"
             ),
         )),
         ClassState::HeldBy(holder) => Some((
@@ -305,21 +423,28 @@ mod tests {
             client_id: client_id.map(str::to_string),
             tenant_id: tenant_id.map(str::to_string),
             written_by_idbind: ours,
+            others: if ours { Vec::new() } else { vec!["kubectl-edit".into()] },
         }
     }
 
     #[test]
     fn only_azure_classes_are_written_and_only_when_something_differs() {
         let unsupported = |p: &str| ClassPlan::Unsupported { provider: p.into() };
+        let by_hand = || ClassPlan::Azure(Need::Values { by: vec!["kubectl-edit".into()] });
         let table = [
-            ("a fresh azure class", class("azure", None, None, false), ClassPlan::Write),
-            ("idbind's, right", class("azure", Some("c1"), Some("t"), true), ClassPlan::InPlace),
-            ("idbind's, edited by hand", class("azure", Some("x"), Some("t"), true), ClassPlan::Write),
-            ("idbind's, tenant edited", class("azure", Some("c1"), Some("x"), true), ClassPlan::Write),
+            ("a fresh azure class", class("azure", None, None, false), by_hand()),
+            ("idbind's, right", class("azure", Some("c1"), Some("t"), true), ClassPlan::Azure(Need::Nothing)),
+            (
+                "idbind's, stale",
+                class("azure", Some("c0"), Some("t"), true),
+                ClassPlan::Azure(Need::Values { by: vec![] }),
+            ),
+            ("edited by hand", class("azure", Some("x"), Some("t"), false), by_hand()),
+            ("tenant edited by hand", class("azure", Some("c1"), Some("x"), false), by_hand()),
             (
                 "right, but set by someone else",
                 class("azure", Some("c1"), Some("t"), false),
-                ClassPlan::Write,
+                ClassPlan::Azure(Need::Ownership),
             ),
             ("the vault provider", class("vault", None, None, false), unsupported("vault")),
             ("provider in another case", class("Azure", None, None, false), unsupported("Azure")),
@@ -340,35 +465,121 @@ mod tests {
         assert!(!withdraws(None, false), "gone");
     }
 
-    #[test]
-    fn a_config_map_is_written_only_when_absent_or_this_bindings() {
-        let data = export_data(&ids("c1"));
-        let cm = |owner: Option<&str>, data: &BTreeMap<String, String>, labelled| ObservedConfigMap {
+    fn config_map(uid: &str, owner: Option<&str>, data: &BTreeMap<String, String>) -> ObservedConfigMap {
+        ObservedConfigMap {
+            uid: uid.into(),
             controlling_binding: owner.map(str::to_string),
             data: data.clone(),
-            labelled,
-        };
-        let stale = export_data(&ids("c0"));
+            data_writers: data.keys().map(|k| (k.clone(), vec!["kubectl-patch".to_string()])).collect(),
+            labelled: true,
+            more_than_data: false,
+        }
+    }
+
+    fn recorded(uid: &str) -> WrittenStatus {
+        WrittenStatus {
+            kind: crate::api::binding::WrittenKind::ConfigMap,
+            name: "ids".into(),
+            uid: uid.into(),
+            client_id: "c1".into(),
+            generation: 1,
+            undone: None,
+            contested: None,
+        }
+    }
+
+    /// (case, the ConfigMap, idbind's record, what to do)
+    type ExportRow = (&'static str, Option<ObservedConfigMap>, Option<WrittenStatus>, ExportPlan);
+
+    /// Checks each row for the binding `uid-1`, which exports `data`: deleted exactly when written.
+    fn check_export(table: Vec<ExportRow>, data: &BTreeMap<String, String>) {
+        for (case, observed, record, want) in table {
+            assert_eq!(export_plan(observed.as_ref(), record.as_ref(), "uid-1", data), want, "{case}");
+            let deletable = matches!(want, ExportPlan::Ours { .. });
+            assert_eq!(
+                deletes_export(observed.as_ref(), record.as_ref(), "uid-1", data),
+                deletable,
+                "{case}"
+            );
+        }
+    }
+
+    fn owned(uid: &str, data: &BTreeMap<String, String>) -> Option<ObservedConfigMap> {
+        Some(config_map(uid, Some("uid-1"), data))
+    }
+
+    #[test]
+    fn a_config_map_is_written_or_deleted_only_when_idbind_recorded_creating_it_for_this_binding() {
+        use Foreign::{NotControlled, Unlabelled};
+        let data = export_data(&ids("c1"));
         let mut extra = data.clone();
         extra.insert("team".into(), "shop".into());
-        let table = [
-            ("absent", None, ExportPlan::Create),
-            ("ours, right", Some(cm(Some("uid-1"), &data, true)), ExportPlan::InPlace),
-            ("ours, with a key someone added", Some(cm(Some("uid-1"), &extra, true)), ExportPlan::InPlace),
-            ("ours, stale ids", Some(cm(Some("uid-1"), &stale, true)), ExportPlan::Update),
-            ("ours, label removed", Some(cm(Some("uid-1"), &data, false)), ExportPlan::Update),
-            ("someone else's", Some(cm(None, &data, true)), ExportPlan::Conflict),
-            (
-                "an earlier binding's of the same name",
-                Some(cm(Some("uid-0"), &data, true)),
-                ExportPlan::Conflict,
-            ),
-        ];
-        for (case, observed, want) in table {
-            assert_eq!(export_plan(observed.as_ref(), "uid-1", &data), want, "{case}");
-            let deletable = matches!(want, ExportPlan::InPlace | ExportPlan::Update);
-            assert_eq!(deletes_export(observed.as_ref(), "uid-1"), deletable, "{case}");
-        }
+        let unlabelled =
+            Some(ObservedConfigMap { labelled: false, ..config_map("cm-1", Some("uid-1"), &data) });
+        let edited =
+            ExportPlan::Ours { need: Need::Values { by: vec!["kubectl-patch".into()] }, adopted: false };
+        let right = || ExportPlan::Ours { need: Need::Nothing, adopted: false };
+        let r1 = || Some(recorded("cm-1"));
+        let foreign = ExportPlan::Foreign;
+        check_export(
+            vec![
+                ("absent", None, None, ExportPlan::Create),
+                ("recorded, right", owned("cm-1", &data), r1(), right()),
+                ("recorded, with a key someone added", owned("cm-1", &extra), r1(), right()),
+                ("recorded, edited", owned("cm-1", &export_data(&ids("c0"))), r1(), edited),
+                ("recorded, label removed", unlabelled, r1(), foreign(Unlabelled)),
+                (
+                    "recorded, owner reference gone",
+                    Some(config_map("cm-1", None, &data)),
+                    r1(),
+                    foreign(NotControlled),
+                ),
+                ("someone else's", Some(config_map("cm-1", None, &data)), None, foreign(NotControlled)),
+                (
+                    "an earlier binding's",
+                    Some(config_map("cm-1", Some("uid-0"), &data)),
+                    r1(),
+                    foreign(NotControlled),
+                ),
+            ],
+            &data,
+        );
+    }
+
+    #[test]
+    fn an_owner_reference_alone_proves_nothing_unless_the_config_map_is_exactly_idbinds() {
+        use Foreign::NotRecorded;
+        let data = export_data(&ids("c1"));
+        let mut extra = data.clone();
+        extra.insert("team".into(), "shop".into());
+        // What a tenant makes of kube-root-ca.crt: the binding's owner reference on someone else's data.
+        let root_ca: BTreeMap<String, String> = [("ca.crt".to_string(), "PEM".to_string())].into();
+        let unlabelled =
+            Some(ObservedConfigMap { labelled: false, ..config_map("cm-1", Some("uid-1"), &data) });
+        let binary =
+            Some(ObservedConfigMap { more_than_data: true, ..config_map("cm-1", Some("uid-1"), &data) });
+        let adopted = || ExportPlan::Ours { need: Need::Nothing, adopted: true };
+        // A forged record (a status writer's): the record is the proof, so it is trusted like status is.
+        let forged = ExportPlan::Ours { need: Need::Values { by: vec![] }, adopted: false };
+        let foreign = || ExportPlan::Foreign(NotRecorded);
+        check_export(
+            vec![
+                ("kube-root-ca.crt, owner reference added", owned("cm-9", &root_ca), None, foreign()),
+                ("the same, a record of another", owned("cm-9", &root_ca), Some(recorded("cm-1")), foreign()),
+                ("the same, a forged record", owned("cm-9", &root_ca), Some(recorded("cm-9")), forged),
+                ("idbind's ids and more", owned("cm-1", &extra), None, foreign()),
+                ("idbind's ids, binary data too", binary, None, foreign()),
+                ("idbind's ids, unlabelled", unlabelled, None, foreign()),
+                ("exactly what idbind's create makes", owned("cm-1", &data), None, adopted()),
+                (
+                    "the same, made anew since the record",
+                    owned("cm-2", &data),
+                    Some(recorded("cm-1")),
+                    adopted(),
+                ),
+            ],
+            &data,
+        );
     }
 
     #[test]
@@ -386,7 +597,7 @@ mod tests {
             .iter()
             .map(|(name, state)| Class { name: name.to_string(), state: state.clone() })
             .collect();
-        Wiring { classes, export: None }
+        Wiring { classes, export: None, written: Vec::new() }
     }
 
     #[test]
@@ -438,9 +649,55 @@ mod tests {
         assert!(message.contains("c1"), "{message}");
         let conflict = Wiring {
             classes: Vec::new(),
-            export: Some(Export { config_map: "ids".into(), exported: false }),
+            export: Some(Export {
+                config_map: "ids".into(),
+                state: ExportState::Foreign(Foreign::NotRecorded),
+            }),
+            written: Vec::new(),
         };
         assert_eq!(conflict.export_condition().map(|(ok, r, _)| (ok, r)), Some((false, EXPORT_CONFLICT)));
         assert_eq!(conflict.problem().map(|p| (p.reason, p.stalled)), Some((EXPORT_CONFLICT, true)));
+    }
+
+    #[test]
+    fn every_refused_export_and_contested_class_stalls_naming_the_field_and_the_way_out() {
+        let export = |state| Wiring {
+            classes: Vec::new(),
+            export: Some(Export { config_map: "ids".into(), state }),
+            written: Vec::new(),
+        };
+        let contested = ExportState::Contested { undone: "kubectl-patch".into(), by: "argocd".into() };
+        for (state, says) in [
+            (ExportState::Foreign(Foreign::NotControlled), "its controller is not this binding"),
+            (ExportState::Foreign(Foreign::NotRecorded), "no record of creating it"),
+            (ExportState::Foreign(Foreign::Unlabelled), "app.kubernetes.io/managed-by=idbind"),
+            (contested, "by argocd"),
+        ] {
+            let problem = export(state).problem().unwrap_or_else(|| panic!("{says}: no problem"));
+            assert_eq!((problem.reason, problem.stalled), (EXPORT_CONFLICT, true), "{says}");
+            assert!(
+                problem.message.starts_with("spec.export.configMapName: ConfigMap ids"),
+                "{}",
+                problem.message
+            );
+            assert!(problem.message.contains(says), "{}", problem.message);
+        }
+        let fought =
+            wiring(&[("kv", ClassState::Contested { undone: "kubectl-patch".into(), by: "argocd".into() })]);
+        let problem = fought.problem().unwrap_or_else(|| panic!("no problem"));
+        assert_eq!((problem.reason, problem.stalled), (CLASS_CONFLICT, true));
+        assert!(problem.message.contains("SecretProviderClass kv") && problem.message.contains("by argocd"));
+        let ours = Export { config_map: "ids".into(), state: ExportState::Exported };
+        assert!(ours.ours());
+        assert!(
+            Export {
+                config_map: "ids".into(),
+                state: ExportState::Contested { undone: String::new(), by: String::new() }
+            }
+            .ours()
+        );
+        assert!(
+            !Export { config_map: "ids".into(), state: ExportState::Foreign(Foreign::NotControlled) }.ours()
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The ConfigMap a binding exports its identity's ids to (`spec.export`). Created with a plain create, so a
-//! ConfigMap someone makes between idbind's read and its write is never taken over (the create fails), then
-//! kept with server-side apply under [`EXPORT_FIELD_MANAGER`], naming the ConfigMap's UID so an apply never
-//! creates one. The binding is its controller owner: Kubernetes' garbage collector deletes it with the
-//! binding.
+//! ConfigMap someone makes between idbind's read and its write is never taken over (the create fails); its
+//! UID, which the create answers, is what the binding's status records as proof that idbind made it. Kept
+//! with server-side apply under [`EXPORT_FIELD_MANAGER`], naming that UID so an apply never creates one. The
+//! binding is its controller owner: Kubernetes' garbage collector deletes it with the binding.
 
 use std::collections::BTreeMap;
 
@@ -22,32 +22,42 @@ use crate::{
     core::wiring::{EXPORT_FIELD_MANAGER, EXPORT_LABEL, ObservedConfigMap},
 };
 
-/// A ConfigMap as read: its UID and what idbind decides from.
-pub struct Found {
-    pub uid: String,
-    pub config_map: ObservedConfigMap,
-}
-
 /// Reads ConfigMap `namespace/name` (`None`: there is none).
-pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<Option<Found>, KubeError> {
+pub async fn read(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ObservedConfigMap>, KubeError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     Ok(api.get_opt(name).await?.map(|cm| observe(&cm)))
 }
 
 /// What idbind decides from, of a ConfigMap as read.
-pub fn observe(cm: &ConfigMap) -> Found {
+pub fn observe(cm: &ConfigMap) -> ObservedConfigMap {
     let controller = cm.owner_references().iter().find(|r| r.controller == Some(true));
     let controlling_binding = controller
         .filter(|r| r.kind == "WorkloadIdentityBinding" && r.api_version.starts_with("idbind.dev/"))
         .map(|r| r.uid.clone());
     let (label, value) = EXPORT_LABEL;
-    Found {
+    let data = cm.data.clone().unwrap_or_default();
+    let mut data_writers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in cm.metadata.managed_fields.iter().flatten() {
+        let Some(manager) = entry.manager.as_deref().filter(|m| *m != EXPORT_FIELD_MANAGER) else {
+            continue;
+        };
+        let owned =
+            entry.fields_v1.as_ref().and_then(|f| f.0["f:data"].as_object().cloned()).unwrap_or_default();
+        for key in owned.keys().filter_map(|k| k.strip_prefix("f:")) {
+            data_writers.entry(key.to_string()).or_default().push(manager.to_string());
+        }
+    }
+    ObservedConfigMap {
         uid: cm.metadata.uid.clone().unwrap_or_default(),
-        config_map: ObservedConfigMap {
-            controlling_binding,
-            data: cm.data.clone().unwrap_or_default(),
-            labelled: cm.labels().get(label).is_some_and(|v| v == value),
-        },
+        controlling_binding,
+        data,
+        data_writers,
+        labelled: cm.labels().get(label).is_some_and(|v| v == value),
+        more_than_data: cm.binary_data.as_ref().is_some_and(|b| !b.is_empty()) || cm.immutable == Some(true),
     }
 }
 
@@ -64,14 +74,14 @@ fn owner(b: &WorkloadIdentityBinding) -> OwnerReference {
     }
 }
 
-/// Creates ConfigMap `name` in `b`'s namespace with `data`. `Ok(false)`: one of that name exists (made since
-/// it was read); it is left alone.
+/// Creates ConfigMap `name` in `b`'s namespace with `data`: the new ConfigMap's UID, or `None` when one of
+/// that name exists (made since it was read; it is left alone).
 pub async fn create(
     client: &Client,
     b: &WorkloadIdentityBinding,
     name: &str,
     data: &BTreeMap<String, String>,
-) -> Result<bool, KubeError> {
+) -> Result<Option<String>, KubeError> {
     let namespace = b.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let (label, value) = EXPORT_LABEL;
@@ -88,8 +98,8 @@ pub async fn create(
     };
     let params = PostParams { field_manager: Some(EXPORT_FIELD_MANAGER.into()), ..PostParams::default() };
     match api.create(&params, &cm).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Ok(created) => Ok(Some(created.metadata.uid.unwrap_or_default())),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -18,7 +18,10 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::api::binding::{FIELD_MANAGER, WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
+use crate::{
+    api::binding::{FIELD_MANAGER, WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
+    core::rewrite::Need,
+};
 
 /// Annotations the azure-workload-identity webhook reads.
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
@@ -79,25 +82,75 @@ pub async fn apply_service_account(
     name: &str,
     annotations: Option<Annotations<'_>>,
 ) -> Result<Option<String>, KubeError> {
+    let current = read_service_account(client, namespace, name).await?;
+    if annotations.is_some() {
+        refuse_others_annotations(&current)?;
+    }
+    let uid = current.metadata.uid.clone().unwrap_or_default();
+    annotate(client, namespace, name, &uid, annotations).await?;
+    Ok(client_id_of(&current))
+}
+
+/// ServiceAccount `namespace/name`, or [`KubeError::ServiceAccountNotFound`].
+pub async fn read_service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<ServiceAccount, KubeError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let Some(current) = api.get_opt(name).await? else {
-        return Err(KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() });
-    };
-    let previous = current.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION)).cloned();
+    api.get_opt(name)
+        .await?
+        .ok_or_else(|| KubeError::ServiceAccountNotFound { namespace: namespace.into(), name: name.into() })
+}
+
+/// The client id annotation a ServiceAccount carries.
+pub fn client_id_of(sa: &ServiceAccount) -> Option<String> {
+    sa.metadata.annotations.as_ref().and_then(|a| a.get(CLIENT_ID_ANNOTATION)).cloned()
+}
+
+/// What ServiceAccount `sa` needs to carry `wanted`: refused ([`KubeError::AnnotatedByOthers`]) when one of
+/// idbind's annotations there was written by someone else; nothing when both are right; else the values, with
+/// the writers of a wrong one (none when they were removed: whoever removes a field keeps no record).
+pub fn annotation_need(sa: &ServiceAccount, wanted: &Annotations<'_>) -> Result<Need, KubeError> {
+    refuse_others_annotations(sa)?;
+    let annotations = sa.metadata.annotations.clone().unwrap_or_default();
+    let pairs = [(CLIENT_ID_ANNOTATION, wanted.client_id), (TENANT_ID_ANNOTATION, wanted.tenant_id)];
+    let wrong: Vec<&str> = pairs
+        .iter()
+        .filter(|(a, v)| annotations.get(*a).map(String::as_str) != Some(*v))
+        .map(|(a, _)| *a)
+        .collect();
+    if wrong.is_empty() {
+        return Ok(Need::Nothing);
+    }
+    let mut by: Vec<String> =
+        wrong.iter().flat_map(|a| annotation_managers(sa, a)).filter(|m| m != FIELD_MANAGER).collect();
+    by.sort();
+    by.dedup();
+    Ok(Need::Values { by })
+}
+
+/// Applies (or, with `None`, withdraws) idbind's annotations on ServiceAccount `namespace/name` of UID `uid`,
+/// by server-side apply under idbind's field manager.
+pub async fn annotate(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    annotations: Option<Annotations<'_>>,
+) -> Result<(), KubeError> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let wanted = match &annotations {
-        Some(a) => {
-            refuse_others_annotations(&current)?;
-            json!({CLIENT_ID_ANNOTATION: a.client_id, TENANT_ID_ANNOTATION: a.tenant_id})
-        }
+        Some(a) => json!({CLIENT_ID_ANNOTATION: a.client_id, TENANT_ID_ANNOTATION: a.tenant_id}),
         None => json!({}),
     };
     let patch = json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": namespace, "uid": current.metadata.uid, "annotations": wanted},
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": wanted},
     });
     match api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
-        Ok(_) => Ok(previous),
+        Ok(_) => Ok(()),
         // Deleted (and maybe recreated with another UID) since the read: report it as missing; the
         // ServiceAccount watch brings the binding back when it appears.
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
@@ -212,6 +265,34 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_annotations_need_a_write_only_when_wrong_or_gone() {
+        let both = [CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION];
+        let wanted = Annotations { client_id: "x", tenant_id: "x" };
+        let other = Annotations { client_id: "c2", tenant_id: "x" };
+        let table: Vec<(&str, ServiceAccount, &Annotations<'_>, Need)> = vec![
+            ("none yet, or removed", sa(&[], &[]), &wanted, Need::Values { by: vec![] }),
+            ("idbind's, right", sa(&both, &[(FIELD_MANAGER, &both)]), &wanted, Need::Nothing),
+            (
+                "idbind's, a new client id",
+                sa(&both, &[(FIELD_MANAGER, &both)]),
+                &other,
+                Need::Values { by: vec![] },
+            ),
+            (
+                "one removed",
+                sa(&[TENANT_ID_ANNOTATION], &[(FIELD_MANAGER, &[TENANT_ID_ANNOTATION])]),
+                &wanted,
+                Need::Values { by: vec![] },
+            ),
+        ];
+        for (case, sa, wanted, want) in table {
+            assert_eq!(annotation_need(&sa, wanted).ok(), Some(want), "{case}");
+        }
+        let by_hand = sa(&[CLIENT_ID_ANNOTATION], &[("kubectl-annotate", &[CLIENT_ID_ANNOTATION])]);
+        assert!(matches!(annotation_need(&by_hand, &wanted), Err(KubeError::AnnotatedByOthers { .. })));
     }
 
     #[test]

@@ -165,9 +165,22 @@ pub async fn read(
 pub fn observe(object: &DynamicObject) -> Found {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let spec = &object.data["spec"];
-    let written_by_idbind = object.metadata.managed_fields.iter().flatten().any(|e| {
+    let entries = object.metadata.managed_fields.iter().flatten();
+    let written_by_idbind = entries.clone().any(|e| {
         e.manager.as_deref() == Some(CLASS_FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
     });
+    // Who else owns the two parameters: the writers of a change idbind would undo.
+    let owns_ids = |fields: &Value| {
+        let parameters = &fields["f:spec"]["f:parameters"];
+        [CLIENT_ID_PARAMETER, TENANT_ID_PARAMETER].iter().any(|p| parameters.get(format!("f:{p}")).is_some())
+    };
+    let mut others: Vec<String> = entries
+        .filter(|e| e.manager.as_deref() != Some(CLASS_FIELD_MANAGER))
+        .filter(|e| e.fields_v1.as_ref().is_some_and(|f| owns_ids(&f.0)))
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    others.sort();
+    others.dedup();
     Found {
         uid: object.metadata.uid.clone().unwrap_or_default(),
         class: ObservedClass {
@@ -175,6 +188,7 @@ pub fn observe(object: &DynamicObject) -> Found {
             client_id: text(&spec["parameters"][CLIENT_ID_PARAMETER]),
             tenant_id: text(&spec["parameters"][TENANT_ID_PARAMETER]),
             written_by_idbind,
+            others,
         },
     }
 }

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 pub const BEFORE_STATUS_WRITE: &str = "before-status-write";
 /// Just after a binding's status was written, before the reconcile returns.
 pub const AFTER_STATUS_WRITE: &str = "after-status-write";
+/// Just after the export ConfigMap was created, before the binding's status records its UID.
+pub const AFTER_EXPORT_CREATE: &str = "after-export-create";
 
 fn armed() -> Option<&'static str> {
     static AT: OnceLock<Option<String>> = OnceLock::new();

@@ -37,6 +37,26 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// The API server's audit log, in the plane's folder.
+const AUDIT_LOG: &str = "logs/audit.log";
+
+/// What the API server logs (see [`ControlPlane::audit_events`]): requests by ServiceAccounts on the objects
+/// idbind keeps in step, nothing else (no request or response bodies).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+    verbs: ["get", "create", "update", "patch", "delete"]
+    resources:
+      - group: ""
+        resources: ["configmaps", "serviceaccounts"]
+      - group: "secrets-store.csi.x-k8s.io"
+        resources: ["secretproviderclasses"]
+  - level: None
+"#;
+
 /// How the processes relate to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifetime {
@@ -100,6 +120,7 @@ impl ControlPlane {
             ));
         }
         fs::write(certs.join("tokens.csv"), tokens)?;
+        fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
         write_kubeconfig(&dir.join("kubeconfig"), &server, &certs.join("ca.crt"), "idbind-admin", &token)?;
 
         let mut plane = ControlPlane {
@@ -148,6 +169,10 @@ impl ControlPlane {
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             "--profiling=false".into(),
+            // What ServiceAccounts (the operator's, in the tests) read and write of the objects idbind keeps
+            // in step, so a test can count idbind's writes: see [`ControlPlane::audit_events`].
+            format!("--audit-policy-file={}", dir.join("audit-policy.yaml").display()),
+            format!("--audit-log-path={}", dir.join(AUDIT_LOG).display()),
             "--v=0".into(),
         ];
         match listen {
@@ -182,7 +207,11 @@ impl ControlPlane {
             "--clusterrole=system:service-account-issuer-discovery",
             "--group=system:unauthenticated",
         ])?;
-        let mut controllers = "namespace,garbagecollector,serviceaccount,clusterrole-aggregation".to_string();
+        // root-ca-cert-publisher writes the kube-root-ca.crt ConfigMap of every namespace, as on every
+        // cluster (tests show idbind never fights it).
+        let mut controllers =
+            "namespace,garbagecollector,serviceaccount,clusterrole-aggregation,root-ca-cert-publisher"
+                .to_string();
         if listen == Listen::NodeBridge {
             plane.kubectl_ok(&[
                 "create",
@@ -192,12 +221,9 @@ impl ControlPlane {
                 &format!("--user={KUBELET_CLIENT_USER}"),
             ])?;
             // Deployments and ReplicaSets make pods; nodelifecycle lifts the new node's not-ready taint;
-            // endpoints and endpointslices follow pods' readiness; root-ca-cert-publisher writes the
-            // kube-root-ca.crt ConfigMap every projected ServiceAccount volume mounts; podgc removes pods of
-            // a node that is gone.
-            controllers.push_str(
-                ",deployment,replicaset,nodelifecycle,endpoint,endpointslice,root-ca-cert-publisher,podgc,disruption",
-            );
+            // endpoints and endpointslices follow pods' readiness; podgc removes pods of a node that is gone.
+            controllers
+                .push_str(",deployment,replicaset,nodelifecycle,endpoint,endpointslice,podgc,disruption");
         }
         plane.spawn(
             lifetime,
@@ -218,6 +244,21 @@ impl ControlPlane {
                 .unwrap_or(false)
         })?;
         Ok(plane)
+    }
+
+    /// The API server's audit events so far (one JSON object per request, as it logged them), each
+    /// `ResponseComplete`: every `get`, `create`, `update`, `patch` and `delete` by a ServiceAccount of
+    /// ConfigMaps, ServiceAccounts and SecretProviderClasses (the objects idbind keeps in step), with its
+    /// user, verb, `objectRef` and `responseStatus`. Each is written as its request completes: wait for what
+    /// should be there rather than expect it the moment a client saw the answer.
+    pub fn audit_events(&self) -> Result<Vec<serde_json::Value>> {
+        let text = match fs::read_to_string(self.dir.join(AUDIT_LOG)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        // A line being written as this reads it is incomplete: it is the next call's.
+        text.lines().filter(|l| l.ends_with('}')).map(|l| Ok(serde_json::from_str(l)?)).collect()
     }
 
     /// The admin kubeconfig.

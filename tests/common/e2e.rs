@@ -424,9 +424,10 @@ fn kubectl_apply(plane: &ControlPlane, extra: &[&str], manifest: &Value) -> Test
 }
 
 /// The RBAC objects the operator runs with, as shipped in config/rbac/, bound to a ServiceAccount `operator`
-/// in [`operator_namespace`], with the lease Role there too. `without` drops rules (the least-privilege
-/// test): `("ClusterRole", i)` or `("Role", i)`. The ClusterRole is named after the namespace, so tests that
-/// change it stay apart.
+/// in [`operator_namespace`], with the lease Role there too, and the admission policy that narrows its writes
+/// (config/rbac/operator_writes_policy.yaml, see [`install_operator_writes_policy`]). `without` drops rules
+/// (the least-privilege test): `("ClusterRole", i)` or `("Role", i)`. The ClusterRole is named after the
+/// namespace, so tests that change it stay apart.
 pub fn install_operator_rbac(
     plane: &ControlPlane,
     ns: &str,
@@ -487,7 +488,58 @@ fn install_operator_rbac_with(
         role,
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "idbind-leader-election", "namespace": ns}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "idbind-leader-election"}, "subjects": subject},
     ]});
-    apply_cluster(plane, &objects)
+    apply_cluster(plane, &objects)?;
+    install_operator_writes_policy(plane, ns)
+}
+
+/// The admission policy on the operator's writes (config/rbac/operator_writes_policy.yaml) for the test
+/// operator of `op_ns` (its ServiceAccount `operator`), named after that namespace; returns once the API
+/// server enforces it (a dry-run create of a ConfigMap that is not an export, as the operator, is refused).
+pub fn install_operator_writes_policy(plane: &ControlPlane, op_ns: &str) -> TestResult {
+    let file = idbind_testenv::workspace_root().join("config/rbac/operator_writes_policy.yaml");
+    let user = format!("system:serviceaccount:{op_ns}:operator");
+    let text = std::fs::read_to_string(file)?.replace("system:serviceaccount:idbind-system:idbind", &user);
+    let name = operator_writes_policy(op_ns);
+    let mut items: Vec<Value> = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let mut object =
+            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(document)?)?;
+        object["metadata"]["name"] = json!(name);
+        if object["kind"] == "ValidatingAdmissionPolicyBinding" {
+            object["spec"]["policyName"] = json!(name);
+        }
+        items.push(object);
+    }
+    apply_cluster(plane, &json!({"apiVersion": "v1", "kind": "List", "items": items}))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let probe = plane
+            .kubectl(&[
+                "create",
+                "configmap",
+                "policy-probe",
+                "-n",
+                op_ns,
+                "--dry-run=server",
+                &format!("--as={user}"),
+            ])
+            .output()?;
+        let refusal = String::from_utf8_lossy(&probe.stderr);
+        // Refused by the policy, or by RBAC (a test that took the ConfigMap rule away): either way the
+        // operator writes no ConfigMap the policy would not let through.
+        if refusal.contains(&name) || refusal.contains("cannot create resource") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the policy {name} is not enforced after 60 s: {refusal}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The name of the admission policy (and its binding) on the writes of the test operator of `op_ns`.
+pub fn operator_writes_policy(op_ns: &str) -> String {
+    format!("idbind-operator-writes-{op_ns}")
 }
 
 /// A kubeconfig that signs in as the `operator` ServiceAccount (of [`operator_namespace`]) with a
