@@ -519,6 +519,12 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     .await?;
     let config = sim_config.ok_or("the customize closure did not run")?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
+    // The team's policy names every role the soak asks for: Key Vault Crypto User is allowed only where a
+    // policy names it.
+    let roles = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+        "metadata": {"name": format!("{}-soak-roles", env.ns)},
+        "spec": {"namespaces": [env.ns], "keyVaults": [{"resourceGroup": KV_RG}], "roles": ROLES}});
+    common::e2e::apply_cluster(env.plane, &roles)?;
     let issuer = env.plane.server().to_string();
     let ns = env.ns.clone();
     let kube = Kube::new(&env).await?;
