@@ -3,11 +3,16 @@
 //! after every step a checker asserts the trust model's invariants (SECURITY.md) on the simulator's full
 //! state and on the cluster.
 //!
-//! Tenants create, edit and delete bindings; forge ownership tags in any letter case on identities named like
-//! another tenant's; bring the administrator's shared identities, the operator's own identity and each
-//! other's; annotate ServiceAccounts by hand; and (with the rights of whoever can write status) forge a
-//! binding's status. The administrator applies and deletes policies (prefix patterns, mistakes such as
-//! listing the operator's identity) and binds the operator's own ServiceAccount.
+//! Tenants create, edit and delete bindings (with `deletionPolicy: Retain` too); forge ownership tags in any
+//! letter case on identities named like another tenant's; bring the administrator's shared identities, the
+//! operator's own identity and each other's; ask for roles on Azure resources (their own, the other tenant's,
+//! resource groups, the subscription, spelled with `\`, `..` and look-alike provider names); name
+//! SecretProviderClasses (of the azure provider or another) and export ConfigMaps (fresh ones, their own, and
+//! `kube-root-ca.crt` dressed with an owner reference to their binding); annotate ServiceAccounts by hand;
+//! and (with the rights of whoever can write status) forge a binding's status. The administrator applies,
+//! narrows and deletes policies (prefix patterns, `{namespace}` patterns, mistakes such as listing the
+//! operator's identity) and binds the operator's own ServiceAccount. Namespaces are closed (the shipped
+//! default: a namespace no policy selects binds nothing) and verification proves federation.
 //!
 //! `ADVERSARIAL_SEEDS` (comma-separated, default `1`) and `ADVERSARIAL_STEPS` (default 16) size the run:
 //! `make test` runs this bounded form, `make adversarial` a long one. `IDBIND_TEST_OPERATOR` runs another
@@ -31,11 +36,16 @@ use serde_json::{Value, json};
 mod common;
 
 use common::{
-    e2e::{APP_ID, APP_SECRET, KV_RG, Namespace, RG, SUB, TestError, TestResult, eventually},
+    e2e::{
+        APP_ID, APP_SECRET, KV_RG, Namespace, RG, SUB, TestError, TestResult, eventually, install_class_crd,
+        install_verification,
+    },
     tenancy::{self, CLUSTER, Cluster},
 };
 
 const ROLES: [&str; 2] = ["Key Vault Secrets User", "Key Vault Reader"];
+/// The data roles tenants ask for on Storage accounts: a reader, and one no default allows.
+const DATA_ROLES: [&str; 2] = ["Storage Blob Data Reader", "Storage Blob Data Contributor"];
 /// The identities the administrator made for tenants to bring (no idbind tags).
 const SHARED: [&str; 2] = ["adv-shared-1", "adv-shared-2"];
 
@@ -78,20 +88,32 @@ enum Act {
     BindOperatorServiceAccount,
     ApplyPolicy,
     DeletePolicy,
+    AzureRoles,
+    WireClass,
+    Export,
+    ExportRootCa,
+    NarrowPolicy,
+    DeleteRetained,
 }
 
-const ACTS: [(Act, usize); 11] = [
-    (Act::CreateBinding, 14),
-    (Act::ForgeTags, 10),
-    (Act::BringIdentity, 10),
-    (Act::ShareIdentity, 6),
-    (Act::EditRoles, 10),
-    (Act::DeleteBinding, 10),
-    (Act::ForgeStatus, 10),
-    (Act::AnnotateByHand, 6),
-    (Act::BindOperatorServiceAccount, 4),
-    (Act::ApplyPolicy, 14),
-    (Act::DeletePolicy, 6),
+const ACTS: [(Act, usize); 17] = [
+    (Act::CreateBinding, 12),
+    (Act::ForgeTags, 6),
+    (Act::BringIdentity, 6),
+    (Act::ShareIdentity, 4),
+    (Act::EditRoles, 8),
+    (Act::DeleteBinding, 6),
+    (Act::ForgeStatus, 6),
+    (Act::AnnotateByHand, 4),
+    (Act::BindOperatorServiceAccount, 3),
+    (Act::ApplyPolicy, 12),
+    (Act::DeletePolicy, 5),
+    (Act::AzureRoles, 12),
+    (Act::WireClass, 5),
+    (Act::Export, 5),
+    (Act::ExportRootCa, 3),
+    (Act::NarrowPolicy, 6),
+    (Act::DeleteRetained, 4),
 ];
 
 /// One run: the actors, what the checker must hold them to, and the tally.
@@ -106,6 +128,8 @@ struct Run<'c> {
     act: Act,
     /// ServiceAccounts annotated by hand: (namespace, name, client id), never to change.
     by_hand: Vec<(String, String, String)>,
+    /// What a binding ever named, by (namespace, name): the only objects idbind may write (I8, I9).
+    named: Named,
     policies: BTreeSet<String>,
     acts: BTreeMap<Act, u32>,
     refused_by_api_server: u32,
@@ -119,6 +143,21 @@ fn binding(name: &str, spec: Value) -> Value {
 
 fn vaults(role: &str) -> Value {
     json!([{"name": "kv-shop", "resourceGroup": KV_RG, "roles": [role]}])
+}
+
+/// The Storage account Azure holds for tenant namespace `ns`, in its own group `rg-<ns>_data`.
+fn storage_of(ns: &str) -> String {
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-{ns}_data/providers/Microsoft.Storage/storageAccounts/data"
+    )
+}
+
+/// What bindings named outside Azure, by (namespace, name).
+#[derive(Default)]
+pub struct Named {
+    pub service_accounts: BTreeSet<(String, String)>,
+    pub classes: BTreeSet<(String, String)>,
+    pub config_maps: BTreeSet<(String, String)>,
 }
 
 fn identity_id(name: &str) -> String {
@@ -153,9 +192,18 @@ impl<'c> Run<'c> {
         if tenant.kubectl(&["get", "sa", &sa, "--ignore-not-found", "-o", "name"])?.trim().is_empty() {
             tenant.kubectl(&["create", "serviceaccount", &sa])?;
         }
-        if let Err(e) = tenant.apply(&binding(name, spec)) {
+        let ns = tenant.ns.clone();
+        if let Err(e) = tenant.apply(&binding(name, spec.clone())) {
             self.refused_by_api_server += 1;
             println!("  refused by the API server: {}", e.to_string().lines().next().unwrap_or_default());
+            return Ok(());
+        }
+        self.named.service_accounts.insert((ns.clone(), sa));
+        for class in spec["secretProviderClasses"].as_array().into_iter().flatten() {
+            self.named.classes.insert((ns.clone(), text(class)));
+        }
+        if let Some(export) = spec["export"]["configMapName"].as_str() {
+            self.named.config_maps.insert((ns, export.to_string()));
         }
         Ok(())
     }
@@ -173,7 +221,140 @@ impl<'c> Run<'c> {
             Act::BindOperatorServiceAccount => self.bind_operator_service_account(),
             Act::ApplyPolicy => self.apply_policy(),
             Act::DeletePolicy => self.delete_policy(),
+            Act::AzureRoles => self.azure_roles(),
+            Act::WireClass => self.wire_class(),
+            Act::Export => self.export(),
+            Act::ExportRootCa => self.export_root_ca().await,
+            Act::NarrowPolicy => self.narrow_policy(),
+            Act::DeleteRetained => self.delete_retained(),
         }
+    }
+
+    /// A role on an Azure resource: the tenant's own Storage account, the other tenant's, either spelled with
+    /// `\` and `..` to land on the other, a look-alike provider name, the account's resource group, or the
+    /// subscription; a reader role, or a writer no default allows.
+    fn azure_roles(&mut self) -> TestResult {
+        let t = self.tenant();
+        let (own, other) =
+            (self.tenants[t].ns.clone(), self.tenants[(t + 1) % self.tenants.len()].ns.clone());
+        let mine = storage_of(&own);
+        let theirs = storage_of(&other);
+        let scope = match self.rng.below(7) {
+            0 | 1 => mine.clone(),
+            2 => theirs,
+            3 => format!(
+                "{mine}/x\\..\\..\\..\\..\\..\\..\\..\\resourceGroups\\rg-{other}_data\\providers\\\
+                 Microsoft.Storage\\storageAccounts\\data"
+            ),
+            4 => mine.replace(
+                "Microsoft.Storage",
+                if self.rng.percent(50) { "MICROSOFT.STORAGE" } else { "Microsoft.St\u{3bf}rage" },
+            ),
+            5 => format!("/subscriptions/{SUB}/resourceGroups/rg-{own}_data"),
+            _ => format!("/subscriptions/{SUB}"),
+        };
+        let role = if self.rng.percent(80) { DATA_ROLES[0] } else { DATA_ROLES[1] };
+        let name = self.name("data");
+        let spec = json!({"serviceAccountName": format!("sa-{}", self.names),
+                          "azureRoles": [{"scope": scope, "roles": [role]}]});
+        self.bind(t, &name, spec)
+    }
+
+    /// A class of the tenant's (of the azure provider, now and then another's), named by a new binding, or a
+    /// class that does not exist.
+    fn wire_class(&mut self) -> TestResult {
+        let t = self.tenant();
+        let class = format!("cls-{}", self.names + 1);
+        if self.rng.percent(85) {
+            let provider = if self.rng.percent(80) { "azure" } else { "gcp" };
+            let manifest = json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+                "metadata": {"name": class}, "spec": {"provider": provider, "parameters": {"keyvaultName": "kv-shop"}}});
+            self.tenants[t].apply(&manifest)?;
+        }
+        let name = self.name("wired");
+        let spec = json!({"serviceAccountName": format!("sa-{}", self.names), "keyVaults": vaults(ROLES[0]),
+                          "secretProviderClasses": [class]});
+        self.bind(t, &name, spec)
+    }
+
+    /// An export ConfigMap: a fresh name, or one the tenant made itself (never idbind's to write).
+    fn export(&mut self) -> TestResult {
+        let t = self.tenant();
+        let config_map = format!("exp-{}", self.names + 1);
+        if self.rng.percent(40) {
+            let mine = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map},
+                              "data": {"owner": "the tenant"}});
+            self.tenants[t].apply(&mine)?;
+        }
+        let name = self.name("export");
+        let spec = json!({"serviceAccountName": format!("sa-{}", self.names), "keyVaults": vaults(ROLES[1]),
+                          "export": {"configMapName": config_map}});
+        self.bind(t, &name, spec)
+    }
+
+    /// Issue 23's reproduction 5: the tenant names `kube-root-ca.crt` as its export and dresses it with an
+    /// owner reference to its binding, as its controller.
+    async fn export_root_ca(&mut self) -> TestResult {
+        let t = self.tenant();
+        let name = self.name("rootca");
+        let spec = json!({"serviceAccountName": format!("sa-{}", self.names), "keyVaults": vaults(ROLES[1]),
+                          "export": {"configMapName": "kube-root-ca.crt"}});
+        self.bind(t, &name, spec)?;
+        let tenant = &self.tenants[t];
+        let uid = tenant.kubectl(&["get", "wib", &name, "-o", "jsonpath={.metadata.uid}"])?;
+        let owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "idbind.dev/v1alpha1",
+            "kind": "WorkloadIdentityBinding", "name": name, "uid": uid.trim(), "controller": true}]}});
+        tenant.kubectl(&[
+            "patch",
+            "configmap",
+            "kube-root-ca.crt",
+            "--type=merge",
+            "-p",
+            &owner.to_string(),
+        ])?;
+        Ok(())
+    }
+
+    /// The administrator narrows the policy of a tenant's namespace: the vault group without one role, or
+    /// nothing but the identity.
+    fn narrow_policy(&mut self) -> TestResult {
+        let t = self.tenant();
+        let ns = self.tenants[t].ns.clone();
+        let spec = if self.rng.percent(50) {
+            json!({"namespaces": [ns], "keyVaults": [{"resourceGroup": KV_RG}], "roles": [ROLES[self.rng.below(2)]]})
+        } else {
+            json!({"namespaces": [ns]})
+        };
+        let name = format!("adv-policy-{}", self.rng.below(4));
+        self.apply_named_policy(&name, spec)
+    }
+
+    /// A binding set to `deletionPolicy: Retain`, then deleted.
+    fn delete_retained(&mut self) -> TestResult {
+        let Some((ns, name)) = self.live_binding(false)? else { return Ok(()) };
+        let plane = self.cluster.env.plane;
+        let retain = r#"{"spec":{"deletionPolicy":"Retain"}}"#;
+        plane.kubectl_ok(&["patch", "wib", &name, "-n", &ns, "--type=merge", "-p", retain])?;
+        plane.kubectl_ok(&["delete", "wib", &name, "-n", &ns, "--timeout=120s"])?;
+        Ok(())
+    }
+
+    /// Applies policy `name` with `spec`, recording it; a refusal by the API server breaks I7 (the
+    /// administrator's documented policies must be accepted).
+    fn apply_named_policy(&mut self, name: &str, spec: Value) -> TestResult {
+        let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
+                            "metadata": {"name": name}, "spec": spec});
+        match self.admin.apply(&policy) {
+            Ok(()) => {
+                self.policies.insert(name.to_string());
+            }
+            Err(e) => {
+                let at = self.at();
+                self.violations
+                    .push(format!("{at}: I7 the API server refused a documented policy ({spec}): {e}"));
+            }
+        }
+        Ok(())
     }
 
     fn create_binding(&mut self) -> TestResult {
@@ -292,9 +473,16 @@ impl<'c> Run<'c> {
         Ok(())
     }
 
-    /// The administrator applies one of three policies: tenants' namespaces by name or by prefix pattern, the
-    /// vault group, both roles, and some identities to bring (now and then the operator's, by mistake).
+    /// The administrator applies one of four policies: tenants' namespaces by name or by prefix pattern, the
+    /// vault group, both roles, and some identities to bring (now and then the operator's, by mistake); or
+    /// one for every tenant with `{namespace}` patterns: each its own Storage account, with the data reader.
     fn apply_policy(&mut self) -> TestResult {
+        if self.rng.percent(30) {
+            let relative = json!({"namespaces": ["adv-*"],
+                "azureScopes": [{"resourceGroup": "rg-{namespace}_*", "resourceTypes": ["Microsoft.Storage/storageAccounts"]}],
+                "roles": [DATA_ROLES[0]]});
+            return self.apply_named_policy("adv-relative", relative);
+        }
         let t = self.tenant();
         let ns = self.tenants[t].ns.clone();
         let pattern = match self.rng.below(3) {
@@ -307,21 +495,10 @@ impl<'c> Run<'c> {
         if self.rng.percent(20) {
             identities.push(self.cluster.operator_identity.to_string());
         }
-        let name = format!("adv-policy-{}", self.rng.below(3));
-        let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
-            "metadata": {"name": name}, "spec": {"namespaces": [pattern], "keyVaults": [{"resourceGroup": KV_RG}],
-            "roles": ROLES, "existingIdentities": identities}});
-        match self.admin.apply(&policy) {
-            Ok(()) => {
-                self.policies.insert(name);
-            }
-            Err(e) => {
-                let at = self.at();
-                self.violations
-                    .push(format!("{at}: I7 the API server refused a documented policy ({pattern}): {e}"));
-            }
-        }
-        Ok(())
+        let name = format!("adv-policy-{}", self.rng.below(4));
+        let spec = json!({"namespaces": [pattern], "keyVaults": [{"resourceGroup": KV_RG}], "roles": ROLES,
+                          "existingIdentities": identities});
+        self.apply_named_policy(&name, spec)
     }
 
     fn delete_policy(&mut self) -> TestResult {
@@ -433,7 +610,18 @@ async fn tenants_and_an_admin_acting_at_random_never_break_the_trust_model() -> 
     let steps: usize = std::env::var("ADVERSARIAL_STEPS").map_or(Ok(16), |s| s.parse())?;
     let mut total = check::Figures::default();
     for seed in seeds {
-        let cluster = tenancy::start("adv-a", &[]).await?;
+        // The shipped default (closed namespaces), verification proving federation, and the CSI driver's
+        // class CRD.
+        let closed = [
+            ("IDBIND_OPEN_NAMESPACES", "false"),
+            ("IDBIND_VERIFY", "federation"),
+            ("IDBIND_VERIFY_FEDERATION_WINDOW_SECONDS", "60"),
+        ];
+        let cluster = tenancy::start_with("adv-a", &closed, |env| {
+            install_verification(env)?;
+            install_class_crd(env.plane)
+        })
+        .await?;
         let figures = run(&cluster, seed, steps).await?;
         println!("{}", figures.line());
         total.add(&figures);
@@ -460,9 +648,16 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
         &annotation,
         "--overwrite",
     ])?;
+    let tenants = vec![cluster.env.here(), cluster.env.other_namespace("adv-b")?];
+    // Each tenant's own Storage account, in a group of its own (`rg-<namespace>_data`).
+    let mut accounts = idbind_sim::Seed::default();
+    for tenant in &tenants {
+        accounts.add_resource_id(&storage_of(&tenant.ns))?;
+    }
+    cluster.env.sim.seed(accounts).await?;
     let mut run = Run {
         cluster,
-        tenants: vec![cluster.env.here(), cluster.env.other_namespace("adv-b")?],
+        tenants,
         admin: Namespace { plane: cluster.env.plane, ns: operator_ns },
         rng: Rng(seed),
         names: 0,
@@ -470,6 +665,7 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
         step: 0,
         act: Act::CreateBinding,
         by_hand: Vec::new(),
+        named: Named::default(),
         policies: BTreeSet::new(),
         acts: BTreeMap::new(),
         refused_by_api_server: 0,
@@ -497,7 +693,7 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
             run.violations.push(format!("{}: I0 liveness: {e}", run.at()));
             continue;
         }
-        check::invariants(&mut run, &baseline)?;
+        check::invariants(&mut run, &baseline).await?;
         if step % 4 == 0 || step == steps {
             check::steady_state(&mut run).await?;
         }

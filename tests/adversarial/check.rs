@@ -8,13 +8,25 @@ use std::{
     time::Duration,
 };
 
-use idbind::core::naming;
+use idbind::{
+    api::{
+        binding::{KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
+        policy::WorkloadIdentityPolicySpec,
+    },
+    core::{
+        naming,
+        policy::{self, Rule},
+        resource_id::{KEY_VAULT, ResourceId},
+        settings::{Ceiling, OperatorSettings},
+        validate::validate,
+    },
+};
 use idbind_sim::state::{Identity, State};
 use serde_json::Value;
 
 use super::{Act, Run, all_identities, condition, text};
 use crate::common::{
-    e2e::{TestError, eventually},
+    e2e::{RG, SUB, TestError, eventually},
     tenancy::CLUSTER,
 };
 
@@ -79,7 +91,7 @@ impl Seen {
 }
 
 /// Asserts every invariant on the state after one step.
-pub fn invariants(run: &mut Run<'_>, baseline: &Baseline) -> Result<(), TestError> {
+pub async fn invariants(run: &mut Run<'_>, baseline: &Baseline) -> Result<(), TestError> {
     let state = run.cluster.env.sim.state_typed();
     let bindings: Vec<Seen> = run.bindings()?.iter().map(Seen::of).collect();
     let mut broken = Vec::new();
@@ -88,10 +100,135 @@ pub fn invariants(run: &mut Run<'_>, baseline: &Baseline) -> Result<(), TestErro
     ready_is_true(run, &state, &bindings, &mut broken)?;
     annotations_kept(run, &mut broken)?;
     events_published(run, &bindings, &mut broken)?;
-    run.checks += 5;
+    broken.extend(grants_allowed(run).await?);
+    broken.extend(kubernetes_writes(run)?);
+    run.checks += 8;
     let at = run.at();
     run.violations.extend(broken.into_iter().map(|b| format!("{at}: {b}")));
     Ok(())
+}
+
+/// I8: every role assignment of an identity idbind manages for a binding (its exact tags name the namespace)
+/// is on a scope, with a role, that a policy selecting that namespace allows now: judged by the operator's
+/// own rules on the scope Azure holds the assignment at (so a spelling that landed elsewhere is caught),
+/// including identities a deleted binding retained. Taking back is done at the binding's next reconcile,
+/// which a policy change starts at once: the invariant is waited for, up to a minute.
+async fn grants_allowed(run: &Run<'_>) -> Result<Vec<String>, TestError> {
+    let mut last = Vec::new();
+    let held = eventually("every grant allowed by a policy", Duration::from_secs(60), || {
+        last = disallowed_grants(run)?;
+        Ok(last.is_empty().then_some(()))
+    })
+    .await;
+    Ok(if held.is_ok() { Vec::new() } else { last })
+}
+
+fn disallowed_grants(run: &Run<'_>) -> Result<Vec<String>, TestError> {
+    let plane = run.cluster.env.plane;
+    let listed: Value = serde_json::from_str(&plane.kubectl_ok(&["get", "wip", "-o", "json"])?)?;
+    let rules: Vec<Rule> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let spec: WorkloadIdentityPolicySpec = serde_json::from_value(p["spec"].clone()).ok()?;
+            Some(Rule::from_policy(p["metadata"]["name"].as_str()?, &spec, SUB))
+        })
+        .collect();
+    let settings = OperatorSettings {
+        cluster_name: CLUSTER.into(),
+        subscription_id: SUB.into(),
+        default_resource_group: Some(RG.into()),
+        default_location: Some("westeurope".into()),
+        issuer: plane.server().to_string(),
+        operator_client_id: Some(run.cluster.operator_client_id.clone()),
+        operator_service_account: Some((run.admin.ns.clone(), "operator".into())),
+    };
+    // The cluster's ceiling: closed namespaces, brought identities where a policy lists them.
+    let ceiling = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
+    let state = run.cluster.env.sim.state_typed();
+    let mut broken = Vec::new();
+    for (_, identity) in all_identities(&state) {
+        let Some(ns) = identity.tags.get("idbind.dev.namespace") else { continue };
+        for ra in state.role_assignments.values().filter(|ra| ra.principal_id == identity.principal_id) {
+            let role = vec![ra.role_definition_guid.clone()];
+            let spec = match ResourceId::parse(&ra.scope) {
+                Ok(scope) if scope.is(KEY_VAULT) => WorkloadIdentityBindingSpec {
+                    key_vaults: vec![KeyVaultAccess {
+                        resource_id: Some(ra.scope.clone()),
+                        roles: role,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                _ => WorkloadIdentityBindingSpec {
+                    azure_roles: vec![ScopedRoles { scope: ra.scope.clone(), roles: role }],
+                    ..Default::default()
+                },
+            };
+            let spec = WorkloadIdentityBindingSpec { service_account_name: "probe".into(), ..spec };
+            let allowed = validate(ns, "probe", &spec, &settings, &ceiling)
+                .is_ok_and(|d| policy::check(ns, &d, &rules, &ceiling).is_empty());
+            if !allowed {
+                broken.push(format!(
+                    "I8 {}'s identity {} holds role {} on {}, which no policy selecting {ns} allows",
+                    ns, identity.name, ra.role_definition_guid, ra.scope
+                ));
+            }
+        }
+    }
+    Ok(broken)
+}
+
+/// I9 and I10: the operator writes (as the API server's audit log shows every request of its ServiceAccount)
+/// only ConfigMaps it created for a binding that named them (a create only of a name some binding of that
+/// namespace named; any other write only after its own create), only classes a binding of the namespace named
+/// (and never creates or deletes one), only ServiceAccounts a binding named; and nothing in a namespace that
+/// is not a tenant's or the administrator's.
+fn kubernetes_writes(run: &Run<'_>) -> Result<Vec<String>, TestError> {
+    let user = format!("system:serviceaccount:{}:operator", run.admin.ns);
+    let ours: BTreeSet<&str> =
+        run.tenants.iter().map(|t| t.ns.as_str()).chain([run.admin.ns.as_str()]).collect();
+    let mut created: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut broken = Vec::new();
+    for event in run.cluster.env.plane.audit_events()? {
+        let verb = text(&event["verb"]);
+        if event["user"]["username"] != user.as_str()
+            || !["create", "update", "patch", "delete"].contains(&verb.as_str())
+        {
+            continue;
+        }
+        let (resource, ns, name) = (
+            text(&event["objectRef"]["resource"]),
+            text(&event["objectRef"]["namespace"]),
+            text(&event["objectRef"]["name"]),
+        );
+        let code = event["responseStatus"]["code"].as_u64().unwrap_or(0);
+        let key = (ns.clone(), name.clone());
+        if !ours.contains(ns.as_str()) {
+            broken.push(format!("I10 the operator's {verb} of {resource} {ns}/{name} (answered {code})"));
+            continue;
+        }
+        let allowed = match (resource.as_str(), verb.as_str()) {
+            // Create-if-absent: a create refused because one exists writes nothing.
+            ("configmaps", "create") if code == 409 => true,
+            ("configmaps", "create") => {
+                let named = run.named.config_maps.contains(&key);
+                if named && (200..300).contains(&code) {
+                    created.insert(key.clone());
+                }
+                named
+            }
+            ("configmaps", _) => created.contains(&key),
+            ("secretproviderclasses", "patch" | "update") => run.named.classes.contains(&key),
+            ("serviceaccounts", "patch" | "update") => run.named.service_accounts.contains(&key),
+            _ => false,
+        };
+        if !allowed {
+            broken.push(format!("I9 the operator's {verb} of {resource} {ns}/{name} (answered {code}), which no binding named or it did not create"));
+        }
+    }
+    Ok(broken)
 }
 
 /// I1: every federated credential idbind's issuer appears in trusts a ServiceAccount of a binding that holds
@@ -190,9 +327,11 @@ fn ready_is_true(
         if !identity.federated_identity_credentials.values().any(|f| f.subject == subject) {
             broken.push(format!("I3 {}/{} is Ready but its identity does not trust {subject}", b.ns, b.name));
         }
-        let wanted = b.raw["spec"]["keyVaults"]
-            .as_array()
-            .map_or(0, |v| v.iter().map(|k| k["roles"].as_array().map_or(0, Vec::len)).sum::<usize>());
+        let roles_of = |list: &Value| {
+            list.as_array()
+                .map_or(0, |v| v.iter().map(|k| k["roles"].as_array().map_or(0, Vec::len)).sum::<usize>())
+        };
+        let wanted = roles_of(&b.raw["spec"]["keyVaults"]) + roles_of(&b.raw["spec"]["azureRoles"]);
         let reported = status["roleAssignments"].as_array().cloned().unwrap_or_default();
         if reported.len() != wanted {
             broken.push(format!("I3 {}/{} is Ready with {} of {wanted} roles", b.ns, b.name, reported.len()));

@@ -48,9 +48,20 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// policy (`IDBIND_OPEN_NAMESPACES`), the most open ceiling, under which a brought identity is judged by
 /// policies alone. `extra` is more of the operator's environment.
 pub async fn start(prefix: &str, extra: &[(&str, &str)]) -> Result<Cluster, TestError> {
+    start_with(prefix, extra, |_| Ok(())).await
+}
+
+/// Like [`start`], with `prepare` run on the cluster before the operator starts (verification's RBAC, a CRD
+/// it should find at once).
+pub async fn start_with(
+    prefix: &str,
+    extra: &[(&str, &str)],
+    prepare: impl FnOnce(&Env) -> Result<(), TestError>,
+) -> Result<Cluster, TestError> {
     let env = start_without_operator(prefix, |_| {}).await?;
     clear_leftovers(&env)?;
     install_operator_rbac(env.plane, &env.ns, &[])?;
+    prepare(&env)?;
     let operator_namespace = operator_namespace(&env.ns);
     let (operator_identity, operator_client_id) = operator_identity(&env, &operator_namespace).await?;
     let token_file = env.plane.dir().join(format!("{}-operator-token", env.ns));
