@@ -459,6 +459,7 @@ async fn the_api_server_rejects_what_the_schema_refuses() -> TestResult {
     // A binding whose namespace the same manifests create: the API server has nowhere to check it, so it is
     // planned as read, and the plan says that the schema was not checked for every binding.
     let new_ns = format!("{ns}-new");
+    apply_cluster(env.plane, &common::e2e::team_policy(&new_ns))?;
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_ns}});
     let file = write_manifests(
         &env,
