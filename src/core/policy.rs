@@ -720,20 +720,7 @@ mod tests {
     }
 
     fn binding(vaults: &[(&str, &str, &[&str])], identity: Option<&str>) -> DesiredBinding {
-        let spec = WorkloadIdentityBindingSpec {
-            service_account_name: "app".into(),
-            identity: IdentitySpec { resource_id: identity.map(str::to_string), ..Default::default() },
-            key_vaults: vaults
-                .iter()
-                .map(|(rg, n, roles)| KeyVaultAccess {
-                    name: Some(n.to_string()),
-                    resource_group: Some(rg.to_string()),
-                    roles: roles.iter().map(ToString::to_string).collect(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let spec = spec_with(vaults, identity);
         let open = Ceiling { allow_any_role: true, allow_existing_identity: true, ..Ceiling::default() };
         validate("team-a", "b", &spec, &settings(), &open)
             .unwrap_or_else(|e| panic!("test binding invalid: {e:?}"))
