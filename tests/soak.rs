@@ -76,7 +76,8 @@ enum Fate {
     Live,
     /// Deleted with deletionPolicy Delete: nothing may remain.
     Deleted,
-    /// Deleted with Retain once Ready for its last spec: that spec's objects must remain.
+    /// Deleted with Retain once Ready for its last spec: that spec's identity and role assignments must
+    /// remain, and its federated credential must be gone (the namespace may later be someone else's).
     Retained,
 }
 
@@ -406,7 +407,12 @@ fn diff(
         }
         let subject = format!("system:serviceaccount:{ns}:{}", b.spec.sa);
         let fics: Vec<_> = identity.federated_identity_credentials.values().collect();
-        if fics.len() != 1 || fics[0].subject != subject || fics[0].issuer != issuer {
+        if b.fate == Fate::Retained {
+            if !fics.is_empty() {
+                let kept: Vec<_> = fics.iter().map(|f| (&f.name, &f.subject)).collect();
+                out.push(format!("{}: retained with FICs {kept:?}, want none", b.name));
+            }
+        } else if fics.len() != 1 || fics[0].subject != subject || fics[0].issuer != issuer {
             out.push(format!(
                 "{}: FICs {:?}, want exactly one for {subject}",
                 b.name,
