@@ -260,17 +260,14 @@ impl<'c> Run<'c> {
         self.bind(t, &name, spec)
     }
 
-    /// A class of the tenant's (of the azure provider, now and then another's), named by a new binding, or a
-    /// class that does not exist.
+    /// A class of the tenant's (of the azure provider, now and then another's), named by a new binding.
     fn wire_class(&mut self) -> TestResult {
         let t = self.tenant();
         let class = format!("cls-{}", self.names + 1);
-        if self.rng.percent(85) {
-            let provider = if self.rng.percent(80) { "azure" } else { "gcp" };
-            let manifest = json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-                "metadata": {"name": class}, "spec": {"provider": provider, "parameters": {"keyvaultName": "kv-shop"}}});
-            self.tenants[t].apply(&manifest)?;
-        }
+        let provider = if self.rng.percent(80) { "azure" } else { "gcp" };
+        let manifest = json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+            "metadata": {"name": class}, "spec": {"provider": provider, "parameters": {"keyvaultName": "kv-shop"}}});
+        self.tenants[t].apply(&manifest)?;
         let name = self.name("wired");
         let spec = json!({"serviceAccountName": format!("sa-{}", self.names), "keyVaults": vaults(ROLES[0]),
                           "secretProviderClasses": [class]});
@@ -553,8 +550,9 @@ impl<'c> Run<'c> {
 
     /// Waits until every binding is judged for its current spec (Ready or Stalled) and every deletion done.
     async fn settle(&self) -> TestResult {
-        eventually("every binding settled", Duration::from_secs(120), || {
-            let pending: Vec<String> = self
+        let mut pending: Vec<String> = Vec::new();
+        let settled = eventually("every binding settled", Duration::from_secs(120), || {
+            pending = self
                 .bindings()?
                 .iter()
                 .filter(|b| {
@@ -562,11 +560,15 @@ impl<'c> Run<'c> {
                     let judged = ["Ready", "Stalled"].iter().any(|t| condition(b, t).0 == "True");
                     !b["metadata"]["deletionTimestamp"].is_null() || !current || !judged
                 })
-                .map(|b| format!("{}/{}", text(&b["metadata"]["namespace"]), text(&b["metadata"]["name"])))
+                .map(|b| {
+                    let (ns, name) = (text(&b["metadata"]["namespace"]), text(&b["metadata"]["name"]));
+                    format!("{ns}/{name} (Ready: {:?})", condition(b, "Ready"))
+                })
                 .collect();
             Ok(pending.is_empty().then_some(()))
         })
-        .await
+        .await;
+        settled.map_err(|e| format!("{e}; not settled: {}", pending.join(", ")).into())
     }
 }
 
