@@ -1,6 +1,7 @@
 //! Shared by the integration tests that drive the Azure layer against the simulator.
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
+pub mod azure_rbac;
 pub mod chaos;
 pub mod e2e;
 pub mod process;
