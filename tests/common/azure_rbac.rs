@@ -12,7 +12,9 @@ use idbind::azure::{
     arm::{ArmApi, Cloud, http_client},
     workload_identity::FileFederatedCredential,
 };
-use idbind_sim::{Seed, SeedApp, SeedRoleDefinition, State, state::RoleAssignment, state::RolePermission};
+use idbind_sim::{
+    Seed, SeedApp, SeedRoleDefinition, SimHandle, State, state::RoleAssignment, state::RolePermission,
+};
 
 use super::e2e::{Env, TestError};
 use super::workload::EXCHANGE_AUDIENCE;
@@ -112,22 +114,39 @@ impl OperatorScopes {
         }
         out
     }
+
+    /// The same, of what a running simulator holds.
+    pub fn of_state(state: &State) -> Self {
+        let mut out = Self::default();
+        for s in state.subscriptions.values() {
+            out.subscriptions.push(format!("/subscriptions/{}", s.id));
+            for g in s.resource_groups.values() {
+                let group = format!("/subscriptions/{}/resourceGroups/{}", s.id, g.name);
+                if !g.vaults.is_empty() || !g.resources.is_empty() {
+                    out.data_groups.push(group.clone());
+                }
+                for v in g.vaults.values().filter(|v| !v.enable_rbac_authorization) {
+                    out.access_policy_vaults
+                        .push(format!("{group}/providers/Microsoft.KeyVault/vaults/{}", v.name));
+                }
+            }
+        }
+        out
+    }
 }
 
-/// Seeds exactly the roles README step 3 tells administrators to give idbind's identity `principal`:
-/// Managed Identity Contributor on each group of `identity_groups` (resource group ids), the custom
-/// [`IDBIND_READER`] on each subscription of the seed, Role Based Access Control Administrator with the
-/// delegation condition on each group holding vaults or other resources, and Key Vault Contributor on each
-/// access-policy vault. Applying it twice adds nothing.
-pub fn grant_operator_roles(
-    seed: &mut Seed,
+/// The role assignments README step 3 tells administrators to give idbind's identity `principal` (and the
+/// custom role's definition), at `scopes`: Managed Identity Contributor on each group of `identity_groups`
+/// (resource group ids), the custom [`IDBIND_READER`] on each subscription, Role Based Access Control
+/// Administrator with the delegation condition on each group holding vaults or other resources, and Key Vault
+/// Contributor on each access-policy vault.
+pub fn operator_roles(
+    scopes: &OperatorScopes,
     principal: &str,
     identity_groups: &[String],
-) -> Result<(), TestError> {
-    let scopes = OperatorScopes::of(seed);
-    if !seed.role_definitions.iter().any(|d| d.name == IDBIND_READER_GUID) {
-        seed.role_definitions.push(idbind_reader(&scopes.subscriptions));
-    }
+) -> Result<Seed, TestError> {
+    let mut seed = Seed::default();
+    seed.role_definitions.push(idbind_reader(&scopes.subscriptions));
     for group in identity_groups {
         seed.assign(principal, MANAGED_IDENTITY_CONTRIBUTOR, group);
     }
@@ -143,7 +162,30 @@ pub fn grant_operator_roles(
     for vault in &scopes.access_policy_vaults {
         seed.assign(principal, KEY_VAULT_CONTRIBUTOR, vault);
     }
+    Ok(seed)
+}
+
+/// Adds [`operator_roles`] for what `seed` holds to `seed`. Applying it twice adds nothing.
+pub fn grant_operator_roles(
+    seed: &mut Seed,
+    principal: &str,
+    identity_groups: &[String],
+) -> Result<(), TestError> {
+    let mut roles = operator_roles(&OperatorScopes::of(seed), principal, identity_groups)?;
+    roles.role_definitions.retain(|d| !seed.role_definitions.iter().any(|have| have.name == d.name));
+    seed.extend(roles);
     Ok(())
+}
+
+/// [`operator_roles`] for what the running simulator holds, given now (as an administrator does after
+/// creating idbind's identity, README steps 2 and 3).
+pub async fn grant_operator_roles_now(
+    sim: &SimHandle,
+    principal: &str,
+    identity_groups: &[String],
+) -> Result<(), TestError> {
+    let roles = operator_roles(&OperatorScopes::of_state(&sim.state_typed()), principal, identity_groups)?;
+    Ok(sim.seed(roles).await?)
 }
 
 /// The custom role's definition, assignable at `subscriptions`.
@@ -189,6 +231,56 @@ pub fn is_harness_assignment(ra: &RoleAssignment, operator_principal: &str) -> b
 /// The role assignments in `state` that are not the harness's own (what idbind and the tests made).
 pub fn workload_assignments<'s>(state: &'s State, operator_principal: &str) -> Vec<&'s RoleAssignment> {
     state.role_assignments.values().filter(|ra| !is_harness_assignment(ra, operator_principal)).collect()
+}
+
+/// The administrator deletes, through ARM, every role assignment of `principal` with role `role` (a name) at
+/// `scope` (any case; `None`: wherever it is); returns a seed that gives them back as they were
+/// (`SimHandle::seed`). Fails when there is none: a test that takes a role away must take one.
+pub async fn revoke(env: &Env, principal: &str, role: &str, scope: Option<&str>) -> Result<Seed, TestError> {
+    use idbind::azure::AzureApi;
+    let state = env.sim.state_typed();
+    let definition = state
+        .role_definitions
+        .values()
+        .find(|d| d.role_name.eq_ignore_ascii_case(role))
+        .ok_or_else(|| format!("no role definition named '{role}'"))?;
+    let matching: Vec<&RoleAssignment> = state
+        .role_assignments
+        .values()
+        .filter(|ra| {
+            ra.principal_id.eq_ignore_ascii_case(principal)
+                && ra.role_definition_guid.eq_ignore_ascii_case(&definition.name)
+                && scope.is_none_or(|s| {
+                    ra.scope.trim_end_matches('/').eq_ignore_ascii_case(s.trim_end_matches('/'))
+                })
+        })
+        .collect();
+    if matching.is_empty() {
+        return Err(format!("{principal} holds no '{role}' at {}", scope.unwrap_or("any scope")).into());
+    }
+    let admin = admin_arm(env)?;
+    let mut restore = Seed::default();
+    if definition.role_type != "BuiltInRole" {
+        restore.role_definitions.push(SeedRoleDefinition {
+            name: definition.name.clone(),
+            role_name: definition.role_name.clone(),
+            description: definition.description.clone(),
+            role_type: Some(definition.role_type.clone()),
+            permissions: definition.permissions.clone(),
+            assignable_scopes: definition.assignable_scopes.clone(),
+            subscription_id: definition.subscription_id.clone(),
+        });
+    }
+    for ra in matching {
+        let id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{}", ra.scope, ra.name);
+        admin.delete_role_assignment(&id.parse()?).await?;
+        let back = restore.assign(principal, &definition.name, &ra.scope);
+        back.name = Some(ra.name.clone());
+        back.condition.clone_from(&ra.condition);
+        back.condition_version.clone_from(&ra.condition_version);
+        back.principal_type = Some(ra.principal_type.clone());
+    }
+    Ok(restore)
 }
 
 /// An ARM client signed in as the administrator.
