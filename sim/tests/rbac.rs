@@ -165,6 +165,13 @@ async fn the_delegation_condition_limits_role_assignment_management() -> TestRes
             "{message}"
         );
     }
+    // Without principalType the directory's type counts: the seeded app is a service principal; a principal
+    // the directory does not know has no type, which fulfils no condition.
+    let untyped = |principal: &str| json!({"properties": {"roleDefinitionId": role_id(SECRETS_USER), "principalId": principal}});
+    let directory_knows = delegate.put(&ra_path(&kv, &n(7)), untyped(APP_OID)).await?;
+    assert_eq!(directory_knows.status, 201, "{}", directory_knows.body);
+    let unknown = delegate.put(&ra_path(&kv, &n(8)), untyped(workload)).await?;
+    assert_eq!((unknown.status, unknown.code()), (403, "AuthorizationFailed"), "{}", unknown.body);
     // Its */read still reads the vault; nothing above the vault.
     assert_eq!(delegate.get(&format!("{kv}?{KV_API}")).await?.status, 200);
     let above = delegate

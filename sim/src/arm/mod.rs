@@ -353,13 +353,20 @@ fn authorize(
     if open_to_every_caller(route) && !op.is_write() {
         return Ok(());
     }
+    // For a role assignment PUT without principalType: whether the directory shows the principal yet.
+    let directory_view = match route {
+        Route::RoleAssignment { .. } if op.is_write() => {
+            (sim.clock.now_ms(), sim.behaviour().principal_replication_delay_ms)
+        }
+        _ => (0, 0),
+    };
     let allowed = sim.read(|s| {
         if let Some(sub) = route::subscription_of(route)
             && !s.subscriptions.contains_key(&crate::state::key(&sub))
         {
             return true;
         }
-        let written = written_assignment(route, op, body);
+        let written = written_assignment(s, directory_view, route, op, body);
         let deleted = deleted_assignment(s, route, op);
         let attributes = rbac::RequestAttributes {
             request: written.as_ref(),
@@ -389,19 +396,33 @@ fn authorize(
 }
 
 /// What a role assignment PUT asks for, as a condition's `@Request[…]` attributes (from the body as sent: a
-/// body that is not JSON gives none, and the provider then answers 400 to whoever may write).
-fn written_assignment(route: &Route, op: &Operation, body: &Bytes) -> Option<conditions::Attributes> {
+/// body that is not JSON gives none, and the provider then answers 400 to whoever may write). Without
+/// `principalType` the type is the directory's, when the directory knows the principal (replicated); else it
+/// is unknown, which fulfils no condition on it [UNVERIFIED: what ARM evaluates then is not documented].
+fn written_assignment(
+    s: &crate::state::State,
+    (now_ms, replication_delay_ms): (u64, u64),
+    route: &Route,
+    op: &Operation,
+    body: &Bytes,
+) -> Option<conditions::Attributes> {
     if !matches!(route, Route::RoleAssignment { .. }) || op.kind != crate::throttle::OpKind::Write {
         return None;
     }
     let body: Value = serde_json::from_slice(body).ok()?;
     let props = body.get("properties")?;
     let text = |field: &str| props.get(field).and_then(Value::as_str).map(str::to_owned);
+    let principal_id = text("principalId");
+    let principal_type = text("principalType").or_else(|| {
+        let known = s.directory.get(&crate::state::key(principal_id.as_deref()?))?;
+        (now_ms.saturating_sub(known.created_at_ms) >= replication_delay_ms)
+            .then(|| known.principal_type.clone())
+    });
     Some(conditions::Attributes {
         role_definition_id: text("roleDefinitionId")
             .map(|id| id.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned()),
-        principal_id: text("principalId"),
-        principal_type: text("principalType"),
+        principal_id,
+        principal_type,
     })
 }
 
