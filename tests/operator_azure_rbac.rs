@@ -5,10 +5,12 @@
 //!   needs every one of them (an RBAC vault, an access-policy vault, a Storage account) converges with no
 //!   request refused; with any one of those roles taken away, the binding reports `AuthorizationFailed`
 //!   naming an action that role gave, and converges once the role is back.
-//! - The delegation condition on Role Based Access Control Administrator is what limits the operator: a
-//!   role idbind's own policy allows but the condition does not list is refused by Azure.
+//! - The delegation condition on Role Based Access Control Administrator is what limits the operator: a role
+//!   idbind's own policy allows but the condition does not list is refused by Azure.
 //! - A tenant's workload, signed in with its federated token, may do in ARM only what its role assignments
 //!   allow: not assign roles, not write another identity's federated credential, not delete a vault.
+//! - README's commands create exactly what these tests seed: the custom role's actions, the condition and its
+//!   roles.
 
 use std::time::Duration;
 
@@ -119,8 +121,8 @@ fn operator_roles(env: &Env) -> Vec<(String, String, bool)> {
     held
 }
 
-/// `idbind run` as its pod runs it, fresh (no cache of role names, provider versions or assignment lists
-/// from an earlier run), allowed any role by its flags so that only Azure limits it.
+/// `idbind run` as its pod runs it, fresh (no cache of role names, provider versions or assignment lists from
+/// an earlier run), allowed any role by its flags so that only Azure limits it.
 fn operator(env: &Env, run: &str) -> Result<Operator, TestError> {
     Operator::start(env, run, &[("IDBIND_ALLOW_ANY_ROLE", "true")])
 }
@@ -217,10 +219,10 @@ async fn every_azure_role_of_the_readme_is_needed_and_enough() -> TestResult {
         .await?;
     }
 
-    // The custom role holds nothing idbind does without: with any one of its actions left out, an edit of
-    // the binding that has everything is refused that action. An edit resolves its role names (the custom
-    // role's through ARM; built-in names idbind knows) and its scopes' api-versions again, then lists the
-    // identity's assignments to see what to add or remove.
+    // The custom role holds nothing idbind does without: with any one of its actions left out, an edit of the
+    // binding that has everything is refused that action. An edit resolves its role names (the custom role's
+    // through ARM; built-in names idbind knows) and its scopes' api-versions again, then lists the identity's
+    // assignments to see what to add or remove.
     for (j, missing) in IDBIND_READER_ACTIONS.iter().enumerate() {
         step(&format!("idbind Reader without {missing}"), async {
             let restore = azure_rbac::revoke(&env, APP_OBJECT_ID, IDBIND_READER, None).await?;
@@ -399,8 +401,8 @@ async fn a_tenants_identity_may_not_write_in_arm_what_it_was_not_granted() -> Te
     assert_eq!((delete.status, delete.code.as_str()), (403, "AuthorizationFailed"), "{delete:?}");
     assert!(delete.message.contains("'Microsoft.KeyVault/vaults/delete'"), "{delete:?}");
 
-    // Nothing changed in Azure: the same identities with the same credentials, the same role assignments,
-    // the vault still there.
+    // Nothing changed in Azure: the same identities with the same credentials, the same role assignments, the
+    // vault still there.
     let after = env.sim.state_typed();
     assert_eq!(identities(&after), identities(&before));
     assert_eq!(
@@ -408,5 +410,48 @@ async fn a_tenants_identity_may_not_write_in_arm_what_it_was_not_granted() -> Te
         before.role_assignments.keys().collect::<Vec<_>>()
     );
     assert!(after.vault_by_name("kv-shop").is_some());
+    Ok(())
+}
+
+/// The text of README's step 3 between `start` and the next line starting with `end`.
+fn readme_value<'a>(readme: &'a str, start: &str, end: char) -> Result<&'a str, TestError> {
+    let from = readme.find(start).ok_or_else(|| format!("README has no {start:?}"))? + start.len();
+    let rest = &readme[from..];
+    Ok(&rest[..rest.find(end).ok_or_else(|| format!("README's {start:?} does not end"))?])
+}
+
+#[test]
+fn the_readme_creates_what_the_tests_seed() -> TestResult {
+    let readme = std::fs::read_to_string(idbind_testenv::workspace_root().join("README.md"))?;
+    // The custom role's actions, as `az role definition create` gets them.
+    let actions = readme_value(&readme, "\"Actions\": [", ']')?;
+    let actions: Vec<String> = actions.split(',').map(|a| a.trim().trim_matches('"').to_string()).collect();
+    assert_eq!(actions, IDBIND_READER_ACTIONS);
+    // The condition, with README's roles in it, is the one the tests give the operator.
+    let roles: Vec<String> = readme_value(&readme, "ROLES=\"", '"')?.split(", ").map(String::from).collect();
+    let condition = readme_value(&readme, "CONDITION=\"", '"')?.replace("$ROLES", &roles.join(", "));
+    assert_eq!(condition, azure_rbac::delegation_condition(&roles));
+    // README's roles and the further ones it names are the tests' delegable roles.
+    let mut named: Vec<String> = roles.clone();
+    let flowing = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    for further in
+        ["Azure Service Bus Data Receiver", "Azure Event Hubs Data Receiver", "Key Vault Crypto User"]
+    {
+        let guid = azure_rbac::role_guid(further)?;
+        assert!(flowing.contains(&format!("{further} `{guid}`")), "README does not name {further} `{guid}`");
+        named.push(guid);
+    }
+    let mut delegable = azure_rbac::DELEGABLE_ROLES
+        .iter()
+        .map(|r| azure_rbac::role_guid(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    named.sort();
+    delegable.sort();
+    assert_eq!(named, delegable);
+    // And the roles of the table are the ones the harness grants.
+    for role in [MANAGED_IDENTITY_CONTRIBUTOR, RBAC_ADMINISTRATOR, KEY_VAULT_CONTRIBUTOR] {
+        assert!(readme.contains(&format!("| {role}")), "{role} is not in README's table");
+    }
+    assert!(readme.contains(&format!("| `{IDBIND_READER}`")), "{IDBIND_READER} is not in README's table");
     Ok(())
 }
