@@ -441,6 +441,7 @@ fn the_readme_creates_what_the_tests_seed() -> TestResult {
         assert!(flowing.contains(&format!("{further} `{guid}`")), "README does not name {further} `{guid}`");
         named.push(guid);
     }
+    let in_readme_order = named.clone();
     let mut delegable = azure_rbac::DELEGABLE_ROLES
         .iter()
         .map(|r| azure_rbac::role_guid(r))
@@ -448,6 +449,28 @@ fn the_readme_creates_what_the_tests_seed() -> TestResult {
     named.sort();
     delegable.sort();
     assert_eq!(named, delegable);
+    // `make demo` gives its operator the same: README's condition with the roles the samples name.
+    let demo = Seed::from_file(&idbind_testenv::workspace_root().join("hack/demo-azure-rbac.yaml"))?;
+    demo.validate()?;
+    let demo_sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
+    let mut demo_roles: Vec<(String, String)> =
+        demo.role_assignments.iter().map(|a| (a.role.clone(), a.scope.replace(demo_sub, ""))).collect();
+    demo_roles.sort();
+    let group = |rg: &str| (RBAC_ADMINISTRATOR.to_string(), format!("/resourceGroups/{rg}"));
+    let mut want = vec![
+        (IDBIND_READER.to_string(), String::new()),
+        (MANAGED_IDENTITY_CONTRIBUTOR.to_string(), "/resourceGroups/rg-identities".to_string()),
+        group("rg-shop"),
+        group("rg-crypto"),
+        group("rg-reports"),
+        group("rg-data"),
+        group("rg-platform"),
+    ];
+    want.sort();
+    assert_eq!(demo_roles, want);
+    for a in demo.role_assignments.iter().filter(|a| a.role == RBAC_ADMINISTRATOR) {
+        assert_eq!(a.condition.as_deref(), Some(azure_rbac::delegation_condition(&in_readme_order).as_str()));
+    }
     // And the roles of the table are the ones the harness grants.
     for role in [MANAGED_IDENTITY_CONTRIBUTOR, RBAC_ADMINISTRATOR, KEY_VAULT_CONTRIBUTOR] {
         assert!(readme.contains(&format!("| {role}")), "{role} is not in README's table");

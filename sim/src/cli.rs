@@ -18,7 +18,8 @@ pub struct SimArgs {
     /// Configuration file (JSON or YAML; see `SimConfig`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Seed file(s) with subscriptions, resource groups, vaults, apps, principals, permissions.
+    /// Seed file(s) with subscriptions, resource groups, vaults, apps, principals, role definitions and role
+    /// assignments.
     #[arg(long, value_name = "FILE")]
     pub seed: Vec<PathBuf>,
     /// HTTPS listen address (port 0 picks a free one).
