@@ -108,6 +108,8 @@ down: ## Stop the local control plane, the simulator and the operator (their log
 DEMO_SUB     := 00000000-0000-0000-0000-000000000001
 DEMO_APP     := 11111111-1111-1111-1111-111111111111
 DEMO_SECRET  := demo-secret
+# The app's object id, which its Azure roles (hack/demo-azure-rbac.yaml, README's step 3) name.
+DEMO_OID     := 22222222-2222-2222-2222-222222222222
 
 EP_JSON       = python3 -c 'import json,sys;print(json.load(open("$(SIM_DIR)/endpoint.json"))[sys.argv[1]])'
 OPERATOR_DIR := $(CACHE)/operator
@@ -120,7 +122,9 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 	@# Azure as the simulator plays it: ARM and Entra (with a Storage account, a Service Bus namespace and a
 	@# container registry for the azureRoles samples), Key Vault's data plane behind a proxy that answers
 	@# for Azure's host names, and Azure's propagation delays (a new federated credential is unusable for
-	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes).
+	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes). The operator's app holds
+	@# exactly the Azure roles README's step 3 gives idbind (hack/demo-azure-rbac.yaml): the simulator
+	@# authorizes every ARM request from role assignments, as Azure does.
 	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --proxy-addr 127.0.0.1:0 \
 		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
 		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
@@ -129,7 +133,7 @@ demo: build venv up ## Control plane + ARM simulator + operator (installed with 
 		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-platform/providers/Microsoft.ContainerRegistry/registries/shopacr@westeurope \
 		--secret kv-shop/payments-db-password=correct-horse-battery-staple \
 		--fic-propagation-ms 5000 --role-propagation-ms 10000 \
-		--app $(DEMO_APP):$(DEMO_SECRET) --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
+		--app $(DEMO_APP):$(DEMO_SECRET):$(DEMO_OID) --seed hack/demo-azure-rbac.yaml --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
 		> $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
 	for i in $$(seq 1 100); do [[ -s $(SIM_DIR)/endpoint.json ]] && break; sleep 0.1; done
 	@echo "--- ARM simulator:"; cat $(SIM_DIR)/endpoint.json; echo

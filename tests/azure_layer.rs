@@ -28,6 +28,7 @@ const RG: &str = "rg-identities";
 const KV_RG: &str = "rg-shop";
 const APP_ID: &str = "11111111-1111-1111-1111-111111111111";
 const APP_SECRET: &str = "operator-secret";
+const OPERATOR_OID: &str = "22222222-2222-2222-2222-222222222222";
 const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 const CERT_USER: &str = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba";
 const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
@@ -41,9 +42,13 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
     seed.apps.push(SeedApp {
         client_id: APP_ID.into(),
         client_secret: APP_SECRET.into(),
-        object_id: Some("22222222-2222-2222-2222-222222222222".into()),
+        object_id: Some(OPERATOR_OID.into()),
         display_name: Some("operator".into()),
     });
+    // The operator's identity holds exactly the Azure roles README "Install on AKS" step 3 lists.
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
+    common::azure_rbac::grant_operator_roles(&mut seed, OPERATOR_OID, &identities)?;
+    common::azure_rbac::seed_administrator(&mut seed);
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     let h = Simulator::start(config).await?;
@@ -56,8 +61,12 @@ fn reqwest_client(h: &SimHandle) -> Result<reqwest::Client, Box<dyn std::error::
     Ok(reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?)
 }
 
-/// An ARM token for the seeded operator app, through the simulator's Entra endpoint.
-async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+/// An ARM token for a seeded app, through the simulator's Entra endpoint.
+async fn arm_token(
+    h: &SimHandle,
+    app_id: &str,
+    secret: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let cloud = Cloud::Custom {
         arm_endpoint: h.https_url().ok_or("no HTTPS")?.to_string(),
         authority_host: h.authority_host().ok_or("no authority")?,
@@ -67,8 +76,8 @@ async fn arm_token(h: &SimHandle) -> Result<String, Box<dyn std::error::Error + 
         &cloud,
         http_client(h.ca_pem().map(str::as_bytes))?,
         h.tenant_id(),
-        APP_ID,
-        APP_SECRET,
+        app_id,
+        secret,
     )?;
     Ok(credential.get_token(&[cloud.scope().as_str()]).await?.token.secret().to_string())
 }
@@ -312,7 +321,8 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
     let principal =
         Fresh::new(&api).observe(&id_of(&d), &d).await?.ids.ok_or("identity missing")?.principal_id;
     let http = reqwest_client(&h)?;
-    let token = arm_token(&h).await?;
+    // Written by the subscription's administrator, whose roles do not depend on the principal's type.
+    let token = arm_token(&h, common::azure_rbac::ADMIN_APP_ID, common::azure_rbac::ADMIN_SECRET).await?;
     let name = naming::role_assignment_name(&vault("kv-policies"), SECRETS_USER, &principal);
     let body = serde_json::json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}"), "principalId": principal}});
     let url = format!(
@@ -459,9 +469,20 @@ async fn deleting_an_identity_that_is_gone_is_done() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_resource_group_is_a_permanent_refusal() -> TestResult {
     let (h, api) = start().await?;
-    // A resource group that does not exist: permanent.
     let missing_rg =
         ResourceId::resource_group_scope(SUB, "rg-missing").provider_resource(USER_ASSIGNED_IDENTITY, "x");
+    // Where the operator was given no role, ARM does not say whether the group exists: AuthorizationFailed
+    // ("…or the scope is invalid"), retried.
+    let err = api.put_identity(&missing_rg, "westeurope", &BTreeMap::new()).await.err().ok_or("written")?;
+    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    // With Managed Identity Contributor on the whole subscription, a group that does not exist: permanent.
+    let mut seed = Seed::default();
+    seed.assign(
+        OPERATOR_OID,
+        common::azure_rbac::MANAGED_IDENTITY_CONTRIBUTOR,
+        &format!("/subscriptions/{SUB}"),
+    );
+    h.seed(seed).await?;
     let err = api
         .put_identity(&missing_rg, "westeurope", &BTreeMap::new())
         .await
@@ -505,29 +526,26 @@ async fn concurrent_fic_writes_on_one_identity_get_arms_retryable_409() -> TestR
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_the_operator_may_not_make_is_authorization_failed_and_retried() -> TestResult {
     let (h, api) = start().await?;
-    // The operator may read identities but not write role assignments: AuthorizationFailed, retried (a grant
-    // may be propagating) under its own reason.
-    let mut seed = Seed::default();
-    seed.permissions.push(idbind_sim::SeedPermission {
-        principal_id: "22222222-2222-2222-2222-222222222222".into(),
-        grants: vec![idbind_sim::Grant {
-            actions: vec!["Microsoft.ManagedIdentity/*/read".into()],
-            not_actions: vec![],
-            scope: format!("/subscriptions/{SUB}"),
-        }],
-    });
-    h.seed(seed).await?;
+    // The operator may assign only the roles its delegation condition lists: Owner is refused by Azure,
+    // AuthorizationFailed, retried under its own reason (an administrator may be widening the condition).
+    const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
     let err = api
         .create_role_assignment(
             &vault("kv-rbac"),
             "0f0f0f0f-0000-4000-8000-000000000001",
-            SECRETS_USER,
+            OWNER,
             "77777777-7777-7777-7777-777777777777",
         )
         .await
         .err()
-        .ok_or("an unauthorized write went through")?;
+        .ok_or("a role the condition does not list was assigned")?;
     assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    assert!(err.to_string().contains("ABAC condition not fulfilled"), "{err}");
+    // Nor anything outside the scopes it was given: an identity in the vaults' group.
+    let elsewhere =
+        ResourceId::resource_group_scope(SUB, KV_RG).provider_resource(USER_ASSIGNED_IDENTITY, "x");
+    let err = api.put_identity(&elsewhere, "westeurope", &BTreeMap::new()).await.err().ok_or("written")?;
+    assert_eq!(err.reason(), "AuthorizationFailed", "{err}");
     h.shutdown().await?;
     Ok(())
 }

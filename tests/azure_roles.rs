@@ -10,7 +10,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    e2e::{Env, SUB, TestError, TestResult, eventually, identities, start_with},
+    azure_rbac,
+    e2e::{APP_OBJECT_ID, Env, SUB, TestError, TestResult, eventually, identities, start_with},
     steps::step,
 };
 use idbind::core::settings::Ceiling;
@@ -148,13 +149,11 @@ async fn storage_and_service_bus_scopes_converge_follow_edits_and_go_with_the_bi
         env.kubectl(&["delete", "wib", "orders", "--wait=true", "--timeout=60s"])?;
         let state = env.sim.state_typed();
         assert!(identities(&state).is_empty(), "the identity idbind created is deleted");
+        let left = azure_rbac::workload_assignments(&state, APP_OBJECT_ID);
         assert!(
-            state
-                .role_assignments
-                .values()
-                .all(|ra| !ra.scope.to_ascii_lowercase().contains("/resourcegroups/rg-data/")),
-            "no assignment left on rg-data's resources: {:?}",
-            state.role_assignments.values().map(|ra| &ra.scope).collect::<Vec<_>>()
+            left.iter().all(|ra| !ra.scope.to_ascii_lowercase().contains("/resourcegroups/rg-data")),
+            "no assignment left on rg-data or its resources: {:?}",
+            left.iter().map(|ra| &ra.scope).collect::<Vec<_>>()
         );
         Ok(())
     })
@@ -229,7 +228,19 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
     // Let through: an operator whose flags allow any role and other subscriptions, and a policy that allows
     // each case for this namespace.
     let ceiling = Ceiling { allow_any_role: true, allow_other_subscriptions: true, ..Ceiling::default() };
-    let env = start_with("azroles-allow", ceiling, seed_data).await?;
+    let env = start_with("azroles-allow", ceiling, |config| {
+        seed_data(config);
+        // The administrator who writes this policy lets idbind hand out its roles too, up to the whole
+        // subscription (README step 3: the condition lists the roles policies allow).
+        let roles = [BLOB_READER, BLOB_CONTRIBUTOR, OWNER, READER].map(String::from);
+        let wider = config.seed.assign(
+            APP_OBJECT_ID,
+            azure_rbac::RBAC_ADMINISTRATOR,
+            &format!("/subscriptions/{SUB}"),
+        );
+        wider.condition = Some(azure_rbac::delegation_condition(&roles));
+    })
+    .await?;
     step("without a policy the namespace binds nothing; with one, each case converges", async {
         for (name, scope, roles, _) in refused_cases() {
             env.kubectl(&["create", "serviceaccount", name])?;
@@ -264,9 +275,8 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
         let in_other = |env: &Env| {
             let state = env.sim.state_typed();
             let prefix = format!("/subscriptions/{OTHER_SUB}/").to_ascii_lowercase();
-            state
-                .role_assignments
-                .values()
+            azure_rbac::workload_assignments(&state, APP_OBJECT_ID)
+                .into_iter()
                 .filter(|ra| ra.scope.to_ascii_lowercase().starts_with(&prefix))
                 .count()
         };

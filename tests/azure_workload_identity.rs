@@ -47,6 +47,8 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
         object_id: None,
         display_name: None,
     });
+    // The app is the administrator who sets the operator's identity up: Owner of the subscription.
+    seed.assign(&idbind_sim::seed::derived_object_id(APP_ID), "Owner", &format!("/subscriptions/{SUB}"));
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     // Entra fetches the issuer's discovery document and keys from the API server over TLS.
@@ -80,6 +82,14 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
         audiences: vec!["api://AzureADTokenExchange".into()],
     };
     setup.put_federated_credential(&identity, &fic).await?;
+    // What README step 3 gives the operator's identity on its identities' group (the rest is not used here).
+    let mut roles = Seed::default();
+    roles.assign(
+        &ids.principal_id,
+        "Managed Identity Contributor",
+        &format!("/subscriptions/{SUB}/resourceGroups/{RG}"),
+    );
+    h.seed(roles).await?;
 
     let dir = std::env::temp_dir().join(format!("idbind-wi-e2e-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;

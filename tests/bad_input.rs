@@ -224,6 +224,7 @@ async fn deleting_the_namespace_still_cleans_azure() -> TestResult {
     .await?;
     let state = env.sim.state_typed();
     assert!(identities(&state).is_empty(), "identity left behind");
-    assert!(state.role_assignments.is_empty(), "role assignment left behind");
+    let left = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+    assert!(left.is_empty(), "role assignment left behind: {left:?}");
     Ok(())
 }

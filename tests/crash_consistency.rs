@@ -54,9 +54,8 @@ fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestE
         // Role assignments of a deleted identity would stay as orphans: none may remain for a principal that
         // no identity has.
         let principals: Vec<String> = identities(&state).iter().map(|i| i.principal_id.clone()).collect();
-        let orphans: Vec<_> = state
-            .role_assignments
-            .values()
+        let orphans: Vec<_> = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID)
+            .into_iter()
             .filter(|ra| !principals.contains(&ra.principal_id))
             .map(|ra| ra.name.clone())
             .collect();

@@ -662,7 +662,7 @@ fn metrics_read(expr: &str) -> Vec<(String, Vec<String>)> {
 // --- The lifecycle: install, run, upgrade, uninstall ------------------------------------------------------
 
 /// The simulator as the e2e harness seeds it (one subscription, the identities' resource group, an RBAC
-/// vault, the operator's app), trusting this control plane's issuer.
+/// vault, the operator's app with the Azure roles README gives it), trusting this control plane's issuer.
 async fn simulator(plane: &ControlPlane) -> Result<SimHandle, TestError> {
     let mut seed = Seed::default();
     seed.add_rg(SUB, RG, Some("westeurope".into()));
@@ -673,6 +673,9 @@ async fn simulator(plane: &ControlPlane) -> Result<SimHandle, TestError> {
         object_id: Some(APP_OBJECT_ID.into()),
         display_name: Some("idbind".into()),
     });
+    // The operator's identity holds exactly the Azure roles README "Install on AKS" step 3 lists.
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
+    common::azure_rbac::grant_operator_roles(&mut seed, APP_OBJECT_ID, &identities)?;
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.

@@ -36,8 +36,8 @@ mod common;
 
 use common::{
     e2e::{
-        APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, install_operator_rbac,
-        operator_namespace, start_without_operator,
+        Env, KV_RG, RG, SUB, TestError, TestResult, eventually, install_operator_rbac, operator_namespace,
+        start_without_operator,
     },
     steps::step,
 };
@@ -383,11 +383,12 @@ impl Drop for Container {
     }
 }
 
-/// The operator's own Azure identity, federated with its ServiceAccount: set up as an administrator would
-/// (`az identity create`, `az identity federated-credential create`), with the seeded app's secret. The
-/// container never sees that secret; it signs in with its projected token.
+/// The operator's own Azure identity, federated with its ServiceAccount and given the Azure roles README
+/// lists: set up as an administrator would (`az identity create`, `az identity federated-credential create`,
+/// `az role assignment create`), signed in as the administrator. The container never sees a secret; it signs
+/// in with its projected token.
 async fn operator_identity(env: &Env, op_ns: &str, audience: &str) -> Result<String, TestError> {
-    let arm = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let arm = common::azure_rbac::admin_arm(env)?;
     let id: ResourceId = format!(
         "/subscriptions/{SUB}/resourceGroups/{OPERATOR_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/idbind"
     )
@@ -400,6 +401,8 @@ async fn operator_identity(env: &Env, op_ns: &str, audience: &str) -> Result<Str
         audiences: vec![audience.to_string()],
     };
     arm.put_federated_credential(&id, &fic).await?;
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
+    common::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
     Ok(ids.client_id)
 }
 

@@ -227,6 +227,8 @@ async fn simulator(plane: &ControlPlane) -> Result<SimHandle> {
         object_id: None,
         display_name: Some("setup".into()),
     });
+    // The administrator who sets idbind up: Owner of the subscription.
+    seed.assign(&idbind_sim::seed::derived_object_id(SETUP_APP), "Owner", &format!("/subscriptions/{SUB}"));
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     let on_bridge = format!("{GATEWAY}:0").parse()?;
@@ -257,6 +259,11 @@ async fn operator_identity(plane: &ControlPlane, sim: &SimHandle) -> Result<Stri
         audiences: vec!["api://AzureADTokenExchange".into()],
     };
     arm.put_federated_credential(&identity, &fic).await?;
+    // README step 3: exactly the Azure roles it needs.
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
+    common::azure_rbac::grant_operator_roles_now(sim, &ids.principal_id, &identities)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(ids.client_id)
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod common;
 
 use common::{
+    azure_rbac,
     e2e::{
         APP_ID, APP_OBJECT_ID, APP_SECRET, Env, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult,
         eventually, identities, install_class_crd, start, start_with, start_with_budget,
@@ -25,7 +26,7 @@ use idbind::{
     core::settings::Ceiling,
 };
 use idbind_sim::{
-    FaultAction, FaultRule, Grant, Seed, SeedPermission,
+    FaultAction, FaultRule,
     state::{Fic, Identity, RoleAssignment},
 };
 use serde_json::{Value, json};
@@ -603,15 +604,11 @@ async fn reason_principal_not_replicated_until_entra_catches_up() -> TestResult 
 #[tokio::test(flavor = "multi_thread")]
 async fn reason_authorization_failed_until_the_operator_may_assign_roles() -> TestResult {
     let env = any_role_allowed("e2e-denied", "denied").await?;
-    // AuthorizationFailed: the operator may do everything but assign roles, until granted.
-    let grant = |not_actions: Vec<String>| Seed {
-        permissions: vec![SeedPermission {
-            principal_id: APP_OBJECT_ID.into(),
-            grants: vec![Grant { actions: vec!["*".into()], not_actions, scope: "/".into() }],
-        }],
-        ..Seed::default()
-    };
-    env.sim.seed(grant(vec!["Microsoft.Authorization/roleAssignments/write".into()])).await?;
+    // AuthorizationFailed: the administrator has taken back the operator's Role Based Access Control
+    // Administrator on the vault's group (README step 3), until it gives it again.
+    let group = format!("/subscriptions/{SUB}/resourceGroups/{KV_RG}");
+    let restore =
+        azure_rbac::revoke(&env, APP_OBJECT_ID, azure_rbac::RBAC_ADMINISTRATOR, Some(&group)).await?;
     env.binding("denied", "denied", &["Key Vault Secrets User"])?;
     env.wait_condition(
         "denied",
@@ -622,7 +619,7 @@ async fn reason_authorization_failed_until_the_operator_may_assign_roles() -> Te
     )
     .await?;
     wait_event(&env, "AuthorizationFailed").await?;
-    env.sim.seed(grant(vec![])).await?;
+    env.sim.seed(restore).await?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", "wib/denied"])?;
     Ok(())
 }

@@ -763,7 +763,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
         figures_ops.deletes,
         figures_ops.retained_deletes,
         identities(&state).len(),
-        state.role_assignments.len(),
+        common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID).len(),
         f.faults,
         f.requests,
         f.apiserver_restarts,
@@ -840,7 +840,8 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
     env.kubectl(&["wait", "--for=delete", "--timeout=90s", "wib/app"])?;
     let state = env.sim.state_typed();
     assert!(
-        identities(&state).is_empty() && state.role_assignments.is_empty(),
+        identities(&state).is_empty()
+            && common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID).is_empty(),
         "nothing remains after delete: {:?}",
         identities(&state).iter().map(|i| &i.name).collect::<Vec<_>>()
     );

@@ -90,7 +90,8 @@ async fn the_workload_reads_its_secret_once_ready_and_only_while_granted() -> Te
     env.binding("orders", "orders", &[])?;
     common::e2e::eventually("the role assignment removed", Duration::from_secs(60), || {
         let state = env.sim.state_typed();
-        Ok(state.role_assignments.is_empty().then_some(()))
+        let left = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+        Ok(left.is_empty().then_some(()))
     })
     .await?;
     let removed = Instant::now();

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use crate::config::{BucketSpec, SimConfig, TlsConfig};
 use crate::faults::FaultRule;
 use crate::handle::Simulator;
-use crate::seed::{Seed, SeedSecret, parse_app_flag, parse_rg_flag, parse_secret_flag, parse_vault_flag};
+use crate::seed::{
+    Seed, SeedRoleAssignment, SeedSecret, parse_app_flag, parse_rg_flag, parse_role_assignment_flag,
+    parse_secret_flag, parse_vault_flag,
+};
 
 /// Flags of `idbind-sim`. A `--config` file (JSON or YAML, the `SimConfig` shape) sets everything; the flags
 /// below override it.
@@ -15,7 +18,8 @@ pub struct SimArgs {
     /// Configuration file (JSON or YAML; see `SimConfig`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Seed file(s) with subscriptions, resource groups, vaults, apps, principals, permissions.
+    /// Seed file(s) with subscriptions, resource groups, vaults, apps, principals, role definitions and role
+    /// assignments.
     #[arg(long, value_name = "FILE")]
     pub seed: Vec<PathBuf>,
     /// HTTPS listen address (port 0 picks a free one).
@@ -69,6 +73,11 @@ pub struct SimArgs {
     /// Seed an app that gets tokens with a secret: CLIENT_ID:SECRET[:OBJECT_ID].
     #[arg(long, value_name = "ID:SECRET[:OID]")]
     pub app: Vec<String>,
+    /// Seed a role assignment: OBJECT_ID=ROLE@SCOPE, the role by name or GUID (e.g.
+    /// `2222…=Owner@/subscriptions/S`). What any principal may do in ARM comes from its role assignments
+    /// only; one with a condition goes in a seed file (`roleAssignments`).
+    #[arg(long, value_name = "OID=ROLE@SCOPE", value_parser = parse_role_assignment_flag)]
+    pub role_assignment: Vec<SeedRoleAssignment>,
     /// Seed a Key Vault secret: VAULT/NAME=VALUE (the vault must be seeded too).
     #[arg(long, value_name = "VAULT/NAME=VALUE", value_parser = parse_secret_flag)]
     pub secret: Vec<SeedSecret>,
@@ -198,6 +207,7 @@ impl SimArgs {
             flags.apps.push(parse_app_flag(s).map_err(anyhow::Error::msg)?);
         }
         flags.secrets.extend(self.secret.iter().cloned());
+        flags.role_assignments.extend(self.role_assignment.iter().cloned());
         cfg.seed.extend(flags);
         let vaults: Vec<String> = cfg.seed.vault_names().iter().map(|v| v.to_ascii_lowercase()).collect();
         if let Some(s) = cfg.seed.secrets.iter().find(|s| !vaults.contains(&s.vault.to_ascii_lowercase())) {

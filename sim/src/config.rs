@@ -33,7 +33,7 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// The Entra tenant every identity, token and vault belongs to.
     pub tenant_id: String,
-    /// Subscriptions, resource groups, vaults, apps, principals, permissions, custom roles.
+    /// Subscriptions, resource groups, vaults, apps, principals, custom roles, role assignments.
     pub seed: Seed,
     pub throttle: ThrottleConfig,
     pub latency: LatencyConfig,

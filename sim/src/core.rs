@@ -75,6 +75,7 @@ impl Sim {
         let (state, tokens) = match loaded {
             Some(file) => {
                 let mut state = file.state;
+                state.reindex();
                 // A seed given at restart adds what is new and leaves the rest alone.
                 config.seed.apply(&mut state, clock.now_ms());
                 // Built-in roles are Azure's, not the state's: a file written by an older simulator gets

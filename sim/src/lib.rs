@@ -18,6 +18,7 @@ pub mod admin;
 pub mod arm;
 pub mod cli;
 pub mod clock;
+pub mod conditions;
 pub mod config;
 pub mod core;
 pub mod counters;
@@ -49,7 +50,7 @@ pub use faults::{FaultAction, FaultRule};
 pub use handle::{SimHandle, Simulator};
 pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
 pub use seed::{
-    Seed, SeedApp, SeedPermission, SeedPrincipal, SeedResource, SeedResourceGroup, SeedRoleDefinition,
+    Seed, SeedApp, SeedPrincipal, SeedResource, SeedResourceGroup, SeedRoleAssignment, SeedRoleDefinition,
     SeedSubscription, SeedVault,
 };
-pub use state::{Grant, State};
+pub use state::State;

@@ -1,8 +1,8 @@
 //! Built-in role definitions the simulator knows, with their real GUIDs and their published `actions`,
 //! `notActions` and `dataActions`, read from MicrosoftDocs/azure-docs
-//! `articles/role-based-access-control/built-in-roles/{privileged,general,storage,integration,analytics,
-//! containers}.md` and, for Key Vault, `key-vault/general/rbac-guide.md` (FACTS §6). The Key Vault roles'
-//! `dataActions` are what the Key Vault data plane authorizes with (see `kv`). None of these roles has
+//! `articles/role-based-access-control/built-in-roles/{privileged,general,identity,storage,integration,
+//! analytics,containers}.md` and, for Key Vault, `key-vault/general/rbac-guide.md` (FACTS §6). The Key Vault
+//! roles' `dataActions` are what the Key Vault data plane authorizes with (see `kv`). None of these roles has
 //! `notDataActions`. Owner, Contributor, User Access Administrator and Role Based Access Control
 //! Administrator carry what makes them dangerous, so guardrail tests can recognise an escalation by the
 //! role's content too. AcrPull and AcrPush grant control-plane `actions` only (`registries/pull/read`), no
@@ -237,6 +237,44 @@ const BUILTINS: &[Builtin] = &[
             "Microsoft.Authorization/roleAssignments/write",
             "Microsoft.Authorization/roleAssignments/delete",
             "*/read",
+            "Microsoft.Support/*",
+        ],
+        not_actions: &[],
+        data_actions: &[],
+    },
+    // Identity (built-in-roles/identity.md): what idbind's own identity needs on the identities' groups.
+    Builtin {
+        guid: "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+        name: "Managed Identity Contributor",
+        description: "Create, Read, Update, and Delete User Assigned Identity",
+        actions: &[
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/delete",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/revokeTokens/action",
+            "Microsoft.Authorization/*/read",
+            "Microsoft.Insights/alertRules/*",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Resources/deployments/*",
+            "Microsoft.Support/*",
+        ],
+        not_actions: &[],
+        data_actions: &[],
+    },
+    Builtin {
+        guid: "f1a07417-d97a-45cb-824c-7a7467783830",
+        name: "Managed Identity Operator",
+        description: "Read and Assign User Assigned Identity",
+        actions: &[
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+            "Microsoft.Authorization/*/read",
+            "Microsoft.Insights/alertRules/*",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Resources/deployments/*",
             "Microsoft.Support/*",
         ],
         not_actions: &[],

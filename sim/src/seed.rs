@@ -1,7 +1,7 @@
 //! Seed documents: what exists before the first request (subscriptions, resource groups, vaults, other
-//! resources of `arm::catalog`'s types, app registrations, principals, permissions, custom roles). Read from
-//! a JSON or YAML file, from `idbind-sim` flags, from `SimHandle::seed`, or `POST /_sim/seed`. Applying a
-//! seed merges it into the state; applying it twice changes nothing.
+//! resources of `arm::catalog`'s types, app registrations, principals, custom roles and role assignments).
+//! Read from a JSON or YAML file, from `idbind-sim` flags, from `SimHandle::seed`, or `POST /_sim/seed`.
+//! Applying a seed merges it into the state; applying it twice changes nothing.
 
 use std::path::Path;
 
@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::arm::catalog;
 use crate::error::SimError;
 use crate::state::{
-    AccessPolicy, App, BlobContainer, DirectoryObject, Grant, Resource, ResourceGroup, RoleDefinition,
-    RolePermission, State, Subscription, Tags, Vault, key, resource_key,
+    AccessPolicy, App, BlobContainer, DirectoryObject, Resource, ResourceGroup, RoleAssignment,
+    RoleDefinition, RolePermission, State, Subscription, Tags, Vault, key, resource_key,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -20,8 +20,10 @@ pub struct Seed {
     pub subscriptions: Vec<SeedSubscription>,
     pub apps: Vec<SeedApp>,
     pub principals: Vec<SeedPrincipal>,
-    pub permissions: Vec<SeedPermission>,
     pub role_definitions: Vec<SeedRoleDefinition>,
+    /// Role assignments as an administrator makes them: what every principal may do in ARM (and, for roles
+    /// with data actions, in Key Vault) comes from these alone.
+    pub role_assignments: Vec<SeedRoleAssignment>,
     /// Key Vault secrets; the vault must be seeded too (or already exist).
     pub secrets: Vec<SeedSecret>,
     /// Self-signed certificates (with their managed key and secret) and EC keys, made at seeding.
@@ -118,11 +120,40 @@ pub struct SeedPrincipal {
     pub display_name: Option<String>,
 }
 
+/// A role assignment, e.g. `{"principalId": "…", "role": "Managed Identity Contributor", "scope":
+/// "/subscriptions/…/resourceGroups/rg-identities"}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
-pub struct SeedPermission {
+pub struct SeedRoleAssignment {
+    /// The principal's object id.
     pub principal_id: String,
-    pub grants: Vec<Grant>,
+    /// A role definition: its name (built-in names match without regard to case), its GUID, or its id
+    /// (`…/providers/Microsoft.Authorization/roleDefinitions/{guid}`); built-in or seeded in the same seed.
+    pub role: String,
+    /// `/` (the tenant root), a subscription, a resource group, or a resource (or something below one).
+    pub scope: String,
+    /// An ABAC condition (`crate::conditions`), e.g. the delegation condition of Role Based Access Control
+    /// Administrator.
+    pub condition: Option<String>,
+    /// `2.0`, the only version (absent: 2.0).
+    pub condition_version: Option<String>,
+    /// The assignment's name (a GUID); absent, derived from scope, role and principal, so seeding twice adds
+    /// nothing.
+    pub name: Option<String>,
+    /// Absent: the directory's type for the principal (seeded apps are `ServicePrincipal`), else `User`.
+    pub principal_type: Option<String>,
+    pub description: Option<String>,
+}
+
+impl SeedRoleAssignment {
+    /// The assignment's name: as given, or derived from (scope, role, principal).
+    pub fn name_for(&self, role_guid: &str) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let scope = self.scope.trim_end_matches('/');
+            let text = format!("idbind-sim/roleAssignment/{scope}/{role_guid}/{}", self.principal_id);
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, text.to_ascii_lowercase().as_bytes()).to_string()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -155,8 +186,8 @@ impl Seed {
         self.subscriptions.extend(other.subscriptions);
         self.apps.extend(other.apps);
         self.principals.extend(other.principals);
-        self.permissions.extend(other.permissions);
         self.role_definitions.extend(other.role_definitions);
+        self.role_assignments.extend(other.role_assignments);
         self.secrets.extend(other.secrets);
         self.certificates.extend(other.certificates);
         self.keys.extend(other.keys);
@@ -231,7 +262,48 @@ impl Seed {
             crate::kv::objects::check_name(name)
                 .map_err(|_| SimError::Config(format!("'{name}' is not a valid Key Vault object name")))?;
         }
+        for a in &self.role_assignments {
+            self.validate_assignment(a)?;
+        }
         Ok(())
+    }
+
+    fn validate_assignment(&self, a: &SeedRoleAssignment) -> Result<(), SimError> {
+        let what = format!("the role assignment of '{}' to '{}' at '{}'", a.role, a.principal_id, a.scope);
+        if uuid::Uuid::parse_str(&a.principal_id).is_err() {
+            return Err(SimError::Config(format!("{what}: principalId must be an object id (a GUID)")));
+        }
+        if !a.scope.starts_with('/') {
+            return Err(SimError::Config(format!("{what}: the scope must start with '/'")));
+        }
+        if self.role_guid(a, &[]).is_none() {
+            return Err(SimError::Config(format!(
+                "{what}: no built-in role and no role definition of this seed is named '{}' or has that GUID",
+                a.role
+            )));
+        }
+        if a.name.as_deref().is_some_and(|n| uuid::Uuid::parse_str(n).is_err()) {
+            return Err(SimError::Config(format!("{what}: the name must be a GUID")));
+        }
+        if let Some(condition) = &a.condition {
+            crate::conditions::parse_versioned(condition, a.condition_version.as_deref())
+                .map_err(|e| SimError::Config(format!("{what}: the condition cannot be evaluated: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The GUID of the role `a` names: a built-in role, one of this seed's definitions, or one of `known`.
+    fn role_guid(&self, a: &SeedRoleAssignment, known: &[&RoleDefinition]) -> Option<String> {
+        let wanted = a.role.trim().trim_end_matches('/');
+        let guid = wanted.rsplit('/').next().unwrap_or(wanted);
+        let builtins = crate::roles::builtin_role_definitions();
+        let mut names = builtins.iter().map(|d| (d.name.as_str(), d.role_name.as_str())).collect::<Vec<_>>();
+        names.extend(self.role_definitions.iter().map(|d| (d.name.as_str(), d.role_name.as_str())));
+        names.extend(known.iter().map(|d| (d.name.as_str(), d.role_name.as_str())));
+        names
+            .iter()
+            .find(|(g, n)| g.eq_ignore_ascii_case(guid) || n.eq_ignore_ascii_case(wanted))
+            .map(|(g, _)| g.to_ascii_lowercase())
     }
 
     /// Merges the seed into `state`. Existing objects keep what they have (a vault's access policies written
@@ -322,9 +394,6 @@ impl Seed {
                 },
             );
         }
-        for p in &self.permissions {
-            state.permissions.insert(key(&p.principal_id), p.grants.clone());
-        }
         self.apply_vault_objects(state, now_ms / 1000);
         for r in &self.role_definitions {
             state.role_definitions.insert(
@@ -340,6 +409,74 @@ impl Seed {
                 },
             );
         }
+        self.apply_role_assignments(state, now_ms);
+    }
+
+    /// Seeded assignments exist "since forever": they authorize at once (no propagation window).
+    fn apply_role_assignments(&self, state: &mut State, now_ms: u64) {
+        for a in &self.role_assignments {
+            let known: Vec<&RoleDefinition> = state.role_definitions.values().collect();
+            // `validate` refused roles nobody defines; one that slipped through is skipped.
+            let Some(guid) = self.role_guid(a, &known) else { continue };
+            let name = a.name_for(&guid);
+            if state.role_assignments.contains_key(&key(&name)) {
+                continue;
+            }
+            let principal_type = a.principal_type.clone().unwrap_or_else(|| {
+                state
+                    .directory
+                    .get(&key(&a.principal_id))
+                    .map_or_else(|| String::from("User"), |p| p.principal_type.clone())
+            });
+            let definition = state.role_definitions.get(&guid);
+            let scope = if a.scope.trim_end_matches('/').is_empty() {
+                String::from("/")
+            } else {
+                a.scope.trim_end_matches('/').to_owned()
+            };
+            let role_definition_id = crate::arm::authorization::role_definition_id(
+                &scope,
+                definition.map_or(&guid, |d| &d.name),
+                definition,
+            );
+            state.insert_role_assignment(
+                key(&name),
+                RoleAssignment {
+                    name,
+                    scope,
+                    role_definition_id,
+                    role_definition_guid: guid,
+                    principal_id: a.principal_id.clone(),
+                    principal_type,
+                    description: a.description.clone(),
+                    condition: a.condition.clone(),
+                    condition_version: a.condition.as_ref().map(|_| {
+                        a.condition_version
+                            .clone()
+                            .unwrap_or_else(|| crate::conditions::CONDITION_VERSION.into())
+                    }),
+                    delegated_managed_identity_resource_id: None,
+                    created_on_ms: now_ms,
+                    updated_on_ms: now_ms,
+                    created_by: String::new(),
+                    updated_by: String::new(),
+                    effective_from_ms: 0,
+                    parsed_condition: Default::default(),
+                },
+            );
+        }
+    }
+
+    /// Adds a role assignment of `role` (a name, GUID or id) to `principal_id` at `scope`.
+    pub fn assign(&mut self, principal_id: &str, role: &str, scope: &str) -> &mut SeedRoleAssignment {
+        self.role_assignments.push(SeedRoleAssignment {
+            principal_id: principal_id.to_owned(),
+            role: role.to_owned(),
+            scope: scope.to_owned(),
+            ..Default::default()
+        });
+        let last = self.role_assignments.len() - 1;
+        &mut self.role_assignments[last]
     }
 }
 
@@ -394,6 +531,21 @@ pub fn parse_secret_flag(s: &str) -> Result<SeedSecret, String> {
         })
     });
     parsed.ok_or_else(|| format!("expected VAULT/NAME=VALUE, got '{s}'"))
+}
+
+/// Parses `OBJECT_ID=ROLE@SCOPE` (the `--role-assignment` flag); the role is a name or a GUID, the scope
+/// starts with `/`.
+pub fn parse_role_assignment_flag(s: &str) -> Result<SeedRoleAssignment, String> {
+    let parsed = s.split_once('=').and_then(|(principal, rest)| {
+        let (role, scope) = rest.rsplit_once('@')?;
+        (!principal.is_empty() && !role.is_empty() && scope.starts_with('/')).then(|| SeedRoleAssignment {
+            principal_id: principal.to_owned(),
+            role: role.to_owned(),
+            scope: scope.to_owned(),
+            ..Default::default()
+        })
+    });
+    parsed.ok_or_else(|| format!("expected OBJECT_ID=ROLE@SCOPE (the scope starting with '/'), got '{s}'"))
 }
 
 /// A stable object id for an app seeded without one, so restarts and re-seeds agree.
@@ -596,6 +748,89 @@ mod tests {
         assert!(parse_vault_flag("s/rg/kv@bogus").is_err());
         let app = parse_app_flag("cid:se:cr:et").map(|a| (a.client_id, a.client_secret, a.object_id));
         assert_eq!(app, Ok(("cid".into(), "se".into(), Some("cr:et".into()))));
+    }
+
+    #[test]
+    fn role_assignments_seed_by_name_or_guid_once_and_refuse_what_cannot_be() {
+        const OID: &str = "0b9e3c3e-1111-4a4a-8888-000000000001";
+        let mut seed = Seed::default();
+        seed.add_rg("sub", "rg", None);
+        seed.apps.push(SeedApp {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            object_id: Some(OID.into()),
+            ..Default::default()
+        });
+        seed.assign(OID, "managed identity contributor", "/subscriptions/sub/resourceGroups/rg");
+        seed.assign(OID, "4633458b-17de-408a-b874-0445c86b69e6", "/subscriptions/sub/");
+        let with_condition =
+            seed.assign(OID, "Role Based Access Control Administrator", "/subscriptions/sub");
+        with_condition.condition = Some(
+            "(!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR \
+             (@Request[Microsoft.Authorization/roleAssignments:PrincipalType] StringEqualsIgnoreCase 'ServicePrincipal')"
+                .into(),
+        );
+        assert!(seed.validate().is_ok(), "{:?}", seed.validate());
+        let mut state = State { tenant_id: "t".into(), ..Default::default() };
+        for role in crate::roles::builtin_role_definitions() {
+            state.role_definitions.insert(key(&role.name), role);
+        }
+        seed.apply(&mut state, 5);
+        let once = state.clone();
+        seed.apply(&mut state, 9);
+        assert_eq!(once, state, "seeding twice adds nothing");
+        let mut seen: Vec<(&str, &str, &str, Option<&str>)> = state
+            .role_assignments
+            .values()
+            .map(|a| {
+                (
+                    a.role_definition_guid.as_str(),
+                    a.scope.as_str(),
+                    a.principal_type.as_str(),
+                    a.condition_version.as_deref(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("4633458b-17de-408a-b874-0445c86b69e6", "/subscriptions/sub", "ServicePrincipal", None),
+                (
+                    "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+                    "/subscriptions/sub/resourceGroups/rg",
+                    "ServicePrincipal",
+                    None
+                ),
+                (
+                    "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+                    "/subscriptions/sub",
+                    "ServicePrincipal",
+                    Some("2.0")
+                ),
+            ]
+        );
+        assert!(state.role_assignments.values().all(|a| a.effective_from_ms == 0), "in force at once");
+
+        let refused = |edit: fn(&mut SeedRoleAssignment)| {
+            let mut bad = Seed::default();
+            edit(bad.assign(OID, "Reader", "/subscriptions/sub"));
+            bad.validate().is_err()
+        };
+        assert!(refused(|a| a.role = "Nobody's Role".into()), "an unknown role");
+        assert!(refused(|a| a.principal_id = "alice".into()), "a principal that is no object id");
+        assert!(refused(|a| a.scope = "subscriptions/sub".into()), "a scope without its leading slash");
+        assert!(refused(|a| a.condition = Some("@Resource[Microsoft.Storage/x:y] StringEquals 'z'".into())));
+        assert!(refused(|a| {
+            a.condition = Some("!(ActionMatches{'x'})".into());
+            a.condition_version = Some("1.0".into());
+        }));
+        assert_eq!(
+            parse_role_assignment_flag(&format!("{OID}=Key Vault Secrets User@/subscriptions/s"))
+                .map(|a| a.role),
+            Ok("Key Vault Secrets User".into())
+        );
+        assert!(parse_role_assignment_flag("x=Owner@subscriptions/s").is_err());
     }
 
     #[test]

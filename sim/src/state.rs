@@ -1,8 +1,8 @@
 //! The simulator's world: subscriptions → resource groups → identities (→ FICs), vaults and other seeded
 //! resources (Storage accounts, Service Bus namespaces… see `arm::catalog`), plus tenant-wide role
-//! assignments, role definitions, the directory of principals, the seeded apps and per-principal permissions.
-//! Maps are keyed by the lowercased name, because ARM names are case-insensitive but keep the case they were
-//! created with.
+//! assignments (which alone say what a principal may do), role definitions, the directory of principals and
+//! the seeded apps. Maps are keyed by the lowercased name, because ARM names are case-insensitive but keep
+//! the case they were created with.
 
 use std::collections::BTreeMap;
 
@@ -22,14 +22,18 @@ pub struct State {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Keyed by the role definition GUID (lowercase).
     pub role_definitions: BTreeMap<String, RoleDefinition>,
-    /// Keyed by the assignment name (a GUID, unique in the tenant).
+    /// Keyed by the assignment name (a GUID, unique in the tenant). Change it through
+    /// `insert_role_assignment` and `remove_role_assignment`, which keep `assignments_by_principal` in step.
     pub role_assignments: BTreeMap<String, RoleAssignment>,
+    /// The keys of each principal's role assignments (by lowercased principal id): what authorization looks
+    /// at for a request, so its cost does not grow with everyone else's assignments. Derived, not stored
+    /// (`reindex` after loading).
+    #[serde(skip)]
+    pub assignments_by_principal: AssignmentIndex,
     /// Principals Entra knows, keyed by object id.
     pub directory: BTreeMap<String, DirectoryObject>,
     /// App registrations that can get tokens with a secret, keyed by client id.
     pub apps: BTreeMap<String, App>,
-    /// Principal object id → what it may do. A principal without an entry may do everything.
-    pub permissions: BTreeMap<String, Vec<Grant>>,
     /// Deleted role assignments that still work in the Key Vault data plane until `effective_until_ms`
     /// (`role_propagation_ms`); gone from every ARM answer.
     #[serde(default)]
@@ -276,6 +280,37 @@ pub struct RoleAssignment {
     /// creation).
     #[serde(default)]
     pub effective_from_ms: u64,
+    /// `condition`, parsed once (`insert_role_assignment`), so authorization does not parse it for every
+    /// request. Derived, not stored.
+    #[serde(skip)]
+    pub parsed_condition: ParsedCondition,
+}
+
+/// A role assignment's condition as parsed, with the text it was parsed from (authorization parses afresh
+/// when the text has changed since). Derived data: it never makes two assignments unequal.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedCondition(
+    Option<std::sync::Arc<(String, Result<crate::conditions::Expr, crate::conditions::ConditionError>)>>,
+);
+
+impl ParsedCondition {
+    pub fn of(condition: Option<&str>) -> Self {
+        Self(condition.map(|text| std::sync::Arc::new((text.to_owned(), crate::conditions::parse(text)))))
+    }
+
+    /// The parsed form of `text`, when this is its parse.
+    pub fn get(
+        &self,
+        text: &str,
+    ) -> Option<&Result<crate::conditions::Expr, crate::conditions::ConditionError>> {
+        self.0.as_deref().filter(|(parsed, _)| parsed == text).map(|(_, expr)| expr)
+    }
+}
+
+impl PartialEq for ParsedCondition {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -334,20 +369,89 @@ pub struct App {
     pub display_name: String,
 }
 
-/// Permission of a principal: action patterns (`*` wildcards, case-insensitive) at a scope and everything
-/// below it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Grant {
-    pub actions: Vec<String>,
-    #[serde(default)]
-    pub not_actions: Vec<String>,
-    /// `/` (or empty) for the whole tenant.
-    #[serde(default)]
-    pub scope: String,
+/// Role assignment keys by lowercased principal id (see `State::assignments_by_principal`). Derived data: two
+/// states with the same assignments are equal whatever their indexes hold.
+#[derive(Debug, Clone, Default)]
+pub struct AssignmentIndex {
+    by_principal: BTreeMap<String, std::collections::BTreeSet<String>>,
+    len: usize,
+}
+
+impl PartialEq for AssignmentIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl State {
+    /// Adds or replaces the role assignment under `name_key` (the lowercased name).
+    pub fn insert_role_assignment(&mut self, name_key: String, mut assignment: RoleAssignment) {
+        assignment.parsed_condition = ParsedCondition::of(assignment.condition.as_deref());
+        if let Some(old) = self.role_assignments.get(&name_key) {
+            let old_principal = key(&old.principal_id);
+            self.unindex(&old_principal, &name_key);
+        }
+        let set =
+            self.assignments_by_principal.by_principal.entry(key(&assignment.principal_id)).or_default();
+        if set.insert(name_key.clone()) {
+            self.assignments_by_principal.len += 1;
+        }
+        self.role_assignments.insert(name_key, assignment);
+    }
+
+    /// Removes the role assignment under `name_key`, returning it.
+    pub fn remove_role_assignment(&mut self, name_key: &str) -> Option<RoleAssignment> {
+        let removed = self.role_assignments.remove(name_key)?;
+        self.unindex(&key(&removed.principal_id), name_key);
+        Some(removed)
+    }
+
+    fn unindex(&mut self, principal_key: &str, name_key: &str) {
+        let index = &mut self.assignments_by_principal;
+        if let Some(set) = index.by_principal.get_mut(principal_key) {
+            if set.remove(name_key) {
+                index.len -= 1;
+            }
+            if set.is_empty() {
+                index.by_principal.remove(principal_key);
+            }
+        }
+    }
+
+    /// Rebuilds `assignments_by_principal` and the parsed conditions from `role_assignments` (after loading a
+    /// state file).
+    pub fn reindex(&mut self) {
+        let mut index = AssignmentIndex::default();
+        for (name_key, a) in &mut self.role_assignments {
+            a.parsed_condition = ParsedCondition::of(a.condition.as_deref());
+            if index.by_principal.entry(key(&a.principal_id)).or_default().insert(name_key.clone()) {
+                index.len += 1;
+            }
+        }
+        self.assignments_by_principal = index;
+    }
+
+    /// The role assignments of `principal`. Should the index not cover every assignment (a change that went
+    /// around `insert_role_assignment`), every assignment is looked at instead, so nothing is missed.
+    pub fn role_assignments_of<'s>(
+        &'s self,
+        principal: &str,
+    ) -> Box<dyn Iterator<Item = &'s RoleAssignment> + 's> {
+        let index = &self.assignments_by_principal;
+        if index.len != self.role_assignments.len() {
+            let principal = principal.to_owned();
+            return Box::new(
+                self.role_assignments
+                    .values()
+                    .filter(move |a| a.principal_id.eq_ignore_ascii_case(&principal)),
+            );
+        }
+        match index.by_principal.get(&key(principal)) {
+            Some(names) => Box::new(names.iter().filter_map(|n| self.role_assignments.get(n))),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+
     pub fn resource_group(&self, sub: &str, rg: &str) -> Option<&ResourceGroup> {
         self.subscriptions.get(&key(sub))?.resource_groups.get(&key(rg))
     }

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::routing::get;
 use base64::Engine as _;
 use common::*;
-use idbind_sim::{Grant, SeedPermission, SimHandle, Simulator, TlsConfig};
+use idbind_sim::{SimHandle, Simulator, TlsConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
@@ -309,14 +309,12 @@ async fn workload_identity_federation_is_validated_for_real() -> TestResult {
     assert_eq!(status, 200);
     assert_eq!(iss.jwks_fetches.load(Ordering::SeqCst), 1, "the JWKS is cached");
 
-    // ARM knows the caller: give that principal read-only rights and watch a write fail.
-    let mut seed = idbind_sim::Seed::default();
-    seed.permissions.push(SeedPermission {
-        principal_id: principal.clone(),
-        grants: vec![Grant { actions: vec!["*/read".into()], not_actions: vec![], scope: String::new() }],
-    });
-    h.seed(seed).await?;
+    // ARM knows the caller: without a role it may not even read; with Reader it reads and may not write.
     let as_workload = arm.with_token(token);
+    assert_eq!(as_workload.get(&identity_path("orders-api")).await?.code(), "AuthorizationFailed");
+    let mut seed = idbind_sim::Seed::default();
+    seed.assign(&principal, "Reader", &format!("/subscriptions/{SUB}"));
+    h.seed(seed).await?;
     assert_eq!(as_workload.get(&identity_path("orders-api")).await?.status, 200);
     let denied = as_workload.put(&identity_path("orders-api"), json!({"location": "westeurope"})).await?;
     assert_eq!(denied.code(), "AuthorizationFailed");

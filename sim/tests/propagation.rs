@@ -49,7 +49,7 @@ async fn a_role_assignment_reaches_key_vault_only_after_the_window_and_a_deleted
     assert_eq!(arm.get(&assignment).await?.status, 404);
     let listed = arm
         .get(&format!(
-            "{}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}",
+            "{}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHZ_API}&$filter=principalId%20eq%20'{WORKLOAD_OID}'",
             vault_scope(KV_RBAC)
         ))
         .await?;

@@ -368,7 +368,10 @@ async fn role_assignments_on_a_storage_account_and_a_service_bus_namespace() -> 
             let listed = list_for(&arm, &at, WORKLOAD_OID).await?;
             assert!(listed.iter().any(|a| a["name"] == name), "{name} listed at {at}");
         }
-        assert!(list_for(&arm, &scope, APP_OID).await?.is_empty());
+        // Another principal's: only its Owner assignment on the subscription, above the scope.
+        let apps: Vec<Value> =
+            list_for(&arm, &scope, APP_OID).await?.iter().map(|a| a["name"].clone()).collect();
+        assert_eq!(apps, [json!(APP_OWNER_ASSIGNMENT)]);
 
         let again = arm.put(&path, assignment(role, WORKLOAD_OID)).await?;
         assert_eq!(again.status, 200, "an identical re-PUT succeeds");

@@ -128,6 +128,8 @@ fn fill(template: &str, params: &Value) -> String {
 /// world the example assumes.
 fn seed_for(example: &Value) -> Seed {
     let mut seed = seed();
+    // The examples run as a tenant-wide administrator: whatever subscription or tenant-level scope they name.
+    seed.assign(APP_OID, "Owner", "/");
     let params = &example["parameters"];
     let sub = param(params, "subscriptionId");
     let rg = param(params, "resourceGroupName");

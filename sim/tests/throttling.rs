@@ -33,6 +33,7 @@ async fn burst_beyond_the_bucket_is_throttled_and_retry_after_works() -> TestRes
         object_id: Some("66666666-6666-6666-6666-666666666666".into()),
         display_name: None,
     });
+    cfg.seed.assign("66666666-6666-6666-6666-666666666666", "Owner", &format!("/subscriptions/{SUB}"));
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
     for i in 0..5 {
@@ -80,6 +81,8 @@ async fn the_global_bucket_is_shared_by_all_principals() -> TestResult {
         object_id: None,
         display_name: None,
     });
+    let two_oid = idbind_sim::seed::derived_object_id("app-two");
+    cfg.seed.assign(&two_oid, "Owner", &format!("/subscriptions/{SUB}"));
     let h = Simulator::start(cfg).await?;
     let one = Arm::new(&h).await?;
     let c = client(&h);
@@ -142,6 +145,7 @@ async fn a_retry_sent_before_retry_after_is_not_processed_even_once_the_bucket_r
         object_id: Some("66666666-6666-6666-6666-666666666666".into()),
         display_name: None,
     });
+    cfg.seed.assign("66666666-6666-6666-6666-666666666666", "Owner", &format!("/subscriptions/{SUB}"));
     let h = Simulator::start(cfg).await?;
     let arm = Arm::new(&h).await?;
     let body = json!({"location": "westeurope"});

@@ -35,16 +35,19 @@ pub struct Baseline {
     operator_fics: BTreeSet<String>,
     operator_tags: BTreeMap<String, String>,
     operator_principal: String,
+    /// The role assignments the Azure administrator gave the operator's identity (README's step 3).
+    operator_roles: BTreeSet<String>,
 }
 
 impl Baseline {
     pub fn take(run: &Run<'_>) -> Result<Baseline, TestError> {
-        let (_, own) = operator_identity(run, &run.cluster.env.sim.state_typed())
-            .ok_or("the operator's identity is missing")?;
+        let state = run.cluster.env.sim.state_typed();
+        let (_, own) = operator_identity(run, &state).ok_or("the operator's identity is missing")?;
         Ok(Baseline {
             operator_fics: own.federated_identity_credentials.keys().cloned().collect(),
             operator_tags: own.tags.clone(),
             operator_principal: own.principal_id.clone(),
+            operator_roles: roles_of(&state, &own.principal_id),
         })
     }
 }
@@ -288,7 +291,18 @@ fn holds(b: &Seen, id: &str, identity: &Identity, bindings: &[Seen]) -> Option<S
         .then(|| format!("{}/{} brought it first", oldest.ns, oldest.name))
 }
 
-/// I2: nothing is ever written to the operator's own identity: its credentials, tags and role assignments.
+/// The names of `principal`'s role assignments.
+fn roles_of(state: &State, principal: &str) -> BTreeSet<String> {
+    state
+        .role_assignments
+        .values()
+        .filter(|ra| ra.principal_id == principal)
+        .map(|ra| ra.name.clone())
+        .collect()
+}
+
+/// I2: nothing is ever written to the operator's own identity: its credentials, tags and role assignments (it
+/// keeps exactly the roles the administrator gave it).
 fn operator_untouched(run: &Run<'_>, state: &State, baseline: &Baseline, broken: &mut Vec<String>) {
     let Some((_, own)) = operator_identity(run, state) else {
         broken.push("I2 the operator's identity was deleted".into());
@@ -301,9 +315,9 @@ fn operator_untouched(run: &Run<'_>, state: &State, baseline: &Baseline, broken:
     if own.tags != baseline.operator_tags {
         broken.push(format!("I2 the operator's identity was tagged {:?}", own.tags));
     }
-    let granted = state.role_assignments.values().filter(|ra| ra.principal_id == baseline.operator_principal);
-    if granted.count() > 0 {
-        broken.push("I2 a role was assigned to the operator's identity".into());
+    let roles = roles_of(state, &baseline.operator_principal);
+    if roles != baseline.operator_roles {
+        broken.push(format!("I2 the operator's identity holds role assignments {roles:?}"));
     }
 }
 

@@ -170,6 +170,12 @@ pub async fn start_without_operator(
     config.behaviour.fic_propagation_ms = 1_000;
     config.behaviour.role_propagation_ms = 1_000;
     customize(&mut config);
+    // Azure RBAC as README "Install on AKS" step 3 has an administrator set it up, for what the seed holds
+    // once `customize` added to it: the operator's identity gets exactly the roles listed there, and an
+    // administrator owns each subscription for the tests' own setup.
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
+    super::azure_rbac::grant_operator_roles(&mut config.seed, APP_OBJECT_ID, &identities)?;
+    super::azure_rbac::seed_administrator(&mut config.seed);
     let sim = Simulator::start(config).await?;
     let ns = plane.fresh_namespace(prefix)?;
     Ok(Env { plane, sim, ns })

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
 pub mod audit;
+pub mod azure_rbac;
 pub mod chaos;
 pub mod e2e;
 pub mod process;

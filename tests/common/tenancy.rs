@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{
     e2e::{
-        APP_ID, APP_SECRET, Env, RG, SUB, TestError, identities, install_operator_rbac, operator_namespace,
+        Env, RG, SUB, TestError, identities, install_operator_rbac, operator_namespace,
         start_without_operator,
     },
     process::Operator,
@@ -83,10 +83,10 @@ pub async fn start_with(
     Ok(Cluster { env, operator, operator_namespace, operator_identity, operator_client_id })
 }
 
-/// The operator's own identity, federated with its ServiceAccount, made (as an Azure administrator would)
-/// through the seeded app.
+/// The operator's own identity, federated with its ServiceAccount and given the Azure roles README lists,
+/// made as an Azure administrator would (README "Install on AKS", steps 2 and 3).
 async fn operator_identity(env: &Env, operator_namespace: &str) -> Result<(ResourceId, String), TestError> {
-    let api = super::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let api = super::azure_rbac::admin_arm(env)?;
     let id = ResourceId::resource_group_scope(SUB, RG)
         .provider_resource(USER_ASSIGNED_IDENTITY, "idbind-operator");
     let ids = api.put_identity(&id, "westeurope", &Default::default()).await?;
@@ -97,6 +97,8 @@ async fn operator_identity(env: &Env, operator_namespace: &str) -> Result<(Resou
         audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()],
     };
     api.put_federated_credential(&id, &fic).await?;
+    let identities = [ResourceId::resource_group_scope(SUB, RG).to_string()];
+    super::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
     Ok((id, ids.client_id))
 }
 

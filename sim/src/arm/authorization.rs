@@ -98,7 +98,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
     }
 }
 
-fn find_assignment<'a>(s: &'a State, scope: &str, name: &str) -> Option<&'a RoleAssignment> {
+pub(crate) fn find_assignment<'a>(s: &'a State, scope: &str, name: &str) -> Option<&'a RoleAssignment> {
     s.role_assignments
         .get(&key(name))
         .filter(|a| a.scope.trim_end_matches('/').eq_ignore_ascii_case(scope.trim_end_matches('/')))
@@ -150,6 +150,20 @@ async fn put_assignment(
     let condition = opt_string(props, "condition")?;
     let condition_version = opt_string(props, "conditionVersion")?;
     let delegated = opt_string(props, "delegatedManagedIdentityResourceId")?;
+    if let Some(text) = &condition {
+        // What the simulator cannot evaluate is refused rather than stored and ignored. Wording [DOC
+        // conditions-troubleshoot], then what is wrong; the code is [UNVERIFIED].
+        crate::conditions::parse_versioned(text, condition_version.as_deref()).map_err(|e| {
+            ArmError::bad_request(
+                "InvalidCondition",
+                format!("The given role assignment condition is invalid. {e}."),
+            )
+        })?;
+    }
+    // [UNVERIFIED] a condition without a version is taken as 2.0, the only one, and answered as such.
+    let condition_version = condition
+        .as_ref()
+        .map(|_| condition_version.unwrap_or_else(|| crate::conditions::CONDITION_VERSION.into()));
     if !is_guid(name) {
         // [UNVERIFIED] code; names must be GUIDs [SPEC: "can be any valid GUID"].
         return Err(ArmError::bad_request(
@@ -244,6 +258,7 @@ async fn put_assignment(
             existing.condition_version = condition_version;
             existing.updated_on_ms = now;
             existing.updated_by = caller.clone();
+            existing.parsed_condition = crate::state::ParsedCondition::of(existing.condition.as_deref());
             return Ok(ArmResponse::ok(render_assignment(existing)));
         }
         if let Some(sub) = scope_subscription(&scope) {
@@ -277,9 +292,10 @@ async fn put_assignment(
             created_by: caller.clone(),
             updated_by: caller.clone(),
             effective_from_ms: now + propagation,
+            parsed_condition: Default::default(),
         };
         let body = render_assignment(&assignment);
-        s.role_assignments.insert(key(name), assignment);
+        s.insert_role_assignment(key(name), assignment);
         Ok(ArmResponse::created(body))
     })?;
     sim.durable(generation).await?;
@@ -302,7 +318,7 @@ async fn delete_assignment(sim: &Sim, scope: &str, name: &str) -> Result<ArmResp
             return Ok(ArmResponse::status(StatusCode::NO_CONTENT));
         }
         s.revoked_role_assignments.retain(|r| r.effective_until_ms > now);
-        match s.role_assignments.remove(&key(name)) {
+        match s.remove_role_assignment(&key(name)) {
             Some(a) => {
                 let body = render_assignment(&a);
                 // Azure's caches keep a deleted assignment working for a while (FACTS §10).

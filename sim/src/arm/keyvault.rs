@@ -1,4 +1,4 @@
-//! Microsoft.KeyVault 2023-07-01: vault reads and the access-policy update operation (`PUT
+//! Microsoft.KeyVault 2023-07-01: vault reads and deletes, and the access-policy update operation (`PUT
 //! …/vaults/{name}/accessPolicies/{add|replace|remove}`).
 
 use axum::http::Method;
@@ -49,6 +49,21 @@ pub fn render_vault(sub: &str, rg: &str, v: &Vault, dns_suffix: &str) -> Value {
     })
 }
 
+/// Vaults_Delete: 200 when the vault was there, 204 when it was not [DOC: the generated Az.KeyVault client
+/// handles exactly these two]. The vault and its objects are gone at once: soft delete (the `deletedVaults` a
+/// real vault moves to for its retention) is not simulated.
+async fn delete_vault(sim: &Sim, sub: &str, rg: &str, name: &str) -> Result<ArmResponse, ArmError> {
+    sim.write(|s| {
+        super::resource_group(s, sub, rg)?;
+        let removed = s.resource_group_mut(sub, rg).and_then(|g| g.vaults.remove(&key(name)));
+        Ok(ArmResponse::status(match removed {
+            Some(_) => axum::http::StatusCode::OK,
+            None => axum::http::StatusCode::NO_CONTENT,
+        }))
+    })
+    .await
+}
+
 fn find<'a>(s: &'a State, sub: &str, rg: &str, name: &str) -> Result<(String, String, &'a Vault), ArmError> {
     let (subscription, group) = super::resource_group(s, sub, rg)?;
     let vault =
@@ -62,6 +77,7 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
             let (sub, rg, v) = find(s, sub, rg, name)?;
             Ok(ArmResponse::ok(render_vault(&sub, &rg, v, crate::kv::primary_suffix(&sim.config.keyvault))))
         }),
+        (Route::Vault { sub, rg, name }, &Method::DELETE) => delete_vault(sim, sub, rg, name).await,
         (Route::VaultAccessPolicy { sub, rg, name, kind }, &Method::PUT) => {
             update_access_policy(sim, req, sub, rg, name, kind).await
         }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod generic;
 pub mod keyvault;
 pub mod msi;
+pub mod rbac;
 pub mod resources;
 pub mod route;
 
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::conditions;
 use crate::core::{Sim, lock};
 use crate::error::ArmError;
 use crate::holds::HoldPhase;
@@ -325,17 +327,53 @@ fn authz_scope(req_path: &str) -> String {
     format!("/{}", segs.join("/"))
 }
 
-fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(), ArmError> {
+/// Reads of tenant-level metadata every signed-in caller may make: role definitions and resource providers at
+/// the tenant root (`/providers/…`), which describe Azure itself, not anyone's resources [UNVERIFIED: taken
+/// from how the portal and CLI read them for any user].
+fn open_to_every_caller(route: &Route) -> bool {
+    match route {
+        Route::RoleDefinitions { scope } | Route::RoleDefinition { scope, .. } => scope.is_empty(),
+        Route::Provider { sub, .. } => sub.is_none(),
+        _ => false,
+    }
+}
+
+/// Authorizes the request from the caller's role assignments (`rbac`), with ARM's 403 when they do not allow
+/// it. A request under a subscription the simulator does not know is let through, to be answered
+/// `SubscriptionNotFound` (404) as ARM answers it, before any role is looked at.
+fn authorize(
+    sim: &Sim,
+    caller: &Caller,
+    op: &Operation,
+    route: &Route,
+    path: &str,
+    body: &Bytes,
+) -> Result<(), ArmError> {
     let scope = authz_scope(path);
+    if open_to_every_caller(route) && !op.is_write() {
+        return Ok(());
+    }
+    // For a role assignment PUT without principalType: whether the directory shows the principal yet.
+    let directory_view = match route {
+        Route::RoleAssignment { .. } if op.is_write() => {
+            (sim.clock.now_ms(), sim.behaviour().principal_replication_delay_ms)
+        }
+        _ => (0, 0),
+    };
     let allowed = sim.read(|s| {
-        let Some(grants) = s.permissions.get(&caller.oid.to_ascii_lowercase()) else {
+        if let Some(sub) = route::subscription_of(route)
+            && !s.subscriptions.contains_key(&crate::state::key(&sub))
+        {
             return true;
+        }
+        let written = written_assignment(s, directory_view, route, op, body);
+        let deleted = deleted_assignment(s, route, op);
+        let attributes = rbac::RequestAttributes {
+            request: written.as_ref(),
+            resource: deleted.as_ref().and_then(Option::as_ref),
+            deletes_nothing: matches!(deleted, Some(None)),
         };
-        grants.iter().any(|g| {
-            scope_within(&scope, &g.scope)
-                && g.actions.iter().any(|p| action_matches(p, op.action))
-                && !g.not_actions.iter().any(|p| action_matches(p, op.action))
-        })
+        rbac::arm_permits(s, &caller.oid, op.action, &scope, &attributes)
     });
     if allowed {
         return Ok(());
@@ -355,6 +393,53 @@ fn authorize(sim: &Sim, caller: &Caller, op: &Operation, path: &str) -> Result<(
             caller.appid, caller.oid, op.action
         ),
     ))
+}
+
+/// What a role assignment PUT asks for, as a condition's `@Request[…]` attributes (from the body as sent: a
+/// body that is not JSON gives none, and the provider then answers 400 to whoever may write). Without
+/// `principalType` the type is the directory's, when the directory knows the principal (replicated); else it
+/// is unknown, which fulfils no condition on it [UNVERIFIED: what ARM evaluates then is not documented].
+fn written_assignment(
+    s: &crate::state::State,
+    (now_ms, replication_delay_ms): (u64, u64),
+    route: &Route,
+    op: &Operation,
+    body: &Bytes,
+) -> Option<conditions::Attributes> {
+    if !matches!(route, Route::RoleAssignment { .. }) || op.kind != crate::throttle::OpKind::Write {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let props = body.get("properties")?;
+    let text = |field: &str| props.get(field).and_then(Value::as_str).map(str::to_owned);
+    let principal_id = text("principalId");
+    let principal_type = text("principalType").or_else(|| {
+        let known = s.directory.get(&crate::state::key(principal_id.as_deref()?))?;
+        (now_ms.saturating_sub(known.created_at_ms) >= replication_delay_ms)
+            .then(|| known.principal_type.clone())
+    });
+    Some(conditions::Attributes {
+        role_definition_id: text("roleDefinitionId")
+            .map(|id| id.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned()),
+        principal_id,
+        principal_type,
+    })
+}
+
+/// For a role assignment DELETE: `Some(Some(attributes))` of the assignment it removes, `Some(None)` when
+/// there is none; `None` for every other request.
+fn deleted_assignment(
+    s: &crate::state::State,
+    route: &Route,
+    op: &Operation,
+) -> Option<Option<conditions::Attributes>> {
+    let Route::RoleAssignment { scope, name } = route else {
+        return None;
+    };
+    if op.kind != crate::throttle::OpKind::Delete {
+        return None;
+    }
+    Some(authorization::find_assignment(s, scope, name).map(rbac::attributes_of))
 }
 
 /// Location used in NoRegisteredProviderFound: the resource group's, when we know it.
@@ -432,7 +517,7 @@ pub async fn serve(
             msi: op.msi.map(|m| (m, authz_scope(&path))),
         };
         extra = sim.throttle.admit(&throttle_req, sim.clock.now_ms())?;
-        authorize(sim, &caller, &op, &path)?;
+        authorize(sim, &caller, &op, &route, &path, &body)?;
         let is_fic_write = matches!(route, Route::Fic { .. }) && op.is_write();
         let _slot = if is_fic_write { fic_slot(sim, &route)? } else { None };
         if op.is_write()

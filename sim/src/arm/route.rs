@@ -316,6 +316,9 @@ pub fn operation(route: &Route, method: &Method) -> Result<Operation, ArmError> 
         (Route::Vault { .. }, "GET") => {
             op("Vaults_Get", Read, KeyVault, "Microsoft.KeyVault/vaults/read", None, "vaults")
         }
+        (Route::Vault { .. }, "DELETE") => {
+            op("Vaults_Delete", Delete, KeyVault, "Microsoft.KeyVault/vaults/delete", None, "vaults")
+        }
         (Route::VaultAccessPolicy { .. }, "PUT") => op(
             "Vaults_UpdateAccessPolicy",
             Write,

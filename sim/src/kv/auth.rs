@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{KvError, KvRoute, VaultHost};
-use crate::arm::{action_matches, scope_within};
+use crate::arm::rbac::{Plane, RequestAttributes, permits};
 use crate::core::Sim;
 use crate::state::{AccessPolicy, RoleAssignment, State, Vault};
 
@@ -203,16 +203,11 @@ fn effective(s: &State, now_ms: u64) -> impl Iterator<Item = &RoleAssignment> {
 }
 
 /// RBAC: some effective assignment of the principal at the resource or a scope above it (vault, resource
-/// group, subscription) whose role grants the data action and does not exclude it.
+/// group, subscription) whose role grants the data action and does not exclude it, and whose condition (if
+/// any) is fulfilled (`arm::rbac`).
 pub fn rbac_allows(s: &State, oid: &str, resource: &str, action: &str, now_ms: u64) -> bool {
-    effective(s, now_ms)
-        .filter(|a| a.principal_id.eq_ignore_ascii_case(oid) && scope_within(resource, &a.scope))
-        .filter_map(|a| s.role_definitions.get(&a.role_definition_guid))
-        .flat_map(|d| d.permissions.iter())
-        .any(|p| {
-            p.data_actions.iter().any(|d| action_matches(d, action))
-                && !p.not_data_actions.iter().any(|d| action_matches(d, action))
-        })
+    let attributes = RequestAttributes::default();
+    permits(s, effective(s, now_ms), oid, Plane::Data, action, resource, &attributes)
 }
 
 /// Access policies: an entry for the caller's object id in the vault's tenant (a compound entry with an

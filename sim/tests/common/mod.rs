@@ -17,6 +17,10 @@ pub const APP_SECRET: &str = "operator-secret";
 pub const APP_OID: &str = "22222222-2222-2222-2222-222222222222";
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
 
+/// The name of the seeded app's Owner assignment on the subscription (it shows in role assignment lists at,
+/// above and below the subscription).
+pub const APP_OWNER_ASSIGNMENT: &str = "0a0a0a0a-0000-4000-8000-0000000000a1";
+
 pub fn seed() -> Seed {
     let mut seed = Seed::default();
     seed.add_rg(SUB, RG, Some("westeurope".into()));
@@ -28,6 +32,9 @@ pub fn seed() -> Seed {
         object_id: Some(APP_OID.into()),
         display_name: Some("operator".into()),
     });
+    // These tests drive ARM as the subscription's administrator would; what a principal without roles may not
+    // do is tested with principals of their own.
+    seed.assign(APP_OID, "Owner", &format!("/subscriptions/{SUB}")).name = Some(APP_OWNER_ASSIGNMENT.into());
     seed
 }
 

@@ -42,15 +42,15 @@ class Sim:
         self.proc = proc
         self.state_dir = state_dir
 
-    def credential(self):
+    def credential(self, client_id=APP_ID, secret=APP_SECRET):
         from azure.identity import ClientSecretCredential
 
         # Instance discovery would ask login.microsoftonline.com about our host; a custom
         # authority host is declared known by turning it off, as for Azure Stack.
         return ClientSecretCredential(
             self.tenant,
-            APP_ID,
-            APP_SECRET,
+            client_id,
+            secret,
             authority=self.https,
             disable_instance_discovery=True,
             connection_verify=self.ca_file,
@@ -100,6 +100,8 @@ def sim(issuer):
             "--app", f"{APP_ID}:{APP_SECRET}:{APP_OID}",
             "--app", f"{WORKLOAD_ID}:{WORKLOAD_SECRET}:{WORKLOAD_OID}",
             "--app", f"{STRANGER_ID}:{STRANGER_SECRET}:{STRANGER_OID}",
+            # The tests act as the subscription's owner; the workload and the stranger have no ARM role.
+            "--role-assignment", f"{APP_OID}=Owner@/subscriptions/{SUB}",
             "--trust-ca", issuer.ca_file,
             "--no-throttle",
             "--principal-replication-delay-ms", "0",

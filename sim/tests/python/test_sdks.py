@@ -101,6 +101,67 @@ def test_role_assignments_and_definitions(sim):
     assert client.role_assignments.delete(scope, name) is None
 
 
+RBAC_ADMIN = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+def delegation_condition(roles):
+    """Microsoft's "constrain roles and principal types" delegation condition, for service principals."""
+    listed = ", ".join(roles)
+    parts = []
+    for action, source in (("write", "Request"), ("delete", "Resource")):
+        parts.append(
+            f"((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR "
+            f"(@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{listed}}} "
+            f"AND @{source}[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {{'ServicePrincipal'}}))"
+        )
+    return " AND ".join(parts)
+
+
+def test_arm_authorizes_from_role_assignments_and_their_conditions(sim):
+    from conftest import STRANGER_ID, STRANGER_SECRET
+
+    # A principal without any role is refused, in ARM's words, through the SDK.
+    stranger = ManagedServiceIdentityClient(sim.credential(STRANGER_ID, STRANGER_SECRET), SUB, **sim.mgmt_kwargs())
+    with pytest.raises(HttpResponseError) as denied:
+        stranger.user_assigned_identities.create_or_update(RG, "not-mine", {"location": "westeurope"})
+    assert (denied.value.status_code, denied.value.error.code) == (403, "AuthorizationFailed")
+
+    # A delegate: Role Based Access Control Administrator on the vault, limited to Key Vault Secrets User for
+    # service principals by Microsoft's delegation condition.
+    delegate_id, delegate_secret, delegate_oid = "77777777-7777-7777-7777-777777777777", "delegate", "77777777-0000-4000-8000-000000000077"
+    vault = f"/subscriptions/{SUB}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/kv-rbac"
+    admin(sim, "POST", "seed", {
+        "apps": [{"clientId": delegate_id, "clientSecret": delegate_secret, "objectId": delegate_oid}],
+        "roleAssignments": [{"principalId": delegate_oid, "role": "Role Based Access Control Administrator", "scope": vault,
+                             "condition": delegation_condition([SECRETS_USER]), "conditionVersion": "2.0"}],
+    })
+    delegate = AuthorizationManagementClient(sim.credential(delegate_id, delegate_secret), SUB, **sim.mgmt_kwargs())
+    role = lambda guid: f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+    principal = "88888888-8888-8888-8888-0000000000aa"
+    allowed = {"role_definition_id": role(SECRETS_USER), "principal_id": principal, "principal_type": "ServicePrincipal"}
+    name = "9a8b7c6d-5e4f-4a3b-8c2d-0000000000a1"
+    assert delegate.role_assignments.create(vault, name, allowed).name == name
+    for refused in ({**allowed, "role_definition_id": role(OWNER)}, {**allowed, "principal_type": "User"}):
+        with pytest.raises(HttpResponseError) as no:
+            delegate.role_assignments.create(vault, "9a8b7c6d-5e4f-4a3b-8c2d-0000000000a2", refused)
+        assert (no.value.status_code, no.value.error.code) == (403, "AuthorizationFailed")
+        assert "ABAC condition not fulfilled" in no.value.error.message
+    # Not above its scope, and deleting what the condition allows works.
+    with pytest.raises(HttpResponseError) as above:
+        delegate.role_assignments.create(f"/subscriptions/{SUB}", "9a8b7c6d-5e4f-4a3b-8c2d-0000000000a3", allowed)
+    assert above.value.error.code == "AuthorizationFailed"
+    assert delegate.role_assignments.delete(vault, name).name == name
+
+    # A condition the simulator cannot evaluate is refused, not stored.
+    with pytest.raises(HttpResponseError) as bad:
+        authz(sim).role_assignments.create(vault, "9a8b7c6d-5e4f-4a3b-8c2d-0000000000a4", {
+            **allowed, "condition": "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:ContainerName] StringEquals 'x'",
+            "condition_version": "2.0"})
+    assert (bad.value.status_code, bad.value.error.code) == (400, "InvalidCondition")
+    assert bad.value.error.message.startswith("The given role assignment condition is invalid.")
+
+
 def test_faults_and_counters_through_the_admin_api(sim):
     client = msi(sim)
     admin(sim, "PUT", "faults", [{"operation": "UserAssignedIdentities_Get", "kind": "error", "status": 503, "times": 1}])
