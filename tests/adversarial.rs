@@ -657,6 +657,10 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
         accounts.add_resource_id(&storage_of(&tenant.ns))?;
     }
     cluster.env.sim.seed(accounts).await?;
+    // The administrator gives idbind's identity its README roles on the new groups too.
+    let operator = cluster.identity(&cluster.operator_identity.to_string()).ok_or("the operator's identity")?;
+    let identities = [ResourceId::resource_group_scope(SUB, RG).to_string()];
+    common::azure_rbac::grant_operator_roles_now(&cluster.env.sim, &operator.principal_id, &identities).await?;
     let mut run = Run {
         cluster,
         tenants,
