@@ -658,9 +658,11 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
     }
     cluster.env.sim.seed(accounts).await?;
     // The administrator gives idbind's identity its README roles on the new groups too.
-    let operator = cluster.identity(&cluster.operator_identity.to_string()).ok_or("the operator's identity")?;
+    let operator =
+        cluster.identity(&cluster.operator_identity.to_string()).ok_or("the operator's identity")?;
     let identities = [ResourceId::resource_group_scope(SUB, RG).to_string()];
-    common::azure_rbac::grant_operator_roles_now(&cluster.env.sim, &operator.principal_id, &identities).await?;
+    common::azure_rbac::grant_operator_roles_now(&cluster.env.sim, &operator.principal_id, &identities)
+        .await?;
     let mut run = Run {
         cluster,
         tenants,

@@ -261,7 +261,8 @@ async fn the_status_names_the_scope_azure_answered() -> TestResult {
         env.kubectl(&["get", "wib", "reader", "-o", "jsonpath={.status.roleAssignments[*].scope}"])?;
     assert_eq!(status, azures);
     let state = env.sim.state_typed();
-    let scopes: Vec<&str> = state.role_assignments.values().map(|ra| ra.scope.as_str()).collect();
+    let workload = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+    let scopes: Vec<&str> = workload.iter().map(|ra| ra.scope.as_str()).collect();
     assert_eq!(scopes, [azures.as_str()], "the assignment is made at the id Azure answered");
     Ok(())
 }

@@ -179,6 +179,9 @@ async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none
         seed.add_vault(SUB, &format!("rg-{ns}"), "kv-own", true);
     }
     env.sim.seed(seed).await?;
+    // The administrator gives idbind's identity its README roles on the new groups too.
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{}", common::e2e::RG)];
+    common::azure_rbac::grant_operator_roles_now(&env.sim, common::e2e::APP_OBJECT_ID, &identities).await?;
     apply_cluster(
         env.plane,
         &policy(
