@@ -18,6 +18,7 @@ use common::e2e::{
 use idbind::{
     api::binding::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
     azure::governed::Governed,
+    core::grants::{self, role_assignments},
     core::plan::Action,
     core::settings::Ceiling,
     reconcile::{DryRun, dry_run},
@@ -69,7 +70,9 @@ async fn a_new_binding_plans_its_identity_fic_and_role_assignment_and_writes_not
                     [
                         Action::PutIdentity { .. },
                         Action::PutFederatedCredential { .. },
-                        Action::CreateRoleAssignment { .. }
+                        Action::Grant(grants::Change::RoleAssignment(
+                            role_assignments::Change::Create { .. }
+                        ))
                     ]
                 ),
                 "{w:?}"

@@ -10,14 +10,14 @@
 use std::{marker::PhantomData, sync::Arc, time::Duration};
 
 use super::{
-    AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo,
+    AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, VaultInfo,
+    grants::{self, done_if_gone},
     snapshot::Snapshots,
 };
 use crate::core::{
-    plan::{self, Action, DesiredAzure, ObservedAzure, ObservedFic, ObservedRoleAssignment, Owner},
-    removal,
+    plan::{self, Action, Federation, Lookup, ObservedAzure, ObservedFic, Owner},
+    removal::{self, Release},
     resource_id::ResourceId,
-    roles::Permissions,
 };
 
 /// Marks an [`Observation`] read straight from ARM.
@@ -102,13 +102,14 @@ impl<'a> Fresh<'a> {
         Fresh(api)
     }
 
-    /// What exists for a binding whose identity is `identity` (see [`observe`]).
-    pub async fn observe(
+    /// What exists for a binding whose identity is `identity`, looked for where `lookup` says (see
+    /// [`observe`]).
+    pub async fn observe<'l>(
         &self,
         identity: &ResourceId,
-        desired: &DesiredAzure,
+        lookup: impl Into<Lookup<'l>>,
     ) -> Result<Observation<FromArm>, AzureError> {
-        observe(self.0, identity, desired).await
+        observe(self.0, identity, lookup.into()).await
     }
 
     /// The vault, or `None` when it does not exist.
@@ -140,12 +141,12 @@ pub struct Cached<'a>(&'a Snapshots);
 
 impl Cached<'_> {
     /// What the lists say exists for a binding whose identity is `identity`.
-    pub async fn observe(
+    pub async fn observe<'l>(
         &self,
         identity: &ResourceId,
-        desired: &DesiredAzure,
+        lookup: impl Into<Lookup<'l>>,
     ) -> Result<Observation<FromLists>, AzureError> {
-        observe(self.0, identity, desired).await
+        observe(self.0, identity, lookup.into()).await
     }
 
     /// The identities of resource group `group` whose ownership tags name `owner`'s binding.
@@ -184,16 +185,21 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// Removes what Azure shows the binding may remove through `identity` ([`removal::removal`]); with
-    /// `principal_shared`, another binding brings the identity too.
+    /// Makes the deletes [`removal::plan`] plans from `observed` for `release`, in its order; with
+    /// `principal_shared`, another binding brings the identity too. Returns what was deleted.
     pub async fn remove(
         &self,
-        identity: &ResourceId,
-        desired: &DesiredAzure,
+        release: &Release,
         observed: &Observation<FromArm>,
         principal_shared: bool,
     ) -> Result<Vec<String>, AzureError> {
-        remove(self.0, identity, desired, observed, principal_shared).await
+        let principal = observed.ids.as_ref().map(|i| i.principal_id.clone()).unwrap_or_default();
+        let mut deleted = Vec::new();
+        for action in removal::plan(release, &observed.azure, principal_shared) {
+            execute(self.0, &release.identity, observed.ids.as_ref(), &action).await?;
+            deleted.push(removed(&release.identity, &action, &principal));
+        }
+        Ok(deleted)
     }
 }
 
@@ -202,30 +208,28 @@ impl<'a> Writes<'a> {
 async fn observe<S>(
     api: &dyn AzureApi,
     identity: &ResourceId,
-    desired: &DesiredAzure,
+    lookup: Lookup<'_>,
 ) -> Result<Observation<S>, AzureError> {
     let Some(found) = api.get_identity(identity).await? else {
         return Ok(Observation::new(ObservedAzure::default(), None));
     };
     let principal = &found.ids.principal_id;
-    let mut azure = federation(api, identity, desired).await?;
-    azure.role_assignments = role_assignments(api, identity, desired, principal).await?;
-    azure.access_policies = access_policies(api, desired, principal).await?;
+    let mut azure = federation(api, identity, lookup.federation).await?;
+    azure.grants = grants::observe(api, identity, lookup.grants, principal).await?;
     azure.identity = Some(found.observed);
     Ok(Observation::new(azure, Some(found.ids)))
 }
 
 /// The identity's federated credentials: ours (by name), how many there are, and another one with our issuer
-/// and subject. Azure matches issuer and subject exactly (DESIGN §2a), so no normalisation here either.
+/// and subject. Azure matches issuer and subject exactly (docs/azure.md), so no normalisation here either.
 async fn federation(
     api: &dyn AzureApi,
     identity: &ResourceId,
-    desired: &DesiredAzure,
+    want: &Federation,
 ) -> Result<ObservedAzure, AzureError> {
     let fics = api.list_federated_credentials(identity).await?;
-    let ours = |f: &&FederatedCredential| f.name.eq_ignore_ascii_case(&desired.fic_name);
-    let duplicate =
-        fics.iter().find(|f| !ours(f) && f.issuer == desired.issuer && f.subject == desired.subject);
+    let ours = |f: &&FederatedCredential| f.name.eq_ignore_ascii_case(&want.name);
+    let duplicate = fics.iter().find(|f| !ours(f) && f.issuer == want.issuer && f.subject == want.subject);
     Ok(ObservedAzure {
         fic: fics.iter().find(ours).map(|f| ObservedFic {
             issuer: f.issuer.clone(),
@@ -238,69 +242,15 @@ async fn federation(
     })
 }
 
-/// The principal's role assignments, listed per subscription (the identity's, each wanted scope's, and those
-/// `assignment_subscriptions` adds) rather than per wanted scope, so an assignment at a scope the spec no
-/// longer names is still seen, and removed.
-async fn role_assignments(
-    api: &dyn AzureApi,
-    identity: &ResourceId,
-    desired: &DesiredAzure,
-    principal: &str,
-) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
-    let mut wanted: Vec<ResourceId> = Vec::new();
-    for id in std::iter::once(identity).chain(desired.role_assignments.iter().map(|(scope, _)| scope)) {
-        let subscription = id.subscription().ok_or_else(|| AzureError::InvalidResourceId {
-            kind: "subscription-scoped",
-            id: id.to_string(),
-        })?;
-        wanted.push(ResourceId::subscription_scope(subscription));
-    }
-    wanted.extend(desired.assignment_subscriptions.iter().map(|s| ResourceId::subscription_scope(s)));
-    let mut subscriptions: Vec<ResourceId> = Vec::with_capacity(wanted.len());
-    for scope in wanted {
-        if !subscriptions.contains(&scope) {
-            subscriptions.push(scope);
-        }
-    }
-    let mut found: Vec<ObservedRoleAssignment> = Vec::new();
-    for scope in &subscriptions {
-        for ra in api.list_role_assignments(scope, principal).await? {
-            if !found.iter().any(|have| have.id == ra.id) {
-                found.push(ra);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// The principal's access-policy permissions on each vault the binding wants or held policies on. A vault
-/// deleted since counts as holding nothing.
-async fn access_policies(
-    api: &dyn AzureApi,
-    desired: &DesiredAzure,
-    principal: &str,
-) -> Result<Vec<(ResourceId, Permissions)>, AzureError> {
-    let mut found: Vec<(ResourceId, Permissions)> = Vec::new();
-    for (vault, _) in desired.access_policies.iter().chain(&desired.held_access_policies) {
-        if found.iter().any(|(v, _)| v == vault) {
-            continue;
-        }
-        let held = api.get_vault(vault).await?.map(|v| v.permissions_of(principal)).unwrap_or_default();
-        found.push((vault.clone(), held));
-    }
-    Ok(found)
-}
-
 /// Performs one planned write for the binding whose identity is `identity`. `ids` are the identity's, known
 /// once it exists (the planner plans what names its principal only then). Returns the identity's ids when the
-/// write was the identity's own PUT.
+/// write was the identity's own PUT. A delete that finds nothing to delete did its job.
 async fn execute(
     api: &dyn AzureApi,
     identity: &ResourceId,
     ids: Option<&IdentityIds>,
     action: &Action,
 ) -> Result<Option<IdentityIds>, AzureError> {
-    let not_ready = || AzureError::IdentityNotReady(identity.clone());
     match action {
         Action::PutIdentity { resource_id, location, tags } => {
             api.put_identity(resource_id, location, tags).await.map(Some)
@@ -314,134 +264,27 @@ async fn execute(
             };
             api.put_federated_credential(identity, &fic).await.map(|()| None)
         }
-        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-            let principal = ids.ok_or_else(not_ready)?.principal_id.as_str();
-            create_role_assignment(api, scope, name, role_definition_guid, principal).await.map(|()| None)
+        Action::Grant(change) => {
+            let ids = ids.ok_or_else(|| AzureError::IdentityNotReady(identity.clone()))?;
+            grants::execute(api, ids, change).await.map(|()| None)
         }
-        Action::DeleteRoleAssignment { id } => {
-            done_if_gone(api.delete_role_assignment(id).await).map(|()| None)
+        Action::DeleteFederatedCredential { name } => {
+            done_if_gone(api.delete_federated_credential(identity, name).await).map(|()| None)
         }
-        Action::GrantAccessPolicy { vault_id, permissions } => {
-            let ids = ids.ok_or_else(not_ready)?;
-            let (tenant, principal) = (&ids.tenant_id, &ids.principal_id);
-            let grant =
-                api.update_access_policy(vault_id, AccessPolicyChange::Add, tenant, principal, permissions);
-            grant.await.map(|()| None)
-        }
-        Action::RevokeAccessPolicy { vault_id, permissions } => {
-            let ids = ids.ok_or_else(not_ready)?;
-            let (tenant, principal) = (&ids.tenant_id, &ids.principal_id);
-            let revoke = api.update_access_policy(
-                vault_id,
-                AccessPolicyChange::Remove,
-                tenant,
-                principal,
-                permissions,
-            );
-            done_if_gone(revoke.await).map(|()| None)
+        Action::DeleteIdentity { resource_id } => {
+            done_if_gone(api.delete_identity(resource_id).await).map(|()| None)
         }
     }
 }
 
-/// Creates a role assignment; when ARM says the (scope, role, principal) trio has one already, it counts as
-/// ours only under the name we derive (DESIGN §2a): otherwise it belongs to someone else and is reported,
-/// never taken over.
-async fn create_role_assignment(
-    api: &dyn AzureApi,
-    scope: &ResourceId,
-    name: &str,
-    role_guid: &str,
-    principal: &str,
-) -> Result<(), AzureError> {
-    let original = match api.create_role_assignment(scope, name, role_guid, principal).await {
-        Err(e) if e.arm_code().is_some_and(|c| c.eq_ignore_ascii_case("RoleAssignmentExists")) => e,
-        other => return other,
-    };
-    let existing = api.list_role_assignments(scope, principal).await?;
-    let same_trio = existing.iter().find(|ra| {
-        ra.scope == *scope
-            && ra.role_definition_id.rsplit('/').next().is_some_and(|g| g.eq_ignore_ascii_case(role_guid))
-    });
-    match same_trio {
-        Some(ra) if ra.name.eq_ignore_ascii_case(name) => Ok(()),
-        Some(ra) => Err(AzureError::RoleAssignmentConflict {
-            scope: scope.to_string(),
-            name: name.to_string(),
-            existing: ra.id.to_string(),
-        }),
-        // ARM said it exists but we cannot see it (replication): keep the original, retryable only if ARM's
-        // classification says so.
-        None => Err(original),
-    }
-}
-
-/// Removes what the binding owns in Azure through `identity` (finalizer, `deletionPolicy: Delete`, or an
-/// identity the binding no longer uses), in the order that leaves nothing orphaned (DESIGN §2a): role
-/// assignments and access-policy permissions first (deleting the identity first would strand assignments as
-/// "Identity not found", counting against the subscription's limit), then our FIC, then the identity, only
-/// when idbind manages it and its tags say it is this binding's. Anything already gone counts as deleted.
-/// Returns the ids deleted.
-async fn remove<S>(
-    api: &dyn AzureApi,
-    identity: &ResourceId,
-    desired: &DesiredAzure,
-    observed: &Observation<S>,
-    principal_shared: bool,
-) -> Result<Vec<String>, AzureError> {
-    let mut deleted = Vec::new();
-    let Some(found) = &observed.azure.identity else {
-        return Ok(deleted);
-    };
-    let may = removal::removal(desired, &observed.azure, principal_shared);
-    if may.grants {
-        for ra in observed.azure.role_assignments.iter().filter(|ra| ra.is_ours(&found.principal_id)) {
-            done_if_gone(api.delete_role_assignment(&ra.id).await)?;
-            deleted.push(ra.id.to_string());
+/// What a delete of [`removal::plan`] removed, as the audit trail names it.
+fn removed(identity: &ResourceId, action: &Action, principal: &str) -> String {
+    match action {
+        Action::Grant(change) => change.removed(principal).unwrap_or_else(|| change.to_string()),
+        Action::DeleteFederatedCredential { name } => {
+            format!("{identity}/federatedIdentityCredentials/{name}")
         }
-        for (vault, present) in granted_access_policies(desired, &observed.azure) {
-            let revoke = Action::RevokeAccessPolicy { vault_id: vault.clone(), permissions: present };
-            execute(api, identity, observed.ids.as_ref(), &revoke).await?;
-            deleted.push(format!("{vault}/accessPolicies/{}", found.principal_id));
-        }
-    }
-    if may.federated_credential {
-        done_if_gone(api.delete_federated_credential(identity, &desired.fic_name).await)?;
-        deleted.push(format!("{identity}/federatedIdentityCredentials/{}", desired.fic_name));
-    }
-    if may.identity {
-        done_if_gone(api.delete_identity(identity).await)?;
-        deleted.push(identity.to_string());
-    }
-    Ok(deleted)
-}
-
-/// Per vault, the permissions idbind granted (wanted or held) that the identity still has.
-fn granted_access_policies(
-    desired: &DesiredAzure,
-    observed: &ObservedAzure,
-) -> Vec<(ResourceId, Permissions)> {
-    let all = || desired.access_policies.iter().chain(&desired.held_access_policies);
-    let mut seen: Vec<&ResourceId> = Vec::new();
-    let mut present = Vec::new();
-    for (vault, _) in all() {
-        if seen.contains(&vault) {
-            continue;
-        }
-        seen.push(vault);
-        let granted =
-            all().filter(|(v, _)| v == vault).fold(Permissions::default(), |acc, (_, p)| acc.union(p));
-        let still = granted.intersect(&observed.access_policy(vault));
-        if !still.is_empty() {
-            present.push((vault.clone(), still));
-        }
-    }
-    present
-}
-
-/// A delete that found nothing to delete did its job.
-fn done_if_gone(result: Result<(), AzureError>) -> Result<(), AzureError> {
-    match result {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
+        Action::DeleteIdentity { resource_id } => resource_id.to_string(),
+        Action::PutIdentity { .. } | Action::PutFederatedCredential { .. } => action.to_string(),
     }
 }

@@ -40,7 +40,8 @@ use super::{
     IdentityIds, IdentityPage, RoleAssignment, VaultInfo,
 };
 use crate::core::{
-    plan::{ObservedIdentity, ObservedRoleAssignment},
+    grants::role_assignments,
+    plan::ObservedIdentity,
     resource_id::{
         KEY_VAULT, ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId, ResourceType, USER_ASSIGNED_IDENTITY,
     },
@@ -419,7 +420,7 @@ impl AzureApi for ArmApi {
         &self,
         scope: &ResourceId,
         principal_id: &str,
-    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+    ) -> Result<Vec<role_assignments::Observed>, AzureError> {
         let filter = format!("principalId eq '{}'", odata_quote(principal_id));
         Ok(self.role_assignments(scope, Some(filter)).await?.into_iter().map(|ra| ra.assignment).collect())
     }
@@ -657,7 +658,7 @@ impl ArmApi {
                     tracing::debug!(id, "skipping a role assignment at an id idbind does not address");
                     continue;
                 };
-                let assignment = ObservedRoleAssignment {
+                let assignment = role_assignments::Observed {
                     id: parsed_id,
                     name,
                     scope: parsed_scope,

@@ -26,7 +26,7 @@ use super::{
     RoleAssignment, VaultInfo,
 };
 use crate::core::{
-    plan::ObservedRoleAssignment,
+    grants::role_assignments,
     resource_id::{ResourceId, USER_ASSIGNED_IDENTITY},
     roles::Permissions,
 };
@@ -277,7 +277,7 @@ impl AzureApi for Governed {
         &self,
         scope: &ResourceId,
         principal_id: &str,
-    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+    ) -> Result<Vec<role_assignments::Observed>, AzureError> {
         self.call(
             "RoleAssignments_ListForScope",
             arm(OpKind::Read),

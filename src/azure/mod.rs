@@ -12,6 +12,7 @@ pub mod budget;
 pub mod data_plane;
 pub mod error;
 pub mod governed;
+pub mod grants;
 pub mod snapshot;
 pub mod workload_identity;
 
@@ -23,9 +24,7 @@ pub use error::{AzureError, Category};
 
 pub use crate::core::plan::IdentityIds;
 use crate::core::{
-    plan::{ObservedIdentity, ObservedRoleAssignment},
-    resource_id::ResourceId,
-    roles::Permissions,
+    grants::role_assignments, plan::ObservedIdentity, resource_id::ResourceId, roles::Permissions,
 };
 
 /// An identity as read from ARM: what the planner compares, and its ids.
@@ -46,7 +45,7 @@ pub struct IdentityPage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleAssignment {
     pub principal_id: String,
-    pub assignment: ObservedRoleAssignment,
+    pub assignment: role_assignments::Observed,
 }
 
 /// A federated identity credential on an identity.
@@ -138,7 +137,7 @@ pub trait AzureApi: Send + Sync {
         &self,
         scope: &ResourceId,
         principal_id: &str,
-    ) -> Result<Vec<ObservedRoleAssignment>, AzureError>;
+    ) -> Result<Vec<role_assignments::Observed>, AzureError>;
     /// Every role assignment in the subscription (at it and below), all pages, unfiltered.
     async fn list_all_role_assignments(&self, subscription: &str) -> Result<Vec<RoleAssignment>, AzureError>;
     /// Creates the assignment named `name`, always with `principalType: ServicePrincipal` so a principal

@@ -43,7 +43,8 @@ use super::{
     RoleAssignment, VaultInfo,
 };
 use crate::core::{
-    plan::{ObservedIdentity, ObservedRoleAssignment, Owner},
+    grants::role_assignments,
+    plan::{ObservedIdentity, Owner},
     resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId, USER_ASSIGNED_IDENTITY},
     roles::Permissions,
 };
@@ -325,7 +326,7 @@ impl AzureApi for Snapshots {
         &self,
         scope: &ResourceId,
         principal_id: &str,
-    ) -> Result<Vec<ObservedRoleAssignment>, AzureError> {
+    ) -> Result<Vec<role_assignments::Observed>, AzureError> {
         let Some(subscription) = whole_subscription(scope) else {
             return self.inner.list_role_assignments(scope, principal_id).await;
         };
@@ -355,7 +356,7 @@ impl AzureApi for Snapshots {
         self.inner.create_role_assignment(scope, name, role_definition_guid, principal_id).await?;
         if let Some(sub) = scope.subscription() {
             let subscription = ResourceId::subscription_scope(sub);
-            let assignment = ObservedRoleAssignment {
+            let assignment = role_assignments::Observed {
                 id: scope.provider_resource(ROLE_ASSIGNMENT, name),
                 name: name.to_string(),
                 scope: scope.clone(),

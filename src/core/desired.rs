@@ -3,16 +3,13 @@
 //! happen in the reconcile's resolve step.
 
 use crate::{
-    api::binding::{
-        AccessPolicyStatus, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus,
-        WorkloadIdentityBindingStatus,
-    },
+    api::binding::{FederatedCredentialStatus, IdentityStatus, WorkloadIdentityBindingStatus},
     core::{
-        naming,
-        plan::{DesiredAzure, IdentityIds, ManagedIdentity, Owner},
+        grants::{self, access_policies, role_assignments},
+        plan::{DesiredAzure, Federation, IdentityIds, ManagedIdentity, Owner},
         proof::{self, Listing},
         report::{Failure, Held, Part},
-        resource_id::{ROLE_ASSIGNMENT, ROLE_DEFINITION, ResourceId},
+        resource_id::ResourceId,
         roles::{self, Permissions},
         validate::{DesiredBinding, DesiredIdentity, INVALID_SPEC},
     },
@@ -70,11 +67,10 @@ pub struct VaultProbe {
     pub listing: Listing,
 }
 
-/// One role assignment the binding wants: where, which role, and as the user wrote it.
+/// One role assignment the binding wants, and its role as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WantedAssignment {
-    pub scope: ResourceId,
-    pub role_guid: String,
+    pub wanted: role_assignments::Wanted,
     pub written: String,
 }
 
@@ -121,8 +117,7 @@ pub fn azure_state(
             }
             probes.extend(listings.into_iter().filter_map(|listing| probe(Some(listing))));
             assignments.extend(vault.roles.iter().map(|(written, guid)| WantedAssignment {
-                scope: vault.id.clone(),
-                role_guid: guid.clone(),
+                wanted: role_assignments::Wanted { scope: vault.id.clone(), role_guid: guid.clone() },
                 written: written.clone(),
             }));
             continue;
@@ -135,8 +130,7 @@ pub fn azure_state(
     }
     for scope in scopes {
         assignments.extend(scope.roles.iter().map(|(written, guid)| WantedAssignment {
-            scope: scope.id.clone(),
-            role_guid: guid.clone(),
+            wanted: role_assignments::Wanted { scope: scope.id.clone(), role_guid: guid.clone() },
             written: written.clone(),
         }));
     }
@@ -147,16 +141,21 @@ pub fn azure_state(
         }
         DesiredIdentity::Existing { .. } => None,
     };
+    let role_assignments = role_assignments::Desired {
+        wanted: assignments.iter().map(|a| a.wanted.clone()).collect(),
+        subscriptions: subscriptions_of(role_assignments::held_scopes(status)),
+    };
+    let access_policies =
+        access_policies::Desired { wanted: access_policies, held: access_policies::held(status) };
     let azure = DesiredAzure {
         owner,
         managed_identity,
-        fic_name: desired.federated_credential_name.clone(),
-        issuer: desired.issuer.clone(),
-        subject: desired.subject.clone(),
-        role_assignments: assignments.iter().map(|a| (a.scope.clone(), a.role_guid.clone())).collect(),
-        access_policies,
-        held_access_policies: held_access_policies(status),
-        assignment_subscriptions: subscriptions_of(held_assignment_scopes(status)),
+        federation: Federation {
+            name: desired.federated_credential_name.clone(),
+            issuer: desired.issuer.clone(),
+            subject: desired.subject.clone(),
+        },
+        grants: grants::Desired { role_assignments, access_policies },
         operator_client_id: desired.operator_client_id.clone(),
     };
     Ok(Wanted { identity, azure, assignments, probes })
@@ -188,33 +187,13 @@ fn access_policy(vault: &VaultFacts) -> Result<Permissions, Failure> {
 /// assignment by its id, and the access policies granted.
 pub fn held(wanted: &Wanted, ids: &IdentityIds) -> Held {
     let desired = &wanted.azure;
+    let principal = &ids.principal_id;
     let role_assignments = wanted
         .assignments
         .iter()
-        .map(|a| {
-            let name = naming::role_assignment_name(&a.scope, &a.role_guid, &ids.principal_id);
-            let definition = a.scope.subscription().map(ResourceId::subscription_scope);
-            RoleAssignmentStatus {
-                id: a.scope.provider_resource(ROLE_ASSIGNMENT, &name.to_string()).to_string(),
-                scope: a.scope.to_string(),
-                role_definition_id: definition.map_or_else(
-                    || a.role_guid.clone(),
-                    |d| d.provider_resource(ROLE_DEFINITION, &a.role_guid).to_string(),
-                ),
-                role: Some(a.written.clone()),
-            }
-        })
+        .map(|a| role_assignments::status(&a.wanted, &a.written, principal))
         .collect();
-    let access_policies = desired
-        .access_policies
-        .iter()
-        .map(|(vault, p)| AccessPolicyStatus {
-            vault_id: vault.to_string(),
-            secrets: p.secrets.iter().cloned().collect(),
-            keys: p.keys.iter().cloned().collect(),
-            certificates: p.certificates.iter().cloned().collect(),
-        })
-        .collect();
+    let policies = &desired.grants.access_policies.wanted;
     Held {
         identity: IdentityStatus {
             resource_id: ids.resource_id.to_string(),
@@ -225,40 +204,13 @@ pub fn held(wanted: &Wanted, ids: &IdentityIds) -> Held {
             managed: desired.managed_identity.is_some(),
         },
         federated_credential: FederatedCredentialStatus {
-            name: desired.fic_name.clone(),
-            issuer: desired.issuer.clone(),
-            subject: desired.subject.clone(),
+            name: desired.federation.name.clone(),
+            issuer: desired.federation.issuer.clone(),
+            subject: desired.federation.subject.clone(),
         },
         role_assignments,
-        access_policies,
+        access_policies: policies.iter().map(|(vault, p)| access_policies::status(vault, p)).collect(),
     }
-}
-
-/// The access policies a status says idbind granted (entries whose vault id does not parse grant nothing).
-pub fn held_access_policies(
-    status: Option<&WorkloadIdentityBindingStatus>,
-) -> Vec<(ResourceId, Permissions)> {
-    let set = |v: &[String]| v.iter().cloned().collect();
-    let held = status.map(|s| s.access_policies.as_slice()).unwrap_or_default();
-    held.iter()
-        .filter_map(|a| {
-            let vault = ResourceId::parse(&a.vault_id).ok()?;
-            let permissions = Permissions {
-                secrets: set(&a.secrets),
-                keys: set(&a.keys),
-                certificates: set(&a.certificates),
-            };
-            Some((vault, permissions))
-        })
-        .collect()
-}
-
-/// The scopes of the role assignments a status says the binding held (entries that do not parse: none).
-pub fn held_assignment_scopes(
-    status: Option<&WorkloadIdentityBindingStatus>,
-) -> impl Iterator<Item = ResourceId> + '_ {
-    let held = status.map(|s| s.role_assignments.as_slice()).unwrap_or_default();
-    held.iter().filter_map(|a| ResourceId::parse(&a.scope).ok())
 }
 
 /// Each subscription of `ids`, once (GUIDs compare without regard to case).
@@ -295,9 +247,13 @@ pub fn access_policies_of_spec(desired: &DesiredBinding) -> Vec<(ResourceId, Per
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{
-        resource_id::{KEY_VAULT, USER_ASSIGNED_IDENTITY},
-        validate::DesiredGrant,
+    use crate::{
+        api::binding::AccessPolicyStatus,
+        core::{
+            naming,
+            resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, USER_ASSIGNED_IDENTITY},
+            validate::DesiredGrant,
+        },
     };
 
     const SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
@@ -305,6 +261,12 @@ mod tests {
 
     fn vault(name: &str) -> ResourceId {
         ResourceId::resource_group_scope("s", "rg-kv").provider_resource(KEY_VAULT, name)
+    }
+
+    /// The (scope, role GUID) of each role assignment the planner is given.
+    fn assigned(wanted: &Wanted) -> Vec<(ResourceId, String)> {
+        let wanted = &wanted.azure.grants.role_assignments.wanted;
+        wanted.iter().map(|w| (w.scope.clone(), w.role_guid.clone())).collect()
     }
 
     fn binding(vaults: &[&str]) -> DesiredBinding {
@@ -358,14 +320,14 @@ mod tests {
         let wanted = azure_state(&binding(&["kv-rbac", "kv-legacy"]), owner(), &vaults, &[], None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         assert_eq!(
-            wanted.azure.role_assignments,
+            assigned(&wanted),
             vec![
                 (vault("kv-rbac"), SECRETS_USER.to_string()),
                 (vault("kv-rbac"), SECRETS_OFFICER.to_string())
             ]
         );
-        let secrets: Vec<_> =
-            wanted.azure.access_policies.iter().map(|(v, p)| (v.clone(), p.secrets.clone())).collect();
+        let policies = &wanted.azure.grants.access_policies.wanted;
+        let secrets: Vec<_> = policies.iter().map(|(v, p)| (v.clone(), p.secrets.clone())).collect();
         assert_eq!(secrets, vec![(vault("kv-legacy"), ["get".to_string(), "list".to_string()].into())]);
         assert_eq!(wanted.identity.name(), Some("id1"));
         assert!(wanted.azure.managed_identity.is_some());
@@ -408,7 +370,7 @@ mod tests {
         let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &scopes, None)
             .unwrap_or_else(|f| panic!("{f:?}"));
         assert_eq!(
-            wanted.azure.role_assignments,
+            assigned(&wanted),
             vec![(vault("kv-rbac"), SECRETS_USER.to_string()), (storage.clone(), BLOB_READER.to_string())]
         );
         assert_eq!(wanted.probes.len(), 1, "only the vault is proven by a listing");
@@ -502,7 +464,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let held = held_access_policies(Some(&status));
+        let held = access_policies::held(Some(&status));
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].0, vault("kv"));
     }

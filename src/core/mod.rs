@@ -4,6 +4,7 @@
 pub mod claim;
 pub mod conditions;
 pub mod desired;
+pub mod grants;
 pub mod naming;
 pub mod plan;
 pub mod policy;

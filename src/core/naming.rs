@@ -29,6 +29,11 @@ pub fn identity_name(cluster: &str, namespace: &str, binding: &str) -> String {
     readable_with_hash(&[cluster, namespace, binding], IDENTITY_NAME_MAX)
 }
 
+/// The subject Kubernetes puts in a ServiceAccount's tokens, which a federated credential trusts.
+pub fn subject(namespace: &str, service_account: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{service_account}")
+}
+
 /// Name of the federated credential a binding puts on its identity. It names the binding (not only the
 /// identity) so that several bindings may federate one brought identity.
 pub fn federated_credential_name(cluster: &str, namespace: &str, binding: &str) -> String {

@@ -6,12 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     api::binding::TOKEN_EXCHANGE_AUDIENCE,
-    core::{
-        naming,
-        report::Part,
-        resource_id::{ROLE_ASSIGNMENT, ResourceId},
-        roles::Permissions,
-    },
+    core::{grants, report::Part, resource_id::ResourceId},
 };
 
 /// Tag names idbind puts on every identity it creates. An identity without them is not ours and is never
@@ -91,23 +86,8 @@ pub struct DesiredAzure {
     pub owner: Owner,
     /// `Some` when idbind manages the identity; `None` for a brought identity.
     pub managed_identity: Option<ManagedIdentity>,
-    pub fic_name: String,
-    pub issuer: String,
-    pub subject: String,
-    /// (scope = vault resource id, role definition GUID).
-    pub role_assignments: Vec<(ResourceId, String)>,
-    /// (vault resource id, permissions) for vaults that use access policies instead of RBAC.
-    pub access_policies: Vec<(ResourceId, Permissions)>,
-    /// What the binding's status says idbind granted by access policy, so permissions the spec no longer asks
-    /// for (or a vault it no longer names) are revoked, and nothing else is: unlike role assignments, an
-    /// access-policy entry carries no name that marks it as ours.
-    pub held_access_policies: Vec<(ResourceId, Permissions)>,
-    /// Subscriptions (beyond the identity's and those of `role_assignments`) where the principal's role
-    /// assignments are looked for too: where the status says the binding held some, and, when a binding is
-    /// deleted, where its spec may have made some. Without them an assignment in another subscription that
-    /// the spec no longer names would never be seen, so never removed. Only where to look: what is removed is
-    /// what Azure shows.
-    pub assignment_subscriptions: Vec<String>,
+    pub federation: Federation,
+    pub grants: grants::Desired,
     /// The client id of the identity idbind itself signs in as: never bindable.
     pub operator_client_id: Option<String>,
 }
@@ -117,6 +97,34 @@ pub struct ManagedIdentity {
     pub resource_id: ResourceId,
     pub location: String,
     pub tags: BTreeMap<String, String>,
+}
+
+/// The binding's federated credential: its name on the identity, and whom it trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Federation {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// Where the observe step looks for what a binding holds: its federated credential on the identity, and its
+/// grants (what it wants and what it held, by kind).
+#[derive(Clone, Copy, Debug)]
+pub struct Lookup<'a> {
+    pub federation: &'a Federation,
+    pub grants: &'a grants::Desired,
+}
+
+impl<'a> From<&'a DesiredAzure> for Lookup<'a> {
+    fn from(desired: &'a DesiredAzure) -> Self {
+        Lookup { federation: &desired.federation, grants: &desired.grants }
+    }
+}
+
+impl<'a> From<&'a crate::core::removal::Release> for Lookup<'a> {
+    fn from(release: &'a crate::core::removal::Release) -> Self {
+        Lookup { federation: &release.federation, grants: &release.grants }
+    }
 }
 
 /// What exists in Azure for the binding, as read by the observe step.
@@ -129,18 +137,8 @@ pub struct ObservedAzure {
     pub fic_count: usize,
     /// Another FIC on the identity (not ours) with our issuer and subject.
     pub fic_duplicate_of: Option<String>,
-    /// Role assignments whose principal is the identity's.
-    pub role_assignments: Vec<ObservedRoleAssignment>,
-    /// The identity's access-policy permissions on each vault of `DesiredAzure::access_policies` and
-    /// `held_access_policies` (empty when it has no entry there).
-    pub access_policies: Vec<(ResourceId, Permissions)>,
-}
-
-impl ObservedAzure {
-    /// The identity's access-policy permissions on `vault_id`.
-    pub fn access_policy(&self, vault_id: &ResourceId) -> Permissions {
-        self.access_policies.iter().find(|(v, _)| v == vault_id).map(|(_, p)| p.clone()).unwrap_or_default()
-    }
+    /// What the identity's principal is granted, by kind.
+    pub grants: grants::Observed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,25 +156,6 @@ pub struct ObservedFic {
     pub audiences: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObservedRoleAssignment {
-    pub id: ResourceId,
-    pub name: String,
-    pub scope: ResourceId,
-    /// The role definition's id, or only its GUID (what idbind assumes after its own writes).
-    pub role_definition_id: String,
-}
-
-impl ObservedRoleAssignment {
-    /// Whether idbind made it for `principal_id`: its name is the one idbind derives from its own scope, role
-    /// and principal. An assignment someone else made for the principal is never touched.
-    pub fn is_ours(&self, principal_id: &str) -> bool {
-        naming::role_assignment_name(&self.scope, &self.role_definition_id, principal_id)
-            .to_string()
-            .eq_ignore_ascii_case(&self.name)
-    }
-}
-
 /// The ids Azure gives a user-assigned identity, which the binding's status reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityIds {
@@ -186,53 +165,20 @@ pub struct IdentityIds {
     pub tenant_id: String,
 }
 
-/// One Azure write.
+/// One Azure write. The planner makes the first three; [`crate::core::removal`] makes grants that take away,
+/// and the two deletes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    PutIdentity {
-        resource_id: ResourceId,
-        location: String,
-        tags: BTreeMap<String, String>,
-    },
-    PutFederatedCredential {
-        name: String,
-        issuer: String,
-        subject: String,
-        audience: String,
-    },
-    /// Always with principalType ServicePrincipal, so a fresh principal is not PrincipalNotFound.
-    CreateRoleAssignment {
-        scope: ResourceId,
-        name: String,
-        role_definition_guid: String,
-    },
-    DeleteRoleAssignment {
-        id: ResourceId,
-    },
-    /// Adds these permissions to the identity's access-policy entry on the vault (Key Vault's `add` merges,
-    /// so the entry's other permissions stay).
-    GrantAccessPolicy {
-        vault_id: ResourceId,
-        permissions: Permissions,
-    },
-    /// Takes these permissions away (Key Vault drops an entry left empty).
-    RevokeAccessPolicy {
-        vault_id: ResourceId,
-        permissions: Permissions,
-    },
+    PutIdentity { resource_id: ResourceId, location: String, tags: BTreeMap<String, String> },
+    PutFederatedCredential { name: String, issuer: String, subject: String, audience: String },
+    Grant(grants::Change),
+    DeleteFederatedCredential { name: String },
+    DeleteIdentity { resource_id: ResourceId },
 }
 
 /// One write, as a person reads it (`idbind plan`, the log line of each write).
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let perms = |p: &Permissions| {
-            [("secrets", &p.secrets), ("keys", &p.keys), ("certificates", &p.certificates)]
-                .iter()
-                .filter(|(_, s)| !s.is_empty())
-                .map(|(k, s)| format!("{k}: {}", s.iter().cloned().collect::<Vec<_>>().join(",")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
         match self {
             Action::PutIdentity { resource_id, location, tags } => write!(
                 f,
@@ -243,20 +189,9 @@ impl std::fmt::Display for Action {
                 f,
                 "put federated credential {name}: issuer {issuer}, subject {subject}, audience {audience}"
             ),
-            Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-                let role = super::roles::BUILTIN_ROLES
-                    .iter()
-                    .find(|r| r.guid.eq_ignore_ascii_case(role_definition_guid))
-                    .map_or(role_definition_guid.clone(), |r| format!("{} ({role_definition_guid})", r.name));
-                write!(f, "create role assignment {name}: {role} on {scope}")
-            }
-            Action::DeleteRoleAssignment { id } => write!(f, "delete role assignment {id}"),
-            Action::GrantAccessPolicy { vault_id, permissions } => {
-                write!(f, "grant access policy on {vault_id}: {}", perms(permissions))
-            }
-            Action::RevokeAccessPolicy { vault_id, permissions } => {
-                write!(f, "revoke access policy on {vault_id}: {}", perms(permissions))
-            }
+            Action::Grant(change) => change.fmt(f),
+            Action::DeleteFederatedCredential { name } => write!(f, "delete federated credential {name}"),
+            Action::DeleteIdentity { resource_id } => write!(f, "delete identity {resource_id}"),
         }
     }
 }
@@ -265,12 +200,20 @@ impl Action {
     /// The part of the binding it writes (whose condition a failure of it sets).
     pub fn part(&self) -> Part {
         match self {
-            Action::PutIdentity { .. } => Part::Identity,
-            Action::PutFederatedCredential { .. } => Part::FederatedCredential,
-            Action::CreateRoleAssignment { .. }
-            | Action::DeleteRoleAssignment { .. }
-            | Action::GrantAccessPolicy { .. }
-            | Action::RevokeAccessPolicy { .. } => Part::RoleAssignments,
+            Action::PutIdentity { .. } | Action::DeleteIdentity { .. } => Part::Identity,
+            Action::PutFederatedCredential { .. } | Action::DeleteFederatedCredential { .. } => {
+                Part::FederatedCredential
+            }
+            Action::Grant(_) => Part::RoleAssignments,
+        }
+    }
+
+    /// Whether it only takes access away.
+    pub fn takes_away(&self) -> bool {
+        match self {
+            Action::PutIdentity { .. } | Action::PutFederatedCredential { .. } => false,
+            Action::Grant(change) => change.takes_away(),
+            Action::DeleteFederatedCredential { .. } | Action::DeleteIdentity { .. } => true,
         }
     }
 }
@@ -366,8 +309,8 @@ pub fn plan(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Vec<Acti
         };
     };
     actions.extend(plan_federation(desired, observed)?);
-    actions.extend(plan_role_assignments(desired, observed, &identity.principal_id));
-    actions.extend(plan_access_policies(desired, observed));
+    let grants = grants::plan(&desired.grants, &observed.grants, &identity.principal_id);
+    actions.extend(grants.into_iter().map(Action::Grant));
     Ok(actions)
 }
 
@@ -436,7 +379,8 @@ fn brought_identity_is_free(desired: &DesiredAzure, observed: &ObservedAzure) ->
 /// trusts the same issuer and subject, or the identity has no room for one more.
 fn plan_federation(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<Option<Action>, Blocked> {
     let matches = observed.fic.as_ref().is_some_and(|f| {
-        f.issuer == desired.issuer && f.subject == desired.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]
+        let want = &desired.federation;
+        f.issuer == want.issuer && f.subject == want.subject && f.audiences == [TOKEN_EXCHANGE_AUDIENCE]
     });
     if matches {
         return Ok(None);
@@ -447,59 +391,13 @@ fn plan_federation(desired: &DesiredAzure, observed: &ObservedAzure) -> Result<O
     if observed.fic.is_none() && observed.fic_count >= MAX_FICS_PER_IDENTITY {
         return Err(Blocked::FederatedCredentialLimit(observed.fic_count));
     }
+    let Federation { name, issuer, subject } = desired.federation.clone();
     Ok(Some(Action::PutFederatedCredential {
-        name: desired.fic_name.clone(),
-        issuer: desired.issuer.clone(),
-        subject: desired.subject.clone(),
+        name,
+        issuer,
+        subject,
         audience: TOKEN_EXCHANGE_AUDIENCE.to_string(),
     }))
-}
-
-/// Creates for the wanted assignments that are missing; deletes for ours that are no longer wanted (an
-/// assignment someone else made for the principal is never touched).
-fn plan_role_assignments(desired: &DesiredAzure, observed: &ObservedAzure, principal: &str) -> Vec<Action> {
-    let wanted: Vec<(String, &ResourceId, &str)> = desired
-        .role_assignments
-        .iter()
-        .map(|(scope, role)| {
-            (naming::role_assignment_name(scope, role, principal).to_string(), scope, role.as_str())
-        })
-        .collect();
-    let exists = |name: &str| observed.role_assignments.iter().any(|ra| ra.name.eq_ignore_ascii_case(name));
-    let is_wanted = |name: &str| wanted.iter().any(|(w, _, _)| w.eq_ignore_ascii_case(name));
-    let creates = wanted.iter().filter(|(name, _, _)| !exists(name)).map(|(name, scope, role)| {
-        Action::CreateRoleAssignment {
-            scope: (*scope).clone(),
-            name: name.clone(),
-            role_definition_guid: role.to_string(),
-        }
-    });
-    let deletes = observed
-        .role_assignments
-        .iter()
-        .filter(|ra| ra.is_ours(principal) && !is_wanted(&ra.name))
-        .map(|ra| Action::DeleteRoleAssignment { id: ra.id.clone() });
-    creates.chain(deletes).collect()
-}
-
-/// Grants what the wanted access policies miss; revokes what idbind held and is no longer wanted, and only
-/// that (an access-policy entry carries no name that marks it as ours).
-fn plan_access_policies(desired: &DesiredAzure, observed: &ObservedAzure) -> Vec<Action> {
-    let wanted_on = |vault: &ResourceId| {
-        let wanted = desired.access_policies.iter().filter(|(v, _)| v == vault);
-        wanted.fold(Permissions::default(), |acc, (_, p)| acc.union(p))
-    };
-    let grants = desired.access_policies.iter().filter_map(|(vault_id, want)| {
-        let missing = want.minus(&observed.access_policy(vault_id));
-        (!missing.is_empty())
-            .then(|| Action::GrantAccessPolicy { vault_id: vault_id.clone(), permissions: missing })
-    });
-    let revokes = desired.held_access_policies.iter().filter_map(|(vault_id, held)| {
-        let extra = held.minus(&wanted_on(vault_id)).intersect(&observed.access_policy(vault_id));
-        (!extra.is_empty())
-            .then(|| Action::RevokeAccessPolicy { vault_id: vault_id.clone(), permissions: extra })
-    });
-    grants.chain(revokes).collect()
 }
 
 /// What Azure holds once `action` succeeded, so the next round plans from it without reading Azure again:
@@ -516,14 +414,7 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
                 .unwrap_or_default();
             if observed.identity.is_none() {
                 // A new identity: a new principal, so nothing federates it or is granted to it.
-                *observed = ObservedAzure {
-                    access_policies: observed
-                        .access_policies
-                        .iter()
-                        .map(|(v, _)| (v.clone(), Permissions::default()))
-                        .collect(),
-                    ..ObservedAzure::default()
-                };
+                *observed = ObservedAzure { grants: observed.grants.emptied(), ..ObservedAzure::default() };
             }
             // The client id only matters to a brought identity, which idbind never PUTs.
             let client_id = observed.identity.as_ref().map(|i| i.client_id.clone()).unwrap_or_default();
@@ -544,26 +435,13 @@ pub fn assume(observed: &mut ObservedAzure, action: &Action, principal_id: Optio
                 audiences: vec![audience.clone()],
             });
         }
-        Action::CreateRoleAssignment { scope, name, role_definition_guid } => {
-            observed.role_assignments.push(ObservedRoleAssignment {
-                id: scope.provider_resource(ROLE_ASSIGNMENT, name),
-                name: name.clone(),
-                scope: scope.clone(),
-                role_definition_id: role_definition_guid.clone(),
-            });
+        Action::Grant(change) => grants::assume(&mut observed.grants, change),
+        Action::DeleteFederatedCredential { .. } => {
+            if observed.fic.take().is_some() {
+                observed.fic_count -= 1;
+            }
         }
-        Action::DeleteRoleAssignment { id } => observed.role_assignments.retain(|ra| ra.id != *id),
-        Action::GrantAccessPolicy { vault_id, permissions }
-        | Action::RevokeAccessPolicy { vault_id, permissions } => {
-            let held = observed.access_policy(vault_id);
-            let now = if matches!(action, Action::GrantAccessPolicy { .. }) {
-                held.union(permissions)
-            } else {
-                held.minus(permissions)
-            };
-            observed.access_policies.retain(|(v, _)| v != vault_id);
-            observed.access_policies.push((vault_id.clone(), now));
-        }
+        Action::DeleteIdentity { .. } => *observed = ObservedAzure::default(),
     }
 }
 
@@ -578,6 +456,12 @@ fn tags_with_owner(want: &ManagedIdentity, owner: &Owner) -> BTreeMap<String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{
+        grants::{access_policies, role_assignments},
+        naming,
+        resource_id::ROLE_ASSIGNMENT,
+        roles::Permissions,
+    };
 
     const KV: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
 
@@ -596,6 +480,21 @@ mod tests {
     const READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
     const PRINCIPAL: &str = "11111111-2222-3333-4444-555555555555";
     const OPERATOR_CLIENT_ID: &str = "99999999-0000-0000-0000-00000000c11d";
+
+    fn role(change: role_assignments::Change) -> Action {
+        Action::Grant(grants::Change::RoleAssignment(change))
+    }
+
+    fn policy(change: access_policies::Change) -> Action {
+        Action::Grant(grants::Change::AccessPolicy(change))
+    }
+
+    fn is_create(action: &Action) -> bool {
+        matches!(
+            action,
+            Action::Grant(grants::Change::RoleAssignment(role_assignments::Change::Create { .. }))
+        )
+    }
 
     fn owner() -> Owner {
         Owner {
@@ -616,13 +515,21 @@ mod tests {
                 location: "westeurope".into(),
                 tags: [("team".to_string(), "shop".to_string())].into(),
             }),
-            fic_name: "aks1-shop-orders-abc".into(),
-            issuer: "https://issuer/".into(),
-            subject: "system:serviceaccount:shop:orders".into(),
-            role_assignments: roles.iter().map(|r| (kv(), r.to_string())).collect(),
-            access_policies: Vec::new(),
-            held_access_policies: Vec::new(),
-            assignment_subscriptions: Vec::new(),
+            federation: Federation {
+                name: "aks1-shop-orders-abc".into(),
+                issuer: "https://issuer/".into(),
+                subject: "system:serviceaccount:shop:orders".into(),
+            },
+            grants: grants::Desired {
+                role_assignments: role_assignments::Desired {
+                    wanted: roles
+                        .iter()
+                        .map(|r| role_assignments::Wanted { scope: kv(), role_guid: r.to_string() })
+                        .collect(),
+                    subscriptions: Vec::new(),
+                },
+                access_policies: access_policies::Desired::default(),
+            },
             operator_client_id: Some(OPERATOR_CLIENT_ID.into()),
         }
     }
@@ -631,9 +538,9 @@ mod tests {
         d.managed_identity.as_ref().map(|m| tags_with_owner(m, &d.owner)).unwrap_or_default()
     }
 
-    fn assignment(role: &str) -> ObservedRoleAssignment {
+    fn assignment(role: &str) -> role_assignments::Observed {
         let name = naming::role_assignment_name(&kv(), role, PRINCIPAL).to_string();
-        ObservedRoleAssignment {
+        role_assignments::Observed {
             id: kv().provider_resource(ROLE_ASSIGNMENT, &name),
             name,
             scope: kv(),
@@ -653,14 +560,18 @@ mod tests {
                 principal_id: PRINCIPAL.into(),
             }),
             fic: Some(ObservedFic {
-                issuer: d.issuer.clone(),
-                subject: d.subject.clone(),
+                issuer: d.federation.issuer.clone(),
+                subject: d.federation.subject.clone(),
                 audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()],
             }),
             fic_count: 1,
             fic_duplicate_of: None,
-            role_assignments: roles.iter().map(|r| assignment(r)).collect(),
-            access_policies: d.access_policies.clone(),
+            grants: grants::Observed {
+                role_assignments: roles.iter().map(|r| assignment(r)).collect(),
+                access_policies: access_policies::Observed {
+                    entries: d.grants.access_policies.wanted.clone(),
+                },
+            },
         }
     }
 
@@ -691,7 +602,7 @@ mod tests {
         assert!(
             matches!(&actions[0], Action::PutFederatedCredential { subject, audience, .. } if subject == "system:serviceaccount:shop:orders" && audience == TOKEN_EXCHANGE_AUDIENCE)
         );
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::CreateRoleAssignment { .. })).count(), 2);
+        assert_eq!(actions.iter().filter(|a| is_create(a)).count(), 2);
     }
 
     #[test]
@@ -707,12 +618,12 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::CreateRoleAssignment {
+                role(role_assignments::Change::Create {
                     scope: kv(),
                     name: naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string(),
                     role_definition_guid: READER.into()
-                },
-                Action::DeleteRoleAssignment { id: assignment(SECRETS_USER).id },
+                }),
+                role(role_assignments::Change::Delete { id: assignment(SECRETS_USER).id }),
             ]
         );
     }
@@ -723,7 +634,7 @@ mod tests {
         let mut o = converged(&d, &[]);
         let mut foreign = assignment(SECRETS_USER);
         foreign.name = "0f0f0f0f-0000-0000-0000-000000000000".into();
-        o.role_assignments.push(foreign);
+        o.grants.role_assignments.push(foreign);
         assert_eq!(plan(&d, &o), Ok(vec![]));
     }
 
@@ -927,48 +838,57 @@ mod tests {
     #[test]
     fn an_access_policy_vault_gets_what_is_missing_and_loses_only_what_idbind_held() {
         let mut d = desired(&[]);
-        d.access_policies = vec![(ap_kv(), perms(&["get", "list"], &[]))];
+        d.grants.access_policies.wanted = vec![(ap_kv(), perms(&["get", "list"], &[]))];
         let mut o = converged(&d, &[]);
-        o.access_policies = vec![];
+        o.grants.access_policies.entries = vec![];
         assert_eq!(
             plan(&d, &o),
-            Ok(vec![Action::GrantAccessPolicy {
+            Ok(vec![policy(access_policies::Change::Grant {
                 vault_id: ap_kv(),
                 permissions: perms(&["get", "list"], &[])
-            }])
+            })])
         );
         // Half there (and spelled otherwise): only the rest is granted.
-        o.access_policies = vec![(id(&AP_KV.to_uppercase()), perms(&["GET"], &[]))];
+        o.grants.access_policies.entries = vec![(id(&AP_KV.to_uppercase()), perms(&["GET"], &[]))];
         assert_eq!(
             plan(&d, &o),
-            Ok(vec![Action::GrantAccessPolicy { vault_id: ap_kv(), permissions: perms(&["list"], &[]) }])
+            Ok(vec![policy(access_policies::Change::Grant {
+                vault_id: ap_kv(),
+                permissions: perms(&["list"], &[])
+            })])
         );
         // Converged, with a permission someone else granted: nothing to do.
-        o.access_policies = vec![(ap_kv(), perms(&["get", "list", "set"], &[]))];
+        o.grants.access_policies.entries = vec![(ap_kv(), perms(&["get", "list", "set"], &[]))];
         assert_eq!(plan(&d, &o), Ok(vec![]));
 
         // The spec swaps Secrets User for Certificate User: idbind revokes only what it held and is no longer
         // wanted ("list"), never the foreign "set", and grants the rest.
-        d.held_access_policies = d.access_policies.clone();
-        d.access_policies = vec![(ap_kv(), perms(&["get"], &["get", "list"]))];
+        d.grants.access_policies.held = d.grants.access_policies.wanted.clone();
+        d.grants.access_policies.wanted = vec![(ap_kv(), perms(&["get"], &["get", "list"]))];
         assert_eq!(
             plan(&d, &o),
             Ok(vec![
-                Action::GrantAccessPolicy { vault_id: ap_kv(), permissions: perms(&[], &["get", "list"]) },
-                Action::RevokeAccessPolicy { vault_id: ap_kv(), permissions: perms(&["list"], &[]) }
+                policy(access_policies::Change::Grant {
+                    vault_id: ap_kv(),
+                    permissions: perms(&[], &["get", "list"])
+                }),
+                policy(access_policies::Change::Revoke {
+                    vault_id: ap_kv(),
+                    permissions: perms(&["list"], &[])
+                })
             ])
         );
         // The vault leaves the spec: everything held and still there goes.
-        d.access_policies = vec![];
+        d.grants.access_policies.wanted = vec![];
         assert_eq!(
             plan(&d, &o),
-            Ok(vec![Action::RevokeAccessPolicy {
+            Ok(vec![policy(access_policies::Change::Revoke {
                 vault_id: ap_kv(),
                 permissions: perms(&["get", "list"], &[])
-            }])
+            })])
         );
         // Already gone by hand: nothing to revoke.
-        o.access_policies = vec![];
+        o.grants.access_policies.entries = vec![];
         assert_eq!(plan(&d, &o), Ok(vec![]));
     }
 
@@ -991,35 +911,34 @@ mod tests {
     fn assuming_each_write_succeeded_settles_without_reading_azure_again() {
         // From nothing: the identity, then everything that names its principal; two rounds.
         let mut d = desired(&[SECRETS_USER, READER]);
-        d.access_policies = vec![(ap_kv(), perms(&["get"], &[]))];
+        d.grants.access_policies.wanted = vec![(ap_kv(), perms(&["get"], &[]))];
+        let nothing_granted = access_policies::Observed { entries: vec![(ap_kv(), Permissions::default())] };
         let (rounds, o) = settle(
             &d,
             ObservedAzure {
-                access_policies: vec![(ap_kv(), Permissions::default())],
+                grants: grants::Observed { access_policies: nothing_granted, ..grants::Observed::default() },
                 ..ObservedAzure::default()
             },
         );
         assert_eq!(rounds, 2);
         assert_eq!(
-            (o.fic_count, o.role_assignments.len(), o.access_policy(&ap_kv())),
+            (o.fic_count, o.grants.role_assignments.len(), o.grants.access_policies.on(&ap_kv())),
             (1, 2, perms(&["get"], &[]))
         );
         assert_eq!(o.identity.map(|i| i.principal_id), Some(PRINCIPAL.to_string()));
         // From an edit: one round, and what it assumed is what a fresh observation would say.
         let before = converged(&d, &[SECRETS_USER, READER]);
-        let edited = DesiredAzure {
-            role_assignments: vec![(kv(), READER.into())],
-            held_access_policies: d.access_policies.clone(),
-            assignment_subscriptions: Vec::new(),
-            access_policies: vec![],
-            ..d.clone()
-        };
+        let mut edited = d.clone();
+        edited.grants.role_assignments.wanted =
+            vec![role_assignments::Wanted { scope: kv(), role_guid: READER.into() }];
+        edited.grants.access_policies =
+            access_policies::Desired { wanted: vec![], held: d.grants.access_policies.wanted.clone() };
         let (rounds, o) = settle(&edited, before);
         assert_eq!(rounds, 1);
         assert_eq!(
-            o.role_assignments.iter().map(|ra| ra.name.clone()).collect::<Vec<_>>(),
+            o.grants.role_assignments.iter().map(|ra| ra.name.clone()).collect::<Vec<_>>(),
             [naming::role_assignment_name(&kv(), READER, PRINCIPAL).to_string()]
         );
-        assert!(o.access_policy(&ap_kv()).is_empty());
+        assert!(o.grants.access_policies.on(&ap_kv()).is_empty());
     }
 }

@@ -129,7 +129,7 @@ pub fn validate(
             ),
             issuer: settings.issuer.clone(),
             // Always the binding's own namespace: a binding can never federate another namespace.
-            subject: format!("system:serviceaccount:{namespace}:{}", spec.service_account_name),
+            subject: naming::subject(namespace, &spec.service_account_name),
             vaults,
             scopes,
             deletion_policy: spec.deletion_policy,

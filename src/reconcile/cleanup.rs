@@ -12,8 +12,8 @@ use crate::{
     api::binding::{DeletionPolicy, WorkloadIdentityBinding},
     azure::budget::MsiOp,
     core::{
-        desired, naming,
-        plan::{DesiredAzure, ManagedIdentity},
+        desired,
+        grants::{self, access_policies, role_assignments},
         resource_id::ResourceId,
         roles::Permissions,
         settings::Ceiling,
@@ -155,7 +155,7 @@ fn assignment_subscriptions(
 ) -> Vec<String> {
     let asked =
         spec.into_iter().flat_map(|d| d.vaults.iter().chain(&d.scopes)).map(|g| g.resource_id.clone());
-    desired::subscriptions_of(desired::held_assignment_scopes(b.status.as_ref()).chain(asked))
+    desired::subscriptions_of(role_assignments::held_scopes(b.status.as_ref()).chain(asked))
 }
 
 /// Removes what the binding holds through one identity. An identity idbind may delete waits for its turn
@@ -167,30 +167,21 @@ async fn remove(
     assignment_subscriptions: &[String],
 ) -> Result<(), ReconcileError> {
     let Candidate { identity, managed, spec_policies } = candidate;
-    let ns = b.namespace().unwrap_or_default();
-    let desired = DesiredAzure {
-        owner: ctx.owner(b),
-        managed_identity: managed.then(|| ManagedIdentity {
-            resource_id: identity.clone(),
-            location: String::new(),
-            tags: Default::default(),
-        }),
-        fic_name: naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any()),
-        issuer: ctx.settings.issuer.clone(),
-        subject: String::new(),
-        role_assignments: Vec::new(),
-        access_policies: spec_policies,
-        held_access_policies: desired::held_access_policies(b.status.as_ref()),
-        assignment_subscriptions: assignment_subscriptions.to_vec(),
-        operator_client_id: ctx.settings.operator_client_id.clone(),
+    let grants = grants::Desired {
+        role_assignments: role_assignments::Desired::letting_go(assignment_subscriptions.to_vec()),
+        access_policies: access_policies::Desired::letting_go(
+            spec_policies,
+            access_policies::held(b.status.as_ref()),
+        ),
     };
+    let release = ctx.release(b, identity.clone(), managed, grants);
     if managed && let Err(wait) = turns::take(ctx, &key(b), MsiOp::Delete, &identity).await {
         return Err(ReconcileError::AwaitingTurn(wait));
     }
     let shared = ctx.caches.brought_by_others(b, &identity);
     let removed = async {
-        let observed = ctx.azure.fresh().observe(&identity, &desired).await?;
-        ctx.azure.writes().remove(&identity, &desired, &observed, shared).await
+        let observed = ctx.azure.fresh().observe(&identity, &release).await?;
+        ctx.azure.writes().remove(&release, &observed, shared).await
     };
     match removed.await {
         Ok(deleted) => {

@@ -22,8 +22,10 @@ use crate::{
     azure::{AzureApi, access::Azure, budget::SharedBudget},
     core::{
         claim::{self, Claim, Holder},
-        plan::Owner,
+        grants, naming,
+        plan::{Federation, Owner},
         policy::Rule,
+        removal::Release,
         report::Requeue,
         resource_id::ResourceId,
         settings::{Ceiling, OperatorSettings},
@@ -296,6 +298,31 @@ impl Context {
             namespace: b.namespace().unwrap_or_default(),
             binding: b.name_any(),
             uid: b.uid(),
+        }
+    }
+
+    /// What `b` lets go through `identity` (created by idbind when `managed`, else brought), its grants
+    /// looked for where `grants` says: the one constructor of a removal's input, every field named.
+    pub fn release(
+        &self,
+        b: &WorkloadIdentityBinding,
+        identity: ResourceId,
+        managed: bool,
+        grants: grants::Desired,
+    ) -> Release {
+        let namespace = b.namespace().unwrap_or_default();
+        let name = naming::federated_credential_name(&self.settings.cluster_name, &namespace, &b.name_any());
+        Release {
+            owner: self.owner(b),
+            identity,
+            managed,
+            federation: Federation {
+                name,
+                issuer: self.settings.issuer.clone(),
+                subject: naming::subject(&namespace, &b.spec.service_account_name),
+            },
+            grants,
+            operator_client_id: self.settings.operator_client_id.clone(),
         }
     }
 }

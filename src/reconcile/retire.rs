@@ -5,16 +5,13 @@
 //! status. The status only says where to look: what goes is what Azure shows is this binding's
 //! ([`crate::core::removal`]).
 
-use kube::ResourceExt;
-
 use super::{Context, azure_failure, context::key};
 use crate::{
     api::binding::WorkloadIdentityBinding,
     azure::AzureError,
     core::{
         desired::Wanted,
-        naming,
-        plan::{DesiredAzure, ManagedIdentity},
+        grants::{self, access_policies, role_assignments},
         report::{Outcome, Part},
         resource_id::ResourceId,
     },
@@ -35,20 +32,23 @@ pub async fn previous_identities(
     ctx: &Context,
 ) -> Result<(), Outcome> {
     for Previous { identity, managed } in previous(b, wanted, ctx).await {
-        let old_desired = DesiredAzure {
-            role_assignments: Vec::new(),
-            access_policies: Vec::new(),
-            managed_identity: managed.then(|| ManagedIdentity {
-                resource_id: identity.clone(),
-                location: String::new(),
-                tags: Default::default(),
-            }),
-            ..wanted.azure.clone()
+        // Nothing is wanted through the old identity: its grants are looked for where the binding's are, and
+        // what its status says it held by access policy goes.
+        let held = &wanted.azure.grants;
+        let grants = grants::Desired {
+            role_assignments: role_assignments::Desired::letting_go(
+                held.role_assignments.subscriptions.clone(),
+            ),
+            access_policies: access_policies::Desired::letting_go(
+                Vec::new(),
+                held.access_policies.held.clone(),
+            ),
         };
+        let release = ctx.release(b, identity.clone(), managed, grants);
         let shared = ctx.caches.brought_by_others(b, &identity);
         let removed = async {
-            let observed = ctx.azure.fresh().observe(&identity, &old_desired).await?;
-            ctx.azure.writes().remove(&identity, &old_desired, &observed, shared).await
+            let observed = ctx.azure.fresh().observe(&identity, &release).await?;
+            ctx.azure.writes().remove(&release, &observed, shared).await
         };
         match removed.await {
             Ok(gone) if gone.is_empty() => {}
@@ -75,22 +75,11 @@ pub async fn withdraw_federation(
     identity: &ResourceId,
     ctx: &Context,
 ) -> Result<(), AzureError> {
-    let ns = b.namespace().unwrap_or_default();
-    let azure = DesiredAzure {
-        owner: ctx.owner(b),
-        managed_identity: None,
-        fic_name: naming::federated_credential_name(&ctx.settings.cluster_name, &ns, &b.name_any()),
-        issuer: ctx.settings.issuer.clone(),
-        subject: format!("system:serviceaccount:{ns}:{}", b.spec.service_account_name),
-        role_assignments: Vec::new(),
-        access_policies: Vec::new(),
-        held_access_policies: Vec::new(),
-        assignment_subscriptions: Vec::new(),
-        operator_client_id: ctx.settings.operator_client_id.clone(),
-    };
+    // As a brought identity another binding shares: nothing but the federated credential may go.
+    let release = ctx.release(b, identity.clone(), false, grants::Desired::default());
     let removed = async {
-        let observed = ctx.azure.fresh().observe(identity, &azure).await?;
-        ctx.azure.writes().remove(identity, &azure, &observed, true).await
+        let observed = ctx.azure.fresh().observe(identity, &release).await?;
+        ctx.azure.writes().remove(&release, &observed, true).await
     };
     let gone = removed.await?;
     for id in &gone {

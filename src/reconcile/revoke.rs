@@ -107,9 +107,7 @@ async fn take_back(
 
 /// The deletes among `actions`: all a refused binding may do.
 fn removals(actions: &[Action]) -> Vec<Action> {
-    let removes =
-        |a: &&Action| matches!(a, Action::DeleteRoleAssignment { .. } | Action::RevokeAccessPolicy { .. });
-    actions.iter().filter(removes).cloned().collect()
+    actions.iter().filter(|a| a.takes_away()).cloned().collect()
 }
 
 /// What the binding holds once the deletes are done, when that is all of `wanted` (nothing else planned).
