@@ -15,8 +15,8 @@ use crate::{
 pub struct Desired {
     /// (vault resource id, permissions) wanted.
     pub wanted: Vec<(ResourceId, Permissions)>,
-    /// What the binding's status says idbind granted, so permissions the spec no longer asks for (or a vault it
-    /// no longer names) are revoked, and nothing else is.
+    /// What the binding's status says idbind granted, so permissions the spec no longer asks for (or a vault
+    /// it no longer names) are revoked, and nothing else is.
     pub held: Vec<(ResourceId, Permissions)>,
 }
 

@@ -1,6 +1,6 @@
 //! What a binding's identity is granted, one module per kind of grant. Each kind owns its part of the
-//! pipeline: what the binding wants (`Desired`), what Azure shows (`Observed`), the writes that converge one to
-//! the other (`Change`, `plan`), what a write made true (`assume`), what goes when the binding lets the
+//! pipeline: what the binding wants (`Desired`), what Azure shows (`Observed`), the writes that converge one
+//! to the other (`Change`, `plan`), what a write made true (`assume`), what goes when the binding lets the
 //! identity go (`release`), and the status's record of it (`status`). This module only lists the kinds: the
 //! planner, removal and the Azure adapter reach every kind through [`Desired`], [`Observed`] and [`Change`].
 //!
