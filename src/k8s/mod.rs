@@ -13,7 +13,7 @@ use k8s_openapi::api::{
     core::v1::ServiceAccount,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
@@ -220,6 +220,21 @@ fn annotation_managers(sa: &ServiceAccount, annotation: &str) -> Vec<String> {
         })
         .filter_map(|e| e.manager.clone())
         .collect()
+}
+
+/// Whether the binding is still waiting for a cleanup: it exists under `uid` and carries `finalizer`. A
+/// cleanup started from a cached copy after an earlier one finished (an event of the ServiceAccount it just
+/// released, arriving before the watch saw the finalizer go) finds it gone.
+pub async fn awaits_cleanup(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+    finalizer: &str,
+) -> Result<bool, KubeError> {
+    let api: Api<WorkloadIdentityBinding> = Api::namespaced(client.clone(), namespace);
+    let now = api.get_opt(name).await?;
+    Ok(now.is_some_and(|b| b.metadata.uid.as_deref() == uid && b.finalizers().iter().any(|f| f == finalizer)))
 }
 
 /// Writes a binding's status with server-side apply (full apiVersion/kind, our field manager).

@@ -19,6 +19,7 @@ use crate::{
         settings::Ceiling,
         validate::{self, DesiredIdentity},
     },
+    k8s,
 };
 
 /// An identity the binding may hold something through.
@@ -34,6 +35,11 @@ struct Candidate {
 
 /// Removes what the binding holds, then lets the finalizer go.
 pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, ReconcileError> {
+    let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+    if !k8s::awaits_cleanup(&ctx.client, &ns, &name, b.uid().as_deref(), super::FINALIZER).await? {
+        tracing::debug!(binding = %key(b), "cleanup already done (a cached copy of a binding since deleted)");
+        return Ok(Action::await_change());
+    }
     // The spec as last asked for, judged against no ceiling, once: only to know what it may have made.
     let spec = permissive_validation(b, ctx);
     match b.spec.deletion_policy {
@@ -47,7 +53,6 @@ pub async fn cleanup(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     }
     // The annotations go from the ServiceAccount the spec names and the one idbind last annotated, if that
     // was another.
-    let ns = b.namespace().unwrap_or_default();
     let previous = b.status.as_ref().and_then(|s| s.service_account.clone());
     bind::withdraw(ctx, &ns, &b.spec.service_account_name).await?;
     if let Some(previous) = previous.filter(|p| *p != b.spec.service_account_name) {
