@@ -14,6 +14,7 @@ use idbind::azure::{
     access::{Fresh, FromArm, Observation, Writes},
 };
 use idbind::core::naming;
+use idbind::core::reason::Reason;
 use idbind::core::resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY};
 use idbind::core::{
     grants::{self, role_assignments},
@@ -300,7 +301,7 @@ async fn an_injected_429_is_throttled_with_its_retry_after() -> TestResult {
     let err = Fresh::new(&api).observe(&id_of(&d), &d).await.err().ok_or("the fault did not fire")?;
     assert_eq!(
         (err.reason(), err.retryable(), err.retry_after()),
-        ("Throttled", true, Some(Duration::from_secs(7))),
+        (Reason::Throttled, true, Some(Duration::from_secs(7))),
         "{err}"
     );
     assert!(
@@ -327,7 +328,7 @@ async fn an_injected_503_is_a_retryable_server_error() -> TestResult {
         return Err("no identity planned".into());
     };
     let err = api.put_identity(&resource_id, &location, &tags).await.err().ok_or("the 503 did not fire")?;
-    assert_eq!((err.reason(), err.retryable()), ("AzureServerError", true), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::AzureServerError, true), "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -338,7 +339,7 @@ async fn an_injected_dropped_connection_is_azure_unreachable() -> TestResult {
     h.set_faults(vec![once("RoleDefinitions_List", FaultAction::Drop)]);
     let err =
         api.resolve_role(&vault("kv-rbac"), "Key Vault Reader").await.err().ok_or("the drop did not fire")?;
-    assert_eq!((err.reason(), err.retryable()), ("AzureUnreachable", true), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::AzureUnreachable, true), "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -387,7 +388,7 @@ async fn role_names_resolve_and_are_cached() -> TestResult {
     assert_eq!(h.counters().total("RoleDefinitions_List"), lists, "served from the cache");
     let err = api.resolve_role(&scope, "Key Vault Wizard").await.err().ok_or("an unknown role resolved")?;
     assert!(matches!(&err, AzureError::RoleNotFound { role, .. } if role == "Key Vault Wizard"), "{err:?}");
-    assert_eq!((err.reason(), err.retryable()), ("RoleNotFound", false));
+    assert_eq!((err.reason(), err.retryable()), (Reason::RoleNotFound, false));
     h.shutdown().await?;
     Ok(())
 }
@@ -461,7 +462,7 @@ async fn an_assignment_before_the_identity_has_a_principal_is_retryable() -> Tes
         .await
         .err()
         .ok_or("an assignment without principal was accepted")?;
-    assert_eq!((err.reason(), err.retryable()), ("IdentityNotReady", true));
+    assert_eq!((err.reason(), err.retryable()), (Reason::IdentityNotReady, true));
     h.shutdown().await?;
     Ok(())
 }
@@ -509,7 +510,7 @@ async fn a_missing_resource_group_is_a_permanent_refusal() -> TestResult {
     // Where the operator was given no role, ARM does not say whether the group exists: AuthorizationFailed
     // ("…or the scope is invalid"), retried.
     let err = api.put_identity(&missing_rg, "westeurope", &BTreeMap::new()).await.err().ok_or("written")?;
-    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::AuthorizationFailed, true), "{err}");
     // With Managed Identity Contributor on the whole subscription, a group that does not exist: permanent.
     let mut seed = Seed::default();
     seed.assign(
@@ -523,7 +524,7 @@ async fn a_missing_resource_group_is_a_permanent_refusal() -> TestResult {
         .await
         .err()
         .ok_or("an identity was created in a missing resource group")?;
-    assert_eq!((err.reason(), err.retryable()), ("ResourceGroupNotFound", false), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::ResourceGroupNotFound, false), "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -550,7 +551,7 @@ async fn concurrent_fic_writes_on_one_identity_get_arms_retryable_409() -> TestR
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(
         (failed[0].reason(), failed[0].retryable()),
-        ("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity", true),
+        (Reason::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity, true),
         "{}",
         failed[0]
     );
@@ -574,13 +575,13 @@ async fn a_write_the_operator_may_not_make_is_authorization_failed_and_retried()
         .await
         .err()
         .ok_or("a role the condition does not list was assigned")?;
-    assert_eq!((err.reason(), err.retryable()), ("AuthorizationFailed", true), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::AuthorizationFailed, true), "{err}");
     assert!(err.to_string().contains("ABAC condition not fulfilled"), "{err}");
     // Nor anything outside the scopes it was given: an identity in the vaults' group.
     let elsewhere =
         ResourceId::resource_group_scope(SUB, KV_RG).provider_resource(USER_ASSIGNED_IDENTITY, "x");
     let err = api.put_identity(&elsewhere, "westeurope", &BTreeMap::new()).await.err().ok_or("written")?;
-    assert_eq!(err.reason(), "AuthorizationFailed", "{err}");
+    assert_eq!(err.reason(), Reason::AuthorizationFailed, "{err}");
     h.shutdown().await?;
     Ok(())
 }
@@ -601,7 +602,7 @@ async fn a_wrong_secret_is_an_authentication_failure() -> TestResult {
     )?;
     let d = desired("orders", &[]);
     let err = Fresh::new(&api).observe(&id_of(&d), &d).await.err().ok_or("a wrong secret was accepted")?;
-    assert_eq!(err.reason(), "AuthenticationFailed", "{err:?}");
+    assert_eq!(err.reason(), Reason::AuthenticationFailed, "{err:?}");
     h.shutdown().await?;
     Ok(())
 }
@@ -693,7 +694,7 @@ async fn governed_fic_writes_on_one_identity_never_overlap() -> TestResult {
     let conflict = [a, b]
         .into_iter()
         .filter_map(Result::err)
-        .find(|e| e.reason() == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity");
+        .find(|e| e.reason() == Reason::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity);
     assert!(
         conflict.is_some_and(|e| e.retryable()),
         "two raw writes at once must collide in the simulator, or this test proves nothing"
@@ -738,7 +739,7 @@ async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
 
     // The same burst without the budget is throttled.
     let raw: Vec<_> = futures::future::join_all((0..3).map(|_| arm.get_identity(&id))).await;
-    assert!(raw.iter().any(|r| r.as_ref().is_err_and(|e| e.reason() == "Throttled")), "{raw:?}");
+    assert!(raw.iter().any(|r| r.as_ref().is_err_and(|e| e.reason() == Reason::Throttled)), "{raw:?}");
     h.shutdown().await?;
     Ok(())
 }

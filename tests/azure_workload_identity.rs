@@ -10,6 +10,7 @@ use std::time::Duration;
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind::azure::workload_identity::FileFederatedCredential;
 use idbind::azure::{AzureApi, FederatedCredential};
+use idbind::core::reason::Reason;
 use idbind::core::resource_id::ResourceId;
 use idbind_sim::{Seed, SeedApp, SimConfig, Simulator};
 
@@ -104,7 +105,7 @@ async fn the_credential_keeps_working_past_the_first_tokens_expiry() -> TestResu
     // Eleven minutes later on Entra's clock the projected token has expired.
     h.advance_clock(Duration::from_secs(11 * 60));
     let err = api.get_identity(&identity).await.err().ok_or("an expired assertion was accepted")?;
-    assert_eq!((err.reason(), err.retryable()), ("AuthenticationFailed", true), "{err}");
+    assert_eq!((err.reason(), err.retryable()), (Reason::AuthenticationFailed, true), "{err}");
     assert!(err.to_string().contains("AADSTS700024"), "not the expired assertion: {err}");
 
     // The kubelet has rotated the file: the next exchange reads it again and succeeds.

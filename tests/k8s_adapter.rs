@@ -145,7 +145,7 @@ async fn status_written_by_apply_satisfies_kubectl_wait() -> TestResult {
         &conditions::Want {
             type_: conditions::READY,
             status: true,
-            reason: "Reconciled",
+            reason: idbind::core::reason::Reason::Reconciled,
             message: "Azure and the ServiceAccount match the spec".into(),
         },
         created.metadata.generation,

@@ -28,6 +28,7 @@ use common::{
     process::Operator,
     steps::step,
 };
+use idbind::core::reason::Reason;
 use idbind::{
     azure::{AzureApi, FederatedCredential},
     core::{resource_id::ResourceId, settings::Ceiling},
@@ -310,7 +311,7 @@ async fn signed_in(
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match workload.api.get_identity(own).await {
-            Err(e) if e.reason() == "AuthorizationFailed" => return Ok(workload),
+            Err(e) if e.reason() == Reason::AuthorizationFailed => return Ok(workload),
             other if std::time::Instant::now() > deadline => {
                 return Err(format!("the workload did not sign in to ARM: {other:?}").into());
             }
@@ -352,7 +353,7 @@ async fn a_tenants_identity_may_not_write_in_arm_what_it_was_not_granted() -> Te
     let refused = |what: &str, result: Result<(), idbind::azure::AzureError>, action: &str| {
         let err = result.err().ok_or_else(|| format!("{what} went through"))?;
         let text = err.to_string();
-        if err.reason() != "AuthorizationFailed"
+        if err.reason() != Reason::AuthorizationFailed
             || !text.contains(&app.principal_id)
             || !text.contains(action)
         {

@@ -740,7 +740,7 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
             ])?;
             Ok(reasons
                 .lines()
-                .filter(|r| r.trim() == idbind::core::report::AWAITING_TURN)
+                .filter(|r| r.trim() == idbind::core::reason::Reason::AwaitingRequestBudget.as_str())
                 .count())
         };
         eventually(

@@ -310,7 +310,7 @@ async fn another_writer_removing_the_annotations_is_not_fought() -> TestResult {
     let fight = fight(
         &env,
         "app",
-        "ServiceAccountAnnotated",
+        idbind::core::reason::Reason::ServiceAccountAnnotatedByOthers.as_str(),
         || Ok(annotation()? == ours),
         |_| {
             env.kubectl(&["annotate", "serviceaccount", "app", "azure.workload.identity/client-id-"])?;

@@ -176,7 +176,8 @@ async fn refused(
     let azure = Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
     match dry_run(&azure, &settings(env.plane), ceiling, Some(rules), &b).await {
         DryRun::Invalid(problems) => {
-            let found: Vec<(&str, &str)> = problems.iter().map(|p| (p.field.as_str(), p.reason)).collect();
+            let found: Vec<(&str, &str)> =
+                problems.iter().map(|p| (p.field.as_str(), p.reason.as_str())).collect();
             assert_eq!(found, [(FIELD, "InvalidSpec")], "{problems:?}");
         }
         other => panic!("the operator would not refuse {scope:?}: {other:?}"),

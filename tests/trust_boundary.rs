@@ -225,7 +225,11 @@ async fn service_accounts_annotated_by_someone_else_are_never_taken_over() -> Te
     let judged = cluster.settled(&operator_ns, "operator").await?;
     assert_eq!(judged, ("False".into(), "PolicyViolation".into()), "the operator's own ServiceAccount");
     let judged = cluster.settled(&tenant.ns, "legacy").await?;
-    assert_eq!(judged, ("False".into(), "ServiceAccountAnnotated".into()), "a client id set by someone else");
+    assert_eq!(
+        judged,
+        ("False".into(), idbind::core::reason::Reason::ServiceAccountAnnotatedByOthers.as_str().into()),
+        "a client id set by someone else"
+    );
     assert_eq!(client_id(&operator_ns, "operator")?, cluster.operator_client_id);
     assert_eq!(client_id(&tenant.ns, "legacy")?, "set-by-the-app-team");
     // Deleting the bindings leaves the annotations as their owners set them.

@@ -1103,6 +1103,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+    use crate::core::reason::Reason;
     use azure_core::Method;
     use proptest::prelude::*;
 
@@ -1165,7 +1166,7 @@ mod tests {
             matches!(sent, Err(AzureError::Misaddressed { operation: "Resources_GetById", .. })),
             "{sent:?}"
         );
-        assert_eq!(sent.err().map(|e| e.reason()), Some("InvalidResourceId"));
+        assert_eq!(sent.err().map(|e| e.reason()), Some(Reason::InvalidResourceId));
         assert_eq!(recorder.sent(), Vec::<(String, String)>::new(), "nothing reached the transport");
     }
 

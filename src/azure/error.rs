@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::core::reason::Reason;
+
 /// A failed Azure call, saying which call failed and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AzureError {
@@ -62,119 +64,28 @@ pub enum AzureError {
     Config(String),
 }
 
-/// What the controller does with an error; the PascalCase name is the condition reason, Event reason and
-/// metric label, so it must not change once shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    Throttled,
-    AzureServerError,
-    AzureUnreachable,
-    AuthenticationFailed,
-    InvalidAzureResponse,
-    /// ARM's `PrincipalNotFound`: Entra has not replicated a new identity's principal to where ARM looks yet.
-    /// Named for what it means, since the principal does exist.
-    PrincipalNotReplicated,
-    IdentityNotReady,
-    ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
-    AnotherOperationInProgress,
-    Conflict,
-    AuthorizationFailed,
-    ResourceGroupNotFound,
-    RoleNotFound,
-    VaultNotFound,
-    NotFound,
-    BadRequest,
-    InvalidParameter,
-    RoleAssignmentConflict,
-    InvalidResourceId,
-    InvalidConfiguration,
-    /// Any other 4xx: ARM rejected the request and repeating it will not help.
-    AzureRequestRejected,
-}
-
-impl Category {
-    /// The stable reason string.
-    pub fn reason(self) -> &'static str {
-        use Category::*;
-        match self {
-            Throttled => "Throttled",
-            AzureServerError => "AzureServerError",
-            AzureUnreachable => "AzureUnreachable",
-            AuthenticationFailed => "AuthenticationFailed",
-            InvalidAzureResponse => "InvalidAzureResponse",
-            PrincipalNotReplicated => "PrincipalNotReplicated",
-            IdentityNotReady => "IdentityNotReady",
-            ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity => {
-                "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
-            }
-            AnotherOperationInProgress => "AnotherOperationInProgress",
-            Conflict => "Conflict",
-            AuthorizationFailed => "AuthorizationFailed",
-            ResourceGroupNotFound => "ResourceGroupNotFound",
-            RoleNotFound => "RoleNotFound",
-            VaultNotFound => "VaultNotFound",
-            NotFound => "NotFound",
-            BadRequest => "BadRequest",
-            InvalidParameter => "InvalidParameter",
-            RoleAssignmentConflict => "RoleAssignmentConflict",
-            InvalidResourceId => "InvalidResourceId",
-            InvalidConfiguration => "InvalidConfiguration",
-            AzureRequestRejected => "AzureRequestRejected",
-        }
-    }
-
-    /// Whether trying again later may succeed without anyone changing the binding.
-    pub fn retryable(self) -> bool {
-        use Category::*;
-        match self {
-            Throttled
-            | AzureServerError
-            | AzureUnreachable
-            | InvalidAzureResponse
-            | PrincipalNotReplicated
-            | IdentityNotReady
-            | ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity
-            | AnotherOperationInProgress
-            | Conflict => true,
-            // A token may fail for a moment (Entra outage, a rotated secret or federated token not yet
-            // mounted), and a role grant to the operator may still be propagating: retried with backoff, but
-            // reported under their own reason so a human sees it.
-            AuthenticationFailed | AuthorizationFailed => true,
-            ResourceGroupNotFound
-            | RoleNotFound
-            | VaultNotFound
-            | NotFound
-            | BadRequest
-            | InvalidParameter
-            | RoleAssignmentConflict
-            | InvalidResourceId
-            | InvalidConfiguration
-            | AzureRequestRejected => false,
-        }
-    }
-}
-
 impl AzureError {
-    /// The category this error falls into.
-    pub fn category(&self) -> Category {
+    /// The reason this error falls under: the condition reason, Event reason and metric label, and whether it
+    /// is retried ([`Reason::retryable`]).
+    pub fn reason(&self) -> Reason {
         match self {
             AzureError::Arm { status, code, .. } => classify(*status, code),
-            AzureError::Network { .. } => Category::AzureUnreachable,
-            AzureError::Credential { .. } => Category::AuthenticationFailed,
-            AzureError::InvalidResponse { .. } => Category::InvalidAzureResponse,
-            AzureError::RoleNotFound { .. } => Category::RoleNotFound,
-            AzureError::VaultNotFound(_) => Category::VaultNotFound,
-            AzureError::IdentityNotReady(_) => Category::IdentityNotReady,
-            AzureError::RoleAssignmentConflict { .. } => Category::RoleAssignmentConflict,
+            AzureError::Network { .. } => Reason::AzureUnreachable,
+            AzureError::Credential { .. } => Reason::AuthenticationFailed,
+            AzureError::InvalidResponse { .. } => Reason::InvalidAzureResponse,
+            AzureError::RoleNotFound { .. } => Reason::RoleNotFound,
+            AzureError::VaultNotFound(_) => Reason::VaultNotFound,
+            AzureError::IdentityNotReady(_) => Reason::IdentityNotReady,
+            AzureError::RoleAssignmentConflict { .. } => Reason::RoleAssignmentConflict,
             AzureError::InvalidResourceId { .. } | AzureError::Misaddressed { .. } => {
-                Category::InvalidResourceId
+                Reason::InvalidResourceId
             }
-            AzureError::Config(_) => Category::InvalidConfiguration,
+            AzureError::Config(_) => Reason::InvalidConfiguration,
         }
     }
 
     pub fn retryable(&self) -> bool {
-        self.category().retryable()
+        self.reason().retryable()
     }
 
     /// How long Azure asked us to wait, when it said so.
@@ -183,11 +94,6 @@ impl AzureError {
             AzureError::Arm { retry_after, .. } => *retry_after,
             _ => None,
         }
-    }
-
-    /// The stable PascalCase reason (condition reason, Event reason, metric label).
-    pub fn reason(&self) -> &'static str {
-        self.category().reason()
     }
 
     /// Whether ARM said the addressed resource does not exist (a delete treats this as done).
@@ -204,37 +110,37 @@ impl AzureError {
     }
 }
 
-/// Category of an ARM error answer. The code decides when it is one we know (ARM compares codes
+/// The reason of an ARM error answer. The code decides when it is one we know (ARM compares codes
 /// case-sensitively, but some services vary the case, so we do not); otherwise the status does.
-fn classify(status: u16, code: &str) -> Category {
+fn classify(status: u16, code: &str) -> Reason {
     let known = [
-        ("PrincipalNotFound", Category::PrincipalNotReplicated),
+        ("PrincipalNotFound", Reason::PrincipalNotReplicated),
         (
             "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
-            Category::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
+            Reason::ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity,
         ),
-        ("AnotherOperationInProgress", Category::AnotherOperationInProgress),
-        ("AuthorizationFailed", Category::AuthorizationFailed),
-        ("ResourceGroupNotFound", Category::ResourceGroupNotFound),
-        ("RoleDefinitionDoesNotExist", Category::RoleNotFound),
-        ("BadRequest", Category::BadRequest),
-        ("InvalidParameter", Category::InvalidParameter),
-        ("Conflict", Category::Conflict),
+        ("AnotherOperationInProgress", Reason::AnotherOperationInProgress),
+        ("AuthorizationFailed", Reason::AuthorizationFailed),
+        ("ResourceGroupNotFound", Reason::ResourceGroupNotFound),
+        ("RoleDefinitionDoesNotExist", Reason::RoleNotFound),
+        ("BadRequest", Reason::BadRequest),
+        ("InvalidParameter", Reason::InvalidParameter),
+        ("Conflict", Reason::Conflict),
     ];
     if status == 429 {
-        return Category::Throttled;
+        return Reason::Throttled;
     }
     if status >= 500 {
-        return Category::AzureServerError;
+        return Reason::AzureServerError;
     }
     if let Some((_, c)) = known.iter().find(|(k, _)| k.eq_ignore_ascii_case(code)) {
         return *c;
     }
     match status {
         // An expired or not-yet-valid token: the next attempt gets a fresh one.
-        401 => Category::AuthenticationFailed,
-        404 => Category::NotFound,
-        _ => Category::AzureRequestRejected,
+        401 => Reason::AuthenticationFailed,
+        404 => Reason::NotFound,
+        _ => Reason::AzureRequestRejected,
     }
 }
 
@@ -290,7 +196,7 @@ mod tests {
         ];
         for (status, code, reason, retryable) in table {
             let e = arm(*status, code, None);
-            assert_eq!((e.reason(), e.retryable()), (*reason, *retryable), "{status} {code}");
+            assert_eq!((e.reason().as_str(), e.retryable()), (*reason, *retryable), "{status} {code}");
         }
     }
 
@@ -345,7 +251,11 @@ mod tests {
             (AzureError::Config("bad CA".into()), "InvalidConfiguration", false),
         ];
         for (e, reason, retryable) in table {
-            assert_eq!((e.reason(), e.retryable(), e.retry_after()), (reason, retryable, None), "{e}");
+            assert_eq!(
+                (e.reason().as_str(), e.retryable(), e.retry_after()),
+                (reason, retryable, None),
+                "{e}"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-pub use error::{AzureError, Category};
+pub use error::AzureError;
 
 pub use crate::core::plan::IdentityIds;
 use crate::core::{

@@ -5,6 +5,7 @@
 //! `lastTransitionTime` moves only when a condition's status flips, and a write happens only when something a
 //! user can see changed.
 
+use crate::core::reason::Reason;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub const READY: &str = "Ready";
@@ -28,7 +29,7 @@ pub const STALLED: &str = "Stalled";
 pub struct Want<'a> {
     pub type_: &'a str,
     pub status: bool,
-    pub reason: &'a str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -50,7 +51,7 @@ pub fn set(conditions: &mut Vec<Condition>, want: &Want<'_>, generation: Option<
     match conditions.iter_mut().find(|c| c.type_ == want.type_) {
         Some(c)
             if c.status == status
-                && c.reason == want.reason
+                && c.reason == want.reason.as_str()
                 && c.message == want.message
                 && c.observed_generation == generation =>
         {
@@ -92,25 +93,25 @@ mod tests {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
     }
 
-    fn ready(status: bool, reason: &str) -> Want<'_> {
+    fn ready(status: bool, reason: Reason) -> Want<'static> {
         Want { type_: READY, status, reason, message: format!("{reason} message") }
     }
 
     #[test]
     fn unchanged_conditions_are_not_rewritten() {
         let mut c = Vec::new();
-        assert!(set(&mut c, &ready(true, "Reconciled"), Some(1), &t(10)));
-        assert!(!set(&mut c, &ready(true, "Reconciled"), Some(1), &t(20)));
+        assert!(set(&mut c, &ready(true, Reason::Reconciled), Some(1), &t(10)));
+        assert!(!set(&mut c, &ready(true, Reason::Reconciled), Some(1), &t(20)));
         assert_eq!(c[0].last_transition_time, t(10));
     }
 
     #[test]
     fn transition_time_moves_only_when_the_status_flips() {
         let mut c = Vec::new();
-        set(&mut c, &ready(false, "Throttled"), Some(1), &t(10));
-        assert!(set(&mut c, &ready(false, "PrincipalNotReplicated"), Some(1), &t(20)));
+        set(&mut c, &ready(false, Reason::Throttled), Some(1), &t(10));
+        assert!(set(&mut c, &ready(false, Reason::PrincipalNotReplicated), Some(1), &t(20)));
         assert_eq!(c[0].last_transition_time, t(10), "same status, new reason: time kept");
-        assert!(set(&mut c, &ready(true, "Reconciled"), Some(1), &t(30)));
+        assert!(set(&mut c, &ready(true, Reason::Reconciled), Some(1), &t(30)));
         assert_eq!(c[0].last_transition_time, t(30));
         assert_eq!(c[0].status, "True");
     }
@@ -118,8 +119,8 @@ mod tests {
     #[test]
     fn a_new_generation_is_a_change() {
         let mut c = Vec::new();
-        set(&mut c, &ready(true, "Reconciled"), Some(1), &t(10));
-        assert!(set(&mut c, &ready(true, "Reconciled"), Some(2), &t(20)));
+        set(&mut c, &ready(true, Reason::Reconciled), Some(1), &t(10));
+        assert!(set(&mut c, &ready(true, Reason::Reconciled), Some(2), &t(20)));
         assert_eq!((c[0].observed_generation, c[0].last_transition_time.clone()), (Some(2), t(10)));
     }
 
@@ -127,7 +128,7 @@ mod tests {
     fn times_are_kept_in_whole_seconds_as_the_api_server_stores_them() {
         let mut c = Vec::new();
         let precise = Time(k8s_openapi::jiff::Timestamp::from_nanosecond(10_600_000_000).unwrap_or_default());
-        set(&mut c, &ready(true, "Reconciled"), Some(1), &precise);
+        set(&mut c, &ready(true, Reason::Reconciled), Some(1), &precise);
         assert_eq!(c[0].last_transition_time, t(10));
     }
 
@@ -136,7 +137,7 @@ mod tests {
         let mut c = Vec::new();
         set(
             &mut c,
-            &Want { type_: STALLED, status: true, reason: "InvalidSpec", message: "spec.x".into() },
+            &Want { type_: STALLED, status: true, reason: Reason::InvalidSpec, message: "spec.x".into() },
             Some(1),
             &t(1),
         );

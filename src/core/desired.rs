@@ -2,6 +2,7 @@
 //! and from that and the identity's ids, to the status's record of what it holds ([`held`]). Pure: the reads
 //! happen in the reconcile's resolve step.
 
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{FederatedCredentialStatus, IdentityStatus, WorkloadIdentityBindingStatus},
     core::{
@@ -11,7 +12,7 @@ use crate::{
         report::{Failure, Held, Part},
         resource_id::ResourceId,
         roles::{self, Permissions},
-        validate::{DesiredBinding, DesiredIdentity, INVALID_SPEC},
+        validate::{DesiredBinding, DesiredIdentity},
     },
 };
 
@@ -48,7 +49,7 @@ pub fn answered_scope(field: &str, judged: &ResourceId, answered: &str) -> Resul
         Ok(id) if id == *judged => Ok(id),
         _ => Err(Failure {
             part: Part::RoleAssignments,
-            reason: INVALID_SPEC,
+            reason: Reason::InvalidSpec,
             message: format!(
                 "{field}: idbind judged the scope {judged}, but Azure answered its GET with the id \
                  {answered:?}; a role assignment would land there, so nothing is written. Write the scope as \
@@ -173,7 +174,7 @@ fn access_policy(vault: &VaultFacts) -> Result<Permissions, Failure> {
             );
             return Err(Failure {
                 part: Part::RoleAssignments,
-                reason: "AccessPolicyRoleUnsupported",
+                reason: Reason::AccessPolicyRoleUnsupported,
                 message,
                 retry_after: None,
             });
@@ -399,7 +400,7 @@ mod tests {
             let failure = answered_scope(FIELD, &judged, answered).err();
             assert_eq!(
                 failure.as_ref().map(|f| (f.part, f.reason, f.retry_after)),
-                Some((Part::RoleAssignments, INVALID_SPEC, None)),
+                Some((Part::RoleAssignments, Reason::InvalidSpec, None)),
                 "{answered:?}"
             );
             let message = failure.map(|f| f.message).unwrap_or_default();
@@ -418,7 +419,7 @@ mod tests {
         let failure = azure_state(&binding(&["kv-legacy"]), owner(), &vaults, &[], None).err();
         assert_eq!(
             failure.map(|f| (f.part, f.reason)),
-            Some((Part::RoleAssignments, "AccessPolicyRoleUnsupported"))
+            Some((Part::RoleAssignments, Reason::AccessPolicyRoleUnsupported))
         );
     }
 

@@ -9,6 +9,7 @@ pub mod naming;
 pub mod plan;
 pub mod policy;
 pub mod proof;
+pub mod reason;
 pub mod removal;
 pub mod report;
 pub mod resource_id;

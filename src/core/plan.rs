@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::reason::Reason;
 use crate::{
     api::binding::TOKEN_EXCHANGE_AUDIENCE,
     core::{grants, report::Part, resource_id::ResourceId},
@@ -279,17 +280,17 @@ impl Blocked {
     }
 
     /// The condition reason for users.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Blocked::IdentityConflict(_)
             | Blocked::EarlierBindingsIdentity(_)
             | Blocked::IdentityOfAnotherBinding { .. }
-            | Blocked::ForeignFederation { .. } => "IdentityConflict",
-            Blocked::OperatorIdentity => "OperatorIdentity",
-            Blocked::ExistingIdentityNotFound => "IdentityNotFound",
-            Blocked::LocationMismatch { .. } => "IdentityLocationMismatch",
-            Blocked::FederatedCredentialLimit(_) => "FederatedCredentialLimit",
-            Blocked::DuplicateFederation(_) => "DuplicateFederatedCredential",
+            | Blocked::ForeignFederation { .. } => Reason::IdentityConflict,
+            Blocked::OperatorIdentity => Reason::OperatorIdentity,
+            Blocked::ExistingIdentityNotFound => Reason::IdentityNotFound,
+            Blocked::LocationMismatch { .. } => Reason::IdentityLocationMismatch,
+            Blocked::FederatedCredentialLimit(_) => Reason::FederatedCredentialLimit,
+            Blocked::DuplicateFederation(_) => Reason::DuplicateFederatedCredential,
         }
     }
 }
@@ -651,7 +652,7 @@ mod tests {
         if let Some(i) = o.identity.as_mut() {
             i.tags.insert(TAG_NAMESPACE.into(), "other".into());
         }
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err(Reason::IdentityConflict));
     }
 
     /// The identity's tags as `ours(d)` with `edit` applied.
@@ -667,7 +668,7 @@ mod tests {
     fn ownership_is_what_the_exact_tags_say_including_the_uid() {
         let d = desired(&[]);
         type Edit = dyn Fn(&mut BTreeMap<String, String>);
-        let table: &[(&str, &Edit, Result<usize, &str>)] = &[
+        let table: &[(&str, &Edit, Result<usize, Reason>)] = &[
             ("all four tags, exactly: ours, nothing to do", &|_| {}, Ok(0)),
             (
                 "no UID tag: made before UIDs were recorded, adopted by adding it",
@@ -681,7 +682,7 @@ mod tests {
                 &|t| {
                     t.insert(TAG_UID.into(), "uid-0".into());
                 },
-                Err("IdentityConflict"),
+                Err(Reason::IdentityConflict),
             ),
             (
                 "the namespace tag in another case: not ours",
@@ -689,7 +690,7 @@ mod tests {
                     let ns = t.remove(TAG_NAMESPACE).unwrap_or_default();
                     t.insert("IDBIND.dev.namespace".into(), ns);
                 },
-                Err("IdentityConflict"),
+                Err(Reason::IdentityConflict),
             ),
             (
                 "names in another case and no UID: a tenant's forgery",
@@ -700,21 +701,21 @@ mod tests {
                         .map(|(k, v)| (k.to_uppercase(), v.clone()))
                         .collect();
                 },
-                Err("IdentityConflict"),
+                Err(Reason::IdentityConflict),
             ),
             (
                 "another namespace",
                 &|t| {
                     t.insert(TAG_NAMESPACE.into(), "team-b".into());
                 },
-                Err("IdentityConflict"),
+                Err(Reason::IdentityConflict),
             ),
             (
                 "another cluster",
                 &|t| {
                     t.insert(TAG_CLUSTER.into(), "aks2".into());
                 },
-                Err("IdentityConflict"),
+                Err(Reason::IdentityConflict),
             ),
         ];
         for (case, edit, want) in table {
@@ -752,7 +753,7 @@ mod tests {
             i.client_id = OPERATOR_CLIENT_ID.to_uppercase();
         }
         assert_eq!(plan(&d, &o), Err(Blocked::OperatorIdentity));
-        assert_eq!(Blocked::OperatorIdentity.reason(), "OperatorIdentity");
+        assert_eq!(Blocked::OperatorIdentity.reason(), Reason::OperatorIdentity);
     }
 
     #[test]
@@ -767,7 +768,7 @@ mod tests {
         if let Some(i) = o.identity.as_mut() {
             i.location = "eastus".into();
         }
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityLocationMismatch"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err(Reason::IdentityLocationMismatch));
     }
 
     #[test]
@@ -786,11 +787,11 @@ mod tests {
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_count = MAX_FICS_PER_IDENTITY;
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("FederatedCredentialLimit"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err(Reason::FederatedCredentialLimit));
         let mut o = converged(&d, &[]);
         o.fic = None;
         o.fic_duplicate_of = Some("someone-elses".into());
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("DuplicateFederatedCredential"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err(Reason::DuplicateFederatedCredential));
     }
 
     #[test]
@@ -802,7 +803,10 @@ mod tests {
             i.tags.clear();
         }
         assert_eq!(plan(&d, &o), Ok(vec![]));
-        assert_eq!(plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()), Err("IdentityNotFound"));
+        assert_eq!(
+            plan(&d, &ObservedAzure::default()).map_err(|b| b.reason()),
+            Err(Reason::IdentityNotFound)
+        );
     }
 
     #[test]
@@ -822,7 +826,7 @@ mod tests {
         assert!(
             matches!(plan(&d, &o), Err(Blocked::IdentityOfAnotherBinding { ref namespace, ref binding, .. }) if namespace == "team-b" && binding == "payments")
         );
-        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err("IdentityConflict"));
+        assert_eq!(plan(&d, &o).map_err(|b| b.reason()), Err(Reason::IdentityConflict));
     }
 
     fn perms(secrets: &[&str], certificates: &[&str]) -> Permissions {

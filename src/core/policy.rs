@@ -22,6 +22,7 @@
 //!
 //! The subject is never in question: it always names the binding's own namespace.
 
+use crate::core::reason::Reason;
 use crate::{
     api::{
         binding::{KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
@@ -31,7 +32,7 @@ use crate::{
         resource_id::{KEY_VAULT, ResourceId, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
         settings::{Ceiling, OperatorSettings},
-        validate::{DesiredBinding, DesiredGrant, DesiredIdentity, Invalid, POLICY_VIOLATION, validate},
+        validate::{DesiredBinding, DesiredGrant, DesiredIdentity, Invalid, validate},
     },
 };
 
@@ -517,7 +518,7 @@ pub fn allowed_part(
 }
 
 fn violation(field: String, message: String) -> Invalid {
-    Invalid { field, reason: POLICY_VIOLATION, message }
+    Invalid { field, reason: Reason::PolicyViolation, message }
 }
 
 #[cfg(test)]

@@ -11,12 +11,7 @@
 use std::time::Duration;
 
 use super::roles::{BUILTIN_ROLES, Permissions};
-
-/// The condition reasons of verification.
-pub const VERIFIED: &str = "Verified";
-pub const PROPAGATION_PENDING: &str = "PropagationPending";
-pub const FEDERATION_MISMATCH: &str = "FederationMismatch";
-pub const ACCESS_DENIED: &str = "AccessDenied";
+use crate::core::reason::Reason;
 
 /// Entra's code for "no federated credential matches the assertion" (not yet, or not at all).
 pub const AADSTS_NO_MATCHING_FEDERATION: u64 = 70021;
@@ -122,7 +117,7 @@ pub enum Finding {
     },
     /// Past the window, or a failure no propagation explains.
     Failed {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
 }
@@ -141,7 +136,7 @@ pub fn federation(exchange: &Exchange, pending_for: Duration, window: Duration) 
             wait: retry_after(pending_for),
         },
         Exchange::NoMatchingFederation(message) => Finding::Failed {
-            reason: FEDERATION_MISMATCH,
+            reason: Reason::FederationMismatch,
             message: format!(
                 "the ServiceAccount's token still does not exchange after {} s (the issuer, subject or audience \
                  of the federated credential does not match what the cluster issues): {message}",
@@ -149,7 +144,7 @@ pub fn federation(exchange: &Exchange, pending_for: Duration, window: Duration) 
             ),
         },
         Exchange::Refused(message) => {
-            Finding::Failed { reason: FEDERATION_MISMATCH, message: message.clone() }
+            Finding::Failed { reason: Reason::FederationMismatch, message: message.clone() }
         }
     }
 }
@@ -167,14 +162,14 @@ pub fn access(vault: &str, answer: &Access, pending_for: Duration, window: Durat
             wait: retry_after(pending_for),
         },
         Access::Denied(message) => Finding::Failed {
-            reason: ACCESS_DENIED,
+            reason: Reason::AccessDenied,
             message: format!(
                 "vault {vault} still denies the identity after {} s: {message}",
                 pending_for.as_secs()
             ),
         },
         Access::TokenRefused(message) => Finding::Failed {
-            reason: ACCESS_DENIED,
+            reason: Reason::AccessDenied,
             message: format!(
                 "vault {vault} refuses the identity's token (check the operator's Key Vault audience setting): \
                  {message}"
@@ -235,7 +230,7 @@ mod tests {
             matches!(federation(&no_match, s(200), window), Finding::Pending { wait, .. } if wait == s(30))
         );
         assert!(
-            matches!(federation(&no_match, s(300), window), Finding::Failed { reason, ref message } if reason == FEDERATION_MISMATCH && message.contains("AADSTS70021"))
+            matches!(federation(&no_match, s(300), window), Finding::Failed { reason, ref message } if reason == Reason::FederationMismatch && message.contains("AADSTS70021"))
         );
         // Another refusal is no propagation: reported at once.
         let refused = Exchange::Refused("AADSTS700016: application not found".into());
@@ -243,7 +238,7 @@ mod tests {
         let denied = Access::Denied("ForbiddenByRbac: Caller is not authorized".into());
         assert!(matches!(access("kv", &denied, s(10), window), Finding::Pending { .. }));
         assert!(
-            matches!(access("kv", &denied, s(301), window), Finding::Failed { reason, .. } if reason == ACCESS_DENIED)
+            matches!(access("kv", &denied, s(301), window), Finding::Failed { reason, .. } if reason == Reason::AccessDenied)
         );
         assert_eq!(access("kv", &Access::Granted, s(0), window), Finding::Proven);
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{
         AccessPolicyStatus, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus,
@@ -17,22 +18,10 @@ use crate::{
     core::{
         claim::Holder,
         conditions::{self, Want},
-        proof,
         validate::Invalid,
         wiring::{Unwired, Wiring},
     },
 };
-
-/// The reason a binding waiting for its turn at the request budget shows (Reconciling; not an error).
-pub const AWAITING_TURN: &str = "AwaitingRequestBudget";
-/// The reason of a binding whose ServiceAccount another binding holds.
-pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
-/// The reason of a binding whose ServiceAccount carries a client id someone else wrote.
-pub const SERVICE_ACCOUNT_ANNOTATED: &str = "ServiceAccountAnnotated";
-/// The reason of a binding bringing an identity another binding brings.
-pub const IDENTITY_IN_USE: &str = "IdentityInUse";
-/// The reason of a binding whose ServiceAccount does not exist.
-pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
 
 /// What only one binding may hold, and another already does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +40,10 @@ impl Claimed {
         }
     }
 
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            Claimed::ServiceAccount(_) => SERVICE_ACCOUNT_CONFLICT,
-            Claimed::Identity(_) => IDENTITY_IN_USE,
+            Claimed::ServiceAccount(_) => Reason::ServiceAccountConflict,
+            Claimed::Identity(_) => Reason::IdentityInUse,
         }
     }
 }
@@ -96,7 +85,7 @@ impl Part {
 pub struct Failure {
     pub part: Part,
     /// The stable PascalCase reason: condition reason, Event reason and metric label.
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     /// How long Azure asked us to wait, when it said.
     pub retry_after: Option<Duration>,
@@ -169,7 +158,7 @@ pub struct Proof {
 
 impl Outcome {
     /// The metric result (`ok`, `error`, `deferred`) and, for an error, its category.
-    pub fn result(&self) -> (&'static str, Option<&'static str>) {
+    pub fn result(&self) -> (&'static str, Option<Reason>) {
         match self {
             Outcome::Converged { wiring, .. } => match wiring.problem() {
                 Some(unwired) => ("error", Some(unwired.reason)),
@@ -183,7 +172,7 @@ impl Outcome {
             }
             Outcome::Conflict { claimed, .. } => ("error", Some(claimed.reason())),
             Outcome::Transient(f) | Outcome::Stalled(f) => ("error", Some(f.reason)),
-            Outcome::ServiceAccountMissing { .. } => ("error", Some(SERVICE_ACCOUNT_NOT_FOUND)),
+            Outcome::ServiceAccountMissing { .. } => ("error", Some(Reason::ServiceAccountNotFound)),
         }
     }
 }
@@ -233,7 +222,7 @@ pub fn note_parts(message: &str, limit: usize) -> Vec<String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     pub severity: Severity,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -361,7 +350,7 @@ impl<'a> Conditions<'a> {
                 (Some(self.conflict(claimed, holder)), Requeue::After(CONFLICT_RECHECK))
             }
             Outcome::Deferred { part, message, wait } => {
-                self.reconciling(*part, AWAITING_TURN, message);
+                self.reconciling(*part, Reason::AwaitingRequestBudget, message);
                 (None, Requeue::After(*wait))
             }
             Outcome::Transient(f) => {
@@ -393,15 +382,15 @@ impl<'a> Conditions<'a> {
             Outcome::Unproven { held, service_account, part, federation, message, wait, wiring } => {
                 self.bound(held, service_account, wiring);
                 if let Some(federation) = federation {
-                    self.set(conditions::FEDERATION_VERIFIED, true, proof::VERIFIED, federation);
+                    self.set(conditions::FEDERATION_VERIFIED, true, Reason::Verified, federation);
                 }
-                self.reconciling(*part, proof::PROPAGATION_PENDING, message);
+                self.reconciling(*part, Reason::PropagationPending, message);
                 (None, Requeue::After(*wait))
             }
         }
     }
 
-    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
+    fn set(&mut self, type_: &str, ok: bool, reason: Reason, message: &str) {
         let want = Want { type_, status: ok, reason, message: message.to_string() };
         conditions::set(&mut self.status.conditions, &want, self.generation, self.now);
     }
@@ -411,7 +400,7 @@ impl<'a> Conditions<'a> {
     }
 
     /// `part` and Ready false; Reconciling: work goes on.
-    fn reconciling(&mut self, part: Part, reason: &str, message: &str) {
+    fn reconciling(&mut self, part: Part, reason: Reason, message: &str) {
         self.set(part.condition(), false, reason, message);
         self.set(conditions::READY, false, reason, message);
         self.set(conditions::RECONCILING, true, reason, message);
@@ -419,7 +408,7 @@ impl<'a> Conditions<'a> {
     }
 
     /// `part` and Ready false; Stalled: retrying alone will not help.
-    fn stalled(&mut self, part: Part, reason: &str, message: &str) {
+    fn stalled(&mut self, part: Part, reason: Reason, message: &str) {
         self.set(part.condition(), false, reason, message);
         self.set(conditions::READY, false, reason, message);
         self.set(conditions::STALLED, true, reason, message);
@@ -429,7 +418,7 @@ impl<'a> Conditions<'a> {
     /// The first problems and a count in the conditions (the largest spec once made a ~10 kB message,
     /// repeated in Ready and Stalled); every problem in the Event.
     fn invalid(&mut self, problems: &[Invalid]) -> Note {
-        let reason = problems.first().map_or(crate::core::validate::INVALID_SPEC, |p| p.reason);
+        let reason = problems.first().map_or(Reason::InvalidSpec, |p| p.reason);
         let all: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
         let mut shown = all.iter().take(SHOWN_PROBLEMS).cloned().collect::<Vec<_>>().join("; ");
         if all.len() > SHOWN_PROBLEMS {
@@ -493,18 +482,18 @@ impl<'a> Conditions<'a> {
         self.set(
             conditions::IDENTITY_READY,
             true,
-            "IdentityReady",
+            Reason::IdentityReady,
             &format!("identity {} exists", identity.resource_id),
         );
         let trusts = format!("trusts {} for {}", federated_credential.issuer, federated_credential.subject);
-        self.set(conditions::FEDERATED_CREDENTIAL_READY, true, "FederatedCredentialReady", &trusts);
+        self.set(conditions::FEDERATED_CREDENTIAL_READY, true, Reason::FederatedCredentialReady, &trusts);
         let (assignments, policies) = (role_assignments.len(), access_policies.len());
         let granted = if policies == 0 {
             format!("{assignments} role assignment(s) in place")
         } else {
             format!("{assignments} role assignment(s) and {policies} access polic(ies) in place")
         };
-        self.set(conditions::ROLE_ASSIGNMENTS_READY, true, "RoleAssignmentsReady", &granted);
+        self.set(conditions::ROLE_ASSIGNMENTS_READY, true, Reason::RoleAssignmentsReady, &granted);
     }
 
     /// What the binding holds, its ServiceAccount annotated, and what became of its SecretProviderClasses and
@@ -513,7 +502,7 @@ impl<'a> Conditions<'a> {
         self.held(held);
         self.status.service_account = Some(service_account.to_string());
         let annotated = format!("ServiceAccount {service_account} carries the client id");
-        self.set(conditions::SERVICE_ACCOUNT_READY, true, "ServiceAccountAnnotated", &annotated);
+        self.set(conditions::SERVICE_ACCOUNT_READY, true, Reason::ServiceAccountAnnotated, &annotated);
         self.wired(held, wiring);
     }
 
@@ -541,6 +530,7 @@ impl<'a> Conditions<'a> {
     /// stalled or waiting (a class not created yet, which the watch of classes brings back).
     fn unwired(&mut self, part: Part, problem: &Unwired) -> (Option<Note>, Requeue) {
         let Unwired { reason, message, stalled } = problem;
+        let reason = *reason;
         if *stalled {
             self.stalled(part, reason, message);
             let requeue = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
@@ -555,9 +545,9 @@ impl<'a> Conditions<'a> {
     fn proven(&mut self, proof: Option<&Proof>) {
         match proof {
             Some(Proof { federation, access }) => {
-                self.set(conditions::FEDERATION_VERIFIED, true, proof::VERIFIED, federation);
+                self.set(conditions::FEDERATION_VERIFIED, true, Reason::Verified, federation);
                 match access {
-                    Some(access) => self.set(conditions::ACCESS_VERIFIED, true, proof::VERIFIED, access),
+                    Some(access) => self.set(conditions::ACCESS_VERIFIED, true, Reason::Verified, access),
                     None => self.remove(conditions::ACCESS_VERIFIED),
                 }
             }
@@ -574,8 +564,8 @@ impl<'a> Conditions<'a> {
         let message = format!(
             "ServiceAccount {namespace}/{service_account} does not exist; the binding completes when it is created"
         );
-        self.reconciling(Part::ServiceAccount, SERVICE_ACCOUNT_NOT_FOUND, &message);
-        Note { severity: Severity::Warning, reason: SERVICE_ACCOUNT_NOT_FOUND, message }
+        self.reconciling(Part::ServiceAccount, Reason::ServiceAccountNotFound, &message);
+        Note { severity: Severity::Warning, reason: Reason::ServiceAccountNotFound, message }
     }
 
     /// Everything true; the Event says what a user needs to know: that pods must restart for a new client id,
@@ -589,7 +579,7 @@ impl<'a> Conditions<'a> {
     ) -> Option<Note> {
         let was_ready = conditions::is_true(&self.status.conditions, conditions::READY);
         self.bound(held, service_account, wiring);
-        self.set(conditions::READY, true, "Reconciled", "Azure and the ServiceAccount match the spec");
+        self.set(conditions::READY, true, Reason::Reconciled, "Azure and the ServiceAccount match the spec");
         self.remove(conditions::RECONCILING);
         self.remove(conditions::STALLED);
         let client_id = held.identity.client_id.clone().unwrap_or_default();
@@ -598,10 +588,10 @@ impl<'a> Conditions<'a> {
                 "ServiceAccount {service_account} now names client id {client_id}; running pods keep the old one \
                  until they restart"
             );
-            Some(Note { severity: Severity::Normal, reason: "ClientIdChanged", message })
+            Some(Note { severity: Severity::Normal, reason: Reason::ClientIdChanged, message })
         } else if !was_ready {
             let message = format!("identity {client_id} bound to ServiceAccount {service_account}");
-            Some(Note { severity: Severity::Normal, reason: "Ready", message })
+            Some(Note { severity: Severity::Normal, reason: Reason::Ready, message })
         } else {
             None
         }
@@ -612,10 +602,7 @@ impl<'a> Conditions<'a> {
 mod tests {
     use super::*;
     use crate::api::binding::{WrittenKind, WrittenStatus};
-    use crate::core::{
-        validate::{INVALID_SPEC, POLICY_VIOLATION},
-        wiring::{self, Class, ClassState, Export, ExportState, Foreign},
-    };
+    use crate::core::wiring::{Class, ClassState, Export, ExportState, Foreign};
 
     const GENERATION: Option<i64> = Some(3);
     const BROUGHT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/\
@@ -662,7 +649,7 @@ mod tests {
         }
     }
 
-    fn failure(reason: &'static str) -> Failure {
+    fn failure(reason: Reason) -> Failure {
         Failure {
             part: Part::RoleAssignments,
             reason,
@@ -675,10 +662,14 @@ mod tests {
         Outcome::Invalid(vec![
             Invalid {
                 field: "spec.keyVaults[0]".into(),
-                reason: POLICY_VIOLATION,
+                reason: Reason::PolicyViolation,
                 message: "not allowed".into(),
             },
-            Invalid { field: "spec.identity.name".into(), reason: INVALID_SPEC, message: "too short".into() },
+            Invalid {
+                field: "spec.identity.name".into(),
+                reason: Reason::InvalidSpec,
+                message: "too short".into(),
+            },
         ])
     }
 
@@ -687,7 +678,7 @@ mod tests {
         let problems: Vec<Invalid> = (0..20)
             .map(|i| Invalid {
                 field: format!("spec.keyVaults[{i}].roles[0]"),
-                reason: POLICY_VIOLATION,
+                reason: Reason::PolicyViolation,
                 message: format!("role {i} is not allowed here by the policy team-shop"),
             })
             .collect();
@@ -707,7 +698,7 @@ mod tests {
     fn a_narrowed_binding_is_refused_records_what_it_keeps_and_retries_only_an_unfinished_revocation() {
         let problems = vec![Invalid {
             field: "spec.keyVaults[1]".into(),
-            reason: POLICY_VIOLATION,
+            reason: Reason::PolicyViolation,
             message: "no policy for namespace shop allows vault kv-other".into(),
         }];
         let ready = report(None, &converged("c1"), GENERATION, &at(100)).status;
@@ -718,17 +709,20 @@ mod tests {
         let condition = |s: &WorkloadIdentityBindingStatus, t: &str| {
             s.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
         };
-        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), POLICY_VIOLATION.into())));
-        assert_eq!(condition(&r.status, "Stalled"), Some(("True".into(), POLICY_VIOLATION.into())));
+        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), Reason::PolicyViolation.into())));
+        assert_eq!(condition(&r.status, "Stalled"), Some(("True".into(), Reason::PolicyViolation.into())));
         assert!(r.status.role_assignments.is_empty(), "the record names what the binding still holds");
         assert_eq!(r.requeue, Requeue::AwaitChange);
-        assert_eq!(r.event.map(|e| e.reason), Some(POLICY_VIOLATION));
+        assert_eq!(r.event.map(|e| e.reason), Some(Reason::PolicyViolation));
         // Taking back failed (throttled): the binding comes back, the record stays, and says why.
-        let pending = Outcome::Refused { problems, held: None, pending: Some(failure("Throttled")) };
+        let pending = Outcome::Refused { problems, held: None, pending: Some(failure(Reason::Throttled)) };
         let r = report(Some(&ready), &pending, GENERATION, &at(200));
         assert_eq!(r.status.role_assignments, ready.role_assignments);
-        assert_eq!(condition(&r.status, "RoleAssignmentsReady"), Some(("False".into(), "Throttled".into())));
-        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), POLICY_VIOLATION.into())));
+        assert_eq!(
+            condition(&r.status, conditions::ROLE_ASSIGNMENTS_READY),
+            Some(("False".into(), Reason::Throttled.into()))
+        );
+        assert_eq!(condition(&r.status, "Ready"), Some(("False".into(), Reason::PolicyViolation.into())));
         assert_eq!(
             r.requeue,
             Requeue::Backoff { retry_after: Some(Duration::from_secs(7)), at_least: Duration::ZERO }
@@ -776,7 +770,7 @@ mod tests {
         ready: (String, String),
         stalled: bool,
         reconciling: bool,
-        event: Option<(Severity, &'static str)>,
+        event: Option<(Severity, Reason)>,
         requeue: Requeue,
         written: bool,
     }
@@ -797,7 +791,7 @@ mod tests {
     }
 
     /// What users should see: Ready's status and reason, and by default nothing else, a resync, and a write.
-    fn expect(status: &str, reason: &str) -> Seen {
+    fn expect(status: &str, reason: Reason) -> Seen {
         let ready = (status.to_string(), reason.to_string());
         Seen {
             ready,
@@ -818,7 +812,7 @@ mod tests {
             Seen { reconciling: true, ..self }
         }
 
-        fn event(self, severity: Severity, reason: &'static str) -> Self {
+        fn event(self, severity: Severity, reason: Reason) -> Self {
             Seen { event: Some((severity, reason)), ..self }
         }
 
@@ -864,38 +858,45 @@ mod tests {
                 Outcome::NotSynced,
                 Seen {
                     ready: Default::default(),
-                    ..expect("", "").requeue(Requeue::After(Duration::from_secs(2))).unwritten()
+                    ..expect("", Reason::Reconciled)
+                        .requeue(Requeue::After(Duration::from_secs(2)))
+                        .unwritten()
                 },
             ),
             ("invalid: stalled, first reason, waits for a change", None, invalid(), {
-                expect("False", POLICY_VIOLATION)
+                expect("False", Reason::PolicyViolation)
                     .stalled()
-                    .event(Warning, POLICY_VIOLATION)
+                    .event(Warning, Reason::PolicyViolation)
                     .requeue(Requeue::AwaitChange)
             }),
             ("waiting for a turn emits no Event", None, deferred(), {
-                expect("False", AWAITING_TURN).reconciling().requeue(turn)
+                expect("False", Reason::AwaitingRequestBudget).reconciling().requeue(turn)
             }),
             (
                 "a transient failure is reported, with Azure's Retry-After",
                 None,
-                Outcome::Transient(failure("Throttled")),
-                { expect("False", "Throttled").reconciling().event(Normal, "Throttled").requeue(BACKOFF) },
+                Outcome::Transient(failure(Reason::Throttled)),
+                {
+                    expect("False", Reason::Throttled)
+                        .reconciling()
+                        .event(Normal, Reason::Throttled)
+                        .requeue(BACKOFF)
+                },
             ),
             (
                 "a stalled failure waits at least 30 s",
                 Some(&ready),
-                Outcome::Stalled(failure("VaultNotFound")),
+                Outcome::Stalled(failure(Reason::VaultNotFound)),
                 {
-                    expect("False", "VaultNotFound")
+                    expect("False", Reason::VaultNotFound)
                         .stalled()
-                        .event(Warning, "VaultNotFound")
+                        .event(Warning, Reason::VaultNotFound)
                         .requeue(stalled)
                 },
             ),
             ("Azure done, ServiceAccount missing", None, missing, {
-                let e = expect("False", SERVICE_ACCOUNT_NOT_FOUND).reconciling();
-                e.event(Warning, SERVICE_ACCOUNT_NOT_FOUND)
+                let e = expect("False", Reason::ServiceAccountNotFound).reconciling();
+                e.event(Warning, Reason::ServiceAccountNotFound)
             }),
         ]);
     }
@@ -913,12 +914,13 @@ mod tests {
             Outcome::Conflict { claimed: Claimed::Identity(BROUGHT.into()), holder: holder("a/first") };
         check(vec![
             ("another binding holds the ServiceAccount", Some(&ready), conflict, {
-                let e = expect("False", SERVICE_ACCOUNT_CONFLICT).stalled();
-                e.event(Severity::Warning, SERVICE_ACCOUNT_CONFLICT).requeue(Requeue::After(CONFLICT_RECHECK))
+                let e = expect("False", Reason::ServiceAccountConflict).stalled();
+                e.event(Severity::Warning, Reason::ServiceAccountConflict)
+                    .requeue(Requeue::After(CONFLICT_RECHECK))
             }),
             ("another binding brings the identity", Some(&ready), in_use, {
-                let e = expect("False", IDENTITY_IN_USE).stalled();
-                e.event(Severity::Warning, IDENTITY_IN_USE).requeue(Requeue::After(CONFLICT_RECHECK))
+                let e = expect("False", Reason::IdentityInUse).stalled();
+                e.event(Severity::Warning, Reason::IdentityInUse).requeue(Requeue::After(CONFLICT_RECHECK))
             }),
         ]);
     }
@@ -930,16 +932,16 @@ mod tests {
         let turn = Requeue::After(Duration::from_secs(3));
         check(vec![
             ("waiting for a turn keeps a Ready binding Ready", Some(&ready), deferred(), {
-                expect("True", "Reconciled").requeue(turn).unwritten()
+                expect("True", Reason::Reconciled).requeue(turn).unwritten()
             }),
             (
                 "a transient failure keeps a Ready binding Ready",
                 Some(&ready),
-                Outcome::Transient(failure("Throttled")),
-                { expect("True", "Reconciled").requeue(BACKOFF).unwritten() },
+                Outcome::Transient(failure(Reason::Throttled)),
+                { expect("True", Reason::Reconciled).requeue(BACKOFF).unwritten() },
             ),
             ("a Ready status of an older spec does not hold", Some(&ready_for_older_spec), deferred(), {
-                expect("False", AWAITING_TURN).reconciling().requeue(turn)
+                expect("False", Reason::AwaitingRequestBudget).reconciling().requeue(turn)
             }),
         ]);
     }
@@ -949,7 +951,7 @@ mod tests {
         let condition = |status: &WorkloadIdentityBindingStatus, t: &str| {
             status.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
         };
-        let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+        let pair = |s: &str, r: Reason| Some((s.to_string(), r.to_string()));
         let proven = Outcome::Converged {
             held: Box::new(held("c1")),
             service_account: "app".into(),
@@ -958,9 +960,9 @@ mod tests {
             wiring: Wiring::default(),
         };
         let status = status_after(&proven, GENERATION);
-        assert_eq!(condition(&status, conditions::READY), pair("True", "Reconciled"));
-        assert_eq!(condition(&status, conditions::FEDERATION_VERIFIED), pair("True", proof::VERIFIED));
-        assert_eq!(condition(&status, conditions::ACCESS_VERIFIED), pair("True", proof::VERIFIED));
+        assert_eq!(condition(&status, conditions::READY), pair("True", Reason::Reconciled));
+        assert_eq!(condition(&status, conditions::FEDERATION_VERIFIED), pair("True", Reason::Verified));
+        assert_eq!(condition(&status, conditions::ACCESS_VERIFIED), pair("True", Reason::Verified));
         // Waiting for the role to reach the vault: federation proven, access pending, not Ready.
         let pending = Outcome::Unproven {
             held: Box::new(held("c1")),
@@ -972,16 +974,16 @@ mod tests {
             wiring: Wiring::default(),
         };
         let r = report(Some(&status), &pending, Some(4), &at(300));
-        assert_eq!(condition(&r.status, conditions::READY), pair("False", proof::PROPAGATION_PENDING));
-        assert_eq!(condition(&r.status, conditions::RECONCILING), pair("True", proof::PROPAGATION_PENDING));
+        assert_eq!(condition(&r.status, conditions::READY), pair("False", Reason::PropagationPending));
+        assert_eq!(condition(&r.status, conditions::RECONCILING), pair("True", Reason::PropagationPending));
         assert_eq!(
             condition(&r.status, conditions::ACCESS_VERIFIED),
-            pair("False", proof::PROPAGATION_PENDING)
+            pair("False", Reason::PropagationPending)
         );
-        assert_eq!(condition(&r.status, conditions::FEDERATION_VERIFIED), pair("True", proof::VERIFIED));
+        assert_eq!(condition(&r.status, conditions::FEDERATION_VERIFIED), pair("True", Reason::Verified));
         assert_eq!(
             condition(&r.status, conditions::SERVICE_ACCOUNT_READY),
-            pair("True", "ServiceAccountAnnotated")
+            pair("True", Reason::ServiceAccountAnnotated)
         );
         assert_eq!((r.event, r.requeue), (None, Requeue::After(Duration::from_secs(2))));
         // Verification turned off: its conditions go.
@@ -1003,13 +1005,13 @@ mod tests {
         };
         check(vec![
             ("converged: Ready, announced once", None, converged("c1"), {
-                expect("True", "Reconciled").event(Severity::Normal, "Ready")
+                expect("True", Reason::Reconciled).event(Severity::Normal, Reason::Ready)
             }),
             ("converged again: nothing written, no Event", Some(&ready), converged("c1"), {
-                expect("True", "Reconciled").unwritten()
+                expect("True", Reason::Reconciled).unwritten()
             }),
             ("a new client id says pods must restart", Some(&ready), moved, {
-                expect("True", "Reconciled").event(Severity::Normal, "ClientIdChanged")
+                expect("True", Reason::Reconciled).event(Severity::Normal, Reason::ClientIdChanged)
             }),
         ]);
     }
@@ -1023,9 +1025,6 @@ mod tests {
     #[test]
     fn ready_waits_for_every_class_and_the_export_the_spec_names() {
         use Severity::Warning;
-        use wiring::{
-            CLASS_CONFLICT, CLASS_NOT_FOUND, CLASSES_UNAVAILABLE, EXPORT_CONFLICT, UNSUPPORTED_PROVIDER,
-        };
         let ready = status_after(&converged("c1"), GENERATION);
         let wired_status = status_after(&wired("c1", classes(&[("kv", ClassState::Wired)])), GENERATION);
         let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
@@ -1036,56 +1035,60 @@ mod tests {
         };
         let held_by = ClassState::HeldBy(holder("first"));
         let foreign = ExportState::Foreign(Foreign::NotRecorded);
+        let stalls = |reason| expect("False", reason).stalled().event(Warning, reason).requeue(stalled);
         check(vec![
             ("every class wired: Ready", Some(&ready), wired("c1", classes(&[("kv", ClassState::Wired)])), {
-                expect("True", "Reconciled")
+                expect("True", Reason::Reconciled)
             }),
             (
                 "wired again: nothing written",
                 Some(&wired_status),
                 wired("c1", classes(&[("kv", ClassState::Wired)])),
-                { expect("True", "Reconciled").unwritten() },
+                { expect("True", Reason::Reconciled).unwritten() },
             ),
             (
                 "a class not created yet: waited for, the watch brings it",
                 Some(&ready),
                 wired("c1", classes(&[("kv", ClassState::Wired), ("db", ClassState::NotFound)])),
-                { expect("False", CLASS_NOT_FOUND).reconciling().event(Warning, CLASS_NOT_FOUND) },
+                {
+                    expect("False", Reason::SecretProviderClassNotFound)
+                        .reconciling()
+                        .event(Warning, Reason::SecretProviderClassNotFound)
+                },
             ),
             (
                 "another provider's class: stalled",
                 Some(&ready),
                 wired("c1", classes(&[("kv", ClassState::UnsupportedProvider("vault".into()))])),
-                {
-                    let e = expect("False", UNSUPPORTED_PROVIDER).stalled();
-                    e.event(Warning, UNSUPPORTED_PROVIDER).requeue(stalled)
-                },
+                stalls(Reason::UnsupportedProvider),
             ),
-            ("a class another binding holds: stalled", None, wired("c1", classes(&[("kv", held_by)])), {
-                expect("False", CLASS_CONFLICT).stalled().event(Warning, CLASS_CONFLICT).requeue(stalled)
-            }),
+            (
+                "a class another binding holds: stalled",
+                None,
+                wired("c1", classes(&[("kv", held_by)])),
+                stalls(Reason::SecretProviderClassConflict),
+            ),
             (
                 "no SecretProviderClass API: stalled, looked at again",
                 None,
                 wired("c1", classes(&[("kv", ClassState::Unavailable)])),
-                {
-                    let e = expect("False", CLASSES_UNAVAILABLE).stalled();
-                    e.event(Warning, CLASSES_UNAVAILABLE).requeue(stalled)
-                },
+                stalls(Reason::SecretProviderClassesUnavailable),
             ),
             ("exported: Ready", None, wired("c1", exported(ExportState::Exported)), {
-                expect("True", "Reconciled").event(Severity::Normal, "Ready")
+                expect("True", Reason::Reconciled).event(Severity::Normal, Reason::Ready)
             }),
-            ("someone else's ConfigMap: stalled", Some(&ready), wired("c1", exported(foreign)), {
-                expect("False", EXPORT_CONFLICT).stalled().event(Warning, EXPORT_CONFLICT).requeue(stalled)
-            }),
+            (
+                "someone else's ConfigMap: stalled",
+                Some(&ready),
+                wired("c1", exported(foreign)),
+                stalls(Reason::ExportConflict),
+            ),
         ]);
     }
 
     #[test]
     fn an_object_another_writer_keeps_changing_stalls_the_binding() {
         use Severity::Warning;
-        use wiring::{CLASS_CONFLICT, EXPORT_CONFLICT};
         let ready = status_after(&converged("c1"), GENERATION);
         let stalled = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
         let fought = Wiring {
@@ -1100,10 +1103,16 @@ mod tests {
             classes(&[("kv", ClassState::Contested { undone: "kubectl-patch".into(), by: "argocd".into() })]);
         check(vec![
             ("its ConfigMap changed twice by someone else", Some(&ready), wired("c1", fought), {
-                expect("False", EXPORT_CONFLICT).stalled().event(Warning, EXPORT_CONFLICT).requeue(stalled)
+                expect("False", Reason::ExportConflict)
+                    .stalled()
+                    .event(Warning, Reason::ExportConflict)
+                    .requeue(stalled)
             }),
             ("a class changed twice by someone else", Some(&ready), wired("c1", class_fought), {
-                expect("False", CLASS_CONFLICT).stalled().event(Warning, CLASS_CONFLICT).requeue(stalled)
+                expect("False", Reason::SecretProviderClassConflict)
+                    .stalled()
+                    .event(Warning, Reason::SecretProviderClassConflict)
+                    .requeue(stalled)
             }),
         ]);
     }
@@ -1113,7 +1122,7 @@ mod tests {
         let condition = |status: &WorkloadIdentityBindingStatus, t: &str| {
             status.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
         };
-        let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+        let pair = |s: &str, r: Reason| Some((s.to_string(), r.to_string()));
         let record = |kind, name: &str| WrittenStatus {
             kind,
             name: name.into(),
@@ -1136,9 +1145,9 @@ mod tests {
         let status = status_after(&wired("c1", both), GENERATION);
         assert_eq!(
             condition(&status, conditions::SECRET_PROVIDER_CLASSES_READY),
-            pair("True", wiring::WIRED)
+            pair("True", Reason::Wired)
         );
-        assert_eq!(condition(&status, conditions::EXPORT_READY), pair("True", wiring::EXPORTED));
+        assert_eq!(condition(&status, conditions::EXPORT_READY), pair("True", Reason::Exported));
         assert_eq!(
             (status.secret_provider_classes.clone(), status.exported_config_map.clone()),
             (vec!["kv".to_string()], Some("ids".to_string()))
@@ -1173,14 +1182,16 @@ mod tests {
         assert_eq!(status.written, vec![record(WrittenKind::ConfigMap, "ids")]);
         // A binding not Ready for its wiring counts as an error in the metrics.
         let missing = wired("c1", classes(&[("kv", ClassState::NotFound)]));
-        assert_eq!(missing.result(), ("error", Some(wiring::CLASS_NOT_FOUND)));
+        assert_eq!(missing.result(), ("error", Some(Reason::SecretProviderClassNotFound)));
     }
 
     #[test]
     fn a_failure_seen_again_writes_nothing_and_publishes_nothing() {
-        for outcome in
-            [invalid(), Outcome::Stalled(failure("VaultNotFound")), Outcome::Transient(failure("Throttled"))]
-        {
+        for outcome in [
+            invalid(),
+            Outcome::Stalled(failure(Reason::VaultNotFound)),
+            Outcome::Transient(failure(Reason::Throttled)),
+        ] {
             let first = report(None, &outcome, GENERATION, &at(100));
             let again = report(Some(&first.status), &outcome, GENERATION, &at(200));
             assert_eq!((&again.status, &again.event), (&first.status, &None), "{outcome:?}");
@@ -1214,7 +1225,8 @@ mod tests {
     fn a_failure_keeps_what_the_binding_held_and_when_ready_last_changed() {
         let ready = status_after(&converged("c1"), Some(2));
         let failed =
-            report(Some(&ready), &Outcome::Stalled(failure("RoleNotFound")), GENERATION, &at(300)).status;
+            report(Some(&ready), &Outcome::Stalled(failure(Reason::RoleNotFound)), GENERATION, &at(300))
+                .status;
         assert_eq!(
             (&failed.identity, &failed.federated_credential),
             (&ready.identity, &ready.federated_credential)
@@ -1246,8 +1258,11 @@ mod tests {
     #[test]
     fn metric_results_follow_the_outcome() {
         assert_eq!(converged("c").result(), ("ok", None));
-        assert_eq!(invalid().result(), ("error", Some(POLICY_VIOLATION)));
-        assert_eq!(Outcome::Transient(failure("Throttled")).result(), ("error", Some("Throttled")));
+        assert_eq!(invalid().result(), ("error", Some(Reason::PolicyViolation)));
+        assert_eq!(
+            Outcome::Transient(failure(Reason::Throttled)).result(),
+            ("error", Some(Reason::Throttled))
+        );
         let deferred =
             Outcome::Deferred { part: Part::Identity, message: String::new(), wait: Duration::ZERO };
         assert_eq!(deferred.result(), ("deferred", None));

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{DeletionPolicy, IdentitySpec, KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
     core::{
@@ -25,7 +26,7 @@ pub struct Invalid {
     /// The field at fault, as kubectl names it (`spec.keyVaults[0].roles[1]`).
     pub field: String,
     /// `InvalidSpec` or `PolicyViolation`.
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -69,15 +70,12 @@ pub struct DesiredBinding {
     pub deletion_policy: DeletionPolicy,
 }
 
-pub const INVALID_SPEC: &str = "InvalidSpec";
-pub const POLICY_VIOLATION: &str = "PolicyViolation";
-
 /// The problems found so far.
 #[derive(Default)]
 struct Problems(Vec<Invalid>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, reason: &'static str, message: impl Into<String>) {
+    fn add(&mut self, field: impl Into<String>, reason: Reason, message: impl Into<String>) {
         self.0.push(Invalid { field: field.into(), reason, message: message.into() });
     }
 }
@@ -98,7 +96,7 @@ pub fn validate(
             "{:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
             spec.service_account_name
         );
-        problems.add("spec.serviceAccountName", INVALID_SPEC, message);
+        problems.add("spec.serviceAccountName", Reason::InvalidSpec, message);
     }
     if settings
         .operator_service_account
@@ -110,7 +108,7 @@ pub fn validate(
              operator's own Azure identity, so idbind refuses whatever a policy says",
             spec.service_account_name
         );
-        problems.add("spec.serviceAccountName", POLICY_VIOLATION, message);
+        problems.add("spec.serviceAccountName", Reason::PolicyViolation, message);
     }
     let identity = match &spec.identity.resource_id {
         Some(text) => brought_identity(text, settings, ceiling, &mut problems),
@@ -149,13 +147,17 @@ fn brought_identity(
     if !ceiling.allow_existing_identity {
         problems.add(
             FIELD,
-            POLICY_VIOLATION,
+            Reason::PolicyViolation,
             "bringing an existing identity is not allowed by the operator's policy",
         );
         return None;
     }
     let Some(id) = parse_resource(text, USER_ASSIGNED_IDENTITY, is_identity_name) else {
-        problems.add(FIELD, INVALID_SPEC, format!("{text:?} is not a user-assigned identity's resource id"));
+        problems.add(
+            FIELD,
+            Reason::InvalidSpec,
+            format!("{text:?} is not a user-assigned identity's resource id"),
+        );
         return None;
     };
     if !ceiling.allow_other_subscriptions && !id.in_subscription(&settings.subscription_id) {
@@ -163,7 +165,7 @@ fn brought_identity(
             "the identity is in another subscription than the operator's ({})",
             settings.subscription_id
         );
-        problems.add(FIELD, POLICY_VIOLATION, message);
+        problems.add(FIELD, Reason::PolicyViolation, message);
     }
     Some(DesiredIdentity::Existing { id })
 }
@@ -181,13 +183,13 @@ fn managed_identity(
     match resource_group {
         None => problems.add(
             "spec.identity.resourceGroup",
-            INVALID_SPEC,
+            Reason::InvalidSpec,
             "no resource group: set spec.identity.resourceGroup (the operator has no default)",
         ),
         Some(rg) if !is_resource_group_name(rg) => {
             problems.add(
                 "spec.identity.resourceGroup",
-                INVALID_SPEC,
+                Reason::InvalidSpec,
                 format!("{rg:?} is not a resource group name"),
             );
         }
@@ -196,13 +198,13 @@ fn managed_identity(
     match location {
         None => problems.add(
             "spec.identity.location",
-            INVALID_SPEC,
+            Reason::InvalidSpec,
             "no location: set spec.identity.location (the operator has no default)",
         ),
         Some(l) if l.is_empty() || l.len() > 64 || !l.chars().all(|c| c.is_ascii_alphanumeric()) => {
             problems.add(
                 "spec.identity.location",
-                INVALID_SPEC,
+                Reason::InvalidSpec,
                 format!("{l:?} is not an Azure location name (e.g. westeurope)"),
             );
         }
@@ -213,7 +215,7 @@ fn managed_identity(
             "{name:?} is not an identity name Azure accepts (3-128 letters, digits, '-' and '_', starting with a \
              letter or digit)"
         );
-        problems.add("spec.identity.name", INVALID_SPEC, message);
+        problems.add("spec.identity.name", Reason::InvalidSpec, message);
     }
     let tags = spec.tags.clone().unwrap_or_default();
     check_tags(&tags, problems);
@@ -235,16 +237,16 @@ fn check_tags(tags: &BTreeMap<String, String>, problems: &mut Problems) {
                 "tag name {k:?}: names starting with {TAG_PREFIX:?}, in any letter case, are reserved for \
                  idbind's ownership tags"
             );
-            problems.add("spec.identity.tags", INVALID_SPEC, message);
+            problems.add("spec.identity.tags", Reason::InvalidSpec, message);
         }
         if k.is_empty() || k.len() > 512 || k.contains(['<', '>', '%', '&', '\\', '?', '/']) {
             let message =
                 format!("tag name {k:?} is not allowed by Azure (1-512 characters, none of < > % & \\ ? /)");
-            problems.add("spec.identity.tags", INVALID_SPEC, message);
+            problems.add("spec.identity.tags", Reason::InvalidSpec, message);
         }
         if v.len() > 256 {
             let message = format!("the value of tag {k:?} is longer than Azure's 256 characters");
-            problems.add("spec.identity.tags", INVALID_SPEC, message);
+            problems.add("spec.identity.tags", Reason::InvalidSpec, message);
         }
     }
 }
@@ -266,11 +268,11 @@ fn desired_vaults(
                 "the vault is in another subscription than the operator's ({})",
                 settings.subscription_id
             );
-            problems.add(format!("spec.keyVaults[{i}].resourceId"), POLICY_VIOLATION, message);
+            problems.add(format!("spec.keyVaults[{i}].resourceId"), Reason::PolicyViolation, message);
         }
         if vaults.iter().any(|v| v.resource_id == resource_id) {
             let message = "this vault is already listed: merge the roles into one entry";
-            problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
+            problems.add(format!("spec.keyVaults[{i}]"), Reason::InvalidSpec, message);
             continue;
         }
         let roles = grant_roles(&format!("spec.keyVaults[{i}]"), &resource_id, &kv.roles, ceiling, problems);
@@ -292,7 +294,11 @@ fn vault_id(
             let id = parse_resource(text, KEY_VAULT, is_vault_name);
             if id.is_none() {
                 let field = format!("spec.keyVaults[{i}].resourceId");
-                problems.add(field, INVALID_SPEC, format!("{text:?} is not a Key Vault's resource id"));
+                problems.add(
+                    field,
+                    Reason::InvalidSpec,
+                    format!("{text:?} is not a Key Vault's resource id"),
+                );
             }
             id
         }
@@ -302,12 +308,12 @@ fn vault_id(
         (None, Some(n), Some(rg)) => {
             let (field, value) = if is_vault_name(n) { ("resourceGroup", rg) } else { ("name", n) };
             let message = format!("{value:?} is not a valid vault {field}");
-            problems.add(format!("spec.keyVaults[{i}].{field}"), INVALID_SPEC, message);
+            problems.add(format!("spec.keyVaults[{i}].{field}"), Reason::InvalidSpec, message);
             None
         }
         _ => {
             let message = "set either resourceId, or name and resourceGroup";
-            problems.add(format!("spec.keyVaults[{i}]"), INVALID_SPEC, message);
+            problems.add(format!("spec.keyVaults[{i}]"), Reason::InvalidSpec, message);
             None
         }
     }
@@ -331,7 +337,7 @@ fn desired_scopes(
                     "{:?} is not the resource id of a subscription, a resource group or a resource in one: {why}",
                     entry.scope
                 );
-                problems.add(field, INVALID_SPEC, message);
+                problems.add(field, Reason::InvalidSpec, message);
                 continue;
             }
         };
@@ -341,14 +347,14 @@ fn desired_scopes(
                  --allow-other-subscriptions decides",
                 settings.subscription_id
             );
-            problems.add(&field, POLICY_VIOLATION, message);
+            problems.add(&field, Reason::PolicyViolation, message);
         }
         if let Some(provider) = resource_id.provider().filter(|p| is_identity_provider(p)) {
             let message = format!(
                 "roles on {provider} resources would let the workload change identities or role assignments \
                  (its own, another namespace's, the operator's): idbind refuses them whatever a policy says"
             );
-            problems.add(&field, POLICY_VIOLATION, message);
+            problems.add(&field, Reason::PolicyViolation, message);
             continue;
         }
         // Listed under keyVaults, a vault gets access policies where it uses them and is proven by
@@ -356,12 +362,12 @@ fn desired_scopes(
         if resource_id.is(KEY_VAULT) {
             let message = "this is a Key Vault: list it under spec.keyVaults, which also covers vaults that use \
                  access policies and proves access with verification";
-            problems.add(&field, INVALID_SPEC, message);
+            problems.add(&field, Reason::InvalidSpec, message);
             continue;
         }
         if scopes.iter().any(|s| s.resource_id == resource_id) {
             let message = "this scope is already listed: merge the roles into one entry";
-            problems.add(format!("spec.azureRoles[{i}]"), INVALID_SPEC, message);
+            problems.add(format!("spec.azureRoles[{i}]"), Reason::InvalidSpec, message);
             continue;
         }
         let roles =
@@ -422,9 +428,9 @@ fn grant_roles(
                  data-plane reader roles of the scope's own service are ({}){named}",
                 roles::default_names_for(scope).join(", ")
             );
-            problems.add(field, POLICY_VIOLATION, message);
+            problems.add(field, Reason::PolicyViolation, message);
         } else if roles.iter().any(|(_, r)| *r == parsed) {
-            problems.add(field, INVALID_SPEC, format!("role {role:?} names a role already listed"));
+            problems.add(field, Reason::InvalidSpec, format!("role {role:?} names a role already listed"));
         } else {
             roles.push((role.clone(), parsed));
         }
@@ -498,7 +504,7 @@ mod tests {
         }
     }
 
-    fn fields(r: Result<DesiredBinding, Vec<Invalid>>) -> Vec<(String, &'static str)> {
+    fn fields(r: Result<DesiredBinding, Vec<Invalid>>) -> Vec<(String, Reason)> {
         r.err().unwrap_or_default().into_iter().map(|i| (i.field, i.reason)).collect()
     }
 
@@ -526,8 +532,8 @@ mod tests {
         assert_eq!(
             fields(validate("ns", "b", &spec(), &s, &Ceiling::default())),
             vec![
-                ("spec.identity.resourceGroup".into(), INVALID_SPEC),
-                ("spec.identity.location".into(), INVALID_SPEC)
+                ("spec.identity.resourceGroup".into(), Reason::InvalidSpec),
+                ("spec.identity.location".into(), Reason::InvalidSpec)
             ]
         );
     }
@@ -547,9 +553,9 @@ mod tests {
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
-                ("spec.keyVaults[0].roles[1]".into(), POLICY_VIOLATION),
-                ("spec.keyVaults[0].roles[2]".into(), POLICY_VIOLATION),
-                ("spec.keyVaults[0].roles[3]".into(), POLICY_VIOLATION)
+                ("spec.keyVaults[0].roles[1]".into(), Reason::PolicyViolation),
+                ("spec.keyVaults[0].roles[2]".into(), Reason::PolicyViolation),
+                ("spec.keyVaults[0].roles[3]".into(), Reason::PolicyViolation)
             ]
         );
         let open = Ceiling { allow_any_role: true, ..Ceiling::default() };
@@ -558,7 +564,7 @@ mod tests {
 
     /// An azureRoles row: the scope, its roles, whether the ceiling is open (--allow-any-role and
     /// --allow-other-subscriptions), and the one problem expected (field, reason), if any.
-    type ScopeRow<'a> = (String, &'a [&'a str], bool, Option<(&'a str, &'a str)>);
+    type ScopeRow<'a> = (String, &'a [&'a str], bool, Option<(&'a str, Reason)>);
 
     fn judge_scope_rows(rows: Vec<ScopeRow<'_>>) {
         let open = Ceiling { allow_any_role: true, allow_other_subscriptions: true, ..Ceiling::default() };
@@ -570,7 +576,7 @@ mod tests {
             }];
             let ceiling = if opened { open.clone() } else { Ceiling::default() };
             let got = fields(validate("ns", "b", &s, &settings(), &ceiling));
-            let want: Vec<(String, &str)> = want.into_iter().map(|(f, r)| (f.to_string(), r)).collect();
+            let want: Vec<(String, Reason)> = want.into_iter().map(|(f, r)| (f.to_string(), r)).collect();
             assert_eq!(got, want, "{scope} {roles:?} open={opened}");
         }
     }
@@ -585,7 +591,7 @@ mod tests {
     fn azure_roles_need_the_ceiling_for_anything_but_the_scopes_own_reader_roles() {
         let storage = in_data_rg("Microsoft.Storage/storageAccounts/shopdata");
         let bus = in_data_rg("Microsoft.ServiceBus/namespaces/shop-bus");
-        let role0 = Some(("spec.azureRoles[0].roles[0]", POLICY_VIOLATION));
+        let role0 = Some(("spec.azureRoles[0].roles[0]", Reason::PolicyViolation));
         judge_scope_rows(vec![
             (storage.clone(), &["Storage Blob Data Reader"], false, None),
             (storage.to_uppercase(), &["storage blob data reader"], false, None),
@@ -608,7 +614,7 @@ mod tests {
                 storage.clone(),
                 &["Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"],
                 false,
-                Some(("spec.azureRoles[0].roles[1]", INVALID_SPEC)),
+                Some(("spec.azureRoles[0].roles[1]", Reason::InvalidSpec)),
             ),
         ]);
     }
@@ -618,40 +624,50 @@ mod tests {
         let storage = in_data_rg("Microsoft.Storage/storageAccounts/shopdata");
         let scope = |reason| Some(("spec.azureRoles[0].scope", reason));
         judge_scope_rows(vec![
-            (storage.replace(SUB, OTHER), &["Storage Blob Data Reader"], false, scope(POLICY_VIOLATION)),
+            (
+                storage.replace(SUB, OTHER),
+                &["Storage Blob Data Reader"],
+                false,
+                scope(Reason::PolicyViolation),
+            ),
             (storage.replace(SUB, OTHER), &["Storage Blob Data Reader"], true, None),
             // Identities and role assignments are the way to other identities.
             (
                 in_data_rg("Microsoft.ManagedIdentity/userAssignedIdentities/idbind"),
                 &["Reader"],
                 true,
-                scope(POLICY_VIOLATION),
+                scope(Reason::PolicyViolation),
             ),
             (
                 in_data_rg("Microsoft.KeyVault/vaults/kv"),
                 &["Key Vault Secrets User"],
                 true,
-                scope(INVALID_SPEC),
+                scope(Reason::InvalidSpec),
             ),
             (
                 "/providers/Microsoft.Management/managementGroups/mg".into(),
                 &["Reader"],
                 true,
-                scope(INVALID_SPEC),
+                scope(Reason::InvalidSpec),
             ),
             (
                 format!("{storage}/providers/Microsoft.Authorization/roleAssignments/x"),
                 &["Reader"],
                 true,
-                scope(INVALID_SPEC),
+                scope(Reason::InvalidSpec),
             ),
             (
                 format!("/subscriptions/{SUB}/providers/Microsoft.Storage/storageAccounts/x"),
                 &["Reader"],
                 true,
-                scope(INVALID_SPEC),
+                scope(Reason::InvalidSpec),
             ),
-            ("/subscriptions/not-a-guid/resourceGroups/rg".into(), &["Reader"], true, scope(INVALID_SPEC)),
+            (
+                "/subscriptions/not-a-guid/resourceGroups/rg".into(),
+                &["Reader"],
+                true,
+                scope(Reason::InvalidSpec),
+            ),
         ]);
         // One scope listed twice, in two spellings.
         let mut s = spec();
@@ -661,7 +677,7 @@ mod tests {
         let closed = Ceiling::default();
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &closed)),
-            [("spec.azureRoles[1]".into(), INVALID_SPEC)]
+            [("spec.azureRoles[1]".into(), Reason::InvalidSpec)]
         );
         s.azure_roles.truncate(1);
         let desired = validate("ns", "b", &s, &settings(), &closed).expect("valid");
@@ -698,9 +714,13 @@ mod tests {
                 vec![ScopedRoles { scope: scope.clone(), roles: vec!["Key Vault Secrets User".into()] }];
             let problems =
                 validate("ns", "b", &s, &settings(), &Ceiling::default()).err().unwrap_or_default();
-            let found: Vec<(&str, &str, bool)> =
+            let found: Vec<(&str, Reason, bool)> =
                 problems.iter().map(|p| (p.field.as_str(), p.reason, p.message.contains(why))).collect();
-            assert_eq!(found, [("spec.azureRoles[0].scope", INVALID_SPEC, true)], "{scope:?}: {problems:?}");
+            assert_eq!(
+                found,
+                [("spec.azureRoles[0].scope", Reason::InvalidSpec, true)],
+                "{scope:?}: {problems:?}"
+            );
         }
     }
 
@@ -723,8 +743,8 @@ mod tests {
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
-                ("spec.identity.resourceId".into(), POLICY_VIOLATION),
-                ("spec.keyVaults[0].resourceId".into(), POLICY_VIOLATION)
+                ("spec.identity.resourceId".into(), Reason::PolicyViolation),
+                ("spec.keyVaults[0].resourceId".into(), Reason::PolicyViolation)
             ]
         );
         let open =
@@ -749,8 +769,8 @@ mod tests {
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
-                ("spec.keyVaults[0].roles[1]".into(), INVALID_SPEC),
-                ("spec.keyVaults[1]".into(), INVALID_SPEC)
+                ("spec.keyVaults[0].roles[1]".into(), Reason::InvalidSpec),
+                ("spec.keyVaults[1]".into(), Reason::InvalidSpec)
             ]
         );
     }
@@ -762,7 +782,7 @@ mod tests {
                 WorkloadIdentityBindingSpec { service_account_name: bad.to_string(), ..Default::default() };
             assert_eq!(
                 fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
-                vec![("spec.serviceAccountName".into(), INVALID_SPEC)],
+                vec![("spec.serviceAccountName".into(), Reason::InvalidSpec)],
                 "{bad:?}"
             );
         }
@@ -807,12 +827,12 @@ mod tests {
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
             vec![
-                ("spec.identity.resourceGroup".into(), INVALID_SPEC),
-                ("spec.identity.name".into(), INVALID_SPEC),
-                ("spec.keyVaults[0].name".into(), INVALID_SPEC),
-                ("spec.keyVaults[1].resourceGroup".into(), INVALID_SPEC),
-                ("spec.keyVaults[2].resourceId".into(), INVALID_SPEC),
-                ("spec.keyVaults[3].resourceId".into(), INVALID_SPEC),
+                ("spec.identity.resourceGroup".into(), Reason::InvalidSpec),
+                ("spec.identity.name".into(), Reason::InvalidSpec),
+                ("spec.keyVaults[0].name".into(), Reason::InvalidSpec),
+                ("spec.keyVaults[1].resourceGroup".into(), Reason::InvalidSpec),
+                ("spec.keyVaults[2].resourceId".into(), Reason::InvalidSpec),
+                ("spec.keyVaults[3].resourceId".into(), Reason::InvalidSpec),
             ]
         );
         let mut s = spec();
@@ -825,7 +845,7 @@ mod tests {
         let open = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &open)),
-            vec![("spec.identity.resourceId".into(), INVALID_SPEC)]
+            vec![("spec.identity.resourceId".into(), Reason::InvalidSpec)]
         );
     }
 
@@ -837,7 +857,10 @@ mod tests {
         );
         assert_eq!(
             fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
-            vec![("spec.identity.tags".into(), INVALID_SPEC), ("spec.identity.tags".into(), INVALID_SPEC)]
+            vec![
+                ("spec.identity.tags".into(), Reason::InvalidSpec),
+                ("spec.identity.tags".into(), Reason::InvalidSpec)
+            ]
         );
     }
 
@@ -850,7 +873,7 @@ mod tests {
             s.identity.tags = Some([(name.to_string(), "team-b".to_string())].into_iter().collect());
             assert_eq!(
                 fields(validate("ns", "b", &s, &settings(), &Ceiling::default())),
-                vec![("spec.identity.tags".into(), INVALID_SPEC)],
+                vec![("spec.identity.tags".into(), Reason::InvalidSpec)],
                 "{name}"
             );
         }
@@ -869,7 +892,7 @@ mod tests {
         let open = Ceiling { allow_any_role: true, allow_existing_identity: true, ..Ceiling::default() };
         assert_eq!(
             fields(validate("idbind-system", "b", &s, &settings(), &open)),
-            vec![("spec.serviceAccountName".into(), POLICY_VIOLATION)]
+            vec![("spec.serviceAccountName".into(), Reason::PolicyViolation)]
         );
         assert!(validate("team-a", "b", &s, &settings(), &open).is_ok(), "the same name elsewhere is fine");
     }

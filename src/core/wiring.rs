@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::reason::Reason;
 use crate::{
     api::binding::WrittenStatus,
     core::{claim::Holder, plan::IdentityIds, rewrite::Need},
@@ -34,15 +35,6 @@ pub const CLIENT_ID_PARAMETER: &str = "clientID";
 pub const TENANT_ID_PARAMETER: &str = "tenantId";
 /// The label on exported ConfigMaps: what the operator's watch of them selects.
 pub const EXPORT_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "idbind");
-
-/// Condition reasons of the SecretProviderClass wiring and of the export.
-pub const WIRED: &str = "Wired";
-pub const CLASS_NOT_FOUND: &str = "SecretProviderClassNotFound";
-pub const UNSUPPORTED_PROVIDER: &str = "UnsupportedProvider";
-pub const CLASSES_UNAVAILABLE: &str = "SecretProviderClassesUnavailable";
-pub const CLASS_CONFLICT: &str = "SecretProviderClassConflict";
-pub const EXPORTED: &str = "Exported";
-pub const EXPORT_CONFLICT: &str = "ExportConflict";
 
 /// A SecretProviderClass as read just before idbind would write it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -269,7 +261,7 @@ pub struct Wiring {
 /// for instead, as a missing ServiceAccount is).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unwired {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub stalled: bool,
 }
@@ -277,7 +269,7 @@ pub struct Unwired {
 impl Wiring {
     /// The SecretProviderClassesReady condition: `None` when the spec names no class, else whether every
     /// class is wired, its reason and message.
-    pub fn classes_condition(&self, client_id: &str) -> Option<(bool, &'static str, String)> {
+    pub fn classes_condition(&self, client_id: &str) -> Option<(bool, Reason, String)> {
         if self.classes.is_empty() {
             return None;
         }
@@ -289,17 +281,21 @@ impl Wiring {
                     "SecretProviderClass(es) {} carry client id {client_id} and its tenant id",
                     names.join(", ")
                 );
-                (true, WIRED, message)
+                (true, Reason::Wired, message)
             }
         })
     }
 
     /// The ExportReady condition: `None` without an export.
-    pub fn export_condition(&self) -> Option<(bool, &'static str, String)> {
+    pub fn export_condition(&self) -> Option<(bool, Reason, String)> {
         let export = self.export.as_ref()?;
         Some(match self.export_problem() {
             Some(Unwired { reason, message, .. }) => (false, reason, message),
-            None => (true, EXPORTED, format!("ConfigMap {} carries the identity's ids", export.config_map)),
+            None => (
+                true,
+                Reason::Exported,
+                format!("ConfigMap {} carries the identity's ids", export.config_map),
+            ),
         })
     }
 
@@ -312,10 +308,15 @@ impl Wiring {
     pub fn classes_problem(&self) -> Option<Unwired> {
         // The most pressing reason leads: what only an administrator can fix, then what the spec or another
         // binding must change, then what merely has not been created yet.
-        let order = [CLASSES_UNAVAILABLE, UNSUPPORTED_PROVIDER, CLASS_CONFLICT, CLASS_NOT_FOUND];
-        let problems: Vec<(&'static str, String)> = self.classes.iter().filter_map(class_problem).collect();
+        let order = [
+            Reason::SecretProviderClassesUnavailable,
+            Reason::UnsupportedProvider,
+            Reason::SecretProviderClassConflict,
+            Reason::SecretProviderClassNotFound,
+        ];
+        let problems: Vec<(Reason, String)> = self.classes.iter().filter_map(class_problem).collect();
         let reason = order.into_iter().find(|r| problems.iter().any(|(p, _)| p == r))?;
-        if reason == CLASSES_UNAVAILABLE {
+        if reason == Reason::SecretProviderClassesUnavailable {
             let message = "spec.secretProviderClasses: the cluster does not serve SecretProviderClasses \
                 (secrets-store.csi.x-k8s.io): install the Secrets Store CSI driver and its Azure provider; \
                 idbind looks again periodically"
@@ -323,7 +324,7 @@ impl Wiring {
             return Some(Unwired { reason, message, stalled: true });
         }
         let message = problems.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ");
-        Some(Unwired { reason, message, stalled: reason != CLASS_NOT_FOUND })
+        Some(Unwired { reason, message, stalled: reason != Reason::SecretProviderClassNotFound })
     }
 
     /// What keeps the export from being written, if anything.
@@ -357,29 +358,29 @@ impl Wiring {
                  the ids the binding's status shows"
             ),
         };
-        Some(Unwired { reason: EXPORT_CONFLICT, message, stalled: true })
+        Some(Unwired { reason: Reason::ExportConflict, message, stalled: true })
     }
 }
 
 /// A class's reason and message, when it is not wired.
-fn class_problem(class: &Class) -> Option<(&'static str, String)> {
+fn class_problem(class: &Class) -> Option<(Reason, String)> {
     let name = &class.name;
     match &class.state {
         ClassState::Wired => None,
-        ClassState::Unavailable => Some((CLASSES_UNAVAILABLE, String::new())),
+        ClassState::Unavailable => Some((Reason::SecretProviderClassesUnavailable, String::new())),
         ClassState::NotFound => Some((
-            CLASS_NOT_FOUND,
+            Reason::SecretProviderClassNotFound,
             format!("SecretProviderClass {name} does not exist; idbind wires it when it is created"),
         )),
         ClassState::UnsupportedProvider(provider) => Some((
-            UNSUPPORTED_PROVIDER,
+            Reason::UnsupportedProvider,
             format!(
                 "SecretProviderClass {name} has provider {provider:?}: idbind writes clientID and tenantId only \
                  on classes of the azure provider, and left it untouched"
             ),
         )),
         ClassState::Contested { undone, by } => Some((
-            CLASS_CONFLICT,
+            Reason::SecretProviderClassConflict,
             format!(
                 "SecretProviderClass {name}: spec.parameters.{CLIENT_ID_PARAMETER} or {TENANT_ID_PARAMETER} \
                  was changed again (by {by}) after idbind undid a change (by {undone}); another writer keeps \
@@ -388,7 +389,7 @@ fn class_problem(class: &Class) -> Option<(&'static str, String)> {
             ),
         )),
         ClassState::HeldBy(holder) => Some((
-            CLASS_CONFLICT,
+            Reason::SecretProviderClassConflict,
             format!(
                 "SecretProviderClass {name} is wired by WorkloadIdentityBinding {} ({}); a class carries one \
                  client id: name another class, or take it out of one of the bindings",
@@ -604,14 +605,14 @@ mod tests {
     fn the_most_pressing_class_problem_leads_and_every_class_is_named() {
         let held = ClassState::HeldBy(Holder { binding: "first".into(), tie_by_name: false });
         // (case, wiring, the leading reason and whether it stalls)
-        type Row = (&'static str, Wiring, Option<(&'static str, bool)>);
+        type Row = (&'static str, Wiring, Option<(Reason, bool)>);
         let table: Vec<Row> = vec![
             ("no class", wiring(&[]), None),
             ("all wired", wiring(&[("a", ClassState::Wired), ("b", ClassState::Wired)]), None),
             (
                 "missing: waited for",
                 wiring(&[("a", ClassState::Wired), ("b", ClassState::NotFound)]),
-                Some((CLASS_NOT_FOUND, false)),
+                Some((Reason::SecretProviderClassNotFound, false)),
             ),
             (
                 "another provider outranks a missing class",
@@ -619,13 +620,17 @@ mod tests {
                     ("a", ClassState::NotFound),
                     ("b", ClassState::UnsupportedProvider("vault".into())),
                 ]),
-                Some((UNSUPPORTED_PROVIDER, true)),
+                Some((Reason::UnsupportedProvider, true)),
             ),
-            ("held by another binding", wiring(&[("a", held.clone())]), Some((CLASS_CONFLICT, true))),
+            (
+                "held by another binding",
+                wiring(&[("a", held.clone())]),
+                Some((Reason::SecretProviderClassConflict, true)),
+            ),
             (
                 "no CRD",
                 wiring(&[("a", ClassState::Unavailable), ("b", ClassState::Unavailable)]),
-                Some((CLASSES_UNAVAILABLE, true)),
+                Some((Reason::SecretProviderClassesUnavailable, true)),
             ),
         ];
         for (case, w, want) in table {
@@ -644,8 +649,12 @@ mod tests {
         let none = Wiring::default();
         assert_eq!((none.classes_condition("c1"), none.export_condition()), (None, None));
         let wired = wiring(&[("a", ClassState::Wired)]);
-        let (ok, reason, message) = wired.classes_condition("c1").unwrap_or((false, "", String::new()));
-        assert_eq!((ok, reason), (true, WIRED));
+        let (ok, reason, message) = wired.classes_condition("c1").unwrap_or((
+            false,
+            Reason::SecretProviderClassNotFound,
+            String::new(),
+        ));
+        assert_eq!((ok, reason), (true, Reason::Wired));
         assert!(message.contains("c1"), "{message}");
         let conflict = Wiring {
             classes: Vec::new(),
@@ -655,8 +664,11 @@ mod tests {
             }),
             written: Vec::new(),
         };
-        assert_eq!(conflict.export_condition().map(|(ok, r, _)| (ok, r)), Some((false, EXPORT_CONFLICT)));
-        assert_eq!(conflict.problem().map(|p| (p.reason, p.stalled)), Some((EXPORT_CONFLICT, true)));
+        assert_eq!(
+            conflict.export_condition().map(|(ok, r, _)| (ok, r)),
+            Some((false, Reason::ExportConflict))
+        );
+        assert_eq!(conflict.problem().map(|p| (p.reason, p.stalled)), Some((Reason::ExportConflict, true)));
     }
 
     #[test]
@@ -674,7 +686,7 @@ mod tests {
             (contested, "by argocd"),
         ] {
             let problem = export(state).problem().unwrap_or_else(|| panic!("{says}: no problem"));
-            assert_eq!((problem.reason, problem.stalled), (EXPORT_CONFLICT, true), "{says}");
+            assert_eq!((problem.reason, problem.stalled), (Reason::ExportConflict, true), "{says}");
             assert!(
                 problem.message.starts_with("spec.export.configMapName: ConfigMap ids"),
                 "{}",
@@ -685,7 +697,7 @@ mod tests {
         let fought =
             wiring(&[("kv", ClassState::Contested { undone: "kubectl-patch".into(), by: "argocd".into() })]);
         let problem = fought.problem().unwrap_or_else(|| panic!("no problem"));
-        assert_eq!((problem.reason, problem.stalled), (CLASS_CONFLICT, true));
+        assert_eq!((problem.reason, problem.stalled), (Reason::SecretProviderClassConflict, true));
         assert!(problem.message.contains("SecretProviderClass kv") && problem.message.contains("by argocd"));
         let ours = Export { config_map: "ids".into(), state: ExportState::Exported };
         assert!(ours.ours());

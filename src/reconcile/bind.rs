@@ -7,12 +7,13 @@
 use kube::ResourceExt;
 
 use super::{Context, Halt, publish};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{WorkloadIdentityBinding, WrittenKind, WrittenStatus},
     azure::IdentityIds,
     core::{
         desired::{self, Wanted},
-        report::{Failure, Outcome, Part, SERVICE_ACCOUNT_ANNOTATED},
+        report::{Failure, Outcome, Part},
         rewrite::{self, Decision, Target},
         wiring::Wiring,
     },
@@ -106,7 +107,7 @@ async fn annotate(
             record.undone.as_deref().unwrap_or_default()
         );
         tracing::info!(binding = %super::key(b), "{change}");
-        publish::changes(b, ctx, "ServiceAccountRepaired", std::iter::once(change)).await;
+        publish::changes(b, ctx, Reason::ServiceAccountRepaired, std::iter::once(change)).await;
     }
     Ok(Annotated::Done { previous_client_id: k8s::client_id_of(&sa), record })
 }
@@ -115,7 +116,7 @@ async fn annotate(
 fn annotated_by_others(message: String) -> Outcome {
     Outcome::Stalled(Failure {
         part: Part::ServiceAccount,
-        reason: SERVICE_ACCOUNT_ANNOTATED,
+        reason: Reason::ServiceAccountAnnotatedByOthers,
         message: format!("spec.serviceAccountName: {message}"),
         retry_after: None,
     })

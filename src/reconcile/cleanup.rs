@@ -8,6 +8,7 @@
 use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{Context, ReconcileError, bind, context::key, retire, revoke, turns, wire};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{DeletionPolicy, WorkloadIdentityBinding},
     azure::budget::MsiOp,
@@ -85,7 +86,7 @@ async fn retain(
     spec: Option<&validate::DesiredBinding>,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
-    revoke::before_retaining(b, ctx).await.map_err(|f| ReconcileError::Finalizer(f.message))?;
+    revoke::before_retaining(b, ctx).await.map_err(ReconcileError::Cleanup)?;
     let held = b
         .status
         .as_ref()
@@ -198,7 +199,7 @@ async fn remove(
             super::publish::changes(
                 b,
                 ctx,
-                "AzureDeleted",
+                Reason::AzureDeleted,
                 deleted.into_iter().map(|id| format!("deleted {id}")),
             )
             .await;

@@ -4,6 +4,7 @@
 //! true rather than from another read.
 
 use super::{Context, azure_failure, turns};
+use crate::core::reason::Reason;
 use crate::{
     azure::{
         IdentityIds,
@@ -62,7 +63,7 @@ pub async fn converge(
     }
     Err(Outcome::Transient(Failure {
         part: Part::Identity,
-        reason: "StillConverging",
+        reason: Reason::StillConverging,
         message: "Azure did not settle within one reconcile; continuing".into(),
         retry_after: Some(std::time::Duration::from_secs(1)),
     }))

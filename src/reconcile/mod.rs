@@ -35,6 +35,7 @@ pub mod wire;
 
 use std::time::Duration;
 
+use crate::core::reason::Reason;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::runtime::controller::Action;
 
@@ -59,8 +60,12 @@ pub enum ReconcileError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Azure(#[from] AzureError),
+    /// Adding or removing the finalizer failed (kube-runtime's finalizer helper).
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A step of the cleanup stopped for a reason of its own, which the metrics keep.
+    #[error("{}", .0.message)]
+    Cleanup(Failure),
     /// Not a failure: the cleanup waits for its turn at the request budget.
     #[error("waiting {0:?} for a turn at the managed-identity API's request limit")]
     AwaitingTurn(Duration),
@@ -68,13 +73,13 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// The metric label: Azure's category, or where the Kubernetes side failed.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Reason {
         match self {
-            ReconcileError::Kube(_) => "KubernetesApiError",
+            ReconcileError::Kube(_) => Reason::KubernetesApiError,
             ReconcileError::Azure(e) => e.reason(),
-            // The finalizer helper wraps our own errors as strings; cleanup's Azure failures end here.
-            ReconcileError::Finalizer(_) => "FinalizerFailed",
-            ReconcileError::AwaitingTurn(_) => report::AWAITING_TURN,
+            ReconcileError::Finalizer(_) => Reason::FinalizerFailed,
+            ReconcileError::Cleanup(f) => f.reason,
+            ReconcileError::AwaitingTurn(_) => Reason::AwaitingRequestBudget,
         }
     }
 }
@@ -100,7 +105,7 @@ impl From<KubeError> for Halt {
 /// A finished reconcile: when to come back, and the outcome's metric result and category.
 pub struct Reconciled {
     pub action: Action,
-    pub result: (&'static str, Option<&'static str>),
+    pub result: (&'static str, Option<Reason>),
 }
 
 /// Reconciles `b`: the pipeline, then its outcome reported.
@@ -121,7 +126,7 @@ pub async fn apply(b: &WorkloadIdentityBinding, ctx: &Context) -> Result<Reconci
     if let Outcome::Transient(f) = &outcome
         && report.status == b.status.clone().unwrap_or_default()
     {
-        tracing::info!(binding = %key(b), reason = f.reason, message = %f.message, "transient failure; retrying");
+        tracing::info!(binding = %key(b), reason = %f.reason, message = %f.message, "transient failure; retrying");
     }
     publish::publish(b, ctx, &report).await?;
     Ok(Reconciled { action: ctx.action(&key(b), report.requeue), result: outcome.result() })
@@ -145,7 +150,7 @@ async fn pipeline(
     };
     let wanted = resolve::wanted(b, &desired, ctx).await?;
     let (ids, written) = converge::converge(ctx, &key(b), &wanted).await?;
-    publish::changes(b, ctx, "AzureUpdated", written.iter().map(ToString::to_string)).await;
+    publish::changes(b, ctx, Reason::AzureUpdated, written.iter().map(ToString::to_string)).await;
     retire::previous_identities(b, &wanted, ctx).await?;
     let bound = bind::service_account(b, &wanted, &ids, ctx).await?;
     let wired = wire::classes_and_export(b, &ids, bound, ctx).await?;

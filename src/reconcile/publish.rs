@@ -9,6 +9,7 @@ use kube::{
 };
 
 use super::{Context, ReconcileError, failpoint};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::WorkloadIdentityBinding,
     core::report::{Report, Severity, note_parts},
@@ -68,7 +69,7 @@ pub async fn publish(
 pub async fn changes(
     b: &WorkloadIdentityBinding,
     ctx: &Context,
-    reason: &str,
+    reason: Reason,
     changes: impl Iterator<Item = String>,
 ) {
     let reference: ObjectReference = b.object_ref(&());

@@ -4,6 +4,7 @@
 //! for good); the rest is [`crate::core::desired`], pure.
 
 use super::{Context, azure_failure};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
     azure::access::Fresh,
@@ -46,7 +47,7 @@ async fn vault_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<V
         let Some(info) = fresh.vault(&vault.resource_id).await.map_err(failed)? else {
             return Err(Outcome::Stalled(Failure {
                 part: Part::RoleAssignments,
-                reason: "VaultNotFound",
+                reason: Reason::VaultNotFound,
                 message: format!("vault {} does not exist", vault.resource_id),
                 retry_after: None,
             }));
@@ -68,7 +69,7 @@ async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<S
         let Some(answered) = fresh.scope_id(&scope.resource_id).await.map_err(failed)? else {
             return Err(Outcome::Stalled(Failure {
                 part: Part::RoleAssignments,
-                reason: "ScopeNotFound",
+                reason: Reason::ScopeNotFound,
                 message: format!(
                     "scope {} does not exist (checked with a GET of it); create it or correct spec.azureRoles",
                     scope.resource_id
@@ -156,7 +157,7 @@ mod tests {
         let Err(Outcome::Stalled(failure)) = resolve(Fresh::new(&api), owner, &desired, None).await else {
             panic!("the binding must stall");
         };
-        assert_eq!((failure.part, failure.reason), (Part::RoleAssignments, "InvalidSpec"));
+        assert_eq!((failure.part, failure.reason), (Part::RoleAssignments, Reason::InvalidSpec));
         for named in ["spec.azureRoles[1].scope", &judged, &elsewhere] {
             assert!(failure.message.contains(named), "{named}: {}", failure.message);
         }

@@ -6,6 +6,7 @@
 //! ([`crate::core::removal`]).
 
 use super::{Context, azure_failure, context::key};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::WorkloadIdentityBinding,
     azure::AzureError,
@@ -56,7 +57,7 @@ pub async fn previous_identities(
                 let message = "retired an identity the binding no longer uses";
                 tracing::info!(binding = %key(b), old = %identity, removed = ?gone, "{message}");
                 let notes = gone.into_iter().map(|id| format!("deleted {id} (replaced)"));
-                super::publish::changes(b, ctx, "AzureDeleted", notes).await;
+                super::publish::changes(b, ctx, Reason::AzureDeleted, notes).await;
             }
             Err(e) => {
                 let message = "retiring the previous identity failed; retrying";

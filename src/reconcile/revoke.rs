@@ -5,6 +5,7 @@
 //! a refused binding.
 
 use super::{Context, Halt, context::key, gate, resolve};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::WorkloadIdentityBinding,
     azure::{
@@ -41,7 +42,7 @@ pub async fn before_retaining(b: &WorkloadIdentityBinding, ctx: &Context) -> Res
     let Some(rules) = ctx.caches.policy_rules(&ctx.settings.subscription_id).await else {
         return Err(Failure {
             part: Part::RoleAssignments,
-            reason: "PoliciesNotListed",
+            reason: Reason::PoliciesNotListed,
             message: "the policies are not listed yet; what they no longer allow is taken back once they are"
                 .into(),
             retry_after: Some(std::time::Duration::from_secs(2)),
@@ -101,7 +102,7 @@ async fn take_back(
         done.map_err(failed(action.part()))?;
     }
     let taken_back = removed.iter().map(|a| format!("{a}: no policy allows it any more"));
-    super::publish::changes(b, ctx, "AzureDeleted", taken_back).await;
+    super::publish::changes(b, ctx, Reason::AzureDeleted, taken_back).await;
     Ok(held_now(&wanted, observed))
 }
 

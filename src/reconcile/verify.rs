@@ -15,6 +15,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::ResourceExt;
 
 use super::{Context, Halt};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{TOKEN_EXCHANGE_AUDIENCE, WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
     azure::{
@@ -135,7 +136,7 @@ async fn exchange(
     let e = match workload_identity::exchange(verifier.http.as_ref(), &grant, &[scope]).await {
         Ok(token) => return Ok(token),
         Err(ExchangeError::Unavailable(message)) => {
-            let failure = failure(Part::Federation, "EntraUnavailable", message);
+            let failure = failure(Part::Federation, Reason::EntraUnavailable, message);
             return Err(Checked::Stopped(Outcome::Transient(failure)));
         }
         Err(e) => e,
@@ -163,7 +164,7 @@ async fn open_vaults(
         let answer = match data_plane::list(verifier.http.as_ref(), &probe.uri, token, probe.listing).await {
             Ok(answer) => answer,
             Err(e) => {
-                let failure = failure(Part::Access, "KeyVaultUnavailable", e.to_string());
+                let failure = failure(Part::Access, Reason::KeyVaultUnavailable, e.to_string());
                 return Checked::Stopped(Outcome::Transient(failure));
             }
         };
@@ -195,7 +196,7 @@ fn found(part: Part, federation: Option<String>, finding: Finding) -> Checked {
     }
 }
 
-fn failure(part: Part, reason: &'static str, message: String) -> Failure {
+fn failure(part: Part, reason: Reason, message: String) -> Failure {
     Failure { part, reason, message, retry_after: None }
 }
 
@@ -209,19 +210,18 @@ fn token_failure(e: &KubeError) -> Outcome {
              the verification component (config/components/verification), which grants serviceaccounts/token \
              for the exchange audience only"
         );
-        Outcome::Stalled(failure(Part::Federation, "VerificationForbidden", message))
+        Outcome::Stalled(failure(Part::Federation, Reason::VerificationForbidden, message))
     } else {
-        Outcome::Transient(failure(Part::Federation, "KubernetesApiError", e.to_string()))
+        Outcome::Transient(failure(Part::Federation, Reason::KubernetesApiError, e.to_string()))
     }
 }
 
 /// How long the check of `condition_type` has been pending: since its condition went false for propagation
 /// (the status is a clock here, never an authority: it only spaces the retries and ends the wait).
 fn pending_for(status: &WorkloadIdentityBindingStatus, condition_type: &str) -> Duration {
-    let pending = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition_type && c.status == "False" && c.reason == proof::PROPAGATION_PENDING);
+    let pending = status.conditions.iter().find(|c| {
+        c.type_ == condition_type && c.status == "False" && c.reason == Reason::PropagationPending.as_str()
+    });
     pending.map_or(Duration::ZERO, |c| since(&c.last_transition_time))
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use kube::{ResourceExt, api::ApiResource};
 
 use super::{Context, Halt, ReconcileError, failpoint, publish};
+use crate::core::reason::Reason;
 use crate::{
     api::binding::{WorkloadIdentityBinding, WrittenKind, WrittenStatus},
     core::{
@@ -149,7 +150,7 @@ async fn wire(
                 ));
             }
             tracing::info!(binding = %super::key(b), "{change}");
-            publish::changes(b, ctx, "SecretProviderClassWired", std::iter::once(change)).await;
+            publish::changes(b, ctx, Reason::SecretProviderClassWired, std::iter::once(change)).await;
             Ok((ClassState::Wired, Some(record)))
         }
     }
@@ -175,7 +176,7 @@ async fn release(
             wiring::TENANT_ID_PARAMETER
         );
         tracing::info!(binding = %super::key(b), "{change}");
-        publish::changes(b, ctx, "SecretProviderClassReleased", std::iter::once(change)).await;
+        publish::changes(b, ctx, Reason::SecretProviderClassReleased, std::iter::once(change)).await;
     }
     Ok(())
 }
@@ -233,7 +234,7 @@ async fn config_map(
             ));
         }
         tracing::info!(binding = %super::key(b), "{change}");
-        publish::changes(b, ctx, "ConfigMapExported", std::iter::once(change)).await;
+        publish::changes(b, ctx, Reason::ConfigMapExported, std::iter::once(change)).await;
     }
     Ok((Some(Export { config_map: name, state: exported.state }), exported.record))
 }
@@ -253,7 +254,7 @@ async fn delete_previous(
         && export::delete(&ctx.client, &ns, previous, &found.uid).await?
     {
         let change = format!("ConfigMap {previous}: deleted (spec.export no longer names it)");
-        publish::changes(b, ctx, "ConfigMapDeleted", std::iter::once(change)).await;
+        publish::changes(b, ctx, Reason::ConfigMapDeleted, std::iter::once(change)).await;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use kube::{
     },
 };
 
+use crate::core::reason::Reason;
 use crate::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy},
     core::{conditions, wiring::EXPORT_LABEL},
@@ -242,19 +243,14 @@ pub async fn reconcile(
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::CleanupFailed(ReconcileError::AwaitingTurn(wait)) => {
-            ReconcileError::AwaitingTurn(wait)
-        }
-        e => ReconcileError::Finalizer(e.to_string()),
-    });
+    .map_err(unwrap_finalizer_error);
     let (label, category) = match (&result, applied) {
         (Ok(_), Some(result)) => result,
         (Ok(_), None) => ("ok", None),
         (Err(ReconcileError::AwaitingTurn(_)), _) => ("deferred", None),
         (Err(e), _) => ("error", Some(e.category())),
     };
-    ctx.metrics.reconcile_finished(label, category, started.elapsed());
+    ctx.metrics.reconcile_finished(label, category.map(Reason::as_str), started.elapsed());
     result
 }
 
@@ -270,4 +266,42 @@ pub fn error_policy(
     }
     tracing::warn!(binding = %key(&binding), %error, "reconcile failed");
     Action::requeue(ctx.backoff(&key(&binding), None))
+}
+
+/// The reconcile's and the cleanup's own errors keep their category (a throttled cleanup is Throttled in the
+/// metrics, not FinalizerFailed); only the finalizer helper's own failures are FinalizerFailed.
+fn unwrap_finalizer_error(e: kube::runtime::finalizer::Error<ReconcileError>) -> ReconcileError {
+    use kube::runtime::finalizer::Error;
+    match e {
+        Error::ApplyFailed(e) | Error::CleanupFailed(e) => e,
+        e => ReconcileError::Finalizer(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::finalizer::Error;
+
+    use super::*;
+    use crate::azure::AzureError;
+
+    #[test]
+    fn a_failed_cleanup_keeps_its_category() {
+        let throttled = || AzureError::Arm {
+            operation: "UserAssignedIdentities_Delete",
+            status: 429,
+            code: "TooManyRequests".into(),
+            message: "slow down".into(),
+            retry_after: None,
+        };
+        let table: Vec<(Error<ReconcileError>, Reason)> = vec![
+            (Error::CleanupFailed(ReconcileError::Azure(throttled())), Reason::Throttled),
+            (Error::ApplyFailed(ReconcileError::Azure(throttled())), Reason::Throttled),
+            (Error::UnnamedObject, Reason::FinalizerFailed),
+        ];
+        for (error, category) in table {
+            let text = error.to_string();
+            assert_eq!(unwrap_finalizer_error(error).category(), category, "{text}");
+        }
+    }
 }

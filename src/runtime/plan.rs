@@ -19,6 +19,7 @@ mod report;
 
 use std::{cell::Cell, ffi::OsString, io::Read as _, path::PathBuf, process::ExitCode, sync::Arc};
 
+use crate::core::reason::Reason;
 use clap::{Args, Command, FromArgMatches as _, ValueEnum};
 
 pub use self::cluster::Cluster;
@@ -337,7 +338,7 @@ async fn finish(stages: Vec<Stage>, args: &RunArgs, settings: &OperatorSettings)
                         BindingPlan::from_dry_run(&namespace, &name, writes)
                     }
                     Err(message) => {
-                        let reason = report::AZURE_CLIENT_ERROR.into();
+                        let reason = Reason::AzureClientError.into();
                         let problem = Problem { field: None, reason, message: message.clone() };
                         BindingPlan::failed(&namespace, &name, Verdict::Blocked, vec![problem])
                     }

@@ -12,11 +12,8 @@ use kube::{
 };
 use serde_json::Value;
 
-use super::{
-    PlanError,
-    config::CONFIG_MAP,
-    report::{Problem, SCHEMA_REJECTED},
-};
+use super::{PlanError, config::CONFIG_MAP, report::Problem};
+use crate::core::reason::Reason;
 use crate::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicy},
     core::policy::Rule,
@@ -141,7 +138,7 @@ fn problems(status: &Status) -> Vec<Problem> {
     let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
     let problem = |field: &str, message: &str| Problem {
         field: (!field.is_empty()).then(|| field.to_string()),
-        reason: SCHEMA_REJECTED.into(),
+        reason: Reason::SchemaRejected.into(),
         message: message.to_string(),
     };
     match causes {

@@ -3,17 +3,13 @@
 
 use serde::Serialize;
 
+use crate::core::reason::Reason;
 use crate::{core::validate::Invalid, reconcile::DryRun};
 
 /// The exit codes: nothing to do, something refused or failed, changes to make.
 pub const EXIT_NO_CHANGES: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
-
-/// The reasons `idbind plan` gives of its own (the others are the operator's condition reasons).
-pub const SCHEMA_REJECTED: &str = "SchemaRejected";
-pub const INVALID_MANIFEST: &str = "InvalidManifest";
-pub const AZURE_CLIENT_ERROR: &str = "AzureClientError";
 
 /// One binding's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -54,7 +50,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn invalid_manifest(field: Option<&str>, message: String) -> Problem {
-        Problem { field: field.map(str::to_string), reason: INVALID_MANIFEST.into(), message }
+        Problem { field: field.map(str::to_string), reason: Reason::InvalidManifest.into(), message }
     }
 
     fn from_invalid(invalid: Invalid) -> Problem {
@@ -196,7 +192,7 @@ mod tests {
         }
     }
 
-    fn problem(field: Option<&str>, reason: &str, message: &str) -> Problem {
+    fn problem(field: Option<&str>, reason: Reason, message: &str) -> Problem {
         Problem { field: field.map(str::to_string), reason: reason.into(), message: message.into() }
     }
 
@@ -224,7 +220,7 @@ mod tests {
     fn a_dry_run_becomes_a_verdict() {
         let invalid = Invalid {
             field: "spec.keyVaults[0].roles[0]".into(),
-            reason: "PolicyViolation",
+            reason: Reason::PolicyViolation,
             message: "Owner is not allowed".into(),
         };
         let cases = [
@@ -232,12 +228,16 @@ mod tests {
             (
                 DryRun::Invalid(vec![invalid]),
                 Verdict::Refused,
-                vec![problem(Some("spec.keyVaults[0].roles[0]"), "PolicyViolation", "Owner is not allowed")],
+                vec![problem(
+                    Some("spec.keyVaults[0].roles[0]"),
+                    Reason::PolicyViolation,
+                    "Owner is not allowed",
+                )],
             ),
             (
                 DryRun::Blocked("IdentityConflict".into(), "not ours".into()),
                 Verdict::Blocked,
-                vec![problem(None, "IdentityConflict", "not ours")],
+                vec![problem(None, Reason::IdentityConflict, "not ours")],
             ),
         ];
         for (dry_run, verdict, problems) in cases {
@@ -257,11 +257,11 @@ mod tests {
                 &[],
                 vec![problem(
                     Some("spec.keyVaults[0].roles[0]"),
-                    "PolicyViolation",
+                    Reason::PolicyViolation,
                     "no policy allows Owner",
                 )],
             ),
-            plan("taken", Verdict::Blocked, &[], vec![problem(None, "IdentityConflict", "not ours")]),
+            plan("taken", Verdict::Blocked, &[], vec![problem(None, Reason::IdentityConflict, "not ours")]),
         ];
         let expected = "\
 BINDING         RESULT      DETAILS
@@ -285,7 +285,7 @@ shop/taken      blocked     IdentityConflict: not ours
                     &[],
                     vec![problem(
                         Some("spec.keyVaults"),
-                        SCHEMA_REJECTED,
+                        Reason::SchemaRejected,
                         "keyVaults must not list the same vault twice",
                     )],
                 ),
