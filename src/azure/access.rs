@@ -216,7 +216,8 @@ async fn observe<S>(
 }
 
 /// The identity's federated credentials: ours (by name), how many there are, and another one with our issuer
-/// and subject. Azure matches issuer and subject exactly (DESIGN §2a), so no normalisation here either.
+/// and subject. Azure matches issuer and subject exactly (docs/azure.md#federated-credentials), so no
+/// normalisation here either.
 async fn federation(
     api: &dyn AzureApi,
     identity: &ResourceId,
@@ -344,8 +345,8 @@ async fn execute(
 }
 
 /// Creates a role assignment; when ARM says the (scope, role, principal) trio has one already, it counts as
-/// ours only under the name we derive (DESIGN §2a): otherwise it belongs to someone else and is reported,
-/// never taken over.
+/// ours only under the name we derive (docs/azure.md#role-assignment-rules): otherwise it belongs to someone
+/// else and is reported, never taken over.
 async fn create_role_assignment(
     api: &dyn AzureApi,
     scope: &ResourceId,
@@ -376,11 +377,11 @@ async fn create_role_assignment(
 }
 
 /// Removes what the binding owns in Azure through `identity` (finalizer, `deletionPolicy: Delete`, or an
-/// identity the binding no longer uses), in the order that leaves nothing orphaned (DESIGN §2a): role
-/// assignments and access-policy permissions first (deleting the identity first would strand assignments as
-/// "Identity not found", counting against the subscription's limit), then our FIC, then the identity, only
-/// when idbind manages it and its tags say it is this binding's. Anything already gone counts as deleted.
-/// Returns the ids deleted.
+/// identity the binding no longer uses), in the order that leaves nothing orphaned
+/// (docs/azure.md#role-assignment-rules): role assignments and access-policy permissions first (deleting the
+/// identity first would strand assignments as "Identity not found", counting against the subscription's
+/// limit), then our FIC, then the identity, only when idbind manages it and its tags say it is this
+/// binding's. Anything already gone counts as deleted. Returns the ids deleted.
 async fn remove<S>(
     api: &dyn AzureApi,
     identity: &ResourceId,
