@@ -1,6 +1,6 @@
 //! Replays every request example under `tests/azure-rest-api-specs/specification/**/examples/` (unmodified
-//! copies from Azure/azure-rest-api-specs, see its README and docs/azure.md#spec-copies) against the simulator
-//! and checks the example's status codes and field structure.
+//! copies from Azure/azure-rest-api-specs, see its README and docs/azure.md#spec-copies) against the
+//! simulator and checks the example's status codes and field structure.
 //!
 //! The request of an example is found through the swagger that references it (`x-ms-examples`), so a new
 //! example under an operation we already know needs no code. Examples without a swagger beside them (Key
