@@ -445,7 +445,8 @@ impl AzureApi for ArmApi {
             subscription_scope(scope)?.provider_resource(ROLE_DEFINITION, role_definition_guid);
         let mut props =
             RoleAssignmentProperties::new(role_definition_id.to_string(), principal_id.to_string());
-        // Without it ARM looks the principal up in Entra, which lags behind a new identity.
+        // Without it ARM looks the principal up in Entra, which lags behind a new identity
+        // (docs/azure.md#propagation).
         props.principal_type = Some(PrincipalType::ServicePrincipal);
         let create = self.authz.role_assignments_client().create(
             sdk_scope(scope),

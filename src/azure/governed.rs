@@ -2,7 +2,8 @@
 //! reconciles inside Azure's limits and out of each other's way:
 //!
 //! - the client-side request budget ([`super::budget`]), shaped like ARM's and the managed-identity API's
-//!   token buckets, so idbind waits its turn instead of provoking 429s;
+//!   token buckets (docs/azure.md#arm-throttling, docs/azure.md#managed-identity-limits), so idbind waits its
+//!   turn instead of provoking 429s;
 //! - at most one federated-credential write in flight per identity: Azure answers a second concurrent one
 //!   with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity`
 //!   (docs/azure.md#federated-credentials), which bites when several bindings federate one brought identity;
