@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-/// The longest condition Azure accepts [DOC: 8 KB, FACTS §9].
+/// The longest condition Azure accepts [DOC: 8 KB, docs/azure.md#role-assignment-rules].
 pub const MAX_CONDITION_LEN: usize = 8 * 1024;
 
 /// The only condition version Azure supports [DOC conditions-troubleshoot: "Set conditionVersion property to

@@ -1,6 +1,6 @@
 //! Configuration of a simulator instance. Every number that shapes behaviour is here, with defaults that
-//! follow ARM (FACTS.md); a config file (JSON or YAML, camelCase keys) can set any of it, and `idbind-sim`
-//! flags override the most common fields.
+//! follow ARM (docs/azure.md); a config file (JSON or YAML, camelCase keys) can set any of it, and
+//! `idbind-sim` flags override the most common fields.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -145,7 +145,8 @@ impl BucketSpec {
     }
 }
 
-/// ARM's throttling (FACTS §5) and the managed-identity API limits (FACTS §1).
+/// ARM's throttling (docs/azure.md#arm-throttling) and the managed-identity API limits
+/// (docs/azure.md#managed-identity-limits).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ThrottleConfig {
@@ -186,9 +187,9 @@ impl ThrottleConfig {
     }
 }
 
-/// Rates from FACTS §1 (requests per second). The doc gives rates only, not burst sizes: [UNVERIFIED] we let
-/// each bucket hold one second's worth of requests, but at least one request, so 0.25/s per identity means
-/// one request and then one every four seconds.
+/// Rates from docs/azure.md#managed-identity-limits (requests per second). The doc gives rates only, not
+/// burst sizes: [UNVERIFIED] we let each bucket hold one second's worth of requests, but at least one
+/// request, so 0.25/s per identity means one request and then one every four seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MsiLimits {
@@ -245,13 +246,15 @@ pub struct BehaviourConfig {
     /// window gets 409 ConcurrentFederatedIdentityCredentialsWrites….
     pub fic_write_duration_ms: u64,
     /// A FIC created, or whose issuer, subject or audiences changed, less than this long ago does not match
-    /// at token exchange yet (AADSTS70021, as for no FIC at all). Azure takes "a few minutes" (FACTS §10).
-    /// Measured on the simulator's clock; it applies to FIC writes made while it is set.
+    /// at token exchange yet (AADSTS70021, as for no FIC at all). Azure takes "a few minutes"
+    /// (docs/azure.md#propagation). Measured on the simulator's clock; it applies to FIC writes made while it
+    /// is set.
     pub fic_propagation_ms: u64,
     /// A new role assignment takes effect in the Key Vault data plane only this long after it was created,
-    /// and a deleted one keeps working for as long (Azure: up to 30 minutes, FACTS §10). Measured on the
-    /// simulator's clock; it applies to assignment writes made while it is set.
+    /// and a deleted one keeps working for as long (Azure: up to 30 minutes, docs/azure.md#propagation).
+    /// Measured on the simulator's clock; it applies to assignment writes made while it is set.
     pub role_propagation_ms: u64,
+    /// Azure allows 20 (docs/azure.md#federated-credentials).
     pub max_fics_per_identity: usize,
     /// Page size of list operations (FIC lists also honour `$top`).
     pub page_size: usize,
@@ -260,13 +263,14 @@ pub struct BehaviourConfig {
 impl Default for BehaviourConfig {
     fn default() -> Self {
         Self {
-            // [DOC] "a few seconds to minutes"; 10 s is enough to catch a client that does not send
-            // principalType while keeping manual runs pleasant.
+            // Azure documents the replication delay but no bound for it (docs/azure.md#propagation); 10 s is
+            // enough to catch a client that does not send principalType while keeping manual runs pleasant.
             principal_replication_delay_ms: 10_000,
             // Real FIC writes take a second or more and ARM refuses a second one on the same identity
-            // meanwhile (FACTS §4). 300 ms is long enough that two writes sent together always overlap, even
-            // on a loaded 2-core machine, so every client is made to serialise its FIC writes per identity as
-            // Azure requires; short enough that a test suite writing FICs one after another barely notices.
+            // meanwhile (docs/azure.md#federated-credentials). 300 ms is long enough that two writes sent
+            // together always overlap, even on a loaded 2-core machine, so every client is made to serialise
+            // its FIC writes per identity as Azure requires; short enough that a test suite writing FICs one
+            // after another barely notices.
             fic_write_duration_ms: 300,
             fic_propagation_ms: 0,
             role_propagation_ms: 0,
@@ -302,12 +306,14 @@ pub struct KeyVaultConfig {
     /// `<vault>.<dnsSuffix>` is served as that vault's data plane; the first one is the suffix of the
     /// `vaultUri` ARM returns.
     pub clouds: Vec<VaultCloud>,
-    /// Items per page when the client does not send `maxresults` (Key Vault: 25, its maximum too).
+    /// Items per page when the client does not send `maxresults` (Key Vault: 25, its maximum too;
+    /// docs/azure.md#key-vault-data-plane-errors).
     pub page_size: usize,
 }
 
-/// One cloud's vault DNS suffix and the authority its bearer challenge names (FACTS §7, §10). The resource in
-/// the challenge, and the token audience the vault accepts, is `https://<dnsSuffix>`.
+/// One cloud's vault DNS suffix and the authority its bearer challenge names (docs/azure.md#clouds,
+/// docs/azure.md#key-vault-data-plane). The resource in the challenge, and the token audience the vault
+/// accepts, is `https://<dnsSuffix>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultCloud {

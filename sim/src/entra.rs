@@ -256,8 +256,8 @@ async fn token(
         }
     }
     let scope = f.get("scope").cloned().unwrap_or_default();
-    // MSAL adds the OIDC scopes to every request, app-only grants included (FACTS §10); Entra ignores them
-    // there. What must be exactly one is the resource.
+    // MSAL adds the OIDC scopes to every request, app-only grants included (docs/azure.md#token-exchange);
+    // Entra ignores them there. What must be exactly one is the resource.
     let resources: Vec<&str> = scope.split_whitespace().filter(|s| !is_oidc_scope(s)).collect();
     let resource = match resources.as_slice() {
         [one] if one.ends_with("/.default") => one.trim_end_matches(".default").to_owned(),
@@ -383,8 +383,9 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         _ => Vec::new(),
     };
-    // Issuer and subject compare exactly: case and trailing slash matter (FACTS §9). A FIC still propagating
-    // does not match yet, and the answer is the same as for none (FACTS §1, §10).
+    // Issuer and subject compare exactly: case and trailing slash matter
+    // (docs/azure.md#federated-credentials). A FIC still propagating does not match yet, and the answer is
+    // the same as for none (docs/azure.md#propagation).
     let now_ms = sim.clock.now_ms();
     let matched = identity.federated_identity_credentials.values().any(|f| {
         f.issuer == iss

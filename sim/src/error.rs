@@ -56,12 +56,12 @@ impl ArmError {
         )
     }
 
-    /// `ResourceGroupNotFound` (404), wording from FACTS §4.
+    /// `ResourceGroupNotFound` (404), wording from docs/azure.md#arm-errors.
     pub fn resource_group_not_found(rg: &str) -> Self {
         Self::not_found("ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."))
     }
 
-    /// `ResourceNotFound` (404) in the form of ARM's troubleshooting doc (FACTS §4).
+    /// `ResourceNotFound` (404) in the form of ARM's troubleshooting doc (docs/azure.md#arm-errors).
     pub fn resource_not_found(resource_type: &str, name: &str, rg: &str) -> Self {
         Self::not_found(
             "ResourceNotFound",
@@ -87,7 +87,7 @@ impl IntoResponse for ArmError {
     }
 }
 
-/// An error from the Entra token endpoint, shaped like Entra's OAuth2 errors (FACTS §7).
+/// An error from the Entra token endpoint, shaped like Entra's OAuth2 errors (docs/azure.md#error-shape).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{error}: AADSTS{aadsts}: {description}")]
 pub struct EntraError {

@@ -21,8 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::core::Sim;
 use crate::server::{serve_tls, stopped};
 
-/// The Entra and ARM hosts of the public, China and US Government clouds (FACTS §7), with the Entra aliases
-/// instance discovery names.
+/// The Entra and ARM hosts of the public, China and US Government clouds (docs/azure.md#clouds), with the
+/// Entra aliases instance discovery names.
 pub const CLOUD_HOSTS: &[&str] = &[
     "login.microsoftonline.com",
     "login.windows.net",

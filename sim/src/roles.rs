@@ -1,12 +1,12 @@
 //! Built-in role definitions the simulator knows, with their real GUIDs and their published `actions`,
 //! `notActions` and `dataActions`, read from MicrosoftDocs/azure-docs
 //! `articles/role-based-access-control/built-in-roles/{privileged,general,identity,storage,integration,
-//! analytics,containers}.md` and, for Key Vault, `key-vault/general/rbac-guide.md` (FACTS §6). The Key Vault
-//! roles' `dataActions` are what the Key Vault data plane authorizes with (see `kv`). None of these roles has
-//! `notDataActions`. Owner, Contributor, User Access Administrator and Role Based Access Control
-//! Administrator carry what makes them dangerous, so guardrail tests can recognise an escalation by the
-//! role's content too. AcrPull and AcrPush grant control-plane `actions` only (`registries/pull/read`), no
-//! `dataActions`, as published.
+//! analytics,containers}.md` and, for Key Vault, `key-vault/general/rbac-guide.md`
+//! (docs/azure.md#builtin-roles). The Key Vault roles' `dataActions` are what the Key Vault data plane
+//! authorizes with (see `kv`). None of these roles has `notDataActions`. Owner, Contributor, User Access
+//! Administrator and Role Based Access Control Administrator carry what makes them dangerous, so guardrail
+//! tests can recognise an escalation by the role's content too. AcrPull and AcrPush grant control-plane
+//! `actions` only (`registries/pull/read`), no `dataActions`, as published.
 
 use crate::state::{RoleDefinition, RolePermission};
 

@@ -1,12 +1,13 @@
-//! ARM-style throttling with token buckets (FACTS §5): one bucket per (subscription, principal, operation
-//! kind), a global one per (subscription, kind) holding `global_factor` times as much, per (principal, kind)
-//! buckets for tenant-level requests, and the managed-identity RP's own limits per tenant, subscription and
-//! identity (FACTS §1). A request passes only if every bucket that applies has a token; then it takes one
-//! from each. Otherwise it is answered 429 with `Retry-After` (whole seconds until every bucket it needs has
-//! a token again) and takes nothing. The buckets that were empty stay closed until that Retry-After has
-//! passed: ARM does not process a request sent before the retry value has elapsed and answers it with a new
-//! one, the time still to wait (FACTS §5), so a client that ignores Retry-After is not let through by the
-//! refill alone.
+//! ARM-style throttling with token buckets (docs/azure.md#arm-throttling): one bucket per (subscription,
+//! principal, operation kind), a global one per (subscription, kind) holding `global_factor` times as much,
+//! per (principal, kind) buckets for tenant-level requests, and the managed-identity RP's own limits per
+//! tenant, subscription and identity (docs/azure.md#managed-identity-limits). A request passes only if every
+//! bucket that applies has a token; then it takes one from each. Otherwise it is answered 429 with
+//! `Retry-After` (whole seconds until every bucket it needs has a token again) and takes nothing. The buckets
+//! that were empty stay closed until that Retry-After has passed: ARM does not process a request sent before
+//! the retry value has elapsed and answers it with a new one, the time still to wait
+//! (docs/azure.md#arm-throttling), so a client that ignores Retry-After is not let through by the refill
+//! alone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -183,7 +184,7 @@ impl Throttler {
             }
             let err = if arm_wait > 0.0 {
                 match &req.subscription {
-                    // Wording from FACTS §4 [OBS].
+                    // Wording from docs/azure.md#arm-errors [OBS].
                     Some(sub) => ArmError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "SubscriptionRequestsThrottled",
@@ -207,8 +208,9 @@ impl Throttler {
                     ),
                 }
             } else {
-                // [UNVERIFIED] The managed-identity RP's own 429: no sample of its body was found;
-                // `TooManyRequests` is the generic code RPs use.
+                // [UNVERIFIED] The managed-identity RP's own 429: the one public sample
+                // (docs/azure.md#managed-identity-limits) does not show its code; `TooManyRequests` is the
+                // generic code RPs use, and the wording is ours.
                 ArmError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",

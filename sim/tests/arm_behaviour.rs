@@ -1,5 +1,5 @@
 //! ARM semantics over HTTPS: status codes, ids, error bodies and the behaviours that make real ARM hard
-//! (FACTS §1, §2, §4).
+//! (docs/azure.md#managed-identity-api, docs/azure.md#role-assignments-api, docs/azure.md#arm-errors).
 
 mod common;
 

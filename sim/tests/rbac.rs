@@ -1,6 +1,6 @@
 //! ARM authorizes every request from the caller's role assignments, over HTTPS: the role definitions'
 //! `actions` and `notActions` at the request's scope or above, conditions on role assignment management, and
-//! ARM's 403 `AuthorizationFailed` otherwise (FACTS §4).
+//! ARM's 403 `AuthorizationFailed` otherwise (docs/azure.md#arm-errors).
 
 mod common;
 

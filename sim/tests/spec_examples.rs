@@ -1,4 +1,5 @@
-//! Replays every request example under `shared/azure-rest-api/specification/**/examples/` against the
+//! Replays every request example under `tests/azure-rest-api-specs/specification/**/examples/` (unmodified
+//! copies from Azure/azure-rest-api-specs, see its README and docs/azure.md#spec-copies) against the
 //! simulator and checks the example's status codes and field structure.
 //!
 //! The request of an example is found through the swagger that references it (`x-ms-examples`), so a new
@@ -16,7 +17,7 @@ use idbind_sim::{Seed, SeedRoleDefinition, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 fn spec_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/azure-rest-api/specification")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/azure-rest-api-specs/specification")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -300,8 +301,8 @@ async fn every_spec_example_replays() -> TestResult {
     let root = spec_root();
     assert!(
         root.is_dir(),
-        "the Azure REST API spec copies are missing: expected them at {} (shared/azure-rest-api beside the \
-         repository). This test must not be skipped.",
+        "the Azure REST API spec copies are missing: expected them at {} (see \
+         sim/tests/azure-rest-api-specs/README.md). This test must not be skipped.",
         root.display()
     );
     let mut files = Vec::new();

@@ -136,7 +136,7 @@ async fn managed_identity_limits_per_subscription_and_per_identity() -> TestResu
 async fn a_retry_sent_before_retry_after_is_not_processed_even_once_the_bucket_refilled() -> TestResult {
     let mut cfg = config();
     // One write, ten back per second: 100 ms after a 429 the bucket holds a token again, but Retry-After says
-    // one second, and ARM does not process a request sent before that (FACTS §5).
+    // one second, and ARM does not process a request sent before that (docs/azure.md#arm-throttling).
     cfg.throttle = small_buckets();
     cfg.throttle.writes = BucketSpec::new(1.0, 10.0);
     cfg.seed.apps.push(SeedApp {

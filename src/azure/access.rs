@@ -221,7 +221,8 @@ async fn observe<S>(
 }
 
 /// The identity's federated credentials: ours (by name), how many there are, and another one with our issuer
-/// and subject. Azure matches issuer and subject exactly (docs/azure.md), so no normalisation here either.
+/// and subject. Azure matches issuer and subject exactly (docs/azure.md#federated-credentials), so no
+/// normalisation here either.
 async fn federation(
     api: &dyn AzureApi,
     identity: &ResourceId,

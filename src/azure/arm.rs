@@ -2,7 +2,7 @@
 //! public, China, US Government, or explicit endpoints (the simulator, Azure Stack), with an optional extra
 //! CA.
 //!
-//! Three choices from reading the SDK (DESIGN §2b):
+//! Choices from reading the SDK (docs/azure.md#sdk-pitfalls):
 //! - The SDK's retry policy is off: it would sleep inside the request honouring `Retry-After`, blocking a
 //!   controller worker and hiding throttling from the controller's budget.
 //! - The SDK's own error keeps the answer's headers private, so `Retry-After` would be lost. A pipeline
@@ -47,6 +47,8 @@ use crate::core::{
     },
     roles::Permissions,
 };
+
+// Every api-version idbind sends, and why, is in docs/azure.md#api-versions.
 
 /// Key Vault management api-version for vault reads (the SDK has no 0.21 Key Vault mgmt crate among our
 /// dependencies; one GET does not justify one).
@@ -444,7 +446,8 @@ impl AzureApi for ArmApi {
             subscription_scope(scope)?.provider_resource(ROLE_DEFINITION, role_definition_guid);
         let mut props =
             RoleAssignmentProperties::new(role_definition_id.to_string(), principal_id.to_string());
-        // Without it ARM looks the principal up in Entra, which lags behind a new identity.
+        // Without it ARM looks the principal up in Entra, which lags behind a new identity
+        // (docs/azure.md#propagation).
         props.principal_type = Some(PrincipalType::ServicePrincipal);
         let create = self.authz.role_assignments_client().create(
             sdk_scope(scope),
@@ -612,6 +615,7 @@ impl AzureApi for ArmApi {
         object_id: &str,
         permissions: &Permissions,
     ) -> Result<(), AzureError> {
+        // One entry added or removed, never the list rewritten (docs/azure.md#key-vault-management).
         const OP: &str = "Vaults_UpdateAccessPolicy";
         resource_parts(vault_id, KEY_VAULT)?;
         let kind = match change {

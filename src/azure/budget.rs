@@ -4,8 +4,8 @@
 //! ARM limits a principal per subscription with token buckets (writes: 200, refilling 10/s; deletes: 200,
 //! 10/s; reads: 250, 25/s) and the managed-identity API adds its own limits per subscription and per identity
 //! (create/update 2/s and 0.25/s, get 10/s and 0.5/s, list 5/s, delete 2/s and 0.25/s). See
-//! shared/azure-rest-api/FACTS.md §1 and §5. A request takes one token from every bucket that applies, all or
-//! none, so a request never half-spends.
+//! docs/azure.md#arm-throttling and docs/azure.md#managed-identity-limits. A request takes one token from
+//! every bucket that applies, all or none, so a request never half-spends.
 //!
 //! The core is pure (time is passed in) and tested without a clock; `SharedBudget` is the async wrapper the
 //! controller awaits.

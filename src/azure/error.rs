@@ -1,10 +1,11 @@
 //! What can go wrong talking to Azure, and what the controller should do about it.
 //!
-//! The SDK's own retries are off (DESIGN §2b): every failure comes back here, and the controller decides from
-//! [`AzureError::retryable`] and [`AzureError::retry_after`] whether to requeue (with ARM's `Retry-After`
-//! when it gave one) or to wait for a spec change. The classification follows Azure Service Operator's:
-//! throttling, 5xx, replication lag (`PrincipalNotFound`), concurrent-write conflicts and authorization
-//! failures may heal on their own; malformed requests and missing roles or resource groups do not.
+//! The SDK's own retries are off (docs/azure.md#sdk-pitfalls): every failure comes back here, and the
+//! controller decides from [`AzureError::retryable`] and [`AzureError::retry_after`] whether to requeue (with
+//! ARM's `Retry-After` when it gave one) or to wait for a spec change. The classification follows Azure
+//! Service Operator's: throttling, 5xx, replication lag (`PrincipalNotFound`), concurrent-write conflicts and
+//! authorization failures may heal on their own; malformed requests and missing roles or resource groups do
+//! not. The codes and statuses are in docs/azure.md#arm-errors.
 
 use std::time::Duration;
 
@@ -144,9 +145,9 @@ fn classify(status: u16, code: &str) -> Reason {
     }
 }
 
-/// Reads ARM's retry hints: `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) win over `Retry-After`
-/// (seconds). The HTTP-date form of `Retry-After` is not used by ARM and is ignored, leaving the controller's
-/// own backoff in charge.
+/// Reads ARM's retry hints (docs/azure.md#retry-after): `x-ms-retry-after-ms` / `retry-after-ms`
+/// (milliseconds) win over `Retry-After` (seconds). The HTTP-date form of `Retry-After` is not used by ARM
+/// and is ignored, leaving the controller's own backoff in charge.
 pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<Duration> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some(Duration::from_millis(ms));

@@ -2,10 +2,11 @@
 //! reconciles inside Azure's limits and out of each other's way:
 //!
 //! - the client-side request budget ([`super::budget`]), shaped like ARM's and the managed-identity API's
-//!   token buckets, so idbind waits its turn instead of provoking 429s;
+//!   token buckets (docs/azure.md#arm-throttling, docs/azure.md#managed-identity-limits), so idbind waits its
+//!   turn instead of provoking 429s;
 //! - at most one federated-credential write in flight per identity: Azure answers a second concurrent one
-//!   with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity` (DESIGN §2a), which
-//!   bites when several bindings federate one brought identity;
+//!   with 409 `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity`
+//!   (docs/azure.md#federated-credentials), which bites when several bindings federate one brought identity;
 //! - the role-name cache: display names resolve once per subscription, not once per reconcile;
 //! - the per-request observation for metrics (operation, status, duration, budget wait).
 //!

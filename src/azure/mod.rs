@@ -3,8 +3,8 @@
 //! of steady state ([`snapshot::Snapshots`]) — and [`access`], the three typed doors through which the
 //! reconcile reads fresh, reads the lists, or writes.
 //!
-//! Every call is one ARM request with no retry inside (DESIGN §2b): a failure comes back as an [`AzureError`]
-//! the controller classifies and requeues.
+//! Every call is one ARM request with no retry inside (docs/azure.md#sdk-pitfalls): a failure comes back as
+//! an [`AzureError`] the controller classifies and requeues.
 
 pub mod access;
 pub mod arm;

@@ -2,9 +2,9 @@
 //! token, reading the token file at every exchange.
 //!
 //! `azure_identity` 0.21's `WorkloadIdentityCredential` reads `AZURE_FEDERATED_TOKEN_FILE` once, at
-//! construction (DESIGN §2b). The kubelet rotates that file (default lifetime one hour), so once the first
-//! Entra token expires the SDK credential re-sends an expired assertion and every ARM call fails. This
-//! credential reads the file whenever it needs a new Entra token.
+//! construction (docs/azure.md#sdk-pitfalls). The kubelet rotates that file (default lifetime one hour), so
+//! once the first Entra token expires the SDK credential re-sends an expired assertion and every ARM call
+//! fails. This credential reads the file whenever it needs a new Entra token.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -5,8 +5,8 @@
 //!
 //! Azure documents both delays: a new or changed federated credential reaches the token service after "a few
 //! minutes" (until then the exchange fails with AADSTS70021), and role assignment changes can take up to 30
-//! minutes to take effect. Inside the expected window a failure is `PropagationPending` and retried; after
-//! it, it is reported with Azure's own message.
+//! minutes to take effect (docs/azure.md#propagation). Inside the expected window a failure is
+//! `PropagationPending` and retried; after it, it is reported with Azure's own message.
 
 use std::time::Duration;
 

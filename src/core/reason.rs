@@ -126,9 +126,9 @@ impl Reason {
         self.into()
     }
 
-    /// Whether trying again later may succeed without anyone changing the binding, a policy or Azure. A reason
-    /// not listed here stalls: a new reason is permanent until someone decides otherwise, so nothing retries
-    /// forever by accident.
+    /// Whether trying again later may succeed without anyone changing the binding, a policy or Azure. A
+    /// reason not listed here stalls: a new reason is permanent until someone decides otherwise, so nothing
+    /// retries forever by accident.
     pub fn retryable(self) -> bool {
         use Reason::*;
         matches!(

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 /// The subscription identities live in (the operator's own).
 pub const SUB: &str = "00000000-0000-0000-0000-0000000000b1";
-/// Role assignments per subscription that real ARM allows (FACTS §9: 4,000; the simulator enforces it). Bench
-/// vaults are spread over subscriptions so that no subscription holds more than `RA_PER_VAULT_SUB`.
+/// Role assignments per subscription that real ARM allows (docs/azure.md#role-assignment-rules: 4,000; the
+/// simulator enforces it). Bench vaults are spread over subscriptions so that no subscription holds more than
+/// `RA_PER_VAULT_SUB`.
 pub const RA_PER_VAULT_SUB: usize = 3500;
 pub const APP: &str = "b0000000-0000-0000-0000-0000000000a1";
 /// The operator app's object id, which its role assignments name.
@@ -53,9 +54,9 @@ pub fn latency_ms(op: &str, scale: f64) -> f64 {
     (ms as f64 / scale).max(1.0).round()
 }
 
-/// ARM's documented limits (FACTS §5 token buckets; §1 managed-identity rates), multiplied by `scale` (1 for
-/// the real-limit runs). These are also the simulator's defaults; the bench writes them out in full so the
-/// report shows exactly what ran.
+/// ARM's documented limits (docs/azure.md#arm-throttling token buckets; docs/azure.md#managed-identity-limits
+/// rates), multiplied by `scale` (1 for the real-limit runs). These are also the simulator's defaults; the
+/// bench writes them out in full so the report shows exactly what ran.
 pub struct Limits {
     pub reads: (f64, f64),
     pub writes: (f64, f64),

@@ -1,4 +1,7 @@
-//! Microsoft.Authorization 2022-04-01: role assignments and role definitions (FACTS §2, §4).
+//! Microsoft.Authorization 2022-04-01: role assignments and role definitions, as
+//! docs/azure.md#role-assignments-api, docs/azure.md#role-assignment-rules and docs/azure.md#role-definitions
+//! describe them (spec: Azure/azure-rest-api-specs
+//! `specification/authorization/resource-manager/Microsoft.Authorization/stable/2022-04-01/`).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -13,7 +16,8 @@ use crate::state::{RevokedAssignment, RoleAssignment, RoleDefinition, State, key
 const RA_TYPE: &str = "Microsoft.Authorization/roleAssignments";
 const RD_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
 
-/// Upper bound per subscription [DOC, conflicting 4,000/5,000: FACTS §9 says design for 4,000].
+/// Upper bound per subscription [DOC, conflicting 4,000/5,000: we design for 4,000,
+/// docs/azure.md#role-assignment-rules].
 const MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION: usize = 4000;
 
 pub fn render_assignment(a: &RoleAssignment) -> Value {
@@ -46,7 +50,7 @@ pub fn render_assignment(a: &RoleAssignment) -> Value {
 }
 
 /// A role definition's id as seen from `scope`: the subscription form under a subscription, the tenant form
-/// otherwise (FACTS §2.1: real output uses the subscription form).
+/// otherwise (docs/azure.md#role-assignments-api: real output uses the subscription form).
 pub fn role_definition_id(scope: &str, guid: &str, def: Option<&RoleDefinition>) -> String {
     let sub = def.and_then(|d| d.subscription_id.clone()).or_else(|| scope_subscription(scope));
     match sub {
@@ -105,13 +109,13 @@ pub(crate) fn find_assignment<'a>(s: &'a State, scope: &str, name: &str) -> Opti
 }
 
 fn assignment_not_found(name: &str) -> ArmError {
-    // [OBS] code; wording varies in the wild (FACTS §4, §8.5).
+    // [OBS] code; wording varies in the wild (docs/azure.md#arm-errors).
     ArmError::not_found("RoleAssignmentNotFound", format!("The role assignment '{name}' is not found."))
 }
 
 fn definition_not_found(id: &str, status: StatusCode) -> ArmError {
-    // [OBS] code and wording (FACTS §4). GET answers 404; a role-assignment PUT naming a missing definition
-    // answers 400 (it is a bad request body, not a missing resource).
+    // [OBS] code and wording (docs/azure.md#role-definitions). GET answers 404; a role-assignment PUT naming
+    // a missing definition answers 400 (it is a bad request body, not a missing resource).
     ArmError::new(
         status,
         "RoleDefinitionDoesNotExist",
@@ -203,7 +207,7 @@ async fn put_assignment(
                 && existing.role_definition_guid == role_guid
                 && existing.principal_id.eq_ignore_ascii_case(&principal_id);
             if !same {
-                // [DOC] troubleshooting.md (FACTS §4).
+                // [DOC] docs/azure.md#role-assignment-rules.
                 return Err(ArmError::bad_request(
                     "RoleAssignmentUpdateNotPermitted",
                     "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
@@ -217,7 +221,8 @@ async fn put_assignment(
                 && a.principal_id.eq_ignore_ascii_case(&principal_id)
         });
         if let Some(dup) = duplicate {
-            // [OBS] code, status and wording, with the existing id's 32-hex suffix (FACTS §4).
+            // [OBS] code, status and wording, with the existing id's 32-hex suffix
+            // (docs/azure.md#role-assignment-rules).
             return Err(ArmError::conflict(
                 "RoleAssignmentExists",
                 format!(
@@ -252,7 +257,7 @@ async fn put_assignment(
         };
         if let Some(existing) = s.role_assignments.get_mut(&key(name)) {
             // Same (scope, role, principal) under the same name: an idempotent re-PUT, which succeeds today
-            // (FACTS §8.3). [UNVERIFIED] 200 vs 201: we answer 200 (update).
+            // (docs/azure.md#role-assignment-rules). [UNVERIFIED] 200 vs 201: we answer 200 (update).
             existing.description = description;
             existing.condition = condition;
             existing.condition_version = condition_version;
@@ -278,7 +283,7 @@ async fn put_assignment(
         let assignment = RoleAssignment {
             name: name.to_owned(),
             scope: scope.clone(),
-            // Echo the subscription form (FACTS §2.1), whatever form the caller sent.
+            // Echo the subscription form (docs/azure.md#role-assignments-api), whatever form the caller sent.
             role_definition_id: role_definition_id_for_assignment(&scope, &role_guid, def),
             role_definition_guid: role_guid.clone(),
             principal_id: principal_id.clone(),
@@ -321,7 +326,7 @@ async fn delete_assignment(sim: &Sim, scope: &str, name: &str) -> Result<ArmResp
         match s.remove_role_assignment(&key(name)) {
             Some(a) => {
                 let body = render_assignment(&a);
-                // Azure's caches keep a deleted assignment working for a while (FACTS §10).
+                // Azure's caches keep a deleted assignment working for a while (docs/azure.md#propagation).
                 if propagation > 0 {
                     s.revoked_role_assignments
                         .push(RevokedAssignment { assignment: a, effective_until_ms: now + propagation });
@@ -334,7 +339,7 @@ async fn delete_assignment(sim: &Sim, scope: &str, name: &str) -> Result<ArmResp
     .await
 }
 
-/// The `$filter` forms ARM supports on role assignments (FACTS §2.1).
+/// The `$filter` forms ARM supports on role assignments (docs/azure.md#role-assignments-api).
 #[derive(Debug, Default, PartialEq)]
 struct AssignmentFilter {
     at_scope: bool,

@@ -1,5 +1,6 @@
 //! Microsoft.KeyVault 2023-07-01: vault reads and deletes, and the access-policy update operation (`PUT
-//! …/vaults/{name}/accessPolicies/{add|replace|remove}`).
+//! …/vaults/{name}/accessPolicies/{add|replace|remove}`), as docs/azure.md#key-vault-management describes
+//! them.
 
 use axum::http::Method;
 use serde_json::{Value, json};

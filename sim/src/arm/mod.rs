@@ -378,7 +378,7 @@ fn authorize(
     if allowed {
         return Ok(());
     }
-    // Wording from FACTS §4 [OBS]; role-assignment writes get the ABAC variant [DOC].
+    // Wording from docs/azure.md#arm-errors [OBS]; role-assignment writes get the ABAC variant [DOC].
     let what = if op.action.starts_with("Microsoft.Authorization/roleAssignments/") && op.is_write() {
         "does not have authorization or an ABAC condition not fulfilled to perform action"
     } else {
@@ -477,7 +477,7 @@ fn fic_slot<'a>(sim: &'a Sim, route: &Route) -> Result<Option<FicSlot<'a>>, ArmE
     };
     let key = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.managedidentity/userassignedidentities/{identity}").to_ascii_lowercase();
     if !lock(&sim.fic_inflight).insert(key.clone()) {
-        // Status [DOC], code and wording [OBS] (FACTS §4).
+        // Status [DOC], code and wording [OBS] (docs/azure.md#federated-credentials).
         return Err(ArmError::conflict(
             "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
             format!(

@@ -1,5 +1,7 @@
-//! Microsoft.ManagedIdentity: user-assigned identities and their federated identity credentials (FACTS §1,
-//! ManagedIdentity.json 2024-11-30; 2023-01-31 differs only in not returning `isolationScope`).
+//! Microsoft.ManagedIdentity: user-assigned identities and their federated identity credentials
+//! (docs/azure.md#managed-identity-api; spec: Azure/azure-rest-api-specs
+//! `specification/msi/resource-manager/Microsoft.ManagedIdentity/stable/2024-11-30/ManagedIdentity.json`;
+//! 2023-01-31 differs only in not returning `isolationScope`).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -12,8 +14,8 @@ use crate::state::{DirectoryObject, Fic, Identity, State, key};
 const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 const FIC_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
 
-/// ARM's id form for identities: lowercase `resourcegroups`, names in their own case (FACTS §1, from the
-/// spec's examples).
+/// ARM's id form for identities: lowercase `resourcegroups`, names in their own case
+/// (docs/azure.md#managed-identity-api, from the spec's examples).
 pub fn identity_id(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{UAI_TYPE}/{name}")
 }
@@ -21,7 +23,7 @@ pub fn identity_id(sub: &str, rg: &str, name: &str) -> String {
 pub fn render_identity(sub: &str, rg: &str, i: &Identity, api_version: &str) -> Value {
     let mut props =
         json!({ "tenantId": i.tenant_id, "principalId": i.principal_id, "clientId": i.client_id });
-    // `isolationScope` is new in 2024-11-30 (FACTS §1); older versions do not return it.
+    // `isolationScope` is new in 2024-11-30 (docs/azure.md#api-versions); older versions do not return it.
     if api_version >= "2024-11-30" {
         props["isolationScope"] =
             Value::String(i.isolation_scope.clone().unwrap_or_else(|| String::from("None")));
@@ -61,7 +63,7 @@ fn valid_identity_name(name: &str) -> bool {
     valid_name(name, 128)
 }
 
-/// FIC names: `^[a-zA-Z0-9]{1}[a-zA-Z0-9-_]{2,119}$` (FACTS §1).
+/// FIC names: `^[a-zA-Z0-9]{1}[a-zA-Z0-9-_]{2,119}$` (docs/azure.md#managed-identity-api).
 fn valid_fic_name(name: &str) -> bool {
     valid_name(name, 120)
 }
@@ -112,7 +114,8 @@ pub async fn handle(sim: &Sim, req: &ArmRequest) -> Result<ArmResponse, ArmError
 }
 
 fn parent_not_found() -> ArmError {
-    // Status and message [DOC] (FACTS §4); the code is ARM's usual one for a missing parent [UNVERIFIED].
+    // Status and message [DOC] (docs/azure.md#federated-credentials); the code is ARM's usual one for a
+    // missing parent [UNVERIFIED].
     ArmError::not_found("ParentResourceNotFound", "The parent user-assigned identity doesn't exist.")
 }
 
@@ -328,7 +331,8 @@ fn list_fics(
     if req.query.get("$top").is_some() {
         params.push(("$top", size.to_string()));
     }
-    // The spec's example link spells it `$skipToken` (FACTS §1); we do the same and accept both.
+    // The spec's example link spells it `$skipToken` (docs/azure.md#managed-identity-api); we do the same and
+    // accept both.
     Ok(ArmResponse::ok(page(items, skip, size, |next| {
         let mut p = params.clone();
         p.push(("$skipToken", next.to_string()));
@@ -431,15 +435,16 @@ async fn put_fic(
             !f.name.eq_ignore_ascii_case(name) && f.issuer == input.issuer && f.subject == input.subject
         });
         if duplicate {
-            // Status and message [DOC] (FACTS §4); issuer and subject compare exactly.
+            // Status and message [DOC] (docs/azure.md#federated-credentials); issuer and subject compare
+            // exactly.
             return Err(fic_bad_request(
                 "Issuer and subject combination already exists for this Managed Identity.",
             ));
         }
         let exists = i.federated_identity_credentials.contains_key(&key(name));
         if !exists && i.federated_identity_credentials.len() >= max {
-            // The limit is documented [DOC]; status, code and wording are our choice [UNVERIFIED] (FACTS §8.1
-            // suggests 400 BadRequest).
+            // The limit is documented [DOC]; status, code and wording are our choice [UNVERIFIED]
+            // (docs/azure.md#federated-credentials); 400 BadRequest is the likeliest.
             return Err(fic_bad_request(format!(
                 "The managed identity '{}' already has the maximum number of {max} Federated Identity \
                  Credentials.",

@@ -6,10 +6,10 @@
 //! not modelled: a principal's own assignments count, and only those.
 //!
 //! ARM authorizes from the assignments as they are now: a new one works at the next request and a deleted one
-//! stops at once, although Azure Resource Manager caches them for minutes (FACTS §10). The delay is modelled
-//! where idbind's correctness depends on it, in the Key Vault data plane (`role_propagation_ms`, see
-//! `kv::auth`); for ARM it would only make a test of what a principal may or may not do wait, or pass by
-//! timing.
+//! stops at once, although Azure Resource Manager caches them for minutes (docs/azure.md#propagation). The
+//! delay is modelled where idbind's correctness depends on it, in the Key Vault data plane
+//! (`role_propagation_ms`, see `kv::auth`); for ARM it would only make a test of what a principal may or may
+//! not do wait, or pass by timing.
 
 use crate::conditions::{self, Attributes, Context};
 use crate::state::{RoleAssignment, RolePermission, State};

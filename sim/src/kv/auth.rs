@@ -1,6 +1,7 @@
-//! Who may call a vault: the bearer challenge and the token checks (FACTS §10), then authorization from role
-//! assignments' data actions on an RBAC vault, or from the vault's access policies otherwise. The 401 and 403
-//! answers follow Key Vault's shapes; where a wording was not seen in a real answer, the comment says so.
+//! Who may call a vault: the bearer challenge and the token checks (docs/azure.md#key-vault-data-plane), then
+//! authorization from role assignments' data actions on an RBAC vault, or from the vault's access policies
+//! otherwise. The 401 and 403 answers follow Key Vault's shapes; where a wording was not seen in a real
+//! answer, the comment says so.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -52,7 +53,7 @@ impl VaultRef {
     }
 }
 
-/// `Bearer authorization="{authority}/{tenant}", resource="https://{suffix}"` (FACTS §10).
+/// `Bearer authorization="{authority}/{tenant}", resource="https://{suffix}"` (docs/azure.md#key-vault-data-plane).
 fn challenge(sim: &Sim, host: &VaultHost) -> Option<HeaderValue> {
     let authority = host.cloud.authority_host.trim_end_matches('/');
     let value = format!(
@@ -153,7 +154,7 @@ pub fn authorize(sim: &Sim, caller: &KvCaller, vault: &VaultRef, route: &KvRoute
         if sim.read(|s| rbac_allows(s, &caller.oid, &target, action, now)) {
             return Ok(());
         }
-        // [OBS] the message of a real denial, line by line (FACTS §10).
+        // [OBS] the message of a real denial, line by line (docs/azure.md#key-vault-data-plane-errors).
         let message = format!(
             "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny \
              assignments or role definitions were changed recently, please observe propagation time.\r\n\
@@ -172,7 +173,7 @@ pub fn authorize(sim: &Sim, caller: &KvCaller, vault: &VaultRef, route: &KvRoute
     if policies_allow(&vault.access_policies, &vault.tenant_id, caller, kind, permission) {
         return Ok(());
     }
-    // [OBS] wording; the innererror code is unverified (FACTS §10).
+    // [OBS] wording; the innererror code is unverified (docs/azure.md#key-vault-data-plane-errors).
     Err(KvError {
         inner: Some("AccessDenied"),
         ..KvError::new(

@@ -1,8 +1,9 @@
 //! The Key Vault data plane, served for `Host: <vault>.vault.azure.net` (and the other clouds' suffixes,
 //! `KeyVaultConfig`): secrets (set, get, list, versions), certificates and keys (get, list, versions), with
 //! Key Vault's bearer challenge, its token checks, and authorization from role assignments (RBAC vaults) or
-//! access policies, as the Key Vault REST API (7.x to 2026-04-01) and FACTS §10 describe. Not subject to
-//! ARM's throttling buckets: Key Vault has limits of its own, which the simulator does not model.
+//! access policies, as the Key Vault REST API (7.x to 2026-04-01) and docs/azure.md#key-vault-data-plane
+//! describe. Not subject to ARM's throttling buckets: Key Vault has limits of its own, which the simulator
+//! does not model.
 //!
 //! | Operation | Method and path | Data action (RBAC) | Access policy |
 //! |---|---|---|---|

@@ -51,8 +51,9 @@ pub(super) async fn execute(api: &dyn AzureApi, principal: &str, change: &Change
 }
 
 /// Creates a role assignment; when ARM says the (scope, role, principal) trio has one already, it counts as
-/// ours only under the name we derive (ARM refuses a second assignment of one trio under another name, see
-/// docs/azure.md): otherwise it belongs to someone else and is reported, never taken over.
+/// ours only under the name we derive (ARM refuses a second assignment of one trio under another name,
+/// docs/azure.md#role-assignment-rules): otherwise it belongs to someone else and is reported, never taken
+/// over.
 async fn create(
     api: &dyn AzureApi,
     scope: &ResourceId,
