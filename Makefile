@@ -87,7 +87,7 @@ test-python: build venv ## Azure's Python SDKs against the simulator
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
 
-# A real node: root only, and it changes the machine until `make down` (README: "A real node").
+# A real node: root only, and it changes the machine until `make down` (CONTRIBUTING.md: "A real node").
 NODE_IMAGES := target/node-images/pause.tar target/node-images/idbind.tar target/node-images/workload.tar
 
 node: controlplane node-bin node-images ## As root: the control plane with a real node (containerd, kubelet); `make down` undoes it
