@@ -28,9 +28,11 @@ secret=demo-secret
 # The app's object id, which its Azure roles (hack/demo-azure-rbac.yaml, README's step 3) name.
 oid=22222222-2222-2222-2222-222222222222
 
-# Each command is printed before it runs, as make printed the recipe's lines.
+# Each command is printed before it runs, as make printed the recipe's lines (kc as kubectl).
 run() {
-  echo "$*"
+  local shown=("$@")
+  [[ ${shown[0]} == kc ]] && shown[0]=kubectl
+  echo "${shown[*]}"
   "$@"
 }
 kc() { "${kubectl[@]}" "$@"; }

@@ -60,8 +60,8 @@ fn links(markdown: &str) -> Vec<String> {
         .collect()
 }
 
-/// GitHub's anchor for a heading's text: lower case, every character but letters, digits, `_`, `-` and
-/// spaces dropped, spaces made hyphens; a repeated slug gets `-1`, `-2`, … in order.
+/// GitHub's anchor for a heading's text: lower case, every character but letters, digits, `_`, `-` and spaces
+/// dropped, spaces made hyphens; a repeated slug gets `-1`, `-2`, … in order.
 fn slug(text: &str) -> String {
     text.to_lowercase()
         .chars()
