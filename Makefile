@@ -87,7 +87,7 @@ test-python: build venv ## Azure's Python SDKs against the simulator
 up: controlplane ## Start the local control plane; kubeconfig at .cache/cluster/kubeconfig
 	cargo run --quiet -p idbind-testenv -- up --dir $(CLUSTER_DIR)
 
-# A real node: root only, and it changes the machine until `make down` (README: "A real node").
+# A real node: root only, and it changes the machine until `make down` (CONTRIBUTING.md: "A real node").
 NODE_IMAGES := target/node-images/pause.tar target/node-images/idbind.tar target/node-images/workload.tar
 
 node: controlplane node-bin node-images ## As root: the control plane with a real node (containerd, kubelet); `make down` undoes it
@@ -103,102 +103,10 @@ down: ## Stop the local control plane, the simulator and the operator (their log
 	rm -f $(OPERATOR_DIR)/kubeconfig $(OPERATOR_DIR)/config.json $(SIM_DIR)/payments.token
 	@echo "stopped; logs kept: $(OPERATOR_DIR)/operator.log, $(SIM_DIR)/sim.log, $(CLUSTER_DIR)/logs/"
 
-# The demo's Azure: one subscription, the identities' resource group, two RBAC vaults, and an
-# app the operator signs in as (a client secret: the simulator's stand-in for workload identity).
-DEMO_SUB     := 00000000-0000-0000-0000-000000000001
-DEMO_APP     := 11111111-1111-1111-1111-111111111111
-DEMO_SECRET  := demo-secret
-# The app's object id, which its Azure roles (hack/demo-azure-rbac.yaml, README's step 3) name.
-DEMO_OID     := 22222222-2222-2222-2222-222222222222
-
-EP_JSON       = python3 -c 'import json,sys;print(json.load(open("$(SIM_DIR)/endpoint.json"))[sys.argv[1]])'
 OPERATOR_DIR := $(CACHE)/operator
 
 demo: build venv up ## Control plane + ARM simulator + operator (installed with kubectl apply -k); apply the samples and show them converge
-	-@for p in $(SIM_DIR)/sim.pid $(SIM_DIR)/operator.pid; do [[ -f $$p ]] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done
-	@echo "--- make demo starts afresh: a new control plane (make up) and an empty Azure simulator; a previous"
-	@echo "    demo's bindings, identities and client ids are gone"
-	rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR)
-	@# Azure as the simulator plays it: ARM and Entra (with a Storage account, a Service Bus namespace and a
-	@# container registry for the azureRoles samples), Key Vault's data plane behind a proxy that answers
-	@# for Azure's host names, and Azure's propagation delays (a new federated credential is unusable for
-	@# 5 s, a role assignment takes effect after 10 s; Azure's own take minutes). The operator's app holds
-	@# exactly the Azure roles README's step 3 gives idbind (hack/demo-azure-rbac.yaml): the simulator
-	@# authorizes every ARM request from role assignments, as Azure does.
-	$(IDBIND_SIM) --state-dir $(SIM_DIR) --https-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --proxy-addr 127.0.0.1:0 \
-		--resource-group $(DEMO_SUB)/rg-identities@westeurope --vault $(DEMO_SUB)/rg-shop/kv-shop@rbac \
-		--vault $(DEMO_SUB)/rg-crypto/kv-crypto@rbac --vault $(DEMO_SUB)/rg-reports/kv-reports@rbac \
-		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/shopdata@westeurope \
-		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-data/providers/Microsoft.ServiceBus/namespaces/shop-bus@westeurope \
-		--resource /subscriptions/$(DEMO_SUB)/resourceGroups/rg-platform/providers/Microsoft.ContainerRegistry/registries/shopacr@westeurope \
-		--secret kv-shop/payments-db-password=correct-horse-battery-staple \
-		--fic-propagation-ms 5000 --role-propagation-ms 10000 \
-		--app $(DEMO_APP):$(DEMO_SECRET):$(DEMO_OID) --seed hack/demo-azure-rbac.yaml --trust-ca $(CLUSTER_DIR)/pki/ca.crt \
-		> $(SIM_DIR)/sim.log 2>&1 & echo $$! > $(SIM_DIR)/sim.pid
-	for i in $$(seq 1 100); do [[ -s $(SIM_DIR)/endpoint.json ]] && break; sleep 0.1; done
-	@echo "--- ARM simulator:"; cat $(SIM_DIR)/endpoint.json; echo
-	@echo "--- Install: kubectl apply -k config/overlays/verification (config/default: CRDs, namespace, RBAC, ConfigMap,"
-	@echo "    Deployment, Service, PDB; with verification: Ready waits until the workload's token opens its vaults)"
-	$(KUBECTL) apply -k config/overlays/verification
-	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/workloadidentitybindings.idbind.dev crd/workloadidentitypolicies.idbind.dev
-	@# The demo's settings go where a real install puts them: the ConfigMap, and a Secret for the
-	@# client secret (the simulator's stand-in for the operator's workload identity).
-	$(KUBECTL) -n idbind-system patch configmap idbind-config --type merge -p "$$(python3 -c 'import json,sys; print(json.dumps({"data": dict(a.split("=",1) for a in sys.argv[1:])}))' \
-		IDBIND_CLUSTER_NAME=demo IDBIND_OIDC_ISSUER=$$(sed -n 's/^ *server: //p' $(CLUSTER_DIR)/kubeconfig) \
-		AZURE_SUBSCRIPTION_ID=$(DEMO_SUB) AZURE_TENANT_ID=$$($(EP_JSON) tenantId) AZURE_CLIENT_ID=$(DEMO_APP) \
-		IDBIND_CREDENTIAL=client-secret IDBIND_RESOURCE_GROUP=rg-identities IDBIND_LOCATION=westeurope \
-		IDBIND_CLOUD=custom IDBIND_ARM_ENDPOINT=$$($(EP_JSON) https) IDBIND_AUTHORITY_HOST=$$($(EP_JSON) authorityHost) \
-		IDBIND_CA_FILE=$(SIM_DIR)/ca.pem IDBIND_RESYNC_SECONDS=30 IDBIND_HTTP_ADDR=127.0.0.1:$$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])') \
-		IDBIND_LOG_FORMAT=text HTTPS_PROXY=$$($(EP_JSON) proxy) NO_PROXY=127.0.0.1,localhost)"
-	$(KUBECTL) -n idbind-system create secret generic idbind-azure --from-literal=AZURE_CLIENT_SECRET=$(DEMO_SECRET) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	@echo "--- This control plane has no kubelet, so the Deployment's pods cannot start (it would show 0/2):"
-	@echo "    the demo scales it to 0 and runs the operator as its pod would (its ServiceAccount's token, its"
-	@echo "    ConfigMap, leader election), with hack/operator-as-pod.sh"
-	$(KUBECTL) -n idbind-system scale deployment idbind --replicas=0
-	IDBIND=$(IDBIND) STATE_DIR=$(OPERATOR_DIR) hack/operator-as-pod.sh $(KUBECTL) > $(SIM_DIR)/operator.pid
-	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	@echo "--- The Secrets Store CSI driver's SecretProviderClass CRD (the tests' copy of it: the driver itself is not"
-	@echo "    installable here) and a class without clientID, for the sample binding orders-csi to fill in"
-	$(KUBECTL) apply -f tests/fixtures/secretproviderclass-crd.yaml
-	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/secretproviderclasses.secrets-store.csi.x-k8s.io
-	$(KUBECTL) apply -n $(DEMO_NS) -f hack/demo-secret-provider-class.yaml
-	for sa in orders-api payments reporting reports orders-worker orders-csi; do $(KUBECTL) create serviceaccount -n $(DEMO_NS) $$sa --dry-run=client -o yaml | $(KUBECTL) apply -f -; done
-	@echo "--- The samples, and the policy they need (config/samples/team-policy.yaml): a namespace binds nothing"
-	@echo "    until a WorkloadIdentityPolicy selects it"
-	$(KUBECTL) apply -n $(DEMO_NS) -f config/samples/
-	$(KUBECTL) wait -n $(DEMO_NS) --for=condition=Ready --timeout=120s wib/orders-api wib/payments wib/reports wib/orders-worker wib/orders-csi || { tail -30 $(OPERATOR_DIR)/operator.log; exit 1; }
-	@echo; echo "--- kubectl get wib (reporting brings its own identity, which no policy lists: PolicyViolation):"
-	$(KUBECTL) get workloadidentitybindings.idbind.dev -n $(DEMO_NS) -o wide
-	@echo; echo "--- kubectl describe wib payments:"; $(KUBECTL) describe -n $(DEMO_NS) wib payments | sed -n '/^Status:/,$$p'
-	@echo; echo "--- ServiceAccount payments:"; $(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations}'; echo
-	@echo; echo "--- SecretProviderClass orders-kv: parameters after idbind wired it (clientID, tenantId added; the rest as written):"
-	@$(KUBECTL) get secretproviderclass -n $(DEMO_NS) orders-kv -o jsonpath='{.spec.parameters}'; echo
-	@echo "--- ConfigMap orders-identity (spec.export), owned by the binding:"
-	@$(KUBECTL) get configmap -n $(DEMO_NS) orders-identity -o jsonpath='{.data}'; echo
-	@echo; echo "--- Leader Lease:"; $(KUBECTL) get lease -n idbind-system idbind-leader -o jsonpath='{.spec.holderIdentity}'; echo
-	@echo; echo "--- Azure (simulator state): identities, federated credentials, role assignments"
-	@curl -s --cacert $(SIM_DIR)/ca.pem $$($(EP_JSON) https)/_sim/state | python3 -c 'import json,sys; s=json.load(sys.stdin); \
-	[print("identity", i["name"], "clientId", i["clientId"], "tags", i["tags"]) or [print("  fic", f["name"], f["issuer"], f["subject"]) for f in i["federatedIdentityCredentials"].values()] for sub in s["subscriptions"].values() for g in sub["resourceGroups"].values() for i in g["identities"].values()]; \
-	[print("roleAssignment", r["name"], r["roleDefinitionGuid"], r["principalType"], r["scope"]) for r in s["roleAssignments"].values()]'
-	@echo; echo "--- Token exchange: a TokenRequest token for ServiceAccount payments buys an Azure token for its identity"
-	@CID=$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}'); \
-	TOKEN=$$($(KUBECTL) create token -n $(DEMO_NS) payments --audience api://AzureADTokenExchange); \
-	curl -s --cacert $(SIM_DIR)/ca.pem "$$($(EP_JSON) authorityHost)$$($(EP_JSON) tenantId)/oauth2/v2.0/token" \
-		-d grant_type=client_credentials -d client_id=$$CID -d scope=https://management.azure.com/.default \
-		-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=$$TOKEN \
-		| python3 -c 'import json,sys; r=json.load(sys.stdin); print("token_type", r.get("token_type"), "expires_in", r.get("expires_in"), "access_token", (r.get("access_token") or "")[:24]+"...", r.get("error",""))'
-	@echo; echo "--- A pod of ServiceAccount payments, as the azure-workload-identity webhook sets it up, reads its secret"
-	@echo "    with Azure's SDKs unchanged (WorkloadIdentityCredential + SecretClient, tests/workload/workload.py):"
-	@TOKEN_FILE=$(SIM_DIR)/payments.token; $(KUBECTL) create token -n $(DEMO_NS) payments --audience api://AzureADTokenExchange > $$TOKEN_FILE; \
-	python3 -c 'import json,sys; print(json.dumps(dict(vault_url="https://kv-shop.vault.azure.net", secret="payments-db-password", \
-		client_id=sys.argv[1], tenant_id=sys.argv[2], token_file=sys.argv[3])))' \
-		"$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/client-id}')" \
-		"$$($(KUBECTL) get sa -n $(DEMO_NS) payments -o jsonpath='{.metadata.annotations.azure\.workload\.identity/tenant-id}')" $$TOKEN_FILE \
-		| AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/ HTTPS_PROXY=$$($(EP_JSON) proxy) REQUESTS_CA_BUNDLE=$(SIM_DIR)/ca.pem \
-		$(VENV)/bin/python tests/workload/workload.py
-	@echo; echo "--- Metrics (http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics):"
-	@curl -s http://$$($(KUBECTL) -n idbind-system get cm idbind-config -o jsonpath='{.data.IDBIND_HTTP_ADDR}')/metrics | grep -E '^idbind_(reconciles_total|bindings|leader|arm_requests_total)' | sort | head -24
-	@echo; echo "Running: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; operator log: $(OPERATOR_DIR)/operator.log; stop with: make down"
+	IDBIND=$(IDBIND) IDBIND_SIM=$(IDBIND_SIM) CACHE=$(CACHE) VENV=$(VENV) hack/demo.sh
 
 clean: down ## Remove build outputs and caches (the control-plane build too)
 	cargo clean

@@ -271,9 +271,15 @@ async fn every_example_in_the_documentation_is_accepted() -> TestResult {
     let root = idbind_testenv::workspace_root();
     let ns = plane.fresh_namespace("tb-docs")?;
     let mut examples = Vec::new();
-    for doc in ["README.md", "ARCHITECTURE.md", "SECURITY.md"] {
-        let Ok(text) = std::fs::read_to_string(root.join(doc)) else { continue };
-        examples.extend(yaml_blocks(&text).into_iter().map(|y| (doc.to_string(), y)));
+    let mut docs: Vec<String> =
+        ["README.md", "ARCHITECTURE.md", "SECURITY.md", "CONTRIBUTING.md"].map(String::from).to_vec();
+    for entry in std::fs::read_dir(root.join("docs"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        docs.extend(name.ends_with(".md").then(|| format!("docs/{name}")));
+    }
+    for doc in docs {
+        let Ok(text) = std::fs::read_to_string(root.join(&doc)) else { continue };
+        examples.extend(yaml_blocks(&text).into_iter().map(|y| (doc.clone(), y)));
     }
     for entry in std::fs::read_dir(root.join("config/samples"))? {
         let path = entry?.path();

@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn the_readmes_table_of_default_roles_is_the_catalogues() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/policies.md");
         let start = readme.find("| Service (provider) | Roles allowed by default |").unwrap_or_default();
         let rows = readme[start..].lines().skip(2).take_while(|l| l.starts_with('|'));
         let mut documented: Vec<(String, &str, String)> = Vec::new();
