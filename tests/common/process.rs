@@ -3,7 +3,8 @@
 //! test's control plane and simulator and, unless told otherwise, watches only the test's namespace.
 //!
 //! `IDBIND_TEST_OPERATOR`, when set, names another `idbind` binary to run (an older build, to show that a
-//! test fails on it).
+//! test fails on it). Otherwise it is the `idbind` binary `cargo test` built for the test
+//! ([`operator_binary`]).
 
 use std::{
     fs::File,
@@ -34,9 +35,7 @@ impl Operator {
         let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
         std::fs::write(&ca, env.sim.ca_pem().ok_or("the simulator has no CA")?)?;
         let log = dir.join(format!("{}-{run}.log", env.ns));
-        let binary =
-            std::env::var_os("IDBIND_TEST_OPERATOR").unwrap_or_else(|| env!("CARGO_BIN_EXE_idbind").into());
-        let mut cmd = Command::new(binary);
+        let mut cmd = Command::new(operator_binary()?);
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -113,6 +112,28 @@ impl Operator {
     /// The log so far (for failure messages).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The `idbind` binary to run: `IDBIND_TEST_OPERATOR`, or the one `cargo test` built for this test run, which
+/// it names in `CARGO_BIN_EXE_idbind` while the test runs, or (a test binary run by hand) the `idbind` beside
+/// the test binary's `deps/` folder. Found at run time, so these helpers need not be compiled into each test
+/// binary, where `env!("CARGO_BIN_EXE_idbind")` would be known.
+pub fn operator_binary() -> Result<PathBuf, TestError> {
+    if let Some(binary) =
+        std::env::var_os("IDBIND_TEST_OPERATOR").or_else(|| std::env::var_os("CARGO_BIN_EXE_idbind"))
+    {
+        return Ok(binary.into());
+    }
+    let test = std::env::current_exe()?;
+    let beside = test.parent().and_then(std::path::Path::parent).map(|profile| profile.join("idbind"));
+    match beside {
+        Some(binary) if binary.is_file() => Ok(binary),
+        _ => Err(format!(
+            "no idbind binary for {}: run the test with `cargo test`, or name one in IDBIND_TEST_OPERATOR",
+            test.display()
+        )
+        .into()),
     }
 }
 
