@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::e2e::{Env, TestError};
+use crate::e2e::{Env, TestError};
 
 /// The audience the webhook projects the token for.
 pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";

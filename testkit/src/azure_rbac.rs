@@ -16,8 +16,8 @@ use idbind_sim::{
     Seed, SeedApp, SeedRoleDefinition, SimHandle, State, state::RoleAssignment, state::RolePermission,
 };
 
-use super::e2e::{Env, TestError};
-use super::workload::EXCHANGE_AUDIENCE;
+use crate::e2e::{Env, TestError};
+use crate::workload::EXCHANGE_AUDIENCE;
 
 /// The custom role README step 3 has administrators create: what idbind reads at a subscription (its role
 /// assignment list, role definitions by name, a provider's api-versions).
@@ -285,7 +285,7 @@ pub async fn revoke(env: &Env, principal: &str, role: &str, scope: Option<&str>)
 
 /// An ARM client signed in as the administrator.
 pub fn admin_arm(env: &Env) -> Result<ArmApi, TestError> {
-    super::arm_api(&env.sim, ADMIN_APP_ID, ADMIN_SECRET)
+    crate::arm_api(&env.sim, ADMIN_APP_ID, ADMIN_SECRET)
 }
 
 /// A tenant's workload signed in to ARM as its pod would sign in: the identity's client id (from the

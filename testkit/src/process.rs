@@ -12,7 +12,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use super::e2e::{APP_ID, APP_SECRET, Env, RG, SUB, TestError};
+use crate::e2e::{APP_ID, APP_SECRET, Env, RG, SUB, TestError};
 
 /// A running operator; killed (SIGKILL) when dropped.
 pub struct Operator {
@@ -22,14 +22,14 @@ pub struct Operator {
 
 impl Operator {
     /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's operator
-    /// namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with `extra` environment on
+    /// namespace (install its RBAC first: [`crate::e2e::install_operator_rbac`]), with `extra` environment on
     /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`; an empty value removes the variable). `run`
     /// names the log file under the control plane's directory. The test's namespace is a team's: its
-    /// [`super::e2e::team_policy`] is applied (again, harmlessly) first, as a platform team installs one with
+    /// [`crate::e2e::team_policy`] is applied (again, harmlessly) first, as a platform team installs one with
     /// the operator.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
-        super::e2e::apply_cluster(env.plane, &super::e2e::team_policy(&env.ns))?;
-        let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
+        crate::e2e::apply_cluster(env.plane, &crate::e2e::team_policy(&env.ns))?;
+        let kubeconfig = crate::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
         std::fs::create_dir_all(&dir)?;
         let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
@@ -40,7 +40,7 @@ impl Operator {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", super::e2e::operator_namespace(&env.ns))
+            .env("POD_NAMESPACE", crate::e2e::operator_namespace(&env.ns))
             .env("POD_NAME", run)
             .env("IDBIND_CLUSTER_NAME", "e2e")
             .env("IDBIND_OIDC_ISSUER", env.plane.server())
