@@ -501,7 +501,7 @@ fn install_operator_rbac_with(
 /// The admission policy on the operator's writes (config/rbac/operator_writes_policy.yaml) for the test
 /// operator of `op_ns` (its ServiceAccount `operator`), named after that namespace; returns once the API
 /// server enforces it (a dry-run create of a ConfigMap that is not an export, as the operator, is refused).
-pub fn install_operator_writes_policy(plane: &ControlPlane, op_ns: &str) -> TestResult {
+fn install_operator_writes_policy(plane: &ControlPlane, op_ns: &str) -> TestResult {
     let file = idbind_testenv::workspace_root().join("config/rbac/operator_writes_policy.yaml");
     let user = format!("system:serviceaccount:{op_ns}:operator");
     let text = std::fs::read_to_string(file)?.replace("system:serviceaccount:idbind-system:idbind", &user);

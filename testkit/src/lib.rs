@@ -1,5 +1,11 @@
-//! Shared by the integration tests that drive the Azure layer against the simulator.
-#![allow(dead_code)] // each test binary uses its own part of these helpers
+//! What idbind's integration tests share, compiled once: the end-to-end harness ([`e2e`]: the control plane,
+//! the simulator, idbind's controller in the test's process), Azure RBAC as an administrator sets it up for
+//! idbind ([`azure_rbac`]), the operator as a process ([`process`]) and a cluster of tenants around one
+//! ([`tenancy`]), a workload pod with Azure's SDKs ([`workload`]), the API server's audit log ([`audit`]),
+//! the soak's chaos ([`chaos`]), a story's steps ([`steps`]), and the simulator's write operations.
+//!
+//! What no test uses is not here: the items a test uses are `pub`, the rest private, so the compiler reports
+//! what nothing uses any more.
 
 pub mod audit;
 pub mod azure_rbac;

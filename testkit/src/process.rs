@@ -119,7 +119,7 @@ impl Operator {
 /// it names in `CARGO_BIN_EXE_idbind` while the test runs, or (a test binary run by hand) the `idbind` beside
 /// the test binary's `deps/` folder. Found at run time, so these helpers need not be compiled into each test
 /// binary, where `env!("CARGO_BIN_EXE_idbind")` would be known.
-pub fn operator_binary() -> Result<PathBuf, TestError> {
+fn operator_binary() -> Result<PathBuf, TestError> {
     if let Some(binary) =
         std::env::var_os("IDBIND_TEST_OPERATOR").or_else(|| std::env::var_os("CARGO_BIN_EXE_idbind"))
     {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::e2e::{Env, TestError};
 
 /// The audience the webhook projects the token for.
-pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub(crate) const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// What one read of a secret gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
