@@ -18,8 +18,6 @@ use idbind::core::plan::{self, Action, DesiredAzure, ManagedIdentity, Owner};
 use idbind::core::resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, ResourceId, USER_ASSIGNED_IDENTITY};
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 
-use idbind_testkit::WRITE_OPERATIONS;
-
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -203,7 +201,7 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
     let again = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let after = h.counters();
     assert_eq!(again, obs);
-    for op in WRITE_OPERATIONS {
+    for op in idbind_sim::operations::write_operations() {
         assert_eq!(after.total(op), before.total(op), "{op} moved in steady state");
     }
     assert_eq!(

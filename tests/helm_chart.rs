@@ -1060,10 +1060,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
         Ok((identity.federated_identity_credentials.len(), assignments))
     };
     assert_eq!(held(&sim)?, (1, 1), "the legacy binding holds its credential and its role assignment");
-    let writes = || {
-        let c = sim.counters();
-        idbind_testkit::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum::<u64>()
-    };
+    let writes = || sim.counters().writes();
     let writes_before = writes();
     step("helm upgrade to closed namespaces: refused, and nothing taken away", async {
         let out = ok(helm(

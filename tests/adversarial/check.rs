@@ -428,7 +428,7 @@ pub async fn steady_state(run: &mut Run<'_>) -> Result<(), TestError> {
     .await?;
     let after = sim.counters();
     let mut writes = String::new();
-    for op in idbind_testkit::WRITE_OPERATIONS {
+    for op in idbind_sim::operations::write_operations() {
         let n = after.total(op) - before.total(op);
         if n > 0 {
             let _ = write!(writes, " {op}×{n}");
