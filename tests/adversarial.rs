@@ -33,9 +33,7 @@ use idbind::{
 };
 use serde_json::{Value, json};
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{
         APP_ID, APP_SECRET, KV_RG, Namespace, RG, SUB, TestError, TestResult, eventually, install_class_crd,
         install_verification,
@@ -635,7 +633,7 @@ async fn tenants_and_an_admin_acting_at_random_never_break_the_trust_model() -> 
 
 /// One seeded run of `steps` steps on a fresh operator.
 async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figures, TestError> {
-    let api = common::arm_api(&cluster.env.sim, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&cluster.env.sim, APP_ID, APP_SECRET)?;
     for name in SHARED {
         api.put_identity(&identity_id(name).parse()?, "westeurope", &Default::default()).await?;
     }
@@ -661,8 +659,12 @@ async fn run(cluster: &Cluster, seed: u64, steps: usize) -> Result<check::Figure
     let operator =
         cluster.identity(&cluster.operator_identity.to_string()).ok_or("the operator's identity")?;
     let identities = [ResourceId::resource_group_scope(SUB, RG).to_string()];
-    common::azure_rbac::grant_operator_roles_now(&cluster.env.sim, &operator.principal_id, &identities)
-        .await?;
+    idbind_testkit::azure_rbac::grant_operator_roles_now(
+        &cluster.env.sim,
+        &operator.principal_id,
+        &identities,
+    )
+    .await?;
     let mut run = Run {
         cluster,
         tenants,

@@ -23,9 +23,6 @@ use idbind::core::{
 };
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 
-mod common;
-use common::WRITE_OPERATIONS;
-
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -52,12 +49,12 @@ async fn start() -> Result<(SimHandle, ArmApi), Box<dyn std::error::Error + Send
     });
     // The operator's identity holds exactly the Azure roles README "Install on AKS" step 3 lists.
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
-    common::azure_rbac::grant_operator_roles(&mut seed, OPERATOR_OID, &identities)?;
-    common::azure_rbac::seed_administrator(&mut seed);
+    idbind_testkit::azure_rbac::grant_operator_roles(&mut seed, OPERATOR_OID, &identities)?;
+    idbind_testkit::azure_rbac::seed_administrator(&mut seed);
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     let h = Simulator::start(config).await?;
-    let api = common::arm_api(&h, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&h, APP_ID, APP_SECRET)?;
     Ok((h, api))
 }
 
@@ -240,7 +237,7 @@ async fn a_plan_converges_and_steady_state_makes_no_writes() -> TestResult {
     let again = Fresh::new(&api).observe(&id_of(&d), &d).await?;
     let after = h.counters();
     assert_eq!(again, obs);
-    for op in WRITE_OPERATIONS {
+    for op in idbind_sim::operations::write_operations() {
         assert_eq!(after.total(op), before.total(op), "{op} moved in steady state");
     }
     assert_eq!(
@@ -359,7 +356,9 @@ async fn principal_type_avoids_principal_not_found_during_replication() -> TestR
         Fresh::new(&api).observe(&id_of(&d), &d).await?.ids.ok_or("identity missing")?.principal_id;
     let http = reqwest_client(&h)?;
     // Written by the subscription's administrator, whose roles do not depend on the principal's type.
-    let token = arm_token(&h, common::azure_rbac::ADMIN_APP_ID, common::azure_rbac::ADMIN_SECRET).await?;
+    let token =
+        arm_token(&h, idbind_testkit::azure_rbac::ADMIN_APP_ID, idbind_testkit::azure_rbac::ADMIN_SECRET)
+            .await?;
     let name = naming::role_assignment_name(&vault("kv-policies"), SECRETS_USER, &principal);
     let body = serde_json::json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}"), "principalId": principal}});
     let url = format!(
@@ -515,7 +514,7 @@ async fn a_missing_resource_group_is_a_permanent_refusal() -> TestResult {
     let mut seed = Seed::default();
     seed.assign(
         OPERATOR_OID,
-        common::azure_rbac::MANAGED_IDENTITY_CONTRIBUTOR,
+        idbind_testkit::azure_rbac::MANAGED_IDENTITY_CONTRIBUTOR,
         &format!("/subscriptions/{SUB}"),
     );
     h.seed(seed).await?;

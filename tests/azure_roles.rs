@@ -7,15 +7,13 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind::core::settings::Ceiling;
+use idbind_sim::SimConfig;
+use idbind_testkit::{
     azure_rbac,
     e2e::{APP_OBJECT_ID, Env, SUB, TestError, TestResult, eventually, identities, start_with},
     steps::step,
 };
-use idbind::core::settings::Ceiling;
-use idbind_sim::SimConfig;
 use serde_json::{Value, json};
 
 const DATA_RG: &str = "rg-data";
@@ -165,7 +163,7 @@ fn data_policy(env: &Env, roles: &[&str]) -> TestResult {
     let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
         "metadata": {"name": format!("{}-team", env.ns)},
         "spec": {"namespaces": [env.ns], "azureScopes": [{"resourceGroup": DATA_RG}], "roles": roles}});
-    common::e2e::apply_cluster(env.plane, &policy)
+    idbind_testkit::e2e::apply_cluster(env.plane, &policy)
 }
 
 /// The cases the default refuses, each in a binding of its own: (binding, azureRoles entry, the field the
@@ -255,7 +253,7 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
                 {"resourceGroup": DATA_RG, "level": "ResourceGroup"},
                 {"level": "Subscription"}],
               "roles": ["Storage Blob Data Contributor", "Owner", "Storage Blob Data Reader", "Reader"]}});
-        common::e2e::apply_cluster(env.plane, &policy)?;
+        idbind_testkit::e2e::apply_cluster(env.plane, &policy)?;
         let want = [
             ("write-role", storage(SUB), BLOB_CONTRIBUTOR),
             ("owner", storage(SUB), OWNER),

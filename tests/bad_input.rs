@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::e2e::{
+use idbind::{azure::AzureApi, core::settings::Ceiling};
+use idbind_testkit::e2e::{
     APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start, start_with,
 };
-use idbind::{azure::AzureApi, core::settings::Ceiling};
 use serde_json::{Value, json};
 
 fn manifest(name: &str, sa: &str, identity: Value, vaults: Value) -> Value {
@@ -134,7 +132,7 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
     let env = start_with("bad-fic-limit", policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", "worker"])?;
     // A team's shared identity that already federates 20 subjects (Azure's limit), and one with room.
-    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let id = |name: &str| {
         format!(
             "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
@@ -224,7 +222,7 @@ async fn deleting_the_namespace_still_cleans_azure() -> TestResult {
     .await?;
     let state = env.sim.state_typed();
     assert!(identities(&state).is_empty(), "identity left behind");
-    let left = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+    let left = idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID);
     assert!(left.is_empty(), "role assignment left behind: {left:?}");
     Ok(())
 }

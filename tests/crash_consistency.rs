@@ -9,16 +9,14 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind_sim::{HoldPhase, HoldSpec};
+use idbind_testkit::{
     e2e::{
         Env, KV_RG, TestError, TestResult, eventually, identities, install_operator_rbac,
         start_without_operator,
     },
     process::Operator,
 };
-use idbind_sim::{HoldPhase, HoldSpec};
 use serde_json::json;
 
 const CREATE_WRITES: [&str; 3] = [
@@ -54,11 +52,12 @@ fn azure_holds_exactly(env: &Env, binding: &str, gone: bool) -> Result<(), TestE
         // Role assignments of a deleted identity would stay as orphans: none may remain for a principal that
         // no identity has.
         let principals: Vec<String> = identities(&state).iter().map(|i| i.principal_id.clone()).collect();
-        let orphans: Vec<_> = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID)
-            .into_iter()
-            .filter(|ra| !principals.contains(&ra.principal_id))
-            .map(|ra| ra.name.clone())
-            .collect();
+        let orphans: Vec<_> =
+            idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID)
+                .into_iter()
+                .filter(|ra| !principals.contains(&ra.principal_id))
+                .map(|ra| ra.name.clone())
+                .collect();
         return if orphans.is_empty() {
             Ok(())
         } else {

@@ -9,12 +9,6 @@ use std::{
     sync::Arc,
 };
 
-mod common;
-
-use common::e2e::{
-    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, apply_cluster, operator_namespace,
-    settings, start, start_without_operator,
-};
 use idbind::{
     api::binding::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
     azure::governed::Governed,
@@ -22,6 +16,10 @@ use idbind::{
     core::plan::Action,
     core::settings::Ceiling,
     reconcile::{DryRun, dry_run},
+};
+use idbind_testkit::e2e::{
+    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, apply_cluster, operator_namespace,
+    settings, start, start_without_operator,
 };
 use serde_json::{Value, json};
 
@@ -43,7 +41,7 @@ fn binding(ns: &str, name: &str, roles: &[&str]) -> WorkloadIdentityBinding {
 
 /// The ARM client a plan reads Azure with (no request budget), signed in as the operator.
 fn azure(env: &Env) -> Result<Governed, TestError> {
-    Ok(Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None))
+    Ok(Governed::new(Arc::new(idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -251,7 +249,7 @@ fn row<'a>(ran: &'a Ran, ns: &str, name: &str) -> &'a str {
 async fn a_multi_document_file_is_planned_binding_by_binding_with_the_config_map_s_settings() -> TestResult {
     let env = start_without_operator("plan-multi", |_| {}).await?;
     let op_ns = install_config_map(&env, "westeurope")?;
-    apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+    apply_cluster(env.plane, &idbind_testkit::e2e::team_policy(&env.ns))?;
     let ci = ci_environment(&env)?;
     let writes = env.writes();
     let ns = env.ns.as_str();
@@ -425,7 +423,7 @@ async fn a_policy_that_refuses_a_role_fails_the_plan_and_is_named() -> TestResul
 async fn the_api_server_rejects_what_the_schema_refuses() -> TestResult {
     let env = start_without_operator("plan-schema", |_| {}).await?;
     let op_ns = install_config_map(&env, "westeurope")?;
-    apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+    apply_cluster(env.plane, &idbind_testkit::e2e::team_policy(&env.ns))?;
     let ci = ci_environment(&env)?;
     let writes = env.writes();
     let ns = env.ns.as_str();
@@ -462,7 +460,7 @@ async fn the_api_server_rejects_what_the_schema_refuses() -> TestResult {
     // A binding whose namespace the same manifests create: the API server has nowhere to check it, so it is
     // planned as read, and the plan says that the schema was not checked for every binding.
     let new_ns = format!("{ns}-new");
-    apply_cluster(env.plane, &common::e2e::team_policy(&new_ns))?;
+    apply_cluster(env.plane, &idbind_testkit::e2e::team_policy(&new_ns))?;
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_ns}});
     let file = write_manifests(
         &env,

@@ -14,10 +14,8 @@ use std::{
     time::Duration,
 };
 
-mod common;
-
-use common::e2e::{KV_RG, TestError, TestResult, eventually, start};
 use idbind_testenv::{ControlPlane, workspace_root};
+use idbind_testkit::e2e::{KV_RG, TestError, TestResult, eventually, start};
 use mlua::{Lua, LuaSerdeExt, SerializeOptions};
 use serde_json::{Value, json};
 

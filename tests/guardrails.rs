@@ -10,16 +10,14 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind::{azure::AzureApi, core::settings::Ceiling};
+use idbind_testkit::{
     e2e::{
         APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start_with,
         start_without_operator,
     },
     steps::step,
 };
-use idbind::{azure::AzureApi, core::settings::Ceiling};
 use serde_json::{Value, json};
 
 fn binding(name: &str, sa: &str, identity: Value, vaults: Value) -> Value {
@@ -49,7 +47,7 @@ async fn shared_cluster(prefix: &str) -> Result<Env, TestError> {
     let ceiling = Ceiling { allow_existing_identity: true, ..Ceiling::default() };
     let env = start_with(prefix, ceiling, |c| c.seed.add_vault(SUB, "rg-team-b", "kv-team-b", true)).await?;
     env.kubectl(&["create", "serviceaccount", "app"])?;
-    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let team_b_tags = [
         ("idbind.dev.cluster", "e2e"),
         ("idbind.dev.namespace", "team-b"),

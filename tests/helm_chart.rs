@@ -31,14 +31,12 @@ use std::{
     time::Duration,
 };
 
-mod common;
-
-use common::{
+use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
+use idbind_testenv::{ControlPlane, workspace_root};
+use idbind_testkit::{
     e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, RG, SUB, TestError, TestResult, eventually},
     steps::step,
 };
-use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
-use idbind_testenv::{ControlPlane, workspace_root};
 use serde_json::{Value, json};
 
 /// The release and its namespace in the lifecycle test: the names the kustomize tree uses.
@@ -675,7 +673,7 @@ async fn simulator(plane: &ControlPlane) -> Result<SimHandle, TestError> {
     });
     // The operator's identity holds exactly the Azure roles README "Install on AKS" step 3 lists.
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
-    common::azure_rbac::grant_operator_roles(&mut seed, APP_OBJECT_ID, &identities)?;
+    idbind_testkit::azure_rbac::grant_operator_roles(&mut seed, APP_OBJECT_ID, &identities)?;
     let mut config = SimConfig::for_tests();
     config.seed = seed;
     // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
@@ -946,7 +944,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
             times: Some(1),
         }]);
         plane.kubectl_ok(&["create", "serviceaccount", "payments", "-n", &shop])?;
-        common::e2e::apply_cluster(plane, &common::e2e::team_policy(&shop))?;
+        idbind_testkit::e2e::apply_cluster(plane, &idbind_testkit::e2e::team_policy(&shop))?;
         let binding = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
             "metadata": {"name": "payments", "namespace": shop},
             "spec": {"serviceAccountName": "payments",
@@ -1053,7 +1051,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
     .await?;
     let held = |sim: &SimHandle| -> Result<(usize, usize), TestError> {
         let state = sim.state_typed();
-        let identity = common::e2e::identities(&state)
+        let identity = idbind_testkit::e2e::identities(&state)
             .into_iter()
             .find(|i| i.tags.get("idbind.dev.namespace") == Some(&legacy))
             .ok_or("the legacy binding's identity is gone")?;
@@ -1062,10 +1060,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
         Ok((identity.federated_identity_credentials.len(), assignments))
     };
     assert_eq!(held(&sim)?, (1, 1), "the legacy binding holds its credential and its role assignment");
-    let writes = || {
-        let c = sim.counters();
-        common::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum::<u64>()
-    };
+    let writes = || sim.counters().writes();
     let writes_before = writes();
     step("helm upgrade to closed namespaces: refused, and nothing taken away", async {
         let out = ok(helm(
@@ -1102,7 +1097,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
         let sa = get_json(plane, &["get", "serviceaccount", "app", "-n", &legacy])?;
         assert!(sa["metadata"]["annotations"]["azure.workload.identity/client-id"].is_string(), "{sa:#}");
         // The administrator's policy brings it back, with nothing to write.
-        common::e2e::apply_cluster(plane, &common::e2e::team_policy(&legacy))?;
+        idbind_testkit::e2e::apply_cluster(plane, &idbind_testkit::e2e::team_policy(&legacy))?;
         plane.kubectl_ok(&["wait", "--for=condition=Ready", "--timeout=90s", "-n", &legacy, "wib/legacy"])?;
         assert_eq!(writes(), writes_before, "the policy's arrival wrote nothing either");
         Ok(())

@@ -32,20 +32,18 @@ use std::{
     time::Duration,
 };
 
-mod common;
-
-use common::{
+use idbind::{
+    azure::{AzureApi, FederatedCredential},
+    core::resource_id::ResourceId,
+};
+use idbind_testenv::workspace_root;
+use idbind_testkit::{
     e2e::{
         Env, KV_RG, RG, SUB, TestError, TestResult, eventually, install_operator_rbac, operator_namespace,
         start_without_operator,
     },
     steps::step,
 };
-use idbind::{
-    azure::{AzureApi, FederatedCredential},
-    core::resource_id::ResourceId,
-};
-use idbind_testenv::workspace_root;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -388,7 +386,7 @@ impl Drop for Container {
 /// `az role assignment create`), signed in as the administrator. The container never sees a secret; it signs
 /// in with its projected token.
 async fn operator_identity(env: &Env, op_ns: &str, audience: &str) -> Result<String, TestError> {
-    let arm = common::azure_rbac::admin_arm(env)?;
+    let arm = idbind_testkit::azure_rbac::admin_arm(env)?;
     let id: ResourceId = format!(
         "/subscriptions/{SUB}/resourceGroups/{OPERATOR_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/idbind"
     )
@@ -402,7 +400,7 @@ async fn operator_identity(env: &Env, op_ns: &str, audience: &str) -> Result<Str
     };
     arm.put_federated_credential(&id, &fic).await?;
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
-    common::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
+    idbind_testkit::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
     Ok(ids.client_id)
 }
 
@@ -695,7 +693,7 @@ async fn the_image_runs_as_the_deployment_runs_it() -> TestResult {
     .map_err(with_log)?;
 
     step("a binding converges", async {
-        common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+        idbind_testkit::e2e::apply_cluster(env.plane, &idbind_testkit::e2e::team_policy(&env.ns))?;
         env.kubectl(&["create", "serviceaccount", "payments"])?;
         env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
             "metadata": {"name": "payments"},

@@ -32,8 +32,6 @@ use idbind_testenv::{
 };
 use serde_json::{Value, json};
 
-mod common;
-
 const SUB: &str = "00000000-0000-0000-0000-0000000000d1";
 const RG: &str = "rg-identities";
 const KV_RG: &str = "rg-shop";
@@ -123,7 +121,8 @@ async fn scenario(plane_dir: &std::path::Path, figures: &mut Figures) -> Result<
 
     // A binding converges, from the operator's pods.
     plane.kubectl_ok(&["create", "namespace", SHOP])?;
-    common::e2e::apply_cluster(&plane, &common::e2e::team_policy(SHOP)).map_err(|e| anyhow::anyhow!(e))?;
+    idbind_testkit::e2e::apply_cluster(&plane, &idbind_testkit::e2e::team_policy(SHOP))
+        .map_err(|e| anyhow::anyhow!(e))?;
     plane.kubectl_ok(&["create", "serviceaccount", "payments", "-n", SHOP])?;
     apply(&plane, &binding("payments", "kv-shop"))?;
     plane
@@ -246,7 +245,7 @@ async fn simulator(plane: &ControlPlane) -> Result<SimHandle> {
 /// The operator's own managed identity, federated with its ServiceAccount (what `az identity create` and `az
 /// identity federated-credential create` do once per cluster); returns its client id.
 async fn operator_identity(plane: &ControlPlane, sim: &SimHandle) -> Result<String> {
-    let arm = common::arm_api(sim, SETUP_APP, SETUP_SECRET).map_err(|e| anyhow::anyhow!(e))?;
+    let arm = idbind_testkit::arm_api(sim, SETUP_APP, SETUP_SECRET).map_err(|e| anyhow::anyhow!(e))?;
     let identity: ResourceId = format!(
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/idbind-operator"
     )
@@ -261,7 +260,7 @@ async fn operator_identity(plane: &ControlPlane, sim: &SimHandle) -> Result<Stri
     arm.put_federated_credential(&identity, &fic).await?;
     // README step 3: exactly the Azure roles it needs.
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
-    common::azure_rbac::grant_operator_roles_now(sim, &ids.principal_id, &identities)
+    idbind_testkit::azure_rbac::grant_operator_roles_now(sim, &ids.principal_id, &identities)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     Ok(ids.client_id)

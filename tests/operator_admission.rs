@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-mod common;
-
-use common::e2e::{
+use idbind_testkit::e2e::{
     Env, TestError, TestResult, eventually, install_class_crd, install_operator_rbac, operator_namespace,
     operator_writes_policy, start_without_operator,
 };

@@ -14,9 +14,7 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{
         APP_SECRET, Env, KV_RG, TestError, TestResult, eventually, install_class_crd, install_operator_rbac,
         install_operator_rbac_without_verb, operator_kubeconfig, operator_namespace, start_without_operator,

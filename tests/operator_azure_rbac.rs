@@ -14,9 +14,13 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind::core::reason::Reason;
+use idbind::{
+    azure::{AzureApi, FederatedCredential},
+    core::{resource_id::ResourceId, settings::Ceiling},
+};
+use idbind_sim::{Seed, SeedRoleDefinition, SimConfig, state::RolePermission};
+use idbind_testkit::{
     azure_rbac::{
         self, IDBIND_READER, IDBIND_READER_ACTIONS, KEY_VAULT_CONTRIBUTOR, MANAGED_IDENTITY_CONTRIBUTOR,
         RBAC_ADMINISTRATOR,
@@ -28,12 +32,6 @@ use common::{
     process::Operator,
     steps::step,
 };
-use idbind::core::reason::Reason;
-use idbind::{
-    azure::{AzureApi, FederatedCredential},
-    core::{resource_id::ResourceId, settings::Ceiling},
-};
-use idbind_sim::{Seed, SeedRoleDefinition, SimConfig, state::RolePermission};
 use serde_json::json;
 
 const DATA_RG: &str = "rg-data";

@@ -9,16 +9,6 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
-    azure_rbac,
-    e2e::{
-        APP_ID, APP_OBJECT_ID, APP_SECRET, Env, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult,
-        eventually, identities, install_class_crd, start, start_with, start_with_budget,
-    },
-    steps::step,
-};
 use idbind::{
     azure::budget::{Limits, MsiOp, Rate},
     azure::{AzureApi, arm::ArmApi},
@@ -28,6 +18,14 @@ use idbind::{
 use idbind_sim::{
     FaultAction, FaultRule,
     state::{Fic, Identity, RoleAssignment},
+};
+use idbind_testkit::{
+    azure_rbac,
+    e2e::{
+        APP_ID, APP_OBJECT_ID, APP_SECRET, Env, KV_RG, READER, RG, SECRETS_USER, SUB, TestError, TestResult,
+        eventually, identities, install_class_crd, start, start_with, start_with_budget,
+    },
+    steps::step,
 };
 use serde_json::{Value, json};
 
@@ -108,10 +106,11 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
         // simulator's propagation window); any other answer fails at once.
         let started = std::time::Instant::now();
         loop {
-            let refused = match common::exchange(&env.sim, &identity.client_id, assertion.trim()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => e.to_string(),
-            };
+            let refused =
+                match idbind_testkit::exchange(&env.sim, &identity.client_id, assertion.trim()).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e.to_string(),
+                };
             let propagating = refused.contains("70021") && started.elapsed() < Duration::from_secs(15);
             assert!(propagating, "token exchange failed: {refused}");
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -362,7 +361,7 @@ async fn a_foreign_identity_with_the_asked_name_stalls_untouched_until_the_name_
     // Someone else's identity, with the name the binding asks for and no idbind tags.
     let foreign =
         ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "billing");
-    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "someone-else".to_string())].into())
         .await?;
     let writes = env.writes();
@@ -410,7 +409,7 @@ async fn a_missing_vault_stalls_before_any_write_until_fixed() -> TestResult {
 async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
     // Any role in an open cluster, so that a write role reaches the access-policy check instead of the
     // policy's.
-    let policy = Ceiling { allow_any_role: true, ..common::e2e::open() };
+    let policy = Ceiling { allow_any_role: true, ..idbind_testkit::e2e::open() };
     let env = start_with("e2e-legacy", policy, |c| c.seed.add_vault(SUB, KV_RG, "kv-legacy", false)).await?;
     env.kubectl(&["create", "serviceaccount", "legacy"])?;
     let manifest = |roles: &[&str]| {
@@ -501,7 +500,7 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
 /// The operator with any role allowed in an open cluster (so that a role reaches Azure instead of being
 /// refused by the policy) and the ServiceAccount `sa`.
 async fn any_role_allowed(prefix: &str, sa: &str) -> Result<Env, TestError> {
-    let policy = Ceiling { allow_any_role: true, ..common::e2e::open() };
+    let policy = Ceiling { allow_any_role: true, ..idbind_testkit::e2e::open() };
     let env = start_with(prefix, policy, |_| {}).await?;
     env.kubectl(&["create", "serviceaccount", sa])?;
     Ok(env)
@@ -679,7 +678,7 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     env.binding("first", "first", &[])?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/first"])?;
     // Then someone creates an identity by hand, after that list.
-    let api = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+    let api = idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?;
     let foreign =
         ResourceId::resource_group_scope(SUB, RG).provider_resource(USER_ASSIGNED_IDENTITY, "handmade");
     api.put_identity(&foreign, "westeurope", &[("owner".to_string(), "ops".to_string())].into()).await?;
@@ -716,7 +715,7 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
         (op, if matches!(op, MsiOp::CreateOrUpdate | MsiOp::Delete) { Rate::new(1.0, 0.5) } else { rate })
     });
     let env = start_with_budget("e2e-fair", Ceiling::default(), limits, |_| {}).await?;
-    common::e2e::apply_cluster(env.plane, &common::e2e::team_policy(&env.ns))?;
+    idbind_testkit::e2e::apply_cluster(env.plane, &idbind_testkit::e2e::team_policy(&env.ns))?;
     env.ready_binding("probe", &["Key Vault Secrets User"])?;
 
     const BACKLOG: usize = 16;
@@ -842,7 +841,7 @@ impl Drift {
     async fn start(prefix: &str) -> Result<Drift, TestError> {
         let env = start(prefix).await?;
         env.ready_binding("orders", &["Key Vault Secrets User"])?;
-        let human = common::arm_api(&env.sim, APP_ID, APP_SECRET)?;
+        let human = idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?;
         let subject = format!("system:serviceaccount:{}:orders", env.ns);
         let (identity, assignments) = Drift::current(&env)?;
         let identity_id = ResourceId::resource_group_scope(SUB, RG)

@@ -15,9 +15,7 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     audit::{operator_reads, operator_requests, operator_writes},
     e2e::{
         Env, KV_RG, TestError, TestResult, eventually, install_class_crd, install_operator_rbac,

@@ -15,9 +15,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-mod common;
-
-use common::e2e::{APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestResult, apply_cluster, eventually, settings};
 use idbind::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicySpec},
     azure::governed::Governed,
@@ -25,6 +22,9 @@ use idbind::{
     reconcile::{DryRun, dry_run},
 };
 use idbind_sim::SimConfig;
+use idbind_testkit::e2e::{
+    APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestResult, apply_cluster, eventually, settings,
+};
 use serde_json::{Value, json};
 
 const TEAM_RG: &str = "rg-team";
@@ -89,7 +89,7 @@ fn binding(name: &str, scope: &str, roles: &[&str]) -> Value {
 }
 
 /// The administrator's policy for the test's namespace, applied, and as the operator reads it.
-fn policy(env: &Env, scopes: Value, roles: Option<&[&str]>) -> Result<Rule, common::e2e::TestError> {
+fn policy(env: &Env, scopes: Value, roles: Option<&[&str]>) -> Result<Rule, idbind_testkit::e2e::TestError> {
     let name = format!("{}-team", env.ns);
     let mut spec = json!({"namespaces": [env.ns], "azureScopes": scopes});
     if let Some(roles) = roles {
@@ -117,7 +117,7 @@ fn assignments(env: &Env) -> Vec<(String, String, String)> {
 }
 
 /// The Ready condition once the binding settles: Ready, or refused for a reason that stays.
-async fn settled(env: &Env, name: &str) -> Result<(String, String), common::e2e::TestError> {
+async fn settled(env: &Env, name: &str) -> Result<(String, String), idbind_testkit::e2e::TestError> {
     eventually(&format!("{name} settles"), Duration::from_secs(90), || {
         let (status, reason) = env.condition(name, "Ready")?;
         let settled =
@@ -173,7 +173,7 @@ async fn refused(
     // What the operator itself says of it: every reconcile judges the spec this way before any Azure call.
     let mut b: WorkloadIdentityBinding = serde_json::from_value(manifest)?;
     b.metadata.namespace = Some(env.ns.clone());
-    let azure = Governed::new(Arc::new(common::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
+    let azure = Governed::new(Arc::new(idbind_testkit::arm_api(&env.sim, APP_ID, APP_SECRET)?), None, None);
     match dry_run(&azure, &settings(env.plane), ceiling, Some(rules), &b).await {
         DryRun::Invalid(problems) => {
             let found: Vec<(&str, &str)> =
@@ -193,7 +193,7 @@ fn own_group() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_teams_vault_spelled_as_an_access_policy_of_ones_own_is_refused() -> TestResult {
-    let env = common::e2e::start_with("spelling-vault", Ceiling::default(), seed).await?;
+    let env = idbind_testkit::e2e::start_with("spelling-vault", Ceiling::default(), seed).await?;
     let rules = [policy(&env, own_group(), None)?];
     // Judged: kv-team/accessPolicies/x\..(8 times)\resourceGroups\rg-shop\...; sent: rg-shop's kv-shop.
     let to = format!("resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/kv-shop");
@@ -203,7 +203,7 @@ async fn another_teams_vault_spelled_as_an_access_policy_of_ones_own_is_refused(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_groups_storage_account_spelled_past_a_name_pattern_is_refused() -> TestResult {
-    let env = common::e2e::start_with("spelling-storage", Ceiling::default(), seed).await?;
+    let env = idbind_testkit::e2e::start_with("spelling-storage", Ceiling::default(), seed).await?;
     // The README's selector: single resources in rg-data named shop*.
     let readme = json!([{"resourceGroup": DATA_RG,
         "resourceTypes": ["Microsoft.Storage/storageAccounts", "Microsoft.ServiceBus/namespaces"],
@@ -218,7 +218,7 @@ async fn another_groups_storage_account_spelled_past_a_name_pattern_is_refused()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_subscription_spelled_as_a_resource_of_ones_own_group_is_refused() -> TestResult {
-    let env = common::e2e::start_with("spelling-sub", Ceiling::default(), seed).await?;
+    let env = idbind_testkit::e2e::start_with("spelling-sub", Ceiling::default(), seed).await?;
     let rules = [policy(&env, own_group(), None)?];
     // Judged: an accessPolicies child of the team's vault; sent: the subscription.
     let scope = escape(&format!("{}/accessPolicies/x", team_vault()), 8, "");
@@ -229,7 +229,7 @@ async fn the_subscription_spelled_as_a_resource_of_ones_own_group_is_refused() -
 #[tokio::test(flavor = "multi_thread")]
 async fn contributor_on_the_identities_group_spelled_as_ones_own_resource_is_refused() -> TestResult {
     let ceiling = Ceiling { allow_any_role: true, ..Ceiling::default() };
-    let env = common::e2e::start_with("spelling-contrib", ceiling.clone(), seed).await?;
+    let env = idbind_testkit::e2e::start_with("spelling-contrib", ceiling.clone(), seed).await?;
     // Contributor on the team's own resource group, as a whole and resource by resource.
     let own = json!([{"resourceGroup": TEAM_RG}, {"resourceGroup": TEAM_RG, "level": "ResourceGroup"}]);
     let rules = [policy(&env, own, Some(&["Contributor"]))?];
@@ -247,7 +247,7 @@ async fn the_status_names_the_scope_azure_answered() -> TestResult {
         "/subscriptions/{SUB}/resourceGroups/RG-Data/providers/Microsoft.Storage/storageAccounts/ShopData"
     );
     let seeded = azures.clone();
-    let env = common::e2e::start_with("spelling-answer", Ceiling::default(), move |c| {
+    let env = idbind_testkit::e2e::start_with("spelling-answer", Ceiling::default(), move |c| {
         if let Err(e) = c.seed.add_resource_id(&seeded) {
             panic!("seeding {seeded}: {e}");
         }
@@ -262,7 +262,8 @@ async fn the_status_names_the_scope_azure_answered() -> TestResult {
         env.kubectl(&["get", "wib", "reader", "-o", "jsonpath={.status.roleAssignments[*].scope}"])?;
     assert_eq!(status, azures);
     let state = env.sim.state_typed();
-    let workload = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+    let workload =
+        idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID);
     let scopes: Vec<&str> = workload.iter().map(|ra| ra.scope.as_str()).collect();
     assert_eq!(scopes, [azures.as_str()], "the assignment is made at the id Azure answered");
     Ok(())

@@ -11,9 +11,7 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{Env, KV_RG, TestError, TestResult, eventually, install_class_crd, start_with_resync},
     steps::step,
 };

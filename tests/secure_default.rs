@@ -7,14 +7,12 @@
 
 use std::time::Duration;
 
-mod common;
-
-use common::{
+use idbind::core::settings::Ceiling;
+use idbind_sim::{Seed, state::Identity};
+use idbind_testkit::{
     e2e::{Env, KV_RG, SUB, TestResult, also_watch, apply_cluster, eventually, identities, start_with},
     steps::step,
 };
-use idbind::core::settings::Ceiling;
-use idbind_sim::{Seed, state::Identity};
 use serde_json::{Value, json};
 
 fn policy(name: &str, spec: Value) -> Value {
@@ -180,8 +178,13 @@ async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none
     }
     env.sim.seed(seed).await?;
     // The administrator gives idbind's identity its README roles on the new groups too.
-    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{}", common::e2e::RG)];
-    common::azure_rbac::grant_operator_roles_now(&env.sim, common::e2e::APP_OBJECT_ID, &identities).await?;
+    let identities = [format!("/subscriptions/{SUB}/resourceGroups/{}", idbind_testkit::e2e::RG)];
+    idbind_testkit::azure_rbac::grant_operator_roles_now(
+        &env.sim,
+        idbind_testkit::e2e::APP_OBJECT_ID,
+        &identities,
+    )
+    .await?;
     apply_cluster(
         env.plane,
         &policy(
@@ -190,7 +193,7 @@ async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none
         "namespaces": namespaces, "keyVaults": [{"resourceGroup": "rg-{namespace}"}]}),
         ),
     )?;
-    let in_ns = |ns: &str, args: &[&str]| -> Result<String, common::e2e::TestError> {
+    let in_ns = |ns: &str, args: &[&str]| -> Result<String, idbind_testkit::e2e::TestError> {
         env.kubectl(&[args, &["-n", ns]].concat())
     };
 
@@ -366,7 +369,7 @@ async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps
 
     step("a secret read with the ServiceAccount's token is refused: nothing trusts it", async {
         let token = env.kubectl(&["create", "token", "app", "--audience", "api://AzureADTokenExchange"])?;
-        let exchanged = common::exchange(&env.sim, &identity.client_id, token.trim()).await;
+        let exchanged = idbind_testkit::exchange(&env.sim, &identity.client_id, token.trim()).await;
         assert!(exchanged.is_err(), "the token still exchanges for the retained identity");
         Ok(())
     })
@@ -405,13 +408,14 @@ async fn deleting_the_last_policy_of_a_namespace_takes_back_every_grant_it_gave(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_says_at_start_when_namespaces_are_open_and_when_an_old_setting_is_ignored() -> TestResult
 {
-    let env = common::e2e::start_without_operator("deny-log", |_| {}).await?;
-    common::e2e::install_operator_rbac(env.plane, &env.ns, &[])?;
-    let said = |operator: &common::process::Operator, line: &'static str| {
+    let env = idbind_testkit::e2e::start_without_operator("deny-log", |_| {}).await?;
+    idbind_testkit::e2e::install_operator_rbac(env.plane, &env.ns, &[])?;
+    let said = |operator: &idbind_testkit::process::Operator, line: &'static str| {
         let log = operator.log_text();
-        Ok::<_, common::e2e::TestError>(log.contains(line).then_some(()))
+        Ok::<_, idbind_testkit::e2e::TestError>(log.contains(line).then_some(()))
     };
-    let closed = common::process::Operator::start(&env, "closed", &[("IDBIND_REQUIRE_POLICY", "false")])?;
+    let closed =
+        idbind_testkit::process::Operator::start(&env, "closed", &[("IDBIND_REQUIRE_POLICY", "false")])?;
     eventually("the closed operator's notice", Duration::from_secs(30), || {
         said(&closed, "namespaces no WorkloadIdentityPolicy selects bind nothing")
     })
@@ -421,7 +425,7 @@ async fn the_operator_says_at_start_when_namespaces_are_open_and_when_an_old_set
     })
     .await?;
     closed.kill()?;
-    let open = common::process::Operator::start(&env, "open", &[("IDBIND_OPEN_NAMESPACES", "true")])?;
+    let open = idbind_testkit::process::Operator::start(&env, "open", &[("IDBIND_OPEN_NAMESPACES", "true")])?;
     eventually("the open operator's warning", Duration::from_secs(30), || {
         said(
             &open,

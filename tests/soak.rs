@@ -26,17 +26,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
-
-use common::{
+use idbind::api::binding::WorkloadIdentityBinding;
+use idbind_sim::{FaultAction, FaultRule, SimConfig, State};
+use idbind_testkit::{
     chaos::{Rng, persist_in, restart_simulator},
     e2e::{
         Env, KV_RG, SUB, TestError, TestResult, identities, install_operator_rbac, start_without_operator,
     },
     process::Operator,
 };
-use idbind::api::binding::WorkloadIdentityBinding;
-use idbind_sim::{FaultAction, FaultRule, SimConfig, State};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, Client,
@@ -530,7 +528,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
     let roles = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
         "metadata": {"name": format!("{}-soak-roles", env.ns)},
         "spec": {"namespaces": [env.ns], "keyVaults": [{"resourceGroup": KV_RG}], "roles": ROLES}});
-    common::e2e::apply_cluster(env.plane, &roles)?;
+    idbind_testkit::e2e::apply_cluster(env.plane, &roles)?;
     let issuer = env.plane.server().to_string();
     let ns = env.ns.clone();
     let kube = Kube::new(&env).await?;
@@ -763,7 +761,7 @@ async fn under_chaos_azure_converges_to_exactly_what_the_live_bindings_ask() -> 
         figures_ops.deletes,
         figures_ops.retained_deletes,
         identities(&state).len(),
-        common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID).len(),
+        idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID).len(),
         f.faults,
         f.requests,
         f.apiserver_restarts,
@@ -841,7 +839,8 @@ async fn a_rename_after_a_crash_before_the_first_status_write_leaves_no_identity
     let state = env.sim.state_typed();
     assert!(
         identities(&state).is_empty()
-            && common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID).is_empty(),
+            && idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID)
+                .is_empty(),
         "nothing remains after delete: {:?}",
         identities(&state).iter().map(|i| &i.name).collect::<Vec<_>>()
     );

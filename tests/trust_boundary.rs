@@ -4,15 +4,13 @@
 //! whatever idbind answers on the way (a refusal by the API server, a stalled binding).
 //!
 //! One operator watches every namespace, as a real install does; it signs in to Azure as a user-assigned
-//! identity of its own. The tests take turns (see `common::tenancy`).
+//! identity of its own. The tests take turns (see `idbind_testkit::tenancy`).
 
 use std::{process::Stdio, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{KV_RG, RG, SUB, TestResult, eventually, install_class_crd},
     tenancy::{self, CLUSTER, Cluster},
 };
@@ -156,7 +154,11 @@ async fn two_bindings_never_fight_over_one_brought_identity() -> TestResult {
     let cluster = tenancy::start("tb-shared", &[]).await?;
     let first = cluster.env.here();
     let second = cluster.env.other_namespace("tb-shared-b")?;
-    let api = common::arm_api(&cluster.env.sim, common::e2e::APP_ID, common::e2e::APP_SECRET)?;
+    let api = idbind_testkit::arm_api(
+        &cluster.env.sim,
+        idbind_testkit::e2e::APP_ID,
+        idbind_testkit::e2e::APP_SECRET,
+    )?;
     let shared = identity_id("shared-tools");
     idbind::azure::AzureApi::put_identity(&api, &shared.parse()?, "westeurope", &Default::default()).await?;
     let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
@@ -219,7 +221,7 @@ async fn service_accounts_annotated_by_someone_else_are_never_taken_over() -> Te
     cluster.env.plane.kubectl_ok(&["annotate", "sa", "operator", "-n", &operator_ns, &set_by_hand])?;
     tenant.kubectl(&["create", "serviceaccount", "legacy"])?;
     tenant.kubectl(&["annotate", "sa", "legacy", "azure.workload.identity/client-id=set-by-the-app-team"])?;
-    let admin = common::e2e::Namespace { plane: cluster.env.plane, ns: operator_ns.clone() };
+    let admin = idbind_testkit::e2e::Namespace { plane: cluster.env.plane, ns: operator_ns.clone() };
     admin.apply(&binding("operator", json!({"serviceAccountName": "operator"})))?;
     tenant.apply(&binding("legacy", json!({"serviceAccountName": "legacy"})))?;
     let judged = cluster.settled(&operator_ns, "operator").await?;
@@ -309,7 +311,10 @@ async fn every_example_in_the_documentation_is_accepted() -> TestResult {
 }
 
 /// Writes `input` to a child's stdin and waits for it.
-fn feed(mut child: std::process::Child, input: &str) -> Result<std::process::Output, common::e2e::TestError> {
+fn feed(
+    mut child: std::process::Child,
+    input: &str,
+) -> Result<std::process::Output, idbind_testkit::e2e::TestError> {
     use std::io::Write;
     child.stdin.take().ok_or("no stdin")?.write_all(input.as_bytes())?;
     Ok(child.wait_with_output()?)

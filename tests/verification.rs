@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{
         Env, TestError, TestResult, install_operator_rbac, install_verification, operator_kubeconfig,
         start_without_operator,
@@ -53,7 +51,7 @@ async fn the_operator_may_request_only_short_exchange_tokens() -> TestResult {
     assert!(refused.as_ref().is_err_and(|e| e.contains("forbidden")), "{refused:?}");
     install_verification(&env)?;
     // The admission policy takes a moment to be enforced after it is created.
-    common::e2e::eventually("the policy enforced", Duration::from_secs(60), || {
+    idbind_testkit::e2e::eventually("the policy enforced", Duration::from_secs(60), || {
         let api_server = token_as_operator(&env, "app", "https://kubernetes.default.svc", "10m")?;
         Ok(api_server.err().filter(|e| e.contains("api://AzureADTokenExchange")).map(|_| ()))
     })
@@ -88,7 +86,7 @@ async fn ready_waits_for_the_service_accounts_token_to_exchange() -> TestResult 
     // Proven once for this spec: resyncs do not prove it again.
     let exchanges = env.sim.counters().total("Token");
     env.kubectl(&["annotate", "wib", "orders", "touched=1"])?;
-    common::e2e::eventually("a few resyncs", Duration::from_secs(30), || {
+    idbind_testkit::e2e::eventually("a few resyncs", Duration::from_secs(30), || {
         Ok((env.sim.counters().total("FederatedIdentityCredentials_List") >= 3).then_some(()))
     })
     .await?;

@@ -11,9 +11,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-mod common;
-
-use common::{
+use idbind_testkit::{
     e2e::{
         Env, KV_RG, TestError, TestResult, install_operator_rbac, install_verification,
         start_without_operator,
@@ -88,14 +86,15 @@ async fn the_workload_reads_its_secret_once_ready_and_only_while_granted() -> Te
 
     // The role taken away: Key Vault refuses the read once the removal has propagated.
     env.binding("orders", "orders", &[])?;
-    common::e2e::eventually("the role assignment removed", Duration::from_secs(60), || {
+    idbind_testkit::e2e::eventually("the role assignment removed", Duration::from_secs(60), || {
         let state = env.sim.state_typed();
-        let left = common::azure_rbac::workload_assignments(&state, common::e2e::APP_OBJECT_ID);
+        let left =
+            idbind_testkit::azure_rbac::workload_assignments(&state, idbind_testkit::e2e::APP_OBJECT_ID);
         Ok(left.is_empty().then_some(()))
     })
     .await?;
     let removed = Instant::now();
-    let read = common::e2e::eventually("the read refused", Duration::from_secs(60), || {
+    let read = idbind_testkit::e2e::eventually("the read refused", Duration::from_secs(60), || {
         let read = workload.read(&env, &env.ns, "orders", "kv-shop", SECRET)?;
         Ok(matches!(read, Read::Refused { .. }).then_some(read))
     })

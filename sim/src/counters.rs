@@ -24,6 +24,12 @@ impl CounterSnapshot {
     pub fn total(&self, operation: &str) -> u64 {
         self.0.get(operation).map(|m| m.values().sum()).unwrap_or(0)
     }
+
+    /// Requests to the operations that write ([`crate::operations::write_operations`]), whatever their
+    /// answer.
+    pub fn writes(&self) -> u64 {
+        crate::operations::write_operations().iter().map(|op| self.total(op)).sum()
+    }
 }
 
 impl Counters {

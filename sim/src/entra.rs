@@ -31,6 +31,17 @@ impl EntraRoute {
             Self::Keys => "Keys",
         }
     }
+
+    /// Whether serving it changes what the simulator holds (`crate::operations`): never.
+    pub fn writes(&self) -> bool {
+        match self {
+            // A POST that reads: it exchanges a credential (a secret, or a federated token checked against
+            // the identity's federated credentials) for an access token; Entra keeps nothing a client could
+            // read back, and idbind's steady state signs in as often as its tokens expire.
+            Self::Token { .. } => false,
+            Self::OpenIdConfiguration { .. } | Self::InstanceDiscovery | Self::Keys => false,
+        }
+    }
 }
 
 pub fn parse(method: &Method, path: &str) -> Option<EntraRoute> {

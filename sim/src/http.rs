@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
 
 use crate::arm::{self, Operation, Query, Route};
+use crate::config::KeyVaultConfig;
 use crate::core::{Sim, lock};
 use crate::entra::{self, EntraRoute};
 use crate::error::ArmError;
+use crate::kv::{KvRoute, VaultHost};
 
 /// Per-connection control, put into each request's extensions by the accept loop.
 #[derive(Clone)]
@@ -29,7 +31,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 enum Target {
     Arm(Route, Operation),
     Entra(EntraRoute),
-    Vault(crate::kv::VaultHost, Option<crate::kv::KvRoute>),
+    Vault(VaultHost, Option<KvRoute>),
     Invalid(ArmError),
 }
 
@@ -48,7 +50,6 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().map(str::to_owned);
-    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_ascii_lowercase();
 
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -62,33 +63,12 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         }
     };
     let vault = crate::kv::vault_host(&sim.config.keyvault, &host);
-    if first == "_sim" && vault.is_none() {
+    if is_admin(vault.as_ref(), &path) {
         return crate::admin::handle(&sim, &method, &path, raw_query.as_deref(), &bytes).await;
     }
 
-    // A vault's host name is its data plane whatever the path; everything else is routed by path.
-    let target = if let Some(vault) = vault {
-        Target::Vault(vault, crate::kv::parse(&method, &path))
-    } else if first == "subscriptions" || first == "providers" {
-        match arm::route::parse(&path).and_then(|r| arm::route::operation(&r, &method).map(|o| (r, o))) {
-            Ok((r, o)) => Target::Arm(r, o),
-            Err(e) => Target::Invalid(e),
-        }
-    } else {
-        match entra::parse(&method, &path) {
-            Some(r) => Target::Entra(r),
-            None => Target::Invalid(ArmError::not_found(
-                "NotFound",
-                format!("The requested path '{path}' was not found."),
-            )),
-        }
-    };
-    let op_name = match &target {
-        Target::Arm(_, op) => op.name,
-        Target::Entra(r) => r.operation(),
-        Target::Vault(_, Some(r)) => r.operation(),
-        Target::Vault(_, None) | Target::Invalid(_) => "Unknown",
-    };
+    let target = target(vault, &method, &path);
+    let op_name = target.operation();
 
     let faults = sim.faults.decide(op_name);
     let delay = lock(&sim.latency).for_operation(op_name) + faults.delay;
@@ -156,6 +136,78 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     };
     sim.counters.record(op_name, resp.status().as_str());
     resp
+}
+
+fn first_segment(path: &str) -> String {
+    path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_ascii_lowercase()
+}
+
+/// The admin API (`/_sim/...`), on any host but a vault's.
+fn is_admin(vault: Option<&VaultHost>, path: &str) -> bool {
+    vault.is_none() && first_segment(path) == "_sim"
+}
+
+/// Where a request other than the admin API's goes: a vault's host name is its data plane whatever the path;
+/// everything else is routed by path, to ARM or to Entra.
+fn target(vault: Option<VaultHost>, method: &Method, path: &str) -> Target {
+    let first = first_segment(path);
+    if let Some(vault) = vault {
+        Target::Vault(vault, crate::kv::parse(method, path))
+    } else if first == "subscriptions" || first == "providers" {
+        match arm::route::parse(path).and_then(|r| arm::route::operation(&r, method).map(|o| (r, o))) {
+            Ok((r, o)) => Target::Arm(r, o),
+            Err(e) => Target::Invalid(e),
+        }
+    } else {
+        match entra::parse(method, path) {
+            Some(r) => Target::Entra(r),
+            None => Target::Invalid(ArmError::not_found(
+                "NotFound",
+                format!("The requested path '{path}' was not found."),
+            )),
+        }
+    }
+}
+
+impl Target {
+    /// The name counters, faults, holds and latency know the request by.
+    fn operation(&self) -> &'static str {
+        match self {
+            Self::Arm(_, op) => op.name,
+            Self::Entra(r) => r.operation(),
+            Self::Vault(_, Some(r)) => r.operation(),
+            Self::Vault(_, None) | Self::Invalid(_) => "Unknown",
+        }
+    }
+
+    /// Whether serving it may change what the simulator holds (see `crate::operations`).
+    fn writes(&self) -> bool {
+        match self {
+            Self::Arm(_, op) => op.is_write(),
+            Self::Entra(r) => r.writes(),
+            Self::Vault(_, Some(r)) => r.writes(),
+            Self::Vault(_, None) | Self::Invalid(_) => false,
+        }
+    }
+}
+
+/// What [`dispatch`] counts a request to `host` and `path` as: its operation and whether it writes; `None`
+/// for the admin API and for what no operation serves (counted as `Unknown`). The catalogue of operations
+/// (`crate::operations`) is made of its answers.
+pub(crate) fn classify(
+    keyvault: &KeyVaultConfig,
+    method: &Method,
+    host: &str,
+    path: &str,
+) -> Option<(&'static str, bool)> {
+    let vault = crate::kv::vault_host(keyvault, host);
+    if is_admin(vault.as_ref(), path) {
+        return None;
+    }
+    match target(vault, method, path) {
+        Target::Vault(_, None) | Target::Invalid(_) => None,
+        served => Some((served.operation(), served.writes())),
+    }
 }
 
 /// A vault's ids start with `https://{host}` as the client addressed it, lowercase and without the default

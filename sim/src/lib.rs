@@ -30,6 +30,7 @@ pub mod holds;
 pub mod http;
 pub mod kv;
 pub mod oidc;
+pub mod operations;
 pub mod persist;
 pub mod proxy;
 pub mod roles;

@@ -25,7 +25,7 @@ use idbind_sim::state::{Identity, State};
 use serde_json::Value;
 
 use super::{Act, Run, all_identities, condition, text};
-use crate::common::{
+use idbind_testkit::{
     e2e::{RG, SUB, TestError, eventually},
     tenancy::CLUSTER,
 };
@@ -428,7 +428,7 @@ pub async fn steady_state(run: &mut Run<'_>) -> Result<(), TestError> {
     .await?;
     let after = sim.counters();
     let mut writes = String::new();
-    for op in crate::common::WRITE_OPERATIONS {
+    for op in idbind_sim::operations::write_operations() {
         let n = after.total(op) - before.total(op);
         if n > 0 {
             let _ = write!(writes, " {op}×{n}");

@@ -136,6 +136,14 @@ impl KvRoute {
         }
     }
 
+    /// Whether serving it changes what the vault holds (`crate::operations`): a new secret version does.
+    pub fn writes(&self) -> bool {
+        match self {
+            Self::SetSecret(_) => true,
+            Self::List(_) | Self::Versions(..) | Self::Get(..) => false,
+        }
+    }
+
     /// The RBAC data action and the access-policy permission the operation needs.
     pub fn permission(&self) -> (&'static str, &'static str) {
         match self {

@@ -123,7 +123,7 @@ async fn spawn_controller(
 ) -> TestResult {
     // The production stack: the ARM client behind the request budget.
     let azure = Arc::new(Governed::new(
-        Arc::new(super::arm_api(&env.sim, APP_ID, APP_SECRET)?),
+        Arc::new(crate::arm_api(&env.sim, APP_ID, APP_SECRET)?),
         Some(SharedBudget::new(limits)),
         None,
     ));
@@ -146,7 +146,7 @@ async fn spawn_controller(
 }
 
 /// The control plane, a simulator and a fresh namespace, with no operator: for tests that run `idbind run` as
-/// a process of its own (see [`super::process`]).
+/// a process of its own (see [`crate::process`]).
 pub async fn start_without_operator(
     prefix: &str,
     customize: impl FnOnce(&mut SimConfig),
@@ -174,8 +174,8 @@ pub async fn start_without_operator(
     // once `customize` added to it: the operator's identity gets exactly the roles listed there, and an
     // administrator owns each subscription for the tests' own setup.
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
-    super::azure_rbac::grant_operator_roles(&mut config.seed, APP_OBJECT_ID, &identities)?;
-    super::azure_rbac::seed_administrator(&mut config.seed);
+    crate::azure_rbac::grant_operator_roles(&mut config.seed, APP_OBJECT_ID, &identities)?;
+    crate::azure_rbac::seed_administrator(&mut config.seed);
     let sim = Simulator::start(config).await?;
     let ns = plane.fresh_namespace(prefix)?;
     Ok(Env { plane, sim, ns })
@@ -246,10 +246,9 @@ impl Env {
         self.here().wait_condition(binding, type_, status, reason, timeout).await
     }
 
-    /// Azure writes the simulator has served so far.
+    /// Azure writes the simulator has served so far (by its catalogue of operations).
     pub fn writes(&self) -> u64 {
-        let c = self.sim.counters();
-        super::WRITE_OPERATIONS.iter().map(|op| c.total(op)).sum()
+        self.sim.counters().writes()
     }
 }
 
@@ -501,7 +500,7 @@ fn install_operator_rbac_with(
 /// The admission policy on the operator's writes (config/rbac/operator_writes_policy.yaml) for the test
 /// operator of `op_ns` (its ServiceAccount `operator`), named after that namespace; returns once the API
 /// server enforces it (a dry-run create of a ConfigMap that is not an export, as the operator, is refused).
-pub fn install_operator_writes_policy(plane: &ControlPlane, op_ns: &str) -> TestResult {
+fn install_operator_writes_policy(plane: &ControlPlane, op_ns: &str) -> TestResult {
     let file = idbind_testenv::workspace_root().join("config/rbac/operator_writes_policy.yaml");
     let user = format!("system:serviceaccount:{op_ns}:operator");
     let text = std::fs::read_to_string(file)?.replace("system:serviceaccount:idbind-system:idbind", &user);

@@ -5,7 +5,7 @@ use std::{future::Future, panic::AssertUnwindSafe};
 
 use futures::FutureExt;
 
-use super::e2e::TestError;
+use crate::e2e::TestError;
 
 /// Runs `body`, one step of a test; its error, or the message of an assertion that failed in it, comes back
 /// as an error that names the step. (The panic hook has printed the assertion's location already.)

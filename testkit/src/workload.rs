@@ -15,10 +15,10 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::e2e::{Env, TestError};
+use crate::e2e::{Env, TestError};
 
 /// The audience the webhook projects the token for.
-pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub(crate) const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// What one read of a secret gave.
 #[derive(Debug, Clone, PartialEq, Eq)]

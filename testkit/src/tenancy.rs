@@ -16,7 +16,7 @@ use idbind::{
 use idbind_sim::state::{Identity, RoleAssignment};
 use serde_json::Value;
 
-use super::{
+use crate::{
     e2e::{
         Env, RG, SUB, TestError, identities, install_operator_rbac, operator_namespace,
         start_without_operator,
@@ -86,7 +86,7 @@ pub async fn start_with(
 /// The operator's own identity, federated with its ServiceAccount and given the Azure roles README lists,
 /// made as an Azure administrator would (README "Install on AKS", steps 2 and 3).
 async fn operator_identity(env: &Env, operator_namespace: &str) -> Result<(ResourceId, String), TestError> {
-    let api = super::azure_rbac::admin_arm(env)?;
+    let api = crate::azure_rbac::admin_arm(env)?;
     let id = ResourceId::resource_group_scope(SUB, RG)
         .provider_resource(USER_ASSIGNED_IDENTITY, "idbind-operator");
     let ids = api.put_identity(&id, "westeurope", &Default::default()).await?;
@@ -98,7 +98,7 @@ async fn operator_identity(env: &Env, operator_namespace: &str) -> Result<(Resou
     };
     api.put_federated_credential(&id, &fic).await?;
     let identities = [ResourceId::resource_group_scope(SUB, RG).to_string()];
-    super::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
+    crate::azure_rbac::grant_operator_roles_now(&env.sim, &ids.principal_id, &identities).await?;
     Ok((id, ids.client_id))
 }
 
@@ -150,7 +150,7 @@ impl Cluster {
 
     /// Waits until `binding` is either Ready or Stalled for its current spec: the operator has judged it.
     pub async fn settled(&self, ns: &str, binding: &str) -> Result<(String, String), TestError> {
-        super::e2e::eventually(&format!("{ns}/{binding} settled"), Duration::from_secs(90), || {
+        crate::e2e::eventually(&format!("{ns}/{binding} settled"), Duration::from_secs(90), || {
             // One read, so the conditions and the generations are of one version of the object.
             let text = self.env.plane.kubectl_ok(&["get", "wib", binding, "-n", ns, "-o", "json"])?;
             let b: Value = serde_json::from_str(&text)?;

@@ -16,14 +16,14 @@ use idbind_sim::{
     Seed, SeedApp, SeedRoleDefinition, SimHandle, State, state::RoleAssignment, state::RolePermission,
 };
 
-use super::e2e::{Env, TestError};
-use super::workload::EXCHANGE_AUDIENCE;
+use crate::e2e::{Env, TestError};
+use crate::workload::EXCHANGE_AUDIENCE;
 
 /// The custom role README step 3 has administrators create: what idbind reads at a subscription (its role
 /// assignment list, role definitions by name, a provider's api-versions).
 pub const IDBIND_READER: &str = "idbind Reader";
 /// Its GUID in the tests (Azure makes one up when the role is created).
-pub const IDBIND_READER_GUID: &str = "1db1d5ea-0000-4000-8000-00000000e2e2";
+const IDBIND_READER_GUID: &str = "1db1d5ea-0000-4000-8000-00000000e2e2";
 pub const IDBIND_READER_ACTIONS: &[&str] = &[
     "Microsoft.Authorization/roleAssignments/read",
     "Microsoft.Authorization/roleDefinitions/read",
@@ -54,7 +54,7 @@ pub const DELEGABLE_ROLES: &[&str] = &[
 /// the portal before or beside idbind (bringing an identity, changing the operator's roles).
 pub const ADMIN_APP_ID: &str = "11111111-1111-4111-8111-0000000ad111";
 pub const ADMIN_SECRET: &str = "administrator-secret";
-pub const ADMIN_OBJECT_ID: &str = "22222222-2222-4222-8222-0000000ad111";
+const ADMIN_OBJECT_ID: &str = "22222222-2222-4222-8222-0000000ad111";
 
 /// The GUID of a built-in role by its name.
 pub fn role_guid(name: &str) -> Result<String, TestError> {
@@ -81,23 +81,23 @@ pub fn delegation_condition(role_guids: &[String]) -> String {
 }
 
 /// [`delegation_condition`] of [`DELEGABLE_ROLES`].
-pub fn default_delegation_condition() -> Result<String, TestError> {
+fn default_delegation_condition() -> Result<String, TestError> {
     let guids = DELEGABLE_ROLES.iter().map(|r| role_guid(r)).collect::<Result<Vec<_>, _>>()?;
     Ok(delegation_condition(&guids))
 }
 
 /// The scopes of a seed the operator's roles go on, as an administrator following README would choose them.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct OperatorScopes {
-    pub subscriptions: Vec<String>,
+struct OperatorScopes {
+    subscriptions: Vec<String>,
     /// Resource groups holding vaults or other resources bindings may get roles on.
-    pub data_groups: Vec<String>,
+    data_groups: Vec<String>,
     /// Vaults that use access policies.
-    pub access_policy_vaults: Vec<String>,
+    access_policy_vaults: Vec<String>,
 }
 
 impl OperatorScopes {
-    pub fn of(seed: &Seed) -> Self {
+    fn of(seed: &Seed) -> Self {
         let mut out = Self::default();
         for s in &seed.subscriptions {
             out.subscriptions.push(format!("/subscriptions/{}", s.id));
@@ -116,7 +116,7 @@ impl OperatorScopes {
     }
 
     /// The same, of what a running simulator holds.
-    pub fn of_state(state: &State) -> Self {
+    fn of_state(state: &State) -> Self {
         let mut out = Self::default();
         for s in state.subscriptions.values() {
             out.subscriptions.push(format!("/subscriptions/{}", s.id));
@@ -140,7 +140,7 @@ impl OperatorScopes {
 /// (resource group ids), the custom [`IDBIND_READER`] on each subscription, Role Based Access Control
 /// Administrator with the delegation condition on each group holding vaults or other resources, and Key Vault
 /// Contributor on each access-policy vault.
-pub fn operator_roles(
+fn operator_roles(
     scopes: &OperatorScopes,
     principal: &str,
     identity_groups: &[String],
@@ -189,7 +189,7 @@ pub async fn grant_operator_roles_now(
 }
 
 /// The custom role's definition, assignable at `subscriptions`.
-pub fn idbind_reader(subscriptions: &[String]) -> SeedRoleDefinition {
+fn idbind_reader(subscriptions: &[String]) -> SeedRoleDefinition {
     SeedRoleDefinition {
         name: IDBIND_READER_GUID.into(),
         role_name: IDBIND_READER.into(),
@@ -223,7 +223,7 @@ pub fn seed_administrator(seed: &mut Seed) {
 }
 
 /// The role assignments the harness seeded for the operator and the administrator.
-pub fn is_harness_assignment(ra: &RoleAssignment, operator_principal: &str) -> bool {
+fn is_harness_assignment(ra: &RoleAssignment, operator_principal: &str) -> bool {
     ra.principal_id.eq_ignore_ascii_case(operator_principal)
         || ra.principal_id.eq_ignore_ascii_case(ADMIN_OBJECT_ID)
 }
@@ -285,7 +285,7 @@ pub async fn revoke(env: &Env, principal: &str, role: &str, scope: Option<&str>)
 
 /// An ARM client signed in as the administrator.
 pub fn admin_arm(env: &Env) -> Result<ArmApi, TestError> {
-    super::arm_api(&env.sim, ADMIN_APP_ID, ADMIN_SECRET)
+    crate::arm_api(&env.sim, ADMIN_APP_ID, ADMIN_SECRET)
 }
 
 /// A tenant's workload signed in to ARM as its pod would sign in: the identity's client id (from the

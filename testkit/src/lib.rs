@@ -1,5 +1,12 @@
-//! Shared by the integration tests that drive the Azure layer against the simulator.
-#![allow(dead_code)] // each test binary uses its own part of these helpers
+//! What idbind's integration tests share, compiled once: the end-to-end harness ([`e2e`]: the control plane,
+//! the simulator, idbind's controller in the test's process), Azure RBAC as an administrator sets it up for
+//! idbind ([`azure_rbac`]), the operator as a process ([`process`]) and a cluster of tenants around one
+//! ([`tenancy`]), a workload pod with Azure's SDKs ([`workload`]), the API server's audit log ([`audit`]),
+//! the soak's chaos ([`chaos`]), and a story's steps ([`steps`]). Which Azure operations are writes is the
+//! simulator's to say (`idbind_sim::operations`).
+//!
+//! What no test uses is not here: the items a test uses are `pub`, the rest private, so the compiler reports
+//! what nothing uses any more.
 
 pub mod audit;
 pub mod azure_rbac;
@@ -12,18 +19,6 @@ pub mod workload;
 
 use idbind::azure::arm::{ArmApi, Cloud, client_secret_credential, http_client};
 use idbind_sim::SimHandle;
-
-/// The simulator's write operations: in steady state none of them may move.
-pub const WRITE_OPERATIONS: &[&str] = &[
-    "UserAssignedIdentities_CreateOrUpdate",
-    "UserAssignedIdentities_Update",
-    "UserAssignedIdentities_Delete",
-    "FederatedIdentityCredentials_CreateOrUpdate",
-    "FederatedIdentityCredentials_Delete",
-    "RoleAssignments_Create",
-    "RoleAssignments_Delete",
-    "Vaults_UpdateAccessPolicy",
-];
 
 /// The ARM client idbind uses, pointed at the simulator over HTTPS (trusting its CA) and signed in as a
 /// seeded app with a client secret.

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::e2e::{Env, TestError, operator_namespace};
+use crate::e2e::{Env, TestError, operator_namespace};
 
 /// The verbs that change an object.
 const WRITES: [&str; 4] = ["create", "update", "patch", "delete"];

@@ -3,7 +3,8 @@
 //! test's control plane and simulator and, unless told otherwise, watches only the test's namespace.
 //!
 //! `IDBIND_TEST_OPERATOR`, when set, names another `idbind` binary to run (an older build, to show that a
-//! test fails on it).
+//! test fails on it). Otherwise it is the `idbind` binary `cargo test` built for the test
+//! ([`operator_binary`]).
 
 use std::{
     fs::File,
@@ -11,7 +12,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use super::e2e::{APP_ID, APP_SECRET, Env, RG, SUB, TestError};
+use crate::e2e::{APP_ID, APP_SECRET, Env, RG, SUB, TestError};
 
 /// A running operator; killed (SIGKILL) when dropped.
 pub struct Operator {
@@ -21,27 +22,25 @@ pub struct Operator {
 
 impl Operator {
     /// Starts `idbind run` for `env`, signed in as the `operator` ServiceAccount of the test's operator
-    /// namespace (install its RBAC first: [`super::e2e::install_operator_rbac`]), with `extra` environment on
+    /// namespace (install its RBAC first: [`crate::e2e::install_operator_rbac`]), with `extra` environment on
     /// top (e.g. `IDBIND_CRASH_AT`, or another `KUBECONFIG`; an empty value removes the variable). `run`
     /// names the log file under the control plane's directory. The test's namespace is a team's: its
-    /// [`super::e2e::team_policy`] is applied (again, harmlessly) first, as a platform team installs one with
+    /// [`crate::e2e::team_policy`] is applied (again, harmlessly) first, as a platform team installs one with
     /// the operator.
     pub fn start(env: &Env, run: &str, extra: &[(&str, &str)]) -> Result<Operator, TestError> {
-        super::e2e::apply_cluster(env.plane, &super::e2e::team_policy(&env.ns))?;
-        let kubeconfig = super::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
+        crate::e2e::apply_cluster(env.plane, &crate::e2e::team_policy(&env.ns))?;
+        let kubeconfig = crate::e2e::operator_kubeconfig(env.plane, &env.ns, run)?;
         let dir = env.plane.dir().join("operators");
         std::fs::create_dir_all(&dir)?;
         let ca = dir.join(format!("{}-sim-ca.pem", env.ns));
         std::fs::write(&ca, env.sim.ca_pem().ok_or("the simulator has no CA")?)?;
         let log = dir.join(format!("{}-{run}.log", env.ns));
-        let binary =
-            std::env::var_os("IDBIND_TEST_OPERATOR").unwrap_or_else(|| env!("CARGO_BIN_EXE_idbind").into());
-        let mut cmd = Command::new(binary);
+        let mut cmd = Command::new(operator_binary()?);
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", super::e2e::operator_namespace(&env.ns))
+            .env("POD_NAMESPACE", crate::e2e::operator_namespace(&env.ns))
             .env("POD_NAME", run)
             .env("IDBIND_CLUSTER_NAME", "e2e")
             .env("IDBIND_OIDC_ISSUER", env.plane.server())
@@ -113,6 +112,28 @@ impl Operator {
     /// The log so far (for failure messages).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The `idbind` binary to run: `IDBIND_TEST_OPERATOR`, or the one `cargo test` built for this test run, which
+/// it names in `CARGO_BIN_EXE_idbind` while the test runs, or (a test binary run by hand) the `idbind` beside
+/// the test binary's `deps/` folder. Found at run time, so these helpers need not be compiled into each test
+/// binary, where `env!("CARGO_BIN_EXE_idbind")` would be known.
+fn operator_binary() -> Result<PathBuf, TestError> {
+    if let Some(binary) =
+        std::env::var_os("IDBIND_TEST_OPERATOR").or_else(|| std::env::var_os("CARGO_BIN_EXE_idbind"))
+    {
+        return Ok(binary.into());
+    }
+    let test = std::env::current_exe()?;
+    let beside = test.parent().and_then(std::path::Path::parent).map(|profile| profile.join("idbind"));
+    match beside {
+        Some(binary) if binary.is_file() => Ok(binary),
+        _ => Err(format!(
+            "no idbind binary for {}: run the test with `cargo test`, or name one in IDBIND_TEST_OPERATOR",
+            test.display()
+        )
+        .into()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use idbind_sim::{SimConfig, SimHandle, Simulator};
 
-use super::e2e::TestError;
+use crate::e2e::TestError;
 
 /// Makes `config` keep its state in `dir`: the state file (every acknowledged write is on disk before it is
 /// answered) and the generated CA (reused on restart, so clients keep trusting it).
