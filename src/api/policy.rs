@@ -56,7 +56,8 @@ pub struct WorkloadIdentityPolicySpec {
 
     /// The roles these namespaces may ask for on those vaults and scopes: built-in names ("Key Vault Secrets
     /// User", "Storage Blob Data Contributor"), role definition GUIDs or ids. Absent: the data-plane reader
-    /// roles (the README lists them). The operator's --allow-any-role still has to allow any other role.
+    /// roles (docs/policies.md lists them). The operator's --allow-any-role still has to allow any other
+    /// role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub roles: Option<Vec<String>>,

@@ -183,6 +183,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_troubleshooting_guide_explains_every_reason_and_no_other() {
+        let guide = include_str!("../../docs/troubleshooting.md");
+        let missing: Vec<&str> =
+            Reason::iter().map(Reason::as_str).filter(|r| !guide.contains(&format!("`{r}`"))).collect();
+        assert_eq!(missing, Vec::<&str>::new(), "reasons docs/troubleshooting.md does not explain");
+        let known: BTreeSet<&str> = Reason::iter().map(Reason::as_str).collect();
+        // The first column of the guide's tables: each a reason idbind gives.
+        let listed = guide.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next());
+        let unknown: Vec<&str> = listed.filter(|r| !known.contains(r)).collect();
+        assert_eq!(
+            unknown,
+            Vec::<&str>::new(),
+            "docs/troubleshooting.md explains reasons idbind never gives"
+        );
+    }
+
+    #[test]
     fn every_reason_is_one_pascal_case_name_of_its_own() {
         let names: Vec<&str> = Reason::iter().map(Reason::as_str).collect();
         let unique: BTreeSet<&str> = names.iter().copied().collect();

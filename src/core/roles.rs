@@ -107,8 +107,9 @@ const SERVICE_BUS_READS: &[&str] = &[
 
 /// The built-in roles idbind knows offline, from Microsoft's published definitions (the built-in roles
 /// reference and the Key Vault RBAC guide; see docs/azure.md#builtin-roles). The ones with `default_on` are
-/// the default list the README documents. Any other role is resolved by name through the roleDefinitions API,
-/// and needs the operator's --allow-any-role and, where policies apply, a policy naming it.
+/// the default list docs/policies.md documents. Any other role is resolved by name through the
+/// roleDefinitions API, and needs the operator's --allow-any-role and, where policies apply, a policy naming
+/// it.
 pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         name: "Key Vault Administrator",
