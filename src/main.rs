@@ -6,7 +6,7 @@
 use std::{ffi::OsString, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use idbind::runtime::{plan, run};
+use idbind::runtime::{preview, run};
 
 // See Cargo.toml: jemalloc keeps the operator's memory close to what it holds.
 #[cfg(not(target_env = "msvc"))]
@@ -44,7 +44,7 @@ enum Command {
     /// The settings are the operator's ConfigMap (in --operator-namespace, read through the kubeconfig) under
     /// these flags and their environment variables; with --no-cluster, or no kubeconfig, flags and
     /// environment only.
-    Plan(Box<plan::PlanArgs>),
+    Plan(Box<preview::PlanArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD (what `crds/` holds).
     Crd {
         /// Write `<dir>/<group>_<plural>.yaml` files instead of printing.
@@ -57,7 +57,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     // `plan` reads the operator's ConfigMap before parsing: its values are the flags' defaults.
-    let (command, cluster) = match plan::prepare(Cli::command(), "plan", &args).await {
+    let (command, cluster) = match preview::prepare(Cli::command(), "plan", &args).await {
         Ok(prepared) => prepared,
         Err(e) => return failed(&e),
     };
@@ -73,8 +73,8 @@ async fn main() -> ExitCode {
             exit(run::run(*args).await)
         }
         Command::Plan(args) => {
-            let cluster = cluster.unwrap_or_else(|| plan::Cluster::NotConsulted("not prepared".into()));
-            plan::plan(*args, cluster).await
+            let cluster = cluster.unwrap_or_else(|| preview::Cluster::NotConsulted("not prepared".into()));
+            preview::plan(*args, cluster).await
         }
         Command::Crd { out_dir } => exit(crd(out_dir)),
     }

@@ -4,5 +4,5 @@
 pub mod controller;
 pub mod health;
 pub mod leader;
-pub mod plan;
+pub mod preview;
 pub mod run;

@@ -519,7 +519,7 @@ mod tests {
     use clap::Args;
 
     use super::RunArgs;
-    use crate::runtime::plan::PlanArgs;
+    use crate::runtime::preview::PlanArgs;
 
     /// `idbind run --help` and `idbind plan --help` are the reference a user reaches first: no flag without a
     /// description.

@@ -1,6 +1,7 @@
-//! `idbind plan -f manifests.yaml`: what applying the bindings in a set of manifests would make the operator
-//! do now, for a person or a CI gate. Each binding goes through what the operator would put it through, and
-//! stops at the first step that refuses it:
+//! `idbind plan -f manifests.yaml` (the module is `preview`, so that "plan" in the code means one thing: the
+//! planner, `core::plan`): what applying the bindings in a set of manifests would make the operator do now,
+//! for a person or a CI gate. Each binding goes through what the operator would put it through, and stops at
+//! the first step that refuses it:
 //!
 //! 1. the API server: a server-side dry run, so the CRD's schema and CEL rules are enforced (`rejected`);
 //! 2. the operator's gate: validation, its ceiling and the `WorkloadIdentityPolicy` objects, judged by the
@@ -26,7 +27,7 @@ pub use self::cluster::Cluster;
 use self::{
     cluster::{Reached, ServerCheck},
     manifest::{Document, ManifestError, Manifests},
-    report::{BindingPlan, Checks, Ignored, Problem, Report, Verdict},
+    report::{BindingPlan, Checks, Ignored, PlanDocument, Problem, Verdict},
 };
 use crate::{
     api::binding::WorkloadIdentityBinding,
@@ -180,7 +181,7 @@ pub async fn plan(args: PlanArgs, cluster: Cluster) -> ExitCode {
     }
 }
 
-fn print(report: &Report, output: OutputFormat) -> Result<(), String> {
+fn print(report: &PlanDocument, output: OutputFormat) -> Result<(), String> {
     match output {
         OutputFormat::Table => print!("{}", report::table(&report.bindings)),
         OutputFormat::Json => print!("{}", report::json(report).map_err(|e| e.to_string())?),
@@ -195,7 +196,7 @@ enum Stage {
 }
 
 /// The plan: the manifests read, each binding checked and judged, then, if any is admitted, Azure read.
-async fn plan_all(args: &PlanArgs, cluster: &Cluster) -> Result<Report, PlanError> {
+async fn plan_all(args: &PlanArgs, cluster: &Cluster) -> Result<PlanDocument, PlanError> {
     let manifests = read_manifests(&args.files)?;
     let (settings, ceiling) = plan_settings(&args.run)?;
     let reached = cluster.reached();
@@ -217,7 +218,7 @@ async fn plan_all(args: &PlanArgs, cluster: &Cluster) -> Result<Report, PlanErro
         policies: reached.is_some(),
     };
     let ignored = manifests.ignored.into_iter().map(|(kind, count)| Ignored { kind, count }).collect();
-    Ok(Report { bindings, ignored, checks })
+    Ok(PlanDocument { bindings, ignored, checks })
 }
 
 /// Every document of `files` (`-`: stdin); an error when none is a binding. What was left aside is said on

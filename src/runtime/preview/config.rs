@@ -61,7 +61,7 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     use super::*;
-    use crate::runtime::plan::PlanArgs;
+    use crate::runtime::preview::PlanArgs;
 
     fn cli() -> Command {
         Command::new("idbind").subcommand(PlanArgs::augment_args(Command::new("plan")))

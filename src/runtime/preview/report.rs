@@ -121,7 +121,7 @@ pub struct Ignored {
 
 /// The whole plan: the `-o json` document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub struct PlanDocument {
     pub bindings: Vec<BindingPlan>,
     pub ignored: Vec<Ignored>,
     pub checks: Checks,
@@ -140,7 +140,7 @@ pub fn exit_code(bindings: &[BindingPlan]) -> u8 {
 }
 
 /// The JSON document, pretty-printed, with a final newline.
-pub fn json(report: &Report) -> Result<String, serde_json::Error> {
+pub fn json(report: &PlanDocument) -> Result<String, serde_json::Error> {
     Ok(serde_json::to_string_pretty(report)? + "\n")
 }
 
@@ -276,7 +276,7 @@ shop/taken      blocked     IdentityConflict: not ours
 
     #[test]
     fn the_json_document_has_one_entry_per_binding_with_writes_as_text_and_problems_by_field() {
-        let report = Report {
+        let report = PlanDocument {
             bindings: vec![
                 plan("payments", Verdict::Changes, &["put identity /x"], vec![]),
                 plan(
