@@ -24,11 +24,11 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::core::{Sim, lock};
-use crate::faults::FaultRule;
-use crate::holds::HoldSpec;
+use crate::harness::faults::FaultRule;
+use crate::harness::holds::HoldSpec;
 use crate::http::{empty, json};
 use crate::seed::Seed;
+use crate::shared::{Sim, lock};
 
 fn bad(message: impl std::fmt::Display) -> Response {
     json(StatusCode::BAD_REQUEST, json!({"error": {"code": "BadRequest", "message": message.to_string()}}))
@@ -149,7 +149,7 @@ async fn inner(
         }
         ("GET", ["clock"]) => json(
             StatusCode::OK,
-            json!({"nowMs": sim.clock.now_ms(), "now": crate::clock::format_rfc3339(sim.clock.now())}),
+            json!({"nowMs": sim.clock.now_ms(), "now": crate::harness::clock::format_rfc3339(sim.clock.now())}),
         ),
         ("POST", ["clock", "advance"]) => {
             let v: Value = parse(body)?;

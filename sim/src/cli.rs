@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::{BucketSpec, SimConfig, TlsConfig};
-use crate::faults::FaultRule;
 use crate::handle::Simulator;
+use crate::harness::faults::FaultRule;
 use crate::seed::{
     Seed, SeedRoleAssignment, SeedSecret, parse_app_flag, parse_rg_flag, parse_role_assignment_flag,
     parse_secret_flag, parse_vault_flag,

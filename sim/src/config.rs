@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
-use crate::faults::FaultRule;
+use crate::harness::faults::FaultRule;
 use crate::seed::Seed;
 
 /// Everything `Simulator::start` needs.

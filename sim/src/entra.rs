@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 
-use crate::core::Sim;
 use crate::error::EntraError;
+use crate::shared::Sim;
 use crate::tokens::AccessClaims;
 
 /// Which Entra endpoint a request is for.
@@ -450,7 +450,7 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
     let skew = sim.config.entra.assertion_clock_skew_secs;
     let exp = claims.get("exp").and_then(Value::as_u64);
     let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
-    let fmt = |t: u64| crate::clock::format_ms(t * 1000);
+    let fmt = |t: u64| crate::harness::clock::format_ms(t * 1000);
     match exp {
         Some(exp) if exp + skew > now && nbf <= now + skew => Ok((identity.principal_id, identity.client_id)),
         Some(exp) => Err(assertion_error(

@@ -116,7 +116,7 @@ impl IntoResponse for EntraError {
             "error": self.error,
             "error_description": format!("AADSTS{}: {}", self.aadsts, self.description),
             "error_codes": [self.aadsts],
-            "timestamp": crate::clock::format_rfc3339(time::OffsetDateTime::now_utc()),
+            "timestamp": crate::harness::clock::format_rfc3339(time::OffsetDateTime::now_utc()),
             "trace_id": trace,
             "correlation_id": trace,
         });

@@ -11,13 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{BehaviourConfig, LatencyConfig, SimConfig, ThrottleConfig};
-use crate::core::{Sim, Urls, lock};
-use crate::counters::CounterSnapshot;
 use crate::error::SimError;
-use crate::faults::{FaultRule, FaultStatus};
-use crate::holds::{HoldSpec, HoldsStatus};
-use crate::persist::{Persister, Snapshot};
+use crate::harness::counters::CounterSnapshot;
+use crate::harness::faults::{FaultRule, FaultStatus};
+use crate::harness::holds::{HoldSpec, HoldsStatus};
+use crate::harness::persist::{Persister, Snapshot};
 use crate::seed::Seed;
+use crate::shared::{Sim, Urls, lock};
 use crate::state::State;
 use crate::tokens::AccessClaims;
 
@@ -73,7 +73,7 @@ impl Simulator {
             )?),
         };
         let loaded = match &config.state_file {
-            Some(p) => crate::persist::load(p)?,
+            Some(p) => crate::harness::persist::load(p)?,
             None => None,
         };
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
@@ -184,17 +184,17 @@ impl SimHandle {
                 // A generated CA was already saved (and must not be replaced on restart); a given one is
                 // copied so tools find it in the same place.
                 if !p.exists() {
-                    crate::persist::write_atomically(&p, pem.as_bytes())?;
+                    crate::harness::persist::write_atomically(&p, pem.as_bytes())?;
                 }
                 Some(p)
             }
             None => None,
         };
         let endpoint = self.https_url.clone().or_else(|| self.http_url.clone()).unwrap_or_default();
-        crate::persist::write_atomically(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
+        crate::harness::persist::write_atomically(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
         let doc = serde_json::to_vec_pretty(&self.endpoint_json(ca_file.as_deref()))
             .map_err(|e| SimError::Persist(e.to_string()))?;
-        crate::persist::write_atomically(&dir.join("endpoint.json"), &doc)
+        crate::harness::persist::write_atomically(&dir.join("endpoint.json"), &doc)
     }
 
     /// The full state as JSON (what `GET /_sim/state` answers).

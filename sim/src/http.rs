@@ -12,10 +12,10 @@ use tokio::sync::Notify;
 
 use crate::arm::{self, Operation, Query, Route};
 use crate::config::KeyVaultConfig;
-use crate::core::{Sim, lock};
 use crate::entra::{self, EntraRoute};
 use crate::error::ArmError;
 use crate::kv::{KvRoute, VaultHost};
+use crate::shared::{Sim, lock};
 
 /// Per-connection control, put into each request's extensions by the accept loop.
 #[derive(Clone)]

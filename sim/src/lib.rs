@@ -17,27 +17,22 @@
 pub mod admin;
 pub mod arm;
 pub mod cli;
-pub mod clock;
 pub mod conditions;
 pub mod config;
-pub mod core;
-pub mod counters;
 pub mod entra;
 pub mod error;
-pub mod faults;
 pub mod handle;
-pub mod holds;
+pub mod harness;
 pub mod http;
 pub mod kv;
 pub mod oidc;
 pub mod operations;
-pub mod persist;
 pub mod proxy;
 pub mod roles;
 pub mod seed;
 pub mod server;
+pub mod shared;
 pub mod state;
-pub mod throttle;
 pub mod tls;
 pub mod tokens;
 
@@ -45,11 +40,11 @@ pub use config::{
     BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig,
     TlsConfig,
 };
-pub use counters::CounterSnapshot;
 pub use error::SimError;
-pub use faults::{FaultAction, FaultRule};
 pub use handle::{SimHandle, Simulator};
-pub use holds::{HoldPhase, HoldSpec, HoldsStatus};
+pub use harness::counters::CounterSnapshot;
+pub use harness::faults::{FaultAction, FaultRule};
+pub use harness::holds::{HoldPhase, HoldSpec, HoldsStatus};
 pub use seed::{
     Seed, SeedApp, SeedPrincipal, SeedResource, SeedResourceGroup, SeedRoleAssignment, SeedRoleDefinition,
     SeedSubscription, SeedVault,

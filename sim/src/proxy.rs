@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::core::Sim;
 use crate::server::{serve_tls, stopped};
+use crate::shared::Sim;
 
 /// The Entra and ARM hosts of the public, China and US Government clouds (docs/azure.md#clouds), with the
 /// Entra aliases instance discovery names.

@@ -96,7 +96,7 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
         && (!cert_path.exists() || !key_path.exists())
     {
         write_private(key_path, &ca_key.serialize_pem())?;
-        crate::persist::write_atomically(cert_path, ca_pem.as_bytes())?;
+        crate::harness::persist::write_atomically(cert_path, ca_pem.as_bytes())?;
     }
     let chain = format!("{}{}", leaf_cert.pem(), ca_pem);
     let server_config = server_config(&chain, &leaf_key.serialize_pem())?;
@@ -104,7 +104,7 @@ fn generate(extra_hostnames: &[String], state_dir: Option<&Path>) -> Result<TlsM
 }
 
 fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
-    crate::persist::write_atomically(path, pem.as_bytes())?;
+    crate::harness::persist::write_atomically(path, pem.as_bytes())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
-use crate::persist::SigningKeyFile;
+use crate::harness::persist::SigningKeyFile;
 
 /// Claims of a simulator access token (the subset of Entra's v1 access-token claims that ARM and our operator
 /// look at).

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::route::{scope_resource_group, scope_subscription};
 use super::{ArmRequest, ArmResponse, Route, page, scope_within, skip_of, subscription_not_found};
-use crate::clock::format_ms;
-use crate::core::Sim;
 use crate::error::ArmError;
+use crate::harness::clock::format_ms;
+use crate::shared::Sim;
 use crate::state::{RevokedAssignment, RoleAssignment, RoleDefinition, State, key};
 
 const RA_TYPE: &str = "Microsoft.Authorization/roleAssignments";

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use super::catalog::{self, ResourceType, Shape};
 use super::route::scope_resource_group;
 use super::{ArmRequest, ArmResponse, Route};
-use crate::clock::format_ms;
-use crate::core::Sim;
 use crate::error::ArmError;
+use crate::harness::clock::format_ms;
+use crate::shared::Sim;
 use crate::state::{BlobContainer, Resource, State, key, resource_key};
 
 pub fn resource_id(sub: &str, rg: &str, rtype: &ResourceType, name: &str) -> String {

@@ -6,9 +6,9 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::{ArmRequest, ArmResponse, Route};
-use crate::clock::format_ms;
-use crate::core::Sim;
 use crate::error::ArmError;
+use crate::harness::clock::format_ms;
+use crate::shared::Sim;
 use crate::state::{AccessPolicy, State, Vault, key};
 
 const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::conditions;
-use crate::core::{Sim, lock};
 use crate::error::ArmError;
-use crate::holds::HoldPhase;
-use crate::throttle::ThrottleRequest;
+use crate::harness::holds::HoldPhase;
+use crate::harness::throttle::ThrottleRequest;
+use crate::shared::{Sim, lock};
 pub use route::{Operation, Route};
 
 /// The authenticated caller.
@@ -206,8 +206,8 @@ pub fn authenticate(sim: &Sim, headers: &HeaderMap, base_url: &str) -> Result<Ca
             "ExpiredAuthenticationToken",
             format!(
                 "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
-                crate::clock::format_ms(claims.exp * 1000),
-                crate::clock::format_ms(now * 1000)
+                crate::harness::clock::format_ms(claims.exp * 1000),
+                crate::harness::clock::format_ms(now * 1000)
             ),
             base_url,
             tenant,
@@ -406,7 +406,7 @@ fn written_assignment(
     op: &Operation,
     body: &Bytes,
 ) -> Option<conditions::Attributes> {
-    if !matches!(route, Route::RoleAssignment { .. }) || op.kind != crate::throttle::OpKind::Write {
+    if !matches!(route, Route::RoleAssignment { .. }) || op.kind != crate::harness::throttle::OpKind::Write {
         return None;
     }
     let body: Value = serde_json::from_slice(body).ok()?;
@@ -436,7 +436,7 @@ fn deleted_assignment(
     let Route::RoleAssignment { scope, name } = route else {
         return None;
     };
-    if op.kind != crate::throttle::OpKind::Delete {
+    if op.kind != crate::harness::throttle::OpKind::Delete {
         return None;
     }
     Some(authorization::find_assignment(s, scope, name).map(rbac::attributes_of))

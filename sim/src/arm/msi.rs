@@ -7,8 +7,8 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{ArmRequest, ArmResponse, Route, page, skip_of, subscription_not_found, tags_of};
-use crate::core::Sim;
 use crate::error::ArmError;
+use crate::shared::Sim;
 use crate::state::{DirectoryObject, Fic, Identity, State, key};
 
 const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";

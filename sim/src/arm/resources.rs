@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::catalog::{self, ProviderListing};
 use super::{ArmRequest, ArmResponse, Route, subscription_not_found, tags_of};
-use crate::core::Sim;
 use crate::error::ArmError;
+use crate::shared::Sim;
 use crate::state::{ResourceGroup, Subscription, key};
 
 /// The regions a regional type lists in Providers_Get (display names, as ARM lists them). A fixed handful:

@@ -6,7 +6,7 @@ use axum::http::Method;
 
 use super::catalog::{self, ResourceType};
 use crate::error::ArmError;
-use crate::throttle::{MsiOp, OpKind};
+use crate::harness::throttle::{MsiOp, OpKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{KvError, KvRoute, VaultHost};
 use crate::arm::rbac::{Plane, RequestAttributes, permits};
-use crate::core::Sim;
+use crate::shared::Sim;
 use crate::state::{AccessPolicy, RoleAssignment, State, Vault};
 
 /// The Key Vault service's application id, which Entra also accepts as the resource of a token request.

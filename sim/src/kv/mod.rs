@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::config::{KeyVaultConfig, VaultCloud};
-use crate::core::Sim;
+use crate::shared::Sim;
 
 /// API versions Key Vault answers; `azure-keyvault-*` and the other SDKs send one of these. The newest is
 /// what `azure-keyvault-secrets` 4.12 sends by default; 2016-10-01 is the first GA version, which that SDK

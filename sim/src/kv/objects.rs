@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::{Kind, KvError};
-use crate::core::Sim;
+use crate::shared::Sim;
 use crate::state::{
     CertificateVersion, KeyVersion, SecretVersion, State, Tags, VaultObject, VersionMeta, key,
 };

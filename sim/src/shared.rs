@@ -5,16 +5,16 @@ use std::collections::HashSet;
 use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::clock::Clock;
 use crate::config::{BehaviourConfig, LatencyConfig, SimConfig};
-use crate::counters::Counters;
 use crate::error::{ArmError, SimError};
-use crate::faults::Faults;
-use crate::holds::Holds;
+use crate::harness::clock::Clock;
+use crate::harness::counters::Counters;
+use crate::harness::faults::Faults;
+use crate::harness::holds::Holds;
+use crate::harness::persist::{FILE_VERSION, PersistedFile, Persister};
+use crate::harness::throttle::Throttler;
 use crate::oidc::OidcKeys;
-use crate::persist::{FILE_VERSION, PersistedFile, Persister};
 use crate::state::{State, key};
-use crate::throttle::Throttler;
 use crate::tokens::TokenIssuer;
 
 pub struct Store {
@@ -181,7 +181,7 @@ impl Sim {
 #[serde(rename_all = "camelCase")]
 struct PersistedFileRef<'a> {
     version: u32,
-    signing_key: crate::persist::SigningKeyFile,
+    signing_key: crate::harness::persist::SigningKeyFile,
     state: &'a State,
 }
 
