@@ -197,7 +197,7 @@ impl<'a> Writes<'a> {
         let mut deleted = Vec::new();
         for action in removal::plan(release, &observed.azure, principal_shared) {
             execute(self.0, &release.identity, observed.ids.as_ref(), &action).await?;
-            deleted.push(removed(&release.identity, &action, &principal));
+            deleted.extend(action.removed(&release.identity, &principal));
         }
         Ok(deleted)
     }
@@ -275,17 +275,5 @@ async fn execute(
         Action::DeleteIdentity { resource_id } => {
             done_if_gone(api.delete_identity(resource_id).await).map(|()| None)
         }
-    }
-}
-
-/// What a delete of [`removal::plan`] removed, as the audit trail names it.
-fn removed(identity: &ResourceId, action: &Action, principal: &str) -> String {
-    match action {
-        Action::Grant(change) => change.removed(principal).unwrap_or_else(|| change.to_string()),
-        Action::DeleteFederatedCredential { name } => {
-            format!("{identity}/federatedIdentityCredentials/{name}")
-        }
-        Action::DeleteIdentity { resource_id } => resource_id.to_string(),
-        Action::PutIdentity { .. } | Action::PutFederatedCredential { .. } => action.to_string(),
     }
 }

@@ -209,6 +209,19 @@ impl Action {
         }
     }
 
+    /// What a delete removed, as the audit trail names it (`identity`: the identity the binding let go,
+    /// `principal`: its principal); `None` for a write that adds.
+    pub fn removed(&self, identity: &ResourceId, principal: &str) -> Option<String> {
+        match self {
+            Action::PutIdentity { .. } | Action::PutFederatedCredential { .. } => None,
+            Action::Grant(change) => change.removed(principal),
+            Action::DeleteFederatedCredential { name } => {
+                Some(format!("{identity}/federatedIdentityCredentials/{name}"))
+            }
+            Action::DeleteIdentity { resource_id } => Some(resource_id.to_string()),
+        }
+    }
+
     /// Whether it only takes access away.
     pub fn takes_away(&self) -> bool {
         match self {
