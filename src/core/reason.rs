@@ -162,6 +162,45 @@ impl Reason {
     }
 }
 
+/// The type of an Event: routine, or someone should look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+impl Reason {
+    /// The type of the Events that carry this reason. Progress, the audit trail of writes and whatever heals
+    /// by itself are Normal; what waits for a person (a refusal, a stall, a ServiceAccount to create) is a
+    /// Warning, so `kubectl get events --field-selector type=Warning` lists exactly what needs someone.
+    pub fn severity(self) -> Severity {
+        use Reason::*;
+        let routine = matches!(
+            self,
+            Reconciled
+                | Ready
+                | ClientIdChanged
+                | IdentityReady
+                | FederatedCredentialReady
+                | RoleAssignmentsReady
+                | ServiceAccountAnnotated
+                | ServiceAccountRepaired
+                | Verified
+                | Wired
+                | Exported
+                | AzureUpdated
+                | AzureDeleted
+                | SecretProviderClassWired
+                | SecretProviderClassReleased
+                | ConfigMapExported
+                | ConfigMapDeleted
+        );
+        // A missing ServiceAccount heals once someone creates it, and only then: they are told.
+        let needs_someone = self == ServiceAccountNotFound || !self.retryable();
+        if routine || !needs_someone { Severity::Normal } else { Severity::Warning }
+    }
+}
+
 impl From<Reason> for String {
     fn from(reason: Reason) -> String {
         reason.as_str().to_string()
@@ -181,6 +220,30 @@ mod tests {
     use strum::IntoEnumIterator;
 
     use super::*;
+
+    #[test]
+    fn events_warn_of_what_needs_someone_and_not_of_what_heals() {
+        use Severity::{Normal, Warning};
+        let table = [
+            (Reason::Ready, Normal),
+            (Reason::ClientIdChanged, Normal),
+            (Reason::AzureDeleted, Normal),
+            (Reason::ServiceAccountRepaired, Normal),
+            (Reason::Throttled, Normal),
+            (Reason::AuthorizationFailed, Normal),
+            (Reason::EntraUnavailable, Normal),
+            (Reason::ServiceAccountNotFound, Warning),
+            (Reason::PolicyViolation, Warning),
+            (Reason::VaultNotFound, Warning),
+            (Reason::ServiceAccountAnnotatedByOthers, Warning),
+            (Reason::SecretProviderClassNotFound, Warning),
+            (Reason::AccessDenied, Warning),
+            (Reason::AzureRequestRejected, Warning),
+        ];
+        for (reason, severity) in table {
+            assert_eq!(reason.severity(), severity, "{reason}");
+        }
+    }
 
     #[test]
     fn the_troubleshooting_guide_explains_every_reason_and_no_other() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::core::reason::Reason;
+use crate::core::reason::{Reason, Severity};
 use crate::{
     api::binding::{
         AccessPolicyStatus, FederatedCredentialStatus, IdentityStatus, RoleAssignmentStatus,
@@ -177,13 +177,6 @@ impl Outcome {
     }
 }
 
-/// Whether an Event is routine or needs attention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    Normal,
-    Warning,
-}
-
 /// How many problems of an invalid spec its conditions show (the Events list them all).
 const SHOWN_PROBLEMS: usize = 3;
 
@@ -218,17 +211,24 @@ pub fn note_parts(message: &str, limit: usize) -> Vec<String> {
     parts
 }
 
-/// An Event to publish about the binding.
+/// An Event to publish about the binding; its type is its reason's (`Reason::severity`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
-    pub severity: Severity,
     pub reason: Reason,
     pub message: String,
 }
 
 impl Note {
-    fn from(severity: Severity, f: &Failure) -> Note {
-        Note { severity, reason: f.reason, message: f.message.clone() }
+    fn new(reason: Reason, message: impl Into<String>) -> Note {
+        Note { reason, message: message.into() }
+    }
+
+    fn from(f: &Failure) -> Note {
+        Note::new(f.reason, f.message.clone())
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.reason.severity()
     }
 }
 
@@ -355,12 +355,12 @@ impl<'a> Conditions<'a> {
             }
             Outcome::Transient(f) => {
                 self.reconciling(f.part, f.reason, &f.message);
-                (Some(Note::from(Severity::Normal, f)), backoff(f))
+                (Some(Note::from(f)), backoff(f))
             }
             Outcome::Stalled(f) => {
                 self.stalled(f.part, f.reason, &f.message);
                 let requeue = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
-                (Some(Note::from(Severity::Warning, f)), requeue)
+                (Some(Note::from(f)), requeue)
             }
             Outcome::ServiceAccountMissing { held, namespace, service_account } => {
                 (Some(self.service_account_missing(held, namespace, service_account)), Requeue::Resync)
@@ -428,7 +428,7 @@ impl<'a> Conditions<'a> {
         self.set(conditions::READY, false, reason, &shown);
         self.set(conditions::STALLED, true, reason, &shown);
         self.remove(conditions::RECONCILING);
-        Note { severity: Severity::Warning, reason, message: all.join("; ") }
+        Note::new(reason, all.join("; "))
     }
 
     /// A refusal of part of the spec: the problems as for an invalid spec, the record of what the binding
@@ -469,7 +469,7 @@ impl<'a> Conditions<'a> {
         };
         let (part, reason) = (claimed.part(), claimed.reason());
         self.stalled(part, reason, &message);
-        Note { severity: Severity::Warning, reason, message }
+        Note::new(reason, message)
     }
 
     /// Records what the binding holds in Azure, with the three Azure conditions true.
@@ -534,10 +534,10 @@ impl<'a> Conditions<'a> {
         if *stalled {
             self.stalled(part, reason, message);
             let requeue = Requeue::Backoff { retry_after: None, at_least: STALLED_RECHECK };
-            (Some(Note { severity: Severity::Warning, reason, message: message.clone() }), requeue)
+            (Some(Note::new(reason, message.clone())), requeue)
         } else {
             self.reconciling(part, reason, message);
-            (Some(Note { severity: Severity::Warning, reason, message: message.clone() }), Requeue::Resync)
+            (Some(Note::new(reason, message.clone())), Requeue::Resync)
         }
     }
 
@@ -565,7 +565,7 @@ impl<'a> Conditions<'a> {
             "ServiceAccount {namespace}/{service_account} does not exist; the binding completes when it is created"
         );
         self.reconciling(Part::ServiceAccount, Reason::ServiceAccountNotFound, &message);
-        Note { severity: Severity::Warning, reason: Reason::ServiceAccountNotFound, message }
+        Note::new(Reason::ServiceAccountNotFound, message)
     }
 
     /// Everything true; the Event says what a user needs to know: that pods must restart for a new client id,
@@ -588,10 +588,10 @@ impl<'a> Conditions<'a> {
                 "ServiceAccount {service_account} now names client id {client_id}; running pods keep the old one \
                  until they restart"
             );
-            Some(Note { severity: Severity::Normal, reason: Reason::ClientIdChanged, message })
+            Some(Note::new(Reason::ClientIdChanged, message))
         } else if !was_ready {
             let message = format!("identity {client_id} bound to ServiceAccount {service_account}");
-            Some(Note { severity: Severity::Normal, reason: Reason::Ready, message })
+            Some(Note::new(Reason::Ready, message))
         } else {
             None
         }
@@ -784,7 +784,7 @@ mod tests {
                 .unwrap_or_default(),
             stalled: conditions::is_true(&r.status.conditions, conditions::STALLED),
             reconciling: conditions::is_true(&r.status.conditions, conditions::RECONCILING),
-            event: r.event.as_ref().map(|e| (e.severity, e.reason)),
+            event: r.event.as_ref().map(|e| (e.severity(), e.reason)),
             requeue: r.requeue,
             written: r.status != before.cloned().unwrap_or_default(),
         }

@@ -12,7 +12,10 @@ use super::{Context, ReconcileError, failpoint};
 use crate::core::reason::Reason;
 use crate::{
     api::binding::WorkloadIdentityBinding,
-    core::report::{Report, Severity, note_parts},
+    core::{
+        reason::Severity,
+        report::{Report, note_parts},
+    },
     k8s,
 };
 
@@ -34,10 +37,7 @@ pub async fn publish(
     let Some(note) = &report.event else {
         return Ok(());
     };
-    let type_ = match note.severity {
-        Severity::Normal => EventType::Normal,
-        Severity::Warning => EventType::Warning,
-    };
+    let type_ = event_type(note.severity());
     let reference: ObjectReference = b.object_ref(&());
     // A message longer than a note goes out as several Events (each its own: the Recorder would fold them
     // into one), so nothing of it is lost.
@@ -76,7 +76,7 @@ pub async fn changes(
     for change in changes {
         for part in note_parts(&change, NOTE_LIMIT) {
             let event = Event {
-                type_: EventType::Normal,
+                type_: event_type(reason.severity()),
                 reason: reason.to_string(),
                 note: Some(part),
                 action: "Reconcile".into(),
@@ -86,5 +86,12 @@ pub async fn changes(
                 tracing::warn!(error = %e, "publishing an Event failed");
             }
         }
+    }
+}
+
+fn event_type(severity: Severity) -> EventType {
+    match severity {
+        Severity::Normal => EventType::Normal,
+        Severity::Warning => EventType::Warning,
     }
 }
