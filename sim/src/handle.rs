@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{BehaviourConfig, LatencyConfig, SimConfig, ThrottleConfig};
+use crate::entra::tokens::AccessClaims;
 use crate::error::SimError;
 use crate::harness::counters::CounterSnapshot;
 use crate::harness::faults::{FaultRule, FaultStatus};
@@ -19,7 +20,6 @@ use crate::harness::persist::{Persister, Snapshot};
 use crate::seed::Seed;
 use crate::shared::{Sim, Urls, lock};
 use crate::state::State;
-use crate::tokens::AccessClaims;
 
 pub struct Simulator;
 

@@ -17,7 +17,6 @@
 pub mod admin;
 pub mod arm;
 pub mod cli;
-pub mod conditions;
 pub mod config;
 pub mod entra;
 pub mod error;
@@ -25,16 +24,13 @@ pub mod handle;
 pub mod harness;
 pub mod http;
 pub mod kv;
-pub mod oidc;
 pub mod operations;
 pub mod proxy;
-pub mod roles;
 pub mod seed;
 pub mod server;
 pub mod shared;
 pub mod state;
 pub mod tls;
-pub mod tokens;
 
 pub use config::{
     BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig,

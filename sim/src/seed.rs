@@ -132,8 +132,8 @@ pub struct SeedRoleAssignment {
     pub role: String,
     /// `/` (the tenant root), a subscription, a resource group, or a resource (or something below one).
     pub scope: String,
-    /// An ABAC condition (`crate::conditions`), e.g. the delegation condition of Role Based Access Control
-    /// Administrator.
+    /// An ABAC condition (`crate::arm::conditions`), e.g. the delegation condition of Role Based Access
+    /// Control Administrator.
     pub condition: Option<String>,
     /// `2.0`, the only version (absent: 2.0).
     pub condition_version: Option<String>,
@@ -286,7 +286,7 @@ impl Seed {
             return Err(SimError::Config(format!("{what}: the name must be a GUID")));
         }
         if let Some(condition) = &a.condition {
-            crate::conditions::parse_versioned(condition, a.condition_version.as_deref())
+            crate::arm::conditions::parse_versioned(condition, a.condition_version.as_deref())
                 .map_err(|e| SimError::Config(format!("{what}: the condition cannot be evaluated: {e}")))?;
         }
         Ok(())
@@ -296,7 +296,7 @@ impl Seed {
     fn role_guid(&self, a: &SeedRoleAssignment, known: &[&RoleDefinition]) -> Option<String> {
         let wanted = a.role.trim().trim_end_matches('/');
         let guid = wanted.rsplit('/').next().unwrap_or(wanted);
-        let builtins = crate::roles::builtin_role_definitions();
+        let builtins = crate::arm::roles::builtin_role_definitions();
         let mut names = builtins.iter().map(|d| (d.name.as_str(), d.role_name.as_str())).collect::<Vec<_>>();
         names.extend(self.role_definitions.iter().map(|d| (d.name.as_str(), d.role_name.as_str())));
         names.extend(known.iter().map(|d| (d.name.as_str(), d.role_name.as_str())));
@@ -453,7 +453,7 @@ impl Seed {
                     condition_version: a.condition.as_ref().map(|_| {
                         a.condition_version
                             .clone()
-                            .unwrap_or_else(|| crate::conditions::CONDITION_VERSION.into())
+                            .unwrap_or_else(|| crate::arm::conditions::CONDITION_VERSION.into())
                     }),
                     delegated_managed_identity_resource_id: None,
                     created_on_ms: now_ms,
@@ -772,7 +772,7 @@ mod tests {
         );
         assert!(seed.validate().is_ok(), "{:?}", seed.validate());
         let mut state = State { tenant_id: "t".into(), ..Default::default() };
-        for role in crate::roles::builtin_role_definitions() {
+        for role in crate::arm::roles::builtin_role_definitions() {
             state.role_definitions.insert(key(&role.name), role);
         }
         seed.apply(&mut state, 5);

@@ -6,6 +6,8 @@ use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::{BehaviourConfig, LatencyConfig, SimConfig};
+use crate::entra::oidc::OidcKeys;
+use crate::entra::tokens::TokenIssuer;
 use crate::error::{ArmError, SimError};
 use crate::harness::clock::Clock;
 use crate::harness::counters::Counters;
@@ -13,9 +15,7 @@ use crate::harness::faults::Faults;
 use crate::harness::holds::Holds;
 use crate::harness::persist::{FILE_VERSION, PersistedFile, Persister};
 use crate::harness::throttle::Throttler;
-use crate::oidc::OidcKeys;
 use crate::state::{State, key};
-use crate::tokens::TokenIssuer;
 
 pub struct Store {
     pub state: State,
@@ -57,7 +57,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The state a fresh simulator starts from: built-in roles plus the configured seed.
 pub fn initial_state(config: &SimConfig, now_ms: u64) -> State {
     let mut state = State { tenant_id: config.tenant_id.clone(), ..Default::default() };
-    for role in crate::roles::builtin_role_definitions() {
+    for role in crate::arm::roles::builtin_role_definitions() {
         state.role_definitions.insert(key(&role.name), role);
     }
     config.seed.apply(&mut state, now_ms);
@@ -81,7 +81,7 @@ impl Sim {
                 // Built-in roles are Azure's, not the state's: a file written by an older simulator gets
                 // today's definitions (new roles, corrected permissions), as Azure's own definitions change
                 // under existing assignments.
-                for role in crate::roles::builtin_role_definitions() {
+                for role in crate::arm::roles::builtin_role_definitions() {
                     state.role_definitions.insert(key(&role.name), role);
                 }
                 (state, TokenIssuer::from_file(&file.signing_key)?)

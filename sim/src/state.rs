@@ -290,19 +290,26 @@ pub struct RoleAssignment {
 /// when the text has changed since). Derived data: it never makes two assignments unequal.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedCondition(
-    Option<std::sync::Arc<(String, Result<crate::conditions::Expr, crate::conditions::ConditionError>)>>,
+    Option<
+        std::sync::Arc<(
+            String,
+            Result<crate::arm::conditions::Expr, crate::arm::conditions::ConditionError>,
+        )>,
+    >,
 );
 
 impl ParsedCondition {
     pub fn of(condition: Option<&str>) -> Self {
-        Self(condition.map(|text| std::sync::Arc::new((text.to_owned(), crate::conditions::parse(text)))))
+        Self(
+            condition.map(|text| std::sync::Arc::new((text.to_owned(), crate::arm::conditions::parse(text)))),
+        )
     }
 
     /// The parsed form of `text`, when this is its parse.
     pub fn get(
         &self,
         text: &str,
-    ) -> Option<&Result<crate::conditions::Expr, crate::conditions::ConditionError>> {
+    ) -> Option<&Result<crate::arm::conditions::Expr, crate::arm::conditions::ConditionError>> {
         self.0.as_deref().filter(|(parsed, _)| parsed == text).map(|(_, expr)| expr)
     }
 }

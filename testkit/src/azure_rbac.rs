@@ -58,7 +58,7 @@ const ADMIN_OBJECT_ID: &str = "22222222-2222-4222-8222-0000000ad111";
 
 /// The GUID of a built-in role by its name.
 pub fn role_guid(name: &str) -> Result<String, TestError> {
-    idbind_sim::roles::builtin_role_definitions()
+    idbind_sim::arm::roles::builtin_role_definitions()
         .into_iter()
         .find(|d| d.role_name.eq_ignore_ascii_case(name))
         .map(|d| d.name)

@@ -157,7 +157,7 @@ async fn put_assignment(
     if let Some(text) = &condition {
         // What the simulator cannot evaluate is refused rather than stored and ignored. Wording [DOC
         // conditions-troubleshoot], then what is wrong; the code is [UNVERIFIED].
-        crate::conditions::parse_versioned(text, condition_version.as_deref()).map_err(|e| {
+        crate::arm::conditions::parse_versioned(text, condition_version.as_deref()).map_err(|e| {
             ArmError::bad_request(
                 "InvalidCondition",
                 format!("The given role assignment condition is invalid. {e}."),
@@ -167,7 +167,7 @@ async fn put_assignment(
     // [UNVERIFIED] a condition without a version is taken as 2.0, the only one, and answered as such.
     let condition_version = condition
         .as_ref()
-        .map(|_| condition_version.unwrap_or_else(|| crate::conditions::CONDITION_VERSION.into()));
+        .map(|_| condition_version.unwrap_or_else(|| crate::arm::conditions::CONDITION_VERSION.into()));
     if !is_guid(name) {
         // [UNVERIFIED] code; names must be GUIDs [SPEC: "can be any valid GUID"].
         return Err(ArmError::bad_request(

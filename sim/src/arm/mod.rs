@@ -4,11 +4,13 @@
 
 pub mod authorization;
 pub mod catalog;
+pub mod conditions;
 pub mod generic;
 pub mod keyvault;
 pub mod msi;
 pub mod rbac;
 pub mod resources;
+pub mod roles;
 pub mod route;
 
 use std::time::Duration;
@@ -18,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::conditions;
 use crate::error::ArmError;
 use crate::harness::holds::HoldPhase;
 use crate::harness::throttle::ThrottleRequest;

@@ -2,8 +2,8 @@
 //! role assignments at that scope or above it has a role definition with a permission block that grants the
 //! action (matched by `actions`, or `dataActions` for the data plane, and not by the same block's
 //! `notActions`/`notDataActions`), and the assignment's condition, if it has one, is fulfilled
-//! (`crate::conditions`). Assignments add up; nothing here denies (no deny assignments). Group membership is
-//! not modelled: a principal's own assignments count, and only those.
+//! (`crate::arm::conditions`). Assignments add up; nothing here denies (no deny assignments). Group
+//! membership is not modelled: a principal's own assignments count, and only those.
 //!
 //! ARM authorizes from the assignments as they are now: a new one works at the next request and a deleted one
 //! stops at once, although Azure Resource Manager caches them for minutes (docs/azure.md#propagation). The
@@ -11,7 +11,7 @@
 //! (`role_propagation_ms`, see `kv::auth`); for ARM it would only make a test of what a principal may or may
 //! not do wait, or pass by timing.
 
-use crate::conditions::{self, Attributes, Context};
+use crate::arm::conditions::{self, Attributes, Context};
 use crate::state::{RoleAssignment, RolePermission, State};
 
 use super::{action_matches, scope_within};
@@ -123,7 +123,7 @@ mod tests {
 
     fn state(assignments: &[(&str, &str, Option<String>)]) -> State {
         let mut s = State::default();
-        for role in crate::roles::builtin_role_definitions() {
+        for role in crate::arm::roles::builtin_role_definitions() {
             s.role_definitions.insert(key(&role.name), role);
         }
         for (i, (role, scope, condition)) in assignments.iter().enumerate() {

@@ -2,6 +2,9 @@
 //! assertion validated against a FIC: workload identity federation), the discovery documents SDKs fetch
 //! first, and the JWKS of the simulator's token key.
 
+pub mod oidc;
+pub mod tokens;
+
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -11,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::EntraError;
 use crate::shared::Sim;
-use crate::tokens::AccessClaims;
+use tokens::AccessClaims;
 
 /// Which Entra endpoint a request is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -432,8 +435,8 @@ async fn federated(sim: &Sim, client_id: &str, assertion: &str) -> Result<(Strin
         ));
     }
     let key = sim.oidc.key_for(&iss, header.kid.as_deref()).await.map_err(|e| match e {
-        crate::oidc::OidcError::Fetch(m) => assertion_error(50166, m),
-        crate::oidc::OidcError::NoKey(m) => {
+        oidc::OidcError::Fetch(m) => assertion_error(50166, m),
+        oidc::OidcError::NoKey(m) => {
             assertion_error(700027, format!("Client assertion failed signature validation. {m}"))
         }
     })?;
