@@ -17,7 +17,7 @@ use idbind::{
     core::resource_id::{KEY_VAULT, ResourceId},
     core::roles::{BUILTIN_ROLES, Permissions, RoleRef},
     core::settings::{Ceiling, OperatorSettings},
-    core::validate::{DesiredIdentity, validate},
+    core::validate::{DesiredIdentity, ListedRole, validate},
 };
 use proptest::{collection, option, prelude::*};
 
@@ -286,7 +286,7 @@ proptest! {
                 prop_assert_eq!(sub.as_deref(), Some(SUB), "vault {} outside the subscription", v.resource_id);
             }
             if !policy.allow_any_role {
-                for (written, role) in &v.roles {
+                for ListedRole { written, role } in &v.roles {
                     prop_assert!(role.builtin().is_some_and(|b| b.named_allows(&v.resource_id)), "role {written:?} passed the \
                         default policy");
                 }
@@ -298,7 +298,7 @@ proptest! {
         prop_assert!(policy.open_namespaces || !unselected.is_empty(), "a namespace no policy selects bound something");
         if unselected.is_empty() && !policy.allow_any_role {
             for grant in d.vaults.iter().chain(&d.scopes) {
-                for (written, role) in &grant.roles {
+                for ListedRole { written, role } in &grant.roles {
                     prop_assert!(role.builtin().is_some_and(|b| b.default_allows(&grant.resource_id)),
                         "role {written:?} passed without a policy naming it");
                 }
@@ -377,7 +377,7 @@ proptest! {
             let scope = &grant.resource_id;
             prop_assert!(scope.resource_group().is_some() && scope.provider_parts() == 1, "{} is above a resource", scope);
             prop_assert_eq!(scope.subscription(), Some(SUB), "{} is in another subscription", scope);
-            for (written, role) in &grant.roles {
+            for ListedRole { written, role } in &grant.roles {
                 let Some(builtin) = role.builtin() else {
                     return Err(TestCaseError::fail(format!("unknown role {written:?} passed the default policy")));
                 };

@@ -23,8 +23,7 @@ pub struct VaultFacts {
     pub id: ResourceId,
     /// `enableRbacAuthorization`: role assignments apply; otherwise access policies do.
     pub rbac: bool,
-    /// (the role as written, its role definition GUID).
-    pub roles: Vec<(String, String)>,
+    pub roles: Vec<ResolvedRole>,
     /// The data plane's address, for verification.
     pub uri: Option<String>,
 }
@@ -35,8 +34,14 @@ pub struct ScopeFacts {
     /// The id Azure answered the scope's GET with ([`answered_scope`]): what the status and the audit log
     /// name.
     pub id: ResourceId,
-    /// (the role as written, its role definition GUID).
-    pub roles: Vec<(String, String)>,
+    pub roles: Vec<ResolvedRole>,
+}
+
+/// A role as the spec writes it, and the GUID of its role definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedRole {
+    pub written: String,
+    pub guid: String,
 }
 
 /// The scope at `field` (`spec.azureRoles[0].scope`) as Azure answered its GET (`answered`, the `id` of the
@@ -111,15 +116,15 @@ pub fn azure_state(
             // Each role is an assignment of its own, effective after its own delay: one listing per kind of
             // object the roles read (a vault with Secrets User and Certificate User is proven through both).
             let mut listings: Vec<Listing> = Vec::new();
-            for listing in vault.roles.iter().filter_map(|(_, guid)| proof::listing_for_role(guid)) {
+            for listing in vault.roles.iter().filter_map(|r| proof::listing_for_role(&r.guid)) {
                 if !listings.contains(&listing) {
                     listings.push(listing);
                 }
             }
             probes.extend(listings.into_iter().filter_map(|listing| probe(Some(listing))));
-            assignments.extend(vault.roles.iter().map(|(written, guid)| WantedAssignment {
-                wanted: role_assignments::Wanted { scope: vault.id.clone(), role_guid: guid.clone() },
-                written: written.clone(),
+            assignments.extend(vault.roles.iter().map(|r| WantedAssignment {
+                wanted: role_assignments::Wanted { scope: vault.id.clone(), role_guid: r.guid.clone() },
+                written: r.written.clone(),
             }));
             continue;
         }
@@ -130,9 +135,9 @@ pub fn azure_state(
         }
     }
     for scope in scopes {
-        assignments.extend(scope.roles.iter().map(|(written, guid)| WantedAssignment {
-            wanted: role_assignments::Wanted { scope: scope.id.clone(), role_guid: guid.clone() },
-            written: written.clone(),
+        assignments.extend(scope.roles.iter().map(|r| WantedAssignment {
+            wanted: role_assignments::Wanted { scope: scope.id.clone(), role_guid: r.guid.clone() },
+            written: r.written.clone(),
         }));
     }
     let identity = desired.identity.id().clone();
@@ -165,7 +170,7 @@ pub fn azure_state(
 /// The access policy that grants on `vault` what its roles grant, each role a reader role.
 fn access_policy(vault: &VaultFacts) -> Result<Permissions, Failure> {
     let mut permissions = Permissions::default();
-    for (written, guid) in &vault.roles {
+    for ResolvedRole { written, guid } in &vault.roles {
         let Some(granted) = roles::access_policy_for(guid) else {
             let message = format!(
                 "vault {} uses access policies, and role {written:?} has no read-only access-policy equivalent; \
@@ -237,7 +242,7 @@ pub fn access_policies_of_spec(desired: &DesiredBinding) -> Vec<(ResourceId, Per
             let granted = v
                 .roles
                 .iter()
-                .filter_map(|(_, r)| r.builtin().and_then(|b| roles::access_policy_for(b.guid)))
+                .filter_map(|r| r.role.builtin().and_then(|b| roles::access_policy_for(b.guid)))
                 .fold(Permissions::default(), |acc, p| acc.union(&p));
             (v.resource_id.clone(), granted)
         })
@@ -253,7 +258,7 @@ mod tests {
         core::{
             naming,
             resource_id::{KEY_VAULT, ROLE_ASSIGNMENT, USER_ASSIGNED_IDENTITY},
-            validate::DesiredGrant,
+            validate::{DesiredGrant, ListedRole},
         },
     };
 
@@ -286,7 +291,10 @@ mod tests {
                 .iter()
                 .map(|v| DesiredGrant {
                     resource_id: vault(v),
-                    roles: vec![("Key Vault Secrets User".into(), roles::RoleRef::parse(SECRETS_USER))],
+                    roles: vec![ListedRole {
+                        written: "Key Vault Secrets User".into(),
+                        role: roles::RoleRef::parse(SECRETS_USER),
+                    }],
                 })
                 .collect(),
             scopes: Vec::new(),
@@ -307,7 +315,10 @@ mod tests {
         VaultFacts {
             id: vault(name),
             rbac,
-            roles: roles.iter().map(|g| (format!("role {g}"), g.to_string())).collect(),
+            roles: roles
+                .iter()
+                .map(|g| ResolvedRole { written: format!("role {g}"), guid: g.to_string() })
+                .collect(),
             uri: Some(format!("https://{name}.vault.azure.net/")),
         }
     }
@@ -365,7 +376,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let scopes = [ScopeFacts {
             id: storage.clone(),
-            roles: vec![("Storage Blob Data Reader".into(), BLOB_READER.into())],
+            roles: vec![ResolvedRole {
+                written: "Storage Blob Data Reader".into(),
+                guid: BLOB_READER.into(),
+            }],
         }];
         let vaults = [facts("kv-rbac", true, &[SECRETS_USER])];
         let wanted = azure_state(&binding(&["kv-rbac"]), owner(), &vaults, &scopes, None)

@@ -32,7 +32,7 @@ use crate::{
         resource_id::{KEY_VAULT, ResourceId, USER_ASSIGNED_IDENTITY},
         roles::RoleRef,
         settings::{Ceiling, OperatorSettings},
-        validate::{DesiredBinding, DesiredGrant, DesiredIdentity, Invalid, validate},
+        validate::{DesiredBinding, DesiredGrant, DesiredIdentity, Invalid, ListedRole, validate},
     },
 };
 
@@ -342,7 +342,7 @@ fn unnamed_roles(namespace: &str, desired: &DesiredBinding, ceiling: &Ceiling) -
     let scopes = desired.scopes.iter().enumerate().map(|(i, g)| (format!("spec.azureRoles[{i}]"), g));
     let mut problems = Vec::new();
     for (field, grant) in vaults.chain(scopes) {
-        for (j, (written, role)) in grant.roles.iter().enumerate() {
+        for (j, ListedRole { written, role }) in grant.roles.iter().enumerate() {
             if !role.builtin().is_some_and(|b| b.default_allows(&grant.resource_id)) {
                 let message = format!(
                     "role {written:?} consumes or changes what it reads, so it needs a WorkloadIdentityPolicy \
@@ -358,7 +358,7 @@ fn unnamed_roles(namespace: &str, desired: &DesiredBinding, ceiling: &Ceiling) -
 /// The refusal of a binding in a namespace no policy selects: what to ask the cluster administrator for.
 fn unselected(namespace: &str, desired: &DesiredBinding) -> String {
     let grant = |what: &str, g: &DesiredGrant| {
-        let roles = g.roles.iter().map(|(written, _)| written.as_str()).collect::<Vec<_>>().join(", ");
+        let roles = g.roles.iter().map(|r| r.written.as_str()).collect::<Vec<_>>().join(", ");
         format!("{what} {} with {roles}", g.resource_id)
     };
     let asked: Vec<String> = desired
@@ -423,9 +423,9 @@ fn roles_refused(namespace: &str, field: &str, grant: &DesiredGrant, for_scope: 
         .roles
         .iter()
         .enumerate()
-        .filter(|(_, (_, role))| !for_scope.iter().any(|r| r.allows_role(role, scope)));
+        .filter(|(_, listed)| !for_scope.iter().any(|r| r.allows_role(&listed.role, scope)));
     refused
-        .map(|(j, (written, _))| {
+        .map(|(j, ListedRole { written, .. })| {
             // Named, so that whoever reads the refusal knows which policy to ask to change.
             let what = if scope.is(KEY_VAULT) { "vault" } else { "scope" };
             let message = format!(
@@ -973,7 +973,7 @@ mod tests {
                 .vaults
                 .iter()
                 .map(|v| {
-                    let roles = v.roles.iter().map(|(written, _)| written.clone()).collect();
+                    let roles = v.roles.iter().map(|r| r.written.clone()).collect();
                     (v.resource_id.name().unwrap_or_default().to_string(), roles)
                 })
                 .collect(),

@@ -391,8 +391,11 @@ impl<'a> Conditions<'a> {
     }
 
     fn set(&mut self, type_: &str, ok: bool, reason: Reason, message: &str) {
-        let want = Want { type_, status: ok, reason, message: message.to_string() };
-        conditions::set(&mut self.status.conditions, &want, self.generation, self.now);
+        self.want(&Want { type_, status: ok, reason, message: message.to_string() });
+    }
+
+    fn want(&mut self, want: &Want<'_>) {
+        conditions::set(&mut self.status.conditions, want, self.generation, self.now);
     }
 
     fn remove(&mut self, type_: &str) {
@@ -514,9 +517,9 @@ impl<'a> Conditions<'a> {
             (conditions::SECRET_PROVIDER_CLASSES_READY, wiring.classes_condition(client_id)),
             (conditions::EXPORT_READY, wiring.export_condition()),
         ];
-        for (type_, condition) in parts {
-            match condition {
-                Some((ok, reason, message)) => self.set(type_, ok, reason, &message),
+        for (type_, want) in parts {
+            match want {
+                Some(want) => self.want(&want),
                 None => self.remove(type_),
             }
         }

@@ -51,8 +51,14 @@ impl DesiredIdentity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredGrant {
     pub resource_id: ResourceId,
-    /// Each role as written, and parsed.
-    pub roles: Vec<(String, RoleRef)>,
+    pub roles: Vec<ListedRole>,
+}
+
+/// A role as the spec writes it, and parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedRole {
+    pub written: String,
+    pub role: RoleRef,
 }
 
 /// A validated binding: everything the planner needs, with defaults applied.
@@ -411,8 +417,8 @@ fn grant_roles(
     written: &[String],
     ceiling: &Ceiling,
     problems: &mut Problems,
-) -> Vec<(String, RoleRef)> {
-    let mut roles: Vec<(String, RoleRef)> = Vec::new();
+) -> Vec<ListedRole> {
+    let mut roles: Vec<ListedRole> = Vec::new();
     for (j, role) in written.iter().enumerate() {
         let parsed = RoleRef::parse(role);
         let field = format!("{at}.roles[{j}]");
@@ -429,10 +435,10 @@ fn grant_roles(
                 roles::default_names_for(scope).join(", ")
             );
             problems.add(field, Reason::PolicyViolation, message);
-        } else if roles.iter().any(|(_, r)| *r == parsed) {
+        } else if roles.iter().any(|r| r.role == parsed) {
             problems.add(field, Reason::InvalidSpec, format!("role {role:?} names a role already listed"));
         } else {
-            roles.push((role.clone(), parsed));
+            roles.push(ListedRole { written: role.clone(), role: parsed });
         }
     }
     roles

@@ -15,10 +15,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::reason::Reason;
 use crate::{
     api::binding::WrittenStatus,
-    core::{claim::Holder, plan::IdentityIds, rewrite::Need},
+    core::{
+        claim::Holder,
+        conditions::{self, Want},
+        plan::IdentityIds,
+        reason::Reason,
+        rewrite::Need,
+    },
 };
 
 /// The field manager of what idbind writes on SecretProviderClasses: not the one of the status and the
@@ -266,36 +271,46 @@ pub struct Unwired {
     pub stalled: bool,
 }
 
+impl Unwired {
+    /// Condition `type_` false for this problem.
+    fn condition(self, type_: &'static str) -> Want<'static> {
+        Want { type_, status: false, reason: self.reason, message: self.message }
+    }
+}
+
 impl Wiring {
     /// The SecretProviderClassesReady condition: `None` when the spec names no class, else whether every
     /// class is wired, its reason and message.
-    pub fn classes_condition(&self, client_id: &str) -> Option<(bool, Reason, String)> {
+    pub fn classes_condition(&self, client_id: &str) -> Option<Want<'static>> {
         if self.classes.is_empty() {
             return None;
         }
+        let type_ = conditions::SECRET_PROVIDER_CLASSES_READY;
         Some(match self.classes_problem() {
-            Some(Unwired { reason, message, .. }) => (false, reason, message),
+            Some(problem) => problem.condition(type_),
             None => {
                 let names: Vec<&str> = self.classes.iter().map(|c| c.name.as_str()).collect();
                 let message = format!(
                     "SecretProviderClass(es) {} carry client id {client_id} and its tenant id",
                     names.join(", ")
                 );
-                (true, Reason::Wired, message)
+                Want { type_, status: true, reason: Reason::Wired, message }
             }
         })
     }
 
     /// The ExportReady condition: `None` without an export.
-    pub fn export_condition(&self) -> Option<(bool, Reason, String)> {
+    pub fn export_condition(&self) -> Option<Want<'static>> {
         let export = self.export.as_ref()?;
+        let type_ = conditions::EXPORT_READY;
         Some(match self.export_problem() {
-            Some(Unwired { reason, message, .. }) => (false, reason, message),
-            None => (
-                true,
-                Reason::Exported,
-                format!("ConfigMap {} carries the identity's ids", export.config_map),
-            ),
+            Some(problem) => problem.condition(type_),
+            None => Want {
+                type_,
+                status: true,
+                reason: Reason::Exported,
+                message: format!("ConfigMap {} carries the identity's ids", export.config_map),
+            },
         })
     }
 
@@ -649,12 +664,13 @@ mod tests {
         let none = Wiring::default();
         assert_eq!((none.classes_condition("c1"), none.export_condition()), (None, None));
         let wired = wiring(&[("a", ClassState::Wired)]);
-        let (ok, reason, message) = wired.classes_condition("c1").unwrap_or((
-            false,
-            Reason::SecretProviderClassNotFound,
-            String::new(),
-        ));
-        assert_eq!((ok, reason), (true, Reason::Wired));
+        let want = wired.classes_condition("c1");
+        let want = want.as_ref();
+        assert_eq!(
+            want.map(|w| (w.type_, w.status, w.reason)),
+            Some((conditions::SECRET_PROVIDER_CLASSES_READY, true, Reason::Wired))
+        );
+        let message = want.map(|w| w.message.as_str()).unwrap_or_default();
         assert!(message.contains("c1"), "{message}");
         let conflict = Wiring {
             classes: Vec::new(),
@@ -665,8 +681,8 @@ mod tests {
             written: Vec::new(),
         };
         assert_eq!(
-            conflict.export_condition().map(|(ok, r, _)| (ok, r)),
-            Some((false, Reason::ExportConflict))
+            conflict.export_condition().map(|w| (w.type_, w.status, w.reason)),
+            Some((conditions::EXPORT_READY, false, Reason::ExportConflict))
         );
         assert_eq!(conflict.problem().map(|p| (p.reason, p.stalled)), Some((Reason::ExportConflict, true)));
     }

@@ -9,11 +9,11 @@ use crate::{
     api::binding::{WorkloadIdentityBinding, WorkloadIdentityBindingStatus},
     azure::access::Fresh,
     core::{
-        desired::{self, ScopeFacts, VaultFacts, Wanted},
+        desired::{self, ResolvedRole, ScopeFacts, VaultFacts, Wanted},
         plan::Owner,
         report::{Failure, Outcome, Part},
         roles::RoleRef,
-        validate::{DesiredBinding, DesiredGrant},
+        validate::{DesiredBinding, DesiredGrant, ListedRole},
     },
 };
 
@@ -85,10 +85,10 @@ async fn scope_facts(fresh: Fresh<'_>, desired: &DesiredBinding) -> Result<Vec<S
     Ok(facts)
 }
 
-/// The grant's roles as (written, role definition GUID): GUIDs as they are, names through roleDefinitions.
-async fn role_guids(fresh: Fresh<'_>, grant: &DesiredGrant) -> Result<Vec<(String, String)>, Outcome> {
+/// The grant's roles with their role definition GUIDs: GUIDs as they are, names through roleDefinitions.
+async fn role_guids(fresh: Fresh<'_>, grant: &DesiredGrant) -> Result<Vec<ResolvedRole>, Outcome> {
     let mut roles = Vec::with_capacity(grant.roles.len());
-    for (written, role) in &grant.roles {
+    for ListedRole { written, role } in &grant.roles {
         let guid = match role {
             RoleRef::Id(guid) => guid.to_string(),
             RoleRef::Name(name) => fresh
@@ -96,7 +96,7 @@ async fn role_guids(fresh: Fresh<'_>, grant: &DesiredGrant) -> Result<Vec<(Strin
                 .await
                 .map_err(|e| azure_failure(Part::RoleAssignments, &e))?,
         };
-        roles.push((written.clone(), guid));
+        roles.push(ResolvedRole { written: written.clone(), guid });
     }
     Ok(roles)
 }
