@@ -24,6 +24,7 @@ use std::{
     time::Duration,
 };
 
+use idbind::core::conditions::{READY, STALLED};
 use idbind::{
     azure::AzureApi,
     core::{
@@ -531,7 +532,7 @@ impl<'c> Run<'c> {
             .filter(|b| {
                 b["metadata"]["deletionTimestamp"].is_null() && b["metadata"]["namespace"] != admin.as_str()
             })
-            .filter(|b| !ready || condition(b, "Ready").0 == "True")
+            .filter(|b| !ready || condition(b, READY).0 == "True")
             .map(|b| (text(&b["metadata"]["namespace"]), text(&b["metadata"]["name"])))
             .collect();
         Ok((!live.is_empty()).then(|| self.rng.pick(&live).clone()))
@@ -555,12 +556,12 @@ impl<'c> Run<'c> {
                 .iter()
                 .filter(|b| {
                     let current = b["status"]["observedGeneration"] == b["metadata"]["generation"];
-                    let judged = ["Ready", "Stalled"].iter().any(|t| condition(b, t).0 == "True");
+                    let judged = [READY, STALLED].iter().any(|t| condition(b, t).0 == "True");
                     !b["metadata"]["deletionTimestamp"].is_null() || !current || !judged
                 })
                 .map(|b| {
                     let (ns, name) = (text(&b["metadata"]["namespace"]), text(&b["metadata"]["name"]));
-                    format!("{ns}/{name} (Ready: {:?})", condition(b, "Ready"))
+                    format!("{ns}/{name} (Ready: {:?})", condition(b, READY))
                 })
                 .collect();
             Ok(pending.is_empty().then_some(()))

@@ -4,6 +4,7 @@
 
 use std::{io::Write, process::Stdio};
 
+use idbind::core::reason::Reason;
 use idbind_testenv::ControlPlane;
 use serde_json::{Value, json};
 
@@ -301,7 +302,10 @@ fn kubectl_explain_shows_the_field_docs() {
     );
     let export = plane().kubectl_ok(&["explain", "wib.spec.export.configMapName"]).expect("kubectl explain");
     let export = export.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(export.contains("AZURE_CLIENT_ID") && export.contains("ExportConflict"), "{export}");
+    assert!(
+        export.contains("AZURE_CLIENT_ID") && export.contains(Reason::ExportConflict.as_str()),
+        "{export}"
+    );
 }
 
 /// Resource ids spelled so that a URL parser would send idbind's requests elsewhere (`\` read as `/`, dot

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind::core::settings::Ceiling;
 use idbind_sim::SimConfig;
 use idbind_testkit::{
@@ -84,7 +86,7 @@ fn expected(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn ready(env: &Env, name: &str) -> TestResult {
-    env.wait_condition(name, "Ready", "True", "Reconciled", Duration::from_secs(90)).await
+    env.wait_condition(name, READY, "True", Reason::Reconciled, Duration::from_secs(90)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,8 +193,9 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
             env.apply(&binding(name, &[(&scope, &roles)]))?;
         }
         for (name, _, _, field) in refused_cases() {
-            env.wait_condition(name, "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
-            let message = env.message(name, "Ready")?;
+            env.wait_condition(name, READY, "False", Reason::PolicyViolation, Duration::from_secs(60))
+                .await?;
+            let message = env.message(name, READY)?;
             assert!(message.contains(field), "{name}: {message}");
             let events = env.kubectl(&[
                 "get",
@@ -202,7 +205,7 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
                 "-o",
                 "jsonpath={.items[*].reason}",
             ])?;
-            assert!(events.contains("PolicyViolation"), "{name}: events {events}");
+            assert!(events.contains(Reason::PolicyViolation.as_str()), "{name}: events {events}");
         }
         assert_eq!(env.writes(), writes, "no Azure write for a refused binding");
         Ok(())
@@ -216,7 +219,7 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
         for (name, scope) in [("missing", &missing), ("unknown-type", &unknown_type)] {
             env.kubectl(&["create", "serviceaccount", name])?;
             env.apply(&binding(name, &[(scope, &["Storage Blob Data Reader"])]))?;
-            env.wait_condition(name, "Ready", "False", "ScopeNotFound", Duration::from_secs(60)).await?;
+            env.wait_condition(name, READY, "False", Reason::ScopeNotFound, Duration::from_secs(60)).await?;
         }
         assert_eq!(env.writes(), writes);
         Ok(())
@@ -243,7 +246,8 @@ async fn default_refusals_write_nothing_and_a_policy_lets_each_through() -> Test
         for (name, scope, roles, _) in refused_cases() {
             env.kubectl(&["create", "serviceaccount", name])?;
             env.apply(&binding(name, &[(&scope, &roles)]))?;
-            env.wait_condition(name, "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
+            env.wait_condition(name, READY, "False", Reason::PolicyViolation, Duration::from_secs(60))
+                .await?;
         }
         let policy = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityPolicy",
             "metadata": {"name": format!("{}-data", env.ns)},

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{FEDERATED_CREDENTIAL_READY, READY, SERVICE_ACCOUNT_READY, STALLED};
+use idbind::core::reason::Reason;
 use idbind::{azure::AzureApi, core::settings::Ceiling};
 use idbind_testkit::e2e::{
     APP_ID, APP_SECRET, Env, KV_RG, RG, SUB, TestError, TestResult, eventually, identities, start, start_with,
@@ -22,9 +24,9 @@ fn kv_shop() -> Value {
 
 /// Waits for `binding` to be Stalled for `reason`, checks that the simulator saw no write meanwhile and that
 /// an Event with that reason names the binding.
-async fn stalls_without_writing(env: &Env, binding: &str, reason: &str, writes_before: u64) -> TestResult {
-    env.wait_condition(binding, "Stalled", "True", reason, Duration::from_secs(60)).await?;
-    assert_eq!(env.condition(binding, "Ready")?, ("False".to_string(), reason.to_string()));
+async fn stalls_without_writing(env: &Env, binding: &str, reason: Reason, writes_before: u64) -> TestResult {
+    env.wait_condition(binding, STALLED, "True", reason, Duration::from_secs(60)).await?;
+    assert_eq!(env.condition(binding, READY)?, ("False".to_string(), reason.to_string()));
     assert_eq!(env.writes(), writes_before, "{binding}: {reason} must be found before any Azure write");
     eventually(&format!("a {reason} Event for {binding}"), Duration::from_secs(30), || {
         let events = env.kubectl(&[
@@ -55,7 +57,7 @@ async fn first_binding(prefix: &str) -> Result<Env, TestError> {
 fn fixed(env: &Env, binding: &str, manifest: &Value, identities_left: usize) -> TestResult {
     env.apply(manifest)?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{binding}")])?;
-    assert_eq!(env.condition(binding, "Stalled")?.0, "", "{binding}: Stalled clears");
+    assert_eq!(env.condition(binding, STALLED)?.0, "", "{binding}: Stalled clears");
     assert_eq!(
         identities(&env.sim.state_typed()).len(),
         identities_left,
@@ -73,7 +75,7 @@ async fn an_identity_name_another_binding_owns_stalls_without_writing_until_rena
     // told, and "first" is not touched.
     let writes = env.writes();
     env.apply(&manifest("second", "app2", json!({"name": "team-app"}), kv_shop()))?;
-    stalls_without_writing(&env, "second", "IdentityConflict", writes).await?;
+    stalls_without_writing(&env, "second", Reason::IdentityConflict, writes).await?;
 
     // Fixed: an identity of its own.
     fixed(&env, "second", &manifest("second", "app2", json!({"name": "team-app-2"}), kv_shop()), 2)
@@ -87,7 +89,7 @@ async fn a_service_account_another_binding_binds_stalls_and_the_first_keeps_it()
     // the later binding stalls instead of the two overwriting each other.
     let writes = env.writes();
     env.apply(&manifest("third", "app", json!({}), kv_shop()))?;
-    stalls_without_writing(&env, "third", "ServiceAccountConflict", writes).await?;
+    stalls_without_writing(&env, "third", Reason::ServiceAccountConflict, writes).await?;
     let annotations = env.kubectl(&[
         "get",
         "serviceaccount",
@@ -119,7 +121,7 @@ async fn a_vault_in_another_subscription_stalls_without_writing_until_fixed() ->
         json!({}),
         json!([{"resourceId": foreign, "roles": ["Key Vault Secrets User"]}]),
     ))?;
-    stalls_without_writing(&env, "fourth", "PolicyViolation", writes).await?;
+    stalls_without_writing(&env, "fourth", Reason::PolicyViolation, writes).await?;
 
     // Fixed: a vault of this subscription (and a ServiceAccount of its own, as before).
     env.kubectl(&["create", "serviceaccount", "app4"])?;
@@ -156,8 +158,8 @@ async fn a_twenty_first_federated_credential_is_refused_before_writing() -> Test
                  "existingIdentities": [id("shared-full"), id("shared-roomy")]}}))?;
     let writes = env.writes();
     env.apply(&manifest("worker", "worker", json!({"resourceId": id("shared-full")}), kv_shop()))?;
-    stalls_without_writing(&env, "worker", "FederatedCredentialLimit", writes).await?;
-    assert_eq!(env.condition("worker", "FederatedCredentialReady")?.0, "False");
+    stalls_without_writing(&env, "worker", Reason::FederatedCredentialLimit, writes).await?;
+    assert_eq!(env.condition("worker", FEDERATED_CREDENTIAL_READY)?.0, "False");
 
     env.apply(&manifest("worker", "worker", json!({"resourceId": id("shared-roomy")}), kv_shop()))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/worker"])?;
@@ -177,18 +179,14 @@ async fn a_service_account_deleted_under_a_ready_binding_is_reported_and_rebound
     env.kubectl(&["delete", "serviceaccount", "api"])?;
     env.wait_condition(
         "api",
-        "ServiceAccountReady",
+        SERVICE_ACCOUNT_READY,
         "False",
-        "ServiceAccountNotFound",
+        Reason::ServiceAccountNotFound,
         Duration::from_secs(60),
     )
     .await?;
-    assert_eq!(env.condition("api", "Ready")?, ("False".into(), "ServiceAccountNotFound".into()));
-    assert_eq!(
-        env.condition("api", "Stalled")?.0,
-        "",
-        "a missing ServiceAccount is waited for, not a failure"
-    );
+    assert_eq!(env.condition("api", READY)?, ("False".into(), Reason::ServiceAccountNotFound.into()));
+    assert_eq!(env.condition("api", STALLED)?.0, "", "a missing ServiceAccount is waited for, not a failure");
     assert_eq!(env.writes(), writes, "Azure is left as it is");
 
     env.kubectl(&["create", "serviceaccount", "api"])?;

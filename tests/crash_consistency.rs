@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::EXPORT_READY;
+use idbind::core::reason::Reason;
 use idbind_sim::{HoldPhase, HoldSpec};
 use idbind_testkit::{
     e2e::{
@@ -229,7 +231,7 @@ async fn killed_between_the_export_create_and_its_record_it_neither_orphans_nor_
             // message says how to get a new one.
             env.kubectl(&["wait", "--for=condition=Stalled", "--timeout=90s", &format!("wib/{name}")])
                 .map_err(|e| format!("{e}\n{}", restarted.log_text()))?;
-            assert_eq!(env.condition(name, "ExportReady")?, ("False".into(), "ExportConflict".into()));
+            assert_eq!(env.condition(name, EXPORT_READY)?, ("False".into(), Reason::ExportConflict.into()));
             let data =
                 env.kubectl(&["get", "configmap", &format!("{name}-ids"), "-o", "jsonpath={.data.note}"])?;
             assert_eq!(data, "added while the operator was down", "{name}: the ConfigMap was written");

@@ -9,6 +9,7 @@ use std::{
     sync::Arc,
 };
 
+use idbind::core::reason::Reason;
 use idbind::{
     api::binding::{KeyVaultAccess, WorkloadIdentityBinding, WorkloadIdentityBindingSpec},
     azure::governed::Governed,
@@ -348,7 +349,8 @@ async fn the_exit_code_is_0_for_no_changes_2_for_changes_and_1_for_a_refusal() -
     assert_eq!(ran.code, Some(1), "{ran}");
     let refused = row(&ran, ns, "owner");
     assert!(
-        refused.contains("refused") && refused.contains("PolicyViolation: spec.keyVaults[0].roles[0]"),
+        refused.contains("refused")
+            && refused.contains(&format!("{}: spec.keyVaults[0].roles[0]", Reason::PolicyViolation)),
         "{ran}"
     );
 
@@ -380,7 +382,8 @@ async fn a_policy_that_refuses_a_role_fails_the_plan_and_is_named() -> TestResul
     assert_eq!(ran.code, Some(1), "{ran}");
     let refused = row(&ran, ns, "app");
     assert!(
-        refused.contains("refused") && refused.contains("PolicyViolation: spec.keyVaults[0].roles[0]"),
+        refused.contains("refused")
+            && refused.contains(&format!("{}: spec.keyVaults[0].roles[0]", Reason::PolicyViolation)),
         "{ran}"
     );
     assert!(refused.contains(&policy), "the refusal names the policy:\n{ran}");
@@ -446,16 +449,19 @@ async fn the_api_server_rejects_what_the_schema_refuses() -> TestResult {
     let result = |i: usize| document["bindings"][i]["result"].as_str().unwrap_or_default().to_string();
     assert_eq!([result(0), result(1), result(2)], ["rejected", "rejected", "changes"], "{ran}");
     let problem = |i: usize| document["bindings"][i]["problems"][0].clone();
-    assert_eq!(problem(0)["reason"], "SchemaRejected", "{ran}");
+    assert_eq!(problem(0)["reason"], Reason::SchemaRejected.as_str(), "{ran}");
     assert_eq!(problem(0)["field"], "spec.keyVaults", "{ran}");
     let message = problem(0)["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("must not list the same vault twice"), "the API server's message:\n{ran}");
-    assert_eq!(problem(1)["reason"], "SchemaRejected", "{ran}");
+    assert_eq!(problem(1)["reason"], Reason::SchemaRejected.as_str(), "{ran}");
     assert!(problem(1)["message"].as_str().unwrap_or_default().contains("idbind.dev/v1"), "{ran}");
 
     assert_eq!(document["checks"]["schema"], true, "{ran}");
     let ran = idbind_plan(&env, &["-f", path(&file), "--operator-namespace", &op_ns], &ci, None)?;
-    assert!(row(&ran, ns, "twice").contains("rejected    SchemaRejected: spec.keyVaults: "), "{ran}");
+    assert!(
+        row(&ran, ns, "twice").contains(&format!("rejected    {}: spec.keyVaults: ", Reason::SchemaRejected)),
+        "{ran}"
+    );
 
     // A binding whose namespace the same manifests create: the API server has nowhere to check it, so it is
     // planned as read, and the plan says that the schema was not checked for every binding.
@@ -492,7 +498,8 @@ async fn a_refusal_is_printed_without_any_azure_credential() -> TestResult {
     let ran = idbind_plan(&env, &["-f", "-", "--operator-namespace", &op_ns], &kubeconfig, Some(&stdin))?;
     assert_eq!(ran.code, Some(1), "{ran}");
     assert!(
-        row(&ran, ns, "app").contains("refused     PolicyViolation: spec.keyVaults[0].roles[0]"),
+        row(&ran, ns, "app")
+            .contains(&format!("refused     {}: spec.keyVaults[0].roles[0]", Reason::PolicyViolation)),
         "{ran}"
     );
     assert!(!ran.stderr.contains("Error"), "{ran}");
@@ -509,7 +516,7 @@ async fn a_refusal_is_printed_without_any_azure_credential() -> TestResult {
     let ran = idbind_plan(&env, &["-f", "-"], &settings, Some(&stdin))?;
     assert_eq!(ran.code, Some(1), "{ran}");
     assert!(ran.stderr.contains("planning without the cluster: no kubeconfig"), "{ran}");
-    assert!(row(&ran, ns, "app").contains("refused     PolicyViolation"), "{ran}");
+    assert!(row(&ran, ns, "app").contains(&format!("refused     {}", Reason::PolicyViolation)), "{ran}");
     assert_eq!(env.sim.counters(), before, "no request reached Azure");
 
     // A file without a binding is an error, not a clean plan.

@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+use idbind::core::conditions::{READY, RECONCILING, STALLED};
+use idbind::core::reason::Reason;
 use idbind_testenv::{ControlPlane, workspace_root};
 use idbind_testkit::e2e::{KV_RG, TestError, TestResult, eventually, start};
 use mlua::{Lua, LuaSerdeExt, SerializeOptions};
@@ -42,17 +44,17 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     // the snapshot below cannot miss the Terminating phase.
     env.binding("leaving", "leaving", &[])?;
 
-    env.wait_condition("ready", "Ready", "True", "Reconciled", Duration::from_secs(90)).await?;
-    env.wait_condition("stalled", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
+    env.wait_condition("ready", READY, "True", Reason::Reconciled, Duration::from_secs(90)).await?;
+    env.wait_condition("stalled", STALLED, "True", Reason::PolicyViolation, Duration::from_secs(60)).await?;
     env.wait_condition(
         "reconciling",
-        "Reconciling",
+        RECONCILING,
         "True",
-        "ServiceAccountNotFound",
+        Reason::ServiceAccountNotFound,
         Duration::from_secs(60),
     )
     .await?;
-    env.wait_condition("leaving", "Ready", "True", "Reconciled", Duration::from_secs(90)).await?;
+    env.wait_condition("leaving", READY, "True", Reason::Reconciled, Duration::from_secs(90)).await?;
     env.kubectl(&[
         "patch",
         "wib",
@@ -147,7 +149,7 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     }
 
     let stalled_message =
-        condition(&objects, "stalled", "Stalled")?["message"].as_str().unwrap_or_default().to_string();
+        condition(&objects, "stalled", STALLED)?["message"].as_str().unwrap_or_default().to_string();
     assert!(
         stalled_message.contains("Owner"),
         "the Stalled message should name the refused role: {stalled_message:?}"
@@ -183,17 +185,20 @@ async fn flux_and_argo_read_the_operators_statuses_as_kstatus_prescribes() -> Te
     // Both tools pass idbind's explanation on, so a failed sync says what to fix.
     assert_eq!(flux["stalled"].1, stalled_message);
     assert!(
-        argo["stalled"].1.starts_with("PolicyViolation: ") && argo["stalled"].1.ends_with(&stalled_message),
+        argo["stalled"].1.starts_with(&format!("{}: ", Reason::PolicyViolation))
+            && argo["stalled"].1.ends_with(&stalled_message),
         "{:?}",
         argo["stalled"]
     );
-    let reconciling_message = condition(&objects, "reconciling", "Reconciling")?["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let reconciling_message =
+        condition(&objects, "reconciling", RECONCILING)?["message"].as_str().unwrap_or_default().to_string();
     assert!(!reconciling_message.is_empty());
     assert_eq!(flux["reconciling"].1, reconciling_message);
-    assert!(argo["reconciling"].1.starts_with("ServiceAccountNotFound"), "{:?}", argo["reconciling"]);
+    assert!(
+        argo["reconciling"].1.starts_with(Reason::ServiceAccountNotFound.as_str()),
+        "{:?}",
+        argo["reconciling"]
+    );
     assert!(flux["edited"].1.contains("generation is 2"), "{:?}", flux["edited"]);
 
     // Releasing our finalizer lets the deletion finish: the hold was the only thing left.
@@ -231,7 +236,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
                 "ready-but-reconciling",
                 3,
                 Some(
-                    json!({"observedGeneration": 3, "conditions": [cond("Ready", "True", "Reconciled"), cond("Reconciling", "True", "Throttled")]}),
+                    json!({"observedGeneration": 3, "conditions": [cond(READY, "True", Reason::Reconciled.as_str()), cond(RECONCILING, "True", Reason::Throttled.as_str())]}),
                 ),
             ),
             "InProgress",
@@ -242,7 +247,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
                 "ready-false",
                 1,
                 Some(
-                    json!({"observedGeneration": 1, "conditions": [cond("Ready", "False", "AzureServerError")]}),
+                    json!({"observedGeneration": 1, "conditions": [cond(READY, "False", Reason::AzureServerError.as_str())]}),
                 ),
             ),
             "InProgress",
@@ -252,7 +257,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
             wib(
                 "ready-unknown",
                 1,
-                Some(json!({"observedGeneration": 1, "conditions": [cond("Ready", "Unknown", "Pending")]})),
+                Some(json!({"observedGeneration": 1, "conditions": [cond(READY, "Unknown", "Pending")]})),
             ),
             "InProgress",
             "Progressing",
@@ -262,7 +267,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
                 "stalled-and-behind",
                 2,
                 Some(
-                    json!({"observedGeneration": 1, "conditions": [cond("Ready", "False", "InvalidSpec"), cond("Stalled", "True", "InvalidSpec")]}),
+                    json!({"observedGeneration": 1, "conditions": [cond(READY, "False", Reason::InvalidSpec.as_str()), cond(STALLED, "True", Reason::InvalidSpec.as_str())]}),
                 ),
             ),
             "InProgress",
@@ -273,7 +278,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
                 "stalled-false-ignored",
                 1,
                 Some(
-                    json!({"observedGeneration": 1, "conditions": [cond("Ready", "True", "Reconciled"), cond("Stalled", "False", "Old")]}),
+                    json!({"observedGeneration": 1, "conditions": [cond(READY, "True", Reason::Reconciled.as_str()), cond(STALLED, "False", "Old")]}),
                 ),
             ),
             "Current",
@@ -284,7 +289,7 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
             wib(
                 "no-observed-generation",
                 1,
-                Some(json!({"conditions": [cond("Ready", "True", "Reconciled")]})),
+                Some(json!({"conditions": [cond(READY, "True", Reason::Reconciled.as_str())]})),
             ),
             "Current",
             "Progressing",
@@ -296,7 +301,9 @@ fn lua_health_matches_kstatus_on_corner_cases() -> TestResult {
     let mut deleting = wib(
         "deleting-but-ready",
         2,
-        Some(json!({"observedGeneration": 2, "conditions": [cond("Ready", "True", "Reconciled")]})),
+        Some(
+            json!({"observedGeneration": 2, "conditions": [cond(READY, "True", Reason::Reconciled.as_str())]}),
+        ),
     );
     deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
     cases.push((deleting, "Terminating", "Progressing"));

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{READY, STALLED};
+use idbind::core::reason::Reason;
 use idbind::{azure::AzureApi, core::settings::Ceiling};
 use idbind_testkit::{
     e2e::{
@@ -104,8 +106,9 @@ async fn a_policy_admits_a_waiting_namespace_and_its_deletion_refuses_it_again()
 
     step("no policy selects the namespace: nothing may be bound", async {
         env.apply(&waiting())?;
-        env.wait_condition("waiting", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
-        let message = env.message("waiting", "Stalled")?;
+        env.wait_condition("waiting", STALLED, "True", Reason::PolicyViolation, Duration::from_secs(60))
+            .await?;
+        let message = env.message("waiting", STALLED)?;
         assert!(
             message.contains("metadata.namespace") && message.contains("no WorkloadIdentityPolicy"),
             "{message}"
@@ -126,7 +129,7 @@ async fn a_policy_admits_a_waiting_namespace_and_its_deletion_refuses_it_again()
         // Deleting the policy takes the namespace's permission away: new verdicts refuse, and the bindings
         // say so (Azure keeps what they hold until they are deleted or fixed).
         env.plane.kubectl_ok(&["delete", "workloadidentitypolicy", &policy_name])?;
-        env.wait_condition("waiting", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await
+        env.wait_condition("waiting", STALLED, "True", Reason::PolicyViolation, Duration::from_secs(60)).await
     })
     .await
 }
@@ -139,11 +142,11 @@ async fn refused(
     name: &str,
     vaults: Value,
     field: &str,
-    reason: &str,
+    reason: Reason,
 ) -> TestResult {
     env.apply(&binding(name, "app-x", json!({}), vaults))?;
-    env.wait_condition(name, "Stalled", "True", reason, Duration::from_secs(60)).await?;
-    let message = env.message(name, "Ready")?;
+    env.wait_condition(name, STALLED, "True", reason, Duration::from_secs(60)).await?;
+    let message = env.message(name, READY)?;
     assert!(message.contains(field), "{name}: the message names {field}: {message}");
     // The Event follows the status write.
     let selector = format!("involvedObject.name={name},reason={reason}");
@@ -164,7 +167,7 @@ async fn the_owner_role_is_refused_naming_the_role() -> TestResult {
         "owner",
         vault(KV_RG, "kv-shop", &["Owner"]),
         "spec.keyVaults[0].roles[0]",
-        "PolicyViolation",
+        Reason::PolicyViolation,
     )
     .await
 }
@@ -177,7 +180,7 @@ async fn user_access_administrator_is_refused_naming_the_role() -> TestResult {
         "uaa",
         vault(KV_RG, "kv-shop", &["User Access Administrator"]),
         "spec.keyVaults[0].roles[0]",
-        "PolicyViolation",
+        Reason::PolicyViolation,
     )
     .await
 }
@@ -190,7 +193,7 @@ async fn a_secrets_officer_role_is_refused_naming_the_role() -> TestResult {
         "officer",
         vault(KV_RG, "kv-shop", &["Key Vault Secrets Officer"]),
         "spec.keyVaults[0].roles[0]",
-        "PolicyViolation",
+        Reason::PolicyViolation,
     )
     .await
 }
@@ -202,7 +205,7 @@ async fn another_team_s_vault_is_refused_naming_the_vault() -> TestResult {
         "other-team",
         vault("rg-team-b", "kv-team-b", &["Key Vault Secrets User"]),
         "spec.keyVaults[0]",
-        "PolicyViolation",
+        Reason::PolicyViolation,
     )
     .await
 }
@@ -211,7 +214,7 @@ async fn another_team_s_vault_is_refused_naming_the_vault() -> TestResult {
 async fn an_identity_no_policy_lists_is_refused() -> TestResult {
     let (env, writes_after_admitted) = admitted("guard-unlisted").await?;
     env.apply(&binding("unlisted", "app-y", json!({"resourceId": identity("someone-elses")}), json!([])))?;
-    env.wait_condition("unlisted", "Stalled", "True", "PolicyViolation", Duration::from_secs(60)).await?;
+    env.wait_condition("unlisted", STALLED, "True", Reason::PolicyViolation, Duration::from_secs(60)).await?;
     assert_eq!(env.writes(), writes_after_admitted, "no attempt wrote to Azure");
     Ok(())
 }
@@ -222,8 +225,8 @@ async fn another_binding_s_identity_is_refused_though_a_policy_lists_it() -> Tes
     // policy yet (PolicyViolation until it has, then IdentityConflict).
     let (env, writes) = with_policy("guard-steal").await?;
     env.apply(&binding("steal", "app-z", json!({"resourceId": identity("team-b-payments")}), json!([])))?;
-    env.wait_condition("steal", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
-    let message = env.message("steal", "Ready")?;
+    env.wait_condition("steal", STALLED, "True", Reason::IdentityConflict, Duration::from_secs(60)).await?;
+    let message = env.message("steal", READY)?;
     assert!(message.contains("team-b/payments"), "{message}");
     assert_eq!(env.writes(), writes, "no attempt wrote to Azure");
     let b = identities(&env.sim.state_typed())

@@ -31,6 +31,8 @@ use std::{
     time::Duration,
 };
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
 use idbind_testenv::{ControlPlane, workspace_root};
 use idbind_testkit::{
@@ -812,7 +814,7 @@ fn ready(plane: &ControlPlane, ns: &str, name: &str) -> Result<bool, TestError> 
         "-n",
         ns,
         "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        &format!("jsonpath={{.status.conditions[?(@.type==\"{READY}\")].status}}"),
     ])? == "True")
 }
 
@@ -1086,9 +1088,9 @@ async fn install_run_upgrade_and_uninstall_with_helm() -> TestResult {
                 "-n",
                 &legacy,
                 "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+                &format!("jsonpath={{.status.conditions[?(@.type==\"{READY}\")].reason}}"),
             ])?;
-            Ok((reason == "PolicyViolation").then_some(()))
+            Ok((reason == Reason::PolicyViolation.as_str()).then_some(()))
         })
         .await
         .map_err(|e| format!("{e}\n{}", operator.log_text()))?;

@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{EXPORT_READY, READY, SECRET_PROVIDER_CLASSES_READY};
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     e2e::{
         APP_SECRET, Env, KV_RG, TestError, TestResult, eventually, install_class_crd, install_operator_rbac,
@@ -69,7 +71,7 @@ fn ready(env: &Env, name: &str) -> Result<bool, TestError> {
         "wib",
         name,
         "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        &format!("jsonpath={{.status.conditions[?(@.type==\"{READY}\")].status}}"),
     ])? == "True")
 }
 
@@ -101,7 +103,7 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
         wiring_binding(&env, "full")?;
         env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/full"])
             .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-        for condition in ["SecretProviderClassesReady", "ExportReady"] {
+        for condition in [SECRET_PROVIDER_CLASSES_READY, EXPORT_READY] {
             env.kubectl(&["wait", &format!("--for=condition={condition}"), "--timeout=10s", "wib/full"])?;
         }
         eventually("the Ready Event", Duration::from_secs(30), || {
@@ -109,7 +111,7 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
                 "get",
                 "events",
                 "--field-selector",
-                "involvedObject.name=full,reason=Ready",
+                &format!("involvedObject.name=full,reason={}", Reason::Ready),
                 "-o",
                 "name",
             ])?;
@@ -159,7 +161,7 @@ async fn every_rule_of_the_shipped_rbac_is_needed_and_enough() -> TestResult {
                         "get",
                         "events",
                         "--field-selector",
-                        &format!("involvedObject.name={name},reason=Ready"),
+                        &format!("involvedObject.name={name},reason={}", Reason::Ready),
                         "-o",
                         "name"
                     ])?
@@ -383,12 +385,12 @@ async fn the_log_file_is_plain_text_with_a_line_per_azure_write_and_delete() -> 
         "-o",
         "json",
     ])?)?;
-    let notes = |reason: &str| -> Vec<String> {
+    let notes = |reason: Reason| -> Vec<String> {
         let items = events["items"].as_array().cloned().unwrap_or_default();
-        let of_reason = items.into_iter().filter(|e| e["reason"] == reason);
+        let of_reason = items.into_iter().filter(|e| e["reason"] == reason.as_str());
         of_reason.map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect()
     };
-    let (updated, deleted) = (notes("AzureUpdated"), notes("AzureDeleted"));
+    let (updated, deleted) = (notes(Reason::AzureUpdated), notes(Reason::AzureDeleted));
     assert_eq!(updated.len() as u64, writes, "{updated:?}");
     assert!(updated.iter().any(|n| n.starts_with("create role assignment")), "{updated:?}");
     assert_eq!(deleted.len() as u64, deletes, "{deleted:?}");

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::READY;
 use idbind::core::reason::Reason;
 use idbind::{
     azure::{AzureApi, FederatedCredential},
@@ -201,10 +202,10 @@ async fn every_azure_role_of_the_readme_is_needed_and_enough() -> TestResult {
             let restore = azure_rbac::revoke(&env, APP_OBJECT_ID, role, None).await?;
             let operator = operator(&env, &name)?;
             needs_every_role(&env, &name)?;
-            env.wait_condition(&name, "Ready", "False", "AuthorizationFailed", Duration::from_secs(90))
+            env.wait_condition(&name, READY, "False", Reason::AuthorizationFailed, Duration::from_secs(90))
                 .await
                 .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-            let message = env.message(&name, "Ready")?;
+            let message = env.message(&name, READY)?;
             assert!(
                 actions.iter().any(|a| message.contains(&format!("'{a}'"))),
                 "{name}: the refusal names none of {actions:?}: {message}"
@@ -250,10 +251,10 @@ async fn every_azure_role_of_the_readme_is_needed_and_enough() -> TestResult {
                 edit["spec"]["keyVaults"][0]["roles"] = json!(["Key Vault Secrets User", CUSTOM_ROLE]);
             }
             env.apply(&edit)?;
-            env.wait_condition("full", "Ready", "False", "AuthorizationFailed", Duration::from_secs(90))
+            env.wait_condition("full", READY, "False", Reason::AuthorizationFailed, Duration::from_secs(90))
                 .await
                 .map_err(|e| format!("{e}\n{}", operator.log_text()))?;
-            let message = env.message("full", "Ready")?;
+            let message = env.message("full", READY)?;
             assert!(
                 message.contains(&format!("'{missing}'")),
                 "{run}: the refusal is not of {missing}: {message}"
@@ -277,8 +278,8 @@ async fn every_azure_role_of_the_readme_is_needed_and_enough() -> TestResult {
         env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "officer"},
             "spec": {"serviceAccountName": "officer",
                      "keyVaults": [{"name": "kv-shop", "resourceGroup": KV_RG, "roles": ["Key Vault Certificates Officer"]}]}}))?;
-        env.wait_condition("officer", "Ready", "False", "AuthorizationFailed", Duration::from_secs(90)).await?;
-        let message = env.message("officer", "Ready")?;
+        env.wait_condition("officer", READY, "False", Reason::AuthorizationFailed, Duration::from_secs(90)).await?;
+        let message = env.message("officer", READY)?;
         assert!(
             message.contains("an ABAC condition not fulfilled")
                 && message.contains("'Microsoft.Authorization/roleAssignments/write'"),

@@ -9,6 +9,11 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{
+    FEDERATED_CREDENTIAL_READY, IDENTITY_READY, READY, RECONCILING, ROLE_ASSIGNMENTS_READY,
+    SECRET_PROVIDER_CLASSES_READY, SERVICE_ACCOUNT_READY, STALLED,
+};
+use idbind::core::reason::Reason;
 use idbind::{
     azure::budget::{Limits, MsiOp, Rate},
     azure::{AzureApi, arm::ArmApi},
@@ -74,11 +79,11 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
         );
         let describe = env.kubectl(&["describe", "wib", "orders"])?;
         for needle in [
-            "IdentityReady",
-            "FederatedCredentialReady",
-            "RoleAssignmentsReady",
-            "ServiceAccountReady",
-            "Reconciled",
+            IDENTITY_READY,
+            FEDERATED_CREDENTIAL_READY,
+            ROLE_ASSIGNMENTS_READY,
+            SERVICE_ACCOUNT_READY,
+            Reason::Reconciled.as_str(),
         ] {
             assert!(describe.contains(needle), "describe lacks {needle}:\n{describe}");
         }
@@ -87,7 +92,7 @@ async fn a_binding_converges_federates_stays_quiet_follows_edits_and_cleans_up()
                 "get",
                 "events",
                 "--field-selector",
-                "involvedObject.name=orders,reason=Ready",
+                &format!("involvedObject.name=orders,reason={}", Reason::Ready),
                 "-o",
                 "name",
             ])?;
@@ -193,13 +198,19 @@ async fn without_the_csi_driver_a_named_class_is_reported_until_the_driver_is_in
     env.kubectl(&["create", "serviceaccount", "mounts"])?;
     env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "mounts"},
                       "spec": {"serviceAccountName": "mounts", "secretProviderClasses": ["mounts-kv"]}}))?;
-    let unavailable = "SecretProviderClassesUnavailable";
-    env.wait_condition("mounts", "SecretProviderClassesReady", "False", unavailable, Duration::from_secs(60))
-        .await?;
-    assert_eq!(env.condition("mounts", "Ready")?, ("False".into(), unavailable.into()));
-    assert_eq!(env.condition("mounts", "Stalled")?, ("True".into(), unavailable.into()));
+    let unavailable = Reason::SecretProviderClassesUnavailable;
+    env.wait_condition(
+        "mounts",
+        SECRET_PROVIDER_CLASSES_READY,
+        "False",
+        unavailable,
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(env.condition("mounts", READY)?, ("False".into(), unavailable.into()));
+    assert_eq!(env.condition("mounts", STALLED)?, ("True".into(), unavailable.into()));
     assert_eq!(
-        env.condition("mounts", "ServiceAccountReady")?.0,
+        env.condition("mounts", SERVICE_ACCOUNT_READY)?.0,
         "True",
         "the ServiceAccount is bound all the same"
     );
@@ -207,7 +218,7 @@ async fn without_the_csi_driver_a_named_class_is_reported_until_the_driver_is_in
     install_class_crd(env.plane)?;
     env.apply(&json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass", "metadata": {"name": "mounts-kv"},
                       "spec": {"provider": "azure", "parameters": {"keyvaultName": "kv-shop"}}}))?;
-    env.wait_condition("mounts", "Ready", "True", "Reconciled", Duration::from_secs(120)).await?;
+    env.wait_condition("mounts", READY, "True", Reason::Reconciled, Duration::from_secs(120)).await?;
     let client_id = env.kubectl(&[
         "get",
         "secretproviderclass",
@@ -232,20 +243,21 @@ async fn a_refused_role_stalls_before_any_azure_write_and_the_fix_clears_stalled
     let writes = env.writes();
     env.binding("escalate", "payments", &["Owner"])?;
     eventually("Stalled=PolicyViolation", Duration::from_secs(60), || {
-        Ok((env.condition("escalate", "Stalled")? == ("True".into(), "PolicyViolation".into())).then_some(()))
+        Ok((env.condition("escalate", STALLED)? == ("True".into(), Reason::PolicyViolation.into()))
+            .then_some(()))
     })
     .await?;
-    assert_eq!(env.condition("escalate", "Ready")?.0, "False");
+    assert_eq!(env.condition("escalate", READY)?.0, "False");
     assert_eq!(env.writes(), writes, "an invalid binding makes no Azure write");
 
     // Fixed input, but the ServiceAccount does not exist yet: not Ready, but no longer Stalled either.
     env.binding("escalate", "payments", &["Key Vault Secrets User"])?;
-    eventually("ServiceAccountNotFound", Duration::from_secs(60), || {
-        Ok((env.condition("escalate", "Ready")? == ("False".into(), "ServiceAccountNotFound".into()))
+    eventually(Reason::ServiceAccountNotFound.as_str(), Duration::from_secs(60), || {
+        Ok((env.condition("escalate", READY)? == ("False".into(), Reason::ServiceAccountNotFound.into()))
             .then_some(()))
     })
     .await?;
-    assert_eq!(env.condition("escalate", "Stalled")?.0, "", "Stalled is gone once the input is fixed");
+    assert_eq!(env.condition("escalate", STALLED)?.0, "", "Stalled is gone once the input is fixed");
     Ok(())
 }
 
@@ -253,8 +265,8 @@ async fn a_refused_role_stalls_before_any_azure_write_and_the_fix_clears_stalled
 async fn a_binding_of_a_missing_service_account_completes_once_it_is_created() -> TestResult {
     let env = start("e2e-no-sa").await?;
     env.binding("payments", "payments", &["Key Vault Secrets User"])?;
-    eventually("ServiceAccountNotFound", Duration::from_secs(60), || {
-        Ok((env.condition("payments", "Ready")? == ("False".into(), "ServiceAccountNotFound".into()))
+    eventually(Reason::ServiceAccountNotFound.as_str(), Duration::from_secs(60), || {
+        Ok((env.condition("payments", READY)? == ("False".into(), Reason::ServiceAccountNotFound.into()))
             .then_some(()))
     })
     .await?;
@@ -350,7 +362,7 @@ fn billing(identity: &str, vault: &str) -> Value {
 fn billing_heals(env: &Env) -> TestResult {
     env.apply(&billing("billing-own", "kv-shop"))?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/billing"])?;
-    assert_eq!(env.condition("billing", "Stalled")?.0, "");
+    assert_eq!(env.condition("billing", STALLED)?.0, "");
     Ok(())
 }
 
@@ -368,10 +380,11 @@ async fn a_foreign_identity_with_the_asked_name_stalls_untouched_until_the_name_
 
     env.apply(&billing("billing", "kv-shop"))?;
     eventually("Stalled=IdentityConflict", Duration::from_secs(60), || {
-        Ok((env.condition("billing", "Stalled")? == ("True".into(), "IdentityConflict".into())).then_some(()))
+        Ok((env.condition("billing", STALLED)? == ("True".into(), Reason::IdentityConflict.into()))
+            .then_some(()))
     })
     .await?;
-    assert_eq!(env.condition("billing", "IdentityReady")?.0, "False");
+    assert_eq!(env.condition("billing", IDENTITY_READY)?.0, "False");
     assert_eq!(env.writes(), writes, "idbind never writes to an identity it does not own");
     let untouched = identities(&env.sim.state_typed());
     assert!(
@@ -394,7 +407,8 @@ async fn a_missing_vault_stalls_before_any_write_until_fixed() -> TestResult {
     // A vault that does not exist: VaultNotFound, and no Azure write.
     env.apply(&billing("billing-own", "kv-nowhere"))?;
     eventually("Stalled=VaultNotFound", Duration::from_secs(60), || {
-        Ok((env.condition("billing", "Stalled")? == ("True".into(), "VaultNotFound".into())).then_some(()))
+        Ok((env.condition("billing", STALLED)? == ("True".into(), Reason::VaultNotFound.into()))
+            .then_some(()))
     })
     .await?;
     assert_eq!(env.writes(), writes, "a missing vault is found before any write");
@@ -475,8 +489,9 @@ async fn an_access_policy_vault_gets_and_loses_its_policy() -> TestResult {
         // A role with no read-only access-policy equivalent stalls rather than granting writes.
         let writes = env.writes();
         env.apply(&manifest(&["Key Vault Secrets User", "Key Vault Secrets Officer"]))?;
-        eventually("AccessPolicyRoleUnsupported", Duration::from_secs(60), || {
-            Ok((env.condition("legacy", "Stalled")? == ("True".into(), "AccessPolicyRoleUnsupported".into()))
+        eventually(Reason::AccessPolicyRoleUnsupported.as_str(), Duration::from_secs(60), || {
+            Ok((env.condition("legacy", STALLED)?
+                == ("True".into(), Reason::AccessPolicyRoleUnsupported.into()))
                 .then_some(()))
         })
         .await?;
@@ -507,8 +522,8 @@ async fn any_role_allowed(prefix: &str, sa: &str) -> Result<Env, TestError> {
 }
 
 /// Waits for an Event with `reason` in the test's namespace.
-async fn wait_event(env: &Env, reason: &str) -> TestResult {
-    eventually(reason, Duration::from_secs(30), || {
+async fn wait_event(env: &Env, reason: Reason) -> TestResult {
+    eventually(reason.as_str(), Duration::from_secs(30), || {
         let events =
             env.kubectl(&["get", "events", "--field-selector", &format!("reason={reason}"), "-o", "name"])?;
         Ok((!events.trim().is_empty()).then_some(()))
@@ -518,10 +533,10 @@ async fn wait_event(env: &Env, reason: &str) -> TestResult {
 
 /// Binds ServiceAccount `name` with `roles` (binding `name`), waits for Stalled=True with `reason` and its
 /// Event, and checks that no Azure write happened.
-async fn stalls_without_writing(env: &Env, name: &str, roles: &[&str], reason: &str) -> TestResult {
+async fn stalls_without_writing(env: &Env, name: &str, roles: &[&str], reason: Reason) -> TestResult {
     let writes = env.writes();
     env.binding(name, name, roles)?;
-    env.wait_condition(name, "Stalled", "True", reason, Duration::from_secs(60)).await?;
+    env.wait_condition(name, STALLED, "True", reason, Duration::from_secs(60)).await?;
     wait_event(env, reason).await?;
     assert_eq!(env.writes(), writes, "{reason} reaches no Azure write");
     Ok(())
@@ -531,7 +546,7 @@ async fn stalls_without_writing(env: &Env, name: &str, roles: &[&str], reason: &
 fn fixed(env: &Env, name: &str, roles: &[&str]) -> TestResult {
     env.binding(name, name, roles)?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", &format!("wib/{name}")])?;
-    assert_eq!(env.condition(name, "Stalled")?.0, "", "Stalled clears with the fix");
+    assert_eq!(env.condition(name, STALLED)?.0, "", "Stalled clears with the fix");
     Ok(())
 }
 
@@ -544,8 +559,9 @@ fn always(operation: &str, action: FaultAction) -> FaultRule {
 async fn reason_invalid_spec_for_a_role_named_twice_names_the_field_until_fixed() -> TestResult {
     let env = any_role_allowed("e2e-invalid", "dup").await?;
     // InvalidSpec: one role by name and by GUID (the schema cannot see they are the same).
-    stalls_without_writing(&env, "dup", &["Key Vault Secrets User", SECRETS_USER], "InvalidSpec").await?;
-    let message = env.message("dup", "Ready")?;
+    stalls_without_writing(&env, "dup", &["Key Vault Secrets User", SECRETS_USER], Reason::InvalidSpec)
+        .await?;
+    let message = env.message("dup", READY)?;
     assert!(message.contains("spec.keyVaults[0].roles[1]"), "the message names the field: {message}");
     fixed(&env, "dup", &["Key Vault Secrets User"])
 }
@@ -554,7 +570,7 @@ async fn reason_invalid_spec_for_a_role_named_twice_names_the_field_until_fixed(
 async fn reason_role_not_found_for_a_role_the_subscription_lacks_until_fixed() -> TestResult {
     let env = any_role_allowed("e2e-no-role", "custom").await?;
     // RoleNotFound: a role name the subscription does not define.
-    stalls_without_writing(&env, "custom", &["Vault Wizard"], "RoleNotFound").await?;
+    stalls_without_writing(&env, "custom", &["Vault Wizard"], Reason::RoleNotFound).await?;
     fixed(&env, "custom", &["Key Vault Reader"])
 }
 
@@ -567,12 +583,12 @@ async fn reason_throttled_while_arm_answers_429_until_it_stops() -> TestResult {
         FaultAction::Error { status: 429, retry_after_secs: Some(1) },
     )]);
     env.binding("busy", "busy", &["Key Vault Secrets User"])?;
-    env.wait_condition("busy", "Reconciling", "True", "Throttled", Duration::from_secs(60)).await?;
-    assert_eq!(env.condition("busy", "Ready")?, ("False".into(), "Throttled".into()));
-    wait_event(&env, "Throttled").await?;
+    env.wait_condition("busy", RECONCILING, "True", Reason::Throttled, Duration::from_secs(60)).await?;
+    assert_eq!(env.condition("busy", READY)?, ("False".into(), Reason::Throttled.into()));
+    wait_event(&env, Reason::Throttled).await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/busy"])?;
-    assert_eq!(env.condition("busy", "Reconciling")?.0, "", "Reconciling clears");
+    assert_eq!(env.condition("busy", RECONCILING)?.0, "", "Reconciling clears");
     Ok(())
 }
 
@@ -587,14 +603,14 @@ async fn reason_principal_not_replicated_until_entra_catches_up() -> TestResult 
     env.binding("fresh", "fresh", &["Key Vault Secrets User"])?;
     env.wait_condition(
         "fresh",
-        "RoleAssignmentsReady",
+        ROLE_ASSIGNMENTS_READY,
         "False",
-        "PrincipalNotReplicated",
+        Reason::PrincipalNotReplicated,
         Duration::from_secs(60),
     )
     .await?;
-    assert_eq!(env.condition("fresh", "Reconciling")?, ("True".into(), "PrincipalNotReplicated".into()));
-    wait_event(&env, "PrincipalNotReplicated").await?;
+    assert_eq!(env.condition("fresh", RECONCILING)?, ("True".into(), Reason::PrincipalNotReplicated.into()));
+    wait_event(&env, Reason::PrincipalNotReplicated).await?;
     env.sim.set_faults(vec![]);
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=90s", "wib/fresh"])?;
     Ok(())
@@ -611,13 +627,13 @@ async fn reason_authorization_failed_until_the_operator_may_assign_roles() -> Te
     env.binding("denied", "denied", &["Key Vault Secrets User"])?;
     env.wait_condition(
         "denied",
-        "RoleAssignmentsReady",
+        ROLE_ASSIGNMENTS_READY,
         "False",
-        "AuthorizationFailed",
+        Reason::AuthorizationFailed,
         Duration::from_secs(60),
     )
     .await?;
-    wait_event(&env, "AuthorizationFailed").await?;
+    wait_event(&env, Reason::AuthorizationFailed).await?;
     env.sim.seed(restore).await?;
     env.kubectl(&["wait", "--for=condition=Ready", "--timeout=120s", "wib/denied"])?;
     Ok(())
@@ -685,7 +701,7 @@ async fn a_stale_list_never_lets_idbind_write_over_a_new_foreign_identity() -> T
     let writes = env.writes();
     env.apply(&json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "WorkloadIdentityBinding", "metadata": {"name": "second"},
                       "spec": {"serviceAccountName": "second", "identity": {"name": "handmade"}}}))?;
-    env.wait_condition("second", "Stalled", "True", "IdentityConflict", Duration::from_secs(60)).await?;
+    env.wait_condition("second", STALLED, "True", Reason::IdentityConflict, Duration::from_secs(60)).await?;
     assert_eq!(env.writes(), writes, "nothing was written");
     let handmade = identities(&env.sim.state_typed())
         .into_iter()
@@ -734,12 +750,14 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
                 "get",
                 "wib",
                 "-o",
-                "jsonpath={range \
-                 .items[*]}{.status.conditions[?(@.type==\"Reconciling\")].reason}{\"\\n\"}{end}",
+                &format!(
+                "jsonpath={{range \
+                 .items[*]}}{{.status.conditions[?(@.type==\"{RECONCILING}\")].reason}}{{\"\\n\"}}{{end}}"
+            ),
             ])?;
             Ok(reasons
                 .lines()
-                .filter(|r| r.trim() == idbind::core::reason::Reason::AwaitingRequestBudget.as_str())
+                .filter(|r| r.trim() == Reason::AwaitingRequestBudget.as_str())
                 .count())
         };
         eventually(
@@ -758,8 +776,10 @@ async fn a_backlog_of_identity_creates_and_deletes_does_not_hold_up_an_edit() ->
             "get",
             "wib",
             "-o",
-            "jsonpath={range \
-             .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+            &format!(
+                "jsonpath={{range \
+                 .items[*]}}{{.metadata.name}}={{.status.conditions[?(@.type==\"{READY}\")].status}}{{\"\\n\"}}{{end}}"
+            ),
         ])?;
         let backlog_ready = ready.lines().filter(|l| l.starts_with("app-") && l.ends_with("=True")).count();
         assert!(
@@ -941,8 +961,10 @@ async fn ready_for_generation(env: &Env, binding: &str, generation: i64) -> Test
                 "wib",
                 binding,
                 "-o",
-                "jsonpath={.metadata.generation} {.status.observedGeneration} \
-                 {.status.conditions[?(@.type==\"Ready\")].status}",
+                &format!(
+                    "jsonpath={{.metadata.generation}} {{.status.observedGeneration}} \
+                     {{.status.conditions[?(@.type==\"{READY}\")].status}}"
+                ),
             ])?;
             Ok((out.trim() == want).then_some(()))
         })

@@ -15,6 +15,10 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{
+    EXPORT_READY, READY, SECRET_PROVIDER_CLASSES_READY, SERVICE_ACCOUNT_READY, STALLED,
+};
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     audit::{operator_reads, operator_requests, operator_writes},
     e2e::{
@@ -132,7 +136,7 @@ async fn a_tenants_owner_reference_on_kube_root_ca_crt_gets_it_no_write() -> Tes
 
     step("idbind never writes it, and says why", async {
         eventually("the export judged", WAIT, || {
-            Ok((!env.condition("app", "ExportReady")?.0.is_empty()).then_some(()))
+            Ok((!env.condition("app", EXPORT_READY)?.0.is_empty()).then_some(()))
         })
         .await?;
         two_more_reconciles(&env, "app", "configmaps", "kube-root-ca.crt").await?;
@@ -145,9 +149,9 @@ async fn a_tenants_owner_reference_on_kube_root_ca_crt_gets_it_no_write() -> Tes
             writes.len(),
             writes.join(", ")
         );
-        assert_eq!(env.condition("app", "ExportReady")?, ("False".into(), "ExportConflict".into()));
-        assert_eq!(env.condition("app", "Stalled")?, ("True".into(), "ExportConflict".into()));
-        let message = env.message("app", "ExportReady")?;
+        assert_eq!(env.condition("app", EXPORT_READY)?, ("False".into(), Reason::ExportConflict.into()));
+        assert_eq!(env.condition("app", STALLED)?, ("True".into(), Reason::ExportConflict.into()));
+        let message = env.message("app", EXPORT_READY)?;
         assert!(message.contains("spec.export.configMapName") && message.contains("no record"), "{message}");
         let now = get(&env, "configmap", "kube-root-ca.crt")?;
         assert_eq!(now["data"], json!({"ca.crt": ca}), "kube-root-ca.crt's data is the publisher's");
@@ -194,7 +198,7 @@ struct Fight {
 async fn fight(
     env: &Env,
     binding: &str,
-    reason: &str,
+    reason: Reason,
     idbinds: impl Fn() -> Result<bool, TestError>,
     change: impl Fn(usize) -> TestResult,
 ) -> Result<Fight, TestError> {
@@ -203,7 +207,7 @@ async fn fight(
         change(changes)?;
         changes += 1;
         let stalled = eventually("idbind's answer to the change", WAIT, || {
-            if env.condition(binding, "Stalled")? == ("True".to_string(), reason.to_string()) {
+            if env.condition(binding, STALLED)? == ("True".to_string(), reason.to_string()) {
                 return Ok(Some(true));
             }
             Ok(idbinds()?.then_some(false))
@@ -229,7 +233,7 @@ async fn another_writer_of_the_export_config_map_is_not_fought() -> TestResult {
     let fight = fight(
         &env,
         "app",
-        "ExportConflict",
+        Reason::ExportConflict,
         || Ok(data("clientId")? == ours),
         |round| {
             let edit = json!({"data": {"clientId": format!("other-{round}")}});
@@ -244,12 +248,12 @@ async fn another_writer_of_the_export_config_map_is_not_fought() -> TestResult {
     assert_eq!(fight, Fight { changes: 2, stalled: true }, "idbind wrote {writes:?}");
     assert_eq!(writes, ["create", "patch"], "the create and one repair, nothing after");
     assert_eq!(data("clientId")?, "other-1", "the other writer's value stays");
-    let message = env.message("app", "ExportReady")?;
+    let message = env.message("app", EXPORT_READY)?;
     assert!(message.contains("kubectl-patch") && message.contains("does not fight"), "{message}");
     // Put back by hand (the other writer stopped): the binding is Ready again without a write.
     let back = json!({"data": {"clientId": ours}});
     env.kubectl(&["patch", "configmap", "app-identity", "--type=merge", "-p", &back.to_string()])?;
-    env.wait_condition("app", "Ready", "True", "Reconciled", WAIT).await?;
+    env.wait_condition("app", READY, "True", Reason::Reconciled, WAIT).await?;
     assert_eq!(operator_writes(&env, "configmaps", "app-identity")?, 2);
     Ok(())
 }
@@ -270,7 +274,7 @@ async fn another_writer_of_a_class_is_not_fought() -> TestResult {
     let fight = fight(
         &env,
         "app",
-        "SecretProviderClassConflict",
+        Reason::SecretProviderClassConflict,
         || Ok(class_client_id()? == ours),
         |round| {
             let edit = json!({"spec": {"parameters": {"clientID": format!("00000000-0000-0000-0000-00000000000{round}")}}});
@@ -285,7 +289,7 @@ async fn another_writer_of_a_class_is_not_fought() -> TestResult {
     assert_eq!(fight, Fight { changes: 2, stalled: true }, "idbind wrote {writes:?}");
     assert_eq!(writes, ["patch", "patch"], "the wiring and one repair, nothing after");
     assert_eq!(class_client_id()?, "00000000-0000-0000-0000-000000000001", "the other writer's value stays");
-    let message = env.message("app", "SecretProviderClassesReady")?;
+    let message = env.message("app", SECRET_PROVIDER_CLASSES_READY)?;
     assert!(message.contains("kubectl-patch") && message.contains("does not fight"), "{message}");
     Ok(())
 }
@@ -308,7 +312,7 @@ async fn another_writer_removing_the_annotations_is_not_fought() -> TestResult {
     let fight = fight(
         &env,
         "app",
-        idbind::core::reason::Reason::ServiceAccountAnnotatedByOthers.as_str(),
+        Reason::ServiceAccountAnnotatedByOthers,
         || Ok(annotation()? == ours),
         |_| {
             env.kubectl(&["annotate", "serviceaccount", "app", "azure.workload.identity/client-id-"])?;
@@ -322,7 +326,7 @@ async fn another_writer_removing_the_annotations_is_not_fought() -> TestResult {
     assert_eq!(fight, Fight { changes: 2, stalled: true }, "idbind wrote {writes:?}");
     assert_eq!(writes, ["patch", "patch"], "the annotation and one repair, nothing after");
     assert_eq!(annotation()?, "", "removed, and left so");
-    let message = env.message("app", "ServiceAccountReady")?;
+    let message = env.message("app", SERVICE_ACCOUNT_READY)?;
     assert!(message.contains("does not fight"), "{message}");
     Ok(())
 }

@@ -15,6 +15,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind::{
     api::{binding::WorkloadIdentityBinding, policy::WorkloadIdentityPolicySpec},
     azure::governed::Governed,
@@ -119,9 +121,10 @@ fn assignments(env: &Env) -> Vec<(String, String, String)> {
 /// The Ready condition once the binding settles: Ready, or refused for a reason that stays.
 async fn settled(env: &Env, name: &str) -> Result<(String, String), idbind_testkit::e2e::TestError> {
     eventually(&format!("{name} settles"), Duration::from_secs(90), || {
-        let (status, reason) = env.condition(name, "Ready")?;
-        let settled =
-            status == "True" || ["InvalidSpec", "PolicyViolation", "ScopeNotFound"].contains(&&*reason);
+        let (status, reason) = env.condition(name, READY)?;
+        let judged =
+            [Reason::InvalidSpec, Reason::PolicyViolation, Reason::ScopeNotFound].map(Reason::as_str);
+        let settled = status == "True" || judged.contains(&&*reason);
         Ok(settled.then_some((status, reason)))
     })
     .await
@@ -153,13 +156,13 @@ async fn refused(
             let outcome = settled(env, name).await?;
             assert_eq!(
                 outcome,
-                ("False".to_string(), "InvalidSpec".to_string()),
+                ("False".to_string(), Reason::InvalidSpec.to_string()),
                 "the binding is refused; Azure's role assignments now: {:?}",
                 assignments(env)
             );
-            let message = env.message(name, "Ready")?;
+            let message = env.message(name, READY)?;
             assert!(message.contains(FIELD), "{message}");
-            let selector = format!("involvedObject.name={name},reason=InvalidSpec");
+            let selector = format!("involvedObject.name={name},reason={}", Reason::InvalidSpec);
             eventually("an InvalidSpec Event for the binding", Duration::from_secs(30), || {
                 let events = env.kubectl(&["get", "events", "--field-selector", &selector, "-o", "name"])?;
                 Ok((!events.trim().is_empty()).then_some(()))
@@ -178,7 +181,7 @@ async fn refused(
         DryRun::Invalid(problems) => {
             let found: Vec<(&str, &str)> =
                 problems.iter().map(|p| (p.field.as_str(), p.reason.as_str())).collect();
-            assert_eq!(found, [(FIELD, "InvalidSpec")], "{problems:?}");
+            assert_eq!(found, [(FIELD, Reason::InvalidSpec.as_str())], "{problems:?}");
         }
         other => panic!("the operator would not refuse {scope:?}: {other:?}"),
     }
@@ -257,7 +260,7 @@ async fn the_status_names_the_scope_azure_answered() -> TestResult {
     env.kubectl(&["create", "serviceaccount", "reader"])?;
     let written = azures.to_ascii_lowercase();
     env.apply(&binding("reader", &written, &[BLOB_READER]))?;
-    env.wait_condition("reader", "Ready", "True", "Reconciled", Duration::from_secs(90)).await?;
+    env.wait_condition("reader", READY, "True", Reason::Reconciled, Duration::from_secs(90)).await?;
     let status =
         env.kubectl(&["get", "wib", "reader", "-o", "jsonpath={.status.roleAssignments[*].scope}"])?;
     assert_eq!(status, azures);

@@ -11,6 +11,10 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{
+    EXPORT_READY, READY, RECONCILING, SECRET_PROVIDER_CLASSES_READY, SERVICE_ACCOUNT_READY, STALLED,
+};
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     e2e::{Env, KV_RG, TestError, TestResult, eventually, install_class_crd, start_with_resync},
     steps::step,
@@ -117,7 +121,7 @@ fn bind(env: &Env, name: &str, extra: Value) -> TestResult {
 }
 
 async fn wait_ready(env: &Env, binding: &str) -> TestResult {
-    env.wait_condition(binding, "Ready", "True", "Reconciled", WAIT).await
+    env.wait_condition(binding, READY, "True", Reason::Reconciled, WAIT).await
 }
 
 /// Waits until `check` holds of class `name`.
@@ -135,7 +139,7 @@ async fn wait_class(
 }
 
 /// The notes of the binding's Events of `reason`.
-fn events(env: &Env, binding: &str, reason: &str) -> Result<Vec<String>, TestError> {
+fn events(env: &Env, binding: &str, reason: Reason) -> Result<Vec<String>, TestError> {
     let selector = format!("involvedObject.name={binding},reason={reason}");
     let list: Value = serde_json::from_str(&env.kubectl(&[
         "get",
@@ -162,13 +166,16 @@ async fn a_named_class_carries_the_identity_is_repaired_follows_it_and_is_let_go
         let ids = identity(&env, "orders")?;
         assert!(!ids.0.is_empty() && !ids.1.is_empty(), "{ids:?}");
         assert_eq!(ids_of_class(&env, "orders-kv")?, ids);
-        assert_eq!(env.condition("orders", "SecretProviderClassesReady")?, ("True".into(), "Wired".into()));
+        assert_eq!(
+            env.condition("orders", SECRET_PROVIDER_CLASSES_READY)?,
+            ("True".into(), Reason::Wired.into())
+        );
         assert_eq!(
             not_idbinds(&spc(&env, "orders-kv")?),
             original,
             "idbind changed more than its two fields"
         );
-        let notes = events(&env, "orders", "SecretProviderClassWired")?;
+        let notes = events(&env, "orders", Reason::SecretProviderClassWired)?;
         assert!(notes.iter().any(|n| n.contains("orders-kv") && n.contains(&ids.0)), "{notes:?}");
         Ok(ids)
     })
@@ -216,10 +223,10 @@ async fn a_named_class_carries_the_identity_is_repaired_follows_it_and_is_let_go
             .map(|m| m.iter().filter_map(|e| e["manager"].as_str()).collect())
             .unwrap_or_default();
         assert!(!managers.contains(&"idbind.dev/secret-provider-class"), "{managers:?}");
-        env.wait_condition("orders", "SecretProviderClassesReady", "", "", WAIT).await?;
+        env.wait_condition_gone("orders", SECRET_PROVIDER_CLASSES_READY, WAIT).await?;
         wait_ready(&env, "orders").await?;
         eventually("the Event", WAIT, || {
-            Ok((!events(&env, "orders", "SecretProviderClassReleased")?.is_empty()).then_some(()))
+            Ok((!events(&env, "orders", Reason::SecretProviderClassReleased)?.is_empty()).then_some(()))
         })
         .await
     })
@@ -235,7 +242,7 @@ async fn a_client_id_the_team_also_set_stays_when_idbind_lets_go() -> TestResult
     let copied = json!({"clientID": client_id, "tenantId": tenant_id});
     env.apply(&class_manifest("pay-kv", "azure", copied))?;
     bind(&env, "pay", json!({"secretProviderClasses": ["pay-kv"]}))?;
-    env.wait_condition("pay", "SecretProviderClassesReady", "True", "Wired", WAIT).await?;
+    env.wait_condition("pay", SECRET_PROVIDER_CLASSES_READY, "True", Reason::Wired, WAIT).await?;
     // The team's fields are its own as much as idbind's: idbind letting go leaves them.
     bind(&env, "pay", json!({}))?;
     eventually("the class released", WAIT, || {
@@ -255,11 +262,12 @@ async fn another_providers_class_is_reported_and_left_untouched() -> TestResult 
     class(&env, "hashicorp", "vault")?;
     let before = spc(&env, "hashicorp")?;
     bind(&env, "app", json!({"secretProviderClasses": ["hashicorp"]}))?;
-    env.wait_condition("app", "SecretProviderClassesReady", "False", "UnsupportedProvider", WAIT).await?;
-    assert_eq!(env.condition("app", "Ready")?, ("False".into(), "UnsupportedProvider".into()));
-    assert_eq!(env.condition("app", "Stalled")?, ("True".into(), "UnsupportedProvider".into()));
+    env.wait_condition("app", SECRET_PROVIDER_CLASSES_READY, "False", Reason::UnsupportedProvider, WAIT)
+        .await?;
+    assert_eq!(env.condition("app", READY)?, ("False".into(), Reason::UnsupportedProvider.into()));
+    assert_eq!(env.condition("app", STALLED)?, ("True".into(), Reason::UnsupportedProvider.into()));
     // The ServiceAccount is bound all the same: only the class is refused.
-    assert_eq!(env.condition("app", "ServiceAccountReady")?.0, "True");
+    assert_eq!(env.condition("app", SERVICE_ACCOUNT_READY)?.0, "True");
     let after = spc(&env, "hashicorp")?;
     assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"], "it was written");
     Ok(())
@@ -270,10 +278,16 @@ async fn a_class_made_after_its_binding_is_wired_when_it_appears() -> TestResult
     let env = start("spc-later").await?;
     env.kubectl(&["create", "serviceaccount", "late"])?;
     bind(&env, "late", json!({"secretProviderClasses": ["late-kv"]}))?;
-    env.wait_condition("late", "SecretProviderClassesReady", "False", "SecretProviderClassNotFound", WAIT)
-        .await?;
-    assert_eq!(env.condition("late", "Ready")?, ("False".into(), "SecretProviderClassNotFound".into()));
-    assert_eq!(env.condition("late", "Reconciling")?.0, "True");
+    env.wait_condition(
+        "late",
+        SECRET_PROVIDER_CLASSES_READY,
+        "False",
+        Reason::SecretProviderClassNotFound,
+        WAIT,
+    )
+    .await?;
+    assert_eq!(env.condition("late", READY)?, ("False".into(), Reason::SecretProviderClassNotFound.into()));
+    assert_eq!(env.condition("late", RECONCILING)?.0, "True");
     // Created now: the watch of classes brings the binding back (no resync within the test's time).
     class(&env, "late-kv", "azure")?;
     wait_ready(&env, "late").await?;
@@ -290,8 +304,14 @@ async fn one_class_is_wired_by_the_first_binding_naming_it() -> TestResult {
     wait_ready(&env, "first").await?;
     env.kubectl(&["create", "serviceaccount", "second"])?;
     bind(&env, "second", json!({"secretProviderClasses": ["shared-kv"]}))?;
-    env.wait_condition("second", "SecretProviderClassesReady", "False", "SecretProviderClassConflict", WAIT)
-        .await?;
+    env.wait_condition(
+        "second",
+        SECRET_PROVIDER_CLASSES_READY,
+        "False",
+        Reason::SecretProviderClassConflict,
+        WAIT,
+    )
+    .await?;
     assert_eq!(ids_of_class(&env, "shared-kv")?, identity(&env, "first")?, "the class changed hands");
     Ok(())
 }
@@ -309,7 +329,7 @@ async fn the_export_carries_the_ids_is_repaired_and_goes_with_its_binding() -> T
     let ids = step("exported: every id under both names, owned by the binding", async {
         bind(&env, "billing", json!({"export": {"configMapName": "billing-identity"}}))?;
         wait_ready(&env, "billing").await?;
-        assert_eq!(env.condition("billing", "ExportReady")?, ("True".into(), "Exported".into()));
+        assert_eq!(env.condition("billing", EXPORT_READY)?, ("True".into(), Reason::Exported.into()));
         let binding = get(&env, "wib", "billing")?;
         let status = &binding["status"]["identity"];
         let data = exported(&env, "billing-identity")?;
@@ -363,7 +383,7 @@ async fn the_export_carries_the_ids_is_repaired_and_goes_with_its_binding() -> T
         .await?;
         assert_eq!(exported(&env, "billing-ids")?, ids);
         eventually("the Event", WAIT, || {
-            Ok((!events(&env, "billing", "ConfigMapDeleted")?.is_empty()).then_some(()))
+            Ok((!events(&env, "billing", Reason::ConfigMapDeleted)?.is_empty()).then_some(()))
         })
         .await
     })
@@ -388,9 +408,9 @@ async fn a_config_map_idbind_did_not_make_is_never_overwritten() -> TestResult {
     let before = get(&env, "configmap", "taken")?;
     env.kubectl(&["create", "serviceaccount", "app"])?;
     bind(&env, "app", json!({"export": {"configMapName": "taken"}}))?;
-    env.wait_condition("app", "ExportReady", "False", "ExportConflict", WAIT).await?;
-    assert_eq!(env.condition("app", "Ready")?, ("False".into(), "ExportConflict".into()));
-    assert_eq!(env.condition("app", "Stalled")?.0, "True");
+    env.wait_condition("app", EXPORT_READY, "False", Reason::ExportConflict, WAIT).await?;
+    assert_eq!(env.condition("app", READY)?, ("False".into(), Reason::ExportConflict.into()));
+    assert_eq!(env.condition("app", STALLED)?.0, "True");
     // Exported elsewhere: the foreign ConfigMap stays exactly as it was, and is not deleted either.
     bind(&env, "app", json!({"export": {"configMapName": "free"}}))?;
     wait_ready(&env, "app").await?;
@@ -404,7 +424,7 @@ async fn a_config_map_idbind_did_not_make_is_never_overwritten() -> TestResult {
         Ok(left.trim().is_empty().then_some(()))
     })
     .await?;
-    env.wait_condition("app", "ExportReady", "", "", WAIT).await?;
+    env.wait_condition_gone("app", EXPORT_READY, WAIT).await?;
     assert_eq!(
         get(&env, "configmap", "taken")?["metadata"]["resourceVersion"],
         before["metadata"]["resourceVersion"]

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind::core::settings::Ceiling;
 use idbind_sim::{Seed, state::Identity};
 use idbind_testkit::{
@@ -65,8 +67,8 @@ async fn a_namespace_no_policy_selects_binds_nothing_and_is_told_what_to_ask_for
         "thief",
         json!({"serviceAccountName": "thief", "keyVaults": [vault(KV_RG, "kv-shop", &["Key Vault Secrets User"])]}),
     ))?;
-    env.wait_condition("thief", "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
-    let message = env.message("thief", "Ready")?;
+    env.wait_condition("thief", READY, "False", Reason::PolicyViolation, Duration::from_secs(60)).await?;
+    let message = env.message("thief", READY)?;
     for part in [
         "metadata.namespace",
         &format!("no WorkloadIdentityPolicy selects namespace {}", env.ns),
@@ -77,7 +79,7 @@ async fn a_namespace_no_policy_selects_binds_nothing_and_is_told_what_to_ask_for
         assert!(message.contains(part), "{part:?} missing from {message}");
     }
     let events = env.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"])?;
-    assert!(events.contains("PolicyViolation"), "events: {events}");
+    assert!(events.contains(Reason::PolicyViolation.as_str()), "events: {events}");
     assert_eq!(env.writes(), writes, "nothing written to Azure");
     assert!(identities(&env.sim.state_typed()).is_empty(), "no identity made");
 
@@ -136,8 +138,8 @@ async fn roles_that_consume_or_change_data_need_a_policy_that_names_them() -> Te
     for (name, field) in
         [("receiver", "spec.azureRoles[0].roles[0]"), ("crypto", "spec.keyVaults[0].roles[0]")]
     {
-        env.wait_condition(name, "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
-        let message = env.message(name, "Ready")?;
+        env.wait_condition(name, READY, "False", Reason::PolicyViolation, Duration::from_secs(60)).await?;
+        let message = env.message(name, READY)?;
         assert!(message.contains(field), "{name}: {message}");
     }
     assert_eq!(env.writes(), writes, "nothing written for either");
@@ -243,10 +245,10 @@ async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none
                             "wib",
                             name,
                             "-o",
-                            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+                            &format!("jsonpath={{.status.conditions[?(@.type==\"{READY}\")].reason}}"),
                         ],
                     )?;
-                    Ok((reason == "PolicyViolation").then_some(()))
+                    Ok((reason == Reason::PolicyViolation.as_str()).then_some(()))
                 })
                 .await?;
                 let field = in_ns(
@@ -256,7 +258,7 @@ async fn a_namespace_relative_policy_gives_each_namespace_its_own_vault_and_none
                         "wib",
                         name,
                         "-o",
-                        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+                        &format!("jsonpath={{.status.conditions[?(@.type==\"{READY}\")].message}}"),
                     ],
                 )?;
                 assert!(field.contains("spec.keyVaults[0]"), "{ns}/{name}: {field}");
@@ -310,7 +312,7 @@ async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps
         );
         let only_shop = json!({"namespaces": [env.ns], "keyVaults": [{"resourceGroup": KV_RG}]});
         apply_cluster(env.plane, &policy(&team, only_shop))?;
-        env.wait_condition("app", "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
+        env.wait_condition("app", READY, "False", Reason::PolicyViolation, Duration::from_secs(60)).await?;
         eventually("the refused assignment taken back", Duration::from_secs(60), || {
             Ok((assigned_scopes(&env, &identity.principal_id) == [shop.clone()]).then_some(()))
         })
@@ -331,7 +333,7 @@ async fn narrowing_a_policy_takes_back_what_it_no_longer_allows_and_retain_keeps
             "get",
             "events",
             "--field-selector",
-            "reason=AzureDeleted",
+            &format!("reason={}", Reason::AzureDeleted),
             "-o",
             "jsonpath={.items[*].message}",
         ])?;
@@ -394,7 +396,7 @@ async fn deleting_the_last_policy_of_a_namespace_takes_back_every_grant_it_gave(
     let identity = identity_of(&env, &env.ns, "app").ok_or("no identity")?;
     assert_eq!(assigned_scopes(&env, &identity.principal_id).len(), 1);
     env.kubectl(&["delete", "wip", &team])?;
-    env.wait_condition("app", "Ready", "False", "PolicyViolation", Duration::from_secs(60)).await?;
+    env.wait_condition("app", READY, "False", Reason::PolicyViolation, Duration::from_secs(60)).await?;
     eventually("every grant taken back", Duration::from_secs(60), || {
         Ok(assigned_scopes(&env, &identity.principal_id).is_empty().then_some(()))
     })

@@ -27,6 +27,7 @@ use std::{
 };
 
 use idbind::api::binding::WorkloadIdentityBinding;
+use idbind::core::conditions::READY;
 use idbind_sim::{FaultAction, FaultRule, SimConfig, State};
 use idbind_testkit::{
     chaos::{Rng, persist_in, restart_simulator},
@@ -212,14 +213,14 @@ fn is_ready(b: &WorkloadIdentityBinding) -> bool {
     let Some(status) = &b.status else { return false };
     status.observed_generation.is_some()
         && status.observed_generation == b.metadata.generation
-        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        && status.conditions.iter().any(|c| c.type_ == READY && c.status == "True")
 }
 
 fn ready_reason(b: &WorkloadIdentityBinding) -> String {
     let Some(status) = &b.status else {
         return "no status".into();
     };
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    let ready = status.conditions.iter().find(|c| c.type_ == READY);
     format!(
         "generation {:?} observed {:?} Ready={} {}: {}",
         b.metadata.generation,

@@ -10,6 +10,8 @@ use std::{process::Stdio, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     e2e::{KV_RG, RG, SUB, TestResult, eventually, install_class_crd},
     tenancy::{self, CLUSTER, Cluster},
@@ -68,7 +70,11 @@ async fn forged_ownership_tags_in_another_case_never_hand_over_another_teams_ide
         // Team B's identity trusts team B's ServiceAccount and nothing else.
         assert_eq!(subjects(&cluster, &held), [format!("system:serviceaccount:{}:payments", team_b.ns)]);
     } else {
-        assert_eq!(reason, "IdentityConflict", "team B's binding neither Ready nor refusing the identity");
+        assert_eq!(
+            reason,
+            Reason::IdentityConflict.as_str(),
+            "team B's binding neither Ready nor refusing the identity"
+        );
     }
     if accepted {
         attacker.kubectl(&["delete", "wib", "grab", "--timeout=60s"])?;
@@ -130,7 +136,7 @@ async fn the_operators_own_identity_can_never_be_brought() -> TestResult {
     let (ready, reason) = cluster.settled(&tenant.ns, "borrow").await?;
     assert_eq!(
         (ready.as_str(), reason.as_str()),
-        ("False", "PolicyViolation"),
+        ("False", Reason::PolicyViolation.as_str()),
         "without a policy listing it"
     );
     // A policy lists it by mistake: still refused, saying why.
@@ -138,7 +144,9 @@ async fn the_operators_own_identity_can_never_be_brought() -> TestResult {
         "metadata": {"name": format!("{}-mistake", tenant.ns)},
         "spec": {"namespaces": [tenant.ns], "existingIdentities": [own]}});
     tenant.apply(&policy)?;
-    tenant.wait_condition("borrow", "Ready", "False", "OperatorIdentity", Duration::from_secs(60)).await?;
+    tenant
+        .wait_condition("borrow", READY, "False", Reason::OperatorIdentity, Duration::from_secs(60))
+        .await?;
     let operator_fics = subjects(&cluster, &own);
     let expected = format!("system:serviceaccount:{}:operator", cluster.operator_namespace);
     assert_eq!(operator_fics, [expected], "nothing was written to the operator's identity");
@@ -184,10 +192,13 @@ async fn two_bindings_never_fight_over_one_brought_identity() -> TestResult {
         })
         .await?;
     }
-    assert_eq!(cluster.status(&first.ns, "tools", "conditions[?(@.type==\"Ready\")].status")?, "True");
     assert_eq!(
-        cluster.status(&second.ns, "tools", "conditions[?(@.type==\"Ready\")].reason")?,
-        "IdentityInUse"
+        cluster.status(&first.ns, "tools", &format!("conditions[?(@.type==\"{READY}\")].status"))?,
+        "True"
+    );
+    assert_eq!(
+        cluster.status(&second.ns, "tools", &format!("conditions[?(@.type==\"{READY}\")].reason"))?,
+        Reason::IdentityInUse.as_str()
     );
     // Several resyncs of both: no role assignment is written or deleted.
     let counters = cluster.env.sim.counters();
@@ -225,11 +236,11 @@ async fn service_accounts_annotated_by_someone_else_are_never_taken_over() -> Te
     admin.apply(&binding("operator", json!({"serviceAccountName": "operator"})))?;
     tenant.apply(&binding("legacy", json!({"serviceAccountName": "legacy"})))?;
     let judged = cluster.settled(&operator_ns, "operator").await?;
-    assert_eq!(judged, ("False".into(), "PolicyViolation".into()), "the operator's own ServiceAccount");
+    assert_eq!(judged, ("False".into(), Reason::PolicyViolation.into()), "the operator's own ServiceAccount");
     let judged = cluster.settled(&tenant.ns, "legacy").await?;
     assert_eq!(
         judged,
-        ("False".into(), idbind::core::reason::Reason::ServiceAccountAnnotatedByOthers.as_str().into()),
+        ("False".into(), Reason::ServiceAccountAnnotatedByOthers.into()),
         "a client id set by someone else"
     );
     assert_eq!(client_id(&operator_ns, "operator")?, cluster.operator_client_id);
@@ -254,7 +265,9 @@ async fn bindings_with_the_longest_names_get_their_events() -> TestResult {
     let name = format!("{label}.{label}.{label}.{}", "b".repeat(253 - 3 * 64));
     assert_eq!(name.len(), 253);
     tenant.apply(&binding(&name, json!({"serviceAccountName": "nobody-yet"})))?;
-    tenant.wait_condition(&name, "Ready", "False", "ServiceAccountNotFound", Duration::from_secs(60)).await?;
+    tenant
+        .wait_condition(&name, READY, "False", Reason::ServiceAccountNotFound, Duration::from_secs(60))
+        .await?;
     let selector = format!("involvedObject.name={name}");
     eventually("the binding's Event", Duration::from_secs(30), || {
         let events = tenant.kubectl(&["get", "events", "--field-selector", &selector, "-o", "name"])?;

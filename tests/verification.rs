@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use idbind::core::conditions::{FEDERATION_VERIFIED, READY, STALLED};
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     e2e::{
         Env, TestError, TestResult, install_operator_rbac, install_verification, operator_kubeconfig,
@@ -81,8 +83,8 @@ async fn ready_waits_for_the_service_accounts_token_to_exchange() -> TestResult 
     install_verification(&env)?;
     let _operator = operator(&env, "federation", &[])?;
     env.ready_binding("orders", &["Key Vault Secrets User"])?;
-    let (status, reason) = env.condition("orders", "FederationVerified")?;
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "Verified"));
+    let (status, reason) = env.condition("orders", FEDERATION_VERIFIED)?;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", Reason::Verified.as_str()));
     // Proven once for this spec: resyncs do not prove it again.
     let exchanges = env.sim.counters().total("Token");
     env.kubectl(&["annotate", "wib", "orders", "touched=1"])?;
@@ -107,16 +109,17 @@ async fn a_federated_credential_that_never_matches_stalls_with_entras_answer() -
     env.binding("orders", "orders", &["Key Vault Secrets User"])?;
     env.wait_condition(
         "orders",
-        "FederationVerified",
+        FEDERATION_VERIFIED,
         "False",
-        "PropagationPending",
+        Reason::PropagationPending,
         Duration::from_secs(60),
     )
     .await?;
-    env.wait_condition("orders", "Stalled", "True", "FederationMismatch", Duration::from_secs(60)).await?;
-    let (_, message) = message_of(&env, "orders", "Ready")?;
+    env.wait_condition("orders", STALLED, "True", Reason::FederationMismatch, Duration::from_secs(60))
+        .await?;
+    let (_, message) = message_of(&env, "orders", READY)?;
     assert!(message.contains("AADSTS70021"), "Entra's answer is in the message: {message}");
-    assert_eq!(env.condition("orders", "Ready")?.0, "False");
+    assert_eq!(env.condition("orders", READY)?.0, "False");
     Ok(())
 }
 
@@ -127,8 +130,9 @@ async fn without_the_token_permission_verification_says_what_to_install() -> Tes
     let _operator = operator(&env, "federation", &[])?;
     env.kubectl(&["create", "serviceaccount", "orders"])?;
     env.binding("orders", "orders", &["Key Vault Secrets User"])?;
-    env.wait_condition("orders", "Stalled", "True", "VerificationForbidden", Duration::from_secs(60)).await?;
-    let (_, message) = message_of(&env, "orders", "Ready")?;
+    env.wait_condition("orders", STALLED, "True", Reason::VerificationForbidden, Duration::from_secs(60))
+        .await?;
+    let (_, message) = message_of(&env, "orders", READY)?;
     assert!(message.contains("config/components/verification"), "{message}");
     Ok(())
 }

@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::{Value, json};
 
+use idbind::core::conditions::{ACCESS_VERIFIED, FEDERATION_VERIFIED, READY};
+use idbind::core::reason::Reason;
 use idbind_testkit::{
     e2e::{
         Env, KV_RG, TestError, TestResult, install_operator_rbac, install_verification,
@@ -72,8 +74,8 @@ async fn the_workload_reads_its_secret_once_ready_and_only_while_granted() -> Te
     let mut workload = Workload::start(&env)?;
     env.ready_binding("orders", &["Key Vault Secrets User"])?;
     assert_eq!(workload.read(&env, &env.ns, "orders", "kv-shop", SECRET)?, Read::Value(VALUE.into()));
-    for part in ["FederationVerified", "AccessVerified"] {
-        assert_eq!(env.condition("orders", part)?, ("True".into(), "Verified".into()), "{part}");
+    for part in [FEDERATION_VERIFIED, ACCESS_VERIFIED] {
+        assert_eq!(env.condition("orders", part)?, ("True".into(), Reason::Verified.into()), "{part}");
     }
 
     // Another ServiceAccount's binding, with no role on the vault, cannot read it.
@@ -200,7 +202,7 @@ fn ready(binding: &Value) -> bool {
     let generation = &binding["metadata"]["generation"];
     binding["status"]["conditions"]
         .as_array()
-        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == READY && c["status"] == "True"))
         && &binding["status"]["observedGeneration"] == generation
 }
 

@@ -12,6 +12,7 @@ use std::{
 use idbind::{
     azure::budget::{Limits, SharedBudget},
     azure::governed::Governed,
+    core::reason::Reason,
     core::settings::{Ceiling, OperatorSettings},
     reconcile::{self, Context},
     runtime::controller,
@@ -240,10 +241,15 @@ impl Env {
         binding: &str,
         type_: &str,
         status: &str,
-        reason: &str,
+        reason: Reason,
         timeout: Duration,
     ) -> TestResult {
         self.here().wait_condition(binding, type_, status, reason, timeout).await
+    }
+
+    /// Waits until `binding` has no condition `type_`.
+    pub async fn wait_condition_gone(&self, binding: &str, type_: &str, timeout: Duration) -> TestResult {
+        self.here().wait_condition_gone(binding, type_, timeout).await
     }
 
     /// Azure writes the simulator has served so far (by its catalogue of operations).
@@ -306,12 +312,20 @@ impl Namespace<'_> {
         binding: &str,
         type_: &str,
         status: &str,
-        reason: &str,
+        reason: Reason,
         timeout: Duration,
     ) -> TestResult {
         let want = (status.to_string(), reason.to_string());
         eventually(&format!("{binding}: {type_}={status} ({reason})"), timeout, || {
             Ok((self.condition(binding, type_)? == want).then_some(()))
+        })
+        .await
+    }
+
+    /// Waits until `binding` has no condition `type_`.
+    pub async fn wait_condition_gone(&self, binding: &str, type_: &str, timeout: Duration) -> TestResult {
+        eventually(&format!("{binding}: no {type_}"), timeout, || {
+            Ok(self.condition(binding, type_)?.0.is_empty().then_some(()))
         })
         .await
     }

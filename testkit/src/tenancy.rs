@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use idbind::core::conditions::{READY, STALLED};
 use idbind::{
     api::binding::TOKEN_EXCHANGE_AUDIENCE,
     azure::{AzureApi, FederatedCredential},
@@ -159,7 +160,7 @@ impl Cluster {
                 all.into_iter().find(|c| c["type"] == t).unwrap_or(Value::Null)
             };
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            let (ready, stalled) = (condition("Ready"), condition("Stalled"));
+            let (ready, stalled) = (condition(READY), condition(STALLED));
             let current = b["status"]["observedGeneration"] == b["metadata"]["generation"];
             let judged = current && (ready["status"] == "True" || stalled["status"] == "True");
             Ok(judged.then(|| (text(&ready["status"]), text(&ready["reason"]))))

@@ -8,6 +8,8 @@ use std::{
     time::Duration,
 };
 
+use idbind::core::conditions::READY;
+use idbind::core::reason::Reason;
 use idbind::{
     api::{
         binding::{KeyVaultAccess, ScopedRoles, WorkloadIdentityBindingSpec},
@@ -89,7 +91,7 @@ impl Seen {
     }
 
     fn ready(&self) -> bool {
-        condition(&self.raw, "Ready").0 == "True"
+        condition(&self.raw, READY).0 == "True"
     }
 }
 
@@ -281,8 +283,8 @@ fn holds(b: &Seen, id: &str, identity: &Identity, bindings: &[Seen]) -> Option<S
         return Some("it is untagged and the binding does not bring it".into());
     }
     // Only bindings allowed to bring it claim it (a refused one is judged PolicyViolation or InvalidSpec).
-    let allowed =
-        |o: &Seen| !["PolicyViolation", "InvalidSpec"].contains(&condition(&o.raw, "Ready").1.as_str());
+    let refusals = [Reason::PolicyViolation, Reason::InvalidSpec].map(Reason::as_str);
+    let allowed = |o: &Seen| !refusals.contains(&condition(&o.raw, READY).1.as_str());
     let oldest = bindings
         .iter()
         .filter(|o| !o.deleting && o.brings.as_deref() == Some(id) && allowed(o))
