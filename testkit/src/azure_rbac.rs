@@ -17,7 +17,7 @@ use idbind_sim::{
 };
 
 use crate::e2e::{Env, TestError};
-use crate::workload::EXCHANGE_AUDIENCE;
+use crate::workload::exchange_token;
 
 /// The custom role README step 3 has administrators create: what idbind reads at a subscription (its role
 /// assignment list, role definitions by name, a provider's api-versions).
@@ -323,21 +323,10 @@ impl WorkloadArm {
         if client_id.trim().is_empty() {
             return Err(format!("ServiceAccount {ns}/{sa} has no client-id annotation").into());
         }
-        let token = env.plane.kubectl_ok(&[
-            "create",
-            "token",
-            sa,
-            "-n",
-            ns,
-            "--audience",
-            EXCHANGE_AUDIENCE,
-            "--duration",
-            "1h",
-        ])?;
         let dir = env.plane.dir().join("workloads").join(ns);
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{sa}.arm-token"));
-        std::fs::write(&file, token.trim())?;
+        std::fs::write(&file, exchange_token(env, ns, sa)?)?;
         let base = env.sim.https_url().ok_or("simulator has no HTTPS listener")?.to_string();
         let cloud = Cloud::Custom {
             arm_endpoint: base.clone(),

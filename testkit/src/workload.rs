@@ -31,6 +31,13 @@ pub enum Read {
     },
 }
 
+/// The token the kubelet projects into a pod of ServiceAccount `ns/sa` for the exchange audience (valid an
+/// hour): what a workload signs in to Entra with.
+pub(crate) fn exchange_token(env: &Env, ns: &str, sa: &str) -> Result<String, TestError> {
+    let args = ["create", "token", sa, "-n", ns, "--audience", EXCHANGE_AUDIENCE, "--duration", "1h"];
+    Ok(env.plane.kubectl_ok(&args)?.trim().to_string())
+}
+
 /// The workload's Python process; it serves one read per request line and is killed when dropped.
 pub struct Workload {
     child: Child,
@@ -68,21 +75,10 @@ impl Workload {
     }
 
     /// The ServiceAccount token of `ns/sa` for the exchange audience, written to a file as the kubelet
-    /// projects it into the pod (valid an hour; writing it again is a rotation).
+    /// projects it into the pod (writing it again is a rotation).
     pub fn mount_token(&self, env: &Env, ns: &str, sa: &str) -> Result<PathBuf, TestError> {
-        let token = env.plane.kubectl_ok(&[
-            "create",
-            "token",
-            sa,
-            "-n",
-            ns,
-            "--audience",
-            EXCHANGE_AUDIENCE,
-            "--duration",
-            "1h",
-        ])?;
         let file = self.dir.join(format!("{ns}-{sa}.token"));
-        std::fs::write(&file, token.trim())?;
+        std::fs::write(&file, exchange_token(env, ns, sa)?)?;
         Ok(file)
     }
 
