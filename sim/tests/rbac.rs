@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use idbind_sim::{Seed, SeedApp, SeedRoleDefinition, SimHandle, Simulator, state::RolePermission};
+use idbind_sim::{
+    Seed, SeedApp, SeedRoleDefinition, SimHandle, Simulator, arm::conditions::delegation_condition,
+    state::RolePermission,
+};
 use serde_json::json;
 
 /// A second app that starts with no role at all.
@@ -33,20 +36,6 @@ async fn start_with_delegate() -> Result<(SimHandle, Arm, Arm), Box<dyn std::err
 
 fn assignment(role: &str, principal: &str, principal_type: &str) -> serde_json::Value {
     json!({"properties": {"roleDefinitionId": role_id(role), "principalId": principal, "principalType": principal_type}})
-}
-
-/// Microsoft's "constrain roles and principal types" example, for service principals.
-fn delegation(roles: &[&str]) -> String {
-    let roles = roles.join(", ");
-    let clause = |action: &str, source: &str| {
-        format!(
-            "((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR \
-             (@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals \
-             {{{roles}}} AND @{source}[Microsoft.Authorization/roleAssignments:PrincipalType] \
-             ForAnyOfAnyValues:StringEqualsIgnoreCase {{'ServicePrincipal'}}))"
-        )
-    };
-    format!("{} AND {}", clause("write", "Request"), clause("delete", "Resource"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,7 +126,7 @@ async fn the_delegation_condition_limits_role_assignment_management() -> TestRes
     let kv = vault_scope(KV_RBAC);
     let mut seed = Seed::default();
     let delegated = seed.assign(DELEGATE_OID, "Role Based Access Control Administrator", &kv);
-    delegated.condition = Some(delegation(&[SECRETS_USER]));
+    delegated.condition = Some(delegation_condition(&[SECRETS_USER]));
     delegated.condition_version = Some("2.0".into());
     h.seed(seed).await?;
     let workload = "88888888-0000-4000-8000-000000000001";
@@ -190,7 +179,7 @@ async fn the_delegation_condition_limits_role_assignment_management() -> TestRes
 
     // The owner writes conditions too: the stored one is answered back; what cannot be evaluated is a 400.
     let with_condition = json!({"properties": {"roleDefinitionId": role_id(RBAC_ADMIN), "principalId": workload,
-        "principalType": "ServicePrincipal", "condition": delegation(&[SECRETS_USER])}});
+        "principalType": "ServicePrincipal", "condition": delegation_condition(&[SECRETS_USER])}});
     let stored = owner.put(&ra_path(&kv, &n(5)), with_condition).await?;
     assert_eq!(stored.status, 201, "{}", stored.body);
     assert_eq!(stored.body["properties"]["conditionVersion"], "2.0");

@@ -19,6 +19,9 @@ use idbind_sim::{
 use crate::e2e::{Env, TestError};
 use crate::workload::exchange_token;
 
+/// The delegation condition README has administrators write, as the simulator builds it.
+pub use idbind_sim::arm::conditions::delegation_condition;
+
 /// The custom role README step 3 has administrators create: what idbind reads at a subscription (its role
 /// assignment list, role definitions by name, a provider's api-versions).
 pub const IDBIND_READER: &str = "idbind Reader";
@@ -63,21 +66,6 @@ pub fn role_guid(name: &str) -> Result<String, TestError> {
         .find(|d| d.role_name.eq_ignore_ascii_case(name))
         .map(|d| d.name)
         .ok_or_else(|| format!("no built-in role '{name}'").into())
-}
-
-/// Microsoft's "constrain roles and principal types" delegation condition: role assignments of these roles
-/// (GUIDs), to service principals only, may be created and deleted; nothing else.
-pub fn delegation_condition(role_guids: &[String]) -> String {
-    let roles = role_guids.join(", ");
-    let clause = |action: &str, source: &str| {
-        format!(
-            "((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR \
-             (@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals \
-             {{{roles}}} AND @{source}[Microsoft.Authorization/roleAssignments:PrincipalType] \
-             ForAnyOfAnyValues:StringEqualsIgnoreCase {{'ServicePrincipal'}}))"
-        )
-    };
-    format!("{} AND {}", clause("write", "Request"), clause("delete", "Resource"))
 }
 
 /// [`delegation_condition`] of [`DELEGABLE_ROLES`].

@@ -35,6 +35,22 @@ pub const MAX_CONDITION_LEN: usize = 8 * 1024;
 /// 2.0"].
 pub const CONDITION_VERSION: &str = "2.0";
 
+/// Microsoft's "constrain roles and principal types" example: role assignments of these roles (GUIDs), to
+/// service principals only, may be written and deleted; nothing else. The condition README has an
+/// administrator put on the operator's Role Based Access Control Administrator assignment.
+pub fn delegation_condition<S: AsRef<str>>(role_guids: &[S]) -> String {
+    let roles = role_guids.iter().map(AsRef::as_ref).collect::<Vec<&str>>().join(", ");
+    let clause = |action: &str, source: &str| {
+        format!(
+            "((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR \
+             (@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals \
+             {{{roles}}} AND @{source}[Microsoft.Authorization/roleAssignments:PrincipalType] \
+             ForAnyOfAnyValues:StringEqualsIgnoreCase {{'ServicePrincipal'}}))"
+        )
+    };
+    format!("{} AND {}", clause("write", "Request"), clause("delete", "Resource"))
+}
+
 /// Why a condition cannot be evaluated: the text names what, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionError(pub String);
@@ -613,6 +629,11 @@ mod tests {
 
     fn write(a: &Attributes) -> Context<'_> {
         Context { action: WRITE, request: Some(a), resource: None }
+    }
+
+    #[test]
+    fn the_builder_writes_the_documented_example() {
+        assert_eq!(delegation_condition(&[SECRETS_USER, ACR_PULL]), delegation());
     }
 
     #[test]
