@@ -33,7 +33,7 @@ use std::{
 
 use idbind::core::conditions::READY;
 use idbind::core::reason::Reason;
-use idbind_sim::{FaultAction, FaultRule, Seed, SeedApp, SimConfig, SimHandle, Simulator};
+use idbind_sim::{FaultAction, FaultRule, SimConfig, SimHandle, Simulator};
 use idbind_testenv::{ControlPlane, workspace_root};
 use idbind_testkit::{
     e2e::{APP_ID, APP_OBJECT_ID, APP_SECRET, KV_RG, RG, SUB, TestError, TestResult, eventually},
@@ -664,15 +664,7 @@ fn metrics_read(expr: &str) -> Vec<(String, Vec<String>)> {
 /// The simulator as the e2e harness seeds it (one subscription, the identities' resource group, an RBAC
 /// vault, the operator's app with the Azure roles README gives it), trusting this control plane's issuer.
 async fn simulator(plane: &ControlPlane) -> Result<SimHandle, TestError> {
-    let mut seed = Seed::default();
-    seed.add_rg(SUB, RG, Some("westeurope".into()));
-    seed.add_vault(SUB, KV_RG, "kv-shop", true);
-    seed.apps.push(SeedApp {
-        client_id: APP_ID.into(),
-        client_secret: APP_SECRET.into(),
-        object_id: Some(APP_OBJECT_ID.into()),
-        display_name: Some("idbind".into()),
-    });
+    let mut seed = idbind_testkit::e2e::seed();
     // The operator's identity holds exactly the Azure roles README "Install on AKS" step 3 lists.
     let identities = [format!("/subscriptions/{SUB}/resourceGroups/{RG}")];
     idbind_testkit::azure_rbac::grant_operator_roles(&mut seed, APP_OBJECT_ID, &identities)?;

@@ -153,17 +153,8 @@ pub async fn start_without_operator(
     customize: impl FnOnce(&mut SimConfig),
 ) -> Result<Env, TestError> {
     let plane = idbind_testenv::shared_with_crds();
-    let mut seed = Seed::default();
-    seed.add_rg(SUB, RG, Some("westeurope".into()));
-    seed.add_vault(SUB, KV_RG, "kv-shop", true);
-    seed.apps.push(SeedApp {
-        client_id: APP_ID.into(),
-        client_secret: APP_SECRET.into(),
-        object_id: Some(APP_OBJECT_ID.into()),
-        display_name: Some("idbind".into()),
-    });
     let mut config = SimConfig::for_tests();
-    config.seed = seed;
+    config.seed = seed();
     // The simulator's Entra endpoint fetches the API server's JWKS over HTTPS.
     config.entra.extra_ca_files.push(plane.ca_file());
     // Azure's propagation delays, short: a new federated credential is unusable at token exchange for a
@@ -180,6 +171,21 @@ pub async fn start_without_operator(
     let sim = Simulator::start(config).await?;
     let ns = plane.fresh_namespace(prefix)?;
     Ok(Env { plane, sim, ns })
+}
+
+/// The Azure the tests start from: one subscription with the identities' resource group and the RBAC vault
+/// kv-shop, and the operator's app registration (no roles yet).
+pub fn seed() -> Seed {
+    let mut seed = Seed::default();
+    seed.add_rg(SUB, RG, Some("westeurope".into()));
+    seed.add_vault(SUB, KV_RG, "kv-shop", true);
+    seed.apps.push(SeedApp {
+        client_id: APP_ID.into(),
+        client_secret: APP_SECRET.into(),
+        object_id: Some(APP_OBJECT_ID.into()),
+        display_name: Some("idbind".into()),
+    });
+    seed
 }
 
 /// The operator settings every test uses (the cluster's issuer is the API server's).
