@@ -8,9 +8,15 @@
 //! The exposition is the classic Prometheus text format (0.0.4), which every scraper reads (Prometheus, Azure
 //! Monitor managed Prometheus, the OpenTelemetry collector, `curl`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
-use crate::azure::governed::ArmObserver;
+use crate::azure::{
+    budget::{SharedBudget, SharedLimit},
+    governed::ArmObserver,
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -53,6 +59,11 @@ struct ReadyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HeapLabels {
     kind: &'static str,
 }
@@ -72,6 +83,11 @@ type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 const RECONCILES_HELP: &str = "Finished reconciles of WorkloadIdentityBindings, by result (ok, error, or \
                                deferred: left to come back at its turn at the request budget)";
+const THROTTLED_HELP: &str = "Azure's 429s to requests the client-side budget admitted, by the shared limit \
+                               they were for: someone else (another cluster's operator) spends it too";
+const BUDGET_RATE_HELP: &str = "Requests per second idbind allows itself of each limit it shares with other \
+                                callers: the documented rate until a 429 teaches less, growing back while \
+                                none comes";
 const HEAP_HELP: &str = "Heap bytes by kind: allocated (live objects: caches, in-flight work) and resident (what \
                          the allocator holds from the OS)";
 
@@ -95,6 +111,10 @@ pub struct Metrics {
     arm_requests: Family<ArmLabels, Counter>,
     arm_request_duration: HistogramFamily<OperationLabels>,
     budget_wait: Histogram,
+    throttled: Family<LimitLabels, Counter>,
+    budget_rate: Family<LimitLabels, Gauge<f64, AtomicU64>>,
+    /// The budget whose learned rates `budget_rate` shows, read at each scrape.
+    budget: std::sync::OnceLock<SharedBudget>,
     bindings: Family<ReadyLabels, Gauge>,
     leader: Gauge,
     heap: Family<HeapLabels, Gauge>,
@@ -148,6 +168,8 @@ impl Metrics {
             "Time ARM requests waited for the client-side request budget (throttling by idbind itself)",
             Histogram::new(WAIT_BUCKETS),
         );
+        let throttled = registered(r, "azure_throttled", THROTTLED_HELP, Family::default());
+        let budget_rate = registered(r, "budget_rate", BUDGET_RATE_HELP, Family::default());
         let bindings = registered(r, "bindings", "WorkloadIdentityBindings by readiness", Family::default());
         let leader =
             registered(r, "leader", "1 while this replica holds the leader lease, else 0", Gauge::default());
@@ -160,6 +182,9 @@ impl Metrics {
             arm_requests,
             arm_request_duration,
             budget_wait,
+            throttled,
+            budget_rate,
+            budget: std::sync::OnceLock::new(),
             bindings,
             leader,
             heap,
@@ -177,6 +202,9 @@ impl Metrics {
         }
         for ready in ["true", "false"] {
             self.bindings.get_or_create(&ReadyLabels { ready }).set(0);
+        }
+        for limit in SharedLimit::ALL {
+            let _ = self.throttled.get_or_create(&LimitLabels { limit: limit.label() });
         }
     }
 
@@ -228,6 +256,17 @@ impl Metrics {
         let _ = self.binding_counter.set(counter);
     }
 
+    /// From now on `idbind_budget_rate` shows `budget`'s learned rates at each scrape (a second call is
+    /// ignored).
+    pub fn watch_budget(&self, budget: SharedBudget) {
+        let _ = self.budget.set(budget);
+    }
+
+    /// Azure answered 429 for `limit` although the budget admitted the request.
+    pub fn azure_throttled(&self, limit: SharedLimit) {
+        self.throttled.get_or_create(&LimitLabels { limit: limit.label() }).inc();
+    }
+
     /// 1 while this replica holds the leader lease.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
@@ -238,6 +277,11 @@ impl Metrics {
         if let Some(counter) = self.binding_counter.get() {
             let (ready, not_ready) = counter();
             self.set_bindings(ready, not_ready);
+        }
+        if let Some(budget) = self.budget.get() {
+            for (limit, per_second) in budget.learned_rates() {
+                self.budget_rate.get_or_create(&LimitLabels { limit: limit.label() }).set(per_second);
+            }
         }
         if let Some((allocated, resident)) = HEAP_STATS.get().and_then(|stats| stats()) {
             self.heap
@@ -321,6 +365,10 @@ impl ArmObserver for Metrics {
     fn budget_waited(&self, waited: Duration) {
         Metrics::budget_waited(self, waited);
     }
+
+    fn throttled(&self, limit: SharedLimit) {
+        self.azure_throttled(limit);
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +387,7 @@ mod tests {
             "idbind_reconciles_total",
             "idbind_reconcile_duration_seconds",
             "idbind_budget_wait_seconds",
+            "idbind_azure_throttled_total",
             "idbind_bindings",
             "idbind_leader",
         ] {

@@ -742,3 +742,59 @@ async fn the_request_budget_waits_instead_of_provoking_429s() -> TestResult {
     h.shutdown().await?;
     Ok(())
 }
+
+/// The managed-identity API's create limit is per subscription, whoever calls: when another caller (another
+/// cluster's operator) has spent it, idbind's budget, which admitted the create, meets a 429. It then holds
+/// its creates until the Retry-After has passed and sends them at a rate it cut, so the next ones meet no
+/// 429, and the metrics name the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_someone_else_provoked_holds_idbinds_creates_until_retry_after_and_cuts_their_rate()
+-> TestResult {
+    let (h, arm) = start().await?;
+    let arm = Arc::new(arm);
+    h.set_throttle(idbind_sim::ThrottleConfig::default());
+    // The other caller creates until the subscription's 2 creates/s are spent and the limit is closed.
+    let mut others = 0;
+    loop {
+        others += 1;
+        match arm.put_identity(&identity_id(&format!("other-{others}")), "westeurope", &BTreeMap::new()).await
+        {
+            Err(e) if e.reason() == Reason::Throttled => break,
+            other => {
+                other?;
+            }
+        }
+    }
+    let metrics = idbind::telemetry::Metrics::new();
+    let budget = SharedBudget::new(Limits::default());
+    metrics.watch_budget(budget.clone());
+    let observer = metrics.clone() as Arc<dyn idbind::azure::governed::ArmObserver>;
+    let governed = Governed::new(arm.clone(), Some(budget), Some(observer));
+    let refused = governed.put_identity(&identity_id("mine-0"), "westeurope", &BTreeMap::new()).await;
+    assert!(refused.as_ref().is_err_and(|e| e.reason() == Reason::Throttled), "{refused:?}");
+    h.reset_counters();
+
+    let creates: Vec<ResourceId> = (1..=3).map(|i| identity_id(&format!("mine-{i}"))).collect();
+    let governed = &governed;
+    let created = futures::future::join_all(
+        creates
+            .iter()
+            .map(|id| async move { governed.put_identity(id, "westeurope", &BTreeMap::new()).await }),
+    )
+    .await;
+    for r in created {
+        r?;
+    }
+    assert_eq!(h.counters().get("UserAssignedIdentities_CreateOrUpdate", "429"), 0, "held until Retry-After");
+    let text = metrics.encode();
+    assert!(text.contains("idbind_azure_throttled_total{limit=\"msi_create_or_update\"} 1\n"), "{text}");
+    assert!(text.contains("idbind_azure_throttled_total{limit=\"arm_writes\"} 0\n"), "{text}");
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("idbind_budget_rate{limit=\"msi_create_or_update\"} "))
+        .ok_or("no learned rate")?
+        .parse::<f64>()?;
+    assert!(rate < 2.0, "the learned rate is below the documented 2/s: {rate}");
+    h.shutdown().await?;
+    Ok(())
+}

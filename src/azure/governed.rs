@@ -21,7 +21,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::budget::{MsiOp, OpKind, Request, SharedBudget};
+use super::budget::{MsiOp, OpKind, Request, SharedBudget, SharedLimit};
 use super::{
     AccessPolicyChange, AzureApi, AzureError, FederatedCredential, FoundIdentity, IdentityIds, IdentityPage,
     RoleAssignment, VaultInfo,
@@ -39,6 +39,8 @@ pub trait ArmObserver: Send + Sync {
     fn request(&self, operation: &'static str, status: u16, elapsed: Duration);
     /// How long a request waited for the budget before it was sent.
     fn budget_waited(&self, waited: Duration);
+    /// Azure answered a request the budget admitted with 429: someone else spends `limit` too.
+    fn throttled(&self, limit: SharedLimit);
 }
 
 /// The governed Azure layer.
@@ -102,7 +104,16 @@ impl Governed {
         };
         let start = Instant::now();
         let result = send.await;
+        let throttled = match (&self.budget, &result) {
+            (Some(budget), Err(AzureError::Arm { status: 429, code, retry_after, .. })) => {
+                Some(budget.throttled(&request, code, *retry_after))
+            }
+            _ => None,
+        };
         if let Some(o) = &self.observer {
+            if let Some(limit) = throttled {
+                o.throttled(limit);
+            }
             o.budget_waited(waited);
             let status = match &result {
                 Ok(answer) => answer.status(),

@@ -380,6 +380,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (azure, settings, ceiling) = azure_and_settings(&args, &metrics)?;
     let client = kube_client().await?;
     let budget = azure.budget().cloned();
+    if let Some(budget) = &budget {
+        metrics.watch_budget(budget.clone());
+    }
     let (caches, writers) = reconcile::caches();
     let ctx = Arc::new(
         Context::new(

@@ -709,7 +709,7 @@ pub fn write(dir: &Path, results: &Value) -> Result<()> {
         "Convergence: the bound assumes one GET, one identity PUT, one FIC PUT and one role-assignment PUT \
          per binding, each issued the moment its bucket allows. Reconciles per binding count the \
          finalizer's, the deferral (below) and the one that writes; reads per binding above 2 are repeated \
-         observes.\n\nFairness (`src/budget.rs` turns, `src/controller.rs` `take_turn`): a reconcile that \
+         observes.\n\nFairness (`src/azure/budget/mod.rs` turns, `src/reconcile/turns.rs`): a reconcile that \
          needs an identity create asks the budget for a turn on the managed-identity buckets (booked in \
          the order asked, at their rate after their burst; ARM's shared buckets are not booked, so FIC and \
          role-assignment writes of other bindings never queue behind the backlog). A turn more than 250 ms \

@@ -7,16 +7,22 @@
 //! docs/azure.md#arm-throttling and docs/azure.md#managed-identity-limits. A request takes one token from
 //! every bucket that applies, all or none, so a request never half-spends.
 //!
-//! The core is pure (time is passed in) and tested without a clock; `SharedBudget` is the async wrapper the
-//! controller awaits.
+//! The limits shared with other callers (ARM's subscription-wide buckets count every principal's requests;
+//! the managed-identity limits are per subscription, whoever calls) are not known to be idbind's alone: what
+//! a 429 teaches about them is in [`learned`].
+//!
+//! The core is pure (time and randomness are passed in) and tested without a clock; `SharedBudget` is the
+//! async wrapper the controller awaits.
+
+pub mod learned;
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use tokio::sync::Mutex;
+use learned::Learned;
 
 /// ARM's operation classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -140,10 +146,57 @@ impl Bucket {
     }
 }
 
+/// A limit other callers spend too: ARM's bucket of a kind of operation, or the managed-identity API's limit
+/// per subscription of an operation. (The per-identity limits are left out: only writers of the same identity
+/// share them.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SharedLimit {
+    Arm(OpKind),
+    Msi(MsiOp),
+}
+
+impl SharedLimit {
+    /// Every shared limit, in the order metrics list them.
+    pub const ALL: [SharedLimit; 7] = [
+        SharedLimit::Arm(OpKind::Read),
+        SharedLimit::Arm(OpKind::Write),
+        SharedLimit::Arm(OpKind::Delete),
+        SharedLimit::Msi(MsiOp::CreateOrUpdate),
+        SharedLimit::Msi(MsiOp::Get),
+        SharedLimit::Msi(MsiOp::List),
+        SharedLimit::Msi(MsiOp::Delete),
+    ];
+
+    /// Its name in metrics (`limit` label).
+    pub fn label(self) -> &'static str {
+        match self {
+            SharedLimit::Arm(OpKind::Read) => "arm_reads",
+            SharedLimit::Arm(OpKind::Write) => "arm_writes",
+            SharedLimit::Arm(OpKind::Delete) => "arm_deletes",
+            SharedLimit::Msi(MsiOp::CreateOrUpdate) => "msi_create_or_update",
+            SharedLimit::Msi(MsiOp::Get) => "msi_get",
+            SharedLimit::Msi(MsiOp::List) => "msi_list",
+            SharedLimit::Msi(MsiOp::Delete) => "msi_delete",
+        }
+    }
+
+    /// The limit a 429 for `req` with ARM error `code` was for. ARM names its own throttling
+    /// (`SubscriptionRequestsThrottled`, `TenantRequestsThrottled`: docs/azure.md#arm-errors); any other 429
+    /// of a managed-identity request is the managed-identity API's. Its per-identity limit cannot be told
+    /// apart from its per-subscription one by the answer, and idbind's own budget keeps it off the former, so
+    /// the latter is what someone else spent.
+    pub fn of_429(req: &Request, code: &str) -> SharedLimit {
+        let arm_says = matches!(code, "SubscriptionRequestsThrottled" | "TenantRequestsThrottled");
+        match &req.msi {
+            Some((op, _)) if !arm_says => SharedLimit::Msi(*op),
+            _ => SharedLimit::Arm(req.kind),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Arm(OpKind),
-    MsiSubscription(MsiOp),
+    Shared(SharedLimit),
     MsiResource(MsiOp, String),
 }
 
@@ -153,6 +206,10 @@ enum Key {
 pub struct Budget {
     limits: Limits,
     buckets: HashMap<Key, Bucket>,
+    /// What 429s taught about the shared limits; a limit not here is used in full.
+    learned: HashMap<SharedLimit, Learned>,
+    /// Draws the cut of each 429 ([`learned::CUT`]).
+    rng: fastrand::Rng,
     /// Per managed-identity bucket: when the turns handed out so far will have used it up (the "theoretical
     /// arrival time" of a generic cell-rate algorithm). Only for [`Budget::turn`].
     booked: HashMap<Key, Instant>,
@@ -166,48 +223,97 @@ pub struct Budget {
 const TURN_EXPIRY: Duration = Duration::from_secs(60);
 
 impl Budget {
-    pub fn new(limits: Limits) -> Self {
+    /// A budget whose cuts are drawn from `seed`: each process seeds its own, so a fleet's operators draw
+    /// differently.
+    pub fn new(limits: Limits, seed: u64) -> Self {
         Budget {
             limits,
             buckets: HashMap::new(),
+            learned: HashMap::new(),
+            rng: fastrand::Rng::with_seed(seed),
             booked: HashMap::new(),
             turns: HashMap::new(),
             prune_above: 1024,
         }
     }
 
-    fn rate(&self, key: &Key) -> Rate {
-        let find = |table: &[(MsiOp, Rate); 4], op: &MsiOp| {
-            table.iter().find(|(o, _)| o == op).map(|(_, r)| *r).unwrap_or(Rate::new(1.0, 1.0))
+    /// The documented rate of a shared limit.
+    fn documented(&self, limit: SharedLimit) -> Rate {
+        let find = |table: &[(MsiOp, Rate); 4], op: MsiOp| {
+            table.iter().find(|(o, _)| *o == op).map(|(_, r)| *r).unwrap_or(Rate::new(1.0, 1.0))
         };
+        match limit {
+            SharedLimit::Arm(OpKind::Read) => self.limits.reads,
+            SharedLimit::Arm(OpKind::Write) => self.limits.writes,
+            SharedLimit::Arm(OpKind::Delete) => self.limits.deletes,
+            SharedLimit::Msi(op) => find(&self.limits.msi_subscription, op),
+        }
+    }
+
+    /// The rate idbind may use of a shared limit at `now`: the documented one times what it learned, with a
+    /// burst of at least one request.
+    pub fn learned_rate(&self, limit: SharedLimit, now: Instant) -> Rate {
+        let documented = self.documented(limit);
+        let fraction = self.learned.get(&limit).map_or(1.0, |l| l.fraction(now));
+        Rate::new((documented.capacity * fraction).max(1.0), documented.per_second * fraction)
+    }
+
+    fn rate(&self, key: &Key, now: Instant) -> Rate {
         match key {
-            Key::Arm(OpKind::Read) => self.limits.reads,
-            Key::Arm(OpKind::Write) => self.limits.writes,
-            Key::Arm(OpKind::Delete) => self.limits.deletes,
-            Key::MsiSubscription(op) => find(&self.limits.msi_subscription, op),
-            Key::MsiResource(op, _) => find(&self.limits.msi_resource, op),
+            Key::Shared(limit) => self.learned_rate(*limit, now),
+            Key::MsiResource(op, _) => self
+                .limits
+                .msi_resource
+                .iter()
+                .find(|(o, _)| o == op)
+                .map(|(_, r)| *r)
+                .unwrap_or(Rate::new(1.0, 1.0)),
+        }
+    }
+
+    /// How long from `now` a 429 still holds the limit `key` stands for.
+    fn held(&self, key: &Key, now: Instant) -> Option<Duration> {
+        match key {
+            Key::Shared(limit) => self.learned.get(limit).and_then(|l| l.held(now)),
+            Key::MsiResource(..) => None,
+        }
+    }
+
+    /// When a 429's hold of the limit `key` stands for ends, if one was ever learned.
+    fn open_at(&self, key: &Key, now: Instant) -> Option<Instant> {
+        match key {
+            Key::Shared(limit) => self.learned.get(limit).map(|l| l.open_at(now)),
+            Key::MsiResource(..) => None,
         }
     }
 
     fn keys(req: &Request) -> Vec<Key> {
-        let mut keys = vec![Key::Arm(req.kind)];
+        let mut keys = vec![Key::Shared(SharedLimit::Arm(req.kind))];
         if let Some((op, resource)) = &req.msi {
-            keys.push(Key::MsiSubscription(*op));
+            keys.push(Key::Shared(SharedLimit::Msi(*op)));
             keys.push(Key::MsiResource(*op, resource.to_ascii_lowercase()));
         }
         keys
     }
 
+    /// The bucket of `key`, refilled to `now` at the rate that applies now.
+    fn bucket(&mut self, key: &Key, now: Instant) -> &mut Bucket {
+        let rate = self.rate(key, now);
+        let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
+        bucket.refill(now);
+        bucket.rate = rate;
+        bucket.tokens = bucket.tokens.min(rate.capacity);
+        bucket
+    }
+
     /// Admits `req` now, or says how long to wait before asking again; takes no token unless every bucket has
-    /// one.
+    /// one and no limit it needs is held.
     pub fn try_acquire(&mut self, req: &Request, now: Instant) -> Result<(), Duration> {
         let keys = Self::keys(req);
         let mut wait = Duration::ZERO;
         for key in &keys {
-            let rate = self.rate(key);
-            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
-            bucket.refill(now);
-            wait = wait.max(bucket.wait());
+            let held = self.held(key, now).unwrap_or_default();
+            wait = wait.max(self.bucket(key, now).wait()).max(held);
         }
         if wait > Duration::ZERO {
             return Err(wait);
@@ -232,16 +338,20 @@ impl Budget {
     /// write behind the backlog's turns too. The request itself still passes [`Budget::try_acquire`] when
     /// sent.
     pub fn turn(&mut self, holder: &str, req: &Request, now: Instant) -> Instant {
-        if let Some(at) = self.turns.get(holder) {
-            return *at;
+        if let Some(at) = self.turns.get(holder).copied() {
+            // A 429 since the turn was given holds the limit: the turn moves to the hold's end, so the
+            // reconcile comes back then instead of reading Azure for a create that would be refused.
+            let open = Self::keys(req).iter().filter_map(|k| self.open_at(k, now)).max().unwrap_or(at);
+            let at = at.max(open);
+            self.turns.insert(holder.to_string(), at);
+            return at;
         }
-        let keys: Vec<Key> = Self::keys(req).into_iter().filter(|k| !matches!(k, Key::Arm(_))).collect();
+        let keys: Vec<Key> =
+            Self::keys(req).into_iter().filter(|k| !matches!(k, Key::Shared(SharedLimit::Arm(_)))).collect();
         let mut at = now;
         for key in &keys {
-            let rate = self.rate(key);
-            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket::new(rate, now));
-            bucket.refill(now);
-            at = at.max(now + bucket.wait());
+            let rate = self.rate(key, now);
+            at = at.max(now + self.bucket(key, now).wait() + self.held(key, now).unwrap_or_default());
             if let (Some(booked), Some(burst)) =
                 (self.booked.get(key), per_request(rate).map(|i| i.mul_f64((rate.capacity - 1.0).max(0.0))))
             {
@@ -249,13 +359,39 @@ impl Budget {
             }
         }
         for key in keys {
-            if let Some(interval) = per_request(self.rate(&key)) {
+            if let Some(interval) = per_request(self.rate(&key, now)) {
                 let booked = self.booked.entry(key).or_insert(at);
                 *booked = (*booked).max(at) + interval;
             }
         }
         self.turns.insert(holder.to_string(), at);
         at
+    }
+
+    /// Azure answered `req`, which this budget admitted, with 429 and ARM error `code`: someone else spends
+    /// the limit too. Holds it until `retry_after` has passed and cuts its rate ([`learned`]). Returns the
+    /// limit.
+    pub fn throttled(
+        &mut self,
+        req: &Request,
+        code: &str,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) -> SharedLimit {
+        let limit = SharedLimit::of_429(req, code);
+        let (low, high) = (*learned::CUT.start(), *learned::CUT.end());
+        let cut = low + self.rng.f64() * (high - low);
+        self.learned.entry(limit).or_insert_with(|| Learned::full(now)).throttled(now, retry_after, cut);
+        // What the bucket holds was shaped by the old rate: none of it may go out before the hold ends.
+        let key = Key::Shared(limit);
+        let bucket = self.bucket(&key, now);
+        bucket.tokens = bucket.tokens.min(0.0);
+        limit
+    }
+
+    /// Each shared limit's rate at `now` (requests per second), for the metrics.
+    pub fn learned_rates(&self, now: Instant) -> Vec<(SharedLimit, f64)> {
+        SharedLimit::ALL.iter().map(|l| (*l, self.learned_rate(*l, now).per_second)).collect()
     }
 
     /// `holder` takes (or gives up) its turn.
@@ -270,6 +406,7 @@ impl Budget {
             bucket.refill(now);
             !(matches!(key, Key::MsiResource(..)) && bucket.is_full())
         });
+        self.learned.retain(|_, learned| !learned.forgotten(now));
         self.booked.retain(|_, booked| *booked > now);
         self.turns.retain(|_, at| *at + TURN_EXPIRY > now);
     }
@@ -302,17 +439,33 @@ pub struct SharedBudget {
 }
 
 impl SharedBudget {
+    /// A budget with cuts drawn from a seed of this process's own (its id and start time), so the operators
+    /// of a fleet do not draw alike.
     pub fn new(limits: Limits) -> Self {
-        SharedBudget { inner: Arc::new(Mutex::new(Budget::new(limits))) }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = nanos ^ (u64::from(std::process::id()) << 32);
+        SharedBudget { inner: Arc::new(Mutex::new(Budget::new(limits, seed))) }
+    }
+
+    /// The budget, locked. Never held across an await, so a std mutex (which the metrics' scrape can take
+    /// without a runtime) is right.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Now on tokio's clock (not std's), so tests with a paused clock see time pass.
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
     }
 
     pub async fn acquire(&self, req: &Request) -> Duration {
-        // tokio's clock (not std's), so tests with a paused clock see time pass.
         let start = tokio::time::Instant::now();
         loop {
             let verdict = {
-                let mut budget = self.inner.lock().await;
-                let now = tokio::time::Instant::now().into_std();
+                let mut budget = self.lock();
+                let now = Self::now();
                 budget.maybe_prune(now);
                 budget.try_acquire(req, now)
             };
@@ -325,15 +478,25 @@ impl SharedBudget {
 
     /// How long from now `holder`'s turn to send `req` is (see [`Budget::turn`]).
     pub async fn turn(&self, holder: &str, req: &Request) -> Duration {
-        let mut budget = self.inner.lock().await;
-        let now = tokio::time::Instant::now().into_std();
+        let mut budget = self.lock();
+        let now = Self::now();
         budget.maybe_prune(now);
         budget.turn(holder, req, now).saturating_duration_since(now)
     }
 
     /// `holder` takes (or gives up) its turn.
     pub async fn end_turn(&self, holder: &str) {
-        self.inner.lock().await.end_turn(holder);
+        self.lock().end_turn(holder);
+    }
+
+    /// Azure answered `req` with 429 (see [`Budget::throttled`]); the limit it was for.
+    pub fn throttled(&self, req: &Request, code: &str, retry_after: Option<Duration>) -> SharedLimit {
+        self.lock().throttled(req, code, retry_after, Self::now())
+    }
+
+    /// Each shared limit's learned rate now, requests per second.
+    pub fn learned_rates(&self) -> Vec<(SharedLimit, f64)> {
+        self.lock().learned_rates(Self::now())
     }
 }
 
@@ -349,10 +512,95 @@ mod tests {
         Request { kind: OpKind::Write, msi: Some((MsiOp::CreateOrUpdate, id.into())) }
     }
 
+    fn msi_get(id: &str) -> Request {
+        Request { kind: OpKind::Read, msi: Some((MsiOp::Get, id.into())) }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_429_holds_back_the_requests_of_its_limit_until_retry_after_and_no_others() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default(), 7);
+        assert_eq!(b.try_acquire(&msi_put("/id/a"), t0), Ok(()));
+        let limit = b.throttled(&msi_put("/id/a"), "TooManyRequests", Some(20 * SECOND), t0);
+        assert_eq!(limit, SharedLimit::Msi(MsiOp::CreateOrUpdate));
+        // Another identity's create shares the per-subscription limit: it waits out the Retry-After.
+        assert_eq!(b.try_acquire(&msi_put("/id/b"), t0), Err(20 * SECOND));
+        assert_eq!(b.try_acquire(&msi_put("/id/b"), t0 + 19 * SECOND), Err(SECOND));
+        // Reads of identities and ARM's other writes (role assignments, credentials) do not share it.
+        assert_eq!(b.try_acquire(&msi_get("/id/b"), t0), Ok(()));
+        assert_eq!(b.try_acquire(&write(), t0), Ok(()));
+        assert_eq!(b.try_acquire(&msi_put("/id/b"), t0 + 20 * SECOND), Ok(()));
+    }
+
+    #[test]
+    fn arm_s_own_throttling_holds_arm_s_bucket_of_that_kind() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default(), 7);
+        let limit = b.throttled(&msi_put("/id/a"), "SubscriptionRequestsThrottled", Some(5 * SECOND), t0);
+        assert_eq!(limit, SharedLimit::Arm(OpKind::Write));
+        assert_eq!(b.try_acquire(&write(), t0 + SECOND), Err(4 * SECOND));
+        assert_eq!(b.try_acquire(&msi_get("/id/a"), t0 + SECOND), Ok(()), "reads are another bucket");
+        assert_eq!(SharedLimit::of_429(&write(), "TooManyRequests"), SharedLimit::Arm(OpKind::Write));
+    }
+
+    #[test]
+    fn after_a_429_creates_go_out_at_the_learned_rate_and_the_full_rate_comes_back() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default(), 7);
+        let create = SharedLimit::Msi(MsiOp::CreateOrUpdate);
+        b.throttled(&msi_put("/id/a"), "TooManyRequests", Some(SECOND), t0);
+        let rate = b.learned_rate(create, t0).per_second;
+        assert!((1.0..=1.5).contains(&rate), "2/s cut by a draw from {:?}: {rate}", learned::CUT);
+        // Past the hold, one create per learned interval (the burst is one request at most now).
+        let open = t0 + SECOND;
+        assert_eq!(b.try_acquire(&msi_put("/id/b"), open), Ok(()));
+        // At the documented rate the bucket would hold a burst of two by now; cut, it holds less than two.
+        let wait = b.try_acquire(&msi_put("/id/c"), open).expect_err("the next waits");
+        assert!(wait.as_secs_f64() <= 1.0 / rate, "within one learned interval: {wait:?}");
+        // Alone again, the documented rate is back within half a minute, and the limit is forgotten.
+        let later = t0 + Duration::from_secs_f64(0.5 / learned::RECOVERY_PER_SECOND) + SECOND;
+        assert_eq!(b.learned_rate(create, later), Rate::new(2.0, 2.0));
+        b.prune(later);
+        assert!(b.learned.is_empty());
+    }
+
+    #[test]
+    fn a_turn_given_before_a_429_moves_to_the_end_of_its_hold() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default(), 7);
+        let turn = b.turn("x", &msi_put("/id/x"), t0);
+        assert_eq!(turn, t0);
+        b.throttled(&msi_put("/id/a"), "TooManyRequests", Some(20 * SECOND), t0);
+        assert_eq!(b.turn("x", &msi_put("/id/x"), t0), t0 + 20 * SECOND, "no read for a refused create");
+        assert!(b.turn("y", &msi_put("/id/y"), t0) >= t0 + 20 * SECOND, "new turns start after it too");
+        // A turn for a read is not held.
+        assert_eq!(b.turn("z", &msi_get("/id/z"), t0), t0);
+    }
+
+    #[test]
+    fn operators_seeded_differently_cut_differently() {
+        let t0 = Instant::now();
+        let create = SharedLimit::Msi(MsiOp::CreateOrUpdate);
+        let rates: Vec<f64> = (1..=4)
+            .map(|seed| {
+                let mut b = Budget::new(Limits::default(), seed);
+                b.throttled(&msi_put("/id/a"), "TooManyRequests", Some(SECOND), t0);
+                b.learned_rate(create, t0).per_second
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<u64> = rates.iter().map(|r| r.to_bits()).collect();
+        assert_eq!(distinct.len(), 4, "{rates:?}");
+        let learned: Vec<(SharedLimit, f64)> = Budget::new(Limits::default(), 1).learned_rates(t0);
+        assert_eq!(learned.len(), SharedLimit::ALL.len());
+        assert!(learned.contains(&(create, 2.0)));
+    }
+
     #[test]
     fn a_burst_of_the_bucket_size_passes_then_the_refill_rate_rules() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         for i in 0..200 {
             assert_eq!(b.try_acquire(&write(), t0), Ok(()), "write {i} of the first bucket");
         }
@@ -364,7 +612,7 @@ mod tests {
     #[test]
     fn one_identity_is_limited_to_one_write_per_four_seconds() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         assert_eq!(b.try_acquire(&msi_put("/sub/s/rg/r/id/A"), t0), Ok(()));
         assert_eq!(
             b.try_acquire(&msi_put("/SUB/S/RG/R/ID/a"), t0),
@@ -379,7 +627,7 @@ mod tests {
     #[test]
     fn a_refused_request_takes_no_token() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         assert_eq!(b.try_acquire(&msi_put("a"), t0), Ok(()));
         // Refused by the per-identity bucket: the subscription and ARM buckets keep their tokens.
         for _ in 0..10 {
@@ -395,7 +643,7 @@ mod tests {
     #[test]
     fn pruning_forgets_identities_that_are_idle() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         for i in 0..100 {
             let _ = b.try_acquire(&msi_put(&format!("id{i}")), t0 + Duration::from_secs(i));
         }
@@ -415,7 +663,7 @@ mod tests {
     #[test]
     fn turns_follow_the_managed_identity_rate_in_the_order_asked() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         let turns: Vec<Duration> =
             (0..1000).map(|i| b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0) - t0).collect();
         // The subscription's burst of two, then one every half second (2/s).
@@ -435,7 +683,7 @@ mod tests {
     #[test]
     fn turns_book_nothing_of_arm_s_shared_buckets() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         for i in 0..1000 {
             b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
         }
@@ -454,7 +702,7 @@ mod tests {
     #[test]
     fn a_turn_respects_tokens_already_spent_and_the_per_identity_limit() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         assert_eq!(b.try_acquire(&msi_put("a"), t0), Ok(()));
         assert_eq!(
             b.turn("x", &msi_put("a"), t0),
@@ -471,7 +719,7 @@ mod tests {
     #[test]
     fn turns_nobody_takes_expire() {
         let t0 = Instant::now();
-        let mut b = Budget::new(Limits::default());
+        let mut b = Budget::new(Limits::default(), 7);
         for i in 0..10 {
             b.turn(&format!("b{i}"), &msi_put(&format!("id{i}")), t0);
         }
