@@ -7,11 +7,11 @@
 //! rate; in a fleet of K it gets about a K-th, and nobody tells it K.
 //!
 //! So each shared limit keeps a learned fraction of its documented rate, the classic additive increase,
-//! multiplicative decrease of congestion control: a 429 cuts the fraction by a factor drawn from
-//! [`CUT`] (the draw keeps K operators that meet the same 429 at the same moment from cutting and growing back
-//! in lock-step), and every second without one adds [`RECOVERY_PER_SECOND`] of the documented rate back, up
-//! to all of it, so idbind alone again is back at the full rate within half a minute. A 429 also holds the
-//! limit closed until its `Retry-After` has passed: Azure does not process a request sent earlier
+//! multiplicative decrease of congestion control: a 429 cuts the fraction by a factor drawn from [`CUT`] (the
+//! draw keeps K operators that meet the same 429 at the same moment from cutting and growing back in
+//! lock-step), and every second without one adds [`RECOVERY_PER_SECOND`] of the documented rate back, up to
+//! all of it, so idbind alone again is back at the full rate within half a minute. A 429 also holds the limit
+//! closed until its `Retry-After` has passed: Azure does not process a request sent earlier
 //! (docs/azure.md#arm-throttling), so sending one would only spend a request and provoke the next 429.
 //!
 //! Pure: time and the random draw are passed in.
@@ -25,7 +25,7 @@ use std::{
 pub const CUT: RangeInclusive<f64> = 0.5..=0.75;
 
 /// How much of the documented rate comes back per second without a 429: from half the rate to all of it in
-/// 25 s, so a fleet's operators probe for room slowly enough that few of their requests meet a 429.
+/// 25 seconds, so a fleet's operators probe for room slowly enough that few of their requests meet a 429.
 pub const RECOVERY_PER_SECOND: f64 = 0.02;
 
 /// The least fraction a limit is cut to: with 16 clusters or more in one subscription each still sends
