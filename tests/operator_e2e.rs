@@ -952,6 +952,40 @@ async fn drift_a_deleted_identity_is_replaced_and_the_service_account_follows() 
 
 /// Waits until `binding` is Ready for `generation` (an edit served); on timeout the error carries the binding
 /// as it stands.
+/// Another caller (another cluster's operator, a pipeline) spends the subscription's identity creates, so
+/// Azure answers idbind's creates 429 although idbind's budget allowed them (the simulator plays it: its next
+/// two creates are refused with a Retry-After of 2 s). The binding then waits for its next turn, which the
+/// budget puts after the Retry-After, instead of failing as Throttled with a growing backoff: no `Throttled`
+/// Event, and Ready once Azure takes the create.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_refused_for_others_spending_the_limit_waits_its_turn_instead_of_failing() -> TestResult {
+    let env = start("e2e-shared").await?;
+    env.sim.set_faults(vec![FaultRule {
+        operation: "UserAssignedIdentities_CreateOrUpdate".into(),
+        action: FaultAction::Error { status: 429, retry_after_secs: Some(2) },
+        rate: 1.0,
+        times: Some(2),
+    }]);
+    env.apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app"}}))?;
+    env.binding("app", "app", &["Key Vault Secrets User"])?;
+    env.wait_condition("app", READY, "True", Reason::Reconciled, Duration::from_secs(60)).await?;
+    assert_eq!(
+        env.sim.counters().get("UserAssignedIdentities_CreateOrUpdate", "429"),
+        2,
+        "both refusals were met"
+    );
+    let events = env.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=app,involvedObject.kind=WorkloadIdentityBinding",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])?;
+    assert!(!events.contains(Reason::Throttled.as_str()), "the binding failed as Throttled: {events}");
+    Ok(())
+}
+
 async fn ready_for_generation(env: &Env, binding: &str, generation: i64) -> TestResult {
     let want = format!("{generation} {generation} True");
     let served =

@@ -7,7 +7,7 @@ use super::{Context, azure_failure, turns};
 use crate::core::reason::Reason;
 use crate::{
     azure::{
-        IdentityIds,
+        AzureError, IdentityIds,
         access::{FromArm, Observation},
         budget::MsiOp,
     },
@@ -57,6 +57,11 @@ pub async fn converge(
                 Ok(()) => tracing::info!(binding = holder, "azure write: {action}: done"),
                 Err(e) => tracing::warn!(binding = holder, error = %e, "azure write: {action}: failed"),
             }
+            if let Err(e) = &written_now
+                && let Some(deferred) = refused_create(ctx, holder, action, e).await
+            {
+                return Err(deferred);
+            }
             written_now.map_err(|e| azure_failure(action.part(), &e))?;
             written.push(action.clone());
         }
@@ -97,6 +102,27 @@ async fn nothing_to_do(ctx: &Context, holder: &str, wanted: &Wanted) -> Result<O
         })?;
     }
     Ok(None)
+}
+
+/// A create of the identity that Azure refused with 429 although the budget admitted it: the binding comes
+/// back at its next turn ([`turns::after_refusal`]), waiting as it waits for any turn.
+async fn refused_create(ctx: &Context, holder: &str, action: &Action, e: &AzureError) -> Option<Outcome> {
+    let Action::PutIdentity { resource_id, .. } = action else {
+        return None;
+    };
+    if e.reason() != Reason::Throttled {
+        return None;
+    }
+    let wait = turns::after_refusal(ctx, holder, MsiOp::CreateOrUpdate, resource_id).await?;
+    Some(Outcome::Deferred {
+        part: Part::Identity,
+        message: format!(
+            "the managed-identity API refused to create identity {resource_id} for now (429: others, such as \
+             other clusters in the subscription, spend the same limit); due again in about {} s",
+            wait.as_secs()
+        ),
+        wait: wait.max(turns::WAIT_LIMIT),
+    })
 }
 
 fn ids(identity: &ResourceId, observed: Observation<FromArm>) -> IdentityIds {

@@ -22,13 +22,37 @@ pub async fn take(ctx: &Context, binding: &str, op: MsiOp, identity: &ResourceId
     let Some(budget) = &ctx.budget else {
         return Ok(());
     };
-    let kind = if op == MsiOp::Delete { OpKind::Delete } else { OpKind::Write };
-    let holder = format!("{binding} {op:?} {}", identity.to_string().to_ascii_lowercase());
-    let wait = budget.turn(&holder, &Request { kind, msi: Some((op, identity.to_string())) }).await;
+    let (holder, request) = turn_of(binding, op, identity);
+    let wait = budget.turn(&holder, &request).await;
     if wait > WAIT_LIMIT {
         return Err(wait);
     }
     budget.end_turn(&holder).await;
     tokio::time::sleep(wait).await;
     Ok(())
+}
+
+/// Azure refused `binding`'s create (or delete) of `identity` with 429 although its turn had come: someone
+/// else spends the same limit. Books its next turn, which the budget puts after the 429's hold, and says how
+/// long until it is; `None` without a budget (the controller's backoff then decides).
+///
+/// The binding comes back at that turn instead of failing with an exponential backoff: in a fleet every
+/// binding may meet a 429 or two, and backing each off for longer and longer left the limit unused at the end
+/// while the bindings still waited.
+pub async fn after_refusal(
+    ctx: &Context,
+    binding: &str,
+    op: MsiOp,
+    identity: &ResourceId,
+) -> Option<Duration> {
+    let budget = ctx.budget.as_ref()?;
+    let (holder, request) = turn_of(binding, op, identity);
+    Some(budget.turn(&holder, &request).await)
+}
+
+/// The name of `binding`'s turn at `op` on `identity`, and the request it books.
+fn turn_of(binding: &str, op: MsiOp, identity: &ResourceId) -> (String, Request) {
+    let kind = if op == MsiOp::Delete { OpKind::Delete } else { OpKind::Write };
+    let holder = format!("{binding} {op:?} {}", identity.to_string().to_ascii_lowercase());
+    (holder, Request { kind, msi: Some((op, identity.to_string())) })
 }
