@@ -951,12 +951,11 @@ async fn drift_a_deleted_identity_is_replaced_and_the_service_account_follows() 
 }
 
 /// Waits until `binding` is Ready for `generation` (an edit served); on timeout the error carries the binding
-/// as it stands.
-/// Another caller (another cluster's operator, a pipeline) spends the subscription's identity creates, so
-/// Azure answers idbind's creates 429 although idbind's budget allowed them (the simulator plays it: its next
-/// two creates are refused with a Retry-After of 2 s). The binding then waits for its next turn, which the
-/// budget puts after the Retry-After, instead of failing as Throttled with a growing backoff: no `Throttled`
-/// Event, and Ready once Azure takes the create.
+/// as it stands. Another caller (another cluster's operator, a pipeline) spends the subscription's identity
+/// creates, so Azure answers idbind's creates 429 although idbind's budget allowed them (the simulator plays
+/// it: its next two creates are refused with a Retry-After of 2 s). The binding then waits for its next turn,
+/// which the budget puts after the Retry-After, instead of failing as Throttled with a growing backoff: no
+/// `Throttled` Event, and Ready once Azure takes the create.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_create_refused_for_others_spending_the_limit_waits_its_turn_instead_of_failing() -> TestResult {
     let env = start("e2e-shared").await?;

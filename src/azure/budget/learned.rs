@@ -24,8 +24,8 @@ use std::{
 /// The fraction of the learned rate left after a 429: a draw from this range.
 pub const CUT: RangeInclusive<f64> = 0.5..=0.75;
 
-/// How much of the documented rate comes back per second without a 429: from half the rate to all of it in
-/// 25 seconds, so a fleet's operators probe for room slowly enough that few of their requests meet a 429.
+/// How much of the documented rate comes back per second without a 429: from half the rate to all of it in 25
+/// seconds, so a fleet's operators probe for room slowly enough that few of their requests meet a 429.
 pub const RECOVERY_PER_SECOND: f64 = 0.02;
 
 /// The least fraction a limit is cut to: with 16 clusters or more in one subscription each still sends
