@@ -11,6 +11,7 @@
 // sysconf); each use carries a SAFETY note.
 #![allow(unsafe_code)]
 
+mod fleet;
 mod model;
 mod procs;
 mod prom;
@@ -58,6 +59,12 @@ struct Args {
     /// Python with matplotlib, for the chart (skipped if missing).
     #[arg(long, default_value = ".cache/bench-venv/bin/python")]
     python: PathBuf,
+    /// Operators (clusters) of the fleet phase, sharing one subscription; 0 skips the phase.
+    #[arg(long, default_value_t = 4)]
+    fleet: usize,
+    /// Bindings of the fleet phase, over all its operators.
+    #[arg(long, default_value_t = 200)]
+    fleet_n: usize,
     /// Only rewrite REPORT.md and the chart from results.json.
     #[arg(long)]
     report_only: bool,
@@ -164,6 +171,20 @@ fn main() -> Result<()> {
             fs::create_dir_all(&args.out)?;
             fs::write(&results_file, serde_json::to_string_pretty(&results)?)?;
             report::write(&args.out, &results)?;
+        }
+        if args.fleet > 0 {
+            let phase = fleet::Fleet { k: args.fleet, n: args.fleet_n, concurrency: args.concurrency };
+            let mut r = match fleet::run(&opts, &phase) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("[bench] fleet K={} N={} FAILED: {e:#}", phase.k, phase.n);
+                    json!({"k": phase.k, "n": phase.n, "ranAt": now_utc(), "error": format!("{e:#}")})
+                }
+            };
+            r["machine"] = machine.clone();
+            results["fleet"] = r;
+            fs::create_dir_all(&args.out)?;
+            fs::write(&results_file, serde_json::to_string_pretty(&results)?)?;
         }
     }
     report::write(&args.out, &results)?;

@@ -284,6 +284,37 @@ pub fn bound_ready_at(n: usize, scale: f64, t: f64) -> f64 {
     (s_c.max(1.0) + s_c * (t - tail)).floor().min(n as f64)
 }
 
+/// The app (client id, object id) of member `k` of a fleet: each cluster's operator signs in as its own, as
+/// separate clusters would.
+pub fn fleet_app(k: usize) -> (String, String) {
+    (
+        format!("b0000000-0000-0000-0000-0000000001{k:02x}"),
+        format!("b0000000-0000-4000-8000-0000000002{k:02x}"),
+    )
+}
+
+/// The simulator for a fleet of `k` operators sharing one subscription: the size run's world, with every
+/// member's app holding the operator's roles.
+pub fn fleet_config(n: usize, k: usize, trust_ca: &str) -> Value {
+    let mut config = sim_config(n, 1.0, trust_ca);
+    let seed = &mut config["seed"];
+    let mine: Vec<Value> = seed["roleAssignments"].as_array().cloned().unwrap_or_default();
+    let mut apps = Vec::new();
+    let mut assignments = Vec::new();
+    for member in 0..k {
+        let (client_id, object_id) = fleet_app(member);
+        apps.push(json!({"clientId": client_id, "clientSecret": SECRET, "objectId": object_id}));
+        for a in &mine {
+            let mut a = a.clone();
+            a["principalId"] = json!(object_id);
+            assignments.push(a);
+        }
+    }
+    seed["apps"] = Value::Array(apps);
+    seed["roleAssignments"] = Value::Array(assignments);
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

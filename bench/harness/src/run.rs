@@ -49,11 +49,11 @@ pub struct Size {
 const PROBE: &str = "probe/probe";
 const CHUNK: usize = 500;
 
-fn log(t0: Instant, msg: impl AsRef<str>) {
+pub(crate) fn log(t0: Instant, msg: impl AsRef<str>) {
     eprintln!("[bench {:>7.1}s] {}", t0.elapsed().as_secs_f64(), msg.as_ref());
 }
 
-fn binding_json(ns: &str, name: &str, vault: usize, roles: &[&str]) -> Value {
+pub(crate) fn binding_json(ns: &str, name: &str, vault: usize, roles: &[&str]) -> Value {
     let vault_id = format!(
         "/subscriptions/{}/resourceGroups/{KV_RG}/providers/Microsoft.KeyVault/vaults/{}",
         model::vault_sub(vault),
@@ -70,7 +70,7 @@ fn binding_json(ns: &str, name: &str, vault: usize, roles: &[&str]) -> Value {
     })
 }
 
-fn list(items: Vec<Value>) -> Value {
+pub(crate) fn list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
@@ -79,17 +79,35 @@ fn bench_binding(i: usize, vaults: usize) -> (String, String, usize) {
     (format!("bench-{}", i / 1000), format!("b{i:05}"), i % vaults)
 }
 
-fn kubectl_create(cp: &ControlPlane, file: &Path) -> Result<()> {
+pub(crate) fn kubectl_create(cp: &ControlPlane, file: &Path) -> Result<()> {
     cp.kubectl_ok(&["create", "-f", &file.display().to_string()]).map(|_| ())
 }
 
-struct Operator {
+pub(crate) struct Operator {
     proc: Proc,
     http: String,
 }
 
+/// Who an operator is: its cluster's name, the app it signs in as, the namespace it watches (all when none).
+pub(crate) struct Member<'a> {
+    pub cluster: &'a str,
+    pub app: &'a str,
+    pub namespace: Option<&'a str>,
+}
+
+/// The one operator of the size runs.
+const ALONE: Member<'static> = Member { cluster: "bench", app: APP, namespace: None };
+
 impl Operator {
-    fn metrics(&self) -> Result<String> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
+        self.proc.check_alive()
+    }
+
+    pub(crate) fn stop(&mut self) {
+        self.proc.stop(Duration::from_secs(30));
+    }
+
+    pub(crate) fn metrics(&self) -> Result<String> {
         procs::get(&format!("{}/metrics", self.http))
     }
     fn stat(&self) -> ProcStat {
@@ -97,12 +115,12 @@ impl Operator {
     }
 }
 
-struct Env<'a> {
-    opts: &'a Options,
-    size: &'a Size,
-    cp: &'a ControlPlane,
-    dir: PathBuf,
-    endpoint: Value,
+pub(crate) struct Env<'a> {
+    pub opts: &'a Options,
+    pub size: &'a Size,
+    pub cp: &'a ControlPlane,
+    pub dir: PathBuf,
+    pub endpoint: Value,
 }
 
 impl Env<'_> {
@@ -110,17 +128,28 @@ impl Env<'_> {
         format!("{}/_sim", self.endpoint["http"].as_str().unwrap_or_default())
     }
 
-    fn counters(&self) -> Result<Value> {
+    pub(crate) fn counters(&self) -> Result<Value> {
         Ok(serde_json::from_str(&procs::get(&format!("{}/counters", self.sim_admin()))?)?)
     }
 
-    fn reset_counters(&self) -> Result<()> {
+    pub(crate) fn reset_counters(&self) -> Result<()> {
         procs::http("DELETE", &format!("{}/counters", self.sim_admin()), Duration::from_secs(10)).map(|_| ())
     }
 
     /// The release operator; with `verify`, `IDBIND_VERIFY=access` and Azure's hosts (Key Vault's data plane)
     /// through the simulator's proxy, as a cluster with an egress proxy has them.
     fn start_operator(&self, tag: &str, resync: u64, verify: bool) -> Result<Operator> {
+        self.start_member(tag, resync, verify, &ALONE)
+    }
+
+    /// An operator as `member`.
+    pub(crate) fn start_member(
+        &self,
+        tag: &str,
+        resync: u64,
+        verify: bool,
+        member: &Member<'_>,
+    ) -> Result<Operator> {
         let port = procs::free_port()?;
         let mut cmd = Command::new(&self.opts.idbind);
         let e = &self.endpoint;
@@ -131,11 +160,11 @@ impl Env<'_> {
             }
         }
         cmd.env("KUBECONFIG", self.cp.kubeconfig())
-            .env("IDBIND_CLUSTER_NAME", "bench")
+            .env("IDBIND_CLUSTER_NAME", member.cluster)
             .env("IDBIND_OIDC_ISSUER", self.cp.server())
             .env("AZURE_SUBSCRIPTION_ID", SUB)
             .env("AZURE_TENANT_ID", e["tenantId"].as_str().unwrap_or_default())
-            .env("AZURE_CLIENT_ID", APP)
+            .env("AZURE_CLIENT_ID", member.app)
             .env("AZURE_CLIENT_SECRET", SECRET)
             .env("IDBIND_RESOURCE_GROUP", ID_RG)
             .env("IDBIND_LOCATION", LOCATION)
@@ -149,6 +178,9 @@ impl Env<'_> {
             .env("IDBIND_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("IDBIND_LEADER_ELECT", "false")
             .env("IDBIND_LOG_FORMAT", "json");
+        if let Some(namespace) = member.namespace {
+            cmd.env("IDBIND_WATCH_NAMESPACE", namespace);
+        }
         if model::vault_count(self.size.n) > 1 {
             cmd.env("IDBIND_ALLOW_OTHER_SUBSCRIPTIONS", "true");
         }
@@ -292,17 +324,13 @@ fn stat_json(s: ProcStat) -> Value {
     json!({"peakRssBytes": s.peak_rss, "rssBytes": s.rss, "cpuSeconds": s.cpu_seconds})
 }
 
-pub fn run(opts: &Options, size: &Size) -> Result<Value> {
-    let t_start = Instant::now();
-    let n = size.n;
-    let dir = opts.work.join(format!("n{n}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
-    let dir = fs::canonicalize(&dir)?;
-    log(
-        t_start,
-        format!("N={n}: starting etcd + kube-apiserver + kube-controller-manager in {}", dir.display()),
-    );
+/// A fresh control plane with idbind's CRDs, and the simulator with `config(the control plane's CA)`; the
+/// simulator's endpoint.
+pub(crate) fn start_world(
+    opts: &Options,
+    dir: &Path,
+    config: impl FnOnce(&str) -> Value,
+) -> Result<(ControlPlane, Proc, Value)> {
     let cp = ControlPlane::start(&dir.join("cluster"), Lifetime::TiedToCaller)?;
     cp.kubectl_ok(&["apply", "--server-side", "-f", &opts.crds.display().to_string()])?;
     cp.kubectl_ok(&[
@@ -311,11 +339,10 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
         "--timeout=60s",
         "crd/workloadidentitybindings.idbind.dev",
     ])?;
-
     // The simulator with ARM's documented limits (scaled) and the latency model.
     let sim_dir = dir.join("sim");
     fs::create_dir_all(&sim_dir)?;
-    let config = model::sim_config(n, size.scale, &cp.ca_file().display().to_string());
+    let config = config(&cp.ca_file().display().to_string());
     fs::write(sim_dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
     let mut sim_cmd = Command::new(&opts.sim);
     sim_cmd.arg("--config").arg(sim_dir.join("config.json")).arg("--state-dir").arg(&sim_dir).args([
@@ -336,6 +363,25 @@ pub fn run(opts: &Options, size: &Size) -> Result<Value> {
             .is_some_and(|v| v["http"].is_string()))
     })?;
     let endpoint: Value = serde_json::from_str(&fs::read_to_string(&endpoint_file)?)?;
+    Ok((cp, sim, endpoint))
+}
+
+pub fn run(opts: &Options, size: &Size) -> Result<Value> {
+    let t_start = Instant::now();
+    let n = size.n;
+    let dir = opts.work.join(format!("n{n}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let dir = fs::canonicalize(&dir)?;
+    log(
+        t_start,
+        format!("N={n}: starting etcd + kube-apiserver + kube-controller-manager in {}", dir.display()),
+    );
+    let mut config = Value::Null;
+    let (cp, sim, endpoint) = start_world(opts, &dir, |ca| {
+        config = model::sim_config(n, size.scale, ca);
+        config.clone()
+    })?;
     let env = Env { opts, size, cp: &cp, dir: dir.clone(), endpoint };
 
     // Namespaces and ServiceAccounts exist before the clock starts.
