@@ -33,8 +33,8 @@ pub mod state;
 pub mod tls;
 
 pub use config::{
-    BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, SimConfig, ThrottleConfig,
-    TlsConfig,
+    BehaviourConfig, BucketSpec, EntraConfig, LatencyConfig, MsiLimits, MsiRate, MsiRetryAfter, SimConfig,
+    ThrottleConfig, TlsConfig,
 };
 pub use error::SimError;
 pub use handle::{SimHandle, Simulator};

@@ -114,9 +114,20 @@ fn header(name: String, value: String) -> Option<(HeaderName, HeaderValue)> {
     Some((HeaderName::try_from(name).ok()?, HeaderValue::try_from(value).ok()?))
 }
 
-/// [UNVERIFIED] burst of the MSI limits: one second's worth, at least one request.
-fn msi_spec(rate: f64) -> BucketSpec {
-    BucketSpec::new(rate.max(1.0), rate)
+/// [UNVERIFIED] burst of the MSI limits: `burst_seconds` worth (one second by default), at least one request.
+fn msi_spec(rate: f64, burst_seconds: f64) -> BucketSpec {
+    BucketSpec::new((rate * burst_seconds).max(1.0), rate)
+}
+
+/// The least Retry-After the managed-identity limit `key` answers with (0 for ARM's own buckets).
+fn least_retry_after(cfg: &ThrottleConfig, key: &BucketKey) -> u64 {
+    let r = cfg.msi.retry_after;
+    match key {
+        BucketKey::MsiTenant(_) => r.per_tenant_secs,
+        BucketKey::MsiSubscription(..) => r.per_subscription_secs,
+        BucketKey::MsiResource(..) => r.per_resource_secs,
+        _ => 0,
+    }
 }
 
 impl Throttler {
@@ -186,6 +197,8 @@ impl Throttler {
         }
         if wait > 0.0 {
             let secs = if wait.is_finite() { (wait.ceil() as u64).max(1) } else { 3600 };
+            // A limit newly refused may say to wait longer than its refill takes (the strict profile).
+            let secs = empty.iter().map(|k| least_retry_after(&cfg, k)).fold(secs, u64::max);
             // Closed to this caller until the Retry-After we answer has passed, as ARM keeps a throttled
             // caller out. Past closures are dropped here, so the map holds only callers kept out now.
             closed.retain(|_, until| *until > now_ms);
@@ -297,14 +310,18 @@ fn msi_buckets(cfg: &ThrottleConfig, req: &ThrottleRequest) -> Keys {
         MsiOp::List => cfg.msi.list,
         MsiOp::Delete => cfg.msi.delete,
     };
-    let mut keys = vec![(BucketKey::MsiTenant(*op), msi_spec(rate.per_tenant))];
+    let burst = cfg.msi.burst_seconds;
+    let mut keys = vec![(BucketKey::MsiTenant(*op), msi_spec(rate.per_tenant, burst))];
     if let Some(sub) = &req.subscription {
         keys.push((
             BucketKey::MsiSubscription(sub.to_ascii_lowercase(), *op),
-            msi_spec(rate.per_subscription),
+            msi_spec(rate.per_subscription, burst),
         ));
     }
-    keys.push((BucketKey::MsiResource(resource.to_ascii_lowercase(), *op), msi_spec(rate.per_resource)));
+    keys.push((
+        BucketKey::MsiResource(resource.to_ascii_lowercase(), *op),
+        msi_spec(rate.per_resource, burst),
+    ));
     keys
 }
 
@@ -412,6 +429,28 @@ mod tests {
         // The refill is shared: nothing is left for anyone until the next token.
         assert!(t.admit(&create("b", "/x/5"), 600).is_err());
         assert!(t.admit(&create("a", "/x/3"), 1500).is_ok());
+    }
+
+    #[test]
+    fn the_strict_profile_says_to_wait_20_s_and_keeps_the_caller_out_that_long() {
+        let t = Throttler::new(ThrottleConfig { msi: MsiLimits::strict(), ..ThrottleConfig::default() });
+        let create = |id: &str| ThrottleRequest {
+            subscription: Some("s".into()),
+            principal: "a".into(),
+            kind: OpKind::Write,
+            msi: Some((MsiOp::CreateOrUpdate, id.into())),
+        };
+        assert!(t.admit(&create("/x/1"), 0).is_ok());
+        assert!(t.admit(&create("/x/2"), 0).is_ok());
+        assert_eq!(retry_after(t.admit(&create("/x/3"), 0)), Some(HeaderValue::from(20u64)));
+        // The bucket refilled long ago, but the caller was told 20 s.
+        assert_eq!(retry_after(t.admit(&create("/x/3"), 5_000)), Some(HeaderValue::from(15u64)));
+        assert!(t.admit(&create("/x/3"), 20_000).is_ok());
+        // ARM's own buckets keep answering the time until a token is back.
+        assert_eq!(
+            least_retry_after(&t.config(), &BucketKey::Global { sub: "s".into(), kind: OpKind::Write }),
+            0
+        );
     }
 
     #[test]
