@@ -326,6 +326,27 @@ impl Budget {
         Ok(())
     }
 
+    /// How long to hold back `req`, just admitted, before sending it: a random part of one interval of the
+    /// managed-identity limit per subscription when the admission spent its last token, else nothing.
+    ///
+    /// An idbind pacing its creates at the documented rate sends each one the moment a token is back at Azure
+    /// too, so alone it loses nothing by this; but in a fleet the one that paces at the full rate would
+    /// otherwise take every token as it comes back and never meet a 429, leaving the others to share what it
+    /// leaves and finish long after it. Sending at a random point of the interval lets the others' requests
+    /// take some of those tokens, so it meets the 429s that teach it to share. Never earlier than admitted,
+    /// so no request is sent before its token.
+    pub fn dispatch_delay(&mut self, req: &Request) -> Duration {
+        let Some((op, _)) = &req.msi else {
+            return Duration::ZERO;
+        };
+        let key = Key::Shared(SharedLimit::Msi(*op));
+        let spent = self.buckets.get(&key).is_some_and(|b| b.tokens < 1.0);
+        match per_request(self.documented(SharedLimit::Msi(*op))) {
+            Some(interval) if spent => interval.mul_f64(self.rng.f64()),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// When `holder` may send `req`: a turn booked on the managed-identity buckets the request needs, in the
     /// order turns are asked for, at their rate (after their burst). Asking again before the turn is taken
     /// gives the same time.
@@ -467,10 +488,13 @@ impl SharedBudget {
                 let mut budget = self.lock();
                 let now = Self::now();
                 budget.maybe_prune(now);
-                budget.try_acquire(req, now)
+                budget.try_acquire(req, now).map(|()| budget.dispatch_delay(req))
             };
             match verdict {
-                Ok(()) => return start.elapsed(),
+                Ok(delay) => {
+                    tokio::time::sleep(delay).await;
+                    return start.elapsed();
+                }
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
@@ -577,6 +601,22 @@ mod tests {
         assert!(b.turn("y", &msi_put("/id/y"), t0) >= t0 + 20 * SECOND, "new turns start after it too");
         // A turn for a read is not held.
         assert_eq!(b.turn("z", &msi_get("/id/z"), t0), t0);
+    }
+
+    #[test]
+    fn a_create_that_spent_the_last_token_goes_out_at_a_random_point_of_its_interval() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(Limits::default(), 7);
+        // The burst of two: sent at once.
+        assert_eq!(b.try_acquire(&msi_put("/id/a"), t0), Ok(()));
+        assert_eq!(b.dispatch_delay(&msi_put("/id/a")), Duration::ZERO);
+        assert_eq!(b.try_acquire(&msi_put("/id/b"), t0), Ok(()));
+        // That one spent the last token: paced creates are spread over the interval (0.5 s at 2/s).
+        let delays: Vec<Duration> = (0..20).map(|_| b.dispatch_delay(&msi_put("/id/b"))).collect();
+        assert!(delays.iter().all(|d| *d < Duration::from_millis(500)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(100)), "{delays:?}");
+        // Requests that no fleet shares at this rate are never held back.
+        assert_eq!(b.dispatch_delay(&write()), Duration::ZERO);
     }
 
     #[test]
