@@ -29,6 +29,8 @@ pub struct Fleet {
     /// Bindings over all of them.
     pub n: usize,
     pub concurrency: u32,
+    /// The simulator's strict Retry-After profile ([`model::strict`]) instead of its kind default.
+    pub strict: bool,
 }
 
 fn namespace(member: usize) -> String {
@@ -38,12 +40,22 @@ fn namespace(member: usize) -> String {
 pub fn run(opts: &Options, fleet: &Fleet) -> Result<Value> {
     let t_start = Instant::now();
     let (n, k) = (fleet.n, fleet.k);
-    let dir = opts.work.join(format!("fleet-k{k}-n{n}"));
+    let profile = if fleet.strict { "strict" } else { "kind" };
+    let dir = opts.work.join(format!("fleet-k{k}-n{n}-{profile}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let dir = fs::canonicalize(&dir)?;
-    run::log(t_start, format!("fleet K={k} N={n}: starting a control plane and the simulator"));
-    let (cp, _sim, endpoint) = run::start_world(opts, &dir, |ca| model::fleet_config(n, k, ca))?;
+    run::log(
+        t_start,
+        format!("fleet K={k} N={n} ({profile} Retry-After): starting a control plane and the simulator"),
+    );
+    let (cp, _sim, endpoint) = run::start_world(opts, &dir, |ca| {
+        let mut config = model::fleet_config(n, k, ca);
+        if fleet.strict {
+            model::strict(&mut config);
+        }
+        config
+    })?;
     let size = Size {
         n,
         scale: 1.0,
@@ -162,7 +174,7 @@ pub fn run(opts: &Options, fleet: &Fleet) -> Result<Value> {
     run::log(
         t_start,
         format!(
-            "fleet K={k} N={n}: all Ready after {all_ready:.1} s (bound {bound:.1} s, ratio {:.2}), {throttled} \
+            "fleet K={k} N={n} ({profile}): all Ready after {all_ready:.1} s (bound {bound:.1} s, ratio {:.2}), {throttled} \
              x 429 of {total} requests, slowest/fastest cluster {:.2}",
             all_ready / bound,
             slowest / fastest
@@ -171,6 +183,7 @@ pub fn run(opts: &Options, fleet: &Fleet) -> Result<Value> {
     Ok(json!({
         "k": k,
         "n": n,
+        "retryAfter": profile,
         "ranAt": crate::now_utc(),
         "boundSeconds": bound,
         "allReadySeconds": all_ready,

@@ -172,17 +172,19 @@ fn main() -> Result<()> {
             fs::write(&results_file, serde_json::to_string_pretty(&results)?)?;
             report::write(&args.out, &results)?;
         }
-        if args.fleet > 0 {
-            let phase = fleet::Fleet { k: args.fleet, n: args.fleet_n, concurrency: args.concurrency };
+        for strict in [false, true].into_iter().filter(|_| args.fleet > 0) {
+            let phase =
+                fleet::Fleet { k: args.fleet, n: args.fleet_n, concurrency: args.concurrency, strict };
+            let profile = if strict { "strict" } else { "kind" };
             let mut r = match fleet::run(&opts, &phase) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("[bench] fleet K={} N={} FAILED: {e:#}", phase.k, phase.n);
-                    json!({"k": phase.k, "n": phase.n, "ranAt": now_utc(), "error": format!("{e:#}")})
+                    eprintln!("[bench] fleet K={} N={} ({profile}) FAILED: {e:#}", phase.k, phase.n);
+                    json!({"k": phase.k, "n": phase.n, "retryAfter": profile, "ranAt": now_utc(), "error": format!("{e:#}")})
                 }
             };
             r["machine"] = machine.clone();
-            results["fleet"] = r;
+            results["fleet"][profile] = r;
             fs::create_dir_all(&args.out)?;
             fs::write(&results_file, serde_json::to_string_pretty(&results)?)?;
         }

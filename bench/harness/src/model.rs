@@ -284,6 +284,14 @@ pub fn bound_ready_at(n: usize, scale: f64, t: f64) -> f64 {
     (s_c.max(1.0) + s_c * (t - tail)).floor().min(n as f64)
 }
 
+/// The simulator's managed-identity limits as strict as Azure is believed to be
+/// (docs/azure.md#managed-identity-limits, the simulator's `MsiLimits::strict`): every 429 says to retry
+/// after 20 s.
+pub fn strict(config: &mut Value) {
+    config["throttle"]["msi"]["retryAfter"] =
+        json!({"perTenantSecs": 20, "perSubscriptionSecs": 20, "perResourceSecs": 20});
+}
+
 /// The app (client id, object id) of member `k` of a fleet: each cluster's operator signs in as its own, as
 /// separate clusters would.
 pub fn fleet_app(k: usize) -> (String, String) {
