@@ -326,25 +326,22 @@ impl Budget {
         Ok(())
     }
 
-    /// How long to hold back `req`, just admitted, before sending it: a random part of one interval of the
-    /// managed-identity limit per subscription when the admission spent its last token, else nothing.
+    /// A random part of one interval of `req`'s managed-identity limit per subscription (nothing for other
+    /// requests): added to the wait of a request that has to wait for a token, so paced creates go out at a
+    /// random point of their interval.
     ///
-    /// An idbind pacing its creates at the documented rate sends each one the moment a token is back at Azure
-    /// too, so alone it loses nothing by this; but in a fleet the one that paces at the full rate would
-    /// otherwise take every token as it comes back and never meet a 429, leaving the others to share what it
-    /// leaves and finish long after it. Sending at a random point of the interval lets the others' requests
-    /// take some of those tokens, so it meets the 429s that teach it to share. Never earlier than admitted,
-    /// so no request is sent before its token.
-    pub fn dispatch_delay(&mut self, req: &Request) -> Duration {
+    /// An idbind pacing its creates at the documented rate would otherwise send each one the moment a token
+    /// is back at Azure: alone it loses nothing by that, but in a fleet the one pacing at the full rate takes
+    /// every token as it comes back, never meets a 429, and leaves the others to share what it leaves until
+    /// it is done. Sending at a random point lets the others' requests take some of those tokens, so it meets
+    /// the 429s that teach it to share. The token is taken when the request goes, after the wait, so idbind's
+    /// buckets and Azure's count the same requests at the same time and the lone idbind still meets no 429.
+    pub fn pacing_jitter(&mut self, req: &Request) -> Duration {
         let Some((op, _)) = &req.msi else {
             return Duration::ZERO;
         };
-        let key = Key::Shared(SharedLimit::Msi(*op));
-        let spent = self.buckets.get(&key).is_some_and(|b| b.tokens < 1.0);
-        match per_request(self.documented(SharedLimit::Msi(*op))) {
-            Some(interval) if spent => interval.mul_f64(self.rng.f64()),
-            _ => Duration::ZERO,
-        }
+        per_request(self.documented(SharedLimit::Msi(*op)))
+            .map_or(Duration::ZERO, |i| i.mul_f64(self.rng.f64()))
     }
 
     /// When `holder` may send `req`: a turn booked on the managed-identity buckets the request needs, in the
@@ -488,13 +485,10 @@ impl SharedBudget {
                 let mut budget = self.lock();
                 let now = Self::now();
                 budget.maybe_prune(now);
-                budget.try_acquire(req, now).map(|()| budget.dispatch_delay(req))
+                budget.try_acquire(req, now).map_err(|wait| wait + budget.pacing_jitter(req))
             };
             match verdict {
-                Ok(delay) => {
-                    tokio::time::sleep(delay).await;
-                    return start.elapsed();
-                }
+                Ok(()) => return start.elapsed(),
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
@@ -604,19 +598,13 @@ mod tests {
     }
 
     #[test]
-    fn a_create_that_spent_the_last_token_goes_out_at_a_random_point_of_its_interval() {
-        let t0 = Instant::now();
+    fn paced_creates_wait_a_random_part_of_their_interval_more() {
         let mut b = Budget::new(Limits::default(), 7);
-        // The burst of two: sent at once.
-        assert_eq!(b.try_acquire(&msi_put("/id/a"), t0), Ok(()));
-        assert_eq!(b.dispatch_delay(&msi_put("/id/a")), Duration::ZERO);
-        assert_eq!(b.try_acquire(&msi_put("/id/b"), t0), Ok(()));
-        // That one spent the last token: paced creates are spread over the interval (0.5 s at 2/s).
-        let delays: Vec<Duration> = (0..20).map(|_| b.dispatch_delay(&msi_put("/id/b"))).collect();
-        assert!(delays.iter().all(|d| *d < Duration::from_millis(500)), "{delays:?}");
-        assert!(delays.iter().any(|d| *d > Duration::from_millis(100)), "{delays:?}");
+        let jitters: Vec<Duration> = (0..20).map(|_| b.pacing_jitter(&msi_put("/id/a"))).collect();
+        assert!(jitters.iter().all(|d| *d < Duration::from_millis(500)), "within 0.5 s at 2/s: {jitters:?}");
+        assert!(jitters.iter().any(|d| *d > Duration::from_millis(100)), "{jitters:?}");
         // Requests that no fleet shares at this rate are never held back.
-        assert_eq!(b.dispatch_delay(&write()), Duration::ZERO);
+        assert_eq!(b.pacing_jitter(&write()), Duration::ZERO);
     }
 
     #[test]
