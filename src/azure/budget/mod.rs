@@ -239,14 +239,11 @@ impl Budget {
 
     /// The documented rate of a shared limit.
     fn documented(&self, limit: SharedLimit) -> Rate {
-        let find = |table: &[(MsiOp, Rate); 4], op: MsiOp| {
-            table.iter().find(|(o, _)| *o == op).map(|(_, r)| *r).unwrap_or(Rate::new(1.0, 1.0))
-        };
         match limit {
             SharedLimit::Arm(OpKind::Read) => self.limits.reads,
             SharedLimit::Arm(OpKind::Write) => self.limits.writes,
             SharedLimit::Arm(OpKind::Delete) => self.limits.deletes,
-            SharedLimit::Msi(op) => find(&self.limits.msi_subscription, op),
+            SharedLimit::Msi(op) => msi_rate(&self.limits.msi_subscription, op),
         }
     }
 
@@ -261,13 +258,7 @@ impl Budget {
     fn rate(&self, key: &Key, now: Instant) -> Rate {
         match key {
             Key::Shared(limit) => self.learned_rate(*limit, now),
-            Key::MsiResource(op, _) => self
-                .limits
-                .msi_resource
-                .iter()
-                .find(|(o, _)| o == op)
-                .map(|(_, r)| *r)
-                .unwrap_or(Rate::new(1.0, 1.0)),
+            Key::MsiResource(op, _) => msi_rate(&self.limits.msi_resource, *op),
         }
     }
 
@@ -442,6 +433,11 @@ impl Budget {
     pub fn bucket_count(&self) -> usize {
         self.buckets.len() + self.booked.len() + self.turns.len()
     }
+}
+
+/// `op`'s rate in a managed-identity limits table (every op is listed; one request per second otherwise).
+fn msi_rate(table: &[(MsiOp, Rate); 4], op: MsiOp) -> Rate {
+    table.iter().find(|(o, _)| *o == op).map_or(Rate::new(1.0, 1.0), |(_, r)| *r)
 }
 
 /// The time one request takes of a bucket's rate (`None` for a bucket that never refills).
